@@ -1,0 +1,3 @@
+from opendots.cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""The `opendots` command line: one module per command group."""

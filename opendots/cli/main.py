@@ -1,0 +1,26 @@
+"""Entry point of the `opendots` console script."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from opendots import __version__
+from opendots.cli.certs import certs
+
+
+@click.group()
+@click.version_option(__version__, prog_name="opendots")
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+def cli(verbose: int) -> None:
+    """OpenDOTS: DDoS Open Threat Signaling client, server and gateway."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+cli.add_command(certs)
+
+
+def main() -> None:
+    cli(prog_name="opendots")

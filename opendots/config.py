@@ -1,0 +1,199 @@
+"""Server and client configuration files (TOML).
+
+Relative paths in a file are resolved against the file's own directory, so a generated
+configuration folder can be moved as a whole.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import tomli_w
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+DEFAULT_SIGNAL_PORT = 4646  # RFC 9132 §10.1, UDP and TCP
+DEFAULT_CALL_HOME_PORT = 4647  # RFC 9066 §8.1
+DEFAULT_DATA_PORT = 443  # RFC 8783: RESTCONF over HTTPS
+DOCUMENTATION_PREFIXES = ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")
+
+
+class ConfigError(ValueError):
+    """A configuration file is missing a value or holds one that cannot be used."""
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    ca: Path
+    cert: Path
+    key: Path
+
+    @classmethod
+    def from_table(cls, table: dict[str, Any], base: Path) -> TlsFiles:
+        try:
+            return cls(*(base / table[name] for name in ("ca", "cert", "key")))
+        except KeyError as missing:
+            raise ConfigError(f"[tls] needs {missing.args[0]!r}") from None
+
+    def to_table(self, base: Path) -> dict[str, str]:
+        return {name: _relative(getattr(self, name), base) for name in ("ca", "cert", "key")}
+
+
+@dataclass(frozen=True)
+class ClientAuthorization:
+    """One DOTS client the server accepts, identified by its CUID, and what it may ask to protect."""
+
+    name: str
+    cuid: str
+    prefixes: tuple[IPNetwork, ...] = ()
+    fqdns: tuple[str, ...] = ()
+    uris: tuple[str, ...] = ()
+
+    def covers_prefix(self, prefix: IPNetwork) -> bool:
+        return any(prefix.version == own.version and prefix.subnet_of(own) for own in self.prefixes)
+
+    def covers_fqdn(self, fqdn: str) -> bool:
+        fqdn = fqdn.rstrip(".").lower()
+        for own in self.fqdns:
+            own = own.rstrip(".").lower()
+            if fqdn == own or (own.startswith("*.") and fqdn.endswith(own[1:])):
+                return True
+        return False
+
+
+@dataclass
+class ServerConfig:
+    tls: TlsFiles
+    clients: list[ClientAuthorization] = field(default_factory=list)
+    listen: list[str] = field(default_factory=lambda: ["::"])
+    signal_port: int = DEFAULT_SIGNAL_PORT
+    data_port: int = DEFAULT_DATA_PORT
+    db: Path = Path("opendots.db")
+    max_sessions: int = 10_000
+    idle_session_timeout: float = 600.0
+
+    def client_by_cuid(self, cuid: str) -> ClientAuthorization | None:
+        return next((client for client in self.clients if client.cuid == cuid), None)
+
+    @classmethod
+    def load(cls, path: Path | str) -> ServerConfig:
+        path = Path(path)
+        data = _read(path)
+        base = path.resolve().parent
+        server = data.get("server", {})
+        clients = []
+        for entry in data.get("clients", []):
+            try:
+                clients.append(
+                    ClientAuthorization(
+                        name=entry["name"],
+                        cuid=entry["cuid"],
+                        prefixes=tuple(ipaddress.ip_network(p) for p in entry.get("prefixes", [])),
+                        fqdns=tuple(entry.get("fqdns", [])),
+                        uris=tuple(entry.get("uris", [])),
+                    )
+                )
+            except (KeyError, ValueError) as error:
+                raise ConfigError(f"{path}: bad [[clients]] entry {entry!r}: {error}") from None
+        return cls(
+            tls=TlsFiles.from_table(data.get("tls", {}), base),
+            clients=clients,
+            listen=list(server.get("listen", ["::"])),
+            signal_port=int(server.get("signal_port", DEFAULT_SIGNAL_PORT)),
+            data_port=int(server.get("data_port", DEFAULT_DATA_PORT)),
+            db=base / server.get("db", "opendots.db"),
+            max_sessions=int(server.get("max_sessions", 10_000)),
+            idle_session_timeout=float(server.get("idle_session_timeout", 600.0)),
+        )
+
+    def save(self, path: Path | str) -> None:
+        path = Path(path)
+        base = path.resolve().parent
+        data = {
+            "server": {
+                "listen": self.listen,
+                "signal_port": self.signal_port,
+                "data_port": self.data_port,
+                "db": _relative(self.db, base),
+                "max_sessions": self.max_sessions,
+                "idle_session_timeout": self.idle_session_timeout,
+            },
+            "tls": self.tls.to_table(base),
+            "clients": [
+                {
+                    "name": c.name,
+                    "cuid": c.cuid,
+                    "prefixes": [str(p) for p in c.prefixes],
+                    "fqdns": list(c.fqdns),
+                    "uris": list(c.uris),
+                }
+                for c in self.clients
+            ],
+        }
+        path.write_text(tomli_w.dumps(data))
+
+
+@dataclass
+class ClientConfig:
+    tls: TlsFiles
+    server_name: str = "localhost"
+    server_addresses: list[str] = field(default_factory=list)  # empty: resolve server_name
+    signal_port: int = DEFAULT_SIGNAL_PORT
+    data_port: int = DEFAULT_DATA_PORT
+    transport: Literal["auto", "dtls", "tls"] = "auto"
+    control_socket: Path = Path("opendots-client.sock")
+
+    @classmethod
+    def load(cls, path: Path | str) -> ClientConfig:
+        path = Path(path)
+        data = _read(path)
+        base = path.resolve().parent
+        client = data.get("client", {})
+        transport = client.get("transport", "auto")
+        if transport not in ("auto", "dtls", "tls"):
+            raise ConfigError(f"{path}: transport must be auto, dtls or tls, not {transport!r}")
+        return cls(
+            tls=TlsFiles.from_table(data.get("tls", {}), base),
+            server_name=client.get("server_name", "localhost"),
+            server_addresses=list(client.get("server_addresses", [])),
+            signal_port=int(client.get("signal_port", DEFAULT_SIGNAL_PORT)),
+            data_port=int(client.get("data_port", DEFAULT_DATA_PORT)),
+            transport=transport,
+            control_socket=base / client.get("control_socket", "opendots-client.sock"),
+        )
+
+    def save(self, path: Path | str) -> None:
+        path = Path(path)
+        base = path.resolve().parent
+        data = {
+            "client": {
+                "server_name": self.server_name,
+                "server_addresses": self.server_addresses,
+                "signal_port": self.signal_port,
+                "data_port": self.data_port,
+                "transport": self.transport,
+                "control_socket": _relative(self.control_socket, base),
+            },
+            "tls": self.tls.to_table(base),
+        }
+        path.write_text(tomli_w.dumps(data))
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: {error}") from None
+
+
+def _relative(path: Path, base: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(base))
+    except ValueError:
+        return str(path)

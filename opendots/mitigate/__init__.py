@@ -1,0 +1,1 @@
+"""Mitigators: what turns an accepted DOTS mitigation into enforcement (nftables, BGP, ...)."""

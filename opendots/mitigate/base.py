@@ -1,0 +1,90 @@
+"""The Mitigator interface, and the logging mitigator used where no actuator is configured."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from dataclasses import dataclass, field
+from typing import Protocol
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PortRange:
+    lower: int
+    upper: int
+
+
+@dataclass(frozen=True)
+class MitigationScope:
+    """What a mitigator acts on: the resolved targets of one accepted mitigation request.
+
+    `key` is unique per mitigation (e.g. "<cuid>/<mid>"). Empty port/protocol tuples mean "all".
+    Aliases and FQDNs are already resolved to prefixes by the signal channel.
+    """
+
+    key: str
+    target_prefixes: tuple[IPNetwork, ...]
+    target_ports: tuple[PortRange, ...] = ()
+    protocols: tuple[int, ...] = ()
+    source_prefixes: tuple[IPNetwork, ...] = ()  # RFC 9066 call home
+    source_ports: tuple[PortRange, ...] = ()
+
+
+@dataclass(frozen=True)
+class Counters:
+    """Traffic a mitigator really dropped. None means "not measured", never zero by assumption."""
+
+    bytes_dropped: int | None = None
+    pkts_dropped: int | None = None
+    bps_dropped: int | None = None
+    pps_dropped: int | None = None
+
+
+class MitigatorError(RuntimeError):
+    """Enforcement could not be applied or removed; the mitigation status becomes 'failed'."""
+
+
+class Mitigator(Protocol):
+    name: str
+
+    async def apply(self, scope: MitigationScope) -> None: ...
+
+    async def update(self, scope: MitigationScope) -> None: ...
+
+    async def withdraw(self, key: str) -> None: ...
+
+    async def counters(self, key: str) -> Counters: ...
+
+    async def health(self) -> bool: ...
+
+
+@dataclass
+class LoggingMitigator:
+    """Records what it was asked to do, and enforces nothing.
+
+    It reports no counters at all: a DOTS server must never claim it dropped traffic it did not drop.
+    """
+
+    name: str = "logging"
+    active: dict[str, MitigationScope] = field(default_factory=dict)
+
+    async def apply(self, scope: MitigationScope) -> None:
+        log.warning("logging mitigator: NOT enforcing %s (%s)", scope.key, scope)
+        self.active[scope.key] = scope
+
+    async def update(self, scope: MitigationScope) -> None:
+        await self.apply(scope)
+
+    async def withdraw(self, key: str) -> None:
+        log.warning("logging mitigator: withdraw %s", key)
+        self.active.pop(key, None)
+
+    async def counters(self, key: str) -> Counters:
+        return Counters()
+
+    async def health(self) -> bool:
+        return True

@@ -1,0 +1,52 @@
+"""Fixtures shared by every test folder."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+from opendots.cli.certs import init_pki
+from opendots.config import ClientConfig, ServerConfig
+
+
+@pytest.fixture(scope="session")
+def pki_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A test PKI (CA, server, clients `client` and `other`) with server.toml and client.toml."""
+    directory = tmp_path_factory.mktemp("pki")
+    init_pki(directory, client_names=["other"])
+    return directory
+
+
+@pytest.fixture
+def server_config(pki_dir: Path) -> ServerConfig:
+    return ServerConfig.load(pki_dir / "server.toml")
+
+
+@pytest.fixture
+def client_config(pki_dir: Path) -> ClientConfig:
+    return ClientConfig.load(pki_dir / "client.toml")
+
+
+def free_port(kind: int = socket.SOCK_DGRAM, host: str = "127.0.0.1") -> int:
+    """A port free for KIND on HOST right now (both UDP and TCP are checked, DOTS uses both)."""
+    while True:
+        with socket.socket(socket.AF_INET, kind) as first:
+            first.bind((host, 0))
+            port = first.getsockname()[1]
+            other = socket.SOCK_STREAM if kind == socket.SOCK_DGRAM else socket.SOCK_DGRAM
+            with socket.socket(socket.AF_INET, other) as second:
+                try:
+                    second.bind((host, port))
+                except OSError:
+                    continue
+            return port
+
+
+def require_binary(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"{name} is not installed (./run installs it from Debian's libcoap3-bin)")
+    return path

@@ -1,0 +1,88 @@
+import ipaddress
+import stat
+import subprocess
+
+from click.testing import CliRunner
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from opendots.cli.main import cli
+from opendots.config import ClientConfig, ServerConfig
+from opendots.pki.cuid import cuid_from_certificate, cuid_from_spki
+
+
+def openssl_cuid(cert_path) -> str:
+    """The RFC 9132 §4.4.1 CUID computed by openssl and coreutils alone, as an independent vector."""
+    script = (
+        f"openssl x509 -in {cert_path} -pubkey -noout | openssl pkey -pubin -outform DER | sha256sum"
+        " | head -c 32 | xxd -r -p | base64 | tr '+/' '-_' | tr -d '='"
+    )
+    return subprocess.run(["bash", "-c", script], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def test_cuid_matches_openssl_vector(pki_dir):
+    for name in ("client", "other"):
+        cert = pki_dir / f"{name}.crt"
+        expected = openssl_cuid(cert)
+        assert len(expected) == 22
+        assert cuid_from_certificate(cert.read_bytes()) == expected
+
+
+def test_cuid_known_vector():
+    # SHA-256("") = e3b0c442 98fc1c14 9afbf4c8 996fb924 ...; first 16 bytes base64url without padding.
+    assert cuid_from_spki(b"") == "47DEQpj8HBSa-_TImW-5JA"
+
+
+def test_cuid_accepts_pem_der_and_object(pki_dir):
+    pem = (pki_dir / "client.crt").read_bytes()
+    cert = x509.load_pem_x509_certificate(pem)
+    der = cert.public_bytes(Encoding.DER)
+    assert cuid_from_certificate(pem) == cuid_from_certificate(der) == cuid_from_certificate(cert)
+
+
+def test_keys_are_private_and_certs_are_p256(pki_dir):
+    for stem in ("ca", "server", "client", "other"):
+        mode = stat.S_IMODE((pki_dir / f"{stem}.key").stat().st_mode)
+        assert mode == 0o600, stem
+        cert = x509.load_pem_x509_certificate((pki_dir / f"{stem}.crt").read_bytes())
+        assert cert.public_key().curve.name == "secp256r1"
+
+
+def test_server_certificate_names_and_chain(pki_dir):
+    cert = x509.load_pem_x509_certificate((pki_dir / "server.crt").read_bytes())
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "localhost" in san.get_values_for_type(x509.DNSName)
+    assert set(san.get_values_for_type(x509.IPAddress)) == {
+        ipaddress.ip_address("127.0.0.1"),
+        ipaddress.ip_address("::1"),
+    }
+    result = subprocess.run(
+        ["openssl", "verify", "-CAfile", str(pki_dir / "ca.crt"), str(pki_dir / "server.crt")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_certs_init_cli_writes_working_configs(tmp_path):
+    target = tmp_path / "pki"
+    result = CliRunner().invoke(
+        cli, ["certs", "init", str(target), "--server-name", "dots.example.net", "--client", "branch1"]
+    )
+    assert result.exit_code == 0, result.output
+    for name in ("ca", "server", "client", "branch1"):
+        assert (target / f"{name}.crt").exists() and (target / f"{name}.key").exists()
+    cert = x509.load_pem_x509_certificate((target / "server.crt").read_bytes())
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "dots.example.net" in san.get_values_for_type(x509.DNSName)
+
+    server = ServerConfig.load(target / "server.toml")
+    client = ClientConfig.load(target / "client.toml")
+    assert server.tls.cert == target / "server.crt"
+    assert client.tls.key == target / "client.key"
+    by_name = {c.name: c for c in server.clients}
+    assert by_name["branch1"].cuid == openssl_cuid(target / "branch1.crt")
+    assert by_name["client"].covers_prefix(ipaddress.ip_network("192.0.2.128/25"))
+    assert not by_name["client"].covers_prefix(ipaddress.ip_network("10.0.0.0/8"))
+    assert by_name["client"].covers_fqdn("www.example.com")
+    assert not by_name["client"].covers_fqdn("example.org")
