@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from opendots.config import ClientAuthorization
-from opendots.signal.core import Request, Response, ServerSettings, SignalServer
+from opendots.signal.core import ParameterSet, Request, Response, ServerSettings, SessionConfig, SignalServer
 from opendots.signal.core.events import Event
 from opendots.store.signal import SqliteSignalStore
 
@@ -22,6 +22,9 @@ DATA = Path(__file__).parent / "data" / "signal"
 SCOPE = "ietf-dots-signal-channel:mitigation-scope"
 CONFIG = "ietf-dots-signal-channel:signal-config"
 T0 = 1_507_818_000.0  # around the dates of RFC 9132 Figure 14
+
+# Heartbeats off: for tests about mitigation timers only.
+NO_HEARTBEAT = SessionConfig(mitigating=ParameterSet(heartbeat_interval=0), idle=ParameterSet(heartbeat_interval=0))
 
 ALPHA_CUID = "dz6pHjaADkaFTbjr0JGBpw"  # the RFC's example cuid
 BRAVO_CUID = "f30d281ce6b64fc5a0b91e"  # the RFC's "new cuid" example (Figure 11)
