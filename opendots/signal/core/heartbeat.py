@@ -17,6 +17,8 @@ class PeerLiveness:
     last_traffic: float
     last_client_heartbeat: float | None = None
     next_heartbeat: float | None = None
+    armed_interval: int | None = None
+    """The heartbeat-interval the clock was armed with (idle and mitigating sets may differ)."""
     lost: bool = False
 
     def saw_traffic(self, now: float, parameters: ParameterSet) -> bool:
@@ -24,12 +26,17 @@ class PeerLiveness:
         revived = self.lost
         self.last_traffic = now
         self.lost = False
-        if self.next_heartbeat is None and parameters.heartbeat_interval:
-            self.next_heartbeat = now + parameters.heartbeat_interval
+        self.sync(now, parameters)
         return revived
+
+    def sync(self, now: float, parameters: ParameterSet) -> None:
+        """Switch to the set in force (§4.5: agents switch automatically when mitigation activity changes)."""
+        if parameters.heartbeat_interval != self.armed_interval:
+            self.rearm(now, parameters)
 
     def rearm(self, now: float, parameters: ParameterSet) -> None:
         """The configuration in force changed: restart the heartbeat clock from now."""
+        self.armed_interval = parameters.heartbeat_interval
         self.next_heartbeat = now + parameters.heartbeat_interval if parameters.heartbeat_interval else None
 
     def loss_deadline(self, parameters: ParameterSet) -> float | None:

@@ -154,6 +154,7 @@ class SignalServer:
                 response = self._heartbeat(client, request, now, events)
         except Rejected as refused:
             return refused.response, events
+        self._sync_liveness(client.name, now)
         return response, events
 
     def _authenticate(self, request: Request) -> ClientAuthorization:
@@ -522,6 +523,11 @@ class SignalServer:
             peer.rearm(now, parameters)
         return Response("2.04")
 
+    def _sync_liveness(self, client_name: str, now: float) -> None:
+        peer = self._peers.get(client_name)
+        if peer is not None:
+            peer.sync(now, self._parameters(client_name))
+
     def _parameters(self, client_name: str) -> ParameterSet:
         mitigating = any(m.enforcing and m.record.client == client_name for m in self._mitigations.values())
         return self.session_config(client_name).for_activity(mitigating)
@@ -547,6 +553,8 @@ class SignalServer:
         events: list[Event] = []
         try:
             events += self._expire(now)
+            for name in self._peers:
+                self._sync_liveness(name, now)
             events += self._check_peers(now)
         except Rejected as problem:  # storage failed: memory untouched, retried at the next timer
             log.error("signal timer: %s", problem.response.diagnostic)
