@@ -290,3 +290,17 @@ def test_mitigator_feedback_ignores_unknown_or_withdrawn(harness: Harness):
     assert harness.put(1, scope_body(target_prefix=[HOST1])).code == "2.01"
     harness.delete(1)
     assert harness.server.report_status(f"{ALPHA_CUID}/1", Status.ATTACK_STOPPED, harness.now) == []
+
+
+def test_capacity_limits_answer_5_03_without_storing(tmp_path: Path):
+    h = make_harness(tmp_path, max_mitigations_per_client=2, max_cuids_per_client=2)
+    assert h.put(1, scope_body(target_prefix=[HOST1])).code == "2.01"
+    assert h.put(2, scope_body(target_prefix=[HOST2])).code == "2.01"
+    before = h.dump()
+    assert h.put(3, scope_body(target_prefix=["192.0.2.0/28"])).code == "5.03"
+    assert h.put(1, scope_body(target_prefix=[HOST1])).code == "2.04"  # refreshing stays possible
+    h.delete(2)
+    h.advance(ACTIVE_BUT_TERMINATING)
+    assert h.put(1, scope_body(target_prefix=["192.0.2.0/28"]), cuid="second-alpha-cuid-0000").code == "2.01"
+    assert h.put(1, scope_body(target_prefix=["192.0.2.64/28"]), cuid="third-alpha-cuid-00000").code == "5.03"
+    assert before != h.dump()

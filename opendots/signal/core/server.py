@@ -86,6 +86,9 @@ class ServerSettings:
     indefinite_retry_timer: int = defaults.LIFETIME
     """'retry-timer' when the blocking mitigation has an indefinite lifetime."""
     aliases: AliasDirectory = field(default_factory=StaticAliasDirectory)
+    max_mitigations_per_client: int = 1000
+    max_cuids_per_client: int = 16
+    """Capacity guards: past them new requests get 5.03 (§4.4.1.3 lets a server refuse near capacity)."""
 
 
 @dataclass(frozen=True)
@@ -328,6 +331,7 @@ class SignalServer:
         events: list[Event],
     ) -> Response:
         assert path.mid is not None
+        self._check_capacity(client, path.cuid)
         superseded: list[Mitigation] = []
         deactivated: list[Mitigation] = []
         for other in self._mitigations.values():
@@ -395,6 +399,15 @@ class SignalServer:
             )
         events.append(MitigationChanged(client.name, record.cuid, record.mid, created.snapshot(now)))
         return Response("2.01", body=self._ack_body(created, now))
+
+    def _check_capacity(self, client: ClientAuthorization, cuid: str) -> None:
+        owned = sum(1 for m in self._mitigations.values() if m.record.client == client.name)
+        if owned >= self.settings.max_mitigations_per_client:
+            raise reject("5.03", f"this DOTS client already has {owned} mitigation requests (the server's limit)")
+        if cuid not in self._cuid_owner:
+            cuids = sum(1 for owner in self._cuid_owner.values() if owner == client.name)
+            if cuids >= self.settings.max_cuids_per_client:
+                raise reject("5.03", f"this DOTS client already uses {cuids} 'cuid' values (the server's limit)")
 
     def _cross_client_conflict(
         self, client: ClientAuthorization, targets: Targets, parsed: MitigationRequest, now: float
