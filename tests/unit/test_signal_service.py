@@ -1,0 +1,105 @@
+"""The asyncio service around the core, with the real LoggingMitigator and a clock the test moves."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from pathlib import Path
+
+from opendots.mitigate.base import LoggingMitigator, MitigationScope, MitigatorError
+from opendots.signal.core import MitigationChanged, Request, ServerSettings, SignalServer, Status
+from opendots.signal.server import SignalService
+from opendots.store.signal import SqliteSignalStore
+from tests.unit.test_signal_fixtures import ALPHA, ALPHA_CUID, BRAVO, NO_HEARTBEAT, SCOPE, T0, mitigate_path, scope_body
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class TableResolver:
+    def __init__(self, table: dict[str, list[str]]) -> None:
+        self.table = table
+
+    async def resolve(self, name: str):
+        return [ipaddress.ip_address(a) for a in self.table.get(name, [])]
+
+
+class FailingMitigator(LoggingMitigator):
+    async def apply(self, scope: MitigationScope) -> None:
+        raise MitigatorError("no capacity left")
+
+
+def make_service(tmp_path: Path, mitigator: LoggingMitigator, clock: Clock, **kw) -> tuple[SignalService, list]:
+    settings = ServerSettings(clients=[ALPHA, BRAVO], session_defaults=NO_HEARTBEAT)
+    core = SignalServer(settings, SqliteSignalStore.open(tmp_path / "s.db"), clock())
+    seen: list = []
+    return SignalService(core, mitigator, clock=clock, on_event=seen.append, **kw), seen
+
+
+def put(mid: int, **entry) -> Request:
+    return Request("PUT", mitigate_path(ALPHA_CUID, mid), peer=ALPHA_CUID, body=scope_body(**entry))
+
+
+async def test_apply_expire_and_restart_reapply(tmp_path: Path):
+    clock, mitigator = Clock(), LoggingMitigator()
+    service, seen = make_service(tmp_path, mitigator, clock)
+    await service.start()
+    try:
+        assert service.handle(put(1, target_prefix=["2001:db8:6401::1/128"], lifetime=60)).code == "2.01"
+        await service.idle()
+        assert list(mitigator.active) == [f"{ALPHA_CUID}/1"]
+        assert any(isinstance(e, MitigationChanged) for e in seen)
+        clock.now += 61
+        service.poke()
+        for _ in range(100):  # the timer task wakes on its own schedule
+            await asyncio.sleep(0.01)
+            await service.idle()
+            if not mitigator.active:
+                break
+        assert mitigator.active == {}
+    finally:
+        await service.stop()
+
+
+async def test_restart_reapplies_stored_mitigations(tmp_path: Path):
+    clock = Clock()
+    first, _ = make_service(tmp_path, LoggingMitigator(), clock)
+    await first.start()
+    assert first.handle(put(1, target_prefix=["192.0.2.0/28"])).code == "2.01"
+    await first.stop()
+    fresh = LoggingMitigator()
+    second, _ = make_service(tmp_path, fresh, clock)
+    await second.start()
+    await second.idle()
+    assert list(fresh.active) == [f"{ALPHA_CUID}/1"]
+    await second.stop()
+
+
+async def test_names_are_resolved_and_only_authorized_addresses_kept(tmp_path: Path):
+    clock, mitigator = Clock(), LoggingMitigator()
+    resolver = TableResolver({"www.example.com": ["2001:db8:6401::80", "198.51.100.7"]})
+    service, _ = make_service(tmp_path, mitigator, clock, resolver=resolver)
+    await service.start()
+    assert service.handle(put(1, target_fqdn=["www.example.com"])).code == "2.01"
+    await service.idle()
+    (scope,) = mitigator.active.values()
+    assert [str(p) for p in scope.target_prefixes] == ["2001:db8:6401::80/128"]
+    await service.stop()
+
+
+async def test_mitigator_failure_is_reported_as_status_4(tmp_path: Path):
+    clock = Clock()
+    service, _ = make_service(tmp_path, FailingMitigator(), clock)
+    await service.start()
+    assert service.handle(put(1, target_prefix=["192.0.2.0/28"])).code == "2.01"
+    await service.idle()
+    await service.idle()
+    get = Request("GET", mitigate_path(ALPHA_CUID, 1), peer=ALPHA_CUID)
+    status = service.handle(get).body[SCOPE]["scope"][0]["status"]
+    assert status == Status.ATTACK_EXCEEDED_CAPABILITY.label
+    await service.stop()
