@@ -11,6 +11,7 @@ relative to the call and the shell turns them into loop deadlines.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
@@ -26,7 +27,6 @@ from opendots.transport.profile import (
     CIPHER_LIST,
     DEFAULT_DTLS_MTU,
     DTLS1_2_VERSION,
-    CertificateNameMismatch,
     certificate_matches_name,
 )
 
@@ -94,11 +94,8 @@ def client_context(credentials: TlsFiles, server_name: str) -> SSL.Context:
     context = _base_context(credentials, SSL.DTLS_CLIENT_METHOD)
 
     def verify(_connection: SSL.Connection, certificate: crypto.X509, _errno: int, depth: int, ok: int) -> bool:
-        if not ok:
-            return False
-        if depth == 0 and not certificate_matches_name(certificate.to_cryptography(), server_name):
-            return False  # OpenSSL aborts the handshake with a bad_certificate alert
-        return True
+        # Returning False makes OpenSSL abort the handshake with a bad_certificate alert.
+        return bool(ok) and (depth != 0 or certificate_matches_name(certificate.to_cryptography(), server_name))
 
     context.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, verify)
     context.set_session_cache_mode(SSL.SESS_CACHE_CLIENT)
@@ -270,15 +267,17 @@ class DtlsConnection:
     def close(self) -> None:
         """Send close_notify (fetch it with `datagrams_to_send()`) and stop."""
         if self.state is DtlsState.ESTABLISHED:
-            try:
+            with contextlib.suppress(SSL.Error):  # a half-broken session cannot even say goodbye
                 self._ssl.shutdown()
-            except SSL.Error:
-                pass  # a half-broken session cannot even say goodbye; nothing else to do
         self.state = DtlsState.CLOSED
 
     @property
     def established(self) -> bool:
         return self.state is DtlsState.ESTABLISHED
+
+    @property
+    def closed(self) -> bool:
+        return self.state is DtlsState.CLOSED
 
     @property
     def cleartext_mtu(self) -> int:
@@ -315,10 +314,8 @@ class DtlsConnection:
                 return events
             except SSL.ZeroReturnError:
                 self.state = DtlsState.CLOSED
-                try:
+                with contextlib.suppress(SSL.Error):
                     self._ssl.shutdown()  # answer the close_notify with our own
-                except SSL.Error:
-                    pass
                 return [*events, ConnectionClosed(CloseNotifyReceived("peer sent close_notify"))]
             except SSL.Error as error:
                 return events + self._fail(DtlsError(f"fatal DTLS error: {_describe(error)}"))
@@ -407,4 +404,3 @@ class DtlsListener:
                 break
             output += chunk
         return pack_records(split_records(output), self.mtu) if output else []
-

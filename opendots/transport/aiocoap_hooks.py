@@ -1,0 +1,178 @@
+"""Every non-public aiocoap (0.4.17) name OpenDOTS relies on, in one place.
+
+aiocoap's public API covers messages, resources and `Context.request`, but not plugging in a transport of one's
+own, giving TLS clients a certificate, reading the TLS peer certificate or sending a CoAP ping. Each helper below
+says which private name it touches and why; tests/contract/test_aiocoap_hooks.py checks every one of them, so an
+aiocoap upgrade that moves one fails there with a clear message instead of somewhere deep in a handshake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiocoap
+from aiocoap import interfaces
+from aiocoap.messagemanager import MessageManager
+from aiocoap.numbers.codes import EMPTY, PING, PONG
+from aiocoap.numbers.types import CON
+from aiocoap.transports.rfc8323common import RFC8323Remote
+from aiocoap.transports.tcp import TcpConnection
+from aiocoap.transports.tls import TLSClient, TLSServer
+
+# aiocoap's TCPServer adds (COAPS_PORT - COAP_PORT) = 1 to the port it is given for coaps+tcp.
+TLS_SERVER_PORT_OFFSET = 1
+
+
+async def append_message_interface(
+    context: aiocoap.Context, factory: Callable[[interfaces.MessageManager], Awaitable[interfaces.MessageInterface]]
+) -> None:
+    """Stack TokenManager + MessageManager (CoAP over UDP semantics: CON/ACK, MIDs, dedup) on our DTLS interface.
+
+    Private: `Context._append_tokenmanaged_messagemanaged_transport` is how aiocoap builds its own UDP/DTLS stacks;
+    there is no public way to add a message interface.
+    """
+    await context._append_tokenmanaged_messagemanaged_transport(factory)
+
+
+async def append_tls_server(
+    context: aiocoap.Context, host: str, port: int, ssl_context: ssl.SSLContext
+) -> interfaces.TokenInterface:
+    """Listen for CoAP over TLS (RFC 8323) on HOST:PORT exactly.
+
+    Private: `Context._append_tokenmanaged_transport`, `TLSServer.create_server` (aiocoap only creates it from
+    `create_server_context(_ssl_context=...)`, for one bind address), and the port quirk: TCPServer binds to the
+    given port + 1 for coaps+tcp, so we hand it PORT - 1.
+    """
+    if port <= TLS_SERVER_PORT_OFFSET:
+        raise ValueError(f"CoAP over TLS needs an explicit port above {TLS_SERVER_PORT_OFFSET}, not {port}")
+    created: list[interfaces.TokenInterface] = []
+
+    async def factory(token_manager: Any) -> interfaces.TokenInterface:
+        server = await TLSServer.create_server(
+            (host, port - TLS_SERVER_PORT_OFFSET), token_manager, context.log, context.loop, ssl_context
+        )
+        created.append(server)
+        return server
+
+    await context._append_tokenmanaged_transport(factory)
+    return created[0]
+
+
+def tls_server_sockets(server: interfaces.TokenInterface) -> list[Any]:
+    """The listening sockets of a TLS server made by `append_tls_server` (private: TCPServer.server)."""
+    return list(server.server.sockets)
+
+
+class _FixedCertificateTLSClient(TLSClient):
+    """aiocoap's TLS client with our own SSL context (client certificate, CA, pinned server name).
+
+    Private: `TLSClient._ssl_context_factory` is the only place aiocoap asks for a client SSL context; its
+    credentials map can only carry a CA file, not a client certificate.
+    """
+
+    opendots_ssl_context: ssl.SSLContext
+
+    def _ssl_context_factory(self, hostinfo: str | None) -> ssl.SSLContext:
+        return self.opendots_ssl_context
+
+
+async def append_tls_client(context: aiocoap.Context, ssl_context: ssl.SSLContext) -> None:
+    """Let CONTEXT reach coaps+tcp:// URIs with SSL_CONTEXT (private: `Context._append_tokenmanaged_transport`)."""
+
+    async def factory(token_manager: Any) -> interfaces.TokenInterface:
+        client = await _FixedCertificateTLSClient.create_client_transport(token_manager, context.log, context.loop)
+        client.opendots_ssl_context = ssl_context
+        return client
+
+    await context._append_tokenmanaged_transport(factory)
+
+
+def is_tls_remote(remote: object) -> bool:
+    return isinstance(remote, TcpConnection)
+
+
+def tls_peer_certificate_der(remote: object) -> bytes | None:
+    """The DER certificate the TLS peer presented (private: `TcpConnection._transport`, the asyncio transport
+    whose `ssl_object` extra info is the only route to the peer certificate)."""
+    transport = getattr(remote, "_transport", None)
+    if transport is None:
+        return None
+    ssl_object = transport.get_extra_info("ssl_object")
+    if ssl_object is None:
+        return None
+    return ssl_object.getpeercert(binary_form=True)
+
+
+async def find_message_manager(context: aiocoap.Context, remote: interfaces.EndpointAddress) -> MessageManager | None:
+    """The MessageManager whose interface owns REMOTE (private: `Context.request_interfaces`,
+    `TokenManager.token_interface`, `MessageManager.message_interface`)."""
+    for request_interface in context.request_interfaces:
+        manager = getattr(request_interface, "token_interface", None)
+        if isinstance(manager, MessageManager) and await manager.message_interface.recognize_remote(remote):
+            return manager
+    return None
+
+
+async def send_empty_con(manager: MessageManager, remote: interfaces.EndpointAddress) -> None:
+    """CoAP ping (RFC 7252 §4.3): an empty CON, answered by an RST. Returns when the RST arrives.
+
+    Private use: `MessageManager.send_message` with an exchange monitor; aiocoap's Request API refuses empty
+    messages, and the monitor is the only callback that sees the RST of an empty exchange.
+    """
+    answered = asyncio.get_running_loop().create_future()
+    message = aiocoap.Message(mtype=CON, code=EMPTY)
+    message.remote = remote
+
+    def on_reset() -> None:
+        if not answered.done():
+            answered.set_result(None)
+
+    manager.send_message(message, on_reset)
+    await answered
+
+
+async def send_tls_ping(remote: object, token: bytes) -> None:
+    """RFC 8323 §5.4 Ping/Pong over a TLS connection. Returns when the matching Pong arrives.
+
+    Private: `RFC8323Remote._send_message` and `_process_signaling` (aiocoap answers Pings but drops Pongs
+    silently, so we wrap the per-connection signaling handler once to see them).
+    """
+    if not isinstance(remote, RFC8323Remote):
+        raise TypeError(f"not a CoAP-over-TLS remote: {remote!r}")
+    waiters: dict[bytes, asyncio.Future[None]] = remote.__dict__.setdefault("_opendots_pong_waiters", {})
+    if "_opendots_wrapped_signaling" not in remote.__dict__:
+        original = remote._process_signaling
+
+        def process_signaling(message: aiocoap.Message) -> None:
+            if message.code == PONG:
+                waiter = waiters.pop(bytes(message.token), None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(None)
+            original(message)
+
+        remote._process_signaling = process_signaling
+        remote.__dict__["_opendots_wrapped_signaling"] = True
+    answered = asyncio.get_running_loop().create_future()
+    waiters[token] = answered
+    try:
+        remote._send_message(aiocoap.Message(code=PING, token=token))
+        await answered
+    finally:
+        waiters.pop(token, None)
+
+
+async def find_request_interface(context: aiocoap.Context, message: aiocoap.Message) -> Any:
+    """Fill MESSAGE.remote the way `Context.request` would, opening a session if needed.
+
+    Semi-private: `Context.find_remote_and_interface` is documented as "unstable"; it is the only way to get a
+    remote for a URI without sending a request.
+    """
+    return await context.find_remote_and_interface(message)
+
+
+def tls_server_connection_count(server: interfaces.TokenInterface) -> int:
+    """Open TLS connections of a TLS server (private: `TCPServer._pool`)."""
+    return len(server._pool)
