@@ -17,7 +17,6 @@ import aiocoap
 from aiocoap import interfaces
 from aiocoap.messagemanager import MessageManager
 from aiocoap.numbers.codes import EMPTY, PING, PONG
-from aiocoap.numbers.types import CON
 from aiocoap.transports.rfc8323common import RFC8323Remote
 from aiocoap.transports.tcp import TcpConnection
 from aiocoap.transports.tls import TLSClient, TLSServer
@@ -123,7 +122,7 @@ async def send_empty_con(manager: MessageManager, remote: interfaces.EndpointAdd
     messages, and the monitor is the only callback that sees the RST of an empty exchange.
     """
     answered = asyncio.get_running_loop().create_future()
-    message = aiocoap.Message(mtype=CON, code=EMPTY)
+    message = aiocoap.Message(code=EMPTY, transport_tuning=aiocoap.Reliable)
     message.remote = remote
 
     def on_reset() -> None:
