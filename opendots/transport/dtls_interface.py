@@ -137,11 +137,11 @@ class _DtlsInterfaceBase(interfaces.MessageInterface):
                 self._deliver(remote, event.data)
             elif isinstance(event, HandshakeCompleted):
                 log.debug("DTLS session with %s established (resumed=%s)", remote.hostinfo, event.resumed)
-                self._on_established(remote)
+                self._on_established(remote, event)
             elif isinstance(event, ConnectionClosed):
                 self._closed(remote, event.error)
 
-    def _on_established(self, remote: DtlsRemote) -> None:
+    def _on_established(self, remote: DtlsRemote, event: HandshakeCompleted) -> None:
         pass
 
     def _deliver(self, remote: DtlsRemote, plaintext: bytes) -> None:
@@ -201,6 +201,7 @@ class SessionStats:
     dropped_datagrams: int
     refused_full: int
     expired_total: int
+    resumed_total: int
 
 
 class _ServerSocket(asyncio.DatagramProtocol):
@@ -241,7 +242,7 @@ class DtlsServerInterface(_DtlsInterfaceBase):
         self.sessions: dict[tuple[int, tuple], DtlsRemote] = {}
         self.sockets: list[_ServerSocket] = []
         self._sweeper: asyncio.Task[None] | None = None
-        self._accepted = self._hello_verify = self._dropped = self._refused = self._expired = 0
+        self._accepted = self._hello_verify = self._dropped = self._refused = self._expired = self._resumed = 0
 
     @classmethod
     async def create(
@@ -283,6 +284,7 @@ class DtlsServerInterface(_DtlsInterfaceBase):
             dropped_datagrams=self._dropped,
             refused_full=self._refused,
             expired_total=self._expired,
+            resumed_total=self._resumed,
         )
 
     def sessions_for(self, identity_cuid: str) -> list[DtlsRemote]:
@@ -323,6 +325,9 @@ class DtlsServerInterface(_DtlsInterfaceBase):
         self.sessions[key] = remote
         remote.flush()
         self._arm_timer(remote)
+
+    def _on_established(self, remote: DtlsRemote, event: HandshakeCompleted) -> None:
+        self._resumed += event.resumed
 
     def _is_live(self, remote: DtlsRemote) -> bool:
         return remote.connection.established and self.sessions.get(remote.table_key) is remote
@@ -469,7 +474,7 @@ class DtlsClientInterface(_DtlsInterfaceBase):
         waiter = self._handshakes.setdefault(remote, self._loop.create_future())
         await asyncio.wait_for(asyncio.shield(waiter), timeout)
 
-    def _on_established(self, remote: DtlsRemote) -> None:
+    def _on_established(self, remote: DtlsRemote, event: HandshakeCompleted) -> None:
         for key, value in self.pool.items():
             if value is remote and remote.connection.session is not None:
                 self._sessions_for_resumption[key] = remote.connection.session
