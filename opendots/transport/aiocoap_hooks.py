@@ -21,9 +21,6 @@ from aiocoap.transports.rfc8323common import RFC8323Remote
 from aiocoap.transports.tcp import TcpConnection
 from aiocoap.transports.tls import TLSClient, TLSServer
 
-# aiocoap's TCPServer adds (COAPS_PORT - COAP_PORT) = 1 to the port it is given for coaps+tcp.
-TLS_SERVER_PORT_OFFSET = 1
-
 
 async def append_message_interface(
     context: aiocoap.Context, factory: Callable[[interfaces.MessageManager], Awaitable[interfaces.MessageInterface]]
@@ -36,22 +33,50 @@ async def append_message_interface(
     await context._append_tokenmanaged_messagemanaged_transport(factory)
 
 
-async def append_tls_server(
-    context: aiocoap.Context, host: str, port: int, ssl_context: ssl.SSLContext
-) -> interfaces.TokenInterface:
-    """Listen for CoAP over TLS (RFC 8323) on HOST:PORT exactly.
+class _TlsServerConnection(TcpConnection):
+    """A server-side TLS connection that joins its server's pool only once the TLS handshake has succeeded.
 
-    Private: `Context._append_tokenmanaged_transport`, `TLSServer.create_server` (aiocoap only creates it from
-    `create_server_context(_ssl_context=...)`, for one bind address), and the port quirk: TCPServer binds to the
-    given port + 1 for coaps+tcp, so we hand it PORT - 1.
+    aiocoap's own factory adds every accepted TCP connection to `TCPServer._pool` before TLS runs; asyncio never
+    reports a failed handshake to the protocol, so each refused (e.g. untrusted) client would stay in the pool
+    forever and break `TCPServer.shutdown`. Private: `TcpConnection`, `TCPServer._pool`, `TcpConnection._ctx`.
     """
-    if port <= TLS_SERVER_PORT_OFFSET:
-        raise ValueError(f"CoAP over TLS needs an explicit port above {TLS_SERVER_PORT_OFFSET}, not {port}")
+
+    max_connections = 0  # set per server class below; 0 means unlimited
+
+    def connection_made(self, transport: Any) -> None:
+        pool = self._ctx._pool
+        if self.max_connections and len(pool) >= self.max_connections:
+            transport.abort()  # over the session cap: refuse before any CoAP state exists
+            self._ctx = None
+            return
+        pool.add(self)
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._ctx is not None:
+            super().connection_lost(exc)
+
+
+async def append_tls_server(
+    context: aiocoap.Context, host: str, port: int, ssl_context: ssl.SSLContext, *, max_connections: int = 0
+) -> interfaces.TokenInterface:
+    """Listen for CoAP over TLS (RFC 8323) on HOST:PORT exactly (port 0 picks a free one).
+
+    Private: `Context._append_tokenmanaged_transport`, and a TLSServer assembled by hand (its attributes
+    `_tokenmanager`, `log`, `server`), because `TLSServer.create_server` binds to the given port + 1 for
+    coaps+tcp and uses the leaking connection factory described in `_TlsServerConnection`.
+    """
     created: list[interfaces.TokenInterface] = []
 
     async def factory(token_manager: Any) -> interfaces.TokenInterface:
-        server = await TLSServer.create_server(
-            (host, port - TLS_SERVER_PORT_OFFSET), token_manager, context.log, context.loop, ssl_context
+        server = TLSServer()
+        server._tokenmanager = token_manager
+        server.log = context.log
+        connection_class = type(
+            "_CappedTlsServerConnection", (_TlsServerConnection,), {"max_connections": max_connections}
+        )
+        server.server = await context.loop.create_server(
+            lambda: connection_class(server, context.log, context.loop, is_server=True), host, port, ssl=ssl_context
         )
         created.append(server)
         return server
@@ -157,7 +182,9 @@ async def send_tls_ping(remote: object, token: bytes) -> None:
     answered = asyncio.get_running_loop().create_future()
     waiters[token] = answered
     try:
-        remote._send_message(aiocoap.Message(code=PING, token=token))
+        ping = aiocoap.Message(code=PING)
+        ping.token = token
+        remote._send_message(ping)
         await answered
     finally:
         waiters.pop(token, None)
@@ -175,3 +202,8 @@ async def find_request_interface(context: aiocoap.Context, message: aiocoap.Mess
 def tls_server_connection_count(server: interfaces.TokenInterface) -> int:
     """Open TLS connections of a TLS server (private: `TCPServer._pool`)."""
     return len(server._pool)
+
+
+def has_transports(context: aiocoap.Context) -> bool:
+    """Whether CONTEXT got any transport yet (private: `Context.request_interfaces`)."""
+    return bool(context.request_interfaces)

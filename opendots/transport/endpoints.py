@@ -93,9 +93,12 @@ async def start_server(
         if tls:
             ssl_context = tls_server_context(credentials)
             for host, port in bind:
-                endpoint.tls_servers.append(await hooks.append_tls_server(context, host, port, ssl_context))
+                endpoint.tls_servers.append(
+                    await hooks.append_tls_server(context, host, port, ssl_context, max_connections=max_sessions)
+                )
     except BaseException:
-        await context.shutdown()
+        if hooks.has_transports(context):  # aiocoap's shutdown cannot cope with a context that has none
+            await context.shutdown()
         raise
     return endpoint
 
