@@ -120,7 +120,7 @@ async def test_libcoap_client_puts_cbor_and_gets_it_back_with_hop_limit(pki_dir,
     uri = f"{scheme}://127.0.0.1:{server.port}/mitigate"
     body = cbor2.dumps({"ietf-dots-signal-channel:mitigation-scope": {"scope": [{"mid": 123, "lifetime": 3600}]}})
     (tmp_path / "body.cbor").write_bytes(body)
-    code, out, err = await run(
+    code, _, err = await run(
         coap_client,
         *pki_args(pki_dir),
         "-B",
