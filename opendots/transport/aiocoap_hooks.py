@@ -9,14 +9,16 @@ aiocoap upgrade that moves one fails there with a clear message instead of somew
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiocoap
 from aiocoap import interfaces
 from aiocoap.messagemanager import MessageManager
-from aiocoap.numbers.codes import EMPTY, PING, PONG
+from aiocoap.numbers.codes import EMPTY, PING, PONG, RELEASE
 from aiocoap.transports.rfc8323common import RFC8323Remote
 from aiocoap.transports.tcp import TcpConnection
 from aiocoap.transports.tls import TLSClient, TLSServer
@@ -50,7 +52,12 @@ class _TlsServerConnection(TcpConnection):
             self._ctx = None
             return
         pool.add(self)
+        self.opendots_last_activity = time.monotonic()
         super().connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.opendots_last_activity = time.monotonic()
+        super().data_received(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._ctx is not None:
@@ -207,3 +214,21 @@ def tls_server_connection_count(server: interfaces.TokenInterface) -> int:
 def has_transports(context: aiocoap.Context) -> bool:
     """Whether CONTEXT got any transport yet (private: `Context.request_interfaces`)."""
     return bool(context.request_interfaces)
+
+
+def close_idle_tls_connections(server: interfaces.TokenInterface, idle_timeout: float, now: float) -> int:
+    """Send Release (RFC 8323 §5.5) and close server-side TLS connections silent for IDLE_TIMEOUT seconds.
+
+    NOW is a `time.monotonic()` reading. Private: `TCPServer._pool`, `RFC8323Remote._send_message`,
+    `TcpConnection._transport`.
+    """
+    closed = 0
+    for connection in list(server._pool):
+        last = getattr(connection, "opendots_last_activity", now)
+        if now - last < idle_timeout or connection._transport is None:
+            continue
+        with contextlib.suppress(Exception):  # the peer may already be gone; closing is all that matters
+            connection._send_message(aiocoap.Message(code=RELEASE))
+        connection._transport.close()
+        closed += 1
+    return closed

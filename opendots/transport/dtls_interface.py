@@ -33,6 +33,7 @@ from opendots.transport.dtls import (
     HandshakeCompleted,
     SessionExpired,
     client_context,
+    is_client_hello,
 )
 from opendots.transport.identity import PeerIdentity
 from opendots.transport.profile import DEFAULT_DTLS_MTU
@@ -298,16 +299,22 @@ class DtlsServerInterface(_DtlsInterfaceBase):
 
     def _datagram_received(self, sock: _ServerSocket, data: bytes, peer: tuple) -> None:
         key = (id(sock), peer[:2])
-        remote = self.sessions.get(key)
-        if remote is not None:
-            self._datagram_from_peer(remote, data)
+        existing = self.sessions.get(key)
+        if existing is not None and not (existing.connection.established and is_client_hello(data)):
+            self._datagram_from_peer(existing, data)
             return
+        # Either a stranger, or a peer with an established session sending a fresh epoch-0 ClientHello: a client
+        # that restarted on the same address and port (RFC 6347 §4.2.8). It gets the same cookie exchange, and
+        # only a verified hello replaces the old session, so a spoofed hello cannot tear sessions down.
         if self._message_manager is None:
             return
-        if len(self.sessions) >= self.max_sessions:
+        if existing is None and len(self.sessions) >= self.max_sessions:
             self._refused += 1
             return
         result = self.listener.receive(data, peer[:2], self._loop.time())
+        if result.connection is not None and existing is not None:
+            existing.connection.close()
+            self._closed(existing, DtlsError("peer started a new session from the same address"))
         for reply in result.reply:
             sock.transport.sendto(reply, peer)
         if result.reply:

@@ -38,6 +38,9 @@ class SignalServerEndpoint:
     context: aiocoap.Context
     dtls: DtlsServerInterface | None
     tls_servers: list[Any] = field(default_factory=list)
+    tls_idle_timeout: float = 600.0
+    tls_idle_closed: int = 0
+    _tls_sweeper: asyncio.Task[None] | None = None
 
     def stats(self) -> SessionStats | None:
         """DTLS session table figures (None when DTLS is off)."""
@@ -54,7 +57,22 @@ class SignalServerEndpoint:
     def tls_connection_count(self) -> int:
         return sum(hooks.tls_server_connection_count(server) for server in self.tls_servers)
 
+    def expire_idle_tls(self, now: float | None = None) -> int:
+        """Release TLS connections idle for longer than the idle timeout; returns how many were closed."""
+        now = time.monotonic() if now is None else now
+        closed = sum(hooks.close_idle_tls_connections(s, self.tls_idle_timeout, now) for s in self.tls_servers)
+        self.tls_idle_closed += closed
+        return closed
+
+    async def _sweep_tls(self) -> None:
+        interval = min(5.0, max(0.05, self.tls_idle_timeout / 4))
+        while True:
+            await asyncio.sleep(interval)
+            self.expire_idle_tls()
+
     async def shutdown(self) -> None:
+        if self._tls_sweeper is not None:
+            self._tls_sweeper.cancel()
         await self.context.shutdown()
 
 
@@ -73,7 +91,7 @@ async def start_server(
         raise ValueError("start_server needs at least one (host, port) to bind")
     context = aiocoap.Context(loop=asyncio.get_running_loop(), serversite=site, loggername="opendots.coap.server")
     created: list[DtlsServerInterface] = []
-    endpoint = SignalServerEndpoint(context=context, dtls=None)
+    endpoint = SignalServerEndpoint(context=context, dtls=None, tls_idle_timeout=idle_timeout)
     try:
         if dtls:
 
@@ -96,6 +114,7 @@ async def start_server(
                 endpoint.tls_servers.append(
                     await hooks.append_tls_server(context, host, port, ssl_context, max_connections=max_sessions)
                 )
+            endpoint._tls_sweeper = asyncio.get_running_loop().create_task(endpoint._sweep_tls(), name="TLS idle sweep")
     except BaseException:
         if hooks.has_transports(context):  # aiocoap's shutdown cannot cope with a context that has none
             await context.shutdown()

@@ -146,3 +146,35 @@ async def test_server_refuses_non_aead_cipher_suites(pki_dir, server):
     # ... a CBC suite (no AEAD) that OpenSSL would otherwise accept does not.
     with pytest.raises(ssl.SSLError):
         await loop.run_in_executor(None, _handshake_with, pki_dir, server.port, "ECDHE-ECDSA-AES128-SHA256")
+
+
+async def test_tls_connections_are_capped_and_idle_ones_released(pki_dir):
+    site = resource.Site()
+    site.add_resource(["whoami"], Whoami())
+    port = free_port()
+    endpoint = await start_server(
+        site,
+        credentials=files(pki_dir, "server"),
+        bind=[("127.0.0.1", port)],
+        dtls=False,
+        max_sessions=1,
+        idle_timeout=0.4,
+    )
+    first = await create_client_context(files(pki_dir, "client"), server_name="localhost")
+    second = await create_client_context(files(pki_dir, "other"), server_name="localhost")
+    try:
+        assert (await get(first, f"coaps+tcp://127.0.0.1:{port}/whoami")).code == aiocoap.CONTENT
+        with pytest.raises((aiocoap.error.NetworkError, TimeoutError)):
+            await asyncio.wait_for(get(second, f"coaps+tcp://127.0.0.1:{port}/whoami"), 3)
+        assert endpoint.tls_connection_count() == 1
+        for _ in range(60):
+            if endpoint.tls_connection_count() == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert endpoint.tls_connection_count() == 0 and endpoint.tls_idle_closed == 1
+        # with the idle one gone, the other client gets in
+        assert (await get(second, f"coaps+tcp://127.0.0.1:{port}/whoami")).payload.startswith(b"other ")
+    finally:
+        await first.shutdown()
+        await second.shutdown()
+        await endpoint.shutdown()
