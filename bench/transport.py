@@ -60,6 +60,11 @@ def free_port() -> int:
             return port
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -252,11 +257,15 @@ async def main(args: argparse.Namespace) -> None:
             transport.close()
         await asyncio.sleep(0.5)
         baseline = rss_kib(server.pid)
+        cpu_before = cpu_seconds(server.pid)
         rate, opened = await handshakes(pki, port, args.sessions, args.in_flight)
+        cpu_per_handshake = (cpu_seconds(server.pid) - cpu_before) / args.sessions * 1000
         await asyncio.sleep(1.0)
         grown = rss_kib(server.pid)
         rows.append(("OpenDOTS DTLS full handshakes (cookie round, mutual X.509)", f"{rate:.0f} /s",
                      f"{args.sessions} sessions, {args.in_flight} in flight, target >= 400/s"))  # fmt: skip
+        rows.append(("OpenDOTS server CPU per full handshake", f"{cpu_per_handshake:.2f} ms",
+                     f"i.e. {1000 / cpu_per_handshake:.0f} handshakes/s per fully available core"))  # fmt: skip
         rows.append(("OpenDOTS server RSS per idle DTLS session", f"{(grown - baseline) / args.sessions:.1f} KiB",
                      f"RSS {baseline} -> {grown} KiB with {args.sessions} sessions, target <= 100 KiB"))  # fmt: skip
         for transport, _ in opened:
@@ -319,7 +328,8 @@ async def main(args: argparse.Namespace) -> None:
     print("-" * (sum(widths) + 4 + 5))
     for row in rows:
         print(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]}")
-    print(f"\nmachine: {os.cpu_count()} CPUs; servers in separate processes; command: {' '.join(sys.argv)}")
+    print(f"\nload average at the end: {os.getloadavg()[0]:.2f} (shared machine)")
+    print(f"machine: {os.cpu_count()} CPUs; servers in separate processes; command: {' '.join(sys.argv)}")
     shutil.rmtree(pki, ignore_errors=True)
 
 

@@ -82,8 +82,14 @@ async def append_tls_server(
         connection_class = type(
             "_CappedTlsServerConnection", (_TlsServerConnection,), {"max_connections": max_connections}
         )
+        # "::" means every address, as it does for the dual-stack UDP socket; asyncio would bind IPv6 only
+        # (it sets IPV6_V6ONLY), so let it open one socket per address family instead.
+        listen_host = None if host in ("::", "") else host
         server.server = await context.loop.create_server(
-            lambda: connection_class(server, context.log, context.loop, is_server=True), host, port, ssl=ssl_context
+            lambda: connection_class(server, context.log, context.loop, is_server=True),
+            listen_host,
+            port,
+            ssl=ssl_context,
         )
         created.append(server)
         return server

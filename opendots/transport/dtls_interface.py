@@ -462,7 +462,7 @@ class DtlsClientInterface(_DtlsInterfaceBase):
         )
         remote = DtlsRemote(self, connection, address[:2], ("", 0))
         transport, _ = await self._loop.create_datagram_endpoint(
-            lambda: _ClientSocket(self, remote), remote_addr=address, family=family
+            lambda: _ClientSocket(self, remote), remote_addr=address[:2], family=family
         )
         remote.local = transport.get_extra_info("sockname")[:2]
         remote._send_datagram = transport.sendto

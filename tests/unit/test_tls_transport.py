@@ -178,3 +178,22 @@ async def test_tls_connections_are_capped_and_idle_ones_released(pki_dir):
         await first.shutdown()
         await second.shutdown()
         await endpoint.shutdown()
+
+
+async def test_wildcard_bind_serves_ipv4_and_ipv6_over_both_transports(pki_dir):
+    site = resource.Site()
+    site.add_resource(["whoami"], Whoami())
+    port = free_port()
+    endpoint = await start_server(site, credentials=files(pki_dir, "server"), bind=[("::", port)])
+    client = await create_client_context(files(pki_dir, "client"), server_name="localhost")
+    try:
+        for uri in (
+            f"coaps://127.0.0.1:{port}/whoami",
+            f"coaps://[::1]:{port}/whoami",
+            f"coaps+tcp://127.0.0.1:{port}/whoami",
+            f"coaps+tcp://[::1]:{port}/whoami",
+        ):
+            assert (await get(client, uri)).payload.startswith(b"client "), uri
+    finally:
+        await client.shutdown()
+        await endpoint.shutdown()
