@@ -245,3 +245,19 @@ def test_records_are_split_and_packed_whole():
 def test_certificate_name_matching(pki_dir, name, expected):
     certificate = x509.load_pem_x509_certificate((pki_dir / "server.crt").read_bytes())
     assert certificate_matches_name(certificate, name) is expected
+
+
+def test_forged_or_garbled_records_on_an_established_session_are_dropped_silently(pki_dir, listener):
+    pair = connect(pki_dir, listener)
+    server, client = pair.server, pair.client
+    now = time.monotonic()
+    client.send(b"genuine")
+    (genuine,) = client.datagrams_to_send()
+    tampered = genuine[:-1] + bytes([genuine[-1] ^ 1])  # bad AEAD tag
+    truncated = genuine[:20]
+    header_lies = genuine[:11] + (5000).to_bytes(2, "big") + genuine[13:]
+    for forged in (b"\x17\xfe\xfd" + bytes(60), tampered, truncated, header_lies, bytes(range(200))):
+        assert server.receive_datagram(forged, now) == []
+        assert server.established
+    assert server.receive_datagram(genuine, now) == [ApplicationData(b"genuine")]
+    assert server.receive_datagram(genuine, now) == []  # a replayed record is dropped too (RFC 6347 §4.1.2.6)
