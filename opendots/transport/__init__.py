@@ -11,10 +11,13 @@ from opendots.transport.endpoints import (
     resolve_remote,
     start_server,
 )
+from opendots.transport.events import SessionEvent, SessionListener
 from opendots.transport.identity import PeerIdentity
 
 __all__ = [
     "PeerIdentity",
+    "SessionEvent",
+    "SessionListener",
     "SignalServerEndpoint",
     "create_client_context",
     "peer_identity",

@@ -35,6 +35,7 @@ from opendots.transport.dtls import (
     client_context,
     is_client_hello,
 )
+from opendots.transport.events import SessionEvent, SessionListener, notify
 from opendots.transport.identity import PeerIdentity
 from opendots.transport.profile import DEFAULT_DTLS_MTU
 
@@ -244,6 +245,7 @@ class DtlsServerInterface(_DtlsInterfaceBase):
         self.sockets: list[_ServerSocket] = []
         self._sweeper: asyncio.Task[None] | None = None
         self._accepted = self._hello_verify = self._dropped = self._refused = self._expired = self._resumed = 0
+        self.session_listeners: list[SessionListener] = []
 
     @classmethod
     async def create(
@@ -335,6 +337,15 @@ class DtlsServerInterface(_DtlsInterfaceBase):
 
     def _on_established(self, remote: DtlsRemote, event: HandshakeCompleted) -> None:
         self._resumed += event.resumed
+        notify(self.session_listeners, SessionEvent("established", remote, event.identity, "dtls"))
+
+    def _closed(self, remote: DtlsRemote, failure: DtlsError) -> None:
+        was_established = remote.connection.identity is not None and self.sessions.get(remote.table_key) is remote
+        super()._closed(remote, failure)
+        if was_established:
+            notify(
+                self.session_listeners, SessionEvent("closed", remote, remote.connection.identity, "dtls", str(failure))
+            )
 
     def _is_live(self, remote: DtlsRemote) -> bool:
         return remote.connection.established and self.sessions.get(remote.table_key) is remote

@@ -25,6 +25,7 @@ from opendots.transport.dtls_interface import (
     SessionStats,
     client_interface_factory,
 )
+from opendots.transport.events import SessionListener
 from opendots.transport.identity import PeerIdentity
 from opendots.transport.tls import tls_client_context, tls_server_context
 
@@ -39,6 +40,8 @@ class SignalServerEndpoint:
     dtls: DtlsServerInterface | None
     tls_servers: list[Any] = field(default_factory=list)
     tls_idle_timeout: float = 600.0
+    session_listeners: list[SessionListener] = field(default_factory=list)
+    """Called with a SessionEvent whenever a DTLS or TLS session is established or closes (append to it)."""
     tls_idle_closed: int = 0
     _tls_sweeper: asyncio.Task[None] | None = None
 
@@ -108,11 +111,19 @@ async def start_server(
 
             await hooks.append_message_interface(context, dtls_factory)
             endpoint.dtls = created[0]
+            endpoint.dtls.session_listeners = endpoint.session_listeners  # one shared list for both transports
         if tls:
             ssl_context = tls_server_context(credentials)
             for host, port in bind:
                 endpoint.tls_servers.append(
-                    await hooks.append_tls_server(context, host, port, ssl_context, max_connections=max_sessions)
+                    await hooks.append_tls_server(
+                        context,
+                        host,
+                        port,
+                        ssl_context,
+                        max_connections=max_sessions,
+                        session_listeners=endpoint.session_listeners,
+                    )
                 )
             endpoint._tls_sweeper = asyncio.get_running_loop().create_task(endpoint._sweep_tls(), name="TLS idle sweep")
     except BaseException:
