@@ -14,6 +14,7 @@ from .validate import validate_signal, validate_telemetry
 
 DEFAULT_MAX_SIZE = 64 * 1024
 DOTS_CBOR_TAG = 271  # RFC 9132 §10.5: optional tag announcing a DOTS signal channel object
+_DOTS_TAG_HEADER = b"\xd9\x01\x0f"  # its preferred encoding: major type 6, two-byte argument 271
 
 
 def load_cbor(payload: bytes, max_size: int = DEFAULT_MAX_SIZE) -> Any:
@@ -22,15 +23,16 @@ def load_cbor(payload: bytes, max_size: int = DEFAULT_MAX_SIZE) -> Any:
         raise ModelError("4.13", f"payload of {len(payload)} bytes exceeds the {max_size}-byte limit")
     if not payload:
         raise ModelError("4.00", "empty payload")
+    # cbor2 freezes the contents of a tag (frozendict, tuple); stripping the DOTS tag first keeps plain dicts/lists.
     stream = io.BytesIO(payload)
+    if payload.startswith(_DOTS_TAG_HEADER):
+        stream.seek(len(_DOTS_TAG_HEADER))
     try:
         item = cbor2.CBORDecoder(stream).decode()
     except (cbor2.CBORDecodeError, RecursionError, ValueError, OverflowError) as error:
         raise ModelError("4.00", f"malformed CBOR: {error}") from None
     if stream.tell() != len(payload):
         raise ModelError("4.00", f"{len(payload) - stream.tell()} bytes after the CBOR item")
-    if isinstance(item, cbor2.CBORTag) and item.tag == DOTS_CBOR_TAG:
-        item = item.value
     if not isinstance(item, dict):
         raise ModelError("4.00", "the payload must be a CBOR map")
     return item

@@ -42,6 +42,9 @@ TELEMETRY_TOP_LEVEL = tuple(f"{TELEMETRY_MODULE}:{case}" for case in TELEMETRY_C
 
 _INTEGER_TEXT = re.compile(r"-?[0-9]+")
 _MAX_DECIMAL_MAGNITUDE = 20  # decimal64 never exceeds 2**63 ≈ 9.2e18; larger exponents are rejected before use
+# The deepest body the modules allow nests about a dozen maps and arrays; CBOR shared references (tags 28/29) can
+# even build cycles, so conversion stops well before Python's recursion limit.
+MAX_NESTING = 32
 
 
 def _bad(where: str, message: str) -> ModelError:
@@ -111,10 +114,20 @@ class _CborReader:
     def __init__(self) -> None:
         self.ignored: list[str] = []
         self.unknown_required: list[str] = []
+        self.depth = 0
 
     def map(self, schema: InternalNode | None, value: Any, where: str, top_level: bool = False) -> dict[str, Any]:
+        self.depth += 1
+        try:
+            return self._map(schema, value, where, top_level)
+        finally:
+            self.depth -= 1
+
+    def _map(self, schema: InternalNode | None, value: Any, where: str, top_level: bool) -> dict[str, Any]:
         if not isinstance(value, dict):
             raise _bad(where, f"expected a map, got {_describe(value)}")
+        if self.depth > MAX_NESTING:
+            raise _bad(where, "nested too deeply")
         table = key_table()
         result: dict[str, Any] = {}
         for key, item in value.items():
@@ -156,7 +169,13 @@ class _CborReader:
         if isinstance(value, dict):
             return self.map(None, value, where)
         if isinstance(value, list):
-            return [self.schemaless(entry, item, f"{where}[{index}]") for index, item in enumerate(value)]
+            self.depth += 1
+            try:
+                if self.depth > MAX_NESTING:
+                    raise _bad(where, "nested too deeply")
+                return [self.schemaless(entry, item, f"{where}[{index}]") for index, item in enumerate(value)]
+            finally:
+                self.depth -= 1
         if isinstance(value, str | bool) or value is None:
             return value
         if _is_integer(value):
@@ -269,9 +288,13 @@ def cbor_to_json(obj: Any) -> tuple[dict[str, Any], list[str]]:
 # ----------------------------------------------------------------------------------------------------- JSON → CBOR
 
 
-def _json_map(schema: InternalNode | None, value: Any, where: str, top_level: bool = False) -> dict[int, Any]:
+def _json_map(
+    schema: InternalNode | None, value: Any, where: str, top_level: bool = False, depth: int = 1
+) -> dict[int, Any]:
     if not isinstance(value, dict):
         raise _bad(where, f"expected an object, got {_describe(value)}")
+    if depth > MAX_NESTING:
+        raise _bad(where, "nested too deeply")
     table = key_table()
     result: dict[int, Any] = {}
     for name, item in value.items():
@@ -279,30 +302,31 @@ def _json_map(schema: InternalNode | None, value: Any, where: str, top_level: bo
         entry = table.by_name.get(name) if isinstance(name, str) else None
         if entry is None:
             raise _bad(child_where, "member has no DOTS CBOR key")
-        if top_level:
-            result[entry.key] = _json_node(_top_level_schema(name), item, child_where, container=True)
-        else:
-            result[entry.key] = _json_node(_schema_child(schema, name), item, child_where)
+        child_schema = _top_level_schema(name) if top_level else _schema_child(schema, name)
+        result[entry.key] = _json_node(child_schema, item, child_where, depth, container=top_level)
     return result
 
 
-def _json_node(schema: SchemaNode | None, value: Any, where: str, container: bool = False) -> Any:
+def _json_node(schema: SchemaNode | None, value: Any, where: str, depth: int, container: bool = False) -> Any:
     if container or isinstance(schema, ContainerNode):
-        return _json_map(schema, value, where)  # type: ignore[arg-type]
+        return _json_map(schema, value, where, depth=depth + 1)  # type: ignore[arg-type]
     if isinstance(schema, ListNode):
-        return [_json_map(schema, item, f"{where}[{index}]") for index, item in enumerate(_array(value, where))]
+        items = enumerate(_array(value, where))
+        return [_json_map(schema, item, f"{where}[{index}]", depth=depth + 1) for index, item in items]
     if isinstance(schema, LeafListNode):
         return [leaf_to_cbor(schema.type, item, f"{where}[{index}]") for index, item in enumerate(_array(value, where))]
     if isinstance(schema, LeafNode):
         return leaf_to_cbor(schema.type, value, where)
-    return _json_schemaless(value, where)
+    return _json_schemaless(value, where, depth + 1)
 
 
-def _json_schemaless(value: Any, where: str) -> Any:
+def _json_schemaless(value: Any, where: str, depth: int) -> Any:
+    if depth > MAX_NESTING:
+        raise _bad(where, "nested too deeply")
     if isinstance(value, dict):
-        return _json_map(None, value, where)
+        return _json_map(None, value, where, depth=depth)
     if isinstance(value, list):
-        return [_json_schemaless(item, f"{where}[{index}]") for index, item in enumerate(value)]
+        return [_json_schemaless(item, f"{where}[{index}]", depth + 1) for index, item in enumerate(value)]
     if isinstance(value, str | bool | int) or value is None:
         return value
     raise _bad(where, f"unexpected {_describe(value)}")
