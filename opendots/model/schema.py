@@ -26,7 +26,11 @@ TELEMETRY_MODULE = "ietf-dots-telemetry"
 SIGNAL_STRUCTURE = "dots-signal"
 TELEMETRY_STRUCTURE = "dots-telemetry"
 
-# (module name, revision, namespace URI, implemented?) — the signal channel modules and everything they import.
+# ACL features the DOTS data channel filters use (RFC 8783 §4.2: IPv4, IPv6, TCP, UDP, ICMP); they decide which
+# acl-type identities a conflict-scope may name.
+_ACL_FEATURES = ("match-on-ipv4", "match-on-ipv6", "ipv4", "ipv6", "match-on-tcp", "match-on-udp", "match-on-icmp")
+
+# (module name, revision, implemented?) — the signal channel modules and everything they import.
 _MODULES: tuple[tuple[str, str, bool], ...] = (
     ("ietf-dots-signal-channel", "2021-09-02", True),
     ("iana-dots-signal-channel", "2021-09-02", True),
@@ -97,6 +101,7 @@ def _yang_library(texts: dict[str, str]) -> str:
             "revision": revision,
             "namespace": _namespace(texts[name]),
             "conformance-type": "implement" if implemented else "import",
+            **({"feature": list(_ACL_FEATURES)} if name == "ietf-access-control-list" else {}),
         }
         for name, revision, implemented in _MODULES
     ]

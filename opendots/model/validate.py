@@ -69,7 +69,7 @@ def _diagnostic(error: YangsonException, structure_path: str, top_path: str) -> 
         text = f"{error.path.replace('=/', '/')}: invalid value ({error.message})"
     elif isinstance(error, ValidationError):
         message = f": {' '.join(error.message.split())}" if error.message else ""
-        text = f"{error.instance.json_pointer()}: {error.tag}{message}"
+        text = f"{error.instance.json_pointer()}: {error.tag or 'invalid value'}{message}"
     else:
         text = str(error)
     return text.replace(structure_path, top_path, 1)

@@ -317,3 +317,29 @@ def test_decimal64_round_trips(value: Any) -> None:
         }
     }
     assert decode_signal(encode_signal(body)) == body
+
+
+def _conflict(cause: str, conflict_scope: dict[str, Any]) -> dict[str, Any]:
+    information = {"conflict-status": "request-inactive-other-active", "conflict-cause": cause}
+    return {
+        "ietf-dots-signal-channel:mitigation-scope": {
+            "scope": [{"mid": 5, "conflict-information": {**information, "conflict-scope": conflict_scope}}]
+        }
+    }
+
+
+def test_conflict_scope_members_follow_the_conflict_cause() -> None:
+    # The 'when' conditions of RFC 9132's conflict-scope, evaluated in the derived view.
+    overlapping = _conflict("overlapping-targets", {"target-prefix": ["2001:db8::/32"], "mid": 12})
+    assert decode_signal(encode_signal(overlapping)) == overlapping
+    acl = {"acl-list": [{"acl-name": "an-accept-list", "acl-type": "ietf-access-control-list:ipv6-acl-type"}]}
+    accept_list = _conflict("conflict-with-acceptlist", acl)
+    assert decode_signal(encode_signal(accept_list)) == accept_list
+    with pytest.raises(ModelError, match="member-not-allowed: target-prefix"):
+        validate_signal(_conflict("conflict-with-acceptlist", {"target-prefix": ["2001:db8::/32"]}))
+    with pytest.raises(ModelError, match="member-not-allowed: acl-list"):
+        validate_signal(_conflict("overlapping-targets", acl))
+    # eth ACLs are not a DOTS data channel feature (RFC 8783 §4.2), so that identity does not exist here.
+    eth = {"acl-list": [{"acl-name": "x", "acl-type": "ietf-access-control-list:eth-acl-type"}]}
+    with pytest.raises(ModelError, match="acl-type: invalid value"):
+        validate_signal(_conflict("conflict-with-acceptlist", eth))
