@@ -144,7 +144,8 @@ class _CborReader:
                 continue
             child_where = f"{where}/{entry.name}"
             if top_level:
-                result[entry.name] = self.node(_top_level_schema(entry.name), entry, item, child_where, container=True)
+                structure = _top_level_schema(entry.name)
+                result[entry.name] = self.node(structure, entry, item, child_where, container=structure is not None)
             else:
                 result[entry.name] = self.node(_schema_child(schema, entry.name), entry, item, child_where)
         return result
@@ -303,7 +304,8 @@ def _json_map(
         if entry is None:
             raise _bad(child_where, "member has no DOTS CBOR key")
         child_schema = _top_level_schema(name) if top_level else _schema_child(schema, name)
-        result[entry.key] = _json_node(child_schema, item, child_where, depth, container=top_level)
+        top_container = top_level and child_schema is not None
+        result[entry.key] = _json_node(child_schema, item, child_where, depth, container=top_container)
     return result
 
 

@@ -343,3 +343,18 @@ def test_conflict_scope_members_follow_the_conflict_cause() -> None:
     eth = {"acl-list": [{"acl-name": "x", "acl-type": "ietf-access-control-list:eth-acl-type"}]}
     with pytest.raises(ModelError, match="acl-type: invalid value"):
         validate_signal(_conflict("conflict-with-acceptlist", eth))
+
+
+def test_a_misplaced_member_is_converted_and_then_named_by_validation() -> None:
+    body, _ = cbor_to_json({5: 123})
+    assert body == {"mid": 123}
+    assert json_to_cbor(body) == {5: 123}
+    assert "unexpected top-level member 'mid'" in _rejected(cbor2.dumps({5: 123}))
+
+
+def test_diagnostics_stay_short() -> None:
+    payload = cbor2.dumps({1: {2: [dict.fromkeys(range(300, 3000), 0)]}})
+    diagnostic = _rejected(payload)
+    assert len(diagnostic) <= 512
+    assert diagnostic.startswith("unknown comprehension-required CBOR key(s): ")
+    assert "..." in diagnostic
