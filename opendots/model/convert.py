@@ -78,14 +78,14 @@ def _top_level_schema(name: str) -> InternalNode | None:
     return None
 
 
-_child_cache: dict[tuple[int, str], SchemaNode | None] = {}
+_child_cache: dict[tuple[InternalNode, str], SchemaNode | None] = {}
 
 
 def _schema_child(parent: InternalNode | None, name: str) -> SchemaNode | None:
     """The data node a JSON member ``name`` designates under ``parent`` (RFC 7951 §4: prefix = namespace change)."""
     if parent is None:
         return None
-    cache_key = (id(parent), name)
+    cache_key = (parent, name)
     try:
         return _child_cache[cache_key]
     except KeyError:
@@ -96,14 +96,14 @@ def _schema_child(parent: InternalNode | None, name: str) -> SchemaNode | None:
     return child
 
 
-_enum_names_cache: dict[int, dict[int, str]] = {}
+_enum_names_cache: dict[EnumerationType, dict[int, str]] = {}
 
 
 def _enum_names(dtype: EnumerationType) -> dict[int, str]:
-    names = _enum_names_cache.get(id(dtype))
+    names = _enum_names_cache.get(dtype)
     if names is None:
         names = {value: name for name, value in dtype.enum.items()}
-        _enum_names_cache[id(dtype)] = names
+        _enum_names_cache[dtype] = names
     return names
 
 
