@@ -9,7 +9,14 @@ from typing import Any
 import cbor2
 import pytest
 
-from opendots.model import ModelError, decode_telemetry, encode_telemetry, json_to_cbor, validate_telemetry
+from opendots.model import (
+    ModelError,
+    decode_telemetry,
+    decode_telemetry_with_ignored,
+    encode_telemetry,
+    json_to_cbor,
+    validate_telemetry,
+)
 
 PARAMETERS = {"measurement-interval": "hour", "measurement-sample": "minute"}
 
@@ -148,3 +155,11 @@ def test_percentiles_must_be_ordered() -> None:
 def test_telemetry_cbor_type_errors() -> None:
     with pytest.raises(ModelError, match="decimal fraction"):
         decode_telemetry(cbor2.dumps({203: {129: [{175: {130: "10.00"}}]}}))
+
+
+def test_unknown_optional_keys_in_telemetry_are_reported() -> None:
+    message = json_to_cbor(SETUP_RESPONSE)
+    message[203][129][0][211] = "unregistered"
+    body, ignored = decode_telemetry_with_ignored(cbor2.dumps(message))
+    assert body == SETUP_RESPONSE
+    assert ignored == ["/ietf-dots-telemetry:telemetry-setup/telemetry[0]/211"]
