@@ -30,6 +30,7 @@ from opendots.transport.dtls import (
     DtlsError,
     DtlsEvent,
     DtlsListener,
+    DtlsState,
     HandshakeCompleted,
     SessionExpired,
     client_context,
@@ -240,6 +241,7 @@ class DtlsServerInterface(_DtlsInterfaceBase):
         super().__init__(message_manager, loop)
         self.listener = DtlsListener(credentials, now=loop.time(), mtu=mtu)
         self.max_sessions = max_sessions
+        self.max_handshaking = max(64, max_sessions // 10)
         self.idle_timeout = idle_timeout
         self.sessions: dict[tuple[int, tuple], DtlsRemote] = {}
         self.sockets: list[_ServerSocket] = []
@@ -310,7 +312,7 @@ class DtlsServerInterface(_DtlsInterfaceBase):
         # only a verified hello replaces the old session, so a spoofed hello cannot tear sessions down.
         if self._message_manager is None:
             return
-        if existing is None and len(self.sessions) >= self.max_sessions:
+        if existing is None and (len(self.sessions) >= self.max_sessions or self._too_many_handshakes()):
             self._refused += 1
             return
         result = self.listener.receive(data, peer[:2], self._loop.time())
@@ -334,6 +336,12 @@ class DtlsServerInterface(_DtlsInterfaceBase):
         self.sessions[key] = remote
         remote.flush()
         self._arm_timer(remote)
+
+    def _too_many_handshakes(self) -> bool:
+        """Half-open sessions are capped separately, so peers that complete the cookie round but never finish
+        the handshake cannot crowd out established sessions (they also expire after HANDSHAKE_DEADLINE)."""
+        handshaking = sum(1 for remote in self.sessions.values() if not remote.connection.established)
+        return handshaking >= self.max_handshaking
 
     def _on_established(self, remote: DtlsRemote, event: HandshakeCompleted) -> None:
         self._resumed += event.resumed
@@ -427,6 +435,8 @@ class _ClientSocket(asyncio.DatagramProtocol):
 class DtlsClientInterface(_DtlsInterfaceBase):
     """DTLS client: one connected UDP socket and session per server (host, port), resumed when re-opened."""
 
+    handshake_timeout = HANDSHAKE_DEADLINE  # requests queued on a session that never comes up fail after this
+
     def __init__(
         self,
         message_manager: interfaces.MessageManager,
@@ -481,7 +491,15 @@ class DtlsClientInterface(_DtlsInterfaceBase):
         self.pool[key] = remote
         remote.flush()
         self._arm_timer(remote)
+        self._loop.call_later(self.handshake_timeout, self._give_up_handshake, remote)
         return remote
+
+    def _give_up_handshake(self, remote: DtlsRemote) -> None:
+        if remote.connection.state is DtlsState.HANDSHAKING:
+            remote.connection.close()
+            self._closed(
+                remote, SessionExpired(f"no DTLS handshake with {remote.hostinfo} in {self.handshake_timeout:g} s")
+            )
 
     async def wait_established(self, remote: DtlsRemote, timeout: float = HANDSHAKE_DEADLINE) -> None:
         """Wait for REMOTE's handshake; raises the DtlsError that ended it, or TimeoutError."""

@@ -306,3 +306,63 @@ async def test_client_restarting_on_the_same_port_replaces_its_old_session(pki_d
     stats = server.stats()
     assert stats.sessions == 1 and stats.accepted_total == 2
     assert server.whoami.remotes[-1] is not old and old.connection.closed
+
+
+async def test_client_gives_up_on_a_server_that_never_answers(pki_dir, monkeypatch):
+    from opendots.transport.dtls_interface import DtlsClientInterface
+
+    monkeypatch.setattr(DtlsClientInterface, "handshake_timeout", 0.5)
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))  # bound but never read: datagrams vanish, no ICMP either
+    client = await create_client_context(files(pki_dir, "client"), server_name="localhost")
+    try:
+        started = time.monotonic()
+        with pytest.raises(aiocoap.error.NetworkError) as failure:
+            await get(client, f"coaps://127.0.0.1:{silent.getsockname()[1]}/whoami")
+        assert time.monotonic() - started < 3
+        assert "no DTLS handshake" in repr(failure.value)
+    finally:
+        await client.shutdown()
+        silent.close()
+
+
+async def test_half_open_handshakes_are_capped_separately(pki_dir):
+    """Peers that pass the cookie round but never finish the handshake cannot fill the session table."""
+    site, _, _ = server_site()
+    port = free_port()
+    endpoint = await start_server(
+        site, credentials=files(pki_dir, "server"), bind=[("127.0.0.1", port)], tls=False, max_sessions=100
+    )
+    limit = endpoint.dtls.max_handshaking
+    assert limit < 100
+    real = await create_client_context(files(pki_dir, "client"), server_name="localhost")
+    context = client_context(files(pki_dir, "client"), "localhost")
+    sockets = [raw_socket() for _ in range(limit + 3)]
+    try:
+        assert (await get(real, f"coaps://127.0.0.1:{port}/whoami")).payload == b"client"
+        loop = asyncio.get_running_loop()
+        for index, sock in enumerate(sockets):
+            connection = DtlsConnection.connect(context, now=time.monotonic())
+            sock.sendto(connection.datagrams_to_send()[0], ("127.0.0.1", port))
+            if index >= limit:
+                sock.settimeout(0.3)
+                with pytest.raises(TimeoutError):  # refused before any work, not even a HelloVerifyRequest
+                    await loop.run_in_executor(None, sock.recv, 2048)
+                continue
+            connection.receive_datagram(await loop.run_in_executor(None, sock.recv, 2048), time.monotonic())
+            sock.sendto(connection.datagrams_to_send()[0], ("127.0.0.1", port))  # hello with cookie; stop here
+        await asyncio.sleep(0.3)
+        stats = endpoint.stats()
+        assert (stats.handshaking, stats.established, stats.refused_full) == (limit, 1, 3)
+        # the established session is unaffected
+        assert (await get(real, f"coaps://127.0.0.1:{port}/whoami")).payload == b"client"
+        # and the half-open ones go at the handshake deadline (time is passed in, no sleeping)
+        from opendots.transport.dtls_interface import HANDSHAKE_DEADLINE
+
+        assert endpoint.dtls.expire(asyncio.get_running_loop().time() + HANDSHAKE_DEADLINE + 1) == limit
+        assert (endpoint.stats().handshaking, endpoint.stats().established) == (0, 1)
+    finally:
+        for sock in sockets:
+            sock.close()
+        await real.shutdown()
+        await endpoint.shutdown()
