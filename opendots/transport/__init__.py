@@ -24,6 +24,7 @@ from opendots.transport.endpoints import (
     create_client_context,
     peer_identity,
     ping,
+    reset_session,
     resolve_remote,
     start_server,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "create_client_context",
     "peer_identity",
     "ping",
+    "reset_session",
     "resolve_remote",
     "start_server",
 ]

@@ -263,3 +263,14 @@ def close_idle_tls_connections(server: interfaces.TokenInterface, idle_timeout: 
         connection._transport.close()
         closed += 1
     return closed
+
+
+def close_tls_connection(remote: object) -> None:
+    """Close a CoAP-over-TLS connection after a Release message (private: `RFC8323Remote._send_message`,
+    `TcpConnection._transport`)."""
+    transport = getattr(remote, "_transport", None)
+    if transport is None or transport.is_closing():
+        return
+    with contextlib.suppress(Exception):
+        remote._send_message(aiocoap.Message(code=RELEASE))
+    transport.close()

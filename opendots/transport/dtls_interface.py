@@ -59,7 +59,7 @@ class DtlsRemote(interfaces.EndpointAddress):
     is_multicast_locally = False
 
     def __init__(self, owner: _DtlsInterfaceBase, connection: DtlsConnection, peer: tuple, local: tuple) -> None:
-        self._owner = owner
+        self.owner = owner
         self.connection = connection
         self.peer = peer
         self.local = local
@@ -124,7 +124,14 @@ class _DtlsInterfaceBase(interfaces.MessageInterface):
         self._arm_timer(remote)
 
     async def recognize_remote(self, remote: object) -> bool:
-        return isinstance(remote, DtlsRemote) and remote._owner is self and self._is_live(remote)
+        return isinstance(remote, DtlsRemote) and remote.owner is self and self._is_live(remote)
+
+    def drop(self, remote: DtlsRemote, reason: str = "closed by the application") -> None:
+        """Close REMOTE's session now (close_notify) and fail what is pending on it; the next request re-handshakes."""
+        if remote.connection.closed:
+            return
+        remote.connection.close()
+        self._closed(remote, DtlsError(reason))
 
     # -- shared plumbing
 

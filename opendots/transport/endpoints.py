@@ -167,8 +167,8 @@ async def resolve_remote(context: aiocoap.Context, uri: str) -> Any:
     probe = aiocoap.Message(code=aiocoap.GET, uri=uri)
     await hooks.find_request_interface(context, probe)
     remote = probe.remote
-    if isinstance(remote, DtlsRemote) and isinstance(remote._owner, DtlsClientInterface):
-        await remote._owner.wait_established(remote)
+    if isinstance(remote, DtlsRemote) and isinstance(remote.owner, DtlsClientInterface):
+        await remote.owner.wait_established(remote)
     return remote
 
 
@@ -188,3 +188,21 @@ async def ping(context: aiocoap.Context, remote: Any, *, timeout: float = DEFAUL
             raise ValueError(f"{remote!r} is not a live session of this context")
         await asyncio.wait_for(hooks.send_empty_con(manager, remote), timeout)
     return time.perf_counter() - started
+
+
+async def reset_session(context: aiocoap.Context, remote: Any) -> None:
+    """Close the DTLS session or TLS connection behind REMOTE (a remote or a URI) so the next request starts afresh.
+
+    For a DOTS client whose heartbeats go unanswered (RFC 9132 §4.7): a server that crashed has forgotten the
+    session, and DTLS gives the client no way to notice that by itself.
+    """
+    if isinstance(remote, str):
+        probe = aiocoap.Message(code=aiocoap.GET, uri=remote)
+        await hooks.find_request_interface(context, probe)
+        remote = probe.remote
+    if isinstance(remote, DtlsRemote):
+        remote.owner.drop(remote)
+    elif hooks.is_tls_remote(remote):
+        hooks.close_tls_connection(remote)
+    else:
+        raise ValueError(f"{remote!r} is not a DTLS or TLS session")

@@ -366,3 +366,21 @@ async def test_half_open_handshakes_are_capped_separately(pki_dir):
             sock.close()
         await real.shutdown()
         await endpoint.shutdown()
+
+
+async def test_after_a_server_forgets_the_session_the_client_recovers_with_reset_session(pki_dir, server):
+    from opendots.transport import reset_session
+
+    client = await create_client_context(files(pki_dir, "client"), server_name="localhost")
+    uri = f"coaps://127.0.0.1:{server.port}/whoami"
+    try:
+        await get(client, uri)
+        server.dtls.sessions.clear()  # what a crash and restart looks like from the client: silence, no alert
+        lost = aiocoap.Message(code=aiocoap.GET, uri=uri, transport_tuning=aiocoap.Unreliable)
+        with pytest.raises((TimeoutError, asyncio.TimeoutError)):
+            await asyncio.wait_for(client.request(lost).response, 0.5)
+        await reset_session(client, uri)
+        assert (await get(client, uri)).payload == b"client"
+        assert server.stats().accepted_total == 2
+    finally:
+        await client.shutdown()
