@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from opendots.config import TlsFiles
 from opendots.pki.certs import TestPki
@@ -261,3 +263,25 @@ def test_forged_or_garbled_records_on_an_established_session_are_dropped_silentl
         assert server.established
     assert server.receive_datagram(genuine, now) == [ApplicationData(b"genuine")]
     assert server.receive_datagram(genuine, now) == []  # a replayed record is dropped too (RFC 6347 §4.1.2.6)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.binary(max_size=400), cut=st.integers(min_value=0, max_value=400))
+def test_listener_survives_mangled_client_hellos(pki_dir, body, cut):
+    listener = _fuzz_listener(pki_dir)
+    context = client_context(files(pki_dir, "client"), "localhost")
+    (hello,) = DtlsConnection.connect(context, now=0.0).datagrams_to_send()
+    for datagram in (hello[:14] + body, hello[: min(cut, len(hello))] + body, hello[:cut] + hello[cut + 1 :]):
+        result = listener.receive(datagram, PEER, time.monotonic())  # must not raise
+        assert result.connection is None  # without a valid cookie nothing is ever created
+    # the listener still works afterwards
+    assert listener.receive(hello, PEER, time.monotonic()).reply
+
+
+_LISTENERS: dict[Path, DtlsListener] = {}
+
+
+def _fuzz_listener(pki_dir: Path) -> DtlsListener:
+    if pki_dir not in _LISTENERS:
+        _LISTENERS[pki_dir] = DtlsListener(files(pki_dir, "server"), now=time.monotonic())
+    return _LISTENERS[pki_dir]
