@@ -281,7 +281,16 @@ class DtlsConnection:
 
     @property
     def cleartext_mtu(self) -> int:
+        """Application bytes that fit one record within the MTU (needs the negotiated cipher: established only)."""
         return self._ssl.get_cleartext_mtu()
+
+    @property
+    def cleartext_budget(self) -> int:
+        """Like `cleartext_mtu`, but usable before the handshake: assumes the largest AEAD overhead of the profile
+        (13-byte header, 8-byte explicit nonce, 16-byte tag)."""
+        if self.established:
+            return self.cleartext_mtu
+        return self.mtu - RECORD_HEADER_LENGTH - 8 - 16
 
     # -------------------------------------------------------------- internal
 

@@ -98,6 +98,22 @@ class DtlsRemote(interfaces.EndpointAddress):
     def blockwise_key(self) -> object:
         return self
 
+    # Keep every CoAP message inside one DTLS record that fits the path MTU: room for the CoAP header, a token
+    # and the usual options is left out of the record's cleartext budget.
+    _COAP_OVERHEAD = 64
+
+    @property
+    def maximum_payload_size(self) -> int:
+        return min(1124, self.connection.cleartext_budget - self._COAP_OVERHEAD)
+
+    @property
+    def maximum_block_size_exp(self) -> int:
+        budget = self.connection.cleartext_budget - self._COAP_OVERHEAD
+        exponent = 6  # 1024-byte blocks at most (no BERT over UDP)
+        while exponent > 0 and 2 ** (exponent + 4) > budget:
+            exponent -= 1
+        return exponent
+
     def flush(self) -> None:
         for datagram in self.connection.datagrams_to_send():
             self._send_datagram(datagram)

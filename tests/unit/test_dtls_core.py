@@ -285,3 +285,22 @@ def _fuzz_listener(pki_dir: Path) -> DtlsListener:
     if pki_dir not in _LISTENERS:
         _LISTENERS[pki_dir] = DtlsListener(files(pki_dir, "server"), now=time.monotonic())
     return _LISTENERS[pki_dir]
+
+
+def test_cleartext_budget_follows_the_mtu(pki_dir, listener):
+    pair = connect(pki_dir, listener)
+    assert pair.client.cleartext_budget == pair.client.cleartext_mtu <= 1232 - 13 - 16
+    small = DtlsConnection.connect(client_context(files(pki_dir, "client"), "localhost"), now=0.0, mtu=576)
+    assert small.cleartext_budget == 576 - 37
+
+
+def test_coap_block_size_shrinks_with_a_small_mtu(pki_dir):
+    from opendots.transport.dtls_interface import DtlsRemote
+
+    def remote(mtu: int) -> DtlsRemote:
+        context = client_context(files(pki_dir, "client"), "localhost")
+        return DtlsRemote(None, DtlsConnection.connect(context, now=0.0, mtu=mtu), ("192.0.2.1", 4646), ("", 0))
+
+    assert (remote(1232).maximum_block_size_exp, remote(1232).maximum_payload_size) == (6, 1124)
+    assert remote(576).maximum_block_size_exp == 4  # 256-byte blocks fit 576 - 37 - 64 = 475 bytes
+    assert remote(576).maximum_payload_size == 475
