@@ -158,6 +158,14 @@ async def test_client_rejects_a_server_whose_certificate_names_someone_else(pki_
         await client.shutdown()
 
 
+async def eventually(condition, timeout: float = 5.0) -> None:
+    """Wait until CONDITION() holds (datagrams on a loaded machine take their time); fail after TIMEOUT."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
 def raw_socket() -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.settimeout(2)
@@ -177,9 +185,8 @@ async def test_malformed_datagrams_leave_no_state_and_the_server_running(pki_dir
     with sock:
         for junk in (b"", b"\x00", b"GET / HTTP/1.0\r\n\r\n", b"\x16\xfe\xfd" + bytes(40), bytes(range(256)) * 4):
             sock.sendto(junk, ("127.0.0.1", server.port))
-        await asyncio.sleep(0.2)
+        await eventually(lambda: server.stats().dropped_datagrams == 5)
     assert server.stats().sessions == 0
-    assert server.stats().dropped_datagrams >= 4
     await still_serves(pki_dir, server)
 
 
@@ -190,7 +197,8 @@ async def test_client_hello_flood_without_cookies_creates_no_sessions(pki_dir, s
     try:
         for index, hello in enumerate(hellos * 4):
             sockets[index % len(sockets)].sendto(hello, ("127.0.0.1", server.port))
-        await asyncio.sleep(0.3)
+        await eventually(lambda: server.stats().hello_verify_sent >= 150)
+        await asyncio.sleep(0.1)  # let stragglers arrive too
         stats = server.stats()
         assert stats.sessions == 0 and stats.accepted_total == 0
         assert stats.hello_verify_sent >= 150  # each got a stateless HelloVerifyRequest (a few may be lost)
@@ -253,7 +261,7 @@ async def test_idle_sessions_expire_and_the_client_reconnects_with_resumption(pk
         while endpoint.stats().sessions and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         assert endpoint.stats().sessions == 0 and endpoint.stats().expired_total == 1
-        await asyncio.sleep(0.1)  # the close_notify reaches the client, which drops its side too
+        await asyncio.sleep(0.3)  # the close_notify reaches the client, which drops its side too
         assert (await get(client, f"coaps://127.0.0.1:{port}/whoami")).payload == b"client"
         assert endpoint.stats().accepted_total == 2 and endpoint.stats().resumed_total == 1
     finally:
@@ -351,7 +359,7 @@ async def test_half_open_handshakes_are_capped_separately(pki_dir):
                 continue
             connection.receive_datagram(await loop.run_in_executor(None, sock.recv, 2048), time.monotonic())
             sock.sendto(connection.datagrams_to_send()[0], ("127.0.0.1", port))  # hello with cookie; stop here
-        await asyncio.sleep(0.3)
+        await eventually(lambda: endpoint.stats().handshaking == limit)
         stats = endpoint.stats()
         assert (stats.handshaking, stats.established, stats.refused_full) == (limit, 1, 3)
         # the established session is unaffected
