@@ -271,6 +271,7 @@ class DtlsServerInterface(_DtlsInterfaceBase):
         self._sweeper: asyncio.Task[None] | None = None
         self._accepted = self._hello_verify = self._dropped = self._refused = self._expired = self._resumed = 0
         self.session_listeners: list[SessionListener] = []
+        self._half_open: set[DtlsRemote] = set()  # kept incrementally: checked for every new ClientHello
 
     @classmethod
     async def create(
@@ -357,16 +358,18 @@ class DtlsServerInterface(_DtlsInterfaceBase):
         remote._send_datagram = lambda datagram: transport.sendto(datagram, peer)
         remote.table_key = key
         self.sessions[key] = remote
+        if not result.connection.established:
+            self._half_open.add(remote)
         remote.flush()
         self._arm_timer(remote)
 
     def _too_many_handshakes(self) -> bool:
         """Half-open sessions are capped separately, so peers that complete the cookie round but never finish
         the handshake cannot crowd out established sessions (they also expire after HANDSHAKE_DEADLINE)."""
-        handshaking = sum(1 for remote in self.sessions.values() if not remote.connection.established)
-        return handshaking >= self.max_handshaking
+        return len(self._half_open) >= self.max_handshaking
 
     def _on_established(self, remote: DtlsRemote, event: HandshakeCompleted) -> None:
+        self._half_open.discard(remote)
         self._resumed += event.resumed
         notify(self.session_listeners, SessionEvent("established", remote, event.identity, "dtls"))
 
@@ -382,6 +385,7 @@ class DtlsServerInterface(_DtlsInterfaceBase):
         return remote.connection.established and self.sessions.get(remote.table_key) is remote
 
     def _forget(self, remote: DtlsRemote) -> None:
+        self._half_open.discard(remote)
         if self.sessions.get(remote.table_key) is remote:
             del self.sessions[remote.table_key]
 
@@ -426,6 +430,7 @@ class DtlsServerInterface(_DtlsInterfaceBase):
             if remote._timer is not None:
                 remote._timer.cancel()
         self.sessions.clear()
+        self._half_open.clear()
         self._message_manager = None
         for sock in self.sockets:
             if sock.transport is not None:
