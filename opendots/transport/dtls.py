@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import hmac
 import os
+import ssl
 from dataclasses import dataclass
 from enum import Enum
 
@@ -35,6 +36,9 @@ CONTENT_TYPE_HANDSHAKE = 22
 HANDSHAKE_TYPE_CLIENT_HELLO = 1
 SESSION_ID_CONTEXT = b"opendots-dots-signal"
 MAX_DATAGRAM = 65535
+# pyOpenSSL exports no name for it; the value is OpenSSL's ABI (the stdlib exposes the same as ssl.OP_NO_RENEGOTIATION).
+# Renegotiation buys DOTS nothing and costs the server a full handshake on the peer's whim.
+OP_NO_RENEGOTIATION = ssl.OP_NO_RENEGOTIATION
 
 
 class DtlsError(Exception):
@@ -84,7 +88,9 @@ def _base_context(credentials: TlsFiles, method: int) -> SSL.Context:
     context.check_privatekey()
     context.load_verify_locations(str(credentials.ca))
     # A memory BIO cannot report the path MTU; we set it per connection and OpenSSL must not overwrite it.
-    context.set_options(SSL.OP_NO_QUERY_MTU | SSL.OP_NO_COMPRESSION | SSL.OP_CIPHER_SERVER_PREFERENCE)
+    context.set_options(
+        SSL.OP_NO_QUERY_MTU | SSL.OP_NO_COMPRESSION | SSL.OP_CIPHER_SERVER_PREFERENCE | OP_NO_RENEGOTIATION
+    )
     context.set_mode(SSL.MODE_RELEASE_BUFFERS)  # idle sessions give back their record buffers (memory per session)
     return context
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 from cryptography import x509
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from OpenSSL import SSL
 
 from opendots.config import TlsFiles
 from opendots.pki.certs import TestPki
@@ -304,3 +306,25 @@ def test_coap_block_size_shrinks_with_a_small_mtu(pki_dir):
     assert (remote(1232).maximum_block_size_exp, remote(1232).maximum_payload_size) == (6, 1124)
     assert remote(576).maximum_block_size_exp == 4  # 256-byte blocks fit 576 - 37 - 64 = 475 bytes
     assert remote(576).maximum_payload_size == 475
+
+
+def test_server_refuses_renegotiation_without_a_new_handshake(pki_dir, listener):
+    # A client that is willing to renegotiate (ours is not), to see what the server does.
+    context = SSL.Context(SSL.DTLS_CLIENT_METHOD)
+    context.use_certificate_chain_file(str(pki_dir / "client.crt"))
+    context.use_privatekey_file(str(pki_dir / "client.key"))
+    context.load_verify_locations(str(pki_dir / "ca.crt"))
+    context.set_options(SSL.OP_NO_QUERY_MTU)
+    pair = connect(pki_dir, listener, context=context)
+    assert pair.client.established
+    ssl = pair.client._ssl
+    assert ssl.renegotiate()
+    with contextlib.suppress(SSL.WantReadError):
+        ssl.do_handshake()
+    now = time.monotonic()
+    events = [e for d in pair.client.datagrams_to_send() for e in pair.server.receive_datagram(d, now)]
+    assert not any(isinstance(e, HandshakeCompleted) for e in events)
+    assert pair.server.established
+    # the server answered with a no_renegotiation alert; this (renegotiation-happy) client gives up on its own
+    replies = [e for d in pair.server.datagrams_to_send() for e in pair.client.receive_datagram(d, now)]
+    assert len(replies) == 1 and "no renegotiation" in str(replies[0].error)
