@@ -36,6 +36,7 @@ CONTENT_TYPE_HANDSHAKE = 22
 HANDSHAKE_TYPE_CLIENT_HELLO = 1
 SESSION_ID_CONTEXT = b"opendots-dots-signal"
 MAX_DATAGRAM = 65535
+MAX_PENDING_BEFORE_HANDSHAKE = 64  # CoAP messages held while a session comes up (NSTART keeps it small anyway)
 # pyOpenSSL exports no name for it; the value is OpenSSL's ABI (the stdlib exposes the same as ssl.OP_NO_RENEGOTIATION).
 # Renegotiation buys DOTS nothing and costs the server a full handshake on the peer's whim.
 OP_NO_RENEGOTIATION = ssl.OP_NO_RENEGOTIATION
@@ -43,6 +44,10 @@ OP_NO_RENEGOTIATION = ssl.OP_NO_RENEGOTIATION
 
 class DtlsError(Exception):
     """A DTLS session failed (handshake error, certificate rejected, fatal alert, retransmissions exhausted)."""
+
+
+class SendQueueFull(DtlsError):
+    """Too many messages are waiting for the handshake; this one was not queued (the session stays)."""
 
 
 class CloseNotifyReceived(DtlsError):
@@ -250,6 +255,8 @@ class DtlsConnection:
         if self.state is DtlsState.CLOSED:
             raise DtlsError("session is closed")
         if self.state is DtlsState.HANDSHAKING:
+            if len(self._pending_plaintext) >= MAX_PENDING_BEFORE_HANDSHAKE:
+                raise SendQueueFull(f"{MAX_PENDING_BEFORE_HANDSHAKE} messages already wait for the handshake")
             self._pending_plaintext.append(plaintext)
             return
         try:

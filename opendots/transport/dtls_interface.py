@@ -32,6 +32,7 @@ from opendots.transport.dtls import (
     DtlsListener,
     DtlsState,
     HandshakeCompleted,
+    SendQueueFull,
     SessionExpired,
     client_context,
     is_client_hello,
@@ -133,6 +134,9 @@ class _DtlsInterfaceBase(interfaces.MessageInterface):
             return
         try:
             remote.connection.send(message.encode())
+        except SendQueueFull as failure:
+            log.warning("dropping %r: %s", message, failure)  # CON retransmission or the caller's timeout copes
+            return
         except DtlsError as failure:
             self._closed(remote, failure)
             return

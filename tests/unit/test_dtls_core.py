@@ -328,3 +328,14 @@ def test_server_refuses_renegotiation_without_a_new_handshake(pki_dir, listener)
     # the server answered with a no_renegotiation alert; this (renegotiation-happy) client gives up on its own
     replies = [e for d in pair.server.datagrams_to_send() for e in pair.client.receive_datagram(d, now)]
     assert len(replies) == 1 and "no renegotiation" in str(replies[0].error)
+
+
+def test_messages_waiting_for_the_handshake_are_bounded(pki_dir):
+    from opendots.transport.dtls import MAX_PENDING_BEFORE_HANDSHAKE, SendQueueFull
+
+    client = DtlsConnection.connect(client_context(files(pki_dir, "client"), "localhost"), now=0.0)
+    for _ in range(MAX_PENDING_BEFORE_HANDSHAKE):
+        client.send(b"queued")
+    with pytest.raises(SendQueueFull):
+        client.send(b"one too many")
+    assert not client.closed
