@@ -1,0 +1,21 @@
+"""BGP actuator: RTBH (RFC 7999) and FlowSpec (RFC 8955/8956) announced through a real BGP speaker."""
+
+from __future__ import annotations
+
+from opendots.mitigate.bgp.gobgp import GoBgpSpeaker
+from opendots.mitigate.bgp.mitigator import BgpMitigator
+from opendots.mitigate.bgp.routes import FlowspecRoute, RoutePolicy, RtbhRoute, routes_for_scope
+from opendots.mitigate.bgp.speaker import BgpSpeaker, PeerConfig, SpeakerConfig, SpeakerError
+
+__all__ = [
+    "BgpMitigator",
+    "BgpSpeaker",
+    "FlowspecRoute",
+    "GoBgpSpeaker",
+    "PeerConfig",
+    "RoutePolicy",
+    "RtbhRoute",
+    "SpeakerConfig",
+    "SpeakerError",
+    "routes_for_scope",
+]
