@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import shutil
 
+from opendots.mitigate.bgp.exabgp import ExaBgpSpeaker
 from opendots.mitigate.bgp.gobgp import GoBgpSpeaker
 from opendots.mitigate.bgp.speaker import BgpSpeaker, SpeakerConfig
 
 DEFAULT_SPEAKER = "gobgp"
-SPEAKERS = ("gobgp",)
-_BINARIES = {"gobgp": (("gobgpd", "gobgp"), "gobgpd")}
+SPEAKERS = ("gobgp", "exabgp")
+_BINARIES = {"gobgp": (("gobgpd", "gobgp"), "gobgpd"), "exabgp": (("exabgp",), "exabgp")}
 
 
 def speaker_unavailable(kind: str) -> str | None:
@@ -26,4 +27,6 @@ def speaker_unavailable(kind: str) -> str | None:
 def make_speaker(kind: str, config: SpeakerConfig) -> BgpSpeaker:
     if kind == "gobgp":
         return GoBgpSpeaker(config)
+    if kind == "exabgp":
+        return ExaBgpSpeaker(config)
     raise ValueError(f"unknown BGP speaker {kind!r}; known: {', '.join(SPEAKERS)}")
