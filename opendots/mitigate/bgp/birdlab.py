@@ -14,6 +14,7 @@ import os
 import re
 import secrets
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -195,3 +196,47 @@ class BirdLab:
             return (self.dir / "bird.log").read_text(errors="replace")[-2000:]
         except OSError:
             return ""
+
+
+class BirdControl:
+    """BIRD's control socket spoken directly: a few hundred microseconds per query instead of a birdc process.
+
+    Protocol: every reply line starts with a 4-digit code; "-" after the code means more lines follow, a space
+    means the reply ends; continuation lines start with a space. Codes 8xxx/9xxx are errors (8001: no such route).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._socket.connect(str(path))
+        self._reader = self._socket.makefile("rb")
+        self._read_reply()  # the "0001 BIRD ... ready." banner
+
+    def close(self) -> None:
+        self._reader.close()
+        self._socket.close()
+
+    def __enter__(self) -> BirdControl:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def query(self, command: str) -> str:
+        self._socket.sendall(command.encode() + b"\n")
+        return self._read_reply()
+
+    def _read_reply(self) -> str:
+        lines = []
+        while True:
+            raw = self._reader.readline()
+            if not raw:
+                raise ConnectionError("BIRD closed its control socket")
+            line = raw.decode(errors="replace").rstrip("\n")
+            code, separator = line[:4], line[4:5]
+            if code == "8001":  # "Network not found": an empty answer, not a failure
+                return ""
+            if code.isdigit() and code[0] in "89":
+                raise RuntimeError(f"BIRD: {line}")
+            lines.append(line[5:] if code.isdigit() else line[1:])
+            if code.isdigit() and separator == " ":
+                return "\n".join(lines)

@@ -140,6 +140,9 @@ class ExaBgpSpeaker:
         await self._connect()
 
     async def _connect(self) -> None:
+        if self._stream is not None:
+            self._stream[1].close()
+            self._stream = None
         deadline = time.monotonic() + self.config.start_timeout_seconds
         while True:
             if not self.running:
@@ -171,28 +174,39 @@ class ExaBgpSpeaker:
 
     async def command(self, line: str, timeout: float = 10.0) -> list[str]:
         """Send one API command; its output lines. SpeakerError if ExaBGP answers "error" or is gone."""
+        async with self._lock:
+            try:
+                return await self._exchange(line, timeout)
+            except ConnectionError:
+                # ExaBGP respawns a dead API process; reconnect once. Every command we send is idempotent.
+                await self._connect()
+                return await self._exchange(line, timeout)
+
+    async def _exchange(self, line: str, timeout: float) -> list[str]:
         if not self.running or self._stream is None:
             raise SpeakerError("exabgp is not running")
         reader, writer = self._stream
-        async with self._lock:
-            try:
-                writer.write(line.encode() + b"\n")
-                await writer.drain()
-                output: list[str] = []
-                while True:
-                    raw = await asyncio.wait_for(reader.readline(), timeout)
-                    if not raw:
-                        raise SpeakerError(f"exabgp closed its API while answering {line!r}")
-                    answer = raw.decode(errors="replace").rstrip("\n")
-                    if answer == "done":
-                        return output
-                    if answer == "error":
-                        raise SpeakerError(
-                            f"exabgp refused {line!r}; log:\n{self._daemon.tail(5) if self._daemon else ''}"
-                        )
-                    output.append(answer)
-            except (OSError, TimeoutError) as error:
-                raise SpeakerError(f"exabgp API: {error!r}") from error
+        try:
+            writer.write(line.encode() + b"\n")
+            await writer.drain()
+            output: list[str] = []
+            while True:
+                raw = await asyncio.wait_for(reader.readline(), timeout)
+                if not raw:
+                    raise ConnectionError(f"exabgp closed its API while answering {line!r}")
+                answer = raw.decode(errors="replace").rstrip("\n")
+                if answer == "done":
+                    return output
+                if answer == "error":
+                    tail = self._daemon.tail(3) if self._daemon else ""
+                    raise SpeakerError(f"exabgp refused {line!r}; its log ends:\n{tail}")
+                output.append(answer)
+        except TimeoutError as error:
+            raise SpeakerError(f"exabgp did not answer {line!r} within {timeout} s") from error
+        except ConnectionError:
+            raise
+        except OSError as error:
+            raise ConnectionError(str(error)) from error
 
     async def announce(self, routes: Sequence[Route]) -> None:
         for route in routes:

@@ -30,6 +30,8 @@ _SESSION_STATES = {
     5: "openconfirm",
     6: "established",
 }
+# Enough to overlap the CLI's start-up cost, few enough not to fork hundreds of processes for a large restore.
+CONCURRENT_CLI_CALLS = 8
 _CLI_FAMILY = {
     "ipv4-unicast": "ipv4",
     "ipv6-unicast": "ipv6",
@@ -122,6 +124,7 @@ class GoBgpSpeaker:
         self._daemon_binary = daemon
         self._work: WorkDir | None = None
         self._daemon: DaemonProcess | None = None
+        self._cli_slots = asyncio.Semaphore(CONCURRENT_CLI_CALLS)
 
     @property
     def api_socket(self) -> str:
@@ -195,7 +198,8 @@ class GoBgpSpeaker:
     async def _run(self, arguments: list[str]) -> str:
         if not self.running:
             raise SpeakerError("gobgpd is not running")
-        status, stdout, stderr = await run_command(self._command(*arguments))
+        async with self._cli_slots:
+            status, stdout, stderr = await run_command(self._command(*arguments))
         if status != 0:
             # The CLI prints its whole usage text after the error; the first line is the reason.
             reason = (stderr or stdout).strip().splitlines()[:1]

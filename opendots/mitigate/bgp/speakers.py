@@ -1,4 +1,19 @@
-"""Choosing a speaker implementation by name."""
+"""Choosing a speaker implementation by name.
+
+Default: ExaBGP. Measured with bench/bgp.py on this 2-core machine (50 runs, BIRD 2.0.12 peer in a namespace):
+
+| apply() -> route at BIRD, p50 / p99 | ExaBGP 4.2.21       | GoBGP 3.10 (`gobgp` CLI) |
+|-------------------------------------|---------------------|--------------------------|
+| RTBH                                | 1.2 ms / 6 ms       | 19 ms / 48 ms            |
+| FlowSpec                            | 1.5-2 ms / 4-12 ms  | 16 ms / 23 ms            |
+| restore() of 200 mitigations        | 0.22 s              | 1.7-3.3 s                |
+| resident memory                     | 35 MiB              | 22 MiB                   |
+
+GoBGP pays a process start of its CLI for every route (no Python gRPC stubs without protoc/grpcio-tools), ExaBGP
+takes each command on a pipe it already holds and acknowledges it. Both install from Debian (`exabgp`, `gobgpd`),
+both establish sessions to BIRD in ~1 s, and neither keeps API routes across its own restart. GoBGP stays
+available (`make_speaker("gobgp", ...)`) for sites that already run it.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +23,8 @@ from opendots.mitigate.bgp.exabgp import ExaBgpSpeaker
 from opendots.mitigate.bgp.gobgp import GoBgpSpeaker
 from opendots.mitigate.bgp.speaker import BgpSpeaker, SpeakerConfig
 
-DEFAULT_SPEAKER = "gobgp"
-SPEAKERS = ("gobgp", "exabgp")
+DEFAULT_SPEAKER = "exabgp"
+SPEAKERS = ("exabgp", "gobgp")
 _BINARIES = {"gobgp": (("gobgpd", "gobgp"), "gobgpd"), "exabgp": (("exabgp",), "exabgp")}
 
 
@@ -25,8 +40,8 @@ def speaker_unavailable(kind: str) -> str | None:
 
 
 def make_speaker(kind: str, config: SpeakerConfig) -> BgpSpeaker:
-    if kind == "gobgp":
-        return GoBgpSpeaker(config)
     if kind == "exabgp":
         return ExaBgpSpeaker(config)
+    if kind == "gobgp":
+        return GoBgpSpeaker(config)
     raise ValueError(f"unknown BGP speaker {kind!r}; known: {', '.join(SPEAKERS)}")
