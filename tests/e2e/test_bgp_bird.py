@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
+import signal
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -72,6 +74,16 @@ async def wait_until(condition, what: str, timeout: float = 15.0) -> None:
         if loop.time() > deadline:
             raise AssertionError(f"{what}: not within {timeout} s")
         await asyncio.sleep(0.02)
+
+
+async def wait_until_async(read, accept, timeout: float = 15.0) -> None:
+    """Wait until ACCEPT(await READ()) is true."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not accept(await read()):
+        if loop.time() > deadline:
+            raise AssertionError(f"{read}: not accepted within {timeout} s")
+        await asyncio.sleep(0.05)
 
 
 def bgp_routes(lab: BirdLab) -> dict[str, str]:
@@ -178,3 +190,34 @@ async def test_speaker_restart_restores_active_mitigations(lab: BirdLab, mitigat
     # restart_speaker does the same in one call; a mitigation that ended meanwhile is not brought back.
     await mitigator.restart_speaker([scope_v6()])
     await wait_until(lambda: set(bgp_routes(lab)) == {str(TARGET_V6), FLOW_V6}, "only the live mitigation")
+
+
+async def test_health_follows_the_bgp_sessions(lab: BirdLab, mitigator: BgpMitigator):
+    assert await mitigator.health()
+    lab.birdc("disable", "speaker6")
+    try:
+        await wait_until_async(mitigator.session_states, lambda states: states["2001:db8:1::2"] != "established")
+        assert not await mitigator.health()
+        assert (await mitigator.session_states())["198.51.100.2"] == "established"
+    finally:
+        lab.birdc("enable", "speaker6")
+    await wait_until(lab.established, "session back")
+    await wait_until_async(mitigator.health, bool)
+
+
+async def test_crashed_speaker_is_seen_and_restart_restores(lab: BirdLab, mitigator: BgpMitigator):
+    await mitigator.apply(scope_v6())
+    await wait_until(lambda: FLOW_V6 in bgp_routes(lab), "rule before the crash")
+    pid = mitigator.speaker.pid  # type: ignore[attr-defined]
+    os.kill(pid, signal.SIGKILL)  # the speaker process this test started
+    await wait_until_async(mitigator.health, lambda healthy: not healthy)
+    assert not mitigator.speaker.running
+    # Without a NOTIFICATION, BIRD notices at TCP close (the kernel resets the socket of the dead process).
+    await wait_until(lambda: not bgp_routes(lab), "peer dropped the routes of the dead speaker")
+    assert await mitigator.restart_speaker([scope_v6()]) == []
+    await wait_until(lambda: set(bgp_routes(lab)) == {str(TARGET_V6), FLOW_V6}, "routes restored")
+    await wait_until_async(mitigator.health, bool)
+    # A record that can no longer be enforced is reported, and does not keep the others down.
+    assert await mitigator.restore([MitigationScope("bad", ()), scope_v6()]) == ["bad"]
+    await asyncio.sleep(0.2)
+    assert set(bgp_routes(lab)) == {str(TARGET_V6), FLOW_V6}

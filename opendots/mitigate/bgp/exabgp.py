@@ -178,9 +178,13 @@ class ExaBgpSpeaker:
             try:
                 return await self._exchange(line, timeout)
             except ConnectionError:
-                # ExaBGP respawns a dead API process; reconnect once. Every command we send is idempotent.
+                pass
+            # ExaBGP respawns a dead API process; reconnect once. Every command we send is idempotent.
+            try:
                 await self._connect()
                 return await self._exchange(line, timeout)
+            except ConnectionError as error:
+                raise SpeakerError(f"exabgp API connection lost: {error}") from error
 
     async def _exchange(self, line: str, timeout: float) -> list[str]:
         if not self.running or self._stream is None:

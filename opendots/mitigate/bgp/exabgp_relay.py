@@ -3,11 +3,13 @@
 ExaBGP reads commands from its API process's stdout and answers on its stdin ("done"/"error" after each command,
 with any output before it). This script accepts one controller at a time on the Unix socket given as its argument,
 forwards each command line to ExaBGP, and sends the answer lines back up to and including "done" or "error".
+It exits as soon as ExaBGP closes its stdin, even while idle, so it never outlives its daemon.
 Standard library only: ExaBGP starts it with whichever Python runs this file.
 """
 
 import contextlib
 import os
+import selectors
 import socket
 import sys
 
@@ -35,19 +37,40 @@ def serve(path: str) -> None:
     listener.bind(path)
     os.chmod(path, 0o600)  # whoever can write here can announce routes
     listener.listen(1)
+    selector = selectors.DefaultSelector()
+    selector.register(sys.stdin.buffer, selectors.EVENT_READ, "exabgp")
+    selector.register(listener, selectors.EVENT_READ, "listener")
+    connection = None
+    pending = b""
     try:
         while True:
-            connection, _ = listener.accept()
-            with connection, connection.makefile("rwb") as stream:
-                try:
-                    for command in stream:
+            for key, _ in selector.select():
+                if key.data == "exabgp":
+                    # Nothing is asked of ExaBGP now: this is EOF (it has gone) or a message we did not subscribe to.
+                    if not sys.stdin.buffer.readline():
+                        return
+                elif key.data == "listener":
+                    if connection is not None:  # one controller at a time: the newest wins
+                        selector.unregister(connection)
+                        connection.close()
+                    connection, _ = listener.accept()
+                    pending = b""
+                    selector.register(connection, selectors.EVENT_READ, "controller")
+                else:
+                    data = connection.recv(65536) if connection is not None else b""
+                    if not data:
+                        selector.unregister(connection)
+                        connection.close()
+                        connection = None
+                        continue
+                    pending += data
+                    while b"\n" in pending:
+                        command, pending = pending.split(b"\n", 1)
                         answer = relay(command)
                         if answer is None:
                             return
-                        stream.write(answer)
-                        stream.flush()
-                except OSError:
-                    continue  # the controller went away; wait for the next one
+                        with contextlib.suppress(OSError):
+                            connection.sendall(answer)
     finally:
         listener.close()
         if os.path.exists(path):

@@ -8,6 +8,7 @@ import ipaddress
 import logging
 import os
 import shutil
+import signal
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -135,17 +136,20 @@ class DaemonProcess:
         return self.process.pid if self.process is not None else None
 
     async def stop(self, timeout: float = 5.0) -> None:
+        """TERM the daemon's process group (its helpers too), KILL what is left after TIMEOUT."""
         process, self.process = self.process, None
-        if process is None or process.returncode is not None:
+        if process is None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            process.terminate()
-        try:
-            await asyncio.wait_for(process.wait(), timeout)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
+        # start_new_session made the daemon the leader of its own group: signal the group we created, by id.
+        group = process.pid
+        if process.returncode is None:
+            _signal_group(group, signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), timeout)
+            except TimeoutError:
+                _signal_group(group, signal.SIGKILL)
+                await process.wait()
+        _signal_group(group, signal.SIGKILL)  # helpers that outlived a daemon that crashed or was killed
         log.info("%s stopped", self.label)
 
     def tail(self, lines: int = 20) -> str:
@@ -166,6 +170,11 @@ class WorkDir:
     def cleanup(self) -> None:
         if self._owned:
             shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _signal_group(group: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(group, signum)
 
 
 async def run_command(argv: Sequence[str], timeout: float = 10.0) -> tuple[int, str, str]:
