@@ -221,3 +221,13 @@ async def test_crashed_speaker_is_seen_and_restart_restores(lab: BirdLab, mitiga
     assert await mitigator.restore([MitigationScope("bad", ()), scope_v6()]) == ["bad"]
     await asyncio.sleep(0.2)
     assert set(bgp_routes(lab)) == {str(TARGET_V6), FLOW_V6}
+
+
+async def test_apply_while_the_speaker_is_down_fails_and_keeps_state(lab: BirdLab, mitigator: BgpMitigator):
+    await mitigator.apply(scope_v6())
+    await mitigator.speaker.stop()
+    with pytest.raises(MitigatorError, match="not running"):
+        await mitigator.apply(scope_v4())
+    with pytest.raises(MitigatorError, match="not running"):
+        await mitigator.withdraw("client/2")
+    assert mitigator.active_keys() == ["client/2"]  # what the database must restore() once the speaker is back

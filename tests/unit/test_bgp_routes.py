@@ -93,8 +93,9 @@ def test_policy_rejects_nonsense():
         RoutePolicy(discard_next_hop_v4=ipaddress.ip_address("2001:db8::1"))  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         RoutePolicy(extra_communities=("65536:1",))
-    with pytest.raises(ValueError):
-        RoutePolicy(flowspec_rate_limit_bytes_per_second=-1)
+    for rate in (-1, float("nan"), float("inf"), 1e39):
+        with pytest.raises(ValueError):
+            RoutePolicy(flowspec_rate_limit_bytes_per_second=rate)
 
 
 def test_route_table_announces_once_and_withdraws_after_the_last_holder():

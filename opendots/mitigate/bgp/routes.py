@@ -12,6 +12,7 @@ Nothing here touches a socket or a process; the speakers (gobgp.py, exabgp.py) r
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -25,6 +26,7 @@ BLACKHOLE_COMMUNITY = "65535:666"  # RFC 7999 §5
 # Only the low and high bounds of the ranges below are protocol limits; anything else is policy in RoutePolicy.
 MAX_PORT = 65535
 MAX_PROTOCOL = 255
+MAX_RATE_BYTES_PER_SECOND = 3.4e38  # traffic-rate-bytes is an IEEE 754 single-precision float (RFC 8955 §7.1)
 # RFC 7999 suggests a documentation-range next hop that every participating router null-routes.
 DEFAULT_DISCARD_V4 = ipaddress.IPv4Address("192.0.2.1")
 DEFAULT_DISCARD_V6 = ipaddress.IPv6Address("2001:db8::1")
@@ -77,8 +79,9 @@ class RoutePolicy:
             raise ValueError(f"mode must be 'rtbh', 'flowspec' or 'both', not {self.mode!r}")
         if self.discard_next_hop_v4.version != 4 or self.discard_next_hop_v6.version != 6:
             raise ValueError("discard next hops must be one IPv4 and one IPv6 address")
-        if self.flowspec_rate_limit_bytes_per_second < 0:
-            raise ValueError("the FlowSpec rate limit cannot be negative")
+        rate = self.flowspec_rate_limit_bytes_per_second
+        if not (math.isfinite(rate) and 0 <= rate <= MAX_RATE_BYTES_PER_SECOND):
+            raise ValueError(f"the FlowSpec rate limit must be 0 (discard) to {MAX_RATE_BYTES_PER_SECOND:g} bytes/s")
         for community in self.extra_communities:
             check_community(community)
 
