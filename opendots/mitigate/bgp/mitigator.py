@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from opendots.mitigate.base import Counters, MitigationScope, MitigatorError
 from opendots.mitigate.bgp.routes import RouteChanges, RoutePolicy, RouteTable, routes_for_scope
@@ -111,6 +111,19 @@ class BgpMitigator:
             await self.speaker.stop()
             self._table.clear()
         return await self.restore(scopes)
+
+    async def ensure_running(self, active_scopes: Callable[[], Iterable[MitigationScope]]) -> bool:
+        """Restart a speaker that died and re-announce ACTIVE_SCOPES() (read at that moment, e.g. from the database).
+
+        Meant to be called periodically by the server; returns True when it had to restart the speaker.
+        """
+        if self.speaker.running:
+            return False
+        log.error("%s: speaker not running; restarting it and restoring the active mitigations", self.name)
+        failed = await self.restart_speaker(active_scopes())
+        if failed:
+            log.error("%s: could not restore %s", self.name, ", ".join(failed))
+        return True
 
     async def counters(self, key: str) -> Counters:
         return Counters()
