@@ -1,13 +1,14 @@
 """Choosing a speaker implementation by name.
 
-Default: ExaBGP. Measured with bench/bgp.py on this 2-core machine (50 runs, BIRD 2.0.12 peer in a namespace):
+Default: ExaBGP. Measured with bench/bgp.py on this 2-core machine shared with other jobs (3 invocations of 50-100
+runs each, BIRD 2.0.12 peer in a network namespace; ranges are over the invocations):
 
-| apply() -> route at BIRD, p50 / p99 | ExaBGP 4.2.21       | GoBGP 3.10 (`gobgp` CLI) |
-|-------------------------------------|---------------------|--------------------------|
-| RTBH                                | 1.2 ms / 6 ms       | 19 ms / 48 ms            |
-| FlowSpec                            | 1.5-2 ms / 4-12 ms  | 16 ms / 23 ms            |
-| restore() of 200 mitigations        | 0.22 s              | 1.7-3.3 s                |
-| resident memory                     | 35 MiB              | 22 MiB                   |
+| apply() -> route at BIRD          | ExaBGP 4.2.21 (Debian)     | GoBGP 3.10 via `gobgp` CLI |
+|-----------------------------------|----------------------------|----------------------------|
+| RTBH p50 / p99                    | 1.1-1.8 ms / 3-8 ms        | 14-19 ms / 20-48 ms        |
+| FlowSpec p50 / p99                | 1.4-2.2 ms / 4-12 ms       | 15-19 ms / 23-46 ms        |
+| restore() of 200 mitigations      | 0.16-0.23 s                | 1.7-3.3 s                  |
+| resident memory (ExaBGP + relay)  | 35 MiB                     | 22-23 MiB                  |
 
 GoBGP pays a process start of its CLI for every route (no Python gRPC stubs without protoc/grpcio-tools), ExaBGP
 takes each command on a pipe it already holds and acknowledges it. Both install from Debian (`exabgp`, `gobgpd`),
