@@ -100,7 +100,8 @@ class BgpMitigator:
                     failed.append(scope.key)
             wanted = self._table.routes()
             await self.speaker.announce(wanted)
-            leftovers = [route for route in stale if route not in set(wanted)]
+            keep = set(wanted)
+            leftovers = [route for route in stale if route not in keep]
             if leftovers:
                 await self.speaker.withdraw(leftovers)
         return failed
