@@ -110,7 +110,6 @@ async def bench_speaker(kind: str, runs: int) -> dict[str, object]:
                 results[f"rss_kib_{mode}"] = rss_kib(pid) if pid else None
             finally:
                 await mitigator.stop()
-                speaker.cleanup()  # type: ignore[attr-defined]
     return results
 
 

@@ -11,8 +11,17 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from opendots.mitigate.base import Counters, MitigationScope, MitigatorError, PortRange
-from opendots.mitigate.bgp import BgpMitigator, RoutePolicy
-from opendots.mitigate.bgp.birdlab import DISCARD_V4, DISCARD_V6, BirdLab, missing_prerequisites
+from opendots.mitigate.bgp import BgpMitigator, BgpSettings, RoutePolicy
+from opendots.mitigate.bgp.birdlab import (
+    BIRD_AS,
+    BIRD_V4,
+    DISCARD_V4,
+    DISCARD_V6,
+    SPEAKER_AS,
+    SPEAKER_V4,
+    BirdLab,
+    missing_prerequisites,
+)
 from opendots.mitigate.bgp.speakers import SPEAKERS, make_speaker, speaker_unavailable
 
 pytestmark = pytest.mark.lab
@@ -62,7 +71,6 @@ async def mitigator(request: pytest.FixtureRequest, lab: BirdLab) -> AsyncIterat
         yield bgp
     finally:
         await bgp.stop()
-        speaker.cleanup()
         # The next test's speaker must start from a clean BIRD: sessions down, routes gone.
         await wait_until(lambda: not bgp_routes(lab), "routes flushed")
 
@@ -232,3 +240,28 @@ async def test_apply_while_the_speaker_is_down_fails_and_keeps_state(lab: BirdLa
     with pytest.raises(MitigatorError, match="not running"):
         await mitigator.withdraw("client/2")
     assert mitigator.active_keys() == ["client/2"]  # what the database must restore() once the speaker is back
+
+
+@pytest.mark.parametrize("kind", SPEAKERS)
+async def test_mitigator_built_from_settings(lab: BirdLab, kind: str):
+    reason = speaker_unavailable(kind)
+    if reason:
+        pytest.skip(reason)
+    settings = BgpSettings.from_mapping(
+        {
+            "speaker": kind,
+            "mode": "rtbh",
+            "local_as": SPEAKER_AS,
+            "router_id": str(SPEAKER_V4),
+            "netns": lab.speaker_ns,
+            "discard_next_hop_v4": str(DISCARD_V4),
+            "communities": ["64496:9999"],
+            "peers": [{"address": str(BIRD_V4), "remote_as": BIRD_AS, "local_address": str(SPEAKER_V4)}],
+        }
+    )
+    async with settings.build() as mitigator:
+        await mitigator.apply(scope_v4())
+        await wait_until(lambda: str(TARGET_V4) in bgp_routes(lab), "RTBH route from the configured mitigator")
+        assert "BGP.community: (65535,666) (64496,9999)" in bgp_routes(lab)[str(TARGET_V4)]
+        assert mitigator.name == f"bgp-rtbh-{kind}"
+    await wait_until(lambda: not bgp_routes(lab), "routes gone with the stopped speaker")

@@ -37,6 +37,7 @@ def test_full_settings():
             "discard_next_hop_v4": "192.0.2.66",
             "communities": ["64496:9999"],
             "flowspec_rate_limit": 1250,
+            "netns": "edge",
         }
     )
     assert isinstance(settings.build().speaker, GoBgpSpeaker)
@@ -44,6 +45,7 @@ def test_full_settings():
     assert settings.policy.discard_next_hop_v4 == ipaddress.IPv4Address("192.0.2.66")
     assert settings.policy.extra_communities == ("64496:9999",)
     assert settings.policy.flowspec_rate_limit_bytes_per_second == 1250
+    assert settings.speaker_config.command_prefix == ("ip", "netns", "exec", "edge")
 
 
 @pytest.mark.parametrize(
@@ -57,6 +59,7 @@ def test_full_settings():
         ({"peers": [{"address": "198.51.100.2", "remote_as": 1, "password": "x"}]}, r"peers\[0\]: unknown key"),
         ({"peers": []}, "at least one peer"),
         ({"communities": ["blackhole"]}, "community"),
+        ({"netns": "../etc"}, "netns"),
     ],
 )
 def test_bad_settings_name_the_problem(change: dict, message: str):

@@ -35,6 +35,7 @@ class BgpMitigator:
         """Stop the speaker. Its sessions drop, so the peers remove every route we announced."""
         async with self._lock:
             await self.speaker.stop()
+            self.speaker.cleanup()
             self._table.clear()
 
     async def __aenter__(self) -> BgpMitigator:

@@ -7,6 +7,7 @@ Example:
     local_as = 64496
     router_id = "198.51.100.1"
     listen_port = 179             # omit or set to -1 to only connect out
+    netns = "edge"                # optional: run the speaker in this network namespace (`ip netns exec`)
     discard_next_hop_v4 = "192.0.2.1"
     discard_next_hop_v6 = "2001:db8::1"
     communities = ["64496:9999"]  # sent with 65535:666 on RTBH routes
@@ -38,6 +39,7 @@ _TOP_KEYS = {
     "router_id",
     "listen_port",
     "work_dir",
+    "netns",
     "discard_next_hop_v4",
     "discard_next_hop_v6",
     "communities",
@@ -77,6 +79,7 @@ class BgpSettings:
                 peers=peers,
                 listen_port=None if listen_port in (None, -1) else int(listen_port),
                 work_dir=Path(work_dir) if work_dir else None,
+                command_prefix=_netns_prefix(mapping.get("netns")),
             )
             policy = RoutePolicy(
                 mode=mapping.get("mode", "flowspec"),
@@ -111,6 +114,14 @@ def _address(key: str, value: Any, version: int | None = None) -> Any:
         kind = f"an IPv{version}" if version else "an IP"
         raise BgpSettingsError(f"{key}: {value!r} is not {kind} address")
     return address
+
+
+def _netns_prefix(netns: Any) -> tuple[str, ...]:
+    if netns is None:
+        return ()
+    if not isinstance(netns, str) or not netns or "/" in netns or netns.startswith("."):
+        raise BgpSettingsError(f"netns: {netns!r} is not a network namespace name")
+    return ("ip", "netns", "exec", netns)
 
 
 def _required(mapping: Mapping[str, Any], key: str) -> Any:

@@ -98,6 +98,10 @@ class BgpSpeaker(Protocol):
         """Peer address -> lower-case BGP FSM state ("established", "active", ...)."""
         ...
 
+    def cleanup(self) -> None:
+        """Remove the private work directory, once stopped for good."""
+        ...
+
 
 @dataclass
 class DaemonProcess:
