@@ -28,7 +28,7 @@ def test_rtbh_route_per_target_with_blackhole_community_and_family_next_hop():
     routes = routes_for_scope(MitigationScope("c/1", (V4, V6), target_ports=(PortRange(80, 80),)), policy)
     assert routes == {
         RtbhRoute(V4, ipaddress.ip_address("192.0.2.1"), (BLACKHOLE_COMMUNITY, "64496:9999")),
-        RtbhRoute(V6, ipaddress.ip_address("2001:db8::1"), (BLACKHOLE_COMMUNITY, "64496:9999")),
+        RtbhRoute(V6, ipaddress.ip_address("100::1"), (BLACKHOLE_COMMUNITY, "64496:9999")),
     }
 
 

@@ -71,7 +71,7 @@ def _port_items(ranges: Sequence[PortRange]) -> str:
 
 def _flow_match(route: FlowspecRoute) -> str:
     v6 = route.destination.version == 6
-    # ExaBGP writes IPv6 FlowSpec prefixes with an offset (RFC 8956 §3.1): prefix/length/offset.
+    # ExaBGP writes IPv6 FlowSpec prefixes with an offset (RFC 8956): prefix/length/offset.
     parts = [f"destination {route.destination}{'/0' if v6 else ''};"]
     if route.source is not None:
         parts.append(f"source {route.source}{'/0' if v6 else ''};")

@@ -76,7 +76,7 @@ def render_config(config: SpeakerConfig) -> str:
 
 
 def _port_items(ranges: Sequence[PortRange]) -> list[str]:
-    # GoBGP numeric operators: "==80" for one port, ">=80&<=90" for a range (RFC 8955 §4.2.1.2 AND bit).
+    # GoBGP numeric operators: "==80" for one port, ">=80&<=90" for a range (RFC 8955 numeric operators, AND bit).
     return [f"=={r.lower}" if r.lower == r.upper else f">={r.lower}&<={r.upper}" for r in ranges]
 
 

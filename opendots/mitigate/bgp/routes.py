@@ -22,14 +22,17 @@ from opendots.mitigate.base import IPNetwork, MitigationScope, MitigatorError, P
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Mode = Literal["rtbh", "flowspec", "both"]
 
-BLACKHOLE_COMMUNITY = "65535:666"  # RFC 7999 §5
+BLACKHOLE_COMMUNITY = "65535:666"  # RFC 7999 BLACKHOLE
 # Only the low and high bounds of the ranges below are protocol limits; anything else is policy in RoutePolicy.
 MAX_PORT = 65535
 MAX_PROTOCOL = 255
-MAX_RATE_BYTES_PER_SECOND = 3.4e38  # traffic-rate-bytes is an IEEE 754 single-precision float (RFC 8955 §7.1)
-# RFC 7999 suggests a documentation-range next hop that every participating router null-routes.
+MAX_RATE_BYTES_PER_SECOND = (
+    3.4e38  # traffic-rate-bytes is an IEEE 754 single-precision float (RFC 8955 traffic-rate-bytes)
+)
+# The RTBH next hop every participating router null-routes: 192.0.2.1 is the customary IPv4 choice (an operator
+# setting); RFC 6666 reserves 100::/64 as the IPv6 discard-only block.
 DEFAULT_DISCARD_V4 = ipaddress.IPv4Address("192.0.2.1")
-DEFAULT_DISCARD_V6 = ipaddress.IPv6Address("2001:db8::1")
+DEFAULT_DISCARD_V6 = ipaddress.IPv6Address("100::1")
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,7 @@ class FlowspecRoute:
     protocols: tuple[int, ...] = ()
     destination_ports: tuple[PortRange, ...] = ()
     source_ports: tuple[PortRange, ...] = ()
-    # RFC 8955 §7.1 traffic-rate-bytes: 0 means discard.
+    # RFC 8955 traffic-rate-bytes: 0 means discard.
     rate_limit_bytes_per_second: float = 0.0
 
     @property

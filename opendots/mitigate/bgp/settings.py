@@ -9,7 +9,7 @@ Example:
     listen_port = 179             # omit or set to -1 to only connect out
     netns = "edge"                # optional: run the speaker in this network namespace (`ip netns exec`)
     discard_next_hop_v4 = "192.0.2.1"
-    discard_next_hop_v6 = "2001:db8::1"
+    discard_next_hop_v6 = "100::1"   # RFC 6666 discard-only block
     communities = ["64496:9999"]  # sent with 65535:666 on RTBH routes
     flowspec_rate_limit = 0       # bytes per second; 0 = discard
     [[mitigator.bgp.peers]]
