@@ -57,7 +57,7 @@ def environment(config: SpeakerConfig) -> dict[str, str]:
         "exabgp_api_cli": "false",
         "exabgp_api_encoder": "text",
         "exabgp_log_destination": "stdout",
-        "exabgp_log_level": "INFO",
+        "exabgp_log_level": "WARNING",
         "exabgp_tcp_bind": " ".join(addresses) if listen else "",
         "exabgp_tcp_port": str(config.listen_port if listen else 179),
         "exabgp_tcp_delay": "0",
