@@ -86,6 +86,15 @@ def test_invalid_scopes_are_refused_with_a_reason(scope: MitigationScope, messag
         routes_for_scope(scope, RoutePolicy(mode="flowspec"))
 
 
+def test_route_count_per_mitigation_is_capped():
+    targets = tuple(net(f"203.0.113.{i}/32") for i in range(10))
+    sources = tuple(net(f"198.51.100.{i}/32") for i in range(10))
+    scope = MitigationScope("c/1", targets, source_prefixes=sources)
+    assert len(routes_for_scope(scope, RoutePolicy(mode="flowspec", max_routes_per_mitigation=100))) == 100
+    with pytest.raises(MitigatorError, match="110 BGP routes"):
+        routes_for_scope(scope, RoutePolicy(mode="both", max_routes_per_mitigation=100))
+
+
 def test_policy_rejects_nonsense():
     with pytest.raises(ValueError):
         RoutePolicy(mode="nullroute")  # type: ignore[arg-type]

@@ -76,6 +76,8 @@ class RoutePolicy:
     rtbh_min_prefix_length_v4: int = 32
     rtbh_min_prefix_length_v6: int = 128
     flowspec_rate_limit_bytes_per_second: float = 0.0
+    # Routers hold few FlowSpec rules in hardware; targets x sources must not explode into thousands of them.
+    max_routes_per_mitigation: int = 256
 
     def __post_init__(self) -> None:
         if self.mode not in ("rtbh", "flowspec", "both"):
@@ -145,6 +147,11 @@ def routes_for_scope(scope: MitigationScope, policy: RoutePolicy) -> frozenset[R
             routes.add(RtbhRoute(prefix, next_hop, communities))
     if policy.flowspec:
         routes |= _flowspec_routes(scope, policy)
+    if len(routes) > policy.max_routes_per_mitigation:
+        raise MitigatorError(
+            f"{scope.key}: would need {len(routes)} BGP routes, more than the {policy.max_routes_per_mitigation}"
+            " allowed per mitigation"
+        )
     return frozenset(routes)
 
 

@@ -46,6 +46,7 @@ _TOP_KEYS = {
     "flowspec_rate_limit",
     "rtbh_min_prefix_length_v4",
     "rtbh_min_prefix_length_v6",
+    "max_routes_per_mitigation",
     "peers",
 }
 _PEER_KEYS = {"address", "remote_as", "local_address", "families", "multihop_ttl"}
@@ -93,6 +94,7 @@ class BgpSettings:
                 flowspec_rate_limit_bytes_per_second=float(mapping.get("flowspec_rate_limit", 0)),
                 rtbh_min_prefix_length_v4=int(mapping.get("rtbh_min_prefix_length_v4", 32)),
                 rtbh_min_prefix_length_v6=int(mapping.get("rtbh_min_prefix_length_v6", 128)),
+                max_routes_per_mitigation=int(mapping.get("max_routes_per_mitigation", 256)),
             )
         except BgpSettingsError:
             raise
