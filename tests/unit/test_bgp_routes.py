@@ -102,6 +102,9 @@ def test_policy_rejects_nonsense():
         RoutePolicy(discard_next_hop_v4=ipaddress.ip_address("2001:db8::1"))  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         RoutePolicy(extra_communities=("65536:1",))
+    for bad in ({"rtbh_min_prefix_length_v4": 33}, {"rtbh_min_prefix_length_v6": -1}, {"max_routes_per_mitigation": 0}):
+        with pytest.raises(ValueError):
+            RoutePolicy(**bad)
     for rate in (-1, float("nan"), float("inf"), 1e39):
         with pytest.raises(ValueError):
             RoutePolicy(flowspec_rate_limit_bytes_per_second=rate)

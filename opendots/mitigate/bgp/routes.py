@@ -89,6 +89,10 @@ class RoutePolicy:
             raise ValueError(f"the FlowSpec rate limit must be 0 (discard) to {MAX_RATE_BYTES_PER_SECOND:g} bytes/s")
         for community in self.extra_communities:
             check_community(community)
+        if not (0 <= self.rtbh_min_prefix_length_v4 <= 32 and 0 <= self.rtbh_min_prefix_length_v6 <= 128):
+            raise ValueError("RTBH minimum prefix lengths must be 0-32 (IPv4) and 0-128 (IPv6)")
+        if self.max_routes_per_mitigation < 1:
+            raise ValueError("max_routes_per_mitigation must be at least 1")
 
     @property
     def rtbh(self) -> bool:
