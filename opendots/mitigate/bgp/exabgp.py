@@ -146,8 +146,8 @@ class ExaBgpSpeaker:
         deadline = time.monotonic() + self.config.start_timeout_seconds
         while True:
             if not self.running:
-                assert self._daemon is not None
-                raise SpeakerError(f"exabgp exited during start:\n{self._daemon.tail()}")
+                tail = self._daemon.tail() if self._daemon is not None else ""
+                raise SpeakerError(f"exabgp is not running; its log ends:\n{tail}")
             try:
                 self._stream = await asyncio.open_unix_connection(str(self._socket_path))
                 return

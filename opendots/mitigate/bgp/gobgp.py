@@ -171,8 +171,8 @@ class GoBgpSpeaker:
         deadline = time.monotonic() + self.config.start_timeout_seconds
         while True:
             if not self.running:
-                assert self._daemon is not None
-                raise SpeakerError(f"gobgpd exited during start:\n{self._daemon.tail()}")
+                tail = self._daemon.tail() if self._daemon is not None else ""
+                raise SpeakerError(f"gobgpd exited during start; its log ends:\n{tail}")
             status, _, _ = await run_command(self._command("global", "-j"))
             if status == 0:
                 return
