@@ -265,3 +265,18 @@ async def test_mitigator_built_from_settings(lab: BirdLab, kind: str):
         assert "BGP.community: (65535,666) (64496,9999)" in bgp_routes(lab)[str(TARGET_V4)]
         assert mitigator.name == f"bgp-rtbh-{kind}"
     await wait_until(lambda: not bgp_routes(lab), "routes gone with the stopped speaker")
+
+
+@pytest.mark.parametrize("kind", SPEAKERS)
+async def test_a_speaker_that_cannot_start_is_reported(lab: BirdLab, kind: str):
+    reason = speaker_unavailable(kind)
+    if reason:
+        pytest.skip(reason)
+    missing_namespace = ("ip", "netns", "exec", f"{lab.speaker_ns}-absent")
+    mitigator = BgpMitigator(make_speaker(kind, lab.speaker_config(command_prefix=missing_namespace)))
+    with pytest.raises(MitigatorError, match=r"not running|exited during start"):
+        await mitigator.start()
+    assert not await mitigator.health()
+    with pytest.raises(MitigatorError):
+        await mitigator.apply(scope_v6())
+    await mitigator.stop()
