@@ -1,0 +1,165 @@
+"""The data channel's HTTPS shell: mutual TLS, host-meta root discovery, RESTCONF requests → the core."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import ssl
+import time
+from collections.abc import Callable
+
+from aiohttp import web
+
+from opendots.config import ServerConfig, TlsFiles
+from opendots.data.errors import RestconfError
+from opendots.data.service import (
+    MEDIA_TYPE,
+    RESTCONF_ROOT,
+    DataChannelService,
+    DataChannelSettings,
+    RestconfRequest,
+    RestconfResponse,
+)
+from opendots.pki import cuid_from_certificate
+from opendots.store.data_channel import DataChannelStore
+
+log = logging.getLogger(__name__)
+
+SERVICE_KEY = web.AppKey("data_channel_service", DataChannelService)
+HOST_META_XRD = (
+    "<?xml version='1.0' encoding='UTF-8'?>\n"
+    "<XRD xmlns='http://docs.oasis-open.org/ns/xri/xrd-1.0'>\n"
+    f"    <Link rel='restconf' href='{RESTCONF_ROOT}'/>\n"
+    "</XRD>\n"
+)
+MAX_BODY = 4 * 1024 * 1024
+
+
+def server_ssl_context(tls: TlsFiles) -> ssl.SSLContext:
+    """TLS ≥ 1.2 with a client certificate required and checked against our CA (RFC 8783 §10)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_cert_chain(tls.cert, tls.key)
+    context.load_verify_locations(cafile=tls.ca)
+    return context
+
+
+def _peer_cuid(request: web.Request) -> str | None:
+    transport = request.transport
+    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+    der = ssl_object.getpeercert(True) if ssl_object is not None else None
+    return cuid_from_certificate(der) if der else None
+
+
+def _json_response(response: RestconfResponse, head: bool = False) -> web.Response:
+    if response.body is None:
+        return web.Response(status=response.status, headers=response.headers)
+    text = json.dumps(response.body, indent=2)
+    return web.Response(
+        status=response.status,
+        text=None if head else text,
+        headers={**response.headers, "Content-Type": MEDIA_TYPE},
+    )
+
+
+async def _host_meta(request: web.Request) -> web.Response:
+    return web.Response(text=HOST_META_XRD, content_type="application/xrd+xml")
+
+
+async def _host_meta_json(request: web.Request) -> web.Response:
+    return web.json_response({"links": [{"rel": "restconf", "href": RESTCONF_ROOT}]})
+
+
+def _make_handler(clock: Callable[[], float]):
+    async def handle(request: web.Request) -> web.Response:
+        service = request.app[SERVICE_KEY]
+        cuid = _peer_cuid(request)
+        if cuid is None:  # unreachable with CERT_REQUIRED, kept as a guard for plain-HTTP test setups
+            error = RestconfError("access-denied", "a client certificate is required", status=401)
+            return _json_response(RestconfResponse(401, error.body()))
+        prefix = f"{RESTCONF_ROOT}/data"
+        raw_path = request.rel_url.raw_path
+        try:
+            body = await request.content.read(MAX_BODY + 1)
+        except asyncio.IncompleteReadError:
+            body = b""
+        if len(body) > MAX_BODY:
+            error = RestconfError("too-big", "request body too large", error_type="transport")
+            return _json_response(RestconfResponse(413, error.body()))
+        restconf_request = RestconfRequest(
+            method=request.method,
+            path=raw_path[len(prefix) :],
+            peer_cuid=cuid,
+            query=[(key, value) for key, value in request.rel_url.query.items()],
+            body=body,
+            content_type=request.headers.get("Content-Type"),
+            accept=request.headers.get("Accept"),
+            via=request.headers.get("Via"),
+        )
+        response = service.handle(restconf_request, clock())
+        return _json_response(response, head=request.method == "HEAD")
+
+    return handle
+
+
+async def _restconf_root(request: web.Request) -> web.Response:
+    body = {"ietf-restconf:restconf": {"data": {}, "operations": {}, "yang-library-version": "2016-06-21"}}
+    return web.Response(text=json.dumps(body), content_type=MEDIA_TYPE)
+
+
+def create_data_app(
+    config: ServerConfig,
+    store: DataChannelStore,
+    settings: DataChannelSettings | None = None,
+    clock: Callable[[], float] = time.time,
+) -> web.Application:
+    """The RESTCONF application; `store` holds the data, `config.clients` says who may do what."""
+    app = web.Application(client_max_size=MAX_BODY)
+    app[SERVICE_KEY] = DataChannelService(store, config.client_by_cuid, settings)
+    handler = _make_handler(clock)
+    app.router.add_get("/.well-known/host-meta", _host_meta)
+    app.router.add_get("/.well-known/host-meta.json", _host_meta_json)
+    app.router.add_get(RESTCONF_ROOT, _restconf_root)
+    app.router.add_route("*", f"{RESTCONF_ROOT}/data", handler)
+    app.router.add_route("*", f"{RESTCONF_ROOT}/data/{{path:.*}}", handler)
+    app.cleanup_ctx.append(_expiry_task(store, clock))
+    return app
+
+
+def _expiry_task(store: DataChannelStore, clock: Callable[[], float], interval: float = 60.0):
+    """Owns the periodic purge of expired aliases/ACLs (§3.5); readers already ignore expired rows."""
+
+    async def context(app: web.Application):
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(interval)
+                removed = store.purge_expired(clock())
+                if removed:
+                    log.info("data channel: removed %d expired aliases/ACLs", removed)
+
+        task = asyncio.create_task(loop())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return context
+
+
+async def start_data_server(
+    config: ServerConfig,
+    store: DataChannelStore,
+    host: str,
+    port: int,
+    settings: DataChannelSettings | None = None,
+    clock: Callable[[], float] = time.time,
+) -> web.AppRunner:
+    """Serve the data channel on HOST:PORT with mutual TLS; `await runner.cleanup()` stops it."""
+    runner = web.AppRunner(create_data_app(config, store, settings, clock), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, ssl_context=server_ssl_context(config.tls))
+    await site.start()
+    return runner
