@@ -60,7 +60,7 @@ def _json_response(response: RestconfResponse, head: bool = False) -> web.Respon
     text = json.dumps(response.body, indent=2)
     return web.Response(
         status=response.status,
-        text=None if head else text,
+        body=None if head else text.encode(),
         headers={**response.headers, "Content-Type": MEDIA_TYPE},
     )
 

@@ -23,7 +23,7 @@ def main(rfc: Path, out: Path) -> None:
         start = caption - 1
         while start > 0:
             line = lines[start - 1]
-            if PROSE.match(line) and not HTTP.match(line) and lines[start - 2].strip() == "" or "Figure" in line:
+            if (PROSE.match(line) and not HTTP.match(line) and lines[start - 2].strip() == "") or "Figure" in line:
                 break
             start -= 1
         while not (HTTP.match(lines[start]) or lines[start].strip().startswith("{")):
