@@ -13,8 +13,9 @@ from opendots.data.records import Acl, Alias
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # The capabilities of an nftables or BGP FlowSpec (RFC 8955/8956) mitigator: every match field of RFC 8783
-# Table 1 plus DSCP and the IPv6 flow label (RFC 8956); accept, drop and rate-limit; no TTL/hop-limit, IHL, IPv4 flags/offset/identification,
-# TCP sequence/window/options or ICMP rest-of-header, which FlowSpec cannot express.
+# Table 1 plus DSCP and the IPv6 flow label (RFC 8956); accept, drop and rate-limit. Not announced: TTL/hop
+# limit, IHL, IPv4 flags/offset/identification, TCP sequence/window/options, ICMP rest-of-header, which
+# FlowSpec cannot express.
 DEFAULT_CAPABILITIES: dict[str, Any] = {
     "address-family": ["ipv4", "ipv6"],
     "forwarding-actions": ["ietf-access-control-list:drop", "ietf-access-control-list:accept"],

@@ -9,16 +9,19 @@ from __future__ import annotations
 import copy
 
 from opendots.data.service import DataChannelSettings
-from tests.unit.test_data_harness import (  # noqa: F401  (fixtures)
+from tests.unit import test_data_harness as support
+from tests.unit.test_data_harness import (
     ROOT,
     bare_identities,
-    harness,
+    cuid_of,
     load_figure,
     make_harness,
     register,
     with_cuid,
     without,
 )
+
+harness = support.harness  # the fixture, shared
 
 
 async def send_figure(peer, number: int, body=None):
@@ -47,7 +50,7 @@ async def test_figure_11_without_cuid_is_missing_attribute(harness):
 
 
 async def test_figures_12_13_gateway_registers_with_cdid(pki_dir, server_config, tmp_path):
-    settings = DataChannelSettings(gateways=frozenset({_cuid(pki_dir, "other")}))
+    settings = DataChannelSettings(gateways=frozenset({cuid_of(pki_dir, "other")}))
     harness, close = await make_harness(pki_dir, server_config, tmp_path, settings)
     try:
         figure = load_figure(13)
@@ -71,12 +74,6 @@ async def test_figures_12_13_gateway_registers_with_cdid(pki_dir, server_config,
         assert denied.body["ietf-restconf:errors"]["error"][0]["error-tag"] == "access-denied"
     finally:
         await close()
-
-
-def _cuid(pki_dir, name):
-    from tests.unit.test_data_harness import cuid_of
-
-    return cuid_of(pki_dir, name)
 
 
 async def test_figure_14_put_registers_then_replaces(harness):
