@@ -152,11 +152,22 @@ class DataChannelService:
         value = query.content.apply(node, value)
         if value is None:
             raise not_found("data of the requested content")
-        if query.fields is not None:
-            value = select_fields(value, query.fields, query.depth)
-        elif query.depth is not None:
-            value = prune_depth(value, query.depth)
+        # For one alias/ACL the reply wraps the entry in its container (RFC 8783 Fig. 29), but depth and
+        # fields still count from the target resource, the entry.
+        entry_list = _LIST_OF.get(member) if path.kind in ("alias", "acl") and not path.inner else None
+        if entry_list is not None and isinstance(value, dict):
+            value = {entry_list: self._select(value.get(entry_list, []), query)}
+        else:
+            value = self._select(value, query)
         return RestconfResponse(200, {f"{MODULE}:{member}": value}, {"Cache-Control": "no-cache"})
+
+    @staticmethod
+    def _select(value: Any, query: QueryParameters) -> Any:
+        if query.fields is not None:
+            return select_fields(value, query.fields, query.depth)
+        if query.depth is not None:
+            return prune_depth(value, query.depth)
+        return value
 
     def _read(self, path: DataPath, actor: _Actor, now: float) -> tuple[str, Any, str]:
         """(member name, value, schema path) of the resource PATH names."""
@@ -724,6 +735,8 @@ def _insert_not_allowed() -> RestconfError:
 def _point_name(point: str | None, list_name: str) -> str:
     if point is None:
         raise RestconfError("invalid-value", "point is missing", error_type="protocol")
+    # A target resource URI (with or without the API root), or just the entry's own segment ("acl=x").
+    point = point.removeprefix(f"{RESTCONF_ROOT}/data")
     steps = parse_steps(point if point.startswith("/") else f"/{MODULE}:{point}")
     last = steps[-1] if steps else None
     if last is None or last.name != list_name or not last.keys or len(last.keys) != 1:

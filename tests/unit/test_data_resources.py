@@ -1,0 +1,213 @@
+"""RESTCONF behaviour of the data channel resources: ordering, merge, sub-resources, query parameters, expiry."""
+
+from __future__ import annotations
+
+import ipaddress
+from decimal import Decimal
+
+from opendots.data.records import DataChannelQuery, PortMatch
+from opendots.mitigate.base import PortRange
+from tests.unit import test_data_harness as support
+from tests.unit.test_data_harness import ROOT, register
+
+harness = support.harness
+
+
+def ace(name: str, destination: str = "198.51.100.0/24", forwarding: str = "drop") -> dict:
+    return {
+        "name": name,
+        "matches": {"ipv4": {"destination-ipv4-network": destination}},
+        "actions": {"forwarding": forwarding},
+    }
+
+
+def acl_body(name: str, *aces: dict, **extra) -> dict:
+    return {"ietf-dots-data-channel:acl": [{"name": name, **extra, "aces": {"ace": list(aces or [ace("r1")])}}]}
+
+
+async def status(harness, method, path, body) -> int:
+    return (await harness.client.request(method, path, body)).status
+
+
+async def names(harness) -> list[str]:
+    reply = await harness.client.request("GET", f"{ROOT}/dots-client={harness.client.cuid}/acls?fields=acl(name)")
+    return [acl["name"] for acl in reply.body["ietf-dots-data-channel:acls"]["acl"]]
+
+
+async def test_acl_insert_and_point_ordering(harness):
+    await register(harness.client)
+    acls = f"{ROOT}/dots-client={harness.client.cuid}/acls"
+    for name in ("b", "d"):
+        assert (await harness.client.request("POST", acls, acl_body(name))).status == 201
+    assert (await harness.client.request("POST", acls + "?insert=first", acl_body("a"))).status == 201
+    assert (await harness.client.request("POST", acls + "?insert=after&point=acl%3Db", acl_body("c"))).status == 201
+    point = f"{ROOT}/dots-client={harness.client.cuid}/acls/acl=a".replace("=", "%3D").replace("/", "%2F")
+    assert (await harness.client.request("POST", acls + f"?insert=before&point={point}", acl_body("0"))).status == 201
+    assert await names(harness) == ["0", "a", "b", "c", "d"]
+    # PUT with insert moves an existing ACL; without insert it keeps its place.
+    move = await harness.client.request("PUT", acls + "/acl=0?insert=last", acl_body("0"))
+    assert move.status == 204
+    assert (await harness.client.request("PUT", acls + "/acl=b", acl_body("b"))).status == 204
+    assert await names(harness) == ["a", "b", "c", "d", "0"]
+    query = DataChannelQuery(harness.store, harness.clock)
+    assert [acl.name for acl in query.acls_for(harness.client.cuid)] == ["a", "b", "c", "d", "0"]
+
+
+async def test_ace_insert_in_an_acl_and_sub_resource_edits(harness):
+    await register(harness.client)
+    acl = f"{ROOT}/dots-client={harness.client.cuid}/acls/acl=x"
+    assert (await harness.client.request("PUT", acl, acl_body("x", ace("r2")))).status == 201
+    created = await harness.client.request(
+        "POST", acl + "/aces?insert=first", {"ietf-dots-data-channel:ace": [ace("r1", "198.51.100.128/25")]}
+    )
+    assert created.status == 201, created.text
+    assert created.headers["Location"].endswith("/acls/acl=x/aces/ace=r1")
+    reply = await harness.client.request("GET", acl + "/aces/ace=r1")
+    assert reply.body == {
+        "ietf-dots-data-channel:ace": [
+            ace("r1", "198.51.100.128/25") | {"actions": {"forwarding": "ietf-access-control-list:drop"}}
+        ]
+    }
+    # Replace one leaf deep inside, then delete the ACE.
+    leaf = acl + "/aces/ace=r1/matches/ipv4/destination-ipv4-network"
+    assert (
+        await harness.client.request(
+            "PUT", leaf, {"ietf-dots-data-channel:destination-ipv4-network": "198.51.100.7/32"}
+        )
+    ).status == 204
+    got = await harness.client.request("GET", leaf)
+    assert got.body == {"ietf-dots-data-channel:destination-ipv4-network": "198.51.100.7/32"}
+    out_of_scope = await harness.client.request(
+        "PUT", leaf, {"ietf-dots-data-channel:destination-ipv4-network": "10.0.0.0/8"}
+    )
+    assert out_of_scope.status == 403
+    assert (await harness.client.request("DELETE", acl + "/aces/ace=r1")).status == 204
+    aces = await harness.client.request("GET", acl + "?fields=aces/ace(name)")
+    assert aces.body["ietf-dots-data-channel:acls"]["acl"][0]["aces"]["ace"] == [{"name": "r2"}]
+
+
+async def test_patch_merges_activation_type_and_alias_targets(harness):
+    await register(harness.client)
+    base = f"{ROOT}/dots-client={harness.client.cuid}"
+    assert 201 == await status(harness, "PUT", base + "/acls/acl=x", acl_body("x", **{"activation-type": "deactivate"}))
+    query = DataChannelQuery(harness.store, harness.clock)
+    assert [a.name for a in query.acls_for(harness.client.cuid, "deactivate")] == ["x"]
+    patch = {"ietf-dots-data-channel:acl": [{"name": "x", "activation-type": "immediate"}]}
+    assert (await harness.client.request("PATCH", base + "/acls/acl=x", patch)).status == 204
+    assert query.acls_for(harness.client.cuid, "deactivate") == []
+    [acl] = query.acls_for(harness.client.cuid, "immediate")
+    assert acl.aces[0].match.destination == ipaddress.ip_network("198.51.100.0/24")
+    alias = {"ietf-dots-data-channel:alias": [{"name": "w", "target-prefix": ["192.0.2.1/32"]}]}
+    assert (await harness.client.request("PUT", base + "/aliases/alias=w", alias)).status == 201
+    more = {
+        "ietf-dots-data-channel:alias": [
+            {
+                "name": "w",
+                "target-prefix": ["192.0.2.2/32"],
+                "target-port-range": [{"lower-port": 80, "upper-port": 81}],
+            }
+        ]
+    }
+    assert (await harness.client.request("PATCH", base + "/aliases/alias=w", more)).status == 204
+    resolved = query.resolve_alias(harness.client.cuid, "w")
+    assert resolved.target_prefixes == (ipaddress.ip_network("192.0.2.1/32"), ipaddress.ip_network("192.0.2.2/32"))
+    assert resolved.target_ports == (PortRange(80, 81),)
+    assert query.resolve_alias(harness.client.cuid, "nope") is None
+    assert query.resolve_alias(harness.other.cuid, "w") is None
+
+
+async def test_typed_acl_records(harness):
+    await register(harness.client)
+    entry = {
+        "name": "syn",
+        "matches": {
+            "ipv6": {"destination-ipv6-network": "2001:db8::/64", "fragment": {"operator": "not match", "type": "isf"}},
+            "tcp": {
+                "flags-bitmask": {"bitmask": 2},
+                "destination-port-range-or-operator": {"operator": "lte", "port": 1023},
+            },
+        },
+        "actions": {"forwarding": "accept", "rate-limit": "125000.50"},
+    }
+    body = acl_body("t", entry, type="ipv6-acl-type", **{"activation-type": "immediate"})
+    reply = await harness.client.request("POST", f"{ROOT}/dots-client={harness.client.cuid}/acls", body)
+    assert reply.status == 201, reply.text
+    [acl] = DataChannelQuery(harness.store, harness.clock).acls_for(harness.client.cuid, "immediate")
+    match, action = acl.aces[0].match, acl.aces[0].action
+    assert (acl.type, match.family, match.transport) == ("ipv6-acl-type", 6, "tcp")
+    assert match.fragment.operator == {"not", "match"} and match.fragment.value == {"isf"}
+    assert match.tcp_flags.operator == {"match"} and match.tcp_flags.value == 2
+    assert match.destination_port == PortMatch("lte", 1023)
+    assert (action.forwarding, action.rate_limit) == ("accept", Decimal("125000.5"))
+
+
+async def test_depth_fields_and_content(harness):
+    await register(harness.client)
+    client = f"{ROOT}/dots-client={harness.client.cuid}"
+    await harness.client.request("PUT", client + "/acls/acl=x", acl_body("x"))
+    one = await harness.client.request("GET", client + "/acls?depth=1")
+    assert one.body == {"ietf-dots-data-channel:acls": {}}
+    three = await harness.client.request("GET", client + "/acls?depth=3")
+    [entry] = three.body["ietf-dots-data-channel:acls"]["acl"]
+    assert entry["name"] == "x" and entry["aces"] == {} and entry["pending-lifetime"] == 10080
+    fields = await harness.client.request("GET", client + "/acls/acl=x?fields=name;activation-type")
+    assert fields.body == {"ietf-dots-data-channel:acls": {"acl": [{"name": "x"}]}}  # default not stored
+    nonconfig = await harness.client.request("GET", client + "?content=nonconfig")
+    stripped = nonconfig.body["ietf-dots-data-channel:dots-client"][0]
+    assert stripped["acls"]["acl"][0] == {"name": "x", "pending-lifetime": 10080, "aces": {"ace": [{"name": "r1"}]}}
+    config = await harness.client.request("GET", ROOT + "?content=config")
+    assert "capabilities" not in config.body["ietf-dots-data-channel:dots-data"]
+    state = await harness.client.request("GET", ROOT + "/capabilities/ipv4?content=nonconfig")
+    assert state.body["ietf-dots-data-channel:ipv4"]["fragment"] is True
+    head = await harness.client.request("HEAD", client)
+    assert head.status == 200 and head.text == ""
+
+
+async def test_stale_entries_expire_and_refresh(harness):
+    """§3.5: without a refresh, aliases and ACLs disappear after their lifetime (one week by default)."""
+    await register(harness.client)
+    client = f"{ROOT}/dots-client={harness.client.cuid}"
+    await harness.client.request("PUT", client + "/acls/acl=old", acl_body("old"))
+    await harness.client.request(
+        "PUT",
+        client + "/aliases/alias=a",
+        {"ietf-dots-data-channel:alias": [{"name": "a", "target-fqdn": ["example.com"]}]},
+    )
+    harness.clock.now += 10079 * 60
+    await harness.client.request("PUT", client + "/acls/acl=fresh", acl_body("fresh"))
+    refresh = await harness.client.request("PUT", client + "/acls/acl=old", acl_body("old"))
+    assert refresh.status == 204
+    harness.clock.now += 2 * 60
+    assert (await harness.client.request("GET", client + "/aliases/alias=a")).status == 404
+    assert await names(harness) == ["old", "fresh"]
+    assert harness.store.purge_expired(harness.clock.now) == 1
+    # An expired name can be created again.
+    again = {"ietf-dots-data-channel:aliases": {"alias": [{"name": "a", "target-uri": ["https://www.example.com/x"]}]}}
+    assert (await harness.client.request("POST", client, again)).status == 201
+
+
+async def test_put_client_replaces_its_entries_and_patch_merges(harness):
+    client = f"{ROOT}/dots-client={harness.client.cuid}"
+    entry = {"cuid": harness.client.cuid, "acls": {"acl": [{"name": "a", "aces": {"ace": [ace("r")]}}]}}
+    assert (await harness.client.request("PUT", client, {"ietf-dots-data-channel:dots-client": [entry]})).status == 201
+    merge = {"cuid": harness.client.cuid, "aliases": {"alias": [{"name": "w", "target-prefix": ["203.0.113.0/24"]}]}}
+    assert (
+        await harness.client.request("PATCH", client, {"ietf-dots-data-channel:dots-client": [merge]})
+    ).status == 204
+    got = await harness.client.request("GET", client + "?content=config")
+    body = got.body["ietf-dots-data-channel:dots-client"][0]
+    assert [a["name"] for a in body["aliases"]["alias"]] == ["w"] and [a["name"] for a in body["acls"]["acl"]] == ["a"]
+    only = {"cuid": harness.client.cuid}
+    assert (await harness.client.request("PUT", client, {"ietf-dots-data-channel:dots-client": [only]})).status == 204
+    got = await harness.client.request("GET", client)
+    assert got.body == {"ietf-dots-data-channel:dots-client": [only]}
+
+
+async def test_host_meta_and_options(harness):
+    xrd = await harness.client.request("GET", "/.well-known/host-meta")
+    assert "<Link rel='restconf' href='/restconf'/>" in xrd.text
+    assert xrd.headers["Content-Type"].startswith("application/xrd+xml")
+    js = await harness.client.request("GET", "/.well-known/host-meta.json")
+    assert js.body == {"links": [{"rel": "restconf", "href": "/restconf"}]}
+    options = await harness.client.request("OPTIONS", ROOT)
+    assert options.status == 200 and options.headers["Accept-Patch"] == "application/yang-data+json"
