@@ -89,7 +89,7 @@ async def test_ace_insert_in_an_acl_and_sub_resource_edits(harness):
 async def test_patch_merges_activation_type_and_alias_targets(harness):
     await register(harness.client)
     base = f"{ROOT}/dots-client={harness.client.cuid}"
-    assert 201 == await status(harness, "PUT", base + "/acls/acl=x", acl_body("x", **{"activation-type": "deactivate"}))
+    assert await status(harness, "PUT", base + "/acls/acl=x", acl_body("x", **{"activation-type": "deactivate"})) == 201
     query = DataChannelQuery(harness.store, harness.clock)
     assert [a.name for a in query.acls_for(harness.client.cuid, "deactivate")] == ["x"]
     patch = {"ietf-dots-data-channel:acl": [{"name": "x", "activation-type": "immediate"}]}
