@@ -10,8 +10,8 @@ from opendots.data.errors import RestconfError
 from opendots.model.data_channel import ContentFilter
 
 ALLOWED = {
-    "GET": {"content", "depth", "fields", "with-defaults"},
-    "HEAD": {"content", "depth", "fields", "with-defaults"},
+    "GET": {"content", "depth", "fields"},
+    "HEAD": {"content", "depth", "fields"},
     "POST": {"insert", "point"},
     "PUT": {"insert", "point"},
     "PATCH": set(),
@@ -54,8 +54,6 @@ def parse_query(method: str, pairs: Iterable[tuple[str, str]]) -> QueryParameter
         if not values["depth"].isdigit() or not 1 <= int(values["depth"]) <= 65535:
             raise bad_query("depth must be an integer from 1 to 65535 or 'unbounded'")
         depth = int(values["depth"])
-    if values.get("with-defaults", "report-all") not in ("report-all", "trim", "explicit"):
-        raise bad_query("with-defaults must be report-all, trim or explicit")
     insert = values.get("insert")
     if insert is not None and insert not in INSERT_MODES:
         raise bad_query(f"insert must be one of {', '.join(INSERT_MODES)}")
