@@ -329,7 +329,7 @@ class DataChannelService:
         self._check_quota(client.cuid, len(aliases) + len(acls), now)
         changes = Changes(client.cuid)
         changes.alias_puts = [(a["name"], a, now + self.settings.lifetime) for a in canonical["aliases"]]
-        positions = self.store.acl_positions(client.cuid, now)
+        positions = self.store.acl_positions(client.cuid, now) if canonical["acls"] else []
         insert, point = query.insert or "last", query.point
         for acl in canonical["acls"]:
             position = _position(positions, insert, _point_name(point, "acl") if point else None)
@@ -351,8 +351,7 @@ class DataChannelService:
         return getter(cuid, name, now) is not None
 
     def _check_quota(self, cuid: str, adding: int, now: float) -> None:
-        stored = len(self.store.list_aliases(cuid, now)) + len(self.store.acl_positions(cuid, now))
-        if stored + adding > self.settings.max_entries:
+        if self.store.count_entries(cuid, now) + adding > self.settings.max_entries:
             raise RestconfError("resource-denied", f"at most {self.settings.max_entries} aliases and ACLs per client")
 
     # ---- PUT / PATCH ----------------------------------------------------------------------------------------

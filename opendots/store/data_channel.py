@@ -117,6 +117,8 @@ class DataChannelStore(Protocol):
 
     def acl_positions(self, cuid: str, now: float) -> list[tuple[str, float]]: ...
 
+    def count_entries(self, cuid: str, now: float) -> int: ...
+
     def apply(self, changes: Changes, now: float) -> None: ...
 
     def purge_expired(self, now: float) -> int: ...
@@ -184,6 +186,15 @@ class SqliteDataChannelStore:
             "SELECT name, position FROM data_acls WHERE cuid = ? AND expires > ? ORDER BY position", (cuid, now)
         )
         return [(row["name"], row["position"]) for row in rows]
+
+    def count_entries(self, cuid: str, now: float) -> int:
+        """Live aliases plus ACLs of CUID (quota checks)."""
+        row = self._sql.execute(
+            "SELECT (SELECT COUNT(*) FROM data_aliases WHERE cuid = ?1 AND expires > ?2)"
+            " + (SELECT COUNT(*) FROM data_acls WHERE cuid = ?1 AND expires > ?2)",
+            (cuid, now),
+        ).fetchone()
+        return int(row[0])
 
     def apply(self, changes: Changes, now: float) -> None:
         with self.database.transaction() as cursor:
