@@ -22,6 +22,7 @@ from opendots.data.service import (
     RestconfRequest,
     RestconfResponse,
 )
+from opendots.model.data_channel import yang_library
 from opendots.pki import cuid_from_certificate
 from opendots.store.data_channel import DataChannelStore
 
@@ -83,11 +84,9 @@ def _make_handler(clock: Callable[[], float]):
         prefix = f"{RESTCONF_ROOT}/data"
         raw_path = request.rel_url.raw_path
         try:
-            body = await request.content.read(MAX_BODY + 1)
-        except asyncio.IncompleteReadError:
-            body = b""
-        if len(body) > MAX_BODY:
-            error = RestconfError("too-big", "request body too large", error_type="transport")
+            body = await request.read()  # the whole body, bounded by client_max_size
+        except web.HTTPRequestEntityTooLarge:
+            error = RestconfError("too-big", f"request bodies are limited to {MAX_BODY} bytes", error_type="transport")
             return _json_response(RestconfResponse(413, error.body()))
         restconf_request = RestconfRequest(
             method=request.method,
@@ -103,6 +102,11 @@ def _make_handler(clock: Callable[[], float]):
         return _json_response(response, head=request.method == "HEAD")
 
     return handle
+
+
+async def _yang_library(request: web.Request) -> web.Response:
+    """The module set this server implements (RFC 8040 §10, RFC 7895), for clients that ask."""
+    return web.Response(body=json.dumps(yang_library()).encode(), content_type=MEDIA_TYPE)
 
 
 async def _restconf_root(request: web.Request) -> web.Response:
@@ -123,6 +127,7 @@ def create_data_app(
     app.router.add_get("/.well-known/host-meta", _host_meta)
     app.router.add_get("/.well-known/host-meta.json", _host_meta_json)
     app.router.add_get(RESTCONF_ROOT, _restconf_root)
+    app.router.add_get(f"{RESTCONF_ROOT}/data/ietf-yang-library:modules-state", _yang_library)
     app.router.add_route("*", f"{RESTCONF_ROOT}/data", handler)
     app.router.add_route("*", f"{RESTCONF_ROOT}/data/{{path:.*}}", handler)
     app.cleanup_ctx.append(_expiry_task(store, clock))

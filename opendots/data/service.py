@@ -81,14 +81,23 @@ class DataChannelService:
         self.store = store
         self.authorize = authorize
         self.settings = settings or DataChannelSettings()
+        self._listeners: list[Callable[[str], None]] = []
+
+    def subscribe(self, listener: Callable[[str], None]) -> None:
+        """Call LISTENER(cuid) after every change to that client's data (e.g. to re-apply its immediate ACLs)."""
+        self._listeners.append(listener)
 
     # ---- entry point -------------------------------------------------------------------------------------
 
     def handle(self, request: RestconfRequest, now: float) -> RestconfResponse:
         try:
-            return self._handle(request, now)
+            response = self._handle(request, now)
         except RestconfError as error:
             return RestconfResponse(error.status, error.body())
+        if request.method in ("POST", "PUT", "PATCH", "DELETE") and response.status < 300:
+            for listener in self._listeners:
+                listener(_changed_cuid(request.path, request.body, request.peer_cuid))
+        return response
 
     def _handle(self, request: RestconfRequest, now: float) -> RestconfResponse:
         peer = self.authorize(request.peer_cuid)
@@ -461,6 +470,9 @@ class DataChannelService:
         if not keep_others:
             changes.clear_aliases = container == "aliases"
             changes.clear_acls = container == "acls"
+            others = self.store.count_entries(client.cuid, now) - len(self._entries(container, client.cuid, now))
+            if others + len(entries) > self.settings.max_entries:
+                raise RestconfError("resource-denied", f"at most {self.settings.max_entries} aliases and ACLs")
         else:
             new_names = [e["name"] for e in canonical[container]]
             fresh = sum(1 for n in new_names if not self._exists(container, client.cuid, n, now))
@@ -619,6 +631,20 @@ class DataChannelService:
 
 
 # ---- helpers -------------------------------------------------------------------------------------------------
+
+
+def _changed_cuid(path: str, body: bytes, peer_cuid: str) -> str:
+    """The client a successful write changed: the path's dots-client, or the one a registration names."""
+    try:
+        data_path = parse_data_path(path)
+    except RestconfError:
+        return peer_cuid
+    if data_path.cuid is not None:
+        return data_path.cuid
+    try:
+        return json.loads(body)[f"{MODULE}:dots-client"][0]["cuid"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return peer_cuid
 
 
 def _accepts_json(accept: str | None) -> bool:

@@ -211,3 +211,39 @@ async def test_host_meta_and_options(harness):
     assert js.body == {"links": [{"rel": "restconf", "href": "/restconf"}]}
     options = await harness.client.request("OPTIONS", ROOT)
     assert options.status == 200 and options.headers["Accept-Patch"] == "application/yang-data+json"
+
+
+async def test_yang_library_and_too_large_body(harness):
+    library = await harness.client.request("GET", "/restconf/data/ietf-yang-library:modules-state")
+    modules = {m["name"]: m for m in library.body["ietf-yang-library:modules-state"]["module"]}
+    assert modules["ietf-interfaces"]["conformance-type"] == "implement"
+    assert "mixed-eth-ipv4-ipv6" not in modules["ietf-access-control-list"].get("feature", [])
+    await register(harness.client)
+    huge = b'{"ietf-dots-data-channel:aliases": "' + b"x" * (5 * 1024 * 1024) + b'"}'
+    reply = await harness.client.request("POST", f"{ROOT}/dots-client={harness.client.cuid}", raw=huge)
+    assert reply.status == 413
+    assert reply.body["ietf-restconf:errors"]["error"][0]["error-tag"] == "too-big"
+
+
+def test_listeners_hear_about_successful_writes_only(tmp_path, server_config):
+    from opendots.data.service import DataChannelService, RestconfRequest
+    from opendots.store.data_channel import SqliteDataChannelStore
+    from opendots.store.sqlite import SqliteDatabase
+
+    cuid = server_config.clients[0].cuid
+    service = DataChannelService(
+        SqliteDataChannelStore(SqliteDatabase(tmp_path / "l.sqlite")), server_config.client_by_cuid
+    )
+    heard: list[str] = []
+    service.subscribe(heard.append)
+
+    def send(method: str, path: str, body: bytes = b"") -> int:
+        request = RestconfRequest(method, path, cuid, body=body, content_type="application/yang-data+json")
+        return service.handle(request, now=0.0).status
+
+    register_body = b'{"ietf-dots-data-channel:dots-client": [{"cuid": "%s"}]}' % cuid.encode()
+    assert send("POST", "/ietf-dots-data-channel:dots-data", register_body) == 201
+    assert send("POST", "/ietf-dots-data-channel:dots-data", register_body) == 409
+    assert send("GET", f"/ietf-dots-data-channel:dots-data/dots-client={cuid}") == 200
+    assert send("DELETE", f"/ietf-dots-data-channel:dots-data/dots-client={cuid}") == 204
+    assert heard == [cuid, cuid]
