@@ -114,6 +114,19 @@ async def _restconf_root(request: web.Request) -> web.Response:
     return web.Response(text=json.dumps(body), content_type=MEDIA_TYPE)
 
 
+@web.middleware
+async def _restconf_errors(request: web.Request, handler):
+    """Errors raised by routing itself (unknown API resource, wrong method) still get an `errors` body."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exception:
+        if exception.status < 400 or not request.path.startswith(RESTCONF_ROOT):
+            raise
+        tag = "operation-not-supported" if exception.status == 405 else "invalid-value"
+        error = RestconfError(tag, exception.reason, status=exception.status, error_type="protocol")
+        return _json_response(RestconfResponse(exception.status, error.body()))
+
+
 def create_data_app(
     config: ServerConfig,
     store: DataChannelStore,
@@ -121,7 +134,7 @@ def create_data_app(
     clock: Callable[[], float] = time.time,
 ) -> web.Application:
     """The RESTCONF application; `store` holds the data, `config.clients` says who may do what."""
-    app = web.Application(client_max_size=MAX_BODY)
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[_restconf_errors])
     app[SERVICE_KEY] = DataChannelService(store, config.client_by_cuid, settings)
     handler = _make_handler(clock)
     app.router.add_get("/.well-known/host-meta", _host_meta)

@@ -669,12 +669,25 @@ def _parse_body(request: RestconfRequest) -> Any:
     if not request.body.strip():
         raise RestconfError("invalid-value", f"{request.method} needs a message body", error_type="protocol")
     try:
-        body = json.loads(request.body)
-    except (ValueError, UnicodeDecodeError) as error:
+        body = json.loads(request.body, object_pairs_hook=_unique_members, parse_constant=_no_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:
         raise RestconfError("malformed-message", f"the body is not JSON: {error}", error_type="rpc") from None
     if not isinstance(body, dict):
         raise RestconfError("malformed-message", "the body must be a JSON object", error_type="rpc")
     return body
+
+
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """RFC 7951 (and RFC 8259 §4 interoperability): a member name appears once per object."""
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        duplicates = sorted({name for name, _ in pairs if sum(1 for other, _ in pairs if other == name) > 1})
+        raise ValueError(f"duplicate member(s) {', '.join(duplicates)}")
+    return result
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _members(body: Any, allowed: set[str] | None) -> dict[str, Any]:

@@ -33,6 +33,17 @@ def client_path(harness) -> str:
 CASES = [
     ("malformed-json", "POST", "", b'{"ietf-dots-data-channel:aliases": {', {}, 400, "malformed-message"),
     ("json-not-object", "POST", "", b"[1, 2]", {}, 400, "malformed-message"),
+    (
+        "duplicate-member",
+        "POST",
+        "",
+        b'{"ietf-dots-data-channel:aliases": {}, "ietf-dots-data-channel:aliases": {}}',
+        {},
+        400,
+        "malformed-message",
+    ),
+    ("nan", "POST", "", b'{"ietf-dots-data-channel:acls": {"acl": [{"name": NaN}]}}', {}, 400, "malformed-message"),
+    ("deep-nesting", "POST", "", b"[" * 100000 + b"]" * 100000, {}, 400, "malformed-message"),
     ("text-plain", "POST", "", ALIAS, {"Content-Type": "text/plain"}, 415, "invalid-value"),
     ("plain-json-media-type", "POST", "", ALIAS, {"Content-Type": "application/json"}, 415, "invalid-value"),
     ("xml-only-accept", "GET", "", None, {"Accept": "application/yang-data+xml"}, 406, "invalid-value"),
@@ -330,3 +341,18 @@ async def test_tls_without_client_certificate_is_refused(harness, pki_dir):
         with pytest.raises(aiohttp.ClientError):
             async with session.get(harness.base + ROOT) as response:
                 await response.read()
+
+
+async def test_unknown_api_resources_get_restconf_errors(harness):
+    reply = await harness.client.request("GET", "/restconf/operations")
+    assert reply.status == 404
+    assert reply.body["ietf-restconf:errors"]["error"][0]["error-tag"] == "invalid-value"
+    other_module = await harness.client.request("GET", "/restconf/data/example-jukebox:jukebox")
+    assert other_module.status == 400
+
+
+async def test_invalid_utf8_body_is_malformed(harness):
+    await register(harness.client)
+    reply = await harness.client.request("POST", client_path(harness), raw=b'{"\xff": 1}')
+    assert reply.status == 400
+    assert reply.body["ietf-restconf:errors"]["error"][0]["error-tag"] == "malformed-message"
