@@ -38,9 +38,14 @@ class DataChannelSettings:
     lifetime: float = MINIMUM_LIFETIME  # seconds an alias or ACL lives without a refresh (§3.5)
     server_id: str = "opendots-data"  # our Via pseudonym, for loop detection (§3.4)
     max_entries: int = 10_000  # aliases + ACLs per client (§10 quotas)
+    # §3.1/§7.2: what to do when an ACE matches exactly what another client of the same domain (cdid) filters
+    # with the opposite action: "reject" the new request (409, the RFC's default) or "allow" it.
+    domain_conflicts: str = "reject"
 
     def __post_init__(self) -> None:
         self.capabilities = validate_capabilities(self.capabilities)
+        if self.domain_conflicts not in ("reject", "allow"):
+            raise ValueError("domain_conflicts must be 'reject' or 'allow'")
 
 
 @dataclass
@@ -82,6 +87,7 @@ class DataChannelService:
         self.authorize = authorize
         self.settings = settings or DataChannelSettings()
         self._listeners: list[Callable[[str], None]] = []
+        self._now = 0.0  # the `now` of the request being handled
 
     def subscribe(self, listener: Callable[[str], None]) -> None:
         """Call LISTENER(cuid) after every change to that client's data (e.g. to re-apply its immediate ACLs)."""
@@ -100,6 +106,7 @@ class DataChannelService:
         return response
 
     def _handle(self, request: RestconfRequest, now: float) -> RestconfResponse:
+        self._now = now
         peer = self.authorize(request.peer_cuid)
         if peer is None:
             raise RestconfError("access-denied", "this client certificate is not authorized", error_type="protocol")
@@ -627,10 +634,34 @@ class DataChannelService:
         for acl in result["acls"]:
             check_capabilities(acl, self.settings.capabilities)
             check_acl(Acl.from_json(cuid, acl), peer)
+        if result["acls"] and cdid is not None and self.settings.domain_conflicts == "reject":
+            self._check_domain_conflicts(cuid, cdid, result["acls"])
         return result
+
+    def _check_domain_conflicts(self, cuid: str, cdid: str, acls: list[dict[str, Any]]) -> None:
+        """409 if an ACE matches exactly what another client of the domain filters with the opposite action."""
+        actions_by_match: dict[str, str] = {}
+        for _, stored in self.store.domain_acls(cdid, cuid, now=self._now):
+            for ace in stored.body.get("aces", {}).get("ace", []):
+                actions_by_match[_match_key(ace)] = ace["actions"]["forwarding"]
+        if not actions_by_match:
+            return
+        for acl in acls:
+            for ace in acl.get("aces", {}).get("ace", []):
+                other = actions_by_match.get(_match_key(ace))
+                if other is not None and other != ace["actions"]["forwarding"]:
+                    raise RestconfError(
+                        "resource-denied",
+                        f"ACE {ace['name']!r} conflicts with a filter another client of this domain installed",
+                        status=409,
+                    )
 
 
 # ---- helpers -------------------------------------------------------------------------------------------------
+
+
+def _match_key(ace: dict[str, Any]) -> str:
+    return json.dumps(ace.get("matches", {}), sort_keys=True)
 
 
 def _changed_cuid(path: str, body: bytes, peer_cuid: str) -> str:

@@ -119,6 +119,8 @@ class DataChannelStore(Protocol):
 
     def count_entries(self, cuid: str, now: float) -> int: ...
 
+    def domain_acls(self, cdid: str, exclude_cuid: str, now: float) -> list[tuple[str, StoredEntry]]: ...
+
     def apply(self, changes: Changes, now: float) -> None: ...
 
     def purge_expired(self, now: float) -> int: ...
@@ -195,6 +197,15 @@ class SqliteDataChannelStore:
             (cuid, now),
         ).fetchone()
         return int(row[0])
+
+    def domain_acls(self, cdid: str, exclude_cuid: str, now: float) -> list[tuple[str, StoredEntry]]:
+        """(cuid, ACL) of the other clients registered with client domain CDID (conflict checks, §7.2)."""
+        rows = self._sql.execute(
+            "SELECT a.cuid, a.name, a.body, a.expires, a.position, a.activation_type FROM data_acls a "
+            "JOIN data_clients c ON c.cuid = a.cuid WHERE c.cdid = ? AND a.cuid != ? AND a.expires > ?",
+            (cdid, exclude_cuid, now),
+        )
+        return [(row["cuid"], _acl_entry(row)) for row in rows]
 
     def apply(self, changes: Changes, now: float) -> None:
         with self.database.transaction() as cursor:

@@ -247,3 +247,29 @@ def test_listeners_hear_about_successful_writes_only(tmp_path, server_config):
     assert send("GET", f"/ietf-dots-data-channel:dots-data/dots-client={cuid}") == 200
     assert send("DELETE", f"/ietf-dots-data-channel:dots-data/dots-client={cuid}") == 204
     assert heard == [cuid, cuid]
+
+
+async def test_conflicting_filters_within_a_client_domain(pki_dir, server_config, tmp_path):
+    """§7.2: absent a local policy, a filter opposite to another domain client's one is refused with 409."""
+    from opendots.data.service import DataChannelSettings
+    from tests.unit.test_data_harness import cuid_of, make_harness
+
+    for policy, expected in (("reject", 409), ("allow", 201)):
+        settings = DataChannelSettings(gateways=frozenset({cuid_of(pki_dir, "other")}), domain_conflicts=policy)
+        (tmp_path / policy).mkdir()
+        harness, close = await make_harness(pki_dir, server_config, tmp_path / policy, settings)
+        try:
+            gateway = harness.other
+            for cuid in ("client-one", "client-two"):
+                body = {"ietf-dots-data-channel:dots-client": [{"cuid": cuid, "cdid": "domain-7"}]}
+                assert (await gateway.request("POST", ROOT, body)).status == 201
+            drop = acl_body("deny", ace("r", "198.51.100.0/25", "drop"))
+            accept = acl_body("allow", ace("r", "198.51.100.0/25", "accept"))
+            assert (await gateway.request("POST", f"{ROOT}/dots-client=client-one/acls", drop)).status == 201
+            reply = await gateway.request("POST", f"{ROOT}/dots-client=client-two/acls", accept)
+            assert reply.status == expected, reply.text
+            # The same filter with the same action is no conflict.
+            same = acl_body("deny-too", ace("r", "198.51.100.0/25", "drop"))
+            assert (await gateway.request("POST", f"{ROOT}/dots-client=client-two/acls", same)).status == 201
+        finally:
+            await close()
