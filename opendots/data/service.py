@@ -147,7 +147,7 @@ class DataChannelService:
 
     # ---- identity and registration state -------------------------------------------------------------------
 
-    def _client(self, path: DataPath, actor: _Actor, *, need_cdid: bool = True) -> ClientRecord:
+    def _client(self, path: DataPath, actor: _Actor) -> ClientRecord:
         """The registered client PATH names, as far as ACTOR may see it (else 404, as if it did not exist)."""
         assert path.cuid is not None
         if path.cuid != actor.peer_cuid and not actor.gateway:
@@ -155,8 +155,9 @@ class DataChannelService:
         client = self.store.get_client(path.cuid)
         if client is None:
             raise not_found(f"dots-client={path.cuid}")
-        if need_cdid and actor.gateway and path.cuid != actor.peer_cuid and client.cdid is None:
-            # §6.1/§7.2: relayed request for a client registered without a cdid.
+        if actor.gateway and path.cuid != actor.peer_cuid and client.cdid is None:
+            # §6.1/§7.2: relayed request for a client registered without a cdid (e.g. directly, not through a
+            # gateway): the gateway may not touch it.
             raise RestconfError("access-denied", f"dots-client={path.cuid} must register through this gateway first")
         return client
 
@@ -203,7 +204,7 @@ class DataChannelService:
                 value = value[step.name]
                 node_path += f"/{step.name}"
             return (path.inner[-1].name if path.inner else "capabilities"), value, node_path
-        client = self._client(path, actor, need_cdid=False)
+        client = self._client(path, actor)
         if path.kind == "client":
             entry = self._client_json(client, now)
             if path.inner:
@@ -414,10 +415,12 @@ class DataChannelService:
             raise not_found(f"dots-client={path.cuid}")
         entry = _single_entry(body, "dots-client", None, path.cuid, key="cuid")
         existing = self.store.get_client(path.cuid or "")
+        if existing is not None:
+            self._client(path, actor)  # a gateway may not replace a client registered without a cdid
         if method == "PATCH":
             if existing is None:
                 raise not_found(f"dots-client={path.cuid}")
-            self._client(path, actor, need_cdid=False)
+            self._client(path, actor)
             current = self._client_json(existing, now)
             for state in current.get("aliases", {}).get("alias", []) + current.get("acls", {}).get("acl", []):
                 state.pop("pending-lifetime", None)
@@ -579,7 +582,7 @@ class DataChannelService:
         if path.kind == "client":
             if path.inner:
                 raise RestconfError("operation-not-supported", "the client's key cannot be deleted")
-            client = self._client(path, actor, need_cdid=False)
+            client = self._client(path, actor)
             self.store.apply(Changes(client.cuid, unregister=True), now)  # §5.2: its aliases and ACLs go too
             return RestconfResponse(204)
         client = self._client(path, actor)

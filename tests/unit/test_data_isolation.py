@@ -95,3 +95,29 @@ async def test_same_alias_name_in_two_clients_is_independent(harness):
     ).status == 204
     still = await harness.other.request("GET", f"{ROOT}/dots-client={harness.other.cuid}/aliases/alias=web")
     assert still.status == 200
+
+
+async def test_a_gateway_cannot_touch_a_directly_registered_client(pki_dir, server_config, tmp_path):
+    from opendots.data.service import DataChannelSettings
+    from tests.unit.test_data_harness import cuid_of, make_harness
+
+    settings = DataChannelSettings(gateways=frozenset({cuid_of(pki_dir, "other")}))
+    harness, close = await make_harness(pki_dir, server_config, tmp_path, settings)
+    try:
+        await register(harness.client)
+        await harness.client.request("POST", f"{ROOT}/dots-client={harness.client.cuid}", ALIAS)
+        before = harness.store.dump()
+        path = f"{ROOT}/dots-client={harness.client.cuid}"
+        replace = {"ietf-dots-data-channel:dots-client": [{"cuid": harness.client.cuid, "cdid": "evil"}]}
+        for method, suffix, body in (
+            ("GET", "", None),
+            ("DELETE", "", None),
+            ("PUT", "", replace),
+            ("GET", "/aliases", None),
+            ("DELETE", "/aliases/alias=web", None),
+        ):
+            reply = await harness.other.request(method, path + suffix, body)
+            assert reply.status == 403, (method, suffix, reply.text)
+        assert harness.store.dump() == before
+    finally:
+        await close()
