@@ -310,6 +310,9 @@ class DataChannelService:
         return RestconfResponse(201, headers={"Location": _location(f"dots-client={quote(cuid, safe='')}")})
 
     def _replace_client(self, actor: _Actor, entry: dict[str, Any], cuid: str, now: float) -> Changes:
+        unknown = sorted(set(entry) - {"cuid", "cdid", "aliases", "acls"})
+        if unknown:
+            raise RestconfError("unknown-element", f"unknown member(s) of dots-client: {', '.join(unknown)}")
         entry = dict(entry)
         if not actor.gateway:
             entry.pop("cdid", None)  # only a server-domain gateway may assert a client domain (RFC 9132 §4.4.1)

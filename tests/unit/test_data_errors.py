@@ -302,6 +302,14 @@ async def test_two_dots_clients_in_one_registration_are_refused(harness):
     assert harness.store.dump() == ""
 
 
+async def test_unknown_member_in_registration_is_refused(harness):
+    body = {"ietf-dots-data-channel:dots-client": [{"cuid": harness.client.cuid, "colour": "red"}]}
+    reply = await harness.client.request("POST", ROOT, body)
+    assert reply.status == 400
+    assert reply.body["ietf-restconf:errors"]["error"][0]["error-tag"] == "unknown-element"
+    assert harness.store.dump() == ""
+
+
 async def test_registering_another_cuid_is_refused(harness):
     reply = await harness.client.request("POST", ROOT, {"ietf-dots-data-channel:dots-client": [{"cuid": "abc"}]})
     assert reply.status == 403
