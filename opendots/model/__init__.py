@@ -3,6 +3,7 @@
 Public API (the signal layer codes against these names):
 
 - ``decode_signal(payload, max_size=65536) -> dict`` / ``encode_signal(body) -> bytes``
+- ``decode_signal_with_ignored`` / ``decode_telemetry_with_ignored``: also return the dropped optional keys
 - ``decode_telemetry`` / ``encode_telemetry`` for the RFC 9244 ``dots-telemetry`` structure
 - ``cbor_to_json(obj) -> (json, ignored_optional_keys)`` / ``json_to_cbor(obj) -> dict`` (no validation)
 - ``validate_signal(body)`` / ``validate_telemetry(body)``
@@ -15,6 +16,7 @@ from .codec import (
     decode_signal,
     decode_signal_with_ignored,
     decode_telemetry,
+    decode_telemetry_with_ignored,
     encode_signal,
     encode_telemetry,
     load_cbor,
@@ -36,6 +38,7 @@ __all__ = [
     "decode_signal",
     "decode_signal_with_ignored",
     "decode_telemetry",
+    "decode_telemetry_with_ignored",
     "encode_signal",
     "encode_telemetry",
     "json_to_cbor",

@@ -38,28 +38,33 @@ def load_cbor(payload: bytes, max_size: int = DEFAULT_MAX_SIZE) -> Any:
     return item
 
 
-def _decode(payload: bytes, max_size: int, validate: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
-    body, _ignored = cbor_to_json(load_cbor(payload, max_size))
+def _decode(
+    payload: bytes, max_size: int, validate: Callable[[dict[str, Any]], None]
+) -> tuple[dict[str, Any], list[str]]:
+    body, ignored = cbor_to_json(load_cbor(payload, max_size))
     validate(body)
-    return body
+    return body, ignored
 
 
 def decode_signal(payload: bytes, max_size: int = DEFAULT_MAX_SIZE) -> dict[str, Any]:
     """CBOR bytes → validated YANG-JSON (top-level ``ietf-dots-signal-channel:<case>``).
 
     Unknown comprehension-optional keys are dropped; use ``decode_signal_with_ignored`` to see them."""
-    return _decode(payload, max_size, validate_signal)
+    return _decode(payload, max_size, validate_signal)[0]
 
 
 def decode_signal_with_ignored(payload: bytes, max_size: int = DEFAULT_MAX_SIZE) -> tuple[dict[str, Any], list[str]]:
     """Like decode_signal, also returning the dropped comprehension-optional keys (``/path/key``) for logging."""
-    body, ignored = cbor_to_json(load_cbor(payload, max_size))
-    validate_signal(body)
-    return body, ignored
+    return _decode(payload, max_size, validate_signal)
 
 
 def decode_telemetry(payload: bytes, max_size: int = DEFAULT_MAX_SIZE) -> dict[str, Any]:
     """CBOR bytes → validated YANG-JSON telemetry body (``ietf-dots-telemetry:telemetry-setup`` / ``:telemetry``)."""
+    return _decode(payload, max_size, validate_telemetry)[0]
+
+
+def decode_telemetry_with_ignored(payload: bytes, max_size: int = DEFAULT_MAX_SIZE) -> tuple[dict[str, Any], list[str]]:
+    """Like decode_telemetry, also returning the dropped comprehension-optional keys (``/path/key``)."""
     return _decode(payload, max_size, validate_telemetry)
 
 

@@ -78,14 +78,14 @@ def _top_level_schema(name: str) -> InternalNode | None:
     return None
 
 
-_child_cache: dict[tuple[int, str], SchemaNode | None] = {}
+_child_cache: dict[tuple[InternalNode, str], SchemaNode | None] = {}
 
 
 def _schema_child(parent: InternalNode | None, name: str) -> SchemaNode | None:
     """The data node a JSON member ``name`` designates under ``parent`` (RFC 7951 §4: prefix = namespace change)."""
     if parent is None:
         return None
-    cache_key = (id(parent), name)
+    cache_key = (parent, name)
     try:
         return _child_cache[cache_key]
     except KeyError:
@@ -96,14 +96,14 @@ def _schema_child(parent: InternalNode | None, name: str) -> SchemaNode | None:
     return child
 
 
-_enum_names_cache: dict[int, dict[int, str]] = {}
+_enum_names_cache: dict[EnumerationType, dict[int, str]] = {}
 
 
 def _enum_names(dtype: EnumerationType) -> dict[int, str]:
-    names = _enum_names_cache.get(id(dtype))
+    names = _enum_names_cache.get(dtype)
     if names is None:
         names = {value: name for name, value in dtype.enum.items()}
-        _enum_names_cache[id(dtype)] = names
+        _enum_names_cache[dtype] = names
     return names
 
 
@@ -233,16 +233,20 @@ def leaf_from_cbor(dtype: DataType, value: Any, where: str) -> Any:
 def _decimal_to_text(dtype: Decimal64Type, value: Any, where: str) -> str:
     if not isinstance(value, decimal.Decimal):
         raise _bad(where, f"expected a decimal fraction (CBOR tag 4), got {_describe(value)}")
-    if not value.is_finite() or abs(value.adjusted()) > _MAX_DECIMAL_MAGNITUDE:
+    return format(_exact_decimal(dtype, value, where), "f")
+
+
+def _exact_decimal(dtype: Decimal64Type, number: decimal.Decimal, where: str) -> decimal.Decimal:
+    """``number`` with exactly fraction-digits decimals (so "1.5", [-1, 15] and [-2, 150] all become 1.50)."""
+    if not number.is_finite() or abs(number.adjusted()) > _MAX_DECIMAL_MAGNITUDE:
         raise _bad(where, "decimal value out of range")
-    quantum = decimal.Decimal(1).scaleb(-dtype.fraction_digits)
     try:
-        exact = value.quantize(quantum)
+        exact = number.quantize(decimal.Decimal(1).scaleb(-dtype.fraction_digits))
     except decimal.InvalidOperation:
         raise _bad(where, "decimal value out of range") from None
-    if exact != value:
+    if exact != number:
         raise _bad(where, f"more than {dtype.fraction_digits} fraction digits")
-    return format(exact, "f")
+    return exact
 
 
 def _union(
@@ -384,18 +388,8 @@ def _text_to_decimal(dtype: Decimal64Type, value: Any, where: str) -> decimal.De
         number = decimal.Decimal(value)
     except decimal.InvalidOperation:
         raise _bad(where, f"{value[:40]!r} is not a decimal number") from None
-    # Decimal fractions go out with exponent -fraction-digits (RFC 9132 Table 5: tag 4 [-2, integer]).
-    return _decimal_to_cbor(dtype, number, where)
-
-
-def _decimal_to_cbor(dtype: Decimal64Type, number: decimal.Decimal, where: str) -> decimal.Decimal:
-    if not number.is_finite() or abs(number.adjusted()) > _MAX_DECIMAL_MAGNITUDE:
-        raise _bad(where, "decimal value out of range")
-    quantum = decimal.Decimal(1).scaleb(-dtype.fraction_digits)
-    exact = number.quantize(quantum)
-    if exact != number:
-        raise _bad(where, f"more than {dtype.fraction_digits} fraction digits")
-    return exact
+    # cbor2 writes a Decimal as tag 4 [exponent, mantissa]; exponent -fraction-digits is RFC 9132 Table 5's [-2, n].
+    return _exact_decimal(dtype, number, where)
 
 
 def json_to_cbor(obj: dict[str, Any]) -> dict[int, Any]:
