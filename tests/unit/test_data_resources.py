@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 from decimal import Decimal
 
 from opendots.data.records import DataChannelQuery, PortMatch
@@ -273,3 +274,33 @@ async def test_conflicting_filters_within_a_client_domain(pki_dir, server_config
             assert (await gateway.request("POST", f"{ROOT}/dots-client=client-two/acls", same)).status == 201
         finally:
             await close()
+
+
+def test_signal_channel_can_switch_an_acl_activation(tmp_path, server_config):
+    from opendots.data.service import DataChannelService, RestconfRequest
+    from opendots.store.data_channel import SqliteDataChannelStore
+    from opendots.store.sqlite import SqliteDatabase
+
+    cuid = server_config.clients[0].cuid
+    store = SqliteDataChannelStore(SqliteDatabase(tmp_path / "a.sqlite"))
+    service = DataChannelService(store, server_config.client_by_cuid)
+    heard: list[str] = []
+    service.subscribe(heard.append)
+    register_body = b'{"ietf-dots-data-channel:dots-client": [{"cuid": "%s"}]}' % cuid.encode()
+    rule = {"name": "r", "actions": {"forwarding": "drop"}}
+    acl = json.dumps({"ietf-dots-data-channel:acl": [{"name": "x", "aces": {"ace": [rule]}}]}).encode()
+    for method, path, body in (
+        ("POST", "/ietf-dots-data-channel:dots-data", register_body),
+        ("POST", f"/ietf-dots-data-channel:dots-data/dots-client={cuid}/acls", acl),
+    ):
+        assert (
+            service.handle(
+                RestconfRequest(method, path, cuid, body=body, content_type="application/yang-data+json"), 0.0
+            ).status
+            == 201
+        )
+    assert service.set_acl_activation(cuid, "x", "immediate", now=1.0)
+    assert not service.set_acl_activation(cuid, "nope", "immediate", now=1.0)
+    [acl_record] = DataChannelQuery(store, lambda: 2.0).acls_for(cuid, "immediate")
+    assert acl_record.name == "x" and acl_record.activation_type == "immediate"
+    assert heard[-1] == cuid
