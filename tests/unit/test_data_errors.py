@@ -106,6 +106,7 @@ CASES = [
         400,
         "unknown-element",
     ),
+    ("reject-action", "POST", "", acl("a", ace({}, {"forwarding": "reject"})), {}, 400, "unknown-element"),
     ("unsupported-ttl", "POST", "", acl("a", ace({"ipv4": {"ttl": 3}})), {}, 400, "unknown-element"),
     (
         "fragment-and-flags",

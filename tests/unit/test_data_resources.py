@@ -304,3 +304,29 @@ def test_signal_channel_can_switch_an_acl_activation(tmp_path, server_config):
     [acl_record] = DataChannelQuery(store, lambda: 2.0).acls_for(cuid, "immediate")
     assert acl_record.name == "x" and acl_record.activation_type == "immediate"
     assert heard[-1] == cuid
+
+
+async def test_icmp_and_udp_matches_become_typed_records(harness):
+    await register(harness.client)
+    icmp = {
+        "name": "ping",
+        "matches": {"ipv4": {"protocol": 1, "length": 1500}, "icmp": {"type": 8, "code": 0}},
+        "actions": {"forwarding": "accept", "rate-limit": "1000.00"},
+    }
+    udp = {
+        "name": "dns",
+        "matches": {
+            "ipv6": {"destination-ipv6-network": "2001:db8::53/128"},
+            "udp": {"length": 512, "source-port-range-or-operator": {"operator": "gte", "port": 1024}},
+        },
+        "actions": {"forwarding": "drop"},
+    }
+    for entry, kind in ((icmp, "ipv4-acl-type"), (udp, "ipv6-acl-type")):
+        body = acl_body(entry["name"], entry, type=kind)
+        reply = await harness.client.request("POST", f"{ROOT}/dots-client={harness.client.cuid}/acls", body)
+        assert reply.status == 201, reply.text
+    ping, dns = DataChannelQuery(harness.store, harness.clock).acls_for(harness.client.cuid)
+    assert (ping.aces[0].match.icmp_type, ping.aces[0].match.icmp_code, ping.aces[0].match.protocol) == (8, 0, 1)
+    assert ping.aces[0].match.destination is None  # §7.2: the whole client domain
+    assert ping.aces[0].action.rate_limit == Decimal("1000")
+    assert dns.aces[0].match.source_port == PortMatch("gte", 1024) and dns.aces[0].match.udp_length == 512
