@@ -367,13 +367,12 @@ class DataChannelService:
         self._check_quota(client.cuid, len(aliases) + len(acls), now)
         changes = Changes(client.cuid)
         changes.alias_puts = [(a["name"], a, now + self.settings.lifetime) for a in canonical["aliases"]]
-        positions = self.store.acl_positions(client.cuid, now) if canonical["acls"] else []
+        pending: list[tuple[str, float]] = []
         insert, point = query.insert or "last", query.point
         for acl in canonical["acls"]:
-            position = _position(positions, insert, _point_name(point, "acl") if point else None)
-            positions.append((acl["name"], position))
-            positions.sort(key=lambda item: item[1])
-            insert, point = "after", f"acl={quote(acl['name'], safe='')}"
+            position = self._place(client.cuid, acl["name"], insert, point, None, pending, now)
+            pending.append((acl["name"], position))
+            insert, point = "after", f"acl={quote(acl['name'], safe='')}"  # the next ones follow in body order
             changes.acl_puts.append(
                 AclWrite(acl["name"], acl, _activation(acl), now + self.settings.lifetime, position)
             )
@@ -381,6 +380,28 @@ class DataChannelService:
         first = canonical["aliases"][0] if canonical["aliases"] else canonical["acls"][0]
         kind = "aliases/alias" if canonical["aliases"] else "acls/acl"
         return _location(f"dots-client={quote(client.cuid, safe='')}/{kind}={quote(first['name'], safe='')}")
+
+    def _place(
+        self,
+        cuid: str,
+        name: str,
+        insert: str | None,
+        point: str | None,
+        current: float | None,
+        pending: list[tuple[str, float]],
+        now: float,
+    ) -> float:
+        """Position of ACL NAME per `insert`/`point` (RFC 8040 §4.8.5); PENDING: placed earlier in this request."""
+        if insert in ("before", "after"):
+            others = [item for item in self.store.acl_positions(cuid, now) + pending if item[0] != name]
+            return _position(others, insert, _point_name(point, "acl"))
+        if insert is None and current is not None:
+            return current  # a replace keeps its place
+        bounds = self.store.acl_position_bounds(cuid, now, exclude=name)
+        known = [position for _, position in pending] + (list(bounds) if bounds else [])
+        if not known:
+            return 0.0
+        return min(known) - 1.0 if insert == "first" else max(known) + 1.0
 
     def _exists(self, kind: str, cuid: str, name: Any, now: float) -> bool:
         if not isinstance(name, str):
@@ -509,19 +530,15 @@ class DataChannelService:
             fresh = sum(1 for n in new_names if not self._exists(container, client.cuid, n, now))
             self._check_quota(client.cuid, fresh, now)
         changes.alias_puts = [(a["name"], a, expires) for a in canonical["aliases"]]
-        positions = [] if not keep_others else self.store.acl_positions(client.cuid, now)
+        pending: list[tuple[str, float]] = []
         for index, acl in enumerate(canonical["acls"]):
-            others = [(name, pos) for name, pos in positions if name != acl["name"]]
-            current = next((pos for name, pos in positions if name == acl["name"]), None)
-            if query.insert:
-                position = _position(others, query.insert, _point_name(query.point, "acl") if query.point else None)
-            elif current is not None:
-                position = current
-            elif not keep_others:
+            if not keep_others:
                 position = float(index)
             else:
-                position = _position(others, "last", None)
-            positions = [*others, (acl["name"], position)]
+                stored = replacing if replacing is not None else self.store.get_acl(client.cuid, acl["name"], now)
+                current = stored.position if stored is not None else None
+                position = self._place(client.cuid, acl["name"], query.insert, query.point, current, pending, now)
+            pending.append((acl["name"], position))
             changes.acl_puts.append(AclWrite(acl["name"], acl, _activation(acl), expires, position))
         self.store.apply(changes, now)
 

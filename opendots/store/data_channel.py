@@ -117,6 +117,8 @@ class DataChannelStore(Protocol):
 
     def acl_positions(self, cuid: str, now: float) -> list[tuple[str, float]]: ...
 
+    def acl_position_bounds(self, cuid: str, now: float, exclude: str) -> tuple[float, float] | None: ...
+
     def count_entries(self, cuid: str, now: float) -> int: ...
 
     def domain_acls(self, cdid: str, exclude_cuid: str, now: float) -> list[tuple[str, StoredEntry]]: ...
@@ -188,6 +190,14 @@ class SqliteDataChannelStore:
             "SELECT name, position FROM data_acls WHERE cuid = ? AND expires > ? ORDER BY position", (cuid, now)
         )
         return [(row["name"], row["position"]) for row in rows]
+
+    def acl_position_bounds(self, cuid: str, now: float, exclude: str) -> tuple[float, float] | None:
+        """(first, last) ACL position of CUID, ignoring ACL EXCLUDE; None when it has no other ACL."""
+        row = self._sql.execute(
+            "SELECT MIN(position), MAX(position) FROM data_acls WHERE cuid = ? AND expires > ? AND name != ?",
+            (cuid, now, exclude),
+        ).fetchone()
+        return None if row[0] is None else (row[0], row[1])
 
     def count_entries(self, cuid: str, now: float) -> int:
         """Live aliases plus ACLs of CUID (quota checks)."""
