@@ -58,7 +58,7 @@ def _peer_cuid(request: web.Request) -> str | None:
 def _json_response(response: RestconfResponse, head: bool = False) -> web.Response:
     if response.body is None:
         return web.Response(status=response.status, headers=response.headers)
-    text = json.dumps(response.body, indent=2)
+    text = json.dumps(response.body, separators=(",", ":"))  # no indent: keeps the C encoder
     return web.Response(
         status=response.status,
         body=None if head else text.encode(),
