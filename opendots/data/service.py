@@ -238,7 +238,7 @@ class DataChannelService:
             entries = self._entries(container, client.cuid, now)
             return (
                 container,
-                {list_name: [self._with_state(e, now) for e in entries]},
+                {list_name: [self._with_state(e, now) for e in entries]} if entries else {},
                 f"/{ROOT}/dots-client/{container}",
             )
         stored = self._entry(container, client.cuid, path.name, now)

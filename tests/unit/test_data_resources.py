@@ -330,3 +330,9 @@ async def test_icmp_and_udp_matches_become_typed_records(harness):
     assert ping.aces[0].match.destination is None  # §7.2: the whole client domain
     assert ping.aces[0].action.rate_limit == Decimal("1000")
     assert dns.aces[0].match.source_port == PortMatch("gte", 1024) and dns.aces[0].match.udp_length == 512
+
+
+async def test_empty_collections_have_no_list_member(harness):
+    await register(harness.client)
+    reply = await harness.client.request("GET", f"{ROOT}/dots-client={harness.client.cuid}/acls")
+    assert reply.status == 200 and reply.body == {"ietf-dots-data-channel:acls": {}}
