@@ -107,23 +107,24 @@ def yang_library() -> dict[str, Any]:
     return {"ietf-yang-library:modules-state": {"module-set-id": "opendots-data-channel-1", "module": modules}}
 
 
-def _errata_view_dir() -> Path:
-    published = (YANG_DIR / f"{MODULE}@2020-05-28.yang").read_text()
-    text = published
+def errata_view_text() -> str:
+    """The corrected text of ietf-dots-data-channel that yangson loads (see the module docstring)."""
+    text = (YANG_DIR / f"{MODULE}@2020-05-28.yang").read_text()
     for old, new, expected in _ERRATA_VIEW:
         found = text.count(old)
         if found != expected:
             raise RuntimeError(f"{MODULE}: expected {expected}x {old!r}, found {found}: the shipped module changed")
         text = text.replace(old, new)
-    directory = Path(tempfile.mkdtemp(prefix="opendots-yang-"))
-    (directory / f"{MODULE}@2020-05-28.yang").write_text(text)
-    return directory
+    return text
 
 
 @cache
 def data_model() -> DataModel:
     """The yangson model of the data channel (built on first use, ~0.1 s, then shared)."""
-    return DataModel(json.dumps(yang_library()), [str(_errata_view_dir()), str(YANG_DIR)])
+    # The view exists on disk only while yangson reads the modules (it parses them all when constructed).
+    with tempfile.TemporaryDirectory(prefix="opendots-yang-") as directory:
+        (Path(directory) / f"{MODULE}@2020-05-28.yang").write_text(errata_view_text())
+        return DataModel(json.dumps(yang_library()), [directory, str(YANG_DIR)])
 
 
 def schema_node(path: str) -> SchemaNode:
