@@ -170,14 +170,23 @@ def _expiry_task(store: DataChannelStore, clock: Callable[[], float], interval: 
 async def start_data_server(
     config: ServerConfig,
     store: DataChannelStore,
-    host: str,
-    port: int,
+    host: str | list[str] | None = None,
+    port: int | None = None,
     settings: DataChannelSettings | None = None,
     clock: Callable[[], float] = time.time,
 ) -> web.AppRunner:
-    """Serve the data channel on HOST:PORT with mutual TLS; `await runner.cleanup()` stops it."""
+    """Serve the data channel with mutual TLS on HOST:PORT (default: every `config.listen` address on
+    `config.data_port`); `await runner.cleanup()` stops it. The service is `runner.app[SERVICE_KEY]`."""
     runner = web.AppRunner(create_data_app(config, store, settings, clock), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=server_ssl_context(config.tls))
-    await site.start()
+    hosts = [host] if isinstance(host, str) else list(host or config.listen)
+    context = server_ssl_context(config.tls)
+    try:
+        for address in hosts:
+            await web.TCPSite(
+                runner, address, port if port is not None else config.data_port, ssl_context=context
+            ).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
     return runner

@@ -137,3 +137,26 @@ async def test_cli_register_alias_acl_commands(harness, pki_dir, tmp_path):
     assert json.loads(out)["address-family"] == ["ipv4", "ipv6"]
     assert (await run_cli(config, "unregister"))[0] == 0
     assert harness.store.dump() == ""
+
+
+async def test_server_defaults_to_config_listen_and_data_port(pki_dir, server_config, tmp_path):
+    import dataclasses
+    import socket
+
+    from opendots.data.server import SERVICE_KEY, start_data_server
+    from opendots.store.data_channel import SqliteDataChannelStore
+    from opendots.store.sqlite import SqliteDatabase
+    from tests.conftest import free_port
+
+    port = free_port(socket.SOCK_STREAM)
+    config = dataclasses.replace(server_config, listen=["127.0.0.1"], data_port=port)
+    database = SqliteDatabase(tmp_path / "d.sqlite")
+    runner = await start_data_server(config, SqliteDataChannelStore(database))
+    try:
+        assert runner.app[SERVICE_KEY].settings.lifetime == 10080 * 60
+        client_config = ClientConfig(tls=tls(pki_dir), server_addresses=["127.0.0.1"], data_port=port)
+        async with DataChannelClient.from_config(client_config) as client:
+            assert (await client.register()).status == 201
+    finally:
+        await runner.cleanup()
+        database.close()
