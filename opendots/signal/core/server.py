@@ -536,6 +536,19 @@ class SignalServer:
             peer.rearm(now, parameters)
         return Response("2.04")
 
+    def note_traffic(self, client_name: str, now: float) -> list[Event]:
+        """Anything else received from a client: a heartbeat response, a new session (§4.7)."""
+        client = self._by_name.get(client_name)
+        if client is None:
+            return []
+        events = self._saw_traffic(client, now)
+        self._sync_liveness(client.name, now)
+        return events
+
+    def client_name(self, peer: str | None) -> str | None:
+        client = self._clients.get(peer) if peer else None
+        return client.name if client else None
+
     def _sync_liveness(self, client_name: str, now: float) -> None:
         peer = self._peers.get(client_name)
         if peer is not None:

@@ -92,6 +92,11 @@ class SignalService:
         self.poke()
         return response
 
+    def note_traffic(self, client_name: str) -> None:
+        """The client answered a server heartbeat or opened a session: it is alive (§4.7)."""
+        self._enqueue(self.core.note_traffic(client_name, self.clock()))
+        self.poke()
+
     def poke(self) -> None:
         """Re-read next_timer() now (after a request, or when a test moved its clock)."""
         self._wake.set()
