@@ -103,7 +103,7 @@ async def _send_heartbeat(running: RunningSignalServer, event: HeartbeatDue) -> 
     if remote is None:
         return
     message = aiocoap.Message(
-        mtype=aiocoap.NON,
+        transport_tuning=aiocoap.Unreliable,  # Non-confirmable (§4.7)
         code=aiocoap.PUT,
         uri_path=(*WELL_KNOWN_DOTS, "hb"),
         content_format=DOTS_CBOR,

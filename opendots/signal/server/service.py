@@ -97,6 +97,10 @@ class SignalService:
         self._enqueue(self.core.note_traffic(client_name, self.clock()))
         self.poke()
 
+    def report_status(self, key: str, status: Status) -> None:
+        """Mitigator or operator feedback for mitigation KEY ("<cuid>/<mid>"); observers get notified."""
+        self._enqueue(self.core.report_status(key, status, self.clock()))
+
     def poke(self) -> None:
         """Re-read next_timer() now (after a request, or when a test moved its clock)."""
         self._wake.set()
