@@ -7,7 +7,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import aiocoap
@@ -17,10 +17,13 @@ from opendots.mitigate.base import LoggingMitigator, Mitigator
 from opendots.model import encode_signal
 from opendots.signal.core import Event, HeartbeatDue, PeerLost, ServerSettings, SignalServer
 from opendots.signal.core.messages import HEARTBEAT
+from opendots.signal.server.aliases import DataChannelAliases
 from opendots.signal.server.resources import DOTS_CBOR, WELL_KNOWN_DOTS, DotsResource, build_site
 from opendots.signal.server.service import SignalService
 from opendots.signal.server.settings import settings_from_table
+from opendots.store.data_channel import SqliteDataChannelStore
 from opendots.store.signal import SignalStore, SqliteSignalStore
+from opendots.store.sqlite import SqliteDatabase
 from opendots.transport import SessionEvent, SignalServerEndpoint, start_server
 
 log = logging.getLogger(__name__)
@@ -54,8 +57,14 @@ async def start_signal_server(
     tls: bool = True,
 ) -> RunningSignalServer:
     """Serve the signal channel on BIND (default: every `config.listen` address on `config.signal_port`)."""
+    if store is None:
+        database = SqliteDatabase(config.db)
+        store = SqliteSignalStore(database)
+        if settings is None:
+            # Aliases live in the data channel's tables of the same database file (RFC 9132 §4.4.1.3).
+            aliases = DataChannelAliases(SqliteDataChannelStore(database), config.clients, clock)
+            settings = replace(settings_from_table(config.clients, config.signal), aliases=aliases)
     settings = settings or settings_from_table(config.clients, config.signal)
-    store = store or SqliteSignalStore.open(config.db)
     core = SignalServer(settings, store, clock())
     holder: dict[str, Any] = {}
     service = SignalService(core, mitigator or LoggingMitigator(), clock=clock, on_event=lambda e: holder["on"](e))
