@@ -10,7 +10,7 @@ import pytest
 
 from opendots.config import ServerConfig, TlsFiles
 from opendots.model import decode_signal, encode_signal
-from opendots.signal.core import Status
+from opendots.signal.core import Limits, ParameterSet, ServerSettings, SessionConfig, Status
 from opendots.signal.server.run import start_signal_server
 from opendots.transport import create_client_context
 from tests.conftest import free_port
@@ -117,3 +117,45 @@ async def test_mitigation_over_tls(pki_dir: Path, server):
         assert deleted.code == aiocoap.DELETED
     finally:
         await client.shutdown()
+
+
+class HeartbeatSink(aiocoap.resource.Resource):
+    """The client side of server heartbeats: records peer-hb-status and answers 2.04 (Figure 28)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.received: asyncio.Queue[tuple[bool, object]] = asyncio.Queue()
+
+    async def render_put(self, request: aiocoap.Message) -> aiocoap.Message:
+        body = decode_signal(request.payload)
+        self.received.put_nowait((body["ietf-dots-signal-channel:heartbeat"]["peer-hb-status"], request.mtype))
+        return aiocoap.Message(code=aiocoap.CHANGED)
+
+
+async def test_server_sends_non_confirmable_heartbeats(pki_dir: Path, tmp_path: Path):
+    config = ServerConfig.load(pki_dir / "server.toml")
+    config.db = tmp_path / "signal.db"
+    fast = ParameterSet(heartbeat_interval=1, missing_hb_allowed=3)
+    settings = ServerSettings(
+        clients=config.clients,
+        session_defaults=SessionConfig(mitigating=fast, idle=fast),
+        limits=Limits(heartbeat_interval=(1, 240)),
+    )
+    running = await start_signal_server(config, bind=[("127.0.0.1", free_port())], tls=False, settings=settings)
+    sink = HeartbeatSink()
+    site = aiocoap.resource.Site()
+    site.add_resource((".well-known", "dots", "hb"), sink)
+    client = await create_client_context(files(pki_dir, "client"), server_name="localhost", site=site)
+    host, port = running.endpoint.dtls_addresses[0][:2]
+    uri = f"coaps://{host}:{port}{BASE}"
+    try:
+        assert (await request(client, aiocoap.GET, f"{uri}/config")).code == aiocoap.CONTENT
+        status, mtype = await asyncio.wait_for(sink.received.get(), 10)
+        assert (status, mtype) == (False, aiocoap.NON)  # we have not sent heartbeats of our own yet
+        await request(client, aiocoap.PUT, f"{uri}/hb", figure("figure27"), transport_tuning=aiocoap.Unreliable)
+        while not (await asyncio.wait_for(sink.received.get(), 10))[0]:
+            pass  # the next heartbeat after ours reports that the server hears us
+        assert list(running.resource.remotes) == ["client"]
+    finally:
+        await client.shutdown()
+        await running.stop()
