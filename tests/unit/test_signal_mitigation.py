@@ -304,3 +304,24 @@ def test_capacity_limits_answer_5_03_without_storing(tmp_path: Path):
     assert h.put(1, scope_body(target_prefix=["192.0.2.0/28"]), cuid="second-alpha-cuid-0000").code == "2.01"
     assert h.put(1, scope_body(target_prefix=["192.0.2.64/28"]), cuid="third-alpha-cuid-00000").code == "5.03"
     assert before != h.dump()
+
+
+def test_expiry_fires_once_even_after_many_updates(harness: Harness):
+    assert harness.put(1, scope_body(target_prefix=[HOST1], lifetime=100)).code == "2.01"
+    for status in (Status.ATTACK_SUCCESSFULLY_MITIGATED, Status.ATTACK_STOPPED, Status.ATTACK_SUCCESSFULLY_MITIGATED):
+        harness.server.report_status(f"{ALPHA_CUID}/1", status, harness.now)
+    assert harness.put(1, scope_body(target_prefix=[HOST1], lifetime=100)).code == "2.04"
+    assert kinds(harness.advance(100)) == ["MitigationExpired", "MitigationChanged"]
+    assert harness.server.next_timer() is None
+
+
+def test_expiry_is_retried_when_the_store_fails(harness: Harness):
+    assert harness.put(1, scope_body(target_prefix=[HOST1], lifetime=100)).code == "2.01"
+    connection = harness.store.database.connection
+    connection.execute("PRAGMA query_only = ON")
+    assert harness.advance(150) == []
+    assert harness.get(1).code == "2.05"  # still held: nothing was deleted
+    connection.execute("PRAGMA query_only = OFF")
+    assert harness.server.next_timer() == harness.now + 1  # retried a second after the failure, not in a loop
+    assert kinds(harness.advance(1)) == ["MitigationExpired", "MitigationChanged"]
+    assert harness.dump()["signal_mitigations"] == []

@@ -10,6 +10,7 @@ import ipaddress
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -50,6 +51,11 @@ class Targets:
     fqdns: tuple[str, ...] = ()
     uris: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()
+
+    @cached_property
+    def prefix_ranges(self) -> tuple[tuple[int, int, int], ...]:
+        """(IP version, first address, last address) of each prefix: integer comparisons for overlap scans."""
+        return tuple((p.version, int(p.network_address), int(p.broadcast_address)) for p in self.prefixes)
 
     def merged(self, other: Targets) -> Targets:
         return Targets(
@@ -239,7 +245,7 @@ def overlap(first: Targets, second: Targets) -> Targets | None:
     ports and those restrictions are disjoint, the traffic they describe cannot intersect, so they do not
     overlap (this is what lets RFC 9132 Figure 14 hold a UDP and a TCP mitigation on the same prefixes).
     """
-    prefixes = tuple(_prefix_intersection(first.prefixes, second.prefixes))
+    prefixes = tuple(_prefix_intersection(first, second))
     fqdns = tuple(name for name in first.fqdns if name in second.fqdns)
     uris = tuple(uri for uri in first.uris if uri in second.uris)
     aliases = tuple(name for name in first.aliases if name in second.aliases)
@@ -262,12 +268,12 @@ def overlap(first: Targets, second: Targets) -> Targets | None:
     return Targets(prefixes, ports, protocols, fqdns, uris, aliases)
 
 
-def _prefix_intersection(first: Iterable[IPNetwork], second: Iterable[IPNetwork]) -> Iterable[IPNetwork]:
-    others = tuple(second)
+def _prefix_intersection(first: Targets, second: Targets) -> list[IPNetwork]:
+    # Two prefixes overlap only when one contains the other: the intersection is the smaller one.
     result: list[IPNetwork] = []
-    for mine in first:
-        for theirs in others:
-            if mine.version == theirs.version and mine.overlaps(theirs):
+    for mine, (version, low, high) in zip(first.prefixes, first.prefix_ranges, strict=True):
+        for theirs, (other_version, other_low, other_high) in zip(second.prefixes, second.prefix_ranges, strict=True):
+            if version == other_version and low <= other_high and other_low <= high:
                 smaller = mine if mine.prefixlen >= theirs.prefixlen else theirs
                 if smaller not in result:
                     result.append(smaller)

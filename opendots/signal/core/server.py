@@ -11,8 +11,10 @@ unchanged. Errors are Response values; no exception leaves this object.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import sqlite3
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -35,6 +37,7 @@ from opendots.signal.core.events import (
     SessionConfigChanged,
 )
 from opendots.signal.core.heartbeat import PeerLiveness
+from opendots.signal.core.index import TargetIndex
 from opendots.signal.core.messages import (
     HEARTBEAT,
     MITIGATION_SCOPE,
@@ -64,6 +67,7 @@ from opendots.store.signal import CuidRecord, MitigationRecord, SessionConfigRec
 log = logging.getLogger(__name__)
 
 Key = tuple[str, int]
+STORE_RETRY_DELAY = 1.0  # seconds between attempts to store timer-driven changes after a storage failure
 
 
 @dataclass
@@ -105,6 +109,10 @@ class SignalServer:
         self._clients = {client.cuid: client for client in settings.clients}
         self._by_name = {client.name: client for client in settings.clients}
         self._mitigations: dict[Key, Mitigation] = {}
+        self._index = TargetIndex()
+        self._deadlines: list[tuple[float, Key]] = []  # heap; stale entries are skipped when popped
+        self._store_retry_at: float | None = None  # after a failed timer write, wait before trying again
+        self._enforcing: Counter[str] = Counter()  # enforced mitigations per client (selects the config set)
         self._configs: dict[str, SessionConfig] = {}
         self._cuid_owner: dict[str, str] = {client.cuid: client.name for client in settings.clients}
         self._peers: dict[str, PeerLiveness] = {}
@@ -130,9 +138,47 @@ class SignalServer:
                 except Rejected as problem:
                     # An alias deleted since: keep the literal targets rather than drop an acknowledged mitigation.
                     log.warning("mitigation %s/%s: %s", record.cuid, record.mid, problem.response.diagnostic)
-            self._mitigations[record.key] = Mitigation(record, request, targets)
+            self._hold(Mitigation(record, request, targets))
             # A restarted server gives each client with stored mitigations a fresh liveness clock.
             self._peers.setdefault(record.client, PeerLiveness(last_traffic=now))
+
+    def _hold(self, mitigation: Mitigation) -> None:
+        """Put MITIGATION in memory (after it was stored), keeping the overlap index in step."""
+        old = self._mitigations.get(mitigation.key)
+        if old is not None:
+            self._index.remove(old.key, old.targets)
+            self._enforcing[old.record.client] -= old.enforcing
+        self._mitigations[mitigation.key] = mitigation
+        self._index.add(mitigation.key, mitigation.targets)
+        self._enforcing[mitigation.record.client] += mitigation.enforcing
+        deadline = mitigation.deadline()
+        if deadline is not None:
+            heapq.heappush(self._deadlines, (deadline, mitigation.key))
+
+    def _release(self, key: Key) -> None:
+        old = self._mitigations.pop(key)
+        self._index.remove(key, old.targets)
+        self._enforcing[old.record.client] -= old.enforcing
+
+    def _next_deadline(self) -> float | None:
+        """Earliest mitigation deadline, dropping heap entries that no longer match a held mitigation."""
+        while self._deadlines:
+            deadline, key = self._deadlines[0]
+            held = self._mitigations.get(key)
+            if held is not None and held.deadline() == deadline:
+                return deadline
+            heapq.heappop(self._deadlines)
+        return None
+
+    def _overlapping(self, targets: Targets) -> list[tuple[Mitigation, Targets]]:
+        """Held mitigations overlapping TARGETS, with the common part, in 'mid' order."""
+        found = []
+        for key in self._index.candidates(targets):
+            mitigation = self._mitigations[key]  # type: ignore[index]
+            common = overlap(targets, mitigation.targets)
+            if common is not None:
+                found.append((mitigation, common))
+        return sorted(found, key=lambda pair: pair[0].key)
 
     def restore_events(self) -> list[Event]:
         """MitigationActivated for every mitigation that must be enforced: call once after start-up, since
@@ -280,7 +326,7 @@ class SignalServer:
             changes.update(lifetime=granted, expires_at=self._expiry(granted, now), request=parsed.document)
         updated = existing.with_record(**changes)
         self._commit(SignalChanges(put_mitigations=[updated.record]))
-        self._mitigations[updated.key] = updated
+        self._hold(updated)
         return Response("2.04", body=self._ack_body(updated, now))
 
     def _refresh(
@@ -310,7 +356,7 @@ class SignalServer:
             self._lengthen_terminating_period(client)
         updated = replace(existing.with_record(**changes), targets=targets)
         self._commit(SignalChanges(put_mitigations=[updated.record]))
-        self._mitigations[updated.key] = updated
+        self._hold(updated)
         if targets != existing.targets and updated.enforcing:
             # Same request, but an alias it names now resolves differently (data channel change).
             events.append(self._updated(updated))
@@ -334,11 +380,8 @@ class SignalServer:
         self._check_capacity(client, path.cuid)
         superseded: list[Mitigation] = []
         deactivated: list[Mitigation] = []
-        for other in self._mitigations.values():
+        for other, common in self._overlapping(targets):
             if other.record.client != client.name or other.record.cuid != path.cuid:
-                continue
-            common = overlap(targets, other.targets)
-            if common is None:
                 continue
             if other.request.trigger_mitigation == parsed.trigger_mitigation:
                 if other.record.mid > path.mid:
@@ -379,11 +422,11 @@ class SignalServer:
             changes.put_cuids.append(CuidRecord(path.cuid, client.name, now))
         self._commit(changes)
         self._cuid_owner[path.cuid] = client.name
-        self._mitigations[created.key] = created
+        self._hold(created)
         if created.enforcing:
             events.append(self._activated(created))
         for old in superseded:
-            del self._mitigations[old.key]
+            self._release(old.key)
             if old.enforcing:
                 events.append(self._withdrawn(old, "superseded"))
             terminated = Status.ATTACK_MITIGATION_TERMINATED
@@ -391,7 +434,7 @@ class SignalServer:
                 MitigationChanged(client.name, old.record.cuid, old.record.mid, old.snapshot(now, terminated))
             )
         for before, after in zip(deactivated, parked, strict=True):
-            self._mitigations[after.key] = after
+            self._hold(after)
             events.append(self._withdrawn(before, "server"))
             withdrawn = Status.ATTACK_MITIGATION_WITHDRAWN
             events.append(
@@ -417,9 +460,7 @@ class SignalServer:
         if not parsed.trigger_mitigation:
             return None
         blocking = [
-            (m, common)
-            for m in self._mitigations.values()
-            if m.record.client != client.name and m.enforcing and (common := overlap(targets, m.targets)) is not None
+            (m, common) for m, common in self._overlapping(targets) if m.record.client != client.name and m.enforcing
         ]
         if not blocking:
             return None
@@ -463,11 +504,11 @@ class SignalServer:
                 status=int(Status.DOTS_CLIENT_WITHDRAWN_MITIGATION), terminating_until=now + period
             )
             self._commit(SignalChanges(put_mitigations=[updated.record]))
-            self._mitigations[updated.key] = updated
+            self._hold(updated)
             events.append(MitigationChanged(client.name, path.cuid, path.mid, updated.snapshot(now)))
         else:
             self._commit(SignalChanges(delete_mitigations=[found.key]))
-            del self._mitigations[found.key]
+            self._release(found.key)
             terminated = Status.ATTACK_MITIGATION_TERMINATED
             events.append(MitigationChanged(client.name, path.cuid, path.mid, found.snapshot(now, terminated)))
         return Response("2.02")
@@ -555,8 +596,7 @@ class SignalServer:
             peer.sync(now, self._parameters(client_name))
 
     def _parameters(self, client_name: str) -> ParameterSet:
-        mitigating = any(m.enforcing and m.record.client == client_name for m in self._mitigations.values())
-        return self.session_config(client_name).for_activity(mitigating)
+        return self.session_config(client_name).for_activity(self._enforcing[client_name] > 0)
 
     def _saw_traffic(self, client: ClientAuthorization, now: float) -> list[Event]:
         parameters = self._parameters(client.name)
@@ -569,31 +609,49 @@ class SignalServer:
 
     def next_timer(self) -> float | None:
         """When handle_timer() next has something to do (absolute time), None when nothing is pending."""
-        deadlines = [d for m in self._mitigations.values() if (d := m.deadline()) is not None]
+        first = self._next_deadline()
+        deadlines = [first] if first is not None else []
         for name, peer in self._peers.items():
             parameters = self._parameters(name)
             deadlines += [d for d in (peer.loss_deadline(parameters), peer.heartbeat_deadline(parameters)) if d]
-        return min(deadlines, default=None)
+        earliest = min(deadlines, default=None)
+        if earliest is not None and self._store_retry_at is not None:
+            return max(earliest, self._store_retry_at)
+        return earliest
 
     def handle_timer(self, now: float) -> list[Event]:
+        if self._store_retry_at is not None and now < self._store_retry_at:
+            return []
         events: list[Event] = []
         try:
             events += self._expire(now)
             for name in self._peers:
                 self._sync_liveness(name, now)
-            events += self._check_peers(now)
-        except Rejected as problem:  # storage failed: memory untouched, retried at the next timer
+            self._check_peers(now, events)
+        except Rejected as problem:  # storage failed: memory untouched, retried shortly (not in a busy loop)
             log.error("signal timer: %s", problem.response.diagnostic)
+            self._store_retry_at = now + STORE_RETRY_DELAY
+        else:
+            self._store_retry_at = None
         return events
 
     def _expire(self, now: float) -> list[Event]:
-        ended = [m for m in self._mitigations.values() if (deadline := m.deadline()) is not None and deadline <= now]
+        due: dict[Key, Mitigation] = {}  # a key can sit in the heap twice (same deadline, re-held)
+        while (deadline := self._next_deadline()) is not None and deadline <= now:
+            _, key = heapq.heappop(self._deadlines)
+            due[key] = self._mitigations[key]
+        ended = list(due.values())
         if not ended:
             return []
-        self._commit(SignalChanges(delete_mitigations=[m.key for m in ended]))
+        try:
+            self._commit(SignalChanges(delete_mitigations=[m.key for m in ended]))
+        except Rejected:
+            for mitigation in ended:  # keep the timers armed: retried a little later
+                heapq.heappush(self._deadlines, (mitigation.deadline(), mitigation.key))
+            raise
         events: list[Event] = []
         for mitigation in ended:
-            del self._mitigations[mitigation.key]
+            self._release(mitigation.key)
             record = mitigation.record
             if mitigation.terminating:
                 events.append(self._withdrawn(mitigation, "client"))
@@ -607,8 +665,8 @@ class SignalServer:
             events.append(MitigationChanged(record.client, record.cuid, record.mid, final))
         return events
 
-    def _check_peers(self, now: float) -> list[Event]:
-        events: list[Event] = []
+    def _check_peers(self, now: float, events: list[Event]) -> None:
+        """Appends to EVENTS as it goes, so events of changes already stored survive a later failure."""
         for name, peer in self._peers.items():
             parameters = self._parameters(name)
             loss = peer.loss_deadline(parameters)
@@ -620,7 +678,6 @@ class SignalServer:
             if due is not None and due <= now:
                 events.append(HeartbeatDue(name, peer.peer_hb_status(now, parameters)))
                 peer.next_heartbeat = max(due + parameters.heartbeat_interval, now)
-        return events
 
     def _session_lost(self, client_name: str, now: float) -> list[Event]:
         """§4.4.1.3/§4.7: activate the client's preconfigured requests; withdraw its overlapping immediate
@@ -644,13 +701,13 @@ class SignalServer:
         )
         events: list[Event] = [PeerLost(client_name)]
         for mitigation in activated:
-            self._mitigations[mitigation.key] = mitigation
+            self._hold(mitigation)
             events.append(self._activated(mitigation))
             events.append(
                 MitigationChanged(client_name, mitigation.record.cuid, mitigation.record.mid, mitigation.snapshot(now))
             )
         for mitigation in replaced:
-            del self._mitigations[mitigation.key]
+            self._release(mitigation.key)
             events.append(self._withdrawn(mitigation, "server"))
             final = mitigation.snapshot(now, Status.ATTACK_MITIGATION_WITHDRAWN)
             events.append(MitigationChanged(client_name, mitigation.record.cuid, mitigation.record.mid, final))
@@ -675,7 +732,7 @@ class SignalServer:
             self._commit(SignalChanges(put_mitigations=[updated.record]))
         except Rejected:
             return []
-        self._mitigations[updated.key] = updated
+        self._hold(updated)
         record = updated.record
         return [MitigationChanged(record.client, record.cuid, record.mid, updated.snapshot(now))]
 
