@@ -1,0 +1,209 @@
+"""The nftables mitigator: DOTS mitigations enforced as drops in a netdev ingress chain.
+
+Why netdev ingress (not inet forward): it runs before routing and conntrack, on the interface the attack arrives
+on, so dropped packets cost the least; it needs no conntrack entries, which a flood would otherwise fill.
+
+Every apply/update/withdraw/restore/cleanup is ONE `nft -j -f -` batch, which the kernel commits atomically:
+either the whole change is enforced, or nothing changed. The ruleset itself is built by the pure planner in
+opendots.mitigate.nftables_ruleset; this module only runs nft (inside a network namespace if asked) and reads
+counters back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from opendots.mitigate.base import Counters, MitigationScope, MitigatorError
+from opendots.mitigate.nftables_ruleset import (
+    CHAIN,
+    Plan,
+    RulesetState,
+    Table,
+    batch,
+    counter_name,
+    plan_change,
+)
+
+log = logging.getLogger(__name__)
+
+NFT_TIMEOUT = 30.0
+MAX_ERROR_CHARS = 2000
+# RFC 9132 §5.3.3: bps-dropped / pps-dropped SHOULD be averages over five-minute intervals.
+DEFAULT_RATE_WINDOW = 300.0
+
+
+@dataclass(frozen=True)
+class _Sample:
+    at: float
+    packets: int
+    bytes: int
+
+
+class NftablesMitigator:
+    """Drops the traffic of each mitigation scope in its own nft table, with exact per-mitigation counters.
+
+    One object per (namespace, table). At start-up the server calls `restore(active scopes)`; that replaces
+    whatever an earlier run left in the table, keeping the counters of mitigations that are still active.
+    """
+
+    name = "nftables"
+
+    def __init__(
+        self,
+        interface: str,
+        table: str = "opendots",
+        netns: str | None = None,
+        *,
+        nft: str = "nft",
+        rate_window: float = DEFAULT_RATE_WINDOW,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.table = Table(name=table, interface=interface)
+        self.netns = netns
+        self._nft = nft
+        self._rate_window = rate_window
+        self._clock = clock
+        self._state = RulesetState()
+        self._samples: dict[str, deque[_Sample]] = {}
+        self._lock = asyncio.Lock()
+
+    # ---- Mitigator protocol ----
+
+    async def apply(self, scope: MitigationScope) -> None:
+        async with self._lock:
+            if self._state.initialized and self._state.scopes.get(scope.key) == scope:
+                return  # idempotent: already enforced exactly like this
+            await self._commit(plan_change(self.table, self._state, put=[scope]))
+            self._samples.setdefault(scope.key, deque([_Sample(self._clock(), 0, 0)]))
+
+    async def update(self, scope: MitigationScope) -> None:
+        await self.apply(scope)
+
+    async def withdraw(self, key: str) -> None:
+        async with self._lock:
+            if key not in self._state.scopes:
+                return
+            await self._commit(plan_change(self.table, self._state, remove=[key]))
+            self._samples.pop(key, None)
+
+    async def counters(self, key: str) -> Counters:
+        if key not in self._state.scopes:
+            raise MitigatorError(f"no active nftables mitigation {key!r}")
+        listing = await self._run(["-j", "list", "counter", self.table.family, self.table.name, counter_name(key)])
+        packets, bytes_ = _counter_values(listing)[counter_name(key)]
+        now = self._clock()
+        samples = self._samples.setdefault(key, deque())
+        samples.append(_Sample(now, packets, bytes_))
+        # Keep the newest sample at or before the window start, so the average spans the whole window.
+        while len(samples) > 2 and samples[1].at <= now - self._rate_window:
+            samples.popleft()
+        oldest = samples[0]
+        elapsed = now - oldest.at
+        pps = bps = None
+        if elapsed > 0 and len(samples) > 1:
+            pps = round((packets - oldest.packets) / elapsed)
+            bps = round((bytes_ - oldest.bytes) / elapsed)  # RFC 9132: bytes per second
+        return Counters(bytes_dropped=bytes_, pkts_dropped=packets, bps_dropped=bps, pps_dropped=pps)
+
+    async def health(self) -> bool:
+        """True when nft answers, the interface exists and, while enforcing, our chain is hooked on it."""
+        try:
+            await self._run(["ip", "link", "show", "dev", self.table.interface], tool="ip")
+            if not self._state.initialized:
+                await self._run(["list", "tables"])
+                return True
+            listing = await self._run(["list", "chain", self.table.family, self.table.name, CHAIN])
+        except MitigatorError as error:
+            log.warning("nftables mitigator unhealthy: %s", error)
+            return False
+        # nft 1.0.6 leaves the device out of its JSON output, hence the text listing.
+        return f'hook ingress device "{self.table.interface}"' in listing
+
+    # ---- Life cycle ----
+
+    async def restore(self, scopes: Iterable[MitigationScope]) -> None:
+        """Enforce exactly SCOPES (the store's active mitigations) in one batch, replacing any leftover table.
+
+        Counters of mitigations found in a leftover table are carried over.
+        """
+        scopes = list(scopes)
+        async with self._lock:
+            carried = await self._existing_counters()
+            plan = plan_change(self.table, RulesetState(), put=scopes, carried_counters=carried)
+            await self._commit(plan)
+            now = self._clock()
+            self._samples = {
+                scope.key: deque([_Sample(now, *carried.get(counter_name(scope.key), (0, 0)))]) for scope in scopes
+            }
+
+    async def cleanup(self) -> None:
+        """Remove the table (and with it every rule, map and counter of this mitigator)."""
+        async with self._lock:
+            await self._run(["-j", "-f", "-"], stdin=json.dumps(batch(self.table.reset_commands())))
+            self._state = RulesetState()
+            self._samples.clear()
+
+    @property
+    def active_keys(self) -> list[str]:
+        return list(self._state.scopes)
+
+    # ---- nft ----
+
+    async def _commit(self, plan: Plan) -> None:
+        if plan.commands:
+            await self._run(["-j", "-f", "-"], stdin=json.dumps(batch(plan.commands)))
+        self._state = plan.state
+
+    async def _existing_counters(self) -> dict[str, tuple[int, int]]:
+        try:
+            listing = await self._run(["-j", "list", "counters", "table", self.table.family, self.table.name])
+        except MitigatorError:
+            return {}  # no leftover table
+        return _counter_values(listing)
+
+    def _command(self, arguments: Sequence[str], tool: str | None = None) -> list[str]:
+        command = [*arguments] if tool else [self._nft, *arguments]
+        if self.netns is None:
+            return command
+        path = self.netns if self.netns.startswith("/") else f"/run/netns/{self.netns}"
+        return ["nsenter", f"--net={path}", "--", *command]
+
+    async def _run(self, arguments: Sequence[str], stdin: str | None = None, tool: str | None = None) -> str:
+        """Run nft (or TOOL, whose argv is ARGUMENTS) in the mitigator's namespace; failures → MitigatorError."""
+        command = self._command(arguments, tool)
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *command,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+        except OSError as error:
+            raise MitigatorError(f"cannot run {command[0]}: {error}") from error
+        try:
+            stdout, stderr = await asyncio.wait_for(
+                process.communicate(stdin.encode() if stdin is not None else None), NFT_TIMEOUT
+            )
+        except TimeoutError as error:
+            process.kill()
+            await process.wait()
+            raise MitigatorError(f"{tool or 'nft'} did not answer within {NFT_TIMEOUT} s") from error
+        if process.returncode != 0:
+            message = stderr.decode(errors="replace").strip() or f"exit status {process.returncode}"
+            raise MitigatorError(f"{tool or 'nft'}: {message[:MAX_ERROR_CHARS]}")
+        return stdout.decode()
+
+
+def _counter_values(listing: str) -> dict[str, tuple[int, int]]:
+    values = {}
+    for item in json.loads(listing or '{"nftables": []}')["nftables"]:
+        counter = item.get("counter")
+        if counter:
+            values[counter["name"]] = (counter["packets"], counter["bytes"])
+    return values
