@@ -13,6 +13,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -157,6 +158,11 @@ class Lab:
             _ip(["netns", "add", namespace.name])
             self._created.append(namespace)
             _ip(["-n", namespace.name, "link", "set", "lo", "up"])
+            # No duplicate address detection: link-local addresses are usable at once, so neighbour discovery
+            # (and with it IPv6 forwarding) works from the first packet instead of after a ~2 s DAD delay.
+            namespace.run(
+                ["sysctl", "-q", "-w", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0"]
+            )
         # Each veth end is created directly inside its namespace: names only need to be unique per namespace.
         self._veth(self.attacker, self.attacker_interface, self.router, self.router_ingress)
         self._veth(self.router, self.router_egress, self.victim, self.victim_interface)
@@ -172,9 +178,24 @@ class Lab:
         ):
             _ip(["-n", namespace.name, "route", "add", "default", "via", str(gateway_v4)])
             _ip(["-n", namespace.name, "-6", "route", "add", "default", "via", str(gateway_v6)])
-        # Resolve neighbours once so the first flood packets are not lost to ARP/ND queueing.
+        # Resolve neighbours before any flood, so no flood packet is lost while ARP/ND queues are tiny.
         for address in [*self.victim_v4, *self.victim_v6]:
-            self.attacker.run(udp_sender_argv(str(address), 9, count=3, duration=0.5, pps=20))
+            self.attacker.run(udp_sender_argv(str(address), 9, count=1, duration=0.5))
+        self._wait_for_neighbours(self.router, [str(a) for a in [*self.victim_v4, *self.victim_v6]])
+        self._wait_for_neighbours(self.attacker, [str(ATTACKER_SIDE_V4[1]), str(ATTACKER_SIDE_V6[1])])
+
+    @staticmethod
+    def _wait_for_neighbours(namespace: Namespace, addresses: list[str], timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            entries = json.loads(_ip(["-n", namespace.name, "-j", "neigh", "show"]).stdout or "[]")
+            resolved = {entry["dst"] for entry in entries if "lladdr" in entry}
+            missing = [address for address in addresses if address not in resolved]
+            if not missing:
+                return
+            if time.monotonic() > deadline:
+                raise LabError(f"in {namespace.name}: neighbours {missing} not resolved within {timeout} s")
+            time.sleep(0.02)
 
     def close(self) -> None:
         while self._created:
