@@ -45,6 +45,27 @@ class _Sample:
     bytes: int
 
 
+class DropRates:
+    """Average drop rates over a sliding window, from successive reads of a monotonically growing counter."""
+
+    def __init__(self, window: float, at: float, packets: int = 0, bytes_: int = 0) -> None:
+        self.window = window
+        self._samples: deque[_Sample] = deque([_Sample(at, packets, bytes_)])
+
+    def add(self, at: float, packets: int, bytes_: int) -> tuple[int | None, int | None]:
+        """Record a read; return (packets/s, bytes/s) since the oldest sample kept, None when not measurable."""
+        samples = self._samples
+        samples.append(_Sample(at, packets, bytes_))
+        # Keep the newest sample at or before the window start, so the average spans the whole window.
+        while len(samples) > 2 and samples[1].at <= at - self.window:
+            samples.popleft()
+        oldest = samples[0]
+        elapsed = at - oldest.at
+        if elapsed <= 0:
+            return None, None
+        return round((packets - oldest.packets) / elapsed), round((bytes_ - oldest.bytes) / elapsed)
+
+
 class NftablesMitigator:
     """Drops the traffic of each mitigation scope in its own nft table, with exact per-mitigation counters.
 
@@ -70,7 +91,7 @@ class NftablesMitigator:
         self._rate_window = rate_window
         self._clock = clock
         self._state = RulesetState()
-        self._samples: dict[str, deque[_Sample]] = {}
+        self._rates: dict[str, DropRates] = {}
         self._lock = asyncio.Lock()
 
     # ---- Mitigator protocol ----
@@ -80,7 +101,7 @@ class NftablesMitigator:
             if self._state.initialized and self._state.scopes.get(scope.key) == scope:
                 return  # idempotent: already enforced exactly like this
             await self._commit(plan_change(self.table, self._state, put=[scope]))
-            self._samples.setdefault(scope.key, deque([_Sample(self._clock(), 0, 0)]))
+            self._rates.setdefault(scope.key, DropRates(self._rate_window, self._clock()))
 
     async def update(self, scope: MitigationScope) -> None:
         await self.apply(scope)
@@ -90,25 +111,19 @@ class NftablesMitigator:
             if key not in self._state.scopes:
                 return
             await self._commit(plan_change(self.table, self._state, remove=[key]))
-            self._samples.pop(key, None)
+            self._rates.pop(key, None)
 
     async def counters(self, key: str) -> Counters:
         if key not in self._state.scopes:
             raise MitigatorError(f"no active nftables mitigation {key!r}")
         listing = await self._run(["-j", "list", "counter", self.table.family, self.table.name, counter_name(key)])
         packets, bytes_ = _counter_values(listing)[counter_name(key)]
-        now = self._clock()
-        samples = self._samples.setdefault(key, deque())
-        samples.append(_Sample(now, packets, bytes_))
-        # Keep the newest sample at or before the window start, so the average spans the whole window.
-        while len(samples) > 2 and samples[1].at <= now - self._rate_window:
-            samples.popleft()
-        oldest = samples[0]
-        elapsed = now - oldest.at
-        pps = bps = None
-        if elapsed > 0 and len(samples) > 1:
-            pps = round((packets - oldest.packets) / elapsed)
-            bps = round((bytes_ - oldest.bytes) / elapsed)  # RFC 9132: bytes per second
+        rates = self._rates.get(key)
+        if rates is None:
+            rates = self._rates[key] = DropRates(self._rate_window, self._clock(), packets, bytes_)
+            pps = bps = None
+        else:
+            pps, bps = rates.add(self._clock(), packets, bytes_)  # RFC 9132: bps-dropped is bytes per second
         return Counters(bytes_dropped=bytes_, pkts_dropped=packets, bps_dropped=bps, pps_dropped=pps)
 
     async def health(self) -> bool:
@@ -138,8 +153,9 @@ class NftablesMitigator:
             plan = plan_change(self.table, RulesetState(), put=scopes, carried_counters=carried)
             await self._commit(plan)
             now = self._clock()
-            self._samples = {
-                scope.key: deque([_Sample(now, *carried.get(counter_name(scope.key), (0, 0)))]) for scope in scopes
+            self._rates = {
+                scope.key: DropRates(self._rate_window, now, *carried.get(counter_name(scope.key), (0, 0)))
+                for scope in scopes
             }
 
     async def cleanup(self) -> None:
@@ -147,7 +163,7 @@ class NftablesMitigator:
         async with self._lock:
             await self._run(["-j", "-f", "-"], stdin=json.dumps(batch(self.table.reset_commands())))
             self._state = RulesetState()
-            self._samples.clear()
+            self._rates.clear()
 
     @property
     def active_keys(self) -> list[str]:

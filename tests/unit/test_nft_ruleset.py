@@ -1,0 +1,254 @@
+"""The nftables planner (pure): scopes → map elements → one JSON batch. The kernel side is in tests/e2e."""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from opendots.mitigate.base import MitigationScope, MitigatorError, PortRange
+from opendots.mitigate.nftables import DropRates
+from opendots.mitigate.nftables_ruleset import (
+    ANY_PORT,
+    ANY_PROTOCOL,
+    PORT_PROTOCOLS,
+    MapId,
+    RulesetState,
+    Table,
+    counter_name,
+    plan_change,
+    render_key,
+    scope_elements,
+    split_nested,
+)
+
+TABLE = Table(name="opendots", interface="eth0")
+
+
+def net(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    return ipaddress.ip_network(text)
+
+
+def block(text: str) -> tuple[int, int]:
+    network = net(text)
+    return int(network.network_address), int(network.broadcast_address)
+
+
+def verbs(commands: list[dict]) -> list[tuple[str, str]]:
+    return [(verb, next(iter(body))) for command in commands for verb, body in command.items()]
+
+
+# ---- scope → elements ----
+
+
+def test_destination_only_scope_uses_the_destination_map_of_each_family():
+    elements = scope_elements(MitigationScope("k", (net("203.0.113.0/24"), net("2001:db8::/48"))))
+    assert elements == {
+        MapId(4, "DST"): [(block("203.0.113.0/24"),)],
+        MapId(6, "DST"): [(block("2001:db8::/48"),)],
+    }
+
+
+def test_ports_without_protocols_mean_every_port_carrying_protocol():
+    elements = scope_elements(MitigationScope("k", (net("203.0.113.5/32"),), target_ports=(PortRange(53, 53),)))
+    assert elements == {
+        MapId(4, "DST_PROTO_PORT"): [(block("203.0.113.5/32"), (p, p), (53, 53)) for p in PORT_PROTOCOLS]
+    }
+
+
+def test_portless_protocols_in_a_port_scope_match_the_whole_protocol():
+    scope = MitigationScope(
+        "k", (net("203.0.113.5/32"),), target_ports=(PortRange(1, 2), PortRange(8, 9)), protocols=(1, 17)
+    )
+    elements = scope_elements(scope)
+    target = block("203.0.113.5/32")
+    assert elements[MapId(4, "DST_PROTO_PORT")] == [(target, (17, 17), (1, 2)), (target, (17, 17), (8, 9))]
+    assert elements[MapId(4, "DST_PROTO")] == [(target, (1, 1))]
+
+
+def test_source_prefixes_pair_only_with_targets_of_their_family():
+    scope = MitigationScope(
+        "k", (net("203.0.113.0/24"), net("2001:db8:1::/48")), source_prefixes=(net("198.51.100.0/24"),)
+    )
+    assert scope_elements(scope) == {
+        MapId(4, "SRC_DST_PROTO"): [(block("198.51.100.0/24"), block("203.0.113.0/24"), ANY_PROTOCOL)]
+    }
+
+
+def test_source_ports_without_source_prefix_match_any_source():
+    scope = MitigationScope("k", (net("2001:db8::1/128"),), source_ports=(PortRange(123, 123),), protocols=(17,))
+    assert scope_elements(scope) == {
+        MapId(6, "SRC_DST_PROTO_PORTS"): [(block("::/0"), block("2001:db8::1/128"), (17, 17), (123, 123), ANY_PORT)]
+    }
+
+
+@pytest.mark.parametrize(
+    "scope",
+    [
+        MitigationScope("k", ()),
+        MitigationScope("", (net("192.0.2.1/32"),)),
+        MitigationScope("k", (net("192.0.2.1/32"),), target_ports=(PortRange(0, 65536),)),
+        MitigationScope("k", (net("192.0.2.1/32"),), source_ports=(PortRange(-1, 5),)),
+        MitigationScope("k", (net("192.0.2.1/32"),), target_ports=(PortRange(9, 8),)),
+        MitigationScope("k", (net("192.0.2.1/32"),), protocols=(-1,)),
+        MitigationScope("k", ("192.0.2.1/32",)),  # type: ignore[arg-type]
+        MitigationScope("k", (net("2001:db8::/32"),), source_prefixes=(net("192.0.2.0/24"),)),
+        MitigationScope(
+            "k",
+            tuple(net(f"2001:db8::{i:x}/128") for i in range(1000)),
+            target_ports=tuple(PortRange(p, p) for p in range(300)),
+            protocols=(6,),
+        ),
+    ],
+)
+def test_invalid_or_oversized_scopes_are_refused(scope: MitigationScope):
+    with pytest.raises(MitigatorError):
+        scope_elements(scope)
+
+
+# ---- nested prefixes ----
+
+
+def test_nested_blocks_are_split_and_the_most_specific_owner_wins():
+    outer, inner = block("203.0.113.0/24"), block("203.0.113.8/29")
+    assert split_nested([(outer, "a"), (inner, "b")]) == {
+        (outer[0], inner[0] - 1): "a",
+        inner: "b",
+        (inner[1] + 1, outer[1]): "a",
+    }
+
+
+def test_identical_blocks_belong_to_the_first_owner_and_same_owner_nesting_is_not_split():
+    outer, inner = block("203.0.113.0/24"), block("203.0.113.8/29")
+    assert split_nested([(outer, "a"), (outer, "b")]) == {outer: "a"}
+    assert split_nested([(outer, "a"), (inner, "a")]) == {outer: "a"}
+
+
+prefixes = st.builds(
+    lambda length, host: ipaddress.ip_network(f"192.0.2.{host}/{length}", strict=False),
+    st.integers(24, 32),
+    st.integers(0, 255),
+)
+
+
+@given(st.lists(st.tuples(prefixes, st.sampled_from("abc")), max_size=12))
+def test_split_ranges_are_disjoint_and_every_address_goes_to_its_most_specific_first_owner(entries):
+    entries = [(network, owner) for network, owner in entries]
+    result = split_nested([((int(n.network_address), int(n.broadcast_address)), owner) for n, owner in entries])
+    ordered = sorted(result)
+    assert all(left[1] < right[0] for left, right in itertools.pairwise(ordered))
+    base = int(ipaddress.ip_address("192.0.2.0"))
+    for address in range(base, base + 256):
+        covering = [(n, o) for n, o in entries if int(n.network_address) <= address <= int(n.broadcast_address)]
+        owners = [owner for (lower, upper), owner in result.items() if lower <= address <= upper]
+        if not covering:
+            assert owners == []
+            continue
+        longest = max(n.prefixlen for n, _ in covering)
+        first_most_specific = next(o for n, o in covering if n.prefixlen == longest)
+        assert owners == [first_most_specific]
+
+
+# ---- rendering ----
+
+
+def test_keys_render_as_prefixes_hosts_and_ranges():
+    assert render_key(MapId(4, "DST"), (block("203.0.113.0/24"),)) == {"prefix": {"addr": "203.0.113.0", "len": 24}}
+    assert render_key(MapId(6, "DST"), (block("2001:db8::1/128"),)) == "2001:db8::1"
+    lower, upper = int(ipaddress.ip_address("203.0.113.3")), int(ipaddress.ip_address("203.0.113.9"))
+    assert render_key(MapId(4, "DST"), ((lower, upper),)) == {"range": ["203.0.113.3", "203.0.113.9"]}
+    key = (block("203.0.113.1/32"), (17, 17), (1000, 2000))
+    assert render_key(MapId(4, "DST_PROTO_PORT"), key) == {"concat": ["203.0.113.1", 17, {"range": [1000, 2000]}]}
+
+
+# ---- planning batches ----
+
+
+def test_first_change_replaces_leftovers_then_creates_table_chain_counter_map_rule_and_elements():
+    plan = plan_change(TABLE, RulesetState(), put=[MitigationScope("c/1", (net("203.0.113.0/24"),))])
+    assert verbs(plan.commands) == [
+        ("add", "table"),
+        ("delete", "table"),
+        ("add", "table"),
+        ("add", "chain"),
+        ("add", "counter"),
+        ("add", "map"),
+        ("add", "element"),
+        ("add", "rule"),
+    ]
+    chain = plan.commands[3]["add"]["chain"]
+    assert (chain["hook"], chain["dev"], chain["type"]) == ("ingress", "eth0", "filter")
+    assert plan.state.rules == {MapId(4, "DST")}
+
+
+def test_one_batch_per_change_regardless_of_the_number_of_targets():
+    targets = tuple(net(f"2001:db8:{i:x}::/48") for i in range(10_000))
+    plan = plan_change(TABLE, RulesetState(), put=[MitigationScope("c/1", targets)])
+    rules = [command for command in plan.commands if "rule" in command.get("add", {})]
+    elements = [command["add"]["element"] for command in plan.commands if "element" in command.get("add", {})]
+    assert len(rules) == 1 and len(elements) == 1 and len(elements[0]["elem"]) == 10_000
+
+
+def test_withdrawing_a_nested_mitigation_hands_its_range_back_and_the_last_withdraw_drops_the_table():
+    wide = MitigationScope("c/wide", (net("203.0.113.0/24"),))
+    narrow = MitigationScope("c/narrow", (net("203.0.113.7/32"),))
+    state = plan_change(TABLE, RulesetState(), put=[wide]).state
+    with_narrow = plan_change(TABLE, state, put=[narrow])
+    assert verbs(with_narrow.commands) == [("add", "counter"), ("delete", "element"), ("add", "element")]
+    assert set(with_narrow.state.installed[MapId(4, "DST")].values()) == {
+        counter_name("c/wide"),
+        counter_name("c/narrow"),
+    }
+
+    without = plan_change(TABLE, with_narrow.state, remove=["c/narrow"])
+    assert verbs(without.commands) == [("delete", "element"), ("add", "element"), ("delete", "counter")]
+    assert without.state.installed[MapId(4, "DST")] == {(block("203.0.113.0/24"),): counter_name("c/wide")}
+
+    empty = plan_change(TABLE, without.state, remove=["c/wide"])
+    assert verbs(empty.commands) == [("add", "table"), ("delete", "table")]
+    assert not empty.state.initialized
+
+
+def test_a_map_that_becomes_empty_loses_its_rule_in_the_same_batch():
+    everything = MitigationScope("c/1", (net("203.0.113.0/24"),))
+    udp = MitigationScope("c/2", (net("192.0.2.1/32"),), protocols=(17,))
+    state = plan_change(TABLE, RulesetState(), put=[everything, udp]).state
+    assert state.rules == {MapId(4, "DST"), MapId(4, "DST_PROTO")}
+    plan = plan_change(TABLE, state, remove=["c/2"])
+    assert verbs(plan.commands) == [("flush", "chain"), ("delete", "map"), ("add", "rule"), ("delete", "counter")]
+    assert plan.state.rules == {MapId(4, "DST")}
+
+
+def test_updating_a_scope_keeps_its_counter_and_moves_its_elements():
+    state = plan_change(TABLE, RulesetState(), put=[MitigationScope("c/1", (net("192.0.2.1/32"),))]).state
+    plan = plan_change(TABLE, state, put=[MitigationScope("c/1", (net("192.0.2.2/32"),))])
+    assert verbs(plan.commands) == [("delete", "element"), ("add", "element")]
+
+
+def test_carried_counters_seed_recreated_mitigations():
+    scope = MitigationScope("c/1", (net("192.0.2.1/32"),))
+    plan = plan_change(TABLE, RulesetState(), put=[scope], carried_counters={counter_name("c/1"): (7, 700)})
+    counter = next(command["add"]["counter"] for command in plan.commands if "counter" in command.get("add", {}))
+    assert (counter["packets"], counter["bytes"], counter["comment"]) == (7, 700, "c/1")
+
+
+def test_an_invalid_scope_plans_nothing_and_leaves_the_state_alone():
+    state = plan_change(TABLE, RulesetState(), put=[MitigationScope("c/1", (net("192.0.2.1/32"),))]).state
+    snapshot = state.copy()
+    with pytest.raises(MitigatorError):
+        plan_change(TABLE, state, put=[MitigationScope("c/2", (net("192.0.2.2/32"),), protocols=(300,))])
+    assert state == snapshot
+
+
+# ---- rates ----
+
+
+def test_drop_rates_average_over_the_window():
+    rates = DropRates(window=300.0, at=0.0)
+    assert rates.add(10.0, 1000, 100_000) == (100, 10_000)
+    assert rates.add(10.0, 1000, 100_000) == (100, 10_000)  # same instant: still the average since the start
+    rates.add(400.0, 1000, 100_000)  # nothing dropped for a while
+    assert rates.add(710.0, 1000, 100_000) == (0, 0)  # the old burst has left the window
