@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from opendots.lab.netns import Namespace
 
 SENDER = Path(__file__).with_name("udp_sender.py")
+RECEIVER = Path(__file__).with_name("udp_receiver.py")
 
 
 def udp_sender_argv(
@@ -117,3 +118,28 @@ class VictimTally:
 
     def count(self, port: int, protocol: int = 17) -> int:
         return self.counts()[(protocol, port)]
+
+
+@dataclass(frozen=True)
+class Reception:
+    received: int
+    first: float | None
+    last: float | None
+    gaps: list[tuple[float, float]]  # (last datagram before a silence, first one after it), CLOCK_MONOTONIC
+
+
+class Receiver:
+    """A bounded UDP receiver in a namespace that reports when traffic stopped and resumed."""
+
+    def __init__(self, namespace: Namespace, address: str, port: int, *, duration: float, gap: float = 0.005):
+        self.duration = duration
+        argv = [sys.executable, str(RECEIVER), address, str(port), f"--duration={duration}", f"--gap={gap}"]
+        self._process = namespace.popen(argv)
+
+    def wait(self) -> Reception:
+        stdout, stderr = self._process.communicate(timeout=self.duration + 30.0)
+        if self._process.returncode != 0:
+            raise RuntimeError(f"receiver failed ({self._process.returncode}): {stderr.strip()}")
+        report = json.loads(stdout.strip().splitlines()[-1])
+        gaps = [(start, end) for start, end in report["gaps"]]
+        return Reception(received=report["received"], first=report["first"], last=report["last"], gaps=gaps)
