@@ -49,6 +49,7 @@ def udp_sender_argv(
 class FloodResult:
     sent: int
     seconds: float
+    cpu: float = 0.0  # CPU seconds of the sender process
 
     @property
     def pps(self) -> float:
@@ -72,7 +73,7 @@ class Flood:
         if self._process.returncode != 0:
             raise RuntimeError(f"flood sender failed ({self._process.returncode}): {stderr.strip()}")
         report = json.loads(stdout.strip().splitlines()[-1])
-        return FloodResult(sent=report["sent"], seconds=report["seconds"])
+        return FloodResult(sent=report["sent"], seconds=report["seconds"], cpu=report.get("cpu", 0.0))
 
     def stop(self) -> None:
         if self._process.poll() is None:

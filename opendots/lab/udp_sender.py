@@ -1,11 +1,12 @@
 """A bounded packet sender, run as a script inside the attacker namespace (it imports nothing of OpenDOTS).
 
 It stops at whichever comes first: COUNT packets sent or DURATION seconds elapsed. There is no unbounded mode.
-Prints one JSON line: {"sent": packets, "seconds": elapsed}.
+Prints one JSON line: {"sent": packets, "seconds": elapsed, "cpu": CPU seconds used}.
 """
 
 import argparse
 import json
+import resource
 import socket
 import time
 
@@ -64,7 +65,10 @@ def main() -> None:
             except (BlockingIOError, ConnectionRefusedError, OSError):
                 # ICMP errors from the victim surface on a connected socket; they do not stop a flood.
                 pass
-    print(json.dumps({"sent": sent, "seconds": time.monotonic() - start}), flush=True)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    # CPU time includes the forwarding path: veth delivery runs in the sender's own softirq context.
+    report = {"sent": sent, "seconds": time.monotonic() - start, "cpu": usage.ru_utime + usage.ru_stime}
+    print(json.dumps(report), flush=True)
 
 
 if __name__ == "__main__":

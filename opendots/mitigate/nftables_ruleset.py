@@ -3,15 +3,17 @@
 No I/O here (the shell is opendots.mitigate.nftables). Layout of the table (family netdev, one ingress chain):
 
 * one named counter per mitigation: exact dropped packets/bytes per DOTS mitigation;
-* one map per (address family, match shape), each element mapping a match key to the counter of the mitigation
-  that owns it; a fixed handful of rules `counter name <key> map @<map> drop` (at most one per map, added the
-  first time a map is used), so the per-packet cost does not grow with the number of targets;
-* shapes: destination only (an interval map, so all fragments match); destination + protocol; destination +
-  protocol + destination port; and two source-aware variants for RFC 9066 call home.
+* one map per (address family, match shape, exact or ranges), each element mapping a match key to the counter
+  of the mitigation that owns it, and exactly one rule `counter name <key> map @<map> drop` per non-empty map:
+  at most a handful of rules, so the per-packet cost does not grow with the number of targets;
+* shapes: destination only (so all fragments match); destination + protocol; destination + protocol +
+  destination port; and two source-aware variants for RFC 9066 call home;
+* keys made of exact values only (a host, one protocol, one port) go to a hash map of their shape, looked up
+  first in O(1); keys with a prefix or a range go to an interval map of the same shape.
 
 Overlaps between mitigations: identical keys are owned by the mitigation applied first (it alone counts those
-drops); in the destination-only map, where the kernel rejects overlapping intervals, nested prefixes are split
-into disjoint ranges, each owned by the most specific prefix. Packets are dropped either way.
+drops); in the destination-only interval map, where the kernel rejects overlapping intervals, nested prefixes are
+split into disjoint ranges, each owned by the most specific prefix. Packets are dropped either way.
 """
 
 from __future__ import annotations
@@ -51,8 +53,11 @@ class Shape(Enum):
 
 @dataclass(frozen=True, order=True)
 class MapId:
+    """One map: an address family, a shape, and whether its keys are exact values (a hash) or ranges."""
+
     version: int  # 4 or 6
     shape_name: str
+    exact: bool = False
 
     @property
     def shape(self) -> Shape:
@@ -60,7 +65,13 @@ class MapId:
 
     @property
     def name(self) -> str:
-        return f"{self.shape_name.lower()}{self.version}"
+        return f"{self.shape_name.lower()}{self.version}{'_exact' if self.exact else ''}"
+
+    @property
+    def rule_order(self) -> tuple[bool, int, int]:
+        # Exact (hash) maps first: most targets are single hosts, found there in O(1) without trying the ranges;
+        # a host is also the most specific match, so it rightly owns the drop before any covering prefix.
+        return (not self.exact, self.version, list(Shape).index(self.shape))
 
 
 def counter_name(key: str) -> str:
@@ -109,7 +120,8 @@ def scope_elements(scope: MitigationScope) -> dict[MapId, list[ElementKey]]:
     elements: dict[MapId, list[ElementKey]] = {}
 
     def add(version: int, shape: Shape, key: ElementKey) -> None:
-        elements.setdefault(MapId(version, shape.name), []).append(key)
+        exact = all(lower == upper for lower, upper in key)
+        elements.setdefault(MapId(version, shape.name, exact), []).append(key)
 
     for target in scope.target_prefixes:
         destination = _address_range(target)
@@ -249,9 +261,8 @@ class Table:
 
     def map_object(self, map_id: MapId) -> dict[str, Any]:
         types = [_field_type(name, map_id.version) for name in map_id.shape.value]
-        return self.ref(
-            name=map_id.name, type=types[0] if len(types) == 1 else types, map="counter", flags=["interval"]
-        )
+        flags = {} if map_id.exact else {"flags": ["interval"]}
+        return self.ref(name=map_id.name, type=types[0] if len(types) == 1 else types, map="counter", **flags)
 
     def rule_object(self, map_id: MapId) -> dict[str, Any]:
         expressions = [_field_expression(name, map_id.version) for name in map_id.shape.value]
@@ -306,7 +317,7 @@ class Plan:
 
 def _desired(map_id: MapId, state: RulesetState) -> dict[ElementKey, str]:
     owned = ((element, counter_name(key)) for key in state.scopes for element in state.elements[key].get(map_id, ()))
-    if map_id.shape is Shape.DST:
+    if map_id.shape is Shape.DST and not map_id.exact:
         return {
             (block,): owner for block, owner in split_nested((element[0], owner) for element, owner in owned).items()
         }
@@ -390,7 +401,8 @@ def plan_change(
     commands += element_changes
     commands += [{"delete": {"map": table.ref(name=map_id.name)}} for map_id in emptied]
     if rewrite_chain:
-        commands += [{"add": {"rule": table.rule_object(map_id)}} for map_id in sorted(new.rules)]
+        ordered = sorted(new.rules, key=lambda map_id: map_id.rule_order)
+        commands += [{"add": {"rule": table.rule_object(map_id)}} for map_id in ordered]
     commands += [{"delete": {"counter": table.ref(name=counter_name(key))}} for key in removed_keys]
     return Plan(commands=commands, state=new)
 

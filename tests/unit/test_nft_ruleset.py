@@ -55,7 +55,7 @@ def test_destination_only_scope_uses_the_destination_map_of_each_family():
 def test_ports_without_protocols_mean_every_port_carrying_protocol():
     elements = scope_elements(MitigationScope("k", (net("203.0.113.5/32"),), target_ports=(PortRange(53, 53),)))
     assert elements == {
-        MapId(4, "DST_PROTO_PORT"): [(block("203.0.113.5/32"), (p, p), (53, 53)) for p in PORT_PROTOCOLS]
+        MapId(4, "DST_PROTO_PORT", exact=True): [(block("203.0.113.5/32"), (p, p), (53, 53)) for p in PORT_PROTOCOLS]
     }
 
 
@@ -66,7 +66,7 @@ def test_portless_protocols_in_a_port_scope_match_the_whole_protocol():
     elements = scope_elements(scope)
     target = block("203.0.113.5/32")
     assert elements[MapId(4, "DST_PROTO_PORT")] == [(target, (17, 17), (1, 2)), (target, (17, 17), (8, 9))]
-    assert elements[MapId(4, "DST_PROTO")] == [(target, (1, 1))]
+    assert elements[MapId(4, "DST_PROTO", exact=True)] == [(target, (1, 1))]
 
 
 def test_source_prefixes_pair_only_with_targets_of_their_family():
@@ -194,7 +194,7 @@ def test_one_batch_per_change_regardless_of_the_number_of_targets():
 
 def test_withdrawing_a_nested_mitigation_hands_its_range_back_and_the_last_withdraw_drops_the_table():
     wide = MitigationScope("c/wide", (net("203.0.113.0/24"),))
-    narrow = MitigationScope("c/narrow", (net("203.0.113.7/32"),))
+    narrow = MitigationScope("c/narrow", (net("203.0.113.8/29"),))
     state = plan_change(TABLE, RulesetState(), put=[wide]).state
     with_narrow = plan_change(TABLE, state, put=[narrow])
     assert verbs(with_narrow.commands) == [("add", "counter"), ("delete", "element"), ("add", "element")]
@@ -212,11 +212,32 @@ def test_withdrawing_a_nested_mitigation_hands_its_range_back_and_the_last_withd
     assert not empty.state.initialized
 
 
+def test_hosts_go_to_hash_maps_whose_rules_come_first():
+    wide = MitigationScope("c/wide", (net("203.0.113.0/24"), net("2001:db8::/64")))
+    hosts = MitigationScope("c/hosts", (net("203.0.113.7/32"), net("2001:db8::7/128")), protocols=(17,))
+    plan = plan_change(TABLE, RulesetState(), put=[wide, hosts])
+    maps = [command["add"]["map"] for command in plan.commands if "map" in command.get("add", {})]
+    assert {m["name"]: "flags" in m for m in maps} == {
+        "dst4": True,
+        "dst6": True,
+        "dst_proto4_exact": False,
+        "dst_proto6_exact": False,
+    }
+    rules = [
+        command["add"]["rule"]["expr"][0]["counter"]["map"]["data"]
+        for command in plan.commands
+        if "rule" in command.get("add", {})
+    ]
+    assert rules == ["@dst_proto4_exact", "@dst_proto6_exact", "@dst4", "@dst6"]
+    # The host does not split the wide prefix: its exact rule matches first.
+    assert plan.state.installed[MapId(4, "DST")] == {(block("203.0.113.0/24"),): counter_name("c/wide")}
+
+
 def test_a_map_that_becomes_empty_loses_its_rule_in_the_same_batch():
     everything = MitigationScope("c/1", (net("203.0.113.0/24"),))
     udp = MitigationScope("c/2", (net("192.0.2.1/32"),), protocols=(17,))
     state = plan_change(TABLE, RulesetState(), put=[everything, udp]).state
-    assert state.rules == {MapId(4, "DST"), MapId(4, "DST_PROTO")}
+    assert state.rules == {MapId(4, "DST"), MapId(4, "DST_PROTO", exact=True)}
     plan = plan_change(TABLE, state, remove=["c/2"])
     assert verbs(plan.commands) == [("flush", "chain"), ("delete", "map"), ("add", "rule"), ("delete", "counter")]
     assert plan.state.rules == {MapId(4, "DST")}
