@@ -132,9 +132,12 @@ class Reception:
 class Receiver:
     """A bounded UDP receiver in a namespace that reports when traffic stopped and resumed."""
 
-    def __init__(self, namespace: Namespace, address: str, port: int, *, duration: float, gap: float = 0.005):
+    def __init__(
+        self, namespace: Namespace, address: str, port: int, *, duration: float, gap: float = 0.005, idle: float = 1.0
+    ):
         self.duration = duration
         argv = [sys.executable, str(RECEIVER), address, str(port), f"--duration={duration}", f"--gap={gap}"]
+        argv.append(f"--idle={idle}")
         self._process = namespace.popen(argv)
 
     def wait(self) -> Reception:

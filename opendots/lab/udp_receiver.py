@@ -2,7 +2,8 @@
 
 It records when traffic stops and resumes: every silence longer than GAP seconds between two datagrams, on
 CLOCK_MONOTONIC (shared by all namespaces, so the caller can line the gaps up with its own timestamps).
-Runs for DURATION seconds, then prints {"received": n, "first": t, "last": t, "gaps": [[from, to], ...]}.
+Runs for DURATION seconds (or until IDLE seconds pass without traffic once some came), then prints
+{"received": n, "first": t, "last": t, "gaps": [[from, to], ...]}.
 """
 
 import argparse
@@ -17,6 +18,7 @@ def main() -> None:
     parser.add_argument("port", type=int)
     parser.add_argument("--duration", type=float, required=True)
     parser.add_argument("--gap", type=float, default=0.005)
+    parser.add_argument("--idle", type=float, default=1.0, help="stop after this long without traffic, once started")
     args = parser.parse_args()
     family = socket.AF_INET6 if ":" in args.address else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
@@ -28,7 +30,7 @@ def main() -> None:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break
-        sock.settimeout(remaining)
+        sock.settimeout(remaining if last is None else min(remaining, args.idle))
         try:
             sock.recv(2048)
         except TimeoutError:
