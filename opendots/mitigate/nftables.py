@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -28,11 +29,14 @@ from opendots.mitigate.nftables_ruleset import (
     batch,
     counter_name,
     plan_change,
+    scope_elements,
 )
 
 log = logging.getLogger(__name__)
 
 NFT_TIMEOUT = 30.0
+NFT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+INTERFACE_NAME = re.compile(r"[^\s/\"':]{1,15}")
 MAX_ERROR_CHARS = 2000
 # RFC 9132 §5.3.3: bps-dropped / pps-dropped SHOULD be averages over five-minute intervals.
 DEFAULT_RATE_WINDOW = 300.0
@@ -85,6 +89,10 @@ class NftablesMitigator:
         rate_window: float = DEFAULT_RATE_WINDOW,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if not NFT_NAME.fullmatch(table):
+            raise ValueError(f"nft table name {table!r}: letters, digits and _ only, at most 64 characters")
+        if not INTERFACE_NAME.fullmatch(interface):
+            raise ValueError(f"interface name {interface!r}: 1-15 characters, no spaces, quotes or slashes")
         self.table = Table(name=table, interface=interface)
         self.netns = netns
         self._nft = nft
@@ -142,21 +150,32 @@ class NftablesMitigator:
 
     # ---- Life cycle ----
 
-    async def restore(self, scopes: Iterable[MitigationScope]) -> None:
+    async def restore(self, scopes: Iterable[MitigationScope]) -> dict[str, MitigatorError]:
         """Enforce exactly SCOPES (the store's active mitigations) in one batch, replacing any leftover table.
 
-        Counters of mitigations found in a leftover table are carried over.
+        Counters of mitigations found in a leftover table are carried over. A scope this mitigator cannot enforce
+        (invalid) does not keep the others from being restored: it is left out and returned with its error, so
+        the caller can mark that mitigation failed. A batch the kernel refuses raises MitigatorError.
         """
-        scopes = list(scopes)
+        valid: list[MitigationScope] = []
+        refused: dict[str, MitigatorError] = {}
+        for scope in scopes:
+            try:
+                scope_elements(scope)
+            except MitigatorError as error:
+                refused[scope.key] = error
+            else:
+                valid.append(scope)
         async with self._lock:
             carried = await self._existing_counters()
-            plan = plan_change(self.table, RulesetState(), put=scopes, carried_counters=carried)
+            plan = plan_change(self.table, RulesetState(), put=valid, carried_counters=carried)
             await self._commit(plan)
             now = self._clock()
             self._rates = {
                 scope.key: DropRates(self._rate_window, now, *carried.get(counter_name(scope.key), (0, 0)))
-                for scope in scopes
+                for scope in valid
             }
+        return refused
 
     async def cleanup(self) -> None:
         """Remove the table (and with it every rule, map and counter of this mitigator)."""

@@ -171,7 +171,9 @@ async def test_restore_after_restart_brings_enforcement_back_and_keeps_counters(
     # "Restart": the first object is gone without cleanup; the store says only `kept` is still active.
     second = NftablesMitigator(lab.router_ingress, table=table_name, netns=lab.router.name)
     try:
-        await second.restore([kept])
+        invalid = MitigationScope("cuid-a/9", (host(lab.victim_v4[1]),), protocols=(999,))
+        refused = await second.restore([kept, invalid])
+        assert list(refused) == [invalid.key]
         assert delivered(tally, lambda: send(lab, lab.victim_v4[0])) == 0
         assert delivered(tally, lambda: send(lab, lab.victim_v4[1])) == PACKETS
         assert (await second.counters(kept.key)).pkts_dropped == 2 * PACKETS
@@ -238,6 +240,12 @@ async def test_missing_namespace_or_interface_is_unhealthy_and_errors(lab: Lab, 
         await nowhere.apply(MitigationScope("cuid-a/15", (host(lab.victim_v4[0]),)))
     no_interface = NftablesMitigator("no-such-if0", table=table_name, netns=lab.router.name)
     assert not await no_interface.health()
+
+
+def test_bad_table_or_interface_names_are_refused_up_front():
+    for table, interface in [("bad name", "eth0"), ("x" * 65, "eth0"), ("ok", "much-too-long-ifname"), ("ok", 'a"b')]:
+        with pytest.raises(ValueError):
+            NftablesMitigator(interface, table=table)
 
 
 def test_lab_namespaces_are_removed_even_when_the_body_fails(lab_reason: str | None):
