@@ -30,6 +30,7 @@ def udp_sender_argv(
     size: int = 64,
     source_port: int = 0,
     protocol: int = 17,
+    tcp_flags: int = 0,
 ) -> list[str]:
     return [
         sys.executable,
@@ -42,6 +43,7 @@ def udp_sender_argv(
         f"--size={size}",
         f"--source-port={source_port}",
         f"--protocol={protocol}",
+        f"--tcp-flags={tcp_flags}",
     ]
 
 

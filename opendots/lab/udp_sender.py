@@ -24,6 +24,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64, help="payload bytes")
     parser.add_argument("--source-port", type=int, default=0)
     parser.add_argument("--protocol", type=int, default=17, help="17: UDP socket; anything else: raw IP packets")
+    parser.add_argument("--tcp-flags", type=int, default=0, help="raw packets: TCP flags byte (offset 13)")
     args = parser.parse_args()
     count = max(0, min(args.count, MAX_COUNT))
     duration = max(0.0, min(args.duration, MAX_DURATION))
@@ -41,7 +42,11 @@ def main() -> None:
         sock.connect((args.destination, 0))
     payload = bytes(args.size)
     if args.protocol != 17:
-        payload = args.source_port.to_bytes(2, "big") + args.port.to_bytes(2, "big") + payload[4:]
+        header = bytearray(payload.ljust(20, b"\0"))
+        header[0:4] = args.source_port.to_bytes(2, "big") + args.port.to_bytes(2, "big")
+        header[12] = 0x50  # a TCP-like data offset (5 words), then the flags byte
+        header[13] = args.tcp_flags & 0xFF
+        payload = bytes(header)
     sock.setblocking(True)
 
     start = time.monotonic()

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from opendots.mitigate.base import Counters, MitigationScope, MitigatorError
+from opendots.mitigate.nftables_acl import AclPolicy, ace_counter_name, validate_policy
 from opendots.mitigate.nftables_ruleset import (
     CHAIN,
     Plan,
@@ -68,6 +69,14 @@ class DropRates:
         if elapsed <= 0:
             return None, None
         return round((packets - oldest.packets) / elapsed), round((bytes_ - oldest.bytes) / elapsed)
+
+
+@dataclass(frozen=True)
+class AceStatistics:
+    matched_packets: int
+    matched_bytes: int
+    limited_packets: int = 0  # of the matched ones, dropped for exceeding the ACE's rate-limit
+    limited_bytes: int = 0
 
 
 class NftablesMitigator:
@@ -148,16 +157,53 @@ class NftablesMitigator:
         # nft 1.0.6 leaves the device out of its JSON output, hence the text listing.
         return f'hook ingress device "{self.table.interface}"' in listing
 
+    # ---- Data-channel filtering rules (RFC 8783 ACLs) ----
+
+    async def apply_acl(self, policy: AclPolicy) -> None:
+        """Enforce (or replace) one client ACL, in order after the ACLs applied before it. Idempotent."""
+        async with self._lock:
+            if self._state.initialized and self._state.acls.get(policy.key) == policy:
+                return
+            await self._commit(plan_change(self.table, self._state, put_acls=[policy]))
+
+    async def withdraw_acl(self, key: str) -> None:
+        async with self._lock:
+            if key not in self._state.acls:
+                return
+            await self._commit(plan_change(self.table, self._state, remove_acls=[key]))
+
+    async def acl_statistics(self, key: str) -> dict[str, AceStatistics]:
+        """Per ACE: packets/bytes it matched (RFC 8519 matched-packets/-octets), of which rate-limited (dropped)."""
+        policy = self._state.acls.get(key)
+        if policy is None:
+            raise MitigatorError(f"no active ACL {key!r}")
+        listing = await self._run(["-j", "list", "counters", "table", self.table.family, self.table.name])
+        values = _counter_values(listing)
+        statistics = {}
+        for ace in policy.aces:
+            packets, bytes_ = values[ace_counter_name(key, ace.name)]
+            limited_packets, limited_bytes = values.get(ace_counter_name(key, ace.name, limited=True), (0, 0))
+            statistics[ace.name] = AceStatistics(
+                matched_packets=packets + limited_packets,
+                matched_bytes=bytes_ + limited_bytes,
+                limited_packets=limited_packets,
+                limited_bytes=limited_bytes,
+            )
+        return statistics
+
     # ---- Life cycle ----
 
-    async def restore(self, scopes: Iterable[MitigationScope]) -> dict[str, MitigatorError]:
-        """Enforce exactly SCOPES (the store's active mitigations) in one batch, replacing any leftover table.
+    async def restore(
+        self, scopes: Iterable[MitigationScope], acls: Iterable[AclPolicy] = ()
+    ) -> dict[str, MitigatorError]:
+        """Enforce exactly SCOPES and ACLS (the store's active ones) in one batch, replacing any leftover table.
 
-        Counters of mitigations found in a leftover table are carried over. A scope this mitigator cannot enforce
+        Counters found in a leftover table are carried over. A scope or ACL this mitigator cannot enforce
         (invalid) does not keep the others from being restored: it is left out and returned with its error, so
-        the caller can mark that mitigation failed. A batch the kernel refuses raises MitigatorError.
+        the caller can mark it failed. A batch the kernel refuses raises MitigatorError.
         """
         valid: list[MitigationScope] = []
+        valid_acls: list[AclPolicy] = []
         refused: dict[str, MitigatorError] = {}
         for scope in scopes:
             try:
@@ -166,9 +212,16 @@ class NftablesMitigator:
                 refused[scope.key] = error
             else:
                 valid.append(scope)
+        for policy in acls:
+            try:
+                validate_policy(policy)
+            except MitigatorError as error:
+                refused[policy.key] = error
+            else:
+                valid_acls.append(policy)
         async with self._lock:
             carried = await self._existing_counters()
-            plan = plan_change(self.table, RulesetState(), put=valid, carried_counters=carried)
+            plan = plan_change(self.table, RulesetState(), put=valid, carried_counters=carried, put_acls=valid_acls)
             await self._commit(plan)
             now = self._clock()
             self._rates = {
@@ -187,6 +240,10 @@ class NftablesMitigator:
     @property
     def active_keys(self) -> list[str]:
         return list(self._state.scopes)
+
+    @property
+    def active_acls(self) -> list[str]:
+        return list(self._state.acls)
 
     # ---- nft ----
 

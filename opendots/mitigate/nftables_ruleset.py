@@ -28,6 +28,7 @@ from enum import Enum
 from typing import Any
 
 from opendots.mitigate.base import IPNetwork, MitigationScope, MitigatorError, PortRange
+from opendots.mitigate.nftables_acl import ACL_CHAIN, AclPolicy, acl_rules, policy_counters, validate_policy
 
 Range = tuple[int, int]  # inclusive numeric range: an address block, a protocol set, a port range
 ElementKey = tuple[Range, ...]
@@ -308,6 +309,7 @@ class RulesetState:
     elements: dict[str, dict[MapId, list[ElementKey]]] = field(default_factory=dict)
     installed: dict[MapId, dict[ElementKey, str]] = field(default_factory=dict)  # element → counter name
     rules: set[MapId] = field(default_factory=set)
+    acls: dict[str, AclPolicy] = field(default_factory=dict)  # data-channel filtering rules, in order
 
     def copy(self) -> RulesetState:
         return RulesetState(
@@ -316,6 +318,7 @@ class RulesetState:
             elements=dict(self.elements),
             installed={map_id: dict(owners) for map_id, owners in self.installed.items()},
             rules=set(self.rules),
+            acls=dict(self.acls),
         )
 
 
@@ -343,15 +346,19 @@ def plan_change(
     put: Iterable[MitigationScope] = (),
     remove: Iterable[str] = (),
     carried_counters: Mapping[str, tuple[int, int]] | None = None,
+    put_acls: Iterable[AclPolicy] = (),
+    remove_acls: Iterable[str] = (),
 ) -> Plan:
-    """The batch that takes CURRENT to CURRENT + PUT − REMOVE, and the resulting state.
+    """The batch that takes CURRENT to CURRENT + PUT − REMOVE (and the same for ACLs), and the resulting state.
 
     From an uninitialized state the batch first removes any leftover table of the same name (a previous run), so
     what is enforced is exactly what this mitigator knows about. When nothing is left to enforce, the batch
     deletes the whole table: an idle mitigator leaves no hook on the interface. CARRIED_COUNTERS (counter name →
-    packets, bytes) seeds the counters of re-created mitigations, so a restart does not reset what was dropped.
+    packets, bytes) seeds the counters of re-created mitigations and ACEs, so a restart keeps what was counted.
+    Raises MitigatorError, before anything is planned, for an invalid scope or ACL.
     """
     put = list(put)
+    put_acls = list(put_acls)
     fresh = not current.initialized
     new = RulesetState(initialized=True) if fresh else current.copy()
     touched: set[MapId] = set()
@@ -371,17 +378,32 @@ def plan_change(
         new.scopes[scope.key] = scope
         new.elements[scope.key] = elements
         touched.update(elements)
+    for policy in put_acls:
+        validate_policy(policy)
+        new.acls[policy.key] = policy
+    for key in remove_acls:
+        new.acls.pop(key, None)
 
-    if not new.scopes:
+    if not new.scopes and not new.acls:
         return Plan(commands=table.reset_commands(), state=RulesetState())
 
+    carried = carried_counters or {}
     commands: list[JsonCommand] = []
     if fresh:
         commands += table.reset_commands()
         commands += [{"add": {"table": table.table_object()}}, {"add": {"chain": table.chain_object()}}]
     for key in added_keys:
-        packets, bytes_ = (carried_counters or {}).get(counter_name(key), (0, 0))
+        packets, bytes_ = carried.get(counter_name(key), (0, 0))
         commands.append({"add": {"counter": table.counter_object(key, packets, bytes_)}})
+    old_ace_counters = (
+        set() if fresh else {name for policy in current.acls.values() for name in policy_counters(policy)}
+    )
+    new_ace_counters = {name: policy.key for policy in new.acls.values() for name in policy_counters(policy)}
+    for name, key in new_ace_counters.items():
+        if name not in old_ace_counters:
+            packets, bytes_ = carried.get(name, (0, 0))
+            counter = table.ref(name=name, comment=key[:120], packets=packets, bytes=bytes_)
+            commands.append({"add": {"counter": counter}})
 
     element_changes: list[JsonCommand] = []
     emptied: list[MapId] = []
@@ -402,18 +424,34 @@ def plan_change(
             element_changes.append({"add": {"element": table.elements(map_id, coming, after)}})
         new.installed[map_id] = after
 
-    # Rules: exactly one per non-empty map. When that set changes the chain is rewritten in the same batch, so
-    # no packet ever sees a half-built chain and no rule is left pointing at an empty map.
+    had_acls = bool(current.acls) and not fresh
+    acl_changed = fresh or new.acls != current.acls
+    if new.acls and not had_acls:
+        commands.append({"add": {"chain": table.ref(name=ACL_CHAIN)}})
+
+    # Ingress rules: the jump to the ACL chain when there are ACLs, then one rule per non-empty map. When that
+    # list changes the chain is rewritten in the same batch, so no packet ever sees a half-built chain and no
+    # rule is left pointing at an empty map.
     new.rules = {map_id for map_id, owners in new.installed.items() if owners}
-    rewrite_chain = fresh or new.rules != current.rules
+    rewrite_chain = fresh or new.rules != current.rules or bool(new.acls) != had_acls
     if rewrite_chain and not fresh:
         commands.append({"flush": {"chain": table.ref(name=CHAIN)}})
     commands += element_changes
+    if acl_changed and had_acls:
+        commands.append({"flush": {"chain": table.ref(name=ACL_CHAIN)}})
+    if acl_changed and new.acls:
+        rules = acl_rules(new.acls.values())
+        commands += [{"add": {"rule": table.ref(chain=ACL_CHAIN, expr=expressions)}} for expressions in rules]
     commands += [{"delete": {"map": table.ref(name=map_id.name)}} for map_id in emptied]
+    if had_acls and not new.acls:
+        commands.append({"delete": {"chain": table.ref(name=ACL_CHAIN)}})
     if rewrite_chain:
+        if new.acls:
+            commands.append({"add": {"rule": table.ref(chain=CHAIN, expr=[{"jump": {"target": ACL_CHAIN}}])}})
         ordered = sorted(new.rules, key=lambda map_id: map_id.rule_order)
         commands += [{"add": {"rule": table.rule_object(map_id)}} for map_id in ordered]
     commands += [{"delete": {"counter": table.ref(name=counter_name(key))}} for key in removed_keys]
+    commands += [{"delete": {"counter": table.ref(name=name)}} for name in old_ace_counters - set(new_ace_counters)]
     return Plan(commands=commands, state=new)
 
 
