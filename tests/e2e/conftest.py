@@ -31,7 +31,7 @@ def table_name() -> str:
 
 
 @pytest.fixture
-async def mitigator(lab: Lab, table_name: str) -> AsyncIterator[NftablesMitigator]:
+async def nft_mitigator(lab: Lab, table_name: str) -> AsyncIterator[NftablesMitigator]:
     """An nftables mitigator hooked on the router's attacker-facing interface; its table is removed afterwards."""
     mitigator = NftablesMitigator(lab.router_ingress, table=table_name, netns=lab.router.name)
     yield mitigator

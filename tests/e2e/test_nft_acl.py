@@ -46,79 +46,79 @@ def domain(lab: Lab) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...
 
 
 async def test_accept_ace_exempts_its_traffic_from_a_mitigation(
-    lab: Lab, tally: VictimTally, mitigator: NftablesMitigator
+    lab: Lab, tally: VictimTally, nft_mitigator: NftablesMitigator
 ):
     victim = lab.victim_v4[0]
-    await mitigator.apply(MitigationScope("cuid-a/1", (net(victim),)))
+    await nft_mitigator.apply(MitigationScope("cuid-a/1", (net(victim),)))
     allow = Ace("allow-6000", AceMatch(4, protocol=17, destination_port=PortMatch(OTHER_PORT, OTHER_PORT)), "accept")
-    await mitigator.apply_acl(AclPolicy("cuid-a/acl", domain(lab), (allow,)))
+    await nft_mitigator.apply_acl(AclPolicy("cuid-a/acl", domain(lab), (allow,)))
     assert delivered(lab, tally, victim, OTHER_PORT) == PACKETS
     assert delivered(lab, tally, victim, PORT) == 0
-    statistics = await mitigator.acl_statistics("cuid-a/acl")
+    statistics = await nft_mitigator.acl_statistics("cuid-a/acl")
     assert statistics["allow-6000"].matched_packets == PACKETS
-    assert (await mitigator.counters("cuid-a/1")).pkts_dropped == PACKETS
+    assert (await nft_mitigator.counters("cuid-a/1")).pkts_dropped == PACKETS
 
-    await mitigator.withdraw_acl("cuid-a/acl")
+    await nft_mitigator.withdraw_acl("cuid-a/acl")
     assert delivered(lab, tally, victim, OTHER_PORT) == 0  # the mitigation applies to it again
-    await mitigator.withdraw("cuid-a/1")
-    assert mitigator.table.name not in lab.router.run(["nft", "list", "tables"]).stdout
+    await nft_mitigator.withdraw("cuid-a/1")
+    assert nft_mitigator.table.name not in lab.router.run(["nft", "list", "tables"]).stdout
 
 
 async def test_drop_ace_needs_no_mitigation_and_stays_inside_the_client_domain(
-    lab: Lab, tally: VictimTally, mitigator: NftablesMitigator
+    lab: Lab, tally: VictimTally, nft_mitigator: NftablesMitigator
 ):
     drop_udp = Ace("drop-udp", AceMatch(4, protocol=17, destination_port=PortMatch(5000, 5009)), "drop")
     only_first_host = (net(lab.victim_v4[0]),)  # the client owns .2 only: .3 belongs to somebody else
-    await mitigator.apply_acl(AclPolicy("cuid-a/acl", only_first_host, (drop_udp,)))
+    await nft_mitigator.apply_acl(AclPolicy("cuid-a/acl", only_first_host, (drop_udp,)))
     assert delivered(lab, tally, lab.victim_v4[0]) == 0
     assert delivered(lab, tally, lab.victim_v4[1]) == PACKETS
     assert delivered(lab, tally, lab.victim_v4[0], OTHER_PORT) == PACKETS
-    assert (await mitigator.acl_statistics("cuid-a/acl"))["drop-udp"].matched_packets == PACKETS
+    assert (await nft_mitigator.acl_statistics("cuid-a/acl"))["drop-udp"].matched_packets == PACKETS
 
 
-async def test_rate_limit_drops_the_excess_only(lab: Lab, tally: VictimTally, mitigator: NftablesMitigator):
+async def test_rate_limit_drops_the_excess_only(lab: Lab, tally: VictimTally, nft_mitigator: NftablesMitigator):
     limited = Ace("limited", AceMatch(4, protocol=17), "accept", rate_limit=5_000.0)  # bytes/s; the flood: ~1.4 MB/s
-    await mitigator.apply_acl(AclPolicy("cuid-a/acl", domain(lab), (limited,)))
+    await nft_mitigator.apply_acl(AclPolicy("cuid-a/acl", domain(lab), (limited,)))
     got = delivered(lab, tally, lab.victim_v4[0])
-    statistics = (await mitigator.acl_statistics("cuid-a/acl"))["limited"]
+    statistics = (await nft_mitigator.acl_statistics("cuid-a/acl"))["limited"]
     assert 0 < got < PACKETS // 2
     assert statistics.matched_packets == PACKETS
     assert statistics.limited_packets == PACKETS - got
 
 
-async def test_fragment_ace_drops_fragments_only(lab: Lab, tally: VictimTally, mitigator: NftablesMitigator):
+async def test_fragment_ace_drops_fragments_only(lab: Lab, tally: VictimTally, nft_mitigator: NftablesMitigator):
     fragments = Ace("no-fragments", AceMatch(4, fragment=BitmaskMatch(int(Fragment.ISF))), "drop")
-    await mitigator.apply_acl(AclPolicy("cuid-a/acl", domain(lab), (fragments,)))
+    await nft_mitigator.apply_acl(AclPolicy("cuid-a/acl", domain(lab), (fragments,)))
     # 3000-byte datagrams leave the attacker as fragments: the first carries the UDP header the tally counts.
     assert delivered(lab, tally, lab.victim_v4[0], size=3000) == 0
     assert delivered(lab, tally, lab.victim_v4[0]) == PACKETS
-    statistics = (await mitigator.acl_statistics("cuid-a/acl"))["no-fragments"]
+    statistics = (await nft_mitigator.acl_statistics("cuid-a/acl"))["no-fragments"]
     assert statistics.matched_packets == 3 * PACKETS  # 3000 bytes over a 1500-byte MTU: three fragments each
 
 
-async def test_ipv6_fragment_ace(lab: Lab, tally: VictimTally, mitigator: NftablesMitigator):
+async def test_ipv6_fragment_ace(lab: Lab, tally: VictimTally, nft_mitigator: NftablesMitigator):
     first = Ace("first-fragments", AceMatch(6, fragment=BitmaskMatch(int(Fragment.FF))), "drop")
-    await mitigator.apply_acl(AclPolicy("cuid-a/acl", domain(lab), (first,)))
+    await nft_mitigator.apply_acl(AclPolicy("cuid-a/acl", domain(lab), (first,)))
     assert delivered(lab, tally, lab.victim_v6[0], size=3000) == 0
     assert delivered(lab, tally, lab.victim_v6[0]) == PACKETS
-    assert (await mitigator.acl_statistics("cuid-a/acl"))["first-fragments"].matched_packets == PACKETS
+    assert (await nft_mitigator.acl_statistics("cuid-a/acl"))["first-fragments"].matched_packets == PACKETS
 
 
-async def test_tcp_flags_ace(lab: Lab, tally: VictimTally, mitigator: NftablesMitigator):
+async def test_tcp_flags_ace(lab: Lab, tally: VictimTally, nft_mitigator: NftablesMitigator):
     syn_only = Ace("syn", AceMatch(4, protocol=6, tcp_flags=BitmaskMatch(SYN | ACK, "match")), "drop")
-    await mitigator.apply_acl(AclPolicy("cuid-a/acl", domain(lab), (syn_only,)))
+    await nft_mitigator.apply_acl(AclPolicy("cuid-a/acl", domain(lab), (syn_only,)))
     assert delivered(lab, tally, lab.victim_v4[0], protocol=6, tcp_flags=SYN | ACK) == 0
     assert delivered(lab, tally, lab.victim_v4[0], protocol=6, tcp_flags=SYN) == PACKETS
     negated = Ace("not-ack", AceMatch(4, protocol=6, tcp_flags=BitmaskMatch(ACK, "any", negate=True)), "drop")
-    await mitigator.apply_acl(AclPolicy("cuid-a/acl", domain(lab), (negated,)))
+    await nft_mitigator.apply_acl(AclPolicy("cuid-a/acl", domain(lab), (negated,)))
     assert delivered(lab, tally, lab.victim_v4[0], protocol=6, tcp_flags=SYN) == 0
     assert delivered(lab, tally, lab.victim_v4[0], protocol=6, tcp_flags=ACK) == PACKETS
 
 
-async def test_icmp_ace_and_reject(lab: Lab, tally: VictimTally, mitigator: NftablesMitigator):
+async def test_icmp_ace_and_reject(lab: Lab, tally: VictimTally, nft_mitigator: NftablesMitigator):
     echo = Ace("echo", AceMatch(4, protocol=1, icmp_type=8, icmp_code=0), "drop")
     reject = Ace("reject-udp6", AceMatch(6, protocol=17, destination_port=PortMatch(PORT, PORT)), "reject")
-    await mitigator.apply_acl(AclPolicy("cuid-a/acl", domain(lab), (echo, reject)))
+    await nft_mitigator.apply_acl(AclPolicy("cuid-a/acl", domain(lab), (echo, reject)))
     # Raw ICMP packets: the sender's "source port" fills the type and code bytes.
     assert delivered(lab, tally, lab.victim_v4[0], PORT, protocol=1, source_port=(8 << 8) | 0) == 0
     assert delivered(lab, tally, lab.victim_v4[0], PORT, protocol=1, source_port=(13 << 8) | 0) == PACKETS
@@ -126,9 +126,9 @@ async def test_icmp_ace_and_reject(lab: Lab, tally: VictimTally, mitigator: Nfta
     assert delivered(lab, tally, lab.victim_v6[0], OTHER_PORT) == PACKETS
 
 
-async def test_invalid_acls_are_refused_and_change_nothing(lab: Lab, mitigator: NftablesMitigator):
+async def test_invalid_acls_are_refused_and_change_nothing(lab: Lab, nft_mitigator: NftablesMitigator):
     good = AclPolicy("cuid-a/acl", domain(lab), (Ace("x", AceMatch(4, protocol=17), "drop"),))
-    await mitigator.apply_acl(good)
+    await nft_mitigator.apply_acl(good)
     ruleset = lab.router.run(["nft", "list", "ruleset"]).stdout
     bad_aces = [
         Ace("ports-without-protocol", AceMatch(4, destination_port=PortMatch(1, 2)), "drop"),
@@ -140,11 +140,11 @@ async def test_invalid_acls_are_refused_and_change_nothing(lab: Lab, mitigator: 
     ]
     for ace in bad_aces:
         with pytest.raises(MitigatorError):
-            await mitigator.apply_acl(AclPolicy("cuid-a/bad", domain(lab), (ace,)))
+            await nft_mitigator.apply_acl(AclPolicy("cuid-a/bad", domain(lab), (ace,)))
     with pytest.raises(MitigatorError):
-        await mitigator.apply_acl(AclPolicy("cuid-a/bad", (), (Ace("x", AceMatch(4), "drop"),)))
+        await nft_mitigator.apply_acl(AclPolicy("cuid-a/bad", (), (Ace("x", AceMatch(4), "drop"),)))
     assert lab.router.run(["nft", "list", "ruleset"]).stdout == ruleset
-    assert mitigator.active_acls == ["cuid-a/acl"]
+    assert nft_mitigator.active_acls == ["cuid-a/acl"]
 
 
 async def test_restore_brings_acls_back_with_their_counters(lab: Lab, tally: VictimTally, table_name: str):

@@ -60,66 +60,66 @@ def router_ruleset(lab: Lab) -> str:
 
 
 async def test_flood_is_dropped_counted_exactly_and_flows_again_after_withdraw(
-    lab: Lab, tally: VictimTally, mitigator: NftablesMitigator, table_name: str
+    lab: Lab, tally: VictimTally, nft_mitigator: NftablesMitigator, table_name: str
 ):
     victim = lab.victim_v4[0]
     assert delivered(tally, lambda: send(lab, victim)) == PACKETS  # the lab forwards the flood unmitigated
 
     scope = MitigationScope("cuid-a/1", (host(victim),))
-    await mitigator.apply(scope)
-    assert await mitigator.health()
+    await nft_mitigator.apply(scope)
+    assert await nft_mitigator.health()
     assert delivered(tally, lambda: send(lab, victim)) == 0
 
-    counters = await mitigator.counters(scope.key)
+    counters = await nft_mitigator.counters(scope.key)
     assert (counters.pkts_dropped, counters.bytes_dropped) == (PACKETS, PACKETS * IP_UDP_BYTES)
     assert (counters.pkts_dropped, counters.bytes_dropped) == nft_counter(lab, table_name, scope.key)
     assert counters.pps_dropped is not None and counters.pps_dropped > 0
     assert counters.bps_dropped is not None and counters.bps_dropped > counters.pps_dropped
 
-    await mitigator.withdraw(scope.key)
+    await nft_mitigator.withdraw(scope.key)
     assert table_name not in router_tables(lab)  # nothing left behind, not even an empty hook
     assert delivered(tally, lambda: send(lab, victim)) == PACKETS
     with pytest.raises(MitigatorError):
-        await mitigator.counters(scope.key)
+        await nft_mitigator.counters(scope.key)
 
 
 async def test_ipv6_prefix_is_dropped_and_other_victim_address_is_not(
-    lab: Lab, tally: VictimTally, mitigator: NftablesMitigator
+    lab: Lab, tally: VictimTally, nft_mitigator: NftablesMitigator
 ):
     mitigated, spared = lab.victim_v6
-    await mitigator.apply(MitigationScope("cuid-a/2", (host(mitigated),)))
+    await nft_mitigator.apply(MitigationScope("cuid-a/2", (host(mitigated),)))
     assert delivered(tally, lambda: send(lab, mitigated)) == 0
     assert delivered(tally, lambda: send(lab, spared)) == PACKETS
     assert delivered(tally, lambda: send(lab, lab.victim_v4[0])) == PACKETS
-    assert (await mitigator.counters("cuid-a/2")).pkts_dropped == PACKETS
+    assert (await nft_mitigator.counters("cuid-a/2")).pkts_dropped == PACKETS
 
 
 async def test_port_range_and_protocol_scope_drops_only_matching_traffic(
-    lab: Lab, tally: VictimTally, mitigator: NftablesMitigator, table_name: str
+    lab: Lab, tally: VictimTally, nft_mitigator: NftablesMitigator, table_name: str
 ):
     victim = lab.victim_v4[0]
     udp_ports = MitigationScope("cuid-a/3", (host(victim),), target_ports=(PortRange(5000, 5009),), protocols=(17,))
-    await mitigator.apply(udp_ports)
+    await nft_mitigator.apply(udp_ports)
     assert delivered(tally, lambda: send(lab, victim, FLOOD_PORT)) == 0
     assert delivered(tally, lambda: send(lab, victim, OTHER_PORT), port=OTHER_PORT) == PACKETS
     assert delivered(tally, lambda: send(lab, victim, FLOOD_PORT, protocol=6), protocol=6) == PACKETS
-    assert (await mitigator.counters(udp_ports.key)).pkts_dropped == PACKETS
+    assert (await nft_mitigator.counters(udp_ports.key)).pkts_dropped == PACKETS
 
     # Update the same mitigation to "TCP, any port": UDP flows again, TCP-numbered packets are dropped.
     tcp_only = MitigationScope("cuid-a/3", (host(victim),), protocols=(6,))
-    await mitigator.update(tcp_only)
+    await nft_mitigator.update(tcp_only)
     assert delivered(tally, lambda: send(lab, victim, FLOOD_PORT)) == PACKETS
     assert delivered(tally, lambda: send(lab, victim, OTHER_PORT, protocol=6), port=OTHER_PORT, protocol=6) == 0
-    counters = await mitigator.counters(tcp_only.key)
+    counters = await nft_mitigator.counters(tcp_only.key)
     assert counters.pkts_dropped == 2 * PACKETS  # one counter per mitigation, across its updates
     assert counters.pkts_dropped == nft_counter(lab, table_name, tcp_only.key)[0]
 
 
 async def test_ports_without_protocol_cover_port_protocols_only(
-    lab: Lab, tally: VictimTally, mitigator: NftablesMitigator
+    lab: Lab, tally: VictimTally, nft_mitigator: NftablesMitigator
 ):
     victim = lab.victim_v4[1]
-    await mitigator.apply(
+    await nft_mitigator.apply(
         MitigationScope("cuid-a/4", (host(victim),), target_ports=(PortRange(FLOOD_PORT, FLOOD_PORT),))
     )
     assert delivered(tally, lambda: send(lab, victim, FLOOD_PORT)) == 0
@@ -128,35 +128,35 @@ async def test_ports_without_protocol_cover_port_protocols_only(
 
 
 async def test_nested_prefixes_of_two_mitigations_each_count_their_own_drops(
-    lab: Lab, tally: VictimTally, mitigator: NftablesMitigator, table_name: str
+    lab: Lab, tally: VictimTally, nft_mitigator: NftablesMitigator, table_name: str
 ):
     wide = MitigationScope("cuid-a/5", (ipaddress.ip_network("203.0.113.0/24"),))
     narrow = MitigationScope("cuid-b/1", (host(lab.victim_v4[1]),))
-    await mitigator.apply(wide)
-    await mitigator.apply(narrow)
+    await nft_mitigator.apply(wide)
+    await nft_mitigator.apply(narrow)
     assert delivered(tally, lambda: send(lab, lab.victim_v4[1])) == 0
     assert delivered(tally, lambda: send(lab, lab.victim_v4[0])) == 0
-    assert (await mitigator.counters(narrow.key)).pkts_dropped == PACKETS  # the most specific prefix counts
-    assert (await mitigator.counters(wide.key)).pkts_dropped == PACKETS
+    assert (await nft_mitigator.counters(narrow.key)).pkts_dropped == PACKETS  # the most specific prefix counts
+    assert (await nft_mitigator.counters(wide.key)).pkts_dropped == PACKETS
 
-    await mitigator.withdraw(narrow.key)
+    await nft_mitigator.withdraw(narrow.key)
     assert delivered(tally, lambda: send(lab, lab.victim_v4[1])) == 0  # still inside the wide mitigation
-    assert (await mitigator.counters(wide.key)).pkts_dropped == 2 * PACKETS
-    await mitigator.withdraw(wide.key)
+    assert (await nft_mitigator.counters(wide.key)).pkts_dropped == 2 * PACKETS
+    await nft_mitigator.withdraw(wide.key)
     assert table_name not in router_tables(lab)
     assert delivered(tally, lambda: send(lab, lab.victim_v4[1])) == PACKETS
 
 
 async def test_applying_the_same_scope_twice_changes_nothing(
-    lab: Lab, tally: VictimTally, mitigator: NftablesMitigator
+    lab: Lab, tally: VictimTally, nft_mitigator: NftablesMitigator
 ):
     scope = MitigationScope("cuid-a/6", (host(lab.victim_v4[0]), host(lab.victim_v6[0])), protocols=(17, 6))
-    await mitigator.apply(scope)
+    await nft_mitigator.apply(scope)
     send(lab, lab.victim_v4[0])
     ruleset = router_ruleset(lab)
-    await mitigator.apply(scope)
+    await nft_mitigator.apply(scope)
     assert router_ruleset(lab) == ruleset  # the counter was not reset either: it is part of the listing
-    assert (await mitigator.counters(scope.key)).pkts_dropped == PACKETS
+    assert (await nft_mitigator.counters(scope.key)).pkts_dropped == PACKETS
 
 
 async def test_restore_after_restart_brings_enforcement_back_and_keeps_counters(
@@ -184,8 +184,8 @@ async def test_restore_after_restart_brings_enforcement_back_and_keeps_counters(
         await second.cleanup()
 
 
-async def test_invalid_scopes_raise_and_leave_the_ruleset_unchanged(lab: Lab, mitigator: NftablesMitigator):
-    await mitigator.apply(MitigationScope("cuid-a/9", (host(lab.victim_v4[0]),)))
+async def test_invalid_scopes_raise_and_leave_the_ruleset_unchanged(lab: Lab, nft_mitigator: NftablesMitigator):
+    await nft_mitigator.apply(MitigationScope("cuid-a/9", (host(lab.victim_v4[0]),)))
     ruleset = router_ruleset(lab)
     invalid = [
         MitigationScope("cuid-a/10", ()),
@@ -197,39 +197,41 @@ async def test_invalid_scopes_raise_and_leave_the_ruleset_unchanged(lab: Lab, mi
     ]
     for scope in invalid:
         with pytest.raises(MitigatorError):
-            await mitigator.apply(scope)
+            await nft_mitigator.apply(scope)
     assert router_ruleset(lab) == ruleset
-    assert mitigator.active_keys == ["cuid-a/9"]
+    assert nft_mitigator.active_keys == ["cuid-a/9"]
 
 
-async def test_a_batch_the_kernel_rejects_changes_nothing(lab: Lab, tally: VictimTally, mitigator: NftablesMitigator):
+async def test_a_batch_the_kernel_rejects_changes_nothing(
+    lab: Lab, tally: VictimTally, nft_mitigator: NftablesMitigator
+):
     """Someone else's element in our map makes the kernel refuse our batch: all of it, atomically."""
-    await mitigator.apply(MitigationScope("cuid-a/11", (host(lab.victim_v6[0]),)))
-    await mitigator.apply(
+    await nft_mitigator.apply(MitigationScope("cuid-a/11", (host(lab.victim_v6[0]),)))
+    await nft_mitigator.apply(
         MitigationScope("cuid-a/12", (host(lab.victim_v4[1]), ipaddress.ip_network("203.0.113.64/26")))
     )
     counter = counter_name("cuid-a/12")
-    lab.router.run(["nft", f"add element netdev {mitigator.table.name} dst4 {{ 203.0.113.128/25 : {counter} }}"])
+    lab.router.run(["nft", f"add element netdev {nft_mitigator.table.name} dst4 {{ 203.0.113.128/25 : {counter} }}"])
     ruleset = router_ruleset(lab)
     with pytest.raises(MitigatorError, match=r"nft: .*(overlap|File exists)"):
-        await mitigator.apply(MitigationScope("cuid-a/13", (ipaddress.ip_network("203.0.113.0/24"),)))
+        await nft_mitigator.apply(MitigationScope("cuid-a/13", (ipaddress.ip_network("203.0.113.0/24"),)))
     assert router_ruleset(lab) == ruleset  # not even the new counter, which came first in the batch
     assert delivered(tally, lambda: send(lab, lab.victim_v4[0])) == PACKETS
     assert delivered(tally, lambda: send(lab, lab.victim_v4[1])) == 0
-    assert mitigator.active_keys == ["cuid-a/11", "cuid-a/12"]
+    assert nft_mitigator.active_keys == ["cuid-a/11", "cuid-a/12"]
 
 
 async def test_table_deleted_behind_our_back_is_reported_and_restored(
-    lab: Lab, tally: VictimTally, mitigator: NftablesMitigator
+    lab: Lab, tally: VictimTally, nft_mitigator: NftablesMitigator
 ):
     scope = MitigationScope("cuid-a/14", (host(lab.victim_v4[0]),))
-    await mitigator.apply(scope)
-    lab.router.run(["nft", "delete", "table", "netdev", mitigator.table.name])
-    assert not await mitigator.health()
+    await nft_mitigator.apply(scope)
+    lab.router.run(["nft", "delete", "table", "netdev", nft_mitigator.table.name])
+    assert not await nft_mitigator.health()
     with pytest.raises(MitigatorError, match="nft: "):
-        await mitigator.counters(scope.key)
-    await mitigator.restore([scope])
-    assert await mitigator.health()
+        await nft_mitigator.counters(scope.key)
+    await nft_mitigator.restore([scope])
+    assert await nft_mitigator.health()
     assert delivered(tally, lambda: send(lab, lab.victim_v4[0])) == 0
 
 
