@@ -19,6 +19,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from opendots.mitigate.base import Counters, MitigationScope, MitigatorError
 from opendots.mitigate.nftables_acl import AclPolicy, ace_counter_name, validate_policy
@@ -117,7 +118,7 @@ class NftablesMitigator:
         async with self._lock:
             if self._state.initialized and self._state.scopes.get(scope.key) == scope:
                 return  # idempotent: already enforced exactly like this
-            await self._commit(plan_change(self.table, self._state, put=[scope]))
+            await self._change(put=[scope])
             self._rates.setdefault(scope.key, DropRates(self._rate_window, self._clock()))
 
     async def update(self, scope: MitigationScope) -> None:
@@ -127,7 +128,7 @@ class NftablesMitigator:
         async with self._lock:
             if key not in self._state.scopes:
                 return
-            await self._commit(plan_change(self.table, self._state, remove=[key]))
+            await self._change(remove=[key])
             self._rates.pop(key, None)
 
     async def counters(self, key: str) -> Counters:
@@ -164,13 +165,13 @@ class NftablesMitigator:
         async with self._lock:
             if self._state.initialized and self._state.acls.get(policy.key) == policy:
                 return
-            await self._commit(plan_change(self.table, self._state, put_acls=[policy]))
+            await self._change(put_acls=[policy])
 
     async def withdraw_acl(self, key: str) -> None:
         async with self._lock:
             if key not in self._state.acls:
                 return
-            await self._commit(plan_change(self.table, self._state, remove_acls=[key]))
+            await self._change(remove_acls=[key])
 
     async def acl_statistics(self, key: str) -> dict[str, AceStatistics]:
         """Per ACE: packets/bytes it matched (RFC 8519 matched-packets/-octets), of which rate-limited (dropped)."""
@@ -246,6 +247,34 @@ class NftablesMitigator:
         return list(self._state.acls)
 
     # ---- nft ----
+
+    async def _change(self, **change: Any) -> None:
+        """Plan CHANGE on top of the current state and commit it; rebuild the table first if it vanished."""
+        plan = plan_change(self.table, self._state, **change)  # invalid input raises here, nothing sent
+        try:
+            await self._commit(plan)
+        except MitigatorError:
+            if not self._state.initialized or await self._table_present():
+                raise
+            # Our table is gone (someone flushed the ruleset, a firewall reload...): re-install everything we
+            # enforce, plus this change, in one batch. Its counters went with the table.
+            log.warning(
+                "nftables table %s vanished: re-installing %d mitigations", self.table.name, len(self._state.scopes)
+            )
+            rebuilt = plan_change(
+                self.table, RulesetState(), put=self._state.scopes.values(), put_acls=self._state.acls.values()
+            )
+            changed = plan_change(self.table, rebuilt.state, **change)
+            await self._commit(Plan(commands=rebuilt.commands + changed.commands, state=changed.state))
+            now = self._clock()
+            self._rates = {key: DropRates(self._rate_window, now) for key in self._state.scopes}
+
+    async def _table_present(self) -> bool:
+        try:
+            await self._run(["list", "table", self.table.family, self.table.name])
+        except MitigatorError:
+            return False
+        return True
 
     async def _commit(self, plan: Plan) -> None:
         if plan.commands:

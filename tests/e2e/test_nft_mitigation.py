@@ -221,18 +221,21 @@ async def test_a_batch_the_kernel_rejects_changes_nothing(
     assert nft_mitigator.active_keys == ["cuid-a/11", "cuid-a/12"]
 
 
-async def test_table_deleted_behind_our_back_is_reported_and_restored(
+async def test_table_deleted_behind_our_back_is_reported_and_rebuilt_by_the_next_change(
     lab: Lab, tally: VictimTally, nft_mitigator: NftablesMitigator
 ):
     scope = MitigationScope("cuid-a/14", (host(lab.victim_v4[0]),))
     await nft_mitigator.apply(scope)
     lab.router.run(["nft", "delete", "table", "netdev", nft_mitigator.table.name])
     assert not await nft_mitigator.health()
+    assert delivered(tally, lambda: send(lab, lab.victim_v4[0])) == PACKETS  # really not enforced any more
     with pytest.raises(MitigatorError, match="nft: "):
         await nft_mitigator.counters(scope.key)
-    await nft_mitigator.restore([scope])
+    await nft_mitigator.apply(MitigationScope("cuid-a/15", (host(lab.victim_v6[0]),)))
     assert await nft_mitigator.health()
     assert delivered(tally, lambda: send(lab, lab.victim_v4[0])) == 0
+    assert delivered(tally, lambda: send(lab, lab.victim_v6[0])) == 0
+    assert (await nft_mitigator.counters(scope.key)).pkts_dropped == PACKETS  # counting again from zero
 
 
 async def test_missing_namespace_or_interface_is_unhealthy_and_errors(lab: Lab, table_name: str):
