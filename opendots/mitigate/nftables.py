@@ -1,12 +1,12 @@
-"""The nftables mitigator: DOTS mitigations enforced as drops in a netdev ingress chain.
+"""The nftables mitigator: DOTS mitigations (and data-channel ACLs) enforced in a netdev ingress chain.
 
 Why netdev ingress (not inet forward): it runs before routing and conntrack, on the interface the attack arrives
 on, so dropped packets cost the least; it needs no conntrack entries, which a flood would otherwise fill.
 
-Every apply/update/withdraw/restore/cleanup is ONE `nft -j -f -` batch, which the kernel commits atomically:
-either the whole change is enforced, or nothing changed. The ruleset itself is built by the pure planner in
-opendots.mitigate.nftables_ruleset; this module only runs nft (inside a network namespace if asked) and reads
-counters back.
+Every apply/update/withdraw/apply_acl/withdraw_acl/restore/cleanup is ONE `nft -j -f -` batch (libnftables JSON),
+which the kernel commits atomically: either the whole change is enforced, or nothing changed. The ruleset is
+built by the pure planner in opendots.mitigate.nftables_ruleset (ACL rules: nftables_acl); this module only runs
+nft (inside a network namespace if asked, through `nsenter --net`) and reads counters back.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ class NftablesMitigator:
             raise ValueError(f"interface name {interface!r}: 1-15 characters, no spaces, quotes or slashes")
         self.table = Table(name=table, interface=interface)
         self.netns = netns
-        self._nft = nft
+        self._nft_binary = nft
         self._rate_window = rate_window
         self._clock = clock
         self._state = RulesetState()
@@ -134,7 +134,7 @@ class NftablesMitigator:
     async def counters(self, key: str) -> Counters:
         if key not in self._state.scopes:
             raise MitigatorError(f"no active nftables mitigation {key!r}")
-        listing = await self._run(["-j", "list", "counter", self.table.family, self.table.name, counter_name(key)])
+        listing = await self._nft("-j", "list", "counter", self.table.family, self.table.name, counter_name(key))
         packets, bytes_ = _counter_values(listing)[counter_name(key)]
         rates = self._rates.get(key)
         if rates is None:
@@ -147,11 +147,11 @@ class NftablesMitigator:
     async def health(self) -> bool:
         """True when nft answers, the interface exists and, while enforcing, our chain is hooked on it."""
         try:
-            await self._run(["ip", "link", "show", "dev", self.table.interface], tool="ip")
+            await self._run(["ip", "link", "show", "dev", self.table.interface])
             if not self._state.initialized:
-                await self._run(["list", "tables"])
+                await self._nft("list", "tables")
                 return True
-            listing = await self._run(["list", "chain", self.table.family, self.table.name, CHAIN])
+            listing = await self._nft("list", "chain", self.table.family, self.table.name, CHAIN)
         except MitigatorError as error:
             log.warning("nftables mitigator unhealthy: %s", error)
             return False
@@ -178,7 +178,7 @@ class NftablesMitigator:
         policy = self._state.acls.get(key)
         if policy is None:
             raise MitigatorError(f"no active ACL {key!r}")
-        listing = await self._run(["-j", "list", "counters", "table", self.table.family, self.table.name])
+        listing = await self._nft("-j", "list", "counters", "table", self.table.family, self.table.name)
         values = _counter_values(listing)
         statistics = {}
         for ace in policy.aces:
@@ -234,7 +234,7 @@ class NftablesMitigator:
     async def cleanup(self) -> None:
         """Remove the table (and with it every rule, map and counter of this mitigator)."""
         async with self._lock:
-            await self._run(["-j", "-f", "-"], stdin=json.dumps(batch(self.table.reset_commands())))
+            await self._nft("-j", "-f", "-", stdin=json.dumps(batch(self.table.reset_commands())))
             self._state = RulesetState()
             self._rates.clear()
 
@@ -271,33 +271,33 @@ class NftablesMitigator:
 
     async def _table_present(self) -> bool:
         try:
-            await self._run(["list", "table", self.table.family, self.table.name])
+            await self._nft("list", "table", self.table.family, self.table.name)
         except MitigatorError:
             return False
         return True
 
     async def _commit(self, plan: Plan) -> None:
         if plan.commands:
-            await self._run(["-j", "-f", "-"], stdin=json.dumps(batch(plan.commands)))
+            await self._nft("-j", "-f", "-", stdin=json.dumps(batch(plan.commands)))
         self._state = plan.state
 
     async def _existing_counters(self) -> dict[str, tuple[int, int]]:
         try:
-            listing = await self._run(["-j", "list", "counters", "table", self.table.family, self.table.name])
+            listing = await self._nft("-j", "list", "counters", "table", self.table.family, self.table.name)
         except MitigatorError:
             return {}  # no leftover table
         return _counter_values(listing)
 
-    def _command(self, arguments: Sequence[str], tool: str | None = None) -> list[str]:
-        command = [*arguments] if tool else [self._nft, *arguments]
-        if self.netns is None:
-            return command
-        path = self.netns if self.netns.startswith("/") else f"/run/netns/{self.netns}"
-        return ["nsenter", f"--net={path}", "--", *command]
+    async def _nft(self, *arguments: str, stdin: str | None = None) -> str:
+        return await self._run([self._nft_binary, *arguments], stdin)
 
-    async def _run(self, arguments: Sequence[str], stdin: str | None = None, tool: str | None = None) -> str:
-        """Run nft (or TOOL, whose argv is ARGUMENTS) in the mitigator's namespace; failures → MitigatorError."""
-        command = self._command(arguments, tool)
+    async def _run(self, argv: Sequence[str], stdin: str | None = None) -> str:
+        """Run ARGV in the mitigator's network namespace; a failure becomes MitigatorError with the tool's message."""
+        command = list(argv)
+        if self.netns is not None:
+            path = self.netns if self.netns.startswith("/") else f"/run/netns/{self.netns}"
+            command = ["nsenter", f"--net={path}", "--", *command]
+        tool = argv[0]
         try:
             process = await asyncio.create_subprocess_exec(
                 *command,
@@ -314,10 +314,10 @@ class NftablesMitigator:
         except TimeoutError as error:
             process.kill()
             await process.wait()
-            raise MitigatorError(f"{tool or 'nft'} did not answer within {NFT_TIMEOUT} s") from error
+            raise MitigatorError(f"{tool} did not answer within {NFT_TIMEOUT} s") from error
         if process.returncode != 0:
             message = stderr.decode(errors="replace").strip() or f"exit status {process.returncode}"
-            raise MitigatorError(f"{tool or 'nft'}: {message[:MAX_ERROR_CHARS]}")
+            raise MitigatorError(f"{tool}: {message[:MAX_ERROR_CHARS]}")
         return stdout.decode()
 
 
