@@ -28,9 +28,18 @@ def tally(lab: Lab) -> VictimTally:
     return VictimTally(lab.victim, [FLOOD_PORT, OTHER_PORT], protocols=(17, 6))
 
 
-def send(lab: Lab, destination: object, port: int = FLOOD_PORT, protocol: int = 17, packets: int = PACKETS) -> int:
-    result = flood(lab.attacker, str(destination), port, count=packets, duration=10.0, pps=PPS, protocol=protocol)
-    assert result.sent == packets
+def send(lab: Lab, destination: object, port: int = FLOOD_PORT, protocol: int = 17, source_port: int = 0) -> int:
+    result = flood(
+        lab.attacker,
+        str(destination),
+        port,
+        count=PACKETS,
+        duration=10.0,
+        pps=PPS,
+        protocol=protocol,
+        source_port=source_port,
+    )
+    assert result.sent == PACKETS
     return result.sent
 
 
@@ -125,6 +134,31 @@ async def test_ports_without_protocol_cover_port_protocols_only(
     assert delivered(tally, lambda: send(lab, victim, FLOOD_PORT)) == 0
     assert delivered(tally, lambda: send(lab, victim, FLOOD_PORT, protocol=6), protocol=6) == 0
     assert delivered(tally, lambda: send(lab, victim, OTHER_PORT), port=OTHER_PORT) == PACKETS
+
+
+async def test_source_aware_scopes_drop_only_traffic_from_the_named_sources(
+    lab: Lab, tally: VictimTally, nft_mitigator: NftablesMitigator
+):
+    """RFC 9066 call home: source prefixes and source ports narrow a mitigation."""
+    victim_v4, victim_v6 = lab.victim_v4[0], lab.victim_v6[0]
+    elsewhere = MitigationScope(
+        "cuid-a/20", (host(victim_v4),), source_prefixes=(ipaddress.ip_network("192.0.2.0/24"),)
+    )
+    await nft_mitigator.apply(elsewhere)
+    assert delivered(tally, lambda: send(lab, victim_v4)) == PACKETS  # the attacker is not in 192.0.2.0/24
+    from_attacker = MitigationScope(
+        "cuid-a/21", (host(victim_v4), host(victim_v6)), source_prefixes=(host(lab.attacker_v4), host(lab.attacker_v6))
+    )
+    await nft_mitigator.apply(from_attacker)
+    assert delivered(tally, lambda: send(lab, victim_v4)) == 0
+    assert delivered(tally, lambda: send(lab, victim_v6)) == 0
+    source_port = MitigationScope(
+        "cuid-a/21", (host(victim_v4),), source_ports=(PortRange(40000, 40009),), protocols=(17,)
+    )
+    await nft_mitigator.update(source_port)
+    assert delivered(tally, lambda: send(lab, victim_v4, source_port=40005)) == 0
+    assert delivered(tally, lambda: send(lab, victim_v4, source_port=41000)) == PACKETS
+    assert (await nft_mitigator.counters("cuid-a/21")).pkts_dropped == 3 * PACKETS
 
 
 async def test_nested_prefixes_of_two_mitigations_each_count_their_own_drops(
