@@ -62,6 +62,10 @@ def main() -> None:
             due = start + sent * interval
             if due > now:
                 time.sleep(due - now)
+            elif now - due > 0.01:
+                # Descheduled for a while: resume the pace instead of catching up with a burst that could
+                # overflow a queue on the path and lose packets no mitigator dropped.
+                start = now - sent * interval
         burst = min(64, count - sent) if not interval else 1
         for _ in range(burst):
             try:
