@@ -82,13 +82,20 @@ def _ip(argv: Sequence[str], check: bool = True) -> subprocess.CompletedProcess[
     return result
 
 
-def lab_unavailable_reason() -> str | None:
-    """Why no lab can be built here (None if one can): checked, not guessed, by creating a namespace."""
+def _missing_prerequisite() -> str | None:
     if os.geteuid() != 0:
         return "the network lab needs root (network namespaces, veth pairs, nftables)"
     for binary in ("ip", "nsenter", "nft"):
         if shutil.which(binary) is None:
             return f"`{binary}` is not installed (Debian packages iproute2, util-linux, nftables)"
+    return None
+
+
+def lab_unavailable_reason() -> str | None:
+    """Why no lab can be built here (None if one can): checked, not guessed, by creating a namespace."""
+    missing = _missing_prerequisite()
+    if missing:
+        return missing
     probe = f"odprobe{secrets.token_hex(4)}"
     created = _ip(["netns", "add", probe], check=False)
     if created.returncode != 0:
@@ -154,6 +161,9 @@ class Lab:
         self.close()
 
     def build(self) -> None:
+        missing = _missing_prerequisite()
+        if missing:
+            raise LabUnavailable(missing)
         for namespace in (self.attacker, self.router, self.victim):
             _ip(["netns", "add", namespace.name])
             self._created.append(namespace)
