@@ -8,6 +8,7 @@ import click
 
 from opendots import __version__
 from opendots.cli.certs import certs
+from opendots.cli.data import data
 
 
 @click.group()
@@ -20,6 +21,7 @@ def cli(verbose: int) -> None:
 
 
 cli.add_command(certs)
+cli.add_command(data)
 
 
 def main() -> None:
