@@ -181,7 +181,7 @@ class NftablesMitigator:
         listing = await self._nft("-j", "list", "counters", "table", self.table.family, self.table.name)
         values = _counter_values(listing)
         statistics = {}
-        for ace in policy.aces:
+        for ace in policy.aces:  # a dual-family ACE appears twice with one counter: reading it once is enough
             packets, bytes_ = values[ace_counter_name(key, ace.name)]
             limited_packets, limited_bytes = values.get(ace_counter_name(key, ace.name, limited=True), (0, 0))
             statistics[ace.name] = AceStatistics(

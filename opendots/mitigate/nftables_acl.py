@@ -94,6 +94,8 @@ class AceMatch:
     tcp_flags: BitmaskMatch | None = None  # the 12 bits after the TCP data offset
     icmp_type: int | None = None
     icmp_code: int | None = None
+    flow_label: int | None = None  # IPv6 only
+    udp_length: int | None = None
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,8 @@ def validate_policy(policy: AclPolicy) -> None:
         raise MitigatorError("ACL key is empty")
     if not policy.domain:
         raise MitigatorError(f"ACL {policy.key}: no client prefixes to confine it to")
-    names = [ace.name for ace in policy.aces]
+    # One RFC 8783 ACE without an address family becomes an IPv4 and an IPv6 Ace of the same name (one counter).
+    names = [(ace.name, ace.match.version) for ace in policy.aces]
     if len(set(names)) != len(names):
         raise MitigatorError(f"ACL {policy.key}: duplicate ACE names")
     for ace in policy.aces:
@@ -148,6 +151,8 @@ def validate_policy(policy: AclPolicy) -> None:
             (match.length, 0, 65535, "length"),
             (match.icmp_type, 0, 255, "icmp type"),
             (match.icmp_code, 0, 255, "icmp code"),
+            (match.flow_label, 0, 0xFFFFF, "flow label"),
+            (match.udp_length, 0, 65535, "udp length"),
         ]
         for value, low, high, what in checks:
             if not _in(value, low, high):
@@ -158,6 +163,10 @@ def validate_policy(policy: AclPolicy) -> None:
                     raise MitigatorError(f"{where}: invalid port range {ports.lower}-{ports.upper}")
                 if match.protocol not in PORT_PROTOCOLS:
                     raise MitigatorError(f"{where}: ports need a port-carrying protocol (TCP, UDP, ...)")
+        if match.flow_label is not None and match.version != 6:
+            raise MitigatorError(f"{where}: a flow label exists in IPv6 only")
+        if match.udp_length is not None and match.protocol != 17:
+            raise MitigatorError(f"{where}: udp length needs protocol 17")
         if match.tcp_flags is not None and (match.protocol != 6 or not 0 < match.tcp_flags.bitmask <= 0xFFF):
             raise MitigatorError(f"{where}: TCP flags need protocol 6 and a 12-bit non-zero bitmask")
         icmp = 1 if match.version == 4 else 58
@@ -269,6 +278,10 @@ def _common_matches(match: AceMatch, domain: list[IPNetwork]) -> list[dict[str, 
         right = flags.bitmask if flags.operator == "match" else 0
         equal = (flags.operator == "match") != flags.negate
         expressions.append(_match(masked, right, "==" if equal else "!="))
+    if match.flow_label is not None:
+        expressions.append(_match(_payload("ip6", "flowlabel"), match.flow_label))
+    if match.udp_length is not None:
+        expressions.append(_match(_payload("udp", "length"), match.udp_length))
     icmp = "icmp" if match.version == 4 else "icmpv6"
     if match.icmp_type is not None:
         expressions.append(_match(_payload(icmp, "type"), match.icmp_type))
@@ -303,13 +316,85 @@ def ace_rules(policy: AclPolicy, ace: Ace) -> list[list[dict[str, Any]]]:
 
 
 def policy_counters(policy: AclPolicy) -> list[str]:
-    names = []
+    names: dict[str, None] = {}  # ordered set: a dual-family ACE shares its counters
     for ace in policy.aces:
-        names.append(ace_counter_name(policy.key, ace.name))
+        names[ace_counter_name(policy.key, ace.name)] = None
         if ace.rate_limit is not None:
-            names.append(ace_counter_name(policy.key, ace.name, limited=True))
-    return names
+            names[ace_counter_name(policy.key, ace.name, limited=True)] = None
+    return list(names)
 
 
 def acl_rules(policies: Iterable[AclPolicy]) -> list[list[dict[str, Any]]]:
     return [rule for policy in policies for ace in policy.aces for rule in ace_rules(policy, ace)]
+
+
+# ---- from the data channel's records ----
+
+_TRANSPORT_PROTOCOLS = {"tcp": 6, "udp": 17}
+_FRAGMENT_BITS = {"df": Fragment.DF, "isf": Fragment.ISF, "ff": Fragment.FF, "lf": Fragment.LF}
+
+
+def _bitmask(record: Any) -> BitmaskMatch | None:
+    if record is None:
+        return None
+    value = record.value
+    if not isinstance(value, int):
+        value = sum(int(_FRAGMENT_BITS[bit]) for bit in value)
+    operators = set(record.operator)
+    return BitmaskMatch(value, "any" if "any" in operators else "match", "not" in operators)
+
+
+def _ports(record: Any) -> PortMatch | None:
+    if record is None:
+        return None
+    port = record.port
+    return {
+        "range": lambda: PortMatch(port, record.upper),
+        "eq": lambda: PortMatch(port, port),
+        "lte": lambda: PortMatch(0, port),
+        "gte": lambda: PortMatch(port, 65535),
+        "neq": lambda: PortMatch(port, port, negate=True),
+    }[record.operator]()
+
+
+def policy_from_record(acl: Any, domain: tuple[IPNetwork, ...]) -> AclPolicy:
+    """An AclPolicy from a data-channel ACL record (opendots.data.records.Acl, read by attribute so this module
+    does not depend on the data channel), confined to DOMAIN, the client's authorized prefixes.
+
+    An ACE without an address family applies to the ACL type's family, or to both for a mixed/untyped ACL.
+    Raises MitigatorError for what this actuator cannot enforce.
+    """
+    type_family = {"ipv4-acl-type": 4, "ipv6-acl-type": 6}.get(acl.type or "")
+    aces: list[Ace] = []
+    for record in acl.aces:
+        match = record.match
+        families = [match.family] if match.family else [type_family] if type_family else [4, 6]
+        forwarding = record.action.forwarding
+        if forwarding not in ("accept", "drop", "reject"):
+            raise MitigatorError(f"ACL {acl.name} ACE {record.name!r}: unsupported forwarding action {forwarding!r}")
+        rate = float(record.action.rate_limit) if record.action.rate_limit is not None else None
+        for family in families:
+            protocol = match.protocol
+            if protocol is None and match.transport is not None:
+                protocol = _TRANSPORT_PROTOCOLS.get(match.transport, 1 if family == 4 else 58)
+            converted = AceMatch(
+                version=family,
+                source=match.source,
+                destination=match.destination,
+                protocol=protocol,
+                dscp=match.dscp,
+                ttl=match.ttl,
+                length=match.length,
+                fragment=_bitmask(match.fragment),
+                source_port=_ports(match.source_port),
+                destination_port=_ports(match.destination_port),
+                tcp_flags=_bitmask(match.tcp_flags),
+                icmp_type=match.icmp_type,
+                icmp_code=match.icmp_code,
+                flow_label=match.flow_label,
+                udp_length=match.udp_length,
+            )
+            aces.append(Ace(record.name, converted, forwarding, rate_limit=rate))
+    policy = AclPolicy(key=f"{acl.cuid}/{acl.name}", domain=tuple(domain), aces=tuple(aces))
+    validate_policy(policy)
+    return policy

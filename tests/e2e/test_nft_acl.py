@@ -10,7 +10,15 @@ from opendots.lab.flood import VictimTally, flood
 from opendots.lab.netns import Lab
 from opendots.mitigate.base import MitigationScope, MitigatorError
 from opendots.mitigate.nftables import NftablesMitigator
-from opendots.mitigate.nftables_acl import Ace, AceMatch, AclPolicy, BitmaskMatch, Fragment, PortMatch
+from opendots.mitigate.nftables_acl import (
+    Ace,
+    AceMatch,
+    AclPolicy,
+    BitmaskMatch,
+    Fragment,
+    PortMatch,
+    policy_from_record,
+)
 
 pytestmark = pytest.mark.lab
 
@@ -159,3 +167,28 @@ async def test_restore_brings_acls_back_with_their_counters(lab: Lab, tally: Vic
         assert (await second.acl_statistics(policy.key))["drop-udp"].matched_packets == 2 * PACKETS
     finally:
         await second.cleanup()
+
+
+async def test_acl_record_without_family_drops_both_families_into_one_counter(
+    lab: Lab, tally: VictimTally, nft_mitigator: NftablesMitigator
+):
+    from opendots.data.records import Acl
+
+    entry = {
+        "name": "no-udp-5005",
+        "aces": {
+            "ace": [
+                {
+                    "name": "udp-5005",
+                    "matches": {"udp": {"destination-port-range-or-operator": {"operator": "eq", "port": PORT}}},
+                    "actions": {"forwarding": "ietf-access-control-list:drop"},
+                }
+            ]
+        },
+    }
+    policy = policy_from_record(Acl.from_json("cuid-a", entry), domain(lab))
+    await nft_mitigator.apply_acl(policy)
+    assert delivered(lab, tally, lab.victim_v4[0]) == 0
+    assert delivered(lab, tally, lab.victim_v6[0]) == 0
+    assert delivered(lab, tally, lab.victim_v6[0], OTHER_PORT) == PACKETS
+    assert (await nft_mitigator.acl_statistics(policy.key))["udp-5005"].matched_packets == 2 * PACKETS

@@ -15,9 +15,12 @@ from opendots.mitigate.nftables_acl import (
     AclPolicy,
     BitmaskMatch,
     Fragment,
+    PortMatch,
     _fragment_alternatives,
     _fragment_data,
     ace_rules,
+    policy_counters,
+    policy_from_record,
     validate_policy,
 )
 from opendots.mitigate.nftables_ruleset import RulesetState, Table, plan_change
@@ -135,3 +138,72 @@ def test_fragment_bits_of_packets():
     assert _fragment_data(True, True, False) == Fragment.DF | Fragment.ISF | Fragment.FF
     assert _fragment_data(False, False, True) == Fragment.ISF | Fragment.LF
     assert _fragment_data(False, True, True) == Fragment.ISF
+
+
+# ---- from the data channel's ACL records ----
+
+
+def record(aces: list[dict], acl_type: str | None = "ietf-access-control-list:ipv4-acl-type"):
+    from opendots.data.records import Acl
+
+    entry = {"name": "sample-acl", "aces": {"ace": aces}}
+    if acl_type:
+        entry["type"] = acl_type
+    return Acl.from_json("cuid-1", entry)
+
+
+def test_rfc_8783_style_acl_record_converts_field_by_field():
+    acl = record(
+        [
+            {
+                "name": "syn-flood",
+                "matches": {
+                    "ipv4": {"destination-ipv4-network": "203.0.113.0/24", "fragment": {"type": "isf ff"}},
+                    "tcp": {
+                        "flags-bitmask": {"operator": "not any", "bitmask": 2},
+                        "destination-port-range-or-operator": {"operator": "gte", "port": 1024},
+                    },
+                },
+                "actions": {"forwarding": "ietf-access-control-list:accept", "rate-limit": "20.00"},
+            },
+            {
+                "name": "udp-len",
+                "matches": {
+                    "udp": {"length": 100, "source-port-range-or-operator": {"lower-port": 1, "upper-port": 9}}
+                },
+                "actions": {"forwarding": "ietf-access-control-list:drop"},
+            },
+        ]
+    )
+    converted = policy_from_record(acl, DOMAIN)
+    assert converted.key == "cuid-1/sample-acl"
+    syn, udp = converted.aces
+    assert syn.match == AceMatch(
+        4,
+        destination=ipaddress.ip_network("203.0.113.0/24"),
+        protocol=6,
+        fragment=BitmaskMatch(int(Fragment.ISF | Fragment.FF)),
+        destination_port=PortMatch(1024, 65535),
+        tcp_flags=BitmaskMatch(2, "any", negate=True),
+    )
+    assert (syn.action, syn.rate_limit) == ("accept", 20.0)
+    assert udp.match == AceMatch(4, protocol=17, source_port=PortMatch(1, 9), udp_length=100)
+    assert udp.action == "drop"
+
+
+def test_an_untyped_ace_without_family_covers_both_families_with_one_counter():
+    acl = record(
+        [{"name": "all-udp", "matches": {"udp": {}}, "actions": {"forwarding": "ietf-access-control-list:drop"}}],
+        acl_type=None,
+    )
+    converted = policy_from_record(acl, DOMAIN)
+    assert [(ace.name, ace.match.version) for ace in converted.aces] == [("all-udp", 4), ("all-udp", 6)]
+    assert len(policy_counters(converted)) == 1
+
+
+def test_unenforceable_records_are_refused():
+    bad_dscp = record(
+        [{"name": "x", "matches": {"ipv4": {"dscp": 70}}, "actions": {"forwarding": "ietf-access-control-list:drop"}}]
+    )
+    with pytest.raises(MitigatorError):
+        policy_from_record(bad_dscp, DOMAIN)
