@@ -93,13 +93,26 @@ def v6_prefix_scope(key: str, count: int) -> MitigationScope:
     return MitigationScope(key, tuple(ipaddress.ip_network(f"2001:db8:1:{i:x}::/64") for i in range(count)))
 
 
+def v4_range_scope(key: str, count: int) -> MitigationScope:
+    """COUNT (prefix, UDP, port range) entries: the interval (pipapo) case."""
+    ranges_per_prefix = 40
+    prefixes = tuple(
+        ipaddress.ip_network(f"{base}.{4 * i}/30") for base in ("192.0.2", "198.51.100") for i in range(64)
+    )
+    hosts = count // ranges_per_prefix - len(prefixes)  # away from the victim's 203.0.113.2 and .3
+    prefixes += tuple(ipaddress.ip_network(f"203.0.113.{128 + i}/32") for i in range(hosts))
+    ports = tuple(PortRange(1000 + 10 * p, 1005 + 10 * p) for p in range(ranges_per_prefix))
+    return MitigationScope(key, prefixes, target_ports=ports, protocols=(17,))
+
+
 async def bench_forwarding(lab: Lab, seconds: float, rounds: int) -> None:
     VictimTally(lab.victim, [SINK_PORT], table="benchsink")
     mitigator = NftablesMitigator(lab.router_ingress, table=f"odb{secrets.token_hex(3)}", netns=lab.router.name)
     configurations = [
         ("IPv6 /128 hosts (hash map)", str(lab.victim_v6[0]), MitigationScope("bench/v6", v6_targets(TARGETS))),
         ("IPv4 addr.udp.port (hash map)", str(lab.victim_v4[0]), v4_port_scope("bench/v4", TARGETS)),
-        ("IPv6 /64 prefixes (interval map)", str(lab.victim_v6[0]), v6_prefix_scope("bench/v6p", TARGETS)),
+        ("IPv6 /64 prefixes (hash map of /64s)", str(lab.victim_v6[0]), v6_prefix_scope("bench/v6p", TARGETS)),
+        ("IPv4 prefix.udp.port-range (interval map)", str(lab.victim_v4[0]), v4_range_scope("bench/v4r", TARGETS)),
     ]
     try:
         for label, destination, scope in configurations:

@@ -3,17 +3,19 @@
 No I/O here (the shell is opendots.mitigate.nftables). Layout of the table (family netdev, one ingress chain):
 
 * one named counter per mitigation: exact dropped packets/bytes per DOTS mitigation;
-* one map per (address family, match shape, exact or ranges), each element mapping a match key to the counter
-  of the mitigation that owns it, and exactly one rule `counter name <key> map @<map> drop` per non-empty map:
-  at most a handful of rules, so the per-packet cost does not grow with the number of targets;
-* shapes: destination only (so all fragments match); destination + protocol; destination + protocol +
+* maps from a match key to the counter of the mitigation that owns it, and exactly one rule
+  `counter name <key> map @<map> drop` per non-empty map: a few rules, however many targets;
+* match shapes: destination only (so every fragment matches); destination + protocol; destination + protocol +
   destination port; and two source-aware variants for RFC 9066 call home;
-* keys made of exact values only (a host, one protocol, one port) go to a hash map of their shape, looked up
-  first in O(1); keys with a prefix or a range go to an interval map of the same shape.
+* destination only: one hash map per prefix length in use (the rule masks the address to that length), for the
+  MAX_HASHED_LENGTHS most used lengths per family; other lengths share an interval map;
+* other shapes: keys of exact values only (a host, one protocol, one port) in a hash map, keys with a prefix or a
+  range in an interval map of the same shape.
 
 Overlaps between mitigations: identical keys are owned by the mitigation applied first (it alone counts those
-drops); in the destination-only interval map, where the kernel rejects overlapping intervals, nested prefixes are
-split into disjoint ranges, each owned by the most specific prefix. Packets are dropped either way.
+drops). Destination-only prefixes are matched most specific first (the interval map's ranges are split around
+every more specific prefix, then the hash maps go from the longest length down), so the most specific
+mitigation counts the drop. Packets are dropped either way.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ PORT_PROTOCOLS = (6, 17, 33, 132, 136)
 MAX_ELEMENTS_PER_SCOPE = 200_000
 CHAIN = "ingress"
 CHAIN_PRIORITY = -500  # before any other netdev ingress chain: drop as early as the kernel allows
+MAX_HASHED_LENGTHS = 6  # destination-only prefix lengths with a hash map of their own, per address family
 
 
 class Shape(Enum):
@@ -54,13 +57,15 @@ class Shape(Enum):
     SRC_DST_PROTO_PORTS = ("saddr", "daddr", "l4proto", "sport", "dport")
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class MapId:
-    """One map: an address family, a shape, and whether its keys are exact values (a hash) or ranges."""
+    """One map: an address family, a shape, whether its keys are exact values (a hash) or ranges, and for the
+    destination-only hash maps the prefix length they hold (their rule masks the address to it)."""
 
     version: int  # 4 or 6
     shape_name: str
     exact: bool = False
+    prefix_len: int | None = None
 
     @property
     def shape(self) -> Shape:
@@ -68,13 +73,24 @@ class MapId:
 
     @property
     def name(self) -> str:
+        if self.prefix_len is not None:
+            return f"{self.shape_name.lower()}{self.version}_len{self.prefix_len}"
         return f"{self.shape_name.lower()}{self.version}{'_exact' if self.exact else ''}"
 
     @property
-    def rule_order(self) -> tuple[bool, int, int]:
-        # Exact (hash) maps first: most targets are single hosts, found there in O(1) without trying the ranges;
-        # a host is also the most specific match, so it rightly owns the drop before any covering prefix.
-        return (not self.exact, self.version, list(Shape).index(self.shape))
+    def sort_key(self) -> tuple[int, str, bool, int]:
+        return (self.version, self.shape_name, self.exact, -1 if self.prefix_len is None else self.prefix_len)
+
+    @property
+    def rule_order(self) -> tuple[int, int, int]:
+        # Destination-only: the interval map first (its ranges are already split around every more specific
+        # prefix), then the per-length hash maps, longest first: the most specific prefix owns each drop.
+        # Other shapes: the exact-value hash map before the ranges.
+        if self.shape is Shape.DST:
+            position = 0 if self.prefix_len is None else 1 + 128 - self.prefix_len
+        else:
+            position = 0 if self.exact else 1
+        return (self.version, list(Shape).index(self.shape), position)
 
 
 @functools.lru_cache(maxsize=65536)  # re-planning a map renames every owner: keep the hashing off that path
@@ -125,7 +141,8 @@ def scope_elements(scope: MitigationScope) -> dict[MapId, list[ElementKey]]:
     elements: dict[MapId, list[ElementKey]] = {}
 
     def add(version: int, shape: Shape, key: ElementKey) -> None:
-        exact = all(lower == upper for lower, upper in key)
+        # Destination-only elements go to one logical map per family; _destination_maps() lays them out.
+        exact = shape is not Shape.DST and all(lower == upper for lower, upper in key)
         elements.setdefault(MapId(version, shape.name, exact), []).append(key)
 
     for target in scope.target_prefixes:
@@ -166,15 +183,15 @@ def scope_elements(scope: MitigationScope) -> dict[MapId, list[ElementKey]]:
     return elements
 
 
-def split_nested(intervals: Iterable[tuple[Range, str]]) -> dict[Range, str]:
+def split_nested(intervals: Iterable[tuple[Range, str | None]]) -> dict[Range, str | None]:
     """Disjoint ranges from CIDR ranges (any two nested or disjoint), each owned by its most specific block.
 
     For identical ranges the first one given wins.
     """
-    first: dict[Range, str] = {}
+    first: dict[Range, str | None] = {}
     for block, owner in intervals:
         first.setdefault(block, owner)
-    result: dict[Range, str] = {}
+    result: dict[Range, str | None] = {}
     stack: list[list[Any]] = []  # [upper, owner, next uncovered address]
 
     def close_below(limit: int) -> None:
@@ -239,6 +256,8 @@ def _render_number(value: Range) -> Any:
 
 
 def render_key(map_id: MapId, key: ElementKey) -> Any:
+    if map_id.prefix_len is not None:
+        return _address_text(key[0][0], map_id.version)  # per-length hash map: the network address itself
     parts = [
         _render_address(value, map_id.version) if field_name in ("saddr", "daddr") else _render_number(value)
         for field_name, value in zip(map_id.shape.value, key, strict=True)
@@ -277,6 +296,10 @@ class Table:
 
     def rule_object(self, map_id: MapId) -> dict[str, Any]:
         expressions = [_field_expression(name, map_id.version) for name in map_id.shape.value]
+        bits = 32 if map_id.version == 4 else 128
+        if map_id.prefix_len is not None and map_id.prefix_len < bits:
+            mask = ((1 << map_id.prefix_len) - 1) << (bits - map_id.prefix_len)
+            expressions[0] = {"&": [expressions[0], _address_text(mask, map_id.version)]}
         key = expressions[0] if len(expressions) == 1 else {"concat": expressions}
         return self.ref(
             chain=CHAIN, expr=[{"counter": {"map": {"key": key, "data": f"@{map_id.name}"}}}, {"drop": None}]
@@ -330,14 +353,43 @@ class Plan:
 
 def _desired(map_id: MapId, state: RulesetState) -> dict[ElementKey, str]:
     owned = ((element, counter_name(key)) for key in state.scopes for element in state.elements[key].get(map_id, ()))
-    if map_id.shape is Shape.DST and not map_id.exact:
-        return {
-            (block,): owner for block, owner in split_nested((element[0], owner) for element, owner in owned).items()
-        }
     desired: dict[ElementKey, str] = {}
     for element, owner in owned:
         desired.setdefault(element, owner)
     return desired
+
+
+def _prefix_len(block: Range, version: int) -> int:
+    return (32 if version == 4 else 128) - (block[1] - block[0] + 1).bit_length() + 1
+
+
+def _destination_maps(version: int, state: RulesetState) -> dict[MapId, dict[ElementKey, str]]:
+    """The physical layout of the destination-only prefixes of one family.
+
+    The MAX_HASHED_LENGTHS most used prefix lengths get a hash map each (the rule masks the address to that
+    length: one O(1) lookup per length); any other length goes to the interval map. Interval ranges are split
+    around every more specific prefix, hashed ones included, so whichever map matches, the most specific prefix
+    owns the drop. Identical prefixes belong to the mitigation applied first.
+    """
+    first = _desired(MapId(version, Shape.DST.name), state)
+    per_length: dict[int, int] = {}
+    for (block,) in first:
+        length = _prefix_len(block, version)
+        per_length[length] = per_length.get(length, 0) + 1
+    hashed = set(sorted(per_length, key=lambda length: (-per_length[length], -length))[:MAX_HASHED_LENGTHS])
+    maps: dict[MapId, dict[ElementKey, str]] = {}
+    ranged: list[tuple[Range, str | None]] = []
+    for (block,), owner in first.items():
+        length = _prefix_len(block, version)
+        if length in hashed:
+            maps.setdefault(MapId(version, Shape.DST.name, True, length), {})[(block,)] = owner
+            ranged.append((block, None))  # splits the ranges of less specific prefixes, owns no range itself
+        else:
+            ranged.append((block, owner))
+    if len(hashed) < len(per_length):
+        split = split_nested(ranged)
+        maps[MapId(version, Shape.DST.name)] = {(block,): owner for block, owner in split.items() if owner is not None}
+    return maps
 
 
 def plan_change(
@@ -407,9 +459,22 @@ def plan_change(
 
     element_changes: list[JsonCommand] = []
     emptied: list[MapId] = []
-    for map_id in sorted(touched):
+    layout: dict[MapId, dict[ElementKey, str]] = {}
+    for logical in touched:
+        if logical.shape is Shape.DST:
+            layout.update(_destination_maps(logical.version, new))
+            layout.update(  # maps of this family's old layout that the new one no longer has
+                {
+                    map_id: {}
+                    for map_id in current.installed
+                    if map_id.shape is Shape.DST and map_id.version == logical.version and map_id not in layout
+                }
+            )
+        else:
+            layout[logical] = _desired(logical, new)
+    for map_id in sorted(layout, key=lambda map_id: map_id.sort_key):
         before = {} if fresh else current.installed.get(map_id, {})
-        after = _desired(map_id, new)
+        after = layout[map_id]
         if after and not before:
             commands.append({"add": {"map": table.map_object(map_id)}})
         if before and not after:

@@ -181,6 +181,23 @@ async def test_nested_prefixes_of_two_mitigations_each_count_their_own_drops(
     assert delivered(tally, lambda: send(lab, lab.victim_v4[1])) == PACKETS
 
 
+async def test_many_prefix_lengths_use_the_interval_map_and_still_count_the_most_specific(
+    lab: Lab, tally: VictimTally, nft_mitigator: NftablesMitigator
+):
+    lengths = ["203.0.113.0/25", "203.0.113.128/26", "203.0.113.192/27", "203.0.113.224/28", "203.0.113.240/29"]
+    lengths += ["203.0.113.248/30", "203.0.113.252/31", "203.0.113.254/31"]
+    wide = MitigationScope("cuid-a/30", tuple(ipaddress.ip_network(text) for text in lengths))
+    narrow = MitigationScope("cuid-b/30", (host(lab.victim_v4[1]),))
+    await nft_mitigator.apply(wide)
+    await nft_mitigator.apply(narrow)
+    listing = router_ruleset(lab)
+    assert "map dst4 {" in listing and "flags interval" in listing  # the /25 (and /26) went to the interval map
+    assert delivered(tally, lambda: send(lab, lab.victim_v4[0])) == 0
+    assert delivered(tally, lambda: send(lab, lab.victim_v4[1])) == 0
+    assert (await nft_mitigator.counters(wide.key)).pkts_dropped == PACKETS
+    assert (await nft_mitigator.counters(narrow.key)).pkts_dropped == PACKETS
+
+
 async def test_applying_the_same_scope_twice_changes_nothing(
     lab: Lab, tally: VictimTally, nft_mitigator: NftablesMitigator
 ):
@@ -245,10 +262,13 @@ async def test_a_batch_the_kernel_rejects_changes_nothing(
         MitigationScope("cuid-a/12", (host(lab.victim_v4[1]), ipaddress.ip_network("203.0.113.64/26")))
     )
     counter = counter_name("cuid-a/12")
-    lab.router.run(["nft", f"add element netdev {nft_mitigator.table.name} dst4 {{ 203.0.113.128/25 : {counter} }}"])
+    # The /26 above created the per-length map dst4_len26; the intruder claims 203.0.113.128/26 in it.
+    lab.router.run(["nft", f"add element netdev {nft_mitigator.table.name} dst4_len26 {{ 203.0.113.128 : {counter} }}"])
     ruleset = router_ruleset(lab)
     with pytest.raises(MitigatorError, match=r"nft: .*(overlap|File exists)"):
-        await nft_mitigator.apply(MitigationScope("cuid-a/13", (ipaddress.ip_network("203.0.113.0/24"),)))
+        await nft_mitigator.apply(
+            MitigationScope("cuid-a/13", (ipaddress.ip_network("203.0.113.128/26"), host(lab.victim_v4[0])))
+        )
     assert router_ruleset(lab) == ruleset  # not even the new counter, which came first in the batch
     assert delivered(tally, lambda: send(lab, lab.victim_v4[0])) == PACKETS
     assert delivered(tally, lambda: send(lab, lab.victim_v4[1])) == 0

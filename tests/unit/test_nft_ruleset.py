@@ -181,7 +181,7 @@ def test_first_change_replaces_leftovers_then_creates_table_chain_counter_map_ru
     ]
     chain = plan.commands[3]["add"]["chain"]
     assert (chain["hook"], chain["dev"], chain["type"]) == ("ingress", "eth0", "filter")
-    assert plan.state.rules == {MapId(4, "DST")}
+    assert plan.state.rules == {MapId(4, "DST", exact=True, prefix_len=24)}
 
 
 def test_one_batch_per_change_regardless_of_the_number_of_targets():
@@ -192,34 +192,61 @@ def test_one_batch_per_change_regardless_of_the_number_of_targets():
     assert len(rules) == 1 and len(elements) == 1 and len(elements[0]["elem"]) == 10_000
 
 
-def test_withdrawing_a_nested_mitigation_hands_its_range_back_and_the_last_withdraw_drops_the_table():
+def test_nested_prefixes_get_per_length_hash_maps_longest_first_and_the_last_withdraw_drops_the_table():
     wide = MitigationScope("c/wide", (net("203.0.113.0/24"),))
     narrow = MitigationScope("c/narrow", (net("203.0.113.8/29"),))
     state = plan_change(TABLE, RulesetState(), put=[wide]).state
     with_narrow = plan_change(TABLE, state, put=[narrow])
-    assert verbs(with_narrow.commands) == [("add", "counter"), ("delete", "element"), ("add", "element")]
-    assert set(with_narrow.state.installed[MapId(4, "DST")].values()) == {
-        counter_name("c/wide"),
-        counter_name("c/narrow"),
-    }
+    assert verbs(with_narrow.commands) == [
+        ("add", "counter"),
+        ("add", "map"),
+        ("flush", "chain"),
+        ("add", "element"),
+        ("add", "rule"),
+        ("add", "rule"),
+    ]
+    rules = [c["add"]["rule"]["expr"][0]["counter"]["map"] for c in with_narrow.commands if "rule" in c.get("add", {})]
+    assert [rule["data"] for rule in rules] == ["@dst4_len29", "@dst4_len24"]
+    assert rules[0]["key"] == {"&": [{"payload": {"protocol": "ip", "field": "daddr"}}, "255.255.255.248"]}
+    element = next(c["add"]["element"] for c in with_narrow.commands if "element" in c.get("add", {}))
+    assert element["elem"] == [["203.0.113.8", counter_name("c/narrow")]]
 
     without = plan_change(TABLE, with_narrow.state, remove=["c/narrow"])
-    assert verbs(without.commands) == [("delete", "element"), ("add", "element"), ("delete", "counter")]
-    assert without.state.installed[MapId(4, "DST")] == {(block("203.0.113.0/24"),): counter_name("c/wide")}
-
+    assert verbs(without.commands) == [("flush", "chain"), ("delete", "map"), ("add", "rule"), ("delete", "counter")]
     empty = plan_change(TABLE, without.state, remove=["c/wide"])
     assert verbs(empty.commands) == [("add", "table"), ("delete", "table")]
     assert not empty.state.initialized
 
 
-def test_hosts_go_to_hash_maps_whose_rules_come_first():
-    wide = MitigationScope("c/wide", (net("203.0.113.0/24"), net("2001:db8::/64")))
+def test_rarely_used_prefix_lengths_share_an_interval_map_split_around_more_specific_prefixes():
+    # Seven lengths: the six with most prefixes are hashed, the /36 (one prefix) goes to the interval map.
+    lengths = (48, 56, 60, 62, 63, 64)
+    scopes = [MitigationScope(f"c/{n}-{i}", (net(f"2001:db8:{i:x}::/{n}"),)) for n in lengths for i in (0x10, 0x20)]
+    outer = MitigationScope("c/outer", (net("2001:db8::/36"),))  # covers every prefix above
+    state = plan_change(TABLE, RulesetState(), put=[*scopes, outer]).state
+    interval = state.installed[MapId(6, "DST")]
+    assert sorted(map_id.prefix_len for map_id in state.installed if map_id.prefix_len is not None) == list(lengths)
+    outer_block = block("2001:db8::/36")
+    # The /36's ranges cover it all except the hashed /48s (which hold every more specific prefix).
+    first, second = block("2001:db8:10::/48"), block("2001:db8:20::/48")
+    assert sorted(interval) == [
+        ((outer_block[0], first[0] - 1),),
+        ((first[1] + 1, second[0] - 1),),
+        ((second[1] + 1, outer_block[1]),),
+    ]
+    assert set(interval.values()) == {counter_name("c/outer")}
+    ordered = sorted(state.rules, key=lambda map_id: map_id.rule_order)
+    assert ordered[0] == MapId(6, "DST")  # the interval rule first, then the hashed lengths, longest first
+    assert [map_id.prefix_len for map_id in ordered[1:]] == sorted(lengths, reverse=True)
+
+
+def test_exact_keys_go_to_hash_maps_whose_rules_come_before_the_ranges():
     hosts = MitigationScope("c/hosts", (net("203.0.113.7/32"), net("2001:db8::7/128")), protocols=(17,))
-    plan = plan_change(TABLE, RulesetState(), put=[wide, hosts])
+    ranges = MitigationScope("c/ranges", (net("203.0.113.0/24"),), protocols=(6,))
+    plan = plan_change(TABLE, RulesetState(), put=[ranges, hosts])
     maps = [command["add"]["map"] for command in plan.commands if "map" in command.get("add", {})]
     assert {m["name"]: "flags" in m for m in maps} == {
-        "dst4": True,
-        "dst6": True,
+        "dst_proto4": True,
         "dst_proto4_exact": False,
         "dst_proto6_exact": False,
     }
@@ -228,19 +255,17 @@ def test_hosts_go_to_hash_maps_whose_rules_come_first():
         for command in plan.commands
         if "rule" in command.get("add", {})
     ]
-    assert rules == ["@dst_proto4_exact", "@dst_proto6_exact", "@dst4", "@dst6"]
-    # The host does not split the wide prefix: its exact rule matches first.
-    assert plan.state.installed[MapId(4, "DST")] == {(block("203.0.113.0/24"),): counter_name("c/wide")}
+    assert rules == ["@dst_proto4_exact", "@dst_proto4", "@dst_proto6_exact"]
 
 
 def test_a_map_that_becomes_empty_loses_its_rule_in_the_same_batch():
     everything = MitigationScope("c/1", (net("203.0.113.0/24"),))
     udp = MitigationScope("c/2", (net("192.0.2.1/32"),), protocols=(17,))
     state = plan_change(TABLE, RulesetState(), put=[everything, udp]).state
-    assert state.rules == {MapId(4, "DST"), MapId(4, "DST_PROTO", exact=True)}
+    assert state.rules == {MapId(4, "DST", exact=True, prefix_len=24), MapId(4, "DST_PROTO", exact=True)}
     plan = plan_change(TABLE, state, remove=["c/2"])
     assert verbs(plan.commands) == [("flush", "chain"), ("delete", "map"), ("add", "rule"), ("delete", "counter")]
-    assert plan.state.rules == {MapId(4, "DST")}
+    assert plan.state.rules == {MapId(4, "DST", exact=True, prefix_len=24)}
 
 
 def test_updating_a_scope_keeps_its_counter_and_moves_its_elements():
@@ -273,3 +298,41 @@ def test_drop_rates_average_over_the_window():
     assert rates.add(10.0, 1000, 100_000) == (100, 10_000)  # same instant: still the average since the start
     rates.add(400.0, 1000, 100_000)  # nothing dropped for a while
     assert rates.add(710.0, 1000, 100_000) == (0, 0)  # the old burst has left the window
+
+
+def lookup(state: RulesetState, address: int) -> str | None:
+    """What the kernel does with the destination-only rules of an IPv4 packet: first matching rule wins."""
+    for map_id in sorted(state.rules, key=lambda map_id: map_id.rule_order):
+        for (lower, upper), owner in ((key[0], owner) for key, owner in state.installed[map_id].items()):
+            if map_id.prefix_len is None and lower <= address <= upper:
+                return owner
+            if map_id.prefix_len is not None and address >> (32 - map_id.prefix_len) == lower >> (
+                32 - map_id.prefix_len
+            ):
+                return owner
+    return None
+
+
+@given(st.lists(st.tuples(prefixes, st.sampled_from("abc")), min_size=1, max_size=10), st.integers(1, 3))
+def test_every_address_is_counted_by_its_most_specific_first_mitigation_whatever_the_layout(entries, hashed_lengths):
+    import opendots.mitigate.nftables_ruleset as ruleset
+
+    saved = ruleset.MAX_HASHED_LENGTHS
+    ruleset.MAX_HASHED_LENGTHS = hashed_lengths  # few hash maps: the interval map gets the other lengths
+    try:
+        scopes = [MitigationScope(f"{owner}{i}", (network,)) for i, (network, owner) in enumerate(entries)]
+        state = plan_change(TABLE, RulesetState(), put=scopes).state
+    finally:
+        ruleset.MAX_HASHED_LENGTHS = saved
+    base = int(ipaddress.ip_address("192.0.2.0"))
+    for address in range(base, base + 256):
+        covering = [
+            (s.target_prefixes[0], s.key)
+            for s in scopes
+            if int(s.target_prefixes[0].network_address) <= address <= int(s.target_prefixes[0].broadcast_address)
+        ]
+        expected = None
+        if covering:
+            longest = max(n.prefixlen for n, _ in covering)
+            expected = counter_name(next(k for n, k in covering if n.prefixlen == longest))
+        assert lookup(state, address) == expected
