@@ -301,13 +301,13 @@ def ace_rules(policy: AclPolicy, ace: Ace) -> list[list[dict[str, Any]]]:
     if alternatives is None:
         alternatives = [[]]
     counter = {"counter": ace_counter_name(policy_key, ace.name)}
-    verdict: dict[str, Any] = {ace.action: None}
-    if ace.action == "reject":
-        verdict = {"reject": None}
+    verdict: dict[str, Any] = {ace.action: None}  # accept, drop, or reject (ICMP/ICMPv6 unreachable)
     rules = []
     for alternative in alternatives:
         matches = common + alternative
         if ace.rate_limit is not None:
+            # The excess is dropped (and counted apart); the limiter's state restarts when the ACL chain is
+            # rewritten, i.e. on any ACL change: a short burst may pass then.
             limit = {"limit": {"rate": math.ceil(ace.rate_limit), "per": "second", "rate_unit": "bytes", "inv": True}}
             limited = {"counter": ace_counter_name(policy_key, ace.name, limited=True)}
             rules.append([*matches, limit, limited, {"drop": None}])
