@@ -121,6 +121,10 @@ def ace_counter_name(key: str, ace: str, limited: bool = False) -> str:
     return ("l" if limited else "a") + digest
 
 
+def ace_limit_name(key: str, ace: str) -> str:
+    return "r" + hashlib.sha256(f"{key}\0{ace}".encode()).hexdigest()[:24]
+
+
 def _in(value: int | None, low: int, high: int) -> bool:
     return value is None or low <= value <= high
 
@@ -306,9 +310,9 @@ def ace_rules(policy: AclPolicy, ace: Ace) -> list[list[dict[str, Any]]]:
     for alternative in alternatives:
         matches = common + alternative
         if ace.rate_limit is not None:
-            # The excess is dropped (and counted apart); the limiter's state restarts when the ACL chain is
-            # rewritten, i.e. on any ACL change: a short burst may pass then.
-            limit = {"limit": {"rate": math.ceil(ace.rate_limit), "per": "second", "rate_unit": "bytes", "inv": True}}
+            # A named limit object: its token bucket survives the rewrites of the ACL chain. The excess is
+            # dropped and counted apart.
+            limit = {"limit": ace_limit_name(policy_key, ace.name)}
             limited = {"counter": ace_counter_name(policy_key, ace.name, limited=True)}
             rules.append([*matches, limit, limited, {"drop": None}])
         rules.append([*matches, counter, verdict])
@@ -322,6 +326,15 @@ def policy_counters(policy: AclPolicy) -> list[str]:
         if ace.rate_limit is not None:
             names[ace_counter_name(policy.key, ace.name, limited=True)] = None
     return list(names)
+
+
+def policy_limits(policy: AclPolicy) -> dict[str, int]:
+    """Limit object name → bytes per second, for the rate-limited ACEs of POLICY."""
+    return {
+        ace_limit_name(policy.key, ace.name): math.ceil(ace.rate_limit)
+        for ace in policy.aces
+        if ace.rate_limit is not None
+    }
 
 
 def acl_rules(policies: Iterable[AclPolicy]) -> list[list[dict[str, Any]]]:

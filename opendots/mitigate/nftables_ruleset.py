@@ -30,7 +30,14 @@ from enum import Enum
 from typing import Any
 
 from opendots.mitigate.base import IPNetwork, MitigationScope, MitigatorError, PortRange
-from opendots.mitigate.nftables_acl import ACL_CHAIN, AclPolicy, acl_rules, policy_counters, validate_policy
+from opendots.mitigate.nftables_acl import (
+    ACL_CHAIN,
+    AclPolicy,
+    acl_rules,
+    policy_counters,
+    policy_limits,
+    validate_policy,
+)
 
 Range = tuple[int, int]  # inclusive numeric range: an address block, a protocol set, a port range
 ElementKey = tuple[Range, ...]
@@ -305,6 +312,9 @@ class Table:
             chain=CHAIN, expr=[{"counter": {"map": {"key": key, "data": f"@{map_id.name}"}}}, {"drop": None}]
         )
 
+    def limit_object(self, name: str, bytes_per_second: int) -> dict[str, Any]:
+        return self.ref(name=name, rate=bytes_per_second, per="second", rate_unit="bytes", inv=True)
+
     def counter_object(self, key: str, packets: int = 0, bytes_: int = 0) -> dict[str, Any]:
         return self.ref(name=counter_name(key), comment=key[:120], packets=packets, bytes=bytes_)
 
@@ -456,6 +466,12 @@ def plan_change(
             packets, bytes_ = carried.get(name, (0, 0))
             counter = table.ref(name=name, comment=key[:120], packets=packets, bytes=bytes_)
             commands.append({"add": {"counter": counter}})
+    old_limits = {} if fresh else {name: rate for p in current.acls.values() for name, rate in policy_limits(p).items()}
+    new_limits = {name: rate for policy in new.acls.values() for name, rate in policy_limits(policy).items()}
+    changed_limits = [name for name, rate in new_limits.items() if name in old_limits and old_limits[name] != rate]
+    for name, rate in new_limits.items():
+        if name not in old_limits:
+            commands.append({"add": {"limit": table.limit_object(name, rate)}})
 
     element_changes: list[JsonCommand] = []
     emptied: list[MapId] = []
@@ -504,6 +520,10 @@ def plan_change(
     commands += element_changes
     if acl_changed and had_acls:
         commands.append({"flush": {"chain": table.ref(name=ACL_CHAIN)}})
+        # Limits nothing refers to any more (the flush dropped their rules) go; a changed rate is a new object.
+        gone_limits = [name for name in old_limits if name not in new_limits] + changed_limits
+        commands += [{"delete": {"limit": table.ref(name=name)}} for name in gone_limits]
+        commands += [{"add": {"limit": table.limit_object(name, new_limits[name])}} for name in changed_limits]
     if acl_changed and new.acls:
         rules = acl_rules(new.acls.values())
         commands += [{"add": {"rule": table.ref(chain=ACL_CHAIN, expr=expressions)}} for expressions in rules]

@@ -92,6 +92,9 @@ async def test_rate_limit_drops_the_excess_only(lab: Lab, tally: VictimTally, nf
     assert 0 < got < PACKETS // 2
     assert statistics.matched_packets == PACKETS
     assert statistics.limited_packets == PACKETS - got
+    generous = Ace("limited", AceMatch(4, protocol=17), "accept", rate_limit=50_000_000.0)
+    await nft_mitigator.apply_acl(AclPolicy("cuid-a/acl", domain(lab), (generous,)))  # a new limit object
+    assert delivered(lab, tally, lab.victim_v4[0]) == PACKETS
 
 
 async def test_fragment_ace_drops_fragments_only(lab: Lab, tally: VictimTally, nft_mitigator: NftablesMitigator):

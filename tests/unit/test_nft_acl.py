@@ -18,9 +18,11 @@ from opendots.mitigate.nftables_acl import (
     PortMatch,
     _fragment_alternatives,
     _fragment_data,
+    ace_limit_name,
     ace_rules,
     policy_counters,
     policy_from_record,
+    policy_limits,
     validate_policy,
 )
 from opendots.mitigate.nftables_ruleset import RulesetState, Table, plan_change
@@ -92,8 +94,22 @@ def test_ace_is_confined_to_the_client_domain_and_skipped_for_a_family_it_lacks(
 def test_rate_limit_is_a_limited_drop_rule_then_the_accept_rule():
     ace = Ace("x", AceMatch(4, protocol=17), "accept", rate_limit=1234.5)
     over, rest = ace_rules(policy(ace), ace)
-    assert {"limit": {"rate": 1235, "per": "second", "rate_unit": "bytes", "inv": True}} in over
+    assert {"limit": ace_limit_name("c/acl", "x")} in over
+    assert policy_limits(policy(ace)) == {ace_limit_name("c/acl", "x"): 1235}
     assert over[-1] == {"drop": None} and rest[-1] == {"accept": None}
+
+
+def test_limit_objects_outlive_acl_rewrites_and_a_new_rate_replaces_them():
+    limited = Ace("x", AceMatch(4, protocol=17), "accept", rate_limit=1000.0)
+    other = Ace("y", AceMatch(4, protocol=6), "drop")
+    state = plan_change(TABLE, RulesetState(), put_acls=[policy(limited)]).state
+    unrelated = plan_change(TABLE, state, put_acls=[AclPolicy("c/other", DOMAIN, (other,))])
+    assert not [c for c in unrelated.commands if "limit" in next(iter(c.values()))]  # bucket kept as it is
+    faster = Ace("x", AceMatch(4, protocol=17), "accept", rate_limit=2000.0)
+    changed = plan_change(TABLE, unrelated.state, put_acls=[policy(faster)])
+    kinds = [(verb, next(iter(body))) for command in changed.commands for verb, body in command.items()]
+    assert kinds.index(("flush", "chain")) < kinds.index(("delete", "limit")) < kinds.index(("add", "limit"))
+    assert kinds.index(("add", "limit")) < kinds.index(("add", "rule"))
 
 
 def test_plan_adds_the_acl_chain_before_the_mitigation_rules_and_removes_it_with_the_last_acl():
