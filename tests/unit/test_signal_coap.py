@@ -10,7 +10,7 @@ import pytest
 
 from opendots.config import ServerConfig, TlsFiles
 from opendots.model import decode_signal, encode_signal
-from opendots.signal.core import Limits, ParameterSet, ServerSettings, SessionConfig, Status
+from opendots.signal.core import Limits, ParameterSet, Redirection, ServerSettings, SessionConfig, Status
 from opendots.signal.server.run import start_signal_server
 from opendots.transport import create_client_context
 from tests.conftest import free_port
@@ -159,3 +159,37 @@ async def test_server_sends_non_confirmable_heartbeats(pki_dir: Path, tmp_path: 
     finally:
         await client.shutdown()
         await running.stop()
+
+
+async def test_config_and_redirection_notifications(pki_dir: Path, server):
+    host, port = server.endpoint.dtls_addresses[0][:2]
+    uri = f"coaps://{host}:{port}{BASE}"
+    client = await create_client_context(files(pki_dir, "client"), server_name="localhost")
+    other = await create_client_context(files(pki_dir, "other"), server_name="localhost")
+    try:
+        observed = client.request(aiocoap.Message(code=aiocoap.GET, uri=f"{uri}/config", observe=0))
+        first = await asyncio.wait_for(observed.response, 10)
+        idle = decode_signal(first.payload)["ietf-dots-signal-channel:signal-config"]["idle-config"]
+        assert idle["heartbeat-interval"]["current-value"] == 30
+        bystander = other.request(aiocoap.Message(code=aiocoap.GET, uri=f"{uri}/config", observe=0))
+        await asyncio.wait_for(bystander.response, 10)
+        notifications = observed.observation.__aiter__()
+        assert (await request(client, aiocoap.PUT, f"{uri}/config/sid=1", figure("figure23"))).code == aiocoap.CREATED
+        changed = await asyncio.wait_for(notifications.__anext__(), 10)
+        idle = decode_signal(changed.payload)["ietf-dots-signal-channel:signal-config"]["idle-config"]
+        assert idle["heartbeat-interval"]["current-value"] == 0
+        # The other client's observation saw nothing of it.
+        other_notifications = bystander.observation.__aiter__()
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(other_notifications.__anext__()), 0.5)
+
+        server.service.set_redirection(Redirection("alt-server.example", ("2001:db8:6401::1", "2001:db8:6401::2"), 600))
+        try:
+            redirected = await asyncio.wait_for(notifications.__anext__(), 10)
+        except aiocoap.error.ResponseWrappingError as ended:  # aiocoap may raise the final error response
+            redirected = ended.coapmessage
+        assert redirected.code == aiocoap.SERVICE_UNAVAILABLE and redirected.opt.max_age == 600
+        assert decode_signal(redirected.payload) == figure("figure26")
+    finally:
+        await client.shutdown()
+        await other.shutdown()

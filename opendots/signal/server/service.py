@@ -24,6 +24,7 @@ from opendots.signal.core import (
     MitigationExpired,
     MitigationUpdated,
     MitigationWithdrawn,
+    Redirection,
     Request,
     Response,
     SignalServer,
@@ -100,6 +101,10 @@ class SignalService:
     def report_status(self, key: str, status: Status) -> None:
         """Mitigator or operator feedback for mitigation KEY ("<cuid>/<mid>"); observers get notified."""
         self._enqueue(self.core.report_status(key, status, self.clock()))
+
+    def set_redirection(self, redirection: Redirection | None) -> None:
+        """Operator: send clients to an alternate server (5.03 to requests and observers, §4.6), or stop."""
+        self._enqueue(self.core.set_redirection(redirection))
 
     def poke(self) -> None:
         """Re-read next_timer() now (after a request, or when a test moved its clock)."""
