@@ -152,7 +152,7 @@ class SignalServer:
         self._index.add(mitigation.key, mitigation.targets)
         self._enforcing[mitigation.record.client] += mitigation.enforcing
         deadline = mitigation.deadline()
-        if deadline is not None:
+        if deadline is not None and (old is None or old.deadline() != deadline):  # no duplicate heap entries
             heapq.heappush(self._deadlines, (deadline, mitigation.key))
 
     def _release(self, key: Key) -> None:
