@@ -103,3 +103,17 @@ async def test_mitigator_failure_is_reported_as_status_4(tmp_path: Path):
     status = service.handle(get).body[SCOPE]["scope"][0]["status"]
     assert status == Status.ATTACK_EXCEEDED_CAPABILITY.label
     await service.stop()
+
+
+async def test_names_resolving_to_nothing_usable_are_never_applied(tmp_path: Path):
+    clock, mitigator = Clock(), LoggingMitigator()
+    resolver = TableResolver({"www.example.com": ["198.51.100.7"]})  # not alpha's
+    service, _ = make_service(tmp_path, mitigator, clock, resolver=resolver)
+    await service.start()
+    assert service.handle(put(1, target_fqdn=["www.example.com"])).code == "2.01"
+    await service.idle()
+    await service.idle()
+    assert mitigator.active == {}
+    get = Request("GET", mitigate_path(ALPHA_CUID, 1), peer=ALPHA_CUID)
+    assert service.handle(get).body[SCOPE]["scope"][0]["status"] == Status.ATTACK_EXCEEDED_CAPABILITY.label
+    await service.stop()

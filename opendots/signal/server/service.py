@@ -142,6 +142,12 @@ class SignalService:
     async def _act(self, event: Event) -> None:
         if isinstance(event, MitigationActivated | MitigationUpdated):
             scope = await self._with_names(event.client, event.scope, event.names)
+            if not scope.target_prefixes:
+                # Names that resolved to nothing usable: never hand a mitigator an empty (all-or-nothing) target.
+                log.error("mitigation %s has no address to act on", scope.key)
+                self._enqueue(self.core.report_status(scope.key, Status.ATTACK_EXCEEDED_CAPABILITY, self.clock()))
+                self.on_event(event)
+                return
             try:
                 if isinstance(event, MitigationActivated):
                     await self.mitigator.apply(scope)
