@@ -117,3 +117,30 @@ async def test_names_resolving_to_nothing_usable_are_never_applied(tmp_path: Pat
     get = Request("GET", mitigate_path(ALPHA_CUID, 1), peer=ALPHA_CUID)
     assert service.handle(get).body[SCOPE]["scope"][0]["status"] == Status.ATTACK_EXCEEDED_CAPABILITY.label
     await service.stop()
+
+
+async def test_restart_restores_through_the_mitigator_router(tmp_path: Path):
+    from opendots.mitigate.router import Assignment, MitigatorRouter
+
+    clock = Clock()
+    first, _ = make_service(tmp_path, LoggingMitigator(), clock)
+    await first.start()
+    assert first.handle(put(1, target_prefix=["192.0.2.0/28"])).code == "2.01"
+    assert first.handle(put(2, target_prefix=["2001:db8:6401::/64"])).code == "2.01"
+    await first.idle()
+    await first.stop()
+    actuator = LoggingMitigator()
+    only_v4 = Assignment(actuator, prefixes=(ipaddress.ip_network("192.0.2.0/24"),))
+    router = MitigatorRouter([only_v4], {ALPHA_CUID: "alpha"})
+    second, _ = make_service(tmp_path, router, clock)
+    await second.start()
+    await second.idle()
+    assert list(actuator.active) == [f"{ALPHA_CUID}/1"]
+    statuses = {
+        mid: second.handle(Request("GET", mitigate_path(ALPHA_CUID, mid), peer=ALPHA_CUID)).body[SCOPE]["scope"][0][
+            "status"
+        ]
+        for mid in (1, 2)
+    }
+    assert statuses == {1: "attack-mitigation-in-progress", 2: "attack-exceeded-capability"}
+    await second.stop()

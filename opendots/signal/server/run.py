@@ -13,7 +13,8 @@ from typing import Any
 import aiocoap
 
 from opendots.config import ServerConfig
-from opendots.mitigate.base import LoggingMitigator, Mitigator
+from opendots.mitigate.base import Mitigator
+from opendots.mitigate.router import build_router
 from opendots.model import encode_signal
 from opendots.signal.core import Event, HeartbeatDue, PeerLost, ServerSettings, SignalServer
 from opendots.signal.core.messages import HEARTBEAT
@@ -67,7 +68,8 @@ async def start_signal_server(
     settings = settings or settings_from_table(config.clients, config.signal)
     core = SignalServer(settings, store, clock())
     holder: dict[str, Any] = {}
-    service = SignalService(core, mitigator or LoggingMitigator(), clock=clock, on_event=lambda e: holder["on"](e))
+    mitigator = mitigator or build_router(config)  # [[mitigators]] of server.toml; logging only when none
+    service = SignalService(core, mitigator, clock=clock, on_event=lambda e: holder["on"](e))
     site, resource = build_site(service)
     bind = bind or [(host, config.signal_port) for host in config.listen]
     endpoint = await start_server(

@@ -74,8 +74,20 @@ class SignalService:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        """Re-apply every stored mitigation (actuators forget across restarts), then run timers."""
-        self._enqueue(self.core.restore_events())
+        """Start the actuators, re-enforce every stored mitigation (actuators forget across our restarts,
+        and a mitigator with `restore` also drops what ended while we were down), then run timers."""
+        start = getattr(self.mitigator, "start", None)
+        if start is not None:
+            await start()
+        restoring = self.core.restore_events()
+        restore = getattr(self.mitigator, "restore", None)
+        if restore is not None:
+            scopes = [await self._with_names(e.client, e.scope, e.names) for e in restoring]
+            refused = await restore(scopes)
+            for key in refused or {}:
+                self._enqueue(self.core.report_status(key, Status.ATTACK_EXCEEDED_CAPABILITY, self.clock()))
+        else:
+            self._enqueue(restoring)
         self._tasks = [asyncio.create_task(self._timers()), asyncio.create_task(self._dispatch())]
 
     async def stop(self) -> None:
@@ -85,6 +97,9 @@ class SignalService:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        stop = getattr(self.mitigator, "stop", None)
+        if stop is not None:
+            await stop()
 
     def handle(self, request: Request) -> Response:
         """Answer one request; the store is written before this returns, side effects follow in order."""
