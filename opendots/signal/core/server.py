@@ -265,7 +265,9 @@ class SignalServer:
         body = {MITIGATION_SCOPE: {"scope": [m.render(now, query.content) for m in selected]}}
         return Response("2.05", body=body, observable=request.observe == 0)
 
-    def render_mitigations(self, client_name: str, cuid: str, mid: int | None, query: Iterable[str], now: float):
+    def render_mitigations(
+        self, client_name: str, cuid: str, mid: int | None, query: Iterable[str], now: float
+    ) -> Response:
         """Re-render an observed GET (notifications for observers of all of a client's mitigations)."""
         client = self._by_name.get(client_name)
         if client is None:
