@@ -325,3 +325,9 @@ def test_expiry_is_retried_when_the_store_fails(harness: Harness):
     assert harness.server.next_timer() == harness.now + 1  # retried a second after the failure, not in a loop
     assert kinds(harness.advance(1)) == ["MitigationExpired", "MitigationChanged"]
     assert harness.dump()["signal_mitigations"] == []
+
+
+def test_refresh_may_list_the_same_targets_in_another_order(harness: Harness):
+    assert harness.put(1, scope_body(target_prefix=[HOST1, HOST2], target_protocol=[6, 17])).code == "2.01"
+    assert harness.put(1, scope_body(target_prefix=[HOST2, HOST1], target_protocol=[17, 6])).code == "2.04"
+    assert harness.put(1, scope_body(target_prefix=[HOST2], target_protocol=[17, 6])).code == "4.00"

@@ -57,6 +57,13 @@ class Targets:
         """(IP version, first address, last address) of each prefix: integer comparisons for overlap scans."""
         return tuple((p.version, int(p.network_address), int(p.broadcast_address)) for p in self.prefixes)
 
+    def as_sets(self) -> tuple[frozenset[Any], ...]:
+        """Order-free form: a refresh may list the same targets in another order."""
+        return tuple(
+            frozenset(part)
+            for part in (self.prefixes, self.port_ranges, self.protocols, self.fqdns, self.uris, self.aliases)
+        )
+
     def merged(self, other: Targets) -> Targets:
         return Targets(
             prefixes=_unique(self.prefixes + other.prefixes),
@@ -82,7 +89,7 @@ class MitigationRequest:
 
     def same_parameters(self, other: MitigationRequest) -> bool:
         """True when OTHER repeats every parameter of this request, lifetime and attack-status aside (§4.4.1.3)."""
-        return self.targets == other.targets and self.trigger_mitigation == other.trigger_mitigation
+        return self.targets.as_sets() == other.targets.as_sets() and self.trigger_mitigation == other.trigger_mitigation
 
 
 def parse_scope_body(body: Any) -> MitigationRequest:
