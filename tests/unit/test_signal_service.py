@@ -6,7 +6,7 @@ import asyncio
 import ipaddress
 from pathlib import Path
 
-from opendots.mitigate.base import LoggingMitigator, MitigationScope, MitigatorError
+from opendots.mitigate.base import Counters, LoggingMitigator, MitigationScope, MitigatorError
 from opendots.signal.core import MitigationChanged, Request, ServerSettings, SignalServer, Status
 from opendots.signal.server import SignalService
 from opendots.store.signal import SqliteSignalStore
@@ -144,3 +144,25 @@ async def test_restart_restores_through_the_mitigator_router(tmp_path: Path):
     }
     assert statuses == {1: "attack-mitigation-in-progress", 2: "attack-exceeded-capability"}
     await second.stop()
+
+
+class CountingMitigator(LoggingMitigator):
+    """Reports fixed counters for what it holds (stands for an actuator with real counters, e.g. nftables)."""
+
+    async def counters(self, key: str) -> Counters:
+        return Counters(bytes_dropped=1500, pkts_dropped=1) if key in self.active else Counters()
+
+
+async def test_counters_come_from_the_mitigator(tmp_path: Path):
+    clock, mitigator = Clock(), CountingMitigator()
+    service, _ = make_service(tmp_path, mitigator, clock)
+    await service.start()
+    assert service.handle(put(1, target_prefix=["192.0.2.0/28"])).code == "2.01"
+    await service.idle()
+    get = Request("GET", mitigate_path(ALPHA_CUID, 1), peer=ALPHA_CUID)
+    assert "bytes-dropped" not in service.handle(get).body[SCOPE]["scope"][0]
+    await service.refresh_counters()
+    entry = service.handle(get).body[SCOPE]["scope"][0]
+    assert (entry["bytes-dropped"], entry["pkts-dropped"]) == ("1500", "1")
+    assert "bps-dropped" not in entry  # not measured, not invented
+    await service.stop()

@@ -63,6 +63,7 @@ class SignalService:
         clock: Callable[[], float] = time.time,
         on_event: Callable[[Event], None] | None = None,
         resolver: NameResolver | None = None,
+        counters_interval: float = 10.0,
     ) -> None:
         self.core = core
         self.mitigator = mitigator
@@ -72,6 +73,7 @@ class SignalService:
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self.counters_interval = counters_interval
 
     async def start(self) -> None:
         """Start the actuators, re-enforce every stored mitigation (actuators forget across our restarts,
@@ -88,7 +90,11 @@ class SignalService:
                 self._enqueue(self.core.report_status(key, Status.ATTACK_EXCEEDED_CAPABILITY, self.clock()))
         else:
             self._enqueue(restoring)
-        self._tasks = [asyncio.create_task(self._timers()), asyncio.create_task(self._dispatch())]
+        self._tasks = [
+            asyncio.create_task(self._timers()),
+            asyncio.create_task(self._dispatch()),
+            asyncio.create_task(self._poll_counters()),
+        ]
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -143,6 +149,23 @@ class SignalService:
                     await self._wake.wait()
             self._wake.clear()
             self._enqueue(self.core.handle_timer(self.clock()))
+
+    async def _poll_counters(self) -> None:
+        """Ask the mitigator what it really dropped, so status reports carry measured counters (§4.4.2)."""
+        while True:
+            await asyncio.sleep(self.counters_interval)
+            await self.refresh_counters()
+
+    async def refresh_counters(self) -> None:
+        for mitigation in self.core.mitigations():
+            if not mitigation.enforcing:
+                continue
+            try:
+                counters = await self.mitigator.counters(mitigation.mitigator_key)
+            except MitigatorError as problem:
+                log.warning("counters of %s: %s", mitigation.mitigator_key, problem)
+                continue
+            self.core.report_counters(mitigation.mitigator_key, counters)
 
     async def _dispatch(self) -> None:
         while True:
