@@ -9,10 +9,12 @@ import pytest
 from opendots.signal.core import (
     HeartbeatDue,
     MitigationActivated,
+    MitigationChanged,
     MitigationWithdrawn,
     PeerBack,
     PeerLost,
     SessionConfigChanged,
+    Status,
 )
 from opendots.signal.core.defaults import HEARTBEAT_INTERVAL, MISSING_HB_ALLOWED
 from tests.unit.test_signal_fixtures import (
@@ -140,3 +142,16 @@ def test_config_figure23_then_get_shows_limits_and_values(harness: Harness):
         "min-value-decimal": "1.10",
         "current-value-decimal": "1.50",
     }
+
+
+def test_preconfigured_mitigation_returns_to_waiting_when_the_attack_stops(harness: Harness):
+    pre = scope_body(target_prefix=["2001:db8:6401::/64"], trigger_mitigation=False, lifetime=-1)
+    assert harness.put(1, pre).code == "2.01"
+    assert [e.mid for e in harness.advance(LOSS) if isinstance(e, MitigationActivated)] == [1]
+    events = harness.server.report_status(
+        f"{harness.server.mitigations()[0].mitigator_key}", Status.ATTACK_STOPPED, harness.now
+    )
+    statuses = [e.snapshot[SCOPE]["scope"][0]["status"] for e in events if isinstance(e, MitigationChanged)]
+    assert statuses == ["attack-stopped", "attack-mitigation-signal-loss"]
+    assert [(e.mid, e.reason) for e in events if isinstance(e, MitigationWithdrawn)] == [(1, "server")]
+    assert harness.get(1).body[SCOPE]["scope"][0]["status"] == "attack-mitigation-signal-loss"

@@ -729,14 +729,21 @@ class SignalServer:
             Status.ATTACK_EXCEEDED_CAPABILITY,
         ):
             return []
-        updated = mitigation.with_record(status=int(status))
+        preconfigured_done = status == Status.ATTACK_STOPPED and not mitigation.request.trigger_mitigation
+        # Table 3: a preconfigured request whose attack stopped goes back to waiting for a signal loss (8).
+        stored = Status.ATTACK_MITIGATION_SIGNAL_LOSS if preconfigured_done else status
+        updated = mitigation.with_record(status=int(stored))
         try:
             self._commit(SignalChanges(put_mitigations=[updated.record]))
         except Rejected:
             return []
         self._hold(updated)
         record = updated.record
-        return [MitigationChanged(record.client, record.cuid, record.mid, updated.snapshot(now))]
+        events: list[Event] = [MitigationChanged(record.client, record.cuid, record.mid, updated.snapshot(now, status))]
+        if preconfigured_done:
+            events.append(self._withdrawn(mitigation, "server"))
+            events.append(MitigationChanged(record.client, record.cuid, record.mid, updated.snapshot(now)))
+        return events
 
     def report_counters(self, key: str, counters: Counters) -> None:
         """Latest counters measured by the mitigator (kept in memory; never invented)."""
