@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from opendots.signal.client.core_eyeballs import Candidate, EyeballsCache, HappyEyeballs, order_candidates
 
 
@@ -59,3 +61,42 @@ def test_cache_remembers_the_winner_for_ten_minutes_and_probes_dtls_later() -> N
     cache.dtls_probed(1000.0 + 24 * 3600)
     assert not cache.dtls_probe_due(1000.0 + 24 * 3600 + 1)
     assert EyeballsCache(dtls_probe_interval=1).dtls_probe_interval == 300  # never below 5 minutes
+
+
+async def test_race_runner_starts_staggered_and_cancels_losers() -> None:
+    import asyncio
+
+    from opendots.signal.client.connect import ConnectError, race
+
+    candidates = order_candidates(["2001:db8::1", "192.0.2.1"], 4646)
+    started: list[tuple[Candidate, float]] = []
+    cancelled: list[Candidate] = []
+    loop = asyncio.get_running_loop()
+    begin = loop.time()
+
+    async def attempt(candidate: Candidate) -> float:
+        started.append((candidate, loop.time() - begin))
+        try:
+            if candidate == candidates[0]:
+                await asyncio.sleep(10)  # UDP over IPv6 blackholed
+            if candidate == candidates[1]:
+                raise ConnectionRefusedError("UDP over IPv4 refused")
+            await asyncio.sleep(0.01)
+            return 0.001
+        except asyncio.CancelledError:
+            cancelled.append(candidate)
+            raise
+
+    connection = await race(candidates, attempt, attempt_delay=0.05, clock=loop.time)
+    assert connection.candidate == candidates[2] and connection.reliable
+    assert [c for c, _ in started] == candidates[:3]
+    assert started[1][1] >= 0.045  # the second attempt waited for the Connection Attempt Delay
+    assert started[2][1] - started[1][1] < 0.04  # the failure started the third at once
+    await asyncio.sleep(0)
+    assert cancelled == [candidates[0]]
+
+    async def refuse(candidate: Candidate) -> float:
+        raise OSError("unreachable")
+
+    with pytest.raises(ConnectError, match="unreachable"):
+        await race(candidates, refuse, attempt_delay=0.01, clock=loop.time)

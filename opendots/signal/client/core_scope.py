@@ -35,11 +35,10 @@ class PortRange:
         """'80' or '1024-65535'."""
         lower, dash, upper = text.strip().partition("-")
         try:
-            if not dash:
-                return cls(int(lower))
-            return cls(int(lower), int(upper)) if int(upper) != int(lower) else cls(int(lower))
+            low, high = int(lower), int(upper) if dash else None
         except ValueError:
             raise ScopeError(f"bad port range {text!r}: expected N or N-M") from None
+        return cls(low, None if high == low else high)
 
     def to_yang(self) -> dict[str, int]:
         return (
