@@ -39,6 +39,18 @@ from opendots.transport import create_client_context, ping
 log = logging.getLogger(__name__)
 
 
+async def _shutdown(context: aiocoap.Context | None) -> None:
+    if context is not None:
+        with contextlib.suppress(Exception):
+            await context.shutdown()
+
+
+def _cancel(pending: Any) -> None:
+    # Forgetting the observation (RFC 7641 §3.6); aiocoap asserts on a second cancel.
+    if not pending.observation.cancelled:
+        pending.observation.cancel()
+
+
 class HeartbeatResource(aiocoap.resource.Resource):
     """PUT /.well-known/dots/hb from the server (RFC 9132 §4.7): answer 2.04 and note that the server is alive."""
 
@@ -82,25 +94,25 @@ class ClientAgent:
         self._redirect_addresses: list[str] | None = None
         self._redirect_followed = False
         self._server_label = config.server_name
+        self._replacement: tuple[aiocoap.Context, Connection] | None = None
+        self._parallel: asyncio.Task[None] | None = None
 
     # ---------------------------------------------------------------- lifecycle
     async def start(self) -> None:
-        site = aiocoap.resource.Site()
-        site.add_resource((".well-known", "dots", "hb"), HeartbeatResource(self))
-        self.context = await create_client_context(self.config.tls, server_name=self.config.server_name, site=site)
         await self.control.start()
         self._supervisor = asyncio.create_task(self._supervise(), name="dots-client-supervisor")
         log.info("DOTS client agent started: cuid %s, control socket %s", self.cuid, self.config.control_socket)
 
     async def stop(self) -> None:
-        tasks = [t for t in (self._supervisor, *self._observations.values(), *self._background) if t is not None]
+        pending = (self._supervisor, self._parallel, *self._observations.values(), *self._background)
+        tasks = [t for t in pending if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.control.close()
-        if self.context is not None:
-            with contextlib.suppress(Exception):
-                await self.context.shutdown()
+        await _shutdown(self.context)
+        await _shutdown(self._replacement[0] if self._replacement else None)
+        self.context = None
         self.store.close()
 
     async def run_forever(self) -> None:
@@ -130,37 +142,48 @@ class ClientAgent:
                 log.info("next connection attempt in %.0f s", delay)
                 await asyncio.sleep(delay)
             try:
-                connection = await self._connect()
+                context, connection = await self._connect()
             except (ConnectError, OSError) as error:
                 log.warning("cannot reach the DOTS server: %s", error)
                 self.backoff.failed()
                 continue
             self.backoff.succeeded()
-            self._session_up(connection)
+            self._session_up(context, connection)
             await self._run_session()
-            self._session_down()
+            await self._session_down()
 
-    async def _connect(self) -> Connection:
-        assert self.context is not None
-        context = self.context
+    async def _new_context(self) -> aiocoap.Context:
+        # A fresh context per session: a new (D)TLS handshake instead of a session the server may have forgotten.
+        site = aiocoap.resource.Site()
+        site.add_resource((".well-known", "dots", "hb"), HeartbeatResource(self))
+        return await create_client_context(self.config.tls, server_name=self.config.server_name, site=site)
+
+    async def _connect(self, *, use_cache: bool = True) -> tuple[aiocoap.Context, Connection]:
+        """Happy Eyeballs (RFC 9132 §4.3) on a new context; the cached winner is tried alone first."""
         addresses = await resolve_addresses(self.config, self._redirect_addresses)
         every = candidates_for(self.config, addresses)
-        chosen = self.eyeballs.candidates(every, self.clock())
+        chosen = self.eyeballs.candidates(every, self.clock()) if use_cache else every
+        context = await self._new_context()
 
         async def attempt(candidate: Any) -> float:
             return await ping(context, candidate.base_uri, timeout=self.settings.connect_timeout)
 
         try:
-            connection = await race(chosen, attempt, attempt_delay=self.settings.attempt_delay, clock=self.clock)
-        except ConnectError:
-            if len(chosen) == len(every):
-                raise
-            self.eyeballs.forget()  # the cached winner stopped working: race everything again
-            connection = await race(every, attempt, attempt_delay=self.settings.attempt_delay, clock=self.clock)
+            try:
+                connection = await race(chosen, attempt, attempt_delay=self.settings.attempt_delay, clock=self.clock)
+            except ConnectError:
+                if len(chosen) == len(every):
+                    raise
+                self.eyeballs.forget()  # the cached winner stopped working: race everything again
+                connection = await race(every, attempt, attempt_delay=self.settings.attempt_delay, clock=self.clock)
+        except BaseException:
+            await _shutdown(context)
+            raise
         self.eyeballs.remember(connection.candidate, self.clock())
-        return connection
+        return context, connection
 
-    def _session_up(self, connection: Connection) -> None:
+    def _session_up(self, context: aiocoap.Context, connection: Connection) -> None:
+        self.context = context
         self.connection = connection
         self._lost = False
         self.sessions_established += 1
@@ -169,13 +192,18 @@ class ClientAgent:
         self._connected.set()
         self.pump()
 
-    def _session_down(self) -> None:
+    async def _session_down(self) -> None:
         self._connected.clear()
         self.core.disconnected()
         self.connection = None
         for task in self._observations.values():
             task.cancel()
         self._observations.clear()
+        if self._parallel is not None:
+            self._parallel.cancel()
+            self._parallel = None
+        context, self.context = self.context, None
+        await _shutdown(context)
 
     def _mark_lost(self, reason: str) -> None:
         if self.connection is not None and not self._lost:
@@ -189,12 +217,45 @@ class ClientAgent:
             self.pump()
             if self._lost:
                 break
+            if self._replacement is not None:
+                await self._switch_session()
+                continue
             timer = self.core.next_timer()
             self._wake.clear()
             timeout = None if timer is None else max(0.0, timer - self.clock())
-            with contextlib.suppress(asyncio.TimeoutError):
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
             self.core.handle_timer(self.clock())
+
+    async def _parallel_session(self) -> None:
+        """RFC 9132 §4.7 under attack: keep the current session and try to establish a new one alongside,
+        with the reconnection back-off between attempts, until one connects or the current session recovers."""
+        backoff = ReconnectBackoff(self.settings.reconnect_min, self.settings.reconnect_max)
+        try:
+            while self.core.heartbeats_failing:
+                try:
+                    context, connection = await self._connect(use_cache=False)
+                except (ConnectError, OSError) as error:
+                    log.warning("parallel session attempt failed: %s", error)
+                    await asyncio.sleep(backoff.failed())
+                    continue
+                if not self.core.heartbeats_failing:
+                    log.info("the current session recovered: dropping the parallel one")
+                    await _shutdown(context)
+                    return
+                self._replacement = (context, connection)
+                self._wake.set()
+                return
+        finally:
+            self._parallel = None
+
+    async def _switch_session(self) -> None:
+        assert self._replacement is not None
+        context, connection = self._replacement
+        self._replacement = None
+        log.warning("switching to the new session %s", connection.candidate)
+        await self._session_down()
+        self._session_up(context, connection)
 
     # ---------------------------------------------------------------- core events
     def pump(self) -> None:
@@ -214,6 +275,8 @@ class ClientAgent:
                 self._mark_lost(f"{missed} heartbeats in a row unanswered")
             case ev.SessionDegraded(missed_heartbeats=missed):
                 log.warning("%d heartbeats unanswered during a mitigation: keeping the session (RFC 9132 §4.7)", missed)
+                if self._parallel is None and self._replacement is None:
+                    self._parallel = asyncio.create_task(self._parallel_session(), name="dots-client-parallel")
             case ev.MitigationUpdated(mid=mid, status=status):
                 log.info("mitigation %d: %s", mid, status or "accepted")
                 record = self.core.mitigations.get(mid)
@@ -306,7 +369,7 @@ class ClientAgent:
                 first = await asyncio.wait_for(asyncio.shield(pending.response), self.settings.request_timeout / 3)
                 break
             except TimeoutError:
-                pending.observation.cancel()
+                _cancel(pending)
                 log.debug("observation of mid %s: no answer (attempt %d)", request.mid, attempt + 1)
             except aiocoap.error.Error as error:
                 self._mark_lost(f"observation of mid {request.mid}: {error}")
@@ -330,7 +393,7 @@ class ClientAgent:
                 self.core.handle_response(request, coap.to_dots_response(error.coapmessage), self.clock())
                 self.pump()
         finally:
-            pending.observation.cancel()
+            _cancel(pending)
 
     # ---------------------------------------------------------------- requests from the control API
     async def _send(self, request: DotsRequest) -> DotsResponse:

@@ -136,6 +136,12 @@ class DotsClientCore:
     def parameters(self) -> SessionParameters:
         return self.config.active(self.mitigating)
 
+    @property
+    def heartbeats_failing(self) -> bool:
+        """missing-hb-allowed heartbeats in a row went unanswered on the current session."""
+        session = self._session
+        return session is not None and session.missed >= self.parameters.missing_hb_allowed
+
     def peer_hb_status(self, now: float) -> bool:
         """True if the server's heartbeats reached us within the last 2 * heartbeat-interval (§4.7)."""
         session = self._session
