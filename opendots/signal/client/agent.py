@@ -363,7 +363,12 @@ class ClientAgent:
         pending = None
         for attempt in range(3):
             pending = self.context.request(
-                coap.build_message(connection.candidate.base_uri, request, reliable=connection.reliable)
+                coap.build_message(
+                    connection.candidate.base_uri,
+                    request,
+                    reliable=connection.reliable,
+                    parameters=self.core.parameters,
+                )
             )
             try:
                 first = await asyncio.wait_for(asyncio.shield(pending.response), self.settings.request_timeout / 3)

@@ -33,9 +33,22 @@ class NoAnswer(TimeoutError):
     """Every transmission of the request went unanswered."""
 
 
-def build_message(base_uri: str, request: DotsRequest, *, reliable: bool) -> aiocoap.Message:
-    mtype = aiocoap.CON if request.confirmable or reliable else aiocoap.NON
-    message = aiocoap.Message(code=_METHODS[request.method], mtype=mtype, uri=base_uri)
+class _SessionTuning(aiocoap.TransportTuning):
+    """aiocoap's CON retransmission driven by the negotiated session parameters (RFC 9132 §4.5.2: MUST use them)."""
+
+    def __init__(self, parameters: SessionParameters, reliability: bool) -> None:
+        self.ACK_TIMEOUT = float(parameters.ack_timeout)
+        self.ACK_RANDOM_FACTOR = float(parameters.ack_random_factor)
+        self.MAX_RETRANSMIT = int(parameters.max_retransmit)
+        self.reliability = reliability
+
+
+def build_message(
+    base_uri: str, request: DotsRequest, *, reliable: bool, parameters: SessionParameters | None = None
+) -> aiocoap.Message:
+    confirmable = request.confirmable or reliable
+    tuning = _SessionTuning(parameters or SessionParameters(), confirmable)
+    message = aiocoap.Message(code=_METHODS[request.method], uri=base_uri, transport_tuning=tuning)
     message.opt.uri_path = request.path
     if request.query:
         message.opt.uri_query = request.query
@@ -90,7 +103,7 @@ async def send(
     next heartbeat is the retry); TIMEOUT bounds the wait otherwise. Raises NoAnswer or TransportFailure.
     """
     if reliable or request.confirmable or single:
-        pending = context.request(build_message(base_uri, request, reliable=reliable))
+        pending = context.request(build_message(base_uri, request, reliable=reliable, parameters=parameters))
         try:
             return to_dots_response(await asyncio.wait_for(pending.response, timeout))
         except TimeoutError:
@@ -103,7 +116,7 @@ async def send(
     attempts: list[asyncio.Future[aiocoap.Message]] = []
     try:
         for number, next_offset in enumerate(offsets[1:]):
-            attempt = context.request(build_message(base_uri, request, reliable=False))
+            attempt = context.request(build_message(base_uri, request, reliable=False, parameters=parameters))
             attempts.append(asyncio.ensure_future(attempt.response))
             if number:
                 log.debug("NON retransmission %d of %s %s", number, request.method, request.uri_path)
