@@ -2,3 +2,23 @@
 
 Every non-public aiocoap name used by OpenDOTS is confined to `opendots.transport.aiocoap_hooks`.
 """
+
+from opendots.transport.endpoints import (
+    SignalServerEndpoint,
+    create_client_context,
+    peer_identity,
+    ping,
+    resolve_remote,
+    start_server,
+)
+from opendots.transport.identity import PeerIdentity
+
+__all__ = [
+    "PeerIdentity",
+    "SignalServerEndpoint",
+    "create_client_context",
+    "peer_identity",
+    "ping",
+    "resolve_remote",
+    "start_server",
+]

@@ -1,0 +1,84 @@
+"""Wire bytes ⇄ validated YANG-JSON bodies: the entry points the signal layer calls."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from typing import Any
+
+import cbor2
+
+from .convert import cbor_to_json, json_to_cbor
+from .errors import ModelError
+from .validate import validate_signal, validate_telemetry
+
+DEFAULT_MAX_SIZE = 64 * 1024
+DOTS_CBOR_TAG = 271  # RFC 9132 §10.5: optional tag announcing a DOTS signal channel object
+_DOTS_TAG_HEADER = b"\xd9\x01\x0f"  # its preferred encoding: major type 6, two-byte argument 271
+
+
+def load_cbor(payload: bytes, max_size: int = DEFAULT_MAX_SIZE) -> Any:
+    """Exactly one well-formed CBOR item, at most ``max_size`` bytes, with an optional DOTS tag stripped."""
+    if len(payload) > max_size:
+        raise ModelError("4.13", f"payload of {len(payload)} bytes exceeds the {max_size}-byte limit")
+    if not payload:
+        raise ModelError("4.00", "empty payload")
+    # cbor2 freezes the contents of a tag (frozendict, tuple); stripping the DOTS tag first keeps plain dicts/lists.
+    stream = io.BytesIO(payload)
+    if payload.startswith(_DOTS_TAG_HEADER):
+        stream.seek(len(_DOTS_TAG_HEADER))
+    try:
+        item = cbor2.CBORDecoder(stream).decode()
+    except (cbor2.CBORDecodeError, RecursionError, ValueError, OverflowError) as error:
+        raise ModelError("4.00", f"malformed CBOR: {error}") from None
+    if stream.tell() != len(payload):
+        raise ModelError("4.00", f"{len(payload) - stream.tell()} bytes after the CBOR item")
+    if not isinstance(item, dict):
+        raise ModelError("4.00", "the payload must be a CBOR map")
+    return item
+
+
+def _decode(
+    payload: bytes, max_size: int, validate: Callable[[dict[str, Any]], None]
+) -> tuple[dict[str, Any], list[str]]:
+    body, ignored = cbor_to_json(load_cbor(payload, max_size))
+    validate(body)
+    return body, ignored
+
+
+def decode_signal(payload: bytes, max_size: int = DEFAULT_MAX_SIZE) -> dict[str, Any]:
+    """CBOR bytes → validated YANG-JSON (top-level ``ietf-dots-signal-channel:<case>``).
+
+    Unknown comprehension-optional keys are dropped; use ``decode_signal_with_ignored`` to see them."""
+    return _decode(payload, max_size, validate_signal)[0]
+
+
+def decode_signal_with_ignored(payload: bytes, max_size: int = DEFAULT_MAX_SIZE) -> tuple[dict[str, Any], list[str]]:
+    """Like decode_signal, also returning the dropped comprehension-optional keys (``/path/key``) for logging."""
+    return _decode(payload, max_size, validate_signal)
+
+
+def decode_telemetry(payload: bytes, max_size: int = DEFAULT_MAX_SIZE) -> dict[str, Any]:
+    """CBOR bytes → validated YANG-JSON telemetry body (``ietf-dots-telemetry:telemetry-setup`` / ``:telemetry``)."""
+    return _decode(payload, max_size, validate_telemetry)[0]
+
+
+def decode_telemetry_with_ignored(payload: bytes, max_size: int = DEFAULT_MAX_SIZE) -> tuple[dict[str, Any], list[str]]:
+    """Like decode_telemetry, also returning the dropped comprehension-optional keys (``/path/key``)."""
+    return _decode(payload, max_size, validate_telemetry)
+
+
+def _encode(body: dict[str, Any], validate: Callable[[dict[str, Any]], None] | None) -> bytes:
+    if validate is not None:
+        validate(body)
+    return cbor2.dumps(json_to_cbor(body))
+
+
+def encode_signal(body: dict[str, Any], validate: bool = True) -> bytes:
+    """YANG-JSON signal body → CBOR bytes (integer keys). Validates first unless ``validate=False``."""
+    return _encode(body, validate_signal if validate else None)
+
+
+def encode_telemetry(body: dict[str, Any], validate: bool = True) -> bytes:
+    """YANG-JSON telemetry body → CBOR bytes (integer keys). Validates first unless ``validate=False``."""
+    return _encode(body, validate_telemetry if validate else None)

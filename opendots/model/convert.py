@@ -1,0 +1,400 @@
+"""CBOR (integer keys) ⇄ YANG-JSON (RFC 7951 member names) for signal channel bodies, driven by the YANG schema.
+
+Member names map to keys through the key table alone (see keys.py); the schema decides how each value is written:
+enumerations are unsigned integers in CBOR and names in JSON, decimal64 is a CBOR tag 4 decimal fraction and a JSON
+string, 64-bit integers are JSON strings, binary is a CBOR byte string and base64 in JSON (RFC 9132 §6, Table 5;
+RFC 7951 §6). No validation happens here beyond what a conversion needs; see validate.py for that.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import decimal
+import re
+from collections.abc import Callable
+from typing import Any
+
+from yangson.datatype import (
+    BinaryType,
+    BooleanType,
+    DataType,
+    Decimal64Type,
+    EmptyType,
+    EnumerationType,
+    Int64Type,
+    IntegralType,
+    LeafrefType,
+    Uint64Type,
+    UnionType,
+)
+from yangson.schemanode import ContainerNode, InternalNode, LeafListNode, LeafNode, ListNode, SchemaNode
+
+from .errors import ModelError
+from .keys import MAX_KEY, MIN_KEY, Comprehension, KeyEntry, comprehension_of_unknown_key, key_table
+from .schema import SIGNAL_MODULE, TELEMETRY_MODULE, signal_schema
+
+SIGNAL_CASES = ("mitigation-scope", "signal-config", "redirected-signal", "heartbeat")
+TELEMETRY_CASES = ("telemetry-setup", "telemetry")
+# The top-level member of a body names a case of the structure's message-type choice.
+SIGNAL_TOP_LEVEL = tuple(f"{SIGNAL_MODULE}:{case}" for case in SIGNAL_CASES)
+TELEMETRY_TOP_LEVEL = tuple(f"{TELEMETRY_MODULE}:{case}" for case in TELEMETRY_CASES)
+
+_INTEGER_TEXT = re.compile(r"-?[0-9]+")
+_MAX_DECIMAL_MAGNITUDE = 20  # decimal64 never exceeds 2**63 ≈ 9.2e18; larger exponents are rejected before use
+# The deepest body the modules allow nests about a dozen maps and arrays; CBOR shared references (tags 28/29) can
+# even build cycles, so conversion stops well before Python's recursion limit.
+MAX_NESTING = 32
+
+
+def _bad(where: str, message: str) -> ModelError:
+    return ModelError("4.00", f"{where or '/'}: {message}")
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    return {
+        int: "an integer",
+        str: "a text string",
+        bytes: "a byte string",
+        list: "an array",
+        dict: "a map",
+        float: "a floating-point number",
+        decimal.Decimal: "a decimal fraction",
+        type(None): "null",
+    }.get(type(value), f"an unexpected item ({type(value).__name__})")
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _top_level_schema(name: str) -> InternalNode | None:
+    if name in SIGNAL_TOP_LEVEL:
+        return signal_schema().dots_signal
+    if name in TELEMETRY_TOP_LEVEL:
+        return signal_schema().dots_telemetry
+    return None
+
+
+_child_cache: dict[tuple[InternalNode, str], SchemaNode | None] = {}
+
+
+def _schema_child(parent: InternalNode | None, name: str) -> SchemaNode | None:
+    """The data node a JSON member ``name`` designates under ``parent`` (RFC 7951 §4: prefix = namespace change)."""
+    if parent is None:
+        return None
+    cache_key = (parent, name)
+    try:
+        return _child_cache[cache_key]
+    except KeyError:
+        pass
+    prefix, _, local = name.rpartition(":")
+    child = parent.get_data_child(local, prefix or parent.ns)
+    _child_cache[cache_key] = child
+    return child
+
+
+_enum_names_cache: dict[EnumerationType, dict[int, str]] = {}
+
+
+def _enum_names(dtype: EnumerationType) -> dict[int, str]:
+    names = _enum_names_cache.get(dtype)
+    if names is None:
+        names = {value: name for name, value in dtype.enum.items()}
+        _enum_names_cache[dtype] = names
+    return names
+
+
+# ----------------------------------------------------------------------------------------------------- CBOR → JSON
+
+
+class _CborReader:
+    def __init__(self) -> None:
+        self.ignored: list[str] = []
+        self.unknown_required: list[str] = []
+        self.depth = 0
+
+    def map(self, schema: InternalNode | None, value: Any, where: str, top_level: bool = False) -> dict[str, Any]:
+        self.depth += 1
+        try:
+            return self._map(schema, value, where, top_level)
+        finally:
+            self.depth -= 1
+
+    def _map(self, schema: InternalNode | None, value: Any, where: str, top_level: bool) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise _bad(where, f"expected a map, got {_describe(value)}")
+        if self.depth > MAX_NESTING:
+            raise _bad(where, "nested too deeply")
+        table = key_table()
+        result: dict[str, Any] = {}
+        for key, item in value.items():
+            if not _is_integer(key):
+                raise _bad(where, f"map keys must be integers, got {_describe(key)}")
+            if not MIN_KEY <= key <= MAX_KEY:
+                raise _bad(where, f"CBOR key {key} is outside 1-65535")
+            entry = table.by_key.get(key)
+            if entry is None:
+                if comprehension_of_unknown_key(key) is Comprehension.OPTIONAL:
+                    self.ignored.append(f"{where}/{key}")
+                else:
+                    self.unknown_required.append(f"{where}/{key}")
+                continue
+            child_where = f"{where}/{entry.name}"
+            if top_level:
+                structure = _top_level_schema(entry.name)
+                result[entry.name] = self.node(structure, entry, item, child_where, container=structure is not None)
+            else:
+                result[entry.name] = self.node(_schema_child(schema, entry.name), entry, item, child_where)
+        return result
+
+    def node(self, schema: SchemaNode | None, entry: KeyEntry, value: Any, where: str, container: bool = False) -> Any:
+        if container or isinstance(schema, ContainerNode):
+            return self.map(schema, value, where)  # type: ignore[arg-type]
+        if isinstance(schema, ListNode):
+            return [self.map(schema, item, f"{where}[{index}]") for index, item in enumerate(_array(value, where))]
+        if isinstance(schema, LeafListNode):
+            return [
+                leaf_from_cbor(schema.type, item, f"{where}[{index}]")
+                for index, item in enumerate(_array(value, where))
+            ]
+        if isinstance(schema, LeafNode):
+            return leaf_from_cbor(schema.type, value, where)
+        return self.schemaless(entry, value, where)
+
+    def schemaless(self, entry: KeyEntry, value: Any, where: str) -> Any:
+        """A known key with no schema node here (Uri-Path parameters, misplaced members): keep its shape so that
+        validation can name it; convert what the key table says about its type."""
+        if isinstance(value, dict):
+            return self.map(None, value, where)
+        if isinstance(value, list):
+            self.depth += 1
+            try:
+                if self.depth > MAX_NESTING:
+                    raise _bad(where, "nested too deeply")
+                return [self.schemaless(entry, item, f"{where}[{index}]") for index, item in enumerate(value)]
+            finally:
+                self.depth -= 1
+        if isinstance(value, str | bool) or value is None:
+            return value
+        if _is_integer(value):
+            if value.bit_length() > 64:
+                raise _bad(where, "integer out of range")
+            return str(value) if entry.json_type.endswith("String") else value
+        raise _bad(where, f"unexpected {_describe(value)}")
+
+
+def _array(value: Any, where: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise _bad(where, f"expected an array, got {_describe(value)}")
+    return value
+
+
+def leaf_from_cbor(dtype: DataType, value: Any, where: str) -> Any:
+    """One CBOR scalar → its RFC 7951 JSON value, as ``dtype`` wants it."""
+    if isinstance(dtype, LeafrefType):
+        return leaf_from_cbor(dtype.ref_type, value, where)
+    if isinstance(dtype, UnionType):
+        return _union(dtype, value, where, leaf_from_cbor, lambda member, converted: converted)
+    if isinstance(dtype, EnumerationType):
+        if not _is_integer(value):
+            raise _bad(where, f"expected an unsigned integer (enumeration), got {_describe(value)}")
+        name = _enum_names(dtype).get(value)
+        if name is None:
+            raise _bad(where, f"{value} is not a defined value of {dtype}")
+        return name
+    if isinstance(dtype, BooleanType):
+        if not isinstance(value, bool):
+            raise _bad(where, f"expected a boolean, got {_describe(value)}")
+        return value
+    if isinstance(dtype, Decimal64Type):
+        return _decimal_to_text(dtype, value, where)
+    if isinstance(dtype, IntegralType):
+        if not _is_integer(value):
+            raise _bad(where, f"expected an integer, got {_describe(value)}")
+        if value.bit_length() > 64:
+            raise _bad(where, "integer out of range")
+        return str(value) if isinstance(dtype, Int64Type | Uint64Type) else value
+    if isinstance(dtype, BinaryType):
+        if not isinstance(value, bytes):
+            raise _bad(where, f"expected a byte string, got {_describe(value)}")
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(dtype, EmptyType):
+        if value is not None:
+            raise _bad(where, f"expected null (empty type), got {_describe(value)}")
+        return [None]
+    if not isinstance(value, str):
+        raise _bad(where, f"expected a text string, got {_describe(value)}")
+    return value
+
+
+def _decimal_to_text(dtype: Decimal64Type, value: Any, where: str) -> str:
+    if not isinstance(value, decimal.Decimal):
+        raise _bad(where, f"expected a decimal fraction (CBOR tag 4), got {_describe(value)}")
+    return format(_exact_decimal(dtype, value, where), "f")
+
+
+def _exact_decimal(dtype: Decimal64Type, number: decimal.Decimal, where: str) -> decimal.Decimal:
+    """``number`` with exactly fraction-digits decimals (so "1.5", [-1, 15] and [-2, 150] all become 1.50)."""
+    if not number.is_finite() or abs(number.adjusted()) > _MAX_DECIMAL_MAGNITUDE:
+        raise _bad(where, "decimal value out of range")
+    try:
+        exact = number.quantize(decimal.Decimal(1).scaleb(-dtype.fraction_digits))
+    except decimal.InvalidOperation:
+        raise _bad(where, "decimal value out of range") from None
+    if exact != number:
+        raise _bad(where, f"more than {dtype.fraction_digits} fraction digits")
+    return exact
+
+
+def _union(
+    dtype: UnionType,
+    value: Any,
+    where: str,
+    convert: Callable[[DataType, Any, str], Any],
+    raw_of: Callable[[DataType, Any], Any],
+) -> Any:
+    """The first member type that takes ``value`` (RFC 7950 §9.12); if none takes it, the first conversion that
+    worked, so that validation reports the range or pattern error."""
+    fallback: tuple[Any] | None = None
+    first_error: ModelError | None = None
+    for member in dtype.types:
+        try:
+            converted = convert(member, value, where)
+        except ModelError as error:
+            first_error = first_error or error
+            continue
+        cooked = member.from_raw(raw_of(member, converted))
+        if cooked is not None and cooked in member:
+            return converted
+        fallback = fallback or (converted,)
+    if fallback is not None:
+        return fallback[0]
+    assert first_error is not None
+    raise first_error
+
+
+def cbor_to_json(obj: Any) -> tuple[dict[str, Any], list[str]]:
+    """A decoded CBOR body (integer keys) → YANG-JSON, without validation.
+
+    Returns the JSON object and the comprehension-optional keys that were dropped because nobody registered them
+    (as ``/path/key`` strings, for logging). Raises ModelError("4.00") for unknown comprehension-required keys
+    (all of them are listed in the diagnostic) and for values whose CBOR type the schema does not allow.
+    """
+    reader = _CborReader()
+    result = reader.map(None, obj, "", top_level=True)
+    if reader.unknown_required:
+        raise ModelError("4.00", "unknown comprehension-required CBOR key(s): " + ", ".join(reader.unknown_required))
+    return result, reader.ignored
+
+
+# ----------------------------------------------------------------------------------------------------- JSON → CBOR
+
+
+def _json_map(
+    schema: InternalNode | None, value: Any, where: str, top_level: bool = False, depth: int = 1
+) -> dict[int, Any]:
+    if not isinstance(value, dict):
+        raise _bad(where, f"expected an object, got {_describe(value)}")
+    if depth > MAX_NESTING:
+        raise _bad(where, "nested too deeply")
+    table = key_table()
+    result: dict[int, Any] = {}
+    for name, item in value.items():
+        child_where = f"{where}/{name}"
+        entry = table.by_name.get(name) if isinstance(name, str) else None
+        if entry is None:
+            raise _bad(child_where, "member has no DOTS CBOR key")
+        child_schema = _top_level_schema(name) if top_level else _schema_child(schema, name)
+        top_container = top_level and child_schema is not None
+        result[entry.key] = _json_node(child_schema, item, child_where, depth, container=top_container)
+    return result
+
+
+def _json_node(schema: SchemaNode | None, value: Any, where: str, depth: int, container: bool = False) -> Any:
+    if container or isinstance(schema, ContainerNode):
+        return _json_map(schema, value, where, depth=depth + 1)  # type: ignore[arg-type]
+    if isinstance(schema, ListNode):
+        items = enumerate(_array(value, where))
+        return [_json_map(schema, item, f"{where}[{index}]", depth=depth + 1) for index, item in items]
+    if isinstance(schema, LeafListNode):
+        return [leaf_to_cbor(schema.type, item, f"{where}[{index}]") for index, item in enumerate(_array(value, where))]
+    if isinstance(schema, LeafNode):
+        return leaf_to_cbor(schema.type, value, where)
+    return _json_schemaless(value, where, depth + 1)
+
+
+def _json_schemaless(value: Any, where: str, depth: int) -> Any:
+    if depth > MAX_NESTING:
+        raise _bad(where, "nested too deeply")
+    if isinstance(value, dict):
+        return _json_map(None, value, where, depth=depth)
+    if isinstance(value, list):
+        return [_json_schemaless(item, f"{where}[{index}]", depth + 1) for index, item in enumerate(value)]
+    if isinstance(value, str | bool | int) or value is None:
+        return value
+    raise _bad(where, f"unexpected {_describe(value)}")
+
+
+def leaf_to_cbor(dtype: DataType, value: Any, where: str) -> Any:
+    """One RFC 7951 JSON scalar → the CBOR item RFC 9132 Table 5 wants for ``dtype``."""
+    if isinstance(dtype, LeafrefType):
+        return leaf_to_cbor(dtype.ref_type, value, where)
+    if isinstance(dtype, UnionType):
+        return _union(dtype, value, where, leaf_to_cbor, lambda member, converted: value)
+    if isinstance(dtype, EnumerationType):
+        if not isinstance(value, str):
+            raise _bad(where, f"expected an enumeration name, got {_describe(value)}")
+        number = dtype.enum.get(value)
+        if number is None:
+            raise _bad(where, f"{value!r} is not a defined name of {dtype}")
+        return number
+    if isinstance(dtype, BooleanType):
+        if not isinstance(value, bool):
+            raise _bad(where, f"expected a boolean, got {_describe(value)}")
+        return value
+    if isinstance(dtype, Decimal64Type):
+        return _text_to_decimal(dtype, value, where)
+    if isinstance(dtype, Int64Type | Uint64Type):
+        if not isinstance(value, str) or not _INTEGER_TEXT.fullmatch(value) or len(value) > 21:
+            raise _bad(where, f"expected a 64-bit integer as a decimal string, got {_describe(value)}")
+        return int(value)
+    if isinstance(dtype, IntegralType):
+        if not _is_integer(value):
+            raise _bad(where, f"expected an integer, got {_describe(value)}")
+        return value
+    if isinstance(dtype, BinaryType):
+        if not isinstance(value, str):
+            raise _bad(where, f"expected base64 text, got {_describe(value)}")
+        try:
+            return base64.b64decode(value, validate=True)
+        except binascii.Error:
+            raise _bad(where, "invalid base64") from None
+    if isinstance(dtype, EmptyType):
+        if value != [None]:
+            raise _bad(where, "expected [null] (empty type)")
+        return None
+    if not isinstance(value, str):
+        raise _bad(where, f"expected a string, got {_describe(value)}")
+    return value
+
+
+def _text_to_decimal(dtype: Decimal64Type, value: Any, where: str) -> decimal.Decimal:
+    if not isinstance(value, str):
+        raise _bad(where, f"expected a decimal64 as a string, got {_describe(value)}")
+    try:
+        number = decimal.Decimal(value)
+    except decimal.InvalidOperation:
+        raise _bad(where, f"{value[:40]!r} is not a decimal number") from None
+    # cbor2 writes a Decimal as tag 4 [exponent, mantissa]; exponent -fraction-digits is RFC 9132 Table 5's [-2, n].
+    return _exact_decimal(dtype, number, where)
+
+
+def json_to_cbor(obj: dict[str, Any]) -> dict[int, Any]:
+    """A YANG-JSON body → the CBOR data model with integer keys (encode it with cbor2). No validation.
+
+    Raises ModelError("4.00") for a member without a CBOR key or a value that cannot take the schema's CBOR form.
+    """
+    return _json_map(None, obj, "", top_level=True)

@@ -1,0 +1,234 @@
+"""Every non-public aiocoap (0.4.17) name OpenDOTS relies on, in one place.
+
+aiocoap's public API covers messages, resources and `Context.request`, but not plugging in a transport of one's
+own, giving TLS clients a certificate, reading the TLS peer certificate or sending a CoAP ping. Each helper below
+says which private name it touches and why; tests/contract/test_aiocoap_hooks.py checks every one of them, so an
+aiocoap upgrade that moves one fails there with a clear message instead of somewhere deep in a handshake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiocoap
+from aiocoap import interfaces
+from aiocoap.messagemanager import MessageManager
+from aiocoap.numbers.codes import EMPTY, PING, PONG, RELEASE
+from aiocoap.transports.rfc8323common import RFC8323Remote
+from aiocoap.transports.tcp import TcpConnection
+from aiocoap.transports.tls import TLSClient, TLSServer
+
+
+async def append_message_interface(
+    context: aiocoap.Context, factory: Callable[[interfaces.MessageManager], Awaitable[interfaces.MessageInterface]]
+) -> None:
+    """Stack TokenManager + MessageManager (CoAP over UDP semantics: CON/ACK, MIDs, dedup) on our DTLS interface.
+
+    Private: `Context._append_tokenmanaged_messagemanaged_transport` is how aiocoap builds its own UDP/DTLS stacks;
+    there is no public way to add a message interface.
+    """
+    await context._append_tokenmanaged_messagemanaged_transport(factory)
+
+
+class _TlsServerConnection(TcpConnection):
+    """A server-side TLS connection that joins its server's pool only once the TLS handshake has succeeded.
+
+    aiocoap's own factory adds every accepted TCP connection to `TCPServer._pool` before TLS runs; asyncio never
+    reports a failed handshake to the protocol, so each refused (e.g. untrusted) client would stay in the pool
+    forever and break `TCPServer.shutdown`. Private: `TcpConnection`, `TCPServer._pool`, `TcpConnection._ctx`.
+    """
+
+    max_connections = 0  # set per server class below; 0 means unlimited
+
+    def connection_made(self, transport: Any) -> None:
+        pool = self._ctx._pool
+        if self.max_connections and len(pool) >= self.max_connections:
+            transport.abort()  # over the session cap: refuse before any CoAP state exists
+            self._ctx = None
+            return
+        pool.add(self)
+        self.opendots_last_activity = time.monotonic()
+        super().connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.opendots_last_activity = time.monotonic()
+        super().data_received(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._ctx is not None:
+            super().connection_lost(exc)
+
+
+async def append_tls_server(
+    context: aiocoap.Context, host: str, port: int, ssl_context: ssl.SSLContext, *, max_connections: int = 0
+) -> interfaces.TokenInterface:
+    """Listen for CoAP over TLS (RFC 8323) on HOST:PORT exactly (port 0 picks a free one).
+
+    Private: `Context._append_tokenmanaged_transport`, and a TLSServer assembled by hand (its attributes
+    `_tokenmanager`, `log`, `server`), because `TLSServer.create_server` binds to the given port + 1 for
+    coaps+tcp and uses the leaking connection factory described in `_TlsServerConnection`.
+    """
+    created: list[interfaces.TokenInterface] = []
+
+    async def factory(token_manager: Any) -> interfaces.TokenInterface:
+        server = TLSServer()
+        server._tokenmanager = token_manager
+        server.log = context.log
+        connection_class = type(
+            "_CappedTlsServerConnection", (_TlsServerConnection,), {"max_connections": max_connections}
+        )
+        server.server = await context.loop.create_server(
+            lambda: connection_class(server, context.log, context.loop, is_server=True), host, port, ssl=ssl_context
+        )
+        created.append(server)
+        return server
+
+    await context._append_tokenmanaged_transport(factory)
+    return created[0]
+
+
+def tls_server_sockets(server: interfaces.TokenInterface) -> list[Any]:
+    """The listening sockets of a TLS server made by `append_tls_server` (private: TCPServer.server)."""
+    return list(server.server.sockets)
+
+
+class _FixedCertificateTLSClient(TLSClient):
+    """aiocoap's TLS client with our own SSL context (client certificate, CA, pinned server name).
+
+    Private: `TLSClient._ssl_context_factory` is the only place aiocoap asks for a client SSL context; its
+    credentials map can only carry a CA file, not a client certificate.
+    """
+
+    opendots_ssl_context: ssl.SSLContext
+
+    def _ssl_context_factory(self, hostinfo: str | None) -> ssl.SSLContext:
+        return self.opendots_ssl_context
+
+
+async def append_tls_client(context: aiocoap.Context, ssl_context: ssl.SSLContext) -> None:
+    """Let CONTEXT reach coaps+tcp:// URIs with SSL_CONTEXT (private: `Context._append_tokenmanaged_transport`)."""
+
+    async def factory(token_manager: Any) -> interfaces.TokenInterface:
+        client = await _FixedCertificateTLSClient.create_client_transport(token_manager, context.log, context.loop)
+        client.opendots_ssl_context = ssl_context
+        return client
+
+    await context._append_tokenmanaged_transport(factory)
+
+
+def is_tls_remote(remote: object) -> bool:
+    return isinstance(remote, TcpConnection)
+
+
+def tls_peer_certificate_der(remote: object) -> bytes | None:
+    """The DER certificate the TLS peer presented (private: `TcpConnection._transport`, the asyncio transport
+    whose `ssl_object` extra info is the only route to the peer certificate)."""
+    transport = getattr(remote, "_transport", None)
+    if transport is None:
+        return None
+    ssl_object = transport.get_extra_info("ssl_object")
+    if ssl_object is None:
+        return None
+    return ssl_object.getpeercert(binary_form=True)
+
+
+async def find_message_manager(context: aiocoap.Context, remote: interfaces.EndpointAddress) -> MessageManager | None:
+    """The MessageManager whose interface owns REMOTE (private: `Context.request_interfaces`,
+    `TokenManager.token_interface`, `MessageManager.message_interface`)."""
+    for request_interface in context.request_interfaces:
+        manager = getattr(request_interface, "token_interface", None)
+        if isinstance(manager, MessageManager) and await manager.message_interface.recognize_remote(remote):
+            return manager
+    return None
+
+
+async def send_empty_con(manager: MessageManager, remote: interfaces.EndpointAddress) -> None:
+    """CoAP ping (RFC 7252 §4.3): an empty CON, answered by an RST. Returns when the RST arrives.
+
+    Private use: `MessageManager.send_message` with an exchange monitor; aiocoap's Request API refuses empty
+    messages, and the monitor is the only callback that sees the RST of an empty exchange.
+    """
+    answered = asyncio.get_running_loop().create_future()
+    message = aiocoap.Message(code=EMPTY, transport_tuning=aiocoap.Reliable)
+    message.remote = remote
+
+    def on_reset() -> None:
+        if not answered.done():
+            answered.set_result(None)
+
+    manager.send_message(message, on_reset)
+    await answered
+
+
+async def send_tls_ping(remote: object, token: bytes) -> None:
+    """RFC 8323 §5.4 Ping/Pong over a TLS connection. Returns when the matching Pong arrives.
+
+    Private: `RFC8323Remote._send_message` and `_process_signaling` (aiocoap answers Pings but drops Pongs
+    silently, so we wrap the per-connection signaling handler once to see them).
+    """
+    if not isinstance(remote, RFC8323Remote):
+        raise TypeError(f"not a CoAP-over-TLS remote: {remote!r}")
+    waiters: dict[bytes, asyncio.Future[None]] = remote.__dict__.setdefault("_opendots_pong_waiters", {})
+    if "_opendots_wrapped_signaling" not in remote.__dict__:
+        original = remote._process_signaling
+
+        def process_signaling(message: aiocoap.Message) -> None:
+            if message.code == PONG:
+                waiter = waiters.pop(bytes(message.token), None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(None)
+            original(message)
+
+        remote._process_signaling = process_signaling
+        remote.__dict__["_opendots_wrapped_signaling"] = True
+    answered = asyncio.get_running_loop().create_future()
+    waiters[token] = answered
+    try:
+        ping = aiocoap.Message(code=PING)
+        ping.token = token
+        remote._send_message(ping)
+        await answered
+    finally:
+        waiters.pop(token, None)
+
+
+async def find_request_interface(context: aiocoap.Context, message: aiocoap.Message) -> Any:
+    """Fill MESSAGE.remote the way `Context.request` would, opening a session if needed.
+
+    Semi-private: `Context.find_remote_and_interface` is documented as "unstable"; it is the only way to get a
+    remote for a URI without sending a request.
+    """
+    return await context.find_remote_and_interface(message)
+
+
+def tls_server_connection_count(server: interfaces.TokenInterface) -> int:
+    """Open TLS connections of a TLS server (private: `TCPServer._pool`)."""
+    return len(server._pool)
+
+
+def has_transports(context: aiocoap.Context) -> bool:
+    """Whether CONTEXT got any transport yet (private: `Context.request_interfaces`)."""
+    return bool(context.request_interfaces)
+
+
+def close_idle_tls_connections(server: interfaces.TokenInterface, idle_timeout: float, now: float) -> int:
+    """Send Release (RFC 8323 §5.5) and close server-side TLS connections silent for IDLE_TIMEOUT seconds.
+
+    NOW is a `time.monotonic()` reading. Private: `TCPServer._pool`, `RFC8323Remote._send_message`,
+    `TcpConnection._transport`.
+    """
+    closed = 0
+    for connection in list(server._pool):
+        last = getattr(connection, "opendots_last_activity", now)
+        if now - last < idle_timeout or connection._transport is None:
+            continue
+        with contextlib.suppress(Exception):  # the peer may already be gone; closing is all that matters
+            connection._send_message(aiocoap.Message(code=RELEASE))
+        connection._transport.close()
+        closed += 1
+    return closed

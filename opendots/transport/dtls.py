@@ -1,0 +1,406 @@
+"""Sans-I/O DTLS 1.2 over pyOpenSSL memory BIOs: no sockets, no event loop, time passed in as `now`.
+
+`DtlsListener` answers ClientHellos statelessly (HelloVerifyRequest with an HMAC cookie, RFC 6347 §4.2.1) and only
+hands out a `DtlsConnection` once a ClientHello carries a valid cookie, so a spoofed or flooding peer costs the
+server no per-peer state. `DtlsConnection` takes datagrams in, gives datagrams out (packed to the path MTU) and
+reports what happened as events. The asyncio shell lives in `opendots.transport.dtls_interface`.
+
+OpenSSL keeps its own clock for handshake retransmissions (`DTLSv1_get_timeout`), so those timers are reported
+relative to the call and the shell turns them into loop deadlines.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import os
+from dataclasses import dataclass
+from enum import Enum
+
+from cryptography.hazmat.primitives.serialization import Encoding
+from OpenSSL import SSL, crypto
+
+from opendots.config import TlsFiles
+from opendots.transport.identity import PeerIdentity
+from opendots.transport.profile import (
+    CIPHER_LIST,
+    DEFAULT_DTLS_MTU,
+    DTLS1_2_VERSION,
+    certificate_matches_name,
+)
+
+RECORD_HEADER_LENGTH = 13  # type(1) version(2) epoch(2) sequence(6) length(2), RFC 6347 §4.1
+CONTENT_TYPE_HANDSHAKE = 22
+HANDSHAKE_TYPE_CLIENT_HELLO = 1
+SESSION_ID_CONTEXT = b"opendots-dots-signal"
+MAX_DATAGRAM = 65535
+
+
+class DtlsError(Exception):
+    """A DTLS session failed (handshake error, certificate rejected, fatal alert, retransmissions exhausted)."""
+
+
+class CloseNotifyReceived(DtlsError):
+    """The peer closed the session in an orderly way (close_notify alert)."""
+
+
+class SessionExpired(DtlsError):
+    """The session was idle for too long, or its handshake never completed, and was dropped locally."""
+
+
+class DtlsState(Enum):
+    HANDSHAKING = "handshaking"
+    ESTABLISHED = "established"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True)
+class HandshakeCompleted:
+    identity: PeerIdentity
+    resumed: bool
+
+
+@dataclass(frozen=True)
+class ApplicationData:
+    data: bytes
+
+
+@dataclass(frozen=True)
+class ConnectionClosed:
+    error: DtlsError
+
+
+DtlsEvent = HandshakeCompleted | ApplicationData | ConnectionClosed
+
+
+def _base_context(credentials: TlsFiles, method: int) -> SSL.Context:
+    context = SSL.Context(method)
+    context.set_min_proto_version(DTLS1_2_VERSION)
+    context.set_max_proto_version(DTLS1_2_VERSION)  # no DTLS 1.3 in this OpenSSL build's cookie path / libcoap 4.3.1
+    context.set_cipher_list(CIPHER_LIST.encode())
+    context.use_certificate_chain_file(str(credentials.cert))
+    context.use_privatekey_file(str(credentials.key))
+    context.check_privatekey()
+    context.load_verify_locations(str(credentials.ca))
+    # A memory BIO cannot report the path MTU; we set it per connection and OpenSSL must not overwrite it.
+    context.set_options(SSL.OP_NO_QUERY_MTU | SSL.OP_NO_COMPRESSION | SSL.OP_CIPHER_SERVER_PREFERENCE)
+    context.set_mode(SSL.MODE_RELEASE_BUFFERS)  # idle sessions give back their record buffers (memory per session)
+    return context
+
+
+def client_context(credentials: TlsFiles, server_name: str) -> SSL.Context:
+    """Client side: present our certificate, require the server's to chain to our CA and to name SERVER_NAME."""
+    context = _base_context(credentials, SSL.DTLS_CLIENT_METHOD)
+
+    def verify(_connection: SSL.Connection, certificate: crypto.X509, _errno: int, depth: int, ok: int) -> bool:
+        # Returning False makes OpenSSL abort the handshake with a bad_certificate alert.
+        return bool(ok) and (depth != 0 or certificate_matches_name(certificate.to_cryptography(), server_name))
+
+    context.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, verify)
+    context.set_session_cache_mode(SSL.SESS_CACHE_CLIENT)
+    return context
+
+
+def server_context(credentials: TlsFiles) -> SSL.Context:
+    """Server side: mutual X.509 (CERT_REQUIRED), session cache and tickets for resumption."""
+    context = _base_context(credentials, SSL.DTLS_SERVER_METHOD)
+    context.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT | SSL.VERIFY_CLIENT_ONCE)
+    context.set_session_id(SESSION_ID_CONTEXT)  # resumption with client certificates needs a session id context
+    context.set_session_cache_mode(SSL.SESS_CACHE_SERVER)
+    return context
+
+
+class CookieSecrets:
+    """HMAC keys for stateless DTLS cookies; rotated every ROTATE_AFTER seconds, the previous key stays accepted."""
+
+    def __init__(self, now: float, rotate_after: float = 120.0) -> None:
+        self.rotate_after = rotate_after
+        self._current = os.urandom(32)
+        self._previous: bytes | None = None
+        self._rotated_at = now
+
+    def rotate_if_due(self, now: float) -> None:
+        if now - self._rotated_at >= self.rotate_after:
+            self._previous, self._current = self._current, os.urandom(32)
+            self._rotated_at = now
+
+    def make(self, peer: bytes) -> bytes:
+        return hmac.new(self._current, peer, hashlib.sha256).digest()
+
+    def verify(self, peer: bytes, cookie: bytes) -> bool:
+        keys = (self._current,) if self._previous is None else (self._current, self._previous)
+        return any(hmac.compare_digest(hmac.new(key, peer, hashlib.sha256).digest(), cookie) for key in keys)
+
+
+def peer_key(address: tuple) -> bytes:
+    """What a cookie is bound to: the peer's transport address as seen by this socket."""
+    return f"{address[0]}|{address[1]}".encode()
+
+
+def is_client_hello(datagram: bytes) -> bool:
+    """A DTLS handshake record in epoch 0 that starts a ClientHello (the only thing a stranger may send us)."""
+    return (
+        len(datagram) > RECORD_HEADER_LENGTH
+        and datagram[0] == CONTENT_TYPE_HANDSHAKE
+        and datagram[3:5] == b"\x00\x00"
+        and datagram[RECORD_HEADER_LENGTH] == HANDSHAKE_TYPE_CLIENT_HELLO
+    )
+
+
+def split_records(stream: bytes) -> list[bytes]:
+    """Cut OpenSSL's memory-BIO output (records back to back) into single DTLS records."""
+    records = []
+    offset = 0
+    while offset + RECORD_HEADER_LENGTH <= len(stream):
+        length = int.from_bytes(stream[offset + 11 : offset + 13], "big")
+        end = offset + RECORD_HEADER_LENGTH + length
+        records.append(stream[offset:end])
+        offset = end
+    if offset < len(stream):  # cannot happen with OpenSSL output; never drop bytes silently
+        records.append(stream[offset:])
+    return records
+
+
+def pack_records(records: list[bytes], mtu: int) -> list[bytes]:
+    """Pack whole records into as few datagrams as fit the MTU (RFC 6347 §4.1.1 allows several per datagram)."""
+    datagrams: list[bytes] = []
+    current = b""
+    for record in records:
+        if current and len(current) + len(record) > mtu:
+            datagrams.append(current)
+            current = b""
+        current += record
+    if current:
+        datagrams.append(current)
+    return datagrams
+
+
+class DtlsConnection:
+    """One DTLS session, client or server side, driven by datagrams and timer calls."""
+
+    def __init__(self, ssl: SSL.Connection, *, now: float, mtu: int = DEFAULT_DTLS_MTU) -> None:
+        self._ssl = ssl
+        self.mtu = mtu
+        ssl.set_ciphertext_mtu(mtu)
+        self.state = DtlsState.HANDSHAKING
+        self.created_at = now
+        self.last_activity = now
+        self.identity: PeerIdentity | None = None
+        self.session: SSL.Session | None = None
+        self.cipher: str | None = None
+        self._pending_plaintext: list[bytes] = []
+
+    @classmethod
+    def connect(
+        cls, context: SSL.Context, *, now: float, mtu: int = DEFAULT_DTLS_MTU, session: SSL.Session | None = None
+    ) -> DtlsConnection:
+        """Client side: the ClientHello is ready in `datagrams_to_send()` right after this."""
+        ssl = SSL.Connection(context, None)
+        ssl.set_connect_state()
+        if session is not None:
+            ssl.set_session(session)
+        connection = cls(ssl, now=now, mtu=mtu)
+        connection._advance_handshake()
+        return connection
+
+    # ----------------------------------------------------------------- input
+
+    def receive_datagram(self, datagram: bytes, now: float) -> list[DtlsEvent]:
+        if self.state is DtlsState.CLOSED:
+            return []
+        self.last_activity = now
+        try:
+            self._ssl.bio_write(datagram)
+        except SSL.Error as error:
+            return self._fail(DtlsError(f"cannot buffer datagram: {error}"))
+        events: list[DtlsEvent] = []
+        if self.state is DtlsState.HANDSHAKING:
+            events += self._advance_handshake()
+        if self.state is DtlsState.ESTABLISHED:
+            events += self._read_application_data()
+        return events
+
+    def handle_timer(self, now: float) -> list[DtlsEvent]:
+        """Call when `timer_due_in()` has elapsed: retransmits the last handshake flight (or gives up)."""
+        if self.state is DtlsState.CLOSED:
+            return []
+        try:
+            self._ssl.DTLSv1_handle_timeout()
+        except SSL.Error as error:
+            return self._fail(DtlsError(f"handshake retransmissions exhausted: {error}"))
+        return []
+
+    def timer_due_in(self) -> float | None:
+        """Seconds until OpenSSL wants `handle_timer` (handshake retransmission), None if no timer runs."""
+        if self.state is DtlsState.CLOSED:
+            return None
+        return self._ssl.DTLSv1_get_timeout()
+
+    # ---------------------------------------------------------------- output
+
+    def send(self, plaintext: bytes) -> None:
+        """Queue one application datagram (a CoAP message); held back until the handshake completes."""
+        if self.state is DtlsState.CLOSED:
+            raise DtlsError("session is closed")
+        if self.state is DtlsState.HANDSHAKING:
+            self._pending_plaintext.append(plaintext)
+            return
+        try:
+            self._ssl.write(plaintext)
+        except SSL.Error as error:
+            self._fail(DtlsError(f"cannot send: {error}"))
+            raise DtlsError(f"cannot send: {error}") from error
+
+    def datagrams_to_send(self) -> list[bytes]:
+        output = b""
+        while True:
+            try:
+                chunk = self._ssl.bio_read(MAX_DATAGRAM)
+            except SSL.WantReadError:
+                break
+            if not chunk:
+                break
+            output += chunk
+        return pack_records(split_records(output), self.mtu) if output else []
+
+    def close(self) -> None:
+        """Send close_notify (fetch it with `datagrams_to_send()`) and stop."""
+        if self.state is DtlsState.ESTABLISHED:
+            with contextlib.suppress(SSL.Error):  # a half-broken session cannot even say goodbye
+                self._ssl.shutdown()
+        self.state = DtlsState.CLOSED
+
+    @property
+    def established(self) -> bool:
+        return self.state is DtlsState.ESTABLISHED
+
+    @property
+    def closed(self) -> bool:
+        return self.state is DtlsState.CLOSED
+
+    @property
+    def cleartext_mtu(self) -> int:
+        return self._ssl.get_cleartext_mtu()
+
+    # -------------------------------------------------------------- internal
+
+    def _advance_handshake(self) -> list[DtlsEvent]:
+        try:
+            self._ssl.do_handshake()
+        except SSL.WantReadError:
+            return []
+        except SSL.Error as error:
+            return self._fail(DtlsError(f"handshake failed: {_describe(error)}"))
+        certificate = self._ssl.get_peer_certificate(as_cryptography=True)
+        if certificate is None:  # VERIFY_FAIL_IF_NO_PEER_CERT makes this unreachable; keep the invariant explicit
+            return self._fail(DtlsError("peer presented no certificate"))
+        self.identity = PeerIdentity.from_der(certificate.public_bytes(Encoding.DER))
+        self.session = self._ssl.get_session()
+        self.cipher = self._ssl.get_cipher_name()
+        self.state = DtlsState.ESTABLISHED
+        events: list[DtlsEvent] = [HandshakeCompleted(self.identity, _session_reused(self._ssl))]
+        pending, self._pending_plaintext = self._pending_plaintext, []
+        for plaintext in pending:
+            self.send(plaintext)
+        return events
+
+    def _read_application_data(self) -> list[DtlsEvent]:
+        events: list[DtlsEvent] = []
+        while True:
+            try:
+                data = self._ssl.recv(MAX_DATAGRAM)
+            except SSL.WantReadError:
+                return events
+            except SSL.ZeroReturnError:
+                self.state = DtlsState.CLOSED
+                with contextlib.suppress(SSL.Error):
+                    self._ssl.shutdown()  # answer the close_notify with our own
+                return [*events, ConnectionClosed(CloseNotifyReceived("peer sent close_notify"))]
+            except SSL.Error as error:
+                return events + self._fail(DtlsError(f"fatal DTLS error: {_describe(error)}"))
+            events.append(ApplicationData(data))
+
+    def _fail(self, error: DtlsError) -> list[DtlsEvent]:
+        self.state = DtlsState.CLOSED
+        return [ConnectionClosed(error)]
+
+
+def _session_reused(ssl: SSL.Connection) -> bool:
+    """pyOpenSSL 26 has no public accessor for SSL_session_reused; its raw binding is the only way to tell.
+
+    Used for statistics and tests only; if a pyOpenSSL upgrade moves it, resumption is reported as False.
+    """
+    try:
+        from OpenSSL._util import lib
+
+        return bool(lib.SSL_session_reused(ssl._ssl))
+    except (ImportError, AttributeError):
+        return False
+
+
+def _describe(error: SSL.Error) -> str:
+    reasons = [part[2] for part in error.args[0] if isinstance(part, tuple) and len(part) == 3] if error.args else []
+    if reasons:
+        return ", ".join(str(reason) for reason in reasons)
+    return str(error) or type(error).__name__
+
+
+@dataclass
+class ListenResult:
+    """What the listener made of one datagram from an unknown peer."""
+
+    reply: list[bytes]  # HelloVerifyRequest datagrams to send back, if any
+    connection: DtlsConnection | None  # set once a ClientHello carried a valid cookie
+
+
+class DtlsListener:
+    """Stateless cookie exchange on the server (DTLSv1_listen); nothing per peer is kept until a cookie verifies."""
+
+    def __init__(self, credentials: TlsFiles, *, now: float, mtu: int = DEFAULT_DTLS_MTU) -> None:
+        self.context = server_context(credentials)
+        self.cookies = CookieSecrets(now)
+        self.mtu = mtu
+        self._current_peer = b""
+        self.context.set_cookie_generate_callback(lambda _ssl: self.cookies.make(self._current_peer))
+        self.context.set_cookie_verify_callback(lambda _ssl, cookie: self.cookies.verify(self._current_peer, cookie))
+        self._listener = self._new_listener()
+
+    def _new_listener(self) -> SSL.Connection:
+        ssl = SSL.Connection(self.context, None)
+        ssl.set_accept_state()
+        ssl.set_ciphertext_mtu(self.mtu)
+        return ssl
+
+    def receive(self, datagram: bytes, peer: tuple, now: float) -> ListenResult:
+        """Process a datagram from a peer without a session. Non-ClientHellos are ignored (no reply, no state)."""
+        if not is_client_hello(datagram):
+            return ListenResult([], None)
+        self.cookies.rotate_if_due(now)
+        self._current_peer = peer_key(peer)
+        listener = self._listener
+        try:
+            listener.bio_write(datagram)
+            listener.DTLSv1_listen()
+        except SSL.WantReadError:
+            # No (valid) cookie: OpenSSL wrote a HelloVerifyRequest, or dropped garbage. Either way, no state kept.
+            return ListenResult(self._drain(listener), None)
+        except SSL.Error:
+            self._listener = self._new_listener()  # a listener that saw an error is not trusted again
+            return ListenResult([], None)
+        self._listener = self._new_listener()
+        connection = DtlsConnection(listener, now=now, mtu=self.mtu)
+        connection._advance_handshake()  # the listener hands over a verified hello
+        return ListenResult([], connection)
+
+    def _drain(self, ssl: SSL.Connection) -> list[bytes]:
+        output = b""
+        while True:
+            try:
+                chunk = ssl.bio_read(MAX_DATAGRAM)
+            except SSL.WantReadError:
+                break
+            if not chunk:
+                break
+            output += chunk
+        return pack_records(split_records(output), self.mtu) if output else []

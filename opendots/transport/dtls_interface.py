@@ -1,0 +1,533 @@
+"""asyncio shell around the sans-I/O DTLS core, exposed to aiocoap as a CoAP message interface (coaps://).
+
+aiocoap stacks its MessageManager (CON/ACK, message IDs, deduplication) and TokenManager (requests, Observe,
+Block2) on top, so everything CoAP happens there; this module only moves datagrams, runs timers and keeps the
+session table. Each session is one `DtlsRemote`, which aiocoap uses as `message.remote`: setting
+`msg.remote = earlier_request.remote` sends over that peer's existing session, in either direction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiocoap
+from aiocoap import error as coap_error
+from aiocoap import interfaces
+from aiocoap.numbers import COAPS_PORT
+from aiocoap.util import hostportjoin, hostportsplit
+from OpenSSL import SSL
+
+from opendots.config import TlsFiles
+from opendots.transport.dtls import (
+    ApplicationData,
+    ConnectionClosed,
+    DtlsConnection,
+    DtlsError,
+    DtlsEvent,
+    DtlsListener,
+    HandshakeCompleted,
+    SessionExpired,
+    client_context,
+    is_client_hello,
+)
+from opendots.transport.identity import PeerIdentity
+from opendots.transport.profile import DEFAULT_DTLS_MTU
+
+log = logging.getLogger(__name__)
+
+HANDSHAKE_DEADLINE = 30.0  # a handshake not done by then is dropped (OpenSSL alone would retry for ~60 s)
+SWEEP_INTERVAL_MAX = 5.0
+
+
+def _hostinfo(address: tuple) -> str:
+    host, port = address[0], address[1]
+    return hostportjoin(host, None if port == COAPS_PORT else port)
+
+
+class DtlsRemote(interfaces.EndpointAddress):
+    """One DTLS session as aiocoap sees a peer. Identity-compared: a new session is a new remote (RFC 7252 §9.1.2)."""
+
+    scheme = "coaps"
+    is_multicast = False
+    is_multicast_locally = False
+
+    def __init__(self, owner: _DtlsInterfaceBase, connection: DtlsConnection, peer: tuple, local: tuple) -> None:
+        self._owner = owner
+        self.connection = connection
+        self.peer = peer
+        self.local = local
+        self._send_datagram: Callable[[bytes], None] = lambda _datagram: None
+        self._timer: asyncio.TimerHandle | None = None
+        self.table_key: object = None
+
+    def __repr__(self) -> str:
+        return f"<DtlsRemote {self.hostinfo} {self.connection.state.value}>"
+
+    @property
+    def peer_identity(self) -> PeerIdentity | None:
+        return self.connection.identity
+
+    @property
+    def authenticated_claims(self) -> tuple[PeerIdentity, ...]:
+        return (self.connection.identity,) if self.connection.identity is not None else ()
+
+    @property
+    def hostinfo(self) -> str:
+        return _hostinfo(self.peer)
+
+    @property
+    def hostinfo_local(self) -> str:
+        return _hostinfo(self.local)
+
+    @property
+    def uri_base(self) -> str:
+        return "coaps://" + self.hostinfo
+
+    @property
+    def uri_base_local(self) -> str:
+        return "coaps://" + self.hostinfo_local
+
+    @property
+    def blockwise_key(self) -> object:
+        return self
+
+    def flush(self) -> None:
+        for datagram in self.connection.datagrams_to_send():
+            self._send_datagram(datagram)
+
+
+class _DtlsInterfaceBase(interfaces.MessageInterface):
+    def __init__(self, message_manager: interfaces.MessageManager, loop: asyncio.AbstractEventLoop) -> None:
+        self._message_manager: interfaces.MessageManager | None = message_manager
+        self._loop = loop
+
+    # -- MessageInterface
+
+    def send(self, message: aiocoap.Message) -> None:
+        remote = message.remote
+        if not isinstance(remote, DtlsRemote) or remote.connection.closed:
+            log.info("not sending %r: its DTLS session is gone", message)
+            return
+        try:
+            remote.connection.send(message.encode())
+        except DtlsError as failure:
+            self._closed(remote, failure)
+            return
+        remote.flush()
+        self._arm_timer(remote)
+
+    async def recognize_remote(self, remote: object) -> bool:
+        return isinstance(remote, DtlsRemote) and remote._owner is self and self._is_live(remote)
+
+    # -- shared plumbing
+
+    def _is_live(self, remote: DtlsRemote) -> bool:
+        raise NotImplementedError
+
+    def _forget(self, remote: DtlsRemote) -> None:
+        raise NotImplementedError
+
+    def _handle_events(self, remote: DtlsRemote, events: list[DtlsEvent]) -> None:
+        for event in events:
+            if isinstance(event, ApplicationData):
+                self._deliver(remote, event.data)
+            elif isinstance(event, HandshakeCompleted):
+                log.debug("DTLS session with %s established (resumed=%s)", remote.hostinfo, event.resumed)
+                self._on_established(remote, event)
+            elif isinstance(event, ConnectionClosed):
+                self._closed(remote, event.error)
+
+    def _on_established(self, remote: DtlsRemote, event: HandshakeCompleted) -> None:
+        pass
+
+    def _deliver(self, remote: DtlsRemote, plaintext: bytes) -> None:
+        if self._message_manager is None:
+            return
+        try:
+            message = aiocoap.Message.decode(plaintext, remote=remote)
+        except coap_error.UnparsableMessage:
+            log.warning("ignoring an unparsable CoAP message from %s", remote.hostinfo)
+            return
+        self._message_manager.dispatch_message(message)
+
+    def _closed(self, remote: DtlsRemote, failure: DtlsError) -> None:
+        log.info("DTLS session with %s ended: %s", remote.hostinfo, failure)
+        remote.flush()  # a close_notify or fatal alert may be waiting
+        if remote._timer is not None:
+            remote._timer.cancel()
+            remote._timer = None
+        self._forget(remote)
+        if self._message_manager is not None and remote.connection.identity is not None:
+            self._message_manager.dispatch_error(failure, remote)
+
+    def _arm_timer(self, remote: DtlsRemote) -> None:
+        if remote._timer is not None:
+            remote._timer.cancel()
+            remote._timer = None
+        due_in = remote.connection.timer_due_in()
+        if due_in is not None:
+            remote._timer = self._loop.call_later(due_in, self._timer_fired, remote)
+
+    def _timer_fired(self, remote: DtlsRemote) -> None:
+        remote._timer = None
+        events = remote.connection.handle_timer(self._loop.time())
+        remote.flush()
+        self._handle_events(remote, events)
+        if not remote.connection.closed:
+            self._arm_timer(remote)
+
+    def _datagram_from_peer(self, remote: DtlsRemote, datagram: bytes) -> None:
+        events = remote.connection.receive_datagram(datagram, self._loop.time())
+        remote.flush()
+        self._handle_events(remote, events)
+        if not remote.connection.closed:
+            self._arm_timer(remote)
+
+
+# ------------------------------------------------------------------------------------------------------ server
+
+
+@dataclass
+class SessionStats:
+    sessions: int
+    established: int
+    handshaking: int
+    accepted_total: int
+    hello_verify_sent: int
+    dropped_datagrams: int
+    refused_full: int
+    expired_total: int
+    resumed_total: int
+
+
+class _ServerSocket(asyncio.DatagramProtocol):
+    def __init__(self, interface: DtlsServerInterface) -> None:
+        self.interface = interface
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        try:
+            self.interface._datagram_received(self, data, addr)
+        except Exception:  # the listening socket must survive anything a peer sends
+            log.exception("dropped a datagram from %s after an internal error", addr)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("socket error on DTLS server socket: %s", exc)
+
+
+class DtlsServerInterface(_DtlsInterfaceBase):
+    """DTLS server: stateless cookies, session table with a cap and idle expiry, close_notify on shutdown."""
+
+    def __init__(
+        self,
+        message_manager: interfaces.MessageManager,
+        loop: asyncio.AbstractEventLoop,
+        credentials: TlsFiles,
+        *,
+        max_sessions: int,
+        idle_timeout: float,
+        mtu: int = DEFAULT_DTLS_MTU,
+    ) -> None:
+        super().__init__(message_manager, loop)
+        self.listener = DtlsListener(credentials, now=loop.time(), mtu=mtu)
+        self.max_sessions = max_sessions
+        self.idle_timeout = idle_timeout
+        self.sessions: dict[tuple[int, tuple], DtlsRemote] = {}
+        self.sockets: list[_ServerSocket] = []
+        self._sweeper: asyncio.Task[None] | None = None
+        self._accepted = self._hello_verify = self._dropped = self._refused = self._expired = self._resumed = 0
+
+    @classmethod
+    async def create(
+        cls,
+        message_manager: interfaces.MessageManager,
+        *,
+        credentials: TlsFiles,
+        bind: list[tuple[str, int]],
+        max_sessions: int,
+        idle_timeout: float,
+        mtu: int = DEFAULT_DTLS_MTU,
+    ) -> DtlsServerInterface:
+        loop = asyncio.get_running_loop()
+        self = cls(message_manager, loop, credentials, max_sessions=max_sessions, idle_timeout=idle_timeout, mtu=mtu)
+        try:
+            for host, port in bind:
+                family = socket.AF_INET6 if ":" in host else socket.AF_INET
+                _, protocol = await loop.create_datagram_endpoint(
+                    lambda: _ServerSocket(self), local_addr=(host, port), family=family
+                )
+                self.sockets.append(protocol)
+        except BaseException:
+            await self.shutdown()
+            raise
+        self._sweeper = loop.create_task(self._sweep_forever(), name="DTLS idle session sweeper")
+        return self
+
+    def local_addresses(self) -> list[tuple]:
+        return [sock.transport.get_extra_info("sockname") for sock in self.sockets if sock.transport is not None]
+
+    def stats(self) -> SessionStats:
+        established = sum(1 for remote in self.sessions.values() if remote.connection.established)
+        return SessionStats(
+            sessions=len(self.sessions),
+            established=established,
+            handshaking=len(self.sessions) - established,
+            accepted_total=self._accepted,
+            hello_verify_sent=self._hello_verify,
+            dropped_datagrams=self._dropped,
+            refused_full=self._refused,
+            expired_total=self._expired,
+            resumed_total=self._resumed,
+        )
+
+    def sessions_for(self, identity_cuid: str) -> list[DtlsRemote]:
+        return [
+            remote
+            for remote in self.sessions.values()
+            if remote.connection.identity is not None and remote.connection.identity.cuid == identity_cuid
+        ]
+
+    # -- input
+
+    def _datagram_received(self, sock: _ServerSocket, data: bytes, peer: tuple) -> None:
+        key = (id(sock), peer[:2])
+        existing = self.sessions.get(key)
+        if existing is not None and not (existing.connection.established and is_client_hello(data)):
+            self._datagram_from_peer(existing, data)
+            return
+        # Either a stranger, or a peer with an established session sending a fresh epoch-0 ClientHello: a client
+        # that restarted on the same address and port (RFC 6347 §4.2.8). It gets the same cookie exchange, and
+        # only a verified hello replaces the old session, so a spoofed hello cannot tear sessions down.
+        if self._message_manager is None:
+            return
+        if existing is None and len(self.sessions) >= self.max_sessions:
+            self._refused += 1
+            return
+        result = self.listener.receive(data, peer[:2], self._loop.time())
+        if result.connection is not None and existing is not None:
+            existing.connection.close()
+            self._closed(existing, DtlsError("peer started a new session from the same address"))
+        for reply in result.reply:
+            sock.transport.sendto(reply, peer)
+        if result.reply:
+            self._hello_verify += 1
+        if result.connection is None:
+            if not result.reply:
+                self._dropped += 1
+            return
+        self._accepted += 1
+        local = sock.transport.get_extra_info("sockname")
+        remote = DtlsRemote(self, result.connection, peer[:2], local)
+        transport = sock.transport
+        remote._send_datagram = lambda datagram: transport.sendto(datagram, peer)
+        remote.table_key = key
+        self.sessions[key] = remote
+        remote.flush()
+        self._arm_timer(remote)
+
+    def _on_established(self, remote: DtlsRemote, event: HandshakeCompleted) -> None:
+        self._resumed += event.resumed
+
+    def _is_live(self, remote: DtlsRemote) -> bool:
+        return remote.connection.established and self.sessions.get(remote.table_key) is remote
+
+    def _forget(self, remote: DtlsRemote) -> None:
+        if self.sessions.get(remote.table_key) is remote:
+            del self.sessions[remote.table_key]
+
+    async def determine_remote(self, message: aiocoap.Message) -> None:
+        # A DTLS server never opens sessions; requests to clients go over `msg.remote = request.remote`.
+        return None
+
+    # -- expiry
+
+    def expire(self, now: float) -> int:
+        """Drop idle sessions and stalled handshakes; returns how many went."""
+        gone = 0
+        for remote in list(self.sessions.values()):
+            connection = remote.connection
+            if connection.established:
+                if now - connection.last_activity < self.idle_timeout:
+                    continue
+                connection.close()  # close_notify: the peer learns at once instead of after its next timeout
+                failure: DtlsError = SessionExpired(f"idle for more than {self.idle_timeout:g} s")
+            else:
+                if now - connection.created_at < HANDSHAKE_DEADLINE:
+                    continue
+                connection.close()
+                failure = SessionExpired("handshake did not complete")
+            self._expired += 1
+            gone += 1
+            self._closed(remote, failure)
+        return gone
+
+    async def _sweep_forever(self) -> None:
+        interval = min(SWEEP_INTERVAL_MAX, max(0.05, self.idle_timeout / 4))
+        while True:
+            await asyncio.sleep(interval)
+            self.expire(self._loop.time())
+
+    async def shutdown(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for remote in list(self.sessions.values()):
+            remote.connection.close()
+            remote.flush()
+            if remote._timer is not None:
+                remote._timer.cancel()
+        self.sessions.clear()
+        self._message_manager = None
+        for sock in self.sockets:
+            if sock.transport is not None:
+                sock.transport.close()
+
+
+# ------------------------------------------------------------------------------------------------------ client
+
+
+class _ClientSocket(asyncio.DatagramProtocol):
+    def __init__(self, interface: DtlsClientInterface, remote: DtlsRemote) -> None:
+        self.interface = interface
+        self.remote = remote
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        try:
+            self.interface._datagram_from_peer(self.remote, data)
+        except Exception:
+            log.exception("dropped a datagram from %s after an internal error", addr)
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable while handshaking: the server is not there (yet); OpenSSL's timer retries.
+        log.debug("socket error towards %s: %s", self.remote.hostinfo, exc)
+
+
+class DtlsClientInterface(_DtlsInterfaceBase):
+    """DTLS client: one connected UDP socket and session per server (host, port), resumed when re-opened."""
+
+    def __init__(
+        self,
+        message_manager: interfaces.MessageManager,
+        loop: asyncio.AbstractEventLoop,
+        credentials: TlsFiles,
+        server_name: str,
+        mtu: int = DEFAULT_DTLS_MTU,
+    ) -> None:
+        super().__init__(message_manager, loop)
+        self.context: SSL.Context = client_context(credentials, server_name)
+        self.server_name = server_name
+        self.mtu = mtu
+        self.pool: dict[tuple[str, int], DtlsRemote] = {}
+        self._sessions_for_resumption: dict[tuple[str, int], SSL.Session] = {}
+        self._sockets: dict[DtlsRemote, asyncio.DatagramTransport] = {}
+        self._handshakes: dict[DtlsRemote, asyncio.Future[None]] = {}
+
+    async def determine_remote(self, message: aiocoap.Message) -> DtlsRemote | None:
+        if message.requested_scheme != "coaps":
+            return None
+        if self._message_manager is None:
+            raise coap_error.LibraryShutdown()
+        if message.unresolved_remote is not None:
+            host, port = hostportsplit(message.unresolved_remote)
+        elif message.opt.uri_host:
+            host, port = message.opt.uri_host, message.opt.uri_port
+        else:
+            raise ValueError("no host to send to (neither .unresolved_remote nor Uri-Host set)")
+        return await self.connect(host, port or COAPS_PORT)
+
+    async def connect(self, host: str, port: int) -> DtlsRemote:
+        """The live session to HOST:PORT, opened (and resumed if we had one before) when needed."""
+        key = (host, port)
+        remote = self.pool.get(key)
+        if remote is not None and not remote.connection.closed:
+            return remote
+        try:
+            infos = await self._loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+        except socket.gaierror as failure:
+            raise coap_error.ResolutionError(f"cannot resolve {host!r}: {failure}") from failure
+        family, _, _, _, address = infos[0]
+        connection = DtlsConnection.connect(
+            self.context, now=self._loop.time(), mtu=self.mtu, session=self._sessions_for_resumption.get(key)
+        )
+        remote = DtlsRemote(self, connection, address[:2], ("", 0))
+        transport, _ = await self._loop.create_datagram_endpoint(
+            lambda: _ClientSocket(self, remote), remote_addr=address, family=family
+        )
+        remote.local = transport.get_extra_info("sockname")[:2]
+        remote._send_datagram = transport.sendto
+        self._sockets[remote] = transport
+        self.pool[key] = remote
+        remote.flush()
+        self._arm_timer(remote)
+        return remote
+
+    async def wait_established(self, remote: DtlsRemote, timeout: float = HANDSHAKE_DEADLINE) -> None:
+        """Wait for REMOTE's handshake; raises the DtlsError that ended it, or TimeoutError."""
+        if remote.connection.established:
+            return
+        if remote.connection.closed:
+            raise DtlsError("session is closed")
+        waiter = self._handshakes.setdefault(remote, self._loop.create_future())
+        await asyncio.wait_for(asyncio.shield(waiter), timeout)
+
+    def _on_established(self, remote: DtlsRemote, event: HandshakeCompleted) -> None:
+        for key, value in self.pool.items():
+            if value is remote and remote.connection.session is not None:
+                self._sessions_for_resumption[key] = remote.connection.session
+        waiter = self._handshakes.pop(remote, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _closed(self, remote: DtlsRemote, failure: DtlsError) -> None:
+        waiter = self._handshakes.pop(remote, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(failure)
+        if self._message_manager is not None and remote.connection.identity is None:
+            # handshake never completed: fail whatever aiocoap queued on this remote
+            self._message_manager.dispatch_error(failure, remote)
+        super()._closed(remote, failure)
+
+    def _is_live(self, remote: DtlsRemote) -> bool:
+        return not remote.connection.closed and remote in self._sockets
+
+    def _forget(self, remote: DtlsRemote) -> None:
+        for key, value in list(self.pool.items()):
+            if value is remote:
+                del self.pool[key]
+        transport = self._sockets.pop(remote, None)
+        if transport is not None:
+            self._loop.call_soon(transport.close)  # after the final alert has been handed to the socket
+
+    async def shutdown(self) -> None:
+        for remote in list(self._sockets):
+            remote.connection.close()
+            remote.flush()
+            if remote._timer is not None:
+                remote._timer.cancel()
+            self._forget(remote)
+        self._message_manager = None
+
+
+def server_interface_factory(**options: Any) -> Callable[[interfaces.MessageManager], Any]:
+    async def factory(message_manager: interfaces.MessageManager) -> DtlsServerInterface:
+        return await DtlsServerInterface.create(message_manager, **options)
+
+    return factory
+
+
+def client_interface_factory(credentials: TlsFiles, server_name: str) -> Callable[[interfaces.MessageManager], Any]:
+    async def factory(message_manager: interfaces.MessageManager) -> DtlsClientInterface:
+        return DtlsClientInterface(message_manager, asyncio.get_running_loop(), credentials, server_name)
+
+    return factory

@@ -1,0 +1,179 @@
+"""Public entry points of the signal-channel transports: a server over DTLS + TLS, a client context, identity, ping.
+
+Client URIs: coaps://HOST:PORT/... goes over DTLS, coaps+tcp://HOST:PORT/... over TLS; HOST may be an IP address
+while `server_name` is what the server certificate must name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiocoap
+import aiocoap.resource
+
+from opendots.config import TlsFiles
+from opendots.transport import aiocoap_hooks as hooks
+from opendots.transport.dtls_interface import (
+    DtlsClientInterface,
+    DtlsRemote,
+    DtlsServerInterface,
+    SessionStats,
+    client_interface_factory,
+)
+from opendots.transport.identity import PeerIdentity
+from opendots.transport.tls import tls_client_context, tls_server_context
+
+DEFAULT_PING_TIMEOUT = 10.0
+
+
+@dataclass
+class SignalServerEndpoint:
+    """A running DOTS signal-channel server: `context` is the aiocoap Context (send requests/notifications with it)."""
+
+    context: aiocoap.Context
+    dtls: DtlsServerInterface | None
+    tls_servers: list[Any] = field(default_factory=list)
+    tls_idle_timeout: float = 600.0
+    tls_idle_closed: int = 0
+    _tls_sweeper: asyncio.Task[None] | None = None
+
+    def stats(self) -> SessionStats | None:
+        """DTLS session table figures (None when DTLS is off)."""
+        return self.dtls.stats() if self.dtls is not None else None
+
+    @property
+    def dtls_addresses(self) -> list[tuple]:
+        return self.dtls.local_addresses() if self.dtls is not None else []
+
+    @property
+    def tls_addresses(self) -> list[tuple]:
+        return [sock.getsockname() for server in self.tls_servers for sock in hooks.tls_server_sockets(server)]
+
+    def tls_connection_count(self) -> int:
+        return sum(hooks.tls_server_connection_count(server) for server in self.tls_servers)
+
+    def expire_idle_tls(self, now: float | None = None) -> int:
+        """Release TLS connections idle for longer than the idle timeout; returns how many were closed."""
+        now = time.monotonic() if now is None else now
+        closed = sum(hooks.close_idle_tls_connections(s, self.tls_idle_timeout, now) for s in self.tls_servers)
+        self.tls_idle_closed += closed
+        return closed
+
+    async def _sweep_tls(self) -> None:
+        interval = min(5.0, max(0.05, self.tls_idle_timeout / 4))
+        while True:
+            await asyncio.sleep(interval)
+            self.expire_idle_tls()
+
+    async def shutdown(self) -> None:
+        if self._tls_sweeper is not None:
+            self._tls_sweeper.cancel()
+        await self.context.shutdown()
+
+
+async def start_server(
+    site: aiocoap.resource.Site,
+    *,
+    credentials: TlsFiles,
+    bind: list[tuple[str, int]],
+    dtls: bool = True,
+    tls: bool = True,
+    max_sessions: int = 10_000,
+    idle_timeout: float = 600.0,
+) -> SignalServerEndpoint:
+    """Serve SITE over DTLS (UDP) and/or TLS (TCP) on every (host, port) in BIND; both may share a port number."""
+    if not bind:
+        raise ValueError("start_server needs at least one (host, port) to bind")
+    context = aiocoap.Context(loop=asyncio.get_running_loop(), serversite=site, loggername="opendots.coap.server")
+    created: list[DtlsServerInterface] = []
+    endpoint = SignalServerEndpoint(context=context, dtls=None, tls_idle_timeout=idle_timeout)
+    try:
+        if dtls:
+
+            async def dtls_factory(message_manager: Any) -> DtlsServerInterface:
+                interface = await DtlsServerInterface.create(
+                    message_manager,
+                    credentials=credentials,
+                    bind=bind,
+                    max_sessions=max_sessions,
+                    idle_timeout=idle_timeout,
+                )
+                created.append(interface)
+                return interface
+
+            await hooks.append_message_interface(context, dtls_factory)
+            endpoint.dtls = created[0]
+        if tls:
+            ssl_context = tls_server_context(credentials)
+            for host, port in bind:
+                endpoint.tls_servers.append(
+                    await hooks.append_tls_server(context, host, port, ssl_context, max_connections=max_sessions)
+                )
+            endpoint._tls_sweeper = asyncio.get_running_loop().create_task(endpoint._sweep_tls(), name="TLS idle sweep")
+    except BaseException:
+        if hooks.has_transports(context):  # aiocoap's shutdown cannot cope with a context that has none
+            await context.shutdown()
+        raise
+    return endpoint
+
+
+async def create_client_context(
+    credentials: TlsFiles, *, server_name: str, site: aiocoap.resource.Site | None = None
+) -> aiocoap.Context:
+    """A client Context for coaps:// (DTLS) and coaps+tcp:// (TLS); SITE serves requests the server sends us."""
+    context = aiocoap.Context(loop=asyncio.get_running_loop(), serversite=site, loggername="opendots.coap.client")
+    await hooks.append_message_interface(context, client_interface_factory(credentials, server_name))
+    await hooks.append_tls_client(context, tls_client_context(credentials, server_name))
+    return context
+
+
+_tls_identities: weakref.WeakKeyDictionary[Any, PeerIdentity] = weakref.WeakKeyDictionary()
+
+
+def peer_identity(message: aiocoap.Message) -> PeerIdentity | None:
+    """The authenticated certificate of whoever sent MESSAGE (None if it did not come over DTLS/TLS)."""
+    remote = message.remote
+    if isinstance(remote, DtlsRemote):
+        return remote.peer_identity
+    if hooks.is_tls_remote(remote):
+        identity = _tls_identities.get(remote)
+        if identity is None:
+            der = hooks.tls_peer_certificate_der(remote)
+            if der is None:
+                return None
+            identity = _tls_identities[remote] = PeerIdentity.from_der(der)
+        return identity
+    return None
+
+
+async def resolve_remote(context: aiocoap.Context, uri: str) -> Any:
+    """The remote (session) CONTEXT uses for URI, opened if needed; DTLS sessions are waited for."""
+    probe = aiocoap.Message(code=aiocoap.GET, uri=uri)
+    await hooks.find_request_interface(context, probe)
+    remote = probe.remote
+    if isinstance(remote, DtlsRemote) and isinstance(remote._owner, DtlsClientInterface):
+        await remote._owner.wait_established(remote)
+    return remote
+
+
+async def ping(context: aiocoap.Context, remote: Any, *, timeout: float = DEFAULT_PING_TIMEOUT) -> float:
+    """CoAP ping: an empty CON over DTLS (RFC 7252 §4.3), a 7.02 Ping over TLS (RFC 8323 §5.4). Returns the RTT.
+
+    REMOTE is a remote from an earlier message or a URI such as coaps://host:port. Raises TimeoutError.
+    """
+    if isinstance(remote, str):
+        remote = await asyncio.wait_for(resolve_remote(context, remote), timeout)
+    started = time.perf_counter()
+    if hooks.is_tls_remote(remote):
+        await asyncio.wait_for(hooks.send_tls_ping(remote, os.urandom(4)), timeout)
+    else:
+        manager = await hooks.find_message_manager(context, remote)
+        if manager is None:
+            raise ValueError(f"{remote!r} is not a live session of this context")
+        await asyncio.wait_for(hooks.send_empty_con(manager, remote), timeout)
+    return time.perf_counter() - started

@@ -1,0 +1,155 @@
+"""Contract tests for the non-public aiocoap names in opendots.transport.aiocoap_hooks.
+
+If one of these fails after an aiocoap upgrade, read the message: it names the private API that moved and the
+helper in aiocoap_hooks.py that must be adapted. Do not patch around it elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from pathlib import Path
+
+import aiocoap
+import aiocoap.resource as resource
+import pytest
+from aiocoap.messagemanager import MessageManager
+from aiocoap.tokenmanager import TokenManager
+from aiocoap.transports.rfc8323common import RFC8323Remote
+from aiocoap.transports.tcp import TcpConnection, TCPServer
+from aiocoap.transports.tls import TLSClient, TLSServer
+
+from opendots.config import TlsFiles
+from opendots.transport import aiocoap_hooks as hooks
+from opendots.transport import create_client_context, peer_identity, ping, start_server
+from tests.conftest import free_port
+
+PINNED = "0.4.17"
+
+
+def _explain(name: str, helper: str) -> str:
+    return (
+        f"aiocoap {aiocoap.meta.version} changed `{name}`, which opendots.transport.aiocoap_hooks.{helper} relies on "
+        f"(written against aiocoap {PINNED}). Adapt that helper, then this test."
+    )
+
+
+def test_aiocoap_is_the_pinned_version():
+    assert aiocoap.meta.version == PINNED, (
+        f"aiocoap {aiocoap.meta.version} is installed but the private hooks were verified against {PINNED}; "
+        "run tests/contract and review opendots/transport/aiocoap_hooks.py before moving the pin"
+    )
+
+
+def test_context_can_append_a_message_managed_transport():
+    method = getattr(aiocoap.Context, "_append_tokenmanaged_messagemanaged_transport", None)
+    assert method is not None, _explain(
+        "Context._append_tokenmanaged_messagemanaged_transport", "append_message_interface"
+    )
+    assert list(inspect.signature(method).parameters) == ["self", "message_interface_constructor"], _explain(
+        "Context._append_tokenmanaged_messagemanaged_transport(constructor)", "append_message_interface"
+    )
+
+
+def test_context_can_append_a_token_managed_transport():
+    method = getattr(aiocoap.Context, "_append_tokenmanaged_transport", None)
+    assert method is not None, _explain("Context._append_tokenmanaged_transport", "append_tls_server/client")
+    assert list(inspect.signature(method).parameters) == ["self", "token_interface_constructor"], _explain(
+        "Context._append_tokenmanaged_transport(constructor)", "append_tls_server/client"
+    )
+
+
+def test_context_keeps_request_interfaces_and_find_remote():
+    context = aiocoap.Context(loop=asyncio.new_event_loop())
+    try:
+        assert isinstance(getattr(context, "request_interfaces", None), list), _explain(
+            "Context.request_interfaces", "find_message_manager/has_transports"
+        )
+        assert inspect.iscoroutinefunction(getattr(aiocoap.Context, "find_remote_and_interface", None)), _explain(
+            "Context.find_remote_and_interface", "find_request_interface"
+        )
+    finally:
+        context.loop.close()
+
+
+def test_token_and_message_manager_wiring():
+    assert "token_interface" in inspect.getsource(TokenManager), _explain(
+        "TokenManager.token_interface", "find_message_manager"
+    )
+    assert "message_interface" in inspect.getsource(MessageManager), _explain(
+        "MessageManager.message_interface", "find_message_manager"
+    )
+    parameters = list(inspect.signature(MessageManager.send_message).parameters)
+    assert parameters == ["self", "message", "messageerror_monitor"], _explain(
+        "MessageManager.send_message(message, messageerror_monitor)", "send_empty_con"
+    )
+    # The RST answering a ping reaches us only through the exchange monitor, called from _remove_exchange.
+    assert "messageerror_monitor()" in inspect.getsource(MessageManager._remove_exchange), _explain(
+        "MessageManager._remove_exchange calling the monitor on RST", "send_empty_con"
+    )
+
+
+def test_tls_transport_internals():
+    assert issubclass(TLSServer, TCPServer), _explain("TLSServer(TCPServer)", "append_tls_server")
+    server = TLSServer()
+    assert hasattr(server, "_pool") and isinstance(server._pool, set), _explain("TCPServer._pool", "append_tls_server")
+    assert "server" in vars(server), _explain("TCPServer.server", "tls_server_sockets")
+    connection_params = list(inspect.signature(TcpConnection.__init__).parameters)
+    assert connection_params == ["self", "ctx", "log", "loop", "is_server"], _explain(
+        "TcpConnection(ctx, log, loop, *, is_server)", "append_tls_server"
+    )
+    assert "self._ctx = ctx" in inspect.getsource(TcpConnection.__init__), _explain(
+        "TcpConnection._ctx", "_TlsServerConnection"
+    )
+    assert "self._transport = transport" in inspect.getsource(TcpConnection.connection_made), _explain(
+        "TcpConnection._transport", "tls_peer_certificate_der"
+    )
+    assert hasattr(TLSClient, "_ssl_context_factory"), _explain(
+        "TLSClient._ssl_context_factory", "_FixedCertificateTLSClient"
+    )
+    assert "_ssl_context_factory(" in inspect.getsource(TLSClient._spawn_protocol), _explain(
+        "TCPClient._spawn_protocol calling _ssl_context_factory", "_FixedCertificateTLSClient"
+    )
+    assert hasattr(RFC8323Remote, "_send_message") or "_send_message" in inspect.getsource(TcpConnection), _explain(
+        "RFC8323Remote._send_message", "send_tls_ping"
+    )
+    assert "def _process_signaling" in inspect.getsource(RFC8323Remote), _explain(
+        "RFC8323Remote._process_signaling", "send_tls_ping"
+    )
+
+
+# ---- behaviour: the hooks really work end to end with this aiocoap
+
+
+def _files(directory: Path, stem: str) -> TlsFiles:
+    return TlsFiles(directory / "ca.crt", directory / f"{stem}.crt", directory / f"{stem}.key")
+
+
+class _Echo(resource.Resource):
+    async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
+        identity = peer_identity(request)
+        return aiocoap.Message(payload=(identity.common_name or "").encode() if identity else b"none")
+
+
+@pytest.mark.parametrize("scheme", ["coaps", "coaps+tcp"])
+async def test_hooks_carry_requests_identity_and_pings(pki_dir, scheme):
+    site = resource.Site()
+    site.add_resource(["echo"], _Echo())
+    port = free_port()
+    server = await start_server(site, credentials=_files(pki_dir, "server"), bind=[("127.0.0.1", port)])
+    client = await create_client_context(_files(pki_dir, "client"), server_name="localhost")
+    try:
+        response = await asyncio.wait_for(
+            client.request(aiocoap.Message(code=aiocoap.GET, uri=f"{scheme}://127.0.0.1:{port}/echo")).response, 10
+        )
+        assert response.payload == b"client", _explain("transport plumbing", "append_* / peer identity")
+        assert await ping(client, f"{scheme}://127.0.0.1:{port}") > 0, _explain(
+            "ping path", "send_empty_con/send_tls_ping"
+        )
+        if scheme == "coaps+tcp":
+            assert [s.getsockname()[1] for s in hooks.tls_server_sockets(server.tls_servers[0])] == [port], _explain(
+                "TCPServer.server sockets / exact port binding", "append_tls_server"
+            )
+    finally:
+        await client.shutdown()
+        await server.shutdown()

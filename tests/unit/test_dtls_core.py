@@ -1,0 +1,247 @@
+"""The sans-I/O DTLS core, driven in memory: cookies, handshake, resumption, MTU, name checks, close_notify."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from opendots.config import TlsFiles
+from opendots.pki.certs import TestPki
+from opendots.transport.dtls import (
+    ApplicationData,
+    CloseNotifyReceived,
+    ConnectionClosed,
+    CookieSecrets,
+    DtlsConnection,
+    DtlsListener,
+    HandshakeCompleted,
+    client_context,
+    is_client_hello,
+    pack_records,
+    split_records,
+)
+from opendots.transport.profile import CIPHER_SUITES_TLS12, certificate_matches_name
+
+PEER = ("192.0.2.10", 40000)
+
+
+def files(directory: Path, stem: str) -> TlsFiles:
+    return TlsFiles(directory / "ca.crt", directory / f"{stem}.crt", directory / f"{stem}.key")
+
+
+@pytest.fixture(scope="module")
+def rogue_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second, unrelated CA with a client and a server certificate (names identical to the real ones)."""
+    directory = tmp_path_factory.mktemp("rogue")
+    pki = TestPki(directory)
+    pki.issue_client("client")
+    pki.issue_server()
+    return directory
+
+
+class Pair:
+    """A client connection and a listener on the 'server', with datagrams shuttled by hand."""
+
+    def __init__(self, server: DtlsListener, client: DtlsConnection, peer: tuple = PEER) -> None:
+        self.listener = server
+        self.client = client
+        self.server: DtlsConnection | None = None
+        self.peer = peer
+        self.client_events: list = []
+        self.server_events: list = []
+        self.hello_verify_requests = 0
+
+    def pump(self, rounds: int = 10) -> None:
+        now = time.monotonic()
+        for _ in range(rounds):
+            moved = False
+            for datagram in self.client.datagrams_to_send():
+                moved = True
+                if self.server is None:
+                    result = self.listener.receive(datagram, self.peer, now)
+                    self.hello_verify_requests += bool(result.reply)
+                    for reply in result.reply:
+                        self.client_events += self.client.receive_datagram(reply, now)
+                    self.server = result.connection
+                else:
+                    self.server_events += self.server.receive_datagram(datagram, now)
+            if self.server is not None:
+                for datagram in self.server.datagrams_to_send():
+                    moved = True
+                    self.client_events += self.client.receive_datagram(datagram, now)
+            if not moved:
+                return
+
+
+@pytest.fixture(scope="module")
+def listener(pki_dir: Path) -> DtlsListener:
+    return DtlsListener(files(pki_dir, "server"), now=time.monotonic())
+
+
+def connect(
+    pki_dir: Path, listener: DtlsListener, *, stem: str = "client", name: str = "localhost", context=None, **kw
+) -> Pair:
+    context = context or client_context(files(pki_dir, stem), name)
+    pair = Pair(listener, DtlsConnection.connect(context, now=time.monotonic(), **kw))
+    pair.pump()
+    return pair
+
+
+def test_handshake_goes_through_a_cookie_round_and_authenticates_both_sides(pki_dir, listener):
+    pair = connect(pki_dir, listener)
+    assert pair.hello_verify_requests == 1
+    assert pair.client.established and pair.server is not None and pair.server.established
+    (server_done,) = [e for e in pair.server_events if isinstance(e, HandshakeCompleted)]
+    (client_done,) = [e for e in pair.client_events if isinstance(e, HandshakeCompleted)]
+    assert server_done.identity.common_name == "client"
+    assert "localhost" in client_done.identity.dns_names
+    assert pair.client.cipher == CIPHER_SUITES_TLS12[0] == "ECDHE-ECDSA-AES128-GCM-SHA256"
+
+    pair.client.send(b"\x40\x01\x12\x34")
+    events = [pair.server.receive_datagram(d, time.monotonic()) for d in pair.client.datagrams_to_send()]
+    assert events == [[ApplicationData(b"\x40\x01\x12\x34")]]
+
+
+def test_data_sent_during_the_handshake_is_delivered_after_it(pki_dir, listener):
+    context = client_context(files(pki_dir, "client"), "localhost")
+    client = DtlsConnection.connect(context, now=time.monotonic())
+    client.send(b"early")
+    pair = Pair(listener, client)
+    pair.pump()
+    assert ApplicationData(b"early") in pair.server_events
+
+
+def test_session_resumption_skips_the_certificate_exchange(pki_dir, listener):
+    context = client_context(files(pki_dir, "client"), "localhost")
+    first = connect(pki_dir, listener, context=context)
+    assert first.client.session is not None
+    second = connect(pki_dir, listener, context=context, session=first.client.session)
+    (done,) = [e for e in second.client_events if isinstance(e, HandshakeCompleted)]
+    assert done.resumed
+    assert second.server is not None and second.server.identity == first.server.identity
+
+
+def test_handshake_flights_respect_the_configured_mtu(pki_dir):
+    mtu = 300
+    small = DtlsListener(files(pki_dir, "server"), now=time.monotonic(), mtu=mtu)
+    context = client_context(files(pki_dir, "client"), "localhost")
+    client = DtlsConnection.connect(context, now=time.monotonic(), mtu=mtu)
+    pair = Pair(small, client)
+    sizes: list[int] = []
+    original = client.receive_datagram
+
+    def spy(datagram: bytes, now: float):
+        sizes.append(len(datagram))
+        return original(datagram, now)
+
+    client.receive_datagram = spy  # type: ignore[method-assign]
+    pair.pump(20)
+    assert client.established
+    assert sizes and max(sizes) <= mtu
+    assert len(sizes) > 3  # the certificate flight really had to be fragmented
+
+
+def test_untrusted_client_certificate_fails_the_handshake_on_the_server(pki_dir, rogue_dir, listener):
+    context = client_context(files(rogue_dir, "client"), "localhost")
+    # The rogue client trusts the real CA so that only the server's check can stop it.
+    context.load_verify_locations(str(pki_dir / "ca.crt"))
+    pair = Pair(listener, DtlsConnection.connect(context, now=time.monotonic()))
+    pair.pump()
+    assert pair.server is not None and pair.server.closed
+    (closed,) = [e for e in pair.server_events if isinstance(e, ConnectionClosed)]
+    assert "certificate" in str(closed.error).lower()
+    assert not pair.client.established
+
+
+def test_client_rejects_a_server_certificate_with_another_name(pki_dir, listener):
+    pair = connect(pki_dir, listener, name="dots.example.net")
+    assert pair.client.closed
+    assert any(isinstance(e, ConnectionClosed) for e in pair.client_events)
+
+
+def test_client_accepts_an_ip_address_listed_in_the_certificate(pki_dir, listener):
+    assert connect(pki_dir, listener, name="127.0.0.1").client.established
+    assert not connect(pki_dir, listener, name="127.0.0.2").client.established
+
+
+def test_close_notify_reaches_the_peer_as_an_event(pki_dir, listener):
+    pair = connect(pki_dir, listener)
+    pair.client.close()
+    events = [e for d in pair.client.datagrams_to_send() for e in pair.server.receive_datagram(d, time.monotonic())]
+    assert len(events) == 1 and isinstance(events[0].error, CloseNotifyReceived)
+    assert pair.server.closed
+
+
+def test_listener_ignores_anything_but_a_client_hello(listener):
+    for garbage in (b"", b"\x17\xfe\xfd" + bytes(20), b"hello world", bytes(13) + b"\x01"):
+        result = listener.receive(garbage, PEER, time.monotonic())
+        assert result.reply == [] and result.connection is None
+
+
+def test_cookie_is_bound_to_the_peer_address(pki_dir, listener):
+    context = client_context(files(pki_dir, "client"), "localhost")
+    client = DtlsConnection.connect(context, now=time.monotonic())
+    (hello,) = client.datagrams_to_send()
+    (verify_request,) = listener.receive(hello, PEER, time.monotonic()).reply
+    client.receive_datagram(verify_request, time.monotonic())
+    (hello_with_cookie,) = client.datagrams_to_send()
+    assert is_client_hello(hello_with_cookie)
+    replayed = listener.receive(hello_with_cookie, ("198.51.100.7", 40000), time.monotonic())
+    assert replayed.connection is None and len(replayed.reply) == 1  # a fresh HelloVerifyRequest, no state
+    accepted = listener.receive(hello_with_cookie, PEER, time.monotonic())
+    assert accepted.connection is not None
+
+
+def test_cookie_secret_rotation_keeps_one_previous_key():
+    secrets = CookieSecrets(now=0.0, rotate_after=10.0)
+    cookie = secrets.make(b"peer")
+    secrets.rotate_if_due(5.0)
+    assert secrets.verify(b"peer", cookie)
+    secrets.rotate_if_due(10.0)
+    assert secrets.verify(b"peer", cookie) and secrets.make(b"peer") != cookie
+    secrets.rotate_if_due(20.0)
+    assert not secrets.verify(b"peer", cookie)
+    assert not secrets.verify(b"other", secrets.make(b"peer"))
+
+
+def test_handshake_timer_retransmits_a_lost_flight(pki_dir):
+    listener = DtlsListener(files(pki_dir, "server"), now=time.monotonic())
+    context = client_context(files(pki_dir, "client"), "localhost")
+    client = DtlsConnection.connect(context, now=time.monotonic())
+    first = client.datagrams_to_send()  # "lost"
+    due = client.timer_due_in()
+    assert due is not None and 0 < due <= 1.0
+    time.sleep(due + 0.01)
+    client.handle_timer(time.monotonic())
+    again = client.datagrams_to_send()
+    # the same ClientHello, retransmitted in a record with the next sequence number
+    assert len(again) == 1 and again[0][13:] == first[0][13:] and again[0][:11] != first[0][:11]
+    assert listener.receive(again[0], PEER, time.monotonic()).reply
+
+
+def test_records_are_split_and_packed_whole():
+    records = [bytes([22, 0xFE, 0xFD]) + bytes(8) + len(body).to_bytes(2, "big") + body for body in (b"a" * 50,) * 5]
+    assert split_records(b"".join(records)) == records
+    packed = pack_records(records, 130)
+    assert [len(d) for d in packed] == [126, 126, 63]
+    assert b"".join(packed) == b"".join(records)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("localhost", True),
+        ("LOCALHOST.", True),
+        ("127.0.0.1", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("10.0.0.1", False),
+        ("other.example", False),
+    ],
+)
+def test_certificate_name_matching(pki_dir, name, expected):
+    certificate = x509.load_pem_x509_certificate((pki_dir / "server.crt").read_bytes())
+    assert certificate_matches_name(certificate, name) is expected
