@@ -56,11 +56,14 @@ def test_cache_remembers_the_winner_for_ten_minutes_and_probes_dtls_later() -> N
     cache.remember(tls_winner, 1000.0)
     assert cache.candidates(candidates, 1000.0 + 599) == [tls_winner]
     assert cache.candidates(candidates, 1000.0 + 601) == candidates
+    assert cache.next_dtls_probe() == 1000.0 + 24 * 3600
     assert not cache.dtls_probe_due(1000.0 + 3600)
     assert cache.dtls_probe_due(1000.0 + 24 * 3600)
     cache.dtls_probed(1000.0 + 24 * 3600)
     assert not cache.dtls_probe_due(1000.0 + 24 * 3600 + 1)
     assert EyeballsCache(dtls_probe_interval=1).dtls_probe_interval == 300  # never below 5 minutes
+    cache.remember(candidates[0], 2000.0)  # DTLS won: nothing to probe
+    assert cache.next_dtls_probe() is None and not cache.dtls_probe_due(10**9)
 
 
 async def test_race_runner_starts_staggered_and_cancels_losers() -> None:

@@ -158,10 +158,12 @@ class ClientAgent:
         site.add_resource((".well-known", "dots", "hb"), HeartbeatResource(self))
         return await create_client_context(self.config.tls, server_name=self.config.server_name, site=site)
 
-    async def _connect(self, *, use_cache: bool = True) -> tuple[aiocoap.Context, Connection]:
+    async def _connect(
+        self, *, use_cache: bool = True, transports: tuple[str, ...] | None = None
+    ) -> tuple[aiocoap.Context, Connection]:
         """Happy Eyeballs (RFC 9132 §4.3) on a new context; the cached winner is tried alone first."""
         addresses = await resolve_addresses(self.config, self._redirect_addresses)
-        every = candidates_for(self.config, addresses)
+        every = [c for c in candidates_for(self.config, addresses) if transports is None or c.transport in transports]
         chosen = self.eyeballs.candidates(every, self.clock()) if use_cache else every
         context = await self._new_context()
 
@@ -220,12 +222,38 @@ class ClientAgent:
             if self._replacement is not None:
                 await self._switch_session()
                 continue
-            timer = self.core.next_timer()
+            self._maybe_probe_dtls()
+            timers = [t for t in (self.core.next_timer(), self._next_dtls_probe()) if t is not None]
+            timer = min(timers, default=None)
             self._wake.clear()
             timeout = None if timer is None else max(0.0, timer - self.clock())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
             self.core.handle_timer(self.clock())
+
+    def _next_dtls_probe(self) -> float | None:
+        if self.config.transport != "auto" or self._parallel is not None:
+            return None
+        return self.eyeballs.next_dtls_probe()
+
+    def _maybe_probe_dtls(self) -> None:
+        """RFC 9132 §4.3: over TLS because DTLS failed, look again now and then whether DTLS works."""
+        if self._next_dtls_probe() is None or not self.eyeballs.dtls_probe_due(self.clock()):
+            return
+        self.eyeballs.dtls_probed(self.clock())
+        self._parallel = asyncio.create_task(self._probe_dtls(), name="dots-client-dtls-probe")
+
+    async def _probe_dtls(self) -> None:
+        try:
+            context, connection = await self._connect(use_cache=False, transports=("dtls",))
+        except (ConnectError, OSError) as error:
+            log.info("DTLS still unavailable: %s", error)
+            return
+        finally:
+            self._parallel = None
+        log.info("DTLS works again: moving the session from TLS to %s", connection.candidate)
+        self._replacement = (context, connection)
+        self._wake.set()
 
     async def _parallel_session(self) -> None:
         """RFC 9132 §4.7 under attack: keep the current session and try to establish a new one alongside,

@@ -160,5 +160,11 @@ class EyeballsCache:
             and now - self._last_dtls_probe >= (self.dtls_probe_interval)
         )
 
+    def next_dtls_probe(self) -> float | None:
+        current = self._winner
+        if current is None or current.transport != "tls":
+            return None
+        return self._last_dtls_probe + self.dtls_probe_interval
+
     def dtls_probed(self, now: float) -> None:
         self._last_dtls_probe = now
