@@ -156,7 +156,8 @@ class ClientAgent:
         # A fresh context per session: a new (D)TLS handshake instead of a session the server may have forgotten.
         site = aiocoap.resource.Site()
         site.add_resource((".well-known", "dots", "hb"), HeartbeatResource(self))
-        return await create_client_context(self.config.tls, server_name=self.config.server_name, site=site)
+        # After a redirection the alternate server's certificate must name the alt-server FQDN (RFC 9132 §4.6).
+        return await create_client_context(self.config.tls, server_name=self._server_label, site=site)
 
     async def _connect(
         self, *, use_cache: bool = True, transports: tuple[str, ...] | None = None
