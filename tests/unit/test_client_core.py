@@ -243,3 +243,20 @@ def test_refresh_must_repeat_the_scope(store: ClientStateStore) -> None:
     other = MitigationScope(target_prefixes=("198.51.100.0/24",))
     with pytest.raises(ScopeError, match="refresh must repeat"):
         core.mitigate(other, T0, mid=mid)
+
+
+def test_preconfigured_mitigation_is_not_an_attack_until_triggered(store: ClientStateStore) -> None:
+    core = connected_core(store, idle_hb=60, missing=3, mitigating_hb=15)
+    preconfigured = MitigationScope(target_prefixes=("192.0.2.0/24",), lifetime=-1, trigger_mitigation=False)
+    request = core.mitigate(preconfigured, T0)
+    core.handle_response(request, DotsResponse("2.01"), T0)
+    assert core.mitigations[request.mid].expires_at is None  # indefinite
+    assert not core.mitigating and core.next_timer() == T0 + 60  # still idle-config
+    triggered = {"mid": request.mid, "status": "attack-mitigation-in-progress", "lifetime": -1}
+    body = {"ietf-dots-signal-channel:mitigation-scope": {"scope": [triggered]}}
+    core.handle_response(core.status(request.mid, observe=0), DotsResponse("2.05", body), T0 + 1)
+    assert core.mitigating and core.next_timer() == T0 + 16  # switched to mitigating-config
+    signal_loss = {**triggered, "status": "attack-mitigation-signal-loss"}
+    body = {"ietf-dots-signal-channel:mitigation-scope": {"scope": [signal_loss]}}
+    core.handle_response(core.status(request.mid, observe=0), DotsResponse("2.05", body), T0 + 2)
+    assert not core.mitigating and request.mid in core.mitigations

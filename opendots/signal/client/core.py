@@ -68,7 +68,10 @@ class MitigationRecord:
     withdrawing: bool = False
 
     def active(self) -> bool:
-        return self.granted and not self.withdrawing and self.status not in INACTIVE_STATUSES
+        if not self.granted or self.withdrawing or self.status in INACTIVE_STATUSES:
+            return False
+        # A preconfigured request (trigger-mitigation false) mitigates only once the server says it does.
+        return self.scope.trigger_mitigation or self.status is not None
 
     def to_json(self) -> dict[str, Any]:
         """A summary for the local control API and the CLI."""
@@ -248,7 +251,7 @@ class DotsClientCore:
         redirect = self._redirect
         if redirect is not None and redirect.expires_at is not None and redirect.expires_at <= now:
             if self.mitigating:  # §4.6: no fallback while an attack is active; look again later
-                redirect.expires_at = now + self.parameters.heartbeat_interval
+                redirect.expires_at = now + max(self.parameters.heartbeat_interval, DEFAULT_CONFIG_REFRESH)
             else:
                 self._redirect = None
                 self._events.append(RedirectExpired(redirect.alt_server))
@@ -343,6 +346,7 @@ class DotsClientCore:
             lifetime = entry.get("lifetime", request.scope.lifetime)
             record.granted = True
             record.withdrawing = False
+            record.scope = request.scope  # a refresh may have changed the requested lifetime
             record.expires_at = None if int(lifetime) < 0 else now + int(lifetime)
             record.updated_at = now
             record.last_entry = {**record.last_entry, **entry}
