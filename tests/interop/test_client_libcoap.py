@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import signal
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -33,7 +36,7 @@ try:  # the model codec and the DTLS transport are built on other branches; skip
     from opendots.transport import create_client_context
 except ImportError as missing:
     pytest.skip(f"needs opendots.model and opendots.transport: {missing}", allow_module_level=True)
-from opendots.signal.client.control import ControlClient
+from opendots.signal.client.control import ControlClient, agent_answers
 from opendots.signal.client.settings import AgentSettings
 from tests.conftest import free_port, require_binary
 
@@ -245,3 +248,46 @@ def test_cli_one_shot_without_agent(libcoap: LibcoapServer, client_setup: tuple[
     assert settings.state_file.exists()
     with contextlib.suppress(FileNotFoundError):
         settings.state_file.unlink()
+
+
+def test_cli_verbs_go_through_a_running_agent(
+    libcoap: LibcoapServer, client_setup: tuple[ClientConfig, AgentSettings, Path]
+) -> None:
+    config, _, path = client_setup
+    agent = subprocess.Popen(
+        [sys.executable, "-c", "from opendots.cli.client import client; client()", "run", "--config", str(path)],
+        cwd=Path(__file__).resolve().parents[2],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while not agent_answers(config.control_socket):
+            assert agent.poll() is None, agent.stderr.read().decode()
+            assert time.monotonic() < deadline, "the agent's control socket never answered"
+            time.sleep(0.05)
+        with ControlClient(config.control_socket) as control:
+            deadline = time.monotonic() + 10
+            while not control.session()["connected"]:
+                assert time.monotonic() < deadline, "the agent never connected"
+                time.sleep(0.05)
+        runner = CliRunner()
+        common = ["--config", str(path)]
+        created = runner.invoke(
+            client_cli, ["mitigate", *common, "--target-prefix", "192.0.2.16/28", "--lifetime", "90"]
+        )
+        assert created.exit_code == 0 and created.output.startswith("mid 0: 2.01"), created.output
+        status = runner.invoke(client_cli, ["status", *common, "--json"])
+        assert status.exit_code == 0, status.output
+        (entry,) = json.loads(status.output)["ietf-dots-signal-channel:mitigation-scope"]["scope"]
+        assert entry["mid"] == 0 and entry["target-prefix"] == ["192.0.2.16/28"]
+        table = runner.invoke(client_cli, ["status", *common])
+        assert table.output.splitlines()[0].split()[:3] == ["MID", "STATUS", "LIFETIME"]
+        assert "192.0.2.16/28" in table.output
+        withdrawn = runner.invoke(client_cli, ["withdraw", *common, "--mid", "0"])
+        assert withdrawn.exit_code == 0 and "2.02" in withdrawn.output, withdrawn.output
+        assert runner.invoke(client_cli, ["status", *common]).output.strip() == "no active mitigations"
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(10) == 0
+    assert not config.control_socket.exists()
