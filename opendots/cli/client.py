@@ -212,6 +212,30 @@ def status_command(config_path: Path, mid: int | None, refresh: bool, as_json: b
     click.echo(_table(rows, ["MID", "STATUS", "LIFETIME", "TARGETS", "PORTS", "PROTO", "DROPPED PKTS/BYTES"]))
 
 
+@client.command("session")
+@_config_option
+@_json_option
+def session_command(config_path: Path, as_json: bool) -> None:
+    """Show the running agent's session: server, transport, RTT, heartbeat state, parameters in force."""
+    from opendots.signal.client.control import ControlClient, ControlError, agent_answers
+
+    config, _ = _load(config_path)
+    if not agent_answers(config.control_socket):
+        raise click.ClickException(f"no agent answers on {config.control_socket} (start one with `client run`)")
+    try:
+        with ControlClient(config.control_socket) as control:
+            info = control.session()
+    except ControlError as error:
+        raise click.ClickException(str(error)) from None
+    if as_json:
+        _print_json(info)
+        return
+    rows = [[name, json.dumps(info[name]) if isinstance(info[name], dict) else str(info[name])] for name in info]
+    rows = [row for row in rows if row[0] not in ("config", "parameters")]
+    rows += [[f"parameter {name}", str(value)] for name, value in (info.get("parameters") or {}).items()]
+    click.echo(_table(rows, ["FIELD", "VALUE"]))
+
+
 @client.command("withdraw")
 @_config_option
 @click.option("--mid", type=int, required=True)

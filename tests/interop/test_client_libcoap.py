@@ -284,6 +284,8 @@ def test_cli_verbs_go_through_a_running_agent(
         table = runner.invoke(client_cli, ["status", *common])
         assert table.output.splitlines()[0].split()[:3] == ["MID", "STATUS", "LIFETIME"]
         assert "192.0.2.16/28" in table.output
+        session = runner.invoke(client_cli, ["session", *common, "--json"])
+        assert session.exit_code == 0 and json.loads(session.output)["transport"] == "dtls", session.output
         withdrawn = runner.invoke(client_cli, ["withdraw", *common, "--mid", "0"])
         assert withdrawn.exit_code == 0 and "2.02" in withdrawn.output, withdrawn.output
         assert runner.invoke(client_cli, ["status", *common]).output.strip() == "no active mitigations"
