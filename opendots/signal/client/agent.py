@@ -37,6 +37,7 @@ from opendots.signal.client.state import ClientStateStore
 from opendots.transport import create_client_context, ping
 
 log = logging.getLogger(__name__)
+REDIRECTED_SIGNAL = "ietf-dots-signal-channel:redirected-signal"
 
 
 async def _shutdown(context: aiocoap.Context | None) -> None:
@@ -452,11 +453,13 @@ class ClientAgent:
         except ModelError as error:
             raise ControlError(f"request body rejected by the data model: {error.diagnostic}", error.code) from None
 
-    async def _after_response(self) -> bool:
+    async def _after_response(self, response: DotsResponse) -> bool:
         self.pump()
-        if not self._redirect_followed:
+        followed, self._redirect_followed = self._redirect_followed, False
+        redirected = response.code == "5.03" and bool(response.body) and REDIRECTED_SIGNAL in (response.body or {})
+        if not (followed and redirected):
             return False
-        self._redirect_followed = False
+        # §4.6: the request failed here but SHOULD be resent to the alternate server once the session is up.
         return await self.wait_connected(self.settings.connect_timeout * 2)
 
     async def _control(self, operation: str, args: dict[str, Any]) -> dict[str, Any]:

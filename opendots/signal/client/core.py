@@ -140,6 +140,11 @@ class DotsClientCore:
         return self.config.active(self.mitigating)
 
     @property
+    def last_peer_heartbeat(self) -> float | None:
+        """When the server's last heartbeat arrived on the current session (session start until the first)."""
+        return self._session.last_peer_heartbeat if self._session is not None else None
+
+    @property
     def heartbeats_failing(self) -> bool:
         """missing-hb-allowed heartbeats in a row went unanswered on the current session."""
         session = self._session

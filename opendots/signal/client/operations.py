@@ -13,7 +13,7 @@ from opendots.signal.client.core_scope import MitigationScope, ScopeError
 from opendots.signal.client.core_timing import ConfigValueError
 
 Sender = Callable[[DotsRequest], Awaitable[DotsResponse]]
-AfterResponse = Callable[[], Awaitable[bool]]
+AfterResponse = Callable[[DotsResponse], Awaitable[bool]]
 """Called after the core saw a response; returns True when the request must be sent again (redirection followed)."""
 OPERATIONS = ("mitigate", "status", "withdraw", "efficacy", "config-get", "config-set", "config-delete")
 
@@ -86,7 +86,7 @@ class ClientOperations:
                 self.core.request_failed(request)
                 raise
             self.core.handle_response(request, response, self.clock())
-            if self.after_response is None or not await self.after_response():
+            if self.after_response is None or not await self.after_response(response):
                 break
         return response
 
