@@ -1,0 +1,338 @@
+"""`opendots client`: run the DOTS client agent, or ask for / inspect / withdraw mitigations.
+
+Every verb talks to the running agent through its control socket when one answers, and otherwise opens a
+signal channel session of its own for that one request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from opendots.config import ClientConfig, ConfigError
+
+MODULE = "ietf-dots-signal-channel"
+
+
+def _config_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--config",
+        "config_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=Path("client.toml"),
+        show_default=True,
+        help="Client configuration file.",
+    )(function)
+
+
+def _json_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--json", "as_json", is_flag=True, help="Print the YANG-JSON body.")(function)
+
+
+def _load(config_path: Path) -> tuple[Any, Any]:
+    from opendots.signal.client.settings import AgentSettings
+
+    try:
+        config = ClientConfig.load(config_path)
+        return config, AgentSettings.load(config_path, config)
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
+
+
+def _call(config_path: Path, operation: str, **args: Any) -> tuple[dict[str, Any], bool]:
+    """(result, via_agent): through the agent if its socket answers, else one-shot."""
+    from opendots.signal.client.control import ControlClient, ControlError, agent_answers
+
+    config, settings = _load(config_path)
+    try:
+        if agent_answers(config.control_socket):
+            with ControlClient(config.control_socket) as client:
+                return client.call(operation, **args), True
+        if operation == "status":
+            args["refresh"] = True
+        from opendots.signal.client.oneshot import run_once
+
+        return asyncio.run(run_once(config, settings, operation, args)), False
+    except ControlError as error:
+        raise click.ClickException(f"{error} ({error.code})") from None
+    except (ConnectionError, OSError) as error:
+        raise click.ClickException(str(error)) from None
+    except Exception as error:  # ConnectError and transport failures: one line, no traceback
+        if type(error).__name__ in ("ConnectError", "ModelError"):
+            raise click.ClickException(str(error)) from None
+        raise
+
+
+def _check_code(result: dict[str, Any]) -> None:
+    code = str(result.get("code", ""))
+    if code and not code.startswith("2."):
+        detail = result.get("diagnostic") or (json.dumps(result["body"]) if result.get("body") else "")
+        raise click.ClickException(f"the DOTS server answered {code} {detail}".rstrip())
+
+
+def _print_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, sort_keys=False))
+
+
+@click.group()
+def client() -> None:
+    """DOTS client: the agent and its verbs (RFC 9132 signal channel)."""
+
+
+@client.command("run")
+@_config_option
+def run_command(config_path: Path) -> None:
+    """Run the agent: keep the session up and serve the local control socket."""
+    from opendots.signal.client.agent import ClientAgent
+
+    config, settings = _load(config_path)
+    agent = ClientAgent(config, settings)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(agent.run_forever())
+
+
+@client.command("mitigate")
+@_config_option
+@click.option("--target-prefix", "prefixes", multiple=True, help="Prefix or address under attack (repeatable).")
+@click.option("--target-port", "ports", multiple=True, help="Port N or range N-M (repeatable).")
+@click.option("--protocol", "protocols", multiple=True, help="udp, tcp, ... or a number 0-255 (repeatable).")
+@click.option("--fqdn", "fqdns", multiple=True, help="Target FQDN (repeatable).")
+@click.option("--uri", "uris", multiple=True, help="Target URI (repeatable).")
+@click.option("--alias", "aliases", multiple=True, help="Alias name created over the data channel (repeatable).")
+@click.option("--lifetime", type=int, default=3600, show_default=True, help="Seconds; -1 for indefinite.")
+@click.option("--mid", type=int, help="Mitigation id (default: the next free one); an active mid refreshes it.")
+@click.option("--trigger-mitigation/--no-trigger-mitigation", default=True, show_default=True)
+@_json_option
+def mitigate_command(
+    config_path: Path,
+    prefixes: tuple[str, ...],
+    ports: tuple[str, ...],
+    protocols: tuple[str, ...],
+    fqdns: tuple[str, ...],
+    uris: tuple[str, ...],
+    aliases: tuple[str, ...],
+    lifetime: int,
+    mid: int | None,
+    trigger_mitigation: bool,
+    as_json: bool,
+) -> None:
+    """Request mitigation (PUT /mitigate)."""
+    from opendots.signal.client.core_scope import MitigationScope, PortRange, ScopeError
+
+    try:
+        scope = MitigationScope(
+            target_prefixes=prefixes,
+            port_ranges=tuple(PortRange.parse(p) for p in ports),
+            protocols=protocols,  # type: ignore[arg-type]
+            fqdns=fqdns,
+            uris=uris,
+            aliases=aliases,
+            lifetime=lifetime,
+            trigger_mitigation=trigger_mitigation,
+        )
+    except ScopeError as error:
+        raise click.BadParameter(str(error)) from None
+    args: dict[str, Any] = {"scope": scope.to_yang()}
+    if mid is not None:
+        args["mid"] = mid
+    result, _ = _call(config_path, "mitigate", **args)
+    if as_json:
+        _print_json(result.get("body"))
+    _check_code(result)
+    if not as_json:
+        entries = (result.get("body") or {}).get(f"{MODULE}:mitigation-scope", {}).get("scope", [{}])
+        granted = entries[0].get("lifetime", lifetime) if entries else lifetime
+        click.echo(f"mid {result['mid']}: {result['code']} (lifetime {granted} s)")
+
+
+def _status_entries(result: dict[str, Any]) -> list[dict[str, Any]]:
+    if "mitigations" in result:  # the agent's cached view: request scope + latest server entry
+        return [
+            {**record["scope"], **record["last-entry"], "mid": record["mid"], "status": record["status"]}
+            for record in result["mitigations"]
+        ]
+    return list((result.get("body") or {}).get(f"{MODULE}:mitigation-scope", {}).get("scope", []))
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=False)]
+    lines = [
+        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=False)) for row in [header, *rows]
+    ]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+@client.command("status")
+@_config_option
+@click.option("--mid", type=int, help="Only this mitigation.")
+@click.option("--refresh", is_flag=True, help="Ask the server now instead of the agent's latest notifications.")
+@_json_option
+def status_command(config_path: Path, mid: int | None, refresh: bool, as_json: bool) -> None:
+    """Show mitigation status (agent cache, or GET /mitigate)."""
+    args: dict[str, Any] = {"refresh": refresh}
+    if mid is not None:
+        args["mid"] = mid
+    result, _ = _call(config_path, "status", **args)
+    if result.get("code") == "4.04":
+        entries: list[dict[str, Any]] = []
+    else:
+        _check_code(result)
+        entries = _status_entries(result)
+    if as_json:
+        _print_json({f"{MODULE}:mitigation-scope": {"scope": entries}})
+        return
+    if not entries:
+        click.echo("no active mitigations")
+        return
+    rows = []
+    for entry in entries:
+        ports = ",".join(
+            str(r["lower-port"]) + (f"-{r['upper-port']}" if "upper-port" in r else "")
+            for r in entry.get("target-port-range", [])
+        )
+        targets = entry.get("target-prefix", []) + entry.get("target-fqdn", []) + entry.get("target-uri", [])
+        targets += [f"alias:{a}" for a in entry.get("alias-name", [])]
+        rows.append(
+            [
+                str(entry.get("mid", "")),
+                str(entry.get("status") or "-"),
+                str(entry.get("lifetime", "-")),
+                " ".join(targets),
+                ports or "any",
+                ",".join(str(p) for p in entry.get("target-protocol", [])) or "any",
+                f"{entry.get('pkts-dropped', '-')}/{entry.get('bytes-dropped', '-')}",
+            ]
+        )
+    click.echo(_table(rows, ["MID", "STATUS", "LIFETIME", "TARGETS", "PORTS", "PROTO", "DROPPED PKTS/BYTES"]))
+
+
+@client.command("session")
+@_config_option
+@_json_option
+def session_command(config_path: Path, as_json: bool) -> None:
+    """Show the running agent's session: server, transport, RTT, heartbeat state, parameters in force."""
+    from opendots.signal.client.control import ControlClient, ControlError, agent_answers
+
+    config, _ = _load(config_path)
+    if not agent_answers(config.control_socket):
+        raise click.ClickException(f"no agent answers on {config.control_socket} (start one with `client run`)")
+    try:
+        with ControlClient(config.control_socket) as control:
+            info = control.session()
+    except ControlError as error:
+        raise click.ClickException(str(error)) from None
+    if as_json:
+        _print_json(info)
+        return
+    rows = [[name, json.dumps(info[name]) if isinstance(info[name], dict) else str(info[name])] for name in info]
+    rows = [row for row in rows if row[0] not in ("config", "parameters")]
+    rows += [[f"parameter {name}", str(value)] for name, value in (info.get("parameters") or {}).items()]
+    click.echo(_table(rows, ["FIELD", "VALUE"]))
+
+
+@client.command("withdraw")
+@_config_option
+@click.option("--mid", type=int, required=True)
+def withdraw_command(config_path: Path, mid: int) -> None:
+    """Withdraw a mitigation (DELETE /mitigate)."""
+    result, _ = _call(config_path, "withdraw", mid=mid)
+    _check_code(result)
+    click.echo(f"mid {mid}: {result['code']} withdrawn")
+
+
+@client.command("efficacy")
+@_config_option
+@click.option("--mid", type=int, required=True)
+@click.option(
+    "--attack-status",
+    type=click.Choice(["under-attack", "attack-successfully-mitigated"]),
+    required=True,
+)
+def efficacy_command(config_path: Path, mid: int, attack_status: str) -> None:
+    """Send an efficacy update (PUT with If-Match, RFC 9132 §4.4.3)."""
+    result, _ = _call(config_path, "efficacy", mid=mid, **{"attack-status": attack_status})
+    _check_code(result)
+    click.echo(f"mid {mid}: {result['code']} ({attack_status})")
+
+
+@client.group("config")
+def config_group() -> None:
+    """Signal channel session configuration (RFC 9132 §4.5)."""
+
+
+@config_group.command("get")
+@_config_option
+@_json_option
+def config_get_command(config_path: Path, as_json: bool) -> None:
+    """Show acceptable and current session parameters (GET /config)."""
+    result, _ = _call(config_path, "config-get")
+    if as_json:
+        _print_json(result.get("body"))
+    _check_code(result)
+    if as_json:
+        return
+    config = (result.get("body") or {}).get(f"{MODULE}:signal-config", {})
+    rows = []
+    for set_name in ("mitigating-config", "idle-config"):
+        for name, node in config.get(set_name, {}).items():
+            current = node.get("current-value", node.get("current-value-decimal", "-"))
+            low = node.get("min-value", node.get("min-value-decimal", "-"))
+            high = node.get("max-value", node.get("max-value-decimal", "-"))
+            rows.append([set_name, name, str(current), str(low), str(high)])
+    click.echo(_table(rows, ["SET", "PARAMETER", "CURRENT", "MIN", "MAX"]))
+
+
+_PARAMETER_OPTIONS = (
+    ("--heartbeat-interval", "heartbeat_interval", int),
+    ("--missing-hb-allowed", "missing_hb_allowed", int),
+    ("--probing-rate", "probing_rate", int),
+    ("--max-retransmit", "max_retransmit", int),
+    ("--ack-timeout", "ack_timeout", str),
+    ("--ack-random-factor", "ack_random_factor", str),
+)
+
+
+def _parameter_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    for flag, name, kind in reversed(_PARAMETER_OPTIONS):
+        function = click.option(flag, name, type=kind, default=None)(function)
+    return function
+
+
+@config_group.command("set")
+@_config_option
+@click.option(
+    "--set",
+    "which",
+    type=click.Choice(["both", "idle", "mitigating"]),
+    default="both",
+    show_default=True,
+    help="Which configuration set the values go to.",
+)
+@_parameter_options
+def config_set_command(config_path: Path, which: str, **values: Any) -> None:
+    """Convey session parameters (PUT /config/sid=N)."""
+    chosen = {name: value for name, value in values.items() if value is not None}
+    if not chosen:
+        raise click.UsageError("give at least one parameter, e.g. --heartbeat-interval 60")
+    args = {
+        "idle": chosen if which in ("both", "idle") else None,
+        "mitigating": chosen if which in ("both", "mitigating") else None,
+    }
+    result, _ = _call(config_path, "config-set", **args)
+    _check_code(result)
+    click.echo(f"sid {result['sid']}: {result['code']}")
+
+
+@config_group.command("delete")
+@_config_option
+def config_delete_command(config_path: Path) -> None:
+    """Return to the server's default session parameters (DELETE /config)."""
+    result, _ = _call(config_path, "config-delete")
+    _check_code(result)
+    click.echo(f"{result['code']} configuration deleted")

@@ -1,0 +1,54 @@
+"""Agent settings that are not (yet) fields of opendots.config.ClientConfig, read from the optional [agent] table of
+the same client.toml:
+
+    [agent]
+    state_file = "opendots-client-state.db"   # mid/sid counters and active mitigations (default: next to the socket)
+    reconnect_min = 60.0                      # seconds; RFC 9132 §4.7: MUST NOT retry more often than every 60 s
+    reconnect_max = 300.0                     # SHOULD NOT retry more often than every 300 s
+    attempt_delay = 0.25                      # Happy Eyeballs Connection Attempt Delay (RFC 8305)
+    connect_timeout = 10.0                    # per connection attempt
+    request_timeout = 30.0                    # waiting for a CON/TLS answer
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from opendots.config import ClientConfig, ConfigError
+
+
+@dataclass
+class AgentSettings:
+    state_file: Path
+    reconnect_min: float = 60.0
+    reconnect_max: float = 300.0
+    attempt_delay: float = 0.25
+    connect_timeout: float = 10.0
+    request_timeout: float = 30.0
+
+    @classmethod
+    def defaults_for(cls, config: ClientConfig) -> AgentSettings:
+        socket = Path(config.control_socket)
+        return cls(state_file=socket.with_name(socket.stem + "-state.db"))
+
+    @classmethod
+    def load(cls, path: Path | str, config: ClientConfig) -> AgentSettings:
+        path = Path(path)
+        settings = cls.defaults_for(config)
+        try:
+            table = tomllib.loads(path.read_text()).get("agent", {})
+        except (OSError, tomllib.TOMLDecodeError) as error:
+            raise ConfigError(f"{path}: {error}") from None
+        if "state_file" in table:
+            settings.state_file = path.resolve().parent / str(table["state_file"])
+        for name in ("reconnect_min", "reconnect_max", "attempt_delay", "connect_timeout", "request_timeout"):
+            if name in table:
+                try:
+                    setattr(settings, name, float(table[name]))
+                except (TypeError, ValueError):
+                    raise ConfigError(f"{path}: [agent] {name} must be a number") from None
+        if not 0 < settings.reconnect_min <= settings.reconnect_max:
+            raise ConfigError(f"{path}: [agent] needs 0 < reconnect_min <= reconnect_max")
+        return settings
