@@ -96,17 +96,6 @@ def _schema_child(parent: InternalNode | None, name: str) -> SchemaNode | None:
     return child
 
 
-_enum_names_cache: dict[EnumerationType, dict[int, str]] = {}
-
-
-def _enum_names(dtype: EnumerationType) -> dict[int, str]:
-    names = _enum_names_cache.get(dtype)
-    if names is None:
-        names = {value: name for name, value in dtype.enum.items()}
-        _enum_names_cache[dtype] = names
-    return names
-
-
 # ----------------------------------------------------------------------------------------------------- CBOR → JSON
 
 
@@ -192,42 +181,86 @@ def _array(value: Any, where: str) -> list[Any]:
     return value
 
 
+LeafConverter = Callable[[Any, str], Any]
+"""(value, where) → the converted value; raises ModelError naming ``where``."""
+
+
 def leaf_from_cbor(dtype: DataType, value: Any, where: str) -> Any:
     """One CBOR scalar → its RFC 7951 JSON value, as ``dtype`` wants it."""
-    if isinstance(dtype, LeafrefType):
-        return leaf_from_cbor(dtype.ref_type, value, where)
-    if isinstance(dtype, UnionType):
-        return _union(dtype, value, where, leaf_from_cbor, lambda member, converted: converted)
-    if isinstance(dtype, EnumerationType):
-        if not _is_integer(value):
-            raise _bad(where, f"expected an unsigned integer (enumeration), got {_describe(value)}")
-        name = _enum_names(dtype).get(value)
-        if name is None:
-            raise _bad(where, f"{value} is not a defined value of {dtype}")
-        return name
-    if isinstance(dtype, BooleanType):
-        if not isinstance(value, bool):
-            raise _bad(where, f"expected a boolean, got {_describe(value)}")
-        return value
-    if isinstance(dtype, Decimal64Type):
-        return _decimal_to_text(dtype, value, where)
-    if isinstance(dtype, IntegralType):
-        if not _is_integer(value):
-            raise _bad(where, f"expected an integer, got {_describe(value)}")
-        if value.bit_length() > 64:
-            raise _bad(where, "integer out of range")
-        return str(value) if isinstance(dtype, Int64Type | Uint64Type) else value
-    if isinstance(dtype, BinaryType):
-        if not isinstance(value, bytes):
-            raise _bad(where, f"expected a byte string, got {_describe(value)}")
-        return base64.b64encode(value).decode("ascii")
-    if isinstance(dtype, EmptyType):
-        if value is not None:
-            raise _bad(where, f"expected null (empty type), got {_describe(value)}")
-        return [None]
+    converter = _from_cbor_converters.get(dtype)
+    if converter is None:
+        converter = _from_cbor_converters[dtype] = _compile_from_cbor(dtype)
+    return converter(value, where)
+
+
+_from_cbor_converters: dict[DataType, LeafConverter] = {}
+
+
+def _int_from_cbor(value: Any, where: str) -> Any:
+    if not _is_integer(value):
+        raise _bad(where, f"expected an integer, got {_describe(value)}")
+    if value.bit_length() > 64:
+        raise _bad(where, "integer out of range")
+    return value
+
+
+def _int64_from_cbor(value: Any, where: str) -> Any:
+    return str(_int_from_cbor(value, where))
+
+
+def _bool_passthrough(value: Any, where: str) -> Any:
+    if not isinstance(value, bool):
+        raise _bad(where, f"expected a boolean, got {_describe(value)}")
+    return value
+
+
+def _binary_from_cbor(value: Any, where: str) -> Any:
+    if not isinstance(value, bytes):
+        raise _bad(where, f"expected a byte string, got {_describe(value)}")
+    return base64.b64encode(value).decode("ascii")
+
+
+def _empty_from_cbor(value: Any, where: str) -> Any:
+    if value is not None:
+        raise _bad(where, f"expected null (empty type), got {_describe(value)}")
+    return [None]
+
+
+def _text_from_cbor(value: Any, where: str) -> Any:
     if not isinstance(value, str):
         raise _bad(where, f"expected a text string, got {_describe(value)}")
     return value
+
+
+def _compile_from_cbor(dtype: DataType) -> LeafConverter:
+    if isinstance(dtype, LeafrefType):
+        return _compile_from_cbor(dtype.ref_type)
+    if isinstance(dtype, UnionType):
+        members = [(member, _compile_from_cbor(member)) for member in dtype.types]
+        return _union_converter(members, lambda member, value, converted: converted)
+    if isinstance(dtype, EnumerationType):
+        names = {number: name for name, number in dtype.enum.items()}
+
+        def enumeration(value: Any, where: str) -> Any:
+            if not _is_integer(value):
+                raise _bad(where, f"expected an unsigned integer (enumeration), got {_describe(value)}")
+            name = names.get(value)
+            if name is None:
+                raise _bad(where, f"{value} is not a defined value of {dtype}")
+            return name
+
+        return enumeration
+    if isinstance(dtype, BooleanType):
+        return _bool_passthrough
+    if isinstance(dtype, Decimal64Type):
+        return lambda value, where: _decimal_to_text(dtype, value, where)
+    if isinstance(dtype, IntegralType):
+        return _int64_from_cbor if isinstance(dtype, Int64Type | Uint64Type) else _int_from_cbor
+    if isinstance(dtype, BinaryType):
+        return _binary_from_cbor
+    if isinstance(dtype, EmptyType):
+        return _empty_from_cbor
+    return _text_from_cbor
 
 
 def _decimal_to_text(dtype: Decimal64Type, value: Any, where: str) -> str:
@@ -249,31 +282,39 @@ def _exact_decimal(dtype: Decimal64Type, number: decimal.Decimal, where: str) ->
     return exact
 
 
-def _union(
-    dtype: UnionType,
-    value: Any,
-    where: str,
-    convert: Callable[[DataType, Any, str], Any],
-    raw_of: Callable[[DataType, Any], Any],
-) -> Any:
-    """The first member type that takes ``value`` (RFC 7950 §9.12); if none takes it, the first conversion that
+# Converters that behave alike for every type they serve: a union whose members all use one of them converts every
+# value the same way whichever member takes it, so it needs no member-by-member trial.
+_SHARED_CONVERTERS: set[LeafConverter] = set()
+
+
+def _union_converter(
+    members: list[tuple[DataType, LeafConverter]], raw_of: Callable[[DataType, Any, Any], Any]
+) -> LeafConverter:
+    """The first member type that takes the value (RFC 7950 §9.12); if none takes it, the first conversion that
     worked, so that validation reports the range or pattern error."""
-    fallback: tuple[Any] | None = None
-    first_error: ModelError | None = None
-    for member in dtype.types:
-        try:
-            converted = convert(member, value, where)
-        except ModelError as error:
-            first_error = first_error or error
-            continue
-        cooked = member.from_raw(raw_of(member, converted))
-        if cooked is not None and cooked in member:
-            return converted
-        fallback = fallback or (converted,)
-    if fallback is not None:
-        return fallback[0]
-    assert first_error is not None
-    raise first_error
+    converters = {converter for _, converter in members}
+    if len(converters) == 1 and converters <= _SHARED_CONVERTERS:
+        return converters.pop()
+
+    def union(value: Any, where: str) -> Any:
+        fallback: tuple[Any] | None = None
+        first_error: ModelError | None = None
+        for member, convert in members:
+            try:
+                converted = convert(value, where)
+            except ModelError as error:
+                first_error = first_error or error
+                continue
+            cooked = member.from_raw(raw_of(member, value, converted))
+            if cooked is not None and cooked in member:
+                return converted
+            fallback = fallback or (converted,)
+        if fallback is not None:
+            return fallback[0]
+        assert first_error is not None
+        raise first_error
+
+    return union
 
 
 def cbor_to_json(obj: Any) -> tuple[dict[str, Any], list[str]]:
@@ -340,45 +381,96 @@ def _json_schemaless(value: Any, where: str, depth: int) -> Any:
 
 def leaf_to_cbor(dtype: DataType, value: Any, where: str) -> Any:
     """One RFC 7951 JSON scalar → the CBOR item RFC 9132 Table 5 wants for ``dtype``."""
-    if isinstance(dtype, LeafrefType):
-        return leaf_to_cbor(dtype.ref_type, value, where)
-    if isinstance(dtype, UnionType):
-        return _union(dtype, value, where, leaf_to_cbor, lambda member, converted: value)
-    if isinstance(dtype, EnumerationType):
-        if not isinstance(value, str):
-            raise _bad(where, f"expected an enumeration name, got {_describe(value)}")
-        number = dtype.enum.get(value)
-        if number is None:
-            raise _bad(where, f"{value!r} is not a defined name of {dtype}")
-        return number
-    if isinstance(dtype, BooleanType):
-        if not isinstance(value, bool):
-            raise _bad(where, f"expected a boolean, got {_describe(value)}")
-        return value
-    if isinstance(dtype, Decimal64Type):
-        return _text_to_decimal(dtype, value, where)
-    if isinstance(dtype, Int64Type | Uint64Type):
-        if not isinstance(value, str) or not _INTEGER_TEXT.fullmatch(value) or len(value) > 21:
-            raise _bad(where, f"expected a 64-bit integer as a decimal string, got {_describe(value)}")
-        return int(value)
-    if isinstance(dtype, IntegralType):
-        if not _is_integer(value):
-            raise _bad(where, f"expected an integer, got {_describe(value)}")
-        return value
-    if isinstance(dtype, BinaryType):
-        if not isinstance(value, str):
-            raise _bad(where, f"expected base64 text, got {_describe(value)}")
-        try:
-            return base64.b64decode(value, validate=True)
-        except binascii.Error:
-            raise _bad(where, "invalid base64") from None
-    if isinstance(dtype, EmptyType):
-        if value != [None]:
-            raise _bad(where, "expected [null] (empty type)")
-        return None
+    converter = _to_cbor_converters.get(dtype)
+    if converter is None:
+        converter = _to_cbor_converters[dtype] = _compile_to_cbor(dtype)
+    return converter(value, where)
+
+
+_to_cbor_converters: dict[DataType, LeafConverter] = {}
+
+
+def _int64_to_cbor(value: Any, where: str) -> Any:
+    if not isinstance(value, str) or not _INTEGER_TEXT.fullmatch(value) or len(value) > 21:
+        raise _bad(where, f"expected a 64-bit integer as a decimal string, got {_describe(value)}")
+    return int(value)
+
+
+def _int_to_cbor(value: Any, where: str) -> Any:
+    if not _is_integer(value):
+        raise _bad(where, f"expected an integer, got {_describe(value)}")
+    return value
+
+
+def _binary_to_cbor(value: Any, where: str) -> Any:
+    if not isinstance(value, str):
+        raise _bad(where, f"expected base64 text, got {_describe(value)}")
+    try:
+        return base64.b64decode(value, validate=True)
+    except binascii.Error:
+        raise _bad(where, "invalid base64") from None
+
+
+def _empty_to_cbor(value: Any, where: str) -> Any:
+    if value != [None]:
+        raise _bad(where, "expected [null] (empty type)")
+    return None
+
+
+def _text_to_cbor(value: Any, where: str) -> Any:
     if not isinstance(value, str):
         raise _bad(where, f"expected a string, got {_describe(value)}")
     return value
+
+
+def _compile_to_cbor(dtype: DataType) -> LeafConverter:
+    if isinstance(dtype, LeafrefType):
+        return _compile_to_cbor(dtype.ref_type)
+    if isinstance(dtype, UnionType):
+        members = [(member, _compile_to_cbor(member)) for member in dtype.types]
+        return _union_converter(members, lambda member, value, converted: value)
+    if isinstance(dtype, EnumerationType):
+        numbers = dtype.enum
+
+        def enumeration(value: Any, where: str) -> Any:
+            if not isinstance(value, str):
+                raise _bad(where, f"expected an enumeration name, got {_describe(value)}")
+            number = numbers.get(value)
+            if number is None:
+                raise _bad(where, f"{value!r} is not a defined name of {dtype}")
+            return number
+
+        return enumeration
+    if isinstance(dtype, BooleanType):
+        return _bool_passthrough
+    if isinstance(dtype, Decimal64Type):
+        return lambda value, where: _text_to_decimal(dtype, value, where)
+    if isinstance(dtype, Int64Type | Uint64Type):
+        return _int64_to_cbor
+    if isinstance(dtype, IntegralType):
+        return _int_to_cbor
+    if isinstance(dtype, BinaryType):
+        return _binary_to_cbor
+    if isinstance(dtype, EmptyType):
+        return _empty_to_cbor
+    return _text_to_cbor
+
+
+_SHARED_CONVERTERS.update(
+    {
+        _int_from_cbor,
+        _int64_from_cbor,
+        _bool_passthrough,
+        _binary_from_cbor,
+        _empty_from_cbor,
+        _text_from_cbor,
+        _int64_to_cbor,
+        _int_to_cbor,
+        _binary_to_cbor,
+        _empty_to_cbor,
+        _text_to_cbor,
+    }
+)
 
 
 def _text_to_decimal(dtype: Decimal64Type, value: Any, where: str) -> decimal.Decimal:
