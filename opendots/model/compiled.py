@@ -143,6 +143,7 @@ class _Pattern:
     entries: list[_Pattern] = field(default_factory=list)  # group: interleaved entries; choice: one group per case
     names: frozenset[str] = frozenset()  # every member name below
     has_required: bool = False  # something below is mandatory
+    plain_required: frozenset[str] | None = None  # group of unconditional members only: the mandatory ones
 
     def finish(self) -> _Pattern:
         if self.kind == "member":
@@ -153,9 +154,11 @@ class _Pattern:
             self.has_required = (self.kind == "choice" and self.required) or any(
                 entry.has_required for entry in self.entries
             )
+            if self.kind == "group" and all(entry.kind == "member" and not entry.conditional for entry in self.entries):
+                self.plain_required = frozenset(entry.name for entry in self.entries if entry.required)
         return self
 
-    def match(self, present: set[str] | dict[str, Any]) -> bool:
+    def match(self, present: dict[str, Any]) -> bool:
         """Whether the members ``present`` are allowed here; returns whether what is left is nullable (nothing
         mandatory is missing). Raises Reject for a member that is not allowed, Defer where a 'when' decides."""
         if self.kind == "member":
@@ -169,6 +172,8 @@ class _Pattern:
         if self.conditional and (self.has_required or not self.names.isdisjoint(present)):
             raise Defer
         if self.kind == "group":
+            if self.plain_required is not None:  # the common case, without recursion
+                return present.keys() >= self.plain_required
             nullable = True
             for entry in self.entries:
                 if not entry.match(present):
@@ -268,6 +273,8 @@ class CompiledSchema:
                     resolved[raw_name] = (target.iname(), target)
         members = {raw_name: (iname, self.check(target)) for raw_name, (iname, target) in resolved.items()}
         pattern = _group_pattern(node)  # with the node's own 'when', as InternalNode._schema_pattern has it
+        # Members from_raw resolves but the pattern leaves out (obsolete nodes) are not allowed.
+        outside_pattern = {iname for iname, _ in members.values()} - pattern.names
 
         def object_members(raw: Any) -> dict[str, Any]:
             if not isinstance(raw, dict):
@@ -282,6 +289,8 @@ class CompiledSchema:
                 iname, check = member
                 if iname in cooked:
                     raise Reject(f"{where}/{iname}: given twice")
+                if iname in outside_pattern:
+                    raise Reject(f"{where}/{iname}: member not allowed")
                 cooked[iname] = check(value)
             if not pattern.match(cooked):
                 raise Reject(f"{where}: missing mandatory data")
