@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from yangson.datatype import DataType, LinkType, UnionType
+from yangson.datatype import DataType, LinkType, StringType, UnionType
 from yangson.enumerations import ContentType, NodeStatus
 from yangson.schemanode import (
     CaseNode,
@@ -88,8 +88,40 @@ def _requires_instance(dtype: DataType) -> bool:
     return isinstance(dtype, UnionType) and any(_requires_instance(member) for member in dtype.types)
 
 
+# Accepted text values remembered per type: prefixes and names recur across messages, and a pattern check (ip-prefix
+# is a union of two long regexes) costs more than the rest of a leaf. Bounded so that a stream of distinct values
+# costs a clear() now and then, not memory.
+_MEMO_LIMIT = 1024
+
+
+def _memoized(check: Check) -> Check:
+    memo: dict[str, Any] = {}
+
+    def remembered(raw: Any) -> Any:
+        if type(raw) is not str:
+            return check(raw)
+        try:
+            return memo[raw]
+        except KeyError:
+            pass
+        value = check(raw)  # raises for a rejected value, which is never remembered
+        if len(memo) >= _MEMO_LIMIT:
+            memo.clear()
+        memo[raw] = value
+        return value
+
+    return remembered
+
+
 def compile_type(dtype: DataType, where: str) -> Check:
     """raw → cooked value of ``dtype``, rejecting what ``from_raw`` or ``in`` refuses."""
+    check = _compile_type(dtype, where)
+    if isinstance(dtype, UnionType) or (isinstance(dtype, StringType) and dtype.patterns):
+        return _memoized(check)
+    return check
+
+
+def _compile_type(dtype: DataType, where: str) -> Check:
     from_raw = dtype.from_raw
     if _requires_instance(dtype):
 
