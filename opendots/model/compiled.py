@@ -10,11 +10,14 @@ the same schema nodes once at load time and turns them into closures that check 
 - mandatory nodes, choices (one case at most), list keys (present and unique), leaf-list repeats and element counts
   follow yangson's rules (``_check_schema_pattern``, ``_check_keys``, ``_check_cardinality``).
 
-Anything that needs XPath (``must``, ``when``, ``unique``, referential integrity) or metadata is not re-implemented:
-the check raises ``Defer`` and the caller hands the whole body to yangson, whose verdict is final. A rejection raises
-``Reject``; the caller then also asks yangson, for the exact diagnostic. So yangson stays the reference for every
-error message and every XPath rule, and the compiled closures only ever say "valid" for bodies without them.
-tests/unit/test_model_compiled.py holds both to the same verdicts on every example body and a generated corpus.
+- ``must`` and ``when`` expressions of the shapes the DOTS modules use are evaluated by xpath.py over the cooked
+  values once the whole body is cooked (a 'when' may look at any part of the body).
+
+Anything else (other XPath, ``unique``, referential integrity, metadata, defaults an XPath path would need) is not
+re-implemented: the check raises ``Defer`` and the caller hands the whole body to yangson, whose verdict is final.
+A rejection raises ``Reject``; the caller then also asks yangson, for the exact diagnostic. So yangson stays the
+reference for every error message, and tests/unit/test_model_compiled.py holds the two to the same verdicts on every
+example body and a generated corpus.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from yangson.constraint import Must
 from yangson.datatype import DataType, LinkType, StringType, UnionType
 from yangson.enumerations import ContentType, NodeStatus
 from yangson.schemanode import (
@@ -40,6 +44,11 @@ from yangson.schemanode import (
     SchemaNode,
     SchemaTreeNode,
 )
+from yangson.xpathast import Expr
+
+from .xpath import LEAF, MEMBER, OBJECT, Context, Defer, compile_condition
+
+__all__ = ["CompiledSchema", "Context", "Defer", "Reject", "compile_structure", "compile_type"]
 
 
 class Reject(Exception):
@@ -50,12 +59,12 @@ class Reject(Exception):
         self.reason = reason
 
 
-class Defer(Exception):
-    """The body uses a part of the schema only yangson checks (XPath, metadata): let yangson decide."""
+TypeCheck = Callable[[Any], Any]
+"""raw JSON scalar → its cooked value (yangson's), or Reject/Defer."""
 
-
-Check = Callable[[Any], Any]
-"""Checks one raw JSON value against a schema node; returns the cooked value (leaves) or None."""
+Check = Callable[[Any, Context], Any]
+"""Checks the raw JSON value of one member of the object ``Context``; returns its cooked value (a dict for a
+container, a list of dicts for a list, a list of values for a leaf-list)."""
 
 
 def _schema_path(node: SchemaNode) -> str:
@@ -94,7 +103,7 @@ def _requires_instance(dtype: DataType) -> bool:
 _MEMO_LIMIT = 1024
 
 
-def _memoized(check: Check) -> Check:
+def _memoized(check: TypeCheck) -> TypeCheck:
     memo: dict[str, Any] = {}
 
     def remembered(raw: Any) -> Any:
@@ -113,7 +122,7 @@ def _memoized(check: Check) -> Check:
     return remembered
 
 
-def compile_type(dtype: DataType, where: str) -> Check:
+def compile_type(dtype: DataType, where: str) -> TypeCheck:
     """raw → cooked value of ``dtype``, rejecting what ``from_raw`` or ``in`` refuses."""
     check = _compile_type(dtype, where)
     if isinstance(dtype, UnionType) or (isinstance(dtype, StringType) and dtype.patterns):
@@ -121,7 +130,7 @@ def compile_type(dtype: DataType, where: str) -> Check:
     return check
 
 
-def _compile_type(dtype: DataType, where: str) -> Check:
+def _compile_type(dtype: DataType, where: str) -> TypeCheck:
     from_raw = dtype.from_raw
     if _requires_instance(dtype):
 
@@ -163,6 +172,20 @@ def _compile_type(dtype: DataType, where: str) -> Check:
 
 # ------------------------------------------------------------------------------------------------ member pattern
 
+When = Callable[[Context], bool]
+"""A compiled 'when' of a pattern entry, evaluated for the object being checked."""
+
+
+def _deferred_when(context: Context) -> bool:
+    raise Defer
+
+
+def _compile_when(expr: Expr, node: SchemaNode, start: str) -> When:
+    condition = compile_condition(expr, node, start)
+    if condition is None:
+        return _deferred_when
+    return lambda context: condition(None, context)
+
 
 @dataclass
 class _Pattern:
@@ -171,10 +194,11 @@ class _Pattern:
     kind: str  # "member", "group" or "choice"
     name: str = ""  # member: its instance name
     required: bool = False  # member: mandatory; choice: mandatory
-    conditional: bool = False  # has a 'when'
+    when: When | None = None  # its 'when', if it has one
     entries: list[_Pattern] = field(default_factory=list)  # group: interleaved entries; choice: one group per case
     names: frozenset[str] = frozenset()  # every member name below
     has_required: bool = False  # something below is mandatory
+    has_when: bool = False  # something here or below is conditional
     plain_required: frozenset[str] | None = None  # group of unconditional members only: the mandatory ones
 
     def finish(self) -> _Pattern:
@@ -186,70 +210,101 @@ class _Pattern:
             self.has_required = (self.kind == "choice" and self.required) or any(
                 entry.has_required for entry in self.entries
             )
-            if self.kind == "group" and all(entry.kind == "member" and not entry.conditional for entry in self.entries):
-                self.plain_required = frozenset(entry.name for entry in self.entries if entry.required)
+        self.has_when = self.when is not None or any(entry.has_when for entry in self.entries)
+        if self.kind == "group" and all(entry.kind == "member" and entry.when is None for entry in self.entries):
+            self.plain_required = frozenset(entry.name for entry in self.entries if entry.required)
         return self
 
-    def match(self, present: dict[str, Any]) -> bool:
-        """Whether the members ``present`` are allowed here; returns whether what is left is nullable (nothing
-        mandatory is missing). Raises Reject for a member that is not allowed, Defer where a 'when' decides."""
+    def match(self, present: dict[str, Any], context: Context) -> bool:
+        """Whether the members ``present`` are allowed here (raises Reject if not); returns whether what is left is
+        nullable (nothing mandatory is missing). yangson's derivative semantics for a set of distinct names: a
+        member needs its 'when' true, a conditional group or choice with a false 'when' admits nothing and needs
+        nothing, a choice admits members of one case only."""
+        relevant = self.when is not None and (self.has_required or not self.names.isdisjoint(present))
+        if relevant and not self.when(context):  # type: ignore[misc]
+            if not self.names.isdisjoint(present):
+                raise Reject(f"{sorted(self.names & present.keys())[0]}: member not allowed (when)")
+            return True
         if self.kind == "member":
-            if self.name in present:
-                if self.conditional:
-                    raise Defer
-                return True
-            if self.required and self.conditional:
-                raise Defer
-            return not self.required
-        if self.conditional and (self.has_required or not self.names.isdisjoint(present)):
-            raise Defer
+            return self.name in present or not self.required
         if self.kind == "group":
             if self.plain_required is not None:  # the common case, without recursion
                 return present.keys() >= self.plain_required
             nullable = True
             for entry in self.entries:
-                if not entry.match(present):
+                if not entry.match(present, context):
                     nullable = False
             return nullable
         touched = [case for case in self.entries if not case.names.isdisjoint(present)]
         if len(touched) > 1:
             raise Reject("members of two cases of one choice")
         if touched:
-            return touched[0].match(present)
+            return touched[0].match(present, context)
         return not self.required
 
 
-def _group_pattern(node: InternalNode) -> _Pattern:
-    """``InternalNode._schema_pattern``: the interleaved entries of the node's children."""
+def _group_pattern(node: InternalNode, owner: InternalNode) -> _Pattern:
+    """``InternalNode._schema_pattern``: the interleaved entries of the node's children; its 'when' is evaluated at
+    the object being checked (``owner``, a container, list or structure)."""
     entries = [
-        _entry_pattern(child)
+        _entry_pattern(child, owner)
         for child in node.children
         if not isinstance(child, RpcActionNode | NotificationNode) and child._status != NodeStatus.obsolete
     ]
-    return _Pattern("group", conditional=node.when is not None, entries=entries).finish()
+    when = _compile_when(node.when, owner, OBJECT) if node.when is not None else None
+    return _Pattern("group", when=when, entries=entries).finish()
 
 
-def _entry_pattern(node: SchemaNode) -> _Pattern:
+def _entry_pattern(node: SchemaNode, owner: InternalNode) -> _Pattern:
     """``_pattern_entry`` of one child."""
     if isinstance(node, DataNode):
         # ContainerNode/DataNode._pattern_entry: with ContentType.all, "optional in configuration" (EmptyConfig) is
         # not nullable, so a mandatory container is as required as any mandatory data node.
         required = node.mandatory and node._status != NodeStatus.deprecated
-        return _Pattern("member", name=node.iname(), required=required, conditional=node.when is not None).finish()
+        when = _compile_when(node.when, node, MEMBER) if node.when is not None else None
+        return _Pattern("member", name=node.iname(), required=required, when=when).finish()
     if isinstance(node, ChoiceNode):
-        cases = [_group_pattern(case) for case in node.children]  # CaseNode._pattern_entry
-        return _Pattern("choice", required=node.mandatory, conditional=node.when is not None, entries=cases).finish()
+        cases = [_group_pattern(case, owner) for case in node.children]  # CaseNode._pattern_entry
+        when = _compile_when(node.when, owner, OBJECT) if node.when is not None else None
+        return _Pattern("choice", required=node.mandatory, when=when, entries=cases).finish()
     if isinstance(node, CaseNode | GroupNode):
-        return _group_pattern(node)
+        return _group_pattern(node, owner)
     raise TypeError(f"unexpected schema node {node!r}")
+
+
+def _check_pattern(pattern: _Pattern, cooked: dict[str, Any], context: Context, where: str) -> None:
+    if not pattern.match(cooked, context):
+        raise Reject(f"{where}: missing mandatory data")
+
+
+# ------------------------------------------------------------------------------------------------------- 'must'
+
+MustCheck = Callable[[Any, Context], None]
+
+
+def _compile_musts(node: SchemaNode, start: str, where: str) -> list[Callable[[Any, Context], bool]] | None:
+    """The node's 'must' conditions, or None if one of them is beyond xpath.py (then any instance defers)."""
+    conditions = []
+    for must in node.must:
+        assert isinstance(must, Must)
+        condition = compile_condition(must.expression, node, start)
+        if condition is None:
+            return None
+        conditions.append(condition)
+    return conditions
+
+
+def _check_musts(conditions: list[Callable[[Any, Context], bool]], value: Any, context: Context, where: str) -> None:
+    for condition in conditions:
+        if not condition(value, context):
+            raise Reject(f"{where}: must-violation")
 
 
 # ----------------------------------------------------------------------------------------------------- the nodes
 
 
 class CompiledSchema:
-    """Compiles schema nodes on demand (the schema is recursive only through groupings, so this terminates) and
-    caches one checker per node."""
+    """Compiles the schema nodes below a structure and keeps one check per node."""
 
     def __init__(self) -> None:
         self._checks: dict[SchemaNode, Check] = {}
@@ -261,38 +316,24 @@ class CompiledSchema:
             self._checks[node] = check
         return check
 
-    def object_check(self, node: InternalNode) -> Callable[[Any], dict[str, Any]]:
-        """The members of a container (or list entry) object; returns cooked leaf values by instance name."""
-        return self._object(node)
-
     def _compile(self, node: SchemaNode) -> Check:
         where = _schema_path(node)
-        if node.must:
-
-            def with_must(raw: Any) -> Any:  # XPath: yangson's job
-                raise Defer
-
-            return with_must
         if isinstance(node, LeafNode):
-            return compile_type(node.type, where)
+            return self._leaf(node, where)
         if isinstance(node, LeafListNode):
             return self._leaf_list(node, where)
         if isinstance(node, ListNode):
             return self._list(node, where)
         if isinstance(node, ContainerNode):
-            members = self._object(node)
+            return self.object_check(node)
 
-            def container(raw: Any) -> None:
-                members(raw)
-
-            return container
-
-        def unsupported(raw: Any) -> Any:  # anydata, anyxml: leave them to yangson
+        def unsupported(raw: Any, context: Context) -> Any:  # anydata, anyxml: leave them to yangson
             raise Defer
 
         return unsupported
 
-    def _object(self, node: InternalNode) -> Callable[[Any], dict[str, Any]]:
+    def object_check(self, node: InternalNode) -> Check:
+        """The members of a container, list entry or structure object; returns them cooked, by instance name."""
         where = _schema_path(node)
         resolved: dict[str, tuple[str, SchemaNode]] = {}
         for child in node.data_children():
@@ -304,14 +345,17 @@ class CompiledSchema:
                 if target is not None:
                     resolved[raw_name] = (target.iname(), target)
         members = {raw_name: (iname, self.check(target)) for raw_name, (iname, target) in resolved.items()}
-        pattern = _group_pattern(node)  # with the node's own 'when', as InternalNode._schema_pattern has it
+        pattern = _group_pattern(node, node)  # with the node's own 'when', as InternalNode._schema_pattern has it
+        conditional = pattern.has_when
         # Members from_raw resolves but the pattern leaves out (obsolete nodes) are not allowed.
         outside_pattern = {iname for iname, _ in members.values()} - pattern.names
+        musts = _compile_musts(node, OBJECT, where) if node.must else []
 
-        def object_members(raw: Any) -> dict[str, Any]:
+        def object_members(raw: Any, parent: Context) -> dict[str, Any]:
             if not isinstance(raw, dict):
                 raise Reject(f"{where}: expected an object")
             cooked: dict[str, Any] = {}
+            context = Context(cooked, parent, parent.pending)
             for name, value in raw.items():
                 member = members.get(name)
                 if member is None:
@@ -323,28 +367,34 @@ class CompiledSchema:
                     raise Reject(f"{where}/{iname}: given twice")
                 if iname in outside_pattern:
                     raise Reject(f"{where}/{iname}: member not allowed")
-                cooked[iname] = check(value)
-            if not pattern.match(cooked):
+                cooked[iname] = check(value, context)
+            if conditional:  # a 'when' may look anywhere in the body: wait until it is all cooked
+                context.pending.append((_check_pattern, pattern, cooked, context, where))
+            elif not pattern.match(cooked, context):
                 raise Reject(f"{where}: missing mandatory data")
+            if musts is None:
+                raise Defer
+            if musts:
+                context.pending.append((_check_musts, musts, None, context, where))
             return cooked
 
         return object_members
 
     def _list(self, node: ListNode, where: str) -> Check:
-        entry = self._object(node)
+        entry = self.object_check(node)
         key_names = tuple(node._key_members)
         minimum, maximum = node.min_elements, node.max_elements
         has_unique = bool(node.unique)
 
-        def list_entries(raw: Any) -> None:
+        def list_entries(raw: Any, context: Context) -> list[dict[str, Any]]:
             if not isinstance(raw, list):
                 raise Reject(f"{where}: expected an array")
             if has_unique and len(raw) > 1:
                 raise Defer
-            seen: set[tuple[Any, ...]] = set()
-            for item in raw:
-                cooked = entry(item)
-                if key_names:
+            entries = [entry(item, context) for item in raw]
+            if key_names:
+                seen: set[tuple[Any, ...]] = set()
+                for cooked in entries:
                     try:
                         key = tuple(cooked[name] for name in key_names)
                     except KeyError:
@@ -352,17 +402,34 @@ class CompiledSchema:
                     if key in seen:
                         raise Reject(f"{where}: non-unique key {key!r}")
                     seen.add(key)
-            if len(raw) < minimum or (maximum is not None and len(raw) > maximum):
-                raise Reject(f"{where}: {len(raw)} entries")
+            if len(entries) < minimum or (maximum is not None and len(entries) > maximum):
+                raise Reject(f"{where}: {len(entries)} entries")
+            return entries
 
         return list_entries
+
+    def _leaf(self, node: LeafNode, where: str) -> Check:
+        type_check = compile_type(node.type, where)
+        if not node.must:
+            return lambda raw, context: type_check(raw)
+        musts = _compile_musts(node, LEAF, where)
+
+        def leaf_with_must(raw: Any, context: Context) -> Any:
+            value = type_check(raw)
+            if musts is None:
+                raise Defer
+            context.pending.append((_check_musts, musts, value, context, where))
+            return value
+
+        return leaf_with_must
 
     def _leaf_list(self, node: LeafListNode, where: str) -> Check:
         entry = compile_type(node.type, where)
         minimum, maximum = node.min_elements, node.max_elements
         no_repeats = node.content_type() == ContentType.config  # LeafListNode._check_list_props
+        musts = _compile_musts(node, LEAF, where) if node.must else []
 
-        def leaf_list(raw: Any) -> None:
+        def leaf_list(raw: Any, context: Context) -> list[Any]:
             if not isinstance(raw, list):
                 raise Reject(f"{where}: expected an array")
             values = [entry(item) for item in raw]
@@ -370,6 +437,11 @@ class CompiledSchema:
                 raise Reject(f"{where}: repeated value")
             if len(values) < minimum or (maximum is not None and len(values) > maximum):
                 raise Reject(f"{where}: {len(values)} entries")
+            if musts is None:
+                raise Defer
+            for value in values if musts else ():
+                context.pending.append((_check_musts, musts, value, context, where))
+            return values
 
         return leaf_list
 
@@ -379,8 +451,13 @@ def compile_structure(structure: ContainerNode) -> Callable[[Any], None]:
     if structure.must or structure.when is not None or not isinstance(structure.parent, SchemaTreeNode):
         raise ValueError("a structure container is a top-level node without must/when")
     members = CompiledSchema().object_check(structure)
+    structure_name = structure.iname()
 
     def check(contents: Any) -> None:
-        members(contents)
+        pending: list[tuple[Any, ...]] = []
+        root = Context({}, None, pending)
+        root.cooked[structure_name] = members(contents, root)
+        for function, *arguments in pending:  # the XPath checks, now that every value they may read is cooked
+            function(*arguments)
 
     return check
