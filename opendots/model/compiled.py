@@ -456,8 +456,11 @@ def compile_structure(structure: ContainerNode) -> Callable[[Any], None]:
     def check(contents: Any) -> None:
         pending: list[tuple[Any, ...]] = []
         root = Context({}, None, pending)
-        root.cooked[structure_name] = members(contents, root)
-        for function, *arguments in pending:  # the XPath checks, now that every value they may read is cooked
-            function(*arguments)
+        try:
+            root.cooked[structure_name] = members(contents, root)
+            for function, *arguments in pending:  # the XPath checks, now that every value they may read is cooked
+                function(*arguments)
+        finally:
+            pending.clear()  # its entries refer back to the contexts that hold it: no cycles left for the GC
 
     return check
