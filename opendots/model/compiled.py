@@ -27,7 +27,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from yangson.constraint import Must
-from yangson.datatype import DataType, LinkType, StringType, UnionType
+from yangson.datatype import (
+    DataType,
+    Int8Type,
+    Int16Type,
+    Int32Type,
+    IntegralType,
+    LinkType,
+    StringType,
+    Uint8Type,
+    Uint16Type,
+    Uint32Type,
+    UnionType,
+)
 from yangson.enumerations import ContentType, NodeStatus
 from yangson.schemanode import (
     CaseNode,
@@ -127,7 +139,27 @@ def compile_type(dtype: DataType, where: str) -> TypeCheck:
     check = _compile_type(dtype, where)
     if isinstance(dtype, UnionType) or (isinstance(dtype, StringType) and dtype.patterns):
         return _memoized(check)
+    if type(dtype) in _JSON_NUMBER_INTEGRALS:
+        return _integral_fast_path(dtype, check)
     return check
+
+
+# Integer types whose JSON form is a number (RFC 7951 §6.1); yangson's from_raw gives such an int back unchanged.
+_JSON_NUMBER_INTEGRALS = (Int8Type, Int16Type, Int32Type, Uint8Type, Uint16Type, Uint32Type)
+
+
+def _integral_fast_path(dtype: IntegralType, check: TypeCheck) -> TypeCheck:
+    """Accept a plain int in the type's range (or range statement) without the two yangson calls; anything else,
+    including every rejection, still goes through ``check``."""
+    lowest, highest = dtype._range
+    intervals = dtype.range
+
+    def integral(raw: Any) -> Any:
+        if type(raw) is int and (raw in intervals if intervals is not None else lowest <= raw <= highest):
+            return raw
+        return check(raw)
+
+    return integral
 
 
 def _compile_type(dtype: DataType, where: str) -> TypeCheck:
