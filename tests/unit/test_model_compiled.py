@@ -13,7 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from opendots.model import ModelError, key_table, validate_signal, validate_telemetry
+from opendots.model import ModelError, encode_signal, key_table, validate_signal, validate_telemetry
+from opendots.model.codec import validate_every_encoding
 from opendots.model.validate import compiled_verdict, yangson_verdict
 
 DATA = Path(__file__).parent / "data"
@@ -252,3 +253,14 @@ def test_rejections_keep_yangsons_diagnostics() -> None:
         caught.value.diagnostic
         == "/ietf-dots-telemetry:telemetry-setup/telemetry/tsid: invalid value (expected uint32 value)"
     )
+
+
+def test_test_mode_validates_bodies_encoded_without_validation() -> None:
+    wrong = {"ietf-dots-signal-channel:mitigation-scope": {"scope": [{"target-port-range": [{"lower-port": 70000}]}]}}
+    assert encode_signal(wrong, validate=False)  # production: the server trusts its own bodies
+    validate_every_encoding()
+    try:
+        with pytest.raises(ModelError, match="lower-port"):
+            encode_signal(wrong, validate=False)
+    finally:
+        validate_every_encoding(False)
