@@ -8,8 +8,7 @@ the same schema nodes once at load time and turns them into closures that check 
 - leaf values go through the node's own yangson type: ``from_raw`` then ``in`` (ranges, lengths, patterns, enums,
   identities, union members), as ``TerminalNode._validate`` does;
 - mandatory nodes, choices (one case at most), list keys (present and unique), leaf-list repeats and element counts
-  follow yangson's rules (``_check_schema_pattern``, ``_check_keys``, ``_check_cardinality``).
-
+  follow yangson's rules (``_check_schema_pattern``, ``_check_keys``, ``_check_cardinality``);
 - ``must`` and ``when`` expressions of the shapes the DOTS modules use are evaluated by xpath.py over the cooked
   values once the whole body is cooked (a 'when' may look at any part of the body).
 
@@ -252,10 +251,10 @@ class _Pattern:
         nullable (nothing mandatory is missing). yangson's derivative semantics for a set of distinct names: a
         member needs its 'when' true, a conditional group or choice with a false 'when' admits nothing and needs
         nothing, a choice admits members of one case only."""
-        relevant = self.when is not None and (self.has_required or not self.names.isdisjoint(present))
-        if relevant and not self.when(context):  # type: ignore[misc]
+        when = self.when
+        if when is not None and (self.has_required or not self.names.isdisjoint(present)) and not when(context):
             if not self.names.isdisjoint(present):
-                raise Reject(f"{sorted(self.names & present.keys())[0]}: member not allowed (when)")
+                raise Reject(f"{sorted(self.names & present.keys())[0]}: member not allowed ('when' is false)")
             return True
         if self.kind == "member":
             return self.name in present or not self.required
@@ -311,10 +310,8 @@ def _check_pattern(pattern: _Pattern, cooked: dict[str, Any], context: Context, 
 
 # ------------------------------------------------------------------------------------------------------- 'must'
 
-MustCheck = Callable[[Any, Context], None]
 
-
-def _compile_musts(node: SchemaNode, start: str, where: str) -> list[Callable[[Any, Context], bool]] | None:
+def _compile_musts(node: SchemaNode, start: str) -> list[Callable[[Any, Context], bool]] | None:
     """The node's 'must' conditions, or None if one of them is beyond xpath.py (then any instance defers)."""
     conditions = []
     for must in node.must:
@@ -381,7 +378,7 @@ class CompiledSchema:
         conditional = pattern.has_when
         # Members from_raw resolves but the pattern leaves out (obsolete nodes) are not allowed.
         outside_pattern = {iname for iname, _ in members.values()} - pattern.names
-        musts = _compile_musts(node, OBJECT, where) if node.must else []
+        musts = _compile_musts(node, OBJECT) if node.must else []
 
         def object_members(raw: Any, parent: Context) -> dict[str, Any]:
             if not isinstance(raw, dict):
@@ -444,7 +441,7 @@ class CompiledSchema:
         type_check = compile_type(node.type, where)
         if not node.must:
             return lambda raw, context: type_check(raw)
-        musts = _compile_musts(node, LEAF, where)
+        musts = _compile_musts(node, LEAF)
 
         def leaf_with_must(raw: Any, context: Context) -> Any:
             value = type_check(raw)
@@ -459,7 +456,7 @@ class CompiledSchema:
         entry = compile_type(node.type, where)
         minimum, maximum = node.min_elements, node.max_elements
         no_repeats = node.content_type() == ContentType.config  # LeafListNode._check_list_props
-        musts = _compile_musts(node, LEAF, where) if node.must else []
+        musts = _compile_musts(node, LEAF) if node.must else []
 
         def leaf_list(raw: Any, context: Context) -> list[Any]:
             if not isinstance(raw, list):
