@@ -12,7 +12,7 @@ the same schema nodes once at load time and turns them into closures that check 
 - ``must`` and ``when`` expressions of the shapes the DOTS modules use are evaluated by xpath.py over the cooked
   values once the whole body is cooked (a 'when' may look at any part of the body).
 
-Anything else (other XPath, ``unique``, referential integrity, metadata, defaults an XPath path would need) is not
+Anything else (other XPath, ``unique``, referential integrity, defaults an XPath path would need) is not
 re-implemented: the check raises ``Defer`` and the caller hands the whole body to yangson, whose verdict is final.
 A rejection raises ``Reject``; the caller then also asks yangson, for the exact diagnostic. So yangson stays the
 reference for every error message, and tests/unit/test_model_compiled.py holds the two to the same verdicts on every
@@ -63,11 +63,15 @@ __all__ = ["CompiledSchema", "Context", "Defer", "Reject", "compile_structure", 
 
 
 class Reject(Exception):
-    """The body is invalid; ``reason`` is a short plain-text note (yangson supplies the peer's diagnostic)."""
+    """The body is invalid; ``reason`` is a short plain-text note (yangson words the peer's diagnostic where it can).
 
-    def __init__(self, reason: str) -> None:
+    ``final`` marks rejections stricter than yangson, where asking it is pointless: a member given twice (bare and
+    module-qualified; yangson keeps the last) and RFC 7952 metadata (no DOTS module defines an annotation)."""
+
+    def __init__(self, reason: str, final: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.final = final
 
 
 TypeCheck = Callable[[Any], Any]
@@ -79,9 +83,10 @@ container, a list of dicts for a list, a list of values for a leaf-list)."""
 
 
 def _schema_path(node: SchemaNode) -> str:
+    """``/dots-signal/scope/target-prefix``: the data nodes from the structure down (choices, cases, uses left out)."""
     parts = []
     current: SchemaNode | None = node
-    while current is not None and current.name is not None:
+    while current is not None:
         if isinstance(current, DataNode):
             parts.append(current.name)
         current = current.parent
@@ -174,7 +179,7 @@ def _compile_type(dtype: DataType, where: str) -> TypeCheck:
         def union(raw: Any) -> Any:
             value = from_raw(raw)
             if value is None:
-                raise Reject(f"{where}: not a {dtype} value")
+                raise Reject(f"{where}: invalid value (expected {dtype.name or dtype.yang_type()} value)")
             try:
                 accepted = _union_contains(dtype, value)
             except TypeError:
@@ -189,13 +194,14 @@ def _compile_type(dtype: DataType, where: str) -> TypeCheck:
     def scalar(raw: Any) -> Any:
         value = from_raw(raw)
         if value is None:
-            raise Reject(f"{where}: not a {dtype} value")
+            raise Reject(f"{where}: invalid value (expected {dtype.name or dtype.yang_type()} value)")
         try:
             accepted = contains(value)
         except TypeError:
             raise Defer from None
         if not accepted:
-            raise Reject(f"{where}: {dtype.error_tag or 'invalid value'}")
+            message = f" ({dtype.error_message})" if dtype.error_message else ""
+            raise Reject(f"{where}: {dtype.error_tag or 'invalid-type'}{message}")
         return value
 
     return scalar
@@ -389,11 +395,11 @@ class CompiledSchema:
                 member = members.get(name)
                 if member is None:
                     if isinstance(name, str) and name.startswith("@"):
-                        raise Defer  # metadata annotations
+                        raise Reject(f"{where}/{name[:80]}: metadata annotations are not used in DOTS", final=True)
                     raise Reject(f"{where}/{str(name)[:80]}: member not allowed here")
                 iname, check = member
                 if iname in cooked:
-                    raise Reject(f"{where}/{iname}: given twice")
+                    raise Reject(f"{where}/{iname}: given twice", final=True)
                 if iname in outside_pattern:
                     raise Reject(f"{where}/{iname}: member not allowed")
                 cooked[iname] = check(value, context)
@@ -484,7 +490,7 @@ def compile_structure(structure: ContainerNode) -> Callable[[Any], None]:
 
     def check(contents: Any) -> None:
         pending: list[tuple[Any, ...]] = []
-        root = Context({}, None, pending)
+        root = Context({}, None, pending, results={})
         try:
             root.cooked[structure_name] = members(contents, root)
             for function, *arguments in pending:  # the XPath checks, now that every value they may read is cooked

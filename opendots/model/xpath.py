@@ -49,12 +49,20 @@ class Context:
     """One object instance (container, list entry, structure contents or the root) during one check: its cooked
     members by instance name, its parent, and the XPath checks that wait until the whole body is cooked."""
 
-    __slots__ = ("cooked", "parent", "pending")
+    __slots__ = ("cooked", "parent", "pending", "results")
 
-    def __init__(self, cooked: dict[str, Any], parent: Context | None, pending: list[tuple[Any, ...]]) -> None:
+    def __init__(
+        self,
+        cooked: dict[str, Any],
+        parent: Context | None,
+        pending: list[tuple[Any, ...]],
+        results: dict[Any, bool] | None = None,
+    ) -> None:
         self.cooked = cooked
         self.parent = parent
         self.pending = pending
+        self.results = results
+        """at the root only: the value of each absolute condition, computed once per body"""
 
 
 class _LeafView:
@@ -92,7 +100,35 @@ def compile_condition(expr: Expr, start_node: SchemaNode, start: str) -> Callabl
     evaluation = _compile(expr, start_node, start)
     if evaluation is None:
         return None
-    return lambda value, context: bool(evaluation(value, context))
+    if not _is_absolute(expr):
+        return lambda value, context: bool(evaluation(value, context))
+
+    def absolute(value: Any, context: Context) -> bool:
+        # Same value wherever it is evaluated: once per body, not once per node (RFC 9132's conflict-scope 'when'
+        # looks at every scope, for every scope: quadratic otherwise).
+        top = context
+        while top.parent is not None:
+            top = top.parent
+        results = top.results
+        if results is None:
+            return bool(evaluation(value, context))
+        result = results.get(absolute)
+        if result is None:
+            result = results[absolute] = bool(evaluation(value, context))
+        return result
+
+    return absolute
+
+
+def _is_absolute(expr: Expr) -> bool:
+    """Whether every path in the expression starts at the root (so the context node does not matter)."""
+    if isinstance(expr, Literal | Number):
+        return True
+    if isinstance(expr, LocationPath | Step | Root):
+        return isinstance(_flatten(expr)[0], Root)
+    if isinstance(expr, EqualityExpr | RelationalExpr | AndExpr | OrExpr):
+        return _is_absolute(expr.left) and _is_absolute(expr.right)
+    return False
 
 
 def _compile(expr: Expr, start_node: SchemaNode, start: str) -> Evaluation | None:
