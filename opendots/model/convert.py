@@ -98,6 +98,30 @@ def _schema_child(parent: InternalNode | None, name: str) -> SchemaNode | None:
 
 # ----------------------------------------------------------------------------------------------------- CBOR → JSON
 
+# How to read the value of one CBOR key at one place of the schema, worked out once per (place, key): the key table
+# entry, the kind of schema node, the node, and for leaves the compiled leaf converter. Bounded by the schema: only
+# registered keys get a plan.
+_TOP_LEVEL = "top level"
+_MAP, _LIST, _LEAF_LIST, _LEAF, _SCHEMALESS = "map", "list", "leaf-list", "leaf", "schemaless"
+_MemberPlan = tuple[KeyEntry, str, Any, "LeafConverter | None"]
+_member_plans: dict[tuple[Any, int], _MemberPlan] = {}
+
+
+def _member_plan(place: InternalNode | str | None, entry: KeyEntry) -> _MemberPlan:
+    if place is _TOP_LEVEL:
+        structure = _top_level_schema(entry.name)
+        return (entry, _MAP, structure, None) if structure is not None else (entry, _SCHEMALESS, None, None)
+    child = _schema_child(place, entry.name)  # type: ignore[arg-type]
+    if isinstance(child, ContainerNode):
+        return entry, _MAP, child, None
+    if isinstance(child, ListNode):
+        return entry, _LIST, child, None
+    if isinstance(child, LeafListNode):
+        return entry, _LEAF_LIST, child, _leaf_converter(child.type)
+    if isinstance(child, LeafNode):
+        return entry, _LEAF, child, _leaf_converter(child.type)
+    return entry, _SCHEMALESS, None, None
+
 
 class _CborReader:
     def __init__(self) -> None:
@@ -117,41 +141,38 @@ class _CborReader:
             raise _bad(where, f"expected a map, got {_describe(value)}")
         if self.depth > MAX_NESTING:
             raise _bad(where, "nested too deeply")
-        table = key_table()
+        place = _TOP_LEVEL if top_level else schema
         result: dict[str, Any] = {}
         for key, item in value.items():
-            if not _is_integer(key):
-                raise _bad(where, f"map keys must be integers, got {_describe(key)}")
-            if not MIN_KEY <= key <= MAX_KEY:
-                raise _bad(where, f"CBOR key {key} is outside 1-65535")
-            entry = table.by_key.get(key)
-            if entry is None:
-                if comprehension_of_unknown_key(key) is Comprehension.OPTIONAL:
-                    self.ignored.append(f"{where}/{key}")
-                else:
-                    self.unknown_required.append(f"{where}/{key}")
-                continue
+            plan = _member_plans.get((place, key)) if type(key) is int else None
+            if plan is None:
+                if not _is_integer(key):
+                    raise _bad(where, f"map keys must be integers, got {_describe(key)}")
+                if not MIN_KEY <= key <= MAX_KEY:
+                    raise _bad(where, f"CBOR key {key} is outside 1-65535")
+                entry = key_table().by_key.get(key)
+                if entry is None:
+                    if comprehension_of_unknown_key(key) is Comprehension.OPTIONAL:
+                        self.ignored.append(f"{where}/{key}")
+                    else:
+                        self.unknown_required.append(f"{where}/{key}")
+                    continue
+                plan = _member_plans[(place, key)] = _member_plan(place, entry)
+            entry, kind, child, convert = plan
             child_where = f"{where}/{entry.name}"
-            if top_level:
-                structure = _top_level_schema(entry.name)
-                result[entry.name] = self.node(structure, entry, item, child_where, container=structure is not None)
+            if kind is _LEAF:
+                result[entry.name] = convert(item, child_where)
+            elif kind is _MAP:
+                result[entry.name] = self.map(child, item, child_where)
+            elif kind is _LIST:
+                items = enumerate(_array(item, child_where))
+                result[entry.name] = [self.map(child, element, f"{child_where}[{index}]") for index, element in items]
+            elif kind is _LEAF_LIST:
+                items = enumerate(_array(item, child_where))
+                result[entry.name] = [convert(element, f"{child_where}[{index}]") for index, element in items]
             else:
-                result[entry.name] = self.node(_schema_child(schema, entry.name), entry, item, child_where)
+                result[entry.name] = self.schemaless(entry, item, child_where)
         return result
-
-    def node(self, schema: SchemaNode | None, entry: KeyEntry, value: Any, where: str, container: bool = False) -> Any:
-        if container or isinstance(schema, ContainerNode):
-            return self.map(schema, value, where)  # type: ignore[arg-type]
-        if isinstance(schema, ListNode):
-            return [self.map(schema, item, f"{where}[{index}]") for index, item in enumerate(_array(value, where))]
-        if isinstance(schema, LeafListNode):
-            return [
-                leaf_from_cbor(schema.type, item, f"{where}[{index}]")
-                for index, item in enumerate(_array(value, where))
-            ]
-        if isinstance(schema, LeafNode):
-            return leaf_from_cbor(schema.type, value, where)
-        return self.schemaless(entry, value, where)
 
     def schemaless(self, entry: KeyEntry, value: Any, where: str) -> Any:
         """A known key with no schema node here (Uri-Path parameters, misplaced members): keep its shape so that
@@ -187,10 +208,14 @@ LeafConverter = Callable[[Any, str], Any]
 
 def leaf_from_cbor(dtype: DataType, value: Any, where: str) -> Any:
     """One CBOR scalar → its RFC 7951 JSON value, as ``dtype`` wants it."""
+    return _leaf_converter(dtype)(value, where)
+
+
+def _leaf_converter(dtype: DataType) -> LeafConverter:
     converter = _from_cbor_converters.get(dtype)
     if converter is None:
         converter = _from_cbor_converters[dtype] = _compile_from_cbor(dtype)
-    return converter(value, where)
+    return converter
 
 
 _from_cbor_converters: dict[DataType, LeafConverter] = {}
