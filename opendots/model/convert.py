@@ -366,30 +366,53 @@ def _json_map(
         raise _bad(where, f"expected an object, got {_describe(value)}")
     if depth > MAX_NESTING:
         raise _bad(where, "nested too deeply")
-    table = key_table()
+    place = _TOP_LEVEL if top_level else schema
     result: dict[int, Any] = {}
     for name, item in value.items():
+        plan = _name_plans.get((place, name)) if type(name) is str else None
+        if plan is None:
+            entry = key_table().by_name.get(name) if isinstance(name, str) else None
+            if entry is None:
+                raise _bad(f"{where}/{name}", "member has no DOTS CBOR key")
+            plan = _name_plans[(place, name)] = _json_member_plan(place, entry)
+        key, kind, child, convert = plan
         child_where = f"{where}/{name}"
-        entry = table.by_name.get(name) if isinstance(name, str) else None
-        if entry is None:
-            raise _bad(child_where, "member has no DOTS CBOR key")
-        child_schema = _top_level_schema(name) if top_level else _schema_child(schema, name)
-        top_container = top_level and child_schema is not None
-        result[entry.key] = _json_node(child_schema, item, child_where, depth, container=top_container)
+        if kind is _LEAF:
+            result[key] = convert(item, child_where)
+        elif kind is _MAP:
+            result[key] = _json_map(child, item, child_where, depth=depth + 1)
+        elif kind is _LIST:
+            items = enumerate(_array(item, child_where))
+            result[key] = [
+                _json_map(child, element, f"{child_where}[{index}]", depth=depth + 1) for index, element in items
+            ]
+        elif kind is _LEAF_LIST:
+            items = enumerate(_array(item, child_where))
+            result[key] = [convert(element, f"{child_where}[{index}]") for index, element in items]
+        else:
+            result[key] = _json_schemaless(item, child_where, depth + 1)
     return result
 
 
-def _json_node(schema: SchemaNode | None, value: Any, where: str, depth: int, container: bool = False) -> Any:
-    if container or isinstance(schema, ContainerNode):
-        return _json_map(schema, value, where, depth=depth + 1)  # type: ignore[arg-type]
-    if isinstance(schema, ListNode):
-        items = enumerate(_array(value, where))
-        return [_json_map(schema, item, f"{where}[{index}]", depth=depth + 1) for index, item in items]
-    if isinstance(schema, LeafListNode):
-        return [leaf_to_cbor(schema.type, item, f"{where}[{index}]") for index, item in enumerate(_array(value, where))]
-    if isinstance(schema, LeafNode):
-        return leaf_to_cbor(schema.type, value, where)
-    return _json_schemaless(value, where, depth + 1)
+# The JSON → CBOR counterpart of _member_plans, per (place, member name); only names in the key table get one.
+_JsonMemberPlan = tuple[int, str, Any, "LeafConverter | None"]
+_name_plans: dict[tuple[Any, str], _JsonMemberPlan] = {}
+
+
+def _json_member_plan(place: InternalNode | str | None, entry: KeyEntry) -> _JsonMemberPlan:
+    if place is _TOP_LEVEL:
+        structure = _top_level_schema(entry.name)
+        return (entry.key, _MAP, structure, None) if structure is not None else (entry.key, _SCHEMALESS, None, None)
+    child = _schema_child(place, entry.name)  # type: ignore[arg-type]
+    if isinstance(child, ContainerNode):
+        return entry.key, _MAP, child, None
+    if isinstance(child, ListNode):
+        return entry.key, _LIST, child, None
+    if isinstance(child, LeafListNode):
+        return entry.key, _LEAF_LIST, child, _to_cbor_converter(child.type)
+    if isinstance(child, LeafNode):
+        return entry.key, _LEAF, child, _to_cbor_converter(child.type)
+    return entry.key, _SCHEMALESS, None, None
 
 
 def _json_schemaless(value: Any, where: str, depth: int) -> Any:
@@ -406,10 +429,14 @@ def _json_schemaless(value: Any, where: str, depth: int) -> Any:
 
 def leaf_to_cbor(dtype: DataType, value: Any, where: str) -> Any:
     """One RFC 7951 JSON scalar → the CBOR item RFC 9132 Table 5 wants for ``dtype``."""
+    return _to_cbor_converter(dtype)(value, where)
+
+
+def _to_cbor_converter(dtype: DataType) -> LeafConverter:
     converter = _to_cbor_converters.get(dtype)
     if converter is None:
         converter = _to_cbor_converters[dtype] = _compile_to_cbor(dtype)
-    return converter(value, where)
+    return converter
 
 
 _to_cbor_converters: dict[DataType, LeafConverter] = {}
