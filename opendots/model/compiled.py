@@ -487,8 +487,14 @@ def compile_structure(structure: ContainerNode) -> Callable[[Any], None]:
         raise ValueError("a structure container is a top-level node without must/when")
     members = CompiledSchema().object_check(structure)
     structure_name = structure.iname()
+    # yangson also checks the root object {structure: contents} against every top-level node of every implemented
+    # module; should one of them ever be mandatory or conditional, leave every body to yangson.
+    root_pattern = _group_pattern(structure.parent, structure.parent)
+    root_is_plain = root_pattern.plain_required == frozenset() and structure_name in root_pattern.names
 
     def check(contents: Any) -> None:
+        if not root_is_plain:
+            raise Defer
         pending: list[tuple[Any, ...]] = []
         root = Context({}, None, pending, results={})
         try:

@@ -42,7 +42,8 @@ from yangson.xpathast import (
 
 
 class Defer(Exception):
-    """The body uses a part of the schema only yangson checks (XPath, metadata): let yangson decide."""
+    """The body uses a part of the schema only yangson checks (XPath beyond the shapes here, defaults, ``unique``,
+    referential integrity): let yangson decide."""
 
 
 class Context:
