@@ -4,9 +4,10 @@ A body on the wire is ``{"<module>:<case>": <contents>}`` where ``<case>`` names
 message-type choice; yangson sees ``{"<module>:<structure>": <contents>}`` in the derived view (schema.py). We also
 check that every member of ``<contents>`` belongs to the case the body names, which the choice alone cannot say.
 
-The contents go first through the validator compiled from yangson's schema tree (compiled.py, ~20x faster). What it
-accepts is valid. What it rejects, and what it leaves to yangson (XPath beyond the DOTS shapes, metadata), goes
-through yangson itself, which words the diagnostic and has the final say on deferred bodies.
+The contents go first through the validator compiled from yangson's schema tree (compiled.py, 10-20x faster). What
+it accepts is valid. What it leaves to yangson (a path to a defaulted leaf, XPath beyond the DOTS shapes) goes through
+yangson, whose verdict is final. What it rejects goes through yangson too, which words the diagnostic, except for
+bodies too large for yangson to be quick and for the few rules where the compiled check is stricter (Reject.final).
 """
 
 from __future__ import annotations
