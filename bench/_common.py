@@ -1,0 +1,88 @@
+"""Small helpers shared by the bench/ scripts: ports, process figures from /proc, percentiles, the result table."""
+
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from opendots.config import TlsFiles
+
+
+def files(directory: Path, stem: str) -> TlsFiles:
+    """Credentials STEM.crt/STEM.key of a PKI written by `opendots certs init` (init_pki)."""
+    return TlsFiles(directory / "ca.crt", directory / f"{stem}.crt", directory / f"{stem}.key")
+
+
+def free_port() -> int:
+    """A port free for both UDP and TCP on 127.0.0.1 (DOTS serves both on one number)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind(("127.0.0.1", 0))
+            port = udp.getsockname()[1]
+            with socket.socket() as tcp:
+                try:
+                    tcp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            return port
+
+
+def libcoap_base_port() -> int:
+    """P such that P and P+1 are free for UDP and TCP: `coap-server-openssl -p P` serves (D)TLS on P+1."""
+    while True:
+        base = free_port()
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, socket.socket() as tcp:
+                udp.bind(("127.0.0.1", base + 1))
+                tcp.bind(("127.0.0.1", base + 1))
+        except OSError:
+            continue
+        return base
+
+
+def wait_for_udp_port(port: int, process: subprocess.Popen, timeout: float = 5.0) -> None:
+    """Return once something has bound UDP PORT (a server that prints no readiness line)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args[0]} exited with {process.returncode}")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing bound UDP port {port} within {timeout} s")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    """(p50, p99) in milliseconds of SAMPLES given in seconds."""
+    ordered = sorted(samples)
+    return statistics.median(ordered) * 1000, ordered[max(0, int(len(ordered) * 0.99) - 1)] * 1000
+
+
+def print_table(rows: list[tuple[str, str, str]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    print(f"{'measurement':<{widths[0]}}  {'result':<{widths[1]}}  notes")
+    print("-" * (sum(widths) + 4 + 5))
+    for row in rows:
+        print(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]}")
+    print(f"\nload average at the end: {os.getloadavg()[0]:.2f} (shared machine)")
+    print(f"machine: {os.cpu_count()} CPUs; servers in separate processes; command: {' '.join(sys.argv)}")

@@ -1,0 +1,309 @@
+"""Signal-channel server benchmark: mitigation PUT latency and throughput, with libcoap's server as the reference.
+
+    /opt/odvenv/bin/python bench/signal.py [--requests 1000] [--seconds 3] [--clients 1,10,100]
+
+The OpenDOTS server (real SQLite store in a fresh temporary file, logging mitigator) and libcoap's
+coap-server-openssl each run in their own process; this process is the load generator for both, so the
+two columns pay the same client-side cost. Every load-generating client has its own certificate (so its
+own CUID, listed in server.toml) and PUTs its own mids and target prefix: nothing conflicts. libcoap
+receives the very same messages (same CBOR bytes, same Uri-Path) and answers 4.04: what it measures is the
+cost of the transport and CoAP layers, i.e. the floor under any server written on them.
+Prints one table. Not a test: nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as a script, this file's folder comes first on sys.path and this file would shadow the stdlib `signal`.
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import collections  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+import aiocoap  # noqa: E402
+
+from bench._common import (  # noqa: E402
+    cpu_seconds,
+    files,
+    free_port,
+    libcoap_base_port,
+    percentiles,
+    print_table,
+    rss_kib,
+    wait_for_udp_port,
+)
+from opendots.cli.certs import init_pki  # noqa: E402
+from opendots.model import encode_signal  # noqa: E402
+from opendots.pki import cuid_from_certificate  # noqa: E402
+from opendots.transport import create_client_context  # noqa: E402
+
+SCOPE = "ietf-dots-signal-channel:mitigation-scope"
+MIDS_PER_TRANSPORT = 300
+"""Mids cycle through 300 values per client and transport (DTLS 1.., TLS 1001..): the first pass creates
+mitigations, later ones update them; both transports together stay under the server's 1,000 per client."""
+TLS_MID_BASE = 1000
+REQUEST_TIMEOUT = 5.0
+
+
+# ------------------------------------------------------------------------------------------------ server roles
+
+
+async def serve_dots(pki: Path, port: int, profile: Path | None) -> None:
+    from opendots.config import ServerConfig
+    from opendots.mitigate.base import LoggingMitigator
+    from opendots.signal.server.run import start_signal_server
+
+    # The logging mitigator logs every apply at WARNING; the bench measures the signal path, not the log.
+    logging.basicConfig(level=logging.ERROR)
+    config = ServerConfig.load(pki / "server.toml")
+    server = await start_signal_server(config, bind=[("127.0.0.1", port)], mitigator=LoggingMitigator())
+    profiler = None
+    if profile is not None:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(15, stop.set)  # SIGTERM (the `signal` name is this file)
+    print("READY", flush=True)
+    await stop.wait()
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(str(profile))
+    await server.stop()
+
+
+def start_dots(pki: Path, port: int, profile: Path | None) -> subprocess.Popen:
+    argv = [sys.executable, __file__, "--role", "dots", "--pki", str(pki), "--port", str(port)]
+    if profile is not None:
+        argv += ["--profile", str(profile)]
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    if process.stdout.readline().strip() != "READY":
+        raise RuntimeError("OpenDOTS server did not start")
+    return process
+
+
+def start_libcoap(pki: Path) -> tuple[subprocess.Popen, int] | None:
+    binary = shutil.which("coap-server-openssl")
+    if binary is None:
+        return None
+    base = libcoap_base_port()
+    process = subprocess.Popen(
+        [binary, "-A", "127.0.0.1", "-p", str(base), "-v", "0", "-c", str(pki / "server.crt"),
+         "-j", str(pki / "server.key"), "-C", str(pki / "ca.crt")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    wait_for_udp_port(base + 1, process)
+    return process, base + 1
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+# ------------------------------------------------------------------------------------------------ load generator
+
+
+class BenchClient:
+    """One DOTS client (own certificate and CUID) with its own target prefix and mid range."""
+
+    def __init__(self, pki: Path, stem: str, index: int) -> None:
+        self.credentials = files(pki, stem)
+        self.cuid = cuid_from_certificate(self.credentials.cert.read_bytes())
+        self.index = index
+        self.payloads: dict[int, bytes] = {}
+        self.context: aiocoap.Context | None = None
+        self.sent = 0
+
+    def payload(self, mid: int) -> bytes:
+        """A body of its own for every mid (distinct targets: a client's mitigations never overlap)."""
+        if mid not in self.payloads:
+            entry = {
+                "target-prefix": [f"2001:db8:{self.index + 1:x}:{mid:x}::/64"],
+                "target-port-range": [{"lower-port": 80}, {"lower-port": 443}],
+                "target-protocol": [6],
+                "lifetime": 3600,
+            }
+            self.payloads[mid] = encode_signal({SCOPE: {"scope": [entry]}})
+        return self.payloads[mid]
+
+    async def open(self) -> None:
+        self.context = await create_client_context(self.credentials, server_name="localhost")
+
+    async def close(self) -> None:
+        if self.context is not None:
+            await self.context.shutdown()
+
+    def message(self, scheme: str, port: int) -> aiocoap.Message:
+        mid = self.sent % MIDS_PER_TRANSPORT + 1 + (TLS_MID_BASE if scheme == "coaps+tcp" else 0)
+        self.sent += 1
+        return aiocoap.Message(
+            transport_tuning=aiocoap.Unreliable,  # mitigation requests are Non-confirmable (RFC 9132 §4.4.1)
+            code=aiocoap.PUT,
+            uri=f"{scheme}://127.0.0.1:{port}/.well-known/dots/mitigate/cuid={self.cuid}/mid={mid}",
+            content_format=271,
+            payload=self.payload(mid),
+        )
+
+    async def put(self, scheme: str, port: int, codes: collections.Counter[str]) -> bool:
+        assert self.context is not None
+        try:
+            response = await asyncio.wait_for(self.context.request(self.message(scheme, port)).response, REQUEST_TIMEOUT)
+        except Exception as problem:  # a timeout or a transport error: counted, the run goes on
+            codes[type(problem).__name__] += 1
+            return False
+        codes[str(response.code)] += 1
+        return True
+
+
+async def latency(client: BenchClient, scheme: str, port: int, count: int) -> tuple[float, float, str]:
+    codes: collections.Counter[str] = collections.Counter()
+    for _ in range(20):  # warm-up: session set-up, first-use caches
+        await client.put(scheme, port, collections.Counter())
+    samples = []
+    for _ in range(count):
+        started = time.perf_counter()
+        if await client.put(scheme, port, codes):
+            samples.append(time.perf_counter() - started)
+    p50, p99 = percentiles(samples) if samples else (float("nan"), float("nan"))
+    return p50, p99, _codes(codes)
+
+
+async def throughput(
+    clients: list[BenchClient], scheme: str, port: int, seconds: float, server_pid: int
+) -> tuple[float, float, str]:
+    """Every client PUTs back to back for SECONDS. Returns (requests/s, server CPU share, response codes)."""
+    codes: collections.Counter[str] = collections.Counter()
+    await asyncio.gather(*(c.put(scheme, port, collections.Counter()) for c in clients))  # sessions up
+    done = 0
+    deadline = time.perf_counter() + seconds
+
+    async def loop(client: BenchClient) -> None:
+        nonlocal done
+        while time.perf_counter() < deadline:
+            if await client.put(scheme, port, codes):
+                done += 1
+
+    cpu_before = cpu_seconds(server_pid)
+    started = time.perf_counter()
+    await asyncio.gather(*(loop(c) for c in clients))
+    elapsed = time.perf_counter() - started
+    return done / elapsed, (cpu_seconds(server_pid) - cpu_before) / elapsed, _codes(codes)
+
+
+def _codes(codes: collections.Counter[str]) -> str:
+    return ", ".join(f"{code} x{count}" for code, count in codes.most_common())
+
+
+async def measure(
+    name: str, pid: int, port: int, clients: list[BenchClient], args: argparse.Namespace
+) -> dict[str, tuple]:
+    """Latency and throughput of one server over DTLS and TLS. Keys: 'dtls latency', 'tls 10', ..."""
+    results: dict[str, tuple] = {}
+    for scheme, label in (("coaps", "dtls"), ("coaps+tcp", "tls")):
+        results[f"{label} latency"] = await latency(clients[0], scheme, port, args.requests)
+        for count in args.clients:
+            results[f"{label} {count}"] = await throughput(clients[1 : 1 + count], scheme, port, args.seconds, pid)
+    results["rss"] = (rss_kib(pid),)
+    return results
+
+
+async def main(args: argparse.Namespace) -> None:
+    pki = Path(tempfile.mkdtemp(prefix="opendots-bench-signal-"))
+    most = max(args.clients)
+    names = [f"bench{index:03d}" for index in range(most)]
+    init_pki(pki, client_names=names)  # server.toml lists every CUID; its db is a fresh file in PKI
+    load_cpu_before = cpu_seconds(os.getpid())
+    started = time.perf_counter()
+    ours: dict[str, tuple] = {}
+    reference: dict[str, tuple] | None = None
+    try:
+        port = free_port()
+        dots = start_dots(pki, port, args.profile)
+        clients = [BenchClient(pki, stem, index) for index, stem in enumerate(["client", *names])]
+        await asyncio.gather(*(c.open() for c in clients))
+        try:
+            idle_rss = rss_kib(dots.pid)
+            ours = await measure("OpenDOTS", dots.pid, port, clients, args)
+            ours["idle rss"] = (idle_rss,)
+        finally:
+            stop(dots)
+        libcoap = start_libcoap(pki)
+        if libcoap is not None:
+            process, libcoap_port = libcoap
+            try:
+                for client in clients:  # fresh contexts: no sessions left open towards the stopped server
+                    await client.close()
+                    client.sent = 0
+                await asyncio.gather(*(c.open() for c in clients))
+                reference = await measure("libcoap", process.pid, libcoap_port, clients, args)
+            finally:
+                stop(process)
+        await asyncio.gather(*(c.close() for c in clients))
+    finally:
+        load_cpu = (cpu_seconds(os.getpid()) - load_cpu_before) / (time.perf_counter() - started)
+        shutil.rmtree(pki, ignore_errors=True)
+    report(ours, reference, args, load_cpu)
+
+
+def report(ours: dict[str, tuple], reference: dict[str, tuple] | None, args: argparse.Namespace, load: float) -> None:
+    rows: list[tuple[str, str, str]] = []
+    for label in ("dtls", "tls"):
+        p50, p99, codes = ours[f"{label} latency"]
+        note = f"{args.requests} sequential NON PUTs, SQLite; target p50 <= 1.5, p99 <= 5; {codes}"
+        rows.append((f"OpenDOTS mitigation PUT over {label.upper()}, RTT", f"p50 {p50:.2f} ms / p99 {p99:.2f} ms", note))
+        if reference is not None:
+            r50, r99, rcodes = reference[f"{label} latency"]
+            rows.append((f"  libcoap coap-server, same PUT over {label.upper()}", f"p50 {r50:.2f} ms / p99 {r99:.2f} ms",
+                         f"ratio ours/libcoap p50 {p50 / r50:.2f}, p99 {p99 / r99:.2f}; {rcodes}"))  # fmt: skip
+        for count in args.clients:
+            rate, cpu, codes = ours[f"{label} {count}"]
+            rows.append((f"OpenDOTS PUT/s over {label.upper()}, {count} clients", f"{rate:.0f} /s",
+                         f"server CPU {cpu * 100:.0f} % of a core; {codes}"))  # fmt: skip
+            if reference is not None:
+                rrate, rcpu, rcodes = reference[f"{label} {count}"]
+                rows.append((f"  libcoap coap-server, {count} clients", f"{rrate:.0f} /s",
+                             f"ratio ours/libcoap {rate / rrate:.2f} (target >= 0.5); server CPU {rcpu * 100:.0f} %;"
+                             f" {rcodes}"))  # fmt: skip
+    rows.append(("OpenDOTS server RSS", f"{ours['rss'][0] / 1024:.1f} MiB",
+                 f"idle {ours['idle rss'][0] / 1024:.1f} MiB before the load; "
+                 f"{max(args.clients) + 1} clients x 2 transports connected"))  # fmt: skip
+    if reference is not None:
+        rows.append(("  libcoap coap-server RSS", f"{reference['rss'][0] / 1024:.1f} MiB", "after the same load"))
+    else:
+        rows.append(("reference: libcoap", "skipped", "coap-server-openssl not installed"))
+    rows.append(("load generator (this process) CPU", f"{load * 100:.0f} % of a core",
+                 "one Python process drives every client; near 100 % it, not the server, caps the rates"))  # fmt: skip
+    print_table(rows)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=1000, help="sequential PUTs per latency run")
+    parser.add_argument("--seconds", type=float, default=3.0, help="duration of each throughput run")
+    parser.add_argument("--clients", default="1,10,100", help="concurrent clients of the throughput runs")
+    parser.add_argument("--profile", type=Path, help="write a cProfile of the OpenDOTS server to this file")
+    parser.add_argument("--role", choices=["dots"], help=argparse.SUPPRESS)
+    parser.add_argument("--pki", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    arguments = parser.parse_args()
+    if arguments.role == "dots":
+        asyncio.run(serve_dots(arguments.pki, arguments.port, arguments.profile))
+    else:
+        arguments.clients = [int(count) for count in arguments.clients.split(",")]
+        asyncio.run(main(arguments))
