@@ -113,6 +113,7 @@ class SignalServer:
         self._deadlines: list[tuple[float, Key]] = []  # heap; stale entries are skipped when popped
         self._store_retry_at: float | None = None  # after a failed timer write, wait before trying again
         self._enforcing: Counter[str] = Counter()  # enforced mitigations per client (selects the config set)
+        self._held: Counter[str] = Counter()  # held mitigations per client: the capacity check without a scan
         self._configs: dict[str, SessionConfig] = {}
         self._cuid_owner: dict[str, str] = {client.cuid: client.name for client in settings.clients}
         self._peers: dict[str, PeerLiveness] = {}
@@ -148,6 +149,8 @@ class SignalServer:
         if old is not None:
             self._index.remove(old.key, old.targets)
             self._enforcing[old.record.client] -= old.enforcing
+        else:
+            self._held[mitigation.record.client] += 1
         self._mitigations[mitigation.key] = mitigation
         self._index.add(mitigation.key, mitigation.targets)
         self._enforcing[mitigation.record.client] += mitigation.enforcing
@@ -159,6 +162,7 @@ class SignalServer:
         old = self._mitigations.pop(key)
         self._index.remove(key, old.targets)
         self._enforcing[old.record.client] -= old.enforcing
+        self._held[old.record.client] -= 1
 
     def _next_deadline(self) -> float | None:
         """Earliest mitigation deadline, dropping heap entries that no longer match a held mitigation."""
@@ -446,7 +450,7 @@ class SignalServer:
         return Response("2.01", body=self._ack_body(created, now))
 
     def _check_capacity(self, client: ClientAuthorization, cuid: str) -> None:
-        owned = sum(1 for m in self._mitigations.values() if m.record.client == client.name)
+        owned = self._held[client.name]
         if owned >= self.settings.max_mitigations_per_client:
             raise reject("5.03", f"this DOTS client already has {owned} mitigation requests (the server's limit)")
         if cuid not in self._cuid_owner:

@@ -64,6 +64,7 @@ class SignalService:
         on_event: Callable[[Event], None] | None = None,
         resolver: NameResolver | None = None,
         counters_interval: float = 10.0,
+        poke_coalesce: float = 0.005,
     ) -> None:
         self.core = core
         self.mitigator = mitigator
@@ -74,6 +75,8 @@ class SignalService:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.counters_interval = counters_interval
+        self.poke_coalesce = poke_coalesce
+        """Seconds during which pokes (one per request) are gathered before the timers are looked at again."""
 
     async def start(self) -> None:
         """Start the actuators, re-enforce every stored mitigation (actuators forget across our restarts,
@@ -140,15 +143,24 @@ class SignalService:
             self._queue.put_nowait(event)
 
     async def _timers(self) -> None:
+        deadline = self.core.next_timer()
         while True:
-            deadline = self.core.next_timer()
             timeout = None if deadline is None else max(0.0, deadline - self.clock())
+            woken = False
             # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel racing with the wake-up.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
                     await self._wake.wait()
+                    woken = True
+            if woken:
+                # Every request pokes; next_timer() walks every peer, too much per request with many clients.
+                # Let a burst of pokes gather, then look once. Timers are seconds long: a few ms late is nothing.
+                await asyncio.sleep(self.poke_coalesce)
             self._wake.clear()
+            if woken and ((deadline := self.core.next_timer()) is None or deadline > self.clock()):
+                continue
             self._enqueue(self.core.handle_timer(self.clock()))
+            deadline = self.core.next_timer()
 
     async def _poll_counters(self) -> None:
         """Ask the mitigator what it really dropped, so status reports carry measured counters (§4.4.2)."""
