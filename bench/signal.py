@@ -2,12 +2,13 @@
 
     /opt/odvenv/bin/python bench/signal.py [--requests 1000] [--seconds 3] [--clients 1,10,100]
 
-The OpenDOTS server (real SQLite store in a fresh temporary file, logging mitigator) and libcoap's
-coap-server-openssl each run in their own process; this process is the load generator for both, so the
-two columns pay the same client-side cost. Every load-generating client has its own certificate (so its
-own CUID, listed in server.toml) and PUTs its own mids and target prefix: nothing conflicts. libcoap
-receives the very same messages (same CBOR bytes, same Uri-Path) and answers 4.04: what it measures is the
-cost of the transport and CoAP layers, i.e. the floor under any server written on them.
+Three servers, one after the other, each in its own process: the OpenDOTS server (real SQLite store in a
+fresh temporary file, logging mitigator); the floor under it (aiocoap with our DTLS/TLS transports and no
+resource: what the DOTS layer adds is ours/floor); libcoap's coap-server-openssl, the reference. This process
+is the load generator for all three, so they pay the same client-side cost. Every load-generating client has
+its own certificate (so its own CUID, listed in server.toml) and PUTs its own mids and target prefixes:
+nothing conflicts. The floor and libcoap receive the very same messages (same CBOR bytes, same Uri-Path) and
+answer 4.04: they measure the cost of the transport and CoAP layers.
 Prints one table. Not a test: nothing is asserted.
 """
 
@@ -82,14 +83,25 @@ async def serve_dots(pki: Path, port: int, profile: Path | None) -> None:
     await server.stop()
 
 
-def start_dots(pki: Path, port: int, profile: Path | None) -> subprocess.Popen:
-    argv = [sys.executable, __file__, "--role", "dots", "--pki", str(pki), "--port", str(port)]
+async def serve_floor(pki: Path, port: int) -> None:
+    """aiocoap with our DTLS/TLS transports and an empty site (every PUT gets 4.04): the cost under any server."""
+    import aiocoap.resource
+
+    from opendots.transport import start_server
+
+    await start_server(aiocoap.resource.Site(), credentials=files(pki, "server"), bind=[("127.0.0.1", port)])
+    print("READY", flush=True)
+    await asyncio.Event().wait()
+
+
+def start_role(role: str, pki: Path, port: int, profile: Path | None) -> subprocess.Popen:
+    argv = [sys.executable, __file__, "--role", role, "--pki", str(pki), "--port", str(port)]
     if profile is not None:
         argv += ["--profile", str(profile)]
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
     if process.stdout.readline().strip() != "READY":
-        raise RuntimeError("OpenDOTS server did not start")
+        raise RuntimeError(f"{role} server did not start")
     return process
 
 
@@ -211,9 +223,7 @@ def _codes(codes: collections.Counter[str]) -> str:
     return ", ".join(f"{code} x{count}" for code, count in codes.most_common())
 
 
-async def measure(
-    name: str, pid: int, port: int, clients: list[BenchClient], args: argparse.Namespace
-) -> dict[str, tuple]:
+async def measure(pid: int, port: int, clients: list[BenchClient], args: argparse.Namespace) -> dict[str, tuple]:
     """Latency and throughput of one server over DTLS and TLS. Keys: 'dtls latency', 'tls 10', ..."""
     results: dict[str, tuple] = {}
     for scheme, label in (("coaps", "dtls"), ("coaps+tcp", "tls")):
@@ -224,6 +234,23 @@ async def measure(
     return results
 
 
+async def measure_server(
+    process: subprocess.Popen, port: int, clients: list[BenchClient], args: argparse.Namespace
+) -> dict[str, tuple]:
+    """Measure one server through fresh client contexts (no session left over from the previous server)."""
+    for client in clients:
+        await client.close()
+        client.sent = 0
+    await asyncio.gather(*(c.open() for c in clients))
+    try:
+        idle_rss = rss_kib(process.pid)
+        results = await measure(process.pid, port, clients, args)
+        results["idle rss"] = (idle_rss,)
+        return results
+    finally:
+        stop(process)
+
+
 async def main(args: argparse.Namespace) -> None:
     pki = Path(tempfile.mkdtemp(prefix="opendots-bench-signal-"))
     most = max(args.clients)
@@ -231,64 +258,59 @@ async def main(args: argparse.Namespace) -> None:
     init_pki(pki, client_names=names)  # server.toml lists every CUID; its db is a fresh file in PKI
     load_cpu_before = cpu_seconds(os.getpid())
     started = time.perf_counter()
-    ours: dict[str, tuple] = {}
-    reference: dict[str, tuple] | None = None
+    results: dict[str, dict[str, tuple]] = {}
+    clients = [BenchClient(pki, stem, index) for index, stem in enumerate(["client", *names])]
     try:
         port = free_port()
-        dots = start_dots(pki, port, args.profile)
-        clients = [BenchClient(pki, stem, index) for index, stem in enumerate(["client", *names])]
-        await asyncio.gather(*(c.open() for c in clients))
-        try:
-            idle_rss = rss_kib(dots.pid)
-            ours = await measure("OpenDOTS", dots.pid, port, clients, args)
-            ours["idle rss"] = (idle_rss,)
-        finally:
-            stop(dots)
+        results["OpenDOTS"] = await measure_server(start_role("dots", pki, port, args.profile), port, clients, args)
+        port = free_port()
+        results["floor"] = await measure_server(start_role("floor", pki, port, None), port, clients, args)
         libcoap = start_libcoap(pki)
         if libcoap is not None:
-            process, libcoap_port = libcoap
-            try:
-                for client in clients:  # fresh contexts: no sessions left open towards the stopped server
-                    await client.close()
-                    client.sent = 0
-                await asyncio.gather(*(c.open() for c in clients))
-                reference = await measure("libcoap", process.pid, libcoap_port, clients, args)
-            finally:
-                stop(process)
+            results["libcoap"] = await measure_server(*libcoap, clients, args)
         await asyncio.gather(*(c.close() for c in clients))
     finally:
         load_cpu = (cpu_seconds(os.getpid()) - load_cpu_before) / (time.perf_counter() - started)
         shutil.rmtree(pki, ignore_errors=True)
-    report(ours, reference, args, load_cpu)
+    report(results, args, load_cpu)
 
 
-def report(ours: dict[str, tuple], reference: dict[str, tuple] | None, args: argparse.Namespace, load: float) -> None:
+SERVERS = {
+    "OpenDOTS": "OpenDOTS server (SQLite)",
+    "floor": "  floor: aiocoap + our transports, no resource",
+    "libcoap": "  libcoap coap-server-openssl",
+}
+
+
+def report(results: dict[str, dict[str, tuple]], args: argparse.Namespace, load: float) -> None:
+    ours, reference = results["OpenDOTS"], results.get("libcoap")
     rows: list[tuple[str, str, str]] = []
     for label in ("dtls", "tls"):
-        p50, p99, codes = ours[f"{label} latency"]
-        note = f"{args.requests} sequential NON PUTs, SQLite; target p50 <= 1.5, p99 <= 5; {codes}"
-        result = f"p50 {p50:.2f} ms / p99 {p99:.2f} ms"
-        rows.append((f"OpenDOTS mitigation PUT over {label.upper()}, RTT", result, note))
-        if reference is not None:
-            r50, r99, rcodes = reference[f"{label} latency"]
-            rows.append((f"  libcoap coap-server, same PUT over {label.upper()}",
-                         f"p50 {r50:.2f} ms / p99 {r99:.2f} ms",
-                         f"ratio ours/libcoap p50 {p50 / r50:.2f}, p99 {p99 / r99:.2f}; {rcodes}"))  # fmt: skip
+        p50, p99, _ = ours[f"{label} latency"]
+        for name, result in results.items():
+            r50, r99, codes = result[f"{label} latency"]
+            note = f"{args.requests} sequential NON PUTs; {codes}"
+            if name == "OpenDOTS":
+                note = f"{args.requests} sequential NON PUTs, target p50 <= 1.5, p99 <= 5; {codes}"
+            elif name == "libcoap":
+                note = f"ratio ours/libcoap p50 {p50 / r50:.2f}, p99 {p99 / r99:.2f}; {codes}"
+            title = f"{SERVERS[name]}: PUT RTT over {label.upper()}"
+            rows.append((title, f"p50 {r50:.2f} ms / p99 {r99:.2f} ms", note))
         for count in args.clients:
-            rate, cpu, codes = ours[f"{label} {count}"]
-            rows.append((f"OpenDOTS PUT/s over {label.upper()}, {count} clients", f"{rate:.0f} /s",
-                         f"server CPU {cpu * 100:.0f} % of a core; {codes}"))  # fmt: skip
-            if reference is not None:
-                rrate, rcpu, rcodes = reference[f"{label} {count}"]
-                rows.append((f"  libcoap coap-server, {count} clients", f"{rrate:.0f} /s",
-                             f"ratio ours/libcoap {rate / rrate:.2f} (target >= 0.5); server CPU {rcpu * 100:.0f} %;"
-                             f" {rcodes}"))  # fmt: skip
-    rows.append(("OpenDOTS server RSS", f"{ours['rss'][0] / 1024:.1f} MiB",
-                 f"idle {ours['idle rss'][0] / 1024:.1f} MiB before the load; "
-                 f"{max(args.clients) + 1} clients x 2 transports connected"))  # fmt: skip
-    if reference is not None:
-        rows.append(("  libcoap coap-server RSS", f"{reference['rss'][0] / 1024:.1f} MiB", "after the same load"))
-    else:
+            rate = ours[f"{label} {count}"][0]
+            for name, result in results.items():
+                other, cpu, codes = result[f"{label} {count}"]
+                note = f"server CPU {cpu * 100:.0f} % of a core; {codes}"
+                if name == "libcoap":
+                    note = f"ratio ours/libcoap {rate / other:.2f} (target >= 0.5); {note}"
+                elif name == "floor":
+                    note = f"ratio ours/floor {rate / other:.2f}; {note}"
+                rows.append((f"{SERVERS[name]}: PUT/s over {label.upper()}, {count} clients", f"{other:.0f} /s", note))
+    for name, result in results.items():
+        rows.append((f"{SERVERS[name]}: RSS", f"{result['rss'][0] / 1024:.1f} MiB",
+                     f"idle {result['idle rss'][0] / 1024:.1f} MiB before the load; "
+                     f"{max(args.clients) + 1} clients x 2 transports connected"))  # fmt: skip
+    if reference is None:
         rows.append(("reference: libcoap", "skipped", "coap-server-openssl not installed"))
     rows.append(("load generator (this process) CPU", f"{load * 100:.0f} % of a core",
                  "one Python process drives every client; near 100 % it, not the server, caps the rates"))  # fmt: skip
@@ -301,12 +323,14 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=3.0, help="duration of each throughput run")
     parser.add_argument("--clients", default="1,10,100", help="concurrent clients of the throughput runs")
     parser.add_argument("--profile", type=Path, help="write a cProfile of the OpenDOTS server to this file")
-    parser.add_argument("--role", choices=["dots"], help=argparse.SUPPRESS)
+    parser.add_argument("--role", choices=["dots", "floor"], help=argparse.SUPPRESS)
     parser.add_argument("--pki", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.role == "dots":
         asyncio.run(serve_dots(arguments.pki, arguments.port, arguments.profile))
+    elif arguments.role == "floor":
+        asyncio.run(serve_floor(arguments.pki, arguments.port))
     else:
         arguments.clients = [int(count) for count in arguments.clients.split(",")]
         asyncio.run(main(arguments))
