@@ -19,6 +19,7 @@ from opendots.model import encode_signal
 from opendots.signal.core import Event, HeartbeatDue, PeerLost, ServerSettings, SignalServer
 from opendots.signal.core.messages import HEARTBEAT
 from opendots.signal.server.aliases import DataChannelAliases
+from opendots.signal.server.checkpoints import checkpoint_in_background
 from opendots.signal.server.resources import DOTS_CBOR, WELL_KNOWN_DOTS, DotsResource, build_site
 from opendots.signal.server.service import SignalService
 from opendots.signal.server.settings import settings_from_table
@@ -58,6 +59,7 @@ async def start_signal_server(
     tls: bool = True,
 ) -> RunningSignalServer:
     """Serve the signal channel on BIND (default: every `config.listen` address on `config.signal_port`)."""
+    database: SqliteDatabase | None = None
     if store is None:
         database = SqliteDatabase(config.db)
         store = SqliteSignalStore(database)
@@ -105,6 +107,9 @@ async def start_signal_server(
     holder["on"] = on_event
     endpoint.session_listeners.append(on_session)
     await service.start()
+    if database is not None:  # ours: checkpoint its WAL off the request path
+        checkpoints = asyncio.get_running_loop().create_task(checkpoint_in_background(database))
+        running._tasks.add(checkpoints)
     return running
 
 
