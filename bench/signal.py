@@ -2,13 +2,13 @@
 
     /opt/odvenv/bin/python bench/signal.py [--requests 1000] [--seconds 3] [--clients 1,10,100]
 
-Three servers, one after the other, each in its own process: the OpenDOTS server (real SQLite store in a
-fresh temporary file, logging mitigator); the floor under it (aiocoap with our DTLS/TLS transports and no
-resource: what the DOTS layer adds is ours/floor); libcoap's coap-server-openssl, the reference. This process
-is the load generator for all three, so they pay the same client-side cost. Every load-generating client has
-its own certificate (so its own CUID, listed in server.toml) and PUTs its own mids and target prefixes:
-nothing conflicts. The floor and libcoap receive the very same messages (same CBOR bytes, same Uri-Path) and
-answer 4.04: they measure the cost of the transport and CoAP layers.
+Three servers, each in its own process, measured one right after the other for every row: the OpenDOTS
+server (real SQLite store in a fresh temporary file, logging mitigator); the floor under it (aiocoap with our
+DTLS/TLS transports and no resource: what the DOTS layer adds is ours/floor); libcoap's coap-server-openssl,
+the reference. This process is the load generator for all three, so they pay the same client-side cost.
+Every load-generating client has its own certificate (so its own CUID, listed in server.toml) and PUTs its
+own mids and target prefixes: nothing conflicts. The floor and libcoap receive the very same messages (same
+CBOR bytes, same Uri-Path) and answer 4.04: they measure the cost of the transport and CoAP layers.
 Prints one table. Not a test: nothing is asserted.
 """
 
@@ -140,7 +140,8 @@ class BenchClient:
         self.index = index
         self.payloads: dict[int, bytes] = {}
         self.context: aiocoap.Context | None = None
-        self.sent = 0
+        self.sent: collections.Counter[int] = collections.Counter()
+        """PUTs sent per server port: every server gets the same sequence of mids and bodies."""
 
     def payload(self, mid: int) -> bytes:
         """A body of its own for every mid (distinct targets: a client's mitigations never overlap)."""
@@ -162,8 +163,8 @@ class BenchClient:
             await self.context.shutdown()
 
     def message(self, scheme: str, port: int) -> aiocoap.Message:
-        mid = self.sent % MIDS_PER_TRANSPORT + 1 + (TLS_MID_BASE if scheme == "coaps+tcp" else 0)
-        self.sent += 1
+        mid = self.sent[port] % MIDS_PER_TRANSPORT + 1 + (TLS_MID_BASE if scheme == "coaps+tcp" else 0)
+        self.sent[port] += 1
         return aiocoap.Message(
             transport_tuning=aiocoap.Unreliable,  # mitigation requests are Non-confirmable (RFC 9132 §4.4.1)
             code=aiocoap.PUT,
@@ -200,7 +201,7 @@ async def latency(client: BenchClient, scheme: str, port: int, count: int) -> tu
 async def throughput(
     clients: list[BenchClient], scheme: str, port: int, seconds: float, server_pid: int
 ) -> tuple[float, float, str]:
-    """Every client PUTs back to back for SECONDS. Returns (requests/s, server CPU share, response codes)."""
+    """Every client PUTs back to back for SECONDS. Returns (requests/s, server CPU seconds per request, codes)."""
     codes: collections.Counter[str] = collections.Counter()
     await asyncio.gather(*(c.put(scheme, port, collections.Counter()) for c in clients))  # sessions up
     done = 0
@@ -216,63 +217,11 @@ async def throughput(
     started = time.perf_counter()
     await asyncio.gather(*(loop(c) for c in clients))
     elapsed = time.perf_counter() - started
-    return done / elapsed, (cpu_seconds(server_pid) - cpu_before) / elapsed, _codes(codes)
+    return done / elapsed, (cpu_seconds(server_pid) - cpu_before) / max(done, 1), _codes(codes)
 
 
 def _codes(codes: collections.Counter[str]) -> str:
     return ", ".join(f"{code} x{count}" for code, count in codes.most_common())
-
-
-async def measure(pid: int, port: int, clients: list[BenchClient], args: argparse.Namespace) -> dict[str, tuple]:
-    """Latency and throughput of one server over DTLS and TLS. Keys: 'dtls latency', 'tls 10', ..."""
-    results: dict[str, tuple] = {}
-    for scheme, label in (("coaps", "dtls"), ("coaps+tcp", "tls")):
-        results[f"{label} latency"] = await latency(clients[0], scheme, port, args.requests)
-        for count in args.clients:
-            results[f"{label} {count}"] = await throughput(clients[1 : 1 + count], scheme, port, args.seconds, pid)
-    results["rss"] = (rss_kib(pid),)
-    return results
-
-
-async def measure_server(
-    process: subprocess.Popen, port: int, clients: list[BenchClient], args: argparse.Namespace
-) -> dict[str, tuple]:
-    """Measure one server through fresh client contexts (no session left over from the previous server)."""
-    for client in clients:
-        await client.close()
-        client.sent = 0
-    await asyncio.gather(*(c.open() for c in clients))
-    try:
-        idle_rss = rss_kib(process.pid)
-        results = await measure(process.pid, port, clients, args)
-        results["idle rss"] = (idle_rss,)
-        return results
-    finally:
-        stop(process)
-
-
-async def main(args: argparse.Namespace) -> None:
-    pki = Path(tempfile.mkdtemp(prefix="opendots-bench-signal-"))
-    most = max(args.clients)
-    names = [f"bench{index:03d}" for index in range(most)]
-    init_pki(pki, client_names=names)  # server.toml lists every CUID; its db is a fresh file in PKI
-    load_cpu_before = cpu_seconds(os.getpid())
-    started = time.perf_counter()
-    results: dict[str, dict[str, tuple]] = {}
-    clients = [BenchClient(pki, stem, index) for index, stem in enumerate(["client", *names])]
-    try:
-        port = free_port()
-        results["OpenDOTS"] = await measure_server(start_role("dots", pki, port, args.profile), port, clients, args)
-        port = free_port()
-        results["floor"] = await measure_server(start_role("floor", pki, port, None), port, clients, args)
-        libcoap = start_libcoap(pki)
-        if libcoap is not None:
-            results["libcoap"] = await measure_server(*libcoap, clients, args)
-        await asyncio.gather(*(c.close() for c in clients))
-    finally:
-        load_cpu = (cpu_seconds(os.getpid()) - load_cpu_before) / (time.perf_counter() - started)
-        shutil.rmtree(pki, ignore_errors=True)
-    report(results, args, load_cpu)
 
 
 SERVERS = {
@@ -280,6 +229,48 @@ SERVERS = {
     "floor": "  floor: aiocoap + our transports, no resource",
     "libcoap": "  libcoap coap-server-openssl",
 }
+
+
+async def main(args: argparse.Namespace) -> None:
+    pki = Path(tempfile.mkdtemp(prefix="opendots-bench-signal-"))
+    names = [f"bench{index:03d}" for index in range(max(args.clients))]
+    init_pki(pki, client_names=names)  # server.toml lists every CUID; its db is a fresh file in PKI
+    load_cpu_before = cpu_seconds(os.getpid())
+    started = time.perf_counter()
+    servers: dict[str, tuple[subprocess.Popen, int]] = {}
+    results: dict[str, dict[str, tuple]] = {name: {} for name in SERVERS}
+    clients = [BenchClient(pki, stem, index) for index, stem in enumerate(["client", *names])]
+    try:
+        for role in ("dots", "floor"):
+            port = free_port()
+            servers["OpenDOTS" if role == "dots" else role] = (start_role(role, pki, port, args.profile), port)
+        libcoap = start_libcoap(pki)
+        if libcoap is not None:
+            servers["libcoap"] = libcoap
+        else:
+            del results["libcoap"]
+        for name, (process, _) in servers.items():
+            results[name]["idle rss"] = (rss_kib(process.pid),)
+        await asyncio.gather(*(c.open() for c in clients))
+        # Row by row, the servers one right after the other: the machine is shared, and a ratio is only
+        # meaningful between figures taken under the same conditions.
+        for scheme, label in (("coaps", "dtls"), ("coaps+tcp", "tls")):
+            for name, (_, port) in servers.items():
+                results[name][f"{label} latency"] = await latency(clients[0], scheme, port, args.requests)
+            for count in args.clients:
+                for name, (process, port) in servers.items():
+                    results[name][f"{label} {count}"] = await throughput(
+                        clients[1 : 1 + count], scheme, port, args.seconds, process.pid
+                    )
+        for name, (process, _) in servers.items():
+            results[name]["rss"] = (rss_kib(process.pid),)
+        await asyncio.gather(*(c.close() for c in clients))
+    finally:
+        for process, _ in servers.values():
+            stop(process)
+        load_cpu = (cpu_seconds(os.getpid()) - load_cpu_before) / (time.perf_counter() - started)
+        shutil.rmtree(pki, ignore_errors=True)
+    report(results, args, load_cpu)
 
 
 def report(results: dict[str, dict[str, tuple]], args: argparse.Namespace, load: float) -> None:
@@ -300,7 +291,7 @@ def report(results: dict[str, dict[str, tuple]], args: argparse.Namespace, load:
             rate = ours[f"{label} {count}"][0]
             for name, result in results.items():
                 other, cpu, codes = result[f"{label} {count}"]
-                note = f"server CPU {cpu * 100:.0f} % of a core; {codes}"
+                note = f"server CPU {cpu * 1e6:.0f} us/request; {codes}"
                 if name == "libcoap":
                     note = f"ratio ours/libcoap {rate / other:.2f} (target >= 0.5); {note}"
                 elif name == "floor":
