@@ -8,9 +8,10 @@ Observe notifications, the control socket, the SQLite stores of both sides.
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,14 @@ def control(setup: Setup, operation: str, **args: Any) -> Any:
         return await asyncio.to_thread(blocking)
 
     return call()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _collect_garbage_after_module() -> Iterator[None]:
+    # Run leftover finalizers (aiocoap observations, transports) now rather than in the middle of a later
+    # compile(): CPython 3.11.7 then fails with "AST constructor recursion depth mismatch".
+    yield
+    gc.collect()
 
 
 @pytest.fixture(params=["dtls", "tls"])
