@@ -60,6 +60,11 @@ def free_port() -> int:
             return port
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -191,6 +196,33 @@ async def handshakes(pki: Path, port: int, total: int, in_flight: int) -> tuple[
     return total / (time.perf_counter() - started), opened
 
 
+def in_memory_server_cost(pki: Path, count: int = 200) -> float:
+    """Server-side time per full handshake (cookie round included) with datagrams passed in memory: no sockets,
+    no event loop, no other process competing for the core. Milliseconds."""
+    listener = DtlsListener(files(pki, "server"), now=time.monotonic())
+    context = client_context(files(pki, "client"), "localhost")
+    server_time = 0.0
+    for index in range(count):
+        now = time.monotonic()
+        client = DtlsConnection.connect(context, now=now)
+        server: DtlsConnection | None = None
+        while not (client.established and server is not None and server.established):
+            for datagram in client.datagrams_to_send():
+                started = time.perf_counter()
+                if server is None:
+                    result = listener.receive(datagram, ("192.0.2.1", index), now)
+                    server, replies = result.connection, result.reply
+                else:
+                    server.receive_datagram(datagram, now)
+                    replies = []
+                if server is not None:
+                    replies += server.datagrams_to_send()
+                server_time += time.perf_counter() - started
+                for reply in replies:
+                    client.receive_datagram(reply, now)
+    return server_time / count * 1000
+
+
 def percentiles(samples: list[float]) -> tuple[float, float]:
     ordered = sorted(samples)
     return statistics.median(ordered) * 1000, ordered[max(0, int(len(ordered) * 0.99) - 1)] * 1000
@@ -252,11 +284,15 @@ async def main(args: argparse.Namespace) -> None:
             transport.close()
         await asyncio.sleep(0.5)
         baseline = rss_kib(server.pid)
+        cpu_before = cpu_seconds(server.pid)
         rate, opened = await handshakes(pki, port, args.sessions, args.in_flight)
+        cpu_per_handshake = (cpu_seconds(server.pid) - cpu_before) / args.sessions * 1000
         await asyncio.sleep(1.0)
         grown = rss_kib(server.pid)
         rows.append(("OpenDOTS DTLS full handshakes (cookie round, mutual X.509)", f"{rate:.0f} /s",
                      f"{args.sessions} sessions, {args.in_flight} in flight, target >= 400/s"))  # fmt: skip
+        rows.append(("OpenDOTS server CPU per full handshake", f"{cpu_per_handshake:.2f} ms",
+                     f"i.e. {1000 / cpu_per_handshake:.0f} handshakes/s per fully available core"))  # fmt: skip
         rows.append(("OpenDOTS server RSS per idle DTLS session", f"{(grown - baseline) / args.sessions:.1f} KiB",
                      f"RSS {baseline} -> {grown} KiB with {args.sessions} sessions, target <= 100 KiB"))  # fmt: skip
         for transport, _ in opened:
@@ -270,6 +306,10 @@ async def main(args: argparse.Namespace) -> None:
     finally:
         server.terminate()
         server.wait()
+
+    cost = in_memory_server_cost(pki)
+    rows.append(("floor: server-side time per full handshake, in memory", f"{cost:.2f} ms",
+                 f"no sockets/loop/other process: {1000 / cost:.0f} handshakes/s per free core"))  # fmt: skip
 
     port = free_port()
     echo = start_role("echo", pki, port)
@@ -319,7 +359,8 @@ async def main(args: argparse.Namespace) -> None:
     print("-" * (sum(widths) + 4 + 5))
     for row in rows:
         print(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]}")
-    print(f"\nmachine: {os.cpu_count()} CPUs; servers in separate processes; command: {' '.join(sys.argv)}")
+    print(f"\nload average at the end: {os.getloadavg()[0]:.2f} (shared machine)")
+    print(f"machine: {os.cpu_count()} CPUs; servers in separate processes; command: {' '.join(sys.argv)}")
     shutil.rmtree(pki, ignore_errors=True)
 
 

@@ -75,6 +75,10 @@ class ServerConfig:
     db: Path = Path("opendots.db")
     max_sessions: int = 10_000
     idle_session_timeout: float = 600.0
+    # Each component parses its own table, so its options live next to the code that uses them:
+    signal: dict[str, Any] = field(default_factory=dict)  # [signal]: opendots.signal server settings
+    data: dict[str, Any] = field(default_factory=dict)  # [data]: opendots.data.DataChannelSettings
+    mitigators: list[dict[str, Any]] = field(default_factory=list)  # [[mitigators]]: opendots.mitigate
 
     def client_by_cuid(self, cuid: str) -> ClientAuthorization | None:
         return next((client for client in self.clients if client.cuid == cuid), None)
@@ -108,6 +112,9 @@ class ServerConfig:
             db=base / server.get("db", "opendots.db"),
             max_sessions=int(server.get("max_sessions", 10_000)),
             idle_session_timeout=float(server.get("idle_session_timeout", 600.0)),
+            signal=dict(data.get("signal", {})),
+            data=dict(data.get("data", {})),
+            mitigators=[dict(entry) for entry in data.get("mitigators", [])],
         )
 
     def save(self, path: Path | str) -> None:
@@ -134,6 +141,12 @@ class ServerConfig:
                 for c in self.clients
             ],
         }
+        if self.signal:
+            data["signal"] = self.signal
+        if self.data:
+            data["data"] = self.data
+        if self.mitigators:
+            data["mitigators"] = self.mitigators
         path.write_text(tomli_w.dumps(data))
 
 

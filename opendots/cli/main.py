@@ -8,6 +8,8 @@ import click
 
 from opendots import __version__
 from opendots.cli.certs import certs
+from opendots.cli.data import data
+from opendots.cli.server import server
 
 
 @click.group()
@@ -20,6 +22,8 @@ def cli(verbose: int) -> None:
 
 
 cli.add_command(certs)
+cli.add_command(data)
+cli.add_command(server)
 
 
 def main() -> None:

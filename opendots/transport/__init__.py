@@ -1,6 +1,22 @@
 """CoAP transports for the DOTS signal channel: DTLS (pyOpenSSL) and TLS (RFC 8323, aiocoap).
 
-Every non-public aiocoap name used by OpenDOTS is confined to `opendots.transport.aiocoap_hooks`.
+Server::
+
+    endpoint = await start_server(site, credentials=config.tls, bind=[("::", 4646)])  # DTLS/UDP + TLS/TCP
+    # in a resource: identity = peer_identity(request)  -> PeerIdentity (cuid, common_name, ...)
+    # towards that client later (heartbeat, notification): msg.remote = request.remote
+    endpoint.session_listeners.append(on_session_event)  # SessionEvent: established / closed
+    await endpoint.shutdown()
+
+Client::
+
+    context = await create_client_context(config.tls, server_name="dots.example.net", site=client_site)
+    await context.request(Message(code=GET, uri="coaps://192.0.2.1:4646/...")).response  # coaps+tcp:// for TLS
+    rtt = await ping(context, "coaps://192.0.2.1:4646")
+
+Layout: `dtls` is the sans-I/O DTLS core (cookies, handshake, records, timers), `dtls_interface` its asyncio shell
+as an aiocoap message interface, `tls` the ssl contexts, `profile` the RFC 9132 §7 profile, `endpoints` the public
+API. Every non-public aiocoap name used by OpenDOTS is confined to `opendots.transport.aiocoap_hooks`.
 """
 
 from opendots.transport.endpoints import (
@@ -8,17 +24,22 @@ from opendots.transport.endpoints import (
     create_client_context,
     peer_identity,
     ping,
+    reset_session,
     resolve_remote,
     start_server,
 )
+from opendots.transport.events import SessionEvent, SessionListener
 from opendots.transport.identity import PeerIdentity
 
 __all__ = [
     "PeerIdentity",
+    "SessionEvent",
+    "SessionListener",
     "SignalServerEndpoint",
     "create_client_context",
     "peer_identity",
     "ping",
+    "reset_session",
     "resolve_remote",
     "start_server",
 ]

@@ -13,7 +13,7 @@ import contextlib
 import ssl
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import aiocoap
 from aiocoap import interfaces
@@ -22,6 +22,9 @@ from aiocoap.numbers.codes import EMPTY, PING, PONG, RELEASE
 from aiocoap.transports.rfc8323common import RFC8323Remote
 from aiocoap.transports.tcp import TcpConnection
 from aiocoap.transports.tls import TLSClient, TLSServer
+
+from opendots.transport.events import SessionEvent, SessionListener, notify
+from opendots.transport.identity import PeerIdentity
 
 
 async def append_message_interface(
@@ -44,6 +47,7 @@ class _TlsServerConnection(TcpConnection):
     """
 
     max_connections = 0  # set per server class below; 0 means unlimited
+    session_listeners: ClassVar[list[SessionListener]] = []  # set per server class below
 
     def connection_made(self, transport: Any) -> None:
         pool = self._ctx._pool
@@ -54,6 +58,7 @@ class _TlsServerConnection(TcpConnection):
         pool.add(self)
         self.opendots_last_activity = time.monotonic()
         super().connection_made(transport)
+        notify(self.session_listeners, SessionEvent("established", self, _tls_identity(transport), "tls"))
 
     def data_received(self, data: bytes) -> None:
         self.opendots_last_activity = time.monotonic()
@@ -62,10 +67,25 @@ class _TlsServerConnection(TcpConnection):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._ctx is not None:
             super().connection_lost(exc)
+            identity = _tls_identity(self._transport) if self._transport is not None else None
+            reason = str(exc) if exc is not None else "connection closed"
+            notify(self.session_listeners, SessionEvent("closed", self, identity, "tls", reason))
+
+
+def _tls_identity(transport: Any) -> PeerIdentity | None:
+    ssl_object = transport.get_extra_info("ssl_object")
+    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    return PeerIdentity.from_der(der) if der else None
 
 
 async def append_tls_server(
-    context: aiocoap.Context, host: str, port: int, ssl_context: ssl.SSLContext, *, max_connections: int = 0
+    context: aiocoap.Context,
+    host: str,
+    port: int,
+    ssl_context: ssl.SSLContext,
+    *,
+    max_connections: int = 0,
+    session_listeners: list[SessionListener] | None = None,
 ) -> interfaces.TokenInterface:
     """Listen for CoAP over TLS (RFC 8323) on HOST:PORT exactly (port 0 picks a free one).
 
@@ -80,10 +100,21 @@ async def append_tls_server(
         server._tokenmanager = token_manager
         server.log = context.log
         connection_class = type(
-            "_CappedTlsServerConnection", (_TlsServerConnection,), {"max_connections": max_connections}
+            "_CappedTlsServerConnection",
+            (_TlsServerConnection,),
+            {
+                "max_connections": max_connections,
+                "session_listeners": session_listeners if session_listeners is not None else [],
+            },
         )
+        # "::" means every address, as it does for the dual-stack UDP socket; asyncio would bind IPv6 only
+        # (it sets IPV6_V6ONLY), so let it open one socket per address family instead.
+        listen_host = None if host in ("::", "") else host
         server.server = await context.loop.create_server(
-            lambda: connection_class(server, context.log, context.loop, is_server=True), host, port, ssl=ssl_context
+            lambda: connection_class(server, context.log, context.loop, is_server=True),
+            listen_host,
+            port,
+            ssl=ssl_context,
         )
         created.append(server)
         return server
@@ -232,3 +263,14 @@ def close_idle_tls_connections(server: interfaces.TokenInterface, idle_timeout: 
         connection._transport.close()
         closed += 1
     return closed
+
+
+def close_tls_connection(remote: object) -> None:
+    """Close a CoAP-over-TLS connection after a Release message (private: `RFC8323Remote._send_message`,
+    `TcpConnection._transport`)."""
+    transport = getattr(remote, "_transport", None)
+    if transport is None or transport.is_closing():
+        return
+    with contextlib.suppress(Exception):
+        remote._send_message(aiocoap.Message(code=RELEASE))
+    transport.close()

@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import hmac
 import os
+import ssl
 from dataclasses import dataclass
 from enum import Enum
 
@@ -35,10 +36,18 @@ CONTENT_TYPE_HANDSHAKE = 22
 HANDSHAKE_TYPE_CLIENT_HELLO = 1
 SESSION_ID_CONTEXT = b"opendots-dots-signal"
 MAX_DATAGRAM = 65535
+MAX_PENDING_BEFORE_HANDSHAKE = 64  # CoAP messages held while a session comes up (NSTART keeps it small anyway)
+# pyOpenSSL exports no name for it; the value is OpenSSL's ABI (the stdlib exposes the same as ssl.OP_NO_RENEGOTIATION).
+# Renegotiation buys DOTS nothing and costs the server a full handshake on the peer's whim.
+OP_NO_RENEGOTIATION = ssl.OP_NO_RENEGOTIATION
 
 
 class DtlsError(Exception):
     """A DTLS session failed (handshake error, certificate rejected, fatal alert, retransmissions exhausted)."""
+
+
+class SendQueueFull(DtlsError):
+    """Too many messages are waiting for the handshake; this one was not queued (the session stays)."""
 
 
 class CloseNotifyReceived(DtlsError):
@@ -84,7 +93,9 @@ def _base_context(credentials: TlsFiles, method: int) -> SSL.Context:
     context.check_privatekey()
     context.load_verify_locations(str(credentials.ca))
     # A memory BIO cannot report the path MTU; we set it per connection and OpenSSL must not overwrite it.
-    context.set_options(SSL.OP_NO_QUERY_MTU | SSL.OP_NO_COMPRESSION | SSL.OP_CIPHER_SERVER_PREFERENCE)
+    context.set_options(
+        SSL.OP_NO_QUERY_MTU | SSL.OP_NO_COMPRESSION | SSL.OP_CIPHER_SERVER_PREFERENCE | OP_NO_RENEGOTIATION
+    )
     context.set_mode(SSL.MODE_RELEASE_BUFFERS)  # idle sessions give back their record buffers (memory per session)
     return context
 
@@ -244,6 +255,8 @@ class DtlsConnection:
         if self.state is DtlsState.CLOSED:
             raise DtlsError("session is closed")
         if self.state is DtlsState.HANDSHAKING:
+            if len(self._pending_plaintext) >= MAX_PENDING_BEFORE_HANDSHAKE:
+                raise SendQueueFull(f"{MAX_PENDING_BEFORE_HANDSHAKE} messages already wait for the handshake")
             self._pending_plaintext.append(plaintext)
             return
         try:
@@ -281,7 +294,16 @@ class DtlsConnection:
 
     @property
     def cleartext_mtu(self) -> int:
+        """Application bytes that fit one record within the MTU (needs the negotiated cipher: established only)."""
         return self._ssl.get_cleartext_mtu()
+
+    @property
+    def cleartext_budget(self) -> int:
+        """Like `cleartext_mtu`, but usable before the handshake: assumes the largest AEAD overhead of the profile
+        (13-byte header, 8-byte explicit nonce, 16-byte tag)."""
+        if self.established:
+            return self.cleartext_mtu
+        return self.mtu - RECORD_HEADER_LENGTH - 8 - 16
 
     # -------------------------------------------------------------- internal
 

@@ -30,11 +30,14 @@ from opendots.transport.dtls import (
     DtlsError,
     DtlsEvent,
     DtlsListener,
+    DtlsState,
     HandshakeCompleted,
+    SendQueueFull,
     SessionExpired,
     client_context,
     is_client_hello,
 )
+from opendots.transport.events import SessionEvent, SessionListener, notify
 from opendots.transport.identity import PeerIdentity
 from opendots.transport.profile import DEFAULT_DTLS_MTU
 
@@ -57,7 +60,7 @@ class DtlsRemote(interfaces.EndpointAddress):
     is_multicast_locally = False
 
     def __init__(self, owner: _DtlsInterfaceBase, connection: DtlsConnection, peer: tuple, local: tuple) -> None:
-        self._owner = owner
+        self.owner = owner
         self.connection = connection
         self.peer = peer
         self.local = local
@@ -96,6 +99,22 @@ class DtlsRemote(interfaces.EndpointAddress):
     def blockwise_key(self) -> object:
         return self
 
+    # Keep every CoAP message inside one DTLS record that fits the path MTU: room for the CoAP header, a token
+    # and the usual options is left out of the record's cleartext budget.
+    _COAP_OVERHEAD = 64
+
+    @property
+    def maximum_payload_size(self) -> int:
+        return min(1124, self.connection.cleartext_budget - self._COAP_OVERHEAD)
+
+    @property
+    def maximum_block_size_exp(self) -> int:
+        budget = self.connection.cleartext_budget - self._COAP_OVERHEAD
+        exponent = 6  # 1024-byte blocks at most (no BERT over UDP)
+        while exponent > 0 and 2 ** (exponent + 4) > budget:
+            exponent -= 1
+        return exponent
+
     def flush(self) -> None:
         for datagram in self.connection.datagrams_to_send():
             self._send_datagram(datagram)
@@ -115,6 +134,9 @@ class _DtlsInterfaceBase(interfaces.MessageInterface):
             return
         try:
             remote.connection.send(message.encode())
+        except SendQueueFull as failure:
+            log.warning("dropping %r: %s", message, failure)  # CON retransmission or the caller's timeout copes
+            return
         except DtlsError as failure:
             self._closed(remote, failure)
             return
@@ -122,7 +144,14 @@ class _DtlsInterfaceBase(interfaces.MessageInterface):
         self._arm_timer(remote)
 
     async def recognize_remote(self, remote: object) -> bool:
-        return isinstance(remote, DtlsRemote) and remote._owner is self and self._is_live(remote)
+        return isinstance(remote, DtlsRemote) and remote.owner is self and self._is_live(remote)
+
+    def drop(self, remote: DtlsRemote, reason: str = "closed by the application") -> None:
+        """Close REMOTE's session now (close_notify) and fail what is pending on it; the next request re-handshakes."""
+        if remote.connection.closed:
+            return
+        remote.connection.close()
+        self._closed(remote, DtlsError(reason))
 
     # -- shared plumbing
 
@@ -239,11 +268,14 @@ class DtlsServerInterface(_DtlsInterfaceBase):
         super().__init__(message_manager, loop)
         self.listener = DtlsListener(credentials, now=loop.time(), mtu=mtu)
         self.max_sessions = max_sessions
+        self.max_handshaking = max(64, max_sessions // 10)
         self.idle_timeout = idle_timeout
         self.sessions: dict[tuple[int, tuple], DtlsRemote] = {}
         self.sockets: list[_ServerSocket] = []
         self._sweeper: asyncio.Task[None] | None = None
         self._accepted = self._hello_verify = self._dropped = self._refused = self._expired = self._resumed = 0
+        self.session_listeners: list[SessionListener] = []
+        self._half_open: set[DtlsRemote] = set()  # kept incrementally: checked for every new ClientHello
 
     @classmethod
     async def create(
@@ -308,7 +340,7 @@ class DtlsServerInterface(_DtlsInterfaceBase):
         # only a verified hello replaces the old session, so a spoofed hello cannot tear sessions down.
         if self._message_manager is None:
             return
-        if existing is None and len(self.sessions) >= self.max_sessions:
+        if existing is None and (len(self.sessions) >= self.max_sessions or self._too_many_handshakes()):
             self._refused += 1
             return
         result = self.listener.receive(data, peer[:2], self._loop.time())
@@ -330,16 +362,34 @@ class DtlsServerInterface(_DtlsInterfaceBase):
         remote._send_datagram = lambda datagram: transport.sendto(datagram, peer)
         remote.table_key = key
         self.sessions[key] = remote
+        if not result.connection.established:
+            self._half_open.add(remote)
         remote.flush()
         self._arm_timer(remote)
 
+    def _too_many_handshakes(self) -> bool:
+        """Half-open sessions are capped separately, so peers that complete the cookie round but never finish
+        the handshake cannot crowd out established sessions (they also expire after HANDSHAKE_DEADLINE)."""
+        return len(self._half_open) >= self.max_handshaking
+
     def _on_established(self, remote: DtlsRemote, event: HandshakeCompleted) -> None:
+        self._half_open.discard(remote)
         self._resumed += event.resumed
+        notify(self.session_listeners, SessionEvent("established", remote, event.identity, "dtls"))
+
+    def _closed(self, remote: DtlsRemote, failure: DtlsError) -> None:
+        was_established = remote.connection.identity is not None and self.sessions.get(remote.table_key) is remote
+        super()._closed(remote, failure)
+        if was_established:
+            notify(
+                self.session_listeners, SessionEvent("closed", remote, remote.connection.identity, "dtls", str(failure))
+            )
 
     def _is_live(self, remote: DtlsRemote) -> bool:
         return remote.connection.established and self.sessions.get(remote.table_key) is remote
 
     def _forget(self, remote: DtlsRemote) -> None:
+        self._half_open.discard(remote)
         if self.sessions.get(remote.table_key) is remote:
             del self.sessions[remote.table_key]
 
@@ -384,6 +434,7 @@ class DtlsServerInterface(_DtlsInterfaceBase):
             if remote._timer is not None:
                 remote._timer.cancel()
         self.sessions.clear()
+        self._half_open.clear()
         self._message_manager = None
         for sock in self.sockets:
             if sock.transport is not None:
@@ -415,6 +466,8 @@ class _ClientSocket(asyncio.DatagramProtocol):
 
 class DtlsClientInterface(_DtlsInterfaceBase):
     """DTLS client: one connected UDP socket and session per server (host, port), resumed when re-opened."""
+
+    handshake_timeout = HANDSHAKE_DEADLINE  # requests queued on a session that never comes up fail after this
 
     def __init__(
         self,
@@ -462,7 +515,7 @@ class DtlsClientInterface(_DtlsInterfaceBase):
         )
         remote = DtlsRemote(self, connection, address[:2], ("", 0))
         transport, _ = await self._loop.create_datagram_endpoint(
-            lambda: _ClientSocket(self, remote), remote_addr=address, family=family
+            lambda: _ClientSocket(self, remote), remote_addr=address[:2], family=family
         )
         remote.local = transport.get_extra_info("sockname")[:2]
         remote._send_datagram = transport.sendto
@@ -470,7 +523,15 @@ class DtlsClientInterface(_DtlsInterfaceBase):
         self.pool[key] = remote
         remote.flush()
         self._arm_timer(remote)
+        self._loop.call_later(self.handshake_timeout, self._give_up_handshake, remote)
         return remote
+
+    def _give_up_handshake(self, remote: DtlsRemote) -> None:
+        if remote.connection.state is DtlsState.HANDSHAKING:
+            remote.connection.close()
+            self._closed(
+                remote, SessionExpired(f"no DTLS handshake with {remote.hostinfo} in {self.handshake_timeout:g} s")
+            )
 
     async def wait_established(self, remote: DtlsRemote, timeout: float = HANDSHAKE_DEADLINE) -> None:
         """Wait for REMOTE's handshake; raises the DtlsError that ended it, or TimeoutError."""

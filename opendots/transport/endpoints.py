@@ -25,6 +25,7 @@ from opendots.transport.dtls_interface import (
     SessionStats,
     client_interface_factory,
 )
+from opendots.transport.events import SessionListener
 from opendots.transport.identity import PeerIdentity
 from opendots.transport.tls import tls_client_context, tls_server_context
 
@@ -39,6 +40,8 @@ class SignalServerEndpoint:
     dtls: DtlsServerInterface | None
     tls_servers: list[Any] = field(default_factory=list)
     tls_idle_timeout: float = 600.0
+    session_listeners: list[SessionListener] = field(default_factory=list)
+    """Called with a SessionEvent whenever a DTLS or TLS session is established or closes (append to it)."""
     tls_idle_closed: int = 0
     _tls_sweeper: asyncio.Task[None] | None = None
 
@@ -108,11 +111,19 @@ async def start_server(
 
             await hooks.append_message_interface(context, dtls_factory)
             endpoint.dtls = created[0]
+            endpoint.dtls.session_listeners = endpoint.session_listeners  # one shared list for both transports
         if tls:
             ssl_context = tls_server_context(credentials)
             for host, port in bind:
                 endpoint.tls_servers.append(
-                    await hooks.append_tls_server(context, host, port, ssl_context, max_connections=max_sessions)
+                    await hooks.append_tls_server(
+                        context,
+                        host,
+                        port,
+                        ssl_context,
+                        max_connections=max_sessions,
+                        session_listeners=endpoint.session_listeners,
+                    )
                 )
             endpoint._tls_sweeper = asyncio.get_running_loop().create_task(endpoint._sweep_tls(), name="TLS idle sweep")
     except BaseException:
@@ -156,8 +167,8 @@ async def resolve_remote(context: aiocoap.Context, uri: str) -> Any:
     probe = aiocoap.Message(code=aiocoap.GET, uri=uri)
     await hooks.find_request_interface(context, probe)
     remote = probe.remote
-    if isinstance(remote, DtlsRemote) and isinstance(remote._owner, DtlsClientInterface):
-        await remote._owner.wait_established(remote)
+    if isinstance(remote, DtlsRemote) and isinstance(remote.owner, DtlsClientInterface):
+        await remote.owner.wait_established(remote)
     return remote
 
 
@@ -177,3 +188,21 @@ async def ping(context: aiocoap.Context, remote: Any, *, timeout: float = DEFAUL
             raise ValueError(f"{remote!r} is not a live session of this context")
         await asyncio.wait_for(hooks.send_empty_con(manager, remote), timeout)
     return time.perf_counter() - started
+
+
+async def reset_session(context: aiocoap.Context, remote: Any) -> None:
+    """Close the DTLS session or TLS connection behind REMOTE (a remote or a URI) so the next request starts afresh.
+
+    For a DOTS client whose heartbeats go unanswered (RFC 9132 §4.7): a server that crashed has forgotten the
+    session, and DTLS gives the client no way to notice that by itself.
+    """
+    if isinstance(remote, str):
+        probe = aiocoap.Message(code=aiocoap.GET, uri=remote)
+        await hooks.find_request_interface(context, probe)
+        remote = probe.remote
+    if isinstance(remote, DtlsRemote):
+        remote.owner.drop(remote)
+    elif hooks.is_tls_remote(remote):
+        hooks.close_tls_connection(remote)
+    else:
+        raise ValueError(f"{remote!r} is not a DTLS or TLS session")

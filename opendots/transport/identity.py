@@ -21,6 +21,9 @@ class PeerIdentity:
     def from_der(cls, der: bytes) -> PeerIdentity:
         return cls(certificate_der=der)
 
+    def __repr__(self) -> str:  # the DER blob would drown every log line and assertion message
+        return f"PeerIdentity(common_name={self.common_name!r}, cuid={self.cuid!r})"
+
     @cached_property
     def certificate(self) -> x509.Certificate:
         return x509.load_der_x509_certificate(self.certificate_der)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
 import pytest
 from cryptography import x509
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from OpenSSL import SSL
 
 from opendots.config import TlsFiles
 from opendots.pki.certs import TestPki
@@ -245,3 +249,93 @@ def test_records_are_split_and_packed_whole():
 def test_certificate_name_matching(pki_dir, name, expected):
     certificate = x509.load_pem_x509_certificate((pki_dir / "server.crt").read_bytes())
     assert certificate_matches_name(certificate, name) is expected
+
+
+def test_forged_or_garbled_records_on_an_established_session_are_dropped_silently(pki_dir, listener):
+    pair = connect(pki_dir, listener)
+    server, client = pair.server, pair.client
+    now = time.monotonic()
+    client.send(b"genuine")
+    (genuine,) = client.datagrams_to_send()
+    tampered = genuine[:-1] + bytes([genuine[-1] ^ 1])  # bad AEAD tag
+    truncated = genuine[:20]
+    header_lies = genuine[:11] + (5000).to_bytes(2, "big") + genuine[13:]
+    for forged in (b"\x17\xfe\xfd" + bytes(60), tampered, truncated, header_lies, bytes(range(200))):
+        assert server.receive_datagram(forged, now) == []
+        assert server.established
+    assert server.receive_datagram(genuine, now) == [ApplicationData(b"genuine")]
+    assert server.receive_datagram(genuine, now) == []  # a replayed record is dropped too (RFC 6347 §4.1.2.6)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.binary(max_size=400), cut=st.integers(min_value=0, max_value=400))
+def test_listener_survives_mangled_client_hellos(pki_dir, body, cut):
+    listener = _fuzz_listener(pki_dir)
+    context = client_context(files(pki_dir, "client"), "localhost")
+    (hello,) = DtlsConnection.connect(context, now=0.0).datagrams_to_send()
+    for datagram in (hello[:14] + body, hello[: min(cut, len(hello))] + body, hello[:cut] + hello[cut + 1 :]):
+        result = listener.receive(datagram, PEER, time.monotonic())  # must not raise
+        assert result.connection is None  # without a valid cookie nothing is ever created
+    # the listener still works afterwards
+    assert listener.receive(hello, PEER, time.monotonic()).reply
+
+
+_LISTENERS: dict[Path, DtlsListener] = {}
+
+
+def _fuzz_listener(pki_dir: Path) -> DtlsListener:
+    if pki_dir not in _LISTENERS:
+        _LISTENERS[pki_dir] = DtlsListener(files(pki_dir, "server"), now=time.monotonic())
+    return _LISTENERS[pki_dir]
+
+
+def test_cleartext_budget_follows_the_mtu(pki_dir, listener):
+    pair = connect(pki_dir, listener)
+    assert pair.client.cleartext_budget == pair.client.cleartext_mtu <= 1232 - 13 - 16
+    small = DtlsConnection.connect(client_context(files(pki_dir, "client"), "localhost"), now=0.0, mtu=576)
+    assert small.cleartext_budget == 576 - 37
+
+
+def test_coap_block_size_shrinks_with_a_small_mtu(pki_dir):
+    from opendots.transport.dtls_interface import DtlsRemote
+
+    def remote(mtu: int) -> DtlsRemote:
+        context = client_context(files(pki_dir, "client"), "localhost")
+        return DtlsRemote(None, DtlsConnection.connect(context, now=0.0, mtu=mtu), ("192.0.2.1", 4646), ("", 0))
+
+    assert (remote(1232).maximum_block_size_exp, remote(1232).maximum_payload_size) == (6, 1124)
+    assert remote(576).maximum_block_size_exp == 4  # 256-byte blocks fit 576 - 37 - 64 = 475 bytes
+    assert remote(576).maximum_payload_size == 475
+
+
+def test_server_refuses_renegotiation_without_a_new_handshake(pki_dir, listener):
+    # A client that is willing to renegotiate (ours is not), to see what the server does.
+    context = SSL.Context(SSL.DTLS_CLIENT_METHOD)
+    context.use_certificate_chain_file(str(pki_dir / "client.crt"))
+    context.use_privatekey_file(str(pki_dir / "client.key"))
+    context.load_verify_locations(str(pki_dir / "ca.crt"))
+    context.set_options(SSL.OP_NO_QUERY_MTU)
+    pair = connect(pki_dir, listener, context=context)
+    assert pair.client.established
+    ssl = pair.client._ssl
+    assert ssl.renegotiate()
+    with contextlib.suppress(SSL.WantReadError):
+        ssl.do_handshake()
+    now = time.monotonic()
+    events = [e for d in pair.client.datagrams_to_send() for e in pair.server.receive_datagram(d, now)]
+    assert not any(isinstance(e, HandshakeCompleted) for e in events)
+    assert pair.server.established
+    # the server answered with a no_renegotiation alert; this (renegotiation-happy) client gives up on its own
+    replies = [e for d in pair.server.datagrams_to_send() for e in pair.client.receive_datagram(d, now)]
+    assert len(replies) == 1 and "no renegotiation" in str(replies[0].error)
+
+
+def test_messages_waiting_for_the_handshake_are_bounded(pki_dir):
+    from opendots.transport.dtls import MAX_PENDING_BEFORE_HANDSHAKE, SendQueueFull
+
+    client = DtlsConnection.connect(client_context(files(pki_dir, "client"), "localhost"), now=0.0)
+    for _ in range(MAX_PENDING_BEFORE_HANDSHAKE):
+        client.send(b"queued")
+    with pytest.raises(SendQueueFull):
+        client.send(b"one too many")
+    assert not client.closed

@@ -86,3 +86,16 @@ def test_certs_init_cli_writes_working_configs(tmp_path):
     assert not by_name["client"].covers_prefix(ipaddress.ip_network("10.0.0.0/8"))
     assert by_name["client"].covers_fqdn("www.example.com")
     assert not by_name["client"].covers_fqdn("example.org")
+
+
+def test_server_config_component_tables_round_trip(tmp_path, pki_dir):
+    config = ServerConfig.load(pki_dir / "server.toml")
+    config.signal = {"max_lifetime": 7200}
+    config.data = {"lifetime_minutes": 60}
+    config.mitigators = [{"type": "nftables", "interface": "eth0", "prefixes": ["192.0.2.0/24"]}]
+    config.save(tmp_path / "server.toml")
+    again = ServerConfig.load(tmp_path / "server.toml")
+    assert again.signal == {"max_lifetime": 7200}
+    assert again.data == {"lifetime_minutes": 60}
+    assert again.mitigators == config.mitigators
+    assert [c.cuid for c in again.clients] == [c.cuid for c in config.clients]

@@ -178,3 +178,41 @@ async def test_tls_connections_are_capped_and_idle_ones_released(pki_dir):
         await first.shutdown()
         await second.shutdown()
         await endpoint.shutdown()
+
+
+async def test_wildcard_bind_serves_ipv4_and_ipv6_over_both_transports(pki_dir):
+    site = resource.Site()
+    site.add_resource(["whoami"], Whoami())
+    port = free_port()
+    endpoint = await start_server(site, credentials=files(pki_dir, "server"), bind=[("::", port)])
+    client = await create_client_context(files(pki_dir, "client"), server_name="localhost")
+    try:
+        for uri in (
+            f"coaps://127.0.0.1:{port}/whoami",
+            f"coaps://[::1]:{port}/whoami",
+            f"coaps+tcp://127.0.0.1:{port}/whoami",
+            f"coaps+tcp://[::1]:{port}/whoami",
+        ):
+            assert (await get(client, uri)).payload.startswith(b"client "), uri
+    finally:
+        await client.shutdown()
+        await endpoint.shutdown()
+
+
+@pytest.mark.parametrize("scheme", ["coaps", "coaps+tcp"])
+async def test_session_events_report_establishment_and_closure_with_identity(pki_dir, server, scheme):
+    events = []
+    server.session_listeners.append(events.append)
+    client = await create_client_context(files(pki_dir, "client"), server_name="localhost")
+    await get(client, f"{scheme}://127.0.0.1:{server.port}/whoami")
+    await client.shutdown()
+    for _ in range(60):
+        if len(events) == 2:
+            break
+        await asyncio.sleep(0.05)
+    established, closed = events
+    assert (established.kind, closed.kind) == ("established", "closed")
+    assert established.transport == closed.transport == ("dtls" if scheme == "coaps" else "tls")
+    assert established.identity.common_name == closed.identity.common_name == "client"
+    assert established.remote is closed.remote is server.whoami.remotes[-1]
+    assert closed.reason

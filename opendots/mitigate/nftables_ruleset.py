@@ -1,0 +1,544 @@
+"""The nftables ruleset of the nftables mitigator, as pure data: scopes in, one libnftables JSON batch out.
+
+No I/O here (the shell is opendots.mitigate.nftables). Layout of the table (family netdev, one ingress chain):
+
+* one named counter per mitigation: exact dropped packets/bytes per DOTS mitigation;
+* maps from a match key to the counter of the mitigation that owns it, and exactly one rule
+  `counter name <key> map @<map> drop` per non-empty map: a few rules, however many targets;
+* match shapes: destination only (so every fragment matches); destination + protocol; destination + protocol +
+  destination port; and two source-aware variants for RFC 9066 call home;
+* destination only: one hash map per prefix length in use (the rule masks the address to that length), for the
+  MAX_HASHED_LENGTHS most used lengths per family; other lengths share an interval map;
+* other shapes: keys of exact values only (a host, one protocol, one port) in a hash map, keys with a prefix or a
+  range in an interval map of the same shape.
+
+Overlaps between mitigations: identical keys are owned by the mitigation applied first (it alone counts those
+drops). Destination-only prefixes are matched most specific first (the interval map's ranges are split around
+every more specific prefix, then the hash maps go from the longest length down), so the most specific
+mitigation counts the drop. Packets are dropped either way.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import ipaddress
+import socket
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from opendots.mitigate.base import IPNetwork, MitigationScope, MitigatorError, PortRange
+from opendots.mitigate.nftables_acl import (
+    ACL_CHAIN,
+    AclPolicy,
+    acl_rules,
+    policy_counters,
+    policy_limits,
+    validate_policy,
+)
+
+Range = tuple[int, int]  # inclusive numeric range: an address block, a protocol set, a port range
+ElementKey = tuple[Range, ...]
+JsonCommand = dict[str, Any]
+
+ANY_PORT: Range = (0, 65535)
+ANY_PROTOCOL: Range = (0, 255)
+# Protocols whose transport header starts with source and destination ports (TCP, DCCP, UDP, SCTP, UDP-Lite):
+# a port range only means something for these; other listed protocols are matched whatever their payload.
+PORT_PROTOCOLS = (6, 17, 33, 132, 136)
+MAX_ELEMENTS_PER_SCOPE = 200_000
+CHAIN = "ingress"
+CHAIN_PRIORITY = -500  # before any other netdev ingress chain: drop as early as the kernel allows
+MAX_HASHED_LENGTHS = 6  # destination-only prefix lengths with a hash map of their own, per address family
+
+
+class Shape(Enum):
+    """Which packet fields a map matches, in concatenation order."""
+
+    DST = ("daddr",)
+    DST_PROTO = ("daddr", "l4proto")
+    DST_PROTO_PORT = ("daddr", "l4proto", "dport")
+    SRC_DST_PROTO = ("saddr", "daddr", "l4proto")
+    SRC_DST_PROTO_PORTS = ("saddr", "daddr", "l4proto", "sport", "dport")
+
+
+@dataclass(frozen=True)
+class MapId:
+    """One map: an address family, a shape, whether its keys are exact values (a hash) or ranges, and for the
+    destination-only hash maps the prefix length they hold (their rule masks the address to it)."""
+
+    version: int  # 4 or 6
+    shape_name: str
+    exact: bool = False
+    prefix_len: int | None = None
+
+    @property
+    def shape(self) -> Shape:
+        return Shape[self.shape_name]
+
+    @property
+    def name(self) -> str:
+        if self.prefix_len is not None:
+            return f"{self.shape_name.lower()}{self.version}_len{self.prefix_len}"
+        return f"{self.shape_name.lower()}{self.version}{'_exact' if self.exact else ''}"
+
+    @property
+    def sort_key(self) -> tuple[int, str, bool, int]:
+        return (self.version, self.shape_name, self.exact, -1 if self.prefix_len is None else self.prefix_len)
+
+    @property
+    def rule_order(self) -> tuple[int, int, int]:
+        # Destination-only: the interval map first (its ranges are already split around every more specific
+        # prefix), then the per-length hash maps, longest first: the most specific prefix owns each drop.
+        # Other shapes: the exact-value hash map before the ranges.
+        if self.shape is Shape.DST:
+            position = 0 if self.prefix_len is None else 1 + 128 - self.prefix_len
+        else:
+            position = 0 if self.exact else 1
+        return (self.version, list(Shape).index(self.shape), position)
+
+
+@functools.lru_cache(maxsize=65536)  # re-planning a map renames every owner: keep the hashing off that path
+def counter_name(key: str) -> str:
+    """A short, valid, stable nft object name for a mitigation key (keys may hold any characters)."""
+    return "m" + hashlib.sha256(key.encode()).hexdigest()[:24]
+
+
+def _address_range(network: IPNetwork) -> Range:
+    lower = int(network.network_address)  # (ipaddress's broadcast_address is slow at 10,000 targets)
+    return lower, lower | ((1 << (network.max_prefixlen - network.prefixlen)) - 1)
+
+
+def _port_range(port_range: PortRange, what: str) -> Range:
+    if not (0 <= port_range.lower <= port_range.upper <= 65535):
+        raise MitigatorError(f"invalid {what} port range {port_range.lower}-{port_range.upper}")
+    return port_range.lower, port_range.upper
+
+
+def validate_scope(scope: MitigationScope) -> None:
+    if not scope.key:
+        raise MitigatorError("mitigation key is empty")
+    if not scope.target_prefixes:
+        raise MitigatorError(f"mitigation {scope.key}: no target prefix (nothing to enforce)")
+    for prefix in (*scope.target_prefixes, *scope.source_prefixes):
+        if not isinstance(prefix, ipaddress.IPv4Network | ipaddress.IPv6Network):
+            raise MitigatorError(f"mitigation {scope.key}: {prefix!r} is not an IP prefix")
+    for protocol in scope.protocols:
+        if not (isinstance(protocol, int) and 0 <= protocol <= 255):
+            raise MitigatorError(f"mitigation {scope.key}: invalid protocol number {protocol!r}")
+    for port_range in scope.target_ports:
+        _port_range(port_range, "target")
+    for port_range in scope.source_ports:
+        _port_range(port_range, "source")
+
+
+def scope_elements(scope: MitigationScope) -> dict[MapId, list[ElementKey]]:
+    """Every map element that enforces SCOPE, grouped by map. Raises MitigatorError for an invalid scope."""
+    validate_scope(scope)
+    with_ports = bool(scope.target_ports or scope.source_ports)
+    protocols = sorted(set(scope.protocols))
+    port_protocols = [p for p in protocols if p in PORT_PROTOCOLS] if protocols else list(PORT_PROTOCOLS)
+    portless_protocols = [p for p in protocols if p not in PORT_PROTOCOLS]
+    target_ports = [_port_range(p, "target") for p in scope.target_ports] or [ANY_PORT]
+    source_ports = [_port_range(p, "source") for p in scope.source_ports] or [ANY_PORT]
+    with_source = bool(scope.source_prefixes or scope.source_ports)
+
+    elements: dict[MapId, list[ElementKey]] = {}
+
+    def add(version: int, shape: Shape, key: ElementKey) -> None:
+        # Destination-only elements go to one logical map per family; _destination_maps() lays them out.
+        exact = shape is not Shape.DST and all(lower == upper for lower, upper in key)
+        elements.setdefault(MapId(version, shape.name, exact), []).append(key)
+
+    for target in scope.target_prefixes:
+        destination = _address_range(target)
+        version = target.version
+        if not with_source:
+            if not protocols and not with_ports:
+                add(version, Shape.DST, (destination,))
+                continue
+            for protocol in port_protocols if with_ports else []:
+                for dport in target_ports:
+                    add(version, Shape.DST_PROTO_PORT, (destination, (protocol, protocol), dport))
+            for protocol in portless_protocols if with_ports else protocols:
+                add(version, Shape.DST_PROTO, (destination, (protocol, protocol)))
+            continue
+        sources = [s for s in scope.source_prefixes if s.version == version] if scope.source_prefixes else None
+        if sources is None:
+            sources = [ipaddress.ip_network("0.0.0.0/0" if version == 4 else "::/0")]
+        for source in sources:
+            saddr = _address_range(source)
+            if not with_ports:
+                for protocol_range in [(p, p) for p in protocols] or [ANY_PROTOCOL]:
+                    add(version, Shape.SRC_DST_PROTO, (saddr, destination, protocol_range))
+                continue
+            for protocol in port_protocols:
+                for sport in source_ports:
+                    for dport in target_ports:
+                        add(
+                            version, Shape.SRC_DST_PROTO_PORTS, (saddr, destination, (protocol, protocol), sport, dport)
+                        )
+            for protocol in portless_protocols:
+                add(version, Shape.SRC_DST_PROTO, (saddr, destination, (protocol, protocol)))
+    total = sum(len(keys) for keys in elements.values())
+    if total == 0:
+        raise MitigatorError(f"mitigation {scope.key}: no source prefix of the target's address family")
+    if total > MAX_ELEMENTS_PER_SCOPE:
+        raise MitigatorError(f"mitigation {scope.key}: {total} match entries, more than {MAX_ELEMENTS_PER_SCOPE}")
+    return elements
+
+
+def split_nested(intervals: Iterable[tuple[Range, str | None]]) -> dict[Range, str | None]:
+    """Disjoint ranges from CIDR ranges (any two nested or disjoint), each owned by its most specific block.
+
+    For identical ranges the first one given wins.
+    """
+    first: dict[Range, str | None] = {}
+    for block, owner in intervals:
+        first.setdefault(block, owner)
+    result: dict[Range, str | None] = {}
+    stack: list[list[Any]] = []  # [upper, owner, next uncovered address]
+
+    def close_below(limit: int) -> None:
+        while stack and stack[-1][0] < limit:
+            upper, owner, cursor = stack.pop()
+            if cursor <= upper:
+                result[(cursor, upper)] = owner
+            if stack:
+                stack[-1][2] = upper + 1
+
+    for (lower, upper), owner in sorted(first.items(), key=lambda item: (item[0][0], -item[0][1])):
+        close_below(lower)
+        if stack and stack[-1][1] == owner:
+            continue  # inside a block of the same owner: nothing to split
+        if stack and stack[-1][2] <= lower - 1:
+            result[(stack[-1][2], lower - 1)] = stack[-1][1]
+        stack.append([upper, owner, lower])
+    close_below(1 << 129)
+    return result
+
+
+# ---- JSON rendering (libnftables JSON schema, as accepted by `nft -j -f -`) ----
+
+_FIELD_TYPES = {"l4proto": "inet_proto", "sport": "inet_service", "dport": "inet_service"}
+
+
+def _field_type(field_name: str, version: int) -> str:
+    if field_name in ("saddr", "daddr"):
+        return "ipv4_addr" if version == 4 else "ipv6_addr"
+    return _FIELD_TYPES[field_name]
+
+
+def _field_expression(field_name: str, version: int) -> dict[str, Any]:
+    if field_name in ("saddr", "daddr"):
+        return {"payload": {"protocol": "ip" if version == 4 else "ip6", "field": field_name}}
+    if field_name == "l4proto":
+        return {"meta": {"key": "l4proto"}}
+    return {"payload": {"protocol": "th", "field": field_name}}
+
+
+def _address_text(value: int, version: int) -> str:
+    # inet_ntop is ~10x faster than str(ipaddress.IPv6Address(...)), which counts at 10,000 targets per batch.
+    if version == 4:
+        return socket.inet_ntop(socket.AF_INET, value.to_bytes(4, "big"))
+    return socket.inet_ntop(socket.AF_INET6, value.to_bytes(16, "big"))
+
+
+def _render_address(block: Range, version: int) -> Any:
+    lower, upper = block
+    size = upper - lower + 1
+    bits = 32 if version == 4 else 128
+    if size & (size - 1) == 0 and lower % size == 0:
+        length = bits - (size.bit_length() - 1)
+        if length == bits:
+            return _address_text(lower, version)
+        return {"prefix": {"addr": _address_text(lower, version), "len": length}}
+    return {"range": [_address_text(lower, version), _address_text(upper, version)]}
+
+
+def _render_number(value: Range) -> Any:
+    return value[0] if value[0] == value[1] else {"range": [value[0], value[1]]}
+
+
+def render_key(map_id: MapId, key: ElementKey) -> Any:
+    if map_id.prefix_len is not None:
+        return _address_text(key[0][0], map_id.version)  # per-length hash map: the network address itself
+    parts = [
+        _render_address(value, map_id.version) if field_name in ("saddr", "daddr") else _render_number(value)
+        for field_name, value in zip(map_id.shape.value, key, strict=True)
+    ]
+    return parts[0] if len(parts) == 1 else {"concat": parts}
+
+
+@dataclass(frozen=True)
+class Table:
+    """Where the mitigator's table lives."""
+
+    name: str
+    interface: str
+    family: str = "netdev"
+
+    def ref(self, **more: Any) -> dict[str, Any]:
+        return {"family": self.family, "table": self.name, **more}
+
+    def table_object(self) -> dict[str, Any]:
+        return {"family": self.family, "name": self.name}
+
+    def chain_object(self) -> dict[str, Any]:
+        return self.ref(
+            name=CHAIN,
+            type="filter",
+            hook="ingress",
+            dev=self.interface,
+            prio=CHAIN_PRIORITY,
+            policy="accept",
+        )
+
+    def map_object(self, map_id: MapId) -> dict[str, Any]:
+        types = [_field_type(name, map_id.version) for name in map_id.shape.value]
+        flags = {} if map_id.exact else {"flags": ["interval"]}
+        return self.ref(name=map_id.name, type=types[0] if len(types) == 1 else types, map="counter", **flags)
+
+    def rule_object(self, map_id: MapId) -> dict[str, Any]:
+        expressions = [_field_expression(name, map_id.version) for name in map_id.shape.value]
+        bits = 32 if map_id.version == 4 else 128
+        if map_id.prefix_len is not None and map_id.prefix_len < bits:
+            mask = ((1 << map_id.prefix_len) - 1) << (bits - map_id.prefix_len)
+            expressions[0] = {"&": [expressions[0], _address_text(mask, map_id.version)]}
+        key = expressions[0] if len(expressions) == 1 else {"concat": expressions}
+        return self.ref(
+            chain=CHAIN, expr=[{"counter": {"map": {"key": key, "data": f"@{map_id.name}"}}}, {"drop": None}]
+        )
+
+    def limit_object(self, name: str, bytes_per_second: int) -> dict[str, Any]:
+        return self.ref(name=name, rate=bytes_per_second, per="second", rate_unit="bytes", inv=True)
+
+    def counter_object(self, key: str, packets: int = 0, bytes_: int = 0) -> dict[str, Any]:
+        return self.ref(name=counter_name(key), comment=key[:120], packets=packets, bytes=bytes_)
+
+    def elements(self, map_id: MapId, keys: Iterable[ElementKey], owners: Mapping[ElementKey, str] | None) -> Any:
+        if owners is None:
+            elem = [render_key(map_id, key) for key in keys]
+        else:
+            elem = [[render_key(map_id, key), owners[key]] for key in keys]
+        return self.ref(name=map_id.name, elem=elem)
+
+    def reset_commands(self) -> list[JsonCommand]:
+        """Create-then-delete: removes the table whether or not it exists, inside the same atomic batch."""
+        return [{"add": {"table": self.table_object()}}, {"delete": {"table": self.table_object()}}]
+
+
+# ---- The planner: current state + a change → one batch and the state after it ----
+
+
+@dataclass
+class RulesetState:
+    """What this mitigator has installed in the kernel (valid once a batch of it succeeded)."""
+
+    initialized: bool = False
+    scopes: dict[str, MitigationScope] = field(default_factory=dict)  # insertion order = ownership priority
+    elements: dict[str, dict[MapId, list[ElementKey]]] = field(default_factory=dict)
+    installed: dict[MapId, dict[ElementKey, str]] = field(default_factory=dict)  # element → counter name
+    rules: set[MapId] = field(default_factory=set)
+    acls: dict[str, AclPolicy] = field(default_factory=dict)  # data-channel filtering rules, in order
+
+    def copy(self) -> RulesetState:
+        return RulesetState(
+            initialized=self.initialized,
+            scopes=dict(self.scopes),
+            elements=dict(self.elements),
+            installed={map_id: dict(owners) for map_id, owners in self.installed.items()},
+            rules=set(self.rules),
+            acls=dict(self.acls),
+        )
+
+
+@dataclass
+class Plan:
+    commands: list[JsonCommand]
+    state: RulesetState
+
+
+def _desired(map_id: MapId, state: RulesetState) -> dict[ElementKey, str]:
+    owned = ((element, counter_name(key)) for key in state.scopes for element in state.elements[key].get(map_id, ()))
+    desired: dict[ElementKey, str] = {}
+    for element, owner in owned:
+        desired.setdefault(element, owner)
+    return desired
+
+
+def _prefix_len(block: Range, version: int) -> int:
+    return (32 if version == 4 else 128) - (block[1] - block[0] + 1).bit_length() + 1
+
+
+def _destination_maps(version: int, state: RulesetState) -> dict[MapId, dict[ElementKey, str]]:
+    """The physical layout of the destination-only prefixes of one family.
+
+    The MAX_HASHED_LENGTHS most used prefix lengths get a hash map each (the rule masks the address to that
+    length: one O(1) lookup per length); any other length goes to the interval map. Interval ranges are split
+    around every more specific prefix, hashed ones included, so whichever map matches, the most specific prefix
+    owns the drop. Identical prefixes belong to the mitigation applied first.
+    """
+    first = _desired(MapId(version, Shape.DST.name), state)
+    per_length: dict[int, int] = {}
+    for (block,) in first:
+        length = _prefix_len(block, version)
+        per_length[length] = per_length.get(length, 0) + 1
+    hashed = set(sorted(per_length, key=lambda length: (-per_length[length], -length))[:MAX_HASHED_LENGTHS])
+    maps: dict[MapId, dict[ElementKey, str]] = {}
+    ranged: list[tuple[Range, str | None]] = []
+    for (block,), owner in first.items():
+        length = _prefix_len(block, version)
+        if length in hashed:
+            maps.setdefault(MapId(version, Shape.DST.name, True, length), {})[(block,)] = owner
+            ranged.append((block, None))  # splits the ranges of less specific prefixes, owns no range itself
+        else:
+            ranged.append((block, owner))
+    if len(hashed) < len(per_length):
+        split = split_nested(ranged)
+        maps[MapId(version, Shape.DST.name)] = {(block,): owner for block, owner in split.items() if owner is not None}
+    return maps
+
+
+def plan_change(
+    table: Table,
+    current: RulesetState,
+    put: Iterable[MitigationScope] = (),
+    remove: Iterable[str] = (),
+    carried_counters: Mapping[str, tuple[int, int]] | None = None,
+    put_acls: Iterable[AclPolicy] = (),
+    remove_acls: Iterable[str] = (),
+) -> Plan:
+    """The batch that takes CURRENT to CURRENT + PUT − REMOVE (and the same for ACLs), and the resulting state.
+
+    From an uninitialized state the batch first removes any leftover table of the same name (a previous run), so
+    what is enforced is exactly what this mitigator knows about. When nothing is left to enforce, the batch
+    deletes the whole table: an idle mitigator leaves no hook on the interface. CARRIED_COUNTERS (counter name →
+    packets, bytes) seeds the counters of re-created mitigations and ACEs, so a restart keeps what was counted.
+    Raises MitigatorError, before anything is planned, for an invalid scope or ACL.
+    """
+    put = list(put)
+    put_acls = list(put_acls)
+    fresh = not current.initialized
+    new = RulesetState(initialized=True) if fresh else current.copy()
+    touched: set[MapId] = set()
+    added_keys: list[str] = []
+    removed_keys: list[str] = []
+    for key in remove:
+        if key in new.scopes:
+            del new.scopes[key]
+            touched.update(new.elements.pop(key))
+            removed_keys.append(key)
+    for scope in put:
+        elements = scope_elements(scope)
+        if scope.key in new.scopes:
+            touched.update(new.elements[scope.key])
+        else:
+            added_keys.append(scope.key)
+        new.scopes[scope.key] = scope
+        new.elements[scope.key] = elements
+        touched.update(elements)
+    for policy in put_acls:
+        validate_policy(policy)
+        new.acls[policy.key] = policy
+    for key in remove_acls:
+        new.acls.pop(key, None)
+
+    if not new.scopes and not new.acls:
+        return Plan(commands=table.reset_commands(), state=RulesetState())
+
+    carried = carried_counters or {}
+    commands: list[JsonCommand] = []
+    if fresh:
+        commands += table.reset_commands()
+        commands += [{"add": {"table": table.table_object()}}, {"add": {"chain": table.chain_object()}}]
+    for key in added_keys:
+        packets, bytes_ = carried.get(counter_name(key), (0, 0))
+        commands.append({"add": {"counter": table.counter_object(key, packets, bytes_)}})
+    old_ace_counters = (
+        set() if fresh else {name for policy in current.acls.values() for name in policy_counters(policy)}
+    )
+    new_ace_counters = {name: policy.key for policy in new.acls.values() for name in policy_counters(policy)}
+    for name, key in new_ace_counters.items():
+        if name not in old_ace_counters:
+            packets, bytes_ = carried.get(name, (0, 0))
+            counter = table.ref(name=name, comment=key[:120], packets=packets, bytes=bytes_)
+            commands.append({"add": {"counter": counter}})
+    old_limits = {} if fresh else {name: rate for p in current.acls.values() for name, rate in policy_limits(p).items()}
+    new_limits = {name: rate for policy in new.acls.values() for name, rate in policy_limits(policy).items()}
+    changed_limits = [name for name, rate in new_limits.items() if name in old_limits and old_limits[name] != rate]
+    for name, rate in new_limits.items():
+        if name not in old_limits:
+            commands.append({"add": {"limit": table.limit_object(name, rate)}})
+
+    element_changes: list[JsonCommand] = []
+    emptied: list[MapId] = []
+    layout: dict[MapId, dict[ElementKey, str]] = {}
+    for logical in touched:
+        if logical.shape is Shape.DST:
+            layout.update(_destination_maps(logical.version, new))
+            layout.update(  # maps of this family's old layout that the new one no longer has
+                {
+                    map_id: {}
+                    for map_id in current.installed
+                    if map_id.shape is Shape.DST and map_id.version == logical.version and map_id not in layout
+                }
+            )
+        else:
+            layout[logical] = _desired(logical, new)
+    for map_id in sorted(layout, key=lambda map_id: map_id.sort_key):
+        before = {} if fresh else current.installed.get(map_id, {})
+        after = layout[map_id]
+        if after and not before:
+            commands.append({"add": {"map": table.map_object(map_id)}})
+        if before and not after:
+            emptied.append(map_id)
+            new.installed.pop(map_id, None)
+            continue
+        gone = [element for element, owner in before.items() if after.get(element) != owner]
+        coming = [element for element, owner in after.items() if before.get(element) != owner]
+        if gone:
+            element_changes.append({"delete": {"element": table.elements(map_id, gone, None)}})
+        if coming:
+            element_changes.append({"add": {"element": table.elements(map_id, coming, after)}})
+        new.installed[map_id] = after
+
+    had_acls = bool(current.acls) and not fresh
+    acl_changed = fresh or new.acls != current.acls
+    if new.acls and not had_acls:
+        commands.append({"add": {"chain": table.ref(name=ACL_CHAIN)}})
+
+    # Ingress rules: the jump to the ACL chain when there are ACLs, then one rule per non-empty map. When that
+    # list changes the chain is rewritten in the same batch, so no packet ever sees a half-built chain and no
+    # rule is left pointing at an empty map.
+    new.rules = {map_id for map_id, owners in new.installed.items() if owners}
+    rewrite_chain = fresh or new.rules != current.rules or bool(new.acls) != had_acls
+    if rewrite_chain and not fresh:
+        commands.append({"flush": {"chain": table.ref(name=CHAIN)}})
+    commands += element_changes
+    if acl_changed and had_acls:
+        commands.append({"flush": {"chain": table.ref(name=ACL_CHAIN)}})
+        # Limits nothing refers to any more (the flush dropped their rules) go; a changed rate is a new object.
+        gone_limits = [name for name in old_limits if name not in new_limits] + changed_limits
+        commands += [{"delete": {"limit": table.ref(name=name)}} for name in gone_limits]
+        commands += [{"add": {"limit": table.limit_object(name, new_limits[name])}} for name in changed_limits]
+    if acl_changed and new.acls:
+        rules = acl_rules(new.acls.values())
+        commands += [{"add": {"rule": table.ref(chain=ACL_CHAIN, expr=expressions)}} for expressions in rules]
+    commands += [{"delete": {"map": table.ref(name=map_id.name)}} for map_id in emptied]
+    if had_acls and not new.acls:
+        commands.append({"delete": {"chain": table.ref(name=ACL_CHAIN)}})
+    if rewrite_chain:
+        if new.acls:
+            commands.append({"add": {"rule": table.ref(chain=CHAIN, expr=[{"jump": {"target": ACL_CHAIN}}])}})
+        ordered = sorted(new.rules, key=lambda map_id: map_id.rule_order)
+        commands += [{"add": {"rule": table.rule_object(map_id)}} for map_id in ordered]
+    commands += [{"delete": {"counter": table.ref(name=counter_name(key))}} for key in removed_keys]
+    commands += [{"delete": {"counter": table.ref(name=name)}} for name in old_ace_counters - set(new_ace_counters)]
+    return Plan(commands=commands, state=new)
+
+
+def batch(commands: list[JsonCommand]) -> dict[str, Any]:
+    return {"nftables": [{"metainfo": {"json_schema_version": 1}}, *commands]}

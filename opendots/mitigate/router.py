@@ -1,0 +1,228 @@
+"""Several actuators behind one Mitigator: each [[mitigators]] entry of server.toml says which clients and target
+prefixes it is responsible for, and every matching actuator acts on a mitigation.
+
+    [[mitigators]]
+    type = "nftables"            # or "bgp" (keys of opendots.mitigate.bgp.settings) or "logging"
+    interface = "eth1"
+    table = "opendots"
+    netns = "edge"               # optional
+    clients = ["client"]         # optional: names from [[clients]]; default every client
+    prefixes = ["203.0.113.0/24"]  # optional: only targets inside these; default every target
+
+An actuator given `prefixes` receives only the part of a scope that lies inside them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from opendots.config import ConfigError, ServerConfig
+from opendots.mitigate.base import Counters, IPNetwork, LoggingMitigator, MitigationScope, Mitigator, MitigatorError
+
+log = logging.getLogger(__name__)
+
+SELECTION_KEYS = ("type", "clients", "prefixes")
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """One actuator and the part of the traffic it is responsible for."""
+
+    mitigator: Mitigator
+    clients: frozenset[str] = frozenset()  # client names; empty: every client
+    prefixes: tuple[IPNetwork, ...] = ()  # empty: every target
+
+    def part_of(self, client: str | None, scope: MitigationScope) -> MitigationScope | None:
+        """The piece of SCOPE this actuator handles, or None when it handles none of it."""
+        if self.clients and client not in self.clients:
+            return None
+        if not self.prefixes:
+            return scope
+        inside = tuple(
+            target
+            for target in scope.target_prefixes
+            if any(target.version == own.version and target.subnet_of(own) for own in self.prefixes)
+        )
+        return replace(scope, target_prefixes=inside) if inside else None
+
+
+@dataclass
+class MitigatorRouter:
+    """A Mitigator that hands each scope to every assignment that covers it.
+
+    A scope no actuator covers, or one an actuator refuses, raises MitigatorError (the mitigation is reported as
+    beyond capability), but whatever the other actuators enforced stays in place: under attack, partial
+    enforcement beats none.
+    """
+
+    assignments: Sequence[Assignment]
+    client_names: Mapping[str, str] = field(default_factory=dict)  # cuid -> client name
+    name: str = "router"
+    _placed: dict[str, dict[int, MitigationScope]] = field(default_factory=dict)
+
+    def _client(self, key: str) -> str | None:
+        cuid = key.split("/", 1)[0]
+        return self.client_names.get(cuid)
+
+    def _plan(self, scope: MitigationScope) -> dict[int, MitigationScope]:
+        client = self._client(scope.key)
+        plan = {}
+        for index, assignment in enumerate(self.assignments):
+            part = assignment.part_of(client, scope)
+            if part is not None:
+                plan[index] = part
+        return plan
+
+    async def apply(self, scope: MitigationScope) -> None:
+        await self.update(scope)
+
+    async def update(self, scope: MitigationScope) -> None:
+        plan = self._plan(scope)
+        if not plan:
+            raise MitigatorError(f"no mitigator is configured for the targets of {scope.key}")
+        before = self._placed.get(scope.key, {})
+        placed: dict[int, MitigationScope] = {}
+        failures = []
+        for index in before.keys() - plan.keys():
+            try:
+                await self.assignments[index].mitigator.withdraw(scope.key)
+            except MitigatorError as error:
+                failures.append(f"{self.assignments[index].mitigator.name}: {error}")
+                placed[index] = before[index]
+        for index, part in plan.items():
+            mitigator = self.assignments[index].mitigator
+            try:
+                if index in before:
+                    await mitigator.update(part)
+                else:
+                    await mitigator.apply(part)
+                placed[index] = part
+            except MitigatorError as error:
+                failures.append(f"{mitigator.name}: {error}")
+                if index in before:
+                    placed[index] = before[index]
+        self._placed[scope.key] = placed
+        if failures:
+            raise MitigatorError("; ".join(failures))
+
+    async def withdraw(self, key: str) -> None:
+        placed = self._placed.pop(key, {})
+        failures = []
+        for index in placed:
+            mitigator = self.assignments[index].mitigator
+            try:
+                await mitigator.withdraw(key)
+            except MitigatorError as error:
+                failures.append(f"{mitigator.name}: {error}")
+        if failures:
+            raise MitigatorError("; ".join(failures))
+
+    async def counters(self, key: str) -> Counters:
+        """Sum of what the actuators measured; a field stays None when no actuator measures it."""
+        totals: dict[str, int | None] = dict.fromkeys(("bytes_dropped", "pkts_dropped", "bps_dropped", "pps_dropped"))
+        for index in self._placed.get(key, {}):
+            try:
+                measured = await self.assignments[index].mitigator.counters(key)
+            except MitigatorError as error:
+                log.warning("counters of %s from %s: %s", key, self.assignments[index].mitigator.name, error)
+                continue
+            for name in totals:
+                value = getattr(measured, name)
+                if value is not None:
+                    totals[name] = (totals[name] or 0) + value
+        return Counters(**totals)
+
+    async def health(self) -> bool:
+        results = [await assignment.mitigator.health() for assignment in self.assignments]
+        return all(results)
+
+    async def restore(self, scopes: Iterable[MitigationScope]) -> dict[str, MitigatorError]:
+        """Enforce exactly SCOPES after a restart; returns the keys that could not be enforced, with the reason.
+
+        Actuators with a `restore` of their own replace whatever an earlier run left behind (mitigations that
+        ended while the server was down disappear); the others get each of their scopes applied.
+        """
+        refused: dict[str, MitigatorError] = {}
+        per_actuator: dict[int, list[MitigationScope]] = {index: [] for index in range(len(self.assignments))}
+        self._placed.clear()
+        for scope in scopes:
+            plan = self._plan(scope)
+            if not plan:
+                refused[scope.key] = MitigatorError(f"no mitigator is configured for the targets of {scope.key}")
+            self._placed[scope.key] = plan
+            for index, part in plan.items():
+                per_actuator[index].append(part)
+        for index, parts in per_actuator.items():
+            mitigator = self.assignments[index].mitigator
+            restore = getattr(mitigator, "restore", None)
+            try:
+                if restore is not None:
+                    result = await restore(parts)
+                    failed = result if isinstance(result, Mapping) else dict.fromkeys(result or ())
+                    for key, error in failed.items():
+                        refused[key] = error or MitigatorError(f"{mitigator.name} could not restore {key}")
+                else:
+                    for part in parts:
+                        await mitigator.apply(part)
+            except MitigatorError as error:
+                for part in parts:
+                    refused[part.key] = error
+        for key in refused:
+            log.error("mitigation %s is not enforced after restart: %s", key, refused[key])
+        return refused
+
+    async def start(self) -> None:
+        for assignment in self.assignments:
+            start = getattr(assignment.mitigator, "start", None)
+            if start is not None:
+                await start()
+
+    async def stop(self) -> None:
+        """Stop actuator processes (BGP speakers). Kernel state (nft tables) stays: enforcement outlives us."""
+        for assignment in self.assignments:
+            stop = getattr(assignment.mitigator, "stop", None)
+            if stop is not None:
+                await stop()
+
+
+def build_actuator(entry: Mapping[str, Any]) -> Mitigator:
+    """One actuator from a [[mitigators]] table (without its selection keys)."""
+    kind = entry.get("type")
+    options = {key: value for key, value in entry.items() if key not in SELECTION_KEYS}
+    if kind == "nftables":
+        from opendots.mitigate.nftables import NftablesMitigator
+
+        unknown = set(options) - {"interface", "table", "netns"}
+        if unknown or "interface" not in options:
+            raise ConfigError(f"[[mitigators]] type nftables takes interface, table, netns; got {sorted(options)}")
+        return NftablesMitigator(options["interface"], options.get("table", "opendots"), options.get("netns"))
+    if kind == "bgp":
+        from opendots.mitigate.bgp.settings import BgpSettings, BgpSettingsError
+
+        try:
+            return BgpSettings.from_mapping(options).build()
+        except BgpSettingsError as error:
+            raise ConfigError(f"[[mitigators]] type bgp: {error}") from None
+    if kind == "logging":
+        return LoggingMitigator()
+    raise ConfigError(f"[[mitigators]] type must be nftables, bgp or logging, not {kind!r}")
+
+
+def build_router(config: ServerConfig) -> MitigatorRouter:
+    """The server's mitigators from its configuration; with none configured, the logging mitigator alone."""
+    known_clients = {client.name for client in config.clients}
+    assignments = []
+    for entry in config.mitigators or [{"type": "logging"}]:
+        clients = frozenset(entry.get("clients", ()))
+        if clients - known_clients:
+            raise ConfigError(f"[[mitigators]] names unknown clients {sorted(clients - known_clients)}")
+        try:
+            prefixes = tuple(ipaddress.ip_network(p) for p in entry.get("prefixes", ()))
+        except ValueError as error:
+            raise ConfigError(f"[[mitigators]] prefixes: {error}") from None
+        assignments.append(Assignment(build_actuator(entry), clients, prefixes))
+    return MitigatorRouter(assignments, {client.cuid: client.name for client in config.clients})

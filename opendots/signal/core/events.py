@@ -1,0 +1,127 @@
+"""What the core asks its surroundings to do: small immutable values, returned in order of occurrence.
+
+Mitigation events carry an opendots.mitigate.base.MitigationScope ready for a Mitigator; names
+(target-fqdn, target-uri hosts) are listed apart because resolving them is I/O the core does not do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from opendots.mitigate.base import MitigationScope
+
+
+@dataclass(frozen=True)
+class MitigationActivated:
+    """Start enforcing a mitigation: call Mitigator.apply(scope)."""
+
+    client: str
+    """ClientAuthorization.name of the owner."""
+    cuid: str
+    mid: int
+    scope: MitigationScope
+    """Prefixes (aliases expanded), ports and protocols; scope.key is "<cuid>/<mid>"."""
+    names: tuple[str, ...] = ()
+    """FQDNs and URI hosts still to resolve and add to the scope."""
+
+
+@dataclass(frozen=True)
+class MitigationUpdated:
+    """An enforced mitigation changed (refresh after re-activation): call Mitigator.update(scope)."""
+
+    client: str
+    cuid: str
+    mid: int
+    scope: MitigationScope
+    names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MitigationWithdrawn:
+    """Stop enforcing: call Mitigator.withdraw(key)."""
+
+    client: str
+    cuid: str
+    mid: int
+    key: str
+    reason: str
+    """"client" (DELETE, after active-but-terminating), "superseded" (higher 'mid' overlap),
+    "server" (deactivated by the server: overlap with preconfigured requests, §4.4.1.3)."""
+
+
+@dataclass(frozen=True)
+class MitigationExpired:
+    """The lifetime ran out without a refresh: call Mitigator.withdraw(key) if it was enforced."""
+
+    client: str
+    cuid: str
+    mid: int
+    key: str
+    was_enforced: bool
+
+
+@dataclass(frozen=True)
+class MitigationChanged:
+    """Notify the observers of this client's mitigation (Observe on mitigate/cuid=..[/mid=..], §4.4.2.1).
+
+    Only observers authenticated as `client` may receive it: that is the isolation boundary.
+    """
+
+    client: str
+    cuid: str
+    mid: int
+    snapshot: dict[str, Any]
+    """The notification body for observers of this one 'mid' (a final one for removed mitigations);
+    observers of all the client's mitigations re-render with a GET through the core."""
+
+
+@dataclass(frozen=True)
+class SessionConfigChanged:
+    """The session configuration of `client` changed: notify its /config observers, re-arm timers."""
+
+    client: str
+
+
+@dataclass(frozen=True)
+class HeartbeatDue:
+    """Send a Non-confirmable PUT /hb to `client` (§4.7) with this peer-hb-status."""
+
+    client: str
+    peer_hb_status: bool
+
+
+@dataclass(frozen=True)
+class PeerLost:
+    """No traffic from `client` for missing-hb-allowed heartbeat intervals: its session is lost (§4.7)."""
+
+    client: str
+
+
+@dataclass(frozen=True)
+class PeerBack:
+    """Traffic from a client whose session had been declared lost. Mitigations triggered by the loss stay."""
+
+    client: str
+
+
+@dataclass(frozen=True)
+class RedirectionChanged:
+    """The operator set or cleared the alternate server: notify every observer with 5.03 (§4.6)."""
+
+    body: dict[str, Any] | None
+    max_age: int | None
+
+
+Event = (
+    MitigationActivated
+    | MitigationUpdated
+    | MitigationWithdrawn
+    | MitigationExpired
+    | MitigationChanged
+    | SessionConfigChanged
+    | HeartbeatDue
+    | PeerLost
+    | PeerBack
+    | RedirectionChanged
+)

@@ -1,0 +1,56 @@
+"""Per-client liveness (RFC 9132 §4.7) as a sans-I/O timer table.
+
+The server sends a heartbeat every 'heartbeat-interval' of the client's configuration in force, and
+declares the session lost when it has received NO traffic at all from the client for
+'heartbeat-interval' x 'missing-hb-allowed' seconds (traffic of any kind counts, §4.7).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from opendots.signal.core.sessionconfig import ParameterSet
+
+
+@dataclass
+class PeerLiveness:
+    last_traffic: float
+    last_client_heartbeat: float | None = None
+    next_heartbeat: float | None = None
+    armed_interval: int | None = None
+    """The heartbeat-interval the clock was armed with (idle and mitigating sets may differ)."""
+    lost: bool = False
+
+    def saw_traffic(self, now: float, parameters: ParameterSet) -> bool:
+        """Record traffic; True when this revives a session that had been declared lost."""
+        revived = self.lost
+        self.last_traffic = now
+        self.lost = False
+        self.sync(now, parameters)
+        return revived
+
+    def sync(self, now: float, parameters: ParameterSet) -> None:
+        """Switch to the set in force (§4.5: agents switch automatically when mitigation activity changes)."""
+        if parameters.heartbeat_interval != self.armed_interval:
+            self.rearm(now, parameters)
+
+    def rearm(self, now: float, parameters: ParameterSet) -> None:
+        """The configuration in force changed: restart the heartbeat clock from now."""
+        self.armed_interval = parameters.heartbeat_interval
+        self.next_heartbeat = now + parameters.heartbeat_interval if parameters.heartbeat_interval else None
+
+    def loss_deadline(self, parameters: ParameterSet) -> float | None:
+        if self.lost or not parameters.heartbeat_interval:
+            return None
+        return self.last_traffic + parameters.heartbeat_interval * parameters.missing_hb_allowed
+
+    def heartbeat_deadline(self, parameters: ParameterSet) -> float | None:
+        if self.lost or not parameters.heartbeat_interval:
+            return None
+        return self.next_heartbeat
+
+    def peer_hb_status(self, now: float, parameters: ParameterSet) -> bool:
+        """Did the client's own heartbeats reach us within the last 2 x heartbeat-interval? (§4.7)"""
+        if self.last_client_heartbeat is None:
+            return False
+        return now - self.last_client_heartbeat <= 2 * parameters.heartbeat_interval

@@ -1,0 +1,105 @@
+"""A mitigation held by the server: its stored record, its parsed request, counters; rendering (Figure 14)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from opendots.mitigate.base import Counters, MitigationScope
+from opendots.signal.core.messages import ENFORCING, MITIGATION_SCOPE, Status
+from opendots.signal.core.scope import MitigationRequest, Targets, uri_host
+from opendots.store.signal import MitigationRecord
+
+CONFIG_MEMBERS = frozenset(
+    {
+        "target-prefix",
+        "target-port-range",
+        "target-protocol",
+        "target-fqdn",
+        "target-uri",
+        "alias-name",
+        "lifetime",
+        "trigger-mitigation",
+    }
+)
+
+
+@dataclass
+class Mitigation:
+    record: MitigationRecord
+    request: MitigationRequest
+    targets: Targets
+    """The request's targets with aliases expanded: what overlap checks and the mitigator use."""
+    counters: Counters = field(default_factory=Counters)
+    conflict: dict[str, Any] | None = None
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return self.record.key
+
+    @property
+    def mitigator_key(self) -> str:
+        return f"{self.record.cuid}/{self.record.mid}"
+
+    @property
+    def status(self) -> Status:
+        return Status(self.record.status)
+
+    @property
+    def enforcing(self) -> bool:
+        return self.status in ENFORCING
+
+    @property
+    def terminating(self) -> bool:
+        return self.record.terminating_until is not None
+
+    def with_record(self, **changes: Any) -> Mitigation:
+        return replace(self, record=replace(self.record, **changes))
+
+    def remaining_lifetime(self, now: float) -> int:
+        if self.record.expires_at is None:
+            return -1
+        # Round away float noise so a fresh 3600 s mitigation reports 3600, not 3599.
+        return max(0, math.ceil(round(self.record.expires_at - now, 6)))
+
+    def deadline(self) -> float | None:
+        if self.record.terminating_until is not None:
+            return self.record.terminating_until
+        return self.record.expires_at
+
+    def mitigation_scope(self) -> MitigationScope:
+        return MitigationScope(
+            key=self.mitigator_key,
+            target_prefixes=self.targets.prefixes,
+            target_ports=self.targets.port_ranges,
+            protocols=self.targets.protocols,
+        )
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys((*self.targets.fqdns, *(uri_host(uri) for uri in self.targets.uris))))
+
+    def render(self, now: float, content: str = "a", status: Status | None = None) -> dict[str, Any]:
+        """One 'scope' entry of a GET response or notification; CONTENT is the 'c' Uri-Query (c, n or a)."""
+        status = status or self.status
+        entry: dict[str, Any] = {"mid": self.record.mid}
+        if content in ("a", "n") and status is not Status.ATTACK_MITIGATION_SIGNAL_LOSS:
+            entry["mitigation-start"] = str(int(self.record.started_at))
+        if content in ("a", "c"):
+            for name, value in self.record.request.items():
+                if name in CONFIG_MEMBERS:
+                    entry[name] = value
+            gone = status in (Status.ATTACK_MITIGATION_TERMINATED, Status.ATTACK_MITIGATION_WITHDRAWN)
+            entry["lifetime"] = 0 if gone else self.remaining_lifetime(now)
+        if content in ("a", "n"):
+            entry["status"] = status.label
+            if self.conflict:
+                entry["conflict-information"] = self.conflict
+            for name in ("bytes_dropped", "bps_dropped", "pkts_dropped", "pps_dropped"):
+                value = getattr(self.counters, name)
+                if value is not None:  # never claim a count nobody measured
+                    entry[name.replace("_", "-")] = str(value)
+        return entry
+
+    def snapshot(self, now: float, status: Status | None = None) -> dict[str, Any]:
+        return {MITIGATION_SCOPE: {"scope": [self.render(now, status=status)]}}

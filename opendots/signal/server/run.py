@@ -1,0 +1,128 @@
+"""A complete DOTS signal-channel server: store, core, service, CoAP resources over DTLS and TLS."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import aiocoap
+
+from opendots.config import ServerConfig
+from opendots.mitigate.base import Mitigator
+from opendots.mitigate.router import build_router
+from opendots.model import encode_signal
+from opendots.signal.core import Event, HeartbeatDue, PeerLost, ServerSettings, SignalServer
+from opendots.signal.core.messages import HEARTBEAT
+from opendots.signal.server.aliases import DataChannelAliases
+from opendots.signal.server.resources import DOTS_CBOR, WELL_KNOWN_DOTS, DotsResource, build_site
+from opendots.signal.server.service import SignalService
+from opendots.signal.server.settings import settings_from_table
+from opendots.store.data_channel import SqliteDataChannelStore
+from opendots.store.signal import SignalStore, SqliteSignalStore
+from opendots.store.sqlite import SqliteDatabase
+from opendots.transport import SessionEvent, SignalServerEndpoint, start_server
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunningSignalServer:
+    service: SignalService
+    resource: DotsResource
+    endpoint: SignalServerEndpoint
+    store: SignalStore
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await self.service.stop()
+        await self.endpoint.shutdown()
+        self.store.close()
+
+
+async def start_signal_server(
+    config: ServerConfig,
+    *,
+    bind: list[tuple[str, int]] | None = None,
+    mitigator: Mitigator | None = None,
+    settings: ServerSettings | None = None,
+    store: SignalStore | None = None,
+    clock: Callable[[], float] = time.time,
+    dtls: bool = True,
+    tls: bool = True,
+) -> RunningSignalServer:
+    """Serve the signal channel on BIND (default: every `config.listen` address on `config.signal_port`)."""
+    if store is None:
+        database = SqliteDatabase(config.db)
+        store = SqliteSignalStore(database)
+        if settings is None:
+            # Aliases live in the data channel's tables of the same database file (RFC 9132 §4.4.1.3).
+            aliases = DataChannelAliases(SqliteDataChannelStore(database), config.clients, clock)
+            settings = replace(settings_from_table(config.clients, config.signal), aliases=aliases)
+    settings = settings or settings_from_table(config.clients, config.signal)
+    core = SignalServer(settings, store, clock())
+    holder: dict[str, Any] = {}
+    mitigator = mitigator or build_router(config)  # [[mitigators]] of server.toml; logging only when none
+    service = SignalService(core, mitigator, clock=clock, on_event=lambda e: holder["on"](e))
+    site, resource = build_site(service)
+    bind = bind or [(host, config.signal_port) for host in config.listen]
+    endpoint = await start_server(
+        site,
+        credentials=config.tls,
+        bind=bind,
+        dtls=dtls,
+        tls=tls,
+        max_sessions=config.max_sessions,
+        idle_timeout=config.idle_session_timeout,
+    )
+    running = RunningSignalServer(service, resource, endpoint, store)
+
+    def on_event(event: Event) -> None:
+        resource.notify(event)
+        if isinstance(event, HeartbeatDue):
+            task = asyncio.get_running_loop().create_task(_send_heartbeat(running, event))
+            running._tasks.add(task)
+            task.add_done_callback(running._tasks.discard)
+        elif isinstance(event, PeerLost):
+            log.warning("DOTS client %s: signal channel session lost", event.client)
+
+    def on_session(event: SessionEvent) -> None:
+        name = core.client_name(event.identity.cuid if event.identity else None)
+        if name is None:
+            return
+        if event.kind == "established":
+            resource.remotes[name] = event.remote
+            service.note_traffic(name)
+        elif resource.remotes.get(name) is event.remote:
+            del resource.remotes[name]
+
+    holder["on"] = on_event
+    endpoint.session_listeners.append(on_session)
+    await service.start()
+    return running
+
+
+async def _send_heartbeat(running: RunningSignalServer, event: HeartbeatDue) -> None:
+    """A Non-confirmable PUT /hb to the client (§4.7); its answer counts as traffic."""
+    remote = running.resource.remotes.get(event.client)
+    if remote is None:
+        return
+    message = aiocoap.Message(
+        transport_tuning=aiocoap.Unreliable,  # Non-confirmable (§4.7)
+        code=aiocoap.PUT,
+        uri_path=(*WELL_KNOWN_DOTS, "hb"),
+        content_format=DOTS_CBOR,
+        payload=encode_signal({HEARTBEAT: {"peer-hb-status": event.peer_hb_status}}),
+    )
+    message.remote = remote
+    interval = running.service.core.session_config(event.client).mitigating.heartbeat_interval or 30
+    with contextlib.suppress(Exception):  # NON: no answer is a missed heartbeat, nothing more
+        response = await asyncio.wait_for(running.endpoint.context.request(message).response, interval)
+        if response.code.is_successful():
+            running.service.note_traffic(event.client)

@@ -1,0 +1,44 @@
+"""The [signal] table of server.toml → ServerSettings (every key optional; defaults: RFC 9132 Appendix C)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from opendots.config import ClientAuthorization, ConfigError
+from opendots.signal.core import ServerSettings
+
+_INTEGER_KEYS = (
+    "active_but_terminating",
+    "max_active_but_terminating",
+    "config_max_age",
+    "indefinite_retry_timer",
+    "max_mitigations_per_client",
+    "max_cuids_per_client",
+)
+
+
+def settings_from_table(clients: Sequence[ClientAuthorization], table: dict[str, Any]) -> ServerSettings:
+    """Keys: max_lifetime, allow_indefinite, cross_client_conflicts ("reject"|"accept"), and the integers
+    active_but_terminating, max_active_but_terminating, config_max_age, indefinite_retry_timer,
+    max_mitigations_per_client, max_cuids_per_client."""
+    known = {"max_lifetime", "allow_indefinite", "cross_client_conflicts", *_INTEGER_KEYS}
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ConfigError(f"[signal]: unknown keys {unknown} (known: {sorted(known)})")
+    values: dict[str, Any] = {}
+    try:
+        for key in _INTEGER_KEYS:
+            if key in table:
+                values[key] = int(table[key])
+        if "max_lifetime" in table:
+            values["max_lifetime"] = int(table["max_lifetime"]) or None
+    except (TypeError, ValueError) as problem:
+        raise ConfigError(f"[signal]: {problem}") from None
+    if "allow_indefinite" in table:
+        values["allow_indefinite"] = bool(table["allow_indefinite"])
+    if "cross_client_conflicts" in table:
+        if table["cross_client_conflicts"] not in ("reject", "accept"):
+            raise ConfigError('[signal] cross_client_conflicts must be "reject" or "accept"')
+        values["cross_client_conflicts"] = table["cross_client_conflicts"]
+    return ServerSettings(clients=list(clients), **values)

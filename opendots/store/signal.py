@@ -1,0 +1,217 @@
+"""Persistent state of the DOTS signal channel server: mitigations, session configurations, CUID owners.
+
+The server core writes one `SignalChanges` per decision, in one transaction, before it answers: an
+acknowledged mitigation survives a killed process. Times are absolute (seconds since the epoch), so a
+restarted server computes each mitigation's remaining lifetime from the same row.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from opendots.store.sqlite import SqliteDatabase
+
+
+@dataclass(frozen=True)
+class MitigationRecord:
+    """One mitigation request accepted from a client."""
+
+    client: str
+    """Name of the ClientAuthorization that owns it (isolation boundary)."""
+    cuid: str
+    mid: int
+    request: dict[str, Any]
+    """The scope entry's configuration members as the client sent them (YANG-JSON)."""
+    lifetime: int
+    """Granted lifetime in seconds, -1 for indefinite."""
+    status: int
+    started_at: float
+    """'mitigation-start' (epoch seconds)."""
+    expires_at: float | None
+    """Absolute end of the lifetime; None when indefinite."""
+    terminating_until: float | None = None
+    """End of the active-but-terminating period after a DELETE (§4.4.4)."""
+    attack_status: int | None = None
+    cdid: str | None = None
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.cuid, self.mid)
+
+
+@dataclass(frozen=True)
+class SessionConfigRecord:
+    client: str
+    config: dict[str, Any]
+    """SessionConfig.to_json() of the signal core (sid included)."""
+
+
+@dataclass(frozen=True)
+class CuidRecord:
+    """A CUID some client has used; no other client may use it (§4.4.1.1, CUID collision)."""
+
+    cuid: str
+    client: str
+    first_seen: float
+
+
+@dataclass
+class SignalChanges:
+    """Everything one decision changes; applied atomically."""
+
+    put_mitigations: list[MitigationRecord] = field(default_factory=list)
+    delete_mitigations: list[tuple[str, int]] = field(default_factory=list)
+    put_session_configs: list[SessionConfigRecord] = field(default_factory=list)
+    delete_session_configs: list[str] = field(default_factory=list)
+    put_cuids: list[CuidRecord] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return any(
+            (
+                self.put_mitigations,
+                self.delete_mitigations,
+                self.put_session_configs,
+                self.delete_session_configs,
+                self.put_cuids,
+            )
+        )
+
+
+@dataclass
+class SignalState:
+    mitigations: list[MitigationRecord]
+    session_configs: list[SessionConfigRecord]
+    cuids: list[CuidRecord]
+
+
+class SignalStore(Protocol):
+    def load(self) -> SignalState: ...
+
+    def apply(self, changes: SignalChanges) -> None:
+        """Persist CHANGES atomically; raises on failure (nothing is then changed)."""
+        ...
+
+    def dump(self) -> dict[str, list[tuple[Any, ...]]]:
+        """Every stored row, sorted: lets tests prove a refused request changed nothing."""
+        ...
+
+    def close(self) -> None: ...
+
+
+_MIGRATIONS = [
+    """
+    CREATE TABLE signal_mitigations (
+        cuid TEXT NOT NULL,
+        mid INTEGER NOT NULL,
+        client TEXT NOT NULL,
+        cdid TEXT,
+        request TEXT NOT NULL,
+        lifetime INTEGER NOT NULL,
+        status INTEGER NOT NULL,
+        started_at REAL NOT NULL,
+        expires_at REAL,
+        terminating_until REAL,
+        attack_status INTEGER,
+        PRIMARY KEY (cuid, mid)
+    );
+    CREATE INDEX signal_mitigations_client ON signal_mitigations (client);
+    CREATE TABLE signal_session_configs (client TEXT PRIMARY KEY, config TEXT NOT NULL);
+    CREATE TABLE signal_cuids (cuid TEXT PRIMARY KEY, client TEXT NOT NULL, first_seen REAL NOT NULL)
+    """,
+]
+
+_MITIGATION_COLUMNS = (
+    "cuid, mid, client, cdid, request, lifetime, status, started_at, expires_at, terminating_until, attack_status"
+)
+
+
+class SqliteSignalStore:
+    """SignalStore on the shared SQLite database (WAL mode)."""
+
+    def __init__(self, database: SqliteDatabase) -> None:
+        self.database = database
+        database.migrate("signal", _MIGRATIONS)
+
+    @classmethod
+    def open(cls, path: Path | str) -> SqliteSignalStore:
+        return cls(SqliteDatabase(path))
+
+    def load(self) -> SignalState:
+        connection = self.database.connection
+        rows = connection.execute(f"SELECT {_MITIGATION_COLUMNS} FROM signal_mitigations ORDER BY cuid, mid")
+        mitigations = [
+            MitigationRecord(
+                client=row["client"],
+                cuid=row["cuid"],
+                mid=row["mid"],
+                request=json.loads(row["request"]),
+                lifetime=row["lifetime"],
+                status=row["status"],
+                started_at=row["started_at"],
+                expires_at=row["expires_at"],
+                terminating_until=row["terminating_until"],
+                attack_status=row["attack_status"],
+                cdid=row["cdid"],
+            )
+            for row in rows
+        ]
+        configs = [
+            SessionConfigRecord(row["client"], json.loads(row["config"]))
+            for row in connection.execute("SELECT client, config FROM signal_session_configs ORDER BY client")
+        ]
+        cuids = [
+            CuidRecord(row["cuid"], row["client"], row["first_seen"])
+            for row in connection.execute("SELECT cuid, client, first_seen FROM signal_cuids ORDER BY cuid")
+        ]
+        return SignalState(mitigations, configs, cuids)
+
+    def apply(self, changes: SignalChanges) -> None:
+        if not changes:
+            return
+        with self.database.transaction() as cursor:
+            cursor.executemany(
+                "DELETE FROM signal_mitigations WHERE cuid = ? AND mid = ?", list(changes.delete_mitigations)
+            )
+            cursor.executemany(
+                f"INSERT OR REPLACE INTO signal_mitigations ({_MITIGATION_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                [
+                    (
+                        m.cuid,
+                        m.mid,
+                        m.client,
+                        m.cdid,
+                        json.dumps(m.request, sort_keys=False),
+                        m.lifetime,
+                        m.status,
+                        m.started_at,
+                        m.expires_at,
+                        m.terminating_until,
+                        m.attack_status,
+                    )
+                    for m in changes.put_mitigations
+                ],
+            )
+            cursor.executemany(
+                "DELETE FROM signal_session_configs WHERE client = ?", [(c,) for c in changes.delete_session_configs]
+            )
+            cursor.executemany(
+                "INSERT OR REPLACE INTO signal_session_configs (client, config) VALUES (?, ?)",
+                [(c.client, json.dumps(c.config)) for c in changes.put_session_configs],
+            )
+            cursor.executemany(
+                "INSERT OR IGNORE INTO signal_cuids (cuid, client, first_seen) VALUES (?, ?, ?)",
+                [(c.cuid, c.client, c.first_seen) for c in changes.put_cuids],
+            )
+
+    def dump(self) -> dict[str, list[tuple[Any, ...]]]:
+        connection = self.database.connection
+        return {
+            table: [tuple(row) for row in connection.execute(f"SELECT * FROM {table} ORDER BY 1, 2")]
+            for table in ("signal_mitigations", "signal_session_configs", "signal_cuids")
+        }
+
+    def close(self) -> None:
+        self.database.close()

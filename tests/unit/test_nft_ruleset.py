@@ -1,0 +1,338 @@
+"""The nftables planner (pure): scopes → map elements → one JSON batch. The kernel side is in tests/e2e."""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from opendots.mitigate.base import MitigationScope, MitigatorError, PortRange
+from opendots.mitigate.nftables import DropRates
+from opendots.mitigate.nftables_ruleset import (
+    ANY_PORT,
+    ANY_PROTOCOL,
+    PORT_PROTOCOLS,
+    MapId,
+    RulesetState,
+    Table,
+    counter_name,
+    plan_change,
+    render_key,
+    scope_elements,
+    split_nested,
+)
+
+TABLE = Table(name="opendots", interface="eth0")
+
+
+def net(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    return ipaddress.ip_network(text)
+
+
+def block(text: str) -> tuple[int, int]:
+    network = net(text)
+    return int(network.network_address), int(network.broadcast_address)
+
+
+def verbs(commands: list[dict]) -> list[tuple[str, str]]:
+    return [(verb, next(iter(body))) for command in commands for verb, body in command.items()]
+
+
+# ---- scope → elements ----
+
+
+def test_destination_only_scope_uses_the_destination_map_of_each_family():
+    elements = scope_elements(MitigationScope("k", (net("203.0.113.0/24"), net("2001:db8::/48"))))
+    assert elements == {
+        MapId(4, "DST"): [(block("203.0.113.0/24"),)],
+        MapId(6, "DST"): [(block("2001:db8::/48"),)],
+    }
+
+
+def test_ports_without_protocols_mean_every_port_carrying_protocol():
+    elements = scope_elements(MitigationScope("k", (net("203.0.113.5/32"),), target_ports=(PortRange(53, 53),)))
+    assert elements == {
+        MapId(4, "DST_PROTO_PORT", exact=True): [(block("203.0.113.5/32"), (p, p), (53, 53)) for p in PORT_PROTOCOLS]
+    }
+
+
+def test_portless_protocols_in_a_port_scope_match_the_whole_protocol():
+    scope = MitigationScope(
+        "k", (net("203.0.113.5/32"),), target_ports=(PortRange(1, 2), PortRange(8, 9)), protocols=(1, 17)
+    )
+    elements = scope_elements(scope)
+    target = block("203.0.113.5/32")
+    assert elements[MapId(4, "DST_PROTO_PORT")] == [(target, (17, 17), (1, 2)), (target, (17, 17), (8, 9))]
+    assert elements[MapId(4, "DST_PROTO", exact=True)] == [(target, (1, 1))]
+
+
+def test_source_prefixes_pair_only_with_targets_of_their_family():
+    scope = MitigationScope(
+        "k", (net("203.0.113.0/24"), net("2001:db8:1::/48")), source_prefixes=(net("198.51.100.0/24"),)
+    )
+    assert scope_elements(scope) == {
+        MapId(4, "SRC_DST_PROTO"): [(block("198.51.100.0/24"), block("203.0.113.0/24"), ANY_PROTOCOL)]
+    }
+
+
+def test_source_ports_without_source_prefix_match_any_source():
+    scope = MitigationScope("k", (net("2001:db8::1/128"),), source_ports=(PortRange(123, 123),), protocols=(17,))
+    assert scope_elements(scope) == {
+        MapId(6, "SRC_DST_PROTO_PORTS"): [(block("::/0"), block("2001:db8::1/128"), (17, 17), (123, 123), ANY_PORT)]
+    }
+
+
+@pytest.mark.parametrize(
+    "scope",
+    [
+        MitigationScope("k", ()),
+        MitigationScope("", (net("192.0.2.1/32"),)),
+        MitigationScope("k", (net("192.0.2.1/32"),), target_ports=(PortRange(0, 65536),)),
+        MitigationScope("k", (net("192.0.2.1/32"),), source_ports=(PortRange(-1, 5),)),
+        MitigationScope("k", (net("192.0.2.1/32"),), target_ports=(PortRange(9, 8),)),
+        MitigationScope("k", (net("192.0.2.1/32"),), protocols=(-1,)),
+        MitigationScope("k", ("192.0.2.1/32",)),  # type: ignore[arg-type]
+        MitigationScope("k", (net("2001:db8::/32"),), source_prefixes=(net("192.0.2.0/24"),)),
+        MitigationScope(
+            "k",
+            tuple(net(f"2001:db8::{i:x}/128") for i in range(1000)),
+            target_ports=tuple(PortRange(p, p) for p in range(300)),
+            protocols=(6,),
+        ),
+    ],
+)
+def test_invalid_or_oversized_scopes_are_refused(scope: MitigationScope):
+    with pytest.raises(MitigatorError):
+        scope_elements(scope)
+
+
+# ---- nested prefixes ----
+
+
+def test_nested_blocks_are_split_and_the_most_specific_owner_wins():
+    outer, inner = block("203.0.113.0/24"), block("203.0.113.8/29")
+    assert split_nested([(outer, "a"), (inner, "b")]) == {
+        (outer[0], inner[0] - 1): "a",
+        inner: "b",
+        (inner[1] + 1, outer[1]): "a",
+    }
+
+
+def test_identical_blocks_belong_to_the_first_owner_and_same_owner_nesting_is_not_split():
+    outer, inner = block("203.0.113.0/24"), block("203.0.113.8/29")
+    assert split_nested([(outer, "a"), (outer, "b")]) == {outer: "a"}
+    assert split_nested([(outer, "a"), (inner, "a")]) == {outer: "a"}
+
+
+prefixes = st.builds(
+    lambda length, host: ipaddress.ip_network(f"192.0.2.{host}/{length}", strict=False),
+    st.integers(24, 32),
+    st.integers(0, 255),
+)
+
+
+@given(st.lists(st.tuples(prefixes, st.sampled_from("abc")), max_size=12))
+def test_split_ranges_are_disjoint_and_every_address_goes_to_its_most_specific_first_owner(entries):
+    entries = [(network, owner) for network, owner in entries]
+    result = split_nested([((int(n.network_address), int(n.broadcast_address)), owner) for n, owner in entries])
+    ordered = sorted(result)
+    assert all(left[1] < right[0] for left, right in itertools.pairwise(ordered))
+    base = int(ipaddress.ip_address("192.0.2.0"))
+    for address in range(base, base + 256):
+        covering = [(n, o) for n, o in entries if int(n.network_address) <= address <= int(n.broadcast_address)]
+        owners = [owner for (lower, upper), owner in result.items() if lower <= address <= upper]
+        if not covering:
+            assert owners == []
+            continue
+        longest = max(n.prefixlen for n, _ in covering)
+        first_most_specific = next(o for n, o in covering if n.prefixlen == longest)
+        assert owners == [first_most_specific]
+
+
+# ---- rendering ----
+
+
+def test_keys_render_as_prefixes_hosts_and_ranges():
+    assert render_key(MapId(4, "DST"), (block("203.0.113.0/24"),)) == {"prefix": {"addr": "203.0.113.0", "len": 24}}
+    assert render_key(MapId(6, "DST"), (block("2001:db8::1/128"),)) == "2001:db8::1"
+    lower, upper = int(ipaddress.ip_address("203.0.113.3")), int(ipaddress.ip_address("203.0.113.9"))
+    assert render_key(MapId(4, "DST"), ((lower, upper),)) == {"range": ["203.0.113.3", "203.0.113.9"]}
+    key = (block("203.0.113.1/32"), (17, 17), (1000, 2000))
+    assert render_key(MapId(4, "DST_PROTO_PORT"), key) == {"concat": ["203.0.113.1", 17, {"range": [1000, 2000]}]}
+
+
+# ---- planning batches ----
+
+
+def test_first_change_replaces_leftovers_then_creates_table_chain_counter_map_rule_and_elements():
+    plan = plan_change(TABLE, RulesetState(), put=[MitigationScope("c/1", (net("203.0.113.0/24"),))])
+    assert verbs(plan.commands) == [
+        ("add", "table"),
+        ("delete", "table"),
+        ("add", "table"),
+        ("add", "chain"),
+        ("add", "counter"),
+        ("add", "map"),
+        ("add", "element"),
+        ("add", "rule"),
+    ]
+    chain = plan.commands[3]["add"]["chain"]
+    assert (chain["hook"], chain["dev"], chain["type"]) == ("ingress", "eth0", "filter")
+    assert plan.state.rules == {MapId(4, "DST", exact=True, prefix_len=24)}
+
+
+def test_one_batch_per_change_regardless_of_the_number_of_targets():
+    targets = tuple(net(f"2001:db8:{i:x}::/48") for i in range(10_000))
+    plan = plan_change(TABLE, RulesetState(), put=[MitigationScope("c/1", targets)])
+    rules = [command for command in plan.commands if "rule" in command.get("add", {})]
+    elements = [command["add"]["element"] for command in plan.commands if "element" in command.get("add", {})]
+    assert len(rules) == 1 and len(elements) == 1 and len(elements[0]["elem"]) == 10_000
+
+
+def test_nested_prefixes_get_per_length_hash_maps_longest_first_and_the_last_withdraw_drops_the_table():
+    wide = MitigationScope("c/wide", (net("203.0.113.0/24"),))
+    narrow = MitigationScope("c/narrow", (net("203.0.113.8/29"),))
+    state = plan_change(TABLE, RulesetState(), put=[wide]).state
+    with_narrow = plan_change(TABLE, state, put=[narrow])
+    assert verbs(with_narrow.commands) == [
+        ("add", "counter"),
+        ("add", "map"),
+        ("flush", "chain"),
+        ("add", "element"),
+        ("add", "rule"),
+        ("add", "rule"),
+    ]
+    rules = [c["add"]["rule"]["expr"][0]["counter"]["map"] for c in with_narrow.commands if "rule" in c.get("add", {})]
+    assert [rule["data"] for rule in rules] == ["@dst4_len29", "@dst4_len24"]
+    assert rules[0]["key"] == {"&": [{"payload": {"protocol": "ip", "field": "daddr"}}, "255.255.255.248"]}
+    element = next(c["add"]["element"] for c in with_narrow.commands if "element" in c.get("add", {}))
+    assert element["elem"] == [["203.0.113.8", counter_name("c/narrow")]]
+
+    without = plan_change(TABLE, with_narrow.state, remove=["c/narrow"])
+    assert verbs(without.commands) == [("flush", "chain"), ("delete", "map"), ("add", "rule"), ("delete", "counter")]
+    empty = plan_change(TABLE, without.state, remove=["c/wide"])
+    assert verbs(empty.commands) == [("add", "table"), ("delete", "table")]
+    assert not empty.state.initialized
+
+
+def test_rarely_used_prefix_lengths_share_an_interval_map_split_around_more_specific_prefixes():
+    # Seven lengths: the six with most prefixes are hashed, the /36 (one prefix) goes to the interval map.
+    lengths = (48, 56, 60, 62, 63, 64)
+    scopes = [MitigationScope(f"c/{n}-{i}", (net(f"2001:db8:{i:x}::/{n}"),)) for n in lengths for i in (0x10, 0x20)]
+    outer = MitigationScope("c/outer", (net("2001:db8::/36"),))  # covers every prefix above
+    state = plan_change(TABLE, RulesetState(), put=[*scopes, outer]).state
+    interval = state.installed[MapId(6, "DST")]
+    assert sorted(map_id.prefix_len for map_id in state.installed if map_id.prefix_len is not None) == list(lengths)
+    outer_block = block("2001:db8::/36")
+    # The /36's ranges cover it all except the hashed /48s (which hold every more specific prefix).
+    first, second = block("2001:db8:10::/48"), block("2001:db8:20::/48")
+    assert sorted(interval) == [
+        ((outer_block[0], first[0] - 1),),
+        ((first[1] + 1, second[0] - 1),),
+        ((second[1] + 1, outer_block[1]),),
+    ]
+    assert set(interval.values()) == {counter_name("c/outer")}
+    ordered = sorted(state.rules, key=lambda map_id: map_id.rule_order)
+    assert ordered[0] == MapId(6, "DST")  # the interval rule first, then the hashed lengths, longest first
+    assert [map_id.prefix_len for map_id in ordered[1:]] == sorted(lengths, reverse=True)
+
+
+def test_exact_keys_go_to_hash_maps_whose_rules_come_before_the_ranges():
+    hosts = MitigationScope("c/hosts", (net("203.0.113.7/32"), net("2001:db8::7/128")), protocols=(17,))
+    ranges = MitigationScope("c/ranges", (net("203.0.113.0/24"),), protocols=(6,))
+    plan = plan_change(TABLE, RulesetState(), put=[ranges, hosts])
+    maps = [command["add"]["map"] for command in plan.commands if "map" in command.get("add", {})]
+    assert {m["name"]: "flags" in m for m in maps} == {
+        "dst_proto4": True,
+        "dst_proto4_exact": False,
+        "dst_proto6_exact": False,
+    }
+    rules = [
+        command["add"]["rule"]["expr"][0]["counter"]["map"]["data"]
+        for command in plan.commands
+        if "rule" in command.get("add", {})
+    ]
+    assert rules == ["@dst_proto4_exact", "@dst_proto4", "@dst_proto6_exact"]
+
+
+def test_a_map_that_becomes_empty_loses_its_rule_in_the_same_batch():
+    everything = MitigationScope("c/1", (net("203.0.113.0/24"),))
+    udp = MitigationScope("c/2", (net("192.0.2.1/32"),), protocols=(17,))
+    state = plan_change(TABLE, RulesetState(), put=[everything, udp]).state
+    assert state.rules == {MapId(4, "DST", exact=True, prefix_len=24), MapId(4, "DST_PROTO", exact=True)}
+    plan = plan_change(TABLE, state, remove=["c/2"])
+    assert verbs(plan.commands) == [("flush", "chain"), ("delete", "map"), ("add", "rule"), ("delete", "counter")]
+    assert plan.state.rules == {MapId(4, "DST", exact=True, prefix_len=24)}
+
+
+def test_updating_a_scope_keeps_its_counter_and_moves_its_elements():
+    state = plan_change(TABLE, RulesetState(), put=[MitigationScope("c/1", (net("192.0.2.1/32"),))]).state
+    plan = plan_change(TABLE, state, put=[MitigationScope("c/1", (net("192.0.2.2/32"),))])
+    assert verbs(plan.commands) == [("delete", "element"), ("add", "element")]
+
+
+def test_carried_counters_seed_recreated_mitigations():
+    scope = MitigationScope("c/1", (net("192.0.2.1/32"),))
+    plan = plan_change(TABLE, RulesetState(), put=[scope], carried_counters={counter_name("c/1"): (7, 700)})
+    counter = next(command["add"]["counter"] for command in plan.commands if "counter" in command.get("add", {}))
+    assert (counter["packets"], counter["bytes"], counter["comment"]) == (7, 700, "c/1")
+
+
+def test_an_invalid_scope_plans_nothing_and_leaves_the_state_alone():
+    state = plan_change(TABLE, RulesetState(), put=[MitigationScope("c/1", (net("192.0.2.1/32"),))]).state
+    snapshot = state.copy()
+    with pytest.raises(MitigatorError):
+        plan_change(TABLE, state, put=[MitigationScope("c/2", (net("192.0.2.2/32"),), protocols=(300,))])
+    assert state == snapshot
+
+
+# ---- rates ----
+
+
+def test_drop_rates_average_over_the_window():
+    rates = DropRates(window=300.0, at=0.0)
+    assert rates.add(10.0, 1000, 100_000) == (100, 10_000)
+    assert rates.add(10.0, 1000, 100_000) == (100, 10_000)  # same instant: still the average since the start
+    rates.add(400.0, 1000, 100_000)  # nothing dropped for a while
+    assert rates.add(710.0, 1000, 100_000) == (0, 0)  # the old burst has left the window
+
+
+def lookup(state: RulesetState, address: int) -> str | None:
+    """What the kernel does with the destination-only rules of an IPv4 packet: first matching rule wins."""
+    for map_id in sorted(state.rules, key=lambda map_id: map_id.rule_order):
+        for (lower, upper), owner in ((key[0], owner) for key, owner in state.installed[map_id].items()):
+            if map_id.prefix_len is None and lower <= address <= upper:
+                return owner
+            if map_id.prefix_len is not None and address >> (32 - map_id.prefix_len) == lower >> (
+                32 - map_id.prefix_len
+            ):
+                return owner
+    return None
+
+
+@given(st.lists(st.tuples(prefixes, st.sampled_from("abc")), min_size=1, max_size=10), st.integers(1, 3))
+def test_every_address_is_counted_by_its_most_specific_first_mitigation_whatever_the_layout(entries, hashed_lengths):
+    import opendots.mitigate.nftables_ruleset as ruleset
+
+    saved = ruleset.MAX_HASHED_LENGTHS
+    ruleset.MAX_HASHED_LENGTHS = hashed_lengths  # few hash maps: the interval map gets the other lengths
+    try:
+        scopes = [MitigationScope(f"{owner}{i}", (network,)) for i, (network, owner) in enumerate(entries)]
+        state = plan_change(TABLE, RulesetState(), put=scopes).state
+    finally:
+        ruleset.MAX_HASHED_LENGTHS = saved
+    base = int(ipaddress.ip_address("192.0.2.0"))
+    for address in range(base, base + 256):
+        covering = [
+            (s.target_prefixes[0], s.key)
+            for s in scopes
+            if int(s.target_prefixes[0].network_address) <= address <= int(s.target_prefixes[0].broadcast_address)
+        ]
+        expected = None
+        if covering:
+            longest = max(n.prefixlen for n, _ in covering)
+            expected = counter_name(next(k for n, k in covering if n.prefixlen == longest))
+        assert lookup(state, address) == expected

@@ -1,0 +1,63 @@
+"""Aliases created over the data channel (RFC 8783) are usable in signal-channel requests, per client only."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from opendots.data.service import DataChannelService, RestconfRequest
+from opendots.signal.core import MitigationActivated, Request, ServerSettings, SignalServer
+from opendots.signal.server.aliases import DataChannelAliases
+from opendots.store.data_channel import SqliteDataChannelStore
+from opendots.store.signal import SqliteSignalStore
+from opendots.store.sqlite import SqliteDatabase
+from tests.unit.test_signal_fixtures import ALPHA, ALPHA_CUID, BRAVO, BRAVO_CUID, T0, mitigate_path, scope_body
+
+ROOT = "ietf-dots-data-channel:dots-data"
+
+
+def data_request(service: DataChannelService, method: str, path: str, cuid: str, body: dict) -> int:
+    request = RestconfRequest(
+        method, path, cuid, body=json.dumps(body).encode(), content_type="application/yang-data+json"
+    )
+    return service.handle(request, T0).status
+
+
+def test_signal_request_uses_the_clients_own_data_channel_alias(tmp_path: Path):
+    database = SqliteDatabase(tmp_path / "shared.db")
+    data_store = SqliteDataChannelStore(database)
+    clients = {c.cuid: c for c in (ALPHA, BRAVO)}
+    data = DataChannelService(data_store, clients.get)
+    for client in (ALPHA, BRAVO):
+        registration = {"ietf-dots-data-channel:dots-client": [{"cuid": client.cuid}]}
+        assert data_request(data, "POST", ROOT, client.cuid, registration) == 201
+    alias = {
+        "ietf-dots-data-channel:aliases": {
+            "alias": [
+                {
+                    "name": "web",
+                    "target-prefix": ["192.0.2.0/28"],
+                    "target-port-range": [{"lower-port": 443}],
+                    "target-protocol": [6],
+                }
+            ]
+        }
+    }
+    assert data_request(data, "POST", f"{ROOT}/dots-client={ALPHA_CUID}", ALPHA_CUID, alias) == 201
+
+    settings = ServerSettings(
+        clients=[ALPHA, BRAVO], aliases=DataChannelAliases(data_store, [ALPHA, BRAVO], lambda: T0)
+    )
+    core = SignalServer(settings, SqliteSignalStore(database), T0)
+    response, events = core.handle(
+        Request("PUT", mitigate_path(ALPHA_CUID, 1), ALPHA_CUID, body=scope_body(alias_name=["web"])), T0
+    )
+    assert response.code == "2.01", response.diagnostic
+    (activated,) = [e for e in events if isinstance(e, MitigationActivated)]
+    assert [str(p) for p in activated.scope.target_prefixes] == ["192.0.2.0/28"]
+    assert activated.scope.protocols == (6,)
+    # Bravo has no alias named "web": its request is refused, not served with alpha's alias.
+    response, _ = core.handle(
+        Request("PUT", mitigate_path(BRAVO_CUID, 1), BRAVO_CUID, body=scope_body(alias_name=["web"])), T0
+    )
+    assert response.code == "4.00" and "alias" in response.diagnostic

@@ -1,0 +1,195 @@
+"""The signal-channel server end to end over real DTLS and TLS sockets on loopback (aiocoap client)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import aiocoap
+import pytest
+
+from opendots.config import ServerConfig, TlsFiles
+from opendots.model import decode_signal, encode_signal
+from opendots.signal.core import Limits, ParameterSet, Redirection, ServerSettings, SessionConfig, Status
+from opendots.signal.server.run import start_signal_server
+from opendots.transport import create_client_context
+from tests.conftest import free_port
+from tests.unit.test_signal_fixtures import SCOPE, figure
+
+BASE = "/.well-known/dots"
+
+
+def files(directory: Path, stem: str) -> TlsFiles:
+    return TlsFiles(directory / "ca.crt", directory / f"{stem}.crt", directory / f"{stem}.key")
+
+
+@pytest.fixture
+async def server(pki_dir: Path, tmp_path: Path):
+    config = ServerConfig.load(pki_dir / "server.toml")
+    config.db = tmp_path / "signal.db"
+    running = await start_signal_server(config, bind=[("127.0.0.1", free_port())])
+    running.config = config
+    yield running
+    await running.stop()
+
+
+async def request(context, method, uri, body=None, timeout=10.0, **options) -> aiocoap.Message:
+    message = aiocoap.Message(code=method, uri=uri, **options)
+    if body is not None:
+        message.payload = encode_signal(body) if isinstance(body, dict) else body
+        message.opt.content_format = options.get("content_format", 271)
+    return await asyncio.wait_for(context.request(message).response, timeout)
+
+
+def cuid_of(config: ServerConfig, name: str) -> str:
+    return next(c.cuid for c in config.clients if c.name == name)
+
+
+async def test_mitigation_over_dtls_with_observe_and_isolation(pki_dir: Path, server):
+    host, port = server.endpoint.dtls_addresses[0][:2]
+    uri = f"coaps://{host}:{port}{BASE}"
+    cuid = cuid_of(server.config, "client")
+    client = await create_client_context(files(pki_dir, "client"), server_name="localhost")
+    other = await create_client_context(files(pki_dir, "other"), server_name="localhost")
+    try:
+        body = figure("figure07")
+        body[SCOPE]["scope"][0]["target-prefix"] = ["2001:db8:6401::1/128", "2001:db8:6401::2/128"]
+        created = await request(client, aiocoap.PUT, f"{uri}/mitigate/cuid={cuid}/mid=123", body)
+        assert str(created.code) == "2.01 Created"
+        assert created.opt.content_format == 271
+        assert decode_signal(created.payload) == figure("figure10")
+
+        observe = client.request(
+            aiocoap.Message(code=aiocoap.GET, uri=f"{uri}/mitigate/cuid={cuid}/mid=123", observe=0)
+        )
+        first = await asyncio.wait_for(observe.response, 10)
+        assert decode_signal(first.payload)[SCOPE]["scope"][0]["status"] == "attack-mitigation-in-progress"
+        notifications = observe.observation.__aiter__()
+        server.service.report_status(f"{cuid}/123", Status.ATTACK_SUCCESSFULLY_MITIGATED)
+        notification = await asyncio.wait_for(notifications.__anext__(), 10)
+        assert notification.mtype == aiocoap.NON
+        assert decode_signal(notification.payload)[SCOPE]["scope"][0]["status"] == "attack-successfully-mitigated"
+
+        foreign = await request(other, aiocoap.GET, f"{uri}/mitigate/cuid={cuid}/mid=123")
+        assert foreign.code == aiocoap.NOT_FOUND
+        collision = await request(other, aiocoap.PUT, f"{uri}/mitigate/cuid={cuid}/mid=124", body)
+        assert collision.code == aiocoap.CONFLICT
+        assert decode_signal(collision.payload) == figure("figure11")
+        observe.observation.cancel()
+    finally:
+        await client.shutdown()
+        await other.shutdown()
+
+
+async def test_bad_payloads_and_heartbeat(pki_dir: Path, server):
+    host, port = server.endpoint.dtls_addresses[0][:2]
+    uri = f"coaps://{host}:{port}{BASE}"
+    cuid = cuid_of(server.config, "client")
+    client = await create_client_context(files(pki_dir, "client"), server_name="localhost")
+    try:
+        before = server.store.dump()
+        broken = await request(client, aiocoap.PUT, f"{uri}/mitigate/cuid={cuid}/mid=1", b"\xa1\x01")
+        assert broken.code == aiocoap.BAD_REQUEST and broken.payload  # diagnostic text
+        json_body = await request(client, aiocoap.PUT, f"{uri}/mitigate/cuid={cuid}/mid=1", b"{}", content_format=50)
+        assert json_body.code == aiocoap.UNSUPPORTED_CONTENT_FORMAT
+        assert server.store.dump() == before
+        hb = await request(client, aiocoap.PUT, f"{uri}/hb", figure("figure27"), transport_tuning=aiocoap.Unreliable)
+        assert hb.code == aiocoap.CHANGED and hb.payload == b""
+        config = await request(client, aiocoap.GET, f"{uri}/config")
+        assert config.code == aiocoap.CONTENT and config.opt.max_age == 3600
+        assert decode_signal(config.payload)["ietf-dots-signal-channel:signal-config"]["idle-config"]
+    finally:
+        await client.shutdown()
+
+
+async def test_mitigation_over_tls(pki_dir: Path, server):
+    host, port = server.endpoint.tls_addresses[0][:2]
+    uri = f"coaps+tcp://{host}:{port}{BASE}"
+    cuid = cuid_of(server.config, "client")
+    client = await create_client_context(files(pki_dir, "client"), server_name="localhost")
+    try:
+        body = {SCOPE: {"scope": [{"target-prefix": ["198.51.100.0/28"], "lifetime": 600}]}}
+        created = await request(client, aiocoap.PUT, f"{uri}/mitigate/cuid={cuid}/mid=7", body)
+        assert created.code == aiocoap.CREATED
+        listed = await request(client, aiocoap.GET, f"{uri}/mitigate/cuid={cuid}")
+        assert [e["mid"] for e in decode_signal(listed.payload)[SCOPE]["scope"]] == [7]
+        deleted = await request(client, aiocoap.DELETE, f"{uri}/mitigate/cuid={cuid}/mid=7")
+        assert deleted.code == aiocoap.DELETED
+    finally:
+        await client.shutdown()
+
+
+class HeartbeatSink(aiocoap.resource.Resource):
+    """The client side of server heartbeats: records peer-hb-status and answers 2.04 (Figure 28)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.received: asyncio.Queue[tuple[bool, object]] = asyncio.Queue()
+
+    async def render_put(self, request: aiocoap.Message) -> aiocoap.Message:
+        body = decode_signal(request.payload)
+        self.received.put_nowait((body["ietf-dots-signal-channel:heartbeat"]["peer-hb-status"], request.mtype))
+        return aiocoap.Message(code=aiocoap.CHANGED)
+
+
+async def test_server_sends_non_confirmable_heartbeats(pki_dir: Path, tmp_path: Path):
+    config = ServerConfig.load(pki_dir / "server.toml")
+    config.db = tmp_path / "signal.db"
+    fast = ParameterSet(heartbeat_interval=1, missing_hb_allowed=3)
+    settings = ServerSettings(
+        clients=config.clients,
+        session_defaults=SessionConfig(mitigating=fast, idle=fast),
+        limits=Limits(heartbeat_interval=(1, 240)),
+    )
+    running = await start_signal_server(config, bind=[("127.0.0.1", free_port())], tls=False, settings=settings)
+    sink = HeartbeatSink()
+    site = aiocoap.resource.Site()
+    site.add_resource((".well-known", "dots", "hb"), sink)
+    client = await create_client_context(files(pki_dir, "client"), server_name="localhost", site=site)
+    host, port = running.endpoint.dtls_addresses[0][:2]
+    uri = f"coaps://{host}:{port}{BASE}"
+    try:
+        assert (await request(client, aiocoap.GET, f"{uri}/config")).code == aiocoap.CONTENT
+        status, mtype = await asyncio.wait_for(sink.received.get(), 10)
+        assert (status, mtype) == (False, aiocoap.NON)  # we have not sent heartbeats of our own yet
+        await request(client, aiocoap.PUT, f"{uri}/hb", figure("figure27"), transport_tuning=aiocoap.Unreliable)
+        while not (await asyncio.wait_for(sink.received.get(), 10))[0]:
+            pass  # the next heartbeat after ours reports that the server hears us
+        assert list(running.resource.remotes) == ["client"]
+    finally:
+        await client.shutdown()
+        await running.stop()
+
+
+async def test_config_and_redirection_notifications(pki_dir: Path, server):
+    host, port = server.endpoint.dtls_addresses[0][:2]
+    uri = f"coaps://{host}:{port}{BASE}"
+    client = await create_client_context(files(pki_dir, "client"), server_name="localhost")
+    other = await create_client_context(files(pki_dir, "other"), server_name="localhost")
+    try:
+        observed = client.request(aiocoap.Message(code=aiocoap.GET, uri=f"{uri}/config", observe=0))
+        first = await asyncio.wait_for(observed.response, 10)
+        idle = decode_signal(first.payload)["ietf-dots-signal-channel:signal-config"]["idle-config"]
+        assert idle["heartbeat-interval"]["current-value"] == 30
+        bystander = other.request(aiocoap.Message(code=aiocoap.GET, uri=f"{uri}/config", observe=0))
+        await asyncio.wait_for(bystander.response, 10)
+        notifications = observed.observation.__aiter__()
+        assert (await request(client, aiocoap.PUT, f"{uri}/config/sid=1", figure("figure23"))).code == aiocoap.CREATED
+        changed = await asyncio.wait_for(notifications.__anext__(), 10)
+        idle = decode_signal(changed.payload)["ietf-dots-signal-channel:signal-config"]["idle-config"]
+        assert idle["heartbeat-interval"]["current-value"] == 0
+        # The other client's observation saw nothing of it.
+        other_notifications = bystander.observation.__aiter__()
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(other_notifications.__anext__()), 0.5)
+
+        server.service.set_redirection(Redirection("alt-server.example", ("2001:db8:6401::1", "2001:db8:6401::2"), 600))
+        try:
+            redirected = await asyncio.wait_for(notifications.__anext__(), 10)
+        except aiocoap.error.ResponseWrappingError as ended:  # aiocoap may raise the final error response
+            redirected = ended.coapmessage
+        assert redirected.code == aiocoap.SERVICE_UNAVAILABLE and redirected.opt.max_age == 600
+        assert decode_signal(redirected.payload) == figure("figure26")
+    finally:
+        await client.shutdown()
+        await other.shutdown()

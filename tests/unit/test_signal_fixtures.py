@@ -1,0 +1,125 @@
+"""Shared harness for the signal-core tests: two clients, a real SQLite store, a fake clock.
+
+(Named test_* so it sits with the files it serves; it defines helpers, plus a test of the test data.)
+Each test module declares its own `harness` fixture with make_harness().
+"""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from opendots.config import ClientAuthorization
+from opendots.signal.core import ParameterSet, Request, Response, ServerSettings, SessionConfig, SignalServer
+from opendots.signal.core.events import Event
+from opendots.store.signal import SqliteSignalStore
+
+DATA = Path(__file__).parent / "data" / "signal"
+SCOPE = "ietf-dots-signal-channel:mitigation-scope"
+CONFIG = "ietf-dots-signal-channel:signal-config"
+T0 = 1_507_818_000.0  # around the dates of RFC 9132 Figure 14
+
+# Heartbeats off: for tests about mitigation timers only.
+NO_HEARTBEAT = SessionConfig(mitigating=ParameterSet(heartbeat_interval=0), idle=ParameterSet(heartbeat_interval=0))
+
+ALPHA_CUID = "dz6pHjaADkaFTbjr0JGBpw"  # the RFC's example cuid
+BRAVO_CUID = "f30d281ce6b64fc5a0b91e"  # the RFC's "new cuid" example (Figure 11)
+
+ALPHA = ClientAuthorization(
+    name="alpha",
+    cuid=ALPHA_CUID,
+    prefixes=(ipaddress.ip_network("2001:db8:6401::/48"), ipaddress.ip_network("192.0.2.0/24")),
+    fqdns=("www.example.com", "*.alpha.example"),
+    uris=("https://portal.example.net/login",),
+)
+BRAVO = ClientAuthorization(
+    name="bravo",
+    cuid=BRAVO_CUID,
+    prefixes=(ipaddress.ip_network("198.51.100.0/24"), ipaddress.ip_network("192.0.2.0/24")),
+    fqdns=("*.bravo.example",),
+)
+
+
+def figure(name: str) -> Any:
+    """A deep copy of an RFC 9132 figure body from tests/unit/data/signal."""
+    matches = sorted(DATA.glob(f"{name}*"))
+    assert len(matches) == 1, f"expected one data file for {name}, found {matches}"
+    return copy.deepcopy(json.loads(matches[0].read_text()))
+
+
+def scope_body(**entry: Any) -> dict[str, Any]:
+    entry = {key.replace("_", "-"): value for key, value in entry.items()}
+    entry.setdefault("lifetime", 3600)
+    return {SCOPE: {"scope": [entry]}}
+
+
+def mitigate_path(cuid: str = ALPHA_CUID, mid: int | None = None, cdid: str | None = None) -> tuple[str, ...]:
+    path = ["mitigate"]
+    if cdid:
+        path.append(f"cdid={cdid}")
+    path.append(f"cuid={cuid}")
+    if mid is not None:
+        path.append(f"mid={mid}")
+    return tuple(path)
+
+
+@dataclass
+class Harness:
+    """Drives one SignalServer on a real SQLite file with a clock the test moves."""
+
+    path: Path
+    settings: ServerSettings
+    now: float = T0
+
+    def __post_init__(self) -> None:
+        self.store = SqliteSignalStore.open(self.path)
+        self.server = SignalServer(self.settings, self.store, self.now)
+        self.events: list[Event] = []
+
+    def request(
+        self, method: str, path: tuple[str, ...], peer: ClientAuthorization | str | None = ALPHA, **kw
+    ) -> Response:
+        peer_cuid = peer.cuid if isinstance(peer, ClientAuthorization) else peer
+        response, events = self.server.handle(Request(method, path, peer=peer_cuid, **kw), self.now)
+        self.events = events
+        return response
+
+    def put(self, mid: int, body: Any, cuid: str = ALPHA_CUID, peer: ClientAuthorization = ALPHA, **kw) -> Response:
+        return self.request("PUT", mitigate_path(cuid, mid), peer, body=body, **kw)
+
+    def get(self, mid: int | None = None, cuid: str = ALPHA_CUID, peer: ClientAuthorization = ALPHA, **kw) -> Response:
+        return self.request("GET", mitigate_path(cuid, mid), peer, **kw)
+
+    def delete(self, mid: int | None, cuid: str = ALPHA_CUID, peer: ClientAuthorization = ALPHA) -> Response:
+        return self.request("DELETE", mitigate_path(cuid, mid), peer)
+
+    def advance(self, seconds: float) -> list[Event]:
+        """Move the clock, firing every timer that falls due on the way (in order)."""
+        target = self.now + seconds
+        fired: list[Event] = []
+        while (due := self.server.next_timer()) is not None and due <= target:
+            self.now = max(self.now, due)
+            fired += self.server.handle_timer(self.now)
+        self.now = target
+        fired += self.server.handle_timer(self.now)
+        return fired
+
+    def restart(self) -> None:
+        self.store.close()
+        self.__post_init__()
+
+    def dump(self) -> dict[str, Any]:
+        return self.store.dump()
+
+
+def make_harness(tmp_path: Path, **settings: Any) -> Harness:
+    return Harness(tmp_path / "signal.db", ServerSettings(clients=[ALPHA, BRAVO], **settings))
+
+
+def test_every_figure_file_is_valid_json():
+    for path in DATA.glob("*.json"):
+        json.loads(path.read_text())
