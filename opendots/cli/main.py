@@ -8,6 +8,7 @@ import click
 
 from opendots import __version__
 from opendots.cli.certs import certs
+from opendots.cli.client import client
 from opendots.cli.data import data
 from opendots.cli.server import server
 
@@ -22,6 +23,7 @@ def cli(verbose: int) -> None:
 
 
 cli.add_command(certs)
+cli.add_command(client)
 cli.add_command(data)
 cli.add_command(server)
 

@@ -68,17 +68,29 @@ def decode_telemetry_with_ignored(payload: bytes, max_size: int = DEFAULT_MAX_SI
     return _decode(payload, max_size, validate_telemetry)
 
 
-def _encode(body: dict[str, Any], validate: Callable[[dict[str, Any]], None] | None) -> bytes:
-    if validate is not None:
+# Server-built bodies may skip validation in production (``validate=False``); a test session turns this on so
+# that a body builder bug still fails loudly there.
+_validate_every_encoding = False
+
+
+def validate_every_encoding(enabled: bool = True) -> None:
+    """Test mode: encode_signal/encode_telemetry validate every body, even where the caller passed validate=False."""
+    global _validate_every_encoding
+    _validate_every_encoding = enabled
+
+
+def _encode(body: dict[str, Any], validate: Callable[[dict[str, Any]], None], wanted: bool) -> bytes:
+    if wanted or _validate_every_encoding:
         validate(body)
     return cbor2.dumps(json_to_cbor(body))
 
 
 def encode_signal(body: dict[str, Any], validate: bool = True) -> bytes:
-    """YANG-JSON signal body → CBOR bytes (integer keys). Validates first unless ``validate=False``."""
-    return _encode(body, validate_signal if validate else None)
+    """YANG-JSON signal body → CBOR bytes (integer keys). Validates first unless ``validate=False`` (for bodies the
+    server built itself; see validate_every_encoding for tests)."""
+    return _encode(body, validate_signal, validate)
 
 
 def encode_telemetry(body: dict[str, Any], validate: bool = True) -> bytes:
     """YANG-JSON telemetry body → CBOR bytes (integer keys). Validates first unless ``validate=False``."""
-    return _encode(body, validate_telemetry if validate else None)
+    return _encode(body, validate_telemetry, validate)

@@ -96,18 +96,31 @@ def _schema_child(parent: InternalNode | None, name: str) -> SchemaNode | None:
     return child
 
 
-_enum_names_cache: dict[EnumerationType, dict[int, str]] = {}
-
-
-def _enum_names(dtype: EnumerationType) -> dict[int, str]:
-    names = _enum_names_cache.get(dtype)
-    if names is None:
-        names = {value: name for name, value in dtype.enum.items()}
-        _enum_names_cache[dtype] = names
-    return names
-
-
 # ----------------------------------------------------------------------------------------------------- CBOR → JSON
+
+# How to read the value of one CBOR key at one place of the schema, worked out once per (place, key): the key table
+# entry, the kind of schema node, the node, and for leaves the compiled leaf converter. Bounded by the schema: only
+# registered keys get a plan.
+_TOP_LEVEL = "top level"
+_MAP, _LIST, _LEAF_LIST, _LEAF, _SCHEMALESS = "map", "list", "leaf-list", "leaf", "schemaless"
+_MemberPlan = tuple[KeyEntry, str, Any, "LeafConverter | None"]
+_member_plans: dict[tuple[Any, int], _MemberPlan] = {}
+
+
+def _member_plan(place: InternalNode | str | None, entry: KeyEntry) -> _MemberPlan:
+    if place is _TOP_LEVEL:
+        structure = _top_level_schema(entry.name)
+        return (entry, _MAP, structure, None) if structure is not None else (entry, _SCHEMALESS, None, None)
+    child = _schema_child(place, entry.name)  # type: ignore[arg-type]
+    if isinstance(child, ContainerNode):
+        return entry, _MAP, child, None
+    if isinstance(child, ListNode):
+        return entry, _LIST, child, None
+    if isinstance(child, LeafListNode):
+        return entry, _LEAF_LIST, child, _leaf_converter(child.type)
+    if isinstance(child, LeafNode):
+        return entry, _LEAF, child, _leaf_converter(child.type)
+    return entry, _SCHEMALESS, None, None
 
 
 class _CborReader:
@@ -128,41 +141,38 @@ class _CborReader:
             raise _bad(where, f"expected a map, got {_describe(value)}")
         if self.depth > MAX_NESTING:
             raise _bad(where, "nested too deeply")
-        table = key_table()
+        place = _TOP_LEVEL if top_level else schema
         result: dict[str, Any] = {}
         for key, item in value.items():
-            if not _is_integer(key):
-                raise _bad(where, f"map keys must be integers, got {_describe(key)}")
-            if not MIN_KEY <= key <= MAX_KEY:
-                raise _bad(where, f"CBOR key {key} is outside 1-65535")
-            entry = table.by_key.get(key)
-            if entry is None:
-                if comprehension_of_unknown_key(key) is Comprehension.OPTIONAL:
-                    self.ignored.append(f"{where}/{key}")
-                else:
-                    self.unknown_required.append(f"{where}/{key}")
-                continue
+            plan = _member_plans.get((place, key)) if type(key) is int else None
+            if plan is None:
+                if not _is_integer(key):
+                    raise _bad(where, f"map keys must be integers, got {_describe(key)}")
+                if not MIN_KEY <= key <= MAX_KEY:
+                    raise _bad(where, f"CBOR key {key} is outside 1-65535")
+                entry = key_table().by_key.get(key)
+                if entry is None:
+                    if comprehension_of_unknown_key(key) is Comprehension.OPTIONAL:
+                        self.ignored.append(f"{where}/{key}")
+                    else:
+                        self.unknown_required.append(f"{where}/{key}")
+                    continue
+                plan = _member_plans[(place, key)] = _member_plan(place, entry)
+            entry, kind, child, convert = plan
             child_where = f"{where}/{entry.name}"
-            if top_level:
-                structure = _top_level_schema(entry.name)
-                result[entry.name] = self.node(structure, entry, item, child_where, container=structure is not None)
+            if kind is _LEAF:
+                result[entry.name] = convert(item, child_where)
+            elif kind is _MAP:
+                result[entry.name] = self.map(child, item, child_where)
+            elif kind is _LIST:
+                items = enumerate(_array(item, child_where))
+                result[entry.name] = [self.map(child, element, f"{child_where}[{index}]") for index, element in items]
+            elif kind is _LEAF_LIST:
+                items = enumerate(_array(item, child_where))
+                result[entry.name] = [convert(element, f"{child_where}[{index}]") for index, element in items]
             else:
-                result[entry.name] = self.node(_schema_child(schema, entry.name), entry, item, child_where)
+                result[entry.name] = self.schemaless(entry, item, child_where)
         return result
-
-    def node(self, schema: SchemaNode | None, entry: KeyEntry, value: Any, where: str, container: bool = False) -> Any:
-        if container or isinstance(schema, ContainerNode):
-            return self.map(schema, value, where)  # type: ignore[arg-type]
-        if isinstance(schema, ListNode):
-            return [self.map(schema, item, f"{where}[{index}]") for index, item in enumerate(_array(value, where))]
-        if isinstance(schema, LeafListNode):
-            return [
-                leaf_from_cbor(schema.type, item, f"{where}[{index}]")
-                for index, item in enumerate(_array(value, where))
-            ]
-        if isinstance(schema, LeafNode):
-            return leaf_from_cbor(schema.type, value, where)
-        return self.schemaless(entry, value, where)
 
     def schemaless(self, entry: KeyEntry, value: Any, where: str) -> Any:
         """A known key with no schema node here (Uri-Path parameters, misplaced members): keep its shape so that
@@ -192,42 +202,90 @@ def _array(value: Any, where: str) -> list[Any]:
     return value
 
 
+LeafConverter = Callable[[Any, str], Any]
+"""(value, where) → the converted value; raises ModelError naming ``where``."""
+
+
 def leaf_from_cbor(dtype: DataType, value: Any, where: str) -> Any:
     """One CBOR scalar → its RFC 7951 JSON value, as ``dtype`` wants it."""
-    if isinstance(dtype, LeafrefType):
-        return leaf_from_cbor(dtype.ref_type, value, where)
-    if isinstance(dtype, UnionType):
-        return _union(dtype, value, where, leaf_from_cbor, lambda member, converted: converted)
-    if isinstance(dtype, EnumerationType):
-        if not _is_integer(value):
-            raise _bad(where, f"expected an unsigned integer (enumeration), got {_describe(value)}")
-        name = _enum_names(dtype).get(value)
-        if name is None:
-            raise _bad(where, f"{value} is not a defined value of {dtype}")
-        return name
-    if isinstance(dtype, BooleanType):
-        if not isinstance(value, bool):
-            raise _bad(where, f"expected a boolean, got {_describe(value)}")
-        return value
-    if isinstance(dtype, Decimal64Type):
-        return _decimal_to_text(dtype, value, where)
-    if isinstance(dtype, IntegralType):
-        if not _is_integer(value):
-            raise _bad(where, f"expected an integer, got {_describe(value)}")
-        if value.bit_length() > 64:
-            raise _bad(where, "integer out of range")
-        return str(value) if isinstance(dtype, Int64Type | Uint64Type) else value
-    if isinstance(dtype, BinaryType):
-        if not isinstance(value, bytes):
-            raise _bad(where, f"expected a byte string, got {_describe(value)}")
-        return base64.b64encode(value).decode("ascii")
-    if isinstance(dtype, EmptyType):
-        if value is not None:
-            raise _bad(where, f"expected null (empty type), got {_describe(value)}")
-        return [None]
+    return _leaf_converter(dtype)(value, where)
+
+
+def _leaf_converter(dtype: DataType) -> LeafConverter:
+    converter = _from_cbor_converters.get(dtype)
+    if converter is None:
+        converter = _from_cbor_converters[dtype] = _compile_from_cbor(dtype)
+    return converter
+
+
+_from_cbor_converters: dict[DataType, LeafConverter] = {}
+
+
+def _int_from_cbor(value: Any, where: str) -> Any:
+    if not _is_integer(value):
+        raise _bad(where, f"expected an integer, got {_describe(value)}")
+    if value.bit_length() > 64:
+        raise _bad(where, "integer out of range")
+    return value
+
+
+def _int64_from_cbor(value: Any, where: str) -> Any:
+    return str(_int_from_cbor(value, where))
+
+
+def _bool_passthrough(value: Any, where: str) -> Any:
+    if not isinstance(value, bool):
+        raise _bad(where, f"expected a boolean, got {_describe(value)}")
+    return value
+
+
+def _binary_from_cbor(value: Any, where: str) -> Any:
+    if not isinstance(value, bytes):
+        raise _bad(where, f"expected a byte string, got {_describe(value)}")
+    return base64.b64encode(value).decode("ascii")
+
+
+def _empty_from_cbor(value: Any, where: str) -> Any:
+    if value is not None:
+        raise _bad(where, f"expected null (empty type), got {_describe(value)}")
+    return [None]
+
+
+def _text_from_cbor(value: Any, where: str) -> Any:
     if not isinstance(value, str):
         raise _bad(where, f"expected a text string, got {_describe(value)}")
     return value
+
+
+def _compile_from_cbor(dtype: DataType) -> LeafConverter:
+    if isinstance(dtype, LeafrefType):
+        return _compile_from_cbor(dtype.ref_type)
+    if isinstance(dtype, UnionType):
+        members = [(member, _compile_from_cbor(member)) for member in dtype.types]
+        return _union_converter(members, lambda member, value, converted: converted)
+    if isinstance(dtype, EnumerationType):
+        names = {number: name for name, number in dtype.enum.items()}
+
+        def enumeration(value: Any, where: str) -> Any:
+            if not _is_integer(value):
+                raise _bad(where, f"expected an unsigned integer (enumeration), got {_describe(value)}")
+            name = names.get(value)
+            if name is None:
+                raise _bad(where, f"{value} is not a defined value of {dtype}")
+            return name
+
+        return enumeration
+    if isinstance(dtype, BooleanType):
+        return _bool_passthrough
+    if isinstance(dtype, Decimal64Type):
+        return lambda value, where: _decimal_to_text(dtype, value, where)
+    if isinstance(dtype, IntegralType):
+        return _int64_from_cbor if isinstance(dtype, Int64Type | Uint64Type) else _int_from_cbor
+    if isinstance(dtype, BinaryType):
+        return _binary_from_cbor
+    if isinstance(dtype, EmptyType):
+        return _empty_from_cbor
+    return _text_from_cbor
 
 
 def _decimal_to_text(dtype: Decimal64Type, value: Any, where: str) -> str:
@@ -249,31 +307,39 @@ def _exact_decimal(dtype: Decimal64Type, number: decimal.Decimal, where: str) ->
     return exact
 
 
-def _union(
-    dtype: UnionType,
-    value: Any,
-    where: str,
-    convert: Callable[[DataType, Any, str], Any],
-    raw_of: Callable[[DataType, Any], Any],
-) -> Any:
-    """The first member type that takes ``value`` (RFC 7950 §9.12); if none takes it, the first conversion that
+# Converters that behave alike for every type they serve: a union whose members all use one of them converts every
+# value the same way whichever member takes it, so it needs no member-by-member trial.
+_SHARED_CONVERTERS: set[LeafConverter] = set()
+
+
+def _union_converter(
+    members: list[tuple[DataType, LeafConverter]], raw_of: Callable[[DataType, Any, Any], Any]
+) -> LeafConverter:
+    """The first member type that takes the value (RFC 7950 §9.12); if none takes it, the first conversion that
     worked, so that validation reports the range or pattern error."""
-    fallback: tuple[Any] | None = None
-    first_error: ModelError | None = None
-    for member in dtype.types:
-        try:
-            converted = convert(member, value, where)
-        except ModelError as error:
-            first_error = first_error or error
-            continue
-        cooked = member.from_raw(raw_of(member, converted))
-        if cooked is not None and cooked in member:
-            return converted
-        fallback = fallback or (converted,)
-    if fallback is not None:
-        return fallback[0]
-    assert first_error is not None
-    raise first_error
+    converters = {converter for _, converter in members}
+    if len(converters) == 1 and converters <= _SHARED_CONVERTERS:
+        return converters.pop()
+
+    def union(value: Any, where: str) -> Any:
+        fallback: tuple[Any] | None = None
+        first_error: ModelError | None = None
+        for member, convert in members:
+            try:
+                converted = convert(value, where)
+            except ModelError as error:
+                first_error = first_error or error
+                continue
+            cooked = member.from_raw(raw_of(member, value, converted))
+            if cooked is not None and cooked in member:
+                return converted
+            fallback = fallback or (converted,)
+        if fallback is not None:
+            return fallback[0]
+        assert first_error is not None
+        raise first_error
+
+    return union
 
 
 def cbor_to_json(obj: Any) -> tuple[dict[str, Any], list[str]]:
@@ -300,30 +366,53 @@ def _json_map(
         raise _bad(where, f"expected an object, got {_describe(value)}")
     if depth > MAX_NESTING:
         raise _bad(where, "nested too deeply")
-    table = key_table()
+    place = _TOP_LEVEL if top_level else schema
     result: dict[int, Any] = {}
     for name, item in value.items():
+        plan = _name_plans.get((place, name)) if type(name) is str else None
+        if plan is None:
+            entry = key_table().by_name.get(name) if isinstance(name, str) else None
+            if entry is None:
+                raise _bad(f"{where}/{name}", "member has no DOTS CBOR key")
+            plan = _name_plans[(place, name)] = _json_member_plan(place, entry)
+        key, kind, child, convert = plan
         child_where = f"{where}/{name}"
-        entry = table.by_name.get(name) if isinstance(name, str) else None
-        if entry is None:
-            raise _bad(child_where, "member has no DOTS CBOR key")
-        child_schema = _top_level_schema(name) if top_level else _schema_child(schema, name)
-        top_container = top_level and child_schema is not None
-        result[entry.key] = _json_node(child_schema, item, child_where, depth, container=top_container)
+        if kind is _LEAF:
+            result[key] = convert(item, child_where)
+        elif kind is _MAP:
+            result[key] = _json_map(child, item, child_where, depth=depth + 1)
+        elif kind is _LIST:
+            items = enumerate(_array(item, child_where))
+            result[key] = [
+                _json_map(child, element, f"{child_where}[{index}]", depth=depth + 1) for index, element in items
+            ]
+        elif kind is _LEAF_LIST:
+            items = enumerate(_array(item, child_where))
+            result[key] = [convert(element, f"{child_where}[{index}]") for index, element in items]
+        else:
+            result[key] = _json_schemaless(item, child_where, depth + 1)
     return result
 
 
-def _json_node(schema: SchemaNode | None, value: Any, where: str, depth: int, container: bool = False) -> Any:
-    if container or isinstance(schema, ContainerNode):
-        return _json_map(schema, value, where, depth=depth + 1)  # type: ignore[arg-type]
-    if isinstance(schema, ListNode):
-        items = enumerate(_array(value, where))
-        return [_json_map(schema, item, f"{where}[{index}]", depth=depth + 1) for index, item in items]
-    if isinstance(schema, LeafListNode):
-        return [leaf_to_cbor(schema.type, item, f"{where}[{index}]") for index, item in enumerate(_array(value, where))]
-    if isinstance(schema, LeafNode):
-        return leaf_to_cbor(schema.type, value, where)
-    return _json_schemaless(value, where, depth + 1)
+# The JSON → CBOR counterpart of _member_plans, per (place, member name); only names in the key table get one.
+_JsonMemberPlan = tuple[int, str, Any, "LeafConverter | None"]
+_name_plans: dict[tuple[Any, str], _JsonMemberPlan] = {}
+
+
+def _json_member_plan(place: InternalNode | str | None, entry: KeyEntry) -> _JsonMemberPlan:
+    if place is _TOP_LEVEL:
+        structure = _top_level_schema(entry.name)
+        return (entry.key, _MAP, structure, None) if structure is not None else (entry.key, _SCHEMALESS, None, None)
+    child = _schema_child(place, entry.name)  # type: ignore[arg-type]
+    if isinstance(child, ContainerNode):
+        return entry.key, _MAP, child, None
+    if isinstance(child, ListNode):
+        return entry.key, _LIST, child, None
+    if isinstance(child, LeafListNode):
+        return entry.key, _LEAF_LIST, child, _to_cbor_converter(child.type)
+    if isinstance(child, LeafNode):
+        return entry.key, _LEAF, child, _to_cbor_converter(child.type)
+    return entry.key, _SCHEMALESS, None, None
 
 
 def _json_schemaless(value: Any, where: str, depth: int) -> Any:
@@ -340,45 +429,100 @@ def _json_schemaless(value: Any, where: str, depth: int) -> Any:
 
 def leaf_to_cbor(dtype: DataType, value: Any, where: str) -> Any:
     """One RFC 7951 JSON scalar → the CBOR item RFC 9132 Table 5 wants for ``dtype``."""
-    if isinstance(dtype, LeafrefType):
-        return leaf_to_cbor(dtype.ref_type, value, where)
-    if isinstance(dtype, UnionType):
-        return _union(dtype, value, where, leaf_to_cbor, lambda member, converted: value)
-    if isinstance(dtype, EnumerationType):
-        if not isinstance(value, str):
-            raise _bad(where, f"expected an enumeration name, got {_describe(value)}")
-        number = dtype.enum.get(value)
-        if number is None:
-            raise _bad(where, f"{value!r} is not a defined name of {dtype}")
-        return number
-    if isinstance(dtype, BooleanType):
-        if not isinstance(value, bool):
-            raise _bad(where, f"expected a boolean, got {_describe(value)}")
-        return value
-    if isinstance(dtype, Decimal64Type):
-        return _text_to_decimal(dtype, value, where)
-    if isinstance(dtype, Int64Type | Uint64Type):
-        if not isinstance(value, str) or not _INTEGER_TEXT.fullmatch(value) or len(value) > 21:
-            raise _bad(where, f"expected a 64-bit integer as a decimal string, got {_describe(value)}")
-        return int(value)
-    if isinstance(dtype, IntegralType):
-        if not _is_integer(value):
-            raise _bad(where, f"expected an integer, got {_describe(value)}")
-        return value
-    if isinstance(dtype, BinaryType):
-        if not isinstance(value, str):
-            raise _bad(where, f"expected base64 text, got {_describe(value)}")
-        try:
-            return base64.b64decode(value, validate=True)
-        except binascii.Error:
-            raise _bad(where, "invalid base64") from None
-    if isinstance(dtype, EmptyType):
-        if value != [None]:
-            raise _bad(where, "expected [null] (empty type)")
-        return None
+    return _to_cbor_converter(dtype)(value, where)
+
+
+def _to_cbor_converter(dtype: DataType) -> LeafConverter:
+    converter = _to_cbor_converters.get(dtype)
+    if converter is None:
+        converter = _to_cbor_converters[dtype] = _compile_to_cbor(dtype)
+    return converter
+
+
+_to_cbor_converters: dict[DataType, LeafConverter] = {}
+
+
+def _int64_to_cbor(value: Any, where: str) -> Any:
+    if not isinstance(value, str) or not _INTEGER_TEXT.fullmatch(value) or len(value) > 21:
+        raise _bad(where, f"expected a 64-bit integer as a decimal string, got {_describe(value)}")
+    return int(value)
+
+
+def _int_to_cbor(value: Any, where: str) -> Any:
+    if not _is_integer(value):
+        raise _bad(where, f"expected an integer, got {_describe(value)}")
+    return value
+
+
+def _binary_to_cbor(value: Any, where: str) -> Any:
+    if not isinstance(value, str):
+        raise _bad(where, f"expected base64 text, got {_describe(value)}")
+    try:
+        return base64.b64decode(value, validate=True)
+    except binascii.Error:
+        raise _bad(where, "invalid base64") from None
+
+
+def _empty_to_cbor(value: Any, where: str) -> Any:
+    if value != [None]:
+        raise _bad(where, "expected [null] (empty type)")
+    return None
+
+
+def _text_to_cbor(value: Any, where: str) -> Any:
     if not isinstance(value, str):
         raise _bad(where, f"expected a string, got {_describe(value)}")
     return value
+
+
+def _compile_to_cbor(dtype: DataType) -> LeafConverter:
+    if isinstance(dtype, LeafrefType):
+        return _compile_to_cbor(dtype.ref_type)
+    if isinstance(dtype, UnionType):
+        members = [(member, _compile_to_cbor(member)) for member in dtype.types]
+        return _union_converter(members, lambda member, value, converted: value)
+    if isinstance(dtype, EnumerationType):
+        numbers = dtype.enum
+
+        def enumeration(value: Any, where: str) -> Any:
+            if not isinstance(value, str):
+                raise _bad(where, f"expected an enumeration name, got {_describe(value)}")
+            number = numbers.get(value)
+            if number is None:
+                raise _bad(where, f"{value!r} is not a defined name of {dtype}")
+            return number
+
+        return enumeration
+    if isinstance(dtype, BooleanType):
+        return _bool_passthrough
+    if isinstance(dtype, Decimal64Type):
+        return lambda value, where: _text_to_decimal(dtype, value, where)
+    if isinstance(dtype, Int64Type | Uint64Type):
+        return _int64_to_cbor
+    if isinstance(dtype, IntegralType):
+        return _int_to_cbor
+    if isinstance(dtype, BinaryType):
+        return _binary_to_cbor
+    if isinstance(dtype, EmptyType):
+        return _empty_to_cbor
+    return _text_to_cbor
+
+
+_SHARED_CONVERTERS.update(
+    {
+        _int_from_cbor,
+        _int64_from_cbor,
+        _bool_passthrough,
+        _binary_from_cbor,
+        _empty_from_cbor,
+        _text_from_cbor,
+        _int64_to_cbor,
+        _int_to_cbor,
+        _binary_to_cbor,
+        _empty_to_cbor,
+        _text_to_cbor,
+    }
+)
 
 
 def _text_to_decimal(dtype: Decimal64Type, value: Any, where: str) -> decimal.Decimal:
