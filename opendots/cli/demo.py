@@ -23,6 +23,7 @@ from opendots.cli.certs import init_pki
 from opendots.signal.client.agent import ClientAgent
 from opendots.signal.client.core_requests import DotsRequest, DotsResponse, RequestKind
 from opendots.signal.client.settings import AgentSettings
+from opendots.signal.core.messages import Status
 from opendots.signal.server.run import start_signal_server
 
 VICTIM_PREFIX = "203.0.113.0/24"
@@ -129,23 +130,28 @@ async def run_demo(directory: Path) -> int:
         click.echo("\n== 3. the agent observes the mitigation; the server notifies every change")
         await _wait_for(lambda: any(path.endswith(f"/mid={mid}") for path, _ in trace.observed), 5)
 
-        click.echo("\n== 4. efficacy update: the attack is still ongoing")
+        click.echo("\n== 4. efficacy update from the client: the attack is still ongoing")
         await agent.operations.dispatch("efficacy", {"mid": mid, "attack-status": "under-attack"})
 
-        click.echo("\n== 5. change the session configuration (faster heartbeats while mitigating)")
+        click.echo("\n== 5. the mitigation provider reports the attack mitigated: a notification reaches the client")
+        before = trace.notifications
+        server.service.report_status(f"{agent.cuid}/{mid}", Status.ATTACK_SUCCESSFULLY_MITIGATED)
+        if not await _wait_for(lambda: trace.notifications > before, 5):
+            click.echo("no notification arrived within 5 s", err=True)
+            return 1
+
+        click.echo("\n== 6. change the session configuration (faster heartbeats while mitigating)")
         await agent.operations.dispatch(
             "config-set", {"mitigating": {"heartbeat_interval": 15, "missing_hb_allowed": 3}}
         )
 
-        click.echo("\n== 6. status of every mitigation of this client (GET)")
+        click.echo("\n== 7. status of every mitigation of this client (GET)")
         await agent.operations.dispatch("status", {})
 
-        click.echo("\n== 7. withdraw the mitigation")
-        before = trace.notifications
+        click.echo("\n== 8. withdraw the mitigation (the client stops observing it)")
         await agent.operations.dispatch("withdraw", {"mid": mid})
-        await _wait_for(lambda: trace.notifications > before, 5)
 
-        click.echo("\n== 8. back to the default session configuration")
+        click.echo("\n== 9. back to the default session configuration")
         await agent.operations.dispatch("config-delete", {})
         click.echo(f"\ndone: {trace.notifications} notification(s) received; server and client stop, files removed")
         return 0
