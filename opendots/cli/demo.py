@@ -13,6 +13,7 @@ import json
 import logging
 import socket
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -81,8 +82,10 @@ class Trace:
 
 def _indent(body: dict[str, Any], width: int = 118) -> str:
     """The body as compact YANG-JSON, wrapped under its exchange line."""
-    text = json.dumps(body, separators=(",", ":"))
-    return "\n".join("         " + text[start : start + width] for start in range(0, len(text), width))
+    text = json.dumps(body, separators=(", ", ": "))
+    return textwrap.fill(
+        text, width, initial_indent=" " * 9, subsequent_indent=" " * 9, break_long_words=False, break_on_hyphens=False
+    )
 
 
 async def _wait_for(predicate: Any, timeout: float) -> bool:
@@ -153,7 +156,7 @@ async def run_demo(directory: Path) -> int:
 
         click.echo("\n== 9. back to the default session configuration")
         await agent.operations.dispatch("config-delete", {})
-        click.echo(f"\ndone: {trace.notifications} notification(s) received; server and client stop, files removed")
+        click.echo(f"\ndone: {trace.notifications} notification(s) received; server and client stop")
         return 0
     finally:
         await agent.stop()
