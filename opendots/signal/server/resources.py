@@ -182,8 +182,10 @@ class DotsSite(aiocoap.resource.Site):
 
     async def render_to_pipe(self, pipe: Any) -> None:
         options = pipe.request.opt
-        if options.uri_path[:2] == WELL_KNOWN_DOTS and options.uri_path_abbrev is None:
-            options.uri_path = options.uri_path[2:]
+        path = options.uri_path
+        if len(path) > len(WELL_KNOWN_DOTS) and path[:2] == WELL_KNOWN_DOTS and options.uri_path_abbrev is None:
+            remainder = path[2:]
+            options.uri_path = () if remainder == ("",) else remainder  # as Site does for a trailing slash
             return await self.dots.render_to_pipe(pipe)
         return await super().render_to_pipe(pipe)
 
