@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import Callable
@@ -45,6 +46,7 @@ class RunningSignalServer:
         await self.service.stop()
         await self.endpoint.shutdown()
         self.store.close()
+        gc.unfreeze()  # what start froze may be garbage now (tests start many servers in one process)
 
 
 async def start_signal_server(
@@ -110,6 +112,10 @@ async def start_signal_server(
     if database is not None:  # ours: checkpoint its WAL off the request path
         checkpoints = asyncio.get_running_loop().create_task(checkpoint_in_background(database))
         running._tasks.add(checkpoints)
+    # What is loaded by now (YANG schema, TLS contexts, settings) lives as long as the process. Out of the cyclic
+    # collector's reach, it no longer makes each full collection a 10-30 ms pause in some request's latency.
+    gc.collect()
+    gc.freeze()
     return running
 
 
