@@ -105,8 +105,11 @@ async def test_mitigation_put_get_observe_delete(pki_dir: Path, tmp_path: Path, 
     assert 0 < entry["lifetime"] <= 3600
 
     # Observe the mitigation, then withdraw it with a second request: the observer gets the change.
-    observer, notifications = await client.start("-m", "get", "-s", "4", "-B", "10", uri)
-    await asyncio.sleep(1.0)  # the observer's session and registration are up
+    observer, notifications = await client.start("-m", "get", "-s", "5", "-B", "10", uri)
+    for _ in range(100):  # until its session and registration are up (slower on a loaded machine)
+        if running.resource.observer_count("client") == 1:
+            break
+        await asyncio.sleep(0.05)
     assert running.resource.observer_count("client") == 1
     await client.run("-m", "delete", uri)
     _, stderr = await asyncio.wait_for(observer.communicate(), 30)
