@@ -13,11 +13,23 @@ from typing import Any
 import aiocoap
 
 from opendots.config import ServerConfig
+from opendots.data.records import DataChannelQuery
+from opendots.data.service import DataChannelService
 from opendots.mitigate.base import Mitigator
 from opendots.mitigate.router import build_router
 from opendots.model import encode_signal
-from opendots.signal.core import Event, HeartbeatDue, PeerLost, ServerSettings, SignalServer
+from opendots.signal.core import (
+    Event,
+    HeartbeatDue,
+    MitigationActivated,
+    MitigationExpired,
+    MitigationWithdrawn,
+    PeerLost,
+    ServerSettings,
+    SignalServer,
+)
 from opendots.signal.core.messages import HEARTBEAT
+from opendots.signal.server.acls import AclEnforcer
 from opendots.signal.server.aliases import DataChannelAliases
 from opendots.signal.server.resources import DOTS_CBOR, WELL_KNOWN_DOTS, DotsResource, build_site
 from opendots.signal.server.service import SignalService
@@ -36,11 +48,15 @@ class RunningSignalServer:
     resource: DotsResource
     endpoint: SignalServerEndpoint
     store: SignalStore
+    acls: AclEnforcer | None = None
+    """Enforces the data channel's ACLs (None when the server runs without a data-channel store)."""
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def stop(self) -> None:
         for task in list(self._tasks):
             task.cancel()
+        if self.acls is not None:
+            await self.acls.stop()
         await self.service.stop()
         await self.endpoint.shutdown()
         self.store.close()
@@ -56,11 +72,17 @@ async def start_signal_server(
     clock: Callable[[], float] = time.time,
     dtls: bool = True,
     tls: bool = True,
+    data_channel: DataChannelService | None = None,
 ) -> RunningSignalServer:
-    """Serve the signal channel on BIND (default: every `config.listen` address on `config.signal_port`)."""
+    """Serve the signal channel on BIND (default: every `config.listen` address on `config.signal_port`).
+
+    DATA_CHANNEL: the data channel's service when it runs in this process (its ACL changes are then enforced at
+    once); by default one on the same database file, so stored ACLs are enforced too."""
     if store is None:
         database = SqliteDatabase(config.db)
         store = SqliteSignalStore(database)
+        if data_channel is None:
+            data_channel = DataChannelService(SqliteDataChannelStore(database), config.client_by_cuid)
         if settings is None:
             # Aliases live in the data channel's tables of the same database file (RFC 9132 §4.4.1.3).
             aliases = DataChannelAliases(SqliteDataChannelStore(database), config.clients, clock)
@@ -82,9 +104,15 @@ async def start_signal_server(
         idle_timeout=config.idle_session_timeout,
     )
     running = RunningSignalServer(service, resource, endpoint, store)
+    if data_channel is not None:
+        running.acls = _acl_enforcer(config, core, mitigator, data_channel, clock)
 
     def on_event(event: Event) -> None:
         resource.notify(event)
+        if running.acls is not None and isinstance(
+            event, MitigationActivated | MitigationWithdrawn | MitigationExpired
+        ):
+            running.acls.mitigations_changed(event.client, event.cuid)
         if isinstance(event, HeartbeatDue):
             task = asyncio.get_running_loop().create_task(_send_heartbeat(running, event))
             running._tasks.add(task)
@@ -105,7 +133,32 @@ async def start_signal_server(
     holder["on"] = on_event
     endpoint.session_listeners.append(on_session)
     await service.start()
+    if running.acls is not None:
+        await running.acls.start()  # after the mitigators restored their state, which replaces their tables
     return running
+
+
+def _acl_enforcer(
+    config: ServerConfig,
+    core: SignalServer,
+    mitigator: Mitigator,
+    data_channel: DataChannelService,
+    clock: Callable[[], float],
+) -> AclEnforcer:
+    def mitigating(cuid: str) -> bool:
+        client = config.client_by_cuid(cuid)
+        owner = client.name if client is not None else None
+        return any(m.enforcing and (m.record.cuid == cuid or m.record.client == owner) for m in core.mitigations())
+
+    def known_cuids() -> list[str]:
+        stored = getattr(data_channel.store, "clients", lambda: [])()
+        return list(dict.fromkeys([*(c.cuid for c in config.clients), *(record.cuid for record in stored)]))
+
+    enforcer = AclEnforcer(
+        DataChannelQuery(data_channel.store, clock), mitigator, config.client_by_cuid, mitigating, known_cuids, clock
+    )
+    data_channel.subscribe(enforcer.client_changed)
+    return enforcer
 
 
 async def _send_heartbeat(running: RunningSignalServer, event: HeartbeatDue) -> None:
