@@ -25,6 +25,8 @@ from opendots.signal.core.filtering import acl_key, acls_to_enforce, next_expiry
 
 log = logging.getLogger(__name__)
 
+STOP_GRACE = 10.0  # seconds a stopping server waits for the nft change in progress
+
 
 class AclSource(Protocol):
     def acls_for(self, cuid: str, activation_type: str | None = None) -> list[Acl]: ...
@@ -57,6 +59,7 @@ class AclEnforcer:
         self._busy = False
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     # ---- triggers (synchronous: callable from any callback) ----
 
@@ -83,11 +86,20 @@ class AclEnforcer:
         await self.idle()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        """Let the change in progress finish (a cancelled nft batch leaves us unsure of what is enforced), then end.
+
+        Enforcement stays in place: the kernel keeps it, and the next start re-decides from the store."""
+        self._stopping = True
+        self._wake.set()
+        task, self._task = self._task, None
+        if task is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(task), STOP_GRACE)
+        except TimeoutError:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await task
 
     async def idle(self) -> None:
         """Wait until every pending decision has been applied (tests, orderly shutdown)."""
@@ -100,7 +112,7 @@ class AclEnforcer:
     # ---- worker ----
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             if not self._dirty:
                 deadline = min(self._deadlines.values(), default=None)
                 timeout = None if deadline is None else max(0.0, deadline - self.clock())
@@ -112,7 +124,7 @@ class AclEnforcer:
                 self._dirty.update(cuid for cuid, at in self._deadlines.items() if at <= now)
             self._busy = True
             try:
-                while self._dirty:
+                while self._dirty and not self._stopping:
                     cuid = self._dirty.pop()
                     try:
                         await self._reconcile(cuid)
