@@ -10,6 +10,7 @@ from opendots import __version__
 from opendots.cli.certs import certs
 from opendots.cli.client import client
 from opendots.cli.data import data
+from opendots.cli.demo import demo
 from opendots.cli.server import server
 
 
@@ -25,6 +26,7 @@ def cli(verbose: int) -> None:
 cli.add_command(certs)
 cli.add_command(client)
 cli.add_command(data)
+cli.add_command(demo)
 cli.add_command(server)
 
 

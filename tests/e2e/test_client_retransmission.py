@@ -4,7 +4,9 @@ our transport's server with a resource that sits on the first requests it gets."
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -36,6 +38,14 @@ class SlowStart(aiocoap.resource.Resource):
         if len(self.seen) < self.answer_from:
             await asyncio.sleep(30)
         return aiocoap.Message(code=aiocoap.DELETED)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _collect_garbage_after_module() -> Iterator[None]:
+    # Run leftover finalizers (aiocoap observations, transports) now rather than in the middle of a later
+    # compile(): CPython 3.11.7 then fails with "AST constructor recursion depth mismatch".
+    yield
+    gc.collect()
 
 
 @pytest.fixture

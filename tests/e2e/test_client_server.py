@@ -8,28 +8,35 @@ Observe notifications, the control socket, the SQLite stores of both sides.
 from __future__ import annotations
 
 import asyncio
+import gc
+import json
+import os
+import signal
+import subprocess
+import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from opendots.cli.certs import init_pki
+from opendots.cli.client import client as client_cli
 from opendots.config import ClientConfig, ServerConfig
 from opendots.signal.client.control import ControlClient
 from opendots.signal.client.settings import AgentSettings
 from tests.conftest import free_port
 
 try:  # the server side lives on another branch until it is merged
+    from opendots.signal.client.agent import ClientAgent
     from opendots.signal.core import ServerSettings, Status
     from opendots.signal.core.server import Redirection
     from opendots.signal.core.sessionconfig import Limits, ParameterSet, SessionConfig
     from opendots.signal.server.run import RunningSignalServer, start_signal_server
-
-    from opendots.signal.client.agent import ClientAgent
 except ImportError as missing:
     pytest.skip(f"needs the signal server (opendots.signal.server): {missing}", allow_module_level=True)
 
@@ -92,6 +99,14 @@ def control(setup: Setup, operation: str, **args: Any) -> Any:
         return await asyncio.to_thread(blocking)
 
     return call()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _collect_garbage_after_module() -> Iterator[None]:
+    # Run leftover finalizers (aiocoap observations, transports) now rather than in the middle of a later
+    # compile(): CPython 3.11.7 then fails with "AST constructor recursion depth mismatch".
+    yield
+    gc.collect()
 
 
 @pytest.fixture(params=["dtls", "tls"])
@@ -224,3 +239,91 @@ async def test_redirection_to_an_alternate_server(tmp_path: Path) -> None:
         await agent.stop()
         await primary.stop()
         await alternate.stop()
+
+
+async def test_happy_eyeballs_falls_back_to_tls_when_dtls_is_unavailable(pki_dir: Path, tmp_path: Path) -> None:
+    setup = make_setup(pki_dir, tmp_path, "auto")
+    setup.client_config.server_addresses = ["::1", "127.0.0.1"]  # the server listens on IPv4 TCP only
+    server = await start_signal_server(
+        setup.server_config, bind=[("127.0.0.1", setup.port)], settings=server_settings(setup.server_config), dtls=False
+    )
+    agent = ClientAgent(setup.client_config, setup.settings)
+    started = time.monotonic()
+    await agent.start()
+    try:
+        assert await agent.wait_connected(10)
+        elapsed = time.monotonic() - started
+        info = agent.session_info()
+        assert (info["transport"], info["server"]) == ("tls", f"coaps+tcp://127.0.0.1:{setup.port}")
+        # Three losing candidates (DTLS/IPv6, DTLS/IPv4, TLS/IPv6) cost at most a few attempt delays, not timeouts.
+        assert elapsed < setup.settings.connect_timeout
+        assert agent.eyeballs.next_dtls_probe() is not None  # DTLS will be tried again later (§4.3)
+        created = await control(setup, "mitigate", scope={"target-prefix": ["192.0.2.64/27"], "lifetime": 60})
+        assert created["code"] == "2.01"
+    finally:
+        await agent.stop()
+        await server.stop()
+
+
+def test_server_and_client_processes_and_cli(pki_dir: Path, tmp_path: Path) -> None:
+    """`opendots server` and `opendots client run` as processes; the CLI verbs go through the agent's socket."""
+    directory = tmp_path / "deploy"
+    port = free_port()
+    server_config, client_config = init_pki(directory, signal_port=port)
+    server_config.listen = ["127.0.0.1"]
+    server_config.save(directory / "server.toml")
+    client_config.server_addresses = ["127.0.0.1"]
+    client_config.control_socket = Path("/tmp") / f"odc-{uuid.uuid4().hex[:12]}.sock"
+    client_config.save(directory / "client.toml")
+    root = Path(__file__).resolve().parents[2]
+    environment = {**os.environ, "PYTHONPATH": str(root)}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "opendots", "server", "--config", str(directory / "server.toml")],
+        cwd=root, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    agent = subprocess.Popen(
+        [sys.executable, "-c", "from opendots.cli.client import client; client()", "run",
+         "--config", str(directory / "client.toml")],
+        cwd=root, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        connected = False
+        while not connected:
+            assert server.poll() is None, server.stderr.read().decode()
+            assert agent.poll() is None, agent.stderr.read().decode()
+            assert time.monotonic() < deadline, "the agent never reached the server"
+            try:
+                with ControlClient(client_config.control_socket, timeout=5) as control_client:
+                    connected = control_client.session()["connected"]
+            except (ConnectionError, OSError):
+                pass
+            time.sleep(0.1)
+        runner = CliRunner()
+        common = ["--config", str(directory / "client.toml")]
+        created = runner.invoke(
+            client_cli, ["mitigate", *common, "--target-prefix", "198.51.100.0/25", "--lifetime", "120"]
+        )
+        assert created.exit_code == 0 and created.output.startswith("mid 0: 2.01"), created.output
+        deadline = time.monotonic() + 5
+        while True:
+            status = json.loads(runner.invoke(client_cli, ["status", *common, "--json"]).output)
+            (entry,) = status["ietf-dots-signal-channel:mitigation-scope"]["scope"]
+            if entry["status"] is not None or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert entry["status"] == "attack-mitigation-in-progress"
+        efficacy = runner.invoke(client_cli, ["efficacy", *common, "--mid", "0", "--attack-status", "under-attack"])
+        assert efficacy.exit_code == 0 and "2.04" in efficacy.output, efficacy.output
+        config = runner.invoke(client_cli, ["config", "set", *common, "--heartbeat-interval", "60", "--set", "idle"])
+        assert config.exit_code == 0 and config.output.startswith("sid 1: 2.01"), config.output
+        shown = runner.invoke(client_cli, ["config", "get", *common])
+        assert any(
+            line.split()[:3] == ["idle-config", "heartbeat-interval", "60"] for line in shown.output.splitlines()
+        )
+        withdrawn = runner.invoke(client_cli, ["withdraw", *common, "--mid", "0"])
+        assert withdrawn.exit_code == 0 and "2.02" in withdrawn.output, withdrawn.output
+    finally:
+        for process in (agent, server):
+            process.send_signal(signal.SIGTERM)
+        assert agent.wait(10) == 0 and server.wait(10) == 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import signal
 import socket
@@ -90,6 +91,14 @@ class LibcoapServer:
             self.process.kill()
             self.process.wait()
             self.process = None
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _collect_garbage_after_module() -> Iterator[None]:
+    # Run leftover finalizers (aiocoap observations, transports) now rather than in the middle of a later
+    # compile(): CPython 3.11.7 then fails with "AST constructor recursion depth mismatch".
+    yield
+    gc.collect()
 
 
 @pytest.fixture

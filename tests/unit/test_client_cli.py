@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from opendots.cli.client import client
@@ -25,3 +26,29 @@ def test_bad_scope_is_refused_locally(pki_dir: Path) -> None:
 def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(client, ["status", "--config", str(tmp_path / "absent.toml")])
     assert result.exit_code == 1 and "no such file" in result.output
+
+
+def test_agent_settings_from_the_agent_table(pki_dir: Path, tmp_path: Path) -> None:
+    from opendots.config import ClientConfig, ConfigError
+    from opendots.signal.client.settings import AgentSettings
+
+    path = tmp_path / "client.toml"
+    text = (pki_dir / "client.toml").read_text()
+    path.write_text(text)
+    config = ClientConfig.load(path)
+    defaults = AgentSettings.load(path, config)
+    assert defaults.state_file == config.control_socket.with_name("opendots-client-state.db")
+    assert (defaults.reconnect_min, defaults.reconnect_max) == (60.0, 300.0)  # RFC 9132 §4.7
+    path.write_text(text + '\n[agent]\nstate_file = "s.db"\nreconnect_min = 1\nreconnect_max = 2.5\n')
+    tuned = AgentSettings.load(path, config)
+    assert tuned.state_file == tmp_path / "s.db" and (tuned.reconnect_min, tuned.reconnect_max) == (1.0, 2.5)
+    for bad in ('reconnect_min = "soon"', "reconnect_min = 10\nreconnect_max = 5"):
+        path.write_text(text + f"\n[agent]\n{bad}\n")
+        with pytest.raises(ConfigError, match=r"\[agent\]"):
+            AgentSettings.load(path, config)
+
+
+def test_help_lists_every_verb() -> None:
+    result = CliRunner().invoke(client, ["--help"])
+    for verb in ("run", "mitigate", "status", "withdraw", "efficacy", "config", "session"):
+        assert f"  {verb}" in result.output

@@ -130,7 +130,8 @@ class ClientAgent:
 
     async def wait_connected(self, timeout: float) -> bool:
         try:
-            await asyncio.wait_for(self._connected.wait(), timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: 3.11's can swallow a racing cancel
+                await self._connected.wait()
         except TimeoutError:
             return False
         return True
@@ -229,8 +230,11 @@ class ClientAgent:
             timer = min(timers, default=None)
             self._wake.clear()
             timeout = None if timer is None else max(0.0, timer - self.clock())
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel racing with the wake-up,
+            # which left stop() waiting forever for this task.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
             self.core.handle_timer(self.clock())
 
     def _next_dtls_probe(self) -> float | None:
@@ -401,7 +405,8 @@ class ClientAgent:
                 )
             )
             try:
-                first = await asyncio.wait_for(asyncio.shield(pending.response), self.settings.request_timeout / 3)
+                async with asyncio.timeout(self.settings.request_timeout / 3):
+                    first = await asyncio.shield(pending.response)
                 break
             except TimeoutError:
                 _cancel(pending)

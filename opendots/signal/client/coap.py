@@ -105,7 +105,9 @@ async def send(
     if reliable or request.confirmable or single:
         pending = context.request(build_message(base_uri, request, reliable=reliable, parameters=parameters))
         try:
-            return to_dots_response(await asyncio.wait_for(pending.response, timeout))
+            async with asyncio.timeout(timeout):  # not wait_for: 3.11's can swallow a racing cancel
+                answer = await pending.response
+            return to_dots_response(answer)
         except TimeoutError:
             raise NoAnswer(f"no answer to {request.method} {request.uri_path} within {timeout:.1f} s") from None
         except aiocoap.error.Error as error:

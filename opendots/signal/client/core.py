@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,6 +125,8 @@ class DotsClientCore:
         self._events: deque[Event] = deque()
         self._redirect: _Redirect | None = None
         self._contacted: dict[str, float] = {}
+        self.exchange_listeners: list[Callable[[DotsRequest, DotsResponse], None]] = []
+        """Called with every answer the core learns from (notifications included): tracing, the demo, metrics."""
 
     # ---------------------------------------------------------------- queries
     @property
@@ -315,6 +318,8 @@ class DotsClientCore:
 
     def handle_response(self, request: DotsRequest, response: DotsResponse, now: float) -> None:
         """Learn from the answer to REQUEST (also every Observe notification of a status request)."""
+        for listener in self.exchange_listeners:
+            listener(request, response)
         self._peer_alive(now)
         if response.code == "5.03" and response.body and f"{MODULE}:redirected-signal" in response.body:
             self._handle_redirect(request, response, now)

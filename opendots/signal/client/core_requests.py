@@ -11,11 +11,12 @@ from enum import Enum
 from typing import Any
 
 from opendots.signal.client.core_scope import ATTACK_STATUSES, MODULE, MitigationScope, ScopeError
+from opendots.signal.core import defaults
 
 WELL_KNOWN = (".well-known", "dots")
 CONTENT_FORMAT_DOTS_CBOR = 271  # application/dots+cbor, RFC 9132 §10.3
 CONTENT_FILTERS = ("c", "n", "a")  # RFC 9132 Table 2
-MID_MAX = 0xFFFFFFFF
+MID_MAX = defaults.UINT32_MAX
 
 
 class RequestKind(Enum):

@@ -7,9 +7,11 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
+from opendots.signal.core import defaults
+
 MODULE = "ietf-dots-signal-channel"
-LIFETIME_INDEFINITE = -1
-DEFAULT_LIFETIME = 3600  # RFC 9132 Appendix C
+LIFETIME_INDEFINITE = defaults.INDEFINITE_LIFETIME
+DEFAULT_LIFETIME = defaults.LIFETIME  # RFC 9132 Appendix C
 PROTOCOL_NUMBERS = {"icmp": 1, "tcp": 6, "udp": 17, "dccp": 33, "ipv6-icmp": 58, "icmpv6": 58, "sctp": 132}
 ATTACK_STATUSES = ("under-attack", "attack-successfully-mitigated")  # RFC 9132 Table 4
 

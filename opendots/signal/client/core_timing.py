@@ -10,6 +10,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from opendots.signal.client.core_scope import MODULE
+from opendots.signal.core import defaults
 
 INFINITE_MAX_AGE = 0xFFFFFFFF  # RFC 9132 §4.5.3 / §4.6: Max-Age 2^32-1 means "forever"
 DEFAULT_CONFIG_REFRESH = 60.0  # RFC 7252 §5.10.5 default Max-Age, used when the server sends none
@@ -34,12 +35,12 @@ class ConfigValueError(ValueError):
 class SessionParameters:
     """One configuration set (idle-config or mitigating-config); defaults from RFC 9132 Appendix C."""
 
-    heartbeat_interval: int = 30
-    missing_hb_allowed: int = 15
-    probing_rate: int = 5
-    max_retransmit: int = 3
-    ack_timeout: Decimal = Decimal("2.00")
-    ack_random_factor: Decimal = Decimal("1.50")
+    heartbeat_interval: int = defaults.HEARTBEAT_INTERVAL
+    missing_hb_allowed: int = defaults.MISSING_HB_ALLOWED
+    probing_rate: int = defaults.PROBING_RATE
+    max_retransmit: int = defaults.MAX_RETRANSMIT
+    ack_timeout: Decimal = defaults.ACK_TIMEOUT
+    ack_random_factor: Decimal = defaults.ACK_RANDOM_FACTOR
 
     @classmethod
     def from_yang(cls, container: dict[str, Any], base: SessionParameters | None = None) -> SessionParameters:

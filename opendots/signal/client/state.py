@@ -15,9 +15,10 @@ from typing import Any
 
 from opendots.signal.client.core_requests import MID_MAX
 from opendots.signal.client.core_scope import MitigationScope, ScopeError
+from opendots.signal.core import defaults
 from opendots.store.sqlite import SqliteDatabase
 
-MID_ROLLOVER = 3221225471  # 3/4 of 2^32-1 (RFC 9132 §4.4.1.1)
+MID_ROLLOVER = defaults.MID_ROLLOVER  # 3/4 of 2^32-1 (RFC 9132 §4.4.1.1)
 
 _MIGRATIONS = [
     """
