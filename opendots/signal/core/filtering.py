@@ -92,3 +92,15 @@ def plan_change(enforced: Sequence[A], wanted: Sequence[A]) -> FilteringChange[A
     apply = [new for old, new in zip(kept[:stable], wanted[:stable], strict=True) if old != new]
     apply += wanted[stable:]
     return FilteringChange(tuple(withdraw), tuple(apply))
+
+
+class AclActivationControl(Protocol):
+    """The data channel's ACLs as the signal-channel core sees them for RFC 9133 filter control (sans I/O)."""
+
+    def acl_exists(self, cuid: str, name: str, now: float) -> bool:
+        """True when the client identified by CUID has a live ACL NAME (another client's ACLs are never seen)."""
+        ...
+
+    def set_activation(self, cuid: str, name: str, activation_type: str, now: float) -> None:
+        """Store the new activation type (and refresh the ACL's lifetime); raises when it cannot be stored."""
+        ...

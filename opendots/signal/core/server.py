@@ -36,6 +36,7 @@ from opendots.signal.core.events import (
     RedirectionChanged,
     SessionConfigChanged,
 )
+from opendots.signal.core.filtering import AclActivationControl
 from opendots.signal.core.heartbeat import PeerLiveness
 from opendots.signal.core.index import TargetIndex
 from opendots.signal.core.messages import (
@@ -54,6 +55,7 @@ from opendots.signal.core.mitigations import Mitigation
 from opendots.signal.core.paths import ConfigPath, HeartbeatPath, MitigatePath, parse_path
 from opendots.signal.core.query import parse_mitigation_query
 from opendots.signal.core.scope import (
+    ACL_LIST,
     MitigationRequest,
     Targets,
     overlap,
@@ -93,6 +95,8 @@ class ServerSettings:
     max_mitigations_per_client: int = 1000
     max_cuids_per_client: int = 16
     """Capacity guards: past them new requests get 5.03 (§4.4.1.3 lets a server refuse near capacity)."""
+    acl_control: AclActivationControl | None = None
+    """The data channel's ACLs, for RFC 9133 'acl-list' in mitigation requests; None: such requests get 4.00."""
 
 
 @dataclass(frozen=True)
@@ -296,9 +300,39 @@ class SignalServer:
         targets = resolve_aliases(client, parsed.targets, self.settings.aliases)
         check_authorized(client, targets)
         granted = self._grant(parsed.lifetime)
+        if parsed.acl_controls and (existing is None or existing.request.same_parameters(parsed)):
+            self._control_acls(client, path, parsed, now)
         if existing is not None:
             return self._refresh(client, existing, parsed, targets, granted, now, events)
         return self._create(client, path, parsed, targets, granted, now, events)
+
+    def _control_acls(
+        self, client: ClientAuthorization, path: MitigatePath, parsed: MitigationRequest, now: float
+    ) -> None:
+        """RFC 9133 §3.2.1: change the activation type of the client's data-channel ACLs named in 'acl-list'.
+
+        Every name is checked before anything changes; the changes are stored before the mitigation, so a
+        client told 5.03 can resend the request without 'acl-list' exactly as the RFC asks."""
+        control = self.settings.acl_control
+        if control is None:
+            raise reject("4.00", f"'{ACL_LIST}' is not supported by this DOTS server (no data channel)")
+        if not parsed.trigger_mitigation:
+            raise reject("4.00", f"'{ACL_LIST}' is for attack time, not in a preconfigured (idle) request")
+        owners: list[tuple[str, str, str]] = []
+        for item in parsed.acl_controls:
+            cuid = next((c for c in (path.cuid, client.cuid) if control.acl_exists(c, item.acl_name, now)), None)
+            if cuid is None:
+                raise reject("4.04", f"this DOTS client has no ACL named {item.acl_name!r}")
+            if item.activation_type is not None:
+                owners.append((cuid, item.acl_name, item.activation_type))
+        for cuid, name, activation_type in owners:
+            try:
+                control.set_activation(cuid, name, activation_type, now)
+            except Exception as problem:  # the store is outside the core: any failure is "could not apply"
+                log.error("RFC 9133 activation of ACL %s/%s failed: %s", cuid, name, problem)
+                failed = [{"acl-name": name, "activation-type": activation_type}]
+                body = {MITIGATION_SCOPE: {"scope": [{"mid": path.mid, ACL_LIST: failed}]}}
+                raise reject("5.03", f"the activation type of ACL {name!r} could not be updated", body) from None
 
     def _grant(self, requested: int) -> int:
         cap = self.settings.max_lifetime

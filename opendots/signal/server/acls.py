@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from opendots.config import ClientAuthorization
 from opendots.data.records import Acl
+from opendots.data.service import DataChannelService
 from opendots.mitigate.base import MitigatorError
 from opendots.mitigate.nftables_acl import policy_from_record
 from opendots.signal.core.filtering import acl_key, acls_to_enforce, next_expiry, plan_change
@@ -179,3 +180,18 @@ class AclEnforcer:
         except MitigatorError as problem:
             return str(problem)
         return None
+
+
+class DataChannelAclControl:
+    """RFC 9133 filter control for the core (AclActivationControl) on the data channel's service: the change is
+    stored like a data-channel refresh, and the service's subscribers (the AclEnforcer) enforce it at once."""
+
+    def __init__(self, service: DataChannelService) -> None:
+        self.service = service
+
+    def acl_exists(self, cuid: str, name: str, now: float) -> bool:
+        return self.service.store.get_acl(cuid, name, now) is not None
+
+    def set_activation(self, cuid: str, name: str, activation_type: str, now: float) -> None:
+        if not self.service.set_acl_activation(cuid, name, activation_type, now, refresh_lifetime=True):
+            raise LookupError(f"ACL {name!r} of {cuid} vanished")  # expired between the check and the change

@@ -29,7 +29,7 @@ from opendots.signal.core import (
     SignalServer,
 )
 from opendots.signal.core.messages import HEARTBEAT
-from opendots.signal.server.acls import AclEnforcer
+from opendots.signal.server.acls import AclEnforcer, DataChannelAclControl
 from opendots.signal.server.aliases import DataChannelAliases
 from opendots.signal.server.resources import DOTS_CBOR, WELL_KNOWN_DOTS, DotsResource, build_site
 from opendots.signal.server.service import SignalService
@@ -88,6 +88,8 @@ async def start_signal_server(
             aliases = DataChannelAliases(SqliteDataChannelStore(database), config.clients, clock)
             settings = replace(settings_from_table(config.clients, config.signal), aliases=aliases)
     settings = settings or settings_from_table(config.clients, config.signal)
+    if data_channel is not None and settings.acl_control is None:
+        settings = replace(settings, acl_control=DataChannelAclControl(data_channel))  # RFC 9133 'acl-list'
     core = SignalServer(settings, store, clock())
     holder: dict[str, Any] = {}
     mitigator = mitigator or build_router(config)  # [[mitigators]] of server.toml; logging only when none
