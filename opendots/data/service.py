@@ -108,9 +108,7 @@ class DataChannelService:
             return False
         body = {**stored.body, "activation-type": activation_type}
         expires = now + self.settings.lifetime if refresh_lifetime else stored.expires
-        self.store.apply(
-            Changes(cuid, acl_puts=[AclWrite(name, body, activation_type, expires, stored.position)]), now
-        )
+        self.store.apply(Changes(cuid, acl_puts=[AclWrite(name, body, activation_type, expires, stored.position)]), now)
         for listener in self._listeners:
             listener(cuid)
         return True
