@@ -25,7 +25,7 @@ from opendots.data.service import DataChannelSettings
 from opendots.lab.flood import VictimTally, flood
 from opendots.lab.netns import Lab
 from opendots.mitigate.nftables_acl import ace_counter_name
-from opendots.model import encode_signal
+from opendots.model import decode_signal, encode_signal
 from opendots.signal.core import ServerSettings
 from opendots.signal.server.run import RunningSignalServer, start_signal_server
 from opendots.store.data_channel import SqliteDataChannelStore
@@ -40,6 +40,7 @@ OTHER_PORT = 6007  # ... and not to this one
 PACKETS = 600
 PPS = 15_000
 SCOPE = "ietf-dots-signal-channel:mitigation-scope"
+ACL_LIST = "ietf-dots-signal-control:acl-list"
 
 
 @pytest.fixture(scope="module")
@@ -236,3 +237,35 @@ async def test_expired_acl_is_withdrawn(lab: Lab, table_name: str, pki_dir: Path
         assert not stack.acl_installed("short", "drop-udp")
     finally:
         await close_stack(stack)
+
+
+async def test_rfc9133_acl_list_switches_activation_over_the_signal_channel(stack: Stack, tally: VictimTally):
+    lab = stack.lab
+    await stack.data_client.create_acls([drop_udp_acl(lab, "udp-x", "deactivate")])
+    assert (await stack.signal_request(aiocoap.PUT, 1, mitigation_body(lab))).code == aiocoap.CREATED
+    assert not stack.acl_installed("udp-x", "drop-udp")  # deactivated: a mitigation does not enforce it
+
+    immediate = [{"acl-name": "udp-x", "activation-type": "immediate"}]
+    created = await stack.signal_request(aiocoap.PUT, 2, mitigation_body(lab, **{ACL_LIST: immediate}))
+    assert created.code == aiocoap.CREATED
+    assert decode_signal(created.payload) == {SCOPE: {"scope": [{"mid": 2, "lifetime": 3600}]}}
+    assert stack.acl_installed("udp-x", "drop-udp")
+    assert delivered(lab, tally, PORT) == 0
+    assert delivered(lab, tally, OTHER_PORT) == PACKETS
+
+    # §3.2.1: the new activation type outlives the mitigation request that carried it.
+    assert (await stack.signal_request(aiocoap.DELETE, 2)).code == aiocoap.DELETED
+    await wait_until(lambda: not stack.signal.service.core.mitigations(), 10, "the mitigation to end")
+    await stack.settle()
+    assert stack.acl_installed("udp-x", "drop-udp")
+
+    deactivate = [{"acl-name": "udp-x", "activation-type": "deactivate"}]
+    changed = await stack.signal_request(aiocoap.PUT, 3, mitigation_body(lab, **{ACL_LIST: deactivate}))
+    assert changed.code == aiocoap.CREATED
+    assert not stack.acl_installed("udp-x", "drop-udp")
+    assert delivered(lab, tally, PORT) == PACKETS
+    assert (await stack.data_client.acls("udp-x"))[0]["activation-type"] == "deactivate"
+
+    unknown = [{"acl-name": "no-such-acl", "activation-type": "immediate"}]
+    refused = await stack.signal_request(aiocoap.PUT, 4, mitigation_body(lab, **{ACL_LIST: unknown}))
+    assert refused.code == aiocoap.NOT_FOUND
