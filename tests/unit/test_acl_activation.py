@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import time
 
 import pytest
 
@@ -131,3 +132,72 @@ async def test_router_reports_a_refusal_but_keeps_the_other_actuators_enforcing(
     assert "cuid-a/x" in good.acls
     await router.withdraw_acl("cuid-a/x")
     assert good.acls == {}
+
+
+async def test_enforcer_reports_an_acl_nobody_can_enforce(server_config, tmp_path):
+    """The asyncio edge on a real data-channel store: with only a logging actuator the ACL is refused, reported."""
+    import json
+
+    from opendots.data.records import DataChannelQuery
+    from opendots.data.service import DataChannelService, RestconfRequest
+    from opendots.mitigate.router import build_router
+    from opendots.signal.server.acls import AclEnforcer
+    from opendots.store.data_channel import SqliteDataChannelStore
+    from opendots.store.sqlite import SqliteDatabase
+
+    cuid = server_config.clients[0].cuid
+    service = DataChannelService(
+        SqliteDataChannelStore(SqliteDatabase(tmp_path / "d.db")), server_config.client_by_cuid
+    )
+    enforcer = AclEnforcer(
+        DataChannelQuery(service.store),
+        build_router(server_config),  # no [[mitigators]]: the logging actuator alone, which has no ACL support
+        server_config.client_by_cuid,
+        mitigating=lambda _: False,
+        known_cuids=lambda: [cuid],
+    )
+    service.subscribe(enforcer.client_changed)
+    await enforcer.start()
+    try:
+        for path, body in (
+            ("", {"ietf-dots-data-channel:dots-client": [{"cuid": cuid}]}),
+            (
+                f"/dots-client={cuid}",
+                {
+                    "ietf-dots-data-channel:acls": {
+                        "acl": [
+                            {
+                                "name": "now",
+                                "activation-type": "immediate",
+                                "aces": {
+                                    "ace": [
+                                        {
+                                            "name": "a",
+                                            "matches": {"ipv4": {"protocol": 17}},
+                                            "actions": {"forwarding": "drop"},
+                                        }
+                                    ]
+                                },
+                            }
+                        ]
+                    }
+                },
+            ),
+        ):
+            request = RestconfRequest(
+                "POST",
+                "/ietf-dots-data-channel:dots-data" + path,
+                cuid,
+                body=json.dumps(body).encode(),
+                content_type="application/yang-data+json",
+            )
+            assert service.handle(request, time.time()).status == 201
+        await enforcer.idle()
+        assert "no configured mitigator can enforce" in enforcer.refused[f"{cuid}/now"]
+        assert enforcer.enforced(cuid) == [f"{cuid}/now"]  # tracked, so a later delete withdraws whatever was placed
+        request = RestconfRequest("DELETE", f"/ietf-dots-data-channel:dots-data/dots-client={cuid}/acls/acl=now", cuid)
+        assert service.handle(request, time.time()).status == 204
+        await enforcer.idle()
+        assert enforcer.refused == {} and enforcer.enforced(cuid) == []
+    finally:
+        await enforcer.stop()
