@@ -1,7 +1,7 @@
 """Time from BgpMitigator.apply() to the route being visible at a real BIRD 2 peer, per speaker and route kind.
 
 Usage (root, Debian bird2 + gobgpd and/or exabgp installed):
-    /opt/odvenv/bin/python bench/bgp.py [--runs 50] [--speakers gobgp,exabgp]
+    .venv/bin/python bench/bgp.py [--runs 50] [--speakers gobgp,exabgp]
 
 Each speaker runs in its own lab (two network namespaces, BIRD in one), so the figures of every installed speaker
 are printed side by side as each other's reference. Also reported: how long apply() itself takes (the API

@@ -1,6 +1,6 @@
 """Data channel benchmark: RESTCONF requests/s and p50/p99 latency over mutual TLS, next to a bare aiohttp reference.
 
-    /opt/odvenv/bin/python bench/data.py [--acls 1000] [--requests 500]
+    .venv/bin/python bench/data.py [--acls 1000] [--requests 500]
 
 The servers run in their own processes (this script re-invokes itself with --role), the client in this one,
 one request at a time on one kept-alive TLS connection:

@@ -1,6 +1,6 @@
 """nftables actuator figures, measured in a fresh namespace lab (needs root): prints one table.
 
-    /opt/odvenv/bin/python bench/mitigate.py [--runs 50] [--seconds 2]
+    .venv/bin/python bench/mitigate.py [--runs 50] [--seconds 2]
 
 1. time to install 10,000 targets in one batch (IPv6 /128s; IPv4 address.UDP.port entries; 10,000 mitigations);
 2. forwarding through the router with 10,000 targets installed vs none, same run, alternated (--rounds), as the

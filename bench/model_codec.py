@@ -3,7 +3,7 @@ the bare CBOR decode of the same bytes, and yangson validating the same body on 
 used alone before compiled.py; it still words every rejection and checks every must/when).
 
 Every figure is the p50 (and p99 where shown) of single calls, in microseconds; the machine is shared, so run it a
-few times. Run: /opt/odvenv/bin/python bench/model_codec.py [--calls N]
+few times. Run: .venv/bin/python bench/model_codec.py [--calls N]
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Signal-channel transport benchmark: handshakes/s, request RTT, memory per idle session, with reference runs.
 
-    /opt/odvenv/bin/python bench/transport.py [--requests 1000] [--sessions 1000] [--in-flight 20]
+    .venv/bin/python bench/transport.py [--requests 1000] [--sessions 1000] [--in-flight 20]
 
 Servers run in their own processes (this script re-invokes itself with --role), clients in this one:
   * OpenDOTS server (aiocoap + our DTLS/TLS transports) on one port for UDP and TCP;

@@ -13,6 +13,7 @@ import json
 import logging
 import socket
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from opendots.cli.certs import init_pki
 from opendots.signal.client.agent import ClientAgent
 from opendots.signal.client.core_requests import DotsRequest, DotsResponse, RequestKind
 from opendots.signal.client.settings import AgentSettings
+from opendots.signal.core.messages import Status
 from opendots.signal.server.run import start_signal_server
 
 VICTIM_PREFIX = "203.0.113.0/24"
@@ -80,8 +82,10 @@ class Trace:
 
 def _indent(body: dict[str, Any], width: int = 118) -> str:
     """The body as compact YANG-JSON, wrapped under its exchange line."""
-    text = json.dumps(body, separators=(",", ":"))
-    return "\n".join("         " + text[start : start + width] for start in range(0, len(text), width))
+    text = json.dumps(body, separators=(", ", ": "))
+    return textwrap.fill(
+        text, width, initial_indent=" " * 9, subsequent_indent=" " * 9, break_long_words=False, break_on_hyphens=False
+    )
 
 
 async def _wait_for(predicate: Any, timeout: float) -> bool:
@@ -129,25 +133,30 @@ async def run_demo(directory: Path) -> int:
         click.echo("\n== 3. the agent observes the mitigation; the server notifies every change")
         await _wait_for(lambda: any(path.endswith(f"/mid={mid}") for path, _ in trace.observed), 5)
 
-        click.echo("\n== 4. efficacy update: the attack is still ongoing")
+        click.echo("\n== 4. efficacy update from the client: the attack is still ongoing")
         await agent.operations.dispatch("efficacy", {"mid": mid, "attack-status": "under-attack"})
 
-        click.echo("\n== 5. change the session configuration (faster heartbeats while mitigating)")
+        click.echo("\n== 5. the mitigation provider reports the attack mitigated: a notification reaches the client")
+        before = trace.notifications
+        server.service.report_status(f"{agent.cuid}/{mid}", Status.ATTACK_SUCCESSFULLY_MITIGATED)
+        if not await _wait_for(lambda: trace.notifications > before, 5):
+            click.echo("no notification arrived within 5 s", err=True)
+            return 1
+
+        click.echo("\n== 6. change the session configuration (faster heartbeats while mitigating)")
         await agent.operations.dispatch(
             "config-set", {"mitigating": {"heartbeat_interval": 15, "missing_hb_allowed": 3}}
         )
 
-        click.echo("\n== 6. status of every mitigation of this client (GET)")
+        click.echo("\n== 7. status of every mitigation of this client (GET)")
         await agent.operations.dispatch("status", {})
 
-        click.echo("\n== 7. withdraw the mitigation")
-        before = trace.notifications
+        click.echo("\n== 8. withdraw the mitigation (the client stops observing it)")
         await agent.operations.dispatch("withdraw", {"mid": mid})
-        await _wait_for(lambda: trace.notifications > before, 5)
 
-        click.echo("\n== 8. back to the default session configuration")
+        click.echo("\n== 9. back to the default session configuration")
         await agent.operations.dispatch("config-delete", {})
-        click.echo(f"\ndone: {trace.notifications} notification(s) received; server and client stop, files removed")
+        click.echo(f"\ndone: {trace.notifications} notification(s) received; server and client stop")
         return 0
     finally:
         await agent.stop()
