@@ -69,13 +69,10 @@ class AclEnforcer:
         self._dirty.add(cuid)
         self._wake.set()
 
-    def mitigations_changed(self, client_name: str, cuid: str) -> None:
-        """A mitigation of CLIENT_NAME (under CUID) became active or ended."""
-        self._dirty.add(cuid)
+    def mitigations_changed(self, client_name: str, cuids: Iterable[str]) -> None:
+        """A mitigation of CLIENT_NAME became active or ended; CUIDS: the cuids its ACLs may be stored under."""
+        self._dirty.update(cuids)
         self._dirty.update(c for c in self._enforced if self._owner(c) == client_name)
-        authorized = next((c for c in self.known_cuids() if self._owner(c) == client_name), None)
-        if authorized is not None:
-            self._dirty.add(authorized)
         self._wake.set()
 
     # ---- life cycle ----

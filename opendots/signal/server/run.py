@@ -114,7 +114,9 @@ async def start_signal_server(
         if running.acls is not None and isinstance(
             event, MitigationActivated | MitigationWithdrawn | MitigationExpired
         ):
-            running.acls.mitigations_changed(event.client, event.cuid)
+            # ACLs live under the data channel's cuid: the certificate's, which a request's Uri-Path may not use.
+            owner = next((c.cuid for c in config.clients if c.name == event.client), event.cuid)
+            running.acls.mitigations_changed(event.client, {event.cuid, owner})
         if isinstance(event, HeartbeatDue):
             task = asyncio.get_running_loop().create_task(_send_heartbeat(running, event))
             running._tasks.add(task)
