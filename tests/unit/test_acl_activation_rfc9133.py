@@ -253,7 +253,7 @@ def test_a_failed_update_is_5_03_with_the_failed_entry(harness: Harness, server_
 
     harness.core.settings.acl_control = ReadOnlyControl(harness.data)
     failed = harness.signal("PUT", 4879, FIGURE_8, T0)
-    assert failed.code == "5.03"
+    assert failed.code == "5.03" and failed.max_age == 60
     # Figure 1's shape: the 'mid' and the ACL update that failed.
     assert failed.body == {
         SCOPE: {"scope": [{"mid": 4879, ACL_LIST: [{"acl-name": "my-accept-list", "activation-type": "immediate"}]}]}

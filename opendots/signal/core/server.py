@@ -49,6 +49,7 @@ from opendots.signal.core.messages import (
     Request,
     Response,
     Status,
+    error,
     reject,
 )
 from opendots.signal.core.mitigations import Mitigation
@@ -69,6 +70,7 @@ from opendots.store.signal import CuidRecord, MitigationRecord, SessionConfigRec
 log = logging.getLogger(__name__)
 
 Key = tuple[str, int]
+ACL_RETRY_AFTER = 60  # seconds: Max-Age of a 5.03 for a failed RFC 9133 ACL update
 STORE_RETRY_DELAY = 1.0  # seconds between attempts to store timer-driven changes after a storage failure
 
 
@@ -332,7 +334,9 @@ class SignalServer:
                 log.error("RFC 9133 activation of ACL %s/%s failed: %s", cuid, name, problem)
                 failed = [{"acl-name": name, "activation-type": activation_type}]
                 body = {MITIGATION_SCOPE: {"scope": [{"mid": path.mid, ACL_LIST: failed}]}}
-                raise reject("5.03", f"the activation type of ACL {name!r} could not be updated", body) from None
+                diagnostic = f"the activation type of ACL {name!r} could not be updated"
+                # Max-Age: when the client may retry with 'acl-list' after resending without it (§3.2.1).
+                raise Rejected(error("5.03", diagnostic, body, max_age=ACL_RETRY_AFTER)) from None
 
     def _grant(self, requested: int) -> int:
         cap = self.settings.max_lifetime
