@@ -18,10 +18,13 @@ import ipaddress
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opendots.config import ConfigError, ServerConfig
 from opendots.mitigate.base import Counters, IPNetwork, LoggingMitigator, MitigationScope, Mitigator, MitigatorError
+
+if TYPE_CHECKING:
+    from opendots.mitigate.nftables_acl import AclPolicy
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +142,7 @@ class MitigatorRouter:
 
     # ---- Data-channel ACLs: only actuators with apply_acl/withdraw_acl (nftables) enforce them ----
 
-    def _acl_plan(self, policy: Any) -> dict[int, Any]:
+    def _acl_plan(self, policy: AclPolicy) -> dict[int, AclPolicy]:
         client = self._client(policy.key)
         plan = {}
         for index, assignment in enumerate(self.assignments):
@@ -152,7 +155,7 @@ class MitigatorRouter:
                 plan[index] = replace(policy, domain=domain)
         return plan
 
-    async def apply_acl(self, policy: Any) -> None:
+    async def apply_acl(self, policy: AclPolicy) -> None:
         """Enforce a client ACL (an AclPolicy) on every ACL-capable actuator responsible for part of its domain.
 
         Raises MitigatorError when no actuator can enforce it, or one refused it (the others keep theirs)."""
