@@ -155,6 +155,10 @@ class MitigatorRouter:
                 plan[index] = replace(policy, domain=domain)
         return plan
 
+    def can_enforce_acl(self, policy: AclPolicy) -> bool:
+        """True when at least one configured actuator would enforce (part of) this ACL."""
+        return bool(self._acl_plan(policy))
+
     async def apply_acl(self, policy: AclPolicy) -> None:
         """Enforce a client ACL (an AclPolicy) on every ACL-capable actuator responsible for part of its domain.
 

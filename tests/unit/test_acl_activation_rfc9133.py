@@ -274,3 +274,27 @@ def _normalised(body: dict[str, Any]) -> dict[str, Any]:
     """Identities (ACL type, forwarding) come back module-qualified: compare their local names."""
     text = json.dumps(body).replace('"ietf-access-control-list:', '"')
     return json.loads(text)
+
+
+def test_an_acl_no_mitigator_can_enforce_gets_5_03_and_deactivation_still_works(harness: Harness):
+    from opendots.mitigate.router import build_router
+    from opendots.signal.server.acls import AclEnforcer
+
+    acl = {"ietf-dots-data-channel:acl": [FIGURE_7_ACL]}
+    harness.rest("PUT", f"/dots-client={harness.cuid}/acls/acl=my-accept-list", acl, T0)
+    enforcer = AclEnforcer(
+        DataChannelQuery(harness.data.store, lambda: T0),
+        build_router(harness.config),  # the logging actuator alone: it enforces no ACL
+        harness.config.client_by_cuid,
+        mitigating=lambda _: True,
+        known_cuids=lambda: [],
+    )
+    harness.core.settings.acl_control = DataChannelAclControl(harness.data, enforcer)
+    failed = harness.signal("PUT", 4879, FIGURE_8, T0)
+    assert failed.code == "5.03" and "no configured mitigator can enforce" in (failed.diagnostic or "")
+    assert failed.body[SCOPE]["scope"][0][ACL_LIST] == [{"acl-name": "my-accept-list", "activation-type": "immediate"}]
+    assert harness.activation("my-accept-list") == "deactivate"  # nothing changed
+
+    body = copy.deepcopy(FIGURE_8)
+    body[SCOPE]["scope"][0][ACL_LIST] = [{"acl-name": "my-accept-list", "activation-type": "deactivate"}]
+    assert harness.signal("PUT", 4880, body, T0).code == "2.01"  # stopping enforcement needs no mitigator

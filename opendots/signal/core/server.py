@@ -327,16 +327,23 @@ class SignalServer:
                 raise reject("4.04", f"this DOTS client has no ACL named {item.acl_name!r}")
             if item.activation_type is not None:
                 owners.append((cuid, item.acl_name, item.activation_type))
-        for cuid, name, activation_type in owners:
+        refused = [(o, p) for o in owners if (p := control.enforcement_problem(*o, now)) is not None]
+        if refused:
+            self._acl_update_failed(path, [owner for owner, _ in refused], "; ".join(p for _, p in refused))
+        for owner in owners:
             try:
-                control.set_activation(cuid, name, activation_type, now)
+                control.set_activation(*owner, now)
             except Exception as problem:  # the store is outside the core: any failure is "could not apply"
-                log.error("RFC 9133 activation of ACL %s/%s failed: %s", cuid, name, problem)
-                failed = [{"acl-name": name, "activation-type": activation_type}]
-                body = {MITIGATION_SCOPE: {"scope": [{"mid": path.mid, ACL_LIST: failed}]}}
-                diagnostic = f"the activation type of ACL {name!r} could not be updated"
-                # Max-Age: when the client may retry with 'acl-list' after resending without it (§3.2.1).
-                raise Rejected(error("5.03", diagnostic, body, max_age=ACL_RETRY_AFTER)) from None
+                self._acl_update_failed(path, [owner], str(problem))
+
+    @staticmethod
+    def _acl_update_failed(path: MitigatePath, failed: list[tuple[str, str, str]], reason: str) -> None:
+        """5.03 naming the ACL updates that failed (RFC 9133 Figure 1); Max-Age says when to retry them."""
+        log.error("RFC 9133 ACL update for %s failed: %s", path.cuid, reason)
+        entries = [{"acl-name": name, "activation-type": activation} for _, name, activation in failed]
+        body = {MITIGATION_SCOPE: {"scope": [{"mid": path.mid, ACL_LIST: entries}]}}
+        diagnostic = f"ACL update failed: {reason}"
+        raise Rejected(error("5.03", diagnostic, body, max_age=ACL_RETRY_AFTER))
 
     def _grant(self, requested: int) -> int:
         cap = self.settings.max_lifetime

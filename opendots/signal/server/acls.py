@@ -21,8 +21,8 @@ from opendots.config import ClientAuthorization
 from opendots.data.records import Acl
 from opendots.data.service import DataChannelService
 from opendots.mitigate.base import MitigatorError
-from opendots.mitigate.nftables_acl import policy_from_record
-from opendots.signal.core.filtering import acl_key, acls_to_enforce, next_expiry, plan_change
+from opendots.mitigate.nftables_acl import AclPolicy, policy_from_record
+from opendots.signal.core.filtering import DEACTIVATE, acl_key, acls_to_enforce, next_expiry, plan_change
 
 log = logging.getLogger(__name__)
 
@@ -166,14 +166,33 @@ class AclEnforcer:
         if not enforced:
             del self._enforced[cuid]
 
-    async def _apply(self, acl: Acl) -> str | None:
+    def problem_with(self, acl: Acl) -> str | None:
+        """Why ACL could not be enforced by our mitigators, found without touching them (None: it can be)."""
+        policy = self._policy(acl)
+        if isinstance(policy, str):
+            return policy
+        can_enforce = getattr(self.mitigator, "can_enforce_acl", None)
+        if can_enforce is not None and not can_enforce(policy):
+            return f"no configured mitigator can enforce ACL {policy.key}"
+        return None
+
+    def _policy(self, acl: Acl) -> AclPolicy | str:
         if getattr(self.mitigator, "apply_acl", None) is None:
             return f"mitigator {getattr(self.mitigator, 'name', '?')} cannot enforce ACLs"
         client = self.authorize(acl.cuid)
         if client is None or not client.prefixes:
             return "the client has no authorized prefixes to confine the ACL to"
         try:
-            await self.mitigator.apply_acl(policy_from_record(acl, tuple(client.prefixes)))
+            return policy_from_record(acl, tuple(client.prefixes))
+        except MitigatorError as problem:
+            return str(problem)
+
+    async def _apply(self, acl: Acl) -> str | None:
+        policy = self._policy(acl)
+        if isinstance(policy, str):
+            return policy
+        try:
+            await self.mitigator.apply_acl(policy)
         except MitigatorError as problem:
             return str(problem)
         return None
@@ -183,11 +202,20 @@ class DataChannelAclControl:
     """RFC 9133 filter control for the core (AclActivationControl) on the data channel's service: the change is
     stored like a data-channel refresh, and the service's subscribers (the AclEnforcer) enforce it at once."""
 
-    def __init__(self, service: DataChannelService) -> None:
+    def __init__(self, service: DataChannelService, enforcer: AclEnforcer | None = None) -> None:
         self.service = service
+        self.enforcer = enforcer
 
     def acl_exists(self, cuid: str, name: str, now: float) -> bool:
         return self.service.store.get_acl(cuid, name, now) is not None
+
+    def enforcement_problem(self, cuid: str, name: str, activation_type: str, now: float) -> str | None:
+        if activation_type == DEACTIVATE or self.enforcer is None:
+            return None
+        stored = self.service.store.get_acl(cuid, name, now)
+        if stored is None:
+            return f"ACL {name!r} expired"
+        return self.enforcer.problem_with(Acl.from_json(cuid, stored.body, stored.expires))
 
     def set_activation(self, cuid: str, name: str, activation_type: str, now: float) -> None:
         if not self.service.set_acl_activation(cuid, name, activation_type, now, refresh_lifetime=True):

@@ -88,11 +88,13 @@ async def start_signal_server(
             aliases = DataChannelAliases(SqliteDataChannelStore(database), config.clients, clock)
             settings = replace(settings_from_table(config.clients, config.signal), aliases=aliases)
     settings = settings or settings_from_table(config.clients, config.signal)
+    mitigator = mitigator or build_router(config)  # [[mitigators]] of server.toml; logging only when none
+    acl_control = None
     if data_channel is not None and settings.acl_control is None:
-        settings = replace(settings, acl_control=DataChannelAclControl(data_channel))  # RFC 9133 'acl-list'
+        acl_control = DataChannelAclControl(data_channel)
+        settings = replace(settings, acl_control=acl_control)  # RFC 9133 'acl-list'
     core = SignalServer(settings, store, clock())
     holder: dict[str, Any] = {}
-    mitigator = mitigator or build_router(config)  # [[mitigators]] of server.toml; logging only when none
     service = SignalService(core, mitigator, clock=clock, on_event=lambda e: holder["on"](e))
     site, resource = build_site(service)
     bind = bind or [(host, config.signal_port) for host in config.listen]
@@ -108,6 +110,8 @@ async def start_signal_server(
     running = RunningSignalServer(service, resource, endpoint, store)
     if data_channel is not None:
         running.acls = _acl_enforcer(config, core, mitigator, data_channel, clock)
+        if acl_control is not None:
+            acl_control.enforcer = running.acls  # RFC 9133: an ACL our mitigators cannot enforce gets 5.03
 
     def on_event(event: Event) -> None:
         resource.notify(event)
