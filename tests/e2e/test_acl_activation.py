@@ -266,6 +266,13 @@ async def test_rfc9133_acl_list_switches_activation_over_the_signal_channel(stac
     assert delivered(lab, tally, PORT) == PACKETS
     assert (await stack.data_client.acls("udp-x"))[0]["activation-type"] == "deactivate"
 
+    # A data-channel change during the mitigation: enforced at once, and shown to the signal channel (§3.2.1).
+    await stack.data_client.set_activation("udp-x", "activate-when-mitigating")
+    await stack.settle()
+    assert stack.acl_installed("udp-x", "drop-udp")
+    shown = decode_signal((await stack.signal_request(aiocoap.GET, 3)).payload)[SCOPE]["scope"][0][ACL_LIST]
+    assert shown == [{"acl-name": "udp-x", "activation-type": "activate-when-mitigating"}]
+
     unknown = [{"acl-name": "no-such-acl", "activation-type": "immediate"}]
     refused = await stack.signal_request(aiocoap.PUT, 4, mitigation_body(lab, **{ACL_LIST: unknown}))
     assert refused.code == aiocoap.NOT_FOUND

@@ -298,3 +298,23 @@ def test_an_acl_no_mitigator_can_enforce_gets_5_03_and_deactivation_still_works(
     body = copy.deepcopy(FIGURE_8)
     body[SCOPE]["scope"][0][ACL_LIST] = [{"acl-name": "my-accept-list", "activation-type": "deactivate"}]
     assert harness.signal("PUT", 4880, body, T0).code == "2.01"  # stopping enforcement needs no mitigator
+
+
+def test_a_change_made_over_the_data_channel_is_shown_and_notified(harness: Harness):
+    from opendots.signal.core import MitigationChanged
+
+    cuid = harness.cuid
+    harness.rest("PUT", f"/dots-client={cuid}/acls/acl=an-accept-list", FIGURE_2, T0)
+    assert harness.signal("PUT", 124, FIGURE_5, T0).code == "2.01"
+    patch = {"ietf-dots-data-channel:acl": [{"name": "an-accept-list", "activation-type": "immediate"}]}
+    harness.rest("PATCH", f"/dots-client={cuid}/acls/acl=an-accept-list", patch, T0 + 10)
+
+    events = harness.core.acl_activation_changed(cuid, T0 + 10)
+    assert [type(e) for e in events] == [MitigationChanged] and events[0].mid == 124
+    notified = events[0].snapshot[SCOPE]["scope"][0]
+    assert notified[ACL_LIST] == [{"acl-name": "an-accept-list", "activation-type": "immediate"}]
+    got = harness.signal("GET", 124, None, T0 + 11).body[SCOPE]["scope"][0]
+    assert got[ACL_LIST] == [{"acl-name": "an-accept-list", "activation-type": "immediate"}]
+    # Another client's data-channel changes never notify this client's observers.
+    other = next(c.cuid for c in harness.config.clients if c.name == "other")
+    assert harness.core.acl_activation_changed(other, T0 + 12) == []

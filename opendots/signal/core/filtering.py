@@ -101,6 +101,10 @@ class AclActivationControl(Protocol):
         """True when the client identified by CUID has a live ACL NAME (another client's ACLs are never seen)."""
         ...
 
+    def activation_type(self, cuid: str, name: str, now: float) -> str | None:
+        """The ACL's current activation type (None: no such live ACL)."""
+        ...
+
     def enforcement_problem(self, cuid: str, name: str, activation_type: str, now: float) -> str | None:
         """Why the mitigators could not enforce the ACL with this activation type, or None (RFC 9133: 5.03)."""
         ...

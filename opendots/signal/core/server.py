@@ -268,7 +268,9 @@ class SignalServer:
         selected = [m for m in selected if query.matches(m.targets, m.record.mid)]
         if not selected:
             raise reject("4.04", not_found)
-        body = {MITIGATION_SCOPE: {"scope": [m.render(now, query.content) for m in selected]}}
+        body = {
+            MITIGATION_SCOPE: {"scope": [self._current_acls(m, m.render(now, query.content), now) for m in selected]}
+        }
         return Response("2.05", body=body, observable=request.observe == 0)
 
     def render_mitigations(
@@ -344,6 +346,35 @@ class SignalServer:
         body = {MITIGATION_SCOPE: {"scope": [{"mid": path.mid, ACL_LIST: entries}]}}
         diagnostic = f"ACL update failed: {reason}"
         raise Rejected(error("5.03", diagnostic, body, max_age=ACL_RETRY_AFTER))
+
+    def _current_acls(self, mitigation: Mitigation, entry: dict[str, Any], now: float) -> dict[str, Any]:
+        """ENTRY with the activation types its 'acl-list' names as they are now (RFC 9133 §3.2.1: a change made
+        elsewhere, e.g. over the data channel, is shown in responses and notifications)."""
+        control = self.settings.acl_control
+        if control is None or ACL_LIST not in entry:
+            return entry
+        owner = self._by_name.get(mitigation.record.client)
+        cuids = (mitigation.record.cuid, *((owner.cuid,) if owner else ()))
+        current = []
+        for item in entry[ACL_LIST]:
+            name = item["acl-name"]
+            found = next((t for c in cuids if (t := control.activation_type(c, name, now)) is not None), None)
+            current.append({**item, "activation-type": found} if found else item)
+        return {**entry, ACL_LIST: current}
+
+    def acl_activation_changed(self, cuid: str, now: float) -> list[Event]:
+        """The data channel changed CUID's ACLs: observers of its active mitigations that name ACLs are notified
+        with the current activation types (RFC 9133 §3.2.1)."""
+        owner = self._clients.get(cuid)
+        events: list[Event] = []
+        for m in self._mitigations.values():
+            if not (m.enforcing and m.request.acl_controls):
+                continue
+            if m.record.cuid != cuid and (owner is None or m.record.client != owner.name):
+                continue
+            snapshot = {MITIGATION_SCOPE: {"scope": [self._current_acls(m, m.render(now), now)]}}
+            events.append(MitigationChanged(m.record.client, m.record.cuid, m.record.mid, snapshot))
+        return events
 
     def _grant(self, requested: int) -> int:
         cap = self.settings.max_lifetime

@@ -22,7 +22,14 @@ from opendots.data.records import Acl
 from opendots.data.service import DataChannelService
 from opendots.mitigate.base import MitigatorError
 from opendots.mitigate.nftables_acl import AclPolicy, policy_from_record
-from opendots.signal.core.filtering import DEACTIVATE, acl_key, acls_to_enforce, next_expiry, plan_change
+from opendots.signal.core.filtering import (
+    DEACTIVATE,
+    WHEN_MITIGATING,
+    acl_key,
+    acls_to_enforce,
+    next_expiry,
+    plan_change,
+)
 
 log = logging.getLogger(__name__)
 
@@ -208,6 +215,10 @@ class DataChannelAclControl:
 
     def acl_exists(self, cuid: str, name: str, now: float) -> bool:
         return self.service.store.get_acl(cuid, name, now) is not None
+
+    def activation_type(self, cuid: str, name: str, now: float) -> str | None:
+        stored = self.service.store.get_acl(cuid, name, now)
+        return stored.body.get("activation-type", WHEN_MITIGATING) if stored is not None else None
 
     def enforcement_problem(self, cuid: str, name: str, activation_type: str, now: float) -> str | None:
         if activation_type == DEACTIVATE or self.enforcer is None:

@@ -112,6 +112,7 @@ async def start_signal_server(
         running.acls = _acl_enforcer(config, core, mitigator, data_channel, clock)
         if acl_control is not None:
             acl_control.enforcer = running.acls  # RFC 9133: an ACL our mitigators cannot enforce gets 5.03
+            data_channel.subscribe(service.acl_activation_changed)
 
     def on_event(event: Event) -> None:
         resource.notify(event)
