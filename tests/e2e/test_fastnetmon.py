@@ -80,6 +80,27 @@ def test_ban_and_unban_through_the_agent(stack: ProcessStack, tmp_path: Path):
     assert active(stack, "2001:db8:b::5/128", oneshot=False)  # the other ban is untouched
 
 
+def test_concurrent_bans_each_get_their_own_mitigation(stack: ProcessStack, tmp_path: Path):
+    """FastNetMon runs one script per attacked host, possibly at once: the state file must keep every mapping."""
+    stack.start_server()
+    stack.start_agent()
+    script = write_notify_script(tmp_path / "notify.sh", stack.client_config_path, log_file=tmp_path / "hook.log")
+    hosts = [f"203.0.113.{20 + i}" for i in range(4)]
+    calls = [
+        subprocess.Popen([str(script), host, "incoming", "20000", "ban"], stdin=subprocess.PIPE, text=True)
+        for host in hosts
+    ]
+    for call in calls:
+        call.communicate(DETAILS, timeout=30)
+        assert call.returncode == EXIT_OK
+    recorded = mapping(stack)
+    assert set(recorded) == set(hosts)
+    assert len({recorded[host]["mid"] for host in hosts}) == len(hosts)
+    for host in hosts:
+        [entry] = active(stack, f"{host}/32", oneshot=False)
+        assert entry["mid"] == recorded[host]["mid"]
+
+
 def test_one_shot_when_no_agent_runs(stack: ProcessStack, tmp_path: Path):
     stack.start_server()
     log_file = tmp_path / "hook.log"
