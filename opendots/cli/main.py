@@ -11,6 +11,7 @@ from opendots.cli.certs import certs
 from opendots.cli.client import client
 from opendots.cli.data import data
 from opendots.cli.demo import demo
+from opendots.cli.fastnetmon import fastnetmon_hook
 from opendots.cli.server import server
 
 
@@ -27,6 +28,7 @@ cli.add_command(certs)
 cli.add_command(client)
 cli.add_command(data)
 cli.add_command(demo)
+cli.add_command(fastnetmon_hook)
 cli.add_command(server)
 
 

@@ -1,4 +1,7 @@
-"""`opendots server`: run the DOTS signal-channel server (RFC 9132) configured by server.toml."""
+"""`opendots server`: run the DOTS signal channel (RFC 9132) and data channel (RFC 8783) configured by server.toml.
+
+Both channels share the database file, and the data channel's ACL changes are enforced at once (signal/server/acls).
+"""
 
 from __future__ import annotations
 
@@ -20,31 +23,69 @@ log = logging.getLogger(__name__)
 )
 @click.option("--no-dtls", is_flag=True, help="Do not listen on UDP (DTLS).")
 @click.option("--no-tls", is_flag=True, help="Do not listen on TCP (TLS).")
-def server(config: Path, no_dtls: bool, no_tls: bool) -> None:
-    """Serve the DOTS signal channel over DTLS and TLS until SIGINT/SIGTERM."""
+@click.option("--signal-port", type=int, help="Signal channel port, UDP and TCP (overrides signal_port).")
+@click.option("--data-port", type=int, help="Data channel HTTPS port (overrides data_port).")
+@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), help="SQLite database file (overrides db).")
+@click.option("--listen", multiple=True, help="Address to listen on (repeatable; overrides listen).")
+@click.option("--no-data", is_flag=True, help="Do not serve the data channel (RESTCONF over HTTPS).")
+def server(
+    config: Path,
+    no_dtls: bool,
+    no_tls: bool,
+    signal_port: int | None,
+    data_port: int | None,
+    db: Path | None,
+    listen: tuple[str, ...],
+    no_data: bool,
+) -> None:
+    """Serve the DOTS signal channel over DTLS and TLS, and the data channel over HTTPS, until SIGINT/SIGTERM.
+
+    Command-line flags override the values of the configuration file.
+    """
+    from opendots.data.server import SERVICE_KEY, start_data_server  # imports aiohttp: only when serving
     from opendots.signal.server.run import start_signal_server  # imports aiocoap: only when serving
+    from opendots.store.data_channel import SqliteDataChannelStore
+    from opendots.store.sqlite import SqliteDatabase
 
     try:
         loaded = ServerConfig.load(config)
     except ConfigError as error:
         raise click.ClickException(str(error)) from None
+    if signal_port is not None:
+        loaded.signal_port = signal_port
+    if data_port is not None:
+        loaded.data_port = data_port
+    if db is not None:
+        loaded.db = db
+    if listen:
+        loaded.listen = list(listen)
     if no_dtls and no_tls:
         raise click.ClickException("--no-dtls and --no-tls leave nothing to serve")
 
     async def main() -> None:
+        data = None
         try:
-            running = await start_signal_server(loaded, dtls=not no_dtls, tls=not no_tls)
+            if not no_data:
+                store = SqliteDataChannelStore(SqliteDatabase(loaded.db))
+                data = await start_data_server(loaded, store)
+            service = data.app[SERVICE_KEY] if data is not None else None
+            running = await start_signal_server(loaded, dtls=not no_dtls, tls=not no_tls, data_channel=service)
         except (ConfigError, OSError) as error:
+            if data is not None:
+                await data.cleanup()
             raise click.ClickException(str(error)) from None
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for number in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(number, stop.set)
         addresses = running.endpoint.dtls_addresses + running.endpoint.tls_addresses
-        click.echo(f"DOTS signal channel listening on {addresses}", err=True)
+        served = f"; data channel listening on {data.addresses}" if data is not None else ""
+        click.echo(f"DOTS signal channel listening on {addresses}{served}", err=True)
         try:
             await stop.wait()
         finally:
             await running.stop()
+            if data is not None:
+                await data.cleanup()
 
     asyncio.run(main())

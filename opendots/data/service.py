@@ -93,10 +93,13 @@ class DataChannelService:
         """Call LISTENER(cuid) after every change to that client's data (e.g. to re-apply its immediate ACLs)."""
         self._listeners.append(listener)
 
-    def set_acl_activation(self, cuid: str, name: str, activation_type: str, now: float) -> bool:
+    def set_acl_activation(
+        self, cuid: str, name: str, activation_type: str, now: float, refresh_lifetime: bool = False
+    ) -> bool:
         """Change an ACL's activation type from outside RESTCONF (RFC 9133 signal-channel control).
 
-        False if the client has no such ACL. The lifetime is not refreshed: only the client's own PUT does that.
+        False if the client has no such ACL. REFRESH_LIFETIME restarts the ACL's lifetime as a data-channel
+        refresh would (RFC 9133 §3.2.1 asks it of signal-channel control).
         """
         if activation_type not in ("activate-when-mitigating", "immediate", "deactivate"):
             raise ValueError(f"unknown activation type {activation_type!r}")
@@ -104,9 +107,8 @@ class DataChannelService:
         if stored is None:
             return False
         body = {**stored.body, "activation-type": activation_type}
-        self.store.apply(
-            Changes(cuid, acl_puts=[AclWrite(name, body, activation_type, stored.expires, stored.position)]), now
-        )
+        expires = now + self.settings.lifetime if refresh_lifetime else stored.expires
+        self.store.apply(Changes(cuid, acl_puts=[AclWrite(name, body, activation_type, expires, stored.position)]), now)
         for listener in self._listeners:
             listener(cuid)
         return True

@@ -18,10 +18,13 @@ import ipaddress
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opendots.config import ConfigError, ServerConfig
 from opendots.mitigate.base import Counters, IPNetwork, LoggingMitigator, MitigationScope, Mitigator, MitigatorError
+
+if TYPE_CHECKING:
+    from opendots.mitigate.nftables_acl import AclPolicy
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +52,21 @@ class Assignment:
         )
         return replace(scope, target_prefixes=inside) if inside else None
 
+    def confine(self, domain: Sequence[IPNetwork]) -> tuple[IPNetwork, ...]:
+        """The part of DOMAIN (a client's prefixes) this actuator is responsible for."""
+        if not self.prefixes:
+            return tuple(domain)
+        inside: list[IPNetwork] = []
+        for prefix in domain:
+            for own in self.prefixes:
+                if prefix.version != own.version:
+                    continue
+                if prefix.subnet_of(own):  # type: ignore[arg-type]
+                    inside.append(prefix)
+                elif own.subnet_of(prefix):  # type: ignore[arg-type]
+                    inside.append(own)
+        return tuple(dict.fromkeys(inside))
+
 
 @dataclass
 class MitigatorRouter:
@@ -63,6 +81,7 @@ class MitigatorRouter:
     client_names: Mapping[str, str] = field(default_factory=dict)  # cuid -> client name
     name: str = "router"
     _placed: dict[str, dict[int, MitigationScope]] = field(default_factory=dict)
+    _acl_placed: dict[str, set[int]] = field(default_factory=dict)
 
     def _client(self, key: str) -> str | None:
         cuid = key.split("/", 1)[0]
@@ -121,6 +140,69 @@ class MitigatorRouter:
         if failures:
             raise MitigatorError("; ".join(failures))
 
+    # ---- Data-channel ACLs: only actuators with apply_acl/withdraw_acl (nftables) enforce them ----
+
+    def _acl_plan(self, policy: AclPolicy) -> dict[int, AclPolicy]:
+        client = self._client(policy.key)
+        plan = {}
+        for index, assignment in enumerate(self.assignments):
+            if getattr(assignment.mitigator, "apply_acl", None) is None:
+                continue
+            if assignment.clients and client not in assignment.clients:
+                continue
+            domain = assignment.confine(policy.domain)
+            if domain:
+                plan[index] = replace(policy, domain=domain)
+        return plan
+
+    def can_enforce_acl(self, policy: AclPolicy) -> bool:
+        """True when at least one configured actuator would enforce (part of) this ACL."""
+        return bool(self._acl_plan(policy))
+
+    async def apply_acl(self, policy: AclPolicy) -> None:
+        """Enforce a client ACL (an AclPolicy) on every ACL-capable actuator responsible for part of its domain.
+
+        Raises MitigatorError when no actuator can enforce it, or one refused it (the others keep theirs)."""
+        plan = self._acl_plan(policy)
+        before = self._acl_placed.get(policy.key, set())
+        failures = []
+        placed = set()
+        for index in before - plan.keys():
+            try:
+                await self.assignments[index].mitigator.withdraw_acl(policy.key)  # type: ignore[attr-defined]
+            except MitigatorError as error:
+                failures.append(f"{self.assignments[index].mitigator.name}: {error}")
+                placed.add(index)
+        for index, part in plan.items():
+            mitigator = self.assignments[index].mitigator
+            try:
+                await mitigator.apply_acl(part)  # type: ignore[attr-defined]
+                placed.add(index)
+            except MitigatorError as error:
+                failures.append(f"{mitigator.name}: {error}")
+                if index in before:
+                    placed.add(index)
+        self._acl_placed[policy.key] = placed
+        if not plan:
+            raise MitigatorError(f"no configured mitigator can enforce ACL {policy.key}")
+        if failures:
+            raise MitigatorError("; ".join(failures))
+
+    async def withdraw_acl(self, key: str) -> None:
+        failures = []
+        for index in self._acl_placed.pop(key, set()):
+            mitigator = self.assignments[index].mitigator
+            try:
+                await mitigator.withdraw_acl(key)  # type: ignore[attr-defined]
+            except MitigatorError as error:
+                failures.append(f"{mitigator.name}: {error}")
+        if failures:
+            raise MitigatorError("; ".join(failures))
+
+    @property
+    def active_acls(self) -> list[str]:
+        return [key for key, placed in self._acl_placed.items() if placed]
+
     async def counters(self, key: str) -> Counters:
         """Sum of what the actuators measured; a field stays None when no actuator measures it."""
         totals: dict[str, int | None] = dict.fromkeys(("bytes_dropped", "pkts_dropped", "bps_dropped", "pps_dropped"))
@@ -149,6 +231,7 @@ class MitigatorRouter:
         refused: dict[str, MitigatorError] = {}
         per_actuator: dict[int, list[MitigationScope]] = {index: [] for index in range(len(self.assignments))}
         self._placed.clear()
+        self._acl_placed.clear()  # an actuator's restore replaces its whole state: ACLs are re-applied after
         for scope in scopes:
             plan = self._plan(scope)
             if not plan:

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 from opendots.cli.certs import init_pki
-from opendots.config import ServerConfig
 from opendots.model import decode_signal, encode_signal
 from opendots.store.signal import SqliteSignalStore
 from tests.conftest import free_port, require_binary
@@ -22,13 +21,13 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_server_command_serves_and_stops(tmp_path: Path):
     client_binary = require_binary("coap-client-openssl")
     port = free_port()
-    init_pki(tmp_path, signal_port=port)
-    config = ServerConfig.load(tmp_path / "server.toml")
-    config.listen = ["127.0.0.1"]
-    config.save(tmp_path / "server.toml")
+    config, _ = init_pki(
+        tmp_path
+    )  # the file keeps the default port 4646, listen "::" and opendots.db: flags override them
     command = "from opendots.cli.server import server; server()"
+    flags = ["--signal-port", str(port), "--listen", "127.0.0.1", "--db", str(tmp_path / "flag.db"), "--no-data"]
     process = subprocess.Popen(
-        [sys.executable, "-c", command, "-c", str(tmp_path / "server.toml"), "--no-tls"],
+        [sys.executable, "-c", command, "-c", str(tmp_path / "server.toml"), "--no-tls", *flags],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         stderr=subprocess.PIPE,
@@ -58,6 +57,7 @@ def test_server_command_serves_and_stops(tmp_path: Path):
     assert process.returncode == 0
     assert time.monotonic() - started < 20
     # The acknowledged mitigation is on disk for the next start.
-    store = SqliteSignalStore.open(tmp_path / "opendots.db")
+    assert not (tmp_path / "opendots.db").exists()
+    store = SqliteSignalStore.open(tmp_path / "flag.db")
     assert [(row[0], row[1]) for row in store.dump()["signal_mitigations"]] == [(cuid, 1)]
     store.close()

@@ -8,7 +8,7 @@ from typing import Any
 
 from opendots.mitigate.base import Counters, MitigationScope
 from opendots.signal.core.messages import ENFORCING, MITIGATION_SCOPE, Status
-from opendots.signal.core.scope import MitigationRequest, Targets, uri_host
+from opendots.signal.core.scope import ACL_LIST, MitigationRequest, Targets, uri_host
 from opendots.store.signal import MitigationRecord
 
 CONFIG_MEMBERS = frozenset(
@@ -21,6 +21,7 @@ CONFIG_MEMBERS = frozenset(
         "alias-name",
         "lifetime",
         "trigger-mitigation",
+        ACL_LIST,  # RFC 9133: replayed like the other request parameters
     }
 )
 

@@ -21,7 +21,9 @@ from opendots.signal.core.messages import MITIGATION_SCOPE, AttackStatus, reject
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 TARGET_MEMBERS = ("target-prefix", "target-port-range", "target-protocol", "target-fqdn", "target-uri", "alias-name")
-CLIENT_MEMBERS = frozenset({*TARGET_MEMBERS, "lifetime", "trigger-mitigation", "attack-status"})
+ACL_LIST = "ietf-dots-signal-control:acl-list"  # RFC 9133 filter control
+ACTIVATION_TYPES = ("activate-when-mitigating", "immediate", "deactivate")
+CLIENT_MEMBERS = frozenset({*TARGET_MEMBERS, "lifetime", "trigger-mitigation", "attack-status", ACL_LIST})
 SERVER_ONLY_MEMBERS = frozenset(
     {
         "mid",
@@ -76,6 +78,14 @@ class Targets:
 
 
 @dataclass(frozen=True)
+class AclControl:
+    """One RFC 9133 'acl-list' entry: a data-channel ACL of the client, and the activation type it should get."""
+
+    acl_name: str
+    activation_type: str | None = None  # None: the ACL is named, its activation type stays
+
+
+@dataclass(frozen=True)
 class MitigationRequest:
     """One parsed 'scope' entry of a PUT /mitigate body."""
 
@@ -86,10 +96,15 @@ class MitigationRequest:
     attack_status: AttackStatus | None = None
     document: dict[str, Any] = field(default_factory=dict, compare=False)
     """The configuration members as the client sent them, in its order (replayed in GET responses)."""
+    acl_controls: tuple[AclControl, ...] = ()
 
     def same_parameters(self, other: MitigationRequest) -> bool:
         """True when OTHER repeats every parameter of this request, lifetime and attack-status aside (§4.4.1.3)."""
-        return self.targets.as_sets() == other.targets.as_sets() and self.trigger_mitigation == other.trigger_mitigation
+        return (
+            self.targets.as_sets() == other.targets.as_sets()
+            and self.trigger_mitigation == other.trigger_mitigation
+            and set(self.acl_controls) == set(other.acl_controls)
+        )
 
 
 def parse_scope_body(body: Any) -> MitigationRequest:
@@ -141,7 +156,28 @@ def parse_scope_entry(entry: Any) -> MitigationRequest:
         trigger_mitigation=trigger,
         attack_status=_attack_status(entry["attack-status"]) if "attack-status" in entry else None,
         document=document,
+        acl_controls=_acl_controls(entry.get(ACL_LIST, [])),
     )
+
+
+def _acl_controls(items: Any) -> tuple[AclControl, ...]:
+    """RFC 9133 §3.2.1: 'acl-name' is mandatory in each entry, 'activation-type' optional; names are the keys."""
+    if not isinstance(items, list):
+        raise reject("4.00", f"'{ACL_LIST}' must be a list")
+    controls: dict[str, AclControl] = {}
+    for item in items:
+        if not isinstance(item, dict) or not set(item) <= {"acl-name", "activation-type"}:
+            raise reject("4.00", f"an '{ACL_LIST}' entry holds 'acl-name' and optionally 'activation-type'")
+        name = item.get("acl-name")
+        if not isinstance(name, str) or not name:
+            raise reject("4.00", f"'acl-name' is mandatory in an '{ACL_LIST}' entry")
+        activation = item.get("activation-type")
+        if activation is not None and activation not in ACTIVATION_TYPES:
+            raise reject("4.00", f"'activation-type' must be one of {', '.join(ACTIVATION_TYPES)}")
+        if name in controls:
+            raise reject("4.00", f"'{ACL_LIST}' names ACL {name!r} twice")
+        controls[name] = AclControl(name, activation)
+    return tuple(controls.values())
 
 
 def parse_prefix(text: str) -> IPNetwork:

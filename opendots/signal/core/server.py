@@ -36,6 +36,7 @@ from opendots.signal.core.events import (
     RedirectionChanged,
     SessionConfigChanged,
 )
+from opendots.signal.core.filtering import AclActivationControl
 from opendots.signal.core.heartbeat import PeerLiveness
 from opendots.signal.core.index import TargetIndex
 from opendots.signal.core.messages import (
@@ -48,12 +49,14 @@ from opendots.signal.core.messages import (
     Request,
     Response,
     Status,
+    error,
     reject,
 )
 from opendots.signal.core.mitigations import Mitigation
 from opendots.signal.core.paths import ConfigPath, HeartbeatPath, MitigatePath, parse_path
 from opendots.signal.core.query import parse_mitigation_query
 from opendots.signal.core.scope import (
+    ACL_LIST,
     MitigationRequest,
     Targets,
     overlap,
@@ -67,6 +70,7 @@ from opendots.store.signal import CuidRecord, MitigationRecord, SessionConfigRec
 log = logging.getLogger(__name__)
 
 Key = tuple[str, int]
+ACL_RETRY_AFTER = 60  # seconds: Max-Age of a 5.03 for a failed RFC 9133 ACL update
 STORE_RETRY_DELAY = 1.0  # seconds between attempts to store timer-driven changes after a storage failure
 
 
@@ -93,6 +97,8 @@ class ServerSettings:
     max_mitigations_per_client: int = 1000
     max_cuids_per_client: int = 16
     """Capacity guards: past them new requests get 5.03 (§4.4.1.3 lets a server refuse near capacity)."""
+    acl_control: AclActivationControl | None = None
+    """The data channel's ACLs, for RFC 9133 'acl-list' in mitigation requests; None: such requests get 4.00."""
 
 
 @dataclass(frozen=True)
@@ -266,7 +272,9 @@ class SignalServer:
         selected = [m for m in selected if query.matches(m.targets, m.record.mid)]
         if not selected:
             raise reject("4.04", not_found)
-        body = {MITIGATION_SCOPE: {"scope": [m.render(now, query.content) for m in selected]}}
+        body = {
+            MITIGATION_SCOPE: {"scope": [self._current_acls(m, m.render(now, query.content), now) for m in selected]}
+        }
         return Response("2.05", body=body, observable=request.observe == 0)
 
     def render_mitigations(
@@ -300,9 +308,77 @@ class SignalServer:
         targets = resolve_aliases(client, parsed.targets, self.settings.aliases)
         check_authorized(client, targets)
         granted = self._grant(parsed.lifetime)
+        if parsed.acl_controls and (existing is None or existing.request.same_parameters(parsed)):
+            self._control_acls(client, path, parsed, now)
         if existing is not None:
             return self._refresh(client, existing, parsed, targets, granted, now, events)
         return self._create(client, path, parsed, targets, granted, now, events)
+
+    def _control_acls(
+        self, client: ClientAuthorization, path: MitigatePath, parsed: MitigationRequest, now: float
+    ) -> None:
+        """RFC 9133 §3.2.1: change the activation type of the client's data-channel ACLs named in 'acl-list'.
+
+        Every name is checked before anything changes; the changes are stored before the mitigation, so a
+        client told 5.03 can resend the request without 'acl-list' exactly as the RFC asks."""
+        control = self.settings.acl_control
+        if control is None:
+            raise reject("4.00", f"'{ACL_LIST}' is not supported by this DOTS server (no data channel)")
+        if not parsed.trigger_mitigation:
+            raise reject("4.00", f"'{ACL_LIST}' is for attack time, not in a preconfigured (idle) request")
+        owners: list[tuple[str, str, str]] = []
+        for item in parsed.acl_controls:
+            cuid = next((c for c in (path.cuid, client.cuid) if control.acl_exists(c, item.acl_name, now)), None)
+            if cuid is None:
+                raise reject("4.04", f"this DOTS client has no ACL named {item.acl_name!r}")
+            if item.activation_type is not None:
+                owners.append((cuid, item.acl_name, item.activation_type))
+        refused = [(o, p) for o in owners if (p := control.enforcement_problem(*o, now)) is not None]
+        if refused:
+            self._acl_update_failed(path, [owner for owner, _ in refused], "; ".join(p for _, p in refused))
+        for owner in owners:
+            try:
+                control.set_activation(*owner, now)
+            except Exception as problem:  # the store is outside the core: any failure is "could not apply"
+                self._acl_update_failed(path, [owner], str(problem))
+
+    @staticmethod
+    def _acl_update_failed(path: MitigatePath, failed: list[tuple[str, str, str]], reason: str) -> None:
+        """5.03 naming the ACL updates that failed (RFC 9133 Figure 1); Max-Age says when to retry them."""
+        log.error("RFC 9133 ACL update for %s failed: %s", path.cuid, reason)
+        entries = [{"acl-name": name, "activation-type": activation} for _, name, activation in failed]
+        body = {MITIGATION_SCOPE: {"scope": [{"mid": path.mid, ACL_LIST: entries}]}}
+        diagnostic = f"ACL update failed: {reason}"
+        raise Rejected(error("5.03", diagnostic, body, max_age=ACL_RETRY_AFTER))
+
+    def _current_acls(self, mitigation: Mitigation, entry: dict[str, Any], now: float) -> dict[str, Any]:
+        """ENTRY with the activation types its 'acl-list' names as they are now (RFC 9133 §3.2.1: a change made
+        elsewhere, e.g. over the data channel, is shown in responses and notifications)."""
+        control = self.settings.acl_control
+        if control is None or ACL_LIST not in entry:
+            return entry
+        owner = self._by_name.get(mitigation.record.client)
+        cuids = (mitigation.record.cuid, *((owner.cuid,) if owner else ()))
+        current = []
+        for item in entry[ACL_LIST]:
+            name = item["acl-name"]
+            found = next((t for c in cuids if (t := control.activation_type(c, name, now)) is not None), None)
+            current.append({**item, "activation-type": found} if found else item)
+        return {**entry, ACL_LIST: current}
+
+    def acl_activation_changed(self, cuid: str, now: float) -> list[Event]:
+        """The data channel changed CUID's ACLs: observers of its active mitigations that name ACLs are notified
+        with the current activation types (RFC 9133 §3.2.1)."""
+        owner = self._clients.get(cuid)
+        events: list[Event] = []
+        for m in self._mitigations.values():
+            if not (m.enforcing and m.request.acl_controls):
+                continue
+            if m.record.cuid != cuid and (owner is None or m.record.client != owner.name):
+                continue
+            snapshot = {MITIGATION_SCOPE: {"scope": [self._current_acls(m, m.render(now), now)]}}
+            events.append(MitigationChanged(m.record.client, m.record.cuid, m.record.mid, snapshot))
+        return events
 
     def _grant(self, requested: int) -> int:
         cap = self.settings.max_lifetime

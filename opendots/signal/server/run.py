@@ -14,11 +14,23 @@ from typing import Any
 import aiocoap
 
 from opendots.config import ServerConfig
+from opendots.data.records import DataChannelQuery
+from opendots.data.service import DataChannelService
 from opendots.mitigate.base import Mitigator
 from opendots.mitigate.router import build_router
 from opendots.model import encode_signal
-from opendots.signal.core import Event, HeartbeatDue, PeerLost, ServerSettings, SignalServer
+from opendots.signal.core import (
+    Event,
+    HeartbeatDue,
+    MitigationActivated,
+    MitigationExpired,
+    MitigationWithdrawn,
+    PeerLost,
+    ServerSettings,
+    SignalServer,
+)
 from opendots.signal.core.messages import HEARTBEAT
+from opendots.signal.server.acls import AclEnforcer, DataChannelAclControl
 from opendots.signal.server.aliases import DataChannelAliases
 from opendots.signal.server.checkpoints import checkpoint_in_background
 from opendots.signal.server.resources import DOTS_CBOR, WELL_KNOWN_DOTS, DotsResource, build_site
@@ -38,11 +50,15 @@ class RunningSignalServer:
     resource: DotsResource
     endpoint: SignalServerEndpoint
     store: SignalStore
+    acls: AclEnforcer | None = None
+    """Enforces the data channel's ACLs (None when the server runs without a data-channel store)."""
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def stop(self) -> None:
         for task in list(self._tasks):
             task.cancel()
+        if self.acls is not None:
+            await self.acls.stop()
         await self.service.stop()
         await self.endpoint.shutdown()
         self.store.close()
@@ -59,20 +75,30 @@ async def start_signal_server(
     clock: Callable[[], float] = time.time,
     dtls: bool = True,
     tls: bool = True,
+    data_channel: DataChannelService | None = None,
 ) -> RunningSignalServer:
-    """Serve the signal channel on BIND (default: every `config.listen` address on `config.signal_port`)."""
+    """Serve the signal channel on BIND (default: every `config.listen` address on `config.signal_port`).
+
+    DATA_CHANNEL: the data channel's service when it runs in this process (its ACL changes are then enforced at
+    once); by default one on the same database file, so stored ACLs are enforced too."""
     database: SqliteDatabase | None = None
     if store is None:
         database = SqliteDatabase(config.db)
         store = SqliteSignalStore(database)
+        if data_channel is None:
+            data_channel = DataChannelService(SqliteDataChannelStore(database), config.client_by_cuid)
         if settings is None:
             # Aliases live in the data channel's tables of the same database file (RFC 9132 §4.4.1.3).
             aliases = DataChannelAliases(SqliteDataChannelStore(database), config.clients, clock)
             settings = replace(settings_from_table(config.clients, config.signal), aliases=aliases)
     settings = settings or settings_from_table(config.clients, config.signal)
+    mitigator = mitigator or build_router(config)  # [[mitigators]] of server.toml; logging only when none
+    acl_control = None
+    if data_channel is not None and settings.acl_control is None:
+        acl_control = DataChannelAclControl(data_channel)
+        settings = replace(settings, acl_control=acl_control)  # RFC 9133 'acl-list'
     core = SignalServer(settings, store, clock())
     holder: dict[str, Any] = {}
-    mitigator = mitigator or build_router(config)  # [[mitigators]] of server.toml; logging only when none
     service = SignalService(core, mitigator, clock=clock, on_event=lambda e: holder["on"](e))
     site, resource = build_site(service)
     bind = bind or [(host, config.signal_port) for host in config.listen]
@@ -86,9 +112,20 @@ async def start_signal_server(
         idle_timeout=config.idle_session_timeout,
     )
     running = RunningSignalServer(service, resource, endpoint, store)
+    if data_channel is not None:
+        running.acls = _acl_enforcer(config, core, mitigator, data_channel, clock)
+        if acl_control is not None:
+            acl_control.enforcer = running.acls  # RFC 9133: an ACL our mitigators cannot enforce gets 5.03
+            data_channel.subscribe(service.acl_activation_changed)
 
     def on_event(event: Event) -> None:
         resource.notify(event)
+        if running.acls is not None and isinstance(
+            event, MitigationActivated | MitigationWithdrawn | MitigationExpired
+        ):
+            # ACLs live under the data channel's cuid: the certificate's, which a request's Uri-Path may not use.
+            owner = next((c.cuid for c in config.clients if c.name == event.client), event.cuid)
+            running.acls.mitigations_changed(event.client, {event.cuid, owner})
         if isinstance(event, HeartbeatDue):
             task = asyncio.get_running_loop().create_task(_send_heartbeat(running, event))
             running._tasks.add(task)
@@ -109,6 +146,8 @@ async def start_signal_server(
     holder["on"] = on_event
     endpoint.session_listeners.append(on_session)
     await service.start()
+    if running.acls is not None:
+        await running.acls.start()  # after the mitigators restored their state, which replaces their tables
     if database is not None:  # ours: checkpoint its WAL off the request path
         checkpoints = asyncio.get_running_loop().create_task(checkpoint_in_background(database))
         running._tasks.add(checkpoints)
@@ -117,6 +156,29 @@ async def start_signal_server(
     gc.collect()
     gc.freeze()
     return running
+
+
+def _acl_enforcer(
+    config: ServerConfig,
+    core: SignalServer,
+    mitigator: Mitigator,
+    data_channel: DataChannelService,
+    clock: Callable[[], float],
+) -> AclEnforcer:
+    def mitigating(cuid: str) -> bool:
+        client = config.client_by_cuid(cuid)
+        owner = client.name if client is not None else None
+        return any(m.enforcing and (m.record.cuid == cuid or m.record.client == owner) for m in core.mitigations())
+
+    def known_cuids() -> list[str]:
+        stored = getattr(data_channel.store, "clients", lambda: [])()
+        return list(dict.fromkeys([*(c.cuid for c in config.clients), *(record.cuid for record in stored)]))
+
+    enforcer = AclEnforcer(
+        DataChannelQuery(data_channel.store, clock), mitigator, config.client_by_cuid, mitigating, known_cuids, clock
+    )
+    data_channel.subscribe(enforcer.client_changed)
+    return enforcer
 
 
 async def _send_heartbeat(running: RunningSignalServer, event: HeartbeatDue) -> None:

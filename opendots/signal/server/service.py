@@ -126,6 +126,10 @@ class SignalService:
         """Mitigator or operator feedback for mitigation KEY ("<cuid>/<mid>"); observers get notified."""
         self._enqueue(self.core.report_status(key, status, self.clock()))
 
+    def acl_activation_changed(self, cuid: str) -> None:
+        """The data channel changed CUID's ACLs: notify observers of mitigations naming them (RFC 9133)."""
+        self._enqueue(self.core.acl_activation_changed(cuid, self.clock()))
+
     def set_redirection(self, redirection: Redirection | None) -> None:
         """Operator: send clients to an alternate server (5.03 to requests and observers, §4.6), or stop."""
         self._enqueue(self.core.set_redirection(redirection))
