@@ -836,6 +836,10 @@ class SignalServer:
         self.redirection = redirection
         return [RedirectionChanged(self.redirect_body(), redirection.ttl if redirection else None)]
 
+    def is_enforcing(self, client_name: str) -> bool:
+        """Whether CLIENT_NAME has a mitigation being enforced now (O(1): counted as mitigations are held)."""
+        return self._enforcing[client_name] > 0
+
     def mitigations(self) -> list[Mitigation]:
         return list(self._mitigations.values())
 

@@ -167,8 +167,9 @@ def _acl_enforcer(
 ) -> AclEnforcer:
     def mitigating(cuid: str) -> bool:
         client = config.client_by_cuid(cuid)
-        owner = client.name if client is not None else None
-        return any(m.enforcing and (m.record.cuid == cuid or m.record.client == owner) for m in core.mitigations())
+        if client is not None:  # called on every mitigation event: no scan of every client's mitigations
+            return core.is_enforcing(client.name)
+        return any(m.enforcing and m.record.cuid == cuid for m in core.mitigations())
 
     def known_cuids() -> list[str]:
         stored = getattr(data_channel.store, "clients", lambda: [])()
