@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import socket
 import tempfile
 import textwrap
 import time
@@ -21,6 +20,7 @@ from typing import Any
 import click
 
 from opendots.cli.certs import init_pki
+from opendots.integrations.stack import free_udp_tcp_port
 from opendots.signal.client.agent import ClientAgent
 from opendots.signal.client.core_requests import DotsRequest, DotsResponse, RequestKind
 from opendots.signal.client.settings import AgentSettings
@@ -28,20 +28,6 @@ from opendots.signal.core.messages import Status
 from opendots.signal.server.run import start_signal_server
 
 VICTIM_PREFIX = "203.0.113.0/24"
-
-
-def _free_port() -> int:
-    """A port number free for both UDP and TCP on loopback (DTLS and TLS share the signal port)."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind(("127.0.0.1", 0))
-            port = udp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-            return port
 
 
 class Trace:
@@ -98,8 +84,8 @@ async def _wait_for(predicate: Any, timeout: float) -> bool:
 
 
 async def run_demo(directory: Path) -> int:
-    signal_port = _free_port()
-    server_config, client_config = init_pki(directory, signal_port=signal_port, data_port=_free_port())
+    signal_port = free_udp_tcp_port()
+    server_config, client_config = init_pki(directory, signal_port=signal_port, data_port=free_udp_tcp_port())
     click.echo(f"test PKI and configs in {directory}; signal channel on DTLS and TLS port {signal_port}")
     server = await start_signal_server(server_config, bind=[("127.0.0.1", signal_port), ("::1", signal_port)])
     trace = Trace()

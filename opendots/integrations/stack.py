@@ -40,7 +40,7 @@ connect_timeout = 3.0
 request_timeout = 8.0
 """
 
-LAB_SIGNAL_SETTINGS = {"active_but_terminating": 1, "max_active_but_terminating": 2}
+LAB_SIGNAL_SETTINGS = {"active_but_terminating": 1, "max_active_but_terminating": 2, "counters_interval": 1.0}
 
 
 class StackError(RuntimeError):

@@ -106,15 +106,15 @@ def test_figure14_get_all_mitigations(harness: Harness):
     server = harness.server
     server.report_status(f"{ALPHA_CUID}/12332", Status.ATTACK_SUCCESSFULLY_MITIGATED, harness.now)
     server.report_status(f"{ALPHA_CUID}/12333", Status.ATTACK_STOPPED, harness.now)
-    server.report_counters(f"{ALPHA_CUID}/12332", Counters(134334555, 333334444, 43344, 432432))
-    server.report_counters(f"{ALPHA_CUID}/12333", Counters(0, 0, 0, 0))
+    server.report_counters(f"{ALPHA_CUID}/12332", Counters(134334555, 333334444, 43344, 432432), harness.now)
+    server.report_counters(f"{ALPHA_CUID}/12333", Counters(0, 0, 0, 0), harness.now)
     harness.now = 1507818500
     response = harness.get(observe=0)
     assert response.code == "2.05"
     assert response.observable
     assert response.body == figure("figure14")
     # A counter nobody measured is never reported as zero.
-    server.report_counters(f"{ALPHA_CUID}/12333", Counters())
+    server.report_counters(f"{ALPHA_CUID}/12333", Counters(), harness.now)
     entry = harness.get(12333).body[SCOPE]["scope"][0]
     assert "bytes-dropped" not in entry and entry["status"] == "attack-stopped"
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from opendots.mitigate.base import Counters
 from opendots.signal.core import (
     MitigationActivated,
     MitigationChanged,
@@ -331,3 +332,15 @@ def test_refresh_may_list_the_same_targets_in_another_order(harness: Harness):
     assert harness.put(1, scope_body(target_prefix=[HOST1, HOST2], target_protocol=[6, 17])).code == "2.01"
     assert harness.put(1, scope_body(target_prefix=[HOST2, HOST1], target_protocol=[17, 6])).code == "2.04"
     assert harness.put(1, scope_body(target_prefix=[HOST2], target_protocol=[17, 6])).code == "4.00"
+
+
+def test_changed_counters_are_notified_and_unchanged_ones_are_not(harness: Harness):
+    assert harness.put(4, scope_body(target_prefix=[HOST1])).code == "2.01"
+    key = f"{ALPHA_CUID}/4"
+    events = harness.server.report_counters(key, Counters(bytes_dropped=920, pkts_dropped=10), harness.now)
+    assert kinds(events) == ["MitigationChanged"]
+    notified = events[0].snapshot[SCOPE]["scope"][0]
+    assert (notified["bytes-dropped"], notified["pkts-dropped"]) == ("920", "10")
+    assert "bps-dropped" not in notified  # not measured: never reported as zero
+    assert harness.server.report_counters(key, Counters(bytes_dropped=920, pkts_dropped=10), harness.now) == []
+    assert harness.server.report_counters("nope/1", Counters(bytes_dropped=1), harness.now) == []

@@ -83,6 +83,8 @@ class ServerSettings:
     """Longest lifetime granted, in seconds; None: whatever the client asks."""
     allow_indefinite: bool = True
     """Grant lifetime -1; when False an indefinite request gets max_lifetime (or the default 3600 s)."""
+    counters_interval: float = 10.0
+    """Seconds between reads of the mitigators' counters; changed counters are notified to observers."""
     active_but_terminating: int = defaults.ACTIVE_BUT_TERMINATING
     max_active_but_terminating: int = defaults.MAX_ACTIVE_BUT_TERMINATING
     session_defaults: SessionConfig = field(default_factory=SessionConfig)
@@ -825,11 +827,18 @@ class SignalServer:
             events.append(MitigationChanged(record.client, record.cuid, record.mid, updated.snapshot(now)))
         return events
 
-    def report_counters(self, key: str, counters: Counters) -> None:
-        """Latest counters measured by the mitigator (kept in memory; never invented)."""
+    def report_counters(self, key: str, counters: Counters, now: float) -> list[Event]:
+        """Latest counters measured by the mitigator (kept in memory; never invented).
+
+        A change is notified to the client's observers (§4.4.2.1), so how often counters are polled
+        (`ServerSettings.counters_interval`) is how often an attack's progress reaches the client at most.
+        """
         mitigation = self._by_mitigator_key(key)
-        if mitigation is not None:
-            mitigation.counters = counters
+        if mitigation is None or mitigation.counters == counters:
+            return []
+        mitigation.counters = counters
+        record = mitigation.record
+        return [MitigationChanged(record.client, record.cuid, record.mid, mitigation.snapshot(now))]
 
     def set_redirection(self, redirection: Redirection | None) -> list[Event]:
         """Operator: send clients to an alternate server (5.03, §4.6), or stop (None)."""

@@ -99,7 +99,9 @@ async def start_signal_server(
         settings = replace(settings, acl_control=acl_control)  # RFC 9133 'acl-list'
     core = SignalServer(settings, store, clock())
     holder: dict[str, Any] = {}
-    service = SignalService(core, mitigator, clock=clock, on_event=lambda e: holder["on"](e))
+    service = SignalService(
+        core, mitigator, clock=clock, on_event=lambda e: holder["on"](e), counters_interval=settings.counters_interval
+    )
     site, resource = build_site(service)
     bind = bind or [(host, config.signal_port) for host in config.listen]
     endpoint = await start_server(

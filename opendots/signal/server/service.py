@@ -181,7 +181,7 @@ class SignalService:
             except MitigatorError as problem:
                 log.warning("counters of %s: %s", mitigation.mitigator_key, problem)
                 continue
-            self.core.report_counters(mitigation.mitigator_key, counters)
+            self._enqueue(self.core.report_counters(mitigation.mitigator_key, counters, self.clock()))
 
     async def _dispatch(self) -> None:
         while True:

@@ -19,10 +19,11 @@ _INTEGER_KEYS = (
 
 
 def settings_from_table(clients: Sequence[ClientAuthorization], table: dict[str, Any]) -> ServerSettings:
-    """Keys: max_lifetime, allow_indefinite, cross_client_conflicts ("reject"|"accept"), and the integers
+    """Keys: max_lifetime, allow_indefinite, cross_client_conflicts ("reject"|"accept"), counters_interval
+    (seconds between counter reads, each change notified), and the integers
     active_but_terminating, max_active_but_terminating, config_max_age, indefinite_retry_timer,
     max_mitigations_per_client, max_cuids_per_client."""
-    known = {"max_lifetime", "allow_indefinite", "cross_client_conflicts", *_INTEGER_KEYS}
+    known = {"max_lifetime", "allow_indefinite", "cross_client_conflicts", "counters_interval", *_INTEGER_KEYS}
     unknown = sorted(set(table) - known)
     if unknown:
         raise ConfigError(f"[signal]: unknown keys {unknown} (known: {sorted(known)})")
@@ -33,6 +34,10 @@ def settings_from_table(clients: Sequence[ClientAuthorization], table: dict[str,
                 values[key] = int(table[key])
         if "max_lifetime" in table:
             values["max_lifetime"] = int(table["max_lifetime"]) or None
+        if "counters_interval" in table:
+            values["counters_interval"] = float(table["counters_interval"])
+            if not 0.1 <= values["counters_interval"] <= 3600:
+                raise ValueError("counters_interval must be between 0.1 and 3600 seconds")
     except (TypeError, ValueError) as problem:
         raise ConfigError(f"[signal]: {problem}") from None
     if "allow_indefinite" in table:
