@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import shutil
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from opendots.cli.certs import init_pki
 from opendots.config import ClientConfig, ServerConfig
+from opendots.model.codec import validate_every_encoding
 
 
 @pytest.fixture(scope="session")
@@ -50,3 +52,11 @@ def require_binary(name: str) -> str:
     if path is None:
         pytest.skip(f"{name} is not installed (./run installs it from Debian's libcoap3-bin)")
     return path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _validate_every_encoding() -> Iterator[None]:
+    """Production encodes server-built bodies without re-validating them (speed); every test validates them."""
+    validate_every_encoding()
+    yield
+    validate_every_encoding(False)
