@@ -60,3 +60,11 @@ def _validate_every_encoding() -> Iterator[None]:
     validate_every_encoding()
     yield
     validate_every_encoding(False)
+
+
+@pytest.fixture
+def production_encoding() -> Iterator[None]:
+    """Encode like production (server-built bodies not re-validated), for the tests that check exactly that."""
+    validate_every_encoding(False)
+    yield
+    validate_every_encoding()

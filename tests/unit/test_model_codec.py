@@ -209,7 +209,7 @@ def test_redirect_needs_alt_server_or_call_home_client() -> None:
         validate_signal({"ietf-dots-signal-channel:redirected-signal": {"alt-server-record": ["2001:db8::1"]}})
 
 
-def test_json_side_errors() -> None:
+def test_json_side_errors(production_encoding: None) -> None:
     bad_enum = copy.deepcopy(FIGURE7)
     bad_enum["ietf-dots-signal-channel:mitigation-scope"]["scope"][0]["status"] = "bogus"
     with pytest.raises(ModelError, match="'bogus' is not a defined name"):

@@ -293,7 +293,7 @@ def test_rejections_keep_yangsons_diagnostics() -> None:
     )
 
 
-def test_test_mode_validates_bodies_encoded_without_validation() -> None:
+def test_test_mode_validates_bodies_encoded_without_validation(production_encoding: None) -> None:
     wrong = {"ietf-dots-signal-channel:mitigation-scope": {"scope": [{"target-port-range": [{"lower-port": 70000}]}]}}
     assert encode_signal(wrong, validate=False)  # production: the server trusts its own bodies
     validate_every_encoding()
