@@ -1,6 +1,6 @@
 """Signal → first dropped packet: how long from a DOTS mitigation request to the router dropping the flood.
 
-    /opt/odvenv/bin/python bench/mitigate_signal.py [--runs 30] [--pps 10000]
+    .venv/bin/python bench/mitigate_signal.py [--runs 30] [--pps 10000]
 
 In a fresh namespace lab (needs root), with an `opendots server` process (nftables actuator on the router) and an
 `opendots client run` agent, each run floods one fresh UDP port of the victim and asks for mitigation of exactly

@@ -1,6 +1,6 @@
 """Signal-channel server benchmark: mitigation PUT latency and throughput, with libcoap's server as the reference.
 
-    /opt/odvenv/bin/python bench/signal.py [--requests 1000] [--seconds 3] [--clients 1,10,100]
+    .venv/bin/python bench/signal.py [--requests 1000] [--seconds 3] [--clients 1,10,100]
 
 Three servers, each in its own process, measured one right after the other for every row: the OpenDOTS
 server (real SQLite store in a fresh temporary file, logging mitigator); the floor under it (aiocoap with our
