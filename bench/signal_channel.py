@@ -1,6 +1,6 @@
 """Signal-channel server benchmark: mitigation PUT latency and throughput, with libcoap's server as the reference.
 
-    .venv/bin/python bench/signal.py [--requests 1000] [--seconds 3] [--clients 1,10,100]
+    .venv/bin/python bench/signal_channel.py [--requests 1000] [--seconds 3] [--clients 1,10,100]
 
 Three servers, each in its own process, measured one right after the other for every row: the OpenDOTS
 server (real SQLite store in a fresh temporary file, logging mitigator); the floor under it (aiocoap with our
@@ -17,22 +17,22 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Run as a script, this file's folder comes first on sys.path and this file would shadow the stdlib `signal`.
-sys.path[0] = str(Path(__file__).resolve().parent.parent)
+# Run as a script, this file's folder comes first on sys.path; the repository root must be importable too.
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import collections  # noqa: E402
-import logging  # noqa: E402
-import os  # noqa: E402
-import shutil  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
+import argparse
+import asyncio
+import collections
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import time
 
-import aiocoap  # noqa: E402
+import aiocoap
 
-from bench._common import (  # noqa: E402
+from bench._common import (
     cpu_seconds,
     files,
     free_port,
@@ -42,10 +42,10 @@ from bench._common import (  # noqa: E402
     rss_kib,
     wait_for_udp_port,
 )
-from opendots.cli.certs import init_pki  # noqa: E402
-from opendots.model import encode_signal  # noqa: E402
-from opendots.pki import cuid_from_certificate  # noqa: E402
-from opendots.transport import create_client_context  # noqa: E402
+from opendots.cli.certs import init_pki
+from opendots.model import encode_signal
+from opendots.pki import cuid_from_certificate
+from opendots.transport import create_client_context
 
 SCOPE = "ietf-dots-signal-channel:mitigation-scope"
 MIDS_PER_TRANSPORT = 300
