@@ -76,15 +76,24 @@ class LibcoapServer:
             ],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:  # bound once the DTLS port is taken
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-                try:
-                    probe.bind(("127.0.0.1", self.dtls_port))
-                except OSError:
-                    return
-            time.sleep(0.02)
-        raise RuntimeError("coap-server-openssl did not bind its DTLS port")
+        deadline = time.monotonic() + 10
+        # Ready means answering over DTLS, not only bound: the port is taken before its DTLS setup is done, and a
+        # first ClientHello lost then costs the client OpenSSL's 1 s handshake retransmission timer.
+        while time.monotonic() < deadline:
+            if self._answers_over_dtls():
+                return
+            time.sleep(0.05)
+        raise RuntimeError("coap-server-openssl did not answer over DTLS within 10 s")
+
+    def _answers_over_dtls(self) -> bool:
+        client = require_binary("coap-client-openssl")
+        credentials = ["-c", str(self.pki_dir / "client.crt"), "-j", str(self.pki_dir / "client.key")]
+        command = [client, "-m", "get", "-B", "2", *credentials, "-C", str(self.pki_dir / "ca.crt")]
+        try:
+            result = subprocess.run([*command, f"coaps://127.0.0.1:{self.dtls_port}/"], capture_output=True, timeout=3)
+        except subprocess.TimeoutExpired:
+            return False
+        return result.returncode == 0 and bool(result.stdout)
 
     def stop(self) -> None:
         if self.process is not None:
