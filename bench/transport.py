@@ -29,8 +29,8 @@ import aiocoap
 import aiocoap.resource as resource
 import cbor2
 
+from bench._common import cpu_seconds, files, free_port, percentiles, rss_kib
 from opendots.cli.certs import init_pki
-from opendots.config import TlsFiles
 from opendots.transport import create_client_context, start_server
 from opendots.transport.dtls import (
     ApplicationData,
@@ -41,35 +41,6 @@ from opendots.transport.dtls import (
 )
 
 REPLY = cbor2.dumps({"ietf-dots-signal-channel:mitigation-scope": {"scope": [{"mid": 1, "status": 2}]}})
-
-
-def files(directory: Path, stem: str) -> TlsFiles:
-    return TlsFiles(directory / "ca.crt", directory / f"{stem}.crt", directory / f"{stem}.key")
-
-
-def free_port() -> int:
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind(("127.0.0.1", 0))
-            port = udp.getsockname()[1]
-            with socket.socket() as tcp:
-                try:
-                    tcp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-            return port
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
 
 
 # ------------------------------------------------------------------------------------------------ server roles
@@ -221,11 +192,6 @@ def in_memory_server_cost(pki: Path, count: int = 200) -> float:
                 for reply in replies:
                     client.receive_datagram(reply, now)
     return server_time / count * 1000
-
-
-def percentiles(samples: list[float]) -> tuple[float, float]:
-    ordered = sorted(samples)
-    return statistics.median(ordered) * 1000, ordered[max(0, int(len(ordered) * 0.99) - 1)] * 1000
 
 
 async def coap_rtts(pki: Path, uri: str, count: int) -> tuple[float, float]:

@@ -121,7 +121,8 @@ def libcoap(pki_dir: Path) -> Iterator[LibcoapServer]:
 @pytest.fixture
 def client_setup(pki_dir: Path, libcoap: LibcoapServer, tmp_path: Path) -> tuple[ClientConfig, AgentSettings, Path]:
     config = ClientConfig.load(pki_dir / "client.toml")
-    # ::1 first: DTLS over IPv6 is tried first and fails (nothing listens there), IPv4 wins.
+    # ::1 first: DTLS over IPv6 is tried first and fails (nothing listens there), IPv4 wins. connect_timeout
+    # below covers one lost handshake flight (OpenSSL retransmits after 1 s, then 2 s).
     config.server_addresses = ["::1", "127.0.0.1"]
     config.signal_port = libcoap.dtls_port
     config.transport = "dtls"
@@ -131,7 +132,7 @@ def client_setup(pki_dir: Path, libcoap: LibcoapServer, tmp_path: Path) -> tuple
     with path.open("a") as toml:
         toml.write(
             '\n[agent]\nstate_file = "state.db"\nreconnect_min = 0.2\nreconnect_max = 1.0\n'
-            "connect_timeout = 2.0\nrequest_timeout = 6.0\nattempt_delay = 0.1\n"
+            "connect_timeout = 5.0\nrequest_timeout = 6.0\nattempt_delay = 0.1\n"
         )
     config = ClientConfig.load(path)
     return config, AgentSettings.load(path, config), path
