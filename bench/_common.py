@@ -11,25 +11,12 @@ import time
 from pathlib import Path
 
 from opendots.config import TlsFiles
+from opendots.integrations.stack import free_udp_tcp_port as free_port
 
 
 def files(directory: Path, stem: str) -> TlsFiles:
     """Credentials STEM.crt/STEM.key of a PKI written by `opendots certs init` (init_pki)."""
     return TlsFiles(directory / "ca.crt", directory / f"{stem}.crt", directory / f"{stem}.key")
-
-
-def free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1 (DOTS serves both on one number)."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind(("127.0.0.1", 0))
-            port = udp.getsockname()[1]
-            with socket.socket() as tcp:
-                try:
-                    tcp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-            return port
 
 
 def libcoap_base_port() -> int:

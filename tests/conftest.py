@@ -47,6 +47,20 @@ def free_port(kind: int = socket.SOCK_DGRAM, host: str = "127.0.0.1") -> int:
             return port
 
 
+def libcoap_port_pair() -> int:
+    """P with P+1 free for UDP and TCP: `coap-server-openssl -p P` listens for DTLS/TLS on P+1."""
+    for _ in range(50):
+        port = free_port()
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, socket.socket() as tcp:
+                udp.bind(("127.0.0.1", port + 1))
+                tcp.bind(("127.0.0.1", port + 1))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free pair of adjacent ports")
+
+
 def require_binary(name: str) -> str:
     path = shutil.which(name)
     if path is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import decimal
+import functools
 import re
 from collections.abc import Callable
 from typing import Any
@@ -209,16 +210,6 @@ LeafConverter = Callable[[Any, str], Any]
 def leaf_from_cbor(dtype: DataType, value: Any, where: str) -> Any:
     """One CBOR scalar → its RFC 7951 JSON value, as ``dtype`` wants it."""
     return _leaf_converter(dtype)(value, where)
-
-
-def _leaf_converter(dtype: DataType) -> LeafConverter:
-    converter = _from_cbor_converters.get(dtype)
-    if converter is None:
-        converter = _from_cbor_converters[dtype] = _compile_from_cbor(dtype)
-    return converter
-
-
-_from_cbor_converters: dict[DataType, LeafConverter] = {}
 
 
 def _int_from_cbor(value: Any, where: str) -> Any:
@@ -432,16 +423,6 @@ def leaf_to_cbor(dtype: DataType, value: Any, where: str) -> Any:
     return _to_cbor_converter(dtype)(value, where)
 
 
-def _to_cbor_converter(dtype: DataType) -> LeafConverter:
-    converter = _to_cbor_converters.get(dtype)
-    if converter is None:
-        converter = _to_cbor_converters[dtype] = _compile_to_cbor(dtype)
-    return converter
-
-
-_to_cbor_converters: dict[DataType, LeafConverter] = {}
-
-
 def _int64_to_cbor(value: Any, where: str) -> Any:
     if not isinstance(value, str) or not _INTEGER_TEXT.fullmatch(value) or len(value) > 21:
         raise _bad(where, f"expected a 64-bit integer as a decimal string, got {_describe(value)}")
@@ -542,3 +523,8 @@ def json_to_cbor(obj: dict[str, Any]) -> dict[int, Any]:
     Raises ModelError("4.00") for a member without a CBOR key or a value that cannot take the schema's CBOR form.
     """
     return _json_map(None, obj, "", top_level=True)
+
+
+# One converter per schema type, compiled on first use (the schema's types live as long as the process).
+_leaf_converter: Callable[[DataType], LeafConverter] = functools.cache(_compile_from_cbor)
+_to_cbor_converter: Callable[[DataType], LeafConverter] = functools.cache(_compile_to_cbor)

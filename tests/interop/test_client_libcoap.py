@@ -15,7 +15,6 @@ import contextlib
 import gc
 import json
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -39,31 +38,17 @@ except ImportError as missing:
     pytest.skip(f"needs opendots.model and opendots.transport: {missing}", allow_module_level=True)
 from opendots.signal.client.control import ControlClient, agent_answers
 from opendots.signal.client.settings import AgentSettings
-from tests.conftest import free_port, require_binary
+from tests.conftest import libcoap_port_pair, require_binary
 
 pytestmark = pytest.mark.interop
 DOTS_CBOR = 271
-
-
-def _port_pair() -> int:
-    """P with P+1 free for UDP and TCP: coap-server-openssl -p P listens for DTLS on P+1."""
-    for _ in range(50):
-        port = free_port()
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, socket.socket() as tcp:
-                udp.bind(("127.0.0.1", port + 1))
-                tcp.bind(("127.0.0.1", port + 1))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError("no free pair of adjacent ports")
 
 
 class LibcoapServer:
     def __init__(self, pki_dir: Path) -> None:
         self.binary = require_binary("coap-server-openssl")
         self.pki_dir = pki_dir
-        self.base_port = _port_pair()
+        self.base_port = libcoap_port_pair()
         self.dtls_port = self.base_port + 1
         self.process: subprocess.Popen[bytes] | None = None
 

@@ -15,7 +15,7 @@ import pytest
 from opendots.config import TlsFiles
 from opendots.pki.certs import TestPki
 from opendots.transport import create_client_context, peer_identity, ping, start_server
-from tests.conftest import free_port, require_binary
+from tests.conftest import free_port, libcoap_port_pair, require_binary
 
 pytestmark = pytest.mark.interop
 
@@ -202,24 +202,10 @@ async def test_libcoap_client_with_an_untrusted_certificate_is_rejected(pki_dir,
 # ---- our client against coap-server-openssl
 
 
-def _port_pair() -> int:
-    """A port P with P+1 also free for UDP and TCP (coap-server listens for DTLS/TLS on P+1)."""
-    for _ in range(50):
-        port = free_port()
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, socket.socket() as tcp:
-                udp.bind(("127.0.0.1", port + 1))
-                tcp.bind(("127.0.0.1", port + 1))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError("no free pair of adjacent ports")
-
-
 @pytest.fixture
 async def libcoap_server(pki_dir):
     binary = require_binary("coap-server-openssl")
-    port = _port_pair()
+    port = libcoap_port_pair()
     process = await asyncio.create_subprocess_exec(
         binary, "-A", "127.0.0.1", "-p", str(port),
         "-c", str(pki_dir / "server.crt"), "-j", str(pki_dir / "server.key"), "-C", str(pki_dir / "ca.crt"),
