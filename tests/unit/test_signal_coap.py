@@ -193,3 +193,29 @@ async def test_config_and_redirection_notifications(pki_dir: Path, server):
     finally:
         await client.shutdown()
         await other.shutdown()
+
+
+@pytest.mark.parametrize("scheme", ["coaps", "coaps+tcp"])
+async def test_a_get_all_larger_than_one_message_arrives_whole(pki_dir: Path, server, scheme: str):
+    """GET of every mitigation (no Observe) takes the resource's direct path; a response over one message's
+    payload must still be split into Block2 blocks (over DTLS) and reassembled by the client."""
+    addresses = server.endpoint.dtls_addresses if scheme == "coaps" else server.endpoint.tls_addresses
+    host, port = addresses[0][:2]
+    uri = f"{scheme}://{host}:{port}{BASE}"
+    cuid = cuid_of(server.config, "client")
+    client = await create_client_context(files(pki_dir, "client"), server_name="localhost")
+    try:
+        for mid in range(1, 41):
+            body = {SCOPE: {"scope": [{"target-prefix": [f"2001:db8:6401:{mid:x}::/64"], "lifetime": 3600}]}}
+            assert (
+                await request(client, aiocoap.PUT, f"{uri}/mitigate/cuid={cuid}/mid={mid}", body)
+            ).code.is_successful()
+        everything = await request(client, aiocoap.GET, f"{uri}/mitigate/cuid={cuid}")
+        assert everything.code == aiocoap.CONTENT
+        assert len(everything.payload) > 1024
+        if scheme == "coaps":  # reassembled from blocks: aiocoap keeps the last block's option
+            assert everything.opt.block2 is not None and everything.opt.block2.block_number > 0
+        scopes = decode_signal(everything.payload)[SCOPE]["scope"]
+        assert sorted(entry["mid"] for entry in scopes) == list(range(1, 41))
+    finally:
+        await client.shutdown()

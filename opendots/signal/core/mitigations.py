@@ -56,7 +56,8 @@ class Mitigation:
         return self.record.terminating_until is not None
 
     def with_record(self, **changes: Any) -> Mitigation:
-        return replace(self, record=replace(self.record, **changes))
+        # Called on every refresh: build the copy directly (dataclasses.replace on both is ~3x the cost).
+        return Mitigation(replace(self.record, **changes), self.request, self.targets, self.counters, self.conflict)
 
     def remaining_lifetime(self, now: float) -> int:
         if self.record.expires_at is None:

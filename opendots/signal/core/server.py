@@ -16,7 +16,7 @@ import logging
 import sqlite3
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from opendots.config import ClientAuthorization
@@ -154,13 +154,16 @@ class SignalServer:
     def _hold(self, mitigation: Mitigation) -> None:
         """Put MITIGATION in memory (after it was stored), keeping the overlap index in step."""
         old = self._mitigations.get(mitigation.key)
+        same_targets = old is not None and old.targets is mitigation.targets  # a refresh: the index stays right
         if old is not None:
-            self._index.remove(old.key, old.targets)
+            if not same_targets:
+                self._index.remove(old.key, old.targets)
             self._enforcing[old.record.client] -= old.enforcing
         else:
             self._held[mitigation.record.client] += 1
         self._mitigations[mitigation.key] = mitigation
-        self._index.add(mitigation.key, mitigation.targets)
+        if not same_targets:
+            self._index.add(mitigation.key, mitigation.targets)
         self._enforcing[mitigation.record.client] += mitigation.enforcing
         deadline = mitigation.deadline()
         if deadline is not None and (old is None or old.deadline() != deadline):  # no duplicate heap entries
@@ -438,7 +441,9 @@ class SignalServer:
             # Asked again during active-but-terminating: back to active, and a longer period next time.
             changes["status"] = int(Status.ATTACK_MITIGATION_IN_PROGRESS)
             self._lengthen_terminating_period(client)
-        updated = replace(existing.with_record(**changes), targets=targets)
+        updated = existing.with_record(**changes)
+        if targets != existing.targets:
+            updated.targets = targets
         self._commit(SignalChanges(put_mitigations=[updated.record]))
         self._hold(updated)
         if targets != existing.targets and updated.enforcing:

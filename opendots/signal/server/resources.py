@@ -83,7 +83,24 @@ class DotsResource(aiocoap.resource.ObservableResource, aiocoap.resource.PathCap
     async def needs_blockwise_assembly(self, request: aiocoap.Message) -> bool:
         return True
 
+    async def render_to_pipe(self, pipe: Any) -> None:
+        """A request that is neither an Observe registration nor part of a block-wise transfer (nearly every
+        PUT, DELETE and heartbeat) is answered here directly: aiocoap's generic path adds three coroutine layers
+        and the block spools, which return such a request and its response unchanged. A response too large for
+        one message still goes through aiocoap's Block2 cache."""
+        request = pipe.request
+        options = request.opt
+        if options.observe is not None or options.block1 is not None or options.block2 is not None:
+            return await super().render_to_pipe(pipe)
+        response = self._answer(request)
+        if len(response.payload) > request.remote.maximum_payload_size:
+            response = await self._block2.extract_or_insert(request, lambda: _ready(response))
+        pipe.add_response(response, is_last=True)
+
     async def render(self, request: aiocoap.Message) -> aiocoap.Message:
+        return self._answer(request)
+
+    def _answer(self, request: aiocoap.Message) -> aiocoap.Message:
         decoded = self._request(request)
         if isinstance(decoded, aiocoap.Message):
             return decoded
@@ -159,6 +176,10 @@ class DotsResource(aiocoap.resource.ObservableResource, aiocoap.resource.PathCap
                 if current.code == "2.05":
                     response = current
             observation.handle.trigger(_non(to_message(response)))
+
+
+async def _ready(message: aiocoap.Message) -> aiocoap.Message:
+    return message
 
 
 def _non(message: aiocoap.Message) -> aiocoap.Message:
