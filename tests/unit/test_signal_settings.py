@@ -23,6 +23,9 @@ def test_signal_table_keys_reach_the_settings(server_config):
     assert settings.cross_client_conflicts == "accept"
     assert settings.counters_interval == 2.5 and settings.active_but_terminating == 30
     assert settings_from_table(server_config.clients, {}).counters_interval == 10.0
+    gateway = server_config.clients[0].name
+    assert settings_from_table(server_config.clients, {"gateways": [gateway]}).trusted_gateways == {gateway}
+    assert settings_from_table(server_config.clients, {}).trusted_gateways == frozenset()
 
 
 @pytest.mark.parametrize(
@@ -33,6 +36,8 @@ def test_signal_table_keys_reach_the_settings(server_config):
         ({"counters_interval": "soon"}, "could not convert"),
         ({"cross_client_conflicts": "maybe"}, "cross_client_conflicts"),
         ({"max_lifetime": "long"}, "invalid literal"),
+        ({"gateways": ["nobody-configured"]}, "not configured"),
+        ({"gateways": "client"}, "list of client names"),
     ],
 )
 def test_bad_signal_table_values_are_refused(server_config, table, message):

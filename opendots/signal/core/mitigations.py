@@ -104,4 +104,18 @@ class Mitigation:
         return entry
 
     def snapshot(self, now: float, status: Status | None = None) -> dict[str, Any]:
+        """The full ('c=a') body of a notification about this mitigation; see `content_view` for 'c' or 'n'."""
         return {MITIGATION_SCOPE: {"scope": [self.render(now, status=status)]}}
+
+
+def content_view(snapshot: dict[str, Any], content: str) -> dict[str, Any]:
+    """SNAPSHOT (a one-entry notification body) reduced to what Uri-Query 'c=CONTENT' asks for (RFC 9132 §4.4.2,
+    Table 2): 'c' the configuration members and lifetime, 'n' the rest (status, start, counters, conflict)."""
+    if content == "a":
+        return snapshot
+    configuration = CONFIG_MEMBERS | {"lifetime"}
+    entries = [
+        {name: value for name, value in entry.items() if name == "mid" or (name in configuration) == (content == "c")}
+        for entry in snapshot[MITIGATION_SCOPE]["scope"]
+    ]
+    return {MITIGATION_SCOPE: {"scope": entries}}

@@ -101,6 +101,9 @@ class ServerSettings:
     """Capacity guards: past them new requests get 5.03 (§4.4.1.3 lets a server refuse near capacity)."""
     acl_control: AclActivationControl | None = None
     """The data channel's ACLs, for RFC 9133 'acl-list' in mitigation requests; None: such requests get 4.00."""
+    trusted_gateways: frozenset[str] = frozenset()
+    """Names of the clients that are server-domain DOTS gateways trusted to supply 'cdid' (§4.4.1: a 'cdid'
+    from anyone else is ignored)."""
 
 
 @dataclass(frozen=True)
@@ -498,7 +501,7 @@ class SignalServer:
             started_at=now,
             expires_at=self._expiry(granted, now),
             attack_status=int(parsed.attack_status) if parsed.attack_status else None,
-            cdid=path.cdid,
+            cdid=self._trusted_cdid(client, path),
         )
         created = Mitigation(record, parsed, targets, conflict=conflict)
         signal_loss = int(Status.ATTACK_MITIGATION_SIGNAL_LOSS)
@@ -531,6 +534,13 @@ class SignalServer:
             )
         events.append(MitigationChanged(client.name, record.cuid, record.mid, created.snapshot(now)))
         return Response("2.01", body=self._ack_body(created, now))
+
+    def _trusted_cdid(self, client: ClientAuthorization, path: MitigatePath) -> str | None:
+        """§4.4.1: a server MUST ignore a 'cdid' sent directly by a DOTS client; only a configured gateway's counts."""
+        if path.cdid is None or client.name in self.settings.trusted_gateways:
+            return path.cdid
+        log.info("ignoring cdid=%s from %s: not a trusted DOTS gateway", path.cdid, client.name)
+        return None
 
     def _check_capacity(self, client: ClientAuthorization, cuid: str) -> None:
         owned = self._held[client.name]

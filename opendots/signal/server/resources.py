@@ -27,8 +27,10 @@ from opendots.signal.core import (
     Response,
     SessionConfigChanged,
 )
-from opendots.signal.core.messages import HEARTBEAT
+from opendots.signal.core.messages import HEARTBEAT, Rejected
+from opendots.signal.core.mitigations import content_view
 from opendots.signal.core.paths import ConfigPath, MitigatePath, parse_path
+from opendots.signal.core.query import parse_mitigation_query
 from opendots.signal.server.service import SignalService
 from opendots.transport import peer_identity
 
@@ -46,6 +48,8 @@ class _Observation:
     query: tuple[str, ...]
     handle: Any
     """aiocoap ServerObservation."""
+    content: str = "a"
+    """Its Uri-Query 'c' (c, n or a): which members every notification carries."""
 
 
 def to_message(response: Response) -> aiocoap.Message:
@@ -141,8 +145,13 @@ class DotsResource(aiocoap.resource.ObservableResource, aiocoap.resource.PathCap
             return
         if not isinstance(path, MitigatePath | ConfigPath):
             return
+        query = tuple(request.opt.uri_query)
+        try:
+            content = parse_mitigation_query(query).content if isinstance(path, MitigatePath) else "a"
+        except Rejected:
+            return  # the GET itself is refused (4.00): no observation
         key = next(self._ids)
-        self._observers[key] = _Observation(client, path, tuple(request.opt.uri_query), serverobservation)
+        self._observers[key] = _Observation(client, path, query, serverobservation, content)
         serverobservation.accept(lambda: self._observers.pop(key, None))
 
     def observer_count(self, client: str | None = None) -> int:
@@ -170,7 +179,7 @@ class DotsResource(aiocoap.resource.ObservableResource, aiocoap.resource.PathCap
                 continue
             if path.mid is not None and path.mid != event.mid:
                 continue
-            response = Response("2.05", body=event.snapshot)
+            response = Response("2.05", body=content_view(event.snapshot, observation.content))
             if path.mid is None:
                 current = self.service.core.render_mitigations(event.client, event.cuid, None, observation.query, now)
                 if current.code == "2.05":

@@ -22,8 +22,16 @@ def settings_from_table(clients: Sequence[ClientAuthorization], table: dict[str,
     """Keys: max_lifetime, allow_indefinite, cross_client_conflicts ("reject"|"accept"), counters_interval
     (seconds between counter reads, each change notified), and the integers
     active_but_terminating, max_active_but_terminating, config_max_age, indefinite_retry_timer,
-    max_mitigations_per_client, max_cuids_per_client."""
-    known = {"max_lifetime", "allow_indefinite", "cross_client_conflicts", "counters_interval", *_INTEGER_KEYS}
+    max_mitigations_per_client, max_cuids_per_client; gateways (names of the clients that are trusted server-domain
+    DOTS gateways: only their 'cdid' Uri-Path is honoured, RFC 9132 §4.4.1)."""
+    known = {
+        "max_lifetime",
+        "allow_indefinite",
+        "cross_client_conflicts",
+        "counters_interval",
+        "gateways",
+        *_INTEGER_KEYS,
+    }
     unknown = sorted(set(table) - known)
     if unknown:
         raise ConfigError(f"[signal]: unknown keys {unknown} (known: {sorted(known)})")
@@ -46,4 +54,13 @@ def settings_from_table(clients: Sequence[ClientAuthorization], table: dict[str,
         if table["cross_client_conflicts"] not in ("reject", "accept"):
             raise ConfigError('[signal] cross_client_conflicts must be "reject" or "accept"')
         values["cross_client_conflicts"] = table["cross_client_conflicts"]
+    if "gateways" in table:
+        gateways = table["gateways"]
+        names = {client.name for client in clients}
+        if not isinstance(gateways, list) or not all(isinstance(name, str) for name in gateways):
+            raise ConfigError("[signal] gateways must be a list of client names")
+        strangers = sorted(set(gateways) - names)
+        if strangers:
+            raise ConfigError(f"[signal] gateways names clients that are not configured: {strangers}")
+        values["trusted_gateways"] = frozenset(gateways)
     return ServerSettings(clients=list(clients), **values)
