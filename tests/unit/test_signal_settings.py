@@ -26,6 +26,8 @@ def test_signal_table_keys_reach_the_settings(server_config):
     gateway = server_config.clients[0].name
     assert settings_from_table(server_config.clients, {"gateways": [gateway]}).trusted_gateways == {gateway}
     assert settings_from_table(server_config.clients, {}).trusted_gateways == frozenset()
+    limited = settings_from_table(server_config.clients, {"heartbeat_interval_limits": [1, 600]}).limits
+    assert limited.heartbeat_interval == (1, 600) and limited.missing_hb_allowed == (3, 20)  # others: RFC defaults
 
 
 @pytest.mark.parametrize(
@@ -38,6 +40,9 @@ def test_signal_table_keys_reach_the_settings(server_config):
         ({"max_lifetime": "long"}, "invalid literal"),
         ({"gateways": ["nobody-configured"]}, "not configured"),
         ({"gateways": "client"}, "list of client names"),
+        ({"heartbeat_interval_limits": [20, 10]}, "0 < min <= max"),
+        ({"heartbeat_interval_limits": 15}, "0 < min <= max"),
+        ({"missing_hb_allowed_limits": [16, 20]}, "leaves out the default"),
     ],
 )
 def test_bad_signal_table_values_are_refused(server_config, table, message):
