@@ -8,6 +8,7 @@ only ever rendered for, and sent to, observers authenticated as the owner of wha
 
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
 from dataclasses import dataclass
@@ -81,6 +82,8 @@ class DotsResource(aiocoap.resource.ObservableResource, aiocoap.resource.PathCap
         self.service = service
         self._observers: dict[int, _Observation] = {}
         self._ids = itertools.count()
+        self.requests: collections.Counter[tuple[str, str, str]] = collections.Counter()
+        """(method, resource, response code) of every request answered: for metrics."""
         self.remotes: dict[str, Any] = {}
         """Latest aiocoap remote of each client (by name): where server-initiated heartbeats go."""
 
@@ -106,9 +109,11 @@ class DotsResource(aiocoap.resource.ObservableResource, aiocoap.resource.PathCap
 
     def _answer(self, request: aiocoap.Message) -> aiocoap.Message:
         decoded = self._request(request)
-        if isinstance(decoded, aiocoap.Message):
-            return decoded
-        return to_message(self.service.handle(decoded))
+        response = decoded if isinstance(decoded, aiocoap.Message) else to_message(self.service.handle(decoded))
+        path = request.opt.uri_path
+        resource = path[0] if path and path[0] in ("mitigate", "config", "hb") else "other"
+        self.requests[(request.code.name, resource, response.code.dotted)] += 1
+        return response
 
     def _request(self, message: aiocoap.Message) -> Request | aiocoap.Message:
         identity = peer_identity(message)
@@ -153,6 +158,9 @@ class DotsResource(aiocoap.resource.ObservableResource, aiocoap.resource.PathCap
         key = next(self._ids)
         self._observers[key] = _Observation(client, path, query, serverobservation, content)
         serverobservation.accept(lambda: self._observers.pop(key, None))
+
+    def observations(self) -> list[_Observation]:
+        return list(self._observers.values())
 
     def observer_count(self, client: str | None = None) -> int:
         return sum(1 for o in self._observers.values() if client is None or o.client == client)
