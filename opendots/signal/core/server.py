@@ -867,6 +867,10 @@ class SignalServer:
     def mitigations(self) -> list[Mitigation]:
         return list(self._mitigations.values())
 
+    def liveness(self, client_name: str) -> PeerLiveness | None:
+        """What the server knows of CLIENT_NAME's session (None: no traffic since start-up)."""
+        return self._peers.get(client_name)
+
     def _by_mitigator_key(self, key: str) -> Mitigation | None:
         cuid, _, mid = key.rpartition("/")
         return self._mitigations.get((cuid, int(mid))) if mid.isdigit() else None
