@@ -155,3 +155,52 @@ def test_preconfigured_mitigation_returns_to_waiting_when_the_attack_stops(harne
     assert statuses == ["attack-stopped"]  # three more times, then 8 (test_signal_mitigation: Table 3 repeats)
     assert [(e.mid, e.reason) for e in events if isinstance(e, MitigationWithdrawn)] == [(1, "server")]
     assert harness.get(1).body[SCOPE]["scope"][0]["status"] == "attack-mitigation-signal-loss"
+
+
+def _brute_force_next_peer_deadline(server) -> float | None:
+    """What the timer table must agree with: the earliest heartbeat or loss deadline over every peer."""
+    deadlines = []
+    for name in list(server._peers):
+        peer, parameters = server._peers[name], server._parameters(name)
+        deadlines += [d for d in (peer.loss_deadline(parameters), peer.heartbeat_deadline(parameters)) if d is not None]
+    return min(deadlines, default=None)
+
+
+def test_peer_timers_stay_exact_with_many_clients(tmp_path: Path):
+    """Peer timers live in a heap (no walk over every client on each look): after any mix of traffic, config
+    changes, mitigations starting and ending, heartbeats and losses, the next deadline is the true earliest one,
+    and every due heartbeat and loss still fires."""
+    import ipaddress
+    import random
+
+    from opendots.config import ClientAuthorization
+    from opendots.signal.core import ServerSettings
+    from opendots.signal.core.sessionconfig import Limits
+    from tests.unit.test_signal_fixtures import Harness
+
+    clients = [
+        ClientAuthorization(f"c{i}", f"cuid-{i:03d}", prefixes=(ipaddress.ip_network(f"2001:db8:{i + 1:x}::/48"),))
+        for i in range(60)
+    ]
+    h = Harness(tmp_path / "s.db", ServerSettings(clients=clients, limits=Limits(heartbeat_interval=(1, 240))))
+    rng = random.Random(7)
+    fired: list = []
+    for step in range(400):
+        client = rng.choice(clients)
+        action = rng.random()
+        if action < 0.4:
+            h.request("PUT", ("hb",), peer=client.cuid, body=HB)
+        elif action < 0.55:
+            interval = rng.choice([1, 5, 15, 30])
+            body = config(rng.choice(["idle-config", "mitigating-config"]), heartbeat_interval=interval)
+            h.request("PUT", ("config", f"sid={step + 1}"), peer=client.cuid, body=body)
+        elif action < 0.75:
+            index = clients.index(client)
+            body = scope_body(target_prefix=[f"2001:db8:{index + 1:x}:{step:x}::/64"], lifetime=rng.choice([5, 60]))
+            h.request("PUT", ("mitigate", f"cuid={client.cuid}", f"mid={step}"), peer=client.cuid, body=body)
+        else:
+            fired += h.advance(rng.choice([0.5, 2, 7]))
+        expected = _brute_force_next_peer_deadline(h.server)
+        actual = h.server._next_peer_due()
+        assert actual == expected, f"step {step}: heap says {actual}, the peers say {expected}"
+    assert any(isinstance(e, HeartbeatDue) for e in fired) and any(isinstance(e, PeerLost) for e in fired)

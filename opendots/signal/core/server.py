@@ -129,6 +129,12 @@ class SignalServer:
         self._configs: dict[str, SessionConfig] = {}
         self._cuid_owner: dict[str, str] = {client.cuid: client.name for client in settings.clients}
         self._peers: dict[str, PeerLiveness] = {}
+        # Peer timers (heartbeat due, session loss) as a heap with lazy invalidation: an entry counts only while it
+        # equals _peer_due[name]. Timers and requests then cost O(log n) however many clients there are, instead of
+        # a walk over every peer (measured: 94 us with 101 clients, each time the timers were looked at).
+        self._peer_due: dict[str, float] = {}
+        self._peer_timers: list[tuple[float, str]] = []
+        self._liveness_dirty: set[str] = set()  # clients whose enforcement changed: parameter set may switch
         self._terminating_period: dict[str, int] = {}
         self._announcements: list[tuple[float, int, Key, int, int]] = []
         """Heap of (due, series, key, status, times left): Table 3's repeated 3/7 of preconfigured requests
@@ -159,6 +165,9 @@ class SignalServer:
             self._hold(Mitigation(record, request, targets))
             # A restarted server gives each client with stored mitigations a fresh liveness clock.
             self._peers.setdefault(record.client, PeerLiveness(last_traffic=now))
+        self._liveness_dirty.clear()
+        for name in self._peers:
+            self._sync_liveness(name, now)
 
     def _hold(self, mitigation: Mitigation) -> None:
         """Put MITIGATION in memory (after it was stored), keeping the overlap index in step."""
@@ -174,6 +183,8 @@ class SignalServer:
         if not same_targets:
             self._index.add(mitigation.key, mitigation.targets)
         self._enforcing[mitigation.record.client] += mitigation.enforcing
+        if (old is not None and old.enforcing) != mitigation.enforcing:
+            self._liveness_dirty.add(mitigation.record.client)
         deadline = mitigation.deadline()
         if deadline is not None and (old is None or old.deadline() != deadline):  # no duplicate heap entries
             heapq.heappush(self._deadlines, (deadline, mitigation.key))
@@ -183,6 +194,8 @@ class SignalServer:
         self._index.remove(key, old.targets)
         self._enforcing[old.record.client] -= old.enforcing
         self._held[old.record.client] -= 1
+        if old.enforcing:
+            self._liveness_dirty.add(old.record.client)
 
     def _next_deadline(self) -> float | None:
         """Earliest mitigation deadline, dropping heap entries that no longer match a held mitigation."""
@@ -226,8 +239,10 @@ class SignalServer:
             else:
                 response = self._heartbeat(client, request, now, events)
         except Rejected as refused:
+            self._flush_liveness(now)
             return refused.response, events
         self._sync_liveness(client.name, now)
+        self._flush_liveness(now)
         return response, events
 
     def _authenticate(self, request: Request) -> ClientAuthorization:
@@ -690,6 +705,7 @@ class SignalServer:
             return []
         events = self._saw_traffic(client, now)
         self._sync_liveness(client.name, now)
+        self._flush_liveness(now)
         return events
 
     def client_name(self, peer: str | None) -> str | None:
@@ -697,9 +713,31 @@ class SignalServer:
         return client.name if client else None
 
     def _sync_liveness(self, client_name: str, now: float) -> None:
+        """Arm CLIENT_NAME's heartbeat clock for the parameter set in force, and (re)schedule its timers."""
         peer = self._peers.get(client_name)
-        if peer is not None:
-            peer.sync(now, self._parameters(client_name))
+        if peer is None:
+            return
+        parameters = self._parameters(client_name)
+        peer.sync(now, parameters)
+        deadlines = [d for d in (peer.loss_deadline(parameters), peer.heartbeat_deadline(parameters)) if d is not None]
+        due = min(deadlines, default=None)
+        if due is None:
+            self._peer_due.pop(client_name, None)
+        elif self._peer_due.get(client_name) != due:
+            self._peer_due[client_name] = due
+            heapq.heappush(self._peer_timers, (due, client_name))
+
+    def _flush_liveness(self, now: float) -> None:
+        while self._liveness_dirty:
+            self._sync_liveness(self._liveness_dirty.pop(), now)
+
+    def _next_peer_due(self) -> float | None:
+        while self._peer_timers:
+            due, name = self._peer_timers[0]
+            if self._peer_due.get(name) == due:
+                return due
+            heapq.heappop(self._peer_timers)  # superseded by a later (or earlier) schedule
+        return None
 
     def _parameters(self, client_name: str) -> ParameterSet:
         return self.session_config(client_name).for_activity(self._enforcing[client_name] > 0)
@@ -709,7 +747,9 @@ class SignalServer:
         peer = self._peers.get(client.name)
         if peer is None:
             self._peers[client.name] = peer = PeerLiveness(last_traffic=now)
-        return [PeerBack(client.name)] if peer.saw_traffic(now, parameters) else []
+        revived = peer.saw_traffic(now, parameters)
+        self._sync_liveness(client.name, now)
+        return [PeerBack(client.name)] if revived else []
 
     # --- timers --------------------------------------------------------------------------------------
 
@@ -719,9 +759,9 @@ class SignalServer:
         deadlines = [first] if first is not None else []
         if self._announcements:
             deadlines.append(self._announcements[0][0])
-        for name, peer in self._peers.items():
-            parameters = self._parameters(name)
-            deadlines += [d for d in (peer.loss_deadline(parameters), peer.heartbeat_deadline(parameters)) if d]
+        peer_due = self._next_peer_due()
+        if peer_due is not None:
+            deadlines.append(peer_due)
         earliest = min(deadlines, default=None)
         if earliest is not None and self._store_retry_at is not None:
             return max(earliest, self._store_retry_at)
@@ -734,9 +774,9 @@ class SignalServer:
         events += self._repeat_announcements(now)
         try:
             events += self._expire(now)
-            for name in self._peers:
-                self._sync_liveness(name, now)
+            self._flush_liveness(now)
             self._check_peers(now, events)
+            self._flush_liveness(now)
         except Rejected as problem:  # storage failed: memory untouched, retried shortly (not in a busy loop)
             log.error("signal timer: %s", problem.response.diagnostic)
             self._store_retry_at = now + STORE_RETRY_DELAY
@@ -803,18 +843,24 @@ class SignalServer:
         return events
 
     def _check_peers(self, now: float, events: list[Event]) -> None:
-        """Appends to EVENTS as it goes, so events of changes already stored survive a later failure."""
-        for name, peer in self._peers.items():
+        """The peers whose timers are due. Appends to EVENTS as it goes, so events of changes already stored
+        survive a later failure (the peer then stays scheduled, and is looked at again on the retry)."""
+        while (due := self._next_peer_due()) is not None and due <= now:
+            _, name = self._peer_timers[0]
+            peer = self._peers[name]
             parameters = self._parameters(name)
             loss = peer.loss_deadline(parameters)
             if loss is not None and loss <= now:
                 events += self._session_lost(name, now)
                 peer.lost = True
-                continue
-            due = peer.heartbeat_deadline(parameters)
-            if due is not None and due <= now:
-                events.append(HeartbeatDue(name, peer.peer_hb_status(now, parameters)))
-                peer.next_heartbeat = max(due + parameters.heartbeat_interval, now)
+            else:
+                heartbeat = peer.heartbeat_deadline(parameters)
+                if heartbeat is not None and heartbeat <= now:
+                    events.append(HeartbeatDue(name, peer.peer_hb_status(now, parameters)))
+                    peer.next_heartbeat = max(heartbeat + parameters.heartbeat_interval, now)
+            heapq.heappop(self._peer_timers)
+            self._peer_due.pop(name, None)
+            self._sync_liveness(name, now)
 
     def _session_lost(self, client_name: str, now: float) -> list[Event]:
         """§4.4.1.3/§4.7: activate the client's preconfigured requests; withdraw its overlapping immediate
@@ -878,6 +924,7 @@ class SignalServer:
         if preconfigured_done:
             events.append(self._withdrawn(mitigation, "server"))
             self._announce(updated.key, status, now)
+        self._flush_liveness(now)  # no longer enforcing: the client may be back on its idle parameters
         return events
 
     def report_counters(self, key: str, counters: Counters, now: float) -> list[Event]:
