@@ -80,7 +80,8 @@ class DotsResource(aiocoap.resource.ObservableResource, aiocoap.resource.PathCap
     def __init__(self, service: SignalService) -> None:
         super().__init__()
         self.service = service
-        self._observers: dict[int, _Observation] = {}
+        self._observers: dict[str, dict[int, _Observation]] = {}
+        """Per client name: a change is only ever looked up among its owner's observers (O(own), not O(all))."""
         self._ids = itertools.count()
         self.requests: collections.Counter[tuple[str, str, str]] = collections.Counter()
         """(method, resource, response code) of every request answered: for metrics."""
@@ -156,34 +157,44 @@ class DotsResource(aiocoap.resource.ObservableResource, aiocoap.resource.PathCap
         except Rejected:
             return  # the GET itself is refused (4.00): no observation
         key = next(self._ids)
-        self._observers[key] = _Observation(client, path, query, serverobservation, content)
-        serverobservation.accept(lambda: self._observers.pop(key, None))
+        own = self._observers.setdefault(client, {})
+        own[key] = _Observation(client, path, query, serverobservation, content)
+        serverobservation.accept(lambda: self._forget_observation(client, key))
 
-    def observations(self) -> list[_Observation]:
-        return list(self._observers.values())
+    def _forget_observation(self, client: str, key: int) -> None:
+        own = self._observers.get(client)
+        if own is not None:
+            own.pop(key, None)
+            if not own:
+                del self._observers[client]
+
+    def observations(self, client: str | None = None) -> list[_Observation]:
+        if client is not None:
+            return list(self._observers.get(client, {}).values())
+        return [observation for own in self._observers.values() for observation in own.values()]
 
     def observer_count(self, client: str | None = None) -> int:
-        return sum(1 for o in self._observers.values() if client is None or o.client == client)
+        return len(self.observations(client))
 
     def notify(self, event: Event) -> None:
         """Turn a core event into Non-confirmable notifications for the owner's observers only."""
         if isinstance(event, MitigationChanged):
             self._mitigation_changed(event)
         elif isinstance(event, SessionConfigChanged):
-            for observation in list(self._observers.values()):
-                if observation.client == event.client and isinstance(observation.path, ConfigPath):
+            for observation in self.observations(event.client):
+                if isinstance(observation.path, ConfigPath):
                     observation.handle.trigger()
         elif isinstance(event, RedirectionChanged) and event.body is not None:
-            for observation in list(self._observers.values()):
+            for observation in self.observations():
                 observation.handle.trigger(
                     _non(to_message(Response("5.03", body=event.body, max_age=event.max_age))), is_last=True
                 )
 
     def _mitigation_changed(self, event: MitigationChanged) -> None:
         now = self.service.clock()
-        for observation in list(self._observers.values()):
+        for observation in self.observations(event.client):
             path = observation.path
-            if observation.client != event.client or not isinstance(path, MitigatePath) or path.cuid != event.cuid:
+            if not isinstance(path, MitigatePath) or path.cuid != event.cuid:
                 continue
             if path.mid is not None and path.mid != event.mid:
                 continue
