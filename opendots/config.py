@@ -85,8 +85,20 @@ class ServerConfig:
     data: dict[str, Any] = field(default_factory=dict)  # [data]: opendots.data.DataChannelSettings
     mitigators: list[dict[str, Any]] = field(default_factory=list)  # [[mitigators]]: opendots.mitigate
 
+    _cuid_index: tuple[list[ClientAuthorization], int, dict[str, ClientAuthorization]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+
     def client_by_cuid(self, cuid: str) -> ClientAuthorization | None:
-        return next((client for client in self.clients if client.cuid == cuid), None)
+        """O(1): called for every data-channel request and mitigation event, with possibly thousands of clients.
+        The index follows `clients` being replaced or grown (identity and length)."""
+        index = self._cuid_index
+        if index is None or index[0] is not self.clients or index[1] != len(self.clients):
+            by_cuid: dict[str, ClientAuthorization] = {}
+            for client in self.clients:
+                by_cuid.setdefault(client.cuid, client)  # the first one wins, as a scan would find it
+            index = self._cuid_index = (self.clients, len(self.clients), by_cuid)
+        return index[2].get(cuid)
 
     @classmethod
     def load(cls, path: Path | str) -> ServerConfig:
