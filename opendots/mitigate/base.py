@@ -61,6 +61,30 @@ class Mitigator(Protocol):
 
     async def health(self) -> bool: ...
 
+    # Optional: `async def counters_many(self, keys: list[str]) -> dict[str, Counters]`, the counters of many
+    # mitigations read at once (keys it cannot read are left out). Polling every active mitigation one by one
+    # costs one round trip (an nft process, an API call) each; read_counters() uses the batch form when present.
+
+
+async def read_counters(mitigator: Mitigator, keys: list[str]) -> dict[str, Counters]:
+    """The counters of KEYS (those that could be read), in one call when MITIGATOR can batch them."""
+    if not keys:
+        return {}
+    many = getattr(mitigator, "counters_many", None)
+    if many is not None:
+        try:
+            return await many(keys)
+        except MitigatorError as error:
+            log.warning("counters of %d mitigations from %s: %s", len(keys), mitigator.name, error)
+            return {}
+    found: dict[str, Counters] = {}
+    for key in keys:
+        try:
+            found[key] = await mitigator.counters(key)
+        except MitigatorError as error:
+            log.warning("counters of %s from %s: %s", key, mitigator.name, error)
+    return found
+
 
 @dataclass
 class LoggingMitigator:

@@ -21,7 +21,15 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from opendots.config import ConfigError, ServerConfig
-from opendots.mitigate.base import Counters, IPNetwork, LoggingMitigator, MitigationScope, Mitigator, MitigatorError
+from opendots.mitigate.base import (
+    Counters,
+    IPNetwork,
+    LoggingMitigator,
+    MitigationScope,
+    Mitigator,
+    MitigatorError,
+    read_counters,
+)
 
 if TYPE_CHECKING:
     from opendots.mitigate.nftables_acl import AclPolicy
@@ -218,6 +226,23 @@ class MitigatorRouter:
                     totals[name] = (totals[name] or 0) + value
         return Counters(**totals)
 
+    async def counters_many(self, keys: list[str]) -> dict[str, Counters]:
+        """counters() of many keys with one batch read per actuator (read_counters)."""
+        per_actuator: dict[int, list[str]] = {}
+        for key in keys:
+            for index in self._placed.get(key, {}):
+                per_actuator.setdefault(index, []).append(key)
+        totals: dict[str, dict[str, int | None]] = {}
+        for index, placed_keys in per_actuator.items():
+            measured = await read_counters(self.assignments[index].mitigator, placed_keys)
+            for key, counters in measured.items():
+                sums = totals.setdefault(key, dict.fromkeys(_COUNTER_FIELDS))
+                for name in _COUNTER_FIELDS:
+                    value = getattr(counters, name)
+                    if value is not None:
+                        sums[name] = (sums[name] or 0) + value
+        return {key: Counters(**sums) for key, sums in totals.items()}
+
     async def health(self) -> bool:
         results = [await assignment.mitigator.health() for assignment in self.assignments]
         return all(results)
@@ -270,6 +295,9 @@ class MitigatorRouter:
             stop = getattr(assignment.mitigator, "stop", None)
             if stop is not None:
                 await stop()
+
+
+_COUNTER_FIELDS = ("bytes_dropped", "pkts_dropped", "bps_dropped", "pps_dropped")
 
 
 def build_actuator(entry: Mapping[str, Any]) -> Mitigator:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from opendots.config import ConfigError, ServerConfig
-from opendots.mitigate.base import Counters, LoggingMitigator, MitigationScope, MitigatorError
+from opendots.mitigate.base import Counters, LoggingMitigator, MitigationScope, MitigatorError, read_counters
 from opendots.mitigate.router import Assignment, MitigatorRouter, build_router
 
 net = ipaddress.ip_network
@@ -108,6 +108,35 @@ async def test_restore_replaces_state_and_reports_what_it_could_not_enforce():
     )
     assert set(refused) == {"c/2", "c/3"}
     assert list(nft.active) == ["c/1"]
+
+
+@dataclass
+class BatchMitigator(MeasuringMitigator):
+    """Measures in one batch read, counting its calls."""
+
+    name: str = "batch"
+    batches: list[list[str]] = field(default_factory=list)
+
+    async def counters(self, key: str) -> Counters:
+        raise AssertionError("a batch-capable actuator must be read in one call")
+
+    async def counters_many(self, keys: list[str]) -> dict[str, Counters]:
+        self.batches.append(list(keys))
+        return {key: self.measured for key in keys if key in self.active}
+
+
+async def test_counters_of_many_mitigations_are_read_in_one_batch_per_actuator():
+    batch, single = BatchMitigator(), MeasuringMitigator(name="single")
+    router = MitigatorRouter(
+        [Assignment(batch, prefixes=(net("192.0.2.0/24"),)), Assignment(single, prefixes=(net("198.51.100.0/24"),))]
+    )
+    await router.apply(scope("c/1", "192.0.2.1/32"))
+    await router.apply(scope("c/2", "192.0.2.2/32", "198.51.100.2/32"))
+    await router.apply(scope("c/3", "198.51.100.3/32"))
+    measured = await read_counters(router, ["c/1", "c/2", "c/3", "c/unknown"])
+    assert batch.batches == [["c/1", "c/2"]]
+    assert {key: c.pkts_dropped for key, c in measured.items()} == {"c/1": 2, "c/2": 4, "c/3": 2}
+    assert await read_counters(LoggingMitigator(), []) == {}
 
 
 def test_build_router_from_config(server_config: ServerConfig):

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Protocol
 
-from opendots.mitigate.base import MitigationScope, Mitigator, MitigatorError
+from opendots.mitigate.base import MitigationScope, Mitigator, MitigatorError, read_counters
 from opendots.signal.core import (
     Event,
     MitigationActivated,
@@ -178,15 +178,10 @@ class SignalService:
             await self.refresh_counters()
 
     async def refresh_counters(self) -> None:
-        for mitigation in self.core.mitigations():
-            if not mitigation.enforcing:
-                continue
-            try:
-                counters = await self.mitigator.counters(mitigation.mitigator_key)
-            except MitigatorError as problem:
-                log.warning("counters of %s: %s", mitigation.mitigator_key, problem)
-                continue
-            self._enqueue(self.core.report_counters(mitigation.mitigator_key, counters, self.clock()))
+        """One batch read of every enforced mitigation's counters (one nft call, not one per mitigation)."""
+        keys = [mitigation.mitigator_key for mitigation in self.core.mitigations() if mitigation.enforcing]
+        for key, counters in (await read_counters(self.mitigator, keys)).items():
+            self._enqueue(self.core.report_counters(key, counters, self.clock()))
 
     async def _dispatch(self) -> None:
         while True:
