@@ -14,10 +14,13 @@ from opendots.mitigate.nftables import DropRates
 from opendots.mitigate.nftables_ruleset import (
     ANY_PORT,
     ANY_PROTOCOL,
+    MAX_FILTER_LENGTHS,
     PORT_PROTOCOLS,
     MapId,
     RulesetState,
     Table,
+    capacity_for,
+    chain_layout,
     counter_name,
     plan_change,
     render_key,
@@ -225,7 +228,8 @@ def test_rarely_used_prefix_lengths_share_an_interval_map_split_around_more_spec
     outer = MitigationScope("c/outer", (net("2001:db8::/36"),))  # covers every prefix above
     state = plan_change(TABLE, RulesetState(), put=[*scopes, outer]).state
     interval = state.installed[MapId(6, "DST")]
-    assert sorted(map_id.prefix_len for map_id in state.installed if map_id.prefix_len is not None) == list(lengths)
+    hashed = [m.prefix_len for m in state.installed if m.prefix_len is not None and not m.filter]
+    assert sorted(hashed) == list(lengths)
     outer_block = block("2001:db8::/36")
     # The /36's ranges cover it all except the hashed /48s (which hold every more specific prefix).
     first, second = block("2001:db8:10::/48"), block("2001:db8:20::/48")
@@ -235,7 +239,7 @@ def test_rarely_used_prefix_lengths_share_an_interval_map_split_around_more_spec
         ((second[1] + 1, outer_block[1]),),
     ]
     assert set(interval.values()) == {counter_name("c/outer")}
-    ordered = sorted(state.rules, key=lambda map_id: map_id.rule_order)
+    ordered = sorted((m for m in state.rules if not m.filter), key=lambda map_id: map_id.rule_order)
     assert ordered[0] == MapId(6, "DST")  # the interval rule first, then the hashed lengths, longest first
     assert [map_id.prefix_len for map_id in ordered[1:]] == sorted(lengths, reverse=True)
 
@@ -245,26 +249,137 @@ def test_exact_keys_go_to_hash_maps_whose_rules_come_before_the_ranges():
     ranges = MitigationScope("c/ranges", (net("203.0.113.0/24"),), protocols=(6,))
     plan = plan_change(TABLE, RulesetState(), put=[ranges, hosts])
     maps = [command["add"]["map"] for command in plan.commands if "map" in command.get("add", {})]
-    assert {m["name"]: "flags" in m for m in maps} == {
-        "dst_proto4": True,
-        "dst_proto4_exact": False,
-        "dst_proto6_exact": False,
+    assert {m["name"]: ("flags" in m, "size" in m) for m in maps} == {
+        "dst_proto4": (True, False),  # interval: no size
+        "dst_proto4_exact": (False, True),  # hash: sized, the kernel picks its fixed-size hash
+        "dst_proto6_exact": (False, True),
     }
-    rules = [
-        command["add"]["rule"]["expr"][0]["counter"]["map"]["data"]
-        for command in plan.commands
-        if "rule" in command.get("add", {})
+    rules = [command["add"]["rule"] for command in plan.commands if "rule" in command.get("add", {})]
+    map_rules = [
+        (rule["chain"], rule["expr"][0]["counter"]["map"]["data"]) for rule in rules if "counter" in rule["expr"][0]
     ]
-    assert rules == ["@dst_proto4_exact", "@dst_proto4", "@dst_proto6_exact"]
+    assert map_rules == [
+        ("targets4", "@dst_proto4_exact"),
+        ("targets4", "@dst_proto4"),
+        ("targets6", "@dst_proto6_exact"),
+    ]
+
+
+def pre_filters(plan) -> dict[str, tuple[str, list[str]]]:
+    """Pre-filter rules of the ingress chain: set name → (goto target, ...) and the sets' planned contents."""
+    gotos = {}
+    for command in plan.commands:
+        rule = command.get("add", {}).get("rule")
+        if rule and rule["chain"] == "ingress" and "goto" in rule["expr"][-1]:
+            gotos[rule["expr"][0]["match"]["right"].lstrip("@")] = rule["expr"][-1]["goto"]["target"]
+    return gotos
+
+
+def filter_contents(state: RulesetState, version: int) -> dict[int, set[str]]:
+    return {
+        map_id.prefix_len: {str(ipaddress.ip_address(key[0][0])) for key in keys}
+        for map_id, keys in state.installed.items()
+        if map_id.filter and map_id.version == version and keys
+    }
+
+
+def test_a_concatenated_or_interval_lookup_goes_behind_a_destination_pre_filter():
+    ports = MitigationScope("c/p", (net("192.0.2.1/32"), net("192.0.2.2/32")), target_ports=(PortRange(53, 53),))
+    plan = plan_change(TABLE, RulesetState(), put=[ports])
+    assert pre_filters(plan) == {"pre4_len32": "targets4"}
+    sets = [command["add"]["set"] for command in plan.commands if "set" in command.get("add", {})]
+    assert sets == [TABLE.ref(name="pre4_len32", type="ipv4_addr", size=256)]
+    assert filter_contents(plan.state, 4) == {32: {"192.0.2.1", "192.0.2.2"}}
+    assert ("add", "chain") in verbs(plan.commands[4:])  # targets4, after the table's own ingress chain
+
+    # One destination-only hash map is already a single address lookup: no pre-filter for IPv6 hosts.
+    with_v6 = plan_change(TABLE, plan.state, put=[MitigationScope("c/h6", (net("2001:db8::1/128"),))])
+    assert filter_contents(with_v6.state, 6) == {}
+    assert chain_layout(with_v6.state.rules) == {
+        "ingress": [MapId(4, "DST", True, 32, filter=True), MapId(6, "DST", True, 128)],
+        "targets4": [MapId(4, "DST_PROTO_PORT", True)],
+    }
+
+
+def test_the_pre_filter_follows_every_add_and_remove_and_widens_rare_lengths():
+    host = MitigationScope("c/host", (net("192.0.2.1/32"),), protocols=(17,))
+    wide = MitigationScope("c/wide", (net("198.51.100.0/24"),), target_ports=(PortRange(80, 80),))
+    middle = MitigationScope("c/middle", (net("203.0.113.16/28"),), target_ports=(PortRange(443, 443),))
+    state = plan_change(TABLE, RulesetState(), put=[host, wide]).state
+    assert filter_contents(state, 4) == {24: {"198.51.100.0"}, 32: {"192.0.2.1"}}
+
+    # A third length: the shortest (/24) and the most used other one are kept, the /28 is widened to its /24.
+    plan = plan_change(TABLE, state, put=[middle])
+    assert filter_contents(plan.state, 4) == {24: {"198.51.100.0", "203.0.113.0"}, 32: {"192.0.2.1"}}
+    added = [c["add"]["element"] for c in plan.commands if "element" in c.get("add", {})]
+    assert {"name": "pre4_len24", "elem": ["203.0.113.0"]}.items() <= next(
+        e for e in added if e["name"] == "pre4_len24"
+    ).items()
+    assert ("flush", "chain") not in verbs(plan.commands)  # same sets, same rules: only elements change
+
+    # Without the /24, the /28 has a set of its own; the /24 set goes, and its goto with it.
+    plan = plan_change(TABLE, plan.state, remove=["c/wide"])
+    assert filter_contents(plan.state, 4) == {28: {"203.0.113.16"}, 32: {"192.0.2.1"}}
+    assert ("delete", "set") in verbs(plan.commands)
+    assert set(pre_filters(plan)) == {"pre4_len28", "pre4_len32"}
+    assert plan.state.installed.get(MapId(4, "DST", True, 24, filter=True)) is None
+
+    # The last port/protocol-keyed scope gone: no pre-filter, no family chain.
+    plan = plan_change(TABLE, plan.state, put=[MitigationScope("c/all", (net("192.0.2.0/24"),))])
+    plan = plan_change(TABLE, plan.state, remove=["c/host", "c/middle"])
+    assert filter_contents(plan.state, 4) == {}
+    assert chain_layout(plan.state.rules) == {"ingress": [MapId(4, "DST", True, 24)]}
+    assert ("delete", "chain") in verbs(plan.commands)
+    kinds = verbs(plan.commands)
+    assert kinds.index(("flush", "chain")) < kinds.index(("delete", "set")) < kinds.index(("delete", "chain"))
+
+
+def test_a_hash_map_that_outgrows_its_size_is_recreated_bigger_in_the_same_batch():
+    def hosts(key: str, start: int, count: int) -> MitigationScope:
+        targets = tuple(net(f"10.0.{(start + i) // 256}.{(start + i) % 256}/32") for i in range(count))
+        return MitigationScope(key, targets, protocols=(17,))
+
+    first = plan_change(TABLE, RulesetState(), put=[hosts("c/1", 0, 200)])
+    exact = MapId(4, "DST_PROTO", True)
+    assert first.state.capacity[exact] == capacity_for(200) == 512
+    second = plan_change(TABLE, first.state, put=[hosts("c/2", 200, 100)])  # 300 ≤ 512: elements only
+    assert ("delete", "map") not in verbs(second.commands) and ("flush", "chain") not in verbs(second.commands)
+
+    third = plan_change(TABLE, second.state, put=[hosts("c/3", 300, 300)])  # 600 > 512: a bigger map
+    assert third.state.capacity[exact] == 2048
+    kinds = verbs(third.commands)
+    recreated = [c for c in third.commands if c.get("add", {}).get("map", {}).get("name") == "dst_proto4_exact"]
+    assert recreated[0]["add"]["map"]["size"] == 2048
+    elements = [
+        c["add"]["element"] for c in third.commands if c.get("add", {}).get("element", {}).get("name") == exact.name
+    ]
+    assert len(elements) == 1 and len(elements[0]["elem"]) == 600  # all of them, into the new map
+    assert kinds.index(("flush", "chain")) < kinds.index(("delete", "map")) < kinds.index(("add", "map"))
+    assert kinds.index(("add", "map")) < kinds.index(("add", "element")) < kinds.index(("add", "rule"))
+    # The pre-filter set (600 addresses) outgrew its size too.
+    assert third.state.capacity[MapId(4, "DST", True, 32, filter=True)] == 2048
+    assert ("delete", "set") in kinds
+    # Counters are separate objects: re-creating a map never touches them.
+    assert ("delete", "counter") not in kinds and kinds.count(("add", "counter")) == 1
 
 
 def test_a_map_that_becomes_empty_loses_its_rule_in_the_same_batch():
     everything = MitigationScope("c/1", (net("203.0.113.0/24"),))
     udp = MitigationScope("c/2", (net("192.0.2.1/32"),), protocols=(17,))
     state = plan_change(TABLE, RulesetState(), put=[everything, udp]).state
-    assert state.rules == {MapId(4, "DST", exact=True, prefix_len=24), MapId(4, "DST_PROTO", exact=True)}
+    filters = {MapId(4, "DST", True, 24, filter=True), MapId(4, "DST", True, 32, filter=True)}
+    assert state.rules == {MapId(4, "DST", exact=True, prefix_len=24), MapId(4, "DST_PROTO", exact=True), *filters}
     plan = plan_change(TABLE, state, remove=["c/2"])
-    assert verbs(plan.commands) == [("flush", "chain"), ("delete", "map"), ("add", "rule"), ("delete", "counter")]
+    assert verbs(plan.commands) == [
+        ("flush", "chain"),  # ingress
+        ("flush", "chain"),  # targets4
+        ("delete", "map"),
+        ("delete", "set"),
+        ("delete", "set"),
+        ("delete", "chain"),  # targets4: one hash lookup left, no pre-filter needed
+        ("add", "rule"),
+        ("delete", "counter"),
+    ]
     assert plan.state.rules == {MapId(4, "DST", exact=True, prefix_len=24)}
 
 
@@ -301,15 +416,27 @@ def test_drop_rates_average_over_the_window():
 
 
 def lookup(state: RulesetState, address: int) -> str | None:
-    """What the kernel does with the destination-only rules of an IPv4 packet: first matching rule wins."""
-    for map_id in sorted(state.rules, key=lambda map_id: map_id.rule_order):
-        for (lower, upper), owner in ((key[0], owner) for key, owner in state.installed[map_id].items()):
+    """What the kernel does with an IPv4 packet and the destination-only maps: the ingress rules in order, a
+    pre-filter's goto into the family chain (whose end is the end), the first matching map rule wins."""
+    layout = chain_layout(state.rules)
+
+    def hit(map_id: MapId) -> str | None:
+        for key, owner in state.installed[map_id].items():
+            lower, upper = key[0]
             if map_id.prefix_len is None and lower <= address <= upper:
                 return owner
             if map_id.prefix_len is not None and address >> (32 - map_id.prefix_len) == lower >> (
                 32 - map_id.prefix_len
             ):
                 return owner
+        return None
+
+    for map_id in layout["ingress"]:
+        owner = hit(map_id)
+        if owner is not None and map_id.filter:
+            return next((found for found in map(hit, layout["targets4"]) if found is not None), None)
+        if owner is not None:
+            return owner
     return None
 
 
@@ -336,3 +463,34 @@ def test_every_address_is_counted_by_its_most_specific_first_mitigation_whatever
             longest = max(n.prefixlen for n, _ in covering)
             expected = counter_name(next(k for n, k in covering if n.prefixlen == longest))
         assert lookup(state, address) == expected
+
+
+@given(st.lists(st.tuples(prefixes, st.sampled_from(["all", "udp", "udp:53", "tcp:80-90"])), min_size=1, max_size=8))
+def test_the_pre_filter_lets_every_target_address_through_whatever_the_mix_of_shapes(entries):
+    def scope(i: int, network, kind: str) -> MitigationScope:
+        if kind == "all":
+            return MitigationScope(f"s{i}", (network,))
+        protocol, _, ports = kind.partition(":")
+        lower, _, upper = ports.partition("-")
+        port_ranges = (PortRange(int(lower), int(upper or lower)),) if ports else ()
+        return MitigationScope(
+            f"s{i}", (network,), protocols=(17 if protocol == "udp" else 6,), target_ports=port_ranges
+        )
+
+    state = plan_change(TABLE, RulesetState(), put=[scope(i, n, kind) for i, (n, kind) in enumerate(entries)]).state
+    layout = chain_layout(state.rules)
+    filters = [map_id for map_id in layout["ingress"] if map_id.filter]
+    maps = [map_id for map_id in state.rules if not map_id.filter]
+    if not filters:  # only destination-only hash maps, no more of them than a pre-filter would have lookups
+        assert all(m.shape_name == "DST" and m.prefix_len is not None for m in maps)
+        assert len(maps) <= MAX_FILTER_LENGTHS and set(layout) == {"ingress"}
+        return
+    assert len(filters) <= MAX_FILTER_LENGTHS and sorted(layout["targets4"], key=str) == sorted(maps, key=str)
+    base = int(ipaddress.ip_address("192.0.2.0"))
+    for address in range(base, base + 256):
+        if any(int(n.network_address) <= address <= int(n.broadcast_address) for n, _ in entries):
+            assert any(
+                address >> (32 - f.prefix_len) == key[0][0] >> (32 - f.prefix_len)
+                for f in filters
+                for key in state.installed[f]
+            )
