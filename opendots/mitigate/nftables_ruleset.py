@@ -660,9 +660,7 @@ def plan_change(
     if acl_changed and new.acls:
         rules = acl_rules(new.acls.values())
         commands += [{"add": {"rule": table.ref(chain=ACL_CHAIN, expr=expressions)}} for expressions in rules]
-    commands += [
-        {"delete": {"set" if map_id.filter else "map": table.ref(name=map_id.name)}} for map_id in emptied
-    ]
+    commands += [{"delete": {"set" if map_id.filter else "map": table.ref(name=map_id.name)}} for map_id in emptied]
     if had_acls and not new.acls:
         commands.append({"delete": {"chain": table.ref(name=ACL_CHAIN)}})
     commands += [{"delete": {"chain": table.ref(name=name)}} for name in sorted(old_chains - new_chains)]
