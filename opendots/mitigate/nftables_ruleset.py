@@ -15,10 +15,10 @@ No I/O here (the shell is opendots.mitigate.nftables). Layout of the table (fami
   instead of the resizable rhashtable; a map that outgrows its size is re-created, bigger, in the same batch;
 * a destination pre-filter per address family: when that family needs more than one lookup, or a lookup dearer
   than one address hash (concatenations, intervals: pipapo), its rules move to a chain of their own
-  (`targets4`/`targets6`) that the ingress chain enters only through `goto` rules matching the destination against
-  hash sets of every target's destination block (at most MAX_FILTER_LENGTHS prefix lengths, longer blocks widened
-  to a kept shorter length: a superset, so nothing to drop is missed). Traffic to no target then pays one or two
-  address hash lookups, whatever the number and shape of the targets (measured: bench/mitigate.py).
+  (`targets4`/`targets6`) that the ingress chain enters only through one `goto` rule matching the destination
+  against a hash set of every target's destination block at one prefix length (see _filter_sets: a superset, so
+  nothing to drop is missed). Traffic to no target then pays one address hash lookup, whatever the number and
+  shape of the targets (measured: bench/mitigate.py).
 
 Overlaps between mitigations: identical keys are owned by the mitigation applied first (it alone counts those
 drops). Destination-only prefixes are matched most specific first (the interval map's ranges are split around
@@ -60,7 +60,7 @@ MAX_ELEMENTS_PER_SCOPE = 200_000
 CHAIN = "ingress"
 CHAIN_PRIORITY = -500  # before any other netdev ingress chain: drop as early as the kernel allows
 MAX_HASHED_LENGTHS = 6  # destination-only prefix lengths with a hash map of their own, per address family
-MAX_FILTER_LENGTHS = 2  # prefix lengths (one hash lookup each) of a family's destination pre-filter
+FILTER_BUDGET = 4096  # pre-filter entries allowed (or 4 per target block, if more) before choosing a shorter length
 MIN_CAPACITY = 256  # smallest `size` given to a hash map; a map gets twice its elements, rounded up to a power of 2
 
 
@@ -335,9 +335,6 @@ class Table:
             extra["map"] = "counter"
         return self.ref(name=map_id.name, type=types[0] if len(types) == 1 else types, **extra)
 
-    def family_chain_object(self, version: int) -> dict[str, Any]:
-        return self.ref(name=family_chain(version))
-
     def rule_object(self, map_id: MapId, chain: str = CHAIN) -> dict[str, Any]:
         """The one rule of MAP_ID (in CHAIN): a pre-filter's `goto` to its family chain, or a map's counted drop."""
         expressions = [_field_expression(name, map_id.version) for name in map_id.shape.value]
@@ -447,15 +444,15 @@ def _destination_maps(version: int, state: RulesetState) -> dict[MapId, dict[Ele
 
 
 def _filter_sets(version: int, maps: set[MapId], state: RulesetState) -> dict[MapId, dict[ElementKey, str]]:
-    """The destination pre-filter of one family (sets of masked destination blocks), or {} when it would not pay.
+    """The destination pre-filter of one family: one hash set of destination blocks at one prefix length L, or {}.
 
-    MAPS are the family's non-empty maps. A pre-filter pays when the family has a lookup dearer than one address
-    hash (a concatenation or an interval map), or more map rules than the pre-filter has lookups. Its lengths:
-    the shortest destination length in use (nothing can be widened to below it) and the MAX_FILTER_LENGTHS - 1
-    most used other ones; every block is widened to the longest kept length not longer than its own. A
-    zero-length destination (everything) makes a pre-filter pointless.
+    MAPS are the family's non-empty maps; one destination-only hash map is already a single address lookup, so it
+    gets no pre-filter. L is the longest length at which the set stays within FILTER_BUDGET entries: a block
+    longer than L is widened to its L-bit block (a superset: a packet to a neighbour of a target pays the map
+    lookups it would have paid anyway), a shorter one is expanded into its L-bit blocks (exact). One lookup, with
+    no mask at all when every target is a host, whatever the mix of prefix lengths.
     """
-    if not maps:
+    if not maps or (len(maps) == 1 and all(m.shape is Shape.DST and m.prefix_len is not None for m in maps)):
         return {}
     blocks: set[Range] = set()
     for elements in state.elements.values():
@@ -463,28 +460,24 @@ def _filter_sets(version: int, maps: set[MapId], state: RulesetState) -> dict[Ma
             if map_id.version == version:
                 position = map_id.shape.value.index("daddr")
                 blocks.update(key[position] for key in keys)
-    per_length: dict[int, int] = {}
-    for block in blocks:
-        length = _prefix_len(block, version)
-        per_length[length] = per_length.get(length, 0) + 1
-    shortest = min(per_length)
-    if shortest == 0:
-        return {}
-    others = sorted((length for length in per_length if length != shortest), key=lambda n: (-per_length[n], -n))
-    kept = sorted([shortest, *others[: MAX_FILTER_LENGTHS - 1]])
-    cheap = all(map_id.shape is Shape.DST and map_id.prefix_len is not None for map_id in maps)
-    if cheap and len(maps) <= len(kept):
-        return {}
+    lengths = sorted({_prefix_len(block, version) for block in blocks}, reverse=True)
+    budget = max(FILTER_BUDGET, 4 * len(blocks))
+    length = next(
+        candidate
+        for candidate in lengths  # at the shortest length nothing is expanded: that one always fits
+        if sum(1 << max(0, candidate - _prefix_len(block, version)) for block in blocks) <= budget
+    )
+    if length == 0:
+        return {}  # a zero-length target: everything goes to the maps anyway
     bits = 32 if version == 4 else 128
-    sets: dict[MapId, dict[ElementKey, str]] = {}
-    for block in blocks:
-        length = _prefix_len(block, version)
-        widened = max(kept_length for kept_length in kept if kept_length <= length)
-        host_bits = bits - widened
-        lower = block[0] >> host_bits << host_bits
-        key = ((lower, lower | ((1 << host_bits) - 1)),)
-        sets.setdefault(MapId(version, Shape.DST.name, True, widened, filter=True), {})[key] = ""
-    return sets
+    host_bits = bits - length
+    keys: dict[ElementKey, str] = {}
+    for lower, upper in blocks:
+        first = lower >> host_bits
+        for network in range(first, max(first, upper >> host_bits) + 1):
+            base = network << host_bits
+            keys[((base, base | ((1 << host_bits) - 1)),)] = ""
+    return {MapId(version, Shape.DST.name, True, length, filter=True): keys}
 
 
 def chain_layout(rules: Iterable[MapId]) -> dict[str, list[MapId]]:

@@ -14,7 +14,6 @@ from opendots.mitigate.nftables import DropRates
 from opendots.mitigate.nftables_ruleset import (
     ANY_PORT,
     ANY_PROTOCOL,
-    MAX_FILTER_LENGTHS,
     PORT_PROTOCOLS,
     MapId,
     RulesetState,
@@ -203,19 +202,36 @@ def test_nested_prefixes_get_per_length_hash_maps_longest_first_and_the_last_wit
     assert verbs(with_narrow.commands) == [
         ("add", "counter"),
         ("add", "map"),
+        ("add", "set"),  # two lookups now: one pre-filter lookup in front of them (the /24 as eight /29s)
         ("flush", "chain"),
         ("add", "element"),
+        ("add", "element"),
+        ("add", "chain"),
+        ("add", "rule"),
         ("add", "rule"),
         ("add", "rule"),
     ]
-    rules = [c["add"]["rule"]["expr"][0]["counter"]["map"] for c in with_narrow.commands if "rule" in c.get("add", {})]
+    assert filter_contents(with_narrow.state, 4) == {29: {f"203.0.113.{8 * i}" for i in range(32)}}
+    rules = [
+        c["add"]["rule"]["expr"][0]["counter"]["map"]
+        for c in with_narrow.commands
+        if "counter" in c.get("add", {}).get("rule", {"expr": [{}]})["expr"][0]
+    ]
     assert [rule["data"] for rule in rules] == ["@dst4_len29", "@dst4_len24"]
     assert rules[0]["key"] == {"&": [{"payload": {"protocol": "ip", "field": "daddr"}}, "255.255.255.248"]}
     element = next(c["add"]["element"] for c in with_narrow.commands if "element" in c.get("add", {}))
     assert element["elem"] == [["203.0.113.8", counter_name("c/narrow")]]
 
     without = plan_change(TABLE, with_narrow.state, remove=["c/narrow"])
-    assert verbs(without.commands) == [("flush", "chain"), ("delete", "map"), ("add", "rule"), ("delete", "counter")]
+    assert verbs(without.commands) == [
+        ("flush", "chain"),
+        ("flush", "chain"),
+        ("delete", "map"),
+        ("delete", "set"),
+        ("delete", "chain"),
+        ("add", "rule"),
+        ("delete", "counter"),
+    ]
     empty = plan_change(TABLE, without.state, remove=["c/wide"])
     assert verbs(empty.commands) == [("add", "table"), ("delete", "table")]
     assert not empty.state.initialized
@@ -301,46 +317,49 @@ def test_a_concatenated_or_interval_lookup_goes_behind_a_destination_pre_filter(
     }
 
 
-def test_the_pre_filter_follows_every_add_and_remove_and_widens_rare_lengths():
+def test_the_pre_filter_follows_every_add_and_remove_at_the_longest_length_its_budget_allows():
     host = MitigationScope("c/host", (net("192.0.2.1/32"),), protocols=(17,))
-    wide = MitigationScope("c/wide", (net("198.51.100.0/24"),), target_ports=(PortRange(80, 80),))
-    middle = MitigationScope("c/middle", (net("203.0.113.16/28"),), target_ports=(PortRange(443, 443),))
+    wide = MitigationScope("c/wide", (net("198.51.100.0/30"),), target_ports=(PortRange(80, 80),))
     state = plan_change(TABLE, RulesetState(), put=[host, wide]).state
-    assert filter_contents(state, 4) == {24: {"198.51.100.0"}, 32: {"192.0.2.1"}}
+    # One lookup without a mask: the /30 is expanded into its four hosts.
+    assert filter_contents(state, 4) == {32: {"192.0.2.1", *(f"198.51.100.{i}" for i in range(4))}}
 
-    # A third length: the shortest (/24) and the most used other one are kept, the /28 is widened to its /24.
+    # Same length, one more block: only elements change, no rule is rewritten.
+    middle = MitigationScope("c/middle", (net("203.0.113.16/31"),), target_ports=(PortRange(443, 443),))
     plan = plan_change(TABLE, state, put=[middle])
-    assert filter_contents(plan.state, 4) == {24: {"198.51.100.0", "203.0.113.0"}, 32: {"192.0.2.1"}}
     added = [c["add"]["element"] for c in plan.commands if "element" in c.get("add", {})]
-    assert {"name": "pre4_len24", "elem": ["203.0.113.0"]}.items() <= next(
-        e for e in added if e["name"] == "pre4_len24"
-    ).items()
-    assert ("flush", "chain") not in verbs(plan.commands)  # same sets, same rules: only elements change
+    assert [sorted(e["elem"]) for e in added if e["name"] == "pre4_len32"] == [["203.0.113.16", "203.0.113.17"]]
+    assert ("flush", "chain") not in verbs(plan.commands)
 
-    # Without the /24, the /28 has a set of its own; the /24 set goes, and its goto with it.
-    plan = plan_change(TABLE, plan.state, remove=["c/wide"])
-    assert filter_contents(plan.state, 4) == {28: {"203.0.113.16"}, 32: {"192.0.2.1"}}
-    assert ("delete", "set") in verbs(plan.commands)
-    assert set(pre_filters(plan)) == {"pre4_len28", "pre4_len32"}
-    assert plan.state.installed.get(MapId(4, "DST", True, 24, filter=True)) is None
+    # A /32 of IPv6 would expand into 2^96 hosts: over budget, so the IPv6 set is at /32, the hosts widened to it.
+    host6 = MitigationScope("c/host6", (net("2001:db8:1::1/128"), net("2001:db8:2::1/128")), protocols=(17,))
+    plan = plan_change(TABLE, plan.state, put=[host6])
+    assert filter_contents(plan.state, 6) == {128: {"2001:db8:1::1", "2001:db8:2::1"}}
+    huge = MitigationScope("c/huge", (net("2001:db8::/32"),), protocols=(6,))
+    plan = plan_change(TABLE, plan.state, put=[huge])
+    assert filter_contents(plan.state, 6) == {32: {"2001:db8::"}}
+    kinds = verbs(plan.commands)
+    assert kinds.index(("flush", "chain")) < kinds.index(("delete", "set")) < kinds.index(("add", "rule"))
+    assert set(pre_filters(plan)) == {"pre4_len32", "pre6_len32"}
+    plan = plan_change(TABLE, plan.state, remove=["c/huge", "c/host6"])
+    assert filter_contents(plan.state, 6) == {} and set(filter_contents(plan.state, 4)) == {32}
 
     # The last port/protocol-keyed scope gone: no pre-filter, no family chain.
     plan = plan_change(TABLE, plan.state, put=[MitigationScope("c/all", (net("192.0.2.0/24"),))])
-    plan = plan_change(TABLE, plan.state, remove=["c/host", "c/middle"])
+    plan = plan_change(TABLE, plan.state, remove=["c/host", "c/middle", "c/wide"])
     assert filter_contents(plan.state, 4) == {}
     assert chain_layout(plan.state.rules) == {"ingress": [MapId(4, "DST", True, 24)]}
-    assert ("delete", "chain") in verbs(plan.commands)
     kinds = verbs(plan.commands)
     assert kinds.index(("flush", "chain")) < kinds.index(("delete", "set")) < kinds.index(("delete", "chain"))
 
 
 def test_a_hash_map_that_outgrows_its_size_is_recreated_bigger_in_the_same_batch():
     def hosts(key: str, start: int, count: int) -> MitigationScope:
-        targets = tuple(net(f"10.0.{(start + i) // 256}.{(start + i) % 256}/32") for i in range(count))
+        targets = tuple(net(f"2001:db8::{start + i:x}/128") for i in range(count))
         return MitigationScope(key, targets, protocols=(17,))
 
     first = plan_change(TABLE, RulesetState(), put=[hosts("c/1", 0, 200)])
-    exact = MapId(4, "DST_PROTO", True)
+    exact = MapId(6, "DST_PROTO", True)
     assert first.state.capacity[exact] == capacity_for(200) == 512
     second = plan_change(TABLE, first.state, put=[hosts("c/2", 200, 100)])  # 300 ≤ 512: elements only
     assert ("delete", "map") not in verbs(second.commands) and ("flush", "chain") not in verbs(second.commands)
@@ -348,7 +367,7 @@ def test_a_hash_map_that_outgrows_its_size_is_recreated_bigger_in_the_same_batch
     third = plan_change(TABLE, second.state, put=[hosts("c/3", 300, 300)])  # 600 > 512: a bigger map
     assert third.state.capacity[exact] == 2048
     kinds = verbs(third.commands)
-    recreated = [c for c in third.commands if c.get("add", {}).get("map", {}).get("name") == "dst_proto4_exact"]
+    recreated = [c for c in third.commands if c.get("add", {}).get("map", {}).get("name") == exact.name]
     assert recreated[0]["add"]["map"]["size"] == 2048
     elements = [
         c["add"]["element"] for c in third.commands if c.get("add", {}).get("element", {}).get("name") == exact.name
@@ -357,7 +376,7 @@ def test_a_hash_map_that_outgrows_its_size_is_recreated_bigger_in_the_same_batch
     assert kinds.index(("flush", "chain")) < kinds.index(("delete", "map")) < kinds.index(("add", "map"))
     assert kinds.index(("add", "map")) < kinds.index(("add", "element")) < kinds.index(("add", "rule"))
     # The pre-filter set (600 addresses) outgrew its size too.
-    assert third.state.capacity[MapId(4, "DST", True, 32, filter=True)] == 2048
+    assert third.state.capacity[MapId(6, "DST", True, 128, filter=True)] == 2048
     assert ("delete", "set") in kinds
     # Counters are separate objects: re-creating a map never touches them.
     assert ("delete", "counter") not in kinds and kinds.count(("add", "counter")) == 1
@@ -367,14 +386,14 @@ def test_a_map_that_becomes_empty_loses_its_rule_in_the_same_batch():
     everything = MitigationScope("c/1", (net("203.0.113.0/24"),))
     udp = MitigationScope("c/2", (net("192.0.2.1/32"),), protocols=(17,))
     state = plan_change(TABLE, RulesetState(), put=[everything, udp]).state
-    filters = {MapId(4, "DST", True, 24, filter=True), MapId(4, "DST", True, 32, filter=True)}
-    assert state.rules == {MapId(4, "DST", exact=True, prefix_len=24), MapId(4, "DST_PROTO", exact=True), *filters}
+    pre_filter = MapId(4, "DST", True, 32, filter=True)  # the /24 expanded into 256 hosts, plus the host
+    assert state.rules == {MapId(4, "DST", exact=True, prefix_len=24), MapId(4, "DST_PROTO", exact=True), pre_filter}
+    assert len(state.installed[pre_filter]) == 257
     plan = plan_change(TABLE, state, remove=["c/2"])
     assert verbs(plan.commands) == [
         ("flush", "chain"),  # ingress
         ("flush", "chain"),  # targets4
         ("delete", "map"),
-        ("delete", "set"),
         ("delete", "set"),
         ("delete", "chain"),  # targets4: one hash lookup left, no pre-filter needed
         ("add", "rule"),
@@ -481,11 +500,11 @@ def test_the_pre_filter_lets_every_target_address_through_whatever_the_mix_of_sh
     layout = chain_layout(state.rules)
     filters = [map_id for map_id in layout["ingress"] if map_id.filter]
     maps = [map_id for map_id in state.rules if not map_id.filter]
-    if not filters:  # only destination-only hash maps, no more of them than a pre-filter would have lookups
-        assert all(m.shape_name == "DST" and m.prefix_len is not None for m in maps)
-        assert len(maps) <= MAX_FILTER_LENGTHS and set(layout) == {"ingress"}
+    if not filters:  # a single destination-only hash map is a single lookup already
+        assert len(maps) == 1 and maps[0].shape_name == "DST" and maps[0].prefix_len is not None
+        assert set(layout) == {"ingress"}
         return
-    assert len(filters) <= MAX_FILTER_LENGTHS and sorted(layout["targets4"], key=str) == sorted(maps, key=str)
+    assert len(filters) == 1 and sorted(layout["targets4"], key=str) == sorted(maps, key=str)
     base = int(ipaddress.ip_address("192.0.2.0"))
     for address in range(base, base + 256):
         if any(int(n.network_address) <= address <= int(n.broadcast_address) for n, _ in entries):
