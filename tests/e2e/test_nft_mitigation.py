@@ -219,7 +219,8 @@ async def test_a_map_that_outgrows_its_size_is_replaced_and_every_counter_stays_
 
     # 200 more hosts × 2 ports: more elements than the map's size, so the same batch replaces it with a bigger one.
     hosts = tuple(ipaddress.ip_network(f"192.0.2.{i}/32") for i in range(1, 201))
-    many = MitigationScope("cuid-b/40", hosts, target_ports=(PortRange(1000, 1001),), protocols=(17,))
+    two_ports = (PortRange(1000, 1000), PortRange(1001, 1001))
+    many = MitigationScope("cuid-b/40", hosts, target_ports=two_ports, protocols=(17,))
     await nft_mitigator.apply(many)
     assert map_size(lab, table_name, "dst_proto_port4_exact") > small >= 2
     assert delivered(tally, lambda: send(lab, victim)) == 0
