@@ -1,19 +1,20 @@
 """nftables actuator figures, measured in a fresh namespace lab (needs root): prints one table.
 
-    .venv/bin/python bench/mitigate.py [--runs 50] [--seconds 1] [--rounds 15]
+    .venv/bin/python bench/mitigate.py [--runs 50] [--seconds 0.2] [--rounds 81]
         [--only install|forwarding|first-drop ...] [--config SUBSTRING ...]
 
 1. time to install 10,000 targets in one batch (IPv6 /128s; IPv4 address.UDP.port entries; 10,000 mitigations);
-2. forwarding through the router with 10,000 targets installed vs none, same run, alternated (--rounds), as the
-   median of paired ratios: delivered rate, and packets per CPU-second of the whole path (steadier when other
-   jobs share the CPUs). The flood goes to the victim, which is not a target: this is the cost the table adds to
-   traffic it lets through. The reference ("none") is, by default, the same table made dormant: the kernel then
-   unregisters its hooks, so packets take exactly the no-table path, and toggling costs one tiny nft command
-   instead of installing and removing 10,000 targets around every loaded run; the two runs of a pair are then
-   seconds closer in time, which is what makes a median worth reading on a machine shared with other jobs
-   (`--baseline no-table` gives the install/remove variant). Pairs alternate which run goes first, so neither
-   side always inherits the drift of the machine; the interquartile range of the paired ratios is printed next
-   to the median (on a shared machine single pairs vary by ±15 %);
+2. forwarding through the router with 10,000 targets installed vs none, same run, as the median of paired
+   ratios: delivered rate, and packets per CPU-second of the whole path (steadier when other jobs share the
+   CPUs). The flood goes to the victim, which is not a target: this is the cost the table adds to the traffic it
+   lets through. One long-lived sender floods in short windows (FloodLoop: no interpreter start-up per run). The
+   reference ("none") is, by default, the same table made dormant: the kernel then unregisters its hooks, so
+   packets take exactly the no-table path, and toggling costs one tiny nft command instead of installing and
+   removing 10,000 targets around every loaded window, so the two windows of a pair are close in time, which is
+   what makes a median worth reading on a machine shared with other jobs (`--baseline no-table`: the
+   install/remove variant). Pairs alternate which window goes first, so neither side always inherits the drift
+   of the machine; the interquartile range of the paired ratios is printed next to the median (single pairs
+   vary by ±10 % on a shared machine);
 3. time from apply() to the first dropped packet (p50/p99 over N runs), seen as the moment a paced flood stops
    reaching a receiver in the victim namespace (CLOCK_MONOTONIC is shared by all namespaces).
 Targets (issue "Real mitigation"): install < 1 s; forwarding with 10,000 ≥ 90 % of none; first drop p50 < 50 ms.
@@ -26,6 +27,7 @@ import asyncio
 import ipaddress
 import secrets
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -87,16 +89,76 @@ async def bench_install(lab: Lab) -> None:
         await mitigator.cleanup()
 
 
-def forwarding(lab: Lab, destination: str, seconds: float) -> tuple[float, float]:
-    """(delivered packets/s, packets per CPU-second) of a flood as fast as the sender goes, for SECONDS.
+class FloodLoop:
+    """One long-lived sender in the attacker namespace that floods on request: `window()` sends to DESTINATION as
+    fast as it goes for SECONDS and returns (delivered packets/s, packets per CPU-second of the sender).
 
-    The second figure is the steadier one on a shared machine: veth delivery runs the router's forwarding path
-    (and our ingress chain) in the sender's own softirq context, so CPU time per packet is the path's cost.
+    Long-lived, so a window costs no interpreter start-up: windows can be short, and the two runs of a pair close
+    in time, which is what cancels the drift of a machine shared with other jobs. The CPU figure is the steadier
+    one: veth delivery runs the router's forwarding path (and our ingress chain) in the sender's own softirq
+    context, so CPU time per packet is the cost of the whole path; it is read around the send loop only.
     """
-    before = lab.victim_rx_packets()
-    result = Flood(lab.attacker, destination, SINK_PORT, count=5_000_000, duration=seconds).wait()
-    delivered = lab.victim_rx_packets() - before
-    return delivered / result.seconds, result.sent / result.cpu
+
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+        argv = [sys.executable, str(Path(__file__).resolve()), "--flood-loop"]
+        self._process = subprocess.Popen(
+            lab.attacker.command(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+
+    def window(self, destination: str, seconds: float) -> tuple[float, float]:
+        assert self._process.stdin is not None and self._process.stdout is not None
+        before = self.lab.victim_rx_packets()
+        self._process.stdin.write(f"{destination} {SINK_PORT} {seconds}\n")
+        self._process.stdin.flush()
+        reply = self._process.stdout.readline()
+        if not reply:
+            raise RuntimeError(f"flood loop exited ({self._process.wait()})")
+        sent, elapsed, cpu = (float(figure) for figure in reply.split())
+        delivered = self.lab.victim_rx_packets() - before
+        return delivered / elapsed, sent / cpu
+
+    def close(self) -> None:
+        if self._process.stdin is not None:
+            self._process.stdin.close()
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+
+def flood_loop() -> None:
+    """The sender of FloodLoop (run inside the attacker namespace): one line "DESTINATION PORT SECONDS" in, one
+    line "SENT ELAPSED CPU" out; bounded by SECONDS (at most 10 s) per request, ends with its input."""
+    import resource
+    import socket
+
+    sockets: dict[tuple[str, int], socket.socket] = {}
+    payload = bytes(64)
+    for line in sys.stdin:
+        destination, port_text, seconds_text = line.split()
+        port, seconds = int(port_text), min(float(seconds_text), 10.0)
+        if (destination, port) not in sockets:
+            family = socket.AF_INET6 if ":" in destination else socket.AF_INET
+            sockets[(destination, port)] = socket.socket(family, socket.SOCK_DGRAM)
+            sockets[(destination, port)].connect((destination, port))
+        send = sockets[(destination, port)].send
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        cpu_start = usage.ru_utime + usage.ru_stime
+        start = time.monotonic()
+        deadline = start + seconds
+        sent = 0
+        while time.monotonic() < deadline:
+            for _ in range(64):
+                try:
+                    send(payload)
+                    sent += 1
+                except OSError:
+                    pass  # an ICMP error surfacing on the connected socket: keep flooding
+        elapsed = time.monotonic() - start
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        print(sent, elapsed, usage.ru_utime + usage.ru_stime - cpu_start, flush=True)
 
 
 def v6_prefix_scope(key: str, count: int) -> MitigationScope:
@@ -127,6 +189,11 @@ async def bench_forwarding(lab: Lab, seconds: float, rounds: int, selected: list
     if selected:
         configurations = [c for c in configurations if any(s.lower() in c[0].lower() for s in selected)]
 
+    sender = FloodLoop(lab)
+
+    def forwarding(destination: str) -> tuple[float, float]:
+        return sender.window(destination, seconds)
+
     def hooked(active: bool) -> None:
         # A dormant table has its hooks unregistered: packets take exactly the path they take with no table.
         flags = "" if active else "{ flags dormant; }"
@@ -135,12 +202,12 @@ async def bench_forwarding(lab: Lab, seconds: float, rounds: int, selected: list
     async def loaded_run(destination: str, scope: MitigationScope) -> tuple[float, float]:
         if baseline == "dormant":
             hooked(True)
-            figures = forwarding(lab, destination, seconds)
+            figures = forwarding(destination)
             hooked(False)
             return figures
         await mitigator.apply(scope)
         await asyncio.sleep(SETTLE)
-        figures = forwarding(lab, destination, seconds)
+        figures = forwarding(destination)
         await mitigator.cleanup()
         await asyncio.sleep(SETTLE)
         return figures
@@ -155,11 +222,11 @@ async def bench_forwarding(lab: Lab, seconds: float, rounds: int, selected: list
             loaded: list[tuple[float, float]] = []
             for round_ in range(rounds):
                 if round_ % 2 == 0:
-                    none.append(forwarding(lab, destination, seconds))
+                    none.append(forwarding(destination))
                     loaded.append(await loaded_run(destination, scope))
                 else:
                     loaded.append(await loaded_run(destination, scope))
-                    none.append(forwarding(lab, destination, seconds))
+                    none.append(forwarding(destination))
             await mitigator.cleanup()
             # Paired ratios (each loaded run against the run next to it) cancel most of the drift that other
             # jobs on the machine cause; the median of them is the figure.
@@ -175,6 +242,7 @@ async def bench_forwarding(lab: Lab, seconds: float, rounds: int, selected: list
                 "≥ 90 % of none",
             )
     finally:
+        sender.close()
         await mitigator.cleanup()
 
 
@@ -244,8 +312,8 @@ def percentiles(seconds: list[float]) -> str:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=50)
-    parser.add_argument("--seconds", type=float, default=0.5, help="duration of each forwarding flood")
-    parser.add_argument("--rounds", type=int, default=31, help="alternated none/10,000-target forwarding pairs")
+    parser.add_argument("--seconds", type=float, default=0.2, help="duration of each forwarding flood window")
+    parser.add_argument("--rounds", type=int, default=81, help="alternated none/10,000-target forwarding pairs")
     parser.add_argument(
         "--baseline",
         choices=("dormant", "no-table"),
@@ -263,7 +331,11 @@ async def main() -> None:
         metavar="SUBSTRING",
         help="forwarding: only the configurations whose label contains SUBSTRING (repeatable), e.g. 'addr.udp'",
     )
+    parser.add_argument("--flood-loop", action="store_true", help=argparse.SUPPRESS)  # FloodLoop's sender
     args = parser.parse_args()
+    if args.flood_loop:
+        flood_loop()
+        return
     parts = args.only or list(PARTS)
     reason = lab_unavailable_reason()
     if reason:
