@@ -75,6 +75,9 @@ class ServerConfig:
     db: Path = Path("opendots.db")
     max_sessions: int = 10_000
     idle_session_timeout: float = 600.0
+    metrics: str | None = None
+    """"host:port" of the Prometheus endpoint (GET /metrics, plain HTTP: bind it to a management address);
+    None: no endpoint."""
     # Each component parses its own table, so its options live next to the code that uses them:
     signal: dict[str, Any] = field(default_factory=dict)  # [signal]: opendots.signal server settings
     data: dict[str, Any] = field(default_factory=dict)  # [data]: opendots.data.DataChannelSettings
@@ -112,6 +115,7 @@ class ServerConfig:
             db=base / server.get("db", "opendots.db"),
             max_sessions=int(server.get("max_sessions", 10_000)),
             idle_session_timeout=float(server.get("idle_session_timeout", 600.0)),
+            metrics=server.get("metrics"),
             signal=dict(data.get("signal", {})),
             data=dict(data.get("data", {})),
             mitigators=[dict(entry) for entry in data.get("mitigators", [])],
@@ -128,6 +132,7 @@ class ServerConfig:
                 "db": _relative(self.db, base),
                 "max_sessions": self.max_sessions,
                 "idle_session_timeout": self.idle_session_timeout,
+                **({"metrics": self.metrics} if self.metrics else {}),
             },
             "tls": self.tls.to_table(base),
             "clients": [

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 @click.option("--db", type=click.Path(dir_okay=False, path_type=Path), help="SQLite database file (overrides db).")
 @click.option("--listen", multiple=True, help="Address to listen on (repeatable; overrides listen).")
 @click.option("--no-data", is_flag=True, help="Do not serve the data channel (RESTCONF over HTTPS).")
+@click.option("--metrics", help="host:port of the Prometheus endpoint, GET /metrics (overrides metrics).")
 def server(
     config: Path,
     no_dtls: bool,
@@ -37,12 +38,14 @@ def server(
     db: Path | None,
     listen: tuple[str, ...],
     no_data: bool,
+    metrics: str | None,
 ) -> None:
     """Serve the DOTS signal channel over DTLS and TLS, and the data channel over HTTPS, until SIGINT/SIGTERM.
 
     Command-line flags override the values of the configuration file.
     """
     from opendots.data.server import SERVICE_KEY, start_data_server  # imports aiohttp: only when serving
+    from opendots.metrics import SignalCollector, start_metrics_endpoint
     from opendots.signal.server.run import start_signal_server  # imports aiocoap: only when serving
     from opendots.store.data_channel import SqliteDataChannelStore
     from opendots.store.sqlite import SqliteDatabase
@@ -59,18 +62,26 @@ def server(
         loaded.db = db
     if listen:
         loaded.listen = list(listen)
+    if metrics:
+        loaded.metrics = metrics
     if no_dtls and no_tls:
         raise click.ClickException("--no-dtls and --no-tls leave nothing to serve")
 
     async def main() -> None:
         data = None
+        running = None
+        exporter = None
         try:
             if not no_data:
                 store = SqliteDataChannelStore(SqliteDatabase(loaded.db))
                 data = await start_data_server(loaded, store)
             service = data.app[SERVICE_KEY] if data is not None else None
             running = await start_signal_server(loaded, dtls=not no_dtls, tls=not no_tls, data_channel=service)
-        except (ConfigError, OSError) as error:
+            if loaded.metrics:
+                exporter = await start_metrics_endpoint([SignalCollector(running)], loaded.metrics)
+        except (ConfigError, OSError, ValueError) as error:
+            if running is not None:
+                await running.stop()
             if data is not None:
                 await data.cleanup()
             raise click.ClickException(str(error)) from None
@@ -80,10 +91,14 @@ def server(
             loop.add_signal_handler(number, stop.set)
         addresses = running.endpoint.dtls_addresses + running.endpoint.tls_addresses
         served = f"; data channel listening on {data.addresses}" if data is not None else ""
+        if exporter is not None:
+            served += f"; metrics on http://{loaded.metrics}/metrics"
         click.echo(f"DOTS signal channel listening on {addresses}{served}", err=True)
         try:
             await stop.wait()
         finally:
+            if exporter is not None:
+                await exporter.stop()
             await running.stop()
             if data is not None:
                 await data.cleanup()

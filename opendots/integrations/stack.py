@@ -40,7 +40,12 @@ connect_timeout = 3.0
 request_timeout = 8.0
 """
 
-LAB_SIGNAL_SETTINGS = {"active_but_terminating": 1, "max_active_but_terminating": 2, "counters_interval": 1.0}
+LAB_SIGNAL_SETTINGS = {
+    "active_but_terminating": 1,
+    "max_active_but_terminating": 2,
+    "counters_interval": 1.0,
+    "heartbeat_interval_limits": [1, 240],  # a lab may ask for 1 s heartbeats: session loss found in seconds
+}
 
 
 class StackError(RuntimeError):

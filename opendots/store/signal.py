@@ -171,40 +171,29 @@ class SqliteSignalStore:
     def apply(self, changes: SignalChanges) -> None:
         if not changes:
             return
+        # Only the statements this change needs: a refresh (the common request) is one INSERT OR REPLACE.
         with self.database.transaction() as cursor:
-            cursor.executemany(
-                "DELETE FROM signal_mitigations WHERE cuid = ? AND mid = ?", list(changes.delete_mitigations)
-            )
-            cursor.executemany(
-                f"INSERT OR REPLACE INTO signal_mitigations ({_MITIGATION_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                [
-                    (
-                        m.cuid,
-                        m.mid,
-                        m.client,
-                        m.cdid,
-                        json.dumps(m.request, sort_keys=False),
-                        m.lifetime,
-                        m.status,
-                        m.started_at,
-                        m.expires_at,
-                        m.terminating_until,
-                        m.attack_status,
-                    )
-                    for m in changes.put_mitigations
-                ],
-            )
-            cursor.executemany(
-                "DELETE FROM signal_session_configs WHERE client = ?", [(c,) for c in changes.delete_session_configs]
-            )
-            cursor.executemany(
-                "INSERT OR REPLACE INTO signal_session_configs (client, config) VALUES (?, ?)",
-                [(c.client, json.dumps(c.config)) for c in changes.put_session_configs],
-            )
-            cursor.executemany(
-                "INSERT OR IGNORE INTO signal_cuids (cuid, client, first_seen) VALUES (?, ?, ?)",
-                [(c.cuid, c.client, c.first_seen) for c in changes.put_cuids],
-            )
+            if changes.delete_mitigations:
+                cursor.executemany(
+                    "DELETE FROM signal_mitigations WHERE cuid = ? AND mid = ?", list(changes.delete_mitigations)
+                )
+            if changes.put_mitigations:
+                cursor.executemany(_PUT_MITIGATION, [_mitigation_row(m) for m in changes.put_mitigations])
+            if changes.delete_session_configs:
+                cursor.executemany(
+                    "DELETE FROM signal_session_configs WHERE client = ?",
+                    [(c,) for c in changes.delete_session_configs],
+                )
+            if changes.put_session_configs:
+                cursor.executemany(
+                    "INSERT OR REPLACE INTO signal_session_configs (client, config) VALUES (?, ?)",
+                    [(c.client, json.dumps(c.config)) for c in changes.put_session_configs],
+                )
+            if changes.put_cuids:
+                cursor.executemany(
+                    "INSERT OR IGNORE INTO signal_cuids (cuid, client, first_seen) VALUES (?, ?, ?)",
+                    [(c.cuid, c.client, c.first_seen) for c in changes.put_cuids],
+                )
 
     def dump(self) -> dict[str, list[tuple[Any, ...]]]:
         connection = self.database.connection
@@ -215,3 +204,22 @@ class SqliteSignalStore:
 
     def close(self) -> None:
         self.database.close()
+
+
+_PUT_MITIGATION = f"INSERT OR REPLACE INTO signal_mitigations ({_MITIGATION_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+
+
+def _mitigation_row(m: MitigationRecord) -> tuple[Any, ...]:
+    return (
+        m.cuid,
+        m.mid,
+        m.client,
+        m.cdid,
+        json.dumps(m.request),
+        m.lifetime,
+        m.status,
+        m.started_at,
+        m.expires_at,
+        m.terminating_until,
+        m.attack_status,
+    )

@@ -172,3 +172,49 @@ def test_mitigation_survives_server_sigkill_and_restart(stack: ProcessStack, lab
     before = tally.count(port)
     after = flood(lab.attacker, victim, port, count=500, duration=3.0, pps=2_000)
     wait_for(lambda: tally.count(port) - before >= after.sent * 0.95, 5, "traffic to flow again after withdraw")
+
+
+def test_agent_keeps_observing_a_mitigation_through_server_sigkill_and_restart(
+    stack: ProcessStack, lab: Lab, table_name: str
+):
+    """The long-running agent's view: enforcement outlives the killed server, the agent finds the restarted one
+    again by itself, and the counters it holds (Observe notifications, no explicit refresh) continue from the
+    kernel's, never reset.
+
+    A killed server sends no close_notify, and a restarted one silently drops records of the sessions it lost: only
+    unanswered heartbeats tell the agent (RFC 9132 §4.7), so the session asks for 1 s heartbeats, 3 missed allowed;
+    during a mitigation the agent then opens a new session alongside the old one."""
+    port = 20000 + secrets.randbelow(20000)
+    victim = str(lab.victim_v4[1])
+    tally = VictimTally(lab.victim, [port], table=f"tally{secrets.token_hex(3)}")
+    stack.start_server()
+    stack.start_agent()
+    mid = mitigate(stack, f"{victim}/32", oneshot=False)
+    key = f"{stack.cuid}/{mid}"
+    wait_for(lambda: table_listing(lab, table_name), 10, "the nft table on the router")
+    configured = stack.cli("client", "config", "set", "--heartbeat-interval", "1", "--missing-hb-allowed", "3")
+    assert configured.returncode == 0, configured.stderr
+
+    def agent_counters() -> int:
+        with stack.control() as control:
+            records = control.status(mid)["mitigations"]
+        return max((dropped(record.get("last-entry", {}))[0] or 0 for record in records), default=0)
+
+    first = flood(lab.attacker, victim, port, count=1_000, duration=3.0, pps=5_000)
+    wait_for(lambda: agent_counters() >= first.sent, 15, "the agent to observe the first drops")
+
+    stack.kill_server()
+    second = flood(lab.attacker, victim, port, count=1_000, duration=3.0, pps=5_000)
+    assert tally.count(port) == 0, "the flood reached the victim while the server was down"
+    while_down = wait_for(
+        lambda: (c := nft_counter(lab, table_name, key)[0]) >= first.sent + second.sent and c, 5, "kernel drops"
+    )
+
+    stack.start_server()
+    wait_for(lambda: agent_counters() >= while_down, 30, "the agent to observe the drops made while down")
+    with stack.control() as control:
+        (record,) = control.status(mid)["mitigations"]
+    assert record["last-entry"]["status"] == "attack-mitigation-in-progress"
+
+    withdraw(stack, mid, oneshot=False)
+    wait_for(lambda: table_listing(lab, table_name) is None, 10, "the nft table to be removed")

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -277,8 +278,9 @@ def test_server_and_client_processes_and_cli(pki_dir: Path, tmp_path: Path) -> N
     client_config.save(directory / "client.toml")
     root = Path(__file__).resolve().parents[2]
     environment = {**os.environ, "PYTHONPATH": str(root)}
+    metrics = f"127.0.0.1:{free_port()}"
     server = subprocess.Popen(
-        [sys.executable, "-m", "opendots", "server", "--config", str(directory / "server.toml")],
+        [sys.executable, "-m", "opendots", "server", "--config", str(directory / "server.toml"), "--metrics", metrics],
         cwd=root, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     agent = subprocess.Popen(
@@ -321,6 +323,10 @@ def test_server_and_client_processes_and_cli(pki_dir: Path, tmp_path: Path) -> N
         assert any(
             line.split()[:3] == ["idle-config", "heartbeat-interval", "60"] for line in shown.output.splitlines()
         )
+        with urllib.request.urlopen(f"http://{metrics}/metrics", timeout=10) as scraped:
+            exposition = scraped.read().decode()
+        assert 'opendots_signal_requests_total{code="2.01",method="PUT",resource="mitigate"} 1.0' in exposition
+        assert 'opendots_mitigations{client="client",status="attack-mitigation-in-progress"} 1.0' in exposition
         withdrawn = runner.invoke(client_cli, ["withdraw", *common, "--mid", "0"])
         assert withdrawn.exit_code == 0 and "2.02" in withdrawn.output, withdrawn.output
     finally:

@@ -193,3 +193,58 @@ async def test_config_and_redirection_notifications(pki_dir: Path, server):
     finally:
         await client.shutdown()
         await other.shutdown()
+
+
+@pytest.mark.parametrize("scheme", ["coaps", "coaps+tcp"])
+async def test_a_get_all_larger_than_one_message_arrives_whole(pki_dir: Path, server, scheme: str):
+    """GET of every mitigation (no Observe) takes the resource's direct path; a response over one message's
+    payload must still be split into Block2 blocks (over DTLS) and reassembled by the client."""
+    addresses = server.endpoint.dtls_addresses if scheme == "coaps" else server.endpoint.tls_addresses
+    host, port = addresses[0][:2]
+    uri = f"{scheme}://{host}:{port}{BASE}"
+    cuid = cuid_of(server.config, "client")
+    client = await create_client_context(files(pki_dir, "client"), server_name="localhost")
+    try:
+        for mid in range(1, 41):
+            body = {SCOPE: {"scope": [{"target-prefix": [f"2001:db8:6401:{mid:x}::/64"], "lifetime": 3600}]}}
+            assert (
+                await request(client, aiocoap.PUT, f"{uri}/mitigate/cuid={cuid}/mid={mid}", body)
+            ).code.is_successful()
+        everything = await request(client, aiocoap.GET, f"{uri}/mitigate/cuid={cuid}")
+        assert everything.code == aiocoap.CONTENT
+        assert len(everything.payload) > 1024
+        if scheme == "coaps":  # reassembled from blocks: aiocoap keeps the last block's option
+            assert everything.opt.block2 is not None and everything.opt.block2.block_number > 0
+        scopes = decode_signal(everything.payload)[SCOPE]["scope"]
+        assert sorted(entry["mid"] for entry in scopes) == list(range(1, 41))
+    finally:
+        await client.shutdown()
+
+
+async def test_notifications_of_a_per_mid_observation_honour_its_c_filter(pki_dir: Path, server):
+    """RFC 9132 §4.4.2: an observer that asked for 'c=n' (non-configuration data) gets only that in every
+    notification; one that asked for 'c=c' only the configuration."""
+    host, port = server.endpoint.dtls_addresses[0][:2]
+    uri = f"coaps://{host}:{port}{BASE}/mitigate/cuid={cuid_of(server.config, 'client')}/mid=7"
+    client = await create_client_context(files(pki_dir, "client"), server_name="localhost")
+    try:
+        body = {SCOPE: {"scope": [{"target-prefix": ["2001:db8:6401::7/128"], "lifetime": 3600}]}}
+        assert (await request(client, aiocoap.PUT, uri, body)).code == aiocoap.CREATED
+        observations = {}
+        for content in ("n", "c"):
+            observe = client.request(aiocoap.Message(code=aiocoap.GET, uri=f"{uri}?c={content}", observe=0))
+            first = decode_signal((await asyncio.wait_for(observe.response, 10)).payload)[SCOPE]["scope"][0]
+            observations[content] = (observe, observe.observation.__aiter__(), first)
+        cuid = cuid_of(server.config, "client")
+        server.service.report_status(f"{cuid}/7", Status.ATTACK_SUCCESSFULLY_MITIGATED)
+        for content, (observe, notifications, first) in observations.items():
+            notification = await asyncio.wait_for(notifications.__anext__(), 10)
+            entry = decode_signal(notification.payload)[SCOPE]["scope"][0]
+            assert set(entry) == set(first), content  # the same members as the observed GET's answer
+            if content == "n":
+                assert entry["status"] == "attack-successfully-mitigated" and "target-prefix" not in entry
+            else:
+                assert entry["target-prefix"] == ["2001:db8:6401::7/128"] and "status" not in entry
+            observe.observation.cancel()
+    finally:
+        await client.shutdown()

@@ -42,7 +42,8 @@ def harness(tmp_path: Path) -> Harness:
 KEY_TABLE = Path(__file__).resolve().parents[2] / "opendots" / "model" / "cbor-keys.tsv"
 
 
-def test_figure7_request_through_a_gateway_is_created_and_answered_as_figure10(harness: Harness):
+def test_figure7_request_through_a_gateway_is_created_and_answered_as_figure10(tmp_path: Path):
+    harness = make_harness(tmp_path, trusted_gateways=frozenset({"alpha"}))
     response = harness.request(
         "PUT", mitigate_path(ALPHA_CUID, 123, cdid="7eeaf349529eb55ed50113"), body=figure("figure07")
     )
@@ -57,6 +58,16 @@ def test_figure7_request_through_a_gateway_is_created_and_answered_as_figure10(h
     assert scope.protocols == (6,)
     (row,) = harness.dump()["signal_mitigations"]
     assert row[:4] == (ALPHA_CUID, 123, "alpha", "7eeaf349529eb55ed50113")
+
+
+def test_a_cdid_from_a_client_that_is_not_a_trusted_gateway_is_ignored(harness: Harness):
+    """RFC 9132 §4.4.1: DOTS servers MUST ignore 'cdid' attributes directly supplied by source DOTS clients."""
+    response = harness.request(
+        "PUT", mitigate_path(ALPHA_CUID, 123, cdid="7eeaf349529eb55ed50113"), body=figure("figure07")
+    )
+    assert response.code == "2.01" and response.body == figure("figure10")
+    (row,) = harness.dump()["signal_mitigations"]
+    assert row[:4] == (ALPHA_CUID, 123, "alpha", None)
 
 
 def _names_by_key() -> dict[int, str]:

@@ -56,7 +56,8 @@ class Mitigation:
         return self.record.terminating_until is not None
 
     def with_record(self, **changes: Any) -> Mitigation:
-        return replace(self, record=replace(self.record, **changes))
+        # Called on every refresh: build the copy directly (dataclasses.replace on both is ~3x the cost).
+        return Mitigation(replace(self.record, **changes), self.request, self.targets, self.counters, self.conflict)
 
     def remaining_lifetime(self, now: float) -> int:
         if self.record.expires_at is None:
@@ -103,4 +104,18 @@ class Mitigation:
         return entry
 
     def snapshot(self, now: float, status: Status | None = None) -> dict[str, Any]:
+        """The full ('c=a') body of a notification about this mitigation; see `content_view` for 'c' or 'n'."""
         return {MITIGATION_SCOPE: {"scope": [self.render(now, status=status)]}}
+
+
+def content_view(snapshot: dict[str, Any], content: str) -> dict[str, Any]:
+    """SNAPSHOT (a one-entry notification body) reduced to what Uri-Query 'c=CONTENT' asks for (RFC 9132 §4.4.2,
+    Table 2): 'c' the configuration members and lifetime, 'n' the rest (status, start, counters, conflict)."""
+    if content == "a":
+        return snapshot
+    configuration = CONFIG_MEMBERS | {"lifetime"}
+    entries = [
+        {name: value for name, value in entry.items() if name == "mid" or (name in configuration) == (content == "c")}
+        for entry in snapshot[MITIGATION_SCOPE]["scope"]
+    ]
+    return {MITIGATION_SCOPE: {"scope": entries}}

@@ -6,6 +6,7 @@ dicts directly), so every member it reads is checked here and anything unknown i
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable
@@ -180,6 +181,7 @@ def _acl_controls(items: Any) -> tuple[AclControl, ...]:
     return tuple(controls.values())
 
 
+@functools.lru_cache(maxsize=8192)  # refreshes repeat their prefixes; ipaddress parsing is ~10 us a prefix
 def parse_prefix(text: str) -> IPNetwork:
     try:
         prefix = ipaddress.ip_network(text, strict=True)

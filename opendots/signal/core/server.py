@@ -16,7 +16,7 @@ import logging
 import sqlite3
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from opendots.config import ClientAuthorization
@@ -101,6 +101,9 @@ class ServerSettings:
     """Capacity guards: past them new requests get 5.03 (§4.4.1.3 lets a server refuse near capacity)."""
     acl_control: AclActivationControl | None = None
     """The data channel's ACLs, for RFC 9133 'acl-list' in mitigation requests; None: such requests get 4.00."""
+    trusted_gateways: frozenset[str] = frozenset()
+    """Names of the clients that are server-domain DOTS gateways trusted to supply 'cdid' (§4.4.1: a 'cdid'
+    from anyone else is ignored)."""
 
 
 @dataclass(frozen=True)
@@ -154,13 +157,16 @@ class SignalServer:
     def _hold(self, mitigation: Mitigation) -> None:
         """Put MITIGATION in memory (after it was stored), keeping the overlap index in step."""
         old = self._mitigations.get(mitigation.key)
+        same_targets = old is not None and old.targets is mitigation.targets  # a refresh: the index stays right
         if old is not None:
-            self._index.remove(old.key, old.targets)
+            if not same_targets:
+                self._index.remove(old.key, old.targets)
             self._enforcing[old.record.client] -= old.enforcing
         else:
             self._held[mitigation.record.client] += 1
         self._mitigations[mitigation.key] = mitigation
-        self._index.add(mitigation.key, mitigation.targets)
+        if not same_targets:
+            self._index.add(mitigation.key, mitigation.targets)
         self._enforcing[mitigation.record.client] += mitigation.enforcing
         deadline = mitigation.deadline()
         if deadline is not None and (old is None or old.deadline() != deadline):  # no duplicate heap entries
@@ -438,7 +444,9 @@ class SignalServer:
             # Asked again during active-but-terminating: back to active, and a longer period next time.
             changes["status"] = int(Status.ATTACK_MITIGATION_IN_PROGRESS)
             self._lengthen_terminating_period(client)
-        updated = replace(existing.with_record(**changes), targets=targets)
+        updated = existing.with_record(**changes)
+        if targets != existing.targets:
+            updated.targets = targets
         self._commit(SignalChanges(put_mitigations=[updated.record]))
         self._hold(updated)
         if targets != existing.targets and updated.enforcing:
@@ -493,7 +501,7 @@ class SignalServer:
             started_at=now,
             expires_at=self._expiry(granted, now),
             attack_status=int(parsed.attack_status) if parsed.attack_status else None,
-            cdid=path.cdid,
+            cdid=self._trusted_cdid(client, path),
         )
         created = Mitigation(record, parsed, targets, conflict=conflict)
         signal_loss = int(Status.ATTACK_MITIGATION_SIGNAL_LOSS)
@@ -526,6 +534,13 @@ class SignalServer:
             )
         events.append(MitigationChanged(client.name, record.cuid, record.mid, created.snapshot(now)))
         return Response("2.01", body=self._ack_body(created, now))
+
+    def _trusted_cdid(self, client: ClientAuthorization, path: MitigatePath) -> str | None:
+        """§4.4.1: a server MUST ignore a 'cdid' sent directly by a DOTS client; only a configured gateway's counts."""
+        if path.cdid is None or client.name in self.settings.trusted_gateways:
+            return path.cdid
+        log.info("ignoring cdid=%s from %s: not a trusted DOTS gateway", path.cdid, client.name)
+        return None
 
     def _check_capacity(self, client: ClientAuthorization, cuid: str) -> None:
         owned = self._held[client.name]

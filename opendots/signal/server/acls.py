@@ -64,6 +64,9 @@ class AclEnforcer:
         self._enforced: dict[str, dict[str, Acl]] = {}  # cuid -> key -> ACL, in enforcement order
         self._deadlines: dict[str, float] = {}  # cuid -> next ACL expiry
         self._dirty: set[str] = set()
+        self._without_acls: set[str] = set()
+        """Cuids found with no stored ACL: a mitigation event has nothing to reconcile for them, and only a
+        data-channel change (client_changed) can give them one. Saves a store query per mitigation event."""
         self._busy = False
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -73,14 +76,17 @@ class AclEnforcer:
 
     def client_changed(self, cuid: str) -> None:
         """The client's ACLs changed (data channel subscription)."""
+        self._without_acls.discard(cuid)
         self._dirty.add(cuid)
         self._wake.set()
 
     def mitigations_changed(self, client_name: str, cuids: Iterable[str]) -> None:
         """A mitigation of CLIENT_NAME became active or ended; CUIDS: the cuids its ACLs may be stored under."""
-        self._dirty.update(cuids)
-        self._dirty.update(c for c in self._enforced if self._owner(c) == client_name)
-        self._wake.set()
+        dirty = {cuid for cuid in cuids if cuid not in self._without_acls}
+        dirty.update(c for c in self._enforced if self._owner(c) == client_name)
+        if dirty:
+            self._dirty.update(dirty)
+            self._wake.set()
 
     # ---- life cycle ----
 
@@ -145,6 +151,8 @@ class AclEnforcer:
     async def _reconcile(self, cuid: str) -> None:
         now = self.clock()
         acls = self.source.acls_for(cuid)
+        if not acls and cuid not in self._enforced:
+            self._without_acls.add(cuid)
         wanted = acls_to_enforce(acls, self.mitigating(cuid), now)
         enforced = self._enforced.setdefault(cuid, {})
         change = plan_change(list(enforced.values()), wanted)

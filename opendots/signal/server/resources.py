@@ -8,6 +8,7 @@ only ever rendered for, and sent to, observers authenticated as the owner of wha
 
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
 from dataclasses import dataclass
@@ -27,8 +28,10 @@ from opendots.signal.core import (
     Response,
     SessionConfigChanged,
 )
-from opendots.signal.core.messages import HEARTBEAT
+from opendots.signal.core.messages import HEARTBEAT, Rejected
+from opendots.signal.core.mitigations import content_view
 from opendots.signal.core.paths import ConfigPath, MitigatePath, parse_path
+from opendots.signal.core.query import parse_mitigation_query
 from opendots.signal.server.service import SignalService
 from opendots.transport import peer_identity
 
@@ -46,6 +49,8 @@ class _Observation:
     query: tuple[str, ...]
     handle: Any
     """aiocoap ServerObservation."""
+    content: str = "a"
+    """Its Uri-Query 'c' (c, n or a): which members every notification carries."""
 
 
 def to_message(response: Response) -> aiocoap.Message:
@@ -77,17 +82,38 @@ class DotsResource(aiocoap.resource.ObservableResource, aiocoap.resource.PathCap
         self.service = service
         self._observers: dict[int, _Observation] = {}
         self._ids = itertools.count()
+        self.requests: collections.Counter[tuple[str, str, str]] = collections.Counter()
+        """(method, resource, response code) of every request answered: for metrics."""
         self.remotes: dict[str, Any] = {}
         """Latest aiocoap remote of each client (by name): where server-initiated heartbeats go."""
 
     async def needs_blockwise_assembly(self, request: aiocoap.Message) -> bool:
         return True
 
+    async def render_to_pipe(self, pipe: Any) -> None:
+        """A request that is neither an Observe registration nor part of a block-wise transfer (nearly every
+        PUT, DELETE and heartbeat) is answered here directly: aiocoap's generic path adds three coroutine layers
+        and the block spools, which return such a request and its response unchanged. A response too large for
+        one message still goes through aiocoap's Block2 cache."""
+        request = pipe.request
+        options = request.opt
+        if options.observe is not None or options.block1 is not None or options.block2 is not None:
+            return await super().render_to_pipe(pipe)
+        response = self._answer(request)
+        if len(response.payload) > request.remote.maximum_payload_size:
+            response = await self._block2.extract_or_insert(request, lambda: _ready(response))
+        pipe.add_response(response, is_last=True)
+
     async def render(self, request: aiocoap.Message) -> aiocoap.Message:
+        return self._answer(request)
+
+    def _answer(self, request: aiocoap.Message) -> aiocoap.Message:
         decoded = self._request(request)
-        if isinstance(decoded, aiocoap.Message):
-            return decoded
-        return to_message(self.service.handle(decoded))
+        response = decoded if isinstance(decoded, aiocoap.Message) else to_message(self.service.handle(decoded))
+        path = request.opt.uri_path
+        resource = path[0] if path and path[0] in ("mitigate", "config", "hb") else "other"
+        self.requests[(request.code.name, resource, response.code.dotted)] += 1
+        return response
 
     def _request(self, message: aiocoap.Message) -> Request | aiocoap.Message:
         identity = peer_identity(message)
@@ -124,9 +150,17 @@ class DotsResource(aiocoap.resource.ObservableResource, aiocoap.resource.PathCap
             return
         if not isinstance(path, MitigatePath | ConfigPath):
             return
+        query = tuple(request.opt.uri_query)
+        try:
+            content = parse_mitigation_query(query).content if isinstance(path, MitigatePath) else "a"
+        except Rejected:
+            return  # the GET itself is refused (4.00): no observation
         key = next(self._ids)
-        self._observers[key] = _Observation(client, path, tuple(request.opt.uri_query), serverobservation)
+        self._observers[key] = _Observation(client, path, query, serverobservation, content)
         serverobservation.accept(lambda: self._observers.pop(key, None))
+
+    def observations(self) -> list[_Observation]:
+        return list(self._observers.values())
 
     def observer_count(self, client: str | None = None) -> int:
         return sum(1 for o in self._observers.values() if client is None or o.client == client)
@@ -153,12 +187,16 @@ class DotsResource(aiocoap.resource.ObservableResource, aiocoap.resource.PathCap
                 continue
             if path.mid is not None and path.mid != event.mid:
                 continue
-            response = Response("2.05", body=event.snapshot)
+            response = Response("2.05", body=content_view(event.snapshot, observation.content))
             if path.mid is None:
                 current = self.service.core.render_mitigations(event.client, event.cuid, None, observation.query, now)
                 if current.code == "2.05":
                     response = current
             observation.handle.trigger(_non(to_message(response)))
+
+
+async def _ready(message: aiocoap.Message) -> aiocoap.Message:
+    return message
 
 
 def _non(message: aiocoap.Message) -> aiocoap.Message:

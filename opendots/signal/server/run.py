@@ -120,13 +120,15 @@ async def start_signal_server(
             acl_control.enforcer = running.acls  # RFC 9133: an ACL our mitigators cannot enforce gets 5.03
             data_channel.subscribe(service.acl_activation_changed)
 
+    certificate_cuid = {client.name: client.cuid for client in config.clients}
+
     def on_event(event: Event) -> None:
         resource.notify(event)
         if running.acls is not None and isinstance(
             event, MitigationActivated | MitigationWithdrawn | MitigationExpired
         ):
             # ACLs live under the data channel's cuid: the certificate's, which a request's Uri-Path may not use.
-            owner = next((c.cuid for c in config.clients if c.name == event.client), event.cuid)
+            owner = certificate_cuid.get(event.client, event.cuid)
             running.acls.mitigations_changed(event.client, {event.cuid, owner})
         if isinstance(event, HeartbeatDue):
             task = asyncio.get_running_loop().create_task(_send_heartbeat(running, event))

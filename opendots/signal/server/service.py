@@ -8,6 +8,7 @@ mitigation events to a Mitigator in order, resolves target names, and hands ever
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import ipaddress
 import logging
@@ -24,6 +25,7 @@ from opendots.signal.core import (
     MitigationExpired,
     MitigationUpdated,
     MitigationWithdrawn,
+    PeerLost,
     Redirection,
     Request,
     Response,
@@ -74,6 +76,9 @@ class SignalService:
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self.outcomes: collections.Counter[tuple[str, str]] = collections.Counter()
+        """(action, result) of every mitigator call, e.g. ("apply", "ok"), ("withdraw", "failed"): for metrics."""
+        self.session_losses = 0
         self.counters_interval = counters_interval
         self.poke_coalesce = poke_coalesce
         """Seconds during which pokes (one per request) are gathered before the timers are looked at again."""
@@ -202,6 +207,7 @@ class SignalService:
                 self._enqueue(self.core.report_status(scope.key, Status.ATTACK_EXCEEDED_CAPABILITY, self.clock()))
                 self.on_event(event)
                 return
+            action = "apply" if isinstance(event, MitigationActivated) else "update"
             try:
                 if isinstance(event, MitigationActivated):
                     await self.mitigator.apply(scope)
@@ -209,13 +215,21 @@ class SignalService:
                     await self.mitigator.update(scope)
             except MitigatorError as problem:
                 # No DOTS status says "failed"; 4 (exceeded capability) is the nearest truthful one.
+                self.outcomes[(action, "failed")] += 1
                 log.error("mitigator %s could not apply %s: %s", self.mitigator.name, scope.key, problem)
                 self._enqueue(self.core.report_status(scope.key, Status.ATTACK_EXCEEDED_CAPABILITY, self.clock()))
+            else:
+                self.outcomes[(action, "ok")] += 1
         elif isinstance(event, MitigationWithdrawn) or (isinstance(event, MitigationExpired) and event.was_enforced):
             try:
                 await self.mitigator.withdraw(event.key)
             except MitigatorError as problem:
+                self.outcomes[("withdraw", "failed")] += 1
                 log.error("mitigator %s could not withdraw %s: %s", self.mitigator.name, event.key, problem)
+            else:
+                self.outcomes[("withdraw", "ok")] += 1
+        elif isinstance(event, PeerLost):
+            self.session_losses += 1
         self.on_event(event)
 
     async def _with_names(self, client_name: str, scope: MitigationScope, names: tuple[str, ...]) -> MitigationScope:
