@@ -1,6 +1,7 @@
 """The nftables ruleset of the nftables mitigator, as pure data: scopes in, one libnftables JSON batch out.
 
-No I/O here (the shell is opendots.mitigate.nftables). Layout of the table (family netdev, one ingress chain):
+No I/O here (the shell is opendots.mitigate.nftables). Layout of the table (family netdev, one ingress base chain,
+plus a regular chain per address family that has a pre-filter, and the ACL chain):
 
 * one named counter per mitigation: exact dropped packets/bytes per DOTS mitigation;
 * maps from a match key to the counter of the mitigation that owns it, and exactly one rule
@@ -11,14 +12,17 @@ No I/O here (the shell is opendots.mitigate.nftables). Layout of the table (fami
   MAX_HASHED_LENGTHS most used lengths per family; other lengths share an interval map;
 * other shapes: keys of exact values only (a host, one protocol, one port) in a hash map, keys with a prefix or a
   range in an interval map of the same shape;
-* hash maps have a `size`, so the kernel picks its fixed-size hash (nft_hash, or nft_hash_fast for 4-byte keys)
-  instead of the resizable rhashtable; a map that outgrows its size is re-created, bigger, in the same batch;
+* hash maps and sets have a `size`, so the kernel picks its fixed-size hash (nft_hash, nft_hash_fast for 4-byte
+  keys) instead of the resizable rhashtable (no deferred resizing after a 10,000-element batch); one that outgrows
+  its size is re-created, twice as big as needed, in the same batch (capacity_for);
 * a destination pre-filter per address family: when that family needs more than one lookup, or a lookup dearer
   than one address hash (concatenations, intervals: pipapo), its rules move to a chain of their own
   (`targets4`/`targets6`) that the ingress chain enters only through one `goto` rule matching the destination
   against a hash set of every target's destination block at one prefix length (see _filter_sets: a superset, so
   nothing to drop is missed). Traffic to no target then pays one address hash lookup, whatever the number and
-  shape of the targets (measured: bench/mitigate.py).
+  shape of the targets: with 10,000 prefix.port-range targets the forwarding rate went from 83 % to 94 % of the
+  rate with no table, because the pipapo lookup of a concatenation of ranges is only paid by traffic to a target
+  (bench/mitigate.py). Ownership and counting are unchanged: the map rules, in the same order, decide.
 
 Overlaps between mitigations: identical keys are owned by the mitigation applied first (it alone counts those
 drops). Destination-only prefixes are matched most specific first (the interval map's ranges are split around
