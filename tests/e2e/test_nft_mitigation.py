@@ -238,6 +238,35 @@ async def test_a_map_that_outgrows_its_size_is_replaced_and_every_counter_stays_
     assert table_name not in router_tables(lab)
 
 
+async def test_port_keyed_targets_survive_restart_and_a_vanished_table_behind_their_pre_filter(
+    lab: Lab, tally: VictimTally, table_name: str
+):
+    first = NftablesMitigator(lab.router_ingress, table=table_name, netns=lab.router.name)
+    udp_port = (PortRange(FLOOD_PORT, FLOOD_PORT),)
+    ports = MitigationScope("cuid-a/41", (host(lab.victim_v4[0]),), target_ports=udp_port, protocols=(17,))
+    await first.apply(ports)
+    assert delivered(tally, lambda: send(lab, lab.victim_v4[0])) == 0
+    second = NftablesMitigator(lab.router_ingress, table=table_name, netns=lab.router.name)  # "restart"
+    try:
+        assert await second.restore([ports]) == {}
+        assert "goto targets4" in router_ruleset(lab)
+        assert delivered(tally, lambda: send(lab, lab.victim_v4[0])) == 0
+        assert (
+            (await second.counters(ports.key)).pkts_dropped == 2 * PACKETS == nft_counter(lab, table_name, ports.key)[0]
+        )
+
+        lab.router.run(["nft", "delete", "table", "netdev", table_name])
+        other = MitigationScope("cuid-a/42", (host(lab.victim_v4[1]),), target_ports=udp_port, protocols=(17,))
+        await second.apply(other)  # rebuilds everything, pre-filter included, in one batch
+        assert delivered(tally, lambda: send(lab, lab.victim_v4[0])) == 0
+        assert delivered(tally, lambda: send(lab, lab.victim_v4[1])) == 0
+        assert delivered(tally, lambda: send(lab, lab.victim_v4[1], OTHER_PORT), port=OTHER_PORT) == PACKETS
+        assert (await second.counters(other.key)).pkts_dropped == PACKETS == nft_counter(lab, table_name, other.key)[0]
+    finally:
+        await second.cleanup()
+    assert table_name not in router_tables(lab)
+
+
 async def test_applying_the_same_scope_twice_changes_nothing(
     lab: Lab, tally: VictimTally, nft_mitigator: NftablesMitigator
 ):
