@@ -165,14 +165,17 @@ def v6_prefix_scope(key: str, count: int) -> MitigationScope:
     return MitigationScope(key, tuple(ipaddress.ip_network(f"2001:db8:1:{i:x}::/64") for i in range(count)))
 
 
-def v4_range_scope(key: str, count: int) -> MitigationScope:
-    """COUNT (prefix, UDP, port range) entries: the interval (pipapo) case."""
+def v4_range_scope(key: str, count: int, protected: str | None = None) -> MitigationScope:
+    """COUNT (prefix, UDP, port range) entries: the interval (pipapo) case. PROTECTED, if given, replaces the last
+    target host (so a flood to it on another port is traffic to a target that the mitigation lets through)."""
     ranges_per_prefix = 40
     prefixes = tuple(
         ipaddress.ip_network(f"{base}.{4 * i}/30") for base in ("192.0.2", "198.51.100") for i in range(64)
     )
     hosts = count // ranges_per_prefix - len(prefixes)  # away from the victim's 203.0.113.2 and .3
     prefixes += tuple(ipaddress.ip_network(f"203.0.113.{128 + i}/32") for i in range(hosts))
+    if protected is not None:
+        prefixes = (*prefixes[:-1], ipaddress.ip_network(f"{protected}/32"))
     ports = tuple(PortRange(1000 + 10 * p, 1005 + 10 * p) for p in range(ranges_per_prefix))
     return MitigationScope(key, prefixes, target_ports=ports, protocols=(17,))
 
@@ -180,11 +183,25 @@ def v4_range_scope(key: str, count: int) -> MitigationScope:
 async def bench_forwarding(lab: Lab, seconds: float, rounds: int, selected: list[str], baseline: str) -> None:
     VictimTally(lab.victim, [SINK_PORT], table="benchsink")
     mitigator = NftablesMitigator(lab.router_ingress, table=f"odb{secrets.token_hex(3)}", netns=lab.router.name)
+    goal = "≥ 90 % of none"
     configurations = [
-        ("IPv6 /128 hosts (hash map)", str(lab.victim_v6[0]), MitigationScope("bench/v6", v6_targets(TARGETS))),
-        ("IPv4 addr.udp.port (hash map)", str(lab.victim_v4[0]), v4_port_scope("bench/v4", TARGETS)),
-        ("IPv6 /64 prefixes (hash map of /64s)", str(lab.victim_v6[0]), v6_prefix_scope("bench/v6p", TARGETS)),
-        ("IPv4 prefix.udp.port-range (interval map)", str(lab.victim_v4[0]), v4_range_scope("bench/v4r", TARGETS)),
+        ("IPv6 /128 hosts (hash map)", str(lab.victim_v6[0]), MitigationScope("bench/v6", v6_targets(TARGETS)), goal),
+        ("IPv4 addr.udp.port (hash map)", str(lab.victim_v4[0]), v4_port_scope("bench/v4", TARGETS), goal),
+        ("IPv6 /64 prefixes (hash map of /64s)", str(lab.victim_v6[0]), v6_prefix_scope("bench/v6p", TARGETS), goal),
+        (
+            "IPv4 prefix.udp.port-range (interval map)",
+            str(lab.victim_v4[0]),
+            v4_range_scope("bench/v4r", TARGETS),
+            goal,
+        ),
+        # Harder than the issue's case: the flood goes to a target host, on a port no mitigation names, so it
+        # passes the destination pre-filter and pays the interval (pipapo) lookup before it is let through.
+        (
+            "IPv4 prefix.udp.port-range, flood to a target host on an unmitigated port",
+            str(lab.victim_v4[1]),
+            v4_range_scope("bench/v4rp", TARGETS, protected=str(lab.victim_v4[1])),
+            "(reference: the lookups the pre-filter cannot skip)",
+        ),
     ]
     if selected:
         configurations = [c for c in configurations if any(s.lower() in c[0].lower() for s in selected)]
@@ -213,7 +230,7 @@ async def bench_forwarding(lab: Lab, seconds: float, rounds: int, selected: list
         return figures
 
     try:
-        for label, destination, scope in configurations:
+        for label, destination, scope, goal in configurations:
             if baseline == "dormant":
                 await mitigator.apply(scope)
                 hooked(False)
@@ -239,7 +256,7 @@ async def bench_forwarding(lab: Lab, seconds: float, rounds: int, selected: list
             row(
                 f"{label}: forwarding, 10,000 targets",
                 f"{rate:,.0f} pps ({ratio_text(rate_ratios)}); {cpu:,.0f} pkt/CPU-s ({ratio_text(cpu_ratios)})",
-                "≥ 90 % of none",
+                goal,
             )
     finally:
         sender.close()
