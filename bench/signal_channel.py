@@ -8,7 +8,9 @@ DTLS/TLS transports and no resource: what the DOTS layer adds is ours/floor); li
 the reference. This process is the load generator for all three, so they pay the same client-side cost.
 Every load-generating client has its own certificate (so its own CUID, listed in server.toml) and PUTs its
 own mids and target prefixes: nothing conflicts. The floor and libcoap receive the very same messages (same
-CBOR bytes, same Uri-Path) and answer 4.04: they measure the cost of the transport and CoAP layers.
+CBOR bytes, same Uri-Path). The floor answers 4.04: it measures the cost of the transport and CoAP layers.
+libcoap runs with dynamic resources (-d): like our server it stores each PUT (2.01 the first time, 2.04 after),
+in memory.
 Prints one table. Not a test: nothing is asserted.
 """
 
@@ -111,7 +113,7 @@ def start_libcoap(pki: Path) -> tuple[subprocess.Popen, int] | None:
         return None
     base = libcoap_base_port()
     process = subprocess.Popen(
-        [binary, "-A", "127.0.0.1", "-p", str(base), "-v", "0", "-c", str(pki / "server.crt"),
+        [binary, "-A", "127.0.0.1", "-p", str(base), "-v", "0", "-d", "100000", "-c", str(pki / "server.crt"),
          "-j", str(pki / "server.key"), "-C", str(pki / "ca.crt")],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip

@@ -75,6 +75,8 @@ class ServerConfig:
     db: Path = Path("opendots.db")
     max_sessions: int = 10_000
     idle_session_timeout: float = 600.0
+    admin_socket: Path | None = None
+    """Unix socket of the operator's control API (`opendots admin`); None: none."""
     metrics: str | None = None
     """"host:port" of the Prometheus endpoint (GET /metrics, plain HTTP: bind it to a management address);
     None: no endpoint."""
@@ -116,6 +118,7 @@ class ServerConfig:
             max_sessions=int(server.get("max_sessions", 10_000)),
             idle_session_timeout=float(server.get("idle_session_timeout", 600.0)),
             metrics=server.get("metrics"),
+            admin_socket=base / server["admin_socket"] if server.get("admin_socket") else None,
             signal=dict(data.get("signal", {})),
             data=dict(data.get("data", {})),
             mitigators=[dict(entry) for entry in data.get("mitigators", [])],
@@ -133,6 +136,7 @@ class ServerConfig:
                 "max_sessions": self.max_sessions,
                 "idle_session_timeout": self.idle_session_timeout,
                 **({"metrics": self.metrics} if self.metrics else {}),
+                **({"admin_socket": _relative(self.admin_socket, base)} if self.admin_socket else {}),
             },
             "tls": self.tls.to_table(base),
             "clients": [

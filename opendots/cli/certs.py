@@ -47,6 +47,7 @@ def init_pki(
         tls=TlsFiles(pki.ca_cert_path, server.cert_path, server.key_path),
         clients=authorizations,
         db=directory / "opendots.db",
+        admin_socket=directory / "opendots-server.sock",
     )
     client_config = ClientConfig(
         tls=TlsFiles(pki.ca_cert_path, directory / "client.crt", directory / "client.key"),

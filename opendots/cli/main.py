@@ -7,6 +7,7 @@ import logging
 import click
 
 from opendots import __version__
+from opendots.cli.admin import admin
 from opendots.cli.certs import certs
 from opendots.cli.client import client
 from opendots.cli.data import data
@@ -24,6 +25,7 @@ def cli(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+cli.add_command(admin)
 cli.add_command(certs)
 cli.add_command(client)
 cli.add_command(data)

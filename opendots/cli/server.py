@@ -46,6 +46,8 @@ def server(
     """
     from opendots.data.server import SERVICE_KEY, start_data_server  # imports aiohttp: only when serving
     from opendots.metrics import SignalCollector, start_metrics_endpoint
+    from opendots.signal.client.control import ControlError
+    from opendots.signal.server.admin import start_admin_socket
     from opendots.signal.server.run import start_signal_server  # imports aiocoap: only when serving
     from opendots.store.data_channel import SqliteDataChannelStore
     from opendots.store.sqlite import SqliteDatabase
@@ -71,6 +73,7 @@ def server(
         data = None
         running = None
         exporter = None
+        admin = None
         try:
             if not no_data:
                 store = SqliteDataChannelStore(SqliteDatabase(loaded.db))
@@ -79,7 +82,11 @@ def server(
             running = await start_signal_server(loaded, dtls=not no_dtls, tls=not no_tls, data_channel=service)
             if loaded.metrics:
                 exporter = await start_metrics_endpoint([SignalCollector(running)], loaded.metrics)
-        except (ConfigError, OSError, ValueError) as error:
+            if loaded.admin_socket is not None:
+                admin = await start_admin_socket(running, loaded.admin_socket)
+        except (ConfigError, ControlError, OSError, ValueError) as error:
+            if exporter is not None:
+                await exporter.stop()
             if running is not None:
                 await running.stop()
             if data is not None:
@@ -93,10 +100,14 @@ def server(
         served = f"; data channel listening on {data.addresses}" if data is not None else ""
         if exporter is not None:
             served += f"; metrics on http://{loaded.metrics}/metrics"
+        if admin is not None:
+            served += f"; operator socket {loaded.admin_socket}"
         click.echo(f"DOTS signal channel listening on {addresses}{served}", err=True)
         try:
             await stop.wait()
         finally:
+            if admin is not None:
+                await admin.close()
             if exporter is not None:
                 await exporter.stop()
             await running.stop()

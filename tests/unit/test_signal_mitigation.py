@@ -344,3 +344,44 @@ def test_changed_counters_are_notified_and_unchanged_ones_are_not(harness: Harne
     assert "bps-dropped" not in notified  # not measured: never reported as zero
     assert harness.server.report_counters(key, Counters(bytes_dropped=920, pkts_dropped=10), harness.now) == []
     assert harness.server.report_counters("nope/1", Counters(bytes_dropped=1), harness.now) == []
+
+
+def statuses(events) -> list[str]:
+    return [e.snapshot[SCOPE]["scope"][0]["status"] for e in events if isinstance(e, MitigationChanged)]
+
+
+def fired_preconfigured(tmp_path: Path) -> Harness:
+    harness = make_harness(tmp_path)  # default heartbeat: 30 s x 15 missing before the session is lost
+    assert harness.put(1, scope_body(target_prefix=["2001:db8:6401::/64"], trigger_mitigation=False)).code == "2.01"
+    assert "MitigationActivated" in kinds(harness.advance(30 * 15))  # no traffic: lost, the request fires
+    return harness
+
+
+def test_a_stopped_preconfigured_request_announces_3_four_times_then_8(tmp_path: Path):
+    """Table 3: for trigger-mitigation false, status 3 "will be transmitted four times and then transition to 8"."""
+    harness = fired_preconfigured(tmp_path)
+    first = harness.server.report_status(f"{ALPHA_CUID}/1", Status.ATTACK_STOPPED, harness.now)
+    assert statuses(first) == ["attack-stopped"] and "MitigationWithdrawn" in kinds(first)
+    assert entry(harness, 1)["status"] == "attack-mitigation-signal-loss"  # what the request now is
+    later = []
+    for _ in range(3):
+        later.append(statuses(harness.advance(2.0)))
+    assert later == [["attack-stopped"], ["attack-stopped"], ["attack-stopped", "attack-mitigation-signal-loss"]]
+    assert statuses(harness.advance(60)) == []  # announced, and nothing more
+
+
+def test_a_preconfigured_request_withdrawn_for_an_immediate_one_announces_7_four_times_then_8(tmp_path: Path):
+    harness = fired_preconfigured(tmp_path)
+    assert harness.put(2, scope_body(target_prefix=[HOST1])).code == "2.01"
+    assert statuses(harness.events).count("attack-mitigation-withdrawn") == 1
+    seen = statuses(harness.advance(2.0)) + statuses(harness.advance(2.0)) + statuses(harness.advance(2.0))
+    assert seen == ["attack-mitigation-withdrawn"] * 3 + ["attack-mitigation-signal-loss"]
+
+
+def test_announcements_stop_when_the_request_is_deleted(tmp_path: Path):
+    harness = fired_preconfigured(tmp_path)
+    harness.server.report_status(f"{ALPHA_CUID}/1", Status.ATTACK_STOPPED, harness.now)
+    assert statuses(harness.advance(2.0)) == ["attack-stopped"]
+    assert harness.delete(1).code == "2.02"
+    assert statuses(harness.advance(10)) == []
+    assert harness.server._announcing == {}

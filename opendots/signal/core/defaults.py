@@ -13,6 +13,11 @@ INDEFINITE_LIFETIME = -1
 ACTIVE_BUT_TERMINATING = 120
 MAX_ACTIVE_BUT_TERMINATING = 300
 TRIGGER_MITIGATION = True
+# Table 3: a preconfigured request (trigger-mitigation false) whose attack stopped (3), or that was withdrawn for an
+# overlapping immediate request (7), has that status "transmitted four times and then transition[s] to '8'". The RFC
+# does not space them; notifications are Non-confirmable, so they go ANNOUNCE_INTERVAL seconds apart.
+ANNOUNCE_TIMES = 4
+ANNOUNCE_INTERVAL = 2.0
 
 # Session configuration (§4.5.2).
 HEARTBEAT_INTERVAL = 30

@@ -12,6 +12,7 @@ unchanged. Errors are Response values; no exception leaves this object.
 from __future__ import annotations
 
 import heapq
+import itertools
 import logging
 import sqlite3
 from collections import Counter
@@ -129,6 +130,11 @@ class SignalServer:
         self._cuid_owner: dict[str, str] = {client.cuid: client.name for client in settings.clients}
         self._peers: dict[str, PeerLiveness] = {}
         self._terminating_period: dict[str, int] = {}
+        self._announcements: list[tuple[float, int, Key, int, int]] = []
+        """Heap of (due, series, key, status, times left): Table 3's repeated 3/7 of preconfigured requests
+        before 8. A newer series for the same key (it fired and stopped again) replaces the older one."""
+        self._announcing: dict[Key, int] = {}
+        self._series = itertools.count()
         self.redirection: Redirection | None = None
         self._load(now)
 
@@ -532,6 +538,7 @@ class SignalServer:
             events.append(
                 MitigationChanged(client.name, after.record.cuid, after.record.mid, after.snapshot(now, withdrawn))
             )
+            self._announce(after.key, withdrawn, now)
         events.append(MitigationChanged(client.name, record.cuid, record.mid, created.snapshot(now)))
         return Response("2.01", body=self._ack_body(created, now))
 
@@ -710,6 +717,8 @@ class SignalServer:
         """When handle_timer() next has something to do (absolute time), None when nothing is pending."""
         first = self._next_deadline()
         deadlines = [first] if first is not None else []
+        if self._announcements:
+            deadlines.append(self._announcements[0][0])
         for name, peer in self._peers.items():
             parameters = self._parameters(name)
             deadlines += [d for d in (peer.loss_deadline(parameters), peer.heartbeat_deadline(parameters)) if d]
@@ -722,6 +731,7 @@ class SignalServer:
         if self._store_retry_at is not None and now < self._store_retry_at:
             return []
         events: list[Event] = []
+        events += self._repeat_announcements(now)
         try:
             events += self._expire(now)
             for name in self._peers:
@@ -732,6 +742,34 @@ class SignalServer:
             self._store_retry_at = now + STORE_RETRY_DELAY
         else:
             self._store_retry_at = None
+        return events
+
+    def _announce(self, key: Key, status: Status, now: float) -> None:
+        """The first of ANNOUNCE_TIMES notifications of STATUS (3 or 7) was just sent; schedule the others."""
+        series = self._announcing[key] = next(self._series)
+        due = now + defaults.ANNOUNCE_INTERVAL
+        heapq.heappush(self._announcements, (due, series, key, int(status), defaults.ANNOUNCE_TIMES - 1))
+
+    def _repeat_announcements(self, now: float) -> list[Event]:
+        events: list[Event] = []
+        signal_loss = Status.ATTACK_MITIGATION_SIGNAL_LOSS
+        while self._announcements and self._announcements[0][0] <= now:
+            _, series, key, status, left = heapq.heappop(self._announcements)
+            mitigation = self._mitigations.get(key)
+            if self._announcing.get(key) != series:
+                continue  # a newer series for the same request replaced this one
+            if mitigation is None or mitigation.status != signal_loss:
+                del self._announcing[key]  # deleted, expired or fired again since: its own notifications say so
+                continue
+            record = mitigation.record
+            announced = mitigation.snapshot(now, Status(status))
+            events.append(MitigationChanged(record.client, record.cuid, record.mid, announced))
+            if left > 1:
+                due = now + defaults.ANNOUNCE_INTERVAL
+                heapq.heappush(self._announcements, (due, series, key, status, left - 1))
+            else:  # the transition to 8 itself
+                del self._announcing[key]
+                events.append(MitigationChanged(record.client, record.cuid, record.mid, mitigation.snapshot(now)))
         return events
 
     def _expire(self, now: float) -> list[Event]:
@@ -839,7 +877,7 @@ class SignalServer:
         events: list[Event] = [MitigationChanged(record.client, record.cuid, record.mid, updated.snapshot(now, status))]
         if preconfigured_done:
             events.append(self._withdrawn(mitigation, "server"))
-            events.append(MitigationChanged(record.client, record.cuid, record.mid, updated.snapshot(now)))
+            self._announce(updated.key, status, now)
         return events
 
     def report_counters(self, key: str, counters: Counters, now: float) -> list[Event]:
@@ -866,6 +904,10 @@ class SignalServer:
 
     def mitigations(self) -> list[Mitigation]:
         return list(self._mitigations.values())
+
+    def liveness(self, client_name: str) -> PeerLiveness | None:
+        """What the server knows of CLIENT_NAME's session (None: no traffic since start-up)."""
+        return self._peers.get(client_name)
 
     def _by_mitigator_key(self, key: str) -> Mitigation | None:
         cuid, _, mid = key.rpartition("/")

@@ -1,0 +1,134 @@
+"""`opendots admin`: the operator's view of a running `opendots server` through its control socket."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from opendots.config import ConfigError, ServerConfig
+
+
+def _call(config: Path, op: str, **args: Any) -> dict[str, Any]:
+    from opendots.signal.client.control import ControlClient, ControlError
+
+    try:
+        loaded = ServerConfig.load(config)
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
+    if loaded.admin_socket is None:
+        raise click.ClickException(f"{config} sets no [server] admin_socket: the server has no operator socket")
+    try:
+        with ControlClient(loaded.admin_socket, timeout=10.0) as control:
+            return control.call(op, **args)
+    except ConnectionError:
+        raise click.ClickException(f"no server answers on {loaded.admin_socket}") from None
+    except ControlError as error:
+        raise click.ClickException(f"{error} ({error.code})") from None
+
+
+config_option = click.option(
+    "-c", "--config", type=click.Path(dir_okay=False, path_type=Path), default="server.toml", show_default=True
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
+
+
+@click.group()
+def admin() -> None:
+    """Operate a running DOTS server: its clients, mitigations and redirection ([server] admin_socket)."""
+
+
+@admin.command()
+@config_option
+@json_option
+def status(config: Path, as_json: bool) -> None:
+    """Sessions, clients (connected, mitigations held and enforced) and redirection."""
+    answer = _call(config, "status")
+    if as_json:
+        click.echo(json.dumps(answer, indent=2))
+        return
+    sessions = answer["sessions"]
+    click.echo(f"sessions: {sessions['dtls']} DTLS, {sessions['tls']} TLS")
+    redirection = answer["redirection"]
+    if redirection is not None:
+        records = ", ".join(redirection["records"]) or "-"
+        click.echo(f"redirecting to {redirection['alt-server']} ({records}), TTL {redirection['ttl']} s")
+    click.echo(f"{'client':<20} {'connected':<10} {'held':>5} {'enforced':>8}  last traffic")
+    for client in answer["clients"]:
+        seen = client["last-traffic"]
+        ago = f"{time.time() - seen:.0f} s ago" if seen else "never"
+        lost = " (lost)" if client["lost"] else ""
+        click.echo(
+            f"{client['name']:<20} {'yes' if client['connected'] else 'no':<10} {client['mitigations']:>5} "
+            f"{client['enforcing']:>8}  {ago}{lost}"
+        )
+
+
+@admin.command()
+@config_option
+@json_option
+@click.option("--client", "client_name", help="Only this client's mitigations.")
+def mitigations(config: Path, as_json: bool, client_name: str | None) -> None:
+    """Every mitigation the server holds, with its status, targets, remaining lifetime and counters."""
+    answer = _call(config, "mitigations", **({"client": client_name} if client_name else {}))
+    if as_json:
+        click.echo(json.dumps(answer, indent=2))
+        return
+    click.echo(f"{'client':<14} {'mid':>6} {'status':<32} {'lifetime':>9} {'packets':>10}  targets")
+    for entry in answer["mitigations"]:
+        targets = ", ".join(
+            [*entry.get("target-prefix", []), *entry.get("target-fqdn", []), *entry.get("target-uri", [])]
+        )
+        packets = "-" if entry["pkts-dropped"] is None else entry["pkts-dropped"]
+        click.echo(
+            f"{entry['client']:<14} {entry['mid']:>6} {entry['status']:<32} {entry['lifetime']:>9} {packets:>10}  "
+            f"{targets}"
+        )
+
+
+@admin.command()
+@config_option
+@click.option("--to", "alt_server", help="Name of the alternate DOTS server (alt-server).")
+@click.option("--record", "records", multiple=True, help="An address of it (alt-server-record; repeatable).")
+@click.option("--ttl", type=int, help="Seconds the redirection holds (default: until cleared).")
+@click.option("--clear", is_flag=True, help="Stop redirecting.")
+def redirect(config: Path, alt_server: str | None, records: tuple[str, ...], ttl: int | None, clear: bool) -> None:
+    """Send every client to an alternate server (RFC 9132 §4.6: 5.03 to requests and observers), or stop."""
+    if clear:
+        _call(config, "redirect-clear")
+        click.echo("redirection cleared")
+        return
+    if not alt_server:
+        raise click.UsageError("give --to NAME (and --record ADDRESS) or --clear")
+    args: dict[str, Any] = {"alt-server": alt_server, "records": list(records)}
+    if ttl is not None:
+        args["ttl"] = ttl
+    answer = _call(config, "redirect", **args)["redirection"]
+    click.echo(f"redirecting to {answer['alt-server']} ({', '.join(answer['records']) or '-'}), TTL {answer['ttl']} s")
+
+
+@admin.command("report-status")
+@config_option
+@click.option("--cuid", required=True)
+@click.option("--mid", type=int, required=True)
+@click.option(
+    "--status",
+    "label",
+    required=True,
+    type=click.Choice(
+        [
+            "attack-mitigation-in-progress",
+            "attack-successfully-mitigated",
+            "attack-stopped",
+            "attack-exceeded-capability",
+        ]
+    ),
+)
+def report_status(config: Path, cuid: str, mid: int, label: str) -> None:
+    """Set a mitigation's status by hand (e.g. mitigated by equipment the server does not drive); its observers
+    are notified."""
+    _call(config, "report-status", cuid=cuid, mid=mid, status=label)
+    click.echo(f"cuid={cuid} mid={mid}: {label}")

@@ -1,0 +1,177 @@
+"""The operator's control socket of a running server: what it holds, redirection (RFC 9132 §4.6), manual status.
+
+The framing is the client agent's (opendots/signal/client/control.py): newline-delimited JSON over a Unix socket
+created with mode 0600, one response line per request line. `opendots admin` is its command-line face.
+
+Operations:
+
+  ping                                        -> {"pong": true}
+  status                                      -> {"sessions": {"dtls": n, "tls": n}, "redirection": {...} | null,
+                                                  "clients": [{"name", "cuid", "mitigations", "enforcing",
+                                                               "connected", "last-traffic"}]}
+  mitigations  {"client"?: name}             -> {"mitigations": [{"client", "cuid", "mid", "status", "lifetime",
+                                                  "target-prefix", "target-port-range", "target-protocol",
+                                                  "target-fqdn", "target-uri", "alias-name",
+                                                  "pkts-dropped", "bytes-dropped"}]}
+  redirect     {"alt-server": fqdn, "records"?: [ip, ...], "ttl"?: seconds}
+                                              -> {"redirection": {...}}   every request and observer gets 5.03
+  redirect-clear                              -> {"redirection": null}
+  report-status {"cuid": str, "mid": int, "status": "attack-mitigation-in-progress" |
+                 "attack-successfully-mitigated" | "attack-stopped" | "attack-exceeded-capability"}
+                                              -> {"status": label}        the owner's observers are notified
+
+Failures: {"ok": false, "error", "code"} with "4.00" (bad arguments) or "4.04" (no such mitigation).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from opendots.signal.client.control import ControlError, ControlServer
+from opendots.signal.core import Redirection, Status
+from opendots.signal.core.defaults import UINT32_MAX
+from opendots.signal.core.scope import targets_document
+
+if TYPE_CHECKING:
+    from opendots.signal.server.run import RunningSignalServer
+
+MAX_SOCKET_PATH = 107  # sun_path holds 108 bytes with the terminating NUL
+
+OPERATOR_STATUSES = (
+    Status.ATTACK_MITIGATION_IN_PROGRESS,
+    Status.ATTACK_SUCCESSFULLY_MITIGATED,
+    Status.ATTACK_STOPPED,
+    Status.ATTACK_EXCEEDED_CAPABILITY,
+)
+
+
+class AdminHandler:
+    def __init__(self, server: RunningSignalServer, clock: Any = time.time) -> None:
+        self.server = server
+        self.clock = clock
+
+    async def __call__(self, op: str, args: dict[str, Any]) -> dict[str, Any]:
+        operation = {
+            "ping": self._ping,
+            "status": self._status,
+            "mitigations": self._mitigations,
+            "redirect": self._redirect,
+            "redirect-clear": self._redirect_clear,
+            "report-status": self._report_status,
+        }.get(op)
+        if operation is None:
+            raise ControlError(f"unknown operation {op!r}")
+        return operation(args)
+
+    def _ping(self, _args: dict[str, Any]) -> dict[str, Any]:
+        return {"pong": True}
+
+    def _status(self, _args: dict[str, Any]) -> dict[str, Any]:
+        core = self.server.service.core
+        held: dict[str, list[int]] = {}
+        for mitigation in core.mitigations():
+            counts = held.setdefault(mitigation.record.client, [0, 0])
+            counts[0] += 1
+            counts[1] += mitigation.enforcing
+        clients = []
+        for client in core.settings.clients:
+            liveness = core.liveness(client.name)
+            count, enforcing = held.get(client.name, [0, 0])
+            clients.append(
+                {
+                    "name": client.name,
+                    "cuid": client.cuid,
+                    "mitigations": count,
+                    "enforcing": enforcing,
+                    "connected": client.name in self.server.resource.remotes,
+                    "last-traffic": liveness.last_traffic if liveness is not None else None,
+                    "lost": liveness.lost if liveness is not None else None,
+                }
+            )
+        endpoint = self.server.endpoint
+        stats = endpoint.stats()
+        return {
+            "sessions": {"dtls": stats.established if stats else 0, "tls": endpoint.tls_connection_count()},
+            "redirection": _redirection_json(core.redirection),
+            "clients": clients,
+        }
+
+    def _mitigations(self, args: dict[str, Any]) -> dict[str, Any]:
+        wanted = args.get("client")
+        now = self.clock()
+        entries = []
+        for mitigation in sorted(self.server.service.core.mitigations(), key=lambda m: (m.record.client, m.key)):
+            record = mitigation.record
+            if wanted is not None and record.client != wanted:
+                continue
+            entries.append(
+                {
+                    "client": record.client,
+                    "cuid": record.cuid,
+                    "mid": record.mid,
+                    "status": mitigation.status.label,
+                    "lifetime": mitigation.remaining_lifetime(now),
+                    **targets_document(mitigation.targets),
+                    "pkts-dropped": mitigation.counters.pkts_dropped,
+                    "bytes-dropped": mitigation.counters.bytes_dropped,
+                }
+            )
+        return {"mitigations": entries}
+
+    def _redirect(self, args: dict[str, Any]) -> dict[str, Any]:
+        alt_server = args.get("alt-server")
+        if not isinstance(alt_server, str) or not alt_server:
+            raise ControlError("'alt-server' (the alternate server's name) is required")
+        records = args.get("records", [])
+        if not isinstance(records, list):
+            raise ControlError("'records' must be a list of IP addresses")
+        try:
+            addresses = tuple(str(ipaddress.ip_address(record)) for record in records)
+        except (TypeError, ValueError) as problem:
+            raise ControlError(f"'records': {problem}") from None
+        ttl = args.get("ttl", UINT32_MAX)
+        if not isinstance(ttl, int) or isinstance(ttl, bool) or not 0 <= ttl <= UINT32_MAX:
+            raise ControlError("'ttl' must be a number of seconds (0 to 2^32-1)")
+        redirection = Redirection(alt_server, addresses, ttl)
+        self.server.service.set_redirection(redirection)
+        return {"redirection": _redirection_json(redirection)}
+
+    def _redirect_clear(self, _args: dict[str, Any]) -> dict[str, Any]:
+        self.server.service.set_redirection(None)
+        return {"redirection": None}
+
+    def _report_status(self, args: dict[str, Any]) -> dict[str, Any]:
+        cuid, mid, label = args.get("cuid"), args.get("mid"), args.get("status")
+        if not isinstance(cuid, str) or not isinstance(mid, int) or isinstance(mid, bool):
+            raise ControlError("'cuid' (string) and 'mid' (integer) name the mitigation")
+        try:
+            status = Status.from_label(label)
+        except ValueError:
+            status = None
+        if status not in OPERATOR_STATUSES:
+            labels = ", ".join(s.label for s in OPERATOR_STATUSES)
+            raise ControlError(f"'status' must be one of {labels}")
+        mitigation = next((m for m in self.server.service.core.mitigations() if m.key == (cuid, mid)), None)
+        if mitigation is None:
+            raise ControlError(f"no mitigation cuid={cuid} mid={mid}", "4.04")
+        if not mitigation.enforcing or mitigation.terminating:
+            raise ControlError(f"mitigation cuid={cuid} mid={mid} is {mitigation.status.label}: not active")
+        self.server.service.report_status(mitigation.mitigator_key, status)
+        return {"status": status.label}
+
+
+def _redirection_json(redirection: Redirection | None) -> dict[str, Any] | None:
+    if redirection is None:
+        return None
+    return {"alt-server": redirection.alt_server, "records": list(redirection.records), "ttl": redirection.ttl}
+
+
+async def start_admin_socket(server: RunningSignalServer, path: Path) -> ControlServer:
+    if len(str(path).encode()) > MAX_SOCKET_PATH:
+        raise ControlError(f"admin_socket {path} is longer than a Unix socket path may be ({MAX_SOCKET_PATH} bytes)")
+    control = ControlServer(path, AdminHandler(server))
+    await control.start()
+    return control

@@ -1,0 +1,125 @@
+"""The operator's control socket of a running server (`opendots admin`): real server, real DTLS client."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import aiocoap
+import pytest
+from click.testing import CliRunner
+
+from opendots.cli.admin import admin
+from opendots.config import ServerConfig
+from opendots.model import decode_signal
+from opendots.signal.client.control import ControlClient, ControlError
+from opendots.signal.server.admin import start_admin_socket
+from opendots.signal.server.run import start_signal_server
+from opendots.transport import create_client_context
+from tests.conftest import free_port
+from tests.unit.test_signal_coap import BASE, cuid_of, files, request
+from tests.unit.test_signal_fixtures import SCOPE
+
+
+@pytest.fixture
+async def served(pki_dir: Path, tmp_path: Path):
+    config = ServerConfig.load(pki_dir / "server.toml")
+    config.db = tmp_path / "signal.db"
+    config.admin_socket = Path("/tmp") / f"od-admin-{uuid.uuid4().hex[:10]}.sock"  # short: sun_path is 108 bytes
+    running = await start_signal_server(config, bind=[("127.0.0.1", free_port())])
+    control = await start_admin_socket(running, config.admin_socket)
+    client = await create_client_context(files(pki_dir, "client"), server_name="localhost")
+    config.save(tmp_path / "server.toml")
+    try:
+        yield running, config, client, tmp_path / "server.toml"
+    finally:
+        await client.shutdown()
+        await control.close()
+        await running.stop()
+
+
+def call(config: ServerConfig, op: str, **args):
+    with ControlClient(config.admin_socket, timeout=10) as control:
+        return control.call(op, **args)
+
+
+async def test_status_mitigations_and_manual_status(served):
+    running, config, client, _ = served
+    host, port = running.endpoint.dtls_addresses[0][:2]
+    cuid = cuid_of(config, "client")
+    uri = f"coaps://{host}:{port}{BASE}/mitigate/cuid={cuid}"
+    body = {SCOPE: {"scope": [{"target-prefix": ["2001:db8:6401::5/128"], "lifetime": 600}]}}
+    assert (await request(client, aiocoap.PUT, f"{uri}/mid=5", body)).code == aiocoap.CREATED
+
+    status = await asyncio.to_thread(call, config, "status")
+    assert status["sessions"]["dtls"] == 1 and status["redirection"] is None
+    mine = next(c for c in status["clients"] if c["name"] == "client")
+    assert mine["mitigations"] == 1 and mine["enforcing"] == 1 and mine["connected"] is True
+    listed = (await asyncio.to_thread(call, config, "mitigations", client="client"))["mitigations"]
+    assert [(m["mid"], m["status"], m["target-prefix"]) for m in listed] == [
+        (5, "attack-mitigation-in-progress", ["2001:db8:6401::5/128"])
+    ]
+    assert 595 <= listed[0]["lifetime"] <= 600 and listed[0]["pkts-dropped"] is None  # nothing measured yet
+
+    answer = await asyncio.to_thread(call, config, "report-status", cuid=cuid, mid=5, status="attack-stopped")
+    assert answer == {"status": "attack-stopped"}
+    got = await request(client, aiocoap.GET, f"{uri}/mid=5")
+    assert decode_signal(got.payload)[SCOPE]["scope"][0]["status"] == "attack-stopped"
+
+    with pytest.raises(ControlError) as missing:
+        await asyncio.to_thread(call, config, "report-status", cuid=cuid, mid=6, status="attack-stopped")
+    assert missing.value.code == "4.04"
+    with pytest.raises(ControlError, match="must be one of"):
+        await asyncio.to_thread(call, config, "report-status", cuid=cuid, mid=5, status="terminated")
+    with pytest.raises(ControlError, match="unknown operation"):
+        await asyncio.to_thread(call, config, "shutdown")
+
+
+async def test_redirection_is_set_and_cleared_by_the_operator(served):
+    running, config, client, _ = served
+    host, port = running.endpoint.dtls_addresses[0][:2]
+    uri = f"coaps://{host}:{port}{BASE}/mitigate/cuid={cuid_of(config, 'client')}/mid=1"
+    body = {SCOPE: {"scope": [{"target-prefix": ["2001:db8:6401::1/128"], "lifetime": 600}]}}
+    set_ = await asyncio.to_thread(
+        call, config, "redirect", **{"alt-server": "dots2.example.net", "records": ["2001:db8::2"], "ttl": 300}
+    )
+    assert set_["redirection"] == {"alt-server": "dots2.example.net", "records": ["2001:db8::2"], "ttl": 300}
+    redirected = await request(client, aiocoap.PUT, uri, body)
+    assert redirected.code == aiocoap.SERVICE_UNAVAILABLE and redirected.opt.max_age == 300
+    alt = decode_signal(redirected.payload)["ietf-dots-signal-channel:redirected-signal"]
+    assert alt == {"alt-server": "dots2.example.net", "alt-server-record": ["2001:db8::2"]}
+
+    with pytest.raises(ControlError, match="records"):
+        await asyncio.to_thread(call, config, "redirect", **{"alt-server": "x.example", "records": ["not-an-ip"]})
+    await asyncio.to_thread(call, config, "redirect-clear")
+    assert (await request(client, aiocoap.PUT, uri, body)).code == aiocoap.CREATED
+
+
+async def test_the_admin_cli(served):
+    running, _config, _client, config_path = served
+    runner = CliRunner()
+
+    async def invoke(*args: str):
+        return await asyncio.to_thread(runner.invoke, admin, [*args, "--config", str(config_path)])
+
+    shown = await invoke("status")
+    assert shown.exit_code == 0, shown.output
+    assert "sessions: 0 DTLS, 0 TLS" in shown.output and "client" in shown.output
+    redirected = await invoke("redirect", "--to", "dots2.example.net", "--record", "192.0.2.10", "--ttl", "60")
+    assert redirected.exit_code == 0 and "redirecting to dots2.example.net (192.0.2.10), TTL 60 s" in redirected.output
+    assert running.service.core.redirection is not None
+    cleared = await invoke("redirect", "--clear")
+    assert cleared.exit_code == 0 and running.service.core.redirection is None
+    empty = await invoke("mitigations", "--json")
+    assert empty.exit_code == 0 and '"mitigations": []' in empty.output
+    refused = await invoke("report-status", "--cuid", "nope", "--mid", "1", "--status", "attack-stopped")
+    assert refused.exit_code != 0 and "no mitigation" in refused.output
+
+
+def test_the_admin_cli_without_a_server(tmp_path: Path, pki_dir: Path):
+    config = ServerConfig.load(pki_dir / "server.toml")
+    config.admin_socket = tmp_path / "nobody.sock"
+    config.save(tmp_path / "server.toml")
+    result = CliRunner().invoke(admin, ["status", "--config", str(tmp_path / "server.toml")])
+    assert result.exit_code != 0 and "no server answers" in result.output
