@@ -211,7 +211,7 @@ async def test_a_map_that_outgrows_its_size_is_replaced_and_every_counter_stays_
     udp_port = (PortRange(FLOOD_PORT, FLOOD_PORT),)
     ports = MitigationScope("cuid-a/40", (host(victim),), target_ports=udp_port, protocols=(17,))
     await nft_mitigator.apply(ports)
-    assert "goto targets4" in router_ruleset(lab)
+    assert "goto targets4" in router_ruleset(lab) and "jump dports4" in router_ruleset(lab)
     assert delivered(tally, lambda: send(lab, victim)) == 0
     # Through the pre-filter (a target address) but not a target port: forwarded.
     assert delivered(tally, lambda: send(lab, victim, OTHER_PORT), port=OTHER_PORT) == PACKETS

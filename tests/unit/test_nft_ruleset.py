@@ -295,7 +295,7 @@ def filter_contents(state: RulesetState, version: int) -> dict[int, set[str]]:
     return {
         map_id.prefix_len: {str(ipaddress.ip_address(key[0][0])) for key in keys}
         for map_id, keys in state.installed.items()
-        if map_id.filter and map_id.version == version and keys
+        if map_id.filter and not map_id.gate and map_id.version == version and keys
     }
 
 
@@ -304,7 +304,11 @@ def test_a_concatenated_or_interval_lookup_goes_behind_a_destination_pre_filter(
     plan = plan_change(TABLE, RulesetState(), put=[ports])
     assert pre_filters(plan) == {"pre4_len32": "targets4"}
     sets = [command["add"]["set"] for command in plan.commands if "set" in command.get("add", {})]
-    assert sets == [TABLE.ref(name="pre4_len32", type="ipv4_addr", size=256)]
+    assert sets == [
+        TABLE.ref(name="pre4_len32", type="ipv4_addr", size=256),
+        TABLE.ref(name="ports4", type="inet_service", flags=["interval"]),  # the port gate: 53 only
+    ]
+    assert plan.state.installed[MapId(4, "DST_PROTO_PORT", filter=True)] == {((53, 53),): ""}
     assert filter_contents(plan.state, 4) == {32: {"192.0.2.1", "192.0.2.2"}}
     assert ("add", "chain") in verbs(plan.commands[4:])  # targets4, after the table's own ingress chain
 
@@ -312,8 +316,9 @@ def test_a_concatenated_or_interval_lookup_goes_behind_a_destination_pre_filter(
     with_v6 = plan_change(TABLE, plan.state, put=[MitigationScope("c/h6", (net("2001:db8::1/128"),))])
     assert filter_contents(with_v6.state, 6) == {}
     assert chain_layout(with_v6.state.rules) == {
-        "ingress": [MapId(4, "DST", True, 32, filter=True), MapId(6, "DST", True, 128)],
-        "targets4": [MapId(4, "DST_PROTO_PORT", True)],
+        "ingress": [(MapId(4, "DST", True, 32, filter=True), "targets4"), (MapId(6, "DST", True, 128), None)],
+        "targets4": [(MapId(4, "DST_PROTO_PORT", filter=True), "dports4")],
+        "dports4": [(MapId(4, "DST_PROTO_PORT", True), None)],
     }
 
 
@@ -348,7 +353,7 @@ def test_the_pre_filter_follows_every_add_and_remove_at_the_longest_length_its_b
     plan = plan_change(TABLE, plan.state, put=[MitigationScope("c/all", (net("192.0.2.0/24"),))])
     plan = plan_change(TABLE, plan.state, remove=["c/host", "c/middle", "c/wide"])
     assert filter_contents(plan.state, 4) == {}
-    assert chain_layout(plan.state.rules) == {"ingress": [MapId(4, "DST", True, 24)]}
+    assert chain_layout(plan.state.rules) == {"ingress": [(MapId(4, "DST", True, 24), None)]}
     kinds = verbs(plan.commands)
     assert kinds.index(("flush", "chain")) < kinds.index(("delete", "set")) < kinds.index(("delete", "chain"))
 
@@ -450,10 +455,10 @@ def lookup(state: RulesetState, address: int) -> str | None:
                 return owner
         return None
 
-    for map_id in layout["ingress"]:
+    for map_id, _ in layout["ingress"]:
         owner = hit(map_id)
         if owner is not None and map_id.filter:
-            return next((found for found in map(hit, layout["targets4"]) if found is not None), None)
+            return next((found for found in (hit(m) for m, _ in layout["targets4"]) if found is not None), None)
         if owner is not None:
             return owner
     return None
@@ -498,13 +503,14 @@ def test_the_pre_filter_lets_every_target_address_through_whatever_the_mix_of_sh
 
     state = plan_change(TABLE, RulesetState(), put=[scope(i, n, kind) for i, (n, kind) in enumerate(entries)]).state
     layout = chain_layout(state.rules)
-    filters = [map_id for map_id in layout["ingress"] if map_id.filter]
+    filters = [map_id for map_id, _ in layout["ingress"] if map_id.filter]
     maps = [map_id for map_id in state.rules if not map_id.filter]
+    laid_out = [m for chain, entries in layout.items() if chain != "ingress" for m, _ in entries if not m.filter]
     if not filters:  # a single destination-only hash map is a single lookup already
         assert len(maps) == 1 and maps[0].shape_name == "DST" and maps[0].prefix_len is not None
         assert set(layout) == {"ingress"}
         return
-    assert len(filters) == 1 and sorted(layout["targets4"], key=str) == sorted(maps, key=str)
+    assert len(filters) == 1 and sorted(laid_out, key=str) == sorted(maps, key=str)
     base = int(ipaddress.ip_address("192.0.2.0"))
     for address in range(base, base + 256):
         if any(int(n.network_address) <= address <= int(n.broadcast_address) for n, _ in entries):
@@ -513,3 +519,35 @@ def test_the_pre_filter_lets_every_target_address_through_whatever_the_mix_of_sh
                 for f in filters
                 for key in state.installed[f]
             )
+
+
+def test_port_keyed_maps_sit_behind_a_port_gate_at_their_place_in_the_rule_order():
+    proto = MitigationScope("c/proto", (net("192.0.2.1/32"),), protocols=(6,))
+    dns = MitigationScope("c/dns", (net("192.0.2.2/32"),), target_ports=(PortRange(53, 53),), protocols=(17,))
+    web = MitigationScope("c/web", (net("192.0.2.0/30"),), target_ports=(PortRange(80, 90), PortRange(91, 443)))
+    source = MitigationScope("c/src", (net("192.0.2.3/32"),), source_prefixes=(net("198.51.100.0/24"),))
+    state = plan_change(TABLE, RulesetState(), put=[proto, dns, web, source]).state
+    gate = MapId(4, "DST_PROTO_PORT", filter=True)
+    assert state.installed[gate] == {((53, 53),): "", ((80, 443),): ""}  # adjacent ranges merged
+    assert chain_layout(state.rules)["targets4"] == [
+        (MapId(4, "DST_PROTO", True), None),
+        (gate, "dports4"),
+        (MapId(4, "SRC_DST_PROTO"), None),
+    ]
+    assert chain_layout(state.rules)["dports4"] == [
+        (MapId(4, "DST_PROTO_PORT", True), None),
+        (MapId(4, "DST_PROTO_PORT"), None),
+    ]
+    rule = TABLE.rule_object(gate, "targets4", "dports4")
+    assert rule["expr"] == [
+        {"match": {"op": "==", "left": {"payload": {"protocol": "th", "field": "dport"}}, "right": "@ports4"}},
+        {"jump": {"target": "dports4"}},  # a jump: the rules after it still run, in the same order as before
+    ]
+
+    # Source ports only: every destination port may match, a gate would let everything through.
+    any_port = MitigationScope("c/sport", (net("192.0.2.9/32"),), source_ports=(PortRange(1, 1),), protocols=(17,))
+    plan = plan_change(TABLE, state, put=[any_port])
+    assert gate not in plan.state.rules and "dports4" not in chain_layout(plan.state.rules)
+    assert ("delete", "set") in verbs(plan.commands)
+    plan = plan_change(TABLE, plan.state, remove=["c/sport"])
+    assert gate in plan.state.rules
