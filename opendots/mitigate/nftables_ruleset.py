@@ -26,7 +26,7 @@ plus a regular chain per address family that has a pre-filter, and the ACL chain
 * a destination-port gate inside a pre-filtered family: the rules of each port-keyed shape move to a chain
   (`dports4`, `sdports4`) entered by `th dport @ports4 jump ...` at the place they had, where `ports4` is an
   interval set of every such element's destination ports. Traffic to a target host on a port no mitigation
-  names then skips the concatenated lookup too (a flood to such a host/port: 69 % → 90 % of the no-table rate).
+  names then skips the concatenated lookup too (a flood to such a host/port: 69 % → 89 % of the no-table rate).
 
 Overlaps between mitigations: identical keys are owned by the mitigation applied first (it alone counts those
 drops). Destination-only prefixes are matched most specific first (the interval map's ranges are split around
