@@ -1,6 +1,7 @@
 """The nftables ruleset of the nftables mitigator, as pure data: scopes in, one libnftables JSON batch out.
 
-No I/O here (the shell is opendots.mitigate.nftables). Layout of the table (family netdev, one ingress chain):
+No I/O here (the shell is opendots.mitigate.nftables). Layout of the table (family netdev, one ingress base chain,
+plus a regular chain per address family that has a pre-filter, and the ACL chain):
 
 * one named counter per mitigation: exact dropped packets/bytes per DOTS mitigation;
 * maps from a match key to the counter of the mitigation that owns it, and exactly one rule
@@ -10,7 +11,22 @@ No I/O here (the shell is opendots.mitigate.nftables). Layout of the table (fami
 * destination only: one hash map per prefix length in use (the rule masks the address to that length), for the
   MAX_HASHED_LENGTHS most used lengths per family; other lengths share an interval map;
 * other shapes: keys of exact values only (a host, one protocol, one port) in a hash map, keys with a prefix or a
-  range in an interval map of the same shape.
+  range in an interval map of the same shape;
+* hash maps and sets have a `size`, so the kernel picks its fixed-size hash (nft_hash, nft_hash_fast for 4-byte
+  keys) instead of the resizable rhashtable (no deferred resizing after a 10,000-element batch); one that outgrows
+  its size is re-created, twice as big as needed, in the same batch (capacity_for);
+* a destination pre-filter per address family: when that family needs more than one lookup, or a lookup dearer
+  than one address hash (concatenations, intervals: pipapo), its rules move to a chain of their own
+  (`targets4`/`targets6`) that the ingress chain enters only through one `goto` rule matching the destination
+  against a hash set of every target's destination block at one prefix length (see _filter_sets: a superset, so
+  nothing to drop is missed). Traffic to no target then pays one address hash lookup, whatever the number and
+  shape of the targets: with 10,000 prefix.port-range targets the forwarding rate went from 83 % to 94 % of the
+  rate with no table, because the pipapo lookup of a concatenation of ranges is only paid by traffic to a target
+  (bench/mitigate.py). Ownership and counting are unchanged: the map rules, in the same order, decide;
+* a destination-port gate inside a pre-filtered family: the rules of each port-keyed shape move to a chain
+  (`dports4`, `sdports4`) entered by `th dport @ports4 jump ...` at the place they had, where `ports4` is an
+  interval set of every such element's destination ports. Traffic to a target host on a port no mitigation
+  names then skips the concatenated lookup too (a flood to such a host/port: 69 % → 89 % of the no-table rate).
 
 Overlaps between mitigations: identical keys are owned by the mitigation applied first (it alone counts those
 drops). Destination-only prefixes are matched most specific first (the interval map's ranges are split around
@@ -52,6 +68,8 @@ MAX_ELEMENTS_PER_SCOPE = 200_000
 CHAIN = "ingress"
 CHAIN_PRIORITY = -500  # before any other netdev ingress chain: drop as early as the kernel allows
 MAX_HASHED_LENGTHS = 6  # destination-only prefix lengths with a hash map of their own, per address family
+FILTER_BUDGET = 4096  # pre-filter entries allowed (or 4 per target block, if more) before choosing a shorter length
+MIN_CAPACITY = 256  # smallest `size` given to a hash map; a map gets twice its elements, rounded up to a power of 2
 
 
 class Shape(Enum):
@@ -73,20 +91,36 @@ class MapId:
     shape_name: str
     exact: bool = False
     prefix_len: int | None = None
+    filter: bool = False  # a set (no data): destination blocks masked to prefix_len, or (no length) a port gate
 
     @property
     def shape(self) -> Shape:
         return Shape[self.shape_name]
 
     @property
+    def gate(self) -> bool:
+        """The destination-port gate set in front of a family's port-keyed maps."""
+        return self.filter and self.prefix_len is None
+
+    @property
+    def hashed(self) -> bool:
+        """Kept in a hash (exact keys), so it is given a size; the others are interval sets."""
+        return self.exact or self.prefix_len is not None
+
+    @property
     def name(self) -> str:
+        if self.gate:
+            return f"ports{self.version}"
+        if self.filter:
+            return f"pre{self.version}_len{self.prefix_len}"
         if self.prefix_len is not None:
             return f"{self.shape_name.lower()}{self.version}_len{self.prefix_len}"
         return f"{self.shape_name.lower()}{self.version}{'_exact' if self.exact else ''}"
 
     @property
-    def sort_key(self) -> tuple[int, str, bool, int]:
-        return (self.version, self.shape_name, self.exact, -1 if self.prefix_len is None else self.prefix_len)
+    def sort_key(self) -> tuple[int, bool, str, bool, int]:
+        length = -1 if self.prefix_len is None else self.prefix_len
+        return (self.version, self.filter, self.shape_name, self.exact, length)
 
     @property
     def rule_order(self) -> tuple[int, int, int]:
@@ -104,6 +138,16 @@ class MapId:
 def counter_name(key: str) -> str:
     """A short, valid, stable nft object name for a mitigation key (keys may hold any characters)."""
     return "m" + hashlib.sha256(key.encode()).hexdigest()[:24]
+
+
+def family_chain(version: int) -> str:
+    """The chain holding the map rules of a family that has a pre-filter."""
+    return f"targets{version}"
+
+
+def capacity_for(count: int) -> int:
+    """The `size` of a hash map created for COUNT elements: room to grow before it must be re-created."""
+    return max(MIN_CAPACITY, 1 << (2 * count - 1).bit_length())
 
 
 def _address_range(network: IPNetwork) -> Range:
@@ -263,6 +307,8 @@ def _render_number(value: Range) -> Any:
 
 
 def render_key(map_id: MapId, key: ElementKey) -> Any:
+    if map_id.gate:
+        return _render_number(key[0])
     if map_id.prefix_len is not None:
         return _address_text(key[0][0], map_id.version)  # per-length hash map: the network address itself
     parts = [
@@ -296,20 +342,34 @@ class Table:
             policy="accept",
         )
 
-    def map_object(self, map_id: MapId) -> dict[str, Any]:
-        types = [_field_type(name, map_id.version) for name in map_id.shape.value]
-        flags = {} if map_id.exact else {"flags": ["interval"]}
-        return self.ref(name=map_id.name, type=types[0] if len(types) == 1 else types, map="counter", **flags)
+    def map_object(self, map_id: MapId, capacity: int | None = None) -> dict[str, Any]:
+        """The map (or, for a pre-filter, the set) MAP_ID; CAPACITY is the `size` of a hash."""
+        types = ["inet_service"] if map_id.gate else [_field_type(name, map_id.version) for name in map_id.shape.value]
+        extra: dict[str, Any] = {} if map_id.hashed else {"flags": ["interval"]}
+        if capacity is not None:
+            extra["size"] = capacity
+        if not map_id.filter:
+            extra["map"] = "counter"
+        return self.ref(name=map_id.name, type=types[0] if len(types) == 1 else types, **extra)
 
-    def rule_object(self, map_id: MapId) -> dict[str, Any]:
+    def rule_object(self, map_id: MapId, chain: str = CHAIN, target: str | None = None) -> dict[str, Any]:
+        """The one rule of MAP_ID (in CHAIN): a pre-filter's `goto` to its family chain, a port gate's `jump` to
+        TARGET, or a map's counted drop."""
+        if map_id.gate:
+            match = {"match": {"op": "==", "left": _field_expression("dport", 0), "right": f"@{map_id.name}"}}
+            return self.ref(chain=chain, expr=[match, {"jump": {"target": target}}])
         expressions = [_field_expression(name, map_id.version) for name in map_id.shape.value]
         bits = 32 if map_id.version == 4 else 128
         if map_id.prefix_len is not None and map_id.prefix_len < bits:
             mask = ((1 << map_id.prefix_len) - 1) << (bits - map_id.prefix_len)
             expressions[0] = {"&": [expressions[0], _address_text(mask, map_id.version)]}
         key = expressions[0] if len(expressions) == 1 else {"concat": expressions}
+        if map_id.filter:
+            match = {"match": {"op": "==", "left": key, "right": f"@{map_id.name}"}}
+            return self.ref(chain=chain, expr=[match, {"goto": {"target": family_chain(map_id.version)}}])
         return self.ref(
-            chain=CHAIN, expr=[{"counter": {"map": {"key": key, "data": f"@{map_id.name}"}}}, {"drop": None}]
+            chain=chain,
+            expr=[{"counter": {"map": {"key": key, "data": f"@{map_id.name}"}}}, {"drop": None}],
         )
 
     def limit_object(self, name: str, bytes_per_second: int) -> dict[str, Any]:
@@ -319,7 +379,7 @@ class Table:
         return self.ref(name=counter_name(key), comment=key[:120], packets=packets, bytes=bytes_)
 
     def elements(self, map_id: MapId, keys: Iterable[ElementKey], owners: Mapping[ElementKey, str] | None) -> Any:
-        if owners is None:
+        if owners is None or map_id.filter:
             elem = [render_key(map_id, key) for key in keys]
         else:
             elem = [[render_key(map_id, key), owners[key]] for key in keys]
@@ -343,6 +403,7 @@ class RulesetState:
     installed: dict[MapId, dict[ElementKey, str]] = field(default_factory=dict)  # element → counter name
     rules: set[MapId] = field(default_factory=set)
     acls: dict[str, AclPolicy] = field(default_factory=dict)  # data-channel filtering rules, in order
+    capacity: dict[MapId, int] = field(default_factory=dict)  # `size` of each installed hash map / set
 
     def copy(self) -> RulesetState:
         return RulesetState(
@@ -352,6 +413,7 @@ class RulesetState:
             installed={map_id: dict(owners) for map_id, owners in self.installed.items()},
             rules=set(self.rules),
             acls=dict(self.acls),
+            capacity=dict(self.capacity),
         )
 
 
@@ -400,6 +462,100 @@ def _destination_maps(version: int, state: RulesetState) -> dict[MapId, dict[Ele
         split = split_nested(ranged)
         maps[MapId(version, Shape.DST.name)] = {(block,): owner for block, owner in split.items() if owner is not None}
     return maps
+
+
+def _filter_sets(version: int, maps: set[MapId], state: RulesetState) -> dict[MapId, dict[ElementKey, str]]:
+    """The destination pre-filter of one family: one hash set of destination blocks at one prefix length L, or {}.
+
+    MAPS are the family's non-empty maps; one destination-only hash map is already a single address lookup, so it
+    gets no pre-filter. L is the longest length at which the set stays within FILTER_BUDGET entries: a block
+    longer than L is widened to its L-bit block (a superset: a packet to a neighbour of a target pays the map
+    lookups it would have paid anyway), a shorter one is expanded into its L-bit blocks (exact). One lookup, with
+    no mask at all when every target is a host, whatever the mix of prefix lengths.
+    """
+    if not maps or (len(maps) == 1 and all(m.shape is Shape.DST and m.prefix_len is not None for m in maps)):
+        return {}
+    blocks: set[Range] = set()
+    for elements in state.elements.values():
+        for map_id, keys in elements.items():
+            if map_id.version == version:
+                position = map_id.shape.value.index("daddr")
+                blocks.update(key[position] for key in keys)
+    lengths = sorted({_prefix_len(block, version) for block in blocks}, reverse=True)
+    budget = max(FILTER_BUDGET, 4 * len(blocks))
+    length = next(
+        candidate
+        for candidate in lengths  # at the shortest length nothing is expanded: that one always fits
+        if sum(1 << max(0, candidate - _prefix_len(block, version)) for block in blocks) <= budget
+    )
+    if length == 0:
+        return {}  # a zero-length target: everything goes to the maps anyway
+    bits = 32 if version == 4 else 128
+    host_bits = bits - length
+    keys: dict[ElementKey, str] = {}
+    for lower, upper in blocks:
+        first = lower >> host_bits
+        for network in range(first, max(first, upper >> host_bits) + 1):
+            base = network << host_bits
+            keys[((base, base | ((1 << host_bits) - 1)),)] = ""
+    return {MapId(version, Shape.DST.name, True, length, filter=True): keys}
+
+
+PORT_CHAINS = {Shape.DST_PROTO_PORT: "dports", Shape.SRC_DST_PROTO_PORTS: "sdports"}
+
+
+def chain_layout(rules: Iterable[MapId]) -> dict[str, list[tuple[MapId, str | None]]]:
+    """The rules of each chain, in evaluation order: (map or set, the chain its rule jumps to, if it does).
+
+    The ACL jump, when any, goes before the ingress rules. A family with a pre-filter: the ingress chain has its
+    `goto` and its chain (`targets4`) has its map rules; a family without: its map rules are in the ingress chain.
+    When the family also has a port gate, the rules of each port-keyed shape move to a chain of their own
+    (`dports4`, `sdports4`) entered by a `jump` through the gate at the place they had: same order, same owner.
+    IPv4 first, then IPv6; within a family, rule_order.
+    """
+    rules = set(rules)
+    layout: dict[str, list[tuple[MapId, str | None]]] = {CHAIN: []}
+    for version in (4, 6):
+        maps = sorted((m for m in rules if m.version == version and not m.filter), key=lambda m: m.rule_order)
+        filters = [m for m in rules if m.version == version and m.filter and not m.gate]
+        gates = [m for m in rules if m.version == version and m.gate]
+        if not filters:
+            layout[CHAIN] += [(map_id, None) for map_id in maps]
+            continue
+        family = family_chain(version)
+        layout[CHAIN] += [(m, family) for m in sorted(filters, key=lambda m: -(m.prefix_len or 0))]
+        layout[family] = []
+        for map_id in maps:
+            gated = PORT_CHAINS.get(map_id.shape) if gates else None
+            if gated is None:
+                layout[family].append((map_id, None))
+                continue
+            gated = f"{gated}{version}"
+            if gated not in layout:
+                layout[family].append((gates[0], gated))
+                layout[gated] = []
+            layout[gated].append((map_id, None))
+    return layout
+
+
+def _port_gate(version: int, state: RulesetState) -> dict[MapId, dict[ElementKey, str]]:
+    """The destination ports of every port-keyed element of a family, merged into disjoint ranges, as the gate
+    in front of those maps; {} when there is none or one of them is any port (the gate would let all through)."""
+    ranges: set[Range] = set()
+    for elements in state.elements.values():
+        for map_id, keys in elements.items():
+            if map_id.version == version and map_id.shape in PORT_CHAINS:
+                position = map_id.shape.value.index("dport")
+                ranges.update(key[position] for key in keys)
+    if not ranges or ANY_PORT in ranges:
+        return {}
+    merged: list[list[int]] = []
+    for lower, upper in sorted(ranges):
+        if merged and lower <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], upper)
+        else:
+            merged.append([lower, upper])
+    return {MapId(version, Shape.DST_PROTO_PORT.name, filter=True): {((lower, upper),): "" for lower, upper in merged}}
 
 
 def plan_change(
@@ -474,49 +630,80 @@ def plan_change(
             commands.append({"add": {"limit": table.limit_object(name, rate)}})
 
     element_changes: list[JsonCommand] = []
+    recreations: list[JsonCommand] = []  # maps that outgrew their size: deleted and re-created after the flush
     emptied: list[MapId] = []
     layout: dict[MapId, dict[ElementKey, str]] = {}
+    previous: dict[MapId, dict[ElementKey, str]] = {} if fresh else current.installed
     for logical in touched:
         if logical.shape is Shape.DST:
             layout.update(_destination_maps(logical.version, new))
             layout.update(  # maps of this family's old layout that the new one no longer has
                 {
                     map_id: {}
-                    for map_id in current.installed
-                    if map_id.shape is Shape.DST and map_id.version == logical.version and map_id not in layout
+                    for map_id in previous
+                    if map_id.shape is Shape.DST
+                    and not map_id.filter
+                    and map_id.version == logical.version
+                    and map_id not in layout
                 }
             )
         else:
             layout[logical] = _desired(logical, new)
+    for version in sorted({logical.version for logical in touched}):
+        maps = {
+            map_id
+            for map_id in (*layout, *previous)
+            if map_id.version == version and not map_id.filter and layout.get(map_id, previous.get(map_id))
+        }
+        filters = _filter_sets(version, maps, new)
+        if filters:
+            filters.update(_port_gate(version, new))
+        layout.update(filters)
+        layout.update({m: {} for m in previous if m.filter and m.version == version and m not in filters})
     for map_id in sorted(layout, key=lambda map_id: map_id.sort_key):
-        before = {} if fresh else current.installed.get(map_id, {})
+        before = previous.get(map_id, {})
         after = layout[map_id]
-        if after and not before:
-            commands.append({"add": {"map": table.map_object(map_id)}})
         if before and not after:
             emptied.append(map_id)
             new.installed.pop(map_id, None)
+            new.capacity.pop(map_id, None)
             continue
+        new.installed[map_id] = after
+        kind = "set" if map_id.filter else "map"
+        if before and map_id.hashed and len(after) > new.capacity[map_id]:
+            # A full fixed-size hash refuses more elements: a bigger one replaces it (its rule is rewritten).
+            new.capacity[map_id] = capacity_for(len(after))
+            recreations.append({"delete": {kind: table.ref(name=map_id.name)}})
+            recreations.append({"add": {kind: table.map_object(map_id, new.capacity[map_id])}})
+            recreations.append({"add": {"element": table.elements(map_id, after, after)}})
+            continue
+        if after and not before:
+            capacity = capacity_for(len(after)) if map_id.hashed else None
+            if capacity is not None:
+                new.capacity[map_id] = capacity
+            commands.append({"add": {kind: table.map_object(map_id, capacity)}})
         gone = [element for element, owner in before.items() if after.get(element) != owner]
         coming = [element for element, owner in after.items() if before.get(element) != owner]
         if gone:
             element_changes.append({"delete": {"element": table.elements(map_id, gone, None)}})
         if coming:
             element_changes.append({"add": {"element": table.elements(map_id, coming, after)}})
-        new.installed[map_id] = after
 
     had_acls = bool(current.acls) and not fresh
     acl_changed = fresh or new.acls != current.acls
     if new.acls and not had_acls:
         commands.append({"add": {"chain": table.ref(name=ACL_CHAIN)}})
 
-    # Ingress rules: the jump to the ACL chain when there are ACLs, then one rule per non-empty map. When that
-    # list changes the chain is rewritten in the same batch, so no packet ever sees a half-built chain and no
-    # rule is left pointing at an empty map.
+    # Rules: the jump to the ACL chain when there are ACLs, then the pre-filters' gotos and the map rules (see
+    # chain_layout). When they change, or a map they refer to is re-created, every chain of ours is rewritten in
+    # the same batch, so no packet ever sees a half-built chain and no rule is left pointing at an empty map.
     new.rules = {map_id for map_id, owners in new.installed.items() if owners}
-    rewrite_chain = fresh or new.rules != current.rules or bool(new.acls) != had_acls
+    rewrite_chain = fresh or new.rules != current.rules or bool(new.acls) != had_acls or bool(recreations)
+    old_chains = set() if fresh else set(chain_layout(current.rules))
+    new_chains = set(chain_layout(new.rules))
     if rewrite_chain and not fresh:
-        commands.append({"flush": {"chain": table.ref(name=CHAIN)}})
+        commands += [{"flush": {"chain": table.ref(name=name)}} for name in sorted(old_chains)]
+    commands += recreations
     commands += element_changes
     if acl_changed and had_acls:
         commands.append({"flush": {"chain": table.ref(name=ACL_CHAIN)}})
@@ -527,14 +714,16 @@ def plan_change(
     if acl_changed and new.acls:
         rules = acl_rules(new.acls.values())
         commands += [{"add": {"rule": table.ref(chain=ACL_CHAIN, expr=expressions)}} for expressions in rules]
-    commands += [{"delete": {"map": table.ref(name=map_id.name)}} for map_id in emptied]
+    commands += [{"delete": {"set" if map_id.filter else "map": table.ref(name=map_id.name)}} for map_id in emptied]
     if had_acls and not new.acls:
         commands.append({"delete": {"chain": table.ref(name=ACL_CHAIN)}})
+    commands += [{"delete": {"chain": table.ref(name=name)}} for name in sorted(old_chains - new_chains)]
     if rewrite_chain:
+        commands += [{"add": {"chain": table.ref(name=name)}} for name in sorted(new_chains - old_chains - {CHAIN})]
         if new.acls:
             commands.append({"add": {"rule": table.ref(chain=CHAIN, expr=[{"jump": {"target": ACL_CHAIN}}])}})
-        ordered = sorted(new.rules, key=lambda map_id: map_id.rule_order)
-        commands += [{"add": {"rule": table.rule_object(map_id)}} for map_id in ordered]
+        for chain, entries in chain_layout(new.rules).items():
+            commands += [{"add": {"rule": table.rule_object(map_id, chain, target)}} for map_id, target in entries]
     commands += [{"delete": {"counter": table.ref(name=counter_name(key))}} for key in removed_keys]
     commands += [{"delete": {"counter": table.ref(name=name)}} for name in old_ace_counters - set(new_ace_counters)]
     return Plan(commands=commands, state=new)

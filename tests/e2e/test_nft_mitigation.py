@@ -198,6 +198,75 @@ async def test_many_prefix_lengths_use_the_interval_map_and_still_count_the_most
     assert (await nft_mitigator.counters(narrow.key)).pkts_dropped == PACKETS
 
 
+def map_size(lab: Lab, table: str, name: str) -> int:
+    listing = lab.router.run(["nft", "-j", "list", "map", "netdev", table, name]).stdout
+    return next(item["map"] for item in json.loads(listing)["nftables"] if "map" in item)["size"]
+
+
+async def test_a_map_that_outgrows_its_size_is_replaced_and_every_counter_stays_exact(
+    lab: Lab, tally: VictimTally, nft_mitigator: NftablesMitigator, table_name: str
+):
+    """Port-keyed targets sit behind a destination pre-filter, in fixed-size hash maps re-created when full."""
+    victim = lab.victim_v4[0]
+    udp_port = (PortRange(FLOOD_PORT, FLOOD_PORT),)
+    ports = MitigationScope("cuid-a/40", (host(victim),), target_ports=udp_port, protocols=(17,))
+    await nft_mitigator.apply(ports)
+    assert "goto targets4" in router_ruleset(lab) and "jump dports4" in router_ruleset(lab)
+    assert delivered(tally, lambda: send(lab, victim)) == 0
+    # Through the pre-filter (a target address) but not a target port: forwarded.
+    assert delivered(tally, lambda: send(lab, victim, OTHER_PORT), port=OTHER_PORT) == PACKETS
+    small = map_size(lab, table_name, "dst_proto_port4_exact")
+
+    # 200 more hosts × 2 ports: more elements than the map's size, so the same batch replaces it with a bigger one.
+    hosts = tuple(ipaddress.ip_network(f"192.0.2.{i}/32") for i in range(1, 201))
+    two_ports = (PortRange(1000, 1000), PortRange(1001, 1001))
+    many = MitigationScope("cuid-b/40", hosts, target_ports=two_ports, protocols=(17,))
+    await nft_mitigator.apply(many)
+    assert map_size(lab, table_name, "dst_proto_port4_exact") > small >= 2
+    assert delivered(tally, lambda: send(lab, victim)) == 0
+    send(lab, "192.0.2.77", 1001)  # not routed beyond the router, but counted and dropped at its ingress first
+    assert delivered(tally, lambda: send(lab, victim, OTHER_PORT), port=OTHER_PORT) == PACKETS
+
+    for key, packets in ((ports.key, 2 * PACKETS), (many.key, PACKETS)):
+        counters = await nft_mitigator.counters(key)
+        assert (counters.pkts_dropped, counters.bytes_dropped) == (packets, packets * IP_UDP_BYTES)
+        assert (counters.pkts_dropped, counters.bytes_dropped) == nft_counter(lab, table_name, key)
+
+    await nft_mitigator.withdraw(ports.key)
+    assert delivered(tally, lambda: send(lab, victim)) == PACKETS  # the pre-filter no longer holds the victim
+    await nft_mitigator.withdraw(many.key)
+    assert table_name not in router_tables(lab)
+
+
+async def test_port_keyed_targets_survive_restart_and_a_vanished_table_behind_their_pre_filter(
+    lab: Lab, tally: VictimTally, table_name: str
+):
+    first = NftablesMitigator(lab.router_ingress, table=table_name, netns=lab.router.name)
+    udp_port = (PortRange(FLOOD_PORT, FLOOD_PORT),)
+    ports = MitigationScope("cuid-a/41", (host(lab.victim_v4[0]),), target_ports=udp_port, protocols=(17,))
+    await first.apply(ports)
+    assert delivered(tally, lambda: send(lab, lab.victim_v4[0])) == 0
+    second = NftablesMitigator(lab.router_ingress, table=table_name, netns=lab.router.name)  # "restart"
+    try:
+        assert await second.restore([ports]) == {}
+        assert "goto targets4" in router_ruleset(lab)
+        assert delivered(tally, lambda: send(lab, lab.victim_v4[0])) == 0
+        assert (
+            (await second.counters(ports.key)).pkts_dropped == 2 * PACKETS == nft_counter(lab, table_name, ports.key)[0]
+        )
+
+        lab.router.run(["nft", "delete", "table", "netdev", table_name])
+        other = MitigationScope("cuid-a/42", (host(lab.victim_v4[1]),), target_ports=udp_port, protocols=(17,))
+        await second.apply(other)  # rebuilds everything, pre-filter included, in one batch
+        assert delivered(tally, lambda: send(lab, lab.victim_v4[0])) == 0
+        assert delivered(tally, lambda: send(lab, lab.victim_v4[1])) == 0
+        assert delivered(tally, lambda: send(lab, lab.victim_v4[1], OTHER_PORT), port=OTHER_PORT) == PACKETS
+        assert (await second.counters(other.key)).pkts_dropped == PACKETS == nft_counter(lab, table_name, other.key)[0]
+    finally:
+        await second.cleanup()
+    assert table_name not in router_tables(lab)
+
+
 async def test_applying_the_same_scope_twice_changes_nothing(
     lab: Lab, tally: VictimTally, nft_mitigator: NftablesMitigator
 ):

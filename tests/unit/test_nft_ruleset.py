@@ -18,6 +18,8 @@ from opendots.mitigate.nftables_ruleset import (
     MapId,
     RulesetState,
     Table,
+    capacity_for,
+    chain_layout,
     counter_name,
     plan_change,
     render_key,
@@ -200,19 +202,36 @@ def test_nested_prefixes_get_per_length_hash_maps_longest_first_and_the_last_wit
     assert verbs(with_narrow.commands) == [
         ("add", "counter"),
         ("add", "map"),
+        ("add", "set"),  # two lookups now: one pre-filter lookup in front of them (the /24 as eight /29s)
         ("flush", "chain"),
         ("add", "element"),
+        ("add", "element"),
+        ("add", "chain"),
+        ("add", "rule"),
         ("add", "rule"),
         ("add", "rule"),
     ]
-    rules = [c["add"]["rule"]["expr"][0]["counter"]["map"] for c in with_narrow.commands if "rule" in c.get("add", {})]
+    assert filter_contents(with_narrow.state, 4) == {29: {f"203.0.113.{8 * i}" for i in range(32)}}
+    rules = [
+        c["add"]["rule"]["expr"][0]["counter"]["map"]
+        for c in with_narrow.commands
+        if "counter" in c.get("add", {}).get("rule", {"expr": [{}]})["expr"][0]
+    ]
     assert [rule["data"] for rule in rules] == ["@dst4_len29", "@dst4_len24"]
     assert rules[0]["key"] == {"&": [{"payload": {"protocol": "ip", "field": "daddr"}}, "255.255.255.248"]}
     element = next(c["add"]["element"] for c in with_narrow.commands if "element" in c.get("add", {}))
     assert element["elem"] == [["203.0.113.8", counter_name("c/narrow")]]
 
     without = plan_change(TABLE, with_narrow.state, remove=["c/narrow"])
-    assert verbs(without.commands) == [("flush", "chain"), ("delete", "map"), ("add", "rule"), ("delete", "counter")]
+    assert verbs(without.commands) == [
+        ("flush", "chain"),
+        ("flush", "chain"),
+        ("delete", "map"),
+        ("delete", "set"),
+        ("delete", "chain"),
+        ("add", "rule"),
+        ("delete", "counter"),
+    ]
     empty = plan_change(TABLE, without.state, remove=["c/wide"])
     assert verbs(empty.commands) == [("add", "table"), ("delete", "table")]
     assert not empty.state.initialized
@@ -225,7 +244,8 @@ def test_rarely_used_prefix_lengths_share_an_interval_map_split_around_more_spec
     outer = MitigationScope("c/outer", (net("2001:db8::/36"),))  # covers every prefix above
     state = plan_change(TABLE, RulesetState(), put=[*scopes, outer]).state
     interval = state.installed[MapId(6, "DST")]
-    assert sorted(map_id.prefix_len for map_id in state.installed if map_id.prefix_len is not None) == list(lengths)
+    hashed = [m.prefix_len for m in state.installed if m.prefix_len is not None and not m.filter]
+    assert sorted(hashed) == list(lengths)
     outer_block = block("2001:db8::/36")
     # The /36's ranges cover it all except the hashed /48s (which hold every more specific prefix).
     first, second = block("2001:db8:10::/48"), block("2001:db8:20::/48")
@@ -235,7 +255,7 @@ def test_rarely_used_prefix_lengths_share_an_interval_map_split_around_more_spec
         ((second[1] + 1, outer_block[1]),),
     ]
     assert set(interval.values()) == {counter_name("c/outer")}
-    ordered = sorted(state.rules, key=lambda map_id: map_id.rule_order)
+    ordered = sorted((m for m in state.rules if not m.filter), key=lambda map_id: map_id.rule_order)
     assert ordered[0] == MapId(6, "DST")  # the interval rule first, then the hashed lengths, longest first
     assert [map_id.prefix_len for map_id in ordered[1:]] == sorted(lengths, reverse=True)
 
@@ -245,26 +265,145 @@ def test_exact_keys_go_to_hash_maps_whose_rules_come_before_the_ranges():
     ranges = MitigationScope("c/ranges", (net("203.0.113.0/24"),), protocols=(6,))
     plan = plan_change(TABLE, RulesetState(), put=[ranges, hosts])
     maps = [command["add"]["map"] for command in plan.commands if "map" in command.get("add", {})]
-    assert {m["name"]: "flags" in m for m in maps} == {
-        "dst_proto4": True,
-        "dst_proto4_exact": False,
-        "dst_proto6_exact": False,
+    assert {m["name"]: ("flags" in m, "size" in m) for m in maps} == {
+        "dst_proto4": (True, False),  # interval: no size
+        "dst_proto4_exact": (False, True),  # hash: sized, the kernel picks its fixed-size hash
+        "dst_proto6_exact": (False, True),
     }
-    rules = [
-        command["add"]["rule"]["expr"][0]["counter"]["map"]["data"]
-        for command in plan.commands
-        if "rule" in command.get("add", {})
+    rules = [command["add"]["rule"] for command in plan.commands if "rule" in command.get("add", {})]
+    map_rules = [
+        (rule["chain"], rule["expr"][0]["counter"]["map"]["data"]) for rule in rules if "counter" in rule["expr"][0]
     ]
-    assert rules == ["@dst_proto4_exact", "@dst_proto4", "@dst_proto6_exact"]
+    assert map_rules == [
+        ("targets4", "@dst_proto4_exact"),
+        ("targets4", "@dst_proto4"),
+        ("targets6", "@dst_proto6_exact"),
+    ]
+
+
+def pre_filters(plan) -> dict[str, tuple[str, list[str]]]:
+    """Pre-filter rules of the ingress chain: set name → (goto target, ...) and the sets' planned contents."""
+    gotos = {}
+    for command in plan.commands:
+        rule = command.get("add", {}).get("rule")
+        if rule and rule["chain"] == "ingress" and "goto" in rule["expr"][-1]:
+            gotos[rule["expr"][0]["match"]["right"].lstrip("@")] = rule["expr"][-1]["goto"]["target"]
+    return gotos
+
+
+def filter_contents(state: RulesetState, version: int) -> dict[int, set[str]]:
+    return {
+        map_id.prefix_len: {str(ipaddress.ip_address(key[0][0])) for key in keys}
+        for map_id, keys in state.installed.items()
+        if map_id.filter and not map_id.gate and map_id.version == version and keys
+    }
+
+
+def test_a_concatenated_or_interval_lookup_goes_behind_a_destination_pre_filter():
+    ports = MitigationScope("c/p", (net("192.0.2.1/32"), net("192.0.2.2/32")), target_ports=(PortRange(53, 53),))
+    plan = plan_change(TABLE, RulesetState(), put=[ports])
+    assert pre_filters(plan) == {"pre4_len32": "targets4"}
+    sets = [command["add"]["set"] for command in plan.commands if "set" in command.get("add", {})]
+    assert sets == [
+        TABLE.ref(name="pre4_len32", type="ipv4_addr", size=256),
+        TABLE.ref(name="ports4", type="inet_service", flags=["interval"]),  # the port gate: 53 only
+    ]
+    assert plan.state.installed[MapId(4, "DST_PROTO_PORT", filter=True)] == {((53, 53),): ""}
+    assert filter_contents(plan.state, 4) == {32: {"192.0.2.1", "192.0.2.2"}}
+    assert ("add", "chain") in verbs(plan.commands[4:])  # targets4, after the table's own ingress chain
+
+    # One destination-only hash map is already a single address lookup: no pre-filter for IPv6 hosts.
+    with_v6 = plan_change(TABLE, plan.state, put=[MitigationScope("c/h6", (net("2001:db8::1/128"),))])
+    assert filter_contents(with_v6.state, 6) == {}
+    assert chain_layout(with_v6.state.rules) == {
+        "ingress": [(MapId(4, "DST", True, 32, filter=True), "targets4"), (MapId(6, "DST", True, 128), None)],
+        "targets4": [(MapId(4, "DST_PROTO_PORT", filter=True), "dports4")],
+        "dports4": [(MapId(4, "DST_PROTO_PORT", True), None)],
+    }
+
+
+def test_the_pre_filter_follows_every_add_and_remove_at_the_longest_length_its_budget_allows():
+    host = MitigationScope("c/host", (net("192.0.2.1/32"),), protocols=(17,))
+    wide = MitigationScope("c/wide", (net("198.51.100.0/30"),), target_ports=(PortRange(80, 80),))
+    state = plan_change(TABLE, RulesetState(), put=[host, wide]).state
+    # One lookup without a mask: the /30 is expanded into its four hosts.
+    assert filter_contents(state, 4) == {32: {"192.0.2.1", *(f"198.51.100.{i}" for i in range(4))}}
+
+    # Same length, one more block: only elements change, no rule is rewritten.
+    middle = MitigationScope("c/middle", (net("203.0.113.16/31"),), target_ports=(PortRange(443, 443),))
+    plan = plan_change(TABLE, state, put=[middle])
+    added = [c["add"]["element"] for c in plan.commands if "element" in c.get("add", {})]
+    assert [sorted(e["elem"]) for e in added if e["name"] == "pre4_len32"] == [["203.0.113.16", "203.0.113.17"]]
+    assert ("flush", "chain") not in verbs(plan.commands)
+
+    # A /32 of IPv6 would expand into 2^96 hosts: over budget, so the IPv6 set is at /32, the hosts widened to it.
+    host6 = MitigationScope("c/host6", (net("2001:db8:1::1/128"), net("2001:db8:2::1/128")), protocols=(17,))
+    plan = plan_change(TABLE, plan.state, put=[host6])
+    assert filter_contents(plan.state, 6) == {128: {"2001:db8:1::1", "2001:db8:2::1"}}
+    huge = MitigationScope("c/huge", (net("2001:db8::/32"),), protocols=(6,))
+    plan = plan_change(TABLE, plan.state, put=[huge])
+    assert filter_contents(plan.state, 6) == {32: {"2001:db8::"}}
+    kinds = verbs(plan.commands)
+    assert kinds.index(("flush", "chain")) < kinds.index(("delete", "set")) < kinds.index(("add", "rule"))
+    assert set(pre_filters(plan)) == {"pre4_len32", "pre6_len32"}
+    plan = plan_change(TABLE, plan.state, remove=["c/huge", "c/host6"])
+    assert filter_contents(plan.state, 6) == {} and set(filter_contents(plan.state, 4)) == {32}
+
+    # The last port/protocol-keyed scope gone: no pre-filter, no family chain.
+    plan = plan_change(TABLE, plan.state, put=[MitigationScope("c/all", (net("192.0.2.0/24"),))])
+    plan = plan_change(TABLE, plan.state, remove=["c/host", "c/middle", "c/wide"])
+    assert filter_contents(plan.state, 4) == {}
+    assert chain_layout(plan.state.rules) == {"ingress": [(MapId(4, "DST", True, 24), None)]}
+    kinds = verbs(plan.commands)
+    assert kinds.index(("flush", "chain")) < kinds.index(("delete", "set")) < kinds.index(("delete", "chain"))
+
+
+def test_a_hash_map_that_outgrows_its_size_is_recreated_bigger_in_the_same_batch():
+    def hosts(key: str, start: int, count: int) -> MitigationScope:
+        targets = tuple(net(f"2001:db8::{start + i:x}/128") for i in range(count))
+        return MitigationScope(key, targets, protocols=(17,))
+
+    first = plan_change(TABLE, RulesetState(), put=[hosts("c/1", 0, 200)])
+    exact = MapId(6, "DST_PROTO", True)
+    assert first.state.capacity[exact] == capacity_for(200) == 512
+    second = plan_change(TABLE, first.state, put=[hosts("c/2", 200, 100)])  # 300 ≤ 512: elements only
+    assert ("delete", "map") not in verbs(second.commands) and ("flush", "chain") not in verbs(second.commands)
+
+    third = plan_change(TABLE, second.state, put=[hosts("c/3", 300, 300)])  # 600 > 512: a bigger map
+    assert third.state.capacity[exact] == 2048
+    kinds = verbs(third.commands)
+    recreated = [c for c in third.commands if c.get("add", {}).get("map", {}).get("name") == exact.name]
+    assert recreated[0]["add"]["map"]["size"] == 2048
+    elements = [
+        c["add"]["element"] for c in third.commands if c.get("add", {}).get("element", {}).get("name") == exact.name
+    ]
+    assert len(elements) == 1 and len(elements[0]["elem"]) == 600  # all of them, into the new map
+    assert kinds.index(("flush", "chain")) < kinds.index(("delete", "map")) < kinds.index(("add", "map"))
+    assert kinds.index(("add", "map")) < kinds.index(("add", "element")) < kinds.index(("add", "rule"))
+    # The pre-filter set (600 addresses) outgrew its size too.
+    assert third.state.capacity[MapId(6, "DST", True, 128, filter=True)] == 2048
+    assert ("delete", "set") in kinds
+    # Counters are separate objects: re-creating a map never touches them.
+    assert ("delete", "counter") not in kinds and kinds.count(("add", "counter")) == 1
 
 
 def test_a_map_that_becomes_empty_loses_its_rule_in_the_same_batch():
     everything = MitigationScope("c/1", (net("203.0.113.0/24"),))
     udp = MitigationScope("c/2", (net("192.0.2.1/32"),), protocols=(17,))
     state = plan_change(TABLE, RulesetState(), put=[everything, udp]).state
-    assert state.rules == {MapId(4, "DST", exact=True, prefix_len=24), MapId(4, "DST_PROTO", exact=True)}
+    pre_filter = MapId(4, "DST", True, 32, filter=True)  # the /24 expanded into 256 hosts, plus the host
+    assert state.rules == {MapId(4, "DST", exact=True, prefix_len=24), MapId(4, "DST_PROTO", exact=True), pre_filter}
+    assert len(state.installed[pre_filter]) == 257
     plan = plan_change(TABLE, state, remove=["c/2"])
-    assert verbs(plan.commands) == [("flush", "chain"), ("delete", "map"), ("add", "rule"), ("delete", "counter")]
+    assert verbs(plan.commands) == [
+        ("flush", "chain"),  # ingress
+        ("flush", "chain"),  # targets4
+        ("delete", "map"),
+        ("delete", "set"),
+        ("delete", "chain"),  # targets4: one hash lookup left, no pre-filter needed
+        ("add", "rule"),
+        ("delete", "counter"),
+    ]
     assert plan.state.rules == {MapId(4, "DST", exact=True, prefix_len=24)}
 
 
@@ -301,15 +440,27 @@ def test_drop_rates_average_over_the_window():
 
 
 def lookup(state: RulesetState, address: int) -> str | None:
-    """What the kernel does with the destination-only rules of an IPv4 packet: first matching rule wins."""
-    for map_id in sorted(state.rules, key=lambda map_id: map_id.rule_order):
-        for (lower, upper), owner in ((key[0], owner) for key, owner in state.installed[map_id].items()):
+    """What the kernel does with an IPv4 packet and the destination-only maps: the ingress rules in order, a
+    pre-filter's goto into the family chain (whose end is the end), the first matching map rule wins."""
+    layout = chain_layout(state.rules)
+
+    def hit(map_id: MapId) -> str | None:
+        for key, owner in state.installed[map_id].items():
+            lower, upper = key[0]
             if map_id.prefix_len is None and lower <= address <= upper:
                 return owner
             if map_id.prefix_len is not None and address >> (32 - map_id.prefix_len) == lower >> (
                 32 - map_id.prefix_len
             ):
                 return owner
+        return None
+
+    for map_id, _ in layout["ingress"]:
+        owner = hit(map_id)
+        if owner is not None and map_id.filter:
+            return next((found for found in (hit(m) for m, _ in layout["targets4"]) if found is not None), None)
+        if owner is not None:
+            return owner
     return None
 
 
@@ -336,3 +487,67 @@ def test_every_address_is_counted_by_its_most_specific_first_mitigation_whatever
             longest = max(n.prefixlen for n, _ in covering)
             expected = counter_name(next(k for n, k in covering if n.prefixlen == longest))
         assert lookup(state, address) == expected
+
+
+@given(st.lists(st.tuples(prefixes, st.sampled_from(["all", "udp", "udp:53", "tcp:80-90"])), min_size=1, max_size=8))
+def test_the_pre_filter_lets_every_target_address_through_whatever_the_mix_of_shapes(entries):
+    def scope(i: int, network, kind: str) -> MitigationScope:
+        if kind == "all":
+            return MitigationScope(f"s{i}", (network,))
+        protocol, _, ports = kind.partition(":")
+        lower, _, upper = ports.partition("-")
+        port_ranges = (PortRange(int(lower), int(upper or lower)),) if ports else ()
+        return MitigationScope(
+            f"s{i}", (network,), protocols=(17 if protocol == "udp" else 6,), target_ports=port_ranges
+        )
+
+    state = plan_change(TABLE, RulesetState(), put=[scope(i, n, kind) for i, (n, kind) in enumerate(entries)]).state
+    layout = chain_layout(state.rules)
+    filters = [map_id for map_id, _ in layout["ingress"] if map_id.filter]
+    maps = [map_id for map_id in state.rules if not map_id.filter]
+    laid_out = [m for chain, entries in layout.items() if chain != "ingress" for m, _ in entries if not m.filter]
+    if not filters:  # a single destination-only hash map is a single lookup already
+        assert len(maps) == 1 and maps[0].shape_name == "DST" and maps[0].prefix_len is not None
+        assert set(layout) == {"ingress"}
+        return
+    assert len(filters) == 1 and sorted(laid_out, key=str) == sorted(maps, key=str)
+    base = int(ipaddress.ip_address("192.0.2.0"))
+    for address in range(base, base + 256):
+        if any(int(n.network_address) <= address <= int(n.broadcast_address) for n, _ in entries):
+            assert any(
+                address >> (32 - f.prefix_len) == key[0][0] >> (32 - f.prefix_len)
+                for f in filters
+                for key in state.installed[f]
+            )
+
+
+def test_port_keyed_maps_sit_behind_a_port_gate_at_their_place_in_the_rule_order():
+    proto = MitigationScope("c/proto", (net("192.0.2.1/32"),), protocols=(6,))
+    dns = MitigationScope("c/dns", (net("192.0.2.2/32"),), target_ports=(PortRange(53, 53),), protocols=(17,))
+    web = MitigationScope("c/web", (net("192.0.2.0/30"),), target_ports=(PortRange(80, 90), PortRange(91, 443)))
+    source = MitigationScope("c/src", (net("192.0.2.3/32"),), source_prefixes=(net("198.51.100.0/24"),))
+    state = plan_change(TABLE, RulesetState(), put=[proto, dns, web, source]).state
+    gate = MapId(4, "DST_PROTO_PORT", filter=True)
+    assert state.installed[gate] == {((53, 53),): "", ((80, 443),): ""}  # adjacent ranges merged
+    assert chain_layout(state.rules)["targets4"] == [
+        (MapId(4, "DST_PROTO", True), None),
+        (gate, "dports4"),
+        (MapId(4, "SRC_DST_PROTO"), None),
+    ]
+    assert chain_layout(state.rules)["dports4"] == [
+        (MapId(4, "DST_PROTO_PORT", True), None),
+        (MapId(4, "DST_PROTO_PORT"), None),
+    ]
+    rule = TABLE.rule_object(gate, "targets4", "dports4")
+    assert rule["expr"] == [
+        {"match": {"op": "==", "left": {"payload": {"protocol": "th", "field": "dport"}}, "right": "@ports4"}},
+        {"jump": {"target": "dports4"}},  # a jump: the rules after it still run, in the same order as before
+    ]
+
+    # Source ports only: every destination port may match, a gate would let everything through.
+    any_port = MitigationScope("c/sport", (net("192.0.2.9/32"),), source_ports=(PortRange(1, 1),), protocols=(17,))
+    plan = plan_change(TABLE, state, put=[any_port])
+    assert gate not in plan.state.rules and "dports4" not in chain_layout(plan.state.rules)
+    assert ("delete", "set") in verbs(plan.commands)
+    plan = plan_change(TABLE, plan.state, remove=["c/sport"])
+    assert gate in plan.state.rules
