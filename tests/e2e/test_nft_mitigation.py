@@ -103,6 +103,23 @@ async def test_ipv6_prefix_is_dropped_and_other_victim_address_is_not(
     assert (await nft_mitigator.counters("cuid-a/2")).pkts_dropped == PACKETS
 
 
+async def test_counters_of_every_mitigation_in_one_batch_read(
+    lab: Lab, tally: VictimTally, nft_mitigator: NftablesMitigator, table_name: str
+):
+    """counters_many (what the server's periodic poll uses): one nft call, each mitigation's own counter."""
+    dropped, idle = lab.victim_v6
+    await nft_mitigator.apply(MitigationScope("cuid-a/20", (host(dropped),)))
+    await nft_mitigator.apply(MitigationScope("cuid-a/21", (host(idle),)))
+    assert delivered(tally, lambda: send(lab, dropped)) == 0
+    batch = await nft_mitigator.counters_many(["cuid-a/20", "cuid-a/21", "cuid-a/unknown"])
+    assert set(batch) == {"cuid-a/20", "cuid-a/21"}
+    assert (batch["cuid-a/20"].pkts_dropped, batch["cuid-a/20"].bytes_dropped) == nft_counter(
+        lab, table_name, "cuid-a/20"
+    )
+    assert batch["cuid-a/20"].pkts_dropped == PACKETS and batch["cuid-a/21"].pkts_dropped == 0
+    assert (await nft_mitigator.counters("cuid-a/20")).pkts_dropped == PACKETS  # the single read agrees
+
+
 async def test_port_range_and_protocol_scope_drops_only_matching_traffic(
     lab: Lab, tally: VictimTally, nft_mitigator: NftablesMitigator, table_name: str
 ):
