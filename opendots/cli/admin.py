@@ -132,3 +132,12 @@ def report_status(config: Path, cuid: str, mid: int, label: str) -> None:
     are notified."""
     _call(config, "report-status", cuid=cuid, mid=mid, status=label)
     click.echo(f"cuid={cuid} mid={mid}: {label}")
+
+
+@admin.command()
+@config_option
+def reload(config: Path) -> None:
+    """Make the running server read server.toml's [[clients]] again (as SIGHUP does); sessions stay up."""
+    changes = _call(config, "reload")["clients"]
+    for kind in ("added", "removed", "changed"):
+        click.echo(f"{kind}: {', '.join(changes[kind]) or '-'}")

@@ -83,7 +83,7 @@ def server(
             if loaded.metrics:
                 exporter = await start_metrics_endpoint([SignalCollector(running)], loaded.metrics)
             if loaded.admin_socket is not None:
-                admin = await start_admin_socket(running, loaded.admin_socket)
+                admin = await start_admin_socket(running, loaded.admin_socket, config)
         except (ConfigError, ControlError, OSError, ValueError) as error:
             if exporter is not None:
                 await exporter.stop()
@@ -96,6 +96,15 @@ def server(
         loop = asyncio.get_running_loop()
         for number in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(number, stop.set)
+
+        def reload() -> None:
+            """SIGHUP: read [[clients]] again; sessions stay up. Anything else in the file needs a restart."""
+            try:
+                running.reload_clients(ServerConfig.load(config))
+            except ConfigError as error:
+                log.error("SIGHUP: %s; the clients in force are unchanged", error)
+
+        loop.add_signal_handler(signal.SIGHUP, reload)
         addresses = running.endpoint.dtls_addresses + running.endpoint.tls_addresses
         served = f"; data channel listening on {data.addresses}" if data is not None else ""
         if exporter is not None:

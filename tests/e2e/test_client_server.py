@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import ipaddress
 import json
 import os
 import signal
@@ -18,7 +19,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -272,6 +273,7 @@ def test_server_and_client_processes_and_cli(pki_dir: Path, tmp_path: Path) -> N
     port = free_port()
     server_config, client_config = init_pki(directory, signal_port=port)
     server_config.listen = ["127.0.0.1"]
+    server_config.data_port = free_port()  # not 443: other runs on this machine may hold it
     server_config.save(directory / "server.toml")
     client_config.server_addresses = ["127.0.0.1"]
     client_config.control_socket = Path("/tmp") / f"odc-{uuid.uuid4().hex[:12]}.sock"
@@ -329,6 +331,21 @@ def test_server_and_client_processes_and_cli(pki_dir: Path, tmp_path: Path) -> N
         assert 'opendots_mitigations{client="client",status="attack-mitigation-in-progress"} 1.0' in exposition
         withdrawn = runner.invoke(client_cli, ["withdraw", *common, "--mid", "0"])
         assert withdrawn.exit_code == 0 and "2.02" in withdrawn.output, withdrawn.output
+
+        # SIGHUP: the operator narrowed the client to IPv6; the server adopts it without dropping the session.
+        edited = ServerConfig.load(directory / "server.toml")
+        edited.clients = [replace(c, prefixes=(ipaddress.ip_network("2001:db8::/32"),)) for c in edited.clients]
+        edited.save(directory / "server.toml")
+        server.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while True:
+            refused = runner.invoke(client_cli, ["mitigate", *common, "--target-prefix", "198.51.100.128/25"])
+            if "4.00" in refused.output or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert "4.00" in refused.output and "outside" in refused.output, refused.output
+        with ControlClient(client_config.control_socket, timeout=5) as control_client:
+            assert control_client.session()["connected"]
     finally:
         for process in (agent, server):
             process.send_signal(signal.SIGTERM)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import aiocoap
@@ -12,6 +14,7 @@ from click.testing import CliRunner
 
 from opendots.cli.admin import admin
 from opendots.config import ServerConfig
+from opendots.mitigate.router import build_router
 from opendots.model import decode_signal
 from opendots.signal.client.control import ControlClient, ControlError
 from opendots.signal.server.admin import start_admin_socket
@@ -123,3 +126,63 @@ def test_the_admin_cli_without_a_server(tmp_path: Path, pki_dir: Path):
     config.save(tmp_path / "server.toml")
     result = CliRunner().invoke(admin, ["status", "--config", str(tmp_path / "server.toml")])
     assert result.exit_code != 0 and "no server answers" in result.output
+
+
+async def test_reload_adopts_new_clients_and_prefixes_without_dropping_sessions(pki_dir: Path, tmp_path: Path):
+    full = ServerConfig.load(pki_dir / "server.toml")
+    other = next(c for c in full.clients if c.name == "other")
+    config = ServerConfig.load(pki_dir / "server.toml")
+    config.db = tmp_path / "signal.db"
+    config.clients = [c for c in config.clients if c.name != "other"]  # "other" not authorized at first
+    config.admin_socket = Path("/tmp") / f"od-admin-{uuid.uuid4().hex[:10]}.sock"
+    path = tmp_path / "server.toml"
+    config.save(path)
+    running = await start_signal_server(config, bind=[("127.0.0.1", free_port())])
+    control = await start_admin_socket(running, config.admin_socket, path)
+    mine = await create_client_context(files(pki_dir, "client"), server_name="localhost")
+    theirs = await create_client_context(files(pki_dir, "other"), server_name="localhost")
+    try:
+        host, port = running.endpoint.dtls_addresses[0][:2]
+
+        def put_uri(cuid: str, mid: int) -> str:
+            return f"coaps://{host}:{port}{BASE}/mitigate/cuid={cuid}/mid={mid}"
+
+        def body(prefix: str) -> dict:
+            return {SCOPE: {"scope": [{"target-prefix": [prefix], "lifetime": 600}]}}
+
+        cuid = cuid_of(config, "client")
+        assert (await request(mine, aiocoap.PUT, put_uri(cuid, 1), body("192.0.2.1/32"))).code == aiocoap.CREATED
+        refused = await request(theirs, aiocoap.PUT, put_uri(other.cuid, 1), body("198.51.100.1/32"))
+        assert refused.code == aiocoap.UNAUTHORIZED
+
+        # The operator authorizes "other" and narrows "client" to 2001:db8::/32, then reloads.
+        edited = ServerConfig.load(path)  # the file, not the server's own copy
+        narrowed = next(c for c in edited.clients if c.name == "client")
+        edited.clients = [replace(narrowed, prefixes=(ipaddress.ip_network("2001:db8::/32"),)), other]
+        edited.save(path)
+        changes = (await asyncio.to_thread(call, config, "reload"))["clients"]
+        assert changes == {"added": ["other"], "removed": [], "changed": ["client"]}
+
+        accepted = await request(theirs, aiocoap.PUT, put_uri(other.cuid, 1), body("198.51.100.1/32"))
+        assert accepted.code == aiocoap.CREATED
+        outside = await request(mine, aiocoap.PUT, put_uri(cuid, 2), body("192.0.2.2/32"))
+        assert outside.code == aiocoap.BAD_REQUEST and b"outside" in outside.payload
+        # The session of "client" survived the reload, and its mitigation accepted before it is still held.
+        assert running.endpoint.stats().established == 2
+        got = await request(mine, aiocoap.GET, put_uri(cuid, 1))
+        assert got.code == aiocoap.CONTENT
+
+        # A reload that would leave a [[mitigators]] entry naming a client that is gone changes nothing.
+        edited.clients = [other]
+        edited.save(path)
+        at_start = ServerConfig.load(pki_dir / "server.toml")
+        at_start.mitigators = [{"type": "logging", "clients": ["client"]}]
+        running.service.mitigator = build_router(at_start)  # as if [[mitigators]] had named "client" from the start
+        with pytest.raises(ControlError, match="still name clients"):
+            await asyncio.to_thread(call, config, "reload")
+        assert (await request(mine, aiocoap.GET, put_uri(cuid, 1))).code == aiocoap.CONTENT
+    finally:
+        await mine.shutdown()
+        await theirs.shutdown()
+        await control.close()
+        await running.stop()

@@ -17,7 +17,7 @@ import logging
 import sqlite3
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from opendots.config import ClientAuthorization
@@ -145,6 +145,16 @@ class SignalServer:
         self._load(now)
 
     # --- start-up ------------------------------------------------------------------------------------
+
+    def set_clients(self, clients: Sequence[ClientAuthorization]) -> None:
+        """Operator reload: the authorized clients and what each may protect change from the next request on.
+        Sessions, peers and stored mitigations stay; a removed client's requests get 4.01, and its mitigations
+        run until they end (they are not withdrawn behind its back)."""
+        self.settings = replace(self.settings, clients=list(clients))
+        self._clients = {client.cuid: client for client in clients}
+        self._by_name = {client.name: client for client in clients}
+        for client in clients:
+            self._cuid_owner.setdefault(client.cuid, client.name)
 
     def _load(self, now: float) -> None:
         state = self.store.load()

@@ -19,6 +19,8 @@ Operations:
   report-status {"cuid": str, "mid": int, "status": "attack-mitigation-in-progress" |
                  "attack-successfully-mitigated" | "attack-stopped" | "attack-exceeded-capability"}
                                               -> {"status": label}        the owner's observers are notified
+  reload                                      -> {"clients": {"added", "removed", "changed": [names]}}
+                                                 server.toml's [[clients]] read again (as SIGHUP does)
 
 Failures: {"ok": false, "error", "code"} with "4.00" (bad arguments) or "4.04" (no such mitigation).
 """
@@ -30,6 +32,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from opendots.config import ConfigError, ServerConfig
 from opendots.signal.client.control import ControlError, ControlServer
 from opendots.signal.core import Redirection, Status
 from opendots.signal.core.defaults import UINT32_MAX
@@ -49,8 +52,10 @@ OPERATOR_STATUSES = (
 
 
 class AdminHandler:
-    def __init__(self, server: RunningSignalServer, clock: Any = time.time) -> None:
+    def __init__(self, server: RunningSignalServer, config_path: Path | None = None, clock: Any = time.time) -> None:
         self.server = server
+        self.config_path = config_path
+        """The server.toml `reload` reads again (None: reload is refused)."""
         self.clock = clock
 
     async def __call__(self, op: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -61,6 +66,7 @@ class AdminHandler:
             "redirect": self._redirect,
             "redirect-clear": self._redirect_clear,
             "report-status": self._report_status,
+            "reload": self._reload,
         }.get(op)
         if operation is None:
             raise ControlError(f"unknown operation {op!r}")
@@ -162,6 +168,15 @@ class AdminHandler:
         self.server.service.report_status(mitigation.mitigator_key, status)
         return {"status": status.label}
 
+    def _reload(self, _args: dict[str, Any]) -> dict[str, Any]:
+        if self.config_path is None:
+            raise ControlError("this server was not started from a configuration file: nothing to reload")
+        try:
+            changes = self.server.reload_clients(ServerConfig.load(self.config_path))
+        except ConfigError as problem:
+            raise ControlError(f"{self.config_path}: {problem}; the clients in force are unchanged") from None
+        return {"clients": changes}
+
 
 def _redirection_json(redirection: Redirection | None) -> dict[str, Any] | None:
     if redirection is None:
@@ -169,9 +184,9 @@ def _redirection_json(redirection: Redirection | None) -> dict[str, Any] | None:
     return {"alt-server": redirection.alt_server, "records": list(redirection.records), "ttl": redirection.ttl}
 
 
-async def start_admin_socket(server: RunningSignalServer, path: Path) -> ControlServer:
+async def start_admin_socket(server: RunningSignalServer, path: Path, config_path: Path | None = None) -> ControlServer:
     if len(str(path).encode()) > MAX_SOCKET_PATH:
         raise ControlError(f"admin_socket {path} is longer than a Unix socket path may be ({MAX_SOCKET_PATH} bytes)")
-    control = ControlServer(path, AdminHandler(server))
+    control = ControlServer(path, AdminHandler(server, config_path))
     await control.start()
     return control

@@ -31,6 +31,9 @@ class DataChannelAliases:
         self._cuids = {client.name: client.cuid for client in clients}
         self.clock = clock
 
+    def set_clients(self, clients: Sequence[ClientAuthorization]) -> None:
+        self._cuids = {client.name: client.cuid for client in clients}
+
     def resolve(self, client: str, alias: str) -> Targets | None:
         cuid = self._cuids.get(client)
         entry = self.store.get_alias(cuid, alias, self.clock()) if cuid else None

@@ -13,11 +13,11 @@ from typing import Any
 
 import aiocoap
 
-from opendots.config import ServerConfig
+from opendots.config import ConfigError, ServerConfig
 from opendots.data.records import DataChannelQuery
 from opendots.data.service import DataChannelService
 from opendots.mitigate.base import Mitigator
-from opendots.mitigate.router import build_router
+from opendots.mitigate.router import MitigatorRouter, build_router
 from opendots.model import encode_signal
 from opendots.signal.core import (
     Event,
@@ -52,7 +52,42 @@ class RunningSignalServer:
     store: SignalStore
     acls: AclEnforcer | None = None
     """Enforces the data channel's ACLs (None when the server runs without a data-channel store)."""
+    config: ServerConfig | None = None
+    certificate_cuid: dict[str, str] = field(default_factory=dict)
+    """Client name -> the CUID of its certificate (where its data-channel ACLs live)."""
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def reload_clients(self, fresh: ServerConfig) -> dict[str, list[str]]:
+        """Adopt FRESH's [[clients]] (names, CUIDs, what each may protect) without dropping a session: SIGHUP or
+        `opendots admin reload`. Everything else in the file needs a restart. Returns the names added, removed
+        and changed; raises ConfigError, changing nothing, if a [[mitigators]] entry names a removed client."""
+        assert self.config is not None
+        names = {client.name for client in fresh.clients}
+        router = self.service.mitigator
+        if isinstance(router, MitigatorRouter):
+            orphaned = sorted({n for a in router.assignments for n in a.clients} - names)
+            if orphaned:
+                raise ConfigError(f"[[mitigators]] still name clients the new [[clients]] drop: {orphaned}")
+        if len({client.cuid for client in fresh.clients}) != len(fresh.clients) or len(names) != len(fresh.clients):
+            raise ConfigError("[[clients]] repeats a name or a cuid")
+        before = {client.name: client for client in self.config.clients}
+        after = {client.name: client for client in fresh.clients}
+        self.service.core.set_clients(fresh.clients)
+        aliases = self.service.core.settings.aliases
+        if isinstance(aliases, DataChannelAliases):
+            aliases.set_clients(fresh.clients)
+        if isinstance(router, MitigatorRouter):
+            router.client_names = {client.cuid: client.name for client in fresh.clients}
+        self.config.clients = list(fresh.clients)  # shared with the data channel and the ACL enforcer
+        self.certificate_cuid.clear()
+        self.certificate_cuid.update({client.name: client.cuid for client in fresh.clients})
+        changes = {
+            "added": sorted(after.keys() - before.keys()),
+            "removed": sorted(before.keys() - after.keys()),
+            "changed": sorted(name for name in after.keys() & before.keys() if after[name] != before[name]),
+        }
+        log.warning("reloaded [[clients]]: %s", changes)
+        return changes
 
     async def stop(self) -> None:
         for task in list(self._tasks):
@@ -113,14 +148,14 @@ async def start_signal_server(
         max_sessions=config.max_sessions,
         idle_timeout=config.idle_session_timeout,
     )
-    running = RunningSignalServer(service, resource, endpoint, store)
+    running = RunningSignalServer(service, resource, endpoint, store, config=config)
     if data_channel is not None:
         running.acls = _acl_enforcer(config, core, mitigator, data_channel, clock)
         if acl_control is not None:
             acl_control.enforcer = running.acls  # RFC 9133: an ACL our mitigators cannot enforce gets 5.03
             data_channel.subscribe(service.acl_activation_changed)
 
-    certificate_cuid = {client.name: client.cuid for client in config.clients}
+    running.certificate_cuid.update({client.name: client.cuid for client in config.clients})
 
     def on_event(event: Event) -> None:
         resource.notify(event)
@@ -128,7 +163,7 @@ async def start_signal_server(
             event, MitigationActivated | MitigationWithdrawn | MitigationExpired
         ):
             # ACLs live under the data channel's cuid: the certificate's, which a request's Uri-Path may not use.
-            owner = certificate_cuid.get(event.client, event.cuid)
+            owner = running.certificate_cuid.get(event.client, event.cuid)
             running.acls.mitigations_changed(event.client, {event.cuid, owner})
         if isinstance(event, HeartbeatDue):
             task = asyncio.get_running_loop().create_task(_send_heartbeat(running, event))
