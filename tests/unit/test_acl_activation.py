@@ -201,3 +201,84 @@ async def test_enforcer_reports_an_acl_nobody_can_enforce(server_config, tmp_pat
         assert enforcer.refused == {} and enforcer.enforced(cuid) == []
     finally:
         await enforcer.stop()
+
+
+async def test_a_client_without_acls_is_not_queried_per_mitigation_until_the_data_channel_changes(
+    server_config, tmp_path
+):
+    """Mitigation events of a client with no stored ACL cost no store query; an ACL it adds afterwards (through the
+    data channel) is still enforced at its next mitigation event."""
+    import json
+
+    from opendots.data.records import DataChannelQuery
+    from opendots.data.service import DataChannelService, RestconfRequest
+    from opendots.mitigate.router import Assignment, MitigatorRouter
+    from opendots.signal.server.acls import AclEnforcer
+    from opendots.store.data_channel import SqliteDataChannelStore
+    from opendots.store.sqlite import SqliteDatabase
+
+    client = server_config.clients[0]
+    service = DataChannelService(
+        SqliteDataChannelStore(SqliteDatabase(tmp_path / "d.db")), server_config.client_by_cuid
+    )
+    query = DataChannelQuery(service.store)
+    lookups: list[str] = []
+
+    class CountingQuery:
+        def acls_for(self, cuid: str, activation_type: str | None = None) -> list[Acl]:
+            lookups.append(cuid)
+            return query.acls_for(cuid, activation_type)
+
+    counting = CountingQuery()
+    recorder = AclRecorder("nft")
+    mitigating = {"on": False}
+    enforcer = AclEnforcer(
+        counting,
+        MitigatorRouter([Assignment(recorder)], {client.cuid: client.name}),
+        server_config.client_by_cuid,
+        mitigating=lambda _: mitigating["on"],
+        known_cuids=lambda: [client.cuid],
+    )
+    service.subscribe(enforcer.client_changed)
+    await enforcer.start()
+    try:
+        lookups.clear()
+        for _ in range(5):
+            enforcer.mitigations_changed(client.name, {client.cuid})
+            await enforcer.idle()
+        assert lookups == []  # the start-up reconciliation found none: no query per mitigation event
+        body = {
+            "ietf-dots-data-channel:acls": {
+                "acl": [
+                    {
+                        "name": "when",
+                        "activation-type": "activate-when-mitigating",
+                        "aces": {
+                            "ace": [
+                                {"name": "a", "matches": {"ipv4": {"protocol": 17}}, "actions": {"forwarding": "drop"}}
+                            ]
+                        },
+                    }
+                ]
+            }
+        }
+        for path, payload in (
+            ("", {"ietf-dots-data-channel:dots-client": [{"cuid": client.cuid}]}),
+            (f"/dots-client={client.cuid}", body),
+        ):
+            request = RestconfRequest(
+                "POST",
+                "/ietf-dots-data-channel:dots-data" + path,
+                client.cuid,
+                body=json.dumps(payload).encode(),
+                content_type="application/yang-data+json",
+            )
+            assert service.handle(request, time.time()).status == 201
+        await enforcer.idle()
+        assert recorder.acls == {}  # not mitigating yet
+        mitigating["on"] = True
+        enforcer.mitigations_changed(client.name, {client.cuid})
+        await enforcer.idle()
+        assert list(recorder.acls) == [f"{client.cuid}/when"]
+    finally:
+        await enforcer.stop()
