@@ -69,7 +69,7 @@ class ControlServer:
             if not stat.S_ISSOCK(self.path.stat().st_mode):
                 raise ControlError(f"{self.path} exists and is not a socket; refusing to replace it", "5.00")
             if _answers(self.path):
-                raise ControlError(f"another agent is already listening on {self.path}", "5.00")
+                raise ControlError(f"another process is already listening on {self.path}", "5.00")
             self.path.unlink()  # stale socket of an agent that died
         self.path.parent.mkdir(parents=True, exist_ok=True)
         old_umask = os.umask(0o177)
@@ -170,7 +170,7 @@ class ControlClient:
                 sock.connect(str(self.path))
             except OSError as error:
                 sock.close()
-                raise ConnectionError(f"no agent at {self.path}: {error}") from None
+                raise ConnectionError(f"nothing listens on {self.path}: {error}") from None
             self._socket = sock
 
     def close(self) -> None:
@@ -187,7 +187,7 @@ class ControlClient:
             chunk = self._socket.recv(65536)
             if not chunk:
                 self.close()
-                raise ConnectionError(f"agent at {self.path} closed the connection")
+                raise ConnectionError(f"{self.path}: the other side closed the connection")
             self._buffer += chunk
         line, self._buffer = self._buffer.split(b"\n", 1)
         answer = json.loads(line)
