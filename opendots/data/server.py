@@ -22,6 +22,7 @@ from opendots.data.service import (
     RestconfRequest,
     RestconfResponse,
 )
+from opendots.data.settings import data_settings_from_table
 from opendots.model.data_channel import yang_library
 from opendots.pki import cuid_from_certificate
 from opendots.store.data_channel import DataChannelStore
@@ -135,6 +136,7 @@ def create_data_app(
 ) -> web.Application:
     """The RESTCONF application; `store` holds the data, `config.clients` says who may do what."""
     app = web.Application(client_max_size=MAX_BODY, middlewares=[_restconf_errors])
+    settings = settings or data_settings_from_table(config.clients, config.data)
     app[SERVICE_KEY] = DataChannelService(store, config.client_by_cuid, settings)
     handler = _make_handler(clock)
     app.router.add_get("/.well-known/host-meta", _host_meta)

@@ -16,6 +16,7 @@ import aiocoap
 from opendots.config import ConfigError, ServerConfig
 from opendots.data.records import DataChannelQuery
 from opendots.data.service import DataChannelService
+from opendots.data.settings import data_settings_from_table
 from opendots.mitigate.base import Mitigator
 from opendots.mitigate.router import MitigatorRouter, build_router
 from opendots.model import encode_signal
@@ -121,7 +122,11 @@ async def start_signal_server(
         database = SqliteDatabase(config.db)
         store = SqliteSignalStore(database)
         if data_channel is None:
-            data_channel = DataChannelService(SqliteDataChannelStore(database), config.client_by_cuid)
+            data_channel = DataChannelService(
+                SqliteDataChannelStore(database),
+                config.client_by_cuid,
+                data_settings_from_table(config.clients, config.data),
+            )
         if settings is None:
             # Aliases live in the data channel's tables of the same database file (RFC 9132 §4.4.1.3).
             aliases = DataChannelAliases(SqliteDataChannelStore(database), config.clients, clock)

@@ -1,0 +1,51 @@
+"""The [data] table of server.toml → DataChannelSettings (every key optional)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from opendots.config import ClientAuthorization, ConfigError
+from opendots.data.service import MINIMUM_LIFETIME, DataChannelSettings
+
+KEYS = ("gateways", "lifetime", "server_id", "max_entries", "domain_conflicts")
+
+
+def data_settings_from_table(clients: Sequence[ClientAuthorization], table: dict[str, Any]) -> DataChannelSettings:
+    """Keys: gateways (names of the clients that are server-domain DOTS gateways, allowed to register and act for
+    the clients of their domain, RFC 8783 §3.3), lifetime (seconds an alias or ACL lives without a refresh, at
+    least one week, §3.5), server_id (the Via pseudonym used for loop detection, §3.4), max_entries (aliases plus
+    ACLs per client), domain_conflicts ("reject" or "allow": an ACE with the opposite action to one of another
+    client of the same domain, §7.2)."""
+    unknown = sorted(set(table) - set(KEYS))
+    if unknown:
+        raise ConfigError(f"[data]: unknown keys {unknown} (known: {sorted(KEYS)})")
+    values: dict[str, Any] = {}
+    if "gateways" in table:
+        gateways = table["gateways"]
+        by_name = {client.name: client.cuid for client in clients}
+        if not isinstance(gateways, list) or not all(isinstance(name, str) for name in gateways):
+            raise ConfigError("[data] gateways must be a list of client names")
+        strangers = sorted(set(gateways) - by_name.keys())
+        if strangers:
+            raise ConfigError(f"[data] gateways names clients that are not configured: {strangers}")
+        values["gateways"] = frozenset(by_name[name] for name in gateways)
+    if "lifetime" in table:
+        lifetime = table["lifetime"]
+        if not isinstance(lifetime, int | float) or isinstance(lifetime, bool) or lifetime < MINIMUM_LIFETIME:
+            raise ConfigError(f"[data] lifetime must be at least {MINIMUM_LIFETIME:.0f} s (one week, RFC 8783 §3.5)")
+        values["lifetime"] = float(lifetime)
+    if "server_id" in table:
+        if not isinstance(table["server_id"], str) or not table["server_id"].strip():
+            raise ConfigError("[data] server_id must be a non-empty string")
+        values["server_id"] = table["server_id"]
+    if "max_entries" in table:
+        entries = table["max_entries"]
+        if not isinstance(entries, int) or isinstance(entries, bool) or entries < 1:
+            raise ConfigError("[data] max_entries must be a positive integer")
+        values["max_entries"] = entries
+    if "domain_conflicts" in table:
+        if table["domain_conflicts"] not in ("reject", "allow"):
+            raise ConfigError('[data] domain_conflicts must be "reject" or "allow"')
+        values["domain_conflicts"] = table["domain_conflicts"]
+    return DataChannelSettings(**values)
