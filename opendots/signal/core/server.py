@@ -38,7 +38,7 @@ from opendots.signal.core.events import (
     SessionConfigChanged,
 )
 from opendots.signal.core.filtering import AclActivationControl
-from opendots.signal.core.heartbeat import PeerLiveness
+from opendots.signal.core.heartbeat import PeerLiveness, TimerTable
 from opendots.signal.core.index import TargetIndex
 from opendots.signal.core.messages import (
     HEARTBEAT,
@@ -129,11 +129,7 @@ class SignalServer:
         self._configs: dict[str, SessionConfig] = {}
         self._cuid_owner: dict[str, str] = {client.cuid: client.name for client in settings.clients}
         self._peers: dict[str, PeerLiveness] = {}
-        # Peer timers (heartbeat due, session loss) as a heap with lazy invalidation: an entry counts only while it
-        # equals _peer_due[name]. Timers and requests then cost O(log n) however many clients there are, instead of
-        # a walk over every peer (measured: 94 us with 101 clients, each time the timers were looked at).
-        self._peer_due: dict[str, float] = {}
-        self._peer_timers: list[tuple[float, str]] = []
+        self._peer_timers = TimerTable()  # each peer's next heartbeat or loss deadline
         self._liveness_dirty: set[str] = set()  # clients whose enforcement changed: parameter set may switch
         self._terminating_period: dict[str, int] = {}
         self._announcements: list[tuple[float, int, Key, int, int]] = []
@@ -730,24 +726,15 @@ class SignalServer:
         parameters = self._parameters(client_name)
         peer.sync(now, parameters)
         deadlines = [d for d in (peer.loss_deadline(parameters), peer.heartbeat_deadline(parameters)) if d is not None]
-        due = min(deadlines, default=None)
-        if due is None:
-            self._peer_due.pop(client_name, None)
-        elif self._peer_due.get(client_name) != due:
-            self._peer_due[client_name] = due
-            heapq.heappush(self._peer_timers, (due, client_name))
+        self._peer_timers.set(client_name, min(deadlines, default=None))
 
     def _flush_liveness(self, now: float) -> None:
         while self._liveness_dirty:
             self._sync_liveness(self._liveness_dirty.pop(), now)
 
     def _next_peer_due(self) -> float | None:
-        while self._peer_timers:
-            due, name = self._peer_timers[0]
-            if self._peer_due.get(name) == due:
-                return due
-            heapq.heappop(self._peer_timers)  # superseded by a later (or earlier) schedule
-        return None
+        earliest = self._peer_timers.earliest()
+        return earliest[0] if earliest is not None else None
 
     def _parameters(self, client_name: str) -> ParameterSet:
         return self.session_config(client_name).for_activity(self._enforcing[client_name] > 0)
@@ -855,8 +842,8 @@ class SignalServer:
     def _check_peers(self, now: float, events: list[Event]) -> None:
         """The peers whose timers are due. Appends to EVENTS as it goes, so events of changes already stored
         survive a later failure (the peer then stays scheduled, and is looked at again on the retry)."""
-        while (due := self._next_peer_due()) is not None and due <= now:
-            _, name = self._peer_timers[0]
+        while (earliest := self._peer_timers.earliest()) is not None and earliest[0] <= now:
+            name = earliest[1]
             peer = self._peers[name]
             parameters = self._parameters(name)
             loss = peer.loss_deadline(parameters)
@@ -868,8 +855,7 @@ class SignalServer:
                 if heartbeat is not None and heartbeat <= now:
                     events.append(HeartbeatDue(name, peer.peer_hb_status(now, parameters)))
                     peer.next_heartbeat = max(heartbeat + parameters.heartbeat_interval, now)
-            heapq.heappop(self._peer_timers)
-            self._peer_due.pop(name, None)
+            self._peer_timers.set(name, None)  # looked at: rescheduled from its new state just below
             self._sync_liveness(name, now)
 
     def _session_lost(self, client_name: str, now: float) -> list[Event]:
