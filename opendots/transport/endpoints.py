@@ -92,7 +92,9 @@ async def start_server(
     """Serve SITE over DTLS (UDP) and/or TLS (TCP) on every (host, port) in BIND; both may share a port number."""
     if not bind:
         raise ValueError("start_server needs at least one (host, port) to bind")
-    context = aiocoap.Context(loop=asyncio.get_running_loop(), serversite=site, loggername="opendots.coap.server")
+    context = hooks.PromptAnswerContext(
+        loop=asyncio.get_running_loop(), serversite=site, loggername="opendots.coap.server"
+    )
     created: list[DtlsServerInterface] = []
     endpoint = SignalServerEndpoint(context=context, dtls=None, tls_idle_timeout=idle_timeout)
     try:

@@ -248,3 +248,39 @@ async def test_notifications_of_a_per_mid_observation_honour_its_c_filter(pki_di
             observe.observation.cancel()
     finally:
         await client.shutdown()
+
+
+@pytest.mark.parametrize("scheme", ["coaps", "coaps+tcp"])
+async def test_plain_requests_are_answered_without_a_task_and_a_bug_answers_5_00(
+    pki_dir: Path, server, scheme: str, monkeypatch: pytest.MonkeyPatch
+):
+    """PromptAnswerContext: a plain PUT is answered inside the transport callback (aiocoap's per-request task is
+    never started), an Observe GET still takes aiocoap's path; an exception in the core becomes a 5.00 with a
+    diagnostic and the server keeps serving."""
+    import aiocoap.protocol
+
+    tasks = []
+    original = aiocoap.protocol.run_driving_pipe
+    monkeypatch.setattr(aiocoap.protocol, "run_driving_pipe", lambda *a, **k: (tasks.append(a), original(*a, **k)))
+    address = server.endpoint.dtls_addresses[0] if scheme == "coaps" else server.endpoint.tls_addresses[0]
+    uri = f"{scheme}://{address[0]}:{address[1]}{BASE}/mitigate/cuid={cuid_of(server.config, 'client')}"
+    client = await create_client_context(files(pki_dir, "client"), server_name="localhost")
+    try:
+        body = figure("figure07")
+        assert (await request(client, aiocoap.PUT, f"{uri}/mid=123", body)).code == aiocoap.CREATED
+        assert tasks == []
+        observation = client.request(aiocoap.Message(code=aiocoap.GET, uri=f"{uri}/mid=123", observe=0))
+        assert (await asyncio.wait_for(observation.response, 10)).code == aiocoap.CONTENT
+        assert len(tasks) == 1
+        observation.observation.cancel()
+
+        def broken(request):
+            raise RuntimeError("a bug")
+
+        monkeypatch.setattr(server.service, "handle", broken)
+        failed = await request(client, aiocoap.PUT, f"{uri}/mid=124", body)
+        assert failed.code == aiocoap.INTERNAL_SERVER_ERROR and failed.payload
+        monkeypatch.undo()
+        assert (await request(client, aiocoap.GET, f"{uri}/mid=123")).code == aiocoap.CONTENT
+    finally:
+        await client.shutdown()

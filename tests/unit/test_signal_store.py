@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from opendots.signal.core import MitigationActivated
-from opendots.store.signal import MitigationRecord, SignalChanges, SqliteSignalStore
+from opendots.store.signal import _MIGRATIONS, MitigationRecord, SignalChanges, SqliteSignalStore
+from opendots.store.sqlite import SqliteDatabase
 from tests.unit.test_signal_fixtures import ALPHA_CUID, CONFIG, SCOPE, T0, figure, make_harness, scope_body
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,6 +28,27 @@ def test_changes_are_atomic(tmp_path: Path):
     with pytest.raises(TypeError):
         store.apply(SignalChanges(put_mitigations=[broken], delete_mitigations=[("c", 1)]))
     assert store.dump() == before
+
+
+def test_a_version_1_database_keeps_its_mitigations_through_the_migration(tmp_path: Path):
+    """Migration 2 rebuilds signal_mitigations as one WITHOUT ROWID B-tree; rows written by version 1 survive."""
+    path = tmp_path / "s.db"
+    database = SqliteDatabase(path)
+    database.migrate("signal", _MIGRATIONS[:1])
+    database.connection.execute(
+        "INSERT INTO signal_mitigations VALUES ('c', 7, 'alpha', 'gw', '{\"lifetime\": 60}', 60, 2, 1.0, 61.0, NULL, 3)"
+    )
+    database.close()
+    store = SqliteSignalStore.open(path)
+    assert store.dump()["signal_mitigations"] == [
+        ("c", 7, "alpha", "gw", '{"lifetime": 60}', 60, 2, 1.0, 61.0, None, 3)
+    ]
+    (schema,) = store.database.connection.execute("SELECT sql FROM sqlite_master WHERE name = 'signal_mitigations'")
+    assert "WITHOUT ROWID" in schema[0]
+    assert not list(store.database.connection.execute("SELECT name FROM sqlite_master WHERE name LIKE '%_client'"))
+    record = MitigationRecord("alpha", "c", 7, {"lifetime": 30}, 30, 2, 2.0, 32.0)
+    store.apply(SignalChanges(put_mitigations=[record]))  # the primary key still replaces
+    assert [row[:2] for row in store.dump()["signal_mitigations"]] == [("c", 7)]
 
 
 def test_restart_recovers_mitigations_configs_and_cuid_owners(tmp_path: Path):

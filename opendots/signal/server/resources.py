@@ -8,6 +8,7 @@ only ever rendered for, and sent to, observers authenticated as the owner of wha
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import itertools
 import logging
@@ -87,23 +88,40 @@ class DotsResource(aiocoap.resource.ObservableResource, aiocoap.resource.PathCap
         """(method, resource, response code) of every request answered: for metrics."""
         self.remotes: dict[str, Any] = {}
         """Latest aiocoap remote of each client (by name): where server-initiated heartbeats go."""
+        self._block_tasks: set[asyncio.Task[None]] = set()
 
     async def needs_blockwise_assembly(self, request: aiocoap.Message) -> bool:
         return True
 
-    async def render_to_pipe(self, pipe: Any) -> None:
-        """A request that is neither an Observe registration nor part of a block-wise transfer (nearly every
-        PUT, DELETE and heartbeat) is answered here directly: aiocoap's generic path adds three coroutine layers
-        and the block spools, which return such a request and its response unchanged. A response too large for
-        one message still goes through aiocoap's Block2 cache."""
+    def answer_now(self, pipe: Any) -> bool:
+        """Answer a request that is neither an Observe registration nor part of a block-wise transfer (nearly
+        every PUT, DELETE and heartbeat) synchronously, from the transport's receive callback (see
+        opendots.transport.aiocoap_hooks.PromptAnswerContext); False leaves the request to aiocoap's generic path.
+        A response too large for one message still goes through aiocoap's Block2 cache."""
         request = pipe.request
         options = request.opt
         if options.observe is not None or options.block1 is not None or options.block2 is not None:
-            return await super().render_to_pipe(pipe)
-        response = self._answer(request)
+            return False
+        try:
+            response = self._answer(request)
+        except Exception:  # a bug: the client gets a 5.00 as aiocoap would answer, the server keeps running
+            log.exception("rendering %s %s failed", request.code, "/".join(options.uri_path))
+            response = aiocoap.Message(code=Code.INTERNAL_SERVER_ERROR, payload=b"internal error", content_format=0)
         if len(response.payload) > request.remote.maximum_payload_size:
-            response = await self._block2.extract_or_insert(request, lambda: _ready(response))
-        pipe.add_response(response, is_last=True)
+            task = asyncio.get_running_loop().create_task(self._answer_in_blocks(pipe, response))
+            self._block_tasks.add(task)  # the loop keeps only a weak reference to a task
+            task.add_done_callback(self._block_tasks.discard)
+        else:
+            pipe.add_response(response, is_last=True)
+        return True
+
+    async def _answer_in_blocks(self, pipe: Any, response: aiocoap.Message) -> None:
+        pipe.add_response(await self._block2.extract_or_insert(pipe.request, lambda: _ready(response)), is_last=True)
+
+    async def render_to_pipe(self, pipe: Any) -> None:
+        """aiocoap's path (used when answer_now declined, or by a plain aiocoap Context)."""
+        if not self.answer_now(pipe):
+            await super().render_to_pipe(pipe)
 
     async def render(self, request: aiocoap.Message) -> aiocoap.Message:
         return self._answer(request)
@@ -229,14 +247,28 @@ class DotsSite(aiocoap.resource.Site):
         self.dots = resource
         self.add_resource(WELL_KNOWN_DOTS, resource)
 
+    def answer_now(self, pipe: Any) -> bool:
+        """/.well-known/dots/... answered on the spot when the DOTS resource can (PromptAnswerContext)."""
+        if not self._strip_dots_prefix(pipe.request.opt):
+            return False
+        if self.dots.answer_now(pipe):
+            return True
+        pipe.request.opt.uri_path = (*WELL_KNOWN_DOTS, *pipe.request.opt.uri_path)  # aiocoap's path strips it again
+        return False
+
     async def render_to_pipe(self, pipe: Any) -> None:
-        options = pipe.request.opt
+        if self._strip_dots_prefix(pipe.request.opt):
+            return await self.dots.render_to_pipe(pipe)
+        return await super().render_to_pipe(pipe)
+
+    @staticmethod
+    def _strip_dots_prefix(options: Any) -> bool:
         path = options.uri_path
         if len(path) > len(WELL_KNOWN_DOTS) and path[:2] == WELL_KNOWN_DOTS and options.uri_path_abbrev is None:
             remainder = path[2:]
             options.uri_path = () if remainder == ("",) else remainder  # as Site does for a trailing slash
-            return await self.dots.render_to_pipe(pipe)
-        return await super().render_to_pipe(pipe)
+            return True
+        return False
 
 
 def build_site(service: SignalService) -> tuple[aiocoap.resource.Site, DotsResource]:
