@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import heapq
-import itertools
 import logging
 import sqlite3
 from collections import Counter
@@ -24,6 +23,7 @@ from typing import Any, Literal
 from opendots.config import ClientAuthorization
 from opendots.mitigate.base import Counters
 from opendots.signal.core import defaults
+from opendots.signal.core.announcements import Announcements
 from opendots.signal.core.authorization import AliasDirectory, StaticAliasDirectory, check_authorized, resolve_aliases
 from opendots.signal.core.events import (
     Event,
@@ -133,11 +133,7 @@ class SignalServer:
         self._peer_timers = TimerTable()  # each peer's next heartbeat or loss deadline
         self._liveness_dirty: set[str] = set()  # clients whose enforcement changed: parameter set may switch
         self._terminating_period: dict[str, int] = {}
-        self._announcements: list[tuple[float, int, Key, int, int]] = []
-        """Heap of (due, series, key, status, times left): Table 3's repeated 3/7 of preconfigured requests
-        before 8. A newer series for the same key (it fired and stopped again) replaces the older one."""
-        self._announcing: dict[Key, int] = {}
-        self._series = itertools.count()
+        self._announcements = Announcements()  # Table 3's repeated 3/7 of preconfigured requests before 8
         self.redirection: Redirection | None = None
         self._load(now)
 
@@ -568,7 +564,7 @@ class SignalServer:
                     client.name, after.record.cuid, after.record.mid, after.snapshot_later(now, withdrawn)
                 )
             )
-            self._announce(after.key, withdrawn, now)
+            self._announcements.start(after.key, int(withdrawn), now)
         events.append(MitigationChanged(client.name, record.cuid, record.mid, created.snapshot_later(now)))
         return Response("2.01", body=self._ack_body(created, now))
 
@@ -765,8 +761,8 @@ class SignalServer:
         """When handle_timer() next has something to do (absolute time), None when nothing is pending."""
         first = self._next_deadline()
         deadlines = [first] if first is not None else []
-        if self._announcements:
-            deadlines.append(self._announcements[0][0])
+        if (announcement_due := self._announcements.next_due()) is not None:
+            deadlines.append(announcement_due)
         peer_due = self._next_peer_due()
         if peer_due is not None:
             deadlines.append(peer_due)
@@ -792,31 +788,20 @@ class SignalServer:
             self._store_retry_at = None
         return events
 
-    def _announce(self, key: Key, status: Status, now: float) -> None:
-        """The first of ANNOUNCE_TIMES notifications of STATUS (3 or 7) was just sent; schedule the others."""
-        series = self._announcing[key] = next(self._series)
-        due = now + defaults.ANNOUNCE_INTERVAL
-        heapq.heappush(self._announcements, (due, series, key, int(status), defaults.ANNOUNCE_TIMES - 1))
-
     def _repeat_announcements(self, now: float) -> list[Event]:
-        events: list[Event] = []
         signal_loss = Status.ATTACK_MITIGATION_SIGNAL_LOSS
-        while self._announcements and self._announcements[0][0] <= now:
-            _, series, key, status, left = heapq.heappop(self._announcements)
+
+        def still_parked(key: Any) -> bool:
             mitigation = self._mitigations.get(key)
-            if self._announcing.get(key) != series:
-                continue  # a newer series for the same request replaced this one
-            if mitigation is None or mitigation.status != signal_loss:
-                del self._announcing[key]  # deleted, expired or fired again since: its own notifications say so
-                continue
+            return mitigation is not None and mitigation.status == signal_loss
+
+        events: list[Event] = []
+        for key, status, last in self._announcements.due(now, still_parked):
+            mitigation = self._mitigations[key]
             record = mitigation.record
             announced = mitigation.snapshot_later(now, Status(status))
             events.append(MitigationChanged(record.client, record.cuid, record.mid, announced))
-            if left > 1:
-                due = now + defaults.ANNOUNCE_INTERVAL
-                heapq.heappush(self._announcements, (due, series, key, status, left - 1))
-            else:  # the transition to 8 itself
-                del self._announcing[key]
+            if last:  # the transition to 8 itself
                 events.append(MitigationChanged(record.client, record.cuid, record.mid, mitigation.snapshot_later(now)))
         return events
 
@@ -934,7 +919,7 @@ class SignalServer:
         ]
         if preconfigured_done:
             events.append(self._withdrawn(mitigation, "server"))
-            self._announce(updated.key, status, now)
+            self._announcements.start(updated.key, int(status), now)
         self._flush_liveness(now)  # no longer enforcing: the client may be back on its idle parameters
         return events
 
