@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 import time
 from collections import deque
@@ -316,19 +317,24 @@ class NftablesMitigator:
             path = self.netns if self.netns.startswith("/") else f"/run/netns/{self.netns}"
             command = ["nsenter", f"--net={path}", "--", *command]
         tool = argv[0]
+        # `nft -f -` opens /dev/stdin by name, which fails on the socket pair uvloop (opendots.eventloop) gives a
+        # child for a pipe: the input goes in an anonymous in-memory file instead, which also spares a pipe
+        # hand-off of a large batch.
+        input_file = _memory_file(stdin.encode()) if stdin is not None else asyncio.subprocess.DEVNULL
         try:
             process = await asyncio.create_subprocess_exec(
                 *command,
-                stdin=asyncio.subprocess.PIPE,
+                stdin=input_file,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
             )
         except OSError as error:
             raise MitigatorError(f"cannot run {command[0]}: {error}") from error
+        finally:
+            if stdin is not None:
+                os.close(input_file)
         try:
-            stdout, stderr = await asyncio.wait_for(
-                process.communicate(stdin.encode() if stdin is not None else None), NFT_TIMEOUT
-            )
+            stdout, stderr = await asyncio.wait_for(process.communicate(), NFT_TIMEOUT)
         except TimeoutError as error:
             process.kill()
             await process.wait()
@@ -337,6 +343,20 @@ class NftablesMitigator:
             message = stderr.decode(errors="replace").strip() or f"exit status {process.returncode}"
             raise MitigatorError(f"{tool}: {message[:MAX_ERROR_CHARS]}")
         return stdout.decode()
+
+
+def _memory_file(data: bytes) -> int:
+    """A file descriptor of an anonymous in-memory file holding DATA, positioned at its start."""
+    descriptor = os.memfd_create("opendots-nft-input", os.MFD_CLOEXEC)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(descriptor, view) :]
+        os.lseek(descriptor, 0, os.SEEK_SET)
+    except OSError:
+        os.close(descriptor)
+        raise
+    return descriptor
 
 
 def _counter_values(listing: str) -> dict[str, tuple[int, int]]:
