@@ -140,11 +140,9 @@ def _memoized(check: TypeCheck) -> TypeCheck:
 
 def compile_type(dtype: DataType, where: str) -> TypeCheck:
     """raw → cooked value of ``dtype``, rejecting what ``from_raw`` or ``in`` refuses."""
-    check = _compile_type(dtype, where)
+    check = _plain_fast_path(dtype, _compile_type(dtype, where))
     if isinstance(dtype, UnionType) or (isinstance(dtype, StringType) and dtype.patterns):
         return _memoized(check)
-    if type(dtype) in _JSON_NUMBER_INTEGRALS:
-        return _integral_fast_path(dtype, check)
     return check
 
 
@@ -152,18 +150,56 @@ def compile_type(dtype: DataType, where: str) -> TypeCheck:
 _JSON_NUMBER_INTEGRALS = (Int8Type, Int16Type, Int32Type, Uint8Type, Uint16Type, Uint32Type)
 
 
-def _integral_fast_path(dtype: IntegralType, check: TypeCheck) -> TypeCheck:
-    """Accept a plain int in the type's range (or range statement) without the two yangson calls; anything else,
-    including every rejection, still goes through ``check``."""
-    lowest, highest = dtype._range
-    intervals = dtype.range
+def _plain_acceptance(dtype: DataType) -> Callable[[Any], bool] | None:
+    """Whether ``dtype`` takes a raw value as it is, for the types whose ``from_raw`` gives a plain str or int back
+    unchanged (string; integers written as JSON numbers): ``in`` from the type's own length, patterns and range.
+    None for any other type."""
+    if type(dtype) is StringType:
+        length = dtype.length
+        patterns = [(pattern.regex.match, pattern.invert_match) for pattern in dtype.patterns]
 
-    def integral(raw: Any) -> Any:
-        if type(raw) is int and (raw in intervals if intervals is not None else lowest <= raw <= highest):
-            return raw
+        def text(raw: Any) -> bool:
+            if type(raw) is not str or (length and len(raw) not in length):
+                return False
+            for match, invert in patterns:  # noqa: SIM110 (a loop: no generator object per value)
+                if (match(raw) is not None) == invert:
+                    return False
+            return True
+
+        return text
+    if type(dtype) in _JSON_NUMBER_INTEGRALS:
+        assert isinstance(dtype, IntegralType)
+        lowest, highest = dtype._range
+        intervals = dtype.range
+
+        def integral(raw: Any) -> bool:
+            return type(raw) is int and (raw in intervals if intervals is not None else lowest <= raw <= highest)
+
+        return integral
+    return None
+
+
+def _plain_fast_path(dtype: DataType, check: TypeCheck) -> TypeCheck:
+    """Accept a plain str or int that the type (or one member of a union of such types) takes, as it is, in one
+    pass: yangson's union ``from_raw`` tries the members in turn and ``in`` tries them again, for the same value
+    back (inet:ip-prefix: the IPv4 pattern, then the two long IPv6 ones, twice). The member that took the last value
+    is tried first (prefixes of one family tend to come together); the order changes the cost, never the verdict.
+    Every other value, and every rejection, still goes through ``check``."""
+    members = dtype.types if isinstance(dtype, UnionType) else [dtype]
+    order = [_plain_acceptance(member) for member in members]
+    if None in order:
+        return check
+
+    def plain(raw: Any) -> Any:
+        for accepts in order:
+            if accepts(raw):  # type: ignore[misc]
+                if accepts is not order[0]:
+                    order.remove(accepts)
+                    order.insert(0, accepts)
+                return raw
         return check(raw)
 
-    return integral
+    return plain
 
 
 def _compile_type(dtype: DataType, where: str) -> TypeCheck:
@@ -338,6 +374,10 @@ def _check_musts(conditions: list[Callable[[Any, Context], bool]], value: Any, c
 # ----------------------------------------------------------------------------------------------------- the nodes
 
 
+# Bounds the pattern verdicts remembered per object node: peers choose which members they send and in which order.
+_VERDICT_MEMO_LIMIT = 256
+
+
 class CompiledSchema:
     """Compiles the schema nodes below a structure and keeps one check per node."""
 
@@ -385,6 +425,7 @@ class CompiledSchema:
         # Members from_raw resolves but the pattern leaves out (obsolete nodes) are not allowed.
         outside_pattern = {iname for iname, _ in members.values()} - pattern.names
         musts = _compile_musts(node, OBJECT) if node.must else []
+        verdicts: dict[tuple[str, ...], bool] = {}  # pattern verdict by the member names present, in their order
 
         def object_members(raw: Any, parent: Context) -> dict[str, Any]:
             if not isinstance(raw, dict):
@@ -405,8 +446,16 @@ class CompiledSchema:
                 cooked[iname] = check(value, context)
             if conditional:  # a 'when' may look anywhere in the body: wait until it is all cooked
                 context.pending.append((_check_pattern, pattern, cooked, context, where))
-            elif not pattern.match(cooked, context):
-                raise Reject(f"{where}: missing mandatory data")
+            else:  # without a 'when', the verdict depends on the member names alone
+                names = tuple(cooked)
+                allowed = verdicts.get(names)
+                if allowed is None:
+                    allowed = pattern.match(cooked, context)  # raises Reject for two cases of one choice
+                    if len(verdicts) >= _VERDICT_MEMO_LIMIT:
+                        verdicts.clear()
+                    verdicts[names] = allowed
+                if not allowed:
+                    raise Reject(f"{where}: missing mandatory data")
             if musts is None:
                 raise Defer
             if musts:
