@@ -169,13 +169,25 @@ def _plain_acceptance(dtype: DataType) -> Callable[[Any], bool] | None:
         return text
     if type(dtype) in _JSON_NUMBER_INTEGRALS:
         assert isinstance(dtype, IntegralType)
-        lowest, highest = dtype._range
-        intervals = dtype.range
+        # The range statement's intervals as (first, last) pairs: Intervals.__contains__ without its loop setup;
+        # a single interval (inet:port-number's 0..65535) is one chained comparison.
+        bounds = [(r[0], r[-1]) for r in dtype.range.intervals] if dtype.range is not None else [dtype._range]
+        if len(bounds) == 1:
+            ((lowest, highest),) = bounds
 
-        def integral(raw: Any) -> bool:
-            return type(raw) is int and (raw in intervals if intervals is not None else lowest <= raw <= highest)
+            def integral(raw: Any) -> bool:
+                return type(raw) is int and lowest <= raw <= highest
 
-        return integral
+            return integral
+
+        def integral_intervals(raw: Any) -> bool:
+            if type(raw) is int:
+                for lowest, highest in bounds:
+                    if lowest <= raw <= highest:
+                        return True
+            return False
+
+        return integral_intervals
     return None
 
 

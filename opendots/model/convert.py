@@ -213,6 +213,8 @@ def leaf_from_cbor(dtype: DataType, value: Any, where: str) -> Any:
 
 
 def _int_from_cbor(value: Any, where: str) -> Any:
+    if type(value) is int and value.bit_length() <= 64:
+        return value
     if not _is_integer(value):
         raise _bad(where, f"expected an integer, got {_describe(value)}")
     if value.bit_length() > 64:

@@ -17,6 +17,7 @@ import cbor2
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from yangson.constraint import Intervals
 from yangson.datatype import DataType
 from yangson.schemanode import InternalNode, LeafListNode, LeafNode, SchemaNode
 
@@ -201,3 +202,13 @@ def test_the_path_free_conversion_does_not_take_a_boolean_for_key_1() -> None:
     obj[True] = obj.pop(1)  # the mitigation-scope key, written as a CBOR true
     assert _converted(obj) == _full_reader(obj)
     assert _converted(obj)[0] == "error"
+
+
+def test_an_integer_range_of_several_intervals_is_checked_like_yangson() -> None:
+    """No DOTS leaf has one today; a module revision may add one."""
+    port_type = copy.copy(next(dtype for where, dtype in LEAF_TYPES if where.endswith("/lower-port")))
+    port_type.range = Intervals([[1, 5], [10], [20, 30]])
+    check = compile_type(port_type, "/x")
+    for raw in [0, 1, 3, 5, 6, 9, 10, 11, 19, 20, 30, 31, 65535, True, "10"]:
+        accepted = _outcome(check, raw)[0] == "accepted"
+        assert accepted == (type(raw) is int and raw in port_type.range), raw
