@@ -11,6 +11,9 @@ own mids and target prefixes: nothing conflicts. The floor and libcoap receive t
 CBOR bytes, same Uri-Path). The floor answers 4.04: it measures the cost of the transport and CoAP layers.
 libcoap runs with dynamic resources (-d): like our server it stores each PUT (2.01 the first time, 2.04 after),
 in memory.
+On a machine with two or more CPUs every server is pinned to the last CPU and the load generator to the others
+(--no-pin to leave placement to the scheduler): with two CPUs, a server that migrates between cores or shares one
+with the load generator moves its figures by tens of percent from run to run.
 Prints one table. Not a test: nothing is asserted.
 """
 
@@ -96,11 +99,34 @@ async def serve_floor(pki: Path, port: int) -> None:
     await asyncio.Event().wait()
 
 
+SERVER_CPU: int | None = None
+"""The CPU every server runs on when --pin is in effect (the load generator keeps the others)."""
+
+
+def pin(load_cpu_count: int) -> str:
+    """Servers on the last CPU, this process (the load generator) on the others: no server ever competes with the
+    load generator for a core or migrates between cores mid-run, whichever server it is (ours, the floor,
+    libcoap). Run to run spread shrinks; the same rule holds for every server, so the ratios stay fair."""
+    global SERVER_CPU
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return "not pinned (one CPU)"
+    SERVER_CPU = cpus[-1]
+    os.sched_setaffinity(0, set(cpus[:-1][:load_cpu_count]))
+    return f"servers pinned to CPU {SERVER_CPU}, load generator to CPU {', '.join(map(str, cpus[:-1]))}"
+
+
+def pin_server(pid: int) -> None:
+    if SERVER_CPU is not None:
+        os.sched_setaffinity(pid, {SERVER_CPU})
+
+
 def start_role(role: str, pki: Path, port: int, profile: Path | None) -> subprocess.Popen:
     argv = [sys.executable, __file__, "--role", role, "--pki", str(pki), "--port", str(port)]
     if profile is not None:
         argv += ["--profile", str(profile)]
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    pin_server(process.pid)
     assert process.stdout is not None
     if process.stdout.readline().strip() != "READY":
         raise RuntimeError(f"{role} server did not start")
@@ -117,6 +143,7 @@ def start_libcoap(pki: Path) -> tuple[subprocess.Popen, int] | None:
          "-j", str(pki / "server.key"), "-C", str(pki / "ca.crt")],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
+    pin_server(process.pid)
     wait_for_udp_port(base + 1, process)
     return process, base + 1
 
@@ -307,6 +334,7 @@ def report(results: dict[str, dict[str, tuple]], args: argparse.Namespace, load:
         rows.append(("reference: libcoap", "skipped", "coap-server-openssl not installed"))
     rows.append(("load generator (this process) CPU", f"{load * 100:.0f} % of a core",
                  "one Python process drives every client; near 100 % it, not the server, caps the rates"))  # fmt: skip
+    rows.append(("CPU placement", args.placement, "the same for every server"))
     print_table(rows)
 
 
@@ -316,6 +344,9 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=3.0, help="duration of each throughput run")
     parser.add_argument("--clients", default="1,10,100", help="concurrent clients of the throughput runs")
     parser.add_argument("--profile", type=Path, help="write a cProfile of the OpenDOTS server to this file")
+    parser.add_argument(
+        "--no-pin", dest="pin", action="store_false", help="let the scheduler place servers and the load generator"
+    )
     parser.add_argument("--role", choices=["dots", "floor"], help=argparse.SUPPRESS)
     parser.add_argument("--pki", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -326,4 +357,5 @@ if __name__ == "__main__":
         asyncio.run(serve_floor(arguments.pki, arguments.port))
     else:
         arguments.clients = [int(count) for count in arguments.clients.split(",")]
+        arguments.placement = pin(load_cpu_count=os.cpu_count() or 1) if arguments.pin else "not pinned (--no-pin)"
         asyncio.run(main(arguments))

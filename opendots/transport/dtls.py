@@ -193,6 +193,7 @@ class DtlsConnection:
     def __init__(self, ssl: SSL.Connection, *, now: float, mtu: int = DEFAULT_DTLS_MTU) -> None:
         self._ssl = ssl
         self.mtu = mtu
+        self._cleartext_mtu: int | None = None
         ssl.set_ciphertext_mtu(mtu)
         self.state = DtlsState.HANDSHAKING
         self.created_at = now
@@ -275,7 +276,9 @@ class DtlsConnection:
             if not chunk:
                 break
             output += chunk
-        return pack_records(split_records(output), self.mtu) if output else []
+        if len(output) <= self.mtu:  # whole records that fit one datagram together (nearly always): as they are
+            return [output] if output else []
+        return pack_records(split_records(output), self.mtu)
 
     def close(self) -> None:
         """Send close_notify (fetch it with `datagrams_to_send()`) and stop."""
@@ -294,8 +297,13 @@ class DtlsConnection:
 
     @property
     def cleartext_mtu(self) -> int:
-        """Application bytes that fit one record within the MTU (needs the negotiated cipher: established only)."""
-        return self._ssl.get_cleartext_mtu()
+        """Application bytes that fit one record within the MTU (needs the negotiated cipher: established only).
+        Asked of OpenSSL once: the MTU and the cipher no longer change, and every response checks it."""
+        if self._cleartext_mtu is None:
+            if not self.established:
+                return self._ssl.get_cleartext_mtu()
+            self._cleartext_mtu = self._ssl.get_cleartext_mtu()
+        return self._cleartext_mtu
 
     @property
     def cleartext_budget(self) -> int:
@@ -425,4 +433,6 @@ class DtlsListener:
             if not chunk:
                 break
             output += chunk
-        return pack_records(split_records(output), self.mtu) if output else []
+        if len(output) <= self.mtu:  # whole records that fit one datagram together (nearly always): as they are
+            return [output] if output else []
+        return pack_records(split_records(output), self.mtu)

@@ -384,4 +384,4 @@ def test_announcements_stop_when_the_request_is_deleted(tmp_path: Path):
     assert statuses(harness.advance(2.0)) == ["attack-stopped"]
     assert harness.delete(1).code == "2.02"
     assert statuses(harness.advance(10)) == []
-    assert harness.server._announcing == {}
+    assert len(harness.server._announcements) == 0

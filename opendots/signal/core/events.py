@@ -6,7 +6,9 @@ Mitigation events carry an opendots.mitigate.base.MitigationScope ready for a Mi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from opendots.mitigate.base import MitigationScope
@@ -71,9 +73,15 @@ class MitigationChanged:
     client: str
     cuid: str
     mid: int
-    snapshot: dict[str, Any]
-    """The notification body for observers of this one 'mid' (a final one for removed mitigations);
-    observers of all the client's mitigations re-render with a GET through the core."""
+    render: Callable[[], dict[str, Any]] = field(repr=False)
+    """Builds the notification body from the state captured when the event was made (see `snapshot`)."""
+
+    @cached_property
+    def snapshot(self) -> dict[str, Any]:
+        """The notification body for observers of this one 'mid' (a final one for removed mitigations);
+        observers of all the client's mitigations re-render with a GET through the core. Rendered on first use:
+        most changes have no observer, and rendering is a sizeable share of a request's cost."""
+        return self.render()
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -106,6 +108,12 @@ class Mitigation:
     def snapshot(self, now: float, status: Status | None = None) -> dict[str, Any]:
         """The full ('c=a') body of a notification about this mitigation; see `content_view` for 'c' or 'n'."""
         return {MITIGATION_SCOPE: {"scope": [self.render(now, status=status)]}}
+
+    def snapshot_later(self, now: float, status: Status | None = None) -> Callable[[], dict[str, Any]]:
+        """`snapshot(now, status)` of the mitigation as it is now, rendered when called. Safe to defer: a copy is
+        taken, and its parts (record, request, targets, counters, conflict) are only ever replaced, not changed."""
+        frozen = Mitigation(self.record, self.request, self.targets, self.counters, self.conflict)
+        return functools.partial(frozen.snapshot, now, status)
 
 
 def content_view(snapshot: dict[str, Any], content: str) -> dict[str, Any]:

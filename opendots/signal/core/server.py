@@ -11,8 +11,8 @@ unchanged. Errors are Response values; no exception leaves this object.
 
 from __future__ import annotations
 
+import functools
 import heapq
-import itertools
 import logging
 import sqlite3
 from collections import Counter
@@ -23,6 +23,7 @@ from typing import Any, Literal
 from opendots.config import ClientAuthorization
 from opendots.mitigate.base import Counters
 from opendots.signal.core import defaults
+from opendots.signal.core.announcements import Announcements
 from opendots.signal.core.authorization import AliasDirectory, StaticAliasDirectory, check_authorized, resolve_aliases
 from opendots.signal.core.events import (
     Event,
@@ -132,11 +133,7 @@ class SignalServer:
         self._peer_timers = TimerTable()  # each peer's next heartbeat or loss deadline
         self._liveness_dirty: set[str] = set()  # clients whose enforcement changed: parameter set may switch
         self._terminating_period: dict[str, int] = {}
-        self._announcements: list[tuple[float, int, Key, int, int]] = []
-        """Heap of (due, series, key, status, times left): Table 3's repeated 3/7 of preconfigured requests
-        before 8. A newer series for the same key (it fired and stopped again) replaces the older one."""
-        self._announcing: dict[Key, int] = {}
-        self._series = itertools.count()
+        self._announcements = Announcements()  # Table 3's repeated 3/7 of preconfigured requests before 8
         self.redirection: Redirection | None = None
         self._load(now)
 
@@ -232,6 +229,7 @@ class SignalServer:
 
     def handle(self, request: Request, now: float) -> tuple[Response, list[Event]]:
         events: list[Event] = []
+        client: ClientAuthorization | None = None
         try:
             client = self._authenticate(request)
             events += self._saw_traffic(client, now)
@@ -245,9 +243,11 @@ class SignalServer:
             else:
                 response = self._heartbeat(client, request, now, events)
         except Rejected as refused:
+            if client is not None:
+                self._liveness_dirty.add(client.name)
             self._flush_liveness(now)
             return refused.response, events
-        self._sync_liveness(client.name, now)
+        self._liveness_dirty.add(client.name)  # its traffic, and perhaps its parameters or activity, changed
         self._flush_liveness(now)
         return response, events
 
@@ -412,7 +412,9 @@ class SignalServer:
             if m.record.cuid != cuid and (owner is None or m.record.client != owner.name):
                 continue
             snapshot = {MITIGATION_SCOPE: {"scope": [self._current_acls(m, m.render(now), now)]}}
-            events.append(MitigationChanged(m.record.client, m.record.cuid, m.record.mid, snapshot))
+            events.append(
+                MitigationChanged(m.record.client, m.record.cuid, m.record.mid, functools.partial(dict, snapshot))
+            )
         return events
 
     def _grant(self, requested: int) -> int:
@@ -481,7 +483,7 @@ class SignalServer:
             events.append(self._updated(updated))
         if revived:
             events.append(
-                MitigationChanged(client.name, updated.record.cuid, updated.record.mid, updated.snapshot(now))
+                MitigationChanged(client.name, updated.record.cuid, updated.record.mid, updated.snapshot_later(now))
             )
         return Response("2.04", body=self._ack_body(updated, now))
 
@@ -499,7 +501,8 @@ class SignalServer:
         self._check_capacity(client, path.cuid)
         superseded: list[Mitigation] = []
         deactivated: list[Mitigation] = []
-        for other, common in self._overlapping(targets):
+        overlapping = self._overlapping(targets)
+        for other, common in overlapping:
             if other.record.client != client.name or other.record.cuid != path.cuid:
                 continue
             if other.request.trigger_mitigation == parsed.trigger_mitigation:
@@ -514,7 +517,7 @@ class SignalServer:
             elif parsed.trigger_mitigation and other.enforcing:
                 # §4.4.1.3: an immediate request deactivates an overlapping, triggered preconfigured one.
                 deactivated.append(other)
-        conflict = self._cross_client_conflict(client, targets, parsed, now)
+        conflict = self._cross_client_conflict(client, overlapping, parsed, now)
         status = (
             Status.ATTACK_MITIGATION_IN_PROGRESS if parsed.trigger_mitigation else Status.ATTACK_MITIGATION_SIGNAL_LOSS
         )
@@ -550,17 +553,19 @@ class SignalServer:
                 events.append(self._withdrawn(old, "superseded"))
             terminated = Status.ATTACK_MITIGATION_TERMINATED
             events.append(
-                MitigationChanged(client.name, old.record.cuid, old.record.mid, old.snapshot(now, terminated))
+                MitigationChanged(client.name, old.record.cuid, old.record.mid, old.snapshot_later(now, terminated))
             )
         for before, after in zip(deactivated, parked, strict=True):
             self._hold(after)
             events.append(self._withdrawn(before, "server"))
             withdrawn = Status.ATTACK_MITIGATION_WITHDRAWN
             events.append(
-                MitigationChanged(client.name, after.record.cuid, after.record.mid, after.snapshot(now, withdrawn))
+                MitigationChanged(
+                    client.name, after.record.cuid, after.record.mid, after.snapshot_later(now, withdrawn)
+                )
             )
-            self._announce(after.key, withdrawn, now)
-        events.append(MitigationChanged(client.name, record.cuid, record.mid, created.snapshot(now)))
+            self._announcements.start(after.key, int(withdrawn), now)
+        events.append(MitigationChanged(client.name, record.cuid, record.mid, created.snapshot_later(now)))
         return Response("2.01", body=self._ack_body(created, now))
 
     def _trusted_cdid(self, client: ClientAuthorization, path: MitigatePath) -> str | None:
@@ -580,15 +585,18 @@ class SignalServer:
                 raise reject("5.03", f"this DOTS client already uses {cuids} 'cuid' values (the server's limit)")
 
     def _cross_client_conflict(
-        self, client: ClientAuthorization, targets: Targets, parsed: MitigationRequest, now: float
+        self,
+        client: ClientAuthorization,
+        overlapping: list[tuple[Mitigation, Targets]],
+        parsed: MitigationRequest,
+        now: float,
     ) -> dict[str, Any] | None:
-        """Overlap with other clients' enforced mitigations (§4.4.1.3). Only the overlap, expressed in the
-        requester's own targets, is revealed, never the other client's identity or 'mid'."""
+        """Overlap (OVERLAPPING: `_overlapping` of the request's targets) with other clients' enforced mitigations
+        (§4.4.1.3). Only the overlap, expressed in the requester's own targets, is revealed, never the other
+        client's identity or 'mid'."""
         if not parsed.trigger_mitigation:
             return None
-        blocking = [
-            (m, common) for m, common in self._overlapping(targets) if m.record.client != client.name and m.enforcing
-        ]
+        blocking = [(m, common) for m, common in overlapping if m.record.client != client.name and m.enforcing]
         if not blocking:
             return None
         common_targets = blocking[0][1]
@@ -632,12 +640,12 @@ class SignalServer:
             )
             self._commit(SignalChanges(put_mitigations=[updated.record]))
             self._hold(updated)
-            events.append(MitigationChanged(client.name, path.cuid, path.mid, updated.snapshot(now)))
+            events.append(MitigationChanged(client.name, path.cuid, path.mid, updated.snapshot_later(now)))
         else:
             self._commit(SignalChanges(delete_mitigations=[found.key]))
             self._release(found.key)
             terminated = Status.ATTACK_MITIGATION_TERMINATED
-            events.append(MitigationChanged(client.name, path.cuid, path.mid, found.snapshot(now, terminated)))
+            events.append(MitigationChanged(client.name, path.cuid, path.mid, found.snapshot_later(now, terminated)))
         return Response("2.02")
 
     def _lengthen_terminating_period(self, client: ClientAuthorization) -> None:
@@ -710,7 +718,6 @@ class SignalServer:
         if client is None:
             return []
         events = self._saw_traffic(client, now)
-        self._sync_liveness(client.name, now)
         self._flush_liveness(now)
         return events
 
@@ -745,7 +752,7 @@ class SignalServer:
         if peer is None:
             self._peers[client.name] = peer = PeerLiveness(last_traffic=now)
         revived = peer.saw_traffic(now, parameters)
-        self._sync_liveness(client.name, now)
+        self._liveness_dirty.add(client.name)  # synced once the request is handled (handle, note_traffic)
         return [PeerBack(client.name)] if revived else []
 
     # --- timers --------------------------------------------------------------------------------------
@@ -754,8 +761,8 @@ class SignalServer:
         """When handle_timer() next has something to do (absolute time), None when nothing is pending."""
         first = self._next_deadline()
         deadlines = [first] if first is not None else []
-        if self._announcements:
-            deadlines.append(self._announcements[0][0])
+        if (announcement_due := self._announcements.next_due()) is not None:
+            deadlines.append(announcement_due)
         peer_due = self._next_peer_due()
         if peer_due is not None:
             deadlines.append(peer_due)
@@ -781,32 +788,21 @@ class SignalServer:
             self._store_retry_at = None
         return events
 
-    def _announce(self, key: Key, status: Status, now: float) -> None:
-        """The first of ANNOUNCE_TIMES notifications of STATUS (3 or 7) was just sent; schedule the others."""
-        series = self._announcing[key] = next(self._series)
-        due = now + defaults.ANNOUNCE_INTERVAL
-        heapq.heappush(self._announcements, (due, series, key, int(status), defaults.ANNOUNCE_TIMES - 1))
-
     def _repeat_announcements(self, now: float) -> list[Event]:
-        events: list[Event] = []
         signal_loss = Status.ATTACK_MITIGATION_SIGNAL_LOSS
-        while self._announcements and self._announcements[0][0] <= now:
-            _, series, key, status, left = heapq.heappop(self._announcements)
+
+        def still_parked(key: Any) -> bool:
             mitigation = self._mitigations.get(key)
-            if self._announcing.get(key) != series:
-                continue  # a newer series for the same request replaced this one
-            if mitigation is None or mitigation.status != signal_loss:
-                del self._announcing[key]  # deleted, expired or fired again since: its own notifications say so
-                continue
+            return mitigation is not None and mitigation.status == signal_loss
+
+        events: list[Event] = []
+        for key, status, last in self._announcements.due(now, still_parked):
+            mitigation = self._mitigations[key]
             record = mitigation.record
-            announced = mitigation.snapshot(now, Status(status))
+            announced = mitigation.snapshot_later(now, Status(status))
             events.append(MitigationChanged(record.client, record.cuid, record.mid, announced))
-            if left > 1:
-                due = now + defaults.ANNOUNCE_INTERVAL
-                heapq.heappush(self._announcements, (due, series, key, status, left - 1))
-            else:  # the transition to 8 itself
-                del self._announcing[key]
-                events.append(MitigationChanged(record.client, record.cuid, record.mid, mitigation.snapshot(now)))
+            if last:  # the transition to 8 itself
+                events.append(MitigationChanged(record.client, record.cuid, record.mid, mitigation.snapshot_later(now)))
         return events
 
     def _expire(self, now: float) -> list[Event]:
@@ -835,7 +831,7 @@ class SignalServer:
                         record.client, record.cuid, record.mid, mitigation.mitigator_key, mitigation.enforcing
                     )
                 )
-            final = mitigation.snapshot(now, Status.ATTACK_MITIGATION_TERMINATED)
+            final = mitigation.snapshot_later(now, Status.ATTACK_MITIGATION_TERMINATED)
             events.append(MitigationChanged(record.client, record.cuid, record.mid, final))
         return events
 
@@ -883,12 +879,14 @@ class SignalServer:
             self._hold(mitigation)
             events.append(self._activated(mitigation))
             events.append(
-                MitigationChanged(client_name, mitigation.record.cuid, mitigation.record.mid, mitigation.snapshot(now))
+                MitigationChanged(
+                    client_name, mitigation.record.cuid, mitigation.record.mid, mitigation.snapshot_later(now)
+                )
             )
         for mitigation in replaced:
             self._release(mitigation.key)
             events.append(self._withdrawn(mitigation, "server"))
-            final = mitigation.snapshot(now, Status.ATTACK_MITIGATION_WITHDRAWN)
+            final = mitigation.snapshot_later(now, Status.ATTACK_MITIGATION_WITHDRAWN)
             events.append(MitigationChanged(client_name, mitigation.record.cuid, mitigation.record.mid, final))
         return events
 
@@ -916,10 +914,12 @@ class SignalServer:
             return []
         self._hold(updated)
         record = updated.record
-        events: list[Event] = [MitigationChanged(record.client, record.cuid, record.mid, updated.snapshot(now, status))]
+        events: list[Event] = [
+            MitigationChanged(record.client, record.cuid, record.mid, updated.snapshot_later(now, status))
+        ]
         if preconfigured_done:
             events.append(self._withdrawn(mitigation, "server"))
-            self._announce(updated.key, status, now)
+            self._announcements.start(updated.key, int(status), now)
         self._flush_liveness(now)  # no longer enforcing: the client may be back on its idle parameters
         return events
 
@@ -934,7 +934,7 @@ class SignalServer:
             return []
         mitigation.counters = counters
         record = mitigation.record
-        return [MitigationChanged(record.client, record.cuid, record.mid, mitigation.snapshot(now))]
+        return [MitigationChanged(record.client, record.cuid, record.mid, mitigation.snapshot_later(now))]
 
     def set_redirection(self, redirection: Redirection | None) -> list[Event]:
         """Operator: send clients to an alternate server (5.03, §4.6), or stop (None)."""

@@ -73,7 +73,8 @@ class SignalService:
         self.clock = clock
         self.on_event = on_event or (lambda event: None)
         self.resolver = resolver or SystemResolver()
-        self._queue: asyncio.Queue[Event] = asyncio.Queue()
+        self._queue: asyncio.Queue[list[Event]] = asyncio.Queue()
+        """The events of one request or timer, in order: one queue hand-off per batch, not per event."""
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.outcomes: collections.Counter[tuple[str, str]] = collections.Counter()
@@ -148,8 +149,8 @@ class SignalService:
         await self._queue.join()
 
     def _enqueue(self, events: list[Event]) -> None:
-        for event in events:
-            self._queue.put_nowait(event)
+        if events:
+            self._queue.put_nowait(events)
 
     async def _timers(self) -> None:
         deadline = self.core.next_timer()
@@ -185,11 +186,13 @@ class SignalService:
 
     async def _dispatch(self) -> None:
         while True:
-            event = await self._queue.get()
+            events = await self._queue.get()
             try:
-                await self._act(event)
-            except Exception:  # one failing event must not stop the ones behind it
-                log.exception("signal event %r failed", event)
+                for event in events:
+                    try:
+                        await self._act(event)
+                    except Exception:  # one failing event must not stop the ones behind it
+                        log.exception("signal event %r failed", event)
             finally:
                 self._queue.task_done()
 
