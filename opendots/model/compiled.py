@@ -118,6 +118,7 @@ def _requires_instance(dtype: DataType) -> bool:
 # is a union of two long regexes) costs more than the rest of a leaf. Bounded so that a stream of distinct values
 # costs a clear() now and then, not memory.
 _MEMO_LIMIT = 1024
+_UNKNOWN = object()
 
 
 def _memoized(check: TypeCheck) -> TypeCheck:
@@ -126,10 +127,9 @@ def _memoized(check: TypeCheck) -> TypeCheck:
     def remembered(raw: Any, context: Context | None = None) -> Any:
         if type(raw) is not str:
             return check(raw)
-        try:
-            return memo[raw]
-        except KeyError:
-            pass
+        value = memo.get(raw, _UNKNOWN)  # not memo[raw]: a miss, the common case with many peers, raises KeyError
+        if value is not _UNKNOWN:
+            return value
         value = check(raw)  # raises for a rejected value, which is never remembered
         if len(memo) >= _MEMO_LIMIT:
             memo.clear()
@@ -151,6 +151,14 @@ def compile_type(dtype: DataType, where: str) -> TypeCheck:
 _JSON_NUMBER_INTEGRALS = (Int8Type, Int16Type, Int32Type, Uint8Type, Uint16Type, Uint32Type)
 
 
+def _integral_bounds(dtype: IntegralType) -> list[tuple[int, int]]:
+    """The range statement's intervals as (first, last) pairs (Intervals.__contains__ without its loop setup), or the
+    type's own bounds."""
+    if dtype.range is None:
+        return [(dtype._range[0], dtype._range[1])]
+    return [(interval[0], interval[-1]) for interval in dtype.range.intervals]
+
+
 def _plain_acceptance(dtype: DataType) -> Callable[[Any], bool] | None:
     """Whether ``dtype`` takes a raw value as it is, for the types whose ``from_raw`` gives a plain str or int back
     unchanged (string; integers written as JSON numbers): ``in`` from the type's own length, patterns and range.
@@ -170,9 +178,7 @@ def _plain_acceptance(dtype: DataType) -> Callable[[Any], bool] | None:
         return text
     if type(dtype) in _JSON_NUMBER_INTEGRALS:
         assert isinstance(dtype, IntegralType)
-        # The range statement's intervals as (first, last) pairs: Intervals.__contains__ without its loop setup;
-        # a single interval (inet:port-number's 0..65535) is one chained comparison.
-        bounds = [(r[0], r[-1]) for r in dtype.range.intervals] if dtype.range is not None else [dtype._range]
+        bounds = _integral_bounds(dtype)
         if len(bounds) == 1:
             ((lowest, highest),) = bounds
 
@@ -202,6 +208,22 @@ def _plain_fast_path(dtype: DataType, check: TypeCheck) -> TypeCheck:
     order = [_plain_acceptance(member) for member in members]
     if None in order:
         return check
+    bounds = _integral_bounds(dtype) if isinstance(dtype, _JSON_NUMBER_INTEGRALS) else []
+    if len(bounds) == 1:
+        ((lowest, highest),) = bounds  # inet:port-number's 0..65535: one chained comparison, in one call
+
+        def plain_integral(raw: Any, context: Context | None = None) -> Any:
+            return raw if type(raw) is int and lowest <= raw <= highest else check(raw)
+
+        return plain_integral
+    if len(order) == 1:
+        accepts = order[0]
+        assert accepts is not None
+
+        def plain_single(raw: Any, context: Context | None = None) -> Any:
+            return raw if accepts(raw) else check(raw)
+
+        return plain_single
 
     def plain(raw: Any, context: Context | None = None) -> Any:
         for accepts in order:
