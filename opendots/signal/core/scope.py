@@ -253,8 +253,8 @@ def _plain_network(text: str) -> IPNetwork | None:
     """The network of a CIDR text in the plain forms (hex groups, or a dotted quad; a decimal length), read with the
     C ``inet_pton`` and built from integers: a third of the cost of ``ip_network`` on a string, which tries IPv4
     first. None when the text has another form or anything is wrong (host bits, lengths, group syntax): the slow
-    path then gives ip_network's verdict and words its error. tests/unit/test_signal_scope.py holds the two to the
-    same results."""
+    path then gives ip_network's verdict and words its error. tests/unit/test_signal_scope_parsing.py holds the two
+    to the same results."""
     if _IPV6_TEXT.fullmatch(text):
         family, network = socket.AF_INET6, ipaddress.IPv6Network
     elif _IPV4_TEXT.fullmatch(text):
