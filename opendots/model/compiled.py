@@ -502,6 +502,7 @@ class CompiledSchema:
     def _list(self, node: ListNode, where: str) -> Check:
         entry = self.object_check(node)
         key_names = tuple(node._key_members)
+        single_key = key_names[0] if len(key_names) == 1 else None
         minimum, maximum = node.min_elements, node.max_elements
         has_unique = bool(node.unique)
 
@@ -515,7 +516,8 @@ class CompiledSchema:
                 seen: set[tuple[Any, ...]] = set()
                 for cooked in entries:
                     try:
-                        key = tuple(cooked[name] for name in key_names)
+                        # One key member (target-port-range's lower-port) without a generator per entry.
+                        key = (cooked[single_key],) if single_key else tuple(cooked[name] for name in key_names)
                     except KeyError:
                         raise Reject(f"{where}: list key missing") from None
                     if key in seen:

@@ -10,7 +10,7 @@ import functools
 import ipaddress
 import re
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -282,8 +282,12 @@ def _port_ranges(items: list[dict[str, Any]]) -> tuple[PortRange, ...]:
     for item in items:
         if not item.keys() <= _PORT_RANGE_MEMBERS or "lower-port" not in item:
             raise reject("4.00", "a target-port-range entry holds 'lower-port' and optionally 'upper-port'")
-        lower = _port(item["lower-port"])
-        upper = _port(item["upper-port"]) if "upper-port" in item else lower
+        lower = item["lower-port"]
+        if type(lower) is not int or not 0 <= lower <= 65535:  # the plain case without a call; _port decides others
+            lower = _port(lower)
+        upper = item.get("upper-port", lower)
+        if upper is not lower and (type(upper) is not int or not 0 <= upper <= 65535):
+            upper = _port(upper)
         if upper < lower:
             raise reject("4.00", f"target-port-range upper-port {upper} is below lower-port {lower}")
         if lower in seen:
@@ -341,8 +345,9 @@ def _attack_status(label: Any) -> AttackStatus:
         raise reject("4.00", f"unknown attack-status {label!r}") from None
 
 
-def _unique(items: Iterable[Any]) -> tuple[Any, ...]:
-    return tuple(dict.fromkeys(items))
+def _unique(items: Sequence[Any]) -> tuple[Any, ...]:
+    """The items without repeats, in their order."""
+    return tuple(items) if len(items) < 2 else tuple(dict.fromkeys(items))  # one target: no hashing
 
 
 # --- overlap (§4.4.1.3: a common IP address, prefix, FQDN, URI or alias) ---------------------------------
