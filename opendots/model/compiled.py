@@ -225,12 +225,15 @@ def _plain_fast_path(dtype: DataType, check: TypeCheck) -> TypeCheck:
 
         return plain_single
 
+    first = [0]  # the member that took the last value; only ever rebound, so safe to share between threads
+
     def plain(raw: Any, context: Context | None = None) -> Any:
-        for accepts in order:
-            if accepts(raw):  # type: ignore[misc]
-                if accepts is not order[0]:
-                    order.remove(accepts)
-                    order.insert(0, accepts)
+        tried = first[0]
+        if order[tried](raw):  # type: ignore[misc]
+            return raw
+        for index, accepts in enumerate(order):
+            if index != tried and accepts(raw):  # type: ignore[misc]
+                first[0] = index
                 return raw
         return check(raw)
 
