@@ -47,6 +47,7 @@ from bench._common import (
     rss_kib,
     wait_for_udp_port,
 )
+from opendots import eventloop
 from opendots.cli.certs import init_pki
 from opendots.model import encode_signal
 from opendots.pki import cuid_from_certificate
@@ -351,10 +352,10 @@ if __name__ == "__main__":
     parser.add_argument("--pki", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
-    if arguments.role == "dots":
-        asyncio.run(serve_dots(arguments.pki, arguments.port, arguments.profile))
+    if arguments.role == "dots":  # on the event loop `opendots server` uses (opendots.eventloop), as is the floor
+        eventloop.run(serve_dots(arguments.pki, arguments.port, arguments.profile))
     elif arguments.role == "floor":
-        asyncio.run(serve_floor(arguments.pki, arguments.port))
+        eventloop.run(serve_floor(arguments.pki, arguments.port))
     else:
         arguments.clients = [int(count) for count in arguments.clients.split(",")]
         arguments.placement = pin(load_cpu_count=os.cpu_count() or 1) if arguments.pin else "not pinned (--no-pin)"

@@ -51,7 +51,7 @@ def status(config: Path, as_json: bool) -> None:
         click.echo(json.dumps(answer, indent=2))
         return
     sessions = answer["sessions"]
-    click.echo(f"sessions: {sessions['dtls']} DTLS, {sessions['tls']} TLS")
+    click.echo(f"sessions: {sessions['dtls']} DTLS, {sessions['tls']} TLS; event loop: {answer['event-loop']}")
     redirection = answer["redirection"]
     if redirection is not None:
         records = ", ".join(redirection["records"]) or "-"

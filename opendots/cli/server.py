@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from opendots import eventloop
 from opendots.config import ConfigError, ServerConfig
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,13 @@ log = logging.getLogger(__name__)
 @click.option("--listen", multiple=True, help="Address to listen on (repeatable; overrides listen).")
 @click.option("--no-data", is_flag=True, help="Do not serve the data channel (RESTCONF over HTTPS).")
 @click.option("--metrics", help="host:port of the Prometheus endpoint, GET /metrics (overrides metrics).")
+@click.option(
+    "--event-loop",
+    type=click.Choice(eventloop.CHOICES),
+    default="auto",
+    show_default=True,
+    help="asyncio event loop: uvloop when installed (auto), or the standard one.",
+)
 def server(
     config: Path,
     no_dtls: bool,
@@ -39,6 +47,7 @@ def server(
     listen: tuple[str, ...],
     no_data: bool,
     metrics: str | None,
+    event_loop: eventloop.EventLoopChoice,
 ) -> None:
     """Serve the DOTS signal channel over DTLS and TLS, and the data channel over HTTPS, until SIGINT/SIGTERM.
 
@@ -123,4 +132,4 @@ def server(
             if data is not None:
                 await data.cleanup()
 
-    asyncio.run(main())
+    eventloop.run(main(), event_loop)

@@ -72,6 +72,16 @@ def test_context_keeps_request_interfaces_and_find_remote():
         context.loop.close()
 
 
+def test_incoming_requests_are_rendered_through_context_render_to_pipe():
+    """PromptAnswerContext overrides Context.render_to_pipe: the TokenManager must still hand every request to it."""
+    assert "self.context.render_to_pipe(pipe)" in inspect.getsource(TokenManager.process_request), _explain(
+        "TokenManager.process_request calling Context.render_to_pipe", "PromptAnswerContext"
+    )
+    assert list(inspect.signature(aiocoap.Context.render_to_pipe).parameters) == ["self", "pipe"], _explain(
+        "Context.render_to_pipe(pipe)", "PromptAnswerContext"
+    )
+
+
 def test_token_and_message_manager_wiring():
     assert "token_interface" in inspect.getsource(TokenManager), _explain(
         "TokenManager.token_interface", "find_message_manager"

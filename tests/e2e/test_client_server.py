@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from opendots.cli.admin import admin as admin_cli
 from opendots.cli.certs import init_pki
 from opendots.cli.client import client as client_cli
 from opendots.config import ClientConfig, ServerConfig
@@ -325,6 +326,10 @@ def test_server_and_client_processes_and_cli(pki_dir: Path, tmp_path: Path) -> N
         assert any(
             line.split()[:3] == ["idle-config", "heartbeat-interval", "60"] for line in shown.output.splitlines()
         )
+        admin = json.loads(
+            runner.invoke(admin_cli, ["status", "--config", str(directory / "server.toml"), "--json"]).output
+        )
+        assert admin["event-loop"] == "uvloop"  # `opendots server` runs on uvloop by default (opendots.eventloop)
         with urllib.request.urlopen(f"http://{metrics}/metrics", timeout=10) as scraped:
             exposition = scraped.read().decode()
         assert 'opendots_signal_requests_total{code="2.01",method="PUT",resource="mitigate"} 1.0' in exposition

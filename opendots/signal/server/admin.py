@@ -8,7 +8,8 @@ Operations:
   ping                                        -> {"pong": true}
   status                                      -> {"sessions": {"dtls": n, "tls": n}, "redirection": {...} | null,
                                                   "clients": [{"name", "cuid", "mitigations", "enforcing",
-                                                               "connected", "last-traffic"}]}
+                                                               "connected", "last-traffic"}],
+                                                  "event-loop": "uvloop" | "asyncio"}
   mitigations  {"client"?: name}             -> {"mitigations": [{"client", "cuid", "mid", "status", "lifetime",
                                                   "target-prefix", "target-port-range", "target-protocol",
                                                   "target-fqdn", "target-uri", "alias-name",
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from opendots.config import ConfigError, ServerConfig
+from opendots.eventloop import running_loop_name
 from opendots.signal.client.control import ControlError, ControlServer
 from opendots.signal.core import Redirection, Status
 from opendots.signal.core.defaults import UINT32_MAX
@@ -103,6 +105,7 @@ class AdminHandler:
             "sessions": {"dtls": stats.established if stats else 0, "tls": endpoint.tls_connection_count()},
             "redirection": _redirection_json(core.redirection),
             "clients": clients,
+            "event-loop": running_loop_name(),
         }
 
     def _mitigations(self, args: dict[str, Any]) -> dict[str, Any]:
