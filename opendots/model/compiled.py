@@ -74,8 +74,9 @@ class Reject(Exception):
         self.final = final
 
 
-TypeCheck = Callable[[Any], Any]
-"""raw JSON scalar → its cooked value (yangson's), or Reject/Defer."""
+TypeCheck = Callable[..., Any]
+"""(raw JSON scalar, optional ignored Context) → its cooked value (yangson's), or Reject/Defer. The optional context
+lets a leaf without 'must' use its type check as its Check, one call less per leaf."""
 
 Check = Callable[[Any, Context], Any]
 """Checks the raw JSON value of one member of the object ``Context``; returns its cooked value (a dict for a
@@ -117,18 +118,18 @@ def _requires_instance(dtype: DataType) -> bool:
 # is a union of two long regexes) costs more than the rest of a leaf. Bounded so that a stream of distinct values
 # costs a clear() now and then, not memory.
 _MEMO_LIMIT = 1024
+_UNKNOWN = object()
 
 
 def _memoized(check: TypeCheck) -> TypeCheck:
     memo: dict[str, Any] = {}
 
-    def remembered(raw: Any) -> Any:
+    def remembered(raw: Any, context: Context | None = None) -> Any:
         if type(raw) is not str:
             return check(raw)
-        try:
-            return memo[raw]
-        except KeyError:
-            pass
+        value = memo.get(raw, _UNKNOWN)  # not memo[raw]: a miss, the common case with many peers, raises KeyError
+        if value is not _UNKNOWN:
+            return value
         value = check(raw)  # raises for a rejected value, which is never remembered
         if len(memo) >= _MEMO_LIMIT:
             memo.clear()
@@ -140,11 +141,9 @@ def _memoized(check: TypeCheck) -> TypeCheck:
 
 def compile_type(dtype: DataType, where: str) -> TypeCheck:
     """raw → cooked value of ``dtype``, rejecting what ``from_raw`` or ``in`` refuses."""
-    check = _compile_type(dtype, where)
+    check = _plain_fast_path(dtype, _compile_type(dtype, where))
     if isinstance(dtype, UnionType) or (isinstance(dtype, StringType) and dtype.patterns):
         return _memoized(check)
-    if type(dtype) in _JSON_NUMBER_INTEGRALS:
-        return _integral_fast_path(dtype, check)
     return check
 
 
@@ -152,31 +151,106 @@ def compile_type(dtype: DataType, where: str) -> TypeCheck:
 _JSON_NUMBER_INTEGRALS = (Int8Type, Int16Type, Int32Type, Uint8Type, Uint16Type, Uint32Type)
 
 
-def _integral_fast_path(dtype: IntegralType, check: TypeCheck) -> TypeCheck:
-    """Accept a plain int in the type's range (or range statement) without the two yangson calls; anything else,
-    including every rejection, still goes through ``check``."""
-    lowest, highest = dtype._range
-    intervals = dtype.range
+def _integral_bounds(dtype: IntegralType) -> list[tuple[int, int]]:
+    """The range statement's intervals as (first, last) pairs (Intervals.__contains__ without its loop setup), or the
+    type's own bounds."""
+    if dtype.range is None:
+        return [(dtype._range[0], dtype._range[1])]
+    return [(interval[0], interval[-1]) for interval in dtype.range.intervals]
 
-    def integral(raw: Any) -> Any:
-        if type(raw) is int and (raw in intervals if intervals is not None else lowest <= raw <= highest):
+
+def _plain_acceptance(dtype: DataType) -> Callable[[Any], bool] | None:
+    """Whether ``dtype`` takes a raw value as it is, for the types whose ``from_raw`` gives a plain str or int back
+    unchanged (string; integers written as JSON numbers): ``in`` from the type's own length, patterns and range.
+    None for any other type."""
+    if type(dtype) is StringType:
+        length = dtype.length
+        patterns = [(pattern.regex.match, pattern.invert_match) for pattern in dtype.patterns]
+
+        def text(raw: Any) -> bool:
+            if type(raw) is not str or (length and len(raw) not in length):
+                return False
+            for match, invert in patterns:  # noqa: SIM110 (a loop: no generator object per value)
+                if (match(raw) is not None) == invert:
+                    return False
+            return True
+
+        return text
+    if type(dtype) in _JSON_NUMBER_INTEGRALS:
+        assert isinstance(dtype, IntegralType)
+        bounds = _integral_bounds(dtype)
+        if len(bounds) == 1:
+            ((lowest, highest),) = bounds
+
+            def integral(raw: Any) -> bool:
+                return type(raw) is int and lowest <= raw <= highest
+
+            return integral
+
+        def integral_intervals(raw: Any) -> bool:
+            if type(raw) is int:
+                for lowest, highest in bounds:
+                    if lowest <= raw <= highest:
+                        return True
+            return False
+
+        return integral_intervals
+    return None
+
+
+def _plain_fast_path(dtype: DataType, check: TypeCheck) -> TypeCheck:
+    """Accept a plain str or int that the type (or one member of a union of such types) takes, as it is, in one
+    pass: yangson's union ``from_raw`` tries the members in turn and ``in`` tries them again, for the same value
+    back (inet:ip-prefix: the IPv4 pattern, then the two long IPv6 ones, twice). The member that took the last value
+    is tried first (prefixes of one family tend to come together); the order changes the cost, never the verdict.
+    Every other value, and every rejection, still goes through ``check``."""
+    members = dtype.types if isinstance(dtype, UnionType) else [dtype]
+    order = [_plain_acceptance(member) for member in members]
+    if None in order:
+        return check
+    bounds = _integral_bounds(dtype) if isinstance(dtype, _JSON_NUMBER_INTEGRALS) else []
+    if len(bounds) == 1:
+        ((lowest, highest),) = bounds  # inet:port-number's 0..65535: one chained comparison, in one call
+
+        def plain_integral(raw: Any, context: Context | None = None) -> Any:
+            return raw if type(raw) is int and lowest <= raw <= highest else check(raw)
+
+        return plain_integral
+    if len(order) == 1:
+        accepts = order[0]
+        assert accepts is not None
+
+        def plain_single(raw: Any, context: Context | None = None) -> Any:
+            return raw if accepts(raw) else check(raw)
+
+        return plain_single
+
+    first = [0]  # the member that took the last value; only ever rebound, so safe to share between threads
+
+    def plain(raw: Any, context: Context | None = None) -> Any:
+        tried = first[0]
+        if order[tried](raw):  # type: ignore[misc]
             return raw
+        for index, accepts in enumerate(order):
+            if index != tried and accepts(raw):  # type: ignore[misc]
+                first[0] = index
+                return raw
         return check(raw)
 
-    return integral
+    return plain
 
 
 def _compile_type(dtype: DataType, where: str) -> TypeCheck:
     from_raw = dtype.from_raw
     if _requires_instance(dtype):
 
-        def deferred(raw: Any) -> Any:
+        def deferred(raw: Any, context: Context | None = None) -> Any:
             raise Defer
 
         return deferred
     if isinstance(dtype, UnionType):
 
-        def union(raw: Any) -> Any:
+        def union(raw: Any, context: Context | None = None) -> Any:
             value = from_raw(raw)
             if value is None:
                 raise Reject(f"{where}: invalid value (expected {dtype.name or dtype.yang_type()} value)")
@@ -191,7 +265,7 @@ def _compile_type(dtype: DataType, where: str) -> TypeCheck:
         return union
     contains = dtype.__contains__
 
-    def scalar(raw: Any) -> Any:
+    def scalar(raw: Any, context: Context | None = None) -> Any:
         value = from_raw(raw)
         if value is None:
             raise Reject(f"{where}: invalid value (expected {dtype.name or dtype.yang_type()} value)")
@@ -338,6 +412,10 @@ def _check_musts(conditions: list[Callable[[Any, Context], bool]], value: Any, c
 # ----------------------------------------------------------------------------------------------------- the nodes
 
 
+# Bounds the pattern verdicts remembered per object node: peers choose which members they send and in which order.
+_VERDICT_MEMO_LIMIT = 256
+
+
 class CompiledSchema:
     """Compiles the schema nodes below a structure and keeps one check per node."""
 
@@ -385,6 +463,7 @@ class CompiledSchema:
         # Members from_raw resolves but the pattern leaves out (obsolete nodes) are not allowed.
         outside_pattern = {iname for iname, _ in members.values()} - pattern.names
         musts = _compile_musts(node, OBJECT) if node.must else []
+        verdicts: dict[tuple[str, ...], bool] = {}  # pattern verdict by the member names present, in their order
 
         def object_members(raw: Any, parent: Context) -> dict[str, Any]:
             if not isinstance(raw, dict):
@@ -405,8 +484,16 @@ class CompiledSchema:
                 cooked[iname] = check(value, context)
             if conditional:  # a 'when' may look anywhere in the body: wait until it is all cooked
                 context.pending.append((_check_pattern, pattern, cooked, context, where))
-            elif not pattern.match(cooked, context):
-                raise Reject(f"{where}: missing mandatory data")
+            else:  # without a 'when', the verdict depends on the member names alone
+                names = tuple(cooked)
+                allowed = verdicts.get(names)
+                if allowed is None:
+                    allowed = pattern.match(cooked, context)  # raises Reject for two cases of one choice
+                    if len(verdicts) >= _VERDICT_MEMO_LIMIT:
+                        verdicts.clear()
+                    verdicts[names] = allowed
+                if not allowed:
+                    raise Reject(f"{where}: missing mandatory data")
             if musts is None:
                 raise Defer
             if musts:
@@ -418,6 +505,7 @@ class CompiledSchema:
     def _list(self, node: ListNode, where: str) -> Check:
         entry = self.object_check(node)
         key_names = tuple(node._key_members)
+        single_key = key_names[0] if len(key_names) == 1 else None
         minimum, maximum = node.min_elements, node.max_elements
         has_unique = bool(node.unique)
 
@@ -431,7 +519,8 @@ class CompiledSchema:
                 seen: set[tuple[Any, ...]] = set()
                 for cooked in entries:
                     try:
-                        key = tuple(cooked[name] for name in key_names)
+                        # One key member (target-port-range's lower-port) without a generator per entry.
+                        key = (cooked[single_key],) if single_key else tuple(cooked[name] for name in key_names)
                     except KeyError:
                         raise Reject(f"{where}: list key missing") from None
                     if key in seen:
@@ -446,7 +535,7 @@ class CompiledSchema:
     def _leaf(self, node: LeafNode, where: str) -> Check:
         type_check = compile_type(node.type, where)
         if not node.must:
-            return lambda raw, context: type_check(raw)
+            return type_check
         musts = _compile_musts(node, LEAF)
 
         def leaf_with_must(raw: Any, context: Context) -> Any:

@@ -213,6 +213,8 @@ def leaf_from_cbor(dtype: DataType, value: Any, where: str) -> Any:
 
 
 def _int_from_cbor(value: Any, where: str) -> Any:
+    if type(value) is int and value.bit_length() <= 64:
+        return value
     if not _is_integer(value):
         raise _bad(where, f"expected an integer, got {_describe(value)}")
     if value.bit_length() > 64:
@@ -333,6 +335,42 @@ def _union_converter(
     return union
 
 
+class _NotPlain(Exception):
+    """The body needs the full reader: a key without a plan yet, a schemaless member, or a value it refuses."""
+
+
+def _plain_map(place: Any, value: Any) -> dict[str, Any]:
+    """The common case of _CborReader.map, without building the ``where`` of every member: every key already has a
+    plan with a schema node, and every value converts. Anything else raises _NotPlain and the full reader, which
+    words the diagnostics and lists the ignored keys, starts over. Nesting follows the schema, so it is bounded."""
+    if type(value) is not dict:
+        raise _NotPlain
+    result: dict[str, Any] = {}
+    plans = _member_plans
+    try:
+        for key, item in value.items():
+            if type(key) is not int:  # True or 1.0 would find the plan of key 1
+                raise _NotPlain
+            entry, kind, child, convert = plans[(place, key)]
+            if kind is _LEAF:
+                result[entry.name] = convert(item, "")
+            elif kind is _MAP:
+                result[entry.name] = _plain_map(child, item)
+            elif kind is _LIST:
+                if type(item) is not list:
+                    raise _NotPlain
+                result[entry.name] = [_plain_map(child, element) for element in item]
+            elif kind is _LEAF_LIST:
+                if type(item) is not list:
+                    raise _NotPlain
+                result[entry.name] = [convert(element, "") for element in item]
+            else:
+                raise _NotPlain
+    except (KeyError, TypeError, ModelError):  # no plan (or an unhashable key), or a value the converter refuses
+        raise _NotPlain from None
+    return result
+
+
 def cbor_to_json(obj: Any) -> tuple[dict[str, Any], list[str]]:
     """A decoded CBOR body (integer keys) → YANG-JSON, without validation.
 
@@ -340,6 +378,10 @@ def cbor_to_json(obj: Any) -> tuple[dict[str, Any], list[str]]:
     (as ``/path/key`` strings, for logging). Raises ModelError("4.00") for unknown comprehension-required keys
     (all of them are listed in the diagnostic) and for values whose CBOR type the schema does not allow.
     """
+    try:
+        return _plain_map(_TOP_LEVEL, obj), []
+    except _NotPlain:
+        pass
     reader = _CborReader()
     result = reader.map(None, obj, "", top_level=True)
     if reader.unknown_required:
