@@ -195,6 +195,8 @@ class _DtlsInterfaceBase(interfaces.MessageInterface):
             self._message_manager.dispatch_error(failure, remote)
 
     def _arm_timer(self, remote: DtlsRemote) -> None:
+        if remote._timer is None and remote.connection.established:
+            return  # OpenSSL only times handshake flights: nothing to ask of it once established (every datagram)
         if remote._timer is not None:
             remote._timer.cancel()
             remote._timer = None

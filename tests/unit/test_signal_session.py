@@ -204,3 +204,35 @@ def test_peer_timers_stay_exact_with_many_clients(tmp_path: Path):
         actual = h.server._next_peer_due()
         assert actual == expected, f"step {step}: heap says {actual}, the peers say {expected}"
     assert any(isinstance(e, HeartbeatDue) for e in fired) and any(isinstance(e, PeerLost) for e in fired)
+
+
+def test_timer_table_stays_exact_and_small_when_deadlines_keep_moving():
+    """Every request pushes its client's loss deadline back: the heap must not grow by one entry per request
+    (it used to, until each stale entry's time came), and the earliest deadline must stay exact, also when
+    deadlines move earlier (a shorter heartbeat interval) or go away."""
+    import random
+
+    from opendots.signal.core.heartbeat import TimerTable
+
+    rng = random.Random(11)
+    for moving_earlier in (0.02, 0.4):  # realistic traffic, then an adversarial mix (exactness only)
+        table = TimerTable()
+        due: dict[str, float] = {}
+        interval = {f"c{i}": rng.choice([30.0, 60.0, 450.0]) for i in range(10)}
+        now = 0.0
+        for step in range(20_000):
+            name = f"c{rng.randrange(10)}"
+            choice = rng.random()
+            now += rng.uniform(0, 0.01)
+            if choice < moving_earlier:
+                interval[name] = rng.choice([1.0, 30.0, 60.0, 450.0])  # a new session configuration
+            if choice < 0.95:
+                due[name] = now + interval[name]  # traffic from the client
+            else:
+                due.pop(name, None)
+            table.set(name, due.get(name))
+            expected = min(((d, n) for n, d in due.items()), default=None)
+            assert table.earliest() == expected, f"step {step}"
+        if moving_earlier < 0.1:
+            # Entries stay behind only when a deadline moved earlier: dozens here, not one per request (thousands).
+            assert len(table) < 200

@@ -58,27 +58,49 @@ class PeerLiveness:
 
 
 class TimerTable:
-    """One deadline per name, earliest first, in O(log n): a heap whose entries count only while they equal the
-    name's current deadline (setting a new one leaves the old entry behind, skipped when it surfaces).
+    """One deadline per name, earliest first, in O(log n).
+
+    A heap entry counts only while it equals the name's current deadline. A deadline that moves later (every
+    request from a client pushes its loss deadline back) is not pushed: the name's entry is re-queued at its
+    current deadline when the old one surfaces. So the heap holds about one entry per name, however busy the
+    clients, instead of one per request until each stale entry's time comes (minutes: missing-hb-allowed
+    heartbeat intervals). An earlier deadline is pushed at once.
 
     The signal core keeps each peer's next heartbeat-or-loss deadline here, so looking at its timers does not
     walk every client (measured: 94 us per look with 101 clients before, 1.6 us now, the same at 10,000)."""
 
     def __init__(self) -> None:
         self._due: dict[str, float] = {}
+        """Each name's current deadline."""
+        self._queued: dict[str, float] = {}
+        """Each name's earliest heap entry (at or before its current deadline while it has one)."""
         self._heap: list[tuple[float, str]] = []
 
     def set(self, name: str, due: float | None) -> None:
         if due is None:
-            self._due.pop(name, None)
-        elif self._due.get(name) != due:
-            self._due[name] = due
+            self._due.pop(name, None)  # its heap entries are dropped as they surface
+            return
+        self._due[name] = due
+        queued = self._queued.get(name)
+        if queued is None or due < queued:
+            self._queued[name] = due
             heapq.heappush(self._heap, (due, name))
 
     def earliest(self) -> tuple[float, str] | None:
         while self._heap:
             due, name = self._heap[0]
-            if self._due.get(name) == due:
+            current = self._due.get(name)
+            if current == due:
                 return due, name
-            heapq.heappop(self._heap)  # superseded by a later (or earlier) deadline
+            heapq.heappop(self._heap)
+            if self._queued.get(name) == due:  # the name's earliest entry went stale: queue its current deadline
+                if current is None:
+                    del self._queued[name]
+                else:
+                    self._queued[name] = current
+                    heapq.heappush(self._heap, (current, name))
         return None
+
+    def __len__(self) -> int:
+        """Heap entries, stale ones included (tests: the heap stays near one entry per name)."""
+        return len(self._heap)
