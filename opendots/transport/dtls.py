@@ -273,9 +273,9 @@ class DtlsConnection:
                 chunk = self._ssl.bio_read(MAX_DATAGRAM)
             except SSL.WantReadError:
                 break
-            if not chunk:
-                break
             output += chunk
+            if len(chunk) < MAX_DATAGRAM:  # a memory BIO hands over all it holds up to the size asked: now empty
+                break
         if len(output) <= self.mtu:  # whole records that fit one datagram together (nearly always): as they are
             return [output] if output else []
         return pack_records(split_records(output), self.mtu)
