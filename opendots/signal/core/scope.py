@@ -10,7 +10,7 @@ import functools
 import ipaddress
 import re
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -137,39 +137,16 @@ def parse_scope_entry(entry: Any) -> MitigationRequest:
             document[name] = value
     # One member at a time, in this order, so that the first problem is the one reported.
     get = entry.get
-    prefixes: tuple[IPNetwork, ...] = ()
-    value = get("target-prefix", _ABSENT)
-    if value is not _ABSENT:
-        _check_items("target-prefix", value, str)
-        prefixes = _unique([parse_prefix(text) for text in value])
-    port_ranges: tuple[PortRange, ...] = ()
+    prefixes = _target_list(get, "target-prefix", str, parse_prefix)
     value = get("target-port-range", _ABSENT)
+    port_ranges: tuple[PortRange, ...] = ()
     if value is not _ABSENT:
         _check_items("target-port-range", value, dict)
         port_ranges = _port_ranges(value)
-    protocols: tuple[int, ...] = ()
-    value = get("target-protocol", _ABSENT)
-    if value is not _ABSENT:
-        _check_items("target-protocol", value, int)
-        for protocol in value:
-            if not 0 <= protocol <= 255:
-                raise reject("4.00", f"target-protocol {protocol} is not in 0..255")
-        protocols = _unique(value)
-    fqdns: tuple[str, ...] = ()
-    value = get("target-fqdn", _ABSENT)
-    if value is not _ABSENT:
-        _check_items("target-fqdn", value, str)
-        fqdns = _unique([_fqdn(name) for name in value])
-    uris: tuple[str, ...] = ()
-    value = get("target-uri", _ABSENT)
-    if value is not _ABSENT:
-        _check_items("target-uri", value, str)
-        uris = _unique([_uri(uri) for uri in value])
-    aliases: tuple[str, ...] = ()
-    value = get("alias-name", _ABSENT)
-    if value is not _ABSENT:
-        _check_items("alias-name", value, str)
-        aliases = _unique([_alias(name) for name in value])
+    protocols = _target_list(get, "target-protocol", int, _protocol)
+    fqdns = _target_list(get, "target-fqdn", str, _fqdn)
+    uris = _target_list(get, "target-uri", str, _uri)
+    aliases = _target_list(get, "alias-name", str, _alias)
     if not (prefixes or fqdns or uris or aliases):
         raise reject("4.00", "at least one of target-prefix, target-fqdn, target-uri or alias-name is required")
     trigger = get("trigger-mitigation", TRIGGER_MITIGATION)
@@ -196,6 +173,15 @@ def _refuse_member(name: Any) -> None:
         raise reject("4.00", f"'{name}' is sent by servers only")
     if not isinstance(name, str) or not name.startswith(_IGNORABLE_MODULES):
         raise reject("4.00", f"unknown parameter {name!r} in the mitigation request")
+
+
+def _target_list(get: Callable[[str, Any], Any], name: str, kind: type, parse: Callable[[Any], Any]) -> tuple[Any, ...]:
+    """The member NAME (a list of KIND values), each PARSEd, repeats dropped; () when absent."""
+    value = get(name, _ABSENT)
+    if value is _ABSENT:
+        return ()
+    _check_items(name, value, kind)
+    return _unique([parse(item) for item in value])
 
 
 def _check_items(name: str, value: Any, kind: type) -> None:
@@ -300,6 +286,12 @@ def _port_ranges(items: list[dict[str, Any]]) -> tuple[PortRange, ...]:
 def _port(value: Any) -> int:
     if not isinstance(value, int) or value is True or value is False or not 0 <= value <= 65535:
         raise reject("4.00", f"port {value!r} is not in 0..65535")
+    return value
+
+
+def _protocol(value: int) -> int:
+    if not 0 <= value <= 255:
+        raise reject("4.00", f"target-protocol {value} is not in 0..255")
     return value
 
 
