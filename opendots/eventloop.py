@@ -18,6 +18,10 @@ EventLoopChoice = Literal["auto", "uvloop", "asyncio"]
 CHOICES: tuple[str, ...] = ("auto", "uvloop", "asyncio")
 
 
+class EventLoopUnavailable(RuntimeError):
+    """The loop asked for is not installed."""
+
+
 def run(main: Coroutine[Any, Any, T], choice: EventLoopChoice = "auto") -> T:
     """asyncio.run(MAIN) on the chosen loop; "auto" is uvloop when it is installed, the standard loop otherwise."""
     factory = None
@@ -27,7 +31,7 @@ def run(main: Coroutine[Any, Any, T], choice: EventLoopChoice = "auto") -> T:
         except ImportError:
             if choice == "uvloop":
                 main.close()
-                raise RuntimeError("--event-loop uvloop: the uvloop package is not installed") from None
+                raise EventLoopUnavailable("--event-loop uvloop: the uvloop package is not installed") from None
         else:
             factory = uvloop.new_event_loop
     with asyncio.Runner(loop_factory=factory) as runner:

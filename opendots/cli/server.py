@@ -132,4 +132,7 @@ def server(
             if data is not None:
                 await data.cleanup()
 
-    eventloop.run(main(), event_loop)
+    try:
+        eventloop.run(main(), event_loop)
+    except eventloop.EventLoopUnavailable as problem:
+        raise click.ClickException(str(problem)) from None

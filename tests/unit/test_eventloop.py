@@ -14,3 +14,12 @@ async def _loop_name() -> str:
 @pytest.mark.parametrize(("choice", "expected"), [("auto", "uvloop"), ("uvloop", "uvloop"), ("asyncio", "asyncio")])
 def test_each_choice_runs_on_its_loop(choice: eventloop.EventLoopChoice, expected: str):
     assert eventloop.run(_loop_name(), choice) == expected
+
+
+def test_asking_for_a_loop_that_is_not_installed_is_a_clear_error(monkeypatch: pytest.MonkeyPatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # import uvloop now raises ImportError
+    with pytest.raises(eventloop.EventLoopUnavailable, match="uvloop package is not installed"):
+        eventloop.run(_loop_name(), "uvloop")
+    assert eventloop.run(_loop_name(), "auto") == "asyncio"  # auto falls back
