@@ -4,7 +4,7 @@
 
 Three servers, each in its own process, measured one right after the other for every row: the OpenDOTS
 server (real SQLite store in a fresh temporary file, logging mitigator); the floor under it (aiocoap with our
-DTLS/TLS transports and no resource: what the DOTS layer adds is ours/floor); libcoap's coap-server-openssl,
+DTLS/TLS transports answering 4.04 at once: what the DOTS layer adds is ours/floor); libcoap's coap-server-openssl,
 the reference. This process is the load generator for all three, so they pay the same client-side cost.
 Every load-generating client has its own certificate (so its own CUID, listed in server.toml) and PUTs its
 own mids and target prefixes: nothing conflicts. The floor and libcoap receive the very same messages (same
@@ -34,6 +34,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from typing import Any
 
 import aiocoap
 
@@ -90,12 +91,18 @@ async def serve_dots(pki: Path, port: int, profile: Path | None) -> None:
 
 
 async def serve_floor(pki: Path, port: int) -> None:
-    """aiocoap with our DTLS/TLS transports and an empty site (every PUT gets 4.04): the cost under any server."""
+    """aiocoap with our DTLS/TLS transports answering every PUT 4.04 on the spot, as the DOTS site answers through
+    PromptAnswerContext: the transport, CoAP and event-loop cost under our server, with no DOTS work at all."""
     import aiocoap.resource
 
     from opendots.transport import start_server
 
-    await start_server(aiocoap.resource.Site(), credentials=files(pki, "server"), bind=[("127.0.0.1", port)])
+    class NotFoundSite(aiocoap.resource.Site):
+        def answer_now(self, pipe: Any) -> bool:
+            pipe.add_response(aiocoap.Message(code=aiocoap.NOT_FOUND), is_last=True)
+            return True
+
+    await start_server(NotFoundSite(), credentials=files(pki, "server"), bind=[("127.0.0.1", port)])
     print("READY", flush=True)
     await asyncio.Event().wait()
 
