@@ -217,6 +217,18 @@ async def test_a_get_all_larger_than_one_message_arrives_whole(pki_dir: Path, se
             assert everything.opt.block2 is not None and everything.opt.block2.block_number > 0
         scopes = decode_signal(everything.payload)[SCOPE]["scope"]
         assert sorted(entry["mid"] for entry in scopes) == list(range(1, 41))
+        if scheme == "coaps":  # a failure while splitting into blocks still answers: 5.00, and the server goes on
+
+            async def broken(*_args):
+                raise RuntimeError("a bug")
+
+            server.resource._block2.extract_or_insert = broken
+            try:
+                failed = await request(client, aiocoap.GET, f"{uri}/mitigate/cuid={cuid}")
+                assert failed.code == aiocoap.INTERNAL_SERVER_ERROR and failed.payload == b"internal error"
+            finally:
+                del server.resource._block2.extract_or_insert
+            assert (await request(client, aiocoap.GET, f"{uri}/mitigate/cuid={cuid}")).code == aiocoap.CONTENT
     finally:
         await client.shutdown()
 

@@ -106,7 +106,7 @@ class DotsResource(aiocoap.resource.ObservableResource, aiocoap.resource.PathCap
             response = self._answer(request)
         except Exception:  # a bug: the client gets a 5.00 as aiocoap would answer, the server keeps running
             log.exception("rendering %s %s failed", request.code, "/".join(options.uri_path))
-            response = aiocoap.Message(code=Code.INTERNAL_SERVER_ERROR, payload=b"internal error", content_format=0)
+            response = _internal_error()
         if len(response.payload) > request.remote.maximum_payload_size:
             task = asyncio.get_running_loop().create_task(self._answer_in_blocks(pipe, response))
             self._block_tasks.add(task)  # the loop keeps only a weak reference to a task
@@ -116,7 +116,12 @@ class DotsResource(aiocoap.resource.ObservableResource, aiocoap.resource.PathCap
         return True
 
     async def _answer_in_blocks(self, pipe: Any, response: aiocoap.Message) -> None:
-        pipe.add_response(await self._block2.extract_or_insert(pipe.request, lambda: _ready(response)), is_last=True)
+        try:
+            first_block = await self._block2.extract_or_insert(pipe.request, lambda: _ready(response))
+        except Exception:  # as answer_now: never leave the client without an answer, never lose the server
+            log.exception("splitting the answer to %s into blocks failed", pipe.request.code)
+            first_block = _internal_error()
+        pipe.add_response(first_block, is_last=True)
 
     async def render_to_pipe(self, pipe: Any) -> None:
         """aiocoap's path (used when answer_now declined, or by a plain aiocoap Context)."""
@@ -222,6 +227,11 @@ class DotsResource(aiocoap.resource.ObservableResource, aiocoap.resource.PathCap
                 if current.code == "2.05":
                     response = current
             observation.handle.trigger(_non(to_message(response)))
+
+
+def _internal_error() -> aiocoap.Message:
+    """What a client gets when rendering its request hit a bug: 5.00 with a plain-text diagnostic."""
+    return aiocoap.Message(code=Code.INTERNAL_SERVER_ERROR, payload=b"internal error", content_format=TEXT_PLAIN)
 
 
 async def _ready(message: aiocoap.Message) -> aiocoap.Message:
