@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import tomllib
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -54,7 +55,20 @@ class ClientAuthorization:
     uris: tuple[str, ...] = ()
 
     def covers_prefix(self, prefix: IPNetwork) -> bool:
-        return any(prefix.version == own.version and prefix.subnet_of(own) for own in self.prefixes)
+        return self.covers_range(prefix.version, int(prefix.network_address), int(prefix.broadcast_address))
+
+    def covers_range(self, version: int, first: int, last: int) -> bool:
+        """True when the addresses FIRST..LAST of IP VERSION all lie inside one of the client's prefixes."""
+        return any(
+            version == own_version and own_first <= first and last <= own_last
+            for own_version, own_first, own_last in self._own_ranges
+        )
+
+    @cached_property
+    def _own_ranges(self) -> tuple[tuple[int, int, int], ...]:
+        # Integer bounds, computed once: every mitigation request is checked against them (ipaddress's
+        # subnet_of() cost ~5 % of the server's CPU per request).
+        return tuple((own.version, int(own.network_address), int(own.broadcast_address)) for own in self.prefixes)
 
     def covers_fqdn(self, fqdn: str) -> bool:
         fqdn = fqdn.rstrip(".").lower()

@@ -54,8 +54,8 @@ def resolve_aliases(client: ClientAuthorization, targets: Targets, directory: Al
 
 def check_authorized(client: ClientAuthorization, targets: Targets) -> None:
     """Refuse (4.00, with the offending target named) anything outside the client's domain."""
-    for prefix in targets.prefixes:
-        if not client.covers_prefix(prefix):
+    for prefix, (version, first, last) in zip(targets.prefixes, targets.prefix_ranges, strict=True):
+        if not client.covers_range(version, first, last):
             raise reject("4.00", f"target-prefix {prefix} is outside the prefixes this DOTS client may protect")
     for fqdn in targets.fqdns:
         if not client.covers_fqdn(fqdn):
