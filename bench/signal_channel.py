@@ -1,16 +1,16 @@
 """Signal-channel server benchmark: mitigation PUT latency and throughput, with libcoap's server as the reference.
 
-    .venv/bin/python bench/signal_channel.py [--requests 1000] [--seconds 3] [--clients 1,10,100]
+    .venv/bin/python bench/signal_channel.py [--requests 1000] [--seconds 3] [--rounds 3] [--clients 1,10,100]
 
-Three servers, each in its own process, measured one right after the other for every row: the OpenDOTS
-server (real SQLite store in a fresh temporary file, logging mitigator); the floor under it (aiocoap with our
+Three servers, each in its own process, taking turns for every row: each measurement is cut into --rounds slices,
+the order reversed every other round, and summed; the spread printed is the ratio of each round. The servers:
+OpenDOTS (real SQLite store in a fresh temporary file, logging mitigator); the floor under it (aiocoap with our
 DTLS/TLS transports answering 4.04 at once: what the DOTS layer adds is ours/floor); libcoap's coap-server-openssl,
-the reference. This process is the load generator for all three, so they pay the same client-side cost.
-Every load-generating client has its own certificate (so its own CUID, listed in server.toml) and PUTs its
-own mids and target prefixes: nothing conflicts. The floor and libcoap receive the very same messages (same
-CBOR bytes, same Uri-Path). The floor answers 4.04: it measures the cost of the transport and CoAP layers.
-libcoap runs with dynamic resources (-d): like our server it stores each PUT (2.01 the first time, 2.04 after),
-in memory.
+the reference. This process is the load generator for all three, so they pay the same client-side cost. Every
+load-generating client has its own certificate (so its own CUID, listed in server.toml) and PUTs its own mids and
+target prefixes: nothing conflicts. The floor and libcoap receive the very same messages (same CBOR bytes, same
+Uri-Path). The floor answers 4.04: it measures the cost of the transport and CoAP layers. libcoap runs with dynamic
+resources (-d): like our server it stores each PUT (2.01 the first time, 2.04 after), in memory.
 On a machine with two or more CPUs every server is pinned to the last CPU and the load generator to the others
 (--no-pin to leave placement to the scheduler): with two CPUs, a server that migrates between cores or shares one
 with the load generator moves its figures by tens of percent from run to run.
@@ -34,6 +34,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections import Counter
 from typing import Any
 
 import aiocoap
@@ -222,7 +223,8 @@ class BenchClient:
         return True
 
 
-async def latency(client: BenchClient, scheme: str, port: int, count: int) -> tuple[float, float, str]:
+async def latency(client: BenchClient, scheme: str, port: int, count: int) -> tuple[list[float], Counter[str]]:
+    """COUNT sequential PUTs after a short warm-up: (round trips in seconds, response codes)."""
     codes: collections.Counter[str] = collections.Counter()
     for _ in range(20):  # warm-up: session set-up, first-use caches
         await client.put(scheme, port, collections.Counter())
@@ -231,14 +233,14 @@ async def latency(client: BenchClient, scheme: str, port: int, count: int) -> tu
         started = time.perf_counter()
         if await client.put(scheme, port, codes):
             samples.append(time.perf_counter() - started)
-    p50, p99 = percentiles(samples) if samples else (float("nan"), float("nan"))
-    return p50, p99, _codes(codes)
+    return samples, codes
 
 
 async def throughput(
     clients: list[BenchClient], scheme: str, port: int, seconds: float, server_pid: int
-) -> tuple[float, float, str]:
-    """Every client PUTs back to back for SECONDS. Returns (requests/s, server CPU seconds per request, codes)."""
+) -> tuple[int, float, float, Counter[str]]:
+    """Every client PUTs back to back for SECONDS. Returns (requests answered, elapsed seconds, server CPU
+    seconds, response codes)."""
     codes: collections.Counter[str] = collections.Counter()
     await asyncio.gather(*(c.put(scheme, port, collections.Counter()) for c in clients))  # sessions up
     done = 0
@@ -253,8 +255,13 @@ async def throughput(
     cpu_before = cpu_seconds(server_pid)
     started = time.perf_counter()
     await asyncio.gather(*(loop(c) for c in clients))
-    elapsed = time.perf_counter() - started
-    return done / elapsed, (cpu_seconds(server_pid) - cpu_before) / max(done, 1), _codes(codes)
+    return done, time.perf_counter() - started, cpu_seconds(server_pid) - cpu_before, codes
+
+
+def rounds_order(servers: dict[str, Any], round_index: int) -> list[tuple[str, Any]]:
+    """Servers in turn, the order reversed every other round: none is always measured first or last."""
+    order = list(servers.items())
+    return order if round_index % 2 == 0 else order[::-1]
 
 
 def _codes(codes: collections.Counter[str]) -> str:
@@ -291,14 +298,37 @@ async def main(args: argparse.Namespace) -> None:
         await asyncio.gather(*(c.open() for c in clients))
         # Row by row, the servers one right after the other: the machine is shared, and a ratio is only
         # meaningful between figures taken under the same conditions.
+        # Each measurement is cut into ROUNDS slices taken in turn (A B C, C B A, A B C ...) and summed: a
+        # neighbour's burst or a frequency change then weighs on every server alike instead of on one.
         for scheme, label in (("coaps", "dtls"), ("coaps+tcp", "tls")):
-            for name, (_, port) in servers.items():
-                results[name][f"{label} latency"] = await latency(clients[0], scheme, port, args.requests)
+            pooled: dict[str, tuple[list[float], Counter[str]]] = {n: ([], collections.Counter()) for n in servers}
+            for round_index in range(args.rounds):
+                for name, (_, port) in rounds_order(servers, round_index):
+                    samples, codes = await latency(clients[0], scheme, port, args.requests // args.rounds)
+                    pooled[name][0].extend(samples)
+                    pooled[name][1].update(codes)
+            for name, (samples, codes) in pooled.items():
+                p50, p99 = percentiles(samples) if samples else (float("nan"), float("nan"))
+                results[name][f"{label} latency"] = (p50, p99, _codes(codes))
             for count in args.clients:
-                for name, (process, port) in servers.items():
-                    results[name][f"{label} {count}"] = await throughput(
-                        clients[1 : 1 + count], scheme, port, args.seconds, process.pid
-                    )
+                totals = {name: [0, 0.0, 0.0, collections.Counter()] for name in servers}
+                ratios = []
+                for round_index in range(args.rounds):
+                    rates = {}
+                    for name, (process, port) in rounds_order(servers, round_index):
+                        done, elapsed, cpu, codes = await throughput(
+                            clients[1 : 1 + count], scheme, port, args.seconds / args.rounds, process.pid
+                        )
+                        total = totals[name]
+                        total[0] += done
+                        total[1] += elapsed
+                        total[2] += cpu
+                        total[3].update(codes)
+                        rates[name] = done / elapsed
+                    if "libcoap" in rates:
+                        ratios.append(rates["OpenDOTS"] / rates["libcoap"])
+                for name, (done, elapsed, cpu, codes) in totals.items():
+                    results[name][f"{label} {count}"] = (done / elapsed, cpu / max(done, 1), _codes(codes), ratios)
         for name, (process, _) in servers.items():
             results[name]["rss"] = (rss_kib(process.pid),)
         await asyncio.gather(*(c.close() for c in clients))
@@ -327,10 +357,11 @@ def report(results: dict[str, dict[str, tuple]], args: argparse.Namespace, load:
         for count in args.clients:
             rate = ours[f"{label} {count}"][0]
             for name, result in results.items():
-                other, cpu, codes = result[f"{label} {count}"]
+                other, cpu, codes, ratios = result[f"{label} {count}"]
                 note = f"server CPU {cpu * 1e6:.0f} us/request; {codes}"
                 if name == "libcoap":
-                    note = f"ratio ours/libcoap {rate / other:.2f} (target >= 0.5); {note}"
+                    spread = f"rounds {min(ratios):.2f}-{max(ratios):.2f}, " if len(ratios) > 1 else ""
+                    note = f"ratio ours/libcoap {rate / other:.2f} ({spread}target >= 0.5); {note}"
                 elif name == "floor":
                     note = f"ratio ours/floor {rate / other:.2f}; {note}"
                 rows.append((f"{SERVERS[name]}: PUT/s over {label.upper()}, {count} clients", f"{other:.0f} /s", note))
@@ -349,7 +380,10 @@ def report(results: dict[str, dict[str, tuple]], args: argparse.Namespace, load:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=1000, help="sequential PUTs per latency run")
-    parser.add_argument("--seconds", type=float, default=3.0, help="duration of each throughput run")
+    parser.add_argument("--seconds", type=float, default=3.0, help="load time per server and throughput row")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="slices each measurement is cut into, servers taking turns"
+    )
     parser.add_argument("--clients", default="1,10,100", help="concurrent clients of the throughput runs")
     parser.add_argument("--profile", type=Path, help="write a cProfile of the OpenDOTS server to this file")
     parser.add_argument(
