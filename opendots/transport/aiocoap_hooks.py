@@ -19,10 +19,13 @@ import aiocoap
 from aiocoap import interfaces
 from aiocoap.messagemanager import MessageManager
 from aiocoap.numbers.codes import EMPTY, PING, PONG, RELEASE
+from aiocoap.numbers.types import CON
+from aiocoap.tokenmanager import TokenManager
 from aiocoap.transports.rfc8323common import RFC8323Remote
 from aiocoap.transports.tcp import TcpConnection
 from aiocoap.transports.tls import TLSClient, TLSServer
 
+from opendots.transport.dedup import RecentMessages
 from opendots.transport.events import SessionEvent, SessionListener, notify
 from opendots.transport.identity import PeerIdentity
 
@@ -32,10 +35,60 @@ async def append_message_interface(
 ) -> None:
     """Stack TokenManager + MessageManager (CoAP over UDP semantics: CON/ACK, MIDs, dedup) on our DTLS interface.
 
-    Private: `Context._append_tokenmanaged_messagemanaged_transport` is how aiocoap builds its own UDP/DTLS stacks;
-    there is no public way to add a message interface.
+    Private: the same wiring as `Context._append_tokenmanaged_messagemanaged_transport`, aiocoap's way of building
+    its own UDP/DTLS stacks (there is no public way to add a message interface), with our MessageManager below.
     """
-    await context._append_tokenmanaged_messagemanaged_transport(factory)
+    token_manager = TokenManager(context)
+    message_manager = TimerlessDedupMessageManager(token_manager)
+    message_manager.message_interface = await factory(message_manager)
+    token_manager.token_interface = message_manager
+    context.request_interfaces.append(token_manager)
+
+
+class TimerlessDedupMessageManager(MessageManager):
+    """aiocoap's MessageManager, remembering received messages in a RecentMessages (opendots.transport.dedup)
+    instead of with one 247 s timer each: ~290 bytes per message instead of ~1 KB, ~1 µs instead of ~6.
+
+    Private: overrides `MessageManager._deduplicate_message` and `_store_response_for_duplicates` (the only users
+    of `_recent_messages`), which `dispatch_message` and `_send_initially` call for every message."""
+
+    def __init__(self, token_manager: Any) -> None:
+        super().__init__(token_manager)
+        self.recent = RecentMessages()
+        self._expiry_timer: asyncio.TimerHandle | None = None
+
+    def _deduplicate_message(self, message: aiocoap.Message) -> bool:
+        key = (message.remote, message.mid)
+        recent = self.recent
+        if key in recent:  # the same decisions and log lines as aiocoap's own method
+            if message.mtype is CON:
+                response = recent.responses[key]
+                if response is not None:
+                    self.log.info("Duplicate CON received, sending old response again")
+                    self._send_initially(response)
+                else:
+                    self.log.info("Duplicate CON received, no response to send yet")
+            else:
+                self.log.info("Duplicate NON, ACK or RST received")
+            return True
+        recent.remember(key, self.loop.time(), message.transport_tuning.EXCHANGE_LIFETIME)
+        if self._expiry_timer is None:
+            self._expire()
+        return False
+
+    def _store_response_for_duplicates(self, message: aiocoap.Message) -> None:
+        self.recent.answered((message.remote, message.mid), message)
+
+    def _expire(self) -> None:
+        """Forget what has outlived its lifetime, then sleep until the next entry does (one timer in all)."""
+        following = self.recent.expire(self.loop.time())
+        self._expiry_timer = None if following is None else self.loop.call_at(following, self._expire)
+
+    async def shutdown(self) -> None:
+        if self._expiry_timer is not None:
+            self._expiry_timer.cancel()
+            self._expiry_timer = None
+        await super().shutdown()
 
 
 class PromptAnswerContext(aiocoap.Context):

@@ -42,12 +42,50 @@ def test_aiocoap_is_the_pinned_version():
 
 
 def test_context_can_append_a_message_managed_transport():
+    """append_message_interface repeats aiocoap's own wiring of a UDP/DTLS stack, with our MessageManager."""
     method = getattr(aiocoap.Context, "_append_tokenmanaged_messagemanaged_transport", None)
     assert method is not None, _explain(
         "Context._append_tokenmanaged_messagemanaged_transport", "append_message_interface"
     )
-    assert list(inspect.signature(method).parameters) == ["self", "message_interface_constructor"], _explain(
-        "Context._append_tokenmanaged_messagemanaged_transport(constructor)", "append_message_interface"
+    source = inspect.getsource(method)
+    for line in (
+        "tman = TokenManager(self)",
+        "mman = MessageManager(tman)",
+        "transport = await message_interface_constructor(mman)",
+        "mman.message_interface = transport",
+        "tman.token_interface = mman",
+        "self.request_interfaces.append(tman)",
+    ):
+        assert line in source, _explain(
+            f"Context._append_tokenmanaged_messagemanaged_transport ({line})", "append_message_interface"
+        )
+    assert list(inspect.signature(TokenManager.__init__).parameters) == ["self", "context"], _explain(
+        "TokenManager(context)", "append_message_interface"
+    )
+
+
+def test_duplicate_detection_goes_through_the_two_overridden_methods():
+    """TimerlessDedupMessageManager replaces the only two users of `_recent_messages`; every request passes the
+    first, every message sent the second."""
+    for name in ("_deduplicate_message", "_store_response_for_duplicates"):
+        assert list(inspect.signature(getattr(MessageManager, name)).parameters) == ["self", "message"], _explain(
+            f"MessageManager.{name}(message)", "TimerlessDedupMessageManager"
+        )
+    assert "self._deduplicate_message(message)" in inspect.getsource(MessageManager.dispatch_message), _explain(
+        "MessageManager.dispatch_message calling _deduplicate_message", "TimerlessDedupMessageManager"
+    )
+    assert "self._store_response_for_duplicates(message)" in inspect.getsource(MessageManager._send_initially), (
+        _explain(
+            "MessageManager._send_initially calling _store_response_for_duplicates", "TimerlessDedupMessageManager"
+        )
+    )
+    users = [
+        name
+        for name, member in inspect.getmembers(MessageManager, inspect.isfunction)
+        if "_recent_messages" in inspect.getsource(member)
+    ]
+    assert sorted(users) == ["__init__", "_deduplicate_message", "_store_response_for_duplicates"], _explain(
+        f"the users of MessageManager._recent_messages ({users})", "TimerlessDedupMessageManager"
     )
 
 

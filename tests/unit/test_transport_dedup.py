@@ -1,0 +1,175 @@
+"""Duplicate detection without a timer per message (opendots.transport.dedup, TimerlessDedupMessageManager).
+
+The model check drives RecentMessages against a brute-force reference; the socket tests send the very same CoAP
+message twice, each time in a fresh DTLS record, to a real server and check it is acted on once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from pathlib import Path
+
+import aiocoap
+import aiocoap.numbers.constants
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from opendots.transport import aiocoap_hooks as hooks
+from opendots.transport import start_server
+from opendots.transport.dedup import RecentMessages
+from opendots.transport.dtls import DtlsConnection, client_context
+from tests.conftest import free_port
+from tests.unit.test_dtls_transport import files, server, server_site  # noqa: F401  (server: the DTLS fixture)
+
+# ------------------------------------------------------------------------------------------------ sans-I/O
+
+
+def test_a_message_is_remembered_for_its_lifetime_then_forgotten() -> None:
+    recent = RecentMessages()
+    recent.remember("a", now=10.0, lifetime=5.0)
+    recent.remember("b", now=12.0, lifetime=5.0)
+    recent.answered("a", "response to a")
+    assert recent.expire(14.9) == 15.0 and "a" in recent and recent.responses["a"] == "response to a"
+    assert recent.expire(15.0) == 17.0 and "a" not in recent and "b" in recent
+    recent.answered("a", "too late")  # forgotten: an answer does not bring it back
+    assert "a" not in recent
+    assert recent.expire(100.0) is None and len(recent) == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["remember", "answer", "expire"]), st.integers(0, 5), st.floats(0, 3)),
+        max_size=60,
+    )
+)
+def test_recent_messages_agree_with_a_brute_force_model(steps: list[tuple[str, int, float]]) -> None:
+    """Any sequence of receptions, answers and expiries (time only moves forward, as the loop's clock does)."""
+    recent, model = RecentMessages(), {}  # model: key -> [deadline, response]
+    lifetime, now = 4.0, 0.0
+    for action, key, step in steps:
+        now += step
+        if action == "remember":
+            recent.expire(now)
+            model = {k: v for k, v in model.items() if v[0] > now}
+            if key not in model:  # the manager only remembers what is not a duplicate
+                assert key not in recent
+                recent.remember(key, now, lifetime)
+                model[key] = [now + lifetime, None]
+            else:
+                assert key in recent
+        elif action == "answer":
+            recent.answered(key, f"response {now}")
+            if key in model:
+                model[key][1] = f"response {now}"
+        else:
+            following = recent.expire(now)
+            model = {k: v for k, v in model.items() if v[0] > now}
+            assert following == (min(v[0] for v in model.values()) if model else None)
+        assert {k: v[1] for k, v in model.items()} == recent.responses
+
+
+# ------------------------------------------------------------------------------------------------ real DTLS
+
+
+class _HandMadeSession:
+    """A DTLS session by hand on a real UDP socket, so the same CoAP message (same MID) can be sent twice."""
+
+    def __init__(self, pki_dir: Path, port: int) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.settimeout(0.3)
+        self.port = port
+        self.connection = DtlsConnection.connect(
+            client_context(files(pki_dir, "client"), "localhost"), now=time.monotonic()
+        )
+
+    def exchange(self, message: aiocoap.Message, wait: float = 3.0) -> aiocoap.Message | None:
+        """Send MESSAGE (its own DTLS record each time); return the first CoAP message back, None if none came."""
+        self.connection.send(message.encode())
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            for datagram in self.connection.datagrams_to_send():
+                self.sock.sendto(datagram, ("127.0.0.1", self.port))
+            try:
+                data = self.sock.recv(4096)
+            except TimeoutError:
+                self.connection.handle_timer(time.monotonic())
+                continue
+            for event in self.connection.receive_datagram(data, time.monotonic()):
+                if hasattr(event, "data"):
+                    return aiocoap.Message.decode(event.data)
+        return None
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _get(mtype: aiocoap.numbers.types.Type, mid: int, token: bytes) -> aiocoap.Message:
+    message = aiocoap.Message(code=aiocoap.GET, uri_path=["whoami"])
+    message.mtype, message.mid, message.token = mtype, mid, token
+    return message
+
+
+def _manager(server) -> hooks.TimerlessDedupMessageManager:  # noqa: F811
+    managers = [
+        interface.token_interface
+        for interface in server.context.request_interfaces
+        if isinstance(getattr(interface, "token_interface", None), hooks.TimerlessDedupMessageManager)
+    ]
+    assert len(managers) == 1, "the DTLS stack must run on TimerlessDedupMessageManager"
+    return managers[0]
+
+
+async def test_a_repeated_con_gets_the_stored_response_and_a_repeated_non_is_ignored(pki_dir, server):  # noqa: F811
+    session = _HandMadeSession(pki_dir, server.port)
+    try:
+        first = await asyncio.to_thread(session.exchange, _get(aiocoap.CON, 7, b"\x07"))
+        assert first is not None and first.mtype == aiocoap.ACK and first.payload == b"client"
+        again = await asyncio.to_thread(session.exchange, _get(aiocoap.CON, 7, b"\x07"))
+        assert again is not None and (again.mid, again.token, again.payload) == (7, b"\x07", b"client")
+        assert len(server.whoami.remotes) == 1, "the duplicate CON was rendered again"
+
+        assert await asyncio.to_thread(session.exchange, _get(aiocoap.NON, 8, b"\x08")) is not None
+        assert await asyncio.to_thread(session.exchange, _get(aiocoap.NON, 8, b"\x08"), 1.0) is None
+        assert len(server.whoami.remotes) == 2, "the duplicate NON was rendered again"
+
+        manager = _manager(server)
+        assert len(manager.recent) == 2 and manager._recent_messages == {}
+        assert manager._expiry_timer is not None  # one timer, for the oldest entry, whatever the traffic
+    finally:
+        session.close()
+
+
+async def test_entries_expire_on_one_timer_and_the_message_is_then_new(pki_dir, server, monkeypatch):  # noqa: F811
+    monkeypatch.setattr(aiocoap.numbers.constants.TransportTuning, "EXCHANGE_LIFETIME", property(lambda self: 0.3))
+    session = _HandMadeSession(pki_dir, server.port)
+    try:
+        assert await asyncio.to_thread(session.exchange, _get(aiocoap.CON, 9, b"\x09")) is not None
+        manager = _manager(server)
+        assert len(manager.recent) == 1
+        await asyncio.sleep(0.6)
+        assert len(manager.recent) == 0 and manager._expiry_timer is None  # idle: nothing kept, nothing armed
+        assert await asyncio.to_thread(session.exchange, _get(aiocoap.CON, 9, b"\x09")) is not None
+        assert len(server.whoami.remotes) == 2, "after its lifetime the same MID is a new message"
+    finally:
+        session.close()
+
+
+async def test_shutdown_cancels_the_expiry_timer(pki_dir):
+    site, whoami, _ = server_site()
+    port = free_port()
+    own = await start_server(site, credentials=files(pki_dir, "server"), bind=[("127.0.0.1", port)], tls=False)
+    own.whoami = whoami
+    session = _HandMadeSession(pki_dir, port)
+    try:
+        for mid in range(3):
+            assert await asyncio.to_thread(session.exchange, _get(aiocoap.CON, 100 + mid, b"\x01")) is not None
+        manager = _manager(own)
+        timer = manager._expiry_timer
+        assert timer is not None and len(manager.recent) == 3
+        await own.shutdown()
+        assert timer.cancelled() and manager._expiry_timer is None
+    finally:
+        session.close()
