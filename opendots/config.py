@@ -66,8 +66,8 @@ class ClientAuthorization:
 
     @cached_property
     def _own_ranges(self) -> tuple[tuple[int, int, int], ...]:
-        # Integer bounds, computed once: every mitigation request is checked against them (ipaddress's
-        # subnet_of() cost ~5 % of the server's CPU per request).
+        # Integer bounds, computed once: every mitigation request is checked against them, and comparing
+        # integers is cheaper than ipaddress's subnet_of() for each prefix.
         return tuple((own.version, int(own.network_address), int(own.broadcast_address)) for own in self.prefixes)
 
     def covers_fqdn(self, fqdn: str) -> bool:

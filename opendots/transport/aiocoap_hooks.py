@@ -47,7 +47,8 @@ async def append_message_interface(
 
 class TimerlessDedupMessageManager(MessageManager):
     """aiocoap's MessageManager, remembering received messages in a RecentMessages (opendots.transport.dedup)
-    instead of with one 247 s timer each: ~290 bytes per message instead of ~1 KB, ~1 µs instead of ~6.
+    instead of with one 247 s timer each: ~220 bytes kept per message instead of ~930, ~2 µs instead of ~6
+    (bench/dedup.py).
 
     Private: overrides `MessageManager._deduplicate_message` and `_store_response_for_duplicates` (the only users
     of `_recent_messages`), which `dispatch_message` and `_send_initially` call for every message."""
