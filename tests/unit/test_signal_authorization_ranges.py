@@ -62,3 +62,10 @@ def test_same_parameters_ignores_order_and_sees_every_difference() -> None:
     assert not _request((a,), (), (6,)).same_parameters(_request((a,), (), (17,)))
     flipped = MitigationRequest(targets=Targets(prefixes=(a,)), lifetime=3600, trigger_mitigation=False)
     assert not _request((a,)).same_parameters(flipped)
+
+
+@settings(max_examples=300, deadline=None)
+@given(prefixes=st.lists(PREFIX, max_size=4))
+def test_prefix_ranges_are_each_prefix_first_and_last_address(prefixes: list) -> None:
+    expected = tuple((p.version, int(p.network_address), int(p.broadcast_address)) for p in prefixes)
+    assert Targets(prefixes=tuple(prefixes)).prefix_ranges == expected
