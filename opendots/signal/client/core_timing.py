@@ -10,20 +10,15 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from opendots.signal.client.core_scope import MODULE
-from opendots.signal.core import defaults
+from opendots.signal.core.sessionconfig import DECIMAL_PARAMETERS, INTEGER_PARAMETERS, ParameterSet
 
 INFINITE_MAX_AGE = 0xFFFFFFFF  # RFC 9132 §4.5.3 / §4.6: Max-Age 2^32-1 means "forever"
 DEFAULT_CONFIG_REFRESH = 60.0  # RFC 7252 §5.10.5 default Max-Age, used when the server sends none
 NO_RTT_MIN_INTERVAL = 3.0  # RFC 9132 §4.4: without an RTT estimate, at most one NON request every 3 s
 
-# (YANG container name, attribute, is decimal64)
-_PARAMETERS = (
-    ("heartbeat-interval", "heartbeat_interval", False),
-    ("missing-hb-allowed", "missing_hb_allowed", False),
-    ("probing-rate", "probing_rate", False),
-    ("max-retransmit", "max_retransmit", False),
-    ("ack-timeout", "ack_timeout", True),
-    ("ack-random-factor", "ack_random_factor", True),
+# (YANG container name, attribute, is decimal64), in the server's order
+_PARAMETERS = tuple(
+    (name, name.replace("-", "_"), name in DECIMAL_PARAMETERS) for name in INTEGER_PARAMETERS + DECIMAL_PARAMETERS
 )
 
 
@@ -32,15 +27,9 @@ class ConfigValueError(ValueError):
 
 
 @dataclass(frozen=True)
-class SessionParameters:
-    """One configuration set (idle-config or mitigating-config); defaults from RFC 9132 Appendix C."""
-
-    heartbeat_interval: int = defaults.HEARTBEAT_INTERVAL
-    missing_hb_allowed: int = defaults.MISSING_HB_ALLOWED
-    probing_rate: int = defaults.PROBING_RATE
-    max_retransmit: int = defaults.MAX_RETRANSMIT
-    ack_timeout: Decimal = defaults.ACK_TIMEOUT
-    ack_random_factor: Decimal = defaults.ACK_RANDOM_FACTOR
+class SessionParameters(ParameterSet):
+    """One configuration set (idle-config or mitigating-config) as the client holds it: the server core's
+    ParameterSet (same values, RFC 9132 Appendix C defaults), read from and written as YANG containers."""
 
     @classmethod
     def from_yang(cls, container: dict[str, Any], base: SessionParameters | None = None) -> SessionParameters:
