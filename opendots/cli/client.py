@@ -15,6 +15,8 @@ from typing import Any
 
 import click
 
+from opendots import eventloop
+from opendots.cli.server import event_loop_option
 from opendots.config import ClientConfig, ConfigError
 
 MODULE = "ietf-dots-signal-channel"
@@ -87,14 +89,18 @@ def client() -> None:
 
 @client.command("run")
 @_config_option
-def run_command(config_path: Path) -> None:
+@event_loop_option
+def run_command(config_path: Path, event_loop: eventloop.EventLoopChoice) -> None:
     """Run the agent: keep the session up and serve the local control socket."""
     from opendots.signal.client.agent import ClientAgent
 
     config, settings = _load(config_path)
     agent = ClientAgent(config, settings)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(agent.run_forever())
+        try:
+            eventloop.run(agent.run_forever(), event_loop)
+        except eventloop.EventLoopUnavailable as problem:
+            raise click.ClickException(str(problem)) from None
 
 
 @client.command("mitigate")

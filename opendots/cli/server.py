@@ -18,6 +18,16 @@ from opendots.config import ConfigError, ServerConfig
 log = logging.getLogger(__name__)
 
 
+event_loop_option = click.option(
+    "--event-loop",
+    type=click.Choice(eventloop.CHOICES),
+    default="auto",
+    show_default=True,
+    help="asyncio event loop: uvloop when installed (auto), or the standard one.",
+)
+"""Shared by `opendots server` and `opendots client run`."""
+
+
 @click.command()
 @click.option(
     "-c", "--config", type=click.Path(dir_okay=False, path_type=Path), default="server.toml", show_default=True
@@ -30,13 +40,7 @@ log = logging.getLogger(__name__)
 @click.option("--listen", multiple=True, help="Address to listen on (repeatable; overrides listen).")
 @click.option("--no-data", is_flag=True, help="Do not serve the data channel (RESTCONF over HTTPS).")
 @click.option("--metrics", help="host:port of the Prometheus endpoint, GET /metrics (overrides metrics).")
-@click.option(
-    "--event-loop",
-    type=click.Choice(eventloop.CHOICES),
-    default="auto",
-    show_default=True,
-    help="asyncio event loop: uvloop when installed (auto), or the standard one.",
-)
+@event_loop_option
 def server(
     config: Path,
     no_dtls: bool,

@@ -300,10 +300,12 @@ def test_server_and_client_processes_and_cli(pki_dir: Path, tmp_path: Path) -> N
             assert time.monotonic() < deadline, "the agent never reached the server"
             try:
                 with ControlClient(client_config.control_socket, timeout=5) as control_client:
-                    connected = control_client.session()["connected"]
+                    session = control_client.session()
+                    connected = session["connected"]
             except (ConnectionError, OSError):
                 pass
             time.sleep(0.1)
+        assert session["event-loop"] == "uvloop"  # the agent's default, as the server's
         runner = CliRunner()
         common = ["--config", str(directory / "client.toml")]
         created = runner.invoke(

@@ -21,6 +21,7 @@ import aiocoap.error
 import aiocoap.resource
 
 from opendots.config import ClientConfig
+from opendots.eventloop import running_loop_name
 from opendots.model import ModelError, decode_signal
 from opendots.pki.cuid import cuid_from_certificate
 from opendots.signal.client import coap
@@ -499,4 +500,5 @@ class ClientAgent:
             "peer-hb-status": self.core.peer_hb_status(now),
             "parameters": {k: str(v) for k, v in vars(self.core.parameters).items()},
             "config": self.core.config_body,
+            "event-loop": running_loop_name(),
         }
