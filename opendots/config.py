@@ -53,6 +53,10 @@ class ClientAuthorization:
     prefixes: tuple[IPNetwork, ...] = ()
     fqdns: tuple[str, ...] = ()
     uris: tuple[str, ...] = ()
+    gateway: bool = False
+    """A server-domain DOTS gateway, for both channels: the 'cdid' it relays is honoured on the signal channel
+    (RFC 9132 §4.4.1) and it may register and act for the clients of its domain on the data channel (RFC 8783
+    §3.3). `[signal] gateways` and `[data] gateways` still add names per channel."""
 
     def covers_prefix(self, prefix: IPNetwork) -> bool:
         return self.covers_range(prefix.version, int(prefix.network_address), int(prefix.broadcast_address))
@@ -130,6 +134,7 @@ class ServerConfig:
                         prefixes=tuple(ipaddress.ip_network(p) for p in entry.get("prefixes", [])),
                         fqdns=tuple(entry.get("fqdns", [])),
                         uris=tuple(entry.get("uris", [])),
+                        gateway=_flag(entry, "gateway"),
                     )
                 )
             except (KeyError, ValueError) as error:
@@ -172,6 +177,7 @@ class ServerConfig:
                     "prefixes": [str(p) for p in c.prefixes],
                     "fqdns": list(c.fqdns),
                     "uris": list(c.uris),
+                    **({"gateway": True} if c.gateway else {}),
                 }
                 for c in self.clients
             ],
@@ -245,3 +251,10 @@ def _relative(path: Path, base: Path) -> str:
         return str(Path(path).resolve().relative_to(base))
     except ValueError:
         return str(path)
+
+
+def _flag(entry: dict[str, Any], key: str) -> bool:
+    value = entry.get(key, False)
+    if not isinstance(value, bool):
+        raise ValueError(f"{key} must be true or false, not {value!r}")
+    return value

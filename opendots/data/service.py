@@ -139,7 +139,7 @@ class DataChannelService:
             raise RestconfError("operation-not-supported", f"method {request.method} is not supported")
         query = parse_query(request.method, request.query)
         path = parse_data_path(request.path)
-        actor = _Actor(peer, request.peer_cuid, request.peer_cuid in self.settings.gateways)
+        actor = _Actor(peer, request.peer_cuid, peer.gateway or request.peer_cuid in self.settings.gateways)
         if request.method == "OPTIONS":
             return RestconfResponse(200, headers={"Allow": ", ".join(METHODS), "Accept-Patch": MEDIA_TYPE})
         body = None

@@ -7,6 +7,9 @@ certificate that presents it (RFC 9132 §4.4.1).
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
+
+import pytest
 
 from opendots.data.service import DataChannelSettings
 from tests.unit import test_data_harness as support
@@ -49,8 +52,13 @@ async def test_figure_11_without_cuid_is_missing_attribute(harness):
     assert reply.body["ietf-restconf:errors"]["error"][0]["error-tag"] == "missing-attribute"
 
 
-async def test_figures_12_13_gateway_registers_with_cdid(pki_dir, server_config, tmp_path):
-    settings = DataChannelSettings(gateways=frozenset({cuid_of(pki_dir, "other")}))
+@pytest.mark.parametrize("declared", ["[data] gateways", "[[clients]] gateway = true"])
+async def test_figures_12_13_gateway_registers_with_cdid(pki_dir, server_config, tmp_path, declared):
+    if declared == "[data] gateways":
+        settings = DataChannelSettings(gateways=frozenset({cuid_of(pki_dir, "other")}))
+    else:
+        settings = DataChannelSettings()
+        server_config.clients = [replace(c, gateway=c.name == "other") for c in server_config.clients]
     harness, close = await make_harness(pki_dir, server_config, tmp_path, settings)
     try:
         figure = load_figure(13)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import binascii
 import csv
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -17,11 +18,13 @@ from opendots.signal.core import (
     MitigationChanged,
     ParameterSet,
     Redirection,
+    ServerSettings,
     SessionConfig,
     Status,
 )
 from opendots.signal.core.defaults import PROBING_RATE
 from tests.unit.test_signal_fixtures import (
+    ALPHA,
     ALPHA_CUID,
     BRAVO,
     CONFIG,
@@ -42,8 +45,12 @@ def harness(tmp_path: Path) -> Harness:
 KEY_TABLE = Path(__file__).resolve().parents[2] / "opendots" / "model" / "cbor-keys.tsv"
 
 
-def test_figure7_request_through_a_gateway_is_created_and_answered_as_figure10(tmp_path: Path):
-    harness = make_harness(tmp_path, trusted_gateways=frozenset({"alpha"}))
+@pytest.mark.parametrize("declared", ["[signal] gateways", "[[clients]] gateway = true"])
+def test_figure7_request_through_a_gateway_is_created_and_answered_as_figure10(tmp_path: Path, declared: str):
+    if declared == "[signal] gateways":
+        harness = make_harness(tmp_path, trusted_gateways=frozenset({"alpha"}))
+    else:
+        harness = Harness(tmp_path / "signal.db", ServerSettings(clients=[replace(ALPHA, gateway=True), BRAVO]))
     response = harness.request(
         "PUT", mitigate_path(ALPHA_CUID, 123, cdid="7eeaf349529eb55ed50113"), body=figure("figure07")
     )

@@ -48,3 +48,20 @@ def test_signal_table_keys_reach_the_settings(server_config):
 def test_bad_signal_table_values_are_refused(server_config, table, message):
     with pytest.raises(ConfigError, match=message):
         settings_from_table(server_config.clients, table)
+
+
+def test_a_client_declared_a_gateway_round_trips_and_a_bad_flag_is_refused(pki_dir, server_config, tmp_path):
+    """`gateway = true` in [[clients]] declares a server-domain DOTS gateway for both channels at once."""
+    from dataclasses import replace
+
+    from opendots.config import ServerConfig
+
+    server_config.clients = [replace(server_config.clients[0], gateway=True), *server_config.clients[1:]]
+    server_config.save(tmp_path / "server.toml")
+    text = (tmp_path / "server.toml").read_text()
+    assert text.count("gateway = true") == 1
+    loaded = ServerConfig.load(tmp_path / "server.toml")
+    assert [c.gateway for c in loaded.clients] == [True] + [False] * (len(loaded.clients) - 1)
+    (tmp_path / "bad.toml").write_text(text.replace("gateway = true", 'gateway = "yes"'))
+    with pytest.raises(ConfigError, match="gateway must be true or false"):
+        ServerConfig.load(tmp_path / "bad.toml")

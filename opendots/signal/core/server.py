@@ -570,7 +570,7 @@ class SignalServer:
 
     def _trusted_cdid(self, client: ClientAuthorization, path: MitigatePath) -> str | None:
         """§4.4.1: a server MUST ignore a 'cdid' sent directly by a DOTS client; only a configured gateway's counts."""
-        if path.cdid is None or client.name in self.settings.trusted_gateways:
+        if path.cdid is None or client.gateway or client.name in self.settings.trusted_gateways:
             return path.cdid
         log.info("ignoring cdid=%s from %s: not a trusted DOTS gateway", path.cdid, client.name)
         return None
