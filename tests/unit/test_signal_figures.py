@@ -75,6 +75,14 @@ def test_a_cdid_from_a_client_that_is_not_a_trusted_gateway_is_ignored(harness: 
     assert response.code == "2.01" and response.body == figure("figure10")
     (row,) = harness.dump()["signal_mitigations"]
     assert row[:4] == (ALPHA_CUID, 123, "alpha", None)
+    # The operator reloads [[clients]] with alpha declared a gateway: its next request's cdid counts.
+    harness.server.set_clients([replace(ALPHA, gateway=True), BRAVO])
+    body = figure("figure07")
+    body[SCOPE]["scope"][0]["target-prefix"] = ["2001:db8:6401::9/128"]
+    assert (
+        harness.request("PUT", mitigate_path(ALPHA_CUID, 124, cdid="7eeaf349529eb55ed50113"), body=body).code == "2.01"
+    )
+    assert [row[3] for row in harness.dump()["signal_mitigations"]] == [None, "7eeaf349529eb55ed50113"]
 
 
 def _names_by_key() -> dict[int, str]:
