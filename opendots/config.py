@@ -17,6 +17,14 @@ import tomli_w
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
+
+def network_bounds(network: IPNetwork) -> tuple[int, int, int]:
+    """(IP version, first address, last address) as integers: overlap and containment become comparisons. The last
+    address comes from the prefix length; ipaddress's broadcast_address would build an address object (~4 µs)."""
+    first = int(network.network_address)
+    return network.version, first, first | ((1 << (network.max_prefixlen - network.prefixlen)) - 1)
+
+
 DEFAULT_SIGNAL_PORT = 4646  # RFC 9132 §10.1, UDP and TCP
 DEFAULT_CALL_HOME_PORT = 4647  # RFC 9066 §8.1
 DEFAULT_DATA_PORT = 443  # RFC 8783: RESTCONF over HTTPS
@@ -59,7 +67,7 @@ class ClientAuthorization:
     §3.3). `[signal] gateways` and `[data] gateways` still add names per channel."""
 
     def covers_prefix(self, prefix: IPNetwork) -> bool:
-        return self.covers_range(prefix.version, int(prefix.network_address), int(prefix.broadcast_address))
+        return self.covers_range(*network_bounds(prefix))
 
     def covers_range(self, version: int, first: int, last: int) -> bool:
         """True when the addresses FIRST..LAST of IP VERSION all lie inside one of the client's prefixes."""
@@ -72,7 +80,7 @@ class ClientAuthorization:
     def _own_ranges(self) -> tuple[tuple[int, int, int], ...]:
         # Integer bounds, computed once: every mitigation request is checked against them, and comparing
         # integers is cheaper than ipaddress's subnet_of() for each prefix.
-        return tuple((own.version, int(own.network_address), int(own.broadcast_address)) for own in self.prefixes)
+        return tuple(network_bounds(own) for own in self.prefixes)
 
     def covers_fqdn(self, fqdn: str) -> bool:
         fqdn = fqdn.rstrip(".").lower()

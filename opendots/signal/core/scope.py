@@ -16,11 +16,10 @@ from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
 
+from opendots.config import IPNetwork, network_bounds
 from opendots.mitigate.base import PortRange
 from opendots.signal.core.defaults import INDEFINITE_LIFETIME, TRIGGER_MITIGATION, UINT32_MAX
 from opendots.signal.core.messages import MITIGATION_SCOPE, AttackStatus, reject
-
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 TARGET_MEMBERS = ("target-prefix", "target-port-range", "target-protocol", "target-fqdn", "target-uri", "alias-name")
 ACL_LIST = "ietf-dots-signal-control:acl-list"  # RFC 9133 filter control
@@ -60,12 +59,7 @@ class Targets:
     @cached_property
     def prefix_ranges(self) -> tuple[tuple[int, int, int], ...]:
         """(IP version, first address, last address) of each prefix: integer comparisons for overlap scans."""
-        # The last address from the prefix length: ipaddress's broadcast_address builds an address object (~4 µs).
-        return tuple(
-            (p.version, first, first | ((1 << (p.max_prefixlen - p.prefixlen)) - 1))
-            for p in self.prefixes
-            for first in (int(p.network_address),)
-        )
+        return tuple(network_bounds(p) for p in self.prefixes)
 
     def as_sets(self) -> tuple[frozenset[Any], ...]:
         """Order-free form: a refresh may list the same targets in another order."""
