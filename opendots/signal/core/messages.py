@@ -77,10 +77,13 @@ class AttackStatus(_Labelled):
 
 @dataclass(frozen=True)
 class Request:
-    """One DOTS signal-channel request, already decoded from CBOR to YANG-JSON by the shell.
+    """One DOTS signal-channel request.
 
     `path` holds the Uri-Path segments after ".well-known/dots", e.g. ("mitigate", "cuid=abc", "mid=1").
     `peer` is the CUID derived from the authenticated (D)TLS peer certificate, None if the peer is unknown.
+    The body comes either decoded to YANG-JSON (`body`) or as the CBOR bytes received (`payload`), which the core
+    decodes itself: only once the peer is authenticated, and not at all when a PUT repeats, byte for byte, the
+    mitigation request the core already holds for that 'mid' (a refresh, a retransmission).
     """
 
     method: str
@@ -92,6 +95,8 @@ class Request:
     """Observe option value: 0 registers, 1 deregisters, None absent."""
     if_match_empty: bool = False
     """An If-Match option with an empty value is present (efficacy update, §4.4.3)."""
+    payload: bytes | None = None
+    """The application/dots+cbor body as received, not yet decoded (then `body` is None)."""
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,9 @@ class Mitigation:
     """The request's targets with aliases expanded: what overlap checks and the mitigator use."""
     counters: Counters = field(default_factory=Counters)
     conflict: dict[str, Any] | None = None
+    payload: bytes | None = None
+    """The CBOR body `request` was parsed from, when it came over the wire: a PUT repeating it byte for byte needs no
+    decoding (None after a restart, or when the request came decoded)."""
 
     @property
     def key(self) -> tuple[str, int]:
@@ -59,7 +62,8 @@ class Mitigation:
 
     def with_record(self, **changes: Any) -> Mitigation:
         # Called on every refresh: build the copy directly (dataclasses.replace on both is ~3x the cost).
-        return Mitigation(replace(self.record, **changes), self.request, self.targets, self.counters, self.conflict)
+        record = replace(self.record, **changes)
+        return Mitigation(record, self.request, self.targets, self.counters, self.conflict, self.payload)
 
     def remaining_lifetime(self, now: float) -> int:
         if self.record.expires_at is None:

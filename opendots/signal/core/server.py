@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from opendots.config import ClientAuthorization
 from opendots.mitigate.base import Counters
+from opendots.model import ModelError, decode_signal
 from opendots.signal.core import defaults
 from opendots.signal.core.announcements import Announcements
 from opendots.signal.core.authorization import AliasDirectory, StaticAliasDirectory, check_authorized, resolve_aliases
@@ -236,6 +237,8 @@ class SignalServer:
             path = parse_path(request.path)
             if self.redirection is not None and not isinstance(path, HeartbeatPath):
                 return self._redirect_response(), events
+            if not (isinstance(path, MitigatePath) and request.method == "PUT"):
+                request = _decoded(request)  # a mitigation PUT decodes its own: it may repeat the stored request
             if isinstance(path, MitigatePath):
                 response = self._mitigate(client, path, request, now, events)
             elif isinstance(path, ConfigPath):
@@ -331,11 +334,18 @@ class SignalServer:
         if not self._owns_cuid(client, path.cuid):
             body = {MITIGATION_SCOPE: {"scope": [{"conflict-information": {"conflict-cause": "cuid-collision"}}]}}
             raise reject("4.09", "this 'cuid' is already used by another DOTS client", body)
-        if request.body is None:
-            raise reject("4.00", "a mitigation request needs a body")
-        parsed = parse_scope_body(request.body)
         key = (path.cuid, path.mid)
         existing = self._mitigations.get(key)
+        payload = request.payload
+        if existing is not None and payload is not None and payload == existing.payload:
+            # The very bytes accepted last time for this mid (a refresh, a retransmission): decoding, validating
+            # and parsing them again would give the same request. Aliases and authorization are checked anew below.
+            parsed = existing.request
+        else:
+            request = _decoded(request)
+            if request.body is None:
+                raise reject("4.00", "a mitigation request needs a body")
+            parsed = parse_scope_body(request.body)
         if request.if_match_empty:
             return self._efficacy_update(existing, parsed, now, events)
         if parsed.lifetime is None:
@@ -346,8 +356,8 @@ class SignalServer:
         if parsed.acl_controls and (existing is None or existing.request.same_parameters(parsed)):
             self._control_acls(client, path, parsed, now)
         if existing is not None:
-            return self._refresh(client, existing, parsed, targets, granted, now, events)
-        return self._create(client, path, parsed, targets, granted, now, events)
+            return self._refresh(client, existing, parsed, payload, targets, granted, now, events)
+        return self._create(client, path, parsed, payload, targets, granted, now, events)
 
     def _control_acls(
         self, client: ClientAuthorization, path: MitigatePath, parsed: MitigationRequest, now: float
@@ -453,6 +463,7 @@ class SignalServer:
         client: ClientAuthorization,
         existing: Mitigation,
         parsed: MitigationRequest,
+        payload: bytes | None,
         targets: Targets,
         granted: int,
         now: float,
@@ -460,10 +471,13 @@ class SignalServer:
     ) -> Response:
         if not existing.request.same_parameters(parsed):
             raise reject("4.00", "a refresh must repeat the mitigation request's parameters; use a new 'mid'")
+        stored_request = existing.record.request
+        # Nearly every refresh repeats the stored request: the store then rewrites only the lifetime and times.
+        renewal = parsed.document is stored_request or parsed.document == stored_request
         changes: dict[str, Any] = {
             "lifetime": granted,
             "expires_at": self._expiry(granted, now),
-            "request": parsed.document,
+            "request": stored_request if renewal else parsed.document,
             "terminating_until": None,
         }
         if parsed.attack_status is not None:
@@ -474,9 +488,13 @@ class SignalServer:
             changes["status"] = int(Status.ATTACK_MITIGATION_IN_PROGRESS)
             self._lengthen_terminating_period(client)
         updated = existing.with_record(**changes)
+        updated.request, updated.payload = parsed, payload
         if targets != existing.targets:
             updated.targets = targets
-        self._commit(SignalChanges(put_mitigations=[updated.record]))
+        if renewal:
+            self._commit(SignalChanges(renewed_mitigations=[updated.record]))
+        else:
+            self._commit(SignalChanges(put_mitigations=[updated.record]))
         self._hold(updated)
         if targets != existing.targets and updated.enforcing:
             # Same request, but an alias it names now resolves differently (data channel change).
@@ -492,6 +510,7 @@ class SignalServer:
         client: ClientAuthorization,
         path: MitigatePath,
         parsed: MitigationRequest,
+        payload: bytes | None,
         targets: Targets,
         granted: int,
         now: float,
@@ -533,7 +552,7 @@ class SignalServer:
             attack_status=int(parsed.attack_status) if parsed.attack_status else None,
             cdid=self._trusted_cdid(client, path),
         )
-        created = Mitigation(record, parsed, targets, conflict=conflict)
+        created = Mitigation(record, parsed, targets, conflict=conflict, payload=payload)
         signal_loss = int(Status.ATTACK_MITIGATION_SIGNAL_LOSS)
         parked = [m.with_record(status=signal_loss) for m in deactivated]
         changes = SignalChanges(
@@ -980,6 +999,18 @@ class SignalServer:
     def _withdrawn(self, mitigation: Mitigation, reason: str) -> MitigationWithdrawn:
         record = mitigation.record
         return MitigationWithdrawn(record.client, record.cuid, record.mid, mitigation.mitigator_key, reason)
+
+
+def _decoded(request: Request) -> Request:
+    """REQUEST with its CBOR payload decoded and validated against the YANG module; a malformed one is refused with
+    the code the data model gives (4.00, 4.13, ...)."""
+    if request.payload is None:
+        return request
+    try:
+        body = decode_signal(request.payload)
+    except ModelError as problem:
+        raise reject(problem.code, problem.diagnostic) from None
+    return replace(request, body=body, payload=None)
 
 
 def _targets_json(targets: Targets) -> dict[str, Any]:

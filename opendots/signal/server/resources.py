@@ -144,20 +144,15 @@ class DotsResource(aiocoap.resource.ObservableResource, aiocoap.resource.PathCap
         client = self.service.core.client_name(identity.cuid if identity is not None else None)
         if client is not None:
             self.remotes[client] = message.remote
-        body = None
-        if message.payload:
-            if message.opt.content_format not in (None, DOTS_CBOR):
-                return to_message(Response("4.15", diagnostic="the payload must be application/dots+cbor (271)"))
-            try:
-                body = decode_signal(message.payload)
-            except ModelError as problem:
-                return to_message(Response(problem.code, diagnostic=problem.diagnostic))
+        payload = message.payload or None
+        if payload is not None and message.opt.content_format not in (None, DOTS_CBOR):
+            return to_message(Response("4.15", diagnostic="the payload must be application/dots+cbor (271)"))
         if_match = message.opt.if_match
         return Request(
             method=message.code.name,
             path=tuple(message.opt.uri_path),
             peer=identity.cuid if identity is not None else None,
-            body=body,
+            payload=payload,
             query=tuple(message.opt.uri_query),
             observe=message.opt.observe,
             if_match_empty=bool(if_match) and all(tag == b"" for tag in if_match),
