@@ -24,6 +24,7 @@ from opendots.transport.dtls import (
     HandshakeCompleted,
     client_context,
     is_client_hello,
+    is_one_application_record,
     pack_records,
     split_records,
 )
@@ -265,6 +266,39 @@ def test_forged_or_garbled_records_on_an_established_session_are_dropped_silentl
         assert server.established
     assert server.receive_datagram(genuine, now) == [ApplicationData(b"genuine")]
     assert server.receive_datagram(genuine, now) == []  # a replayed record is dropped too (RFC 6347 §4.1.2.6)
+
+
+class _CountingReads:
+    """Stands in front of a pyOpenSSL connection and counts its recv calls."""
+
+    def __init__(self, ssl) -> None:
+        self._ssl, self.reads = ssl, 0
+
+    def recv(self, size: int) -> bytes:
+        self.reads += 1
+        return self._ssl.recv(size)
+
+    def __getattr__(self, name: str):
+        return getattr(self._ssl, name)
+
+
+def test_a_datagram_of_one_record_is_read_once_and_one_of_several_records_is_read_whole(pki_dir, listener):
+    pair = connect(pki_dir, listener)
+    server, client = pair.server, pair.client
+    counting = server._ssl = _CountingReads(server._ssl)
+    now = time.monotonic()
+    client.send(b"one")
+    (single,) = client.datagrams_to_send()
+    assert is_one_application_record(single)
+    assert server.receive_datagram(single, now) == [ApplicationData(b"one")]
+    assert counting.reads == 1  # no second read that could only fail
+    for body in (b"two", b"three", b"four"):
+        client.send(body)
+    (packed,) = client.datagrams_to_send()  # three records in one datagram (RFC 6347 §4.1.1)
+    assert not is_one_application_record(packed)
+    assert server.receive_datagram(packed, now) == [ApplicationData(b) for b in (b"two", b"three", b"four")]
+    assert counting.reads == 1 + 4
+    assert not is_one_application_record(single[:-1]) and not is_one_application_record(single + b"\x00")
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
