@@ -1,7 +1,8 @@
 """The CoAP face of the DOTS signal channel: one aiocoap resource under /.well-known/dots.
 
-It decodes CBOR with opendots.model, takes the client's identity from the (D)TLS session
-(opendots.transport.peer_identity), hands a plain Request to the SignalService, and encodes the answer.
+It takes the client's identity from the (D)TLS session (opendots.transport.peer_identity), checks the
+Content-Format, hands a plain Request with the CBOR bytes to the SignalService (the core decodes them once the
+peer is authenticated, and not at all when they repeat the stored request), and encodes the answer.
 Observations (mitigate and config, RFC 9132 §4.4.2.1, §4.5.3) are kept per client: a notification is
 only ever rendered for, and sent to, observers authenticated as the owner of what changed.
 """
