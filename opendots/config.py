@@ -101,6 +101,9 @@ class ServerConfig:
     db: Path = Path("opendots.db")
     max_sessions: int = 10_000
     idle_session_timeout: float = 600.0
+    full_collection_interval: float = 60.0
+    """Seconds between full garbage collections while the server runs; 0: CPython's own policy (see
+    opendots.signal.server.collection)."""
     admin_socket: Path | None = None
     """Unix socket of the operator's control API (`opendots admin`); None: none."""
     metrics: str | None = None
@@ -156,6 +159,7 @@ class ServerConfig:
             db=base / server.get("db", "opendots.db"),
             max_sessions=int(server.get("max_sessions", 10_000)),
             idle_session_timeout=float(server.get("idle_session_timeout", 600.0)),
+            full_collection_interval=_seconds(server, "full_collection_interval", 60.0, path),
             metrics=server.get("metrics"),
             admin_socket=base / server["admin_socket"] if server.get("admin_socket") else None,
             signal=dict(data.get("signal", {})),
@@ -174,6 +178,7 @@ class ServerConfig:
                 "db": _relative(self.db, base),
                 "max_sessions": self.max_sessions,
                 "idle_session_timeout": self.idle_session_timeout,
+                "full_collection_interval": self.full_collection_interval,
                 **({"metrics": self.metrics} if self.metrics else {}),
                 **({"admin_socket": _relative(self.admin_socket, base)} if self.admin_socket else {}),
             },
@@ -266,3 +271,11 @@ def _flag(entry: dict[str, Any], key: str) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"{key} must be true or false, not {value!r}")
     return value
+
+
+def _seconds(table: dict[str, Any], key: str, default: float, path: Path) -> float:
+    """A duration in seconds, zero or more (an int or a float in the file)."""
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < float("inf"):
+        raise ConfigError(f"{path}: [server] {key} must be a number of seconds (0 or more), not {value!r}")
+    return float(value)

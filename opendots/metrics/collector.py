@@ -22,6 +22,7 @@ class SignalCollector(Collector):
         yield from self._mitigations()
         yield from self._sessions()
         yield from self._mitigator()
+        yield from self._full_collections()
 
     def _requests(self) -> Iterator[Metric]:
         requests = CounterMetricFamily(
@@ -121,3 +122,19 @@ class SignalCollector(Collector):
             )
             refused.add_metric([], len(self.server.acls.refused))
             yield refused
+
+    def _full_collections(self) -> Iterator[Metric]:
+        collections = self.server.full_collections
+        if collections is None:  # CPython's own policy: prometheus_client's python_gc_* metrics describe it
+            return
+        count = CounterMetricFamily(
+            "opendots_full_gc_collections", "Full garbage collections run by the server's timer."
+        )
+        count.add_metric([], collections.count)
+        seconds = CounterMetricFamily(
+            "opendots_full_gc_seconds", "Time the server's full garbage collections took (the event loop stalls)."
+        )
+        seconds.add_metric([], collections.total_seconds)
+        last = GaugeMetricFamily("opendots_full_gc_last_seconds", "Duration of the last full garbage collection.")
+        last.add_metric([], collections.last_seconds)
+        yield from (count, seconds, last)

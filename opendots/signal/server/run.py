@@ -34,6 +34,7 @@ from opendots.signal.core.messages import HEARTBEAT
 from opendots.signal.server.acls import AclEnforcer, DataChannelAclControl
 from opendots.signal.server.aliases import DataChannelAliases
 from opendots.signal.server.checkpoints import checkpoint_in_background
+from opendots.signal.server.collection import FullCollections, hand_back, take_over
 from opendots.signal.server.resources import DOTS_CBOR, WELL_KNOWN_DOTS, DotsResource, build_site
 from opendots.signal.server.service import SignalService
 from opendots.signal.server.settings import settings_from_table
@@ -56,6 +57,8 @@ class RunningSignalServer:
     config: ServerConfig | None = None
     certificate_cuid: dict[str, str] = field(default_factory=dict)
     """Client name -> the CUID of its certificate (where its data-channel ACLs live)."""
+    full_collections: FullCollections | None = None
+    """The timer that runs the full garbage collections (None: CPython's own policy)."""
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     def reload_clients(self, fresh: ServerConfig) -> dict[str, list[str]]:
@@ -98,6 +101,8 @@ class RunningSignalServer:
         await self.service.stop()
         await self.endpoint.shutdown()
         self.store.close()
+        hand_back(self.full_collections)
+        self.full_collections = None
         gc.unfreeze()  # what start froze may be garbage now (tests start many servers in one process)
 
 
@@ -199,6 +204,9 @@ async def start_signal_server(
     # collector's reach, it no longer makes each full collection a 10-30 ms pause in some request's latency.
     gc.collect()
     gc.freeze()
+    running.full_collections = take_over(config.full_collection_interval)
+    if running.full_collections is not None:
+        running._tasks.add(asyncio.get_running_loop().create_task(running.full_collections.run()))
     return running
 
 
