@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from pathlib import Path
 
 from opendots.data.service import DataChannelService, RestconfRequest
-from opendots.signal.core import MitigationActivated, Request, ServerSettings, SignalServer
+from opendots.signal.core import (
+    MitigationActivated,
+    Request,
+    ServerSettings,
+    SignalServer,
+    StaticAliasDirectory,
+    Targets,
+)
+from opendots.signal.core.authorization import resolve_aliases
 from opendots.signal.server.aliases import DataChannelAliases
 from opendots.store.data_channel import SqliteDataChannelStore
 from opendots.store.signal import SqliteSignalStore
@@ -61,3 +70,14 @@ def test_signal_request_uses_the_clients_own_data_channel_alias(tmp_path: Path):
         Request("PUT", mitigate_path(BRAVO_CUID, 1), BRAVO_CUID, body=scope_body(alias_name=["web"])), T0
     )
     assert response.code == "4.00" and "alias" in response.diagnostic
+
+
+def test_targets_without_aliases_are_held_as_parsed_not_copied():
+    """Every held mitigation keeps its request's Targets; without aliases the resolved ones are that very object."""
+    plain = Targets(prefixes=(ipaddress.ip_network("192.0.2.0/28"),))
+    directory = StaticAliasDirectory({"alpha": {"web": Targets(prefixes=(ipaddress.ip_network("192.0.2.128/25"),))}})
+    assert resolve_aliases(ALPHA, plain, directory) is plain
+    named = Targets(prefixes=plain.prefixes, aliases=("web",))
+    resolved = resolve_aliases(ALPHA, named, directory)
+    assert [str(p) for p in resolved.prefixes] == ["192.0.2.0/28", "192.0.2.128/25"]
+    assert named.prefixes == plain.prefixes  # the request's own Targets is left as it was

@@ -36,6 +36,8 @@ class StaticAliasDirectory:
 
 def resolve_aliases(client: ClientAuthorization, targets: Targets, directory: AliasDirectory) -> Targets:
     """TARGETS with every alias's own targets appended (§4.4.1.3); unknown aliases are refused (4.00)."""
+    if not targets.aliases:
+        return targets  # the same object: a held mitigation keeps one Targets, not an equal copy
     resolved = Targets(
         prefixes=targets.prefixes,
         port_ranges=targets.port_ranges,
