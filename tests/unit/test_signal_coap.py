@@ -296,3 +296,34 @@ async def test_plain_requests_are_answered_without_a_task_and_a_bug_answers_5_00
         assert (await request(client, aiocoap.GET, f"{uri}/mid=123")).code == aiocoap.CONTENT
     finally:
         await client.shutdown()
+
+
+@pytest.mark.parametrize("scheme", ["coaps", "coaps+tcp"])
+async def test_refreshes_over_the_wire_follow_the_bytes_sent(pki_dir: Path, server, scheme: str):
+    """A refresh repeating the stored request's bytes skips decoding (opendots.signal.core.server): over real
+    sockets, every PUT still gets the lifetime of its own body, in the answer and in the stored row."""
+    addresses = server.endpoint.dtls_addresses if scheme == "coaps" else server.endpoint.tls_addresses
+    host, port = addresses[0][:2]
+    mitigation = f"{scheme}://{host}:{port}{BASE}/mitigate/cuid={cuid_of(server.config, 'client')}/mid=5"
+    client = await create_client_context(files(pki_dir, "client"), server_name="localhost")
+
+    def body(lifetime: int) -> dict:
+        return {SCOPE: {"scope": [{"target-prefix": ["2001:db8:6401::5/128"], "lifetime": lifetime}]}}
+
+    try:
+        expected = [(body(600), "2.01 Created", 600), (body(600), "2.04 Changed", 600)]
+        expected += [
+            (body(300), "2.04 Changed", 300),
+            (body(300), "2.04 Changed", 300),
+            (body(600), "2.04 Changed", 600),
+        ]
+        for sent, code, lifetime in expected:
+            answer = await request(client, aiocoap.PUT, mitigation, sent)
+            assert str(answer.code) == code
+            assert decode_signal(answer.payload)[SCOPE]["scope"][0]["lifetime"] == lifetime
+            (row,) = server.store.dump()["signal_mitigations"]
+            assert row[5] == lifetime
+        garbled = await request(client, aiocoap.PUT, mitigation, b"\xa1\x01")
+        assert garbled.code == aiocoap.BAD_REQUEST and server.store.dump()["signal_mitigations"] == [row]
+    finally:
+        await client.shutdown()
