@@ -342,10 +342,10 @@ class SignalServer:
             # and parsing them again would give the same request. Aliases and authorization are checked anew below.
             parsed = existing.request
         else:
-            request = _decoded(request)
-            if request.body is None:
+            body = _body(request)
+            if body is None:
                 raise reject("4.00", "a mitigation request needs a body")
-            parsed = parse_scope_body(request.body)
+            parsed = parse_scope_body(body)
         if request.if_match_empty:
             return self._efficacy_update(existing, parsed, now, events)
         if parsed.lifetime is None:
@@ -1001,16 +1001,20 @@ class SignalServer:
         return MitigationWithdrawn(record.client, record.cuid, record.mid, mitigation.mitigator_key, reason)
 
 
-def _decoded(request: Request) -> Request:
-    """REQUEST with its CBOR payload decoded and validated against the YANG module; a malformed one is refused with
-    the code the data model gives (4.00, 4.13, ...)."""
+def _body(request: Request) -> Any:
+    """REQUEST's body as validated YANG-JSON: its CBOR payload decoded and validated against the YANG module (a
+    malformed one is refused with the code the data model gives: 4.00, 4.13, ...), or the body it came with."""
     if request.payload is None:
-        return request
+        return request.body
     try:
-        body = decode_signal(request.payload)
+        return decode_signal(request.payload)
     except ModelError as problem:
         raise reject(problem.code, problem.diagnostic) from None
-    return replace(request, body=body, payload=None)
+
+
+def _decoded(request: Request) -> Request:
+    """REQUEST with `body` decoded from its payload (for the handlers that read `request.body`)."""
+    return request if request.payload is None else replace(request, body=_body(request), payload=None)
 
 
 def _targets_json(targets: Targets) -> dict[str, Any]:
