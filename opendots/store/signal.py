@@ -1,107 +1,38 @@
 """Persistent state of the DOTS signal channel server: mitigations, session configurations, CUID owners.
 
-The server core writes one `SignalChanges` per decision, in one transaction, before it answers: an
-acknowledged mitigation survives a killed process. Times are absolute (seconds since the epoch), so a
-restarted server computes each mitigation's remaining lifetime from the same row.
+The server core decides; the shell writes the decision's `SignalChanges` here, in one transaction, before it
+answers: an acknowledged mitigation survives a killed process. The records themselves are in
+`opendots.store.records` (no database there).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import sqlite3
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
+from opendots.store.records import (
+    CuidRecord,
+    MitigationRecord,
+    SessionConfigRecord,
+    SignalChanges,
+    SignalState,
+    SignalStore,
+    StoreError,
+)
 from opendots.store.sqlite import SqliteDatabase
 
-
-@dataclass(frozen=True)
-class MitigationRecord:
-    """One mitigation request accepted from a client."""
-
-    client: str
-    """Name of the ClientAuthorization that owns it (isolation boundary)."""
-    cuid: str
-    mid: int
-    request: dict[str, Any]
-    """The scope entry's configuration members as the client sent them (YANG-JSON)."""
-    lifetime: int
-    """Granted lifetime in seconds, -1 for indefinite."""
-    status: int
-    started_at: float
-    """'mitigation-start' (epoch seconds)."""
-    expires_at: float | None
-    """Absolute end of the lifetime; None when indefinite."""
-    terminating_until: float | None = None
-    """End of the active-but-terminating period after a DELETE (§4.4.4)."""
-    attack_status: int | None = None
-    cdid: str | None = None
-
-    @property
-    def key(self) -> tuple[str, int]:
-        return (self.cuid, self.mid)
-
-
-@dataclass(frozen=True)
-class SessionConfigRecord:
-    client: str
-    config: dict[str, Any]
-    """SessionConfig.to_json() of the signal core (sid included)."""
-
-
-@dataclass(frozen=True)
-class CuidRecord:
-    """A CUID some client has used; no other client may use it (§4.4.1.1, CUID collision)."""
-
-    cuid: str
-    client: str
-    first_seen: float
-
-
-@dataclass
-class SignalChanges:
-    """Everything one decision changes; applied atomically."""
-
-    put_mitigations: list[MitigationRecord] = field(default_factory=list)
-    renewed_mitigations: list[MitigationRecord] = field(default_factory=list)
-    """Stored mitigations whose 'request' is unchanged (a refresh): only the other columns need writing."""
-    delete_mitigations: list[tuple[str, int]] = field(default_factory=list)
-    put_session_configs: list[SessionConfigRecord] = field(default_factory=list)
-    delete_session_configs: list[str] = field(default_factory=list)
-    put_cuids: list[CuidRecord] = field(default_factory=list)
-
-    def __bool__(self) -> bool:
-        return any(
-            (
-                self.put_mitigations,
-                self.renewed_mitigations,
-                self.delete_mitigations,
-                self.put_session_configs,
-                self.delete_session_configs,
-                self.put_cuids,
-            )
-        )
-
-
-@dataclass
-class SignalState:
-    mitigations: list[MitigationRecord]
-    session_configs: list[SessionConfigRecord]
-    cuids: list[CuidRecord]
-
-
-class SignalStore(Protocol):
-    def load(self) -> SignalState: ...
-
-    def apply(self, changes: SignalChanges) -> None:
-        """Persist CHANGES atomically; raises on failure (nothing is then changed)."""
-        ...
-
-    def dump(self) -> dict[str, list[tuple[Any, ...]]]:
-        """Every stored row, sorted: lets tests prove a refused request changed nothing."""
-        ...
-
-    def close(self) -> None: ...
+__all__ = [
+    "CuidRecord",
+    "MitigationRecord",
+    "SessionConfigRecord",
+    "SignalChanges",
+    "SignalState",
+    "SignalStore",
+    "SqliteSignalStore",
+    "StoreError",
+]
 
 
 _MITIGATION_COLUMNS = (
@@ -187,6 +118,12 @@ class SqliteSignalStore:
     def apply(self, changes: SignalChanges) -> None:
         if not changes:
             return
+        try:
+            self._apply(changes)
+        except (sqlite3.Error, OSError) as problem:
+            raise StoreError(f"SQLite: {problem}") from problem
+
+    def _apply(self, changes: SignalChanges) -> None:
         single = _single_mitigation(changes)
         if single is not None:
             # The common requests (a create for a known cuid, a refresh): one statement, which SQLite runs in its own

@@ -15,12 +15,13 @@ import pytest
 from opendots.config import ServerConfig
 from opendots.data.records import DataChannelQuery
 from opendots.data.service import DataChannelService, RestconfRequest, RestconfResponse
-from opendots.signal.core import Request, Response, ServerSettings, SignalServer
+from opendots.signal.core import Request, Response, ServerSettings
 from opendots.signal.core.filtering import acls_to_enforce
 from opendots.signal.server.acls import DataChannelAclControl
 from opendots.store.data_channel import SqliteDataChannelStore
 from opendots.store.signal import SqliteSignalStore
 from opendots.store.sqlite import SqliteDatabase
+from tests.unit.test_signal_fixtures import SettledServer
 
 T0 = 1_800_000_000.0
 SCOPE = "ietf-dots-signal-channel:mitigation-scope"
@@ -104,7 +105,7 @@ FIGURE_8 = {
 @dataclass
 class Harness:
     config: ServerConfig
-    core: SignalServer
+    core: SettledServer
     data: DataChannelService
     cuid: str
     heard: list[str]
@@ -142,7 +143,7 @@ def harness(server_config: ServerConfig, tmp_path: Path) -> Harness:
     heard: list[str] = []
     data.subscribe(heard.append)
     settings = ServerSettings(clients=server_config.clients, acl_control=DataChannelAclControl(data))
-    core = SignalServer(settings, SqliteSignalStore(database), T0)
+    core = SettledServer(settings, SqliteSignalStore(database), T0)
     cuid = next(c.cuid for c in server_config.clients if c.name == "client")
     built = Harness(server_config, core, data, cuid, heard)
     built.register(cuid)
@@ -262,7 +263,7 @@ def test_a_failed_update_is_5_03_with_the_failed_entry(harness: Harness, server_
 
 
 def test_without_a_data_channel_acl_list_is_not_understood(server_config: ServerConfig, tmp_path: Path):
-    core = SignalServer(
+    core = SettledServer(
         ServerSettings(clients=server_config.clients), SqliteSignalStore(SqliteDatabase(tmp_path / "s.db")), T0
     )
     cuid = server_config.clients[0].cuid

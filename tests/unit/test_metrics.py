@@ -61,9 +61,7 @@ async def test_metrics_follow_requests_mitigations_and_sessions(served):
     assert (await request(client, aiocoap.PUT, f"{uri}/mid=9", body)).code == aiocoap.CREATED
     assert (await request(client, aiocoap.PUT, f"{uri}/mid=10", b"\xff")).code == aiocoap.BAD_REQUEST
     await running.service.idle()
-    running.service.core.report_counters(
-        f"{cuid_of(config, 'client')}/9", Counters(bytes_dropped=700, pkts_dropped=7), 0.0
-    )
+    running.service.report_counters(f"{cuid_of(config, 'client')}/9", Counters(bytes_dropped=700, pkts_dropped=7))
     running.service.report_status(f"{cuid_of(config, 'client')}/9", Status.ATTACK_SUCCESSFULLY_MITIGATED)
 
     samples = await scrape(exporter.addresses[0])

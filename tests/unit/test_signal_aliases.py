@@ -11,7 +11,6 @@ from opendots.signal.core import (
     MitigationActivated,
     Request,
     ServerSettings,
-    SignalServer,
     StaticAliasDirectory,
     Targets,
 )
@@ -20,7 +19,16 @@ from opendots.signal.server.aliases import DataChannelAliases
 from opendots.store.data_channel import SqliteDataChannelStore
 from opendots.store.signal import SqliteSignalStore
 from opendots.store.sqlite import SqliteDatabase
-from tests.unit.test_signal_fixtures import ALPHA, ALPHA_CUID, BRAVO, BRAVO_CUID, T0, mitigate_path, scope_body
+from tests.unit.test_signal_fixtures import (
+    ALPHA,
+    ALPHA_CUID,
+    BRAVO,
+    BRAVO_CUID,
+    T0,
+    SettledServer,
+    mitigate_path,
+    scope_body,
+)
 
 ROOT = "ietf-dots-data-channel:dots-data"
 
@@ -57,7 +65,7 @@ def test_signal_request_uses_the_clients_own_data_channel_alias(tmp_path: Path):
     settings = ServerSettings(
         clients=[ALPHA, BRAVO], aliases=DataChannelAliases(data_store, [ALPHA, BRAVO], lambda: T0)
     )
-    core = SignalServer(settings, SqliteSignalStore(database), T0)
+    core = SettledServer(settings, SqliteSignalStore(database), T0)
     response, events = core.handle(
         Request("PUT", mitigate_path(ALPHA_CUID, 1), ALPHA_CUID, body=scope_body(alias_name=["web"])), T0
     )

@@ -132,7 +132,7 @@ CASES: list[tuple[str, Request, str]] = [
 @pytest.mark.parametrize(("label", "request_", "code"), CASES, ids=[case[0] for case in CASES])
 def test_refused_with_the_right_code_and_nothing_changed(harness: Harness, label: str, request_: Request, code: str):
     before = harness.dump()
-    response, events = harness.server.handle(request_, harness.now)
+    response, events = harness.settle_request(request_, harness.now)
     assert response.code == code, response.diagnostic
     assert response.diagnostic, "every error carries a diagnostic"
     assert harness.dump() == before

@@ -129,18 +129,17 @@ def test_figure14_get_all_mitigations(harness: Harness):
     assert harness.put(12333, request(6, 1755 + 107)).code == "2.01"
     harness.now = 1507818434
     assert harness.put(12332, request(17, 1756 + 66)).code == "2.01"
-    server = harness.server
-    server.report_status(f"{ALPHA_CUID}/12332", Status.ATTACK_SUCCESSFULLY_MITIGATED, harness.now)
-    server.report_status(f"{ALPHA_CUID}/12333", Status.ATTACK_STOPPED, harness.now)
-    server.report_counters(f"{ALPHA_CUID}/12332", Counters(134334555, 333334444, 43344, 432432), harness.now)
-    server.report_counters(f"{ALPHA_CUID}/12333", Counters(0, 0, 0, 0), harness.now)
+    harness.report_status(f"{ALPHA_CUID}/12332", Status.ATTACK_SUCCESSFULLY_MITIGATED)
+    harness.report_status(f"{ALPHA_CUID}/12333", Status.ATTACK_STOPPED)
+    harness.report_counters(f"{ALPHA_CUID}/12332", Counters(134334555, 333334444, 43344, 432432))
+    harness.report_counters(f"{ALPHA_CUID}/12333", Counters(0, 0, 0, 0))
     harness.now = 1507818500
     response = harness.get(observe=0)
     assert response.code == "2.05"
     assert response.observable
     assert response.body == figure("figure14")
     # A counter nobody measured is never reported as zero.
-    server.report_counters(f"{ALPHA_CUID}/12333", Counters(), harness.now)
+    harness.report_counters(f"{ALPHA_CUID}/12333", Counters())
     entry = harness.get(12333).body[SCOPE]["scope"][0]
     assert "bytes-dropped" not in entry and entry["status"] == "attack-stopped"
 
@@ -153,7 +152,7 @@ def test_figure15_status_notifications(harness: Harness):
     seen = []
     for status in (Status.ATTACK_SUCCESSFULLY_MITIGATED, Status.ATTACK_STOPPED):
         harness.now += 10
-        (event,) = harness.server.report_status(f"{ALPHA_CUID}/12332", status, harness.now)
+        (event,) = harness.report_status(f"{ALPHA_CUID}/12332", status)
         assert isinstance(event, MitigationChanged) and event.client == "alpha" and event.mid == 12332
         seen.append(event.snapshot[SCOPE]["scope"][0]["status"])
     assert seen == ["attack-successfully-mitigated", "attack-stopped"]

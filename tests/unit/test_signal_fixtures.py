@@ -16,7 +16,9 @@ from typing import Any
 from opendots.config import ClientAuthorization
 from opendots.model import encode_signal
 from opendots.signal.core import ParameterSet, Request, Response, ServerSettings, SessionConfig, SignalServer
+from opendots.signal.core.decision import Decision
 from opendots.signal.core.events import Event
+from opendots.signal.server.durable import settle
 from opendots.store.signal import SqliteSignalStore
 
 DATA = Path(__file__).parent / "data" / "signal"
@@ -78,8 +80,12 @@ class Harness:
 
     def __post_init__(self) -> None:
         self.store = SqliteSignalStore.open(self.path)
-        self.server = SignalServer(self.settings, self.store, self.now)
+        self.server = SignalServer(self.settings, self.store.load(), self.now)
         self.events: list[Event] = []
+
+    def settle(self, decision: Decision) -> tuple[Response | None, list[Event]]:
+        """As the shell does: store the decision, then let the core apply it."""
+        return settle(self.server, self.store, decision, self.now)
 
     def request(
         self, method: str, path: tuple[str, ...], peer: ClientAuthorization | str | None = ALPHA, **kw
@@ -89,8 +95,9 @@ class Harness:
             # As the CoAP shell does: the core gets the CBOR bytes and decodes them itself. Not validated here, so
             # bodies the data model refuses reach the core's decoder.
             kw["payload"] = encode_signal(kw.pop("body"), validate=False)
-        response, events = self.server.handle(Request(method, path, peer=peer_cuid, **kw), self.now)
+        response, events = self.settle(self.server.handle(Request(method, path, peer=peer_cuid, **kw), self.now))
         self.events = events
+        assert response is not None
         return response
 
     def put(self, mid: int, body: Any, cuid: str = ALPHA_CUID, peer: ClientAuthorization = ALPHA, **kw) -> Response:
@@ -108,10 +115,21 @@ class Harness:
         fired: list[Event] = []
         while (due := self.server.next_timer()) is not None and due <= target:
             self.now = max(self.now, due)
-            fired += self.server.handle_timer(self.now)
+            fired += self.settle(self.server.handle_timer(self.now))[1]
         self.now = target
-        fired += self.server.handle_timer(self.now)
+        fired += self.settle(self.server.handle_timer(self.now))[1]
         return fired
+
+    def settle_request(self, request: Request, now: float) -> tuple[Response, list[Event]]:
+        response, events = settle(self.server, self.store, self.server.handle(request, now), now)
+        assert response is not None
+        return response, events
+
+    def report_status(self, key: str, status: Any) -> list[Event]:
+        return self.settle(self.server.report_status(key, status, self.now))[1]
+
+    def report_counters(self, key: str, counters: Any) -> list[Event]:
+        return self.settle(self.server.report_counters(key, counters, self.now))[1]
 
     def restart(self) -> None:
         self.store.close()
@@ -119,6 +137,26 @@ class Harness:
 
     def dump(self) -> dict[str, Any]:
         return self.store.dump()
+
+
+class SettledServer:
+    """A SignalServer whose decisions are stored and applied at once, as the shell does: for tests that build their
+    own core. `handle` answers (response, events); other attributes are the core's."""
+
+    def __init__(self, settings: ServerSettings, store: SqliteSignalStore, now: float) -> None:
+        self.core = SignalServer(settings, store.load(), now)
+        self.store = store
+
+    def handle(self, request: Request, now: float) -> tuple[Response, list[Event]]:
+        response, events = settle(self.core, self.store, self.core.handle(request, now), now)
+        assert response is not None
+        return response, events
+
+    def handle_timer(self, now: float) -> list[Event]:
+        return settle(self.core, self.store, self.core.handle_timer(now), now)[1]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.core, name)
 
 
 def make_harness(tmp_path: Path, **settings: Any) -> Harness:

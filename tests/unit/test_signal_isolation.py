@@ -74,7 +74,7 @@ def test_session_configuration_is_per_client(harness: Harness):
 
 
 def test_notifications_name_only_the_owner(harness: Harness):
-    events = harness.server.report_status(f"{BRAVO_CUID}/7", Status.ATTACK_STOPPED, harness.now)
+    events = harness.report_status(f"{BRAVO_CUID}/7", Status.ATTACK_STOPPED)
     assert [(type(e), e.client) for e in events] == [(MitigationChanged, "bravo")]
     # The shell re-renders "all mitigations" for observers through the core, with the observer's identity.
     assert harness.server.render_mitigations("alpha", BRAVO_CUID, None, (), harness.now).code == "4.04"
@@ -92,7 +92,7 @@ def test_unknown_peer_is_refused_everywhere(harness: Harness):
         ("DELETE", ("config",)),
         ("PUT", ("hb",)),
     ]:
-        response, events = harness.server.handle(Request(method, path, peer="stranger-cuid-00000000"), harness.now)
+        response, events = harness.settle_request(Request(method, path, peer="stranger-cuid-00000000"), harness.now)
         assert response.code == "4.01", (method, path)
         assert events == []
     assert harness.dump() == before

@@ -287,10 +287,10 @@ def test_alias_change_seen_at_refresh_updates_the_mitigator(tmp_path: Path):
 
 
 def test_mitigator_feedback_ignores_unknown_or_withdrawn(harness: Harness):
-    assert harness.server.report_status("nope/1", Status.ATTACK_STOPPED, harness.now) == []
+    assert harness.report_status("nope/1", Status.ATTACK_STOPPED) == []
     assert harness.put(1, scope_body(target_prefix=[HOST1])).code == "2.01"
     harness.delete(1)
-    assert harness.server.report_status(f"{ALPHA_CUID}/1", Status.ATTACK_STOPPED, harness.now) == []
+    assert harness.report_status(f"{ALPHA_CUID}/1", Status.ATTACK_STOPPED) == []
 
 
 def test_capacity_limits_answer_5_03_without_storing(tmp_path: Path):
@@ -310,7 +310,7 @@ def test_capacity_limits_answer_5_03_without_storing(tmp_path: Path):
 def test_expiry_fires_once_even_after_many_updates(harness: Harness):
     assert harness.put(1, scope_body(target_prefix=[HOST1], lifetime=100)).code == "2.01"
     for status in (Status.ATTACK_SUCCESSFULLY_MITIGATED, Status.ATTACK_STOPPED, Status.ATTACK_SUCCESSFULLY_MITIGATED):
-        harness.server.report_status(f"{ALPHA_CUID}/1", status, harness.now)
+        harness.report_status(f"{ALPHA_CUID}/1", status)
     assert harness.put(1, scope_body(target_prefix=[HOST1], lifetime=100)).code == "2.04"
     assert kinds(harness.advance(100)) == ["MitigationExpired", "MitigationChanged"]
     assert harness.server.next_timer() is None
@@ -337,13 +337,13 @@ def test_refresh_may_list_the_same_targets_in_another_order(harness: Harness):
 def test_changed_counters_are_notified_and_unchanged_ones_are_not(harness: Harness):
     assert harness.put(4, scope_body(target_prefix=[HOST1])).code == "2.01"
     key = f"{ALPHA_CUID}/4"
-    events = harness.server.report_counters(key, Counters(bytes_dropped=920, pkts_dropped=10), harness.now)
+    events = harness.report_counters(key, Counters(bytes_dropped=920, pkts_dropped=10))
     assert kinds(events) == ["MitigationChanged"]
     notified = events[0].snapshot[SCOPE]["scope"][0]
     assert (notified["bytes-dropped"], notified["pkts-dropped"]) == ("920", "10")
     assert "bps-dropped" not in notified  # not measured: never reported as zero
-    assert harness.server.report_counters(key, Counters(bytes_dropped=920, pkts_dropped=10), harness.now) == []
-    assert harness.server.report_counters("nope/1", Counters(bytes_dropped=1), harness.now) == []
+    assert harness.report_counters(key, Counters(bytes_dropped=920, pkts_dropped=10)) == []
+    assert harness.report_counters("nope/1", Counters(bytes_dropped=1)) == []
 
 
 def statuses(events) -> list[str]:
@@ -360,7 +360,7 @@ def fired_preconfigured(tmp_path: Path) -> Harness:
 def test_a_stopped_preconfigured_request_announces_3_four_times_then_8(tmp_path: Path):
     """Table 3: for trigger-mitigation false, status 3 "will be transmitted four times and then transition to 8"."""
     harness = fired_preconfigured(tmp_path)
-    first = harness.server.report_status(f"{ALPHA_CUID}/1", Status.ATTACK_STOPPED, harness.now)
+    first = harness.report_status(f"{ALPHA_CUID}/1", Status.ATTACK_STOPPED)
     assert statuses(first) == ["attack-stopped"] and "MitigationWithdrawn" in kinds(first)
     assert entry(harness, 1)["status"] == "attack-mitigation-signal-loss"  # what the request now is
     later = []
@@ -380,8 +380,8 @@ def test_a_preconfigured_request_withdrawn_for_an_immediate_one_announces_7_four
 
 def test_announcements_stop_when_the_request_is_deleted(tmp_path: Path):
     harness = fired_preconfigured(tmp_path)
-    harness.server.report_status(f"{ALPHA_CUID}/1", Status.ATTACK_STOPPED, harness.now)
+    harness.report_status(f"{ALPHA_CUID}/1", Status.ATTACK_STOPPED)
     assert statuses(harness.advance(2.0)) == ["attack-stopped"]
     assert harness.delete(1).code == "2.02"
     assert statuses(harness.advance(10)) == []
-    assert len(harness.server._announcements) == 0
+    assert len(harness.server.mitigation_requests.announcements) == 0

@@ -13,7 +13,7 @@ import pytest
 
 from opendots.model import encode_signal
 from opendots.signal.core import Request, StaticAliasDirectory, Targets
-from opendots.signal.core import server as core_server
+from opendots.signal.core import bodies as core_server
 from opendots.store.signal import MitigationRecord, SignalChanges, SqliteSignalStore
 from tests.unit.test_signal_fixtures import (
     ALPHA,
@@ -51,7 +51,7 @@ def decodes(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
 
 
 def put_bytes(h: Harness, mid: int, payload: bytes, **kw) -> str:
-    response, h.events = h.server.handle(
+    response, h.events = h.settle_request(
         Request("PUT", mitigate_path(ALPHA_CUID, mid), ALPHA_CUID, payload=payload, **kw), h.now
     )
     return response.code
@@ -107,7 +107,7 @@ def test_a_repeated_body_is_authorized_anew_after_the_client_loses_the_prefix(ha
     before = harness.dump()
     narrowed = replace(ALPHA, prefixes=(ipaddress.ip_network("192.0.2.0/24"),))
     harness.server.set_clients([narrowed, BRAVO])
-    response, _ = harness.server.handle(Request("PUT", mitigate_path(ALPHA_CUID, 1), ALPHA_CUID, payload=payload), T0)
+    response, _ = harness.settle_request(Request("PUT", mitigate_path(ALPHA_CUID, 1), ALPHA_CUID, payload=payload), T0)
     assert response.code == "4.00" and "2001:db8:6401::1/128" in (response.diagnostic or "")
     assert harness.dump() == before
 
@@ -141,12 +141,12 @@ def test_an_efficacy_update_between_two_identical_refreshes_keeps_its_attack_sta
 
 
 def test_a_body_from_an_unknown_peer_is_refused_before_it_is_decoded(harness: Harness, decodes: list):
-    response, _ = harness.server.handle(Request("PUT", mitigate_path("nobody", 1), "nobody", payload=b"\xff"), T0)
+    response, _ = harness.settle_request(Request("PUT", mitigate_path("nobody", 1), "nobody", payload=b"\xff"), T0)
     assert response.code == "4.01"
     assert decodes == []
-    response, _ = harness.server.handle(Request("PUT", mitigate_path(ALPHA_CUID, 1), ALPHA_CUID, payload=b"\xff"), T0)
+    response, _ = harness.settle_request(Request("PUT", mitigate_path(ALPHA_CUID, 1), ALPHA_CUID, payload=b"\xff"), T0)
     assert response.code == "4.00" and decodes == [b"\xff"]
-    response, _ = harness.server.handle(Request("GET", mitigate_path(ALPHA_CUID, 1), ALPHA_CUID, payload=b"\xff"), T0)
+    response, _ = harness.settle_request(Request("GET", mitigate_path(ALPHA_CUID, 1), ALPHA_CUID, payload=b"\xff"), T0)
     assert response.code == "4.00", "a malformed body is refused on every method, not only PUT"
 
 

@@ -36,9 +36,10 @@ class FailingMitigator(LoggingMitigator):
 
 def make_service(tmp_path: Path, mitigator: LoggingMitigator, clock: Clock, **kw) -> tuple[SignalService, list]:
     settings = ServerSettings(clients=[ALPHA, BRAVO], session_defaults=NO_HEARTBEAT)
-    core = SignalServer(settings, SqliteSignalStore.open(tmp_path / "s.db"), clock())
+    store = SqliteSignalStore.open(tmp_path / "s.db")
+    core = SignalServer(settings, store.load(), clock())
     seen: list = []
-    return SignalService(core, mitigator, clock=clock, on_event=seen.append, **kw), seen
+    return SignalService(core, store, mitigator, clock=clock, on_event=seen.append, **kw), seen
 
 
 def put(mid: int, **entry) -> Request:

@@ -109,7 +109,7 @@ def test_other_clients_are_not_affected_by_one_clients_loss(harness: Harness):
     for _ in range(int(LOSS / 10) + 1):
         harness.now += 10
         harness.request("PUT", ("hb",), peer=ALPHA, body=HB)
-        events += harness.server.handle_timer(harness.now)
+        events += harness.settle(harness.server.handle_timer(harness.now))[1]
     assert PeerLost("bravo") in events and PeerLost("alpha") not in events
     assert [e.client for e in events if isinstance(e, MitigationActivated)] == ["bravo"]
     assert harness.get(1, cuid=BRAVO_CUID, peer=BRAVO).body[SCOPE]["scope"][0]["status"] == (
@@ -148,9 +148,7 @@ def test_preconfigured_mitigation_returns_to_waiting_when_the_attack_stops(harne
     pre = scope_body(target_prefix=["2001:db8:6401::/64"], trigger_mitigation=False, lifetime=-1)
     assert harness.put(1, pre).code == "2.01"
     assert [e.mid for e in harness.advance(LOSS) if isinstance(e, MitigationActivated)] == [1]
-    events = harness.server.report_status(
-        f"{harness.server.mitigations()[0].mitigator_key}", Status.ATTACK_STOPPED, harness.now
-    )
+    events = harness.report_status(f"{harness.server.mitigations()[0].mitigator_key}", Status.ATTACK_STOPPED)
     statuses = [e.snapshot[SCOPE]["scope"][0]["status"] for e in events if isinstance(e, MitigationChanged)]
     assert statuses == ["attack-stopped"]  # three more times, then 8 (test_signal_mitigation: Table 3 repeats)
     assert [(e.mid, e.reason) for e in events if isinstance(e, MitigationWithdrawn)] == [(1, "server")]
@@ -160,8 +158,8 @@ def test_preconfigured_mitigation_returns_to_waiting_when_the_attack_stops(harne
 def _brute_force_next_peer_deadline(server) -> float | None:
     """What the timer table must agree with: the earliest heartbeat or loss deadline over every peer."""
     deadlines = []
-    for name in list(server._peers):
-        peer, parameters = server._peers[name], server._parameters(name)
+    for name in list(server.peers._peers):
+        peer, parameters = server.peers._peers[name], server._parameters(name)
         deadlines += [d for d in (peer.loss_deadline(parameters), peer.heartbeat_deadline(parameters)) if d is not None]
     return min(deadlines, default=None)
 
@@ -201,7 +199,7 @@ def test_peer_timers_stay_exact_with_many_clients(tmp_path: Path):
         else:
             fired += h.advance(rng.choice([0.5, 2, 7]))
         expected = _brute_force_next_peer_deadline(h.server)
-        actual = h.server._next_peer_due()
+        actual = h.server.peers.next_due()
         assert actual == expected, f"step {step}: heap says {actual}, the peers say {expected}"
     assert any(isinstance(e, HeartbeatDue) for e in fired) and any(isinstance(e, PeerLost) for e in fired)
 

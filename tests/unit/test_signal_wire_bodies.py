@@ -26,9 +26,9 @@ def test_all_response_and_notification_bodies_validate(tmp_path: Path):
     keep(h.put(3, scope_body(target_fqdn=["www.example.com"], trigger_mitigation=False, lifetime=-1)))
     keep(h.put(9, scope_body(target_prefix=["192.0.2.0/24"]), cuid=BRAVO_CUID, peer=BRAVO))  # cross-client 4.09
     keep(h.put(9, figure("figure07"), cuid=ALPHA_CUID, peer=BRAVO))  # cuid collision
-    bodies.extend(e.snapshot for e in h.server.report_counters(f"{ALPHA_CUID}/1", Counters(1, 2, 3, 4), h.now))
+    bodies.extend(e.snapshot for e in h.report_counters(f"{ALPHA_CUID}/1", Counters(1, 2, 3, 4)))
     for status in Status:
-        bodies.extend(e.snapshot for e in h.server.report_status(f"{ALPHA_CUID}/1", status, h.now))
+        bodies.extend(e.snapshot for e in h.report_status(f"{ALPHA_CUID}/1", status))
     keep(h.put(1, figure("figure16"), if_match_empty=True))
     keep(h.get())
     keep(h.get(query=("c=n",)))

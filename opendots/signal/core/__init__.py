@@ -1,10 +1,13 @@
-"""Sans-I/O DOTS signal-channel server core (RFC 9132): no sockets, no clocks, no CBOR.
+"""Sans-I/O DOTS signal-channel server core (RFC 9132): no sockets, no clocks, no database.
 
-Feed `SignalServer.handle(Request, now)` with YANG-JSON bodies; act on the returned events; call
-`handle_timer(now)` when `next_timer()` is due.
+Feed `SignalServer.handle(Request, now)` with requests (CBOR payloads are decoded here); it returns a `Decision`:
+the response, the changes to store, the events to act on. The shell stores the changes, then calls
+`SignalServer.apply(decision)` (`opendots.signal.server.durable.settle` does both). Call `handle_timer(now)` when
+`next_timer()` is due.
 """
 
 from opendots.signal.core.authorization import AliasDirectory, StaticAliasDirectory
+from opendots.signal.core.decision import Decision
 from opendots.signal.core.events import (
     Event,
     HeartbeatDue,
@@ -19,8 +22,9 @@ from opendots.signal.core.events import (
     SessionConfigChanged,
 )
 from opendots.signal.core.messages import AttackStatus, ConflictCause, ConflictStatus, Request, Response, Status
+from opendots.signal.core.policy import Redirection, ServerSettings
 from opendots.signal.core.scope import Targets
-from opendots.signal.core.server import Redirection, ServerSettings, SignalServer
+from opendots.signal.core.server import SignalServer
 from opendots.signal.core.sessionconfig import Limits, ParameterSet, SessionConfig
 
 __all__ = [
@@ -28,6 +32,7 @@ __all__ = [
     "AttackStatus",
     "ConflictCause",
     "ConflictStatus",
+    "Decision",
     "Event",
     "HeartbeatDue",
     "Limits",

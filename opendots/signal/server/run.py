@@ -142,10 +142,15 @@ async def start_signal_server(
     if data_channel is not None and settings.acl_control is None:
         acl_control = DataChannelAclControl(data_channel)
         settings = replace(settings, acl_control=acl_control)  # RFC 9133 'acl-list'
-    core = SignalServer(settings, store, clock())
+    core = SignalServer(settings, store.load(), clock())
     holder: dict[str, Any] = {}
     service = SignalService(
-        core, mitigator, clock=clock, on_event=lambda e: holder["on"](e), counters_interval=settings.counters_interval
+        core,
+        store,
+        mitigator,
+        clock=clock,
+        on_event=lambda e: holder["on"](e),
+        counters_interval=settings.counters_interval,
     )
     site, resource = build_site(service)
     bind = bind or [(host, config.signal_port) for host in config.listen]

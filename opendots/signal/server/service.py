@@ -1,8 +1,9 @@
 """The asyncio edge of the signal-channel server: one object that owns the sans-I/O core.
 
-It serialises requests into the core (which is synchronous and fast), runs the core's timers, applies
-mitigation events to a Mitigator in order, resolves target names, and hands every other event
-(notifications, heartbeats, session loss) to the transport layer through `on_event`.
+It serialises requests into the core (which is synchronous and fast), stores each decision before the core applies
+it (`durable.settle`), runs the core's timers, applies mitigation events to a Mitigator in order, resolves target
+names, and hands every other event (notifications, heartbeats, session loss) to the transport layer through
+`on_event`.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Protocol
 
-from opendots.mitigate.base import MitigationScope, Mitigator, MitigatorError, read_counters
+from opendots.mitigate.base import Counters, MitigationScope, Mitigator, MitigatorError, read_counters
 from opendots.signal.core import (
+    Decision,
     Event,
     MitigationActivated,
     MitigationExpired,
@@ -32,6 +34,8 @@ from opendots.signal.core import (
     SignalServer,
     Status,
 )
+from opendots.signal.server.durable import settle
+from opendots.store.records import SignalStore
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +64,7 @@ class SignalService:
     def __init__(
         self,
         core: SignalServer,
+        store: SignalStore,
         mitigator: Mitigator,
         *,
         clock: Callable[[], float] = time.time,
@@ -69,6 +74,7 @@ class SignalService:
         poke_coalesce: float = 0.005,
     ) -> None:
         self.core = core
+        self.store = store
         self.mitigator = mitigator
         self.clock = clock
         self.on_event = on_event or (lambda event: None)
@@ -96,7 +102,7 @@ class SignalService:
             scopes = [await self._with_names(e.client, e.scope, e.names) for e in restoring]
             refused = await restore(scopes)
             for key in refused or {}:
-                self._enqueue(self.core.report_status(key, Status.ATTACK_EXCEEDED_CAPABILITY, self.clock()))
+                self._settle(self.core.report_status(key, Status.ATTACK_EXCEEDED_CAPABILITY, self.clock()))
         else:
             self._enqueue(restoring)
         self._tasks = [
@@ -118,9 +124,15 @@ class SignalService:
 
     def handle(self, request: Request) -> Response:
         """Answer one request; the store is written before this returns, side effects follow in order."""
-        response, events = self.core.handle(request, self.clock())
-        self._enqueue(events)
+        response = self._settle(self.core.handle(request, self.clock()))
         self.poke()
+        assert response is not None
+        return response
+
+    def _settle(self, decision: Decision) -> Response | None:
+        """Store DECISION, let the core apply it, queue its events: what to answer."""
+        response, events = settle(self.core, self.store, decision, self.clock())
+        self._enqueue(events)
         return response
 
     def note_traffic(self, client_name: str) -> None:
@@ -130,7 +142,11 @@ class SignalService:
 
     def report_status(self, key: str, status: Status) -> None:
         """Mitigator or operator feedback for mitigation KEY ("<cuid>/<mid>"); observers get notified."""
-        self._enqueue(self.core.report_status(key, status, self.clock()))
+        self._settle(self.core.report_status(key, status, self.clock()))
+
+    def report_counters(self, key: str, counters: Counters) -> None:
+        """What a mitigator measured for mitigation KEY; a change is notified to observers (§4.4.2.1)."""
+        self._settle(self.core.report_counters(key, counters, self.clock()))
 
     def acl_activation_changed(self, cuid: str) -> None:
         """The data channel changed CUID's ACLs: notify observers of mitigations naming them (RFC 9133)."""
@@ -169,7 +185,7 @@ class SignalService:
             self._wake.clear()
             if woken and ((deadline := self.core.next_timer()) is None or deadline > self.clock()):
                 continue
-            self._enqueue(self.core.handle_timer(self.clock()))
+            self._settle(self.core.handle_timer(self.clock()))
             deadline = self.core.next_timer()
 
     async def _poll_counters(self) -> None:
@@ -182,7 +198,7 @@ class SignalService:
         """One batch read of every enforced mitigation's counters (one nft call, not one per mitigation)."""
         keys = [mitigation.mitigator_key for mitigation in self.core.mitigations() if mitigation.enforcing]
         for key, counters in (await read_counters(self.mitigator, keys)).items():
-            self._enqueue(self.core.report_counters(key, counters, self.clock()))
+            self.report_counters(key, counters)
 
     async def _dispatch(self) -> None:
         while True:
@@ -202,7 +218,7 @@ class SignalService:
             if not scope.target_prefixes:
                 # Names that resolved to nothing usable: never hand a mitigator an empty (all-or-nothing) target.
                 log.error("mitigation %s has no address to act on", scope.key)
-                self._enqueue(self.core.report_status(scope.key, Status.ATTACK_EXCEEDED_CAPABILITY, self.clock()))
+                self._settle(self.core.report_status(scope.key, Status.ATTACK_EXCEEDED_CAPABILITY, self.clock()))
                 self.on_event(event)
                 return
             action = "apply" if isinstance(event, MitigationActivated) else "update"
@@ -215,7 +231,7 @@ class SignalService:
                 # No DOTS status says "failed"; 4 (exceeded capability) is the nearest truthful one.
                 self.outcomes[(action, "failed")] += 1
                 log.error("mitigator %s could not apply %s: %s", self.mitigator.name, scope.key, problem)
-                self._enqueue(self.core.report_status(scope.key, Status.ATTACK_EXCEEDED_CAPABILITY, self.clock()))
+                self._settle(self.core.report_status(scope.key, Status.ATTACK_EXCEEDED_CAPABILITY, self.clock()))
             else:
                 self.outcomes[(action, "ok")] += 1
         elif isinstance(event, MitigationWithdrawn) or (isinstance(event, MitigationExpired) and event.was_enforced):

@@ -1,0 +1,106 @@
+"""What the signal channel stores, as plain values, and the change set one decision writes.
+
+No database here: the sans-I/O server core builds these values, and a store (SQLite today, others behind the
+same `SignalStore` interface) makes them durable. Times are absolute (seconds since the epoch), so a restarted
+server computes each mitigation's remaining lifetime from the same row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+class StoreError(Exception):
+    """A store could not make a change durable (disk full, database gone, ...): nothing of the change was kept.
+
+    Stores raise this, never their driver's own errors, so the layers above need no database module."""
+
+
+@dataclass(frozen=True)
+class MitigationRecord:
+    """One mitigation request accepted from a client."""
+
+    client: str
+    """Name of the ClientAuthorization that owns it (isolation boundary)."""
+    cuid: str
+    mid: int
+    request: dict[str, Any]
+    """The scope entry's configuration members as the client sent them (YANG-JSON)."""
+    lifetime: int
+    """Granted lifetime in seconds, -1 for indefinite."""
+    status: int
+    started_at: float
+    """'mitigation-start' (epoch seconds)."""
+    expires_at: float | None
+    """Absolute end of the lifetime; None when indefinite."""
+    terminating_until: float | None = None
+    """End of the active-but-terminating period after a DELETE (§4.4.4)."""
+    attack_status: int | None = None
+    cdid: str | None = None
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.cuid, self.mid)
+
+
+@dataclass(frozen=True)
+class SessionConfigRecord:
+    client: str
+    config: dict[str, Any]
+    """SessionConfig.to_json() of the signal core (sid included)."""
+
+
+@dataclass(frozen=True)
+class CuidRecord:
+    """A CUID some client has used; no other client may use it (§4.4.1.1, CUID collision)."""
+
+    cuid: str
+    client: str
+    first_seen: float
+
+
+@dataclass
+class SignalChanges:
+    """Everything one decision changes; applied atomically."""
+
+    put_mitigations: list[MitigationRecord] = field(default_factory=list)
+    renewed_mitigations: list[MitigationRecord] = field(default_factory=list)
+    """Stored mitigations whose 'request' is unchanged (a refresh): only the other columns need writing."""
+    delete_mitigations: list[tuple[str, int]] = field(default_factory=list)
+    put_session_configs: list[SessionConfigRecord] = field(default_factory=list)
+    delete_session_configs: list[str] = field(default_factory=list)
+    put_cuids: list[CuidRecord] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return any(
+            (
+                self.put_mitigations,
+                self.renewed_mitigations,
+                self.delete_mitigations,
+                self.put_session_configs,
+                self.delete_session_configs,
+                self.put_cuids,
+            )
+        )
+
+
+@dataclass
+class SignalState:
+    mitigations: list[MitigationRecord]
+    session_configs: list[SessionConfigRecord]
+    cuids: list[CuidRecord]
+
+
+class SignalStore(Protocol):
+    def load(self) -> SignalState: ...
+
+    def apply(self, changes: SignalChanges) -> None:
+        """Persist CHANGES atomically; raises StoreError on failure (nothing is then changed)."""
+        ...
+
+    def dump(self) -> dict[str, list[tuple[Any, ...]]]:
+        """Every stored row, sorted: lets tests prove a refused request changed nothing."""
+        ...
+
+    def close(self) -> None: ...
