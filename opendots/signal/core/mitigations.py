@@ -11,7 +11,7 @@ from typing import Any
 from opendots.mitigate.base import Counters, MitigationScope
 from opendots.signal.core.messages import ENFORCING, MITIGATION_SCOPE, Status
 from opendots.signal.core.scope import ACL_LIST, MitigationRequest, Targets, uri_host
-from opendots.store.signal import MitigationRecord
+from opendots.store.records import MitigationRecord
 
 CONFIG_MEMBERS = frozenset(
     {

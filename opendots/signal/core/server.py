@@ -137,9 +137,7 @@ class SignalServer:
 
     def _decide(self, now: float) -> Decision:
         if self._pending is not None:
-            raise RuntimeError(
-                f"the last decision was neither applied nor refused: deciding now would use stale state ({self._pending})"
-            )
+            raise RuntimeError(f"the last decision was neither applied nor refused: deciding now would use stale state")
         self._now = now
         return Decision()
 

@@ -81,8 +81,12 @@ def _table() -> dict[Key, Status]:
         # A withdrawal of what is not enforced, an expiry, a higher 'mid': the mitigation ends.
         ("preconfigured", SIGNAL_LOSS, Trigger.WITHDRAWN_BY_CLIENT): TERMINATED,
     }
+    held: dict[Kind, tuple[Status, ...]] = {
+        "immediate": (*ACTIVE, CLIENT_WITHDRAWN),  # never waiting (8): it is carried out at once
+        "preconfigured": (*ACTIVE, CLIENT_WITHDRAWN, SIGNAL_LOSS),
+    }
     for kind in ("immediate", "preconfigured"):
-        for status in (*ACTIVE, CLIENT_WITHDRAWN, SIGNAL_LOSS):
+        for status in held[kind]:
             table[(kind, status, Trigger.LIFETIME_ENDED)] = TERMINATED
             table[(kind, status, Trigger.SUPERSEDED)] = TERMINATED
         for status in ACTIVE:
