@@ -4,6 +4,7 @@ Feed `SignalServer.handle(Request, now)` with YANG-JSON bodies; act on the retur
 `handle_timer(now)` when `next_timer()` is due.
 """
 
+from opendots.domain import Targets
 from opendots.signal.core.authorization import AliasDirectory, StaticAliasDirectory
 from opendots.signal.core.events import (
     Event,
@@ -19,7 +20,6 @@ from opendots.signal.core.events import (
     SessionConfigChanged,
 )
 from opendots.signal.core.messages import AttackStatus, ConflictCause, ConflictStatus, Request, Response, Status
-from opendots.signal.core.scope import Targets
 from opendots.signal.core.server import Redirection, ServerSettings, SignalServer
 from opendots.signal.core.sessionconfig import Limits, ParameterSet, SessionConfig
 

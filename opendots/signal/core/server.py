@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from opendots.config import ClientAuthorization
-from opendots.mitigate.base import Counters
+from opendots.domain import Counters
 from opendots.model import ModelError, decode_signal
 from opendots.signal.core import defaults
 from opendots.signal.core.announcements import Announcements
@@ -65,7 +65,6 @@ from opendots.signal.core.scope import (
     overlap,
     parse_scope_body,
     parse_scope_entry,
-    targets_document,
 )
 from opendots.signal.core.sessionconfig import Limits, ParameterSet, SessionConfig, parse_config_body, render_config
 from opendots.store.signal import CuidRecord, MitigationRecord, SessionConfigRecord, SignalChanges, SignalStore
@@ -1018,4 +1017,4 @@ def _decoded(request: Request) -> Request:
 
 
 def _targets_json(targets: Targets) -> dict[str, Any]:
-    return targets_document(targets)
+    return targets.to_yang()
