@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from opendots.domain import ScopeError, parse_prefix
+from opendots.domain import ScopeError, parse_prefix, read_user_prefix
 from opendots.domain.addresses import plain_network
 
 _hex_group = st.text("0123456789abcdefABCDEF", min_size=0, max_size=5)
@@ -124,3 +124,52 @@ def test_parse_prefix_keeps_the_neighbours_of_the_refused_ranges() -> None:
     # Forms only ipaddress reads (netmask notation, a dotted IPv6 tail) still work through it.
     assert parse_prefix("10.0.0.0/255.0.0.0") == ipaddress.ip_network("10.0.0.0/8")
     assert parse_prefix("::ffff:192.0.2.0/120") == ipaddress.ip_network("::ffff:c000:200/120")
+
+
+@pytest.mark.parametrize(
+    ("text", "prefix", "note"),
+    [
+        ("203.0.113.0/24", "203.0.113.0/24", None),
+        (" 192.0.2.7 ", "192.0.2.7/32", None),  # an address alone is that host
+        ("2001:db8::7", "2001:db8::7/128", None),
+        ("203.0.113.5/24", "203.0.113.0/24", "host bits set"),
+        ("2001:db8::1/64", "2001:db8::/64", "host bits set"),
+    ],
+)
+def test_user_input_may_be_an_address_or_have_host_bits_and_the_user_is_told(
+    text: str, prefix: str, note: str | None
+) -> None:
+    read, told = read_user_prefix(text)
+    assert read == ipaddress.ip_network(prefix)
+    assert (told is None) if note is None else (note in (told or "") and prefix in (told or ""))
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [("127.0.0.5/8", "loopback"), ("224.0.0.1", "multicast"), ("192.0.2.0/33", "invalid"), ("nonsense", "invalid")],
+)
+def test_user_input_is_still_refused_for_what_no_prefix_may_be(text: str, words: str) -> None:
+    with pytest.raises(ScopeError, match=words):
+        read_user_prefix(text)
+
+
+_cidr_texts = st.one_of(_ipv4_text, _ipv6_text, st.sampled_from(["192.0.2.1/24", "10.0.0.0/8", "::1/128"]))
+
+
+@settings(max_examples=500, deadline=None)
+@given(_cidr_texts)
+def test_the_client_and_the_server_accept_and_refuse_the_same_prefixes(text: str) -> None:
+    """RFC 9132 §4.4.1.1, one rule for host bits: what the client library would send, the server takes."""
+    from opendots.signal.client.core_scope import MitigationScope
+    from opendots.signal.core.messages import Rejected
+    from opendots.signal.core.scope import parse_scope_entry
+
+    try:
+        client = MitigationScope(target_prefixes=(text,)).target_prefixes
+    except ScopeError:
+        client = None
+    try:
+        server = parse_scope_entry({"target-prefix": [text], "lifetime": 60}).targets.prefixes
+    except Rejected:
+        server = None
+    assert client == server

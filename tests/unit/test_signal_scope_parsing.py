@@ -13,6 +13,7 @@ from opendots.signal.core.scope import parse_scope_body, parse_scope_entry
 
 SCOPE = "ietf-dots-signal-channel:mitigation-scope"
 
+
 def _refusal(entry: Any) -> str:
     with pytest.raises(Rejected) as caught:
         parse_scope_entry(entry)
