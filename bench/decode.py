@@ -92,7 +92,7 @@ def corpus_payloads(make: Callable[[int], dict[str, Any]], count: int) -> list[b
 def cpu_us_per_body(function: Callable[[bytes], object], payloads: list[bytes], rounds: int) -> float:
     """Best of ``rounds`` passes over the corpus: process CPU time per body, in microseconds. Each pass starts with
     the lru cache of parse_prefix cleared (so every prefix is a miss, as with distinct clients)."""
-    from opendots.signal.core.scope import parse_prefix
+    from opendots.domain.addresses import parse_prefix
 
     best = float("inf")
     for _ in range(rounds):

@@ -15,15 +15,7 @@ from typing import Any, Literal
 
 import tomli_w
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def network_bounds(network: IPNetwork) -> tuple[int, int, int]:
-    """(IP version, first address, last address) as integers: overlap and containment become comparisons. The last
-    address comes from the prefix length; ipaddress's broadcast_address would build an address object (~4 µs)."""
-    first = int(network.network_address)
-    return network.version, first, first | ((1 << (network.max_prefixlen - network.prefixlen)) - 1)
-
+from opendots.domain.addresses import IPNetwork, network_bounds
 
 DEFAULT_SIGNAL_PORT = 4646  # RFC 9132 §10.1, UDP and TCP
 DEFAULT_CALL_HOME_PORT = 4647  # RFC 9066 §8.1

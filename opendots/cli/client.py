@@ -129,11 +129,16 @@ def mitigate_command(
     as_json: bool,
 ) -> None:
     """Request mitigation (PUT /mitigate)."""
+    from opendots.domain import read_user_prefix
     from opendots.signal.client.core_scope import MitigationScope, PortRange, ScopeError
 
     try:
+        read = [read_user_prefix(text) for text in prefixes]
+        for _, note in read:
+            if note:  # the wire and the server refuse host bits: say what is asked for instead
+                click.echo(f"note: {note}", err=True)
         scope = MitigationScope(
-            target_prefixes=prefixes,
+            target_prefixes=tuple(prefix for prefix, _ in read),
             port_ranges=tuple(PortRange.parse(p) for p in ports),
             protocols=protocols,  # type: ignore[arg-type]
             fqdns=fqdns,

@@ -9,8 +9,7 @@ from urllib.parse import urlsplit
 from opendots.config import ClientAuthorization
 from opendots.data.errors import RestconfError
 from opendots.data.records import Acl, Alias
-
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+from opendots.domain import IPNetwork
 
 # The capabilities of an nftables or BGP FlowSpec (RFC 8955/8956) mitigator: every match field of RFC 8783
 # Table 1 plus DSCP and the IPv6 flow label (RFC 8956); accept, drop and rate-limit. Not announced: TTL/hop

@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from opendots.mitigate.base import PortRange
+from opendots.domain import IPNetwork, PortRange
 from opendots.store.data_channel import DataChannelStore, StoredEntry
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 ACTIVATION_TYPES = ("activate-when-mitigating", "immediate", "deactivate")
 
 

@@ -1,54 +1,49 @@
-"""The Mitigator interface, and the logging mitigator used where no actuator is configured."""
+"""The Mitigator interface and its optional capabilities, and the logging mitigator used where no actuator is
+configured. The values a mitigator handles (MitigationScope, Counters, PortRange, IPNetwork) live in
+opendots.domain and are re-exported here for the actuators."""
 
 from __future__ import annotations
 
-import ipaddress
 import logging
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+from opendots.domain import Counters, IPNetwork, MitigationScope, PortRange
+
+if TYPE_CHECKING:
+    from opendots.mitigate.nftables_acl import AclPolicy
+
+__all__ = [
+    "AclActuator",
+    "AclPlanner",
+    "BatchCounters",
+    "Counters",
+    "IPNetwork",
+    "Lifecycle",
+    "LoggingMitigator",
+    "MitigationScope",
+    "Mitigator",
+    "MitigatorError",
+    "PortRange",
+    "Restorable",
+    "RestoreResult",
+    "read_counters",
+    "refused_by",
+]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class PortRange:
-    lower: int
-    upper: int
-
-
-@dataclass(frozen=True)
-class MitigationScope:
-    """What a mitigator acts on: the resolved targets of one accepted mitigation request.
-
-    `key` is unique per mitigation (e.g. "<cuid>/<mid>"). Empty port/protocol tuples mean "all".
-    Aliases and FQDNs are already resolved to prefixes by the signal channel.
-    """
-
-    key: str
-    target_prefixes: tuple[IPNetwork, ...]
-    target_ports: tuple[PortRange, ...] = ()
-    protocols: tuple[int, ...] = ()
-    source_prefixes: tuple[IPNetwork, ...] = ()  # RFC 9066 call home
-    source_ports: tuple[PortRange, ...] = ()
-
-
-@dataclass(frozen=True)
-class Counters:
-    """Traffic a mitigator really dropped. None means "not measured", never zero by assumption."""
-
-    bytes_dropped: int | None = None
-    pkts_dropped: int | None = None
-    bps_dropped: int | None = None
-    pps_dropped: int | None = None
 
 
 class MitigatorError(RuntimeError):
     """Enforcement could not be applied or removed; the mitigation status becomes 'failed'."""
 
 
+@runtime_checkable
 class Mitigator(Protocol):
+    """What every actuator does. The optional capabilities below are separate protocols: callers test for them
+    with isinstance(), so a type checker follows every call."""
+
     name: str
 
     async def apply(self, scope: MitigationScope) -> None: ...
@@ -61,19 +56,69 @@ class Mitigator(Protocol):
 
     async def health(self) -> bool: ...
 
-    # Optional: `async def counters_many(self, keys: list[str]) -> dict[str, Counters]`, the counters of many
-    # mitigations read at once (keys it cannot read are left out). Polling every active mitigation one by one
-    # costs one round trip (an nft process, an API call) each; read_counters() uses the batch form when present.
+
+@runtime_checkable
+class Lifecycle(Protocol):
+    """An actuator with processes of its own (BGP speakers): started before use, stopped at shutdown."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+@runtime_checkable
+class Restorable(Protocol):
+    """An actuator that replaces whatever an earlier run left behind with exactly SCOPES after a restart, and
+    returns the keys it could not enforce (with the reason when known). Others get each scope applied."""
+
+    async def restore(self, scopes: Iterable[MitigationScope]) -> RestoreResult: ...
+
+
+RestoreResult = Mapping[str, MitigatorError] | Sequence[str]
+"""What Restorable.restore could not enforce: keys with their errors (nftables, the router) or keys alone (BGP)."""
+
+
+def refused_by(mitigator: Mitigator, result: RestoreResult) -> dict[str, MitigatorError]:
+    """RESULT of MITIGATOR's restore() as keys with an error each."""
+    if isinstance(result, Mapping):
+        return dict(result)
+    return {key: MitigatorError(f"{mitigator.name} could not restore {key}") for key in result}
+
+
+@runtime_checkable
+class BatchCounters(Protocol):
+    """Counters of many mitigations read at once (keys it cannot read are left out). Polling every active mitigation
+    one by one costs one round trip (an nft process, an API call) each; read_counters() uses this when present."""
+
+    async def counters_many(self, keys: list[str]) -> dict[str, Counters]: ...
+
+
+@runtime_checkable
+class AclActuator(Protocol):
+    """An actuator that enforces data-channel ACLs (RFC 8783 §7.3, RFC 9133): nftables, and the router over it."""
+
+    name: str
+
+    async def apply_acl(self, policy: AclPolicy) -> None: ...
+
+    async def withdraw_acl(self, key: str) -> None: ...
+
+
+@runtime_checkable
+class AclPlanner(AclActuator, Protocol):
+    """An ACL enforcer that can tell beforehand whether it would enforce (part of) POLICY (the router, which knows
+    which of its actuators are responsible for which clients and prefixes). Without it, every ACL is taken."""
+
+    def can_enforce_acl(self, policy: AclPolicy) -> bool: ...
 
 
 async def read_counters(mitigator: Mitigator, keys: list[str]) -> dict[str, Counters]:
     """The counters of KEYS (those that could be read), in one call when MITIGATOR can batch them."""
     if not keys:
         return {}
-    many = getattr(mitigator, "counters_many", None)
-    if many is not None:
+    if isinstance(mitigator, BatchCounters):
         try:
-            return await many(keys)
+            return await mitigator.counters_many(keys)
         except MitigatorError as error:
             log.warning("counters of %d mitigations from %s: %s", len(keys), mitigator.name, error)
             return {}

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from enum import IntFlag
 from typing import Any, Literal
 
-from opendots.mitigate.base import IPNetwork, MitigatorError
+from opendots.domain import IPNetwork
+from opendots.mitigate.base import MitigatorError
 
 ACL_CHAIN = "acl"
 # Which ietf-dots-data-channel capabilities this actuator enforces (RFC 8783 §7.1 `capabilities`).
@@ -114,6 +115,7 @@ class AclPolicy:
     key: str  # unique per client ACL, e.g. "<cuid>/<acl-name>"
     domain: tuple[IPNetwork, ...]
     aces: tuple[Ace, ...]
+    cuid: str | None = None  # the owner: the router selects actuators by it (None: a policy built by hand)
 
 
 def ace_counter_name(key: str, ace: str, limited: bool = False) -> str:
@@ -408,6 +410,6 @@ def policy_from_record(acl: Any, domain: tuple[IPNetwork, ...]) -> AclPolicy:
                 udp_length=match.udp_length,
             )
             aces.append(Ace(record.name, converted, forwarding, rate_limit=rate))
-    policy = AclPolicy(key=f"{acl.cuid}/{acl.name}", domain=tuple(domain), aces=tuple(aces))
+    policy = AclPolicy(key=f"{acl.cuid}/{acl.name}", domain=tuple(domain), aces=tuple(aces), cuid=acl.cuid)
     validate_policy(policy)
     return policy

@@ -45,7 +45,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from opendots.mitigate.base import IPNetwork, MitigationScope, MitigatorError, PortRange
+from opendots.domain import IPNetwork, MitigationScope, PortRange, network_bounds
+from opendots.mitigate.base import MitigatorError
 from opendots.mitigate.nftables_acl import (
     ACL_CHAIN,
     AclPolicy,
@@ -151,8 +152,8 @@ def capacity_for(count: int) -> int:
 
 
 def _address_range(network: IPNetwork) -> Range:
-    lower = int(network.network_address)  # (ipaddress's broadcast_address is slow at 10,000 targets)
-    return lower, lower | ((1 << (network.max_prefixlen - network.prefixlen)) - 1)
+    _, first, last = network_bounds(network)
+    return first, last
 
 
 def _port_range(port_range: PortRange, what: str) -> Range:

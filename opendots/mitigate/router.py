@@ -21,14 +21,16 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from opendots.config import ConfigError, ServerConfig
+from opendots.domain import Counters, IPNetwork, MitigationScope
 from opendots.mitigate.base import (
-    Counters,
-    IPNetwork,
+    AclActuator,
+    Lifecycle,
     LoggingMitigator,
-    MitigationScope,
     Mitigator,
     MitigatorError,
+    Restorable,
     read_counters,
+    refused_by,
 )
 
 if TYPE_CHECKING:
@@ -86,20 +88,15 @@ class MitigatorRouter:
     """
 
     assignments: Sequence[Assignment]
-    client_names: Mapping[str, str] = field(default_factory=dict)  # cuid -> client name
+    client_names: Mapping[str, str] = field(default_factory=dict)  # cuid -> client name, for ACL policies
     name: str = "router"
     _placed: dict[str, dict[int, MitigationScope]] = field(default_factory=dict)
     _acl_placed: dict[str, set[int]] = field(default_factory=dict)
 
-    def _client(self, key: str) -> str | None:
-        cuid = key.split("/", 1)[0]
-        return self.client_names.get(cuid)
-
     def _plan(self, scope: MitigationScope) -> dict[int, MitigationScope]:
-        client = self._client(scope.key)
         plan = {}
         for index, assignment in enumerate(self.assignments):
-            part = assignment.part_of(client, scope)
+            part = assignment.part_of(scope.client, scope)
             if part is not None:
                 plan[index] = part
         return plan
@@ -151,10 +148,10 @@ class MitigatorRouter:
     # ---- Data-channel ACLs: only actuators with apply_acl/withdraw_acl (nftables) enforce them ----
 
     def _acl_plan(self, policy: AclPolicy) -> dict[int, AclPolicy]:
-        client = self._client(policy.key)
+        client = None if policy.cuid is None else self.client_names.get(policy.cuid)
         plan = {}
         for index, assignment in enumerate(self.assignments):
-            if getattr(assignment.mitigator, "apply_acl", None) is None:
+            if not isinstance(assignment.mitigator, AclActuator):
                 continue
             if assignment.clients and client not in assignment.clients:
                 continue
@@ -177,14 +174,14 @@ class MitigatorRouter:
         placed = set()
         for index in before - plan.keys():
             try:
-                await self.assignments[index].mitigator.withdraw_acl(policy.key)  # type: ignore[attr-defined]
+                await self._acl_enforcer(index).withdraw_acl(policy.key)
             except MitigatorError as error:
                 failures.append(f"{self.assignments[index].mitigator.name}: {error}")
                 placed.add(index)
         for index, part in plan.items():
-            mitigator = self.assignments[index].mitigator
+            mitigator = self._acl_enforcer(index)
             try:
-                await mitigator.apply_acl(part)  # type: ignore[attr-defined]
+                await mitigator.apply_acl(part)
                 placed.add(index)
             except MitigatorError as error:
                 failures.append(f"{mitigator.name}: {error}")
@@ -199,13 +196,18 @@ class MitigatorRouter:
     async def withdraw_acl(self, key: str) -> None:
         failures = []
         for index in self._acl_placed.pop(key, set()):
-            mitigator = self.assignments[index].mitigator
+            mitigator = self._acl_enforcer(index)
             try:
-                await mitigator.withdraw_acl(key)  # type: ignore[attr-defined]
+                await mitigator.withdraw_acl(key)
             except MitigatorError as error:
                 failures.append(f"{mitigator.name}: {error}")
         if failures:
             raise MitigatorError("; ".join(failures))
+
+    def _acl_enforcer(self, index: int) -> AclActuator:
+        mitigator = self.assignments[index].mitigator
+        assert isinstance(mitigator, AclActuator)  # only those are ever placed in _acl_placed or an ACL plan
+        return mitigator
 
     @property
     def active_acls(self) -> list[str]:
@@ -213,18 +215,13 @@ class MitigatorRouter:
 
     async def counters(self, key: str) -> Counters:
         """Sum of what the actuators measured; a field stays None when no actuator measures it."""
-        totals: dict[str, int | None] = dict.fromkeys(("bytes_dropped", "pkts_dropped", "bps_dropped", "pps_dropped"))
+        measured = []
         for index in self._placed.get(key, {}):
             try:
-                measured = await self.assignments[index].mitigator.counters(key)
+                measured.append(await self.assignments[index].mitigator.counters(key))
             except MitigatorError as error:
                 log.warning("counters of %s from %s: %s", key, self.assignments[index].mitigator.name, error)
-                continue
-            for name in totals:
-                value = getattr(measured, name)
-                if value is not None:
-                    totals[name] = (totals[name] or 0) + value
-        return Counters(**totals)
+        return Counters.summed(measured)
 
     async def counters_many(self, keys: list[str]) -> dict[str, Counters]:
         """counters() of many keys with one batch read per actuator (read_counters)."""
@@ -232,16 +229,11 @@ class MitigatorRouter:
         for key in keys:
             for index in self._placed.get(key, {}):
                 per_actuator.setdefault(index, []).append(key)
-        totals: dict[str, dict[str, int | None]] = {}
+        measured: dict[str, list[Counters]] = {}
         for index, placed_keys in per_actuator.items():
-            measured = await read_counters(self.assignments[index].mitigator, placed_keys)
-            for key, counters in measured.items():
-                sums = totals.setdefault(key, dict.fromkeys(_COUNTER_FIELDS))
-                for name in _COUNTER_FIELDS:
-                    value = getattr(counters, name)
-                    if value is not None:
-                        sums[name] = (sums[name] or 0) + value
-        return {key: Counters(**sums) for key, sums in totals.items()}
+            for key, counters in (await read_counters(self.assignments[index].mitigator, placed_keys)).items():
+                measured.setdefault(key, []).append(counters)
+        return {key: Counters.summed(parts) for key, parts in measured.items()}
 
     async def health(self) -> bool:
         results = [await assignment.mitigator.health() for assignment in self.assignments]
@@ -266,13 +258,9 @@ class MitigatorRouter:
                 per_actuator[index].append(part)
         for index, parts in per_actuator.items():
             mitigator = self.assignments[index].mitigator
-            restore = getattr(mitigator, "restore", None)
             try:
-                if restore is not None:
-                    result = await restore(parts)
-                    failed = result if isinstance(result, Mapping) else dict.fromkeys(result or ())
-                    for key, error in failed.items():
-                        refused[key] = error or MitigatorError(f"{mitigator.name} could not restore {key}")
+                if isinstance(mitigator, Restorable):
+                    refused.update(refused_by(mitigator, await mitigator.restore(parts)))
                 else:
                     for part in parts:
                         await mitigator.apply(part)
@@ -285,19 +273,14 @@ class MitigatorRouter:
 
     async def start(self) -> None:
         for assignment in self.assignments:
-            start = getattr(assignment.mitigator, "start", None)
-            if start is not None:
-                await start()
+            if isinstance(assignment.mitigator, Lifecycle):
+                await assignment.mitigator.start()
 
     async def stop(self) -> None:
         """Stop actuator processes (BGP speakers). Kernel state (nft tables) stays: enforcement outlives us."""
         for assignment in self.assignments:
-            stop = getattr(assignment.mitigator, "stop", None)
-            if stop is not None:
-                await stop()
-
-
-_COUNTER_FIELDS = ("bytes_dropped", "pkts_dropped", "bps_dropped", "pps_dropped")
+            if isinstance(assignment.mitigator, Lifecycle):
+                await assignment.mitigator.stop()
 
 
 def build_actuator(entry: Mapping[str, Any]) -> Mitigator:

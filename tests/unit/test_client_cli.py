@@ -52,3 +52,13 @@ def test_help_lists_every_verb() -> None:
     result = CliRunner().invoke(client, ["--help"])
     for verb in ("run", "mitigate", "status", "withdraw", "efficacy", "config", "session"):
         assert f"  {verb}" in result.output
+
+
+def test_a_prefix_with_host_bits_is_cleared_and_the_user_is_told(pki_dir: Path) -> None:
+    """The wire and the server refuse host bits (inet:ip-prefix canonical form); the command line clears them and
+    says so. The lifetime of 0 stops the command before it sends anything."""
+    config = str(pki_dir / "client.toml")
+    args = ["mitigate", "--config", config, "--target-prefix", "203.0.113.5/24", "--lifetime", "0"]
+    result = CliRunner().invoke(client, args)
+    assert result.exit_code == 2 and "lifetime" in result.output
+    assert "203.0.113.5/24 has host bits set: asking for 203.0.113.0/24" in result.output

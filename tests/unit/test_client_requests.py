@@ -99,7 +99,8 @@ def test_withdraw_status_and_config_requests() -> None:
         ({"target_prefixes": ("192.0.2.0/24",), "lifetime": -2}, "lifetime"),
         ({"target_prefixes": ("127.0.0.1",)}, "loopback"),
         ({"target_prefixes": ("224.0.0.1",)}, "multicast"),
-        ({"target_prefixes": ("192.0.2.0/33",)}, "bad target prefix"),
+        ({"target_prefixes": ("192.0.2.0/33",)}, "invalid target-prefix"),
+        ({"target_prefixes": ("192.0.2.1/24",)}, "host bits set"),  # the wire's rule: the server refuses it too
         ({"target_prefixes": ("192.0.2.0/24",), "protocols": ("bogus",)}, "unknown protocol"),
         ({"target_prefixes": ("192.0.2.0/24",), "protocols": (256,)}, "0-255"),
         ({"fqdns": ("",)}, "empty"),

@@ -49,8 +49,8 @@ class MeasuringMitigator(LoggingMitigator):
         return self.measured if key in self.active else Counters()
 
 
-def scope(key: str, *prefixes: str) -> MitigationScope:
-    return MitigationScope(key=key, target_prefixes=tuple(net(p) for p in prefixes))
+def scope(key: str, *prefixes: str, client: str | None = None) -> MitigationScope:
+    return MitigationScope(key=key, target_prefixes=tuple(net(p) for p in prefixes), client=client)
 
 
 async def test_each_actuator_gets_the_part_of_a_scope_it_covers():
@@ -71,10 +71,12 @@ async def test_each_actuator_gets_the_part_of_a_scope_it_covers():
 
 async def test_client_selection_and_uncovered_scopes_are_refused():
     only_bob = LoggingMitigator(name="bob-only")
-    router = MitigatorRouter([Assignment(only_bob, clients=frozenset({"bob"}))], {"cuidA": "alice", "cuidB": "bob"})
+    router = MitigatorRouter([Assignment(only_bob, clients=frozenset({"bob"}))])
     with pytest.raises(MitigatorError, match="no mitigator"):
-        await router.apply(scope("cuidA/1", "192.0.2.1/32"))
-    await router.apply(scope("cuidB/1", "192.0.2.1/32"))
+        await router.apply(scope("cuidA/1", "192.0.2.1/32", client="alice"))
+    with pytest.raises(MitigatorError, match="no mitigator"):  # whose it is is a field, not read from the key
+        await router.apply(scope("cuidB/1", "192.0.2.1/32"))
+    await router.apply(scope("cuidB/1", "192.0.2.1/32", client="bob"))
     assert list(only_bob.active) == ["cuidB/1"]
 
 

@@ -10,11 +10,12 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from opendots.domain import DOTS_CBOR_CONTENT_FORMAT
 from opendots.signal.client.core_scope import ATTACK_STATUSES, MODULE, MitigationScope, ScopeError
 from opendots.signal.core import defaults
 
 WELL_KNOWN = (".well-known", "dots")
-CONTENT_FORMAT_DOTS_CBOR = 271  # application/dots+cbor, RFC 9132 §10.3
+CONTENT_FORMAT_DOTS_CBOR = DOTS_CBOR_CONTENT_FORMAT  # application/dots+cbor, RFC 9132 §10.3
 CONTENT_FILTERS = ("c", "n", "a")  # RFC 9132 Table 2
 MID_MAX = defaults.UINT32_MAX
 

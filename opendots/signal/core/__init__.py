@@ -6,6 +6,7 @@ the response, the changes to store, the events to act on. The shell stores the c
 `next_timer()` is due.
 """
 
+from opendots.domain import Targets
 from opendots.signal.core.authorization import AliasDirectory, StaticAliasDirectory
 from opendots.signal.core.decision import Decision
 from opendots.signal.core.events import (
@@ -23,7 +24,6 @@ from opendots.signal.core.events import (
 )
 from opendots.signal.core.messages import AttackStatus, ConflictCause, ConflictStatus, Request, Response, Status
 from opendots.signal.core.policy import Redirection, ServerSettings
-from opendots.signal.core.scope import Targets
 from opendots.signal.core.server import SignalServer
 from opendots.signal.core.sessionconfig import Limits, ParameterSet, SessionConfig
 

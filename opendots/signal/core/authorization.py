@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from opendots.config import ClientAuthorization
+from opendots.domain.targets import Targets, uri_host
 from opendots.signal.core.messages import reject
-from opendots.signal.core.scope import Targets, uri_host
 
 
 class AliasDirectory(Protocol):

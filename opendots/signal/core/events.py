@@ -1,6 +1,6 @@
 """What the core asks its surroundings to do: small immutable values, returned in order of occurrence.
 
-Mitigation events carry an opendots.mitigate.base.MitigationScope ready for a Mitigator; names
+Mitigation events carry an opendots.domain.MitigationScope ready for a Mitigator; names
 (target-fqdn, target-uri hosts) are listed apart because resolving them is I/O the core does not do.
 """
 
@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from opendots.mitigate.base import MitigationScope
+from opendots.domain import MitigationScope
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import itertools
 from collections import defaultdict
 from collections.abc import Hashable
 
-from opendots.signal.core.scope import Targets
+from opendots.domain import Targets
 
 _BITS = {4: 32, 6: 128}
 

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from opendots.config import ClientAuthorization
-from opendots.mitigate.base import Counters
+from opendots.domain import Counters, Targets
 from opendots.signal.core import defaults
 from opendots.signal.core.acl_requests import AclRequests
 from opendots.signal.core.announcements import Announcements
@@ -30,7 +30,7 @@ from opendots.signal.core.mitigations import Mitigation
 from opendots.signal.core.paths import MitigatePath
 from opendots.signal.core.policy import ServerSettings
 from opendots.signal.core.query import parse_mitigation_query
-from opendots.signal.core.scope import MitigationRequest, Targets, overlap, parse_scope_body, targets_document
+from opendots.signal.core.scope import MitigationRequest, overlap, parse_scope_body
 from opendots.signal.core.transitions import REPORT_TRIGGERS, Trigger, allowed, kind_of, next_status
 from opendots.store.records import CuidRecord, MitigationRecord, SignalChanges
 
@@ -227,7 +227,7 @@ class MitigationRequests:
                 continue
             if other.request.trigger_mitigation == parsed.trigger_mitigation:
                 if other.record.mid > path.mid:
-                    scope = {**targets_document(common), "mid": other.record.mid}
+                    scope = {**common.to_yang(), "mid": other.record.mid}
                     info = {"conflict-cause": ConflictCause.OVERLAPPING_TARGETS.label, "conflict-scope": scope}
                     body = {MITIGATION_SCOPE: {"scope": [{"conflict-information": info}]}}
                     raise refuse("4.09", f"overlaps mitigation mid={other.record.mid}, which has a higher 'mid'", body)
@@ -325,7 +325,7 @@ class MitigationRequests:
         info: dict[str, Any] = {"conflict-cause": ConflictCause.OVERLAPPING_TARGETS.label}
         if self.settings.cross_client_conflicts == "accept":
             info = {"conflict-status": ConflictStatus.REQUEST_ACTIVE.label, **info}
-            info["conflict-scope"] = targets_document(common_targets)
+            info["conflict-scope"] = common_targets.to_yang()
             return info
         lifetimes = [m.remaining_lifetime(now) for m, _ in blocking]
         retry = self.settings.indefinite_retry_timer if -1 in lifetimes else max(lifetimes)
@@ -333,7 +333,7 @@ class MitigationRequests:
             "conflict-status": ConflictStatus.REQUEST_INACTIVE_OTHER_ACTIVE.label,
             **info,
             "retry-timer": retry,
-            "conflict-scope": targets_document(common_targets),
+            "conflict-scope": common_targets.to_yang(),
         }
         body = {MITIGATION_SCOPE: {"scope": [{"conflict-information": info}]}}
         raise refuse("4.09", "the request overlaps a mitigation that is already active for another DOTS client", body)

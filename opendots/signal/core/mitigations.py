@@ -8,9 +8,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from opendots.mitigate.base import Counters, MitigationScope
+from opendots.domain import Counters, MitigationScope, Targets, mitigation_key
+from opendots.domain.targets import uri_host
 from opendots.signal.core.messages import ENFORCING, MITIGATION_SCOPE, Status
-from opendots.signal.core.scope import ACL_LIST, MitigationRequest, Targets, uri_host
+from opendots.signal.core.scope import ACL_LIST, MitigationRequest
 from opendots.store.records import MitigationRecord
 
 CONFIG_MEMBERS = frozenset(
@@ -46,7 +47,7 @@ class Mitigation:
 
     @property
     def mitigator_key(self) -> str:
-        return f"{self.record.cuid}/{self.record.mid}"
+        return mitigation_key(self.record.cuid, self.record.mid)
 
     @property
     def status(self) -> Status:
@@ -77,12 +78,8 @@ class Mitigation:
         return self.record.expires_at
 
     def mitigation_scope(self) -> MitigationScope:
-        return MitigationScope(
-            key=self.mitigator_key,
-            target_prefixes=self.targets.prefixes,
-            target_ports=self.targets.port_ranges,
-            protocols=self.targets.protocols,
-        )
+        record = self.record
+        return MitigationScope.of(self.targets, record.client, record.cuid, record.mid)
 
     def names(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys((*self.targets.fqdns, *(uri_host(uri) for uri in self.targets.uris))))

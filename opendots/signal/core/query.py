@@ -6,8 +6,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
+from opendots.domain import IPNetwork, Targets
 from opendots.signal.core.messages import reject
-from opendots.signal.core.scope import IPNetwork, Targets
 
 _FILTERS = ("target-prefix", "target-port", "target-protocol", "target-fqdn", "target-uri", "alias-name", "mid")
 

@@ -24,7 +24,7 @@ from dataclasses import replace
 from typing import Any
 
 from opendots.config import ClientAuthorization
-from opendots.mitigate.base import Counters
+from opendots.domain import Counters
 from opendots.signal.core.authorization import resolve_aliases
 from opendots.signal.core.bodies import decoded
 from opendots.signal.core.decision import Decision
@@ -137,7 +137,7 @@ class SignalServer:
 
     def _decide(self, now: float) -> Decision:
         if self._pending is not None:
-            raise RuntimeError(f"the last decision was neither applied nor refused: deciding now would use stale state")
+            raise RuntimeError("the last decision was neither applied nor refused: deciding now would use stale state")
         self._now = now
         return Decision()
 

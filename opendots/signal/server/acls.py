@@ -15,12 +15,12 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from typing import Protocol
 
 from opendots.config import ClientAuthorization
 from opendots.data.records import Acl
 from opendots.data.service import DataChannelService
-from opendots.mitigate.base import MitigatorError
+from opendots.mitigate.base import AclActuator, AclPlanner, Mitigator, MitigatorError
 from opendots.mitigate.nftables_acl import AclPolicy, policy_from_record
 from opendots.signal.core.filtering import (
     DEACTIVATE,
@@ -44,7 +44,7 @@ class AclEnforcer:
     def __init__(
         self,
         source: AclSource,
-        mitigator: Any,
+        mitigator: Mitigator,
         authorize: Callable[[str], ClientAuthorization | None],
         mitigating: Callable[[str], bool],
         known_cuids: Callable[[], Iterable[str]],
@@ -55,6 +55,7 @@ class AclEnforcer:
         says whether a cuid has an active mitigation; KNOWN_CUIDS lists the clients to restore at start."""
         self.source = source
         self.mitigator = mitigator
+        self.actuator = mitigator if isinstance(mitigator, AclActuator) else None
         self.authorize = authorize
         self.mitigating = mitigating
         self.known_cuids = known_cuids
@@ -164,8 +165,10 @@ class AclEnforcer:
         for key in change.withdraw:
             enforced.pop(key, None)
             self.refused.pop(key, None)
+            if self.actuator is None:  # a refused ACL is recorded too, but without an actuator nothing was placed
+                continue
             try:
-                await self.mitigator.withdraw_acl(key)
+                await self.actuator.withdraw_acl(key)
             except MitigatorError as problem:
                 log.error("could not withdraw ACL %s: %s", key, problem)
         for acl in change.apply:
@@ -186,14 +189,13 @@ class AclEnforcer:
         policy = self._policy(acl)
         if isinstance(policy, str):
             return policy
-        can_enforce = getattr(self.mitigator, "can_enforce_acl", None)
-        if can_enforce is not None and not can_enforce(policy):
+        if isinstance(self.mitigator, AclPlanner) and not self.mitigator.can_enforce_acl(policy):
             return f"no configured mitigator can enforce ACL {policy.key}"
         return None
 
     def _policy(self, acl: Acl) -> AclPolicy | str:
-        if getattr(self.mitigator, "apply_acl", None) is None:
-            return f"mitigator {getattr(self.mitigator, 'name', '?')} cannot enforce ACLs"
+        if self.actuator is None:
+            return f"mitigator {self.mitigator.name} cannot enforce ACLs"
         client = self.authorize(acl.cuid)
         if client is None or not client.prefixes:
             return "the client has no authorized prefixes to confine the ACL to"
@@ -206,8 +208,9 @@ class AclEnforcer:
         policy = self._policy(acl)
         if isinstance(policy, str):
             return policy
+        assert self.actuator is not None  # _policy found one
         try:
-            await self.mitigator.apply_acl(policy)
+            await self.actuator.apply_acl(policy)
         except MitigatorError as problem:
             return str(problem)
         return None

@@ -38,7 +38,6 @@ from opendots.eventloop import running_loop_name
 from opendots.signal.client.control import ControlError, ControlServer
 from opendots.signal.core import Redirection, Status
 from opendots.signal.core.defaults import UINT32_MAX
-from opendots.signal.core.scope import targets_document
 
 if TYPE_CHECKING:
     from opendots.signal.server.run import RunningSignalServer
@@ -123,7 +122,7 @@ class AdminHandler:
                     "mid": record.mid,
                     "status": mitigation.status.label,
                     "lifetime": mitigation.remaining_lifetime(now),
-                    **targets_document(mitigation.targets),
+                    **mitigation.targets.to_yang(),
                     "pkts-dropped": mitigation.counters.pkts_dropped,
                     "bytes-dropped": mitigation.counters.bytes_dropped,
                 }

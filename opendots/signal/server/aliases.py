@@ -13,8 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from opendots.config import ClientAuthorization
-from opendots.mitigate.base import PortRange
-from opendots.signal.core import Targets
+from opendots.domain import Targets, parse_port_ranges
 from opendots.store.data_channel import DataChannelStore
 
 log = logging.getLogger(__name__)
@@ -50,9 +49,7 @@ def alias_targets(body: dict[str, Any]) -> Targets:
     """An RFC 8783 alias entry (target-prefix, target-port-range, target-protocol, target-fqdn, target-uri)."""
     return Targets(
         prefixes=tuple(ipaddress.ip_network(p) for p in body.get("target-prefix", [])),
-        port_ranges=tuple(
-            PortRange(r["lower-port"], r.get("upper-port", r["lower-port"])) for r in body.get("target-port-range", [])
-        ),
+        port_ranges=parse_port_ranges(body.get("target-port-range", [])),
         protocols=tuple(int(p) for p in body.get("target-protocol", [])),
         fqdns=tuple(name.rstrip(".").lower() for name in body.get("target-fqdn", [])),
         uris=tuple(body.get("target-uri", [])),

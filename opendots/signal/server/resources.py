@@ -21,6 +21,7 @@ import aiocoap.resource
 from aiocoap.numbers.codes import Code
 from aiocoap.numbers.types import NON
 
+from opendots.domain import DOTS_CBOR_CONTENT_FORMAT
 from opendots.model import ModelError, decode_signal, encode_signal
 from opendots.signal.core import (
     Event,
@@ -39,7 +40,7 @@ from opendots.transport import peer_identity
 
 log = logging.getLogger(__name__)
 
-DOTS_CBOR = 271  # Content-Format application/dots+cbor (RFC 9132 §10.4)
+DOTS_CBOR = DOTS_CBOR_CONTENT_FORMAT  # application/dots+cbor (RFC 9132 §10.4)
 TEXT_PLAIN = 0
 WELL_KNOWN_DOTS = (".well-known", "dots")
 

@@ -19,7 +19,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Protocol
 
-from opendots.mitigate.base import Counters, MitigationScope, Mitigator, MitigatorError, read_counters
+from opendots.domain import Counters, MitigationScope
+from opendots.mitigate.base import Lifecycle, Mitigator, MitigatorError, Restorable, read_counters, refused_by
 from opendots.signal.core import (
     Decision,
     Event,
@@ -93,15 +94,13 @@ class SignalService:
     async def start(self) -> None:
         """Start the actuators, re-enforce every stored mitigation (actuators forget across our restarts,
         and a mitigator with `restore` also drops what ended while we were down), then run timers."""
-        start = getattr(self.mitigator, "start", None)
-        if start is not None:
-            await start()
+        if isinstance(self.mitigator, Lifecycle):
+            await self.mitigator.start()
         restoring = self.core.restore_events()
-        restore = getattr(self.mitigator, "restore", None)
-        if restore is not None:
+        if isinstance(self.mitigator, Restorable):
             scopes = [await self._with_names(e.client, e.scope, e.names) for e in restoring]
-            refused = await restore(scopes)
-            for key in refused or {}:
+            refused = refused_by(self.mitigator, await self.mitigator.restore(scopes))
+            for key in refused:
                 self._settle(self.core.report_status(key, Status.ATTACK_EXCEEDED_CAPABILITY, self.clock()))
         else:
             self._enqueue(restoring)
@@ -118,9 +117,8 @@ class SignalService:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
-        stop = getattr(self.mitigator, "stop", None)
-        if stop is not None:
-            await stop()
+        if isinstance(self.mitigator, Lifecycle):
+            await self.mitigator.stop()
 
     def handle(self, request: Request) -> Response:
         """Answer one request; the store is written before this returns, side effects follow in order."""

@@ -1,0 +1,31 @@
+"""What a mitigator measured (RFC 9132 §4.4.2: bytes-dropped, bps-dropped, pkts-dropped, pps-dropped)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+COUNTER_FIELDS = ("bytes_dropped", "pkts_dropped", "bps_dropped", "pps_dropped")
+
+
+@dataclass(frozen=True)
+class Counters:
+    """Traffic a mitigator really dropped. None means "not measured", never zero by assumption.
+
+    The YANG leaves are yang:zero-based-counter64 (bytes/pkts) and yang:gauge64 (bps/pps); the signal channel
+    sends them as strings (RFC 7951 §6.1)."""
+
+    bytes_dropped: int | None = None
+    pkts_dropped: int | None = None
+    bps_dropped: int | None = None
+    pps_dropped: int | None = None
+
+    @classmethod
+    def summed(cls, parts: list[Counters]) -> Counters:
+        """The sum of PARTS, field by field; a field stays None when no part measured it."""
+        totals: dict[str, int | None] = dict.fromkeys(COUNTER_FIELDS)
+        for part in parts:
+            for name in COUNTER_FIELDS:
+                value = getattr(part, name)
+                if value is not None:
+                    totals[name] = (totals[name] or 0) + value
+        return cls(**totals)
