@@ -42,7 +42,7 @@ def test_a_decision_changes_nothing_until_it_is_applied(harness: Harness):
         harness.now,
     )
     assert decision.response is not None and decision.response.code == "2.01"
-    assert [m.record.mid for m in decision.changes.put_mitigations] == [1]
+    assert [record.mid for record in decision.changes.put_mitigations] == [1]
     assert harness.server.mitigations() == []  # decided, not yet stored: memory is untouched
     with pytest.raises(RuntimeError):  # deciding again now would use stale state
         harness.server.handle(Request("GET", mitigate_path(ALPHA_CUID), ALPHA_CUID), harness.now)

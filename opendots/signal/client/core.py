@@ -37,6 +37,7 @@ from opendots.signal.client.core_events import (
 )
 from opendots.signal.client.core_requests import DotsRequest, DotsResponse, RequestKind
 from opendots.signal.client.core_scope import MODULE, MitigationScope, ScopeError
+from opendots.signal.client.core_state import ClientState, StoredMitigation
 from opendots.signal.client.core_timing import (
     DEFAULT_CONFIG_REFRESH,
     INFINITE_MAX_AGE,
@@ -44,7 +45,6 @@ from opendots.signal.client.core_timing import (
     SignalConfig,
     config_put_body,
 )
-from opendots.signal.client.state import ClientStateStore, StoredMitigation
 
 # Statuses after which a mitigation no longer counts as active (RFC 9132 Table 3).
 INACTIVE_STATUSES = frozenset(
@@ -107,7 +107,7 @@ class _Redirect:
 
 
 class DotsClientCore:
-    def __init__(self, cuid: str, store: ClientStateStore, *, now: float) -> None:
+    def __init__(self, cuid: str, store: ClientState, *, now: float) -> None:
         self.cuid = cuid
         self.store = store
         self.config = SignalConfig()

@@ -9,16 +9,14 @@ BEGIN IMMEDIATE serializes the agent and one-shot CLI runs that share the file.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from opendots.signal.client.core_requests import MID_MAX
-from opendots.signal.client.core_scope import MitigationScope, ScopeError
-from opendots.signal.core import defaults
+from opendots.signal.client.core_scope import MitigationScope
+from opendots.signal.client.core_state import MID_ROLLOVER, StoredMitigation, next_mid
 from opendots.store.sqlite import SqliteDatabase
 
-MID_ROLLOVER = defaults.MID_ROLLOVER  # 3/4 of 2^32-1 (RFC 9132 §4.4.1.1)
+__all__ = ["MID_ROLLOVER", "ClientStateStore", "StoredMitigation", "next_mid"]
 
 _MIGRATIONS = [
     """
@@ -29,40 +27,6 @@ _MIGRATIONS = [
     CREATE TABLE client_session_config (cuid TEXT PRIMARY KEY, sid INTEGER NOT NULL, body TEXT NOT NULL)
     """
 ]
-
-
-def next_mid(counter: int, explicit: int | None, *, rollover_allowed: bool, active: set[int]) -> tuple[int, int]:
-    """(mid to use, new counter) given the stored counter (the lowest mid never used yet).
-
-    explicit: a mid the caller asked for; it must be an active mid (a refresh) or not below the counter.
-    rollover_allowed: no attack is going on, so at 3/4 of 2^32-1 the counter restarts at 0 (§4.4.1.1).
-    """
-    if explicit is not None:
-        if not 0 <= explicit <= MID_MAX:
-            raise ScopeError(f"mid {explicit} is outside 0-{MID_MAX}")
-        if explicit in active:
-            return explicit, counter
-        if explicit < counter:
-            raise ScopeError(
-                f"mid {explicit} is lower than mids already used (next free: {counter}); "
-                "mids must increase monotonically (RFC 9132 §4.4.1.1)"
-            )
-        return explicit, explicit + 1
-    if counter > MID_ROLLOVER and rollover_allowed:
-        counter = 0
-        while counter in active:  # never collide with a mitigation that survived the rollover
-            counter += 1
-    if counter > MID_MAX:
-        raise ScopeError("mid space exhausted; withdraw active mitigations so the mid can roll over")
-    return counter, counter + 1
-
-
-@dataclass(frozen=True)
-class StoredMitigation:
-    mid: int
-    scope: MitigationScope
-    expires_at: float | None
-    """Wall-clock time the granted lifetime ends; None: indefinite or not yet granted."""
 
 
 class ClientStateStore:
