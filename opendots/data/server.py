@@ -38,6 +38,7 @@ HOST_META_XRD = (
     "</XRD>\n"
 )
 MAX_BODY = 4 * 1024 * 1024
+YANG_LIBRARY_VERSION = "2016-06-21"  # RFC 7895's ietf-yang-library, the modules-state we serve
 INLINE_PARSE_BYTES = 16 * 1024  # larger bodies are parsed in a worker thread (~1 ms of json per 50 KB)
 TIMEOUTS_KEY = web.AppKey("data_channel_timeouts", HttpTimeouts)
 
@@ -215,8 +216,14 @@ async def _yang_library(request: web.Request) -> web.Response:
     return web.Response(body=json.dumps(yang_library()).encode(), content_type=MEDIA_TYPE)
 
 
+async def _yang_library_version(request: web.Request) -> web.Response:
+    """RFC 8040 §3.3.3: the mandatory leaf naming the ietf-yang-library revision the server implements."""
+    body = {"ietf-restconf:yang-library-version": YANG_LIBRARY_VERSION}
+    return web.Response(text=json.dumps(body), content_type=MEDIA_TYPE)
+
+
 async def _restconf_root(request: web.Request) -> web.Response:
-    body = {"ietf-restconf:restconf": {"data": {}, "operations": {}, "yang-library-version": "2016-06-21"}}
+    body = {"ietf-restconf:restconf": {"data": {}, "operations": {}, "yang-library-version": YANG_LIBRARY_VERSION}}
     return web.Response(text=json.dumps(body), content_type=MEDIA_TYPE)
 
 
@@ -255,6 +262,7 @@ def create_data_app(
     app.router.add_get("/.well-known/host-meta.json", _host_meta_json)
     app.router.add_get(RESTCONF_ROOT, _restconf_root)
     app.router.add_get(f"{RESTCONF_ROOT}/data/ietf-yang-library:modules-state", _yang_library)
+    app.router.add_get(f"{RESTCONF_ROOT}/yang-library-version", _yang_library_version)
     app.router.add_route("*", f"{RESTCONF_ROOT}/data", handler)
     app.router.add_route("*", f"{RESTCONF_ROOT}/data/{{path:.*}}", handler)
     app.cleanup_ctx.append(_expiry_task(store, clock))

@@ -8,6 +8,7 @@ transaction: a refused request never changes stored state.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -214,7 +215,15 @@ class DataChannelService:
             value = {entry_list: self._select(value.get(entry_list, []), query)}
         else:
             value = self._select(value, query)
-        return RestconfResponse(200, {f"{MODULE}:{member}": value}, {"Cache-Control": "no-cache"})
+        reply = {f"{MODULE}:{member}": value}
+        headers = {"Cache-Control": "no-cache"}
+        if path.kind in ("datastore", "dots-data"):
+            # RFC 8040 §3.4.1.2: the datastore has an entity-tag; this one changes with whatever this client sees.
+            digest = hashlib.sha256(json.dumps(reply, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+            headers["ETag"] = f'"{digest[:32]}"'
+        if path.kind == "datastore":
+            reply = {"ietf-restconf:data": reply}  # RFC 8040 §3.3.1: {+restconf}/data is the datastore node
+        return RestconfResponse(200, reply, headers)
 
     @staticmethod
     def _select(value: Any, query: QueryParameters) -> Any:
@@ -313,6 +322,9 @@ class DataChannelService:
         client = self._client(path, actor)
         if path.kind == "client":
             members = _members(body, {"aliases", "acls"})
+            if len(members) != 1:
+                # RFC 8040 §4.4.1: the body of a POST holds exactly one child resource of the target.
+                raise RestconfError("invalid-value", "POST creates one resource: aliases or acls, not both")
             aliases = _entries_of(members.get("aliases"), "alias", wrapped=True)
             acls = _entries_of(members.get("acls"), "acl", wrapped=True)
             if query.insert and not acls:
