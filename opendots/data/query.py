@@ -135,7 +135,7 @@ def prune_depth(value: Any, depth: int, level: int = 1) -> Any:
         return {member: prune_depth(child, depth, level + 1) for member, child in value.items()}
     if isinstance(value, list) and value and isinstance(value[0], dict):
         if level >= depth:
-            return {}
+            return []  # still a list: RFC 7951 §5.4 encodes a list as an array, whatever depth cut from it
         return [{member: prune_depth(child, depth, level + 1) for member, child in entry.items()} for entry in value]
     return value
 

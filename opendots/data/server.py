@@ -13,6 +13,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from opendots.config import ServerConfig, TlsFiles
+from opendots.data.body import NeedsValidation, Prepared, parse_or_error
 from opendots.data.errors import RestconfError
 from opendots.data.service import (
     MEDIA_TYPE,
@@ -22,7 +23,7 @@ from opendots.data.service import (
     RestconfRequest,
     RestconfResponse,
 )
-from opendots.data.settings import data_settings_from_table
+from opendots.data.settings import HttpTimeouts, data_settings_from_table, timeouts_from_table
 from opendots.model.data_channel import yang_library
 from opendots.pki import cuid_from_certificate
 from opendots.store.data_channel import DataChannelStore
@@ -37,6 +38,88 @@ HOST_META_XRD = (
     "</XRD>\n"
 )
 MAX_BODY = 4 * 1024 * 1024
+YANG_LIBRARY_VERSION = "2016-06-21"  # RFC 7895's ietf-yang-library, the modules-state we serve
+INLINE_PARSE_BYTES = 16 * 1024  # larger bodies are parsed in a worker thread (~1 ms of json per 50 KB)
+TIMEOUTS_KEY = web.AppKey("data_channel_timeouts", HttpTimeouts)
+
+
+class _Watchdog(asyncio.Protocol):
+    """Wraps aiohttp's protocol for one connection and closes it when a request head is late: aiohttp itself
+    waits forever for the first head, so a client trickling bytes (slowloris) would hold the connection.
+
+    The first head must be complete within `header` seconds of the TLS handshake, each later one within
+    `keepalive` seconds of the previous response; the handler stops the clock while a request is served."""
+
+    def __init__(self, inner: asyncio.Protocol, timeouts: HttpTimeouts) -> None:
+        self.inner = inner
+        self.timeouts = timeouts
+        self.transport: asyncio.BaseTransport | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    def _arm(self, seconds: float) -> None:
+        self._disarm()
+        self._timer = asyncio.get_running_loop().call_later(seconds, self._expire)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expire(self) -> None:
+        self._timer = None
+        if self.transport is not None:
+            log.debug("data channel: closing a connection whose request head is late")
+            self.transport.abort()
+
+    def head_received(self) -> None:
+        self._disarm()
+
+    def response_sent(self) -> None:
+        self._arm(self.timeouts.keepalive)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self.inner.connection_made(transport)
+        self._arm(self.timeouts.header)
+
+    def data_received(self, data: bytes) -> None:
+        self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        self.transport = None
+        self.inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+
+class _GuardedSite(web.TCPSite):
+    """A TCPSite whose connections go through _Watchdog."""
+
+    def __init__(
+        self, runner: web.AppRunner, host: str, port: int, ssl_context: ssl.SSLContext, timeouts: HttpTimeouts
+    ):
+        super().__init__(runner, host, port, ssl_context=ssl_context)
+        self._timeouts = timeouts
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)
+        server = self._runner.server
+        assert server is not None
+        self._server = await asyncio.get_running_loop().create_server(
+            lambda: _Watchdog(server(), self._timeouts),
+            self._host,
+            self._port,
+            ssl=self._ssl_context,
+            backlog=self._backlog,
+        )
 
 
 def server_ssl_context(tls: TlsFiles) -> ssl.SSLContext:
@@ -85,10 +168,16 @@ def _make_handler(clock: Callable[[], float]):
         prefix = f"{RESTCONF_ROOT}/data"
         raw_path = request.rel_url.raw_path
         try:
-            body = await request.read()  # the whole body, bounded by client_max_size
+            # The whole body, bounded in size (client_max_size) and in time (a trickled body is dropped).
+            body = await asyncio.wait_for(request.read(), request.app[TIMEOUTS_KEY].body)
         except web.HTTPRequestEntityTooLarge:
             error = RestconfError("too-big", f"request bodies are limited to {MAX_BODY} bytes", error_type="transport")
             return _json_response(RestconfResponse(413, error.body()))
+        except TimeoutError:
+            if request.transport is not None:
+                request.transport.abort()
+            error = RestconfError("operation-failed", "the request body came too slowly", error_type="transport")
+            return _json_response(RestconfResponse(408, error.body()))
         restconf_request = RestconfRequest(
             method=request.method,
             path=raw_path[len(prefix) :],
@@ -99,10 +188,27 @@ def _make_handler(clock: Callable[[], float]):
             accept=request.headers.get("Accept"),
             via=request.headers.get("Via"),
         )
-        response = service.handle(restconf_request, clock())
+        response = await _serve(service, restconf_request, clock)
         return _json_response(response, head=request.method == "HEAD")
 
     return handle
+
+
+async def _serve(service: DataChannelService, request: RestconfRequest, clock: Callable[[], float]) -> RestconfResponse:
+    """Run the core on the loop, and its CPU-heavy parts (parsing a large body, validating many entries) in a
+    worker thread: they touch only the request's own data. Store reads and writes stay on the loop, where every
+    write is one committed transaction before the answer, serialized with the signal channel's."""
+    prepared = Prepared()
+    if request.method in ("POST", "PUT", "PATCH") and len(request.body) > INLINE_PARSE_BYTES:
+        prepared.body = await asyncio.to_thread(parse_or_error, request.method, request.content_type, request.body)
+    for attempt in range(3):
+        if attempt == 2:
+            prepared.inline_bytes = None  # stored bodies changed under a PATCH twice: finish inline
+        try:
+            return service.handle(request, clock(), prepared)
+        except NeedsValidation as need:
+            await asyncio.to_thread(prepared.validate, need.entries, need.check)
+    raise AssertionError("unreachable")
 
 
 async def _yang_library(request: web.Request) -> web.Response:
@@ -110,14 +216,23 @@ async def _yang_library(request: web.Request) -> web.Response:
     return web.Response(body=json.dumps(yang_library()).encode(), content_type=MEDIA_TYPE)
 
 
+async def _yang_library_version(request: web.Request) -> web.Response:
+    """RFC 8040 §3.3.3: the mandatory leaf naming the ietf-yang-library revision the server implements."""
+    body = {"ietf-restconf:yang-library-version": YANG_LIBRARY_VERSION}
+    return web.Response(text=json.dumps(body), content_type=MEDIA_TYPE)
+
+
 async def _restconf_root(request: web.Request) -> web.Response:
-    body = {"ietf-restconf:restconf": {"data": {}, "operations": {}, "yang-library-version": "2016-06-21"}}
+    body = {"ietf-restconf:restconf": {"data": {}, "operations": {}, "yang-library-version": YANG_LIBRARY_VERSION}}
     return web.Response(text=json.dumps(body), content_type=MEDIA_TYPE)
 
 
 @web.middleware
 async def _restconf_errors(request: web.Request, handler):
     """Errors raised by routing itself (unknown API resource, wrong method) still get an `errors` body."""
+    watchdog = request.transport.get_protocol() if request.transport is not None else None
+    if isinstance(watchdog, _Watchdog):
+        watchdog.head_received()
     try:
         return await handler(request)
     except web.HTTPException as exception:
@@ -126,6 +241,9 @@ async def _restconf_errors(request: web.Request, handler):
         tag = "operation-not-supported" if exception.status == 405 else "invalid-value"
         error = RestconfError(tag, exception.reason, status=exception.status, error_type="protocol")
         return _json_response(RestconfResponse(exception.status, error.body()))
+    finally:
+        if isinstance(watchdog, _Watchdog):
+            watchdog.response_sent()  # from here the next request head has `keepalive` seconds
 
 
 def create_data_app(
@@ -137,12 +255,14 @@ def create_data_app(
     """The RESTCONF application; `store` holds the data, `config.clients` says who may do what."""
     app = web.Application(client_max_size=MAX_BODY, middlewares=[_restconf_errors])
     settings = settings or data_settings_from_table(config.clients, config.data)
+    app[TIMEOUTS_KEY] = timeouts_from_table(config.data)
     app[SERVICE_KEY] = DataChannelService(store, config.client_by_cuid, settings)
     handler = _make_handler(clock)
     app.router.add_get("/.well-known/host-meta", _host_meta)
     app.router.add_get("/.well-known/host-meta.json", _host_meta_json)
     app.router.add_get(RESTCONF_ROOT, _restconf_root)
     app.router.add_get(f"{RESTCONF_ROOT}/data/ietf-yang-library:modules-state", _yang_library)
+    app.router.add_get(f"{RESTCONF_ROOT}/yang-library-version", _yang_library_version)
     app.router.add_route("*", f"{RESTCONF_ROOT}/data", handler)
     app.router.add_route("*", f"{RESTCONF_ROOT}/data/{{path:.*}}", handler)
     app.cleanup_ctx.append(_expiry_task(store, clock))
@@ -179,14 +299,16 @@ async def start_data_server(
 ) -> web.AppRunner:
     """Serve the data channel with mutual TLS on HOST:PORT (default: every `config.listen` address on
     `config.data_port`); `await runner.cleanup()` stops it. The service is `runner.app[SERVICE_KEY]`."""
-    runner = web.AppRunner(create_data_app(config, store, settings, clock), access_log=None)
+    app = create_data_app(config, store, settings, clock)
+    timeouts = app[TIMEOUTS_KEY]
+    runner = web.AppRunner(app, access_log=None, keepalive_timeout=timeouts.keepalive)
     await runner.setup()
     hosts = [host] if isinstance(host, str) else list(host or config.listen)
     context = server_ssl_context(config.tls)
     try:
         for address in hosts:
-            await web.TCPSite(
-                runner, address, port if port is not None else config.data_port, ssl_context=context
+            await _GuardedSite(
+                runner, address, port if port is not None else config.data_port, context, timeouts
             ).start()
     except BaseException:
         await runner.cleanup()

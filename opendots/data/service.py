@@ -8,6 +8,7 @@ transaction: a refused request never changes stored state.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +17,15 @@ from urllib.parse import quote
 
 from opendots.config import ClientAuthorization
 from opendots.data import tree
+from opendots.data.body import (
+    PLACEHOLDER_KEY,
+    PLACEHOLDER_STEP,
+    NeedsValidation,
+    Prepared,
+    block_positions,
+    memo_key,
+    parse_body,
+)
 from opendots.data.errors import RestconfError, not_found
 from opendots.data.paths import DataPath, Step, parse_data_path, parse_steps
 from opendots.data.policy import DEFAULT_CAPABILITIES, check_acl, check_alias, check_capabilities
@@ -88,6 +98,7 @@ class DataChannelService:
         self.settings = settings or DataChannelSettings()
         self._listeners: list[Callable[[str], None]] = []
         self._now = 0.0  # the `now` of the request being handled
+        self._prepared = Prepared(inline_bytes=None)  # the request being handled: parsed body, validated entries
 
     def subscribe(self, listener: Callable[[str], None]) -> None:
         """Call LISTENER(cuid) after every change to that client's data (e.g. to re-apply its immediate ACLs)."""
@@ -115,14 +126,18 @@ class DataChannelService:
 
     # ---- entry point -------------------------------------------------------------------------------------
 
-    def handle(self, request: RestconfRequest, now: float) -> RestconfResponse:
+    def handle(self, request: RestconfRequest, now: float, prepared: Prepared | None = None) -> RestconfResponse:
+        """Answer REQUEST. PREPARED: its body parsed and entries validated off the loop by the shell; with one,
+        the core raises NeedsValidation (before changing anything) for validation beyond PREPARED.inline_bytes."""
+        self._prepared = prepared if prepared is not None else Prepared(inline_bytes=None)
         try:
             response = self._handle(request, now)
         except RestconfError as error:
             return RestconfResponse(error.status, error.body())
         if request.method in ("POST", "PUT", "PATCH", "DELETE") and response.status < 300:
+            body = self._prepared.body if isinstance(self._prepared.body, dict) else None
             for listener in self._listeners:
-                listener(_changed_cuid(request.path, request.body, request.peer_cuid))
+                listener(_changed_cuid(request.path, body, request.peer_cuid))
         return response
 
     def _handle(self, request: RestconfRequest, now: float) -> RestconfResponse:
@@ -144,7 +159,11 @@ class DataChannelService:
             return RestconfResponse(200, headers={"Allow": ", ".join(METHODS), "Accept-Patch": MEDIA_TYPE})
         body = None
         if request.method in ("POST", "PUT", "PATCH"):
-            body = _parse_body(request)
+            if self._prepared.body is None:
+                self._prepared.body = parse_body(request.method, request.content_type, request.body)
+            elif isinstance(self._prepared.body, RestconfError):
+                raise self._prepared.body
+            body = self._prepared.body
         elif request.body.strip():
             raise RestconfError("invalid-value", f"{request.method} takes no message body", error_type="protocol")
         method = "GET" if request.method == "HEAD" else request.method
@@ -196,7 +215,15 @@ class DataChannelService:
             value = {entry_list: self._select(value.get(entry_list, []), query)}
         else:
             value = self._select(value, query)
-        return RestconfResponse(200, {f"{MODULE}:{member}": value}, {"Cache-Control": "no-cache"})
+        reply = {f"{MODULE}:{member}": value}
+        headers = {"Cache-Control": "no-cache"}
+        if path.kind in ("datastore", "dots-data"):
+            # RFC 8040 §3.4.1.2: the datastore has an entity-tag; this one changes with whatever this client sees.
+            digest = hashlib.sha256(json.dumps(reply, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+            headers["ETag"] = f'"{digest[:32]}"'
+        if path.kind == "datastore":
+            reply = {"ietf-restconf:data": reply}  # RFC 8040 §3.3.1: {+restconf}/data is the datastore node
+        return RestconfResponse(200, reply, headers)
 
     @staticmethod
     def _select(value: Any, query: QueryParameters) -> Any:
@@ -295,6 +322,9 @@ class DataChannelService:
         client = self._client(path, actor)
         if path.kind == "client":
             members = _members(body, {"aliases", "acls"})
+            if len(members) != 1:
+                # RFC 8040 §4.4.1: the body of a POST holds exactly one child resource of the target.
+                raise RestconfError("invalid-value", "POST creates one resource: aliases or acls, not both")
             aliases = _entries_of(members.get("aliases"), "alias", wrapped=True)
             acls = _entries_of(members.get("acls"), "acl", wrapped=True)
             if query.insert and not acls:
@@ -339,6 +369,7 @@ class DataChannelService:
         cdid = entry.get("cdid")
         aliases = _entries_of(entry.get("aliases"), "alias", wrapped=False, container=True)
         acls = _entries_of(entry.get("acls"), "acl", wrapped=False, container=True)
+        self._check_size(len(aliases) + len(acls))  # they replace all the client has
         canonical = self._validate(cuid, cdid, aliases, acls, actor.peer)
         changes = Changes(cuid, register=(cdid,), clear_aliases=True, clear_acls=True)
         changes.alias_puts = [(a["name"], a, now + self.settings.lifetime) for a in canonical["aliases"]]
@@ -359,25 +390,28 @@ class DataChannelService:
     ) -> str:
         if not aliases and not acls:
             raise RestconfError("missing-attribute", "nothing to create")
+        # Counted first: a body over the limit is refused before any per-entry work.
+        self._check_size(len(aliases) + len(acls))
+        self._check_quota(client.cuid, len(aliases) + len(acls), now)
         for kind, entries in (("aliases", aliases), ("acls", acls)):
+            existing = self._existing(kind, client.cuid, entries, now)
             for entry in entries:
-                if self._exists(kind, client.cuid, entry.get("name"), now):
+                if entry.get("name") in existing:
                     raise RestconfError(
                         "resource-denied", f"{_LIST_OF[kind]}={entry['name']} already exists", status=409
                     )
         canonical = self._validate(client.cuid, client.cdid, aliases, acls, actor.peer)
-        self._check_quota(client.cuid, len(aliases) + len(acls), now)
         changes = Changes(client.cuid)
         changes.alias_puts = [(a["name"], a, now + self.settings.lifetime) for a in canonical["aliases"]]
-        pending: list[tuple[str, float]] = []
-        insert, point = query.insert or "last", query.point
-        for acl in canonical["acls"]:
-            position = self._place(client.cuid, acl["name"], insert, point, None, pending, now)
-            pending.append((acl["name"], position))
-            insert, point = "after", f"acl={quote(acl['name'], safe='')}"  # the next ones follow in body order
-            changes.acl_puts.append(
-                AclWrite(acl["name"], acl, _activation(acl), now + self.settings.lifetime, position)
-            )
+        if canonical["acls"]:
+            # The first goes where insert/point say, the next ones follow it in body order (§4.8.5).
+            point = _point_name(query.point, "acl") if query.insert in ("before", "after") else None
+            ordered = self.store.acl_positions(client.cuid, now)
+            positions = block_positions(ordered, len(canonical["acls"]), query.insert or "last", point)
+            for acl, position in zip(canonical["acls"], positions, strict=True):
+                changes.acl_puts.append(
+                    AclWrite(acl["name"], acl, _activation(acl), now + self.settings.lifetime, position)
+                )
         self.store.apply(changes, now)
         first = canonical["aliases"][0] if canonical["aliases"] else canonical["acls"][0]
         kind = "aliases/alias" if canonical["aliases"] else "acls/acl"
@@ -405,11 +439,22 @@ class DataChannelService:
             return 0.0
         return min(known) - 1.0 if insert == "first" else max(known) + 1.0
 
+    def _existing(self, kind: str, cuid: str, entries: list[dict[str, Any]], now: float) -> set[str]:
+        """The names among ENTRIES' that CUID already has: point reads for a few, one read of all names for many."""
+        names = {name for entry in entries if isinstance(name := entry.get("name"), str)}
+        if len(names) > 8:
+            return self.store.entry_names(kind, cuid, now) & names  # type: ignore[operator]
+        return {name for name in names if self._exists(kind, cuid, name, now)}  # type: ignore[misc]
+
     def _exists(self, kind: str, cuid: str, name: Any, now: float) -> bool:
         if not isinstance(name, str):
             return False
         getter = self.store.get_alias if kind == "aliases" else self.store.get_acl
         return getter(cuid, name, now) is not None
+
+    def _check_size(self, entries: int) -> None:
+        if entries > self.settings.max_entries:
+            raise RestconfError("resource-denied", f"at most {self.settings.max_entries} aliases and ACLs per client")
 
     def _check_quota(self, cuid: str, adding: int, now: float) -> None:
         if self.store.count_entries(cuid, now) + adding > self.settings.max_entries:
@@ -518,29 +563,44 @@ class DataChannelService:
         keep_others: bool = True,
     ) -> None:
         aliases, acls = (entries, []) if container == "aliases" else ([], entries)
-        canonical = self._validate(client.cuid, client.cdid, aliases, acls, actor.peer)
-        changes = Changes(client.cuid)
-        expires = now + self.settings.lifetime  # a PUT refreshes the lifetime (§7.2)
+        # Counted first: a body over the limit is refused before any per-entry work.
+        self._check_size(len(entries))
         if not keep_others:
-            changes.clear_aliases = container == "aliases"
-            changes.clear_acls = container == "acls"
             others = self.store.count_entries(client.cuid, now) - len(self._entries(container, client.cuid, now))
             if others + len(entries) > self.settings.max_entries:
                 raise RestconfError("resource-denied", f"at most {self.settings.max_entries} aliases and ACLs")
         else:
-            new_names = [e["name"] for e in canonical[container]]
-            fresh = sum(1 for n in new_names if not self._exists(container, client.cuid, n, now))
+            existing = self._existing(container, client.cuid, entries, now)
+            fresh = sum(1 for e in entries if e.get("name") not in existing)
             self._check_quota(client.cuid, fresh, now)
+        canonical = self._validate(client.cuid, client.cdid, aliases, acls, actor.peer)
+        changes = Changes(client.cuid)
+        changes.clear_aliases = not keep_others and container == "aliases"
+        changes.clear_acls = not keep_others and container == "acls"
+        expires = now + self.settings.lifetime  # a PUT refreshes the lifetime (§7.2)
         changes.alias_puts = [(a["name"], a, expires) for a in canonical["aliases"]]
-        pending: list[tuple[str, float]] = []
-        for index, acl in enumerate(canonical["acls"]):
-            if not keep_others:
-                position = float(index)
-            else:
-                stored = replacing if replacing is not None else self.store.get_acl(client.cuid, acl["name"], now)
-                current = stored.position if stored is not None else None
-                position = self._place(client.cuid, acl["name"], query.insert, query.point, current, pending, now)
-            pending.append((acl["name"], position))
+        if canonical["acls"] and not keep_others:
+            positions = [float(index) for index in range(len(canonical["acls"]))]
+        elif len(canonical["acls"]) == 1 and (query.insert or replacing is not None):
+            # One ACL (PUT on it): it keeps its place unless insert/point moves it.
+            acl = canonical["acls"][0]
+            stored = replacing if replacing is not None else self.store.get_acl(client.cuid, acl["name"], now)
+            current = stored.position if stored is not None else None
+            positions = [self._place(client.cuid, acl["name"], query.insert, query.point, current, [], now)]
+        elif canonical["acls"]:
+            # Stored ones keep their place, new ones follow the last (one read of the positions, not one per ACL).
+            stored_positions = dict(self.store.acl_positions(client.cuid, now))
+            last = max(stored_positions.values(), default=-1.0)
+            positions = []
+            for acl in canonical["acls"]:
+                current = stored_positions.get(acl["name"])
+                if current is None:
+                    last += 1.0
+                    current = last
+                positions.append(current)
+        else:
+            positions = []
+        for acl, position in zip(canonical["acls"], positions, strict=True):
             changes.acl_puts.append(AclWrite(acl["name"], acl, _activation(acl), expires, position))
         self.store.apply(changes, now)
 
@@ -655,31 +715,58 @@ class DataChannelService:
             names = [entry.get("name") for entry in entries]
             if len(set(map(str, names))) != len(names):
                 raise RestconfError("invalid-value", f"the request names the same {kind} twice")
-        entry: dict[str, Any] = {"cuid": cuid}
-        if cdid is not None:
-            entry["cdid"] = cdid
-        if aliases:
-            entry["aliases"] = {"alias": aliases}
-        if acls:
-            entry["acls"] = {"acl": acls}
+        shell = {"cuid": cuid} if cdid is None else {"cuid": cuid, "cdid": cdid}
         try:
-            canonical = validate_client(entry)
+            validate_client(shell)  # the client's own leaves; its aliases and ACLs one by one below
         except ModelError as error:
             raise RestconfError(error.error_tag, error.message, path=error.path) from None
-        result = {
-            "aliases": canonical.get("aliases", {}).get("alias", []),
-            "acls": canonical.get("acls", {}).get("acl", []),
-        }
         if peer is None:
             raise RestconfError("access-denied", "this client is not authorized")
-        for alias in result["aliases"]:
-            check_alias(Alias.from_json(cuid, alias), peer)
-        for acl in result["acls"]:
-            check_capabilities(acl, self.settings.capabilities)
-            check_acl(Acl.from_json(cuid, acl), peer)
+
+        def check(list_name: str, canonical: dict[str, Any]) -> None:
+            """The policy checks of one valid entry (pure: they may run off the loop with the validation)."""
+            if list_name == "alias":
+                check_alias(Alias.from_json(cuid, canonical), peer)
+            else:
+                check_capabilities(canonical, self.settings.capabilities)
+                check_acl(Acl.from_json(cuid, canonical), peer)
+
+        prepared = self._prepared
+        keys = {
+            name: [memo_key(name, entry) for entry in entries] for name, entries in (("alias", aliases), ("acl", acls))
+        }
+        missing = [
+            (name, entry, key)
+            for name, entries in (("alias", aliases), ("acl", acls))
+            for key, entry in zip(keys[name], entries, strict=True)
+            if key not in prepared.canonical
+        ]
+        work = [(name, entry) for name, entry, _ in missing]
+        if prepared.inline_bytes is not None and sum(len(key) for *_, key in missing) > prepared.inline_bytes:
+            raise NeedsValidation(work, check)
+        prepared.validate(work, check)
+        # Every entry's YANG errors before any policy error, in body order, as one validation of the whole would.
+        results = [prepared.canonical[key] for name in ("alias", "acl") for key in keys[name]]
+        for canonical, _ in results:
+            if isinstance(canonical, ModelError):
+                # Validated under a placeholder client (the memo does not depend on who asks): name the real one.
+                message, path = (
+                    text.replace(PLACEHOLDER_STEP, f"dots-client={cuid}").replace(PLACEHOLDER_KEY, f'[cuid="{cuid}"]')
+                    if text is not None
+                    else None
+                    for text in (canonical.message, canonical.path)
+                )
+                raise RestconfError(canonical.error_tag, message or "", path=path)
+        for _, refused in results:
+            if refused is not None:
+                raise refused
+        result = {
+            "aliases": [prepared.canonical[key][0] for key in keys["alias"]],
+            "acls": [prepared.canonical[key][0] for key in keys["acl"]],
+        }
         if result["acls"] and cdid is not None and self.settings.domain_conflicts == "reject":
             self._check_domain_conflicts(cuid, cdid, result["acls"])
-        return result
+        return result  # type: ignore[return-value]
 
     def _check_domain_conflicts(self, cuid: str, cdid: str, acls: list[dict[str, Any]]) -> None:
         """409 if an ACE matches exactly what another client of the domain filters with the opposite action."""
@@ -707,7 +794,7 @@ def _match_key(ace: dict[str, Any]) -> str:
     return json.dumps(ace.get("matches", {}), sort_keys=True)
 
 
-def _changed_cuid(path: str, body: bytes, peer_cuid: str) -> str:
+def _changed_cuid(path: str, body: dict[str, Any] | None, peer_cuid: str) -> str:
     """The client a successful write changed: the path's dots-client, or the one a registration names."""
     try:
         data_path = parse_data_path(path)
@@ -716,8 +803,8 @@ def _changed_cuid(path: str, body: bytes, peer_cuid: str) -> str:
     if data_path.cuid is not None:
         return data_path.cuid
     try:
-        return json.loads(body)[f"{MODULE}:dots-client"][0]["cuid"]
-    except (ValueError, KeyError, IndexError, TypeError):
+        return body[f"{MODULE}:dots-client"][0]["cuid"]  # type: ignore[index]
+    except (KeyError, IndexError, TypeError):
         return peer_cuid
 
 
@@ -729,39 +816,6 @@ def _accepts_json(accept: str | None) -> bool:
         if media in (MEDIA_TYPE, "application/yang-data", "application/json", "*/*", "application/*"):
             return True
     return False
-
-
-def _parse_body(request: RestconfRequest) -> Any:
-    media = (request.content_type or "").split(";")[0].strip().lower()
-    if media != MEDIA_TYPE:
-        raise RestconfError(
-            "invalid-value",
-            f"request bodies must be {MEDIA_TYPE}, not {media or 'absent'}",
-            status=415,
-            error_type="protocol",
-        )
-    if not request.body.strip():
-        raise RestconfError("invalid-value", f"{request.method} needs a message body", error_type="protocol")
-    try:
-        body = json.loads(request.body, object_pairs_hook=_unique_members, parse_constant=_no_constant)
-    except (ValueError, UnicodeDecodeError, RecursionError) as error:
-        raise RestconfError("malformed-message", f"the body is not JSON: {error}", error_type="rpc") from None
-    if not isinstance(body, dict):
-        raise RestconfError("malformed-message", "the body must be a JSON object", error_type="rpc")
-    return body
-
-
-def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """RFC 7951 (and RFC 8259 §4 interoperability): a member name appears once per object."""
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        duplicates = sorted({name for name, _ in pairs if sum(1 for other, _ in pairs if other == name) > 1})
-        raise ValueError(f"duplicate member(s) {', '.join(duplicates)}")
-    return result
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
 
 
 def _members(body: Any, allowed: set[str] | None) -> dict[str, Any]:

@@ -3,12 +3,46 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from opendots.config import ClientAuthorization, ConfigError
 from opendots.data.service import MINIMUM_LIFETIME, DataChannelSettings
 
-KEYS = ("gateways", "lifetime", "server_id", "max_entries", "domain_conflicts")
+KEYS = (
+    "gateways",
+    "lifetime",
+    "server_id",
+    "max_entries",
+    "domain_conflicts",
+    "header_timeout",
+    "body_timeout",
+    "keepalive_timeout",
+)
+TIMEOUT_KEYS = {"header_timeout": "header", "body_timeout": "body", "keepalive_timeout": "keepalive"}
+
+
+@dataclass(frozen=True)
+class HttpTimeouts:
+    """Seconds the HTTPS server waits for a client (slowloris defence): the first request head after the TLS
+    handshake (header), a whole request body once its head is in (body), the next request head on a kept-alive
+    connection after a response (keepalive)."""
+
+    header: float = 10.0
+    body: float = 30.0
+    keepalive: float = 15.0
+
+
+def timeouts_from_table(table: dict[str, Any]) -> HttpTimeouts:
+    """header_timeout, body_timeout, keepalive_timeout of [data]: positive numbers of seconds."""
+    values = {}
+    for key, field_name in TIMEOUT_KEYS.items():
+        if key in table:
+            value = table[key]
+            if not isinstance(value, int | float) or isinstance(value, bool) or not 0 < value <= 3600:
+                raise ConfigError(f"[data] {key} must be a number of seconds above 0 and at most 3600, not {value!r}")
+            values[field_name] = float(value)
+    return HttpTimeouts(**values)
 
 
 def data_settings_from_table(clients: Sequence[ClientAuthorization], table: dict[str, Any]) -> DataChannelSettings:
@@ -20,6 +54,7 @@ def data_settings_from_table(clients: Sequence[ClientAuthorization], table: dict
     unknown = sorted(set(table) - set(KEYS))
     if unknown:
         raise ConfigError(f"[data]: unknown keys {unknown} (known: {sorted(KEYS)})")
+    timeouts_from_table(table)  # checked here too, so that a bad value is reported with the others
     values: dict[str, Any] = {}
     if "gateways" in table:
         gateways = table["gateways"]

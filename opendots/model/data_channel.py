@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import tempfile
 from dataclasses import dataclass
 from functools import cache
@@ -201,12 +202,130 @@ def _error_from(exception: YangsonException) -> ModelError:
     return ModelError("invalid-value", str(exception))
 
 
+# yangson walks a list through a zipper whose every step copies the rest of the list, so validating a list of
+# n entries costs O(n²). Entries of this module are independent (no leafref, must or unique crosses them), so
+# they are validated one at a time, and any longer list inside an entry in slices of this many items.
+VALIDATION_SLICE = 128
+
+
 def validate_client(entry: dict[str, Any], content: ContentType = ContentType.config) -> dict[str, Any]:
     """Validate one `dots-client` list entry (config data) and return its canonical RFC 7951 form.
 
     The entry may hold only the aliases/ACLs being written: entries are independent in this module (no
     leafref or must crosses them), and key uniqueness across the stored entries is the caller's job.
+    Work is linear in the size of the entry (see VALIDATION_SLICE).
     """
+    shell = {member: value for member, value in entry.items() if member not in ("aliases", "acls")}
+    result = _validate_pieces(shell, content)
+    for container, list_name in (("aliases", "alias"), ("acls", "acl")):
+        if container not in entry:
+            continue
+        value = entry[container]
+        items = value.get(list_name) if isinstance(value, dict) else None
+        if not isinstance(items, list) or set(value) != {list_name}:
+            result[container] = _validate_pieces({**shell, container: value}, content)[container]
+            continue
+        result[container] = {list_name: [canonical_entry(list_name, item, shell, content) for item in items]}
+    return result
+
+
+def canonical_entry(
+    list_name: str, item: Any, shell: dict[str, Any] | None = None, content: ContentType = ContentType.config
+) -> dict[str, Any]:
+    """One alias or ACL (LIST_NAME) validated on its own and returned in canonical form; SHELL: the client's
+    own leaves (cuid, cdid) it is validated under."""
+    container = "aliases" if list_name == "alias" else "acls"
+    base = dict(shell or {"cuid": "-"})
+    if not isinstance(item, dict):
+        return _validate_pieces({**base, container: {list_name: [item]}}, content)[container][list_name][0]
+    long_lists = [path for path in _list_paths(item) if len(_get(item, path)) > VALIDATION_SLICE]
+    if not long_lists:
+        return _validate_pieces({**base, container: {list_name: [item]}}, content)[container][list_name][0]
+    # The entry with every long list cut to its first slice, then each further slice of each long list in turn.
+    head = copy.copy(item)
+    for path in long_lists:
+        head = _replaced(head, path, _get(item, path)[:VALIDATION_SLICE])
+    canonical = _validate_pieces({**base, container: {list_name: [head]}}, content)[container][list_name][0]
+    for path in long_lists:
+        items = _get(item, path)
+        merged = list(_get(canonical, path))
+        for offset in range(VALIDATION_SLICE, len(items), VALIDATION_SLICE):
+            piece = _replaced(head, path, items[offset : offset + VALIDATION_SLICE])
+            try:
+                done = _validate_pieces({**base, container: {list_name: [piece]}}, content)
+            except ModelError as error:
+                raise _shifted(error, path[-1], offset) from None
+            merged.extend(_get(done[container][list_name][0], path))
+        canonical = _replaced(canonical, path, merged)
+    return canonical
+
+
+def canonical_entries(
+    list_name: str, items: list[Any], shell: dict[str, Any] | None = None, content: ContentType = ContentType.config
+) -> list[dict[str, Any] | ModelError]:
+    """canonical_entry for each of ITEMS (or the ModelError it raises), validating VALIDATION_SLICE entries at a
+    time: one yangson instance per entry would cost more for the wrapping than for the entry."""
+    container = "aliases" if list_name == "alias" else "acls"
+    base = dict(shell or {"cuid": "-"})
+    results: list[dict[str, Any] | ModelError] = []
+    for offset in range(0, len(items), VALIDATION_SLICE):
+        batch = items[offset : offset + VALIDATION_SLICE]
+        simple = all(
+            isinstance(item, dict) and all(len(_get(item, path)) <= VALIDATION_SLICE for path in _list_paths(item))
+            for item in batch
+        )
+        if simple:
+            try:
+                done = _validate_pieces({**base, container: {list_name: batch}}, content)
+            except ModelError:
+                pass  # found below, entry by entry, so that each entry gets its own answer
+            else:
+                results.extend(done[container][list_name])
+                continue
+        for item in batch:
+            try:
+                results.append(canonical_entry(list_name, item, base, content))
+            except ModelError as error:
+                results.append(error)
+    return results
+
+
+def _list_paths(value: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Paths (member names through containers) to every list or leaf-list value inside VALUE."""
+    paths = []
+    for member, child in value.items():
+        if isinstance(child, list):
+            paths.append((*prefix, member))
+        elif isinstance(child, dict):
+            paths.extend(_list_paths(child, (*prefix, member)))
+    return paths
+
+
+def _get(value: dict[str, Any], path: tuple[str, ...]) -> Any:
+    for member in path:
+        value = value[member]
+    return value
+
+
+def _replaced(value: dict[str, Any], path: tuple[str, ...], new: Any) -> dict[str, Any]:
+    """A shallow copy of VALUE with the member at PATH replaced by NEW (containers on the way copied too)."""
+    result = dict(value)
+    result[path[0]] = new if len(path) == 1 else _replaced(value[path[0]], path[1:], new)
+    return result
+
+
+def _shifted(error: ModelError, member: str, offset: int) -> ModelError:
+    """ERROR found in a slice starting at OFFSET: its positional index in MEMBER counted in the whole list."""
+
+    def shift(text: str | None) -> str | None:
+        if text is None:
+            return None
+        return re.sub(rf"/{re.escape(member)}/(\d+)", lambda m: f"/{member}/{int(m.group(1)) + offset}", text)
+
+    return ModelError(error.error_tag, shift(error.message) or "", shift(error.path))
+
+
+def _validate_pieces(entry: dict[str, Any], content: ContentType) -> dict[str, Any]:
     client_node = schema_node(f"/{ROOT}/dots-client")
     normalized = normalize_identityrefs(client_node, copy.deepcopy(entry))
     model = data_model()

@@ -121,6 +121,8 @@ class DataChannelStore(Protocol):
 
     def count_entries(self, cuid: str, now: float) -> int: ...
 
+    def entry_names(self, kind: str, cuid: str, now: float) -> set[str]: ...
+
     def domain_acls(self, cdid: str, exclude_cuid: str, now: float) -> list[tuple[str, StoredEntry]]: ...
 
     def apply(self, changes: Changes, now: float) -> None: ...
@@ -207,6 +209,12 @@ class SqliteDataChannelStore:
             (cuid, now),
         ).fetchone()
         return int(row[0])
+
+    def entry_names(self, kind: str, cuid: str, now: float) -> set[str]:
+        """Names of CUID's live aliases (KIND "aliases") or ACLs ("acls"): one read for many existence checks."""
+        table = {"aliases": "data_aliases", "acls": "data_acls"}[kind]
+        rows = self._sql.execute(f"SELECT name FROM {table} WHERE cuid = ? AND expires > ?", (cuid, now))
+        return {row[0] for row in rows}
 
     def domain_acls(self, cdid: str, exclude_cuid: str, now: float) -> list[tuple[str, StoredEntry]]:
         """(cuid, ACL) of the other clients registered with client domain CDID (conflict checks, §7.2)."""

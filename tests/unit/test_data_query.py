@@ -27,9 +27,10 @@ def test_depth_matches_rfc8040_appendix_b_3_2():
         "player": {"gap": 0.5},
     }
     assert prune_depth(jukebox, 1) == {}
+    # Appendix B.3.2 prints the cut lists as {}; RFC 7951 §5.4 (normative) encodes a list as an array.
     assert prune_depth(jukebox, 3) == {
-        "library": {"artist": {}},
-        "playlist": [{"name": "One", "song": {}}],
+        "library": {"artist": []},
+        "playlist": [{"name": "One", "song": []}],
         "player": {"gap": 0.5},
     }
 
