@@ -9,6 +9,7 @@ session table. Each session is one `DtlsRemote`, which aiocoap uses as `message.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 from collections.abc import Callable
@@ -19,10 +20,13 @@ import aiocoap
 from aiocoap import error as coap_error
 from aiocoap import interfaces
 from aiocoap.numbers import COAPS_PORT
+from aiocoap.numbers.codes import EMPTY
+from aiocoap.numbers.types import RST
 from aiocoap.util import hostportjoin, hostportsplit
 from OpenSSL import SSL
 
 from opendots.config import TlsFiles
+from opendots.transport.coap_checks import inspect_datagram, refused_request
 from opendots.transport.dtls import (
     ApplicationData,
     ConnectionClosed,
@@ -184,12 +188,33 @@ class _DtlsInterfaceBase(interfaces.MessageInterface):
     def _deliver(self, remote: DtlsRemote, plaintext: bytes) -> None:
         if self._message_manager is None:
             return
-        try:
-            message = aiocoap.Message.decode(plaintext, remote=remote)
-        except coap_error.UnparsableMessage:
-            log.warning("ignoring an unparsable CoAP message from %s", remote.hostinfo)
+        inspection = inspect_datagram(plaintext)  # RFC 7252 checks aiocoap's decoder does not make
+        if inspection.action == "ok":
+            try:
+                message = aiocoap.Message.decode(plaintext, remote=remote)
+            except (coap_error.UnparsableMessage, UnicodeDecodeError, ValueError) as problem:
+                # e.g. a Location-Path that is not UTF-8: a request gets 4.00, anything else is dropped
+                if plaintext[1] >> 5 != 0 or (plaintext[0] >> 4) & 3 > 1:
+                    log.info("ignoring an undecodable CoAP message from %s: %s", remote.hostinfo, problem)
+                    return
+                message = refused_request(plaintext, remote, "4.00", f"undecodable option: {problem}")
+        elif inspection.action == "refuse":
+            message = refused_request(plaintext, remote, inspection.code, inspection.diagnostic)
+        else:
+            log.info("%s a malformed CoAP message from %s", inspection.action, remote.hostinfo)
+            if inspection.action == "reset":  # RFC 7252 §4.2, §4.3: reject with a Reset (empty, same Message ID)
+                self._send_reset(remote, inspection.mid)
             return
         self._message_manager.dispatch_message(message)
+
+    def _send_reset(self, remote: DtlsRemote, mid: int) -> None:
+        if remote.connection.closed:
+            return
+        reset = aiocoap.Message(code=EMPTY)
+        reset.mtype, reset.mid = RST, mid
+        with contextlib.suppress(DtlsError):
+            remote.connection.send(reset.encode())
+        remote.flush()
 
     def _closed(self, remote: DtlsRemote, failure: DtlsError) -> None:
         log.info("DTLS session with %s ended: %s", remote.hostinfo, failure)
