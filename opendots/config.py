@@ -93,6 +93,12 @@ class ServerConfig:
     db: Path = Path("opendots.db")
     max_sessions: int = 10_000
     idle_session_timeout: float = 600.0
+    max_handshakes: int = 0
+    """Unfinished DTLS handshakes held at once (past the cookie round); 0: max(64, max_sessions / 10)."""
+    max_handshakes_per_address: int = 8
+    """Unfinished DTLS handshakes one source address may hold."""
+    handshake_timeout: float = 10.0
+    """Seconds an unfinished DTLS handshake is kept."""
     full_collection_interval: float = 60.0
     """Seconds between full garbage collections while the server runs; 0: CPython's own policy (see
     opendots.signal.server.collection)."""
@@ -151,6 +157,9 @@ class ServerConfig:
             db=base / server.get("db", "opendots.db"),
             max_sessions=int(server.get("max_sessions", 10_000)),
             idle_session_timeout=float(server.get("idle_session_timeout", 600.0)),
+            max_handshakes=int(server.get("max_handshakes", 0)),
+            max_handshakes_per_address=int(server.get("max_handshakes_per_address", 8)),
+            handshake_timeout=_seconds(server, "handshake_timeout", 10.0, path),
             full_collection_interval=_seconds(server, "full_collection_interval", 60.0, path),
             metrics=server.get("metrics"),
             admin_socket=base / server["admin_socket"] if server.get("admin_socket") else None,
@@ -170,6 +179,9 @@ class ServerConfig:
                 "db": _relative(self.db, base),
                 "max_sessions": self.max_sessions,
                 "idle_session_timeout": self.idle_session_timeout,
+                "max_handshakes": self.max_handshakes,
+                "max_handshakes_per_address": self.max_handshakes_per_address,
+                "handshake_timeout": self.handshake_timeout,
                 "full_collection_interval": self.full_collection_interval,
                 **({"metrics": self.metrics} if self.metrics else {}),
                 **({"admin_socket": _relative(self.admin_socket, base)} if self.admin_socket else {}),

@@ -98,6 +98,8 @@ class SignalCollector(Collector):
                 ("refused_full", stats.refused_full),
                 ("dropped_datagram", stats.dropped_datagrams),
                 ("expired", stats.expired_total),
+                ("refused_per_address", stats.refused_per_address),
+                ("handshake_evicted", stats.handshakes_evicted),
             ):
                 events.add_metric([event], count)
             yield events

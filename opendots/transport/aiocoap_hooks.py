@@ -25,6 +25,7 @@ from aiocoap.transports.rfc8323common import RFC8323Remote
 from aiocoap.transports.tcp import TcpConnection
 from aiocoap.transports.tls import TLSClient, TLSServer
 
+from opendots.transport.coap_checks import prepared_refusal, refusal_for
 from opendots.transport.dedup import RecentMessages
 from opendots.transport.events import SessionEvent, SessionListener, notify
 from opendots.transport.identity import PeerIdentity
@@ -104,6 +105,13 @@ class PromptAnswerContext(aiocoap.Context):
     """
 
     def render_to_pipe(self, pipe: Any) -> None:
+        # RFC 7252 §5.4.1, §5.7.2, §5.10.8.1 before anything is carried out (opendots.transport.coap_checks).
+        # Private: `Options._options`, the option numbers the request carries (no public view without sorting).
+        request = pipe.request
+        refusal = prepared_refusal(request) or refusal_for(request, request.opt._options)
+        if refusal is not None:
+            pipe.add_response(refusal, is_last=True)
+            return
         answer_now = getattr(self.serversite, "answer_now", None)
         if answer_now is not None and answer_now(pipe):
             return

@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import os
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
@@ -397,6 +398,7 @@ class ListenResult:
 
     reply: list[bytes]  # HelloVerifyRequest datagrams to send back, if any
     connection: DtlsConnection | None  # set once a ClientHello carried a valid cookie
+    refused: bool = False  # the cookie was valid but `admit` said no
 
 
 class DtlsListener:
@@ -417,8 +419,14 @@ class DtlsListener:
         ssl.set_ciphertext_mtu(self.mtu)
         return ssl
 
-    def receive(self, datagram: bytes, peer: tuple, now: float) -> ListenResult:
-        """Process a datagram from a peer without a session. Non-ClientHellos are ignored (no reply, no state)."""
+    def receive(
+        self, datagram: bytes, peer: tuple, now: float, admit: Callable[[], bool] | None = None
+    ) -> ListenResult:
+        """Process a datagram from a peer without a session. Non-ClientHellos are ignored (no reply, no state).
+
+        ADMIT is asked once a ClientHello carries a valid cookie, before the server does any handshake work (its
+        flight costs a signature): returning False drops the hello, so the table of unfinished handshakes stays
+        bounded and a refused peer costs no more than the stateless cookie round."""
         if not is_client_hello(datagram):
             return ListenResult([], None)
         self.cookies.rotate_if_due(now)
@@ -434,6 +442,8 @@ class DtlsListener:
             self._listener = self._new_listener()  # a listener that saw an error is not trusted again
             return ListenResult([], None)
         self._listener = self._new_listener()
+        if admit is not None and not admit():
+            return ListenResult([], None, refused=True)
         connection = DtlsConnection(listener, now=now, mtu=self.mtu)
         connection._advance_handshake()  # the listener hands over a verified hello
         return ListenResult([], connection)

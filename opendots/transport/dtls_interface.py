@@ -9,6 +9,7 @@ session table. Each session is one `DtlsRemote`, which aiocoap uses as `message.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 from collections.abc import Callable
@@ -19,10 +20,13 @@ import aiocoap
 from aiocoap import error as coap_error
 from aiocoap import interfaces
 from aiocoap.numbers import COAPS_PORT
+from aiocoap.numbers.codes import EMPTY
+from aiocoap.numbers.types import RST
 from aiocoap.util import hostportjoin, hostportsplit
 from OpenSSL import SSL
 
 from opendots.config import TlsFiles
+from opendots.transport.coap_checks import inspect_datagram, refused_request
 from opendots.transport.dtls import (
     ApplicationData,
     ConnectionClosed,
@@ -38,12 +42,19 @@ from opendots.transport.dtls import (
     is_client_hello,
 )
 from opendots.transport.events import SessionEvent, SessionListener, notify
+from opendots.transport.handshakes import HandshakeTable
 from opendots.transport.identity import PeerIdentity
 from opendots.transport.profile import DEFAULT_DTLS_MTU
 
 log = logging.getLogger(__name__)
 
-HANDSHAKE_DEADLINE = 30.0  # a handshake not done by then is dropped (OpenSSL alone would retry for ~60 s)
+HANDSHAKE_DEADLINE = 30.0  # a client gives up on a handshake not done by then (OpenSSL alone would retry ~60 s)
+# Server side: a handshake that passed the cookie round but is not done after this is dropped (OpenSSL's server
+# flight is retransmitted after 1, 2, 4 s: three retransmissions fit). Under pressure (table full) handshakes older
+# than HANDSHAKE_MIN_AGE make room for newcomers, so peers that never finish cannot lock others out.
+SERVER_HANDSHAKE_TIMEOUT = 10.0
+HANDSHAKE_MIN_AGE = 1.0
+MAX_HANDSHAKES_PER_ADDRESS = 8
 SWEEP_INTERVAL_MAX = 5.0
 
 
@@ -177,12 +188,33 @@ class _DtlsInterfaceBase(interfaces.MessageInterface):
     def _deliver(self, remote: DtlsRemote, plaintext: bytes) -> None:
         if self._message_manager is None:
             return
-        try:
-            message = aiocoap.Message.decode(plaintext, remote=remote)
-        except coap_error.UnparsableMessage:
-            log.warning("ignoring an unparsable CoAP message from %s", remote.hostinfo)
+        inspection = inspect_datagram(plaintext)  # RFC 7252 checks aiocoap's decoder does not make
+        if inspection.action == "ok":
+            try:
+                message = aiocoap.Message.decode(plaintext, remote=remote)
+            except (coap_error.UnparsableMessage, UnicodeDecodeError, ValueError) as problem:
+                # e.g. a Location-Path that is not UTF-8: a request gets 4.00, anything else is dropped
+                if plaintext[1] >> 5 != 0 or (plaintext[0] >> 4) & 3 > 1:
+                    log.info("ignoring an undecodable CoAP message from %s: %s", remote.hostinfo, problem)
+                    return
+                message = refused_request(plaintext, remote, "4.00", f"undecodable option: {problem}")
+        elif inspection.action == "refuse":
+            message = refused_request(plaintext, remote, inspection.code, inspection.diagnostic)
+        else:
+            log.info("%s a malformed CoAP message from %s", inspection.action, remote.hostinfo)
+            if inspection.action == "reset":  # RFC 7252 §4.2, §4.3: reject with a Reset (empty, same Message ID)
+                self._send_reset(remote, inspection.mid)
             return
         self._message_manager.dispatch_message(message)
+
+    def _send_reset(self, remote: DtlsRemote, mid: int) -> None:
+        if remote.connection.closed:
+            return
+        reset = aiocoap.Message(code=EMPTY)
+        reset.mtype, reset.mid = RST, mid
+        with contextlib.suppress(DtlsError):
+            remote.connection.send(reset.encode())
+        remote.flush()
 
     def _closed(self, remote: DtlsRemote, failure: DtlsError) -> None:
         log.info("DTLS session with %s ended: %s", remote.hostinfo, failure)
@@ -234,6 +266,10 @@ class SessionStats:
     refused_full: int
     expired_total: int
     resumed_total: int
+    refused_per_address: int = 0
+    """Verified or fresh ClientHellos dropped because their source address already had its share of handshakes."""
+    handshakes_evicted: int = 0
+    """Unfinished handshakes dropped to make room for a newcomer while the handshake table was full."""
 
 
 class _ServerSocket(asyncio.DatagramProtocol):
@@ -266,18 +302,25 @@ class DtlsServerInterface(_DtlsInterfaceBase):
         max_sessions: int,
         idle_timeout: float,
         mtu: int = DEFAULT_DTLS_MTU,
+        max_handshakes: int | None = None,
+        max_handshakes_per_address: int = MAX_HANDSHAKES_PER_ADDRESS,
+        handshake_timeout: float = SERVER_HANDSHAKE_TIMEOUT,
     ) -> None:
         super().__init__(message_manager, loop)
         self.listener = DtlsListener(credentials, now=loop.time(), mtu=mtu)
         self.max_sessions = max_sessions
-        self.max_handshaking = max(64, max_sessions // 10)
+        self.handshakes: HandshakeTable[DtlsRemote] = HandshakeTable(
+            limit=max_handshakes if max_handshakes is not None else max(64, max_sessions // 10),
+            per_address=max_handshakes_per_address,
+            timeout=handshake_timeout,
+            min_age=HANDSHAKE_MIN_AGE,
+        )
         self.idle_timeout = idle_timeout
         self.sessions: dict[tuple[int, tuple], DtlsRemote] = {}
         self.sockets: list[_ServerSocket] = []
         self._sweeper: asyncio.Task[None] | None = None
         self._accepted = self._hello_verify = self._dropped = self._refused = self._expired = self._resumed = 0
         self.session_listeners: list[SessionListener] = []
-        self._half_open: set[DtlsRemote] = set()  # kept incrementally: checked for every new ClientHello
 
     @classmethod
     async def create(
@@ -289,9 +332,19 @@ class DtlsServerInterface(_DtlsInterfaceBase):
         max_sessions: int,
         idle_timeout: float,
         mtu: int = DEFAULT_DTLS_MTU,
+        **handshake_limits: Any,
     ) -> DtlsServerInterface:
+        """HANDSHAKE_LIMITS: max_handshakes, max_handshakes_per_address, handshake_timeout (see __init__)."""
         loop = asyncio.get_running_loop()
-        self = cls(message_manager, loop, credentials, max_sessions=max_sessions, idle_timeout=idle_timeout, mtu=mtu)
+        self = cls(
+            message_manager,
+            loop,
+            credentials,
+            max_sessions=max_sessions,
+            idle_timeout=idle_timeout,
+            mtu=mtu,
+            **handshake_limits,
+        )
         try:
             for host, port in bind:
                 family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -320,6 +373,8 @@ class DtlsServerInterface(_DtlsInterfaceBase):
             refused_full=self._refused,
             expired_total=self._expired,
             resumed_total=self._resumed,
+            refused_per_address=self.handshakes.refused_per_address,
+            handshakes_evicted=self.handshakes.evicted,
         )
 
     def sessions_for(self, identity_cuid: str) -> list[DtlsRemote]:
@@ -342,10 +397,19 @@ class DtlsServerInterface(_DtlsInterfaceBase):
         # only a verified hello replaces the old session, so a spoofed hello cannot tear sessions down.
         if self._message_manager is None:
             return
-        if existing is None and (len(self.sessions) >= self.max_sessions or self._too_many_handshakes()):
+        now = self._loop.time()
+        address = peer[0]
+        if existing is None:
+            self._expire_handshakes(now)
+            if len(self.sessions) >= self.max_sessions:
+                self._refused += 1
+                return
+            if self.handshakes.address_full(address):
+                return  # not even a HelloVerifyRequest: this address holds its share of unfinished handshakes
+        result = self.listener.receive(data, peer[:2], now, lambda: self._admit(address, now))
+        if result.refused:
             self._refused += 1
             return
-        result = self.listener.receive(data, peer[:2], self._loop.time())
         if result.connection is not None and existing is not None:
             existing.connection.close()
             self._closed(existing, DtlsError("peer started a new session from the same address"))
@@ -365,17 +429,37 @@ class DtlsServerInterface(_DtlsInterfaceBase):
         remote.table_key = key
         self.sessions[key] = remote
         if not result.connection.established:
-            self._half_open.add(remote)
+            self.handshakes.add(remote, address, now)
         remote.flush()
         self._arm_timer(remote)
 
-    def _too_many_handshakes(self) -> bool:
-        """Half-open sessions are capped separately, so peers that complete the cookie round but never finish
-        the handshake cannot crowd out established sessions (they also expire after HANDSHAKE_DEADLINE)."""
-        return len(self._half_open) >= self.max_handshaking
+    @property
+    def max_handshaking(self) -> int:
+        return self.handshakes.limit
+
+    @property
+    def handshake_timeout(self) -> float:
+        return self.handshakes.timeout
+
+    def _admit(self, address: str, now: float) -> bool:
+        """A ClientHello from ADDRESS carried a valid cookie (so the address is real): may its handshake start?
+        (opendots.transport.handshakes: bounded in all and per address; a full table makes room if it fairly can,
+        otherwise the client's own timer resends its hello later.)"""
+        admitted, victim = self.handshakes.admit(address, now)
+        if victim is not None:
+            victim.connection.close()
+            self._closed(victim, SessionExpired("unfinished handshake dropped to make room"))
+        return admitted
+
+    def _expire_handshakes(self, now: float) -> None:
+        """Drop unfinished handshakes older than the handshake timeout, oldest first (O(1) when none is due)."""
+        while (remote := self.handshakes.oldest_due(now)) is not None:
+            remote.connection.close()
+            self._expired += 1
+            self._closed(remote, SessionExpired("handshake did not complete"))
 
     def _on_established(self, remote: DtlsRemote, event: HandshakeCompleted) -> None:
-        self._half_open.discard(remote)
+        self.handshakes.discard(remote)
         self._resumed += event.resumed
         notify(self.session_listeners, SessionEvent("established", remote, event.identity, "dtls"))
 
@@ -391,7 +475,7 @@ class DtlsServerInterface(_DtlsInterfaceBase):
         return remote.connection.established and self.sessions.get(remote.table_key) is remote
 
     def _forget(self, remote: DtlsRemote) -> None:
-        self._half_open.discard(remote)
+        self.handshakes.discard(remote)
         if self.sessions.get(remote.table_key) is remote:
             del self.sessions[remote.table_key]
 
@@ -412,7 +496,7 @@ class DtlsServerInterface(_DtlsInterfaceBase):
                 connection.close()  # close_notify: the peer learns at once instead of after its next timeout
                 failure: DtlsError = SessionExpired(f"idle for more than {self.idle_timeout:g} s")
             else:
-                if now - connection.created_at < HANDSHAKE_DEADLINE:
+                if now - connection.created_at < self.handshake_timeout:
                     continue
                 connection.close()
                 failure = SessionExpired("handshake did not complete")
@@ -422,7 +506,7 @@ class DtlsServerInterface(_DtlsInterfaceBase):
         return gone
 
     async def _sweep_forever(self) -> None:
-        interval = min(SWEEP_INTERVAL_MAX, max(0.05, self.idle_timeout / 4))
+        interval = min(SWEEP_INTERVAL_MAX, max(0.05, min(self.idle_timeout, self.handshake_timeout) / 4))
         while True:
             await asyncio.sleep(interval)
             self.expire(self._loop.time())
@@ -436,7 +520,7 @@ class DtlsServerInterface(_DtlsInterfaceBase):
             if remote._timer is not None:
                 remote._timer.cancel()
         self.sessions.clear()
-        self._half_open.clear()
+        self.handshakes.clear()
         self._message_manager = None
         for sock in self.sockets:
             if sock.transport is not None:

@@ -19,6 +19,8 @@ import aiocoap.resource
 from opendots.config import TlsFiles
 from opendots.transport import aiocoap_hooks as hooks
 from opendots.transport.dtls_interface import (
+    MAX_HANDSHAKES_PER_ADDRESS,
+    SERVER_HANDSHAKE_TIMEOUT,
     DtlsClientInterface,
     DtlsRemote,
     DtlsServerInterface,
@@ -88,8 +90,14 @@ async def start_server(
     tls: bool = True,
     max_sessions: int = 10_000,
     idle_timeout: float = 600.0,
+    max_handshakes: int | None = None,
+    max_handshakes_per_address: int = MAX_HANDSHAKES_PER_ADDRESS,
+    handshake_timeout: float = SERVER_HANDSHAKE_TIMEOUT,
 ) -> SignalServerEndpoint:
-    """Serve SITE over DTLS (UDP) and/or TLS (TCP) on every (host, port) in BIND; both may share a port number."""
+    """Serve SITE over DTLS (UDP) and/or TLS (TCP) on every (host, port) in BIND; both may share a port number.
+
+    MAX_HANDSHAKES (default max(64, max_sessions / 10)), MAX_HANDSHAKES_PER_ADDRESS and HANDSHAKE_TIMEOUT bound
+    the DTLS handshakes that passed the cookie round but are not finished (see DtlsServerInterface._admit)."""
     if not bind:
         raise ValueError("start_server needs at least one (host, port) to bind")
     context = hooks.PromptAnswerContext(
@@ -107,6 +115,9 @@ async def start_server(
                     bind=bind,
                     max_sessions=max_sessions,
                     idle_timeout=idle_timeout,
+                    max_handshakes=max_handshakes,
+                    max_handshakes_per_address=max_handshakes_per_address,
+                    handshake_timeout=handshake_timeout,
                 )
                 created.append(interface)
                 return interface

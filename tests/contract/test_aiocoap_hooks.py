@@ -201,3 +201,15 @@ async def test_hooks_carry_requests_identity_and_pings(pki_dir, scheme):
     finally:
         await client.shutdown()
         await server.shutdown()
+
+
+def test_options_keep_the_numbers_they_carry_in_a_dict():
+    """PromptAnswerContext.render_to_pipe reads `Options._options` (option number -> values) to find critical
+    options the server does not understand (opendots.transport.coap_checks.refusal_for)."""
+    message = aiocoap.Message(code=aiocoap.GET, uri_path=["a"], uri_query=["b"])
+    message.opt.add_option(aiocoap.optiontypes.OpaqueOption(2049, b"x"))
+    assert isinstance(getattr(message.opt, "_options", None), dict), _explain("Options._options", "PromptAnswerContext")
+    assert set(message.opt._options) == {11, 15, 2049}, _explain("Options._options", "PromptAnswerContext")
+    message.mtype, message.mid = aiocoap.CON, 1
+    decoded = aiocoap.Message.decode(message.encode())
+    assert set(decoded.opt._options) == {11, 15, 2049}, _explain("Options._options", "PromptAnswerContext")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import hashlib
 import itertools
 import logging
 from dataclasses import dataclass
@@ -19,10 +20,11 @@ from typing import Any
 import aiocoap
 import aiocoap.resource
 from aiocoap.numbers.codes import Code
+from aiocoap.numbers.optionnumbers import OptionNumber
 from aiocoap.numbers.types import NON
 
 from opendots.domain import DOTS_CBOR_CONTENT_FORMAT
-from opendots.model import ModelError, decode_signal, encode_signal
+from opendots.model import DEFAULT_MAX_SIZE, ModelError, decode_signal, encode_signal
 from opendots.signal.core import (
     Event,
     MitigationChanged,
@@ -37,12 +39,14 @@ from opendots.signal.core.paths import ConfigPath, MitigatePath, parse_path
 from opendots.signal.core.query import parse_mitigation_query
 from opendots.signal.server.service import SignalService
 from opendots.transport import peer_identity
+from opendots.transport.block1 import Block1Assembler, Complete, Continue, Refuse
 
 log = logging.getLogger(__name__)
 
 DOTS_CBOR = DOTS_CBOR_CONTENT_FORMAT  # application/dots+cbor (RFC 9132 §10.4)
 TEXT_PLAIN = 0
 WELL_KNOWN_DOTS = (".well-known", "dots")
+_BLOCK_KEY_IGNORES = (OptionNumber.BLOCK1, OptionNumber.BLOCK2, OptionNumber.SIZE1, OptionNumber.OBSERVE)
 
 
 @dataclass
@@ -91,6 +95,8 @@ class DotsResource(aiocoap.resource.ObservableResource, aiocoap.resource.PathCap
         self.remotes: dict[str, Any] = {}
         """Latest aiocoap remote of each client (by name): where server-initiated heartbeats go."""
         self._block_tasks: set[asyncio.Task[None]] = set()
+        self.uploads = Block1Assembler(DEFAULT_MAX_SIZE)
+        """Unfinished Block1 request bodies (RFC 7959 §2.5), checked against the body limit on every block."""
 
     async def needs_blockwise_assembly(self, request: aiocoap.Message) -> bool:
         return True
@@ -102,20 +108,72 @@ class DotsResource(aiocoap.resource.ObservableResource, aiocoap.resource.PathCap
         A response too large for one message still goes through aiocoap's Block2 cache."""
         request = pipe.request
         options = request.opt
-        if options.observe is not None or options.block1 is not None or options.block2 is not None:
+        if options.observe is not None and request.code not in (aiocoap.GET, aiocoap.FETCH):
+            options.observe = None  # RFC 7641 §2: Observe means nothing on other methods; aiocoap would trip on it
+        block1 = options.block1
+        if block1 is not None:
+            upload = self._take_block(request)
+            if not isinstance(upload, Complete):
+                pipe.add_response(upload, is_last=True)
+                return True
+            request.payload = upload.body
+            options.block1 = None
+        elif options.observe is not None or options.block2 is not None:
             return False
         try:
             response = self._answer(request)
         except Exception:  # a bug: the client gets a 5.00 as aiocoap would answer, the server keeps running
             log.exception("rendering %s %s failed", request.code, "/".join(options.uri_path))
             response = _internal_error()
-        if len(response.payload) > request.remote.maximum_payload_size:
+        if block1 is not None:
+            response.opt.block1 = block1  # RFC 7959 §2.3: the final response echoes the last block's option
+        if _needs_blocks(request, response):
+            _tag(request, response)
             task = asyncio.get_running_loop().create_task(self._answer_in_blocks(pipe, response))
             self._block_tasks.add(task)  # the loop keeps only a weak reference to a task
             task.add_done_callback(self._block_tasks.discard)
         else:
             pipe.add_response(response, is_last=True)
         return True
+
+    def _take_block(self, request: aiocoap.Message) -> aiocoap.Message | Complete:
+        """Feed one Block1 block to the assembler: the whole body once complete, else the answer to send now."""
+        block1 = request.opt.block1
+        payload = request.payload
+        peer = request.remote.blockwise_key
+        key = (peer, request.get_cache_key(_BLOCK_KEY_IGNORES))
+        bert = block1.size_exponent == 7  # RFC 8323 §6: one or more 1024-byte blocks per message, numbered per 1024
+        whole = len(payload) == block1.size or (bert and payload and len(payload) % 1024 == 0)
+        if block1.more and not whole:
+            result: Continue | Refuse | Complete = self.uploads.refuse(
+                key, "4.00", f"a block with more to come must carry {block1.size} bytes, not {len(payload)}"
+            )
+        else:
+            result = self.uploads.feed(
+                peer,
+                key,
+                start=block1.block_number * (1024 if bert else block1.size),
+                more=block1.more,
+                payload=payload,
+                size1=request.opt.size1,
+                now=asyncio.get_running_loop().time(),
+            )
+        if isinstance(result, Complete):
+            return result
+        path = request.opt.uri_path
+        resource = path[0] if path and path[0] in ("mitigate", "config", "hb") else "other"
+        if isinstance(result, Continue):
+            response = aiocoap.Message(code=Code.CONTINUE)
+            response.opt.block1 = block1
+            return response
+        major, minor = result.code.split(".")
+        response = aiocoap.Message(
+            code=Code((int(major) << 5) | int(minor)), payload=result.diagnostic.encode(), content_format=TEXT_PLAIN
+        )
+        if result.size1 is not None:
+            response.opt.size1 = result.size1
+        self.requests[(request.code.name, resource, response.code.dotted)] += 1
+        return response
 
     async def _answer_in_blocks(self, pipe: Any, response: aiocoap.Message) -> None:
         try:
@@ -131,7 +189,10 @@ class DotsResource(aiocoap.resource.ObservableResource, aiocoap.resource.PathCap
             await super().render_to_pipe(pipe)
 
     async def render(self, request: aiocoap.Message) -> aiocoap.Message:
-        return self._answer(request)
+        response = self._answer(request)
+        if _needs_blocks(request, response):
+            _tag(request, response)
+        return response
 
     def _answer(self, request: aiocoap.Message) -> aiocoap.Message:
         decoded = self._request(request)
@@ -224,6 +285,19 @@ class DotsResource(aiocoap.resource.ObservableResource, aiocoap.resource.PathCap
                 if current.code == "2.05":
                     response = current
             observation.handle.trigger(_non(to_message(response)))
+
+
+def _needs_blocks(request: aiocoap.Message, response: aiocoap.Message) -> bool:
+    block2 = request.opt.block2
+    size = len(response.payload)
+    return size > request.remote.maximum_payload_size or (block2 is not None and size > block2.size)
+
+
+def _tag(request: aiocoap.Message, response: aiocoap.Message) -> None:
+    """RFC 9132 §4.4.2: a GET answered in Block2 blocks carries an ETag (the same in every block), so a client can
+    tell that blocks came from one representation of a resource that changes (c=n, c=a)."""
+    if request.code == aiocoap.GET and response.code.is_successful() and response.opt.etag is None:
+        response.opt.etag = hashlib.blake2b(response.payload, digest_size=8).digest()
 
 
 def _internal_error() -> aiocoap.Message:

@@ -162,6 +162,9 @@ async def start_signal_server(
         tls=tls,
         max_sessions=config.max_sessions,
         idle_timeout=config.idle_session_timeout,
+        max_handshakes=config.max_handshakes or None,
+        max_handshakes_per_address=config.max_handshakes_per_address,
+        handshake_timeout=config.handshake_timeout,
     )
     running = RunningSignalServer(service, resource, endpoint, store, config=config)
     if data_channel is not None:
