@@ -160,6 +160,9 @@ def mitigate_command(
         entries = (result.get("body") or {}).get(f"{MODULE}:mitigation-scope", {}).get("scope", [{}])
         granted = entries[0].get("lifetime", lifetime) if entries else lifetime
         click.echo(f"mid {result['mid']}: {result['code']} (lifetime {granted} s)")
+        if result.get("replaced"):
+            replaced = ", ".join(str(mid) for mid in result["replaced"])
+            click.echo(f"replaces overlapping mid {replaced}: deleted at the server (RFC 9132 §4.4.1)")
 
 
 def _status_entries(result: dict[str, Any]) -> list[dict[str, Any]]:
@@ -169,6 +172,13 @@ def _status_entries(result: dict[str, Any]) -> list[dict[str, Any]]:
             for record in result["mitigations"]
         ]
     return list((result.get("body") or {}).get(f"{MODULE}:mitigation-scope", {}).get("scope", []))
+
+
+def _protocol_name(number: Any) -> str:
+    from opendots.signal.client.core_scope import PROTOCOL_NUMBERS
+
+    names = {value: name for name, value in PROTOCOL_NUMBERS.items()}  # the last name wins: 58 is icmpv6
+    return names.get(number, str(number))
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -216,7 +226,7 @@ def status_command(config_path: Path, mid: int | None, refresh: bool, as_json: b
                 str(entry.get("lifetime", "-")),
                 " ".join(targets),
                 ports or "any",
-                ",".join(str(p) for p in entry.get("target-protocol", [])) or "any",
+                ",".join(_protocol_name(p) for p in entry.get("target-protocol", [])) or "any",
                 f"{entry.get('pkts-dropped', '-')}/{entry.get('bytes-dropped', '-')}",
             ]
         )
@@ -241,10 +251,16 @@ def session_command(config_path: Path, as_json: bool) -> None:
     if as_json:
         _print_json(info)
         return
-    rows = [[name, json.dumps(info[name]) if isinstance(info[name], dict) else str(info[name])] for name in info]
+    rows = [[name, _session_value(name, info[name])] for name in info]
     rows = [row for row in rows if row[0] not in ("config", "parameters")]
     rows += [[f"parameter {name}", str(value)] for name, value in (info.get("parameters") or {}).items()]
     click.echo(_table(rows, ["FIELD", "VALUE"]))
+
+
+def _session_value(name: str, value: Any) -> str:
+    if name == "rtt" and isinstance(value, int | float):
+        return f"{value * 1000:.1f} ms"
+    return json.dumps(value) if isinstance(value, dict) else str(value)
 
 
 @client.command("withdraw")
@@ -254,7 +270,8 @@ def withdraw_command(config_path: Path, mid: int) -> None:
     """Withdraw a mitigation (DELETE /mitigate)."""
     result, _ = _call(config_path, "withdraw", mid=mid)
     _check_code(result)
-    click.echo(f"mid {mid}: {result['code']} withdrawn")
+    # §4.4.4: 2.02 Deleted answers a known mid and an unknown one alike; only the outcome is certain.
+    click.echo(f"mid {mid}: {result['code']} Deleted: the server holds no active mitigation with this mid now")
 
 
 @client.command("efficacy")

@@ -53,6 +53,11 @@ def _cancel(pending: Any) -> None:
         pending.observation.cancel()
 
 
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 class HeartbeatResource(aiocoap.resource.Resource):
     """PUT /.well-known/dots/hb from the server (RFC 9132 §4.7): answer 2.04 and note that the server is alive."""
 
@@ -98,6 +103,11 @@ class ClientAgent:
         self._server_label = config.server_name
         self._replacement: tuple[aiocoap.Context, Connection] | None = None
         self._parallel: asyncio.Task[None] | None = None
+        # What the supervisor is doing, for `client session` and for failing control requests fast.
+        self._state = "starting"
+        self._last_error: str | None = None
+        self._next_attempt_at: float | None = None
+        self._attempt_over = asyncio.Event()
 
     # ---------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -142,15 +152,31 @@ class ClientAgent:
         while True:
             delay = self.backoff.next_delay()
             if delay:
+                redirection = self.core.redirection(self.clock())
+                if redirection is not None and redirection["ttl-left"] is not None:
+                    delay = min(delay, redirection["ttl-left"])  # §4.6: fall back as soon as the TTL is over
                 log.info("next connection attempt in %.0f s", delay)
+                self._state, self._next_attempt_at = "waiting", self.clock() + delay
                 await asyncio.sleep(delay)
+            # Timers run while no session is up too: a redirection's TTL expires even if the alternate server
+            # never answered (RFC 9132 §4.6), so the provisioned server is tried again.
+            self.core.handle_timer(self.clock())
+            self.pump()
+            self._state, self._next_attempt_at = "connecting", None
+            self._attempt_over.clear()
             try:
                 context, connection = await self._connect()
             except (ConnectError, OSError) as error:
-                log.warning("cannot reach the DOTS server: %s", error)
+                log.warning("cannot reach the DOTS server %s: %s", self._server_label, error)
+                self._last_error = str(error)
                 self.backoff.failed()
+                self._state = "waiting"
+                self._attempt_over.set()
                 continue
             self.backoff.succeeded()
+            self._last_error = None
+            self._state = "connected"
+            self._attempt_over.set()
             self._session_up(context, connection)
             await self._run_session()
             await self._session_down()
@@ -405,6 +431,9 @@ class ClientAgent:
                     parameters=self.core.parameters,
                 )
             )
+            # An observation still registered when the session closes ends with LibraryShutdown; nobody awaits it
+            # then, and asyncio would log "exception was never retrieved" with a traceback at every agent stop.
+            pending.response.add_done_callback(_retrieve)
             try:
                 async with asyncio.timeout(self.settings.request_timeout / 3):
                     first = await asyncio.shield(pending.response)
@@ -438,8 +467,14 @@ class ClientAgent:
 
     # ---------------------------------------------------------------- requests from the control API
     async def _send(self, request: DotsRequest) -> DotsResponse:
-        if not await self.wait_connected(self.settings.request_timeout):
-            raise ControlError("no signal channel session with the DOTS server", "5.03")
+        if not self._connected.is_set() and self._state == "connecting":
+            # An attempt is under way: its outcome is known within the connection timeout.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.connect_timeout * 2):
+                    await self._attempt_over.wait()
+        if not self._connected.is_set() and not await self.wait_connected(0.5):
+            # Fail fast with the reason rather than hold the caller for a whole request timeout.
+            raise ControlError(f"no signal channel session with the DOTS server: {self.activity()}", "5.03")
         connection = self.connection
         assert connection is not None and self.context is not None
         try:
@@ -486,14 +521,34 @@ class ClientAgent:
         except OperationError as error:
             raise ControlError(str(error), error.code) from None
 
+    def activity(self) -> str:
+        """One sentence: what the agent is doing about its session now."""
+        now = self.clock()
+        redirection = self.core.redirection(now)
+        where = self._server_label
+        if redirection is not None:
+            left = redirection["ttl-left"]
+            back = "no TTL" if left is None else f"back to {self.config.server_name} in {left} s"
+            where = f"{where} (redirected, {back})"
+        if self.connection is not None and not self._lost:
+            return f"connected to {where}"
+        if self._state == "waiting" and self._next_attempt_at is not None:
+            wait = max(0, round(self._next_attempt_at - now))
+            reason = f"; last attempt: {self._last_error}" if self._last_error else ""
+            return f"next attempt to reach {where} in {wait} s{reason}"
+        return f"connecting to {where}"
+
     def session_info(self) -> dict[str, Any]:
         connection = self.connection
         now = self.clock()
         return {
             "connected": connection is not None and not self._lost,
+            "activity": self.activity(),
+            "redirection": self.core.redirection(now),
+            "last-error": self._last_error,
             "server": connection.candidate.base_uri if connection else None,
             "transport": connection.candidate.transport if connection else None,
-            "rtt": connection.rtt if connection else None,
+            "rtt": round(connection.rtt, 4) if connection else None,  # seconds; 0.1 ms is all a ping can tell
             "cuid": self.cuid,
             "sessions-established": self.sessions_established,
             "mitigating": self.core.mitigating,

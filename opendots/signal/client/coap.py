@@ -131,9 +131,16 @@ async def send(
                     raise TransportFailure(str(error) or type(error).__name__) from error
         raise NoAnswer(f"no answer to {request.method} {request.uri_path} after {len(attempts)} transmissions")
     finally:
+        cancelled = False
         for future in attempts:
             if not future.done():
                 future.cancel()
+                cancelled = True
             else:
                 with contextlib.suppress(BaseException):
                     future.exception()  # mark retrieved
+        if cancelled:
+            # aiocoap forgets a request whose response future was cancelled only in that future's done callback,
+            # one loop iteration later; a context shut down before then (a one-shot run does so at once) fails
+            # the cancelled future with InvalidStateError. Let the callbacks run first.
+            await asyncio.sleep(0)

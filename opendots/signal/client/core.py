@@ -234,6 +234,14 @@ class DotsClientCore:
     def disconnected(self) -> None:
         self._session = None
 
+    def redirection(self, now: float) -> dict[str, Any] | None:
+        """The redirection in force (§4.6), for status displays: alternate server and seconds left of its TTL."""
+        redirect = self._redirect
+        if redirect is None:
+            return None
+        left = None if redirect.expires_at is None else max(0, math.ceil(redirect.expires_at - now))
+        return {"alt-server": redirect.alt_server, "ttl-left": left}
+
     def server_contacted(self, server: str, now: float) -> None:
         self._contacted[server] = now
 
@@ -258,7 +266,9 @@ class DotsClientCore:
                 self._forget(record.mid, "lifetime expired")
         redirect = self._redirect
         if redirect is not None and redirect.expires_at is not None and redirect.expires_at <= now:
-            if self.mitigating:  # §4.6: no fallback while an attack is active; look again later
+            # §4.6: no fallback while an attack is active, look again later; but an alternate server that cannot
+            # be reached serves no attack: without a session to it, fall back as soon as the TTL has passed.
+            if self.mitigating and self._session is not None:
                 redirect.expires_at = now + max(self.parameters.heartbeat_interval, DEFAULT_CONFIG_REFRESH)
             else:
                 self._redirect = None

@@ -118,3 +118,15 @@ class MitigationScope:
             lifetime,
             self.trigger_mitigation,
         )
+
+
+def scopes_overlap(first: MitigationScope, second: MitigationScope) -> bool:
+    """RFC 9132 §4.4.1: same trigger-mitigation type and a common IP address, prefix, FQDN, URI or alias."""
+    if first.trigger_mitigation != second.trigger_mitigation:
+        return False
+    networks = [ipaddress.ip_network(prefix, strict=False) for prefix in second.target_prefixes]
+    for prefix in first.target_prefixes:
+        mine = ipaddress.ip_network(prefix, strict=False)
+        if any(mine.version == other.version and mine.overlaps(other) for other in networks):  # type: ignore[arg-type]
+            return True
+    return any(set(getattr(first, name)) & set(getattr(second, name)) for name in ("fqdns", "uris", "aliases"))

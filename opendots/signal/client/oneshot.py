@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -16,6 +17,8 @@ from opendots.signal.client.operations import ClientOperations, OperationError
 from opendots.signal.client.settings import AgentSettings
 from opendots.signal.client.state import ClientStateStore
 from opendots.transport import create_client_context, ping
+
+log = logging.getLogger(__name__)
 
 
 async def run_once(
@@ -59,5 +62,8 @@ async def run_once(
             raise ControlError(str(error), error.code) from None
         return {"server": connection.candidate.base_uri, **result}
     finally:
-        await context.shutdown()
+        try:
+            await context.shutdown()
+        except Exception:  # the exchange is over: a failing teardown must not turn its outcome into a crash
+            log.warning("closing the one-shot session failed", exc_info=True)
         store.close()

@@ -9,7 +9,7 @@ from typing import Any
 
 from opendots.signal.client.core import DotsClientCore
 from opendots.signal.client.core_requests import DotsRequest, DotsResponse
-from opendots.signal.client.core_scope import MitigationScope, ScopeError
+from opendots.signal.client.core_scope import MitigationScope, ScopeError, scopes_overlap
 from opendots.signal.client.core_timing import ConfigValueError
 
 Sender = Callable[[DotsRequest], Awaitable[DotsResponse]]
@@ -96,8 +96,17 @@ class ClientOperations:
             raise OperationError("missing argument 'scope' (a mitigation scope entry in YANG-JSON)")
         scope = MitigationScope.from_yang(scope_entry)
         request = self.core.mitigate(scope, self.clock(), mid=_int(args, "mid", required=False))
+        # §4.4.1: a granted request deletes this client's overlapping requests with lower mids at the server.
+        overlapped = sorted(
+            record.mid
+            for record in self.core.mitigations.values()
+            if request.mid is not None and record.mid < request.mid and scopes_overlap(record.scope, scope)
+        )
         response = await self._exchange(request)
-        return {"mid": request.mid, **response_json(response)}
+        result = {"mid": request.mid, **response_json(response)}
+        if overlapped and response.code in ("2.01", "2.04"):
+            result["replaced"] = overlapped
+        return result
 
     async def status(self, args: dict[str, Any]) -> dict[str, Any]:
         mid = _int(args, "mid", required=False)
