@@ -9,34 +9,31 @@ from typing import Any
 
 import click
 
-from opendots.config import ConfigError, ServerConfig
+from opendots.cli.common import OpenDotsGroup, group_config_option
+from opendots.cli.common import config_option as common_config_option
+from opendots.config import ServerConfig
+from opendots.errors import ConfigError, UnavailableError
 
 
 def _call(config: Path, op: str, **args: Any) -> dict[str, Any]:
-    from opendots.signal.client.control import ControlClient, ControlError
+    from opendots.signal.client.control import ControlClient
 
-    try:
-        loaded = ServerConfig.load(config)
-    except ConfigError as error:
-        raise click.ClickException(str(error)) from None
+    loaded = ServerConfig.load(config)
     if loaded.admin_socket is None:
-        raise click.ClickException(f"{config} sets no [server] admin_socket: the server has no operator socket")
+        raise ConfigError(f"{config} sets no [server] admin_socket: the server has no operator socket")
     try:
         with ControlClient(loaded.admin_socket, timeout=10.0) as control:
             return control.call(op, **args)
-    except ConnectionError:
-        raise click.ClickException(f"no server answers on {loaded.admin_socket}") from None
-    except ControlError as error:
-        raise click.ClickException(f"{error} ({error.code})") from None
+    except (ConnectionError, FileNotFoundError):
+        raise UnavailableError(f"no server answers on {loaded.admin_socket}") from None
 
 
-config_option = click.option(
-    "-c", "--config", type=click.Path(dir_okay=False, path_type=Path), default="server.toml", show_default=True
-)
+config_option = common_config_option("server.toml")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
 
 
-@click.group()
+@click.group(cls=OpenDotsGroup)
+@group_config_option("server.toml")
 def admin() -> None:
     """Operate a running DOTS server: its clients, mitigations and redirection ([server] admin_socket)."""
 

@@ -43,6 +43,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from opendots.errors import OpenDotsError
+
 log = logging.getLogger("opendots.fastnetmon")
 
 EXIT_OK = 0
@@ -55,7 +57,7 @@ MAX_DETAILS = 1 << 20
 STDIN_WAIT = 2.0
 
 
-class HookError(Exception):
+class HookError(OpenDotsError):
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
         self.exit_code = exit_code
@@ -164,7 +166,7 @@ class DotsCalls:
 
         try:
             self.config = ClientConfig.load(config_path)
-            self.settings = AgentSettings.load(config_path, self.config)
+            self.settings = AgentSettings.from_config(self.config)
         except ConfigError as problem:
             raise HookError(str(problem), EXIT_USAGE) from None
         self.deadline = time.monotonic() + timeout

@@ -7,6 +7,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from opendots.errors import OpenDotsError
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 log = logging.getLogger(__name__)
@@ -44,7 +46,7 @@ class Counters:
     pps_dropped: int | None = None
 
 
-class MitigatorError(RuntimeError):
+class MitigatorError(OpenDotsError, RuntimeError):
     """Enforcement could not be applied or removed; the mitigation status becomes 'failed'."""
 
 

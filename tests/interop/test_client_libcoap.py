@@ -120,7 +120,7 @@ def client_setup(pki_dir: Path, libcoap: LibcoapServer, tmp_path: Path) -> tuple
             "connect_timeout = 5.0\nrequest_timeout = 6.0\nattempt_delay = 0.1\n"
         )
     config = ClientConfig.load(path)
-    return config, AgentSettings.load(path, config), path
+    return config, AgentSettings.from_config(config), path
 
 
 async def raw_request(pki_dir: Path, port: int, method: aiocoap.Code, path: str, body: dict | None = None):

@@ -7,6 +7,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
+from opendots.errors import UsageError
 from opendots.signal.core import defaults
 
 MODULE = "ietf-dots-signal-channel"
@@ -16,7 +17,7 @@ PROTOCOL_NUMBERS = {"icmp": 1, "tcp": 6, "udp": 17, "dccp": 33, "ipv6-icmp": 58,
 ATTACK_STATUSES = ("under-attack", "attack-successfully-mitigated")  # RFC 9132 Table 4
 
 
-class ScopeError(ValueError):
+class ScopeError(UsageError, ValueError):
     """A mitigation scope or request argument that RFC 9132 forbids; the message says which and why."""
 
 
