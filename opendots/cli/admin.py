@@ -53,21 +53,24 @@ def status(config: Path, as_json: bool) -> None:
     if redirection is not None:
         records = ", ".join(redirection["records"]) or "-"
         click.echo(f"redirecting to {redirection['alt-server']} ({records}), TTL {redirection['ttl']} s")
-    click.echo(f"{'client':<20} {'connected':<10} {'held':>5} {'enforced':>8}  last traffic")
+    enforced = answer.get("enforced", True)
+    if not enforced:
+        click.echo("not enforced: only the logging mitigator runs, no traffic is dropped ([[mitigators]])")
+    click.echo(f"{'client':<20} {'connected':<10} {'held':>5} {'enforced':>12}  last traffic")
     for client in answer["clients"]:
         seen = client["last-traffic"]
         ago = f"{time.time() - seen:.0f} s ago" if seen else "never"
         lost = " (lost)" if client["lost"] else ""
         click.echo(
             f"{client['name']:<20} {'yes' if client['connected'] else 'no':<10} {client['mitigations']:>5} "
-            f"{client['enforcing']:>8}  {ago}{lost}"
+            f"{client['enforcing'] if enforced else 'not enforced':>12}  {ago}{lost}"
         )
 
 
 @admin.command()
 @config_option
 @json_option
-@click.option("--client", "client_name", help="Only this client's mitigations.")
+@click.option("--client", "client_name", help="Only this client's mitigations (its name or its CUID).")
 def mitigations(config: Path, as_json: bool, client_name: str | None) -> None:
     """Every mitigation the server holds, with its status, targets, remaining lifetime and counters."""
     answer = _call(config, "mitigations", **({"client": client_name} if client_name else {}))
@@ -109,7 +112,7 @@ def redirect(config: Path, alt_server: str | None, records: tuple[str, ...], ttl
 
 @admin.command("report-status")
 @config_option
-@click.option("--cuid", required=True)
+@click.option("--client", "--cuid", "client", required=True, help="The owner: a client's name or its CUID.")
 @click.option("--mid", type=int, required=True)
 @click.option(
     "--status",
@@ -124,11 +127,11 @@ def redirect(config: Path, alt_server: str | None, records: tuple[str, ...], ttl
         ]
     ),
 )
-def report_status(config: Path, cuid: str, mid: int, label: str) -> None:
+def report_status(config: Path, client: str, mid: int, label: str) -> None:
     """Set a mitigation's status by hand (e.g. mitigated by equipment the server does not drive); its observers
     are notified."""
-    _call(config, "report-status", cuid=cuid, mid=mid, status=label)
-    click.echo(f"cuid={cuid} mid={mid}: {label}")
+    _call(config, "report-status", client=client, mid=mid, status=label)
+    click.echo(f"{client} mid={mid}: {label}")
 
 
 @admin.command()

@@ -210,10 +210,8 @@ class DotsCalls:
             return asyncio.run(bounded())
         except TimeoutError:
             raise HookError(f"{operation}: no answer within {budget:.1f} s", EXIT_UNAVAILABLE) from None
-        except Exception as problem:  # ConnectError and transport failures: a one-line reason
-            if type(problem).__name__ in ("ConnectError", "ModelError", "ControlError"):
-                raise HookError(f"{operation}: {problem}", EXIT_UNAVAILABLE) from None
-            raise
+        except OpenDotsError as problem:  # no server reached, a failed handshake, a body it cannot send
+            raise HookError(f"{operation}: {problem}", EXIT_UNAVAILABLE) from None
 
 
 def _succeeded(result: dict[str, Any]) -> bool:

@@ -102,7 +102,7 @@ class ProcessStack:
     ) -> None:
         """SIGNAL_SETTINGS: the server's [signal] table; by default a withdrawn mitigation stays enforced for
         1 s only (RFC 9132 active-but-terminating; 120 s in production), so a lab sees the traffic come back."""
-        from opendots.cli.certs import init_pki
+        from opendots.pki.setup import init_pki
 
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
