@@ -15,6 +15,7 @@ import click
 from opendots import eventloop
 from opendots.cli.common import OpenDotsCommand, config_option
 from opendots.config import ConfigError, ServerConfig
+from opendots.errors import OpenDotsError
 
 log = logging.getLogger(__name__)
 
@@ -100,5 +101,7 @@ def server(
 
     try:
         eventloop.run(main(), event_loop)
+    except OpenDotsError:
+        raise  # reported by opendots.cli.common with its own exit status
     except (OSError, ValueError) as error:  # an address in use or not one: one line, as for any start failure
         raise click.ClickException(str(error)) from None
