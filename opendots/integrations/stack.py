@@ -107,7 +107,8 @@ class ProcessStack:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.port = free_udp_tcp_port()
-        server_config, client_config = init_pki(self.directory, signal_port=self.port)
+        # A free data-channel port too: 443 may be taken (another stack, another test run on the machine).
+        server_config, client_config = init_pki(self.directory, signal_port=self.port, data_port=free_udp_tcp_port())
         server_config.listen = ["127.0.0.1"]
         server_config.mitigators = [dict(entry) for entry in mitigators]
         server_config.signal = dict(signal_settings if signal_settings is not None else LAB_SIGNAL_SETTINGS)
