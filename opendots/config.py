@@ -16,15 +16,12 @@ from typing import Any, Literal
 import tomli_w
 
 from opendots.domain.addresses import IPNetwork, network_bounds
+from opendots.errors import ConfigError
 
 DEFAULT_SIGNAL_PORT = 4646  # RFC 9132 §10.1, UDP and TCP
 DEFAULT_CALL_HOME_PORT = 4647  # RFC 9066 §8.1
 DEFAULT_DATA_PORT = 443  # RFC 8783: RESTCONF over HTTPS
 DOCUMENTATION_PREFIXES = ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")
-
-
-class ConfigError(ValueError):
-    """A configuration file is missing a value or holds one that cannot be used."""
 
 
 @dataclass(frozen=True)
@@ -34,11 +31,16 @@ class TlsFiles:
     key: Path
 
     @classmethod
-    def from_table(cls, table: dict[str, Any], base: Path) -> TlsFiles:
-        try:
-            return cls(*(base / table[name] for name in ("ca", "cert", "key")))
-        except KeyError as missing:
-            raise ConfigError(f"[tls] needs {missing.args[0]!r}") from None
+    def from_table(cls, table: dict[str, Any], base: Path, path: Path | None = None) -> TlsFiles:
+        where = f"{path}: [tls]" if path is not None else "[tls]"
+        _known(table, ("ca", "cert", "key"), where)
+        missing = [name for name in ("ca", "cert", "key") if name not in table]
+        if missing:
+            raise ConfigError(f"{where} needs {missing[0]!r}")
+        for name in ("ca", "cert", "key"):
+            if not isinstance(table[name], str):
+                raise ConfigError(f"{where} {name} must be a file name, not {table[name]!r}")
+        return cls(*(base / table[name] for name in ("ca", "cert", "key")))
 
     def to_table(self, base: Path) -> dict[str, str]:
         return {name: _relative(getattr(self, name), base) for name in ("ca", "cert", "key")}
@@ -129,12 +131,22 @@ class ServerConfig:
 
     @classmethod
     def load(cls, path: Path | str) -> ServerConfig:
+        """Read server.toml; every key is checked here, so a misspelled one is named with its file at start-up."""
         path = Path(path)
         data = _read(path)
         base = path.resolve().parent
-        server = data.get("server", {})
+        _known(data, SERVER_TABLES, str(path))
+        server = _table(data, "server", path)
+        _known(server, SERVER_KEYS, f"{path}: [server]")
+        for channel in ("signal", "data"):
+            if "gateways" in _table(data, channel, path):
+                raise ConfigError(
+                    f"{path}: [{channel}] gateways is no longer read: mark each gateway with `gateway = true` in its "
+                    "[[clients]] entry (one list for both channels)"
+                )
         clients = []
-        for entry in data.get("clients", []):
+        for entry in _tables(data, "clients", path):
+            _known(entry, CLIENT_ENTRY_KEYS, f"{path}: [[clients]] {entry.get('name', '')!s}".rstrip())
             try:
                 clients.append(
                     ClientAuthorization(
@@ -146,27 +158,42 @@ class ServerConfig:
                         gateway=_flag(entry, "gateway"),
                     )
                 )
-            except (KeyError, ValueError) as error:
+            except (KeyError, ValueError, TypeError) as error:
                 raise ConfigError(f"{path}: bad [[clients]] entry {entry!r}: {error}") from None
-        return cls(
-            tls=TlsFiles.from_table(data.get("tls", {}), base),
+        where = f"{path}: [server]"
+        loaded = cls(
+            tls=TlsFiles.from_table(_table(data, "tls", path), base, path),
             clients=clients,
-            listen=list(server.get("listen", ["::"])),
-            signal_port=int(server.get("signal_port", DEFAULT_SIGNAL_PORT)),
-            data_port=int(server.get("data_port", DEFAULT_DATA_PORT)),
-            db=base / server.get("db", "opendots.db"),
-            max_sessions=int(server.get("max_sessions", 10_000)),
-            idle_session_timeout=float(server.get("idle_session_timeout", 600.0)),
-            max_handshakes=int(server.get("max_handshakes", 0)),
-            max_handshakes_per_address=int(server.get("max_handshakes_per_address", 8)),
+            listen=_strings(server, "listen", ["::"], where),
+            signal_port=_port(server, "signal_port", DEFAULT_SIGNAL_PORT, where),
+            data_port=_port(server, "data_port", DEFAULT_DATA_PORT, where),
+            db=database_path(_string(server, "db", "opendots.db", where), base, where),
+            max_sessions=_integer(server, "max_sessions", 10_000, where),
+            idle_session_timeout=_seconds(server, "idle_session_timeout", 600.0, path),
+            max_handshakes=_integer(server, "max_handshakes", 0, where),
+            max_handshakes_per_address=_integer(server, "max_handshakes_per_address", 8, where),
             handshake_timeout=_seconds(server, "handshake_timeout", 10.0, path),
             full_collection_interval=_seconds(server, "full_collection_interval", 60.0, path),
-            metrics=server.get("metrics"),
+            metrics=_string(server, "metrics", None, where),
             admin_socket=base / server["admin_socket"] if server.get("admin_socket") else None,
-            signal=dict(data.get("signal", {})),
-            data=dict(data.get("data", {})),
-            mitigators=[dict(entry) for entry in data.get("mitigators", [])],
+            signal=dict(_table(data, "signal", path)),
+            data=dict(_table(data, "data", path)),
+            mitigators=[dict(entry) for entry in _tables(data, "mitigators", path)],
         )
+        loaded.check_tables(path)
+        return loaded
+
+    def check_tables(self, path: Path | str) -> None:
+        """The [signal] and [data] tables are parsed by their channels; parse them now so that an unknown or bad
+        key stops the start (and a SIGHUP reload) with the file's name, before anything listens."""
+        from opendots.data.settings import data_settings_from_table
+        from opendots.signal.server.settings import settings_from_table
+
+        for parse, table in ((settings_from_table, self.signal), (data_settings_from_table, self.data)):
+            try:
+                parse(self.clients, table)
+            except ConfigError as error:
+                raise ConfigError(f"{path}: {error}") from None
 
     def save(self, path: Path | str) -> None:
         path = Path(path)
@@ -217,24 +244,44 @@ class ClientConfig:
     data_port: int = DEFAULT_DATA_PORT
     transport: Literal["auto", "dtls", "tls"] = "auto"
     control_socket: Path = Path("opendots-client.sock")
+    agent: dict[str, Any] = field(default_factory=dict)
+    """[agent]: the agent's own settings, parsed by opendots.signal.client.settings.AgentSettings.from_config."""
+    path: Path | None = None
+    """The file it was read from (relative names in [agent] are resolved against its directory)."""
 
     @classmethod
     def load(cls, path: Path | str) -> ClientConfig:
+        """Read client.toml once: [client], [tls] and the agent's [agent] table (opendots.signal.client.settings)."""
         path = Path(path)
         data = _read(path)
         base = path.resolve().parent
-        client = data.get("client", {})
+        _known(data, CLIENT_TABLES, str(path))
+        client = _table(data, "client", path)
+        where = f"{path}: [client]"
+        _known(client, CLIENT_KEYS, where)
         transport = client.get("transport", "auto")
         if transport not in ("auto", "dtls", "tls"):
             raise ConfigError(f"{path}: transport must be auto, dtls or tls, not {transport!r}")
+        addresses = _strings(client, "server_addresses", [], where)
+        for address in addresses:
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise ConfigError(
+                    f"{where} server_addresses: {address!r} is not an IP address (put a name in server_name)"
+                ) from None
+        agent = _table(data, "agent", path)
+        _known(agent, AGENT_KEYS, f"{path}: [agent]")
         return cls(
-            tls=TlsFiles.from_table(data.get("tls", {}), base),
-            server_name=client.get("server_name", "localhost"),
-            server_addresses=list(client.get("server_addresses", [])),
-            signal_port=int(client.get("signal_port", DEFAULT_SIGNAL_PORT)),
-            data_port=int(client.get("data_port", DEFAULT_DATA_PORT)),
+            tls=TlsFiles.from_table(_table(data, "tls", path), base, path),
+            server_name=_string(client, "server_name", "localhost", where),
+            server_addresses=addresses,
+            signal_port=_port(client, "signal_port", DEFAULT_SIGNAL_PORT, where),
+            data_port=_port(client, "data_port", DEFAULT_DATA_PORT, where),
             transport=transport,
-            control_socket=base / client.get("control_socket", "opendots-client.sock"),
+            control_socket=base / _string(client, "control_socket", "opendots-client.sock", where),
+            agent=dict(agent),
+            path=path,
         )
 
     def save(self, path: Path | str) -> None:
@@ -251,6 +298,8 @@ class ClientConfig:
             },
             "tls": self.tls.to_table(base),
         }
+        if self.agent:
+            data["agent"] = self.agent
         path.write_text(tomli_w.dumps(data))
 
 
@@ -283,3 +332,92 @@ def _seconds(table: dict[str, Any], key: str, default: float, path: Path) -> flo
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < float("inf"):
         raise ConfigError(f"{path}: [server] {key} must be a number of seconds (0 or more), not {value!r}")
     return float(value)
+
+
+SERVER_TABLES = ("server", "tls", "clients", "signal", "data", "mitigators")
+SERVER_KEYS = (
+    "listen",
+    "signal_port",
+    "data_port",
+    "db",
+    "max_sessions",
+    "idle_session_timeout",
+    "max_handshakes",
+    "max_handshakes_per_address",
+    "handshake_timeout",
+    "full_collection_interval",
+    "metrics",
+    "admin_socket",
+)
+CLIENT_ENTRY_KEYS = ("name", "cuid", "prefixes", "fqdns", "uris", "gateway")
+CLIENT_TABLES = ("client", "tls", "agent")
+CLIENT_KEYS = ("server_name", "server_addresses", "signal_port", "data_port", "transport", "control_socket")
+AGENT_KEYS = ("state_file", "reconnect_min", "reconnect_max", "attempt_delay", "connect_timeout", "request_timeout")
+
+
+def _known(table: dict[str, Any], keys: tuple[str, ...], where: str) -> None:
+    """A misspelled key would otherwise be ignored and its default used without a word."""
+    unknown = [key for key in table if key not in keys]
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(keys)})")
+
+
+def _table(data: dict[str, Any], name: str, path: Path) -> dict[str, Any]:
+    value = data.get(name, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: {name} must be a table ([{name}])")
+    return value
+
+
+def _tables(data: dict[str, Any], name: str, path: Path) -> list[dict[str, Any]]:
+    value = data.get(name, [])
+    if not isinstance(value, list) or not all(isinstance(entry, dict) for entry in value):
+        raise ConfigError(f"{path}: {name} must be an array of tables ([[{name}]])")
+    return value
+
+
+def _integer(table: dict[str, Any], key: str, default: int, where: str) -> int:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{where} {key} must be an integer, not {value!r}")
+    return value
+
+
+def check_port(value: Any, what: str) -> int:
+    """A TCP/UDP port 1-65535: the socket layer would silently take 70000 modulo 65536 or fail obscurely on -1."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise ConfigError(f"{what} must be a port number from 1 to 65535, not {value!r}")
+    return value
+
+
+def _port(table: dict[str, Any], key: str, default: int, where: str) -> int:
+    return check_port(table.get(key, default), f"{where} {key}")
+
+
+def _string(table: dict[str, Any], key: str, default: Any, where: str) -> Any:
+    value = table.get(key, default)
+    if value is not default and not isinstance(value, str):
+        raise ConfigError(f"{where} {key} must be a string, not {value!r}")
+    return value
+
+
+def _strings(table: dict[str, Any], key: str, default: list[str], where: str) -> list[str]:
+    value = table.get(key, default)
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ConfigError(f"{where} {key} must be a list of strings, not {value!r}")
+    return list(value)
+
+
+def database_path(location: str | Path, base: Path, where: str = "db") -> Path:
+    """The SQLite file a database location names: a plain path, or a URL `sqlite:///absolute/path` or
+    `sqlite://relative/path`. Other schemes are refused here until a store for them exists (opendots.app
+    opens the database)."""
+    text = str(location)
+    scheme, separator, rest = text.partition("://")
+    if not separator:
+        return base / text
+    if scheme != "sqlite":
+        raise ConfigError(f"{where}: unsupported database {text!r} (give a file path or sqlite:///path)")
+    if not rest or rest == "/":
+        raise ConfigError(f"{where}: {text!r} names no file")
+    return base / rest  # an absolute rest ("/var/lib/x.db") stays absolute

@@ -13,12 +13,14 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any, Literal, TypeVar
 
+from opendots.errors import UnavailableError
+
 T = TypeVar("T")
 EventLoopChoice = Literal["auto", "uvloop", "asyncio"]
 CHOICES: tuple[str, ...] = ("auto", "uvloop", "asyncio")
 
 
-class EventLoopUnavailable(RuntimeError):
+class EventLoopUnavailable(UnavailableError, RuntimeError):
     """The loop asked for is not installed."""
 
 

@@ -9,34 +9,31 @@ from typing import Any
 
 import click
 
-from opendots.config import ConfigError, ServerConfig
+from opendots.cli.common import OpenDotsGroup, group_config_option
+from opendots.cli.common import config_option as common_config_option
+from opendots.config import ServerConfig
+from opendots.errors import ConfigError, UnavailableError
 
 
 def _call(config: Path, op: str, **args: Any) -> dict[str, Any]:
-    from opendots.signal.client.control import ControlClient, ControlError
+    from opendots.signal.client.control import ControlClient
 
-    try:
-        loaded = ServerConfig.load(config)
-    except ConfigError as error:
-        raise click.ClickException(str(error)) from None
+    loaded = ServerConfig.load(config)
     if loaded.admin_socket is None:
-        raise click.ClickException(f"{config} sets no [server] admin_socket: the server has no operator socket")
+        raise ConfigError(f"{config} sets no [server] admin_socket: the server has no operator socket")
     try:
         with ControlClient(loaded.admin_socket, timeout=10.0) as control:
             return control.call(op, **args)
-    except ConnectionError:
-        raise click.ClickException(f"no server answers on {loaded.admin_socket}") from None
-    except ControlError as error:
-        raise click.ClickException(f"{error} ({error.code})") from None
+    except (ConnectionError, FileNotFoundError):
+        raise UnavailableError(f"no server answers on {loaded.admin_socket}") from None
 
 
-config_option = click.option(
-    "-c", "--config", type=click.Path(dir_okay=False, path_type=Path), default="server.toml", show_default=True
-)
+config_option = common_config_option("server.toml")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
 
 
-@click.group()
+@click.group(cls=OpenDotsGroup)
+@group_config_option("server.toml")
 def admin() -> None:
     """Operate a running DOTS server: its clients, mitigations and redirection ([server] admin_socket)."""
 
@@ -56,21 +53,24 @@ def status(config: Path, as_json: bool) -> None:
     if redirection is not None:
         records = ", ".join(redirection["records"]) or "-"
         click.echo(f"redirecting to {redirection['alt-server']} ({records}), TTL {redirection['ttl']} s")
-    click.echo(f"{'client':<20} {'connected':<10} {'held':>5} {'enforced':>8}  last traffic")
+    enforced = answer.get("enforced", True)
+    if not enforced:
+        click.echo("not enforced: only the logging mitigator runs, no traffic is dropped ([[mitigators]])")
+    click.echo(f"{'client':<20} {'connected':<10} {'held':>5} {'enforced':>12}  last traffic")
     for client in answer["clients"]:
         seen = client["last-traffic"]
         ago = f"{time.time() - seen:.0f} s ago" if seen else "never"
         lost = " (lost)" if client["lost"] else ""
         click.echo(
             f"{client['name']:<20} {'yes' if client['connected'] else 'no':<10} {client['mitigations']:>5} "
-            f"{client['enforcing']:>8}  {ago}{lost}"
+            f"{client['enforcing'] if enforced else 'not enforced':>12}  {ago}{lost}"
         )
 
 
 @admin.command()
 @config_option
 @json_option
-@click.option("--client", "client_name", help="Only this client's mitigations.")
+@click.option("--client", "client_name", help="Only this client's mitigations (its name or its CUID).")
 def mitigations(config: Path, as_json: bool, client_name: str | None) -> None:
     """Every mitigation the server holds, with its status, targets, remaining lifetime and counters."""
     answer = _call(config, "mitigations", **({"client": client_name} if client_name else {}))
@@ -112,7 +112,7 @@ def redirect(config: Path, alt_server: str | None, records: tuple[str, ...], ttl
 
 @admin.command("report-status")
 @config_option
-@click.option("--cuid", required=True)
+@click.option("--client", "--cuid", "client", required=True, help="The owner: a client's name or its CUID.")
 @click.option("--mid", type=int, required=True)
 @click.option(
     "--status",
@@ -127,11 +127,11 @@ def redirect(config: Path, alt_server: str | None, records: tuple[str, ...], ttl
         ]
     ),
 )
-def report_status(config: Path, cuid: str, mid: int, label: str) -> None:
+def report_status(config: Path, client: str, mid: int, label: str) -> None:
     """Set a mitigation's status by hand (e.g. mitigated by equipment the server does not drive); its observers
     are notified."""
-    _call(config, "report-status", cuid=cuid, mid=mid, status=label)
-    click.echo(f"cuid={cuid} mid={mid}: {label}")
+    _call(config, "report-status", client=client, mid=mid, status=label)
+    click.echo(f"{client} mid={mid}: {label}")
 
 
 @admin.command()

@@ -16,40 +16,54 @@ from typing import Any
 import click
 
 from opendots import eventloop
-from opendots.cli.server import event_loop_option
-from opendots.config import ClientConfig, ConfigError
+from opendots.cli.common import OpenDotsGroup, config_option, group_config_option
+from opendots.cli.server import PORT, event_loop_option
+from opendots.config import ClientConfig
+from opendots.errors import RefusedError, UnavailableError
 
 MODULE = "ietf-dots-signal-channel"
 
 
+_config_path_option = config_option("client.toml", name="config_path")
+
+
 def _config_option(function: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option(
-        "--config",
-        "config_path",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=Path("client.toml"),
-        show_default=True,
-        help="Client configuration file.",
-    )(function)
+    return _config_path_option(_port_flags(function))
 
 
 def _json_option(function: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--json", "as_json", is_flag=True, help="Print the YANG-JSON body.")(function)
 
 
+def _port_flags(function: Callable[..., Any]) -> Callable[..., Any]:
+    """--signal-port / --data-port: reach a server whose ports moved without editing client.toml."""
+
+    def remember(context: click.Context, parameter: click.Parameter, value: int | None) -> None:
+        if value is not None:
+            context.ensure_object(dict)[parameter.name] = value
+
+    for flag, name in (("--data-port", "data_port"), ("--signal-port", "signal_port")):
+        function = click.option(
+            flag, name, type=PORT, expose_value=False, callback=remember, help=f"Overrides {name} of client.toml."
+        )(function)
+    return function
+
+
 def _load(config_path: Path) -> tuple[Any, Any]:
     from opendots.signal.client.settings import AgentSettings
 
-    try:
-        config = ClientConfig.load(config_path)
-        return config, AgentSettings.load(config_path, config)
-    except ConfigError as error:
-        raise click.ClickException(str(error)) from None
+    config = ClientConfig.load(config_path)
+    overrides = click.get_current_context().find_object(dict) or {}
+    for name in ("signal_port", "data_port"):
+        if name in overrides:
+            setattr(config, name, overrides[name])
+    return config, AgentSettings.from_config(config)
 
 
 def _call(config_path: Path, operation: str, **args: Any) -> tuple[dict[str, Any], bool]:
-    """(result, via_agent): through the agent if its socket answers, else one-shot."""
-    from opendots.signal.client.control import ControlClient, ControlError, agent_answers
+    """(result, via_agent): through the agent if its socket answers, else one-shot. Failures are OpenDotsErrors,
+    reported by opendots.cli.common."""
+    from opendots.signal.client.control import ControlClient, agent_answers
 
     config, settings = _load(config_path)
     try:
@@ -61,28 +75,23 @@ def _call(config_path: Path, operation: str, **args: Any) -> tuple[dict[str, Any
         from opendots.signal.client.oneshot import run_once
 
         return asyncio.run(run_once(config, settings, operation, args)), False
-    except ControlError as error:
-        raise click.ClickException(f"{error} ({error.code})") from None
     except (ConnectionError, OSError) as error:
-        raise click.ClickException(str(error)) from None
-    except Exception as error:  # ConnectError and transport failures: one line, no traceback
-        if type(error).__name__ in ("ConnectError", "ModelError"):
-            raise click.ClickException(str(error)) from None
-        raise
+        raise UnavailableError(str(error)) from None
 
 
 def _check_code(result: dict[str, Any]) -> None:
     code = str(result.get("code", ""))
     if code and not code.startswith("2."):
         detail = result.get("diagnostic") or (json.dumps(result["body"]) if result.get("body") else "")
-        raise click.ClickException(f"the DOTS server answered {code} {detail}".rstrip())
+        raise RefusedError(f"the DOTS server answered {code} {detail}".rstrip())
 
 
 def _print_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, sort_keys=False))
 
 
-@click.group()
+@click.group(cls=OpenDotsGroup)
+@group_config_option("client.toml")
 def client() -> None:
     """DOTS client: the agent and its verbs (RFC 9132 signal channel)."""
 
@@ -92,15 +101,12 @@ def client() -> None:
 @event_loop_option
 def run_command(config_path: Path, event_loop: eventloop.EventLoopChoice) -> None:
     """Run the agent: keep the session up and serve the local control socket."""
-    from opendots.signal.client.agent import ClientAgent
+    from opendots.app import build_client_agent
 
-    config, settings = _load(config_path)
-    agent = ClientAgent(config, settings)
+    config, _ = _load(config_path)
+    agent = build_client_agent(config)
     with contextlib.suppress(KeyboardInterrupt):
-        try:
-            eventloop.run(agent.run_forever(), event_loop)
-        except eventloop.EventLoopUnavailable as problem:
-            raise click.ClickException(str(problem)) from None
+        eventloop.run(agent.run_forever(), event_loop)
 
 
 @client.command("mitigate")
@@ -238,16 +244,13 @@ def status_command(config_path: Path, mid: int | None, refresh: bool, as_json: b
 @_json_option
 def session_command(config_path: Path, as_json: bool) -> None:
     """Show the running agent's session: server, transport, RTT, heartbeat state, parameters in force."""
-    from opendots.signal.client.control import ControlClient, ControlError, agent_answers
+    from opendots.signal.client.control import ControlClient, agent_answers
 
     config, _ = _load(config_path)
     if not agent_answers(config.control_socket):
-        raise click.ClickException(f"no agent answers on {config.control_socket} (start one with `client run`)")
-    try:
-        with ControlClient(config.control_socket) as control:
-            info = control.session()
-    except ControlError as error:
-        raise click.ClickException(str(error)) from None
+        raise UnavailableError(f"no agent answers on {config.control_socket} (start one with `client run`)")
+    with ControlClient(config.control_socket) as control:
+        info = control.session()
     if as_json:
         _print_json(info)
         return

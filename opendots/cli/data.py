@@ -8,10 +8,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import click
 
-from opendots.config import ClientConfig, ConfigError
-from opendots.data.client import DataChannelClient, DataChannelError
+from opendots.cli.common import ConfiguredCommand, OpenDotsGroup
+from opendots.config import ClientConfig
+from opendots.data.client import DataChannelClient
+from opendots.errors import UnavailableError
 from opendots.model.data_channel import MODULE
 
 PROTOCOLS = {"icmp": 1, "tcp": 6, "udp": 17, "icmpv6": 58}
@@ -19,10 +22,7 @@ ACTIVATION_TYPES = ("activate-when-mitigating", "immediate", "deactivate")
 
 
 def _run(context: click.Context, action: Callable[[DataChannelClient], Awaitable[Any]]) -> None:
-    try:
-        config = ClientConfig.load(context.obj["config"])
-    except ConfigError as error:
-        raise click.ClickException(str(error)) from None
+    config = ClientConfig.load(context.obj["config"])
 
     async def main() -> Any:
         async with DataChannelClient.from_config(config) as client:
@@ -30,15 +30,17 @@ def _run(context: click.Context, action: Callable[[DataChannelClient], Awaitable
 
     try:
         result = asyncio.run(main())
-    except DataChannelError as error:
-        raise click.ClickException(str(error)) from None
-    except OSError as error:
-        raise click.ClickException(f"cannot reach the data channel: {error}") from None
+    except (OSError, aiohttp.ClientError) as error:  # refused, unreachable, or a failed certificate check
+        raise UnavailableError(f"cannot reach the data channel: {error}") from None
     if result is not None:
         click.echo(json.dumps(result, indent=2))
 
 
-@click.group()
+class _DataGroup(OpenDotsGroup):
+    command_class = ConfiguredCommand  # -c after the verb too
+
+
+@click.group(cls=_DataGroup)
 @click.option(
     "-c", "--config", type=click.Path(dir_okay=False, path_type=Path), default="client.toml", show_default=True
 )

@@ -19,13 +19,11 @@ from typing import Any
 
 import click
 
-from opendots.cli.certs import init_pki
+from opendots.app import build_client_agent, start_server
 from opendots.integrations.stack import free_udp_tcp_port
-from opendots.signal.client.agent import ClientAgent
+from opendots.pki.setup import init_pki
 from opendots.signal.client.core_requests import DotsRequest, DotsResponse, RequestKind
-from opendots.signal.client.settings import AgentSettings
 from opendots.signal.core.messages import Status
-from opendots.signal.server.run import start_signal_server
 
 VICTIM_PREFIX = "203.0.113.0/24"
 
@@ -87,10 +85,12 @@ async def run_demo(directory: Path) -> int:
     signal_port = free_udp_tcp_port()
     server_config, client_config = init_pki(directory, signal_port=signal_port, data_port=free_udp_tcp_port())
     click.echo(f"test PKI and configs in {directory}; signal channel on DTLS and TLS port {signal_port}")
-    server = await start_signal_server(server_config, bind=[("127.0.0.1", signal_port), ("::1", signal_port)])
+    server_config.listen = ["127.0.0.1", "::1"]
+    server_config.admin_socket = None  # the demo drives the server in-process
+    running = await start_server(server_config, data=False)
+    server = running.signal
     trace = Trace()
-    settings = AgentSettings.defaults_for(client_config)
-    agent = ClientAgent(client_config, settings)
+    agent = build_client_agent(client_config)
     agent.core.exchange_listeners.append(trace.exchange)
     # The demo has no actuator: say so once instead of the logging mitigator's warning per mitigation.
     logging.getLogger("opendots.mitigate.base").setLevel(logging.ERROR)
@@ -146,7 +146,7 @@ async def run_demo(directory: Path) -> int:
         return 0
     finally:
         await agent.stop()
-        await server.stop()
+        await running.stop()
 
 
 @click.command()

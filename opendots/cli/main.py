@@ -10,13 +10,14 @@ from opendots import __version__
 from opendots.cli.admin import admin
 from opendots.cli.certs import certs
 from opendots.cli.client import client
+from opendots.cli.common import OpenDotsGroup
 from opendots.cli.data import data
 from opendots.cli.demo import demo
 from opendots.cli.fastnetmon import fastnetmon_hook
 from opendots.cli.server import server
 
 
-@click.group()
+@click.group(cls=OpenDotsGroup)
 @click.version_option(__version__, prog_name="opendots")
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
 def cli(verbose: int) -> None:

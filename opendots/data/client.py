@@ -12,6 +12,7 @@ from urllib.parse import quote
 import aiohttp
 
 from opendots.config import ClientConfig, TlsFiles
+from opendots.errors import RefusedError
 from opendots.model.data_channel import MODULE, ROOT
 from opendots.pki import cuid_from_certificate
 
@@ -19,7 +20,7 @@ MEDIA_TYPE = "application/yang-data+json"
 XRD_NAMESPACE = "{http://docs.oasis-open.org/ns/xri/xrd-1.0}"
 
 
-class DataChannelError(RuntimeError):
+class DataChannelError(RefusedError, RuntimeError):
     """The server refused a request; carries the status and the first `ietf-restconf:errors` entry."""
 
     def __init__(self, status: int, error: dict[str, Any] | None) -> None:

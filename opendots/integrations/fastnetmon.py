@@ -43,6 +43,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from opendots.errors import OpenDotsError
+
 log = logging.getLogger("opendots.fastnetmon")
 
 EXIT_OK = 0
@@ -55,7 +57,7 @@ MAX_DETAILS = 1 << 20
 STDIN_WAIT = 2.0
 
 
-class HookError(Exception):
+class HookError(OpenDotsError):
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
         self.exit_code = exit_code
@@ -164,7 +166,7 @@ class DotsCalls:
 
         try:
             self.config = ClientConfig.load(config_path)
-            self.settings = AgentSettings.load(config_path, self.config)
+            self.settings = AgentSettings.from_config(self.config)
         except ConfigError as problem:
             raise HookError(str(problem), EXIT_USAGE) from None
         self.deadline = time.monotonic() + timeout
@@ -208,10 +210,8 @@ class DotsCalls:
             return asyncio.run(bounded())
         except TimeoutError:
             raise HookError(f"{operation}: no answer within {budget:.1f} s", EXIT_UNAVAILABLE) from None
-        except Exception as problem:  # ConnectError and transport failures: a one-line reason
-            if type(problem).__name__ in ("ConnectError", "ModelError", "ControlError"):
-                raise HookError(f"{operation}: {problem}", EXIT_UNAVAILABLE) from None
-            raise
+        except OpenDotsError as problem:  # no server reached, a failed handshake, a body it cannot send
+            raise HookError(f"{operation}: {problem}", EXIT_UNAVAILABLE) from None
 
 
 def _succeeded(result: dict[str, Any]) -> bool:

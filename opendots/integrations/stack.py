@@ -26,19 +26,18 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from opendots.config import ClientConfig
+from opendots.errors import OpenDotsError
 
 T = TypeVar("T")
 READY_LINE = "DOTS signal channel listening on"
 # Fast reconnection so a restarted server is found again in well under a second (labs and tests only).
-AGENT_TABLE = """
-[agent]
-state_file = "{state}"
-reconnect_min = 0.2
-reconnect_max = 1.0
-attempt_delay = 0.1
-connect_timeout = 3.0
-request_timeout = 8.0
-"""
+LAB_AGENT_SETTINGS = {
+    "reconnect_min": 0.2,
+    "reconnect_max": 1.0,
+    "attempt_delay": 0.1,
+    "connect_timeout": 3.0,
+    "request_timeout": 8.0,
+}
 
 LAB_SIGNAL_SETTINGS = {
     "active_but_terminating": 1,
@@ -48,7 +47,7 @@ LAB_SIGNAL_SETTINGS = {
 }
 
 
-class StackError(RuntimeError):
+class StackError(OpenDotsError, RuntimeError):
     """A process of the stack did not start, or a wait ran out; the message carries its log tail."""
 
 
@@ -103,12 +102,13 @@ class ProcessStack:
     ) -> None:
         """SIGNAL_SETTINGS: the server's [signal] table; by default a withdrawn mitigation stays enforced for
         1 s only (RFC 9132 active-but-terminating; 120 s in production), so a lab sees the traffic come back."""
-        from opendots.cli.certs import init_pki
+        from opendots.pki.setup import init_pki
 
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.port = free_udp_tcp_port()
-        server_config, client_config = init_pki(self.directory, signal_port=self.port)
+        # A free data-channel port too: 443 may be taken (another stack, another test run on the machine).
+        server_config, client_config = init_pki(self.directory, signal_port=self.port, data_port=free_udp_tcp_port())
         server_config.listen = ["127.0.0.1"]
         server_config.mitigators = [dict(entry) for entry in mitigators]
         server_config.signal = dict(signal_settings if signal_settings is not None else LAB_SIGNAL_SETTINGS)
@@ -133,9 +133,8 @@ class ProcessStack:
         self._server_log_offset = 0
 
     def _write_client_config(self, path: Path, config: ClientConfig) -> None:
+        config.agent = {**LAB_AGENT_SETTINGS, "state_file": str(self.directory / "client-state.db")}
         config.save(path)
-        with path.open("a") as file:
-            file.write(AGENT_TABLE.format(state=self.directory / "client-state.db"))
 
     def __enter__(self) -> ProcessStack:
         return self

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 
+from opendots.errors import OpenDotsError
 from opendots.lab.flood import udp_sender_argv
 
 NETNS_DIR = "/run/netns"
@@ -29,7 +30,7 @@ ATTACKER_SIDE_V6 = ipaddress.ip_network("2001:db8:a::/64")
 VICTIM_SIDE_V6 = ipaddress.ip_network("2001:db8:b::/64")
 
 
-class LabError(RuntimeError):
+class LabError(OpenDotsError, RuntimeError):
     """A lab command failed; the message carries the command and its stderr."""
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from opendots.domain import Counters, IPNetwork, MitigationScope, PortRange
+from opendots.errors import OpenDotsError
 
 if TYPE_CHECKING:
     from opendots.mitigate.nftables_acl import AclPolicy
@@ -35,7 +36,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class MitigatorError(RuntimeError):
+class MitigatorError(OpenDotsError, RuntimeError):
     """Enforcement could not be applied or removed; the mitigation status becomes 'failed'."""
 
 

@@ -306,6 +306,14 @@ def build_actuator(entry: Mapping[str, Any]) -> Mitigator:
     raise ConfigError(f"[[mitigators]] type must be nftables, bgp or logging, not {kind!r}")
 
 
+def enforces(mitigator: Mitigator) -> bool:
+    """False when only the logging mitigator is behind MITIGATOR: nothing is dropped, and operators must be told
+    ("not enforced") rather than shown counts of what would be."""
+    if isinstance(mitigator, MitigatorRouter):
+        return any(enforces(assignment.mitigator) for assignment in mitigator.assignments)
+    return not isinstance(mitigator, LoggingMitigator)
+
+
 def build_router(config: ServerConfig) -> MitigatorRouter:
     """The server's mitigators from its configuration; with none configured, the logging mitigator alone."""
     known_clients = {client.name for client in config.clients}

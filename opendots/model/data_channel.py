@@ -44,6 +44,8 @@ from yangson.exceptions import (
 )
 from yangson.schemanode import InternalNode, LeafListNode, LeafNode, SchemaNode
 
+from opendots.errors import UsageError
+
 YANG_DIR = Path(__file__).resolve().parent / "yang"
 MODULE = "ietf-dots-data-channel"
 NAMESPACE = f"urn:ietf:params:xml:ns:yang:{MODULE}"
@@ -83,7 +85,7 @@ _ERRATA_VIEW: tuple[tuple[str, str, int], ...] = (
 )
 
 
-class ModelError(ValueError):
+class ModelError(UsageError, ValueError):
     """A body does not conform to the data model. Carries the RESTCONF error-tag to answer with."""
 
     def __init__(self, error_tag: str, message: str, path: str | None = None) -> None:

@@ -1,9 +1,11 @@
 """The one error type of the data model: it carries the CoAP response code to answer with."""
 
+from opendots.errors import UsageError
+
 MAX_DIAGNOSTIC_LENGTH = 512  # keeps an error response within one datagram whatever the peer sent
 
 
-class ModelError(Exception):
+class ModelError(UsageError):
     """A payload or body the data model cannot accept.
 
     ``code`` is the CoAP response code the signal layer should answer with (e.g. ``"4.00"``, ``"4.13"``);

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from OpenSSL import SSL, crypto
 
 from opendots.config import TlsFiles
+from opendots.pki.verify import HandshakeNotes, explain, handshake_failure
 from opendots.transport.identity import PeerIdentity
 from opendots.transport.profile import (
     CIPHER_LIST,
@@ -106,9 +107,12 @@ def client_context(credentials: TlsFiles, server_name: str) -> SSL.Context:
     """Client side: present our certificate, require the server's to chain to our CA and to name SERVER_NAME."""
     context = _base_context(credentials, SSL.DTLS_CLIENT_METHOD)
 
-    def verify(_connection: SSL.Connection, certificate: crypto.X509, _errno: int, depth: int, ok: int) -> bool:
+    def verify(connection: SSL.Connection, certificate: crypto.X509, errno: int, depth: int, ok: int) -> bool:
         # Returning False makes OpenSSL abort the handshake with a bad_certificate alert.
-        return bool(ok) and (depth != 0 or certificate_matches_name(certificate.to_cryptography(), server_name))
+        if ok and (depth != 0 or certificate_matches_name(certificate.to_cryptography(), server_name)):
+            return True
+        _explain(connection, "server", certificate, errno if not ok else 0, server_name)
+        return False
 
     context.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, verify)
     context.set_session_cache_mode(SSL.SESS_CACHE_CLIENT)
@@ -118,7 +122,13 @@ def client_context(credentials: TlsFiles, server_name: str) -> SSL.Context:
 def server_context(credentials: TlsFiles) -> SSL.Context:
     """Server side: mutual X.509 (CERT_REQUIRED), session cache and tickets for resumption."""
     context = _base_context(credentials, SSL.DTLS_SERVER_METHOD)
-    context.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT | SSL.VERIFY_CLIENT_ONCE)
+
+    def verify(connection: SSL.Connection, certificate: crypto.X509, errno: int, _depth: int, ok: int) -> bool:
+        if not ok:
+            _explain(connection, "client", certificate, errno, None)
+        return bool(ok)
+
+    context.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT | SSL.VERIFY_CLIENT_ONCE, verify)
     context.set_session_id(SESSION_ID_CONTEXT)  # resumption with client certificates needs a session id context
     context.set_session_cache_mode(SSL.SESS_CACHE_SERVER)
     return context
@@ -332,7 +342,8 @@ class DtlsConnection:
         except SSL.WantReadError:
             return []
         except SSL.Error as error:
-            return self._fail(DtlsError(f"handshake failed: {_describe(error)}"))
+            reason = handshake_failure(self._ssl.get_app_data(), _describe(error))
+            return self._fail(DtlsError(f"handshake failed: {reason}"))
         certificate = self._ssl.get_peer_certificate(as_cryptography=True)
         if certificate is None:  # VERIFY_FAIL_IF_NO_PEER_CERT makes this unreachable; keep the invariant explicit
             return self._fail(DtlsError("peer presented no certificate"))
@@ -385,6 +396,18 @@ def _session_reused(ssl: SSL.Connection) -> bool:
         return False
 
 
+def _explain(
+    connection: SSL.Connection, peer_role: str, certificate: crypto.X509, errno: int, name: str | None
+) -> None:
+    """Keep the first failed check's explanation for the handshake's error (opendots.pki.verify)."""
+    notes = connection.get_app_data()
+    if notes is None:
+        notes = HandshakeNotes(peer_role)
+        connection.set_app_data(notes)
+    if notes.reason is None:
+        notes.reason = explain(certificate.to_cryptography(), errno, peer_role, name)
+
+
 def _describe(error: SSL.Error) -> str:
     reasons = [part[2] for part in error.args[0] if isinstance(part, tuple) and len(part) == 3] if error.args else []
     if reasons:
@@ -416,6 +439,7 @@ class DtlsListener:
     def _new_listener(self) -> SSL.Connection:
         ssl = SSL.Connection(self.context, None)
         ssl.set_accept_state()
+        ssl.set_app_data(HandshakeNotes("client"))  # the peer is a client: a failed handshake is logged
         ssl.set_ciphertext_mtu(self.mtu)
         return ssl
 

@@ -25,7 +25,7 @@ def test_bad_scope_is_refused_locally(pki_dir: Path) -> None:
 
 def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(client, ["status", "--config", str(tmp_path / "absent.toml")])
-    assert result.exit_code == 1 and "no such file" in result.output
+    assert result.exit_code == 78 and "no such file" in result.output  # EX_CONFIG (opendots.cli.common)
 
 
 def test_agent_settings_from_the_agent_table(pki_dir: Path, tmp_path: Path) -> None:
@@ -36,16 +36,16 @@ def test_agent_settings_from_the_agent_table(pki_dir: Path, tmp_path: Path) -> N
     text = (pki_dir / "client.toml").read_text()
     path.write_text(text)
     config = ClientConfig.load(path)
-    defaults = AgentSettings.load(path, config)
+    defaults = AgentSettings.from_config(ClientConfig.load(path))
     assert defaults.state_file == config.control_socket.with_name("opendots-client-state.db")
     assert (defaults.reconnect_min, defaults.reconnect_max) == (60.0, 300.0)  # RFC 9132 §4.7
     path.write_text(text + '\n[agent]\nstate_file = "s.db"\nreconnect_min = 1\nreconnect_max = 2.5\n')
-    tuned = AgentSettings.load(path, config)
+    tuned = AgentSettings.from_config(ClientConfig.load(path))
     assert tuned.state_file == tmp_path / "s.db" and (tuned.reconnect_min, tuned.reconnect_max) == (1.0, 2.5)
     for bad in ('reconnect_min = "soon"', "reconnect_min = 10\nreconnect_max = 5"):
         path.write_text(text + f"\n[agent]\n{bad}\n")
         with pytest.raises(ConfigError, match=r"\[agent\]"):
-            AgentSettings.load(path, config)
+            AgentSettings.from_config(ClientConfig.load(path))
 
 
 def test_help_lists_every_verb() -> None:

@@ -130,7 +130,7 @@ async def test_cli_register_alias_acl_commands(harness, pki_dir, tmp_path):
     assert json.loads(out)[0]["activation-type"] == "immediate"
 
     code, _, err = await run_cli(config, "acl", "add", "bad", "--destination", "10.0.0.0/8")
-    assert code == 1 and "403 access-denied" in err
+    assert code == 65 and "403 access-denied" in err  # refused: EX_DATAERR (opendots.cli.common)
     assert (await run_cli(config, "acl", "delete", "syn"))[0] == 0
     assert (await run_cli(config, "alias", "delete", "web"))[0] == 0
     code, out, _ = await run_cli(config, "capabilities")

@@ -42,5 +42,5 @@ def test_the_server_and_the_agent_refuse_a_missing_uvloop_in_one_line(
     monkeypatch.setitem(sys.modules, "uvloop", None)
     arguments = [part.replace("{dir}", str(tmp_path)) for part in command] + ["--event-loop", "uvloop"]
     result = CliRunner().invoke(cli, arguments)
-    assert result.exit_code == 1 and "uvloop package is not installed" in result.output, result.output
+    assert result.exit_code == 69 and "uvloop package is not installed" in result.output, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)  # no traceback

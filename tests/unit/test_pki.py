@@ -91,11 +91,11 @@ def test_certs_init_cli_writes_working_configs(tmp_path):
 def test_server_config_component_tables_round_trip(tmp_path, pki_dir):
     config = ServerConfig.load(pki_dir / "server.toml")
     config.signal = {"max_lifetime": 7200}
-    config.data = {"lifetime_minutes": 60}
+    config.data = {"max_entries": 60}  # a real key: unknown ones are refused on load
     config.mitigators = [{"type": "nftables", "interface": "eth0", "prefixes": ["192.0.2.0/24"]}]
     config.save(tmp_path / "server.toml")
     again = ServerConfig.load(tmp_path / "server.toml")
     assert again.signal == {"max_lifetime": 7200}
-    assert again.data == {"lifetime_minutes": 60}
+    assert again.data == {"max_entries": 60}
     assert again.mitigators == config.mitigators
     assert [c.cuid for c in again.clients] == [c.cuid for c in config.clients]

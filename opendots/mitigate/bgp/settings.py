@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from opendots.errors import ConfigError
 from opendots.mitigate.bgp.mitigator import BgpMitigator
 from opendots.mitigate.bgp.routes import DEFAULT_DISCARD_V4, DEFAULT_DISCARD_V6, RoutePolicy
 from opendots.mitigate.bgp.speaker import PeerConfig, SpeakerConfig
@@ -52,7 +53,7 @@ _TOP_KEYS = {
 _PEER_KEYS = {"address", "remote_as", "local_address", "families", "multihop_ttl"}
 
 
-class BgpSettingsError(ValueError):
+class BgpSettingsError(ConfigError):
     """The BGP settings are wrong; the message names the offending key."""
 
 

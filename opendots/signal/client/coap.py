@@ -17,6 +17,7 @@ from typing import Any
 import aiocoap
 import aiocoap.error
 
+from opendots.errors import UnavailableError
 from opendots.model import ModelError, decode_signal, encode_signal
 from opendots.signal.client.core_requests import CONTENT_FORMAT_DOTS_CBOR, DotsRequest, DotsResponse
 from opendots.signal.client.core_timing import SessionParameters, retransmission_schedule
@@ -25,11 +26,11 @@ log = logging.getLogger(__name__)
 _METHODS = {"GET": aiocoap.GET, "PUT": aiocoap.PUT, "DELETE": aiocoap.DELETE}
 
 
-class TransportFailure(Exception):
+class TransportFailure(UnavailableError):
     """The session could not carry the request (connection closed, handshake gone, ...)."""
 
 
-class NoAnswer(TimeoutError):
+class NoAnswer(UnavailableError, TimeoutError):
     """Every transmission of the request went unanswered."""
 
 

@@ -11,13 +11,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from opendots.config import ClientConfig
+from opendots.errors import UnavailableError
 from opendots.signal.client.core_eyeballs import Candidate, HappyEyeballs, Transport, order_candidates
 
 log = logging.getLogger(__name__)
 Attempt = Callable[[Candidate], Awaitable[float]]
 
 
-class ConnectError(Exception):
+class ConnectError(UnavailableError):
     """No candidate (address, transport) could be reached."""
 
 

@@ -43,17 +43,23 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from opendots.errors import RefusedError, UnavailableError
+
 log = logging.getLogger(__name__)
 Handler = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 MAX_LINE = 1 << 20
 
 
-class ControlError(Exception):
+class ControlError(RefusedError):
     """A failed operation; travels to the caller as {"ok": false, "error", "code"}."""
 
     def __init__(self, message: str, code: str = "4.00") -> None:
         super().__init__(message)
         self.code = code
+
+    @property
+    def exit_code(self) -> int:  # type: ignore[override]
+        return UnavailableError.exit_code if self.code in ("5.03", "5.04") else RefusedError.exit_code
 
 
 class ControlServer:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, fields, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from opendots.errors import UsageError
 from opendots.signal.client.core_scope import MODULE
 from opendots.signal.core.sessionconfig import DECIMAL_PARAMETERS, INTEGER_PARAMETERS, ParameterSet
 
@@ -22,7 +23,7 @@ _PARAMETERS = tuple(
 )
 
 
-class ConfigValueError(ValueError):
+class ConfigValueError(UsageError, ValueError):
     """A session configuration value that cannot be sent or was not understood."""
 
 

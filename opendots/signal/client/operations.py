@@ -7,6 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from opendots.errors import UsageError
 from opendots.signal.client.core import DotsClientCore
 from opendots.signal.client.core_requests import DotsRequest, DotsResponse
 from opendots.signal.client.core_scope import MitigationScope, ScopeError, scopes_overlap
@@ -18,7 +19,7 @@ AfterResponse = Callable[[DotsResponse], Awaitable[bool]]
 OPERATIONS = ("mitigate", "status", "withdraw", "efficacy", "config-get", "config-set", "config-delete")
 
 
-class OperationError(Exception):
+class OperationError(UsageError):
     """A verb that cannot be carried out; `code` mirrors a CoAP code where one fits ("4.00" for bad arguments)."""
 
     def __init__(self, message: str, code: str = "4.00") -> None:

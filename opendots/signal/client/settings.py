@@ -12,7 +12,6 @@ the same client.toml:
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,21 +33,20 @@ class AgentSettings:
         return cls(state_file=socket.with_name(socket.stem + "-state.db"))
 
     @classmethod
-    def load(cls, path: Path | str, config: ClientConfig) -> AgentSettings:
-        path = Path(path)
+    def from_config(cls, config: ClientConfig) -> AgentSettings:
+        """From the [agent] table ClientConfig.load read (unknown keys were refused there): one read of the file."""
         settings = cls.defaults_for(config)
-        try:
-            table = tomllib.loads(path.read_text()).get("agent", {})
-        except (OSError, tomllib.TOMLDecodeError) as error:
-            raise ConfigError(f"{path}: {error}") from None
+        table = config.agent
+        where = f"{config.path}: [agent]" if config.path is not None else "[agent]"
+        base = config.path.resolve().parent if config.path is not None else Path.cwd()
         if "state_file" in table:
-            settings.state_file = path.resolve().parent / str(table["state_file"])
+            settings.state_file = base / str(table["state_file"])
         for name in ("reconnect_min", "reconnect_max", "attempt_delay", "connect_timeout", "request_timeout"):
             if name in table:
-                try:
-                    setattr(settings, name, float(table[name]))
-                except (TypeError, ValueError):
-                    raise ConfigError(f"{path}: [agent] {name} must be a number") from None
+                value = table[name]
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    raise ConfigError(f"{where} {name} must be a number")
+                setattr(settings, name, float(value))
         if not 0 < settings.reconnect_min <= settings.reconnect_max:
-            raise ConfigError(f"{path}: [agent] needs 0 < reconnect_min <= reconnect_max")
+            raise ConfigError(f"{where} needs 0 < reconnect_min <= reconnect_max")
         return settings

@@ -9,15 +9,17 @@ Operations:
   status                                      -> {"sessions": {"dtls": n, "tls": n}, "redirection": {...} | null,
                                                   "clients": [{"name", "cuid", "mitigations", "enforcing",
                                                                "connected", "last-traffic"}],
-                                                  "event-loop": "uvloop" | "asyncio"}
-  mitigations  {"client"?: name}             -> {"mitigations": [{"client", "cuid", "mid", "status", "lifetime",
+                                                  "event-loop": "uvloop" | "asyncio", "enforced": bool}
+                                                  enforced false: only the logging mitigator runs, nothing is
+                                                  dropped ("enforcing" then counts what would be)
+  mitigations  {"client"?: name or cuid}             -> {"mitigations": [{"client", "cuid", "mid", "status", "lifetime",
                                                   "target-prefix", "target-port-range", "target-protocol",
                                                   "target-fqdn", "target-uri", "alias-name",
                                                   "pkts-dropped", "bytes-dropped"}]}
   redirect     {"alt-server": fqdn, "records"?: [ip, ...], "ttl"?: seconds}
                                               -> {"redirection": {...}}   every request and observer gets 5.03
   redirect-clear                              -> {"redirection": null}
-  report-status {"cuid": str, "mid": int, "status": "attack-mitigation-in-progress" |
+  report-status {"cuid" or "client" (name or cuid): str, "mid": int, "status": "attack-mitigation-in-progress" |
                  "attack-successfully-mitigated" | "attack-stopped" | "attack-exceeded-capability"}
                                               -> {"status": label}        the owner's observers are notified
   reload                                      -> {"clients": {"added", "removed", "changed": [names]}}
@@ -35,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from opendots.config import ConfigError, ServerConfig
 from opendots.eventloop import running_loop_name
+from opendots.mitigate.router import enforces
 from opendots.signal.client.control import ControlError, ControlServer
 from opendots.signal.core import Redirection, Status
 from opendots.signal.core.defaults import UINT32_MAX
@@ -105,6 +108,7 @@ class AdminHandler:
             "redirection": _redirection_json(core.redirection),
             "clients": clients,
             "event-loop": running_loop_name(),
+            "enforced": enforces(self.server.service.mitigator),
         }
 
     def _mitigations(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -113,7 +117,7 @@ class AdminHandler:
         entries = []
         for mitigation in sorted(self.server.service.core.mitigations(), key=lambda m: (m.record.client, m.key)):
             record = mitigation.record
-            if wanted is not None and record.client != wanted:
+            if wanted is not None and wanted not in (record.client, record.cuid):
                 continue
             entries.append(
                 {
@@ -152,9 +156,13 @@ class AdminHandler:
         return {"redirection": None}
 
     def _report_status(self, args: dict[str, Any]) -> dict[str, Any]:
-        cuid, mid, label = args.get("cuid"), args.get("mid"), args.get("status")
+        cuid, mid, label = args.get("cuid", args.get("client")), args.get("mid"), args.get("status")
         if not isinstance(cuid, str) or not isinstance(mid, int) or isinstance(mid, bool):
-            raise ControlError("'cuid' (string) and 'mid' (integer) name the mitigation")
+            raise ControlError("'cuid' or 'client' (string) and 'mid' (integer) name the mitigation")
+        client = next((c for c in self.server.service.core.settings.clients if c.name == cuid), None)
+        if client is not None:  # a client's name: the operator should not have to look its CUID up
+            owned = (m for m in self.server.service.core.mitigations() if m.record.client == cuid)
+            cuid = next((m.record.cuid for m in owned if m.record.mid == mid), client.cuid)
         try:
             status = Status.from_label(label)
         except ValueError:

@@ -9,7 +9,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 import aiocoap
 
@@ -117,14 +116,16 @@ async def start_signal_server(
     dtls: bool = True,
     tls: bool = True,
     data_channel: DataChannelService | None = None,
+    database: SqliteDatabase | None = None,
 ) -> RunningSignalServer:
     """Serve the signal channel on BIND (default: every `config.listen` address on `config.signal_port`).
 
     DATA_CHANNEL: the data channel's service when it runs in this process (its ACL changes are then enforced at
-    once); by default one on the same database file, so stored ACLs are enforced too."""
-    database: SqliteDatabase | None = None
+    once); by default one on the same database, so stored ACLs are enforced too. DATABASE: the database the data
+    channel already uses (opendots.app opens one for both); by default `config.db` is opened. Either way the
+    signal server owns it from here: it checkpoints it and closes it on stop."""
     if store is None:
-        database = SqliteDatabase(config.db)
+        database = database or SqliteDatabase(config.db)
         store = SqliteSignalStore(database)
         if data_channel is None:
             data_channel = DataChannelService(
@@ -143,15 +144,7 @@ async def start_signal_server(
         acl_control = DataChannelAclControl(data_channel)
         settings = replace(settings, acl_control=acl_control)  # RFC 9133 'acl-list'
     core = SignalServer(settings, store.load(), clock())
-    holder: dict[str, Any] = {}
-    service = SignalService(
-        core,
-        store,
-        mitigator,
-        clock=clock,
-        on_event=lambda e: holder["on"](e),
-        counters_interval=settings.counters_interval,
-    )
+    service = SignalService(core, store, mitigator, clock=clock, counters_interval=settings.counters_interval)
     site, resource = build_site(service)
     bind = bind or [(host, config.signal_port) for host in config.listen]
     endpoint = await start_server(
@@ -200,7 +193,7 @@ async def start_signal_server(
         elif resource.remotes.get(name) is event.remote:
             del resource.remotes[name]
 
-    holder["on"] = on_event
+    service.on_event = on_event  # it needs the resource and `running`, which need the service first
     endpoint.session_listeners.append(on_session)
     await service.start()
     if running.acls is not None:
@@ -232,7 +225,7 @@ def _acl_enforcer(
         return any(m.enforcing and m.record.cuid == cuid for m in core.mitigations())
 
     def known_cuids() -> list[str]:
-        stored = getattr(data_channel.store, "clients", lambda: [])()
+        stored = data_channel.store.clients()
         return list(dict.fromkeys([*(c.cuid for c in config.clients), *(record.cuid for record in stored)]))
 
     enforcer = AclEnforcer(

@@ -1,0 +1,167 @@
+"""The composition root: what a server or a client agent is made of, built from its parsed configuration.
+
+The CLI, the demo, the process stack of the labs, the tests and the benchmarks build through here, so the parts
+are wired one way: one database (chosen by `[server] db`, see `open_database`) shared by the signal channel, the
+data channel and the aliases; credentials checked before anything listens; the operator warned when nothing
+enforces.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from opendots.config import ClientConfig, ConfigError, ServerConfig, TlsFiles
+from opendots.store.sqlite import SqliteDatabase
+
+if TYPE_CHECKING:
+    from opendots.signal.client.agent import ClientAgent
+    from opendots.signal.server.run import RunningSignalServer
+
+log = logging.getLogger(__name__)
+
+NOT_ENFORCING = (
+    "no [[mitigators]] entry enforces anything (only the logging mitigator runs): mitigations and ACLs are "
+    "accepted and reported, but no traffic is dropped; configure nftables or bgp in server.toml"
+)
+
+
+def open_database(location: Path | str) -> SqliteDatabase:
+    """The store factory. `location` is what ServerConfig.load made of `[server] db` (a file path or
+    sqlite:///path, resolved by opendots.config.database_path); another kind of database would be told apart and
+    opened here, behind the same stores."""
+    path = Path(location)
+    if not path.parent.is_dir():
+        raise ConfigError(f"database {path}: directory {path.parent} does not exist")
+    try:
+        return SqliteDatabase(path)
+    except Exception as error:  # sqlite3.Error: unreadable, not a database, read-only directory
+        raise ConfigError(f"database {path}: {error}") from None
+
+
+def check_credentials(tls: TlsFiles) -> None:
+    """Every file exists and the key belongs to the certificate: said with the file's name before a socket is
+    opened, rather than as an OpenSSL traceback at the first handshake."""
+    for role, path in (("ca", tls.ca), ("cert", tls.cert), ("key", tls.key)):
+        if not path.is_file():
+            raise ConfigError(f"[tls] {role}: no such file {path}")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        context.load_verify_locations(cafile=str(tls.ca))
+    except (ssl.SSLError, OSError) as error:
+        raise ConfigError(f"[tls] ca {tls.ca}: not a usable CA certificate ({error})") from None
+    try:
+        context.load_cert_chain(str(tls.cert), str(tls.key))
+    except ssl.SSLError as error:
+        if "KEY_VALUES_MISMATCH" in str(error):
+            raise ConfigError(f"[tls] key {tls.key} does not match the certificate {tls.cert}") from None
+        raise ConfigError(f"[tls] cert {tls.cert} / key {tls.key}: {error.reason or error}") from None
+    except OSError as error:
+        raise ConfigError(f"[tls] cert {tls.cert} / key {tls.key}: {error}") from None
+
+
+def enforces_anything(config: ServerConfig) -> bool:
+    """False when every configured actuator (or the default, when none is) is the logging mitigator."""
+    return any(entry.get("type") != "logging" for entry in config.mitigators)
+
+
+@dataclass
+class DotsServer:
+    """A running `opendots server`: the signal channel and, when served, the data channel, the Prometheus
+    endpoint and the operator socket."""
+
+    config: ServerConfig
+    signal: RunningSignalServer
+    data: Any = None  # aiohttp web.AppRunner
+    metrics: Any = None
+    admin: Any = None
+
+    def describe(self) -> str:
+        """The line that says the server is ready (tests and the process stack wait for its start)."""
+        endpoint = self.signal.endpoint
+        text = f"DOTS signal channel listening on {endpoint.dtls_addresses + endpoint.tls_addresses}"
+        if self.data is not None:
+            text += f"; data channel listening on {self.data.addresses}"
+        if self.metrics is not None:
+            text += f"; metrics on http://{self.config.metrics}/metrics"
+        if self.admin is not None:
+            text += f"; operator socket {self.config.admin_socket}"
+        return text
+
+    async def stop(self) -> None:
+        """In reverse order of start: the data channel goes before the signal server closes the database."""
+        if self.admin is not None:
+            await self.admin.close()
+        if self.metrics is not None:
+            await self.metrics.stop()
+        if self.data is not None:
+            await self.data.cleanup()
+        await self.signal.stop()
+
+
+async def start_server(
+    config: ServerConfig,
+    *,
+    config_path: Path | None = None,
+    dtls: bool = True,
+    tls: bool = True,
+    data: bool = True,
+    clock: Callable[[], float] = time.time,
+) -> DotsServer:
+    """Start everything CONFIG describes; on failure, stop what was started and raise (an OpenDotsError for
+    anything an operator can fix). CONFIG_PATH: the file `opendots admin reload` reads again."""
+    from opendots.data.server import SERVICE_KEY, start_data_server  # imports aiohttp: only when serving
+    from opendots.data.service import DataChannelService
+    from opendots.data.settings import data_settings_from_table
+    from opendots.metrics import SignalCollector, start_metrics_endpoint
+    from opendots.signal.server.admin import start_admin_socket
+    from opendots.signal.server.run import start_signal_server  # imports aiocoap: only when serving
+    from opendots.store.data_channel import SqliteDataChannelStore
+
+    if not (dtls or tls):
+        raise ConfigError("--no-dtls and --no-tls leave nothing to serve")
+    check_credentials(config.tls)
+    database = open_database(config.db)
+    server = None
+    runner = None
+    try:
+        data_store = SqliteDataChannelStore(database)
+        if data:
+            runner = await start_data_server(config, data_store, clock=clock)
+            service = runner.app[SERVICE_KEY]
+        else:  # ACLs stored earlier are still enforced, and aliases still resolve
+            service = DataChannelService(
+                data_store, config.client_by_cuid, data_settings_from_table(config.clients, config.data)
+            )
+        signal = await start_signal_server(
+            config, dtls=dtls, tls=tls, data_channel=service, database=database, clock=clock
+        )
+        server = DotsServer(config, signal, runner)
+        runner = None  # the server stops it from here
+        if config.metrics:
+            server.metrics = await start_metrics_endpoint([SignalCollector(signal)], config.metrics)
+        if config.admin_socket is not None:
+            server.admin = await start_admin_socket(signal, config.admin_socket, config_path)
+    except BaseException:
+        if server is not None:
+            await server.stop()
+        else:
+            if runner is not None:
+                await runner.cleanup()
+            database.close()
+        raise
+    return server
+
+
+def build_client_agent(config: ClientConfig) -> ClientAgent:
+    """The long-running client agent of `opendots client run`, its [agent] settings from the same read."""
+    from opendots.signal.client.agent import ClientAgent
+    from opendots.signal.client.settings import AgentSettings
+
+    check_credentials(config.tls)
+    return ClientAgent(config, AgentSettings.from_config(config))
