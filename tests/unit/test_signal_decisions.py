@@ -113,8 +113,10 @@ PACKAGE = Path(__file__).parents[2] / "opendots"
 
 
 def _imports(path: Path) -> set[str]:
+    """What importing PATH imports: its module-level import statements (a function's own imports run only when it
+    is called; `if TYPE_CHECKING:` blocks never run)."""
     names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.parse(path.read_text()).body:
         if isinstance(node, ast.Import):
             names |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:

@@ -3,6 +3,7 @@ before anything is sent, so a typo fails locally with a clear message instead of
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
