@@ -56,7 +56,7 @@ def mitigate(stack: ProcessStack, target: str, *, oneshot: bool) -> int:
 def withdraw(stack: ProcessStack, mid: int, *, oneshot: bool) -> None:
     result = stack.cli("client", "withdraw", "--mid", str(mid), oneshot=oneshot)
     assert result.returncode == 0, result.stderr
-    assert "2.02 withdrawn" in result.stdout
+    assert "2.02 Deleted" in result.stdout
 
 
 def entry_of(entries: list[dict[str, Any]], mid: int) -> dict[str, Any]:

@@ -56,12 +56,12 @@ async def test_redirection_to_an_unreachable_alternate_falls_back_when_its_ttl_e
         created = await control(setup, "mitigate", scope={"target-prefix": ["192.0.2.1/32"], "lifetime": 120})
         assert created["code"] == "2.01"  # an attack is active: mitigating
         # 127.0.0.3 serves nothing: the alternate never answers.
-        primary.service.core.set_redirection(Redirection("alt.example", ("127.0.0.3",), ttl=3))
+        primary.service.set_redirection(Redirection("alt.example", ("127.0.0.3",), ttl=3))
         with pytest.raises(ControlError):
             await control(setup, "status", refresh=True)  # answered 5.03 + redirection; the alternate is silent
         info = await control(setup, "session")
         assert info["redirection"]["alt-server"] == "alt.example" and "redirected" in info["activity"]
-        primary.service.core.set_redirection(None)
+        primary.service.set_redirection(None)
         # Back on the provisioned server within the TTL plus one attempt, not after minutes of back-off.
         await wait_until(
             lambda: agent.connection is not None and "127.0.0.1" in agent.connection.candidate.base_uri, 10, "fallback"

@@ -139,8 +139,7 @@ async def test_mitigate_observe_efficacy_withdraw(running: tuple) -> None:
     assert agent.core.mitigations[0].status == "attack-mitigation-in-progress"
     # ...and a later change (the mitigator reports success) arrives as an Observe notification.
     cuid = agent.cuid
-    for event in server.service.core.report_status(f"{cuid}/0", Status.ATTACK_SUCCESSFULLY_MITIGATED, time.time()):
-        server.resource.notify(event)
+    server.service.report_status(f"{cuid}/0", Status.ATTACK_SUCCESSFULLY_MITIGATED)  # stored, then notified
     await wait_until(lambda: agent.core.mitigations[0].status == "attack-successfully-mitigated", 5, "a notification")
     cached = await control(setup, "status")
     assert [m["status"] for m in cached["mitigations"]] == ["attack-successfully-mitigated"]
@@ -186,7 +185,7 @@ async def test_heartbeats_flow_both_ways(running: tuple) -> None:
     assert agent.core.last_peer_heartbeat is not None and agent.core.last_peer_heartbeat > started
     assert agent.core.peer_hb_status(time.time())
     # ...and the client's reached the server.
-    peer = server.service.core._peers["client"]  # the server's liveness record of this client
+    peer = server.service.core.liveness("client")  # the server's liveness record of this client
     assert peer.last_client_heartbeat is not None and peer.last_client_heartbeat > started
     assert not agent.core.heartbeats_failing and agent.sessions_established == 1
 
