@@ -179,7 +179,7 @@ class _DtlsInterfaceBase(interfaces.MessageInterface):
             return
         try:
             message = aiocoap.Message.decode(plaintext, remote=remote)
-        except coap_error.UnparsableMessage:
+        except (coap_error.UnparsableMessage, UnicodeDecodeError):  # aiocoap's for a non-UTF-8 string option
             log.warning("ignoring an unparsable CoAP message from %s", remote.hostinfo)
             return
         self._message_manager.dispatch_message(message)
