@@ -403,9 +403,14 @@ def targets_document(targets: Targets) -> dict[str, Any]:
     if targets.prefixes:
         document["target-prefix"] = [str(p) for p in targets.prefixes]
     if targets.port_ranges:
+        # The list is keyed by 'lower-port': overlaps starting at one port (merged from several mitigations) are one
+        # range, their union. Found by fuzzing (tools/fuzz_campaign.py).
+        widest: dict[int, int] = {}
+        for r in targets.port_ranges:
+            widest[r.lower] = max(r.upper, widest.get(r.lower, r.upper))
         document["target-port-range"] = [
-            {"lower-port": r.lower} if r.lower == r.upper else {"lower-port": r.lower, "upper-port": r.upper}
-            for r in targets.port_ranges
+            {"lower-port": lower} if lower == upper else {"lower-port": lower, "upper-port": upper}
+            for lower, upper in widest.items()
         ]
     if targets.protocols:
         document["target-protocol"] = list(targets.protocols)
