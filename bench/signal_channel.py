@@ -1,17 +1,22 @@
 """Signal-channel server benchmark: mitigation PUT latency and throughput, with libcoap's server as the reference.
 
     .venv/bin/python bench/signal_channel.py [--requests 1000] [--seconds 3] [--rounds 3] [--clients 1,10,100]
+                                             [--generators 2]
 
 Three servers, each in its own process, taking turns for every row: each measurement is cut into --rounds slices,
 the order reversed every other round, and summed; the spread printed is the ratio of each round. The servers:
 OpenDOTS (real SQLite store in a fresh temporary file, logging mitigator); the floor under it (aiocoap with our
 DTLS/TLS transports answering 4.04 at once: what the DOTS layer adds is ours/floor); libcoap's coap-server-openssl,
-the reference. This process is the load generator for all three, so they pay the same client-side cost. Every
+the reference. The same load generator drives all three, so they pay the same client-side cost: the latency rows
+from this process, the throughput rows from --generators separate processes (2 by default; client i in process
+i mod N, each with its own event loop and (D)TLS sessions). Every throughput row prints the generator's CPU per
+request (time.process_time of its processes over the load window) beside the server's, and how much of a core the
+generator used: near 100 % of its CPUs, the generator and not the server caps that row's rate. Every
 load-generating client has its own certificate (so its own CUID, listed in server.toml) and PUTs its own mids and
 target prefixes: nothing conflicts. The floor and libcoap receive the very same messages (same CBOR bytes, same
 Uri-Path). The floor answers 4.04: it measures the cost of the transport and CoAP layers. libcoap runs with dynamic
 resources (-d): like our server it stores each PUT (2.01 the first time, 2.04 after), in memory.
-On a machine with two or more CPUs every server is pinned to the last CPU and the load generator to the others
+On a machine with two or more CPUs every server is pinned to the last CPU and the load generator(s) to the others
 (--no-pin to leave placement to the scheduler): with two CPUs, a server that migrates between cores or shares one
 with the load generator moves its figures by tens of percent from run to run.
 Prints one table. Not a test: nothing is asserted.
@@ -28,6 +33,7 @@ sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 import argparse
 import asyncio
 import collections
+import json
 import logging
 import os
 import shutil
@@ -123,6 +129,11 @@ def pin(load_cpu_count: int) -> str:
     SERVER_CPU = cpus[-1]
     os.sched_setaffinity(0, set(cpus[:-1][:load_cpu_count]))
     return f"servers pinned to CPU {SERVER_CPU}, load generator to CPU {', '.join(map(str, cpus[:-1]))}"
+
+
+def pin_generator(pid: int) -> None:
+    """Generator processes share this process's CPUs (not the servers')."""
+    os.sched_setaffinity(pid, os.sched_getaffinity(0))
 
 
 def pin_server(pid: int) -> None:
@@ -237,12 +248,13 @@ async def latency(client: BenchClient, scheme: str, port: int, count: int) -> tu
 
 
 async def throughput(
-    clients: list[BenchClient], scheme: str, port: int, seconds: float, server_pid: int
+    clients: list[BenchClient], scheme: str, port: int, seconds: float, server_pid: int | None
 ) -> tuple[int, float, float, Counter[str]]:
     """Every client PUTs back to back for SECONDS. Returns (requests answered, elapsed seconds, server CPU
-    seconds, response codes)."""
+    seconds, response codes). SERVER_PID None: a generator process, whose sessions are up already."""
     codes: collections.Counter[str] = collections.Counter()
-    await asyncio.gather(*(c.put(scheme, port, collections.Counter()) for c in clients))  # sessions up
+    if server_pid is not None:
+        await asyncio.gather(*(c.put(scheme, port, collections.Counter()) for c in clients))  # sessions up
     done = 0
     deadline = time.perf_counter() + seconds
 
@@ -252,10 +264,97 @@ async def throughput(
             if await client.put(scheme, port, codes):
                 done += 1
 
-    cpu_before = cpu_seconds(server_pid)
+    cpu_before = cpu_seconds(server_pid) if server_pid is not None else 0.0
     started = time.perf_counter()
     await asyncio.gather(*(loop(c) for c in clients))
-    return done, time.perf_counter() - started, cpu_seconds(server_pid) - cpu_before, codes
+    cpu = cpu_seconds(server_pid) - cpu_before if server_pid is not None else 0.0
+    return done, time.perf_counter() - started, cpu, codes
+
+
+class GeneratorPool:
+    """--generators load-generating processes (role "generator"), each driving every Nth client with its own event
+    loop and client contexts. Each measures its own CPU over the load window (time.process_time): the generator's
+    CPU per request is printed beside the server's, so a generator that caps the rate shows."""
+
+    def __init__(self, pki: Path, count: int, clients: int) -> None:
+        self.processes: list[subprocess.Popen] = []
+        for index in range(count):
+            argv = [sys.executable, __file__, "--role", "generator", "--pki", str(pki), "--port", "0",
+                    "--worker", f"{index}/{count}", "--clients", str(clients)]  # fmt: skip
+            process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            pin_generator(process.pid)
+            self.processes.append(process)
+        self.count = count
+
+    def _ask(self, process: subprocess.Popen, command: dict[str, Any]) -> None:
+        assert process.stdin is not None
+        process.stdin.write(json.dumps(command) + "\n")
+        process.stdin.flush()
+
+    def _answer(self, process: subprocess.Popen) -> dict[str, Any]:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        if not line:
+            raise RuntimeError("a load generator process exited")
+        return json.loads(line)
+
+    async def throughput(
+        self, count: int, scheme: str, port: int, seconds: float, server_pid: int
+    ) -> tuple[int, float, float, Counter[str], float]:
+        """As throughput(), with COUNT clients spread over the generator processes (client i in process i % N).
+        Returns (answered, elapsed, server CPU s, codes, generator CPU s)."""
+        shares = [len(range(index, count, self.count)) for index in range(self.count)]
+        busy = [p for p, share in zip(self.processes, shares, strict=True) if share]
+        for process, share in zip(self.processes, shares, strict=True):
+            if share:
+                self._ask(process, {"prepare": share, "scheme": scheme, "port": port})
+        for process in busy:
+            await asyncio.to_thread(self._answer, process)  # sessions up, first PUT answered
+        cpu_before = cpu_seconds(server_pid)
+        for process in busy:
+            self._ask(process, {"go": seconds})
+        results = [await asyncio.to_thread(self._answer, process) for process in busy]
+        server_cpu = cpu_seconds(server_pid) - cpu_before
+        codes: Counter[str] = collections.Counter()
+        for result in results:
+            codes.update(result["codes"])
+        done = sum(r["done"] for r in results)
+        elapsed = max(r["elapsed"] for r in results)
+        return done, elapsed, server_cpu, codes, sum(r["cpu"] for r in results)
+
+    def close(self) -> None:
+        for process in self.processes:
+            if process.stdin is not None:
+                process.stdin.close()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+async def generate(pki: Path, worker: str, total: int) -> None:
+    """Role "generator": drive clients index, index + N, ... (of bench000..) on commands read from stdin."""
+    index, count = (int(part) for part in worker.split("/"))
+    logging.basicConfig(level=logging.ERROR)
+    clients = [BenchClient(pki, f"bench{i:03d}", i + 1) for i in range(index, total, count)]
+    opened = 0
+    loop = asyncio.get_running_loop()
+    active: list[BenchClient] = []
+    scheme, port = "coaps", 0
+    while line := await loop.run_in_executor(None, sys.stdin.readline):
+        command = json.loads(line)
+        if "prepare" in command:
+            active, scheme, port = clients[: command["prepare"]], command["scheme"], command["port"]
+            await asyncio.gather(*(c.open() for c in active[opened:]))
+            opened = max(opened, len(active))
+            await asyncio.gather(*(c.put(scheme, port, collections.Counter()) for c in active))
+            print(json.dumps({"ready": True}), flush=True)
+            continue
+        cpu_before = time.process_time()
+        done, elapsed, _, codes = await throughput(active, scheme, port, command["go"], None)
+        result = {"done": done, "elapsed": elapsed, "cpu": time.process_time() - cpu_before, "codes": codes}
+        print(json.dumps(result), flush=True)
+    await asyncio.gather(*(c.close() for c in clients[:opened]))
 
 
 def rounds_order(servers: dict[str, Any], round_index: int) -> list[tuple[str, Any]]:
@@ -284,6 +383,7 @@ async def main(args: argparse.Namespace) -> None:
     servers: dict[str, tuple[subprocess.Popen, int]] = {}
     results: dict[str, dict[str, tuple]] = {name: {} for name in SERVERS}
     clients = [BenchClient(pki, stem, index) for index, stem in enumerate(["client", *names])]
+    pool = GeneratorPool(pki, args.generators, max(args.clients)) if args.generators else None
     try:
         for role in ("dots", "floor"):
             port = free_port()
@@ -295,7 +395,7 @@ async def main(args: argparse.Namespace) -> None:
             del results["libcoap"]
         for name, (process, _) in servers.items():
             results[name]["idle rss"] = (rss_kib(process.pid),)
-        await asyncio.gather(*(c.open() for c in clients))
+        await asyncio.gather(*(c.open() for c in (clients if pool is None else clients[:1])))
         # Row by row, the servers one right after the other: the machine is shared, and a ratio is only
         # meaningful between figures taken under the same conditions.
         # Each measurement is cut into ROUNDS slices taken in turn (A B C, C B A, A B C ...) and summed: a
@@ -311,28 +411,48 @@ async def main(args: argparse.Namespace) -> None:
                 p50, p99 = percentiles(samples) if samples else (float("nan"), float("nan"))
                 results[name][f"{label} latency"] = (p50, p99, _codes(codes))
             for count in args.clients:
-                totals = {name: [0, 0.0, 0.0, collections.Counter()] for name in servers}
+                totals = {name: [0, 0.0, 0.0, collections.Counter(), 0.0] for name in servers}
                 ratios = []
                 for round_index in range(args.rounds):
                     rates = {}
                     for name, (process, port) in rounds_order(servers, round_index):
-                        done, elapsed, cpu, codes = await throughput(
-                            clients[1 : 1 + count], scheme, port, args.seconds / args.rounds, process.pid
-                        )
+                        seconds = args.seconds / args.rounds
+                        if pool is not None:
+                            done, elapsed, cpu, codes, load = await pool.throughput(
+                                count, scheme, port, seconds, process.pid
+                            )
+                        else:
+                            load_before = time.process_time()
+                            done, elapsed, cpu, codes = await throughput(
+                                clients[1 : 1 + count], scheme, port, seconds, process.pid
+                            )
+                            load = time.process_time() - load_before
                         total = totals[name]
                         total[0] += done
                         total[1] += elapsed
                         total[2] += cpu
                         total[3].update(codes)
+                        total[4] += load
                         rates[name] = done / elapsed
                     if "libcoap" in rates:
                         ratios.append(rates["OpenDOTS"] / rates["libcoap"])
-                for name, (done, elapsed, cpu, codes) in totals.items():
-                    results[name][f"{label} {count}"] = (done / elapsed, cpu / max(done, 1), _codes(codes), ratios)
+                for name, (done, elapsed, cpu, codes, load) in totals.items():
+                    results[name][f"{label} {count}"] = (
+                        done / elapsed,
+                        cpu / max(done, 1),
+                        _codes(codes),
+                        ratios,
+                        load / max(done, 1),
+                        load / elapsed,
+                    )
         for name, (process, _) in servers.items():
             results[name]["rss"] = (rss_kib(process.pid),)
-        await asyncio.gather(*(c.close() for c in clients))
+        await asyncio.gather(*(c.close() for c in (clients if pool is None else clients[:1])))
     finally:
+        if pool is not None:
+            workers_cpu = sum(cpu_seconds(process.pid) for process in pool.processes if process.poll() is None)
+            load_cpu_before -= workers_cpu  # the generator processes' CPU counts as the load generator's
+            pool.close()
         for process, _ in servers.values():
             stop(process)
         load_cpu = (cpu_seconds(os.getpid()) - load_cpu_before) / (time.perf_counter() - started)
@@ -357,8 +477,9 @@ def report(results: dict[str, dict[str, tuple]], args: argparse.Namespace, load:
         for count in args.clients:
             rate = ours[f"{label} {count}"][0]
             for name, result in results.items():
-                other, cpu, codes, ratios = result[f"{label} {count}"]
-                note = f"server CPU {cpu * 1e6:.0f} us/request; {codes}"
+                other, cpu, codes, ratios, generator_cpu, busy = result[f"{label} {count}"]
+                note = (f"server CPU {cpu * 1e6:.0f} us/request, generator CPU {generator_cpu * 1e6:.0f} us/request "
+                        f"({busy * 100:.0f} % of a core); {codes}")  # fmt: skip
                 if name == "libcoap":
                     spread = f"rounds {min(ratios):.2f}-{max(ratios):.2f}, " if len(ratios) > 1 else ""
                     note = f"ratio ours/libcoap {rate / other:.2f} ({spread}target >= 0.5); {note}"
@@ -371,8 +492,11 @@ def report(results: dict[str, dict[str, tuple]], args: argparse.Namespace, load:
                      f"{max(args.clients) + 1} clients x 2 transports connected"))  # fmt: skip
     if reference is None:
         rows.append(("reference: libcoap", "skipped", "coap-server-openssl not installed"))
-    rows.append(("load generator (this process) CPU", f"{load * 100:.0f} % of a core",
-                 "one Python process drives every client; near 100 % it, not the server, caps the rates"))  # fmt: skip
+    generators = f"{args.generators} processes" if args.generators else "this process"
+    cpus = len(os.sched_getaffinity(0))
+    rows.append((f"load generator ({generators}) CPU over the whole run", f"{load * 100:.0f} % of a core",
+                 f"it has {cpus} CPU(s); each row prints its CPU per request beside the server's: near "
+                 f"{cpus * 100} % of a core in a row, the generator, not the server, caps the rate"))  # fmt: skip
     rows.append(("CPU placement", args.placement, "the same for every server"))
     print_table(rows)
 
@@ -389,7 +513,14 @@ if __name__ == "__main__":
     parser.add_argument(
         "--no-pin", dest="pin", action="store_false", help="let the scheduler place servers and the load generator"
     )
-    parser.add_argument("--role", choices=["dots", "floor"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--generators",
+        type=int,
+        default=2,
+        help="load-generating processes for the throughput rows (0: this process, as before)",
+    )
+    parser.add_argument("--role", choices=["dots", "floor", "generator"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--pki", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
@@ -397,6 +528,8 @@ if __name__ == "__main__":
         eventloop.run(serve_dots(arguments.pki, arguments.port, arguments.profile))
     elif arguments.role == "floor":
         eventloop.run(serve_floor(arguments.pki, arguments.port))
+    elif arguments.role == "generator":
+        asyncio.run(generate(arguments.pki, arguments.worker, int(arguments.clients)))
     else:
         arguments.clients = [int(count) for count in arguments.clients.split(",")]
         arguments.placement = pin(load_cpu_count=os.cpu_count() or 1) if arguments.pin else "not pinned (--no-pin)"

@@ -625,9 +625,9 @@ class DataChannelService:
             if extra:
                 raise RestconfError("invalid-value", "POST creates exactly one child resource")
             target = tree.locate(entry, list_node, steps) if steps else None
-            parent = target.value() if target is not None else entry
-            if target is not None and not target.exists():
+            if target is not None and not target.exists():  # before value(): a missing list entry has no index
                 raise not_found(str(steps[-1]))
+            parent = target.value() if target is not None else entry
             parent_node = target.node if target is not None else list_node
             child = tree.child_node(parent_node, member)
             keys = tree.key_names(child)

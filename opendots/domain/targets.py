@@ -71,7 +71,13 @@ class Targets:
         if self.prefixes:
             document["target-prefix"] = [str(p) for p in self.prefixes]
         if self.port_ranges:
-            document["target-port-range"] = [r.to_yang() for r in self.port_ranges]
+            # The list is keyed by 'lower-port': ranges starting at one port (overlaps merged from several mitigations,
+            # in a 4.09's 'conflict-scope') are one range, their union. Found by fuzzing (tools/fuzz_campaign.py).
+            widest: dict[int, PortRange] = {}
+            for r in self.port_ranges:
+                held = widest.get(r.lower)
+                widest[r.lower] = r if held is None or r.upper > held.upper else held
+            document["target-port-range"] = [r.to_yang() for r in widest.values()]
         if self.protocols:
             document["target-protocol"] = list(self.protocols)
         if self.fqdns:
