@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from opendots.config import TlsFiles
-from opendots.integrations.stack import free_udp_tcp_port as free_port
+from opendots.lab.processes import free_udp_tcp_port as free_port
 
 
 def files(directory: Path, stem: str) -> TlsFiles:

@@ -109,7 +109,7 @@ def measure(bodies: int, rounds: int) -> dict[str, list[float]]:
     import cbor2
 
     from opendots.model import decode_signal
-    from opendots.signal.core.scope import parse_scope_body
+    from opendots.signal.server.core.scope import parse_scope_body
 
     def decode_and_parse(payload: bytes) -> object:
         return parse_scope_body(decode_signal(payload))

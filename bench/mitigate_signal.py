@@ -31,9 +31,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from opendots.integrations.stack import ProcessStack, opendots_argv
 from opendots.lab.flood import Flood, Receiver
 from opendots.lab.netns import Lab, lab_unavailable_reason
+from opendots.lab.processes import ProcessStack, opendots_argv
 from opendots.mitigate.base import MitigationScope, PortRange
 from opendots.mitigate.nftables import NftablesMitigator
 

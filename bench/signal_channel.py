@@ -75,7 +75,7 @@ REQUEST_TIMEOUT = 5.0
 async def serve_dots(pki: Path, port: int, profile: Path | None) -> None:
     from opendots.config import ServerConfig
     from opendots.mitigate.base import LoggingMitigator
-    from opendots.signal.server.run import start_signal_server
+    from opendots.signal.server.shell.run import start_signal_server
 
     # The logging mitigator logs every apply at WARNING; the bench measures the signal path, not the log.
     logging.basicConfig(level=logging.ERROR)

@@ -20,8 +20,8 @@ from opendots.config import ClientConfig, ConfigError, ServerConfig, TlsFiles
 from opendots.store.sqlite import SqliteDatabase
 
 if TYPE_CHECKING:
-    from opendots.signal.client.agent import ClientAgent
-    from opendots.signal.server.run import RunningSignalServer
+    from opendots.signal.client.shell.agent import ClientAgent
+    from opendots.signal.server.shell.run import RunningSignalServer
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +119,8 @@ async def start_server(
     from opendots.data.service import DataChannelService
     from opendots.data.settings import data_settings_from_table
     from opendots.metrics import SignalCollector, start_metrics_endpoint
-    from opendots.signal.server.admin import start_admin_socket
-    from opendots.signal.server.run import start_signal_server  # imports aiocoap: only when serving
+    from opendots.signal.server.shell.admin import start_admin_socket
+    from opendots.signal.server.shell.run import start_signal_server  # imports aiocoap: only when serving
     from opendots.store.data_channel import SqliteDataChannelStore
 
     if not (dtls or tls):
@@ -160,8 +160,8 @@ async def start_server(
 
 def build_client_agent(config: ClientConfig) -> ClientAgent:
     """The long-running client agent of `opendots client run`, its [agent] settings from the same read."""
-    from opendots.signal.client.agent import ClientAgent
-    from opendots.signal.client.settings import AgentSettings
+    from opendots.signal.client.shell.agent import ClientAgent
+    from opendots.signal.client.shell.settings import AgentSettings
 
     check_credentials(config.tls)
     return ClientAgent(config, AgentSettings.from_config(config))

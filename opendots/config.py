@@ -103,7 +103,7 @@ class ServerConfig:
     """Seconds an unfinished DTLS handshake is kept."""
     full_collection_interval: float = 60.0
     """Seconds between full garbage collections while the server runs; 0: CPython's own policy (see
-    opendots.signal.server.collection)."""
+    opendots.signal.server.shell.collection)."""
     admin_socket: Path | None = None
     """Unix socket of the operator's control API (`opendots admin`); None: none."""
     metrics: str | None = None
@@ -187,7 +187,7 @@ class ServerConfig:
         """The [signal] and [data] tables are parsed by their channels; parse them now so that an unknown or bad
         key stops the start (and a SIGHUP reload) with the file's name, before anything listens."""
         from opendots.data.settings import data_settings_from_table
-        from opendots.signal.server.settings import settings_from_table
+        from opendots.signal.server.shell.settings import settings_from_table
 
         for parse, table in ((settings_from_table, self.signal), (data_settings_from_table, self.data)):
             try:
@@ -245,13 +245,13 @@ class ClientConfig:
     transport: Literal["auto", "dtls", "tls"] = "auto"
     control_socket: Path = Path("opendots-client.sock")
     agent: dict[str, Any] = field(default_factory=dict)
-    """[agent]: the agent's own settings, parsed by opendots.signal.client.settings.AgentSettings.from_config."""
+    """[agent]: the agent's own settings, parsed by opendots.signal.client.shell.settings.AgentSettings.from_config."""
     path: Path | None = None
     """The file it was read from (relative names in [agent] are resolved against its directory)."""
 
     @classmethod
     def load(cls, path: Path | str) -> ClientConfig:
-        """Read client.toml once: [client], [tls] and the agent's [agent] table (opendots.signal.client.settings)."""
+        """Read client.toml once: [client], [tls] and the agent's [agent] table (signal.client.shell.settings)."""
         path = Path(path)
         data = _read(path)
         base = path.resolve().parent

@@ -16,7 +16,7 @@ from opendots.errors import ConfigError, UnavailableError
 
 
 def _call(config: Path, op: str, **args: Any) -> dict[str, Any]:
-    from opendots.signal.client.control import ControlClient
+    from opendots.signal.client.shell.control import ControlClient
 
     loaded = ServerConfig.load(config)
     if loaded.admin_socket is None:

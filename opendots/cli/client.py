@@ -50,7 +50,7 @@ def _port_flags(function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _load(config_path: Path) -> tuple[Any, Any]:
-    from opendots.signal.client.settings import AgentSettings
+    from opendots.signal.client.shell.settings import AgentSettings
 
     config = ClientConfig.load(config_path)
     overrides = click.get_current_context().find_object(dict) or {}
@@ -63,7 +63,7 @@ def _load(config_path: Path) -> tuple[Any, Any]:
 def _call(config_path: Path, operation: str, **args: Any) -> tuple[dict[str, Any], bool]:
     """(result, via_agent): through the agent if its socket answers, else one-shot. Failures are OpenDotsErrors,
     reported by opendots.cli.common."""
-    from opendots.signal.client.control import ControlClient, agent_answers
+    from opendots.signal.client.shell.control import ControlClient, agent_answers
 
     config, settings = _load(config_path)
     try:
@@ -72,7 +72,7 @@ def _call(config_path: Path, operation: str, **args: Any) -> tuple[dict[str, Any
                 return client.call(operation, **args), True
         if operation == "status":
             args["refresh"] = True
-        from opendots.signal.client.oneshot import run_once
+        from opendots.signal.client.shell.oneshot import run_once
 
         return asyncio.run(run_once(config, settings, operation, args)), False
     except (ConnectionError, OSError) as error:
@@ -136,7 +136,7 @@ def mitigate_command(
 ) -> None:
     """Request mitigation (PUT /mitigate)."""
     from opendots.domain import read_user_prefix
-    from opendots.signal.client.core_scope import MitigationScope, PortRange, ScopeError
+    from opendots.signal.client.core.scope import MitigationScope, PortRange, ScopeError
 
     try:
         read = [read_user_prefix(text) for text in prefixes]
@@ -181,7 +181,7 @@ def _status_entries(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _protocol_name(number: Any) -> str:
-    from opendots.signal.client.core_scope import PROTOCOL_NUMBERS
+    from opendots.signal.client.core.scope import PROTOCOL_NUMBERS
 
     names = {value: name for name, value in PROTOCOL_NUMBERS.items()}  # the last name wins: 58 is icmpv6
     return names.get(number, str(number))
@@ -244,7 +244,7 @@ def status_command(config_path: Path, mid: int | None, refresh: bool, as_json: b
 @_json_option
 def session_command(config_path: Path, as_json: bool) -> None:
     """Show the running agent's session: server, transport, RTT, heartbeat state, parameters in force."""
-    from opendots.signal.client.control import ControlClient, agent_answers
+    from opendots.signal.client.shell.control import ControlClient, agent_answers
 
     config, _ = _load(config_path)
     if not agent_answers(config.control_socket):

@@ -20,10 +20,10 @@ from typing import Any
 import click
 
 from opendots.app import build_client_agent, start_server
-from opendots.integrations.stack import free_udp_tcp_port
+from opendots.lab.processes import free_udp_tcp_port
 from opendots.pki.setup import init_pki
-from opendots.signal.client.core_requests import DotsRequest, DotsResponse, RequestKind
-from opendots.signal.core.messages import Status
+from opendots.signal.client.core.requests import DotsRequest, DotsResponse, RequestKind
+from opendots.signal.server.core.messages import Status
 
 VICTIM_PREFIX = "203.0.113.0/24"
 

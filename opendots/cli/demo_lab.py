@@ -40,8 +40,8 @@ def run_lab_demo() -> int:
         _say(f"opendots demo --lab cannot run here: {reason}.")
         _say("It needs root (network namespaces, veth pairs) plus iproute2, util-linux (nsenter) and nftables.")
         return 2
-    from opendots.integrations.stack import ProcessStack, StackError, wait_for
     from opendots.lab.netns import LabError
+    from opendots.lab.processes import ProcessStack, StackError, wait_for
     from opendots.mitigate.nftables_ruleset import counter_name
 
     table = f"oddemo{secrets.token_hex(3)}"

@@ -162,7 +162,7 @@ class DotsCalls:
 
     def __init__(self, config_path: Path, timeout: float) -> None:
         from opendots.config import ClientConfig, ConfigError
-        from opendots.signal.client.settings import AgentSettings
+        from opendots.signal.client.shell.settings import AgentSettings
 
         try:
             self.config = ClientConfig.load(config_path)
@@ -179,7 +179,7 @@ class DotsCalls:
 
     def call(self, operation: str, **args: Any) -> tuple[dict[str, Any], str]:
         """(result, "agent" | "one-shot"); raises HookError when nothing answers in time."""
-        from opendots.signal.client.control import ControlClient, ControlError, agent_answers
+        from opendots.signal.client.shell.control import ControlClient, ControlError, agent_answers
 
         try:
             if agent_answers(self.config.control_socket, timeout=min(1.0, self.remaining())):
@@ -194,7 +194,7 @@ class DotsCalls:
     def _one_shot(self, operation: str, args: dict[str, Any]) -> dict[str, Any]:
         from dataclasses import replace
 
-        from opendots.signal.client.oneshot import run_once
+        from opendots.signal.client.shell.oneshot import run_once
 
         budget = self.remaining()
         settings = replace(

@@ -10,7 +10,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from opendots.signal.server.run import RunningSignalServer
+    from opendots.signal.server.shell.run import RunningSignalServer
 
 
 class SignalCollector(Collector):

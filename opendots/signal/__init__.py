@@ -1,12 +1,13 @@
-"""The DOTS signal channel (RFC 9132): sans-I/O server core, its asyncio service and CoAP resources.
+"""The DOTS signal channel (RFC 9132). Each role is a sans-I/O core beside the asyncio shell that drives it:
 
-- ``opendots.signal.core``: ``SignalServer(settings, state, now)``; ``handle(Request, now) -> Decision`` (response,
-  changes to store, events), ``apply(decision)`` once the changes are stored, ``next_timer()``, ``handle_timer(now)``,
-  ``report_status(key, status, now)``, ``report_counters(key, counters, now)``, ``set_redirection(Redirection |
-  None)``, ``restore_events()``. No sockets, clocks or database.
-- ``opendots.signal.server``: ``SignalService`` (timers, Mitigator, name resolution, events),
-  ``resources.build_site`` (aiocoap Site under /.well-known/dots), ``run.start_signal_server(config)``.
-- Persistent state: ``opendots.store.records`` (what is stored, the ``SignalStore`` interface, ``StoreError``),
-  ``opendots.store.signal`` (``SqliteSignalStore``); ``opendots.signal.server.durable.settle`` stores a decision,
-  then applies it.
+- ``server.core``: ``SignalServer(settings, state, now)``; ``handle(Request, now) -> Decision`` (response, changes to
+  store, events), ``apply(decision)`` once the changes are stored, ``next_timer()``, ``handle_timer(now)``,
+  ``report_status``, ``report_counters``, ``set_redirection``. No sockets, clocks or database.
+- ``server.shell``: ``SignalService`` (timers, mitigator, name resolution, events), ``resources.build_site`` (aiocoap
+  Site under /.well-known/dots), ``run.start_signal_server(config)``, ``durable.settle`` (store, then apply).
+- ``client.core``: ``DotsClientCore``: requests, responses, session clocks, events. No sockets, clocks or database.
+- ``client.shell``: ``ClientAgent`` (the long-running asyncio agent), its control socket, one-shot calls.
+
+Stored state lives in ``opendots.store`` (``records`` for what is stored and the ``SignalStore`` interface, ``signal``
+for the server's SQLite store, ``client_state`` for the client's).
 """

@@ -19,7 +19,7 @@ from typing import Any
 import tomli_w
 
 from opendots.lab.netns import Namespace, _ip
-from opendots.signal.client.control import ControlClient, agent_answers
+from opendots.signal.client.shell.control import ControlClient, agent_answers
 
 # Small, known timings so a lost exchange is retried within seconds, not the production minutes.
 AGENT_TABLE = {

@@ -26,8 +26,8 @@ from opendots.lab.flood import VictimTally, flood
 from opendots.lab.netns import Lab
 from opendots.mitigate.nftables_acl import ace_counter_name
 from opendots.model import decode_signal, encode_signal
-from opendots.signal.core import ServerSettings
-from opendots.signal.server.run import RunningSignalServer, start_signal_server
+from opendots.signal.server.core import ServerSettings
+from opendots.signal.server.shell.run import RunningSignalServer, start_signal_server
 from opendots.store.data_channel import SqliteDataChannelStore
 from opendots.store.sqlite import SqliteDatabase
 from opendots.transport import create_client_context

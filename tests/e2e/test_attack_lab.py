@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from opendots.integrations.stack import ProcessStack, wait_for
 from opendots.lab import Flood, Lab, VictimTally, flood
+from opendots.lab.processes import ProcessStack, wait_for
 from opendots.mitigate.nftables_ruleset import counter_name
 
 pytestmark = pytest.mark.lab

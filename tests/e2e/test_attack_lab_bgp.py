@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from opendots.integrations.stack import ProcessStack, wait_for
+from opendots.lab.processes import ProcessStack, wait_for
 from opendots.mitigate.bgp.birdlab import (
     BIRD_AS,
     BIRD_V4,

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from opendots.signal.client.agent import ClientAgent
-from opendots.signal.client.control import ControlError
+from opendots.signal.client.shell.agent import ClientAgent
+from opendots.signal.client.shell.control import ControlError
 from tests.e2e.test_client_server import control, make_setup, start_server, wait_until
 
 try:
-    from opendots.signal.core.server import Redirection
+    from opendots.signal.server.core.server import Redirection
 except ImportError as missing:
     pytest.skip(f"needs the signal server: {missing}", allow_module_level=True)
 

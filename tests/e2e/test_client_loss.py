@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from opendots.signal.client.control import ControlClient, ControlError
+from opendots.signal.client.shell.control import ControlClient, ControlError
 from tests.e2e.loss_lab import AgentProcess, LossyServer, lossy_environment
 
 pytestmark = pytest.mark.timeout(240)

@@ -30,18 +30,18 @@ from opendots.cli.admin import admin as admin_cli
 from opendots.cli.certs import init_pki
 from opendots.cli.client import client as client_cli
 from opendots.config import ClientConfig, ServerConfig
-from opendots.signal.client.control import ControlClient
-from opendots.signal.client.settings import AgentSettings
+from opendots.signal.client.shell.control import ControlClient
+from opendots.signal.client.shell.settings import AgentSettings
 from tests.conftest import free_port
 
 try:  # the server side lives on another branch until it is merged
-    from opendots.signal.client.agent import ClientAgent
-    from opendots.signal.core import ServerSettings, Status
-    from opendots.signal.core.server import Redirection
-    from opendots.signal.core.sessionconfig import Limits, ParameterSet, SessionConfig
-    from opendots.signal.server.run import RunningSignalServer, start_signal_server
+    from opendots.signal.client.shell.agent import ClientAgent
+    from opendots.signal.server.core import ServerSettings, Status
+    from opendots.signal.server.core.server import Redirection
+    from opendots.signal.server.core.sessionconfig import Limits, ParameterSet, SessionConfig
+    from opendots.signal.server.shell.run import RunningSignalServer, start_signal_server
 except ImportError as missing:
-    pytest.skip(f"needs the signal server (opendots.signal.server): {missing}", allow_module_level=True)
+    pytest.skip(f"needs the signal server (opendots.signal.server.shell): {missing}", allow_module_level=True)
 
 FAST = ParameterSet(heartbeat_interval=1, missing_hb_allowed=2)
 WIDE = Limits(heartbeat_interval=(1, 240), missing_hb_allowed=(1, 20))

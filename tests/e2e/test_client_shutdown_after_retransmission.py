@@ -15,9 +15,9 @@ import aiocoap.resource
 import pytest
 
 from opendots.config import TlsFiles
-from opendots.signal.client import coap
-from opendots.signal.client.core_requests import withdraw_request
-from opendots.signal.client.core_timing import SessionParameters
+from opendots.signal.client.core.requests import withdraw_request
+from opendots.signal.client.core.timing import SessionParameters
+from opendots.signal.client.shell import coap
 from opendots.transport import create_client_context, start_server
 from tests.conftest import free_port
 

@@ -21,7 +21,7 @@ from opendots.integrations.fastnetmon import (
     STATE_FILE,
     write_notify_script,
 )
-from opendots.integrations.stack import ProcessStack, wait_for
+from opendots.lab.processes import ProcessStack, wait_for
 
 DETAILS = "IP: 203.0.113.7\nAttack type: udp_flood\nInitial attack power: 25000 packets per second\n"
 

@@ -331,7 +331,7 @@ def _perturb(rng: random.Random, entry: dict[str, Any], spare: dict[str, Any]) -
 
 
 def signal_body(rng: random.Random) -> bytes:
-    from opendots.signal.core.messages import HEARTBEAT, MITIGATION_SCOPE, SIGNAL_CONFIG
+    from opendots.signal.server.core.messages import HEARTBEAT, MITIGATION_SCOPE, SIGNAL_CONFIG
 
     roll = rng.random()
     if roll < 0.75:

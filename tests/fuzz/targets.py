@@ -33,12 +33,12 @@ from opendots.data.settings import data_settings_from_table
 from opendots.mitigate.base import LoggingMitigator
 from opendots.model import ModelError, decode_signal
 from opendots.pki import cuid_from_certificate
-from opendots.signal.core import Request, SignalServer
-from opendots.signal.server.acls import DataChannelAclControl
-from opendots.signal.server.aliases import DataChannelAliases
-from opendots.signal.server.resources import DOTS_CBOR, build_site, to_message
-from opendots.signal.server.service import SignalService
-from opendots.signal.server.settings import settings_from_table
+from opendots.signal.server.core import Request, SignalServer
+from opendots.signal.server.shell.acls import DataChannelAclControl
+from opendots.signal.server.shell.aliases import DataChannelAliases
+from opendots.signal.server.shell.resources import DOTS_CBOR, build_site, to_message
+from opendots.signal.server.shell.service import SignalService
+from opendots.signal.server.shell.settings import settings_from_table
 from opendots.store.data_channel import SqliteDataChannelStore
 from opendots.store.signal import SqliteSignalStore
 from opendots.store.sqlite import SqliteDatabase

@@ -32,12 +32,12 @@ from opendots.pki.cuid import cuid_from_certificate
 
 try:  # the model codec and the DTLS transport are built on other branches; skip until they are merged
     from opendots.model import decode_signal, encode_signal
-    from opendots.signal.client.agent import ClientAgent
+    from opendots.signal.client.shell.agent import ClientAgent
     from opendots.transport import create_client_context
 except ImportError as missing:
     pytest.skip(f"needs opendots.model and opendots.transport: {missing}", allow_module_level=True)
-from opendots.signal.client.control import ControlClient, agent_answers
-from opendots.signal.client.settings import AgentSettings
+from opendots.signal.client.shell.control import ControlClient, agent_answers
+from opendots.signal.client.shell.settings import AgentSettings
 from tests.conftest import libcoap_port_pair, require_binary
 
 pytestmark = pytest.mark.interop

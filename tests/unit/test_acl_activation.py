@@ -1,4 +1,4 @@
-"""The ACL activation decision (opendots.signal.core.filtering): pure functions, fake `now`, no sockets."""
+"""The ACL activation decision (opendots.signal.server.core.filtering): pure functions, fake `now`, no sockets."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from opendots.data.records import Ace, AceAction, AceMatch, Acl
 from opendots.mitigate.base import LoggingMitigator, MitigatorError
 from opendots.mitigate.nftables_acl import policy_from_record
 from opendots.mitigate.router import Assignment, MitigatorRouter
-from opendots.signal.core.filtering import acl_key, acls_to_enforce, next_expiry, plan_change
+from opendots.signal.server.core.filtering import acl_key, acls_to_enforce, next_expiry, plan_change
 
 NOW = 1_000_000.0
 DROP_UDP = Ace("drop-udp", AceMatch(family=4, protocol=17, transport="udp"), AceAction("drop"))
@@ -141,7 +141,7 @@ async def test_enforcer_reports_an_acl_nobody_can_enforce(server_config, tmp_pat
     from opendots.data.records import DataChannelQuery
     from opendots.data.service import DataChannelService, RestconfRequest
     from opendots.mitigate.router import build_router
-    from opendots.signal.server.acls import AclEnforcer
+    from opendots.signal.server.shell.acls import AclEnforcer
     from opendots.store.data_channel import SqliteDataChannelStore
     from opendots.store.sqlite import SqliteDatabase
 
@@ -213,7 +213,7 @@ async def test_a_client_without_acls_is_not_queried_per_mitigation_until_the_dat
     from opendots.data.records import DataChannelQuery
     from opendots.data.service import DataChannelService, RestconfRequest
     from opendots.mitigate.router import Assignment, MitigatorRouter
-    from opendots.signal.server.acls import AclEnforcer
+    from opendots.signal.server.shell.acls import AclEnforcer
     from opendots.store.data_channel import SqliteDataChannelStore
     from opendots.store.sqlite import SqliteDatabase
 

@@ -15,9 +15,9 @@ import pytest
 from opendots.config import ServerConfig
 from opendots.data.records import DataChannelQuery
 from opendots.data.service import DataChannelService, RestconfRequest, RestconfResponse
-from opendots.signal.core import Request, Response, ServerSettings
-from opendots.signal.core.filtering import acls_to_enforce
-from opendots.signal.server.acls import DataChannelAclControl
+from opendots.signal.server.core import Request, Response, ServerSettings
+from opendots.signal.server.core.filtering import acls_to_enforce
+from opendots.signal.server.shell.acls import DataChannelAclControl
 from opendots.store.data_channel import SqliteDataChannelStore
 from opendots.store.signal import SqliteSignalStore
 from opendots.store.sqlite import SqliteDatabase
@@ -279,7 +279,7 @@ def _normalised(body: dict[str, Any]) -> dict[str, Any]:
 
 def test_an_acl_no_mitigator_can_enforce_gets_5_03_and_deactivation_still_works(harness: Harness):
     from opendots.mitigate.router import build_router
-    from opendots.signal.server.acls import AclEnforcer
+    from opendots.signal.server.shell.acls import AclEnforcer
 
     acl = {"ietf-dots-data-channel:acl": [FIGURE_7_ACL]}
     harness.rest("PUT", f"/dots-client={harness.cuid}/acls/acl=my-accept-list", acl, T0)
@@ -302,7 +302,7 @@ def test_an_acl_no_mitigator_can_enforce_gets_5_03_and_deactivation_still_works(
 
 
 def test_a_change_made_over_the_data_channel_is_shown_and_notified(harness: Harness):
-    from opendots.signal.core import MitigationChanged
+    from opendots.signal.server.core import MitigationChanged
 
     cuid = harness.cuid
     harness.rest("PUT", f"/dots-client={cuid}/acls/acl=an-accept-list", FIGURE_2, T0)

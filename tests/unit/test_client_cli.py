@@ -30,7 +30,7 @@ def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_agent_settings_from_the_agent_table(pki_dir: Path, tmp_path: Path) -> None:
     from opendots.config import ClientConfig, ConfigError
-    from opendots.signal.client.settings import AgentSettings
+    from opendots.signal.client.shell.settings import AgentSettings
 
     path = tmp_path / "client.toml"
     text = (pki_dir / "client.toml").read_text()

@@ -7,16 +7,16 @@ from decimal import Decimal
 import aiocoap
 
 from opendots.model import encode_signal
-from opendots.signal.client import coap
-from opendots.signal.client.core_requests import (
+from opendots.signal.client.core.requests import (
     config_put_request,
     efficacy_request,
     heartbeat_request,
     mitigation_request,
     status_request,
 )
-from opendots.signal.client.core_scope import MitigationScope, PortRange
-from opendots.signal.client.core_timing import SessionParameters, config_put_body
+from opendots.signal.client.core.scope import MitigationScope, PortRange
+from opendots.signal.client.core.timing import SessionParameters, config_put_body
+from opendots.signal.client.shell import coap
 
 CUID = "dz6pHjaADkaFTbjr0JGBpw"
 SCOPE = MitigationScope(

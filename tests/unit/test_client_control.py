@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from opendots.signal.client.control import ControlClient, ControlError, ControlServer, agent_answers
-from opendots.signal.client.core import DotsClientCore
-from opendots.signal.client.core_requests import DotsRequest, DotsResponse
-from opendots.signal.client.operations import ClientOperations, OperationError
-from opendots.signal.client.state import ClientStateStore
+from opendots.signal.client.core.client import DotsClientCore
+from opendots.signal.client.core.requests import DotsRequest, DotsResponse
+from opendots.signal.client.shell.control import ControlClient, ControlError, ControlServer, agent_answers
+from opendots.signal.client.shell.operations import ClientOperations, OperationError
+from opendots.store.client_state import ClientStateStore
 
 
 @pytest.fixture

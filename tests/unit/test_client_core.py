@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from opendots.signal.client import core_events as ev
-from opendots.signal.client.core import DotsClientCore
-from opendots.signal.client.core_requests import DotsResponse, RequestKind
-from opendots.signal.client.core_scope import MitigationScope, ScopeError
-from opendots.signal.client.state import ClientStateStore
+from opendots.signal.client.core import events as ev
+from opendots.signal.client.core.client import DotsClientCore
+from opendots.signal.client.core.requests import DotsResponse, RequestKind
+from opendots.signal.client.core.scope import MitigationScope, ScopeError
+from opendots.store.client_state import ClientStateStore
 
 CUID = "dz6pHjaADkaFTbjr0JGBpw"
 SCOPE = MitigationScope(target_prefixes=("192.0.2.0/24",), protocols=(17,), lifetime=600)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from opendots.signal.client.core_eyeballs import Candidate, EyeballsCache, HappyEyeballs, order_candidates
+from opendots.signal.client.core.eyeballs import Candidate, EyeballsCache, HappyEyeballs, order_candidates
 
 
 def test_order_is_udp6_udp4_tcp6_tcp4() -> None:
@@ -69,7 +69,7 @@ def test_cache_remembers_the_winner_for_ten_minutes_and_probes_dtls_later() -> N
 async def test_race_runner_starts_staggered_and_cancels_losers() -> None:
     import asyncio
 
-    from opendots.signal.client.connect import ConnectError, race
+    from opendots.signal.client.shell.connect import ConnectError, race
 
     candidates = order_candidates(["2001:db8::1", "192.0.2.1"], 4646)
     started: list[tuple[Candidate, float]] = []

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from opendots.signal.client import core_events as ev
-from opendots.signal.client.core import DotsClientCore
-from opendots.signal.client.core_requests import DotsResponse
-from opendots.signal.client.core_scope import MitigationScope
-from opendots.signal.client.state import ClientStateStore
+from opendots.signal.client.core import events as ev
+from opendots.signal.client.core.client import DotsClientCore
+from opendots.signal.client.core.requests import DotsResponse
+from opendots.signal.client.core.scope import MitigationScope
+from opendots.store.client_state import ClientStateStore
 from tests.unit.test_client_core import CUID, T0, connected_core, events, grant
 
 REDIRECT = {

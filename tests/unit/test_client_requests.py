@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from opendots.signal.client import core_requests as r
-from opendots.signal.client.core_scope import MitigationScope, PortRange, ScopeError, parse_protocol
+from opendots.signal.client.core import requests as r
+from opendots.signal.client.core.scope import MitigationScope, PortRange, ScopeError, parse_protocol
 
 CUID = "dz6pHjaADkaFTbjr0JGBpw"
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from opendots.signal.client.core_scope import MitigationScope, ScopeError
-from opendots.signal.client.state import MID_ROLLOVER, ClientStateStore, StoredMitigation, next_mid
+from opendots.signal.client.core.scope import MitigationScope, ScopeError
+from opendots.store.client_state import MID_ROLLOVER, ClientStateStore, StoredMitigation, next_mid
 
 CUID = "dz6pHjaADkaFTbjr0JGBpw"
 
@@ -30,7 +30,7 @@ def test_a_killed_process_does_not_make_the_next_one_reuse_its_mid(tmp_path: Pat
     path = tmp_path / "state.db"
     script = (
         "import os, sys\n"
-        "from opendots.signal.client.state import ClientStateStore\n"
+        "from opendots.store.client_state import ClientStateStore\n"
         f"store = ClientStateStore({str(path)!r}, {CUID!r})\n"
         "print(store.allocate_mid(), flush=True)\n"
         "os._exit(9)  # die without closing anything\n"

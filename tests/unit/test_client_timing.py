@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from opendots.signal.client.core_timing import (
+from opendots.signal.client.core.timing import (
     ConfigValueError,
     ReconnectBackoff,
     SessionParameters,

@@ -160,9 +160,9 @@ _cidr_texts = st.one_of(_ipv4_text, _ipv6_text, st.sampled_from(["192.0.2.1/24",
 @given(_cidr_texts)
 def test_the_client_and_the_server_accept_and_refuse_the_same_prefixes(text: str) -> None:
     """RFC 9132 §4.4.1.1, one rule for host bits: what the client library would send, the server takes."""
-    from opendots.signal.client.core_scope import MitigationScope
-    from opendots.signal.core.messages import Rejected
-    from opendots.signal.core.scope import parse_scope_entry
+    from opendots.signal.client.core.scope import MitigationScope
+    from opendots.signal.server.core.messages import Rejected
+    from opendots.signal.server.core.scope import parse_scope_entry
 
     try:
         client = MitigationScope(target_prefixes=(text,)).target_prefixes

@@ -14,8 +14,8 @@ from opendots.config import ServerConfig
 from opendots.metrics import SignalCollector, start_metrics_endpoint
 from opendots.metrics.endpoint import parse_listen
 from opendots.mitigate.base import Counters
-from opendots.signal.core import Status
-from opendots.signal.server.run import start_signal_server
+from opendots.signal.server.core import Status
+from opendots.signal.server.shell.run import start_signal_server
 from opendots.transport import create_client_context
 from tests.conftest import free_port
 from tests.unit.test_signal_coap import BASE, cuid_of, files, request

@@ -16,9 +16,9 @@ from opendots.cli.admin import admin
 from opendots.config import ServerConfig
 from opendots.mitigate.router import build_router
 from opendots.model import decode_signal
-from opendots.signal.client.control import ControlClient, ControlError
-from opendots.signal.server.admin import start_admin_socket
-from opendots.signal.server.run import start_signal_server
+from opendots.signal.client.shell.control import ControlClient, ControlError
+from opendots.signal.server.shell.admin import start_admin_socket
+from opendots.signal.server.shell.run import start_signal_server
 from opendots.transport import create_client_context
 from tests.conftest import free_port
 from tests.unit.test_signal_coap import BASE, cuid_of, files, request

@@ -7,15 +7,15 @@ import json
 from pathlib import Path
 
 from opendots.data.service import DataChannelService, RestconfRequest
-from opendots.signal.core import (
+from opendots.signal.server.core import (
     MitigationActivated,
     Request,
     ServerSettings,
     StaticAliasDirectory,
     Targets,
 )
-from opendots.signal.core.authorization import resolve_aliases
-from opendots.signal.server.aliases import DataChannelAliases
+from opendots.signal.server.core.authorization import resolve_aliases
+from opendots.signal.server.shell.aliases import DataChannelAliases
 from opendots.store.data_channel import SqliteDataChannelStore
 from opendots.store.signal import SqliteSignalStore
 from opendots.store.sqlite import SqliteDatabase

@@ -9,9 +9,9 @@ from hypothesis import strategies as st
 
 from opendots.config import ClientAuthorization
 from opendots.mitigate.base import PortRange
-from opendots.signal.core.authorization import check_authorized
-from opendots.signal.core.messages import Rejected
-from opendots.signal.core.scope import MitigationRequest, Targets
+from opendots.signal.server.core.authorization import check_authorized
+from opendots.signal.server.core.messages import Rejected
+from opendots.signal.server.core.scope import MitigationRequest, Targets
 
 IPV4 = st.builds(
     lambda address, length: ipaddress.ip_network(f"{ipaddress.IPv4Address(address)}/{length}", strict=False),

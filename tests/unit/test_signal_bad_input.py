@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from opendots.signal.core import Request
+from opendots.signal.server.core import Request
 from tests.unit.test_signal_fixtures import (
     ALPHA,
     ALPHA_CUID,

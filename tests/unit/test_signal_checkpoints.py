@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from opendots.signal.server.checkpoints import checkpoint_in_background
+from opendots.signal.server.shell.checkpoints import checkpoint_in_background
 from opendots.store.sqlite import SqliteDatabase
 
 

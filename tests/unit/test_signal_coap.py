@@ -10,8 +10,8 @@ import pytest
 
 from opendots.config import ServerConfig, TlsFiles
 from opendots.model import decode_signal, encode_signal
-from opendots.signal.core import Limits, ParameterSet, Redirection, ServerSettings, SessionConfig, Status
-from opendots.signal.server.run import start_signal_server
+from opendots.signal.server.core import Limits, ParameterSet, Redirection, ServerSettings, SessionConfig, Status
+from opendots.signal.server.shell.run import start_signal_server
 from opendots.transport import create_client_context
 from tests.conftest import free_port
 from tests.unit.test_signal_fixtures import SCOPE, figure
@@ -300,7 +300,7 @@ async def test_plain_requests_are_answered_without_a_task_and_a_bug_answers_5_00
 
 @pytest.mark.parametrize("scheme", ["coaps", "coaps+tcp"])
 async def test_refreshes_over_the_wire_follow_the_bytes_sent(pki_dir: Path, server, scheme: str):
-    """A refresh repeating the stored request's bytes skips decoding (opendots.signal.core.server): over real
+    """A refresh repeating the stored request's bytes skips decoding (opendots.signal.server.core.server): over real
     sockets, every PUT still gets the lifetime of its own body, in the answer and in the stored row."""
     addresses = server.endpoint.dtls_addresses if scheme == "coaps" else server.endpoint.tls_addresses
     host, port = addresses[0][:2]

@@ -16,7 +16,7 @@ from aiocoap.optiontypes import OpaqueOption
 
 from opendots.config import ServerConfig, TlsFiles
 from opendots.model import encode_signal
-from opendots.signal.server.run import start_signal_server
+from opendots.signal.server.shell.run import start_signal_server
 from opendots.transport import create_client_context
 from opendots.transport.dtls import DtlsConnection, client_context
 from tests.conftest import free_port

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from opendots.signal.core import PeerLost, Request, SessionConfig, Status
-from opendots.signal.core.events import HeartbeatDue, MitigationActivated
-from opendots.signal.core.sessionconfig import ParameterSet
+from opendots.signal.server.core import PeerLost, Request, SessionConfig, Status
+from opendots.signal.server.core.events import HeartbeatDue, MitigationActivated
+from opendots.signal.server.core.sessionconfig import ParameterSet
 from tests.unit.test_signal_fixtures import (
     ALPHA,
     ALPHA_CUID,
@@ -137,7 +137,7 @@ def _module_file(name: str) -> Path | None:
 
 
 @pytest.mark.parametrize(
-    "root", sorted([*PACKAGE.glob("signal/core/*.py"), *PACKAGE.glob("signal/client/core*.py")]), ids=str
+    "root", sorted([*PACKAGE.glob("signal/server/core/*.py"), *PACKAGE.glob("signal/client/core/*.py")]), ids=str
 )
 def test_the_sans_io_cores_reach_no_database_socket_or_event_loop_module(root: Path):
     """Followed through every opendots module the core imports (third-party libraries such as yangson are not

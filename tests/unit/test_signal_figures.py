@@ -13,7 +13,7 @@ import cbor2
 import pytest
 
 from opendots.mitigate.base import Counters
-from opendots.signal.core import (
+from opendots.signal.server.core import (
     MitigationActivated,
     MitigationChanged,
     ParameterSet,
@@ -22,7 +22,7 @@ from opendots.signal.core import (
     SessionConfig,
     Status,
 )
-from opendots.signal.core.defaults import PROBING_RATE
+from opendots.signal.server.core.defaults import PROBING_RATE
 from tests.unit.test_signal_fixtures import (
     ALPHA,
     ALPHA_CUID,

@@ -15,10 +15,10 @@ from typing import Any
 
 from opendots.config import ClientAuthorization
 from opendots.model import encode_signal
-from opendots.signal.core import ParameterSet, Request, Response, ServerSettings, SessionConfig, SignalServer
-from opendots.signal.core.decision import Decision
-from opendots.signal.core.events import Event
-from opendots.signal.server.durable import settle
+from opendots.signal.server.core import ParameterSet, Request, Response, ServerSettings, SessionConfig, SignalServer
+from opendots.signal.server.core.decision import Decision
+from opendots.signal.server.core.events import Event
+from opendots.signal.server.shell.durable import settle
 from opendots.store.signal import SqliteSignalStore
 
 DATA = Path(__file__).parent / "data" / "signal"

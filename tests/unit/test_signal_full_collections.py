@@ -1,5 +1,5 @@
 """While a signal server runs, the oldest garbage-collector generation is collected on a timer only
-(opendots.signal.server.collection): a running server turns CPython's own full collections off, runs one every
+(opendots.signal.server.shell.collection): a running server turns CPython's own full collections off, runs one every
 `full_collection_interval` seconds, reclaims cyclic garbage that way, exports what it did, and gives CPython its
 thresholds back when the last server in the process stops."""
 
@@ -14,7 +14,7 @@ import pytest
 
 from opendots.config import ConfigError, ServerConfig
 from opendots.metrics import SignalCollector, start_metrics_endpoint
-from opendots.signal.server.run import start_signal_server
+from opendots.signal.server.shell.run import start_signal_server
 from tests.conftest import free_port
 from tests.unit.test_metrics import scrape
 

@@ -7,8 +7,8 @@ import ipaddress
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from opendots.signal.core.index import TargetIndex
-from opendots.signal.core.scope import Targets, overlap
+from opendots.signal.server.core.index import TargetIndex
+from opendots.signal.server.core.scope import Targets, overlap
 
 prefixes = st.one_of(
     st.builds(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from opendots.signal.core import MitigationChanged, Request, Status
+from opendots.signal.server.core import MitigationChanged, Request, Status
 from tests.unit.test_signal_fixtures import (
     ALPHA,
     ALPHA_CUID,

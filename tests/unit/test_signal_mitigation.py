@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from opendots.mitigate.base import Counters
-from opendots.signal.core import (
+from opendots.signal.server.core import (
     MitigationActivated,
     MitigationChanged,
     MitigationExpired,
@@ -18,7 +18,7 @@ from opendots.signal.core import (
     Status,
     Targets,
 )
-from opendots.signal.core.defaults import ACTIVE_BUT_TERMINATING, MAX_ACTIVE_BUT_TERMINATING
+from opendots.signal.server.core.defaults import ACTIVE_BUT_TERMINATING, MAX_ACTIVE_BUT_TERMINATING
 from tests.unit.test_signal_fixtures import (
     ALPHA_CUID,
     BRAVO,

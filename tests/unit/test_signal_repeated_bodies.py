@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from opendots.model import encode_signal
-from opendots.signal.core import Request, StaticAliasDirectory, Targets
-from opendots.signal.core import bodies as core_server
+from opendots.signal.server.core import Request, StaticAliasDirectory, Targets
+from opendots.signal.server.core import bodies as core_server
 from opendots.store.signal import MitigationRecord, SignalChanges, SqliteSignalStore
 from tests.unit.test_signal_fixtures import (
     ALPHA,

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from opendots.domain import PortRange
-from opendots.signal.core.messages import AttackStatus, Rejected
-from opendots.signal.core.scope import parse_scope_body, parse_scope_entry
+from opendots.signal.server.core.messages import AttackStatus, Rejected
+from opendots.signal.server.core.scope import parse_scope_body, parse_scope_entry
 
 SCOPE = "ietf-dots-signal-channel:mitigation-scope"
 

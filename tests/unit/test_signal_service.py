@@ -7,8 +7,8 @@ import ipaddress
 from pathlib import Path
 
 from opendots.mitigate.base import Counters, LoggingMitigator, MitigationScope, MitigatorError
-from opendots.signal.core import MitigationChanged, Request, ServerSettings, SignalServer, Status
-from opendots.signal.server import SignalService
+from opendots.signal.server.core import MitigationChanged, Request, ServerSettings, SignalServer, Status
+from opendots.signal.server.shell import SignalService
 from opendots.store.signal import SqliteSignalStore
 from tests.unit.test_signal_fixtures import ALPHA, ALPHA_CUID, BRAVO, NO_HEARTBEAT, SCOPE, T0, mitigate_path, scope_body
 

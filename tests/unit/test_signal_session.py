@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from opendots.signal.core import (
+from opendots.signal.server.core import (
     HeartbeatDue,
     MitigationActivated,
     MitigationChanged,
@@ -16,7 +16,7 @@ from opendots.signal.core import (
     SessionConfigChanged,
     Status,
 )
-from opendots.signal.core.defaults import HEARTBEAT_INTERVAL, MISSING_HB_ALLOWED
+from opendots.signal.server.core.defaults import HEARTBEAT_INTERVAL, MISSING_HB_ALLOWED
 from tests.unit.test_signal_fixtures import (
     ALPHA,
     BRAVO,
@@ -172,8 +172,8 @@ def test_peer_timers_stay_exact_with_many_clients(tmp_path: Path):
     import random
 
     from opendots.config import ClientAuthorization
-    from opendots.signal.core import ServerSettings
-    from opendots.signal.core.sessionconfig import Limits
+    from opendots.signal.server.core import ServerSettings
+    from opendots.signal.server.core.sessionconfig import Limits
     from tests.unit.test_signal_fixtures import Harness
 
     clients = [
@@ -210,7 +210,7 @@ def test_timer_table_stays_exact_and_small_when_deadlines_keep_moving():
     deadlines move earlier (a shorter heartbeat interval) or go away."""
     import random
 
-    from opendots.signal.core.heartbeat import TimerTable
+    from opendots.signal.server.core.heartbeat import TimerTable
 
     rng = random.Random(11)
     for moving_earlier in (0.02, 0.4):  # realistic traffic, then an adversarial mix (exactness only)

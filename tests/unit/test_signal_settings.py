@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from opendots.config import ConfigError
-from opendots.signal.server.settings import settings_from_table
+from opendots.signal.server.shell.settings import settings_from_table
 
 
 def test_signal_table_keys_reach_the_settings(server_config):

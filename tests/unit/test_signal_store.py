@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from opendots.signal.core import MitigationActivated
+from opendots.signal.server.core import MitigationActivated
 from opendots.store.signal import _MIGRATIONS, MitigationRecord, SignalChanges, SqliteSignalStore
 from opendots.store.sqlite import SqliteDatabase
 from tests.unit.test_signal_fixtures import ALPHA_CUID, CONFIG, SCOPE, T0, figure, make_harness, scope_body

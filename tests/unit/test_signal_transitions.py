@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from opendots.signal.core.messages import Status
-from opendots.signal.core.transitions import (
+from opendots.signal.server.core.messages import Status
+from opendots.signal.server.core.transitions import (
     TRANSITIONS,
     IllegalTransition,
     Kind,
@@ -94,7 +94,7 @@ def test_statuses_6_and_7_are_reached_only_by_ending_a_mitigation():
 def test_no_handler_writes_a_status_without_the_table():
     """Every 'status=' a handler writes into a record comes from next_status(), so the table is the only place a
     transition is decided."""
-    source = Path(__file__).parents[2] / "opendots" / "signal" / "core" / "mitigation_requests.py"
+    source = Path(__file__).parents[2] / "opendots" / "signal" / "server" / "core" / "mitigation_requests.py"
     tree = ast.parse(source.read_text())
     for node in ast.walk(tree):
         if isinstance(node, ast.keyword) and node.arg == "status":

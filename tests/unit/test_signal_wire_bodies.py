@@ -6,7 +6,7 @@ from pathlib import Path
 
 from opendots.mitigate.base import Counters
 from opendots.model import encode_signal, validate_signal
-from opendots.signal.core import MitigationChanged, Redirection, Status
+from opendots.signal.server.core import MitigationChanged, Redirection, Status
 from tests.unit.test_signal_fixtures import ALPHA_CUID, BRAVO, BRAVO_CUID, figure, make_harness, scope_body
 
 

@@ -12,7 +12,7 @@ import pytest
 from opendots.app import check_credentials, open_database
 from opendots.config import ClientConfig, ConfigError, ServerConfig
 from opendots.pki.setup import init_pki
-from opendots.signal.client.settings import AgentSettings
+from opendots.signal.client.shell.settings import AgentSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 

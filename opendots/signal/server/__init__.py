@@ -1,8 +1,1 @@
-"""I/O around the signal-channel core: the asyncio service (timers, mitigator, notifications).
-
-The CoAP resources (aiocoap Site under /.well-known/dots) plug into SignalService.handle().
-"""
-
-from opendots.signal.server.service import NameResolver, SignalService, SystemResolver
-
-__all__ = ["NameResolver", "SignalService", "SystemResolver"]
+"""DOTS signal channel server (RFC 9132 server side): a sans-I/O core (`core`) and its asyncio shell (`shell`)."""

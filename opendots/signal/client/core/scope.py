@@ -1,0 +1,133 @@
+"""What a DOTS client asks to protect: the `scope` of a mitigation request (RFC 9132 §4.4.1.1), built and checked
+before anything is sent, so a typo fails locally with a clear message instead of a 4.00 from the server."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from opendots.domain import IPNetwork, PortRange, ScopeError, Targets, parse_prefix, parse_targets
+from opendots.domain.targets import NO_TARGET
+from opendots.signal.server.core import defaults
+
+__all__ = ["MitigationScope", "PortRange", "ScopeError", "parse_protocol"]
+
+MODULE = "ietf-dots-signal-channel"
+LIFETIME_INDEFINITE = defaults.INDEFINITE_LIFETIME
+DEFAULT_LIFETIME = defaults.LIFETIME  # RFC 9132 Appendix C
+PROTOCOL_NUMBERS = {"icmp": 1, "tcp": 6, "udp": 17, "dccp": 33, "ipv6-icmp": 58, "icmpv6": 58, "sctp": 132}
+ATTACK_STATUSES = ("under-attack", "attack-successfully-mitigated")  # RFC 9132 Table 4
+
+
+def parse_protocol(text: str | int) -> int:
+    """'udp', 'tcp', ... or a protocol number 0-255."""
+    if isinstance(text, int) or str(text).isdigit():
+        number = int(text)
+        if not 0 <= number <= 255:
+            raise ScopeError(f"protocol {number} is outside 0-255")
+        return number
+    try:
+        return PROTOCOL_NUMBERS[str(text).lower()]
+    except KeyError:
+        raise ScopeError(
+            f"unknown protocol {text!r}: use a number 0-255 or one of {sorted(PROTOCOL_NUMBERS)}"
+        ) from None
+
+
+def _prefix(value: str | IPNetwork) -> IPNetwork:
+    """A target prefix by the wire's rule (opendots.domain.addresses.parse_prefix: host bits refused); an address
+    alone means that host. The command line clears host bits itself, and says so (read_user_prefix)."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if "/" not in text and text:
+        text = f"{text}/{128 if ':' in text else 32}"
+    return parse_prefix(text)
+
+
+@dataclass(frozen=True)
+class MitigationScope:
+    """One `scope` entry of a mitigation request, as the client sends it (no cuid, mid or server-side fields)."""
+
+    target_prefixes: tuple[IPNetwork, ...] = ()  # strings are read by the wire's rule
+    port_ranges: tuple[PortRange, ...] = ()
+    protocols: tuple[int, ...] = ()
+    fqdns: tuple[str, ...] = ()
+    uris: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
+    lifetime: int = DEFAULT_LIFETIME
+    trigger_mitigation: bool = True
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)  # not sent; kept for local bookkeeping
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "target_prefixes", tuple(_prefix(p) for p in self.target_prefixes))
+        for port_range in self.port_ranges:
+            port_range.check()
+        object.__setattr__(self, "protocols", tuple(parse_protocol(p) for p in self.protocols))
+        for name in ("fqdns", "uris", "aliases"):
+            values = tuple(getattr(self, name))
+            if any(not isinstance(value, str) or not value.strip() for value in values):
+                raise ScopeError(f"{name}: empty values are not allowed (RFC 9132 §4.4.1.1)")
+            object.__setattr__(self, name, values)
+        if not (self.target_prefixes or self.fqdns or self.uris or self.aliases):
+            raise ScopeError(NO_TARGET)
+        if self.lifetime == 0 or self.lifetime < LIFETIME_INDEFINITE or self.lifetime > 0xFFFFFFFF:
+            raise ScopeError(f"lifetime {self.lifetime}: use seconds > 0, or -1 for indefinite")
+
+    @cached_property
+    def targets(self) -> Targets:
+        return Targets(self.target_prefixes, self.port_ranges, self.protocols, self.fqdns, self.uris, self.aliases)
+
+    def to_yang(self, *, attack_status: str | None = None) -> dict[str, Any]:
+        """The `scope` list entry in RFC 7951 JSON, members in the order of RFC 9132 Figure 6."""
+        entry = self.targets.to_yang()
+        entry["lifetime"] = self.lifetime
+        if not self.trigger_mitigation:  # true is the default and needs no bytes on the wire
+            entry["trigger-mitigation"] = False
+        if attack_status is not None:
+            entry["attack-status"] = attack_status
+        return entry
+
+    @classmethod
+    def from_yang(cls, entry: dict[str, Any]) -> MitigationScope:
+        """Inverse of to_yang (also accepts a server's status entry, ignoring its status fields)."""
+        try:
+            targets = parse_targets(entry)
+            return cls(
+                target_prefixes=targets.prefixes,
+                port_ranges=targets.port_ranges,
+                protocols=targets.protocols,
+                fqdns=targets.fqdns,
+                uris=targets.uris,
+                aliases=targets.aliases,
+                lifetime=int(entry.get("lifetime", DEFAULT_LIFETIME)),
+                trigger_mitigation=bool(entry.get("trigger-mitigation", True)),
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise ScopeError(f"bad scope entry: {error}") from None
+
+    def with_lifetime(self, lifetime: int) -> MitigationScope:
+        return MitigationScope(
+            self.target_prefixes,
+            self.port_ranges,
+            self.protocols,
+            self.fqdns,
+            self.uris,
+            self.aliases,
+            lifetime,
+            self.trigger_mitigation,
+        )
+
+
+def scopes_overlap(first: MitigationScope, second: MitigationScope) -> bool:
+    """RFC 9132 §4.4.1: same trigger-mitigation type and a common IP address, prefix, FQDN, URI or alias."""
+    if first.trigger_mitigation != second.trigger_mitigation:
+        return False
+    networks = [ipaddress.ip_network(prefix, strict=False) for prefix in second.target_prefixes]
+    for prefix in first.target_prefixes:
+        mine = ipaddress.ip_network(prefix, strict=False)
+        if any(mine.version == other.version and mine.overlaps(other) for other in networks):  # type: ignore[arg-type]
+            return True
+    return any(set(getattr(first, name)) & set(getattr(second, name)) for name in ("fqdns", "uris", "aliases"))

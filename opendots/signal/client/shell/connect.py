@@ -1,0 +1,97 @@
+"""Runs a Happy Eyeballs race (core_eyeballs) with real connection attempts: a CoAP ping per candidate."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from opendots.config import ClientConfig
+from opendots.errors import UnavailableError
+from opendots.signal.client.core.eyeballs import Candidate, HappyEyeballs, Transport, order_candidates
+
+log = logging.getLogger(__name__)
+Attempt = Callable[[Candidate], Awaitable[float]]
+
+
+class ConnectError(UnavailableError):
+    """No candidate (address, transport) could be reached."""
+
+
+@dataclass(frozen=True)
+class Connection:
+    candidate: Candidate
+    rtt: float
+
+    @property
+    def reliable(self) -> bool:
+        return self.candidate.transport == "tls"
+
+
+async def resolve_addresses(config: ClientConfig, override: list[str] | None = None) -> list[str]:
+    """Configured (or redirected-to) addresses, else the server name resolved (AAAA and A)."""
+    addresses = override or config.server_addresses
+    if addresses:
+        return list(addresses)
+    try:
+        ipaddress.ip_address(config.server_name)
+        return [config.server_name]
+    except ValueError:
+        pass
+    infos = await asyncio.get_running_loop().getaddrinfo(config.server_name, None, type=socket.SOCK_DGRAM)
+    return list(dict.fromkeys(info[4][0] for info in infos))
+
+
+def transports_for(config: ClientConfig) -> list[Transport]:
+    return {"auto": ["dtls", "tls"], "dtls": ["dtls"], "tls": ["tls"]}[config.transport]  # type: ignore[return-value]
+
+
+async def race(
+    candidates: list[Candidate],
+    attempt: Attempt,
+    *,
+    attempt_delay: float = 0.25,
+    clock: Callable[[], float] = time.time,
+) -> Connection:
+    """Start ATTEMPT per candidate, staggered; the first that completes wins and the rest are cancelled."""
+    eyeballs = HappyEyeballs(candidates, attempt_delay)
+    tasks: dict[asyncio.Task[float], Candidate] = {}
+    errors: list[str] = []
+
+    def launch(started: list[Candidate]) -> None:
+        for candidate in started:
+            log.debug("connection attempt: %s", candidate)
+            tasks[asyncio.ensure_future(attempt(candidate))] = candidate
+
+    launch(eyeballs.start(clock()))
+    try:
+        while not eyeballs.finished:
+            timer = eyeballs.next_timer()
+            if not tasks and timer is None:
+                break
+            wait = None if timer is None else max(0.0, timer - clock())
+            done, _ = await asyncio.wait(tasks, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                candidate = tasks.pop(task)
+                error = task.exception()
+                if error is None:
+                    for loser in eyeballs.attempt_succeeded(candidate):
+                        for other, owner in tasks.items():
+                            if owner == loser:
+                                other.cancel()
+                    return Connection(candidate, task.result())
+                errors.append(f"{candidate}: {error!r}")
+                launch(eyeballs.attempt_failed(candidate, clock()))
+            launch(eyeballs.handle_timer(clock()))
+    finally:
+        for task in tasks:
+            task.cancel()
+    raise ConnectError("no DOTS server candidate answered: " + "; ".join(errors or ["no candidates"]))
+
+
+def candidates_for(config: ClientConfig, addresses: list[str]) -> list[Candidate]:
+    return order_candidates(addresses, config.signal_port, transports_for(config))

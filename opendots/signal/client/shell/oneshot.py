@@ -1,0 +1,69 @@
+"""One operation over a connection of its own, for CLI runs when no agent is listening."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from opendots.config import ClientConfig
+from opendots.pki.cuid import cuid_from_certificate
+from opendots.signal.client.core.client import DotsClientCore
+from opendots.signal.client.core.requests import DotsRequest, DotsResponse
+from opendots.signal.client.shell import coap
+from opendots.signal.client.shell.connect import candidates_for, race, resolve_addresses
+from opendots.signal.client.shell.control import ControlError
+from opendots.signal.client.shell.operations import ClientOperations, OperationError
+from opendots.signal.client.shell.settings import AgentSettings
+from opendots.store.client_state import ClientStateStore
+from opendots.transport import create_client_context, ping
+
+log = logging.getLogger(__name__)
+
+
+async def run_once(
+    config: ClientConfig, settings: AgentSettings, operation: str, args: dict[str, Any]
+) -> dict[str, Any]:
+    """Connect (Happy Eyeballs), run OPERATION like the agent's control API would, disconnect.
+
+    Uses the same state file as the agent, so mids stay monotonic whichever way a request was sent.
+    """
+    cuid = cuid_from_certificate(config.tls.cert.read_bytes())
+    store = ClientStateStore(settings.state_file, cuid)
+    context = await create_client_context(config.tls, server_name=config.server_name)
+    try:
+        core = DotsClientCore(cuid, store, now=time.time())
+
+        async def attempt(candidate: Any) -> float:
+            return await ping(context, candidate.base_uri, timeout=settings.connect_timeout)
+
+        candidates = candidates_for(config, await resolve_addresses(config))
+        connection = await race(candidates, attempt, attempt_delay=settings.attempt_delay)
+
+        async def send(request: DotsRequest) -> DotsResponse:
+            try:
+                return await coap.send(
+                    context,
+                    connection.candidate.base_uri,
+                    request,
+                    reliable=connection.reliable,
+                    parameters=core.parameters,
+                    timeout=settings.request_timeout,
+                )
+            except coap.NoAnswer as error:
+                raise ControlError(str(error), "5.04") from None
+            except coap.TransportFailure as error:
+                raise ControlError(f"session failed: {error}", "5.03") from None
+
+        operations = ClientOperations(core, send)
+        try:
+            result = await operations.dispatch(operation, {k: v for k, v in args.items() if k != "refresh"})
+        except OperationError as error:
+            raise ControlError(str(error), error.code) from None
+        return {"server": connection.candidate.base_uri, **result}
+    finally:
+        try:
+            await context.shutdown()
+        except Exception:  # the exchange is over: a failing teardown must not turn its outcome into a crash
+            log.warning("closing the one-shot session failed", exc_info=True)
+        store.close()

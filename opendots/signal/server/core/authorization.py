@@ -1,0 +1,76 @@
+"""Is this client allowed to ask for this scope? (RFC 9132 §4.4.1.1, §4.4.1.3, §8)
+
+Aliases come from the data channel (RFC 8783); the core sees them through the small AliasDirectory
+interface so the two channels stay decoupled.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from opendots.config import ClientAuthorization
+from opendots.domain.targets import Targets, uri_host
+from opendots.signal.server.core.messages import reject
+
+
+class AliasDirectory(Protocol):
+    """Aliases created by each client over the data channel."""
+
+    def resolve(self, client: str, alias: str) -> Targets | None:
+        """The targets behind ALIAS if CLIENT (its ClientAuthorization.name) created it, else None."""
+        ...
+
+
+@dataclass
+class StaticAliasDirectory:
+    """Aliases held in memory: {client name: {alias: Targets}} (operator configuration, tests)."""
+
+    aliases: Mapping[str, Mapping[str, Targets]] = field(default_factory=dict)
+
+    def resolve(self, client: str, alias: str) -> Targets | None:
+        return self.aliases.get(client, {}).get(alias)
+
+
+def resolve_aliases(client: ClientAuthorization, targets: Targets, directory: AliasDirectory) -> Targets:
+    """TARGETS with every alias's own targets appended (§4.4.1.3); unknown aliases are refused (4.00)."""
+    if not targets.aliases:
+        return targets  # the same object: a held mitigation keeps one Targets, not an equal copy
+    resolved = Targets(
+        prefixes=targets.prefixes,
+        port_ranges=targets.port_ranges,
+        protocols=targets.protocols,
+        fqdns=targets.fqdns,
+        uris=targets.uris,
+        aliases=targets.aliases,
+    )
+    for alias in targets.aliases:
+        found = directory.resolve(client.name, alias)
+        if found is None:
+            raise reject("4.00", f"alias-name {alias!r} was not created by this DOTS client")
+        resolved = resolved.merged(Targets(found.prefixes, found.port_ranges, found.protocols, found.fqdns, found.uris))
+    return resolved
+
+
+def check_authorized(client: ClientAuthorization, targets: Targets) -> None:
+    """Refuse (4.00, with the offending target named) anything outside the client's domain."""
+    for prefix, (version, first, last) in zip(targets.prefixes, targets.prefix_ranges, strict=True):
+        if not client.covers_range(version, first, last):
+            raise reject("4.00", f"target-prefix {prefix} is outside the prefixes this DOTS client may protect")
+    for fqdn in targets.fqdns:
+        if not client.covers_fqdn(fqdn):
+            raise reject("4.00", f"target-fqdn {fqdn} is outside the names this DOTS client may protect")
+    for uri in targets.uris:
+        if uri in client.uris:
+            continue
+        host = uri_host(uri)
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            allowed = client.covers_fqdn(host)
+        else:
+            allowed = client.covers_prefix(ipaddress.ip_network(address))
+        if not allowed:
+            raise reject("4.00", f"target-uri {uri} is outside the resources this DOTS client may protect")

@@ -1,0 +1,25 @@
+"""A request's body: the CBOR payload the shell handed over, decoded and validated against the YANG module."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from opendots.model import ModelError, decode_signal
+from opendots.signal.server.core.messages import Request, reject
+
+
+def body_of(request: Request) -> Any:
+    """REQUEST's body as validated YANG-JSON: its CBOR payload decoded and validated against the YANG module (a
+    malformed one is refused with the code the data model gives: 4.00, 4.13, ...), or the body it came with."""
+    if request.payload is None:
+        return request.body
+    try:
+        return decode_signal(request.payload)
+    except ModelError as problem:
+        raise reject(problem.code, problem.diagnostic) from None
+
+
+def decoded(request: Request) -> Request:
+    """REQUEST with `body` decoded from its payload (for the handlers that read `request.body`)."""
+    return request if request.payload is None else replace(request, body=body_of(request), payload=None)

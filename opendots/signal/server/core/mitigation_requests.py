@@ -1,0 +1,518 @@
+"""Mitigation requests (RFC 9132 §4.4): PUT, GET and DELETE on /mitigate, and what timers, a lost session and the
+mitigators do to held mitigations. Every status change goes through the table in `transitions`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from opendots.config import ClientAuthorization
+from opendots.domain import Counters, Targets
+from opendots.signal.server.core import defaults
+from opendots.signal.server.core.acl_requests import AclRequests
+from opendots.signal.server.core.announcements import Announcements
+from opendots.signal.server.core.authorization import check_authorized, resolve_aliases
+from opendots.signal.server.core.bodies import body_of
+from opendots.signal.server.core.decision import Decision
+from opendots.signal.server.core.events import (
+    Event,
+    MitigationActivated,
+    MitigationChanged,
+    MitigationExpired,
+    MitigationUpdated,
+    MitigationWithdrawn,
+)
+from opendots.signal.server.core.messages import (
+    MITIGATION_SCOPE,
+    ConflictCause,
+    ConflictStatus,
+    Request,
+    Response,
+    Status,
+)
+from opendots.signal.server.core.messages import reject as refuse
+from opendots.signal.server.core.mitigation_table import MitigationTable
+from opendots.signal.server.core.mitigations import Mitigation
+from opendots.signal.server.core.paths import MitigatePath
+from opendots.signal.server.core.policy import ServerSettings
+from opendots.signal.server.core.query import parse_mitigation_query
+from opendots.signal.server.core.scope import MitigationRequest, overlap, parse_scope_body
+from opendots.signal.server.core.transitions import REPORT_TRIGGERS, Trigger, allowed, kind_of, next_status
+from opendots.store.records import CuidRecord, MitigationRecord, SignalChanges
+
+log = logging.getLogger(__name__)
+
+
+class MitigationRequests:
+    def __init__(
+        self,
+        settings: Callable[[], ServerSettings],
+        table: MitigationTable,
+        client_named: Callable[[str], ClientAuthorization | None],
+    ) -> None:
+        self._settings = settings
+        self.table = table
+        self._client_named = client_named
+        self.cuid_owner: dict[str, str] = {}
+        self._terminating_period: dict[str, int] = {}
+        self.announcements = Announcements()  # Table 3's repeated 3/7 of preconfigured requests before 8
+        self.acls = AclRequests(settings, client_named)
+
+    @property
+    def settings(self) -> ServerSettings:
+        return self._settings()
+
+    def handle(
+        self, client: ClientAuthorization, path: MitigatePath, request: Request, now: float, decision: Decision
+    ) -> Response:
+        if request.method == "GET":
+            return self.get(client, path, request.query, request.observe == 0, now)
+        if request.method == "PUT":
+            return self._put(client, path, request, now, decision)
+        if request.method == "DELETE":
+            return self._delete(client, path, now, decision)
+        raise refuse("4.05", f"{request.method} is not allowed on mitigate")
+
+    def owns_cuid(self, client: ClientAuthorization, cuid: str) -> bool:
+        return self.cuid_owner.get(cuid, client.name) == client.name
+
+    # --- GET ---------------------------------------------------------------------------------------
+
+    def get(
+        self, client: ClientAuthorization, path: MitigatePath, query_text: Iterable[str], observe: bool, now: float
+    ) -> Response:
+        query = parse_mitigation_query(tuple(query_text))
+        not_found = "no such mitigation for this DOTS client"
+        if not self.owns_cuid(client, path.cuid):
+            raise refuse("4.04", not_found)
+        if path.mid is not None:
+            found = self.table.get((path.cuid, path.mid))
+            selected = [found] if found is not None and found.record.client == client.name else []
+        else:
+            selected = sorted(
+                (m for m in self.table if m.record.cuid == path.cuid and m.record.client == client.name),
+                key=lambda m: m.record.mid,
+            )
+        selected = [m for m in selected if query.matches(m.targets, m.record.mid)]
+        if not selected:
+            raise refuse("4.04", not_found)
+        entries = [self.acls.current(m, m.render(now, query.content), now) for m in selected]
+        return Response("2.05", body={MITIGATION_SCOPE: {"scope": entries}}, observable=observe)
+
+    # --- PUT ---------------------------------------------------------------------------------------
+
+    def _put(
+        self, client: ClientAuthorization, path: MitigatePath, request: Request, now: float, decision: Decision
+    ) -> Response:
+        if path.mid is None:
+            raise refuse("4.00", "the mandatory 'mid' Uri-Path is missing")
+        if not self.owns_cuid(client, path.cuid):
+            body = {MITIGATION_SCOPE: {"scope": [{"conflict-information": {"conflict-cause": "cuid-collision"}}]}}
+            raise refuse("4.09", "this 'cuid' is already used by another DOTS client", body)
+        existing = self.table.get((path.cuid, path.mid))
+        payload = request.payload
+        if existing is not None and payload is not None and payload == existing.payload:
+            # The very bytes accepted last time for this mid (a refresh, a retransmission): decoding, validating
+            # and parsing them again would give the same request. Aliases and authorization are checked anew below.
+            parsed = existing.request
+        else:
+            body = body_of(request)
+            if body is None:
+                raise refuse("4.00", "a mitigation request needs a body")
+            parsed = parse_scope_body(body)
+        if request.if_match_empty:
+            return self._efficacy_update(existing, parsed, now, decision)
+        if parsed.lifetime is None:
+            raise refuse("4.00", "'lifetime' is mandatory in a mitigation request")
+        targets = resolve_aliases(client, parsed.targets, self.settings.aliases)
+        check_authorized(client, targets)
+        granted = self._grant(parsed.lifetime)
+        if parsed.acl_controls and (existing is None or existing.request.same_parameters(parsed)):
+            self.acls.control(client, path, parsed, now)
+        if existing is not None:
+            return self._refresh(client, existing, parsed, payload, targets, granted, now, decision)
+        return self._create(client, path, parsed, payload, targets, granted, now, decision)
+
+    def _grant(self, requested: int) -> int:
+        cap = self.settings.max_lifetime
+        if requested == defaults.INDEFINITE_LIFETIME:
+            if self.settings.allow_indefinite:
+                return requested
+            return cap or defaults.LIFETIME
+        return min(requested, cap) if cap else requested
+
+    @staticmethod
+    def _expiry(granted: int, now: float) -> float | None:
+        return None if granted == defaults.INDEFINITE_LIFETIME else now + granted
+
+    def _efficacy_update(
+        self, existing: Mitigation | None, parsed: MitigationRequest, now: float, decision: Decision
+    ) -> Response:
+        if existing is None:
+            # §4.4.3: out-of-order efficacy update after a withdrawal is silently ignored.
+            return Response("4.04", diagnostic="no such mitigation; efficacy update ignored", silent=True)
+        if parsed.attack_status is None:
+            raise refuse("4.00", "'attack-status' is mandatory in an efficacy update")
+        if not existing.request.same_parameters(parsed):
+            raise refuse("4.00", "an efficacy update must repeat the mitigation request's parameters unchanged")
+        changes: dict[str, Any] = {"attack_status": int(parsed.attack_status)}
+        if parsed.lifetime is not None:
+            granted = self._grant(parsed.lifetime)
+            changes.update(lifetime=granted, expires_at=self._expiry(granted, now), request=parsed.document)
+        updated = existing.with_record(**changes)
+        decision.changes = SignalChanges(put_mitigations=[updated.record])
+        decision.then(lambda: self.table.hold(updated))
+        return Response("2.04", body=_ack_body(updated, now))
+
+    def _refresh(
+        self,
+        client: ClientAuthorization,
+        existing: Mitigation,
+        parsed: MitigationRequest,
+        payload: bytes | None,
+        targets: Targets,
+        granted: int,
+        now: float,
+        decision: Decision,
+    ) -> Response:
+        if not existing.request.same_parameters(parsed):
+            raise refuse("4.00", "a refresh must repeat the mitigation request's parameters; use a new 'mid'")
+        stored_request = existing.record.request
+        # Nearly every refresh repeats the stored request: the store then rewrites only the lifetime and times.
+        renewal = parsed.document is stored_request or parsed.document == stored_request
+        status = next_status(kind_of(existing.request.trigger_mitigation), existing.status, Trigger.REFRESHED)
+        changes: dict[str, Any] = {
+            "lifetime": granted,
+            "expires_at": self._expiry(granted, now),
+            "request": stored_request if renewal else parsed.document,
+            "terminating_until": None,
+        }
+        if parsed.attack_status is not None:
+            changes["attack_status"] = int(parsed.attack_status)
+        revived = existing.terminating
+        if status != existing.status:
+            changes["status"] = int(status)
+        updated = existing.with_record(**changes)
+        updated.request, updated.payload = parsed, payload
+        if targets != existing.targets:
+            updated.targets = targets
+        if renewal:
+            decision.changes = SignalChanges(renewed_mitigations=[updated.record])
+        else:
+            decision.changes = SignalChanges(put_mitigations=[updated.record])
+        decision.then(lambda: self.table.hold(updated))
+        if revived:
+            # Asked again during active-but-terminating: back to active, and a longer period next time.
+            decision.then(lambda: self._lengthen_terminating_period(client))
+        if targets != existing.targets and updated.enforcing:
+            # Same request, but an alias it names now resolves differently (data channel change).
+            decision.events.append(updated_event(updated))
+        if revived:
+            decision.events.append(_changed(updated, now))
+        return Response("2.04", body=_ack_body(updated, now))
+
+    def _create(
+        self,
+        client: ClientAuthorization,
+        path: MitigatePath,
+        parsed: MitigationRequest,
+        payload: bytes | None,
+        targets: Targets,
+        granted: int,
+        now: float,
+        decision: Decision,
+    ) -> Response:
+        assert path.mid is not None
+        self._check_capacity(client, path.cuid)
+        superseded: list[Mitigation] = []
+        deactivated: list[Mitigation] = []
+        overlapping = self.table.overlapping(targets)
+        lengthen = False
+        for other, common in overlapping:
+            if other.record.client != client.name or other.record.cuid != path.cuid:
+                continue
+            if other.request.trigger_mitigation == parsed.trigger_mitigation:
+                if other.record.mid > path.mid:
+                    scope = {**common.to_yang(), "mid": other.record.mid}
+                    info = {"conflict-cause": ConflictCause.OVERLAPPING_TARGETS.label, "conflict-scope": scope}
+                    body = {MITIGATION_SCOPE: {"scope": [{"conflict-information": info}]}}
+                    raise refuse("4.09", f"overlaps mitigation mid={other.record.mid}, which has a higher 'mid'", body)
+                superseded.append(other)
+                lengthen = lengthen or other.terminating
+            elif parsed.trigger_mitigation and other.enforcing:
+                # §4.4.1.3: an immediate request deactivates an overlapping, triggered preconfigured one.
+                deactivated.append(other)
+        conflict = self._cross_client_conflict(client, overlapping, parsed, now)
+        status = next_status(kind_of(parsed.trigger_mitigation), None, Trigger.CREATED)
+        record = MitigationRecord(
+            client=client.name,
+            cuid=path.cuid,
+            mid=path.mid,
+            request=parsed.document,
+            lifetime=granted,
+            status=int(status),
+            started_at=now,
+            expires_at=self._expiry(granted, now),
+            attack_status=int(parsed.attack_status) if parsed.attack_status else None,
+            cdid=self._trusted_cdid(client, path),
+        )
+        created = Mitigation(record, parsed, targets, conflict=conflict, payload=payload)
+        parked = [
+            m.with_record(status=int(next_status("preconfigured", m.status, Trigger.DEACTIVATED))) for m in deactivated
+        ]
+        decision.changes = SignalChanges(
+            put_mitigations=[record, *(m.record for m in parked)],
+            delete_mitigations=[m.key for m in superseded],
+        )
+        new_cuid = path.cuid not in self.cuid_owner
+        if new_cuid:
+            decision.changes.put_cuids.append(CuidRecord(path.cuid, client.name, now))
+
+        def apply() -> None:
+            if lengthen:
+                self._lengthen_terminating_period(client)
+            self.cuid_owner[path.cuid] = client.name
+            self.table.hold(created)
+            for old in superseded:
+                self.table.release(old.key)
+            for after in parked:
+                self.table.hold(after)
+                self.announcements.start(after.key, int(Status.ATTACK_MITIGATION_WITHDRAWN), now)
+
+        decision.then(apply)
+        events = decision.events
+        if created.enforcing:
+            events.append(activated_event(created))
+        for old in superseded:
+            ended = next_status(kind_of(old.request.trigger_mitigation), old.status, Trigger.SUPERSEDED)
+            if old.enforcing:
+                events.append(withdrawn_event(old, "superseded"))
+            events.append(_changed(old, now, ended))
+        for before, after in zip(deactivated, parked, strict=True):
+            events.append(withdrawn_event(before, "server"))
+            events.append(_changed(after, now, Status.ATTACK_MITIGATION_WITHDRAWN))  # announced 7, stored 8
+        events.append(_changed(created, now))
+        return Response("2.01", body=_ack_body(created, now))
+
+    def _trusted_cdid(self, client: ClientAuthorization, path: MitigatePath) -> str | None:
+        """§4.4.1: a server MUST ignore a 'cdid' sent directly by a DOTS client; only a configured gateway's counts."""
+        if path.cdid is None or client.gateway or client.name in self.settings.trusted_gateways:
+            return path.cdid
+        log.info("ignoring cdid=%s from %s: not a trusted DOTS gateway", path.cdid, client.name)
+        return None
+
+    def _check_capacity(self, client: ClientAuthorization, cuid: str) -> None:
+        owned = self.table.count(client.name)
+        if owned >= self.settings.max_mitigations_per_client:
+            raise refuse("5.03", f"this DOTS client already has {owned} mitigation requests (the server's limit)")
+        if cuid not in self.cuid_owner:
+            cuids = sum(1 for owner in self.cuid_owner.values() if owner == client.name)
+            if cuids >= self.settings.max_cuids_per_client:
+                raise refuse("5.03", f"this DOTS client already uses {cuids} 'cuid' values (the server's limit)")
+
+    def _cross_client_conflict(
+        self,
+        client: ClientAuthorization,
+        overlapping: list[tuple[Mitigation, Targets]],
+        parsed: MitigationRequest,
+        now: float,
+    ) -> dict[str, Any] | None:
+        """Overlap (OVERLAPPING: the table's overlap of the request's targets) with other clients' enforced
+        mitigations (§4.4.1.3). Only the overlap, expressed in the requester's own targets, is revealed, never the
+        other client's identity or 'mid'."""
+        if not parsed.trigger_mitigation:
+            return None
+        blocking = [(m, common) for m, common in overlapping if m.record.client != client.name and m.enforcing]
+        if not blocking:
+            return None
+        common_targets = blocking[0][1]
+        for _, more in blocking[1:]:
+            common_targets = common_targets.merged(more)
+        info: dict[str, Any] = {"conflict-cause": ConflictCause.OVERLAPPING_TARGETS.label}
+        if self.settings.cross_client_conflicts == "accept":
+            info = {"conflict-status": ConflictStatus.REQUEST_ACTIVE.label, **info}
+            info["conflict-scope"] = common_targets.to_yang()
+            return info
+        lifetimes = [m.remaining_lifetime(now) for m, _ in blocking]
+        retry = self.settings.indefinite_retry_timer if -1 in lifetimes else max(lifetimes)
+        info = {
+            "conflict-status": ConflictStatus.REQUEST_INACTIVE_OTHER_ACTIVE.label,
+            **info,
+            "retry-timer": retry,
+            "conflict-scope": common_targets.to_yang(),
+        }
+        body = {MITIGATION_SCOPE: {"scope": [{"conflict-information": info}]}}
+        raise refuse("4.09", "the request overlaps a mitigation that is already active for another DOTS client", body)
+
+    # --- DELETE ------------------------------------------------------------------------------------
+
+    def _delete(self, client: ClientAuthorization, path: MitigatePath, now: float, decision: Decision) -> Response:
+        if path.mid is None:
+            raise refuse("4.00", "the mandatory 'mid' Uri-Path is missing")
+        found = self.table.get((path.cuid, path.mid))
+        # §4.4.4: 2.02 even when the mid does not exist; another client's mitigation "does not exist".
+        if found is None or found.record.client != client.name or found.terminating:
+            return Response("2.02")
+        status = next_status(kind_of(found.request.trigger_mitigation), found.status, Trigger.WITHDRAWN_BY_CLIENT)
+        if status == Status.DOTS_CLIENT_WITHDRAWN_MITIGATION:
+            period = self._terminating_period.get(client.name, self.settings.active_but_terminating)
+            updated = found.with_record(status=int(status), terminating_until=now + period)
+            decision.changes = SignalChanges(put_mitigations=[updated.record])
+            decision.then(lambda: self.table.hold(updated))
+            decision.events.append(_changed(updated, now))
+        else:
+            decision.changes = SignalChanges(delete_mitigations=[found.key])
+            decision.then(lambda: self.table.release(found.key))
+            decision.events.append(_changed(found, now, status))
+        return Response("2.02")
+
+    def _lengthen_terminating_period(self, client: ClientAuthorization) -> None:
+        current = self._terminating_period.get(client.name, self.settings.active_but_terminating)
+        self._terminating_period[client.name] = min(2 * current, self.settings.max_active_but_terminating)
+
+    # --- timers, session loss, mitigators ----------------------------------------------------------
+
+    def expire(self, now: float, decision: Decision) -> None:
+        """End every mitigation whose lifetime (or active-but-terminating period) is over."""
+        ended = self.table.due(now)
+        if not ended:
+            return
+        decision.changes = SignalChanges(delete_mitigations=[m.key for m in ended])
+
+        def release() -> None:
+            for mitigation in ended:
+                self.table.release(mitigation.key)
+
+        decision.then(release)
+        for mitigation in ended:
+            final = next_status(
+                kind_of(mitigation.request.trigger_mitigation), mitigation.status, Trigger.LIFETIME_ENDED
+            )
+            record = mitigation.record
+            if mitigation.terminating:
+                decision.events.append(withdrawn_event(mitigation, "client"))
+            else:
+                decision.events.append(
+                    MitigationExpired(
+                        record.client, record.cuid, record.mid, mitigation.mitigator_key, mitigation.enforcing
+                    )
+                )
+            decision.events.append(_changed(mitigation, now, final))
+
+    def session_lost(self, client_name: str, now: float, decision: Decision) -> None:
+        """§4.4.1.3/§4.7: activate the client's preconfigured requests; withdraw its overlapping immediate ones
+        (no active-but-terminating period for server-initiated withdrawals)."""
+        own = [m for m in self.table if m.record.client == client_name]
+        preconfigured = [m for m in own if not m.request.trigger_mitigation and not m.enforcing]
+        if not preconfigured:
+            return
+        activated = [
+            m.with_record(status=int(next_status("preconfigured", m.status, Trigger.SIGNAL_LOST)), started_at=now)
+            for m in preconfigured
+        ]
+        replaced = [
+            m
+            for m in own
+            if m.request.trigger_mitigation
+            and m.enforcing
+            and any(overlap(m.targets, p.targets) for p in preconfigured)
+        ]
+        decision.changes = SignalChanges(
+            put_mitigations=[m.record for m in activated], delete_mitigations=[m.key for m in replaced]
+        )
+
+        def apply() -> None:
+            for mitigation in activated:
+                self.table.hold(mitigation)
+            for mitigation in replaced:
+                self.table.release(mitigation.key)
+
+        decision.then(apply)
+        for mitigation in activated:
+            decision.events.append(activated_event(mitigation))
+            decision.events.append(_changed(mitigation, now))
+        for mitigation in replaced:
+            final = next_status("immediate", mitigation.status, Trigger.SIGNAL_LOST)
+            decision.events.append(withdrawn_event(mitigation, "server"))
+            decision.events.append(_changed(mitigation, now, final))
+
+    def report_status(self, key: str, status: Status, now: float, decision: Decision) -> None:
+        """A mitigator (or operator) reports progress for mitigation KEY ("<cuid>/<mid>"): statuses 1-4."""
+        mitigation = self.table.by_mitigator_key(key)
+        trigger = REPORT_TRIGGERS.get(status)
+        if mitigation is None or trigger is None or status == mitigation.status:
+            return
+        kind = kind_of(mitigation.request.trigger_mitigation)
+        if mitigation.terminating or not allowed(kind, mitigation.status, trigger):
+            return
+        stored = next_status(kind, mitigation.status, trigger)
+        updated = mitigation.with_record(status=int(stored))
+        decision.changes = SignalChanges(put_mitigations=[updated.record])
+        decision.then(lambda: self.table.hold(updated))
+        decision.events.append(_changed(updated, now, status))
+        if stored != status:  # Table 3: a preconfigured request whose attack stopped waits for a signal loss again
+            decision.events.append(withdrawn_event(mitigation, "server"))
+            decision.then(lambda: self.announcements.start(updated.key, int(status), now))
+
+    def report_counters(self, key: str, counters: Counters, now: float, decision: Decision) -> None:
+        """Latest counters measured by the mitigator (kept in memory; never invented).
+
+        A change is notified to the client's observers (§4.4.2.1), so how often counters are polled
+        (`ServerSettings.counters_interval`) is how often an attack's progress reaches the client at most.
+        """
+        mitigation = self.table.by_mitigator_key(key)
+        if mitigation is None or mitigation.counters == counters:
+            return
+
+        def record() -> None:
+            mitigation.counters = counters
+
+        decision.then(record)
+        measured = Mitigation(mitigation.record, mitigation.request, mitigation.targets, counters, mitigation.conflict)
+        decision.events.append(_changed(measured, now))
+
+    def repeat_announcements(self, now: float) -> list[Event]:
+        signal_loss = Status.ATTACK_MITIGATION_SIGNAL_LOSS
+
+        def still_parked(key: Any) -> bool:
+            mitigation = self.table.get(key)
+            return mitigation is not None and mitigation.status == signal_loss
+
+        events: list[Event] = []
+        for key, status, last in self.announcements.due(now, still_parked):
+            mitigation = self.table.get(key)
+            assert mitigation is not None
+            events.append(_changed(mitigation, now, Status(status)))
+            if last:  # the transition to 8 itself
+                events.append(_changed(mitigation, now))
+        return events
+
+
+def _ack_body(mitigation: Mitigation, now: float) -> dict[str, Any]:
+    entry: dict[str, Any] = {"mid": mitigation.record.mid, "lifetime": mitigation.remaining_lifetime(now)}
+    if mitigation.conflict:
+        entry["conflict-information"] = mitigation.conflict
+    return {MITIGATION_SCOPE: {"scope": [entry]}}
+
+
+def _changed(mitigation: Mitigation, now: float, status: Status | None = None) -> MitigationChanged:
+    record = mitigation.record
+    return MitigationChanged(record.client, record.cuid, record.mid, mitigation.snapshot_later(now, status))
+
+
+def activated_event(mitigation: Mitigation) -> MitigationActivated:
+    record = mitigation.record
+    return MitigationActivated(
+        record.client, record.cuid, record.mid, mitigation.mitigation_scope(), mitigation.names()
+    )
+
+
+def updated_event(mitigation: Mitigation) -> MitigationUpdated:
+    record = mitigation.record
+    return MitigationUpdated(record.client, record.cuid, record.mid, mitigation.mitigation_scope(), mitigation.names())
+
+
+def withdrawn_event(mitigation: Mitigation, reason: str) -> MitigationWithdrawn:
+    record = mitigation.record
+    return MitigationWithdrawn(record.client, record.cuid, record.mid, mitigation.mitigator_key, reason)

@@ -1,0 +1,119 @@
+"""Each client's liveness on the server side (RFC 9132 §4.7): traffic seen, heartbeats owed, sessions lost.
+
+Kept in memory only: a restarted server gives every client with stored mitigations a fresh clock. The clock of a
+client runs on the parameter set in force for it (idle or mitigating, §4.5), which `parameters` tells.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from opendots.signal.server.core.events import Event, HeartbeatDue, PeerBack
+from opendots.signal.server.core.heartbeat import PeerLiveness, TimerTable
+from opendots.signal.server.core.messages import HEARTBEAT, Request, Response, reject
+from opendots.signal.server.core.sessionconfig import ParameterSet
+
+
+class Peers:
+    def __init__(self, parameters: Callable[[str], ParameterSet]) -> None:
+        self._parameters = parameters
+        self._peers: dict[str, PeerLiveness] = {}
+        self._timers = TimerTable()  # each peer's next heartbeat or loss deadline
+        self._dirty: set[str] = set()  # clients whose traffic or parameter set changed: timers to look at again
+
+    def get(self, client: str) -> PeerLiveness | None:
+        return self._peers.get(client)
+
+    def restored(self, clients: Iterable[str], now: float) -> None:
+        """After a restart: each client with stored mitigations gets a fresh liveness clock."""
+        for client in clients:
+            self._peers.setdefault(client, PeerLiveness(last_traffic=now))
+            self._dirty.add(client)
+        self.flush(now)
+
+    def saw_traffic(self, client: str, now: float) -> list[Event]:
+        """A message from CLIENT itself (never something the server does on its behalf) proves it alive."""
+        parameters = self._parameters(client)
+        peer = self._peers.get(client)
+        if peer is None:
+            self._peers[client] = peer = PeerLiveness(last_traffic=now)
+        revived = peer.saw_traffic(now, parameters)
+        self._dirty.add(client)
+        return [PeerBack(client)] if revived else []
+
+    def changed(self, client: str) -> None:
+        """CLIENT's parameter set may have switched (its enforcement or configuration changed)."""
+        self._dirty.add(client)
+
+    def config_changed(self, client: str, now: float) -> None:
+        """CLIENT's session configuration changed: its heartbeat clock restarts on the new parameters."""
+        peer = self._peers.get(client)
+        if peer is not None:
+            peer.rearm(now, self._parameters(client))
+        self._dirty.add(client)
+
+    def flush(self, now: float) -> None:
+        while self._dirty:
+            self._sync(self._dirty.pop(), now)
+
+    def _sync(self, client: str, now: float) -> None:
+        """Arm CLIENT's clock for the parameter set in force, and (re)schedule its timer."""
+        peer = self._peers.get(client)
+        if peer is None:
+            return
+        parameters = self._parameters(client)
+        peer.sync(now, parameters)
+        deadlines = [d for d in (peer.loss_deadline(parameters), peer.heartbeat_deadline(parameters)) if d is not None]
+        self._timers.set(client, min(deadlines, default=None))
+
+    def next_due(self) -> float | None:
+        earliest = self._timers.earliest()
+        return earliest[0] if earliest is not None else None
+
+    def due(self, now: float, events: list[Event]) -> str | None:
+        """Send the heartbeats that are due (appended to EVENTS) until a peer whose session is lost comes up: its
+        name is returned, and it stays scheduled until `lost(name)` is called (after the decision about its
+        mitigations is stored). None: nothing more is due now."""
+        while (earliest := self._timers.earliest()) is not None and earliest[0] <= now:
+            name = earliest[1]
+            peer = self._peers[name]
+            parameters = self._parameters(name)
+            loss = peer.loss_deadline(parameters)
+            if loss is not None and loss <= now:
+                return name
+            heartbeat = peer.heartbeat_deadline(parameters)
+            if heartbeat is not None and heartbeat <= now:
+                events.append(HeartbeatDue(name, peer.peer_hb_status(now, parameters)))
+                peer.next_heartbeat = max(heartbeat + parameters.heartbeat_interval, now)
+            self._timers.set(name, None)  # looked at: rescheduled from its new state just below
+            self._sync(name, now)
+        return None
+
+    def lost(self, client: str, now: float) -> None:
+        self._peers[client].lost = True
+        self._timers.set(client, None)
+        self._sync(client, now)
+
+    def heartbeat(self, client: str, request: Request, now: float, events: list[Event]) -> Response:
+        """PUT /hb from CLIENT (§4.7)."""
+        if request.method != "PUT":
+            raise reject("4.05", f"{request.method} is not allowed on hb")
+        content = _heartbeat_content(request.body)
+        if content is None:
+            raise reject("4.00", f"a heartbeat body is {{'{HEARTBEAT}': {{'peer-hb-status': true|false}}}}")
+        if not isinstance(content["peer-hb-status"], bool):
+            raise reject("4.00", "'peer-hb-status' must be true or false")
+        peer = self._peers[client]
+        peer.last_client_heartbeat = now
+        if not content["peer-hb-status"]:
+            # The client does not hear our heartbeats: send one right away (§4.7).
+            parameters = self._parameters(client)
+            events.append(HeartbeatDue(client, peer.peer_hb_status(now, parameters)))
+            peer.rearm(now, parameters)
+        return Response("2.04")
+
+
+def _heartbeat_content(body: Any) -> dict[str, Any] | None:
+    content = body.get(HEARTBEAT) if isinstance(body, dict) and set(body) == {HEARTBEAT} else None
+    return content if isinstance(content, dict) and set(content) == {"peer-hb-status"} else None

@@ -1,0 +1,295 @@
+"""The sans-I/O DOTS signal-channel server (RFC 9132): requests in, decisions out.
+
+    server = SignalServer(settings, store.load(), now=time.time())
+    decision = server.handle(request, now)        # or handle_timer(now), report_status(...), ...
+    store.apply(decision.changes)                 # durable first (a failure: server.write_failed(decision, now))
+    server.apply(decision)                        # then memory
+    send(decision.response); act_on(decision.observed + decision.events)
+
+`opendots.signal.server.shell.durable.settle` does those steps. The core never writes: each decision carries the changes
+to store and the in-memory changes to make once they are stored, so nothing is acknowledged before it is durable,
+and a failed write (5.03) changes nothing. Errors are Response values; no exception leaves this object.
+
+The work is split by concern: `MitigationRequests` (/mitigate, its timers, mitigators' reports; status changes in
+`transitions`), `SessionConfigs` (/config), `Peers` (heartbeats and liveness). This class authenticates, dispatches
+by path type, and keeps the order of timers.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
+from typing import Any
+
+from opendots.config import ClientAuthorization
+from opendots.domain import Counters
+from opendots.signal.server.core.authorization import resolve_aliases
+from opendots.signal.server.core.bodies import decoded
+from opendots.signal.server.core.decision import Decision
+from opendots.signal.server.core.events import Event, PeerLost, RedirectionChanged
+from opendots.signal.server.core.heartbeat import PeerLiveness
+from opendots.signal.server.core.messages import REDIRECTED_SIGNAL, Rejected, Request, Response, Status, error, reject
+from opendots.signal.server.core.mitigation_requests import MitigationRequests, activated_event
+from opendots.signal.server.core.mitigation_table import MitigationTable
+from opendots.signal.server.core.mitigations import Mitigation
+from opendots.signal.server.core.paths import ConfigPath, HeartbeatPath, MitigatePath, parse_path
+from opendots.signal.server.core.peers import Peers
+from opendots.signal.server.core.policy import Redirection, ServerSettings
+from opendots.signal.server.core.scope import parse_scope_entry
+from opendots.signal.server.core.session_configs import SessionConfigs
+from opendots.signal.server.core.sessionconfig import ParameterSet, SessionConfig
+from opendots.store.records import SignalState
+
+log = logging.getLogger(__name__)
+
+STORE_RETRY_DELAY = 1.0  # seconds between attempts to store timer-driven changes after a storage failure
+UNSTORED = "the DOTS server could not store the request; retry later"
+
+Handler = Callable[[ClientAuthorization, Any, Request, float, Decision], Response]
+
+
+class SignalServer:
+    def __init__(self, settings: ServerSettings, state: SignalState, now: float) -> None:
+        self.settings = settings
+        self._now = now
+        self._clients = {client.cuid: client for client in settings.clients}
+        self._by_name = {client.name: client for client in settings.clients}
+        self.peers = Peers(self._parameters)
+        self.table = MitigationTable(on_enforcing_changed=self.peers.changed)
+        self.mitigation_requests = MitigationRequests(
+            lambda: self.settings, self.table, lambda name: self._by_name.get(name)
+        )
+        self.configs = SessionConfigs(
+            settings.session_defaults, settings.limits, settings.config_max_age, self.peers.config_changed
+        )
+        self._handlers: dict[type, Handler] = {
+            MitigatePath: self.mitigation_requests.handle,
+            ConfigPath: lambda client, path, request, now, decision: self.configs.handle(
+                client.name, path, request, now, decision
+            ),
+            HeartbeatPath: lambda client, path, request, now, decision: self.peers.heartbeat(
+                client.name, request, now, decision.events
+            ),
+        }
+        self._store_retry_at: float | None = None  # after a failed timer write, wait before trying again
+        self._pending: Decision | None = None
+        self.redirection: Redirection | None = None
+        self._restore(state, now)
+
+    # --- start-up ------------------------------------------------------------------------------------
+
+    def set_clients(self, clients: Sequence[ClientAuthorization]) -> None:
+        """Operator reload: the authorized clients and what each may protect change from the next request on.
+        Sessions, peers and stored mitigations stay; a removed client's requests get 4.01, and its mitigations
+        run until they end (they are not withdrawn behind its back)."""
+        self.settings = replace(self.settings, clients=list(clients))
+        self._clients = {client.cuid: client for client in clients}
+        self._by_name = {client.name: client for client in clients}
+        for client in clients:
+            self.mitigation_requests.cuid_owner.setdefault(client.cuid, client.name)
+
+    def _restore(self, state: SignalState, now: float) -> None:
+        owners = self.mitigation_requests.cuid_owner
+        for client in self.settings.clients:
+            owners[client.cuid] = client.name
+        for cuid in state.cuids:
+            owners.setdefault(cuid.cuid, cuid.client)
+        self.configs.restored(state.session_configs)
+        for record in state.mitigations:
+            client = self._by_name.get(record.client)
+            request = parse_scope_entry(record.request)  # validated when it was accepted
+            targets = request.targets
+            if client is not None:
+                try:
+                    targets = resolve_aliases(client, request.targets, self.settings.aliases)
+                except Rejected as problem:
+                    # An alias deleted since: keep the literal targets rather than drop an acknowledged mitigation.
+                    log.warning("mitigation %s/%s: %s", record.cuid, record.mid, problem.response.diagnostic)
+            self.table.hold(Mitigation(record, request, targets))
+        # A restarted server gives each client with stored mitigations a fresh liveness clock.
+        self.peers.restored(dict.fromkeys(record.client for record in state.mitigations), now)
+
+    def restore_events(self) -> list[Event]:
+        """MitigationActivated for every mitigation that must be enforced: call once after start-up, since
+        actuators (BGP speakers, nftables) do not keep state across our restart."""
+        return [activated_event(m) for m in self.table if m.enforcing]
+
+    # --- decisions: every entry point returns one; the shell stores it, then applies it ----------------
+
+    def apply(self, decision: Decision) -> None:
+        """DECISION's changes are durable: make its in-memory changes."""
+        self._pending = None
+        for effect in decision.effects:
+            effect()
+        self._store_retry_at = None
+        self.peers.flush(self._now)
+
+    def write_failed(self, decision: Decision, now: float) -> Response | None:
+        """DECISION's changes could not be stored: memory stays as it was; a request is answered 5.03, a timer's
+        work is tried again in STORE_RETRY_DELAY seconds (not in a busy loop)."""
+        self._pending = None
+        if decision.response is None:
+            self._store_retry_at = now + STORE_RETRY_DELAY
+            return None
+        return error("5.03", UNSTORED)
+
+    def _decide(self, now: float) -> Decision:
+        if self._pending is not None:
+            raise RuntimeError("the last decision was neither applied nor refused: deciding now would use stale state")
+        self._now = now
+        return Decision()
+
+    def _decided(self, decision: Decision) -> Decision:
+        if decision.pending:
+            self._pending = decision
+        else:
+            self.peers.flush(self._now)
+        return decision
+
+    # --- requests ------------------------------------------------------------------------------------
+
+    def handle(self, request: Request, now: float) -> Decision:
+        decision = self._decide(now)
+        try:
+            client = self._authenticate(request)
+        except Rejected as refused:
+            decision.response = refused.response
+            return self._decided(decision)
+        decision.observed += self.peers.saw_traffic(client.name, now)
+        try:
+            path = parse_path(request.path)
+            if self.redirection is not None and not isinstance(path, HeartbeatPath):
+                decision.response = self._redirect_response()
+                return self._decided(decision)
+            if not (isinstance(path, MitigatePath) and request.method == "PUT"):
+                request = decoded(request)  # a mitigation PUT decodes its own: it may repeat the stored request
+            decision.response = self._handlers[type(path)](client, path, request, now, decision)
+        except Rejected as refused:
+            decision = Decision(response=refused.response, observed=decision.observed)
+        return self._decided(decision)
+
+    def _authenticate(self, request: Request) -> ClientAuthorization:
+        client = self._clients.get(request.peer) if request.peer else None
+        if client is None:
+            raise reject("4.01", "this DOTS client is not authorized to use this DOTS server")
+        return client
+
+    def _redirect_response(self) -> Response:
+        assert self.redirection is not None
+        return Response("5.03", body=self.redirect_body(), max_age=self.redirection.ttl)
+
+    def redirect_body(self) -> dict[str, Any] | None:
+        if self.redirection is None:
+            return None
+        body: dict[str, Any] = {"alt-server": self.redirection.alt_server}
+        if self.redirection.records:
+            body["alt-server-record"] = list(self.redirection.records)
+        return {REDIRECTED_SIGNAL: body}
+
+    def render_mitigations(
+        self, client_name: str, cuid: str, mid: int | None, query: Iterable[str], now: float
+    ) -> Response:
+        """Re-render an observed GET (notifications for observers of all of a client's mitigations). Not traffic
+        from the client: a server re-rendering on its own must not keep a silent client's session alive (§4.7)."""
+        client = self._by_name.get(client_name)
+        if client is None:
+            return Response("4.04", diagnostic="unknown client")
+        if self.redirection is not None:
+            return self._redirect_response()
+        try:
+            return self.mitigation_requests.get(client, MitigatePath(cuid=cuid, mid=mid), query, False, now)
+        except Rejected as refused:
+            return refused.response
+
+    def note_traffic(self, client_name: str, now: float) -> list[Event]:
+        """Anything else received from a client: a heartbeat response, a new session (§4.7)."""
+        if client_name not in self._by_name:
+            return []
+        events = self.peers.saw_traffic(client_name, now)
+        self.peers.flush(now)
+        return events
+
+    def client_name(self, peer: str | None) -> str | None:
+        client = self._clients.get(peer) if peer else None
+        return client.name if client else None
+
+    # --- timers --------------------------------------------------------------------------------------
+
+    def next_timer(self) -> float | None:
+        """When handle_timer() next has something to do (absolute time), None when nothing is pending."""
+        deadlines = [
+            due
+            for due in (
+                self.table.next_deadline(),
+                self.mitigation_requests.announcements.next_due(),
+                self.peers.next_due(),
+            )
+            if due is not None
+        ]
+        earliest = min(deadlines, default=None)
+        if earliest is not None and self._store_retry_at is not None:
+            return max(earliest, self._store_retry_at)
+        return earliest
+
+    def handle_timer(self, now: float) -> Decision:
+        """One step of what is due at NOW: repeated announcements, then the mitigations whose time is up, then the
+        peers (heartbeats; a lost session's preconfigured requests, one client per step). Call again while
+        next_timer() <= now: each step's changes are stored before the next step is decided."""
+        decision = self._decide(now)
+        if self._store_retry_at is not None and now < self._store_retry_at:
+            return decision
+        # Announcements and heartbeats store nothing: they go out whatever happens to this step's writes.
+        decision.observed += self.mitigation_requests.repeat_announcements(now)
+        self.mitigation_requests.expire(now, decision)
+        if decision.pending:
+            return self._decided(decision)
+        while (lost := self.peers.due(now, decision.observed)) is not None:
+            decision.events.append(PeerLost(lost))
+            self.mitigation_requests.session_lost(lost, now, decision)
+            if decision.changes:  # stored first; the next step looks at the other peers
+                decision.then(functools.partial(self.peers.lost, lost, now))
+                break
+            self.peers.lost(lost, now)  # nothing to store: the session is lost now
+        return self._decided(decision)
+
+    # --- feedback from mitigators and the operator ---------------------------------------------------
+
+    def report_status(self, key: str, status: Status, now: float) -> Decision:
+        """A mitigator (or operator) reports progress for mitigation KEY ("<cuid>/<mid>"): statuses 1-4."""
+        decision = self._decide(now)
+        self.mitigation_requests.report_status(key, status, now, decision)
+        return self._decided(decision)
+
+    def report_counters(self, key: str, counters: Counters, now: float) -> Decision:
+        decision = self._decide(now)
+        self.mitigation_requests.report_counters(key, counters, now, decision)
+        return self._decided(decision)
+
+    def acl_activation_changed(self, cuid: str, now: float) -> list[Event]:
+        """The data channel changed CUID's ACLs: observers of mitigations naming them are notified (RFC 9133)."""
+        return self.mitigation_requests.acls.activation_changed(self._clients.get(cuid), cuid, self.table, now)
+
+    def set_redirection(self, redirection: Redirection | None) -> list[Event]:
+        """Operator: send clients to an alternate server (5.03, §4.6), or stop (None)."""
+        self.redirection = redirection
+        return [RedirectionChanged(self.redirect_body(), redirection.ttl if redirection else None)]
+
+    # --- what the shell, the metrics and the operator read --------------------------------------------
+
+    def session_config(self, client_name: str) -> SessionConfig:
+        return self.configs.of(client_name)
+
+    def is_enforcing(self, client_name: str) -> bool:
+        return self.table.is_enforcing(client_name)
+
+    def mitigations(self) -> list[Mitigation]:
+        return list(self.table)
+
+    def liveness(self, client_name: str) -> PeerLiveness | None:
+        """What the server knows of CLIENT_NAME's session (None: no traffic since start-up)."""
+        return self.peers.get(client_name)
+
+    def _parameters(self, client_name: str) -> ParameterSet:
+        return self.configs.parameters(client_name, self.table.is_enforcing(client_name))

@@ -1,0 +1,381 @@
+"""The CoAP face of the DOTS signal channel: one aiocoap resource under /.well-known/dots.
+
+It takes the client's identity from the (D)TLS session (opendots.transport.peer_identity), checks the
+Content-Format, hands a plain Request with the CBOR bytes to the SignalService (the core decodes them once the
+peer is authenticated, and not at all when they repeat the stored request), and encodes the answer.
+Observations (mitigate and config, RFC 9132 §4.4.2.1, §4.5.3) are kept per client: a notification is
+only ever rendered for, and sent to, observers authenticated as the owner of what changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import hashlib
+import itertools
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import aiocoap
+import aiocoap.resource
+from aiocoap.blockwise import Block1Spool, IncompleteException
+from aiocoap.numbers.codes import Code
+from aiocoap.numbers.optionnumbers import OptionNumber
+from aiocoap.numbers.types import NON
+
+from opendots.domain import DOTS_CBOR_CONTENT_FORMAT
+from opendots.model import DEFAULT_MAX_SIZE, ModelError, decode_signal, encode_signal
+from opendots.signal.server.core import (
+    Event,
+    MitigationChanged,
+    RedirectionChanged,
+    Request,
+    Response,
+    SessionConfigChanged,
+)
+from opendots.signal.server.core.messages import HEARTBEAT, Rejected
+from opendots.signal.server.core.mitigations import content_view
+from opendots.signal.server.core.paths import ConfigPath, MitigatePath, parse_path
+from opendots.signal.server.core.query import parse_mitigation_query
+from opendots.signal.server.shell.service import SignalService
+from opendots.transport import peer_identity
+from opendots.transport.block1 import Block1Assembler, Complete, Continue, Refuse
+
+log = logging.getLogger(__name__)
+
+DOTS_CBOR = DOTS_CBOR_CONTENT_FORMAT  # application/dots+cbor (RFC 9132 §10.4)
+TEXT_PLAIN = 0
+WELL_KNOWN_DOTS = (".well-known", "dots")
+_BLOCK_KEY_IGNORES = (OptionNumber.BLOCK1, OptionNumber.BLOCK2, OptionNumber.SIZE1, OptionNumber.OBSERVE)
+
+
+@dataclass
+class _Observation:
+    client: str
+    path: MitigatePath | ConfigPath
+    query: tuple[str, ...]
+    handle: Any
+    """aiocoap ServerObservation."""
+    content: str = "a"
+    """Its Uri-Query 'c' (c, n or a): which members every notification carries."""
+
+
+def to_message(response: Response) -> aiocoap.Message:
+    """A core Response as a CoAP message (CBOR body, or a plain-text diagnostic)."""
+    major, minor = response.code.split(".")
+    message = aiocoap.Message(code=Code((int(major) << 5) | int(minor)))
+    if response.body is not None:
+        try:
+            # Bodies the server built itself: not validated in production (~3x the encoding cost); the test suites
+            # turn validation back on (opendots.model.codec.validate_every_encoding) so a builder bug still fails.
+            message.payload = encode_signal(response.body, validate=False)
+        except ModelError as problem:  # our own output failed validation (tests): a bug, never send it
+            log.error("refusing to send an invalid body (%s): %r", problem.diagnostic, response.body)
+            return aiocoap.Message(code=Code.INTERNAL_SERVER_ERROR, payload=b"invalid response body")
+        message.opt.content_format = DOTS_CBOR
+    elif response.diagnostic:
+        message.payload = response.diagnostic.encode()
+        message.opt.content_format = TEXT_PLAIN
+    if response.max_age is not None:
+        message.opt.max_age = response.max_age
+    return message
+
+
+class _Block1Spool(Block1Spool):
+    """aiocoap 0.4.17's spool lets the ValueError of a block that leaves a gap (or overlaps) escape, although its
+    own comment means it as 4.08 Request Entity Incomplete (RFC 7959 §2.9.2): the client got a 5.00, the log a
+    traceback. Found by fuzzing (tools/fuzz_campaign.py)."""
+
+    def feed_and_take(self, req: aiocoap.Message) -> aiocoap.Message:
+        try:
+            return super().feed_and_take(req)
+        except ValueError:
+            raise IncompleteException from None
+
+
+class DotsResource(aiocoap.resource.ObservableResource, aiocoap.resource.PathCapable):
+    """mitigate, config and hb, all below /.well-known/dots (the remaining Uri-Path reaches `render`)."""
+
+    def __init__(self, service: SignalService) -> None:
+        super().__init__()
+        self._block1 = _Block1Spool()  # aiocoap's Resource reassembles Block1 requests in this attribute
+        self.service = service
+        self._observers: dict[str, dict[int, _Observation]] = {}
+        """Per client name: a change is only ever looked up among its owner's observers (O(own), not O(all))."""
+        self._ids = itertools.count()
+        self.requests: collections.Counter[tuple[str, str, str]] = collections.Counter()
+        """(method, resource, response code) of every request answered: for metrics."""
+        self.remotes: dict[str, Any] = {}
+        """Latest aiocoap remote of each client (by name): where server-initiated heartbeats go."""
+        self._block_tasks: set[asyncio.Task[None]] = set()
+        self.uploads = Block1Assembler(DEFAULT_MAX_SIZE)
+        """Unfinished Block1 request bodies (RFC 7959 §2.5), checked against the body limit on every block."""
+
+    async def needs_blockwise_assembly(self, request: aiocoap.Message) -> bool:
+        return True
+
+    def answer_now(self, pipe: Any) -> bool:
+        """Answer a request that is neither an Observe registration nor part of a block-wise transfer (nearly
+        every PUT, DELETE and heartbeat) synchronously, from the transport's receive callback (see
+        opendots.transport.aiocoap_hooks.PromptAnswerContext); False leaves the request to aiocoap's generic path.
+        A response too large for one message still goes through aiocoap's Block2 cache."""
+        request = pipe.request
+        options = request.opt
+        if options.observe is not None and request.code not in (aiocoap.GET, aiocoap.FETCH):
+            options.observe = None  # RFC 7641 §2: Observe means nothing on other methods; aiocoap would trip on it
+        block1 = options.block1
+        if block1 is not None:
+            upload = self._take_block(request)
+            if not isinstance(upload, Complete):
+                pipe.add_response(upload, is_last=True)
+                return True
+            request.payload = upload.body
+            options.block1 = None
+        elif options.observe is not None or options.block2 is not None:
+            return False
+        try:
+            response = self._answer(request)
+        except Exception:  # a bug: the client gets a 5.00 as aiocoap would answer, the server keeps running
+            log.exception("rendering %s %s failed", request.code, "/".join(options.uri_path))
+            response = _internal_error()
+        if block1 is not None:
+            response.opt.block1 = block1  # RFC 7959 §2.3: the final response echoes the last block's option
+        if _needs_blocks(request, response):
+            _tag(request, response)
+            task = asyncio.get_running_loop().create_task(self._answer_in_blocks(pipe, response))
+            self._block_tasks.add(task)  # the loop keeps only a weak reference to a task
+            task.add_done_callback(self._block_tasks.discard)
+        else:
+            pipe.add_response(response, is_last=True)
+        return True
+
+    def _take_block(self, request: aiocoap.Message) -> aiocoap.Message | Complete:
+        """Feed one Block1 block to the assembler: the whole body once complete, else the answer to send now."""
+        block1 = request.opt.block1
+        payload = request.payload
+        peer = request.remote.blockwise_key
+        key = (peer, request.get_cache_key(_BLOCK_KEY_IGNORES))
+        bert = block1.size_exponent == 7  # RFC 8323 §6: one or more 1024-byte blocks per message, numbered per 1024
+        whole = len(payload) == block1.size or (bert and payload and len(payload) % 1024 == 0)
+        if block1.more and not whole:
+            result: Continue | Refuse | Complete = self.uploads.refuse(
+                key, "4.00", f"a block with more to come must carry {block1.size} bytes, not {len(payload)}"
+            )
+        else:
+            result = self.uploads.feed(
+                peer,
+                key,
+                start=block1.block_number * (1024 if bert else block1.size),
+                more=block1.more,
+                payload=payload,
+                size1=request.opt.size1,
+                now=asyncio.get_running_loop().time(),
+            )
+        if isinstance(result, Complete):
+            return result
+        path = request.opt.uri_path
+        resource = path[0] if path and path[0] in ("mitigate", "config", "hb") else "other"
+        if isinstance(result, Continue):
+            response = aiocoap.Message(code=Code.CONTINUE)
+            response.opt.block1 = block1
+            return response
+        major, minor = result.code.split(".")
+        response = aiocoap.Message(
+            code=Code((int(major) << 5) | int(minor)), payload=result.diagnostic.encode(), content_format=TEXT_PLAIN
+        )
+        if result.size1 is not None:
+            response.opt.size1 = result.size1
+        self.requests[(request.code.name, resource, response.code.dotted)] += 1
+        return response
+
+    async def _answer_in_blocks(self, pipe: Any, response: aiocoap.Message) -> None:
+        try:
+            first_block = await self._block2.extract_or_insert(pipe.request, lambda: _ready(response))
+        except Exception:  # as answer_now: never leave the client without an answer, never lose the server
+            log.exception("splitting the answer to %s into blocks failed", pipe.request.code)
+            first_block = _internal_error()
+        pipe.add_response(first_block, is_last=True)
+
+    async def render_to_pipe(self, pipe: Any) -> None:
+        """aiocoap's path (used when answer_now declined, or by a plain aiocoap Context)."""
+        if not self.answer_now(pipe):
+            await super().render_to_pipe(pipe)
+
+    async def render(self, request: aiocoap.Message) -> aiocoap.Message:
+        response = self._answer(request)
+        if _needs_blocks(request, response):
+            _tag(request, response)
+        return response
+
+    def _answer(self, request: aiocoap.Message) -> aiocoap.Message:
+        decoded = self._request(request)
+        response = decoded if isinstance(decoded, aiocoap.Message) else to_message(self.service.handle(decoded))
+        path = request.opt.uri_path
+        resource = path[0] if path and path[0] in ("mitigate", "config", "hb") else "other"
+        self.requests[(request.code.name, resource, response.code.dotted)] += 1
+        return response
+
+    def _request(self, message: aiocoap.Message) -> Request | aiocoap.Message:
+        identity = peer_identity(message)
+        client = self.service.core.client_name(identity.cuid if identity is not None else None)
+        if client is not None:
+            self.remotes[client] = message.remote
+        payload = message.payload or None
+        if payload is not None and message.opt.content_format not in (None, DOTS_CBOR):
+            return to_message(Response("4.15", diagnostic="the payload must be application/dots+cbor (271)"))
+        if_match = message.opt.if_match
+        return Request(
+            method=message.code.name,
+            path=tuple(message.opt.uri_path),
+            peer=identity.cuid if identity is not None else None,
+            payload=payload,
+            query=tuple(message.opt.uri_query),
+            observe=message.opt.observe,
+            if_match_empty=bool(if_match) and all(tag == b"" for tag in if_match),
+        )
+
+    async def add_observation(self, request: aiocoap.Message, serverobservation: Any) -> None:
+        identity = peer_identity(request)
+        client = self.service.core.client_name(identity.cuid if identity else None)
+        if client is None or request.code != aiocoap.GET:
+            return _decline(serverobservation)
+        try:
+            path = parse_path(tuple(request.opt.uri_path))
+        except Exception:
+            return _decline(serverobservation)
+        if not isinstance(path, MitigatePath | ConfigPath):
+            return _decline(serverobservation)
+        query = tuple(request.opt.uri_query)
+        try:
+            content = parse_mitigation_query(query).content if isinstance(path, MitigatePath) else "a"
+        except Rejected:
+            return _decline(serverobservation)  # the GET itself is refused (4.00): no observation
+        key = next(self._ids)
+        own = self._observers.setdefault(client, {})
+        own[key] = _Observation(client, path, query, serverobservation, content)
+        serverobservation.accept(lambda: self._forget_observation(client, key))
+
+    def _forget_observation(self, client: str, key: int) -> None:
+        own = self._observers.get(client)
+        if own is not None:
+            own.pop(key, None)
+            if not own:
+                del self._observers[client]
+
+    def observations(self, client: str | None = None) -> list[_Observation]:
+        if client is not None:
+            return list(self._observers.get(client, {}).values())
+        return [observation for own in self._observers.values() for observation in own.values()]
+
+    def observer_count(self, client: str | None = None) -> int:
+        return len(self.observations(client))
+
+    def notify(self, event: Event) -> None:
+        """Turn a core event into Non-confirmable notifications for the owner's observers only."""
+        if isinstance(event, MitigationChanged):
+            self._mitigation_changed(event)
+        elif isinstance(event, SessionConfigChanged):
+            for observation in self.observations(event.client):
+                if isinstance(observation.path, ConfigPath):
+                    observation.handle.trigger()
+        elif isinstance(event, RedirectionChanged) and event.body is not None:
+            for observation in self.observations():
+                observation.handle.trigger(
+                    _non(to_message(Response("5.03", body=event.body, max_age=event.max_age))), is_last=True
+                )
+
+    def _mitigation_changed(self, event: MitigationChanged) -> None:
+        now = self.service.clock()
+        for observation in self.observations(event.client):
+            path = observation.path
+            if not isinstance(path, MitigatePath) or path.cuid != event.cuid:
+                continue
+            if path.mid is not None and path.mid != event.mid:
+                continue
+            response = Response("2.05", body=content_view(event.snapshot, observation.content))
+            if path.mid is None:
+                current = self.service.core.render_mitigations(event.client, event.cuid, None, observation.query, now)
+                if current.code == "2.05":
+                    response = current
+            observation.handle.trigger(_non(to_message(response)))
+
+
+def _needs_blocks(request: aiocoap.Message, response: aiocoap.Message) -> bool:
+    block2 = request.opt.block2
+    size = len(response.payload)
+    return size > request.remote.maximum_payload_size or (block2 is not None and size > block2.size)
+
+
+def _tag(request: aiocoap.Message, response: aiocoap.Message) -> None:
+    """RFC 9132 §4.4.2: a GET answered in Block2 blocks carries an ETag (the same in every block), so a client can
+    tell that blocks came from one representation of a resource that changes (c=n, c=a)."""
+    if request.code == aiocoap.GET and response.code.is_successful() and response.opt.etag is None:
+        response.opt.etag = hashlib.blake2b(response.payload, digest_size=8).digest()
+
+
+def _decline(serverobservation: Any) -> None:
+    """No observation: aiocoap (0.4.17) calls the cancellation callback of every observation it offered, accepted or
+    not, so accept and withdraw at once (an early deregistration): the request gets its answer alone, instead of the
+    answer and an AttributeError logged after it. Found by fuzzing (tools/fuzz_campaign.py)."""
+    serverobservation.accept(lambda: None)
+    serverobservation.deregister()
+
+
+def _internal_error() -> aiocoap.Message:
+    """What a client gets when rendering its request hit a bug: 5.00 with a plain-text diagnostic."""
+    return aiocoap.Message(code=Code.INTERNAL_SERVER_ERROR, payload=b"internal error", content_format=TEXT_PLAIN)
+
+
+async def _ready(message: aiocoap.Message) -> aiocoap.Message:
+    return message
+
+
+def _non(message: aiocoap.Message) -> aiocoap.Message:
+    """RFC 9132 §4.4.2.1: notifications are always Non-confirmable."""
+    message.mtype = NON
+    return message
+
+
+class DotsSite(aiocoap.resource.Site):
+    """The server's root: hands /.well-known/dots/... to the DOTS resource directly.
+
+    aiocoap's Site strips the path by copying the whole request (a deepcopy of its options, the single largest
+    cost of a PUT after the store); here the path of the incoming request is shortened in place. Any other
+    path (/.well-known/core, unknown ones) goes through the ordinary Site.
+    """
+
+    def __init__(self, resource: DotsResource) -> None:
+        super().__init__()
+        self.dots = resource
+        self.add_resource(WELL_KNOWN_DOTS, resource)
+
+    def answer_now(self, pipe: Any) -> bool:
+        """/.well-known/dots/... answered on the spot when the DOTS resource can (PromptAnswerContext)."""
+        if not self._strip_dots_prefix(pipe.request.opt):
+            return False
+        if self.dots.answer_now(pipe):
+            return True
+        pipe.request.opt.uri_path = (*WELL_KNOWN_DOTS, *pipe.request.opt.uri_path)  # aiocoap's path strips it again
+        return False
+
+    async def render_to_pipe(self, pipe: Any) -> None:
+        if self._strip_dots_prefix(pipe.request.opt):
+            return await self.dots.render_to_pipe(pipe)
+        return await super().render_to_pipe(pipe)
+
+    @staticmethod
+    def _strip_dots_prefix(options: Any) -> bool:
+        path = options.uri_path
+        if len(path) > len(WELL_KNOWN_DOTS) and path[:2] == WELL_KNOWN_DOTS and options.uri_path_abbrev is None:
+            remainder = path[2:]
+            options.uri_path = () if remainder == ("",) else remainder  # as Site does for a trailing slash
+            return True
+        return False
+
+
+def build_site(service: SignalService) -> tuple[aiocoap.resource.Site, DotsResource]:
+    # Load the YANG schema now, not on the first client's request (~1 s): decode a heartbeat once.
+    decode_signal(encode_signal({HEARTBEAT: {"peer-hb-status": True}}))
+    resource = DotsResource(service)
+    return DotsSite(resource), resource

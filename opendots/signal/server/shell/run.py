@@ -1,0 +1,255 @@
+"""A complete DOTS signal-channel server: store, core, service, CoAP resources over DTLS and TLS."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import aiocoap
+
+from opendots.config import ConfigError, ServerConfig
+from opendots.data.records import DataChannelQuery
+from opendots.data.service import DataChannelService
+from opendots.data.settings import data_settings_from_table
+from opendots.mitigate.base import Mitigator
+from opendots.mitigate.router import MitigatorRouter, build_router
+from opendots.model import encode_signal
+from opendots.signal.server.core import (
+    Event,
+    HeartbeatDue,
+    MitigationActivated,
+    MitigationExpired,
+    MitigationWithdrawn,
+    PeerLost,
+    ServerSettings,
+    SignalServer,
+)
+from opendots.signal.server.core.messages import HEARTBEAT
+from opendots.signal.server.shell.acls import AclEnforcer, DataChannelAclControl
+from opendots.signal.server.shell.aliases import DataChannelAliases
+from opendots.signal.server.shell.checkpoints import checkpoint_in_background
+from opendots.signal.server.shell.collection import FullCollections, hand_back, take_over
+from opendots.signal.server.shell.resources import DOTS_CBOR, WELL_KNOWN_DOTS, DotsResource, build_site
+from opendots.signal.server.shell.service import SignalService
+from opendots.signal.server.shell.settings import settings_from_table
+from opendots.store.data_channel import SqliteDataChannelStore
+from opendots.store.signal import SignalStore, SqliteSignalStore
+from opendots.store.sqlite import SqliteDatabase
+from opendots.transport import SessionEvent, SignalServerEndpoint, start_server
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunningSignalServer:
+    service: SignalService
+    resource: DotsResource
+    endpoint: SignalServerEndpoint
+    store: SignalStore
+    acls: AclEnforcer | None = None
+    """Enforces the data channel's ACLs (None when the server runs without a data-channel store)."""
+    config: ServerConfig | None = None
+    certificate_cuid: dict[str, str] = field(default_factory=dict)
+    """Client name -> the CUID of its certificate (where its data-channel ACLs live)."""
+    full_collections: FullCollections | None = None
+    """The timer that runs the full garbage collections (None: CPython's own policy)."""
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def reload_clients(self, fresh: ServerConfig) -> dict[str, list[str]]:
+        """Adopt FRESH's [[clients]] (names, CUIDs, what each may protect) without dropping a session: SIGHUP or
+        `opendots admin reload`. Everything else in the file needs a restart. Returns the names added, removed
+        and changed; raises ConfigError, changing nothing, if a [[mitigators]] entry names a removed client."""
+        assert self.config is not None
+        names = {client.name for client in fresh.clients}
+        router = self.service.mitigator
+        if isinstance(router, MitigatorRouter):
+            orphaned = sorted({n for a in router.assignments for n in a.clients} - names)
+            if orphaned:
+                raise ConfigError(f"[[mitigators]] still name clients the new [[clients]] drop: {orphaned}")
+        if len({client.cuid for client in fresh.clients}) != len(fresh.clients) or len(names) != len(fresh.clients):
+            raise ConfigError("[[clients]] repeats a name or a cuid")
+        before = {client.name: client for client in self.config.clients}
+        after = {client.name: client for client in fresh.clients}
+        self.service.core.set_clients(fresh.clients)
+        aliases = self.service.core.settings.aliases
+        if isinstance(aliases, DataChannelAliases):
+            aliases.set_clients(fresh.clients)
+        if isinstance(router, MitigatorRouter):
+            router.client_names = {client.cuid: client.name for client in fresh.clients}
+        self.config.clients = list(fresh.clients)  # shared with the data channel and the ACL enforcer
+        self.certificate_cuid.clear()
+        self.certificate_cuid.update({client.name: client.cuid for client in fresh.clients})
+        changes = {
+            "added": sorted(after.keys() - before.keys()),
+            "removed": sorted(before.keys() - after.keys()),
+            "changed": sorted(name for name in after.keys() & before.keys() if after[name] != before[name]),
+        }
+        log.warning("reloaded [[clients]]: %s", changes)
+        return changes
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self.acls is not None:
+            await self.acls.stop()
+        await self.service.stop()
+        await self.endpoint.shutdown()
+        self.store.close()
+        hand_back(self.full_collections)
+        self.full_collections = None
+        gc.unfreeze()  # what start froze may be garbage now (tests start many servers in one process)
+
+
+async def start_signal_server(
+    config: ServerConfig,
+    *,
+    bind: list[tuple[str, int]] | None = None,
+    mitigator: Mitigator | None = None,
+    settings: ServerSettings | None = None,
+    store: SignalStore | None = None,
+    clock: Callable[[], float] = time.time,
+    dtls: bool = True,
+    tls: bool = True,
+    data_channel: DataChannelService | None = None,
+    database: SqliteDatabase | None = None,
+) -> RunningSignalServer:
+    """Serve the signal channel on BIND (default: every `config.listen` address on `config.signal_port`).
+
+    DATA_CHANNEL: the data channel's service when it runs in this process (its ACL changes are then enforced at
+    once); by default one on the same database, so stored ACLs are enforced too. DATABASE: the database the data
+    channel already uses (opendots.app opens one for both); by default `config.db` is opened. Either way the
+    signal server owns it from here: it checkpoints it and closes it on stop."""
+    if store is None:
+        database = database or SqliteDatabase(config.db)
+        store = SqliteSignalStore(database)
+        if data_channel is None:
+            data_channel = DataChannelService(
+                SqliteDataChannelStore(database),
+                config.client_by_cuid,
+                data_settings_from_table(config.clients, config.data),
+            )
+        if settings is None:
+            # Aliases live in the data channel's tables of the same database file (RFC 9132 §4.4.1.3).
+            aliases = DataChannelAliases(SqliteDataChannelStore(database), config.clients, clock)
+            settings = replace(settings_from_table(config.clients, config.signal), aliases=aliases)
+    settings = settings or settings_from_table(config.clients, config.signal)
+    mitigator = mitigator or build_router(config)  # [[mitigators]] of server.toml; logging only when none
+    acl_control = None
+    if data_channel is not None and settings.acl_control is None:
+        acl_control = DataChannelAclControl(data_channel)
+        settings = replace(settings, acl_control=acl_control)  # RFC 9133 'acl-list'
+    core = SignalServer(settings, store.load(), clock())
+    service = SignalService(core, store, mitigator, clock=clock, counters_interval=settings.counters_interval)
+    site, resource = build_site(service)
+    bind = bind or [(host, config.signal_port) for host in config.listen]
+    endpoint = await start_server(
+        site,
+        credentials=config.tls,
+        bind=bind,
+        dtls=dtls,
+        tls=tls,
+        max_sessions=config.max_sessions,
+        idle_timeout=config.idle_session_timeout,
+        max_handshakes=config.max_handshakes or None,
+        max_handshakes_per_address=config.max_handshakes_per_address,
+        handshake_timeout=config.handshake_timeout,
+    )
+    running = RunningSignalServer(service, resource, endpoint, store, config=config)
+    if data_channel is not None:
+        running.acls = _acl_enforcer(config, core, mitigator, data_channel, clock)
+        if acl_control is not None:
+            acl_control.enforcer = running.acls  # RFC 9133: an ACL our mitigators cannot enforce gets 5.03
+            data_channel.subscribe(service.acl_activation_changed)
+
+    running.certificate_cuid.update({client.name: client.cuid for client in config.clients})
+
+    def on_event(event: Event) -> None:
+        resource.notify(event)
+        if running.acls is not None and isinstance(
+            event, MitigationActivated | MitigationWithdrawn | MitigationExpired
+        ):
+            # ACLs live under the data channel's cuid: the certificate's, which a request's Uri-Path may not use.
+            owner = running.certificate_cuid.get(event.client, event.cuid)
+            running.acls.mitigations_changed(event.client, {event.cuid, owner})
+        if isinstance(event, HeartbeatDue):
+            task = asyncio.get_running_loop().create_task(_send_heartbeat(running, event))
+            running._tasks.add(task)
+            task.add_done_callback(running._tasks.discard)
+        elif isinstance(event, PeerLost):
+            log.warning("DOTS client %s: signal channel session lost", event.client)
+
+    def on_session(event: SessionEvent) -> None:
+        name = core.client_name(event.identity.cuid if event.identity else None)
+        if name is None:
+            return
+        if event.kind == "established":
+            resource.remotes[name] = event.remote
+            service.note_traffic(name)
+        elif resource.remotes.get(name) is event.remote:
+            del resource.remotes[name]
+
+    service.on_event = on_event  # it needs the resource and `running`, which need the service first
+    endpoint.session_listeners.append(on_session)
+    await service.start()
+    if running.acls is not None:
+        await running.acls.start()  # after the mitigators restored their state, which replaces their tables
+    if database is not None:  # ours: checkpoint its WAL off the request path
+        checkpoints = asyncio.get_running_loop().create_task(checkpoint_in_background(database))
+        running._tasks.add(checkpoints)
+    # What is loaded by now (YANG schema, TLS contexts, settings) lives as long as the process. Out of the cyclic
+    # collector's reach, it no longer makes each full collection a 10-30 ms pause in some request's latency.
+    gc.collect()
+    gc.freeze()
+    running.full_collections = take_over(config.full_collection_interval)
+    if running.full_collections is not None:
+        running._tasks.add(asyncio.get_running_loop().create_task(running.full_collections.run()))
+    return running
+
+
+def _acl_enforcer(
+    config: ServerConfig,
+    core: SignalServer,
+    mitigator: Mitigator,
+    data_channel: DataChannelService,
+    clock: Callable[[], float],
+) -> AclEnforcer:
+    def mitigating(cuid: str) -> bool:
+        client = config.client_by_cuid(cuid)
+        if client is not None:  # called on every mitigation event: no scan of every client's mitigations
+            return core.is_enforcing(client.name)
+        return any(m.enforcing and m.record.cuid == cuid for m in core.mitigations())
+
+    def known_cuids() -> list[str]:
+        stored = data_channel.store.clients()
+        return list(dict.fromkeys([*(c.cuid for c in config.clients), *(record.cuid for record in stored)]))
+
+    enforcer = AclEnforcer(
+        DataChannelQuery(data_channel.store, clock), mitigator, config.client_by_cuid, mitigating, known_cuids, clock
+    )
+    data_channel.subscribe(enforcer.client_changed)
+    return enforcer
+
+
+async def _send_heartbeat(running: RunningSignalServer, event: HeartbeatDue) -> None:
+    """A Non-confirmable PUT /hb to the client (§4.7); its answer counts as traffic."""
+    remote = running.resource.remotes.get(event.client)
+    if remote is None:
+        return
+    message = aiocoap.Message(
+        transport_tuning=aiocoap.Unreliable,  # Non-confirmable (§4.7)
+        code=aiocoap.PUT,
+        uri_path=(*WELL_KNOWN_DOTS, "hb"),
+        content_format=DOTS_CBOR,
+        payload=encode_signal({HEARTBEAT: {"peer-hb-status": event.peer_hb_status}}),
+    )
+    message.remote = remote
+    interval = running.service.core.session_config(event.client).mitigating.heartbeat_interval or 30
+    with contextlib.suppress(Exception):  # NON: no answer is a missed heartbeat, nothing more
+        response = await asyncio.wait_for(running.endpoint.context.request(message).response, interval)
+        if response.code.is_successful():
+            running.service.note_traffic(event.client)

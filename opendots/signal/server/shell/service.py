@@ -1,0 +1,261 @@
+"""The asyncio edge of the signal-channel server: one object that owns the sans-I/O core.
+
+It serialises requests into the core (which is synchronous and fast), stores each decision before the core applies
+it (`durable.settle`), runs the core's timers, applies mitigation events to a Mitigator in order, resolves target
+names, and hands every other event (notifications, heartbeats, session loss) to the transport layer through
+`on_event`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import ipaddress
+import logging
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Protocol
+
+from opendots.domain import Counters, MitigationScope
+from opendots.mitigate.base import Lifecycle, Mitigator, MitigatorError, Restorable, read_counters, refused_by
+from opendots.signal.server.core import (
+    Decision,
+    Event,
+    MitigationActivated,
+    MitigationExpired,
+    MitigationUpdated,
+    MitigationWithdrawn,
+    PeerLost,
+    Redirection,
+    Request,
+    Response,
+    SignalServer,
+    Status,
+)
+from opendots.signal.server.shell.durable import settle
+from opendots.store.records import SignalStore
+
+log = logging.getLogger(__name__)
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class NameResolver(Protocol):
+    async def resolve(self, name: str) -> list[IPAddress]: ...
+
+
+class SystemResolver:
+    """The operating system's resolver (getaddrinfo); an IP literal resolves to itself."""
+
+    async def resolve(self, name: str) -> list[IPAddress]:
+        with contextlib.suppress(ValueError):
+            return [ipaddress.ip_address(name)]
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(name, None, type=socket.SOCK_STREAM)
+        except OSError as problem:
+            log.warning("cannot resolve %s: %s", name, problem)
+            return []
+        return list(dict.fromkeys(ipaddress.ip_address(info[4][0]) for info in infos))
+
+
+class SignalService:
+    def __init__(
+        self,
+        core: SignalServer,
+        store: SignalStore,
+        mitigator: Mitigator,
+        *,
+        clock: Callable[[], float] = time.time,
+        on_event: Callable[[Event], None] | None = None,
+        resolver: NameResolver | None = None,
+        counters_interval: float = 10.0,
+        poke_coalesce: float = 0.005,
+    ) -> None:
+        self.core = core
+        self.store = store
+        self.mitigator = mitigator
+        self.clock = clock
+        self.on_event = on_event or (lambda event: None)
+        self.resolver = resolver or SystemResolver()
+        self._queue: asyncio.Queue[list[Event]] = asyncio.Queue()
+        """The events of one request or timer, in order: one queue hand-off per batch, not per event."""
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.outcomes: collections.Counter[tuple[str, str]] = collections.Counter()
+        """(action, result) of every mitigator call, e.g. ("apply", "ok"), ("withdraw", "failed"): for metrics."""
+        self.session_losses = 0
+        self.counters_interval = counters_interval
+        self.poke_coalesce = poke_coalesce
+        """Seconds during which pokes (one per request) are gathered before the timers are looked at again."""
+
+    async def start(self) -> None:
+        """Start the actuators, re-enforce every stored mitigation (actuators forget across our restarts,
+        and a mitigator with `restore` also drops what ended while we were down), then run timers."""
+        if isinstance(self.mitigator, Lifecycle):
+            await self.mitigator.start()
+        restoring = self.core.restore_events()
+        if isinstance(self.mitigator, Restorable):
+            scopes = [await self._with_names(e.client, e.scope, e.names) for e in restoring]
+            refused = refused_by(self.mitigator, await self.mitigator.restore(scopes))
+            for key in refused:
+                self._settle(self.core.report_status(key, Status.ATTACK_EXCEEDED_CAPABILITY, self.clock()))
+        else:
+            self._enqueue(restoring)
+        self._tasks = [
+            asyncio.create_task(self._timers()),
+            asyncio.create_task(self._dispatch()),
+            asyncio.create_task(self._poll_counters()),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        if isinstance(self.mitigator, Lifecycle):
+            await self.mitigator.stop()
+
+    def handle(self, request: Request) -> Response:
+        """Answer one request; the store is written before this returns, side effects follow in order."""
+        response = self._settle(self.core.handle(request, self.clock()))
+        self.poke()
+        assert response is not None
+        return response
+
+    def _settle(self, decision: Decision) -> Response | None:
+        """Store DECISION, let the core apply it, queue its events: what to answer."""
+        response, events = settle(self.core, self.store, decision, self.clock())
+        self._enqueue(events)
+        return response
+
+    def note_traffic(self, client_name: str) -> None:
+        """The client answered a server heartbeat or opened a session: it is alive (§4.7)."""
+        self._enqueue(self.core.note_traffic(client_name, self.clock()))
+        self.poke()
+
+    def report_status(self, key: str, status: Status) -> None:
+        """Mitigator or operator feedback for mitigation KEY ("<cuid>/<mid>"); observers get notified."""
+        self._settle(self.core.report_status(key, status, self.clock()))
+
+    def report_counters(self, key: str, counters: Counters) -> None:
+        """What a mitigator measured for mitigation KEY; a change is notified to observers (§4.4.2.1)."""
+        self._settle(self.core.report_counters(key, counters, self.clock()))
+
+    def acl_activation_changed(self, cuid: str) -> None:
+        """The data channel changed CUID's ACLs: notify observers of mitigations naming them (RFC 9133)."""
+        self._enqueue(self.core.acl_activation_changed(cuid, self.clock()))
+
+    def set_redirection(self, redirection: Redirection | None) -> None:
+        """Operator: send clients to an alternate server (5.03 to requests and observers, §4.6), or stop."""
+        self._enqueue(self.core.set_redirection(redirection))
+
+    def poke(self) -> None:
+        """Re-read next_timer() now (after a request, or when a test moved its clock)."""
+        self._wake.set()
+
+    async def idle(self) -> None:
+        """Wait until every queued event has been acted on (tests, orderly shutdown)."""
+        await self._queue.join()
+
+    def _enqueue(self, events: list[Event]) -> None:
+        if events:
+            self._queue.put_nowait(events)
+
+    async def _timers(self) -> None:
+        deadline = self.core.next_timer()
+        while True:
+            timeout = None if deadline is None else max(0.0, deadline - self.clock())
+            woken = False
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel racing with the wake-up.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
+                    woken = True
+            if woken:
+                # Every request pokes; next_timer() walks every peer, too much per request with many clients.
+                # Let a burst of pokes gather, then look once. Timers are seconds long: a few ms late is nothing.
+                await asyncio.sleep(self.poke_coalesce)
+            self._wake.clear()
+            if woken and ((deadline := self.core.next_timer()) is None or deadline > self.clock()):
+                continue
+            self._settle(self.core.handle_timer(self.clock()))
+            deadline = self.core.next_timer()
+
+    async def _poll_counters(self) -> None:
+        """Ask the mitigator what it really dropped, so status reports carry measured counters (§4.4.2)."""
+        while True:
+            await asyncio.sleep(self.counters_interval)
+            await self.refresh_counters()
+
+    async def refresh_counters(self) -> None:
+        """One batch read of every enforced mitigation's counters (one nft call, not one per mitigation)."""
+        keys = [mitigation.mitigator_key for mitigation in self.core.mitigations() if mitigation.enforcing]
+        for key, counters in (await read_counters(self.mitigator, keys)).items():
+            self.report_counters(key, counters)
+
+    async def _dispatch(self) -> None:
+        while True:
+            events = await self._queue.get()
+            try:
+                for event in events:
+                    try:
+                        await self._act(event)
+                    except Exception:  # one failing event must not stop the ones behind it
+                        log.exception("signal event %r failed", event)
+            finally:
+                self._queue.task_done()
+
+    async def _act(self, event: Event) -> None:
+        if isinstance(event, MitigationActivated | MitigationUpdated):
+            scope = await self._with_names(event.client, event.scope, event.names)
+            if not scope.target_prefixes:
+                # Names that resolved to nothing usable: never hand a mitigator an empty (all-or-nothing) target.
+                log.error("mitigation %s has no address to act on", scope.key)
+                self._settle(self.core.report_status(scope.key, Status.ATTACK_EXCEEDED_CAPABILITY, self.clock()))
+                self.on_event(event)
+                return
+            action = "apply" if isinstance(event, MitigationActivated) else "update"
+            try:
+                if isinstance(event, MitigationActivated):
+                    await self.mitigator.apply(scope)
+                else:
+                    await self.mitigator.update(scope)
+            except MitigatorError as problem:
+                # No DOTS status says "failed"; 4 (exceeded capability) is the nearest truthful one.
+                self.outcomes[(action, "failed")] += 1
+                log.error("mitigator %s could not apply %s: %s", self.mitigator.name, scope.key, problem)
+                self._settle(self.core.report_status(scope.key, Status.ATTACK_EXCEEDED_CAPABILITY, self.clock()))
+            else:
+                self.outcomes[(action, "ok")] += 1
+        elif isinstance(event, MitigationWithdrawn) or (isinstance(event, MitigationExpired) and event.was_enforced):
+            try:
+                await self.mitigator.withdraw(event.key)
+            except MitigatorError as problem:
+                self.outcomes[("withdraw", "failed")] += 1
+                log.error("mitigator %s could not withdraw %s: %s", self.mitigator.name, event.key, problem)
+            else:
+                self.outcomes[("withdraw", "ok")] += 1
+        elif isinstance(event, PeerLost):
+            self.session_losses += 1
+        self.on_event(event)
+
+    async def _with_names(self, client_name: str, scope: MitigationScope, names: tuple[str, ...]) -> MitigationScope:
+        """Add the addresses of target names, keeping only those the client may protect (§4.4.1.1)."""
+        if not names:
+            return scope
+        client = next((c for c in self.core.settings.clients if c.name == client_name), None)
+        extra = []
+        for name in names:
+            for address in await self.resolver.resolve(name):
+                prefix = ipaddress.ip_network(address)
+                if client is not None and client.covers_prefix(prefix):
+                    extra.append(prefix)
+                else:
+                    log.warning("%s resolves to %s, outside %s's prefixes: not mitigated", name, address, client_name)
+        prefixes = tuple(dict.fromkeys((*scope.target_prefixes, *extra)))
+        return replace(scope, target_prefixes=prefixes)

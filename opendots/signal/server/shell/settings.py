@@ -1,0 +1,96 @@
+"""The [signal] table of server.toml → ServerSettings (every key optional; defaults: RFC 9132 Appendix C)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from opendots.config import ClientAuthorization, ConfigError
+from opendots.signal.server.core import Limits, ParameterSet, ServerSettings
+
+_LIMIT_KEYS = ("heartbeat_interval_limits", "missing_hb_allowed_limits", "probing_rate_limits", "max_retransmit_limits")
+_INTEGER_KEYS = (
+    "active_but_terminating",
+    "max_active_but_terminating",
+    "config_max_age",
+    "indefinite_retry_timer",
+    "max_mitigations_per_client",
+    "max_cuids_per_client",
+)
+
+
+def settings_from_table(clients: Sequence[ClientAuthorization], table: dict[str, Any]) -> ServerSettings:
+    """Keys: max_lifetime, allow_indefinite, cross_client_conflicts ("reject"|"accept"), counters_interval
+    (seconds between counter reads, each change notified), and the integers
+    active_but_terminating, max_active_but_terminating, config_max_age, indefinite_retry_timer,
+    max_mitigations_per_client, max_cuids_per_client; gateways (names of the clients that are trusted server-domain
+    DOTS gateways: only their 'cdid' Uri-Path is honoured, RFC 9132 §4.4.1); heartbeat_interval_limits,
+    missing_hb_allowed_limits, probing_rate_limits, max_retransmit_limits ([min, max] a client may configure)."""
+    known = {
+        "max_lifetime",
+        "allow_indefinite",
+        "cross_client_conflicts",
+        "counters_interval",
+        "gateways",
+        *_INTEGER_KEYS,
+        *_LIMIT_KEYS,
+    }
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ConfigError(f"[signal]: unknown keys {unknown} (known: {sorted(known)})")
+    values: dict[str, Any] = {}
+    try:
+        for key in _INTEGER_KEYS:
+            if key in table:
+                values[key] = int(table[key])
+        if "max_lifetime" in table:
+            values["max_lifetime"] = int(table["max_lifetime"]) or None
+        if "counters_interval" in table:
+            values["counters_interval"] = float(table["counters_interval"])
+            if not 0.1 <= values["counters_interval"] <= 3600:
+                raise ValueError("counters_interval must be between 0.1 and 3600 seconds")
+    except (TypeError, ValueError) as problem:
+        raise ConfigError(f"[signal]: {problem}") from None
+    if "allow_indefinite" in table:
+        values["allow_indefinite"] = bool(table["allow_indefinite"])
+    if "cross_client_conflicts" in table:
+        if table["cross_client_conflicts"] not in ("reject", "accept"):
+            raise ConfigError('[signal] cross_client_conflicts must be "reject" or "accept"')
+        values["cross_client_conflicts"] = table["cross_client_conflicts"]
+    if "gateways" in table:
+        gateways = table["gateways"]
+        names = {client.name for client in clients}
+        if not isinstance(gateways, list) or not all(isinstance(name, str) for name in gateways):
+            raise ConfigError("[signal] gateways must be a list of client names")
+        strangers = sorted(set(gateways) - names)
+        if strangers:
+            raise ConfigError(f"[signal] gateways names clients that are not configured: {strangers}")
+        values["trusted_gateways"] = frozenset(gateways)
+    limits = _limits(table)
+    if limits is not None:
+        values["limits"] = limits
+    return ServerSettings(clients=list(clients), **values)
+
+
+def _limits(table: dict[str, Any]) -> Limits | None:
+    """`<parameter>_limits = [min, max]`: the range a client may ask for (RFC 9132 §4.5.2), e.g. heartbeats every
+    second in a lab, or never more often than a minute on a thin link; the server's default must stay inside."""
+    given: dict[str, tuple[int, int]] = {}
+    for key in _LIMIT_KEYS:
+        if key not in table:
+            continue
+        value = table[key]
+        if (
+            not isinstance(value, list)
+            or len(value) != 2
+            or not all(isinstance(bound, int) and not isinstance(bound, bool) for bound in value)
+            or not 0 < value[0] <= value[1]
+        ):
+            raise ConfigError(f"[signal] {key} must be [min, max] with 0 < min <= max, not {value!r}")
+        attribute = key.removesuffix("_limits")
+        default = getattr(ParameterSet(), attribute)
+        if not value[0] <= default <= value[1]:
+            raise ConfigError(f"[signal] {key} {value} leaves out the default {attribute} {default}")
+        given[attribute] = (value[0], value[1])
+    return replace(Limits(), **given) if given else None
