@@ -25,7 +25,7 @@ from opendots.model import ModelError, cbor_to_json, decode_signal, encode_signa
 from opendots.model.schema import build_signal_schema
 from opendots.model.validate import yangson_verdict
 
-DATA = Path(__file__).resolve().parents[1] / "tests" / "unit" / "data"
+DATA = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
 BODIES = {
     "RFC 9132 Fig. 7 (request)": DATA / "rfc9132" / "fig07-mitigation-request.json",
     "RFC 9132 Fig. 14 (2 scopes, status)": DATA / "rfc9132" / "fig14-get-response.json",

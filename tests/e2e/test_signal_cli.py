@@ -13,7 +13,7 @@ from opendots.cli.certs import init_pki
 from opendots.model import decode_signal, encode_signal
 from opendots.store.signal import SqliteSignalStore
 from tests.conftest import free_port, require_binary
-from tests.unit.test_signal_fixtures import SCOPE
+from tests.helpers.signal_harness import SCOPE
 
 ROOT = Path(__file__).resolve().parents[2]
 

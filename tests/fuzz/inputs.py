@@ -10,14 +10,14 @@ import json
 import random
 import struct
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import cbor2
 
 from opendots.model import encode_signal, key_table
+from tests.helpers import FIXTURES
 
-DATA = Path(__file__).resolve().parent.parent / "unit" / "data"
+DATA = FIXTURES
 
 # ------------------------------------------------------------------------------------------------ vocabularies
 

@@ -107,7 +107,7 @@ def test_a_conflict_scope_merging_port_ranges_with_one_lower_port_keeps_the_list
     'target-port-range' is a YANG list keyed by 'lower-port' (§5.3): two overlaps starting at the same port (here
     80-65535 and 80) made the 4.09 body invalid (non-unique key). They are one range, their union."""
     from opendots.model import encode_signal
-    from tests.unit.test_signal_fixtures import BRAVO, make_harness, scope_body
+    from tests.helpers.signal_harness import BRAVO, make_harness, scope_body
 
     harness = make_harness(tmp_path)
     wide = scope_body(target_prefix=["192.0.2.1/32"], target_port_range=[{"lower-port": 80, "upper-port": 65535}])

@@ -23,8 +23,9 @@ from opendots.pki import cuid_from_certificate
 from opendots.store.data_channel import SqliteDataChannelStore
 from opendots.store.sqlite import SqliteDatabase
 from tests.conftest import free_port
+from tests.helpers import FIXTURES
 
-FIGURES = Path(__file__).resolve().parent / "data" / "rfc8783"
+FIGURES = FIXTURES / "rfc8783"
 JSON = "application/yang-data+json"
 ROOT = "/restconf/data/ietf-dots-data-channel:dots-data"
 

@@ -20,8 +20,9 @@ from opendots.signal.server.core.decision import Decision
 from opendots.signal.server.core.events import Event
 from opendots.signal.server.shell.durable import settle
 from opendots.store.signal import SqliteSignalStore
+from tests.helpers import FIXTURES
 
-DATA = Path(__file__).parent / "data" / "signal"
+DATA = FIXTURES / "signal"
 SCOPE = "ietf-dots-signal-channel:mitigation-scope"
 CONFIG = "ietf-dots-signal-channel:signal-config"
 T0 = 1_507_818_000.0  # around the dates of RFC 9132 Figure 14
@@ -48,7 +49,7 @@ BRAVO = ClientAuthorization(
 
 
 def figure(name: str) -> Any:
-    """A deep copy of an RFC 9132 figure body from tests/unit/data/signal."""
+    """A deep copy of an RFC 9132 figure body from tests/fixtures/signal."""
     matches = sorted(DATA.glob(f"{name}*"))
     assert len(matches) == 1, f"expected one data file for {name}, found {matches}"
     return copy.deepcopy(json.loads(matches[0].read_text()))
@@ -161,8 +162,3 @@ class SettledServer:
 
 def make_harness(tmp_path: Path, **settings: Any) -> Harness:
     return Harness(tmp_path / "signal.db", ServerSettings(clients=[ALPHA, BRAVO], **settings))
-
-
-def test_every_figure_file_is_valid_json():
-    for path in DATA.glob("*.json"):
-        json.loads(path.read_text())

@@ -9,8 +9,8 @@ import re
 import pytest
 
 from tests.conftest import require_binary
-from tests.unit import test_data_harness as support
-from tests.unit.test_data_harness import ROOT, load_figure
+from tests.helpers import data_harness as support
+from tests.helpers.data_harness import ROOT, load_figure
 
 harness = support.harness
 pytestmark = pytest.mark.interop

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from opendots.model import DEFAULT_MAX_SIZE, decode_signal, encode_signal
+from tests.helpers.signal_harness import SCOPE, figure
 from tests.interop.test_signal_libcoap import CoapClient, server  # noqa: F401 (fixture)
-from tests.unit.test_signal_fixtures import SCOPE, figure
 
 pytestmark = pytest.mark.interop
 

@@ -20,7 +20,7 @@ from opendots.config import ServerConfig
 from opendots.model import decode_signal, encode_signal
 from opendots.signal.server.shell.run import start_signal_server
 from tests.conftest import free_port, require_binary
-from tests.unit.test_signal_fixtures import CONFIG, SCOPE, figure
+from tests.helpers.signal_harness import CONFIG, SCOPE, figure
 
 pytestmark = pytest.mark.interop
 SCHEMES = ["coaps", "coaps+tcp"]

@@ -11,7 +11,7 @@ from opendots.config import ServerConfig
 from opendots.model import decode_signal, encode_signal
 from opendots.signal.server.shell.run import start_signal_server
 from tests.conftest import free_port, require_binary
-from tests.unit.test_signal_fixtures import SCOPE, figure
+from tests.helpers.signal_harness import SCOPE, figure
 
 
 @pytest.fixture

@@ -13,8 +13,9 @@ from opendots.app import check_credentials, open_database
 from opendots.config import ClientConfig, ConfigError, ServerConfig
 from opendots.pki.setup import init_pki
 from opendots.signal.client.shell.settings import AgentSettings
+from tests.helpers import REPOSITORY
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = REPOSITORY
 
 
 def _copy(pki_dir: Path, tmp_path: Path, name: str, extra: str = "", replace: tuple[str, str] | None = None) -> Path:

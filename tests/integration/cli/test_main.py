@@ -22,8 +22,9 @@ from opendots.config import ClientConfig, ServerConfig
 from opendots.data.server import SERVICE_KEY
 from opendots.pki.setup import init_pki
 from tests.conftest import free_port
+from tests.helpers import REPOSITORY
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = REPOSITORY
 EX_USAGE_CLICK, EX_DATAERR, EX_CONFIG = 2, 65, 78
 
 

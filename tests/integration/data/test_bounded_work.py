@@ -18,8 +18,8 @@ from opendots.data.errors import RestconfError
 from opendots.data.service import DataChannelSettings
 from opendots.data.settings import HttpTimeouts, data_settings_from_table, timeouts_from_table
 from opendots.model.data_channel import validate_client
-from tests.unit import test_data_harness as support
-from tests.unit.test_data_harness import JSON, ROOT, client_ssl, make_harness, register
+from tests.helpers import data_harness as support
+from tests.helpers.data_harness import JSON, ROOT, client_ssl, make_harness, register
 
 harness = support.harness
 

@@ -12,10 +12,10 @@ import pytest
 
 from opendots.config import ClientConfig, TlsFiles
 from opendots.data.client import DataChannelClient, DataChannelError
-from tests.unit import test_data_harness as support
+from tests.helpers import REPOSITORY
+from tests.helpers import data_harness as support
 
 harness = support.harness
-REPOSITORY = Path(__file__).resolve().parents[2]
 
 
 def tls(pki_dir: Path, name: str = "client") -> TlsFiles:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from opendots.pki.certs import TestPki
-from tests.unit import test_data_harness as support
-from tests.unit.test_data_harness import ROOT, client_ssl, cuid_of, register
+from tests.helpers import data_harness as support
+from tests.helpers.data_harness import ROOT, client_ssl, cuid_of, register
 
 harness = support.harness
 

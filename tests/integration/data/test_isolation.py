@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.unit import test_data_harness as support
-from tests.unit.test_data_harness import ROOT, register
+from tests.helpers import data_harness as support
+from tests.helpers.data_harness import ROOT, register
 
 harness = support.harness
 
@@ -99,7 +99,7 @@ async def test_same_alias_name_in_two_clients_is_independent(harness):
 
 async def test_a_gateway_cannot_touch_a_directly_registered_client(pki_dir, server_config, tmp_path):
     from opendots.data.service import DataChannelSettings
-    from tests.unit.test_data_harness import cuid_of, make_harness
+    from tests.helpers.data_harness import cuid_of, make_harness
 
     settings = DataChannelSettings(gateways=frozenset({cuid_of(pki_dir, "other")}))
     harness, close = await make_harness(pki_dir, server_config, tmp_path, settings)

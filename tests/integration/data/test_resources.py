@@ -8,8 +8,8 @@ from decimal import Decimal
 
 from opendots.data.records import DataChannelQuery, PortMatch
 from opendots.mitigate.base import PortRange
-from tests.unit import test_data_harness as support
-from tests.unit.test_data_harness import ROOT, register
+from tests.helpers import data_harness as support
+from tests.helpers.data_harness import ROOT, register
 
 harness = support.harness
 
@@ -253,7 +253,7 @@ def test_listeners_hear_about_successful_writes_only(tmp_path, server_config):
 async def test_conflicting_filters_within_a_client_domain(pki_dir, server_config, tmp_path):
     """§7.2: absent a local policy, a filter opposite to another domain client's one is refused with 409."""
     from opendots.data.service import DataChannelSettings
-    from tests.unit.test_data_harness import cuid_of, make_harness
+    from tests.helpers.data_harness import cuid_of, make_harness
 
     for policy, expected in (("reject", 409), ("allow", 201)):
         settings = DataChannelSettings(gateways=frozenset({cuid_of(pki_dir, "other")}), domain_conflicts=policy)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tests.unit import test_data_harness as support
-from tests.unit.test_data_harness import ROOT, register
+from tests.helpers import data_harness as support
+from tests.helpers.data_harness import ROOT, register
 
 harness = support.harness
 

@@ -12,8 +12,8 @@ from dataclasses import replace
 import pytest
 
 from opendots.data.service import DataChannelSettings
-from tests.unit import test_data_harness as support
-from tests.unit.test_data_harness import (
+from tests.helpers import data_harness as support
+from tests.helpers.data_harness import (
     ROOT,
     bare_identities,
     cuid_of,

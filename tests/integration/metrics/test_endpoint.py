@@ -18,8 +18,8 @@ from opendots.signal.server.core import Status
 from opendots.signal.server.shell.run import start_signal_server
 from opendots.transport import create_client_context
 from tests.conftest import free_port
-from tests.unit.test_signal_coap import BASE, cuid_of, files, request
-from tests.unit.test_signal_fixtures import SCOPE
+from tests.helpers.signal_harness import SCOPE
+from tests.integration.signal.server.shell.test_coap import BASE, cuid_of, files, request
 
 
 async def scrape(address: tuple) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -21,7 +21,7 @@ from opendots.transport import start_server
 from opendots.transport.dedup import RecentMessages
 from opendots.transport.dtls import DtlsConnection, client_context
 from tests.conftest import free_port
-from tests.unit.test_dtls_transport import files, server, server_site  # noqa: F401  (server: the DTLS fixture)
+from tests.integration.transport.test_dtls import files, server, server_site  # noqa: F401  (server: the DTLS fixture)
 
 # ------------------------------------------------------------------------------------------------ sans-I/O
 

@@ -16,7 +16,7 @@ from opendots.config import ServerConfig, TlsFiles
 from opendots.transport import create_client_context, start_server
 from opendots.transport.dtls import DtlsConnection, client_context
 from tests.conftest import free_port
-from tests.unit.test_dtls_transport import eventually, get, server_site
+from tests.integration.transport.test_dtls import eventually, get, server_site
 
 
 def files(directory: Path, stem: str) -> TlsFiles:

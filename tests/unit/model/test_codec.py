@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 from typing import Any
 
 import cbor2
@@ -23,8 +22,9 @@ from opendots.model import (
     validate_signal,
     validate_telemetry,
 )
+from tests.helpers import FIXTURES
 
-DATA = Path(__file__).parent / "data"
+DATA = FIXTURES
 FIGURE7 = json.loads((DATA / "rfc9132" / "fig07-mitigation-request.json").read_text())
 FIGURE8 = bytes.fromhex((DATA / "rfc9132" / "fig08-mitigation-request.cbor.hex").read_text().strip())
 

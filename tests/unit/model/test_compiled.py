@@ -19,8 +19,9 @@ from opendots.model.codec import validate_every_encoding
 from opendots.model.schema import signal_schema
 from opendots.model.validate import compiled_verdict, yangson_verdict
 from opendots.model.xpath import LEAF, MEMBER, OBJECT, compile_condition
+from tests.helpers import FIXTURES
 
-DATA = Path(__file__).parent / "data"
+DATA = FIXTURES
 EXAMPLES = sorted(DATA.glob("rfc*/*.json"))
 
 

@@ -27,8 +27,9 @@ from opendots.model.convert import _CborReader
 from opendots.model.schema import signal_schema
 from opendots.model.validate import _structure_of, _validate_with_yangson
 from opendots.model.xpath import Defer
+from tests.helpers import FIXTURES
 
-DATA = Path(__file__).parent / "data"
+DATA = FIXTURES
 EXAMPLES = sorted(path for path in DATA.glob("rfc*/*.json") if "verbatim-invalid" not in path.stem)
 REDIRECT = "ietf-dots-signal-channel:redirected-signal"
 SCOPE = "ietf-dots-signal-channel:mitigation-scope"

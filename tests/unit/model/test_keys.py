@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
 import pytest
 from yangson.datatype import (
@@ -23,8 +22,9 @@ from opendots.model import Comprehension, key_table
 from opendots.model.convert import SIGNAL_TOP_LEVEL, TELEMETRY_TOP_LEVEL
 from opendots.model.keys import comprehension_of_unknown_key
 from opendots.model.schema import derive_module_text, official_module_text, signal_schema
+from tests.helpers import REPOSITORY
 
-TSV = Path(__file__).resolve().parents[2] / "opendots" / "model" / "cbor-keys.tsv"
+TSV = REPOSITORY / "opendots" / "model" / "cbor-keys.tsv"
 
 
 def _tsv_rows() -> list[dict[str, str]]:

@@ -1,4 +1,4 @@
-"""Every example body of RFC 9132, 9133, 9066, 9244 and 9362 (tests/unit/data, see its README.md): it validates,
+"""Every example body of RFC 9132, 9133, 9066, 9244 and 9362 (tests/fixtures, see its README.md): it validates,
 and JSON → CBOR → JSON gives it back unchanged."""
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from opendots.model import (
     validate_signal,
     validate_telemetry,
 )
+from tests.helpers import FIXTURES
 
-DATA = Path(__file__).parent / "data"
+DATA = FIXTURES
 EXAMPLES = sorted(path for path in DATA.glob("rfc*/*.json") if "verbatim-invalid" not in path.name)
 
 

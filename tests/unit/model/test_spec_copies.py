@@ -5,9 +5,10 @@ from pathlib import Path
 import pytest
 
 import opendots.model
+from tests.helpers import REPOSITORY
 
 PACKAGE = Path(opendots.model.__file__).parent
-SPEC = Path(__file__).resolve().parents[3] / "shared" / "spec"
+SPEC = REPOSITORY.parents[1] / "shared" / "spec"
 
 
 @pytest.mark.skipif(not SPEC.is_dir(), reason=f"spec pack not found at {SPEC}")

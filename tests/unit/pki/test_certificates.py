@@ -11,7 +11,7 @@ from cryptography import x509
 from opendots.pki import verify
 from opendots.pki.verify import _Refusals, explain
 from opendots.transport.dtls import ConnectionClosed, DtlsConnection, client_context
-from tests.unit.test_dtls_core import Pair, connect, files, listener, rogue_dir  # noqa: F401 (fixtures)
+from tests.unit.transport.test_dtls import Pair, connect, files, listener, rogue_dir  # noqa: F401 (fixtures)
 
 
 def _closed(events: list) -> str:

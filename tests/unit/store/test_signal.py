@@ -14,9 +14,10 @@ import pytest
 from opendots.signal.server.core import MitigationActivated
 from opendots.store.signal import _MIGRATIONS, MitigationRecord, SignalChanges, SqliteSignalStore
 from opendots.store.sqlite import SqliteDatabase
-from tests.unit.test_signal_fixtures import ALPHA_CUID, CONFIG, SCOPE, T0, figure, make_harness, scope_body
+from tests.helpers import REPOSITORY
+from tests.helpers.signal_harness import ALPHA_CUID, CONFIG, SCOPE, T0, figure, make_harness, scope_body
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = REPOSITORY
 
 
 def test_changes_are_atomic(tmp_path: Path):
@@ -72,7 +73,7 @@ def test_restart_recovers_mitigations_configs_and_cuid_owners(tmp_path: Path):
 KILLED_WRITER = textwrap.dedent(
     """
     import sys, time
-    from tests.unit.test_signal_fixtures import make_harness, scope_body
+    from tests.helpers.signal_harness import make_harness, scope_body
     from pathlib import Path
     h = make_harness(Path(sys.argv[1]))
     h.now = float(sys.argv[2])

@@ -21,8 +21,8 @@ from opendots.signal.server.shell.admin import start_admin_socket
 from opendots.signal.server.shell.run import start_signal_server
 from opendots.transport import create_client_context
 from tests.conftest import free_port
-from tests.unit.test_signal_coap import BASE, cuid_of, files, request
-from tests.unit.test_signal_fixtures import SCOPE
+from tests.helpers.signal_harness import SCOPE
+from tests.integration.signal.server.shell.test_coap import BASE, cuid_of, files, request
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from opendots.signal.server.core import Limits, ParameterSet, Redirection, Serve
 from opendots.signal.server.shell.run import start_signal_server
 from opendots.transport import create_client_context
 from tests.conftest import free_port
-from tests.unit.test_signal_fixtures import SCOPE, figure
+from tests.helpers.signal_harness import SCOPE, figure
 
 BASE = "/.well-known/dots"
 

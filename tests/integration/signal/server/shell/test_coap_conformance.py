@@ -20,7 +20,7 @@ from opendots.signal.server.shell.run import start_signal_server
 from opendots.transport import create_client_context
 from opendots.transport.dtls import DtlsConnection, client_context
 from tests.conftest import free_port
-from tests.unit.test_signal_fixtures import figure
+from tests.helpers.signal_harness import figure
 
 CON, NON, ACK, RST = 0, 1, 2, 3
 GET, PUT = 1, 3

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from opendots.signal.server.core import Request
-from tests.unit.test_signal_fixtures import (
+from tests.helpers.signal_harness import (
     ALPHA,
     ALPHA_CUID,
     BRAVO,

@@ -10,7 +10,8 @@ import pytest
 from opendots.signal.server.core import PeerLost, Request, SessionConfig, Status
 from opendots.signal.server.core.events import HeartbeatDue, MitigationActivated
 from opendots.signal.server.core.sessionconfig import ParameterSet
-from tests.unit.test_signal_fixtures import (
+from tests.helpers import REPOSITORY
+from tests.helpers.signal_harness import (
     ALPHA,
     ALPHA_CUID,
     BRAVO,
@@ -109,7 +110,7 @@ def test_a_heartbeat_still_keeps_the_session_alive(harness: Harness):
 
 
 FORBIDDEN = {"sqlite3", "socket", "ssl", "asyncio", "selectors", "aiocoap", "aiohttp", "OpenSSL", "psycopg", "asyncpg"}
-PACKAGE = Path(__file__).parents[2] / "opendots"
+PACKAGE = REPOSITORY / "opendots"
 
 
 def _imports(path: Path) -> set[str]:

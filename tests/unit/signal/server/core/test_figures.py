@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import binascii
 import csv
+import json
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
@@ -23,7 +24,8 @@ from opendots.signal.server.core import (
     Status,
 )
 from opendots.signal.server.core.defaults import PROBING_RATE
-from tests.unit.test_signal_fixtures import (
+from tests.helpers import FIXTURES, REPOSITORY
+from tests.helpers.signal_harness import (
     ALPHA,
     ALPHA_CUID,
     BRAVO,
@@ -42,7 +44,7 @@ def harness(tmp_path: Path) -> Harness:
     return make_harness(tmp_path)
 
 
-KEY_TABLE = Path(__file__).resolve().parents[2] / "opendots" / "model" / "cbor-keys.tsv"
+KEY_TABLE = REPOSITORY / "opendots" / "model" / "cbor-keys.tsv"
 
 
 @pytest.mark.parametrize("declared", ["[signal] gateways", "[[clients]] gateway = true"])
@@ -225,3 +227,10 @@ def test_figure27_heartbeat(harness: Harness):
     response = harness.request("PUT", ("hb",), body=figure("figure27"))
     assert (response.code, response.body) == ("2.04", None)
     assert harness.request("PUT", ("hb",), peer=None, body=figure("figure27")).code == "4.01"
+
+
+def test_every_figure_file_is_valid_json():
+    paths = list((FIXTURES / "signal").glob("*.json"))
+    assert paths
+    for path in paths:
+        json.loads(path.read_text())

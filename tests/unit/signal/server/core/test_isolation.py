@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from opendots.signal.server.core import MitigationChanged, Request, Status
-from tests.unit.test_signal_fixtures import (
+from tests.helpers.signal_harness import (
     ALPHA,
     ALPHA_CUID,
     BRAVO,

@@ -19,7 +19,7 @@ from opendots.signal.server.core import (
     Targets,
 )
 from opendots.signal.server.core.defaults import ACTIVE_BUT_TERMINATING, MAX_ACTIVE_BUT_TERMINATING
-from tests.unit.test_signal_fixtures import (
+from tests.helpers.signal_harness import (
     ALPHA_CUID,
     BRAVO,
     BRAVO_CUID,

@@ -15,7 +15,7 @@ from opendots.model import encode_signal
 from opendots.signal.server.core import Request, StaticAliasDirectory, Targets
 from opendots.signal.server.core import bodies as core_server
 from opendots.store.signal import MitigationRecord, SignalChanges, SqliteSignalStore
-from tests.unit.test_signal_fixtures import (
+from tests.helpers.signal_harness import (
     ALPHA,
     ALPHA_CUID,
     BRAVO,

@@ -17,7 +17,7 @@ from opendots.signal.server.core import (
     Status,
 )
 from opendots.signal.server.core.defaults import HEARTBEAT_INTERVAL, MISSING_HB_ALLOWED
-from tests.unit.test_signal_fixtures import (
+from tests.helpers.signal_harness import (
     ALPHA,
     BRAVO,
     BRAVO_CUID,
@@ -174,7 +174,7 @@ def test_peer_timers_stay_exact_with_many_clients(tmp_path: Path):
     from opendots.config import ClientAuthorization
     from opendots.signal.server.core import ServerSettings
     from opendots.signal.server.core.sessionconfig import Limits
-    from tests.unit.test_signal_fixtures import Harness
+    from tests.helpers.signal_harness import Harness
 
     clients = [
         ClientAuthorization(f"c{i}", f"cuid-{i:03d}", prefixes=(ipaddress.ip_network(f"2001:db8:{i + 1:x}::/48"),))

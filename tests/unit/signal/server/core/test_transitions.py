@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 import itertools
-from pathlib import Path
 
 import pytest
 
@@ -17,6 +16,7 @@ from opendots.signal.server.core.transitions import (
     allowed,
     next_status,
 )
+from tests.helpers import REPOSITORY
 
 KINDS: tuple[Kind, ...] = ("immediate", "preconfigured")
 STATUSES = (None, *Status)
@@ -94,7 +94,7 @@ def test_statuses_6_and_7_are_reached_only_by_ending_a_mitigation():
 def test_no_handler_writes_a_status_without_the_table():
     """Every 'status=' a handler writes into a record comes from next_status(), so the table is the only place a
     transition is decided."""
-    source = Path(__file__).parents[2] / "opendots" / "signal" / "server" / "core" / "mitigation_requests.py"
+    source = REPOSITORY / "opendots" / "signal" / "server" / "core" / "mitigation_requests.py"
     tree = ast.parse(source.read_text())
     for node in ast.walk(tree):
         if isinstance(node, ast.keyword) and node.arg == "status":

@@ -7,7 +7,7 @@ from pathlib import Path
 from opendots.mitigate.base import Counters
 from opendots.model import encode_signal, validate_signal
 from opendots.signal.server.core import MitigationChanged, Redirection, Status
-from tests.unit.test_signal_fixtures import ALPHA_CUID, BRAVO, BRAVO_CUID, figure, make_harness, scope_body
+from tests.helpers.signal_harness import ALPHA_CUID, BRAVO, BRAVO_CUID, figure, make_harness, scope_body
 
 
 def test_all_response_and_notification_bodies_validate(tmp_path: Path):

@@ -21,7 +21,7 @@ from opendots.signal.server.shell.acls import DataChannelAclControl
 from opendots.store.data_channel import SqliteDataChannelStore
 from opendots.store.signal import SqliteSignalStore
 from opendots.store.sqlite import SqliteDatabase
-from tests.unit.test_signal_fixtures import SettledServer
+from tests.helpers.signal_harness import SettledServer
 
 T0 = 1_800_000_000.0
 SCOPE = "ietf-dots-signal-channel:mitigation-scope"

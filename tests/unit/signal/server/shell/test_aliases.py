@@ -19,7 +19,7 @@ from opendots.signal.server.shell.aliases import DataChannelAliases
 from opendots.store.data_channel import SqliteDataChannelStore
 from opendots.store.signal import SqliteSignalStore
 from opendots.store.sqlite import SqliteDatabase
-from tests.unit.test_signal_fixtures import (
+from tests.helpers.signal_harness import (
     ALPHA,
     ALPHA_CUID,
     BRAVO,

@@ -10,7 +10,7 @@ from opendots.mitigate.base import Counters, LoggingMitigator, MitigationScope, 
 from opendots.signal.server.core import MitigationChanged, Request, ServerSettings, SignalServer, Status
 from opendots.signal.server.shell import SignalService
 from opendots.store.signal import SqliteSignalStore
-from tests.unit.test_signal_fixtures import ALPHA, ALPHA_CUID, BRAVO, NO_HEARTBEAT, SCOPE, T0, mitigate_path, scope_body
+from tests.helpers.signal_harness import ALPHA, ALPHA_CUID, BRAVO, NO_HEARTBEAT, SCOPE, T0, mitigate_path, scope_body
 
 
 class Clock:
