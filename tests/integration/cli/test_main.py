@@ -1,6 +1,6 @@
-"""The `opendots` command as an operator meets it: one `-c` convention, ports checked, one-line errors with an exit
-status per kind (opendots.cli.common), a server built by the composition root (opendots.app) that says when
-nothing is enforced, and admin verbs that take a client's name or its CUID."""
+"""The `opendots` command as an operator meets it, on real sockets and processes: a second agent on a control socket
+in use, a server built by the composition root (opendots.app) that says when nothing is enforced, and admin verbs
+that take a client's name or its CUID (the argument and configuration errors: tests/unit/cli/test_main.py)."""
 
 from __future__ import annotations
 
@@ -14,73 +14,16 @@ import uuid
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from opendots.app import start_server
-from opendots.cli.main import cli
-from opendots.config import ClientConfig, ServerConfig
+from opendots.config import ClientConfig
 from opendots.data.server import SERVICE_KEY
 from opendots.pki.setup import init_pki
 from tests.conftest import free_port
 from tests.helpers import REPOSITORY
+from tests.helpers.cli import EX_DATAERR, invoke, one_line_error
 
 ROOT = REPOSITORY
-EX_USAGE_CLICK, EX_DATAERR, EX_CONFIG = 2, 65, 78
-
-
-def _invoke(*args: str):
-    return CliRunner().invoke(cli, list(args))
-
-
-def _one_line_error(result, exit_code: int, *fragments: str) -> None:
-    assert result.exit_code == exit_code, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception  # no traceback
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
-    for fragment in fragments:
-        assert fragment in lines[0], result.output
-
-
-@pytest.mark.parametrize(
-    "arguments",
-    [
-        ["client", "status", "-c", "{missing}"],
-        ["client", "-c", "{missing}", "status"],
-        ["client", "status", "--config", "{missing}"],
-        ["admin", "status", "-c", "{missing}"],
-        ["admin", "-c", "{missing}", "status"],
-        ["data", "register", "-c", "{missing}"],
-        ["data", "-c", "{missing}", "register"],
-        ["data", "alias", "list", "-c", "{missing}"],
-        ["server", "-c", "{missing}"],
-    ],
-)
-def test_every_group_takes_dash_c_after_the_verb_and_before_it(tmp_path: Path, arguments: list[str]) -> None:
-    missing = tmp_path / "absent.toml"
-    result = _invoke(*(part.replace("{missing}", str(missing)) for part in arguments))
-    _one_line_error(result, EX_CONFIG, str(missing), "no such file")
-
-
-@pytest.mark.parametrize("value", ["70000", "0", "-1"])
-@pytest.mark.parametrize(
-    "command", [["server", "--signal-port"], ["server", "--data-port"], ["client", "status", "--signal-port"]]
-)
-def test_a_port_outside_1_to_65535_is_refused_by_name(command: list[str], value: str) -> None:
-    result = _invoke(*command, value)
-    assert result.exit_code == EX_USAGE_CLICK and "1<=x<=65535" in result.output, result.output
-
-
-def test_the_server_refuses_a_database_in_a_missing_directory_and_a_foreign_key_in_one_line(
-    pki_dir: Path, tmp_path: Path
-) -> None:
-    config = str(pki_dir / "server.toml")
-    nowhere = tmp_path / "nowhere" / "x.db"
-    _one_line_error(_invoke("server", "-c", config, "--db", str(nowhere), "--no-data"), EX_CONFIG, "does not exist")
-    loaded = ServerConfig.load(pki_dir / "server.toml")
-    loaded.tls = loaded.tls.__class__(loaded.tls.ca, loaded.tls.cert, pki_dir / "other.key")
-    loaded.save(tmp_path / "server.toml")
-    result = _invoke("server", "-c", str(tmp_path / "server.toml"), "--no-data")
-    _one_line_error(result, EX_CONFIG, f"key {pki_dir / 'other.key'} does not match the certificate")
 
 
 def test_a_second_agent_on_the_same_control_socket_says_so_in_one_line(pki_dir: Path, tmp_path: Path) -> None:
@@ -92,18 +35,11 @@ def test_a_second_agent_on_the_same_control_socket_says_so_in_one_line(pki_dir: 
     first.bind(str(config.control_socket))
     first.listen()
     try:
-        result = _invoke("client", "run", "-c", str(tmp_path / "client.toml"), "--event-loop", "asyncio")
-        _one_line_error(result, EX_DATAERR, "already listening", str(config.control_socket))
+        result = invoke("client", "run", "-c", str(tmp_path / "client.toml"), "--event-loop", "asyncio")
+        one_line_error(result, EX_DATAERR, "already listening", str(config.control_socket))
     finally:
         first.close()
         config.control_socket.unlink()
-
-
-def test_certs_init_names_the_configuration_written_for_each_client(tmp_path: Path) -> None:
-    result = _invoke("certs", "init", str(tmp_path), "--client", "branch1")
-    assert result.exit_code == 0, result.output
-    assert f"configuration {tmp_path / 'client-branch1.toml'}" in result.output
-    assert ClientConfig.load(tmp_path / "client-branch1.toml").tls.cert == tmp_path / "branch1.crt"
 
 
 @pytest.fixture
@@ -141,7 +77,7 @@ async def test_client_verbs_take_the_servers_ports_from_flags_and_admin_takes_na
     client_toml, server_toml = str(directory / "client.toml"), str(directory / "server.toml")
 
     async def run(*args: str):
-        return await asyncio.to_thread(_invoke, *args)
+        return await asyncio.to_thread(invoke, *args)
 
     placed = await run("client", "mitigate", "-c", client_toml, *ports, "--target-prefix", "203.0.113.7/32")
     assert placed.exit_code == 0 and placed.output.startswith("mid ") and ": 2.01" in placed.output, placed.output
@@ -163,7 +99,7 @@ async def test_client_verbs_take_the_servers_ports_from_flags_and_admin_takes_na
     assert "not enforced" in row, status.output
     refused = await run("admin", "report-status", "-c", server_toml, "--cuid", "nobody", "--mid", "1", "--status",
                         "attack-stopped")  # fmt: skip
-    _one_line_error(refused, EX_DATAERR, "no mitigation")
+    one_line_error(refused, EX_DATAERR, "no mitigation")
 
 
 def test_the_server_warns_at_start_up_when_nothing_is_enforced(tmp_path: Path) -> None:

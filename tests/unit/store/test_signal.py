@@ -1,12 +1,7 @@
-"""The SQLite signal store: atomic changes, restart recovery, and surviving SIGKILL."""
+"""The SQLite signal store: atomic changes, migration, restart recovery (surviving SIGKILL: tests/integration/store)."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -14,10 +9,7 @@ import pytest
 from opendots.signal.server.core import MitigationActivated
 from opendots.store.signal import _MIGRATIONS, MitigationRecord, SignalChanges, SqliteSignalStore
 from opendots.store.sqlite import SqliteDatabase
-from tests.helpers import REPOSITORY
-from tests.helpers.signal_harness import ALPHA_CUID, CONFIG, SCOPE, T0, figure, make_harness, scope_body
-
-ROOT = REPOSITORY
+from tests.helpers.signal_harness import CONFIG, SCOPE, T0, figure, make_harness, scope_body
 
 
 def test_changes_are_atomic(tmp_path: Path):
@@ -68,50 +60,3 @@ def test_restart_recovers_mitigations_configs_and_cuid_owners(tmp_path: Path):
     assert h.request("GET", ("config", "sid=9")).body[CONFIG]["idle-config"]["heartbeat-interval"]["current-value"] == 0
     restored = h.server.restore_events()
     assert sorted(e.mid for e in restored if isinstance(e, MitigationActivated)) == [1, 3]
-
-
-KILLED_WRITER = textwrap.dedent(
-    """
-    import sys, time
-    from tests.helpers.signal_harness import make_harness, scope_body
-    from pathlib import Path
-    h = make_harness(Path(sys.argv[1]))
-    h.now = float(sys.argv[2])
-    for mid in range(1, 51):
-        prefix = f"2001:db8:6401::{mid:x}/128"
-        response = h.put(mid, scope_body(target_prefix=[prefix], lifetime=1000 + mid))
-        assert response.code == "2.01", response
-        print(mid, flush=True)   # acknowledged: the response exists only after the commit
-    time.sleep(60)
-    """
-)
-
-
-def test_acknowledged_mitigations_survive_sigkill(tmp_path: Path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    writer = subprocess.Popen(
-        [sys.executable, "-c", KILLED_WRITER, str(tmp_path), str(T0)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    acknowledged = []
-    try:
-        assert writer.stdout is not None
-        for line in writer.stdout:
-            acknowledged.append(int(line))
-            if len(acknowledged) == 50:
-                break
-    finally:
-        writer.send_signal(signal.SIGKILL)
-        writer.wait(timeout=10)
-    assert writer.returncode == -signal.SIGKILL
-    assert acknowledged == list(range(1, 51))
-    h = make_harness(tmp_path)
-    h.now = T0 + 100
-    h.restart()
-    scopes = h.get().body[SCOPE]["scope"]
-    assert [e["mid"] for e in scopes] == acknowledged
-    assert [e["lifetime"] for e in scopes] == [1000 + mid - 100 for mid in acknowledged]
-    assert h.get(1, cuid=ALPHA_CUID).code == "2.05"

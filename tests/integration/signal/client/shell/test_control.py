@@ -1,4 +1,5 @@
-"""The agent's control API protocol over a real Unix socket, and argument checks of the shared operations."""
+"""The agent's control API protocol over a real Unix socket (the operations' argument checks:
+tests/unit/signal/client/shell/test_operations.py)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,7 @@ from typing import Any
 
 import pytest
 
-from opendots.signal.client.core.client import DotsClientCore
-from opendots.signal.client.core.requests import DotsRequest, DotsResponse
 from opendots.signal.client.shell.control import ControlClient, ControlError, ControlServer, agent_answers
-from opendots.signal.client.shell.operations import ClientOperations, OperationError
-from opendots.store.client_state import ClientStateStore
 
 
 @pytest.fixture
@@ -128,29 +125,3 @@ async def test_stale_socket_is_replaced_but_a_live_one_is_not(socket_path: Path,
     regular.write_text("x")
     with pytest.raises(ControlError, match="not a socket"):
         await ControlServer(regular, echo_handler).start()
-
-
-async def test_operations_refuse_bad_arguments_before_sending(tmp_path: Path) -> None:
-    store = ClientStateStore(tmp_path / "state.db", "dz6pHjaADkaFTbjr0JGBpw")
-    core = DotsClientCore(store.cuid, store, now=0.0)
-
-    async def must_not_send(request: DotsRequest) -> DotsResponse:
-        raise AssertionError(f"nothing should be sent, got {request}")
-
-    operations = ClientOperations(core, must_not_send)
-    cases = [
-        ("mitigate", {}, "missing argument 'scope'"),
-        ("mitigate", {"scope": {"lifetime": 60}}, "at least one target"),
-        ("mitigate", {"scope": {"target-prefix": ["192.0.2.0/24"]}, "mid": "7"}, "must be an integer"),
-        ("mitigate", {"scope": {"target-prefix": ["192.0.2.0/24"], "target-port-range": [{}]}}, "bad scope"),
-        ("withdraw", {}, "missing argument 'mid'"),
-        ("efficacy", {"mid": 1, "attack-status": "under-attack"}, "not one of this client's"),
-        ("status", {"content": "z"}, "content filter"),
-        ("config-set", {"idle": {"nonsense": 1}}, "unknown session parameter"),
-        ("config-set", {"idle": 5}, "must be an object"),
-        ("launch", {}, "unknown operation"),
-    ]
-    for operation, args, message in cases:
-        with pytest.raises(OperationError, match=message):
-            await operations.dispatch(operation, args)
-    assert store.peek_next_mid() == 0  # nothing was allocated by refused requests

@@ -1,0 +1,63 @@
+"""The SQLite signal store survives SIGKILL: every acknowledged mitigation of a writer process killed mid-run is
+recovered by the next server (a real child process on a real SQLite file)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from tests.helpers import REPOSITORY
+from tests.helpers.signal_harness import ALPHA_CUID, SCOPE, T0, make_harness
+
+ROOT = REPOSITORY
+
+
+KILLED_WRITER = textwrap.dedent(
+    """
+    import sys, time
+    from tests.helpers.signal_harness import make_harness, scope_body
+    from pathlib import Path
+    h = make_harness(Path(sys.argv[1]))
+    h.now = float(sys.argv[2])
+    for mid in range(1, 51):
+        prefix = f"2001:db8:6401::{mid:x}/128"
+        response = h.put(mid, scope_body(target_prefix=[prefix], lifetime=1000 + mid))
+        assert response.code == "2.01", response
+        print(mid, flush=True)   # acknowledged: the response exists only after the commit
+    time.sleep(60)
+    """
+)
+
+
+def test_acknowledged_mitigations_survive_sigkill(tmp_path: Path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    writer = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, str(tmp_path), str(T0)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    acknowledged = []
+    try:
+        assert writer.stdout is not None
+        for line in writer.stdout:
+            acknowledged.append(int(line))
+            if len(acknowledged) == 50:
+                break
+    finally:
+        writer.send_signal(signal.SIGKILL)
+        writer.wait(timeout=10)
+    assert writer.returncode == -signal.SIGKILL
+    assert acknowledged == list(range(1, 51))
+    h = make_harness(tmp_path)
+    h.now = T0 + 100
+    h.restart()
+    scopes = h.get().body[SCOPE]["scope"]
+    assert [e["mid"] for e in scopes] == acknowledged
+    assert [e["lifetime"] for e in scopes] == [1000 + mid - 100 for mid in acknowledged]
+    assert h.get(1, cuid=ALPHA_CUID).code == "2.05"

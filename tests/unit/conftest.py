@@ -1,0 +1,39 @@
+"""Unit tests open no socket and start no process (README): every unit test runs with both refused.
+
+A test that needs a real socket (UDP, TCP, DTLS, TLS, HTTPS, a Unix socket) or a child process belongs in
+tests/integration/ (in-process, loopback), tests/interop/ (libcoap, curl, openssl) or tests/e2e/ (the `opendots`
+processes, lab namespaces). The guard refuses the calls that reach the network or the process table; an event
+loop's own socketpair (no bind, no connect) stays allowed.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+MOVE = "unit tests open no socket and start no process: move this test to tests/integration, interop or e2e"
+
+
+class UnitTestBoundaryError(AssertionError):
+    """Raised by the guard so that nothing in the code under test can mistake it for a network error."""
+
+
+def _refuse(what: str):
+    def refused(*_args: object, **_kwargs: object) -> None:
+        raise UnitTestBoundaryError(f"{what}: {MOVE}")
+
+    return refused
+
+
+@pytest.fixture(autouse=True)
+def _no_sockets_or_processes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for method in ("bind", "connect", "connect_ex", "listen", "sendto"):
+        monkeypatch.setattr(socket.socket, method, _refuse(f"socket.{method}"))
+    monkeypatch.setattr(subprocess.Popen, "__init__", _refuse("subprocess.Popen"))
+    monkeypatch.setattr(os, "fork", _refuse("os.fork"))
+    monkeypatch.setattr(os, "posix_spawn", _refuse("os.posix_spawn"))
+    yield
