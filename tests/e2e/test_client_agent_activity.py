@@ -12,7 +12,7 @@ import pytest
 
 from opendots.signal.client.shell.agent import ClientAgent
 from opendots.signal.client.shell.control import ControlError
-from tests.e2e.test_client_server import control, make_setup, start_server, wait_until
+from tests.e2e.client_stack import control, make_setup, start_server, wait_until
 
 try:
     from opendots.signal.server.core.server import Redirection

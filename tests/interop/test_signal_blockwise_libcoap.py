@@ -9,19 +9,16 @@ from pathlib import Path
 import pytest
 
 from opendots.model import DEFAULT_MAX_SIZE, decode_signal, encode_signal
+from tests.helpers.libcoap import CoapClient
 from tests.helpers.signal_harness import SCOPE, figure
-from tests.interop.test_signal_libcoap import CoapClient, server  # noqa: F401 (fixture)
+from tests.helpers.signal_server import cuid_of
 
 pytestmark = pytest.mark.interop
 
 
-def cuid_of(config, name: str) -> str:
-    return next(c.cuid for c in config.clients if c.name == name)
-
-
 @pytest.mark.parametrize("scheme", ["coaps", "coaps+tcp"])
-async def test_libcoap_uploads_a_mitigation_in_64_byte_blocks(pki_dir: Path, tmp_path: Path, server, scheme):  # noqa: F811
-    running, config = server
+async def test_libcoap_uploads_a_mitigation_in_64_byte_blocks(pki_dir: Path, tmp_path: Path, signal_server, scheme):
+    running, config = signal_server
     host, port = (running.endpoint.dtls_addresses if scheme == "coaps" else running.endpoint.tls_addresses)[0][:2]
     body = figure("figure07")
     body[SCOPE]["scope"][0]["target-prefix"] = [f"2001:db8:{i:x}::/48" for i in range(60)]
@@ -32,8 +29,10 @@ async def test_libcoap_uploads_a_mitigation_in_64_byte_blocks(pki_dir: Path, tmp
     assert decode_signal(payload)[SCOPE]["scope"][0]["mid"] == 77
 
 
-async def test_libcoap_uploading_past_the_body_limit_is_stopped_with_4_13_early(pki_dir: Path, tmp_path: Path, server):  # noqa: F811
-    running, config = server
+async def test_libcoap_uploading_past_the_body_limit_is_stopped_with_4_13_early(
+    pki_dir: Path, tmp_path: Path, signal_server
+):
+    running, config = signal_server
     host, port = running.endpoint.dtls_addresses[0][:2]
     oversized = tmp_path / "oversized.cbor"
     oversized.write_bytes(b"\xa0" * (4 * DEFAULT_MAX_SIZE))

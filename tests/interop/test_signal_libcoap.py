@@ -17,55 +17,12 @@ import cbor2
 import pytest
 
 from opendots.config import ServerConfig
-from opendots.model import decode_signal, encode_signal
-from opendots.signal.server.shell.run import start_signal_server
-from tests.conftest import free_port, require_binary
+from opendots.model import decode_signal
+from tests.helpers.libcoap import CoapClient
 from tests.helpers.signal_harness import CONFIG, SCOPE, figure
 
 pytestmark = pytest.mark.interop
 SCHEMES = ["coaps", "coaps+tcp"]
-
-
-@pytest.fixture
-async def server(pki_dir: Path, tmp_path: Path):
-    config = ServerConfig.load(pki_dir / "server.toml")
-    config.db = tmp_path / "signal.db"
-    running = await start_signal_server(config, bind=[("127.0.0.1", free_port())])
-    yield running, config
-    await running.stop()
-
-
-class CoapClient:
-    """Runs coap-client-openssl with one of the test PKI's client certificates."""
-
-    def __init__(self, pki_dir: Path, work: Path, stem: str = "client") -> None:
-        self.binary = require_binary("coap-client-openssl")
-        self.credentials = ["-c", str(pki_dir / f"{stem}.crt"), "-j", str(pki_dir / f"{stem}.key")]
-        self.credentials += ["-C", str(pki_dir / "ca.crt")]
-        self.work = work
-        self.runs = 0
-
-    async def start(self, *args: str, payload: dict[str, Any] | None = None) -> tuple[asyncio.subprocess.Process, Path]:
-        self.runs += 1
-        output = self.work / f"response-{self.runs}.bin"
-        extra: list[str] = []
-        if payload is not None:
-            body = self.work / f"request-{self.runs}.cbor"
-            body.write_bytes(encode_signal(payload))
-            extra = ["-t", "271", "-f", str(body)]
-        process = await asyncio.create_subprocess_exec(
-            self.binary, *self.credentials, "-o", str(output), *extra, *args,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        return process, output
-
-    async def run(self, *args: str, payload: dict[str, Any] | None = None) -> tuple[bytes, str]:
-        """(response payload, what coap-client printed: the code of an error response, e.g. '4.04 Not Found')."""
-        process, output = await self.start("-B", "10", *args, payload=payload)
-        stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
-        assert process.returncode == 0, stderr.decode(errors="replace")
-        printed = (stdout + stderr).decode(errors="replace").strip()
-        return (output.read_bytes() if output.exists() else b""), printed
 
 
 def bodies(data: bytes) -> list[dict[str, Any]]:
@@ -89,8 +46,8 @@ def owner_cuid(config: ServerConfig, name: str = "client") -> str:
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)
-async def test_mitigation_put_get_observe_delete(pki_dir: Path, tmp_path: Path, server, scheme: str):
-    running, config = server
+async def test_mitigation_put_get_observe_delete(pki_dir: Path, tmp_path: Path, signal_server, scheme: str):
+    running, config = signal_server
     client = CoapClient(pki_dir, tmp_path)
     uri = f"{base_uri(running, scheme)}/mitigate/cuid={owner_cuid(config)}/mid=123"
 
@@ -124,8 +81,8 @@ async def test_mitigation_put_get_observe_delete(pki_dir: Path, tmp_path: Path, 
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)
-async def test_session_config_put_and_get(pki_dir: Path, tmp_path: Path, server, scheme: str):
-    running, _ = server
+async def test_session_config_put_and_get(pki_dir: Path, tmp_path: Path, signal_server, scheme: str):
+    running, _ = signal_server
     client = CoapClient(pki_dir, tmp_path)
     wanted = figure("figure23")
     wanted[CONFIG]["mitigating-config"]["heartbeat-interval"]["current-value"] = 45
@@ -141,8 +98,8 @@ async def test_session_config_put_and_get(pki_dir: Path, tmp_path: Path, server,
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)
-async def test_another_client_cannot_see_the_mitigation(pki_dir: Path, tmp_path: Path, server, scheme: str):
-    running, config = server
+async def test_another_client_cannot_see_the_mitigation(pki_dir: Path, tmp_path: Path, signal_server, scheme: str):
+    running, config = signal_server
     uri = f"{base_uri(running, scheme)}/mitigate/cuid={owner_cuid(config)}/mid=7"
     await CoapClient(pki_dir, tmp_path).run("-m", "put", uri, payload=figure("figure07"))
     before = running.store.dump()

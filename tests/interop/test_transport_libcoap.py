@@ -12,19 +12,15 @@ import aiocoap.resource as resource
 import cbor2
 import pytest
 
-from opendots.config import TlsFiles
 from opendots.pki.certs import TestPki
 from opendots.transport import create_client_context, peer_identity, ping, start_server
 from tests.conftest import free_port, libcoap_port_pair, require_binary
+from tests.helpers import tls_files as files
 
 pytestmark = pytest.mark.interop
 
 BIG_BODY = b"".join(b"%05d dots-signal block2 body line\n" % n for n in range(160))  # > 4 KiB
 CBOR = 60
-
-
-def files(directory: Path, stem: str) -> TlsFiles:
-    return TlsFiles(directory / "ca.crt", directory / f"{stem}.crt", directory / f"{stem}.key")
 
 
 class Recorder(resource.ObservableResource):

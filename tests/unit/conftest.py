@@ -11,9 +11,15 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+from opendots.pki.certs import TestPki
+from opendots.transport.dtls import DtlsListener
+from tests.helpers import tls_files
 
 MOVE = "unit tests open no socket and start no process: move this test to tests/integration, interop or e2e"
 
@@ -29,11 +35,32 @@ def _refuse(what: str):
     return refused
 
 
-@pytest.fixture(autouse=True)
-def _no_sockets_or_processes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def refuse_sockets_and_processes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make binding, connecting, listening, sending to an address, and starting a process raise, until MONKEYPATCH
+    is undone (asyncio's own subprocess and endpoint functions go through the same calls)."""
     for method in ("bind", "connect", "connect_ex", "listen", "sendto"):
         monkeypatch.setattr(socket.socket, method, _refuse(f"socket.{method}"))
     monkeypatch.setattr(subprocess.Popen, "__init__", _refuse("subprocess.Popen"))
     monkeypatch.setattr(os, "fork", _refuse("os.fork"))
     monkeypatch.setattr(os, "posix_spawn", _refuse("os.posix_spawn"))
+
+
+@pytest.fixture(autouse=True)
+def _no_sockets_or_processes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    refuse_sockets_and_processes(monkeypatch)
     yield
+
+
+@pytest.fixture(scope="module")
+def rogue_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second, unrelated CA with a client and a server certificate (names identical to the real ones)."""
+    directory = tmp_path_factory.mktemp("rogue")
+    pki = TestPki(directory)
+    pki.issue_client("client")
+    pki.issue_server()
+    return directory
+
+
+@pytest.fixture(scope="module")
+def listener(pki_dir: Path) -> DtlsListener:
+    return DtlsListener(tls_files(pki_dir, "server"), now=time.monotonic())

@@ -6,9 +6,7 @@ import asyncio
 from pathlib import Path
 
 import aiocoap
-import aiohttp
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from opendots.config import ServerConfig
 from opendots.metrics import SignalCollector, start_metrics_endpoint
@@ -18,23 +16,10 @@ from opendots.signal.server.core import Status
 from opendots.signal.server.shell.run import start_signal_server
 from opendots.transport import create_client_context
 from tests.conftest import free_port
+from tests.helpers import tls_files as files
+from tests.helpers.metrics import scrape
 from tests.helpers.signal_harness import SCOPE
-from tests.integration.signal.server.shell.test_coap import BASE, cuid_of, files, request
-
-
-async def scrape(address: tuple) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.get(f"http://{address[0]}:{address[1]}/metrics") as response,
-    ):
-        assert response.status == 200
-        assert response.headers["Content-Type"].startswith("text/plain")
-        text = await response.text()
-    samples = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return samples
+from tests.helpers.signal_server import BASE, cuid_of, request
 
 
 @pytest.fixture

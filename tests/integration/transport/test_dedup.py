@@ -18,7 +18,8 @@ from opendots.transport import aiocoap_hooks as hooks
 from opendots.transport import start_server
 from opendots.transport.dtls import DtlsConnection, client_context
 from tests.conftest import free_port
-from tests.integration.transport.test_dtls import files, server, server_site  # noqa: F401  (server: the DTLS fixture)
+from tests.helpers import tls_files as files
+from tests.helpers.coap_site import server_site
 
 # ------------------------------------------------------------------------------------------------ real DTLS
 
@@ -61,7 +62,7 @@ def _get(mtype: aiocoap.numbers.types.Type, mid: int, token: bytes) -> aiocoap.M
     return message
 
 
-def _manager(server) -> hooks.TimerlessDedupMessageManager:  # noqa: F811
+def _manager(server) -> hooks.TimerlessDedupMessageManager:
     managers = [
         interface.token_interface
         for interface in server.context.request_interfaces
@@ -71,7 +72,7 @@ def _manager(server) -> hooks.TimerlessDedupMessageManager:  # noqa: F811
     return managers[0]
 
 
-async def test_a_repeated_con_gets_the_stored_response_and_a_repeated_non_is_ignored(pki_dir, server):  # noqa: F811
+async def test_a_repeated_con_gets_the_stored_response_and_a_repeated_non_is_ignored(pki_dir, server):
     session = _HandMadeSession(pki_dir, server.port)
     try:
         first = await asyncio.to_thread(session.exchange, _get(aiocoap.CON, 7, b"\x07"))
@@ -91,7 +92,7 @@ async def test_a_repeated_con_gets_the_stored_response_and_a_repeated_non_is_ign
         session.close()
 
 
-async def test_entries_expire_on_one_timer_and_the_message_is_then_new(pki_dir, server, monkeypatch):  # noqa: F811
+async def test_entries_expire_on_one_timer_and_the_message_is_then_new(pki_dir, server, monkeypatch):
     monkeypatch.setattr(aiocoap.numbers.constants.TransportTuning, "EXCHANGE_LIFETIME", property(lambda self: 0.3))
     session = _HandMadeSession(pki_dir, server.port)
     try:

@@ -17,41 +17,8 @@ from opendots.pki.certs import TestPki
 from opendots.transport import create_client_context, peer_identity, ping, start_server
 from opendots.transport.dtls import DtlsConnection, client_context
 from tests.conftest import free_port
-
-BIG_BODY = bytes(range(256)) * 20  # 5 KiB: needs Block2
-
-
-def files(directory: Path, stem: str) -> TlsFiles:
-    return TlsFiles(directory / "ca.crt", directory / f"{stem}.crt", directory / f"{stem}.key")
-
-
-class Whoami(resource.Resource):
-    def __init__(self) -> None:
-        super().__init__()
-        self.remotes: list = []
-
-    async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
-        self.remotes.append(request.remote)
-        identity = peer_identity(request)
-        return aiocoap.Message(payload=(identity.common_name if identity else "anonymous").encode())
-
-
-class Big(resource.Resource):
-    async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
-        return aiocoap.Message(payload=BIG_BODY)
-
-
-class Counter(resource.ObservableResource):
-    def __init__(self) -> None:
-        super().__init__()
-        self.value = 0
-
-    def bump(self) -> None:
-        self.value += 1
-        self.updated_state()
-
-    async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
-        return aiocoap.Message(payload=str(self.value).encode())
+from tests.helpers import tls_files as files
+from tests.helpers.coap_site import BIG_BODY, eventually, get, server_site
 
 
 class Heartbeat(resource.Resource):
@@ -63,33 +30,6 @@ class Heartbeat(resource.Resource):
         identity = peer_identity(request)
         self.received.append((request.payload, identity.common_name if identity else None))
         return aiocoap.Message(code=aiocoap.CHANGED)
-
-
-def server_site() -> tuple[resource.Site, Whoami, Counter]:
-    site = resource.Site()
-    whoami, counter = Whoami(), Counter()
-    site.add_resource(["whoami"], whoami)
-    site.add_resource(["big"], Big())
-    site.add_resource(["counter"], counter)
-    return site, whoami, counter
-
-
-@pytest.fixture
-async def server(pki_dir):
-    site, whoami, counter = server_site()
-    port = free_port()
-    endpoint = await start_server(
-        site, credentials=files(pki_dir, "server"), bind=[("127.0.0.1", port)], tls=False, idle_timeout=600
-    )
-    endpoint.port = port
-    endpoint.whoami = whoami
-    endpoint.counter = counter
-    yield endpoint
-    await endpoint.shutdown()
-
-
-async def get(context: aiocoap.Context, uri: str) -> aiocoap.Message:
-    return await asyncio.wait_for(context.request(aiocoap.Message(code=aiocoap.GET, uri=uri)).response, 10)
 
 
 async def test_request_carries_the_client_identity_and_server_can_call_back_over_the_same_session(pki_dir, server):
@@ -156,14 +96,6 @@ async def test_client_rejects_a_server_whose_certificate_names_someone_else(pki_
         assert server.whoami.remotes == []
     finally:
         await client.shutdown()
-
-
-async def eventually(condition, timeout: float = 5.0) -> None:
-    """Wait until CONDITION() holds (datagrams on a loaded machine take their time); fail after TIMEOUT."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 def raw_socket() -> socket.socket:

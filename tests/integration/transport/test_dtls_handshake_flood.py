@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from pathlib import Path
 
 import aiocoap
 import pytest
@@ -16,11 +15,8 @@ from opendots.config import ServerConfig, TlsFiles
 from opendots.transport import create_client_context, start_server
 from opendots.transport.dtls import DtlsConnection, client_context
 from tests.conftest import free_port
-from tests.integration.transport.test_dtls import eventually, get, server_site
-
-
-def files(directory: Path, stem: str) -> TlsFiles:
-    return TlsFiles(directory / "ca.crt", directory / f"{stem}.crt", directory / f"{stem}.key")
+from tests.helpers import tls_files as files
+from tests.helpers.coap_site import eventually, get, server_site
 
 
 def udp_socket(source: str) -> socket.socket:

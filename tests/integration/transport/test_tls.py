@@ -15,10 +15,7 @@ from opendots.config import TlsFiles
 from opendots.pki.certs import TestPki
 from opendots.transport import create_client_context, peer_identity, ping, start_server
 from tests.conftest import free_port
-
-
-def files(directory: Path, stem: str) -> TlsFiles:
-    return TlsFiles(directory / "ca.crt", directory / f"{stem}.crt", directory / f"{stem}.key")
+from tests.helpers import tls_files as files
 
 
 class Whoami(resource.Resource):

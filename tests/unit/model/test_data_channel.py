@@ -18,7 +18,7 @@ from opendots.model.data_channel import (
     validate_client,
     yang_library,
 )
-from tests.helpers.data_harness import load_figure
+from tests.helpers.data_figures import load_figure
 
 
 def figure_acl(number: int) -> dict:

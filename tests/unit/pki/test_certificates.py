@@ -11,7 +11,8 @@ from cryptography import x509
 from opendots.pki import verify
 from opendots.pki.verify import _Refusals, explain
 from opendots.transport.dtls import ConnectionClosed, DtlsConnection, client_context
-from tests.unit.transport.test_dtls import Pair, connect, files, listener, rogue_dir  # noqa: F401 (fixtures)
+from tests.helpers import tls_files as files
+from tests.helpers.dtls_memory import Pair, connect
 
 
 def _closed(events: list) -> str:
@@ -21,7 +22,7 @@ def _closed(events: list) -> str:
 
 def test_a_server_certificate_with_another_name_is_reported_with_the_names_it_holds_and_the_one_expected(
     pki_dir,
-    listener,  # noqa: F811 (the fixture imported above)
+    listener,
 ):
     pair = connect(pki_dir, listener, name="dots.example.net")
     message = _closed(pair.client_events)
@@ -31,8 +32,8 @@ def test_a_server_certificate_with_another_name_is_reported_with_the_names_it_ho
 
 def test_a_client_certificate_of_another_ca_is_explained_on_both_sides_and_logged_by_the_server(
     pki_dir,
-    rogue_dir,  # noqa: F811
-    listener,  # noqa: F811
+    rogue_dir,
+    listener,
     caplog,
     monkeypatch,
 ):

@@ -12,8 +12,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from OpenSSL import SSL
 
-from opendots.config import TlsFiles
-from opendots.pki.certs import TestPki
 from opendots.transport.dtls import (
     ApplicationData,
     CloseNotifyReceived,
@@ -29,70 +27,8 @@ from opendots.transport.dtls import (
     split_records,
 )
 from opendots.transport.profile import CIPHER_SUITES_TLS12, certificate_matches_name
-
-PEER = ("192.0.2.10", 40000)
-
-
-def files(directory: Path, stem: str) -> TlsFiles:
-    return TlsFiles(directory / "ca.crt", directory / f"{stem}.crt", directory / f"{stem}.key")
-
-
-@pytest.fixture(scope="module")
-def rogue_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A second, unrelated CA with a client and a server certificate (names identical to the real ones)."""
-    directory = tmp_path_factory.mktemp("rogue")
-    pki = TestPki(directory)
-    pki.issue_client("client")
-    pki.issue_server()
-    return directory
-
-
-class Pair:
-    """A client connection and a listener on the 'server', with datagrams shuttled by hand."""
-
-    def __init__(self, server: DtlsListener, client: DtlsConnection, peer: tuple = PEER) -> None:
-        self.listener = server
-        self.client = client
-        self.server: DtlsConnection | None = None
-        self.peer = peer
-        self.client_events: list = []
-        self.server_events: list = []
-        self.hello_verify_requests = 0
-
-    def pump(self, rounds: int = 10) -> None:
-        now = time.monotonic()
-        for _ in range(rounds):
-            moved = False
-            for datagram in self.client.datagrams_to_send():
-                moved = True
-                if self.server is None:
-                    result = self.listener.receive(datagram, self.peer, now)
-                    self.hello_verify_requests += bool(result.reply)
-                    for reply in result.reply:
-                        self.client_events += self.client.receive_datagram(reply, now)
-                    self.server = result.connection
-                else:
-                    self.server_events += self.server.receive_datagram(datagram, now)
-            if self.server is not None:
-                for datagram in self.server.datagrams_to_send():
-                    moved = True
-                    self.client_events += self.client.receive_datagram(datagram, now)
-            if not moved:
-                return
-
-
-@pytest.fixture(scope="module")
-def listener(pki_dir: Path) -> DtlsListener:
-    return DtlsListener(files(pki_dir, "server"), now=time.monotonic())
-
-
-def connect(
-    pki_dir: Path, listener: DtlsListener, *, stem: str = "client", name: str = "localhost", context=None, **kw
-) -> Pair:
-    context = context or client_context(files(pki_dir, stem), name)
-    pair = Pair(listener, DtlsConnection.connect(context, now=time.monotonic(), **kw))
-    pair.pump()
-    return pair
+from tests.helpers import tls_files as files
+from tests.helpers.dtls_memory import PEER, Pair, connect
 
 
 def test_handshake_goes_through_a_cookie_round_and_authenticates_both_sides(pki_dir, listener):

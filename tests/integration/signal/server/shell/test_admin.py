@@ -21,8 +21,9 @@ from opendots.signal.server.shell.admin import start_admin_socket
 from opendots.signal.server.shell.run import start_signal_server
 from opendots.transport import create_client_context
 from tests.conftest import free_port
+from tests.helpers import tls_files as files
 from tests.helpers.signal_harness import SCOPE
-from tests.integration.signal.server.shell.test_coap import BASE, cuid_of, files, request
+from tests.helpers.signal_server import BASE, cuid_of, request
 
 
 @pytest.fixture

@@ -9,28 +9,11 @@ import aiocoap
 import pytest
 from aiocoap.optiontypes import BlockOption
 
-from opendots.config import ServerConfig, TlsFiles
 from opendots.model import DEFAULT_MAX_SIZE, decode_signal, encode_signal
-from opendots.signal.server.shell.run import start_signal_server
 from opendots.transport import create_client_context
-from tests.conftest import free_port
+from tests.helpers import tls_files as files
 from tests.helpers.signal_harness import SCOPE, figure
-
-BASE = "/.well-known/dots"
-
-
-def files(directory: Path, stem: str) -> TlsFiles:
-    return TlsFiles(directory / "ca.crt", directory / f"{stem}.crt", directory / f"{stem}.key")
-
-
-@pytest.fixture
-async def server(pki_dir: Path, tmp_path: Path):
-    config = ServerConfig.load(pki_dir / "server.toml")
-    config.db = tmp_path / "signal.db"
-    running = await start_signal_server(config, bind=[("127.0.0.1", free_port())])
-    running.config = config
-    yield running
-    await running.stop()
+from tests.helpers.signal_server import BASE, cuid_of
 
 
 @pytest.fixture
@@ -43,10 +26,6 @@ async def client(pki_dir: Path):
 def base_uri(server, scheme: str) -> str:
     host, port = (server.endpoint.dtls_addresses if scheme == "coaps" else server.endpoint.tls_addresses)[0][:2]
     return f"{scheme}://{host}:{port}{BASE}"
-
-
-def cuid_of(config: ServerConfig, name: str) -> str:
-    return next(c.cuid for c in config.clients if c.name == name)
 
 
 async def send_block(

@@ -8,41 +8,15 @@ from pathlib import Path
 import aiocoap
 import pytest
 
-from opendots.config import ServerConfig, TlsFiles
-from opendots.model import decode_signal, encode_signal
+from opendots.config import ServerConfig
+from opendots.model import decode_signal
 from opendots.signal.server.core import Limits, ParameterSet, Redirection, ServerSettings, SessionConfig, Status
 from opendots.signal.server.shell.run import start_signal_server
 from opendots.transport import create_client_context
 from tests.conftest import free_port
+from tests.helpers import tls_files as files
 from tests.helpers.signal_harness import SCOPE, figure
-
-BASE = "/.well-known/dots"
-
-
-def files(directory: Path, stem: str) -> TlsFiles:
-    return TlsFiles(directory / "ca.crt", directory / f"{stem}.crt", directory / f"{stem}.key")
-
-
-@pytest.fixture
-async def server(pki_dir: Path, tmp_path: Path):
-    config = ServerConfig.load(pki_dir / "server.toml")
-    config.db = tmp_path / "signal.db"
-    running = await start_signal_server(config, bind=[("127.0.0.1", free_port())])
-    running.config = config
-    yield running
-    await running.stop()
-
-
-async def request(context, method, uri, body=None, timeout=10.0, **options) -> aiocoap.Message:
-    message = aiocoap.Message(code=method, uri=uri, **options)
-    if body is not None:
-        message.payload = encode_signal(body) if isinstance(body, dict) else body
-        message.opt.content_format = options.get("content_format", 271)
-    return await asyncio.wait_for(context.request(message).response, timeout)
-
-
-def cuid_of(config: ServerConfig, name: str) -> str:
-    return next(c.cuid for c in config.clients if c.name == name)
+from tests.helpers.signal_server import BASE, cuid_of, request
 
 
 async def test_mitigation_over_dtls_with_observe_and_isolation(pki_dir: Path, server):

@@ -14,21 +14,16 @@ import aiocoap
 import pytest
 from aiocoap.optiontypes import OpaqueOption
 
-from opendots.config import ServerConfig, TlsFiles
+from opendots.config import TlsFiles
 from opendots.model import encode_signal
-from opendots.signal.server.shell.run import start_signal_server
 from opendots.transport import create_client_context
 from opendots.transport.dtls import DtlsConnection, client_context
-from tests.conftest import free_port
+from tests.helpers import tls_files as files
 from tests.helpers.signal_harness import figure
 
 CON, NON, ACK, RST = 0, 1, 2, 3
 GET, PUT = 1, 3
 DOTS = [(11, b".well-known"), (11, b"dots")]
-
-
-def files(directory: Path, stem: str) -> TlsFiles:
-    return TlsFiles(directory / "ca.crt", directory / f"{stem}.crt", directory / f"{stem}.key")
 
 
 def coap(
@@ -102,16 +97,6 @@ class RawDtlsCoap:
         self.connection.close()
         self._flush()
         self.sock.close()
-
-
-@pytest.fixture
-async def server(pki_dir: Path, tmp_path: Path):
-    config = ServerConfig.load(pki_dir / "server.toml")
-    config.db = tmp_path / "signal.db"
-    running = await start_signal_server(config, bind=[("127.0.0.1", free_port())])
-    running.config = config
-    yield running
-    await running.stop()
 
 
 @pytest.fixture

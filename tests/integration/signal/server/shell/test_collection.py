@@ -16,7 +16,7 @@ from opendots.config import ConfigError, ServerConfig
 from opendots.metrics import SignalCollector, start_metrics_endpoint
 from opendots.signal.server.shell.run import start_signal_server
 from tests.conftest import free_port
-from tests.integration.metrics.test_endpoint import scrape
+from tests.helpers.metrics import scrape
 
 
 def server_config(pki_dir: Path, tmp_path: Path, name: str, interval: float) -> ServerConfig:

@@ -10,7 +10,7 @@ from opendots.signal.client.core.client import DotsClientCore
 from opendots.signal.client.core.requests import DotsResponse
 from opendots.signal.client.core.scope import MitigationScope
 from opendots.store.client_state import ClientStateStore
-from tests.unit.signal.client.core.test_client import CUID, T0, connected_core, events, grant
+from tests.helpers.client_core import CUID, T0, connected_core, events, grant
 
 REDIRECT = {
     "ietf-dots-signal-channel:redirected-signal": {"alt-server": "alt.example", "alt-server-record": ["192.0.2.9"]}

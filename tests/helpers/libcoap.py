@@ -1,0 +1,43 @@
+"""Running libcoap's coap-client (an independent CoAP/DTLS/TLS implementation) with a test PKI certificate."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from opendots.model import encode_signal
+from tests.conftest import require_binary
+
+
+class CoapClient:
+    """Runs coap-client-openssl with one of the test PKI's client certificates."""
+
+    def __init__(self, pki_dir: Path, work: Path, stem: str = "client") -> None:
+        self.binary = require_binary("coap-client-openssl")
+        self.credentials = ["-c", str(pki_dir / f"{stem}.crt"), "-j", str(pki_dir / f"{stem}.key")]
+        self.credentials += ["-C", str(pki_dir / "ca.crt")]
+        self.work = work
+        self.runs = 0
+
+    async def start(self, *args: str, payload: dict[str, Any] | None = None) -> tuple[asyncio.subprocess.Process, Path]:
+        self.runs += 1
+        output = self.work / f"response-{self.runs}.bin"
+        extra: list[str] = []
+        if payload is not None:
+            body = self.work / f"request-{self.runs}.cbor"
+            body.write_bytes(encode_signal(payload))
+            extra = ["-t", "271", "-f", str(body)]
+        process = await asyncio.create_subprocess_exec(
+            self.binary, *self.credentials, "-o", str(output), *extra, *args,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        return process, output
+
+    async def run(self, *args: str, payload: dict[str, Any] | None = None) -> tuple[bytes, str]:
+        """(response payload, what coap-client printed: the code of an error response, e.g. '4.04 Not Found')."""
+        process, output = await self.start("-B", "10", *args, payload=payload)
+        stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
+        assert process.returncode == 0, stderr.decode(errors="replace")
+        printed = (stdout + stderr).decode(errors="replace").strip()
+        return (output.read_bytes() if output.exists() else b""), printed
