@@ -127,12 +127,48 @@ async def test_apply_announces_rtbh_and_flowspec_then_withdraw_removes_them(lab:
     await mitigator.withdraw("client/2")  # withdrawing twice is harmless
 
 
+class OrderWatch:
+    """The real speaker, watched: records the order of its announce and withdraw calls and, when a withdrawal is
+    sent, waits for BIRD to hold the route it expects by then and keeps what BIRD holds at that moment."""
+
+    def __init__(self, speaker, lab: BirdLab, expected_before_withdraw: str) -> None:
+        self._speaker = speaker
+        self._lab = lab
+        self._expected = expected_before_withdraw
+        self.calls: list[str] = []
+        self.at_bird_when_withdrawing: dict[str, str] | None = None
+
+    def __getattr__(self, name: str):
+        return getattr(self._speaker, name)
+
+    async def announce(self, routes) -> None:
+        self.calls.append("announce")
+        await self._speaker.announce(routes)
+
+    async def withdraw(self, routes) -> None:
+        self.calls.append("withdraw")
+        # Withdrawing first would leave the expected route unannounced here: this wait then fails the test.
+        await wait_until(lambda: self._expected in bgp_routes(self._lab), "the new rule at BIRD before the withdrawal")
+        self.at_bird_when_withdrawing = bgp_routes(self._lab)
+        await self._speaker.withdraw(routes)
+
+
 async def test_update_announces_the_new_rule_before_withdrawing_the_old(lab: BirdLab, mitigator: BgpMitigator):
     await mitigator.apply(scope_v4(ports=(PortRange(80, 80),)))
     old_flow = "flow4 { dst 203.0.113.7/32; src 198.51.100.0/24; proto 6,17; dport 80; }"
     await wait_until(lambda: old_flow in bgp_routes(lab), "first rule")
-    await mitigator.update(scope_v4(ports=(PortRange(8000, 8080),)))
     new_flow = "flow4 { dst 203.0.113.7/32; src 198.51.100.0/24; proto 6,17; dport 8000..8080; }"
+    real_speaker = mitigator.speaker
+    watch = OrderWatch(real_speaker, lab, new_flow)
+    mitigator.speaker = watch
+    try:
+        await mitigator.update(scope_v4(ports=(PortRange(8000, 8080),)))
+    finally:
+        mitigator.speaker = real_speaker
+    assert watch.calls == ["announce", "withdraw"]
+    # No gap in enforcement: BIRD held the old and the new rule at once, and only then was the old one withdrawn.
+    assert watch.at_bird_when_withdrawing is not None
+    assert {old_flow, new_flow, str(TARGET_V4)} <= set(watch.at_bird_when_withdrawing)
     await wait_until(lambda: set(bgp_routes(lab)) == {str(TARGET_V4), new_flow}, "only the new rule")
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from opendots.app import check_credentials, open_database
+from opendots.app import check_credentials, open_database, start_server
 from opendots.config import ClientConfig, ConfigError, ServerConfig
 from opendots.pki.setup import init_pki
 from opendots.signal.client.shell.settings import AgentSettings
@@ -127,7 +127,7 @@ def test_the_readme_configuration_examples_load(tmp_path: Path) -> None:
     assert AgentSettings.from_config(client).reconnect_min == 60.0
 
 
-def test_credentials_are_checked_by_file_name_before_anything_listens(pki_dir: Path, tmp_path: Path) -> None:
+async def test_credentials_are_checked_by_file_name_before_anything_listens(pki_dir: Path, tmp_path: Path) -> None:
     config = ServerConfig.load(pki_dir / "server.toml")
     check_credentials(config.tls)
     for name in ("ca.crt", "server.crt", "server.key", "other.key"):
@@ -142,6 +142,13 @@ def test_credentials_are_checked_by_file_name_before_anything_listens(pki_dir: P
     garbled = config.tls.__class__(tmp_path / "ca.crt", tmp_path / "garbled.crt", tmp_path / "server.key")
     with pytest.raises(ConfigError, match=re.escape(str(tmp_path / "garbled.crt"))):
         check_credentials(garbled)
+    # The server as `opendots server` starts it: in tests/unit a bind or listen raises UnitTestBoundaryError
+    # (tests/unit/conftest.py), so reaching the ConfigError proves the check ran before anything listened.
+    config.tls = mismatched
+    config.db = tmp_path / "never.db"
+    with pytest.raises(ConfigError, match="does not match the certificate"):
+        await start_server(config)
+    assert not config.db.exists()  # nor was the database opened
 
 
 def test_a_database_in_a_missing_directory_is_a_config_error_naming_it(tmp_path: Path) -> None:
