@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.conftest import UnitTestBoundaryError, refuse_sockets_and_processes
+from tests.helpers.boundary import UnitTestBoundaryError, refuse_sockets_and_processes
 
 TESTS = Path(__file__).resolve().parent
 PACKAGE = TESTS.parent / "opendots"
 MIRRORED = ("unit", "integration")
 
-# Modules whose import in a unit test means a socket or a process (the runtime guard in tests/unit/conftest.py
+# Modules whose import in a unit test means a socket or a process (the runtime guard of tests/helpers/boundary.py
 # refuses the calls themselves; this names the mistake before anything runs).
 NETWORK_OR_PROCESS_MODULES = {
     "socket",
@@ -108,7 +108,7 @@ def test_no_unit_test_or_helper_it_uses_imports_a_socket_or_process_module_or_na
     for module in unit_modules:
         helpers |= _helper_modules_used(module, set())
     for module in unit_modules + sorted(helpers):
-        if module.name == "conftest.py" and module.parent == TESTS / "unit":
+        if module == TESTS / "helpers" / "boundary.py":
             continue  # the guard itself patches socket and subprocess
         imported = _imports(module)
         bad = {

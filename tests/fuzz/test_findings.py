@@ -5,54 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import random
-import socket
-import time
-from pathlib import Path
 
 import aiocoap
-import aiocoap.resource as resource
 from aiocoap.optiontypes import BlockOption
 from aiocoap.pipe import Pipe
 
-from opendots.config import TlsFiles
-from opendots.transport.dtls import ApplicationData, DtlsConnection, client_context
 from tests.fuzz.inputs import signal_body
 from tests.fuzz.targets import CoapTarget, Stack
-
-# Uri-Path "mitigate" with a 0xF7 byte in it: not UTF-8, which aiocoap reports as UnicodeDecodeError, not as an
-# unparsable message.
-NOT_UTF8_URI_PATH = bytes([0x50, 0x01, 0x00, 0x07, 0xB8]) + b"mitig\xf7te"
-
-
-def _files(directory: Path, stem: str) -> TlsFiles:
-    return TlsFiles(directory / "ca.crt", directory / f"{stem}.crt", directory / f"{stem}.key")
-
-
-class Echo(resource.Resource):
-    async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
-        return aiocoap.Message(payload=b"still here")
-
-
-def _send_then_get(sock: socket.socket, port: int, credentials: TlsFiles, first: bytes) -> bytes:
-    """A DTLS session by hand: FIRST as the plaintext of one datagram, then a CoAP GET /echo; the GET's answer."""
-    connection = DtlsConnection.connect(client_context(credentials, "localhost"), now=time.monotonic())
-    request = aiocoap.Message(code=aiocoap.GET, uri_path=["echo"])
-    request.mtype, request.mid, request.token = aiocoap.CON, 9, b"\x09"
-    connection.send(first)
-    connection.send(request.encode())
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        for datagram in connection.datagrams_to_send():
-            sock.sendto(datagram, ("127.0.0.1", port))
-        try:
-            data = sock.recv(4096)
-        except TimeoutError:
-            connection.handle_timer(time.monotonic())
-            continue
-        for event in connection.receive_datagram(data, time.monotonic()):
-            if isinstance(event, ApplicationData):
-                return aiocoap.Message.decode(event.data).payload
-    raise AssertionError("no answer over the hand-made DTLS session")
 
 
 def test_a_refused_observe_registration_ends_with_its_answer_and_no_error(tmp_path):

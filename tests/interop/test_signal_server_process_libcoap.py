@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from opendots.cli.certs import init_pki
 from opendots.model import decode_signal, encode_signal
 from opendots.store.signal import SqliteSignalStore
 from tests.conftest import free_port, require_binary
+from tests.helpers.processes import opendots_server
 from tests.helpers.signal_harness import SCOPE
 
-ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.interop
 
 
 def test_server_command_serves_and_stops(tmp_path: Path):
@@ -24,15 +25,8 @@ def test_server_command_serves_and_stops(tmp_path: Path):
     config, _ = init_pki(
         tmp_path
     )  # the file keeps the default port 4646, listen "::" and opendots.db: flags override them
-    command = "from opendots.cli.server import server; server()"
     flags = ["--signal-port", str(port), "--listen", "127.0.0.1", "--db", str(tmp_path / "flag.db"), "--no-data"]
-    process = subprocess.Popen(
-        [sys.executable, "-c", command, "-c", str(tmp_path / "server.toml"), "--no-tls", *flags],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = opendots_server(tmp_path / "server.toml", "--no-tls", *flags)
     try:
         assert process.stderr is not None
         line = process.stderr.readline()

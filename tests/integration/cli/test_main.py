@@ -5,11 +5,8 @@ that take a client's name or its CUID (the argument and configuration errors: te
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import socket
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -22,6 +19,7 @@ from opendots.pki.setup import init_pki
 from tests.conftest import free_port
 from tests.helpers import REPOSITORY
 from tests.helpers.cli import EX_DATAERR, invoke, one_line_error
+from tests.helpers.processes import opendots_server
 
 ROOT = REPOSITORY
 
@@ -105,13 +103,7 @@ async def test_client_verbs_take_the_servers_ports_from_flags_and_admin_takes_na
 def test_the_server_warns_at_start_up_when_nothing_is_enforced(tmp_path: Path) -> None:
     config, _ = init_pki(tmp_path)
     flags = ["--signal-port", str(free_port()), "--listen", "127.0.0.1", "--no-data", "--no-tls"]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "opendots", "server", "-c", str(tmp_path / "server.toml"), *flags],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = opendots_server(tmp_path / "server.toml", *flags)
     try:
         assert process.stderr is not None
         assert "listening" in process.stderr.readline()

@@ -20,8 +20,9 @@ from opendots.store.data_channel import SqliteDataChannelStore
 from opendots.store.sqlite import SqliteDatabase
 from opendots.transport import create_client_context
 from tests.conftest import free_port
+from tests.helpers import REPOSITORY
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = REPOSITORY
 SCOPE = "ietf-dots-signal-channel:mitigation-scope"
 
 

@@ -19,6 +19,7 @@ from opendots.transport.dtls import DtlsConnection, client_context
 from tests.conftest import free_port
 from tests.helpers import tls_files as files
 from tests.helpers.coap_site import BIG_BODY, eventually, get, server_site
+from tests.helpers.dtls_by_hand import get_by_hand
 
 
 class Heartbeat(resource.Resource):
@@ -212,37 +213,16 @@ async def test_client_close_notify_removes_the_server_session(pki_dir, server):
     assert server.stats().sessions == 0
 
 
-def _blocking_session(sock: socket.socket, server_port: int, credentials: TlsFiles) -> bytes:
-    """A whole DTLS session by hand on SOCK (fixed local port): handshake, one CoAP GET, return the payload."""
-    connection = DtlsConnection.connect(client_context(credentials, "localhost"), now=time.monotonic())
-    request = aiocoap.Message(code=aiocoap.GET, uri_path=["whoami"])
-    request.mtype, request.mid, request.token = aiocoap.CON, 7, b"\x01\x02"
-    connection.send(request.encode())
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        for datagram in connection.datagrams_to_send():
-            sock.sendto(datagram, ("127.0.0.1", server_port))
-        try:
-            data = sock.recv(4096)
-        except TimeoutError:
-            connection.handle_timer(time.monotonic())
-            continue
-        for event in connection.receive_datagram(data, time.monotonic()):
-            if hasattr(event, "data"):
-                return aiocoap.Message.decode(event.data).payload
-    raise AssertionError("no response over the hand-made DTLS session")
-
-
 async def test_client_restarting_on_the_same_port_replaces_its_old_session(pki_dir, server):
     sock = raw_socket()
     sock.settimeout(0.5)
     sock.bind(("127.0.0.1", 0))
     with sock:
-        assert await asyncio.to_thread(_blocking_session, sock, server.port, files(pki_dir, "client")) == b"client"
+        assert await asyncio.to_thread(get_by_hand, sock, server.port, files(pki_dir, "client"), "whoami") == b"client"
         old = server.whoami.remotes[-1]
         assert server.stats().sessions == 1
         # same address and port, new handshake from scratch (the old session state is lost on the client)
-        assert await asyncio.to_thread(_blocking_session, sock, server.port, files(pki_dir, "other")) == b"other"
+        assert await asyncio.to_thread(get_by_hand, sock, server.port, files(pki_dir, "other"), "whoami") == b"other"
     stats = server.stats()
     assert stats.sessions == 1 and stats.accepted_total == 2
     assert server.whoami.remotes[-1] is not old and old.connection.closed
