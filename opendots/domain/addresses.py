@@ -73,7 +73,7 @@ def plain_network(text: str) -> IPNetwork | None:
     """The network of a CIDR text in the plain forms (hex groups, or a dotted quad; a decimal length), read with the
     C ``inet_pton`` and built from integers: a third of the cost of ``ip_network`` on a string, which tries IPv4
     first. None when the text has another form or anything is wrong (host bits, lengths, group syntax): the slow
-    path then gives ip_network's verdict and words its error. tests/unit/test_domain_parsing.py holds the two to
+    path then gives ip_network's verdict and words its error. tests/unit/domain/test_parsing.py holds the two to
     the same results."""
     # The address classes, not ip_network (which tries IPv4, then IPv6, raising and catching on the way); not
     # socket.inet_pton either, which would be faster but pulls the socket module into the sans-I/O cores.

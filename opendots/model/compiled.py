@@ -15,7 +15,7 @@ the same schema nodes once at load time and turns them into closures that check 
 Anything else (other XPath, ``unique``, referential integrity, defaults an XPath path would need) is not
 re-implemented: the check raises ``Defer`` and the caller hands the whole body to yangson, whose verdict is final.
 A rejection raises ``Reject``; the caller then also asks yangson, for the exact diagnostic. So yangson stays the
-reference for every error message, and tests/unit/test_model_compiled.py holds the two to the same verdicts on every
+reference for every error message, and tests/unit/model/test_compiled.py holds the two to the same verdicts on every
 example body and a generated corpus.
 """
 

@@ -1,7 +1,7 @@
 """Inputs for the fuzz targets: seed corpora from the RFC figures, structure-aware generators and byte mutators.
 
 The campaign (tools/fuzz_campaign.py) draws from these with a seeded random.Random; the Hypothesis tests in
-tests/unit/test_fuzz_entry_points.py build their strategies from the same vocabularies and seeds.
+tests/fuzz/test_entry_points.py build their strategies from the same vocabularies and seeds.
 """
 
 from __future__ import annotations

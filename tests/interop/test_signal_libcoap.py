@@ -3,7 +3,7 @@
 Over DTLS (coaps://) and TLS (coaps+tcp://), with the test client's certificate: a mitigation is created, read
 back, observed while a second request withdraws it, and deleted; a session configuration is written and read
 back; another client's certificate cannot see any of it. Real binaries, real sockets, real SQLite.
-(tests/unit/test_signal_libcoap.py covers PUT/GET/DELETE over DTLS and malformed CBOR; this extends it.)
+(test_signal_server_libcoap_basics.py covers PUT/GET/DELETE over DTLS and malformed CBOR; this extends it.)
 """
 
 from __future__ import annotations
