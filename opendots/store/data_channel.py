@@ -8,10 +8,12 @@ rejected or failed request leaves the database exactly as it was.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from opendots.store.records import StoreError
 from opendots.store.sqlite import SqliteDatabase
 
 COMPONENT = "data_channel"
@@ -101,6 +103,10 @@ class Changes:
             or self.clear_acls
         )
 
+    def rows(self) -> int:
+        """Rows the change writes or deletes by name: what its commit costs, roughly."""
+        return len(self.alias_puts) + len(self.alias_deletes) + len(self.acl_puts) + len(self.acl_deletes)
+
 
 class DataChannelStore(Protocol):
     def get_client(self, cuid: str) -> ClientRecord | None: ...
@@ -127,7 +133,23 @@ class DataChannelStore(Protocol):
 
     def domain_acls(self, cdid: str, exclude_cuid: str, now: float) -> list[tuple[str, StoredEntry]]: ...
 
-    def apply(self, changes: Changes, now: float) -> None: ...
+    def apply(self, changes: Changes, now: float) -> None:
+        """Make CHANGES durable in one transaction; raises StoreError (nothing changed) when it cannot."""
+        ...
+
+    def set_acl_activation(self, cuid: str, name: str, activation_type: str, expires: float | None, now: float) -> bool:
+        """Give CUID's live ACL NAME ACTIVATION_TYPE (and EXPIRES, unless None) in one transaction that reads
+        the ACL too; False if there is no such ACL."""
+        ...
+
+    def writer(self) -> DataChannelStore | None:
+        """The same data through a connection of its own, for a commit in a worker thread while this one keeps
+        serving reads on the event loop; None when the store cannot offer one."""
+        ...
+
+    def close(self) -> None:
+        """Close a writer()'s connection (a store's own database belongs to whoever opened it)."""
+        ...
 
     def purge_expired(self, now: float) -> int: ...
 
@@ -228,6 +250,18 @@ class SqliteDataChannelStore:
         return [(row["cuid"], _acl_entry(row)) for row in rows]
 
     def apply(self, changes: Changes, now: float) -> None:
+        # Serialized first: a commit in a worker thread then holds the database's write lock only for the SQL.
+        aliases = [(changes.cuid, name, _dumps(body), expires) for name, body, expires in changes.alias_puts]
+        acls = [
+            (changes.cuid, acl.name, acl.position, acl.activation_type, _dumps(acl.body), acl.expires)
+            for acl in changes.acl_puts
+        ]
+        try:
+            self._apply(changes, aliases, acls, now)
+        except (sqlite3.Error, OSError) as problem:
+            raise StoreError(f"SQLite: {problem}") from problem
+
+    def _apply(self, changes: Changes, aliases: list[tuple], acls: list[tuple], now: float) -> None:
         with self.database.transaction() as cursor:
             cuid = changes.cuid
             if changes.unregister:
@@ -246,23 +280,54 @@ class SqliteDataChannelStore:
                 cursor.execute("DELETE FROM data_aliases WHERE cuid = ?", (cuid,))
             if changes.clear_acls:
                 cursor.execute("DELETE FROM data_acls WHERE cuid = ?", (cuid,))
-            for name in changes.alias_deletes:
-                cursor.execute("DELETE FROM data_aliases WHERE cuid = ? AND name = ?", (cuid, name))
-            for name in changes.acl_deletes:
-                cursor.execute("DELETE FROM data_acls WHERE cuid = ? AND name = ?", (cuid, name))
-            for name, body, expires in changes.alias_puts:
+            cursor.executemany(
+                "DELETE FROM data_aliases WHERE cuid = ? AND name = ?", [(cuid, name) for name in changes.alias_deletes]
+            )
+            cursor.executemany(
+                "DELETE FROM data_acls WHERE cuid = ? AND name = ?", [(cuid, name) for name in changes.acl_deletes]
+            )
+            cursor.executemany(
+                "INSERT INTO data_aliases (cuid, name, body, expires) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(cuid, name) DO UPDATE SET body = excluded.body, expires = excluded.expires",
+                aliases,
+            )
+            cursor.executemany(
+                "INSERT INTO data_acls (cuid, name, position, activation_type, body, expires) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(cuid, name) DO UPDATE SET position = excluded.position, "
+                "activation_type = excluded.activation_type, body = excluded.body, expires = excluded.expires",
+                acls,
+            )
+
+    def set_acl_activation(self, cuid: str, name: str, activation_type: str, expires: float | None, now: float) -> bool:
+        try:
+            # Read inside the write transaction: a commit in progress on another connection is waited for, so
+            # the change applies to what it left (never to an ACL it replaced or deleted).
+            with self.database.transaction() as cursor:
+                row = cursor.execute(
+                    "SELECT body, expires FROM data_acls WHERE cuid = ? AND name = ? AND expires > ?",
+                    (cuid, name, now),
+                ).fetchone()
+                if row is None:
+                    return False
+                body = {**json.loads(row["body"]), "activation-type": activation_type}
                 cursor.execute(
-                    "INSERT INTO data_aliases (cuid, name, body, expires) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT(cuid, name) DO UPDATE SET body = excluded.body, expires = excluded.expires",
-                    (cuid, name, _dumps(body), expires),
+                    "UPDATE data_acls SET body = ?, activation_type = ?, expires = ? WHERE cuid = ? AND name = ?",
+                    (_dumps(body), activation_type, row["expires"] if expires is None else expires, cuid, name),
                 )
-            for acl in changes.acl_puts:
-                cursor.execute(
-                    "INSERT INTO data_acls (cuid, name, position, activation_type, body, expires) "
-                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(cuid, name) DO UPDATE SET position = excluded.position, "
-                    "activation_type = excluded.activation_type, body = excluded.body, expires = excluded.expires",
-                    (cuid, acl.name, acl.position, acl.activation_type, _dumps(acl.body), acl.expires),
-                )
+                return True
+        except (sqlite3.Error, OSError) as problem:
+            raise StoreError(f"SQLite: {problem}") from problem
+
+    def writer(self) -> SqliteDataChannelStore | None:
+        """A second connection to the same file: in WAL mode its commit is atomic for the readers of this one,
+        which go on seeing the last committed state meanwhile. None for an in-memory database (a second
+        connection would open another, empty one)."""
+        if self.database.path in ("", ":memory:") or self.database.path.startswith("file::memory:"):
+            return None
+        return SqliteDataChannelStore(SqliteDatabase(self.database.path))
+
+    def close(self) -> None:
+        self.database.close()
 
     def purge_expired(self, now: float) -> int:
         """Remove aliases and ACLs whose lifetime ended without a refresh (RFC 8783 §3.5)."""

@@ -14,10 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from opendots.data.errors import RestconfError
+from opendots.data.core.errors import RestconfError
+from opendots.data.core.messages import MEDIA_TYPE
 from opendots.model.data_channel import ModelError, canonical_entries
 
-MEDIA_TYPE = "application/yang-data+json"
 # Entry validation done inline on one request before the core hands it to a worker thread instead, counted in
 # bytes of the entries' JSON: yangson takes ~40 µs per 100 bytes, so this keeps a request's inline share ~1 ms.
 INLINE_VALIDATION_BYTES = 4096
@@ -118,30 +118,3 @@ def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
-
-
-def block_positions(ordered: list[tuple[str, float]], count: int, insert: str, point: str | None) -> list[float]:
-    """Sort keys for COUNT new ACLs placed together, in body order, per RFC 8040 §4.8.5 `insert`/`point`.
-
-    ORDERED: the client's stored (name, position), sorted by position; POINT: the name of the ACL `before`/`after`
-    refers to. One pass over ORDERED whatever COUNT is (the ACLs of one request follow each other).
-    """
-    if count == 0:
-        return []
-    if not ordered:
-        return [float(i) for i in range(count)]
-    if insert == "first":
-        return [ordered[0][1] - count + i for i in range(count)]
-    if insert == "last":
-        return [ordered[-1][1] + 1 + i for i in range(count)]
-    index = next((i for i, (name, _) in enumerate(ordered) if name == point), None)
-    if index is None:
-        raise RestconfError("invalid-value", f"insertion point acl={point} does not exist", error_type="protocol")
-    if insert == "before":
-        low = ordered[index - 1][1] if index > 0 else ordered[index][1] - 2.0
-        high = ordered[index][1]
-    else:
-        low = ordered[index][1]
-        high = ordered[index + 1][1] if index + 1 < len(ordered) else ordered[index][1] + 2.0
-    step = (high - low) / (count + 1)
-    return [low + step * (i + 1) for i in range(count)]
