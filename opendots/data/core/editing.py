@@ -141,9 +141,10 @@ class Editing(Creation):
         # Counted first: a body over the limit is refused before any per-entry work.
         self._check_size(len(entries))
         if not keep_others:
-            others = self.store.count_entries(client.cuid, now) - len(self._entries(container, client.cuid, now))
-            if others + len(entries) > self.settings.max_entries:
-                raise RestconfError("resource-denied", f"at most {self.settings.max_entries} aliases and ACLs")
+            others = self.store.count_entries(client.cuid, now) - len(
+                self.store.entry_names(container, client.cuid, now)
+            )
+            self._check_size(others + len(entries))
         else:
             existing = self._existing(container, client.cuid, entries, now)
             fresh = sum(1 for e in entries if e.get("name") not in existing)

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from opendots.config import ClientAuthorization
-from opendots.data.core.body import PLACEHOLDER_KEY, PLACEHOLDER_STEP, NeedsValidation, memo_key
+from opendots.data.core.body import INLINE_ENTRIES, PLACEHOLDER_KEY, PLACEHOLDER_STEP, NeedsValidation
 from opendots.data.core.errors import RestconfError
 from opendots.data.core.policy import check_acl, check_alias, check_capabilities
 from opendots.data.core.retrieval import Retrieval
@@ -17,12 +17,26 @@ from opendots.model.data_channel import ModelError, validate_client
 
 class Validation(Retrieval):
     def _check_size(self, entries: int) -> None:
+        """§10 quotas: ENTRIES aliases and ACLs a client would have (409 resource-denied when over the limit)."""
         if entries > self.settings.max_entries:
-            raise RestconfError("resource-denied", f"at most {self.settings.max_entries} aliases and ACLs per client")
+            limit = self.settings.max_entries
+            raise RestconfError("resource-denied", f"at most {limit} aliases and ACLs per client ([data] max_entries)")
 
     def _check_quota(self, cuid: str, adding: int, now: float) -> None:
-        if self.store.count_entries(cuid, now) + adding > self.settings.max_entries:
-            raise RestconfError("resource-denied", f"at most {self.settings.max_entries} aliases and ACLs per client")
+        self._check_size(self.store.count_entries(cuid, now) + adding)
+
+    def _check_aces(self, acls: list[dict[str, Any]]) -> None:
+        """§10 quotas: an ACL over `max_aces` is refused before any of it is validated (yangson takes ~0.5 ms
+        per ACE, and each ACE is an nftables rule every packet walks)."""
+        limit = self.settings.max_aces
+        for acl in acls:
+            aces = acl.get("aces")
+            count = len(aces["ace"]) if isinstance(aces, dict) and isinstance(aces.get("ace"), list) else 0
+            if count > limit:
+                raise RestconfError(
+                    "resource-denied",
+                    f"acl {str(acl.get('name'))[:64]!r} has {count} ACEs: at most {limit} per ACL ([data] max_aces)",
+                )
 
     def _validate(
         self,
@@ -33,6 +47,7 @@ class Validation(Retrieval):
         peer: ClientAuthorization | None,
     ) -> dict[str, list[dict[str, Any]]]:
         """Canonical aliases and ACLs after YANG validation (yangson) and the policy checks."""
+        self._check_aces(acls)
         for kind, entries in (("alias", aliases), ("acl", acls)):
             names = [entry.get("name") for entry in entries]
             if len(set(map(str, names))) != len(names):
@@ -54,8 +69,18 @@ class Validation(Retrieval):
                 check_acl(Acl.from_json(cuid, canonical), peer)
 
         prepared = self._prepared
+        if prepared.inline_bytes is not None and len(aliases) + len(acls) > INLINE_ENTRIES:
+            unkeyed = [
+                (name, entry)
+                for name, entries in (("alias", aliases), ("acl", acls))
+                for entry in entries
+                if not prepared.keyed(entry)
+            ]
+            if unkeyed:  # keying them is already too much for the loop: key and validate them in the worker
+                raise NeedsValidation(unkeyed, check)
         keys = {
-            name: [memo_key(name, entry) for entry in entries] for name, entries in (("alias", aliases), ("acl", acls))
+            name: [prepared.key(name, entry) for entry in entries]
+            for name, entries in (("alias", aliases), ("acl", acls))
         }
         missing = [
             (name, entry, key)
