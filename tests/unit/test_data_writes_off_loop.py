@@ -57,6 +57,19 @@ def record_apply_threads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int
     return calls
 
 
+def count_validated(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The sizes of the batches of entries yangson is asked to validate."""
+    batches: list[int] = []
+    original = body_module.canonical_entries
+
+    def validate(list_name, items, *args, **kwargs):
+        batches.append(len(items))
+        return original(list_name, items, *args, **kwargs)
+
+    monkeypatch.setattr(body_module, "canonical_entries", validate)
+    return batches
+
+
 def test_the_core_decides_a_write_without_writing_and_hands_back_its_change_set(tmp_path: Path, server_config):
     """The sans-I/O core returns the one transaction a request needs; the caller commits it (handle() does)."""
     database = SqliteDatabase(tmp_path / "core.sqlite")
@@ -157,14 +170,7 @@ async def test_an_acl_over_max_aces_is_refused_before_any_entry_is_validated(
 ):
     """A 30,000-ACE ACL took ~16 s of yangson in a worker; over the cap it is refused at once: 409
     resource-denied (the §10 quota family, like max_entries), naming the limit and its key."""
-    validated = {"entries": 0}
-    original = body_module.canonical_entries
-
-    def counting(list_name, items, *args, **kwargs):
-        validated["entries"] += len(items)
-        return original(list_name, items, *args, **kwargs)
-
-    monkeypatch.setattr(body_module, "canonical_entries", counting)
+    validated = count_validated(monkeypatch)
     h, close = await make_harness(pki_dir, server_config, tmp_path, DataChannelSettings(max_aces=50))
     try:
         await register(h.client)
@@ -175,7 +181,7 @@ async def test_an_acl_over_max_aces_is_refused_before_any_entry_is_validated(
         assert error["error-tag"] == "resource-denied"
         assert "51 ACEs" in error["error-message"] and "at most 50" in error["error-message"]
         assert "[data] max_aces" in error["error-message"]
-        assert validated["entries"] == 0 and h.store.dump() == before
+        assert validated == [] and h.store.dump() == before
         reply = await h.client.request("POST", f"{ROOT}/dots-client={h.client.cuid}", acl_with(50))
         assert reply.status == 201, reply.text
     finally:
