@@ -216,3 +216,14 @@ def test_max_aces_is_a_data_key_with_a_default_and_must_be_positive(server_confi
     for bad in (0, -1, True, "100"):
         with pytest.raises(ConfigError, match="max_aces must be a positive integer"):
             data_settings_from_table(server_config.clients, {"max_aces": bad})
+
+
+def test_the_data_channel_core_imports_no_database_module():
+    """Issue 12: the sans-I/O core reads the store through an interface and returns its writes; it does not
+    import sqlite3 (it did, through the SQLite store module)."""
+    import subprocess
+    import sys
+
+    code = "import sys, opendots.data.core; print(sorted({'sqlite3', 'aiohttp', 'asyncio'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr

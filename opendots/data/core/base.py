@@ -12,7 +12,7 @@ from opendots.data.core.errors import RestconfError, not_found
 from opendots.data.core.messages import Actor
 from opendots.data.core.paths import DataPath
 from opendots.data.core.settings import DataChannelSettings
-from opendots.store.data_channel import Changes, ClientRecord, DataChannelStore, StoredEntry
+from opendots.store.data_records import Changes, ClientRecord, DataChannelStore, StoredEntry
 
 LIST_OF = {"aliases": "alias", "acls": "acl"}
 

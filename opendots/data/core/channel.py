@@ -28,7 +28,7 @@ from opendots.data.core.messages import (
 from opendots.data.core.paths import DataPath, parse_data_path
 from opendots.data.core.query import QueryParameters, parse_query
 from opendots.model.data_channel import MODULE
-from opendots.store.data_channel import Changes
+from opendots.store.data_records import Changes
 
 
 class DataChannelCore(Editing):

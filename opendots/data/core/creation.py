@@ -13,7 +13,7 @@ from opendots.data.core.paths import DataPath
 from opendots.data.core.query import QueryParameters
 from opendots.data.core.shapes import entries_of, members_of
 from opendots.data.core.validation import Validation
-from opendots.store.data_channel import AclWrite, Changes, ClientRecord
+from opendots.store.data_records import AclWrite, Changes, ClientRecord
 
 
 class Creation(Validation):

@@ -17,7 +17,7 @@ from opendots.data.core.paths import DataPath
 from opendots.data.core.query import QueryParameters
 from opendots.data.core.shapes import entries_of, members_of, single_entry, single_keyed, single_member
 from opendots.model.data_channel import ROOT, schema_node
-from opendots.store.data_channel import AclWrite, Changes, ClientRecord, StoredEntry
+from opendots.store.data_records import AclWrite, Changes, ClientRecord, StoredEntry
 
 
 class Editing(Creation):

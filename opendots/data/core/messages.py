@@ -8,7 +8,7 @@ from typing import Any
 
 from opendots.config import ClientAuthorization
 from opendots.model.data_channel import ROOT
-from opendots.store.data_channel import Changes
+from opendots.store.data_records import Changes
 
 MEDIA_TYPE = "application/yang-data+json"
 RESTCONF_ROOT = "/restconf"

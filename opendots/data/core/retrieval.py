@@ -14,7 +14,7 @@ from opendots.data.core.messages import Actor, RestconfResponse
 from opendots.data.core.paths import DataPath
 from opendots.data.core.query import QueryParameters, prune_depth, select_fields
 from opendots.model.data_channel import MODULE, ROOT, schema_node
-from opendots.store.data_channel import ClientRecord, StoredEntry
+from opendots.store.data_records import ClientRecord, StoredEntry
 
 
 class Retrieval(CoreBase):

@@ -22,7 +22,7 @@ from opendots.data.core.body import NeedsValidation, Prepared, parse_or_error
 from opendots.data.core.channel import DataChannelCore
 from opendots.data.core.errors import RestconfError
 from opendots.data.core.messages import WRITE_METHODS, RestconfRequest, RestconfResponse
-from opendots.store.data_channel import Changes
+from opendots.store.data_records import Changes
 from opendots.store.records import StoreError
 
 log = logging.getLogger(__name__)

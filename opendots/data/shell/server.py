@@ -21,7 +21,7 @@ from opendots.data.shell.runner import CoreRunner
 from opendots.data.shell.settings import HttpTimeouts, data_settings_from_table, timeouts_from_table
 from opendots.model.data_channel import yang_library
 from opendots.pki import cuid_from_certificate
-from opendots.store.data_channel import DataChannelStore
+from opendots.store.data_records import DataChannelStore
 
 log = logging.getLogger(__name__)
 
