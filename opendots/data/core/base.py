@@ -24,7 +24,7 @@ class CoreBase:
         authorize: Callable[[str], ClientAuthorization | None],
         settings: DataChannelSettings | None = None,
     ) -> None:
-        self.store = store  # read here; written only through the change set a response carries
+        self.store = store  # RESTCONF requests only read it: their writes go out as the response's change set
         self.authorize = authorize
         self.settings = settings or DataChannelSettings()
         self._listeners: list[Callable[[str], None]] = []
