@@ -32,7 +32,7 @@ from aiohttp import web
 
 from opendots.cli.certs import init_pki
 from opendots.config import ServerConfig
-from opendots.data.server import server_ssl_context, start_data_server
+from opendots.data.shell.server import server_ssl_context, start_data_server
 from opendots.pki import cuid_from_certificate
 from opendots.store.data_channel import SqliteDataChannelStore
 from opendots.store.sqlite import SqliteDatabase

@@ -115,9 +115,9 @@ async def start_server(
 ) -> DotsServer:
     """Start everything CONFIG describes; on failure, stop what was started and raise (an OpenDotsError for
     anything an operator can fix). CONFIG_PATH: the file `opendots admin reload` reads again."""
-    from opendots.data.server import SERVICE_KEY, start_data_server  # imports aiohttp: only when serving
-    from opendots.data.service import DataChannelService
-    from opendots.data.settings import data_settings_from_table
+    from opendots.data.core import DataChannelCore
+    from opendots.data.shell.server import CORE_KEY, start_data_server  # imports aiohttp: only when serving
+    from opendots.data.shell.settings import data_settings_from_table
     from opendots.metrics import SignalCollector, start_metrics_endpoint
     from opendots.signal.server.shell.admin import start_admin_socket
     from opendots.signal.server.shell.run import start_signal_server  # imports aiocoap: only when serving
@@ -133,9 +133,9 @@ async def start_server(
         data_store = SqliteDataChannelStore(database)
         if data:
             runner = await start_data_server(config, data_store, clock=clock)
-            service = runner.app[SERVICE_KEY]
+            service = runner.app[CORE_KEY]
         else:  # ACLs stored earlier are still enforced, and aliases still resolve
-            service = DataChannelService(
+            service = DataChannelCore(
                 data_store, config.client_by_cuid, data_settings_from_table(config.clients, config.data)
             )
         signal = await start_signal_server(

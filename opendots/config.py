@@ -186,7 +186,7 @@ class ServerConfig:
     def check_tables(self, path: Path | str) -> None:
         """The [signal] and [data] tables are parsed by their channels; parse them now so that an unknown or bad
         key stops the start (and a SIGHUP reload) with the file's name, before anything listens."""
-        from opendots.data.settings import data_settings_from_table
+        from opendots.data.shell.settings import data_settings_from_table
         from opendots.signal.server.shell.settings import settings_from_table
 
         for parse, table in ((settings_from_table, self.signal), (data_settings_from_table, self.data)):

@@ -5,7 +5,7 @@
 Entry points: `coap` (a DTLS datagram's plaintext: aiocoap's Message.decode, then the DOTS site as the transport
 hands it requests, with a peer authenticated by a real in-memory DTLS handshake), `signal-core` (a request as the
 CoAP shell hands it to the sans-I/O core, the body as CBOR bytes), `cbor` (the CBOR → YANG-JSON decoder) and
-`restconf` (a RESTCONF request as the aiohttp shell hands it to the data channel's service). Inputs mix mutated
+`restconf` (a RESTCONF request as the aiohttp shell hands it to the data channel's core). Inputs mix mutated
 RFC figures, near-valid bodies and random CBOR/JSON trees, from a seeded random generator: a run is repeatable.
 The server state lives on a real SQLite file and is rebuilt every --reset inputs.
 

@@ -1,14 +1,15 @@
-"""DOTS data channel (RFC 8783): RESTCONF server and client, and the typed records the rest of OpenDOTS reads.
+"""DOTS data channel (RFC 8783): a sans-I/O RESTCONF core, its HTTPS shell, a client, and the typed records the
+rest of OpenDOTS reads.
 
-Public API:
-    create_data_app(config, store, settings=None, clock=time.time) -> aiohttp.web.Application
-    start_data_server(config, store, host, port, settings=None, clock=time.time) -> aiohttp.web.AppRunner
-    DataChannelSettings (capabilities, gateways, lifetime, server_id, max_entries, domain_conflicts)
-    DataChannelQuery(store).resolve_alias(cuid, name) / .acls_for(cuid, activation_type)
-    Alias, Acl, Ace, AceMatch, AceAction, PortMatch, BitmaskMatch
-    DataChannelClient (host-meta discovery, RFC 8783 operations)
+    core/    DataChannelCore: a RestconfRequest and `now` in, a RestconfResponse and its change set out
+    shell/   aiohttp mutual-TLS server (create_data_app, start_data_server), the [data] table, how the core runs
+    client.py   DataChannelClient (host-meta discovery, RFC 8783 operations)
+    records.py  Alias, Acl, Ace, ... and DataChannelQuery(store).resolve_alias / .acls_for
+
+The shell imports aiohttp: import it from opendots.data.shell.server, not from here.
 """
 
+from opendots.data.core import DataChannelCore, DataChannelSettings
 from opendots.data.records import (
     Ace,
     AceAction,
@@ -19,7 +20,6 @@ from opendots.data.records import (
     DataChannelQuery,
     PortMatch,
 )
-from opendots.data.service import DataChannelService, DataChannelSettings
 
 __all__ = [
     "Ace",
@@ -28,8 +28,8 @@ __all__ = [
     "Acl",
     "Alias",
     "BitmaskMatch",
+    "DataChannelCore",
     "DataChannelQuery",
-    "DataChannelService",
     "DataChannelSettings",
     "PortMatch",
 ]

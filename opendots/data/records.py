@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from opendots.domain import IPNetwork, PortRange
-from opendots.store.data_channel import DataChannelStore, StoredEntry
+from opendots.store.data_records import DataChannelStore, StoredEntry
 
 ACTIVATION_TYPES = ("activate-when-mitigating", "immediate", "deactivate")
 

@@ -8,11 +8,15 @@ rejected or failed request leaves the database exactly as it was.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
+from opendots.store.data_records import AclWrite, Changes, ClientRecord, DataChannelStore, StoredEntry
+from opendots.store.records import StoreError
 from opendots.store.sqlite import SqliteDatabase
+
+__all__ = ["AclWrite", "Changes", "ClientRecord", "DataChannelStore", "SqliteDataChannelStore", "StoredEntry"]
 
 COMPONENT = "data_channel"
 
@@ -45,93 +49,6 @@ MIGRATIONS = (
     CREATE INDEX data_acls_expiry ON data_acls (expires)
     """,
 )
-
-
-@dataclass(frozen=True)
-class ClientRecord:
-    cuid: str
-    cdid: str | None
-    created: float
-    last_seen: float
-
-
-@dataclass(frozen=True)
-class StoredEntry:
-    """One alias or ACL: its canonical JSON entry and when it expires (§3.5)."""
-
-    name: str
-    body: dict[str, Any]
-    expires: float
-    position: float = 0.0
-    activation_type: str | None = None
-
-
-@dataclass(frozen=True)
-class AclWrite:
-    name: str
-    body: dict[str, Any]
-    activation_type: str
-    expires: float
-    position: float
-
-
-@dataclass
-class Changes:
-    """Everything one request changes for one client, applied atomically."""
-
-    cuid: str
-    register: tuple[str | None] | None = None  # (cdid,) creates or updates the client row
-    unregister: bool = False
-    alias_puts: list[tuple[str, dict[str, Any], float]] = field(default_factory=list)
-    alias_deletes: list[str] = field(default_factory=list)
-    acl_puts: list[AclWrite] = field(default_factory=list)
-    acl_deletes: list[str] = field(default_factory=list)
-    clear_aliases: bool = False
-    clear_acls: bool = False
-
-    def empty(self) -> bool:
-        return not (
-            self.register
-            or self.unregister
-            or self.alias_puts
-            or self.alias_deletes
-            or self.acl_puts
-            or self.acl_deletes
-            or self.clear_aliases
-            or self.clear_acls
-        )
-
-
-class DataChannelStore(Protocol):
-    def get_client(self, cuid: str) -> ClientRecord | None: ...
-
-    def clients(self) -> list[ClientRecord]: ...
-
-    def touch_client(self, cuid: str, now: float) -> None: ...
-
-    def get_alias(self, cuid: str, name: str, now: float) -> StoredEntry | None: ...
-
-    def list_aliases(self, cuid: str, now: float) -> list[StoredEntry]: ...
-
-    def get_acl(self, cuid: str, name: str, now: float) -> StoredEntry | None: ...
-
-    def list_acls(self, cuid: str, now: float, activation_type: str | None = None) -> list[StoredEntry]: ...
-
-    def acl_positions(self, cuid: str, now: float) -> list[tuple[str, float]]: ...
-
-    def acl_position_bounds(self, cuid: str, now: float, exclude: str) -> tuple[float, float] | None: ...
-
-    def count_entries(self, cuid: str, now: float) -> int: ...
-
-    def entry_names(self, kind: str, cuid: str, now: float) -> set[str]: ...
-
-    def domain_acls(self, cdid: str, exclude_cuid: str, now: float) -> list[tuple[str, StoredEntry]]: ...
-
-    def apply(self, changes: Changes, now: float) -> None: ...
-
-    def purge_expired(self, now: float) -> int: ...
-
-    def dump(self) -> str: ...
 
 
 class SqliteDataChannelStore:
@@ -228,6 +145,18 @@ class SqliteDataChannelStore:
         return [(row["cuid"], _acl_entry(row)) for row in rows]
 
     def apply(self, changes: Changes, now: float) -> None:
+        # Serialized first: a commit in a worker thread then holds the database's write lock only for the SQL.
+        aliases = [(changes.cuid, name, _dumps(body), expires) for name, body, expires in changes.alias_puts]
+        acls = [
+            (changes.cuid, acl.name, acl.position, acl.activation_type, _dumps(acl.body), acl.expires)
+            for acl in changes.acl_puts
+        ]
+        try:
+            self._apply(changes, aliases, acls, now)
+        except (sqlite3.Error, OSError) as problem:
+            raise StoreError(f"SQLite: {problem}") from problem
+
+    def _apply(self, changes: Changes, aliases: list[tuple], acls: list[tuple], now: float) -> None:
         with self.database.transaction() as cursor:
             cuid = changes.cuid
             if changes.unregister:
@@ -246,23 +175,54 @@ class SqliteDataChannelStore:
                 cursor.execute("DELETE FROM data_aliases WHERE cuid = ?", (cuid,))
             if changes.clear_acls:
                 cursor.execute("DELETE FROM data_acls WHERE cuid = ?", (cuid,))
-            for name in changes.alias_deletes:
-                cursor.execute("DELETE FROM data_aliases WHERE cuid = ? AND name = ?", (cuid, name))
-            for name in changes.acl_deletes:
-                cursor.execute("DELETE FROM data_acls WHERE cuid = ? AND name = ?", (cuid, name))
-            for name, body, expires in changes.alias_puts:
+            cursor.executemany(
+                "DELETE FROM data_aliases WHERE cuid = ? AND name = ?", [(cuid, name) for name in changes.alias_deletes]
+            )
+            cursor.executemany(
+                "DELETE FROM data_acls WHERE cuid = ? AND name = ?", [(cuid, name) for name in changes.acl_deletes]
+            )
+            cursor.executemany(
+                "INSERT INTO data_aliases (cuid, name, body, expires) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(cuid, name) DO UPDATE SET body = excluded.body, expires = excluded.expires",
+                aliases,
+            )
+            cursor.executemany(
+                "INSERT INTO data_acls (cuid, name, position, activation_type, body, expires) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(cuid, name) DO UPDATE SET position = excluded.position, "
+                "activation_type = excluded.activation_type, body = excluded.body, expires = excluded.expires",
+                acls,
+            )
+
+    def set_acl_activation(self, cuid: str, name: str, activation_type: str, expires: float | None, now: float) -> bool:
+        try:
+            # Read inside the write transaction: a commit in progress on another connection is waited for, so
+            # the change applies to what it left (never to an ACL it replaced or deleted).
+            with self.database.transaction() as cursor:
+                row = cursor.execute(
+                    "SELECT body, expires FROM data_acls WHERE cuid = ? AND name = ? AND expires > ?",
+                    (cuid, name, now),
+                ).fetchone()
+                if row is None:
+                    return False
+                body = {**json.loads(row["body"]), "activation-type": activation_type}
                 cursor.execute(
-                    "INSERT INTO data_aliases (cuid, name, body, expires) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT(cuid, name) DO UPDATE SET body = excluded.body, expires = excluded.expires",
-                    (cuid, name, _dumps(body), expires),
+                    "UPDATE data_acls SET body = ?, activation_type = ?, expires = ? WHERE cuid = ? AND name = ?",
+                    (_dumps(body), activation_type, row["expires"] if expires is None else expires, cuid, name),
                 )
-            for acl in changes.acl_puts:
-                cursor.execute(
-                    "INSERT INTO data_acls (cuid, name, position, activation_type, body, expires) "
-                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(cuid, name) DO UPDATE SET position = excluded.position, "
-                    "activation_type = excluded.activation_type, body = excluded.body, expires = excluded.expires",
-                    (cuid, acl.name, acl.position, acl.activation_type, _dumps(acl.body), acl.expires),
-                )
+                return True
+        except (sqlite3.Error, OSError) as problem:
+            raise StoreError(f"SQLite: {problem}") from problem
+
+    def writer(self) -> SqliteDataChannelStore | None:
+        """A second connection to the same file: in WAL mode its commit is atomic for the readers of this one,
+        which go on seeing the last committed state meanwhile. None for an in-memory database (a second
+        connection would open another, empty one)."""
+        if self.database.path in ("", ":memory:") or self.database.path.startswith("file::memory:"):
+            return None
+        return SqliteDataChannelStore(SqliteDatabase(self.database.path))
+
+    def close(self) -> None:
+        self.database.close()
 
     def purge_expired(self, now: float) -> int:
         """Remove aliases and ACLs whose lifetime ended without a refresh (RFC 8783 §3.5)."""

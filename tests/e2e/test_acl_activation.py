@@ -20,8 +20,8 @@ from aiohttp import web
 
 from opendots.config import ServerConfig, TlsFiles
 from opendots.data.client import DataChannelClient
-from opendots.data.server import SERVICE_KEY, start_data_server
-from opendots.data.service import DataChannelSettings
+from opendots.data.core import DataChannelSettings
+from opendots.data.shell.server import CORE_KEY, start_data_server
 from opendots.lab.flood import VictimTally, flood
 from opendots.lab.netns import Lab
 from opendots.mitigate.nftables_acl import ace_counter_name
@@ -143,7 +143,7 @@ async def build_stack(
     data = await start_data_server(config, data_store, "127.0.0.1", free_port(socket.SOCK_STREAM), data_settings)
     settings = ServerSettings(clients=config.clients, active_but_terminating=1)  # DELETE ends after 1 s
     signal = await start_signal_server(
-        config, bind=[("127.0.0.1", free_port())], settings=settings, data_channel=data.app[SERVICE_KEY]
+        config, bind=[("127.0.0.1", free_port())], settings=settings, data_channel=data.app[CORE_KEY]
     )
     host, port = signal.endpoint.dtls_addresses[0][:2]
     data_host, data_port = data.addresses[0][:2]
@@ -218,7 +218,7 @@ async def test_stored_acls_are_enforced_after_a_restart(stack: Stack, lab: Lab, 
     await stack.signal.stop()
     stack.lab.router.run(["nft", "delete", "table", "netdev", stack.table])  # actuators forget across restarts
     stack.signal = await start_signal_server(
-        stack.config, bind=[("127.0.0.1", free_port())], data_channel=stack.data.app[SERVICE_KEY]
+        stack.config, bind=[("127.0.0.1", free_port())], data_channel=stack.data.app[CORE_KEY]
     )
     assert stack.signal.acls is not None and stack.signal.acls.enforced(stack.cuid) == [f"{stack.cuid}/udp-now"]
     assert stack.acl_installed("udp-now", "drop-udp")

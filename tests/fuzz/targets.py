@@ -28,8 +28,8 @@ from aiocoap.pipe import Pipe
 
 from opendots.cli.certs import init_pki
 from opendots.config import ServerConfig, TlsFiles
-from opendots.data.service import DataChannelService, RestconfRequest
-from opendots.data.settings import data_settings_from_table
+from opendots.data.core import DataChannelCore, RestconfRequest
+from opendots.data.shell.settings import data_settings_from_table
 from opendots.mitigate.base import LoggingMitigator
 from opendots.model import ModelError, decode_signal
 from opendots.pki import cuid_from_certificate
@@ -106,7 +106,7 @@ class Stack:
         self.database = SqliteDatabase(config.db)
         self.signal_store = SqliteSignalStore(self.database)
         self.data_store = SqliteDataChannelStore(self.database)
-        self.data = DataChannelService(
+        self.data = DataChannelCore(
             self.data_store, config.client_by_cuid, data_settings_from_table(config.clients, config.data)
         )
         aliases = DataChannelAliases(SqliteDataChannelStore(self.database), config.clients, self.clock)
@@ -233,7 +233,7 @@ class SignalCoreTarget:
 
 
 class RestconfTarget:
-    """A RESTCONF request as the aiohttp shell hands it to DataChannelService.handle: method, percent-encoded path,
+    """A RESTCONF request as the aiohttp shell hands it to DataChannelCore.handle: method, percent-encoded path,
     query pairs, body bytes and headers."""
 
     name = "restconf"

@@ -88,7 +88,7 @@ def test_a_post_below_a_list_entry_that_does_not_exist_is_404_not_an_internal_er
     """RFC 8040 §4.4.1: POST creates a child of the target resource, which must exist (else 404). Below an ACE that
     the ACL does not have (ace=r when it holds ace=s), the service indexed the list with None: a TypeError, which
     the client saw as 500."""
-    from opendots.data.service import RestconfRequest
+    from opendots.data.core import RestconfRequest
 
     stack = Stack(tmp_path)
     try:

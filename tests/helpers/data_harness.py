@@ -16,8 +16,8 @@ import aiohttp
 import pytest
 
 from opendots.config import ServerConfig
-from opendots.data.server import start_data_server
-from opendots.data.service import DataChannelSettings
+from opendots.data.core import DataChannelSettings
+from opendots.data.shell.server import start_data_server
 from opendots.pki import cuid_from_certificate
 from opendots.store.data_channel import SqliteDataChannelStore
 from opendots.store.sqlite import SqliteDatabase

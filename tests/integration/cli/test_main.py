@@ -14,7 +14,7 @@ import pytest
 
 from opendots.app import start_server
 from opendots.config import ClientConfig
-from opendots.data.server import SERVICE_KEY
+from opendots.data.shell.server import CORE_KEY
 from opendots.pki.setup import init_pki
 from tests.conftest import free_port
 from tests.helpers import REPOSITORY
@@ -65,7 +65,7 @@ async def app_server(tmp_path: Path):
 
 async def test_the_composition_root_gives_both_channels_one_database(app_server) -> None:
     running, _ = app_server
-    data_store = running.data.app[SERVICE_KEY].store
+    data_store = running.data.app[CORE_KEY].store
     assert data_store.database is running.signal.store.database  # one connection, no second one behind it
 
 

@@ -12,11 +12,11 @@ import pytest
 from yangson.instance import ArrayEntry
 
 from opendots.config import ConfigError
-from opendots.data import body as body_module
-from opendots.data.body import parse_body
-from opendots.data.errors import RestconfError
-from opendots.data.service import DataChannelSettings
-from opendots.data.settings import HttpTimeouts, data_settings_from_table, timeouts_from_table
+from opendots.data.core import DataChannelSettings
+from opendots.data.core import body as body_module
+from opendots.data.core.body import parse_body
+from opendots.data.core.errors import RestconfError
+from opendots.data.shell.settings import HttpTimeouts, data_settings_from_table, timeouts_from_table
 from opendots.model.data_channel import validate_client
 from tests.helpers import data_harness as support
 from tests.helpers.data_harness import JSON, ROOT, client_ssl, make_harness, register

@@ -143,7 +143,7 @@ async def test_server_defaults_to_config_listen_and_data_port(pki_dir, server_co
     import dataclasses
     import socket
 
-    from opendots.data.server import SERVICE_KEY, start_data_server
+    from opendots.data.shell.server import CORE_KEY, start_data_server
     from opendots.store.data_channel import SqliteDataChannelStore
     from opendots.store.sqlite import SqliteDatabase
     from tests.conftest import free_port
@@ -153,7 +153,7 @@ async def test_server_defaults_to_config_listen_and_data_port(pki_dir, server_co
     database = SqliteDatabase(tmp_path / "d.sqlite")
     runner = await start_data_server(config, SqliteDataChannelStore(database))
     try:
-        assert runner.app[SERVICE_KEY].settings.lifetime == 10080 * 60
+        assert runner.app[CORE_KEY].settings.lifetime == 10080 * 60
         client_config = ClientConfig(tls=tls(pki_dir), server_addresses=["127.0.0.1"], data_port=port)
         async with DataChannelClient.from_config(client_config) as client:
             assert (await client.register()).status == 201

@@ -98,7 +98,7 @@ async def test_same_alias_name_in_two_clients_is_independent(harness):
 
 
 async def test_a_gateway_cannot_touch_a_directly_registered_client(pki_dir, server_config, tmp_path):
-    from opendots.data.service import DataChannelSettings
+    from opendots.data.core import DataChannelSettings
     from tests.helpers.data_harness import cuid_of, make_harness
 
     settings = DataChannelSettings(gateways=frozenset({cuid_of(pki_dir, "other")}))

@@ -227,12 +227,12 @@ async def test_yang_library_and_too_large_body(harness):
 
 
 def test_listeners_hear_about_successful_writes_only(tmp_path, server_config):
-    from opendots.data.service import DataChannelService, RestconfRequest
+    from opendots.data.core import DataChannelCore, RestconfRequest
     from opendots.store.data_channel import SqliteDataChannelStore
     from opendots.store.sqlite import SqliteDatabase
 
     cuid = server_config.clients[0].cuid
-    service = DataChannelService(
+    service = DataChannelCore(
         SqliteDataChannelStore(SqliteDatabase(tmp_path / "l.sqlite")), server_config.client_by_cuid
     )
     heard: list[str] = []
@@ -252,7 +252,7 @@ def test_listeners_hear_about_successful_writes_only(tmp_path, server_config):
 
 async def test_conflicting_filters_within_a_client_domain(pki_dir, server_config, tmp_path):
     """§7.2: absent a local policy, a filter opposite to another domain client's one is refused with 409."""
-    from opendots.data.service import DataChannelSettings
+    from opendots.data.core import DataChannelSettings
     from tests.helpers.data_harness import cuid_of, make_harness
 
     for policy, expected in (("reject", 409), ("allow", 201)):
@@ -277,13 +277,13 @@ async def test_conflicting_filters_within_a_client_domain(pki_dir, server_config
 
 
 def test_signal_channel_can_switch_an_acl_activation(tmp_path, server_config):
-    from opendots.data.service import DataChannelService, RestconfRequest
+    from opendots.data.core import DataChannelCore, RestconfRequest
     from opendots.store.data_channel import SqliteDataChannelStore
     from opendots.store.sqlite import SqliteDatabase
 
     cuid = server_config.clients[0].cuid
     store = SqliteDataChannelStore(SqliteDatabase(tmp_path / "a.sqlite"))
-    service = DataChannelService(store, server_config.client_by_cuid)
+    service = DataChannelCore(store, server_config.client_by_cuid)
     heard: list[str] = []
     service.subscribe(heard.append)
     register_body = b'{"ietf-dots-data-channel:dots-client": [{"cuid": "%s"}]}' % cuid.encode()

@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import pytest
 
-from opendots.data.service import DataChannelSettings
+from opendots.data.core import DataChannelSettings
 from tests.helpers import data_harness as support
 from tests.helpers.data_harness import (
     ROOT,

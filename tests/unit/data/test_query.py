@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from opendots.data.errors import RestconfError
-from opendots.data.paths import Step, parse_data_path
-from opendots.data.query import parse_fields, parse_query, prune_depth, select_fields
+from opendots.data.core.errors import RestconfError
+from opendots.data.core.paths import Step, parse_data_path
+from opendots.data.core.query import parse_fields, parse_query, prune_depth, select_fields
 
 
 def test_fields_grammar():

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from opendots.config import ConfigError
-from opendots.data.server import SERVICE_KEY, create_data_app
-from opendots.data.service import MINIMUM_LIFETIME
-from opendots.data.settings import data_settings_from_table
+from opendots.data.core.settings import MINIMUM_LIFETIME
+from opendots.data.shell.server import CORE_KEY, create_data_app
+from opendots.data.shell.settings import data_settings_from_table
 from opendots.store.data_channel import SqliteDataChannelStore
 from opendots.store.sqlite import SqliteDatabase
 
@@ -51,5 +51,5 @@ def test_bad_data_table_values_are_refused(server_config, table, message):
 def test_the_served_data_channel_uses_the_table(server_config, tmp_path):
     server_config.data = {"gateways": [server_config.clients[0].name], "max_entries": 3}
     app = create_data_app(server_config, SqliteDataChannelStore(SqliteDatabase(tmp_path / "d.db")))
-    assert app[SERVICE_KEY].settings.gateways == {server_config.clients[0].cuid}
-    assert app[SERVICE_KEY].settings.max_entries == 3
+    assert app[CORE_KEY].settings.gateways == {server_config.clients[0].cuid}
+    assert app[CORE_KEY].settings.max_entries == 3

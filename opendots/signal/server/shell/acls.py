@@ -1,7 +1,7 @@
 """The asyncio edge that enforces data-channel ACLs (RFC 8783 §7.3, RFC 9133) on the mitigators.
 
 A client's ACLs are re-decided (opendots.signal.server.core.filtering) whenever
-  (a) the data channel changed them (DataChannelService.subscribe, also RFC 9133 changes over the signal channel),
+  (a) the data channel changed them (DataChannelCore.subscribe, also RFC 9133 changes over the signal channel),
   (b) one of the client's mitigations became active or ended (`mitigations_changed`),
   (c) an ACL's lifetime ran out (RFC 8783 §3.5: a timer at the earliest expiry),
   (d) the server starts (`start`: actuators forget across restarts).
@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from opendots.config import ClientAuthorization
+from opendots.data.core import DataChannelCore
 from opendots.data.records import Acl
-from opendots.data.service import DataChannelService
 from opendots.mitigate.base import AclActuator, AclPlanner, Mitigator, MitigatorError
 from opendots.mitigate.nftables_acl import AclPolicy, policy_from_record
 from opendots.signal.server.core.filtering import (
@@ -220,7 +220,7 @@ class DataChannelAclControl:
     """RFC 9133 filter control for the core (AclActivationControl) on the data channel's service: the change is
     stored like a data-channel refresh, and the service's subscribers (the AclEnforcer) enforce it at once."""
 
-    def __init__(self, service: DataChannelService, enforcer: AclEnforcer | None = None) -> None:
+    def __init__(self, service: DataChannelCore, enforcer: AclEnforcer | None = None) -> None:
         self.service = service
         self.enforcer = enforcer
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field, replace
 import aiocoap
 
 from opendots.config import ConfigError, ServerConfig
+from opendots.data.core import DataChannelCore
 from opendots.data.records import DataChannelQuery
-from opendots.data.service import DataChannelService
-from opendots.data.settings import data_settings_from_table
+from opendots.data.shell.settings import data_settings_from_table
 from opendots.mitigate.base import Mitigator
 from opendots.mitigate.router import MitigatorRouter, build_router
 from opendots.model import encode_signal
@@ -115,7 +115,7 @@ async def start_signal_server(
     clock: Callable[[], float] = time.time,
     dtls: bool = True,
     tls: bool = True,
-    data_channel: DataChannelService | None = None,
+    data_channel: DataChannelCore | None = None,
     database: SqliteDatabase | None = None,
 ) -> RunningSignalServer:
     """Serve the signal channel on BIND (default: every `config.listen` address on `config.signal_port`).
@@ -128,7 +128,7 @@ async def start_signal_server(
         database = database or SqliteDatabase(config.db)
         store = SqliteSignalStore(database)
         if data_channel is None:
-            data_channel = DataChannelService(
+            data_channel = DataChannelCore(
                 SqliteDataChannelStore(database),
                 config.client_by_cuid,
                 data_settings_from_table(config.clients, config.data),
@@ -215,7 +215,7 @@ def _acl_enforcer(
     config: ServerConfig,
     core: SignalServer,
     mitigator: Mitigator,
-    data_channel: DataChannelService,
+    data_channel: DataChannelCore,
     clock: Callable[[], float],
 ) -> AclEnforcer:
     def mitigating(cuid: str) -> bool:

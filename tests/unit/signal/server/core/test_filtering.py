@@ -138,17 +138,15 @@ async def test_enforcer_reports_an_acl_nobody_can_enforce(server_config, tmp_pat
     """The asyncio edge on a real data-channel store: with only a logging actuator the ACL is refused, reported."""
     import json
 
+    from opendots.data.core import DataChannelCore, RestconfRequest
     from opendots.data.records import DataChannelQuery
-    from opendots.data.service import DataChannelService, RestconfRequest
     from opendots.mitigate.router import build_router
     from opendots.signal.server.shell.acls import AclEnforcer
     from opendots.store.data_channel import SqliteDataChannelStore
     from opendots.store.sqlite import SqliteDatabase
 
     cuid = server_config.clients[0].cuid
-    service = DataChannelService(
-        SqliteDataChannelStore(SqliteDatabase(tmp_path / "d.db")), server_config.client_by_cuid
-    )
+    service = DataChannelCore(SqliteDataChannelStore(SqliteDatabase(tmp_path / "d.db")), server_config.client_by_cuid)
     enforcer = AclEnforcer(
         DataChannelQuery(service.store),
         build_router(server_config),  # no [[mitigators]]: the logging actuator alone, which has no ACL support
@@ -210,17 +208,15 @@ async def test_a_client_without_acls_is_not_queried_per_mitigation_until_the_dat
     data channel) is still enforced at its next mitigation event."""
     import json
 
+    from opendots.data.core import DataChannelCore, RestconfRequest
     from opendots.data.records import DataChannelQuery
-    from opendots.data.service import DataChannelService, RestconfRequest
     from opendots.mitigate.router import Assignment, MitigatorRouter
     from opendots.signal.server.shell.acls import AclEnforcer
     from opendots.store.data_channel import SqliteDataChannelStore
     from opendots.store.sqlite import SqliteDatabase
 
     client = server_config.clients[0]
-    service = DataChannelService(
-        SqliteDataChannelStore(SqliteDatabase(tmp_path / "d.db")), server_config.client_by_cuid
-    )
+    service = DataChannelCore(SqliteDataChannelStore(SqliteDatabase(tmp_path / "d.db")), server_config.client_by_cuid)
     query = DataChannelQuery(service.store)
     lookups: list[str] = []
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from opendots.config import ServerConfig
+from opendots.data.core import DataChannelCore, RestconfRequest, RestconfResponse
 from opendots.data.records import DataChannelQuery
-from opendots.data.service import DataChannelService, RestconfRequest, RestconfResponse
 from opendots.signal.server.core import Request, Response, ServerSettings
 from opendots.signal.server.core.filtering import acls_to_enforce
 from opendots.signal.server.shell.acls import DataChannelAclControl
@@ -106,7 +106,7 @@ FIGURE_8 = {
 class Harness:
     config: ServerConfig
     core: SettledServer
-    data: DataChannelService
+    data: DataChannelCore
     cuid: str
     heard: list[str]
 
@@ -139,7 +139,7 @@ class Harness:
 @pytest.fixture
 def harness(server_config: ServerConfig, tmp_path: Path) -> Harness:
     database = SqliteDatabase(tmp_path / "server.db")
-    data = DataChannelService(SqliteDataChannelStore(database), server_config.client_by_cuid)
+    data = DataChannelCore(SqliteDataChannelStore(database), server_config.client_by_cuid)
     heard: list[str] = []
     data.subscribe(heard.append)
     settings = ServerSettings(clients=server_config.clients, acl_control=DataChannelAclControl(data))

@@ -6,7 +6,7 @@ import ipaddress
 import json
 from pathlib import Path
 
-from opendots.data.service import DataChannelService, RestconfRequest
+from opendots.data.core import DataChannelCore, RestconfRequest
 from opendots.signal.server.core import (
     MitigationActivated,
     Request,
@@ -33,7 +33,7 @@ from tests.helpers.signal_harness import (
 ROOT = "ietf-dots-data-channel:dots-data"
 
 
-def data_request(service: DataChannelService, method: str, path: str, cuid: str, body: dict) -> int:
+def data_request(service: DataChannelCore, method: str, path: str, cuid: str, body: dict) -> int:
     request = RestconfRequest(
         method, path, cuid, body=json.dumps(body).encode(), content_type="application/yang-data+json"
     )
@@ -44,7 +44,7 @@ def test_signal_request_uses_the_clients_own_data_channel_alias(tmp_path: Path):
     database = SqliteDatabase(tmp_path / "shared.db")
     data_store = SqliteDataChannelStore(database)
     clients = {c.cuid: c for c in (ALPHA, BRAVO)}
-    data = DataChannelService(data_store, clients.get)
+    data = DataChannelCore(data_store, clients.get)
     for client in (ALPHA, BRAVO):
         registration = {"ietf-dots-data-channel:dots-client": [{"cuid": client.cuid}]}
         assert data_request(data, "POST", ROOT, client.cuid, registration) == 201

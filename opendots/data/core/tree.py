@@ -7,8 +7,8 @@ from typing import Any
 
 from yangson.schemanode import InternalNode, LeafListNode, ListNode, SchemaNode
 
-from opendots.data.errors import RestconfError, not_found
-from opendots.data.paths import Step
+from opendots.data.core.errors import RestconfError, not_found
+from opendots.data.core.paths import Step
 from opendots.model.data_channel import MODULE
 
 

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from opendots.data.errors import RestconfError
+from opendots.data.core.errors import RestconfError
 from opendots.model.data_channel import MODULE
 
 _IDENTIFIER = re.compile(r"^(?:([A-Za-z_][\w.-]*):)?([A-Za-z_][\w.-]*)$")

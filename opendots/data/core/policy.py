@@ -7,7 +7,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from opendots.config import ClientAuthorization
-from opendots.data.errors import RestconfError
+from opendots.data.core.errors import RestconfError
 from opendots.data.records import Acl, Alias
 from opendots.domain import IPNetwork
 

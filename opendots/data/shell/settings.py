@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from opendots.config import ClientAuthorization, ConfigError
-from opendots.data.service import MINIMUM_LIFETIME, DataChannelSettings
+from opendots.data.core.settings import MINIMUM_LIFETIME, DataChannelSettings
 
 KEYS = (
     "gateways",
     "lifetime",
     "server_id",
     "max_entries",
+    "max_aces",
     "domain_conflicts",
     "header_timeout",
     "body_timeout",
@@ -49,8 +50,8 @@ def data_settings_from_table(clients: Sequence[ClientAuthorization], table: dict
     """Keys: gateways (names of the clients that are server-domain DOTS gateways, allowed to register and act for
     the clients of their domain, RFC 8783 §3.3), lifetime (seconds an alias or ACL lives without a refresh, at
     least one week, §3.5), server_id (the Via pseudonym used for loop detection, §3.4), max_entries (aliases plus
-    ACLs per client), domain_conflicts ("reject" or "allow": an ACE with the opposite action to one of another
-    client of the same domain, §7.2)."""
+    ACLs per client), max_aces (ACEs in one ACL), domain_conflicts ("reject" or "allow": an ACE with the opposite
+    action to one of another client of the same domain, §7.2)."""
     unknown = sorted(set(table) - set(KEYS))
     if unknown:
         raise ConfigError(f"[data]: unknown keys {unknown} (known: {sorted(KEYS)})")
@@ -74,11 +75,12 @@ def data_settings_from_table(clients: Sequence[ClientAuthorization], table: dict
         if not isinstance(table["server_id"], str) or not table["server_id"].strip():
             raise ConfigError("[data] server_id must be a non-empty string")
         values["server_id"] = table["server_id"]
-    if "max_entries" in table:
-        entries = table["max_entries"]
-        if not isinstance(entries, int) or isinstance(entries, bool) or entries < 1:
-            raise ConfigError("[data] max_entries must be a positive integer")
-        values["max_entries"] = entries
+    for key in ("max_entries", "max_aces"):
+        if key in table:
+            limit = table[key]
+            if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+                raise ConfigError(f"[data] {key} must be a positive integer")
+            values[key] = limit
     if "domain_conflicts" in table:
         if table["domain_conflicts"] not in ("reject", "allow"):
             raise ConfigError('[data] domain_conflicts must be "reject" or "allow"')

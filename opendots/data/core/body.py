@@ -14,13 +14,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from opendots.data.errors import RestconfError
+from opendots.data.core.errors import RestconfError
+from opendots.data.core.messages import MEDIA_TYPE
 from opendots.model.data_channel import ModelError, canonical_entries
 
-MEDIA_TYPE = "application/yang-data+json"
 # Entry validation done inline on one request before the core hands it to a worker thread instead, counted in
 # bytes of the entries' JSON: yangson takes ~40 µs per 100 bytes, so this keeps a request's inline share ~1 ms.
 INLINE_VALIDATION_BYTES = 4096
+# Entries a request may have before even their memo keys (one json.dumps each, ~4 µs) are computed off the loop.
+INLINE_ENTRIES = 64
 # Entries are validated under this client (the memo must not depend on who asks); errors name the real one.
 PLACEHOLDER_CUID = "-"
 PLACEHOLDER_STEP = f"dots-client={PLACEHOLDER_CUID}"
@@ -31,8 +33,8 @@ Check = Callable[[str, dict[str, Any]], None]  # policy checks of one valid entr
 
 
 class NeedsValidation(Exception):
-    """Raised by the core before any change: validate ENTRIES ((list name, raw entry)) and apply CHECK to them
-    off the loop (`Prepared.validate`), then hand the request to the core again."""
+    """Raised by the core before any change: key and validate ENTRIES ((list name, raw entry)) and apply CHECK to
+    them off the loop (`Prepared.validate`), then hand the request to the core again."""
 
     def __init__(self, entries: list[tuple[str, dict[str, Any]]], check: Check) -> None:
         super().__init__(f"{len(entries)} entries to validate")
@@ -48,13 +50,28 @@ class Prepared:
     # memo key → (canonical entry or its YANG error, its policy refusal or None)
     canonical: dict[str, tuple[dict[str, Any] | ModelError, RestconfError | None]] = field(default_factory=dict)
     inline_bytes: int | None = INLINE_VALIDATION_BYTES  # None: validate whatever is left inline
+    # id(entry) → (entry, its memo key): the request's own entry objects are keyed once, off the loop for a large
+    # body. The entry is kept so that its id cannot be reused by another object while this lives.
+    keys: dict[int, tuple[dict[str, Any], str]] = field(default_factory=dict)
+
+    def key(self, list_name: str, entry: dict[str, Any]) -> str:
+        known = self.keys.get(id(entry))
+        if known is not None and known[0] is entry:
+            return known[1]
+        key = memo_key(list_name, entry)
+        self.keys[id(entry)] = (entry, key)
+        return key
+
+    def keyed(self, entry: dict[str, Any]) -> bool:
+        known = self.keys.get(id(entry))
+        return known is not None and known[0] is entry
 
     def validate(self, entries: list[tuple[str, dict[str, Any]]], check: Check) -> None:
         """Validate ENTRIES into the memo, then CHECK the valid ones; errors are remembered, to be raised in the
         request's own order."""
         by_list: dict[str, dict[str, dict[str, Any]]] = {}
         for list_name, entry in entries:
-            key = memo_key(list_name, entry)
+            key = self.key(list_name, entry)
             if key not in self.canonical:
                 by_list.setdefault(list_name, {})[key] = entry
         for list_name, pending in by_list.items():
@@ -118,30 +135,3 @@ def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
-
-
-def block_positions(ordered: list[tuple[str, float]], count: int, insert: str, point: str | None) -> list[float]:
-    """Sort keys for COUNT new ACLs placed together, in body order, per RFC 8040 §4.8.5 `insert`/`point`.
-
-    ORDERED: the client's stored (name, position), sorted by position; POINT: the name of the ACL `before`/`after`
-    refers to. One pass over ORDERED whatever COUNT is (the ACLs of one request follow each other).
-    """
-    if count == 0:
-        return []
-    if not ordered:
-        return [float(i) for i in range(count)]
-    if insert == "first":
-        return [ordered[0][1] - count + i for i in range(count)]
-    if insert == "last":
-        return [ordered[-1][1] + 1 + i for i in range(count)]
-    index = next((i for i, (name, _) in enumerate(ordered) if name == point), None)
-    if index is None:
-        raise RestconfError("invalid-value", f"insertion point acl={point} does not exist", error_type="protocol")
-    if insert == "before":
-        low = ordered[index - 1][1] if index > 0 else ordered[index][1] - 2.0
-        high = ordered[index][1]
-    else:
-        low = ordered[index][1]
-        high = ordered[index + 1][1] if index + 1 < len(ordered) else ordered[index][1] + 2.0
-    step = (high - low) / (count + 1)
-    return [low + step * (i + 1) for i in range(count)]

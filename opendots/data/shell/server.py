@@ -13,24 +13,20 @@ from collections.abc import Callable
 from aiohttp import web
 
 from opendots.config import ServerConfig, TlsFiles
-from opendots.data.body import NeedsValidation, Prepared, parse_or_error
-from opendots.data.errors import RestconfError
-from opendots.data.service import (
-    MEDIA_TYPE,
-    RESTCONF_ROOT,
-    DataChannelService,
-    DataChannelSettings,
-    RestconfRequest,
-    RestconfResponse,
-)
-from opendots.data.settings import HttpTimeouts, data_settings_from_table, timeouts_from_table
+from opendots.data.core.channel import DataChannelCore
+from opendots.data.core.errors import RestconfError
+from opendots.data.core.messages import MEDIA_TYPE, RESTCONF_ROOT, RestconfRequest, RestconfResponse
+from opendots.data.core.settings import DataChannelSettings
+from opendots.data.shell.runner import CoreRunner
+from opendots.data.shell.settings import HttpTimeouts, data_settings_from_table, timeouts_from_table
 from opendots.model.data_channel import yang_library
 from opendots.pki import cuid_from_certificate
-from opendots.store.data_channel import DataChannelStore
+from opendots.store.data_records import DataChannelStore
 
 log = logging.getLogger(__name__)
 
-SERVICE_KEY = web.AppKey("data_channel_service", DataChannelService)
+CORE_KEY = web.AppKey("data_channel_core", DataChannelCore)
+RUNNER_KEY = web.AppKey("data_channel_runner", CoreRunner)
 HOST_META_XRD = (
     "<?xml version='1.0' encoding='UTF-8'?>\n"
     "<XRD xmlns='http://docs.oasis-open.org/ns/xri/xrd-1.0'>\n"
@@ -39,7 +35,6 @@ HOST_META_XRD = (
 )
 MAX_BODY = 4 * 1024 * 1024
 YANG_LIBRARY_VERSION = "2016-06-21"  # RFC 7895's ietf-yang-library, the modules-state we serve
-INLINE_PARSE_BYTES = 16 * 1024  # larger bodies are parsed in a worker thread (~1 ms of json per 50 KB)
 TIMEOUTS_KEY = web.AppKey("data_channel_timeouts", HttpTimeouts)
 
 
@@ -158,9 +153,9 @@ async def _host_meta_json(request: web.Request) -> web.Response:
     return web.json_response({"links": [{"rel": "restconf", "href": RESTCONF_ROOT}]})
 
 
-def _make_handler(clock: Callable[[], float]):
+def _make_handler():
     async def handle(request: web.Request) -> web.Response:
-        service = request.app[SERVICE_KEY]
+        runner = request.app[RUNNER_KEY]
         cuid = _peer_cuid(request)
         if cuid is None:  # unreachable with CERT_REQUIRED, kept as a guard for plain-HTTP test setups
             error = RestconfError("access-denied", "a client certificate is required", status=401)
@@ -188,27 +183,10 @@ def _make_handler(clock: Callable[[], float]):
             accept=request.headers.get("Accept"),
             via=request.headers.get("Via"),
         )
-        response = await _serve(service, restconf_request, clock)
+        response = await runner.serve(restconf_request)
         return _json_response(response, head=request.method == "HEAD")
 
     return handle
-
-
-async def _serve(service: DataChannelService, request: RestconfRequest, clock: Callable[[], float]) -> RestconfResponse:
-    """Run the core on the loop, and its CPU-heavy parts (parsing a large body, validating many entries) in a
-    worker thread: they touch only the request's own data. Store reads and writes stay on the loop, where every
-    write is one committed transaction before the answer, serialized with the signal channel's."""
-    prepared = Prepared()
-    if request.method in ("POST", "PUT", "PATCH") and len(request.body) > INLINE_PARSE_BYTES:
-        prepared.body = await asyncio.to_thread(parse_or_error, request.method, request.content_type, request.body)
-    for attempt in range(3):
-        if attempt == 2:
-            prepared.inline_bytes = None  # stored bodies changed under a PATCH twice: finish inline
-        try:
-            return service.handle(request, clock(), prepared)
-        except NeedsValidation as need:
-            await asyncio.to_thread(prepared.validate, need.entries, need.check)
-    raise AssertionError("unreachable")
 
 
 async def _yang_library(request: web.Request) -> web.Response:
@@ -256,8 +234,9 @@ def create_data_app(
     app = web.Application(client_max_size=MAX_BODY, middlewares=[_restconf_errors])
     settings = settings or data_settings_from_table(config.clients, config.data)
     app[TIMEOUTS_KEY] = timeouts_from_table(config.data)
-    app[SERVICE_KEY] = DataChannelService(store, config.client_by_cuid, settings)
-    handler = _make_handler(clock)
+    app[CORE_KEY] = DataChannelCore(store, config.client_by_cuid, settings)
+    app[RUNNER_KEY] = CoreRunner(app[CORE_KEY], clock)
+    handler = _make_handler()
     app.router.add_get("/.well-known/host-meta", _host_meta)
     app.router.add_get("/.well-known/host-meta.json", _host_meta_json)
     app.router.add_get(RESTCONF_ROOT, _restconf_root)
@@ -265,18 +244,20 @@ def create_data_app(
     app.router.add_get(f"{RESTCONF_ROOT}/yang-library-version", _yang_library_version)
     app.router.add_route("*", f"{RESTCONF_ROOT}/data", handler)
     app.router.add_route("*", f"{RESTCONF_ROOT}/data/{{path:.*}}", handler)
-    app.cleanup_ctx.append(_expiry_task(store, clock))
+    app.cleanup_ctx.append(_expiry_task(app[RUNNER_KEY], store, clock))
     return app
 
 
-def _expiry_task(store: DataChannelStore, clock: Callable[[], float], interval: float = 60.0):
-    """Owns the periodic purge of expired aliases/ACLs (§3.5); readers already ignore expired rows."""
+def _expiry_task(runner: CoreRunner, store: DataChannelStore, clock: Callable[[], float], interval: float = 60.0):
+    """Owns the periodic purge of expired aliases/ACLs (§3.5); readers already ignore expired rows. On cleanup,
+    closes the runner's second connection."""
 
     async def context(app: web.Application):
         async def loop() -> None:
             while True:
                 await asyncio.sleep(interval)
-                removed = store.purge_expired(clock())
+                async with runner.writes:  # not while a write is being committed in a worker thread
+                    removed = store.purge_expired(clock())
                 if removed:
                     log.info("data channel: removed %d expired aliases/ACLs", removed)
 
@@ -285,6 +266,7 @@ def _expiry_task(store: DataChannelStore, clock: Callable[[], float], interval: 
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        runner.close()
 
     return context
 
@@ -298,7 +280,7 @@ async def start_data_server(
     clock: Callable[[], float] = time.time,
 ) -> web.AppRunner:
     """Serve the data channel with mutual TLS on HOST:PORT (default: every `config.listen` address on
-    `config.data_port`); `await runner.cleanup()` stops it. The service is `runner.app[SERVICE_KEY]`."""
+    `config.data_port`); `await runner.cleanup()` stops it. The core is `runner.app[CORE_KEY]`."""
     app = create_data_app(config, store, settings, clock)
     timeouts = app[TIMEOUTS_KEY]
     runner = web.AppRunner(app, access_log=None, keepalive_timeout=timeouts.keepalive)

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from opendots.data.errors import RestconfError
+from opendots.data.core.errors import RestconfError
 from opendots.model.data_channel import ContentFilter
 
 ALLOWED = {
