@@ -18,19 +18,19 @@ def mitigation_key(cuid: str, mid: int) -> str:
 class MitigationScope:
     """The part of a mitigation's Targets an actuator can act on, with the mitigation's identity.
 
-    target_prefixes, target_ports, protocols, source_prefixes and source_ports are Targets.prefixes, .port_ranges,
-    .protocols, .source_prefixes and .source_port_ranges (aliases and FQDNs already resolved to prefixes by the
-    signal channel); empty port/protocol tuples mean "all". `key` names the mitigation in withdraw() and
+    The members are named as in Targets, after their YANG leaves (target-prefix, target-port-range,
+    target-protocol, source-prefix, source-port-range), with aliases and FQDNs already resolved to prefixes by the
+    signal channel; empty port/protocol tuples mean "all". `key` names the mitigation in withdraw() and
     counters(); `client` (the ClientAuthorization name), `cuid` and `mid` say whose it is. Scopes built by hand
     (tests, benchmarks) may leave those three out: an actuator then knows only the key.
     """
 
     key: str
     target_prefixes: tuple[IPNetwork, ...]
-    target_ports: tuple[PortRange, ...] = ()
-    protocols: tuple[int, ...] = ()
+    target_port_ranges: tuple[PortRange, ...] = ()
+    target_protocols: tuple[int, ...] = ()
     source_prefixes: tuple[IPNetwork, ...] = ()  # RFC 9066 call home
-    source_ports: tuple[PortRange, ...] = ()
+    source_port_ranges: tuple[PortRange, ...] = ()
     client: str | None = None
     cuid: str | None = None
     mid: int | None = None
@@ -40,9 +40,9 @@ class MitigationScope:
         """The scope of mitigation (CUID, MID) of CLIENT, on TARGETS (aliases expanded)."""
         return cls(
             mitigation_key(cuid, mid),
-            targets.prefixes,
-            targets.port_ranges,
-            targets.protocols,
+            targets.target_prefixes,
+            targets.target_port_ranges,
+            targets.target_protocols,
             targets.source_prefixes,
             targets.source_port_ranges,
             client,

@@ -170,25 +170,25 @@ def validate_scope(scope: MitigationScope) -> None:
     for prefix in (*scope.target_prefixes, *scope.source_prefixes):
         if not isinstance(prefix, ipaddress.IPv4Network | ipaddress.IPv6Network):
             raise MitigatorError(f"mitigation {scope.key}: {prefix!r} is not an IP prefix")
-    for protocol in scope.protocols:
+    for protocol in scope.target_protocols:
         if not (isinstance(protocol, int) and 0 <= protocol <= 255):
             raise MitigatorError(f"mitigation {scope.key}: invalid protocol number {protocol!r}")
-    for port_range in scope.target_ports:
+    for port_range in scope.target_port_ranges:
         _port_range(port_range, "target")
-    for port_range in scope.source_ports:
+    for port_range in scope.source_port_ranges:
         _port_range(port_range, "source")
 
 
 def scope_elements(scope: MitigationScope) -> dict[MapId, list[ElementKey]]:
     """Every map element that enforces SCOPE, grouped by map. Raises MitigatorError for an invalid scope."""
     validate_scope(scope)
-    with_ports = bool(scope.target_ports or scope.source_ports)
-    protocols = sorted(set(scope.protocols))
+    with_ports = bool(scope.target_port_ranges or scope.source_port_ranges)
+    protocols = sorted(set(scope.target_protocols))
     port_protocols = [p for p in protocols if p in PORT_PROTOCOLS] if protocols else list(PORT_PROTOCOLS)
     portless_protocols = [p for p in protocols if p not in PORT_PROTOCOLS]
-    target_ports = [_port_range(p, "target") for p in scope.target_ports] or [ANY_PORT]
-    source_ports = [_port_range(p, "source") for p in scope.source_ports] or [ANY_PORT]
-    with_source = bool(scope.source_prefixes or scope.source_ports)
+    target_port_ranges = [_port_range(p, "target") for p in scope.target_port_ranges] or [ANY_PORT]
+    source_port_ranges = [_port_range(p, "source") for p in scope.source_port_ranges] or [ANY_PORT]
+    with_source = bool(scope.source_prefixes or scope.source_port_ranges)
 
     elements: dict[MapId, list[ElementKey]] = {}
 
@@ -205,7 +205,7 @@ def scope_elements(scope: MitigationScope) -> dict[MapId, list[ElementKey]]:
                 add(version, Shape.DST, (destination,))
                 continue
             for protocol in port_protocols if with_ports else []:
-                for dport in target_ports:
+                for dport in target_port_ranges:
                     add(version, Shape.DST_PROTO_PORT, (destination, (protocol, protocol), dport))
             for protocol in portless_protocols if with_ports else protocols:
                 add(version, Shape.DST_PROTO, (destination, (protocol, protocol)))
@@ -220,8 +220,8 @@ def scope_elements(scope: MitigationScope) -> dict[MapId, list[ElementKey]]:
                     add(version, Shape.SRC_DST_PROTO, (saddr, destination, protocol_range))
                 continue
             for protocol in port_protocols:
-                for sport in source_ports:
-                    for dport in target_ports:
+                for sport in source_port_ranges:
+                    for dport in target_port_ranges:
                         add(
                             version, Shape.SRC_DST_PROTO_PORTS, (saddr, destination, (protocol, protocol), sport, dport)
                         )

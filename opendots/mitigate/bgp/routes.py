@@ -128,11 +128,11 @@ def _check_scope(scope: MitigationScope) -> None:
     for prefix in scope.target_prefixes:
         if prefix.prefixlen == 0:
             raise MitigatorError(f"{scope.key}: refusing to act on the default route {prefix}")
-    for protocol in scope.protocols:
+    for protocol in scope.target_protocols:
         if not (0 <= protocol <= MAX_PROTOCOL):
             raise MitigatorError(f"{scope.key}: invalid IP protocol number {protocol}")
-    _check_ports("destination port", scope.target_ports)
-    _check_ports("source port", scope.source_ports)
+    _check_ports("destination port", scope.target_port_ranges)
+    _check_ports("source port", scope.source_port_ranges)
 
 
 def routes_for_scope(scope: MitigationScope, policy: RoutePolicy) -> frozenset[Route]:
@@ -174,9 +174,9 @@ def _flowspec_routes(scope: MitigationScope, policy: RoutePolicy) -> set[Route]:
                 FlowspecRoute(
                     destination=destination,
                     source=source,
-                    protocols=tuple(sorted(set(scope.protocols))),
-                    destination_ports=tuple(sorted(set(scope.target_ports), key=_port_key)),
-                    source_ports=tuple(sorted(set(scope.source_ports), key=_port_key)),
+                    protocols=tuple(sorted(set(scope.target_protocols))),
+                    destination_ports=tuple(sorted(set(scope.target_port_ranges), key=_port_key)),
+                    source_ports=tuple(sorted(set(scope.source_port_ranges), key=_port_key)),
                     rate_limit_bytes_per_second=policy.flowspec_rate_limit_bytes_per_second,
                 )
             )

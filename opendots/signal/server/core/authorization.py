@@ -36,33 +36,41 @@ class StaticAliasDirectory:
 
 def resolve_aliases(client: ClientAuthorization, targets: Targets, directory: AliasDirectory) -> Targets:
     """TARGETS with every alias's own targets appended (§4.4.1.3); unknown aliases are refused (4.00)."""
-    if not targets.aliases:
+    if not targets.alias_names:
         return targets  # the same object: a held mitigation keeps one Targets, not an equal copy
     resolved = Targets(
-        prefixes=targets.prefixes,
-        port_ranges=targets.port_ranges,
-        protocols=targets.protocols,
-        fqdns=targets.fqdns,
-        uris=targets.uris,
-        aliases=targets.aliases,
+        target_prefixes=targets.target_prefixes,
+        target_port_ranges=targets.target_port_ranges,
+        target_protocols=targets.target_protocols,
+        target_fqdns=targets.target_fqdns,
+        target_uris=targets.target_uris,
+        alias_names=targets.alias_names,
     )
-    for alias in targets.aliases:
+    for alias in targets.alias_names:
         found = directory.resolve(client.name, alias)
         if found is None:
             raise reject("4.00", f"alias-name {alias!r} was not created by this DOTS client")
-        resolved = resolved.merged(Targets(found.prefixes, found.port_ranges, found.protocols, found.fqdns, found.uris))
+        resolved = resolved.merged(
+            Targets(
+                found.target_prefixes,
+                found.target_port_ranges,
+                found.target_protocols,
+                found.target_fqdns,
+                found.target_uris,
+            )
+        )
     return resolved
 
 
 def check_authorized(client: ClientAuthorization, targets: Targets) -> None:
     """Refuse (4.00, with the offending target named) anything outside the client's domain."""
-    for prefix, (version, first, last) in zip(targets.prefixes, targets.prefix_ranges, strict=True):
+    for prefix, (version, first, last) in zip(targets.target_prefixes, targets.prefix_ranges, strict=True):
         if not client.covers_range(version, first, last):
             raise reject("4.00", f"target-prefix {prefix} is outside the prefixes this DOTS client may protect")
-    for fqdn in targets.fqdns:
+    for fqdn in targets.target_fqdns:
         if not client.covers_fqdn(fqdn):
             raise reject("4.00", f"target-fqdn {fqdn} is outside the names this DOTS client may protect")
-    for uri in targets.uris:
+    for uri in targets.target_uris:
         if uri in client.uris:
             continue
         host = uri_host(uri)
