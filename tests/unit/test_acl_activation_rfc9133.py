@@ -16,7 +16,7 @@ from opendots.config import ServerConfig
 from opendots.data.records import DataChannelQuery
 from opendots.data.service import DataChannelService, RestconfRequest, RestconfResponse
 from opendots.signal.server.core import Request, Response, ServerSettings
-from opendots.signal.server.core.filtering import acls_to_enforce
+from opendots.signal.server.core.filtering import AclActivation, acls_to_enforce
 from opendots.signal.server.shell.acls import DataChannelAclControl
 from opendots.store.data_channel import SqliteDataChannelStore
 from opendots.store.signal import SqliteSignalStore
@@ -249,7 +249,7 @@ def test_a_failed_update_is_5_03_with_the_failed_entry(harness: Harness, server_
     )
 
     class ReadOnlyControl(DataChannelAclControl):
-        def set_activation(self, cuid: str, name: str, activation_type: str, now: float) -> None:
+        def set_activation(self, activation: AclActivation, now: float) -> None:
             raise sqlite3.OperationalError("attempt to write a readonly database")
 
     harness.core.settings.acl_control = ReadOnlyControl(harness.data)

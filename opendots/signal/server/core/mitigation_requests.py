@@ -128,11 +128,15 @@ class MitigationRequests:
         targets = resolve_aliases(client, parsed.targets, self.settings.aliases)
         check_authorized(client, targets)
         granted = self._grant(parsed.lifetime)
+        activations = []
         if parsed.acl_controls and (existing is None or existing.request.same_parameters(parsed)):
-            self.acls.control(client, path, parsed, now)
+            activations = self.acls.control(client, path, parsed, now)
         if existing is not None:
-            return self._refresh(client, existing, parsed, payload, targets, granted, now, decision)
-        return self._create(client, path, parsed, payload, targets, granted, now, decision)
+            response = self._refresh(client, existing, parsed, payload, targets, granted, now, decision)
+        else:
+            response = self._create(client, path, parsed, payload, targets, granted, now, decision)
+        decision.acl_activations = activations  # only an accepted request changes ACLs
+        return response
 
     def _grant(self, requested: int) -> int:
         cap = self.settings.max_lifetime
