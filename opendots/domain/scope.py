@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 from opendots.domain.addresses import IPNetwork
@@ -49,3 +50,23 @@ class MitigationScope:
             cuid,
             mid,
         )
+
+
+def scope_problem(scope: MitigationScope) -> str | None:
+    """Why no actuator could enforce SCOPE as it stands (None: nothing is wrong): the checks every mitigator makes
+    before its own (a scope reaches them from the signal channel already parsed, or built by hand)."""
+    if not scope.key:
+        return "mitigation scope without a key"
+    if not scope.target_prefixes:
+        return f"mitigation {scope.key}: no target prefix (nothing to enforce)"
+    for prefix in (*scope.target_prefixes, *scope.source_prefixes):
+        if not isinstance(prefix, ipaddress.IPv4Network | ipaddress.IPv6Network):
+            return f"mitigation {scope.key}: {prefix!r} is not an IP prefix"
+    for protocol in scope.target_protocols:
+        if not (isinstance(protocol, int) and 0 <= protocol <= 255):
+            return f"mitigation {scope.key}: invalid IP protocol number {protocol!r}"
+    for what, ranges in (("destination", scope.target_port_ranges), ("source", scope.source_port_ranges)):
+        for r in ranges:
+            if not (0 <= r.lower <= r.upper <= 65535):
+                return f"mitigation {scope.key}: invalid {what} port range {r.lower}-{r.upper}"
+    return None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from opendots.config import ClientAuthorization
@@ -38,27 +38,12 @@ def resolve_aliases(client: ClientAuthorization, targets: Targets, directory: Al
     """TARGETS with every alias's own targets appended (§4.4.1.3); unknown aliases are refused (4.00)."""
     if not targets.alias_names:
         return targets  # the same object: a held mitigation keeps one Targets, not an equal copy
-    resolved = Targets(
-        target_prefixes=targets.target_prefixes,
-        target_port_ranges=targets.target_port_ranges,
-        target_protocols=targets.target_protocols,
-        target_fqdns=targets.target_fqdns,
-        target_uris=targets.target_uris,
-        alias_names=targets.alias_names,
-    )
+    resolved = targets
     for alias in targets.alias_names:
         found = directory.resolve(client.name, alias)
         if found is None:
             raise reject("4.00", f"alias-name {alias!r} was not created by this DOTS client")
-        resolved = resolved.merged(
-            Targets(
-                found.target_prefixes,
-                found.target_port_ranges,
-                found.target_protocols,
-                found.target_fqdns,
-                found.target_uris,
-            )
-        )
+        resolved = resolved.merged(replace(found, alias_names=()))  # a new Targets: TARGETS is left as it was
     return resolved
 
 
