@@ -67,7 +67,10 @@ async def test_settle_async_awaits_the_write_before_the_core_applies_the_decisio
     core = service.core
     decision = core.handle(_put(1, "192.0.2.0/28"), T0)
     pending = asyncio.ensure_future(settle_async(core, store, decision, T0))
+    await asyncio.sleep(0)  # the task runs up to its awaited write, in a worker thread
     assert core.mitigations() == []  # not applied before the awaited write completes
+    with pytest.raises(RuntimeError):  # and nothing new is decided meanwhile
+        core.handle(_put(2, "192.0.2.16/28"), T0)
     response, _ = await pending
     assert response is not None and response.code == "2.01"
     assert [m.record.mid for m in core.mitigations()] == [1] and store.dump()["signal_mitigations"]
