@@ -74,8 +74,8 @@ def scope_for(kind: str, run: int) -> tuple[MitigationScope, str, str]:
     scope = MitigationScope(
         f"bench/{run}",
         (ipaddress.ip_network("203.0.113.7/32"),),
-        target_ports=(PortRange(port, port),),
-        protocols=(17,),
+        target_port_ranges=(PortRange(port, port),),
+        target_protocols=(17,),
     )
     return scope, "flowtab4", f"dport {port};"
 

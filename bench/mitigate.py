@@ -62,7 +62,7 @@ def v4_port_scope(key: str, count: int) -> MitigationScope:
     ports_per_address = 40
     addresses = tuple(ipaddress.ip_network(f"192.0.2.{i}/32") for i in range(count // ports_per_address))
     ports = tuple(PortRange(1000 + p, 1000 + p) for p in range(ports_per_address))
-    return MitigationScope(key, addresses, target_ports=ports, protocols=(17,))
+    return MitigationScope(key, addresses, target_port_ranges=ports, target_protocols=(17,))
 
 
 async def timed(action) -> float:
@@ -177,7 +177,7 @@ def v4_range_scope(key: str, count: int, protected: str | None = None) -> Mitiga
     if protected is not None:
         prefixes = (*prefixes[:-1], ipaddress.ip_network(f"{protected}/32"))
     ports = tuple(PortRange(1000 + 10 * p, 1005 + 10 * p) for p in range(ranges_per_prefix))
-    return MitigationScope(key, prefixes, target_ports=ports, protocols=(17,))
+    return MitigationScope(key, prefixes, target_port_ranges=ports, target_protocols=(17,))
 
 
 async def bench_forwarding(lab: Lab, seconds: float, rounds: int, selected: list[str], baseline: str) -> None:

@@ -108,8 +108,8 @@ def main() -> int:
                         scope = MitigationScope(
                             key,
                             (ipaddress.ip_network(f"{victim}/32"),),
-                            target_ports=(PortRange(port, port),),
-                            protocols=(17,),
+                            target_port_ranges=(PortRange(port, port),),
+                            target_protocols=(17,),
                         )
 
                         def request(scope=scope) -> None:

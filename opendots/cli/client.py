@@ -145,11 +145,11 @@ def mitigate_command(
                 click.echo(f"note: {note}", err=True)
         scope = MitigationScope(
             target_prefixes=tuple(prefix for prefix, _ in read),
-            port_ranges=tuple(PortRange.parse(p) for p in ports),
-            protocols=protocols,  # type: ignore[arg-type]
-            fqdns=fqdns,
-            uris=uris,
-            aliases=aliases,
+            target_port_ranges=tuple(PortRange.parse(p) for p in ports),
+            target_protocols=protocols,  # type: ignore[arg-type]
+            target_fqdns=fqdns,
+            target_uris=uris,
+            alias_names=aliases,
             lifetime=lifetime,
             trigger_mitigation=trigger_mitigation,
         )

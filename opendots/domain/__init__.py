@@ -4,9 +4,10 @@ It imports nothing from them, and no I/O: addresses (`addresses`), port and ICMP
 target members of a scope with their one parser and writer (`targets`), the scope handed to a mitigator (`scope`),
 counters (`counters`), registered numbers (`media`) and the one error, ScopeError (`errors`).
 
-A target prefix travels: `opendots client mitigate --prefix` -> read_user_prefix -> the client's request ->
+A target prefix travels: `opendots client mitigate --target-prefix` -> read_user_prefix -> the client's request ->
 Targets.to_yang (YANG-JSON, CBOR on the wire) -> parse_targets on the server -> Targets -> MitigationScope.of ->
-an actuator (nftables_ruleset, bgp.routes): one IPNetwork type from the client's parser to the actuator.
+an actuator (nftables_keys, bgp.routes): one IPNetwork type from the client's parser to the actuator, and one name
+for each member on every side (target_prefixes, target_port_ranges, ..., after the YANG leaves).
 """
 
 from opendots.domain.addresses import IPNetwork, network_bounds, parse_prefix, read_user_prefix

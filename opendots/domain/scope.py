@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 from opendots.domain.addresses import IPNetwork
@@ -18,19 +19,19 @@ def mitigation_key(cuid: str, mid: int) -> str:
 class MitigationScope:
     """The part of a mitigation's Targets an actuator can act on, with the mitigation's identity.
 
-    target_prefixes, target_ports, protocols, source_prefixes and source_ports are Targets.prefixes, .port_ranges,
-    .protocols, .source_prefixes and .source_port_ranges (aliases and FQDNs already resolved to prefixes by the
-    signal channel); empty port/protocol tuples mean "all". `key` names the mitigation in withdraw() and
+    The members are named as in Targets, after their YANG leaves (target-prefix, target-port-range,
+    target-protocol, source-prefix, source-port-range), with aliases and FQDNs already resolved to prefixes by the
+    signal channel; empty port/protocol tuples mean "all". `key` names the mitigation in withdraw() and
     counters(); `client` (the ClientAuthorization name), `cuid` and `mid` say whose it is. Scopes built by hand
     (tests, benchmarks) may leave those three out: an actuator then knows only the key.
     """
 
     key: str
     target_prefixes: tuple[IPNetwork, ...]
-    target_ports: tuple[PortRange, ...] = ()
-    protocols: tuple[int, ...] = ()
+    target_port_ranges: tuple[PortRange, ...] = ()
+    target_protocols: tuple[int, ...] = ()
     source_prefixes: tuple[IPNetwork, ...] = ()  # RFC 9066 call home
-    source_ports: tuple[PortRange, ...] = ()
+    source_port_ranges: tuple[PortRange, ...] = ()
     client: str | None = None
     cuid: str | None = None
     mid: int | None = None
@@ -40,12 +41,32 @@ class MitigationScope:
         """The scope of mitigation (CUID, MID) of CLIENT, on TARGETS (aliases expanded)."""
         return cls(
             mitigation_key(cuid, mid),
-            targets.prefixes,
-            targets.port_ranges,
-            targets.protocols,
+            targets.target_prefixes,
+            targets.target_port_ranges,
+            targets.target_protocols,
             targets.source_prefixes,
             targets.source_port_ranges,
             client,
             cuid,
             mid,
         )
+
+
+def scope_problem(scope: MitigationScope) -> str | None:
+    """Why no actuator could enforce SCOPE as it stands (None: nothing is wrong): the checks every mitigator makes
+    before its own (a scope reaches them from the signal channel already parsed, or built by hand)."""
+    if not scope.key:
+        return "mitigation scope without a key"
+    if not scope.target_prefixes:
+        return f"mitigation {scope.key}: no target prefix (nothing to enforce)"
+    for prefix in (*scope.target_prefixes, *scope.source_prefixes):
+        if not isinstance(prefix, ipaddress.IPv4Network | ipaddress.IPv6Network):
+            return f"mitigation {scope.key}: {prefix!r} is not an IP prefix"
+    for protocol in scope.target_protocols:
+        if not (isinstance(protocol, int) and 0 <= protocol <= 255):
+            return f"mitigation {scope.key}: invalid IP protocol number {protocol!r}"
+    for what, ranges in (("destination", scope.target_port_ranges), ("source", scope.source_port_ranges)):
+        for r in ranges:
+            if not (0 <= r.lower <= r.upper <= 65535):
+                return f"mitigation {scope.key}: invalid {what} port range {r.lower}-{r.upper}"
+    return None

@@ -3,12 +3,12 @@
 The members and their YANG types (ietf-dots-signal-channel@2021-09-02.yang `target` grouping, and the
 `ietf-dots-call-home` augmentation of RFC 9066 §5.3.1 that RFC 9244 telemetry reuses; see /work/shared/spec/yang/):
 
-    target-prefix           leaf-list inet:ip-prefix          -> Targets.prefixes
-    target-port-range       list lower-port/upper-port        -> Targets.port_ranges
-    target-protocol         leaf-list uint8                   -> Targets.protocols
-    target-fqdn             leaf-list inet:domain-name        -> Targets.fqdns
-    target-uri              leaf-list inet:uri                -> Targets.uris
-    alias-name              leaf-list string                  -> Targets.aliases
+    target-prefix           leaf-list inet:ip-prefix          -> Targets.target_prefixes
+    target-port-range       list lower-port/upper-port        -> Targets.target_port_ranges
+    target-protocol         leaf-list uint8                   -> Targets.target_protocols
+    target-fqdn             leaf-list inet:domain-name        -> Targets.target_fqdns
+    target-uri              leaf-list inet:uri                -> Targets.target_uris
+    alias-name              leaf-list string                  -> Targets.alias_names
     source-prefix           leaf-list inet:ip-prefix          -> Targets.source_prefixes
     source-port-range       list lower-port/upper-port        -> Targets.source_port_ranges
     source-icmp-type-range  list lower-type/upper-type        -> Targets.source_icmp_type_ranges
@@ -43,12 +43,12 @@ _ABSENT: Any = object()
 class Targets:
     """What a request points at; empty ports/protocols mean "all", empty source members mean "any source"."""
 
-    prefixes: tuple[IPNetwork, ...] = ()
-    port_ranges: tuple[PortRange, ...] = ()
-    protocols: tuple[int, ...] = ()
-    fqdns: tuple[str, ...] = ()
-    uris: tuple[str, ...] = ()
-    aliases: tuple[str, ...] = ()
+    target_prefixes: tuple[IPNetwork, ...] = ()
+    target_port_ranges: tuple[PortRange, ...] = ()
+    target_protocols: tuple[int, ...] = ()
+    target_fqdns: tuple[str, ...] = ()
+    target_uris: tuple[str, ...] = ()
+    alias_names: tuple[str, ...] = ()
     source_prefixes: tuple[IPNetwork, ...] = ()
     source_port_ranges: tuple[PortRange, ...] = ()
     source_icmp_type_ranges: tuple[IcmpTypeRange, ...] = ()
@@ -56,7 +56,7 @@ class Targets:
     @cached_property
     def prefix_ranges(self) -> tuple[tuple[int, int, int], ...]:
         """(IP version, first address, last address) of each prefix: integer comparisons for overlap scans."""
-        return tuple(network_bounds(p) for p in self.prefixes)
+        return tuple(network_bounds(p) for p in self.target_prefixes)
 
     def as_sets(self) -> tuple[frozenset[Any], ...]:
         """Order-free form: a refresh may list the same targets in another order."""
@@ -68,24 +68,24 @@ class Targets:
     def to_yang(self) -> dict[str, Any]:
         """The members in RFC 7951 JSON, in the order of RFC 9132 Figure 6 (absent when empty)."""
         document: dict[str, Any] = {}
-        if self.prefixes:
-            document["target-prefix"] = [str(p) for p in self.prefixes]
-        if self.port_ranges:
+        if self.target_prefixes:
+            document["target-prefix"] = [str(p) for p in self.target_prefixes]
+        if self.target_port_ranges:
             # The list is keyed by 'lower-port': ranges starting at one port (overlaps merged from several mitigations,
             # in a 4.09's 'conflict-scope') are one range, their union. Found by fuzzing (tools/fuzz_campaign.py).
             widest: dict[int, PortRange] = {}
-            for r in self.port_ranges:
+            for r in self.target_port_ranges:
                 held = widest.get(r.lower)
                 widest[r.lower] = r if held is None or r.upper > held.upper else held
             document["target-port-range"] = [r.to_yang() for r in widest.values()]
-        if self.protocols:
-            document["target-protocol"] = list(self.protocols)
-        if self.fqdns:
-            document["target-fqdn"] = list(self.fqdns)
-        if self.uris:
-            document["target-uri"] = list(self.uris)
-        if self.aliases:
-            document["alias-name"] = list(self.aliases)
+        if self.target_protocols:
+            document["target-protocol"] = list(self.target_protocols)
+        if self.target_fqdns:
+            document["target-fqdn"] = list(self.target_fqdns)
+        if self.target_uris:
+            document["target-uri"] = list(self.target_uris)
+        if self.alias_names:
+            document["alias-name"] = list(self.alias_names)
         if self.source_prefixes:
             document[SOURCE_MEMBERS[0]] = [str(p) for p in self.source_prefixes]
         if self.source_port_ranges:

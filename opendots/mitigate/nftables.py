@@ -20,7 +20,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from opendots.mitigate.base import Counters, MitigationScope, MitigatorError
 from opendots.mitigate.nftables_acl import AclPolicy, ace_counter_name, validate_policy
@@ -37,6 +37,7 @@ from opendots.mitigate.nftables_ruleset import (
 
 log = logging.getLogger(__name__)
 
+K = TypeVar("K", MitigationScope, AclPolicy)  # what restore() validates: each has a key
 NFT_TIMEOUT = 30.0
 NFT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 INTERFACE_NAME = re.compile(r"[^\s/\"':]{1,15}")
@@ -222,23 +223,9 @@ class NftablesMitigator:
         (invalid) does not keep the others from being restored: it is left out and returned with its error, so
         the caller can mark it failed. A batch the kernel refuses raises MitigatorError.
         """
-        valid: list[MitigationScope] = []
-        valid_acls: list[AclPolicy] = []
         refused: dict[str, MitigatorError] = {}
-        for scope in scopes:
-            try:
-                scope_elements(scope)
-            except MitigatorError as error:
-                refused[scope.key] = error
-            else:
-                valid.append(scope)
-        for policy in acls:
-            try:
-                validate_policy(policy)
-            except MitigatorError as error:
-                refused[policy.key] = error
-            else:
-                valid_acls.append(policy)
+        valid = _enforceable(scopes, scope_elements, refused)
+        valid_acls = _enforceable(acls, validate_policy, refused)
         async with self._lock:
             carried = await self._existing_counters()
             plan = plan_change(self.table, RulesetState(), put=valid, carried_counters=carried, put_acls=valid_acls)
@@ -366,3 +353,16 @@ def _counter_values(listing: str) -> dict[str, tuple[int, int]]:
         if counter:
             values[counter["name"]] = (counter["packets"], counter["bytes"])
     return values
+
+
+def _enforceable(items: Iterable[K], check: Callable[[K], object], refused: dict[str, MitigatorError]) -> list[K]:
+    """The ITEMS that pass CHECK, in order; the error of each other one goes to REFUSED under its key."""
+    kept = []
+    for item in items:
+        try:
+            check(item)
+        except MitigatorError as error:
+            refused[item.key] = error
+        else:
+            kept.append(item)
+    return kept

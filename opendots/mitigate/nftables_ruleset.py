@@ -36,17 +36,10 @@ mitigation counts the drop. Packets are dropped either way.
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import ipaddress
-import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from enum import Enum
-from typing import Any
 
-from opendots.domain import IPNetwork, MitigationScope, PortRange, network_bounds
-from opendots.mitigate.base import MitigatorError
+from opendots.domain import MitigationScope
 from opendots.mitigate.nftables_acl import (
     ACL_CHAIN,
     AclPolicy,
@@ -55,340 +48,50 @@ from opendots.mitigate.nftables_acl import (
     policy_limits,
     validate_policy,
 )
+from opendots.mitigate.nftables_keys import (
+    ANY_PORT,
+    ANY_PROTOCOL,
+    MAX_ELEMENTS_PER_SCOPE,
+    PORT_PROTOCOLS,
+    ElementKey,
+    JsonCommand,
+    MapId,
+    Range,
+    Shape,
+    capacity_for,
+    counter_name,
+    family_chain,
+    scope_elements,
+    split_nested,
+    validate_scope,
+)
+from opendots.mitigate.nftables_render import CHAIN, CHAIN_PRIORITY, Table, batch, render_key
 
-Range = tuple[int, int]  # inclusive numeric range: an address block, a protocol set, a port range
-ElementKey = tuple[Range, ...]
-JsonCommand = dict[str, Any]
+__all__ = [  # the planner's public names, with those of its parts that callers import from here
+    "ANY_PORT",
+    "ANY_PROTOCOL",
+    "CHAIN",
+    "CHAIN_PRIORITY",
+    "MAX_ELEMENTS_PER_SCOPE",
+    "PORT_PROTOCOLS",
+    "MapId",
+    "Plan",
+    "RulesetState",
+    "Shape",
+    "Table",
+    "batch",
+    "capacity_for",
+    "chain_layout",
+    "counter_name",
+    "plan_change",
+    "render_key",
+    "scope_elements",
+    "split_nested",
+    "validate_scope",
+]
 
-ANY_PORT: Range = (0, 65535)
-ANY_PROTOCOL: Range = (0, 255)
-# Protocols whose transport header starts with source and destination ports (TCP, DCCP, UDP, SCTP, UDP-Lite):
-# a port range only means something for these; other listed protocols are matched whatever their payload.
-PORT_PROTOCOLS = (6, 17, 33, 132, 136)
-MAX_ELEMENTS_PER_SCOPE = 200_000
-CHAIN = "ingress"
-CHAIN_PRIORITY = -500  # before any other netdev ingress chain: drop as early as the kernel allows
 MAX_HASHED_LENGTHS = 6  # destination-only prefix lengths with a hash map of their own, per address family
 FILTER_BUDGET = 4096  # pre-filter entries allowed (or 4 per target block, if more) before choosing a shorter length
-MIN_CAPACITY = 256  # smallest `size` given to a hash map; a map gets twice its elements, rounded up to a power of 2
-
-
-class Shape(Enum):
-    """Which packet fields a map matches, in concatenation order."""
-
-    DST = ("daddr",)
-    DST_PROTO = ("daddr", "l4proto")
-    DST_PROTO_PORT = ("daddr", "l4proto", "dport")
-    SRC_DST_PROTO = ("saddr", "daddr", "l4proto")
-    SRC_DST_PROTO_PORTS = ("saddr", "daddr", "l4proto", "sport", "dport")
-
-
-@dataclass(frozen=True)
-class MapId:
-    """One map: an address family, a shape, whether its keys are exact values (a hash) or ranges, and for the
-    destination-only hash maps the prefix length they hold (their rule masks the address to it)."""
-
-    version: int  # 4 or 6
-    shape_name: str
-    exact: bool = False
-    prefix_len: int | None = None
-    filter: bool = False  # a set (no data): destination blocks masked to prefix_len, or (no length) a port gate
-
-    @property
-    def shape(self) -> Shape:
-        return Shape[self.shape_name]
-
-    @property
-    def gate(self) -> bool:
-        """The destination-port gate set in front of a family's port-keyed maps."""
-        return self.filter and self.prefix_len is None
-
-    @property
-    def hashed(self) -> bool:
-        """Kept in a hash (exact keys), so it is given a size; the others are interval sets."""
-        return self.exact or self.prefix_len is not None
-
-    @property
-    def name(self) -> str:
-        if self.gate:
-            return f"ports{self.version}"
-        if self.filter:
-            return f"pre{self.version}_len{self.prefix_len}"
-        if self.prefix_len is not None:
-            return f"{self.shape_name.lower()}{self.version}_len{self.prefix_len}"
-        return f"{self.shape_name.lower()}{self.version}{'_exact' if self.exact else ''}"
-
-    @property
-    def sort_key(self) -> tuple[int, bool, str, bool, int]:
-        length = -1 if self.prefix_len is None else self.prefix_len
-        return (self.version, self.filter, self.shape_name, self.exact, length)
-
-    @property
-    def rule_order(self) -> tuple[int, int, int]:
-        # Destination-only: the interval map first (its ranges are already split around every more specific
-        # prefix), then the per-length hash maps, longest first: the most specific prefix owns each drop.
-        # Other shapes: the exact-value hash map before the ranges.
-        if self.shape is Shape.DST:
-            position = 0 if self.prefix_len is None else 1 + 128 - self.prefix_len
-        else:
-            position = 0 if self.exact else 1
-        return (self.version, list(Shape).index(self.shape), position)
-
-
-@functools.lru_cache(maxsize=65536)  # re-planning a map renames every owner: keep the hashing off that path
-def counter_name(key: str) -> str:
-    """A short, valid, stable nft object name for a mitigation key (keys may hold any characters)."""
-    return "m" + hashlib.sha256(key.encode()).hexdigest()[:24]
-
-
-def family_chain(version: int) -> str:
-    """The chain holding the map rules of a family that has a pre-filter."""
-    return f"targets{version}"
-
-
-def capacity_for(count: int) -> int:
-    """The `size` of a hash map created for COUNT elements: room to grow before it must be re-created."""
-    return max(MIN_CAPACITY, 1 << (2 * count - 1).bit_length())
-
-
-def _address_range(network: IPNetwork) -> Range:
-    _, first, last = network_bounds(network)
-    return first, last
-
-
-def _port_range(port_range: PortRange, what: str) -> Range:
-    if not (0 <= port_range.lower <= port_range.upper <= 65535):
-        raise MitigatorError(f"invalid {what} port range {port_range.lower}-{port_range.upper}")
-    return port_range.lower, port_range.upper
-
-
-def validate_scope(scope: MitigationScope) -> None:
-    if not scope.key:
-        raise MitigatorError("mitigation key is empty")
-    if not scope.target_prefixes:
-        raise MitigatorError(f"mitigation {scope.key}: no target prefix (nothing to enforce)")
-    for prefix in (*scope.target_prefixes, *scope.source_prefixes):
-        if not isinstance(prefix, ipaddress.IPv4Network | ipaddress.IPv6Network):
-            raise MitigatorError(f"mitigation {scope.key}: {prefix!r} is not an IP prefix")
-    for protocol in scope.protocols:
-        if not (isinstance(protocol, int) and 0 <= protocol <= 255):
-            raise MitigatorError(f"mitigation {scope.key}: invalid protocol number {protocol!r}")
-    for port_range in scope.target_ports:
-        _port_range(port_range, "target")
-    for port_range in scope.source_ports:
-        _port_range(port_range, "source")
-
-
-def scope_elements(scope: MitigationScope) -> dict[MapId, list[ElementKey]]:
-    """Every map element that enforces SCOPE, grouped by map. Raises MitigatorError for an invalid scope."""
-    validate_scope(scope)
-    with_ports = bool(scope.target_ports or scope.source_ports)
-    protocols = sorted(set(scope.protocols))
-    port_protocols = [p for p in protocols if p in PORT_PROTOCOLS] if protocols else list(PORT_PROTOCOLS)
-    portless_protocols = [p for p in protocols if p not in PORT_PROTOCOLS]
-    target_ports = [_port_range(p, "target") for p in scope.target_ports] or [ANY_PORT]
-    source_ports = [_port_range(p, "source") for p in scope.source_ports] or [ANY_PORT]
-    with_source = bool(scope.source_prefixes or scope.source_ports)
-
-    elements: dict[MapId, list[ElementKey]] = {}
-
-    def add(version: int, shape: Shape, key: ElementKey) -> None:
-        # Destination-only elements go to one logical map per family; _destination_maps() lays them out.
-        exact = shape is not Shape.DST and all(lower == upper for lower, upper in key)
-        elements.setdefault(MapId(version, shape.name, exact), []).append(key)
-
-    for target in scope.target_prefixes:
-        destination = _address_range(target)
-        version = target.version
-        if not with_source:
-            if not protocols and not with_ports:
-                add(version, Shape.DST, (destination,))
-                continue
-            for protocol in port_protocols if with_ports else []:
-                for dport in target_ports:
-                    add(version, Shape.DST_PROTO_PORT, (destination, (protocol, protocol), dport))
-            for protocol in portless_protocols if with_ports else protocols:
-                add(version, Shape.DST_PROTO, (destination, (protocol, protocol)))
-            continue
-        sources = [s for s in scope.source_prefixes if s.version == version] if scope.source_prefixes else None
-        if sources is None:
-            sources = [ipaddress.ip_network("0.0.0.0/0" if version == 4 else "::/0")]
-        for source in sources:
-            saddr = _address_range(source)
-            if not with_ports:
-                for protocol_range in [(p, p) for p in protocols] or [ANY_PROTOCOL]:
-                    add(version, Shape.SRC_DST_PROTO, (saddr, destination, protocol_range))
-                continue
-            for protocol in port_protocols:
-                for sport in source_ports:
-                    for dport in target_ports:
-                        add(
-                            version, Shape.SRC_DST_PROTO_PORTS, (saddr, destination, (protocol, protocol), sport, dport)
-                        )
-            for protocol in portless_protocols:
-                add(version, Shape.SRC_DST_PROTO, (saddr, destination, (protocol, protocol)))
-    total = sum(len(keys) for keys in elements.values())
-    if total == 0:
-        raise MitigatorError(f"mitigation {scope.key}: no source prefix of the target's address family")
-    if total > MAX_ELEMENTS_PER_SCOPE:
-        raise MitigatorError(f"mitigation {scope.key}: {total} match entries, more than {MAX_ELEMENTS_PER_SCOPE}")
-    return elements
-
-
-def split_nested(intervals: Iterable[tuple[Range, str | None]]) -> dict[Range, str | None]:
-    """Disjoint ranges from CIDR ranges (any two nested or disjoint), each owned by its most specific block.
-
-    For identical ranges the first one given wins.
-    """
-    first: dict[Range, str | None] = {}
-    for block, owner in intervals:
-        first.setdefault(block, owner)
-    result: dict[Range, str | None] = {}
-    stack: list[list[Any]] = []  # [upper, owner, next uncovered address]
-
-    def close_below(limit: int) -> None:
-        while stack and stack[-1][0] < limit:
-            upper, owner, cursor = stack.pop()
-            if cursor <= upper:
-                result[(cursor, upper)] = owner
-            if stack:
-                stack[-1][2] = upper + 1
-
-    for (lower, upper), owner in sorted(first.items(), key=lambda item: (item[0][0], -item[0][1])):
-        close_below(lower)
-        if stack and stack[-1][1] == owner:
-            continue  # inside a block of the same owner: nothing to split
-        if stack and stack[-1][2] <= lower - 1:
-            result[(stack[-1][2], lower - 1)] = stack[-1][1]
-        stack.append([upper, owner, lower])
-    close_below(1 << 129)
-    return result
-
-
-# ---- JSON rendering (libnftables JSON schema, as accepted by `nft -j -f -`) ----
-
-_FIELD_TYPES = {"l4proto": "inet_proto", "sport": "inet_service", "dport": "inet_service"}
-
-
-def _field_type(field_name: str, version: int) -> str:
-    if field_name in ("saddr", "daddr"):
-        return "ipv4_addr" if version == 4 else "ipv6_addr"
-    return _FIELD_TYPES[field_name]
-
-
-def _field_expression(field_name: str, version: int) -> dict[str, Any]:
-    if field_name in ("saddr", "daddr"):
-        return {"payload": {"protocol": "ip" if version == 4 else "ip6", "field": field_name}}
-    if field_name == "l4proto":
-        return {"meta": {"key": "l4proto"}}
-    return {"payload": {"protocol": "th", "field": field_name}}
-
-
-def _address_text(value: int, version: int) -> str:
-    # inet_ntop is ~10x faster than str(ipaddress.IPv6Address(...)), which counts at 10,000 targets per batch.
-    if version == 4:
-        return socket.inet_ntop(socket.AF_INET, value.to_bytes(4, "big"))
-    return socket.inet_ntop(socket.AF_INET6, value.to_bytes(16, "big"))
-
-
-def _render_address(block: Range, version: int) -> Any:
-    lower, upper = block
-    size = upper - lower + 1
-    bits = 32 if version == 4 else 128
-    if size & (size - 1) == 0 and lower % size == 0:
-        length = bits - (size.bit_length() - 1)
-        if length == bits:
-            return _address_text(lower, version)
-        return {"prefix": {"addr": _address_text(lower, version), "len": length}}
-    return {"range": [_address_text(lower, version), _address_text(upper, version)]}
-
-
-def _render_number(value: Range) -> Any:
-    return value[0] if value[0] == value[1] else {"range": [value[0], value[1]]}
-
-
-def render_key(map_id: MapId, key: ElementKey) -> Any:
-    if map_id.gate:
-        return _render_number(key[0])
-    if map_id.prefix_len is not None:
-        return _address_text(key[0][0], map_id.version)  # per-length hash map: the network address itself
-    parts = [
-        _render_address(value, map_id.version) if field_name in ("saddr", "daddr") else _render_number(value)
-        for field_name, value in zip(map_id.shape.value, key, strict=True)
-    ]
-    return parts[0] if len(parts) == 1 else {"concat": parts}
-
-
-@dataclass(frozen=True)
-class Table:
-    """Where the mitigator's table lives."""
-
-    name: str
-    interface: str
-    family: str = "netdev"
-
-    def ref(self, **more: Any) -> dict[str, Any]:
-        return {"family": self.family, "table": self.name, **more}
-
-    def table_object(self) -> dict[str, Any]:
-        return {"family": self.family, "name": self.name}
-
-    def chain_object(self) -> dict[str, Any]:
-        return self.ref(
-            name=CHAIN,
-            type="filter",
-            hook="ingress",
-            dev=self.interface,
-            prio=CHAIN_PRIORITY,
-            policy="accept",
-        )
-
-    def map_object(self, map_id: MapId, capacity: int | None = None) -> dict[str, Any]:
-        """The map (or, for a pre-filter, the set) MAP_ID; CAPACITY is the `size` of a hash."""
-        types = ["inet_service"] if map_id.gate else [_field_type(name, map_id.version) for name in map_id.shape.value]
-        extra: dict[str, Any] = {} if map_id.hashed else {"flags": ["interval"]}
-        if capacity is not None:
-            extra["size"] = capacity
-        if not map_id.filter:
-            extra["map"] = "counter"
-        return self.ref(name=map_id.name, type=types[0] if len(types) == 1 else types, **extra)
-
-    def rule_object(self, map_id: MapId, chain: str = CHAIN, target: str | None = None) -> dict[str, Any]:
-        """The one rule of MAP_ID (in CHAIN): a pre-filter's `goto` to its family chain, a port gate's `jump` to
-        TARGET, or a map's counted drop."""
-        if map_id.gate:
-            match = {"match": {"op": "==", "left": _field_expression("dport", 0), "right": f"@{map_id.name}"}}
-            return self.ref(chain=chain, expr=[match, {"jump": {"target": target}}])
-        expressions = [_field_expression(name, map_id.version) for name in map_id.shape.value]
-        bits = 32 if map_id.version == 4 else 128
-        if map_id.prefix_len is not None and map_id.prefix_len < bits:
-            mask = ((1 << map_id.prefix_len) - 1) << (bits - map_id.prefix_len)
-            expressions[0] = {"&": [expressions[0], _address_text(mask, map_id.version)]}
-        key = expressions[0] if len(expressions) == 1 else {"concat": expressions}
-        if map_id.filter:
-            match = {"match": {"op": "==", "left": key, "right": f"@{map_id.name}"}}
-            return self.ref(chain=chain, expr=[match, {"goto": {"target": family_chain(map_id.version)}}])
-        return self.ref(
-            chain=chain,
-            expr=[{"counter": {"map": {"key": key, "data": f"@{map_id.name}"}}}, {"drop": None}],
-        )
-
-    def limit_object(self, name: str, bytes_per_second: int) -> dict[str, Any]:
-        return self.ref(name=name, rate=bytes_per_second, per="second", rate_unit="bytes", inv=True)
-
-    def counter_object(self, key: str, packets: int = 0, bytes_: int = 0) -> dict[str, Any]:
-        return self.ref(name=counter_name(key), comment=key[:120], packets=packets, bytes=bytes_)
-
-    def elements(self, map_id: MapId, keys: Iterable[ElementKey], owners: Mapping[ElementKey, str] | None) -> Any:
-        if owners is None or map_id.filter:
-            elem = [render_key(map_id, key) for key in keys]
-        else:
-            elem = [[render_key(map_id, key), owners[key]] for key in keys]
-        return self.ref(name=map_id.name, elem=elem)
-
-    def reset_commands(self) -> list[JsonCommand]:
-        """Create-then-delete: removes the table whether or not it exists, inside the same atomic batch."""
-        return [{"add": {"table": self.table_object()}}, {"delete": {"table": self.table_object()}}]
 
 
 # ---- The planner: current state + a change → one batch and the state after it ----
@@ -728,7 +431,3 @@ def plan_change(
     commands += [{"delete": {"counter": table.ref(name=counter_name(key))}} for key in removed_keys]
     commands += [{"delete": {"counter": table.ref(name=name)}} for name in old_ace_counters - set(new_ace_counters)]
     return Plan(commands=commands, state=new)
-
-
-def batch(commands: list[JsonCommand]) -> dict[str, Any]:
-    return {"nftables": [{"metainfo": {"json_schema_version": 1}}, *commands]}

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from opendots.config import ConfigError, ServerConfig
 from opendots.domain import Counters, IPNetwork, MitigationScope
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from opendots.mitigate.nftables_acl import AclPolicy
 
 log = logging.getLogger(__name__)
+M = TypeVar("M", Mitigator, AclActuator)  # whatever is withdrawn from: both have a name
 
 SELECTION_KEYS = ("type", "clients", "prefixes")
 
@@ -134,16 +135,8 @@ class MitigatorRouter:
             raise MitigatorError("; ".join(failures))
 
     async def withdraw(self, key: str) -> None:
-        placed = self._placed.pop(key, {})
-        failures = []
-        for index in placed:
-            mitigator = self.assignments[index].mitigator
-            try:
-                await mitigator.withdraw(key)
-            except MitigatorError as error:
-                failures.append(f"{mitigator.name}: {error}")
-        if failures:
-            raise MitigatorError("; ".join(failures))
+        mitigators = [self.assignments[index].mitigator for index in self._placed.pop(key, {})]
+        await _withdraw_from(mitigators, lambda mitigator: mitigator.withdraw(key))
 
     # ---- Data-channel ACLs: only actuators with apply_acl/withdraw_acl (nftables) enforce them ----
 
@@ -194,15 +187,8 @@ class MitigatorRouter:
             raise MitigatorError("; ".join(failures))
 
     async def withdraw_acl(self, key: str) -> None:
-        failures = []
-        for index in self._acl_placed.pop(key, set()):
-            mitigator = self._acl_enforcer(index)
-            try:
-                await mitigator.withdraw_acl(key)
-            except MitigatorError as error:
-                failures.append(f"{mitigator.name}: {error}")
-        if failures:
-            raise MitigatorError("; ".join(failures))
+        enforcers = [self._acl_enforcer(index) for index in self._acl_placed.pop(key, set())]
+        await _withdraw_from(enforcers, lambda enforcer: enforcer.withdraw_acl(key))
 
     def _acl_enforcer(self, index: int) -> AclActuator:
         mitigator = self.assignments[index].mitigator
@@ -328,3 +314,15 @@ def build_router(config: ServerConfig) -> MitigatorRouter:
             raise ConfigError(f"[[mitigators]] prefixes: {error}") from None
         assignments.append(Assignment(build_actuator(entry), clients, prefixes))
     return MitigatorRouter(assignments, {client.cuid: client.name for client in config.clients})
+
+
+async def _withdraw_from(mitigators: Sequence[M], withdraw: Callable[[M], Awaitable[None]]) -> None:
+    """WITHDRAW from every one of MITIGATORS, even after one failed; then one error naming every failure."""
+    failures = []
+    for mitigator in mitigators:
+        try:
+            await withdraw(mitigator)
+        except MitigatorError as error:
+            failures.append(f"{mitigator.name}: {error}")
+    if failures:
+        raise MitigatorError("; ".join(failures))

@@ -37,14 +37,14 @@ def scope_v4(key: str = "client/1", ports: tuple[PortRange, ...] = (PortRange(80
     return MitigationScope(
         key=key,
         target_prefixes=(TARGET_V4,),
-        target_ports=ports,
-        protocols=(6, 17),
+        target_port_ranges=ports,
+        target_protocols=(6, 17),
         source_prefixes=(ipaddress.ip_network("198.51.100.0/24"),),
     )
 
 
 def scope_v6(key: str = "client/2") -> MitigationScope:
-    return MitigationScope(key=key, target_prefixes=(TARGET_V6,), protocols=(17,))
+    return MitigationScope(key=key, target_prefixes=(TARGET_V6,), target_protocols=(17,))
 
 
 @pytest.fixture(scope="module")
@@ -189,8 +189,8 @@ async def test_invalid_scope_is_refused_and_changes_nothing(lab: BirdLab, mitiga
     before = bgp_routes(lab)  # with BIRD's receive timestamps: a re-announcement would show too
     invalid = [
         MitigationScope("client/9", (ipaddress.ip_network("203.0.113.0/24"),)),  # RTBH of a whole /24
-        MitigationScope("client/9", (TARGET_V4,), target_ports=(PortRange(90, 80),)),
-        MitigationScope("client/9", (TARGET_V4,), protocols=(256,)),
+        MitigationScope("client/9", (TARGET_V4,), target_port_ranges=(PortRange(90, 80),)),
+        MitigationScope("client/9", (TARGET_V4,), target_protocols=(256,)),
         MitigationScope("client/9", ()),
         MitigationScope("client/9", (TARGET_V4,), source_prefixes=(ipaddress.ip_network("2001:db8:9::/48"),)),
     ]

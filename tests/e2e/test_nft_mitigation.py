@@ -124,7 +124,9 @@ async def test_port_range_and_protocol_scope_drops_only_matching_traffic(
     lab: Lab, tally: VictimTally, nft_mitigator: NftablesMitigator, table_name: str
 ):
     victim = lab.victim_v4[0]
-    udp_ports = MitigationScope("cuid-a/3", (host(victim),), target_ports=(PortRange(5000, 5009),), protocols=(17,))
+    udp_ports = MitigationScope(
+        "cuid-a/3", (host(victim),), target_port_ranges=(PortRange(5000, 5009),), target_protocols=(17,)
+    )
     await nft_mitigator.apply(udp_ports)
     assert delivered(tally, lambda: send(lab, victim, FLOOD_PORT)) == 0
     assert delivered(tally, lambda: send(lab, victim, OTHER_PORT), port=OTHER_PORT) == PACKETS
@@ -132,7 +134,7 @@ async def test_port_range_and_protocol_scope_drops_only_matching_traffic(
     assert (await nft_mitigator.counters(udp_ports.key)).pkts_dropped == PACKETS
 
     # Update the same mitigation to "TCP, any port": UDP flows again, TCP-numbered packets are dropped.
-    tcp_only = MitigationScope("cuid-a/3", (host(victim),), protocols=(6,))
+    tcp_only = MitigationScope("cuid-a/3", (host(victim),), target_protocols=(6,))
     await nft_mitigator.update(tcp_only)
     assert delivered(tally, lambda: send(lab, victim, FLOOD_PORT)) == PACKETS
     assert delivered(tally, lambda: send(lab, victim, OTHER_PORT, protocol=6), port=OTHER_PORT, protocol=6) == 0
@@ -146,7 +148,7 @@ async def test_ports_without_protocol_cover_port_protocols_only(
 ):
     victim = lab.victim_v4[1]
     await nft_mitigator.apply(
-        MitigationScope("cuid-a/4", (host(victim),), target_ports=(PortRange(FLOOD_PORT, FLOOD_PORT),))
+        MitigationScope("cuid-a/4", (host(victim),), target_port_ranges=(PortRange(FLOOD_PORT, FLOOD_PORT),))
     )
     assert delivered(tally, lambda: send(lab, victim, FLOOD_PORT)) == 0
     assert delivered(tally, lambda: send(lab, victim, FLOOD_PORT, protocol=6), protocol=6) == 0
@@ -170,7 +172,7 @@ async def test_source_aware_scopes_drop_only_traffic_from_the_named_sources(
     assert delivered(tally, lambda: send(lab, victim_v4)) == 0
     assert delivered(tally, lambda: send(lab, victim_v6)) == 0
     source_port = MitigationScope(
-        "cuid-a/21", (host(victim_v4),), source_ports=(PortRange(40000, 40009),), protocols=(17,)
+        "cuid-a/21", (host(victim_v4),), source_port_ranges=(PortRange(40000, 40009),), target_protocols=(17,)
     )
     await nft_mitigator.update(source_port)
     assert delivered(tally, lambda: send(lab, victim_v4, source_port=40005)) == 0
@@ -226,7 +228,7 @@ async def test_a_map_that_outgrows_its_size_is_replaced_and_every_counter_stays_
     """Port-keyed targets sit behind a destination pre-filter, in fixed-size hash maps re-created when full."""
     victim = lab.victim_v4[0]
     udp_port = (PortRange(FLOOD_PORT, FLOOD_PORT),)
-    ports = MitigationScope("cuid-a/40", (host(victim),), target_ports=udp_port, protocols=(17,))
+    ports = MitigationScope("cuid-a/40", (host(victim),), target_port_ranges=udp_port, target_protocols=(17,))
     await nft_mitigator.apply(ports)
     assert "goto targets4" in router_ruleset(lab) and "jump dports4" in router_ruleset(lab)
     assert delivered(tally, lambda: send(lab, victim)) == 0
@@ -237,7 +239,7 @@ async def test_a_map_that_outgrows_its_size_is_replaced_and_every_counter_stays_
     # 200 more hosts × 2 ports: more elements than the map's size, so the same batch replaces it with a bigger one.
     hosts = tuple(ipaddress.ip_network(f"192.0.2.{i}/32") for i in range(1, 201))
     two_ports = (PortRange(1000, 1000), PortRange(1001, 1001))
-    many = MitigationScope("cuid-b/40", hosts, target_ports=two_ports, protocols=(17,))
+    many = MitigationScope("cuid-b/40", hosts, target_port_ranges=two_ports, target_protocols=(17,))
     await nft_mitigator.apply(many)
     assert map_size(lab, table_name, "dst_proto_port4_exact") > small >= 2
     assert delivered(tally, lambda: send(lab, victim)) == 0
@@ -260,7 +262,7 @@ async def test_port_keyed_targets_survive_restart_and_a_vanished_table_behind_th
 ):
     first = NftablesMitigator(lab.router_ingress, table=table_name, netns=lab.router.name)
     udp_port = (PortRange(FLOOD_PORT, FLOOD_PORT),)
-    ports = MitigationScope("cuid-a/41", (host(lab.victim_v4[0]),), target_ports=udp_port, protocols=(17,))
+    ports = MitigationScope("cuid-a/41", (host(lab.victim_v4[0]),), target_port_ranges=udp_port, target_protocols=(17,))
     await first.apply(ports)
     assert delivered(tally, lambda: send(lab, lab.victim_v4[0])) == 0
     second = NftablesMitigator(lab.router_ingress, table=table_name, netns=lab.router.name)  # "restart"
@@ -273,7 +275,9 @@ async def test_port_keyed_targets_survive_restart_and_a_vanished_table_behind_th
         )
 
         lab.router.run(["nft", "delete", "table", "netdev", table_name])
-        other = MitigationScope("cuid-a/42", (host(lab.victim_v4[1]),), target_ports=udp_port, protocols=(17,))
+        other = MitigationScope(
+            "cuid-a/42", (host(lab.victim_v4[1]),), target_port_ranges=udp_port, target_protocols=(17,)
+        )
         await second.apply(other)  # rebuilds everything, pre-filter included, in one batch
         assert delivered(tally, lambda: send(lab, lab.victim_v4[0])) == 0
         assert delivered(tally, lambda: send(lab, lab.victim_v4[1])) == 0
@@ -287,7 +291,7 @@ async def test_port_keyed_targets_survive_restart_and_a_vanished_table_behind_th
 async def test_applying_the_same_scope_twice_changes_nothing(
     lab: Lab, tally: VictimTally, nft_mitigator: NftablesMitigator
 ):
-    scope = MitigationScope("cuid-a/6", (host(lab.victim_v4[0]), host(lab.victim_v6[0])), protocols=(17, 6))
+    scope = MitigationScope("cuid-a/6", (host(lab.victim_v4[0]), host(lab.victim_v6[0])), target_protocols=(17, 6))
     await nft_mitigator.apply(scope)
     send(lab, lab.victim_v4[0])
     ruleset = router_ruleset(lab)
@@ -308,7 +312,7 @@ async def test_restore_after_restart_brings_enforcement_back_and_keeps_counters(
     # "Restart": the first object is gone without cleanup; the store says only `kept` is still active.
     second = NftablesMitigator(lab.router_ingress, table=table_name, netns=lab.router.name)
     try:
-        invalid = MitigationScope("cuid-a/9", (host(lab.victim_v4[1]),), protocols=(999,))
+        invalid = MitigationScope("cuid-a/9", (host(lab.victim_v4[1]),), target_protocols=(999,))
         refused = await second.restore([kept, invalid])
         assert list(refused) == [invalid.key]
         assert delivered(tally, lambda: send(lab, lab.victim_v4[0])) == 0
@@ -326,9 +330,9 @@ async def test_invalid_scopes_raise_and_leave_the_ruleset_unchanged(lab: Lab, nf
     ruleset = router_ruleset(lab)
     invalid = [
         MitigationScope("cuid-a/10", ()),
-        MitigationScope("cuid-a/10", (host(lab.victim_v4[1]),), target_ports=(PortRange(10, 70000),)),
-        MitigationScope("cuid-a/10", (host(lab.victim_v4[1]),), target_ports=(PortRange(90, 80),)),
-        MitigationScope("cuid-a/10", (host(lab.victim_v4[1]),), protocols=(256,)),
+        MitigationScope("cuid-a/10", (host(lab.victim_v4[1]),), target_port_ranges=(PortRange(10, 70000),)),
+        MitigationScope("cuid-a/10", (host(lab.victim_v4[1]),), target_port_ranges=(PortRange(90, 80),)),
+        MitigationScope("cuid-a/10", (host(lab.victim_v4[1]),), target_protocols=(256,)),
         MitigationScope("", (host(lab.victim_v4[1]),)),
         MitigationScope("cuid-a/10", (host(lab.victim_v6[1]),), source_prefixes=(host(lab.attacker_v4),)),
     ]

@@ -113,7 +113,9 @@ class Stack:
         settings = replace(settings_from_table(config.clients, config.signal), aliases=aliases)
         settings = replace(settings, acl_control=DataChannelAclControl(self.data))
         core = SignalServer(settings, self.signal_store.load(), self.clock())
-        self.service = SignalService(core, self.signal_store, LoggingMitigator(), clock=self.clock)
+        self.service = SignalService(
+            core, self.signal_store, LoggingMitigator(), acl_store=settings.acl_control, clock=self.clock
+        )
         self.site, self.resource = build_site(self.service)
         self.cuids = [cuid_from_certificate((directory / f"{stem}.crt").read_bytes()) for stem in ("client", "other")]
         self.remote = DtlsRemote(None, _handshake(directory, "client"), ("192.0.2.10", 40000), ("192.0.2.1", 4646))

@@ -12,7 +12,7 @@ from opendots.store.client_state import ClientStateStore
 CUID = "dz6pHjaADkaFTbjr0JGBpw"
 
 
-SCOPE = MitigationScope(target_prefixes=("192.0.2.0/24",), protocols=(17,), lifetime=600)
+SCOPE = MitigationScope(target_prefixes=("192.0.2.0/24",), target_protocols=(17,), lifetime=600)
 
 
 T0 = 1_700_000_000.0

@@ -149,7 +149,8 @@ class SettledServer:
         self.store = store
 
     def handle(self, request: Request, now: float) -> tuple[Response, list[Event]]:
-        response, events = settle(self.core, self.store, self.core.handle(request, now), now)
+        decision = self.core.handle(request, now)
+        response, events = settle(self.core, self.store, decision, now, self.core.settings.acl_control)  # type: ignore[arg-type]
         assert response is not None
         return response, events
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from opendots.mitigate.base import PortRange
 from opendots.mitigate.bgp.routes import FlowspecRoute, Route, RtbhRoute
-from opendots.mitigate.bgp.speaker import DaemonProcess, SpeakerConfig, SpeakerError, WorkDir
+from opendots.mitigate.bgp.speaker import DaemonProcess, DaemonSpeaker, SpeakerConfig, SpeakerError, WorkDir
 
 RELAY = Path(__file__).with_name("exabgp_relay.py")
 _FAMILY = {
@@ -100,24 +100,15 @@ def withdraw_command(route: Route) -> str:
     return f"withdraw flow route {{ {_flow_match(route)} }}"
 
 
-class ExaBgpSpeaker:
+class ExaBgpSpeaker(DaemonSpeaker):
     name = "exabgp"
 
     def __init__(self, config: SpeakerConfig, daemon: str = "exabgp") -> None:
+        super().__init__()
         self.config = config
         self._daemon_binary = daemon
-        self._work: WorkDir | None = None
-        self._daemon: DaemonProcess | None = None
         self._stream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         self._lock = asyncio.Lock()
-
-    @property
-    def running(self) -> bool:
-        return self._daemon is not None and self._daemon.running
-
-    @property
-    def pid(self) -> int | None:
-        return self._daemon.pid if self._daemon is not None else None
 
     @property
     def _socket_path(self) -> Path:
@@ -163,14 +154,7 @@ class ExaBgpSpeaker:
         if self._stream is not None:
             self._stream[1].close()
             self._stream = None
-        if self._daemon is not None:
-            await self._daemon.stop()
-            self._daemon = None
-
-    def cleanup(self) -> None:
-        if self._work is not None:
-            self._work.cleanup()
-            self._work = None
+        await super().stop()
 
     async def command(self, line: str, timeout: float = 10.0) -> list[str]:
         """Send one API command; its output lines. SpeakerError if ExaBGP answers "error" or is gone."""

@@ -16,7 +16,14 @@ from collections.abc import Sequence
 
 from opendots.mitigate.base import PortRange
 from opendots.mitigate.bgp.routes import FlowspecRoute, Route, RtbhRoute
-from opendots.mitigate.bgp.speaker import DaemonProcess, SpeakerConfig, SpeakerError, WorkDir, run_command
+from opendots.mitigate.bgp.speaker import (
+    DaemonProcess,
+    DaemonSpeaker,
+    SpeakerConfig,
+    SpeakerError,
+    WorkDir,
+    run_command,
+)
 
 log = logging.getLogger(__name__)
 
@@ -113,31 +120,22 @@ def delete_arguments(route: Route) -> list[str]:
     return ["global", "rib", "-a", family, "del", *_flowspec_match(route)]
 
 
-class GoBgpSpeaker:
+class GoBgpSpeaker(DaemonSpeaker):
     """Owns one gobgpd process; start() returns once its API answers (sessions come up in the background)."""
 
     name = "gobgp"
 
     def __init__(self, config: SpeakerConfig, cli: str = "gobgp", daemon: str = "gobgpd") -> None:
+        super().__init__()
         self.config = config
         self._cli = cli
         self._daemon_binary = daemon
-        self._work: WorkDir | None = None
-        self._daemon: DaemonProcess | None = None
         self._cli_slots = asyncio.Semaphore(CONCURRENT_CLI_CALLS)
 
     @property
     def api_socket(self) -> str:
         assert self._work is not None, "speaker not started"
         return str(self._work.path / "gobgp.sock")
-
-    @property
-    def running(self) -> bool:
-        return self._daemon is not None and self._daemon.running
-
-    @property
-    def pid(self) -> int | None:
-        return self._daemon.pid if self._daemon is not None else None
 
     async def start(self) -> None:
         if self.running:
@@ -180,17 +178,6 @@ class GoBgpSpeaker:
                 await self.stop()
                 raise SpeakerError(f"gobgpd API did not come up within {self.config.start_timeout_seconds} s")
             await asyncio.sleep(0.05)
-
-    async def stop(self) -> None:
-        if self._daemon is not None:
-            await self._daemon.stop()
-            self._daemon = None
-
-    def cleanup(self) -> None:
-        """Remove the private work directory (after stop())."""
-        if self._work is not None:
-            self._work.cleanup()
-            self._work = None
 
     def _command(self, *arguments: str) -> list[str]:
         return [self._cli, "--target", f"unix://{self.api_socket}", *arguments]

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import ipaddress
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from opendots.domain.scope import scope_problem
 from opendots.mitigate.base import IPNetwork, MitigationScope, MitigatorError, PortRange
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -24,8 +24,6 @@ Mode = Literal["rtbh", "flowspec", "both"]
 
 BLACKHOLE_COMMUNITY = "65535:666"  # RFC 7999 BLACKHOLE
 # Only the low and high bounds of the ranges below are protocol limits; anything else is policy in RoutePolicy.
-MAX_PORT = 65535
-MAX_PROTOCOL = 255
 MAX_RATE_BYTES_PER_SECOND = (
     3.4e38  # traffic-rate-bytes is an IEEE 754 single-precision float (RFC 8955 traffic-rate-bytes)
 )
@@ -111,28 +109,13 @@ def check_community(community: str) -> str:
     return community
 
 
-def _check_ports(what: str, ports: Iterable[PortRange]) -> None:
-    for port in ports:
-        if not (0 <= port.lower <= port.upper <= MAX_PORT):
-            raise MitigatorError(f"invalid {what} range {port.lower}-{port.upper}")
-
-
 def _check_scope(scope: MitigationScope) -> None:
-    if not scope.key:
-        raise MitigatorError("mitigation scope without a key")
-    if not scope.target_prefixes:
-        raise MitigatorError(f"{scope.key}: no target prefix; BGP can only act on prefixes")
-    for prefix in (*scope.target_prefixes, *scope.source_prefixes):
-        if not isinstance(prefix, ipaddress.IPv4Network | ipaddress.IPv6Network):
-            raise MitigatorError(f"{scope.key}: {prefix!r} is not an IP prefix")
+    problem = scope_problem(scope)
+    if problem is not None:
+        raise MitigatorError(problem)
     for prefix in scope.target_prefixes:
         if prefix.prefixlen == 0:
             raise MitigatorError(f"{scope.key}: refusing to act on the default route {prefix}")
-    for protocol in scope.protocols:
-        if not (0 <= protocol <= MAX_PROTOCOL):
-            raise MitigatorError(f"{scope.key}: invalid IP protocol number {protocol}")
-    _check_ports("destination port", scope.target_ports)
-    _check_ports("source port", scope.source_ports)
 
 
 def routes_for_scope(scope: MitigationScope, policy: RoutePolicy) -> frozenset[Route]:
@@ -174,9 +157,9 @@ def _flowspec_routes(scope: MitigationScope, policy: RoutePolicy) -> set[Route]:
                 FlowspecRoute(
                     destination=destination,
                     source=source,
-                    protocols=tuple(sorted(set(scope.protocols))),
-                    destination_ports=tuple(sorted(set(scope.target_ports), key=_port_key)),
-                    source_ports=tuple(sorted(set(scope.source_ports), key=_port_key)),
+                    protocols=tuple(sorted(set(scope.target_protocols))),
+                    destination_ports=tuple(sorted(set(scope.target_port_ranges), key=_port_key)),
+                    source_ports=tuple(sorted(set(scope.source_port_ranges), key=_port_key)),
                     rate_limit_bytes_per_second=policy.flowspec_rate_limit_bytes_per_second,
                 )
             )

@@ -163,6 +163,33 @@ class DaemonProcess:
             return ""
 
 
+class DaemonSpeaker:
+    """What the speakers that own one daemon process share: its state, and how it is stopped and cleaned up."""
+
+    def __init__(self) -> None:
+        self._work: WorkDir | None = None
+        self._daemon: DaemonProcess | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._daemon is not None and self._daemon.running
+
+    @property
+    def pid(self) -> int | None:
+        return self._daemon.pid if self._daemon is not None else None
+
+    async def stop(self) -> None:
+        if self._daemon is not None:
+            await self._daemon.stop()
+            self._daemon = None
+
+    def cleanup(self) -> None:
+        """Remove the private work directory (after stop())."""
+        if self._work is not None:
+            self._work.cleanup()
+            self._work = None
+
+
 class WorkDir:
     """The speaker's directory: the configured one, or a private temporary one removed on cleanup."""
 

@@ -169,7 +169,7 @@ def test_the_client_and_the_server_accept_and_refuse_the_same_prefixes(text: str
     except ScopeError:
         client = None
     try:
-        server = parse_scope_entry({"target-prefix": [text], "lifetime": 60}).targets.prefixes
+        server = parse_scope_entry({"target-prefix": [text], "lifetime": 60}).targets.target_prefixes
     except Rejected:
         server = None
     assert client == server

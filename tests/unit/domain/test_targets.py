@@ -90,14 +90,19 @@ _types = st.lists(
     _types,
 )
 def test_targets_written_as_yang_json_read_back_equal(
-    prefixes: list[Any], ports: list[PortRange], protocols: list[int], sources: list[Any], source_ports: Any, types: Any
+    prefixes: list[Any],
+    ports: list[PortRange],
+    protocols: list[int],
+    sources: list[Any],
+    source_port_ranges: Any,
+    types: Any,
 ) -> None:
     targets = Targets(
-        prefixes=tuple(prefixes),
-        port_ranges=tuple(ports),
-        protocols=tuple(protocols),
+        target_prefixes=tuple(prefixes),
+        target_port_ranges=tuple(ports),
+        target_protocols=tuple(protocols),
         source_prefixes=tuple(sources),
-        source_port_ranges=tuple(source_ports),
+        source_port_ranges=tuple(source_port_ranges),
         source_icmp_type_ranges=tuple(types),
     )
     document = targets.to_yang()
@@ -113,28 +118,28 @@ def test_a_single_port_or_type_is_written_without_its_upper_bound() -> None:
 
 def test_merged_targets_keep_every_member_once_source_members_too() -> None:
     net = ipaddress.ip_network
-    first = Targets(prefixes=(net("192.0.2.0/24"),), source_prefixes=(net("198.51.100.0/24"),))
-    second = Targets(prefixes=(net("192.0.2.0/24"), net("2001:db8::/32")), source_port_ranges=(PortRange(53),))
+    first = Targets(target_prefixes=(net("192.0.2.0/24"),), source_prefixes=(net("198.51.100.0/24"),))
+    second = Targets(target_prefixes=(net("192.0.2.0/24"), net("2001:db8::/32")), source_port_ranges=(PortRange(53),))
     merged = first.merged(second)
-    assert merged.prefixes == (net("192.0.2.0/24"), net("2001:db8::/32"))
+    assert merged.target_prefixes == (net("192.0.2.0/24"), net("2001:db8::/32"))
     assert merged.source_prefixes == (net("198.51.100.0/24"),) and merged.source_port_ranges == (PortRange(53),)
 
 
 def test_the_scope_handed_to_a_mitigator_says_whose_mitigation_it_is() -> None:
     net = ipaddress.ip_network
     targets = Targets(
-        prefixes=(net("203.0.113.0/24"),),
-        port_ranges=(PortRange(53),),
-        protocols=(17,),
-        fqdns=("www.example.com",),
+        target_prefixes=(net("203.0.113.0/24"),),
+        target_port_ranges=(PortRange(53),),
+        target_protocols=(17,),
+        target_fqdns=("www.example.com",),
         source_prefixes=(net("198.51.100.0/24"),),
         source_port_ranges=(PortRange(123),),
     )
     scope = MitigationScope.of(targets, "alice", "cuid-a", 7)
     assert (scope.client, scope.cuid, scope.mid, scope.key) == ("alice", "cuid-a", 7, mitigation_key("cuid-a", 7))
-    assert scope.target_prefixes == targets.prefixes and scope.target_ports == targets.port_ranges
-    assert scope.protocols == (17,)
-    assert scope.source_prefixes == targets.source_prefixes and scope.source_ports == targets.source_port_ranges
+    assert scope.target_prefixes == targets.target_prefixes and scope.target_port_ranges == targets.target_port_ranges
+    assert scope.target_protocols == (17,)
+    assert scope.source_prefixes == targets.source_prefixes and scope.source_port_ranges == targets.source_port_ranges
 
 
 def test_mitigator_capabilities_are_protocols_an_isinstance_check_answers() -> None:

@@ -55,7 +55,7 @@ def test_destination_only_scope_uses_the_destination_map_of_each_family():
 
 
 def test_ports_without_protocols_mean_every_port_carrying_protocol():
-    elements = scope_elements(MitigationScope("k", (net("203.0.113.5/32"),), target_ports=(PortRange(53, 53),)))
+    elements = scope_elements(MitigationScope("k", (net("203.0.113.5/32"),), target_port_ranges=(PortRange(53, 53),)))
     assert elements == {
         MapId(4, "DST_PROTO_PORT", exact=True): [(block("203.0.113.5/32"), (p, p), (53, 53)) for p in PORT_PROTOCOLS]
     }
@@ -63,7 +63,7 @@ def test_ports_without_protocols_mean_every_port_carrying_protocol():
 
 def test_portless_protocols_in_a_port_scope_match_the_whole_protocol():
     scope = MitigationScope(
-        "k", (net("203.0.113.5/32"),), target_ports=(PortRange(1, 2), PortRange(8, 9)), protocols=(1, 17)
+        "k", (net("203.0.113.5/32"),), target_port_ranges=(PortRange(1, 2), PortRange(8, 9)), target_protocols=(1, 17)
     )
     elements = scope_elements(scope)
     target = block("203.0.113.5/32")
@@ -81,7 +81,9 @@ def test_source_prefixes_pair_only_with_targets_of_their_family():
 
 
 def test_source_ports_without_source_prefix_match_any_source():
-    scope = MitigationScope("k", (net("2001:db8::1/128"),), source_ports=(PortRange(123, 123),), protocols=(17,))
+    scope = MitigationScope(
+        "k", (net("2001:db8::1/128"),), source_port_ranges=(PortRange(123, 123),), target_protocols=(17,)
+    )
     assert scope_elements(scope) == {
         MapId(6, "SRC_DST_PROTO_PORTS"): [(block("::/0"), block("2001:db8::1/128"), (17, 17), (123, 123), ANY_PORT)]
     }
@@ -92,17 +94,17 @@ def test_source_ports_without_source_prefix_match_any_source():
     [
         MitigationScope("k", ()),
         MitigationScope("", (net("192.0.2.1/32"),)),
-        MitigationScope("k", (net("192.0.2.1/32"),), target_ports=(PortRange(0, 65536),)),
-        MitigationScope("k", (net("192.0.2.1/32"),), source_ports=(PortRange(-1, 5),)),
-        MitigationScope("k", (net("192.0.2.1/32"),), target_ports=(PortRange(9, 8),)),
-        MitigationScope("k", (net("192.0.2.1/32"),), protocols=(-1,)),
+        MitigationScope("k", (net("192.0.2.1/32"),), target_port_ranges=(PortRange(0, 65536),)),
+        MitigationScope("k", (net("192.0.2.1/32"),), source_port_ranges=(PortRange(-1, 5),)),
+        MitigationScope("k", (net("192.0.2.1/32"),), target_port_ranges=(PortRange(9, 8),)),
+        MitigationScope("k", (net("192.0.2.1/32"),), target_protocols=(-1,)),
         MitigationScope("k", ("192.0.2.1/32",)),  # type: ignore[arg-type]
         MitigationScope("k", (net("2001:db8::/32"),), source_prefixes=(net("192.0.2.0/24"),)),
         MitigationScope(
             "k",
             tuple(net(f"2001:db8::{i:x}/128") for i in range(1000)),
-            target_ports=tuple(PortRange(p, p) for p in range(300)),
-            protocols=(6,),
+            target_port_ranges=tuple(PortRange(p, p) for p in range(300)),
+            target_protocols=(6,),
         ),
     ],
 )
@@ -261,8 +263,8 @@ def test_rarely_used_prefix_lengths_share_an_interval_map_split_around_more_spec
 
 
 def test_exact_keys_go_to_hash_maps_whose_rules_come_before_the_ranges():
-    hosts = MitigationScope("c/hosts", (net("203.0.113.7/32"), net("2001:db8::7/128")), protocols=(17,))
-    ranges = MitigationScope("c/ranges", (net("203.0.113.0/24"),), protocols=(6,))
+    hosts = MitigationScope("c/hosts", (net("203.0.113.7/32"), net("2001:db8::7/128")), target_protocols=(17,))
+    ranges = MitigationScope("c/ranges", (net("203.0.113.0/24"),), target_protocols=(6,))
     plan = plan_change(TABLE, RulesetState(), put=[ranges, hosts])
     maps = [command["add"]["map"] for command in plan.commands if "map" in command.get("add", {})]
     assert {m["name"]: ("flags" in m, "size" in m) for m in maps} == {
@@ -300,7 +302,7 @@ def filter_contents(state: RulesetState, version: int) -> dict[int, set[str]]:
 
 
 def test_a_concatenated_or_interval_lookup_goes_behind_a_destination_pre_filter():
-    ports = MitigationScope("c/p", (net("192.0.2.1/32"), net("192.0.2.2/32")), target_ports=(PortRange(53, 53),))
+    ports = MitigationScope("c/p", (net("192.0.2.1/32"), net("192.0.2.2/32")), target_port_ranges=(PortRange(53, 53),))
     plan = plan_change(TABLE, RulesetState(), put=[ports])
     assert pre_filters(plan) == {"pre4_len32": "targets4"}
     sets = [command["add"]["set"] for command in plan.commands if "set" in command.get("add", {})]
@@ -323,24 +325,24 @@ def test_a_concatenated_or_interval_lookup_goes_behind_a_destination_pre_filter(
 
 
 def test_the_pre_filter_follows_every_add_and_remove_at_the_longest_length_its_budget_allows():
-    host = MitigationScope("c/host", (net("192.0.2.1/32"),), protocols=(17,))
-    wide = MitigationScope("c/wide", (net("198.51.100.0/30"),), target_ports=(PortRange(80, 80),))
+    host = MitigationScope("c/host", (net("192.0.2.1/32"),), target_protocols=(17,))
+    wide = MitigationScope("c/wide", (net("198.51.100.0/30"),), target_port_ranges=(PortRange(80, 80),))
     state = plan_change(TABLE, RulesetState(), put=[host, wide]).state
     # One lookup without a mask: the /30 is expanded into its four hosts.
     assert filter_contents(state, 4) == {32: {"192.0.2.1", *(f"198.51.100.{i}" for i in range(4))}}
 
     # Same length, one more block: only elements change, no rule is rewritten.
-    middle = MitigationScope("c/middle", (net("203.0.113.16/31"),), target_ports=(PortRange(443, 443),))
+    middle = MitigationScope("c/middle", (net("203.0.113.16/31"),), target_port_ranges=(PortRange(443, 443),))
     plan = plan_change(TABLE, state, put=[middle])
     added = [c["add"]["element"] for c in plan.commands if "element" in c.get("add", {})]
     assert [sorted(e["elem"]) for e in added if e["name"] == "pre4_len32"] == [["203.0.113.16", "203.0.113.17"]]
     assert ("flush", "chain") not in verbs(plan.commands)
 
     # A /32 of IPv6 would expand into 2^96 hosts: over budget, so the IPv6 set is at /32, the hosts widened to it.
-    host6 = MitigationScope("c/host6", (net("2001:db8:1::1/128"), net("2001:db8:2::1/128")), protocols=(17,))
+    host6 = MitigationScope("c/host6", (net("2001:db8:1::1/128"), net("2001:db8:2::1/128")), target_protocols=(17,))
     plan = plan_change(TABLE, plan.state, put=[host6])
     assert filter_contents(plan.state, 6) == {128: {"2001:db8:1::1", "2001:db8:2::1"}}
-    huge = MitigationScope("c/huge", (net("2001:db8::/32"),), protocols=(6,))
+    huge = MitigationScope("c/huge", (net("2001:db8::/32"),), target_protocols=(6,))
     plan = plan_change(TABLE, plan.state, put=[huge])
     assert filter_contents(plan.state, 6) == {32: {"2001:db8::"}}
     kinds = verbs(plan.commands)
@@ -361,7 +363,7 @@ def test_the_pre_filter_follows_every_add_and_remove_at_the_longest_length_its_b
 def test_a_hash_map_that_outgrows_its_size_is_recreated_bigger_in_the_same_batch():
     def hosts(key: str, start: int, count: int) -> MitigationScope:
         targets = tuple(net(f"2001:db8::{start + i:x}/128") for i in range(count))
-        return MitigationScope(key, targets, protocols=(17,))
+        return MitigationScope(key, targets, target_protocols=(17,))
 
     first = plan_change(TABLE, RulesetState(), put=[hosts("c/1", 0, 200)])
     exact = MapId(6, "DST_PROTO", True)
@@ -389,7 +391,7 @@ def test_a_hash_map_that_outgrows_its_size_is_recreated_bigger_in_the_same_batch
 
 def test_a_map_that_becomes_empty_loses_its_rule_in_the_same_batch():
     everything = MitigationScope("c/1", (net("203.0.113.0/24"),))
-    udp = MitigationScope("c/2", (net("192.0.2.1/32"),), protocols=(17,))
+    udp = MitigationScope("c/2", (net("192.0.2.1/32"),), target_protocols=(17,))
     state = plan_change(TABLE, RulesetState(), put=[everything, udp]).state
     pre_filter = MapId(4, "DST", True, 32, filter=True)  # the /24 expanded into 256 hosts, plus the host
     assert state.rules == {MapId(4, "DST", exact=True, prefix_len=24), MapId(4, "DST_PROTO", exact=True), pre_filter}
@@ -424,7 +426,7 @@ def test_an_invalid_scope_plans_nothing_and_leaves_the_state_alone():
     state = plan_change(TABLE, RulesetState(), put=[MitigationScope("c/1", (net("192.0.2.1/32"),))]).state
     snapshot = state.copy()
     with pytest.raises(MitigatorError):
-        plan_change(TABLE, state, put=[MitigationScope("c/2", (net("192.0.2.2/32"),), protocols=(300,))])
+        plan_change(TABLE, state, put=[MitigationScope("c/2", (net("192.0.2.2/32"),), target_protocols=(300,))])
     assert state == snapshot
 
 
@@ -498,7 +500,7 @@ def test_the_pre_filter_lets_every_target_address_through_whatever_the_mix_of_sh
         lower, _, upper = ports.partition("-")
         port_ranges = (PortRange(int(lower), int(upper or lower)),) if ports else ()
         return MitigationScope(
-            f"s{i}", (network,), protocols=(17 if protocol == "udp" else 6,), target_ports=port_ranges
+            f"s{i}", (network,), target_protocols=(17 if protocol == "udp" else 6,), target_port_ranges=port_ranges
         )
 
     state = plan_change(TABLE, RulesetState(), put=[scope(i, n, kind) for i, (n, kind) in enumerate(entries)]).state
@@ -522,9 +524,11 @@ def test_the_pre_filter_lets_every_target_address_through_whatever_the_mix_of_sh
 
 
 def test_port_keyed_maps_sit_behind_a_port_gate_at_their_place_in_the_rule_order():
-    proto = MitigationScope("c/proto", (net("192.0.2.1/32"),), protocols=(6,))
-    dns = MitigationScope("c/dns", (net("192.0.2.2/32"),), target_ports=(PortRange(53, 53),), protocols=(17,))
-    web = MitigationScope("c/web", (net("192.0.2.0/30"),), target_ports=(PortRange(80, 90), PortRange(91, 443)))
+    proto = MitigationScope("c/proto", (net("192.0.2.1/32"),), target_protocols=(6,))
+    dns = MitigationScope(
+        "c/dns", (net("192.0.2.2/32"),), target_port_ranges=(PortRange(53, 53),), target_protocols=(17,)
+    )
+    web = MitigationScope("c/web", (net("192.0.2.0/30"),), target_port_ranges=(PortRange(80, 90), PortRange(91, 443)))
     source = MitigationScope("c/src", (net("192.0.2.3/32"),), source_prefixes=(net("198.51.100.0/24"),))
     state = plan_change(TABLE, RulesetState(), put=[proto, dns, web, source]).state
     gate = MapId(4, "DST_PROTO_PORT", filter=True)
@@ -545,7 +549,9 @@ def test_port_keyed_maps_sit_behind_a_port_gate_at_their_place_in_the_rule_order
     ]
 
     # Source ports only: every destination port may match, a gate would let everything through.
-    any_port = MitigationScope("c/sport", (net("192.0.2.9/32"),), source_ports=(PortRange(1, 1),), protocols=(17,))
+    any_port = MitigationScope(
+        "c/sport", (net("192.0.2.9/32"),), source_port_ranges=(PortRange(1, 1),), target_protocols=(17,)
+    )
     plan = plan_change(TABLE, state, put=[any_port])
     assert gate not in plan.state.rules and "dports4" not in chain_layout(plan.state.rules)
     assert ("delete", "set") in verbs(plan.commands)

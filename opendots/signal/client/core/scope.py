@@ -3,6 +3,7 @@ before anything is sent, so a typo fails locally with a clear message instead of
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -18,6 +19,16 @@ MODULE = "ietf-dots-signal-channel"
 LIFETIME_INDEFINITE = defaults.INDEFINITE_LIFETIME
 DEFAULT_LIFETIME = defaults.LIFETIME  # RFC 9132 Appendix C
 PROTOCOL_NUMBERS = {"icmp": 1, "tcp": 6, "udp": 17, "dccp": 33, "ipv6-icmp": 58, "icmpv6": 58, "sctp": 132}
+_TARGET_FIELDS = (
+    "target_prefixes",
+    "target_port_ranges",
+    "target_protocols",
+    "target_fqdns",
+    "target_uris",
+    "alias_names",
+)
+"""Named as in Targets (the YANG leaves target-prefix, target-port-range, ... alias-name)."""
+_NAMES = _TARGET_FIELDS[3:]
 ATTACK_STATUSES = ("under-attack", "attack-successfully-mitigated")  # RFC 9132 Table 4
 
 
@@ -52,33 +63,33 @@ class MitigationScope:
     """One `scope` entry of a mitigation request, as the client sends it (no cuid, mid or server-side fields)."""
 
     target_prefixes: tuple[IPNetwork, ...] = ()  # strings are read by the wire's rule
-    port_ranges: tuple[PortRange, ...] = ()
-    protocols: tuple[int, ...] = ()
-    fqdns: tuple[str, ...] = ()
-    uris: tuple[str, ...] = ()
-    aliases: tuple[str, ...] = ()
+    target_port_ranges: tuple[PortRange, ...] = ()
+    target_protocols: tuple[int, ...] = ()
+    target_fqdns: tuple[str, ...] = ()
+    target_uris: tuple[str, ...] = ()
+    alias_names: tuple[str, ...] = ()
     lifetime: int = DEFAULT_LIFETIME
     trigger_mitigation: bool = True
     extra: dict[str, Any] = field(default_factory=dict, compare=False)  # not sent; kept for local bookkeeping
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "target_prefixes", tuple(_prefix(p) for p in self.target_prefixes))
-        for port_range in self.port_ranges:
+        for port_range in self.target_port_ranges:
             port_range.check()
-        object.__setattr__(self, "protocols", tuple(parse_protocol(p) for p in self.protocols))
-        for name in ("fqdns", "uris", "aliases"):
+        object.__setattr__(self, "target_protocols", tuple(parse_protocol(p) for p in self.target_protocols))
+        for name in _NAMES:
             values = tuple(getattr(self, name))
             if any(not isinstance(value, str) or not value.strip() for value in values):
                 raise ScopeError(f"{name}: empty values are not allowed (RFC 9132 §4.4.1.1)")
             object.__setattr__(self, name, values)
-        if not (self.target_prefixes or self.fqdns or self.uris or self.aliases):
+        if not (self.target_prefixes or self.target_fqdns or self.target_uris or self.alias_names):
             raise ScopeError(NO_TARGET)
         if self.lifetime == 0 or self.lifetime < LIFETIME_INDEFINITE or self.lifetime > 0xFFFFFFFF:
             raise ScopeError(f"lifetime {self.lifetime}: use seconds > 0, or -1 for indefinite")
 
     @cached_property
     def targets(self) -> Targets:
-        return Targets(self.target_prefixes, self.port_ranges, self.protocols, self.fqdns, self.uris, self.aliases)
+        return Targets(**{name: getattr(self, name) for name in _TARGET_FIELDS})
 
     def to_yang(self, *, attack_status: str | None = None) -> dict[str, Any]:
         """The `scope` list entry in RFC 7951 JSON, members in the order of RFC 9132 Figure 6."""
@@ -96,12 +107,7 @@ class MitigationScope:
         try:
             targets = parse_targets(entry)
             return cls(
-                target_prefixes=targets.prefixes,
-                port_ranges=targets.port_ranges,
-                protocols=targets.protocols,
-                fqdns=targets.fqdns,
-                uris=targets.uris,
-                aliases=targets.aliases,
+                **{name: getattr(targets, name) for name in _TARGET_FIELDS},
                 lifetime=int(entry.get("lifetime", DEFAULT_LIFETIME)),
                 trigger_mitigation=bool(entry.get("trigger-mitigation", True)),
             )
@@ -109,16 +115,7 @@ class MitigationScope:
             raise ScopeError(f"bad scope entry: {error}") from None
 
     def with_lifetime(self, lifetime: int) -> MitigationScope:
-        return MitigationScope(
-            self.target_prefixes,
-            self.port_ranges,
-            self.protocols,
-            self.fqdns,
-            self.uris,
-            self.aliases,
-            lifetime,
-            self.trigger_mitigation,
-        )
+        return dataclasses.replace(self, lifetime=lifetime, extra={})
 
 
 def scopes_overlap(first: MitigationScope, second: MitigationScope) -> bool:
@@ -130,4 +127,4 @@ def scopes_overlap(first: MitigationScope, second: MitigationScope) -> bool:
         mine = ipaddress.ip_network(prefix, strict=False)
         if any(mine.version == other.version and mine.overlaps(other) for other in networks):  # type: ignore[arg-type]
             return True
-    return any(set(getattr(first, name)) & set(getattr(second, name)) for name in ("fqdns", "uris", "aliases"))
+    return any(set(getattr(first, name)) & set(getattr(second, name)) for name in _NAMES)

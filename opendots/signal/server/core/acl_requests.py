@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from opendots.config import ClientAuthorization
 from opendots.signal.server.core.events import Event, MitigationChanged
+from opendots.signal.server.core.filtering import AclActivation
 from opendots.signal.server.core.messages import MITIGATION_SCOPE, Rejected, error, reject
 from opendots.signal.server.core.paths import MitigatePath
 from opendots.signal.server.core.policy import ServerSettings
@@ -32,32 +33,35 @@ class AclRequests:
         self._settings = settings
         self._client_named = client_named
 
-    def control(self, client: ClientAuthorization, path: MitigatePath, parsed: MitigationRequest, now: float) -> None:
-        """RFC 9133 §3.2.1: change the activation type of the client's data-channel ACLs named in 'acl-list'.
+    def control(
+        self, client: ClientAuthorization, path: MitigatePath, parsed: MitigationRequest, now: float
+    ) -> list[AclActivation]:
+        """RFC 9133 §3.2.1: the activation changes 'acl-list' asks for, to the client's data-channel ACLs.
 
-        Every name is checked before anything changes; the changes are stored (by the data channel, through
-        `AclActivationControl`) before the mitigation, so a client told 5.03 can resend the request without
-        'acl-list' exactly as the RFC asks."""
+        Every name is checked here, and every change the mitigators could not enforce is refused (5.03) before
+        anything changes. The changes are returned, not made: the shell stores them (before the mitigation, so a
+        client told 5.03 can resend the request without 'acl-list' exactly as the RFC asks)."""
         control = self._settings().acl_control
         if control is None:
             raise reject("4.00", f"'{ACL_LIST}' is not supported by this DOTS server (no data channel)")
         if not parsed.trigger_mitigation:
             raise reject("4.00", f"'{ACL_LIST}' is for attack time, not in a preconfigured (idle) request")
-        owners: list[tuple[str, str, str]] = []
+        assert path.mid is not None
+        wanted: list[AclActivation] = []
         for item in parsed.acl_controls:
             cuid = next((c for c in (path.cuid, client.cuid) if control.acl_exists(c, item.acl_name, now)), None)
             if cuid is None:
                 raise reject("4.04", f"this DOTS client has no ACL named {item.acl_name!r}")
             if item.activation_type is not None:
-                owners.append((cuid, item.acl_name, item.activation_type))
-        refused = [(o, p) for o in owners if (p := control.enforcement_problem(*o, now)) is not None]
+                wanted.append(AclActivation(cuid, item.acl_name, item.activation_type, path.mid))
+        refused = [
+            (a, p)
+            for a in wanted
+            if (p := control.enforcement_problem(a.cuid, a.name, a.activation_type, now)) is not None
+        ]
         if refused:
-            _update_failed(path, [owner for owner, _ in refused], "; ".join(p for _, p in refused))
-        for owner in owners:
-            try:
-                control.set_activation(*owner, now)
-            except Exception as problem:  # the data channel's store is outside the core: any failure is "could not"
-                _update_failed(path, [owner], str(problem))
+            raise update_failed([a for a, _ in refused], "; ".join(p for _, p in refused))
+        return wanted
 
     def current(self, mitigation: Mitigation, entry: dict[str, Any], now: float) -> dict[str, Any]:
         """ENTRY with the activation types its 'acl-list' names as they are now (RFC 9133 §3.2.1: a change made
@@ -92,9 +96,9 @@ class AclRequests:
         return events
 
 
-def _update_failed(path: MitigatePath, failed: list[tuple[str, str, str]], reason: str) -> None:
+def update_failed(failed: list[AclActivation], reason: str) -> Rejected:
     """5.03 naming the ACL updates that failed (RFC 9133 Figure 1); Max-Age says when to retry them."""
-    log.error("RFC 9133 ACL update for %s failed: %s", path.cuid, reason)
-    entries = [{"acl-name": name, "activation-type": activation} for _, name, activation in failed]
-    body = {MITIGATION_SCOPE: {"scope": [{"mid": path.mid, ACL_LIST: entries}]}}
-    raise Rejected(error("5.03", f"ACL update failed: {reason}", body, max_age=ACL_RETRY_AFTER))
+    log.error("RFC 9133 ACL update for %s failed: %s", failed[0].cuid, reason)
+    entries = [{"acl-name": a.name, "activation-type": a.activation_type} for a in failed]
+    body = {MITIGATION_SCOPE: {"scope": [{"mid": failed[0].mid, ACL_LIST: entries}]}}
+    return Rejected(error("5.03", f"ACL update failed: {reason}", body, max_age=ACL_RETRY_AFTER))

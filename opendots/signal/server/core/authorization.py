@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from opendots.config import ClientAuthorization
@@ -36,33 +36,26 @@ class StaticAliasDirectory:
 
 def resolve_aliases(client: ClientAuthorization, targets: Targets, directory: AliasDirectory) -> Targets:
     """TARGETS with every alias's own targets appended (§4.4.1.3); unknown aliases are refused (4.00)."""
-    if not targets.aliases:
+    if not targets.alias_names:
         return targets  # the same object: a held mitigation keeps one Targets, not an equal copy
-    resolved = Targets(
-        prefixes=targets.prefixes,
-        port_ranges=targets.port_ranges,
-        protocols=targets.protocols,
-        fqdns=targets.fqdns,
-        uris=targets.uris,
-        aliases=targets.aliases,
-    )
-    for alias in targets.aliases:
+    resolved = targets
+    for alias in targets.alias_names:
         found = directory.resolve(client.name, alias)
         if found is None:
             raise reject("4.00", f"alias-name {alias!r} was not created by this DOTS client")
-        resolved = resolved.merged(Targets(found.prefixes, found.port_ranges, found.protocols, found.fqdns, found.uris))
+        resolved = resolved.merged(replace(found, alias_names=()))  # a new Targets: TARGETS is left as it was
     return resolved
 
 
 def check_authorized(client: ClientAuthorization, targets: Targets) -> None:
     """Refuse (4.00, with the offending target named) anything outside the client's domain."""
-    for prefix, (version, first, last) in zip(targets.prefixes, targets.prefix_ranges, strict=True):
+    for prefix, (version, first, last) in zip(targets.target_prefixes, targets.prefix_ranges, strict=True):
         if not client.covers_range(version, first, last):
             raise reject("4.00", f"target-prefix {prefix} is outside the prefixes this DOTS client may protect")
-    for fqdn in targets.fqdns:
+    for fqdn in targets.target_fqdns:
         if not client.covers_fqdn(fqdn):
             raise reject("4.00", f"target-fqdn {fqdn} is outside the names this DOTS client may protect")
-    for uri in targets.uris:
+    for uri in targets.target_uris:
         if uri in client.uris:
             continue
         host = uri_host(uri)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from opendots.signal.server.core.events import Event
+from opendots.signal.server.core.filtering import AclActivation
 from opendots.signal.server.core.messages import Response
 from opendots.store.records import SignalChanges
 
@@ -23,6 +24,9 @@ class Decision:
     """The answer to send once `changes` are durable (None: a timer or a mitigator's report, nobody to answer)."""
     changes: SignalChanges = field(default_factory=SignalChanges)
     """Everything the decision stores, written in one transaction."""
+    acl_activations: list[AclActivation] = field(default_factory=list)
+    """RFC 9133 activation changes of data-channel ACLs: stored (in order, before `changes`: they live in the data
+    channel's store) by the shell; one that fails is answered 5.03 by `SignalServer.acl_write_failed`."""
     events: list[Event] = field(default_factory=list)
     """To act on, in order, once the decision is applied (mitigator calls, notifications)."""
     observed: list[Event] = field(default_factory=list)
@@ -33,7 +37,7 @@ class Decision:
     @property
     def pending(self) -> bool:
         """Whether the core must hear `apply` or `write_failed` before it decides anything else."""
-        return bool(self.changes) or bool(self.effects)
+        return bool(self.changes) or bool(self.effects) or bool(self.acl_activations)
 
     def then(self, effect: Callable[[], None]) -> None:
         self.effects.append(effect)

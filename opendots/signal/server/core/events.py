@@ -15,9 +15,7 @@ from opendots.domain import MitigationScope
 
 
 @dataclass(frozen=True)
-class MitigationActivated:
-    """Start enforcing a mitigation: call Mitigator.apply(scope)."""
-
+class _ScopeEvent:
     client: str
     """ClientAuthorization.name of the owner."""
     cuid: str
@@ -29,14 +27,13 @@ class MitigationActivated:
 
 
 @dataclass(frozen=True)
-class MitigationUpdated:
-    """An enforced mitigation changed (refresh after re-activation): call Mitigator.update(scope)."""
+class MitigationActivated(_ScopeEvent):
+    """Start enforcing a mitigation: call Mitigator.apply(scope)."""
 
-    client: str
-    cuid: str
-    mid: int
-    scope: MitigationScope
-    names: tuple[str, ...] = ()
+
+@dataclass(frozen=True)
+class MitigationUpdated(_ScopeEvent):
+    """An enforced mitigation changed (refresh after re-activation): call Mitigator.update(scope)."""
 
 
 @dataclass(frozen=True)

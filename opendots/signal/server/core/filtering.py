@@ -94,8 +94,21 @@ def plan_change(enforced: Sequence[A], wanted: Sequence[A]) -> FilteringChange[A
     return FilteringChange(tuple(withdraw), tuple(apply))
 
 
+@dataclass(frozen=True)
+class AclActivation:
+    """RFC 9133 §3.2.1: mitigation request MID asks that ACL NAME of CUID be enforced per ACTIVATION_TYPE.
+
+    The core decides these (Decision.acl_activations); the shell stores them (AclActivationStore) before the
+    mitigation, and the data channel's subscribers enforce them."""
+
+    cuid: str
+    name: str
+    activation_type: str
+    mid: int
+
+
 class AclActivationControl(Protocol):
-    """The data channel's ACLs as the signal-channel core sees them for RFC 9133 filter control (sans I/O)."""
+    """The data channel's ACLs as the signal-channel core reads them for RFC 9133 filter control (sans I/O)."""
 
     def acl_exists(self, cuid: str, name: str, now: float) -> bool:
         """True when the client identified by CUID has a live ACL NAME (another client's ACLs are never seen)."""
@@ -109,6 +122,10 @@ class AclActivationControl(Protocol):
         """Why the mitigators could not enforce the ACL with this activation type, or None (RFC 9133: 5.03)."""
         ...
 
-    def set_activation(self, cuid: str, name: str, activation_type: str, now: float) -> None:
+
+class AclActivationStore(Protocol):
+    """Where the shell stores the activation changes a decision carries (the data channel's store)."""
+
+    def set_activation(self, activation: AclActivation, now: float) -> None:
         """Store the new activation type (and refresh the ACL's lifetime); raises when it cannot be stored."""
         ...

@@ -28,7 +28,7 @@ class TargetIndex:
 
     def add(self, key: Hashable, targets: Targets) -> None:
         tiebreak = self._tiebreak.setdefault(key, next(self._counter))
-        for prefix, (version, first, _) in zip(targets.prefixes, targets.prefix_ranges, strict=True):
+        for prefix, (version, first, _) in zip(targets.target_prefixes, targets.prefix_ranges, strict=True):
             self._networks[(version, prefix.prefixlen, first)].add(key)
             self._lengths[version][prefix.prefixlen] += 1
             bisect.insort(self._starts[version], (first, tiebreak, key))
@@ -37,7 +37,7 @@ class TargetIndex:
 
     def remove(self, key: Hashable, targets: Targets) -> None:
         tiebreak = self._tiebreak.get(key)
-        for prefix, (version, first, _) in zip(targets.prefixes, targets.prefix_ranges, strict=True):
+        for prefix, (version, first, _) in zip(targets.target_prefixes, targets.prefix_ranges, strict=True):
             bucket = self._networks.get((version, prefix.prefixlen, first))
             if bucket is not None:
                 bucket.discard(key)
@@ -65,7 +65,7 @@ class TargetIndex:
     def candidates(self, targets: Targets) -> set[Hashable]:
         """A superset of the keys whose targets overlap TARGETS (names or addresses)."""
         found: set[Hashable] = set()
-        for prefix, (version, first, last) in zip(targets.prefixes, targets.prefix_ranges, strict=True):
+        for prefix, (version, first, last) in zip(targets.target_prefixes, targets.prefix_ranges, strict=True):
             bits = _BITS[version]
             for length in self._lengths[version]:
                 if length <= prefix.prefixlen:  # held prefixes that contain the query
@@ -83,7 +83,7 @@ class TargetIndex:
 
 def _names(targets: Targets) -> list[tuple[str, str]]:
     return [
-        *(("fqdn", name) for name in targets.fqdns),
-        *(("uri", uri) for uri in targets.uris),
-        *(("alias", alias) for alias in targets.aliases),
+        *(("fqdn", name) for name in targets.target_fqdns),
+        *(("uri", uri) for uri in targets.target_uris),
+        *(("alias", alias) for alias in targets.alias_names),
     ]

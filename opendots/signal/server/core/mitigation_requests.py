@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from opendots.config import ClientAuthorization
@@ -42,6 +43,20 @@ from opendots.signal.server.core.transitions import REPORT_TRIGGERS, Trigger, al
 from opendots.store.records import CuidRecord, MitigationRecord, SignalChanges
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Put:
+    """An accepted mitigation PUT (RFC 9132 §4.4.1) on its way to a refresh or a new mitigation."""
+
+    client: ClientAuthorization
+    path: MitigatePath
+    parsed: MitigationRequest
+    payload: bytes | None
+    targets: Targets
+    """The request's targets with its aliases resolved."""
+    granted: int
+    """The lifetime granted, in seconds (-1: indefinite)."""
 
 
 class MitigationRequests:
@@ -128,11 +143,16 @@ class MitigationRequests:
         targets = resolve_aliases(client, parsed.targets, self.settings.aliases)
         check_authorized(client, targets)
         granted = self._grant(parsed.lifetime)
+        activations = []
         if parsed.acl_controls and (existing is None or existing.request.same_parameters(parsed)):
-            self.acls.control(client, path, parsed, now)
+            activations = self.acls.control(client, path, parsed, now)
+        put = _Put(client, path, parsed, payload, targets, granted)
         if existing is not None:
-            return self._refresh(client, existing, parsed, payload, targets, granted, now, decision)
-        return self._create(client, path, parsed, payload, targets, granted, now, decision)
+            response = self._refresh(put, existing, now, decision)
+        else:
+            response = self._create(put, now, decision)
+        decision.acl_activations = activations  # only an accepted request changes ACLs
+        return response
 
     def _grant(self, requested: int) -> int:
         cap = self.settings.max_lifetime
@@ -165,17 +185,8 @@ class MitigationRequests:
         decision.then(lambda: self.table.hold(updated))
         return Response("2.04", body=_ack_body(updated, now))
 
-    def _refresh(
-        self,
-        client: ClientAuthorization,
-        existing: Mitigation,
-        parsed: MitigationRequest,
-        payload: bytes | None,
-        targets: Targets,
-        granted: int,
-        now: float,
-        decision: Decision,
-    ) -> Response:
+    def _refresh(self, put: _Put, existing: Mitigation, now: float, decision: Decision) -> Response:
+        client, parsed, targets = put.client, put.parsed, put.targets
         if not existing.request.same_parameters(parsed):
             raise refuse("4.00", "a refresh must repeat the mitigation request's parameters; use a new 'mid'")
         stored_request = existing.record.request
@@ -183,8 +194,8 @@ class MitigationRequests:
         renewal = parsed.document is stored_request or parsed.document == stored_request
         status = next_status(kind_of(existing.request.trigger_mitigation), existing.status, Trigger.REFRESHED)
         changes: dict[str, Any] = {
-            "lifetime": granted,
-            "expires_at": self._expiry(granted, now),
+            "lifetime": put.granted,
+            "expires_at": self._expiry(put.granted, now),
             "request": stored_request if renewal else parsed.document,
             "terminating_until": None,
         }
@@ -194,7 +205,7 @@ class MitigationRequests:
         if status != existing.status:
             changes["status"] = int(status)
         updated = existing.with_record(**changes)
-        updated.request, updated.payload = parsed, payload
+        updated.request, updated.payload = parsed, put.payload
         if targets != existing.targets:
             updated.targets = targets
         if renewal:
@@ -212,17 +223,8 @@ class MitigationRequests:
             decision.events.append(_changed(updated, now))
         return Response("2.04", body=_ack_body(updated, now))
 
-    def _create(
-        self,
-        client: ClientAuthorization,
-        path: MitigatePath,
-        parsed: MitigationRequest,
-        payload: bytes | None,
-        targets: Targets,
-        granted: int,
-        now: float,
-        decision: Decision,
-    ) -> Response:
+    def _create(self, put: _Put, now: float, decision: Decision) -> Response:
+        client, path, parsed, targets = put.client, put.path, put.parsed, put.targets
         assert path.mid is not None
         self._check_capacity(client, path.cuid)
         superseded: list[Mitigation] = []
@@ -250,14 +252,14 @@ class MitigationRequests:
             cuid=path.cuid,
             mid=path.mid,
             request=parsed.document,
-            lifetime=granted,
+            lifetime=put.granted,
             status=int(status),
             started_at=now,
-            expires_at=self._expiry(granted, now),
+            expires_at=self._expiry(put.granted, now),
             attack_status=int(parsed.attack_status) if parsed.attack_status else None,
             cdid=self._trusted_cdid(client, path),
         )
-        created = Mitigation(record, parsed, targets, conflict=conflict, payload=payload)
+        created = Mitigation(record, parsed, targets, conflict=conflict, payload=put.payload)
         parked = [
             m.with_record(status=int(next_status("preconfigured", m.status, Trigger.DEACTIVATED))) for m in deactivated
         ]

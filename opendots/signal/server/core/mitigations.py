@@ -82,7 +82,7 @@ class Mitigation:
         return MitigationScope.of(self.targets, record.client, record.cuid, record.mid)
 
     def names(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys((*self.targets.fqdns, *(uri_host(uri) for uri in self.targets.uris))))
+        return tuple(dict.fromkeys((*self.targets.target_fqdns, *(uri_host(uri) for uri in self.targets.target_uris))))
 
     def render(self, now: float, content: str = "a", status: Status | None = None) -> dict[str, Any]:
         """One 'scope' entry of a GET response or notification; CONTENT is the 'c' Uri-Query (c, n or a)."""

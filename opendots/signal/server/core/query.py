@@ -28,19 +28,23 @@ class MitigationQuery:
         """Every filter given must match one of its values (an unrestricted port/protocol matches any)."""
         checks = {
             "target-prefix": lambda: any(
-                p.version == q.version and p.overlaps(q) for p in targets.prefixes for q in self.prefixes
+                p.version == q.version and p.overlaps(q) for p in targets.target_prefixes for q in self.prefixes
             ),
             "target-port": lambda: (
-                not targets.port_ranges
-                or any(r.lower <= high and low <= r.upper for r in targets.port_ranges for low, high in self.ports)
+                not targets.target_port_ranges
+                or any(
+                    r.lower <= high and low <= r.upper for r in targets.target_port_ranges for low, high in self.ports
+                )
             ),
             "target-protocol": lambda: (
-                not targets.protocols
-                or any(low <= p <= high for p in targets.protocols for low, high in self.protocols)
+                not targets.target_protocols
+                or any(low <= p <= high for p in targets.target_protocols for low, high in self.protocols)
             ),
-            "target-fqdn": lambda: any(_name_matches(n, pattern) for n in targets.fqdns for pattern in self.fqdns),
-            "target-uri": lambda: any(_name_matches(u, pattern) for u in targets.uris for pattern in self.uris),
-            "alias-name": lambda: any(a in self.aliases for a in targets.aliases),
+            "target-fqdn": lambda: any(
+                _name_matches(n, pattern) for n in targets.target_fqdns for pattern in self.fqdns
+            ),
+            "target-uri": lambda: any(_name_matches(u, pattern) for u in targets.target_uris for pattern in self.uris),
+            "alias-name": lambda: any(a in self.aliases for a in targets.alias_names),
             "mid": lambda: any(low <= mid <= high for low, high in self.mids),
         }
         return all(checks[name]() for name in self.present)

@@ -177,33 +177,35 @@ def overlap(first: Targets, second: Targets) -> Targets | None:
     overlap (this is what lets RFC 9132 Figure 14 hold a UDP and a TCP mitigation on the same prefixes).
     """
     prefixes = tuple(_prefix_intersection(first, second))
-    fqdns = tuple(name for name in first.fqdns if name in second.fqdns)
-    uris = tuple(uri for uri in first.uris if uri in second.uris)
-    aliases = tuple(name for name in first.aliases if name in second.aliases)
+    fqdns = tuple(name for name in first.target_fqdns if name in second.target_fqdns)
+    uris = tuple(uri for uri in first.target_uris if uri in second.target_uris)
+    aliases = tuple(name for name in first.alias_names if name in second.alias_names)
     if not (prefixes or fqdns or uris or aliases):
         return None
     protocols: tuple[int, ...] = ()
-    if first.protocols and second.protocols:
-        protocols = tuple(p for p in first.protocols if p in second.protocols)
+    if first.target_protocols and second.target_protocols:
+        protocols = tuple(p for p in first.target_protocols if p in second.target_protocols)
         if not protocols:
             return None
     else:
-        protocols = first.protocols or second.protocols
+        protocols = first.target_protocols or second.target_protocols
     ports: tuple[PortRange, ...] = ()
-    if first.port_ranges and second.port_ranges:
-        ports = tuple(_port_intersection(first.port_ranges, second.port_ranges))
+    if first.target_port_ranges and second.target_port_ranges:
+        ports = tuple(_port_intersection(first.target_port_ranges, second.target_port_ranges))
         if not ports:
             return None
     else:
-        ports = first.port_ranges or second.port_ranges
+        ports = first.target_port_ranges or second.target_port_ranges
     return Targets(prefixes, ports, protocols, fqdns, uris, aliases)
 
 
 def _prefix_intersection(first: Targets, second: Targets) -> list[IPNetwork]:
     # Two prefixes overlap only when one contains the other: the intersection is the smaller one.
     result: list[IPNetwork] = []
-    for mine, (version, low, high) in zip(first.prefixes, first.prefix_ranges, strict=True):
-        for theirs, (other_version, other_low, other_high) in zip(second.prefixes, second.prefix_ranges, strict=True):
+    for mine, (version, low, high) in zip(first.target_prefixes, first.prefix_ranges, strict=True):
+        for theirs, (other_version, other_low, other_high) in zip(
+            second.target_prefixes, second.prefix_ranges, strict=True
+        ):
             if version == other_version and low <= other_high and other_low <= high:
                 smaller = mine if mine.prefixlen >= theirs.prefixlen else theirs
                 if smaller not in result:

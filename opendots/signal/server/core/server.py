@@ -25,10 +25,12 @@ from typing import Any
 
 from opendots.config import ClientAuthorization
 from opendots.domain import Counters
+from opendots.signal.server.core.acl_requests import update_failed
 from opendots.signal.server.core.authorization import resolve_aliases
 from opendots.signal.server.core.bodies import decoded
 from opendots.signal.server.core.decision import Decision
 from opendots.signal.server.core.events import Event, PeerLost, RedirectionChanged
+from opendots.signal.server.core.filtering import AclActivation
 from opendots.signal.server.core.heartbeat import PeerLiveness
 from opendots.signal.server.core.messages import REDIRECTED_SIGNAL, Rejected, Request, Response, Status, error, reject
 from opendots.signal.server.core.mitigation_requests import MitigationRequests, activated_event
@@ -134,6 +136,12 @@ class SignalServer:
             self._store_retry_at = now + STORE_RETRY_DELAY
             return None
         return error("5.03", UNSTORED)
+
+    def acl_write_failed(self, decision: Decision, failed: AclActivation, reason: str, now: float) -> Response:
+        """An RFC 9133 activation change of DECISION could not be stored: memory stays as it was, and the request
+        is answered 5.03 naming the ACL update that failed (RFC 9133 Figure 1)."""
+        self._pending = None
+        return update_failed([failed], reason).response
 
     def _decide(self, now: float) -> Decision:
         if self._pending is not None:

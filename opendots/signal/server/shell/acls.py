@@ -25,6 +25,7 @@ from opendots.mitigate.nftables_acl import AclPolicy, policy_from_record
 from opendots.signal.server.core.filtering import (
     DEACTIVATE,
     WHEN_MITIGATING,
+    AclActivation,
     acl_key,
     acls_to_enforce,
     next_expiry,
@@ -217,8 +218,9 @@ class AclEnforcer:
 
 
 class DataChannelAclControl:
-    """RFC 9133 filter control for the core (AclActivationControl) on the data channel's service: the change is
-    stored like a data-channel refresh, and the service's subscribers (the AclEnforcer) enforce it at once."""
+    """RFC 9133 filter control on the data channel's service: what the core reads (AclActivationControl), and where
+    the shell stores the changes a decision carries (AclActivationStore). A change is stored like a data-channel
+    refresh, and the service's subscribers (the AclEnforcer) enforce it at once."""
 
     def __init__(self, service: DataChannelCore, enforcer: AclEnforcer | None = None) -> None:
         self.service = service
@@ -239,6 +241,7 @@ class DataChannelAclControl:
             return f"ACL {name!r} expired"
         return self.enforcer.problem_with(Acl.from_json(cuid, stored.body, stored.expires))
 
-    def set_activation(self, cuid: str, name: str, activation_type: str, now: float) -> None:
-        if not self.service.set_acl_activation(cuid, name, activation_type, now, refresh_lifetime=True):
-            raise LookupError(f"ACL {name!r} of {cuid} vanished")  # expired between the check and the change
+    def set_activation(self, activation: AclActivation, now: float) -> None:
+        cuid, name = activation.cuid, activation.name
+        if not self.service.set_acl_activation(cuid, name, activation.activation_type, now, refresh_lifetime=True):
+            raise LookupError(f"ACL {name!r} of {cuid} vanished")  # expired between the decision and the change

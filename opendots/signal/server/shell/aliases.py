@@ -48,9 +48,9 @@ class DataChannelAliases:
 def alias_targets(body: dict[str, Any]) -> Targets:
     """An RFC 8783 alias entry (target-prefix, target-port-range, target-protocol, target-fqdn, target-uri)."""
     return Targets(
-        prefixes=tuple(ipaddress.ip_network(p) for p in body.get("target-prefix", [])),
-        port_ranges=parse_port_ranges(body.get("target-port-range", [])),
-        protocols=tuple(int(p) for p in body.get("target-protocol", [])),
-        fqdns=tuple(name.rstrip(".").lower() for name in body.get("target-fqdn", [])),
-        uris=tuple(body.get("target-uri", [])),
+        target_prefixes=tuple(ipaddress.ip_network(p) for p in body.get("target-prefix", [])),
+        target_port_ranges=parse_port_ranges(body.get("target-port-range", [])),
+        target_protocols=tuple(int(p) for p in body.get("target-protocol", [])),
+        target_fqdns=tuple(name.rstrip(".").lower() for name in body.get("target-fqdn", [])),
+        target_uris=tuple(body.get("target-uri", [])),
     )

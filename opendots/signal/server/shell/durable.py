@@ -4,32 +4,90 @@ The core (`opendots.signal.server.core.SignalServer`) never writes. Each of its 
 `settle` stores them, lets the core apply the decision only once they are durable, and returns what to answer and
 what to act on. A store that fails (StoreError) leaves the core as it was, and the request is answered 5.03.
 
-This is the synchronous form, for a store that writes in place (SQLite: a commit is ~0.1 ms). A store that must be
-awaited over a network needs the same steps with the write awaited and the core locked meanwhile, since the core
-refuses to decide anything new while a decision is pending.
+Two stores may be written, in this order: the data channel's (RFC 9133 ACL activation changes, `ACLS`), then the
+signal channel's (`decision.changes`, one transaction). They are separate databases, so no transaction spans both:
+the ACL changes go first because RFC 9133 §3.2.1 lets a client told 5.03 resend its request without 'acl-list',
+and setting an activation type again is harmless.
+
+`settle` is the synchronous form, for a store that writes in place (SQLite: a commit is ~0.1 ms). `settle_async`
+awaits a store whose `apply` is a coroutine (AsyncSignalStore: a network database); the core refuses to decide
+anything new until the decision is settled, so the caller holds a lock around decide-and-settle meanwhile.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
+from typing import Protocol
 
 from opendots.signal.server.core import Decision, Event, Response, SignalServer
-from opendots.store.records import SignalStore, StoreError
+from opendots.signal.server.core.filtering import AclActivationStore
+from opendots.store.records import SignalChanges, SignalStore, StoreError
 
 log = logging.getLogger(__name__)
 
+Settled = tuple[Response | None, list[Event]]
+
+
+class AsyncSignalStore(Protocol):
+    """A signal store whose writes are awaited (the PostgreSQL seam). Raises StoreError when it cannot store."""
+
+    def apply(self, changes: SignalChanges) -> Awaitable[None]: ...
+
 
 def settle(
-    core: SignalServer, store: SignalStore, decision: Decision, now: float
-) -> tuple[Response | None, list[Event]]:
+    core: SignalServer, store: SignalStore, decision: Decision, now: float, acls: AclActivationStore | None = None
+) -> Settled:
     """Store DECISION's changes, then apply it to CORE: the response to send (None for a timer's or a mitigator's
-    decision) and the events to act on, in order."""
+    decision) and the events to act on, in order. ACLS stores its RFC 9133 ACL activation changes."""
+    refused = _store_acls(core, decision, now, acls)
+    if refused is not None:
+        return refused
     if decision.changes:
         try:
             store.apply(decision.changes)
         except StoreError as problem:
-            log.error("signal store: %s", problem)
-            return core.write_failed(decision, now), decision.observed
+            return _write_failed(core, decision, now, problem)
+    return _applied(core, decision)
+
+
+async def settle_async(
+    core: SignalServer,
+    store: AsyncSignalStore,
+    decision: Decision,
+    now: float,
+    acls: AclActivationStore | None = None,
+) -> Settled:
+    """`settle` with the signal store's write awaited: nothing is answered or applied before it is durable."""
+    refused = _store_acls(core, decision, now, acls)
+    if refused is not None:
+        return refused
+    if decision.changes:
+        try:
+            await store.apply(decision.changes)
+        except StoreError as problem:
+            return _write_failed(core, decision, now, problem)
+    return _applied(core, decision)
+
+
+def _store_acls(core: SignalServer, decision: Decision, now: float, acls: AclActivationStore | None) -> Settled | None:
+    """Store the decision's ACL activation changes in order; on the first that fails, the 5.03 to answer."""
+    for activation in decision.acl_activations:
+        try:
+            if acls is None:
+                raise StoreError("no data channel store for RFC 9133 ACL changes")
+            acls.set_activation(activation, now)
+        except Exception as problem:  # the data channel's store is outside the signal store: any failure is "could not"
+            return core.acl_write_failed(decision, activation, str(problem), now), decision.observed
+    return None
+
+
+def _write_failed(core: SignalServer, decision: Decision, now: float, problem: StoreError) -> Settled:
+    log.error("signal store: %s", problem)
+    return core.write_failed(decision, now), decision.observed
+
+
+def _applied(core: SignalServer, decision: Decision) -> Settled:
     if decision.pending:
         core.apply(decision)
     return decision.response, decision.observed + decision.events

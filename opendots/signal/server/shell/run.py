@@ -143,8 +143,12 @@ async def start_signal_server(
     if data_channel is not None and settings.acl_control is None:
         acl_control = DataChannelAclControl(data_channel)
         settings = replace(settings, acl_control=acl_control)  # RFC 9133 'acl-list'
+    # The core reads the data channel's ACLs; the shell stores the activation changes its decisions carry.
+    acl_store = settings.acl_control if isinstance(settings.acl_control, DataChannelAclControl) else None
     core = SignalServer(settings, store.load(), clock())
-    service = SignalService(core, store, mitigator, clock=clock, counters_interval=settings.counters_interval)
+    service = SignalService(
+        core, store, mitigator, acl_store=acl_store, clock=clock, counters_interval=settings.counters_interval
+    )
     site, resource = build_site(service)
     bind = bind or [(host, config.signal_port) for host in config.listen]
     endpoint = await start_server(

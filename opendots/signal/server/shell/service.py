@@ -1,9 +1,9 @@
 """The asyncio edge of the signal-channel server: one object that owns the sans-I/O core.
 
 It serialises requests into the core (which is synchronous and fast), stores each decision before the core applies
-it (`durable.settle`), runs the core's timers, applies mitigation events to a Mitigator in order, resolves target
-names, and hands every other event (notifications, heartbeats, session loss) to the transport layer through
-`on_event`.
+it (`durable.settle`; `durable.settle_async`, one decision at a time, for a store whose writes are awaited), runs
+the core's timers, applies mitigation events to a Mitigator in order, resolves target names, and hands every other
+event (notifications, heartbeats, session loss) to the transport layer through `on_event`.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import inspect
 import ipaddress
 import logging
 import socket
@@ -35,7 +36,8 @@ from opendots.signal.server.core import (
     SignalServer,
     Status,
 )
-from opendots.signal.server.shell.durable import settle
+from opendots.signal.server.core.filtering import AclActivationStore
+from opendots.signal.server.shell.durable import AsyncSignalStore, settle, settle_async
 from opendots.store.records import SignalStore
 
 log = logging.getLogger(__name__)
@@ -65,9 +67,10 @@ class SignalService:
     def __init__(
         self,
         core: SignalServer,
-        store: SignalStore,
+        store: SignalStore | AsyncSignalStore,
         mitigator: Mitigator,
         *,
+        acl_store: AclActivationStore | None = None,
         clock: Callable[[], float] = time.time,
         on_event: Callable[[Event], None] | None = None,
         resolver: NameResolver | None = None,
@@ -76,6 +79,12 @@ class SignalService:
     ) -> None:
         self.core = core
         self.store = store
+        self.acl_store = acl_store
+        """Where RFC 9133 ACL activation changes are stored (the data channel), before the signal store."""
+        self.awaited = inspect.iscoroutinefunction(store.apply)
+        """The store's writes are awaited (AsyncSignalStore): decisions are settled one at a time under _lock."""
+        self._lock = asyncio.Lock()
+        self._settling: set[asyncio.Task[Response | None]] = set()
         self.mitigator = mitigator
         self.clock = clock
         self.on_event = on_event or (lambda event: None)
@@ -101,7 +110,9 @@ class SignalService:
             scopes = [await self._with_names(e.client, e.scope, e.names) for e in restoring]
             refused = refused_by(self.mitigator, await self.mitigator.restore(scopes))
             for key in refused:
-                self._settle(self.core.report_status(key, Status.ATTACK_EXCEEDED_CAPABILITY, self.clock()))
+                self._settle(
+                    lambda key=key: self.core.report_status(key, Status.ATTACK_EXCEEDED_CAPABILITY, self.clock())
+                )
         else:
             self._enqueue(restoring)
         self._tasks = [
@@ -121,15 +132,42 @@ class SignalService:
             await self.mitigator.stop()
 
     def handle(self, request: Request) -> Response:
-        """Answer one request; the store is written before this returns, side effects follow in order."""
-        response = self._settle(self.core.handle(request, self.clock()))
+        """Answer one request; the store is written before this returns, side effects follow in order. Only for a
+        store that writes in place (the fast path); `answer` serves both kinds."""
+        if self.awaited:
+            raise TypeError("this store's writes are awaited: use `await answer(request)`")
+        response = self._settle(lambda: self.core.handle(request, self.clock()))
         self.poke()
         assert response is not None
         return response
 
-    def _settle(self, decision: Decision) -> Response | None:
-        """Store DECISION, let the core apply it, queue its events: what to answer."""
-        response, events = settle(self.core, self.store, decision, self.clock())
+    async def answer(self, request: Request) -> Response:
+        """Answer one request once its changes are durable, whichever kind of store this service has."""
+        if not self.awaited:
+            return self.handle(request)
+        response = await self._settle_awaited(lambda: self.core.handle(request, self.clock()))
+        self.poke()
+        assert response is not None
+        return response
+
+    def _settle(self, decide: Callable[[], Decision]) -> Response | None:
+        """Decide, store the decision, let the core apply it, queue its events: what to answer. With an awaited
+        store the decision is settled in a task (a timer's or a mitigator's: nobody waits for an answer)."""
+        if self.awaited:
+            task = asyncio.get_running_loop().create_task(self._settle_awaited(decide))
+            self._settling.add(task)
+            task.add_done_callback(self._settling.discard)
+            return None
+        response, events = settle(self.core, self.store, decide(), self.clock(), self.acl_store)  # type: ignore[arg-type]
+        self._enqueue(events)
+        return response
+
+    async def _settle_awaited(self, decide: Callable[[], Decision]) -> Response | None:
+        # The core refuses to decide while a decision is pending: decide and settle under one lock.
+        async with self._lock:
+            decision = decide()
+            store: AsyncSignalStore = self.store  # type: ignore[assignment]
+            response, events = await settle_async(self.core, store, decision, self.clock(), self.acl_store)
         self._enqueue(events)
         return response
 
@@ -140,11 +178,11 @@ class SignalService:
 
     def report_status(self, key: str, status: Status) -> None:
         """Mitigator or operator feedback for mitigation KEY ("<cuid>/<mid>"); observers get notified."""
-        self._settle(self.core.report_status(key, status, self.clock()))
+        self._settle(lambda: self.core.report_status(key, status, self.clock()))
 
     def report_counters(self, key: str, counters: Counters) -> None:
         """What a mitigator measured for mitigation KEY; a change is notified to observers (§4.4.2.1)."""
-        self._settle(self.core.report_counters(key, counters, self.clock()))
+        self._settle(lambda: self.core.report_counters(key, counters, self.clock()))
 
     def acl_activation_changed(self, cuid: str) -> None:
         """The data channel changed CUID's ACLs: notify observers of mitigations naming them (RFC 9133)."""
@@ -160,6 +198,8 @@ class SignalService:
 
     async def idle(self) -> None:
         """Wait until every queued event has been acted on (tests, orderly shutdown)."""
+        while self._settling:
+            await asyncio.gather(*self._settling)
         await self._queue.join()
 
     def _enqueue(self, events: list[Event]) -> None:
@@ -183,7 +223,10 @@ class SignalService:
             self._wake.clear()
             if woken and ((deadline := self.core.next_timer()) is None or deadline > self.clock()):
                 continue
-            self._settle(self.core.handle_timer(self.clock()))
+            if self.awaited:  # this step is stored before the next is looked at
+                await self._settle_awaited(lambda: self.core.handle_timer(self.clock()))
+            else:
+                self._settle(lambda: self.core.handle_timer(self.clock()))
             deadline = self.core.next_timer()
 
     async def _poll_counters(self) -> None:
@@ -216,7 +259,9 @@ class SignalService:
             if not scope.target_prefixes:
                 # Names that resolved to nothing usable: never hand a mitigator an empty (all-or-nothing) target.
                 log.error("mitigation %s has no address to act on", scope.key)
-                self._settle(self.core.report_status(scope.key, Status.ATTACK_EXCEEDED_CAPABILITY, self.clock()))
+                self._settle(
+                    lambda: self.core.report_status(scope.key, Status.ATTACK_EXCEEDED_CAPABILITY, self.clock())
+                )
                 self.on_event(event)
                 return
             action = "apply" if isinstance(event, MitigationActivated) else "update"
@@ -229,7 +274,9 @@ class SignalService:
                 # No DOTS status says "failed"; 4 (exceeded capability) is the nearest truthful one.
                 self.outcomes[(action, "failed")] += 1
                 log.error("mitigator %s could not apply %s: %s", self.mitigator.name, scope.key, problem)
-                self._settle(self.core.report_status(scope.key, Status.ATTACK_EXCEEDED_CAPABILITY, self.clock()))
+                self._settle(
+                    lambda: self.core.report_status(scope.key, Status.ATTACK_EXCEEDED_CAPABILITY, self.clock())
+                )
             else:
                 self.outcomes[(action, "ok")] += 1
         elif isinstance(event, MitigationWithdrawn) or (isinstance(event, MitigationExpired) and event.was_enforced):

@@ -25,7 +25,7 @@ V6 = net("2001:db8:5::7/128")
 
 def test_rtbh_route_per_target_with_blackhole_community_and_family_next_hop():
     policy = RoutePolicy(mode="rtbh", extra_communities=("64496:9999",))
-    routes = routes_for_scope(MitigationScope("c/1", (V4, V6), target_ports=(PortRange(80, 80),)), policy)
+    routes = routes_for_scope(MitigationScope("c/1", (V4, V6), target_port_ranges=(PortRange(80, 80),)), policy)
     assert routes == {
         RtbhRoute(V4, ipaddress.ip_address("192.0.2.1"), (BLACKHOLE_COMMUNITY, "64496:9999")),
         RtbhRoute(V6, ipaddress.ip_address("100::1"), (BLACKHOLE_COMMUNITY, "64496:9999")),
@@ -43,10 +43,10 @@ def test_flowspec_pairs_each_target_with_sources_of_its_own_family():
     scope = MitigationScope(
         "c/1",
         (V4, V6),
-        target_ports=(PortRange(443, 443), PortRange(80, 90), PortRange(443, 443)),
-        protocols=(17, 6, 6),
+        target_port_ranges=(PortRange(443, 443), PortRange(80, 90), PortRange(443, 443)),
+        target_protocols=(17, 6, 6),
         source_prefixes=(net("198.51.100.0/24"), net("2001:db8:9::/48"), net("192.0.2.0/25")),
-        source_ports=(PortRange(53, 53),),
+        source_port_ranges=(PortRange(53, 53),),
     )
     routes = routes_for_scope(scope, RoutePolicy(mode="flowspec", flowspec_rate_limit_bytes_per_second=1000))
     common = {
@@ -73,10 +73,10 @@ def test_both_mode_gives_rtbh_and_flowspec():
         (MitigationScope("c/1", ()), "no target prefix"),
         (MitigationScope("", (V4,)), "without a key"),
         (MitigationScope("c/1", (net("0.0.0.0/0"),)), "default route"),
-        (MitigationScope("c/1", (V4,), protocols=(256,)), "protocol"),
-        (MitigationScope("c/1", (V4,), target_ports=(PortRange(90, 80),)), "destination port"),
-        (MitigationScope("c/1", (V4,), target_ports=(PortRange(0, 65536),)), "destination port"),
-        (MitigationScope("c/1", (V4,), source_ports=(PortRange(-1, 3),)), "source port"),
+        (MitigationScope("c/1", (V4,), target_protocols=(256,)), "protocol"),
+        (MitigationScope("c/1", (V4,), target_port_ranges=(PortRange(90, 80),)), "destination port"),
+        (MitigationScope("c/1", (V4,), target_port_ranges=(PortRange(0, 65536),)), "destination port"),
+        (MitigationScope("c/1", (V4,), source_port_ranges=(PortRange(-1, 3),)), "source port"),
         (MitigationScope("c/1", (V4,), source_prefixes=(net("2001:db8::/32"),)), "address family"),
         (MitigationScope("c/1", ("203.0.113.7/32",)), "not an IP prefix"),  # type: ignore[arg-type]
     ],

@@ -13,8 +13,8 @@ CUID = "dz6pHjaADkaFTbjr0JGBpw"
 def figure7_scope() -> MitigationScope:
     return MitigationScope(
         target_prefixes=("2001:db8:6401::1/128", "2001:db8:6401::2/128"),
-        port_ranges=(PortRange(80), PortRange(443), PortRange(8080)),
-        protocols=(6,),
+        target_port_ranges=(PortRange(80), PortRange(443), PortRange(8080)),
+        target_protocols=(6,),
         lifetime=3600,
     )
 
@@ -41,11 +41,11 @@ def test_mitigation_request_matches_rfc_figure_7() -> None:
 def test_every_scope_attribute_and_trigger_false_are_sent() -> None:
     scope = MitigationScope(
         target_prefixes=("192.0.2.7",),
-        port_ranges=(PortRange.parse("1024-65535"),),
-        protocols=(parse_protocol("udp"),),
-        fqdns=("www.example.com",),
-        uris=("https://example.com/x",),
-        aliases=("web",),
+        target_port_ranges=(PortRange.parse("1024-65535"),),
+        target_protocols=(parse_protocol("udp"),),
+        target_fqdns=("www.example.com",),
+        target_uris=("https://example.com/x",),
+        alias_names=("web",),
         lifetime=-1,
         trigger_mitigation=False,
     )
@@ -101,9 +101,9 @@ def test_withdraw_status_and_config_requests() -> None:
         ({"target_prefixes": ("224.0.0.1",)}, "multicast"),
         ({"target_prefixes": ("192.0.2.0/33",)}, "invalid target-prefix"),
         ({"target_prefixes": ("192.0.2.1/24",)}, "host bits set"),  # the wire's rule: the server refuses it too
-        ({"target_prefixes": ("192.0.2.0/24",), "protocols": ("bogus",)}, "unknown protocol"),
-        ({"target_prefixes": ("192.0.2.0/24",), "protocols": (256,)}, "0-255"),
-        ({"fqdns": ("",)}, "empty"),
+        ({"target_prefixes": ("192.0.2.0/24",), "target_protocols": ("bogus",)}, "unknown protocol"),
+        ({"target_prefixes": ("192.0.2.0/24",), "target_protocols": (256,)}, "0-255"),
+        ({"target_fqdns": ("",)}, "empty"),
     ],
 )
 def test_bad_scopes_are_refused_locally(kwargs: dict, message: str) -> None:

@@ -21,8 +21,8 @@ from opendots.signal.client.shell import coap
 CUID = "dz6pHjaADkaFTbjr0JGBpw"
 SCOPE = MitigationScope(
     target_prefixes=("2001:db8:6401::1/128", "2001:db8:6401::2/128"),
-    port_ranges=(PortRange(80), PortRange(443), PortRange(8080)),
-    protocols=(6,),
+    target_port_ranges=(PortRange(80), PortRange(443), PortRange(8080)),
+    target_protocols=(6,),
 )
 # RFC 9132 Figure 8, byte for byte.
 FIGURE_8 = bytes.fromhex(

@@ -40,7 +40,7 @@ def test_check_authorized_refuses_the_first_prefix_outside_and_names_it(own: lis
     client = ClientAuthorization(name="c", cuid="x", prefixes=tuple(own))
     outside = [p for p in asked if not any(p.version == m.version and p.subnet_of(m) for m in own)]
     try:
-        check_authorized(client, Targets(prefixes=tuple(asked)))
+        check_authorized(client, Targets(target_prefixes=tuple(asked)))
     except Rejected as refused:
         assert outside, "refused although every prefix is covered"
         assert str(outside[0]) in str(refused)
@@ -49,7 +49,9 @@ def test_check_authorized_refuses_the_first_prefix_outside_and_names_it(own: lis
 
 
 def _request(prefixes: tuple, ports: tuple = (), protocols: tuple = ()) -> MitigationRequest:
-    return MitigationRequest(targets=Targets(prefixes=prefixes, port_ranges=ports, protocols=protocols), lifetime=3600)
+    return MitigationRequest(
+        targets=Targets(target_prefixes=prefixes, target_port_ranges=ports, target_protocols=protocols), lifetime=3600
+    )
 
 
 def test_same_parameters_ignores_order_and_sees_every_difference() -> None:
@@ -60,7 +62,7 @@ def test_same_parameters_ignores_order_and_sees_every_difference() -> None:
     assert not _request((a, b)).same_parameters(_request((a,)))
     assert not _request((a,), (web,)).same_parameters(_request((a,), (dns,)))
     assert not _request((a,), (), (6,)).same_parameters(_request((a,), (), (17,)))
-    flipped = MitigationRequest(targets=Targets(prefixes=(a,)), lifetime=3600, trigger_mitigation=False)
+    flipped = MitigationRequest(targets=Targets(target_prefixes=(a,)), lifetime=3600, trigger_mitigation=False)
     assert not _request((a,)).same_parameters(flipped)
 
 
@@ -68,4 +70,4 @@ def test_same_parameters_ignores_order_and_sees_every_difference() -> None:
 @given(prefixes=st.lists(PREFIX, max_size=4))
 def test_prefix_ranges_are_each_prefix_first_and_last_address(prefixes: list) -> None:
     expected = tuple((p.version, int(p.network_address), int(p.broadcast_address)) for p in prefixes)
-    assert Targets(prefixes=tuple(prefixes)).prefix_ranges == expected
+    assert Targets(target_prefixes=tuple(prefixes)).prefix_ranges == expected

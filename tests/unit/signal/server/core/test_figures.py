@@ -63,8 +63,8 @@ def test_figure7_request_through_a_gateway_is_created_and_answered_as_figure10(t
     scope = activated[0].scope
     assert scope.key == f"{ALPHA_CUID}/123"
     assert [str(p) for p in scope.target_prefixes] == ["2001:db8:6401::1/128", "2001:db8:6401::2/128"]
-    assert [(r.lower, r.upper) for r in scope.target_ports] == [(80, 80), (443, 443), (8080, 8080)]
-    assert scope.protocols == (6,)
+    assert [(r.lower, r.upper) for r in scope.target_port_ranges] == [(80, 80), (443, 443), (8080, 8080)]
+    assert scope.target_protocols == (6,)
     (row,) = harness.dump()["signal_mitigations"]
     assert row[:4] == (ALPHA_CUID, 123, "alpha", "7eeaf349529eb55ed50113")
 

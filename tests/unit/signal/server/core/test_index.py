@@ -24,7 +24,9 @@ prefixes = st.one_of(
 )
 names = st.sampled_from(["a.example", "b.example", "c.example"])
 targets = st.builds(
-    lambda p, f, a: Targets(prefixes=tuple(dict.fromkeys(p)), fqdns=tuple(dict.fromkeys(f)), aliases=tuple(a)),
+    lambda p, f, a: Targets(
+        target_prefixes=tuple(dict.fromkeys(p)), target_fqdns=tuple(dict.fromkeys(f)), alias_names=tuple(a)
+    ),
     st.lists(prefixes, max_size=3),
     st.lists(names, max_size=1),
     st.lists(st.sampled_from(["web", "dns"]), max_size=1, unique=True),

@@ -51,7 +51,7 @@ def kinds(events) -> list[str]:
 
 def test_every_scope_attribute_is_accepted_and_replayed(tmp_path: Path):
     aliases = StaticAliasDirectory(
-        {"alpha": {"web": Targets(prefixes=(ipaddress.ip_network("192.0.2.128/25"),), protocols=(6,))}}
+        {"alpha": {"web": Targets(target_prefixes=(ipaddress.ip_network("192.0.2.128/25"),), target_protocols=(6,))}}
     )
     h = make_harness(tmp_path, aliases=aliases)
     body = scope_body(
@@ -183,7 +183,9 @@ def test_get_all_is_4_04_when_the_client_has_none(harness: Harness):
 
 
 def test_get_filters_and_content_selection(tmp_path: Path):
-    aliases = StaticAliasDirectory({"alpha": {"dns": Targets(prefixes=(ipaddress.ip_network("192.0.2.53/32"),))}})
+    aliases = StaticAliasDirectory(
+        {"alpha": {"dns": Targets(target_prefixes=(ipaddress.ip_network("192.0.2.53/32"),))}}
+    )
     h = make_harness(tmp_path, aliases=aliases)
     h.put(1, scope_body(target_prefix=[HOST1], target_protocol=[6], target_port_range=[{"lower-port": 443}]))
     h.put(2, scope_body(target_prefix=[HOST2], target_protocol=[17]))
@@ -276,11 +278,11 @@ def test_conflict_policy_accept_answers_2_01_with_conflict_status_2(tmp_path: Pa
 
 
 def test_alias_change_seen_at_refresh_updates_the_mitigator(tmp_path: Path):
-    table = {"alpha": {"web": Targets(prefixes=(ipaddress.ip_network("192.0.2.0/28"),))}}
+    table = {"alpha": {"web": Targets(target_prefixes=(ipaddress.ip_network("192.0.2.0/28"),))}}
     h = make_harness(tmp_path, aliases=StaticAliasDirectory(table))
     body = scope_body(alias_name=["web"])
     assert h.put(1, body).code == "2.01"
-    table["alpha"]["web"] = Targets(prefixes=(ipaddress.ip_network("192.0.2.16/28"),))
+    table["alpha"]["web"] = Targets(target_prefixes=(ipaddress.ip_network("192.0.2.16/28"),))
     assert h.put(1, body).code == "2.04"
     (updated,) = [e for e in h.events if isinstance(e, MitigationUpdated)]
     assert [str(p) for p in updated.scope.target_prefixes] == ["192.0.2.16/28"]

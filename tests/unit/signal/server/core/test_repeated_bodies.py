@@ -113,15 +113,15 @@ def test_a_repeated_body_is_authorized_anew_after_the_client_loses_the_prefix(ha
 
 
 def test_a_repeated_body_naming_an_alias_gets_the_alias_as_it_is_now(tmp_path: Path):
-    web = {"alpha": {"web": Targets(prefixes=(ipaddress.ip_network("192.0.2.128/25"),))}}
+    web = {"alpha": {"web": Targets(target_prefixes=(ipaddress.ip_network("192.0.2.128/25"),))}}
     aliases = StaticAliasDirectory(web)
     h = make_harness(tmp_path, session_defaults=NO_HEARTBEAT, aliases=aliases)
     payload = encode_signal(scope_body(alias_name=["web"], lifetime=600))
     assert put_bytes(h, 1, payload) == "2.01"
-    web["alpha"]["web"] = Targets(prefixes=(ipaddress.ip_network("192.0.2.0/25"),))
+    web["alpha"]["web"] = Targets(target_prefixes=(ipaddress.ip_network("192.0.2.0/25"),))
     assert put_bytes(h, 1, payload) == "2.04"
     (held,) = h.server.mitigations()
-    assert [str(p) for p in held.targets.prefixes] == ["192.0.2.0/25"]
+    assert [str(p) for p in held.targets.target_prefixes] == ["192.0.2.0/25"]
     assert [type(e).__name__ for e in h.events] == ["MitigationUpdated"]
 
 

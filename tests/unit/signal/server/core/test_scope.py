@@ -76,12 +76,12 @@ def test_a_full_entry_is_parsed() -> None:
     }
     request = parse_scope_entry(entry)
     targets = request.targets
-    assert targets.prefixes == (ipaddress.ip_network("2001:db8::/32"), ipaddress.ip_network("192.0.2.0/24"))
-    assert targets.port_ranges == (PortRange(80, 80), PortRange(8000, 8080))
-    assert targets.protocols == (6, 17)
-    assert targets.fqdns == ("www.example.com",)
-    assert targets.uris == ("https://www.example.com/x",)
-    assert targets.aliases == ("web",)
+    assert targets.target_prefixes == (ipaddress.ip_network("2001:db8::/32"), ipaddress.ip_network("192.0.2.0/24"))
+    assert targets.target_port_ranges == (PortRange(80, 80), PortRange(8000, 8080))
+    assert targets.target_protocols == (6, 17)
+    assert targets.target_fqdns == ("www.example.com",)
+    assert targets.target_uris == ("https://www.example.com/x",)
+    assert targets.alias_names == ("web",)
     assert request.lifetime == -1 and request.trigger_mitigation is False
     assert request.attack_status is AttackStatus.UNDER_ATTACK
     assert [control.acl_name for control in request.acl_controls] == ["a"]
@@ -102,4 +102,4 @@ def test_an_efficacy_update_has_no_lifetime() -> None:
     entry = {"target-prefix": ["192.0.2.0/24"], "attack-status": "under-attack"}
     request = parse_scope_body({SCOPE: {"scope": [entry]}})
     assert request.lifetime is None and request.attack_status is AttackStatus.UNDER_ATTACK
-    assert request.acl_controls == () and request.targets.port_ranges == ()
+    assert request.acl_controls == () and request.targets.target_port_ranges == ()

@@ -72,7 +72,7 @@ def test_signal_request_uses_the_clients_own_data_channel_alias(tmp_path: Path):
     assert response.code == "2.01", response.diagnostic
     (activated,) = [e for e in events if isinstance(e, MitigationActivated)]
     assert [str(p) for p in activated.scope.target_prefixes] == ["192.0.2.0/28"]
-    assert activated.scope.protocols == (6,)
+    assert activated.scope.target_protocols == (6,)
     # Bravo has no alias named "web": its request is refused, not served with alpha's alias.
     response, _ = core.handle(
         Request("PUT", mitigate_path(BRAVO_CUID, 1), BRAVO_CUID, body=scope_body(alias_name=["web"])), T0
@@ -82,10 +82,12 @@ def test_signal_request_uses_the_clients_own_data_channel_alias(tmp_path: Path):
 
 def test_targets_without_aliases_are_held_as_parsed_not_copied():
     """Every held mitigation keeps its request's Targets; without aliases the resolved ones are that very object."""
-    plain = Targets(prefixes=(ipaddress.ip_network("192.0.2.0/28"),))
-    directory = StaticAliasDirectory({"alpha": {"web": Targets(prefixes=(ipaddress.ip_network("192.0.2.128/25"),))}})
+    plain = Targets(target_prefixes=(ipaddress.ip_network("192.0.2.0/28"),))
+    directory = StaticAliasDirectory(
+        {"alpha": {"web": Targets(target_prefixes=(ipaddress.ip_network("192.0.2.128/25"),))}}
+    )
     assert resolve_aliases(ALPHA, plain, directory) is plain
-    named = Targets(prefixes=plain.prefixes, aliases=("web",))
+    named = Targets(target_prefixes=plain.target_prefixes, alias_names=("web",))
     resolved = resolve_aliases(ALPHA, named, directory)
-    assert [str(p) for p in resolved.prefixes] == ["192.0.2.0/28", "192.0.2.128/25"]
-    assert named.prefixes == plain.prefixes  # the request's own Targets is left as it was
+    assert [str(p) for p in resolved.target_prefixes] == ["192.0.2.0/28", "192.0.2.128/25"]
+    assert named.target_prefixes == plain.target_prefixes  # the request's own Targets is left as it was
