@@ -65,6 +65,17 @@ def check_credentials(tls: TlsFiles) -> None:
         raise ConfigError(f"[tls] cert {tls.cert} / key {tls.key}: {error}") from None
 
 
+def socket_addresses(addresses: list[Any]) -> str:
+    """Socket addresses as an operator writes them ([::]:4646 0.0.0.0:4646), each once: not Python tuples."""
+    seen: list[str] = []
+    for address in addresses:
+        host, port = (address[0], address[1]) if isinstance(address, tuple | list) else (str(address), None)
+        text = str(host) if port is None else (f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}")
+        if text not in seen:
+            seen.append(text)
+    return " ".join(seen) or "-"
+
+
 def enforces_anything(config: ServerConfig) -> bool:
     """False when every configured actuator (or the default, when none is) is the logging mitigator."""
     return any(entry.get("type") != "logging" for entry in config.mitigators)
@@ -84,9 +95,13 @@ class DotsServer:
     def describe(self) -> str:
         """The line that says the server is ready (tests and the process stack wait for its start)."""
         endpoint = self.signal.endpoint
-        text = f"DOTS signal channel listening on {endpoint.dtls_addresses + endpoint.tls_addresses}"
+        text = "DOTS signal channel listening on " + ", ".join(
+            f"{kind} {socket_addresses(addresses)}"
+            for kind, addresses in (("DTLS", endpoint.dtls_addresses), ("TLS", endpoint.tls_addresses))
+            if addresses
+        )
         if self.data is not None:
-            text += f"; data channel listening on {self.data.addresses}"
+            text += f"; data channel listening on HTTPS {socket_addresses(self.data.addresses)}"
         if self.metrics is not None:
             text += f"; metrics on http://{self.config.metrics}/metrics"
         if self.admin is not None:

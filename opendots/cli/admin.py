@@ -11,6 +11,7 @@ import click
 
 from opendots.cli.common import OpenDotsGroup, group_config_option
 from opendots.cli.common import config_option as common_config_option
+from opendots.cli.render import seconds, table
 from opendots.config import ServerConfig
 from opendots.errors import ConfigError, UnavailableError
 
@@ -56,15 +57,20 @@ def status(config: Path, as_json: bool) -> None:
     enforced = answer.get("enforced", True)
     if not enforced:
         click.echo("not enforced: only the logging mitigator runs, no traffic is dropped ([[mitigators]])")
-    click.echo(f"{'client':<20} {'connected':<10} {'held':>5} {'enforced':>12}  last traffic")
+    rows = []
     for client in answer["clients"]:
         seen = client["last-traffic"]
         ago = f"{time.time() - seen:.0f} s ago" if seen else "never"
-        lost = " (lost)" if client["lost"] else ""
-        click.echo(
-            f"{client['name']:<20} {'yes' if client['connected'] else 'no':<10} {client['mitigations']:>5} "
-            f"{client['enforcing'] if enforced else 'not enforced':>12}  {ago}{lost}"
+        rows.append(
+            [
+                client["name"],
+                "yes" if client["connected"] else "no",
+                client["mitigations"],
+                client["enforcing"] if enforced else "not enforced",
+                ago + (" (lost)" if client["lost"] else ""),
+            ]
         )
+    click.echo(table(rows, ["CLIENT", "CONNECTED", "HELD", "ENFORCED", "LAST TRAFFIC"]))
 
 
 @admin.command()
@@ -77,16 +83,14 @@ def mitigations(config: Path, as_json: bool, client_name: str | None) -> None:
     if as_json:
         click.echo(json.dumps(answer, indent=2))
         return
-    click.echo(f"{'client':<14} {'mid':>6} {'status':<32} {'lifetime':>9} {'packets':>10}  targets")
+    rows = []
     for entry in answer["mitigations"]:
         targets = ", ".join(
             [*entry.get("target-prefix", []), *entry.get("target-fqdn", []), *entry.get("target-uri", [])]
         )
         packets = "-" if entry["pkts-dropped"] is None else entry["pkts-dropped"]
-        click.echo(
-            f"{entry['client']:<14} {entry['mid']:>6} {entry['status']:<32} {entry['lifetime']:>9} {packets:>10}  "
-            f"{targets}"
-        )
+        rows.append([entry["client"], entry["mid"], entry["status"], seconds(entry["lifetime"]), packets, targets])
+    click.echo(table(rows, ["CLIENT", "MID", "STATUS", "LIFETIME", "PACKETS", "TARGETS"]))
 
 
 @admin.command()
