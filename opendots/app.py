@@ -8,6 +8,7 @@ enforces.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import ssl
 import time
@@ -63,6 +64,30 @@ def check_credentials(tls: TlsFiles) -> None:
         raise ConfigError(f"[tls] cert {tls.cert} / key {tls.key}: {error.reason or error}") from None
     except OSError as error:
         raise ConfigError(f"[tls] cert {tls.cert} / key {tls.key}: {error}") from None
+    _check_validity(tls.cert)
+
+
+def _check_validity(path: Path) -> None:
+    """A certificate outside its validity period is refused by every peer (the data channel's server only says
+    "disconnected"): say so here, with its dates."""
+    from cryptography import x509
+
+    try:
+        certificate = x509.load_pem_x509_certificate(path.read_bytes())
+    except ValueError as error:  # OpenSSL took it; cryptography may not (then OpenSSL's peers will judge)
+        log.debug("validity of %s not checked: %s", path, error)
+        return
+    now = dt.datetime.now(dt.UTC)
+    if certificate.not_valid_after_utc < now:
+        raise ConfigError(
+            f"[tls] cert {path} expired on {certificate.not_valid_after_utc:%Y-%m-%d %H:%M} UTC "
+            f"(now {now:%Y-%m-%d %H:%M}): peers refuse it; issue a new one"
+        )
+    if certificate.not_valid_before_utc > now:
+        raise ConfigError(
+            f"[tls] cert {path} is not valid before {certificate.not_valid_before_utc:%Y-%m-%d %H:%M} UTC "
+            f"(now {now:%Y-%m-%d %H:%M}; is this host's clock right?)"
+        )
 
 
 def socket_addresses(addresses: list[Any]) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ from typing import Any
 import aiohttp
 import click
 
+from opendots.app import check_credentials
 from opendots.cli import data_output as output
 from opendots.cli.common import ConfiguredCommand, OpenDotsGroup
 from opendots.cli.render import print_json
@@ -21,6 +24,7 @@ from opendots.errors import UnavailableError
 from opendots.model.data_channel import MODULE
 
 PROTOCOLS = {"icmp": 1, "tcp": 6, "udp": 17, "icmpv6": 58}
+X509_V_ERR_HOSTNAME_MISMATCH = 62  # openssl/x509_vfy.h
 ACTIVATION_TYPES = ("activate-when-mitigating", "immediate", "deactivate")
 
 
@@ -29,6 +33,7 @@ def _run(context: click.Context, action: Callable[[DataChannelClient], Awaitable
     config = ClientConfig.load(context.obj["config"])
     if "data_port" in context.obj:
         config.data_port = context.obj["data_port"]
+    check_credentials(config.tls)  # a missing or mismatched file is a configuration error, named, not "unreachable"
 
     async def main() -> Any:
         async with DataChannelClient.from_config(config) as client:
@@ -36,8 +41,37 @@ def _run(context: click.Context, action: Callable[[DataChannelClient], Awaitable
 
     try:
         return asyncio.run(main())
-    except (OSError, aiohttp.ClientError) as error:  # refused, unreachable, or a failed certificate check
+    except aiohttp.ClientConnectorCertificateError as error:
+        raise UnavailableError(f"cannot reach the data channel: {_certificate_refused(config, error)}") from None
+    except (OSError, aiohttp.ClientError) as error:  # refused, unreachable
         raise UnavailableError(f"cannot reach the data channel: {one_line(str(error))}") from None
+
+
+def _certificate_refused(config: ClientConfig, error: aiohttp.ClientConnectorCertificateError) -> str:
+    """Which check the server's certificate failed and what was expected, as the signal channel says it
+    (opendots.pki.verify): the certificate is fetched again, unverified, to be described."""
+    from cryptography import x509
+
+    from opendots.pki.verify import explain
+
+    failure = error.certificate_error
+    code = getattr(failure, "verify_code", None)
+    words = getattr(failure, "verify_message", None) or str(failure)
+    try:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # to read it, not to trust it
+        context.load_cert_chain(config.tls.cert, config.tls.key)
+        with (
+            socket.create_connection((error.host, error.port), timeout=5) as raw,
+            context.wrap_socket(raw, server_hostname=config.server_name) as tls,
+        ):
+            der = tls.getpeercert(binary_form=True)
+    except (OSError, ValueError):
+        der = None
+    if der is None or code is None:
+        return f"the server certificate failed verification: {words}"
+    errno = 0 if code == X509_V_ERR_HOSTNAME_MISMATCH else code  # explain's "only the name check failed"
+    return f"{explain(x509.load_der_x509_certificate(der), errno, 'server', config.server_name)} ({words})"
 
 
 def _report(reply: Reply, as_json: bool, lines: list[str], note: str | None = None) -> None:
