@@ -70,6 +70,8 @@ def _call(config_path: Path, operation: str, **args: Any) -> tuple[dict[str, Any
     try:
         if agent_answers(config.control_socket):
             with ControlClient(config.control_socket) as client:
+                if operation != "status" or args.get("refresh"):  # the agent's cache needs no session
+                    _note_no_session(client, settings)
                 return client.call(operation, **args), True
         if operation == "status":
             args["refresh"] = True
@@ -78,6 +80,16 @@ def _call(config_path: Path, operation: str, **args: Any) -> tuple[dict[str, Any
         return asyncio.run(run_once(config, settings, operation, args)), False
     except (ConnectionError, OSError) as error:
         raise UnavailableError(str(error)) from None
+
+
+def _note_no_session(control: Any, settings: Any) -> None:
+    """An agent that is still connecting holds a request until its attempt ends (up to twice connect_timeout):
+    say so on stderr at once rather than stay silent."""
+    info = control.session()
+    activity = str(info.get("activity", ""))
+    if not info.get("connected") and activity.startswith("connecting"):
+        limit = 2 * settings.connect_timeout
+        click.echo(f"note: the agent has no session yet ({activity}); waiting for it, at most {limit:.0f} s", err=True)
 
 
 def _check_code(result: dict[str, Any]) -> None:

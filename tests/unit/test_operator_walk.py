@@ -12,6 +12,7 @@ import datetime as dt
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import aiocoap.error
@@ -162,3 +163,31 @@ def test_a_mid_replaced_at_the_server_is_forgotten_by_the_client(tmp_path: Path)
     assert gone == [ev.MitigationGone(granted["old"], f"replaced by mid {granted['new']} (RFC 9132 §4.4.1)")]
     assert sorted(core.mitigations) == sorted([granted["other"], granted["new"]])
     assert sorted(stored.mid for stored in store.load_mitigations()) == sorted(core.mitigations)
+
+
+async def test_a_request_to_an_agent_still_connecting_says_so_at_once_then_fails_with_the_reason(
+    tmp_path: Path,
+) -> None:
+    """Before: `client mitigate` was silent for the whole connection attempt (issue 13: 'silent for 30 s')."""
+    from opendots.app import build_client_agent
+    from tests.conftest import free_port
+
+    init_pki(tmp_path)
+    config = ClientConfig.load(tmp_path / "client.toml")
+    config.server_addresses, config.transport = ["127.0.0.1"], "dtls"
+    config.signal_port = free_port()  # nothing answers: each DTLS attempt lasts connect_timeout
+    config.control_socket = Path("/tmp") / f"od-walk-{uuid.uuid4().hex[:10]}.sock"
+    config.agent = {"connect_timeout": 2.0, "reconnect_min": 30.0, "reconnect_max": 60.0}
+    config.save(tmp_path / "client.toml")
+    agent = build_client_agent(ClientConfig.load(tmp_path / "client.toml"))
+    await agent.start()
+    try:
+        assert agent.activity().startswith("connecting")
+        arguments = ["client", "mitigate", "-c", str(tmp_path / "client.toml"), "--target-prefix", "203.0.113.1"]
+        result = await asyncio.to_thread(CliRunner().invoke, cli, arguments)
+    finally:
+        await agent.stop()
+    assert result.stderr.startswith("note: the agent has no session yet (connecting to localhost); waiting for it"), (
+        result.output
+    )
+    assert result.exit_code == EX_UNAVAILABLE and "Error: no signal channel session" in result.stderr, result.output
