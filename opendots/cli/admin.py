@@ -29,6 +29,10 @@ def _call(config: Path, op: str, **args: Any) -> dict[str, Any]:
         raise UnavailableError(f"no server answers on {loaded.admin_socket}") from None
 
 
+def _ttl(ttl: int) -> str:
+    return "no TTL (Max-Age 2^32-1: clients keep the alternate)" if ttl >= 2**32 - 1 else f"TTL {ttl} s"
+
+
 config_option = common_config_option("server.toml")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
 
@@ -53,7 +57,7 @@ def status(config: Path, as_json: bool) -> None:
     redirection = answer["redirection"]
     if redirection is not None:
         records = ", ".join(redirection["records"]) or "-"
-        click.echo(f"redirecting to {redirection['alt-server']} ({records}), TTL {redirection['ttl']} s")
+        click.echo(f"redirecting to {redirection['alt-server']} ({records}), {_ttl(redirection['ttl'])}")
     enforced = answer.get("enforced", True)
     if not enforced:
         click.echo("not enforced: only the logging mitigator runs, no traffic is dropped ([[mitigators]])")
@@ -97,7 +101,12 @@ def mitigations(config: Path, as_json: bool, client_name: str | None) -> None:
 @config_option
 @click.option("--to", "alt_server", help="Name of the alternate DOTS server (alt-server).")
 @click.option("--record", "records", multiple=True, help="An address of it (alt-server-record; repeatable).")
-@click.option("--ttl", type=int, help="Seconds the redirection holds (default: until cleared).")
+@click.option(
+    "--ttl",
+    type=int,
+    help="Seconds a client keeps the alternate before returning here (Max-Age; default: no limit). The server "
+    "redirects every request until --clear.",
+)
 @click.option("--clear", is_flag=True, help="Stop redirecting.")
 def redirect(config: Path, alt_server: str | None, records: tuple[str, ...], ttl: int | None, clear: bool) -> None:
     """Send every client to an alternate server (RFC 9132 §4.6: 5.03 to requests and observers), or stop."""
@@ -111,7 +120,9 @@ def redirect(config: Path, alt_server: str | None, records: tuple[str, ...], ttl
     if ttl is not None:
         args["ttl"] = ttl
     answer = _call(config, "redirect", **args)["redirection"]
-    click.echo(f"redirecting to {answer['alt-server']} ({', '.join(answer['records']) or '-'}), TTL {answer['ttl']} s")
+    click.echo(f"redirecting to {answer['alt-server']} ({', '.join(answer['records']) or '-'}), {_ttl(answer['ttl'])}")
+    # RFC 9132 §4.6: the TTL is how long clients cache the alternate, not how long this server redirects.
+    click.echo("clients return here when the TTL ends and are redirected again until `opendots admin redirect --clear`")
 
 
 @admin.command("report-status")

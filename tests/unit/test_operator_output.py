@@ -45,8 +45,23 @@ async def test_data_listings_are_tables_with_the_pending_lifetime_in_minutes_and
     assert alias["target-protocol"] == [17] and isinstance(alias["pending-lifetime"], int)
     assert f"{alias['pending-lifetime']} min" in row
 
-    added = await _data(running, directory, "acl", "add", "syn", "--destination", "198.51.100.0/24",
-                        "--protocol", "tcp", "--tcp-flags", "2", "--dst-port", "80", "--rate-limit", "1000")  # fmt: skip
+    added = await _data(
+        running,
+        directory,
+        "acl",
+        "add",
+        "syn",
+        "--destination",
+        "198.51.100.0/24",
+        "--protocol",
+        "tcp",
+        "--tcp-flags",
+        "2",
+        "--dst-port",
+        "80",
+        "--rate-limit",
+        "1000",
+    )
     assert added.exit_code == 0, added.output
     listed = await _data(running, directory, "acl", "list")
     header, row = listed.stdout.splitlines()
@@ -70,8 +85,18 @@ async def test_acl_add_says_stored_never_installed_when_the_server_enforces_noth
     client says what the server confirmed and what the activation type means (§7.2)."""
     running, directory = app_server
     assert (await _data(running, directory, "register")).exit_code == 0
-    added = await _data(running, directory, "acl", "add", "frags", "--destination", "2001:db8::/48", "--fragments",
-                        "--activation", "immediate")  # fmt: skip
+    added = await _data(
+        running,
+        directory,
+        "acl",
+        "add",
+        "frags",
+        "--destination",
+        "2001:db8::/48",
+        "--fragments",
+        "--activation",
+        "immediate",
+    )
     assert added.exit_code == 0, added.output
     assert "installed" not in added.output
     assert added.stdout == "ACL frags stored (immediate: applied now)\n"
@@ -98,8 +123,11 @@ def test_an_error_body_that_is_not_restconf_still_makes_one_line() -> None:
     """A proxy's page or the HTTP layer's own answer (a 408 after body_timeout) is no `ietf-restconf:errors`."""
     error = DataChannelError(408, _first_error("<html>\n  <body>Request Timeout</body>\n</html>"))
     assert str(error) == "408: <html> <body>Request Timeout</body> </html>"
-    restconf = {"ietf-restconf:errors": {"error": [{"error-tag": "invalid-value", "error-message": "a\nb",
-                                                    "error-path": "/x:y"}]}}  # fmt: skip
+    restconf = {
+        "ietf-restconf:errors": {
+            "error": [{"error-tag": "invalid-value", "error-message": "a\nb", "error-path": "/x:y"}]
+        }
+    }
     assert str(DataChannelError(400, _first_error(json.dumps(restconf)))) == "400 invalid-value: a b (at /x:y)"
 
 
@@ -112,8 +140,9 @@ async def test_lifetimes_carry_their_unit_in_client_status_and_admin_mitigations
     async def run(*args: str):
         return await asyncio.to_thread(CliRunner().invoke, cli, list(args))
 
-    placed = await run("client", "mitigate", "-c", client_toml, *ports, "--target-prefix", "203.0.113.9/32",
-                       "--lifetime", "600")  # fmt: skip
+    placed = await run(
+        "client", "mitigate", "-c", client_toml, *ports, "--target-prefix", "203.0.113.9/32", "--lifetime", "600"
+    )
     assert placed.stdout.endswith("(lifetime 600 s)\n"), placed.output
     status = await run("client", "status", "-c", client_toml, *ports)
     row = status.stdout.splitlines()[1]
@@ -151,3 +180,26 @@ def test_units_and_session_values_read_as_words() -> None:
     assert [_session_value(name, value) for name, value in (("connected", True), ("last-error", None))] == ["yes", "-"]
     assert _session_value("redirection", {"alt-server": "dots2", "ttl-left": 42}) == "to dots2 (42 s left of its TTL)"
     assert table([["a", 1]], ["X", "LONGER"]) == "X  LONGER\na  1"
+
+
+async def test_admin_redirect_says_the_ttl_is_the_clients_cache_time_not_how_long_the_server_redirects(
+    app_server,  # noqa: F811
+) -> None:
+    """RFC 9132 §4.6: Max-Age is how long a client may use the alternate; then it returns to the provisioned server
+    (which, here, keeps redirecting until cleared)."""
+    _, directory = app_server
+
+    async def admin(*args: str):
+        return await asyncio.to_thread(CliRunner().invoke, cli, ["admin", *args, "-c", str(directory / "server.toml")])
+
+    timed = await admin("redirect", "--to", "dots2.example.net", "--record", "192.0.2.10", "--ttl", "60")
+    assert timed.stdout.splitlines() == [
+        "redirecting to dots2.example.net (192.0.2.10), TTL 60 s",
+        "clients return here when the TTL ends and are redirected again until `opendots admin redirect --clear`",
+    ]
+    endless = await admin("redirect", "--to", "dots2.example.net")
+    assert endless.stdout.splitlines()[0] == (
+        "redirecting to dots2.example.net (-), no TTL (Max-Age 2^32-1: clients keep the alternate)"
+    )
+    assert "4294967295" not in (await admin("status")).stdout
+    await admin("redirect", "--clear")
