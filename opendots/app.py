@@ -92,13 +92,9 @@ def _check_validity(path: Path) -> None:
 
 def socket_addresses(addresses: list[Any]) -> str:
     """Socket addresses as an operator writes them ([::]:4646 0.0.0.0:4646), each once: not Python tuples."""
-    seen: list[str] = []
-    for address in addresses:
-        host, port = (address[0], address[1]) if isinstance(address, tuple | list) else (str(address), None)
-        text = str(host) if port is None else (f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}")
-        if text not in seen:
-            seen.append(text)
-    return " ".join(seen) or "-"
+    from opendots.pki.verify import peer_label
+
+    return " ".join(dict.fromkeys(peer_label(address) for address in addresses)) or "-"
 
 
 def enforces_anything(config: ServerConfig) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import logging
 import os
 import subprocess
 import sys
@@ -31,6 +32,7 @@ from opendots.signal.client.shell.connect import _reason
 from opendots.store.client_state import ClientStateStore
 from opendots.transport.dtls import DtlsError
 from tests.unit.test_client_core import CUID, T0, connected_core, events
+from tests.unit.test_dtls_core import listener  # noqa: F401  (a fixture)
 from tests.unit.test_wiring_cli import EX_CONFIG, _one_line_error, app_server  # noqa: F401  (a fixture)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -191,3 +193,22 @@ async def test_a_request_to_an_agent_still_connecting_says_so_at_once_then_fails
         result.output
     )
     assert result.exit_code == EX_UNAVAILABLE and "Error: no signal channel session" in result.stderr, result.output
+
+
+def test_the_server_logs_a_handshake_a_client_ended_with_its_address_and_the_likely_cause(
+    pki_dir: Path,
+    listener,  # noqa: F811 (fixture)
+    caplog,
+    monkeypatch,
+) -> None:
+    """A client whose server_name is not among the server certificate's names ends the handshake with an alert
+    ("internal error"); the server's log said only that, and not from where."""
+    from opendots.pki import verify
+    from tests.unit.test_dtls_core import PEER, connect
+
+    monkeypatch.setattr(verify, "_refusals", verify._Refusals())  # no earlier refusal inside the interval
+    with caplog.at_level(logging.WARNING, logger="opendots.pki.verify"):
+        connect(pki_dir, listener, name="dots.example.net")
+    [line] = [record.getMessage() for record in caplog.records if "DTLS handshake" in record.getMessage()]
+    assert line.startswith(f"refused a DTLS handshake: from {verify.peer_label(PEER)}: the client ended it ("), line
+    assert "server_name" in line
