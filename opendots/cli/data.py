@@ -23,7 +23,6 @@ from opendots.data.client import DataChannelClient, Reply, one_line
 from opendots.errors import UnavailableError
 from opendots.model.data_channel import MODULE
 
-PROTOCOLS = {"icmp": 1, "tcp": 6, "udp": 17, "icmpv6": 58}
 X509_V_ERR_HOSTNAME_MISMATCH = 62  # openssl/x509_vfy.h
 ACTIVATION_TYPES = ("activate-when-mitigating", "immediate", "deactivate")
 
@@ -162,11 +161,13 @@ def _port_range(text: str) -> dict[str, int]:
 
 
 def _protocol(text: str) -> int:
-    if text.lower() in PROTOCOLS:
-        return PROTOCOLS[text.lower()]
-    if text.isdigit() and 0 <= int(text) <= 255:
-        return int(text)
-    raise click.BadParameter(f"{text!r} is not tcp, udp, icmp, icmpv6 or a protocol number")
+    """tcp, udp, ... or a number 0-255: the names the client verbs take and the tables print."""
+    from opendots.signal.client.core.scope import ScopeError, parse_protocol
+
+    try:
+        return parse_protocol(text)
+    except ScopeError as error:
+        raise click.BadParameter(str(error)) from None
 
 
 @data.group()
