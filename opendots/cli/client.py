@@ -246,7 +246,8 @@ def session_command(config_path: Path, as_json: bool) -> None:
         return
     rows = [[name, _session_value(name, info[name])] for name in info]
     rows = [row for row in rows if row[0] not in ("config", "parameters")]
-    rows += [[f"parameter {name}", parameter(name, value)] for name, value in (info.get("parameters") or {}).items()]
+    for name, value in (info.get("parameters") or {}).items():  # in their YANG spelling, as `config get` shows them
+        rows.append([f"parameter {name.replace('_', '-')}", parameter(name, value)])
     click.echo(table(rows, ["FIELD", "VALUE"]))
 
 

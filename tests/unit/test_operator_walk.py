@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 import logging
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -187,8 +188,12 @@ async def test_a_request_to_an_agent_still_connecting_says_so_at_once_then_fails
         assert agent.activity().startswith("connecting")
         arguments = ["client", "mitigate", "-c", str(tmp_path / "client.toml"), "--target-prefix", "203.0.113.1"]
         result = await asyncio.to_thread(CliRunner().invoke, cli, arguments)
+        session = await asyncio.to_thread(CliRunner().invoke, cli, ["client", "session", "-c", arguments[3]])
     finally:
         await agent.stop()
+    rows = dict(line.split(None, 1) for line in session.stdout.splitlines()[1:] if not line.startswith("parameter"))
+    assert rows["connected"] == "no" and rows["server"] == "-", session.stdout  # words, not True/None
+    assert re.search(r"^parameter heartbeat-interval\s+\d+ s$", session.stdout, re.MULTILINE), session.stdout
     assert result.stderr.startswith("note: the agent has no session yet (connecting to localhost); waiting for it"), (
         result.output
     )
