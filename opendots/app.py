@@ -8,6 +8,7 @@ enforces.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import ssl
 import time
@@ -63,6 +64,37 @@ def check_credentials(tls: TlsFiles) -> None:
         raise ConfigError(f"[tls] cert {tls.cert} / key {tls.key}: {error.reason or error}") from None
     except OSError as error:
         raise ConfigError(f"[tls] cert {tls.cert} / key {tls.key}: {error}") from None
+    _check_validity(tls.cert)
+
+
+def _check_validity(path: Path) -> None:
+    """A certificate outside its validity period is refused by every peer (the data channel's server only says
+    "disconnected"): say so here, with its dates."""
+    from cryptography import x509
+
+    try:
+        certificate = x509.load_pem_x509_certificate(path.read_bytes())
+    except ValueError as error:  # OpenSSL took it; cryptography may not (then OpenSSL's peers will judge)
+        log.debug("validity of %s not checked: %s", path, error)
+        return
+    now = dt.datetime.now(dt.UTC)
+    if certificate.not_valid_after_utc < now:
+        raise ConfigError(
+            f"[tls] cert {path} expired on {certificate.not_valid_after_utc:%Y-%m-%d %H:%M} UTC "
+            f"(now {now:%Y-%m-%d %H:%M}): peers refuse it; issue a new one"
+        )
+    if certificate.not_valid_before_utc > now:
+        raise ConfigError(
+            f"[tls] cert {path} is not valid before {certificate.not_valid_before_utc:%Y-%m-%d %H:%M} UTC "
+            f"(now {now:%Y-%m-%d %H:%M}; is this host's clock right?)"
+        )
+
+
+def socket_addresses(addresses: list[Any]) -> str:
+    """Socket addresses as an operator writes them ([::]:4646 0.0.0.0:4646), each once: not Python tuples."""
+    from opendots.pki.verify import peer_label
+
+    return " ".join(dict.fromkeys(peer_label(address) for address in addresses)) or "-"
 
 
 def enforces_anything(config: ServerConfig) -> bool:
@@ -84,9 +116,13 @@ class DotsServer:
     def describe(self) -> str:
         """The line that says the server is ready (tests and the process stack wait for its start)."""
         endpoint = self.signal.endpoint
-        text = f"DOTS signal channel listening on {endpoint.dtls_addresses + endpoint.tls_addresses}"
+        text = "DOTS signal channel listening on " + ", ".join(
+            f"{kind} {socket_addresses(addresses)}"
+            for kind, addresses in (("DTLS", endpoint.dtls_addresses), ("TLS", endpoint.tls_addresses))
+            if addresses
+        )
         if self.data is not None:
-            text += f"; data channel listening on {self.data.addresses}"
+            text += f"; data channel listening on HTTPS {socket_addresses(self.data.addresses)}"
         if self.metrics is not None:
             text += f"; metrics on http://{self.config.metrics}/metrics"
         if self.admin is not None:

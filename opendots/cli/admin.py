@@ -11,6 +11,7 @@ import click
 
 from opendots.cli.common import OpenDotsGroup, group_config_option
 from opendots.cli.common import config_option as common_config_option
+from opendots.cli.render import seconds, table
 from opendots.config import ServerConfig
 from opendots.errors import ConfigError, UnavailableError
 
@@ -26,6 +27,10 @@ def _call(config: Path, op: str, **args: Any) -> dict[str, Any]:
             return control.call(op, **args)
     except (ConnectionError, FileNotFoundError):
         raise UnavailableError(f"no server answers on {loaded.admin_socket}") from None
+
+
+def _ttl(ttl: int) -> str:
+    return "no TTL (Max-Age 2^32-1: clients keep the alternate)" if ttl >= 2**32 - 1 else f"TTL {ttl} s"
 
 
 config_option = common_config_option("server.toml")
@@ -52,19 +57,24 @@ def status(config: Path, as_json: bool) -> None:
     redirection = answer["redirection"]
     if redirection is not None:
         records = ", ".join(redirection["records"]) or "-"
-        click.echo(f"redirecting to {redirection['alt-server']} ({records}), TTL {redirection['ttl']} s")
+        click.echo(f"redirecting to {redirection['alt-server']} ({records}), {_ttl(redirection['ttl'])}")
     enforced = answer.get("enforced", True)
     if not enforced:
         click.echo("not enforced: only the logging mitigator runs, no traffic is dropped ([[mitigators]])")
-    click.echo(f"{'client':<20} {'connected':<10} {'held':>5} {'enforced':>12}  last traffic")
+    rows = []
     for client in answer["clients"]:
         seen = client["last-traffic"]
         ago = f"{time.time() - seen:.0f} s ago" if seen else "never"
-        lost = " (lost)" if client["lost"] else ""
-        click.echo(
-            f"{client['name']:<20} {'yes' if client['connected'] else 'no':<10} {client['mitigations']:>5} "
-            f"{client['enforcing'] if enforced else 'not enforced':>12}  {ago}{lost}"
+        rows.append(
+            [
+                client["name"],
+                "yes" if client["connected"] else "no",
+                client["mitigations"],
+                client["enforcing"] if enforced else "not enforced",
+                ago + (" (lost)" if client["lost"] else ""),
+            ]
         )
+    click.echo(table(rows, ["CLIENT", "CONNECTED", "HELD", "ENFORCED", "LAST TRAFFIC"]))
 
 
 @admin.command()
@@ -77,23 +87,26 @@ def mitigations(config: Path, as_json: bool, client_name: str | None) -> None:
     if as_json:
         click.echo(json.dumps(answer, indent=2))
         return
-    click.echo(f"{'client':<14} {'mid':>6} {'status':<32} {'lifetime':>9} {'packets':>10}  targets")
+    rows = []
     for entry in answer["mitigations"]:
         targets = ", ".join(
             [*entry.get("target-prefix", []), *entry.get("target-fqdn", []), *entry.get("target-uri", [])]
         )
         packets = "-" if entry["pkts-dropped"] is None else entry["pkts-dropped"]
-        click.echo(
-            f"{entry['client']:<14} {entry['mid']:>6} {entry['status']:<32} {entry['lifetime']:>9} {packets:>10}  "
-            f"{targets}"
-        )
+        rows.append([entry["client"], entry["mid"], entry["status"], seconds(entry["lifetime"]), packets, targets])
+    click.echo(table(rows, ["CLIENT", "MID", "STATUS", "LIFETIME", "PACKETS", "TARGETS"]))
 
 
 @admin.command()
 @config_option
 @click.option("--to", "alt_server", help="Name of the alternate DOTS server (alt-server).")
 @click.option("--record", "records", multiple=True, help="An address of it (alt-server-record; repeatable).")
-@click.option("--ttl", type=int, help="Seconds the redirection holds (default: until cleared).")
+@click.option(
+    "--ttl",
+    type=int,
+    help="Seconds a client keeps the alternate before returning here (Max-Age; default: no limit). The server "
+    "redirects every request until --clear.",
+)
 @click.option("--clear", is_flag=True, help="Stop redirecting.")
 def redirect(config: Path, alt_server: str | None, records: tuple[str, ...], ttl: int | None, clear: bool) -> None:
     """Send every client to an alternate server (RFC 9132 §4.6: 5.03 to requests and observers), or stop."""
@@ -107,7 +120,9 @@ def redirect(config: Path, alt_server: str | None, records: tuple[str, ...], ttl
     if ttl is not None:
         args["ttl"] = ttl
     answer = _call(config, "redirect", **args)["redirection"]
-    click.echo(f"redirecting to {answer['alt-server']} ({', '.join(answer['records']) or '-'}), TTL {answer['ttl']} s")
+    click.echo(f"redirecting to {answer['alt-server']} ({', '.join(answer['records']) or '-'}), {_ttl(answer['ttl'])}")
+    # RFC 9132 §4.6: the TTL is how long clients cache the alternate, not how long this server redirects.
+    click.echo("clients return here when the TTL ends and are redirected again until `opendots admin redirect --clear`")
 
 
 @admin.command("report-status")

@@ -17,6 +17,7 @@ import click
 
 from opendots import eventloop
 from opendots.cli.common import OpenDotsGroup, config_option, group_config_option
+from opendots.cli.render import parameter, port_ranges, print_json, protocols, seconds, table
 from opendots.cli.server import PORT, event_loop_option
 from opendots.config import ClientConfig
 from opendots.errors import RefusedError, UnavailableError
@@ -69,6 +70,8 @@ def _call(config_path: Path, operation: str, **args: Any) -> tuple[dict[str, Any
     try:
         if agent_answers(config.control_socket):
             with ControlClient(config.control_socket) as client:
+                if operation != "status" or args.get("refresh"):  # the agent's cache needs no session
+                    _note_no_session(client, settings)
                 return client.call(operation, **args), True
         if operation == "status":
             args["refresh"] = True
@@ -79,15 +82,21 @@ def _call(config_path: Path, operation: str, **args: Any) -> tuple[dict[str, Any
         raise UnavailableError(str(error)) from None
 
 
+def _note_no_session(control: Any, settings: Any) -> None:
+    """An agent that is still connecting holds a request until its attempt ends (up to twice connect_timeout):
+    say so on stderr at once rather than stay silent."""
+    info = control.session()
+    activity = str(info.get("activity", ""))
+    if not info.get("connected") and activity.startswith("connecting"):
+        limit = 2 * settings.connect_timeout
+        click.echo(f"note: the agent has no session yet ({activity}); waiting for it, at most {limit:.0f} s", err=True)
+
+
 def _check_code(result: dict[str, Any]) -> None:
     code = str(result.get("code", ""))
     if code and not code.startswith("2."):
         detail = result.get("diagnostic") or (json.dumps(result["body"]) if result.get("body") else "")
         raise RefusedError(f"the DOTS server answered {code} {detail}".rstrip())
-
-
-def _print_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, sort_keys=False))
 
 
 @click.group(cls=OpenDotsGroup)
@@ -160,12 +169,12 @@ def mitigate_command(
         args["mid"] = mid
     result, _ = _call(config_path, "mitigate", **args)
     if as_json:
-        _print_json(result.get("body"))
+        print_json(result.get("body"))
     _check_code(result)
     if not as_json:
         entries = (result.get("body") or {}).get(f"{MODULE}:mitigation-scope", {}).get("scope", [{}])
         granted = entries[0].get("lifetime", lifetime) if entries else lifetime
-        click.echo(f"mid {result['mid']}: {result['code']} (lifetime {granted} s)")
+        click.echo(f"mid {result['mid']}: {result['code']} (lifetime {seconds(granted)})")
         if result.get("replaced"):
             replaced = ", ".join(str(mid) for mid in result["replaced"])
             click.echo(f"replaces overlapping mid {replaced}: deleted at the server (RFC 9132 §4.4.1)")
@@ -178,21 +187,6 @@ def _status_entries(result: dict[str, Any]) -> list[dict[str, Any]]:
             for record in result["mitigations"]
         ]
     return list((result.get("body") or {}).get(f"{MODULE}:mitigation-scope", {}).get("scope", []))
-
-
-def _protocol_name(number: Any) -> str:
-    from opendots.signal.client.core.scope import PROTOCOL_NUMBERS
-
-    names = {value: name for name, value in PROTOCOL_NUMBERS.items()}  # the last name wins: 58 is icmpv6
-    return names.get(number, str(number))
-
-
-def _table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=False)]
-    lines = [
-        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=False)) for row in [header, *rows]
-    ]
-    return "\n".join(line.rstrip() for line in lines)
 
 
 @client.command("status")
@@ -212,31 +206,27 @@ def status_command(config_path: Path, mid: int | None, refresh: bool, as_json: b
         _check_code(result)
         entries = _status_entries(result)
     if as_json:
-        _print_json({f"{MODULE}:mitigation-scope": {"scope": entries}})
+        print_json({f"{MODULE}:mitigation-scope": {"scope": entries}})
         return
     if not entries:
         click.echo("no active mitigations")
         return
     rows = []
     for entry in entries:
-        ports = ",".join(
-            str(r["lower-port"]) + (f"-{r['upper-port']}" if "upper-port" in r else "")
-            for r in entry.get("target-port-range", [])
-        )
         targets = entry.get("target-prefix", []) + entry.get("target-fqdn", []) + entry.get("target-uri", [])
         targets += [f"alias:{a}" for a in entry.get("alias-name", [])]
         rows.append(
             [
                 str(entry.get("mid", "")),
                 str(entry.get("status") or "-"),
-                str(entry.get("lifetime", "-")),
+                seconds(entry.get("lifetime")),
                 " ".join(targets),
-                ports or "any",
-                ",".join(_protocol_name(p) for p in entry.get("target-protocol", [])) or "any",
+                port_ranges(entry.get("target-port-range", [])),
+                protocols(entry.get("target-protocol", [])),
                 f"{entry.get('pkts-dropped', '-')}/{entry.get('bytes-dropped', '-')}",
             ]
         )
-    click.echo(_table(rows, ["MID", "STATUS", "LIFETIME", "TARGETS", "PORTS", "PROTO", "DROPPED PKTS/BYTES"]))
+    click.echo(table(rows, ["MID", "STATUS", "LIFETIME", "TARGETS", "PORTS", "PROTO", "DROPPED PKTS/BYTES"]))
 
 
 @client.command("session")
@@ -252,17 +242,25 @@ def session_command(config_path: Path, as_json: bool) -> None:
     with ControlClient(config.control_socket) as control:
         info = control.session()
     if as_json:
-        _print_json(info)
+        print_json(info)
         return
     rows = [[name, _session_value(name, info[name])] for name in info]
     rows = [row for row in rows if row[0] not in ("config", "parameters")]
-    rows += [[f"parameter {name}", str(value)] for name, value in (info.get("parameters") or {}).items()]
-    click.echo(_table(rows, ["FIELD", "VALUE"]))
+    for name, value in (info.get("parameters") or {}).items():  # in their YANG spelling, as `config get` shows them
+        rows.append([f"parameter {name.replace('_', '-')}", parameter(name, value)])
+    click.echo(table(rows, ["FIELD", "VALUE"]))
 
 
 def _session_value(name: str, value: Any) -> str:
     if name == "rtt" and isinstance(value, int | float):
         return f"{value * 1000:.1f} ms"
+    if name == "redirection" and isinstance(value, dict):
+        ttl = "until cleared" if value.get("ttl-left") is None else f"{value['ttl-left']} s left of its TTL"
+        return f"to {value.get('alt-server')} ({ttl})"
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     return json.dumps(value) if isinstance(value, dict) else str(value)
 
 
@@ -304,7 +302,7 @@ def config_get_command(config_path: Path, as_json: bool) -> None:
     """Show acceptable and current session parameters (GET /config)."""
     result, _ = _call(config_path, "config-get")
     if as_json:
-        _print_json(result.get("body"))
+        print_json(result.get("body"))
     _check_code(result)
     if as_json:
         return
@@ -315,8 +313,8 @@ def config_get_command(config_path: Path, as_json: bool) -> None:
             current = node.get("current-value", node.get("current-value-decimal", "-"))
             low = node.get("min-value", node.get("min-value-decimal", "-"))
             high = node.get("max-value", node.get("max-value-decimal", "-"))
-            rows.append([set_name, name, str(current), str(low), str(high)])
-    click.echo(_table(rows, ["SET", "PARAMETER", "CURRENT", "MIN", "MAX"]))
+            rows.append([set_name, name, *(parameter(name, value) for value in (current, low, high))])
+    click.echo(table(rows, ["SET", "PARAMETER", "CURRENT", "MIN", "MAX"]))
 
 
 _PARAMETER_OPTIONS = (

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -11,33 +13,97 @@ from typing import Any
 import aiohttp
 import click
 
+from opendots.app import check_credentials
+from opendots.cli import data_output as output
 from opendots.cli.common import ConfiguredCommand, OpenDotsGroup
+from opendots.cli.render import print_json
+from opendots.cli.server import PORT
 from opendots.config import ClientConfig
-from opendots.data.client import DataChannelClient
+from opendots.data.client import DataChannelClient, Reply, one_line
 from opendots.errors import UnavailableError
 from opendots.model.data_channel import MODULE
 
-PROTOCOLS = {"icmp": 1, "tcp": 6, "udp": 17, "icmpv6": 58}
+X509_V_ERR_HOSTNAME_MISMATCH = 62  # openssl/x509_vfy.h
 ACTIVATION_TYPES = ("activate-when-mitigating", "immediate", "deactivate")
 
 
-def _run(context: click.Context, action: Callable[[DataChannelClient], Awaitable[Any]]) -> None:
+def _run(context: click.Context, action: Callable[[DataChannelClient], Awaitable[Any]]) -> Any:
+    """ACTION's result on a client of the configured server; failures are OpenDotsErrors (one line)."""
     config = ClientConfig.load(context.obj["config"])
+    if "data_port" in context.obj:
+        config.data_port = context.obj["data_port"]
+    check_credentials(config.tls)  # a missing or mismatched file is a configuration error, named, not "unreachable"
 
     async def main() -> Any:
         async with DataChannelClient.from_config(config) as client:
             return await action(client)
 
     try:
-        result = asyncio.run(main())
-    except (OSError, aiohttp.ClientError) as error:  # refused, unreachable, or a failed certificate check
-        raise UnavailableError(f"cannot reach the data channel: {error}") from None
-    if result is not None:
-        click.echo(json.dumps(result, indent=2))
+        return asyncio.run(main())
+    except aiohttp.ClientConnectorCertificateError as error:
+        raise UnavailableError(f"cannot reach the data channel: {_certificate_refused(config, error)}") from None
+    except (OSError, aiohttp.ClientError) as error:  # refused, unreachable
+        raise UnavailableError(f"cannot reach the data channel: {one_line(str(error))}") from None
+
+
+def _certificate_refused(config: ClientConfig, error: aiohttp.ClientConnectorCertificateError) -> str:
+    """Which check the server's certificate failed and what was expected, as the signal channel says it
+    (opendots.pki.verify): the certificate is fetched again, unverified, to be described."""
+    from cryptography import x509
+
+    from opendots.pki.verify import explain
+
+    failure = error.certificate_error
+    code = getattr(failure, "verify_code", None)
+    words = getattr(failure, "verify_message", None) or str(failure)
+    try:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # to read it, not to trust it
+        context.load_cert_chain(config.tls.cert, config.tls.key)
+        with (
+            socket.create_connection((error.host, error.port), timeout=5) as raw,
+            context.wrap_socket(raw, server_hostname=config.server_name) as tls,
+        ):
+            der = tls.getpeercert(binary_form=True)
+    except (OSError, ValueError):
+        der = None
+    if der is None or code is None:
+        return f"the server certificate failed verification: {words}"
+    errno = 0 if code == X509_V_ERR_HOSTNAME_MISMATCH else code  # explain's "only the name check failed"
+    return f"{explain(x509.load_der_x509_certificate(der), errno, 'server', config.server_name)} ({words})"
+
+
+def _report(reply: Reply, as_json: bool, lines: list[str], note: str | None = None) -> None:
+    """A change's result: the server's status (and Location) as JSON, or sentences saying what it confirmed."""
+    if as_json:
+        print_json({"status": reply.status, "location": reply.location, "body": reply.body})
+        return
+    for line in lines:
+        click.echo(line)
+    if note:
+        click.echo(note, err=True)
+
+
+def _data_port(context: click.Context, _parameter: click.Parameter, value: int | None) -> None:
+    if value is not None:
+        context.ensure_object(dict)["data_port"] = value
+
+
+class _DataCommand(ConfiguredCommand):
+    """A data verb: -c after the verb too, --data-port (as the client verbs), --json for machine output."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params.append(
+            click.Option(
+                ["--data-port"], type=PORT, expose_value=False, callback=_data_port, help="Overrides client.toml."
+            )
+        )
+        self.params.append(click.Option(["--json", "as_json"], is_flag=True, help="Print the server's answer as JSON."))
 
 
 class _DataGroup(OpenDotsGroup):
-    command_class = ConfiguredCommand  # -c after the verb too
+    command_class = _DataCommand
 
 
 @click.group(cls=_DataGroup)
@@ -52,28 +118,35 @@ def data(context: click.Context, config: Path) -> None:
 
 @data.command()
 @click.pass_context
-def register(context: click.Context) -> None:
+def register(context: click.Context, as_json: bool) -> None:
     """Register this client (its CUID comes from its certificate)."""
-    _run(context, lambda client: _done(client.register(), "registered"))
+    client_id: list[str] = []
+
+    async def action(client: DataChannelClient) -> Reply:
+        client_id.append(client.cuid)
+        return await client.register()
+
+    reply = _run(context, action)
+    _report(reply, as_json, [f"registered (cuid {client_id[0]})"])
 
 
 @data.command()
 @click.pass_context
-def unregister(context: click.Context) -> None:
+def unregister(context: click.Context, as_json: bool) -> None:
     """De-register; the server deletes this client's aliases and ACLs."""
-    _run(context, lambda client: _done(client.unregister(), "unregistered"))
+    _report(
+        _run(context, lambda client: client.unregister()),
+        as_json,
+        ["unregistered: the server deleted this client's aliases and ACLs"],
+    )
 
 
 @data.command()
 @click.pass_context
-def capabilities(context: click.Context) -> None:
+def capabilities(context: click.Context, as_json: bool) -> None:
     """Show the filtering capabilities of the server (§7.1)."""
-    _run(context, lambda client: client.capabilities())
-
-
-async def _done(reply: Awaitable[Any], message: str) -> None:
-    await reply
-    click.echo(message)
+    answer = _run(context, lambda client: client.capabilities())
+    click.echo(json.dumps(answer, indent=2) if as_json else output.capability_rows(answer))
 
 
 def _port_range(text: str) -> dict[str, int]:
@@ -88,11 +161,13 @@ def _port_range(text: str) -> dict[str, int]:
 
 
 def _protocol(text: str) -> int:
-    if text.lower() in PROTOCOLS:
-        return PROTOCOLS[text.lower()]
-    if text.isdigit() and 0 <= int(text) <= 255:
-        return int(text)
-    raise click.BadParameter(f"{text!r} is not tcp, udp, icmp, icmpv6 or a protocol number")
+    """tcp, udp, ... or a number 0-255: the names the client verbs take and the tables print."""
+    from opendots.signal.client.core.scope import ScopeError, parse_protocol
+
+    try:
+        return parse_protocol(text)
+    except ScopeError as error:
+        raise click.BadParameter(str(error)) from None
 
 
 @data.group()
@@ -108,7 +183,7 @@ def alias() -> None:
 @click.option("--fqdn", "fqdns", multiple=True, help="Target FQDN (repeatable).")
 @click.option("--uri", "uris", multiple=True, help="Target URI (repeatable).")
 @click.pass_context
-def alias_add(context: click.Context, name: str, prefixes, ports, protocols, fqdns, uris) -> None:
+def alias_add(context: click.Context, name: str, prefixes, ports, protocols, fqdns, uris, as_json: bool) -> None:
     """Create or replace alias NAME."""
     entry: dict[str, Any] = {"name": name}
     for key, values in (("target-prefix", list(prefixes)), ("target-fqdn", list(fqdns)), ("target-uri", list(uris))):
@@ -118,22 +193,29 @@ def alias_add(context: click.Context, name: str, prefixes, ports, protocols, fqd
         entry["target-port-range"] = [_port_range(port) for port in ports]
     if protocols:
         entry["target-protocol"] = [_protocol(protocol) for protocol in protocols]
-    _run(context, lambda client: _done(client.put_alias(entry), f"alias {name} stored"))
+    reply = _run(context, lambda client: client.put_alias(entry))
+    verb = "created" if reply.status == 201 else "replaced"
+    _report(reply, as_json, [f"alias {name} {verb}"])
 
 
 @alias.command("list")
 @click.argument("name", required=False)
 @click.pass_context
-def alias_list(context: click.Context, name: str | None) -> None:
-    """Show all aliases, or alias NAME."""
-    _run(context, lambda client: client.aliases(name))
+def alias_list(context: click.Context, name: str | None, as_json: bool) -> None:
+    """Show all aliases, or alias NAME (LIFETIME LEFT: pending-lifetime, in minutes)."""
+    aliases = _run(context, lambda client: client.aliases(name))
+    if as_json:
+        print_json(aliases)
+    else:
+        click.echo(output.alias_rows(aliases) if aliases else "no aliases")
 
 
 @alias.command("delete")
 @click.argument("name")
 @click.pass_context
-def alias_delete(context: click.Context, name: str) -> None:
-    _run(context, lambda client: _done(client.delete_alias(name), f"alias {name} deleted"))
+def alias_delete(context: click.Context, name: str, as_json: bool) -> None:
+    """Delete alias NAME."""
+    _report(_run(context, lambda client: client.delete_alias(name)), as_json, [f"alias {name} deleted"])
 
 
 @data.group()
@@ -218,7 +300,9 @@ def _acl_from_flags(name: str, options: dict[str, Any]) -> dict[str, Any]:
 @click.option("--insert", type=click.Choice(["first", "last", "before", "after"]))
 @click.option("--point", help="With --insert before/after: the ACL name to insert next to.")
 @click.pass_context
-def acl_add(context: click.Context, name: str | None, file: Path | None, insert, point, **options: Any) -> None:
+def acl_add(
+    context: click.Context, name: str | None, file: Path | None, insert, point, as_json: bool, **options: Any
+) -> None:
     """Install ACL NAME from flags, or the ACL(s) of --file (an RFC 8783 body or bare entries)."""
     if file is not None:
         acls = _acls_from_file(file)
@@ -227,29 +311,37 @@ def acl_add(context: click.Context, name: str | None, file: Path | None, insert,
     else:
         raise click.UsageError("give an ACL NAME with flags, or --file")
     point_path = f"acl={point}" if point else None
-    _run(context, lambda client: _done(client.create_acls(acls, insert, point_path), f"{len(acls)} ACL(s) installed"))
+    reply = _run(context, lambda client: client.create_acls(acls, insert, point_path))
+    _report(reply, as_json, output.stored_acls(acls), output.ENFORCEMENT_NOTE)
 
 
 @acl.command("list")
 @click.argument("name", required=False)
 @click.option("--content", type=click.Choice(["all", "config", "nonconfig"]), default="all", show_default=True)
 @click.pass_context
-def acl_list(context: click.Context, name: str | None, content: str) -> None:
-    """Show all ACLs in order, or ACL NAME."""
-    _run(context, lambda client: client.acls(name, content))
+def acl_list(context: click.Context, name: str | None, content: str, as_json: bool) -> None:
+    """Show all ACLs in order, or ACL NAME (LIFETIME LEFT: pending-lifetime, in minutes)."""
+    acls = _run(context, lambda client: client.acls(name, content))
+    if as_json:
+        print_json(acls)
+    else:
+        click.echo(output.acl_rows(acls) if acls else "no ACLs")
 
 
 @acl.command("delete")
 @click.argument("name")
 @click.pass_context
-def acl_delete(context: click.Context, name: str) -> None:
-    _run(context, lambda client: _done(client.delete_acl(name), f"ACL {name} deleted"))
+def acl_delete(context: click.Context, name: str, as_json: bool) -> None:
+    """Delete ACL NAME (the server stops applying it)."""
+    _report(_run(context, lambda client: client.delete_acl(name)), as_json, [f"ACL {name} deleted"])
 
 
 @acl.command("activate")
 @click.argument("name")
 @click.option("--type", "activation", type=click.Choice(ACTIVATION_TYPES), default="immediate", show_default=True)
 @click.pass_context
-def acl_activate(context: click.Context, name: str, activation: str) -> None:
+def acl_activate(context: click.Context, name: str, activation: str, as_json: bool) -> None:
     """Change the activation type of ACL NAME (immediate, activate-when-mitigating, deactivate)."""
-    _run(context, lambda client: _done(client.set_activation(name, activation), f"ACL {name}: {activation}"))
+    reply = _run(context, lambda client: client.set_activation(name, activation))
+    lines = output.stored_acls([{"name": name, "activation-type": activation}])
+    _report(reply, as_json, lines, None if activation == "deactivate" else output.ENFORCEMENT_NOTE)

@@ -12,6 +12,7 @@ from opendots.integrations.fastnetmon import EXIT_USAGE, configure_logging, run_
 
 @click.command("fastnetmon-hook", context_settings={"ignore_unknown_options": True})
 @click.option(
+    "-c",
     "--config",
     "config_path",
     type=click.Path(dir_okay=False, path_type=Path),

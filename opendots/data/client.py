@@ -20,14 +20,22 @@ MEDIA_TYPE = "application/yang-data+json"
 XRD_NAMESPACE = "{http://docs.oasis-open.org/ns/xri/xrd-1.0}"
 
 
+def one_line(text: str) -> str:
+    """TEXT with its line breaks and runs of blanks folded: an operator's error is one line."""
+    return " ".join(text.split())
+
+
 class DataChannelError(RefusedError, RuntimeError):
-    """The server refused a request; carries the status and the first `ietf-restconf:errors` entry."""
+    """The server refused a request; carries the status and the first `ietf-restconf:errors` entry. Its message
+    is one line: `<status> <error-tag>: <error-message>` (RFC 8040 §7.1), with the error-path when there is one."""
 
     def __init__(self, status: int, error: dict[str, Any] | None) -> None:
         self.status = status
         self.error = error or {}
-        tag = self.error.get("error-tag", "")
-        super().__init__(f"{status} {tag}: {self.error.get('error-message', '')}".strip())
+        tag = self.error.get("error-tag") or ""
+        text = one_line(f"{status} {tag}".strip() + f": {self.error.get('error-message') or ''}").rstrip(": ")
+        path = self.error.get("error-path")
+        super().__init__(f"{text} (at {one_line(str(path))})" if path else text)
 
 
 @dataclass
@@ -42,6 +50,20 @@ def client_ssl_context(tls: TlsFiles) -> ssl.SSLContext:
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(tls.cert, tls.key)
     return context
+
+
+def _first_error(text: str) -> dict[str, Any]:
+    """The first `ietf-restconf:errors` entry of an error body; a body that is not one (a proxy's or the HTTP
+    layer's own page, e.g. a 408) becomes the error-message, so the operator still gets one line."""
+    try:
+        parsed = json.loads(text) if text.strip() else {}
+        errors = parsed["ietf-restconf:errors"]["error"]
+        first = errors[0] if isinstance(errors, list) else errors
+        if isinstance(first, dict):
+            return first
+    except (ValueError, KeyError, IndexError, TypeError):
+        pass
+    return {"error-message": text[:200]}
 
 
 class DataChannelClient:
@@ -97,10 +119,9 @@ class DataChannelClient:
             url += "?" + "&".join(f"{name}={quote(value, safe='')}" for name, value in query.items())
         payload = json.dumps(body).encode() if body is not None else None
         status, text, headers = await self._raw(method, url, payload)
-        parsed = json.loads(text) if text.strip() else None
         if status >= 400:
-            errors = (parsed or {}).get("ietf-restconf:errors", {}).get("error", [{}])
-            raise DataChannelError(status, errors[0] if errors else None)
+            raise DataChannelError(status, _first_error(text))
+        parsed = json.loads(text) if text.strip() else None
         return Reply(status, parsed, headers.get("Location"))
 
     async def _raw(

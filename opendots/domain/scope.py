@@ -36,6 +36,20 @@ class MitigationScope:
     cuid: str | None = None
     mid: int | None = None
 
+    def __str__(self) -> str:
+        """For logs: `client NAME mid N: PREFIXES [ports P] [protocols N] [from SOURCES [ports P]]`."""
+        words = [f"client {self.client} mid {self.mid}:" if self.client is not None else f"{self.key}:"]
+        words.append(" ".join(str(prefix) for prefix in self.target_prefixes) or "no prefix")
+        if self.target_ports:
+            words.append("ports " + ",".join(str(port) for port in self.target_ports))
+        if self.protocols:
+            words.append("protocols " + ",".join(str(protocol) for protocol in self.protocols))
+        if self.source_prefixes:
+            words.append("from " + " ".join(str(prefix) for prefix in self.source_prefixes))
+        if self.source_ports:
+            words.append("source ports " + ",".join(str(port) for port in self.source_ports))
+        return " ".join(words)
+
     @classmethod
     def of(cls, targets: Targets, client: str, cuid: str, mid: int) -> MitigationScope:
         """The scope of mitigation (CUID, MID) of CLIENT, on TARGETS (aliases expanded)."""

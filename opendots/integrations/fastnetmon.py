@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from opendots.errors import OpenDotsError
+from opendots.errors import ConfigError, OpenDotsError
 
 log = logging.getLogger("opendots.fastnetmon")
 
@@ -161,7 +161,7 @@ class DotsCalls:
     """Operations of the client control API, through the agent if one answers, else one-shot; all bounded."""
 
     def __init__(self, config_path: Path, timeout: float) -> None:
-        from opendots.config import ClientConfig, ConfigError
+        from opendots.config import ClientConfig
         from opendots.signal.client.shell.settings import AgentSettings
 
         try:
@@ -210,6 +210,8 @@ class DotsCalls:
             return asyncio.run(bounded())
         except TimeoutError:
             raise HookError(f"{operation}: no answer within {budget:.1f} s", EXIT_UNAVAILABLE) from None
+        except ConfigError as problem:  # a credential client.toml names: as a bad client.toml is (above)
+            raise HookError(f"{operation}: {problem}", EXIT_USAGE) from None
         except OpenDotsError as problem:  # no server reached, a failed handshake, a body it cannot send
             raise HookError(f"{operation}: {problem}", EXIT_UNAVAILABLE) from None
 

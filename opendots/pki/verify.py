@@ -102,11 +102,20 @@ class HandshakeNotes:
     """Kept on an OpenSSL connection (app data) while it handshakes: who the peer is, and why its certificate
     was refused once a verify callback found out."""
 
-    __slots__ = ("peer_role", "reason")
+    __slots__ = ("peer", "peer_role", "reason")
 
     def __init__(self, peer_role: str) -> None:
         self.peer_role = peer_role
         self.reason: str | None = None
+        self.peer: str | None = None  # the peer's address, for the server's log of refused handshakes
+
+
+def peer_label(address: tuple | list | str) -> str:
+    """A socket address as an operator writes it: 192.0.2.1:4646, [2001:db8::1]:4646."""
+    if not isinstance(address, tuple | list) or len(address) < 2:
+        return str(address)
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
 
 
 _ALERTS_ABOUT_US = ("unknown ca", "bad certificate", "certificate expired", "certificate unknown")
@@ -123,8 +132,15 @@ def handshake_failure(notes: HandshakeNotes | None, openssl_reason: str) -> str:
             f"the peer refused {ours} certificate ({openssl_reason}): is [tls] cert issued by the CA it trusts, "
             "and still valid?"
         )
+    elif "alert" in openssl_reason and notes is not None and notes.peer_role == "client":
+        # A client whose own check of our certificate failed (e.g. its server_name is not among our names) ends
+        # the handshake with an alert that does not say so (OpenSSL sends "internal error").
+        reason = (
+            f"the client ended it ({openssl_reason}): does it trust this server's CA, and is its server_name one "
+            "of the names in [tls] cert?"
+        )
     else:
         reason = openssl_reason
     if notes is not None and notes.peer_role == "client":
-        note_refused(reason)
+        note_refused(f"from {notes.peer}: {reason}" if notes.peer else reason)
     return reason

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from OpenSSL import SSL, crypto
 
 from opendots.config import TlsFiles
-from opendots.pki.verify import HandshakeNotes, explain, handshake_failure
+from opendots.pki.verify import HandshakeNotes, explain, handshake_failure, peer_label
 from opendots.transport.identity import PeerIdentity
 from opendots.transport.profile import (
     CIPHER_LIST,
@@ -468,6 +468,9 @@ class DtlsListener:
         self._listener = self._new_listener()
         if admit is not None and not admit():
             return ListenResult([], None, refused=True)
+        notes = listener.get_app_data()
+        if isinstance(notes, HandshakeNotes):  # a refused handshake is logged with the address it came from
+            notes.peer = peer_label(peer)
         connection = DtlsConnection(listener, now=now, mtu=self.mtu)
         connection._advance_handshake()  # the listener hands over a verified hello
         return ListenResult([], connection)

@@ -90,7 +90,7 @@ async def test_cli_register_alias_acl_commands(harness, pki_dir, tmp_path):
         "tcp",
     )
     assert code == 0, err
-    code, out, _ = await run_cli(config, "alias", "list")
+    code, out, _ = await run_cli(config, "alias", "list", "--json")
     [alias] = json.loads(out)
     assert alias["target-port-range"] == [{"lower-port": 443}, {"lower-port": 8000, "upper-port": 8080}]
     assert alias["target-protocol"] == [6]
@@ -116,7 +116,7 @@ async def test_cli_register_alias_acl_commands(harness, pki_dir, tmp_path):
     acl_file.write_text(json.dumps(support.load_figure(24).body))
     code, _, err = await run_cli(config, "acl", "add", "--file", str(acl_file), "--insert", "first")
     assert code == 0, err
-    code, out, _ = await run_cli(config, "acl", "list", "--content", "config")
+    code, out, _ = await run_cli(config, "acl", "list", "--content", "config", "--json")
     acls = json.loads(out)
     assert [a["name"] for a in acls] == ["sample-ipv4-acl", "syn"]
     syn = acls[1]["aces"]["ace"][0]
@@ -126,14 +126,14 @@ async def test_cli_register_alias_acl_commands(harness, pki_dir, tmp_path):
     }
     assert syn["actions"] == {"forwarding": "ietf-access-control-list:accept", "rate-limit": "1000.0"}
     assert (await run_cli(config, "acl", "activate", "syn"))[0] == 0
-    code, out, _ = await run_cli(config, "acl", "list", "syn")
+    code, out, _ = await run_cli(config, "acl", "list", "syn", "--json")
     assert json.loads(out)[0]["activation-type"] == "immediate"
 
     code, _, err = await run_cli(config, "acl", "add", "bad", "--destination", "10.0.0.0/8")
     assert code == 65 and "403 access-denied" in err  # refused: EX_DATAERR (opendots.cli.common)
     assert (await run_cli(config, "acl", "delete", "syn"))[0] == 0
     assert (await run_cli(config, "alias", "delete", "web"))[0] == 0
-    code, out, _ = await run_cli(config, "capabilities")
+    code, out, _ = await run_cli(config, "capabilities", "--json")
     assert json.loads(out)["address-family"] == ["ipv4", "ipv6"]
     assert (await run_cli(config, "unregister"))[0] == 0
     assert harness.store.dump() == ""

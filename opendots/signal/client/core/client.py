@@ -36,7 +36,7 @@ from opendots.signal.client.core.events import (
     SessionLost,
 )
 from opendots.signal.client.core.requests import DotsRequest, DotsResponse, RequestKind
-from opendots.signal.client.core.scope import MODULE, MitigationScope, ScopeError
+from opendots.signal.client.core.scope import MODULE, MitigationScope, ScopeError, scopes_overlap
 from opendots.signal.client.core.state import ClientState, StoredMitigation
 from opendots.signal.client.core.timing import (
     DEFAULT_CONFIG_REFRESH,
@@ -372,6 +372,11 @@ class DotsClientCore:
             record.last_entry = {**record.last_entry, **entry}
             # Keep the originally requested lifetime in the stored scope; the grant is in expires_at.
             self.store.save_mitigation(StoredMitigation(record.mid, record.scope, record.expires_at))
+            # §4.4.1: the server deleted this client's overlapping requests with lower mids; kept here, they would
+            # be re-sent after a restart (and refused 4.09) and listed as if still held.
+            for other in [m for m in self.mitigations.values() if m.mid < record.mid]:
+                if scopes_overlap(other.scope, record.scope):
+                    self._forget(other.mid, f"replaced by mid {record.mid} (RFC 9132 §4.4.1)")
             self._config_set_may_have_switched(was_mitigating, now)
             self._events.append(MitigationUpdated(record.mid, record.status, record.last_entry))
             return

@@ -58,6 +58,20 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
+def describe_conflict(conflict: dict[str, Any]) -> str:
+    """RFC 9132 §4.4.1 conflict-information in words: the cause, and the mid and targets it conflicts with."""
+    scope = conflict.get("conflict-scope") or {}
+    words = [str(conflict.get("conflict-cause", "conflict"))]
+    if "mid" in scope:
+        words.append(f"with mid {scope['mid']}")
+    targets = [*scope.get("target-prefix", []), *scope.get("target-fqdn", []), *scope.get("target-uri", [])]
+    if targets:
+        words.append(f"on {' '.join(str(target) for target in targets)}")
+    if "retry-timer" in conflict:
+        words.append(f"(retry in {conflict['retry-timer']} s)")
+    return " ".join(words)
+
+
 class HeartbeatResource(aiocoap.resource.Resource):
     """PUT /.well-known/dots/hb from the server (RFC 9132 §4.7): answer 2.04 and note that the server is alive."""
 
@@ -349,7 +363,8 @@ class ClientAgent:
                 if task is not None:
                     task.cancel()
             case ev.Redirected(alt_server=alt, alt_server_records=records, ttl=ttl):
-                log.warning("redirected to %s %s (TTL %s)", alt, list(records), ttl)
+                held = "until the server says otherwise" if ttl is None else f"TTL {ttl} s"
+                log.warning("redirected to %s (%s), %s", alt, ", ".join(records) or "no address given", held)
                 self._redirect_addresses = list(records) or [alt]
                 self._server_label = alt
                 self._redirect_followed = True
@@ -364,7 +379,7 @@ class ClientAgent:
             case ev.CuidCollision(mid=mid):
                 log.error("mid %d: the server reports a cuid collision; this client needs a new certificate", mid)
             case ev.MitigationConflict(mid=mid, conflict=conflict):
-                log.error("mid %d conflicts: %s", mid, conflict)
+                log.error("mid %d refused (4.09): %s", mid, describe_conflict(conflict))
             case ev.ConfigRejected(code=code, diagnostic=diagnostic):
                 log.error("session configuration refused (%s): %s", code, diagnostic)
             case ev.ConfigUpdated():

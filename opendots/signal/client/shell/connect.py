@@ -50,6 +50,15 @@ def transports_for(config: ClientConfig) -> list[Transport]:
     return {"auto": ["dtls", "tls"], "dtls": ["dtls"], "tls": ["tls"]}[config.transport]  # type: ignore[return-value]
 
 
+def _reason(error: BaseException) -> str:
+    """An attempt's failure in words, not a repr (aiocoap's errors print as "Network error: NetworkError")."""
+    if isinstance(error, TimeoutError):
+        return "no answer in time"
+    if error.args and isinstance(error.args[0], str) and error.args[0]:
+        return error.args[0]
+    return str(error) or type(error).__name__
+
+
 async def race(
     candidates: list[Candidate],
     attempt: Attempt,
@@ -84,7 +93,7 @@ async def race(
                             if owner == loser:
                                 other.cancel()
                     return Connection(candidate, task.result())
-                errors.append(f"{candidate}: {error!r}")
+                errors.append(f"{candidate}: {_reason(error)}")
                 launch(eyeballs.attempt_failed(candidate, clock()))
             launch(eyeballs.handle_timer(clock()))
     finally:

@@ -26,8 +26,12 @@ async def run_once(
 ) -> dict[str, Any]:
     """Connect (Happy Eyeballs), run OPERATION like the agent's control API would, disconnect.
 
-    Uses the same state file as the agent, so mids stay monotonic whichever way a request was sent.
+    Uses the same state file as the agent, so mids stay monotonic whichever way a request was sent. The
+    credentials are checked first (ConfigError naming the file), as the agent's are at start.
     """
+    from opendots.app import check_credentials  # the composition root's check; imported late (it imports us)
+
+    check_credentials(config.tls)
     cuid = cuid_from_certificate(config.tls.cert.read_bytes())
     store = ClientStateStore(settings.state_file, cuid)
     context = await create_client_context(config.tls, server_name=config.server_name)
