@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,8 @@ import pytest
 from opendots.cli.certs import init_pki
 from opendots.config import ClientConfig, ServerConfig
 from opendots.model.codec import validate_every_encoding
+from opendots.transport.dtls import DtlsListener
+from tests.helpers import tls_files
 
 
 @pytest.fixture(scope="session")
@@ -82,3 +85,8 @@ def production_encoding() -> Iterator[None]:
     validate_every_encoding(False)
     yield
     validate_every_encoding()
+
+
+@pytest.fixture(scope="module")
+def listener(pki_dir: Path) -> DtlsListener:
+    return DtlsListener(tls_files(pki_dir, "server"), now=time.monotonic())

@@ -40,14 +40,14 @@ class MitigationScope:
         """For logs: `client NAME mid N: PREFIXES [ports P] [protocols N] [from SOURCES [ports P]]`."""
         words = [f"client {self.client} mid {self.mid}:" if self.client is not None else f"{self.key}:"]
         words.append(" ".join(str(prefix) for prefix in self.target_prefixes) or "no prefix")
-        if self.target_ports:
-            words.append("ports " + ",".join(str(port) for port in self.target_ports))
-        if self.protocols:
-            words.append("protocols " + ",".join(str(protocol) for protocol in self.protocols))
+        if self.target_port_ranges:
+            words.append("ports " + ",".join(str(port) for port in self.target_port_ranges))
+        if self.target_protocols:
+            words.append("protocols " + ",".join(str(protocol) for protocol in self.target_protocols))
         if self.source_prefixes:
             words.append("from " + " ".join(str(prefix) for prefix in self.source_prefixes))
-        if self.source_ports:
-            words.append("source ports " + ",".join(str(port) for port in self.source_ports))
+        if self.source_port_ranges:
+            words.append("source ports " + ",".join(str(port) for port in self.source_port_ranges))
         return " ".join(words)
 
     @classmethod

@@ -8,15 +8,12 @@ process table; an event loop's own socketpair (no bind, no connect) stays allowe
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from opendots.pki.certs import TestPki
-from opendots.transport.dtls import DtlsListener
-from tests.helpers import tls_files
 from tests.helpers.boundary import refuse_sockets_and_processes
 
 
@@ -34,8 +31,3 @@ def rogue_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pki.issue_client("client")
     pki.issue_server()
     return directory
-
-
-@pytest.fixture(scope="module")
-def listener(pki_dir: Path) -> DtlsListener:
-    return DtlsListener(tls_files(pki_dir, "server"), now=time.monotonic())

@@ -32,9 +32,8 @@ from opendots.signal.client.shell.agent import describe_conflict
 from opendots.signal.client.shell.connect import _reason
 from opendots.store.client_state import ClientStateStore
 from opendots.transport.dtls import DtlsError
-from tests.unit.test_client_core import CUID, T0, connected_core, events
-from tests.unit.test_dtls_core import listener  # noqa: F401  (a fixture)
-from tests.unit.test_wiring_cli import EX_CONFIG, _one_line_error, app_server  # noqa: F401  (a fixture)
+from tests.helpers.cli import EX_CONFIG, one_line_error
+from tests.helpers.client_core import CUID, T0, connected_core, events
 
 ROOT = Path(__file__).resolve().parents[2]
 EX_UNAVAILABLE = 69
@@ -90,7 +89,7 @@ def test_one_shot_verbs_check_their_credentials_first_and_say_which_file_is_wron
     init_pki(tmp_path, client_names=["other"])
     _expired_copy(tmp_path, "client")
     result = CliRunner().invoke(cli, [*verb, "-c", _client_toml(tmp_path, **tls)])
-    _one_line_error(result, EX_CONFIG, fragment)
+    one_line_error(result, EX_CONFIG, fragment)
 
 
 def test_the_fastnetmon_hook_takes_dash_c_and_names_a_bad_key(tmp_path: Path) -> None:
@@ -120,7 +119,7 @@ def test_the_fastnetmon_hook_takes_dash_c_and_names_a_bad_key(tmp_path: Path) ->
 
 
 async def test_a_data_channel_certificate_failure_says_which_names_it_holds_and_which_was_expected(
-    app_server,  # noqa: F811
+    app_server,
 ) -> None:
     """As the signal channel says it (opendots.pki.verify), not aiohttp's 'Cannot connect to host ... ssl:True'."""
     running, directory = app_server
@@ -129,7 +128,7 @@ async def test_a_data_channel_certificate_failure_says_which_names_it_holds_and_
     config.save(directory / "client-misnamed.toml")
     flags = ["-c", str(directory / "client-misnamed.toml"), "--data-port", str(running.config.data_port)]
     result = await asyncio.to_thread(CliRunner().invoke, cli, ["data", "alias", "list", *flags])
-    _one_line_error(
+    one_line_error(
         result,
         EX_UNAVAILABLE,
         "the server certificate 'localhost' names localhost, 127.0.0.1, ::1, not 'dots.example.net'",
@@ -202,14 +201,14 @@ async def test_a_request_to_an_agent_still_connecting_says_so_at_once_then_fails
 
 def test_the_server_logs_a_handshake_a_client_ended_with_its_address_and_the_likely_cause(
     pki_dir: Path,
-    listener,  # noqa: F811 (fixture)
+    listener,
     caplog,
     monkeypatch,
 ) -> None:
     """A client whose server_name is not among the server certificate's names ends the handshake with an alert
     ("internal error"); the server's log said only that, and not from where."""
     from opendots.pki import verify
-    from tests.unit.test_dtls_core import PEER, connect
+    from tests.helpers.dtls_memory import PEER, connect
 
     monkeypatch.setattr(verify, "_refusals", verify._Refusals())  # no earlier refusal inside the interval
     with caplog.at_level(logging.WARNING, logger="opendots.pki.verify"):

@@ -19,7 +19,6 @@ from opendots.cli.render import minutes, seconds, table
 from opendots.data.client import DataChannelError, _first_error
 from opendots.domain.ranges import PortRange
 from opendots.domain.scope import MitigationScope
-from tests.unit.test_wiring_cli import app_server  # noqa: F401  (the fixture)
 
 
 async def _data(running, directory, *args: str):
@@ -28,7 +27,7 @@ async def _data(running, directory, *args: str):
     return await asyncio.to_thread(CliRunner().invoke, cli, ["data", *args, *flags])
 
 
-async def test_data_listings_are_tables_with_the_pending_lifetime_in_minutes_and_json_on_request(app_server) -> None:  # noqa: F811
+async def test_data_listings_are_tables_with_the_pending_lifetime_in_minutes_and_json_on_request(app_server) -> None:
     """RFC 8783 §6.2 and §7.3: pending-lifetime is in minutes (its YANG units)."""
     running, directory = app_server
     registered = await _data(running, directory, "register")
@@ -80,7 +79,7 @@ async def test_data_listings_are_tables_with_the_pending_lifetime_in_minutes_and
     assert (await _data(running, directory, "acl", "list")).stdout == "no ACLs\n"
 
 
-async def test_acl_add_says_stored_never_installed_when_the_server_enforces_nothing(app_server) -> None:  # noqa: F811
+async def test_acl_add_says_stored_never_installed_when_the_server_enforces_nothing(app_server) -> None:
     """The server runs the logging mitigator only; the data channel (RFC 8783) reports no enforcement, so the
     client says what the server confirmed and what the activation type means (§7.2)."""
     running, directory = app_server
@@ -107,7 +106,7 @@ async def test_acl_add_says_stored_never_installed_when_the_server_enforces_noth
     )
 
 
-async def test_a_refusal_is_one_line_with_the_restconf_error_tag_and_message(app_server) -> None:  # noqa: F811
+async def test_a_refusal_is_one_line_with_the_restconf_error_tag_and_message(app_server) -> None:
     """RFC 8040 §7.1: error-tag and error-message of the first error, on one line, exit status 65."""
     running, directory = app_server
     await _data(running, directory, "register")
@@ -131,7 +130,7 @@ def test_an_error_body_that_is_not_restconf_still_makes_one_line() -> None:
     assert str(DataChannelError(400, _first_error(json.dumps(restconf)))) == "400 invalid-value: a b (at /x:y)"
 
 
-async def test_lifetimes_carry_their_unit_in_client_status_and_admin_mitigations(app_server) -> None:  # noqa: F811
+async def test_lifetimes_carry_their_unit_in_client_status_and_admin_mitigations(app_server) -> None:
     """RFC 9132 §4.4.1: lifetime is in seconds."""
     running, directory = app_server
     ports = ["--signal-port", str(running.config.signal_port)]
@@ -152,7 +151,7 @@ async def test_lifetimes_carry_their_unit_in_client_status_and_admin_mitigations
     assert re.search(r"\s\d+ s\s+-\s+203\.0\.113\.9/32$", listed.stdout.splitlines()[1]), listed.stdout
 
 
-async def test_the_servers_ready_line_names_its_sockets_as_an_operator_writes_them(app_server) -> None:  # noqa: F811
+async def test_the_servers_ready_line_names_its_sockets_as_an_operator_writes_them(app_server) -> None:
     running, _ = app_server
     line = running.describe()
     assert line.startswith("DOTS signal channel listening on DTLS 127.0.0.1:")
@@ -183,7 +182,7 @@ def test_units_and_session_values_read_as_words() -> None:
 
 
 async def test_admin_redirect_says_the_ttl_is_the_clients_cache_time_not_how_long_the_server_redirects(
-    app_server,  # noqa: F811
+    app_server,
 ) -> None:
     """RFC 9132 §4.6: Max-Age is how long a client may use the alternate; then it returns to the provisioned server
     (which, here, keeps redirecting until cleared)."""
