@@ -32,10 +32,11 @@ from opendots.signal.client.shell.agent import describe_conflict
 from opendots.signal.client.shell.connect import _reason
 from opendots.store.client_state import ClientStateStore
 from opendots.transport.dtls import DtlsError
+from tests.helpers import REPOSITORY
 from tests.helpers.cli import EX_CONFIG, one_line_error
 from tests.helpers.client_core import CUID, T0, connected_core, events
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = REPOSITORY
 EX_UNAVAILABLE = 69
 
 

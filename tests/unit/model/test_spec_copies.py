@@ -8,7 +8,7 @@ import opendots.model
 from tests.helpers import REPOSITORY
 
 PACKAGE = Path(opendots.model.__file__).parent
-SPEC = REPOSITORY.parents[1] / "shared" / "spec"
+SPEC = REPOSITORY.parent / "shared" / "spec"  # the spec pack sits beside the repository
 
 
 @pytest.mark.skipif(not SPEC.is_dir(), reason=f"spec pack not found at {SPEC}")
