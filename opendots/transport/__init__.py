@@ -22,6 +22,7 @@ API. Every non-public aiocoap name used by OpenDOTS is confined to `opendots.tra
 from opendots.transport.endpoints import (
     SignalServerEndpoint,
     create_client_context,
+    over_tls,
     peer_identity,
     ping,
     reset_session,
@@ -37,6 +38,7 @@ __all__ = [
     "SessionListener",
     "SignalServerEndpoint",
     "create_client_context",
+    "over_tls",
     "peer_identity",
     "ping",
     "reset_session",

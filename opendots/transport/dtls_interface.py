@@ -190,6 +190,8 @@ class _DtlsInterfaceBase(interfaces.MessageInterface):
             return
         inspection = inspect_datagram(plaintext)  # RFC 7252 checks aiocoap's decoder does not make
         if inspection.action == "ok":
+            if inspection.cleaned is not None:  # elective options of invalid length left out (RFC 7252 §5.4.3)
+                plaintext = inspection.cleaned
             try:
                 message = aiocoap.Message.decode(plaintext, remote=remote)
             except (coap_error.UnparsableMessage, UnicodeDecodeError, ValueError) as problem:

@@ -175,6 +175,11 @@ def peer_identity(message: aiocoap.Message) -> PeerIdentity | None:
     return None
 
 
+def over_tls(message: aiocoap.Message) -> bool:
+    """Whether MESSAGE came over CoAP over TLS (RFC 8323: no ACKs, no Message IDs, in-order delivery)."""
+    return hooks.is_tls_remote(message.remote)
+
+
 async def resolve_remote(context: aiocoap.Context, uri: str) -> Any:
     """The remote (session) CONTEXT uses for URI, opened if needed; DTLS sessions are waited for."""
     probe = aiocoap.Message(code=aiocoap.GET, uri=uri)
