@@ -212,3 +212,45 @@ async def test_an_efficacy_update_for_an_unknown_mid_gets_4_04_over_tls_rfc9132_
     assert (answer.token, answer.code) == (b"g1", aiocoap.NOT_FOUND) and answer.payload
     (answer,) = await raw_tls(frame(GET, b"g2", CONFIG_GET))
     assert (answer.token, answer.code) == (b"g2", aiocoap.CONTENT)
+
+
+async def until(condition, timeout: float = 5.0) -> bool:
+    give_up = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > give_up:
+            return False
+        await asyncio.sleep(0.02)
+    return True
+
+
+@pytest.mark.parametrize("transport", ["dtls", "tls"])
+async def test_unfinished_block1_uploads_go_when_the_peers_session_ends_rfc7959_2_5(pki_dir: Path, server, transport):
+    """A session's uploads can never complete once it is gone (a new session is a new peer): they must not wait for
+    the 93 s idle expiry. Counted in the server's upload table."""
+    loop = asyncio.get_running_loop()
+    first_block = [*mitigate_path(server, 40), (12, b"\x01\x0f"), (27, b"\x0a")]  # Block1 0/M/64
+    body = encode_signal(figure("figure07"))[:64]
+    other = await loop.run_in_executor(
+        None, conformance.RawDtlsCoap, files(pki_dir, "client"), server.endpoint.dtls_addresses[0][1]
+    )
+    try:  # another peer's unfinished upload stays
+        (answer,) = await loop.run_in_executor(None, other.exchange, coap(CON, PUT, 0x6001, b"b0", first_block, body))
+        assert aiocoap.Message.decode(answer).code == aiocoap.CONTINUE
+        if transport == "dtls":
+            client = await loop.run_in_executor(
+                None, conformance.RawDtlsCoap, files(pki_dir, "client"), server.endpoint.dtls_addresses[0][1]
+            )
+            answers = await loop.run_in_executor(
+                None, client.exchange, coap(CON, PUT, 0x6002, b"b1", first_block, body)
+            )
+            answers = [aiocoap.Message.decode(answer) for answer in answers]
+        else:
+            context = tls_client_context(files(pki_dir, "client"), "localhost")
+            client = await loop.run_in_executor(None, RawTlsCoap, context, server.endpoint.tls_addresses[0][1])
+            answers = await loop.run_in_executor(None, client.exchange, frame(PUT, b"b1", first_block, body))
+        assert [answer.code for answer in answers] == [aiocoap.CONTINUE]
+        assert len(server.resource.uploads) == 2
+        await loop.run_in_executor(None, client.close)  # DTLS: close_notify; TLS: the connection closes
+        assert await until(lambda: len(server.resource.uploads) == 1), "the closed session's upload is still held"
+    finally:
+        other.close()

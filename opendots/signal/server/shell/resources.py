@@ -190,6 +190,11 @@ class DotsResource(aiocoap.resource.ObservableResource, aiocoap.resource.PathCap
         self.requests[(request.code.name, resource, response.code.dotted)] += 1
         return response
 
+    def session_closed(self, remote: Any) -> None:
+        """REMOTE's DTLS session or TLS connection ended: its unfinished Block1 uploads can never complete (a new
+        session is a new peer, RFC 7252 §9.1.2), so they go now rather than after the 93 s idle expiry."""
+        self.uploads.forget_peer(remote.blockwise_key)
+
     async def _answer_in_blocks(self, pipe: Any, response: aiocoap.Message) -> None:
         try:
             first_block = await self._block2.extract_or_insert(pipe.request, lambda: _ready(response))
