@@ -23,6 +23,7 @@ the RFC 9132 §7 profile, `endpoints` the public API. Every non-public aiocoap n
 from opendots.transport.endpoints import (
     SignalServerEndpoint,
     create_client_context,
+    open_session,
     over_tls,
     peer_identity,
     ping,
@@ -39,6 +40,7 @@ __all__ = [
     "SessionListener",
     "SignalServerEndpoint",
     "create_client_context",
+    "open_session",
     "over_tls",
     "peer_identity",
     "ping",

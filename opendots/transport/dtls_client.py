@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 
 import aiocoap
 from aiocoap import error as coap_error
@@ -127,6 +128,8 @@ class DtlsClientInterface(DtlsInterfaceBase):
         await asyncio.wait_for(asyncio.shield(waiter), timeout)
 
     def _on_established(self, remote: DtlsRemote, event: HandshakeCompleted) -> None:
+        if remote.flight_sent_at is not None:  # the server's Finished answered our last flight
+            remote.handshake_rtt = time.monotonic() - remote.flight_sent_at
         for key, value in self.pool.items():
             if value is remote and remote.connection.session is not None:
                 self._sessions_for_resumption[key] = remote.connection.session

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 
 import aiocoap
@@ -53,6 +54,10 @@ class DtlsRemote(interfaces.EndpointAddress):
         self._send_datagram: Callable[[bytes], None] = lambda _datagram: None
         self._timer: asyncio.TimerHandle | None = None
         self.table_key: object = None
+        self.flight_sent_at: float | None = None
+        """When this side last sent handshake datagrams (time.monotonic())."""
+        self.handshake_rtt: float | None = None
+        """From our last handshake flight to the completed handshake: a round trip, measured without a CoAP ping."""
 
     def __repr__(self) -> str:
         return f"<DtlsRemote {self.hostinfo} {self.connection.state.value}>"
@@ -102,7 +107,10 @@ class DtlsRemote(interfaces.EndpointAddress):
         return exponent
 
     def flush(self) -> None:
-        for datagram in self.connection.datagrams_to_send():
+        datagrams = self.connection.datagrams_to_send()
+        if datagrams and not self.connection.established:
+            self.flight_sent_at = time.monotonic()
+        for datagram in datagrams:
             self._send_datagram(datagram)
 
 
@@ -110,6 +118,8 @@ class DtlsInterfaceBase(interfaces.MessageInterface):
     def __init__(self, message_manager: interfaces.MessageManager, loop: asyncio.AbstractEventLoop) -> None:
         self._message_manager: interfaces.MessageManager | None = message_manager
         self._loop = loop
+        self.messages_received = 0
+        """CoAP messages that arrived over this interface's sessions (metrics, tests)."""
 
     # -- MessageInterface
 
@@ -163,6 +173,7 @@ class DtlsInterfaceBase(interfaces.MessageInterface):
     def _deliver(self, remote: DtlsRemote, plaintext: bytes) -> None:
         if self._message_manager is None:
             return
+        self.messages_received += 1
         inspection = inspect_datagram(plaintext)  # RFC 7252 checks aiocoap's decoder does not make
         if inspection.action == "ok":
             if inspection.cleaned is not None:  # elective options of invalid length left out (RFC 7252 §5.4.3)
