@@ -15,13 +15,16 @@ Client::
     rtt = await ping(context, "coaps://192.0.2.1:4646")
 
 Layout: `dtls` is the sans-I/O DTLS core (cookies, handshake, records, timers), `dtls_interface` its asyncio shell
-as an aiocoap message interface, `tls` the ssl contexts, `profile` the RFC 9132 §7 profile, `endpoints` the public
-API. Every non-public aiocoap name used by OpenDOTS is confined to `opendots.transport.aiocoap_hooks`.
+as an aiocoap message interface (in `dtls_remote`, `dtls_server`, `dtls_client`), `tls` the ssl contexts, `profile`
+the RFC 9132 §7 profile, `endpoints` the public API. Every non-public aiocoap name used by OpenDOTS is confined to
+`opendots.transport.aiocoap_hooks`.
 """
 
 from opendots.transport.endpoints import (
     SignalServerEndpoint,
     create_client_context,
+    open_session,
+    over_tls,
     peer_identity,
     ping,
     reset_session,
@@ -37,6 +40,8 @@ __all__ = [
     "SessionListener",
     "SignalServerEndpoint",
     "create_client_context",
+    "open_session",
+    "over_tls",
     "peer_identity",
     "ping",
     "reset_session",

@@ -25,7 +25,7 @@ from aiocoap.transports.rfc8323common import RFC8323Remote
 from aiocoap.transports.tcp import TcpConnection
 from aiocoap.transports.tls import TLSClient, TLSServer
 
-from opendots.transport.coap_checks import prepared_refusal, refusal_for
+from opendots.transport.coap_checks import frame_size, inspect_frame, prepared_refusal, refusal_for, refused_frame
 from opendots.transport.dedup import RecentMessages
 from opendots.transport.events import SessionEvent, SessionListener, notify
 from opendots.transport.identity import PeerIdentity
@@ -130,6 +130,7 @@ class _TlsServerConnection(TcpConnection):
     session_listeners: ClassVar[list[SessionListener]] = []  # set per server class below
 
     def connection_made(self, transport: Any) -> None:
+        self._opendots_pending = bytearray()  # bytes of a frame not yet complete (data_received)
         pool = self._ctx._pool
         if self.max_connections and len(pool) >= self.max_connections:
             transport.abort()  # over the session cap: refuse before any CoAP state exists
@@ -141,8 +142,34 @@ class _TlsServerConnection(TcpConnection):
         notify(self.session_listeners, SessionEvent("established", self, _tls_identity(transport), "tls"))
 
     def data_received(self, data: bytes) -> None:
+        """Hand aiocoap whole frames, each first checked on its raw bytes (opendots.transport.coap_checks): aiocoap's
+        decoder raises out of `data_received` on a Uri-Path that is not UTF-8 (the client got no answer, the log a
+        traceback), and acts on elective options of invalid length that RFC 7252 §5.4.3 says to ignore.
+
+        Private: `RFC8323Remote._my_max_message_size`, `_remote_settings` and `_ctx._dispatch_incoming`, the route
+        aiocoap's own `data_received` takes for a decoded request."""
         self.opendots_last_activity = time.monotonic()
-        super().data_received(data)
+        pending = self._opendots_pending
+        pending += data
+        while (size := frame_size(pending)) is not None:
+            if size > self._my_max_message_size:
+                super().data_received(bytes(pending))  # aiocoap aborts the connection ("Overly large message")
+                pending.clear()
+                return
+            if len(pending) < size:
+                return
+            frame = bytes(pending[:size])
+            del pending[:size]
+            inspection = inspect_frame(frame)
+            if inspection.action == "refuse":
+                if self._remote_settings is None:
+                    self.abort("No CSM received")  # as aiocoap does for any request before the peer's CSM
+                    return
+                self._ctx._dispatch_incoming(self, refused_frame(frame, self, inspection.code, inspection.diagnostic))
+            else:
+                super().data_received(inspection.cleaned if inspection.cleaned is not None else frame)
+            if self._ctx is None or self._transport is None or self._transport.is_closing():
+                return
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._ctx is not None:

@@ -166,6 +166,40 @@ def test_tls_transport_internals():
     )
 
 
+def test_tls_connections_decode_whole_frames_the_way_the_frame_checks_assume():
+    """_TlsServerConnection.data_received hands aiocoap one checked frame at a time and dispatches refusals itself."""
+    source = inspect.getsource(TcpConnection.data_received)
+    for line in (
+        "self._spool += data",  # partial input is kept by aiocoap too, so whole frames pass through unchanged
+        "if msglen > self._my_max_message_size:",
+        "if self._remote_settings is None:",
+        "self._ctx._dispatch_incoming(self, msg)",
+    ):
+        assert line in source, _explain(f"TcpConnection.data_received ({line})", "_TlsServerConnection.data_received")
+    assert "self._my_max_message_size" in inspect.getsource(RFC8323Remote), _explain(
+        "RFC8323Remote._my_max_message_size", "_TlsServerConnection.data_received"
+    )
+    assert callable(getattr(TcpConnection, "abort", None)), _explain(
+        "TcpConnection.abort", "_TlsServerConnection.data_received"
+    )
+    dispatch = getattr(TCPServer, "_dispatch_incoming", None)
+    assert dispatch is not None and "process_request(msg)" in inspect.getsource(dispatch), _explain(
+        "TCPServer._dispatch_incoming", "_TlsServerConnection.data_received"
+    )
+
+
+def test_no_response_on_a_response_makes_an_empty_ack_or_nothing():
+    """DotsResource marks a silently ignored request's answer No-Response (RFC 7967) for every class; aiocoap's
+    MessageManager must turn it into a bare ACK for a CON and drop it for a NON (public behaviour, checked here
+    because RFC 9132 §4.4.3 depends on it)."""
+    source = inspect.getsource(MessageManager.send_message)
+    for line in (
+        "no_response = (message.opt.no_response or 0) & (",
+        "new_message = Message(code=EMPTY, mid=mid, mtype=ACK)",
+    ):
+        assert line in source, _explain(f"MessageManager.send_message ({line})", "(DotsResource._answer)")
+
+
 # ---- behaviour: the hooks really work end to end with this aiocoap
 
 

@@ -35,7 +35,7 @@ from opendots.signal.client.shell.control import ControlError, ControlServer
 from opendots.signal.client.shell.operations import ClientOperations, OperationError
 from opendots.signal.client.shell.settings import AgentSettings
 from opendots.store.client_state import ClientStateStore
-from opendots.transport import create_client_context, ping
+from opendots.transport import create_client_context, open_session
 
 log = logging.getLogger(__name__)
 REDIRECTED_SIGNAL = "ietf-dots-signal-channel:redirected-signal"
@@ -212,7 +212,7 @@ class ClientAgent:
         context = await self._new_context()
 
         async def attempt(candidate: Any) -> float:
-            return await ping(context, candidate.base_uri, timeout=self.settings.connect_timeout)
+            return await open_session(context, candidate.base_uri, timeout=self.settings.connect_timeout)
 
         try:
             try:

@@ -16,7 +16,7 @@ from opendots.signal.client.shell.control import ControlError
 from opendots.signal.client.shell.operations import ClientOperations, OperationError
 from opendots.signal.client.shell.settings import AgentSettings
 from opendots.store.client_state import ClientStateStore
-from opendots.transport import create_client_context, ping
+from opendots.transport import create_client_context, open_session
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ async def run_once(
         core = DotsClientCore(cuid, store, now=time.time())
 
         async def attempt(candidate: Any) -> float:
-            return await ping(context, candidate.base_uri, timeout=settings.connect_timeout)
+            return await open_session(context, candidate.base_uri, timeout=settings.connect_timeout)
 
         candidates = candidates_for(config, await resolve_addresses(config))
         connection = await race(candidates, attempt, attempt_delay=settings.attempt_delay)

@@ -39,7 +39,7 @@ from opendots.signal.server.core.mitigations import content_view
 from opendots.signal.server.core.paths import ConfigPath, MitigatePath, parse_path
 from opendots.signal.server.core.query import parse_mitigation_query
 from opendots.signal.server.shell.service import SignalService
-from opendots.transport import peer_identity
+from opendots.transport import over_tls, peer_identity
 from opendots.transport.block1 import Block1Assembler, Complete, Continue, Refuse
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 DOTS_CBOR = DOTS_CBOR_CONTENT_FORMAT  # application/dots+cbor (RFC 9132 §10.4)
 TEXT_PLAIN = 0
 WELL_KNOWN_DOTS = (".well-known", "dots")
+NO_RESPONSE_AT_ALL = 0x02 | 0x08 | 0x10  # RFC 7967 §2.1: not interested in 2.xx, 4.xx or 5.xx responses
 _BLOCK_KEY_IGNORES = (OptionNumber.BLOCK1, OptionNumber.BLOCK2, OptionNumber.SIZE1, OptionNumber.OBSERVE)
 
 
@@ -189,6 +190,11 @@ class DotsResource(aiocoap.resource.ObservableResource, aiocoap.resource.PathCap
         self.requests[(request.code.name, resource, response.code.dotted)] += 1
         return response
 
+    def session_closed(self, remote: Any) -> None:
+        """REMOTE's DTLS session or TLS connection ended: its unfinished Block1 uploads can never complete (a new
+        session is a new peer, RFC 7252 §9.1.2), so they go now rather than after the 93 s idle expiry."""
+        self.uploads.forget_peer(remote.blockwise_key)
+
     async def _answer_in_blocks(self, pipe: Any, response: aiocoap.Message) -> None:
         try:
             first_block = await self._block2.extract_or_insert(pipe.request, lambda: _ready(response))
@@ -210,7 +216,17 @@ class DotsResource(aiocoap.resource.ObservableResource, aiocoap.resource.PathCap
 
     def _answer(self, request: aiocoap.Message) -> aiocoap.Message:
         decoded = self._request(request)
-        response = decoded if isinstance(decoded, aiocoap.Message) else to_message(self.service.handle(decoded))
+        if isinstance(decoded, aiocoap.Message):
+            response = decoded
+        else:
+            answer = self.service.handle(decoded)
+            response = to_message(answer)
+            if answer.silent and not over_tls(request):
+                # RFC 9132 §4.4.3 "silently ignored": aiocoap's message layer turns a response marked No-Response
+                # for every class (RFC 7967) into the bare ACK a CON needs, and sends nothing for a NON. Over TLS
+                # (RFC 8323: no ACKs, no reordering) the client gets the 4.04: silence would leave its request
+                # pending for good, and the reordering the rule is about cannot happen there.
+                response.opt.no_response = NO_RESPONSE_AT_ALL
         path = request.opt.uri_path
         resource = path[0] if path and path[0] in ("mitigate", "config", "hb") else "other"
         self.requests[(request.code.name, resource, response.code.dotted)] += 1

@@ -188,6 +188,8 @@ async def start_signal_server(
             log.warning("DOTS client %s: signal channel session lost", event.client)
 
     def on_session(event: SessionEvent) -> None:
+        if event.kind == "closed":
+            resource.session_closed(event.remote)
         name = core.client_name(event.identity.cuid if event.identity else None)
         if name is None:
             return

@@ -1,0 +1,240 @@
+"""What the DTLS server and client interfaces share: `DtlsRemote`, one DTLS session as aiocoap's `message.remote`,
+and `DtlsInterfaceBase`, the aiocoap MessageInterface plumbing (sending, RFC 7252 checks on what arrives, timers,
+closing). The server is `opendots.transport.dtls_server`, the client `opendots.transport.dtls_client`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+import aiocoap
+from aiocoap import error as coap_error
+from aiocoap import interfaces
+from aiocoap.numbers import COAPS_PORT
+from aiocoap.numbers.codes import EMPTY
+from aiocoap.numbers.types import RST
+from aiocoap.util import hostportjoin
+
+from opendots.transport.coap_checks import inspect_datagram, refused_request
+from opendots.transport.dtls import (
+    ApplicationData,
+    ConnectionClosed,
+    DtlsConnection,
+    DtlsError,
+    DtlsEvent,
+    HandshakeCompleted,
+    SendQueueFull,
+)
+from opendots.transport.identity import PeerIdentity
+
+log = logging.getLogger("opendots.transport.dtls_interface")  # one logger name for the DTLS shell, as before the split
+
+
+def _hostinfo(address: tuple) -> str:
+    host, port = address[0], address[1]
+    return hostportjoin(host, None if port == COAPS_PORT else port)
+
+
+class DtlsRemote(interfaces.EndpointAddress):
+    """One DTLS session as aiocoap sees a peer. Identity-compared: a new session is a new remote (RFC 7252 §9.1.2)."""
+
+    scheme = "coaps"
+    is_multicast = False
+    is_multicast_locally = False
+
+    def __init__(self, owner: DtlsInterfaceBase, connection: DtlsConnection, peer: tuple, local: tuple) -> None:
+        self.owner = owner
+        self.connection = connection
+        self.peer = peer
+        self.local = local
+        self._send_datagram: Callable[[bytes], None] = lambda _datagram: None
+        self._timer: asyncio.TimerHandle | None = None
+        self.table_key: object = None
+        self.flight_sent_at: float | None = None
+        """When this side last sent handshake datagrams (time.monotonic())."""
+        self.handshake_rtt: float | None = None
+        """From our last handshake flight to the completed handshake: a round trip, measured without a CoAP ping."""
+
+    def __repr__(self) -> str:
+        return f"<DtlsRemote {self.hostinfo} {self.connection.state.value}>"
+
+    @property
+    def peer_identity(self) -> PeerIdentity | None:
+        return self.connection.identity
+
+    @property
+    def authenticated_claims(self) -> tuple[PeerIdentity, ...]:
+        return (self.connection.identity,) if self.connection.identity is not None else ()
+
+    @property
+    def hostinfo(self) -> str:
+        return _hostinfo(self.peer)
+
+    @property
+    def hostinfo_local(self) -> str:
+        return _hostinfo(self.local)
+
+    @property
+    def uri_base(self) -> str:
+        return "coaps://" + self.hostinfo
+
+    @property
+    def uri_base_local(self) -> str:
+        return "coaps://" + self.hostinfo_local
+
+    @property
+    def blockwise_key(self) -> object:
+        return self
+
+    # Keep every CoAP message inside one DTLS record that fits the path MTU: room for the CoAP header, a token
+    # and the usual options is left out of the record's cleartext budget.
+    _COAP_OVERHEAD = 64
+
+    @property
+    def maximum_payload_size(self) -> int:
+        return min(1124, self.connection.cleartext_budget - self._COAP_OVERHEAD)
+
+    @property
+    def maximum_block_size_exp(self) -> int:
+        budget = self.connection.cleartext_budget - self._COAP_OVERHEAD
+        exponent = 6  # 1024-byte blocks at most (no BERT over UDP)
+        while exponent > 0 and 2 ** (exponent + 4) > budget:
+            exponent -= 1
+        return exponent
+
+    def flush(self) -> None:
+        datagrams = self.connection.datagrams_to_send()
+        if datagrams and not self.connection.established:
+            self.flight_sent_at = time.monotonic()
+        for datagram in datagrams:
+            self._send_datagram(datagram)
+
+
+class DtlsInterfaceBase(interfaces.MessageInterface):
+    def __init__(self, message_manager: interfaces.MessageManager, loop: asyncio.AbstractEventLoop) -> None:
+        self._message_manager: interfaces.MessageManager | None = message_manager
+        self._loop = loop
+        self.messages_received = 0
+        """CoAP messages that arrived over this interface's sessions (metrics, tests)."""
+
+    # -- MessageInterface
+
+    def send(self, message: aiocoap.Message) -> None:
+        remote = message.remote
+        if not isinstance(remote, DtlsRemote) or remote.connection.closed:
+            log.info("not sending %r: its DTLS session is gone", message)
+            return
+        try:
+            remote.connection.send(message.encode())
+        except SendQueueFull as failure:
+            log.warning("dropping %r: %s", message, failure)  # CON retransmission or the caller's timeout copes
+            return
+        except DtlsError as failure:
+            self._closed(remote, failure)
+            return
+        remote.flush()
+        self._arm_timer(remote)
+
+    async def recognize_remote(self, remote: object) -> bool:
+        return isinstance(remote, DtlsRemote) and remote.owner is self and self._is_live(remote)
+
+    def drop(self, remote: DtlsRemote, reason: str = "closed by the application") -> None:
+        """Close REMOTE's session now (close_notify) and fail what is pending on it; the next request re-handshakes."""
+        if remote.connection.closed:
+            return
+        remote.connection.close()
+        self._closed(remote, DtlsError(reason))
+
+    # -- shared plumbing
+
+    def _is_live(self, remote: DtlsRemote) -> bool:
+        raise NotImplementedError
+
+    def _forget(self, remote: DtlsRemote) -> None:
+        raise NotImplementedError
+
+    def _handle_events(self, remote: DtlsRemote, events: list[DtlsEvent]) -> None:
+        for event in events:
+            if isinstance(event, ApplicationData):
+                self._deliver(remote, event.data)
+            elif isinstance(event, HandshakeCompleted):
+                log.debug("DTLS session with %s established (resumed=%s)", remote.hostinfo, event.resumed)
+                self._on_established(remote, event)
+            elif isinstance(event, ConnectionClosed):
+                self._closed(remote, event.error)
+
+    def _on_established(self, remote: DtlsRemote, event: HandshakeCompleted) -> None:
+        pass
+
+    def _deliver(self, remote: DtlsRemote, plaintext: bytes) -> None:
+        if self._message_manager is None:
+            return
+        self.messages_received += 1
+        inspection = inspect_datagram(plaintext)  # RFC 7252 checks aiocoap's decoder does not make
+        if inspection.action == "ok":
+            if inspection.cleaned is not None:  # elective options of invalid length left out (RFC 7252 §5.4.3)
+                plaintext = inspection.cleaned
+            try:
+                message = aiocoap.Message.decode(plaintext, remote=remote)
+            except (coap_error.UnparsableMessage, UnicodeDecodeError, ValueError) as problem:
+                # e.g. a Location-Path that is not UTF-8: a request gets 4.00, anything else is dropped
+                if plaintext[1] >> 5 != 0 or (plaintext[0] >> 4) & 3 > 1:
+                    log.info("ignoring an undecodable CoAP message from %s: %s", remote.hostinfo, problem)
+                    return
+                message = refused_request(plaintext, remote, "4.00", f"undecodable option: {problem}")
+        elif inspection.action == "refuse":
+            message = refused_request(plaintext, remote, inspection.code, inspection.diagnostic)
+        else:
+            log.info("%s a malformed CoAP message from %s", inspection.action, remote.hostinfo)
+            if inspection.action == "reset":  # RFC 7252 §4.2, §4.3: reject with a Reset (empty, same Message ID)
+                self._send_reset(remote, inspection.mid)
+            return
+        self._message_manager.dispatch_message(message)
+
+    def _send_reset(self, remote: DtlsRemote, mid: int) -> None:
+        if remote.connection.closed:
+            return
+        reset = aiocoap.Message(code=EMPTY)
+        reset.mtype, reset.mid = RST, mid
+        with contextlib.suppress(DtlsError):
+            remote.connection.send(reset.encode())
+        remote.flush()
+
+    def _closed(self, remote: DtlsRemote, failure: DtlsError) -> None:
+        log.info("DTLS session with %s ended: %s", remote.hostinfo, failure)
+        remote.flush()  # a close_notify or fatal alert may be waiting
+        if remote._timer is not None:
+            remote._timer.cancel()
+            remote._timer = None
+        self._forget(remote)
+        if self._message_manager is not None and remote.connection.identity is not None:
+            self._message_manager.dispatch_error(failure, remote)
+
+    def _arm_timer(self, remote: DtlsRemote) -> None:
+        if remote._timer is None and remote.connection.established:
+            return  # OpenSSL only times handshake flights: nothing to ask of it once established (every datagram)
+        if remote._timer is not None:
+            remote._timer.cancel()
+            remote._timer = None
+        due_in = remote.connection.timer_due_in()
+        if due_in is not None:
+            remote._timer = self._loop.call_later(due_in, self._timer_fired, remote)
+
+    def _timer_fired(self, remote: DtlsRemote) -> None:
+        remote._timer = None
+        events = remote.connection.handle_timer(self._loop.time())
+        remote.flush()
+        self._handle_events(remote, events)
+        if not remote.connection.closed:
+            self._arm_timer(remote)
+
+    def _datagram_from_peer(self, remote: DtlsRemote, datagram: bytes) -> None:
+        events = remote.connection.receive_datagram(datagram, self._loop.time())
+        remote.flush()
+        self._handle_events(remote, events)
+        if not remote.connection.closed:
+            self._arm_timer(remote)

@@ -1,0 +1,299 @@
+"""The DTLS server as an aiocoap message interface: stateless cookies, a session table with a cap and idle expiry,
+bounded unfinished handshakes, close_notify on shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+import aiocoap
+from aiocoap import interfaces
+
+from opendots.config import TlsFiles
+from opendots.transport.dtls import DtlsError, DtlsListener, HandshakeCompleted, SessionExpired, is_client_hello
+from opendots.transport.dtls_remote import DtlsInterfaceBase, DtlsRemote, log
+from opendots.transport.events import SessionEvent, SessionListener, notify
+from opendots.transport.handshakes import HandshakeTable
+from opendots.transport.profile import DEFAULT_DTLS_MTU
+
+# A handshake that passed the cookie round but is not done after this is dropped (OpenSSL's server flight is
+# retransmitted after 1, 2, 4 s: three retransmissions fit). Under pressure (table full) handshakes older than
+# HANDSHAKE_MIN_AGE make room for newcomers, so peers that never finish cannot lock others out.
+SERVER_HANDSHAKE_TIMEOUT = 10.0
+HANDSHAKE_MIN_AGE = 1.0
+MAX_HANDSHAKES_PER_ADDRESS = 8
+SWEEP_INTERVAL_MAX = 5.0
+
+
+@dataclass
+class SessionStats:
+    sessions: int
+    established: int
+    handshaking: int
+    accepted_total: int
+    hello_verify_sent: int
+    dropped_datagrams: int
+    refused_full: int
+    expired_total: int
+    resumed_total: int
+    refused_per_address: int = 0
+    """Verified or fresh ClientHellos dropped because their source address already had its share of handshakes."""
+    handshakes_evicted: int = 0
+    """Unfinished handshakes dropped to make room for a newcomer while the handshake table was full."""
+
+
+class _ServerSocket(asyncio.DatagramProtocol):
+    def __init__(self, interface: DtlsServerInterface) -> None:
+        self.interface = interface
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        try:
+            self.interface._datagram_received(self, data, addr)
+        except Exception:  # the listening socket must survive anything a peer sends
+            log.exception("dropped a datagram from %s after an internal error", addr)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("socket error on DTLS server socket: %s", exc)
+
+
+class DtlsServerInterface(DtlsInterfaceBase):
+    """DTLS server: stateless cookies, session table with a cap and idle expiry, close_notify on shutdown."""
+
+    def __init__(
+        self,
+        message_manager: interfaces.MessageManager,
+        loop: asyncio.AbstractEventLoop,
+        credentials: TlsFiles,
+        *,
+        max_sessions: int,
+        idle_timeout: float,
+        mtu: int = DEFAULT_DTLS_MTU,
+        max_handshakes: int | None = None,
+        max_handshakes_per_address: int = MAX_HANDSHAKES_PER_ADDRESS,
+        handshake_timeout: float = SERVER_HANDSHAKE_TIMEOUT,
+    ) -> None:
+        super().__init__(message_manager, loop)
+        self.listener = DtlsListener(credentials, now=loop.time(), mtu=mtu)
+        self.max_sessions = max_sessions
+        self.handshakes: HandshakeTable[DtlsRemote] = HandshakeTable(
+            limit=max_handshakes if max_handshakes is not None else max(64, max_sessions // 10),
+            per_address=max_handshakes_per_address,
+            timeout=handshake_timeout,
+            min_age=HANDSHAKE_MIN_AGE,
+        )
+        self.idle_timeout = idle_timeout
+        self.sessions: dict[tuple[int, tuple], DtlsRemote] = {}
+        self.sockets: list[_ServerSocket] = []
+        self._sweeper: asyncio.Task[None] | None = None
+        self._accepted = self._hello_verify = self._dropped = self._refused = self._expired = self._resumed = 0
+        self.session_listeners: list[SessionListener] = []
+
+    @classmethod
+    async def create(
+        cls,
+        message_manager: interfaces.MessageManager,
+        *,
+        credentials: TlsFiles,
+        bind: list[tuple[str, int]],
+        max_sessions: int,
+        idle_timeout: float,
+        mtu: int = DEFAULT_DTLS_MTU,
+        **handshake_limits: Any,
+    ) -> DtlsServerInterface:
+        """HANDSHAKE_LIMITS: max_handshakes, max_handshakes_per_address, handshake_timeout (see __init__)."""
+        loop = asyncio.get_running_loop()
+        self = cls(
+            message_manager,
+            loop,
+            credentials,
+            max_sessions=max_sessions,
+            idle_timeout=idle_timeout,
+            mtu=mtu,
+            **handshake_limits,
+        )
+        try:
+            for host, port in bind:
+                family = socket.AF_INET6 if ":" in host else socket.AF_INET
+                _, protocol = await loop.create_datagram_endpoint(
+                    lambda: _ServerSocket(self), local_addr=(host, port), family=family
+                )
+                self.sockets.append(protocol)
+        except BaseException:
+            await self.shutdown()
+            raise
+        self._sweeper = loop.create_task(self._sweep_forever(), name="DTLS idle session sweeper")
+        return self
+
+    def local_addresses(self) -> list[tuple]:
+        return [sock.transport.get_extra_info("sockname") for sock in self.sockets if sock.transport is not None]
+
+    def stats(self) -> SessionStats:
+        established = sum(1 for remote in self.sessions.values() if remote.connection.established)
+        return SessionStats(
+            sessions=len(self.sessions),
+            established=established,
+            handshaking=len(self.sessions) - established,
+            accepted_total=self._accepted,
+            hello_verify_sent=self._hello_verify,
+            dropped_datagrams=self._dropped,
+            refused_full=self._refused,
+            expired_total=self._expired,
+            resumed_total=self._resumed,
+            refused_per_address=self.handshakes.refused_per_address,
+            handshakes_evicted=self.handshakes.evicted,
+        )
+
+    def sessions_for(self, identity_cuid: str) -> list[DtlsRemote]:
+        return [
+            remote
+            for remote in self.sessions.values()
+            if remote.connection.identity is not None and remote.connection.identity.cuid == identity_cuid
+        ]
+
+    # -- input
+
+    def _datagram_received(self, sock: _ServerSocket, data: bytes, peer: tuple) -> None:
+        key = (id(sock), peer[:2])
+        existing = self.sessions.get(key)
+        if existing is not None and not (existing.connection.established and is_client_hello(data)):
+            self._datagram_from_peer(existing, data)
+            return
+        # Either a stranger, or a peer with an established session sending a fresh epoch-0 ClientHello: a client
+        # that restarted on the same address and port (RFC 6347 §4.2.8). It gets the same cookie exchange, and
+        # only a verified hello replaces the old session, so a spoofed hello cannot tear sessions down.
+        if self._message_manager is None:
+            return
+        now = self._loop.time()
+        address = peer[0]
+        if existing is None:
+            self._expire_handshakes(now)
+            if len(self.sessions) >= self.max_sessions:
+                self._refused += 1
+                return
+            if self.handshakes.address_full(address):
+                return  # not even a HelloVerifyRequest: this address holds its share of unfinished handshakes
+        result = self.listener.receive(data, peer[:2], now, lambda: self._admit(address, now))
+        if result.refused:
+            self._refused += 1
+            return
+        if result.connection is not None and existing is not None:
+            existing.connection.close()
+            self._closed(existing, DtlsError("peer started a new session from the same address"))
+        for reply in result.reply:
+            sock.transport.sendto(reply, peer)
+        if result.reply:
+            self._hello_verify += 1
+        if result.connection is None:
+            if not result.reply:
+                self._dropped += 1
+            return
+        self._accepted += 1
+        local = sock.transport.get_extra_info("sockname")
+        remote = DtlsRemote(self, result.connection, peer[:2], local)
+        transport = sock.transport
+        remote._send_datagram = lambda datagram: transport.sendto(datagram, peer)
+        remote.table_key = key
+        self.sessions[key] = remote
+        if not result.connection.established:
+            self.handshakes.add(remote, address, now)
+        remote.flush()
+        self._arm_timer(remote)
+
+    @property
+    def max_handshaking(self) -> int:
+        return self.handshakes.limit
+
+    @property
+    def handshake_timeout(self) -> float:
+        return self.handshakes.timeout
+
+    def _admit(self, address: str, now: float) -> bool:
+        """A ClientHello from ADDRESS carried a valid cookie (so the address is real): may its handshake start?
+        (opendots.transport.handshakes: bounded in all and per address; a full table makes room if it fairly can,
+        otherwise the client's own timer resends its hello later.)"""
+        admitted, victim = self.handshakes.admit(address, now)
+        if victim is not None:
+            victim.connection.close()
+            self._closed(victim, SessionExpired("unfinished handshake dropped to make room"))
+        return admitted
+
+    def _expire_handshakes(self, now: float) -> None:
+        """Drop unfinished handshakes older than the handshake timeout, oldest first (O(1) when none is due)."""
+        while (remote := self.handshakes.oldest_due(now)) is not None:
+            remote.connection.close()
+            self._expired += 1
+            self._closed(remote, SessionExpired("handshake did not complete"))
+
+    def _on_established(self, remote: DtlsRemote, event: HandshakeCompleted) -> None:
+        self.handshakes.discard(remote)
+        self._resumed += event.resumed
+        notify(self.session_listeners, SessionEvent("established", remote, event.identity, "dtls"))
+
+    def _closed(self, remote: DtlsRemote, failure: DtlsError) -> None:
+        was_established = remote.connection.identity is not None and self.sessions.get(remote.table_key) is remote
+        super()._closed(remote, failure)
+        if was_established:
+            notify(
+                self.session_listeners, SessionEvent("closed", remote, remote.connection.identity, "dtls", str(failure))
+            )
+
+    def _is_live(self, remote: DtlsRemote) -> bool:
+        return remote.connection.established and self.sessions.get(remote.table_key) is remote
+
+    def _forget(self, remote: DtlsRemote) -> None:
+        self.handshakes.discard(remote)
+        if self.sessions.get(remote.table_key) is remote:
+            del self.sessions[remote.table_key]
+
+    async def determine_remote(self, message: aiocoap.Message) -> None:
+        # A DTLS server never opens sessions; requests to clients go over `msg.remote = request.remote`.
+        return None
+
+    # -- expiry
+
+    def expire(self, now: float) -> int:
+        """Drop idle sessions and stalled handshakes; returns how many went."""
+        gone = 0
+        for remote in list(self.sessions.values()):
+            connection = remote.connection
+            if connection.established:
+                if now - connection.last_activity < self.idle_timeout:
+                    continue
+                connection.close()  # close_notify: the peer learns at once instead of after its next timeout
+                failure: DtlsError = SessionExpired(f"idle for more than {self.idle_timeout:g} s")
+            else:
+                if now - connection.created_at < self.handshake_timeout:
+                    continue
+                connection.close()
+                failure = SessionExpired("handshake did not complete")
+            self._expired += 1
+            gone += 1
+            self._closed(remote, failure)
+        return gone
+
+    async def _sweep_forever(self) -> None:
+        interval = min(SWEEP_INTERVAL_MAX, max(0.05, min(self.idle_timeout, self.handshake_timeout) / 4))
+        while True:
+            await asyncio.sleep(interval)
+            self.expire(self._loop.time())
+
+    async def shutdown(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for remote in list(self.sessions.values()):
+            remote.connection.close()
+            remote.flush()
+            if remote._timer is not None:
+                remote._timer.cancel()
+        self.sessions.clear()
+        self.handshakes.clear()
+        self._message_manager = None
+        for sock in self.sockets:
+            if sock.transport is not None:
+                sock.transport.close()
