@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
+import aiocoap
 import pytest
 
 from opendots.config import ServerConfig
 from opendots.signal.server.shell.run import start_signal_server
 from tests.conftest import free_port
+from tests.helpers import tls_files as files
+from tests.helpers.raw_coap import RawDtlsCoap
 
 
 @pytest.fixture
@@ -19,3 +23,17 @@ async def server(pki_dir: Path, tmp_path: Path):
     running.config = config
     yield running
     await running.stop()
+
+
+@pytest.fixture
+async def raw(pki_dir: Path, server):
+    port = server.endpoint.dtls_addresses[0][1]
+    loop = asyncio.get_running_loop()
+    client = await loop.run_in_executor(None, RawDtlsCoap, files(pki_dir, "client"), port)
+
+    async def exchange(message: bytes) -> list[aiocoap.Message]:
+        answers = await loop.run_in_executor(None, client.exchange, message)
+        return [aiocoap.Message.decode(answer) for answer in answers]
+
+    yield exchange
+    client.close()

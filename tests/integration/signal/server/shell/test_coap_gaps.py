@@ -16,11 +16,10 @@ import pytest
 
 from opendots.model import encode_signal
 from opendots.transport.tls import tls_client_context
-from tests.unit import test_signal_coap_conformance as conformance
-from tests.unit.test_signal_coap_conformance import ACK, CON, CONFIG_GET, DOTS, GET, NON, PUT, coap, files
-from tests.unit.test_signal_fixtures import figure
+from tests.helpers import tls_files as files
+from tests.helpers.raw_coap import ACK, CON, CONFIG_GET, DOTS, GET, NON, PUT, RawDtlsCoap, coap
+from tests.helpers.signal_harness import figure
 
-server, raw = conformance.server, conformance.raw  # fixtures: the signal server, a raw DTLS client
 CSM = 0xE1  # 7.01, RFC 8323 §5.3
 
 
@@ -231,14 +230,14 @@ async def test_unfinished_block1_uploads_go_when_the_peers_session_ends_rfc7959_
     first_block = [*mitigate_path(server, 40), (12, b"\x01\x0f"), (27, b"\x0a")]  # Block1 0/M/64
     body = encode_signal(figure("figure07"))[:64]
     other = await loop.run_in_executor(
-        None, conformance.RawDtlsCoap, files(pki_dir, "client"), server.endpoint.dtls_addresses[0][1]
+        None, RawDtlsCoap, files(pki_dir, "client"), server.endpoint.dtls_addresses[0][1]
     )
     try:  # another peer's unfinished upload stays
         (answer,) = await loop.run_in_executor(None, other.exchange, coap(CON, PUT, 0x6001, b"b0", first_block, body))
         assert aiocoap.Message.decode(answer).code == aiocoap.CONTINUE
         if transport == "dtls":
             client = await loop.run_in_executor(
-                None, conformance.RawDtlsCoap, files(pki_dir, "client"), server.endpoint.dtls_addresses[0][1]
+                None, RawDtlsCoap, files(pki_dir, "client"), server.endpoint.dtls_addresses[0][1]
             )
             answers = await loop.run_in_executor(
                 None, client.exchange, coap(CON, PUT, 0x6002, b"b1", first_block, body)

@@ -10,7 +10,8 @@ import aiocoap
 
 from opendots.transport import create_client_context, open_session, start_server
 from tests.conftest import free_port
-from tests.unit.test_dtls_transport import files, server_site
+from tests.helpers import tls_files as files
+from tests.helpers.coap_site import server_site
 
 
 async def test_a_dtls_connection_attempt_ends_with_the_handshake_and_sends_no_coap_message_rfc9132_4_3(pki_dir):

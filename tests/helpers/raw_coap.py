@@ -1,0 +1,88 @@
+"""CoAP messages written by hand and a blocking DTLS client that sends them exactly as given: for the tests of
+RFC 7252 message and option rules at the server."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+from opendots.config import TlsFiles
+from opendots.transport.dtls import DtlsConnection, client_context
+
+CON, NON, ACK, RST = 0, 1, 2, 3
+GET, PUT = 1, 3
+DOTS = [(11, b".well-known"), (11, b"dots")]
+CONFIG_GET = [*DOTS, (11, b"config")]
+
+
+def coap(
+    mtype: int, code: int, mid: int, token: bytes, options: list[tuple[int, bytes]], payload: bytes = b""
+) -> bytes:
+    """A CoAP message written by hand (options in the order given, which must be ascending)."""
+    out = bytearray([0x40 | mtype << 4 | len(token), code, *mid.to_bytes(2, "big"), *token])
+    previous = 0
+    for number, value in options:
+        delta, length = number - previous, len(value)
+        fields = bytearray()
+        nibbles = []
+        for item in (delta, length):
+            if item < 13:
+                nibbles.append(item)
+            elif item < 269:
+                nibbles.append(13)
+                fields.append(item - 13)
+            else:
+                nibbles.append(14)
+                fields += (item - 269).to_bytes(2, "big")
+        out += bytes([nibbles[0] << 4 | nibbles[1]]) + fields + value
+        previous = number
+    if payload:
+        out += b"\xff" + payload
+    return bytes(out)
+
+
+class RawDtlsCoap:
+    """A DTLS client that sends CoAP bytes exactly as given (blocking: used from a thread)."""
+
+    def __init__(self, credentials: TlsFiles, port: int) -> None:
+        self.port = port
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.connection = DtlsConnection.connect(client_context(credentials, "localhost"), now=time.monotonic())
+        give_up = time.monotonic() + 10
+        while not self.connection.established:
+            self._flush()
+            assert time.monotonic() < give_up and not self.connection.closed, "no DTLS handshake"
+            due = self.connection.timer_due_in()
+            self.sock.settimeout(due if due else 0.5)
+            try:
+                self.connection.receive_datagram(self.sock.recv(4096), time.monotonic())
+            except TimeoutError:
+                self.connection.handle_timer(time.monotonic())
+        self._flush()
+
+    def _flush(self) -> None:
+        for datagram in self.connection.datagrams_to_send():
+            self.sock.sendto(datagram, ("127.0.0.1", self.port))
+
+    def exchange(self, message: bytes, wait: float = 1.5) -> list[bytes]:
+        """Send MESSAGE; every CoAP message that comes back within WAIT seconds (stops at the first answer)."""
+        self.connection.send(message)
+        self._flush()
+        answers: list[bytes] = []
+        give_up = time.monotonic() + wait
+        while not answers and (left := give_up - time.monotonic()) > 0:
+            self.sock.settimeout(left)
+            try:
+                datagram = self.sock.recv(4096)
+            except TimeoutError:
+                break
+            for event in self.connection.receive_datagram(datagram, time.monotonic()):
+                data = getattr(event, "data", None)
+                if data is not None:
+                    answers.append(data)
+        return answers
+
+    def close(self) -> None:
+        self.connection.close()
+        self._flush()
+        self.sock.close()
