@@ -46,7 +46,7 @@ def settle(
     if decision.changes:
         try:
             store.apply(decision.changes)
-        except StoreError as problem:
+        except Exception as problem:  # noqa: BLE001 - any failure, not only StoreError: see _write_failed
             return _write_failed(core, decision, now, problem)
     return _applied(core, decision)
 
@@ -65,7 +65,7 @@ async def settle_async(
     if decision.changes:
         try:
             await store.apply(decision.changes)
-        except StoreError as problem:
+        except Exception as problem:  # noqa: BLE001 - see _write_failed
             return _write_failed(core, decision, now, problem)
     return _applied(core, decision)
 
@@ -82,8 +82,14 @@ def _store_acls(core: SignalServer, decision: Decision, now: float, acls: AclAct
     return None
 
 
-def _write_failed(core: SignalServer, decision: Decision, now: float, problem: StoreError) -> Settled:
-    log.error("signal store: %s", problem)
+def _write_failed(core: SignalServer, decision: Decision, now: float, problem: Exception) -> Settled:
+    # Whatever went wrong, the decision is refused: a decision left pending would make the core refuse every
+    # later request (it will not decide on stale state), one fault wedging the whole server. A StoreError is an
+    # expected failure (database gone, disk full); anything else is a bug, logged with its traceback.
+    if isinstance(problem, StoreError):
+        log.error("signal store: %s", problem)
+    else:
+        log.error("signal store: unexpected failure, the decision is refused", exc_info=problem)
     return core.write_failed(decision, now), decision.observed
 
 

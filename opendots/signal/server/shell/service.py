@@ -154,7 +154,7 @@ class SignalService:
         """Decide, store the decision, let the core apply it, queue its events: what to answer. With an awaited
         store the decision is settled in a task (a timer's or a mitigator's: nobody waits for an answer)."""
         if self.awaited:
-            task = asyncio.get_running_loop().create_task(self._settle_awaited(decide))
+            task = asyncio.get_running_loop().create_task(self._decide_and_settle(decide))
             self._settling.add(task)
             task.add_done_callback(self._settling.discard)
             return None
@@ -163,6 +163,14 @@ class SignalService:
         return response
 
     async def _settle_awaited(self, decide: Callable[[], Decision]) -> Response | None:
+        # A caller cancelled mid-write (a request whose peer went away) must not leave the decision half-settled,
+        # pending in the core for ever: the settling runs in its own task, which finishes whatever the caller does.
+        task = asyncio.get_running_loop().create_task(self._decide_and_settle(decide))
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+        return await asyncio.shield(task)
+
+    async def _decide_and_settle(self, decide: Callable[[], Decision]) -> Response | None:
         # The core refuses to decide while a decision is pending: decide and settle under one lock.
         async with self._lock:
             decision = decide()
@@ -206,6 +214,11 @@ class SignalService:
         if events:
             self._queue.put_nowait(events)
 
+    def timer_step(self) -> None:
+        """One step of the core's timer work (expiry, one lost session, ...), stored, then applied: the
+        synchronous-store path of the timer task, also for drivers without an event loop (the fuzz harness)."""
+        self._settle(lambda: self.core.handle_timer(self.clock()))
+
     async def _timers(self) -> None:
         deadline = self.core.next_timer()
         while True:
@@ -226,7 +239,7 @@ class SignalService:
             if self.awaited:  # this step is stored before the next is looked at
                 await self._settle_awaited(lambda: self.core.handle_timer(self.clock()))
             else:
-                self._settle(lambda: self.core.handle_timer(self.clock()))
+                self.timer_step()
             deadline = self.core.next_timer()
 
     async def _poll_counters(self) -> None:
