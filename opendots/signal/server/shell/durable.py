@@ -46,7 +46,7 @@ def settle(
     if decision.changes:
         try:
             store.apply(decision.changes)
-        except Exception as problem:  # noqa: BLE001 - any failure, not only StoreError: see _write_failed
+        except Exception as problem:  # any failure, not only StoreError: see _write_failed
             return _write_failed(core, decision, now, problem)
     return _applied(core, decision)
 
@@ -65,7 +65,7 @@ async def settle_async(
     if decision.changes:
         try:
             await store.apply(decision.changes)
-        except Exception as problem:  # noqa: BLE001 - see _write_failed
+        except Exception as problem:  # see _write_failed
             return _write_failed(core, decision, now, problem)
     return _applied(core, decision)
 
