@@ -381,3 +381,10 @@ def close_tls_connection(remote: object) -> None:
     with contextlib.suppress(Exception):
         remote._send_message(aiocoap.Message(code=RELEASE))
     transport.close()
+
+
+def block_of(response: aiocoap.Message, request: aiocoap.Message) -> aiocoap.Message:
+    """The block of RESPONSE that REQUEST's Block2 option asks for (private: `Message._extract_block`, what aiocoap's
+    Block2Cache serves from). Raises aiocoap.error.BadRequest (4.00) for a block past the end."""
+    wanted = request.opt.block2
+    return response._extract_block(wanted.block_number, wanted.size_exponent, request.remote.maximum_payload_size)

@@ -111,3 +111,22 @@ def test_a_post_below_a_list_entry_that_does_not_exist_is_404_not_an_internal_er
         assert stack.state() == before
     finally:
         stack.close()
+
+
+def test_a_get_asking_for_a_later_block2_block_first_gets_that_block_not_5_00(tmp_path):
+    """RFC 7959 §2.4: a GET for block N > 0 with nothing cached (the cache expired, or the peer starts mid-way) is
+    served from the freshly rendered body; a block past the end is 4.00. aiocoap's Block2 cache raised
+    IncompleteException / BadRequest for these, which the server answered 5.00."""
+    stack = Stack(tmp_path)
+    try:
+        target = CoapTarget(stack)
+        codes = []
+        for mid, number in ((1, 1), (2, 4000)):
+            request = aiocoap.Message(code=aiocoap.GET)
+            request.mtype, request.mid, request.token = aiocoap.NON, mid, b"\x06"
+            request.opt.uri_path = (".well-known", "dots", "config")  # the server's limits: ~200 bytes of CBOR
+            request.opt.block2 = BlockOption.BlockwiseTuple(number, False, 0)  # 16-byte blocks
+            codes.append(target.run(request.encode()))  # 5.00 before the fix
+        assert codes == ["2.05", "4.00"]
+    finally:
+        stack.close()

@@ -14,12 +14,14 @@ import collections
 import hashlib
 import itertools
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import aiocoap
 import aiocoap.resource
-from aiocoap.blockwise import Block1Spool, IncompleteException
+from aiocoap.blockwise import Block1Spool, Block2Cache, IncompleteException
+from aiocoap.error import RenderableError
 from aiocoap.numbers.codes import Code
 from aiocoap.numbers.optionnumbers import OptionNumber
 from aiocoap.numbers.types import NON
@@ -40,6 +42,7 @@ from opendots.signal.server.core.paths import ConfigPath, MitigatePath, parse_pa
 from opendots.signal.server.core.query import parse_mitigation_query
 from opendots.signal.server.shell.service import SignalService
 from opendots.transport import over_tls, peer_identity
+from opendots.transport.aiocoap_hooks import block_of
 from opendots.transport.block1 import Block1Assembler, Complete, Continue, Refuse
 
 log = logging.getLogger(__name__)
@@ -95,12 +98,27 @@ class _Block1Spool(Block1Spool):
             raise IncompleteException from None
 
 
+class _Block2Cache(Block2Cache):
+    """aiocoap 0.4.17's cache answers a GET for block N > 0 with nothing cached (the cache expired, or the peer
+    starts mid-way) 4.08 Request Entity Incomplete, an upload's code. RFC 7959 §2.4 lets a server regenerate the
+    body instead; its ETag tells the client whether the body changed between blocks (RFC 9132 §4.4.2)."""
+
+    async def extract_or_insert(
+        self, req: aiocoap.Message, response_builder: Callable[[], Awaitable[aiocoap.Message]]
+    ) -> aiocoap.Message:
+        try:
+            return await super().extract_or_insert(req, response_builder)
+        except IncompleteException:
+            return block_of(await response_builder(), req)  # a block past the end: BadRequest, 4.00
+
+
 class DotsResource(aiocoap.resource.ObservableResource, aiocoap.resource.PathCapable):
     """mitigate, config and hb, all below /.well-known/dots (the remaining Uri-Path reaches `render`)."""
 
     def __init__(self, service: SignalService) -> None:
         super().__init__()
         self._block1 = _Block1Spool()  # aiocoap's Resource reassembles Block1 requests in this attribute
+        self._block2 = _Block2Cache()  # and keeps the bodies it answers in Block2 blocks in this one
         self.service = service
         self._observers: dict[str, dict[int, _Observation]] = {}
         """Per client name: a change is only ever looked up among its owner's observers (O(own), not O(all))."""
@@ -198,6 +216,8 @@ class DotsResource(aiocoap.resource.ObservableResource, aiocoap.resource.PathCap
     async def _answer_in_blocks(self, pipe: Any, response: aiocoap.Message) -> None:
         try:
             first_block = await self._block2.extract_or_insert(pipe.request, lambda: _ready(response))
+        except RenderableError as refused:  # a block number past the end of the body: 4.00
+            first_block = refused.to_message()
         except Exception:  # as answer_now: never leave the client without an answer, never lose the server
             log.exception("splitting the answer to %s into blocks failed", pipe.request.code)
             first_block = _internal_error()
