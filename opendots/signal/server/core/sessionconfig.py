@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from decimal import ROUND_CEILING, Decimal, InvalidOperation
+from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
 
 from opendots.signal.server.core import defaults
@@ -18,6 +18,8 @@ ROBUST_INTEGER_PARAMETERS = ("max-payloads", "non-max-retransmit")
 ROBUST_DECIMAL_PARAMETERS = ("non-timeout", "non-receive-timeout", "non-probing-wait", "non-partial-timeout")
 SETS = ("mitigating-config", "idle-config")
 _CENT = Decimal("0.01")
+_MAX_DOUBLINGS = 40  # 2^40 x 2 s is 70,000 years already
+_DECIMAL64_MAX = Decimal("92233720368547758.07")  # decimal64 with 2 fraction digits (RFC 7950 §9.3.4)
 
 
 @dataclass(frozen=True)
@@ -109,20 +111,17 @@ class ParameterSet:
             # Twice non-timeout, but never less than RFC 9177 §7.2's MUST (see receive_floor).
             non_receive_timeout = max(fit("non_receive_timeout", 2 * non_timeout), receive_floor(self, non_timeout))
         # EXCHANGE_LIFETIME's formula with the NON parameters (the base value, without NON_TIMEOUT_RANDOM's jitter).
-        span = (
-            non_timeout * (2**non_max_retransmit - 1) * self.ack_random_factor + 2 * defaults.MAX_LATENCY + non_timeout
-        ).quantize(_CENT)
+        # Bounded so that peer-sent extremes (a uint16 exponent) stay cheap and inside decimal64.
+        doubling = 2 ** min(non_max_retransmit, _MAX_DOUBLINGS) - 1
+        span = _seconds(non_timeout * doubling * self.ack_random_factor + 2 * defaults.MAX_LATENCY + non_timeout)
+        probing_wait, partial_timeout = self.non_probing_wait, self.non_partial_timeout
         return replace(
             self,
             non_max_retransmit=non_max_retransmit,
             non_timeout=non_timeout,
             non_receive_timeout=non_receive_timeout,
-            non_probing_wait=self.non_probing_wait
-            if self.non_probing_wait is not None
-            else fit("non_probing_wait", span),
-            non_partial_timeout=(
-                self.non_partial_timeout if self.non_partial_timeout is not None else fit("non_partial_timeout", span)
-            ),
+            non_probing_wait=probing_wait if probing_wait is not None else fit("non_probing_wait", span),
+            non_partial_timeout=partial_timeout if partial_timeout is not None else fit("non_partial_timeout", span),
         )
 
     def robust(self, limits: Limits | None = None) -> RobustTransmission:
@@ -144,7 +143,12 @@ class ParameterSet:
 def receive_floor(parameters: ParameterSet, non_timeout: Decimal) -> Decimal:
     """RFC 9177 §7.2: NON_RECEIVE_TIMEOUT MUST exceed NON_TIMEOUT_RANDOM (at most non-timeout x ack-random-factor)
     by at least one second."""
-    return (non_timeout * parameters.ack_random_factor + 1).quantize(_CENT, rounding=ROUND_CEILING)
+    return _seconds(non_timeout * parameters.ack_random_factor + 1, ROUND_CEILING)
+
+
+def _seconds(value: Decimal, rounding: str = ROUND_HALF_EVEN) -> Decimal:
+    """VALUE as a decimal64 with 2 fraction digits, the largest one for anything bigger."""
+    return min(value, _DECIMAL64_MAX).quantize(_CENT, rounding=rounding)
 
 
 def _to_json(value: int | Decimal) -> int | str:

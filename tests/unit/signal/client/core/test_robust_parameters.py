@@ -118,3 +118,23 @@ def test_a_reported_non_probing_wait_equal_to_its_derivation_keeps_its_jitter() 
     explicit = {CONFIG: {"idle-config": {f"{ROBUST}:non-probing-wait": {"current-value-decimal": "100.00"}}}}
     robust = SignalConfig.from_body(explicit).robust(False)
     assert robust.explicit_probing_wait and robust.non_probing_wait == 100.0
+
+
+def test_extreme_values_a_server_reports_stay_cheap_and_finite() -> None:
+    """uint16 non-max-retransmit and the largest decimal64 seconds: 2^65535 would overflow decimal64 (and cost
+    work); the derivation caps the exponent and the result instead of failing."""
+    largest = "92233720368547758.07"
+    body = {
+        CONFIG: {
+            "idle-config": {
+                "max-retransmit": {"current-value": 65535},
+                "ack-random-factor": {"current-value-decimal": largest},
+                f"{ROBUST}:non-max-retransmit": {"current-value": 65535},
+                f"{ROBUST}:non-timeout": {"current-value-decimal": largest},
+            }
+        }
+    }
+    robust = SignalConfig.from_body(body).robust(False)
+    assert robust.non_max_retransmit == 65535
+    assert robust.non_partial_timeout == float(Decimal(largest))
+    assert robust.non_receive_timeout >= robust.non_timeout

@@ -270,3 +270,14 @@ def test_the_mitigating_set_is_in_force_while_a_mitigation_is_enforced(harness: 
     mitigating = harness.server.robust_transmission("alpha")
     assert (mitigating.non_timeout, mitigating.non_receive_timeout) == (3.0, 6.0)
     assert harness.server.robust_transmission("bravo").non_timeout == 2.0  # another client's session: its own
+
+
+def test_a_wide_operator_range_still_renders_a_valid_get_body(tmp_path: Path):
+    """[signal] non_max_retransmit_limits up to 65535: a client may set it, and what is derived from it stays
+    inside decimal64 (the GET body validates) and inside the server's own range."""
+    limits = Limits(non_max_retransmit=(1, 65535))
+    harness = make_harness(tmp_path, limits=limits)
+    assert harness.request("PUT", ("config", "sid=1"), body=robust_put(non_max_retransmit=65535)).code == "2.01"
+    body = harness.request("GET", ("config",)).body
+    assert current(body[CONFIG]["idle-config"][f"{ROBUST}:non-partial-timeout"]) == "600.00"
+    assert decode_signal(encode_signal(body)) == body
