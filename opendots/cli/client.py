@@ -17,7 +17,7 @@ import click
 
 from opendots import eventloop
 from opendots.cli.common import OpenDotsGroup, config_option, group_config_option
-from opendots.cli.render import parameter, port_ranges, print_json, protocols, seconds, table
+from opendots.cli.render import PARAMETER_UNITS, parameter, port_ranges, print_json, protocols, seconds, table
 from opendots.cli.server import PORT, event_loop_option
 from opendots.config import ClientConfig
 from opendots.errors import RefusedError, UnavailableError
@@ -309,7 +309,8 @@ def config_get_command(config_path: Path, as_json: bool) -> None:
     config = (result.get("body") or {}).get(f"{MODULE}:signal-config", {})
     rows = []
     for set_name in ("mitigating-config", "idle-config"):
-        for name, node in config.get(set_name, {}).items():
+        for member, node in config.get(set_name, {}).items():
+            name = member.removeprefix("ietf-dots-robust-trans:")  # RFC 9362's attributes, shown by their names
             current = node.get("current-value", node.get("current-value-decimal", "-"))
             low = node.get("min-value", node.get("min-value-decimal", "-"))
             high = node.get("max-value", node.get("max-value-decimal", "-"))
@@ -324,12 +325,23 @@ _PARAMETER_OPTIONS = (
     ("--max-retransmit", "max_retransmit", int),
     ("--ack-timeout", "ack_timeout", str),
     ("--ack-random-factor", "ack_random_factor", str),
+    # RFC 9362 robust-transmission attributes (the Q-Block parameters of RFC 9177 §7.2)
+    ("--max-payloads", "max_payloads", int),
+    ("--non-max-retransmit", "non_max_retransmit", int),
+    ("--non-timeout", "non_timeout", str),
+    ("--non-receive-timeout", "non_receive_timeout", str),
+    ("--non-probing-wait", "non_probing_wait", str),
+    ("--non-partial-timeout", "non_partial_timeout", str),
 )
+
+
+_UNIT_HELP = {"s": "Seconds (2 fraction digits at most).", "bytes/s": "Bytes per second."}
 
 
 def _parameter_options(function: Callable[..., Any]) -> Callable[..., Any]:
     for flag, name, kind in reversed(_PARAMETER_OPTIONS):
-        function = click.option(flag, name, type=kind, default=None)(function)
+        unit = PARAMETER_UNITS.get(name.replace("_", "-"))
+        function = click.option(flag, name, type=kind, default=None, help=_UNIT_HELP.get(unit or ""))(function)
     return function
 
 

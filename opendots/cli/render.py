@@ -57,8 +57,16 @@ def port_ranges(ranges: Iterable[Mapping[str, Any]]) -> str:
     )
 
 
-# Units of the RFC 9132 session parameters (their YANG `units`); the others are counts or factors.
-PARAMETER_UNITS = {"heartbeat-interval": "s", "probing-rate": "bytes/s", "ack-timeout": "s"}
+# Units of the RFC 9132 and RFC 9362 session parameters (their YANG `units`); the others are counts or factors.
+PARAMETER_UNITS = {
+    "heartbeat-interval": "s",
+    "probing-rate": "bytes/s",
+    "ack-timeout": "s",
+    "non-timeout": "s",
+    "non-receive-timeout": "s",
+    "non-probing-wait": "s",
+    "non-partial-timeout": "s",
+}
 
 
 def parameter(name: str, value: Any) -> str:

@@ -41,6 +41,7 @@ from opendots.signal.client.core.state import ClientState, StoredMitigation
 from opendots.signal.client.core.timing import (
     DEFAULT_CONFIG_REFRESH,
     INFINITE_MAX_AGE,
+    RobustTransmission,
     SessionParameters,
     SignalConfig,
     config_put_body,
@@ -141,6 +142,12 @@ class DotsClientCore:
     @property
     def parameters(self) -> SessionParameters:
         return self.config.active(self.mitigating)
+
+    @property
+    def robust_transmission(self) -> RobustTransmission:
+        """RFC 9362: the Q-Block parameters in force on this session now (mitigating-config while a mitigation is
+        active, idle-config otherwise), as the server last reported them."""
+        return self.config.robust(self.mitigating)
 
     @property
     def last_peer_heartbeat(self) -> float | None:

@@ -11,16 +11,14 @@ from typing import Any
 
 from opendots.errors import UsageError
 from opendots.signal.client.core.scope import MODULE
-from opendots.signal.server.core.sessionconfig import DECIMAL_PARAMETERS, INTEGER_PARAMETERS, ParameterSet
+from opendots.signal.server.core.robust import RobustTransmission
+from opendots.signal.server.core.sessionconfig import PARAMETERS, ParameterSet
 
 INFINITE_MAX_AGE = 0xFFFFFFFF  # RFC 9132 §4.5.3 / §4.6: Max-Age 2^32-1 means "forever"
 DEFAULT_CONFIG_REFRESH = 60.0  # RFC 7252 §5.10.5 default Max-Age, used when the server sends none
 NO_RTT_MIN_INTERVAL = 3.0  # RFC 9132 §4.4: without an RTT estimate, at most one NON request every 3 s
 
-# (YANG container name, attribute, is decimal64), in the server's order
-_PARAMETERS = tuple(
-    (name, name.replace("-", "_"), name in DECIMAL_PARAMETERS) for name in INTEGER_PARAMETERS + DECIMAL_PARAMETERS
-)
+_DECIMAL_ATTRIBUTES = frozenset(parameter.attribute for parameter in PARAMETERS if parameter.decimal)
 
 
 class ConfigValueError(UsageError, ValueError):
@@ -30,36 +28,54 @@ class ConfigValueError(UsageError, ValueError):
 @dataclass(frozen=True)
 class SessionParameters(ParameterSet):
     """One configuration set (idle-config or mitigating-config) as the client holds it: the server core's
-    ParameterSet (same values, RFC 9132 Appendix C defaults), read from and written as YANG containers."""
+    ParameterSet (same values, RFC 9132 Appendix C and RFC 9362 defaults), read from and written as YANG containers.
+
+    The RFC 9362 attributes a server reported are held as given; those it did not report (a server without RFC 9362)
+    stay None and are derived from the others (`robust()`, RFC 9362 §3)."""
 
     @classmethod
     def from_yang(cls, container: dict[str, Any], base: SessionParameters | None = None) -> SessionParameters:
         """Current values from an idle-config/mitigating-config container; missing ones keep BASE's values."""
         values: dict[str, Any] = {}
-        for yang_name, attribute, is_decimal in _PARAMETERS:
-            node = container.get(yang_name)
+        for parameter in PARAMETERS:
+            node = container.get(parameter.member)
             if not isinstance(node, dict):
                 continue
-            key = "current-value-decimal" if is_decimal else "current-value"
+            key = parameter.value_key
             if key not in node:
                 continue
             try:
-                values[attribute] = Decimal(str(node[key])) if is_decimal else int(node[key])
+                value = Decimal(str(node[key])) if parameter.decimal else int(node[key])
             except (InvalidOperation, TypeError, ValueError):
-                raise ConfigValueError(f"{yang_name}: bad current value {node[key]!r}") from None
-        return replace(base or cls(), **values)
+                raise ConfigValueError(f"{parameter.member}: bad current value {node[key]!r}") from None
+            if value < 0 or (isinstance(value, Decimal) and not value.is_finite()):
+                raise ConfigValueError(f"{parameter.member}: bad current value {node[key]!r}")
+            values[parameter.attribute] = value
+        parameters = replace(base or cls(), **values)
+        # A server renders a derived non-probing-wait as its current value; held as explicit it would lose the
+        # jitter RFC 9362 §3 (Implementation Note 1) asks for. The value we derive ourselves is that derived one.
+        if parameters.non_probing_wait is not None:
+            derived = replace(parameters, non_probing_wait=None).resolved().non_probing_wait
+            if parameters.non_probing_wait == derived:
+                parameters = replace(parameters, non_probing_wait=None)
+        return parameters
 
     def to_yang(self, only: set[str] | None = None) -> dict[str, Any]:
-        """Current values as a PUT body container (ONLY: attribute names to include; default all)."""
+        """Current values as a PUT body container (ONLY: attribute names to include; default all that have one)."""
         container: dict[str, Any] = {}
-        for yang_name, attribute, is_decimal in _PARAMETERS:
-            if only is not None and attribute not in only:
+        for parameter in PARAMETERS:
+            value = getattr(self, parameter.attribute)
+            if (only is not None and parameter.attribute not in only) or value is None:
                 continue
-            value = getattr(self, attribute)
-            container[yang_name] = (
-                {"current-value-decimal": f"{value:.2f}"} if is_decimal else {"current-value": int(value)}
+            container[parameter.member] = (
+                {"current-value-decimal": f"{value:.2f}"} if parameter.decimal else {"current-value": int(value)}
             )
         return container
+
+    def in_force(self) -> dict[str, str]:
+        """Every parameter's value in force, derived ones computed, as text keyed by attribute (for displays)."""
+        full = self.resolved()
+        return {parameter.attribute: str(getattr(full, parameter.attribute)) for parameter in PARAMETERS}
 
     @classmethod
     def attribute_names(cls) -> tuple[str, ...]:
@@ -77,6 +93,11 @@ class SignalConfig:
         """RFC 9132 §4.5: follow mitigating-config while a mitigation is active, idle-config otherwise."""
         return self.mitigating if mitigating else self.idle
 
+    def robust(self, mitigating: bool) -> RobustTransmission:
+        """RFC 9362: the Q-Block parameters in force with the set that applies (the server's values when it
+        reported them, else derived from the set's RFC 9132 parameters as RFC 9362 §3 says)."""
+        return self.active(mitigating).robust()
+
     @classmethod
     def from_body(cls, body: dict[str, Any] | None, base: SignalConfig | None = None) -> SignalConfig:
         base = base or cls()
@@ -92,7 +113,7 @@ class SignalConfig:
 def config_put_body(idle: dict[str, Any] | None = None, mitigating: dict[str, Any] | None = None) -> dict[str, Any]:
     """A signal-config PUT body from {attribute: value} maps (attributes as in SessionParameters).
 
-    Example: config_put_body(mitigating={"heartbeat_interval": 30}, idle={"heartbeat_interval": 0}).
+    Example: config_put_body(mitigating={"heartbeat_interval": 30, "max_payloads": 20}, idle={"heartbeat_interval": 0}).
     """
     names = set(SessionParameters.attribute_names())
     body: dict[str, Any] = {}
@@ -104,7 +125,7 @@ def config_put_body(idle: dict[str, Any] | None = None, mitigating: dict[str, An
             raise ConfigValueError(f"unknown session parameter(s) {sorted(unknown)}; known: {sorted(names)}")
         try:
             converted = {
-                name: Decimal(str(value)) if name in ("ack_timeout", "ack_random_factor") else int(value)
+                name: Decimal(str(value)) if name in _DECIMAL_ATTRIBUTES else int(value)
                 for name, value in values.items()
             }
         except (InvalidOperation, ValueError):

@@ -568,7 +568,7 @@ class ClientAgent:
             "sessions-established": self.sessions_established,
             "mitigating": self.core.mitigating,
             "peer-hb-status": self.core.peer_hb_status(now),
-            "parameters": {k: str(v) for k, v in vars(self.core.parameters).items()},
+            "parameters": self.core.parameters.in_force(),
             "config": self.core.config_body,
             "event-loop": running_loop_name(),
         }

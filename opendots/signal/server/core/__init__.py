@@ -24,6 +24,7 @@ from opendots.signal.server.core.events import (
 )
 from opendots.signal.server.core.messages import AttackStatus, ConflictCause, ConflictStatus, Request, Response, Status
 from opendots.signal.server.core.policy import Redirection, ServerSettings
+from opendots.signal.server.core.robust import RobustTransmission
 from opendots.signal.server.core.server import SignalServer
 from opendots.signal.server.core.sessionconfig import Limits, ParameterSet, SessionConfig
 
@@ -48,6 +49,7 @@ __all__ = [
     "RedirectionChanged",
     "Request",
     "Response",
+    "RobustTransmission",
     "ServerSettings",
     "SessionConfig",
     "SessionConfigChanged",

@@ -37,6 +37,21 @@ MIN_MAX_RETRANSMIT, MAX_MAX_RETRANSMIT = 2, 15
 MIN_ACK_TIMEOUT, MAX_ACK_TIMEOUT = Decimal("1.00"), Decimal("30.00")
 MIN_ACK_RANDOM_FACTOR, MAX_ACK_RANDOM_FACTOR = Decimal("1.10"), Decimal("4.00")
 
+# RFC 9362 robust-transmission attributes (the Q-Block parameters of RFC 9177 §7.2). Only max-payloads has a fixed
+# default; the others follow the parameters above unless a client sets them (RFC 9362 §3, Implementation Note 2):
+# non-max-retransmit = max-retransmit, non-timeout = ack-timeout, non-receive-timeout = 2 x non-timeout, and
+# non-probing-wait / non-partial-timeout = non-timeout x (2^non-max-retransmit - 1) x ack-random-factor
+# + 2 x MAX_LATENCY + non-timeout: 223 s with DOTS's max-retransmit of 3 (the YANG module's "247.00" assumes CoAP's 4).
+MAX_PAYLOADS = 10
+MAX_LATENCY = Decimal("100")  # RFC 7252 §4.8.2, seconds
+# No recommended ranges either: these keep a burst, and the time a half-received body is held, bounded.
+MIN_MAX_PAYLOADS, MAX_MAX_PAYLOADS = 1, 50
+MIN_NON_MAX_RETRANSMIT, MAX_NON_MAX_RETRANSMIT = 1, 15
+MIN_NON_TIMEOUT, MAX_NON_TIMEOUT = Decimal("1.00"), Decimal("30.00")
+MIN_NON_RECEIVE_TIMEOUT, MAX_NON_RECEIVE_TIMEOUT = Decimal("1.00"), Decimal("300.00")
+MIN_NON_PROBING_WAIT, MAX_NON_PROBING_WAIT = Decimal("10.00"), Decimal("600.00")
+MIN_NON_PARTIAL_TIMEOUT, MAX_NON_PARTIAL_TIMEOUT = Decimal("10.00"), Decimal("600.00")
+
 # Largest 'mid' the client may use before rolling over (§4.4.1.1); values above are still valid uint32.
 MID_ROLLOVER = 3221225471
 UINT32_MAX = 2**32 - 1

@@ -39,6 +39,7 @@ from opendots.signal.server.core.mitigations import Mitigation
 from opendots.signal.server.core.paths import ConfigPath, HeartbeatPath, MitigatePath, parse_path
 from opendots.signal.server.core.peers import Peers
 from opendots.signal.server.core.policy import Redirection, ServerSettings
+from opendots.signal.server.core.robust import RobustTransmission
 from opendots.signal.server.core.scope import parse_scope_entry
 from opendots.signal.server.core.session_configs import SessionConfigs
 from opendots.signal.server.core.sessionconfig import ParameterSet, SessionConfig
@@ -288,6 +289,11 @@ class SignalServer:
 
     def session_config(self, client_name: str) -> SessionConfig:
         return self.configs.of(client_name)
+
+    def robust_transmission(self, client_name: str) -> RobustTransmission:
+        """RFC 9362: the Q-Block parameters in force on CLIENT_NAME's session now — its mitigating-config set while
+        the server enforces one of its mitigations, its idle-config set otherwise (the set can change with time)."""
+        return self.configs.robust(client_name, self.table.is_enforcing(client_name))
 
     def is_enforcing(self, client_name: str) -> bool:
         return self.table.is_enforcing(client_name)

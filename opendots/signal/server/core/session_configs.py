@@ -8,6 +8,7 @@ from opendots.signal.server.core.decision import Decision
 from opendots.signal.server.core.events import SessionConfigChanged
 from opendots.signal.server.core.messages import Request, Response, reject
 from opendots.signal.server.core.paths import ConfigPath
+from opendots.signal.server.core.robust import RobustTransmission
 from opendots.signal.server.core.sessionconfig import (
     Limits,
     ParameterSet,
@@ -41,6 +42,10 @@ class SessionConfigs:
 
     def parameters(self, client: str, mitigating: bool) -> ParameterSet:
         return self.of(client).for_activity(mitigating)
+
+    def robust(self, client: str, mitigating: bool) -> RobustTransmission:
+        """The Q-Block values in force for CLIENT's session (RFC 9362), derived ones held in the server's limits."""
+        return self.parameters(client, mitigating).robust(self.limits)
 
     def handle(self, client: str, path: ConfigPath, request: Request, now: float, decision: Decision) -> Response:
         current = self._installed.get(client)

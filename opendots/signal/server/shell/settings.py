@@ -4,12 +4,27 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from opendots.config import ClientAuthorization, ConfigError
 from opendots.signal.server.core import Limits, ParameterSet, ServerSettings
 
-_LIMIT_KEYS = ("heartbeat_interval_limits", "missing_hb_allowed_limits", "probing_rate_limits", "max_retransmit_limits")
+_LIMIT_KEYS = (
+    "heartbeat_interval_limits",
+    "missing_hb_allowed_limits",
+    "probing_rate_limits",
+    "max_retransmit_limits",
+    "max_payloads_limits",
+    "non_max_retransmit_limits",
+)
+# RFC 9362 attributes in seconds (decimal64 with 2 fraction digits): [min, max] as integers or floats.
+_SECONDS_LIMIT_KEYS = (
+    "non_timeout_limits",
+    "non_receive_timeout_limits",
+    "non_probing_wait_limits",
+    "non_partial_timeout_limits",
+)
 _INTEGER_KEYS = (
     "active_but_terminating",
     "max_active_but_terminating",
@@ -26,7 +41,9 @@ def settings_from_table(clients: Sequence[ClientAuthorization], table: dict[str,
     active_but_terminating, max_active_but_terminating, config_max_age, indefinite_retry_timer,
     max_mitigations_per_client, max_cuids_per_client; gateways (names of the clients that are trusted server-domain
     DOTS gateways: only their 'cdid' Uri-Path is honoured, RFC 9132 §4.4.1); heartbeat_interval_limits,
-    missing_hb_allowed_limits, probing_rate_limits, max_retransmit_limits ([min, max] a client may configure)."""
+    missing_hb_allowed_limits, probing_rate_limits, max_retransmit_limits and the RFC 9362 max_payloads_limits,
+    non_max_retransmit_limits, non_timeout_limits, non_receive_timeout_limits, non_probing_wait_limits,
+    non_partial_timeout_limits ([min, max] a client may configure; seconds for the last four)."""
     known = {
         "max_lifetime",
         "allow_indefinite",
@@ -35,6 +52,7 @@ def settings_from_table(clients: Sequence[ClientAuthorization], table: dict[str,
         "gateways",
         *_INTEGER_KEYS,
         *_LIMIT_KEYS,
+        *_SECONDS_LIMIT_KEYS,
     }
     unknown = sorted(set(table) - known)
     if unknown:
@@ -74,23 +92,51 @@ def settings_from_table(clients: Sequence[ClientAuthorization], table: dict[str,
 
 
 def _limits(table: dict[str, Any]) -> Limits | None:
-    """`<parameter>_limits = [min, max]`: the range a client may ask for (RFC 9132 §4.5.2), e.g. heartbeats every
-    second in a lab, or never more often than a minute on a thin link; the server's default must stay inside."""
-    given: dict[str, tuple[int, int]] = {}
-    for key in _LIMIT_KEYS:
+    """`<parameter>_limits = [min, max]`: the range a client may ask for (RFC 9132 §4.5.2, RFC 9362 §3), e.g.
+    heartbeats every second in a lab, or never more often than a minute on a thin link; the server's default must
+    stay inside. For an RFC 9362 attribute the default is the value derived from the other defaults."""
+    given: dict[str, tuple[Any, Any]] = {}
+    # The derived defaults as the server would compute them without any range to hold them in.
+    default_values = ParameterSet().resolved()
+    for key in (*_LIMIT_KEYS, *_SECONDS_LIMIT_KEYS):
         if key not in table:
             continue
         value = table[key]
-        if (
-            not isinstance(value, list)
-            or len(value) != 2
-            or not all(isinstance(bound, int) and not isinstance(bound, bool) for bound in value)
-            or not 0 < value[0] <= value[1]
-        ):
+        bounds = _seconds_bounds(value) if key in _SECONDS_LIMIT_KEYS else _integer_bounds(value)
+        if bounds is None or not 0 < bounds[0] <= bounds[1]:
             raise ConfigError(f"[signal] {key} must be [min, max] with 0 < min <= max, not {value!r}")
         attribute = key.removesuffix("_limits")
-        default = getattr(ParameterSet(), attribute)
-        if not value[0] <= default <= value[1]:
+        default = getattr(default_values, attribute)
+        if not bounds[0] <= default <= bounds[1]:
             raise ConfigError(f"[signal] {key} {value} leaves out the default {attribute} {default}")
-        given[attribute] = (value[0], value[1])
+        given[attribute] = bounds
     return replace(Limits(), **given) if given else None
+
+
+def _integer_bounds(value: Any) -> tuple[int, int] | None:
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or not all(isinstance(bound, int) and not isinstance(bound, bool) for bound in value)
+        or not all(bound <= 65535 for bound in value)
+    ):
+        return None
+    return value[0], value[1]
+
+
+def _seconds_bounds(value: Any) -> tuple[Decimal, Decimal] | None:
+    """[min, max] in seconds: numbers with at most 2 fraction digits (the attributes' decimal64 type)."""
+    if not isinstance(value, list) or len(value) != 2:
+        return None
+    bounds: list[Decimal] = []
+    for bound in value:
+        if isinstance(bound, bool) or not isinstance(bound, int | float):
+            return None
+        try:
+            number = Decimal(str(bound))
+        except InvalidOperation:
+            return None
+        if not number.is_finite() or number != number.quantize(Decimal("0.01")) or number > 10**6:
+            return None
+        bounds.append(number.quantize(Decimal("0.01")))
+    return bounds[0], bounds[1]
