@@ -8,6 +8,7 @@ from typing import Any
 
 from opendots.config import ClientAuthorization, ConfigError
 from opendots.signal.server.core import Limits, ParameterSet, ServerSettings
+from opendots.signal.server.shell.telemetry_settings import TELEMETRY_KEYS, telemetry_policy
 
 _LIMIT_KEYS = ("heartbeat_interval_limits", "missing_hb_allowed_limits", "probing_rate_limits", "max_retransmit_limits")
 _INTEGER_KEYS = (
@@ -26,7 +27,8 @@ def settings_from_table(clients: Sequence[ClientAuthorization], table: dict[str,
     active_but_terminating, max_active_but_terminating, config_max_age, indefinite_retry_timer,
     max_mitigations_per_client, max_cuids_per_client; gateways (names of the clients that are trusted server-domain
     DOTS gateways: only their 'cdid' Uri-Path is honoured, RFC 9132 §4.4.1); heartbeat_interval_limits,
-    missing_hb_allowed_limits, probing_rate_limits, max_retransmit_limits ([min, max] a client may configure)."""
+    missing_hb_allowed_limits, probing_rate_limits, max_retransmit_limits ([min, max] a client may configure); the
+    RFC 9244 telemetry setup keys of opendots.signal.server.shell.telemetry_settings."""
     known = {
         "max_lifetime",
         "allow_indefinite",
@@ -35,6 +37,7 @@ def settings_from_table(clients: Sequence[ClientAuthorization], table: dict[str,
         "gateways",
         *_INTEGER_KEYS,
         *_LIMIT_KEYS,
+        *TELEMETRY_KEYS,
     }
     unknown = sorted(set(table) - known)
     if unknown:
@@ -67,6 +70,9 @@ def settings_from_table(clients: Sequence[ClientAuthorization], table: dict[str,
         if strangers:
             raise ConfigError(f"[signal] gateways names clients that are not configured: {strangers}")
         values["trusted_gateways"] = frozenset(gateways)
+    policy = telemetry_policy(table)
+    if policy is not None:
+        values["telemetry"] = policy
     limits = _limits(table)
     if limits is not None:
         values["limits"] = limits
