@@ -67,7 +67,9 @@ class SignalServer:
         self.configs = SessionConfigs(
             settings.session_defaults, settings.limits, settings.config_max_age, self.peers.config_changed
         )
-        self.telemetry_setups = TelemetrySetups(lambda: self.settings, self.mitigation_requests.cuid_owner)
+        self.telemetry_setups = TelemetrySetups(
+            lambda: self.settings, self.mitigation_requests.cuid_owner, lambda name: self._by_name.get(name)
+        )
         self._handlers: dict[type, Handler] = {
             MitigatePath: self.mitigation_requests.handle,
             ConfigPath: lambda client, path, request, now, decision: self.configs.handle(

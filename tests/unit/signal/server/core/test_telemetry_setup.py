@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import random
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 from opendots.model import decode_telemetry, encode_telemetry, json_to_cbor
 from opendots.signal.server.core import Request, Response
 from opendots.signal.server.core.telemetry_config import TelemetryPolicy
+from opendots.signal.server.core.telemetry_setup import _ranges_meet
 from tests.helpers import FIXTURES
 from tests.helpers.signal_harness import ALPHA, ALPHA_CUID, BRAVO, BRAVO_CUID, Harness, make_harness, scope_body
 
@@ -248,6 +250,10 @@ BAD_PUTS: dict[str, tuple[Any, str]] = {
         setup_body(current_config={"telemetry-notify-interval": 600}),
         "2.01",
     ),
+    "one unit class both on and off": (
+        config_body(unit_config=[{"unit": "bit-ps", "unit-status": True}, {"unit": "bit-ps", "unit-status": False}]),
+        "4.00",  # §7.1.2: conflicting values
+    ),
     "unit class not supported": (config_body(unit_config=[{"unit": "byte-ps", "unit-status": True}]), "4.22"),
     "pipe in an unsupported unit class": (
         setup_body(total_pipe_capacity=[{"link-id": "l1", "capacity": "5", "unit": "gigabyte-ps"}]),
@@ -370,3 +376,15 @@ def test_a_refused_write_changes_nothing(harness: Harness):
     assert decision.changes.put_telemetry_setups
     assert harness.server.write_failed(decision, harness.now).code == "5.03"
     assert get(harness, 123).code == "4.04"
+
+
+def test_address_overlap_is_one_sweep_that_agrees_with_comparing_every_pair():
+    """§7.3.1's overlap on addresses, as sorted ranges (thousands of prefixes: linear, not quadratic)."""
+    rng = random.Random(9244)
+    for _ in range(300):
+        first, second = (
+            tuple(sorted((low, low + rng.randrange(0, 40)) for low in rng.sample(range(1000), rng.randrange(0, 12))))
+            for _ in range(2)
+        )
+        brute = any(a <= d and c <= b for a, b in first for c, d in second)
+        assert _ranges_meet(first, second) is brute, (first, second)
