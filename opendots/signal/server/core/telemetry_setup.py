@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from opendots.config import ClientAuthorization
 from opendots.domain import Targets
-from opendots.model import ModelError, decode_telemetry
+from opendots.model import ModelError, decode_telemetry, validate_telemetry
 from opendots.signal.server.core.authorization import resolve_aliases
 from opendots.signal.server.core.decision import Decision
 from opendots.signal.server.core.messages import Rejected, Request, Response, reject
@@ -269,13 +269,15 @@ def _setup_of(request: Request) -> dict[str, Any]:
     """The one 'telemetry' entry a PUT may carry, decoded and validated against ietf-dots-telemetry, else 4.00."""
     if request.payload is None and request.body is None:
         raise reject("4.00", "a telemetry setup request needs a body")
-    body = request.body
-    if request.payload is not None:
-        try:
+    try:
+        if request.payload is not None:
             body = decode_telemetry(request.payload)
-        except ModelError as problem:
-            raise reject(problem.code, problem.diagnostic) from None
-    if not isinstance(body, dict) or list(body) != [TELEMETRY_SETUP]:
+        else:  # handed over decoded (not by the CoAP shell): validated all the same
+            body = request.body
+            validate_telemetry(body)
+    except ModelError as problem:
+        raise reject(problem.code, problem.diagnostic) from None
+    if list(body) != [TELEMETRY_SETUP]:
         raise reject("4.00", f"the body must be '{TELEMETRY_SETUP}'")
     setup = body[TELEMETRY_SETUP]
     extra = sorted(set(setup) - {"telemetry"})

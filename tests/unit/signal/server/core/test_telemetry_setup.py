@@ -388,3 +388,12 @@ def test_address_overlap_is_one_sweep_that_agrees_with_comparing_every_pair():
         )
         brute = any(a <= d and c <= b for a, b in first for c, d in second)
         assert _ranges_meet(first, second) is brute, (first, second)
+
+
+def test_a_body_handed_over_decoded_is_validated_too(harness: Harness):
+    """Bodies reach the core as CBOR from the shell; one given as YANG-JSON is held to the same module."""
+    invalid = _figure4_with(mid_percentile="99.00")  # the module's 'must': high >= mid
+    response, _ = harness.settle_request(Request("PUT", path(123), peer=ALPHA_CUID, body=invalid), harness.now)
+    assert response.code == "4.00" and "high-percentile" in response.diagnostic
+    response, _ = harness.settle_request(Request("PUT", path(123), peer=ALPHA_CUID, body=figure(4)), harness.now)
+    assert response.code == "2.01"
