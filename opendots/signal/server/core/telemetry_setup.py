@@ -195,6 +195,7 @@ class TelemetrySetups:
         count = sum(len(setups) for setups in own.values())
         if existing is None and count - len(replaced) >= policy.max_setups_per_client:
             raise reject("5.03", f"this DOTS client already has {policy.max_setups_per_client} telemetry setups")
+        self._check_new_cuid(client, path.cuid)
         record = TelemetrySetupRecord(client.name, path.cuid, path.tsid, setup)
         changes = decision.changes
         changes.put_telemetry_setups.append(record)
@@ -209,6 +210,13 @@ class TelemetrySetups:
 
         decision.then(apply)
         return Response("2.04" if existing is not None else "2.01")
+
+    def _check_new_cuid(self, client: ClientAuthorization, cuid: str) -> None:
+        """The mitigations' guard (RFC 9132 §4.4.1.3 lets a server refuse near capacity): cuids are kept for good."""
+        if cuid not in self._cuid_owner:
+            cuids = sum(1 for owner in self._cuid_owner.values() if owner == client.name)
+            if cuids >= self._settings().max_cuids_per_client:
+                raise reject("5.03", f"this DOTS client already uses {cuids} 'cuid' values (the server's limit)")
 
     @staticmethod
     def _check_domain(own: dict[str, dict[int, _Installed]], cuid: str, kind: str, footprint: Footprint) -> None:

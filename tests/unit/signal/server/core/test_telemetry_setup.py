@@ -357,6 +357,14 @@ def test_the_number_of_setups_per_client_is_bounded(tmp_path: Path):
     assert put(harness, 127, figure(5)).code == "2.01"  # replaces tsid=123: still two
 
 
+def test_the_number_of_cuids_per_client_is_bounded_as_for_mitigations(tmp_path: Path):
+    harness = make_harness(tmp_path, max_cuids_per_client=1)
+    assert put_figure(harness, 4).code == "2.01"
+    assert put_figure(harness, 13).code == "5.03"  # a second cuid
+    assert [row[0] for row in harness.dump()["signal_telemetry_setups"]] == [ALPHA_CUID]
+    assert harness.dump()["signal_cuids"] == []
+
+
 def test_setups_survive_a_restart(harness: Harness):
     """§7: valid until the server ceases to serve the domain; stored like mitigations."""
     for number in FIGURES:
