@@ -60,6 +60,23 @@ class CuidRecord:
     first_seen: float
 
 
+@dataclass(frozen=True)
+class TelemetrySetupRecord:
+    """One RFC 9244 §7 telemetry setup a client installed: a configuration, a pipe or baselines, under a 'tsid'."""
+
+    client: str
+    """Name of the ClientAuthorization that owns it (isolation boundary)."""
+    cuid: str
+    tsid: int
+    setup: dict[str, Any]
+    """The 'telemetry' entry as accepted (YANG-JSON, without 'tsid'): 'current-config', 'total-pipe-capacity' or
+    'baseline'."""
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.cuid, self.tsid)
+
+
 @dataclass
 class SignalChanges:
     """Everything one decision changes; applied atomically."""
@@ -71,6 +88,9 @@ class SignalChanges:
     put_session_configs: list[SessionConfigRecord] = field(default_factory=list)
     delete_session_configs: list[str] = field(default_factory=list)
     put_cuids: list[CuidRecord] = field(default_factory=list)
+    put_telemetry_setups: list[TelemetrySetupRecord] = field(default_factory=list)
+    delete_telemetry_setups: list[tuple[str, int]] = field(default_factory=list)
+    """(cuid, tsid) of telemetry setups overridden, deleted or reset (RFC 9244 §7)."""
 
     def __bool__(self) -> bool:
         return any(
@@ -81,6 +101,8 @@ class SignalChanges:
                 self.put_session_configs,
                 self.delete_session_configs,
                 self.put_cuids,
+                self.put_telemetry_setups,
+                self.delete_telemetry_setups,
             )
         )
 
@@ -90,6 +112,7 @@ class SignalState:
     mitigations: list[MitigationRecord]
     session_configs: list[SessionConfigRecord]
     cuids: list[CuidRecord]
+    telemetry_setups: list[TelemetrySetupRecord] = field(default_factory=list)
 
 
 class SignalStore(Protocol):

@@ -1,4 +1,5 @@
-"""Persistent state of the DOTS signal channel server: mitigations, session configurations, CUID owners.
+"""Persistent state of the DOTS signal channel server: mitigations, session configurations, CUID owners, RFC 9244
+telemetry setups.
 
 The server core decides; the shell writes the decision's `SignalChanges` here, in one transaction, before it
 answers: an acknowledged mitigation survives a killed process. The records themselves are in
@@ -20,6 +21,7 @@ from opendots.store.records import (
     SignalState,
     SignalStore,
     StoreError,
+    TelemetrySetupRecord,
 )
 from opendots.store.sqlite import SqliteDatabase
 
@@ -32,6 +34,7 @@ __all__ = [
     "SignalStore",
     "SqliteSignalStore",
     "StoreError",
+    "TelemetrySetupRecord",
 ]
 
 
@@ -71,6 +74,16 @@ _MIGRATIONS = [
     INSERT INTO signal_mitigations_v2 ({_MITIGATION_COLUMNS}) SELECT {_MITIGATION_COLUMNS} FROM signal_mitigations;
     DROP TABLE signal_mitigations;
     ALTER TABLE signal_mitigations_v2 RENAME TO signal_mitigations
+    """,
+    # 3: RFC 9244 §7 telemetry setups, one row per (cuid, tsid); 'setup' is the accepted 'telemetry' entry (JSON).
+    """
+    CREATE TABLE signal_telemetry_setups (
+        cuid TEXT NOT NULL,
+        tsid INTEGER NOT NULL,
+        client TEXT NOT NULL,
+        setup TEXT NOT NULL,
+        PRIMARY KEY (cuid, tsid)
+    ) WITHOUT ROWID
     """,
 ]
 
@@ -113,7 +126,13 @@ class SqliteSignalStore:
             CuidRecord(row["cuid"], row["client"], row["first_seen"])
             for row in connection.execute("SELECT cuid, client, first_seen FROM signal_cuids ORDER BY cuid")
         ]
-        return SignalState(mitigations, configs, cuids)
+        setups = [
+            TelemetrySetupRecord(row["client"], row["cuid"], row["tsid"], json.loads(row["setup"]))
+            for row in connection.execute(
+                "SELECT cuid, tsid, client, setup FROM signal_telemetry_setups ORDER BY cuid, tsid"
+            )
+        ]
+        return SignalState(mitigations, configs, cuids, setups)
 
     def apply(self, changes: SignalChanges) -> None:
         if not changes:
@@ -159,12 +178,21 @@ class SqliteSignalStore:
                     "INSERT OR IGNORE INTO signal_cuids (cuid, client, first_seen) VALUES (?, ?, ?)",
                     [(c.cuid, c.client, c.first_seen) for c in changes.put_cuids],
                 )
+            if changes.delete_telemetry_setups:
+                cursor.executemany(
+                    "DELETE FROM signal_telemetry_setups WHERE cuid = ? AND tsid = ?", changes.delete_telemetry_setups
+                )
+            if changes.put_telemetry_setups:
+                cursor.executemany(
+                    "INSERT OR REPLACE INTO signal_telemetry_setups (cuid, tsid, client, setup) VALUES (?, ?, ?, ?)",
+                    [(t.cuid, t.tsid, t.client, json.dumps(t.setup)) for t in changes.put_telemetry_setups],
+                )
 
     def dump(self) -> dict[str, list[tuple[Any, ...]]]:
         connection = self.database.connection
         return {
             table: [tuple(row) for row in connection.execute(f"SELECT * FROM {table} ORDER BY 1, 2")]
-            for table in ("signal_mitigations", "signal_session_configs", "signal_cuids")
+            for table in ("signal_mitigations", "signal_session_configs", "signal_cuids", "signal_telemetry_setups")
         }
 
     def close(self) -> None:
@@ -184,7 +212,14 @@ _RENEW_MITIGATION = (
 
 def _single_mitigation(changes: SignalChanges) -> tuple[MitigationRecord, bool] | None:
     """The one mitigation CHANGES writes, and whether it is a renewal; None when CHANGES holds anything else."""
-    if changes.delete_mitigations or changes.put_session_configs or changes.delete_session_configs or changes.put_cuids:
+    if (
+        changes.delete_mitigations
+        or changes.put_session_configs
+        or changes.delete_session_configs
+        or changes.put_cuids
+        or changes.put_telemetry_setups
+        or changes.delete_telemetry_setups
+    ):
         return None
     puts, renewals = changes.put_mitigations, changes.renewed_mitigations
     if len(puts) + len(renewals) != 1:

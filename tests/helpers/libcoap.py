@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from opendots.model import encode_signal
+from opendots.model import encode_signal, encode_telemetry
 from tests.conftest import require_binary
 
 
@@ -26,7 +26,8 @@ class CoapClient:
         extra: list[str] = []
         if payload is not None:
             body = self.work / f"request-{self.runs}.cbor"
-            body.write_bytes(encode_signal(payload))
+            telemetry = next(iter(payload), "").startswith("ietf-dots-telemetry:")  # RFC 9244: its own key table
+            body.write_bytes((encode_telemetry if telemetry else encode_signal)(payload))
             extra = ["-t", "271", "-f", str(body)]
         process = await asyncio.create_subprocess_exec(
             self.binary, *self.credentials, "-o", str(output), *extra, *args,

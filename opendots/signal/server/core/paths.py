@@ -1,6 +1,6 @@
 """Uri-Path forms of RFC 9132 §4.2, §4.4.1, §4.5.2 and §4.7, after the ".well-known/dots" prefix.
 
-mitigate/[cdid=X/]cuid=X[/mid=N]     config[/sid=N]     hb
+mitigate/[cdid=X/]cuid=X[/mid=N]     config[/sid=N]     hb     tm-setup/[cdid=X/]cuid=X[/tsid=N] (RFC 9244 §7)
 """
 
 from __future__ import annotations
@@ -31,7 +31,14 @@ class HeartbeatPath:
     pass
 
 
-ResourcePath = MitigatePath | ConfigPath | HeartbeatPath
+@dataclass(frozen=True)
+class TelemetrySetupPath:
+    cuid: str
+    tsid: int | None = None
+    cdid: str | None = None
+
+
+ResourcePath = MitigatePath | ConfigPath | HeartbeatPath | TelemetrySetupPath
 
 
 def parse_path(segments: tuple[str, ...]) -> ResourcePath:
@@ -47,6 +54,8 @@ def parse_path(segments: tuple[str, ...]) -> ResourcePath:
         if rest:
             raise reject("4.00", "the heartbeat resource takes no 'cuid', 'cdid', 'mid' or other Uri-Path")
         return HeartbeatPath()
+    if resource == "tm-setup":
+        return _tm_setup(rest)
     raise reject("4.04", f"unknown DOTS resource {resource!r}")
 
 
@@ -64,6 +73,20 @@ def _mitigate(rest: list[str]) -> MitigatePath:
     return MitigatePath(cuid=values["cuid"], mid=mid, cdid=values.get("cdid"))
 
 
+def _tm_setup(rest: list[str]) -> TelemetrySetupPath:
+    parameters = [_split(segment) for segment in rest]
+    names = [name for name, _ in parameters]
+    # RFC 9244 §7.1.2: 'tsid' MUST appear after 'cuid'; 'cdid' (a gateway, §5.2) comes first as in RFC 9132.
+    allowed = (["cuid"], ["cuid", "tsid"], ["cdid", "cuid"], ["cdid", "cuid", "tsid"])
+    if names not in allowed:
+        if "cuid" not in names:
+            raise reject("4.00", "the mandatory 'cuid' Uri-Path is missing")
+        raise reject("4.00", f"Uri-Path parameters {names} are not in the order [cdid=]/cuid=/[tsid=]")
+    values = dict(parameters)
+    tsid = _uint32(values["tsid"], "tsid") if "tsid" in values else None
+    return TelemetrySetupPath(cuid=values["cuid"], tsid=tsid, cdid=values.get("cdid"))
+
+
 def _config(rest: list[str]) -> ConfigPath:
     if not rest:
         return ConfigPath()
@@ -75,7 +98,7 @@ def _config(rest: list[str]) -> ConfigPath:
 
 def _split(segment: str) -> tuple[str, str]:
     name, equals, value = segment.partition("=")
-    if not equals or name not in ("cuid", "cdid", "mid", "sid"):
+    if not equals or name not in ("cuid", "cdid", "mid", "sid", "tsid"):
         raise reject("4.00", f"unexpected Uri-Path {segment!r}")
     if not value:
         raise reject("4.00", f"Uri-Path '{name}' has an empty value")

@@ -11,6 +11,7 @@ from opendots.signal.server.core import defaults
 from opendots.signal.server.core.authorization import AliasDirectory, StaticAliasDirectory
 from opendots.signal.server.core.filtering import AclActivationControl
 from opendots.signal.server.core.sessionconfig import Limits, SessionConfig
+from opendots.signal.server.core.telemetry_config import TelemetryPolicy
 
 
 @dataclass
@@ -43,6 +44,8 @@ class ServerSettings:
     trusted_gateways: frozenset[str] = frozenset()
     """Names of the clients that are server-domain DOTS gateways trusted to supply 'cdid' (§4.4.1: a 'cdid'
     from anyone else is ignored)."""
+    telemetry: TelemetryPolicy = field(default_factory=TelemetryPolicy)
+    """What RFC 9244 telemetry setups (§7) may ask for."""
 
 
 @dataclass(frozen=True)

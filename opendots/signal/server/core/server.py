@@ -11,8 +11,8 @@ to store and the in-memory changes to make once they are stored, so nothing is a
 and a failed write (5.03) changes nothing. Errors are Response values; no exception leaves this object.
 
 The work is split by concern: `MitigationRequests` (/mitigate, its timers, mitigators' reports; status changes in
-`transitions`), `SessionConfigs` (/config), `Peers` (heartbeats and liveness). This class authenticates, dispatches
-by path type, and keeps the order of timers.
+`transitions`), `SessionConfigs` (/config), `Peers` (heartbeats and liveness), `TelemetrySetups` (/tm-setup,
+RFC 9244 §7). This class authenticates, dispatches by path type, and keeps the order of timers.
 """
 
 from __future__ import annotations
@@ -36,13 +36,14 @@ from opendots.signal.server.core.messages import REDIRECTED_SIGNAL, Rejected, Re
 from opendots.signal.server.core.mitigation_requests import MitigationRequests, activated_event
 from opendots.signal.server.core.mitigation_table import MitigationTable
 from opendots.signal.server.core.mitigations import Mitigation
-from opendots.signal.server.core.paths import ConfigPath, HeartbeatPath, MitigatePath, parse_path
+from opendots.signal.server.core.paths import ConfigPath, HeartbeatPath, MitigatePath, TelemetrySetupPath, parse_path
 from opendots.signal.server.core.peers import Peers
 from opendots.signal.server.core.policy import Redirection, ServerSettings
 from opendots.signal.server.core.robust import RobustTransmission
 from opendots.signal.server.core.scope import parse_scope_entry
 from opendots.signal.server.core.session_configs import SessionConfigs
 from opendots.signal.server.core.sessionconfig import ParameterSet, SessionConfig
+from opendots.signal.server.core.telemetry_setup import TelemetrySetups
 from opendots.store.records import SignalState
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,9 @@ class SignalServer:
         self.configs = SessionConfigs(
             settings.session_defaults, settings.limits, settings.config_max_age, self.peers.config_changed
         )
+        self.telemetry_setups = TelemetrySetups(
+            lambda: self.settings, self.mitigation_requests.cuid_owner, lambda name: self._by_name.get(name)
+        )
         self._handlers: dict[type, Handler] = {
             MitigatePath: self.mitigation_requests.handle,
             ConfigPath: lambda client, path, request, now, decision: self.configs.handle(
@@ -75,6 +79,7 @@ class SignalServer:
             HeartbeatPath: lambda client, path, request, now, decision: self.peers.heartbeat(
                 client.name, request, now, decision.events
             ),
+            TelemetrySetupPath: self.telemetry_setups.handle,
         }
         self._store_retry_at: float | None = None  # after a failed timer write, wait before trying again
         self._pending: Decision | None = None
@@ -100,6 +105,7 @@ class SignalServer:
         for cuid in state.cuids:
             owners.setdefault(cuid.cuid, cuid.client)
         self.configs.restored(state.session_configs)
+        self.telemetry_setups.restored(state.telemetry_setups)
         for record in state.mitigations:
             client = self._by_name.get(record.client)
             request = parse_scope_entry(record.request)  # validated when it was accepted
@@ -172,8 +178,12 @@ class SignalServer:
             if self.redirection is not None and not isinstance(path, HeartbeatPath):
                 decision.response = self._redirect_response()
                 return self._decided(decision)
-            if not (isinstance(path, MitigatePath) and request.method == "PUT"):
-                request = decoded(request)  # a mitigation PUT decodes its own: it may repeat the stored request
+            # A mitigation PUT decodes its own (it may repeat the stored request), tm-setup as ietf-dots-telemetry.
+            own_decoder = (isinstance(path, MitigatePath) and request.method == "PUT") or isinstance(
+                path, TelemetrySetupPath
+            )
+            if not own_decoder:
+                request = decoded(request)
             decision.response = self._handlers[type(path)](client, path, request, now, decision)
         except Rejected as refused:
             decision = Decision(response=refused.response, observed=decision.observed)

@@ -27,7 +27,7 @@ from aiocoap.numbers.optionnumbers import OptionNumber
 from aiocoap.numbers.types import NON
 
 from opendots.domain import DOTS_CBOR_CONTENT_FORMAT
-from opendots.model import DEFAULT_MAX_SIZE, ModelError, decode_signal, encode_signal
+from opendots.model import DEFAULT_MAX_SIZE, ModelError, decode_signal, encode_signal, encode_telemetry
 from opendots.signal.server.core import (
     Event,
     MitigationChanged,
@@ -51,6 +51,8 @@ DOTS_CBOR = DOTS_CBOR_CONTENT_FORMAT  # application/dots+cbor (RFC 9132 §10.4)
 TEXT_PLAIN = 0
 WELL_KNOWN_DOTS = (".well-known", "dots")
 NO_RESPONSE_AT_ALL = 0x02 | 0x08 | 0x10  # RFC 7967 §2.1: not interested in 2.xx, 4.xx or 5.xx responses
+RESOURCES = ("mitigate", "config", "hb", "tm-setup")  # RFC 9132 §4.2, RFC 9244 §6 (Table 2): named in the metrics
+TELEMETRY = "ietf-dots-telemetry:"  # RFC 9244 bodies: their own CBOR key table and YANG module
 _BLOCK_KEY_IGNORES = (OptionNumber.BLOCK1, OptionNumber.BLOCK2, OptionNumber.SIZE1, OptionNumber.OBSERVE)
 
 
@@ -73,7 +75,8 @@ def to_message(response: Response) -> aiocoap.Message:
         try:
             # Bodies the server built itself: not validated in production (~3x the encoding cost); the test suites
             # turn validation back on (opendots.model.codec.validate_every_encoding) so a builder bug still fails.
-            message.payload = encode_signal(response.body, validate=False)
+            encode = encode_telemetry if next(iter(response.body), "").startswith(TELEMETRY) else encode_signal
+            message.payload = encode(response.body, validate=False)
         except ModelError as problem:  # our own output failed validation (tests): a bug, never send it
             log.error("refusing to send an invalid body (%s): %r", problem.diagnostic, response.body)
             return aiocoap.Message(code=Code.INTERNAL_SERVER_ERROR, payload=b"invalid response body")
@@ -113,7 +116,7 @@ class _Block2Cache(Block2Cache):
 
 
 class DotsResource(aiocoap.resource.ObservableResource, aiocoap.resource.PathCapable):
-    """mitigate, config and hb, all below /.well-known/dots (the remaining Uri-Path reaches `render`)."""
+    """mitigate, config, hb and tm-setup, all below /.well-known/dots (the remaining Uri-Path reaches `render`)."""
 
     def __init__(self, service: SignalService) -> None:
         super().__init__()
@@ -194,7 +197,7 @@ class DotsResource(aiocoap.resource.ObservableResource, aiocoap.resource.PathCap
         if isinstance(result, Complete):
             return result
         path = request.opt.uri_path
-        resource = path[0] if path and path[0] in ("mitigate", "config", "hb") else "other"
+        resource = path[0] if path and path[0] in RESOURCES else "other"
         if isinstance(result, Continue):
             response = aiocoap.Message(code=Code.CONTINUE)
             response.opt.block1 = block1
@@ -248,7 +251,7 @@ class DotsResource(aiocoap.resource.ObservableResource, aiocoap.resource.PathCap
                 # pending for good, and the reordering the rule is about cannot happen there.
                 response.opt.no_response = NO_RESPONSE_AT_ALL
         path = request.opt.uri_path
-        resource = path[0] if path and path[0] in ("mitigate", "config", "hb") else "other"
+        resource = path[0] if path and path[0] in RESOURCES else "other"
         self.requests[(request.code.name, resource, response.code.dotted)] += 1
         return response
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from opendots.config import ClientAuthorization, ConfigError
 from opendots.signal.server.core import Limits, ParameterSet, ServerSettings
+from opendots.signal.server.shell.telemetry_settings import TELEMETRY_KEYS, telemetry_policy
 
 _LIMIT_KEYS = (
     "heartbeat_interval_limits",
@@ -43,7 +44,8 @@ def settings_from_table(clients: Sequence[ClientAuthorization], table: dict[str,
     DOTS gateways: only their 'cdid' Uri-Path is honoured, RFC 9132 §4.4.1); heartbeat_interval_limits,
     missing_hb_allowed_limits, probing_rate_limits, max_retransmit_limits and the RFC 9362 max_payloads_limits,
     non_max_retransmit_limits, non_timeout_limits, non_receive_timeout_limits, non_probing_wait_limits,
-    non_partial_timeout_limits ([min, max] a client may configure; seconds for the last four)."""
+    non_partial_timeout_limits ([min, max] a client may configure; seconds for the last four); the RFC 9244
+    telemetry setup keys of opendots.signal.server.shell.telemetry_settings."""
     known = {
         "max_lifetime",
         "allow_indefinite",
@@ -53,6 +55,7 @@ def settings_from_table(clients: Sequence[ClientAuthorization], table: dict[str,
         *_INTEGER_KEYS,
         *_LIMIT_KEYS,
         *_SECONDS_LIMIT_KEYS,
+        *TELEMETRY_KEYS,
     }
     unknown = sorted(set(table) - known)
     if unknown:
@@ -85,6 +88,9 @@ def settings_from_table(clients: Sequence[ClientAuthorization], table: dict[str,
         if strangers:
             raise ConfigError(f"[signal] gateways names clients that are not configured: {strangers}")
         values["trusted_gateways"] = frozenset(gateways)
+    policy = telemetry_policy(table)
+    if policy is not None:
+        values["telemetry"] = policy
     limits = _limits(table)
     if limits is not None:
         values["limits"] = limits

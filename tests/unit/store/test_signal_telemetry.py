@@ -1,0 +1,58 @@
+"""The SQLite signal store's RFC 9244 telemetry setups: migration 3 on a version 2 database, puts, deletes and
+what load() gives back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from opendots.store.signal import (
+    _MIGRATIONS,
+    CuidRecord,
+    MitigationRecord,
+    SignalChanges,
+    SqliteSignalStore,
+    TelemetrySetupRecord,
+)
+from opendots.store.sqlite import SqliteDatabase
+from tests.helpers.signal_harness import T0
+
+PIPE = {"total-pipe-capacity": [{"link-id": "link1", "capacity": "500", "unit": "megabit-ps"}]}
+CONFIG = {"current-config": {"low-percentile": "5.00"}}
+
+
+def test_a_version_2_database_gains_the_telemetry_table_and_keeps_its_rows(tmp_path: Path):
+    path = tmp_path / "s.db"
+    store = SqliteSignalStore(SqliteDatabase(path))
+    store.database.connection.execute("UPDATE schema_versions SET version = 2 WHERE component = 'signal'")
+    store.database.connection.execute("DROP TABLE signal_telemetry_setups")
+    store.apply(SignalChanges(put_mitigations=[MitigationRecord("alpha", "c", 1, {"lifetime": 60}, 60, 2, T0, None)]))
+    store.close()
+    assert len(_MIGRATIONS) == 3
+    store = SqliteSignalStore.open(path)
+    assert [row[:2] for row in store.dump()["signal_mitigations"]] == [("c", 1)]
+    assert store.dump()["signal_telemetry_setups"] == []
+
+
+def test_telemetry_setups_are_put_replaced_deleted_and_loaded(tmp_path: Path):
+    store = SqliteSignalStore.open(tmp_path / "s.db")
+    store.apply(
+        SignalChanges(
+            put_cuids=[CuidRecord("c", "alpha", T0)],
+            put_telemetry_setups=[
+                TelemetrySetupRecord("alpha", "c", 1, CONFIG),
+                TelemetrySetupRecord("alpha", "c", 2, PIPE),
+            ],
+        )
+    )
+    # One decision both replaces (a newer tsid) and deletes (the older one it overrides).
+    store.apply(
+        SignalChanges(
+            put_telemetry_setups=[TelemetrySetupRecord("alpha", "c", 3, CONFIG)], delete_telemetry_setups=[("c", 1)]
+        )
+    )
+    state = SqliteSignalStore.open(tmp_path / "s.db").load()
+    assert state.telemetry_setups == [
+        TelemetrySetupRecord("alpha", "c", 2, PIPE),
+        TelemetrySetupRecord("alpha", "c", 3, CONFIG),
+    ]
+    assert [c.cuid for c in state.cuids] == ["c"]
