@@ -50,8 +50,11 @@ class QBlockParameters:
 
     @property
     def receive_timeout(self) -> float:
-        """NON_RECEIVE_TIMEOUT: twice NON_TIMEOUT by default."""
-        return self.non_receive_timeout if self.non_receive_timeout is not None else 2 * self.non_timeout
+        """NON_RECEIVE_TIMEOUT: twice NON_TIMEOUT by default, raised to NON_TIMEOUT x ACK_RANDOM_FACTOR + 1 when
+        NON_TIMEOUT is under 2 s (twice it would break §7.2's MUST); an explicit value is checked, never raised."""
+        if self.non_receive_timeout is not None:
+            return self.non_receive_timeout
+        return max(2 * self.non_timeout, self.non_timeout * self.ack_random_factor + 1)
 
     def _span(self) -> float:
         # The part NON_PROBING_WAIT and NON_PARTIAL_TIMEOUT share (EXCHANGE_LIFETIME's shape, RFC 7252 §4.8.2).
