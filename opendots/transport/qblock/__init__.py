@@ -7,7 +7,8 @@ blocks), calls `poll(now)` at `next_deadline()`, and takes completed bodies. Not
 - `Q1Sender` / `Q1Receiver`: a request body (client → server), `Q2Responses` (`Q2Sender`) / `Q2Receiver`: a response
   body (server → client);
 - `QBlockParameters`: MAX_PAYLOADS, NON_TIMEOUT, NON_RECEIVE_TIMEOUT, NON_MAX_RETRANSMIT, NON_PROBING_WAIT and
-  NON_PARTIAL_TIMEOUT (RFC 9177 §7.2), per peer; `QBlockLimits`: local memory bounds.
+  NON_PARTIAL_TIMEOUT (RFC 9177 §7.2), per peer; `QBlockLimits`: local memory bounds; `ProbingPacer`: PROBING_RATE
+  for bodies to a peer that does not answer.
 """
 
 from opendots.transport.qblock.events import (
@@ -30,6 +31,7 @@ from opendots.transport.qblock.options import (
     encode_missing,
     szx_for,
 )
+from opendots.transport.qblock.pacing import ProbingPacer
 from opendots.transport.qblock.params import QBlockLimits, QBlockParameters
 from opendots.transport.qblock.q1_receiver import Q1Receiver
 from opendots.transport.qblock.q2_receiver import Q2Receiver
@@ -45,6 +47,7 @@ __all__ = [
     "BodyAbandoned",
     "BodyComplete",
     "OpaqueCounter",
+    "ProbingPacer",
     "Q1Receiver",
     "Q1Sender",
     "Q2Receiver",

@@ -44,6 +44,7 @@ class Reassembly:
         self._per_set: dict[int, int] = {}
         self._first_missing = 0
         self.highest_set = -1  # the highest MAX_PAYLOADS_SET a block arrived from
+        self.scanned = 0  # block numbers looked at by missing(): the work a peer can cause, counted for tests
 
     def check(self, option: BlockOption, payload: bytes, size: int | None) -> None:
         """Refuse a block that does not belong to this body (QBlockError with a 4.00 and the reason)."""
@@ -102,6 +103,7 @@ class Reassembly:
         limit = self.max_payloads if limit is None else limit
         found: list[int] = []
         for num in range(max(start, self._first_missing), stop):
+            self.scanned += 1
             if num not in self._blocks:
                 found.append(num)
                 if len(found) >= limit:

@@ -14,6 +14,7 @@ ACK_TIMEOUT = 2.0
 ACK_RANDOM_FACTOR = 1.5
 MAX_RETRANSMIT = 4
 MAX_LATENCY = 100.0
+PROBING_RATE = 1.0
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class QBlockParameters:
     non_partial_timeout: float | None = None
     ack_random_factor: float = ACK_RANDOM_FACTOR
     max_latency: float = MAX_LATENCY
+    probing_rate: float = PROBING_RATE  # bytes/s to a peer that does not respond (RFC 7252 §4.7; RFC 9132 sets it)
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_payloads <= 1000:
@@ -45,6 +47,8 @@ class QBlockParameters:
                 f"NON_RECEIVE_TIMEOUT {self.receive_timeout:g} s must be at least NON_TIMEOUT x ACK_RANDOM_FACTOR + 1"
                 f" = {floor:g} s (RFC 9177 §7.2)"
             )
+        if self.probing_rate <= 0:
+            raise ValueError(f"PROBING_RATE must be positive, not {self.probing_rate}")
         if self.partial_timeout <= 0 or (self.non_probing_wait is not None and self.non_probing_wait <= 0):
             raise ValueError("NON_PARTIAL_TIMEOUT and NON_PROBING_WAIT must be positive")
 

@@ -23,6 +23,7 @@ from opendots.transport.qblock.options import (
 )
 from opendots.transport.qblock.params import QBlockLimits, QBlockParameters
 
+MAX_MISSING_LISTED = 200
 _Key = tuple[Hashable, bytes]  # (peer, Request-Tag)
 Output = Respond | BodyComplete | AlreadyComplete | BodyAbandoned
 
@@ -38,6 +39,7 @@ class _Partial:
     re_requests: int = 0  # 4.08s sent since the last new block
     reported_below: int = 0  # sets below this one were already listed in a 4.08 when a later set began
     continued: int = -1  # the highest set acknowledged with 2.31
+    reliable: bool = False  # CON or RFC 8323: no 2.31 and no missing-blocks 4.08 (§4.3, §5), only the expiry
 
 
 class Q1Receiver:
@@ -63,8 +65,10 @@ class Q1Receiver:
         payload: bytes,
         size1: int | None,
         now: float,
+        reliable: bool = False,
     ) -> list[Output]:
-        """One request carrying Q-Block1 OPTION. Returns what to answer (if anything) and what completed."""
+        """One request carrying Q-Block1 OPTION. Returns what to answer (if anything) and what completed. RELIABLE
+        is for a CON request or a reliable transport, where the peer learns of losses itself."""
         out: list[Output] = []  # timers are the shell's to drive: poll() at next_deadline()
         if request_tag is None or size1 is None:
             return [*out, self._refuse(peer, token, "4.00", "Q-Block1 without Request-Tag or Size1 (RFC 9177 §4.3)")]
@@ -91,7 +95,8 @@ class Q1Receiver:
                 out.append(self._evict_oldest_of(peer, now))
             if len(self._partial) >= self.limits.total:
                 return [*out, self._refuse(peer, token, "5.03", "too many Q-Block1 bodies in progress; retry later")]
-            partial = _Partial(peer, request_tag, blocks, token, now, now + self.params.time_to_wait(1))
+            deadline = now + (self.params.partial_timeout if reliable else self.params.time_to_wait(1))
+            partial = _Partial(peer, request_tag, blocks, token, now, deadline, reliable=reliable)
             self._partial[key] = partial
             self._per_peer[peer] = self._per_peer.get(peer, 0) + 1
         else:
@@ -117,12 +122,14 @@ class Q1Receiver:
         partial.token = token  # answers go on the token of the last payload received (§5)
         partial.last_progress = now
         partial.re_requests = 0
-        partial.deadline = now + self.params.time_to_wait(1)
+        partial.deadline = now + (self.params.partial_timeout if partial.reliable else self.params.time_to_wait(1))
         self._partial.move_to_end(key)
         if blocks.complete:
             self._drop(key)
             self._remember(key, now)
             return [BodyComplete(partial.peer, key, partial.tag, blocks.body(), token)]
+        if partial.reliable:
+            return []
         which = blocks.set_of(option.num)
         out: list[Output] = []
         if which > partial.reported_below:
@@ -139,6 +146,9 @@ class Q1Receiver:
         return out
 
     def _missing(self, partial: _Partial, missing: list[int]) -> Respond:
+        # §5: the list MUST fit one packet; 200 numbers of at most 5 bytes stay within RFC 7252 §4.6's 1024 bytes
+        # whatever MAX_PAYLOADS is (the rest is asked for next time).
+        missing = missing[:MAX_MISSING_LISTED]
         return Respond(
             partial.peer,
             partial.token,

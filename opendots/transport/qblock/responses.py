@@ -60,9 +60,12 @@ class Q2Responses:
         return entry[0].on_request(options, token, now)
 
     def next_deadline(self) -> float | None:
-        deadlines = [sender.next_deadline() for sender, _ in self._bodies.values()]
-        known = [d for d in deadlines if d is not None]
-        return min(known) if known else None
+        # A body's own next set, or its expiry NON_PARTIAL_TIMEOUT after it was last asked for.
+        partial = self.params.partial_timeout
+        deadlines = [
+            _either(sender.next_deadline(), sender.last_activity + partial) for sender, _ in self._bodies.values()
+        ]
+        return min(deadlines) if deadlines else None
 
     def poll(self, now: float) -> list[SendBlock]:
         out: list[SendBlock] = []
@@ -72,6 +75,10 @@ class Q2Responses:
             else:
                 out += sender.poll(now)
         return out
+
+
+def _either(deadline: float | None, otherwise: float) -> float:
+    return otherwise if deadline is None else deadline
 
 
 def is_recovery(options: list[BlockOption]) -> bool:

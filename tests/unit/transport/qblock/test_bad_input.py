@@ -250,3 +250,25 @@ def test_a_flood_of_response_bodies_keeps_at_most_the_configured_number() -> Non
     for n in range(100):
         receive(receiver, block(0, True), b"x" * 1024, 2048, key=n)
     assert len(receiver) == 8
+
+
+def test_over_con_or_a_reliable_transport_the_server_sends_neither_2_31_nor_missing_block_lists() -> None:
+    # RFC 9177 §4.3: 2.31 SHOULD NOT be generated for CON; §5: no missing-blocks 4.08 with CON or RFC 8323.
+    receiver = Q1Receiver(PARAMS)
+    size = 1024 * 12
+    outputs = []
+    for num in [*range(10), 11]:
+        outputs += receiver.on_block(
+            PEER,
+            token=b"\x01",
+            request_tag=b"c",
+            option=block(num, num < 11),
+            payload=b"c" * 1024,
+            size1=size,
+            now=0.0,
+            reliable=True,
+        )
+    assert outputs == []
+    assert receiver.next_deadline() == PARAMS.partial_timeout
+    [abandoned] = receiver.poll(PARAMS.partial_timeout)
+    assert isinstance(abandoned, BodyAbandoned) and len(receiver) == 0

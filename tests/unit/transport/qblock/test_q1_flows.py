@@ -176,3 +176,25 @@ def test_reordered_blocks_are_reassembled_in_block_order() -> None:
     link.run()
     assert link.server_got == [body]
     assert [line for line in link.trace if "4.08" in line] == []
+
+
+def test_a_lost_2_31_only_costs_the_non_timeout_random_wait_before_the_next_set() -> None:
+    link = Link(lose=lose_first("← 2.31 QB1:9/M/1024"))
+    body = body_of(12)
+    link.put(body)
+    link.run()
+    assert link.sender is not None
+    assert link.trace[10:13] == ["←✗ T:10 2.31 QB1:9/M/1024", "→ T:11 QB1:10/M/1024", "→ T:12 QB1:11/_/1024"]
+    assert link.times[11] == pytest.approx(link.sender.delay)
+    assert link.server_got == [body]
+
+
+def test_a_4_08_lists_at_most_what_fits_one_packet_whatever_max_payloads_is() -> None:
+    params = QBlockParameters(max_payloads=1000)
+    link = Link(
+        params=params, lose=lambda label, nth: nth == 1 and label.startswith("→ QB1:") and label != "→ QB1:0/M/16"
+    )
+    link.put(body_of(600, last=16, size=16), szx=0)
+    link.run(until=5.0)
+    [asked] = [line for line in link.trace if "4.08" in line]
+    assert asked.startswith("← T:1 4.08 [1, 2, 3,") and asked.endswith(", 200]")

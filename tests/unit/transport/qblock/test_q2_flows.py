@@ -31,7 +31,7 @@ def test_figure_8_eleven_blocks_the_client_sends_continue_and_the_server_goes_on
     bodies = [body_of(11), body_of(11, last=1)]
     for body in bodies:
         link.notify(body, token)
-        link.run()
+        link.run(until=100.0)  # before NON_PARTIAL_TIMEOUT lets the server forget the body
     one = [f"← T:1 QB2:{n}/M/1024" for n in range(10)]
     assert link.trace == [
         *one,
@@ -163,3 +163,13 @@ def test_a_notification_with_a_new_etag_replaces_a_partial_body() -> None:
     link.run()
     assert link.abandoned == ["client: replaced by a body with a new ETag (RFC 9177 §4.4)"]
     assert link.client_got == [(b"\x19", second)]
+
+
+def test_a_lost_continue_is_made_up_by_the_servers_own_next_set() -> None:
+    link = Link(lose=lose_first("→ QB2:10/M/1024 Continue"))
+    body = body_of(12)
+    link.notify(body, link.token())
+    link.run()
+    assert link.trace[10:13] == ["→✗ T:2 QB2:10/M/1024 Continue", "← T:1 QB2:10/M/1024", "← T:1 QB2:11/_/1024"]
+    assert 2.0 <= link.times[11] <= 3.0  # NON_TIMEOUT_RANDOM
+    assert link.client_got == [(b"\x18", body)]
