@@ -28,6 +28,7 @@ class _Partial:
     blocks: Reassembly
     last_progress: float
     deadline: float
+    lifetime: float
     re_requests: int = 0
     reported_below: int = 0
 
@@ -50,7 +51,10 @@ class Q2Receiver:
         payload: bytes,
         size2: int | None,
         now: float,
+        max_age: float | None = None,
     ) -> list[Output]:
+        """One response payload carrying Q-Block2 OPTION. MAX_AGE (the response's Max-Age option, if any) shortens
+        how long a partial body is kept below NON_PARTIAL_TIMEOUT (§4.4)."""
         out: list[Output] = []
         if etag is None or size2 is None:
             return [Rejected(key, "Q-Block2 response without ETag or Size2 (RFC 9177 §4.4, §4.6)")]
@@ -70,7 +74,8 @@ class Q2Receiver:
             if len(self._partial) >= self.limits.total:
                 oldest, _ = self._partial.popitem(last=False)
                 out.append(BodyAbandoned(None, oldest, f"evicted: more than {self.limits.total} bodies in progress"))
-            partial = _Partial(etag, blocks, now, now + self.params.time_to_wait(1))
+            lifetime = min(self.params.partial_timeout, 60.0 if max_age is None else max_age)
+            partial = _Partial(etag, blocks, now, now + self.params.time_to_wait(1), lifetime)
             self._partial[key] = partial
         else:
             try:
@@ -129,21 +134,21 @@ class Q2Receiver:
     def poll(self, now: float) -> list[Output]:
         out: list[Output] = []
         for key, partial in list(self._partial.items()):
-            if now - partial.last_progress >= self.params.partial_timeout:
+            if now < partial.deadline:
+                continue  # the lifetime is checked at the request timer, which always runs while a body is partial
+            if partial.re_requests >= self.params.non_max_retransmit:
                 del self._partial[key]
-                out.append(BodyAbandoned(None, key, "no progress for NON_PARTIAL_TIMEOUT"))
-            elif now >= partial.deadline:
-                if partial.re_requests >= self.params.non_max_retransmit:
-                    del self._partial[key]
-                    reason = f"{partial.re_requests} requests for missing blocks unanswered (NON_MAX_RETRANSMIT)"
-                    out.append(BodyAbandoned(None, key, reason))
-                    continue
+                reason = f"{partial.re_requests} requests for missing blocks unanswered (NON_MAX_RETRANSMIT)"
+                out.append(BodyAbandoned(None, key, reason))
+            elif now - partial.last_progress > partial.lifetime:
+                del self._partial[key]
+                out.append(BodyAbandoned(None, key, "kept longer than NON_PARTIAL_TIMEOUT or Max-Age (§4.4)"))
+            else:
                 partial.re_requests += 1
                 partial.deadline = now + self.params.time_to_wait(partial.re_requests + 1)
                 blocks = partial.blocks
                 first = blocks.first_missing()
-                which = blocks.set_of(first)
-                missing = blocks.missing(first, blocks.set_range(which).stop)
+                missing = blocks.missing(first, blocks.set_range(blocks.set_of(first)).stop)
                 out.append(RequestBlocks(key, self._compose(blocks, missing)))
         return out
 

@@ -31,9 +31,23 @@ class Q2Responses:
         return len(self._bodies)
 
     def start(
-        self, peer: Hashable, key: Hashable, body: bytes, *, etag: bytes, token: bytes, now: float, szx: int = 6
+        self,
+        peer: Hashable,
+        key: Hashable,
+        body: bytes,
+        *,
+        etag: bytes,
+        token: bytes,
+        now: float,
+        szx: int = 6,
+        asked: BlockOption | None = None,
     ) -> list[SendBlock]:
-        """Send BODY (tagged ETAG) as the response on TOKEN: its first MAX_PAYLOADS_SET now, the rest by poll()."""
+        """Send BODY (tagged ETAG) as the response on TOKEN: its first MAX_PAYLOADS_SET now, the rest by poll().
+        ASKED is the request's Q-Block2 option, if any: its size is the largest block the client takes, and without
+        the M bit it asks for that one block only (§4.4), as libcoap's `-L 5` probe does with 0/_/16; the body is
+        kept either way for the blocks asked for next. A block past the body raises QBlockError (4.00)."""
+        if asked is not None:
+            szx = min(szx, asked.szx)
         full = (peer, key)
         self._bodies.pop(full, None)
         if sum(1 for p, _ in self._bodies if p == peer) >= self.limits.per_peer:
@@ -41,6 +55,11 @@ class Q2Responses:
         while len(self._bodies) >= self.limits.total:
             self._bodies.popitem(last=False)
         sender = Q2Sender(body, self.params, token=token, now=now, szx=szx, rng=self._rng, peer=peer, key=key)
+        if asked is not None and not (asked.more and asked.num == 0):
+            sender.deadline = None  # only what the request names goes out
+            sent = sender.on_request([asked], token, now, recovery=False)
+            self._bodies[full] = (sender, etag)
+            return sent
         self._bodies[full] = (sender, etag)
         return sender.poll(now)
 

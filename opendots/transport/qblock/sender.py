@@ -165,7 +165,9 @@ class Q2Sender(_Bursts):
             return []
         return self._burst(now, **self._extra)
 
-    def on_request(self, options: list[BlockOption], token: bytes, now: float) -> list[SendBlock]:
+    def on_request(
+        self, options: list[BlockOption], token: bytes, now: float, *, recovery: bool = True
+    ) -> list[SendBlock]:
         """A request carrying Q-Block2 OPTIONS for this body (§4.4): 0/M asks for all of it again, n/M with n a
         multiple of MAX_PAYLOADS is 'Continue', n/M otherwise is n and the rest of its set, n/_ just block n.
         Overlaps are sent once (no amplification); options out of order, repeated or past the body raise 4.00."""
@@ -174,6 +176,11 @@ class Q2Sender(_Bursts):
         for before, after in itertools.pairwise(options):
             if after.num <= before.num:
                 raise QBlockError("4.00", "Q-Block2 options not in increasing block order (RFC 9177 §4.4)")
+        if any(option.szx != self.out.szx for option in options):
+            # Block numbers count blocks of the body's size: another size would name other bytes.
+            raise QBlockError(
+                "4.00", f"Q-Block2 asks for blocks of another size than this body's {self.out.block_size}"
+            )
         if options[-1].num >= self.out.count:
             raise QBlockError("4.00", f"Q-Block2 asks for block {options[-1].num} of a {self.out.count}-block body")
         mp = self.params.max_payloads
@@ -198,5 +205,5 @@ class Q2Sender(_Bursts):
             end = (option.num // mp + 1) * mp if option.more else option.num + 1
             wanted.update(range(option.num, min(end, self.out.count)))
         nums = sorted(wanted)[:mp]  # one MAX_PAYLOADS_SET at a time; the client asks again for the rest
-        extra = {**self._extra, "token": token, "recovery": True}
+        extra = {**self._extra, "token": token, "recovery": recovery}
         return [self._block(n, **extra) for n in nums]

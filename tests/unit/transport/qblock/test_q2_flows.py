@@ -173,3 +173,31 @@ def test_a_lost_continue_is_made_up_by_the_servers_own_next_set() -> None:
     assert link.trace[10:13] == ["→✗ T:2 QB2:10/M/1024 Continue", "← T:1 QB2:10/M/1024", "← T:1 QB2:11/_/1024"]
     assert 2.0 <= link.times[11] <= 3.0  # NON_TIMEOUT_RANDOM
     assert link.client_got == [(b"\x18", body)]
+
+
+def test_a_short_max_age_releases_a_partial_response_before_non_max_retransmit() -> None:
+    from opendots.transport.qblock import BlockOption, BodyAbandoned, Q2Receiver, QBlockParameters
+
+    receiver = Q2Receiver(QBlockParameters())
+    receiver.on_block(
+        "k", etag=b"e", option=BlockOption(0, True, 6), payload=bytes(1024), size2=3000, now=0.0, max_age=10.0
+    )
+    assert [type(out).__name__ for out in receiver.poll(4.0)] == ["RequestBlocks"]
+    [gone] = receiver.poll(12.0)
+    assert isinstance(gone, BodyAbandoned) and "Max-Age" in gone.reason and len(receiver) == 0
+
+
+def test_libcoaps_probe_for_block_0_of_16_bytes_gets_exactly_that_block_and_the_body_is_kept_for_the_rest() -> None:
+    from opendots.transport.qblock import BlockOption, Q2Responses, QBlockParameters, is_recovery
+
+    responses = Q2Responses(QBlockParameters())
+    probe = BlockOption(0, False, 0)  # Q-Block2:0/_/16 on GET /.well-known/core (field notes)
+    assert is_recovery([probe]) and not is_recovery([BlockOption(0, True, 0)])
+    core = b'</.well-known/dots>;rt="dots"'
+    [first] = responses.start("p", "/.well-known/core", core, etag=b"e", token=b"\x01", now=0.0, asked=probe)
+    assert (str(first.option), first.payload, first.size, first.recovery) == ("0/M/16", core[:16], len(core), False)
+    assert responses.next_deadline() == QBlockParameters().partial_timeout  # nothing more goes unasked
+    rest = responses.on_request("p", "/.well-known/core", [BlockOption(1, True, 0)], token=b"\x02", now=1.0)
+    assert rest is not None and b"".join(b.payload for b in [first, *rest]) == core
+    with pytest.raises(Exception, match="another size"):
+        responses.on_request("p", "/.well-known/core", [BlockOption(1, False, 6)], token=b"\x03", now=1.0)
