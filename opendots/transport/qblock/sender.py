@@ -28,6 +28,9 @@ class _Bursts:
         self.deadline: float | None = now  # the first set goes at once
         self.last_activity = now
         self.sent = 0  # payloads handed out, retransmissions included (tests and metrics count these)
+        self.token: bytes | None = None  # Q-Block2: the exchange the body goes out on; Q-Block1: a new one each
+        self.peer: Hashable = None
+        self.key: Hashable = None
 
     @property
     def all_sent(self) -> bool:
@@ -36,11 +39,13 @@ class _Bursts:
     def next_deadline(self) -> float | None:
         return self.deadline
 
-    def _block(self, num: int, **extra: object) -> SendBlock:
+    def _block(self, num: int, token: bytes | None = None, recovery: bool = False) -> SendBlock:
         self.sent += 1
-        return SendBlock(self.out.option(num), self.out.payload(num), len(self.out.body), **extra)  # type: ignore[arg-type]
+        token = self.token if token is None else token
+        out = self.out
+        return SendBlock(out.option(num), out.payload(num), len(out.body), token, recovery, self.peer, self.key)
 
-    def _burst(self, now: float, **extra: object) -> list[SendBlock]:
+    def _burst(self, now: float) -> list[SendBlock]:
         """One MAX_PAYLOADS_SET: blocks asked for again first (ascending), then blocks never sent."""
         budget = self.params.max_payloads
         again = sorted(self._queue)[:budget]
@@ -49,7 +54,7 @@ class _Bursts:
         self.next_new = max(self.next_new, nums[-1] + 1) if nums else self.next_new
         self.deadline = now + self.delay if not self.all_sent else None
         self.last_activity = now
-        return [self._block(num, **extra) for num in nums]
+        return [self._block(num) for num in nums]
 
 
 class Q1Sender(_Bursts):
@@ -158,12 +163,13 @@ class Q2Sender(_Bursts):
     ) -> None:
         super().__init__(body, params, szx, now, rng)
         self.token = token
-        self._extra = {"token": token, "peer": peer, "key": key}
+        self.peer = peer
+        self.key = key
 
     def poll(self, now: float) -> list[SendBlock]:
         if self.deadline is None or now < self.deadline:
             return []
-        return self._burst(now, **self._extra)
+        return self._burst(now)
 
     def on_request(
         self, options: list[BlockOption], token: bytes, now: float, *, recovery: bool = True
@@ -188,10 +194,9 @@ class Q2Sender(_Bursts):
         self.last_activity = now
         if len(options) == 1 and first.more and first.num == 0:  # the whole body again, on the new exchange
             self.token = token
-            self._extra["token"] = token
             self.next_new = 0
             self._queue.clear()
-            return self._burst(now, **self._extra)
+            return self._burst(now)
         if len(options) == 1 and first.more and first.num % mp == 0:  # 'Continue': same token, Observe kept
             if first.num > self.next_new:
                 raise QBlockError("4.00", f"'Continue' at block {first.num} before block {self.next_new} was sent")
@@ -199,11 +204,10 @@ class Q2Sender(_Bursts):
             nums = list(range(first.num, min(first.num + mp, self.out.count)))
             self.next_new = max(self.next_new, nums[-1] + 1)
             self.deadline = now + self.delay if not self.all_sent else None
-            return [self._block(n, **self._extra) for n in nums]
+            return [self._block(n) for n in nums]
         wanted: set[int] = set()
         for option in options:
             end = (option.num // mp + 1) * mp if option.more else option.num + 1
             wanted.update(range(option.num, min(end, self.out.count)))
         nums = sorted(wanted)[:mp]  # one MAX_PAYLOADS_SET at a time; the client asks again for the rest
-        extra = {**self._extra, "token": token, "recovery": recovery}
-        return [self._block(n, **extra) for n in nums]
+        return [self._block(n, token, recovery) for n in nums]
