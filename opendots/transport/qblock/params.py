@@ -89,14 +89,27 @@ class QBlockParameters:
 
 @dataclass(frozen=True)
 class QBlockLimits:
-    """Local bounds: a body larger than MAX_BODY is refused (4.13) before any of it is stored; a peer holds at most
-    PER_PEER bodies in progress (a new one evicts its own oldest, so a Request-Tag flood only hurts the flooder);
-    at most TOTAL bodies are in progress in all (a new one is refused with 5.03)."""
+    """Local bounds: a body larger than MAX_BODY, or cut into more than MAX_BLOCKS blocks (each stored block costs
+    ~100 bytes of bookkeeping: a 1 MiB body in 16-byte blocks would cost 7 MiB), is refused (4.13) before any of it
+    is stored; a peer holds at most PER_PEER bodies in progress (a new one evicts its own oldest, so a Request-Tag
+    flood only hurts the flooder); at most TOTAL bodies are in progress in all (a new one is refused with 5.03)."""
 
     max_body: int = 1 << 20
+    max_blocks: int = 4096
     per_peer: int = 4
     total: int = 256
 
     def __post_init__(self) -> None:
-        if self.max_body < 0 or self.per_peer < 1 or self.total < self.per_peer:
-            raise ValueError("QBlockLimits wants max_body >= 0 and 1 <= per_peer <= total")
+        if self.max_body < 0 or self.max_blocks < 1 or self.per_peer < 1 or self.total < self.per_peer:
+            raise ValueError("QBlockLimits wants max_body >= 0, max_blocks >= 1 and 1 <= per_peer <= total")
+
+    def too_large(self, size: int, block_size: int) -> str | None:
+        """Why a body of SIZE bytes in blocks of BLOCK_SIZE is refused, or None when it is within the bounds."""
+        if size > self.max_body:
+            return f"Size announces {size} bytes; the limit is {self.max_body}"
+        if -(-size // block_size) > self.max_blocks:
+            least = 16
+            while least < 1024 and -(-size // least) > self.max_blocks:
+                least *= 2
+            return f"{size} bytes in {block_size}-byte blocks are more than {self.max_blocks} blocks; use {least}"
+        return None

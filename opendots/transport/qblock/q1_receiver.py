@@ -83,8 +83,8 @@ class Q1Receiver:
             return [*out, AlreadyComplete(peer, key, token)] if not option.more else out
         partial = self._partial.get(key)
         if partial is None:
-            if size1 > self.limits.max_body:
-                diagnostic = f"Size1 announces {size1} bytes; the limit is {self.limits.max_body}"
+            diagnostic = self.limits.too_large(size1, option.size)
+            if diagnostic is not None:
                 return [*out, self._refuse(peer, token, "4.13", diagnostic, size1=self.limits.max_body)]
             try:
                 blocks = Reassembly(size1, option.szx, self.params.max_payloads)

@@ -64,8 +64,9 @@ class Q2Receiver:
             out.append(BodyAbandoned(None, key, "replaced by a body with a new ETag (RFC 9177 §4.4)"))
             partial = None
         if partial is None:
-            if size2 > self.limits.max_body:
-                return [*out, Rejected(key, f"Size2 {size2} is past the {self.limits.max_body}-byte limit")]
+            diagnostic = self.limits.too_large(size2, option.size)
+            if diagnostic is not None:
+                return [*out, Rejected(key, diagnostic)]
             try:
                 blocks = Reassembly(size2, option.szx, self.params.max_payloads)
                 blocks.check(option, payload, size2)

@@ -56,6 +56,15 @@ def test_a_body_announced_past_the_maximum_is_refused_with_4_13_naming_the_limit
     assert len(receiver) == 0 and receiver.refused == {"4.13": 1}
 
 
+def test_a_body_in_more_blocks_than_the_limit_is_refused_with_4_13_naming_a_block_size_that_would_do() -> None:
+    receiver = Q1Receiver(PARAMS, QBlockLimits(max_body=1 << 20, max_blocks=4096))
+    answer = refusal(feed(receiver, block(0, True, szx=0), b"x" * 16, 1 << 20))
+    assert answer.code == "4.13" and "more than 4096 blocks; use 256" in answer.diagnostic
+    assert len(receiver) == 0
+    assert feed(receiver, block(0, True, szx=4), b"x" * 256, 1 << 20, tag=b"u") == []  # 4096 blocks of 256: taken
+    assert len(receiver) == 1
+
+
 @pytest.mark.parametrize(
     ("option", "payload", "size1", "why"),
     [
@@ -225,7 +234,7 @@ def receive(receiver: Q2Receiver, option, payload, size2, *, etag=b"e", key="k")
 def test_a_response_announcing_a_body_past_the_maximum_is_rejected_before_any_of_it_is_stored() -> None:
     receiver = Q2Receiver(PARAMS, QBlockLimits(max_body=4096))
     [out] = receive(receiver, block(0, True), b"x" * 1024, 1 << 30)
-    assert isinstance(out, Rejected) and "past the 4096-byte limit" in out.reason
+    assert isinstance(out, Rejected) and "the limit is 4096" in out.reason
     assert len(receiver) == 0
 
 

@@ -6,6 +6,7 @@ import random
 
 import cbor2
 import pytest
+from aiocoap.numbers.optionnumbers import OptionNumber
 
 from opendots.transport.qblock import (
     MISSING_BLOCKS_CONTENT_FORMAT,
@@ -22,6 +23,10 @@ from opendots.transport.qblock import (
 
 def test_option_numbers_and_content_format_are_those_iana_registered_in_rfc_9177_section_12() -> None:
     assert (QBLOCK1, QBLOCK2, MISSING_BLOCKS_CONTENT_FORMAT) == (19, 31, 272)
+    assert (OptionNumber.Q_BLOCK1, OptionNumber.Q_BLOCK2) == (QBLOCK1, QBLOCK2)  # aiocoap agrees
+    # Both are critical and unsafe (RFC 9177 §4.1, Table 1); only Q-Block2 is repeatable, which aiocoap cannot know.
+    assert OptionNumber(QBLOCK1).is_critical() and OptionNumber(QBLOCK1).is_unsafe()
+    assert OptionNumber(QBLOCK2).is_critical() and OptionNumber(QBLOCK2).is_unsafe()
 
 
 @pytest.mark.parametrize(

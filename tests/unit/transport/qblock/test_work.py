@@ -34,7 +34,7 @@ def test_receiving_a_body_of_65536_blocks_in_any_order_looks_at_each_block_numbe
         nums = nums[1::2] + nums[0::2]
     elif order == "first_last":  # block 0 lost until the end: every later set finds it still missing
         nums = nums[1:] + nums[:1]
-    receiver = Q1Receiver(QBlockParameters(), QBlockLimits(max_body=COUNT * 16))
+    receiver = Q1Receiver(QBlockParameters(), QBlockLimits(max_body=COUNT * 16, max_blocks=COUNT))
     outputs = []
     for num in nums:
         option = BlockOption(num, num < COUNT - 1, 0)
