@@ -1,0 +1,214 @@
+"""A server receiving request bodies sent with Q-Block1 (RFC 9177 §4.3, §5, §7.2), any number of peers at once.
+
+Bodies are keyed by (peer, Request-Tag). The receiver answers 2.31 Continue when a whole MAX_PAYLOADS_SET has
+arrived, 4.08 with the missing block numbers (Content-Format 272) when a payload from a later set shows blocks of an
+earlier set missing, or when NON_RECEIVE_TIMEOUT (doubling per repeat) passes without progress, and gives up after
+NON_MAX_RETRANSMIT such requests or NON_PARTIAL_TIMEOUT of silence. Duplicates are ignored; a duplicate of a body
+already delivered asks the shell to repeat its final answer. Memory is bounded by QBlockLimits.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Hashable
+from dataclasses import dataclass
+
+from opendots.transport.qblock.body import Reassembly
+from opendots.transport.qblock.events import AlreadyComplete, BodyAbandoned, BodyComplete, Respond
+from opendots.transport.qblock.options import (
+    MISSING_BLOCKS_CONTENT_FORMAT,
+    BlockOption,
+    QBlockError,
+    encode_missing,
+)
+from opendots.transport.qblock.params import QBlockLimits, QBlockParameters
+
+MAX_MISSING_LISTED = 200
+_Key = tuple[Hashable, bytes]  # (peer, Request-Tag)
+Output = Respond | BodyComplete | AlreadyComplete | BodyAbandoned
+
+
+@dataclass
+class _Partial:
+    peer: Hashable
+    tag: bytes
+    blocks: Reassembly
+    token: bytes
+    last_progress: float
+    deadline: float
+    re_requests: int = 0  # 4.08s sent since the last new block
+    reported_below: int = 0  # sets below this one were already listed in a 4.08 when a later set began
+    continued: int = -1  # the highest set acknowledged with 2.31
+    reliable: bool = False  # CON or RFC 8323: no 2.31 and no missing-blocks 4.08 (§4.3, §5), only the expiry
+
+
+class Q1Receiver:
+    def __init__(self, params: QBlockParameters, limits: QBlockLimits | None = None) -> None:
+        self.params = params
+        self.limits = limits or QBlockLimits()
+        self._partial: OrderedDict[_Key, _Partial] = OrderedDict()  # least recent progress first
+        self._per_peer: dict[Hashable, int] = {}
+        # Bodies delivered (True) or abandoned (False), kept NON_PARTIAL_TIMEOUT: key -> (when, delivered).
+        self._ended: OrderedDict[_Key, tuple[float, bool]] = OrderedDict()
+        self.refused: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._partial)
+
+    def on_block(
+        self,
+        peer: Hashable,
+        *,
+        token: bytes,
+        request_tag: bytes | None,
+        option: BlockOption,
+        payload: bytes,
+        size1: int | None,
+        now: float,
+        reliable: bool = False,
+    ) -> list[Output]:
+        """One request carrying Q-Block1 OPTION. Returns what to answer (if anything) and what completed. RELIABLE
+        is for a CON request or a reliable transport, where the peer learns of losses itself."""
+        out: list[Output] = []  # timers are the shell's to drive: poll() at next_deadline()
+        if request_tag is None or size1 is None:
+            return [*out, self._refuse(peer, token, "4.00", "Q-Block1 without Request-Tag or Size1 (RFC 9177 §4.3)")]
+        key = (peer, request_tag)
+        ended = self._ended.get(key)
+        if ended is not None:
+            if not ended[1]:  # a 4.08 without a missing-blocks list is final (RFC 7959 §2.9.2): the body is gone
+                diagnostic = "this Request-Tag's body was abandoned; send the body again with a new Request-Tag"
+                return [*out, self._refuse(peer, token, "4.08", diagnostic)]
+            # Only the last block's duplicate is answered: it is the client's probe for a lost final response,
+            # and the other blocks were not answered the first time either (§4.3: respond as the first time).
+            return [*out, AlreadyComplete(peer, key, token)] if not option.more else out
+        partial = self._partial.get(key)
+        if partial is None:
+            diagnostic = self.limits.too_large(size1, option.size)
+            if diagnostic is not None:
+                return [*out, self._refuse(peer, token, "4.13", diagnostic, size1=self.limits.max_body)]
+            try:
+                blocks = Reassembly(size1, option.szx, self.params.max_payloads)
+                blocks.check(option, payload, size1)
+            except QBlockError as error:
+                return [*out, self._refuse(peer, token, error.code, error.diagnostic)]
+            if self._per_peer.get(peer, 0) >= self.limits.per_peer:
+                out.append(self._evict_oldest_of(peer, now))
+            if len(self._partial) >= self.limits.total:
+                return [*out, self._refuse(peer, token, "5.03", "too many Q-Block1 bodies in progress; retry later")]
+            deadline = now + (self.params.partial_timeout if reliable else self.params.time_to_wait(1))
+            partial = _Partial(peer, request_tag, blocks, token, now, deadline, reliable=reliable)
+            self._partial[key] = partial
+            self._per_peer[peer] = self._per_peer.get(peer, 0) + 1
+        else:
+            try:
+                partial.blocks.check(option, payload, size1)
+            except QBlockError as error:  # a lying block ends the body: what it said before cannot be trusted
+                self._drop(key, now)
+                return [*out, self._refuse(peer, token, error.code, error.diagnostic)]
+        return out + self._add(key, partial, option, payload, token, now)
+
+    def _add(
+        self,
+        key: _Key,
+        partial: _Partial,
+        option: BlockOption,
+        payload: bytes,
+        token: bytes,
+        now: float,
+    ) -> list[Output]:
+        blocks = partial.blocks
+        if not blocks.add(option, payload):
+            return []  # a duplicate: payload ignored, no progress, timers unchanged (§4.3)
+        partial.token = token  # answers go on the token of the last payload received (§5)
+        partial.last_progress = now
+        partial.re_requests = 0
+        partial.deadline = now + (self.params.partial_timeout if partial.reliable else self.params.time_to_wait(1))
+        self._partial.move_to_end(key)
+        if blocks.complete:
+            self._drop(key)
+            self._remember(key, now)
+            return [BodyComplete(partial.peer, key, partial.tag, blocks.body(), token)]
+        if partial.reliable:
+            return []
+        which = blocks.set_of(option.num)
+        out: list[Output] = []
+        if which > partial.reported_below:
+            # A payload from a later set: list what earlier sets still miss, once (§7.2); the timer re-asks.
+            mp = self.params.max_payloads
+            missing = blocks.missing(partial.reported_below * mp, which * mp)
+            partial.reported_below = which
+            if missing:
+                out.append(self._missing(partial, missing))
+        if blocks.set_complete(which) and which > partial.continued and blocks.highest_set == which:
+            partial.continued = which
+            last = blocks.set_range(which)[-1]
+            out.append(Respond(partial.peer, token, "2.31", option=BlockOption(last, True, blocks.szx)))
+        return out
+
+    def _missing(self, partial: _Partial, missing: list[int]) -> Respond:
+        # §5: the list MUST fit one packet; 200 numbers of at most 5 bytes stay within RFC 7252 §4.6's 1024 bytes
+        # whatever MAX_PAYLOADS is (the rest is asked for next time).
+        missing = missing[:MAX_MISSING_LISTED]
+        return Respond(
+            partial.peer,
+            partial.token,
+            "4.08",
+            payload=encode_missing(missing),
+            content_format=MISSING_BLOCKS_CONTENT_FORMAT,
+        )
+
+    def next_deadline(self) -> float | None:
+        deadlines = [partial.deadline for partial in self._partial.values()]
+        return min(deadlines) if deadlines else None
+
+    def poll(self, now: float) -> list[Output]:
+        """Timers: 4.08 for what is still missing after Time-to-Wait; abandon after NON_MAX_RETRANSMIT of them or
+        NON_PARTIAL_TIMEOUT without progress. Linear in the bodies in progress (bounded by QBlockLimits.total)."""
+        out: list[Output] = []
+        for key, partial in list(self._partial.items()):
+            if now - partial.last_progress >= self.params.partial_timeout:
+                self._drop(key, now)
+                out.append(BodyAbandoned(partial.peer, key, "no progress for NON_PARTIAL_TIMEOUT"))
+            elif now >= partial.deadline:
+                if partial.re_requests >= self.params.non_max_retransmit:
+                    self._drop(key, now)
+                    reason = f"{partial.re_requests} requests for missing blocks unanswered (NON_MAX_RETRANSMIT)"
+                    out.append(BodyAbandoned(partial.peer, key, reason))
+                    continue
+                partial.re_requests += 1
+                partial.deadline = now + self.params.time_to_wait(partial.re_requests + 1)
+                out.append(self._missing(partial, partial.blocks.missing()))
+        while self._ended and now - next(iter(self._ended.values()))[0] >= self.params.partial_timeout:
+            self._ended.popitem(last=False)
+        return out
+
+    def forget_peer(self, peer: Hashable) -> None:
+        """PEER's session ended: its bodies can never complete."""
+        for key in [key for key, partial in self._partial.items() if partial.peer == peer]:
+            self._drop(key)
+
+    def _remember(self, key: _Key, now: float, delivered: bool = True) -> None:
+        self._ended[key] = (now, delivered)
+        while len(self._ended) > self.limits.total:
+            self._ended.popitem(last=False)
+
+    def _evict_oldest_of(self, peer: Hashable, now: float) -> BodyAbandoned:
+        # Only when PEER is at its bound: a scan of the bounded table, never on the ordinary path.
+        key = next(key for key, partial in self._partial.items() if partial.peer == peer)
+        self._drop(key, now)
+        return BodyAbandoned(peer, key, f"evicted: the peer started more than {self.limits.per_peer} bodies")
+
+    def _drop(self, key: _Key, abandoned_at: float | None = None) -> None:
+        if abandoned_at is not None:  # its late blocks get a final 4.08 instead of starting the body over
+            self._remember(key, abandoned_at, delivered=False)
+        partial = self._partial.pop(key, None)
+        if partial is not None:
+            left = self._per_peer[partial.peer] - 1
+            if left:
+                self._per_peer[partial.peer] = left
+            else:
+                del self._per_peer[partial.peer]
+
+    def _refuse(self, peer: Hashable, token: bytes, code: str, diagnostic: str, size1: int | None = None) -> Respond:
+        self.refused[code] = self.refused.get(code, 0) + 1
+        return Respond(peer, token, code, size1=size1, diagnostic=diagnostic)
