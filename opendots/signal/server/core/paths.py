@@ -1,6 +1,7 @@
 """Uri-Path forms of RFC 9132 §4.2, §4.4.1, §4.5.2 and §4.7, after the ".well-known/dots" prefix.
 
 mitigate/[cdid=X/]cuid=X[/mid=N]     config[/sid=N]     hb     tm-setup/[cdid=X/]cuid=X[/tsid=N] (RFC 9244 §7)
+tm/[cdid=X/]cuid=X[/tmid=N] (RFC 9244 §8)
 """
 
 from __future__ import annotations
@@ -38,7 +39,14 @@ class TelemetrySetupPath:
     cdid: str | None = None
 
 
-ResourcePath = MitigatePath | ConfigPath | HeartbeatPath | TelemetrySetupPath
+@dataclass(frozen=True)
+class TelemetryPath:
+    cuid: str
+    tmid: int | None = None
+    cdid: str | None = None
+
+
+ResourcePath = MitigatePath | ConfigPath | HeartbeatPath | TelemetrySetupPath | TelemetryPath
 
 
 def parse_path(segments: tuple[str, ...]) -> ResourcePath:
@@ -56,6 +64,8 @@ def parse_path(segments: tuple[str, ...]) -> ResourcePath:
         return HeartbeatPath()
     if resource == "tm-setup":
         return _tm_setup(rest)
+    if resource == "tm":
+        return _tm(rest)
     raise reject("4.04", f"unknown DOTS resource {resource!r}")
 
 
@@ -87,6 +97,20 @@ def _tm_setup(rest: list[str]) -> TelemetrySetupPath:
     return TelemetrySetupPath(cuid=values["cuid"], tsid=tsid, cdid=values.get("cdid"))
 
 
+def _tm(rest: list[str]) -> TelemetryPath:
+    parameters = [_split(segment) for segment in rest]
+    names = [name for name, _ in parameters]
+    # RFC 9244 §8.2: 'tmid' MUST appear after 'cuid'.
+    allowed = (["cuid"], ["cuid", "tmid"], ["cdid", "cuid"], ["cdid", "cuid", "tmid"])
+    if names not in allowed:
+        if "cuid" not in names:
+            raise reject("4.00", "the mandatory 'cuid' Uri-Path is missing")
+        raise reject("4.00", f"Uri-Path parameters {names} are not in the order [cdid=]/cuid=/[tmid=]")
+    values = dict(parameters)
+    tmid = _uint32(values["tmid"], "tmid") if "tmid" in values else None
+    return TelemetryPath(cuid=values["cuid"], tmid=tmid, cdid=values.get("cdid"))
+
+
 def _config(rest: list[str]) -> ConfigPath:
     if not rest:
         return ConfigPath()
@@ -98,7 +122,7 @@ def _config(rest: list[str]) -> ConfigPath:
 
 def _split(segment: str) -> tuple[str, str]:
     name, equals, value = segment.partition("=")
-    if not equals or name not in ("cuid", "cdid", "mid", "sid", "tsid"):
+    if not equals or name not in ("cuid", "cdid", "mid", "sid", "tsid", "tmid"):
         raise reject("4.00", f"unexpected Uri-Path {segment!r}")
     if not value:
         raise reject("4.00", f"Uri-Path '{name}' has an empty value")

@@ -12,7 +12,7 @@ They are stored like mitigations (the decision's `SignalChanges`) and are not ti
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from opendots.config import ClientAuthorization
@@ -56,6 +56,11 @@ class Footprint:
 
     @classmethod
     def of_baselines(cls, entries: list[dict[str, Any]], targets: list[Targets]) -> Footprint:
+        return replace(cls.of_targets(targets), ids=frozenset(entry["id"] for entry in entries))
+
+    @classmethod
+    def of_targets(cls, targets: list[Targets]) -> Footprint:
+        """What TARGETS cover, for the overlap rules of baselines (§7.3.1) and pre-or-ongoing telemetry (§8.2)."""
         ranges = sorted(
             ((version << 128) + first, (version << 128) + last)  # v4 and v6 on one line, never meeting
             for t in targets
@@ -65,7 +70,6 @@ class Footprint:
         names |= {("uri", u) for t in targets for u in t.target_uris}
         names |= {("alias", a) for t in targets for a in t.alias_names}
         return cls(
-            ids=frozenset(entry["id"] for entry in entries),
             whole_domain=any(t == WHOLE_DOMAIN for t in targets),
             ranges=tuple(ranges),
             names=frozenset(names),
@@ -195,7 +199,7 @@ class TelemetrySetups:
         count = sum(len(setups) for setups in own.values())
         if existing is None and count - len(replaced) >= policy.max_setups_per_client:
             raise reject("5.03", f"this DOTS client already has {policy.max_setups_per_client} telemetry setups")
-        self._check_new_cuid(client, path.cuid)
+        self.check_new_cuid(client, path.cuid)
         record = TelemetrySetupRecord(client.name, path.cuid, path.tsid, setup)
         changes = decision.changes
         changes.put_telemetry_setups.append(record)
@@ -211,7 +215,7 @@ class TelemetrySetups:
         decision.then(apply)
         return Response("2.04" if existing is not None else "2.01")
 
-    def _check_new_cuid(self, client: ClientAuthorization, cuid: str) -> None:
+    def check_new_cuid(self, client: ClientAuthorization, cuid: str) -> None:
         """The mitigations' guard (RFC 9132 §4.4.1.3 lets a server refuse near capacity): cuids are kept for good."""
         if cuid not in self._cuid_owner:
             cuids = sum(1 for owner in self._cuid_owner.values() if owner == client.name)
