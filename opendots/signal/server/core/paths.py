@@ -70,45 +70,35 @@ def parse_path(segments: tuple[str, ...]) -> ResourcePath:
 
 
 def _mitigate(rest: list[str]) -> MitigatePath:
-    parameters = [_split(segment) for segment in rest]
-    names = [name for name, _ in parameters]
     # Order matters (§4.4.1.1): cdid, then cuid, then mid.
-    allowed = (["cuid"], ["cuid", "mid"], ["cdid", "cuid"], ["cdid", "cuid", "mid"])
-    if names not in allowed:
-        if "cuid" not in names:
-            raise reject("4.00", "the mandatory 'cuid' Uri-Path is missing")
-        raise reject("4.00", f"Uri-Path parameters {names} are not in the order [cdid=]/cuid=/[mid=]")
-    values = dict(parameters)
-    mid = _uint32(values["mid"], "mid") if "mid" in values else None
-    return MitigatePath(cuid=values["cuid"], mid=mid, cdid=values.get("cdid"))
+    cuid, mid, cdid = _numbered(rest, "mid")
+    return MitigatePath(cuid=cuid, mid=mid, cdid=cdid)
 
 
 def _tm_setup(rest: list[str]) -> TelemetrySetupPath:
-    parameters = [_split(segment) for segment in rest]
-    names = [name for name, _ in parameters]
     # RFC 9244 §7.1.2: 'tsid' MUST appear after 'cuid'; 'cdid' (a gateway, §5.2) comes first as in RFC 9132.
-    allowed = (["cuid"], ["cuid", "tsid"], ["cdid", "cuid"], ["cdid", "cuid", "tsid"])
-    if names not in allowed:
-        if "cuid" not in names:
-            raise reject("4.00", "the mandatory 'cuid' Uri-Path is missing")
-        raise reject("4.00", f"Uri-Path parameters {names} are not in the order [cdid=]/cuid=/[tsid=]")
-    values = dict(parameters)
-    tsid = _uint32(values["tsid"], "tsid") if "tsid" in values else None
-    return TelemetrySetupPath(cuid=values["cuid"], tsid=tsid, cdid=values.get("cdid"))
+    cuid, tsid, cdid = _numbered(rest, "tsid")
+    return TelemetrySetupPath(cuid=cuid, tsid=tsid, cdid=cdid)
 
 
 def _tm(rest: list[str]) -> TelemetryPath:
+    # RFC 9244 §8.2: 'tmid' MUST appear after 'cuid'.
+    cuid, tmid, cdid = _numbered(rest, "tmid")
+    return TelemetryPath(cuid=cuid, tmid=tmid, cdid=cdid)
+
+
+def _numbered(rest: list[str], number: str) -> tuple[str, int | None, str | None]:
+    """[cdid=X/]cuid=X[/NUMBER=N], in this order: (cuid, NUMBER's value or None, cdid or None)."""
     parameters = [_split(segment) for segment in rest]
     names = [name for name, _ in parameters]
-    # RFC 9244 §8.2: 'tmid' MUST appear after 'cuid'.
-    allowed = (["cuid"], ["cuid", "tmid"], ["cdid", "cuid"], ["cdid", "cuid", "tmid"])
+    allowed = (["cuid"], ["cuid", number], ["cdid", "cuid"], ["cdid", "cuid", number])
     if names not in allowed:
         if "cuid" not in names:
             raise reject("4.00", "the mandatory 'cuid' Uri-Path is missing")
-        raise reject("4.00", f"Uri-Path parameters {names} are not in the order [cdid=]/cuid=/[tmid=]")
+        raise reject("4.00", f"Uri-Path parameters {names} are not in the order [cdid=]/cuid=/[{number}=]")
     values = dict(parameters)
-    tmid = _uint32(values["tmid"], "tmid") if "tmid" in values else None
-    return TelemetryPath(cuid=values["cuid"], tmid=tmid, cdid=values.get("cdid"))
+    value = _uint32(values[number], number) if number in values else None
+    return values["cuid"], value, values.get("cdid")
 
 
 def _config(rest: list[str]) -> ConfigPath:

@@ -19,11 +19,12 @@ from typing import TYPE_CHECKING, Any
 from opendots.config import ClientAuthorization
 from opendots.domain import ScopeError, Targets
 from opendots.domain.targets import parse_targets
-from opendots.model import ModelError, decode_telemetry, validate_telemetry
 from opendots.signal.server.core.authorization import check_authorized, resolve_aliases
+from opendots.signal.server.core.bodies import telemetry_body
 from opendots.signal.server.core.decision import Decision
 from opendots.signal.server.core.events import TelemetryChanged
 from opendots.signal.server.core.messages import Rejected, Request, Response, error, reject
+from opendots.signal.server.core.owned import OwnedIndex
 from opendots.signal.server.core.paths import TelemetryPath
 from opendots.signal.server.core.query import MitigationQuery, parse_mitigation_query
 from opendots.signal.server.core.telemetry_config import TelemetryPolicy
@@ -77,7 +78,7 @@ class TelemetryReports:
         self._client_named = client_named
         self._mitigation_targets = mitigation_targets
         self._check_new_cuid = check_new_cuid
-        self._clients: dict[str, dict[str, dict[int, _Held]]] = {}
+        self._index: OwnedIndex[_Held] = OwnedIndex()
         """By client name, cuid, then tmid: every rule looks only at the requesting client's own reports."""
 
     @property
@@ -93,11 +94,11 @@ class TelemetryReports:
                     targets.append(self._targets(client, record.client, record.cuid, entry["target"], False))
                 except Rejected:  # an alias deleted since: its literal name still overlaps itself
                     targets.append((_literal(entry["target"]),))
-            self._install(_Held(record, _footprint(targets), tuple(targets)))
+            self._index.install(_Held(record, _footprint(targets), tuple(targets)))
 
     def of(self, client: str, cuid: str) -> list[TelemetryReportRecord]:
         """CLIENT's reports under CUID, by increasing tmid."""
-        own = self._clients.get(client, {}).get(cuid, {})
+        own = self._index.under(client, cuid)
         return [own[tmid].record for tmid in sorted(own)]
 
     def handle(
@@ -120,7 +121,7 @@ class TelemetryReports:
         self, client: ClientAuthorization, path: TelemetryPath, query_text: Iterable[str], observe: bool
     ) -> Response:
         query = parse_mitigation_query(tuple(query_text))  # invalid or unsupported query types: 4.00 (§8.3)
-        own = self._clients.get(client.name, {}).get(path.cuid, {}) if self._owned(client, path.cuid) else {}
+        own = self._index.under(client.name, path.cuid) if self._owned(client, path.cuid) else {}
         tmids = sorted(own) if path.tmid is None else [path.tmid] if path.tmid in own else []
         entries = [
             _render(own[tmid].record, index, query.content)
@@ -144,7 +145,7 @@ class TelemetryReports:
         entries = _entries_of(request)
         policy = self.policy
         policy.check_top_talkers(entries)
-        own = self._clients.get(client.name, {})
+        own = self._index.own(client.name)
         installed = own.get(path.cuid, {})
         existing = installed.get(path.tmid)
         newest = max(installed, default=None)
@@ -174,8 +175,8 @@ class TelemetryReports:
 
         def apply() -> None:
             self._cuid_owner.setdefault(path.cuid, client.name)
-            self._remove(replaced)
-            self._install(_Held(record, footprint, targets))
+            self._index.remove(replaced)
+            self._index.install(_Held(record, footprint, targets))
 
         decision.then(apply)
         decision.events.append(TelemetryChanged(client.name, path.cuid))
@@ -213,24 +214,9 @@ class TelemetryReports:
         gone = [r for r in installed if path.tmid is None or r.tmid == path.tmid]
         if gone:
             decision.changes.delete_telemetry_reports += [r.key for r in gone]
-            decision.then(lambda: self._remove(gone))
+            decision.then(lambda: self._index.remove(gone))
             decision.events.append(TelemetryChanged(client.name, path.cuid))
         return Response("2.02")
-
-    # --- memory ------------------------------------------------------------------------------------
-
-    def _install(self, held: _Held) -> None:
-        record = held.record
-        self._clients.setdefault(record.client, {}).setdefault(record.cuid, {})[record.tmid] = held
-
-    def _remove(self, records: Iterable[TelemetryReportRecord]) -> None:
-        for record in records:
-            own = self._clients[record.client]
-            del own[record.cuid][record.tmid]
-            if not own[record.cuid]:
-                del own[record.cuid]
-            if not own:
-                del self._clients[record.client]
 
 
 def _literal(target: dict[str, Any]) -> Targets:
@@ -247,16 +233,7 @@ def _footprint(targets: Iterable[tuple[Targets, ...]]) -> Footprint:
 def _entries_of(request: Request) -> list[dict[str, Any]]:
     """The 'pre-or-ongoing-mitigation' entries of a PUT, decoded and validated against ietf-dots-telemetry, checked
     against §8.2's rules (4.00)."""
-    if request.payload is None and request.body is None:
-        raise reject("4.00", "a pre-or-ongoing-mitigation telemetry request needs a body")
-    try:
-        if request.payload is not None:
-            body = decode_telemetry(request.payload)
-        else:  # handed over decoded (not by the CoAP shell): validated all the same
-            body = request.body
-            validate_telemetry(body)
-    except ModelError as problem:
-        raise reject(problem.code, problem.diagnostic) from None
+    body = telemetry_body(request, "pre-or-ongoing-mitigation telemetry")
     if list(body) != [TELEMETRY] or list(body[TELEMETRY]) != [PRE_OR_ONGOING]:
         raise reject("4.00", f"the body must be '{TELEMETRY}' with a '{PRE_OR_ONGOING}' list")
     entries = body[TELEMETRY][PRE_OR_ONGOING]
