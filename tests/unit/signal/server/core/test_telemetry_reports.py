@@ -493,3 +493,35 @@ def test_a_mitigation_request_with_too_many_top_talkers_gets_4_22_and_nothing_st
     assert harness.put(1, {SCOPE: {"scope": [entry]}}).code == "4.22"
     assert harness.dump()["signal_mitigations"] == []
     assert harness.request("GET", mitigate_path(), ALPHA).code == "4.04"
+
+
+def test_figure_45_telemetry_in_a_new_mitigation_request_gets_2_01_rfc9244_9_1(harness: Harness) -> None:
+    body = figure(45)
+    (entry,) = body[SCOPE]["scope"]
+    del entry["attack-status"]  # an efficacy update's member (RFC 9132 §4.4.3); a new request has a lifetime
+    entry["lifetime"] = 3600
+    assert harness.put(123, body).code == "2.01"
+    assert stored_request(harness, 123)["ietf-dots-telemetry:total-attack-traffic"] == [
+        {"unit": "megabit-ps", "mid-percentile-g": "900"}
+    ]
+
+
+def test_an_efficacy_update_without_telemetry_keeps_the_last_one_and_a_refresh_replaces_it_rfc9244_9_1(
+    harness: Harness,
+) -> None:
+    request = {SCOPE: {"scope": [{"target-prefix": ["2001:db8::1/128"], "lifetime": 3600, **SCOPE_TELEMETRY}]}}
+    harness.put(1, request)
+    update = {SCOPE: {"scope": [{"target-prefix": ["2001:db8::1/128"], "attack-status": "under-attack"}]}}
+    assert harness.put(1, update, if_match_empty=True).code == "2.04"
+    assert {k: v for k, v in stored_request(harness, 1).items() if k in SCOPE_TELEMETRY} == SCOPE_TELEMETRY
+    traffic = {"ietf-dots-telemetry:total-attack-traffic": [{"unit": "megabit-ps", "peak-g": "5"}]}
+    refresh = {SCOPE: {"scope": [{"target-prefix": ["2001:db8::1/128"], "lifetime": 3600, **traffic}]}}
+    assert harness.put(1, refresh).code == "2.04"
+    assert {k: v for k, v in stored_request(harness, 1).items() if k in SCOPE_TELEMETRY} == traffic
+
+
+def test_clients_of_one_domain_may_report_on_the_same_target_without_conflict_rfc9244_8_3(harness: Harness) -> None:
+    body = report(attack({"target-prefix": ["2001:db8::1/128"]}))
+    assert put(harness, 1, body).code == "2.04"
+    assert put(harness, 7, body, cuid=OTHER_CUID).code == "2.04"
+    assert [row[:2] for row in reports(harness)] == [(ALPHA_CUID, 1), (OTHER_CUID, 7)]
