@@ -1,7 +1,7 @@
 """libcoap's coap-client (4.3.1) sends RFC 9244 §8.2 pre-or-ongoing-mitigation telemetry to our server over DTLS
 and TLS: the RFC's Figure 36 body is accepted (2.04) and read back, an observer of the client's /tm resource hears
-a newer tmid replace it and the DELETE of Figure 38 end it, thousands of top talkers get 4.22 and nothing is stored.
-Real binaries, real sockets, real SQLite."""
+a newer tmid replace it and the DELETE of Figure 38 end it (another client sees and hears none of it), thousands of
+top talkers get 4.22 and nothing is stored. Real binaries, real sockets, real SQLite."""
 
 from __future__ import annotations
 
@@ -26,11 +26,11 @@ SCHEMES = ["coaps", "coaps+tcp"]
 FIGURE36 = json.loads((FIXTURES / "rfc9244" / "fig36-pre-or-ongoing-mitigation-telemetry.json").read_text())
 
 
-def tm_uri(running: Any, config: ServerConfig, scheme: str) -> str:
-    """/tm/cuid=… of the test client (the cuid its certificate gives) on the DTLS or the TLS endpoint."""
+def tm_uri(running: Any, config: ServerConfig, scheme: str, name: str = "client") -> str:
+    """/tm/cuid=… of test client NAME (the cuid its certificate gives) on the DTLS or the TLS endpoint."""
     addresses = running.endpoint.dtls_addresses if scheme == "coaps" else running.endpoint.tls_addresses
     host, port = addresses[0][:2]
-    cuid = next(c.cuid for c in config.clients if c.name == "client")
+    cuid = next(c.cuid for c in config.clients if c.name == name)
     return f"{scheme}://{host}:{port}/.well-known/dots/tm/cuid={cuid}"
 
 
@@ -63,13 +63,23 @@ async def test_rfc9244_figure36_telemetry_is_accepted_read_back_observed_and_del
     assert bodies(response) == [with_tmid(FIGURE36, 123)]
     assert [row[:3] for row in running.store.dump()["signal_telemetry_reports"]] == [(cuid, 123, "client")]
 
+    # Another client sees nothing of it, and observes its own /tm meanwhile.
+    stranger = CoapClient(pki_dir, tmp_path / "other", stem="other")
+    (tmp_path / "other").mkdir()
+    _, printed = await stranger.run("-m", "get", uri)
+    assert printed.startswith("4.04"), printed
+    own_uri = tm_uri(running, config, scheme, "other")
+    await stranger.run("-m", "put", f"{own_uri}/tmid=1", payload=FIGURE36)
+
     # Observe all the client's tmids (Figure 41); a newer tmid on the same target replaces 123, then Figure 38.
     observer, notifications = await client.start("-m", "get", "-s", "5", "-B", "10", uri)
-    for _ in range(100):  # until its session and registration are up (slower on a loaded machine)
-        if running.resource.observer_count("client") == 1:
+    watcher, watched = await stranger.start("-m", "get", "-s", "5", "-B", "10", own_uri)
+    for _ in range(100):  # until their sessions and registrations are up (slower on a loaded machine)
+        if running.resource.observer_count("client") == 1 and running.resource.observer_count("other") == 1:
             break
         await asyncio.sleep(0.05)
     assert running.resource.observer_count("client") == 1
+    assert running.resource.observer_count("other") == 1
     newer = json.loads(json.dumps(FIGURE36))
     newer[TM][PRE][0]["attack-detail"][0]["attack-severity"] = "medium"
     await client.run("-m", "put", f"{uri}/tmid=124", payload=newer)
@@ -80,11 +90,14 @@ async def test_rfc9244_figure36_telemetry_is_accepted_read_back_observed_and_del
     seen = bodies(notifications.read_bytes())  # the 4.04 that ends the observation has no CBOR body
     assert seen == [with_tmid(FIGURE36, 123), with_tmid(newer, 124)]
     assert running.resource.observer_count("client") == 0
-    assert running.store.dump()["signal_telemetry_reports"] == []
+    await asyncio.wait_for(watcher.communicate(), 30)
+    assert bodies(watched.read_bytes()) == [with_tmid(FIGURE36, 1)]  # its registration answer: nothing of the other's
+    (kept,) = running.store.dump()["signal_telemetry_reports"]
+    assert kept[2] == "other"
 
     listed = [{"source-prefix": f"10.{i // 256}.{i % 256}.0/24"} for i in range(2000)]
     flood = json.loads(json.dumps(FIGURE36))
     flood[TM][PRE][0]["attack-detail"][0]["top-talker"] = {"talker": listed}
     _, printed = await client.run("-m", "put", f"{uri}/tmid=200", payload=flood)
     assert printed.startswith("4.22"), printed  # more than max_telemetry_top_talkers
-    assert running.store.dump()["signal_telemetry_reports"] == []
+    assert running.store.dump()["signal_telemetry_reports"] == [kept]
