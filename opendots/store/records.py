@@ -77,6 +77,22 @@ class TelemetrySetupRecord:
         return (self.cuid, self.tsid)
 
 
+@dataclass(frozen=True)
+class TelemetryReportRecord:
+    """RFC 9244 §8.2 pre-or-ongoing-mitigation telemetry a client sent under a 'tmid'."""
+
+    client: str
+    """Name of the ClientAuthorization that owns it (isolation boundary)."""
+    cuid: str
+    tmid: int
+    entries: list[dict[str, Any]]
+    """The 'pre-or-ongoing-mitigation' entries as accepted (YANG-JSON, without 'tmid')."""
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.cuid, self.tmid)
+
+
 @dataclass
 class SignalChanges:
     """Everything one decision changes; applied atomically."""
@@ -91,6 +107,9 @@ class SignalChanges:
     put_telemetry_setups: list[TelemetrySetupRecord] = field(default_factory=list)
     delete_telemetry_setups: list[tuple[str, int]] = field(default_factory=list)
     """(cuid, tsid) of telemetry setups overridden, deleted or reset (RFC 9244 §7)."""
+    put_telemetry_reports: list[TelemetryReportRecord] = field(default_factory=list)
+    delete_telemetry_reports: list[tuple[str, int]] = field(default_factory=list)
+    """(cuid, tmid) of pre-or-ongoing-mitigation telemetry overridden or deleted (RFC 9244 §8.2)."""
 
     def __bool__(self) -> bool:
         return any(
@@ -103,6 +122,8 @@ class SignalChanges:
                 self.put_cuids,
                 self.put_telemetry_setups,
                 self.delete_telemetry_setups,
+                self.put_telemetry_reports,
+                self.delete_telemetry_reports,
             )
         )
 
@@ -113,6 +134,7 @@ class SignalState:
     session_configs: list[SessionConfigRecord]
     cuids: list[CuidRecord]
     telemetry_setups: list[TelemetrySetupRecord] = field(default_factory=list)
+    telemetry_reports: list[TelemetryReportRecord] = field(default_factory=list)
 
 
 class SignalStore(Protocol):

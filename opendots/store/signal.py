@@ -1,5 +1,5 @@
 """Persistent state of the DOTS signal channel server: mitigations, session configurations, CUID owners, RFC 9244
-telemetry setups.
+telemetry setups and pre-or-ongoing-mitigation telemetry.
 
 The server core decides; the shell writes the decision's `SignalChanges` here, in one transaction, before it
 answers: an acknowledged mitigation survives a killed process. The records themselves are in
@@ -21,6 +21,7 @@ from opendots.store.records import (
     SignalState,
     SignalStore,
     StoreError,
+    TelemetryReportRecord,
     TelemetrySetupRecord,
 )
 from opendots.store.sqlite import SqliteDatabase
@@ -34,6 +35,7 @@ __all__ = [
     "SignalStore",
     "SqliteSignalStore",
     "StoreError",
+    "TelemetryReportRecord",
     "TelemetrySetupRecord",
 ]
 
@@ -85,6 +87,17 @@ _MIGRATIONS = [
         PRIMARY KEY (cuid, tsid)
     ) WITHOUT ROWID
     """,
+    # 4: RFC 9244 §8.2 pre-or-ongoing-mitigation telemetry, one row per (cuid, tmid); 'entries' is the accepted
+    # 'pre-or-ongoing-mitigation' list (JSON).
+    """
+    CREATE TABLE signal_telemetry_reports (
+        cuid TEXT NOT NULL,
+        tmid INTEGER NOT NULL,
+        client TEXT NOT NULL,
+        entries TEXT NOT NULL,
+        PRIMARY KEY (cuid, tmid)
+    ) WITHOUT ROWID
+    """,
 ]
 
 
@@ -132,7 +145,13 @@ class SqliteSignalStore:
                 "SELECT cuid, tsid, client, setup FROM signal_telemetry_setups ORDER BY cuid, tsid"
             )
         ]
-        return SignalState(mitigations, configs, cuids, setups)
+        reports = [
+            TelemetryReportRecord(row["client"], row["cuid"], row["tmid"], json.loads(row["entries"]))
+            for row in connection.execute(
+                "SELECT cuid, tmid, client, entries FROM signal_telemetry_reports ORDER BY cuid, tmid"
+            )
+        ]
+        return SignalState(mitigations, configs, cuids, setups, reports)
 
     def apply(self, changes: SignalChanges) -> None:
         if not changes:
@@ -187,12 +206,27 @@ class SqliteSignalStore:
                     "INSERT OR REPLACE INTO signal_telemetry_setups (cuid, tsid, client, setup) VALUES (?, ?, ?, ?)",
                     [(t.cuid, t.tsid, t.client, json.dumps(t.setup)) for t in changes.put_telemetry_setups],
                 )
+            if changes.delete_telemetry_reports:
+                cursor.executemany(
+                    "DELETE FROM signal_telemetry_reports WHERE cuid = ? AND tmid = ?", changes.delete_telemetry_reports
+                )
+            if changes.put_telemetry_reports:
+                cursor.executemany(
+                    "INSERT OR REPLACE INTO signal_telemetry_reports (cuid, tmid, client, entries) VALUES (?, ?, ?, ?)",
+                    [(r.cuid, r.tmid, r.client, json.dumps(r.entries)) for r in changes.put_telemetry_reports],
+                )
 
     def dump(self) -> dict[str, list[tuple[Any, ...]]]:
         connection = self.database.connection
         return {
             table: [tuple(row) for row in connection.execute(f"SELECT * FROM {table} ORDER BY 1, 2")]
-            for table in ("signal_mitigations", "signal_session_configs", "signal_cuids", "signal_telemetry_setups")
+            for table in (
+                "signal_mitigations",
+                "signal_session_configs",
+                "signal_cuids",
+                "signal_telemetry_setups",
+                "signal_telemetry_reports",
+            )
         }
 
     def close(self) -> None:
@@ -219,6 +253,8 @@ def _single_mitigation(changes: SignalChanges) -> tuple[MitigationRecord, bool] 
         or changes.put_cuids
         or changes.put_telemetry_setups
         or changes.delete_telemetry_setups
+        or changes.put_telemetry_reports
+        or changes.delete_telemetry_reports
     ):
         return None
     puts, renewals = changes.put_mitigations, changes.renewed_mitigations

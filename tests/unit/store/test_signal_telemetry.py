@@ -25,9 +25,10 @@ def test_a_version_2_database_gains_the_telemetry_table_and_keeps_its_rows(tmp_p
     store = SqliteSignalStore(SqliteDatabase(path))
     store.database.connection.execute("UPDATE schema_versions SET version = 2 WHERE component = 'signal'")
     store.database.connection.execute("DROP TABLE signal_telemetry_setups")
+    store.database.connection.execute("DROP TABLE signal_telemetry_reports")  # migration 4's
     store.apply(SignalChanges(put_mitigations=[MitigationRecord("alpha", "c", 1, {"lifetime": 60}, 60, 2, T0, None)]))
     store.close()
-    assert len(_MIGRATIONS) == 3
+    assert len(_MIGRATIONS) == 4
     store = SqliteSignalStore.open(path)
     assert [row[:2] for row in store.dump()["signal_mitigations"]] == [("c", 1)]
     assert store.dump()["signal_telemetry_setups"] == []

@@ -89,6 +89,15 @@ class SessionConfigChanged:
 
 
 @dataclass(frozen=True)
+class TelemetryChanged:
+    """`client`'s pre-or-ongoing-mitigation telemetry under `cuid` changed (RFC 9244 §8.2): notify its /tm
+    observers of that cuid, and them only."""
+
+    client: str
+    cuid: str
+
+
+@dataclass(frozen=True)
 class HeartbeatDue:
     """Send a Non-confirmable PUT /hb to `client` (§4.7) with this peer-hb-status."""
 
@@ -125,6 +134,7 @@ Event = (
     | MitigationExpired
     | MitigationChanged
     | SessionConfigChanged
+    | TelemetryChanged
     | HeartbeatDue
     | PeerLost
     | PeerBack

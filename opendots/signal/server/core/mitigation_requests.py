@@ -38,7 +38,8 @@ from opendots.signal.server.core.mitigations import Mitigation
 from opendots.signal.server.core.paths import MitigatePath
 from opendots.signal.server.core.policy import ServerSettings
 from opendots.signal.server.core.query import parse_mitigation_query
-from opendots.signal.server.core.scope import MitigationRequest, overlap, parse_scope_body
+from opendots.signal.server.core.scope import CLIENT_TELEMETRY, MitigationRequest, overlap, parse_scope_body
+from opendots.signal.server.core.telemetry_config import SCOPE_ATTACK_DETAIL
 from opendots.signal.server.core.transitions import REPORT_TRIGGERS, Trigger, allowed, kind_of, next_status
 from opendots.store.records import CuidRecord, MitigationRecord, SignalChanges
 
@@ -136,6 +137,8 @@ class MitigationRequests:
             if body is None:
                 raise refuse("4.00", "a mitigation request needs a body")
             parsed = parse_scope_body(body)
+            if SCOPE_ATTACK_DETAIL in parsed.document:  # RFC 9244 §9.1 top talkers: bounded as in a /tm report
+                self.settings.telemetry.check_top_talkers([parsed.document])
         if request.if_match_empty:
             return self._efficacy_update(existing, parsed, now, decision)
         if parsed.lifetime is None:
@@ -180,6 +183,10 @@ class MitigationRequests:
         if parsed.lifetime is not None:
             granted = self._grant(parsed.lifetime)
             changes.update(lifetime=granted, expires_at=self._expiry(granted, now), request=parsed.document)
+        elif CLIENT_TELEMETRY & parsed.document.keys():
+            # RFC 9244 §9.1: the update's telemetry replaces what the request held; its parameters stay as stored.
+            kept = {k: v for k, v in existing.record.request.items() if k not in CLIENT_TELEMETRY}
+            changes["request"] = {**kept, **{k: v for k, v in parsed.document.items() if k in CLIENT_TELEMETRY}}
         updated = existing.with_record(**changes)
         decision.changes = SignalChanges(put_mitigations=[updated.record])
         decision.then(lambda: self.table.hold(updated))

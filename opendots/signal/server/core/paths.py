@@ -1,6 +1,7 @@
 """Uri-Path forms of RFC 9132 §4.2, §4.4.1, §4.5.2 and §4.7, after the ".well-known/dots" prefix.
 
 mitigate/[cdid=X/]cuid=X[/mid=N]     config[/sid=N]     hb     tm-setup/[cdid=X/]cuid=X[/tsid=N] (RFC 9244 §7)
+tm/[cdid=X/]cuid=X[/tmid=N] (RFC 9244 §8)
 """
 
 from __future__ import annotations
@@ -38,7 +39,14 @@ class TelemetrySetupPath:
     cdid: str | None = None
 
 
-ResourcePath = MitigatePath | ConfigPath | HeartbeatPath | TelemetrySetupPath
+@dataclass(frozen=True)
+class TelemetryPath:
+    cuid: str
+    tmid: int | None = None
+    cdid: str | None = None
+
+
+ResourcePath = MitigatePath | ConfigPath | HeartbeatPath | TelemetrySetupPath | TelemetryPath
 
 
 def parse_path(segments: tuple[str, ...]) -> ResourcePath:
@@ -56,35 +64,41 @@ def parse_path(segments: tuple[str, ...]) -> ResourcePath:
         return HeartbeatPath()
     if resource == "tm-setup":
         return _tm_setup(rest)
+    if resource == "tm":
+        return _tm(rest)
     raise reject("4.04", f"unknown DOTS resource {resource!r}")
 
 
 def _mitigate(rest: list[str]) -> MitigatePath:
-    parameters = [_split(segment) for segment in rest]
-    names = [name for name, _ in parameters]
     # Order matters (§4.4.1.1): cdid, then cuid, then mid.
-    allowed = (["cuid"], ["cuid", "mid"], ["cdid", "cuid"], ["cdid", "cuid", "mid"])
-    if names not in allowed:
-        if "cuid" not in names:
-            raise reject("4.00", "the mandatory 'cuid' Uri-Path is missing")
-        raise reject("4.00", f"Uri-Path parameters {names} are not in the order [cdid=]/cuid=/[mid=]")
-    values = dict(parameters)
-    mid = _uint32(values["mid"], "mid") if "mid" in values else None
-    return MitigatePath(cuid=values["cuid"], mid=mid, cdid=values.get("cdid"))
+    cuid, mid, cdid = _numbered(rest, "mid")
+    return MitigatePath(cuid=cuid, mid=mid, cdid=cdid)
 
 
 def _tm_setup(rest: list[str]) -> TelemetrySetupPath:
+    # RFC 9244 §7.1.2: 'tsid' MUST appear after 'cuid'; 'cdid' (a gateway, §5.2) comes first as in RFC 9132.
+    cuid, tsid, cdid = _numbered(rest, "tsid")
+    return TelemetrySetupPath(cuid=cuid, tsid=tsid, cdid=cdid)
+
+
+def _tm(rest: list[str]) -> TelemetryPath:
+    # RFC 9244 §8.2: 'tmid' MUST appear after 'cuid'.
+    cuid, tmid, cdid = _numbered(rest, "tmid")
+    return TelemetryPath(cuid=cuid, tmid=tmid, cdid=cdid)
+
+
+def _numbered(rest: list[str], number: str) -> tuple[str, int | None, str | None]:
+    """[cdid=X/]cuid=X[/NUMBER=N], in this order: (cuid, NUMBER's value or None, cdid or None)."""
     parameters = [_split(segment) for segment in rest]
     names = [name for name, _ in parameters]
-    # RFC 9244 §7.1.2: 'tsid' MUST appear after 'cuid'; 'cdid' (a gateway, §5.2) comes first as in RFC 9132.
-    allowed = (["cuid"], ["cuid", "tsid"], ["cdid", "cuid"], ["cdid", "cuid", "tsid"])
+    allowed = (["cuid"], ["cuid", number], ["cdid", "cuid"], ["cdid", "cuid", number])
     if names not in allowed:
         if "cuid" not in names:
             raise reject("4.00", "the mandatory 'cuid' Uri-Path is missing")
-        raise reject("4.00", f"Uri-Path parameters {names} are not in the order [cdid=]/cuid=/[tsid=]")
+        raise reject("4.00", f"Uri-Path parameters {names} are not in the order [cdid=]/cuid=/[{number}=]")
     values = dict(parameters)
-    tsid = _uint32(values["tsid"], "tsid") if "tsid" in values else None
-    return TelemetrySetupPath(cuid=values["cuid"], tsid=tsid, cdid=values.get("cdid"))
+    value = _uint32(values[number], number) if number in values else None
+    return values["cuid"], value, values.get("cdid")
 
 
 def _config(rest: list[str]) -> ConfigPath:
@@ -98,7 +112,7 @@ def _config(rest: list[str]) -> ConfigPath:
 
 def _split(segment: str) -> tuple[str, str]:
     name, equals, value = segment.partition("=")
-    if not equals or name not in ("cuid", "cdid", "mid", "sid", "tsid"):
+    if not equals or name not in ("cuid", "cdid", "mid", "sid", "tsid", "tmid"):
         raise reject("4.00", f"unexpected Uri-Path {segment!r}")
     if not value:
         raise reject("4.00", f"Uri-Path '{name}' has an empty value")

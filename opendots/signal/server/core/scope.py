@@ -35,6 +35,9 @@ SERVER_ONLY_MEMBERS = frozenset(
         "pps-dropped",
     }
 )
+# RFC 9244 §9.1: the telemetry a client may add to a mitigation request or efficacy update; kept with the request
+# (not replayed in GET: CONFIG_MEMBERS), while other members of the module are ignored as before.
+CLIENT_TELEMETRY = frozenset({"ietf-dots-telemetry:total-attack-traffic", "ietf-dots-telemetry:attack-detail"})
 # Comprehension-optional extensions (RFC 9132 §10.6.1.1) a server may ignore.
 _IGNORABLE_MODULES = ("ietf-dots-telemetry:",)
 _ABSENT: Any = object()
@@ -91,7 +94,7 @@ def parse_scope_entry(entry: Any) -> MitigationRequest:
         raise reject("4.00", "a 'scope' entry must be an object")
     document: dict[str, Any] = {}
     for name, value in entry.items():
-        if name not in CLIENT_MEMBERS:
+        if name not in CLIENT_MEMBERS and name not in CLIENT_TELEMETRY:
             _refuse_member(name)
             continue  # an ignorable extension
         if isinstance(value, list) and not value:

@@ -12,7 +12,8 @@ and a failed write (5.03) changes nothing. Errors are Response values; no except
 
 The work is split by concern: `MitigationRequests` (/mitigate, its timers, mitigators' reports; status changes in
 `transitions`), `SessionConfigs` (/config), `Peers` (heartbeats and liveness), `TelemetrySetups` (/tm-setup,
-RFC 9244 §7). This class authenticates, dispatches by path type, and keeps the order of timers.
+RFC 9244 §7), `TelemetryReports` (/tm, RFC 9244 §8.2). This class authenticates, dispatches by path type, and
+keeps the order of timers.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from dataclasses import replace
 from typing import Any
 
 from opendots.config import ClientAuthorization
-from opendots.domain import Counters
+from opendots.domain import Counters, Targets
 from opendots.signal.server.core.acl_requests import update_failed
 from opendots.signal.server.core.authorization import resolve_aliases
 from opendots.signal.server.core.bodies import decoded
@@ -36,13 +37,21 @@ from opendots.signal.server.core.messages import REDIRECTED_SIGNAL, Rejected, Re
 from opendots.signal.server.core.mitigation_requests import MitigationRequests, activated_event
 from opendots.signal.server.core.mitigation_table import MitigationTable
 from opendots.signal.server.core.mitigations import Mitigation
-from opendots.signal.server.core.paths import ConfigPath, HeartbeatPath, MitigatePath, TelemetrySetupPath, parse_path
+from opendots.signal.server.core.paths import (
+    ConfigPath,
+    HeartbeatPath,
+    MitigatePath,
+    TelemetryPath,
+    TelemetrySetupPath,
+    parse_path,
+)
 from opendots.signal.server.core.peers import Peers
 from opendots.signal.server.core.policy import Redirection, ServerSettings
 from opendots.signal.server.core.robust import RobustTransmission
 from opendots.signal.server.core.scope import parse_scope_entry
 from opendots.signal.server.core.session_configs import SessionConfigs
 from opendots.signal.server.core.sessionconfig import ParameterSet, SessionConfig
+from opendots.signal.server.core.telemetry_reports import TelemetryReports
 from opendots.signal.server.core.telemetry_setup import TelemetrySetups
 from opendots.store.records import SignalState
 
@@ -71,6 +80,13 @@ class SignalServer:
         self.telemetry_setups = TelemetrySetups(
             lambda: self.settings, self.mitigation_requests.cuid_owner, lambda name: self._by_name.get(name)
         )
+        self.telemetry_reports = TelemetryReports(
+            lambda: self.settings,
+            self.mitigation_requests.cuid_owner,
+            lambda name: self._by_name.get(name),
+            self._mitigation_targets,
+            self.telemetry_setups.check_new_cuid,
+        )
         self._handlers: dict[type, Handler] = {
             MitigatePath: self.mitigation_requests.handle,
             ConfigPath: lambda client, path, request, now, decision: self.configs.handle(
@@ -80,6 +96,7 @@ class SignalServer:
                 client.name, request, now, decision.events
             ),
             TelemetrySetupPath: self.telemetry_setups.handle,
+            TelemetryPath: self.telemetry_reports.handle,
         }
         self._store_retry_at: float | None = None  # after a failed timer write, wait before trying again
         self._pending: Decision | None = None
@@ -105,7 +122,6 @@ class SignalServer:
         for cuid in state.cuids:
             owners.setdefault(cuid.cuid, cuid.client)
         self.configs.restored(state.session_configs)
-        self.telemetry_setups.restored(state.telemetry_setups)
         for record in state.mitigations:
             client = self._by_name.get(record.client)
             request = parse_scope_entry(record.request)  # validated when it was accepted
@@ -117,6 +133,8 @@ class SignalServer:
                     # An alias deleted since: keep the literal targets rather than drop an acknowledged mitigation.
                     log.warning("mitigation %s/%s: %s", record.cuid, record.mid, problem.response.diagnostic)
             self.table.hold(Mitigation(record, request, targets))
+        self.telemetry_setups.restored(state.telemetry_setups)
+        self.telemetry_reports.restored(state.telemetry_reports)  # after the mitigations their 'mid-list' names
         # A restarted server gives each client with stored mitigations a fresh liveness clock.
         self.peers.restored(dict.fromkeys(record.client for record in state.mitigations), now)
 
@@ -180,7 +198,7 @@ class SignalServer:
                 return self._decided(decision)
             # A mitigation PUT decodes its own (it may repeat the stored request), tm-setup as ietf-dots-telemetry.
             own_decoder = (isinstance(path, MitigatePath) and request.method == "PUT") or isinstance(
-                path, TelemetrySetupPath
+                path, TelemetrySetupPath | TelemetryPath
             )
             if not own_decoder:
                 request = decoded(request)
@@ -221,6 +239,20 @@ class SignalServer:
             return self.mitigation_requests.get(client, MitigatePath(cuid=cuid, mid=mid), query, False, now)
         except Rejected as refused:
             return refused.response
+
+    def render_telemetry(self, client_name: str, cuid: str, tmid: int | None, query: Iterable[str]) -> Response:
+        """Re-render an observed GET /tm for a notification (RFC 9244 §8.2), as `render_mitigations`: not traffic."""
+        client = self._by_name.get(client_name)
+        if client is None:
+            return Response("4.04", diagnostic="unknown client")
+        try:
+            return self.telemetry_reports.get(client, TelemetryPath(cuid=cuid, tmid=tmid), query, False)
+        except Rejected as refused:
+            return refused.response
+
+    def _mitigation_targets(self, client_name: str, cuid: str, mid: int) -> Targets | None:
+        mitigation = self.table.get((cuid, mid))
+        return mitigation.targets if mitigation is not None and mitigation.record.client == client_name else None
 
     def note_traffic(self, client_name: str, now: float) -> list[Event]:
         """Anything else received from a client: a heartbeat response, a new session (§4.7)."""

@@ -8,7 +8,7 @@ Bodies arrive already validated against `ietf-dots-telemetry` (types, enumeratio
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -43,6 +43,18 @@ UNIT_CLASSES = ("packet-ps", "bit-ps", "byte-ps")
 # The RFC's defaults (§7.1.2): 10th, 50th and 90th percentiles.
 DEFAULT_PERCENTILES = {"low-percentile": "10.00", "mid-percentile": "50.00", "high-percentile": "90.00"}
 TARGET_MEMBERS = ("target-prefix", "target-port-range", "target-protocol", "target-fqdn", "target-uri", "alias-name")
+# The Uri-Query types of GET /tm this server supports, announced in the tm-setup GET (§7.1.1 'supported-query-type').
+SUPPORTED_QUERY_TYPES = (
+    "target-prefix",
+    "target-port",
+    "target-protocol",
+    "target-fqdn",
+    "target-uri",
+    "target-alias",
+    "mid",
+    "content",
+)
+SCOPE_ATTACK_DETAIL = "ietf-dots-telemetry:attack-detail"  # §9.1: in a mitigation request's 'scope' entry
 _TRAFFIC_LISTS = ("total-traffic-normal", "total-traffic-normal-per-protocol", "total-traffic-normal-per-port")
 
 
@@ -76,6 +88,10 @@ class TelemetryPolicy:
     """Whether clients may ask for server-originated telemetry (§7.1.1); off while the server sends none (§8.3)."""
     max_setups_per_client: int = 64
     """Telemetry setups (tsids) one client may keep installed; past it a new one gets 5.03."""
+    max_reports_per_client: int = 64
+    """Pre-or-ongoing-mitigation telemetry reports (tmids, §8.2) one client may keep; past it a new one gets 5.03."""
+    max_top_talkers: int = 256
+    """Top talkers in one report (or mitigation request, §9.1); more get 4.22, nothing stored."""
 
     def default_config(self) -> dict[str, Any]:
         """The 'current-config' in force when the client has installed none (§7.1.4: a DELETE comes back here)."""
@@ -111,7 +127,19 @@ class TelemetryPolicy:
                 "telemetry-notify-interval": self.notify_interval[0],
             },
             "supported-unit-classes": {"unit-config": [{"unit": c, "unit-status": True} for c in self.unit_classes]},
+            "supported-query-type": list(SUPPORTED_QUERY_TYPES),
         }
+
+    def check_top_talkers(self, entries: Iterable[Mapping[str, Any]]) -> None:
+        """Refuse more top talkers than the cap in ENTRIES (§8.2 'pre-or-ongoing-mitigation' or §9.1 'scope'
+        entries): 4.22, the code RFC 9244 §7.1.2 gives to values a server does not accept; nothing is stored."""
+        count = sum(
+            len(detail.get("top-talker", {}).get("talker", ()))
+            for entry in entries
+            for detail in entry.get("attack-detail", ()) or entry.get(SCOPE_ATTACK_DETAIL, ())
+        )
+        if count > self.max_top_talkers:
+            raise reject("4.22", f"{count} top talkers: this DOTS server accepts at most {self.max_top_talkers}")
 
     # --- §7.1.2: telemetry configuration -----------------------------------------------------------
 

@@ -12,15 +12,16 @@ They are stored like mitigations (the decision's `SignalChanges`) and are not ti
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from opendots.config import ClientAuthorization
 from opendots.domain import Targets
-from opendots.model import ModelError, decode_telemetry, validate_telemetry
 from opendots.signal.server.core.authorization import resolve_aliases
+from opendots.signal.server.core.bodies import telemetry_body
 from opendots.signal.server.core.decision import Decision
 from opendots.signal.server.core.messages import Rejected, Request, Response, reject
+from opendots.signal.server.core.owned import OwnedIndex
 from opendots.signal.server.core.paths import TelemetrySetupPath
 from opendots.signal.server.core.telemetry_config import TelemetryPolicy, baseline_targets
 from opendots.store.records import CuidRecord, TelemetrySetupRecord
@@ -56,6 +57,11 @@ class Footprint:
 
     @classmethod
     def of_baselines(cls, entries: list[dict[str, Any]], targets: list[Targets]) -> Footprint:
+        return replace(cls.of_targets(targets), ids=frozenset(entry["id"] for entry in entries))
+
+    @classmethod
+    def of_targets(cls, targets: list[Targets]) -> Footprint:
+        """What TARGETS cover, for the overlap rules of baselines (§7.3.1) and pre-or-ongoing telemetry (§8.2)."""
         ranges = sorted(
             ((version << 128) + first, (version << 128) + last)  # v4 and v6 on one line, never meeting
             for t in targets
@@ -65,7 +71,6 @@ class Footprint:
         names |= {("uri", u) for t in targets for u in t.target_uris}
         names |= {("alias", a) for t in targets for a in t.alias_names}
         return cls(
-            ids=frozenset(entry["id"] for entry in entries),
             whole_domain=any(t == WHOLE_DOMAIN for t in targets),
             ranges=tuple(ranges),
             names=frozenset(names),
@@ -107,7 +112,7 @@ class TelemetrySetups:
         self._settings = settings
         self._cuid_owner = cuid_owner  # shared with the mitigations: a cuid belongs to one client (RFC 9132 §4.4.1)
         self._client_named = client_named
-        self._clients: dict[str, dict[str, dict[int, _Installed]]] = {}
+        self._index: OwnedIndex[_Installed] = OwnedIndex()
         """By client name, cuid, then tsid: every rule looks only at the requesting client's own setups."""
 
     @property
@@ -116,11 +121,11 @@ class TelemetrySetups:
 
     def restored(self, records: Iterable[TelemetrySetupRecord]) -> None:
         for record in records:
-            self._install(_Installed(record, self._footprint(record)))
+            self._index.install(_Installed(record, self._footprint(record)))
 
     def of(self, client: str, cuid: str) -> list[TelemetrySetupRecord]:
         """CLIENT's setups under CUID, by increasing tsid."""
-        own = self._clients.get(client, {}).get(cuid, {})
+        own = self._index.under(client, cuid)
         return [own[tsid].record for tsid in sorted(own)]
 
     def handle(
@@ -169,7 +174,7 @@ class TelemetrySetups:
             raise reject("4.09", "this 'cuid' is already used by another DOTS client (cuid-collision)")
         setup = _setup_of(request)
         kind = kind_of(setup)
-        own = self._clients.get(client.name, {})
+        own = self._index.own(client.name)
         installed = own.get(path.cuid, {})
         existing = installed.get(path.tsid)
         newest = max(installed, default=None)
@@ -195,7 +200,7 @@ class TelemetrySetups:
         count = sum(len(setups) for setups in own.values())
         if existing is None and count - len(replaced) >= policy.max_setups_per_client:
             raise reject("5.03", f"this DOTS client already has {policy.max_setups_per_client} telemetry setups")
-        self._check_new_cuid(client, path.cuid)
+        self.check_new_cuid(client, path.cuid)
         record = TelemetrySetupRecord(client.name, path.cuid, path.tsid, setup)
         changes = decision.changes
         changes.put_telemetry_setups.append(record)
@@ -205,13 +210,13 @@ class TelemetrySetups:
 
         def apply() -> None:
             self._cuid_owner.setdefault(path.cuid, client.name)
-            self._remove(replaced)
-            self._install(_Installed(record, footprint))
+            self._index.remove(replaced)
+            self._index.install(_Installed(record, footprint))
 
         decision.then(apply)
         return Response("2.04" if existing is not None else "2.01")
 
-    def _check_new_cuid(self, client: ClientAuthorization, cuid: str) -> None:
+    def check_new_cuid(self, client: ClientAuthorization, cuid: str) -> None:
         """The mitigations' guard (RFC 9132 §4.4.1.3 lets a server refuse near capacity): cuids are kept for good."""
         if cuid not in self._cuid_owner:
             cuids = sum(1 for owner in self._cuid_owner.values() if owner == client.name)
@@ -237,23 +242,8 @@ class TelemetrySetups:
         gone = [r for r in installed if path.tsid is None or r.tsid == path.tsid]
         if gone:
             decision.changes.delete_telemetry_setups += [r.key for r in gone]
-            decision.then(lambda: self._remove(gone))
+            decision.then(lambda: self._index.remove(gone))
         return Response("2.02")
-
-    # --- memory ------------------------------------------------------------------------------------
-
-    def _install(self, held: _Installed) -> None:
-        record = held.record
-        self._clients.setdefault(record.client, {}).setdefault(record.cuid, {})[record.tsid] = held
-
-    def _remove(self, records: Iterable[TelemetrySetupRecord]) -> None:
-        for record in records:
-            own = self._clients[record.client]
-            del own[record.cuid][record.tsid]
-            if not own[record.cuid]:
-                del own[record.cuid]
-            if not own:
-                del self._clients[record.client]
 
     def _footprint(self, record: TelemetrySetupRecord) -> Footprint:
         """A stored setup's footprint at start-up: its aliases resolved if they still are (else their names)."""
@@ -275,16 +265,7 @@ class TelemetrySetups:
 
 def _setup_of(request: Request) -> dict[str, Any]:
     """The one 'telemetry' entry a PUT may carry, decoded and validated against ietf-dots-telemetry, else 4.00."""
-    if request.payload is None and request.body is None:
-        raise reject("4.00", "a telemetry setup request needs a body")
-    try:
-        if request.payload is not None:
-            body = decode_telemetry(request.payload)
-        else:  # handed over decoded (not by the CoAP shell): validated all the same
-            body = request.body
-            validate_telemetry(body)
-    except ModelError as problem:
-        raise reject(problem.code, problem.diagnostic) from None
+    body = telemetry_body(request, "telemetry setup")
     if list(body) != [TELEMETRY_SETUP]:
         raise reject("4.00", f"the body must be '{TELEMETRY_SETUP}'")
     setup = body[TELEMETRY_SETUP]

@@ -3,7 +3,7 @@
 It takes the client's identity from the (D)TLS session (opendots.transport.peer_identity), checks the
 Content-Format, hands a plain Request with the CBOR bytes to the SignalService (the core decodes them once the
 peer is authenticated, and not at all when they repeat the stored request), and encodes the answer.
-Observations (mitigate and config, RFC 9132 §4.4.2.1, §4.5.3) are kept per client: a notification is
+Observations (mitigate and config, RFC 9132 §4.4.2.1, §4.5.3; tm, RFC 9244 §8.2) are kept per client: a notification is
 only ever rendered for, and sent to, observers authenticated as the owner of what changed.
 """
 
@@ -36,9 +36,10 @@ from opendots.signal.server.core import (
     Response,
     SessionConfigChanged,
 )
+from opendots.signal.server.core.events import TelemetryChanged
 from opendots.signal.server.core.messages import HEARTBEAT, Rejected
 from opendots.signal.server.core.mitigations import content_view
-from opendots.signal.server.core.paths import ConfigPath, MitigatePath, parse_path
+from opendots.signal.server.core.paths import ConfigPath, MitigatePath, TelemetryPath, parse_path
 from opendots.signal.server.core.query import parse_mitigation_query
 from opendots.signal.server.shell.service import SignalService
 from opendots.transport import over_tls, peer_identity
@@ -51,7 +52,7 @@ DOTS_CBOR = DOTS_CBOR_CONTENT_FORMAT  # application/dots+cbor (RFC 9132 §10.4)
 TEXT_PLAIN = 0
 WELL_KNOWN_DOTS = (".well-known", "dots")
 NO_RESPONSE_AT_ALL = 0x02 | 0x08 | 0x10  # RFC 7967 §2.1: not interested in 2.xx, 4.xx or 5.xx responses
-RESOURCES = ("mitigate", "config", "hb", "tm-setup")  # RFC 9132 §4.2, RFC 9244 §6 (Table 2): named in the metrics
+RESOURCES = ("mitigate", "config", "hb", "tm-setup", "tm")  # RFC 9132 §4.2, RFC 9244 §6 (Table 2): named in the metrics
 TELEMETRY = "ietf-dots-telemetry:"  # RFC 9244 bodies: their own CBOR key table and YANG module
 _BLOCK_KEY_IGNORES = (OptionNumber.BLOCK1, OptionNumber.BLOCK2, OptionNumber.SIZE1, OptionNumber.OBSERVE)
 
@@ -59,7 +60,7 @@ _BLOCK_KEY_IGNORES = (OptionNumber.BLOCK1, OptionNumber.BLOCK2, OptionNumber.SIZ
 @dataclass
 class _Observation:
     client: str
-    path: MitigatePath | ConfigPath
+    path: MitigatePath | ConfigPath | TelemetryPath
     query: tuple[str, ...]
     handle: Any
     """aiocoap ServerObservation."""
@@ -283,11 +284,11 @@ class DotsResource(aiocoap.resource.ObservableResource, aiocoap.resource.PathCap
             path = parse_path(tuple(request.opt.uri_path))
         except Exception:
             return _decline(serverobservation)
-        if not isinstance(path, MitigatePath | ConfigPath):
+        if not isinstance(path, MitigatePath | ConfigPath | TelemetryPath):
             return _decline(serverobservation)
         query = tuple(request.opt.uri_query)
         try:
-            content = parse_mitigation_query(query).content if isinstance(path, MitigatePath) else "a"
+            content = parse_mitigation_query(query).content if not isinstance(path, ConfigPath) else "a"
         except Rejected:
             return _decline(serverobservation)  # the GET itself is refused (4.00): no observation
         key = next(self._ids)
@@ -318,6 +319,8 @@ class DotsResource(aiocoap.resource.ObservableResource, aiocoap.resource.PathCap
             for observation in self.observations(event.client):
                 if isinstance(observation.path, ConfigPath):
                     observation.handle.trigger()
+        elif isinstance(event, TelemetryChanged):
+            self._telemetry_changed(event)
         elif isinstance(event, RedirectionChanged) and event.body is not None:
             for observation in self.observations():
                 observation.handle.trigger(
@@ -338,6 +341,15 @@ class DotsResource(aiocoap.resource.ObservableResource, aiocoap.resource.PathCap
                 if current.code == "2.05":
                     response = current
             observation.handle.trigger(_non(to_message(response)))
+
+    def _telemetry_changed(self, event: TelemetryChanged) -> None:
+        """RFC 9244 §8.2: the client's observers of that cuid get the GET re-rendered; a 4.04 (what they observe is
+        gone) is the last notification (RFC 7641 §3.2)."""
+        for observation in self.observations(event.client):
+            path = observation.path
+            if isinstance(path, TelemetryPath) and path.cuid == event.cuid:
+                current = self.service.core.render_telemetry(event.client, path.cuid, path.tmid, observation.query)
+                observation.handle.trigger(_non(to_message(current)), is_last=not current.is_success)
 
 
 def _needs_blocks(request: aiocoap.Message, response: aiocoap.Message) -> bool:

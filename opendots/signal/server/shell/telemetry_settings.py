@@ -7,6 +7,8 @@ telemetry_notify_interval_limits = [1, 3600]         # [min, max] telemetry-noti
 telemetry_unit_classes = ["packet-ps", "bit-ps", "byte-ps"]
 telemetry_server_originated = false                  # no server-originated telemetry is sent yet (§8.3)
 max_telemetry_setups_per_client = 64
+max_telemetry_reports_per_client = 64                # pre-or-ongoing-mitigation telemetry (tmids, §8.2); then 5.03
+max_telemetry_top_talkers = 256                      # top talkers in one report or mitigation request; more: 4.22
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ TELEMETRY_KEYS = (
     "telemetry_unit_classes",
     "telemetry_server_originated",
     "max_telemetry_setups_per_client",
+    "max_telemetry_reports_per_client",
+    "max_telemetry_top_talkers",
 )
 
 
@@ -78,9 +82,14 @@ def telemetry_policy(table: dict[str, Any]) -> TelemetryPolicy | None:
         if not isinstance(table["telemetry_server_originated"], bool):
             raise ConfigError("[signal] telemetry_server_originated must be true or false")
         values["server_originated"] = table["telemetry_server_originated"]
-    if "max_telemetry_setups_per_client" in table:
-        count = table["max_telemetry_setups_per_client"]
-        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-            raise ConfigError("[signal] max_telemetry_setups_per_client must be a positive integer")
-        values["max_setups_per_client"] = count
+    for key, attribute in (
+        ("max_telemetry_setups_per_client", "max_setups_per_client"),
+        ("max_telemetry_reports_per_client", "max_reports_per_client"),
+        ("max_telemetry_top_talkers", "max_top_talkers"),
+    ):
+        if key in table:
+            count = table[key]
+            if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+                raise ConfigError(f"[signal] {key} must be a positive integer")
+            values[attribute] = count
     return replace(TelemetryPolicy(), **values)

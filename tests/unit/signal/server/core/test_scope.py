@@ -95,6 +95,7 @@ def test_a_full_entry_is_parsed() -> None:
         "lifetime",
         "trigger-mitigation",
         "ietf-dots-signal-control:acl-list",
+        "ietf-dots-telemetry:total-attack-traffic",  # RFC 9244 §9.1: kept with the request
     ]
 
 

@@ -1,0 +1,53 @@
+"""The SQLite signal store's RFC 9244 §8.2 pre-or-ongoing-mitigation telemetry: migration 4 on a version 3
+database, puts, deletes and what load() gives back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from opendots.store.signal import (
+    _MIGRATIONS,
+    SignalChanges,
+    SqliteSignalStore,
+    TelemetryReportRecord,
+    TelemetrySetupRecord,
+)
+from opendots.store.sqlite import SqliteDatabase
+
+ENTRY = {"target": {"target-prefix": ["2001:db8::1/128"]}, "total-attack-traffic": [{"unit": "megabit-ps"}]}
+CONFIG = {"current-config": {"low-percentile": "5.00"}}
+
+
+def test_a_version_3_database_gains_the_telemetry_reports_table_and_keeps_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    store = SqliteSignalStore(SqliteDatabase(path))
+    store.database.connection.execute("UPDATE schema_versions SET version = 3 WHERE component = 'signal'")
+    store.database.connection.execute("DROP TABLE signal_telemetry_reports")
+    store.apply(SignalChanges(put_telemetry_setups=[TelemetrySetupRecord("alpha", "c", 1, CONFIG)]))
+    store.close()
+    assert len(_MIGRATIONS) == 4
+    store = SqliteSignalStore.open(path)
+    assert store.load().telemetry_setups == [TelemetrySetupRecord("alpha", "c", 1, CONFIG)]
+    assert store.dump()["signal_telemetry_reports"] == []
+
+
+def test_telemetry_reports_are_put_replaced_deleted_and_loaded(tmp_path: Path) -> None:
+    store = SqliteSignalStore.open(tmp_path / "s.db")
+    store.apply(
+        SignalChanges(
+            put_telemetry_reports=[
+                TelemetryReportRecord("alpha", "c", 1, [ENTRY]),
+                TelemetryReportRecord("alpha", "c", 2, [ENTRY, ENTRY]),
+            ]
+        )
+    )
+    # One decision both puts a newer tmid and deletes the older one it overrides (RFC 9244 §8.2).
+    store.apply(
+        SignalChanges(
+            put_telemetry_reports=[TelemetryReportRecord("alpha", "c", 3, [ENTRY])], delete_telemetry_reports=[("c", 1)]
+        )
+    )
+    assert SqliteSignalStore.open(tmp_path / "s.db").load().telemetry_reports == [
+        TelemetryReportRecord("alpha", "c", 2, [ENTRY, ENTRY]),
+        TelemetryReportRecord("alpha", "c", 3, [ENTRY]),
+    ]
