@@ -1,0 +1,117 @@
+"""The PostgreSQL signal store (opendots.store.postgres) on a throwaway cluster: the backend-independent store tests
+of tests/unit/store (imported: they run here with this folder's `open_signal_store`, on PostgreSQL), its schema
+migrations, StoreError with nothing kept when the database fails mid-transaction, and the signal shell's awaited
+path (SignalService.answer) on it."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import pytest
+
+from opendots.mitigate.base import LoggingMitigator
+from opendots.signal.server.core import Request, ServerSettings, SignalServer
+from opendots.signal.server.shell.service import SignalService
+from opendots.store.postgres import _MIGRATIONS, PostgresSignalStore, redacted, upgrade
+from opendots.store.records import CuidRecord, MitigationRecord, SignalChanges, StoreError
+from tests.helpers.signal_harness import ALPHA, ALPHA_CUID, BRAVO, T0, mitigate_path, scope_body
+from tests.unit.store.test_signal import (  # noqa: F401  (collected here: the same tests on PostgreSQL)
+    test_changes_are_atomic,
+    test_restart_recovers_mitigations_configs_and_cuid_owners,
+)
+from tests.unit.store.test_signal_telemetry import (  # noqa: F401
+    test_telemetry_setups_are_put_replaced_deleted_and_loaded,
+)
+
+
+async def _execute(url: str, statement: str) -> None:
+    connection = await asyncpg.connect(url)
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+async def test_the_schema_is_migrated_once_and_its_version_recorded(postgres_url: str):
+    first, second = await asyncio.gather(PostgresSignalStore.open(postgres_url), PostgresSignalStore.open(postgres_url))
+    try:  # two nodes starting at once on one database: the advisory lock lets one migrate, the other sees it done
+        async with first.pool.acquire() as connection:
+            rows = await connection.fetch("SELECT component, version FROM schema_versions")
+        assert [tuple(row) for row in rows] == [("signal", len(_MIGRATIONS))]
+        assert await upgrade(postgres_url) == len(_MIGRATIONS)  # `opendots db upgrade` on an up-to-date database
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_a_database_migrated_by_a_newer_opendots_is_refused_not_written(postgres_url: str):
+    await upgrade(postgres_url)
+    await _execute(postgres_url, f"UPDATE schema_versions SET version = {len(_MIGRATIONS) + 1}")
+    with pytest.raises(StoreError, match="newer than this OpenDOTS knows"):
+        await PostgresSignalStore.open(postgres_url)
+
+
+async def test_an_unreachable_database_is_a_store_error_without_the_password():
+    url = "postgresql://dots:secret@127.0.0.1:1/dots?sslmode=disable"
+    with pytest.raises(StoreError) as raised:
+        await PostgresSignalStore.open(url)
+    assert "secret" not in str(raised.value) and "dots:***@127.0.0.1:1" in str(raised.value)
+    assert redacted("postgresql://u@h/d") == "postgresql://u@h/d"
+
+
+async def test_a_change_failing_mid_transaction_is_a_store_error_and_keeps_nothing(postgres_url: str):
+    store = await PostgresSignalStore.open(postgres_url)
+    try:
+        record = MitigationRecord("alpha", "c", 1, {"lifetime": 60}, 60, 2, T0, T0 + 60)
+        await store.apply(SignalChanges(put_mitigations=[record]))
+        before = await store.dump()
+        # The delete runs first, then the CUID insert fails (its table is gone): the delete must be rolled back.
+        await _execute(postgres_url, "ALTER TABLE signal_cuids RENAME TO signal_cuids_away")
+        with pytest.raises(StoreError, match="signal_cuids"):
+            await store.apply(SignalChanges(delete_mitigations=[("c", 1)], put_cuids=[CuidRecord("c", "alpha", T0)]))
+        await _execute(postgres_url, "ALTER TABLE signal_cuids_away RENAME TO signal_cuids")
+        assert await store.dump() == before
+    finally:
+        await store.close()
+
+
+def _put(mid: int, prefix: str) -> Request:
+    return Request("PUT", mitigate_path(ALPHA_CUID, mid), ALPHA_CUID, body=scope_body(target_prefix=[prefix]))
+
+
+async def _service(url: str) -> tuple[SignalService, PostgresSignalStore]:
+    store = await PostgresSignalStore.open(url)
+    core = SignalServer(ServerSettings(clients=[ALPHA, BRAVO]), store.load(), T0)
+    return SignalService(core, store, LoggingMitigator(), clock=lambda: T0), store
+
+
+async def test_concurrent_requests_are_answered_once_durable_on_postgresql(postgres_url: str):
+    """RFC 9132 §4.4.1: 2.01 only for what is stored; the shell decides one request at a time meanwhile."""
+    service, store = await _service(postgres_url)
+    try:
+        assert service.awaited
+        answers = await asyncio.gather(*(service.answer(_put(i + 1, f"192.0.2.{16 * i}/28")) for i in range(8)))
+        assert [a.code for a in answers] == ["2.01"] * 8
+        assert [row[1] for row in (await store.dump())["signal_mitigations"]] == list(range(1, 9))
+        assert (await service.answer(_put(1, "192.0.2.0/28"))).code == "2.04"  # a refresh: the renewal path
+    finally:
+        await store.close()
+    reopened = await PostgresSignalStore.open(postgres_url)
+    try:
+        assert [m.mid for m in reopened.load().mitigations] == list(range(1, 9))
+    finally:
+        await reopened.close()
+
+
+async def test_a_write_postgresql_refuses_is_5_03_and_changes_nothing(postgres_url: str):
+    service, store = await _service(postgres_url)
+    try:
+        await _execute(postgres_url, "ALTER TABLE signal_mitigations RENAME TO signal_mitigations_away")
+        refused = await service.answer(_put(1, "192.0.2.0/28"))
+        await _execute(postgres_url, "ALTER TABLE signal_mitigations_away RENAME TO signal_mitigations")
+        assert refused.code == "5.03"
+        assert service.core.mitigations() == [] and (await store.dump())["signal_mitigations"] == []
+        assert (await service.answer(_put(1, "192.0.2.0/28"))).code == "2.01"  # free to decide again
+    finally:
+        await store.close()
