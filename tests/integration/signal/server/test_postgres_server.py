@@ -1,0 +1,140 @@
+"""`opendots server --db postgresql://...` as a real process on a throwaway PostgreSQL cluster: mitigation requests
+over DTLS are answered once PostgreSQL holds them (RFC 9132 §4.4.1), survive a restart, and nothing acknowledged is
+lost when the process is killed (SIGKILL) mid-way."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiocoap
+import asyncpg
+
+from opendots.cli.certs import init_pki
+from opendots.config import ServerConfig, TlsFiles
+from opendots.model import decode_signal, encode_signal
+from opendots.transport import create_client_context
+from tests.conftest import free_port
+from tests.helpers import REPOSITORY
+
+SCOPE = "ietf-dots-signal-channel:mitigation-scope"
+
+
+async def _start(config: Path, port: int, url: str) -> asyncio.subprocess.Process:
+    flags = ["--no-tls", "--no-data", "--listen", "127.0.0.1", "--signal-port", str(port), "--db", url]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "opendots",
+        "server",
+        "-c",
+        str(config),
+        *flags,
+        cwd=REPOSITORY,
+        env={**os.environ, "PYTHONPATH": str(REPOSITORY)},
+        stderr=subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    lines = []  # a restart first logs what it restores
+    while not lines or "signal channel listening" not in lines[-1]:
+        lines.append((await asyncio.wait_for(process.stderr.readline(), 30)).decode())
+        assert lines[-1], "".join(lines)  # EOF: the server exited
+    return process
+
+
+class _Client:
+    def __init__(self, context: Any, port: int, cuid: str) -> None:
+        self.context, self.base = context, f"coaps://127.0.0.1:{port}/.well-known/dots/mitigate/cuid={cuid}"
+
+    async def request(self, code: aiocoap.Code, mid: int | None = None, body: Any = None) -> aiocoap.Message:
+        uri = self.base if mid is None else f"{self.base}/mid={mid}"
+        message = aiocoap.Message(code=code, uri=uri)
+        if body is not None:
+            message.payload, message.opt.content_format = encode_signal(body), 271
+        return await asyncio.wait_for(self.context.request(message).response, 15)
+
+    async def put(self, mid: int, prefix: str, lifetime: int = 3600) -> aiocoap.Message:
+        body = {SCOPE: {"scope": [{"target-prefix": [prefix], "lifetime": lifetime}]}}
+        return await self.request(aiocoap.PUT, mid, body)
+
+    async def mids(self) -> list[int]:
+        response = await self.request(aiocoap.GET)
+        assert response.code == aiocoap.CONTENT, response
+        return [entry["mid"] for entry in decode_signal(response.payload)[SCOPE]["scope"]]
+
+
+async def _stored_mids(url: str) -> list[int]:
+    connection = await asyncpg.connect(url)
+    try:
+        return [row["mid"] for row in await connection.fetch("SELECT mid FROM signal_mitigations ORDER BY mid")]
+    finally:
+        await connection.close()
+
+
+async def test_a_server_on_postgresql_serves_mitigations_that_survive_a_restart_and_a_sigkill(
+    tmp_path: Path, postgres_url: str
+):
+    port = free_port()
+    init_pki(tmp_path)
+    config = tmp_path / "server.toml"
+    cuid = next(c.cuid for c in ServerConfig.load(config).clients if c.name == "client")
+    tls = TlsFiles(tmp_path / "ca.crt", tmp_path / "client.crt", tmp_path / "client.key")
+
+    async def session() -> _Client:
+        return _Client(await create_client_context(tls, server_name="localhost"), port, cuid)
+
+    process = await _start(config, port, postgres_url)
+    try:
+        client = await session()
+        created = await client.put(1, "203.0.113.0/28")
+        assert created.code == aiocoap.CREATED, created
+        assert decode_signal(created.payload) == {SCOPE: {"scope": [{"mid": 1, "lifetime": 3600}]}}
+        assert (await client.put(2, "203.0.113.16/28")).code == aiocoap.CREATED
+        got = await client.request(aiocoap.GET, 1)
+        assert got.code == aiocoap.CONTENT
+        assert decode_signal(got.payload)[SCOPE]["scope"][0]["target-prefix"] == ["203.0.113.0/28"]
+        observe = aiocoap.Message(code=aiocoap.GET, uri=f"{client.base}/mid=1", observe=0)  # aiocoap's render path
+        observed = await asyncio.wait_for(client.context.request(observe).response, 15)
+        assert observed.code == aiocoap.CONTENT and observed.opt.observe is not None
+        assert (await client.request(aiocoap.DELETE, 2)).code == aiocoap.DELETED
+        assert await _stored_mids(postgres_url) == [1, 2]  # 2 is kept while it terminates (§4.4.4)
+        await client.context.shutdown()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.wait(), 20)
+    assert process.returncode == 0
+
+    process = await _start(config, port, postgres_url)  # a restart reads the mitigations back from PostgreSQL
+    acknowledged: list[int] = []
+    try:
+        client = await session()
+        assert 1 in await client.mids()
+        for mid in range(3, 23):
+            # Clear of mid 1's 203.0.113.0/28: an overlapping request of the same client would replace it (§4.4.1).
+            if (await client.put(mid, f"203.0.113.{64 + mid * 4}/30")).code == aiocoap.CREATED:
+                acknowledged.append(mid)
+        # One more request in flight when the process dies: it may or may not be kept, but never half.
+        asyncio.get_running_loop().create_task(client.put(23, "203.0.113.156/30"))
+        await asyncio.sleep(0.005)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        await asyncio.wait_for(process.wait(), 20)
+        await client.context.shutdown()
+    assert acknowledged == list(range(3, 23))
+
+    process = await _start(config, port, postgres_url)
+    try:
+        client = await session()
+        served = await client.mids()
+        assert set(acknowledged) | {1} <= set(served), served
+        assert set(await _stored_mids(postgres_url)) == set(served) | {2}
+        await client.context.shutdown()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.wait(), 20)
+    assert process.returncode == 0
