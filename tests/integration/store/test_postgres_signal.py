@@ -115,3 +115,17 @@ async def test_a_write_postgresql_refuses_is_5_03_and_changes_nothing(postgres_u
         assert (await service.answer(_put(1, "192.0.2.0/28"))).code == "2.01"  # free to decide again
     finally:
         await store.close()
+
+
+def test_db_upgrade_migrates_postgresql_and_the_data_channel_sqlite_file(tmp_path, postgres_url: str):
+    from opendots.pki.setup import init_pki
+    from tests.helpers.cli import EX_CONFIG, invoke, one_line_error
+
+    init_pki(tmp_path)
+    config = str(tmp_path / "server.toml")
+    result = invoke("db", "upgrade", "-c", config, "--db", postgres_url)
+    assert result.exit_code == 0, result.output
+    assert f"signal {len(_MIGRATIONS)}" in result.output and "opendots.db: data_channel 1" in result.output
+    assert "signal" not in result.output.splitlines()[-1]  # the signal tables are not in the SQLite file
+    refused = invoke("db", "upgrade", "-c", config, "--db", "postgresql://dots:secret@127.0.0.1:1/dots")
+    one_line_error(refused, EX_CONFIG, "postgresql://dots:***@127.0.0.1:1/dots")
