@@ -17,15 +17,13 @@ import asyncpg
 
 from opendots.store.records import (
     CuidRecord,
-    MitigationRecord,
     SessionConfigRecord,
     SignalChanges,
     SignalState,
     StoreError,
     TelemetrySetupRecord,
 )
-
-SCHEMES = ("postgresql", "postgres")
+from opendots.store.signal import mitigation_record, mitigation_row, renewal_row, single_mitigation
 
 # Any one number, the same on every node: migrations run under this advisory lock, so two servers started at once on
 # one database do not both create the tables.
@@ -86,10 +84,6 @@ TABLES = {
     "signal_cuids": "cuid",
     "signal_telemetry_setups": "cuid, tsid",
 }
-
-
-def is_postgres_url(location: object) -> bool:
-    return isinstance(location, str) and urlsplit(location).scheme in SCHEMES
 
 
 def redacted(url: str) -> str:
@@ -174,22 +168,7 @@ class PostgresSignalStore:
             setups = await connection.fetch(
                 "SELECT cuid, tsid, client, setup FROM signal_telemetry_setups ORDER BY cuid, tsid"
             )
-        mitigations = [
-            MitigationRecord(
-                client=row["client"],
-                cuid=row["cuid"],
-                mid=row["mid"],
-                request=json.loads(row["request"]),
-                lifetime=row["lifetime"],
-                status=row["status"],
-                started_at=row["started_at"],
-                expires_at=row["expires_at"],
-                terminating_until=row["terminating_until"],
-                attack_status=row["attack_status"],
-                cdid=row["cdid"],
-            )
-            for row in rows
-        ]
+        mitigations = [mitigation_record(row) for row in rows]
         return SignalState(
             mitigations,
             [SessionConfigRecord(row["client"], json.loads(row["config"])) for row in configs],
@@ -202,15 +181,19 @@ class PostgresSignalStore:
         if not changes:
             return
         # Serialised before the transaction: a value that is not JSON is a bug (TypeError), found before any write.
-        puts = [_mitigation_row(m) for m in changes.put_mitigations]
+        puts = [mitigation_row(m) for m in changes.put_mitigations]
         configs = [(c.client, json.dumps(c.config)) for c in changes.put_session_configs]
         setups = [(t.cuid, t.tsid, t.client, json.dumps(t.setup)) for t in changes.put_telemetry_setups]
         try:
-            if _single_put(changes):
-                # The common request (a create, or a PUT that changes a mitigation): one statement, atomic in its
-                # own implicit transaction, without the round trips of BEGIN and COMMIT.
+            single = single_mitigation(changes)
+            if single is not None:
+                # The common requests (a create, a refresh): one statement, atomic in its own implicit transaction,
+                # without the round trips of BEGIN and COMMIT. A renewal of a row that is not there (it changed
+                # nothing) is written whole instead.
+                record, renewed = single
                 async with self.pool.acquire() as connection:
-                    await connection.execute(_PUT_MITIGATION, *puts[0])
+                    if not renewed or await connection.execute(_RENEW_MITIGATION, *renewal_row(record)) != "UPDATE 1":
+                        await connection.execute(_PUT_MITIGATION, *mitigation_row(record))
                 return
             async with self.pool.acquire() as connection, connection.transaction():
                 if changes.delete_mitigations:
@@ -220,8 +203,8 @@ class PostgresSignalStore:
                 if puts:
                     await connection.executemany(_PUT_MITIGATION, puts)
                 for record in changes.renewed_mitigations:
-                    if await connection.fetchval(_RENEW_MITIGATION + " RETURNING 1", *_renewal_row(record)) is None:
-                        await connection.execute(_PUT_MITIGATION, *_mitigation_row(record))
+                    if await connection.fetchval(_RENEW_MITIGATION + " RETURNING 1", *renewal_row(record)) is None:
+                        await connection.execute(_PUT_MITIGATION, *mitigation_row(record))
                 if changes.delete_session_configs:
                     await connection.executemany(
                         "DELETE FROM signal_session_configs WHERE client = $1",
@@ -275,35 +258,3 @@ async def upgrade(url: str) -> int:
         raise StoreError(f"PostgreSQL {redacted(url)}: {problem}") from problem
     finally:
         await pool.close()
-
-
-def _single_put(changes: SignalChanges) -> bool:
-    return len(changes.put_mitigations) == 1 and not (
-        changes.renewed_mitigations
-        or changes.delete_mitigations
-        or changes.put_session_configs
-        or changes.delete_session_configs
-        or changes.put_cuids
-        or changes.put_telemetry_setups
-        or changes.delete_telemetry_setups
-    )
-
-
-def _renewal_row(m: MitigationRecord) -> tuple[Any, ...]:
-    return (m.lifetime, m.status, m.expires_at, m.terminating_until, m.attack_status, m.cuid, m.mid)
-
-
-def _mitigation_row(m: MitigationRecord) -> tuple[Any, ...]:
-    return (
-        m.cuid,
-        m.mid,
-        m.client,
-        m.cdid,
-        json.dumps(m.request),
-        m.lifetime,
-        m.status,
-        m.started_at,
-        m.expires_at,
-        m.terminating_until,
-        m.attack_status,
-    )
