@@ -129,3 +129,42 @@ def test_db_upgrade_migrates_postgresql_and_the_data_channel_sqlite_file(tmp_pat
     assert "signal" not in result.output.splitlines()[-1]  # the signal tables are not in the SQLite file
     refused = invoke("db", "upgrade", "-c", config, "--db", "postgresql://dots:secret@127.0.0.1:1/dots")
     one_line_error(refused, EX_CONFIG, "postgresql://dots:***@127.0.0.1:1/dots")
+
+
+async def test_after_the_database_drops_its_connections_requests_are_served_again(postgres_url: str):
+    """A PostgreSQL restart or failover ends every connection: the pool replaces the connections it finds closed
+    (a write on one the loss has not yet reached is refused, 5.03: RFC 9132 §4.4.1 answers only what is stored),
+    and requests are stored and answered again, memory and database agreeing."""
+    service, store = await _service(postgres_url)
+    try:
+        assert (await service.answer(_put(1, "192.0.2.0/28"))).code == "2.01"
+        await _execute(
+            postgres_url,
+            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        codes = [(await service.answer(_put(mid, f"192.0.2.{16 * mid}/28"))).code for mid in (2, 3)]
+        assert set(codes) <= {"2.01", "5.03"} and codes[-1] == "2.01", codes
+        stored = [row[1] for row in (await store.dump())["signal_mitigations"]]
+        assert stored == [m.record.mid for m in service.core.mitigations()]
+        assert stored == [1] + [mid for mid, code in zip((2, 3), codes, strict=True) if code == "2.01"]
+    finally:
+        await store.close()
+
+
+async def test_settle_async_applies_nothing_before_postgresql_has_the_write(postgres_url: str):
+    from opendots.signal.server.shell.durable import settle_async
+
+    service, store = await _service(postgres_url)
+    try:
+        core = service.core
+        pending = asyncio.ensure_future(settle_async(core, store, core.handle(_put(1, "192.0.2.0/28"), T0), T0))
+        await asyncio.sleep(0)  # the task runs up to its awaited write
+        assert core.mitigations() == []
+        with pytest.raises(RuntimeError):  # and nothing new is decided meanwhile
+            core.handle(_put(2, "192.0.2.16/28"), T0)
+        response, _ = await pending
+        assert response is not None and response.code == "2.01"
+        assert [row[1] for row in (await store.dump())["signal_mitigations"]] == [1]
+    finally:
+        await store.close()
