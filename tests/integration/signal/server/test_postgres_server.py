@@ -138,3 +138,38 @@ async def test_a_server_on_postgresql_serves_mitigations_that_survive_a_restart_
         process.send_signal(signal.SIGTERM)
         await asyncio.wait_for(process.wait(), 20)
     assert process.returncode == 0
+
+
+async def test_block_wise_requests_and_answers_are_served_once_postgresql_has_the_write(
+    pki_dir: Path, tmp_path: Path, postgres_url: str
+):
+    """RFC 7959 Block1 upload and Block2 answer (RFC 9132 §4.4.2) over DTLS and TLS, with the store awaited."""
+    from opendots.signal.server.shell.run import start_signal_server
+    from opendots.store.postgres import PostgresSignalStore
+    from tests.helpers import tls_files
+
+    config = ServerConfig.load(pki_dir / "server.toml")
+    config.db, config.db_url = tmp_path / "data.db", postgres_url
+    running = await start_signal_server(config, bind=[("127.0.0.1", free_port())])
+    context = await create_client_context(tls_files(pki_dir, "client"), server_name="localhost")
+    try:
+        assert isinstance(running.store, PostgresSignalStore) and running.service.awaited
+        cuid = next(c.cuid for c in config.clients if c.name == "client")
+        for mid, (host, port) in enumerate((running.endpoint.dtls_addresses[0], running.endpoint.tls_addresses[0])):
+            scheme = "coaps" if mid == 0 else "coaps+tcp"
+            # Apart for each mid: an overlapping request of the same client would replace the other (§4.4.1).
+            prefixes = [f"2001:db8:{mid}::{i:x}/128" for i in range(1, 121)]
+            body = encode_signal({SCOPE: {"scope": [{"target-prefix": prefixes, "lifetime": 3600}]}})
+            assert len(body) > 1024  # more than one block over DTLS
+            uri = f"{scheme}://{host}:{port}/.well-known/dots/mitigate/cuid={cuid}/mid={mid + 1}"
+            put = aiocoap.Message(code=aiocoap.PUT, uri=uri, payload=body, content_format=271)
+            created = await asyncio.wait_for(context.request(put).response, 15)
+            assert created.code == aiocoap.CREATED, created
+            got = await asyncio.wait_for(context.request(aiocoap.Message(code=aiocoap.GET, uri=uri)).response, 15)
+            assert got.code == aiocoap.CONTENT
+            assert bool(got.opt.etag) == (scheme == "coaps")  # over DTLS: reassembled from Block2 blocks, one ETag
+            assert decode_signal(got.payload)[SCOPE]["scope"][0]["target-prefix"] == prefixes
+        assert [row[1] for row in (await running.store.dump())["signal_mitigations"]] == [1, 2]
+    finally:
+        await context.shutdown()
+        await running.stop()
