@@ -173,3 +173,13 @@ async def test_block_wise_requests_and_answers_are_served_once_postgresql_has_th
     finally:
         await context.shutdown()
         await running.stop()
+
+
+def test_a_server_whose_postgresql_database_is_unreachable_stops_with_one_line_without_the_password(tmp_path: Path):
+    from tests.helpers.cli import EX_CONFIG, invoke, one_line_error
+
+    init_pki(tmp_path)
+    url = "postgresql://dots:secret@127.0.0.1:1/dots?sslmode=disable"
+    result = invoke("server", "-c", str(tmp_path / "server.toml"), "--listen", "127.0.0.1", "--db", url)
+    one_line_error(result, EX_CONFIG, "db: PostgreSQL postgresql://dots:***@127.0.0.1:1/dots")
+    assert "secret" not in result.output
