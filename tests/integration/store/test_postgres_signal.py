@@ -168,3 +168,32 @@ async def test_settle_async_applies_nothing_before_postgresql_has_the_write(post
         assert [row[1] for row in (await store.dump())["signal_mitigations"]] == [1]
     finally:
         await store.close()
+
+
+async def test_a_request_cancelled_while_postgresql_holds_its_write_still_settles_and_the_next_is_served(
+    postgres_url: str,
+):
+    service, store = await _service(postgres_url)
+    blocker = await asyncpg.connect(postgres_url)
+    try:
+        transaction = blocker.transaction()
+        await transaction.start()
+        await blocker.execute("LOCK TABLE signal_mitigations IN ACCESS EXCLUSIVE MODE")  # the write waits on it
+        first = asyncio.ensure_future(service.answer(_put(1, "192.0.2.0/28")))
+        for _ in range(200):  # until the write is waiting on the lock in PostgreSQL
+            waiting = await blocker.fetchval(
+                "SELECT count(*) FROM pg_locks WHERE relation = 'signal_mitigations'::regclass AND NOT granted"
+            )
+            if waiting:
+                break
+            await asyncio.sleep(0.01)
+        assert waiting == 1
+        first.cancel()  # the peer went away while its write is in flight
+        await asyncio.sleep(0)
+        await transaction.rollback()  # the lock goes: the write completes
+        assert (await service.answer(_put(2, "192.0.2.16/28"))).code == "2.01"
+        assert [row[1] for row in (await store.dump())["signal_mitigations"]] == [1, 2]  # the first write finished
+        assert sorted(m.record.mid for m in service.core.mitigations()) == [1, 2]  # and memory followed it
+    finally:
+        await blocker.close()
+        await store.close()
