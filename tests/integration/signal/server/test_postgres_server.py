@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ import asyncpg
 from opendots.cli.certs import init_pki
 from opendots.config import ServerConfig, TlsFiles
 from opendots.model import decode_signal, encode_signal
+from opendots.store.sqlite import SqliteDatabase
 from opendots.transport import create_client_context
 from tests.conftest import free_port
 from tests.helpers import REPOSITORY
@@ -26,7 +28,9 @@ SCOPE = "ietf-dots-signal-channel:mitigation-scope"
 
 
 async def _start(config: Path, port: int, url: str) -> asyncio.subprocess.Process:
-    flags = ["--no-tls", "--no-data", "--listen", "127.0.0.1", "--signal-port", str(port), "--db", url]
+    # The data channel runs too, on the SQLite file of server.toml's db (data_db), beside PostgreSQL.
+    data_port = str(free_port(socket.SOCK_STREAM))
+    flags = ["--no-tls", "--data-port", data_port, "--listen", "127.0.0.1", "--signal-port", str(port), "--db", url]
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -41,7 +45,7 @@ async def _start(config: Path, port: int, url: str) -> asyncio.subprocess.Proces
     )
     assert process.stderr is not None
     lines = []  # a restart first logs what it restores
-    while not lines or "signal channel listening" not in lines[-1]:
+    while not lines or "data channel listening" not in lines[-1]:
         lines.append((await asyncio.wait_for(process.stderr.readline(), 30)).decode())
         assert lines[-1], "".join(lines)  # EOF: the server exited
     return process
@@ -108,6 +112,9 @@ async def test_a_server_on_postgresql_serves_mitigations_that_survive_a_restart_
         process.send_signal(signal.SIGTERM)
         await asyncio.wait_for(process.wait(), 20)
     assert process.returncode == 0
+    data_file = SqliteDatabase(tmp_path / "opendots.db")  # the data channel's: no signal table in it
+    assert [row[0] for row in data_file.connection.execute("SELECT component FROM schema_versions")] == ["data_channel"]
+    data_file.close()
 
     process = await _start(config, port, postgres_url)  # a restart reads the mitigations back from PostgreSQL
     acknowledged: list[int] = []
