@@ -96,10 +96,17 @@ def redacted(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[2]}"))
 
 
-async def connect_pool(url: str, *, min_size: int = 1, max_size: int = 4, timeout: float = 10.0) -> asyncpg.Pool:
+# Seconds a connection attempt or one statement may take. Decisions are settled one at a time, so a database that
+# stops answering would hold every request behind the one waiting: past this, the write is refused (5.03) instead.
+TIMEOUT = 5.0
+
+
+async def connect_pool(url: str, *, min_size: int = 1, max_size: int = 4, timeout: float = TIMEOUT) -> asyncpg.Pool:
     """A pool on URL, or StoreError saying why not (the password left out)."""
     try:
-        return await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, timeout=timeout)
+        return await asyncpg.create_pool(
+            url, min_size=min_size, max_size=max_size, timeout=timeout, command_timeout=timeout
+        )
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError, ValueError) as problem:
         raise StoreError(f"PostgreSQL {redacted(url)}: {problem or type(problem).__name__}") from None
 
@@ -135,16 +142,18 @@ class PostgresSignalStore:
     """AsyncSignalStore on PostgreSQL: `await PostgresSignalStore.open(url)`, then `load()` (what open read),
     `await apply(changes)`, `await dump()`, `await close()`."""
 
-    def __init__(self, pool: asyncpg.Pool, url: str) -> None:
+    def __init__(self, pool: asyncpg.Pool, url: str, timeout: float = TIMEOUT) -> None:
         self.pool = pool
         self.url = url
+        self.timeout = timeout
         self._state = SignalState([], [], [], [])
 
     @classmethod
-    async def open(cls, url: str, *, max_size: int = 4) -> PostgresSignalStore:
-        """Connect, migrate the schema and read the stored state (returned by `load`); StoreError when any fails."""
-        pool = await connect_pool(url, max_size=max_size)
-        store = cls(pool, url)
+    async def open(cls, url: str, *, max_size: int = 4, timeout: float = TIMEOUT) -> PostgresSignalStore:
+        """Connect, migrate the schema and read the stored state (returned by `load`); StoreError when any fails.
+        TIMEOUT: seconds a connection or a statement may take before the write is refused."""
+        pool = await connect_pool(url, max_size=max_size, timeout=timeout)
+        store = cls(pool, url, timeout)
         try:
             await migrate(pool, "signal", _MIGRATIONS)
             store._state = await store.read()
@@ -191,11 +200,11 @@ class PostgresSignalStore:
                 # without the round trips of BEGIN and COMMIT. A renewal of a row that is not there (it changed
                 # nothing) is written whole instead.
                 record, renewed = single
-                async with self.pool.acquire() as connection:
+                async with self.pool.acquire(timeout=self.timeout) as connection:
                     if not renewed or await connection.execute(_RENEW_MITIGATION, *renewal_row(record)) != "UPDATE 1":
                         await connection.execute(_PUT_MITIGATION, *mitigation_row(record))
                 return
-            async with self.pool.acquire() as connection, connection.transaction():
+            async with self.pool.acquire(timeout=self.timeout) as connection, connection.transaction():
                 if changes.delete_mitigations:
                     await connection.executemany(
                         "DELETE FROM signal_mitigations WHERE cuid = $1 AND mid = $2", changes.delete_mitigations

@@ -197,3 +197,24 @@ async def test_a_request_cancelled_while_postgresql_holds_its_write_still_settle
     finally:
         await blocker.close()
         await store.close()
+
+
+async def test_a_write_postgresql_does_not_answer_in_time_is_5_03_and_the_server_goes_on(postgres_url: str):
+    """Decisions are settled one at a time: a database that stops answering must not hold every request behind the
+    waiting one. Past the store's timeout the write is refused (5.03) and the next request is decided."""
+    store = await PostgresSignalStore.open(postgres_url, timeout=0.3)
+    core = SignalServer(ServerSettings(clients=[ALPHA, BRAVO]), store.load(), T0)
+    service = SignalService(core, store, LoggingMitigator(), clock=lambda: T0)
+    blocker = await asyncpg.connect(postgres_url)
+    try:
+        transaction = blocker.transaction()
+        await transaction.start()
+        await blocker.execute("LOCK TABLE signal_mitigations IN ACCESS EXCLUSIVE MODE")
+        refused = await asyncio.wait_for(service.answer(_put(1, "192.0.2.0/28")), 10)
+        assert refused.code == "5.03" and service.core.mitigations() == []
+        await transaction.rollback()
+        assert (await service.answer(_put(2, "192.0.2.16/28"))).code == "2.01"
+        assert [row[1] for row in (await store.dump())["signal_mitigations"]] == [2]
+    finally:
+        await blocker.close()
+        await store.close()
