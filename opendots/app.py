@@ -1,9 +1,10 @@
 """The composition root: what a server or a client agent is made of, built from its parsed configuration.
 
 The CLI, the demo, the process stack of the labs, the tests and the benchmarks build through here, so the parts
-are wired one way: one database (chosen by `[server] db`, see `open_database`) shared by the signal channel, the
-data channel and the aliases; credentials checked before anything listens; the operator warned when nothing
-enforces.
+are wired one way: one SQLite database (chosen by `[server] db`, see `open_database`) shared by the signal
+channel, the data channel and the aliases, or the signal channel on PostgreSQL (`db = "postgresql://..."`, see
+`open_signal_store`) and the others on SQLite (`data_db`); credentials checked before anything listens; the
+operator warned when nothing enforces.
 """
 
 from __future__ import annotations
