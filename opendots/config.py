@@ -207,8 +207,11 @@ class ServerConfig:
                 "listen": self.listen,
                 "signal_port": self.signal_port,
                 "data_port": self.data_port,
-                **({"db": self.db_url, "data_db": _relative(self.db, base)} if self.db_url else {}),
-                **({} if self.db_url else {"db": _relative(self.db, base)}),
+                **(
+                    {"db": self.db_url, "data_db": _relative(self.db, base)}
+                    if self.db_url
+                    else {"db": _relative(self.db, base)}
+                ),
                 "max_sessions": self.max_sessions,
                 "idle_session_timeout": self.idle_session_timeout,
                 "max_handshakes": self.max_handshakes,
@@ -427,8 +430,8 @@ def database_location(server: dict[str, Any], base: Path, where: str) -> dict[st
 
 def database_path(location: str | Path, base: Path, where: str = "db") -> Path:
     """The SQLite file a database location names: a plain path, or a URL `sqlite:///absolute/path` or
-    `sqlite://relative/path`. Other schemes are refused here until a store for them exists (opendots.app
-    opens the database)."""
+    `sqlite://relative/path`. Other schemes are refused (a PostgreSQL URL is told apart before, by
+    database_location; opendots.app opens the database)."""
     text = str(location)
     scheme, separator, rest = text.partition("://")
     if not separator:
