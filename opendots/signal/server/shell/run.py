@@ -133,7 +133,8 @@ async def start_signal_server(
     channel already uses (opendots.app opens one for both); by default `config.db` is opened. Either way the
     signal server owns it from here: it checkpoints it and closes it on stop. STORE: the signal channel's store;
     by default the PostgreSQL database `config.db_url` names (opened and awaited here), else the SQLite one."""
-    if store is None and config.db_url is not None:
+    opened = store is None and config.db_url is not None
+    if opened:
         from opendots.app import open_signal_store
 
         store = await open_signal_store(config)
@@ -169,18 +170,12 @@ async def start_signal_server(
     )
     site, resource = build_site(service)
     bind = bind or [(host, config.signal_port) for host in config.listen]
-    endpoint = await start_server(
-        site,
-        credentials=config.tls,
-        bind=bind,
-        dtls=dtls,
-        tls=tls,
-        max_sessions=config.max_sessions,
-        idle_timeout=config.idle_session_timeout,
-        max_handshakes=config.max_handshakes or None,
-        max_handshakes_per_address=config.max_handshakes_per_address,
-        handshake_timeout=config.handshake_timeout,
-    )
+    try:
+        endpoint = await _listen(config, site, bind, dtls, tls)
+    except BaseException:
+        if opened:  # ours: its pool goes with the failed start (an address in use, ...)
+            await store.close()  # type: ignore[misc]
+        raise
     running = RunningSignalServer(service, resource, endpoint, store, config=config, database=owned)
     if data_channel is not None:
         running.acls = _acl_enforcer(config, core, mitigator, data_channel, clock)
@@ -277,3 +272,20 @@ async def _send_heartbeat(running: RunningSignalServer, event: HeartbeatDue) -> 
         response = await asyncio.wait_for(running.endpoint.context.request(message).response, interval)
         if response.code.is_successful():
             running.service.note_traffic(event.client)
+
+
+async def _listen(
+    config: ServerConfig, site: aiocoap.resource.Site, bind: list[tuple[str, int]], dtls: bool, tls: bool
+) -> SignalServerEndpoint:
+    return await start_server(
+        site,
+        credentials=config.tls,
+        bind=bind,
+        dtls=dtls,
+        tls=tls,
+        max_sessions=config.max_sessions,
+        idle_timeout=config.idle_session_timeout,
+        max_handshakes=config.max_handshakes or None,
+        max_handshakes_per_address=config.max_handshakes_per_address,
+        handshake_timeout=config.handshake_timeout,
+    )

@@ -15,6 +15,7 @@ from typing import Any
 
 import aiocoap
 import asyncpg
+import pytest
 
 from opendots.cli.certs import init_pki
 from opendots.config import ServerConfig, TlsFiles
@@ -190,3 +191,25 @@ def test_a_server_whose_postgresql_database_is_unreachable_stops_with_one_line_w
     result = invoke("server", "-c", str(tmp_path / "server.toml"), "--listen", "127.0.0.1", "--db", url)
     one_line_error(result, EX_CONFIG, "db: PostgreSQL postgresql://dots:***@127.0.0.1:1/dots")
     assert "secret" not in result.output
+
+
+async def test_a_start_that_cannot_listen_closes_the_postgresql_pool_it_opened(
+    pki_dir: Path, tmp_path: Path, postgres_url: str
+):
+    from opendots.signal.server.shell.run import start_signal_server
+
+    config = ServerConfig.load(pki_dir / "server.toml")
+    config.db, config.db_url = tmp_path / "data.db", postgres_url
+    taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    taken.bind(("127.0.0.1", 0))
+    try:
+        with pytest.raises(OSError):
+            await start_signal_server(config, bind=[taken.getsockname()], tls=False)
+    finally:
+        taken.close()
+    connection = await asyncpg.connect(postgres_url)
+    try:
+        others = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        assert await connection.fetchval(others) == 0
+    finally:
+        await connection.close()
