@@ -1,9 +1,10 @@
 """The composition root: what a server or a client agent is made of, built from its parsed configuration.
 
 The CLI, the demo, the process stack of the labs, the tests and the benchmarks build through here, so the parts
-are wired one way: one database (chosen by `[server] db`, see `open_database`) shared by the signal channel, the
-data channel and the aliases; credentials checked before anything listens; the operator warned when nothing
-enforces.
+are wired one way: one SQLite database (chosen by `[server] db`, see `open_database`) shared by the signal
+channel, the data channel and the aliases, or the signal channel on PostgreSQL (`db = "postgresql://..."`, see
+`open_signal_store`) and the others on SQLite (`data_db`); credentials checked before anything listens; the
+operator warned when nothing enforces.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from opendots.store.sqlite import SqliteDatabase
 if TYPE_CHECKING:
     from opendots.signal.client.shell.agent import ClientAgent
     from opendots.signal.server.shell.run import RunningSignalServer
+    from opendots.store.postgres import PostgresSignalStore
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +35,8 @@ NOT_ENFORCING = (
 
 
 def open_database(location: Path | str) -> SqliteDatabase:
-    """The store factory. `location` is what ServerConfig.load made of `[server] db` (a file path or
-    sqlite:///path, resolved by opendots.config.database_path); another kind of database would be told apart and
-    opened here, behind the same stores."""
+    """The SQLite database. `location` is what ServerConfig.load made of `[server] db` (a file path or
+    sqlite:///path, resolved by opendots.config.database_path), or of `data_db` when `db` is PostgreSQL."""
     path = Path(location)
     if not path.parent.is_dir():
         raise ConfigError(f"database {path}: directory {path.parent} does not exist")
@@ -43,6 +44,20 @@ def open_database(location: Path | str) -> SqliteDatabase:
         return SqliteDatabase(path)
     except Exception as error:  # sqlite3.Error: unreadable, not a database, read-only directory
         raise ConfigError(f"database {path}: {error}") from None
+
+
+async def open_signal_store(config: ServerConfig) -> PostgresSignalStore | None:
+    """The signal channel's store when `[server] db` names PostgreSQL (connected, migrated, its state read);
+    None: the signal tables live in the SQLite database with the others."""
+    if config.db_url is None:
+        return None
+    from opendots.store.postgres import PostgresSignalStore
+    from opendots.store.records import StoreError
+
+    try:
+        return await PostgresSignalStore.open(config.db_url)
+    except StoreError as error:
+        raise ConfigError(f"db: {error}") from None
 
 
 def check_credentials(tls: TlsFiles) -> None:
@@ -165,7 +180,9 @@ async def start_server(
     database = open_database(config.db)
     server = None
     runner = None
+    signal_store = None
     try:
+        signal_store = await open_signal_store(config)
         data_store = SqliteDataChannelStore(database)
         if data:
             runner = await start_data_server(config, data_store, clock=clock)
@@ -175,7 +192,7 @@ async def start_server(
                 data_store, config.client_by_cuid, data_settings_from_table(config.clients, config.data)
             )
         signal = await start_signal_server(
-            config, dtls=dtls, tls=tls, data_channel=service, database=database, clock=clock
+            config, dtls=dtls, tls=tls, data_channel=service, database=database, store=signal_store, clock=clock
         )
         server = DotsServer(config, signal, runner)
         runner = None  # the server stops it from here
@@ -190,6 +207,8 @@ async def start_server(
             if runner is not None:
                 await runner.cleanup()
             database.close()
+            if signal_store is not None:
+                await signal_store.close()
         raise
     return server
 

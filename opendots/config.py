@@ -93,6 +93,10 @@ class ServerConfig:
     signal_port: int = DEFAULT_SIGNAL_PORT
     data_port: int = DEFAULT_DATA_PORT
     db: Path = Path("opendots.db")
+    """The SQLite file: every table, or, when `db_url` names a PostgreSQL database, the data channel's (the
+    `data_db` key)."""
+    db_url: str | None = None
+    """`db = "postgresql://..."`: the signal channel's store is that PostgreSQL database (opendots.store.postgres)."""
     max_sessions: int = 10_000
     idle_session_timeout: float = 600.0
     max_handshakes: int = 0
@@ -167,7 +171,7 @@ class ServerConfig:
             listen=_strings(server, "listen", ["::"], where),
             signal_port=_port(server, "signal_port", DEFAULT_SIGNAL_PORT, where),
             data_port=_port(server, "data_port", DEFAULT_DATA_PORT, where),
-            db=database_path(_string(server, "db", "opendots.db", where), base, where),
+            **database_location(server, base, where),
             max_sessions=_integer(server, "max_sessions", 10_000, where),
             idle_session_timeout=_seconds(server, "idle_session_timeout", 600.0, path),
             max_handshakes=_integer(server, "max_handshakes", 0, where),
@@ -203,7 +207,11 @@ class ServerConfig:
                 "listen": self.listen,
                 "signal_port": self.signal_port,
                 "data_port": self.data_port,
-                "db": _relative(self.db, base),
+                **(
+                    {"db": self.db_url, "data_db": _relative(self.db, base)}
+                    if self.db_url
+                    else {"db": _relative(self.db, base)}
+                ),
                 "max_sessions": self.max_sessions,
                 "idle_session_timeout": self.idle_session_timeout,
                 "max_handshakes": self.max_handshakes,
@@ -340,6 +348,7 @@ SERVER_KEYS = (
     "signal_port",
     "data_port",
     "db",
+    "data_db",
     "max_sessions",
     "idle_session_timeout",
     "max_handshakes",
@@ -408,16 +417,29 @@ def _strings(table: dict[str, Any], key: str, default: list[str], where: str) ->
     return list(value)
 
 
+def database_location(server: dict[str, Any], base: Path, where: str) -> dict[str, Any]:
+    """`db` and `data_db` of [server] as ServerConfig fields: a PostgreSQL URL in `db` goes to `db_url`, and the
+    SQLite file (`db`) is then `data_db`'s, for the data channel."""
+    text = _string(server, "db", "opendots.db", where)
+    if text.partition("://")[0] in ("postgresql", "postgres"):
+        return {"db_url": text, "db": database_path(_string(server, "data_db", "opendots.db", where), base, where)}
+    if "data_db" in server:
+        raise ConfigError(f"{where} data_db is only for a PostgreSQL db (the SQLite db holds every table)")
+    return {"db": database_path(text, base, where)}
+
+
 def database_path(location: str | Path, base: Path, where: str = "db") -> Path:
     """The SQLite file a database location names: a plain path, or a URL `sqlite:///absolute/path` or
-    `sqlite://relative/path`. Other schemes are refused here until a store for them exists (opendots.app
-    opens the database)."""
+    `sqlite://relative/path`. Other schemes are refused (a PostgreSQL URL is told apart before, by
+    database_location; opendots.app opens the database)."""
     text = str(location)
     scheme, separator, rest = text.partition("://")
     if not separator:
         return base / text
     if scheme != "sqlite":
-        raise ConfigError(f"{where}: unsupported database {text!r} (give a file path or sqlite:///path)")
+        raise ConfigError(
+            f"{where}: unsupported database {text!r} (give a file path, sqlite:///path or postgresql://...)"
+        )
     if not rest or rest == "/":
         raise ConfigError(f"{where}: {text!r} names no file")
     return base / rest  # an absolute rest ("/var/lib/x.db") stays absolute

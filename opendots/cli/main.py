@@ -12,6 +12,7 @@ from opendots.cli.certs import certs
 from opendots.cli.client import client
 from opendots.cli.common import OpenDotsGroup
 from opendots.cli.data import data
+from opendots.cli.db import db
 from opendots.cli.demo import demo
 from opendots.cli.fastnetmon import fastnetmon_hook
 from opendots.cli.server import server
@@ -30,6 +31,7 @@ cli.add_command(admin)
 cli.add_command(certs)
 cli.add_command(client)
 cli.add_command(data)
+cli.add_command(db)
 cli.add_command(demo)
 cli.add_command(fastnetmon_hook)
 cli.add_command(server)

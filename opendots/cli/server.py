@@ -14,7 +14,7 @@ import click
 
 from opendots import eventloop
 from opendots.cli.common import OpenDotsCommand, config_option
-from opendots.config import ConfigError, ServerConfig
+from opendots.config import ConfigError, ServerConfig, database_location
 from opendots.errors import OpenDotsError
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ event_loop_option = click.option(
 @click.option("--no-tls", is_flag=True, help="Do not listen on TCP (TLS).")
 @click.option("--signal-port", type=PORT, help="Signal channel port, UDP and TCP (overrides signal_port).")
 @click.option("--data-port", type=PORT, help="Data channel HTTPS port (overrides data_port).")
-@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), help="SQLite database file (overrides db).")
+@click.option("--db", help="SQLite database file, sqlite:///path or postgresql://user@host/name (overrides db).")
 @click.option("--listen", multiple=True, help="Address to listen on (repeatable; overrides listen).")
 @click.option("--no-data", is_flag=True, help="Do not serve the data channel (RESTCONF over HTTPS).")
 @click.option("--metrics", help="host:port of the Prometheus endpoint, GET /metrics (overrides metrics).")
@@ -50,7 +50,7 @@ def server(
     no_tls: bool,
     signal_port: int | None,
     data_port: int | None,
-    db: Path | None,
+    db: str | None,
     listen: tuple[str, ...],
     no_data: bool,
     metrics: str | None,
@@ -68,7 +68,10 @@ def server(
     if data_port is not None:
         loaded.data_port = data_port
     if db is not None:
-        loaded.db = db
+        located = database_location({"db": db}, Path.cwd(), "--db")
+        loaded.db_url = located.get("db_url")
+        if loaded.db_url is None:
+            loaded.db = located["db"]  # with a PostgreSQL URL, the data channel keeps the file's data_db
     if listen:
         loaded.listen = list(listen)
     if metrics:

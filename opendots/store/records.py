@@ -1,8 +1,9 @@
 """What the signal channel stores, as plain values, and the change set one decision writes.
 
-No database here: the sans-I/O server core builds these values, and a store (SQLite today, others behind the
-same `SignalStore` interface) makes them durable. Times are absolute (seconds since the epoch), so a restarted
-server computes each mitigation's remaining lifetime from the same row.
+No database here: the sans-I/O server core builds these values, and a store (SQLite, `SignalStore`; PostgreSQL,
+whose writes are awaited: `AsyncSignalStore` in opendots.signal.server.shell.durable) makes them durable. Times
+are absolute (seconds since the epoch), so a restarted server computes each mitigation's remaining lifetime from
+the same row.
 """
 
 from __future__ import annotations

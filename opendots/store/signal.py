@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -115,22 +116,7 @@ class SqliteSignalStore:
     def load(self) -> SignalState:
         connection = self.database.connection
         rows = connection.execute(f"SELECT {_MITIGATION_COLUMNS} FROM signal_mitigations ORDER BY cuid, mid")
-        mitigations = [
-            MitigationRecord(
-                client=row["client"],
-                cuid=row["cuid"],
-                mid=row["mid"],
-                request=json.loads(row["request"]),
-                lifetime=row["lifetime"],
-                status=row["status"],
-                started_at=row["started_at"],
-                expires_at=row["expires_at"],
-                terminating_until=row["terminating_until"],
-                attack_status=row["attack_status"],
-                cdid=row["cdid"],
-            )
-            for row in rows
-        ]
+        mitigations = [mitigation_record(row) for row in rows]
         configs = [
             SessionConfigRecord(row["client"], json.loads(row["config"]))
             for row in connection.execute("SELECT client, config FROM signal_session_configs ORDER BY client")
@@ -162,14 +148,14 @@ class SqliteSignalStore:
             raise StoreError(f"SQLite: {problem}") from problem
 
     def _apply(self, changes: SignalChanges) -> None:
-        single = _single_mitigation(changes)
+        single = single_mitigation(changes)
         if single is not None:
             # The common requests (a create for a known cuid, a refresh): one statement, which SQLite runs in its own
             # implicit transaction, just as atomic, without the two extra round trips of BEGIN and COMMIT.
             record, renewed = single
             connection = self.database.connection
-            if not renewed or connection.execute(_RENEW_MITIGATION, _renewal_row(record)).rowcount != 1:
-                connection.execute(_PUT_MITIGATION, _mitigation_row(record))
+            if not renewed or connection.execute(_RENEW_MITIGATION, renewal_row(record)).rowcount != 1:
+                connection.execute(_PUT_MITIGATION, mitigation_row(record))
             return
         # Only the statements this change needs, in one transaction.
         with self.database.transaction() as cursor:
@@ -178,10 +164,10 @@ class SqliteSignalStore:
                     "DELETE FROM signal_mitigations WHERE cuid = ? AND mid = ?", list(changes.delete_mitigations)
                 )
             if changes.put_mitigations:
-                cursor.executemany(_PUT_MITIGATION, [_mitigation_row(m) for m in changes.put_mitigations])
+                cursor.executemany(_PUT_MITIGATION, [mitigation_row(m) for m in changes.put_mitigations])
             for record in changes.renewed_mitigations:
-                if cursor.execute(_RENEW_MITIGATION, _renewal_row(record)).rowcount != 1:
-                    cursor.execute(_PUT_MITIGATION, _mitigation_row(record))
+                if cursor.execute(_RENEW_MITIGATION, renewal_row(record)).rowcount != 1:
+                    cursor.execute(_PUT_MITIGATION, mitigation_row(record))
             if changes.delete_session_configs:
                 cursor.executemany(
                     "DELETE FROM signal_session_configs WHERE client = ?",
@@ -244,7 +230,25 @@ _RENEW_MITIGATION = (
 )
 
 
-def _single_mitigation(changes: SignalChanges) -> tuple[MitigationRecord, bool] | None:
+# Shared with the PostgreSQL store (same columns, same order).
+def mitigation_record(row: Mapping[str, Any]) -> MitigationRecord:
+    """A stored row (an sqlite3.Row or an asyncpg Record) as its record."""
+    return MitigationRecord(
+        client=row["client"],
+        cuid=row["cuid"],
+        mid=row["mid"],
+        request=json.loads(row["request"]),
+        lifetime=row["lifetime"],
+        status=row["status"],
+        started_at=row["started_at"],
+        expires_at=row["expires_at"],
+        terminating_until=row["terminating_until"],
+        attack_status=row["attack_status"],
+        cdid=row["cdid"],
+    )
+
+
+def single_mitigation(changes: SignalChanges) -> tuple[MitigationRecord, bool] | None:
     """The one mitigation CHANGES writes, and whether it is a renewal; None when CHANGES holds anything else."""
     if (
         changes.delete_mitigations
@@ -263,11 +267,11 @@ def _single_mitigation(changes: SignalChanges) -> tuple[MitigationRecord, bool] 
     return (puts[0], False) if puts else (renewals[0], True)
 
 
-def _renewal_row(m: MitigationRecord) -> tuple[Any, ...]:
+def renewal_row(m: MitigationRecord) -> tuple[Any, ...]:
     return (m.lifetime, m.status, m.expires_at, m.terminating_until, m.attack_status, m.cuid, m.mid)
 
 
-def _mitigation_row(m: MitigationRecord) -> tuple[Any, ...]:
+def mitigation_row(m: MitigationRecord) -> tuple[Any, ...]:
     return (
         m.cuid,
         m.mid,

@@ -1,7 +1,7 @@
 """A synchronous store behind the awaited protocol (AsyncSignalStore): its writes run in a worker thread.
 
-For a store whose commits may take long (SQLite on a slow or network disk), and the proof that the signal shell's
-awaited path (`durable.settle_async`) works with a real store until a network database (PostgreSQL) has its own.
+For a store whose commits may take long (SQLite on a slow or network disk); a network database has its own awaited
+store (PostgreSQL: opendots.store.postgres).
 The shell settles one decision at a time, so the store never sees two writes at once.
 """
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import ipaddress
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from opendots.signal.server.core import ParameterSet, Request, Response, ServerS
 from opendots.signal.server.core.decision import Decision
 from opendots.signal.server.core.events import Event
 from opendots.signal.server.shell.durable import settle
+from opendots.store.records import SignalStore
 from opendots.store.signal import SqliteSignalStore
 from tests.helpers import FIXTURES
 
@@ -78,9 +80,11 @@ class Harness:
     path: Path
     settings: ServerSettings
     now: float = T0
+    opener: Callable[[], SignalStore] | None = None
+    """Opens the store (the same database each time); None: SQLite at PATH."""
 
     def __post_init__(self) -> None:
-        self.store = SqliteSignalStore.open(self.path)
+        self.store = self.opener() if self.opener is not None else SqliteSignalStore.open(self.path)
         self.server = SignalServer(self.settings, self.store.load(), self.now)
         self.events: list[Event] = []
 
@@ -144,7 +148,7 @@ class SettledServer:
     """A SignalServer whose decisions are stored and applied at once, as the shell does: for tests that build their
     own core. `handle` answers (response, events); other attributes are the core's."""
 
-    def __init__(self, settings: ServerSettings, store: SqliteSignalStore, now: float) -> None:
+    def __init__(self, settings: ServerSettings, store: SignalStore, now: float) -> None:
         self.core = SignalServer(settings, store.load(), now)
         self.store = store
 
@@ -161,5 +165,7 @@ class SettledServer:
         return getattr(self.core, name)
 
 
-def make_harness(tmp_path: Path, **settings: Any) -> Harness:
-    return Harness(tmp_path / "signal.db", ServerSettings(clients=[ALPHA, BRAVO], **settings))
+def make_harness(tmp_path: Path, opener: Callable[[], SignalStore] | None = None, **settings: Any) -> Harness:
+    """OPENER: the store to run on (the `open_signal_store` fixture: SQLite in tests/unit, PostgreSQL in
+    tests/integration/store); None: SQLite in TMP_PATH."""
+    return Harness(tmp_path / "signal.db", ServerSettings(clients=[ALPHA, BRAVO], **settings), opener=opener)

@@ -74,7 +74,7 @@ def test_an_unknown_key_in_any_table_of_client_toml_is_refused_with_its_name_and
         ("server.toml", ("data_port = 443", "data_port = -1"), "data_port must be a port number"),
         ("client.toml", ("signal_port = 4646", "signal_port = 4646.5"), "signal_port must be a port number"),
         ("client.toml", ('"::1"', '"dots.example.net"'), "'dots.example.net' is not an IP address"),
-        ("server.toml", ('db = "opendots.db"', 'db = "postgresql://dots@db/dots"'), "unsupported database"),
+        ("server.toml", ('db = "opendots.db"', 'db = "mysql://dots@db/dots"'), "unsupported database"),
     ],
 )
 def test_a_value_of_the_wrong_kind_is_a_config_error_naming_the_key(
@@ -155,3 +155,20 @@ def test_a_database_in_a_missing_directory_is_a_config_error_naming_it(tmp_path:
     with pytest.raises(ConfigError, match=re.escape(f"directory {tmp_path / 'nowhere'} does not exist")):
         open_database(tmp_path / "nowhere" / "opendots.db")
     assert open_database(tmp_path / "here.db").path == str(tmp_path / "here.db")
+
+
+def test_a_postgresql_db_url_selects_postgresql_for_the_signal_channel_and_keeps_sqlite_for_the_data_channel(
+    pki_dir: Path, tmp_path: Path
+):
+    text = (pki_dir / "server.toml").read_text()
+    path = tmp_path / "server.toml"
+    path.write_text(text.replace('db = "opendots.db"', 'db = "postgresql://dots@db.example/dots"\ndata_db = "d.db"'))
+    config = ServerConfig.load(path)
+    assert config.db_url == "postgresql://dots@db.example/dots"
+    assert config.db == tmp_path / "d.db"
+    config.save(tmp_path / "again.toml")  # written back as it was read
+    again = ServerConfig.load(tmp_path / "again.toml")
+    assert (again.db_url, again.db) == (config.db_url, config.db)
+    path.write_text(text.replace('db = "opendots.db"', 'db = "x.db"\ndata_db = "d.db"'))
+    with pytest.raises(ConfigError, match="data_db is only for a PostgreSQL db"):
+        ServerConfig.load(path)

@@ -1,19 +1,23 @@
-"""The SQLite signal store: atomic changes, migration, restart recovery (surviving SIGKILL: tests/integration/store)."""
+"""The signal store: atomic changes, migration, restart recovery (surviving SIGKILL: tests/integration/store).
+
+Tests taking `open_signal_store` are about any store: they run here on SQLite and, imported by
+tests/integration/store/test_postgres_signal.py, on PostgreSQL (the fixture differs per folder)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from opendots.signal.server.core import MitigationActivated
-from opendots.store.signal import _MIGRATIONS, MitigationRecord, SignalChanges, SqliteSignalStore
+from opendots.store.signal import _MIGRATIONS, MitigationRecord, SignalChanges, SignalStore, SqliteSignalStore
 from opendots.store.sqlite import SqliteDatabase
 from tests.helpers.signal_harness import CONFIG, SCOPE, T0, figure, make_harness, scope_body
 
 
-def test_changes_are_atomic(tmp_path: Path):
-    store = SqliteSignalStore.open(tmp_path / "s.db")
+def test_changes_are_atomic(open_signal_store: Callable[[], SignalStore]):
+    store = open_signal_store()
     record = MitigationRecord("alpha", "c", 1, {"lifetime": 1}, 1, 1, T0, T0 + 1)
     store.apply(SignalChanges(put_mitigations=[record]))
     before = store.dump()
@@ -44,8 +48,10 @@ def test_a_version_1_database_keeps_its_mitigations_through_the_migration(tmp_pa
     assert [row[:2] for row in store.dump()["signal_mitigations"]] == [("c", 7)]
 
 
-def test_restart_recovers_mitigations_configs_and_cuid_owners(tmp_path: Path):
-    h = make_harness(tmp_path)
+def test_restart_recovers_mitigations_configs_and_cuid_owners(
+    tmp_path: Path, open_signal_store: Callable[[], SignalStore]
+):
+    h = make_harness(tmp_path, open_signal_store)
     assert h.put(1, scope_body(target_prefix=["2001:db8:6401::1/128"], lifetime=1000)).code == "2.01"
     assert h.put(2, scope_body(target_prefix=["192.0.2.0/28"], trigger_mitigation=False, lifetime=-1)).code == "2.01"
     assert h.put(3, scope_body(target_prefix=["192.0.2.64/28"])).code == "2.01"

@@ -3,6 +3,7 @@ what load() gives back."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from opendots.store.signal import (
@@ -10,6 +11,7 @@ from opendots.store.signal import (
     CuidRecord,
     MitigationRecord,
     SignalChanges,
+    SignalStore,
     SqliteSignalStore,
     TelemetrySetupRecord,
 )
@@ -34,8 +36,9 @@ def test_a_version_2_database_gains_the_telemetry_table_and_keeps_its_rows(tmp_p
     assert store.dump()["signal_telemetry_setups"] == []
 
 
-def test_telemetry_setups_are_put_replaced_deleted_and_loaded(tmp_path: Path):
-    store = SqliteSignalStore.open(tmp_path / "s.db")
+def test_telemetry_setups_are_put_replaced_deleted_and_loaded(open_signal_store: Callable[[], SignalStore]):
+    """Any store (tests/integration/store runs it on PostgreSQL)."""
+    store = open_signal_store()
     store.apply(
         SignalChanges(
             put_cuids=[CuidRecord("c", "alpha", T0)],
@@ -51,7 +54,8 @@ def test_telemetry_setups_are_put_replaced_deleted_and_loaded(tmp_path: Path):
             put_telemetry_setups=[TelemetrySetupRecord("alpha", "c", 3, CONFIG)], delete_telemetry_setups=[("c", 1)]
         )
     )
-    state = SqliteSignalStore.open(tmp_path / "s.db").load()
+    store.close()
+    state = open_signal_store().load()
     assert state.telemetry_setups == [
         TelemetrySetupRecord("alpha", "c", 2, PIPE),
         TelemetrySetupRecord("alpha", "c", 3, CONFIG),

@@ -157,11 +157,32 @@ class DotsResource(aiocoap.resource.ObservableResource, aiocoap.resource.PathCap
             options.block1 = None
         elif options.observe is not None or options.block2 is not None:
             return False
+        if self.service.awaited:
+            # The store's write is awaited (PostgreSQL): answered from a task once it is durable, not from here.
+            task = asyncio.get_running_loop().create_task(self._answer_later(pipe, block1))
+            self._block_tasks.add(task)
+            task.add_done_callback(self._block_tasks.discard)
+            return True
         try:
             response = self._answer(request)
         except Exception:  # a bug: the client gets a 5.00 as aiocoap would answer, the server keeps running
             log.exception("rendering %s %s failed", request.code, "/".join(options.uri_path))
             response = _internal_error()
+        self._send(pipe, response, block1)
+        return True
+
+    async def _answer_later(self, pipe: Any, block1: Any) -> None:
+        """answer_now's work for a service whose store is awaited."""
+        request = pipe.request
+        try:
+            response = await self._answer_awaited(request)
+        except Exception:  # as answer_now
+            log.exception("rendering %s %s failed", request.code, "/".join(request.opt.uri_path))
+            response = _internal_error()
+        self._send(pipe, response, block1)
+
+    def _send(self, pipe: Any, response: aiocoap.Message, block1: Any) -> None:
+        request = pipe.request
         if block1 is not None:
             response.opt.block1 = block1  # RFC 7959 §2.3: the final response echoes the last block's option
         if _needs_blocks(request, response):
@@ -171,7 +192,6 @@ class DotsResource(aiocoap.resource.ObservableResource, aiocoap.resource.PathCap
             task.add_done_callback(self._block_tasks.discard)
         else:
             pipe.add_response(response, is_last=True)
-        return True
 
     def _take_block(self, request: aiocoap.Message) -> aiocoap.Message | Complete:
         """Feed one Block1 block to the assembler: the whole body once complete, else the answer to send now."""
@@ -233,17 +253,27 @@ class DotsResource(aiocoap.resource.ObservableResource, aiocoap.resource.PathCap
             await super().render_to_pipe(pipe)
 
     async def render(self, request: aiocoap.Message) -> aiocoap.Message:
-        response = self._answer(request)
+        response = await self._answer_awaited(request) if self.service.awaited else self._answer(request)
         if _needs_blocks(request, response):
             _tag(request, response)
         return response
 
     def _answer(self, request: aiocoap.Message) -> aiocoap.Message:
+        """The answer, the store written in place (the synchronous fast path)."""
         decoded = self._request(request)
-        if isinstance(decoded, aiocoap.Message):
-            response = decoded
+        answer = decoded if isinstance(decoded, aiocoap.Message) else self.service.handle(decoded)
+        return self._respond(request, answer)
+
+    async def _answer_awaited(self, request: aiocoap.Message) -> aiocoap.Message:
+        """The answer once the store's awaited write is durable (`SignalService.answer`)."""
+        decoded = self._request(request)
+        answer = decoded if isinstance(decoded, aiocoap.Message) else await self.service.answer(decoded)
+        return self._respond(request, answer)
+
+    def _respond(self, request: aiocoap.Message, answer: Response | aiocoap.Message) -> aiocoap.Message:
+        if isinstance(answer, aiocoap.Message):
+            response = answer
         else:
-            answer = self.service.handle(decoded)
             response = to_message(answer)
             if answer.silent and not over_tls(request):
                 # RFC 9132 §4.4.3 "silently ignored": aiocoap's message layer turns a response marked No-Response

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import inspect
 import logging
 import time
 from collections.abc import Callable
@@ -34,6 +35,7 @@ from opendots.signal.server.shell.acls import AclEnforcer, DataChannelAclControl
 from opendots.signal.server.shell.aliases import DataChannelAliases
 from opendots.signal.server.shell.checkpoints import checkpoint_in_background
 from opendots.signal.server.shell.collection import FullCollections, hand_back, take_over
+from opendots.signal.server.shell.durable import AsyncSignalStore
 from opendots.signal.server.shell.resources import DOTS_CBOR, WELL_KNOWN_DOTS, DotsResource, build_site
 from opendots.signal.server.shell.service import SignalService
 from opendots.signal.server.shell.settings import settings_from_table
@@ -50,12 +52,14 @@ class RunningSignalServer:
     service: SignalService
     resource: DotsResource
     endpoint: SignalServerEndpoint
-    store: SignalStore
+    store: SignalStore | AsyncSignalStore
     acls: AclEnforcer | None = None
     """Enforces the data channel's ACLs (None when the server runs without a data-channel store)."""
     config: ServerConfig | None = None
     certificate_cuid: dict[str, str] = field(default_factory=dict)
     """Client name -> the CUID of its certificate (where its data-channel ACLs live)."""
+    database: SqliteDatabase | None = None
+    """The SQLite database this server owns besides its store (the data channel's, when the store is PostgreSQL)."""
     full_collections: FullCollections | None = None
     """The timer that runs the full garbage collections (None: CPython's own policy)."""
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -99,7 +103,11 @@ class RunningSignalServer:
             await self.acls.stop()
         await self.service.stop()
         await self.endpoint.shutdown()
-        self.store.close()
+        closing = self.store.close()
+        if inspect.isawaitable(closing):  # a network database's pool (AsyncSignalStore)
+            await closing
+        if self.database is not None:
+            self.database.close()
         hand_back(self.full_collections)
         self.full_collections = None
         gc.unfreeze()  # what start froze may be garbage now (tests start many servers in one process)
@@ -111,7 +119,7 @@ async def start_signal_server(
     bind: list[tuple[str, int]] | None = None,
     mitigator: Mitigator | None = None,
     settings: ServerSettings | None = None,
-    store: SignalStore | None = None,
+    store: SignalStore | AsyncSignalStore | None = None,
     clock: Callable[[], float] = time.time,
     dtls: bool = True,
     tls: bool = True,
@@ -123,10 +131,21 @@ async def start_signal_server(
     DATA_CHANNEL: the data channel's service when it runs in this process (its ACL changes are then enforced at
     once); by default one on the same database, so stored ACLs are enforced too. DATABASE: the database the data
     channel already uses (opendots.app opens one for both); by default `config.db` is opened. Either way the
-    signal server owns it from here: it checkpoints it and closes it on stop."""
+    signal server owns it from here: it checkpoints it and closes it on stop. STORE: the signal channel's store;
+    by default the PostgreSQL database `config.db_url` names (opened and awaited here), else the SQLite one."""
+    opened = store is None and config.db_url is not None
+    if opened:
+        from opendots.app import open_signal_store
+
+        store = await open_signal_store(config)
+        database = database or SqliteDatabase(config.db)  # the data channel's tables stay in SQLite (data_db)
+    owned = None  # the SQLite database to close on stop when the store does not
     if store is None:
         database = database or SqliteDatabase(config.db)
         store = SqliteSignalStore(database)
+    elif database is not None:
+        owned = database
+    if database is not None:
         if data_channel is None:
             data_channel = DataChannelCore(
                 SqliteDataChannelStore(database),
@@ -151,19 +170,13 @@ async def start_signal_server(
     )
     site, resource = build_site(service)
     bind = bind or [(host, config.signal_port) for host in config.listen]
-    endpoint = await start_server(
-        site,
-        credentials=config.tls,
-        bind=bind,
-        dtls=dtls,
-        tls=tls,
-        max_sessions=config.max_sessions,
-        idle_timeout=config.idle_session_timeout,
-        max_handshakes=config.max_handshakes or None,
-        max_handshakes_per_address=config.max_handshakes_per_address,
-        handshake_timeout=config.handshake_timeout,
-    )
-    running = RunningSignalServer(service, resource, endpoint, store, config=config)
+    try:
+        endpoint = await _listen(config, site, bind, dtls, tls)
+    except BaseException:
+        if opened:  # ours: its pool goes with the failed start (an address in use, ...)
+            await store.close()  # type: ignore[misc]
+        raise
+    running = RunningSignalServer(service, resource, endpoint, store, config=config, database=owned)
     if data_channel is not None:
         running.acls = _acl_enforcer(config, core, mitigator, data_channel, clock)
         if acl_control is not None:
@@ -259,3 +272,20 @@ async def _send_heartbeat(running: RunningSignalServer, event: HeartbeatDue) -> 
         response = await asyncio.wait_for(running.endpoint.context.request(message).response, interval)
         if response.code.is_successful():
             running.service.note_traffic(event.client)
+
+
+async def _listen(
+    config: ServerConfig, site: aiocoap.resource.Site, bind: list[tuple[str, int]], dtls: bool, tls: bool
+) -> SignalServerEndpoint:
+    return await start_server(
+        site,
+        credentials=config.tls,
+        bind=bind,
+        dtls=dtls,
+        tls=tls,
+        max_sessions=config.max_sessions,
+        idle_timeout=config.idle_session_timeout,
+        max_handshakes=config.max_handshakes or None,
+        max_handshakes_per_address=config.max_handshakes_per_address,
+        handshake_timeout=config.handshake_timeout,
+    )

@@ -1,0 +1,269 @@
+"""The signal channel's store on PostgreSQL (asyncpg): the same records and change sets as the SQLite store, with
+awaited writes (the shell's AsyncSignalStore path), a connection pool and versioned schema migrations.
+
+Chosen by URL: `[server] db = "postgresql://user@host/dbname"` (or `--db`). The data channel's tables stay in
+SQLite for now (`[server] data_db`). Every `apply` is one transaction; a failure of any kind the database reports
+(connection lost, constraint, server shutting down) is a StoreError and nothing of the change is kept.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from opendots.store.records import (
+    CuidRecord,
+    SessionConfigRecord,
+    SignalChanges,
+    SignalState,
+    StoreError,
+    TelemetrySetupRecord,
+)
+from opendots.store.signal import mitigation_record, mitigation_row, renewal_row, single_mitigation
+
+# Any one number, the same on every node: migrations run under this advisory lock, so two servers started at once on
+# one database do not both create the tables.
+_MIGRATION_LOCK = 0x0D075
+
+_MITIGATION_COLUMNS = (
+    "cuid, mid, client, cdid, request, lifetime, status, started_at, expires_at, terminating_until, attack_status"
+)
+
+# The signal component's migrations, in order (version N is _MIGRATIONS[N-1]); never edit one that has shipped, add
+# the next. Times are double precision epoch seconds like the records; 'request', 'config' and 'setup' are `json`
+# (not jsonb), which keeps the text, and so the members' order, as the client sent it.
+_MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE signal_mitigations (
+        cuid text NOT NULL,
+        mid bigint NOT NULL,
+        client text NOT NULL,
+        cdid text,
+        request json NOT NULL,
+        lifetime bigint NOT NULL,
+        status integer NOT NULL,
+        started_at double precision NOT NULL,
+        expires_at double precision,
+        terminating_until double precision,
+        attack_status integer,
+        PRIMARY KEY (cuid, mid)
+    );
+    CREATE TABLE signal_session_configs (client text PRIMARY KEY, config json NOT NULL);
+    CREATE TABLE signal_cuids (cuid text PRIMARY KEY, client text NOT NULL, first_seen double precision NOT NULL);
+    CREATE TABLE signal_telemetry_setups (
+        cuid text NOT NULL,
+        tsid bigint NOT NULL,
+        client text NOT NULL,
+        setup json NOT NULL,
+        PRIMARY KEY (cuid, tsid)
+    )
+    """,
+]
+
+_PUT_MITIGATION = (
+    f"INSERT INTO signal_mitigations ({_MITIGATION_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)"
+    " ON CONFLICT (cuid, mid) DO UPDATE SET client = excluded.client, cdid = excluded.cdid,"
+    " request = excluded.request, lifetime = excluded.lifetime, status = excluded.status,"
+    " started_at = excluded.started_at, expires_at = excluded.expires_at,"
+    " terminating_until = excluded.terminating_until, attack_status = excluded.attack_status"
+)
+# A refresh leaves the request and the row's identity as stored (as in the SQLite store).
+_RENEW_MITIGATION = (
+    "UPDATE signal_mitigations SET lifetime = $1, status = $2, expires_at = $3, terminating_until = $4,"
+    " attack_status = $5 WHERE cuid = $6 AND mid = $7"
+)
+
+# Each table with its key, the order `dump` lists rows in (json has no ordering operator).
+TABLES = {
+    "signal_mitigations": "cuid, mid",
+    "signal_session_configs": "client",
+    "signal_cuids": "cuid",
+    "signal_telemetry_setups": "cuid, tsid",
+}
+
+
+def redacted(url: str) -> str:
+    """URL without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rpartition("@")
+    user = netloc[0].partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[2]}"))
+
+
+# Seconds a connection attempt or one statement may take. Decisions are settled one at a time, so a database that
+# stops answering would hold every request behind the one waiting: past this, the write is refused (5.03) instead.
+TIMEOUT = 5.0
+
+
+async def connect_pool(url: str, *, min_size: int = 1, max_size: int = 4, timeout: float = TIMEOUT) -> asyncpg.Pool:
+    """A pool on URL, or StoreError saying why not (the password left out)."""
+    try:
+        return await asyncpg.create_pool(
+            url, min_size=min_size, max_size=max_size, timeout=timeout, command_timeout=timeout
+        )
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError, ValueError) as problem:
+        raise StoreError(f"PostgreSQL {redacted(url)}: {problem or type(problem).__name__}") from None
+
+
+async def migrate(pool: asyncpg.Pool, component: str, migrations: Sequence[str]) -> int:
+    """Apply, in order and each in its own transaction, the migrations of COMPONENT this database has not seen;
+    the version it is at afterwards. Safe against other nodes migrating at the same time (advisory lock)."""
+    async with pool.acquire() as connection, connection.transaction():
+        await connection.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+        await connection.execute(
+            "CREATE TABLE IF NOT EXISTS schema_versions (component text PRIMARY KEY, version integer NOT NULL)"
+        )
+        current = await connection.fetchval("SELECT version FROM schema_versions WHERE component = $1", component)
+        current = current or 0
+        if current > len(migrations):
+            raise StoreError(
+                f"the database's {component} schema is at version {current}, newer than this OpenDOTS knows "
+                f"({len(migrations)}): upgrade OpenDOTS"
+            )
+        for version, script in enumerate(migrations[current:], start=current + 1):
+            async with connection.transaction():  # a savepoint: a failing migration leaves the earlier ones
+                await connection.execute(script)
+                await connection.execute(
+                    "INSERT INTO schema_versions (component, version) VALUES ($1, $2) "
+                    "ON CONFLICT (component) DO UPDATE SET version = excluded.version",
+                    component,
+                    version,
+                )
+        return len(migrations)
+
+
+class PostgresSignalStore:
+    """AsyncSignalStore on PostgreSQL: `await PostgresSignalStore.open(url)`, then `load()` (what open read),
+    `await apply(changes)`, `await dump()`, `await close()`."""
+
+    def __init__(self, pool: asyncpg.Pool, url: str, timeout: float = TIMEOUT) -> None:
+        self.pool = pool
+        self.url = url
+        self.timeout = timeout
+        self._state = SignalState([], [], [], [])
+
+    @classmethod
+    async def open(cls, url: str, *, max_size: int = 4, timeout: float = TIMEOUT) -> PostgresSignalStore:
+        """Connect, migrate the schema and read the stored state (returned by `load`); StoreError when any fails.
+        TIMEOUT: seconds a connection or a statement may take before the write is refused."""
+        pool = await connect_pool(url, max_size=max_size, timeout=timeout)
+        store = cls(pool, url, timeout)
+        try:
+            await migrate(pool, "signal", _MIGRATIONS)
+            store._state = await store.read()
+        except BaseException as problem:
+            await pool.close()
+            if isinstance(problem, asyncpg.PostgresError | asyncpg.InterfaceError | OSError):
+                raise StoreError(f"PostgreSQL {redacted(url)}: {problem}") from problem
+            raise
+        return store
+
+    def load(self) -> SignalState:
+        """The state read when the store was opened (the server core starts from it before anything is served)."""
+        return self._state
+
+    async def read(self) -> SignalState:
+        """Every stored record, read now."""
+        async with self.pool.acquire() as connection, connection.transaction(isolation="repeatable_read"):
+            rows = await connection.fetch(f"SELECT {_MITIGATION_COLUMNS} FROM signal_mitigations ORDER BY cuid, mid")
+            configs = await connection.fetch("SELECT client, config FROM signal_session_configs ORDER BY client")
+            cuids = await connection.fetch("SELECT cuid, client, first_seen FROM signal_cuids ORDER BY cuid")
+            setups = await connection.fetch(
+                "SELECT cuid, tsid, client, setup FROM signal_telemetry_setups ORDER BY cuid, tsid"
+            )
+        mitigations = [mitigation_record(row) for row in rows]
+        return SignalState(
+            mitigations,
+            [SessionConfigRecord(row["client"], json.loads(row["config"])) for row in configs],
+            [CuidRecord(row["cuid"], row["client"], row["first_seen"]) for row in cuids],
+            [TelemetrySetupRecord(r["client"], r["cuid"], r["tsid"], json.loads(r["setup"])) for r in setups],
+        )
+
+    async def apply(self, changes: SignalChanges) -> None:
+        """Persist CHANGES in one transaction; StoreError on failure (nothing is then changed)."""
+        if not changes:
+            return
+        # Serialised before the transaction: a value that is not JSON is a bug (TypeError), found before any write.
+        puts = [mitigation_row(m) for m in changes.put_mitigations]
+        configs = [(c.client, json.dumps(c.config)) for c in changes.put_session_configs]
+        setups = [(t.cuid, t.tsid, t.client, json.dumps(t.setup)) for t in changes.put_telemetry_setups]
+        try:
+            single = single_mitigation(changes)
+            if single is not None:
+                # The common requests (a create, a refresh): one statement, atomic in its own implicit transaction,
+                # without the round trips of BEGIN and COMMIT. A renewal of a row that is not there (it changed
+                # nothing) is written whole instead.
+                record, renewed = single
+                async with self.pool.acquire(timeout=self.timeout) as connection:
+                    if not renewed or await connection.execute(_RENEW_MITIGATION, *renewal_row(record)) != "UPDATE 1":
+                        await connection.execute(_PUT_MITIGATION, *mitigation_row(record))
+                return
+            async with self.pool.acquire(timeout=self.timeout) as connection, connection.transaction():
+                if changes.delete_mitigations:
+                    await connection.executemany(
+                        "DELETE FROM signal_mitigations WHERE cuid = $1 AND mid = $2", changes.delete_mitigations
+                    )
+                if puts:
+                    await connection.executemany(_PUT_MITIGATION, puts)
+                for record in changes.renewed_mitigations:
+                    if await connection.fetchval(_RENEW_MITIGATION + " RETURNING 1", *renewal_row(record)) is None:
+                        await connection.execute(_PUT_MITIGATION, *mitigation_row(record))
+                if changes.delete_session_configs:
+                    await connection.executemany(
+                        "DELETE FROM signal_session_configs WHERE client = $1",
+                        [(client,) for client in changes.delete_session_configs],
+                    )
+                if configs:
+                    await connection.executemany(
+                        "INSERT INTO signal_session_configs (client, config) VALUES ($1, $2)"
+                        " ON CONFLICT (client) DO UPDATE SET config = excluded.config",
+                        configs,
+                    )
+                if changes.put_cuids:
+                    await connection.executemany(
+                        "INSERT INTO signal_cuids (cuid, client, first_seen) VALUES ($1, $2, $3)"
+                        " ON CONFLICT (cuid) DO NOTHING",
+                        [(c.cuid, c.client, c.first_seen) for c in changes.put_cuids],
+                    )
+                if changes.delete_telemetry_setups:
+                    await connection.executemany(
+                        "DELETE FROM signal_telemetry_setups WHERE cuid = $1 AND tsid = $2",
+                        changes.delete_telemetry_setups,
+                    )
+                if setups:
+                    await connection.executemany(
+                        "INSERT INTO signal_telemetry_setups (cuid, tsid, client, setup) VALUES ($1, $2, $3, $4)"
+                        " ON CONFLICT (cuid, tsid) DO UPDATE SET client = excluded.client, setup = excluded.setup",
+                        setups,
+                    )
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as problem:
+            raise StoreError(f"PostgreSQL: {problem or type(problem).__name__}") from problem
+
+    async def dump(self) -> dict[str, list[tuple[Any, ...]]]:
+        """Every stored row, sorted (as the SQLite store's dump; json columns as their text)."""
+        async with self.pool.acquire() as connection:
+            return {
+                table: [tuple(row) for row in await connection.fetch(f"SELECT * FROM {table} ORDER BY {key}")]
+                for table, key in TABLES.items()
+            }
+
+    async def close(self) -> None:
+        """Close the pool (awaited: the server's stop awaits a store's close when it is a coroutine)."""
+        await self.pool.close()
+
+
+async def upgrade(url: str) -> int:
+    """`opendots db upgrade`: bring URL's schema to this version's; the version it is at."""
+    pool = await connect_pool(url, max_size=1)
+    try:
+        return await migrate(pool, "signal", _MIGRATIONS)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as problem:
+        raise StoreError(f"PostgreSQL {redacted(url)}: {problem}") from problem
+    finally:
+        await pool.close()
