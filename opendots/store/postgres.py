@@ -21,6 +21,7 @@ from opendots.store.records import (
     SignalChanges,
     SignalState,
     StoreError,
+    TelemetryReportRecord,
     TelemetrySetupRecord,
 )
 from opendots.store.signal import mitigation_record, mitigation_row, renewal_row, single_mitigation
@@ -62,6 +63,15 @@ _MIGRATIONS: list[str] = [
         PRIMARY KEY (cuid, tsid)
     )
     """,
+    """
+    CREATE TABLE signal_telemetry_reports (
+        cuid text NOT NULL,
+        tmid bigint NOT NULL,
+        client text NOT NULL,
+        entries json NOT NULL,
+        PRIMARY KEY (cuid, tmid)
+    )
+    """,
 ]
 
 _PUT_MITIGATION = (
@@ -83,6 +93,7 @@ TABLES = {
     "signal_session_configs": "client",
     "signal_cuids": "cuid",
     "signal_telemetry_setups": "cuid, tsid",
+    "signal_telemetry_reports": "cuid, tmid",
 }
 
 
@@ -177,12 +188,16 @@ class PostgresSignalStore:
             setups = await connection.fetch(
                 "SELECT cuid, tsid, client, setup FROM signal_telemetry_setups ORDER BY cuid, tsid"
             )
+            reports = await connection.fetch(
+                "SELECT cuid, tmid, client, entries FROM signal_telemetry_reports ORDER BY cuid, tmid"
+            )
         mitigations = [mitigation_record(row) for row in rows]
         return SignalState(
             mitigations,
             [SessionConfigRecord(row["client"], json.loads(row["config"])) for row in configs],
             [CuidRecord(row["cuid"], row["client"], row["first_seen"]) for row in cuids],
             [TelemetrySetupRecord(r["client"], r["cuid"], r["tsid"], json.loads(r["setup"])) for r in setups],
+            [TelemetryReportRecord(r["client"], r["cuid"], r["tmid"], json.loads(r["entries"])) for r in reports],
         )
 
     async def apply(self, changes: SignalChanges) -> None:
@@ -193,6 +208,7 @@ class PostgresSignalStore:
         puts = [mitigation_row(m) for m in changes.put_mitigations]
         configs = [(c.client, json.dumps(c.config)) for c in changes.put_session_configs]
         setups = [(t.cuid, t.tsid, t.client, json.dumps(t.setup)) for t in changes.put_telemetry_setups]
+        reports = [(r.cuid, r.tmid, r.client, json.dumps(r.entries)) for r in changes.put_telemetry_reports]
         try:
             single = single_mitigation(changes)
             if single is not None:
@@ -241,6 +257,17 @@ class PostgresSignalStore:
                         "INSERT INTO signal_telemetry_setups (cuid, tsid, client, setup) VALUES ($1, $2, $3, $4)"
                         " ON CONFLICT (cuid, tsid) DO UPDATE SET client = excluded.client, setup = excluded.setup",
                         setups,
+                    )
+                if changes.delete_telemetry_reports:
+                    await connection.executemany(
+                        "DELETE FROM signal_telemetry_reports WHERE cuid = $1 AND tmid = $2",
+                        changes.delete_telemetry_reports,
+                    )
+                if reports:
+                    await connection.executemany(
+                        "INSERT INTO signal_telemetry_reports (cuid, tmid, client, entries) VALUES ($1, $2, $3, $4)"
+                        " ON CONFLICT (cuid, tmid) DO UPDATE SET client = excluded.client, entries = excluded.entries",
+                        reports,
                     )
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as problem:
             raise StoreError(f"PostgreSQL: {problem or type(problem).__name__}") from problem

@@ -23,6 +23,9 @@ from tests.unit.store.test_signal import (  # noqa: F401  (collected here: the s
 from tests.unit.store.test_signal_telemetry import (  # noqa: F401
     test_telemetry_setups_are_put_replaced_deleted_and_loaded,
 )
+from tests.unit.store.test_signal_telemetry_reports import (  # noqa: F401
+    test_telemetry_reports_are_put_replaced_deleted_and_loaded,
+)
 
 
 async def _execute(url: str, statement: str) -> None:

@@ -1,10 +1,12 @@
-"""The SQLite signal store's RFC 9244 §8.2 pre-or-ongoing-mitigation telemetry: migration 4 on a version 3
+"""The signal store's RFC 9244 §8.2 pre-or-ongoing-mitigation telemetry: migration 4 on a version 3
 database, puts, deletes and what load() gives back."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
+from opendots.store.records import SignalStore
 from opendots.store.signal import (
     _MIGRATIONS,
     SignalChanges,
@@ -31,8 +33,9 @@ def test_a_version_3_database_gains_the_telemetry_reports_table_and_keeps_its_ro
     assert store.dump()["signal_telemetry_reports"] == []
 
 
-def test_telemetry_reports_are_put_replaced_deleted_and_loaded(tmp_path: Path) -> None:
-    store = SqliteSignalStore.open(tmp_path / "s.db")
+def test_telemetry_reports_are_put_replaced_deleted_and_loaded(open_signal_store: Callable[[], SignalStore]) -> None:
+    """Any store (tests/integration/store runs it on PostgreSQL)."""
+    store = open_signal_store()
     store.apply(
         SignalChanges(
             put_telemetry_reports=[
@@ -47,7 +50,8 @@ def test_telemetry_reports_are_put_replaced_deleted_and_loaded(tmp_path: Path) -
             put_telemetry_reports=[TelemetryReportRecord("alpha", "c", 3, [ENTRY])], delete_telemetry_reports=[("c", 1)]
         )
     )
-    assert SqliteSignalStore.open(tmp_path / "s.db").load().telemetry_reports == [
+    store.close()
+    assert open_signal_store().load().telemetry_reports == [
         TelemetryReportRecord("alpha", "c", 2, [ENTRY, ENTRY]),
         TelemetryReportRecord("alpha", "c", 3, [ENTRY]),
     ]
