@@ -138,7 +138,16 @@ def _module_file(name: str) -> Path | None:
 
 
 @pytest.mark.parametrize(
-    "root", sorted([*PACKAGE.glob("signal/server/core/*.py"), *PACKAGE.glob("signal/client/core/*.py")]), ids=str
+    "root",
+    sorted(
+        [
+            *PACKAGE.glob("signal/server/core/*.py"),
+            *PACKAGE.glob("signal/client/core/*.py"),
+            *PACKAGE.glob("data/core/*.py"),
+            *PACKAGE.glob("transport/qblock/*.py"),
+        ]
+    ),
+    ids=str,
 )
 def test_the_sans_io_cores_reach_no_database_socket_or_event_loop_module(root: Path):
     """Followed through every opendots module the core imports (third-party libraries such as yangson are not
