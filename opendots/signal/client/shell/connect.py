@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from opendots.config import ClientConfig
+from opendots.discovery.records import DiscoveredServer
 from opendots.errors import UnavailableError
 from opendots.signal.client.core.eyeballs import Candidate, HappyEyeballs, Transport, order_candidates
 
@@ -104,3 +105,11 @@ async def race(
 
 def candidates_for(config: ClientConfig, addresses: list[str]) -> list[Candidate]:
     return order_candidates(addresses, config.signal_port, transports_for(config))
+
+
+def discovered_candidates(servers: list[DiscoveredServer]) -> list[Candidate]:
+    """Discovered signal-channel servers as Happy Eyeballs candidates, in RFC 9132 §4.3 order (DTLS before TLS,
+    IPv6 before IPv4), the discovery order kept otherwise; each keeps the port its SRV record gave."""
+    unique = list(dict.fromkeys(Candidate(s.address, s.port, s.transport) for s in servers))
+    rank = {"dtls": 0, "tls": 1}
+    return sorted(unique, key=lambda c: (rank[c.transport], -c.family))
