@@ -318,8 +318,11 @@ class ClientConfig:
         base = path.resolve().parent
         data = {
             "client": {
-                "server_name": self.server_name,
-                "server_addresses": self.server_addresses,
+                **(
+                    {"server_name": self.server_name, "server_addresses": self.server_addresses}
+                    if self.server_configured
+                    else {}
+                ),
                 "signal_port": self.signal_port,
                 "data_port": self.data_port,
                 "transport": self.transport,

@@ -135,6 +135,8 @@ class ClientAgent:
         # RFC 8973 discovery ([client] discovery = "auto"); None keeps server_name / server_addresses only.
         self.discovery: Discoverer | None = discoverer_for(config) if config.discovery == "auto" else None
         self.discovery_cache = DiscoveryCache()
+        self._group_sources: dict[str, str] = {}
+        self.discovered_from: str | None = None
 
     # ---------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -230,6 +232,7 @@ class ClientAgent:
         groups = result.signal_groups(tuple(transports_for(self.config)))
         if not groups:
             raise ConnectError("discovery found no DOTS server: " + "; ".join(result.notes))
+        self._group_sources = {name: servers[0].source for name, servers in reversed(groups)}
         return [(name, discovered_candidates(servers)) for name, servers in groups]
 
     async def _connect(
@@ -249,6 +252,7 @@ class ClientAgent:
                 errors.append(f"{server_name}: {error}")
                 continue
             self._server_label = server_name
+            self.discovered_from = self._group_sources.get(server_name) if self.discovery else None
             return context, connection
         if self.discovery is not None:
             self.discovery_cache.invalidate()
@@ -612,6 +616,7 @@ class ClientAgent:
             "last-error": self._last_error,
             "server": connection.candidate.base_uri if connection else None,
             "transport": connection.candidate.transport if connection else None,
+            "discovered-from": self.discovered_from if connection else None,  # RFC 8973 §4 source, with discovery
             "rtt": round(connection.rtt, 4) if connection else None,  # seconds; 0.1 ms is all a ping can tell
             "cuid": self.cuid,
             "sessions-established": self.sessions_established,
