@@ -62,6 +62,9 @@ def _discovering(stack: ProcessStack, **keys: Any) -> None:
         setattr(config, key, value)
     stack._write_client_config(stack.client_config_path, config)
     stack.client_config = config
+    oneshot = ClientConfig.load(stack.client_config_path)  # the same, with no agent behind its socket
+    oneshot.control_socket = stack.directory / "no-agent.sock"
+    stack._write_client_config(stack.oneshot_config_path, oneshot)
 
 
 def _discover(stack: ProcessStack) -> dict[str, Any]:
@@ -89,6 +92,8 @@ def test_the_agent_reaches_the_server_through_s_naptr_srv_and_a_records_from_dns
     assert {s["source"] for s in found["servers"]} == {"dns"}
     table = stack.cli("client", "discover")
     assert "dns" in table.stdout and f"{stack.port}" in table.stdout and DOMAIN in table.stdout
+    oneshot = stack.cli("client", "status", "--json", oneshot=True)  # a one-shot verb discovers too
+    assert oneshot.returncode == 0, oneshot.stdout + oneshot.stderr
     stack.start_agent()
     session = _session(stack)
     assert session["server"] == f"coaps://127.0.0.1:{stack.port}"
