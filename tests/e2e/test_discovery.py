@@ -19,6 +19,7 @@ from opendots.lab.processes import ProcessStack, StackError, free_udp_tcp_port, 
 from tests.e2e.discovery_lab import DiscoveryLab, missing_tools
 
 DOMAIN = "example.test"  # in the server certificate: the reference identifier of S-NAPTR results (§8.2)
+SD_DOMAIN = "sd.test"  # in the certificate too: the domain browsed with DNS-SD
 
 
 @pytest.fixture
@@ -32,7 +33,7 @@ def lab(tmp_path: Path) -> Iterator[DiscoveryLab]:
 
 @pytest.fixture
 def stack(tmp_path: Path, lab: DiscoveryLab) -> Iterator[ProcessStack]:
-    with ProcessStack(tmp_path / "stack", [], transport="auto", server_names=[DOMAIN]) as built:
+    with ProcessStack(tmp_path / "stack", [], transport="auto", server_names=[DOMAIN, SD_DOMAIN]) as built:
         built.server_config.listen = ["127.0.0.1", lab.root_address]
         built.server_config.save(built.server_config_path)
         built.start_server()
@@ -163,4 +164,42 @@ def test_an_unreachable_discovered_server_makes_the_agent_discover_again_rfc8973
     wait_for(lambda: _session(stack)["connected"] or time.monotonic() > deadline, 35, "the agent's session")
     session = _session(stack)
     assert session["connected"], stack.agent_log.read_text()[-2000:]
+    assert session["server"] == f"coaps://127.0.0.1:{stack.port}"
+
+
+def test_dns_sd_ptr_and_srv_records_from_dnsmasq_are_used_when_there_is_no_s_naptr_rfc8973_7(
+    lab: DiscoveryLab, stack: ProcessStack
+) -> None:
+    instance = f"a._dots-signal._tcp.{SD_DOMAIN}"  # TCP only: the agent connects over TLS
+    resolver = lab.serve_dns(
+        [
+            f"--ptr-record=_dots-signal._tcp.{SD_DOMAIN},{instance}",
+            f"--srv-host={instance},server.{SD_DOMAIN},{stack.port},0,0",
+            f"--txt-record={instance}",
+            f"--host-record=server.{SD_DOMAIN},127.0.0.1",
+        ]
+    )
+    _discovering(stack, discovery_domain=SD_DOMAIN, discovery_resolver=resolver)
+    found = _discover(stack)
+    assert [(s["source"], s["transport"], s["port"]) for s in found["servers"]] == [("dns-sd", "tls", stack.port)]
+    assert any(note.startswith(f"dns: S-NAPTR DOTS at {SD_DOMAIN}: 0") for note in found["notes"])
+    stack.start_agent()
+    session = _session(stack)
+    assert (session["discovered-from"], session["transport"]) == ("dns-sd", "tls")
+
+
+def test_when_the_dhcp_supplied_server_does_not_answer_the_dns_one_is_used_rfc8973_4(
+    tmp_path: Path, lab: DiscoveryLab, stack: ProcessStack
+) -> None:
+    resolver = lab.serve_dns(_records(DOMAIN, stack.port))
+    options = tmp_path / "dhcp.env"  # what the udhcpc hook writes; here an address where no DOTS server listens
+    address = bytes(int(part) for part in lab.dns_address.split("."))
+    options.write_text(f"opt147={encode_name(DOMAIN).hex()}\nopt148={address.hex()}\nlease=3600\n")
+    _discovering(
+        stack, discovery_domain=DOMAIN, discovery_resolver=resolver, discovery_dhcp_file=options, signal_port=stack.port
+    )
+    assert [s["source"] for s in _discover(stack)["servers"]][:2] == ["dhcp", "dhcp"]
+    stack.start_agent()
+    session = _session(stack)
+    assert session["discovered-from"] == "dns"
     assert session["server"] == f"coaps://127.0.0.1:{stack.port}"

@@ -35,11 +35,11 @@ from opendots.signal.client.shell import coap
 from opendots.signal.client.shell.connect import (
     ConnectError,
     Connection,
+    Group,
     candidates_for,
-    discovered_candidates,
+    discovered_groups,
     race,
     resolve_addresses,
-    transports_for,
 )
 from opendots.signal.client.shell.control import ControlError, ControlServer
 from opendots.signal.client.shell.operations import ClientOperations, OperationError
@@ -135,7 +135,6 @@ class ClientAgent:
         # RFC 8973 discovery ([client] discovery = "auto"); None keeps server_name / server_addresses only.
         self.discovery: Discoverer | None = discoverer_for(config) if config.discovery == "auto" else None
         self.discovery_cache = DiscoveryCache()
-        self._group_sources: dict[str, str] = {}
         self.discovered_from: str | None = None
 
     # ---------------------------------------------------------------- lifecycle
@@ -218,22 +217,13 @@ class ClientAgent:
         # a discovered server's must name its reference identifier (RFC 8973 §8).
         return await create_client_context(self.config.tls, server_name=server_name, site=site)
 
-    async def _candidate_groups(self) -> list[tuple[str, list[Candidate]]]:
-        """(name to verify, candidates) per race: the configured server, or RFC 8973 discovery's groups (best
-        source first). A redirection (RFC 9132 §4.6) overrides discovery while it holds."""
+    async def _candidate_groups(self) -> list[Group]:
+        """One race for the configured server, or RFC 8973 discovery's groups (best source first). A redirection
+        (RFC 9132 §4.6) overrides discovery while it holds."""
         if self.discovery is None or self._redirect_addresses is not None:
             addresses = await resolve_addresses(self.config, self._redirect_addresses)
-            return [(self._server_label, candidates_for(self.config, addresses))]
-        result = self.discovery_cache.get(self.clock())
-        if result is None:
-            result = await self.discovery.discover()
-            self.discovery_cache.store(result, self.clock())
-            log.info("discovery: %d candidate(s); %s", len(result.servers), "; ".join(result.notes))
-        groups = result.signal_groups(tuple(transports_for(self.config)))
-        if not groups:
-            raise ConnectError("discovery found no DOTS server: " + "; ".join(result.notes))
-        self._group_sources = {name: servers[0].source for name, servers in reversed(groups)}
-        return [(name, discovered_candidates(servers)) for name, servers in groups]
+            return [Group(self._server_label, candidates_for(self.config, addresses))]
+        return await discovered_groups(self.config, self.discovery, self.discovery_cache, self.clock())
 
     async def _connect(
         self, *, use_cache: bool = True, transports: tuple[str, ...] | None = None
@@ -242,8 +232,9 @@ class ClientAgent:
         discovery, one race per discovered peer name in the RFC 8973 §4 order; when none answers, the cached
         discovery is dropped so that the next attempt discovers again."""
         errors: list[str] = []
-        for server_name, group in await self._candidate_groups():
-            every = [c for c in group if transports is None or c.transport in transports]
+        for group in await self._candidate_groups():
+            server_name = group.server_name
+            every = [c for c in group.candidates if transports is None or c.transport in transports]
             if not every:
                 continue
             try:
@@ -252,7 +243,7 @@ class ClientAgent:
                 errors.append(f"{server_name}: {error}")
                 continue
             self._server_label = server_name
-            self.discovered_from = self._group_sources.get(server_name) if self.discovery else None
+            self.discovered_from = group.source
             return context, connection
         if self.discovery is not None:
             self.discovery_cache.invalidate()

@@ -16,11 +16,11 @@ from opendots.signal.client.shell import coap
 from opendots.signal.client.shell.connect import (
     ConnectError,
     Connection,
+    Group,
     candidates_for,
-    discovered_candidates,
+    discovered_groups,
     race,
     resolve_addresses,
-    transports_for,
 )
 from opendots.signal.client.shell.control import ControlError
 from opendots.signal.client.shell.operations import ClientOperations, OperationError
@@ -85,17 +85,12 @@ async def _connect(config: ClientConfig, settings: AgentSettings) -> tuple[aioco
     if config.discovery == "auto":
         from opendots.discovery.discover import discoverer_for
 
-        result = await discoverer_for(config).discover()
-        groups = [
-            (name, discovered_candidates(servers))
-            for name, servers in result.signal_groups(tuple(transports_for(config)))
-        ]
-        if not groups:
-            raise ConnectError("discovery found no DOTS server: " + "; ".join(result.notes))
+        groups = await discovered_groups(config, discoverer_for(config))
     else:
-        groups = [(config.server_name, candidates_for(config, await resolve_addresses(config)))]
+        groups = [Group(config.server_name, candidates_for(config, await resolve_addresses(config)))]
     errors: list[str] = []
-    for server_name, candidates in groups:
+    for group in groups:
+        server_name, candidates = group.server_name, group.candidates
         context = await create_client_context(config.tls, server_name=server_name)
 
         async def attempt(candidate: Any, context: aiocoap.Context = context) -> float:
