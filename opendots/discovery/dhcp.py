@@ -136,7 +136,8 @@ def interpret(options: dict[int, bytes], lease: float | None = None) -> list[Dhc
 
 
 def read_options_file(text: str) -> tuple[dict[int, bytes], float | None]:
-    """`optNNN=<hex>` lines (udhcpc's names; the first instance of an option wins, §5.1.3) and `lease=<s>`."""
+    """`optNNN=<hex>` lines (udhcpc's names, its plain hex or dhclient's colon form; the first instance of an
+    option wins, §5.1.3) and `lease=<s>`."""
     options: dict[int, bytes] = {}
     lease: float | None = None
     for number, line in enumerate(text.splitlines(), 1):
@@ -149,7 +150,9 @@ def read_options_file(text: str) -> tuple[dict[int, bytes], float | None]:
                 raise DhcpOptionError(f"line {number}: lease {value!r} is not a number of seconds") from None
         elif re.fullmatch(r"opt\d{1,5}", key):
             try:
-                options.setdefault(int(key[3:]), bytes.fromhex(value.replace(":", "")))
+                # udhcpc writes plain hex ("0764…"); dhclient colon-separated bytes without leading zeros ("7:64:…")
+                raw = bytes(int(part, 16) for part in value.split(":")) if ":" in value else bytes.fromhex(value)
+                options.setdefault(int(key[3:]), raw)
             except ValueError:
                 raise DhcpOptionError(f"line {number}: {key} is not hexadecimal") from None
     return options, lease

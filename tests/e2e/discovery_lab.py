@@ -25,12 +25,25 @@ bound|renew) env | grep -E '^(opt141|opt142|opt147|opt148|lease)=' > "{out}.tmp"
 esac
 exit 0
 """
+DHCLIENT_SCRIPT = """#!/bin/sh
+# dhclient -6 hook: the same file format (dhclient names the options as dhclient.conf defines them).
+case "$reason" in
+BOUND6|RENEW6|REBIND6)
+  printf 'opt141=%s\\nopt142=%s\\nlease=%s\\n' "$new_dhcp6_dots_ri" "$new_dhcp6_dots_address" "$new_max_life" \\
+    > "{out}.tmp" && mv "{out}.tmp" "{out}" ;;
+esac
+exit 0
+"""
+DHCLIENT_CONF = """option dhcp6.dots-ri code 141 = string;
+option dhcp6.dots-address code 142 = string;
+also request dhcp6.dots-ri, dhcp6.dots-address;
+"""
 
 
 def missing_tools() -> str | None:
-    for tool in ("dnsmasq", "udhcpc", "nsenter", "ip"):
+    for tool in ("dnsmasq", "udhcpc", "dhclient", "nsenter", "ip"):
         if shutil.which(tool) is None:
-            return f"`{tool}` is not installed (Debian: dnsmasq-base, udhcpc, util-linux, iproute2)"
+            return f"`{tool}` is not installed (Debian: dnsmasq-base, udhcpc, isc-dhcp-client, util-linux, iproute2)"
     return None
 
 
@@ -44,6 +57,9 @@ class DiscoveryLab:
         self.dns_address = str(base + offset + 2)
         self.dhcp_server_address = str(base + offset + 9)
         self.dhcp_pool = (str(base + offset + 10), str(base + offset + 14))
+        prefix = f"2001:db8:{secrets.randbelow(0xFFFF):x}"  # RFC 3849 documentation space
+        self.root_v6 = f"{prefix}:1::1"  # root side of the DNS link: a server can listen there
+        self.dhcp6_prefix = f"{prefix}:2::"
         self.svc = Namespace(f"od-dsv-{self.tag}")
         self.dhc = Namespace(f"od-dhc-{self.tag}")
         self.root_interface = f"odd{self.tag}"
@@ -56,8 +72,11 @@ class DiscoveryLab:
                 _ip(["netns", "add", namespace.name])
                 self._created.append(namespace)
                 _ip(["-n", namespace.name, "link", "set", "lo", "up"])
+                # No duplicate address detection: DHCPv6 needs a usable link-local address at once.
+                namespace.run(["sysctl", "-q", "-w", "net.ipv6.conf.default.accept_dad=0"])
             _ip(["link", "add", self.root_interface, "type", "veth", "peer", "name", "dns0", "netns", self.svc.name])
             _ip(["addr", "add", f"{self.root_address}/29", "dev", self.root_interface])
+            _ip(["addr", "add", f"{self.root_v6}/64", "dev", self.root_interface, "nodad"])
             _ip(["link", "set", self.root_interface, "up"])
             _ip(["-n", self.svc.name, "addr", "add", f"{self.dns_address}/29", "dev", "dns0"])
             _ip(["-n", self.svc.name, "link", "set", "dns0", "up"])
@@ -78,6 +97,7 @@ class DiscoveryLab:
                 ]
             )
             _ip(["-n", self.svc.name, "addr", "add", f"{self.dhcp_server_address}/29", "dev", "dhcp0"])
+            _ip(["-n", self.svc.name, "addr", "add", f"{self.dhcp6_prefix}1/64", "dev", "dhcp0", "nodad"])
             _ip(["-n", self.svc.name, "link", "set", "dhcp0", "up"])
             _ip(["-n", self.dhc.name, "link", "set", "cli0", "up"])
         except BaseException:
@@ -183,3 +203,39 @@ class DiscoveryLab:
             "148",
         ]
         return self.dhc.run(argv, timeout=timeout)
+
+    def serve_dhcp6(self, options: list[str]) -> None:
+        """dnsmasq as DHCPv6 server only (stateful, IA_NA) with OPTIONS ("option6:141,…")."""
+        pool = (f"{self.dhcp6_prefix}10", f"{self.dhcp6_prefix}20")
+        self._dnsmasq(
+            "dhcp6",
+            [
+                "--port=0",
+                "--interface=dhcp0",
+                f"--dhcp-range={pool[0]},{pool[1]},64,1h",
+                f"--dhcp-leasefile={self.directory / 'dnsmasq6.leases'}",
+                *(f"--dhcp-option={option}" for option in options),
+            ],
+        )
+
+    def run_dhcp6_client(self, out: Path, timeout: float = 20.0) -> str:
+        """ISC dhclient -6 in the dhc namespace, requesting options 141 and 142 (RFC 8973 §5.1.3); stopped once its
+        hook has written OUT. Returns its output."""
+        script = self.directory / "dhclient-hook.sh"
+        script.write_text(DHCLIENT_SCRIPT.format(out=out))
+        script.chmod(0o755)
+        conf = self.directory / "dhclient6.conf"
+        conf.write_text(DHCLIENT_CONF)
+        argv = ["dhclient", "-6", "-1", "-d", "-v", "-cf", str(conf), "-sf", str(script)]
+        argv += ["-lf", str(self.directory / "dhclient6.leases"), "-pf", str(self.directory / "dhclient6.pid"), "cli0"]
+        process = subprocess.Popen(self.dhc.command(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + timeout
+        while not out.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.terminate()
+        try:
+            output, _ = process.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            output, _ = process.communicate(timeout=5)
+        return output

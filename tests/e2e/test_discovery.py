@@ -34,7 +34,7 @@ def lab(tmp_path: Path) -> Iterator[DiscoveryLab]:
 @pytest.fixture
 def stack(tmp_path: Path, lab: DiscoveryLab) -> Iterator[ProcessStack]:
     with ProcessStack(tmp_path / "stack", [], transport="auto", server_names=[DOMAIN, SD_DOMAIN]) as built:
-        built.server_config.listen = ["127.0.0.1", lab.root_address]
+        built.server_config.listen = ["127.0.0.1", lab.root_address, lab.root_v6]
         built.server_config.save(built.server_config_path)
         built.start_server()
         yield built
@@ -203,3 +203,26 @@ def test_when_the_dhcp_supplied_server_does_not_answer_the_dns_one_is_used_rfc89
     session = _session(stack)
     assert session["discovered-from"] == "dns"
     assert session["server"] == f"coaps://127.0.0.1:{stack.port}"
+
+
+def test_dhcpv6_options_141_142_read_by_dhclient_lead_to_the_server_on_its_own_rfc8973_5_1(
+    tmp_path: Path, lab: DiscoveryLab, stack: ProcessStack
+) -> None:
+    import ipaddress
+
+    name = ":".join(f"{byte:02x}" for byte in encode_name(DOMAIN))
+    address = ":".join(f"{byte:02x}" for byte in ipaddress.IPv6Address(lab.root_v6).packed)
+    lab.serve_dhcp6([f"option6:141,{name}", f"option6:142,{address}"])
+    options = tmp_path / "dhcp6.env"
+    output = lab.run_dhcp6_client(options)
+    assert options.exists(), output
+    _discovering(stack, discovery_dhcp_file=options, signal_port=stack.port)  # DHCP only: no domain, no resolver
+    found = _discover(stack)
+    assert [(s["source"], s["address"], s["peer_name"], s["ttl"]) for s in found["servers"]] == [
+        ("dhcp", lab.root_v6, DOMAIN, 3600.0),
+        ("dhcp", lab.root_v6, DOMAIN, 3600.0),
+    ]
+    stack.start_agent()
+    session = _session(stack)
+    assert session["discovered-from"] == "dhcp"
+    assert session["server"] == f"coaps://[{lab.root_v6}]:{stack.port}"

@@ -106,3 +106,10 @@ def test_options_file_reads_udhcpc_hex_names_keeps_the_first_instance_and_the_le
     assert lease == 3600.0
     with pytest.raises(DhcpOptionError, match="line 1: opt148 is not hexadecimal"):
         read_options_file("opt148=zz\n")
+
+
+def test_options_file_reads_dhclient_colon_hex_without_leading_zeros() -> None:
+    options, _ = read_options_file("opt141=4:64:6f:74:73:7:65:78:61:6d:70:6c:65:3:63:6f:6d:0\n")
+    assert options == {141: FIGURE_4}
+    with pytest.raises(DhcpOptionError, match="not hexadecimal"):
+        read_options_file("opt141=4:164\n")
