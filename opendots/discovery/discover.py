@@ -21,6 +21,10 @@ if TYPE_CHECKING:
     from opendots.config import ClientConfig
 
 SIGNAL_PROTOCOLS = ("signal.udp", "signal.tcp")
+# Bounds on what DNS answers can make us do: a hostile or broken zone must not turn one discovery into thousands of
+# lookups (each waits up to the resolver lifetime).
+MAX_LOOKUPS = 64
+MAX_RECORDS = 16
 ALL_PROTOCOLS = ("signal.udp", "signal.tcp", "data.tcp")
 
 
@@ -55,6 +59,35 @@ def trusted(name: str, patterns: list[str]) -> bool:
     return False
 
 
+class BoundedLookups:
+    """LOOKUPS with at most MAX_LOOKUPS queries per discovery and MAX_RECORDS records kept per answer."""
+
+    def __init__(self, lookups: Lookups, limit: int = MAX_LOOKUPS) -> None:
+        self._lookups = lookups
+        self.left = limit
+
+    def _spend(self, what: str, name: str) -> None:
+        if self.left <= 0:
+            raise LookupFailed(f"stopped at {what} {name}: more than {MAX_LOOKUPS} lookups in one discovery")
+        self.left -= 1
+
+    async def naptr(self, name: str) -> list[Naptr]:
+        self._spend("NAPTR", name)
+        return (await self._lookups.naptr(name))[:MAX_RECORDS]
+
+    async def srv(self, name: str) -> list[Srv]:
+        self._spend("SRV", name)
+        return [r for r in await self._lookups.srv(name) if r.port != 0][:MAX_RECORDS]  # port 0 reaches nothing
+
+    async def ptr(self, name: str) -> list[tuple[str, float]]:
+        self._spend("PTR", name)
+        return (await self._lookups.ptr(name))[:MAX_RECORDS]
+
+    async def addresses(self, name: str) -> list[tuple[str, float]]:
+        self._spend("AAAA/A", name)
+        return (await self._lookups.addresses(name))[:MAX_RECORDS]
+
+
 class Discoverer:
     def __init__(self, settings: DiscoverySettings, lookups: Lookups, rng: random.Random | None = None) -> None:
         self.settings = settings
@@ -62,6 +95,7 @@ class Discoverer:
         self.rng = rng or random.Random()
 
     async def discover(self, protocols: tuple[str, ...] = SIGNAL_PROTOCOLS) -> DiscoveryResult:
+        self._q = BoundedLookups(self.lookups)
         result = DiscoveryResult()
         await self._explicit(result)
         await self._dhcp(result, protocols)
@@ -76,7 +110,7 @@ class Discoverer:
         try:
             await lookup  # type: ignore[misc]
         except LookupFailed as error:
-            result.notes.append(f"{source}: the resolver did not answer ({error})")
+            result.notes.append(f"{source}: {error}")
 
     def _add(self, result: DiscoveryResult, server: DiscoveredServer) -> None:
         if server not in result.servers:
@@ -102,9 +136,9 @@ class Discoverer:
                 addresses = [str(ipaddress.ip_address(peer))]
             except ValueError:
                 try:
-                    addresses = [address for address, _ in await self.lookups.addresses(peer)]
+                    addresses = [address for address, _ in await self._q.addresses(peer)]
                 except LookupFailed as error:
-                    result.notes.append(f"config: {peer} not resolved ({error})")
+                    result.notes.append(f"config: {peer} not resolved: {error}")
                     return
         self._signal(result, addresses, peer, "config", None)
         result.notes.append(f"config: {peer} ({len(addresses)} address(es))")
@@ -144,9 +178,9 @@ class Discoverer:
             await self._guarded(result, "dhcp", self._snaptr(result, peer, protocols, "dhcp"))
             if len(result.servers) == before:
                 try:
-                    found = await self.lookups.addresses(peer)
+                    found = await self._q.addresses(peer)
                 except LookupFailed as error:
-                    result.notes.append(f"dhcp: {peer} not resolved ({error})")
+                    result.notes.append(f"dhcp: {peer} not resolved: {error}")
                     continue
                 self._signal(
                     result, [a for a, _ in found], peer, "dhcp", _least([answer.lease, *(t for _, t in found)])
@@ -174,7 +208,7 @@ class Discoverer:
         if depth >= MAX_NAPTR_DEPTH:
             result.notes.append(f"{source}: NAPTR chain deeper than {MAX_NAPTR_DEPTH} at {name}: stopped")
             return
-        for record in select_naptr(await self.lookups.naptr(name), protocols):
+        for record in select_naptr(await self._q.naptr(name), protocols):
             held = _least([ttl, record.ttl])
             offered = [p for p in record.service.lower().split(":")[1:] if p in protocols]
             flag = record.flags.lower()
@@ -187,7 +221,7 @@ class Discoverer:
                 for protocol in offered:
                     channel, transport, _, default = PROTOCOLS[protocol]
                     port = self.settings.signal_port if channel == "signal" else default
-                    for address, address_ttl in await self.lookups.addresses(record.replacement):
+                    for address, address_ttl in await self._q.addresses(record.replacement):
                         server = DiscoveredServer(
                             address, port, transport, channel, domain, source, _least([held, address_ttl])
                         )
@@ -197,8 +231,8 @@ class Discoverer:
         self, result: DiscoveryResult, name: str, protocol: str, domain: str, source: Source, ttl: float | None
     ) -> None:
         channel, transport, _, _ = PROTOCOLS[protocol]
-        for srv in order_srv(await self.lookups.srv(name), self.rng):
-            for address, address_ttl in await self.lookups.addresses(srv.target):
+        for srv in order_srv(await self._q.srv(name), self.rng):
+            for address, address_ttl in await self._q.addresses(srv.target):
                 held = _least([ttl, srv.ttl, address_ttl])
                 self._add(result, DiscoveredServer(address, srv.port, transport, channel, domain, source, held))
 
@@ -207,7 +241,7 @@ class Discoverer:
         before = len(result.servers)
         for protocol in protocols:
             service = PROTOCOLS[protocol][2]
-            for instance, ttl in await self.lookups.ptr(f"{service}.{domain}"):
+            for instance, ttl in await self._q.ptr(f"{service}.{domain}"):
                 await self._srv(result, instance, protocol, domain, "dns-sd", ttl)
         result.notes.append(f"dns-sd: {len(result.servers) - before} candidate(s) under {domain}")
 

@@ -14,7 +14,7 @@ DEFAULT_LIFETIME = 3.0  # per lookup: discovery must not hold the agent's first 
 
 
 class LookupFailed(Exception):
-    """The resolver did not answer (timeout, SERVFAIL): not the same as "no such record"."""
+    """A lookup that got no usable answer (timeout, SERVFAIL, the lookup budget spent): not "no such record"."""
 
 
 def parse_resolver(text: str) -> tuple[str, int]:
@@ -55,7 +55,7 @@ class DnsLookups:
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
             return [], 0.0
         except (dns.exception.DNSException, OSError) as error:  # timeout, SERVFAIL, refused, unreachable
-            raise LookupFailed(f"{rdtype} {name}: {error}") from None
+            raise LookupFailed(f"the resolver did not answer {rdtype} {name} ({error})") from None
         ttl = float(answer.rrset.ttl) if answer.rrset is not None else 0.0
         return list(answer), ttl
 

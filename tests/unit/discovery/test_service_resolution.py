@@ -55,7 +55,7 @@ class Zone:
     async def _get(self, kind: str, name: str) -> list:
         self.queries.append((kind, name))
         if self.fail:
-            raise LookupFailed(f"{kind} {name}: timeout")
+            raise LookupFailed(f"the resolver did not answer {kind} {name} (timeout)")
         return list(self.records.get((kind, name), []))
 
     async def naptr(self, name: str) -> list[Naptr]:
@@ -214,3 +214,34 @@ def test_resolver_addresses_take_an_optional_port() -> None:
     assert parse_resolver("192.0.2.53:5353") == ("192.0.2.53", 5353)
     assert parse_resolver("2001:db8::53") == ("2001:db8::53", 53)
     assert parse_resolver("[2001:db8::53]:5353") == ("2001:db8::53", 5353)
+
+
+def test_a_zone_that_fans_out_is_cut_at_the_lookup_budget_and_srv_port_0_is_dropped() -> None:
+    # Every SRV target has its own name: without bounds, 1000 records would mean 1000 address lookups.
+    records: dict[tuple[str, str], list] = {
+        ("NAPTR", "example.net"): [_naptr(100, "s", "DOTS:signal.udp", "_dots-signal._udp.example.net")],
+        ("SRV", "_dots-signal._udp.example.net"): [Srv(0, 0, 4646, f"h{i}.example.net", 60) for i in range(1000)]
+        + [Srv(0, 0, 0, "zero.example.net", 60)],
+    }
+    for i in range(1000):
+        records[("ADDR", f"h{i}.example.net")] = [(f"2001:db8::{i + 1:x}", 60.0)]
+    records[("ADDR", "zero.example.net")] = [("2001:db8:0:1::1", 60.0)]
+    zone = Zone(records)
+    result = _discover(DiscoverySettings(domain="example.net"), zone, ("signal.udp",))
+    assert len(zone.queries) <= 64  # discover.MAX_LOOKUPS
+    assert len([s for s in result.servers if s.source == "dns"]) == 16  # discover.MAX_RECORDS SRV records kept
+    assert all(s.port != 0 for s in result.servers)
+
+
+def test_non_terminal_naptr_records_that_fan_out_stop_at_the_lookup_budget() -> None:
+    class Fanning(Zone):
+        """Every name has 16 non-terminal NAPTR records to 16 new names: 16^5 lookups without a budget."""
+
+        async def naptr(self, name: str) -> list[Naptr]:
+            await self._get("NAPTR", name)
+            return [_naptr(100, "", "DOTS:signal.udp", f"n{i}.{name}") for i in range(16)]
+
+    zone = Fanning({})
+    result = _discover(DiscoverySettings(domain="example.net"), zone, ("signal.udp",))
+    assert len(zone.queries) == 64
+    assert any("more than 64 lookups" in note for note in result.notes)
