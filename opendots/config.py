@@ -252,6 +252,15 @@ class ClientConfig:
     data_port: int = DEFAULT_DATA_PORT
     transport: Literal["auto", "dtls", "tls"] = "auto"
     control_socket: Path = Path("opendots-client.sock")
+    discovery: Literal["off", "auto"] = "off"
+    """"auto": find servers as RFC 8973 §4 says (opendots.discovery); "off": server_name / server_addresses only."""
+    discovery_domain: str | None = None
+    discovery_resolver: str | None = None
+    discovery_dhcp_file: Path | None = None
+    discovery_trusted_names: list[str] = field(default_factory=list)
+    server_configured: bool = True
+    """Whether server_name or server_addresses was written in the file (with discovery, explicit configuration
+    comes first, RFC 8973 §4; the "localhost" default is not a configuration)."""
     agent: dict[str, Any] = field(default_factory=dict)
     """[agent]: the agent's own settings, parsed by opendots.signal.client.shell.settings.AgentSettings.from_config."""
     path: Path | None = None
@@ -280,6 +289,20 @@ class ClientConfig:
                 ) from None
         agent = _table(data, "agent", path)
         _known(agent, AGENT_KEYS, f"{path}: [agent]")
+        discovery = client.get("discovery", "off")
+        if discovery not in ("off", "auto"):
+            raise ConfigError(f"{where} discovery must be off or auto, not {discovery!r}")
+        resolver = _string(client, "discovery_resolver", None, where)
+        if resolver is not None:
+            from opendots.discovery.resolve import parse_resolver
+
+            try:
+                parse_resolver(resolver)
+            except ValueError:
+                raise ConfigError(
+                    f"{where} discovery_resolver: {resolver!r} is not an address[:port] (e.g. 192.0.2.53:53)"
+                ) from None
+        dhcp_file = _string(client, "discovery_dhcp_file", None, where)
         return cls(
             tls=TlsFiles.from_table(_table(data, "tls", path), base, path),
             server_name=_string(client, "server_name", "localhost", where),
@@ -288,6 +311,12 @@ class ClientConfig:
             data_port=_port(client, "data_port", DEFAULT_DATA_PORT, where),
             transport=transport,
             control_socket=base / _string(client, "control_socket", "opendots-client.sock", where),
+            discovery=discovery,
+            discovery_domain=_string(client, "discovery_domain", None, where),
+            discovery_resolver=resolver,
+            discovery_dhcp_file=None if dhcp_file is None else base / dhcp_file,
+            discovery_trusted_names=_strings(client, "discovery_trusted_names", [], where),
+            server_configured="server_name" in client or "server_addresses" in client,
             agent=dict(agent),
             path=path,
         )
@@ -297,18 +326,36 @@ class ClientConfig:
         base = path.resolve().parent
         data = {
             "client": {
-                "server_name": self.server_name,
-                "server_addresses": self.server_addresses,
+                **(
+                    {"server_name": self.server_name, "server_addresses": self.server_addresses}
+                    if self.server_configured
+                    else {}
+                ),
                 "signal_port": self.signal_port,
                 "data_port": self.data_port,
                 "transport": self.transport,
                 "control_socket": _relative(self.control_socket, base),
+                **_discovery_keys(self, base),
             },
             "tls": self.tls.to_table(base),
         }
         if self.agent:
             data["agent"] = self.agent
         path.write_text(tomli_w.dumps(data))
+
+
+def _discovery_keys(config: ClientConfig, base: Path) -> dict[str, Any]:
+    if config.discovery == "off":
+        return {}
+    table: dict[str, Any] = {"discovery": config.discovery}
+    for key in ("discovery_domain", "discovery_resolver"):
+        if getattr(config, key) is not None:
+            table[key] = getattr(config, key)
+    if config.discovery_dhcp_file is not None:
+        table["discovery_dhcp_file"] = _relative(config.discovery_dhcp_file, base)
+    if config.discovery_trusted_names:
+        table["discovery_trusted_names"] = config.discovery_trusted_names
+    return table
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -360,7 +407,19 @@ SERVER_KEYS = (
 )
 CLIENT_ENTRY_KEYS = ("name", "cuid", "prefixes", "fqdns", "uris", "gateway")
 CLIENT_TABLES = ("client", "tls", "agent")
-CLIENT_KEYS = ("server_name", "server_addresses", "signal_port", "data_port", "transport", "control_socket")
+CLIENT_KEYS = (
+    "server_name",
+    "server_addresses",
+    "signal_port",
+    "data_port",
+    "transport",
+    "control_socket",
+    "discovery",
+    "discovery_domain",
+    "discovery_resolver",
+    "discovery_dhcp_file",
+    "discovery_trusted_names",
+)
 AGENT_KEYS = ("state_file", "reconnect_min", "reconnect_max", "attempt_delay", "connect_timeout", "request_timeout")
 
 

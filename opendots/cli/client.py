@@ -377,3 +377,34 @@ def config_delete_command(config_path: Path) -> None:
     result, _ = _call(config_path, "config-delete")
     _check_code(result)
     click.echo(f"{result['code']} configuration deleted")
+
+
+@client.command("discover")
+@_config_option
+@click.option("--json", "as_json", is_flag=True, help="Print the candidates and notes as JSON.")
+def discover_command(config_path: Path, as_json: bool) -> None:
+    """Find DOTS servers as RFC 8973 §4 says (configuration, DHCP, DNS S-NAPTR, DNS-SD) and show where from."""
+    from opendots.discovery.discover import ALL_PROTOCOLS, discoverer_for
+
+    config, _ = _load(config_path)
+    result = asyncio.run(discoverer_for(config).discover(ALL_PROTOCOLS))
+    if as_json:
+        print_json({"servers": [server.as_dict() for server in result.servers], "notes": result.notes})
+        return
+    rows = [
+        [
+            s.source,
+            s.channel,
+            s.transport.upper(),
+            s.address,
+            str(s.port),
+            s.peer_name,
+            "-" if s.ttl is None else f"{s.ttl:.0f} s",
+        ]
+        for s in result.servers
+    ]
+    click.echo(table(rows, ["SOURCE", "CHANNEL", "TRANSPORT", "ADDRESS", "PORT", "VERIFY NAME", "TTL"]))
+    for note in result.notes:
+        click.echo(f"  {note}")
+    if not result.servers:
+        raise UnavailableError("no DOTS server found")

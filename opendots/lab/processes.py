@@ -99,16 +99,20 @@ class ProcessStack:
         *,
         transport: str = "dtls",
         signal_settings: dict[str, Any] | None = None,
+        server_names: list[str] | None = None,
     ) -> None:
         """SIGNAL_SETTINGS: the server's [signal] table; by default a withdrawn mitigation stays enforced for
-        1 s only (RFC 9132 active-but-terminating; 120 s in production), so a lab sees the traffic come back."""
+        1 s only (RFC 9132 active-but-terminating; 120 s in production), so a lab sees the traffic come back.
+        SERVER_NAMES: extra names in the server certificate (e.g. a discovery domain, RFC 8973 §8.2)."""
         from opendots.pki.setup import init_pki
 
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.port = free_udp_tcp_port()
         # A free data-channel port too: 443 may be taken (another stack, another test run on the machine).
-        server_config, client_config = init_pki(self.directory, signal_port=self.port, data_port=free_udp_tcp_port())
+        server_config, client_config = init_pki(
+            self.directory, server_names, signal_port=self.port, data_port=free_udp_tcp_port()
+        )
         server_config.listen = ["127.0.0.1"]
         server_config.mitigators = [dict(entry) for entry in mitigators]
         server_config.signal = dict(signal_settings if signal_settings is not None else LAB_SIGNAL_SETTINGS)

@@ -21,16 +21,26 @@ import aiocoap.error
 import aiocoap.resource
 
 from opendots.config import ClientConfig
+from opendots.discovery.cache import DiscoveryCache
+from opendots.discovery.discover import Discoverer, discoverer_for
 from opendots.eventloop import running_loop_name
 from opendots.model import ModelError, decode_signal
 from opendots.pki.cuid import cuid_from_certificate
 from opendots.signal.client.core import events as ev
 from opendots.signal.client.core.client import DotsClientCore
-from opendots.signal.client.core.eyeballs import EyeballsCache
+from opendots.signal.client.core.eyeballs import Candidate, EyeballsCache
 from opendots.signal.client.core.requests import DotsRequest, DotsResponse, RequestKind
 from opendots.signal.client.core.timing import ReconnectBackoff
 from opendots.signal.client.shell import coap
-from opendots.signal.client.shell.connect import ConnectError, Connection, candidates_for, race, resolve_addresses
+from opendots.signal.client.shell.connect import (
+    ConnectError,
+    Connection,
+    Group,
+    candidates_for,
+    discovered_groups,
+    race,
+    resolve_addresses,
+)
 from opendots.signal.client.shell.control import ControlError, ControlServer
 from opendots.signal.client.shell.operations import ClientOperations, OperationError
 from opendots.signal.client.shell.settings import AgentSettings
@@ -122,6 +132,10 @@ class ClientAgent:
         self._last_error: str | None = None
         self._next_attempt_at: float | None = None
         self._attempt_over = asyncio.Event()
+        # RFC 8973 discovery ([client] discovery = "auto"); None keeps server_name / server_addresses only.
+        self.discovery: Discoverer | None = discoverer_for(config) if config.discovery == "auto" else None
+        self.discovery_cache = DiscoveryCache()
+        self.discovered_from: str | None = None
 
     # ---------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -195,21 +209,51 @@ class ClientAgent:
             await self._run_session()
             await self._session_down()
 
-    async def _new_context(self) -> aiocoap.Context:
+    async def _new_context(self, server_name: str) -> aiocoap.Context:
         # A fresh context per session: a new (D)TLS handshake instead of a session the server may have forgotten.
         site = aiocoap.resource.Site()
         site.add_resource((".well-known", "dots", "hb"), HeartbeatResource(self))
-        # After a redirection the alternate server's certificate must name the alt-server FQDN (RFC 9132 §4.6).
-        return await create_client_context(self.config.tls, server_name=self._server_label, site=site)
+        # After a redirection the alternate server's certificate must name the alt-server FQDN (RFC 9132 §4.6);
+        # a discovered server's must name its reference identifier (RFC 8973 §8).
+        return await create_client_context(self.config.tls, server_name=server_name, site=site)
+
+    async def _candidate_groups(self) -> list[Group]:
+        """One race for the configured server, or RFC 8973 discovery's groups (best source first). A redirection
+        (RFC 9132 §4.6) overrides discovery while it holds."""
+        if self.discovery is None or self._redirect_addresses is not None:
+            addresses = await resolve_addresses(self.config, self._redirect_addresses)
+            return [Group(self._server_label, candidates_for(self.config, addresses))]
+        return await discovered_groups(self.config, self.discovery, self.discovery_cache, self.clock())
 
     async def _connect(
         self, *, use_cache: bool = True, transports: tuple[str, ...] | None = None
     ) -> tuple[aiocoap.Context, Connection]:
-        """Happy Eyeballs (RFC 9132 §4.3) on a new context; the cached winner is tried alone first."""
-        addresses = await resolve_addresses(self.config, self._redirect_addresses)
-        every = [c for c in candidates_for(self.config, addresses) if transports is None or c.transport in transports]
+        """Happy Eyeballs (RFC 9132 §4.3) on a new context; the cached winner is tried alone first. With
+        discovery, one race per discovered peer name in the RFC 8973 §4 order; when none answers, the cached
+        discovery is dropped so that the next attempt discovers again."""
+        errors: list[str] = []
+        for group in await self._candidate_groups():
+            server_name = group.server_name
+            every = [c for c in group.candidates if transports is None or c.transport in transports]
+            if not every:
+                continue
+            try:
+                context, connection = await self._race_group(server_name, every, use_cache)
+            except ConnectError as error:
+                errors.append(f"{server_name}: {error}")
+                continue
+            self._server_label = server_name
+            self.discovered_from = group.source
+            return context, connection
+        if self.discovery is not None:
+            self.discovery_cache.invalidate()
+        raise ConnectError("; ".join(errors) or "no candidate for the allowed transports")
+
+    async def _race_group(
+        self, server_name: str, every: list[Candidate], use_cache: bool
+    ) -> tuple[aiocoap.Context, Connection]:
         chosen = self.eyeballs.candidates(every, self.clock()) if use_cache else every
-        context = await self._new_context()
+        context = await self._new_context(server_name)
 
         async def attempt(candidate: Any) -> float:
             return await open_session(context, candidate.base_uri, timeout=self.settings.connect_timeout)
@@ -563,6 +607,7 @@ class ClientAgent:
             "last-error": self._last_error,
             "server": connection.candidate.base_uri if connection else None,
             "transport": connection.candidate.transport if connection else None,
+            "discovered-from": self.discovered_from if connection else None,  # RFC 8973 §4 source, with discovery
             "rtt": round(connection.rtt, 4) if connection else None,  # seconds; 0.1 ms is all a ping can tell
             "cuid": self.cuid,
             "sessions-established": self.sessions_established,

@@ -11,6 +11,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from opendots.config import ClientConfig
+from opendots.discovery.cache import DiscoveryCache
+from opendots.discovery.discover import Discoverer
+from opendots.discovery.records import DiscoveredServer
 from opendots.errors import UnavailableError
 from opendots.signal.client.core.eyeballs import Candidate, HappyEyeballs, Transport, order_candidates
 
@@ -104,3 +107,37 @@ async def race(
 
 def candidates_for(config: ClientConfig, addresses: list[str]) -> list[Candidate]:
     return order_candidates(addresses, config.signal_port, transports_for(config))
+
+
+def discovered_candidates(servers: list[DiscoveredServer]) -> list[Candidate]:
+    """Discovered signal-channel servers as Happy Eyeballs candidates, in RFC 9132 §4.3 order (DTLS before TLS,
+    IPv6 before IPv4), the discovery order kept otherwise; each keeps the port its SRV record gave."""
+    unique = list(dict.fromkeys(Candidate(s.address, s.port, s.transport) for s in servers))
+    rank = {"dtls": 0, "tls": 1}
+    return sorted(unique, key=lambda c: (rank[c.transport], -c.family))
+
+
+@dataclass(frozen=True)
+class Group:
+    """One Happy Eyeballs race: candidates whose certificate must name SERVER_NAME; SOURCE is the RFC 8973
+    mechanism that found them (None without discovery)."""
+
+    server_name: str
+    candidates: list[Candidate]
+    source: str | None = None
+
+
+async def discovered_groups(
+    config: ClientConfig, discoverer: Discoverer, cache: DiscoveryCache | None = None, now: float = 0.0
+) -> list[Group]:
+    """The RFC 8973 §4 result as races, best source first: from CACHE while its TTL holds, else looked up."""
+    result = cache.get(now) if cache is not None else None
+    if result is None:
+        result = await discoverer.discover()
+        if cache is not None:
+            cache.store(result, now)
+        log.info("discovery: %d candidate(s); %s", len(result.servers), "; ".join(result.notes))
+    groups = result.signal_groups(tuple(transports_for(config)))
+    if not groups:
+        raise ConnectError("discovery found no DOTS server: " + "; ".join(result.notes))
+    return [Group(name, discovered_candidates(servers), servers[0].source) for name, servers in groups]

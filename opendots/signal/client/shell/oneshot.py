@@ -6,12 +6,22 @@ import logging
 import time
 from typing import Any
 
+import aiocoap
+
 from opendots.config import ClientConfig
 from opendots.pki.cuid import cuid_from_certificate
 from opendots.signal.client.core.client import DotsClientCore
 from opendots.signal.client.core.requests import DotsRequest, DotsResponse
 from opendots.signal.client.shell import coap
-from opendots.signal.client.shell.connect import candidates_for, race, resolve_addresses
+from opendots.signal.client.shell.connect import (
+    ConnectError,
+    Connection,
+    Group,
+    candidates_for,
+    discovered_groups,
+    race,
+    resolve_addresses,
+)
 from opendots.signal.client.shell.control import ControlError
 from opendots.signal.client.shell.operations import ClientOperations, OperationError
 from opendots.signal.client.shell.settings import AgentSettings
@@ -34,15 +44,10 @@ async def run_once(
     check_credentials(config.tls)
     cuid = cuid_from_certificate(config.tls.cert.read_bytes())
     store = ClientStateStore(settings.state_file, cuid)
-    context = await create_client_context(config.tls, server_name=config.server_name)
+    context = None
     try:
         core = DotsClientCore(cuid, store, now=time.time())
-
-        async def attempt(candidate: Any) -> float:
-            return await open_session(context, candidate.base_uri, timeout=settings.connect_timeout)
-
-        candidates = candidates_for(config, await resolve_addresses(config))
-        connection = await race(candidates, attempt, attempt_delay=settings.attempt_delay)
+        context, connection = await _connect(config, settings)
 
         async def send(request: DotsRequest) -> DotsResponse:
             try:
@@ -67,7 +72,33 @@ async def run_once(
         return {"server": connection.candidate.base_uri, **result}
     finally:
         try:
-            await context.shutdown()
+            if context is not None:
+                await context.shutdown()
         except Exception:  # the exchange is over: a failing teardown must not turn its outcome into a crash
             log.warning("closing the one-shot session failed", exc_info=True)
         store.close()
+
+
+async def _connect(config: ClientConfig, settings: AgentSettings) -> tuple[aiocoap.Context, Connection]:
+    """Happy Eyeballs to the configured server, or (discovery = "auto") to each discovered peer name in the
+    RFC 8973 §4 order, each on a context that verifies that name."""
+    if config.discovery == "auto":
+        from opendots.discovery.discover import discoverer_for
+
+        groups = await discovered_groups(config, discoverer_for(config))
+    else:
+        groups = [Group(config.server_name, candidates_for(config, await resolve_addresses(config)))]
+    errors: list[str] = []
+    for group in groups:
+        server_name, candidates = group.server_name, group.candidates
+        context = await create_client_context(config.tls, server_name=server_name)
+
+        async def attempt(candidate: Any, context: aiocoap.Context = context) -> float:
+            return await open_session(context, candidate.base_uri, timeout=settings.connect_timeout)
+
+        try:
+            return context, await race(candidates, attempt, attempt_delay=settings.attempt_delay)
+        except ConnectError as error:
+            errors.append(f"{server_name}: {error}" if len(groups) > 1 else str(error))
+            await context.shutdown()
+    raise ConnectError("; ".join(errors))
