@@ -27,8 +27,8 @@ from opendots.cli.main import cli
 from opendots.config import ClientConfig
 from opendots.pki.setup import init_pki
 from opendots.signal.client.core import events as ev
+from opendots.signal.client.core.events import describe_conflict
 from opendots.signal.client.core.scope import MitigationScope
-from opendots.signal.client.shell.agent import describe_conflict
 from opendots.signal.client.shell.connect import _reason
 from opendots.store.client_state import ClientStateStore
 from opendots.transport.dtls import DtlsError

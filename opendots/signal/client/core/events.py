@@ -121,3 +121,17 @@ Event = (
     | RedirectIgnored
     | RedirectExpired
 )
+
+
+def describe_conflict(conflict: dict[str, Any]) -> str:
+    """RFC 9132 §4.4.1 conflict-information in words: the cause, and the mid and targets it conflicts with."""
+    scope = conflict.get("conflict-scope") or {}
+    words = [str(conflict.get("conflict-cause", "conflict"))]
+    if "mid" in scope:
+        words.append(f"with mid {scope['mid']}")
+    targets = [*scope.get("target-prefix", []), *scope.get("target-fqdn", []), *scope.get("target-uri", [])]
+    if targets:
+        words.append(f"on {' '.join(str(target) for target in targets)}")
+    if "retry-timer" in conflict:
+        words.append(f"(retry in {conflict['retry-timer']} s)")
+    return " ".join(words)

@@ -24,7 +24,7 @@ from opendots.config import ClientConfig
 from opendots.discovery.cache import DiscoveryCache
 from opendots.discovery.discover import Discoverer, discoverer_for
 from opendots.eventloop import running_loop_name
-from opendots.model import ModelError, decode_signal
+from opendots.model import ModelError
 from opendots.pki.cuid import cuid_from_certificate
 from opendots.signal.client.core import events as ev
 from opendots.signal.client.core.client import DotsClientCore
@@ -42,6 +42,7 @@ from opendots.signal.client.shell.connect import (
     resolve_addresses,
 )
 from opendots.signal.client.shell.control import ControlError, ControlServer
+from opendots.signal.client.shell.heartbeats import HeartbeatResource
 from opendots.signal.client.shell.operations import ClientOperations, OperationError
 from opendots.signal.client.shell.settings import AgentSettings
 from opendots.store.client_state import ClientStateStore
@@ -66,39 +67,6 @@ def _cancel(pending: Any) -> None:
 def _retrieve(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()
-
-
-def describe_conflict(conflict: dict[str, Any]) -> str:
-    """RFC 9132 §4.4.1 conflict-information in words: the cause, and the mid and targets it conflicts with."""
-    scope = conflict.get("conflict-scope") or {}
-    words = [str(conflict.get("conflict-cause", "conflict"))]
-    if "mid" in scope:
-        words.append(f"with mid {scope['mid']}")
-    targets = [*scope.get("target-prefix", []), *scope.get("target-fqdn", []), *scope.get("target-uri", [])]
-    if targets:
-        words.append(f"on {' '.join(str(target) for target in targets)}")
-    if "retry-timer" in conflict:
-        words.append(f"(retry in {conflict['retry-timer']} s)")
-    return " ".join(words)
-
-
-class HeartbeatResource(aiocoap.resource.Resource):
-    """PUT /.well-known/dots/hb from the server (RFC 9132 §4.7): answer 2.04 and note that the server is alive."""
-
-    def __init__(self, agent: ClientAgent) -> None:
-        super().__init__()
-        self.agent = agent
-
-    async def render_put(self, request: aiocoap.Message) -> aiocoap.Message:
-        try:
-            body = decode_signal(request.payload) if request.payload else None
-        except ModelError as error:
-            return aiocoap.Message(code=aiocoap.BAD_REQUEST, payload=error.diagnostic.encode())
-        code, diagnostic = self.agent.core.handle_peer_heartbeat(body, self.agent.clock())
-        self.agent.pump()
-        if code == "2.04":
-            return aiocoap.Message(code=aiocoap.CHANGED)
-        return aiocoap.Message(code=aiocoap.BAD_REQUEST, payload=(diagnostic or "").encode())
 
 
 class ClientAgent:
@@ -423,7 +391,7 @@ class ClientAgent:
             case ev.CuidCollision(mid=mid):
                 log.error("mid %d: the server reports a cuid collision; this client needs a new certificate", mid)
             case ev.MitigationConflict(mid=mid, conflict=conflict):
-                log.error("mid %d refused (4.09): %s", mid, describe_conflict(conflict))
+                log.error("mid %d refused (4.09): %s", mid, ev.describe_conflict(conflict))
             case ev.ConfigRejected(code=code, diagnostic=diagnostic):
                 log.error("session configuration refused (%s): %s", code, diagnostic)
             case ev.ConfigUpdated():
