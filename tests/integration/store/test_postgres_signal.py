@@ -15,17 +15,25 @@ from opendots.signal.server.core import Request, ServerSettings, SignalServer
 from opendots.signal.server.shell.service import SignalService
 from opendots.store.postgres import _MIGRATIONS, PostgresSignalStore, redacted, upgrade
 from opendots.store.records import CuidRecord, MitigationRecord, SignalChanges, StoreError
+from tests.helpers import signal_store_contract as contract
 from tests.helpers.signal_harness import ALPHA, ALPHA_CUID, BRAVO, T0, mitigate_path, scope_body
-from tests.unit.store.test_signal import (  # noqa: F401  (collected here: the same tests on PostgreSQL)
-    test_changes_are_atomic,
-    test_restart_recovers_mitigations_configs_and_cuid_owners,
-)
-from tests.unit.store.test_signal_telemetry import (  # noqa: F401
-    test_telemetry_setups_are_put_replaced_deleted_and_loaded,
-)
-from tests.unit.store.test_signal_telemetry_reports import (  # noqa: F401
-    test_telemetry_reports_are_put_replaced_deleted_and_loaded,
-)
+
+
+# What every signal store must do (tests/helpers/signal_store_contract.py), here on PostgreSQL.
+def test_changes_are_atomic(open_signal_store):
+    contract.changes_are_atomic(open_signal_store)
+
+
+def test_restart_recovers_mitigations_configs_and_cuid_owners(tmp_path, open_signal_store):
+    contract.restart_recovers_mitigations_configs_and_cuid_owners(tmp_path, open_signal_store)
+
+
+def test_telemetry_setups_are_put_replaced_deleted_and_loaded(open_signal_store):
+    contract.telemetry_setups_are_put_replaced_deleted_and_loaded(open_signal_store)
+
+
+def test_telemetry_reports_are_put_replaced_deleted_and_loaded(open_signal_store):
+    contract.telemetry_reports_are_put_replaced_deleted_and_loaded(open_signal_store)
 
 
 async def _execute(url: str, statement: str) -> None:

@@ -8,14 +8,13 @@ from pathlib import Path
 
 from opendots.store.signal import (
     _MIGRATIONS,
-    CuidRecord,
     MitigationRecord,
     SignalChanges,
     SignalStore,
     SqliteSignalStore,
-    TelemetrySetupRecord,
 )
 from opendots.store.sqlite import SqliteDatabase
+from tests.helpers import signal_store_contract as contract
 from tests.helpers.signal_harness import T0
 
 PIPE = {"total-pipe-capacity": [{"link-id": "link1", "capacity": "500", "unit": "megabit-ps"}]}
@@ -37,27 +36,4 @@ def test_a_version_2_database_gains_the_telemetry_table_and_keeps_its_rows(tmp_p
 
 
 def test_telemetry_setups_are_put_replaced_deleted_and_loaded(open_signal_store: Callable[[], SignalStore]):
-    """Any store (tests/integration/store runs it on PostgreSQL)."""
-    store = open_signal_store()
-    store.apply(
-        SignalChanges(
-            put_cuids=[CuidRecord("c", "alpha", T0)],
-            put_telemetry_setups=[
-                TelemetrySetupRecord("alpha", "c", 1, CONFIG),
-                TelemetrySetupRecord("alpha", "c", 2, PIPE),
-            ],
-        )
-    )
-    # One decision both replaces (a newer tsid) and deletes (the older one it overrides).
-    store.apply(
-        SignalChanges(
-            put_telemetry_setups=[TelemetrySetupRecord("alpha", "c", 3, CONFIG)], delete_telemetry_setups=[("c", 1)]
-        )
-    )
-    store.close()
-    state = open_signal_store().load()
-    assert state.telemetry_setups == [
-        TelemetrySetupRecord("alpha", "c", 2, PIPE),
-        TelemetrySetupRecord("alpha", "c", 3, CONFIG),
-    ]
-    assert [c.cuid for c in state.cuids] == ["c"]
+    contract.telemetry_setups_are_put_replaced_deleted_and_loaded(open_signal_store)

@@ -11,10 +11,10 @@ from opendots.store.signal import (
     _MIGRATIONS,
     SignalChanges,
     SqliteSignalStore,
-    TelemetryReportRecord,
     TelemetrySetupRecord,
 )
 from opendots.store.sqlite import SqliteDatabase
+from tests.helpers import signal_store_contract as contract
 
 ENTRY = {"target": {"target-prefix": ["2001:db8::1/128"]}, "total-attack-traffic": [{"unit": "megabit-ps"}]}
 CONFIG = {"current-config": {"low-percentile": "5.00"}}
@@ -33,25 +33,5 @@ def test_a_version_3_database_gains_the_telemetry_reports_table_and_keeps_its_ro
     assert store.dump()["signal_telemetry_reports"] == []
 
 
-def test_telemetry_reports_are_put_replaced_deleted_and_loaded(open_signal_store: Callable[[], SignalStore]) -> None:
-    """Any store (tests/integration/store runs it on PostgreSQL)."""
-    store = open_signal_store()
-    store.apply(
-        SignalChanges(
-            put_telemetry_reports=[
-                TelemetryReportRecord("alpha", "c", 1, [ENTRY]),
-                TelemetryReportRecord("alpha", "c", 2, [ENTRY, ENTRY]),
-            ]
-        )
-    )
-    # One decision both puts a newer tmid and deletes the older one it overrides (RFC 9244 §8.2).
-    store.apply(
-        SignalChanges(
-            put_telemetry_reports=[TelemetryReportRecord("alpha", "c", 3, [ENTRY])], delete_telemetry_reports=[("c", 1)]
-        )
-    )
-    store.close()
-    assert open_signal_store().load().telemetry_reports == [
-        TelemetryReportRecord("alpha", "c", 2, [ENTRY, ENTRY]),
-        TelemetryReportRecord("alpha", "c", 3, [ENTRY]),
-    ]
+def test_telemetry_reports_are_put_replaced_deleted_and_loaded(open_signal_store: Callable[[], SignalStore]):
+    contract.telemetry_reports_are_put_replaced_deleted_and_loaded(open_signal_store)
