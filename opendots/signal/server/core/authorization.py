@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from opendots.config import ClientAuthorization
+from opendots.domain.addresses import network_bounds
 from opendots.domain.targets import Targets, uri_host
 from opendots.signal.server.core.messages import reject
 
@@ -45,6 +46,16 @@ def resolve_aliases(client: ClientAuthorization, targets: Targets, directory: Al
             raise reject("4.00", f"alias-name {alias!r} was not created by this DOTS client")
         resolved = resolved.merged(replace(found, alias_names=()))  # a new Targets: TARGETS is left as it was
     return resolved
+
+
+def check_call_home_authorized(client: ClientAuthorization, targets: Targets) -> None:
+    """RFC 9066 §5.3.1: a Call Home DOTS server checks that every 'source-prefix' is within its own domain (the
+    prefixes configured for the Call Home DOTS client that asks); any routable 'target-prefix' is in scope."""
+    for prefix in targets.source_prefixes:
+        if not client.covers_range(*network_bounds(prefix)):
+            raise reject(
+                "4.00", f"source-prefix {prefix} is outside the prefixes this Call Home DOTS client may ask about"
+            )
 
 
 def check_authorized(client: ClientAuthorization, targets: Targets) -> None:

@@ -13,7 +13,7 @@ from opendots.domain import Counters, Targets
 from opendots.signal.server.core import defaults
 from opendots.signal.server.core.acl_requests import AclRequests
 from opendots.signal.server.core.announcements import Announcements
-from opendots.signal.server.core.authorization import check_authorized, resolve_aliases
+from opendots.signal.server.core.authorization import check_authorized, check_call_home_authorized, resolve_aliases
 from opendots.signal.server.core.bodies import body_of
 from opendots.signal.server.core.decision import Decision
 from opendots.signal.server.core.events import (
@@ -136,7 +136,7 @@ class MitigationRequests:
             body = body_of(request)
             if body is None:
                 raise refuse("4.00", "a mitigation request needs a body")
-            parsed = parse_scope_body(body)
+            parsed = parse_scope_body(body, call_home=self.settings.call_home)
             if SCOPE_ATTACK_DETAIL in parsed.document:  # RFC 9244 §9.1 top talkers: bounded as in a /tm report
                 self.settings.telemetry.check_top_talkers([parsed.document])
         if request.if_match_empty:
@@ -144,7 +144,10 @@ class MitigationRequests:
         if parsed.lifetime is None:
             raise refuse("4.00", "'lifetime' is mandatory in a mitigation request")
         targets = resolve_aliases(client, parsed.targets, self.settings.aliases)
-        check_authorized(client, targets)
+        if self.settings.call_home:
+            check_call_home_authorized(client, targets)
+        else:
+            check_authorized(client, targets)
         granted = self._grant(parsed.lifetime)
         activations = []
         if parsed.acl_controls and (existing is None or existing.request.same_parameters(parsed)):

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from opendots.domain import Counters, MitigationScope, Targets, mitigation_key
-from opendots.domain.targets import uri_host
+from opendots.domain.targets import SOURCE_MEMBERS, uri_host
 from opendots.signal.server.core.messages import ENFORCING, MITIGATION_SCOPE, Status
 from opendots.signal.server.core.scope import ACL_LIST, MitigationRequest
 from opendots.store.records import MitigationRecord
@@ -25,6 +25,7 @@ CONFIG_MEMBERS = frozenset(
         "lifetime",
         "trigger-mitigation",
         ACL_LIST,  # RFC 9133: replayed like the other request parameters
+        *SOURCE_MEMBERS,  # RFC 9066 §5.3.1: only a Call Home DOTS server accepts (and so stores) them
     }
 )
 

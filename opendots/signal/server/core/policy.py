@@ -45,6 +45,9 @@ class ServerSettings:
     """Names of the clients that are server-domain DOTS gateways trusted to supply 'cdid' (§4.4.1: a 'cdid'
     from anyone else is ignored)."""
     telemetry: TelemetryPolicy = field(default_factory=TelemetryPolicy)
+    call_home: bool = False
+    """An RFC 9066 Call Home DOTS server (a CPE): scopes carry source members, and a client's prefixes are the
+    sources it may ask about (authorization.check_call_home_authorized), not the targets it may protect."""
     """What RFC 9244 telemetry setups (§7) may ask for."""
 
 

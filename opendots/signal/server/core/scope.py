@@ -14,13 +14,14 @@ from typing import Any
 from opendots.domain.addresses import IPNetwork
 from opendots.domain.errors import ScopeError
 from opendots.domain.ranges import PortRange
-from opendots.domain.targets import TARGET_MEMBERS, Targets, parse_targets
+from opendots.domain.targets import SOURCE_MEMBERS, TARGET_MEMBERS, Targets, parse_targets
 from opendots.signal.server.core.defaults import INDEFINITE_LIFETIME, TRIGGER_MITIGATION, UINT32_MAX
 from opendots.signal.server.core.messages import MITIGATION_SCOPE, AttackStatus, reject
 
 ACL_LIST = "ietf-dots-signal-control:acl-list"  # RFC 9133 filter control
 ACTIVATION_TYPES = ("activate-when-mitigating", "immediate", "deactivate")
 CLIENT_MEMBERS = frozenset({*TARGET_MEMBERS, "lifetime", "trigger-mitigation", "attack-status", ACL_LIST})
+CALL_HOME_MEMBERS = CLIENT_MEMBERS | frozenset(SOURCE_MEMBERS)  # RFC 9066 §5.3.1, on a Call Home DOTS server only
 SERVER_ONLY_MEMBERS = frozenset(
     {
         "mid",
@@ -76,8 +77,9 @@ class MitigationRequest:
         )
 
 
-def parse_scope_body(body: Any) -> MitigationRequest:
-    """Validate a full `{"ietf-dots-signal-channel:mitigation-scope": {"scope": [...]}}` body."""
+def parse_scope_body(body: Any, *, call_home: bool = False) -> MitigationRequest:
+    """Validate a full `{"ietf-dots-signal-channel:mitigation-scope": {"scope": [...]}}` body. CALL_HOME: this
+    server is an RFC 9066 Call Home DOTS server (see parse_scope_entry)."""
     if not isinstance(body, dict) or set(body) != {MITIGATION_SCOPE}:
         raise reject("4.00", f"the body must hold exactly one '{MITIGATION_SCOPE}' member")
     container = body[MITIGATION_SCOPE]
@@ -86,15 +88,18 @@ def parse_scope_body(body: Any) -> MitigationRequest:
     entries = container["scope"]
     if not isinstance(entries, list) or len(entries) != 1:
         raise reject("4.00", "'scope' must hold exactly one entry (one mitigation request per PUT)")
-    return parse_scope_entry(entries[0])
+    return parse_scope_entry(entries[0], call_home=call_home)
 
 
-def parse_scope_entry(entry: Any) -> MitigationRequest:
+def parse_scope_entry(entry: Any, *, call_home: bool = False) -> MitigationRequest:
+    """CALL_HOME: the RFC 9066 §5.3.1 source members are read, 'source-prefix' and 'target-prefix' are mandatory and
+    'trigger-mitigation' false is refused (4.00); elsewhere the source members are unknown parameters (4.00)."""
     if not isinstance(entry, dict):
         raise reject("4.00", "a 'scope' entry must be an object")
+    allowed = CALL_HOME_MEMBERS if call_home else CLIENT_MEMBERS
     document: dict[str, Any] = {}
     for name, value in entry.items():
-        if name not in CLIENT_MEMBERS and name not in CLIENT_TELEMETRY:
+        if name not in allowed and name not in CLIENT_TELEMETRY:
             _refuse_member(name)
             continue  # an ignorable extension
         if isinstance(value, list) and not value:
@@ -102,13 +107,15 @@ def parse_scope_entry(entry: Any) -> MitigationRequest:
         if name != "attack-status":
             document[name] = value
     try:
-        targets = parse_targets(entry)
+        targets = parse_targets(entry, source_members=call_home)
     except ScopeError as problem:
         raise reject("4.00", str(problem)) from None
     get = entry.get
     trigger = get("trigger-mitigation", TRIGGER_MITIGATION)
     if trigger is not True and trigger is not False:
         raise reject("4.00", "'trigger-mitigation' must be true or false")
+    if call_home:
+        _check_call_home(targets, trigger)
     lifetime = get("lifetime", _ABSENT)
     attack_status = get("attack-status", _ABSENT)
     acl_list = get(ACL_LIST, _ABSENT)
@@ -120,6 +127,16 @@ def parse_scope_entry(entry: Any) -> MitigationRequest:
         document=document,
         acl_controls=() if acl_list is _ABSENT else _acl_controls(acl_list),
     )
+
+
+def _check_call_home(targets: Targets, trigger: bool) -> None:
+    """RFC 9066 §5.3.1: a Call Home request names the sources and the target prefix, and is immediate."""
+    if not targets.source_prefixes:
+        raise reject("4.00", f"'{SOURCE_MEMBERS[0]}' is mandatory in a Call Home mitigation request (RFC 9066 §5.3.1)")
+    if not targets.target_prefixes:
+        raise reject("4.00", "'target-prefix' is mandatory in a Call Home mitigation request (RFC 9066 §5.3.1)")
+    if not trigger:
+        raise reject("4.00", "Call Home mitigation requests must be immediate ('trigger-mitigation' true, RFC 9066)")
 
 
 def _refuse_member(name: Any) -> None:

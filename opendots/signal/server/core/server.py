@@ -124,7 +124,9 @@ class SignalServer:
         self.configs.restored(state.session_configs)
         for record in state.mitigations:
             client = self._by_name.get(record.client)
-            request = parse_scope_entry(record.request)  # validated when it was accepted
+            request = parse_scope_entry(
+                record.request, call_home=self.settings.call_home
+            )  # validated when it was accepted
             targets = request.targets
             if client is not None:
                 try:
