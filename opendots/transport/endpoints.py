@@ -147,10 +147,14 @@ async def start_server(
 
 
 async def create_client_context(
-    credentials: TlsFiles, *, server_name: str, site: aiocoap.resource.Site | None = None
+    credentials: TlsFiles, *, server_name: str, site: aiocoap.resource.Site | None = None, serving: bool = False
 ) -> aiocoap.Context:
-    """A client Context for coaps:// (DTLS) and coaps+tcp:// (TLS); SITE serves requests the server sends us."""
-    context = aiocoap.Context(loop=asyncio.get_running_loop(), serversite=site, loggername="opendots.coap.client")
+    """A client Context for coaps:// (DTLS) and coaps+tcp:// (TLS); SITE serves requests the server sends us.
+
+    SERVING: SITE is a whole DOTS server answering over the sessions this context dials (RFC 9066 Call Home: the
+    (D)TLS client is the CoAP server), so requests get the checks and prompt answers of `start_server`'s context."""
+    context_class = hooks.PromptAnswerContext if serving else aiocoap.Context
+    context = context_class(loop=asyncio.get_running_loop(), serversite=site, loggername="opendots.coap.client")
     await hooks.append_message_interface(context, client_interface_factory(credentials, server_name))
     await hooks.append_tls_client(context, tls_client_context(credentials, server_name))
     return context
@@ -161,7 +165,11 @@ _tls_identities: weakref.WeakKeyDictionary[Any, PeerIdentity] = weakref.WeakKeyD
 
 def peer_identity(message: aiocoap.Message) -> PeerIdentity | None:
     """The authenticated certificate of whoever sent MESSAGE (None if it did not come over DTLS/TLS)."""
-    remote = message.remote
+    return remote_identity(message.remote)
+
+
+def remote_identity(remote: Any) -> PeerIdentity | None:
+    """The authenticated certificate of the peer of REMOTE, a DTLS session or TLS connection (None otherwise)."""
     if isinstance(remote, DtlsRemote):
         return remote.peer_identity
     if hooks.is_tls_remote(remote):

@@ -8,7 +8,7 @@ import gc
 import inspect
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 
 import aiocoap
@@ -125,6 +125,7 @@ async def start_signal_server(
     tls: bool = True,
     data_channel: DataChannelCore | None = None,
     database: SqliteDatabase | None = None,
+    transport: Callable[[aiocoap.resource.Site], Awaitable[SignalServerEndpoint]] | None = None,
 ) -> RunningSignalServer:
     """Serve the signal channel on BIND (default: every `config.listen` address on `config.signal_port`).
 
@@ -132,7 +133,9 @@ async def start_signal_server(
     once); by default one on the same database, so stored ACLs are enforced too. DATABASE: the database the data
     channel already uses (opendots.app opens one for both); by default `config.db` is opened. Either way the
     signal server owns it from here: it checkpoints it and closes it on stop. STORE: the signal channel's store;
-    by default the PostgreSQL database `config.db_url` names (opened and awaited here), else the SQLite one."""
+    by default the PostgreSQL database `config.db_url` names (opened and awaited here), else the SQLite one.
+    TRANSPORT: how the site is served; by default it listens on BIND. An RFC 9066 Call Home DOTS server dials out
+    instead (opendots.callhome.cpe): anything with the endpoint's `context`, `session_listeners` and `shutdown`."""
     opened = store is None and config.db_url is not None
     if opened:
         from opendots.app import open_signal_store
@@ -171,7 +174,7 @@ async def start_signal_server(
     site, resource = build_site(service)
     bind = bind or [(host, config.signal_port) for host in config.listen]
     try:
-        endpoint = await _listen(config, site, bind, dtls, tls)
+        endpoint = await (transport(site) if transport is not None else _listen(config, site, bind, dtls, tls))
     except BaseException:
         if opened:  # ours: its pool goes with the failed start (an address in use, ...)
             await store.close()  # type: ignore[misc]
