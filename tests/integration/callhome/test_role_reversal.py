@@ -173,3 +173,34 @@ async def _until(condition, timeout: float = 10.0) -> None:
             await asyncio.sleep(0.02)
 
     await asyncio.wait_for(poll(), timeout)
+
+
+async def test_a_cpe_dialing_two_providers_keeps_their_mitigations_apart(
+    pki_dir: Path, tmp_path: Path, transport: str
+) -> None:
+    """Each provider is a DOTS client of the CPE's core (RFC 9132 §4.4.1: a client sees only its own requests)."""
+    first, first_address = await start_provider(pki_dir, transport)
+    second, second_address = await start_provider(pki_dir, transport, stem="other")
+    second_address = replace(second_address, server_name="other")
+    config = cpe_config(pki_dir, tmp_path)
+    config.clients.append(
+        ClientAuthorization(name="isp2", cuid=cuid_of(pki_dir / "other.crt"), prefixes=(HOME_PREFIX,))
+    )
+    mitigator = LoggingMitigator()
+    cpe = await start_cpe(config, [first_address, second_address], mitigator=mitigator, policy=FAST)
+    try:
+        await first.wait_for("home")
+        await second.wait_for("home")
+        put = await first.mitigate("home", 1, source_prefixes=["192.0.2.8/32"], target_prefixes=["203.0.113.9/32"])
+        assert put.code == "2.01", put
+        assert (await second.status("home", 1)).code == "4.04"
+        assert (await first.status("home", 1)).code == "2.05"
+        # Another target: the core's overlap check (4.09 across clients) looks at targets only, not yet at sources.
+        put = await second.mitigate("home", 1, source_prefixes=["192.0.2.9/32"], target_prefixes=["203.0.113.10/32"])
+        assert put.code == "2.01", put
+        await _until(lambda: len(mitigator.active) == 2)
+        assert {str(scope.client) for scope in mitigator.active.values()} == {"isp", "isp2"}
+    finally:
+        await cpe.stop()
+        await first.stop()
+        await second.stop()
