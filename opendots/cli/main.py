@@ -8,6 +8,7 @@ import click
 
 from opendots import __version__
 from opendots.cli.admin import admin
+from opendots.cli.callhome import callhome
 from opendots.cli.certs import certs
 from opendots.cli.client import client
 from opendots.cli.common import OpenDotsGroup
@@ -28,6 +29,7 @@ def cli(verbose: int) -> None:
 
 
 cli.add_command(admin)
+cli.add_command(callhome)
 cli.add_command(certs)
 cli.add_command(client)
 cli.add_command(data)

@@ -4,62 +4,20 @@ requests with the signal server's core, store and mitigator."""
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
-import socket
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from cryptography import x509
 
-from opendots.callhome.cpe import CallHomeServer, DialPolicy, ProviderAddress, start_cpe
-from opendots.callhome.provider import CallHomeClient, CallHomeError, CpePeer
-from opendots.config import ClientAuthorization, ServerConfig
+from opendots.callhome.cpe import CallHomeServer, start_cpe
+from opendots.callhome.provider import CallHomeError, CpePeer
+from opendots.config import ClientAuthorization
 from opendots.mitigate.base import LoggingMitigator
 from opendots.pki.certs import TestPki
-from opendots.pki.cuid import cuid_from_certificate
-from tests.conftest import free_port
-from tests.helpers import tls_files
-
-SCOPE = "ietf-dots-signal-channel:mitigation-scope"
-SOURCE = "ietf-dots-call-home:source-prefix"
-HOME_PREFIX = ipaddress.ip_network("192.0.2.0/24")  # the CPE's own addresses: what the provider may ask about
-FAST = DialPolicy(keepalive=0.3, ping_timeout=1.0, backoff=0.1, max_backoff=0.5)
+from tests.helpers.callhome import FAST, HOME_PREFIX, SCOPE, SOURCE, cpe_config, cuid_of, start_provider, until
 
 pytestmark = pytest.mark.parametrize("transport", ["tls", "dtls"])
-
-
-def cuid_of(path: Path) -> str:
-    return cuid_from_certificate(x509.load_pem_x509_certificate(path.read_bytes()))
-
-
-def cpe_config(pki_dir: Path, tmp_path: Path, stem: str = "server") -> ServerConfig:
-    """The CPE's server.toml: its certificate STEM, the provider (certificate `client`) as its only DOTS client."""
-    config = ServerConfig.load(pki_dir / "server.toml")
-    provider = ClientAuthorization(name="isp", cuid=cuid_of(pki_dir / "client.crt"), prefixes=(HOME_PREFIX,))
-    return replace(
-        config,
-        tls=tls_files(pki_dir, stem),
-        clients=[provider],
-        db=tmp_path / "cpe.db",
-        admin_socket=None,
-        full_collection_interval=0,
-        signal={"active_but_terminating": 1},  # a withdrawn mitigation ends a second later (RFC 9132 §4.4.4)
-    )
-
-
-async def start_provider(pki_dir: Path, transport: str, stem: str = "client", directory: Path | None = None):
-    port = free_port(socket.SOCK_STREAM)
-    home = CpePeer("home", cuid_of(pki_dir / "server.crt"), (HOME_PREFIX,))
-    provider = await CallHomeClient.start(
-        tls_files(directory or pki_dir, stem),
-        [home],
-        bind=[("127.0.0.1", port)],
-        dtls=transport == "dtls",
-        tls=transport == "tls",
-    )
-    return provider, ProviderAddress("127.0.0.1", server_name="client", port=port, transport=transport)
 
 
 async def test_the_provider_puts_a_mitigation_with_source_prefix_and_the_cpe_stores_and_enforces_it_rfc9066_5_3_1(
@@ -75,7 +33,7 @@ async def test_the_provider_puts_a_mitigation_with_source_prefix_and_the_cpe_sto
             source_port_ranges=["1024-2047"], source_icmp_type_ranges=[(8, 8)],
         )  # fmt: skip
         assert answer.code == "2.01", answer
-        await _until(lambda: mitigator.active)
+        await until(lambda: mitigator.active)
         (scope,) = mitigator.active.values()
         assert [str(p) for p in scope.source_prefixes] == ["192.0.2.66/32"]
         assert [str(p) for p in scope.target_prefixes] == ["203.0.113.9/32"]
@@ -85,7 +43,7 @@ async def test_the_provider_puts_a_mitigation_with_source_prefix_and_the_cpe_sto
         assert entry[SOURCE] == ["192.0.2.66/32"] and entry["mid"] == 7
         assert entry["status"] in ("attack-mitigation-in-progress", "attack-successfully-mitigated")
         assert (await provider.withdraw("home", 7)).code == "2.02"
-        await _until(lambda: not mitigator.active)
+        await until(lambda: not mitigator.active)
     finally:
         await cpe.stop()
         await provider.stop()
@@ -116,10 +74,10 @@ async def test_a_cpe_whose_certificate_the_provider_does_not_know_gets_no_sessio
     provider, address = await start_provider(pki_dir, transport)
     cpe = await start_cpe(cpe_config(pki_dir, tmp_path, stem="other"), [address], policy=FAST)
     try:
-        await _until(lambda: len(provider.refused) >= 2)  # closed at once, and again after the re-dial
+        await until(lambda: len(provider.refused) >= 2)  # closed at once, and again after the re-dial
         assert {identity.common_name for identity in provider.refused} == {"other"}
         assert provider.sessions == {}
-        await _until(lambda: cpe.dialers[0].failures >= 1)
+        await until(lambda: cpe.dialers[0].failures >= 1)
     finally:
         await cpe.stop()
         await provider.stop()
@@ -133,7 +91,7 @@ async def test_a_cpe_refuses_a_provider_whose_certificate_it_does_not_trust(
     provider, address = await start_provider(pki_dir, transport, directory=tmp_path / "foreign")
     cpe = await start_cpe(cpe_config(pki_dir, tmp_path), [address], policy=FAST)
     try:
-        await _until(lambda: cpe.dialers[0].failures >= 2)
+        await until(lambda: cpe.dialers[0].failures >= 2)
         assert cpe.dialers[0].sessions == 0 and provider.sessions == {}
         assert "certificate" in (cpe.dialers[0].last_error or "").lower()
     finally:
@@ -160,19 +118,11 @@ async def test_a_restarted_cpe_dials_again_and_still_holds_its_mitigations(
         await provider.wait_for("home", previous=first)
         status = await provider.status("home", 3)
         assert status.code == "2.05" and status.body[SCOPE]["scope"][0][SOURCE] == ["192.0.2.7/32"]
-        await _until(lambda: mitigator.active)  # enforced again after the restart
+        await until(lambda: mitigator.active)  # enforced again after the restart
     finally:
         if cpe is not None:
             await cpe.stop()
         await provider.stop()
-
-
-async def _until(condition, timeout: float = 10.0) -> None:
-    async def poll() -> None:
-        while not condition():
-            await asyncio.sleep(0.02)
-
-    await asyncio.wait_for(poll(), timeout)
 
 
 async def test_a_cpe_dialing_two_providers_keeps_their_mitigations_apart(
@@ -198,7 +148,7 @@ async def test_a_cpe_dialing_two_providers_keeps_their_mitigations_apart(
         # Another target: the core's overlap check (4.09 across clients) looks at targets only, not yet at sources.
         put = await second.mitigate("home", 1, source_prefixes=["192.0.2.9/32"], target_prefixes=["203.0.113.10/32"])
         assert put.code == "2.01", put
-        await _until(lambda: len(mitigator.active) == 2)
+        await until(lambda: len(mitigator.active) == 2)
         assert {str(scope.client) for scope in mitigator.active.values()} == {"isp", "isp2"}
     finally:
         await cpe.stop()

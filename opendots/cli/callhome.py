@@ -1,0 +1,100 @@
+"""`opendots callhome cpe`: run an RFC 9066 Call Home DOTS server that dials its Call Home DOTS client(s).
+
+The configuration is a server.toml (`opendots certs init` writes one): `[tls]` is the CPE's certificate, `db` its
+store, `[[mitigators]]` what enforces, and each `[[clients]]` entry a provider allowed to ask, by the CUID of its
+certificate, with `prefixes` the CPE's own addresses it may ask about (RFC 9066 §5.3.1). The providers to dial are
+given with --provider; `[server] listen`, the ports and the data channel are not used (a CPE listens on nothing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from opendots import eventloop
+from opendots.cli.common import OpenDotsCommand, OpenDotsGroup, config_option
+from opendots.cli.server import event_loop_option
+from opendots.config import DEFAULT_CALL_HOME_PORT, ServerConfig
+from opendots.errors import OpenDotsError
+
+if TYPE_CHECKING:
+    from opendots.callhome.cpe import ProviderAddress
+
+
+@click.group(cls=OpenDotsGroup)
+def callhome() -> None:
+    """RFC 9066 DOTS Call Home (the customer's DOTS server dials the provider's DOTS client)."""
+
+
+def parse_provider(text: str, transport: str) -> ProviderAddress:
+    """NAME@HOST[:PORT]: NAME is what the provider's certificate must carry; HOST an address or name to dial."""
+    from opendots.callhome.cpe import ProviderAddress
+
+    name, at, location = text.partition("@")
+    if not at or not name or not location:
+        raise click.BadParameter(f"{text!r}: expected NAME@HOST[:PORT] (NAME: the provider's certificate name)")
+    host, port = location, DEFAULT_CALL_HOME_PORT
+    if location.startswith("["):  # [IPv6]:port
+        host, _, rest = location[1:].partition("]")
+        if rest:
+            port = _port(rest.removeprefix(":"), text)
+    elif location.count(":") == 1:
+        host, rest = location.split(":")
+        port = _port(rest, text)
+    return ProviderAddress(host, server_name=name, port=port, transport=transport)  # type: ignore[arg-type]
+
+
+def _port(text: str, whole: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise click.BadParameter(f"{whole!r}: the port must be 1-65535")
+    return int(text)
+
+
+@callhome.command(cls=OpenDotsCommand)
+@config_option("server.toml")
+@click.option(
+    "--provider",
+    "providers",
+    multiple=True,
+    required=True,
+    help=f"NAME@HOST[:PORT] of a Call Home DOTS client to dial (repeatable; port {DEFAULT_CALL_HOME_PORT} by default).",
+)
+@click.option("--transport", type=click.Choice(["tls", "dtls"]), default="tls", show_default=True)
+@click.option("--db", help="SQLite database file (overrides db).")
+@event_loop_option
+def cpe(
+    config: Path, providers: tuple[str, ...], transport: str, db: str | None, event_loop: eventloop.EventLoopChoice
+) -> None:
+    """Dial the Call Home DOTS client(s) and serve their mitigation requests until SIGINT/SIGTERM."""
+    from opendots.app import check_credentials
+    from opendots.callhome.cpe import start_cpe
+
+    addresses = [parse_provider(text, transport) for text in providers]
+    loaded = ServerConfig.load(config)
+    if db is not None:
+        loaded.db = Path(db)
+    check_credentials(loaded.tls)
+
+    async def main() -> None:
+        running = await start_cpe(loaded, addresses)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for number in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(number, stop.set)
+        dialing = ", ".join(dialer.address.uri for dialer in running.dialers)
+        click.echo(f"DOTS Call Home server dialing {dialing}", err=True)  # first: the line scripts wait for
+        try:
+            await stop.wait()
+        finally:
+            await running.stop()
+
+    try:
+        eventloop.run(main(), event_loop)
+    except OpenDotsError:
+        raise
+    except (OSError, ValueError) as error:
+        raise click.ClickException(str(error)) from None
