@@ -154,3 +154,19 @@ async def test_a_cpe_dialing_two_providers_keeps_their_mitigations_apart(
         await cpe.stop()
         await first.stop()
         await second.stop()
+
+
+async def test_a_cpe_refuses_a_provider_whose_certificate_names_someone_else_rfc6125(
+    pki_dir: Path, tmp_path: Path, transport: str
+) -> None:
+    """Same CA, but the certificate says `other` where the CPE was told to dial `client`."""
+    provider, address = await start_provider(pki_dir, transport, stem="other")
+    cpe = await start_cpe(cpe_config(pki_dir, tmp_path), [address], policy=FAST)
+    try:
+        await until(lambda: cpe.dialers[0].failures >= 2)
+        assert cpe.dialers[0].sessions == 0 and provider.sessions == {}
+        error = cpe.dialers[0].last_error or ""
+        assert "not valid for 'client'" in error or "not 'client'" in error, error
+    finally:
+        await cpe.stop()
+        await provider.stop()
