@@ -62,9 +62,14 @@ class Answer:
 
 
 class _Heartbeat(aiocoap.resource.Resource):
-    """PUT /hb from the CPE (RFC 9132 §4.7): answered 2.04 while the session is up."""
+    """PUT /hb from the CPE (RFC 9132 §4.7): answered 2.04 while the session is up, and counted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.received = 0
 
     async def render_put(self, request: aiocoap.Message) -> aiocoap.Message:
+        self.received += 1
         return aiocoap.Message(code=aiocoap.CHANGED)
 
 
@@ -81,6 +86,12 @@ class CallHomeClient:
     cuid: str = ""
     """This client's own CUID (of its certificate): the Uri-Path 'cuid' of its requests."""
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    _heartbeat: _Heartbeat = field(default_factory=_Heartbeat)
+
+    @property
+    def heartbeats_received(self) -> int:
+        """Heartbeats the CPEs sent over their sessions (their signal servers' RFC 9132 §4.7 PUT /hb)."""
+        return self._heartbeat.received
 
     @classmethod
     async def start(
@@ -97,7 +108,7 @@ class CallHomeClient:
         client = cls(credentials, list(cpes))
         client.cuid = cuid_from_certificate(x509.load_pem_x509_certificate(credentials.cert.read_bytes()))
         site = aiocoap.resource.Site()
-        site.add_resource((*WELL_KNOWN_DOTS, "hb"), _Heartbeat())
+        site.add_resource((*WELL_KNOWN_DOTS, "hb"), client._heartbeat)
         client.endpoint = await start_server(
             site, credentials=credentials, bind=bind or [("::", DEFAULT_CALL_HOME_PORT)], dtls=dtls, tls=tls
         )

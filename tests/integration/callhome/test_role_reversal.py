@@ -8,6 +8,7 @@ import ipaddress
 from dataclasses import replace
 from pathlib import Path
 
+import aiocoap
 import pytest
 
 from opendots.callhome.cpe import CallHomeServer, start_cpe
@@ -167,6 +168,27 @@ async def test_a_cpe_refuses_a_provider_whose_certificate_names_someone_else_rfc
         assert cpe.dialers[0].sessions == 0 and provider.sessions == {}
         error = cpe.dialers[0].last_error or ""
         assert "not valid for 'client'" in error or "not 'client'" in error, error
+    finally:
+        await cpe.stop()
+        await provider.stop()
+
+
+async def test_the_provider_configures_the_session_and_the_cpe_sends_its_heartbeats_back_over_it_rfc9132_4_7(
+    pki_dir: Path, tmp_path: Path, transport: str
+) -> None:
+    """Requests both ways over the one reversed session: the provider's PUT /config, the CPE's PUT /hb."""
+    provider, address = await start_provider(pki_dir, transport)
+    config = cpe_config(pki_dir, tmp_path)
+    config.signal["heartbeat_interval_limits"] = [1, 3600]
+    cpe = await start_cpe(config, [address], policy=FAST)
+    try:
+        await provider.wait_for("home")
+        fast = {"heartbeat-interval": {"current-value": 1}}
+        body = {"ietf-dots-signal-channel:signal-config": {"mitigating-config": fast, "idle-config": fast}}
+        answer = await provider.request("home", aiocoap.PUT, ("config", "sid=1"), body)
+        assert answer.code in ("2.01", "2.04"), answer
+        before = provider.heartbeats_received
+        await until(lambda: provider.heartbeats_received >= before + 2)
     finally:
         await cpe.stop()
         await provider.stop()
