@@ -78,6 +78,11 @@ class Q2Responses:
         self._bodies.move_to_end((peer, key))
         return entry[0].on_request(options, token, now)
 
+    def forget_peer(self, peer: Hashable) -> None:
+        """PEER's session ended: nobody can ask for its bodies' missing blocks any more."""
+        for full in [full for full in self._bodies if full[0] == peer]:
+            del self._bodies[full]
+
     def next_deadline(self) -> float | None:
         # A body's own next set, or its expiry NON_PARTIAL_TIMEOUT after it was last asked for.
         partial = self.params.partial_timeout

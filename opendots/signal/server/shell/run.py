@@ -18,7 +18,7 @@ from opendots.data.records import DataChannelQuery
 from opendots.data.shell.settings import data_settings_from_table
 from opendots.mitigate.base import Mitigator
 from opendots.mitigate.router import MitigatorRouter, build_router
-from opendots.model import encode_signal
+from opendots.model import DEFAULT_MAX_SIZE, encode_signal
 from opendots.signal.server.core import (
     Event,
     HeartbeatDue,
@@ -41,6 +41,7 @@ from opendots.store.data_channel import SqliteDataChannelStore
 from opendots.store.signal import SignalStore, SqliteSignalStore
 from opendots.store.sqlite import SqliteDatabase
 from opendots.transport import SessionEvent, SignalServerEndpoint, start_server
+from opendots.transport.qblock import QBlockLimits
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +163,7 @@ async def start_signal_server(
         max_handshakes=config.max_handshakes or None,
         max_handshakes_per_address=config.max_handshakes_per_address,
         handshake_timeout=config.handshake_timeout,
+        qblock=QBlockLimits(max_body=DEFAULT_MAX_SIZE),  # RFC 9177 over DTLS, the body limit Block1 has
     )
     running = RunningSignalServer(service, resource, endpoint, store, config=config)
     if data_channel is not None:
