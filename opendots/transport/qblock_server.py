@@ -220,8 +220,9 @@ class QBlockServer:
         _put(self._templates, (peer, entry.key), template, self.limits.total)
         self.counts["q2_bodies"] += 1
         out = [self._block_message(block, template) for block in blocks]
-        if out:
-            out[0].mtype = message.mtype  # the first block takes the response's place (piggybacked on an ACK)
+        if out:  # the first block takes the response's place: piggybacked on an ACK, else NON or CON as it would be
+            out[0].mtype = message.mtype
+            out[0].request = message.request  # aiocoap answers a NON request with NON (RFC 7252 §5.2.3)
         self._reschedule()
         return out
 

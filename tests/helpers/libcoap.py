@@ -73,5 +73,6 @@ class QBlockCoapClient(CoapClient):
         process, output = await self.start("-B", "60", "-v", "7", *args, payload=payload)
         stdout, stderr = await asyncio.wait_for(process.communicate(), 90)
         printed = (stdout + stderr).decode(errors="replace")
+        (self.work / f"trace-{self.runs}.log").write_text(printed)  # the whole trace, for a failure's post-mortem
         assert process.returncode == 0, printed[-3000:]
         return (output.read_bytes() if output.exists() else b""), printed

@@ -36,8 +36,17 @@ def uses_q_block_only(printed: str, which: str) -> bool:
     return bool(options_sent(printed, f"Q-{which}")) and not options_sent(printed, which)
 
 
+def used_as_expected(printed: str, which: str, random_loss: bool) -> bool:
+    """Q-Block only; under random loss also plain blocks only when libcoap's probe was lost and it fell back to
+    Block1/Block2 before the answer came (its log says so): that fallback then has to work with us too (§4.1)."""
+    if random_loss and "Replaced option" in printed:
+        return bool(options_sent(printed, which))
+    return uses_q_block_only(printed, which)
+
+
 # (coap-client arguments, what they mean): CON and NON, no loss, 30 % of its own datagrams dropped at random, and
-# chosen datagrams dropped (libcoap's `-l` list: the 3rd and 12th it sends are lost every run).
+# chosen datagrams dropped (libcoap's `-l` list numbers what it sends, DTLS handshake included: 4 is its probe's first
+# transmission, 13 Q-Block1 block 2, which the server then asks for with a 4.08 listing it).
 UPLOADS = [
     pytest.param([], id="CON"),
     pytest.param(["-N"], id="NON"),
@@ -56,15 +65,24 @@ async def test_libcoaps_probe_finds_q_block_and_a_large_mitigation_goes_up_in_q_
     client = QBlockCoapClient(pki_dir, tmp_path)
     _, printed = await client.run_traced("-L", "5", "-b", "128", *extra, "-m", "put", uri, payload=large_request())
     assert "Q-Block2:0/_/16" in printed  # the probe of /.well-known/core (§4.1), answered with Q-Block2
-    assert uses_q_block_only(printed, "Block1"), printed[-3000:]
+    assert used_as_expected(printed, "Block1", "30%" in extra), printed[-3000:]
     assert "2.01" in printed, printed[-3000:]
     stored = running.service.core.render_mitigations("client", cuid_of(config, "client"), 90, (), 0.0)
     assert len(stored.body[SCOPE]["scope"][0]["target-prefix"]) == 150
-    assert running.endpoint.qblock.counts["q1_bodies"] == 1
+    assert running.endpoint.qblock.counts["q1_bodies"] == (0 if "Replaced option" in printed else 1)
     assert len(running.endpoint.qblock.receiver) == 0
 
 
-@pytest.mark.parametrize("extra", [pytest.param([], id="CON"), pytest.param(["-N", "-l", "30%"], id="NON-30%-loss")])
+# A lost NON GET is never sent again by coap-client (nothing of ours to test there): with loss, the GET is a CON.
+GETS = [
+    pytest.param([], id="CON"),
+    pytest.param(["-N"], id="NON"),
+    pytest.param(["-N", "-l", "7"], id="NON-continue-lost"),  # 7: its 'Continue' (10/M): we send the next set anyway
+    pytest.param(["-l", "30%"], id="CON-30%-loss"),
+]
+
+
+@pytest.mark.parametrize("extra", GETS)
 async def test_libcoap_gets_a_large_mitigation_in_q_block2_blocks_rfc9177_4_4(
     pki_dir: Path, tmp_path: Path, signal_server, extra
 ):
@@ -74,5 +92,5 @@ async def test_libcoap_gets_a_large_mitigation_in_q_block2_blocks_rfc9177_4_4(
     client = QBlockCoapClient(pki_dir, tmp_path)
     await client.run_traced("-L", "5", "-m", "put", uri, payload=large_request())
     payload, printed = await client.run_traced("-L", "5", "-b", "128", *extra, uri)
-    assert uses_q_block_only(printed, "Block2"), printed[-3000:]
+    assert used_as_expected(printed, "Block2", "30%" in extra), printed[-3000:]
     assert len(decode_signal(payload)[SCOPE]["scope"][0]["target-prefix"]) == 150
