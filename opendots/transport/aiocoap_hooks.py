@@ -19,7 +19,7 @@ import aiocoap
 from aiocoap import interfaces
 from aiocoap.messagemanager import MessageManager
 from aiocoap.numbers.codes import EMPTY, PING, PONG, RELEASE
-from aiocoap.numbers.types import CON
+from aiocoap.numbers.types import ACK, CON
 from aiocoap.tokenmanager import TokenManager
 from aiocoap.transports.rfc8323common import RFC8323Remote
 from aiocoap.transports.tcp import TcpConnection
@@ -68,8 +68,8 @@ class TimerlessDedupMessageManager(MessageManager):
     of `_recent_messages`), which `dispatch_message` and `_send_initially` call for every message.
 
     With a QBlockServer (RFC 9177, opendots.transport.qblock_server) it also sees every request before aiocoap's
-    token layer and every response before it is numbered: private `_process_request`, `_send_empty_ack`, and the
-    override of `send_message` (the one exit of responses, piggybacked or not)."""
+    token layer and every response before it is numbered: private `_process_request`, `_send_empty_ack`,
+    `_send_initially`, and the override of `send_message` (the one exit of responses, piggybacked or not)."""
 
     def __init__(self, token_manager: Any) -> None:
         super().__init__(token_manager)
@@ -82,8 +82,13 @@ class TimerlessDedupMessageManager(MessageManager):
         if qblock is None:
             return super()._process_request(request)
         goes_up, answers = qblock.on_request(request)
-        if not goes_up and request.mtype is CON:  # a block taken (or refused): ACK it, the answers come separately
-            self._send_empty_ack(request.remote, request.mid, "Q-Block1 block or request for missing blocks")
+        if not goes_up and request.mtype is CON:  # a block taken or refused: the first answer rides on the ACK
+            if answers:
+                first = answers.pop(0)
+                first.mtype, first.mid = ACK, request.mid
+                self._send_initially(first)  # kept for a duplicate of the CON, as aiocoap does for its answers
+            else:
+                self._send_empty_ack(request.remote, request.mid, "Q-Block1 block taken")
         for answer in answers:
             super().send_message(answer, None)
         if goes_up:

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import aiocoap
 import pytest
+from aiocoap.optiontypes import OpaqueOption
 
 from opendots.model import decode_signal, encode_signal
+from opendots.transport import create_client_context
 from opendots.transport.qblock import BlockOption, decode_missing
 from tests.helpers import tls_files as files
 from tests.helpers.raw_coap import NON, PUT, RawDtlsCoap, coap
@@ -168,3 +170,17 @@ async def test_q_block1_without_request_tag_gets_4_00_rfc9177_4_3(server, client
     options = [*path(cuid_of(server), 43), (19, BlockOption(0, True, SZX).encode()), (60, b"\x09\x00")]
     (answer,) = await client([coap(NON, PUT, 0x4000, b"nt", options, b"x" * SIZE)], 2.0, 1)
     assert answer.code == aiocoap.BAD_REQUEST and b"Request-Tag" in answer.payload
+
+
+async def test_over_tls_q_block_options_still_get_4_02_and_bodies_use_block1_block2_rfc9177_4_1(pki_dir: Path, server):
+    """RFC 8323 has BERT; Q-Block is not wired there, so a Q-Block option is an unrecognised critical one (4.02), which
+    tells a client to fall back to Block1/Block2 (§4.1); the same request over DTLS is taken by the Q-Block engine."""
+    host, port = server.endpoint.tls_addresses[0][:2]
+    client = await create_client_context(files(pki_dir, "client"), server_name="localhost")
+    try:
+        message = aiocoap.Message(code=aiocoap.GET, uri=f"coaps+tcp://{host}:{port}/.well-known/core")
+        message.opt.add_option(OpaqueOption(31, BlockOption(0, False, 0).encode()))
+        answer = await asyncio.wait_for(client.request(message).response, 10)
+        assert answer.code == aiocoap.BAD_OPTION and b"Q_BLOCK2" in answer.payload
+    finally:
+        await client.shutdown()
