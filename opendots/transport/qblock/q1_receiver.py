@@ -139,9 +139,12 @@ class Q1Receiver:
             partial.reported_below = which
             if missing:
                 out.append(self._missing(partial, missing))
-        if blocks.set_complete(which) and which > partial.continued and blocks.highest_set == which:
+        last = blocks.set_range(which)[-1]
+        # §4.3: 2.31 acknowledges blocks "all having the M bit set": never the set holding the body's last block,
+        # which is answered by the final response (libcoap 4.3.5 takes a 2.31 for it as the end of the transfer).
+        final_set = last == blocks.count - 1
+        if not final_set and blocks.set_complete(which) and which > partial.continued and blocks.highest_set == which:
             partial.continued = which
-            last = blocks.set_range(which)[-1]
             out.append(Respond(partial.peer, token, "2.31", option=BlockOption(last, True, blocks.szx)))
         return out
 
