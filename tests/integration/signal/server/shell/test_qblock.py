@@ -184,3 +184,25 @@ async def test_over_tls_q_block_options_still_get_4_02_and_bodies_use_block1_blo
         assert answer.code == aiocoap.BAD_OPTION and b"Q_BLOCK2" in answer.payload
     finally:
         await client.shutdown()
+
+
+async def test_a_half_received_body_goes_when_the_dtls_session_closes(pki_dir: Path, server):
+    """A new session is a new peer (RFC 7252 §9.1.2): the blocks of the old one can never be completed."""
+    port = server.endpoint.dtls_addresses[0][1]
+    loop = asyncio.get_running_loop()
+    raw = await loop.run_in_executor(None, RawDtlsCoap, files(pki_dir, "client"), port)
+    cuid, body = cuid_of(server), body_of_many_blocks()
+    for n in range(5):
+        await loop.run_in_executor(None, raw.send, q_block1(cuid, 44, body, n))
+    qblock = server.endpoint.qblock
+    for _ in range(100):
+        if len(qblock.receiver) == 1:
+            break
+        await asyncio.sleep(0.02)
+    assert len(qblock.receiver) == 1 and qblock.receiver.next_deadline() is not None
+    await loop.run_in_executor(None, raw.close)  # close_notify
+    for _ in range(100):
+        if len(qblock.receiver) == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert len(qblock.receiver) == 0
