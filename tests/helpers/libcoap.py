@@ -69,8 +69,8 @@ class QBlockCoapClient(CoapClient):
         super().__init__(pki_dir, work, stem, binary=str(qblock_libcoap_bin() / "coap-client"))
 
     async def run_traced(self, *args: str, payload: dict[str, Any] | None = None) -> tuple[bytes, str]:
-        """As run(), with `-v 7` (every PDU printed with its options) and a 60 s limit for lossy runs."""
-        process, output = await self.start("-B", "60", "-v", "7", *args, payload=payload)
+        """As run(), with `-v 7` (every PDU printed with its options) and a 40 s limit for lossy runs."""
+        process, output = await self.start("-B", "40", "-v", "7", *args, payload=payload)
         stdout, stderr = await asyncio.wait_for(process.communicate(), 90)
         printed = (stdout + stderr).decode(errors="replace")
         (self.work / f"trace-{self.runs}.log").write_text(printed)  # the whole trace, for a failure's post-mortem
