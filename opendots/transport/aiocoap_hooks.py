@@ -30,7 +30,7 @@ from opendots.transport.dedup import RecentMessages
 from opendots.transport.events import SessionEvent, SessionListener, notify
 from opendots.transport.identity import PeerIdentity
 from opendots.transport.qblock import QBlockLimits
-from opendots.transport.qblock_server import QBlockServer, uses_qblock
+from opendots.transport.qblock_server import ParametersFor, QBlockServer, uses_qblock
 
 
 async def append_message_interface(
@@ -38,6 +38,7 @@ async def append_message_interface(
     factory: Callable[[interfaces.MessageManager], Awaitable[interfaces.MessageInterface]],
     *,
     qblock: QBlockLimits | None = None,
+    qblock_parameters: ParametersFor | None = None,
 ) -> TimerlessDedupMessageManager:
     """Stack TokenManager + MessageManager (CoAP over UDP semantics: CON/ACK, MIDs, dedup) on our DTLS interface;
     with QBLOCK (a server's), requests and responses carrying Q-Block options go through a QBlockServer.
@@ -52,6 +53,7 @@ async def append_message_interface(
             loop=context.loop,
             send=lambda message: MessageManager.send_message(message_manager, message, None),
             limits=qblock,
+            parameters_for=qblock_parameters,
         )
     message_manager.message_interface = await factory(message_manager)
     token_manager.token_interface = message_manager

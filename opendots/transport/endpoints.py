@@ -30,7 +30,7 @@ from opendots.transport.dtls_interface import (
 from opendots.transport.events import SessionEvent, SessionListener
 from opendots.transport.identity import PeerIdentity
 from opendots.transport.qblock import QBlockLimits
-from opendots.transport.qblock_server import QBlockServer
+from opendots.transport.qblock_server import ParametersFor, QBlockServer
 from opendots.transport.tls import tls_client_context, tls_server_context
 
 DEFAULT_PING_TIMEOUT = 10.0
@@ -98,13 +98,15 @@ async def start_server(
     max_handshakes_per_address: int = MAX_HANDSHAKES_PER_ADDRESS,
     handshake_timeout: float = SERVER_HANDSHAKE_TIMEOUT,
     qblock: QBlockLimits | None = None,
+    qblock_parameters: ParametersFor | None = None,
 ) -> SignalServerEndpoint:
     """Serve SITE over DTLS (UDP) and/or TLS (TCP) on every (host, port) in BIND; both may share a port number.
 
     MAX_HANDSHAKES (default max(64, max_sessions / 10)), MAX_HANDSHAKES_PER_ADDRESS and HANDSHAKE_TIMEOUT bound
     the DTLS handshakes that passed the cookie round but are not finished (see DtlsServerInterface._admit).
-    With QBLOCK, DTLS requests and responses may use Q-Block1/Q-Block2 (RFC 9177) within those limits; without it
-    Q-Block options get 4.02 and peers use Block1/Block2."""
+    With QBLOCK, DTLS requests and responses may use Q-Block1/Q-Block2 (RFC 9177) within those limits, with the
+    parameters QBLOCK_PARAMETERS names for a request's peer (RFC 9177's defaults without); without QBLOCK, Q-Block
+    options get 4.02 and peers use Block1/Block2."""
     if not bind:
         raise ValueError("start_server needs at least one (host, port) to bind")
     context = hooks.PromptAnswerContext(
@@ -129,7 +131,9 @@ async def start_server(
                 created.append(interface)
                 return interface
 
-            manager = await hooks.append_message_interface(context, dtls_factory, qblock=qblock)
+            manager = await hooks.append_message_interface(
+                context, dtls_factory, qblock=qblock, qblock_parameters=qblock_parameters
+            )
             endpoint.dtls = created[0]
             endpoint.qblock = manager.qblock
             if manager.qblock is not None:

@@ -67,11 +67,16 @@ class _Asked:
     key: Hashable  # the request's cache key: a request for missing blocks of the same resource finds the body
     option: BlockOption | None  # the request's Q-Block2 option
     szx: int  # the largest block the client takes
+    params: QBlockParameters | None  # the peer's, if it has its own
+
+
+ParametersFor = Callable[[aiocoap.Message], QBlockParameters | None]
 
 
 class QBlockServer:
     """The Q-Block state of one server transport. SEND puts a response on the wire (the message manager's
-    send_message, NON, no exchange monitor)."""
+    send_message, NON, no exchange monitor). PARAMETERS_FOR, if given, names the parameters in force for the peer
+    that sent a request (e.g. negotiated per session by RFC 9362); None there, or no PARAMETERS_FOR, means PARAMS."""
 
     def __init__(
         self,
@@ -81,8 +86,10 @@ class QBlockServer:
         params: QBlockParameters | None = None,
         limits: QBlockLimits | None = None,
         rng: random.Random | None = None,
+        parameters_for: ParametersFor | None = None,
     ) -> None:
         rng = rng or random.Random()
+        self._parameters_for = parameters_for
         params = params or QBlockParameters()
         self.limits = limits or QBlockLimits()
         self.loop = loop
@@ -141,6 +148,7 @@ class QBlockServer:
             size1=options.size1,
             now=self.loop.time(),
             reliable=request.mtype is CON,  # each block is ACKed: no 2.31 and no missing-blocks 4.08 (§4.3)
+            params=self._parameters(request),
         )
         out: list[aiocoap.Message] = []
         goes_up = False
@@ -181,8 +189,17 @@ class QBlockServer:
         self._remember_asked(request, q2[0], q2[0].szx)
         return True, []
 
+    def _parameters(self, request: aiocoap.Message) -> QBlockParameters | None:
+        if self._parameters_for is None:
+            return None
+        try:
+            return self._parameters_for(request)
+        except Exception:  # the engine's defaults rather than no answer at all
+            log.exception("Q-Block parameters for %s could not be found", request.remote)
+            return None
+
     def _remember_asked(self, request: aiocoap.Message, asked: BlockOption | None, szx: int) -> None:
-        entry = _Asked(request.get_cache_key(_KEY_IGNORES), asked, szx)
+        entry = _Asked(request.get_cache_key(_KEY_IGNORES), asked, szx, self._parameters(request))
         _put(self._asked, (request.remote, request.token), entry, 4 * self.limits.total)
 
     # --- outgoing responses
@@ -209,7 +226,15 @@ class QBlockServer:
         now = self.loop.time()
         try:
             blocks = self.responses.start(
-                peer, entry.key, message.payload, etag=etag, token=message.token, now=now, szx=szx, asked=entry.option
+                peer,
+                entry.key,
+                message.payload,
+                etag=etag,
+                token=message.token,
+                now=now,
+                szx=szx,
+                asked=entry.option,
+                params=entry.params,
             )
         except QBlockError as error:  # the request asked for a block past the body
             answer = _error(message, error.code, error.diagnostic)

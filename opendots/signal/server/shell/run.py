@@ -34,6 +34,7 @@ from opendots.signal.server.shell.acls import AclEnforcer, DataChannelAclControl
 from opendots.signal.server.shell.aliases import DataChannelAliases
 from opendots.signal.server.shell.checkpoints import checkpoint_in_background
 from opendots.signal.server.shell.collection import FullCollections, hand_back, take_over
+from opendots.signal.server.shell.qblock_params import session_parameters
 from opendots.signal.server.shell.resources import DOTS_CBOR, WELL_KNOWN_DOTS, DotsResource, build_site
 from opendots.signal.server.shell.service import SignalService
 from opendots.signal.server.shell.settings import settings_from_table
@@ -164,6 +165,7 @@ async def start_signal_server(
         max_handshakes_per_address=config.max_handshakes_per_address,
         handshake_timeout=config.handshake_timeout,
         qblock=QBlockLimits(max_body=DEFAULT_MAX_SIZE),  # RFC 9177 over DTLS, the body limit Block1 has
+        qblock_parameters=session_parameters(core),  # RFC 9362: each session's values in force
     )
     running = RunningSignalServer(service, resource, endpoint, store, config=config)
     if data_channel is not None:

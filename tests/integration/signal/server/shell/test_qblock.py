@@ -206,3 +206,18 @@ async def test_a_half_received_body_goes_when_the_dtls_session_closes(pki_dir: P
             break
         await asyncio.sleep(0.02)
     assert len(qblock.receiver) == 0
+
+
+async def test_the_sessions_rfc9362_max_payloads_sets_the_burst_of_q_block2_blocks_rfc9362_3(server, client):
+    """The robust-transmission values in force for the client's session drive its Q-Block engine: with max-payloads
+    4 the first burst of a Q-Block2 answer is 4 blocks (RFC 9177's default would send 10)."""
+    config = "ietf-dots-signal-channel:signal-config"
+    four = {"ietf-dots-robust-trans:max-payloads": {"current-value": 4}}
+    body = {config: {"mitigating-config": dict(four), "idle-config": dict(four)}}
+    options = [*path(cuid_of(server), 0)[:2], (11, b"config"), (11, b"sid=5"), (12, (271).to_bytes(2, "big"))]
+    (answer,) = await client([coap(NON, PUT, 0x5000, b"cf", options, encode_signal(body))], 2.0, 1)
+    assert answer.code == aiocoap.CREATED, answer.payload
+    cuid, large = cuid_of(server), body_of_many_blocks()
+    await upload(client, cuid, 45, large)
+    burst = await client([q_block2_get(cuid, 45, b"g4", 0x5001, BlockOption(0, True, SZX))], 1.5)
+    assert sorted(qb(m, 31).num for m in burst) == [0, 1, 2, 3]
