@@ -221,3 +221,19 @@ async def test_the_sessions_rfc9362_max_payloads_sets_the_burst_of_q_block2_bloc
     await upload(client, cuid, 45, large)
     burst = await client([q_block2_get(cuid, 45, b"g4", 0x5001, BlockOption(0, True, SZX))], 1.5)
     assert sorted(qb(m, 31).num for m in burst) == [0, 1, 2, 3]
+
+
+async def test_the_last_block_sent_again_gets_the_final_answer_again_when_it_was_lost_rfc9177_4_3(server, client):
+    """The client sends its last block again when the final response is lost; the server answers it as the first
+    time (§4.3), on the new token, without carrying out the request a second time."""
+    cuid, body = cuid_of(server), body_of_many_blocks()
+    answers = await upload(client, cuid, 46, body)
+    assert answers[-1].code == aiocoap.CREATED
+    handled = dict(server.resource.requests)
+    last = q_block1(cuid, 46, body, 20)
+    again = bytearray(last)
+    again[2:4] = (0x1999).to_bytes(2, "big")  # a new Message ID: not a CoAP duplicate, a block sent again
+    again[5:7] = b"zz"  # and a new token of the same length: q1\x14 becomes qzz
+    (repeated,) = await client([bytes(again)], 2.0, 1)
+    assert repeated.code == aiocoap.CREATED and repeated.token == bytes(again[4:7])
+    assert dict(server.resource.requests) == handled  # answered from the kept response, not handled again
