@@ -43,17 +43,18 @@ def path(cuid: str, mid: int) -> list[tuple[int, bytes]]:
     ]
 
 
-def q_block1(cuid: str, mid: int, body: bytes, num: int) -> bytes:
-    """Block NUM of BODY as a NON PUT with Q-Block1, Request-Tag and Size1 (RFC 9177 §4.3), on a fresh token."""
+def q_block1(cuid: str, mid: int, body: bytes, num: int, tag: bytes = TAG, base: int = 0x1000) -> bytes:
+    """Block NUM of BODY as a NON PUT with Q-Block1, Request-Tag and Size1 (RFC 9177 §4.3), on a fresh token (and
+    Message ID BASE + NUM: another body in the same session needs another BASE, or it is taken for duplicates)."""
     more = (num + 1) * SIZE < len(body)
     options = [
         *path(cuid, mid),
         (12, (271).to_bytes(2, "big")),  # Content-Format application/dots+cbor
         (19, BlockOption(num, more, SZX).encode()),
         (60, len(body).to_bytes(2, "big")),  # Size1
-        (292, TAG),  # Request-Tag
+        (292, tag),  # Request-Tag
     ]
-    return coap(NON, PUT, 0x1000 + num, b"q1" + bytes([num]), options, body[num * SIZE : (num + 1) * SIZE])
+    return coap(NON, PUT, base + num, b"q1" + bytes([num]), options, body[num * SIZE : (num + 1) * SIZE])
 
 
 def q_block2_get(cuid: str, mid: int, token: bytes, mid_: int, *blocks: BlockOption) -> bytes:
@@ -237,3 +238,22 @@ async def test_the_last_block_sent_again_gets_the_final_answer_again_when_it_was
     (repeated,) = await client([bytes(again)], 2.0, 1)
     assert repeated.code == aiocoap.CREATED and repeated.token == bytes(again[4:7])
     assert dict(server.resource.requests) == handled  # answered from the kept response, not handled again
+
+
+async def test_notifications_of_an_observation_made_with_q_block2_come_as_q_block2_bodies_rfc9177_4_5(server, client):
+    """An observer of all its mitigations that registered with Q-Block2 gets each large notification as a Q-Block2
+    body on its token, with Observe and a new ETag per representation (RFC 9177 §4.5, RFC 9132 §4.4.2.1)."""
+    cuid, body = cuid_of(server), body_of_many_blocks()
+    await upload(client, cuid, 47, body)
+    all_of_them = path(cuid, 47)[:4]  # .well-known/dots/mitigate/cuid=...
+    register = coap(NON, GET, 0x6000, b"ob", [(6, b""), *all_of_them, (31, BlockOption(0, True, SZX).encode())])
+    first = await client([register], 2.0, 10)  # Observe 0 (register)
+    assert len(first) == 10 and all(m.opt.observe is not None and m.token == b"ob" for m in first)
+    etag = first[0].opt.etag
+    answers = await client([q_block1(cuid, 48, body, n, tag=b"next", base=0x7000) for n in range(21)], 2.0)
+    notifications = [m for m in answers if m.token == b"ob"]
+    assert len(notifications) == 10, [(m.code.dotted, m.token) for m in answers]  # the first MAX_PAYLOADS set
+    assert all(qb(m, 31) is not None and m.opt.observe is not None for m in notifications)
+    assert len({m.opt.etag for m in notifications}) == 1 and notifications[0].opt.etag != etag
+    assert sorted(qb(m, 31).num for m in notifications) == list(range(10))
+    assert notifications[0].opt.size2 > 20 * SIZE
