@@ -257,3 +257,21 @@ async def test_notifications_of_an_observation_made_with_q_block2_come_as_q_bloc
     assert len({m.opt.etag for m in notifications}) == 1 and notifications[0].opt.etag != etag
     assert sorted(qb(m, 31).num for m in notifications) == list(range(10))
     assert notifications[0].opt.size2 > 20 * SIZE
+
+
+async def test_bad_q_block_requests_get_4_00_or_4_02_and_nothing_is_sent_rfc9177_4_1_and_4_4(server, client):
+    cuid, body = cuid_of(server), body_of_many_blocks()
+    await upload(client, cuid, 49, body)
+    await client([q_block2_get(cuid, 49, b"b0", 0x8000, BlockOption(0, True, SZX))], 2.0, 10)
+    descending = q_block2_get(cuid, 49, b"b1", 0x8001, BlockOption(7, False, SZX), BlockOption(2, False, SZX))
+    mixed = coap(NON, GET, 0x8002, b"b2", [*path(cuid, 49), (23, b"\x03"), (31, BlockOption(0, True, SZX).encode())])
+    past_the_end = q_block2_get(cuid, 49, b"b3", 0x8003, BlockOption(40, False, SZX))
+    cases = (
+        (descending, b"b1", aiocoap.BAD_REQUEST),
+        (mixed, b"b2", aiocoap.BAD_OPTION),
+        (past_the_end, b"b3", aiocoap.BAD_REQUEST),
+    )
+    for request, token, code in cases:
+        # (the body's next sets may arrive meanwhile on b0's token: the server goes on without a Continue, §7.2)
+        answers = [m for m in await client([request], 1.5) if m.token == token]
+        assert [m.code for m in answers] == [code] and answers[0].payload, answers  # with a diagnostic
