@@ -19,7 +19,7 @@ import aiocoap
 from aiocoap import interfaces
 from aiocoap.messagemanager import MessageManager
 from aiocoap.numbers.codes import EMPTY, PING, PONG, RELEASE
-from aiocoap.numbers.types import CON
+from aiocoap.numbers.types import ACK, CON
 from aiocoap.tokenmanager import TokenManager
 from aiocoap.transports.rfc8323common import RFC8323Remote
 from aiocoap.transports.tcp import TcpConnection
@@ -29,21 +29,36 @@ from opendots.transport.coap_checks import frame_size, inspect_frame, prepared_r
 from opendots.transport.dedup import RecentMessages
 from opendots.transport.events import SessionEvent, SessionListener, notify
 from opendots.transport.identity import PeerIdentity
+from opendots.transport.qblock import QBlockLimits
+from opendots.transport.qblock_server import ParametersFor, QBlockServer, uses_qblock
 
 
 async def append_message_interface(
-    context: aiocoap.Context, factory: Callable[[interfaces.MessageManager], Awaitable[interfaces.MessageInterface]]
-) -> None:
-    """Stack TokenManager + MessageManager (CoAP over UDP semantics: CON/ACK, MIDs, dedup) on our DTLS interface.
+    context: aiocoap.Context,
+    factory: Callable[[interfaces.MessageManager], Awaitable[interfaces.MessageInterface]],
+    *,
+    qblock: QBlockLimits | None = None,
+    qblock_parameters: ParametersFor | None = None,
+) -> TimerlessDedupMessageManager:
+    """Stack TokenManager + MessageManager (CoAP over UDP semantics: CON/ACK, MIDs, dedup) on our DTLS interface;
+    with QBLOCK (a server's), requests and responses carrying Q-Block options go through a QBlockServer.
 
     Private: the same wiring as `Context._append_tokenmanaged_messagemanaged_transport`, aiocoap's way of building
     its own UDP/DTLS stacks (there is no public way to add a message interface), with our MessageManager below.
     """
     token_manager = TokenManager(context)
     message_manager = TimerlessDedupMessageManager(token_manager)
+    if qblock is not None:
+        message_manager.qblock = QBlockServer(
+            loop=context.loop,
+            send=lambda message: MessageManager.send_message(message_manager, message, None),
+            limits=qblock,
+            parameters_for=qblock_parameters,
+        )
     message_manager.message_interface = await factory(message_manager)
     token_manager.token_interface = message_manager
     context.request_interfaces.append(token_manager)
+    return message_manager
 
 
 class TimerlessDedupMessageManager(MessageManager):
@@ -52,12 +67,44 @@ class TimerlessDedupMessageManager(MessageManager):
     (bench/dedup.py).
 
     Private: overrides `MessageManager._deduplicate_message` and `_store_response_for_duplicates` (the only users
-    of `_recent_messages`), which `dispatch_message` and `_send_initially` call for every message."""
+    of `_recent_messages`), which `dispatch_message` and `_send_initially` call for every message.
+
+    With a QBlockServer (RFC 9177, opendots.transport.qblock_server) it also sees every request before aiocoap's
+    token layer and every response before it is numbered: private `_process_request`, `_send_empty_ack`,
+    `_send_initially`, and the override of `send_message` (the one exit of responses, piggybacked or not)."""
 
     def __init__(self, token_manager: Any) -> None:
         super().__init__(token_manager)
         self.recent = RecentMessages()
         self._expiry_timer: asyncio.TimerHandle | None = None
+        self.qblock: QBlockServer | None = None
+
+    def _process_request(self, request: aiocoap.Message) -> None:
+        qblock = self.qblock
+        if qblock is None:
+            return super()._process_request(request)
+        goes_up, answers = qblock.on_request(request)
+        if not goes_up and request.mtype is CON:  # a block taken or refused: the first answer rides on the ACK
+            if answers:
+                first = answers.pop(0)
+                first.mtype, first.mid = ACK, request.mid
+                self._send_initially(first)  # kept for a duplicate of the CON, as aiocoap does for its answers
+            else:
+                self._send_empty_ack(request.remote, request.mid, "Q-Block1 block taken")
+        for answer in answers:
+            super().send_message(answer, None)
+        if goes_up:
+            super()._process_request(request)
+        return None
+
+    def send_message(self, message: aiocoap.Message, messageerror_monitor: Any) -> None:
+        qblock = self.qblock
+        blocks = qblock.on_response(message) if qblock is not None and message.code.is_response() else None
+        if blocks is None:
+            return super().send_message(message, messageerror_monitor)
+        for i, block in enumerate(blocks):
+            super().send_message(block, messageerror_monitor if i == 0 else None)
+        return None
 
     def _deduplicate_message(self, message: aiocoap.Message) -> bool:
         key = (message.remote, message.mid)
@@ -90,6 +137,8 @@ class TimerlessDedupMessageManager(MessageManager):
         if self._expiry_timer is not None:
             self._expiry_timer.cancel()
             self._expiry_timer = None
+        if self.qblock is not None:
+            self.qblock.close()
         await super().shutdown()
 
 
@@ -108,7 +157,7 @@ class PromptAnswerContext(aiocoap.Context):
         # RFC 7252 §5.4.1, §5.7.2, §5.10.8.1 before anything is carried out (opendots.transport.coap_checks).
         # Private: `Options._options`, the option numbers the request carries (no public view without sorting).
         request = pipe.request
-        refusal = prepared_refusal(request) or refusal_for(request, request.opt._options)
+        refusal = prepared_refusal(request) or refusal_for(request, request.opt._options, qblock=uses_qblock(request))
         if refusal is not None:
             pipe.add_response(refusal, is_last=True)
             return

@@ -50,8 +50,10 @@ OPTION_LENGTHS: dict[int, tuple[int, int]] = {
 }
 IF_MATCH, IF_NONE_MATCH, URI_PATH, URI_QUERY, PROXY_URI, PROXY_SCHEME = 1, 5, 11, 15, 35, 39
 # Critical options this server acts on. If-None-Match is left out on purpose: not honouring it would be wrong, so it
-# is treated as unrecognised (4.02). Q-Block1/Q-Block2 (RFC 9177) are not implemented: 4.02 as the RFC expects.
+# is treated as unrecognised (4.02). Q-Block1/Q-Block2 (RFC 9177) only where the transport handles them (DTLS with
+# a QBlockServer, opendots.transport.qblock_server); elsewhere 4.02, so the client falls back to Block1/Block2 (§4.1).
 UNDERSTOOD_CRITICAL = frozenset({IF_MATCH, 3, 7, URI_PATH, URI_QUERY, 17, 23, 27})
+UNDERSTOOD_WITH_QBLOCK = UNDERSTOOD_CRITICAL | {19, 31}
 UNICODE_OPTIONS = (URI_PATH, URI_QUERY)
 
 
@@ -239,10 +241,14 @@ def _encode_frame_length(length: int) -> tuple[int, bytes]:
     return _encode_number(length) if length < 65805 else (15, (length - 65805).to_bytes(4, "big"))
 
 
-def refusal_for(request: aiocoap.Message, option_numbers: Iterable[int]) -> aiocoap.Message | None:
-    """The error answer REQUEST gets before it is carried out, or None (OPTION_NUMBERS: those it carries)."""
+def refusal_for(
+    request: aiocoap.Message, option_numbers: Iterable[int], *, qblock: bool = False
+) -> aiocoap.Message | None:
+    """The error answer REQUEST gets before it is carried out, or None (OPTION_NUMBERS: those it carries; QBLOCK:
+    whether the transport took care of its Q-Block options)."""
+    understood = UNDERSTOOD_WITH_QBLOCK if qblock else UNDERSTOOD_CRITICAL
     for number in option_numbers:
-        if number & 1 and number not in UNDERSTOOD_CRITICAL:
+        if number & 1 and number not in understood:
             if number in (PROXY_URI, PROXY_SCHEME):
                 return error_message("5.05", "this server is no proxy")
             return error_message("4.02", f"critical option {number} is not supported")

@@ -27,8 +27,10 @@ from opendots.transport.dtls_interface import (
     SessionStats,
     client_interface_factory,
 )
-from opendots.transport.events import SessionListener
+from opendots.transport.events import SessionEvent, SessionListener
 from opendots.transport.identity import PeerIdentity
+from opendots.transport.qblock import QBlockLimits
+from opendots.transport.qblock_server import ParametersFor, QBlockServer
 from opendots.transport.tls import tls_client_context, tls_server_context
 
 DEFAULT_PING_TIMEOUT = 10.0
@@ -45,6 +47,8 @@ class SignalServerEndpoint:
     session_listeners: list[SessionListener] = field(default_factory=list)
     """Called with a SessionEvent whenever a DTLS or TLS session is established or closes (append to it)."""
     tls_idle_closed: int = 0
+    qblock: QBlockServer | None = None
+    """Q-Block1/Q-Block2 (RFC 9177) over DTLS, when started with `qblock` limits."""
     _tls_sweeper: asyncio.Task[None] | None = None
 
     def stats(self) -> SessionStats | None:
@@ -93,11 +97,16 @@ async def start_server(
     max_handshakes: int | None = None,
     max_handshakes_per_address: int = MAX_HANDSHAKES_PER_ADDRESS,
     handshake_timeout: float = SERVER_HANDSHAKE_TIMEOUT,
+    qblock: QBlockLimits | None = None,
+    qblock_parameters: ParametersFor | None = None,
 ) -> SignalServerEndpoint:
     """Serve SITE over DTLS (UDP) and/or TLS (TCP) on every (host, port) in BIND; both may share a port number.
 
     MAX_HANDSHAKES (default max(64, max_sessions / 10)), MAX_HANDSHAKES_PER_ADDRESS and HANDSHAKE_TIMEOUT bound
-    the DTLS handshakes that passed the cookie round but are not finished (see DtlsServerInterface._admit)."""
+    the DTLS handshakes that passed the cookie round but are not finished (see DtlsServerInterface._admit).
+    With QBLOCK, DTLS requests and responses may use Q-Block1/Q-Block2 (RFC 9177) within those limits, with the
+    parameters QBLOCK_PARAMETERS names for a request's peer (RFC 9177's defaults without); without QBLOCK, Q-Block
+    options get 4.02 and peers use Block1/Block2."""
     if not bind:
         raise ValueError("start_server needs at least one (host, port) to bind")
     context = hooks.PromptAnswerContext(
@@ -122,8 +131,13 @@ async def start_server(
                 created.append(interface)
                 return interface
 
-            await hooks.append_message_interface(context, dtls_factory)
+            manager = await hooks.append_message_interface(
+                context, dtls_factory, qblock=qblock, qblock_parameters=qblock_parameters
+            )
             endpoint.dtls = created[0]
+            endpoint.qblock = manager.qblock
+            if manager.qblock is not None:
+                endpoint.session_listeners.append(_forget_closed(manager.qblock))
             endpoint.dtls.session_listeners = endpoint.session_listeners  # one shared list for both transports
         if tls:
             ssl_context = tls_server_context(credentials)
@@ -144,6 +158,14 @@ async def start_server(
             await context.shutdown()
         raise
     return endpoint
+
+
+def _forget_closed(qblock: QBlockServer) -> SessionListener:
+    def listener(event: SessionEvent) -> None:
+        if event.kind == "closed" and event.transport == "dtls":
+            qblock.forget_peer(event.remote)
+
+    return listener
 
 
 async def create_client_context(

@@ -247,3 +247,26 @@ def test_options_keep_the_numbers_they_carry_in_a_dict():
     message.mtype, message.mid = aiocoap.CON, 1
     decoded = aiocoap.Message.decode(message.encode())
     assert set(decoded.opt._options) == {11, 15, 2049}, _explain("Options._options", "PromptAnswerContext")
+
+
+def test_q_block_hooks_see_every_request_and_response_of_the_message_layer():
+    """TimerlessDedupMessageManager hands requests to its QBlockServer in `_process_request` (what dispatch_message
+    calls for every CON/NON request) and responses in `send_message`; it ACKs taken blocks with `_send_empty_ack`,
+    piggybacks a refusal with `_send_initially`, and the first block of an answer keeps `Message.request`, from
+    which send_message picks NON for a NON request."""
+    helper = "TimerlessDedupMessageManager (Q-Block)"
+    assert "self._process_request(message)" in inspect.getsource(MessageManager.dispatch_message), _explain(
+        "MessageManager.dispatch_message calling _process_request", helper
+    )
+    assert "self.token_manager.process_request(request)" in inspect.getsource(MessageManager._process_request), (
+        _explain("MessageManager._process_request handing requests to the token manager", helper)
+    )
+    assert list(inspect.signature(MessageManager._send_empty_ack).parameters) == ["self", "remote", "mid", "reason"], (
+        _explain("MessageManager._send_empty_ack(remote, mid, reason)", helper)
+    )
+    assert list(inspect.signature(MessageManager._send_initially).parameters)[:2] == ["self", "message"], _explain(
+        "MessageManager._send_initially(message, ...)", helper
+    )
+    assert "message.request.mtype is NON" in inspect.getsource(MessageManager.send_message), _explain(
+        "MessageManager.send_message choosing NON from Message.request", helper
+    )

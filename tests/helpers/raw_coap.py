@@ -82,6 +82,26 @@ class RawDtlsCoap:
                     answers.append(data)
         return answers
 
+    def send(self, message: bytes) -> None:
+        self.connection.send(message)
+        self._flush()
+
+    def receive(self, wait: float, until: int | None = None) -> list[bytes]:
+        """Every CoAP message that arrives within WAIT seconds, or until UNTIL of them have."""
+        answers: list[bytes] = []
+        give_up = time.monotonic() + wait
+        while (until is None or len(answers) < until) and (left := give_up - time.monotonic()) > 0:
+            self.sock.settimeout(left)
+            try:
+                datagram = self.sock.recv(4096)
+            except TimeoutError:
+                break
+            for event in self.connection.receive_datagram(datagram, time.monotonic()):
+                data = getattr(event, "data", None)
+                if data is not None:
+                    answers.append(data)
+        return answers
+
     def close(self) -> None:
         self.connection.close()
         self._flush()

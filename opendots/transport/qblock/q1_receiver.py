@@ -40,6 +40,7 @@ class _Partial:
     reported_below: int = 0  # sets below this one were already listed in a 4.08 when a later set began
     continued: int = -1  # the highest set acknowledged with 2.31
     reliable: bool = False  # CON or RFC 8323: no 2.31 and no missing-blocks 4.08 (§4.3, §5), only the expiry
+    params: QBlockParameters | None = None  # the peer's own (e.g. negotiated by RFC 9362), kept for the whole body
 
 
 class Q1Receiver:
@@ -66,9 +67,11 @@ class Q1Receiver:
         size1: int | None,
         now: float,
         reliable: bool = False,
+        params: QBlockParameters | None = None,
     ) -> list[Output]:
         """One request carrying Q-Block1 OPTION. Returns what to answer (if anything) and what completed. RELIABLE
-        is for a CON request or a reliable transport, where the peer learns of losses itself."""
+        is for a CON request or a reliable transport, where the peer learns of losses itself. PARAMS, the peer's
+        parameters when they differ from the receiver's, apply to a new body (a body keeps those it started with)."""
         out: list[Output] = []  # timers are the shell's to drive: poll() at next_deadline()
         if request_tag is None or size1 is None:
             return [*out, self._refuse(peer, token, "4.00", "Q-Block1 without Request-Tag or Size1 (RFC 9177 §4.3)")]
@@ -86,8 +89,9 @@ class Q1Receiver:
             diagnostic = self.limits.too_large(size1, option.size)
             if diagnostic is not None:
                 return [*out, self._refuse(peer, token, "4.13", diagnostic, size1=self.limits.max_body)]
+            params = params or self.params
             try:
-                blocks = Reassembly(size1, option.szx, self.params.max_payloads)
+                blocks = Reassembly(size1, option.szx, params.max_payloads)
                 blocks.check(option, payload, size1)
             except QBlockError as error:
                 return [*out, self._refuse(peer, token, error.code, error.diagnostic)]
@@ -95,8 +99,8 @@ class Q1Receiver:
                 out.append(self._evict_oldest_of(peer, now))
             if len(self._partial) >= self.limits.total:
                 return [*out, self._refuse(peer, token, "5.03", "too many Q-Block1 bodies in progress; retry later")]
-            deadline = now + (self.params.partial_timeout if reliable else self.params.time_to_wait(1))
-            partial = _Partial(peer, request_tag, blocks, token, now, deadline, reliable=reliable)
+            deadline = now + (params.partial_timeout if reliable else params.time_to_wait(1))
+            partial = _Partial(peer, request_tag, blocks, token, now, deadline, reliable=reliable, params=params)
             self._partial[key] = partial
             self._per_peer[peer] = self._per_peer.get(peer, 0) + 1
         else:
@@ -122,7 +126,8 @@ class Q1Receiver:
         partial.token = token  # answers go on the token of the last payload received (§5)
         partial.last_progress = now
         partial.re_requests = 0
-        partial.deadline = now + (self.params.partial_timeout if partial.reliable else self.params.time_to_wait(1))
+        params = partial.params or self.params
+        partial.deadline = now + (params.partial_timeout if partial.reliable else params.time_to_wait(1))
         self._partial.move_to_end(key)
         if blocks.complete:
             self._drop(key)
@@ -134,14 +139,17 @@ class Q1Receiver:
         out: list[Output] = []
         if which > partial.reported_below:
             # A payload from a later set: list what earlier sets still miss, once (§7.2); the timer re-asks.
-            mp = self.params.max_payloads
+            mp = params.max_payloads
             missing = blocks.missing(partial.reported_below * mp, which * mp)
             partial.reported_below = which
             if missing:
                 out.append(self._missing(partial, missing))
-        if blocks.set_complete(which) and which > partial.continued and blocks.highest_set == which:
+        last = blocks.set_range(which)[-1]
+        # §4.3: 2.31 acknowledges blocks "all having the M bit set": never the set holding the body's last block,
+        # which is answered by the final response (libcoap 4.3.5 takes a 2.31 for it as the end of the transfer).
+        final_set = last == blocks.count - 1
+        if not final_set and blocks.set_complete(which) and which > partial.continued and blocks.highest_set == which:
             partial.continued = which
-            last = blocks.set_range(which)[-1]
             out.append(Respond(partial.peer, token, "2.31", option=BlockOption(last, True, blocks.szx)))
         return out
 
@@ -166,17 +174,18 @@ class Q1Receiver:
         NON_PARTIAL_TIMEOUT without progress. Linear in the bodies in progress (bounded by QBlockLimits.total)."""
         out: list[Output] = []
         for key, partial in list(self._partial.items()):
-            if now - partial.last_progress >= self.params.partial_timeout:
+            params = partial.params or self.params
+            if now - partial.last_progress >= params.partial_timeout:
                 self._drop(key, now)
                 out.append(BodyAbandoned(partial.peer, key, "no progress for NON_PARTIAL_TIMEOUT"))
             elif now >= partial.deadline:
-                if partial.re_requests >= self.params.non_max_retransmit:
+                if partial.re_requests >= params.non_max_retransmit:
                     self._drop(key, now)
                     reason = f"{partial.re_requests} requests for missing blocks unanswered (NON_MAX_RETRANSMIT)"
                     out.append(BodyAbandoned(partial.peer, key, reason))
                     continue
                 partial.re_requests += 1
-                partial.deadline = now + self.params.time_to_wait(partial.re_requests + 1)
+                partial.deadline = now + params.time_to_wait(partial.re_requests + 1)
                 out.append(self._missing(partial, partial.blocks.missing()))
         while self._ended and now - next(iter(self._ended.values()))[0] >= self.params.partial_timeout:
             self._ended.popitem(last=False)

@@ -41,11 +41,13 @@ class Q2Responses:
         now: float,
         szx: int = 6,
         asked: BlockOption | None = None,
+        params: QBlockParameters | None = None,
     ) -> list[SendBlock]:
         """Send BODY (tagged ETAG) as the response on TOKEN: its first MAX_PAYLOADS_SET now, the rest by poll().
         ASKED is the request's Q-Block2 option, if any: its size is the largest block the client takes, and without
         the M bit it asks for that one block only (§4.4), as libcoap's `-L 5` probe does with 0/_/16; the body is
-        kept either way for the blocks asked for next. A block past the body raises QBlockError (4.00)."""
+        kept either way for the blocks asked for next. A block past the body raises QBlockError (4.00). PARAMS: the
+        peer's own parameters (e.g. negotiated by RFC 9362) when they differ from these responses' defaults."""
         if asked is not None:
             szx = min(szx, asked.szx)
         full = (peer, key)
@@ -54,7 +56,7 @@ class Q2Responses:
             del self._bodies[next(k for k in self._bodies if k[0] == peer)]
         while len(self._bodies) >= self.limits.total:
             self._bodies.popitem(last=False)
-        sender = Q2Sender(body, self.params, token=token, now=now, szx=szx, rng=self._rng, peer=peer, key=key)
+        sender = Q2Sender(body, params or self.params, token=token, now=now, szx=szx, rng=self._rng, peer=peer, key=key)
         if asked is not None and not (asked.more and asked.num == 0):
             sender.deadline = None  # only what the request names goes out
             sent = sender.on_request([asked], token, now, recovery=False)
@@ -78,18 +80,23 @@ class Q2Responses:
         self._bodies.move_to_end((peer, key))
         return entry[0].on_request(options, token, now)
 
+    def forget_peer(self, peer: Hashable) -> None:
+        """PEER's session ended: nobody can ask for its bodies' missing blocks any more."""
+        for full in [full for full in self._bodies if full[0] == peer]:
+            del self._bodies[full]
+
     def next_deadline(self) -> float | None:
         # A body's own next set, or its expiry NON_PARTIAL_TIMEOUT after it was last asked for.
-        partial = self.params.partial_timeout
         deadlines = [
-            _either(sender.next_deadline(), sender.last_activity + partial) for sender, _ in self._bodies.values()
+            _either(sender.next_deadline(), sender.last_activity + sender.params.partial_timeout)
+            for sender, _ in self._bodies.values()
         ]
         return min(deadlines) if deadlines else None
 
     def poll(self, now: float) -> list[SendBlock]:
         out: list[SendBlock] = []
         for full, (sender, _) in list(self._bodies.items()):
-            if now - sender.last_activity >= self.params.partial_timeout:
+            if now - sender.last_activity >= sender.params.partial_timeout:
                 del self._bodies[full]
             else:
                 out += sender.poll(now)

@@ -45,6 +45,7 @@ from opendots.signal.server.shell.service import SignalService
 from opendots.transport import over_tls, peer_identity
 from opendots.transport.aiocoap_hooks import block_of
 from opendots.transport.block1 import Block1Assembler, Complete, Continue, Refuse
+from opendots.transport.qblock_server import uses_qblock
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +137,7 @@ class DotsResource(aiocoap.resource.ObservableResource, aiocoap.resource.PathCap
         """Unfinished Block1 request bodies (RFC 7959 §2.5), checked against the body limit on every block."""
 
     async def needs_blockwise_assembly(self, request: aiocoap.Message) -> bool:
-        return True
+        return not uses_qblock(request)  # Q-Block bodies arrive whole and leave whole: the transport cuts them
 
     def answer_now(self, pipe: Any) -> bool:
         """Answer a request that is neither an Observe registration nor part of a block-wise transfer (nearly
@@ -383,6 +384,8 @@ class DotsResource(aiocoap.resource.ObservableResource, aiocoap.resource.PathCap
 
 
 def _needs_blocks(request: aiocoap.Message, response: aiocoap.Message) -> bool:
+    if uses_qblock(request):
+        return False  # sent whole to the transport, which sends it in Q-Block2 blocks (RFC 9177 §4.4)
     block2 = request.opt.block2
     size = len(response.payload)
     return size > request.remote.maximum_payload_size or (block2 is not None and size > block2.size)
@@ -418,6 +421,19 @@ def _non(message: aiocoap.Message) -> aiocoap.Message:
     return message
 
 
+class WellKnownCore(aiocoap.resource.Resource):
+    """/.well-known/core (RFC 6690): the DOTS signal channel's entry point. It is what libcoap's `-L 5` probes with a
+    Q-Block2 option to learn whether the server speaks Q-Block (RFC 9177 §4.1); the answer carries Q-Block2 then."""
+
+    LINKS = b"</.well-known/dots>;ct=271"
+
+    async def needs_blockwise_assembly(self, request: aiocoap.Message) -> bool:
+        return not uses_qblock(request)
+
+    async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
+        return aiocoap.Message(payload=self.LINKS, content_format=40)  # application/link-format
+
+
 class DotsSite(aiocoap.resource.Site):
     """The server's root: hands /.well-known/dots/... to the DOTS resource directly.
 
@@ -430,6 +446,7 @@ class DotsSite(aiocoap.resource.Site):
         super().__init__()
         self.dots = resource
         self.add_resource(WELL_KNOWN_DOTS, resource)
+        self.add_resource((".well-known", "core"), WellKnownCore())
 
     def answer_now(self, pipe: Any) -> bool:
         """/.well-known/dots/... answered on the spot when the DOTS resource can (PromptAnswerContext)."""

@@ -19,7 +19,7 @@ from opendots.data.records import DataChannelQuery
 from opendots.data.shell.settings import data_settings_from_table
 from opendots.mitigate.base import Mitigator
 from opendots.mitigate.router import MitigatorRouter, build_router
-from opendots.model import encode_signal
+from opendots.model import DEFAULT_MAX_SIZE, encode_signal
 from opendots.signal.server.core import (
     Event,
     HeartbeatDue,
@@ -36,6 +36,7 @@ from opendots.signal.server.shell.aliases import DataChannelAliases
 from opendots.signal.server.shell.checkpoints import checkpoint_in_background
 from opendots.signal.server.shell.collection import FullCollections, hand_back, take_over
 from opendots.signal.server.shell.durable import AsyncSignalStore
+from opendots.signal.server.shell.qblock_params import session_parameters
 from opendots.signal.server.shell.resources import DOTS_CBOR, WELL_KNOWN_DOTS, DotsResource, build_site
 from opendots.signal.server.shell.service import SignalService
 from opendots.signal.server.shell.settings import settings_from_table
@@ -43,6 +44,7 @@ from opendots.store.data_channel import SqliteDataChannelStore
 from opendots.store.signal import SignalStore, SqliteSignalStore
 from opendots.store.sqlite import SqliteDatabase
 from opendots.transport import SessionEvent, SignalServerEndpoint, start_server
+from opendots.transport.qblock import QBlockLimits
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +176,7 @@ async def start_signal_server(
     site, resource = build_site(service)
     bind = bind or [(host, config.signal_port) for host in config.listen]
     try:
-        endpoint = await (transport(site) if transport is not None else _listen(config, site, bind, dtls, tls))
+        endpoint = await (transport(site) if transport is not None else _listen(config, site, bind, dtls, tls, core))
     except BaseException:
         if opened:  # ours: its pool goes with the failed start (an address in use, ...)
             await store.close()  # type: ignore[misc]
@@ -278,7 +280,12 @@ async def _send_heartbeat(running: RunningSignalServer, event: HeartbeatDue) -> 
 
 
 async def _listen(
-    config: ServerConfig, site: aiocoap.resource.Site, bind: list[tuple[str, int]], dtls: bool, tls: bool
+    config: ServerConfig,
+    site: aiocoap.resource.Site,
+    bind: list[tuple[str, int]],
+    dtls: bool,
+    tls: bool,
+    core: SignalServer,
 ) -> SignalServerEndpoint:
     return await start_server(
         site,
@@ -291,4 +298,6 @@ async def _listen(
         max_handshakes=config.max_handshakes or None,
         max_handshakes_per_address=config.max_handshakes_per_address,
         handshake_timeout=config.handshake_timeout,
+        qblock=QBlockLimits(max_body=DEFAULT_MAX_SIZE),  # RFC 9177 over DTLS, the body limit Block1 has
+        qblock_parameters=session_parameters(core),  # RFC 9362: each session's values in force
     )

@@ -32,7 +32,7 @@ async def test_a_crafted_get_config_is_answered_2_05_as_a_baseline(raw):
     ("option", "expected"),
     [
         ((25, b"x"), aiocoap.BAD_OPTION),  # an unrecognised critical option, RFC 7252 §5.4.1
-        ((19, b"\x03"), aiocoap.BAD_OPTION),  # Q-Block1 (RFC 9177), not implemented: critical, unrecognised
+        ((19, b"\x03"), aiocoap.BAD_REQUEST),  # Q-Block1 without Request-Tag and Size1: 4.00 (RFC 9177 §4.3)
         ((17, b"\x00\x00\x3c"), aiocoap.BAD_OPTION),  # Accept with 3 bytes (0-2 allowed), RFC 7252 §5.4.3
         ((23, b"\x00\x00\x00\x06"), aiocoap.BAD_OPTION),  # Block2 with 4 bytes (0-3 allowed)
         ((35, b"coap://198.51.100.1/"), aiocoap.PROXYING_NOT_SUPPORTED),  # Proxy-Uri, RFC 7252 §5.7.2

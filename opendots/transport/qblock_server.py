@@ -1,0 +1,344 @@
+"""Q-Block1/Q-Block2 (RFC 9177) for a CoAP server over DTLS: the sans-I/O engine (opendots.transport.qblock)
+fed with aiocoap messages and driven by the event loop. Nothing in it is specific to DOTS.
+
+`TimerlessDedupMessageManager` (opendots.transport.aiocoap_hooks, the one module with aiocoap's private names)
+hands every incoming request to `on_request` and every outgoing response to `on_response`:
+- a request carrying Q-Block1 is a block of a body: the blocks go to one `Q1Receiver`, its 2.31/4.08 answers go out
+  as NON responses, and once the body is whole the last block's request goes up with the whole payload;
+- a request carrying Q-Block2 goes up marked (`uses_qblock`), so the resource answers with the whole body; its
+  response, when larger than one block, goes out as Q-Block2 blocks from `Q2Responses`, which keeps the body so a
+  request for missing blocks (`is_recovery`) is served from it without rendering again;
+- one loop timer at the engine's earliest deadline sends the next MAX_PAYLOADS_SET, the 4.08s and the expiries.
+Over CoAP over TLS (RFC 8323) nothing of this runs: Q-Block options there are refused (4.02) as before, and bodies
+move in Block1/Block2 (BERT).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any
+
+import aiocoap
+from aiocoap.numbers.codes import Code
+from aiocoap.numbers.types import CON, NON
+from aiocoap.optiontypes import OpaqueOption
+
+from opendots.transport.qblock import (
+    MISSING_BLOCKS_CONTENT_FORMAT,
+    QBLOCK1,
+    QBLOCK2,
+    AlreadyComplete,
+    BlockOption,
+    BodyAbandoned,
+    BodyComplete,
+    OpaqueCounter,
+    Q1Receiver,
+    Q2Responses,
+    QBlockError,
+    QBlockLimits,
+    QBlockParameters,
+    Respond,
+    SendBlock,
+    is_recovery,
+)
+
+log = logging.getLogger(__name__)
+
+REQUEST_TAG = 292  # RFC 9175 §3.2
+ETAG, OBSERVE, BLOCK2, BLOCK1, SIZE2, SIZE1 = 4, 6, 23, 27, 28, 60
+_KEY_IGNORES = (QBLOCK1, QBLOCK2, REQUEST_TAG, BLOCK1, BLOCK2, SIZE1, SIZE2, ETAG, OBSERVE)
+_MARK = "opendots_qblock"
+_Exchange = tuple[Any, bytes]  # (remote, token)
+
+
+def uses_qblock(message: aiocoap.Message) -> bool:
+    """Whether MESSAGE is a request whose Q-Block options the transport took care of: its resource answers with the
+    whole body (never Block2 blocks), and option 19/31 count as understood (RFC 7252 §5.4.1)."""
+    return getattr(message, _MARK, False)
+
+
+@dataclass
+class _Asked:
+    key: Hashable  # the request's cache key: a request for missing blocks of the same resource finds the body
+    option: BlockOption | None  # the request's Q-Block2 option
+    szx: int  # the largest block the client takes
+    params: QBlockParameters | None  # the peer's, if it has its own
+
+
+ParametersFor = Callable[[aiocoap.Message], QBlockParameters | None]
+
+
+class QBlockServer:
+    """The Q-Block state of one server transport. SEND puts a response on the wire (the message manager's
+    send_message, NON, no exchange monitor). PARAMETERS_FOR, if given, names the parameters in force for the peer
+    that sent a request (e.g. negotiated per session by RFC 9362); None there, or no PARAMETERS_FOR, means PARAMS."""
+
+    def __init__(
+        self,
+        *,
+        loop: asyncio.AbstractEventLoop,
+        send: Callable[[aiocoap.Message], None],
+        params: QBlockParameters | None = None,
+        limits: QBlockLimits | None = None,
+        rng: random.Random | None = None,
+        parameters_for: ParametersFor | None = None,
+    ) -> None:
+        rng = rng or random.Random()
+        self._parameters_for = parameters_for
+        params = params or QBlockParameters()
+        self.limits = limits or QBlockLimits()
+        self.loop = loop
+        self._send = send
+        self.receiver = Q1Receiver(params, self.limits)
+        self.responses = Q2Responses(params, self.limits, rng)
+        self._etags = OpaqueCounter(rng.getrandbits(32))
+        # All four tables are bounded (oldest out first) and cleared per peer by forget_peer.
+        self._asked: OrderedDict[_Exchange, _Asked] = OrderedDict()
+        self._awaiting: OrderedDict[_Exchange, Hashable] = OrderedDict()  # bodies gone up, answer not yet seen
+        self._answers: OrderedDict[Hashable, aiocoap.Message] = OrderedDict()  # final answers, for late duplicates
+        self._templates: OrderedDict[tuple[Any, Hashable], aiocoap.Message] = OrderedDict()  # a kept body's response
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self.counts: dict[str, int] = {"q1_blocks": 0, "q1_bodies": 0, "q2_bodies": 0, "q2_blocks": 0}
+        """What went through the engine: tests and metrics read it."""
+
+    # --- incoming requests
+
+    def on_request(self, request: aiocoap.Message) -> tuple[bool, list[aiocoap.Message]]:
+        """(whether REQUEST goes up to the resource, possibly rebuilt in place; the responses to send now)."""
+        options = request.opt
+        raw1 = options.get_option(QBLOCK1)
+        raw2 = options.get_option(QBLOCK2)
+        if not raw1 and not raw2:
+            return True, []
+        setattr(request, _MARK, True)
+        try:
+            if options.block1 is not None or options.block2 is not None:
+                raise QBlockError("4.02", "Q-Block and Block options in one request (RFC 9177 §4.1)")
+            if len(raw1) > 1 or (len(raw2) > 1 and raw1):
+                raise QBlockError("4.02", "a repeated Q-Block1 option (RFC 9177 §4.1, RFC 7252 §5.4.5)")
+            q1 = BlockOption.decode(raw1[0].encode()) if raw1 else None
+            q2 = [BlockOption.decode(option.encode()) for option in raw2]
+        except QBlockError as error:
+            return False, [_error(request, error.code, error.diagnostic)]
+        try:
+            if q1 is not None:
+                return self._on_block(request, q1, q2[0] if q2 else None)
+            return self._on_q2_request(request, q2)
+        finally:
+            self._reschedule()
+
+    def _on_block(
+        self, request: aiocoap.Message, option: BlockOption, asked: BlockOption | None
+    ) -> tuple[bool, list[aiocoap.Message]]:
+        options = request.opt
+        tags = options.get_option(REQUEST_TAG)
+        self.counts["q1_blocks"] += 1
+        events = self.receiver.on_block(
+            request.remote,
+            token=request.token,
+            request_tag=tags[0].encode() if tags else None,
+            option=option,
+            payload=request.payload,
+            size1=options.size1,
+            now=self.loop.time(),
+            reliable=request.mtype is CON,  # each block is ACKed: no 2.31 and no missing-blocks 4.08 (§4.3)
+            params=self._parameters(request),
+        )
+        out: list[aiocoap.Message] = []
+        goes_up = False
+        for event in events:
+            if isinstance(event, Respond):
+                out.append(_respond(request.remote, event))
+            elif isinstance(event, BodyComplete):
+                # §4.3: the body's answer goes on the token of the last payload received, which is this request's.
+                self.counts["q1_bodies"] += 1
+                request.payload = event.body
+                options.delete_option(QBLOCK1)
+                options.delete_option(REQUEST_TAG)
+                options.size1 = None
+                _put(self._awaiting, (request.remote, request.token), event.key, self.limits.total)
+                self._remember_asked(request, asked, asked.szx if asked else option.szx)
+                goes_up = True
+            elif isinstance(event, AlreadyComplete):
+                answer = self._answers.get(event.key)
+                if answer is not None:  # a late duplicate of the last block: its answer was lost (§4.3)
+                    out.append(answer.copy(token=event.token, mid=None, mtype=NON))
+            elif isinstance(event, BodyAbandoned):
+                log.info("Q-Block1 body from %s abandoned: %s", event.peer, event.reason)
+        return goes_up, out
+
+    def _on_q2_request(self, request: aiocoap.Message, q2: list[BlockOption]) -> tuple[bool, list[aiocoap.Message]]:
+        key = request.get_cache_key(_KEY_IGNORES)
+        peer = request.remote
+        if is_recovery(q2):
+            template = self._templates.get((peer, key))
+            if template is not None:
+                try:
+                    blocks = self.responses.on_request(peer, key, q2, token=request.token, now=self.loop.time())
+                except QBlockError as error:
+                    return False, [_error(request, error.code, error.diagnostic)]
+                if blocks is not None:
+                    return False, [self._block_message(block, template) for block in blocks]
+        # A new body (0/M, or the probe's 0/_/16), or blocks of a body no longer kept: the resource renders it.
+        self._remember_asked(request, q2[0], q2[0].szx)
+        return True, []
+
+    def _parameters(self, request: aiocoap.Message) -> QBlockParameters | None:
+        if self._parameters_for is None:
+            return None
+        try:
+            return self._parameters_for(request)
+        except Exception:  # the engine's defaults rather than no answer at all
+            log.exception("Q-Block parameters for %s could not be found", request.remote)
+            return None
+
+    def _remember_asked(self, request: aiocoap.Message, asked: BlockOption | None, szx: int) -> None:
+        entry = _Asked(request.get_cache_key(_KEY_IGNORES), asked, szx, self._parameters(request))
+        _put(self._asked, (request.remote, request.token), entry, 4 * self.limits.total)
+
+    # --- outgoing responses
+
+    def on_response(self, message: aiocoap.Message) -> list[aiocoap.Message] | None:
+        """The messages to send instead of response MESSAGE (its blocks), or None to send it as it is."""
+        exchange = (message.remote, message.token)
+        q1_key = self._awaiting.pop(exchange, None)
+        if q1_key is not None:
+            _put(self._answers, q1_key, message.copy(), self.limits.total)
+        entry = self._asked.get(exchange)
+        if entry is None:
+            return None
+        if message.opt.observe is None:  # notifications keep coming on an observation's token
+            del self._asked[exchange]
+        szx = min(entry.szx, 6)
+        if len(message.payload) <= 16 << szx:
+            if entry.option is not None and message.code.is_successful():
+                # Q-Block2 in the answer tells the client (libcoap's `-L 5` probe) that we speak Q-Block (§4.1).
+                message.opt.add_option(OpaqueOption(QBLOCK2, BlockOption(0, False, szx).encode()))
+            return None
+        peer = message.remote
+        etag = message.opt.etag or self._etags.next()
+        now = self.loop.time()
+        try:
+            blocks = self.responses.start(
+                peer,
+                entry.key,
+                message.payload,
+                etag=etag,
+                token=message.token,
+                now=now,
+                szx=szx,
+                asked=entry.option,
+                params=entry.params,
+            )
+        except QBlockError as error:  # the request asked for a block past the body
+            answer = _error(message, error.code, error.diagnostic)
+            answer.remote, answer.token, answer.mtype = message.remote, message.token, message.mtype
+            return [answer]
+        template = message.copy(payload=b"")
+        template.opt.etag = etag
+        _put(self._templates, (peer, entry.key), template, self.limits.total)
+        self.counts["q2_bodies"] += 1
+        out = [self._block_message(block, template) for block in blocks]
+        if out:  # the first block takes the response's place: piggybacked on an ACK, else NON or CON as it would be
+            out[0].mtype = message.mtype
+            out[0].request = message.request  # aiocoap answers a NON request with NON (RFC 7252 §5.2.3)
+        self._reschedule()
+        return out
+
+    def _block_message(self, block: SendBlock, template: aiocoap.Message) -> aiocoap.Message:
+        self.counts["q2_blocks"] += 1
+        message = template.copy(payload=block.payload, token=block.token, mid=None, mtype=NON)
+        message.remote = template.remote
+        message.opt.add_option(OpaqueOption(QBLOCK2, block.option.encode()))
+        message.opt.size2 = block.size  # §4.6: Size2 and ETag on every block
+        if block.recovery:
+            message.opt.observe = None  # §4.5: a block sent again on request is no notification
+        return message
+
+    # --- timers and sessions
+
+    def _reschedule(self) -> None:
+        deadlines = [d for d in (self.receiver.next_deadline(), self.responses.next_deadline()) if d is not None]
+        due = min(deadlines) if deadlines else None
+        if due == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = due
+        self._timer = None if due is None else self.loop.call_at(due, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = self._timer_at = None
+        now = self.loop.time()
+        for event in self.receiver.poll(now):
+            if isinstance(event, Respond):
+                self._send(_respond(event.peer, event))
+            elif isinstance(event, BodyAbandoned):
+                log.info("Q-Block1 body from %s abandoned: %s", event.peer, event.reason)
+        for block in self.responses.poll(now):
+            template = self._templates.get((block.peer, block.key))
+            if template is not None:
+                self._send(self._block_message(block, template))
+        self._reschedule()
+
+    def forget_peer(self, remote: Any) -> None:
+        """REMOTE's session ended: its bodies can neither complete nor be asked for again."""
+        self.receiver.forget_peer(remote)
+        self.responses.forget_peer(remote)
+        for table in (self._asked, self._awaiting):
+            for exchange in [exchange for exchange in table if exchange[0] == remote]:
+                del table[exchange]
+        for key in [key for key in self._answers if key[0] == remote]:
+            del self._answers[key]
+        for key in [key for key in self._templates if key[0] == remote]:
+            del self._templates[key]
+        self._reschedule()
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._timer_at = None
+
+
+def _put(table: OrderedDict, key: Hashable, value: Any, bound: int) -> None:
+    table[key] = value
+    table.move_to_end(key)
+    while len(table) > bound:
+        table.popitem(last=False)
+
+
+def _code(dotted: str) -> Code:
+    major, minor = dotted.split(".")
+    return Code((int(major) << 5) | int(minor))
+
+
+def _respond(remote: Any, event: Respond) -> aiocoap.Message:
+    message = aiocoap.Message(code=_code(event.code))
+    message.mtype, message.token, message.remote = NON, event.token, remote
+    if event.option is not None:
+        message.opt.add_option(OpaqueOption(QBLOCK1, event.option.encode()))
+    if event.content_format is not None:
+        message.opt.content_format = event.content_format
+        message.payload = event.payload
+    elif event.diagnostic:
+        message.opt.content_format = 0
+        message.payload = event.diagnostic.encode()
+    if event.size1 is not None:
+        message.opt.size1 = event.size1
+    return message
+
+
+def _error(request: aiocoap.Message, code: str, diagnostic: str) -> aiocoap.Message:
+    message = aiocoap.Message(code=_code(code), payload=diagnostic.encode())
+    message.opt.content_format = 0
+    message.mtype, message.token, message.remote = NON, request.token, request.remote
+    return message
+
+
+__all__ = ["MISSING_BLOCKS_CONTENT_FORMAT", "QBlockServer", "uses_qblock"]
