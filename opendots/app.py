@@ -182,6 +182,10 @@ async def start_server(
     if not (dtls or tls):
         raise ConfigError("--no-dtls and --no-tls leave nothing to serve")
     check_credentials(config.tls)
+    if config.dashboard is not None:  # a missing token file is said before anything listens
+        from opendots.console.server import read_token
+
+        read_token(config.dashboard.token_file)
     database = open_database(config.db)
     server = None
     runner = None

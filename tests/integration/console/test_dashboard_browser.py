@@ -164,6 +164,6 @@ async def test_an_operator_reports_a_status_from_the_page_and_it_is_audited(
     assert [m["status"] for m in listed["mitigations"] if m["mid"] == 7] == ["attack-successfully-mitigated"]
     await asyncio.to_thread(browser.save_screenshot, str(tmp_path / "status-reported.png"))
     if os.environ.get("OPENDOTS_DOCS_SCREENSHOT"):  # refresh the README's picture: OPENDOTS_DOCS_SCREENSHOT=1
-        await asyncio.to_thread(browser.set_window_size, 1400, 420)
+        await asyncio.to_thread(browser.set_window_size, 1400, 560)
         await asyncio.to_thread(browser.save_screenshot, str(REPOSITORY / "docs" / "dashboard.png"))
     assert _severe_console_messages(browser) == []

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from opendots.app import start_server
 from opendots.config import ConfigError, DashboardConfig, ServerConfig
 from opendots.console.page import dashboard_page, mitigation_rows
 from opendots.console.server import read_token
@@ -104,3 +105,13 @@ def test_targets_are_written_as_an_operator_writes_them() -> None:
     }
     assert targets_text(entry) == "203.0.113.0/24 port 53 ports 8000-8080 udp www.example.com alias web"
     assert targets_text({}) == "-"
+
+
+async def test_a_missing_token_file_stops_the_server_before_anything_listens(own_pki: Path) -> None:
+    # In tests/unit a bind raises UnitTestBoundaryError: a ConfigError proves the token was read first.
+    config = ServerConfig.load(own_pki / "server.toml")
+    config.db = own_pki / "never.db"
+    config.dashboard = DashboardConfig("127.0.0.1:9647", own_pki / "absent.token")
+    with pytest.raises(ConfigError, match=r"absent\.token"):
+        await start_server(config)
+    assert not config.db.exists()
