@@ -16,6 +16,8 @@ CLOSED = ""
 REFRESH = 2.0
 SETTLE = 0.05
 """After a wake-up, let the burst of events of one request land before reading the state once."""
+MIN_INTERVAL = 0.25
+"""At most four snapshots a second however busy the server is (one costs ~9 ms with 1,000 mitigations)."""
 
 
 class Broadcaster:
@@ -43,13 +45,16 @@ class Broadcaster:
         self.subscribers.discard(queue)
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        last = -MIN_INTERVAL
         while self.subscribers:
             try:
                 await asyncio.wait_for(self.changed.wait(), REFRESH)
-                await asyncio.sleep(SETTLE)
+                await asyncio.sleep(max(SETTLE, last + MIN_INTERVAL - loop.time()))
             except TimeoutError:
                 pass
             self.changed.clear()
+            last = loop.time()
             text = json.dumps(await self.read(), separators=(",", ":"))
             if text == self.latest:
                 continue
