@@ -127,6 +127,7 @@ class DotsServer:
     data: Any = None  # aiohttp web.AppRunner
     metrics: Any = None
     admin: Any = None
+    console: Any = None  # opendots.console.server.RunningConsole
 
     def describe(self) -> str:
         """The line that says the server is ready (tests and the process stack wait for its start)."""
@@ -142,10 +143,14 @@ class DotsServer:
             text += f"; metrics on http://{self.config.metrics}/metrics"
         if self.admin is not None:
             text += f"; operator socket {self.config.admin_socket}"
+        if self.console is not None:
+            text += f"; dashboard on http://{socket_addresses(self.console.addresses)}/"
         return text
 
     async def stop(self) -> None:
         """In reverse order of start: the data channel goes before the signal server closes the database."""
+        if self.console is not None:
+            await self.console.stop()
         if self.admin is not None:
             await self.admin.close()
         if self.metrics is not None:
@@ -177,6 +182,10 @@ async def start_server(
     if not (dtls or tls):
         raise ConfigError("--no-dtls and --no-tls leave nothing to serve")
     check_credentials(config.tls)
+    if config.dashboard is not None:  # a missing token file is said before anything listens
+        from opendots.console.server import read_token
+
+        read_token(config.dashboard.token_file)
     database = open_database(config.db)
     server = None
     runner = None
@@ -200,6 +209,10 @@ async def start_server(
             server.metrics = await start_metrics_endpoint([SignalCollector(signal)], config.metrics)
         if config.admin_socket is not None:
             server.admin = await start_admin_socket(signal, config.admin_socket, config_path)
+        if config.dashboard is not None:
+            from opendots.console.server import start_console
+
+            server.console = await start_console(signal, config.dashboard, config_path, clock)
     except BaseException:
         if server is not None:
             await server.stop()

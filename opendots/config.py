@@ -85,6 +85,35 @@ class ClientAuthorization:
         return False
 
 
+@dataclass(frozen=True)
+class DashboardConfig:
+    """[dashboard]: where the web console listens and the file holding the token operators log in with."""
+
+    listen: str
+    token_file: Path
+
+    @classmethod
+    def from_table(cls, table: dict[str, Any], base: Path, where: str) -> DashboardConfig | None:
+        _known(table, DASHBOARD_KEYS, where)
+        listen = _string(table, "listen", None, where)
+        if listen is None:
+            if table:
+                raise ConfigError(f"{where}: listen (host:port) is required to serve the dashboard")
+            return None
+        host, _, port = listen.rpartition(":")
+        if not host:
+            raise ConfigError(f"{where} listen must be host:port (e.g. 127.0.0.1:9647), not {listen!r}")
+        check_port(int(port) if port.isdigit() else port, f"{where} listen port")
+        token_file = _string(table, "token_file", None, where)
+        if not token_file:  # never open by default: no token, no dashboard
+            raise ConfigError(f"{where}: token_file is required (the dashboard is never served without a token)")
+        return cls(listen, base / token_file)
+
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
 @dataclass
 class ServerConfig:
     tls: TlsFiles
@@ -113,6 +142,8 @@ class ServerConfig:
     metrics: str | None = None
     """"host:port" of the Prometheus endpoint (GET /metrics, plain HTTP: bind it to a management address);
     None: no endpoint."""
+    dashboard: DashboardConfig | None = None
+    """[dashboard]: the operator's web console (opendots.console); None: not served."""
     # Each component parses its own table, so its options live next to the code that uses them:
     signal: dict[str, Any] = field(default_factory=dict)  # [signal]: opendots.signal server settings
     data: dict[str, Any] = field(default_factory=dict)  # [data]: opendots.data.DataChannelSettings
@@ -180,6 +211,7 @@ class ServerConfig:
             full_collection_interval=_seconds(server, "full_collection_interval", 60.0, path),
             metrics=_string(server, "metrics", None, where),
             admin_socket=base / server["admin_socket"] if server.get("admin_socket") else None,
+            dashboard=DashboardConfig.from_table(_table(data, "dashboard", path), base, f"{path}: [dashboard]"),
             signal=dict(_table(data, "signal", path)),
             data=dict(_table(data, "data", path)),
             mitigators=[dict(entry) for entry in _tables(data, "mitigators", path)],
@@ -234,6 +266,11 @@ class ServerConfig:
                 for c in self.clients
             ],
         }
+        if self.dashboard is not None:
+            data["dashboard"] = {
+                "listen": self.dashboard.listen,
+                "token_file": _relative(self.dashboard.token_file, base),
+            }
         if self.signal:
             data["signal"] = self.signal
         if self.data:
@@ -389,7 +426,8 @@ def _seconds(table: dict[str, Any], key: str, default: float, path: Path) -> flo
     return float(value)
 
 
-SERVER_TABLES = ("server", "tls", "clients", "signal", "data", "mitigators")
+SERVER_TABLES = ("server", "tls", "clients", "signal", "data", "mitigators", "dashboard")
+DASHBOARD_KEYS = ("listen", "token_file")
 SERVER_KEYS = (
     "listen",
     "signal_port",

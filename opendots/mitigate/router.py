@@ -134,6 +134,10 @@ class MitigatorRouter:
         if failures:
             raise MitigatorError("; ".join(failures))
 
+    def placed_on(self, key: str) -> list[Mitigator]:
+        """The actuators mitigation KEY was handed to (the operator's console shows which one enforces it)."""
+        return [self.assignments[index].mitigator for index in self._placed.get(key, {})]
+
     async def withdraw(self, key: str) -> None:
         mitigators = [self.assignments[index].mitigator for index in self._placed.pop(key, {})]
         await _withdraw_from(mitigators, lambda mitigator: mitigator.withdraw(key))

@@ -1,0 +1,175 @@
+"""The console's HTML: rendered by the server (the page is complete without JavaScript), then kept current by a
+small inline script fed by server-sent events. Nothing is loaded from elsewhere: the page works offline."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from html import escape
+from typing import Any
+
+OPERATOR_STATUSES = (
+    "attack-mitigation-in-progress",
+    "attack-successfully-mitigated",
+    "attack-stopped",
+    "attack-exceeded-capability",
+)
+
+STYLE = """
+body{font:14px system-ui,sans-serif;margin:1em 2em;color:#222}
+h1{font-size:1.3em;margin:0 0 .5em} h2{font-size:1.1em;margin:1.2em 0 .3em}
+table{border-collapse:collapse;width:100%} th,td{border-bottom:1px solid #ddd;padding:3px 8px;text-align:left}
+th{background:#f3f3f3} td.n{text-align:right;font-variant-numeric:tabular-nums}
+.warn{background:#fff3cd;border:1px solid #e0c36c;padding:6px 10px}
+.bad{color:#a00;font-weight:600} .ok{color:#070} #live{float:right;font-size:.9em}
+#notice{min-height:1.3em;margin:.5em 0} form.login{max-width:24em} input,select,button{font:inherit}
+"""
+
+
+def shell(title: str, body: str) -> str:
+    return (
+        "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        '<meta name=viewport content="width=device-width, initial-scale=1">'
+        f'<link rel=icon href="data:,"><title>{escape(title)}</title><style>{STYLE}</style></head>'
+        f"<body>{body}</body></html>"
+    )
+
+
+def login_page(message: str = "") -> str:
+    notice = f"<p class=bad id=refused>{escape(message)}</p>" if message else ""
+    return shell(
+        "OpenDOTS console: log in",
+        "<h1>OpenDOTS console</h1>"
+        f"{notice}<form class=login method=post action=/login>"
+        "<p><label>Token (the content of [dashboard] token_file)<br>"
+        "<input type=password name=token id=token autocomplete=off required size=40></label></p>"
+        "<p><button type=submit id=login>Log in</button></p></form>",
+    )
+
+
+def when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "never"
+    return dt.datetime.fromtimestamp(timestamp, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def lifetime_text(seconds: int) -> str:
+    return "indefinite" if seconds < 0 else f"{seconds} s"
+
+
+def _cells(values: list[Any], numeric: tuple[int, ...] = ()) -> str:
+    return "".join(f"<td{' class=n' if i in numeric else ''}>{escape(shown(v))}</td>" for i, v in enumerate(values))
+
+
+def shown(value: Any) -> str:
+    """A value as the page shows it: a counter no mitigator measured (None) is "-", not zero."""
+    return "-" if value is None else str(value)
+
+
+def client_rows(state: dict[str, Any]) -> str:
+    rows = []
+    for c in state["clients"]:
+        values = [c["name"], c["cuid"], c["transport"], c["address"], c["health"], when(c["last-seen"])]
+        rows.append(f"<tr>{_cells([*values, c['mitigations'], c['enforcing']], (6, 7))}</tr>")
+    return "".join(rows)
+
+
+def mitigation_rows(state: dict[str, Any]) -> str:
+    rows = []
+    for m in state["mitigations"]:
+        values = [
+            m["client"],
+            m["mid"],
+            m["status"],
+            m["targets"],
+            lifetime_text(m["lifetime"]),
+            m["pkts-dropped"],
+            m["bytes-dropped"],
+            m["enforced-by"],
+        ]
+        key = escape(f"{m['cuid']}/{m['mid']}")
+        rows.append(f'<tr data-key="{key}">{_cells(values, (1, 4, 5, 6))}<td>{_action(m)}</td></tr>')
+    return "".join(rows)
+
+
+def _action(m: dict[str, Any]) -> str:
+    options = "".join(f"<option>{label}</option>" for label in OPERATOR_STATUSES)
+    return (
+        f'<select class=report-status aria-label="status to report">{options}</select> '
+        f'<button class=report data-cuid="{escape(m["cuid"])}" data-mid="{m["mid"]}">Report</button>'
+    )
+
+
+def dashboard_page(state: dict[str, Any]) -> str:
+    banner = (
+        ""
+        if state["enforced"]
+        else "<p class=warn id=not-enforced>Nothing is enforced: only the logging mitigator runs, no traffic is "
+        "dropped (configure nftables or bgp in [[mitigators]]).</p>"
+    )
+    return shell(
+        "OpenDOTS console",
+        "<span id=live>connecting…</span><h1>OpenDOTS console</h1>"
+        f"{banner}<div id=notice role=status></div>"
+        "<h2>Clients</h2><table><thead><tr><th>Name</th><th>CUID</th><th>Session</th><th>Address</th>"
+        "<th>Heartbeat</th><th>Last seen</th><th>Mitigations</th><th>Enforcing</th></tr></thead>"
+        f"<tbody id=clients>{client_rows(state)}</tbody></table>"
+        "<h2>Mitigations</h2><table><thead><tr><th>Client</th><th>mid</th><th>Status</th><th>Targets</th>"
+        "<th>Lifetime left</th><th>Packets dropped</th><th>Bytes dropped</th><th>Enforced by</th>"
+        "<th>Report a status (externally run mitigation)</th></tr></thead>"
+        f"<tbody id=mitigations>{mitigation_rows(state)}</tbody></table>"
+        f"<h2>Operator actions</h2><ul id=audit>{audit_items(state.get('audit', []))}</ul>"
+        f"<script>const STATUSES={json.dumps(OPERATOR_STATUSES)};{SCRIPT}</script>",
+    )
+
+
+def audit_items(entries: list[dict[str, Any]]) -> str:
+    return "".join(f"<li>{escape(audit_text(e))}</li>" for e in reversed(entries))
+
+
+def audit_text(e: dict[str, Any]) -> str:
+    return f"{when(e['at'])} {e['who']}: {e['what']} {e['mitigation']}: {e['before']} → {e['after']}"
+
+
+# Rows are filled with textContent only: nothing a client sent is ever parsed as HTML. A mitigation's row is kept
+# (updated in place) while it lasts, so an operator's choice in its form survives the updates.
+SCRIPT = """
+const $=id=>document.getElementById(id),shown=v=>v==null?'-':String(v);
+let received=0, state=null;
+function when(t){return t==null?'never':new Date(t*1000).toISOString().replace('T',' ').slice(0,19)+' UTC';}
+function row(values,numeric){const tr=document.createElement('tr');values.forEach((v,i)=>{
+ const td=document.createElement('td');td.textContent=shown(v);if(numeric.includes(i))td.className='n';
+ tr.appendChild(td);});return tr;}
+function left(m){if(m.lifetime<0)return 'indefinite';
+ return Math.max(0,Math.round(m.lifetime-(Date.now()/1000-received)))+' s';}
+function action(m){const td=document.createElement('td'),sel=document.createElement('select'),
+ b=document.createElement('button');sel.className='report-status';sel.setAttribute('aria-label','status to report');
+ STATUSES.forEach(s=>{const o=document.createElement('option');o.textContent=s;sel.appendChild(o);});
+ b.className='report';b.textContent='Report';b.dataset.cuid=m.cuid;b.dataset.mid=m.mid;
+ td.append(sel,' ',b);return td;}
+function render(s){state=s;received=Date.now()/1000;
+ $('clients').replaceChildren(...s.clients.map(c=>row([c.name,c.cuid,c.transport,c.address,c.health,
+  when(c['last-seen']),c.mitigations,c.enforcing],[6,7])));
+ const body=$('mitigations'),held=new Map([...body.children].map(tr=>[tr.dataset.key,tr]));
+ body.replaceChildren(...s.mitigations.map(m=>{const key=m.cuid+'/'+m.mid,values=[m.client,m.mid,m.status,
+  m.targets,left(m),m['pkts-dropped'],m['bytes-dropped'],m['enforced-by']];let tr=held.get(key);
+  if(!tr){tr=row(values,[1,4,5,6]);tr.dataset.key=key;tr.appendChild(action(m));}
+  else values.forEach((v,i)=>{if(tr.children[i].textContent!==shown(v))tr.children[i].textContent=shown(v);});
+  return tr;}));
+ $('audit').replaceChildren(...s.audit.slice().reverse().map(e=>{const li=document.createElement('li');
+  li.textContent=when(e.at)+' '+e.who+': '+e.what+' '+e.mitigation+': '+e.before+' \\u2192 '+e.after;return li;}));}
+setInterval(()=>{if(state)state.mitigations.forEach(m=>{
+ const tr=document.querySelector('#mitigations tr[data-key="'+CSS.escape(m.cuid+'/'+m.mid)+'"]');
+ if(tr)tr.children[4].textContent=left(m);});},1000);
+$('mitigations').addEventListener('click',async ev=>{const b=ev.target.closest('button.report');if(!b)return;
+ const status=b.parentElement.querySelector('select').value;
+ if(!confirm('Report '+status+' for mitigation '+b.dataset.cuid+'/'+b.dataset.mid+'?'))return;
+ const r=await fetch('/action/report-status',{method:'POST',headers:{'Content-Type':'application/json'},
+  body:JSON.stringify({cuid:b.dataset.cuid,mid:Number(b.dataset.mid),status:status})});
+ const answer=await r.json();$('notice').textContent=r.ok?'Reported '+answer.status:'Refused: '+answer.error;
+ $('notice').className=r.ok?'ok':'bad';});
+function connect(){const events=new EventSource('/events');
+ events.addEventListener('state',e=>{$('live').textContent='live';render(JSON.parse(e.data));});
+ events.onerror=()=>{$('live').textContent='reconnecting…';};}
+connect();
+"""

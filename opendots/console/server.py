@@ -1,0 +1,232 @@
+"""The operator's web console of `opendots server` ([dashboard] in server.toml): read views and one action on the
+state the admin socket serves, through the admin socket's own handler.
+
+Authentication: the token in [dashboard] token_file, given once in the login form (the page then holds a cookie
+derived from it, HttpOnly and SameSite=Strict) or on every request as `Authorization: Bearer <token>`. Without a
+token file the console does not start: it is never open. Actions take a JSON body only (a cross-site form cannot
+send one), are confirmed in the page, and are audited: a line on the `opendots.audit` logger and the page's list.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import hashlib
+import hmac
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from opendots.config import ConfigError, DashboardConfig
+from opendots.console.events import CLOSED, Broadcaster
+from opendots.console.page import dashboard_page, login_page
+from opendots.console.views import snapshot
+from opendots.signal.client.shell.control import ControlError
+from opendots.signal.server.shell.admin import AdminHandler
+
+if TYPE_CHECKING:
+    from opendots.signal.server.shell.run import RunningSignalServer
+
+audit_log = logging.getLogger("opendots.audit")
+COOKIE = "opendots_console"
+AUDIT_KEPT = 50
+KEEPALIVE = 15.0
+
+
+def read_token(path: Path) -> str:
+    """The token operators log in with: the file's first line, at least 16 characters."""
+    try:
+        token = path.read_text().strip()
+    except OSError as error:
+        raise ConfigError(f"[dashboard] token_file {path}: {error.strerror or error}") from None
+    if len(token) < 16:
+        raise ConfigError(f"[dashboard] token_file {path}: the token must be at least 16 characters")
+    return token
+
+
+@dataclass
+class Console:
+    admin: AdminHandler
+    token: str
+    clock: Callable[[], float]
+    broadcaster: Broadcaster | None = None
+
+    def __post_init__(self) -> None:
+        self.session = hmac.new(self.token.encode(), b"opendots console session", hashlib.sha256).hexdigest()
+        self.audit: collections.deque[dict[str, Any]] = collections.deque(maxlen=AUDIT_KEPT)
+        self.broadcaster = Broadcaster(self.state)
+
+    async def state(self) -> dict[str, Any]:
+        state = await snapshot(self.admin, self.clock())
+        state["audit"] = list(self.audit)
+        return state
+
+    def authenticated(self, request: web.Request) -> bool:
+        header = request.headers.get("Authorization", "")
+        if header.startswith("Bearer "):
+            return hmac.compare_digest(header[7:].strip().encode(), self.token.encode())
+        return hmac.compare_digest(request.cookies.get(COOKIE, "").encode(), self.session.encode())
+
+    @web.middleware
+    async def guard(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path == "/login" or self.authenticated(request):
+            return await handler(request)
+        if "Authorization" in request.headers or COOKIE in request.cookies:
+            return _html(login_page("That credential is not valid."), 403)
+        if request.path == "/":  # a person opening the console: to the form (a 401 would be a console error)
+            raise web.HTTPSeeOther("/login")
+        return _html(login_page(), 401)
+
+    async def login_form(self, _request: web.Request) -> web.Response:
+        return _html(login_page(), 200)
+
+    async def login(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        given = str(form.get("token", "")).strip()
+        if not hmac.compare_digest(given.encode(), self.token.encode()):
+            audit_log.warning("console: refused log-in from %s (wrong token)", request.remote)
+            return _html(login_page("That token is not valid."), 403)
+        redirect = web.HTTPSeeOther("/")
+        redirect.set_cookie(COOKIE, self.session, httponly=True, samesite="Strict", path="/")
+        raise redirect
+
+    async def page(self, _request: web.Request) -> web.Response:
+        return _html(dashboard_page(await self.state()), 200)
+
+    async def state_json(self, _request: web.Request) -> web.Response:
+        return web.json_response(await self.state())
+
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        assert self.broadcaster is not None
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"})
+        await response.prepare(request)
+        queue = self.broadcaster.subscribe()
+        try:
+            while True:
+                try:
+                    text = await asyncio.wait_for(queue.get(), KEEPALIVE)
+                except TimeoutError:
+                    await response.write(b": keep-alive\n\n")
+                    continue
+                if text == CLOSED:
+                    break
+                await response.write(f"event: state\ndata: {text}\n\n".encode())
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            self.broadcaster.unsubscribe(queue)
+        return response
+
+    async def report_status(self, request: web.Request) -> web.Response:
+        """RFC 9132 leaves the status of an externally-run mitigation to the server: the operator reports it."""
+        if request.content_type != "application/json":
+            return web.json_response({"error": "send the action as application/json"}, status=415)
+        try:
+            body = await request.json()
+        except ValueError:
+            return web.json_response({"error": "the body is not JSON"}, status=400)
+        if not isinstance(body, dict):
+            return web.json_response({"error": "the body must be a JSON object"}, status=400)
+        args = {key: body.get(key) for key in ("cuid", "mid", "status")}
+        before = next(
+            (
+                m["status"]
+                for m in (await self.admin("mitigations", {}))["mitigations"]
+                if m["cuid"] == args["cuid"] and m["mid"] == args["mid"]
+            ),
+            None,
+        )
+        try:
+            answer = await self.admin("report-status", args)
+        except ControlError as error:
+            return web.json_response({"error": str(error)}, status=404 if error.code == "4.04" else 400)
+        entry = {
+            "at": self.clock(),
+            "who": f"operator at {request.remote}",
+            "what": "report-status",
+            "mitigation": f"{args['cuid']}/{args['mid']}",
+            "before": before,
+            "after": answer["status"],
+        }
+        self.audit.append(entry)
+        audit_log.info(
+            "console: %s reported %s for mitigation %s (was %s)",
+            entry["who"],
+            entry["after"],
+            entry["mitigation"],
+            entry["before"],
+        )
+        assert self.broadcaster is not None
+        self.broadcaster.poke()
+        return web.json_response(answer)
+
+
+def _html(text: str, status: int) -> web.Response:
+    return web.Response(text=text, status=status, content_type="text/html", headers={"Cache-Control": "no-store"})
+
+
+def build_app(console: Console) -> web.Application:
+    app = web.Application(middlewares=[console.guard], client_max_size=64 * 1024)
+    app.router.add_get("/", console.page)
+    app.router.add_get("/login", console.login_form)
+    app.router.add_post("/login", console.login)
+    app.router.add_get("/state", console.state_json)
+    app.router.add_get("/events", console.events)
+    app.router.add_post("/action/report-status", console.report_status)
+    return app
+
+
+@dataclass
+class RunningConsole:
+    console: Console
+    runner: web.AppRunner
+    restore: Callable[[], None]
+
+    @property
+    def addresses(self) -> list[Any]:
+        return list(self.runner.addresses)
+
+    async def stop(self) -> None:
+        self.restore()
+        assert self.console.broadcaster is not None
+        await self.console.broadcaster.close()
+        await self.runner.cleanup()
+
+
+async def start_console(
+    signal: RunningSignalServer,
+    settings: DashboardConfig,
+    config_path: Path | None = None,
+    clock: Callable[[], float] = time.time,
+) -> RunningConsole:
+    """Serve the console on settings.listen; ConfigError when the token file is missing, short or unreadable."""
+    console = Console(AdminHandler(signal, config_path, clock), read_token(settings.token_file), clock)
+    service = signal.service
+    forward = service.on_event
+    assert console.broadcaster is not None
+    poke = console.broadcaster.poke
+
+    def on_event(event: Any) -> None:  # every state change the service acts on also refreshes open pages
+        forward(event)
+        poke()
+
+    service.on_event = on_event
+
+    def restore() -> None:
+        service.on_event = forward
+
+    runner = web.AppRunner(build_app(console), access_log=None)
+    await runner.setup()
+    host, port = settings.host_port()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as error:
+        restore()
+        await runner.cleanup()
+        raise ConfigError(f"[dashboard] listen {settings.listen}: {error.strerror or error}") from None
+    return RunningConsole(console, runner, restore)
