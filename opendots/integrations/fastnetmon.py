@@ -240,6 +240,7 @@ def handle(notification: Notification, config_path: Path, *, lifetime: int, time
     with mapping_file.locked(calls.remaining()) as mapping:
         known = mapping.get(key)
         if notification.action == "ban":
+            tmid = _report_telemetry(calls, notification, details)  # RFC 9244 §8.2: before the request it explains
             scope = {"target-prefix": [notification.target_prefix], "lifetime": lifetime}
             args: dict[str, Any] = {"scope": scope}
             if known is not None:
@@ -248,6 +249,8 @@ def handle(notification: Notification, config_path: Path, *, lifetime: int, time
             if not _succeeded(result):
                 raise _refusal("mitigate", result)
             mapping[key] = {"mid": int(result["mid"]), "pps": notification.pps, "since": int(time.time())}
+            if tmid is not None:
+                mapping[key]["tmid"] = tmid
             summary = details.strip().splitlines()[0] if details.strip() else "no details"
             log.info(
                 "ban %s (%s, %d pps): mitigation mid %s %s via %s (%s)",
@@ -268,7 +271,45 @@ def handle(notification: Notification, config_path: Path, *, lifetime: int, time
             raise _refusal("withdraw", result)
         del mapping[key]
         log.info("unban %s: mitigation mid %s withdrawn (%s) via %s", key, known["mid"], result["code"], path)
+        if "tmid" in known:
+            _delete_telemetry(calls, key, int(known["tmid"]))
         return EXIT_OK
+
+
+def _report_telemetry(calls: DotsCalls, notification: Notification, details: str) -> int | None:
+    """Send the attack as pre-or-ongoing-mitigation telemetry (target, rates, top talkers); its tmid, or None when
+    the server refused it: a refused report is logged and the mitigation request still goes. An unreachable server
+    ends the call here (HookError), as the mitigation request could not go either."""
+    from opendots.integrations.fastnetmon_telemetry import parse_details, telemetry_entry
+    from opendots.signal.client.core.telemetry_bodies import TelemetryError
+
+    vendor_id = calls.config.telemetry.get("vendor_id", 0)
+    parsed = parse_details(details, notification.address)
+    try:
+        entry = telemetry_entry(
+            parsed, notification.target_prefix, notification.pps, vendor_id=vendor_id, start_time=int(time.time())
+        )
+    except TelemetryError as problem:  # e.g. a pps beyond gauge64: the mitigation matters more than the report
+        log.warning("ban %s: no telemetry sent: %s", notification.address, problem)
+        return None
+    result, path = calls.call("telemetry-report", entries=[entry])
+    if not _succeeded(result):
+        log.warning("ban %s: %s", notification.address, _refusal("telemetry-report", result))
+        return None
+    talkers = len(entry.get("attack-detail", [{}])[0].get("top-talker", {}).get("talker", []))
+    log.info("ban %s: telemetry tmid %s %s via %s (%d top talkers)", notification.address, result["tmid"],
+             result["code"], path, talkers)  # fmt: skip
+    return int(result["tmid"])
+
+
+def _delete_telemetry(calls: DotsCalls, key: str, tmid: int) -> None:
+    """The attack is over: its telemetry goes too (best effort: the withdrawal already succeeded)."""
+    try:
+        result, _ = calls.call("telemetry-delete", tmid=tmid)
+    except HookError as problem:
+        log.warning("unban %s: telemetry tmid %d not deleted: %s", key, tmid, problem)
+        return
+    log.info("unban %s: telemetry tmid %d deleted (%s)", key, tmid, result.get("code"))
 
 
 def configure_logging(log_file: Path | None) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import uuid
 from pathlib import Path
@@ -192,3 +193,40 @@ async def test_the_agent_installs_client_toml_telemetry_and_again_after_reconnec
     finally:
         await agent.stop()
         await running.stop()
+
+
+async def test_the_fastnetmon_hook_reports_the_attack_as_telemetry_before_asking_for_mitigation(app_server) -> None:
+    """`fastnetmon-hook IP incoming PPS ban` with FastNetMon's details on stdin (a pipe, as FastNetMon gives it):
+    a tm report with the rates and top talkers, then the mitigation; unban withdraws both (RFC 9244 §8.2)."""
+    from opendots.integrations.fastnetmon import EXIT_OK, STATE_FILE, run_hook
+    from tests.helpers import FIXTURES
+
+    running, directory = app_server
+    core = running.signal.service.core
+    client = ClientConfig.load(directory / "client.toml")
+    client.signal_port = running.config.signal_port
+    client.save(directory / "client.toml")
+    details = (FIXTURES / "fastnetmon" / "ban-details-udp-flood.txt").read_bytes()
+
+    def hook(*argv: str, stdin: bytes = b"") -> int:
+        read, write = os.pipe()
+        os.write(write, stdin)
+        os.close(write)
+        with os.fdopen(read, "rb") as stream:
+            return run_hook(list(argv), directory / "client.toml", lifetime=600, timeout=10.0, stdin=stream)
+
+    assert await asyncio.to_thread(hook, "203.0.113.7", "incoming", "25000", "ban", stdin=details) == EXIT_OK
+    cuid = _cuid(directory)
+    (report,) = core.telemetry_reports.of("client", cuid)
+    (entry,) = report.entries
+    assert entry["target"] == {"target-prefix": ["203.0.113.7/32"]}
+    assert entry["total-attack-traffic"] == [{"unit": "packet-ps", "current-g": "25000"}]
+    talkers = entry["attack-detail"][0]["top-talker"]["talker"]
+    assert [t["source-prefix"] for t in talkers] == ["198.51.100.6/32", "198.51.100.5/32"]
+    recorded = json.loads((directory / STATE_FILE).read_text())["203.0.113.7"]
+    assert recorded["tmid"] == report.tmid
+    assert [m.key for m in core.mitigations()] == [(cuid, recorded["mid"])]
+
+    assert await asyncio.to_thread(hook, "203.0.113.7", "incoming", "0", "unban") == EXIT_OK
+    assert core.telemetry_reports.of("client", cuid) == []
+    assert json.loads((directory / STATE_FILE).read_text()) == {}
