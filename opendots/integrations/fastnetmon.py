@@ -230,7 +230,7 @@ def handle(notification: Notification, config_path: Path, *, lifetime: int, time
     key = str(notification.address)
     if notification.action == "attack_details":
         log.info("attack details for %s (%s, %d pps): %s", key, notification.direction, notification.pps, details)
-        return EXIT_OK
+        return _details_after_ban(notification, config_path, timeout, details)
     if notification.direction == "outgoing":
         # Our own host sends the flood: mitigating traffic *to* it would not help anyone.
         log.warning("%s %s: outgoing attack, no DOTS mitigation requested", notification.action, key)
@@ -276,6 +276,27 @@ def handle(notification: Notification, config_path: Path, *, lifetime: int, time
         return EXIT_OK
 
 
+def _details_after_ban(notification: Notification, config_path: Path, timeout: float, details: str) -> int:
+    """FastNetMon sends the sampled packets in a later `attack_details` call, not with `ban`: for an attack this hook
+    banned, report again with the top talkers they name. The newer tmid replaces the ban's report at the server
+    (its target overlaps, RFC 9244 §8.2). Always EXIT_OK: the mitigation is in place whatever happens here."""
+    key = str(notification.address)
+    mapping_file = MitigationMap(Path(config_path).resolve().parent / STATE_FILE)
+    if notification.direction == "outgoing" or key not in mapping_file.read():
+        return EXIT_OK
+    try:
+        calls = DotsCalls(config_path, timeout)
+        with mapping_file.locked(calls.remaining()) as mapping:
+            if key not in mapping:  # unbanned meanwhile
+                return EXIT_OK
+            tmid = _report_telemetry(calls, notification, details)
+            if tmid is not None:
+                mapping[key] = {**mapping[key], "tmid": tmid}
+    except HookError as problem:
+        log.warning("attack details for %s: no telemetry sent: %s", key, problem)
+    return EXIT_OK
+
+
 def _report_telemetry(calls: DotsCalls, notification: Notification, details: str) -> int | None:
     """Send the attack as pre-or-ongoing-mitigation telemetry (target, rates, top talkers); its tmid, or None when
     the server refused it: a refused report is logged and the mitigation request still goes. An unreachable server
@@ -290,15 +311,15 @@ def _report_telemetry(calls: DotsCalls, notification: Notification, details: str
             parsed, notification.target_prefix, notification.pps, vendor_id=vendor_id, start_time=int(time.time())
         )
     except TelemetryError as problem:  # e.g. a pps beyond gauge64: the mitigation matters more than the report
-        log.warning("ban %s: no telemetry sent: %s", notification.address, problem)
+        log.warning("%s %s: no telemetry sent: %s", notification.action, notification.address, problem)
         return None
     result, path = calls.call("telemetry-report", entries=[entry])
     if not _succeeded(result):
-        log.warning("ban %s: %s", notification.address, _refusal("telemetry-report", result))
+        log.warning("%s %s: %s", notification.action, notification.address, _refusal("telemetry-report", result))
         return None
     talkers = len(entry.get("attack-detail", [{}])[0].get("top-talker", {}).get("talker", []))
-    log.info("ban %s: telemetry tmid %s %s via %s (%d top talkers)", notification.address, result["tmid"],
-             result["code"], path, talkers)  # fmt: skip
+    log.info("%s %s: telemetry tmid %s %s via %s (%d top talkers)", notification.action, notification.address,
+             result["tmid"], result["code"], path, talkers)  # fmt: skip
     return int(result["tmid"])
 
 

@@ -215,17 +215,29 @@ async def test_the_fastnetmon_hook_reports_the_attack_as_telemetry_before_asking
         with os.fdopen(read, "rb") as stream:
             return run_hook(list(argv), directory / "client.toml", lifetime=600, timeout=10.0, stdin=stream)
 
-    assert await asyncio.to_thread(hook, "203.0.113.7", "incoming", "25000", "ban", stdin=details) == EXIT_OK
+    # As FastNetMon 1.2 does: ban with the counters, the sampled packets in a later attack_details call.
+    header = details.split(b"\n\n")[0]
+    assert await asyncio.to_thread(hook, "203.0.113.7", "incoming", "25000", "ban", stdin=header) == EXIT_OK
     cuid = _cuid(directory)
     (report,) = core.telemetry_reports.of("client", cuid)
     (entry,) = report.entries
     assert entry["target"] == {"target-prefix": ["203.0.113.7/32"]}
     assert entry["total-attack-traffic"] == [{"unit": "packet-ps", "current-g": "25000"}]
-    talkers = entry["attack-detail"][0]["top-talker"]["talker"]
-    assert [t["source-prefix"] for t in talkers] == ["198.51.100.6/32", "198.51.100.5/32"]
+    assert entry["total-traffic"][1] == {"unit": "megabit-ps", "current-g": "20"}
+    assert "top-talker" not in entry["attack-detail"][0]
     recorded = json.loads((directory / STATE_FILE).read_text())["203.0.113.7"]
     assert recorded["tmid"] == report.tmid
     assert [m.key for m in core.mitigations()] == [(cuid, recorded["mid"])]
+
+    assert await asyncio.to_thread(hook, "203.0.113.7", "incoming", "25000", "attack_details", stdin=details) == 0
+    (update,) = core.telemetry_reports.of("client", cuid)  # the newer tmid replaced the ban's (§8.2)
+    assert update.tmid > report.tmid
+    talkers = update.entries[0]["attack-detail"][0]["top-talker"]["talker"]
+    assert [t["source-prefix"] for t in talkers] == ["198.51.100.6/32", "198.51.100.5/32"]
+    assert json.loads((directory / STATE_FILE).read_text())["203.0.113.7"]["tmid"] == update.tmid
+    # Details of an attack this hook did not ban: nothing sent.
+    assert await asyncio.to_thread(hook, "203.0.113.8", "incoming", "1", "attack_details", stdin=details) == 0
+    assert len(core.telemetry_reports.of("client", cuid)) == 1
 
     assert await asyncio.to_thread(hook, "203.0.113.7", "incoming", "0", "unban") == EXIT_OK
     assert core.telemetry_reports.of("client", cuid) == []
