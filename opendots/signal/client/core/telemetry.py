@@ -160,6 +160,7 @@ class TelemetryClient:
 
     def report(self, entries: list[dict[str, Any]], tmid: int | None = None) -> DotsRequest:
         """PUT /tm with a new tmid (or TMID: one of ours to update, or a higher one)."""
+        report_put_request(self.cuid, 0, entries)  # refuse a bad report before a tmid is spent on it
         return report_put_request(self.cuid, self.store.allocate_tmid(tmid, held=set(self.reports)), entries)
 
     def reports_get(self, tmid: int | None = None, *, content: str | None = None) -> DotsRequest:
