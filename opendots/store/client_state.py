@@ -121,16 +121,18 @@ class ClientStateStore:
             row = cursor.execute("SELECT sid, body FROM client_session_config WHERE cuid = ?", (self.cuid,)).fetchone()
         return (int(row["sid"]), json.loads(row["body"])) if row else None
 
-    def _allocate(self, name: str, explicit: int | None, held: Set[int]) -> int:
+    def _allocate(self, name: str, explicit: int | None, held: Set[int], above: int | None = None) -> int:
         with self.database.transaction() as cursor:
             counter = self._counter(cursor, f"{name}:{self.cuid}")
+            if above is not None:
+                counter = max(counter, above + 1)
             allocated, counter = next_id(counter, explicit, held, name)
             self._set_counter(cursor, f"{name}:{self.cuid}", counter)
         return allocated
 
-    def allocate_tsid(self) -> int:
+    def allocate_tsid(self, *, above: int | None = None) -> int:
         """RFC 9244 §7: committed before the setup request leaves, like a mid."""
-        return self._allocate("tsid", None, frozenset())
+        return self._allocate("tsid", None, frozenset(), above)
 
     def allocate_tmid(self, explicit: int | None = None, *, held: Set[int] = frozenset()) -> int:
         return self._allocate("tmid", explicit, held)

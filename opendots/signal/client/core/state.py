@@ -77,8 +77,9 @@ class ClientState(Protocol):
 
     def load_session_config(self) -> tuple[int, dict[str, Any]] | None: ...
 
-    def allocate_tsid(self) -> int:
-        """RFC 9244 §7: 'tsid's increase monotonically; durable before the request leaves."""
+    def allocate_tsid(self, *, above: int | None = None) -> int:
+        """RFC 9244 §7: 'tsid's increase monotonically; durable before the request leaves. ABOVE: a tsid the server
+        holds, which the new one must exceed."""
         ...
 
     def allocate_tmid(self, explicit: int | None = None, *, held: Set[int] = frozenset()) -> int:

@@ -121,6 +121,8 @@ class TelemetryClient:
         """tmid → entries of the reports the server accepted since the client started."""
         self.server_setup: dict[str, Any] | None = None
         self.server_reports: dict[str, Any] | None = None
+        self._refused: list[DotsRequest] = []
+        """Setup PUTs refused with 4.00, waiting for the GET that tells whether the server holds newer tsids."""
 
     # ---------------------------------------------------------------- building requests
     def configure(self, desired: Mapping[str, dict[str, Any]]) -> None:
@@ -171,6 +173,12 @@ class TelemetryClient:
 
     # ---------------------------------------------------------------- answers
     def handle_response(self, request: DotsRequest, response: DotsResponse) -> None:
+        if request.kind is RequestKind.TM_SETUP_PUT and response.code == "4.00":
+            # §7: a tsid below one the server holds is refused. A client whose state file was lost (or a copy of
+            # its credentials elsewhere) would have every setup refused for good: look, and continue above.
+            self._refused.append(request)
+            if len(self._refused) == 1:
+                self._events.append(SendRequest(setup_get_request(self.cuid, content="c"), "tsid-catch-up"))
         if not response.success:
             if request.kind is not RequestKind.TM_GET or response.code != "4.04":  # 4.04: no report, not a fault
                 self._events.append(TelemetryRefused(request, response.code, response.diagnostic))
@@ -201,10 +209,24 @@ class TelemetryClient:
                 self.reports.pop(request.tmid, None)
         elif kind is RequestKind.TM_SETUP_GET:
             self.server_setup = response.body
+            self._catch_up(response.body or {})
             self._events.append(TelemetryReceived(response.body or {}))
         elif kind is RequestKind.TM_GET:
             self.server_reports = response.body
             self._events.append(TelemetryReceived(response.body or {}))
+
+    def _catch_up(self, body: dict[str, Any]) -> None:
+        """Re-send the setups refused for their tsid with tsids above the newest the server holds (once each: the
+        new tsid is above it, so a second refusal has another cause)."""
+        refused, self._refused = self._refused, []
+        held = [entry.get("tsid") for entry in body.get(TELEMETRY_SETUP, {}).get("telemetry", [])]
+        newest = max((tsid for tsid in held if isinstance(tsid, int)), default=None)
+        for request in refused:
+            if newest is None or request.tsid is None or request.tsid > newest or request.body is None:
+                continue
+            (entry,) = request.body[TELEMETRY_SETUP]["telemetry"]
+            again = setup_put_request(self.cuid, self.store.allocate_tsid(above=newest), entry)
+            self._events.append(SendRequest(again, "tsid-catch-up"))
 
     def recreate_events(self) -> list[SendRequest]:
         return [SendRequest(request, "recreate") for request in self.connected()]

@@ -236,3 +236,27 @@ def test_the_telemetry_table_of_client_toml_becomes_setups():
         setups_from_table({"mid_percentil": 50})
     with pytest.raises(TelemetryError, match="unknown key 'speed'"):
         setups_from_table({"pipe": [{"link_id": "a", "speed": 1}]})
+
+
+def test_a_client_that_lost_its_state_catches_up_above_the_tsids_the_server_holds(tmp_path: Path, server: Harness):
+    """§7: a tsid below an installed one is refused (4.00). A client restarted without its state file would have
+    every setup refused for good; it looks (GET /tm-setup) and installs again above the newest tsid held."""
+    old = DotsClientCore(CUID, ClientStateStore(tmp_path / "old.db", CUID), now=T0)
+    for percentile in range(1, 7):  # the lost installation reached tsid 5
+        assert exchange(old, server, old.telemetry.setup_set(config_entry(low_percentile=percentile))).code in (
+            "2.01",
+            "2.04",
+        )
+    fresh = DotsClientCore(CUID, ClientStateStore(tmp_path / "fresh.db", CUID), now=T0)
+    fresh.telemetry.configure({"total-pipe-capacity": pipe_entry([("uplink", "1:Gbps")])})
+    fresh.connected(T0, reliable=False)
+    (put,) = [e.request for e in events(fresh) if e.request.kind is RequestKind.TM_SETUP_PUT]
+    assert put.tsid == 0 and exchange(fresh, server, put).code == "4.00"
+    (look,) = [e.request for e in events(fresh) if isinstance(e, ev.SendRequest)]
+    assert look.kind is RequestKind.TM_SETUP_GET
+    exchange(fresh, server, look)
+    (again,) = [e.request for e in events(fresh) if isinstance(e, ev.SendRequest)]
+    assert again.tsid == 6 and exchange(fresh, server, again).code == "2.01"
+    assert fresh.telemetry.setups["total-pipe-capacity"][0] == 6
+    assert fresh.telemetry.setup_set(config_entry(low_percentile=9)).tsid == 7  # durable: the counter moved on
+    assert not [e for e in events(fresh) if isinstance(e, ev.SendRequest)]  # no loop
