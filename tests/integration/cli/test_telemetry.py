@@ -242,3 +242,17 @@ async def test_the_fastnetmon_hook_reports_the_attack_as_telemetry_before_asking
     assert await asyncio.to_thread(hook, "203.0.113.7", "incoming", "0", "unban") == EXIT_OK
     assert core.telemetry_reports.of("client", cuid) == []
     assert json.loads((directory / STATE_FILE).read_text()) == {}
+
+
+async def test_a_report_over_tls_reaches_the_server_too(app_server) -> None:
+    """RFC 8323 CoAP over TLS carries the same telemetry bodies (the client's transport = "tls")."""
+    running, directory = app_server
+    client = ClientConfig.load(directory / "client.toml")
+    client.transport = "tls"
+    client.save(directory / "client.toml")
+    reported = await _run(directory, running, "report", "--target-prefix", "2001:db8::5", "--total-traffic", "3:Gbps")
+    assert reported.exit_code == 0 and reported.stdout == "tmid 0: 2.04 telemetry reported\n", reported.output
+    (report,) = running.signal.service.core.telemetry_reports.of("client", _cuid(directory))
+    assert report.entries == [
+        {"target": {"target-prefix": ["2001:db8::5/128"]}, "total-traffic": [{"unit": "gigabit-ps", "current-g": "3"}]}
+    ]
