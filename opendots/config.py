@@ -300,6 +300,9 @@ class ClientConfig:
     comes first, RFC 8973 §4; the "localhost" default is not a configuration)."""
     agent: dict[str, Any] = field(default_factory=dict)
     """[agent]: the agent's own settings, parsed by opendots.signal.client.shell.settings.AgentSettings.from_config."""
+    telemetry: dict[str, Any] = field(default_factory=dict)
+    """[telemetry]: the RFC 9244 setups the agent installs (opendots.signal.client.core.telemetry.setups_from_table,
+    checked when the file is read)."""
     path: Path | None = None
     """The file it was read from (relative names in [agent] are resolved against its directory)."""
 
@@ -340,6 +343,15 @@ class ClientConfig:
                     f"{where} discovery_resolver: {resolver!r} is not an address[:port] (e.g. 192.0.2.53:53)"
                 ) from None
         dhcp_file = _string(client, "discovery_dhcp_file", None, where)
+        telemetry = _table(data, "telemetry", path)
+        if telemetry:
+            from opendots.signal.client.core.telemetry import setups_from_table  # the client core imports us
+            from opendots.signal.client.core.telemetry_bodies import TelemetryError
+
+            try:
+                setups_from_table(telemetry)
+            except (TelemetryError, ValueError, TypeError) as problem:
+                raise ConfigError(f"{path}: [telemetry] {problem}") from None
         return cls(
             tls=TlsFiles.from_table(_table(data, "tls", path), base, path),
             server_name=_string(client, "server_name", "localhost", where),
@@ -355,6 +367,7 @@ class ClientConfig:
             discovery_trusted_names=_strings(client, "discovery_trusted_names", [], where),
             server_configured="server_name" in client or "server_addresses" in client,
             agent=dict(agent),
+            telemetry=dict(telemetry),
             path=path,
         )
 
@@ -378,6 +391,8 @@ class ClientConfig:
         }
         if self.agent:
             data["agent"] = self.agent
+        if self.telemetry:
+            data["telemetry"] = self.telemetry
         path.write_text(tomli_w.dumps(data))
 
 
@@ -444,7 +459,7 @@ SERVER_KEYS = (
     "admin_socket",
 )
 CLIENT_ENTRY_KEYS = ("name", "cuid", "prefixes", "fqdns", "uris", "gateway")
-CLIENT_TABLES = ("client", "tls", "agent")
+CLIENT_TABLES = ("client", "tls", "agent", "telemetry")
 CLIENT_KEYS = (
     "server_name",
     "server_addresses",

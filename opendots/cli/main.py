@@ -11,6 +11,7 @@ from opendots.cli.admin import admin
 from opendots.cli.callhome import callhome
 from opendots.cli.certs import certs
 from opendots.cli.client import client
+from opendots.cli.client_telemetry import telemetry
 from opendots.cli.common import OpenDotsGroup
 from opendots.cli.data import data
 from opendots.cli.db import db
@@ -31,6 +32,7 @@ def cli(verbose: int) -> None:
 cli.add_command(admin)
 cli.add_command(callhome)
 cli.add_command(certs)
+client.add_command(telemetry)
 cli.add_command(client)
 cli.add_command(data)
 cli.add_command(db)

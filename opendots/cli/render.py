@@ -73,3 +73,23 @@ def parameter(name: str, value: Any) -> str:
     """A session parameter's value with its unit; NAME in YANG (heartbeat-interval) or Python spelling."""
     unit = PARAMETER_UNITS.get(name.replace("_", "-"))
     return f"{value} {unit}" if unit and value not in (None, "-") else str(value)
+
+
+def rate(value: Any, unit: str) -> str:
+    """An RFC 9244 gauge with its unit as operators write it: '500 Mbps', '25000 pps' (the YANG name otherwise)."""
+    from opendots.signal.client.core.telemetry_bodies import UNIT_SYMBOLS
+
+    return f"{value} {UNIT_SYMBOLS.get(unit, unit)}"
+
+
+def rates(entries: Iterable[Mapping[str, Any]]) -> str:
+    """A traffic list (one entry per unit): every gauge it carries, e.g. '300 Mbps (mid), 900 Mbps (peak)'."""
+    names = {"current-g": "", "low-percentile-g": " (low)", "mid-percentile-g": " (mid)"}
+    names |= {"high-percentile-g": " (high)", "peak-g": " (peak)"}
+    words = [
+        rate(entry[leaf], entry.get("unit", "")) + suffix
+        for entry in entries
+        for leaf, suffix in names.items()
+        if leaf in entry
+    ]
+    return ", ".join(words) or "-"

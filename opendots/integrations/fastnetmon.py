@@ -230,7 +230,7 @@ def handle(notification: Notification, config_path: Path, *, lifetime: int, time
     key = str(notification.address)
     if notification.action == "attack_details":
         log.info("attack details for %s (%s, %d pps): %s", key, notification.direction, notification.pps, details)
-        return EXIT_OK
+        return _details_after_ban(notification, config_path, timeout, details)
     if notification.direction == "outgoing":
         # Our own host sends the flood: mitigating traffic *to* it would not help anyone.
         log.warning("%s %s: outgoing attack, no DOTS mitigation requested", notification.action, key)
@@ -240,6 +240,7 @@ def handle(notification: Notification, config_path: Path, *, lifetime: int, time
     with mapping_file.locked(calls.remaining()) as mapping:
         known = mapping.get(key)
         if notification.action == "ban":
+            tmid = _report_telemetry(calls, notification, details)  # RFC 9244 §8.2: before the request it explains
             scope = {"target-prefix": [notification.target_prefix], "lifetime": lifetime}
             args: dict[str, Any] = {"scope": scope}
             if known is not None:
@@ -248,6 +249,8 @@ def handle(notification: Notification, config_path: Path, *, lifetime: int, time
             if not _succeeded(result):
                 raise _refusal("mitigate", result)
             mapping[key] = {"mid": int(result["mid"]), "pps": notification.pps, "since": int(time.time())}
+            if tmid is not None:
+                mapping[key]["tmid"] = tmid
             summary = details.strip().splitlines()[0] if details.strip() else "no details"
             log.info(
                 "ban %s (%s, %d pps): mitigation mid %s %s via %s (%s)",
@@ -268,7 +271,66 @@ def handle(notification: Notification, config_path: Path, *, lifetime: int, time
             raise _refusal("withdraw", result)
         del mapping[key]
         log.info("unban %s: mitigation mid %s withdrawn (%s) via %s", key, known["mid"], result["code"], path)
+        if "tmid" in known:
+            _delete_telemetry(calls, key, int(known["tmid"]))
         return EXIT_OK
+
+
+def _details_after_ban(notification: Notification, config_path: Path, timeout: float, details: str) -> int:
+    """FastNetMon sends the sampled packets in a later `attack_details` call, not with `ban`: for an attack this hook
+    banned, report again with the top talkers they name. The newer tmid replaces the ban's report at the server
+    (its target overlaps, RFC 9244 §8.2). Always EXIT_OK: the mitigation is in place whatever happens here."""
+    key = str(notification.address)
+    mapping_file = MitigationMap(Path(config_path).resolve().parent / STATE_FILE)
+    if notification.direction == "outgoing" or key not in mapping_file.read():
+        return EXIT_OK
+    try:
+        calls = DotsCalls(config_path, timeout)
+        with mapping_file.locked(calls.remaining()) as mapping:
+            if key not in mapping:  # unbanned meanwhile
+                return EXIT_OK
+            tmid = _report_telemetry(calls, notification, details)
+            if tmid is not None:
+                mapping[key] = {**mapping[key], "tmid": tmid}
+    except HookError as problem:
+        log.warning("attack details for %s: no telemetry sent: %s", key, problem)
+    return EXIT_OK
+
+
+def _report_telemetry(calls: DotsCalls, notification: Notification, details: str) -> int | None:
+    """Send the attack as pre-or-ongoing-mitigation telemetry (target, rates, top talkers); its tmid, or None when
+    the server refused it: a refused report is logged and the mitigation request still goes. An unreachable server
+    ends the call here (HookError), as the mitigation request could not go either."""
+    from opendots.integrations.fastnetmon_telemetry import parse_details, telemetry_entry
+    from opendots.signal.client.core.telemetry_bodies import TelemetryError
+
+    vendor_id = calls.config.telemetry.get("vendor_id", 0)
+    parsed = parse_details(details, notification.address)
+    try:
+        entry = telemetry_entry(
+            parsed, notification.target_prefix, notification.pps, vendor_id=vendor_id, start_time=int(time.time())
+        )
+    except TelemetryError as problem:  # e.g. a pps beyond gauge64: the mitigation matters more than the report
+        log.warning("%s %s: no telemetry sent: %s", notification.action, notification.address, problem)
+        return None
+    result, path = calls.call("telemetry-report", entries=[entry])
+    if not _succeeded(result):
+        log.warning("%s %s: %s", notification.action, notification.address, _refusal("telemetry-report", result))
+        return None
+    talkers = len(entry.get("attack-detail", [{}])[0].get("top-talker", {}).get("talker", []))
+    log.info("%s %s: telemetry tmid %s %s via %s (%d top talkers)", notification.action, notification.address,
+             result["tmid"], result["code"], path, talkers)  # fmt: skip
+    return int(result["tmid"])
+
+
+def _delete_telemetry(calls: DotsCalls, key: str, tmid: int) -> None:
+    """The attack is over: its telemetry goes too (best effort: the withdrawal already succeeded)."""
+    try:
+        result, _ = calls.call("telemetry-delete", tmid=tmid)
+    except HookError as problem:
+        log.warning("unban %s: telemetry tmid %d not deleted: %s", key, tmid, problem)
+        return
+    log.info("unban %s: telemetry tmid %d deleted (%s)", key, tmid, result.get("code"))
 
 
 def configure_logging(log_file: Path | None) -> None:

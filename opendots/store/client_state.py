@@ -9,11 +9,12 @@ BEGIN IMMEDIATE serializes the agent and one-shot CLI runs that share the file.
 from __future__ import annotations
 
 import json
+from collections.abc import Set
 from pathlib import Path
 from typing import Any
 
 from opendots.signal.client.core.scope import MitigationScope
-from opendots.signal.client.core.state import MID_ROLLOVER, StoredMitigation, next_mid
+from opendots.signal.client.core.state import MID_ROLLOVER, StoredMitigation, next_id, next_mid
 from opendots.store.sqlite import SqliteDatabase
 
 __all__ = ["MID_ROLLOVER", "ClientStateStore", "StoredMitigation", "next_mid"]
@@ -25,7 +26,13 @@ _MIGRATIONS = [
         cuid TEXT NOT NULL, mid INTEGER NOT NULL, scope TEXT NOT NULL, expires_at REAL,
         PRIMARY KEY (cuid, mid));
     CREATE TABLE client_session_config (cuid TEXT PRIMARY KEY, sid INTEGER NOT NULL, body TEXT NOT NULL)
+    """,
+    # RFC 9244: the telemetry setups the client installed, one per kind, re-sent after a reconnection.
     """
+    CREATE TABLE client_telemetry_setups (
+        cuid TEXT NOT NULL, kind TEXT NOT NULL, tsid INTEGER NOT NULL, entry TEXT NOT NULL,
+        PRIMARY KEY (cuid, kind))
+    """,
 ]
 
 
@@ -113,3 +120,38 @@ class ClientStateStore:
         with self.database.transaction() as cursor:
             row = cursor.execute("SELECT sid, body FROM client_session_config WHERE cuid = ?", (self.cuid,)).fetchone()
         return (int(row["sid"]), json.loads(row["body"])) if row else None
+
+    def _allocate(self, name: str, explicit: int | None, held: Set[int], above: int | None = None) -> int:
+        with self.database.transaction() as cursor:
+            counter = self._counter(cursor, f"{name}:{self.cuid}")
+            if above is not None:
+                counter = max(counter, above + 1)
+            allocated, counter = next_id(counter, explicit, held, name)
+            self._set_counter(cursor, f"{name}:{self.cuid}", counter)
+        return allocated
+
+    def allocate_tsid(self, *, above: int | None = None) -> int:
+        """RFC 9244 §7: committed before the setup request leaves, like a mid."""
+        return self._allocate("tsid", None, frozenset(), above)
+
+    def allocate_tmid(self, explicit: int | None = None, *, held: Set[int] = frozenset()) -> int:
+        return self._allocate("tmid", explicit, held)
+
+    def save_telemetry_setup(self, kind: str, tsid: int, entry: dict[str, Any]) -> None:
+        with self.database.transaction() as cursor:
+            cursor.execute(
+                "INSERT INTO client_telemetry_setups (cuid, kind, tsid, entry) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(cuid, kind) DO UPDATE SET tsid = excluded.tsid, entry = excluded.entry",
+                (self.cuid, kind, tsid, json.dumps(entry)),
+            )
+
+    def delete_telemetry_setup(self, kind: str) -> None:
+        with self.database.transaction() as cursor:
+            cursor.execute("DELETE FROM client_telemetry_setups WHERE cuid = ? AND kind = ?", (self.cuid, kind))
+
+    def load_telemetry_setups(self) -> dict[str, tuple[int, dict[str, Any]]]:
+        with self.database.transaction() as cursor:
+            rows = cursor.execute(
+                "SELECT kind, tsid, entry FROM client_telemetry_setups WHERE cuid = ? ORDER BY tsid", (self.cuid,)
+            ).fetchall()
+        return {str(row["kind"]): (int(row["tsid"]), json.loads(row["entry"])) for row in rows}

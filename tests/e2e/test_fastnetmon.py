@@ -4,6 +4,7 @@ and `opendots client run` (processes); and, where FastNetMon can run here, FastN
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import shutil
 import subprocess
@@ -204,9 +205,20 @@ def test_real_fastnetmon_detects_a_flood_and_the_router_drops_it(lab, table_name
             assert reached < sent.sent * 0.8, "the ban came too late to matter"
             log_text = hook_log.read_text()
             assert f"ban {victim} (incoming" in log_text and "via agent" in log_text
+            # RFC 9244 §8.2: the attack reported as telemetry before the mitigation request; FastNetMon's sampled
+            # packets come in a later attack_details call, whose report names the attacker as a top talker.
+            reported = re.search(rf"ban {victim}: telemetry tmid \d+ 2\.04 via agent", log_text)
+            assert reported is not None and log_text.index(reported.group(0)) < log_text.index(
+                f"ban {victim} (incoming"
+            )
+            pattern = rf"attack_details {victim}: telemetry tmid \d+ 2\.04 via agent \((\d+) top talkers\)"
+            wait_for(lambda: re.search(pattern, hook_log.read_text()), 10, "the attack details' telemetry", 0.2)
+            talkers = re.search(pattern, hook_log.read_text())
+            assert talkers is not None and int(talkers.group(1)) >= 1, hook_log.read_text()
             # The flood is over: FastNetMon unbans after ban_time, the hook withdraws, the table goes away.
             wait_for(lambda: table_listing(lab, table_name) is None, 20, "unban to withdraw the mitigation", 0.2)
             assert f"unban {victim}: mitigation mid" in hook_log.read_text()
+            assert re.search(rf"unban {victim}: telemetry tmid \d+ deleted \(2\.02\)", hook_log.read_text())
         finally:
             if attack is not None:
                 attack.stop()

@@ -7,8 +7,8 @@ refresh from Max-Age, lifetimes, redirection TTLs. What the shell must do is que
 `now` is wall-clock seconds (time.time()) because lifetimes are persisted across restarts.
 
 After every (re)connection `connected(now)` queues what the server may have lost (it may have restarted): the
-session configuration we set, a refresh PUT for each of our active mitigations (same mid and scope, remaining
-lifetime) and an Observe registration for each.
+session configuration we set, the telemetry setups we installed (RFC 9244 §7), a refresh PUT for each of our
+active mitigations (same mid and scope, remaining lifetime) and an Observe registration for each.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from opendots.signal.client.core.events import (
 from opendots.signal.client.core.requests import DotsRequest, DotsResponse, RequestKind
 from opendots.signal.client.core.scope import MODULE, MitigationScope, ScopeError, scopes_overlap
 from opendots.signal.client.core.state import ClientState, StoredMitigation
+from opendots.signal.client.core.telemetry import TelemetryClient
 from opendots.signal.client.core.timing import (
     DEFAULT_CONFIG_REFRESH,
     INFINITE_MAX_AGE,
@@ -124,6 +125,8 @@ class DotsClientCore:
         self._own_config = store.load_session_config()
         self._session: _Session | None = None
         self._events: deque[Event] = deque()
+        self.telemetry = TelemetryClient(cuid, store, self._events)
+        """RFC 9244: telemetry setups and reports (their requests are built there, answered through here)."""
         self._redirect: _Redirect | None = None
         self._contacted: dict[str, float] = {}
         self.exchange_listeners: list[Callable[[DotsRequest, DotsResponse], None]] = []
@@ -228,6 +231,7 @@ class DotsClientCore:
             sid, body = self._own_config
             self._events.append(SendRequest(requests.config_put_request(sid, body), "recreate"))
         self._events.append(SendRequest(self.config_get(), "config"))
+        self._events.extend(self.telemetry.recreate_events())  # RFC 9244 §7: setups are not tied to a session
         for record in sorted(self.mitigations.values(), key=lambda r: r.mid):
             if not record.granted or record.withdrawing:
                 continue
@@ -350,7 +354,10 @@ class DotsClientCore:
             RequestKind.CONFIG_PUT: self._config_put_answered,
             RequestKind.CONFIG_DELETE: self._config_delete_answered,
             RequestKind.HEARTBEAT: lambda request, response, now: None,
-        }[request.kind]
+        }.get(request.kind)
+        if handler is None:  # RFC 9244 requests
+            self.telemetry.handle_response(request, response)
+            return
         handler(request, response, now)
 
     def request_failed(self, request: DotsRequest) -> None:

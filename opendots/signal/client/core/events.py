@@ -107,6 +107,45 @@ class RedirectExpired:
     alt_server: str
 
 
+@dataclass(frozen=True)
+class TelemetrySetupInstalled:
+    """The server accepted a telemetry setup (RFC 9244 §7): 2.01 new, 2.04 re-sent or changed."""
+
+    kind: str
+    tsid: int
+    code: str
+
+
+@dataclass(frozen=True)
+class TelemetrySetupRemoved:
+    """A tm-setup DELETE answered 2.02: one tsid, or (None) every setup of the cuid (§7.4)."""
+
+    tsid: int | None
+
+
+@dataclass(frozen=True)
+class TelemetryReported:
+    """The server accepted pre-or-ongoing-mitigation telemetry under this tmid (§8.2)."""
+
+    tmid: int
+
+
+@dataclass(frozen=True)
+class TelemetryRefused:
+    """A telemetry request failed (4.xx/5.xx): the setup or report is not at the server."""
+
+    request: DotsRequest
+    code: str
+    diagnostic: str | None
+
+
+@dataclass(frozen=True)
+class TelemetryReceived:
+    """The body of a tm-setup or tm GET."""
+
+    body: dict[str, Any]
+
+
 Event = (
     SendRequest
     | SessionLost
@@ -120,6 +159,11 @@ Event = (
     | Redirected
     | RedirectIgnored
     | RedirectExpired
+    | TelemetrySetupInstalled
+    | TelemetrySetupRemoved
+    | TelemetryReported
+    | TelemetryRefused
+    | TelemetryReceived
 )
 
 

@@ -29,6 +29,13 @@ class RequestKind(Enum):
     CONFIG_PUT = "config-put"
     CONFIG_DELETE = "config-delete"
     HEARTBEAT = "heartbeat"
+    # RFC 9244: telemetry setup (§7) and pre-or-ongoing-mitigation telemetry (§8.2)
+    TM_SETUP_GET = "tm-setup-get"
+    TM_SETUP_PUT = "tm-setup-put"
+    TM_SETUP_DELETE = "tm-setup-delete"
+    TM_GET = "tm-get"
+    TM_PUT = "tm-put"
+    TM_DELETE = "tm-delete"
 
 
 @dataclass(frozen=True)
@@ -52,10 +59,19 @@ class DotsRequest:
     mid: int | None = None
     sid: int | None = None
     scope: MitigationScope | None = field(default=None, compare=False)
+    tsid: int | None = None
+    tmid: int | None = None
+    setup_kind: str | None = None
+    """RFC 9244 §7: which setup a tm-setup PUT/DELETE is about (current-config, total-pipe-capacity, baseline)."""
 
     @property
     def uri_path(self) -> str:
         return "/" + "/".join(self.path)
+
+    @property
+    def telemetry(self) -> bool:
+        """An RFC 9244 request: its bodies are ietf-dots-telemetry, not ietf-dots-signal-channel."""
+        return len(self.path) > 2 and self.path[2] in ("tm-setup", "tm")
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ uses it leaves, and the state is a local file of the client's own.
 
 from __future__ import annotations
 
+from collections.abc import Set
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -75,3 +76,35 @@ class ClientState(Protocol):
     def delete_session_config(self) -> None: ...
 
     def load_session_config(self) -> tuple[int, dict[str, Any]] | None: ...
+
+    def allocate_tsid(self, *, above: int | None = None) -> int:
+        """RFC 9244 §7: 'tsid's increase monotonically; durable before the request leaves. ABOVE: a tsid the server
+        holds, which the new one must exceed."""
+        ...
+
+    def allocate_tmid(self, explicit: int | None = None, *, held: Set[int] = frozenset()) -> int:
+        """RFC 9244 §8.2: 'tmid's increase monotonically; EXPLICIT may repeat one of HELD (an update)."""
+        ...
+
+    def save_telemetry_setup(self, kind: str, tsid: int, entry: dict[str, Any]) -> None: ...
+
+    def delete_telemetry_setup(self, kind: str) -> None: ...
+
+    def load_telemetry_setups(self) -> dict[str, tuple[int, dict[str, Any]]]: ...
+
+
+def next_id(counter: int, explicit: int | None, held: Set[int], name: str) -> tuple[int, int]:
+    """(id to use, new counter) for tsid/tmid numbering: the counter is the lowest id never used; an EXPLICIT id
+    must be one of HELD (an update of it) or not below the counter."""
+    if explicit is None:
+        explicit = counter
+    elif explicit in held:
+        return explicit, counter
+    if not 0 <= explicit <= MID_MAX:
+        raise ScopeError(f"{name} {explicit} is outside 0-{MID_MAX}")
+    if explicit < counter:
+        raise ScopeError(
+            f"{name} {explicit} is lower than {name}s already used (next free: {counter}); RFC 9244 "
+            f"wants them to increase monotonically"
+        )
+    return explicit, explicit + 1

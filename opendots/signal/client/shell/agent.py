@@ -77,6 +77,7 @@ class ClientAgent:
         self.cuid = cuid_from_certificate(config.tls.cert.read_bytes())
         self.store = ClientStateStore(settings.state_file, self.cuid)
         self.core = DotsClientCore(self.cuid, self.store, now=clock())
+        self.core.telemetry.configure(settings.telemetry_setups)  # sent at every session start (RFC 9244 §7)
         self.operations = ClientOperations(self.core, self._send, clock, after_response=self._after_response)
         self.backoff = ReconnectBackoff(settings.reconnect_min, settings.reconnect_max)
         self.eyeballs = EyeballsCache()
@@ -394,6 +395,8 @@ class ClientAgent:
                 log.error("mid %d refused (4.09): %s", mid, ev.describe_conflict(conflict))
             case ev.ConfigRejected(code=code, diagnostic=diagnostic):
                 log.error("session configuration refused (%s): %s", code, diagnostic)
+            case ev.TelemetryRefused(request=request, code=code, diagnostic=diagnostic):
+                log.error("%s %s refused (%s): %s", request.method, request.uri_path, code, diagnostic)
             case ev.ConfigUpdated():
                 log.debug("session configuration now %s", self.core.config)
 

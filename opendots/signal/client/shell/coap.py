@@ -18,7 +18,7 @@ import aiocoap
 import aiocoap.error
 
 from opendots.errors import UnavailableError
-from opendots.model import ModelError, decode_signal, encode_signal
+from opendots.model import ModelError, decode_signal, decode_telemetry, encode_signal, encode_telemetry
 from opendots.signal.client.core.requests import CONTENT_FORMAT_DOTS_CBOR, DotsRequest, DotsResponse
 from opendots.signal.client.core.timing import SessionParameters, retransmission_schedule
 
@@ -59,23 +59,25 @@ def build_message(
         message.opt.observe = request.observe
     if request.body is not None:
         message.opt.content_format = CONTENT_FORMAT_DOTS_CBOR
-        message.payload = encode_signal(request.body)
+        message.payload = (encode_telemetry if request.telemetry else encode_signal)(request.body)
     return message
 
 
-def to_dots_response(message: aiocoap.Message) -> DotsResponse:
-    """Decode a CoAP response; a payload that is not a DOTS body is kept as the diagnostic."""
+def to_dots_response(message: aiocoap.Message, *, telemetry: bool = False) -> DotsResponse:
+    """Decode a CoAP response (an RFC 9244 body when TELEMETRY); a payload that is not a DOTS body is kept as the
+    diagnostic."""
+    decode = decode_telemetry if telemetry else decode_signal
     body: dict[str, Any] | None = None
     diagnostic: str | None = None
     if message.payload:
         if message.opt.content_format == CONTENT_FORMAT_DOTS_CBOR or message.code.is_successful():
             try:
-                body = decode_signal(message.payload)
+                body = decode(message.payload)
             except ModelError as error:
                 diagnostic = f"undecodable DOTS body: {error.diagnostic}"
         else:
             try:
-                body = decode_signal(message.payload)
+                body = decode(message.payload)
             except (ModelError, ValueError):
                 diagnostic = message.payload.decode("utf-8", "replace")
     return DotsResponse(
@@ -108,7 +110,7 @@ async def send(
         try:
             async with asyncio.timeout(timeout):  # not wait_for: 3.11's can swallow a racing cancel
                 answer = await pending.response
-            return to_dots_response(answer)
+            return to_dots_response(answer, telemetry=request.telemetry)
         except TimeoutError:
             raise NoAnswer(f"no answer to {request.method} {request.uri_path} within {timeout:.1f} s") from None
         except aiocoap.error.Error as error:
@@ -127,7 +129,7 @@ async def send(
             done, _ = await asyncio.wait(attempts, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
             for future in done:
                 try:
-                    return to_dots_response(future.result())
+                    return to_dots_response(future.result(), telemetry=request.telemetry)
                 except aiocoap.error.Error as error:
                     raise TransportFailure(str(error) or type(error).__name__) from error
         raise NoAnswer(f"no answer to {request.method} {request.uri_path} after {len(attempts)} transmissions")

@@ -25,6 +25,12 @@ reached it):
                 params: heartbeat_interval, missing_hb_allowed, probing_rate, max_retransmit, ack_timeout,
                 ack_random_factor
   config-delete                                              -> {"code", "body"}
+  telemetry-setup-get    {"tsid"?: int, "content"?: "c"|"n"|"a"}   -> {"code", "body"}         (RFC 9244 §7)
+  telemetry-setup-set    {"entry": {"current-config"|"total-pipe-capacity"|"baseline": ...}} -> {"tsid", "code", "body"}
+  telemetry-setup-delete {"kind"?: setup kind; absent: every setup, §7.4}                  -> {"tsid", "code", "body"}
+  telemetry-report       {"entries": [pre-or-ongoing-mitigation entry], "tmid"?: int}      -> {"tmid", "code", "body"}
+  telemetry-get          {"tmid"?: int, "content"?: "c"|"n"|"a"}  /  telemetry-delete {"tmid"?: int}
+  telemetry-show         -> {"setup": {"code", "body"}, "reports": {"code", "body"}, "installed": {kind: {"tsid"}}}
 
 Codes of local failures: "4.00" bad request/arguments, "5.03" no session with the DOTS server, "5.04" no answer.
 The socket file is created with mode 0600: only its owner may drive the agent.

@@ -12,11 +12,21 @@ from opendots.signal.client.core.client import DotsClientCore
 from opendots.signal.client.core.requests import DotsRequest, DotsResponse
 from opendots.signal.client.core.scope import MitigationScope, ScopeError, scopes_overlap
 from opendots.signal.client.core.timing import ConfigValueError
+from opendots.signal.client.shell.telemetry_operations import TELEMETRY_OPERATIONS, TelemetryOperations
 
 Sender = Callable[[DotsRequest], Awaitable[DotsResponse]]
 AfterResponse = Callable[[DotsResponse], Awaitable[bool]]
 """Called after the core saw a response; returns True when the request must be sent again (redirection followed)."""
-OPERATIONS = ("mitigate", "status", "withdraw", "efficacy", "config-get", "config-set", "config-delete")
+OPERATIONS = (
+    "mitigate",
+    "status",
+    "withdraw",
+    "efficacy",
+    "config-get",
+    "config-set",
+    "config-delete",
+    *TELEMETRY_OPERATIONS,
+)
 
 
 class OperationError(UsageError):
@@ -71,6 +81,7 @@ class ClientOperations:
             "config-get": self.config_get,
             "config-set": self.config_set,
             "config-delete": self.config_delete,
+            **TelemetryOperations(self).handlers(),
         }.get(operation)
         if handler is None:
             raise OperationError(f"unknown operation {operation!r}; known: {', '.join(OPERATIONS)}")

@@ -12,8 +12,9 @@ the same client.toml:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from opendots.config import ClientConfig, ConfigError
 
@@ -26,6 +27,8 @@ class AgentSettings:
     attempt_delay: float = 0.25
     connect_timeout: float = 10.0
     request_timeout: float = 30.0
+    telemetry_setups: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """RFC 9244 setups by kind, from client.toml's [telemetry]: installed at start, re-sent after a reconnection."""
 
     @classmethod
     def defaults_for(cls, config: ClientConfig) -> AgentSettings:
@@ -47,6 +50,10 @@ class AgentSettings:
                 if isinstance(value, bool) or not isinstance(value, int | float):
                     raise ConfigError(f"{where} {name} must be a number")
                 setattr(settings, name, float(value))
+        if config.telemetry:
+            from opendots.signal.client.core.telemetry import setups_from_table
+
+            settings.telemetry_setups = setups_from_table(config.telemetry)  # checked by ClientConfig.load already
         if not 0 < settings.reconnect_min <= settings.reconnect_max:
             raise ConfigError(f"{where} needs 0 < reconnect_min <= reconnect_max")
         return settings
