@@ -16,10 +16,9 @@ from typing import TYPE_CHECKING
 import click
 
 from opendots import eventloop
-from opendots.cli.common import OpenDotsCommand, OpenDotsGroup, config_option
+from opendots.cli.common import OpenDotsCommand, OpenDotsGroup, config_option, run_service
 from opendots.cli.server import event_loop_option
 from opendots.config import DEFAULT_CALL_HOME_PORT, ServerConfig
-from opendots.errors import OpenDotsError
 
 if TYPE_CHECKING:
     from opendots.callhome.cpe import ProviderAddress
@@ -92,9 +91,4 @@ def cpe(
         finally:
             await running.stop()
 
-    try:
-        eventloop.run(main(), event_loop)
-    except OpenDotsError:
-        raise
-    except (OSError, ValueError) as error:
-        raise click.ClickException(str(error)) from None
+    run_service(main(), event_loop)

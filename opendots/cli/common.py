@@ -7,12 +7,13 @@ Exit statuses (sysexits.h): 1 other failures, 2 a command-line usage error (clic
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 import click
 
+from opendots import eventloop
 from opendots.errors import OpenDotsError
 
 
@@ -111,3 +112,13 @@ class ConfiguredCommand(OpenDotsCommand):
                 help="Configuration file (overrides the one given before the verb).",
             )
         )
+
+
+def run_service(main: Coroutine[Any, Any, None], event_loop: eventloop.EventLoopChoice) -> None:
+    """Run a long-running process's MAIN on EVENT_LOOP until it returns (a signal sets it stopping)."""
+    try:
+        eventloop.run(main, event_loop)
+    except OpenDotsError:
+        raise  # reported by the group's error handler with its own exit status
+    except (OSError, ValueError) as error:  # an address in use or not one: one line, as for any start failure
+        raise click.ClickException(str(error)) from None

@@ -13,9 +13,8 @@ from pathlib import Path
 import click
 
 from opendots import eventloop
-from opendots.cli.common import OpenDotsCommand, config_option
+from opendots.cli.common import OpenDotsCommand, config_option, run_service
 from opendots.config import ConfigError, ServerConfig, database_location
-from opendots.errors import OpenDotsError
 
 log = logging.getLogger(__name__)
 
@@ -102,9 +101,4 @@ def server(
         finally:
             await running.stop()
 
-    try:
-        eventloop.run(main(), event_loop)
-    except OpenDotsError:
-        raise  # reported by opendots.cli.common with its own exit status
-    except (OSError, ValueError) as error:  # an address in use or not one: one line, as for any start failure
-        raise click.ClickException(str(error)) from None
+    run_service(main(), event_loop)
