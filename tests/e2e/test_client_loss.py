@@ -104,8 +104,6 @@ def test_agent_reports_exactly_what_the_server_did_under_loss(lossy: LossyServer
     finally:
         lossy.set_loss(0)
         stderr = agent.stop()
-    # Known and left to the transport's owner: over TLS, a message arriving while the agent's context shuts down
-    # reaches aiocoap's already dropped token manager and the event loop logs it (the outcome is unaffected).
-    known = "'NoneType' object has no attribute 'process_response'"
-    unexplained = [block for block in stderr.split("Traceback")[1:] if known not in block]
-    assert not unexplained, stderr
+    # aiocoap's shutdown races (opendots.transport.aiocoap_hooks.quiet_shutdown_races) are logged at debug level:
+    # any traceback left is a real one.
+    assert "Traceback" not in stderr, stderr

@@ -47,6 +47,7 @@ from opendots.signal.client.shell.operations import ClientOperations, OperationE
 from opendots.signal.client.shell.settings import AgentSettings
 from opendots.store.client_state import ClientStateStore
 from opendots.transport import create_client_context, open_session
+from opendots.transport.aiocoap_hooks import quiet_shutdown_races
 
 log = logging.getLogger(__name__)
 REDIRECTED_SIGNAL = "ietf-dots-signal-channel:redirected-signal"
@@ -108,6 +109,7 @@ class ClientAgent:
 
     # ---------------------------------------------------------------- lifecycle
     async def start(self) -> None:
+        quiet_shutdown_races(asyncio.get_running_loop())
         await self.control.start()
         self._supervisor = asyncio.create_task(self._supervise(), name="dots-client-supervisor")
         log.info("DOTS client agent started: cuid %s, control socket %s", self.cuid, self.config.control_socket)
