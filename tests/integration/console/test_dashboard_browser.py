@@ -41,11 +41,13 @@ async def _log_in(driver, url: str, token: str) -> None:
 
 async def _wait_for(driver, script: str, timeout: float) -> object:
     """Poll SCRIPT in the page until it returns something truthy (the event loop keeps serving meanwhile)."""
+    from selenium.common.exceptions import JavascriptException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return await asyncio.to_thread(
-        WebDriverWait(driver, timeout, poll_frequency=0.02).until, lambda d: d.execute_script(script)
-    )
+    # Until the login's redirect has loaded the dashboard, the script may look for elements that are not there yet
+    # (a JavaScript error, not an answer): keep polling.
+    wait = WebDriverWait(driver, timeout, poll_frequency=0.02, ignored_exceptions=[JavascriptException])
+    return await asyncio.to_thread(wait.until, lambda d: d.execute_script(script))
 
 
 def _row_status(cuid: str, mid: int) -> str:
