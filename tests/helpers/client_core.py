@@ -3,10 +3,13 @@ configuration, its events drained, a mitigation granted."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from opendots.signal.client.core import events as ev
 from opendots.signal.client.core.client import DotsClientCore
-from opendots.signal.client.core.requests import DotsResponse, RequestKind
+from opendots.signal.client.core.requests import DotsRequest, DotsResponse, RequestKind
 from opendots.signal.client.core.scope import MitigationScope
+from opendots.signal.client.shell.operations import ClientOperations
 from opendots.store.client_state import ClientStateStore
 
 CUID = "dz6pHjaADkaFTbjr0JGBpw"
@@ -52,3 +55,15 @@ def grant(core: DotsClientCore, now: float, lifetime: int = 600) -> int:
     body = {"ietf-dots-signal-channel:mitigation-scope": {"scope": [{"mid": request.mid, "lifetime": lifetime}]}}
     core.handle_response(request, DotsResponse("2.01", body), now)
     return request.mid
+
+
+def offline_operations(tmp_path: Path) -> ClientOperations:
+    """The agent's operations on a fresh core whose sender fails the test if anything is sent: for argument checks
+    that must refuse before a request leaves."""
+    store = ClientStateStore(tmp_path / "state.db", CUID)
+    core = DotsClientCore(store.cuid, store, now=0.0)
+
+    async def must_not_send(request: DotsRequest) -> DotsResponse:
+        raise AssertionError(f"nothing should be sent, got {request}")
+
+    return ClientOperations(core, must_not_send)

@@ -66,21 +66,8 @@ class RawDtlsCoap:
 
     def exchange(self, message: bytes, wait: float = 1.5) -> list[bytes]:
         """Send MESSAGE; every CoAP message that comes back within WAIT seconds (stops at the first answer)."""
-        self.connection.send(message)
-        self._flush()
-        answers: list[bytes] = []
-        give_up = time.monotonic() + wait
-        while not answers and (left := give_up - time.monotonic()) > 0:
-            self.sock.settimeout(left)
-            try:
-                datagram = self.sock.recv(4096)
-            except TimeoutError:
-                break
-            for event in self.connection.receive_datagram(datagram, time.monotonic()):
-                data = getattr(event, "data", None)
-                if data is not None:
-                    answers.append(data)
-        return answers
+        self.send(message)
+        return self.receive(wait, until=1)
 
     def send(self, message: bytes) -> None:
         self.connection.send(message)

@@ -7,20 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from opendots.signal.client.core.client import DotsClientCore
-from opendots.signal.client.core.requests import DotsRequest, DotsResponse
-from opendots.signal.client.shell.operations import ClientOperations, OperationError
-from opendots.store.client_state import ClientStateStore
+from opendots.signal.client.shell.operations import OperationError
+from tests.helpers.client_core import offline_operations
 
 
 async def test_operations_refuse_bad_arguments_before_sending(tmp_path: Path) -> None:
-    store = ClientStateStore(tmp_path / "state.db", "dz6pHjaADkaFTbjr0JGBpw")
-    core = DotsClientCore(store.cuid, store, now=0.0)
-
-    async def must_not_send(request: DotsRequest) -> DotsResponse:
-        raise AssertionError(f"nothing should be sent, got {request}")
-
-    operations = ClientOperations(core, must_not_send)
+    operations = offline_operations(tmp_path)
     cases = [
         ("mitigate", {}, "missing argument 'scope'"),
         ("mitigate", {"scope": {"lifetime": 60}}, "at least one target"),
@@ -36,4 +28,4 @@ async def test_operations_refuse_bad_arguments_before_sending(tmp_path: Path) ->
     for operation, args, message in cases:
         with pytest.raises(OperationError, match=message):
             await operations.dispatch(operation, args)
-    assert store.peek_next_mid() == 0  # nothing was allocated by refused requests
+    assert operations.core.store.peek_next_mid() == 0  # nothing was allocated by refused requests

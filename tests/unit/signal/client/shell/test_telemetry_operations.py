@@ -6,21 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from opendots.signal.client.core.client import DotsClientCore
-from opendots.signal.client.core.requests import DotsRequest, DotsResponse
 from opendots.signal.client.core.telemetry_bodies import config_entry, report_entry
-from opendots.signal.client.shell.operations import ClientOperations, OperationError
-from opendots.store.client_state import ClientStateStore
+from opendots.signal.client.shell.operations import OperationError
+from tests.helpers.client_core import offline_operations
 
 
 async def test_telemetry_operations_refuse_bad_arguments_before_sending(tmp_path: Path) -> None:
-    store = ClientStateStore(tmp_path / "state.db", "dz6pHjaADkaFTbjr0JGBpw")
-    core = DotsClientCore(store.cuid, store, now=0.0)
-
-    async def must_not_send(request: DotsRequest) -> DotsResponse:
-        raise AssertionError(f"nothing should be sent, got {request}")
-
-    operations = ClientOperations(core, must_not_send)
+    operations = offline_operations(tmp_path)
     cases = [
         ("telemetry-setup-set", {}, "'entry' must be an object"),
         ("telemetry-setup-set", {"entry": {"current-config": {}, "baseline": []}}, "one of current-config"),
@@ -38,5 +30,5 @@ async def test_telemetry_operations_refuse_bad_arguments_before_sending(tmp_path
             await operations.dispatch(operation, args)
         assert raised.value.code == "4.00"
     # Nothing was spent on the refused requests.
-    assert core.telemetry.setup_set(config_entry(low_percentile=1)).tsid == 0
-    assert core.telemetry.report([report_entry(["192.0.2.1"])]).tmid == 0
+    assert operations.core.telemetry.setup_set(config_entry(low_percentile=1)).tsid == 0
+    assert operations.core.telemetry.report([report_entry(["192.0.2.1"])]).tmid == 0
