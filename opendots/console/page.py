@@ -117,7 +117,7 @@ def dashboard_page(state: dict[str, Any]) -> str:
         "<h2>Mitigations</h2><table><thead><tr><th>Client</th><th>mid</th><th>Status</th><th>Targets</th>"
         "<th>Lifetime left</th><th>Packets dropped</th><th>Bytes dropped</th><th>Enforced by</th>"
         "<th>Report a status (externally run mitigation)</th></tr></thead>"
-        f"<tbody id=mitigations>{mitigation_rows(state)}</tbody></table>"
+        f"<tbody id=mitigations>{mitigation_rows(state)}</tbody></table><p id=more>{_more(state)}</p>"
         f"<h2>Operator actions</h2><ul id=audit>{audit_items(state.get('audit', []))}</ul>"
         f"<script>const STATUSES={json.dumps(OPERATOR_STATUSES)};{SCRIPT}</script>",
     )
@@ -150,6 +150,8 @@ function action(m){const td=document.createElement('td'),sel=document.createElem
 function render(s){state=s;received=Date.now()/1000;
  $('clients').replaceChildren(...s.clients.map(c=>row([c.name,c.cuid,c.transport,c.address,c.health,
   when(c['last-seen']),c.mitigations,c.enforcing],[6,7])));
+ $('more').textContent=s['mitigations-total']>s.mitigations.length?
+  'showing '+s.mitigations.length+' of '+s['mitigations-total']+' (opendots admin mitigations lists all)':'';
  const body=$('mitigations'),held=new Map([...body.children].map(tr=>[tr.dataset.key,tr]));
  body.replaceChildren(...s.mitigations.map(m=>{const key=m.cuid+'/'+m.mid,values=[m.client,m.mid,m.status,
   m.targets,left(m),m['pkts-dropped'],m['bytes-dropped'],m['enforced-by']];let tr=held.get(key);
@@ -173,3 +175,8 @@ function connect(){const events=new EventSource('/events');
  events.onerror=()=>{$('live').textContent='reconnecting…';};}
 connect();
 """
+
+
+def _more(state: dict[str, Any]) -> str:
+    total, shown = state.get("mitigations-total", 0), len(state["mitigations"])
+    return f"showing {shown} of {total} (opendots admin mitigations lists all)" if total > shown else ""

@@ -13,12 +13,15 @@ if TYPE_CHECKING:
 
 TARGET_KEYS = ("target-prefix", "target-port-range", "target-protocol", "target-fqdn", "target-uri", "alias-name")
 TRANSPORTS = {"coaps": "DTLS", "coaps+tcp": "TLS"}
+ROWS = 300
+"""Mitigations listed on the page (the first by client and mid; the page says how many there are in all): a
+snapshot is built on the event loop, so its cost must not grow with tens of thousands of mitigations."""
 
 
 async def snapshot(admin: AdminHandler, now: float) -> dict[str, Any]:
     """Everything the page shows, as JSON: rendered by the server for the first load, then sent as events."""
     status = await admin("status", {})
-    listed = await admin("mitigations", {})
+    listed = await admin("mitigations", {"limit": ROWS})
     server = admin.server
     enforced = status["enforced"]
     return {
@@ -27,6 +30,7 @@ async def snapshot(admin: AdminHandler, now: float) -> dict[str, Any]:
         "sessions": status["sessions"],
         "clients": [_client(server, entry, now) for entry in status["clients"]],
         "mitigations": [_mitigation(server.service.mitigator, entry, enforced) for entry in listed["mitigations"]],
+        "mitigations-total": listed["total"],
     }
 
 

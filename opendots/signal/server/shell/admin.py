@@ -12,7 +12,9 @@ Operations:
                                                   "event-loop": "uvloop" | "asyncio", "enforced": bool}
                                                   enforced false: only the logging mitigator runs, nothing is
                                                   dropped ("enforcing" then counts what would be)
-  mitigations  {"client"?: name or cuid}             -> {"mitigations": [{"client", "cuid", "mid", "status", "lifetime",
+  mitigations  {"client"?: name or cuid, "limit"?: n}
+                                              -> {"total": n, "mitigations": [{"client", "cuid", "mid", "status",
+                                                  "lifetime",
                                                   "target-prefix", "target-port-range", "target-protocol",
                                                   "target-fqdn", "target-uri", "alias-name",
                                                   "pkts-dropped", "bytes-dropped"}]}
@@ -30,6 +32,7 @@ Failures: {"ok": false, "error", "code"} with "4.00" (bad arguments) or "4.04" (
 
 from __future__ import annotations
 
+import heapq
 import ipaddress
 import time
 from pathlib import Path
@@ -113,12 +116,21 @@ class AdminHandler:
 
     def _mitigations(self, args: dict[str, Any]) -> dict[str, Any]:
         wanted = args.get("client")
+        limit = args.get("limit")
+        if limit is not None and (type(limit) is not int or limit < 1):
+            raise ControlError("'limit' must be a positive integer")
         now = self.clock()
+        held = [
+            m
+            for m in self.server.service.core.mitigations()
+            if wanted is None or wanted in (m.record.client, m.record.cuid)
+        ]
+        order = lambda m: (m.record.client, m.key)  # noqa: E731
+        # A page that shows a few hundred rows must not pay for rendering every one of tens of thousands.
+        shown = sorted(held, key=order) if limit is None else heapq.nsmallest(limit, held, key=order)
         entries = []
-        for mitigation in sorted(self.server.service.core.mitigations(), key=lambda m: (m.record.client, m.key)):
+        for mitigation in shown:
             record = mitigation.record
-            if wanted is not None and wanted not in (record.client, record.cuid):
-                continue
             entries.append(
                 {
                     "client": record.client,
@@ -131,7 +143,7 @@ class AdminHandler:
                     "bytes-dropped": mitigation.counters.bytes_dropped,
                 }
             )
-        return {"mitigations": entries}
+        return {"mitigations": entries, "total": len(held)}
 
     def _redirect(self, args: dict[str, Any]) -> dict[str, Any]:
         alt_server = args.get("alt-server")

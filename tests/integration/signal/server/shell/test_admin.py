@@ -187,3 +187,21 @@ async def test_reload_adopts_new_clients_and_prefixes_without_dropping_sessions(
         await theirs.shutdown()
         await control.close()
         await running.stop()
+
+
+async def test_mitigations_with_a_limit_lists_the_first_by_client_and_mid_and_counts_them_all(served):
+    """The dashboard builds its snapshot on the event loop: with a limit, rendering stays bounded whatever the number
+    of mitigations held, and the total says how many there are."""
+    running, config, client, _ = served
+    host, port = running.endpoint.dtls_addresses[0][:2]
+    uri = f"coaps://{host}:{port}{BASE}/mitigate/cuid={cuid_of(config, 'client')}"
+    for mid in (9, 3, 7, 5):
+        body = {SCOPE: {"scope": [{"target-prefix": [f"2001:db8:6401::{mid}/128"], "lifetime": 600}]}}
+        assert (await request(client, aiocoap.PUT, f"{uri}/mid={mid}", body)).code == aiocoap.CREATED
+    listed = await asyncio.to_thread(call, config, "mitigations", limit=2)
+    assert [entry["mid"] for entry in listed["mitigations"]] == [3, 5] and listed["total"] == 4
+    everything = await asyncio.to_thread(call, config, "mitigations")
+    assert [entry["mid"] for entry in everything["mitigations"]] == [3, 5, 7, 9] and everything["total"] == 4
+    for bad in (0, -1, "2", True):
+        with pytest.raises(ControlError, match="'limit' must be a positive integer"):
+            await asyncio.to_thread(call, config, "mitigations", limit=bad)
