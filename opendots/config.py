@@ -148,6 +148,7 @@ class ServerConfig:
     signal: dict[str, Any] = field(default_factory=dict)  # [signal]: opendots.signal server settings
     data: dict[str, Any] = field(default_factory=dict)  # [data]: opendots.data.DataChannelSettings
     mitigators: list[dict[str, Any]] = field(default_factory=list)  # [[mitigators]]: opendots.mitigate
+    providers: list[dict[str, Any]] = field(default_factory=list)  # [[providers]]: opendots.callhome.cpe (a CPE's)
 
     _cuid_index: tuple[list[ClientAuthorization], int, dict[str, ClientAuthorization]] | None = field(
         default=None, init=False, repr=False, compare=False
@@ -215,6 +216,7 @@ class ServerConfig:
             signal=dict(_table(data, "signal", path)),
             data=dict(_table(data, "data", path)),
             mitigators=[dict(entry) for entry in _tables(data, "mitigators", path)],
+            providers=[dict(entry) for entry in _tables(data, "providers", path)],
         )
         loaded.check_tables(path)
         return loaded
@@ -277,6 +279,8 @@ class ServerConfig:
             data["data"] = self.data
         if self.mitigators:
             data["mitigators"] = self.mitigators
+        if self.providers:
+            data["providers"] = self.providers
         path.write_text(tomli_w.dumps(data))
 
 
@@ -441,7 +445,7 @@ def _seconds(table: dict[str, Any], key: str, default: float, path: Path) -> flo
     return float(value)
 
 
-SERVER_TABLES = ("server", "tls", "clients", "signal", "data", "mitigators", "dashboard")
+SERVER_TABLES = ("server", "tls", "clients", "signal", "data", "mitigators", "dashboard", "providers")
 DASHBOARD_KEYS = ("listen", "token_file")
 SERVER_KEYS = (
     "listen",

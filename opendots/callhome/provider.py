@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -81,6 +82,8 @@ class CallHomeClient:
     cpes: Sequence[CpePeer]
     endpoint: SignalServerEndpoint | None = None
     sessions: dict[str, Any] = field(default_factory=dict)
+    session_details: dict[str, tuple[str, float]] = field(default_factory=dict)
+    """Per connected CPE: its transport ("tls"/"dtls") and when (time.time()) its session came up."""
     refused: list[PeerIdentity | None] = field(default_factory=list)
     """Identities of the sessions closed because no configured CPE has their certificate."""
     cuid: str = ""
@@ -128,9 +131,11 @@ class CallHomeClient:
             else:
                 log.warning("call home: CPE %s connected (%s)", peer.name, event.transport)
                 self.sessions[peer.name] = event.remote
+                self.session_details[peer.name] = (event.transport, time.time())
         elif peer is not None and self.sessions.get(peer.name) is event.remote:
             log.warning("call home: CPE %s disconnected (%s)", peer.name, event.reason)
             del self.sessions[peer.name]
+            self.session_details.pop(peer.name, None)
         asyncio.get_running_loop().create_task(self._notify())
 
     async def _close(self, remote: Any) -> None:
@@ -185,11 +190,7 @@ class CallHomeClient:
         lifetime: int = 3600,
     ) -> Answer:
         """PUT /mitigate/cuid=.../mid=MID with the RFC 9066 source members (ports as '80' or '1024-2047')."""
-        peer = self._peer(name)
-        sources = tuple(ipaddress.ip_network(text) for text in source_prefixes)
-        for prefix in sources:
-            if not peer.covers(prefix):
-                raise CallHomeError(f"source-prefix {prefix} is outside the prefixes of CPE {name!r} (RFC 9066 §5.3.1)")
+        sources = self.check_sources(name, source_prefixes)
         targets = Targets(
             target_prefixes=tuple(ipaddress.ip_network(text) for text in target_prefixes),
             target_port_ranges=tuple(PortRange.parse(text) for text in target_port_ranges),
@@ -200,6 +201,18 @@ class CallHomeClient:
         )
         entry = {**targets.to_yang(), "lifetime": lifetime}
         return await self.request(name, aiocoap.PUT, self._mitigate_path(mid), {MITIGATION_SCOPE: {"scope": [entry]}})
+
+    def check_sources(self, name: str, source_prefixes: Sequence[str]) -> tuple[IPNetwork, ...]:
+        """The source prefixes, each checked to lie within what CPE NAME may be asked about (RFC 9066 §5.3.1)."""
+        peer = self._peer(name)
+        try:
+            sources = tuple(ipaddress.ip_network(text) for text in source_prefixes)
+        except ValueError as error:
+            raise CallHomeError(f"source-prefix: {error}") from None
+        for prefix in sources:
+            if not peer.covers(prefix):
+                raise CallHomeError(f"source-prefix {prefix} is outside the prefixes of CPE {name!r} (RFC 9066 §5.3.1)")
+        return sources
 
     async def status(self, name: str, mid: int | None = None) -> Answer:
         self._peer(name)

@@ -1,9 +1,19 @@
-"""`opendots callhome cpe`: run an RFC 9066 Call Home DOTS server that dials its Call Home DOTS client(s).
+"""`opendots callhome server` (alias `cpe`): run an RFC 9066 Call Home DOTS server that dials its Call Home DOTS
+client(s); `opendots callhome client ...` (opendots.cli.callhome_client) is the provider's side.
 
-The configuration is a server.toml (`opendots certs init` writes one): `[tls]` is the CPE's certificate, `db` its
-store, `[[mitigators]]` what enforces, and each `[[clients]]` entry a provider allowed to ask, by the CUID of its
-certificate, with `prefixes` the CPE's own addresses it may ask about (RFC 9066 §5.3.1). The providers to dial are
-given with --provider; `[server] listen`, the ports and the data channel are not used (a CPE listens on nothing).
+The configuration is a server.toml (`opendots certs init --call-home` writes one as cpe.toml): `[tls]` is the
+CPE's certificate, `db` its store, `[[mitigators]]` what enforces, each `[[clients]]` entry a provider allowed to
+ask, by the CUID of its certificate, with `prefixes` the CPE's own addresses it may ask about (RFC 9066 §5.3.1),
+and each `[[providers]]` entry a Call Home DOTS client to dial:
+
+    [[providers]]
+    name = "provider"        # what its certificate must carry (checked as a TLS client checks a server)
+    address = "192.0.2.1"    # an address or a name to dial
+    port = 4647              # RFC 9066 §8.1 (the default)
+    transport = "dtls"       # or "tls" (the default)
+
+--provider adds more on the command line. `[server] listen`, the ports and the data channel are not used (a CPE
+listens on nothing).
 """
 
 from __future__ import annotations
@@ -47,33 +57,61 @@ def parse_provider(text: str, transport: str) -> ProviderAddress:
     return ProviderAddress(host, server_name=name, port=port, transport=transport)  # type: ignore[arg-type]
 
 
+def providers_of(config: ServerConfig, path: Path) -> list[ProviderAddress]:
+    """The `[[providers]]` entries of CONFIG (read from PATH) as addresses to dial."""
+    from opendots.callhome.cpe import ProviderAddress
+    from opendots.errors import ConfigError
+
+    addresses = []
+    for entry in config.providers:
+        where = f"{path}: [[providers]] {entry.get('name', '')!s}".rstrip()
+        unknown = [key for key in entry if key not in ("name", "address", "port", "transport")]
+        if unknown:
+            raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: name, address, port, transport)")
+        name, address = entry.get("name"), entry.get("address")
+        if not isinstance(name, str) or not name or not isinstance(address, str) or not address:
+            raise ConfigError(f"{where}: needs name (the provider's certificate name) and address")
+        port = entry.get("port", DEFAULT_CALL_HOME_PORT)
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            raise ConfigError(f"{where}: port must be 1-65535, not {port!r}")
+        transport = entry.get("transport", "tls")
+        if transport not in ("tls", "dtls"):
+            raise ConfigError(f"{where}: transport must be 'tls' or 'dtls', not {transport!r}")
+        addresses.append(ProviderAddress(address, server_name=name, port=port, transport=transport))
+    return addresses
+
+
 def _port(text: str, whole: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= 65535:
         raise click.BadParameter(f"{whole!r}: the port must be 1-65535")
     return int(text)
 
 
-@callhome.command(cls=OpenDotsCommand)
-@config_option("server.toml")
+@click.command(cls=OpenDotsCommand)
+@config_option("cpe.toml")
 @click.option(
     "--provider",
     "providers",
     multiple=True,
-    required=True,
-    help=f"NAME@HOST[:PORT] of a Call Home DOTS client to dial (repeatable; port {DEFAULT_CALL_HOME_PORT} by default).",
+    help=f"NAME@HOST[:PORT] of a Call Home DOTS client to dial, besides [[providers]] (repeatable; port "
+    f"{DEFAULT_CALL_HOME_PORT} by default).",
 )
-@click.option("--transport", type=click.Choice(["tls", "dtls"]), default="tls", show_default=True)
+@click.option(
+    "--transport", type=click.Choice(["tls", "dtls"]), default="tls", show_default=True, help="Of --provider."
+)
 @click.option("--db", help="SQLite database file (overrides db).")
 @event_loop_option
-def cpe(
+def server(
     config: Path, providers: tuple[str, ...], transport: str, db: str | None, event_loop: eventloop.EventLoopChoice
 ) -> None:
     """Dial the Call Home DOTS client(s) and serve their mitigation requests until SIGINT/SIGTERM."""
     from opendots.app import check_credentials
     from opendots.callhome.cpe import start_cpe
 
-    addresses = [parse_provider(text, transport) for text in providers]
     loaded = ServerConfig.load(config)
+    addresses = [*providers_of(loaded, config), *(parse_provider(text, transport) for text in providers)]
+    if not addresses:
+        raise click.UsageError(f"no Call Home DOTS client to dial: add a [[providers]] entry to {config} or --provider")
     if db is not None:
         loaded.db = Path(db)
     check_credentials(loaded.tls)
@@ -92,3 +130,14 @@ def cpe(
             await running.stop()
 
     run_service(main(), event_loop)
+
+
+def _attach() -> None:
+    from opendots.cli.callhome_client import client
+
+    callhome.add_command(server, "server")
+    callhome.add_command(server, "cpe")  # the command's first name, kept for existing scripts
+    callhome.add_command(client, "client")
+
+
+_attach()

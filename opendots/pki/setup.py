@@ -69,3 +69,44 @@ def init_pki(
 def client_config_path(directory: Path, name: str) -> Path:
     """Where init_pki writes the configuration of client NAME ("client": client.toml)."""
     return directory / ("client.toml" if name == "client" else f"client-{name}.toml")
+
+
+CALL_HOME_PREFIXES = ("192.0.2.0/24", "2001:db8::/32")
+"""The sources a provider may ask the CPE of `init_call_home` about: documentation prefixes standing for the
+CPE's own addresses."""
+
+
+def init_call_home(directory: Path, provider_address: str = "127.0.0.1", port: int | None = None) -> tuple[Path, Path]:
+    """Write the RFC 9066 pair into DIRECTORY (with its test CA): cpe.crt/.key and cpe.toml, a Call Home DOTS
+    server dialing PROVIDER_ADDRESS over DTLS; provider.crt/.key and provider.toml, the Call Home DOTS client that
+    knows that CPE as "home" (by the CUID of cpe.crt) and may ask it about CALL_HOME_PREFIXES."""
+    from opendots.callhome.provider import CpePeer
+    from opendots.callhome.provider_config import ProviderConfig
+    from opendots.config import DEFAULT_CALL_HOME_PORT
+
+    pki = TestPki(directory)
+    cpe = pki.issue_client("cpe")
+    provider = pki.issue_client("provider")
+    prefixes = tuple(ipaddress.ip_network(text) for text in CALL_HOME_PREFIXES)
+    port = port or DEFAULT_CALL_HOME_PORT
+    cpe_config = ServerConfig(
+        tls=TlsFiles(pki.ca_cert_path, cpe.cert_path, cpe.key_path),
+        clients=[
+            ClientAuthorization(
+                name="provider", cuid=cuid_from_certificate(provider.cert_path.read_bytes()), prefixes=prefixes
+            )
+        ],
+        db=directory / "cpe.db",
+        providers=[{"name": "provider", "address": provider_address, "port": port, "transport": "dtls"}],
+    )
+    provider_config = ProviderConfig(
+        tls=TlsFiles(pki.ca_cert_path, provider.cert_path, provider.key_path),
+        cpes=[CpePeer("home", cuid_from_certificate(cpe.cert_path.read_bytes()), prefixes)],
+        listen=[provider_address],
+        port=port,
+        control_socket=directory / "opendots-provider.sock",
+        state_file=directory / "opendots-provider.json",
+    )
+    cpe_config.save(directory / "cpe.toml")
+    provider_config.save(directory / "provider.toml")
+    return directory / "cpe.toml", directory / "provider.toml"
