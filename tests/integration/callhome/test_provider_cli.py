@@ -1,0 +1,99 @@
+"""RFC 9066 Call Home as two operators' processes: `opendots callhome client run` (the provider) and `opendots
+callhome server` (the CPE), configured by `opendots certs init --call-home`, driven by the provider's verbs over
+real DTLS and TLS sessions on a free port."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from opendots.config import ServerConfig
+from tests.helpers import tls_files
+from tests.helpers.callhome_processes import PROVIDER_ONLY, CallHomePair, call_home_pair
+from tests.helpers.cli import EX_DATAERR, invoke, one_line_error
+
+EX_UNAVAILABLE = 69
+
+
+@pytest.fixture(params=["dtls", "tls"])
+def pair(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CallHomePair]:
+    yield from call_home_pair(tmp_path, request.param)
+
+
+def _mitigate(pair: CallHomePair, source: str, *more: str) -> object:
+    return pair.client(
+        "mitigate", "--peer", "home", "--source-prefix", source, "--target-prefix", "203.0.113.9/32", *more
+    )
+
+
+def test_the_provider_asks_the_cpe_to_mitigate_sees_the_status_and_withdraws_rfc9066_5_3_1(
+    pair: CallHomePair,
+) -> None:
+    pair.provider()
+    pair.cpe()
+    home = pair.wait_connected()
+    assert home["transport"] == pair.transport
+    result = _mitigate(pair, "192.0.2.66/32", "--source-port", "1024-2047", "--protocol", "udp", "--lifetime", "600")
+    assert result.exit_code == 0 and "home mid 1: 2.01 (lifetime 600 s)" in result.output, result.output
+    status = pair.client("status")
+    assert status.exit_code == 0, status.output
+    (row,) = [line for line in status.output.splitlines() if line.startswith("home")]
+    assert row.split()[:6] == ["home", "1", "attack-mitigation-in-progress", "192.0.2.66/32", "203.0.113.9/32", "udp"]
+    assert "from 192.0.2.66/32 source ports 1024-2047" in pair.log("cpe.log")  # the mitigator got the sources
+    result = pair.client("withdraw", "--peer", "home", "--mid", "1")
+    assert result.exit_code == 0 and "home mid 1: 2.02 withdrawn" in result.output, result.output
+    status = pair.client("status", "--peer", "home", "--mid", "1")
+    assert "dots-client-withdrawn-mitigation" in status.output or "no mitigations" in status.output, status.output
+
+
+def test_sources_outside_what_the_provider_may_ask_are_refused_by_the_cli_and_by_the_cpe_rfc9066_5_3_1(
+    pair: CallHomePair,
+) -> None:
+    pair.provider()
+    pair.cpe()
+    pair.wait_connected()
+    early = _mitigate(pair, "203.0.113.1/32")  # not in provider.toml: refused before anything is sent
+    assert early.exit_code == 2 and "outside what this provider may ask CPE 'home' about" in early.output, early.output
+    assert "RFC 9066 §5.3.1" in early.output
+    late = _mitigate(pair, PROVIDER_ONLY.replace("0/24", "7/32"))  # the provider may ask, the CPE refuses (4.00)
+    one_line_error(late, EX_DATAERR, "CPE home answered 4.00", "source-prefix 198.51.100.7/32")
+    status = pair.client("status")
+    assert status.exit_code == 0 and "no mitigations" in status.output, status.output
+
+
+def test_a_restarted_cpe_dials_again_and_keeps_its_mitigations(pair: CallHomePair) -> None:
+    pair.provider()
+    cpe = pair.cpe()
+    first = pair.wait_connected()
+    assert _mitigate(pair, "192.0.2.10/32").exit_code == 0
+    cpe.send_signal(signal.SIGKILL)
+    cpe.wait(10)
+    pair.cpe()
+    pair.wait_connected(since=first["since"])
+    status = pair.client("status", "--peer", "home", "--mid", "1")
+    assert status.exit_code == 0 and "attack-mitigation-in-progress" in status.output, status.output
+    again = _mitigate(pair, "192.0.2.11/32")
+    assert again.exit_code == 0 and "home mid 2: 2.01" in again.output, again.output  # mids keep growing
+
+
+def test_a_cpe_whose_certificate_the_provider_does_not_know_gets_no_session(pair: CallHomePair) -> None:
+    stranger = ServerConfig.load(pair.cpe_toml)
+    stranger.tls = tls_files(pair.directory, "client")  # from the same CA, but not a CPE of provider.toml
+    stranger.db = pair.directory / "stranger.db"
+    stranger.save(pair.directory / "stranger.toml")
+    pair.provider()
+    pair.cpe(pair.directory / "stranger.toml", log="stranger.log")
+    pair.wait_log("provider.log", "closing a session from an unknown CPE", count=2)  # refused, and after re-dialing
+    assert "common_name='client'" in pair.log("provider.log")
+    assert not any(peer["connected"] for peer in pair.peers())
+    refused = _mitigate(pair, "192.0.2.10/32")
+    one_line_error(refused, EX_UNAVAILABLE, "CPE 'home' has no session")
+
+
+def test_the_verbs_say_when_no_provider_runs(tmp_path: Path) -> None:
+    for pair in call_home_pair(tmp_path, "dtls"):
+        result = invoke("callhome", "client", "peers", "-c", str(pair.provider_toml))
+        one_line_error(result, EX_UNAVAILABLE, "no Call Home DOTS client answers on", "opendots callhome client run")
