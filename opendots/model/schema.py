@@ -75,8 +75,32 @@ def official_module_text(name: str, revision: str) -> str:
     return _yang_dir().joinpath(f"{name}@{revision}.yang").read_text(encoding="utf-8")
 
 
+# IANA maintains iana-dots-signal-channel from its registries; RFC 9066 §7.2 registered conflict cause 4 after the
+# 2021-09-02 revision shipped here, so the view adds that enum (the registry's value and label).
+_CUID_COLLISION_RE = re.compile(r"(\n(\s*)enum cuid-collision \{.*?\n\2\})", re.DOTALL)
+_LEGITIMATE_TRAFFIC = """
+{indent}enum request-rejected-legitimate-traffic {{
+{indent}  value 4;
+{indent}  description
+{indent}    "Mitigation request rejected: the attack traffic has been
+{indent}     classified as legitimate traffic.";
+{indent}  reference
+{indent}    "RFC 9066: Distributed Denial-of-Service Open Threat
+{indent}     Signaling (DOTS) Signal Channel Call Home, Section 7.2";
+{indent}}}"""
+
+
+def _registry_additions(text: str) -> str:
+    text, found = _CUID_COLLISION_RE.subn(lambda m: m.group(1) + _LEGITIMATE_TRAFFIC.format(indent=m.group(2)), text)
+    if found != 1:
+        raise RuntimeError("iana-dots-signal-channel: the conflict-cause enumeration was not found")
+    return text
+
+
 def derive_module_text(name: str, text: str) -> str:
     """The yangson view of one official module (unchanged if it defines no structure)."""
+    if name == "iana-dots-signal-channel":
+        return _registry_additions(text)
     expected = _EXPECTED_REWRITES.get(name)
     if expected is None:
         return text

@@ -68,6 +68,7 @@ class ConflictCause(_Labelled):
     OVERLAPPING_TARGETS = 1
     CONFLICT_WITH_ACCEPTLIST = 2
     CUID_COLLISION = 3
+    REQUEST_REJECTED_LEGITIMATE_TRAFFIC = 4  # RFC 9066 §7.2
 
 
 class AttackStatus(_Labelled):

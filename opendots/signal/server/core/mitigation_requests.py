@@ -38,7 +38,14 @@ from opendots.signal.server.core.mitigations import Mitigation
 from opendots.signal.server.core.paths import MitigatePath
 from opendots.signal.server.core.policy import ServerSettings
 from opendots.signal.server.core.query import parse_mitigation_query
-from opendots.signal.server.core.scope import CLIENT_TELEMETRY, MitigationRequest, overlap, parse_scope_body
+from opendots.signal.server.core.scope import (
+    CLIENT_TELEMETRY,
+    MitigationRequest,
+    legitimate_overlap,
+    overlap,
+    parse_scope_body,
+    sources_overlap,
+)
 from opendots.signal.server.core.telemetry_config import SCOPE_ATTACK_DETAIL
 from opendots.signal.server.core.transitions import REPORT_TRIGGERS, Trigger, allowed, kind_of, next_status
 from opendots.store.records import CuidRecord, MitigationRecord, SignalChanges
@@ -146,6 +153,7 @@ class MitigationRequests:
         targets = resolve_aliases(client, parsed.targets, self.settings.aliases)
         if self.settings.call_home:
             check_call_home_authorized(client, targets)
+            self._check_legitimate(targets)
         else:
             check_authorized(client, targets)
         granted = self._grant(parsed.lifetime)
@@ -240,6 +248,8 @@ class MitigationRequests:
         superseded: list[Mitigation] = []
         deactivated: list[Mitigation] = []
         overlapping = self.table.overlapping(targets)
+        if self.settings.call_home:  # RFC 9066: the same target attacked from other sources is another mitigation
+            overlapping = [(other, common) for other, common in overlapping if sources_overlap(targets, other.targets)]
         lengthen = False
         for other, common in overlapping:
             if other.record.client != client.name or other.record.cuid != path.cuid:
@@ -306,6 +316,16 @@ class MitigationRequests:
             events.append(_changed(after, now, Status.ATTACK_MITIGATION_WITHDRAWN))  # announced 7, stored 8
         events.append(_changed(created, now))
         return Response("2.01", body=_ack_body(created, now))
+
+    def _check_legitimate(self, targets: Targets) -> None:
+        """RFC 9066 §5.3.1: traffic the CPE's administrator classified as legitimate is not blocked; the request is
+        refused with 4.09 and conflict-cause 4 (§7.2)."""
+        found = legitimate_overlap(targets, self.settings.legitimate_sources)
+        if found:
+            source, own = found[0]
+            info = {"conflict-cause": ConflictCause.REQUEST_REJECTED_LEGITIMATE_TRAFFIC.label}
+            body = {MITIGATION_SCOPE: {"scope": [{"conflict-information": info}]}}
+            raise refuse("4.09", f"source-prefix {source} covers {own}, classified as legitimate traffic", body)
 
     def _trusted_cdid(self, client: ClientAuthorization, path: MitigatePath) -> str | None:
         """§4.4.1: a server MUST ignore a 'cdid' sent directly by a DOTS client; only a configured gateway's counts."""

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from opendots.config import ClientAuthorization
+from opendots.domain import IPNetwork
 from opendots.signal.server.core import defaults
 from opendots.signal.server.core.authorization import AliasDirectory, StaticAliasDirectory
 from opendots.signal.server.core.filtering import AclActivationControl
@@ -45,10 +46,14 @@ class ServerSettings:
     """Names of the clients that are server-domain DOTS gateways trusted to supply 'cdid' (§4.4.1: a 'cdid'
     from anyone else is ignored)."""
     telemetry: TelemetryPolicy = field(default_factory=TelemetryPolicy)
+    """What RFC 9244 telemetry setups (§7) may ask for."""
     call_home: bool = False
     """An RFC 9066 Call Home DOTS server (a CPE): scopes carry source members, and a client's prefixes are the
-    sources it may ask about (authorization.check_call_home_authorized), not the targets it may protect."""
-    """What RFC 9244 telemetry setups (§7) may ask for."""
+    sources it may ask about (authorization.check_call_home_authorized), not the targets it may protect; two
+    requests overlap only when their sources do too (scope.sources_overlap)."""
+    legitimate_sources: tuple[IPNetwork, ...] = ()
+    """Call Home: sources the CPE's administrator has classified as legitimate; a request naming any of them is
+    refused with 4.09, conflict-cause request-rejected-legitimate-traffic (RFC 9066 §5.3.1, §7.2)."""
 
 
 @dataclass(frozen=True)

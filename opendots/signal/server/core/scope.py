@@ -239,3 +239,37 @@ def _port_intersection(first: Iterable[PortRange], second: tuple[PortRange, ...]
             lower, upper = max(mine.lower, theirs.lower), min(mine.upper, theirs.upper)
             if lower <= upper:
                 yield PortRange(lower, upper)
+
+
+def sources_overlap(first: Targets, second: Targets) -> bool:
+    """Whether the traffic of two Call Home scopes can come from common sources (RFC 9066 §5.3.1): a common source
+    address, and common source ports / ICMP types where both restrict them. Two requests about disjoint sources
+    toward one target are different mitigations, not an overlap."""
+    if first.source_prefixes and second.source_prefixes and not _any_prefix_common(first, second):
+        return False
+    for mine, theirs in (
+        (first.source_port_ranges, second.source_port_ranges),
+        (first.source_icmp_type_ranges, second.source_icmp_type_ranges),
+    ):
+        if mine and theirs and not any(a.lower <= b.upper and b.lower <= a.upper for a in mine for b in theirs):
+            return False
+    return True
+
+
+def _any_prefix_common(first: Targets, second: Targets) -> bool:
+    return any(
+        mine.version == theirs.version and (mine.subnet_of(theirs) or theirs.subnet_of(mine))  # type: ignore[arg-type]
+        for mine in first.source_prefixes
+        for theirs in second.source_prefixes
+    )
+
+
+def legitimate_overlap(targets: Targets, legitimate: Iterable[IPNetwork]) -> list[tuple[IPNetwork, IPNetwork]]:
+    """(source-prefix, legitimate prefix) pairs that share addresses: traffic the CPE's administrator has classified
+    as legitimate (RFC 9066 §5.3.1, conflict cause 4)."""
+    return [
+        (source, own)
+        for source in targets.source_prefixes
+        for own in legitimate
+        if source.version == own.version and (source.subnet_of(own) or own.subnet_of(source))  # type: ignore[arg-type]
+    ]

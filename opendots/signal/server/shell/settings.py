@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 from dataclasses import replace
 from decimal import Decimal, InvalidOperation
@@ -45,13 +46,15 @@ def settings_from_table(clients: Sequence[ClientAuthorization], table: dict[str,
     missing_hb_allowed_limits, probing_rate_limits, max_retransmit_limits and the RFC 9362 max_payloads_limits,
     non_max_retransmit_limits, non_timeout_limits, non_receive_timeout_limits, non_probing_wait_limits,
     non_partial_timeout_limits ([min, max] a client may configure; seconds for the last four); the RFC 9244
-    telemetry setup keys of opendots.signal.server.shell.telemetry_settings."""
+    telemetry setup keys of opendots.signal.server.shell.telemetry_settings; for a Call Home DOTS server (RFC 9066),
+    legitimate_sources (prefixes whose traffic its administrator classified as legitimate, §7.2)."""
     known = {
         "max_lifetime",
         "allow_indefinite",
         "cross_client_conflicts",
         "counters_interval",
         "gateways",
+        "legitimate_sources",
         *_INTEGER_KEYS,
         *_LIMIT_KEYS,
         *_SECONDS_LIMIT_KEYS,
@@ -88,6 +91,8 @@ def settings_from_table(clients: Sequence[ClientAuthorization], table: dict[str,
         if strangers:
             raise ConfigError(f"[signal] gateways names clients that are not configured: {strangers}")
         values["trusted_gateways"] = frozenset(gateways)
+    if "legitimate_sources" in table:
+        values["legitimate_sources"] = _prefixes(table["legitimate_sources"], "[signal] legitimate_sources")
     policy = telemetry_policy(table)
     if policy is not None:
         values["telemetry"] = policy
@@ -146,3 +151,12 @@ def _seconds_bounds(value: Any) -> tuple[Decimal, Decimal] | None:
             return None
         bounds.append(number.quantize(Decimal("0.01")))
     return bounds[0], bounds[1]
+
+
+def _prefixes(value: Any, where: str) -> tuple[Any, ...]:
+    if not isinstance(value, list) or not all(isinstance(text, str) for text in value):
+        raise ConfigError(f"{where} must be a list of prefixes")
+    try:
+        return tuple(ipaddress.ip_network(text) for text in value)
+    except ValueError as error:
+        raise ConfigError(f"{where}: {error}") from None
