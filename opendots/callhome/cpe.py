@@ -28,12 +28,21 @@ from typing import Any, Literal
 import aiocoap
 import aiocoap.resource
 
+from opendots.callhome.redirect import (
+    DEFAULT_NAT_BINDING_TIMEOUT,
+    Redirect,
+    RedirectError,
+    nat_adjusted,
+    parse_redirect,
+)
 from opendots.config import DEFAULT_CALL_HOME_PORT, ServerConfig
 from opendots.mitigate.base import Mitigator
 from opendots.signal.server.core import ServerSettings
+from opendots.signal.server.shell.resources import WELL_KNOWN_DOTS
 from opendots.signal.server.shell.run import RunningSignalServer, start_signal_server
 from opendots.signal.server.shell.settings import settings_from_table
 from opendots.transport import (
+    PeerIdentity,
     SessionEvent,
     SessionListener,
     create_client_context,
@@ -65,50 +74,111 @@ class ProviderAddress:
 
 @dataclass(frozen=True)
 class DialPolicy:
-    """How a CPE keeps its session to a provider: a keepalive ping every KEEPALIVE seconds (its loss closes the
-    session), re-dials after BACKOFF seconds doubling to MAX_BACKOFF, with +-JITTER of randomness."""
+    """How a CPE keeps its session to a provider: a keepalive ping every KEEPALIVE seconds (it also keeps NAT
+    bindings); the session ends when nothing came from the provider for LOSS_AFTER seconds (None: the signal
+    session's heartbeat-interval times missing-hb-allowed, RFC 9066 §5.2.1) or when the transport closes; re-dials
+    after BACKOFF seconds doubling to MAX_BACKOFF, with +-JITTER of randomness; a dial gives up after DIAL_TIMEOUT."""
 
     keepalive: float = 15.0
     ping_timeout: float = 10.0
     backoff: float = 1.0
     max_backoff: float = 60.0
     jitter: float = 0.2
+    loss_after: float | None = None
+    dial_timeout: float = 10.0
 
 
 @dataclass
 class ProviderDialer:
-    """One provider's session: dialed, watched, re-dialed. SITE answers what the provider sends over it."""
+    """One provider's session: dialed, watched, re-dialed, redirected. SITE answers what the provider sends."""
 
     address: ProviderAddress
     config: ServerConfig
-    site: aiocoap.resource.Site
+    site: Any
+    """What answers the provider's requests (a CallHomeSite, or any aiocoap site)."""
     listeners: list[SessionListener]
     policy: DialPolicy = field(default_factory=DialPolicy)
+    clock: Callable[[], float] = time.time
     context: aiocoap.Context | None = None
     remote: Any = None
     """The live session (None while dialing)."""
+    identity: PeerIdentity | None = None
     failures: int = 0
     """Dials that failed, or sessions that did not survive their first keepalive."""
     sessions: int = 0
     """Sessions established so far."""
+    missed_pings: int = 0
+    """Keepalive pings that went unanswered (tolerated while the provider is heard otherwise, RFC 9066 §5.2.1)."""
     last_error: str | None = None
+    redirect: Redirect | None = None
+    """Where the provider redirected this CPE (RFC 9066 §5.2.2), while its TTL lasts."""
+    dialed: ProviderAddress | None = None
+    """What the current or last session was dialed to (the configured address, or a redirection's)."""
+    last_traffic: Callable[[PeerIdentity | None], float | None] = lambda identity: None
+    """When the signal server last heard the provider of a session (its requests, heartbeat answers)."""
+    loss_window: Callable[[PeerIdentity | None], float] = lambda identity: 225.0
+    """heartbeat-interval x missing-hb-allowed in force for the provider of a session."""
+    attack_active: Callable[[], bool] = lambda: False
+    """Whether a mitigation is enforced: an expired redirection is kept while one is (RFC 9132 §4.6)."""
     _task: asyncio.Task[None] | None = None
     _up: asyncio.Event = field(default_factory=asyncio.Event)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _contexts: dict[str, aiocoap.Context] = field(default_factory=dict)
 
     async def start(self) -> None:
-        self.context = await create_client_context(
-            self.config.tls, server_name=self.address.server_name, site=self.site, serving=True
-        )
+        self.context = await self._context_for(self.address.server_name)
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"call home {self.address.uri}")
+
+    async def _context_for(self, server_name: str) -> aiocoap.Context:
+        """One client context per name the provider's certificate must carry (the configured one, a redirection's)."""
+        context = self._contexts.get(server_name)
+        if context is None:
+            context = await create_client_context(
+                self.config.tls, server_name=server_name, site=self.site, serving=True
+            )
+            self._contexts[server_name] = context
+        return context
 
     async def wait_connected(self, timeout: float) -> None:
         await asyncio.wait_for(self._up.wait(), timeout)
 
+    def redirect_to(self, redirect: Redirect) -> None:
+        """Close the session after its 2.01 has left, and dial REDIRECT's Call Home DOTS client (RFC 9066 §5.2.2)."""
+        self.redirect = redirect
+        asyncio.get_running_loop().call_later(REDIRECT_GRACE, self._wake.set)
+
+    def _redirect_over(self) -> bool:
+        """RFC 9132 §4.6: on expiry of its TTL, back to the provisioned client at once, except during an attack."""
+        redirect = self.redirect
+        if redirect is None or not redirect.expired(self.clock()) or self.attack_active():
+            return False
+        log.warning("call home: redirection to %s expired; back to %s", redirect.name, self.address.uri)
+        self.redirect = None
+        return True
+
+    def _targets(self) -> list[ProviderAddress]:
+        """Where to dial now: the redirection's addresses (or its name) while it holds, else the configured one."""
+        self._redirect_over()
+        redirect = self.redirect
+        if redirect is None:
+            return [self.address]
+        hosts = redirect.records or (redirect.name,)
+        return [replace(self.address, host=host, server_name=redirect.name) for host in hosts]
+
     async def _run(self) -> None:
         delay = self.policy.backoff
-        assert self.context is not None
         while True:
-            held = await self._hold_session()
+            held = False
+            for target in self._targets():
+                held = await self._hold_session(target)
+                if held or self._wake.is_set():
+                    break
+            if self._wake.is_set():  # redirected: dial the alternate at once
+                self._wake.clear()
+                delay = self.policy.backoff
+                continue
+            if self.redirect is not None and self.redirect.ttl == 0 and held:
+                self.redirect = None  # TTL 0: the alternate held for that session only (RFC 9132 §4.6)
             if held:
                 delay = self.policy.backoff  # a session that lived: start the backoff afresh
             else:
@@ -118,29 +188,47 @@ class ProviderDialer:
             await asyncio.sleep(pause)
             delay = min(delay * 2, self.policy.max_backoff)
 
-    async def _hold_session(self) -> bool:
-        """Dial, then keep the session until a keepalive fails; True when it survived at least one keepalive."""
-        assert self.context is not None
+    async def _hold_session(self, target: ProviderAddress) -> bool:
+        """Dial TARGET, then keep the session until it is lost, closed or redirected; True when the provider was
+        heard after the handshake (a ping answered), or the session was redirected."""
+        context = await self._context_for(target.server_name)
+        self.context, self.dialed = context, target
         try:
-            await open_session(self.context, self.address.uri, timeout=self.policy.ping_timeout)
-            remote = await resolve_remote(self.context, self.address.uri)  # the one just opened
+            await open_session(context, target.uri, timeout=self.policy.dial_timeout)
+            remote = await resolve_remote(context, target.uri)  # the one just opened
         except Exception as problem:  # refused handshake, untrusted certificate, no route, no answer
             self.last_error = _describe(problem)
-            log.warning("call home %s: %s", self.address.uri, self.last_error)
+            log.warning("call home %s: %s", target.uri, self.last_error)
             return False
         identity = remote_identity(remote)
-        transport = self.address.transport
-        self.remote = remote
+        self.remote, self.identity = remote, identity
         self.sessions += 1
         self._up.set()
-        log.warning("call home %s: session up with %s", self.address.uri, identity)
-        notify(self.listeners, SessionEvent("established", remote, identity, transport))
+        log.warning("call home %s: session up with %s", target.uri, identity)
+        notify(self.listeners, SessionEvent("established", remote, identity, target.transport))
         survived = False
+        heard = self.clock()
         try:
             while True:
-                await asyncio.sleep(self.policy.keepalive)
-                await ping(self.context, remote, timeout=self.policy.ping_timeout)
-                survived = True
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.policy.keepalive)
+                if self._wake.is_set():
+                    self.last_error = f"redirected to {self.redirect.name if self.redirect else '?'}"
+                    survived = True
+                    break
+                try:
+                    await ping(context, remote, timeout=self.policy.ping_timeout)
+                    heard, survived = self.clock(), True
+                except TimeoutError:
+                    self.missed_pings += 1  # a saturated uplink loses pings: the session is not over (§5.2.1)
+                if self.redirect is not None and target is not self.address and self._redirect_over():
+                    self.last_error = f"redirection to {target.server_name} expired"
+                    break
+                heard = max(heard, self.last_traffic(identity) or 0.0)
+                window = self.policy.loss_after or self.loss_window(identity)
+                if self.clock() - heard > window:
+                    self.last_error = f"nothing from the provider for {window:.0f} s (RFC 9066 §5.2.1)"
+                    break
         except asyncio.CancelledError:
             raise
         except Exception as problem:
@@ -148,9 +236,9 @@ class ProviderDialer:
         finally:
             self.remote = None
             self._up.clear()
-            notify(self.listeners, SessionEvent("closed", remote, identity, transport, self.last_error))
+            notify(self.listeners, SessionEvent("closed", remote, identity, target.transport, self.last_error))
             with contextlib.suppress(Exception):
-                await reset_session(self.context, remote)
+                await reset_session(context, remote)
         return survived
 
     async def stop(self) -> None:
@@ -158,8 +246,69 @@ class ProviderDialer:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self.context is not None:
-            await self.context.shutdown()
+        for context in self._contexts.values():
+            await context.shutdown()
+
+
+REDIRECT_GRACE = 0.2
+"""Seconds between answering a redirection (2.01) and closing the session it came over: the answer leaves first."""
+
+
+class RedirectResource(aiocoap.resource.Resource, aiocoap.resource.PathCapable):
+    """PUT .well-known/dots/redirect[/cuid=...[/mid=...]] from a provider (RFC 9066 §5.2.2): 2.01 and re-dial, or
+    4.00 when the body cannot be serviced."""
+
+    def __init__(self, dialers: list[ProviderDialer], clock: Callable[[], float]) -> None:
+        super().__init__()
+        self.dialers = dialers
+        self.clock = clock
+
+    async def render(self, request: aiocoap.Message) -> aiocoap.Message:
+        if request.code != aiocoap.PUT:
+            return aiocoap.Message(code=aiocoap.METHOD_NOT_ALLOWED, payload=b"redirect takes PUT (RFC 9066 5.2.2)")
+        dialer = next((d for d in self.dialers if d.remote is not None and d.remote == request.remote), None)
+        if dialer is None:
+            return _bad_request("this session is not one this Call Home DOTS server dialed")
+        try:
+            redirect = parse_redirect(request.payload, request.opt.content_format, self.clock())
+        except RedirectError as problem:
+            return _bad_request(str(problem))
+        log.warning(
+            "call home %s: redirected to %s %s (ttl %s)",
+            dialer.address.uri,
+            redirect.name,
+            list(redirect.records) or "(resolved by name)",
+            redirect.ttl,
+        )
+        dialer.redirect_to(redirect)
+        return aiocoap.Message(code=aiocoap.CREATED)
+
+
+class CallHomeSite:
+    """The CPE's site: PUT .well-known/dots/redirect goes to REDIRECT (RFC 9066 §5.2.2), everything else to the
+    signal server's site (which takes every .well-known/dots path as its own)."""
+
+    def __init__(self, inner: Any, redirect: RedirectResource) -> None:
+        self.inner = inner
+        self.redirect = redirect
+
+    @staticmethod
+    def _is_redirect(request: aiocoap.Message) -> bool:
+        return tuple(request.opt.uri_path[:3]) == (*WELL_KNOWN_DOTS, "redirect")
+
+    def answer_now(self, pipe: Any) -> bool:
+        if self._is_redirect(pipe.request):
+            return False  # aiocoap's path: render_to_pipe below, in a task
+        return bool(self.inner.answer_now(pipe))
+
+    async def render_to_pipe(self, pipe: Any) -> None:
+        if self._is_redirect(pipe.request):
+            return await self.redirect.render_to_pipe(pipe)
+        return await self.inner.render_to_pipe(pipe)
+
+
+def _bad_request(text: str) -> aiocoap.Message:
+    return aiocoap.Message(code=aiocoap.BAD_REQUEST, payload=text.encode(), content_format=0)
 
 
 def _describe(problem: BaseException) -> str:
@@ -181,7 +330,7 @@ class _RequestRouter:
         self.dialers = dialers
 
     def request(self, message: aiocoap.Message) -> Any:
-        for dialer in self.dialers:
+        for dialer in self.dialers:  # the session's own context: a redirected dialer holds several
             if dialer.remote is not None and dialer.remote is message.remote and dialer.context is not None:
                 return dialer.context.request(message)
         raise ConnectionError(f"no call-home session is {message.remote!r}")
@@ -225,8 +374,10 @@ class CallHomeServer:
 
 
 def call_home_settings(config: ServerConfig) -> ServerSettings:
-    """The server settings of `[signal]`, as a Call Home DOTS server (RFC 9066 §5.3.1 scopes and authorization)."""
-    return replace(settings_from_table(config.clients, config.signal), call_home=True)
+    """The server settings of `[signal]`, as a Call Home DOTS server: RFC 9066 §5.3.1 scopes and authorization, and
+    a heartbeat-interval that keeps on-path NAT bindings (§5.2.1)."""
+    settings = replace(settings_from_table(config.clients, config.signal), call_home=True)
+    return nat_adjusted(settings, settings.nat_binding_timeout or DEFAULT_NAT_BINDING_TIMEOUT)
 
 
 async def start_cpe(
@@ -244,14 +395,36 @@ async def start_cpe(
     endpoint = CallHomeEndpoint([])
 
     async def dial_out(site: aiocoap.resource.Site) -> Any:
+        served = CallHomeSite(site, RedirectResource(endpoint.dialers, clock))
         for address in providers:
-            dialer = ProviderDialer(address, config, site, endpoint.session_listeners, policy or DialPolicy())
+            dialer = ProviderDialer(address, config, served, endpoint.session_listeners, policy or DialPolicy(), clock)
             endpoint.dialers.append(dialer)
         return endpoint
 
     signal = await start_signal_server(
         config, mitigator=mitigator, settings=call_home_settings(config), clock=clock, transport=dial_out
     )
+    core = signal.service.core
+
+    def client_of(identity: PeerIdentity | None) -> str | None:
+        return core.client_name(identity.cuid if identity is not None else None)
+
+    def last_traffic(identity: PeerIdentity | None) -> float | None:
+        name = client_of(identity)
+        liveness = core.liveness(name) if name is not None else None
+        return liveness.last_traffic if liveness is not None else None
+
+    def loss_window(identity: PeerIdentity | None) -> float:
+        name = client_of(identity)
+        if name is None:
+            parameters = core.settings.session_defaults.idle
+        else:
+            parameters = core.session_config(name).for_activity(core.is_enforcing(name))
+        return float((parameters.heartbeat_interval or 30) * parameters.missing_hb_allowed)
+
+    for dialer in endpoint.dialers:
+        dialer.last_traffic, dialer.loss_window = last_traffic, loss_window
+        dialer.attack_active = lambda: any(mitigation.enforcing for mitigation in core.mitigations())
     # Dial only once the server listens to session events (start_signal_server adds its listener after the
     # transport is made): the first session must reach it.
     try:

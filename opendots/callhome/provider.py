@@ -23,6 +23,7 @@ from typing import Any
 import aiocoap
 import aiocoap.resource
 
+from opendots.callhome.redirect import redirect_body
 from opendots.config import DEFAULT_CALL_HOME_PORT, TlsFiles
 from opendots.domain import IPNetwork, Targets
 from opendots.domain.ranges import IcmpTypeRange, PortRange
@@ -221,6 +222,28 @@ class CallHomeClient:
     async def withdraw(self, name: str, mid: int) -> Answer:
         self._peer(name)
         return await self.request(name, aiocoap.DELETE, self._mitigate_path(mid))
+
+    async def redirect(
+        self, name: str, alternate: str, records: Sequence[str] = (), ttl: int | None = None, timeout: float = 10
+    ) -> Answer:
+        """Send CPE NAME to another Call Home DOTS client (RFC 9066 §5.2.2): a Non-confirmable PUT /redirect naming
+        ALTERNATE (the name its certificate carries), its addresses RECORDS, and how long it holds (TTL)."""
+        self._peer(name)
+        body = redirect_body(alternate, tuple(records), ttl)
+        remote = self.sessions.get(name)
+        if remote is None:
+            raise CallHomeError(f"CPE {name!r} has no session with this Call Home DOTS client")
+        assert self.endpoint is not None
+        message = aiocoap.Message(
+            code=aiocoap.PUT,
+            mtype=aiocoap.NON,
+            uri_path=(*WELL_KNOWN_DOTS, "redirect", f"cuid={self.cuid}"),
+            payload=encode_signal(body),
+            content_format=DOTS_CBOR,
+        )
+        message.remote = remote
+        response = await asyncio.wait_for(self.endpoint.context.request(message).response, timeout)
+        return Answer(response.code.dotted, None, response.payload.decode("utf-8", "replace") or None)
 
     def _peer(self, name: str) -> CpePeer:
         for peer in self.cpes:

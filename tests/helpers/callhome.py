@@ -23,7 +23,7 @@ from tests.helpers import tls_files
 SCOPE = "ietf-dots-signal-channel:mitigation-scope"
 SOURCE = "ietf-dots-call-home:source-prefix"
 HOME_PREFIX = ipaddress.ip_network("192.0.2.0/24")  # the CPE's own addresses: what the provider may ask about
-FAST = DialPolicy(keepalive=0.3, ping_timeout=1.0, backoff=0.1, max_backoff=0.5)
+FAST = DialPolicy(keepalive=0.3, ping_timeout=1.0, backoff=0.1, max_backoff=0.5, loss_after=2.0, dial_timeout=1.0)
 
 
 def cuid_of(path: Path) -> str:
@@ -46,19 +46,26 @@ def cpe_config(pki_dir: Path, tmp_path: Path, stem: str = "server") -> ServerCon
 
 
 async def start_provider(
-    pki_dir: Path, transport: str, stem: str = "client", directory: Path | None = None
+    pki_dir: Path,
+    transport: str,
+    stem: str = "client",
+    directory: Path | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
 ) -> tuple[CallHomeClient, ProviderAddress]:
-    """A provider with certificate STEM (from DIRECTORY, default the test PKI) knowing the CPE `home`."""
-    port = free_port(socket.SOCK_STREAM)
+    """A provider with certificate STEM (from DIRECTORY, default the test PKI) knowing the CPE `home`, on HOST and
+    PORT (default: a free one); the address says to check the name `client` (a test may replace it)."""
+    port = port or free_port(socket.SOCK_STREAM)
     home = CpePeer("home", cuid_of(pki_dir / "server.crt"), (HOME_PREFIX,))
     provider = await CallHomeClient.start(
         tls_files(directory or pki_dir, stem),
         [home],
-        bind=[("127.0.0.1", port)],
+        bind=[(host, port)],
         dtls=transport == "dtls",
         tls=transport == "tls",
     )
-    return provider, ProviderAddress("127.0.0.1", server_name="client", port=port, transport=transport)  # type: ignore[arg-type]
+    return provider, ProviderAddress(host, server_name="client", port=port, transport=transport)  # type: ignore[arg-type]
 
 
 async def until(condition: Callable[[], Any], timeout: float = 10.0) -> None:

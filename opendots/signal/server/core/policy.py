@@ -51,6 +51,9 @@ class ServerSettings:
     """An RFC 9066 Call Home DOTS server (a CPE): scopes carry source members, and a client's prefixes are the
     sources it may ask about (authorization.check_call_home_authorized), not the targets it may protect; two
     requests overlap only when their sources do too (scope.sources_overlap)."""
+    nat_binding_timeout: float | None = None
+    """Call Home: seconds on-path NATs keep an idle binding; the heartbeat-interval is kept within half of it
+    (RFC 9066 §5.2.1, opendots.callhome.redirect.nat_adjusted). None: 30 s for a Call Home DOTS server."""
     legitimate_sources: tuple[IPNetwork, ...] = ()
     """Call Home: sources the CPE's administrator has classified as legitimate; a request naming any of them is
     refused with 4.09, conflict-cause request-rejected-legitimate-traffic (RFC 9066 §5.3.1, §7.2)."""

@@ -47,7 +47,8 @@ def settings_from_table(clients: Sequence[ClientAuthorization], table: dict[str,
     non_max_retransmit_limits, non_timeout_limits, non_receive_timeout_limits, non_probing_wait_limits,
     non_partial_timeout_limits ([min, max] a client may configure; seconds for the last four); the RFC 9244
     telemetry setup keys of opendots.signal.server.shell.telemetry_settings; for a Call Home DOTS server (RFC 9066),
-    legitimate_sources (prefixes whose traffic its administrator classified as legitimate, §7.2)."""
+    legitimate_sources (prefixes whose traffic its administrator classified as legitimate, §7.2) and
+    nat_binding_timeout (seconds; the heartbeat-interval stays within half of it, §5.2.1)."""
     known = {
         "max_lifetime",
         "allow_indefinite",
@@ -55,6 +56,7 @@ def settings_from_table(clients: Sequence[ClientAuthorization], table: dict[str,
         "counters_interval",
         "gateways",
         "legitimate_sources",
+        "nat_binding_timeout",
         *_INTEGER_KEYS,
         *_LIMIT_KEYS,
         *_SECONDS_LIMIT_KEYS,
@@ -91,6 +93,11 @@ def settings_from_table(clients: Sequence[ClientAuthorization], table: dict[str,
         if strangers:
             raise ConfigError(f"[signal] gateways names clients that are not configured: {strangers}")
         values["trusted_gateways"] = frozenset(gateways)
+    if "nat_binding_timeout" in table:
+        timeout = table["nat_binding_timeout"]
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 2 <= timeout <= 86400:
+            raise ConfigError(f"[signal] nat_binding_timeout must be seconds from 2 to 86400, not {timeout!r}")
+        values["nat_binding_timeout"] = float(timeout)
     if "legitimate_sources" in table:
         values["legitimate_sources"] = _prefixes(table["legitimate_sources"], "[signal] legitimate_sources")
     policy = telemetry_policy(table)
