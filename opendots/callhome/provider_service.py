@@ -12,6 +12,8 @@ each); the operations are the provider's:
   status   {"peer"?: name, "mid"?: int}          -> {"answers": [{"peer", "code", "body", "diagnostic"}]}
                                                     (every connected CPE when no peer is named)
   withdraw {"peer", "mid"}                       -> {"peer", "mid", "code", "body", "diagnostic"}
+  redirect {"peer", "alt-ch-client": fqdn, "records"?: [ip], "ttl"?: s}  -> {"peer", "code", "diagnostic"}
+                                                    (RFC 9066 §5.2.2: the CPE closes this session, dials that one)
 
 A CPE's 4.xx/5.xx answer is still "ok": true (the request reached it). Local refusals: 4.00 (bad arguments, a
 source outside what this provider may ask the CPE about, RFC 9066 §5.3.1), 4.04 (no such CPE), 5.03 (the CPE has
@@ -103,9 +105,10 @@ class ProviderService:
             "mitigate": self._mitigate,
             "status": self._status,
             "withdraw": self._withdraw,
+            "redirect": self._redirect,
         }.get(operation)
         if handler is None:
-            raise ControlError(f"unknown operation {operation!r} (ping, peers, mitigate, status, withdraw)")
+            raise ControlError(f"unknown operation {operation!r} (ping, peers, mitigate, status, withdraw, redirect)")
         try:
             return await handler(args)
         except CallHomeError as error:
@@ -195,6 +198,20 @@ class ProviderService:
         mid = self._mid(args, required=True)
         assert mid is not None
         return _answer(name, await self.client.withdraw(name, mid), mid=mid)
+
+    async def _redirect(self, args: dict[str, Any]) -> dict[str, Any]:
+        name = self._peer_name(args)
+        alternate = args.get("alt-ch-client")
+        if not isinstance(alternate, str) or not alternate:
+            raise ControlError("'alt-ch-client' (the alternate Call Home DOTS client's FQDN) is required")
+        records = args.get("records") or []
+        if not isinstance(records, list) or not all(isinstance(text, str) for text in records):
+            raise ControlError("'records' is a list of IP addresses")
+        ttl = args.get("ttl")
+        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or not 0 <= ttl <= 2**32 - 1):
+            raise ControlError(f"'ttl' must be seconds 0-4294967295, not {ttl!r}")
+        answer = await self.client.redirect(name, alternate, records, ttl)
+        return _answer(name, answer)
 
 
 async def run_provider(config: ProviderConfig, stop: asyncio.Event, started: Any = None) -> None:

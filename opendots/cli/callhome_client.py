@@ -240,3 +240,28 @@ def peers_command(config: Path, as_json: bool) -> None:
         for peer in peers
     ]
     click.echo(table(rows, ("CPE", "CONNECTED", "TRANSPORT", "SOURCES", "CUID")))
+
+
+@client.command("redirect")
+@_config
+@click.option("--peer", required=True, help="The CPE (its name in provider.toml).")
+@click.option(
+    "--to", "alternate", required=True, help="FQDN of the alternate Call Home DOTS client (its certificate's)."
+)
+@click.option("--address", "records", multiple=True, help="An address of the alternate (repeatable; default: by name).")
+@click.option(
+    "--ttl", type=click.IntRange(0, 2**32 - 1), help="Seconds the alternate holds (default: until redirected)."
+)
+def redirect_command(config: Path, peer: str, alternate: str, records: tuple[str, ...], ttl: int | None) -> None:
+    """Send CPE PEER to another Call Home DOTS client (RFC 9066 §5.2.2: a PUT /redirect)."""
+    for text in records:
+        try:
+            ipaddress.ip_address(text)
+        except ValueError as error:
+            raise click.BadParameter(str(error), param_hint="--address") from None
+    args: dict[str, Any] = {"peer": peer, "alt-ch-client": alternate, "records": list(records)}
+    if ttl is not None:
+        args["ttl"] = ttl
+    answer = _call(config, "redirect", **args)
+    _check(answer)
+    click.echo(f"{peer}: {answer['code']} redirected to {alternate}")

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from opendots.callhome.provider_config import ProviderConfig
 from opendots.config import ServerConfig
 from tests.helpers import tls_files
+from tests.helpers.callhome import cuid_of
 from tests.helpers.callhome_processes import PROVIDER_ONLY, CallHomePair, call_home_pair
 from tests.helpers.cli import EX_DATAERR, invoke, one_line_error
 
@@ -97,3 +100,28 @@ def test_the_verbs_say_when_no_provider_runs(tmp_path: Path) -> None:
     for pair in call_home_pair(tmp_path, "dtls"):
         result = invoke("callhome", "client", "peers", "-c", str(pair.provider_toml))
         one_line_error(result, EX_UNAVAILABLE, "no Call Home DOTS client answers on", "opendots callhome client run")
+
+
+def test_the_provider_redirects_the_cpe_to_an_alternate_provider_rfc9066_5_2_2(pair: CallHomePair) -> None:
+    cpe = ServerConfig.load(pair.cpe_toml)  # the alternate (certificate `client`) may ask too
+    alternate_cuid = cuid_of(pair.directory / "client.crt")
+    cpe.clients.append(replace(cpe.clients[0], name="alternate", cuid=alternate_cuid))
+    cpe.save(pair.cpe_toml)
+    alternate = ProviderConfig.load(pair.provider_toml)
+    alternate.tls = tls_files(pair.directory, "client")
+    alternate.listen = ["127.0.0.2"]
+    alternate.control_socket = pair.directory / "alternate.sock"
+    alternate.state_file = pair.directory / "alternate.json"
+    alternate.save(pair.directory / "alternate.toml")
+    pair.provider()
+    pair.start("callhome", "client", "run", "-c", str(pair.directory / "alternate.toml"), log="alternate.log")
+    pair.wait_log("alternate.log", "DOTS Call Home client listening")
+    pair.cpe()
+    pair.wait_connected()
+    result = pair.client("redirect", "--peer", "home", "--to", "client", "--address", "127.0.0.2", "--ttl", "600")
+    assert result.exit_code == 0 and "home: 2.01 redirected to client" in result.output, result.output
+    pair.wait_log("alternate.log", "CPE home connected")
+    there = invoke("callhome", "client", "mitigate", "-c", str(pair.directory / "alternate.toml"), "--peer", "home",
+                   "--source-prefix", "192.0.2.9/32", "--target-prefix", "203.0.113.9/32")  # fmt: skip
+    assert there.exit_code == 0 and "home mid 1: 2.01" in there.output, there.output
+    assert not any(peer["connected"] for peer in pair.peers())
