@@ -5,6 +5,7 @@ goes back to the provider it was provisioned with (RFC 9132 §4.6). A redirectio
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import aiocoap
@@ -21,8 +22,10 @@ pytestmark = pytest.mark.parametrize("transport", ["tls", "dtls"])
 REDIRECTED = "ietf-dots-signal-channel:redirected-signal"
 
 
+@contextlib.asynccontextmanager
 async def _pair(pki_dir: Path, tmp_path: Path, transport: str):  # type: ignore[no-untyped-def]
-    """The provisioned provider on 127.0.0.1, the alternate (certificate `other`) on 127.0.0.2, same port."""
+    """The provisioned provider on 127.0.0.1, the alternate (certificate `other`) on 127.0.0.2 on the same port
+    (a redirection names no port), the CPE dialing the first; all stopped at the end."""
     provider, address = await start_provider(pki_dir, transport)
     alternate, _ = await start_provider(pki_dir, transport, stem="other", host="127.0.0.2", port=address.port)
     config = cpe_config(pki_dir, tmp_path)
@@ -31,14 +34,18 @@ async def _pair(pki_dir: Path, tmp_path: Path, transport: str):  # type: ignore[
     )
     mitigator = LoggingMitigator()
     cpe = await start_cpe(config, [address], mitigator=mitigator, policy=FAST)
-    return provider, alternate, cpe, mitigator
+    try:
+        yield provider, alternate, cpe, mitigator
+    finally:
+        await cpe.stop()
+        await provider.stop()
+        await alternate.stop()
 
 
 async def test_a_redirected_cpe_dials_the_alternate_which_can_then_ask_it_to_mitigate_rfc9066_5_2_2(
     pki_dir: Path, tmp_path: Path, transport: str
 ) -> None:
-    provider, alternate, cpe, mitigator = await _pair(pki_dir, tmp_path, transport)
-    try:
+    async with _pair(pki_dir, tmp_path, transport) as (provider, alternate, cpe, mitigator):
         await provider.wait_for("home")
         answer = await provider.redirect("home", "other", ["127.0.0.2"])
         assert answer.code == "2.01", answer
@@ -48,50 +55,35 @@ async def test_a_redirected_cpe_dials_the_alternate_which_can_then_ask_it_to_mit
         put = await alternate.mitigate("home", 1, source_prefixes=["192.0.2.5/32"], target_prefixes=["203.0.113.5/32"])
         assert put.code == "2.01", put
         await until(lambda: mitigator.active)
-    finally:
-        await cpe.stop()
-        await provider.stop()
-        await alternate.stop()
 
 
 async def test_after_the_ttl_the_cpe_goes_back_to_its_provisioned_provider_rfc9132_4_6(
     pki_dir: Path, tmp_path: Path, transport: str
 ) -> None:
-    provider, alternate, cpe, _ = await _pair(pki_dir, tmp_path, transport)
-    try:
+    async with _pair(pki_dir, tmp_path, transport) as (provider, alternate, cpe, _):
         first = await provider.wait_for("home")
         assert (await provider.redirect("home", "other", ["127.0.0.2"], ttl=1)).code == "2.01"
         await alternate.wait_for("home")
         await provider.wait_for("home", timeout=15, previous=first)  # TTL over, no attack: back home
         await until(lambda: "home" not in alternate.sessions)
         assert cpe.dialers[0].redirect is None
-    finally:
-        await cpe.stop()
-        await provider.stop()
-        await alternate.stop()
 
 
 async def test_an_alternate_whose_certificate_lacks_the_alt_ch_client_name_is_not_accepted(
     pki_dir: Path, tmp_path: Path, transport: str
 ) -> None:
-    provider, alternate, cpe, _ = await _pair(pki_dir, tmp_path, transport)
-    try:
+    async with _pair(pki_dir, tmp_path, transport) as (provider, alternate, cpe, _):
         await provider.wait_for("home")
         assert (await provider.redirect("home", "alt.example", ["127.0.0.2"], ttl=30)).code == "2.01"
         await until(lambda: cpe.dialers[0].failures >= 1)  # the handshake with 127.0.0.2 fails: wrong name
         assert "alt.example" in (cpe.dialers[0].last_error or ""), cpe.dialers[0].last_error
         assert "home" not in alternate.sessions
-    finally:
-        await cpe.stop()
-        await provider.stop()
-        await alternate.stop()
 
 
 async def test_a_redirection_the_cpe_cannot_service_gets_4_00_and_the_session_stays_rfc9066_5_2_2(
     pki_dir: Path, tmp_path: Path, transport: str
 ) -> None:
-    provider, alternate, cpe, _ = await _pair(pki_dir, tmp_path, transport)
-    try:
+    async with _pair(pki_dir, tmp_path, transport) as (provider, _alternate, cpe, _):
         session = await provider.wait_for("home")
         base = {REDIRECTED: {"ietf-dots-call-home:alt-ch-client": "other", "alt-server": "x.example"}}
         answer = await provider.request("home", aiocoap.PUT, ("redirect",), base)
@@ -108,7 +100,3 @@ async def test_a_redirection_the_cpe_cannot_service_gets_4_00_and_the_session_st
         wrong = await provider.request("home", aiocoap.GET, ("redirect",))
         assert wrong.code == "4.05"
         assert provider.sessions.get("home") is session and cpe.dialers[0].redirect is None
-    finally:
-        await cpe.stop()
-        await provider.stop()
-        await alternate.stop()
