@@ -87,6 +87,8 @@ class CallHomeClient:
     """Per connected CPE: its transport ("tls"/"dtls") and when (time.time()) its session came up."""
     refused: list[PeerIdentity | None] = field(default_factory=list)
     """Identities of the sessions closed because no configured CPE has their certificate."""
+    replaced: int = 0
+    """Older sessions closed because their CPE dialed again (one session per CPE)."""
     cuid: str = ""
     """This client's own CUID (of its certificate): the Uri-Path 'cuid' of its requests."""
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
@@ -131,6 +133,13 @@ class CallHomeClient:
                 asyncio.get_running_loop().create_task(self._close(event.remote))
             else:
                 log.warning("call home: CPE %s connected (%s)", peer.name, event.transport)
+                older = self.sessions.get(peer.name)
+                if older is not None and older is not event.remote:
+                    # One session per CPE: the newest (a CPE that restarted may leave a DTLS session without a
+                    # word; requests must go over the one it now listens on).
+                    log.warning("call home: CPE %s dialed again: closing its older session", peer.name)
+                    self.replaced += 1
+                    asyncio.get_running_loop().create_task(self._close(older))
                 self.sessions[peer.name] = event.remote
                 self.session_details[peer.name] = (event.transport, time.time())
         elif peer is not None and self.sessions.get(peer.name) is event.remote:

@@ -146,8 +146,8 @@ async def test_a_cpe_dialing_two_providers_keeps_their_mitigations_apart(
         assert put.code == "2.01", put
         assert (await second.status("home", 1)).code == "4.04"
         assert (await first.status("home", 1)).code == "2.05"
-        # Another target: the core's overlap check (4.09 across clients) looks at targets only, not yet at sources.
-        put = await second.mitigate("home", 1, source_prefixes=["192.0.2.9/32"], target_prefixes=["203.0.113.10/32"])
+        # The same target from other sources: another mitigation, not a conflict (source-aware overlap, RFC 9066).
+        put = await second.mitigate("home", 1, source_prefixes=["192.0.2.9/32"], target_prefixes=["203.0.113.9/32"])
         assert put.code == "2.01", put
         await until(lambda: len(mitigator.active) == 2)
         assert {str(scope.client) for scope in mitigator.active.values()} == {"isp", "isp2"}
@@ -191,4 +191,25 @@ async def test_the_provider_configures_the_session_and_the_cpe_sends_its_heartbe
         await until(lambda: provider.heartbeats_received >= before + 2)
     finally:
         await cpe.stop()
+        await provider.stop()
+
+
+async def test_the_provider_keeps_one_session_per_cpe_the_newest(pki_dir: Path, tmp_path: Path, transport: str) -> None:
+    """A second session from the same CPE certificate replaces the first, which the provider closes."""
+    provider, address = await start_provider(pki_dir, transport)
+    first = await start_cpe(cpe_config(pki_dir, tmp_path), [address], policy=FAST)
+    second: CallHomeServer | None = None
+    try:
+        older = await provider.wait_for("home")
+        await first.wait_connected()
+        twin = replace(cpe_config(pki_dir, tmp_path), db=tmp_path / "twin.db")
+        second = await start_cpe(twin, [address], policy=replace(FAST, backoff=30.0, max_backoff=30.0))
+        await second.wait_connected()
+        await until(lambda: provider.replaced >= 1 and provider.sessions.get("home") not in (None, older))
+        assert len(provider.sessions) == 1
+        await until(lambda: first.dialers[0].sessions >= 2)  # its session was closed: it noticed, and dialed again
+    finally:
+        await first.stop()
+        if second is not None:
+            await second.stop()
         await provider.stop()
