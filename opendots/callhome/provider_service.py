@@ -80,6 +80,20 @@ class MidCounter:
         return mid
 
 
+def _texts(scope: dict[str, Any], member: str) -> list[str]:
+    value = scope.get(member) or []
+    if not isinstance(value, list) or not all(isinstance(text, str) for text in value):
+        raise ControlError(f"'{member}' must be a list of strings")
+    return value
+
+
+def _protocols(scope: dict[str, Any]) -> list[int]:
+    value = scope.get("protocol") or []
+    if not isinstance(value, list) or not all(type(n) is int and 0 <= n <= 255 for n in value):
+        raise ControlError("'protocol' must be a list of protocol numbers 0-255")
+    return value
+
+
 def _answer(peer: str, answer: Answer, **extra: Any) -> dict[str, Any]:
     return {"peer": peer, **extra, "code": answer.code, "body": answer.body, "diagnostic": answer.diagnostic}
 
@@ -160,7 +174,7 @@ class ProviderService:
         scope = args.get("scope")
         if not isinstance(scope, dict):
             raise ControlError("'scope' must be an object")
-        sources, targets = list(scope.get("source-prefix") or []), list(scope.get("target-prefix") or [])
+        sources, targets = _texts(scope, "source-prefix"), _texts(scope, "target-prefix")
         if not sources:
             raise ControlError("a Call Home request names at least one source-prefix (RFC 9066 §5.3.1)")
         if not targets:
@@ -171,10 +185,10 @@ class ProviderService:
         request = {
             "source_prefixes": sources,
             "target_prefixes": targets,
-            "source_port_ranges": list(scope.get("source-port") or []),
-            "source_icmp_type_ranges": [parse_type_range(text) for text in scope.get("source-icmp-type") or []],
-            "target_port_ranges": list(scope.get("target-port") or []),
-            "target_protocols": [int(number) for number in scope.get("protocol") or []],
+            "source_port_ranges": _texts(scope, "source-port"),
+            "source_icmp_type_ranges": [parse_type_range(text) for text in _texts(scope, "source-icmp-type")],
+            "target_port_ranges": _texts(scope, "target-port"),
+            "target_protocols": _protocols(scope),
             "lifetime": lifetime,
         }
         self.client.check_sources(name, sources)  # before a mid is spent

@@ -13,6 +13,7 @@ import pytest
 
 from opendots.callhome.provider_config import ProviderConfig
 from opendots.config import ServerConfig
+from opendots.signal.client.shell.control import ControlClient, ControlError
 from tests.helpers import tls_files
 from tests.helpers.callhome import cuid_of
 from tests.helpers.callhome_processes import PROVIDER_ONLY, CallHomePair, call_home_pair
@@ -125,3 +126,29 @@ def test_the_provider_redirects_the_cpe_to_an_alternate_provider_rfc9066_5_2_2(p
                    "--source-prefix", "192.0.2.9/32", "--target-prefix", "203.0.113.9/32")  # fmt: skip
     assert there.exit_code == 0 and "home mid 1: 2.01" in there.output, there.output
     assert not any(peer["connected"] for peer in pair.peers())
+
+
+def test_the_provider_process_answers_bad_control_requests_with_their_code_and_keeps_running(tmp_path: Path) -> None:
+    for pair in call_home_pair(tmp_path, "dtls"):
+        pair.provider()
+        control = ControlClient(ProviderConfig.load(pair.provider_toml).control_socket)
+        good = {"source-prefix": ["192.0.2.1/32"], "target-prefix": ["203.0.113.1/32"]}
+        cases = [
+            ({"op": "mitigate", "peer": "home", "scope": {**good, "source-prefix": "192.0.2.1/32"}}, "4.00"),
+            ({"op": "mitigate", "peer": "home", "scope": {**good, "protocol": ["udp"]}}, "4.00"),
+            ({"op": "mitigate", "peer": "home", "scope": {**good, "lifetime": 0}}, "4.00"),
+            ({"op": "mitigate", "peer": "home", "scope": {**good, "source-icmp-type": ["300"]}}, "4.00"),
+            ({"op": "mitigate", "peer": "home", "scope": {**good, "source-prefix": ["203.0.113.1/32"]}}, "4.00"),
+            ({"op": "mitigate", "peer": "nobody", "scope": good}, "4.04"),
+            ({"op": "withdraw", "peer": "home", "mid": "one"}, "4.00"),
+            ({"op": "redirect", "peer": "home"}, "4.00"),
+            ({"op": "shutdown"}, "4.00"),
+            ({"op": "mitigate", "peer": "home", "scope": good}, "5.03"),  # valid, but the CPE has no session
+        ]
+        with control:
+            for request, code in cases:
+                with pytest.raises(ControlError) as refused:
+                    control.call(**request)
+                assert refused.value.code == code, (request, str(refused.value))
+            assert control.ping()
+        assert not (pair.directory / "opendots-provider.json").exists()  # no mid was spent on a refused request
