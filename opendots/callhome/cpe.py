@@ -184,6 +184,9 @@ class ProviderDialer:
             else:
                 self.failures += 1
             pause = delay * (1 + random.uniform(-self.policy.jitter, self.policy.jitter))
+            expiry = self.redirect.expires_at if self.redirect is not None else None
+            if expiry is not None:  # RFC 9132 §4.6: back to the provisioned client as soon as the TTL is over
+                pause = min(pause, max(0.0, expiry - self.clock()))
             log.info("call home %s: dialing again in %.1f s (%s)", self.address.uri, pause, self.last_error)
             await asyncio.sleep(pause)
             delay = min(delay * 2, self.policy.max_backoff)
