@@ -1,0 +1,135 @@
+"""DOTS server-originated telemetry (RFC 9244 §8.3, §9.2): what the mitigators measure, as telemetry attributes.
+
+Every counter reading of a mitigation (`SignalServer.report_counters`) feeds that mitigation's `TrafficSeries`;
+when its client asked for server-originated telemetry in its telemetry configuration (§7.1.2, and the server allows
+it: `[signal] telemetry_server_originated`), its mitigation status carries 'total-attack-traffic' (§9.2: the dropped
+traffic, per enabled unit class, with the client's percentiles over its measurement interval). After each batch of
+readings (`counters_read`), every pre-or-ongoing-mitigation request of a client (§8.3: an entry carrying only a
+target) gets the summed traffic of that client's mitigations overlapping its target, and its /tm observers are
+notified when that changed. Only a client's own mitigations are ever summed for it.
+
+What is not measured is not sent: the actuators count what they drop, not what they pass, so 'total-traffic' and
+attack details (this server detects no attacks) are left out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from opendots.domain import Counters, Targets
+from opendots.signal.server.core.mitigations import Mitigation
+from opendots.signal.server.core.telemetry_rates import TrafficSeries, seconds, traffic
+
+TELEMETRY_PREFIX = "ietf-dots-telemetry:"
+TOTAL_ATTACK_TRAFFIC = "total-attack-traffic"
+
+ConfigOf = Callable[[str, str], Mapping[str, Any]]
+"""(client name, cuid) → the telemetry configuration in force for it (installed, else the server's defaults)."""
+
+
+@dataclass(frozen=True)
+class TelemetryRequest:
+    """One §8.3 request: an entry of a client's pre-or-ongoing-mitigation telemetry carrying only a target."""
+
+    client: str
+    cuid: str
+    tmid: int
+    index: int
+    targets: tuple[Targets, ...]
+
+
+@dataclass
+class ServerTelemetry:
+    config_of: ConfigOf
+    allowed: Callable[[], bool]
+    """The server's `telemetry_server_originated`: off, no client gets any."""
+    _mitigations: dict[str, TrafficSeries] = field(default_factory=dict)
+    """By mitigator key ("<cuid>/<mid>")."""
+    _requests: dict[tuple[str, str, int, int], TrafficSeries] = field(default_factory=dict)
+    _rendered: dict[tuple[str, str, int, int], dict[str, Any]] = field(default_factory=dict)
+
+    def wanted(self, client: str, cuid: str) -> Mapping[str, Any] | None:
+        """The configuration of CLIENT (under CUID) when it asked for server-originated telemetry (§9.2), else
+        None."""
+        if not self.allowed():
+            return None
+        config = self.config_of(client, cuid)
+        return config if config.get("server-originated-telemetry") else None
+
+    def measured(self, mitigation: Mitigation, counters: Counters, now: float) -> dict[str, Any] | None:
+        """Feed MITIGATION's reading; its §9.2 attributes (None: not asked for, or nothing measured yet)."""
+        if counters.pkts_dropped is None or counters.bytes_dropped is None:
+            return None
+        record = mitigation.record
+        config = self.config_of(record.client, record.cuid)
+        interval, sample = seconds(config)
+        series = self._mitigations.setdefault(mitigation.mitigator_key, TrafficSeries())
+        series.feed(now, counters.pkts_dropped, counters.bytes_dropped, sample)
+        if self.wanted(record.client, record.cuid) is None:
+            return None
+        entries = traffic(series.recent(now, interval), config)
+        return {TELEMETRY_PREFIX + TOTAL_ATTACK_TRAFFIC: entries} if entries else None
+
+    def counters_read(
+        self,
+        now: float,
+        mitigations: Iterable[Mitigation],
+        requests: Iterable[TelemetryRequest],
+        overlapping: Callable[[TelemetryRequest], list[Mitigation]],
+    ) -> set[tuple[str, str]]:
+        """After a batch of readings: forget the series of mitigations gone, feed every §8.3 request with the sum of
+        its client's overlapping mitigations; the (client, cuid) pairs whose rendering changed."""
+        live = {m.mitigator_key for m in mitigations}
+        for key in [k for k in self._mitigations if k not in live]:
+            del self._mitigations[key]
+        changed: set[tuple[str, str]] = set()
+        seen = set()
+        for request in requests:
+            key = (request.client, request.cuid, request.tmid, request.index)
+            seen.add(key)
+            config = self.wanted(request.client, request.cuid)
+            rendered: dict[str, Any] = {}
+            if config is not None:
+                rendered = self._request_traffic(key, request, config, overlapping(request), now)
+            if rendered != self._rendered.get(key, {}):
+                changed.add((request.client, request.cuid))
+            self._rendered[key] = rendered
+        for key in [k for k in self._requests if k not in seen]:
+            del self._requests[key]
+        for key in [k for k in self._rendered if k not in seen]:
+            del self._rendered[key]
+        return changed
+
+    def _request_traffic(
+        self,
+        key: tuple[str, str, int, int],
+        request: TelemetryRequest,
+        config: Mapping[str, Any],
+        mitigations: list[Mitigation],
+        now: float,
+    ) -> dict[str, Any]:
+        measured = [
+            m
+            for m in mitigations
+            if m.record.client == request.client
+            and m.counters.pkts_dropped is not None
+            and m.counters.bytes_dropped is not None
+        ]
+        interval, sample = seconds(config)
+        series = self._requests.setdefault(key, TrafficSeries())
+        if measured:
+            series.feed(
+                now,
+                sum(m.counters.pkts_dropped or 0 for m in measured),
+                sum(m.counters.bytes_dropped or 0 for m in measured),
+                sample,
+                frozenset(m.mitigator_key for m in measured),
+            )
+        entries = traffic(series.recent(now, interval), config)
+        return {TOTAL_ATTACK_TRAFFIC: entries} if entries else {}
+
+    def request_view(self, client: str, cuid: str, tmid: int, index: int) -> dict[str, Any]:
+        """The server-originated attributes of one §8.3 request entry, as last computed (empty: none)."""
+        return self._rendered.get((client, cuid, tmid, index), {})
