@@ -124,7 +124,7 @@ def capability_rows(capabilities: dict[str, Any]) -> str:
             text = ", ".join(str(item) for item in value)
         else:
             text = str(value)
-        rows.append([name, text])
+        rows.append([name.split(":", 1)[-1], text])  # an augment's module prefix (ietf-dots-mapping:) is noise here
     return table(rows, ["CAPABILITY", "VALUE"])
 
 
