@@ -49,6 +49,20 @@ class ServerTelemetry:
     """By mitigator key ("<cuid>/<mid>")."""
     _requests: dict[tuple[str, str, int, int], TrafficSeries] = field(default_factory=dict)
     _rendered: dict[tuple[str, str, int, int], dict[str, Any]] = field(default_factory=dict)
+    _held: dict[Any, tuple[float, dict[str, Any] | None]] = field(default_factory=dict)
+    """By mitigator key or request key: when its attributes last changed, and what they were (the client's
+    'telemetry-notify-interval', §7.1.2, is the least time between two telemetry notifications)."""
+
+    def _paced(self, key: Any, config: Mapping[str, Any], now: float, fresh: Any) -> Any:
+        """FRESH, unless the attributes of KEY changed less than the client's telemetry-notify-interval ago: then
+        the ones already sent (the samples keep accumulating meanwhile)."""
+        since, sent = self._held.get(key, (now, None))
+        interval = config.get("telemetry-notify-interval")
+        if sent and fresh != sent and interval is not None and now - since < interval:
+            return sent  # (nothing sent yet: the first measurement goes at once)
+        if key not in self._held or fresh != sent:
+            self._held[key] = (now, fresh)
+        return fresh
 
     def wanted(self, client: str, cuid: str) -> Mapping[str, Any] | None:
         """The configuration of CLIENT (under CUID) when it asked for server-originated telemetry (§9.2), else
@@ -70,7 +84,8 @@ class ServerTelemetry:
         if self.wanted(record.client, record.cuid) is None:
             return None
         entries = traffic(series.recent(now, interval), config)
-        return {TELEMETRY_PREFIX + TOTAL_ATTACK_TRAFFIC: entries} if entries else None
+        fresh = {TELEMETRY_PREFIX + TOTAL_ATTACK_TRAFFIC: entries} if entries else None
+        return self._paced(mitigation.mitigator_key, config, now, fresh)
 
     def counters_read(
         self,
@@ -84,6 +99,7 @@ class ServerTelemetry:
         live = {m.mitigator_key for m in mitigations}
         for key in [k for k in self._mitigations if k not in live]:
             del self._mitigations[key]
+            self._held.pop(key, None)
         changed: set[tuple[str, str]] = set()
         seen = set()
         for request in requests:
@@ -93,6 +109,7 @@ class ServerTelemetry:
             rendered: dict[str, Any] = {}
             if config is not None:
                 rendered = self._request_traffic(key, request, config, overlapping(request), now)
+                rendered = self._paced(key, config, now, rendered)
             if rendered != self._rendered.get(key, {}):
                 changed.add((request.client, request.cuid))
             self._rendered[key] = rendered
@@ -100,6 +117,7 @@ class ServerTelemetry:
             del self._requests[key]
         for key in [k for k in self._rendered if k not in seen]:
             del self._rendered[key]
+            self._held.pop(key, None)
         return changed
 
     def _request_traffic(

@@ -330,3 +330,30 @@ def test_series_of_ended_mitigations_and_deleted_requests_are_forgotten(harness:
     harness.advance(3600)
     harness.server.counters_read(harness.now)
     assert not telemetry._mitigations and not telemetry._requests and not telemetry._rendered
+
+
+def test_telemetry_changes_are_sent_no_more_often_than_the_telemetry_notify_interval_rfc9244_7_1_2(harness: Harness):
+    config = {**CONFIG, "server-originated-telemetry": True, "telemetry-notify-interval": 30}
+    assert setup(harness, config) == "2.01"
+    mitigate(harness, 1, "2001:db8:6401::1/128")
+    assert tm_request(harness, 1, "2001:db8:6401::/64") == "2.04"
+    key = f"{ALPHA_CUID}/1"
+    feed(harness, key, [(0, 0, 0), (10, 10_000, 1_000_000)])  # the first rates: 1,000 pps, sent at once
+    assert scope_entry(harness, 1)[TAT][0]["current-g"] == "1000"
+    changes = feed(harness, key, [(10, 30_000, 3_000_000)])  # 2,000 pps ten seconds later: held back
+    assert not [e for e in changes if isinstance(e, TelemetryChanged)]
+    assert scope_entry(harness, 1)[TAT][0]["current-g"] == "1000"
+    assert scope_entry(harness, 1)["pkts-dropped"] == "30000"  # the RFC 9132 counters are not held back
+    assert tm_get(harness)[0]["total-attack-traffic"][0]["current-g"] == "1000"
+    changes = feed(harness, key, [(20, 90_000, 9_000_000)])  # 3,000 pps, 30 s after the first were sent: sent
+    assert TelemetryChanged("alpha", ALPHA_CUID) in changes
+    (packets, _) = scope_entry(harness, 1)[TAT]
+    assert (packets["current-g"], packets["peak-g"], packets["low-percentile-g"]) == ("3000", "3000", "1000")
+
+
+def test_one_clients_setting_gives_no_other_client_telemetry(harness: Harness):
+    assert setup(harness, {**CONFIG, "server-originated-telemetry": True}) == "2.01"
+    mitigate(harness, 1, "198.51.100.1/32", BRAVO, BRAVO_CUID)
+    feed(harness, f"{BRAVO_CUID}/1", [(0, 0, 0), (10, 10_000, 1_000_000)])
+    entry = scope_entry(harness, 1, BRAVO, BRAVO_CUID)
+    assert entry["pkts-dropped"] == "10000" and TAT not in entry
