@@ -10,23 +10,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from opendots.cli.main import cli
-
-MAPPING = "ietf-dots-mapping:vendor-mapping"
-OURS = {
-    MAPPING: {
-        "vendor": [
-            {
-                "vendor-id": 345,
-                "vendor-name": "mitigator-c",
-                "last-updated": "1629898958",
-                "attack-mapping": [
-                    {"attack-id": 1, "attack-description": "udp_flood"},
-                    {"attack-id": 2, "attack-description": "syn_flood"},
-                ],
-            }
-        ]
-    }
-}
+from tests.helpers.vendor_mapping import FIGURE_30, MAPPING
 
 
 async def _data(running, directory: Path, *args: str):
@@ -43,7 +27,7 @@ async def test_a_client_sets_reads_and_deletes_its_vendor_mapping(app_server) ->
     assert server.stdout == "no vendor mapping on the server\n", server.output  # none in server.toml
 
     path = directory / "mapping.json"
-    path.write_text(json.dumps(OURS))
+    path.write_text(json.dumps(FIGURE_30))
     installed = await _data(running, directory, "mapping", "set", str(path))
     assert installed.exit_code == 0 and installed.stdout == "vendor mapping installed: 1 vendor(s)\n", installed.output
     replaced = await _data(running, directory, "mapping", "set", str(path))
@@ -53,7 +37,7 @@ async def test_a_client_sets_reads_and_deletes_its_vendor_mapping(app_server) ->
     assert shown[0].split() == ["VENDOR-ID", "NAME", "LAST-UPDATED", "ATTACKS", "ATTACK-IDS"]
     assert shown[1].split() == ["345", "mitigator-c", "1629898958", "2", "1,2"]
     as_json = await _data(running, directory, "mapping", "get", "--json")
-    assert json.loads(as_json.stdout) == OURS
+    assert json.loads(as_json.stdout) == FIGURE_30
 
     bad = directory / "bad.json"
     bad.write_text(json.dumps({MAPPING: {"vendor": [{"vendor-id": 1}]}}))

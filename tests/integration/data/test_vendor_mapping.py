@@ -13,8 +13,8 @@ from opendots.config import ConfigError, ServerConfig
 from opendots.data.core import DataChannelSettings
 from opendots.data.shell.settings import data_settings_from_table
 from tests.helpers.data_harness import ROOT, make_harness, register
+from tests.helpers.vendor_mapping import FIGURE_30, MAPPING
 
-MAPPING = "ietf-dots-mapping:vendor-mapping"
 SERVERS = {
     "vendor": [
         {
@@ -27,22 +27,6 @@ SERVERS = {
             ],
         }
     ]
-}
-# RFC 9244 Figure 30.
-FIGURE_30 = {
-    MAPPING: {
-        "vendor": [
-            {
-                "vendor-id": 345,
-                "vendor-name": "mitigator-c",
-                "last-updated": "1629898958",
-                "attack-mapping": [
-                    {"attack-id": 1, "attack-description": "Include a description of this attack"},
-                    {"attack-id": 2, "attack-description": "Again, include a description of the attack"},
-                ],
-            }
-        ]
-    }
 }
 
 
