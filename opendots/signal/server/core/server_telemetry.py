@@ -77,12 +77,13 @@ class ServerTelemetry:
         if counters.pkts_dropped is None or counters.bytes_dropped is None:
             return None
         record = mitigation.record
-        config = self.config_of(record.client, record.cuid)
+        config = self.wanted(record.client, record.cuid)
+        if config is None:  # no samples kept for nobody: they cost memory (up to MAX_SAMPLES per mitigation)
+            self._mitigations.pop(mitigation.mitigator_key, None)
+            return None
         interval, sample = seconds(config)
         series = self._mitigations.setdefault(mitigation.mitigator_key, TrafficSeries())
         series.feed(now, counters.pkts_dropped, counters.bytes_dropped, sample)
-        if self.wanted(record.client, record.cuid) is None:
-            return None
         entries = traffic(series.recent(now, interval), config)
         fresh = {TELEMETRY_PREFIX + TOTAL_ATTACK_TRAFFIC: entries} if entries else None
         return self._paced(mitigation.mitigator_key, config, now, fresh)

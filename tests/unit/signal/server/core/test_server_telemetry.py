@@ -357,3 +357,9 @@ def test_one_clients_setting_gives_no_other_client_telemetry(harness: Harness):
     feed(harness, f"{BRAVO_CUID}/1", [(0, 0, 0), (10, 10_000, 1_000_000)])
     entry = scope_entry(harness, 1, BRAVO, BRAVO_CUID)
     assert entry["pkts-dropped"] == "10000" and TAT not in entry
+
+
+def test_no_samples_are_kept_for_a_client_that_did_not_ask(harness: Harness):
+    mitigate(harness, 1, "2001:db8:6401::1/128")
+    feed(harness, f"{ALPHA_CUID}/1", [(0, 0, 0), (10, 10_000, 1_000_000)])
+    assert harness.server.server_telemetry._mitigations == {}
