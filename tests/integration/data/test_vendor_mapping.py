@@ -5,6 +5,7 @@ server's mapping from [data] vendor_mapping (Figures 32-34), a client's own inst
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from opendots.config import ConfigError, ServerConfig
 from opendots.data.core import DataChannelSettings
 from opendots.data.shell.settings import data_settings_from_table
+from opendots.store.data_channel import SqliteDataChannelStore
 from tests.helpers.data_harness import ROOT, make_harness, register
 from tests.helpers.vendor_mapping import FIGURE_30, MAPPING
 
@@ -168,3 +170,30 @@ def test_the_servers_mapping_file_is_checked_at_start(tmp_path: Path):
         data_settings_from_table([], {"vendor_mapping": str(bad)})
     with pytest.raises(ConfigError, match="vendor_mapping"):
         data_settings_from_table([], {"vendor_mapping": str(tmp_path / "absent.json")})
+
+
+async def test_a_large_mapping_is_validated_and_committed_off_the_event_loop(
+    pki_dir: Path, server_config: ServerConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A body past 16 KiB is decided in a worker thread (opendots.data.shell.runner): 2,000 attack mappings, ~0.1 s
+    of YANG validation, never on the loop."""
+    threads: list[str] = []
+    original = SqliteDataChannelStore.apply
+
+    def recording(self, changes, now):
+        threads.append(threading.current_thread().name)
+        return original(self, changes, now)
+
+    monkeypatch.setattr(SqliteDataChannelStore, "apply", recording)
+    harness, close = await make_harness(pki_dir, server_config, tmp_path)
+    try:
+        await register(harness.client)
+        attacks = [{"attack-id": i, "attack-description": f"attack number {i}"} for i in range(2000)]
+        body = {MAPPING: {"vendor": [{"vendor-id": 7, "last-updated": "1", "attack-mapping": attacks}]}}
+        created = await harness.client.request("POST", f"{ROOT}/dots-client={harness.client.cuid}", body)
+        assert created.status == 201, created.text
+        assert threads[-1] != threading.main_thread().name
+        stored = harness.store.get_vendor_mapping(harness.client.cuid)
+        assert [a["attack-id"] for a in stored["vendor"][0]["attack-mapping"]] == list(range(2000))
+    finally:
+        await close()
