@@ -1,12 +1,12 @@
 """DOTS server-originated telemetry (RFC 9244 §8.3, §9.2): what the mitigators measure, as telemetry attributes.
 
-Every counter reading of a mitigation (`SignalServer.report_counters`) feeds that mitigation's `TrafficSeries`;
-when its client asked for server-originated telemetry in its telemetry configuration (§7.1.2, and the server allows
-it: `[signal] telemetry_server_originated`), its mitigation status carries 'total-attack-traffic' (§9.2: the dropped
-traffic, per enabled unit class, with the client's percentiles over its measurement interval). After each batch of
-readings (`counters_read`), every pre-or-ongoing-mitigation request of a client (§8.3: an entry carrying only a
-target) gets the summed traffic of that client's mitigations overlapping its target, and its /tm observers are
-notified when that changed. Only a client's own mitigations are ever summed for it.
+When a client asked for server-originated telemetry in its telemetry configuration (§7.1.2, and the server allows
+it: `[signal] telemetry_server_originated`), every counter reading of its mitigations (`SignalServer.
+report_counters`) feeds that mitigation's `TrafficSeries`, and its mitigation status carries 'total-attack-traffic'
+(§9.2: the dropped traffic, per enabled unit class, with the client's percentiles over its measurement interval).
+After each batch of readings (`counters_read`), every pre-or-ongoing-mitigation request of such a client (§8.3: an
+entry carrying only a target) gets the summed traffic of that client's mitigations overlapping its target, and its
+/tm observers are notified when that changed. Only a client's own mitigations are ever summed for it.
 
 What is not measured is not sent: the actuators count what they drop, not what they pass, so 'total-traffic' and
 attack details (this server detects no attacks) are left out.
@@ -80,6 +80,7 @@ class ServerTelemetry:
         config = self.wanted(record.client, record.cuid)
         if config is None:  # no samples kept for nobody: they cost memory (up to MAX_SAMPLES per mitigation)
             self._mitigations.pop(mitigation.mitigator_key, None)
+            self._held.pop(mitigation.mitigator_key, None)
             return None
         interval, sample = seconds(config)
         series = self._mitigations.setdefault(mitigation.mitigator_key, TrafficSeries())
@@ -111,6 +112,9 @@ class ServerTelemetry:
             if config is not None:
                 rendered = self._request_traffic(key, request, config, overlapping(request), now)
                 rendered = self._paced(key, config, now, rendered)
+            else:
+                self._requests.pop(key, None)
+                self._held.pop(key, None)
             if rendered != self._rendered.get(key, {}):
                 changed.add((request.client, request.cuid))
             self._rendered[key] = rendered
