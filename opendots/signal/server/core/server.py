@@ -47,6 +47,7 @@ from opendots.signal.server.core.paths import (
 )
 from opendots.signal.server.core.peers import Peers
 from opendots.signal.server.core.policy import Redirection, ServerSettings
+from opendots.signal.server.core.query import MitigationQuery
 from opendots.signal.server.core.robust import RobustTransmission
 from opendots.signal.server.core.scope import parse_scope_entry
 from opendots.signal.server.core.server_telemetry import ServerTelemetry, TelemetryRequest
@@ -90,7 +91,7 @@ class SignalServer:
             lambda name: self._by_name.get(name),
             self._mitigation_targets,
             self.telemetry_setups.check_new_cuid,
-            self.server_telemetry.request_view,
+            lambda request, query: self.server_telemetry.request_view(request, self._narrowed(request, query)),
         )
         self._handlers: dict[type, Handler] = {
             MitigatePath: self.mitigation_requests.handle,
@@ -331,9 +332,18 @@ class SignalServer:
         """A batch of counter readings is done (`report_counters` for each): RFC 9244 §8.3 requests get the traffic
         of their client's overlapping mitigations; their /tm observers are notified when it changed."""
         changed = self.server_telemetry.counters_read(
-            now, self.table, self.telemetry_reports.requests(), self._overlapping_own
+            now, self.table, self.telemetry_reports.requests(), self._overlapping_own, self.table.by_mitigator_key
         )
         return [TelemetryChanged(client, cuid) for client, cuid in sorted(changed)]
+
+    def _narrowed(self, request: TelemetryRequest, query: MitigationQuery) -> frozenset[str] | None:
+        """RFC 9244 §8.3: the aggregate of a GET with target (or mid) filters covers the mitigations they match: their
+        mitigator keys (None: no filter, the request's whole sum)."""
+        if not query.present:
+            return None
+        return frozenset(
+            m.mitigator_key for m in self._overlapping_own(request) if query.matches(m.targets, m.record.mid)
+        )
 
     def _overlapping_own(self, request: TelemetryRequest) -> list[Mitigation]:
         """REQUEST's client's enforced mitigations overlapping its targets (no other client's)."""

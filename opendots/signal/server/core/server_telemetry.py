@@ -14,6 +14,7 @@ attack details (this server detects no attacks) are left out.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,9 @@ from opendots.domain import Counters, Targets
 from opendots.signal.server.core.mitigations import Mitigation
 from opendots.signal.server.core.telemetry_rates import TrafficSeries, seconds, traffic
 
+MAX_NARROWED = 256
+"""Sums over a GET's filtered set of mitigations (§8.3) kept up to date at once, all clients; the least recently
+asked for go first. A filtered view asked for the first time has no history: it shows traffic from the next reads."""
 TELEMETRY_PREFIX = "ietf-dots-telemetry:"
 TOTAL_ATTACK_TRAFFIC = "total-attack-traffic"
 
@@ -49,6 +53,9 @@ class ServerTelemetry:
     """By mitigator key ("<cuid>/<mid>")."""
     _requests: dict[tuple[str, str, int, int], TrafficSeries] = field(default_factory=dict)
     _rendered: dict[tuple[str, str, int, int], dict[str, Any]] = field(default_factory=dict)
+    _narrowed: OrderedDict[tuple[str, str, frozenset[str]], TrafficSeries] = field(default_factory=OrderedDict)
+    """(client, cuid, mitigator keys) → the series of their sum, for GETs whose Uri-Query narrows a request."""
+    _narrowed_rendered: dict[tuple[str, str, frozenset[str]], dict[str, Any]] = field(default_factory=dict)
     _held: dict[Any, tuple[float, dict[str, Any] | None]] = field(default_factory=dict)
     """By mitigator key or request key: when its attributes last changed, and what they were (the client's
     'telemetry-notify-interval', §7.1.2, is the least time between two telemetry notifications)."""
@@ -95,6 +102,7 @@ class ServerTelemetry:
         mitigations: Iterable[Mitigation],
         requests: Iterable[TelemetryRequest],
         overlapping: Callable[[TelemetryRequest], list[Mitigation]],
+        mitigation_by_key: Callable[[str], Mitigation | None] = lambda key: None,
     ) -> set[tuple[str, str]]:
         """After a batch of readings: forget the series of mitigations gone, feed every §8.3 request with the sum of
         its client's overlapping mitigations; the (client, cuid) pairs whose rendering changed."""
@@ -123,6 +131,18 @@ class ServerTelemetry:
         for key in [k for k in self._rendered if k not in seen]:
             del self._rendered[key]
             self._held.pop(key, None)
+        for narrowed in list(self._narrowed):
+            client, cuid, keys = narrowed
+            config = self.wanted(client, cuid)
+            found = [mitigation_by_key(k) for k in keys]
+            if config is None or any(m is None or m.record.client != client for m in found):
+                del self._narrowed[narrowed]  # a mitigation of it is gone: its sum ends
+                self._narrowed_rendered.pop(narrowed, None)
+                continue
+            rendered = self._sum(self._narrowed[narrowed], config, [m for m in found if m is not None], now)
+            if rendered != self._narrowed_rendered.get(narrowed, {}):
+                changed.add((client, cuid))
+            self._narrowed_rendered[narrowed] = rendered
         return changed
 
     def _request_traffic(
@@ -133,15 +153,18 @@ class ServerTelemetry:
         mitigations: list[Mitigation],
         now: float,
     ) -> dict[str, Any]:
+        own = [m for m in mitigations if m.record.client == request.client]
+        return self._sum(self._requests.setdefault(key, TrafficSeries()), config, own, now)
+
+    @staticmethod
+    def _sum(
+        series: TrafficSeries, config: Mapping[str, Any], mitigations: list[Mitigation], now: float
+    ) -> dict[str, Any]:
+        """Feed SERIES with the summed counters of MITIGATIONS (those measured); its 'total-attack-traffic'."""
         measured = [
-            m
-            for m in mitigations
-            if m.record.client == request.client
-            and m.counters.pkts_dropped is not None
-            and m.counters.bytes_dropped is not None
+            m for m in mitigations if m.counters.pkts_dropped is not None and m.counters.bytes_dropped is not None
         ]
         interval, sample = seconds(config)
-        series = self._requests.setdefault(key, TrafficSeries())
         if measured:
             series.feed(
                 now,
@@ -153,6 +176,18 @@ class ServerTelemetry:
         entries = traffic(series.recent(now, interval), config)
         return {TOTAL_ATTACK_TRAFFIC: entries} if entries else {}
 
-    def request_view(self, client: str, cuid: str, tmid: int, index: int) -> dict[str, Any]:
-        """The server-originated attributes of one §8.3 request entry, as last computed (empty: none)."""
-        return self._rendered.get((client, cuid, tmid, index), {})
+    def request_view(self, request: TelemetryRequest, narrowed: frozenset[str] | None = None) -> dict[str, Any]:
+        """The server-originated attributes of one §8.3 request entry, as last computed (empty: none); NARROWED:
+        only the sum of these mitigations (a GET's Uri-Query filters), kept from now on if it was not yet."""
+        if narrowed is None:
+            return self._rendered.get((request.client, request.cuid, request.tmid, request.index), {})
+        key = (request.client, request.cuid, narrowed)
+        if key in self._narrowed:
+            self._narrowed.move_to_end(key)
+            return self._narrowed_rendered.get(key, {})
+        if self.wanted(request.client, request.cuid) is not None and narrowed:
+            self._narrowed[key] = TrafficSeries()
+            while len(self._narrowed) > MAX_NARROWED:
+                oldest, _ = self._narrowed.popitem(last=False)
+                self._narrowed_rendered.pop(oldest, None)
+        return {}

@@ -41,6 +41,7 @@ PRE_OR_ONGOING = "pre-or-ongoing-mitigation"
 TARGET_NAMES = ("target-prefix", "target-fqdn", "target-uri", "alias-name")
 RETRY_AFTER = 60  # Max-Age of a 5.03 (§8.2): a slot frees only when the client deletes a report, so not soon
 
+ServerView = Callable[[TelemetryRequest, MitigationQuery], dict[str, Any]]
 MitigationTargets = Callable[[str, str, int], Targets | None]
 """(client name, cuid, mid) → the targets of that client's mitigation, None when it has none by that 'mid'."""
 
@@ -74,10 +75,10 @@ class TelemetryReports:
         client_named: Callable[[str], ClientAuthorization | None],
         mitigation_targets: MitigationTargets,
         check_new_cuid: Callable[[ClientAuthorization, str], None],
-        server_view: Callable[[str, str, int, int], dict[str, Any]] = lambda client, cuid, tmid, index: {},
+        server_view: ServerView = lambda request, query: {},
     ) -> None:
         self._server_view = server_view
-        """(client, cuid, tmid, entry index) → the server-originated attributes of a §8.3 request entry."""
+        """(§8.3 request entry, the GET's Uri-Query) → the server-originated attributes to render in it."""
         self._settings = settings
         self._cuid_owner = cuid_owner  # shared with the mitigations: a cuid belongs to one client (RFC 9132 §4.4.1)
         self._client_named = client_named
@@ -137,7 +138,7 @@ class TelemetryReports:
         own = self._index.under(client.name, path.cuid) if self._owned(client, path.cuid) else {}
         tmids = sorted(own) if path.tmid is None else [path.tmid] if path.tmid in own else []
         entries = [
-            self._render(own[tmid].record, index, query.content)
+            self._render(own[tmid], index, query)
             for tmid in tmids
             for index in range(len(own[tmid].record.entries))
             if own[tmid].entry_matches(index, query)
@@ -146,16 +147,18 @@ class TelemetryReports:
             raise reject("4.04", "no such pre-or-ongoing-mitigation telemetry for this DOTS client")
         return Response("2.05", body={TELEMETRY: {PRE_OR_ONGOING: entries}}, observable=observe)
 
-    def _render(self, record: TelemetryReportRecord, index: int, content: str) -> dict[str, Any]:
+    def _render(self, held: _Held, index: int, query: MitigationQuery) -> dict[str, Any]:
         """One entry of a GET response, 'tmid' first as in RFC 9244 Figure 43. Everything a client sent is
         configuration data (RFC 9132 §4.4.2): 'c=n' leaves the identifying 'tmid' and 'target', with what the
         server measured for a §8.3 request (non-configuration data: left out by 'c=c')."""
+        record = held.record
         entry = record.entries[index]
         rendered = {"tmid": record.tmid, **entry}
-        if content == "n":
+        if query.content == "n":
             rendered = {"tmid": record.tmid, "target": entry["target"]}
-        if content != "c":
-            rendered.update(self._server_view(record.client, record.cuid, record.tmid, index))
+        if query.content != "c" and list(entry) == ["target"]:
+            request = TelemetryRequest(record.client, record.cuid, record.tmid, index, held.targets[index])
+            rendered.update(self._server_view(request, query))
         return rendered
 
     # --- PUT (§8.2) --------------------------------------------------------------------------------

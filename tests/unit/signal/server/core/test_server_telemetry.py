@@ -363,3 +363,30 @@ def test_no_samples_are_kept_for_a_client_that_did_not_ask(harness: Harness):
     mitigate(harness, 1, "2001:db8:6401::1/128")
     feed(harness, f"{ALPHA_CUID}/1", [(0, 0, 0), (10, 10_000, 1_000_000)])
     assert harness.server.server_telemetry._mitigations == {}
+
+
+def test_a_get_with_uri_query_filters_sums_only_the_mitigations_they_match_rfc9244_8_3(harness: Harness):
+    """'The aggregate assumes that Uri-Query filters are applied on the target': an observer of
+    target-prefix=…::1/128 hears mitigation 1's rate, an unfiltered one the sum of 1 and 2."""
+    assert setup(harness, {**CONFIG, "server-originated-telemetry": True}) == "2.01"
+    mitigate(harness, 1, "2001:db8:6401::1/128")
+    mitigate(harness, 2, "2001:db8:6401::2/128")
+    assert tm_request(harness, 567, "2001:db8:6401::/64") == "2.04"
+    narrow = ("target-prefix=2001:db8:6401::1/128",)
+
+    def get(query: tuple[str, ...]) -> dict[str, Any]:
+        response = harness.request("GET", ("tm", f"cuid={ALPHA_CUID}"), ALPHA, query=query)
+        assert response.code == "2.05"
+        encode_telemetry(response.body)
+        (entry,) = response.body[TM]["pre-or-ongoing-mitigation"]
+        return entry
+
+    assert "total-attack-traffic" not in get(narrow)  # asked for the first time: no history yet
+    start = harness.now
+    for offset, one, two in [(0, 0, 0), (10, 1_000, 3_000)]:
+        harness.now = start + offset
+        for mid, packets in ((1, one), (2, two)):
+            harness.report_counters(f"{ALPHA_CUID}/{mid}", Counters(bytes_dropped=packets * 10, pkts_dropped=packets))
+        harness.server.counters_read(harness.now)
+    assert get(narrow)["total-attack-traffic"][0]["current-g"] == "100"
+    assert get(())["total-attack-traffic"][0]["current-g"] == "400"
