@@ -17,7 +17,16 @@ import click
 
 from opendots import eventloop
 from opendots.cli.common import OpenDotsGroup, config_option, group_config_option
-from opendots.cli.render import PARAMETER_UNITS, parameter, port_ranges, print_json, protocols, seconds, table
+from opendots.cli.render import (
+    PARAMETER_UNITS,
+    current_and_peak,
+    parameter,
+    port_ranges,
+    print_json,
+    protocols,
+    seconds,
+    table,
+)
 from opendots.cli.server import PORT, event_loop_option
 from opendots.config import ClientConfig
 from opendots.errors import RefusedError, UnavailableError
@@ -180,6 +189,9 @@ def mitigate_command(
             click.echo(f"replaces overlapping mid {replaced}: deleted at the server (RFC 9132 §4.4.1)")
 
 
+SERVER_TRAFFIC = "ietf-dots-telemetry:total-attack-traffic"
+
+
 def _status_entries(result: dict[str, Any]) -> list[dict[str, Any]]:
     if "mitigations" in result:  # the agent's cached view: request scope + latest server entry
         return [
@@ -212,6 +224,8 @@ def status_command(config_path: Path, mid: int | None, refresh: bool, as_json: b
         click.echo("no active mitigations")
         return
     rows = []
+    # RFC 9244 §9.2: the server's measured attack traffic, when this client asked for server-originated telemetry.
+    measured = any(SERVER_TRAFFIC in entry for entry in entries)
     for entry in entries:
         targets = entry.get("target-prefix", []) + entry.get("target-fqdn", []) + entry.get("target-uri", [])
         targets += [f"alias:{a}" for a in entry.get("alias-name", [])]
@@ -224,9 +238,11 @@ def status_command(config_path: Path, mid: int | None, refresh: bool, as_json: b
                 port_ranges(entry.get("target-port-range", [])),
                 protocols(entry.get("target-protocol", [])),
                 f"{entry.get('pkts-dropped', '-')}/{entry.get('bytes-dropped', '-')}",
+                *([current_and_peak(entry.get(SERVER_TRAFFIC, []))] if measured else []),
             ]
         )
-    click.echo(table(rows, ["MID", "STATUS", "LIFETIME", "TARGETS", "PORTS", "PROTO", "DROPPED PKTS/BYTES"]))
+    headers = ["MID", "STATUS", "LIFETIME", "TARGETS", "PORTS", "PROTO", "DROPPED PKTS/BYTES"]
+    click.echo(table(rows, headers + (["DROPPED RATE (SERVER)"] if measured else [])))
 
 
 @client.command("session")

@@ -19,7 +19,7 @@ from opendots.cli.common import ConfiguredCommand, OpenDotsGroup
 from opendots.cli.render import print_json
 from opendots.cli.server import PORT
 from opendots.config import ClientConfig
-from opendots.data.client import DataChannelClient, Reply, one_line
+from opendots.data.client import MAPPING, DataChannelClient, Reply, one_line
 from opendots.errors import UnavailableError
 from opendots.model.data_channel import MODULE
 
@@ -345,3 +345,47 @@ def acl_activate(context: click.Context, name: str, activation: str, as_json: bo
     reply = _run(context, lambda client: client.set_activation(name, activation))
     lines = output.stored_acls([{"name": name, "activation-type": activation}])
     _report(reply, as_json, lines, None if activation == "deactivate" else output.ENFORCEMENT_NOTE)
+
+
+@data.group()
+def mapping() -> None:
+    """Vendor attack mappings (RFC 9244 §8.1.6): the server's, and this client's own."""
+
+
+@mapping.command("get")
+@click.option("--server", is_flag=True, help="The server's mapping instead of this client's.")
+@click.pass_context
+def mapping_get(context: click.Context, server: bool, as_json: bool) -> None:
+    """Show a vendor attack mapping: one row per vendor, or every attack with --json."""
+    found = _run(context, lambda client: client.vendor_mapping(server))
+    if as_json:
+        print_json({MAPPING: found} if found is not None else {})
+    elif found is None:
+        click.echo("no vendor mapping" + (" on the server" if server else " installed by this client"))
+    else:
+        click.echo(output.mapping_rows(found))
+
+
+@mapping.command("set")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.pass_context
+def mapping_set(context: click.Context, path: Path, as_json: bool) -> None:
+    """Install or replace this client's mapping from PATH: {"ietf-dots-mapping:vendor-mapping": {"vendor": [...]}}."""
+    try:
+        body = json.loads(path.read_text())
+    except ValueError as error:
+        raise click.UsageError(f"{path}: not JSON: {error}") from None
+    if not isinstance(body, dict) or list(body) != [MAPPING]:
+        raise click.UsageError(f'{path}: expected {{"{MAPPING}": {{"vendor": [...]}}}}')
+    reply = _run(context, lambda client: client.put_vendor_mapping(body[MAPPING]))
+    vendors = len(body[MAPPING].get("vendor", [])) if isinstance(body[MAPPING], dict) else 0
+    _report(
+        reply, as_json, [f"vendor mapping {'installed' if reply.status == 201 else 'replaced'}: {vendors} vendor(s)"]
+    )
+
+
+@mapping.command("delete")
+@click.pass_context
+def mapping_delete(context: click.Context, as_json: bool) -> None:
+    """Delete this client's mapping."""
+    _report(_run(context, lambda client: client.delete_vendor_mapping()), as_json, ["vendor mapping deleted"])

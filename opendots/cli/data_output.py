@@ -124,7 +124,7 @@ def capability_rows(capabilities: dict[str, Any]) -> str:
             text = ", ".join(str(item) for item in value)
         else:
             text = str(value)
-        rows.append([name, text])
+        rows.append([name.split(":", 1)[-1], text])  # an augment's module prefix (ietf-dots-mapping:) is noise here
     return table(rows, ["CAPABILITY", "VALUE"])
 
 
@@ -136,3 +136,21 @@ def stored_acls(acls: list[dict[str, Any]]) -> list[str]:
         meaning = ACTIVATION_MEANING.get(activation, activation)
         lines.append(f"ACL {acl.get('name')} stored ({activation}: {meaning})")
     return lines
+
+
+def mapping_rows(mapping: dict[str, Any]) -> str:
+    """A vendor attack mapping (RFC 9244 §8.1.6): one row per vendor, its attack ids and how many."""
+    rows = []
+    for vendor in mapping.get("vendor", []):
+        attacks = vendor.get("attack-mapping", [])
+        ids = ",".join(str(a["attack-id"]) for a in attacks[:8]) + (",..." if len(attacks) > 8 else "")
+        rows.append(
+            [
+                str(vendor["vendor-id"]),
+                vendor.get("vendor-name", "-"),
+                str(vendor["last-updated"]),
+                str(len(attacks)),
+                ids or "-",
+            ]
+        )
+    return table(rows, ["VENDOR-ID", "NAME", "LAST-UPDATED", "ATTACKS", "ATTACK-IDS"])

@@ -82,6 +82,18 @@ def rate(value: Any, unit: str) -> str:
     return f"{value} {UNIT_SYMBOLS.get(unit, unit)}"
 
 
+def current_and_peak(entries: Iterable[Mapping[str, Any]]) -> str:
+    """A server's traffic list (RFC 9244 §9.2) in a status row: '2000 pps (peak 5000 pps), 1600000 bps (...)'."""
+    words = []
+    for entry in entries:
+        unit = entry.get("unit", "")
+        word = rate(entry["current-g"], unit) if "current-g" in entry else "-"
+        if "peak-g" in entry:
+            word += f" (peak {rate(entry['peak-g'], unit)})"
+        words.append(word)
+    return ", ".join(words) or "-"
+
+
 def rates(entries: Iterable[Mapping[str, Any]]) -> str:
     """A traffic list (one entry per unit): every gauge it carries, e.g. '300 Mbps (mid), 900 Mbps (peak)'."""
     names = {"current-g": "", "low-percentile-g": " (low)", "mid-percentile-g": " (mid)"}

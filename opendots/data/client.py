@@ -66,6 +66,9 @@ def _first_error(text: str) -> dict[str, Any]:
     return {"error-message": text[:200]}
 
 
+MAPPING = "ietf-dots-mapping:vendor-mapping"
+
+
 class DataChannelClient:
     """Use as `async with DataChannelClient(base_url, tls) as client:`; every method raises DataChannelError."""
 
@@ -187,3 +190,22 @@ class DataChannelClient:
 
     async def delete_acl(self, name: str) -> Reply:
         return await self.request("DELETE", f"{self._client_path}/acls/acl={quote(name, safe='')}")
+
+    # ---- RFC 9244 §8.1.6 vendor attack mapping ----------------------------------------------------------------
+
+    async def vendor_mapping(self, server: bool = False) -> dict[str, Any] | None:
+        """The server's vendor attack mapping (SERVER), or this client's own; None when there is none (404)."""
+        path = f"/{MAPPING}" if server else f"{self._client_path}/{MAPPING}"
+        try:
+            return (await self.request("GET", path)).body[MAPPING]
+        except DataChannelError as error:
+            if error.status == 404:
+                return None
+            raise
+
+    async def put_vendor_mapping(self, mapping: dict[str, Any]) -> Reply:
+        """Install or replace this client's mapping (the 'vendor-mapping' container: {"vendor": [...]})."""
+        return await self.request("PUT", f"{self._client_path}/{MAPPING}", {MAPPING: mapping})
+
+    async def delete_vendor_mapping(self) -> Reply:
+        return await self.request("DELETE", f"{self._client_path}/{MAPPING}")

@@ -66,6 +66,8 @@ _MODULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("ietf-inet-types", "2013-07-15", ()),
     ("ietf-yang-types", "2013-07-15", ()),
     ("ietf-interfaces", "2018-02-20", ()),
+    # RFC 9244 §8.1.6: vendor attack mapping, augmenting dots-client, capabilities and dots-data.
+    ("ietf-dots-mapping", "2022-06-20", ("dots-telemetry",)),
 )
 
 # (published text, corrected text, occurrences expected) — see the module docstring.

@@ -48,6 +48,13 @@ MIGRATIONS = (
     CREATE INDEX data_aliases_expiry ON data_aliases (expires);
     CREATE INDEX data_acls_expiry ON data_acls (expires)
     """,
+    # RFC 9244 §8.1.6: one vendor attack mapping per client (the 'vendor-mapping' container, all vendors).
+    """
+    CREATE TABLE data_vendor_mappings (
+        cuid TEXT PRIMARY KEY REFERENCES data_clients(cuid) ON DELETE CASCADE,
+        body TEXT NOT NULL
+    )
+    """,
 )
 
 
@@ -129,6 +136,10 @@ class SqliteDataChannelStore:
         ).fetchone()
         return int(row[0])
 
+    def get_vendor_mapping(self, cuid: str) -> dict[str, Any] | None:
+        row = self._sql.execute("SELECT body FROM data_vendor_mappings WHERE cuid = ?", (cuid,)).fetchone()
+        return json.loads(row["body"]) if row else None
+
     def entry_names(self, kind: str, cuid: str, now: float) -> set[str]:
         """Names of CUID's live aliases (KIND "aliases") or ACLs ("acls"): one read for many existence checks."""
         table = {"aliases": "data_aliases", "acls": "data_acls"}[kind]
@@ -147,16 +158,19 @@ class SqliteDataChannelStore:
     def apply(self, changes: Changes, now: float) -> None:
         # Serialized first: a commit in a worker thread then holds the database's write lock only for the SQL.
         aliases = [(changes.cuid, name, _dumps(body), expires) for name, body, expires in changes.alias_puts]
+        mapping = None if changes.vendor_mapping is None else _dumps(changes.vendor_mapping)
         acls = [
             (changes.cuid, acl.name, acl.position, acl.activation_type, _dumps(acl.body), acl.expires)
             for acl in changes.acl_puts
         ]
         try:
-            self._apply(changes, aliases, acls, now)
+            self._apply(changes, aliases, acls, mapping, now)
         except (sqlite3.Error, OSError) as problem:
             raise StoreError(f"SQLite: {problem}") from problem
 
-    def _apply(self, changes: Changes, aliases: list[tuple], acls: list[tuple], now: float) -> None:
+    def _apply(
+        self, changes: Changes, aliases: list[tuple], acls: list[tuple], mapping: str | None, now: float
+    ) -> None:
         with self.database.transaction() as cursor:
             cuid = changes.cuid
             if changes.unregister:
@@ -192,6 +206,14 @@ class SqliteDataChannelStore:
                 "activation_type = excluded.activation_type, body = excluded.body, expires = excluded.expires",
                 acls,
             )
+            if changes.clear_vendor_mapping:
+                cursor.execute("DELETE FROM data_vendor_mappings WHERE cuid = ?", (cuid,))
+            if mapping is not None:
+                cursor.execute(
+                    "INSERT INTO data_vendor_mappings (cuid, body) VALUES (?, ?) "
+                    "ON CONFLICT(cuid) DO UPDATE SET body = excluded.body",
+                    (cuid, mapping),
+                )
 
     def set_acl_activation(self, cuid: str, name: str, activation_type: str, expires: float | None, now: float) -> bool:
         try:

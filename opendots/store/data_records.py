@@ -51,10 +51,15 @@ class Changes:
     acl_deletes: list[str] = field(default_factory=list)
     clear_aliases: bool = False
     clear_acls: bool = False
+    vendor_mapping: dict[str, Any] | None = None
+    """RFC 9244 §8.1.6: the client's whole 'ietf-dots-mapping:vendor-mapping' as it is to be stored from now on."""
+    clear_vendor_mapping: bool = False
 
     def empty(self) -> bool:
         return not (
-            self.register
+            self.vendor_mapping is not None
+            or self.clear_vendor_mapping
+            or self.register
             or self.unregister
             or self.alias_puts
             or self.alias_deletes
@@ -89,6 +94,10 @@ class DataChannelStore(Protocol):
     def acl_position_bounds(self, cuid: str, now: float, exclude: str) -> tuple[float, float] | None: ...
 
     def count_entries(self, cuid: str, now: float) -> int: ...
+
+    def get_vendor_mapping(self, cuid: str) -> dict[str, Any] | None:
+        """CUID's vendor attack mapping (RFC 9244 §8.1.6), canonical RFC 7951 JSON; None when it installed none."""
+        ...
 
     def entry_names(self, kind: str, cuid: str, now: float) -> set[str]: ...
 

@@ -27,11 +27,13 @@ from opendots.data.core.messages import (
 )
 from opendots.data.core.paths import DataPath, parse_data_path
 from opendots.data.core.query import QueryParameters, parse_query
+from opendots.data.core.vendor_mapping import MAPPING_KINDS, VendorMappings
 from opendots.model.data_channel import MODULE
+from opendots.model.vendor_mapping import MAPPING
 from opendots.store.data_records import Changes
 
 
-class DataChannelCore(Editing):
+class DataChannelCore(Editing, VendorMappings):
     """The RESTCONF core: `decide` answers a request and returns the change set to commit with the response;
     `handle` also commits it (for callers that may block on the store)."""
 
@@ -118,6 +120,8 @@ class DataChannelCore(Editing):
         elif request.body.strip():
             raise RestconfError("invalid-value", f"{request.method} takes no message body", error_type="protocol")
         method = "GET" if request.method == "HEAD" else request.method
+        if path.kind in MAPPING_KINDS or (method == "POST" and path.kind == "client" and _is_mapping(body)):
+            return self._mapping(method, path, actor, query, body)
         handler = getattr(self, f"_{method.lower()}")
         return handler(path, actor, query, body, now)
 
@@ -174,3 +178,8 @@ def _changed_cuid(path: str, body: dict[str, Any] | None, peer_cuid: str) -> str
         return body[f"{MODULE}:dots-client"][0]["cuid"]  # type: ignore[index]
     except (KeyError, IndexError, TypeError):
         return peer_cuid
+
+
+def _is_mapping(body: Any) -> bool:
+    """A POST on a dots-client installing its vendor attack mapping (RFC 9244 Figure 30)."""
+    return isinstance(body, dict) and MAPPING in body

@@ -9,6 +9,8 @@ from urllib.parse import unquote
 from opendots.data.core.errors import RestconfError
 from opendots.model.data_channel import MODULE
 
+MAPPING_MODULE = "ietf-dots-mapping"  # RFC 9244 §8.1.6: its 'vendor-mapping' augments dots-data and dots-client
+
 _IDENTIFIER = re.compile(r"^(?:([A-Za-z_][\w.-]*):)?([A-Za-z_][\w.-]*)$")
 
 
@@ -27,7 +29,8 @@ class Step:
 class DataPath:
     """A request path below `{+restconf}/data`, in the terms of `ietf-dots-data-channel`.
 
-    kind: datastore | dots-data | capabilities | client | aliases | alias | acls | acl
+    kind: datastore | dots-data | capabilities | client | aliases | alias | acls | acl | server-mapping |
+    client-mapping (RFC 9244 §8.1.6; `inner`: an optional vendor=<id>)
     `inner` holds the steps below an alias or ACL entry (e.g. aces/ace=r1/matches), or below the client or
     capabilities for leaves.
     """
@@ -59,7 +62,7 @@ def parse_steps(raw_path: str) -> tuple[Step, ...]:
         if not steps and module is None:
             raise bad_path(f"top-level node {name!r} needs its module name (RFC 8040 §3.5.3)")
         modules.append(module)
-        if module not in (None, MODULE):
+        if module not in (None, MODULE, MAPPING_MODULE):
             raise bad_path(f"unknown module {module!r}")
         keys = tuple(unquote(key) for key in raw_keys.split(",")) if has_keys else None
         steps.append(Step(name, keys))
@@ -76,6 +79,8 @@ def classify(steps: tuple[Step, ...]) -> DataPath:
     if not rest:
         return DataPath("dots-data", steps=steps)
     head, *rest = rest
+    if head == Step("vendor-mapping"):
+        return DataPath("server-mapping", inner=tuple(rest), steps=steps)
     if head.name == "capabilities" and head.keys is None:
         return DataPath("capabilities", inner=tuple(rest), steps=steps)
     if head.name != "dots-client" or head.keys is None or len(head.keys) != 1:
@@ -84,6 +89,8 @@ def classify(steps: tuple[Step, ...]) -> DataPath:
     if not rest:
         return DataPath("client", cuid, steps=steps)
     container, *rest = rest
+    if container == Step("vendor-mapping"):
+        return DataPath("client-mapping", cuid, inner=tuple(rest), steps=steps)
     lists = {"aliases": "alias", "acls": "acl"}
     if container.name not in lists or container.keys is not None:
         if container.name in ("cuid", "cdid") and container.keys is None and not rest:

@@ -40,6 +40,9 @@ DEFAULT_CAPABILITIES: dict[str, Any] = {
     "tcp": {"flags-bitmask": True, "source-port": True, "destination-port": True, "port-range": True},
     "udp": {"length": True, "source-port": True, "destination-port": True, "port-range": True},
     "icmp": {"type": True, "code": True},
+    # RFC 9244 §8.1.6: vendor attack mappings are shared (opendots.data.core.vendor_mapping), so a client may send
+    # attack-ids without their descriptions.
+    "ietf-dots-mapping:vendor-mapping-enabled": True,
 }
 
 # Match member → the capability leaf that announces it (RFC 8783 Figure 10).

@@ -14,6 +14,7 @@ from opendots.data.core.messages import Actor, RestconfResponse
 from opendots.data.core.paths import DataPath
 from opendots.data.core.query import QueryParameters, prune_depth, select_fields
 from opendots.model.data_channel import MODULE, ROOT, schema_node
+from opendots.model.vendor_mapping import MAPPING
 from opendots.store.data_records import ClientRecord, StoredEntry
 
 
@@ -57,6 +58,8 @@ class Retrieval(CoreBase):
             if client is not None:
                 view["dots-client"] = [self._client_json(client, now)]
             view["capabilities"] = self.settings.capabilities
+            if self.settings.vendor_mapping is not None:
+                view[MAPPING] = self.settings.vendor_mapping  # RFC 9244 §8.1.6: the server's, to every client
             return "dots-data", view, f"/{ROOT}"
         if path.kind == "capabilities":
             value: Any = self.settings.capabilities
@@ -108,6 +111,9 @@ class Retrieval(CoreBase):
         acls = self.store.list_acls(client.cuid, now)
         if acls:
             entry["acls"] = {"acl": [self._with_state(acl, now) for acl in acls]}
+        mapping = self.store.get_vendor_mapping(client.cuid)
+        if mapping is not None:
+            entry[MAPPING] = mapping
         return entry
 
     @staticmethod

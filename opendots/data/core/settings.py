@@ -8,6 +8,7 @@ from typing import Any
 
 from opendots.data.core.policy import DEFAULT_CAPABILITIES
 from opendots.model.data_channel import validate_capabilities
+from opendots.model.vendor_mapping import validate_vendor_mapping
 
 MINIMUM_LIFETIME = 10080 * 60.0  # §6.1, §7.2: aliases and ACLs live at least one week without refresh
 # ACEs per ACL. Each ACE becomes one nftables rule (opendots/mitigate/nftables_acl.py); rules are matched one by
@@ -28,8 +29,16 @@ class DataChannelSettings:
     # §3.1/§7.2: what to do when an ACE matches exactly what another client of the same domain (cdid) filters
     # with the opposite action: "reject" the new request (409, the RFC's default) or "allow" it.
     domain_conflicts: str = "reject"
+    vendor_mapping: dict[str, Any] | None = None
+    """RFC 9244 §8.1.6: the server's vendor attack mapping (the 'vendor-mapping' container), from [data]
+    vendor_mapping; None: none to share (its GET is a 404; clients may still install theirs)."""
+    max_attack_mappings: int = 10_000
+    """Attack mappings one client may install (all vendors); more get 413. Validation is ~0.06 ms each, and a body
+    of this size is decided in a worker thread (opendots.data.shell.runner)."""
 
     def __post_init__(self) -> None:
         self.capabilities = validate_capabilities(self.capabilities)
+        if self.vendor_mapping is not None:
+            self.vendor_mapping = validate_vendor_mapping(self.vendor_mapping, server=True)
         if self.domain_conflicts not in ("reject", "allow"):
             raise ValueError("domain_conflicts must be 'reject' or 'allow'")

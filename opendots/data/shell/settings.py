@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from opendots.config import ClientAuthorization, ConfigError
 from opendots.data.core.settings import MINIMUM_LIFETIME, DataChannelSettings
+from opendots.model.data_channel import ModelError
+from opendots.model.vendor_mapping import MAPPING, validate_vendor_mapping
 
 KEYS = (
     "gateways",
@@ -19,6 +23,8 @@ KEYS = (
     "header_timeout",
     "body_timeout",
     "keepalive_timeout",
+    "vendor_mapping",
+    "max_attack_mappings",
 )
 TIMEOUT_KEYS = {"header_timeout": "header", "body_timeout": "body", "keepalive_timeout": "keepalive"}
 
@@ -51,7 +57,8 @@ def data_settings_from_table(clients: Sequence[ClientAuthorization], table: dict
     the clients of their domain, RFC 8783 §3.3), lifetime (seconds an alias or ACL lives without a refresh, at
     least one week, §3.5), server_id (the Via pseudonym used for loop detection, §3.4), max_entries (aliases plus
     ACLs per client), max_aces (ACEs in one ACL), domain_conflicts ("reject" or "allow": an ACE with the opposite
-    action to one of another client of the same domain, §7.2)."""
+    action to one of another client of the same domain, §7.2), vendor_mapping (a JSON file holding the server's
+    RFC 9244 §8.1.6 {"ietf-dots-mapping:vendor-mapping": {...}}), max_attack_mappings (per client)."""
     unknown = sorted(set(table) - set(KEYS))
     if unknown:
         raise ConfigError(f"[data]: unknown keys {unknown} (known: {sorted(KEYS)})")
@@ -81,8 +88,31 @@ def data_settings_from_table(clients: Sequence[ClientAuthorization], table: dict
             if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
                 raise ConfigError(f"[data] {key} must be a positive integer")
             values[key] = limit
+    if "vendor_mapping" in table:
+        values["vendor_mapping"] = load_vendor_mapping(table["vendor_mapping"])
+    if "max_attack_mappings" in table:
+        limit = table["max_attack_mappings"]
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise ConfigError("[data] max_attack_mappings must be a positive integer")
+        values["max_attack_mappings"] = limit
     if "domain_conflicts" in table:
         if table["domain_conflicts"] not in ("reject", "allow"):
             raise ConfigError('[data] domain_conflicts must be "reject" or "allow"')
         values["domain_conflicts"] = table["domain_conflicts"]
     return DataChannelSettings(**values)
+
+
+def load_vendor_mapping(path: Any) -> dict[str, Any]:
+    """The 'vendor-mapping' container of the JSON file at PATH, validated against ietf-dots-mapping."""
+    if not isinstance(path, str) or not path:
+        raise ConfigError("[data] vendor_mapping must be the path of a JSON file")
+    try:
+        body = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as problem:
+        raise ConfigError(f"[data] vendor_mapping {path}: {problem}") from None
+    if not isinstance(body, dict) or list(body) != [MAPPING]:
+        raise ConfigError(f'[data] vendor_mapping {path}: expected {{"{MAPPING}": {{"vendor": [...]}}}}')
+    try:
+        return validate_vendor_mapping(body[MAPPING], server=True)
+    except ModelError as problem:
+        raise ConfigError(f"[data] vendor_mapping {path}: {problem.message}") from None

@@ -72,7 +72,8 @@ async def test_data_listings_are_tables_with_the_pending_lifetime_in_minutes_and
     [acl] = json.loads((await _data(running, directory, "acl", "list", "syn", "--json")).stdout)
     assert acl["activation-type"] == "activate-when-mitigating"
     capabilities = await _data(running, directory, "capabilities")
-    assert capabilities.stdout.startswith("CAPABILITY") and "\nrate-limit           yes\n" in capabilities.stdout
+    assert capabilities.stdout.startswith("CAPABILITY") and re.search(r"\nrate-limit +yes\n", capabilities.stdout)
+    assert re.search(r"\nvendor-mapping-enabled +yes\n", capabilities.stdout)  # RFC 9244 §8.1.6
     assert json.loads((await _data(running, directory, "capabilities", "--json")).stdout)["rate-limit"] is True
     deleted = await _data(running, directory, "acl", "delete", "syn", "--json")
     assert json.loads(deleted.stdout)["status"] == 204

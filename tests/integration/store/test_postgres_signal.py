@@ -13,6 +13,7 @@ import pytest
 from opendots.mitigate.base import LoggingMitigator
 from opendots.signal.server.core import Request, ServerSettings, SignalServer
 from opendots.signal.server.shell.service import SignalService
+from opendots.store.data_channel import MIGRATIONS as DATA_MIGRATIONS
 from opendots.store.postgres import _MIGRATIONS, PostgresSignalStore, redacted, upgrade
 from opendots.store.records import CuidRecord, MitigationRecord, SignalChanges, StoreError
 from tests.helpers import signal_store_contract as contract
@@ -136,7 +137,8 @@ def test_db_upgrade_migrates_postgresql_and_the_data_channel_sqlite_file(tmp_pat
     config = str(tmp_path / "server.toml")
     result = invoke("db", "upgrade", "-c", config, "--db", postgres_url)
     assert result.exit_code == 0, result.output
-    assert f"signal {len(_MIGRATIONS)}" in result.output and "opendots.db: data_channel 1" in result.output
+    data_channel = f"opendots.db: data_channel {len(DATA_MIGRATIONS)}"
+    assert f"signal {len(_MIGRATIONS)}" in result.output and data_channel in result.output
     assert "signal" not in result.output.splitlines()[-1]  # the signal tables are not in the SQLite file
     refused = invoke("db", "upgrade", "-c", config, "--db", "postgresql://dots:secret@127.0.0.1:1/dots")
     one_line_error(refused, EX_CONFIG, "postgresql://dots:***@127.0.0.1:1/dots")

@@ -487,21 +487,35 @@ class MitigationRequests:
             decision.events.append(withdrawn_event(mitigation, "server"))
             decision.then(lambda: self.announcements.start(updated.key, int(status), now))
 
-    def report_counters(self, key: str, counters: Counters, now: float, decision: Decision) -> None:
-        """Latest counters measured by the mitigator (kept in memory; never invented).
+    def report_counters(
+        self,
+        key: str,
+        counters: Counters,
+        now: float,
+        decision: Decision,
+        telemetry: Callable[[Mitigation], dict[str, Any] | None] = lambda mitigation: None,
+    ) -> None:
+        """Latest counters measured by the mitigator (kept in memory; never invented), and the RFC 9244 §9.2
+        attributes TELEMETRY computes from them.
 
         A change is notified to the client's observers (§4.4.2.1), so how often counters are polled
         (`ServerSettings.counters_interval`) is how often an attack's progress reaches the client at most.
         """
         mitigation = self.table.by_mitigator_key(key)
-        if mitigation is None or mitigation.counters == counters:
+        if mitigation is None:
+            return
+        attributes = telemetry(mitigation)
+        if mitigation.counters == counters and mitigation.telemetry == attributes:
             return
 
         def record() -> None:
             mitigation.counters = counters
+            mitigation.telemetry = attributes
 
         decision.then(record)
-        measured = Mitigation(mitigation.record, mitigation.request, mitigation.targets, counters, mitigation.conflict)
+        measured = Mitigation(
+            mitigation.record, mitigation.request, mitigation.targets, counters, mitigation.conflict, None, attributes
+        )
         decision.events.append(_changed(measured, now))
 
     def repeat_announcements(self, now: float) -> list[Event]:

@@ -41,6 +41,8 @@ class Mitigation:
     payload: bytes | None = None
     """The CBOR body `request` was parsed from, when it came over the wire: a PUT repeating it byte for byte needs no
     decoding (None after a restart, or when the request came decoded)."""
+    telemetry: dict[str, Any] | None = None
+    """RFC 9244 §9.2 attributes computed from the counters (ServerTelemetry), when the client asked for them."""
 
     @property
     def key(self) -> tuple[str, int]:
@@ -65,7 +67,9 @@ class Mitigation:
     def with_record(self, **changes: Any) -> Mitigation:
         # Called on every refresh: build the copy directly (dataclasses.replace on both is ~3x the cost).
         record = replace(self.record, **changes)
-        return Mitigation(record, self.request, self.targets, self.counters, self.conflict, self.payload)
+        return Mitigation(
+            record, self.request, self.targets, self.counters, self.conflict, self.payload, self.telemetry
+        )
 
     def remaining_lifetime(self, now: float) -> int:
         if self.record.expires_at is None:
@@ -105,6 +109,8 @@ class Mitigation:
                 value = getattr(self.counters, name)
                 if value is not None:  # never claim a count nobody measured
                     entry[name.replace("_", "-")] = str(value)
+            if self.telemetry:
+                entry.update(self.telemetry)
         return entry
 
     def snapshot(self, now: float, status: Status | None = None) -> dict[str, Any]:
@@ -113,8 +119,9 @@ class Mitigation:
 
     def snapshot_later(self, now: float, status: Status | None = None) -> Callable[[], dict[str, Any]]:
         """`snapshot(now, status)` of the mitigation as it is now, rendered when called. Safe to defer: a copy is
-        taken, and its parts (record, request, targets, counters, conflict) are only ever replaced, not changed."""
-        frozen = Mitigation(self.record, self.request, self.targets, self.counters, self.conflict)
+        taken, and its parts (record, request, targets, counters, conflict, telemetry) are only ever replaced, not
+        changed."""
+        frozen = Mitigation(self.record, self.request, self.targets, self.counters, self.conflict, None, self.telemetry)
         return functools.partial(frozen.snapshot, now, status)
 
 

@@ -3,7 +3,7 @@ tm-setup and tm looks only at the requesting client's own entries, so no client 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Generic, Protocol, TypeVar
 
 
@@ -38,6 +38,12 @@ class OwnedIndex(Generic[H]):
     def under(self, client: str, cuid: str) -> dict[int, H]:
         """CLIENT's entries under CUID by number (read only)."""
         return self._clients.get(client, {}).get(cuid, {})
+
+    def all(self) -> Iterator[H]:
+        """Every held entry, all clients (for the server's own work, never for a client's response)."""
+        for own in self._clients.values():
+            for entries in own.values():
+                yield from entries.values()
 
     def install(self, held: H) -> None:
         record = held.record

@@ -30,7 +30,7 @@ from opendots.signal.server.core.acl_requests import update_failed
 from opendots.signal.server.core.authorization import resolve_aliases
 from opendots.signal.server.core.bodies import decoded
 from opendots.signal.server.core.decision import Decision
-from opendots.signal.server.core.events import Event, PeerLost, RedirectionChanged
+from opendots.signal.server.core.events import Event, PeerLost, RedirectionChanged, TelemetryChanged
 from opendots.signal.server.core.filtering import AclActivation
 from opendots.signal.server.core.heartbeat import PeerLiveness
 from opendots.signal.server.core.messages import REDIRECTED_SIGNAL, Rejected, Request, Response, Status, error, reject
@@ -47,8 +47,10 @@ from opendots.signal.server.core.paths import (
 )
 from opendots.signal.server.core.peers import Peers
 from opendots.signal.server.core.policy import Redirection, ServerSettings
+from opendots.signal.server.core.query import MitigationQuery
 from opendots.signal.server.core.robust import RobustTransmission
 from opendots.signal.server.core.scope import parse_scope_entry
+from opendots.signal.server.core.server_telemetry import ServerTelemetry, TelemetryRequest
 from opendots.signal.server.core.session_configs import SessionConfigs
 from opendots.signal.server.core.sessionconfig import ParameterSet, SessionConfig
 from opendots.signal.server.core.telemetry_reports import TelemetryReports
@@ -80,12 +82,16 @@ class SignalServer:
         self.telemetry_setups = TelemetrySetups(
             lambda: self.settings, self.mitigation_requests.cuid_owner, lambda name: self._by_name.get(name)
         )
+        self.server_telemetry = ServerTelemetry(
+            self.telemetry_setups.config_of, lambda: self.settings.telemetry.server_originated
+        )
         self.telemetry_reports = TelemetryReports(
             lambda: self.settings,
             self.mitigation_requests.cuid_owner,
             lambda name: self._by_name.get(name),
             self._mitigation_targets,
             self.telemetry_setups.check_new_cuid,
+            lambda request, query: self.server_telemetry.request_view(request, self._narrowed(request, query)),
         )
         self._handlers: dict[type, Handler] = {
             MitigatePath: self.mitigation_requests.handle,
@@ -317,8 +323,36 @@ class SignalServer:
 
     def report_counters(self, key: str, counters: Counters, now: float) -> Decision:
         decision = self._decide(now)
-        self.mitigation_requests.report_counters(key, counters, now, decision)
+        self.mitigation_requests.report_counters(
+            key, counters, now, decision, lambda mitigation: self.server_telemetry.measured(mitigation, counters, now)
+        )
         return self._decided(decision)
+
+    def counters_read(self, now: float) -> list[Event]:
+        """A batch of counter readings is done (`report_counters` for each): RFC 9244 §8.3 requests get the traffic
+        of their client's overlapping mitigations; their /tm observers are notified when it changed."""
+        changed = self.server_telemetry.counters_read(
+            now, self.table, self.telemetry_reports.requests(), self._overlapping_own, self.table.by_mitigator_key
+        )
+        return [TelemetryChanged(client, cuid) for client, cuid in sorted(changed)]
+
+    def _narrowed(self, request: TelemetryRequest, query: MitigationQuery) -> frozenset[str] | None:
+        """RFC 9244 §8.3: the aggregate of a GET with target (or mid) filters covers the mitigations they match: their
+        mitigator keys (None: no filter, the request's whole sum)."""
+        if not query.present:
+            return None
+        return frozenset(
+            m.mitigator_key for m in self._overlapping_own(request) if query.matches(m.targets, m.record.mid)
+        )
+
+    def _overlapping_own(self, request: TelemetryRequest) -> list[Mitigation]:
+        """REQUEST's client's enforced mitigations overlapping its targets (no other client's)."""
+        found: dict[tuple[str, int], Mitigation] = {}
+        for targets in request.targets:
+            for mitigation, _ in self.table.overlapping(targets):
+                if mitigation.record.client == request.client and mitigation.enforcing:
+                    found[mitigation.key] = mitigation
+        return list(found.values())
 
     def acl_activation_changed(self, cuid: str, now: float) -> list[Event]:
         """The data channel changed CUID's ACLs: observers of mitigations naming them are notified (RFC 9133)."""

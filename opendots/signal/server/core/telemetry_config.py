@@ -85,7 +85,8 @@ class TelemetryPolicy:
     unit_classes: tuple[str, ...] = UNIT_CLASSES
     """The unit classes the server supports (a setup enabling or using another one gets 4.22)."""
     server_originated: bool = False
-    """Whether clients may ask for server-originated telemetry (§7.1.1); off while the server sends none (§8.3)."""
+    """Whether clients may ask for server-originated telemetry (§7.1.1): the dropped rates their mitigations'
+    counters show, in mitigation status (§9.2) and in /tm for their target-only requests (§8.3)."""
     max_setups_per_client: int = 64
     """Telemetry setups (tsids) one client may keep installed; past it a new one gets 5.03."""
     max_reports_per_client: int = 64

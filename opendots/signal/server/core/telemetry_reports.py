@@ -4,15 +4,16 @@
 A client reports, under increasing 'tmid's, what it sees of an attack on its targets: total (attack) traffic,
 attack connections, attack details with top talkers. A newer 'tmid' replaces the older ones whose targets overlap
 its own (§8.2); a new 'tmid' below the newest one installed is refused (4.00), as for 'tsid' (§7). A body carrying
-only targets asks for server-originated telemetry (§8.3): it is kept the same way, though this server sends none
-yet. Reports are kept per 'cuid' and owned by the client that sent them; GET takes the Uri-Query filters of
-RFC 9244 §8.2 (the same parser and matching as GET /mitigate). They are stored like mitigations (the decision's
-`SignalChanges`); how long a server keeps them is left to it (§8.2): here until the client deletes them.
+only targets asks for server-originated telemetry (§8.3): it is kept the same way, and its GET (and the
+notifications of its observers) carries what `ServerTelemetry` measured for it. Reports are kept per 'cuid' and
+owned by the client that sent them; GET takes the Uri-Query filters of RFC 9244 §8.2 (the same parser and
+matching as GET /mitigate). They are stored like mitigations (the decision's `SignalChanges`); how long a server
+keeps them is left to it (§8.2): here until the client deletes them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ from opendots.signal.server.core.messages import Rejected, Request, Response, er
 from opendots.signal.server.core.owned import OwnedIndex
 from opendots.signal.server.core.paths import TelemetryPath
 from opendots.signal.server.core.query import MitigationQuery, parse_mitigation_query
+from opendots.signal.server.core.server_telemetry import TelemetryRequest
 from opendots.signal.server.core.telemetry_config import TelemetryPolicy
 from opendots.signal.server.core.telemetry_setup import Footprint
 from opendots.store.records import CuidRecord, TelemetryReportRecord
@@ -39,6 +41,7 @@ PRE_OR_ONGOING = "pre-or-ongoing-mitigation"
 TARGET_NAMES = ("target-prefix", "target-fqdn", "target-uri", "alias-name")
 RETRY_AFTER = 60  # Max-Age of a 5.03 (§8.2): a slot frees only when the client deletes a report, so not soon
 
+ServerView = Callable[[TelemetryRequest, MitigationQuery], dict[str, Any]]
 MitigationTargets = Callable[[str, str, int], Targets | None]
 """(client name, cuid, mid) → the targets of that client's mitigation, None when it has none by that 'mid'."""
 
@@ -72,7 +75,10 @@ class TelemetryReports:
         client_named: Callable[[str], ClientAuthorization | None],
         mitigation_targets: MitigationTargets,
         check_new_cuid: Callable[[ClientAuthorization, str], None],
+        server_view: ServerView = lambda request, query: {},
     ) -> None:
+        self._server_view = server_view
+        """(§8.3 request entry, the GET's Uri-Query) → the server-originated attributes to render in it."""
         self._settings = settings
         self._cuid_owner = cuid_owner  # shared with the mitigations: a cuid belongs to one client (RFC 9132 §4.4.1)
         self._client_named = client_named
@@ -101,6 +107,14 @@ class TelemetryReports:
         own = self._index.under(client, cuid)
         return [own[tmid].record for tmid in sorted(own)]
 
+    def requests(self) -> Iterator[TelemetryRequest]:
+        """Every entry asking for server-originated telemetry (§8.3: a target and nothing else), all clients."""
+        for held in self._index.all():
+            record = held.record
+            for index, entry in enumerate(record.entries):
+                if list(entry) == ["target"]:
+                    yield TelemetryRequest(record.client, record.cuid, record.tmid, index, held.targets[index])
+
     def handle(
         self, client: ClientAuthorization, path: TelemetryPath, request: Request, now: float, decision: Decision
     ) -> Response:
@@ -124,7 +138,7 @@ class TelemetryReports:
         own = self._index.under(client.name, path.cuid) if self._owned(client, path.cuid) else {}
         tmids = sorted(own) if path.tmid is None else [path.tmid] if path.tmid in own else []
         entries = [
-            _render(own[tmid].record, index, query.content)
+            self._render(own[tmid], index, query)
             for tmid in tmids
             for index in range(len(own[tmid].record.entries))
             if own[tmid].entry_matches(index, query)
@@ -132,6 +146,20 @@ class TelemetryReports:
         if not entries:
             raise reject("4.04", "no such pre-or-ongoing-mitigation telemetry for this DOTS client")
         return Response("2.05", body={TELEMETRY: {PRE_OR_ONGOING: entries}}, observable=observe)
+
+    def _render(self, held: _Held, index: int, query: MitigationQuery) -> dict[str, Any]:
+        """One entry of a GET response, 'tmid' first as in RFC 9244 Figure 43. Everything a client sent is
+        configuration data (RFC 9132 §4.4.2): 'c=n' leaves the identifying 'tmid' and 'target', with what the
+        server measured for a §8.3 request (non-configuration data: left out by 'c=c')."""
+        record = held.record
+        entry = record.entries[index]
+        rendered = {"tmid": record.tmid, **entry}
+        if query.content == "n":
+            rendered = {"tmid": record.tmid, "target": entry["target"]}
+        if query.content != "c" and list(entry) == ["target"]:
+            request = TelemetryRequest(record.client, record.cuid, record.tmid, index, held.targets[index])
+            rendered.update(self._server_view(request, query))
+        return rendered
 
     # --- PUT (§8.2) --------------------------------------------------------------------------------
 
@@ -249,12 +277,3 @@ def _entries_of(request: Request) -> list[dict[str, Any]]:
                 "each entry needs a 'target' with a target-prefix, target-fqdn, target-uri, alias-name or mid-list",
             )
     return entries
-
-
-def _render(record: TelemetryReportRecord, index: int, content: str) -> dict[str, Any]:
-    """One entry of a GET response, 'tmid' first as in RFC 9244 Figure 43. Everything a client sent is configuration
-    data (RFC 9132 §4.4.2): 'c=n' leaves the identifying 'tmid' and 'target' only."""
-    entry = record.entries[index]
-    if content == "n":
-        return {"tmid": record.tmid, "target": entry["target"]}
-    return {"tmid": record.tmid, **entry}

@@ -128,6 +128,21 @@ class TelemetrySetups:
         own = self._index.under(client, cuid)
         return [own[tsid].record for tsid in sorted(own)]
 
+    def config_of(self, client: str, cuid: str) -> dict[str, Any]:
+        """The telemetry configuration in force for CLIENT's CUID: the server's defaults, with the newest installed
+        'current-config' over them (§7.1.2: attributes not conveyed keep their defaults)."""
+        config = self.policy.default_config()
+        own = self._index.under(client, cuid)
+        for tsid in sorted(own, reverse=True):
+            setup = own[tsid].record.setup
+            if CONFIG in setup:
+                units = {item["unit"]: item for item in config["unit-config"]}
+                units.update({item["unit"]: item for item in setup[CONFIG].get("unit-config", ())})
+                config.update(setup[CONFIG])
+                config["unit-config"] = list(units.values())  # per unit class: one not conveyed keeps its default
+                break
+        return config
+
     def handle(
         self, client: ClientAuthorization, path: TelemetrySetupPath, request: Request, now: float, decision: Decision
     ) -> Response:

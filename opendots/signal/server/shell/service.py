@@ -253,6 +253,13 @@ class SignalService:
         keys = [mitigation.mitigator_key for mitigation in self.core.mitigations() if mitigation.enforcing]
         for key, counters in (await read_counters(self.mitigator, keys)).items():
             self.report_counters(key, counters)
+        while self._settling:  # an awaited store settles each reading in a task: the batch is done when they are
+            await asyncio.gather(*self._settling)
+        self.counters_read()
+
+    def counters_read(self) -> None:
+        """A batch of readings is done: RFC 9244 §8.3 requests get their traffic, /tm observers are notified."""
+        self._enqueue(self.core.counters_read(self.clock()))
 
     async def _dispatch(self) -> None:
         while True:
