@@ -151,6 +151,20 @@ def report_status(config: Path, client: str, mid: int, label: str) -> None:
 
 @admin.command()
 @config_option
+@click.option("--client", "--cuid", "client", required=True, help="The owner: a client's name or its CUID.")
+@click.option("--mid", type=int, required=True)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def terminate(config: Path, client: str, mid: int, yes: bool) -> None:
+    """End a mitigation as the server (RFC 9132 status 6, attack-mitigation-terminated): it is withdrawn from the
+    mitigators at once and its owner's observers are told."""
+    if not yes:
+        click.confirm(f"Terminate mitigation {client} mid={mid}? Its traffic is no longer mitigated", abort=True)
+    answer = _call(config, "terminate", client=client, mid=mid)
+    click.echo(f"{client} mid={mid}: {answer['before']} -> {answer['status']}")
+
+
+@admin.command()
+@config_option
 def reload(config: Path) -> None:
     """Make the running server read server.toml's [[clients]] again (as SIGHUP does); sessions stay up."""
     changes = _call(config, "reload")["clients"]

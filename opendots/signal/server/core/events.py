@@ -46,7 +46,8 @@ class MitigationWithdrawn:
     key: str
     reason: str
     """"client" (DELETE, after active-but-terminating), "superseded" (higher 'mid' overlap),
-    "server" (deactivated by the server: overlap with preconfigured requests, §4.4.1.3)."""
+    "server" (deactivated by the server: overlap with preconfigured requests, §4.4.1.3), "operator" (terminated
+    by the server's operator, status 6)."""
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,10 @@ Operations:
   report-status {"cuid" or "client" (name or cuid): str, "mid": int, "status": "attack-mitigation-in-progress" |
                  "attack-successfully-mitigated" | "attack-stopped" | "attack-exceeded-capability"}
                                               -> {"status": label}        the owner's observers are notified
+  terminate    {"cuid" or "client": str, "mid": int}
+                                              -> {"status": "attack-mitigation-terminated", "before": label}
+                                                 RFC 9132 §4.4.2 status 6: deleted, withdrawn from the actuator,
+                                                 the owner's observers notified
   reload                                      -> {"clients": {"added", "removed", "changed": [names]}}
                                                  server.toml's [[clients]] read again (as SIGHUP does)
 
@@ -73,6 +77,7 @@ class AdminHandler:
             "redirect": self._redirect,
             "redirect-clear": self._redirect_clear,
             "report-status": self._report_status,
+            "terminate": self._terminate,
             "reload": self._reload,
         }.get(op)
         if operation is None:
@@ -167,14 +172,23 @@ class AdminHandler:
         self.server.service.set_redirection(None)
         return {"redirection": None}
 
-    def _report_status(self, args: dict[str, Any]) -> dict[str, Any]:
-        cuid, mid, label = args.get("cuid", args.get("client")), args.get("mid"), args.get("status")
+    def _named_mitigation(self, args: dict[str, Any]) -> Any:
+        """The mitigation ARGS name by "cuid" or "client" (a client's name or CUID) and "mid"; ControlError else."""
+        cuid, mid = args.get("cuid", args.get("client")), args.get("mid")
         if not isinstance(cuid, str) or not isinstance(mid, int) or isinstance(mid, bool):
             raise ControlError("'cuid' or 'client' (string) and 'mid' (integer) name the mitigation")
-        client = next((c for c in self.server.service.core.settings.clients if c.name == cuid), None)
+        core = self.server.service.core
+        client = next((c for c in core.settings.clients if c.name == cuid), None)
         if client is not None:  # a client's name: the operator should not have to look its CUID up
-            owned = (m for m in self.server.service.core.mitigations() if m.record.client == cuid)
+            owned = (m for m in core.mitigations() if m.record.client == cuid)
             cuid = next((m.record.cuid for m in owned if m.record.mid == mid), client.cuid)
+        mitigation = next((m for m in core.mitigations() if m.key == (cuid, mid)), None)
+        if mitigation is None:
+            raise ControlError(f"no mitigation cuid={cuid} mid={mid}", "4.04")
+        return mitigation
+
+    def _report_status(self, args: dict[str, Any]) -> dict[str, Any]:
+        label = args.get("status")
         try:
             status = Status.from_label(label)
         except ValueError:
@@ -182,13 +196,19 @@ class AdminHandler:
         if status not in OPERATOR_STATUSES:
             labels = ", ".join(s.label for s in OPERATOR_STATUSES)
             raise ControlError(f"'status' must be one of {labels}")
-        mitigation = next((m for m in self.server.service.core.mitigations() if m.key == (cuid, mid)), None)
-        if mitigation is None:
-            raise ControlError(f"no mitigation cuid={cuid} mid={mid}", "4.04")
+        mitigation = self._named_mitigation(args)
         if not mitigation.enforcing or mitigation.terminating:
+            cuid, mid = mitigation.key
             raise ControlError(f"mitigation cuid={cuid} mid={mid} is {mitigation.status.label}: not active")
         self.server.service.report_status(mitigation.mitigator_key, status)
         return {"status": status.label}
+
+    def _terminate(self, args: dict[str, Any]) -> dict[str, Any]:
+        """RFC 9132 §4.4.2 status 6: the server ends the mitigation; the owner's observers see it end."""
+        mitigation = self._named_mitigation(args)
+        before = mitigation.status.label
+        self.server.service.terminate(mitigation.mitigator_key)
+        return {"status": Status.ATTACK_MITIGATION_TERMINATED.label, "before": before}
 
     def _reload(self, _args: dict[str, Any]) -> dict[str, Any]:
         if self.config_path is None:

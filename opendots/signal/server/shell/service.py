@@ -188,6 +188,10 @@ class SignalService:
         """Mitigator or operator feedback for mitigation KEY ("<cuid>/<mid>"); observers get notified."""
         self._settle(lambda: self.core.report_status(key, status, self.clock()))
 
+    def terminate(self, key: str) -> None:
+        """Operator: end mitigation KEY as a server may (status 6): stored, withdrawn, observers notified."""
+        self._settle(lambda: self.core.terminate(key, self.clock()))
+
     def report_counters(self, key: str, counters: Counters) -> None:
         """What a mitigator measured for mitigation KEY; a change is notified to observers (§4.4.2.1)."""
         self._settle(lambda: self.core.report_counters(key, counters, self.clock()))
