@@ -94,9 +94,10 @@ def mitigation_rows(state: dict[str, Any]) -> str:
 
 def _action(m: dict[str, Any]) -> str:
     options = "".join(f"<option>{label}</option>" for label in OPERATOR_STATUSES)
+    data = f'data-cuid="{escape(m["cuid"])}" data-mid="{m["mid"]}"'
     return (
         f'<select class=report-status aria-label="status to report">{options}</select> '
-        f'<button class=report data-cuid="{escape(m["cuid"])}" data-mid="{m["mid"]}">Report</button>'
+        f"<button class=report {data}>Report</button> <button class=terminate {data}>Terminate</button>"
     )
 
 
@@ -116,9 +117,10 @@ def dashboard_page(state: dict[str, Any]) -> str:
         f"<tbody id=clients>{client_rows(state)}</tbody></table>"
         "<h2>Mitigations</h2><table><thead><tr><th>Client</th><th>mid</th><th>Status</th><th>Targets</th>"
         "<th>Lifetime left</th><th>Packets dropped</th><th>Bytes dropped</th><th>Enforced by</th>"
-        "<th>Report a status (externally run mitigation)</th></tr></thead>"
+        "<th>Report a status (externally run mitigation) or terminate (status 6)</th></tr></thead>"
         f"<tbody id=mitigations>{mitigation_rows(state)}</tbody></table><p id=more>{_more(state)}</p>"
-        f"<h2>Operator actions</h2><ul id=audit>{audit_items(state.get('audit', []))}</ul>"
+        f"{OPERATOR_FORMS}"
+        f"<h2>Timeline (audit log)</h2><ul id=audit>{audit_items(state.get('audit', []))}</ul>"
         f"<script>const STATUSES={json.dumps(OPERATOR_STATUSES)};{SCRIPT}</script>",
     )
 
@@ -128,7 +130,30 @@ def audit_items(entries: list[dict[str, Any]]) -> str:
 
 
 def audit_text(e: dict[str, Any]) -> str:
-    return f"{when(e['at'])} {e['who']}: {e['what']} {e['mitigation']}: {e['before']} → {e['after']}"
+    return (
+        f"{when(e['at'])} {e['who']}: {e['what']} {e['subject']}: {value_text(e['before'])} → {value_text(e['after'])}"
+    )
+
+
+def value_text(value: Any) -> str:
+    """A before or after value of the audit log as an operator reads it (the page's script does the same)."""
+    if value is None:
+        return "-"
+    if isinstance(value, dict) and "alt-server" in value:
+        return f"{value['alt-server']} ({', '.join(value['records']) or '-'}) TTL {value['ttl']} s"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value) or "none"
+    return str(value)
+
+
+OPERATOR_FORMS = (
+    "<h2>Operator actions</h2><p id=redirection>Redirection: <span id=redirected>-</span></p>"
+    "<p><label>Alternate server <input id=alt-server size=28 placeholder=dots2.example.net></label> "
+    '<label>addresses <input id=alt-records size=28 placeholder="192.0.2.10, 2001:db8::10"></label> '
+    "<label>TTL (s) <input id=alt-ttl size=8 inputmode=numeric></label> "
+    "<button id=redirect>Redirect every client</button> <button id=redirect-clear>Stop redirecting</button></p>"
+    "<p><button id=reload>Reload the client list</button> (server.toml's [[clients]], as SIGHUP does)</p>"
+)
 
 
 # Rows are filled with textContent only: nothing a client sent is ever parsed as HTML. A mitigation's row is kept
@@ -146,7 +171,8 @@ function action(m){const td=document.createElement('td'),sel=document.createElem
  b=document.createElement('button');sel.className='report-status';sel.setAttribute('aria-label','status to report');
  STATUSES.forEach(s=>{const o=document.createElement('option');o.textContent=s;sel.appendChild(o);});
  b.className='report';b.textContent='Report';b.dataset.cuid=m.cuid;b.dataset.mid=m.mid;
- td.append(sel,' ',b);return td;}
+ const t=document.createElement('button');t.className='terminate';t.textContent='Terminate';
+ t.dataset.cuid=m.cuid;t.dataset.mid=m.mid;td.append(sel,' ',b,' ',t);return td;}
 function render(s){state=s;received=Date.now()/1000;
  $('clients').replaceChildren(...s.clients.map(c=>row([c.name,c.cuid,c.transport,c.address,c.health,
   when(c['last-seen']),c.mitigations,c.enforcing],[6,7])));
@@ -159,17 +185,36 @@ function render(s){state=s;received=Date.now()/1000;
   else values.forEach((v,i)=>{if(tr.children[i].textContent!==shown(v))tr.children[i].textContent=shown(v);});
   return tr;}));
  $('audit').replaceChildren(...s.audit.slice().reverse().map(e=>{const li=document.createElement('li');
-  li.textContent=when(e.at)+' '+e.who+': '+e.what+' '+e.mitigation+': '+e.before+' \\u2192 '+e.after;return li;}));}
+  li.textContent=when(e.at)+' '+e.who+': '+e.what+' '+e.subject+': '+value(e.before)+' \\u2192 '+value(e.after);
+  return li;}));
+ $('redirected').textContent=s.redirection?value(s.redirection):'none';}
+function value(v){if(v==null)return '-';if(Array.isArray(v))return v.join(', ')||'none';
+ if(typeof v==='object'&&'alt-server' in v)return v['alt-server']+' ('+(v.records.join(', ')||'-')+') TTL '+v.ttl+' s';
+ return String(v);}
+async function act(op,body,question,done){if(!confirm(question))return;
+ const r=await fetch('/action/'+op,{method:'POST',headers:{'Content-Type':'application/json'},
+  body:JSON.stringify(body)});
+ const answer=await r.json();$('notice').textContent=r.ok?done(answer):'Refused: '+answer.error;
+ $('notice').className=r.ok?'ok':'bad';}
+$('redirect').addEventListener('click',()=>{const body={'alt-server':$('alt-server').value.trim(),
+ records:$('alt-records').value.split(/[ ,]+/).filter(Boolean)};
+ if($('alt-ttl').value)body.ttl=Number($('alt-ttl').value);
+ act('redirect',body,'Redirect every client to '+body['alt-server']+'? Their requests get 5.03 until you stop.',
+  a=>'Redirecting to '+value(a.redirection));});
+$('redirect-clear').addEventListener('click',()=>act('redirect-clear',{},'Stop redirecting clients?',
+ ()=>'Redirection cleared'));
+$('reload').addEventListener('click',()=>act('reload',{},'Read server.toml\\'s [[clients]] again?',
+ a=>'Clients reloaded: added '+value(a.clients.added)+'; removed '+value(a.clients.removed)+'; changed '+
+  value(a.clients.changed)));
 setInterval(()=>{if(state)state.mitigations.forEach(m=>{
  const tr=document.querySelector('#mitigations tr[data-key="'+CSS.escape(m.cuid+'/'+m.mid)+'"]');
  if(tr)tr.children[4].textContent=left(m);});},1000);
-$('mitigations').addEventListener('click',async ev=>{const b=ev.target.closest('button.report');if(!b)return;
+$('mitigations').addEventListener('click',ev=>{const b=ev.target.closest('button.report,button.terminate');
+ if(!b)return;const key=b.dataset.cuid+'/'+b.dataset.mid,named={cuid:b.dataset.cuid,mid:Number(b.dataset.mid)};
+ if(b.className==='terminate'){act('terminate',named,'Terminate mitigation '+key+
+  ' (status 6)? Its traffic is no longer mitigated.',a=>'Terminated '+key+' (was '+a.before+')');return;}
  const status=b.parentElement.querySelector('select').value;
- if(!confirm('Report '+status+' for mitigation '+b.dataset.cuid+'/'+b.dataset.mid+'?'))return;
- const r=await fetch('/action/report-status',{method:'POST',headers:{'Content-Type':'application/json'},
-  body:JSON.stringify({cuid:b.dataset.cuid,mid:Number(b.dataset.mid),status:status})});
- const answer=await r.json();$('notice').textContent=r.ok?'Reported '+answer.status:'Refused: '+answer.error;
- $('notice').className=r.ok?'ok':'bad';});
+ act('report-status',{...named,status:status},'Report '+status+' for mitigation '+key+'?',a=>'Reported '+a.status);});
 function connect(){const events=new EventSource('/events');
  events.addEventListener('state',e=>{$('live').textContent='live';render(JSON.parse(e.data));});
  events.onerror=()=>{$('live').textContent='reconnecting…';};}

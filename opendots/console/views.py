@@ -28,6 +28,7 @@ async def snapshot(admin: AdminHandler, now: float) -> dict[str, Any]:
         "now": now,
         "enforced": enforced,
         "sessions": status["sessions"],
+        "redirection": status["redirection"],
         "clients": [_client(server, entry, now) for entry in status["clients"]],
         "mitigations": [_mitigation(server.service.mitigator, entry, enforced) for entry in listed["mitigations"]],
         "mitigations-total": listed["total"],

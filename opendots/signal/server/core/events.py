@@ -73,6 +73,9 @@ class MitigationChanged:
     mid: int
     render: Callable[[], dict[str, Any]] = field(repr=False)
     """Builds the notification body from the state captured when the event was made (see `snapshot`)."""
+    status: str | None = None
+    """The status label the notification reports (for the audit log, which must not render every body); None:
+    unchanged by this event (an ACL activation)."""
 
     @cached_property
     def snapshot(self) -> dict[str, Any]:

@@ -528,7 +528,8 @@ def _ack_body(mitigation: Mitigation, now: float) -> dict[str, Any]:
 
 def _changed(mitigation: Mitigation, now: float, status: Status | None = None) -> MitigationChanged:
     record = mitigation.record
-    return MitigationChanged(record.client, record.cuid, record.mid, mitigation.snapshot_later(now, status))
+    shown = (status or mitigation.status).label
+    return MitigationChanged(record.client, record.cuid, record.mid, mitigation.snapshot_later(now, status), shown)
 
 
 def activated_event(mitigation: Mitigation) -> MitigationActivated:
