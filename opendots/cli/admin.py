@@ -99,6 +99,25 @@ def mitigations(config: Path, as_json: bool, client_name: str | None) -> None:
 
 @admin.command()
 @config_option
+@json_option
+@click.option("--client", "client_name", help="Only this client (its name or its CUID).")
+def clients(config: Path, as_json: bool, client_name: str | None) -> None:
+    """Each client's session configuration, data-channel aliases and ACLs, telemetry setups and reports."""
+    answer = _call(config, "client-details", **({"client": client_name} if client_name else {}))
+    if as_json:
+        click.echo(json.dumps(answer, indent=2))
+        return
+    rows = []
+    for client in answer["clients"]:
+        idle, mitigating = client["session-config"]["idle"], client["session-config"]["mitigating"]
+        heartbeats = f"{idle['heartbeat-interval']} s / {mitigating['heartbeat-interval']} s"
+        counts = [len(client[k]) for k in ("aliases", "acls", "telemetry-setups", "telemetry-reports")]
+        rows.append([client["name"], client["cuid"], heartbeats, *counts])
+    click.echo(table(rows, ["CLIENT", "CUID", "HEARTBEAT (IDLE/MITIGATING)", "ALIASES", "ACLS", "SETUPS", "REPORTS"]))
+
+
+@admin.command()
+@config_option
 @click.option("--to", "alt_server", help="Name of the alternate DOTS server (alt-server).")
 @click.option("--record", "records", multiple=True, help="An address of it (alt-server-record; repeatable).")
 @click.option(

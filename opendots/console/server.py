@@ -25,7 +25,7 @@ from aiohttp import web
 from opendots.config import ConfigError, DashboardConfig
 from opendots.console.events import CLOSED, Broadcaster
 from opendots.console.page import dashboard_page, login_page
-from opendots.console.views import snapshot
+from opendots.console.views import CounterHistory, snapshot
 from opendots.signal.client.shell.control import ControlError
 from opendots.signal.server.shell.admin import AdminHandler
 
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 audit_log = logging.getLogger("opendots.audit")
 COOKIE = "opendots_console"
+DETAILS_EVERY = 2.0
 TIMELINE = 50
 """Audit entries the page's timeline shows (the newest)."""
 KEEPALIVE = 15.0
@@ -60,9 +61,18 @@ class Console:
     def __post_init__(self) -> None:
         self.session = hmac.new(self.token.encode(), b"opendots console session", hashlib.sha256).hexdigest()
         self.broadcaster = Broadcaster(self.state)
+        self.history = CounterHistory(self.admin.server.service.counters_interval)
+        self._details: list[dict[str, Any]] | None = None
+        self._details_at = 0.0
 
     async def state(self) -> dict[str, Any]:
-        state = await snapshot(self.admin, self.clock())
+        now = self.clock()
+        # Per-client details read the data channel's tables: at most every DETAILS_EVERY s, not at every snapshot.
+        if self._details is None or now - self._details_at >= DETAILS_EVERY:
+            self._details = (await self.admin("client-details", {}))["clients"]
+            self._details_at = now
+        state = await snapshot(self.admin, now, self._details)
+        self.history.observe(state["mitigations"], now)
         state["audit"] = list(self.admin.server.audit.entries)[-TIMELINE:]
         return state
 
@@ -145,6 +155,7 @@ class Console:
             answer = await self.admin(op, args, f"operator at {request.remote} (console)")
         except ControlError as error:
             return web.json_response({"error": str(error)}, status=404 if error.code == "4.04" else 400)
+        self._details = None  # a reload may change every client's details
         assert self.broadcaster is not None
         self.broadcaster.poke()
         return web.json_response(answer)

@@ -64,7 +64,8 @@ async def test_a_mitigation_a_client_requests_appears_with_its_status_within_two
     )
     assert row[0] == "client" and row[3] == "203.0.113.0/28"
     assert row[5:7] == ["-", "-"]  # the logging mitigator measures nothing: no counter is invented
-    assert row[7] == "not enforced"  # no [[mitigators]]: only the logging mitigator runs
+    assert row[7] == "-"  # no rate without two measurements
+    assert row[8] == "not enforced"  # no [[mitigators]]: only the logging mitigator runs
     clients = await asyncio.to_thread(
         browser.execute_script, "return [...document.querySelectorAll('#clients td')].map(td => td.textContent)"
     )

@@ -155,6 +155,9 @@ async def test_the_admin_cli(served):
     assert cleared.exit_code == 0 and running.service.core.redirection is None
     empty = await invoke("mitigations", "--json")
     assert empty.exit_code == 0 and '"mitigations": []' in empty.output
+    details = await invoke("clients")
+    assert details.exit_code == 0 and "HEARTBEAT (IDLE/MITIGATING)" in details.output, details.output
+    assert any(line.split()[:1] == ["client"] for line in details.output.splitlines())
     refused = await invoke("report-status", "--cuid", "nope", "--mid", "1", "--status", "attack-stopped")
     assert refused.exit_code != 0 and "no mitigation" in refused.output
 
