@@ -17,7 +17,7 @@ import click
 
 from opendots import eventloop
 from opendots.cli.common import OpenDotsCommand, OpenDotsGroup, config_option, run_service
-from opendots.cli.server import event_loop_option
+from opendots.cli.server import event_loop_option, log_format_option
 from opendots.config import DEFAULT_CALL_HOME_PORT, ServerConfig
 
 if TYPE_CHECKING:
@@ -65,6 +65,7 @@ def _port(text: str, whole: str) -> int:
 @click.option("--transport", type=click.Choice(["tls", "dtls"]), default="tls", show_default=True)
 @click.option("--db", help="SQLite database file (overrides db).")
 @event_loop_option
+@log_format_option
 def cpe(
     config: Path, providers: tuple[str, ...], transport: str, db: str | None, event_loop: eventloop.EventLoopChoice
 ) -> None:

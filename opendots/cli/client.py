@@ -18,7 +18,7 @@ import click
 from opendots import eventloop
 from opendots.cli.common import OpenDotsGroup, config_option, group_config_option
 from opendots.cli.render import PARAMETER_UNITS, parameter, port_ranges, print_json, protocols, seconds, table
-from opendots.cli.server import PORT, event_loop_option
+from opendots.cli.server import PORT, event_loop_option, log_format_option
 from opendots.config import ClientConfig
 from opendots.errors import RefusedError, UnavailableError
 
@@ -108,6 +108,7 @@ def client() -> None:
 @client.command("run")
 @_config_option
 @event_loop_option
+@log_format_option
 def run_command(config_path: Path, event_loop: eventloop.EventLoopChoice) -> None:
     """Run the agent: keep the session up and serve the local control socket."""
     from opendots.app import build_client_agent

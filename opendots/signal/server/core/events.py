@@ -144,3 +144,13 @@ Event = (
     | PeerBack
     | RedirectionChanged
 )
+
+
+def describe(event: Event) -> str:
+    """An event as a log line names it, in DOTS terms: its kind, the client, cuid and mid it concerns."""
+    words = [type(event).__name__]
+    for name in ("client", "cuid", "mid"):
+        value = getattr(event, name, None)
+        if value is not None:
+            words.append(f"{name} {value}")
+    return " ".join(words)

@@ -36,6 +36,7 @@ from opendots.signal.server.core import (
     SignalServer,
     Status,
 )
+from opendots.signal.server.core.events import describe
 from opendots.signal.server.core.filtering import AclActivationStore
 from opendots.signal.server.shell.durable import AsyncSignalStore, settle, settle_async
 from opendots.store.records import SignalStore
@@ -266,7 +267,7 @@ class SignalService:
                     try:
                         await self._act(event)
                     except Exception:  # one failing event must not stop the ones behind it
-                        log.exception("signal event %r failed", event)
+                        log.exception("signal event failed: %s", describe(event))
             finally:
                 self._queue.task_done()
 
