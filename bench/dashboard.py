@@ -71,6 +71,7 @@ def start_server(directory: Path) -> tuple[subprocess.Popen[str], ServerConfig, 
     (directory / "dashboard.token").write_text(TOKEN + "\n")
     console_port = _tcp_port()
     config.dashboard = DashboardConfig(f"127.0.0.1:{console_port}", directory / "dashboard.token")
+    config.signal = {"max_mitigations_per_client": 10_000}  # one client holds them all (1,000 by default)
     config.save(directory / "server.toml")
     root = Path(__file__).resolve().parent.parent
     process = subprocess.Popen(

@@ -41,3 +41,20 @@ def row_status(cuid: str, mid: int) -> str:
         f"const tr=document.querySelector('#mitigations tr[data-key=\"{cuid}/{mid}\"]');"
         "return tr ? tr.children[2].textContent : null;"
     )
+
+
+LIVE = "const live = document.getElementById('live'); return live && live.textContent === 'live'"
+
+
+async def open_live(driver, running, token: str) -> None:
+    """Log in to RUNNING's console and wait until the page receives live updates."""
+    await log_in(driver, url_of(running), token)
+    await wait_for(driver, LIVE, 10)
+
+
+async def open_with_mitigation(driver, running, token: str, signal_client, mid: int, prefix: str) -> str:
+    """A client's mitigation MID on PREFIX, shown in progress in the live page; its row's key."""
+    await signal_client.request_mitigation(mid, prefix)
+    await open_live(driver, running, token)
+    assert await wait_for(driver, row_status(signal_client.cuid, mid), 5.0) == "attack-mitigation-in-progress"
+    return f"{signal_client.cuid}/{mid}"

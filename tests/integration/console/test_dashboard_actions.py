@@ -13,10 +13,9 @@ import aiocoap
 
 from opendots.config import ServerConfig
 from opendots.model import decode_signal, encode_signal
-from tests.helpers.console import log_in, row_status, severe_console_messages, url_of, wait_for
+from tests.helpers.console import open_live, open_with_mitigation, severe_console_messages, wait_for
 from tests.integration.console.conftest import SCOPE, TOKEN
 
-LIVE = "return document.getElementById('live').textContent === 'live'"
 NEWEST_EVENT = "const li = document.querySelector('#audit li'); return li && li.textContent"
 
 
@@ -37,10 +36,7 @@ async def test_an_operator_terminates_a_mitigation_from_the_page_and_it_ends_wit
     console_server, signal_client, browser, tmp_path: Path
 ):
     running, _ = console_server
-    await signal_client.request_mitigation(3, "203.0.113.32/28")
-    await log_in(browser, url_of(running), TOKEN)
-    await wait_for(browser, LIVE, 10)
-    assert await wait_for(browser, row_status(signal_client.cuid, 3), 5.0) == "attack-mitigation-in-progress"
+    await open_with_mitigation(browser, running, TOKEN, signal_client, 3, "203.0.113.32/28")
     button = f'#mitigations tr[data-key="{signal_client.cuid}/3"] button.terminate'
     await asyncio.to_thread(_click_and_confirm, browser, button, f"Terminate mitigation {signal_client.cuid}/3")
     gone = f"return !document.querySelector('#mitigations tr[data-key=\"{signal_client.cuid}/3\"]')"
@@ -75,8 +71,7 @@ async def test_an_operator_redirects_every_client_then_stops_and_reloads_the_cli
     from selenium.webdriver.common.by import By
 
     running, _ = console_server
-    await log_in(browser, url_of(running), TOKEN)
-    await wait_for(browser, LIVE, 10)
+    await open_live(browser, running, TOKEN)
 
     def fill() -> None:
         browser.find_element(By.ID, "alt-server").send_keys("dots2.example.net")
@@ -132,8 +127,7 @@ async def test_an_action_the_admin_handler_refuses_is_shown_as_refused_and_not_a
     console_server, browser, tmp_path: Path
 ):
     running, _ = console_server
-    await log_in(browser, url_of(running), TOKEN)
-    await wait_for(browser, LIVE, 10)
+    await open_live(browser, running, TOKEN)
     # No alternate server named: the admin socket's own check refuses it, and the page says why.
     await asyncio.to_thread(_click_and_confirm, browser, "#redirect", "Redirect every client to ?")
     notice = "return document.getElementById('notice').textContent"

@@ -22,11 +22,9 @@ from opendots.signal.client.core.telemetry_bodies import (
     report_put_request,
     setup_put_request,
 )
-from tests.helpers.console import log_in, row_status, severe_console_messages, url_of, wait_for
+from tests.helpers.console import open_live, open_with_mitigation, severe_console_messages, wait_for
 from tests.helpers.data_harness import ROOT, Peer
 from tests.integration.console.conftest import TOKEN
-
-LIVE = "return document.getElementById('live').textContent === 'live'"
 
 
 def _texts(selector: str) -> str:
@@ -47,11 +45,7 @@ async def test_a_mitigations_measured_drops_show_as_rates_and_a_chart(
     console_server, signal_client, browser, tmp_path: Path
 ):
     running, _ = console_server
-    await signal_client.request_mitigation(4, "203.0.113.64/28")
-    await log_in(browser, url_of(running), TOKEN)
-    await wait_for(browser, LIVE, 10)
-    assert await wait_for(browser, row_status(signal_client.cuid, 4), 5.0) == "attack-mitigation-in-progress"
-    key = f"{signal_client.cuid}/4"
+    key = await open_with_mitigation(browser, running, TOKEN, signal_client, 4, "203.0.113.64/28")
     # What a mitigator's counter poll reports (nftables' counters in production: SignalService.refresh_counters).
     for packets in (1_000, 4_000, 10_000):
         running.signal.service.report_counters(key, Counters(pkts_dropped=packets, bytes_dropped=packets * 100))
@@ -113,8 +107,7 @@ async def test_clients_session_configuration_acls_aliases_and_telemetry_are_show
     reported = await _coap_put(signal_client, report_put_request(signal_client.cuid, 1, [entry]))
     assert reported.code.is_successful(), reported
 
-    await log_in(browser, url_of(running), TOKEN)
-    await wait_for(browser, LIVE, 10)
+    await open_live(browser, running, TOKEN)
     clients = await wait_for(browser, _texts("#clients tr"), 5)
     config = clients[0][8]  # type: ignore[index]
     assert "idle: heartbeat" in config and "mitigating: heartbeat" in config and "server defaults" in config
