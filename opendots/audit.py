@@ -4,7 +4,8 @@ memory (the last KEPT entries) for the dashboard's timeline.
 
 Operator actions are recorded by the admin socket's handler (who: the admin socket, or the console's operator);
 changes the signal channel makes on its own or at a client's request (a mitigation created, its status moved by a
-mitigator, its end, a session lost or back) are recorded from the service's events (`record_event`)."""
+mitigator, its end, a session lost or back, a session configuration, telemetry reports) are recorded from the
+service's events, and the data channel's (aliases and ACLs) from its change notifications."""
 
 from __future__ import annotations
 
@@ -36,6 +37,8 @@ class AuditLog:
         self.statuses: dict[str, str] = {}
         """The last status recorded per mitigation ("<cuid>/<mid>"): an event repeating it (new counters, an
         operator's change already recorded) is not a change."""
+        self.values: dict[tuple[str, str], Any] = {}
+        """The last value recorded per (what, subject) by `value_changed` (a session configuration, a count)."""
         self.listeners: list[Callable[[dict[str, Any]], None]] = []
 
     @classmethod
@@ -85,6 +88,14 @@ class AuditLog:
         else:  # a mitigator's or the operator's report, a lost session (§4.4.1.3)
             who, what = "server", "mitigation status"
         self.record(who, what, subject, before, status, client=client)
+
+    def value_changed(self, who: str, what: str, subject: str, value: Any, **more: Any) -> None:
+        """WHAT of SUBJECT is now VALUE: recorded, with the value before, when it differs from the last one."""
+        before = self.values.get((what, subject))
+        if before == value:
+            return
+        self.values[(what, subject)] = value
+        self.record(who, what, subject, before, value, **more)
 
     def close(self) -> None:
         if self._owned and self.sink is not None:

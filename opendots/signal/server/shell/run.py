@@ -31,8 +31,10 @@ from opendots.signal.server.core import (
     PeerBack,
     PeerLost,
     ServerSettings,
+    SessionConfigChanged,
     SignalServer,
 )
+from opendots.signal.server.core.events import TelemetryChanged
 from opendots.signal.server.core.messages import HEARTBEAT
 from opendots.signal.server.shell.acls import AclEnforcer, DataChannelAclControl
 from opendots.signal.server.shell.aliases import DataChannelAliases
@@ -202,6 +204,28 @@ async def start_signal_server(
 
     running.certificate_cuid.update({client.name: client.cuid for client in config.clients})
 
+    def config_text(name: str) -> str:
+        """RFC 9132 §4.5: the sid and heartbeat values in force, as the audit log shows them."""
+        config = core.session_config(name)
+        idle, mitigating = config.idle, config.mitigating
+        sid = f"sid {config.sid}" if config.sid is not None else "server defaults"
+        return f"{sid}: heartbeat {idle.heartbeat_interval} s idle, {mitigating.heartbeat_interval} s mitigating"
+
+    for client in config.clients:  # what is in force now, so a change says what it was before
+        audit.values[("session configuration", f"client {client.name}")] = config_text(client.name)
+    if data_channel is not None:
+        entries = data_channel.store
+
+        def data_changed(cuid: str) -> None:  # RFC 8783: aliases and ACLs of CUID were created, changed or deleted
+            client = config.client_by_cuid(cuid)
+            who = f"client {client.name}" if client is not None else f"cuid {cuid}"
+            audit.value_changed(who, "data channel entries held", cuid, entries.count_entries(cuid, clock()))
+
+        for client in config.clients:
+            owner = client.cuid
+            audit.values[("data channel entries held", owner)] = entries.count_entries(owner, clock())
+        data_channel.subscribe(data_changed)
+
     def on_event(event: Event) -> None:
         resource.notify(event)
         if running.acls is not None and isinstance(
@@ -221,6 +245,13 @@ async def start_signal_server(
             audit.record("server", "session back", f"client {event.client}", "lost", "alive", client=event.client)
         elif isinstance(event, MitigationChanged) and event.status is not None:
             audit.status_changed(event.client, f"{event.cuid}/{event.mid}", event.status)
+        elif isinstance(event, SessionConfigChanged):
+            audit.value_changed(
+                f"client {event.client}", "session configuration", f"client {event.client}", config_text(event.client)
+            )
+        elif isinstance(event, TelemetryChanged):
+            held = len(core.telemetry_reports.of(event.client, event.cuid))
+            audit.value_changed(f"client {event.client}", "telemetry reports held", event.cuid, held)
 
     def on_session(event: SessionEvent) -> None:
         if event.kind == "closed":
