@@ -4,11 +4,15 @@ Loki, ELK), in DOTS terms; the line scripts wait for still says where it listens
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 from opendots.pki.setup import init_pki
 from tests.conftest import free_port
+from tests.helpers import REPOSITORY
 from tests.helpers.processes import opendots_server
 
 
@@ -28,3 +32,20 @@ def test_the_server_logs_json_lines_with_log_format_json(tmp_path: Path) -> None
     assert line["level"] == "warning" and line["logger"] == "opendots.signal.server.shell.run"
     assert line["message"] == "reloaded [[clients]]: added none; removed none; changed none"
     assert process.returncode == 0
+
+
+def test_the_client_agent_logs_json_lines_with_log_format_json(tmp_path: Path) -> None:
+    init_pki(tmp_path)
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "opendots", "-v", "client", "run", "-c", str(tmp_path / "client.toml"),
+         "--log-format", "json"],
+        cwd=REPOSITORY, env={**os.environ, "PYTHONPATH": str(REPOSITORY)}, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert agent.stderr is not None
+        line = json.loads(agent.stderr.readline())
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(timeout=20)
+    assert line["level"] == "info" and line["logger"] == "opendots.signal.client.shell.agent"
+    assert line["message"].startswith("DOTS client agent started: cuid ")
