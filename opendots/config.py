@@ -144,6 +144,9 @@ class ServerConfig:
     None: no endpoint."""
     dashboard: DashboardConfig | None = None
     """[dashboard]: the operator's web console (opendots.console); None: not served."""
+    audit_file: Path | str | None = None
+    """[audit] file: where the audit log (opendots.audit) is appended, "-" for standard output; None: kept in
+    memory only (the dashboard's timeline)."""
     # Each component parses its own table, so its options live next to the code that uses them:
     signal: dict[str, Any] = field(default_factory=dict)  # [signal]: opendots.signal server settings
     data: dict[str, Any] = field(default_factory=dict)  # [data]: opendots.data.DataChannelSettings
@@ -213,6 +216,7 @@ class ServerConfig:
             metrics=_string(server, "metrics", None, where),
             admin_socket=base / server["admin_socket"] if server.get("admin_socket") else None,
             dashboard=DashboardConfig.from_table(_table(data, "dashboard", path), base, f"{path}: [dashboard]"),
+            audit_file=_audit_file(_table(data, "audit", path), base, f"{path}: [audit]"),
             signal=dict(_table(data, "signal", path)),
             data=dict(_table(data, "data", path)),
             mitigators=[dict(entry) for entry in _tables(data, "mitigators", path)],
@@ -272,6 +276,10 @@ class ServerConfig:
             data["dashboard"] = {
                 "listen": self.dashboard.listen,
                 "token_file": _relative(self.dashboard.token_file, base),
+            }
+        if self.audit_file is not None:
+            data["audit"] = {
+                "file": str(self.audit_file) if self.audit_file == "-" else _relative(self.audit_file, base)
             }
         if self.signal:
             data["signal"] = self.signal
@@ -445,8 +453,19 @@ def _seconds(table: dict[str, Any], key: str, default: float, path: Path) -> flo
     return float(value)
 
 
-SERVER_TABLES = ("server", "tls", "clients", "signal", "data", "mitigators", "dashboard", "providers")
+SERVER_TABLES = ("server", "tls", "clients", "signal", "data", "mitigators", "dashboard", "providers", "audit")
 DASHBOARD_KEYS = ("listen", "token_file")
+AUDIT_KEYS = ("file",)
+
+
+def _audit_file(table: dict[str, Any], base: Path, where: str) -> Path | str | None:
+    _known(table, AUDIT_KEYS, where)
+    file = _string(table, "file", None, where)
+    if not file:
+        return None
+    return file if file == "-" else base / file
+
+
 SERVER_KEYS = (
     "listen",
     "signal_port",

@@ -99,6 +99,25 @@ def mitigations(config: Path, as_json: bool, client_name: str | None) -> None:
 
 @admin.command()
 @config_option
+@json_option
+@click.option("--client", "client_name", help="Only this client (its name or its CUID).")
+def clients(config: Path, as_json: bool, client_name: str | None) -> None:
+    """Each client's session configuration, data-channel aliases and ACLs, telemetry setups and reports."""
+    answer = _call(config, "client-details", **({"client": client_name} if client_name else {}))
+    if as_json:
+        click.echo(json.dumps(answer, indent=2))
+        return
+    rows = []
+    for client in answer["clients"]:
+        idle, mitigating = client["session-config"]["idle"], client["session-config"]["mitigating"]
+        heartbeats = f"{idle['heartbeat-interval']} s / {mitigating['heartbeat-interval']} s"
+        counts = [len(client[k]) for k in ("aliases", "acls", "telemetry-setups", "telemetry-reports")]
+        rows.append([client["name"], client["cuid"], heartbeats, *counts])
+    click.echo(table(rows, ["CLIENT", "CUID", "HEARTBEAT (IDLE/MITIGATING)", "ALIASES", "ACLS", "SETUPS", "REPORTS"]))
+
+
+@admin.command()
+@config_option
 @click.option("--to", "alt_server", help="Name of the alternate DOTS server (alt-server).")
 @click.option("--record", "records", multiple=True, help="An address of it (alt-server-record; repeatable).")
 @click.option(
@@ -147,6 +166,20 @@ def report_status(config: Path, client: str, mid: int, label: str) -> None:
     are notified."""
     _call(config, "report-status", client=client, mid=mid, status=label)
     click.echo(f"{client} mid={mid}: {label}")
+
+
+@admin.command()
+@config_option
+@click.option("--client", "--cuid", "client", required=True, help="The owner: a client's name or its CUID.")
+@click.option("--mid", type=int, required=True)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def terminate(config: Path, client: str, mid: int, yes: bool) -> None:
+    """End a mitigation as the server (RFC 9132 status 6, attack-mitigation-terminated): it is withdrawn from the
+    mitigators at once and its owner's observers are told."""
+    if not yes:
+        click.confirm(f"Terminate mitigation {client} mid={mid}? Its traffic is no longer mitigated", abort=True)
+    answer = _call(config, "terminate", client=client, mid=mid)
+    click.echo(f"{client} mid={mid}: {answer['before']} -> {answer['status']}")
 
 
 @admin.command()

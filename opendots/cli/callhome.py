@@ -27,7 +27,7 @@ import click
 
 from opendots import eventloop
 from opendots.cli.common import OpenDotsCommand, OpenDotsGroup, config_option, run_service
-from opendots.cli.server import event_loop_option
+from opendots.cli.server import event_loop_option, log_format_option
 from opendots.config import DEFAULT_CALL_HOME_PORT, ServerConfig
 
 if TYPE_CHECKING:
@@ -101,6 +101,7 @@ def _port(text: str, whole: str) -> int:
 )
 @click.option("--db", help="SQLite database file (overrides db).")
 @event_loop_option
+@log_format_option
 def server(
     config: Path, providers: tuple[str, ...], transport: str, db: str | None, event_loop: eventloop.EventLoopChoice
 ) -> None:

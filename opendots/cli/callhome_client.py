@@ -17,7 +17,7 @@ import click
 from opendots import eventloop
 from opendots.cli.common import OpenDotsGroup, config_option, group_config_option, run_service
 from opendots.cli.render import print_json, protocol_name, seconds, table
-from opendots.cli.server import event_loop_option
+from opendots.cli.server import event_loop_option, log_format_option
 from opendots.errors import RefusedError, UnavailableError
 
 SCOPE = "ietf-dots-signal-channel:mitigation-scope"
@@ -75,6 +75,7 @@ def client() -> None:
 @client.command("run")
 @_config
 @event_loop_option
+@log_format_option
 def run_command(config: Path, event_loop: eventloop.EventLoopChoice) -> None:
     """Listen for CPEs (port 4647, UDP and TCP) and serve the control socket until SIGINT/SIGTERM."""
     from opendots.app import check_credentials

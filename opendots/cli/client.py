@@ -27,7 +27,7 @@ from opendots.cli.render import (
     seconds,
     table,
 )
-from opendots.cli.server import PORT, event_loop_option
+from opendots.cli.server import PORT, event_loop_option, log_format_option
 from opendots.config import ClientConfig
 from opendots.errors import RefusedError, UnavailableError
 
@@ -117,6 +117,7 @@ def client() -> None:
 @client.command("run")
 @_config_option
 @event_loop_option
+@log_format_option
 def run_command(config_path: Path, event_loop: eventloop.EventLoopChoice) -> None:
     """Run the agent: keep the session up and serve the local control socket."""
     from opendots.app import build_client_agent

@@ -293,6 +293,11 @@ def _baseline_words(entry: dict[str, Any]) -> str:
 
 def setup_table(setup: dict[str, Any]) -> str:
     """One row per setup in force: its tsid ('default' for the server's configuration), kind and values."""
+    return table(setup_rows(setup), ["TSID", "SETUP", "VALUES"])
+
+
+def setup_rows(setup: dict[str, Any]) -> list[list[str]]:
+    """[tsid, kind, values] of each setup (also the operator console's telemetry view)."""
     rows = []
     for entry in setup.get("telemetry", []):
         tsid = str(entry.get("tsid", "default"))
@@ -302,10 +307,18 @@ def setup_table(setup: dict[str, Any]) -> str:
             rows.append([tsid, "pipe", f"link {link['link-id']}: {rate(link['capacity'], link['unit'])}"])
         for item in entry.get("baseline", []):
             rows.append([tsid, "baseline", _baseline_words(item)])
-    return table(rows, ["TSID", "SETUP", "VALUES"])
+    return rows
+
+
+REPORT_COLUMNS = ["TMID", "TARGET", "TOTAL TRAFFIC", "ATTACK TRAFFIC", "ATTACK", "SEVERITY", "TOP TALKERS"]
 
 
 def reports_table(entries: list[dict[str, Any]]) -> str:
+    return table(report_rows(entries), REPORT_COLUMNS)
+
+
+def report_rows(entries: list[dict[str, Any]]) -> list[list[str]]:
+    """One row of words per pre-or-ongoing-mitigation entry (also the operator console's telemetry view)."""
     rows = []
     for entry in entries:
         target = entry.get("target", {})
@@ -332,4 +345,4 @@ def reports_table(entries: list[dict[str, Any]]) -> str:
                 " ".join(talkers) or "-",
             ]
         )
-    return table(rows, ["TMID", "TARGET", "TOTAL TRAFFIC", "ATTACK TRAFFIC", "ATTACK", "SEVERITY", "TOP TALKERS"])
+    return rows

@@ -32,6 +32,24 @@ event_loop_option = click.option(
 """Shared by `opendots server` and `opendots client run`."""
 
 
+def _set_log_format(_context: click.Context, _parameter: click.Parameter, value: str) -> None:
+    from opendots import logs
+
+    logs.configure(value)  # type: ignore[arg-type]
+
+
+log_format_option = click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    expose_value=False,
+    callback=_set_log_format,
+    help="Log lines as text, or one JSON object a line (time, level, logger, message; journald, Loki, ELK).",
+)
+"""Shared by the long-running commands: `opendots server`, `client run`, `callhome server`, `callhome client run`."""
+
+
 @click.command(cls=OpenDotsCommand)
 @config_option("server.toml")
 @click.option("--no-dtls", is_flag=True, help="Do not listen on UDP (DTLS).")
@@ -43,6 +61,7 @@ event_loop_option = click.option(
 @click.option("--no-data", is_flag=True, help="Do not serve the data channel (RESTCONF over HTTPS).")
 @click.option("--metrics", help="host:port of the Prometheus endpoint, GET /metrics (overrides metrics).")
 @event_loop_option
+@log_format_option
 def server(
     config: Path,
     no_dtls: bool,

@@ -4,13 +4,13 @@ state the admin socket serves, through the admin socket's own handler.
 Authentication: the token in [dashboard] token_file, given once in the login form (the page then holds a cookie
 derived from it, HttpOnly and SameSite=Strict) or on every request as `Authorization: Bearer <token>`. Without a
 token file the console does not start: it is never open. Actions take a JSON body only (a cross-site form cannot
-send one), are confirmed in the page, and are audited: a line on the `opendots.audit` logger and the page's list.
+send one), are confirmed in the page, and go through the admin socket's handler, which audits them
+(opendots.audit: `[audit] file` and the page's timeline).
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import hashlib
 import hmac
 import logging
@@ -25,7 +25,7 @@ from aiohttp import web
 from opendots.config import ConfigError, DashboardConfig
 from opendots.console.events import CLOSED, Broadcaster
 from opendots.console.page import dashboard_page, login_page
-from opendots.console.views import snapshot
+from opendots.console.views import CounterHistory, snapshot
 from opendots.signal.client.shell.control import ControlError
 from opendots.signal.server.shell.admin import AdminHandler
 
@@ -34,7 +34,9 @@ if TYPE_CHECKING:
 
 audit_log = logging.getLogger("opendots.audit")
 COOKIE = "opendots_console"
-AUDIT_KEPT = 50
+DETAILS_EVERY = 2.0
+TIMELINE = 50
+"""Audit entries the page's timeline shows (the newest)."""
 KEEPALIVE = 15.0
 
 
@@ -58,12 +60,20 @@ class Console:
 
     def __post_init__(self) -> None:
         self.session = hmac.new(self.token.encode(), b"opendots console session", hashlib.sha256).hexdigest()
-        self.audit: collections.deque[dict[str, Any]] = collections.deque(maxlen=AUDIT_KEPT)
         self.broadcaster = Broadcaster(self.state)
+        self.history = CounterHistory(self.admin.server.service.counters_interval)
+        self._details: list[dict[str, Any]] | None = None
+        self._details_at = 0.0
 
     async def state(self) -> dict[str, Any]:
-        state = await snapshot(self.admin, self.clock())
-        state["audit"] = list(self.audit)
+        now = self.clock()
+        # Per-client details read the data channel's tables: at most every DETAILS_EVERY s, not at every snapshot.
+        if self._details is None or now - self._details_at >= DETAILS_EVERY:
+            self._details = (await self.admin("client-details", {}))["clients"]
+            self._details_at = now
+        state = await snapshot(self.admin, now, self._details)
+        self.history.observe(state["mitigations"], now)
+        state["audit"] = list(self.admin.server.audit.entries)[-TIMELINE:]
         return state
 
     def authenticated(self, request: web.Request) -> bool:
@@ -90,6 +100,9 @@ class Console:
         given = str(form.get("token", "")).strip()
         if not hmac.compare_digest(given.encode(), self.token.encode()):
             audit_log.warning("console: refused log-in from %s (wrong token)", request.remote)
+            self.admin.server.audit.record(
+                f"someone at {request.remote}", "console log-in refused", "console", None, None
+            )
             return _html(login_page("That token is not valid."), 403)
         redirect = web.HTTPSeeOther("/")
         redirect.set_cookie(COOKIE, self.session, httponly=True, samesite="Strict", path="/")
@@ -122,8 +135,13 @@ class Console:
             self.broadcaster.unsubscribe(queue)
         return response
 
-    async def report_status(self, request: web.Request) -> web.Response:
-        """RFC 9132 leaves the status of an externally-run mitigation to the server: the operator reports it."""
+    async def action(self, request: web.Request) -> web.Response:
+        """An operator's action, on the admin socket's handler (so the same checks and the same audit entry), named
+        after the operator's address. RFC 9132 leaves these to the server: the status of an externally-run
+        mitigation (report-status), its termination (status 6), redirection (§4.6), and the client list."""
+        op = request.match_info["op"]
+        if op not in ACTIONS:
+            return web.json_response({"error": f"no action {op}"}, status=404)
         if request.content_type != "application/json":
             return web.json_response({"error": "send the action as application/json"}, status=415)
         try:
@@ -132,38 +150,25 @@ class Console:
             return web.json_response({"error": "the body is not JSON"}, status=400)
         if not isinstance(body, dict):
             return web.json_response({"error": "the body must be a JSON object"}, status=400)
-        args = {key: body.get(key) for key in ("cuid", "mid", "status")}
-        before = next(
-            (
-                m["status"]
-                for m in (await self.admin("mitigations", {}))["mitigations"]
-                if m["cuid"] == args["cuid"] and m["mid"] == args["mid"]
-            ),
-            None,
-        )
+        args = {key: body[key] for key in ACTIONS[op] if key in body}
         try:
-            answer = await self.admin("report-status", args)
+            answer = await self.admin(op, args, f"operator at {request.remote} (console)")
         except ControlError as error:
             return web.json_response({"error": str(error)}, status=404 if error.code == "4.04" else 400)
-        entry = {
-            "at": self.clock(),
-            "who": f"operator at {request.remote}",
-            "what": "report-status",
-            "mitigation": f"{args['cuid']}/{args['mid']}",
-            "before": before,
-            "after": answer["status"],
-        }
-        self.audit.append(entry)
-        audit_log.info(
-            "console: %s reported %s for mitigation %s (was %s)",
-            entry["who"],
-            entry["after"],
-            entry["mitigation"],
-            entry["before"],
-        )
+        self._details = None  # a reload may change every client's details
         assert self.broadcaster is not None
         self.broadcaster.poke()
         return web.json_response(answer)
+
+
+ACTIONS = {
+    "report-status": ("cuid", "mid", "status"),
+    "terminate": ("cuid", "mid"),
+    "redirect": ("alt-server", "records", "ttl"),
+    "redirect-clear": (),
+    "reload": (),
+}
+"""What the page may ask, and the arguments each takes (the rest of a body is ignored)."""
 
 
 def _html(text: str, status: int) -> web.Response:
@@ -177,7 +182,7 @@ def build_app(console: Console) -> web.Application:
     app.router.add_post("/login", console.login)
     app.router.add_get("/state", console.state_json)
     app.router.add_get("/events", console.events)
-    app.router.add_post("/action/report-status", console.report_status)
+    app.router.add_post("/action/{op}", console.action)
     return app
 
 

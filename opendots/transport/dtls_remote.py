@@ -126,12 +126,14 @@ class DtlsInterfaceBase(interfaces.MessageInterface):
     def send(self, message: aiocoap.Message) -> None:
         remote = message.remote
         if not isinstance(remote, DtlsRemote) or remote.connection.closed:
-            log.info("not sending %r: its DTLS session is gone", message)
+            log.info("not sending %s: its DTLS session is gone", describe_message(message))
             return
         try:
             remote.connection.send(message.encode())
         except SendQueueFull as failure:
-            log.warning("dropping %r: %s", message, failure)  # CON retransmission or the caller's timeout copes
+            log.warning(
+                "dropping %s: %s", describe_message(message), failure
+            )  # CON retransmission or the caller's timeout copes
             return
         except DtlsError as failure:
             self._closed(remote, failure)
@@ -238,3 +240,11 @@ class DtlsInterfaceBase(interfaces.MessageInterface):
         self._handle_events(remote, events)
         if not remote.connection.closed:
             self._arm_timer(remote)
+
+
+def describe_message(message: aiocoap.Message) -> str:
+    """A CoAP message as a log line names it: code, type, message ID and peer (aiocoap's repr is a Python repr)."""
+    remote = message.remote
+    peer = getattr(remote, "hostinfo", None) if remote is not None else None
+    mtype = message.mtype.name if message.mtype is not None else "-"
+    return f"{message.code} {mtype} message ID {message.mid} to {peer or 'an unknown peer'}"

@@ -33,4 +33,8 @@ def notify(listeners: list[SessionListener], event: SessionEvent) -> None:
         try:
             listener(event)
         except Exception:
-            log.exception("session listener %r failed on %s", listener, event.kind)
+            log.exception(
+                "session listener %s failed on %s",
+                getattr(listener, "__qualname__", type(listener).__name__),
+                event.kind,
+            )

@@ -24,6 +24,10 @@ class PeerIdentity:
     def __repr__(self) -> str:  # the DER blob would drown every log line and assertion message
         return f"PeerIdentity(common_name={self.common_name!r}, cuid={self.cuid!r})"
 
+    def __str__(self) -> str:
+        """As log lines name a DOTS peer: its certificate's name and its cuid (RFC 9132 §4.4.1)."""
+        return f"{self.common_name} (cuid {self.cuid})"
+
     @cached_property
     def certificate(self) -> x509.Certificate:
         return x509.load_der_x509_certificate(self.certificate_der)

@@ -170,7 +170,7 @@ class QBlockServer:
                 if answer is not None:  # a late duplicate of the last block: its answer was lost (§4.3)
                     out.append(answer.copy(token=event.token, mid=None, mtype=NON))
             elif isinstance(event, BodyAbandoned):
-                log.info("Q-Block1 body from %s abandoned: %s", event.peer, event.reason)
+                log.info("Q-Block1 body from %s abandoned: %s", _peer(event.peer), event.reason)
         return goes_up, out
 
     def _on_q2_request(self, request: aiocoap.Message, q2: list[BlockOption]) -> tuple[bool, list[aiocoap.Message]]:
@@ -195,7 +195,7 @@ class QBlockServer:
         try:
             return self._parameters_for(request)
         except Exception:  # the engine's defaults rather than no answer at all
-            log.exception("Q-Block parameters for %s could not be found", request.remote)
+            log.exception("Q-Block parameters for %s could not be found", _peer(request.remote))
             return None
 
     def _remember_asked(self, request: aiocoap.Message, asked: BlockOption | None, szx: int) -> None:
@@ -280,7 +280,7 @@ class QBlockServer:
             if isinstance(event, Respond):
                 self._send(_respond(event.peer, event))
             elif isinstance(event, BodyAbandoned):
-                log.info("Q-Block1 body from %s abandoned: %s", event.peer, event.reason)
+                log.info("Q-Block1 body from %s abandoned: %s", _peer(event.peer), event.reason)
         for block in self.responses.poll(now):
             template = self._templates.get((block.peer, block.key))
             if template is not None:
@@ -342,3 +342,8 @@ def _error(request: aiocoap.Message, code: str, diagnostic: str) -> aiocoap.Mess
 
 
 __all__ = ["MISSING_BLOCKS_CONTENT_FORMAT", "QBlockServer", "uses_qblock"]
+
+
+def _peer(remote: object) -> str:
+    """A peer as log lines name it: its address (a remote's repr is a Python repr)."""
+    return str(getattr(remote, "hostinfo", remote))

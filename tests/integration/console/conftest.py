@@ -36,6 +36,7 @@ async def console_server(tmp_path: Path):
     server_config.dashboard = DashboardConfig(
         f"127.0.0.1:{free_port(socket.SOCK_STREAM)}", tmp_path / "dashboard.token"
     )
+    server_config.audit_file = tmp_path / "audit.jsonl"
     server_config.save(tmp_path / "server.toml")
     running = await start_server(server_config, config_path=tmp_path / "server.toml")
     try:

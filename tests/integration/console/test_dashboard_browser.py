@@ -14,56 +14,19 @@ from pathlib import Path
 import aiohttp
 
 from opendots.console.events import MIN_INTERVAL
+from tests.helpers.console import log_in, row_status, severe_console_messages, url_of, wait_for
 from tests.integration.console.conftest import TOKEN
 
 REPOSITORY = Path(__file__).resolve().parents[3]
 
 
-def _url(running) -> str:
-    host, port = running.console.addresses[0][:2]
-    return f"http://{host}:{port}"
-
-
-def _severe_console_messages(driver) -> list[str]:
-    return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
-
-
-async def _log_in(driver, url: str, token: str) -> None:
-    from selenium.webdriver.common.by import By
-
-    def steps() -> None:
-        driver.get(url + "/")
-        driver.find_element(By.ID, "token").send_keys(token)
-        driver.find_element(By.ID, "login").click()
-
-    await asyncio.to_thread(steps)
-
-
-async def _wait_for(driver, script: str, timeout: float) -> object:
-    """Poll SCRIPT in the page until it returns something truthy (the event loop keeps serving meanwhile)."""
-    from selenium.common.exceptions import JavascriptException
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    # Until the login's redirect has loaded the dashboard, the script may look for elements that are not there yet
-    # (a JavaScript error, not an answer): keep polling.
-    wait = WebDriverWait(driver, timeout, poll_frequency=0.02, ignored_exceptions=[JavascriptException])
-    return await asyncio.to_thread(wait.until, lambda d: d.execute_script(script))
-
-
-def _row_status(cuid: str, mid: int) -> str:
-    return (
-        f"const tr=document.querySelector('#mitigations tr[data-key=\"{cuid}/{mid}\"]');"
-        "return tr ? tr.children[2].textContent : null;"
-    )
-
-
 async def test_a_wrong_token_is_refused_and_shows_no_state(console_server, browser, tmp_path: Path):
     running, _ = console_server
-    url = _url(running)
+    url = url_of(running)
     cuid = running.config.clients[0].cuid
-    await _log_in(browser, url, "not-the-token-at-all")
+    await log_in(browser, url, "not-the-token-at-all")
     refused = "const p = document.getElementById('refused'); return p && p.textContent"
-    assert await _wait_for(browser, refused, 10) == "That token is not valid."
+    assert await wait_for(browser, refused, 10) == "That token is not valid."
     await asyncio.to_thread(browser.save_screenshot, str(tmp_path / "wrong-token.png"))
     assert cuid not in await asyncio.to_thread(lambda: browser.page_source)
     async with aiohttp.ClientSession() as http:
@@ -88,11 +51,11 @@ async def test_a_mitigation_a_client_requests_appears_with_its_status_within_two
     console_server, signal_client, browser, tmp_path: Path
 ):
     running, _ = console_server
-    url = _url(running)
-    await _log_in(browser, url, TOKEN)
-    await _wait_for(browser, "return document.getElementById('live').textContent === 'live'", 10)
+    url = url_of(running)
+    await log_in(browser, url, TOKEN)
+    await wait_for(browser, "return document.getElementById('live').textContent === 'live'", 10)
     await signal_client.request_mitigation(1, "203.0.113.0/28")
-    status = await _wait_for(browser, _row_status(signal_client.cuid, 1), 2.0)
+    status = await wait_for(browser, row_status(signal_client.cuid, 1), 2.0)
     assert status == "attack-mitigation-in-progress"
     row = await asyncio.to_thread(
         browser.execute_script,
@@ -101,7 +64,8 @@ async def test_a_mitigation_a_client_requests_appears_with_its_status_within_two
     )
     assert row[0] == "client" and row[3] == "203.0.113.0/28"
     assert row[5:7] == ["-", "-"]  # the logging mitigator measures nothing: no counter is invented
-    assert row[7] == "not enforced"  # no [[mitigators]]: only the logging mitigator runs
+    assert row[7] == "-"  # no rate without two measurements
+    assert row[8] == "not enforced"  # no [[mitigators]]: only the logging mitigator runs
     clients = await asyncio.to_thread(
         browser.execute_script, "return [...document.querySelectorAll('#clients td')].map(td => td.textContent)"
     )
@@ -116,16 +80,16 @@ async def test_a_mitigation_a_client_requests_appears_with_its_status_within_two
         started = time.time()
         await signal_client.request_mitigation(mid, f"198.51.100.{mid}/32")
         row_shown = f"return document.querySelector('#mitigations tr[data-key=\"{signal_client.cuid}/{mid}\"]')"
-        shown_at = await _wait_for(browser, row_shown + " ? Date.now() : 0", 5.0)
+        shown_at = await wait_for(browser, row_shown + " ? Date.now() : 0", 5.0)
         delays.append(shown_at / 1000 - started)
     (tmp_path / "put-to-page.json").write_text(json.dumps({"p50": statistics.median(delays), "delays": delays}))
     print(f"PUT to row in page: p50 {statistics.median(delays) * 1000:.0f} ms over {len(delays)}")
-    assert _severe_console_messages(browser) == []
+    assert severe_console_messages(browser) == []
     # An open page does not hold the server's shutdown (aiohttp would wait up to 60 s for its stream), and the
     # page says it lost the server.
     console, running.console = running.console, None
     await asyncio.wait_for(console.stop(), 10)
-    assert await _wait_for(browser, "return document.getElementById('live').textContent === 'reconnecting…'", 10)
+    assert await wait_for(browser, "return document.getElementById('live').textContent === 'reconnecting…'", 10)
 
 
 async def test_an_operator_reports_a_status_from_the_page_and_it_is_audited(
@@ -135,11 +99,11 @@ async def test_an_operator_reports_a_status_from_the_page_and_it_is_audited(
     from selenium.webdriver.support.ui import Select
 
     running, _ = console_server
-    url = _url(running)
+    url = url_of(running)
     await signal_client.request_mitigation(7, "203.0.113.16/28")
-    await _log_in(browser, url, TOKEN)
-    await _wait_for(browser, "return document.getElementById('live').textContent === 'live'", 10)
-    assert await _wait_for(browser, _row_status(signal_client.cuid, 7), 5.0) == "attack-mitigation-in-progress"
+    await log_in(browser, url, TOKEN)
+    await wait_for(browser, "return document.getElementById('live').textContent === 'live'", 10)
+    assert await wait_for(browser, row_status(signal_client.cuid, 7), 5.0) == "attack-mitigation-in-progress"
 
     def report() -> None:
         row = browser.find_element(By.CSS_SELECTOR, f'#mitigations tr[data-key="{signal_client.cuid}/7"]')
@@ -152,15 +116,16 @@ async def test_an_operator_reports_a_status_from_the_page_and_it_is_audited(
         alert.accept()
 
     await asyncio.to_thread(report)
-    reported = _row_status(signal_client.cuid, 7).replace(
+    reported = row_status(signal_client.cuid, 7).replace(
         "return tr ? tr.children[2].textContent : null;",
         "return tr && tr.children[2].textContent === 'attack-successfully-mitigated';",
     )
-    shown = await _wait_for(browser, reported, 5.0)
+    shown = await wait_for(browser, reported, 5.0)
     assert shown is True
-    audit = await _wait_for(browser, "const li = document.querySelector('#audit li'); return li && li.textContent", 5.0)
+    audit = await wait_for(browser, "const li = document.querySelector('#audit li'); return li && li.textContent", 5.0)
     assert (
-        f"report-status {signal_client.cuid}/7: attack-mitigation-in-progress → attack-successfully-mitigated" in audit
+        f"(console): mitigation status {signal_client.cuid}/7: attack-mitigation-in-progress → "
+        "attack-successfully-mitigated" in audit
     )
     notice = await asyncio.to_thread(lambda: browser.find_element(By.ID, "notice").text)
     assert notice == "Reported attack-successfully-mitigated"
@@ -171,4 +136,4 @@ async def test_an_operator_reports_a_status_from_the_page_and_it_is_audited(
     if os.environ.get("OPENDOTS_DOCS_SCREENSHOT"):  # refresh the README's picture: OPENDOTS_DOCS_SCREENSHOT=1
         await asyncio.to_thread(browser.set_window_size, 1400, 560)
         await asyncio.to_thread(browser.save_screenshot, str(REPOSITORY / "docs" / "dashboard.png"))
-    assert _severe_console_messages(browser) == []
+    assert severe_console_messages(browser) == []

@@ -3,6 +3,7 @@ file read with a clear error; the page escapes what clients send and never inven
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -78,6 +79,9 @@ def _mitigation(**changes: object) -> dict:
         "pkts-dropped": None,
         "bytes-dropped": None,
         "enforced-by": "not enforced",
+        "pkt-rate": None,
+        "bit-rate": None,
+        "chart": [],
     }
     return {**entry, **changes}
 
@@ -89,9 +93,17 @@ def test_text_a_client_sent_is_escaped_and_an_unmeasured_counter_is_shown_as_a_d
 
 
 def test_the_page_warns_when_nothing_is_enforced_and_loads_nothing_from_elsewhere() -> None:
-    state = {"enforced": False, "clients": [], "mitigations": [_mitigation()], "audit": []}
+    state = {
+        "enforced": False,
+        "clients": [],
+        "mitigations": [_mitigation(chart=[1.0, 2.0])],
+        "audit": [],
+        **{key: [] for key in ("data-channel", "telemetry-setups", "telemetry-reports")},
+    }
     html = dashboard_page(state)
-    assert "id=not-enforced" in html and "http://" not in html and "https://" not in html
+    assert "id=not-enforced" in html and "<svg" in html
+    # Nothing fetched from elsewhere (the SVG namespace's name, http://www.w3.org/2000/svg, is only a name).
+    assert not re.search(r"""(src|href|action)=["']?(https?:)?//|url\(|@import|fetch\(['"]https?:""", html)
     assert "id=not-enforced" not in dashboard_page({**state, "enforced": True})
 
 

@@ -400,7 +400,13 @@ class ClientAgent:
             case ev.TelemetryRefused(request=request, code=code, diagnostic=diagnostic):
                 log.error("%s %s refused (%s): %s", request.method, request.uri_path, code, diagnostic)
             case ev.ConfigUpdated():
-                log.debug("session configuration now %s", self.core.config)
+                idle, mitigating = self.core.config.idle, self.core.config.mitigating
+                log.debug(
+                    "session configuration now: heartbeat %s s idle, %s s mitigating; %s missed allowed",
+                    idle.heartbeat_interval,
+                    mitigating.heartbeat_interval,
+                    mitigating.missing_hb_allowed,
+                )
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.create_task(coroutine)

@@ -46,7 +46,8 @@ class MitigationWithdrawn:
     key: str
     reason: str
     """"client" (DELETE, after active-but-terminating), "superseded" (higher 'mid' overlap),
-    "server" (deactivated by the server: overlap with preconfigured requests, §4.4.1.3)."""
+    "server" (deactivated by the server: overlap with preconfigured requests, §4.4.1.3), "operator" (terminated
+    by the server's operator, status 6)."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,9 @@ class MitigationChanged:
     mid: int
     render: Callable[[], dict[str, Any]] = field(repr=False)
     """Builds the notification body from the state captured when the event was made (see `snapshot`)."""
+    status: str | None = None
+    """The status label the notification reports (for the audit log, which must not render every body); None:
+    unchanged by this event (an ACL activation)."""
 
     @cached_property
     def snapshot(self) -> dict[str, Any]:
@@ -140,3 +144,13 @@ Event = (
     | PeerBack
     | RedirectionChanged
 )
+
+
+def describe(event: Event) -> str:
+    """An event as a log line names it, in DOTS terms: its kind, the client, cuid and mid it concerns."""
+    words = [type(event).__name__]
+    for name in ("client", "cuid", "mid"):
+        value = getattr(event, name, None)
+        if value is not None:
+            words.append(f"{name} {value}")
+    return " ".join(words)

@@ -487,6 +487,24 @@ class MitigationRequests:
             decision.events.append(withdrawn_event(mitigation, "server"))
             decision.then(lambda: self.announcements.start(updated.key, int(status), now))
 
+    def terminate(self, key: str, now: float, decision: Decision) -> bool:
+        """The server ends mitigation KEY itself (status 6, "attack-mitigation-terminated", RFC 9132 §4.4.2): it is
+        deleted at once (no active-but-terminating period: that courtesy is for a client's own DELETE), the
+        actuator withdraws it if it was enforced or still enforced while terminating, and the owner's observers
+        get the final status. False when there is no such mitigation."""
+        mitigation = self.table.by_mitigator_key(key)
+        if mitigation is None:
+            return False
+        final = next_status(
+            kind_of(mitigation.request.trigger_mitigation), mitigation.status, Trigger.TERMINATED_BY_OPERATOR
+        )
+        decision.changes = SignalChanges(delete_mitigations=[mitigation.key])
+        decision.then(lambda: self.table.release(mitigation.key))
+        if mitigation.enforcing or mitigation.terminating:
+            decision.events.append(withdrawn_event(mitigation, "operator"))
+        decision.events.append(_changed(mitigation, now, final))
+        return True
+
     def report_counters(
         self,
         key: str,
@@ -544,7 +562,8 @@ def _ack_body(mitigation: Mitigation, now: float) -> dict[str, Any]:
 
 def _changed(mitigation: Mitigation, now: float, status: Status | None = None) -> MitigationChanged:
     record = mitigation.record
-    return MitigationChanged(record.client, record.cuid, record.mid, mitigation.snapshot_later(now, status))
+    shown = (status or mitigation.status).label
+    return MitigationChanged(record.client, record.cuid, record.mid, mitigation.snapshot_later(now, status), shown)
 
 
 def activated_event(mitigation: Mitigation) -> MitigationActivated:

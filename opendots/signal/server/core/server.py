@@ -321,6 +321,13 @@ class SignalServer:
         self.mitigation_requests.report_status(key, status, now, decision)
         return self._decided(decision)
 
+    def terminate(self, key: str, now: float) -> Decision:
+        """The operator ends mitigation KEY ("<cuid>/<mid>") as RFC 9132 lets a server: status 6, deleted, withdrawn
+        from the actuator, observers told. A decision with nothing in it when KEY is not held."""
+        decision = self._decide(now)
+        self.mitigation_requests.terminate(key, now, decision)
+        return self._decided(decision)
+
     def report_counters(self, key: str, counters: Counters, now: float) -> Decision:
         decision = self._decide(now)
         self.mitigation_requests.report_counters(

@@ -102,6 +102,10 @@ class TelemetryReports:
                     targets.append((_literal(entry["target"]),))
             self._index.install(_Held(record, _footprint(targets), tuple(targets)))
 
+    def cuids(self, client: str) -> list[str]:
+        """The cuids under which CLIENT holds reports (the operator's views)."""
+        return sorted(self._index.own(client))
+
     def of(self, client: str, cuid: str) -> list[TelemetryReportRecord]:
         """CLIENT's reports under CUID, by increasing tmid."""
         own = self._index.under(client, cuid)

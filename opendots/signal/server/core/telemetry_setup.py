@@ -123,6 +123,10 @@ class TelemetrySetups:
         for record in records:
             self._index.install(_Installed(record, self._footprint(record)))
 
+    def cuids(self, client: str) -> list[str]:
+        """The cuids under which CLIENT holds setups (the operator's views)."""
+        return sorted(self._index.own(client))
+
     def of(self, client: str, cuid: str) -> list[TelemetrySetupRecord]:
         """CLIENT's setups under CUID, by increasing tsid."""
         own = self._index.under(client, cuid)

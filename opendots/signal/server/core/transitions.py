@@ -41,6 +41,8 @@ class Trigger(enum.Enum):
     """A request of the same client with a higher 'mid' overlaps it (§4.4.1)."""
     DEACTIVATED = "deactivated"
     """An immediate request overlaps this triggered preconfigured one: it goes back to waiting (§4.4.1.3)."""
+    TERMINATED_BY_OPERATOR = "terminated by the server's operator"
+    """RFC 9132 §4.4.2 status 6: the server ends a mitigation on its own (an operator's decision), whatever it was."""
     SIGNAL_LOST = "signal lost"
     """The client's session was lost (§4.7): a preconfigured request becomes active, an overlapping immediate one
     is withdrawn by the server (§4.4.1.3)."""
@@ -89,6 +91,7 @@ def _table() -> dict[Key, Status]:
         for status in held[kind]:
             table[(kind, status, Trigger.LIFETIME_ENDED)] = TERMINATED
             table[(kind, status, Trigger.SUPERSEDED)] = TERMINATED
+            table[(kind, status, Trigger.TERMINATED_BY_OPERATOR)] = TERMINATED
         for status in ACTIVE:
             table[(kind, status, Trigger.REFRESHED)] = status
             table[(kind, status, Trigger.WITHDRAWN_BY_CLIENT)] = CLIENT_WITHDRAWN

@@ -18,12 +18,20 @@ Operations:
                                                   "target-prefix", "target-port-range", "target-protocol",
                                                   "target-fqdn", "target-uri", "alias-name",
                                                   "pkts-dropped", "bytes-dropped"}]}
+  client-details {"client"?: name or cuid}   -> {"clients": [{"name", "cuid", "session-config": {"sid", "idle",
+                                                  "mitigating"}, "aliases": [{"name", "targets"}], "acls": [{"name",
+                                                  "activation-type", "aces": [text]}], "telemetry-setups": [...],
+                                                  "telemetry-reports": [...]}]}   (the first 100 clients)
   redirect     {"alt-server": fqdn, "records"?: [ip, ...], "ttl"?: seconds}
                                               -> {"redirection": {...}}   every request and observer gets 5.03
   redirect-clear                              -> {"redirection": null}
   report-status {"cuid" or "client" (name or cuid): str, "mid": int, "status": "attack-mitigation-in-progress" |
                  "attack-successfully-mitigated" | "attack-stopped" | "attack-exceeded-capability"}
                                               -> {"status": label}        the owner's observers are notified
+  terminate    {"cuid" or "client": str, "mid": int}
+                                              -> {"status": "attack-mitigation-terminated", "before": label}
+                                                 RFC 9132 §4.4.2 status 6: deleted, withdrawn from the actuator,
+                                                 the owner's observers notified
   reload                                      -> {"clients": {"added", "removed", "changed": [names]}}
                                                  server.toml's [[clients]] read again (as SIGHUP does)
 
@@ -44,11 +52,15 @@ from opendots.mitigate.router import enforces
 from opendots.signal.client.shell.control import ControlError, ControlServer
 from opendots.signal.server.core import Redirection, Status
 from opendots.signal.server.core.defaults import UINT32_MAX
+from opendots.signal.server.shell.admin_views import client_details
 
 if TYPE_CHECKING:
     from opendots.signal.server.shell.run import RunningSignalServer
 
 MAX_SOCKET_PATH = 107  # sun_path holds 108 bytes with the terminating NUL
+
+CHANGES = frozenset({"redirect", "redirect-clear", "report-status", "terminate", "reload"})
+"""The operations that change the server's state: each is written to the audit log."""
 
 OPERATOR_STATUSES = (
     Status.ATTACK_MITIGATION_IN_PROGRESS,
@@ -65,18 +77,22 @@ class AdminHandler:
         """The server.toml `reload` reads again (None: reload is refused)."""
         self.clock = clock
 
-    async def __call__(self, op: str, args: dict[str, Any]) -> dict[str, Any]:
+    async def __call__(self, op: str, args: dict[str, Any], who: str = "operator (admin socket)") -> dict[str, Any]:
         operation = {
             "ping": self._ping,
             "status": self._status,
             "mitigations": self._mitigations,
+            "client-details": self._client_details,
             "redirect": self._redirect,
             "redirect-clear": self._redirect_clear,
             "report-status": self._report_status,
+            "terminate": self._terminate,
             "reload": self._reload,
         }.get(op)
         if operation is None:
             raise ControlError(f"unknown operation {op!r}")
+        if op in CHANGES:  # audited: who is the one the caller vouches for (the console names its operator)
+            return operation(args, who)
         return operation(args)
 
     def _ping(self, _args: dict[str, Any]) -> dict[str, Any]:
@@ -145,7 +161,13 @@ class AdminHandler:
             )
         return {"mitigations": entries, "total": len(held)}
 
-    def _redirect(self, args: dict[str, Any]) -> dict[str, Any]:
+    def _client_details(self, args: dict[str, Any]) -> dict[str, Any]:
+        wanted = args.get("client")
+        if wanted is not None and not isinstance(wanted, str):
+            raise ControlError("'client' must be a client's name or cuid")
+        return {"clients": client_details(self.server, self.clock(), wanted)}
+
+    def _redirect(self, args: dict[str, Any], who: str) -> dict[str, Any]:
         alt_server = args.get("alt-server")
         if not isinstance(alt_server, str) or not alt_server:
             raise ControlError("'alt-server' (the alternate server's name) is required")
@@ -160,21 +182,35 @@ class AdminHandler:
         if not isinstance(ttl, int) or isinstance(ttl, bool) or not 0 <= ttl <= UINT32_MAX:
             raise ControlError("'ttl' must be a number of seconds (0 to 2^32-1)")
         redirection = Redirection(alt_server, addresses, ttl)
+        before = _redirection_json(self.server.service.core.redirection)
         self.server.service.set_redirection(redirection)
-        return {"redirection": _redirection_json(redirection)}
+        after = _redirection_json(redirection)
+        self.server.audit.record(who, "redirection set", "every client (RFC 9132 §4.6)", before, after)
+        return {"redirection": after}
 
-    def _redirect_clear(self, _args: dict[str, Any]) -> dict[str, Any]:
+    def _redirect_clear(self, _args: dict[str, Any], who: str) -> dict[str, Any]:
+        before = _redirection_json(self.server.service.core.redirection)
         self.server.service.set_redirection(None)
+        self.server.audit.record(who, "redirection cleared", "every client (RFC 9132 §4.6)", before, None)
         return {"redirection": None}
 
-    def _report_status(self, args: dict[str, Any]) -> dict[str, Any]:
-        cuid, mid, label = args.get("cuid", args.get("client")), args.get("mid"), args.get("status")
+    def _named_mitigation(self, args: dict[str, Any]) -> Any:
+        """The mitigation ARGS name by "cuid" or "client" (a client's name or CUID) and "mid"; ControlError else."""
+        cuid, mid = args.get("cuid", args.get("client")), args.get("mid")
         if not isinstance(cuid, str) or not isinstance(mid, int) or isinstance(mid, bool):
             raise ControlError("'cuid' or 'client' (string) and 'mid' (integer) name the mitigation")
-        client = next((c for c in self.server.service.core.settings.clients if c.name == cuid), None)
+        core = self.server.service.core
+        client = next((c for c in core.settings.clients if c.name == cuid), None)
         if client is not None:  # a client's name: the operator should not have to look its CUID up
-            owned = (m for m in self.server.service.core.mitigations() if m.record.client == cuid)
+            owned = (m for m in core.mitigations() if m.record.client == cuid)
             cuid = next((m.record.cuid for m in owned if m.record.mid == mid), client.cuid)
+        mitigation = next((m for m in core.mitigations() if m.key == (cuid, mid)), None)
+        if mitigation is None:
+            raise ControlError(f"no mitigation cuid={cuid} mid={mid}", "4.04")
+        return mitigation
+
+    def _report_status(self, args: dict[str, Any], who: str) -> dict[str, Any]:
+        label = args.get("status")
         try:
             status = Status.from_label(label)
         except ValueError:
@@ -182,19 +218,31 @@ class AdminHandler:
         if status not in OPERATOR_STATUSES:
             labels = ", ".join(s.label for s in OPERATOR_STATUSES)
             raise ControlError(f"'status' must be one of {labels}")
-        mitigation = next((m for m in self.server.service.core.mitigations() if m.key == (cuid, mid)), None)
-        if mitigation is None:
-            raise ControlError(f"no mitigation cuid={cuid} mid={mid}", "4.04")
+        mitigation = self._named_mitigation(args)
         if not mitigation.enforcing or mitigation.terminating:
+            cuid, mid = mitigation.key
             raise ControlError(f"mitigation cuid={cuid} mid={mid} is {mitigation.status.label}: not active")
-        self.server.service.report_status(mitigation.mitigator_key, status)
+        subject = mitigation.mitigator_key
+        self.server.audit.record(
+            who, "mitigation status", subject, mitigation.status.label, status.label, client=mitigation.record.client
+        )
+        self.server.service.report_status(subject, status)
         return {"status": status.label}
 
-    def _reload(self, _args: dict[str, Any]) -> dict[str, Any]:
+    def _terminate(self, args: dict[str, Any], who: str) -> dict[str, Any]:
+        """RFC 9132 §4.4.2 status 6: the server ends the mitigation; the owner's observers see it end."""
+        mitigation = self._named_mitigation(args)
+        before, after = mitigation.status.label, Status.ATTACK_MITIGATION_TERMINATED.label
+        subject = mitigation.mitigator_key
+        self.server.audit.record(who, "mitigation terminated", subject, before, after, client=mitigation.record.client)
+        self.server.service.terminate(subject)
+        return {"status": after, "before": before}
+
+    def _reload(self, _args: dict[str, Any], who: str) -> dict[str, Any]:
         if self.config_path is None:
             raise ControlError("this server was not started from a configuration file: nothing to reload")
         try:
-            changes = self.server.reload_clients(ServerConfig.load(self.config_path))
+            changes = self.server.reload_clients(ServerConfig.load(self.config_path), who)
         except ConfigError as problem:
             raise ControlError(f"{self.config_path}: {problem}; the clients in force are unchanged") from None
         return {"clients": changes}

@@ -13,6 +13,7 @@ import asyncio
 import collections
 import hashlib
 import itertools
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -80,7 +81,9 @@ def to_message(response: Response) -> aiocoap.Message:
             encode = encode_telemetry if next(iter(response.body), "").startswith(TELEMETRY) else encode_signal
             message.payload = encode(response.body, validate=False)
         except ModelError as problem:  # our own output failed validation (tests): a bug, never send it
-            log.error("refusing to send an invalid body (%s): %r", problem.diagnostic, response.body)
+            log.error(
+                "refusing to send an invalid body (%s): %s", problem.diagnostic, json.dumps(response.body, default=str)
+            )
             return aiocoap.Message(code=Code.INTERNAL_SERVER_ERROR, payload=b"invalid response body")
         message.opt.content_format = DOTS_CBOR
     elif response.diagnostic:

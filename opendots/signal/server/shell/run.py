@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 
 import aiocoap
 
+from opendots.audit import AuditLog
 from opendots.config import ConfigError, ServerConfig
 from opendots.data.core import DataChannelCore
 from opendots.data.records import DataChannelQuery
@@ -24,12 +25,16 @@ from opendots.signal.server.core import (
     Event,
     HeartbeatDue,
     MitigationActivated,
+    MitigationChanged,
     MitigationExpired,
     MitigationWithdrawn,
+    PeerBack,
     PeerLost,
     ServerSettings,
+    SessionConfigChanged,
     SignalServer,
 )
+from opendots.signal.server.core.events import TelemetryChanged
 from opendots.signal.server.core.messages import HEARTBEAT
 from opendots.signal.server.shell.acls import AclEnforcer, DataChannelAclControl
 from opendots.signal.server.shell.aliases import DataChannelAliases
@@ -64,9 +69,11 @@ class RunningSignalServer:
     """The SQLite database this server owns besides its store (the data channel's, when the store is PostgreSQL)."""
     full_collections: FullCollections | None = None
     """The timer that runs the full garbage collections (None: CPython's own policy)."""
+    audit: AuditLog = field(default_factory=AuditLog)
+    """Every state change, who made it, before and after ([audit] file; the dashboard's timeline)."""
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
-    def reload_clients(self, fresh: ServerConfig) -> dict[str, list[str]]:
+    def reload_clients(self, fresh: ServerConfig, who: str = "operator (SIGHUP)") -> dict[str, list[str]]:
         """Adopt FRESH's [[clients]] (names, CUIDs, what each may protect) without dropping a session: SIGHUP or
         `opendots admin reload`. Everything else in the file needs a restart. Returns the names added, removed
         and changed; raises ConfigError, changing nothing, if a [[mitigators]] entry names a removed client."""
@@ -95,7 +102,11 @@ class RunningSignalServer:
             "removed": sorted(before.keys() - after.keys()),
             "changed": sorted(name for name in after.keys() & before.keys() if after[name] != before[name]),
         }
-        log.warning("reloaded [[clients]]: %s", changes)
+        log.warning(
+            "reloaded [[clients]]: added %s; removed %s; changed %s",
+            *(", ".join(changes[kind]) or "none" for kind in ("added", "removed", "changed")),
+        )
+        self.audit.record(who, "clients reloaded", "[[clients]]", sorted(before), sorted(after), changes=changes)
         return changes
 
     async def stop(self) -> None:
@@ -112,6 +123,7 @@ class RunningSignalServer:
             self.database.close()
         hand_back(self.full_collections)
         self.full_collections = None
+        self.audit.close()
         gc.unfreeze()  # what start froze may be garbage now (tests start many servers in one process)
 
 
@@ -138,6 +150,7 @@ async def start_signal_server(
     by default the PostgreSQL database `config.db_url` names (opened and awaited here), else the SQLite one.
     TRANSPORT: how the site is served; by default it listens on BIND. An RFC 9066 Call Home DOTS server dials out
     instead (opendots.callhome.cpe): anything with the endpoint's `context`, `session_listeners` and `shutdown`."""
+    audit = AuditLog.open(config.audit_file, clock)  # a file it cannot write stops the start here
     opened = store is None and config.db_url is not None
     if opened:
         from opendots.app import open_signal_store
@@ -181,7 +194,8 @@ async def start_signal_server(
         if opened:  # ours: its pool goes with the failed start (an address in use, ...)
             await store.close()  # type: ignore[misc]
         raise
-    running = RunningSignalServer(service, resource, endpoint, store, config=config, database=owned)
+    running = RunningSignalServer(service, resource, endpoint, store, config=config, database=owned, audit=audit)
+    audit.statuses.update({m.mitigator_key: m.status.label for m in core.mitigations()})  # held across a restart
     if data_channel is not None:
         running.acls = _acl_enforcer(config, core, mitigator, data_channel, clock)
         if acl_control is not None:
@@ -189,6 +203,28 @@ async def start_signal_server(
             data_channel.subscribe(service.acl_activation_changed)
 
     running.certificate_cuid.update({client.name: client.cuid for client in config.clients})
+
+    def config_text(name: str) -> str:
+        """RFC 9132 §4.5: the sid and heartbeat values in force, as the audit log shows them."""
+        config = core.session_config(name)
+        idle, mitigating = config.idle, config.mitigating
+        sid = f"sid {config.sid}" if config.sid is not None else "server defaults"
+        return f"{sid}: heartbeat {idle.heartbeat_interval} s idle, {mitigating.heartbeat_interval} s mitigating"
+
+    for client in config.clients:  # what is in force now, so a change says what it was before
+        audit.values[("session configuration", f"client {client.name}")] = config_text(client.name)
+    if data_channel is not None:
+        entries = data_channel.store
+
+        def data_changed(cuid: str) -> None:  # RFC 8783: aliases and ACLs of CUID were created, changed or deleted
+            client = config.client_by_cuid(cuid)
+            who = f"client {client.name}" if client is not None else f"cuid {cuid}"
+            audit.value_changed(who, "data channel entries held", cuid, entries.count_entries(cuid, clock()))
+
+        for client in config.clients:
+            owner = client.cuid
+            audit.values[("data channel entries held", owner)] = entries.count_entries(owner, clock())
+        data_channel.subscribe(data_changed)
 
     def on_event(event: Event) -> None:
         resource.notify(event)
@@ -204,6 +240,18 @@ async def start_signal_server(
             task.add_done_callback(running._tasks.discard)
         elif isinstance(event, PeerLost):
             log.warning("DOTS client %s: signal channel session lost", event.client)
+            audit.record("server", "session lost", f"client {event.client}", "alive", "lost", client=event.client)
+        elif isinstance(event, PeerBack):
+            audit.record("server", "session back", f"client {event.client}", "lost", "alive", client=event.client)
+        elif isinstance(event, MitigationChanged) and event.status is not None:
+            audit.status_changed(event.client, f"{event.cuid}/{event.mid}", event.status)
+        elif isinstance(event, SessionConfigChanged):
+            audit.value_changed(
+                f"client {event.client}", "session configuration", f"client {event.client}", config_text(event.client)
+            )
+        elif isinstance(event, TelemetryChanged):
+            held = len(core.telemetry_reports.of(event.client, event.cuid))
+            audit.value_changed(f"client {event.client}", "telemetry reports held", event.cuid, held)
 
     def on_session(event: SessionEvent) -> None:
         if event.kind == "closed":

@@ -36,6 +36,7 @@ from opendots.signal.server.core import (
     SignalServer,
     Status,
 )
+from opendots.signal.server.core.events import describe
 from opendots.signal.server.core.filtering import AclActivationStore
 from opendots.signal.server.shell.durable import AsyncSignalStore, settle, settle_async
 from opendots.store.records import SignalStore
@@ -188,6 +189,10 @@ class SignalService:
         """Mitigator or operator feedback for mitigation KEY ("<cuid>/<mid>"); observers get notified."""
         self._settle(lambda: self.core.report_status(key, status, self.clock()))
 
+    def terminate(self, key: str) -> None:
+        """Operator: end mitigation KEY as a server may (status 6): stored, withdrawn, observers notified."""
+        self._settle(lambda: self.core.terminate(key, self.clock()))
+
     def report_counters(self, key: str, counters: Counters) -> None:
         """What a mitigator measured for mitigation KEY; a change is notified to observers (§4.4.2.1)."""
         self._settle(lambda: self.core.report_counters(key, counters, self.clock()))
@@ -269,7 +274,7 @@ class SignalService:
                     try:
                         await self._act(event)
                     except Exception:  # one failing event must not stop the ones behind it
-                        log.exception("signal event %r failed", event)
+                        log.exception("signal event failed: %s", describe(event))
             finally:
                 self._queue.task_done()
 

@@ -80,6 +80,44 @@ async def test_status_mitigations_and_manual_status(served):
         await asyncio.to_thread(call, config, "shutdown")
 
 
+async def test_the_operator_terminates_a_mitigation_and_its_observer_sees_status_6(served):
+    """RFC 9132 §4.4.2: a server may terminate a mitigation (status 6); the owner's observer is notified, the
+    mitigator withdraws it, and it is gone from the store."""
+    running, config, client, config_path = served
+    host, port = running.endpoint.dtls_addresses[0][:2]
+    cuid = cuid_of(config, "client")
+    uri = f"coaps://{host}:{port}{BASE}/mitigate/cuid={cuid}/mid=8"
+    body = {SCOPE: {"scope": [{"target-prefix": ["2001:db8:6401::8/128"], "lifetime": 600}]}}
+    assert (await request(client, aiocoap.PUT, uri, body)).code == aiocoap.CREATED
+    observe = client.request(aiocoap.Message(code=aiocoap.GET, uri=uri, observe=0))
+    await asyncio.wait_for(observe.response, 10)
+    notifications = observe.observation.__aiter__()
+    answer = await asyncio.to_thread(
+        CliRunner().invoke,
+        admin,
+        ["terminate", "--client", "client", "--mid", "8", "--yes", "--config", str(config_path)],
+    )
+    assert answer.exit_code == 0, answer.output
+    assert "attack-mitigation-in-progress -> attack-mitigation-terminated" in answer.output
+    notification = await asyncio.wait_for(notifications.__anext__(), 10)
+    assert decode_signal(notification.payload)[SCOPE]["scope"][0]["status"] == "attack-mitigation-terminated"
+    observe.observation.cancel()
+    await running.service.idle()
+    assert running.service.outcomes[("withdraw", "ok")] == 1
+    assert (await asyncio.to_thread(call, config, "mitigations"))["mitigations"] == []
+    assert (await request(client, aiocoap.GET, uri)).code == aiocoap.NOT_FOUND
+    with pytest.raises(ControlError) as missing:
+        await asyncio.to_thread(call, config, "terminate", client="client", mid=8)
+    assert missing.value.code == "4.04"
+    unconfirmed = await asyncio.to_thread(
+        CliRunner().invoke,
+        admin,
+        ["terminate", "--client", "client", "--mid", "8", "--config", str(config_path)],
+        "n\n",
+    )
+    assert unconfirmed.exit_code != 0 and "Aborted" in unconfirmed.output
+
+
 async def test_redirection_is_set_and_cleared_by_the_operator(served):
     running, config, client, _ = served
     host, port = running.endpoint.dtls_addresses[0][:2]
@@ -117,6 +155,9 @@ async def test_the_admin_cli(served):
     assert cleared.exit_code == 0 and running.service.core.redirection is None
     empty = await invoke("mitigations", "--json")
     assert empty.exit_code == 0 and '"mitigations": []' in empty.output
+    details = await invoke("clients")
+    assert details.exit_code == 0 and "HEARTBEAT (IDLE/MITIGATING)" in details.output, details.output
+    assert any(line.split()[:1] == ["client"] for line in details.output.splitlines())
     refused = await invoke("report-status", "--cuid", "nope", "--mid", "1", "--status", "attack-stopped")
     assert refused.exit_code != 0 and "no mitigation" in refused.output
 

@@ -52,8 +52,8 @@ def expected(kind: Kind, status: Status | None, trigger: Trigger) -> int | None:
         if s in ACTIVE:
             return 5  # §4.4.4 active-but-terminating
         return 6 if s == 8 else None  # not enforced: ends at once; already terminating: nothing more
-    if trigger in (Trigger.LIFETIME_ENDED, Trigger.SUPERSEDED):
-        return 6
+    if trigger in (Trigger.LIFETIME_ENDED, Trigger.SUPERSEDED, Trigger.TERMINATED_BY_OPERATOR):
+        return 6  # §4.4.2: the server may terminate any mitigation it holds
     if trigger is Trigger.DEACTIVATED:
         return 8 if preconfigured and s in ACTIVE else None
     if trigger is Trigger.SIGNAL_LOST:
@@ -88,6 +88,7 @@ def test_statuses_6_and_7_are_reached_only_by_ending_a_mitigation():
                 Trigger.SUPERSEDED,
                 Trigger.WITHDRAWN_BY_CLIENT,
                 Trigger.SIGNAL_LOST,
+                Trigger.TERMINATED_BY_OPERATOR,
             )
 
 
