@@ -1,9 +1,9 @@
 """The signal channel's store on PostgreSQL (asyncpg): the same records and change sets as the SQLite store, with
 awaited writes (the shell's AsyncSignalStore path), a connection pool and versioned schema migrations.
 
-Chosen by URL: `[server] db = "postgresql://user@host/dbname"` (or `--db`). The data channel's tables stay in
-SQLite for now (`[server] data_db`). Every `apply` is one transaction; a failure of any kind the database reports
-(connection lost, constraint, server shutting down) is a StoreError and nothing of the change is kept.
+Chosen by URL: `[server] db = "postgresql://user@host/dbname"` (or `--db`); the data channel's tables go to the
+same database (opendots.store.postgres_data). Every `apply` is one transaction; a failure of any kind the database
+reports (connection lost, constraint, server shutting down) is a StoreError and nothing of the change is kept.
 """
 
 from __future__ import annotations
@@ -285,11 +285,16 @@ class PostgresSignalStore:
         await self.pool.close()
 
 
-async def upgrade(url: str) -> int:
-    """`opendots db upgrade`: bring URL's schema to this version's; the version it is at."""
+async def upgrade(url: str) -> dict[str, int]:
+    """`opendots db upgrade`: bring URL's schema to this version's; the version each component is at."""
+    from opendots.store import postgres_data
+
     pool = await connect_pool(url, max_size=1)
     try:
-        return await migrate(pool, "signal", _MIGRATIONS)
+        return {
+            "signal": await migrate(pool, "signal", _MIGRATIONS),
+            postgres_data.COMPONENT: await migrate(pool, postgres_data.COMPONENT, postgres_data.MIGRATIONS),
+        }
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as problem:
         raise StoreError(f"PostgreSQL {redacted(url)}: {problem}") from problem
     finally:

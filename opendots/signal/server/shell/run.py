@@ -159,7 +159,7 @@ async def start_signal_server(
             )
         if settings is None:
             # Aliases live in the data channel's tables of the same database file (RFC 9132 §4.4.1.3).
-            aliases = DataChannelAliases(SqliteDataChannelStore(database), config.clients, clock)
+            aliases = DataChannelAliases(data_channel.store, config.clients, clock)
             settings = replace(settings_from_table(config.clients, config.signal), aliases=aliases)
     settings = settings or settings_from_table(config.clients, config.signal)
     mitigator = mitigator or build_router(config)  # [[mitigators]] of server.toml; logging only when none

@@ -20,7 +20,6 @@ import pytest
 from opendots.cli.certs import init_pki
 from opendots.config import ServerConfig, TlsFiles
 from opendots.model import decode_signal, encode_signal
-from opendots.store.sqlite import SqliteDatabase
 from opendots.transport import create_client_context
 from tests.conftest import free_port
 from tests.helpers import REPOSITORY
@@ -81,6 +80,14 @@ async def _stored_mids(url: str) -> list[int]:
         await connection.close()
 
 
+async def _components(url: str) -> list[str]:
+    connection = await asyncpg.connect(url)
+    try:
+        return [row[0] for row in await connection.fetch("SELECT component FROM schema_versions ORDER BY 1")]
+    finally:
+        await connection.close()
+
+
 async def test_a_server_on_postgresql_serves_mitigations_that_survive_a_restart_and_a_sigkill(
     tmp_path: Path, postgres_url: str
 ):
@@ -113,9 +120,8 @@ async def test_a_server_on_postgresql_serves_mitigations_that_survive_a_restart_
         process.send_signal(signal.SIGTERM)
         await asyncio.wait_for(process.wait(), 20)
     assert process.returncode == 0
-    data_file = SqliteDatabase(tmp_path / "opendots.db")  # the data channel's: no signal table in it
-    assert [row[0] for row in data_file.connection.execute("SELECT component FROM schema_versions")] == ["data_channel"]
-    data_file.close()
+    # The data channel's tables are in the same PostgreSQL database, so every node sees one set of aliases and ACLs.
+    assert await _components(postgres_url) == ["data_channel", "signal"]
 
     process = await _start(config, port, postgres_url)  # a restart reads the mitigations back from PostgreSQL
     acknowledged: list[int] = []
