@@ -25,6 +25,8 @@ from opendots.store.records import StoreError
 T = TypeVar("T")
 
 COMPONENT = "data_channel"
+DATA_CHANNEL = "opendots_data"
+"""NOTIFY channel: the payload is the cuid whose aliases or ACLs a commit changed."""
 
 # Never edit one that has shipped: add the next. 'seq' keeps the order aliases were first written in (SQLite's
 # rowid there); bodies are `json` text like the SQLite store's.
@@ -211,6 +213,8 @@ class PostgresDataChannelStore:
         ]
 
         async def work(connection: asyncpg.Connection) -> None:
+            # Delivered at commit: the other nodes re-read this client's ACLs (the lease holder enforces them).
+            await connection.execute("SELECT pg_notify($1, $2)", DATA_CHANNEL, cuid)
             if changes.unregister:
                 await connection.execute("DELETE FROM data_clients WHERE cuid = $1", cuid)
                 return
@@ -265,6 +269,7 @@ class PostgresDataChannelStore:
             )
             if row is None:
                 return False
+            await connection.execute("SELECT pg_notify($1, $2)", DATA_CHANNEL, cuid)
             body = {**json.loads(row["body"]), "activation-type": activation_type}
             await connection.execute(
                 "UPDATE data_acls SET body = $1, activation_type = $2, expires = $3 WHERE cuid = $4 AND name = $5",

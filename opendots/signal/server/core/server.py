@@ -156,6 +156,16 @@ class SignalServer:
         self.peers.flush(now)
         return events
 
+    def set_aside(self, decision: Decision) -> None:
+        """The shell will not settle DECISION (it decides again on fresher state): memory stays as it was."""
+        if self._pending is decision:
+            self._pending = None
+
+    def peer_elsewhere(self, client_name: str) -> None:
+        """CLIENT_NAME's session is on another node now: this one stops judging its liveness (§4.7), which would
+        declare it lost for the heartbeats it sends there."""
+        self.peers.forget(client_name)
+
     def held_keys(self) -> list[tuple[str, int]]:
         """The keys of every held mitigation (a node comparing its table with the database's)."""
         return [m.key for m in self.table]
