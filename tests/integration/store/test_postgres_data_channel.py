@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from opendots.store.data_records import Changes
-from opendots.store.postgres_data import PostgresDataChannelStore
+from opendots.store.postgres_data import DATA_CHANNEL, PostgresDataChannelStore
 from opendots.store.records import StoreError
 from tests.helpers.data_store_contract import CONTRACT, acl
 
@@ -37,3 +37,23 @@ def test_two_nodes_on_one_database_see_each_others_acls_and_migrate_once(postgre
 def test_an_unreachable_database_is_a_store_error_naming_it_without_the_password():
     with pytest.raises(StoreError, match=r"postgres:\*\*\*@127\.0\.0\.1:1/"):
         PostgresDataChannelStore.open("postgresql://postgres:secret@127.0.0.1:1/x?sslmode=disable", timeout=2)
+
+
+async def test_a_data_channel_commit_is_announced_to_the_other_nodes_with_its_cuid(postgres_url):
+    """Several nodes: the lease holder re-reads the client's ACLs to enforce them (RFC 8783 §7.3)."""
+    import asyncio
+
+    import asyncpg
+
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    listener = await asyncpg.connect(postgres_url)
+    store = await asyncio.to_thread(PostgresDataChannelStore.open, postgres_url)
+    try:
+        await listener.add_listener(DATA_CHANNEL, lambda _c, _p, _ch, payload: heard.put_nowait(payload))
+        await asyncio.to_thread(store.apply, Changes("c7", register=(None,), acl_puts=[acl("a", 0.0)]), 0.0)
+        assert await asyncio.wait_for(heard.get(), 10) == "c7"
+        assert await asyncio.to_thread(store.set_acl_activation, "c7", "a", "deactivate", None, 1.0)
+        assert await asyncio.wait_for(heard.get(), 10) == "c7"
+    finally:
+        await asyncio.to_thread(store.close)
+        await listener.close()

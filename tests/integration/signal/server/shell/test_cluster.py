@@ -11,6 +11,8 @@ import asyncpg
 import pytest
 
 from opendots.config import ServerConfig
+from opendots.domain import Counters
+from opendots.mitigate.base import LoggingMitigator
 from opendots.model import encode_signal
 from opendots.signal.server.core import Request
 from opendots.signal.server.shell.run import RunningSignalServer, start_signal_server
@@ -24,7 +26,10 @@ pytestmark = pytest.mark.timeout(120)
 async def _node(pki_dir: Path, tmp_path: Path, name: str, url: str) -> RunningSignalServer:
     config = ServerConfig.load(pki_dir / "server.toml")
     config.db, config.db_url = tmp_path / f"{name}.db", url
-    return await start_signal_server(config, bind=[("127.0.0.1", free_port())], tls=False)
+    # Its own mitigator (it records what it enforces): what each node drives is seen apart.
+    return await start_signal_server(
+        config, bind=[("127.0.0.1", free_port())], tls=False, mitigator=LoggingMitigator(name=name)
+    )
 
 
 async def _deaf(node: RunningSignalServer) -> None:
@@ -83,13 +88,44 @@ async def test_racing_overlapping_requests_on_two_nodes_leave_one_mitigation(nod
     assert [row["mid"] for row in stored] == [max(accepted)]
 
 
-async def test_one_node_holds_the_mitigator_lease_and_the_other_follows(nodes):
-    a, b, _ = nodes
+async def test_only_the_lease_holder_drives_the_mitigators_and_its_successor_reapplies_everything(nodes):
+    a, b, cuids = nodes
     assert a.cluster.lease and a.service.drives_mitigator
     assert not b.cluster.lease and not b.service.drives_mitigator
-    await a.cluster.stop()  # its lease session closes: the lock is released
+    client = cuids["client"]
+    assert (await b.service.answer(_put(client, 1, "203.0.113.0/28"))).code == "2.01"  # through the standby
+    assert (await a.service.answer(_put(client, 2, "203.0.113.64/28"))).code == "2.01"
+    key1, key2 = f"{client}/1", f"{client}/2"
+    for _ in range(100):  # A hears of B's write (it is deaf to NOTIFY here: its next read does it)
+        await a.service.answer(Request("GET", ("mitigate", f"cuid={client}"), peer=client))
+        await a.service.idle()
+        if key1 in a.service.mitigator.active:
+            break
+    assert set(a.service.mitigator.active) == {key1, key2}
+    await b.service.idle()
+    assert b.service.mitigator.active == {}  # the standby leaves the mitigators alone
+
+    await a.cluster.stop()  # its lease session closes: the lock is released, as when the process dies
     for _ in range(100):
         if b.cluster.lease:
             break
         await asyncio.sleep(0.1)
     assert b.cluster.lease and b.service.drives_mitigator and b.cluster.leases_taken == 1
+    await b.service.idle()
+    assert set(b.service.mitigator.active) == {key1, key2}  # what the database holds, re-applied
+
+
+async def test_counters_the_lease_holder_measures_reach_the_other_node(nodes):
+    """RFC 9132 §4.4.2: observers on any node get the counters the mitigators really measured."""
+    a, b, cuids = nodes
+    client = cuids["client"]
+    assert (await a.service.answer(_put(client, 3, "203.0.113.0/28"))).code == "2.01"
+    await b.service.answer(Request("GET", ("mitigate", f"cuid={client}"), peer=client))  # B reads the row
+    measured = Counters(bytes_dropped=4000, pkts_dropped=40)
+    await a.cluster.publish_counters({f"{client}/3": measured})
+    for _ in range(100):
+        await b.service.idle()
+        if b.service.core.table.get((client, 3)).counters == measured:
+            break
+        await asyncio.sleep(0.05)
+    assert b.service.core.table.get((client, 3)).counters == measured

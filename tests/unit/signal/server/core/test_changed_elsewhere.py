@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from opendots.signal.server.core import MitigationActivated, MitigationChanged, MitigationWithdrawn
+from opendots.signal.server.core import MitigationActivated, MitigationChanged, MitigationWithdrawn, PeerLost
 from opendots.store.records import SignalChanges
 from tests.helpers.signal_harness import ALPHA_CUID, BRAVO, BRAVO_CUID, SCOPE, make_harness, scope_body
 
@@ -70,3 +70,13 @@ def test_a_lower_mid_is_refused_after_a_higher_one_stored_elsewhere(nodes):
     a.put(20, scope_body(target_prefix=["192.0.2.0/28"]))
     b.server.changed_elsewhere((ALPHA_CUID, 20), stored(a, (ALPHA_CUID, 20)), b.now)
     assert b.put(19, scope_body(target_prefix=["192.0.2.0/28"])).code == "4.09"
+
+
+def test_a_client_whose_session_moved_to_another_node_is_not_declared_lost_here(nodes):
+    """RFC 9132 §4.7: liveness is judged where the session is; the node it left stops counting missed heartbeats."""
+    a, b = nodes
+    for node in (a, b):
+        node.put(1, scope_body(target_prefix=["192.0.2.0/28"]))  # traffic: a liveness clock starts on each node
+    b.server.peer_elsewhere("alpha")
+    assert PeerLost("alpha") in a.advance(3600)
+    assert PeerLost("alpha") not in b.advance(3600)
