@@ -9,6 +9,8 @@ reports (connection lost, constraint, server shutting down) is a StoreError and 
 from __future__ import annotations
 
 import json
+import os
+import socket
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -73,8 +75,9 @@ _MIGRATIONS: list[str] = [
     )
     """,
     # 3: several nodes on one database. Every write to a mitigation row, by any node, appends its key to a change
-    # log and NOTIFYs it (delivered at commit): the other nodes read the rows changed since the last change they
-    # saw (opendots.store.postgres_cluster), so none decides on a table older than the database.
+    # log and NOTIFYs "<writer's application_name> <cuid>/<mid>" (delivered at commit): the other nodes read the
+    # rows changed since the last change they saw (opendots.store.postgres_cluster), so none decides on a table
+    # older than the database.
     """
     CREATE TABLE signal_mitigation_changes (
         seq bigserial PRIMARY KEY,
@@ -88,7 +91,9 @@ _MIGRATIONS: list[str] = [
     BEGIN
         IF TG_OP = 'DELETE' THEN changed := OLD; ELSE changed := NEW; END IF;
         INSERT INTO signal_mitigation_changes (cuid, mid) VALUES (changed.cuid, changed.mid);
-        PERFORM pg_notify('opendots_mitigations', changed.cuid || '/' || changed.mid);
+        PERFORM pg_notify(
+            'opendots_mitigations', current_setting('application_name') || ' ' || changed.cuid || '/' || changed.mid
+        );
         RETURN NULL;
     END
     $$;
@@ -136,11 +141,29 @@ def redacted(url: str) -> str:
 TIMEOUT = 5.0
 
 
+def application_name() -> str:
+    """This process's name on its database sessions: the mitigation trigger puts it in each NOTIFY, so a node
+    knows its own writes coming back (several nodes on one database)."""
+    return f"opendots {socket.gethostname()}/{os.getpid()}"[:63]
+
+
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """Nothing to reset when a connection goes back to the pool: the store leaves no session state behind (no
+    LISTEN, no session lock, no SET; transactions always end), and asyncpg's default reset costs a round trip on
+    every release."""
+
+
 async def connect_pool(url: str, *, min_size: int = 1, max_size: int = 4, timeout: float = TIMEOUT) -> asyncpg.Pool:
     """A pool on URL, or StoreError saying why not (the password left out)."""
     try:
         return await asyncpg.create_pool(
-            url, min_size=min_size, max_size=max_size, timeout=timeout, command_timeout=timeout
+            url,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=timeout,
+            command_timeout=timeout,
+            reset=_keep_session,
+            server_settings={"application_name": application_name()},
         )
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError, ValueError) as problem:
         raise StoreError(f"PostgreSQL {redacted(url)}: {problem or type(problem).__name__}") from None

@@ -24,7 +24,7 @@ from typing import Any
 import asyncpg
 
 from opendots.domain import Counters
-from opendots.store.postgres import TIMEOUT, PostgresSignalStore, write
+from opendots.store.postgres import TIMEOUT, PostgresSignalStore, application_name, write
 from opendots.store.records import MitigationRecord, SignalChanges, StoreError
 from opendots.store.signal import mitigation_record
 
@@ -49,6 +49,8 @@ _CHANGED_ROWS = """
     ORDER BY changed.seq
 """
 _LAST_SEQ = "SELECT coalesce(max(seq), 0) FROM signal_mitigation_changes"
+# One round trip (a simple query of two statements) to open the transaction and wait for the lock.
+_BEGIN_LOCKED = f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})"
 
 
 def _changed(rows: list[asyncpg.Record]) -> Changed:
@@ -79,7 +81,6 @@ class ExclusiveWrite:
     settles with). Without a call to `apply`, leaving the block commits nothing and releases the lock."""
 
     connection: asyncpg.Connection
-    transaction: Any
     seen: int
     changed: Changed = field(default_factory=list)
     committed: bool = False
@@ -90,7 +91,7 @@ class ExclusiveWrite:
                 await write(self.connection, changes)
             # Nothing else writes while the lock is held: every change after `seen` up to here is this one's.
             seen = await self.connection.fetchval(_LAST_SEQ)
-            await self.transaction.commit()
+            await self.connection.execute("COMMIT")
             self.committed, self.seen = True, seen
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as problem:
             raise StoreError(f"PostgreSQL: {problem or type(problem).__name__}") from problem
@@ -105,20 +106,20 @@ async def exclusive(store: PostgresSignalStore, seen: int) -> AsyncIterator[Excl
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as problem:
         raise StoreError(f"PostgreSQL: {problem or type(problem).__name__}") from problem
     try:
-        transaction = connection.transaction()
         try:
-            await transaction.start()
-            await connection.execute("SELECT pg_advisory_xact_lock($1)", WRITE_LOCK)
+            await connection.execute(_BEGIN_LOCKED)
             seen, changed = await changes_since(connection, seen)
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as problem:
+            with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                await connection.execute("ROLLBACK")
             raise StoreError(f"PostgreSQL: {problem or type(problem).__name__}") from problem
-        write_ = ExclusiveWrite(connection, transaction, seen, changed)
+        write_ = ExclusiveWrite(connection, seen, changed)
         try:
             yield write_
         finally:
             if not write_.committed and not connection.is_closed():
                 with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
-                    await transaction.rollback()
+                    await connection.execute("ROLLBACK")
     finally:
         await store.pool.release(connection)
 
@@ -176,9 +177,8 @@ _COUNTER_NAMES = ("bytes_dropped", "pkts_dropped", "bps_dropped", "pps_dropped")
 async def connect_session(url: str, *, keepalives: bool = False) -> asyncpg.Connection:
     """A connection of its own (LISTEN, or the lease's session), outside the pool."""
     try:
-        return await asyncpg.connect(
-            url, timeout=TIMEOUT, command_timeout=TIMEOUT, server_settings=LEASE_KEEPALIVES if keepalives else None
-        )
+        settings = {"application_name": application_name(), **(LEASE_KEEPALIVES if keepalives else {})}
+        return await asyncpg.connect(url, timeout=TIMEOUT, command_timeout=TIMEOUT, server_settings=settings)
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as problem:
         raise StoreError(f"PostgreSQL: {problem or type(problem).__name__}") from problem
 

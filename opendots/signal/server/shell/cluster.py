@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -47,11 +48,12 @@ _DATABASE_ERRORS = (StoreError, asyncpg.PostgresError, asyncpg.InterfaceError, O
 
 
 class ClusterNode:
-    def __init__(self, store: PostgresSignalStore, service: SignalService, url: str, *, node: str = "") -> None:
+    def __init__(self, store: PostgresSignalStore, service: SignalService, url: str, *, node: str) -> None:
         self.store = store
         self.service = service
         self.url = url
         self.node = node
+        """This node's name: the application_name of its database sessions (opendots.store.postgres)."""
         self.seen = store.seen
         """The last change-log entry this node's core holds (read at open, then moved on by every read)."""
         self.lease = False
@@ -87,7 +89,7 @@ class ClusterNode:
         self.service.drives_mitigator = self.lease
         if self.lease:
             self.leases_taken += 1
-            log.warning("cluster node %s holds the mitigator lease", self.node or "-")
+            log.warning("cluster node %s holds the mitigator lease", self.node)
         self._tasks = [
             asyncio.create_task(self._follow()),
             asyncio.create_task(self._hold_lease()),
@@ -179,8 +181,11 @@ class ClusterNode:
         listener.add_termination_listener(self._on_listener_lost)
         self._listener = listener
 
-    def _on_mitigation(self, _connection: Any, _pid: int, _channel: str, _payload: str) -> None:
-        self._wake.set()  # the payload is the key; the change log says the same, in commit order
+    def _on_mitigation(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
+        # "<writer> <cuid>/<mid>": this node's own writes are in its core already. The change log says which
+        # keys changed, in commit order: the notification only says when to read it.
+        if payload.rpartition(" ")[0] != self.node:
+            self._wake.set()
 
     def _on_counters(self, _connection: Any, pid: int, _channel: str, payload: str) -> None:
         if self.lease:
@@ -190,9 +195,10 @@ class ClusterNode:
             self.service.report_counters(*parsed)
 
     def _on_peer(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
-        node, _, client = payload.partition(" ")
-        if node != self.node and client:
-            self.service.core.peer_elsewhere(client)
+        with contextlib.suppress(ValueError, TypeError):
+            node, client = json.loads(payload)
+            if node != self.node and isinstance(client, str):
+                self.service.core.peer_elsewhere(client)
 
     def _on_data(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
         self.on_data_change(payload)
@@ -218,7 +224,8 @@ class ClusterNode:
 
     def announce_session(self, client: str) -> None:
         """CLIENT's session is established on this node: the others stop judging its liveness."""
-        task = asyncio.get_running_loop().create_task(self._notify(db.PEERS_CHANNEL, f"{self.node} {client}"))
+        payload = json.dumps([self.node, client])
+        task = asyncio.get_running_loop().create_task(self._notify(db.PEERS_CHANNEL, payload))
         self._notes.add(task)
         task.add_done_callback(self._notes.discard)
 
@@ -249,7 +256,7 @@ class ClusterNode:
             except _DATABASE_ERRORS as problem:
                 if self.lease:
                     # The session is gone, and with it the lock: another node may hold it already.
-                    log.error("cluster node %s lost the mitigator lease: %s", self.node or "-", problem)
+                    log.error("cluster node %s lost the mitigator lease: %s", self.node, problem)
                     self.lease = self.service.drives_mitigator = False
                 if self._lease_connection is not None:
                     self._lease_connection.terminate()
@@ -261,7 +268,7 @@ class ClusterNode:
         await self.service.follow(self._catch_up)
         self.lease = True
         self.leases_taken += 1
-        log.warning("cluster node %s took the mitigator lease: re-applying what the database holds", self.node or "-")
+        log.warning("cluster node %s took the mitigator lease: re-applying what the database holds", self.node)
         await self.service.drive()
         for hook in self.on_lease:
             await hook()

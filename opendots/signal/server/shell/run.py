@@ -7,8 +7,6 @@ import contextlib
 import gc
 import inspect
 import logging
-import os
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -274,11 +272,11 @@ async def _join_cluster(config: ServerConfig, store: Any, service: SignalService
     if config.db_url is None:
         return None
     from opendots.signal.server.shell.cluster import ClusterNode
-    from opendots.store.postgres import PostgresSignalStore
+    from opendots.store.postgres import PostgresSignalStore, application_name
 
     if not isinstance(store, PostgresSignalStore):
         return None
-    cluster = ClusterNode(store, service, config.db_url, node=f"{socket.gethostname()}/{os.getpid()}")
+    cluster = ClusterNode(store, service, config.db_url, node=application_name())
     try:
         await cluster.start()
     except StoreError as error:
