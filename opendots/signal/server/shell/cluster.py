@@ -261,6 +261,8 @@ class ClusterNode:
                 if self._lease_connection is not None:
                     self._lease_connection.terminate()
                     self._lease_connection = None
+            except Exception:  # a mitigator that failed to start or restore: logged, the lease kept, tried on
+                log.exception("cluster node %s: taking over the mitigators failed", self.node)
             await asyncio.sleep(LEASE_RETRY)
 
     async def _take_lease(self) -> None:

@@ -152,7 +152,9 @@ async def start_signal_server(
         from opendots.app import open_signal_store
 
         store = await open_signal_store(config)
-        database = database or SqliteDatabase(config.db)  # the data channel's tables stay in SQLite (data_db)
+        # Started alone (not through opendots.app, which opens the data channel's PostgreSQL store), the data
+        # channel's tables are in the SQLite file data_db.
+        database = database or SqliteDatabase(config.db)
     owned = None  # the SQLite database to close on stop when the store does not
     if store is None:
         database = database or SqliteDatabase(config.db)
