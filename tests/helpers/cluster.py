@@ -53,7 +53,16 @@ async def start_node(pki: Path, name: str, url: str) -> Node:
     text = (pki / "server.toml").read_text()
     config.write_text(text.replace('admin_socket = "opendots-server.sock"', f'admin_socket = "{admin}"'))
     port = free_port()
-    flags = ["--no-tls", "--listen", "127.0.0.1", "--signal-port", str(port), "--db", url]
+    process = await start_server_process(config, port, url)
+    assert process.stderr is not None
+    asyncio.get_running_loop().create_task(_drain(process.stderr))  # a full pipe would block the server
+    return Node(name, process, port, admin)
+
+
+async def start_server_process(config: Path, port: int, db: str) -> asyncio.subprocess.Process:
+    """`opendots server -c CONFIG` on 127.0.0.1:PORT (DTLS only) with `--db DB`, the data channel on a free port;
+    returns once it says the data channel listens (a restart first logs what it restores)."""
+    flags = ["--no-tls", "--listen", "127.0.0.1", "--signal-port", str(port), "--db", db]
     flags += ["--data-port", str(free_port(socket.SOCK_STREAM))]
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -72,8 +81,7 @@ async def start_node(pki: Path, name: str, url: str) -> Node:
     while not lines or "data channel listening" not in lines[-1]:
         lines.append((await asyncio.wait_for(process.stderr.readline(), 30)).decode())
         assert lines[-1], "".join(lines)  # EOF: the server exited
-    asyncio.get_running_loop().create_task(_drain(process.stderr))  # a full pipe would block the server
-    return Node(name, process, port, admin)
+    return process
 
 
 async def _drain(stream: asyncio.StreamReader) -> None:

@@ -5,11 +5,8 @@ lost when the process is killed (SIGKILL) mid-way."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import socket
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,33 +19,13 @@ from opendots.config import ServerConfig, TlsFiles
 from opendots.model import decode_signal, encode_signal
 from opendots.transport import create_client_context
 from tests.conftest import free_port
-from tests.helpers import REPOSITORY
+from tests.helpers.cluster import start_server_process
 
 SCOPE = "ietf-dots-signal-channel:mitigation-scope"
 
 
 async def _start(config: Path, port: int, url: str) -> asyncio.subprocess.Process:
-    # The data channel runs too, on the SQLite file of server.toml's db (data_db), beside PostgreSQL.
-    data_port = str(free_port(socket.SOCK_STREAM))
-    flags = ["--no-tls", "--data-port", data_port, "--listen", "127.0.0.1", "--signal-port", str(port), "--db", url]
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "opendots",
-        "server",
-        "-c",
-        str(config),
-        *flags,
-        cwd=REPOSITORY,
-        env={**os.environ, "PYTHONPATH": str(REPOSITORY)},
-        stderr=subprocess.PIPE,
-    )
-    assert process.stderr is not None
-    lines = []  # a restart first logs what it restores
-    while not lines or "data channel listening" not in lines[-1]:
-        lines.append((await asyncio.wait_for(process.stderr.readline(), 30)).decode())
-        assert lines[-1], "".join(lines)  # EOF: the server exited
-    return process
+    return await start_server_process(config, port, url)
 
 
 class _Client:
