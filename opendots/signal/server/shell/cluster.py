@@ -118,8 +118,8 @@ class ClusterNode:
     async def settle(self, decide: Callable[[], Decision], mode: str) -> tuple[Response | None, list[Event]]:
         """Called by the service under its lock: decide on what the database holds, store, apply."""
         core = self.service.core
+        events: list[Event] = []
         try:
-            events: list[Event] = []
             if mode == "timer":
                 decision = decide()
                 if not decision.pending:  # heartbeats, announcements: nothing to store, nothing to lock
@@ -147,7 +147,7 @@ class ClusterNode:
         except StoreError as problem:  # before anything was decided: the database is out of reach
             log.error("cluster: %s", problem)
             await asyncio.sleep(FAILED_PAUSE)
-            return Response("5.03", diagnostic=UNSTORED), []
+            return Response("5.03", diagnostic=UNSTORED), events  # a timer step's heartbeats still go out
 
     def _feed(self, changed: db.Changed) -> list[Event]:
         core, now = self.service.core, self.service.clock()

@@ -129,3 +129,16 @@ async def test_counters_the_lease_holder_measures_reach_the_other_node(nodes):
             break
         await asyncio.sleep(0.05)
     assert b.service.core.table.get((client, 3)).counters == measured
+
+
+async def test_a_mitigation_request_the_database_cannot_take_is_refused_and_changes_nothing(nodes):
+    """Nothing is decided on a table that could not be brought up to date: 5.03 (RFC 9132 §4.4.1 lets the client
+    retry), memory as it was, the node still serving."""
+    a, _, cuids = nodes
+    client = cuids["client"]
+    a.store.pool.terminate()  # every connection of the node's pool gone, as when the database is unreachable
+    refused = await a.service.answer(_put(client, 8, "203.0.113.0/28"))
+    assert refused.code == "5.03"
+    assert a.service.core.mitigations() == []
+    listed = await a.service.answer(Request("GET", ("mitigate", f"cuid={client}"), peer=client))
+    assert listed.code == "5.03"
