@@ -13,6 +13,7 @@ import pytest
 
 from opendots.config import ServerConfig
 from opendots.model import decode_signal
+from tests.helpers.cli import invoke
 from tests.helpers.cluster import SCOPE, DotsClient, Node, start_node
 
 pytestmark = pytest.mark.timeout(180)
@@ -93,6 +94,8 @@ async def test_two_nodes_serve_one_set_of_mitigations_and_hand_over_the_mitigato
         status_b = await b.status()
         assert status_b["drives-mitigators"] and status_b["cluster"]["leases-taken"] == 1
         assert await _lease_pid(postgres_url) not in (None, holder)  # another session holds it now
+        shown = await asyncio.to_thread(invoke, "admin", "-c", str(pki_dir / "server-b.toml"), "status")
+        assert "holds the mitigator lease" in shown.output, shown.output
         # Nothing acknowledged is lost: B still serves A's mitigation and takes new requests.
         assert [e["mid"] for e in await client.entries(b, 5)] == [5]
         assert (await client.put(b, 6, "203.0.113.64/28")).code == aiocoap.CREATED
