@@ -85,6 +85,7 @@ _MIGRATIONS: list[str] = [
         mid bigint NOT NULL,
         at timestamptz NOT NULL DEFAULT now()
     );
+    CREATE INDEX signal_mitigation_changes_at ON signal_mitigation_changes (at);
     CREATE FUNCTION signal_mitigation_changed() RETURNS trigger LANGUAGE plpgsql AS $$
     DECLARE
         changed signal_mitigations;
