@@ -137,7 +137,8 @@ def test_db_upgrade_migrates_postgresql_and_the_data_channel_sqlite_file(tmp_pat
     config = str(tmp_path / "server.toml")
     result = invoke("db", "upgrade", "-c", config, "--db", postgres_url)
     assert result.exit_code == 0, result.output
-    assert f"signal {len(_MIGRATIONS)}" in result.output and "opendots.db: data_channel 1" in result.output
+    assert f"signal {len(_MIGRATIONS)}, data_channel 1" in result.output  # both components in PostgreSQL
+    assert "opendots.db: data_channel 1" in result.output
     assert "signal" not in result.output.splitlines()[-1]  # the signal tables are not in the SQLite file
     refused = invoke("db", "upgrade", "-c", config, "--db", "postgresql://dots:secret@127.0.0.1:1/dots")
     one_line_error(refused, EX_CONFIG, "postgresql://dots:***@127.0.0.1:1/dots")
