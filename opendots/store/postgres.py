@@ -99,7 +99,28 @@ _MIGRATIONS: list[str] = [
     END
     $$;
     CREATE TRIGGER signal_mitigations_changed AFTER INSERT OR UPDATE OR DELETE ON signal_mitigations
-        FOR EACH ROW EXECUTE FUNCTION signal_mitigation_changed()
+        FOR EACH ROW EXECUTE FUNCTION signal_mitigation_changed();
+    -- A node's locked decision in one round trip: wait for the (session) advisory lock LOCK_KEY, then read, with a
+    -- snapshot taken after the wait (a VOLATILE function's statements each take their own), every mitigation
+    -- changed after entry AFTER, once, as it is now (NULL columns: deleted), in the order of its last change.
+    CREATE FUNCTION signal_lock_and_read_changes(after bigint, lock_key bigint) RETURNS TABLE (
+        changed_seq bigint, changed_cuid text, changed_mid bigint, cuid text, mid bigint, client text, cdid text,
+        request json, lifetime bigint, status integer, started_at double precision, expires_at double precision,
+        terminating_until double precision, attack_status integer
+    ) LANGUAGE plpgsql VOLATILE AS $$
+    BEGIN
+        PERFORM pg_advisory_lock(lock_key);
+        RETURN QUERY
+            WITH changed AS (
+                SELECT max(c.seq) AS seq, c.cuid, c.mid FROM signal_mitigation_changes c WHERE c.seq > after
+                GROUP BY c.cuid, c.mid
+            )
+            SELECT changed.seq, changed.cuid, changed.mid, m.cuid, m.mid, m.client, m.cdid, m.request, m.lifetime,
+                m.status, m.started_at, m.expires_at, m.terminating_until, m.attack_status
+            FROM changed LEFT JOIN signal_mitigations m ON m.cuid = changed.cuid AND m.mid = changed.mid
+            ORDER BY changed.seq;
+    END
+    $$
     """,
 ]
 
@@ -256,20 +277,8 @@ class PostgresSignalStore:
         if not changes:
             return
         try:
-            single = single_mitigation(changes)
-            if single is not None:
-                # The common requests (a create, a refresh): one statement, atomic in its own implicit transaction,
-                # without the round trips of BEGIN and COMMIT. A renewal of a row that is not there (it changed
-                # nothing) is written whole instead.
-                record, renewed = single
-                async with self.pool.acquire(timeout=self.timeout) as connection:
-                    if not renewed or await connection.execute(_RENEW_MITIGATION, *renewal_row(record)) != "UPDATE 1":
-                        await connection.execute(_PUT_MITIGATION, *mitigation_row(record))
-                return
-            # Serialised before the transaction: a value that is not JSON is a bug (TypeError), found before any write.
-            rows = _Rows(changes)
-            async with self.pool.acquire(timeout=self.timeout) as connection, connection.transaction():
-                await write(connection, changes, rows)
+            async with self.pool.acquire(timeout=self.timeout) as connection:
+                await write_committed(connection, changes)
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as problem:
             raise StoreError(f"PostgreSQL: {problem or type(problem).__name__}") from problem
 
@@ -294,6 +303,21 @@ class _Rows:
         self.configs = [(c.client, json.dumps(c.config)) for c in changes.put_session_configs]
         self.setups = [(t.cuid, t.tsid, t.client, json.dumps(t.setup)) for t in changes.put_telemetry_setups]
         self.reports = [(r.cuid, r.tmid, r.client, json.dumps(r.entries)) for r in changes.put_telemetry_reports]
+
+
+async def write_committed(connection: asyncpg.Connection, changes: SignalChanges) -> None:
+    """CHANGES made durable on CONNECTION (no transaction open): the common requests (a create, a refresh) as one
+    statement, atomic in its own implicit transaction, without the round trips of BEGIN and COMMIT (a renewal of a
+    row that is not there, which changed nothing, is written whole instead); anything else in one transaction."""
+    single = single_mitigation(changes)
+    if single is not None:
+        record, renewed = single
+        if not renewed or await connection.execute(_RENEW_MITIGATION, *renewal_row(record)) != "UPDATE 1":
+            await connection.execute(_PUT_MITIGATION, *mitigation_row(record))
+        return
+    rows = _Rows(changes)  # serialised before the transaction: a value that is not JSON (a bug) writes nothing
+    async with connection.transaction():
+        await write(connection, changes, rows)
 
 
 async def write(connection: asyncpg.Connection, changes: SignalChanges, rows: _Rows | None = None) -> None:

@@ -3,11 +3,12 @@ writes take, and the mitigator lease.
 
 - Every write to `signal_mitigations` appends the row's key to `signal_mitigation_changes` and NOTIFYs the key on
   channel `opendots_mitigations` (a trigger, migration 3 of opendots.store.postgres), whichever node writes it.
-- A node that decides a mitigation write first takes WRITE_LOCK (a transaction-scoped advisory lock), then reads
-  the rows changed since the last change it saw (`changes_since`), feeds them to its core, decides, writes and
-  commits in that one transaction. Cluster-wide, mitigation writes are therefore serialised, and every decision is
-  taken on the database's current rows: 'mid' rules and conflicts between clients (whose scopes may overlap
-  whatever their names) hold across nodes by construction. The change log's entries commit in `seq` order.
+- A node that decides a mitigation write first takes WRITE_LOCK (a session advisory lock, released once the
+  decision is stored), reads the rows changed since the last change it saw (both in one round trip, a function of
+  migration 3), feeds them to its core, decides and stores. Cluster-wide, mitigation writes are therefore
+  serialised, and every decision is taken on the database's current rows: 'mid' rules and conflicts between
+  clients (whose scopes may overlap whatever their names) hold across nodes by construction. The change log's
+  entries commit in `seq` order.
 - The mitigator lease is LEASE_LOCK, a session advisory lock held on a connection of its own: PostgreSQL drops it
   when that session ends (process killed: at once; host gone: after the TCP keepalives set here, ~5 s).
 - Counters measured by the lease holder's mitigators are not stored: they are NOTIFYed on `opendots_counters`.
@@ -24,7 +25,7 @@ from typing import Any
 import asyncpg
 
 from opendots.domain import Counters
-from opendots.store.postgres import TIMEOUT, PostgresSignalStore, application_name, write
+from opendots.store.postgres import TIMEOUT, PostgresSignalStore, application_name, write_committed
 from opendots.store.records import MitigationRecord, SignalChanges, StoreError
 from opendots.store.signal import mitigation_record
 
@@ -49,8 +50,8 @@ _CHANGED_ROWS = """
     ORDER BY changed.seq
 """
 _LAST_SEQ = "SELECT coalesce(max(seq), 0) FROM signal_mitigation_changes"
-# One round trip (a simple query of two statements) to open the transaction and wait for the lock.
-_BEGIN_LOCKED = f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})"
+_LOCK_AND_READ = "SELECT * FROM signal_lock_and_read_changes($1, $2)"
+_UNLOCK_AT_LAST_SEQ = f"SELECT ({_LAST_SEQ}), pg_advisory_unlock($1)"
 
 
 def _changed(rows: list[asyncpg.Record]) -> Changed:
@@ -77,50 +78,61 @@ async def everything(connection: asyncpg.Connection) -> tuple[int, list[Mitigati
 @dataclass
 class ExclusiveWrite:
     """A decision taken under WRITE_LOCK: `changed` (what other nodes wrote since this node last looked) is fed to
-    the core before it decides; `apply` writes the decision's changes and commits (the AsyncSignalStore the shell
-    settles with). Without a call to `apply`, leaving the block commits nothing and releases the lock."""
+    the core before it decides; `apply` stores the decision's changes and releases the lock (the AsyncSignalStore
+    the shell settles with). Without a call to `apply`, leaving the block stores nothing and releases the lock."""
 
     connection: asyncpg.Connection
     seen: int
     changed: Changed = field(default_factory=list)
     committed: bool = False
+    locked: bool = True
 
     async def apply(self, changes: SignalChanges) -> None:
         try:
-            if changes:
-                await write(self.connection, changes)
-            # Nothing else writes while the lock is held: every change after `seen` up to here is this one's.
-            seen = await self.connection.fetchval(_LAST_SEQ)
-            await self.connection.execute("COMMIT")
-            self.committed, self.seen = True, seen
+            await write_committed(self.connection, changes)
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as problem:
             raise StoreError(f"PostgreSQL: {problem or type(problem).__name__}") from problem
+        self.committed = True  # durable: what follows only tells where the log is, and lets the others go on
+        try:
+            # Nothing else wrote while the lock was held: every log entry after `seen` up to here is this write's.
+            row = await self.connection.fetchrow(_UNLOCK_AT_LAST_SEQ, WRITE_LOCK)
+            self.seen, self.locked = row[0], False
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError):
+            pass  # the exit ends the session (which releases the lock); the next read takes this write back
+
+
+async def _release(write_: ExclusiveWrite) -> None:
+    """Release WRITE_LOCK, or end the session holding it: a session lock must never outlive the decision."""
+    if write_.locked and not write_.connection.is_closed():
+        try:
+            await write_.connection.fetchval("SELECT pg_advisory_unlock($1)", WRITE_LOCK)
+            write_.locked = False
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError):
+            pass
+    if write_.locked:
+        write_.connection.terminate()
 
 
 @contextlib.asynccontextmanager
 async def exclusive(store: PostgresSignalStore, seen: int) -> AsyncIterator[ExclusiveWrite]:
-    """WRITE_LOCK taken in a transaction of its own, and what changed after SEEN read in it (StoreError when the
-    database cannot be reached: nothing is decided then)."""
+    """WRITE_LOCK taken (a session lock: a create or a refresh then commits in one statement of its own), and what
+    changed after SEEN read once it is held, in one round trip (StoreError when the database cannot be reached:
+    nothing is decided then). The lock is released on the way out, or its session ended."""
     try:
         connection = await store.pool.acquire(timeout=store.timeout)
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as problem:
         raise StoreError(f"PostgreSQL: {problem or type(problem).__name__}") from problem
+    write_ = ExclusiveWrite(connection, seen)
     try:
         try:
-            await connection.execute(_BEGIN_LOCKED)
-            seen, changed = await changes_since(connection, seen)
+            rows = await connection.fetch(_LOCK_AND_READ, seen, WRITE_LOCK)
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as problem:
-            with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
-                await connection.execute("ROLLBACK")
             raise StoreError(f"PostgreSQL: {problem or type(problem).__name__}") from problem
-        write_ = ExclusiveWrite(connection, seen, changed)
-        try:
-            yield write_
-        finally:
-            if not write_.committed and not connection.is_closed():
-                with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
-                    await connection.execute("ROLLBACK")
+        write_.changed = _changed(rows)
+        write_.seen = max(seen, rows[-1]["changed_seq"]) if rows else seen
+        yield write_
     finally:
+        await _release(write_)
         await store.pool.release(connection)
 
 
