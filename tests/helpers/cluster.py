@@ -44,6 +44,7 @@ class Node:
         if self.process.returncode is None:
             self.process.terminate()
             await asyncio.wait_for(self.process.wait(), 20)
+        self.admin.unlink(missing_ok=True)  # left behind by a node killed with SIGKILL
 
 
 async def start_node(pki: Path, name: str, url: str) -> Node:
