@@ -262,6 +262,7 @@ class SqliteDataChannelStore:
             ("data_clients", "cuid"),
             ("data_aliases", "cuid, name"),
             ("data_acls", "cuid, position, name"),
+            ("data_vendor_mappings", "cuid"),
         ):
             for row in self._sql.execute(f"SELECT * FROM {table} ORDER BY {order}"):
                 yield f"{table} {json.dumps(dict(row), sort_keys=True)}"
