@@ -156,6 +156,16 @@ class GatewayProcess:
             interval=0.1,
         )
 
+    def fast_heartbeats(self) -> None:
+        """The upstream session's heartbeats every second (RFC 9132 §4.5: the gateway's agent asks
+        its server, as any client does; 3 missed = lost), so that a stopped upstream server is noticed in seconds."""
+        from opendots.signal.client.shell.control import ControlClient
+
+        fast = {"heartbeat_interval": 1, "missing_hb_allowed": 3}
+        with ControlClient(self.admin_socket, timeout=10.0) as control:
+            answer = control.config_set(idle=fast, mitigating=fast)
+        assert answer.get("code") == "2.01", answer
+
     def status(self) -> dict[str, Any] | None:
         from opendots.signal.client.shell.control import ControlClient, ControlError
 

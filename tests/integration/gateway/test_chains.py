@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from opendots.lab.processes import ProcessStack
+from opendots.lab.processes import ProcessStack, wait_for
 from opendots.signal.client.shell.control import ControlClient
 from tests.helpers.gateway import GatewayProcess, point_agent_at, trust
 
@@ -30,8 +30,8 @@ def server_mitigations(stack: ProcessStack) -> list[dict]:
         return admin.call("mitigations")["mitigations"]
 
 
-def mitigate(stack: ProcessStack, prefix: str, *extra: str) -> dict:
-    result = stack.cli("client", "mitigate", "--target-prefix", prefix, "--json", *extra)
+def mitigate(stack: ProcessStack, prefix: str, *extra: str, oneshot: bool = False) -> dict:
+    result = stack.cli("client", "mitigate", "--target-prefix", prefix, "--json", *extra, oneshot=oneshot)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -62,5 +62,140 @@ def test_a_client_domain_gateway_relays_an_agents_mitigation_under_its_own_cuid_
         ]
         entries = stack.status_entries()
         assert [entry["mid"] for entry in entries] == [40]
+        # A gateway restart keeps the mapping (SQLite): the same downstream mid still reaches the same upstream one.
+        gateway.stop()
+        gateway.start()
+        status = gateway.status()
+        assert status is not None and [link["upstream"] for link in status["links"]] == [
+            f"cuid={gateway.cuid}/mid={upstream_mid}"
+        ]
+        # (one-shot: the agent would first have to notice that its DTLS session died with the old process)
+        mitigate(stack, "203.0.113.7/32", "--mid", "40", "--lifetime", "600", oneshot=True)
+        assert [(m["mid"], m["lifetime"] <= 600) for m in server_mitigations(stack)] == [(upstream_mid, True)]
+    finally:
+        gateway.stop()
+
+
+def test_downstream_observers_are_notified_of_upstream_status_changes_through_a_client_domain_gateway(
+    stack: ProcessStack,
+) -> None:
+    """RFC 9132 §4.4.2.1 through a gateway: the agent's Observe registration is relayed, and a status the server
+    reports for the gateway's upstream mid reaches the agent under its own mid."""
+    gateway = GatewayProcess(stack.directory, "gw1", "client-domain")
+    gateway.upstream_to(stack.port)
+    gateway.serve(stack.server_config.clients[0])
+    trust(stack, gateway.authorization())
+    point_agent_at(stack, gateway.port)
+    try:
+        stack.start_server()
+        gateway.start()
+        stack.start_agent()
+        mitigate(stack, "203.0.113.9/32", "--mid", "7")
+        wait_for(lambda: (s := gateway.status()) and s["observers"] == 1, 20, "the relayed observation")
+        upstream_mid = server_mitigations(stack)[0]["mid"]
+        assert stack.server_config.admin_socket is not None
+        with ControlClient(stack.server_config.admin_socket, timeout=10.0) as admin:
+            admin.call("report-status", client="gw1", mid=upstream_mid, status="attack-successfully-mitigated")
+
+        def agent_status() -> str | None:
+            with stack.control() as control:
+                records = control.status(7)["mitigations"]
+            return records[0]["status"] if records else None
+
+        assert wait_for(lambda: agent_status() == "attack-successfully-mitigated", 20, "the notification at the agent")
+    finally:
+        gateway.stop()
+
+
+def test_a_server_domain_gateway_relays_with_the_clients_cdid_which_the_server_honours_for_a_trusted_gateway(
+    stack: ProcessStack,
+) -> None:
+    """RFC 9132 §4.4.1.2: the 'cdid' is the SPKI hash of the downstream client's certificate; the server keeps it
+    because the gateway is marked `gateway = true` in its [[clients]]."""
+    gateway = GatewayProcess(stack.directory, "sgw", "server-domain")
+    gateway.upstream_to(stack.port)
+    gateway.serve(stack.server_config.clients[0])
+    # The server knows only the gateway: the client's cuid reaches it through the gateway alone.
+    stack.server_config.clients.clear()
+    trust(stack, gateway.authorization(gateway=True))
+    point_agent_at(stack, gateway.port)
+    try:
+        stack.start_server()
+        gateway.start()
+        stack.start_agent()
+        mitigate(stack, "198.51.100.4/32", "--mid", "12")
+        held = server_mitigations(stack)
+        assert [(m["client"], m["cuid"], m["mid"], m.get("cdid")) for m in held] == [
+            ("sgw", stack.cuid, 12, stack.cuid)
+        ]
+        assert [entry["mid"] for entry in stack.status_entries()] == [12]
+    finally:
+        gateway.stop()
+
+
+def test_two_gateways_in_a_loop_answer_5_08_naming_both_instead_of_relaying_until_the_lifetime_ends(
+    stack: ProcessStack,
+) -> None:
+    """RFC 8768 §3-§4: each gateway decrements the Hop-Limit, the one that exhausts it answers 5.08 with its
+    identifier, the other prepends its own; the gateway that finds itself named does not relay it further and
+    logs the loop."""
+    first = GatewayProcess(stack.directory, "gw1", "client-domain")
+    second = GatewayProcess(stack.directory, "gw2", "client-domain")
+    first.upstream_to(second.port)
+    second.upstream_to(first.port)
+    first.serve(stack.server_config.clients[0], second.authorization())
+    second.serve(first.authorization())
+    point_agent_at(stack, first.port)
+    try:
+        first.start(wait_upstream=False)
+        second.start()
+        first.wait_upstream(True)
+        stack.start_agent()
+        result = stack.cli("client", "mitigate", "--target-prefix", "192.0.2.1/32", "--mid", "3")
+        assert result.returncode != 0
+        assert "5.08" in result.stderr, result.stderr
+        named = result.stderr.split("5.08", 1)[1]
+        assert "gw1" in named and "gw2" in named, result.stderr
+        loops = [gw for gw in (first, second) if "DOTS gateway loop" in gw.log()]
+        assert loops, "no gateway logged the loop"
+        counters = [(gw.status() or {}).get("counters", {}) for gw in (first, second)]
+        assert sum(c.get("hop-limit-reached", 0) for c in counters) == 1
+        assert sum(c.get("loops-detected", 0) for c in counters) >= 1
+        assert all(not (gw.status() or {}).get("links") for gw in (first, second))
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_upstream_loss_answers_5_03_and_the_mitigation_is_re_established_on_a_restarted_server(
+    stack: ProcessStack,
+) -> None:
+    """The upstream server stops: downstream requests get 5.03 with Max-Age; it comes back with an empty database
+    and the gateway PUTs the accepted mitigation again (the agent's own session never broke)."""
+    gateway = GatewayProcess(stack.directory, "gw1", "client-domain")
+    gateway.upstream_to(stack.port)
+    gateway.serve(stack.server_config.clients[0])
+    trust(stack, gateway.authorization())
+    point_agent_at(stack, gateway.port)
+    try:
+        stack.start_server()
+        gateway.start()
+        stack.start_agent()
+        gateway.fast_heartbeats()
+        mitigate(stack, "203.0.113.20/32", "--mid", "5")
+        upstream_mid = server_mitigations(stack)[0]["mid"]
+        stack.stop_server()
+        gateway.wait_upstream(False)
+        refused = stack.cli("client", "mitigate", "--target-prefix", "203.0.113.21/32", "--mid", "6")
+        assert refused.returncode != 0 and "5.03" in refused.stderr, refused.stderr
+        for stale in stack.directory.glob("opendots.db*"):
+            stale.unlink()
+        stack.start_server()
+        gateway.wait_upstream(True)
+        held = wait_for(lambda: server_mitigations(stack), 20, "the re-established mitigation")
+        assert [(m["client"], m["mid"]) for m in held] == [("gw1", upstream_mid)]
+        status = gateway.status()
+        assert status is not None and status["counters"].get("reestablished") == 1
+        assert [entry["mid"] for entry in stack.status_entries()] == [5]
     finally:
         gateway.stop()
