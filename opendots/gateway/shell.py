@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 WELL_KNOWN_DOTS = (".well-known", "dots")
 RELAYED = ("mitigate", "tm-setup", "tm")  # RFC 9244 resources reach the relay too, which says they are not relayed
 _METHODS = {"GET": aiocoap.GET, "PUT": aiocoap.PUT, "DELETE": aiocoap.DELETE}
+REREGISTER_DELAY = 1.0  # seconds before a relayed observation is registered upstream again
 
 
 class UpstreamUnavailable(Exception):
@@ -93,6 +94,12 @@ class RelayResource:
     async def render_to_pipe(self, pipe: Any) -> None:
         request = pipe.request
         gateway = self.gateway
+        if request.opt.block1 is not None or request.opt.block2 is not None:
+            # Mitigation bodies fit one message; a block-wise body is not reassembled here, so it is refused whole
+            # (RFC 7959 §2.9.3: 4.13) rather than relayed in part.
+            refusal = Reply.error("4.13", "this DOTS gateway relays whole messages only (no block-wise transfer)")
+            pipe.add_response(to_message(refusal), is_last=True)
+            return
         inbound = gateway.inbound(request)
         if isinstance(inbound, Reply):
             pipe.add_response(to_message(inbound), is_last=True)
@@ -140,6 +147,7 @@ class RelayResource:
                     if number == 0:
                         pipe.add_response(to_message(gateway.core.failed(sent, str(error))), is_last=True)
                         return
+                await asyncio.sleep(REREGISTER_DELAY)  # not a busy loop if the upstream keeps failing at once
                 await gateway.upstream_ready()
         finally:
             self.observers -= 1
@@ -376,7 +384,6 @@ class Gateway:
         was = self.core.upstream_up
         self.core.upstream_changed(up)
         if up and not was:
-            self._up.set()
             self._spawn(self._reestablish())
         elif not up and was:
             self._up.clear()
@@ -395,6 +402,10 @@ class Gateway:
             else:
                 log.warning("could not re-establish %s for %s: %s %s", "/".join(sent.path), sent.client,
                             reply.code, reply.diagnostic)  # fmt: skip
+        # Relayed observations register again only now: a GET before its mitigation is back would find 4.04 upstream,
+        # and the observer would take its mitigation for gone.
+        if self.core.upstream_up:
+            self._up.set()
 
     async def _expiry(self) -> None:
         while True:

@@ -15,6 +15,7 @@ import json
 import signal
 import subprocess
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -207,3 +208,31 @@ def trust(stack: Any, *clients: ClientAuthorization) -> None:
     """Add CLIENTS to the stack server's [[clients]] (before it starts)."""
     stack.server_config.clients.extend(clients)
     stack.server_config.save(stack.server_config_path)
+
+
+def in_front_of(
+    stack: Any, kind: str, name: str = "gw1", *, only_gateway: bool = False, extra: dict[str, Any] | None = None
+) -> GatewayProcess:
+    """A gateway of KIND between the stack's agent and its server, serving the agent's client; the server trusts it
+    (as a server-domain gateway when KIND says so). ONLY_GATEWAY: the server knows the gateway alone, not the
+    client behind it."""
+    gateway = GatewayProcess(stack.directory, name, kind, extra=extra)
+    gateway.upstream_to(stack.port)
+    gateway.serve(stack.server_config.clients[0])
+    if only_gateway:
+        stack.server_config.clients.clear()
+    trust(stack, gateway.authorization(gateway=kind == "server-domain"))
+    point_agent_at(stack, gateway.port)
+    return gateway
+
+
+@contextlib.contextmanager
+def chain_running(stack: Any, gateway: GatewayProcess) -> Iterator[GatewayProcess]:
+    """Server, gateway, then agent started; the gateway stopped at the end (the stack stops the rest)."""
+    try:
+        stack.start_server()
+        gateway.start()
+        stack.start_agent()
+        yield gateway
+    finally:
+        gateway.stop()

@@ -4,15 +4,16 @@ RFC 9132 §4.4.1, RFC 8768)."""
 from __future__ import annotations
 
 import json
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from opendots.lab.processes import ProcessStack, wait_for
+from opendots.lab.processes import ProcessStack, free_udp_tcp_port, wait_for
 from opendots.signal.client.shell.control import ControlClient
-from tests.helpers.gateway import GatewayProcess, point_agent_at, trust
+from tests.helpers.gateway import GatewayProcess, chain_running, in_front_of, point_agent_at
 
 
 @pytest.fixture
@@ -41,15 +42,8 @@ def test_a_client_domain_gateway_relays_an_agents_mitigation_under_its_own_cuid_
 ) -> None:
     """RFC 9132 §4.4.1: a client-domain gateway aggregates its clients upstream under one cuid; the client sees its
     own mid, the server the gateway's."""
-    gateway = GatewayProcess(stack.directory, "gw1", "client-domain")
-    gateway.upstream_to(stack.port)
-    gateway.serve(stack.server_config.clients[0])
-    trust(stack, gateway.authorization())
-    point_agent_at(stack, gateway.port)
-    try:
-        stack.start_server()
-        gateway.start()
-        stack.start_agent()
+    gateway = in_front_of(stack, "client-domain")
+    with chain_running(stack, gateway):
         answer = mitigate(stack, "203.0.113.7/32", "--mid", "40")
         print(answer)
         held = server_mitigations(stack)
@@ -72,24 +66,16 @@ def test_a_client_domain_gateway_relays_an_agents_mitigation_under_its_own_cuid_
         # (one-shot: the agent would first have to notice that its DTLS session died with the old process)
         mitigate(stack, "203.0.113.7/32", "--mid", "40", "--lifetime", "600", oneshot=True)
         assert [(m["mid"], m["lifetime"] <= 600) for m in server_mitigations(stack)] == [(upstream_mid, True)]
-    finally:
-        gateway.stop()
 
 
 def test_downstream_observers_are_notified_of_upstream_status_changes_through_a_client_domain_gateway(
     stack: ProcessStack,
 ) -> None:
     """RFC 9132 §4.4.2.1 through a gateway: the agent's Observe registration is relayed, and a status the server
-    reports for the gateway's upstream mid reaches the agent under its own mid."""
-    gateway = GatewayProcess(stack.directory, "gw1", "client-domain")
-    gateway.upstream_to(stack.port)
-    gateway.serve(stack.server_config.clients[0])
-    trust(stack, gateway.authorization())
-    point_agent_at(stack, gateway.port)
-    try:
-        stack.start_server()
-        gateway.start()
-        stack.start_agent()
+    reports for the gateway's upstream mid reaches the agent under its own mid; the metrics count it."""
+    metrics_port = free_udp_tcp_port()
+    gateway = in_front_of(stack, "client-domain", extra={"metrics": f"127.0.0.1:{metrics_port}"})
+    with chain_running(stack, gateway):
         mitigate(stack, "203.0.113.9/32", "--mid", "7")
         wait_for(lambda: (s := gateway.status()) and s["observers"] == 1, 20, "the relayed observation")
         upstream_mid = server_mitigations(stack)[0]["mid"]
@@ -103,8 +89,11 @@ def test_downstream_observers_are_notified_of_upstream_status_changes_through_a_
             return records[0]["status"] if records else None
 
         assert wait_for(lambda: agent_status() == "attack-successfully-mitigated", 20, "the notification at the agent")
-    finally:
-        gateway.stop()
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as answer:
+            metrics = answer.read().decode()
+        assert 'opendots_gateway_links{kind="client-domain"} 1.0' in metrics
+        assert "opendots_gateway_observers 1.0" in metrics and "opendots_gateway_upstream_up 1.0" in metrics
+        assert 'opendots_gateway_requests_total{outcome="relayed"}' in metrics
 
 
 def test_a_server_domain_gateway_relays_with_the_clients_cdid_which_the_server_honours_for_a_trusted_gateway(
@@ -112,25 +101,15 @@ def test_a_server_domain_gateway_relays_with_the_clients_cdid_which_the_server_h
 ) -> None:
     """RFC 9132 §4.4.1.2: the 'cdid' is the SPKI hash of the downstream client's certificate; the server keeps it
     because the gateway is marked `gateway = true` in its [[clients]]."""
-    gateway = GatewayProcess(stack.directory, "sgw", "server-domain")
-    gateway.upstream_to(stack.port)
-    gateway.serve(stack.server_config.clients[0])
     # The server knows only the gateway: the client's cuid reaches it through the gateway alone.
-    stack.server_config.clients.clear()
-    trust(stack, gateway.authorization(gateway=True))
-    point_agent_at(stack, gateway.port)
-    try:
-        stack.start_server()
-        gateway.start()
-        stack.start_agent()
+    gateway = in_front_of(stack, "server-domain", "sgw", only_gateway=True)
+    with chain_running(stack, gateway):
         mitigate(stack, "198.51.100.4/32", "--mid", "12")
         held = server_mitigations(stack)
         assert [(m["client"], m["cuid"], m["mid"], m.get("cdid")) for m in held] == [
             ("sgw", stack.cuid, 12, stack.cuid)
         ]
         assert [entry["mid"] for entry in stack.status_entries()] == [12]
-    finally:
-        gateway.stop()
 
 
 def test_two_gateways_in_a_loop_answer_5_08_naming_both_instead_of_relaying_until_the_lifetime_ends(
@@ -172,15 +151,8 @@ def test_upstream_loss_answers_5_03_and_the_mitigation_is_re_established_on_a_re
 ) -> None:
     """The upstream server stops: downstream requests get 5.03 with Max-Age; it comes back with an empty database
     and the gateway PUTs the accepted mitigation again (the agent's own session never broke)."""
-    gateway = GatewayProcess(stack.directory, "gw1", "client-domain")
-    gateway.upstream_to(stack.port)
-    gateway.serve(stack.server_config.clients[0])
-    trust(stack, gateway.authorization())
-    point_agent_at(stack, gateway.port)
-    try:
-        stack.start_server()
-        gateway.start()
-        stack.start_agent()
+    gateway = in_front_of(stack, "client-domain")
+    with chain_running(stack, gateway):
         gateway.fast_heartbeats()
         mitigate(stack, "203.0.113.20/32", "--mid", "5")
         upstream_mid = server_mitigations(stack)[0]["mid"]
@@ -197,5 +169,3 @@ def test_upstream_loss_answers_5_03_and_the_mitigation_is_re_established_on_a_re
         status = gateway.status()
         assert status is not None and status["counters"].get("reestablished") == 1
         assert [entry["mid"] for entry in stack.status_entries()] == [5]
-    finally:
-        gateway.stop()
