@@ -4,6 +4,7 @@ RFC 9132 §4.4.1, RFC 8768)."""
 from __future__ import annotations
 
 import json
+import subprocess
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -11,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from opendots.lab.processes import ProcessStack, free_udp_tcp_port, wait_for
+from opendots.lab.processes import ProcessStack, free_udp_tcp_port, opendots_argv, wait_for
 from opendots.signal.client.shell.control import ControlClient
 from tests.helpers.gateway import GatewayProcess, chain_running, in_front_of, point_agent_at
+from tests.helpers.signal_harness import SCOPE
 
 
 @pytest.fixture
@@ -45,7 +47,7 @@ def test_a_client_domain_gateway_relays_an_agents_mitigation_under_its_own_cuid_
     gateway = in_front_of(stack, "client-domain")
     with chain_running(stack, gateway):
         answer = mitigate(stack, "203.0.113.7/32", "--mid", "40")
-        print(answer)
+        assert answer[SCOPE]["scope"][0]["mid"] == 40
         held = server_mitigations(stack)
         assert [(m["client"], m["cuid"]) for m in held] == [("gw1", gateway.cuid)]
         upstream_mid = held[0]["mid"]
@@ -56,6 +58,12 @@ def test_a_client_domain_gateway_relays_an_agents_mitigation_under_its_own_cuid_
         ]
         entries = stack.status_entries()
         assert [entry["mid"] for entry in entries] == [40]
+        shown = subprocess.run(
+            opendots_argv("gateway", "status", "--config", str(gateway.config_path)),
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        assert shown.returncode == 0, shown.stderr
+        assert f"cuid={stack.cuid}/mid=40 -> cuid={gateway.cuid}/mid={upstream_mid}" in shown.stdout
         # A gateway restart keeps the mapping (SQLite): the same downstream mid still reaches the same upstream one.
         gateway.stop()
         gateway.start()
