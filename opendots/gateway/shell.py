@@ -26,7 +26,7 @@ from aiocoap.numbers.codes import Code
 from aiocoap.numbers.types import NON
 
 from opendots.gateway.config import GatewayConfig
-from opendots.gateway.relay import DOTS_CBOR, Inbound, Outbound, RelayCore, RelaySettings, Reply
+from opendots.gateway.relay import DOTS_CBOR, ENDED, Inbound, Outbound, RelayCore, RelaySettings, Reply
 from opendots.pki.cuid import cuid_from_certificate
 from opendots.signal.client.shell.agent import ClientAgent
 from opendots.signal.client.shell.settings import AgentSettings
@@ -279,6 +279,9 @@ class Gateway:
         if config.admin_socket is not None:
             config.upstream.control_socket = config.admin_socket
         self.upstream = UpstreamAgent(self, config.upstream, AgentSettings.from_config(config.upstream), clock=clock)
+        # The relayed mitigations are the upstream session's: mitigating-config and §4.7's keep-the-session rule
+        # apply while any is held, as for a client's own.
+        self.upstream.core.relaying = lambda: any(link.status not in ENDED for link in self.core.links.values())
         self.server: RunningSignalServer | None = None
         self.metrics: Any = None
         self._up = asyncio.Event()

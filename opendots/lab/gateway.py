@@ -109,7 +109,13 @@ class GatewayProcess:
             signal_port=self.upstream_port,
             transport=self.transport,  # type: ignore[arg-type]
             control_socket=self.admin_socket,
-            agent={**LAB_AGENT_SETTINGS, "state_file": str(self.directory / f"{self.name}-agent.db")},
+            # The upstream request timeout below the downstream agents' (8 s): a request the upstream leaves
+            # unanswered gets the gateway's 5.03 before the client gives up on its own.
+            agent={
+                **LAB_AGENT_SETTINGS,
+                "request_timeout": 3.0,
+                "state_file": str(self.directory / f"{self.name}-agent.db"),
+            },
         )
         upstream.save(self.directory / f"{self.name}-upstream.toml")
         table: dict[str, Any] = {

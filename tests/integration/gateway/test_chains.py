@@ -154,26 +154,44 @@ def test_two_gateways_in_a_loop_answer_5_08_naming_both_instead_of_relaying_unti
         second.stop()
 
 
-def test_upstream_loss_answers_5_03_and_the_mitigation_is_re_established_on_a_restarted_server(
+def test_a_lost_upstream_session_is_answered_5_03_with_max_age_until_it_is_back(stack: ProcessStack) -> None:
+    """No mitigation held: missed heartbeats end the upstream session (RFC 9132 §4.7) and the gateway answers
+    downstream requests 5.03 at once (the server side is unavailable, §4.4.1) until a new session is up."""
+    gateway = in_front_of(stack, "client-domain")
+    with chain_running(stack, gateway):
+        gateway.fast_heartbeats()
+        stack.stop_server()
+        gateway.wait_upstream(False)
+        refused = stack.cli("client", "mitigate", "--target-prefix", "203.0.113.21/32", "--mid", "6")
+        assert refused.returncode != 0 and "5.03" in refused.stderr, refused.stderr
+        status = gateway.status()
+        assert status is not None and status["counters"].get("upstream-down") == 1
+        stack.start_server()
+        gateway.wait_upstream(True)
+        assert mitigate(stack, "203.0.113.21/32", "--mid", "8")[SCOPE]["scope"][0]["mid"] == 8
+
+
+def test_under_a_relayed_mitigation_the_upstream_session_is_kept_and_the_mitigation_re_established_on_a_new_one(
     stack: ProcessStack,
 ) -> None:
-    """The upstream server stops: downstream requests get 5.03 with Max-Age; it comes back with an empty database
-    and the gateway PUTs the accepted mitigation again (the agent's own session never broke)."""
+    """With a relayed mitigation the gateway's upstream leg is mitigating: missed heartbeats do not end its session
+    but start a new one alongside (RFC 9132 §4.7); meanwhile an unanswered request gets 5.03. The server comes back
+    with an empty database and the gateway PUTs the accepted mitigation again on the new session (the agent's own
+    session with the gateway never broke, so the agent re-created nothing)."""
     gateway = in_front_of(stack, "client-domain")
     with chain_running(stack, gateway):
         gateway.fast_heartbeats()
         mitigate(stack, "203.0.113.20/32", "--mid", "5")
         upstream_mid = server_mitigations(stack)[0]["mid"]
         stack.stop_server()
-        gateway.wait_upstream(False)
         refused = stack.cli("client", "mitigate", "--target-prefix", "203.0.113.21/32", "--mid", "6")
         assert refused.returncode != 0 and "5.03" in refused.stderr, refused.stderr
         for stale in stack.directory.glob("opendots.db*"):
             stale.unlink()
         stack.start_server()
-        gateway.wait_upstream(True)
-        held = wait_for(lambda: server_mitigations(stack), 20, "the re-established mitigation")
+        held = wait_for(lambda: server_mitigations(stack), 30, "the re-established mitigation")
         assert [(m["client"], m["mid"]) for m in held] == [("gw1", upstream_mid)]
         status = gateway.status()
         assert status is not None and status["counters"].get("reestablished") == 1
+        assert status["upstream"]["sessions-established"] == 2
         assert [entry["mid"] for entry in stack.status_entries()] == [5]
