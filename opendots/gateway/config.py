@@ -13,6 +13,7 @@ the downstream DOTS server side and a client.toml for the upstream DOTS client s
     retry_after = 30                # Max-Age of the 5.03 answered while the upstream server is unreachable
     admin_socket = "gateway.sock"   # `opendots gateway status`; default: the upstream file's control_socket
     metrics = "127.0.0.1:9465"      # Prometheus endpoint (optional)
+    data_channel = false            # server-domain: relay RFC 8783 on the downstream data_port (data_relay.py)
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ KEYS = (
     "retry_after",
     "admin_socket",
     "metrics",
+    "data_channel",
 )
 
 
@@ -53,6 +55,7 @@ class GatewayConfig:
     retry_after: int = 30
     admin_socket: Path | None = None
     metrics: str | None = None
+    data_channel: bool = False
 
     @classmethod
     def load(cls, path: Path | str) -> GatewayConfig:
@@ -82,7 +85,7 @@ class GatewayConfig:
             hop_limit = check_initial(table.get("hop_limit", DEFAULT_HOP_LIMIT))
         except (IdentityError, ValueError) as error:
             raise ConfigError(f"{where}: {error}") from None
-        for key in ("rewrite_hop_limit", "insert_cdid"):
+        for key in ("rewrite_hop_limit", "insert_cdid", "data_channel"):
             if key in table and not isinstance(table[key], bool):
                 raise ConfigError(f"{where}: {key} must be true or false")
         retry_after = table.get("retry_after", 30)
@@ -100,4 +103,5 @@ class GatewayConfig:
             retry_after=retry_after,
             admin_socket=base / str(table["admin_socket"]) if "admin_socket" in table else None,
             metrics=str(table["metrics"]) if "metrics" in table else None,
+            data_channel=table.get("data_channel", False),
         )

@@ -26,6 +26,7 @@ from aiocoap.numbers.codes import Code
 from aiocoap.numbers.types import NON
 
 from opendots.gateway.config import GatewayConfig
+from opendots.gateway.data_relay import DataRelay
 from opendots.gateway.relay import DOTS_CBOR, ENDED, Inbound, Outbound, RelayCore, RelaySettings, Reply
 from opendots.pki.cuid import cuid_from_certificate
 from opendots.signal.client.shell.agent import ClientAgent
@@ -283,6 +284,7 @@ class Gateway:
         # apply while any is held, as for a client's own.
         self.upstream.core.relaying = lambda: any(link.status not in ENDED for link in self.core.links.values())
         self.server: RunningSignalServer | None = None
+        self.data: DataRelay | None = None
         self.metrics: Any = None
         self._up = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -293,6 +295,14 @@ class Gateway:
         self.server = await start_signal_server(self.config.downstream, transport=self._listen, clock=self.clock)
         await self.upstream.start()
         self._spawn(self._expiry())
+        data = ""
+        if self.config.data_channel:
+            downstream = self.config.downstream
+            self.data = DataRelay(
+                self.config.kind, self.config.identity, downstream.client_by_cuid, self.config.upstream, downstream.tls
+            )
+            await self.data.start(downstream.listen, downstream.data_port)
+            data = f"; data channel relayed on HTTPS port {downstream.data_port}"
         if self.config.metrics:
             from opendots.gateway.metrics import GatewayCollector
             from opendots.metrics.endpoint import start_metrics_endpoint
@@ -300,12 +310,13 @@ class Gateway:
             self.metrics = await start_metrics_endpoint([GatewayCollector(self)], self.config.metrics)
         endpoint = self.server.endpoint
         log.warning(
-            "DOTS gateway %s (%s) listening on %s; upstream %s; admin socket %s",
+            "DOTS gateway %s (%s) listening on %s; upstream %s; admin socket %s%s",
             self.config.identity,
             self.config.kind,
             ", ".join(f"{h}:{p}" for h, p in [*endpoint.dtls_addresses, *endpoint.tls_addresses]),
             self.config.upstream.server_name,
             self.upstream.config.control_socket,
+            data,
         )
 
     async def _listen(self, site: aiocoap.resource.Site) -> SignalServerEndpoint:
@@ -327,6 +338,8 @@ class Gateway:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.metrics is not None:
             await self.metrics.stop()
+        if self.data is not None:
+            await self.data.stop()
         await self.upstream.stop()
         if self.server is not None:
             await self.server.stop()
@@ -425,6 +438,7 @@ class Gateway:
             "links": self.core.status(self.clock()),
             "observers": self.relay.observers,
             "counters": dict(self.core.counters),
+            **({"data-channel": dict(self.data.counters)} if self.data is not None else {}),
         }
 
 

@@ -65,8 +65,10 @@ class GatewayProcess:
         self.client_credential = pki.issue_client(name)
         self.cuid = cuid_from_certificate(self.client_credential.cert_path.read_bytes())
         self.port = free_udp_tcp_port()
+        self.data_port = free_udp_tcp_port()
         self.clients: list[ClientAuthorization] = []
         self.upstream_port: int | None = None
+        self.upstream_data_port: int | None = None
         self.transport = transport
         self.hop_limit = hop_limit
         self.extra = extra or {}
@@ -82,8 +84,9 @@ class GatewayProcess:
     def serve(self, *clients: ClientAuthorization) -> None:
         self.clients.extend(clients)
 
-    def upstream_to(self, port: int) -> None:
+    def upstream_to(self, port: int, data_port: int | None = None) -> None:
         self.upstream_port = port
+        self.upstream_data_port = data_port
 
     def authorization(self, *, gateway: bool = False) -> ClientAuthorization:
         """This gateway as a client of its upstream server ([[clients]] entry)."""
@@ -97,7 +100,7 @@ class GatewayProcess:
             clients=list(self.clients),
             listen=["127.0.0.1"],
             signal_port=self.port,
-            data_port=free_udp_tcp_port(),
+            data_port=self.data_port,
             db=self.directory / f"{self.name}-downstream.db",
             signal=dict(LAB_SIGNAL_SETTINGS),
         )
@@ -107,6 +110,7 @@ class GatewayProcess:
             server_name="localhost",
             server_addresses=["127.0.0.1"],
             signal_port=self.upstream_port,
+            data_port=self.upstream_data_port or self.upstream_port,
             transport=self.transport,  # type: ignore[arg-type]
             control_socket=self.admin_socket,
             # The upstream request timeout below the downstream agents' (8 s): a request the upstream leaves

@@ -35,7 +35,7 @@ def in_front_of(
     (as a server-domain gateway when KIND says so). ONLY_GATEWAY: the server knows the gateway alone, not the
     client behind it."""
     gateway = GatewayProcess(stack.directory, name, kind, extra=extra)
-    gateway.upstream_to(stack.port)
+    gateway.upstream_to(stack.port, stack.server_config.data_port)
     gateway.serve(stack.server_config.clients[0])
     if only_gateway:
         stack.server_config.clients.clear()

@@ -10,10 +10,15 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
+from opendots.config import TlsFiles
+from opendots.data.client import DataChannelClient, client_ssl_context
 from opendots.lab.processes import ProcessStack, free_udp_tcp_port, opendots_argv, wait_for
 from opendots.signal.client.shell.control import ControlClient
+from opendots.store.data_channel import SqliteDataChannelStore
+from opendots.store.sqlite import SqliteDatabase
 from tests.helpers.gateway import GatewayProcess, chain_running, in_front_of, point_agent_at
 from tests.helpers.signal_harness import SCOPE
 
@@ -195,3 +200,32 @@ def test_under_a_relayed_mitigation_the_upstream_session_is_kept_and_the_mitigat
         assert status is not None and status["counters"].get("reestablished") == 1
         assert status["upstream"]["sessions-established"] == 2
         assert [entry["mid"] for entry in stack.status_entries()] == [5]
+
+
+async def test_a_server_domain_gateway_relays_the_data_channel_with_the_clients_cdid_and_via_rfc8783_s3_3(
+    stack: ProcessStack,
+) -> None:
+    """RFC 8783 §3.3, §5.1: the registration reaches the server with 'cdid' (the client's certificate hash), which
+    the client does not get back; aliases go through; a request whose Via names the gateway is a loop: 508."""
+    gateway = in_front_of(stack, "server-domain", "sgw", only_gateway=True, extra={"data_channel": True})
+    files = TlsFiles(stack.directory / "ca.crt", stack.directory / "client.crt", stack.directory / "client.key")
+    with chain_running(stack, gateway):
+        base = f"https://127.0.0.1:{gateway.data_port}"
+        async with DataChannelClient(base, files, server_hostname="localhost") as client:
+            assert (await client.register()).status == 201
+            alias = {"name": "web", "target-prefix": ["203.0.113.64/28"]}
+            assert (await client.create_alias(alias)).status == 201
+            names = [entry["name"] for entry in await client.aliases()]
+            assert names == ["web"]
+            mine = await client.request("GET", f"/dots-client={stack.cuid}", content="config")
+            assert "cdid" not in json.dumps(mine.body)
+        connector = aiohttp.TCPConnector(ssl=client_ssl_context(files))
+        async with aiohttp.ClientSession(connector=connector) as session:
+            url = f"{base}/restconf/data/ietf-dots-data-channel:dots-data"
+            async with session.get(url, headers={"Via": "1.1 other, 1.1 sgw"}, server_hostname="localhost") as looped:
+                error = (await looped.json(content_type=None))["ietf-restconf:errors"]["error"][0]
+                assert (looped.status, error["error-app-tag"]) == (508, "loop-detected")
+        store = SqliteDataChannelStore(SqliteDatabase(stack.directory / "opendots.db"))
+        assert [(record.cuid, record.cdid) for record in store.clients()] == [(stack.cuid, stack.cuid)]
+        status = gateway.status()
+        assert status is not None and status["data-channel"]["relayed"] >= 4
