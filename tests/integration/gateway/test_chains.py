@@ -38,6 +38,13 @@ def server_mitigations(stack: ProcessStack) -> list[dict]:
         return admin.call("mitigations")["mitigations"]
 
 
+def agent_status(stack: ProcessStack, mid: int) -> str | None:
+    """The status the agent last learnt for MID (from a notification: no request is sent)."""
+    with stack.control() as control:
+        records = control.status(mid)["mitigations"]
+    return records[0]["status"] if records else None
+
+
 def mitigate(stack: ProcessStack, prefix: str, *extra: str, oneshot: bool = False) -> dict:
     result = stack.cli("client", "mitigate", "--target-prefix", prefix, "--json", *extra, oneshot=oneshot)
     assert result.returncode == 0, result.stderr
@@ -96,12 +103,7 @@ def test_downstream_observers_are_notified_of_upstream_status_changes_through_a_
         with ControlClient(stack.server_config.admin_socket, timeout=10.0) as admin:
             admin.call("report-status", client="gw1", mid=upstream_mid, status="attack-successfully-mitigated")
 
-        def agent_status() -> str | None:
-            with stack.control() as control:
-                records = control.status(7)["mitigations"]
-            return records[0]["status"] if records else None
-
-        assert wait_for(lambda: agent_status() == "attack-successfully-mitigated", 20, "the notification at the agent")
+        assert wait_for(lambda: agent_status(stack, 7) == "attack-successfully-mitigated", 20, "the notification")
         with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as answer:
             metrics = answer.read().decode()
         assert 'opendots_gateway_links{kind="client-domain"} 1.0' in metrics
@@ -113,7 +115,7 @@ def test_a_server_domain_gateway_relays_with_the_clients_cdid_which_the_server_h
     stack: ProcessStack,
 ) -> None:
     """RFC 9132 §4.4.1.2: the 'cdid' is the SPKI hash of the downstream client's certificate; the server keeps it
-    because the gateway is marked `gateway = true` in its [[clients]]."""
+    because the gateway is marked `gateway = true` in its [[clients]]. Notifications come back unchanged."""
     # The server knows only the gateway: the client's cuid reaches it through the gateway alone.
     gateway = in_front_of(stack, "server-domain", "sgw", only_gateway=True)
     with chain_running(stack, gateway):
@@ -123,6 +125,12 @@ def test_a_server_domain_gateway_relays_with_the_clients_cdid_which_the_server_h
             ("sgw", stack.cuid, 12, stack.cuid)
         ]
         assert [entry["mid"] for entry in stack.status_entries()] == [12]
+        # Observe relayed unchanged: a status the server reports reaches the agent.
+        assert stack.server_config.admin_socket is not None
+        wait_for(lambda: (s := gateway.status()) and s["observers"] == 1, 20, "the relayed observation")
+        with ControlClient(stack.server_config.admin_socket, timeout=10.0) as admin:
+            admin.call("report-status", client="sgw", mid=12, status="attack-stopped")
+        assert wait_for(lambda: agent_status(stack, 12) == "attack-stopped", 20, "the notification")
 
 
 def test_two_gateways_in_a_loop_answer_5_08_naming_both_instead_of_relaying_until_the_lifetime_ends(
