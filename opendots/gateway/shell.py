@@ -293,6 +293,10 @@ class Gateway:
 
     async def start(self) -> None:
         self.server = await start_signal_server(self.config.downstream, transport=self._listen, clock=self.clock)
+        # A downstream client with relayed mitigations held is under attack: its leg uses mitigating-config too.
+        self.server.service.core.relaying = lambda name: any(
+            link.client == name and link.status not in ENDED for link in self.core.links.values()
+        )
         await self.upstream.start()
         self._spawn(self._expiry())
         data = ""
