@@ -30,6 +30,7 @@ from opendots.gateway.data_relay import DataRelay
 from opendots.gateway.relay import DOTS_CBOR, ENDED, Inbound, Outbound, RelayCore, RelaySettings, Reply
 from opendots.pki.cuid import cuid_from_certificate
 from opendots.signal.client.shell.agent import ClientAgent
+from opendots.signal.client.shell.control import ControlError
 from opendots.signal.client.shell.settings import AgentSettings
 from opendots.signal.server.shell.run import RunningSignalServer, start_signal_server
 from opendots.store.gateway_state import RelayStore
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 WELL_KNOWN_DOTS = (".well-known", "dots")
 RELAYED = ("mitigate", "tm-setup", "tm")  # RFC 9244 resources reach the relay too, which says they are not relayed
 _METHODS = {"GET": aiocoap.GET, "PUT": aiocoap.PUT, "DELETE": aiocoap.DELETE}
+UPSTREAM_OPERATIONS = frozenset({"ping", "session", "config-get", "config-set", "config-delete"})
+"""The client agent's operations the admin socket keeps: the upstream leg's session and its configuration."""
 REREGISTER_DELAY = 1.0  # seconds before a relayed observation is registered upstream again
 
 
@@ -176,6 +179,10 @@ class UpstreamAgent(ClientAgent):
     async def _control(self, operation: str, args: dict[str, Any]) -> dict[str, Any]:
         if operation == "gateway":
             return self.gateway.status()
+        if operation not in UPSTREAM_OPERATIONS:
+            # The upstream 'mid's under the gateway's cuid are the relay's (opendots.store.gateway_state): a mid
+            # the agent allocated on its own could replace a relayed mitigation.
+            raise ControlError(f"{operation!r} is not available on a DOTS gateway's admin socket", "4.03")
         return await super()._control(operation, args)
 
     # --- relayed requests on the current session ---------------------------------------------------------------

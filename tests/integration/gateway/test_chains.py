@@ -16,7 +16,7 @@ import pytest
 from opendots.config import TlsFiles
 from opendots.data.client import DataChannelClient, client_ssl_context
 from opendots.lab.processes import ProcessStack, free_udp_tcp_port, opendots_argv, wait_for
-from opendots.signal.client.shell.control import ControlClient
+from opendots.signal.client.shell.control import ControlClient, ControlError
 from opendots.store.data_channel import SqliteDataChannelStore
 from opendots.store.sqlite import SqliteDatabase
 from tests.helpers.gateway import GatewayProcess, chain_running, in_front_of, point_agent_at
@@ -76,6 +76,12 @@ def test_a_client_domain_gateway_relays_an_agents_mitigation_under_its_own_cuid_
         )  # fmt: skip
         assert shown.returncode == 0, shown.stderr
         assert f"cuid={stack.cuid}/mid=40 -> cuid={gateway.cuid}/mid={upstream_mid}" in shown.stdout
+        # The admin socket keeps the upstream session's operations, not the agent's own mitigation requests.
+        with ControlClient(gateway.admin_socket, timeout=10.0) as control:
+            assert control.session()["connected"] is True
+            with pytest.raises(ControlError) as refused:
+                control.mitigate({"target-prefix": ["203.0.113.8/32"], "lifetime": 60})
+            assert refused.value.code == "4.03"
         # A gateway restart keeps the mapping (SQLite): the same downstream mid still reaches the same upstream one.
         gateway.stop()
         gateway.start()
