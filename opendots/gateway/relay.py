@@ -231,6 +231,9 @@ class RelayCore:
             link = self.links.get(key)
             if link is not None:
                 upstream_mid = link.upstream_mid
+            elif inbound.method == "PUT" and inbound.if_match_empty:
+                # §4.4.3: an efficacy update names an existing mitigation; none is held for this one.
+                return Reply.error("4.04", f"no mitigation mid={path.mid} of cuid={path.cuid} to update here")
             elif inbound.method == "PUT":
                 upstream_mid = self._pending.get(key)
                 if upstream_mid is None:

@@ -212,3 +212,15 @@ def test_telemetry_is_not_relayed_and_says_so(tmp_path: Path) -> None:
     relay = core(tmp_path)
     reply = relay.request(Inbound("alice", ALICE, "GET", ("tm", f"cuid={ALICE}")), NOW)
     assert isinstance(reply, Reply) and reply.code == "5.01"
+
+
+def test_an_efficacy_update_of_a_mitigation_not_held_is_answered_4_04_without_allocating_a_mid_rfc9132_s4_4_3(
+    tmp_path: Path,
+) -> None:
+    relay = core(tmp_path)
+    reply = relay.request(put("alice", ALICE, 4, if_match_empty=True), NOW)
+    assert isinstance(reply, Reply) and reply.code == "4.04"
+    accept(relay, first := relayed(relay.request(put("alice", ALICE, 4), NOW)))
+    assert first.upstream_mid == 1
+    update = relayed(relay.request(put("alice", ALICE, 4, if_match_empty=True), NOW))
+    assert (update.upstream_mid, update.if_match_empty) == (1, True)
