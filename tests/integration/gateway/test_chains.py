@@ -110,6 +110,10 @@ def test_downstream_observers_are_notified_of_upstream_status_changes_through_a_
             admin.call("report-status", client="gw1", mid=upstream_mid, status="attack-successfully-mitigated")
 
         assert wait_for(lambda: agent_status(stack, 7) == "attack-successfully-mitigated", 20, "the notification")
+        # An efficacy update (If-Match, RFC 9132 §4.4.3) goes through to the same upstream mid.
+        efficacy = stack.cli("client", "efficacy", "--mid", "7", "--attack-status", "under-attack")
+        assert efficacy.returncode == 0, efficacy.stderr
+        assert [m["mid"] for m in server_mitigations(stack)] == [upstream_mid]
         with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as answer:
             metrics = answer.read().decode()
         assert 'opendots_gateway_links{kind="client-domain"} 1.0' in metrics
