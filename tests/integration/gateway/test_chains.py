@@ -92,6 +92,12 @@ def test_a_client_domain_gateway_relays_an_agents_mitigation_under_its_own_cuid_
         # (one-shot: the agent would first have to notice that its DTLS session died with the old process)
         mitigate(stack, "203.0.113.7/32", "--mid", "40", "--lifetime", "600", oneshot=True)
         assert [(m["mid"], m["lifetime"] <= 600) for m in server_mitigations(stack)] == [(upstream_mid, True)]
+        withdrawn = stack.cli("client", "withdraw", "--mid", "40", oneshot=True)
+        assert withdrawn.returncode == 0, withdrawn.stderr
+        status = gateway.status()
+        assert status is not None and status["links"] == []
+        # RFC 9132 §4.4.4: the server keeps it, withdrawn, for its active-but-terminating period.
+        assert [m["status"] for m in server_mitigations(stack)] in ([], ["dots-client-withdrawn-mitigation"])
 
 
 def test_downstream_observers_are_notified_of_upstream_status_changes_through_a_client_domain_gateway(
