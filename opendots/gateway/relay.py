@@ -38,6 +38,7 @@ KINDS = ("client-domain", "server-domain")
 SCOPE = "ietf-dots-signal-channel:mitigation-scope"
 DOTS_CBOR, TEXT_PLAIN = 271, 0
 ENDED = frozenset({"attack-mitigation-terminated", "attack-mitigation-withdrawn"})
+LOOP_ALERT_INTERVAL = 60.0  # seconds between two error logs of the same loop (every pass is counted)
 UPSTREAM_DOWN = "the upstream DOTS server cannot be reached through this gateway; retry later"
 
 
@@ -170,6 +171,7 @@ class RelayCore:
     counters: Counter[str] = field(default_factory=Counter)
     """relayed, answered-locally, upstream-down, hop-limit-reached, loops-detected, reestablished: for metrics."""
     _pending: dict[tuple[str, str, int], int] = field(default_factory=dict)
+    _loops_logged: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for link in self.state.load():
@@ -290,7 +292,7 @@ class RelayCore:
         if key is not None and sent.method == "PUT":
             self._pending.pop(key, None)
         if code == HOP_LIMIT_REACHED:
-            return self._hop_limit_reached(sent, payload)
+            return self._hop_limit_reached(sent, payload, now)
         success = code.startswith("2.")
         body = self._decoded(payload, content_format) if payload else None
         if key is not None and sent.method == "PUT" and success:
@@ -325,13 +327,19 @@ class RelayCore:
         self.counters["upstream-failed"] += 1
         return Reply.error("5.03", f"{UPSTREAM_DOWN} ({reason})", max_age=self.settings.retry_after)
 
-    def _hop_limit_reached(self, sent: Outbound, payload: bytes) -> Reply:
+    def _hop_limit_reached(self, sent: Outbound, payload: bytes, now: float) -> Reply:
         relayed = relayed_diagnostic(
             payload.decode("utf-8", "replace"), identity=self.settings.identity, room=self.settings.diagnostic_room
         )
         if relayed.loop:
             self.counters["loops-detected"] += 1
-            log.error(
+            # One looping request comes back through this gateway once per pass: one alert per loop and minute.
+            last = self._loops_logged.get(relayed.diagnostic)
+            if len(self._loops_logged) > 64:
+                self._loops_logged.clear()
+            self._loops_logged[relayed.diagnostic] = now
+            log.log(
+                logging.ERROR if last is None or now - last > LOOP_ALERT_INTERVAL else logging.DEBUG,
                 "DOTS gateway loop: a 5.08 (Hop Limit Reached) for %s from %s already names this gateway (%s): "
                 "not relayed, answered with a 5.08 reporting the loop (RFC 8768 §4)",
                 "/".join(sent.path),

@@ -224,3 +224,19 @@ def test_an_efficacy_update_of_a_mitigation_not_held_is_answered_4_04_without_al
     assert first.upstream_mid == 1
     update = relayed(relay.request(put("alice", ALICE, 4, if_match_empty=True), NOW))
     assert (update.upstream_mid, update.if_match_empty) == (1, True)
+
+
+def test_a_loop_is_counted_at_every_pass_but_alerted_once_a_minute_rfc8768_s4(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    relay = core(tmp_path)
+    with caplog.at_level("DEBUG", logger="opendots.gateway.relay"):
+        for mid in (1, 2, 3):
+            sent = relayed(relay.request(put("alice", ALICE, mid), NOW))
+            relay.answered(sent, "5.08", b"gw2 gw1", 0, None, NOW + mid)
+    errors = [r for r in caplog.records if r.levelname == "ERROR" and "DOTS gateway loop" in r.getMessage()]
+    assert (len(errors), relay.counters["loops-detected"]) == (1, 3)
+    sent = relayed(relay.request(put("alice", ALICE, 4), NOW))
+    caplog.clear()
+    relay.answered(sent, "5.08", b"gw2 gw1", 0, None, NOW + 100)
+    assert [r.levelname for r in caplog.records if "DOTS gateway loop" in r.getMessage()] == ["ERROR"]
