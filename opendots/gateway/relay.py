@@ -26,10 +26,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from opendots.config import ClientAuthorization
 from opendots.gateway.hoplimit import HOP_LIMIT_REACHED, forward_value, relayed_diagnostic
 from opendots.model import ModelError, decode_signal, encode_signal
+from opendots.signal.server.core.authorization import check_authorized
 from opendots.signal.server.core.messages import Rejected
 from opendots.signal.server.core.paths import MitigatePath, parse_path
+from opendots.signal.server.core.scope import parse_scope_body
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +126,8 @@ class Inbound:
     hop_limit: int | None = None
     observe: int | None = None
     if_match_empty: bool = False
+    authorization: ClientAuthorization | None = None
+    """What the client may protect (the gateway's [[clients]] entry); None: not checked here."""
 
 
 @dataclass(frozen=True)
@@ -209,6 +214,10 @@ class RelayCore:
             return self._local(Reply.error("4.05", f"{inbound.method} is not a DOTS mitigation method"))
         if inbound.method in ("PUT", "DELETE") and path.mid is None:
             return self._local(Reply.error("4.00", f"a {inbound.method} needs a 'mid' Uri-Path (RFC 9132 §4.4)"))
+        if inbound.method == "PUT" and not inbound.if_match_empty and inbound.authorization is not None:
+            refused = _out_of_scope(inbound.payload, inbound.authorization)
+            if refused is not None:
+                return self._local(refused)
         if not self.upstream_up:
             self.counters["upstream-down"] += 1
             return Reply.error("5.03", UPSTREAM_DOWN, max_age=settings.retry_after)
@@ -474,6 +483,20 @@ class RelayCore:
 
     def status(self, now: float) -> list[dict[str, Any]]:
         return [link.to_json(now) for link in sorted(self.links.values(), key=lambda link: link.key)]
+
+
+def _out_of_scope(payload: bytes | None, client: ClientAuthorization) -> Reply | None:
+    """RFC 8783 §3.3 (and RFC 9132 §4.4.1.3 at the server): the gateway checks that its client may ask for what it
+    asks, before the upstream server sees a request that is the gateway's own for it (client-domain: under its cuid;
+    server-domain: from a gateway trusted for every client behind it). Aliases are the upstream server's to resolve."""
+    try:
+        parsed = parse_scope_body(decode_signal(payload or b""))
+        check_authorized(client, parsed.targets)
+    except ModelError as error:
+        return Reply.error(error.code, error.diagnostic)
+    except Rejected as refused:
+        return Reply.error(refused.response.code, refused.response.diagnostic or "")
+    return None
 
 
 def _entries(body: dict[str, Any] | None) -> list[dict[str, Any]]:

@@ -397,6 +397,7 @@ class Gateway:
             hop_limit=int(hop_limits[0].value) if hop_limits else None,
             observe=request.opt.observe,
             if_match_empty=bool(if_match) and all(tag == b"" for tag in if_match),
+            authorization=self.config.downstream.client_by_cuid(peer),
         )
 
     async def forward(self, sent: Outbound) -> Reply:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from opendots.config import ClientAuthorization
 from opendots.gateway.relay import DOTS_CBOR, Inbound, Outbound, RelayCore, RelaySettings, Reply
 from opendots.model import decode_signal, encode_signal
 from opendots.store.gateway_state import RelayStore
@@ -240,3 +242,19 @@ def test_a_loop_is_counted_at_every_pass_but_alerted_once_a_minute_rfc8768_s4(
     caplog.clear()
     relay.answered(sent, "5.08", b"gw2 gw1", 0, None, NOW + 100)
     assert [r.levelname for r in caplog.records if "DOTS gateway loop" in r.getMessage()] == ["ERROR"]
+
+
+def test_a_client_may_not_ask_through_the_gateway_for_what_it_may_not_protect_rfc8783_s3_3(tmp_path: Path) -> None:
+    """The upstream server sees the gateway, authorized for all its clients: the gateway checks each one."""
+    alice = ClientAuthorization(name="alice", cuid=ALICE, prefixes=(ipaddress.ip_network("203.0.113.0/28"),))
+    for kind in ("client-domain", "server-domain"):
+        (tmp_path / kind).mkdir()
+        relay = core(tmp_path / kind, kind)
+        outside = relay.request(
+            put("alice", ALICE, 1, payload=request_body("198.51.100.1/32"), authorization=alice), NOW
+        )
+        assert isinstance(outside, Reply) and outside.code == "4.00" and "198.51.100.1/32" in outside.diagnostic
+        garbled = relay.request(put("alice", ALICE, 1, payload=b"\xff", authorization=alice), NOW)
+        assert isinstance(garbled, Reply) and garbled.code.startswith("4.")
+        inside = relay.request(put("alice", ALICE, 1, payload=request_body("203.0.113.1/32"), authorization=alice), NOW)
+        assert isinstance(inside, Outbound)
