@@ -179,9 +179,13 @@ class RelayCore:
     _loops_logged: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # Indexes, so that no request scans every link: by upstream (cuid, mid), and downstream (client, cuid) -> mids.
+        self._by_upstream: dict[tuple[str, int], Link] = {}
+        self._by_pair: dict[tuple[str, str], set[int]] = {}
+        self._cuid_clients: dict[str, Counter[str]] = {}
+        self._per_client: Counter[str] = Counter()
         for link in self.state.load():
-            self.links[link.key] = link
-        self._by_upstream = {(link.upstream_cuid, link.upstream_mid): link for link in self.links.values()}
+            self._hold(link)
 
     @property
     def client_domain(self) -> bool:
@@ -256,7 +260,13 @@ class RelayCore:
         mid_part = () if upstream_mid is None else (f"mid={upstream_mid}",)
         return self._outbound(inbound, ("mitigate", f"cuid={own}", *mid_part), hop, path, upstream_mid, None)
 
-    def _server_domain(self, inbound: Inbound, path: MitigatePath, hop: int) -> Outbound:
+    def _server_domain(self, inbound: Inbound, path: MitigatePath, hop: int) -> Reply | Outbound:
+        # §4.4.1.1: 'cuid' collisions are RECOMMENDED to be handled by server-domain gateways: upstream every client
+        # behind this gateway is the gateway, so two of them with one 'cuid' would share its mitigations there.
+        holders = self._cuid_clients.get(path.cuid)
+        if holders and inbound.client not in holders:
+            body = {SCOPE: {"scope": [{"conflict-information": {"conflict-cause": "cuid-collision"}}]}}
+            return Reply("4.09", encode_signal(body, validate=False), DOTS_CBOR)
         # §4.4.1.2: a first server-domain gateway MUST strip a 'cdid' supplied by the client, and inserts its own.
         cdid = inbound.peer_cuid if self.settings.insert_cdid else None
         cdid_part = (f"cdid={cdid}",) if cdid else ()
@@ -289,7 +299,7 @@ class RelayCore:
         )
 
     def _own_links(self, client: str, cuid: str) -> list[Link]:
-        return [link for link in self.links.values() if link.client == client and link.cuid == cuid]
+        return [self.links[(client, cuid, mid)] for mid in self._by_pair.get((client, cuid), ())]
 
     # --- upstream answer → downstream answer ----------------------------------------------------------------
 
@@ -387,16 +397,45 @@ class RelayCore:
             status=previous.status if previous is not None else None,
         )
         self.state.save(link)
-        self.links[key] = link
-        self._by_upstream[(link.upstream_cuid, link.upstream_mid)] = link
+        if previous is not None:
+            self._release(previous)
+        self._hold(link)
         if sent.reestablish:
             self.counters["reestablished"] += 1
 
     def _forget(self, key: tuple[str, str, int]) -> None:
-        link = self.links.pop(key, None)
+        link = self.links.get(key)
         if link is not None:
             self.state.delete(key)
-            self._by_upstream.pop((link.upstream_cuid, link.upstream_mid), None)
+            self._release(link)
+
+    def _hold(self, link: Link) -> None:
+        self.links[link.key] = link
+        self._by_upstream[(link.upstream_cuid, link.upstream_mid)] = link
+        self._by_pair.setdefault((link.client, link.cuid), set()).add(link.mid)
+        self._cuid_clients.setdefault(link.cuid, Counter())[link.client] += 1
+        self._per_client[link.client] += 1
+
+    def _release(self, link: Link) -> None:
+        del self.links[link.key]
+        self._by_upstream.pop((link.upstream_cuid, link.upstream_mid), None)
+        mids = self._by_pair.get((link.client, link.cuid), set())
+        mids.discard(link.mid)
+        if not mids:
+            self._by_pair.pop((link.client, link.cuid), None)
+        self._per_client[link.client] -= 1
+        if self._per_client[link.client] <= 0:
+            del self._per_client[link.client]
+        clients = self._cuid_clients[link.cuid]
+        clients[link.client] -= 1
+        if clients[link.client] <= 0:
+            del clients[link.client]
+        if not clients:
+            del self._cuid_clients[link.cuid]
+
+    def holds(self, client: str) -> bool:
+        """Whether mitigations of CLIENT are held upstream (it is under attack, RFC 9132 §4.5)."""
+        return self._per_client[client] > 0
 
     def _note_statuses(self, sent: Outbound, body: dict[str, Any]) -> None:
         upstream_cuid = self.settings.upstream_cuid if self.client_domain else sent.cuid

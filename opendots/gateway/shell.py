@@ -27,7 +27,7 @@ from aiocoap.numbers.types import NON
 
 from opendots.gateway.config import GatewayConfig
 from opendots.gateway.data_relay import DataRelay
-from opendots.gateway.relay import DOTS_CBOR, ENDED, Inbound, Outbound, RelayCore, RelaySettings, Reply
+from opendots.gateway.relay import DOTS_CBOR, Inbound, Outbound, RelayCore, RelaySettings, Reply
 from opendots.pki.cuid import cuid_from_certificate
 from opendots.signal.client.shell.agent import ClientAgent
 from opendots.signal.client.shell.control import ControlError
@@ -289,7 +289,7 @@ class Gateway:
         self.upstream = UpstreamAgent(self, config.upstream, AgentSettings.from_config(config.upstream), clock=clock)
         # The relayed mitigations are the upstream session's: mitigating-config and §4.7's keep-the-session rule
         # apply while any is held, as for a client's own.
-        self.upstream.core.relaying = lambda: any(link.status not in ENDED for link in self.core.links.values())
+        self.upstream.core.relaying = lambda: bool(self.core.links)  # an ended one is forgotten at once
         self.server: RunningSignalServer | None = None
         self.data: DataRelay | None = None
         self.metrics: Any = None
@@ -301,9 +301,7 @@ class Gateway:
     async def start(self) -> None:
         self.server = await start_signal_server(self.config.downstream, transport=self._listen, clock=self.clock)
         # A downstream client with relayed mitigations held is under attack: its leg uses mitigating-config too.
-        self.server.service.core.relaying = lambda name: any(
-            link.client == name and link.status not in ENDED for link in self.core.links.values()
-        )
+        self.server.service.core.relaying = self.core.holds
         await self.upstream.start()
         self._spawn(self._expiry())
         data = ""

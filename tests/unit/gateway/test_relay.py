@@ -118,9 +118,13 @@ def test_a_get_or_delete_of_a_mid_the_client_never_had_accepted_is_answered_4_04
 def test_a_delete_accepted_upstream_removes_the_link(tmp_path: Path) -> None:
     relay = core(tmp_path)
     accept(relay, relayed(relay.request(put("alice", ALICE, 7), NOW)))
+    assert relay.holds("alice") and not relay.holds("bob")  # alice's leg is mitigating (RFC 9132 §4.5)
+    assert core(tmp_path).holds("alice")
     delete = relayed(relay.request(Inbound("alice", ALICE, "DELETE", ("mitigate", f"cuid={ALICE}", "mid=7")), NOW))
     assert relay.answered(delete, "2.02", b"", None, None, NOW).code == "2.02"
     assert relay.links == {} and core(tmp_path).links == {}
+    assert not relay.holds("alice")
+    assert isinstance(step := relay.request(get("alice", ALICE), NOW), Reply) and step.code == "4.04"
 
 
 def test_a_server_domain_gateway_inserts_the_clients_certificate_hash_as_cdid_and_strips_a_clients_own(
@@ -258,3 +262,15 @@ def test_a_client_may_not_ask_through_the_gateway_for_what_it_may_not_protect_rf
         assert isinstance(garbled, Reply) and garbled.code.startswith("4.")
         inside = relay.request(put("alice", ALICE, 1, payload=request_body("203.0.113.1/32"), authorization=alice), NOW)
         assert isinstance(inside, Outbound)
+
+
+def test_a_server_domain_gateway_answers_a_cuid_collision_between_its_clients_itself_rfc9132_s4_4_1_1(
+    tmp_path: Path,
+) -> None:
+    relay = core(tmp_path, "server-domain")
+    accept(relay, relayed(relay.request(put("alice", "sharedcuid", 1), NOW)))
+    reply = relay.request(put("bob", "sharedcuid", 2), NOW)
+    assert isinstance(reply, Reply) and reply.code == "4.09"
+    entry = decode_signal(reply.payload)[SCOPE]["scope"][0]
+    assert entry["conflict-information"]["conflict-cause"] == "cuid-collision"
+    assert isinstance(relay.request(put("alice", "sharedcuid", 2), NOW), Outbound)
