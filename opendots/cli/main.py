@@ -17,6 +17,7 @@ from opendots.cli.data import data
 from opendots.cli.db import db
 from opendots.cli.demo import demo
 from opendots.cli.fastnetmon import fastnetmon_hook
+from opendots.cli.gateway import gateway
 from opendots.cli.server import server
 
 
@@ -38,6 +39,7 @@ cli.add_command(data)
 cli.add_command(db)
 cli.add_command(demo)
 cli.add_command(fastnetmon_hook)
+cli.add_command(gateway)
 cli.add_command(server)
 
 

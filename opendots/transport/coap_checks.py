@@ -6,9 +6,9 @@ Two stages, both linear in the message:
   Message format errors (§3, §4.2: a CON, or a NON, is answered with a Reset; an unknown version or a message too
   short to carry a Message ID is ignored), a payload marker with no payload after it (§3), a critical option whose
   length is outside its range (§5.4.3, §5.4.1: 4.02), a Uri-Path or Uri-Query that is not UTF-8 (§3.2, §5.10.1:
-  4.00). An elective option whose length is outside its range is treated like an unrecognised elective option
-  (§5.4.3, §5.4.1: silently ignored): the message is handed on without it (`Inspection.cleaned`), so aiocoap never
-  acts on, e.g., a 4-byte Observe.
+  4.00), a Hop-Limit of 0 or above 255 (RFC 8768 §3: 4.00). An elective option whose length is outside its range
+  is treated like an unrecognised elective option (§5.4.3, §5.4.1: silently ignored): the message is handed on
+  without it (`Inspection.cleaned`), so aiocoap never acts on, e.g., a 4-byte Observe.
 - `refusal_for` (any transport, on the decoded request): unrecognised critical options (§5.4.1: 4.02),
   Proxy-Uri/Proxy-Scheme on a server that is no proxy (§5.7.2: 5.05), an If-Match that names an entity-tag
   (§5.10.8.1: 4.12; this server gives resources no entity-tag a PUT could match — the ETags of Block2 answers only
@@ -49,6 +49,7 @@ OPTION_LENGTHS: dict[int, tuple[int, int]] = {
     258: (0, 1),  # No-Response
 }
 IF_MATCH, IF_NONE_MATCH, URI_PATH, URI_QUERY, PROXY_URI, PROXY_SCHEME = 1, 5, 11, 15, 35, 39
+HOP_LIMIT = 16
 # Critical options this server acts on. If-None-Match is left out on purpose: not honouring it would be wrong, so it
 # is treated as unrecognised (4.02). Q-Block1/Q-Block2 (RFC 9177) only where the transport handles them (DTLS with
 # a QBlockServer, opendots.transport.qblock_server); elsewhere 4.02, so the client falls back to Block1/Block2 (§4.1).
@@ -125,7 +126,15 @@ def _judge(data: bytes, options: list[_Option]) -> tuple[str, str] | list[int] |
     """A request's options: (code, diagnostic) to refuse it, the indexes of elective options of invalid length to
     leave out, or None when all is well."""
     invalid_electives: list[int] | None = None
+    hop_limit_seen = False
     for index, (number, _head, start, end) in enumerate(options):
+        if number == HOP_LIMIT and not hop_limit_seen:
+            # RFC 8768 §3: 0 (an empty uint, or a zero byte) or more than 255 MUST be refused with 4.00; a repeated
+            # Hop-Limit is an unrecognised elective from its second occurrence on (RFC 7252 §5.4.5): ignored.
+            hop_limit_seen = True
+            value = int.from_bytes(data[start:end], "big")
+            if not 1 <= value <= 255:
+                return "4.00", f"Hop-Limit must be 1 to 255 (RFC 8768 §3), not {value}"
         bounds = OPTION_LENGTHS.get(number)
         if bounds is not None and not bounds[0] <= end - start <= bounds[1]:
             if number & 1:

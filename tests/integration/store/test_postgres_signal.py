@@ -53,7 +53,10 @@ async def test_the_schema_is_migrated_once_and_its_version_recorded(postgres_url
             rows = await connection.fetch("SELECT component, version FROM schema_versions")
         assert [tuple(row) for row in rows] == [("signal", len(_MIGRATIONS))]
         # `opendots db upgrade` on an up-to-date signal schema: the data channel's tables are added beside it
-        assert await upgrade(postgres_url) == {"signal": len(_MIGRATIONS), "data_channel": len(POSTGRES_DATA_MIGRATIONS)}
+        assert await upgrade(postgres_url) == {
+            "signal": len(_MIGRATIONS),
+            "data_channel": len(POSTGRES_DATA_MIGRATIONS),
+        }
     finally:
         await first.close()
         await second.close()

@@ -131,6 +131,9 @@ class DotsClientCore:
         self._contacted: dict[str, float] = {}
         self.exchange_listeners: list[Callable[[DotsRequest, DotsResponse], None]] = []
         """Called with every answer the core learns from (notifications included): tracing, the demo, metrics."""
+        self.relaying: Callable[[], bool] = lambda: False
+        """True while mitigations this client relays for others are active (a DOTS gateway's upstream leg,
+        opendots.gateway): they count as its own for mitigating-config and §4.7's session-loss rules."""
 
     # ---------------------------------------------------------------- queries
     @property
@@ -140,7 +143,7 @@ class DotsClientCore:
     @property
     def mitigating(self) -> bool:
         """RFC 9132 §4.5: a mitigation is active, so mitigating-config applies (and attack-time rules)."""
-        return any(record.active() for record in self.mitigations.values())
+        return self.relaying() or any(record.active() for record in self.mitigations.values())
 
     @property
     def parameters(self) -> SessionParameters:

@@ -108,6 +108,9 @@ class SignalServer:
         self._store_retry_at: float | None = None  # after a failed timer write, wait before trying again
         self._pending: Decision | None = None
         self.redirection: Redirection | None = None
+        self.relaying: Callable[[str], bool] = lambda client_name: False
+        """A DOTS gateway's downstream leg (opendots.gateway): True while mitigations it relays for CLIENT_NAME are
+        held upstream; they count as the client's own for its mitigating-config (§4.5)."""
         self._restore(state, now)
 
     # --- start-up ------------------------------------------------------------------------------------
@@ -408,10 +411,10 @@ class SignalServer:
     def robust_transmission(self, client_name: str) -> RobustTransmission:
         """RFC 9362: the Q-Block parameters in force on CLIENT_NAME's session now — its mitigating-config set while
         the server enforces one of its mitigations, its idle-config set otherwise (the set can change with time)."""
-        return self.configs.robust(client_name, self.table.is_enforcing(client_name))
+        return self.configs.robust(client_name, self.is_enforcing(client_name))
 
     def is_enforcing(self, client_name: str) -> bool:
-        return self.table.is_enforcing(client_name)
+        return self.table.is_enforcing(client_name) or self.relaying(client_name)
 
     def mitigations(self) -> list[Mitigation]:
         return list(self.table)
@@ -421,4 +424,4 @@ class SignalServer:
         return self.peers.get(client_name)
 
     def _parameters(self, client_name: str) -> ParameterSet:
-        return self.configs.parameters(client_name, self.table.is_enforcing(client_name))
+        return self.configs.parameters(client_name, self.is_enforcing(client_name))

@@ -17,7 +17,7 @@ Operations:
                                                   only the node holding the lease drives the mitigators
   mitigations  {"client"?: name or cuid, "limit"?: n}
                                               -> {"total": n, "mitigations": [{"client", "cuid", "mid", "status",
-                                                  "lifetime",
+                                                  "lifetime", "cdid"? (relayed by a trusted gateway),
                                                   "target-prefix", "target-port-range", "target-protocol",
                                                   "target-fqdn", "target-uri", "alias-name",
                                                   "pkts-dropped", "bytes-dropped"}]}
@@ -157,6 +157,7 @@ class AdminHandler:
                     "client": record.client,
                     "cuid": record.cuid,
                     "mid": record.mid,
+                    **({"cdid": record.cdid} if record.cdid else {}),  # relayed by a trusted gateway (§4.4.1.2)
                     "status": mitigation.status.label,
                     "lifetime": mitigation.remaining_lifetime(now),
                     **mitigation.targets.to_yang(),

@@ -1,0 +1,458 @@
+"""The gateway's asyncio shell: both legs of the back-to-back DOTS agent on one event loop.
+
+Downstream it is our DOTS server (opendots.signal.server.shell.run.start_signal_server: mutual (D)TLS, the
+[[clients]] it serves, /config and /hb handled by the server core: each leg its own session configuration and
+heartbeats, RFC 9132 §4.5.1 and §4.7 say they are not relayed), with the mitigate resource (and RFC 9244's, which
+are not relayed) taken by the relay. Upstream it is our client agent (opendots.signal.client.shell.agent.ClientAgent:
+Happy Eyeballs, heartbeats, session configuration, reconnection with back-off) whose session the relay sends on.
+The agent's control socket is the gateway's admin socket: `gateway` shows each downstream request beside its
+upstream counterpart, the agent's own operations (`session`) still work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiocoap
+import aiocoap.error
+import aiocoap.resource
+from aiocoap.numbers.codes import Code
+from aiocoap.numbers.types import NON
+
+from opendots.gateway.config import GatewayConfig
+from opendots.gateway.data_relay import DataRelay
+from opendots.gateway.relay import DOTS_CBOR, Inbound, Outbound, RelayCore, RelaySettings, Reply
+from opendots.pki.cuid import cuid_from_certificate
+from opendots.signal.client.shell.agent import ClientAgent
+from opendots.signal.client.shell.control import ControlError
+from opendots.signal.client.shell.settings import AgentSettings
+from opendots.signal.server.shell.run import RunningSignalServer, start_signal_server
+from opendots.store.gateway_state import RelayStore
+from opendots.transport import peer_identity, start_server
+from opendots.transport.endpoints import SignalServerEndpoint
+
+log = logging.getLogger(__name__)
+WELL_KNOWN_DOTS = (".well-known", "dots")
+RELAYED = ("mitigate", "tm-setup", "tm")  # RFC 9244 resources reach the relay too, which says they are not relayed
+_METHODS = {"GET": aiocoap.GET, "PUT": aiocoap.PUT, "DELETE": aiocoap.DELETE}
+UPSTREAM_OPERATIONS = frozenset({"ping", "session", "config-get", "config-set", "config-delete"})
+"""The client agent's operations the admin socket keeps: the upstream leg's session and its configuration."""
+REREGISTER_DELAY = 1.0  # seconds before a relayed observation is registered upstream again
+
+
+class UpstreamUnavailable(Exception):
+    """The upstream session cannot carry a request now (down, broken, or no answer in time)."""
+
+
+def to_message(reply: Reply) -> aiocoap.Message:
+    major, minor = reply.code.split(".")
+    message = aiocoap.Message(code=Code((int(major) << 5) | int(minor)), payload=reply.payload)
+    if reply.content_format is not None and reply.payload:
+        message.opt.content_format = reply.content_format
+    if reply.max_age is not None:
+        message.opt.max_age = reply.max_age
+    return message
+
+
+def _relayed(path: tuple[str, ...]) -> bool:
+    return len(path) > 2 and path[:2] == WELL_KNOWN_DOTS and path[2] in RELAYED
+
+
+class GatewaySite(aiocoap.resource.Site):
+    """The downstream root: /.well-known/dots/mitigate (and tm, tm-setup) to the relay, everything else to the
+    DOTS server's own site."""
+
+    def __init__(self, inner: Any, relay: RelayResource) -> None:
+        super().__init__()
+        self.inner = inner
+        self.relay = relay
+
+    def answer_now(self, pipe: Any) -> bool:
+        if _relayed(tuple(pipe.request.opt.uri_path)):
+            return False  # relayed requests wait for the upstream answer: aiocoap's task path
+        answer_now = getattr(self.inner, "answer_now", None)
+        return bool(answer_now is not None and answer_now(pipe))
+
+    async def render_to_pipe(self, pipe: Any) -> None:
+        if _relayed(tuple(pipe.request.opt.uri_path)):
+            return await self.relay.render_to_pipe(pipe)
+        return await self.inner.render_to_pipe(pipe)
+
+    async def needs_blockwise_assembly(self, request: aiocoap.Message) -> bool:
+        return False
+
+
+class RelayResource:
+    """Downstream requests of the relayed resources: authenticated, handed to the relay core, answered."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.observers = 0
+
+    async def render_to_pipe(self, pipe: Any) -> None:
+        request = pipe.request
+        gateway = self.gateway
+        if request.opt.block1 is not None or request.opt.block2 is not None:
+            # Mitigation bodies fit one message; a block-wise body is not reassembled here, so it is refused whole
+            # (RFC 7959 §2.9.3: 4.13) rather than relayed in part.
+            refusal = Reply.error("4.13", "this DOTS gateway relays whole messages only (no block-wise transfer)")
+            pipe.add_response(to_message(refusal), is_last=True)
+            return
+        inbound = gateway.inbound(request)
+        if isinstance(inbound, Reply):
+            pipe.add_response(to_message(inbound), is_last=True)
+            return
+        step = gateway.core.request(inbound, gateway.clock())
+        if isinstance(step, Reply):
+            pipe.add_response(to_message(step), is_last=True)
+            return
+        if step.observe == 0:
+            await self._observe(pipe, step)
+            return
+        pipe.add_response(to_message(await gateway.forward(step)), is_last=True)
+
+    async def _observe(self, pipe: Any, sent: Outbound) -> None:
+        """RFC 7641 through the gateway: the upstream registration's answers and notifications go to the downstream
+        observer; when the upstream session is lost the observation is registered again once it is back, so the
+        observer keeps being told (a re-established mitigation included). Ends when the observer leaves (aiocoap
+        cancels this task) or a notification is an error (RFC 7641 §3.2: the last one)."""
+        gateway = self.gateway
+        number = 0
+        self.observers += 1
+        try:
+            while True:
+                try:
+                    async for code, payload, content_format, max_age in gateway.upstream.observe(sent):
+                        now = gateway.clock()
+                        if number == 0:
+                            reply = gateway.core.answered(sent, code, payload, content_format, max_age, now)
+                        else:
+                            notified = gateway.core.notification(sent, code, payload, content_format, max_age, now)
+                            if notified is None:
+                                continue
+                            reply = notified
+                        message = to_message(reply)
+                        last = not message.code.is_successful()
+                        if not last:
+                            message.opt.observe = number
+                        if number:
+                            message.mtype = NON  # RFC 9132 §4.4.2.1: notifications are Non-confirmable
+                        pipe.add_response(message, is_last=last)
+                        number += 1
+                        if last:
+                            return
+                except UpstreamUnavailable as error:
+                    if number == 0:
+                        pipe.add_response(to_message(gateway.core.failed(sent, str(error))), is_last=True)
+                        return
+                await asyncio.sleep(REREGISTER_DELAY)  # not a busy loop if the upstream keeps failing at once
+                await gateway.upstream_ready()
+        finally:
+            self.observers -= 1
+
+
+class UpstreamAgent(ClientAgent):
+    """The client agent as the gateway's upstream leg: its session changes reach the gateway."""
+
+    def __init__(self, gateway: Gateway, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.gateway = gateway
+
+    def _session_up(self, context: aiocoap.Context, connection: Any) -> None:
+        super()._session_up(context, connection)
+        self.gateway.upstream_changed(True)
+
+    def _mark_lost(self, reason: str) -> None:
+        super()._mark_lost(reason)
+        self.gateway.upstream_changed(False)
+
+    async def _session_down(self) -> None:
+        self.gateway.upstream_changed(False)
+        await super()._session_down()
+
+    async def _control(self, operation: str, args: dict[str, Any]) -> dict[str, Any]:
+        if operation == "gateway":
+            return self.gateway.status()
+        if operation not in UPSTREAM_OPERATIONS:
+            # The upstream 'mid's under the gateway's cuid are the relay's (opendots.store.gateway_state): a mid
+            # the agent allocated on its own could replace a relayed mitigation.
+            raise ControlError(f"{operation!r} is not available on a DOTS gateway's admin socket", "4.03")
+        return await super()._control(operation, args)
+
+    # --- relayed requests on the current session ---------------------------------------------------------------
+
+    def _session(self) -> tuple[aiocoap.Context, str, bool]:
+        connection, context = self.connection, self.context
+        if connection is None or context is None or self._lost:
+            raise UpstreamUnavailable("no session with the upstream DOTS server")
+        return context, connection.candidate.base_uri, connection.reliable
+
+    def _message(self, sent: Outbound, base_uri: str) -> aiocoap.Message:
+        # CON over DTLS: aiocoap retransmits it (the agent's own mitigation requests are NON, retransmitted by
+        # opendots.signal.client.shell.coap); over TLS nothing is retransmitted (RFC 8323).
+        message = aiocoap.Message(code=_METHODS[sent.method], uri=base_uri)
+        message.opt.uri_path = (*WELL_KNOWN_DOTS, *sent.path)
+        if sent.query:
+            message.opt.uri_query = sent.query
+        message.opt.hop_limit = sent.hop_limit  # RFC 8768 (RFC 9132 §4.4.1.2: a gateway SHOULD add it)
+        if sent.if_match_empty:
+            message.opt.if_match = [b""]
+        if sent.observe is not None:
+            message.opt.observe = sent.observe
+        if sent.payload:
+            message.payload = sent.payload
+            message.opt.content_format = DOTS_CBOR
+        return message
+
+    async def relay(self, sent: Outbound) -> aiocoap.Message:
+        context, base_uri, _reliable = self._session()
+        try:
+            async with asyncio.timeout(self.settings.request_timeout):
+                return await context.request(self._message(sent, base_uri)).response
+        except TimeoutError:
+            raise UpstreamUnavailable("no answer from the upstream DOTS server") from None
+        except aiocoap.error.Error as error:
+            self._mark_lost(f"relayed {sent.method} /{'/'.join(sent.path)}: {error}")
+            raise UpstreamUnavailable(str(error) or type(error).__name__) from None
+
+    async def observe(self, sent: Outbound) -> AsyncIterator[tuple[str, bytes, int | None, int | None]]:
+        """The answer to an Observe registration, then each notification, as (code, payload, content-format,
+        max-age). Raises UpstreamUnavailable when the session goes."""
+        context, base_uri, _reliable = self._session()
+        pending = context.request(self._message(sent, base_uri))
+        pending.response.add_done_callback(_retrieve)
+        try:
+            try:
+                async with asyncio.timeout(self.settings.request_timeout):
+                    first = await pending.response
+            except TimeoutError:
+                raise UpstreamUnavailable("no answer from the upstream DOTS server") from None
+            except aiocoap.error.Error as error:
+                raise UpstreamUnavailable(str(error) or type(error).__name__) from None
+            yield _parts(first)
+            if not first.code.is_successful():
+                return
+            try:
+                async for notification in pending.observation:
+                    yield _parts(notification)
+            except aiocoap.error.ResponseWrappingError as error:
+                yield _parts(error.coapmessage)
+                return
+            except aiocoap.error.Error as error:
+                raise UpstreamUnavailable(str(error) or type(error).__name__) from None
+            raise UpstreamUnavailable("the upstream observation ended")
+        finally:
+            if not pending.observation.cancelled:
+                pending.observation.cancel()
+
+
+def _parts(message: aiocoap.Message) -> tuple[str, bytes, int | None, int | None]:
+    content_format = message.opt.content_format
+    return (
+        message.code.dotted,
+        message.payload,
+        None if content_format is None else int(content_format),
+        message.opt.max_age,
+    )
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+class Gateway:
+    def __init__(self, config: GatewayConfig, *, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.clock = clock
+        self.store = RelayStore(config.state)
+        upstream_cuid = cuid_from_certificate(config.upstream.tls.cert.read_bytes())
+        settings = RelaySettings(
+            kind=config.kind,
+            identity=config.identity,
+            upstream_cuid=upstream_cuid,
+            hop_limit=config.hop_limit,
+            rewrite_hop_limit=config.rewrite_hop_limit,
+            insert_cdid=config.insert_cdid,
+            retry_after=config.retry_after,
+        )
+        self.core = RelayCore(settings, self.store)
+        self.relay = RelayResource(self)
+        if config.admin_socket is not None:
+            config.upstream.control_socket = config.admin_socket
+        self.upstream = UpstreamAgent(self, config.upstream, AgentSettings.from_config(config.upstream), clock=clock)
+        # The relayed mitigations are the upstream session's: mitigating-config and §4.7's keep-the-session rule
+        # apply while any is held, as for a client's own.
+        self.upstream.core.relaying = lambda: bool(self.core.links)  # an ended one is forgotten at once
+        self.server: RunningSignalServer | None = None
+        self.data: DataRelay | None = None
+        self.metrics: Any = None
+        self._up = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # --- lifecycle -----------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.server = await start_signal_server(self.config.downstream, transport=self._listen, clock=self.clock)
+        # A downstream client with relayed mitigations held is under attack: its leg uses mitigating-config too.
+        self.server.service.core.relaying = self.core.holds
+        await self.upstream.start()
+        self._spawn(self._expiry())
+        data = ""
+        if self.config.data_channel:
+            downstream = self.config.downstream
+            self.data = DataRelay(
+                self.config.kind, self.config.identity, downstream.client_by_cuid, self.config.upstream, downstream.tls
+            )
+            await self.data.start(downstream.listen, downstream.data_port)
+            data = f"; data channel relayed on HTTPS port {downstream.data_port}"
+        if self.config.metrics:
+            from opendots.gateway.metrics import GatewayCollector
+            from opendots.metrics.endpoint import start_metrics_endpoint
+
+            self.metrics = await start_metrics_endpoint([GatewayCollector(self)], self.config.metrics)
+        endpoint = self.server.endpoint
+        log.warning(
+            "DOTS gateway %s (%s) listening on %s; upstream %s; admin socket %s%s",
+            self.config.identity,
+            self.config.kind,
+            ", ".join(f"{h}:{p}" for h, p in [*endpoint.dtls_addresses, *endpoint.tls_addresses]),
+            self.config.upstream.server_name,
+            self.upstream.config.control_socket,
+            data,
+        )
+
+    async def _listen(self, site: aiocoap.resource.Site) -> SignalServerEndpoint:
+        downstream = self.config.downstream
+        return await start_server(
+            GatewaySite(site, self.relay),
+            credentials=downstream.tls,
+            bind=[(host, downstream.signal_port) for host in downstream.listen],
+            max_sessions=downstream.max_sessions,
+            idle_timeout=downstream.idle_session_timeout,
+            max_handshakes=downstream.max_handshakes or None,
+            max_handshakes_per_address=downstream.max_handshakes_per_address,
+            handshake_timeout=downstream.handshake_timeout,
+        )
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.metrics is not None:
+            await self.metrics.stop()
+        if self.data is not None:
+            await self.data.stop()
+        await self.upstream.stop()
+        if self.server is not None:
+            await self.server.stop()
+        self.store.close()
+
+    async def run_forever(self) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await self.start()
+        try:
+            await stop.wait()
+        finally:
+            await self.stop()
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- the relay ------------------------------------------------------------------------------------------------
+
+    def inbound(self, request: aiocoap.Message) -> Inbound | Reply:
+        """A downstream request as the relay core takes it; a Reply when it is refused before that (4.01, 4.15)."""
+        assert self.server is not None
+        identity = peer_identity(request)
+        peer = identity.cuid if identity is not None else None
+        client = self.server.service.core.client_name(peer)
+        if client is None or peer is None:
+            return Reply.error("4.01", "this DOTS client is not authorized to use this DOTS gateway")
+        if request.payload and request.opt.content_format not in (None, DOTS_CBOR):
+            return Reply.error("4.15", "the payload must be application/dots+cbor (271)")
+        hop_limits = request.opt.get_option(aiocoap.OptionNumber.HOP_LIMIT)
+        if_match = request.opt.if_match
+        return Inbound(
+            client=client,
+            peer_cuid=peer,
+            method=request.code.name,
+            path=tuple(request.opt.uri_path)[2:],
+            query=tuple(request.opt.uri_query),
+            payload=request.payload or None,
+            # RFC 8768 §3 / RFC 7252 §5.4.5: a repeated elective option counts once, the first occurrence.
+            hop_limit=int(hop_limits[0].value) if hop_limits else None,
+            observe=request.opt.observe,
+            if_match_empty=bool(if_match) and all(tag == b"" for tag in if_match),
+            authorization=self.config.downstream.client_by_cuid(peer),
+        )
+
+    async def forward(self, sent: Outbound) -> Reply:
+        try:
+            answer = await self.upstream.relay(sent)
+        except UpstreamUnavailable as error:
+            return self.core.failed(sent, str(error))
+        code, payload, content_format, max_age = _parts(answer)
+        return self.core.answered(sent, code, payload, content_format, max_age, self.clock())
+
+    def upstream_changed(self, up: bool) -> None:
+        was = self.core.upstream_up
+        self.core.upstream_changed(up)
+        if up and not was:
+            self._spawn(self._reestablish())
+        elif not up and was:
+            self._up.clear()
+            log.warning("upstream session down: downstream requests get 5.03 until it is back")
+
+    async def upstream_ready(self) -> None:
+        await self._up.wait()
+
+    async def _reestablish(self) -> None:
+        """The upstream session is (back) up: every accepted mitigation is PUT again (the upstream server may have
+        restarted, or lost the session's mitigations, RFC 9132 §4.7)."""
+        for sent in self.core.reestablish(self.clock()):
+            reply = await self.forward(sent)
+            if reply.code.startswith("2."):
+                log.info("re-established upstream %s for %s", "/".join(sent.path), sent.client)
+            else:
+                log.warning("could not re-establish %s for %s: %s %s", "/".join(sent.path), sent.client,
+                            reply.code, reply.diagnostic)  # fmt: skip
+        # Relayed observations register again only now: a GET before its mitigation is back would find 4.04 upstream,
+        # and the observer would take its mitigation for gone.
+        if self.core.upstream_up:
+            self._up.set()
+
+    async def _expiry(self) -> None:
+        while True:
+            due = self.core.next_expiry()
+            await asyncio.sleep(60.0 if due is None else min(60.0, max(0.5, due - self.clock())))
+            self.core.expire(self.clock())
+
+    def status(self) -> dict[str, Any]:
+        """The admin socket's `gateway` view: each downstream mitigation beside its upstream counterpart."""
+        return {
+            "identity": self.config.identity,
+            "kind": self.config.kind,
+            "upstream": self.upstream.session_info(),
+            "links": self.core.status(self.clock()),
+            "observers": self.relay.observers,
+            "counters": dict(self.core.counters),
+            **({"data-channel": dict(self.data.counters)} if self.data is not None else {}),
+        }
+
+
+async def run_gateway(config: GatewayConfig) -> None:
+    gateway = Gateway(config)
+    with contextlib.suppress(asyncio.CancelledError):
+        await gateway.run_forever()

@@ -1,0 +1,56 @@
+"""Gateway chains for the tests: `opendots gateway` (opendots.lab.gateway.GatewayProcess) put between a
+ProcessStack's agent and its server."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from opendots.config import ClientAuthorization, ClientConfig
+from opendots.lab.gateway import GatewayProcess, authorization
+
+__all__ = ["GatewayProcess", "authorization", "chain_running", "in_front_of", "point_agent_at", "trust"]
+
+
+def point_agent_at(stack: Any, port: int) -> None:
+    """The stack's client agent (and its one-shot twin) talk to PORT (a gateway) instead of the server."""
+    for path in (stack.client_config_path, stack.oneshot_config_path):
+        config = ClientConfig.load(path)
+        config.signal_port = port
+        config.save(path)
+    stack.client_config.signal_port = port
+
+
+def trust(stack: Any, *clients: ClientAuthorization) -> None:
+    """Add CLIENTS to the stack server's [[clients]] (before it starts)."""
+    stack.server_config.clients.extend(clients)
+    stack.server_config.save(stack.server_config_path)
+
+
+def in_front_of(
+    stack: Any, kind: str, name: str = "gw1", *, only_gateway: bool = False, extra: dict[str, Any] | None = None
+) -> GatewayProcess:
+    """A gateway of KIND between the stack's agent and its server, serving the agent's client; the server trusts it
+    (as a server-domain gateway when KIND says so). ONLY_GATEWAY: the server knows the gateway alone, not the
+    client behind it."""
+    gateway = GatewayProcess(stack.directory, name, kind, extra=extra)
+    gateway.upstream_to(stack.port, stack.server_config.data_port)
+    gateway.serve(stack.server_config.clients[0])
+    if only_gateway:
+        stack.server_config.clients.clear()
+    trust(stack, gateway.authorization(gateway=kind == "server-domain"))
+    point_agent_at(stack, gateway.port)
+    return gateway
+
+
+@contextlib.contextmanager
+def chain_running(stack: Any, gateway: GatewayProcess) -> Iterator[GatewayProcess]:
+    """Server, gateway, then agent started; the gateway stopped at the end (the stack stops the rest)."""
+    try:
+        stack.start_server()
+        gateway.start()
+        stack.start_agent()
+        yield gateway
+    finally:
+        gateway.stop()
