@@ -148,6 +148,7 @@ class ServerConfig:
     signal: dict[str, Any] = field(default_factory=dict)  # [signal]: opendots.signal server settings
     data: dict[str, Any] = field(default_factory=dict)  # [data]: opendots.data.DataChannelSettings
     mitigators: list[dict[str, Any]] = field(default_factory=list)  # [[mitigators]]: opendots.mitigate
+    mitigation: dict[str, Any] = field(default_factory=dict)  # [mitigation]: opendots.mitigate.top_talkers
 
     _cuid_index: tuple[list[ClientAuthorization], int, dict[str, ClientAuthorization]] | None = field(
         default=None, init=False, repr=False, compare=False
@@ -215,6 +216,7 @@ class ServerConfig:
             signal=dict(_table(data, "signal", path)),
             data=dict(_table(data, "data", path)),
             mitigators=[dict(entry) for entry in _tables(data, "mitigators", path)],
+            mitigation=dict(_table(data, "mitigation", path)),
         )
         loaded.check_tables(path)
         return loaded
@@ -230,6 +232,9 @@ class ServerConfig:
                 parse(self.clients, table)
             except ConfigError as error:
                 raise ConfigError(f"{path}: {error}") from None
+        from opendots.mitigate.top_talkers import TopTalkerSettings
+
+        TopTalkerSettings.from_table(self.mitigation, f"{path}: [mitigation]")
 
     def save(self, path: Path | str) -> None:
         path = Path(path)
@@ -277,6 +282,8 @@ class ServerConfig:
             data["data"] = self.data
         if self.mitigators:
             data["mitigators"] = self.mitigators
+        if self.mitigation:
+            data["mitigation"] = self.mitigation
         path.write_text(tomli_w.dumps(data))
 
 
@@ -441,7 +448,7 @@ def _seconds(table: dict[str, Any], key: str, default: float, path: Path) -> flo
     return float(value)
 
 
-SERVER_TABLES = ("server", "tls", "clients", "signal", "data", "mitigators", "dashboard")
+SERVER_TABLES = ("server", "tls", "clients", "signal", "data", "mitigators", "mitigation", "dashboard")
 DASHBOARD_KEYS = ("listen", "token_file")
 SERVER_KEYS = (
     "listen",

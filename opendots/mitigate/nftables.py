@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from opendots.mitigate.base import Counters, MitigationScope, MitigatorError
 from opendots.mitigate.nftables_acl import AclPolicy, ace_counter_name, validate_policy
+from opendots.mitigate.nftables_keys import JsonCommand
 from opendots.mitigate.nftables_ruleset import (
     CHAIN,
     Plan,
@@ -34,6 +35,8 @@ from opendots.mitigate.nftables_ruleset import (
     plan_change,
     scope_elements,
 )
+from opendots.mitigate.nftables_watch import passed_counter_name, watch_commands, watch_table
+from opendots.mitigate.top_talkers import Phase, PolicyStatus, SourcesFirst, TopTalkerSettings
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +103,7 @@ class NftablesMitigator:
         nft: str = "nft",
         rate_window: float = DEFAULT_RATE_WINDOW,
         clock: Callable[[], float] = time.monotonic,
+        top_talkers: TopTalkerSettings | None = None,
     ) -> None:
         if not NFT_NAME.fullmatch(table):
             raise ValueError(f"nft table name {table!r}: letters, digits and _ only, at most 64 characters")
@@ -113,15 +117,33 @@ class NftablesMitigator:
         self._state = RulesetState()
         self._rates: dict[str, DropRates] = {}
         self._lock = asyncio.Lock()
+        self.top_talkers = top_talkers or TopTalkerSettings()
+        self._policies: dict[str, SourcesFirst] = {}
+        """Mitigations under the top-talker policy (opendots.mitigate.top_talkers), by key."""
+        self._watched: set[str] = set()
+        """Keys whose passed-traffic counter is installed (opendots.mitigate.nftables_watch)."""
 
     # ---- Mitigator protocol ----
 
     async def apply(self, scope: MitigationScope) -> None:
         async with self._lock:
-            if self._state.initialized and self._state.scopes.get(scope.key) == scope:
+            policy = self._policies.get(scope.key)
+            current = policy.scope if policy is not None else self._state.scopes.get(scope.key)
+            if self._state.initialized and current == scope:
                 return  # idempotent: already enforced exactly like this
-            await self._change(put=[scope])
+            policies = dict(self._policies)
+            policies.pop(scope.key, None)
+            enforced = scope
+            if self.top_talkers.enabled and scope.top_talkers:
+                # A new mitigation's counters start with the batch: the first judgement spans the window from now.
+                fresh = scope.key not in self._state.scopes
+                policy = SourcesFirst(self.top_talkers, scope, self._clock(), (0, 0) if fresh else None)
+                policies[scope.key] = policy
+                enforced = policy.enforced
+            await self._change(put=[enforced], policies=policies)
             self._rates.setdefault(scope.key, DropRates(self._rate_window, self._clock()))
+            if scope.key in policies:
+                log.warning("mitigation %s: %s", scope.key, policies[scope.key].status().describe())
 
     async def update(self, scope: MitigationScope) -> None:
         await self.apply(scope)
@@ -130,7 +152,8 @@ class NftablesMitigator:
         async with self._lock:
             if key not in self._state.scopes:
                 return
-            await self._change(remove=[key])
+            policies = {k: policy for k, policy in self._policies.items() if k != key}
+            await self._change(remove=[key], policies=policies)
             self._rates.pop(key, None)
 
     async def counters(self, key: str) -> Counters:
@@ -138,6 +161,7 @@ class NftablesMitigator:
             raise MitigatorError(f"no active nftables mitigation {key!r}")
         listing = await self._nft("-j", "list", "counter", self.table.family, self.table.name, counter_name(key))
         packets, bytes_ = _counter_values(listing)[counter_name(key)]
+        await self._judge({key: packets})
         return self._measured(key, packets, bytes_)
 
     async def counters_many(self, keys: list[str]) -> dict[str, Counters]:
@@ -153,7 +177,44 @@ class NftablesMitigator:
             value = values.get(counter_name(key))
             if value is not None:
                 found[key] = self._measured(key, *value)
+        await self._judge({key: values[counter_name(key)][0] for key in found})
         return found
+
+    # ---- Top-talker policy (opendots.mitigate.top_talkers) ----
+
+    def top_talker_status(self, key: str) -> PolicyStatus | None:
+        """What the top-talker policy did for mitigation KEY (None: not under the policy)."""
+        policy = self._policies.get(key)
+        return None if policy is None else policy.status()
+
+    async def _judge(self, dropped: dict[str, int]) -> None:
+        """Feed the narrow mitigations among DROPPED (key → packets dropped) and what still reaches their targets
+        to their policies; widen, in one batch, those the policy gives up on."""
+        narrow = [key for key in dropped if key in self._watched and key in self._policies]
+        if not narrow:
+            return
+        watch = watch_table(self.table)
+        try:
+            listing = await self._nft("-j", "list", "counters", "table", watch.family, watch.name)
+        except MitigatorError as error:
+            log.warning("passed-traffic counters of %s: %s", watch.name, error)
+            return
+        passed = _counter_values(listing)
+        now = self._clock()
+        widen = []
+        for key in narrow:
+            value = passed.get(passed_counter_name(key))
+            if value is not None and self._policies[key].observe(now, dropped[key], value[0]):
+                widen.append(key)
+        if not widen:
+            return
+        async with self._lock:
+            scopes = [self._policies[key].scope for key in widen if key in self._policies and key in self._state.scopes]
+            if scopes:
+                await self._change(put=scopes, policies=self._policies)
+        for key in widen:
+            if key in self._policies:
+                log.warning("mitigation %s: %s", key, self._policies[key].status().describe())
 
     def _measured(self, key: str, packets: int, bytes_: int) -> Counters:
         rates = self._rates.get(key)
@@ -229,7 +290,10 @@ class NftablesMitigator:
         async with self._lock:
             carried = await self._existing_counters()
             plan = plan_change(self.table, RulesetState(), put=valid, carried_counters=carried, put_acls=valid_acls)
-            await self._commit(plan)
+            # Top-talker policies start again only with a new request: after a restart the whole scope is enforced.
+            await self._commit(plan, watch_table(self.table).reset_commands())
+            self._policies = {}
+            self._watched = set()
             now = self._clock()
             self._rates = {
                 scope.key: DropRates(self._rate_window, now, *carried.get(counter_name(scope.key), (0, 0)))
@@ -240,9 +304,12 @@ class NftablesMitigator:
     async def cleanup(self) -> None:
         """Remove the table (and with it every rule, map and counter of this mitigator)."""
         async with self._lock:
-            await self._nft("-j", "-f", "-", stdin=json.dumps(batch(self.table.reset_commands())))
+            commands = self.table.reset_commands() + watch_table(self.table).reset_commands()
+            await self._nft("-j", "-f", "-", stdin=json.dumps(batch(commands)))
             self._state = RulesetState()
             self._rates.clear()
+            self._policies = {}
+            self._watched = set()
 
     @property
     def active_keys(self) -> list[str]:
@@ -254,11 +321,17 @@ class NftablesMitigator:
 
     # ---- nft ----
 
-    async def _change(self, **change: Any) -> None:
-        """Plan CHANGE on top of the current state and commit it; rebuild the table first if it vanished."""
+    async def _change(self, policies: dict[str, SourcesFirst] | None = None, **change: Any) -> None:
+        """Plan CHANGE on top of the current state and commit it; rebuild the table first if it vanished.
+
+        POLICIES (when given) become the mitigations under the top-talker policy: the passed-traffic counters of
+        those in their narrow phase are installed or removed in the same batch."""
         plan = plan_change(self.table, self._state, **change)  # invalid input raises here, nothing sent
+        policies = self._policies if policies is None else policies
+        watched = {key: p.scope for key, p in policies.items() if p.phase is Phase.NARROW and key in plan.state.scopes}
         try:
-            await self._commit(plan)
+            await self._commit(plan, watch_commands(self.table, self._watched, watched))
+            self._policies, self._watched = policies, set(watched)
         except MitigatorError:
             if not self._state.initialized or await self._table_present():
                 raise
@@ -271,7 +344,9 @@ class NftablesMitigator:
                 self.table, RulesetState(), put=self._state.scopes.values(), put_acls=self._state.acls.values()
             )
             changed = plan_change(self.table, rebuilt.state, **change)
-            await self._commit(Plan(commands=rebuilt.commands + changed.commands, state=changed.state))
+            rewatch = watch_commands(self.table, (), watched)
+            await self._commit(Plan(commands=rebuilt.commands + changed.commands, state=changed.state), rewatch)
+            self._policies, self._watched = policies, set(watched)
             now = self._clock()
             self._rates = {key: DropRates(self._rate_window, now) for key in self._state.scopes}
 
@@ -282,9 +357,11 @@ class NftablesMitigator:
             return False
         return True
 
-    async def _commit(self, plan: Plan) -> None:
-        if plan.commands:
-            await self._nft("-j", "-f", "-", stdin=json.dumps(batch(plan.commands)))
+    async def _commit(self, plan: Plan, more: list[JsonCommand] | None = None) -> None:
+        """Send PLAN's commands, and MORE (the watch table's) in the same atomic batch."""
+        commands = plan.commands + (more or [])
+        if commands:
+            await self._nft("-j", "-f", "-", stdin=json.dumps(batch(commands)))
         self._state = plan.state
 
     async def _existing_counters(self) -> dict[str, tuple[int, int]]:

@@ -39,6 +39,7 @@ from opendots.signal.server.core.paths import MitigatePath
 from opendots.signal.server.core.policy import ServerSettings
 from opendots.signal.server.core.query import parse_mitigation_query
 from opendots.signal.server.core.scope import CLIENT_TELEMETRY, MitigationRequest, overlap, parse_scope_body
+from opendots.signal.server.core.talkers import with_talkers
 from opendots.signal.server.core.telemetry_config import SCOPE_ATTACK_DETAIL
 from opendots.signal.server.core.transitions import REPORT_TRIGGERS, Trigger, allowed, kind_of, next_status
 from opendots.store.records import CuidRecord, MitigationRecord, SignalChanges
@@ -74,6 +75,9 @@ class MitigationRequests:
         self._terminating_period: dict[str, int] = {}
         self.announcements = Announcements()  # Table 3's repeated 3/7 of preconfigured requests before 8
         self.acls = AclRequests(settings, client_named)
+        self.reported_details: Callable[[str, Targets], list[dict[str, Any]]] = lambda client, targets: []
+        """The 'attack-detail' entries of the client's telemetry reports (§8.2) on targets overlapping these: their
+        top talkers go with the mitigation to the actuators (opendots.signal.server.core.talkers)."""
 
     @property
     def settings(self) -> ServerSettings:
@@ -295,7 +299,7 @@ class MitigationRequests:
         decision.then(apply)
         events = decision.events
         if created.enforcing:
-            events.append(activated_event(created))
+            events.append(activated_event(created, self.reported_details(client.name, targets)))
         for old in superseded:
             ended = next_status(kind_of(old.request.trigger_mitigation), old.status, Trigger.SUPERSEDED)
             if old.enforcing:
@@ -442,7 +446,8 @@ class MitigationRequests:
 
         decision.then(apply)
         for mitigation in activated:
-            decision.events.append(activated_event(mitigation))
+            reported = self.reported_details(mitigation.record.client, mitigation.targets)
+            decision.events.append(activated_event(mitigation, reported))
             decision.events.append(_changed(mitigation, now))
         for mitigation in replaced:
             final = next_status("immediate", mitigation.status, Trigger.SIGNAL_LOST)
@@ -513,11 +518,13 @@ def _changed(mitigation: Mitigation, now: float, status: Status | None = None) -
     return MitigationChanged(record.client, record.cuid, record.mid, mitigation.snapshot_later(now, status))
 
 
-def activated_event(mitigation: Mitigation) -> MitigationActivated:
+def activated_event(mitigation: Mitigation, reported: Iterable[dict[str, Any]] = ()) -> MitigationActivated:
+    """Enforce MITIGATION; the top talkers of its request's attack details (§9.1) and of REPORTED (the client's
+    telemetry, §8.2) go with its scope."""
     record = mitigation.record
-    return MitigationActivated(
-        record.client, record.cuid, record.mid, mitigation.mitigation_scope(), mitigation.names()
-    )
+    details = [*record.request.get(SCOPE_ATTACK_DETAIL, ()), *reported]
+    scope = with_talkers(mitigation.mitigation_scope(), details) if details else mitigation.mitigation_scope()
+    return MitigationActivated(record.client, record.cuid, record.mid, scope, mitigation.names())
 
 
 def updated_event(mitigation: Mitigation) -> MitigationUpdated:

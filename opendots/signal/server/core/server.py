@@ -87,6 +87,7 @@ class SignalServer:
             self._mitigation_targets,
             self.telemetry_setups.check_new_cuid,
         )
+        self.mitigation_requests.reported_details = self.telemetry_reports.attack_details
         self._handlers: dict[type, Handler] = {
             MitigatePath: self.mitigation_requests.handle,
             ConfigPath: lambda client, path, request, now, decision: self.configs.handle(

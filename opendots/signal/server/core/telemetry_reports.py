@@ -101,6 +101,23 @@ class TelemetryReports:
         own = self._index.under(client, cuid)
         return [own[tmid].record for tmid in sorted(own)]
 
+    def attack_details(self, client: str, targets: Targets) -> list[dict[str, Any]]:
+        """The 'attack-detail' entries of CLIENT's reports (any cuid) whose entry targets overlap TARGETS: what the
+        top-talker policy of the mitigators draws on (opendots.signal.server.core.talkers)."""
+        own = self._index.own(client)
+        if not own:
+            return []
+        wanted = _footprint([(targets,)])
+        found: list[dict[str, Any]] = []
+        for reports in own.values():
+            for held in reports.values():
+                if not held.footprint.overlaps(wanted):
+                    continue
+                for index, entry in enumerate(held.record.entries):
+                    if entry.get("attack-detail") and _footprint([held.targets[index]]).overlaps(wanted):
+                        found += entry["attack-detail"]
+        return found
+
     def handle(
         self, client: ClientAuthorization, path: TelemetryPath, request: Request, now: float, decision: Decision
     ) -> Response:

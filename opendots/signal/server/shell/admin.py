@@ -17,7 +17,11 @@ Operations:
                                                   "lifetime",
                                                   "target-prefix", "target-port-range", "target-protocol",
                                                   "target-fqdn", "target-uri", "alias-name",
-                                                  "pkts-dropped", "bytes-dropped"}]}
+                                                  "pkts-dropped", "bytes-dropped",
+                                                  "top-talkers"?: {"phase": "narrow" | "wide", "sources",
+                                                                   "since", "reason", "summary"}}]}
+                                                  top-talkers: only for a mitigation under the
+                                                  [mitigation] top-talker policy
   redirect     {"alt-server": fqdn, "records"?: [ip, ...], "ttl"?: seconds}
                                               -> {"redirection": {...}}   every request and observer gets 5.03
   redirect-clear                              -> {"redirection": null}
@@ -41,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 from opendots.config import ConfigError, ServerConfig
 from opendots.eventloop import running_loop_name
 from opendots.mitigate.router import enforces
+from opendots.mitigate.top_talkers import top_talker_status
 from opendots.signal.client.shell.control import ControlError, ControlServer
 from opendots.signal.server.core import Redirection, Status
 from opendots.signal.server.core.defaults import UINT32_MAX
@@ -129,8 +134,10 @@ class AdminHandler:
         # A page that shows a few hundred rows must not pay for rendering every one of tens of thousands.
         shown = sorted(held, key=order) if limit is None else heapq.nsmallest(limit, held, key=order)
         entries = []
+        mitigator = self.server.service.mitigator
         for mitigation in shown:
             record = mitigation.record
+            policy = top_talker_status(mitigator, mitigation.mitigator_key)
             entries.append(
                 {
                     "client": record.client,
@@ -141,6 +148,7 @@ class AdminHandler:
                     **mitigation.targets.to_yang(),
                     "pkts-dropped": mitigation.counters.pkts_dropped,
                     "bytes-dropped": mitigation.counters.bytes_dropped,
+                    **({"top-talkers": policy.to_json()} if policy is not None else {}),
                 }
             )
         return {"mitigations": entries, "total": len(held)}
