@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from opendots.config import ClientAuthorization
-from opendots.domain import Counters, Targets
+from opendots.domain import Counters, MitigationScope, Targets
 from opendots.signal.server.core import defaults
 from opendots.signal.server.core.acl_requests import AclRequests
 from opendots.signal.server.core.announcements import Announcements
@@ -164,6 +164,27 @@ class MitigationRequests:
         decision.acl_activations = activations  # only an accepted request changes ACLs
         return response
 
+    def talkers_event(self, mitigation: Mitigation) -> MitigationUpdated | None:
+        """MitigationUpdated carrying the top talkers now known for MITIGATION (its request's and its client's
+        telemetry reports'), None when there are none: the actuators skip a scope they already enforce."""
+        event = updated_event(mitigation, self.reported_details(mitigation.record.client, mitigation.targets))
+        return event if event.scope.top_talkers else None
+
+    def talkers_reported(self, client: str, targets: Iterable[Targets]) -> list[Event]:
+        """CLIENT reported telemetry (§8.2) on TARGETS: its enforced mitigations overlapping them, with the top
+        talkers now known (see talkers_event)."""
+        found: dict[tuple[str, int], Mitigation] = {}
+        for target in targets:
+            for mitigation, _ in self.table.overlapping(target):
+                if mitigation.record.client == client and mitigation.enforcing:
+                    found.setdefault(mitigation.key, mitigation)
+        events: list[Event] = []
+        for mitigation in found.values():
+            event = self.talkers_event(mitigation)
+            if event is not None:
+                events.append(event)
+        return events
+
     def _grant(self, requested: int) -> int:
         cap = self.settings.max_lifetime
         if requested == defaults.INDEFINITE_LIFETIME:
@@ -197,6 +218,11 @@ class MitigationRequests:
         updated = existing.with_record(**changes)
         decision.changes = SignalChanges(put_mitigations=[updated.record])
         decision.then(lambda: self.table.hold(updated))
+        if updated.enforcing and SCOPE_ATTACK_DETAIL in parsed.document:
+            # §9.1: the attack details changed; their top talkers go to the actuators (the top-talker policy).
+            event = self.talkers_event(updated)
+            if event is not None:
+                decision.events.append(event)
         return Response("2.04", body=_ack_body(updated, now))
 
     def _refresh(self, put: _Put, existing: Mitigation, now: float, decision: Decision) -> Response:
@@ -232,7 +258,7 @@ class MitigationRequests:
             decision.then(lambda: self._lengthen_terminating_period(client))
         if targets != existing.targets and updated.enforcing:
             # Same request, but an alias it names now resolves differently (data channel change).
-            decision.events.append(updated_event(updated))
+            decision.events.append(updated_event(updated, self.reported_details(client.name, targets)))
         if revived:
             decision.events.append(_changed(updated, now))
         return Response("2.04", body=_ack_body(updated, now))
@@ -522,14 +548,18 @@ def activated_event(mitigation: Mitigation, reported: Iterable[dict[str, Any]] =
     """Enforce MITIGATION; the top talkers of its request's attack details (§9.1) and of REPORTED (the client's
     telemetry, §8.2) go with its scope."""
     record = mitigation.record
-    details = [*record.request.get(SCOPE_ATTACK_DETAIL, ()), *reported]
-    scope = with_talkers(mitigation.mitigation_scope(), details) if details else mitigation.mitigation_scope()
-    return MitigationActivated(record.client, record.cuid, record.mid, scope, mitigation.names())
+    return MitigationActivated(record.client, record.cuid, record.mid, _scope(mitigation, reported), mitigation.names())
 
 
-def updated_event(mitigation: Mitigation) -> MitigationUpdated:
+def _scope(mitigation: Mitigation, reported: Iterable[dict[str, Any]]) -> MitigationScope:
+    """MITIGATION's scope with the top talkers of its request (§9.1) and of REPORTED (the client's telemetry)."""
+    details = [*mitigation.record.request.get(SCOPE_ATTACK_DETAIL, ()), *reported]
+    return with_talkers(mitigation.mitigation_scope(), details) if details else mitigation.mitigation_scope()
+
+
+def updated_event(mitigation: Mitigation, reported: Iterable[dict[str, Any]] = ()) -> MitigationUpdated:
     record = mitigation.record
-    return MitigationUpdated(record.client, record.cuid, record.mid, mitigation.mitigation_scope(), mitigation.names())
+    return MitigationUpdated(record.client, record.cuid, record.mid, _scope(mitigation, reported), mitigation.names())
 
 
 def withdrawn_event(mitigation: Mitigation, reason: str) -> MitigationWithdrawn:

@@ -97,7 +97,7 @@ class SignalServer:
                 client.name, request, now, decision.events
             ),
             TelemetrySetupPath: self.telemetry_setups.handle,
-            TelemetryPath: self.telemetry_reports.handle,
+            TelemetryPath: self._telemetry,
         }
         self._store_retry_at: float | None = None  # after a failed timer write, wait before trying again
         self._pending: Decision | None = None
@@ -140,6 +140,22 @@ class SignalServer:
         self.telemetry_reports.restored(state.telemetry_reports)  # after the mitigations their 'mid-list' names
         # A restarted server gives each client with stored mitigations a fresh liveness clock.
         self.peers.restored(dict.fromkeys(record.client for record in state.mitigations), now)
+
+    def _telemetry(
+        self, client: ClientAuthorization, path: TelemetryPath, request: Request, now: float, decision: Decision
+    ) -> Response:
+        response = self.telemetry_reports.handle(client, path, request, now, decision)
+        reports = list(decision.changes.put_telemetry_reports)
+        if reports:
+            # Top talkers of the new report reach the client's enforced mitigations on those targets (the
+            # top-talker policy of the actuators). Decided once the report is installed, which resolves its
+            # targets: the events join the decision's, which the shell reads after applying it.
+            def talkers() -> None:
+                targets = [t for record in reports for t in self.telemetry_reports.targets_of(record)]
+                decision.events += self.mitigation_requests.talkers_reported(client.name, targets)
+
+            decision.then(talkers)
+        return response
 
     def restore_events(self) -> list[Event]:
         """MitigationActivated for every mitigation that must be enforced: call once after start-up, since

@@ -118,6 +118,11 @@ class TelemetryReports:
                         found += entry["attack-detail"]
         return found
 
+    def targets_of(self, record: TelemetryReportRecord) -> list[Targets]:
+        """The targets of an installed report's entries (aliases resolved, 'mid-list's expanded)."""
+        held = self._index.under(record.client, record.cuid).get(record.tmid)
+        return [] if held is None else [t for per_entry in held.targets for t in per_entry]
+
     def handle(
         self, client: ClientAuthorization, path: TelemetryPath, request: Request, now: float, decision: Decision
     ) -> Response:

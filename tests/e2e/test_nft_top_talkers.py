@@ -1,0 +1,123 @@
+"""The nftables mitigator's top-talker policy on a real router namespace, driven by a clock the test moves: the
+narrow drop and its passed-traffic counter installed in one batch, the judgement made from the kernel's counters,
+the widening (and the watch's removal) in one batch that keeps the mitigation's counter, a restart back to the whole
+scope. Bounded paced floods from named and unnamed attacker addresses; counts from nft tallies."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import secrets
+from collections.abc import AsyncIterator
+
+import pytest
+
+from opendots.lab.flood import VictimTally, flood
+from opendots.lab.netns import Lab
+from opendots.mitigate.base import MitigationScope
+from opendots.mitigate.nftables import NftablesMitigator
+from opendots.mitigate.nftables_ruleset import counter_name
+from opendots.mitigate.nftables_watch import passed_counter_name
+from opendots.mitigate.top_talkers import Phase, TopTalkerSettings
+
+pytestmark = pytest.mark.lab
+PACKETS = 1_000
+SETTINGS = TopTalkerSettings(policy="sources-first", window=10.0, max_passed_share=0.2, min_passed_pps=10.0)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def mitigator(lab: Lab, table_name: str) -> AsyncIterator[tuple[NftablesMitigator, Clock]]:
+    clock = Clock()
+    running = NftablesMitigator(
+        lab.router_ingress, table=table_name, netns=lab.router.name, clock=clock, top_talkers=SETTINGS
+    )
+    yield running, clock
+    await running.cleanup()
+
+
+def counters(lab: Lab, table: str) -> dict[str, int]:
+    result = lab.router.run(["nft", "-j", "list", "counters", "table", "netdev", table], check=False)
+    if result.returncode != 0:
+        return {}
+    items = json.loads(result.stdout)["nftables"]
+    return {item["counter"]["name"]: item["counter"]["packets"] for item in items if "counter" in item}
+
+
+def send(lab: Lab, victim: str, port: int, source: ipaddress.IPv4Address) -> None:
+    sent = flood(lab.attacker, victim, port, count=PACKETS, duration=10.0, pps=10_000, source_address=str(source))
+    assert sent.sent == PACKETS
+
+
+async def test_named_talkers_are_dropped_alone_then_the_whole_scope_when_others_carry_the_attack(
+    lab: Lab, table_name: str, mitigator: tuple[NftablesMitigator, Clock]
+):
+    nft, clock = mitigator
+    named, unnamed = lab.attacker_sources(2, first=40)
+    victim = str(lab.victim_v4[0])
+    port = 20000 + secrets.randbelow(20000)
+    tally = VictimTally(lab.victim, [port], table=f"tally{secrets.token_hex(3)}")
+    key = "c/1"
+    scope = MitigationScope(key, (ipaddress.ip_network(f"{victim}/32"),), top_talkers=(ipaddress.ip_network(named),))
+    await nft.apply(scope)
+    status = nft.top_talker_status(key)
+    assert status is not None and status.phase is Phase.NARROW
+
+    send(lab, victim, port, named)
+    assert tally.count(port) == 0  # the named source: dropped
+    send(lab, victim, port, unnamed)
+    assert tally.count(port) == PACKETS  # another source toward the same target: through, and counted as passed
+    assert counters(lab, f"{table_name}_tt")[passed_counter_name(key)] == PACKETS
+
+    # Judged over the window from the kernel's counters: 1,000 dropped, 1,000 passed (50 %) → widen.
+    clock.now += 4.0
+    assert (await nft.counters_many([key]))[key].pkts_dropped == PACKETS
+    assert nft.top_talker_status(key).phase is Phase.NARROW  # type: ignore[union-attr]
+    clock.now += 7.0
+    await nft.counters_many([key])
+    status = nft.top_talker_status(key)
+    assert status is not None and status.phase is Phase.WIDE and status.reason.startswith("widened: 91 pps")
+    assert counters(lab, f"{table_name}_tt") == {}  # the watch went in the same batch
+    assert counters(lab, table_name)[counter_name(key)] == PACKETS  # the mitigation's counter carried over
+
+    send(lab, victim, port, unnamed)
+    assert tally.count(port) == PACKETS  # now the whole scope: the unnamed source is dropped too
+    assert (await nft.counters(key)).pkts_dropped == 2 * PACKETS
+    await nft.apply(scope)  # the same request again: stays wide
+    assert nft.top_talker_status(key).phase is Phase.WIDE  # type: ignore[union-attr]
+
+
+async def test_a_narrow_drop_that_holds_stays_narrow_and_a_restart_enforces_the_whole_scope(
+    lab: Lab, table_name: str, mitigator: tuple[NftablesMitigator, Clock]
+):
+    nft, clock = mitigator
+    named, unnamed = lab.attacker_sources(2, first=42)
+    victim = str(lab.victim_v4[1])
+    port = 20000 + secrets.randbelow(20000)
+    tally = VictimTally(lab.victim, [port], table=f"tally{secrets.token_hex(3)}")
+    key = "c/2"
+    scope = MitigationScope(key, (ipaddress.ip_network(f"{victim}/32"),), top_talkers=(ipaddress.ip_network(named),))
+    await nft.apply(scope)
+    for _ in range(3):
+        send(lab, victim, port, named)
+    clock.now += 11.0
+    await nft.counters_many([key])
+    status = nft.top_talker_status(key)
+    assert status is not None and status.phase is Phase.NARROW and status.reason.startswith("holding: 0 pps")
+    assert tally.count(port) == 0
+    assert passed_counter_name(key) in counters(lab, f"{table_name}_tt")
+
+    restarted = NftablesMitigator(lab.router_ingress, table=table_name, netns=lab.router.name, top_talkers=SETTINGS)
+    assert await restarted.restore([scope]) == {}
+    assert restarted.top_talker_status(key) is None
+    assert counters(lab, f"{table_name}_tt") == {}  # no watch left behind
+    assert counters(lab, table_name)[counter_name(key)] == 3 * PACKETS  # counted drops survive the restart
+    send(lab, victim, port, unnamed)
+    assert tally.count(port) == 0  # the whole scope
