@@ -3,7 +3,8 @@ not enough.
 
 RFC 9244 lets a DOTS client name an attack's top talkers (§8.1.5), in a mitigation request (§9.1) or in its
 pre-or-ongoing-mitigation telemetry (§8.2). With `[mitigation] top_talker_policy = "sources-first"` the nftables
-actuator first enforces the scope cut down to those sources (MitigationScope.narrowed: narrow, precise; a
+actuator first drops (or, with `top_talker_action = "rate-limit"`, limits to `top_talker_rate_limit` bytes per
+second) only the traffic of those sources toward the target (MitigationScope.narrowed: narrow, precise; a
 legitimate source toward the same target keeps flowing), counts what still reaches the target (a second counter,
 behind the drop), and widens to the whole scope when, over `top_talker_window` seconds, the traffic still reaching
 the target stays above `top_talker_min_passed_pps` AND above `top_talker_max_passed_share` of all the traffic
@@ -20,7 +21,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
 
@@ -28,7 +29,15 @@ from opendots.config import ConfigError
 from opendots.domain import IPNetwork, MitigationScope
 
 POLICIES = ("off", "sources-first")
-KEYS = ("top_talker_policy", "top_talker_window", "top_talker_max_passed_share", "top_talker_min_passed_pps")
+ACTIONS = ("drop", "rate-limit")
+KEYS = (
+    "top_talker_policy",
+    "top_talker_action",
+    "top_talker_rate_limit",
+    "top_talker_window",
+    "top_talker_max_passed_share",
+    "top_talker_min_passed_pps",
+)
 
 
 @dataclass(frozen=True)
@@ -36,6 +45,10 @@ class TopTalkerSettings:
     """The [mitigation] table of server.toml (top_talker_* keys)."""
 
     policy: str = "off"
+    action: str = "drop"
+    """What the narrow phase does to the named talkers' traffic toward the target: "drop" it, or "rate-limit" it to
+    `rate_limit` bytes per second (all the talkers of a mitigation together; the excess is dropped and counted)."""
+    rate_limit: int = 0
     window: float = 30.0
     """Seconds of counting before the narrow drop is judged (and the span every later judgement averages over)."""
     max_passed_share: float = 0.2
@@ -55,12 +68,18 @@ class TopTalkerSettings:
         policy = table.get("top_talker_policy", "off")
         if policy not in POLICIES:
             raise ConfigError(f"{where}: top_talker_policy must be one of {', '.join(POLICIES)}, not {policy!r}")
+        action = table.get("top_talker_action", "drop")
+        if action not in ACTIONS:
+            raise ConfigError(f"{where}: top_talker_action must be one of {', '.join(ACTIONS)}, not {action!r}")
+        rate = _number(table, "top_talker_rate_limit", 0, where)
+        if action == "rate-limit" and not (rate >= 1 and rate == int(rate)):
+            raise ConfigError(f'{where}: top_talker_action "rate-limit" needs top_talker_rate_limit (bytes/s, >= 1)')
         window = _number(table, "top_talker_window", cls.window, where)
         share = _number(table, "top_talker_max_passed_share", cls.max_passed_share, where)
         floor = _number(table, "top_talker_min_passed_pps", cls.min_passed_pps, where)
         if window <= 0 or not 0 <= share <= 1:
             raise ConfigError(f"{where}: top_talker_window must be > 0 and top_talker_max_passed_share in [0, 1]")
-        return cls(policy, window, share, floor)
+        return cls(policy, action, int(rate), window, share, floor)
 
 
 def _number(table: Mapping[str, Any], key: str, default: float, where: str) -> float:
@@ -84,16 +103,19 @@ class PolicyStatus:
     """The top talkers the narrow drop named (kept after widening: what was tried)."""
     since: float
     reason: str
+    action: str = "drop"
 
     def describe(self) -> str:
         if self.phase is Phase.NARROW:
-            return f"sources-first: dropping {len(self.sources)} named top talkers only ({self.reason})"
+            verb = "dropping" if self.action == "drop" else "rate-limiting"
+            return f"sources-first: {verb} {len(self.sources)} named top talkers only ({self.reason})"
         return f"sources-first: whole scope ({self.reason})"
 
     def to_json(self) -> dict[str, Any]:
         return {
             "policy": "sources-first",
             "phase": self.phase.value,
+            "action": self.action,
             "sources": [str(source) for source in self.sources],
             "since": self.since,
             "reason": self.reason,
@@ -129,10 +151,10 @@ class SourcesFirst:
         self._samples: deque[_Sample] = deque([_Sample(now, *baseline)] if baseline is not None else [])
         if self.narrow is None:
             reason = "no usable top talker for every target family"
-            self._status = PolicyStatus(Phase.WIDE, scope.top_talkers, now, reason)
+            self._status = PolicyStatus(Phase.WIDE, scope.top_talkers, now, reason, settings.action)
         else:
             reason = f"judged after {settings.window:g} s"
-            self._status = PolicyStatus(Phase.NARROW, self.narrow.source_prefixes, now, reason)
+            self._status = PolicyStatus(Phase.NARROW, self.narrow.source_prefixes, now, reason, settings.action)
 
     @property
     def phase(self) -> Phase:
@@ -140,7 +162,17 @@ class SourcesFirst:
 
     @property
     def enforced(self) -> MitigationScope:
-        return self.narrow if self.phase is Phase.NARROW and self.narrow is not None else self.scope
+        """What the mitigator's own table drops now: the narrow scope (action "drop") or the whole one."""
+        if self.phase is Phase.NARROW and self.narrow is not None and self.settings.action == "drop":
+            return self.narrow
+        return self.scope
+
+    @property
+    def limited(self) -> MitigationScope | None:
+        """The narrow scope to rate-limit now (action "rate-limit", narrow phase), else None."""
+        if self.phase is Phase.NARROW and self.settings.action == "rate-limit":
+            return self.narrow
+        return None
 
     def status(self) -> PolicyStatus:
         return self._status
@@ -167,10 +199,10 @@ class SourcesFirst:
         figures = f"{passed_pps:.0f} pps still reach the target, {dropped_pps:.0f} pps dropped"
         if passed_pps > self.settings.min_passed_pps and share > self.settings.max_passed_share:
             reason = f"widened: {figures} over {elapsed:.0f} s ({share:.0%} passed)"
-            self._status = PolicyStatus(Phase.WIDE, self._status.sources, now, reason)
+            self._status = replace(self._status, phase=Phase.WIDE, since=now, reason=reason)
             samples.clear()
             return True
-        self._status = PolicyStatus(Phase.NARROW, self._status.sources, self._status.since, f"holding: {figures}")
+        self._status = replace(self._status, reason=f"holding: {figures}")
         return False
 
 

@@ -9,6 +9,7 @@ import ipaddress
 import json
 import secrets
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
 
@@ -121,3 +122,47 @@ async def test_a_narrow_drop_that_holds_stays_narrow_and_a_restart_enforces_the_
     assert counters(lab, table_name)[counter_name(key)] == 3 * PACKETS  # counted drops survive the restart
     send(lab, victim, port, unnamed)
     assert tally.count(port) == 0  # the whole scope
+
+
+async def test_rate_limited_talkers_keep_a_trickle_and_their_drops_follow_the_mitigation_when_it_widens(
+    lab: Lab, table_name: str
+):
+    """top_talker_action = "rate-limit": the named source's traffic toward the target beyond the rate is dropped
+    (counted as the mitigation's drops, in the watch table); widening moves those counts to the mitigation's
+    own counter."""
+    clock = Clock()
+    settings = replace(SETTINGS, action="rate-limit", rate_limit=92 * 50)  # 50 flood packets a second
+    nft = NftablesMitigator(
+        lab.router_ingress, table=table_name, netns=lab.router.name, clock=clock, top_talkers=settings
+    )
+    try:
+        named, unnamed = lab.attacker_sources(2, first=44)
+        victim = str(lab.victim_v4[0])
+        port = 20000 + secrets.randbelow(20000)
+        tally = VictimTally(lab.victim, [port], table=f"tally{secrets.token_hex(3)}")
+        key = "c/3"
+        target = ipaddress.ip_network(f"{victim}/32")
+        scope = MitigationScope(key, (target,), top_talkers=(ipaddress.ip_network(named),))
+        await nft.apply(scope)
+        assert "rate-limiting 1 named top talkers only" in nft.top_talker_status(key).describe()  # type: ignore[union-attr]
+        assert counter_name(key) not in counters(lab, table_name)  # nothing of it in the mitigator's own table
+
+        send(lab, victim, port, named)  # 1,000 packets in 0.1 s against 50 a second: most go
+        trickle = tally.count(port)
+        assert 0 < trickle < PACKETS / 4
+        dropped = (await nft.counters(key)).pkts_dropped
+        assert dropped == PACKETS - trickle
+        assert counters(lab, f"{table_name}_tt")[passed_counter_name(key)] == trickle
+
+        send(lab, victim, port, unnamed)  # not named: through
+        assert tally.count(port) == trickle + PACKETS
+        clock.now += 11.0
+        await nft.counters_many([key])
+        assert nft.top_talker_status(key).phase is Phase.WIDE  # type: ignore[union-attr]
+        assert counters(lab, f"{table_name}_tt") == {}
+        assert counters(lab, table_name)[counter_name(key)] == dropped  # the rate limit's drops carried over
+        send(lab, victim, port, unnamed)
+        assert tally.count(port) == trickle + PACKETS  # the whole scope now
+        assert (await nft.counters(key)).pkts_dropped == dropped + PACKETS
+    finally:
+        await nft.cleanup()
