@@ -10,17 +10,22 @@ durations; the waits are bounded polls.
 from __future__ import annotations
 
 import json
+import re
 import secrets
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from opendots.integrations.fastnetmon import write_notify_script
 from opendots.lab import Flood, FloodResult, Lab, VictimTally
 from opendots.lab.processes import ProcessStack, wait_for
 from opendots.mitigate.nftables_ruleset import counter_name
 from opendots.mitigate.nftables_watch import passed_counter_name
+from tests.helpers.fastnetmon import fastnetmon_conf
 
 pytestmark = pytest.mark.lab
 POLICY = {
@@ -183,3 +188,66 @@ def test_talkers_that_are_not_the_attackers_make_the_policy_widen_to_the_whole_s
     assert leaked <= 5, f"{leaked} attack packets reached the victim after the widening"
     assert dropped >= 0.95 * (attack_sent - delivered_at_widening)
     assert "198.51.100.30" not in (table_listing(lab, table_name) or "")
+
+
+def test_fastnetmon_names_the_top_talkers_and_the_ban_narrows_to_them(
+    stack: ProcessStack, lab: Lab, table_name: str, tmp_path: Path
+):
+    """The real detector: FastNetMon bans the victim (a mitigation of the whole /32), then sends its sampled packets
+    (`attack_details`); the hook reports them as telemetry naming the three sources (§8.2), and the server narrows
+    the enforced mitigation to them. The flood stays dropped, the narrow drop holds, and the unban removes it all."""
+    binary = shutil.which("fastnetmon")
+    if binary is None:
+        pytest.skip("FastNetMon is not installed (Debian package fastnetmon)")
+    directory = tmp_path / "fastnetmon"
+    directory.mkdir()
+    (directory / "networks").write_text("203.0.113.0/24\n")
+    (directory / "whitelist").write_text("")
+    victim = str(lab.victim_v4[1])
+    port = 20000 + secrets.randbelow(20000)
+    tally = VictimTally(lab.victim, [port], table=f"tally{secrets.token_hex(3)}")
+    attackers = [str(address) for address in lab.attacker_sources(3, first=50)]
+    stack.start_server()
+    stack.start_agent()
+    hook_log = tmp_path / "hook.log"
+    script = write_notify_script(directory / "notify.sh", stack.client_config_path, lifetime=600, log_file=hook_log)
+    config = directory / "fastnetmon.conf"
+    # 100 sampled packets from three equal sources: each is named (a miss is (2/3)^100 away).
+    config.write_text(fastnetmon_conf(directory, lab.router_ingress, script, records=100))
+    detector_log = (tmp_path / "fastnetmon.log").open("wb")
+    argv = [binary, "--configuration_file", str(config), "--log_to_console", "--disable_pid_logic"]
+    detector = subprocess.Popen(lab.router.command(argv), stdout=detector_log, stderr=subprocess.STDOUT)
+    floods: list[Flood] = []
+    try:
+        wait_for(lambda: b"fastnetmon" in (tmp_path / "fastnetmon.log").read_bytes().lower(), 10, "FastNetMon")
+        floods = [
+            Flood(lab.attacker, victim, port, count=15_000, duration=15.0, pps=1_000, source_address=source)
+            for source in attackers
+        ]
+        wait_for(lambda: table_listing(lab, f"{table_name}_tt"), 20, "the ban, then the narrowing", 0.1)
+        listing = table_listing(lab, table_name) or ""
+        assert all(source in listing for source in attackers), listing
+        narrowed = tally.count(port)
+        (mid,) = [entry["mid"] for entry in json.loads(stack.admin("mitigations", "--json").stdout)["mitigations"]]
+        held = wait_for(
+            lambda: (p := policy_of(stack, mid)) and p["reason"].startswith("holding") and p, 15, "a judgement"
+        )
+        assert held["phase"] == "narrow" and sorted(held["sources"]) == sorted(f"{a}/32" for a in attackers)
+        for flood in floods:
+            flood.wait()
+        assert tally.count(port) - narrowed <= 5, "the flood reached the victim once the drop was narrowed"
+        assert re.search(rf"attack_details {victim}: telemetry tmid \d+ 2\.04 via agent \(3 top talkers\)",
+                         hook_log.read_text())  # fmt: skip
+        # The flood is over: FastNetMon unbans, the hook withdraws, both tables go.
+        wait_for(lambda: table_listing(lab, table_name) is None, 25, "unban to withdraw the mitigation", 0.2)
+        assert table_listing(lab, f"{table_name}_tt") is None
+    finally:
+        for flood in floods:
+            flood.stop()
+        detector.terminate()
+        try:
+            detector.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            detector.kill()
+            detector.wait(timeout=10)
+        detector_log.close()

@@ -23,6 +23,7 @@ from opendots.integrations.fastnetmon import (
     write_notify_script,
 )
 from opendots.lab.processes import ProcessStack, wait_for
+from tests.helpers.fastnetmon import fastnetmon_conf
 
 DETAILS = "IP: 203.0.113.7\nAttack type: udp_flood\nInitial attack power: 25000 packets per second\n"
 
@@ -133,37 +134,6 @@ def test_bad_calls_and_unreachable_server_end_quickly(stack: ProcessStack, tmp_p
     assert "ERROR" in log_file.read_text()
 
 
-FASTNETMON_CONF = """
-logging_level = info
-disable_usage_report = on
-enable_ban = on
-process_incoming_traffic = on
-process_outgoing_traffic = off
-ban_details_records_count = 5
-ban_time = 2
-unban_only_if_attack_finished = on
-networks_list_path = {directory}/networks
-white_list_path = {directory}/whitelist
-check_period = 1
-enable_connection_tracking = off
-ban_for_pps = on
-ban_for_bandwidth = off
-ban_for_flows = off
-threshold_pps = 1000
-mirror_afpacket = on
-interfaces = {interface}
-average_calculation_time = 1
-speed_calculation_delay = 1
-notify_script_path = {script}
-pid_path = {directory}/fastnetmon.pid
-cli_stats_file_path = {directory}/stats.dat
-cli_stats_ipv6_file_path = {directory}/stats6.dat
-enable_api = off
-prometheus = off
-monitor_local_ip_addresses = off
-"""
-
-
 @pytest.mark.lab
 def test_real_fastnetmon_detects_a_flood_and_the_router_drops_it(lab, table_name: str, tmp_path: Path):
     """FastNetMon (AF_PACKET on the router's attacker-facing interface) detects the flood and runs our hook; the
@@ -187,7 +157,7 @@ def test_real_fastnetmon_detects_a_flood_and_the_router_drops_it(lab, table_name
         hook_log = tmp_path / "hook.log"
         script = write_notify_script(directory / "notify.sh", stack.client_config_path, lifetime=600, log_file=hook_log)
         config = directory / "fastnetmon.conf"
-        config.write_text(FASTNETMON_CONF.format(directory=directory, interface=lab.router_ingress, script=script))
+        config.write_text(fastnetmon_conf(directory, lab.router_ingress, script))
         fastnetmon_log = (tmp_path / "fastnetmon.log").open("wb")
         argv = [binary, "--configuration_file", str(config), "--log_to_console", "--disable_pid_logic"]
         detector = subprocess.Popen(lab.router.command(argv), stdout=fastnetmon_log, stderr=subprocess.STDOUT)
