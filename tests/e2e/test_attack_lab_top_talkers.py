@@ -142,6 +142,8 @@ def test_named_top_talkers_are_dropped_first_and_the_legitimate_source_keeps_flo
             "198.51.100.12/32",
         ]
         assert "dropping 3 named top talkers only" in held["summary"]
+        human = stack.admin("mitigations").stdout  # the operator's table, and a line saying what the policy did
+        assert f"mid {mid}: sources-first: dropping 3 named top talkers only (holding: " in human
     finally:
         attack_sent, legit_result = finish(floods, legit)
     leaked = tally.count(attack_port) - delivered_at_mitigation

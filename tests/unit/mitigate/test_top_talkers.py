@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import replace
 
 import pytest
 
 from opendots.config import ConfigError
 from opendots.domain import MitigationScope, PortRange
+from opendots.mitigate.nftables_render import Table
+from opendots.mitigate.nftables_watch import (
+    Watch,
+    limit_name,
+    limited_counter_name,
+    passed_counter_name,
+    watch_commands,
+)
 from opendots.mitigate.top_talkers import Phase, SourcesFirst, TopTalkerSettings
 
 net = ipaddress.ip_network
@@ -120,3 +129,40 @@ def test_settings_are_off_by_default_and_bad_values_are_refused_with_the_key():
     ):
         with pytest.raises(ConfigError, match=word):
             TopTalkerSettings.from_table(table)
+
+
+def test_the_policy_table_rate_limits_before_it_counts_and_keeps_what_stays_rfc9244_8_1_5():
+    """The watch table's batches (opendots.mitigate.nftables_watch): created with the first narrow mitigation,
+    rewritten whole after, counters and limits of a mitigation kept while it stays, removed when it goes."""
+    table = Table(name="odt", interface="r-att")
+    first = Watch(SCOPE, limited=SCOPE.narrowed(), rate=4600)
+    created = watch_commands(table, {}, {"c/1": first})
+    assert created[:2] == Table(name="odt_tt", interface="r-att").reset_commands()
+    chain = next(c["add"]["chain"] for c in created if "chain" in c.get("add", {}))
+    assert (chain["name"], chain["hook"], chain["dev"], chain["prio"]) == ("ingress", "ingress", "r-att", -499)
+    rules = [c["add"]["rule"]["expr"] for c in created if "rule" in c.get("add", {})]
+    assert [r[-1] for r in rules] == [{"drop": None}, {"counter": passed_counter_name("c/1")}]  # limit first
+    assert {"limit": limit_name("c/1")} in rules[0] and {"counter": limited_counter_name("c/1")} in rules[0]
+    assert rules[0][1]["match"]["right"] == {"set": ["198.51.100.7", "198.51.100.8"]}  # saddr: the talkers
+
+    second = Watch(replace(SCOPE, key="c/2", target_port_ranges=(PortRange(53, 53),), target_protocols=(1, 17)))
+    grown = watch_commands(table, {"c/1": True}, {"c/1": first, "c/2": second})
+    assert grown[0] == {"flush": {"chain": table_ref("ingress")}}
+    added = [c["add"] for c in grown if "add" in c and "rule" not in c["add"]]
+    assert added == [{"counter": {**table_ref(passed_counter_name("c/2")), "comment": "c/2"}}]  # c/1's kept
+    port_rules = [c["add"]["rule"]["expr"] for c in grown if "rule" in c.get("add", {})][2:]
+    assert [len(r) for r in port_rules] == [4, 3]  # UDP with its port, ICMP without one
+
+    shrunk = watch_commands(table, {"c/1": True, "c/2": False}, {"c/2": second})
+    deleted = [c["delete"] for c in shrunk if "delete" in c]
+    assert deleted == [
+        {"counter": table_ref(passed_counter_name("c/1"))},
+        {"counter": table_ref(limited_counter_name("c/1"))},
+        {"limit": table_ref(limit_name("c/1"))},
+    ]
+    assert watch_commands(table, {"c/2": False}, {}) == Table(name="odt_tt", interface="r-att").reset_commands()
+    assert watch_commands(table, {}, {}) == []
+
+
+def table_ref(name: str) -> dict[str, str]:
+    return {"family": "netdev", "table": "odt_tt", "name": name}
