@@ -146,7 +146,15 @@ class NftablesMitigator:
                     self.top_talkers, scope, self._clock(), (0, 0) if fresh else None
                 )
                 put = [] if policy.limited is not None else [policy.enforced]  # rate limits live in the watch table
-            await self._change(put=put, policies=policies)
+            try:
+                await self._change(put=put, policies=policies)
+            except MitigatorError as error:
+                if scope.key not in policies or policies[scope.key].phase is Phase.WIDE:
+                    raise
+                # The narrow form was refused (too many match entries, the kernel...): the whole scope still
+                # protects the target, so that is what is enforced, and said.
+                policies[scope.key].give_up(self._clock(), f"narrow drop refused: {str(error)[:200]}")
+                await self._change(put=[scope], policies=policies)
             self._rates.setdefault(scope.key, DropRates(self._rate_window, self._clock()))
             if scope.key in policies:
                 log.warning("mitigation %s: %s", scope.key, policies[scope.key].status().describe())

@@ -177,6 +177,11 @@ class SourcesFirst:
     def status(self) -> PolicyStatus:
         return self._status
 
+    def give_up(self, now: float, reason: str) -> None:
+        """Enforce the whole scope from now on (the narrow one could not be enforced: REASON)."""
+        self._status = replace(self._status, phase=Phase.WIDE, since=now, reason=reason)
+        self._samples.clear()
+
     def observe(self, now: float, dropped: int, passed: int) -> bool:
         """Add one reading; judge the narrow drop once the readings span the window. True: widen now."""
         if self.phase is Phase.WIDE:

@@ -166,3 +166,21 @@ async def test_rate_limited_talkers_keep_a_trickle_and_their_drops_follow_the_mi
         assert (await nft.counters(key)).pkts_dropped == dropped + PACKETS
     finally:
         await nft.cleanup()
+
+
+async def test_a_narrow_form_too_large_to_enforce_falls_back_to_the_whole_scope_and_says_so(
+    lab: Lab, table_name: str, mitigator: tuple[NftablesMitigator, Clock]
+):
+    """256 talkers toward 1,000 targets are 256,000 match entries, over the actuator's bound per mitigation: the
+    mitigation is not refused (the whole scope, 1,000 entries, protects the targets), and the policy says why."""
+    nft, _ = mitigator
+    targets = tuple(ipaddress.ip_network(f"10.{i // 250}.{i % 250}.1/32") for i in range(1_000))
+    talkers = tuple(ipaddress.ip_network(f"198.18.0.{i}/32") for i in range(256))
+    scope = MitigationScope("c/4", targets, top_talkers=talkers)
+    await nft.apply(scope)
+    status = nft.top_talker_status("c/4")
+    assert status is not None and status.phase is Phase.WIDE
+    assert status.reason.startswith("narrow drop refused: mitigation c/4: 256000 match entries")
+    assert counters(lab, f"{table_name}_tt") == {}
+    listing = lab.router.run(["nft", "list", "table", "netdev", table_name]).stdout
+    assert "10.3.249.1" in listing and "198.18.0.1" not in listing

@@ -16,11 +16,16 @@ from typing import Any
 
 from opendots.domain import IPNetwork, MitigationScope, PortRange
 
+MAX_TALKERS = 256
+"""Talkers handed to the actuators per mitigation: one report holds at most `max_telemetry_top_talkers`, but a
+client may hold many reports on one target; the first ones named are kept (each is a match entry per target)."""
+
 
 def talkers_of(details: Iterable[Mapping[str, Any]]) -> tuple[tuple[IPNetwork, ...], tuple[PortRange, ...]]:
     """(source prefixes, source port ranges) of the non-spoofed talkers in DETAILS ('attack-detail' entries).
 
-    The port ranges are one list for all talkers, empty (any port) as soon as one talker names none."""
+    The port ranges are one list for all talkers, empty (any port) as soon as one talker names none. At most
+    MAX_TALKERS prefixes."""
     prefixes: dict[IPNetwork, None] = {}
     ports: dict[PortRange, None] = {}
     any_port = False
@@ -32,6 +37,8 @@ def talkers_of(details: Iterable[Mapping[str, Any]]) -> tuple[tuple[IPNetwork, .
                 prefix = ipaddress.ip_network(talker["source-prefix"], strict=False)
             except (KeyError, TypeError, ValueError):
                 continue  # validated on the way in; a stored oddity is no reason to refuse the mitigation
+            if prefix not in prefixes and len(prefixes) >= MAX_TALKERS:
+                continue
             prefixes[prefix] = None
             ranges = talker.get("source-port-range", ())
             any_port = any_port or not ranges

@@ -14,7 +14,7 @@ import pytest
 from opendots.domain import PortRange
 from opendots.model import json_to_cbor
 from opendots.signal.server.core.events import MitigationActivated, MitigationUpdated
-from opendots.signal.server.core.talkers import talkers_of
+from opendots.signal.server.core.talkers import MAX_TALKERS, talkers_of
 from tests.helpers.signal_harness import ALPHA, ALPHA_CUID, BRAVO, SCOPE, Harness, make_harness
 
 net = ipaddress.ip_network
@@ -110,3 +110,9 @@ def test_an_efficacy_update_with_attack_details_updates_the_scope_with_its_talke
     assert harness.put(1, update, if_match_empty=True).code == "2.04"
     (scope,) = scopes(harness.events, MitigationUpdated)
     assert scope.top_talkers == (net("198.51.100.9/32"),)
+
+
+def test_talkers_gathered_from_many_reports_are_bounded_for_the_actuators():
+    many = [detail(*(talker(f"198.51.{i}.{j}/32") for j in range(200))) for i in range(3)]
+    prefixes, _ = talkers_of(many)
+    assert len(prefixes) == MAX_TALKERS and prefixes[0] == net("198.51.0.0/32")
