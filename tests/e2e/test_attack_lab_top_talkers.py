@@ -12,9 +12,8 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import shutil
-import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,8 @@ from opendots.lab import Flood, FloodResult, Lab, VictimTally
 from opendots.lab.processes import ProcessStack, wait_for
 from opendots.mitigate.nftables_ruleset import counter_name
 from opendots.mitigate.nftables_watch import passed_counter_name
-from tests.helpers.fastnetmon import fastnetmon_conf
+from tests.helpers.fastnetmon import running_fastnetmon
+from tests.helpers.nft import named_counters, table_listing
 
 pytestmark = pytest.mark.lab
 POLICY = {
@@ -51,20 +51,6 @@ def stack(lab: Lab, table_name: str, tmp_path: Path) -> Iterator[ProcessStack]:
                 lab.router.run(["nft", "delete", "table", "netdev", table], check=False)
 
 
-def counters(lab: Lab, table: str) -> dict[str, int]:
-    """Packets of every named counter of TABLE on the router ({} when the table is gone)."""
-    result = lab.router.run(["nft", "-j", "list", "counters", "table", "netdev", table], check=False)
-    if result.returncode != 0:
-        return {}
-    items = json.loads(result.stdout)["nftables"]
-    return {item["counter"]["name"]: item["counter"]["packets"] for item in items if "counter" in item}
-
-
-def table_listing(lab: Lab, table: str) -> str | None:
-    result = lab.router.run(["nft", "list", "table", "netdev", table], check=False)
-    return result.stdout if result.returncode == 0 else None
-
-
 def policy_of(stack: ProcessStack, mid: int) -> dict[str, Any] | None:
     """The top-talker policy's status of mitigation MID, from the operator's socket (`opendots admin`)."""
     answer = stack.admin("mitigations", "--json")
@@ -85,48 +71,57 @@ def report_and_mitigate(stack: ProcessStack, victim: str, talkers: list[str]) ->
     return int(result.stdout.split()[1].rstrip(":"))
 
 
-def start_floods(lab: Lab, victim: str, attack_port: int, legit_port: int) -> tuple[list[Flood], Flood]:
-    attackers = lab.attacker_sources(3, first=10)
-    legitimate = lab.attacker_sources(1, first=20)[0]
+@dataclass
+class Attack:
+    """Three attack sources (198.51.100.10-12) flooding one victim port, one legitimate source (.20) another."""
+
+    victim: str
+    tally: VictimTally
+    attack_port: int
+    legit_port: int
+    floods: list[Flood]
+    legit: Flood
+
+    def finish(self) -> tuple[int, FloodResult]:
+        """(attack packets sent, the legitimate flood's result) once every flood is over."""
+        try:
+            return sum(flood.wait().sent for flood in self.floods), self.legit.wait()
+        finally:
+            for flood in [*self.floods, self.legit]:
+                flood.stop()
+
+
+def start_attack(stack: ProcessStack, lab: Lab, victim: str) -> Attack:
+    """Start the server and the floods toward VICTIM; return once the attack reaches it."""
+    attack_port, legit_port = (20000 + secrets.randbelow(20000) for _ in range(2))
+    tally = VictimTally(lab.victim, [attack_port, legit_port], table=f"tally{secrets.token_hex(3)}")
+    stack.start_server()
     count = int(ATTACK_PPS * DURATION)
     floods = [
         Flood(lab.attacker, victim, attack_port, count=count, duration=DURATION, pps=ATTACK_PPS, source_address=str(a))
-        for a in attackers
+        for a in lab.attacker_sources(3, first=10)
     ]
-    legit = Flood(
-        lab.attacker,
-        victim,
-        legit_port,
-        count=int(LEGIT_PPS * DURATION),
-        duration=DURATION,
-        pps=LEGIT_PPS,
-        source_address=str(legitimate),
-    )
-    return floods, legit
-
-
-def finish(floods: list[Flood], legit: Flood) -> tuple[int, FloodResult]:
+    (legitimate,) = lab.attacker_sources(1, first=20)
+    options = {"count": int(LEGIT_PPS * DURATION), "duration": DURATION, "pps": LEGIT_PPS}
+    legit = Flood(lab.attacker, victim, legit_port, source_address=str(legitimate), **options)
+    attack = Attack(victim, tally, attack_port, legit_port, floods, legit)
     try:
-        attack_sent = sum(flood.wait().sent for flood in floods)
-        return attack_sent, legit.wait()
-    finally:
-        for flood in [*floods, legit]:
-            flood.stop()
+        wait_for(lambda: tally.count(attack_port) >= 1_000, 10, "the flood to reach the victim")
+    except BaseException:
+        attack.finish()
+        raise
+    return attack
 
 
 def test_named_top_talkers_are_dropped_first_and_the_legitimate_source_keeps_flowing(
     stack: ProcessStack, lab: Lab, table_name: str
 ):
-    victim = str(lab.victim_v4[0])
-    attack_port, legit_port = (20000 + secrets.randbelow(20000) for _ in range(2))
-    tally = VictimTally(lab.victim, [attack_port, legit_port], table=f"tally{secrets.token_hex(3)}")
-    stack.start_server()
-    floods, legit = start_floods(lab, victim, attack_port, legit_port)
+    attack = start_attack(stack, lab, str(lab.victim_v4[0]))
+    tally, attack_port, legit_port = attack.tally, attack.attack_port, attack.legit_port
     try:
-        wait_for(lambda: tally.count(attack_port) >= 1_000, 10, "the flood to reach the victim")
-        mid = report_and_mitigate(stack, victim, ["198.51.100.10", "198.51.100.11", "198.51.100.12"])
+        mid = report_and_mitigate(stack, attack.victim, ["198.51.100.10", "198.51.100.11", "198.51.100.12"])
         key = f"{stack.cuid}/{mid}"
-        wait_for(lambda: counters(lab, table_name).get(counter_name(key), 0) > 0, 10, "the first dropped packet")
+        wait_for(lambda: named_counters(lab, table_name).get(counter_name(key), 0) > 0, 10, "the first dropped packet")
         delivered_at_mitigation = tally.count(attack_port)
         legit_at_mitigation = tally.count(legit_port)
         # Narrow: the named sources in the router's table, and a passed-traffic counter behind the drop.
@@ -145,10 +140,10 @@ def test_named_top_talkers_are_dropped_first_and_the_legitimate_source_keeps_flo
         human = stack.admin("mitigations").stdout  # the operator's table, and a line saying what the policy did
         assert f"mid {mid}: sources-first: dropping 3 named top talkers only (holding: " in human
     finally:
-        attack_sent, legit_result = finish(floods, legit)
+        attack_sent, legit_result = attack.finish()
     leaked = tally.count(attack_port) - delivered_at_mitigation
-    dropped = counters(lab, table_name)[counter_name(key)]
-    passed = counters(lab, f"{table_name}_tt")[passed_counter_name(key)]
+    dropped = named_counters(lab, table_name)[counter_name(key)]
+    passed = named_counters(lab, f"{table_name}_tt")[passed_counter_name(key)]
     assert leaked <= 5, f"{leaked} attack packets reached the victim after the router started dropping"
     assert dropped + delivered_at_mitigation + leaked <= attack_sent
     assert dropped >= 0.95 * (attack_sent - delivered_at_mitigation)  # the rest: in flight before the first drop
@@ -163,18 +158,14 @@ def test_named_top_talkers_are_dropped_first_and_the_legitimate_source_keeps_flo
 def test_talkers_that_are_not_the_attackers_make_the_policy_widen_to_the_whole_scope(
     stack: ProcessStack, lab: Lab, table_name: str
 ):
-    victim = str(lab.victim_v4[1])
-    attack_port, legit_port = (20000 + secrets.randbelow(20000) for _ in range(2))
-    tally = VictimTally(lab.victim, [attack_port, legit_port], table=f"tally{secrets.token_hex(3)}")
-    stack.start_server()
-    floods, legit = start_floods(lab, victim, attack_port, legit_port)
+    attack = start_attack(stack, lab, str(lab.victim_v4[1]))
+    tally, attack_port = attack.tally, attack.attack_port
     try:
-        wait_for(lambda: tally.count(attack_port) >= 1_000, 10, "the flood to reach the victim")
         # Decoys: the client names sources that send nothing.
-        mid = report_and_mitigate(stack, victim, ["198.51.100.30", "198.51.100.31"])
+        mid = report_and_mitigate(stack, attack.victim, ["198.51.100.30", "198.51.100.31"])
         key = f"{stack.cuid}/{mid}"
-        wait_for(lambda: passed_counter_name(key) in counters(lab, f"{table_name}_tt"), 10, "the narrow drop")
-        assert counters(lab, table_name)[counter_name(key)] == 0  # the decoys' drop catches nothing
+        wait_for(lambda: passed_counter_name(key) in named_counters(lab, f"{table_name}_tt"), 10, "the narrow drop")
+        assert named_counters(lab, table_name)[counter_name(key)] == 0  # the decoys' drop catches nothing
         narrow_delivered = tally.count(attack_port)
         # Nothing falls: the policy widens, in one batch, to the whole scope; the watch table goes with it.
         wait_for(lambda: table_listing(lab, f"{table_name}_tt") is None, 20, "the widening")
@@ -183,9 +174,9 @@ def test_talkers_that_are_not_the_attackers_make_the_policy_widen_to_the_whole_s
         assert status is not None and status["phase"] == "wide", status
         assert status["reason"].startswith("widened:") and "whole scope" in status["summary"]
     finally:
-        attack_sent, _ = finish(floods, legit)
+        attack_sent, _ = attack.finish()
     leaked = tally.count(attack_port) - delivered_at_widening
-    dropped = counters(lab, table_name)[counter_name(key)]
+    dropped = named_counters(lab, table_name)[counter_name(key)]
     assert delivered_at_widening - narrow_delivered >= 1_000  # the attack kept arriving while only decoys were dropped
     assert leaked <= 5, f"{leaked} attack packets reached the victim after the widening"
     assert dropped >= 0.95 * (attack_sent - delivered_at_widening)
@@ -198,13 +189,6 @@ def test_fastnetmon_names_the_top_talkers_and_the_ban_narrows_to_them(
     """The real detector: FastNetMon bans the victim (a mitigation of the whole /32), then sends its sampled packets
     (`attack_details`); the hook reports them as telemetry naming the three sources (§8.2), and the server narrows
     the enforced mitigation to them. The flood stays dropped, the narrow drop holds, and the unban removes it all."""
-    binary = shutil.which("fastnetmon")
-    if binary is None:
-        pytest.skip("FastNetMon is not installed (Debian package fastnetmon)")
-    directory = tmp_path / "fastnetmon"
-    directory.mkdir()
-    (directory / "networks").write_text("203.0.113.0/24\n")
-    (directory / "whitelist").write_text("")
     victim = str(lab.victim_v4[1])
     port = 20000 + secrets.randbelow(20000)
     tally = VictimTally(lab.victim, [port], table=f"tally{secrets.token_hex(3)}")
@@ -212,44 +196,34 @@ def test_fastnetmon_names_the_top_talkers_and_the_ban_narrows_to_them(
     stack.start_server()
     stack.start_agent()
     hook_log = tmp_path / "hook.log"
+    directory = tmp_path / "fastnetmon"
+    directory.mkdir()
     script = write_notify_script(directory / "notify.sh", stack.client_config_path, lifetime=600, log_file=hook_log)
-    config = directory / "fastnetmon.conf"
-    # 100 sampled packets from three equal sources: each is named (a miss is (2/3)^100 away).
-    config.write_text(fastnetmon_conf(directory, lab.router_ingress, script, records=100))
-    detector_log = (tmp_path / "fastnetmon.log").open("wb")
-    argv = [binary, "--configuration_file", str(config), "--log_to_console", "--disable_pid_logic"]
-    detector = subprocess.Popen(lab.router.command(argv), stdout=detector_log, stderr=subprocess.STDOUT)
     floods: list[Flood] = []
     try:
-        wait_for(lambda: b"fastnetmon" in (tmp_path / "fastnetmon.log").read_bytes().lower(), 10, "FastNetMon")
-        floods = [
-            Flood(lab.attacker, victim, port, count=15_000, duration=15.0, pps=1_000, source_address=source)
-            for source in attackers
-        ]
-        wait_for(lambda: table_listing(lab, f"{table_name}_tt"), 20, "the ban, then the narrowing", 0.1)
-        listing = table_listing(lab, table_name) or ""
-        assert all(source in listing for source in attackers), listing
-        narrowed = tally.count(port)
-        (mid,) = [entry["mid"] for entry in json.loads(stack.admin("mitigations", "--json").stdout)["mitigations"]]
-        held = wait_for(
-            lambda: (p := policy_of(stack, mid)) and p["reason"].startswith("holding") and p, 15, "a judgement"
-        )
-        assert held["phase"] == "narrow" and sorted(held["sources"]) == sorted(f"{a}/32" for a in attackers)
-        for flood in floods:
-            flood.wait()
-        assert tally.count(port) - narrowed <= 5, "the flood reached the victim once the drop was narrowed"
-        assert re.search(rf"attack_details {victim}: telemetry tmid \d+ 2\.04 via agent \(3 top talkers\)",
-                         hook_log.read_text())  # fmt: skip
-        # The flood is over: FastNetMon unbans, the hook withdraws, both tables go.
-        wait_for(lambda: table_listing(lab, table_name) is None, 25, "unban to withdraw the mitigation", 0.2)
-        assert table_listing(lab, f"{table_name}_tt") is None
+        # 100 sampled packets from three equal sources: each is named (a miss is (2/3)^100 away).
+        with running_fastnetmon(lab, directory, script, tmp_path / "fastnetmon.log", "203.0.113.0/24\n", 100):
+            floods = [
+                Flood(lab.attacker, victim, port, count=15_000, duration=15.0, pps=1_000, source_address=source)
+                for source in attackers
+            ]
+            wait_for(lambda: table_listing(lab, f"{table_name}_tt"), 20, "the ban, then the narrowing", 0.1)
+            listing = table_listing(lab, table_name) or ""
+            assert all(source in listing for source in attackers), listing
+            narrowed = tally.count(port)
+            (mid,) = [entry["mid"] for entry in json.loads(stack.admin("mitigations", "--json").stdout)["mitigations"]]
+            held = wait_for(
+                lambda: (p := policy_of(stack, mid)) and p["reason"].startswith("holding") and p, 15, "a judgement"
+            )
+            assert held["phase"] == "narrow" and sorted(held["sources"]) == sorted(f"{a}/32" for a in attackers)
+            for flood in floods:
+                flood.wait()
+            assert tally.count(port) - narrowed <= 5, "the flood reached the victim once the drop was narrowed"
+            assert re.search(rf"attack_details {victim}: telemetry tmid \d+ 2\.04 via agent \(3 top talkers\)",
+                             hook_log.read_text())  # fmt: skip
+            # The flood is over: FastNetMon unbans, the hook withdraws, both tables go.
+            wait_for(lambda: table_listing(lab, table_name) is None, 25, "unban to withdraw the mitigation", 0.2)
+            assert table_listing(lab, f"{table_name}_tt") is None
     finally:
         for flood in floods:
             flood.stop()
-        detector.terminate()
-        try:
-            detector.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            detector.kill()
-            detector.wait(timeout=10)
-        detector_log.close()

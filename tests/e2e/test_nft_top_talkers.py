@@ -6,10 +6,9 @@ scope. Bounded paced floods from named and unnamed attacker addresses; counts fr
 from __future__ import annotations
 
 import ipaddress
-import json
 import secrets
 from collections.abc import AsyncIterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import pytest
 
@@ -20,6 +19,7 @@ from opendots.mitigate.nftables import NftablesMitigator
 from opendots.mitigate.nftables_ruleset import counter_name
 from opendots.mitigate.nftables_watch import passed_counter_name
 from opendots.mitigate.top_talkers import Phase, TopTalkerSettings
+from tests.helpers.nft import named_counters
 
 pytestmark = pytest.mark.lab
 PACKETS = 1_000
@@ -44,38 +44,56 @@ async def mitigator(lab: Lab, table_name: str) -> AsyncIterator[tuple[NftablesMi
     await running.cleanup()
 
 
-def counters(lab: Lab, table: str) -> dict[str, int]:
-    result = lab.router.run(["nft", "-j", "list", "counters", "table", "netdev", table], check=False)
-    if result.returncode != 0:
-        return {}
-    items = json.loads(result.stdout)["nftables"]
-    return {item["counter"]["name"]: item["counter"]["packets"] for item in items if "counter" in item}
+@dataclass(frozen=True)
+class Target:
+    """A victim address with a fresh port and tally, a named and an unnamed attacker, and the scope naming one."""
 
+    victim: str
+    port: int
+    tally: VictimTally
+    named: ipaddress.IPv4Address
+    unnamed: ipaddress.IPv4Address
+    scope: MitigationScope
 
-def send(lab: Lab, victim: str, port: int, source: ipaddress.IPv4Address) -> None:
-    sent = flood(lab.attacker, victim, port, count=PACKETS, duration=10.0, pps=10_000, source_address=str(source))
-    assert sent.sent == PACKETS
+    @classmethod
+    def make(cls, lab: Lab, key: str, victim_index: int, first_source: int) -> Target:
+        named, unnamed = lab.attacker_sources(2, first=first_source)
+        victim = str(lab.victim_v4[victim_index])
+        port = 20000 + secrets.randbelow(20000)
+        tally = VictimTally(lab.victim, [port], table=f"tally{secrets.token_hex(3)}")
+        target = (ipaddress.ip_network(f"{victim}/32"),)
+        return cls(
+            victim,
+            port,
+            tally,
+            named,
+            unnamed,
+            MitigationScope(key, target, top_talkers=(ipaddress.ip_network(named),)),
+        )
+
+    def send(self, lab: Lab, source: ipaddress.IPv4Address) -> None:
+        """A paced flood of PACKETS from SOURCE: each one is delivered or dropped by the router, none lost."""
+        options = {"count": PACKETS, "duration": 10.0, "pps": 10_000, "source_address": str(source)}
+        assert flood(lab.attacker, self.victim, self.port, **options).sent == PACKETS
+
+    def delivered(self) -> int:
+        return self.tally.count(self.port)
 
 
 async def test_named_talkers_are_dropped_alone_then_the_whole_scope_when_others_carry_the_attack(
     lab: Lab, table_name: str, mitigator: tuple[NftablesMitigator, Clock]
 ):
     nft, clock = mitigator
-    named, unnamed = lab.attacker_sources(2, first=40)
-    victim = str(lab.victim_v4[0])
-    port = 20000 + secrets.randbelow(20000)
-    tally = VictimTally(lab.victim, [port], table=f"tally{secrets.token_hex(3)}")
-    key = "c/1"
-    scope = MitigationScope(key, (ipaddress.ip_network(f"{victim}/32"),), top_talkers=(ipaddress.ip_network(named),))
-    await nft.apply(scope)
+    target, key = Target.make(lab, "c/1", 0, 40), "c/1"
+    await nft.apply(target.scope)
     status = nft.top_talker_status(key)
     assert status is not None and status.phase is Phase.NARROW
 
-    send(lab, victim, port, named)
-    assert tally.count(port) == 0  # the named source: dropped
-    send(lab, victim, port, unnamed)
-    assert tally.count(port) == PACKETS  # another source toward the same target: through, and counted as passed
-    assert counters(lab, f"{table_name}_tt")[passed_counter_name(key)] == PACKETS
+    target.send(lab, target.named)
+    assert target.delivered() == 0  # the named source: dropped
+    target.send(lab, target.unnamed)
+    assert target.delivered() == PACKETS  # another source toward the same target: through, and counted as passed
+    assert named_counters(lab, f"{table_name}_tt")[passed_counter_name(key)] == PACKETS
 
     # Judged over the window from the kernel's counters: 1,000 dropped, 1,000 passed (50 %) → widen.
     clock.now += 4.0
@@ -85,13 +103,13 @@ async def test_named_talkers_are_dropped_alone_then_the_whole_scope_when_others_
     await nft.counters_many([key])
     status = nft.top_talker_status(key)
     assert status is not None and status.phase is Phase.WIDE and status.reason.startswith("widened: 91 pps")
-    assert counters(lab, f"{table_name}_tt") == {}  # the watch went in the same batch
-    assert counters(lab, table_name)[counter_name(key)] == PACKETS  # the mitigation's counter carried over
+    assert named_counters(lab, f"{table_name}_tt") == {}  # the watch went in the same batch
+    assert named_counters(lab, table_name)[counter_name(key)] == PACKETS  # the mitigation's counter carried over
 
-    send(lab, victim, port, unnamed)
-    assert tally.count(port) == PACKETS  # now the whole scope: the unnamed source is dropped too
+    target.send(lab, target.unnamed)
+    assert target.delivered() == PACKETS  # now the whole scope: the unnamed source is dropped too
     assert (await nft.counters(key)).pkts_dropped == 2 * PACKETS
-    await nft.apply(scope)  # the same request again: stays wide
+    await nft.apply(target.scope)  # the same request again: stays wide
     assert nft.top_talker_status(key).phase is Phase.WIDE  # type: ignore[union-attr]
 
 
@@ -99,29 +117,24 @@ async def test_a_narrow_drop_that_holds_stays_narrow_and_a_restart_enforces_the_
     lab: Lab, table_name: str, mitigator: tuple[NftablesMitigator, Clock]
 ):
     nft, clock = mitigator
-    named, unnamed = lab.attacker_sources(2, first=42)
-    victim = str(lab.victim_v4[1])
-    port = 20000 + secrets.randbelow(20000)
-    tally = VictimTally(lab.victim, [port], table=f"tally{secrets.token_hex(3)}")
-    key = "c/2"
-    scope = MitigationScope(key, (ipaddress.ip_network(f"{victim}/32"),), top_talkers=(ipaddress.ip_network(named),))
-    await nft.apply(scope)
+    target, key = Target.make(lab, "c/2", 1, 42), "c/2"
+    await nft.apply(target.scope)
     for _ in range(3):
-        send(lab, victim, port, named)
+        target.send(lab, target.named)
     clock.now += 11.0
     await nft.counters_many([key])
     status = nft.top_talker_status(key)
     assert status is not None and status.phase is Phase.NARROW and status.reason.startswith("holding: 0 pps")
-    assert tally.count(port) == 0
-    assert passed_counter_name(key) in counters(lab, f"{table_name}_tt")
+    assert target.delivered() == 0
+    assert passed_counter_name(key) in named_counters(lab, f"{table_name}_tt")
 
     restarted = NftablesMitigator(lab.router_ingress, table=table_name, netns=lab.router.name, top_talkers=SETTINGS)
-    assert await restarted.restore([scope]) == {}
+    assert await restarted.restore([target.scope]) == {}
     assert restarted.top_talker_status(key) is None
-    assert counters(lab, f"{table_name}_tt") == {}  # no watch left behind
-    assert counters(lab, table_name)[counter_name(key)] == 3 * PACKETS  # counted drops survive the restart
-    send(lab, victim, port, unnamed)
-    assert tally.count(port) == 0  # the whole scope
+    assert named_counters(lab, f"{table_name}_tt") == {}  # no watch left behind
+    assert named_counters(lab, table_name)[counter_name(key)] == 3 * PACKETS  # counted drops survive the restart
+    target.send(lab, target.unnamed)
+    assert target.delivered() == 0  # the whole scope
 
 
 async def test_rate_limited_talkers_keep_a_trickle_and_their_drops_follow_the_mitigation_when_it_widens(
@@ -136,33 +149,27 @@ async def test_rate_limited_talkers_keep_a_trickle_and_their_drops_follow_the_mi
         lab.router_ingress, table=table_name, netns=lab.router.name, clock=clock, top_talkers=settings
     )
     try:
-        named, unnamed = lab.attacker_sources(2, first=44)
-        victim = str(lab.victim_v4[0])
-        port = 20000 + secrets.randbelow(20000)
-        tally = VictimTally(lab.victim, [port], table=f"tally{secrets.token_hex(3)}")
-        key = "c/3"
-        target = ipaddress.ip_network(f"{victim}/32")
-        scope = MitigationScope(key, (target,), top_talkers=(ipaddress.ip_network(named),))
-        await nft.apply(scope)
+        target, key = Target.make(lab, "c/3", 0, 44), "c/3"
+        await nft.apply(target.scope)
         assert "rate-limiting 1 named top talkers only" in nft.top_talker_status(key).describe()  # type: ignore[union-attr]
-        assert counter_name(key) not in counters(lab, table_name)  # nothing of it in the mitigator's own table
+        assert counter_name(key) not in named_counters(lab, table_name)  # nothing of it in the mitigator's own table
 
-        send(lab, victim, port, named)  # 1,000 packets in 0.1 s against 50 a second: most go
-        trickle = tally.count(port)
+        target.send(lab, target.named)  # 1,000 packets in 0.1 s against 50 a second: most go
+        trickle = target.delivered()
         assert 0 < trickle < PACKETS / 4
         dropped = (await nft.counters(key)).pkts_dropped
         assert dropped == PACKETS - trickle
-        assert counters(lab, f"{table_name}_tt")[passed_counter_name(key)] == trickle
+        assert named_counters(lab, f"{table_name}_tt")[passed_counter_name(key)] == trickle
 
-        send(lab, victim, port, unnamed)  # not named: through
-        assert tally.count(port) == trickle + PACKETS
+        target.send(lab, target.unnamed)  # not named: through
+        assert target.delivered() == trickle + PACKETS
         clock.now += 11.0
         await nft.counters_many([key])
         assert nft.top_talker_status(key).phase is Phase.WIDE  # type: ignore[union-attr]
-        assert counters(lab, f"{table_name}_tt") == {}
-        assert counters(lab, table_name)[counter_name(key)] == dropped  # the rate limit's drops carried over
-        send(lab, victim, port, unnamed)
-        assert tally.count(port) == trickle + PACKETS  # the whole scope now
+        assert named_counters(lab, f"{table_name}_tt") == {}
+        assert named_counters(lab, table_name)[counter_name(key)] == dropped  # the rate limit's drops carried over
+        target.send(lab, target.unnamed)
+        assert target.delivered() == trickle + PACKETS  # the whole scope now
         assert (await nft.counters(key)).pkts_dropped == dropped + PACKETS
     finally:
         await nft.cleanup()
@@ -181,6 +188,6 @@ async def test_a_narrow_form_too_large_to_enforce_falls_back_to_the_whole_scope_
     status = nft.top_talker_status("c/4")
     assert status is not None and status.phase is Phase.WIDE
     assert status.reason.startswith("narrow drop refused: mitigation c/4: 256000 match entries")
-    assert counters(lab, f"{table_name}_tt") == {}
+    assert named_counters(lab, f"{table_name}_tt") == {}
     listing = lab.router.run(["nft", "list", "table", "netdev", table_name]).stdout
     assert "10.3.249.1" in listing and "198.18.0.1" not in listing

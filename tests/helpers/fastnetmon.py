@@ -1,6 +1,19 @@
 """FastNetMon in the lab: its configuration for the router namespace (AF_PACKET on the attacker-facing interface,
 pps threshold 1000, our notify hook), shared by the e2e tests that run the real detector."""
 
+from __future__ import annotations
+
+import contextlib
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from opendots.lab import Lab
+from opendots.lab.processes import wait_for
+
 FASTNETMON_CONF = """
 logging_level = info
 disable_usage_report = on
@@ -36,3 +49,33 @@ def fastnetmon_conf(directory: object, interface: str, script: object, records: 
     """FastNetMon's configuration: files in DIRECTORY, capture on INTERFACE, hook SCRIPT, and RECORDS sampled
     packets sent to the hook after a ban (its `attack_details` call: the top talkers)."""
     return FASTNETMON_CONF.format(directory=directory, interface=interface, script=script, records=records)
+
+
+@contextlib.contextmanager
+def running_fastnetmon(
+    lab: Lab, directory: Path, script: Path, log_path: Path, networks: str, records: int = 5
+) -> Iterator[subprocess.Popen[bytes]]:
+    """FastNetMon in the lab's router namespace, watching NETWORKS (one prefix a line) with the hook SCRIPT; its
+    files in DIRECTORY, its console in LOG_PATH. Skips the test when FastNetMon is not installed; always stopped."""
+    binary = shutil.which("fastnetmon")
+    if binary is None:
+        pytest.skip("FastNetMon is not installed (Debian package fastnetmon)")
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "networks").write_text(networks)
+    (directory / "whitelist").write_text("")
+    config = directory / "fastnetmon.conf"
+    config.write_text(fastnetmon_conf(directory, lab.router_ingress, script, records))
+    argv = [binary, "--configuration_file", str(config), "--log_to_console", "--disable_pid_logic"]
+    with log_path.open("wb") as console:
+        detector = subprocess.Popen(lab.router.command(argv), stdout=console, stderr=subprocess.STDOUT)
+        try:
+            wait_for(lambda: b"fastnetmon" in log_path.read_bytes().lower(), 10, "FastNetMon")
+            assert detector.poll() is None, log_path.read_text()
+            yield detector
+        finally:
+            detector.terminate()
+            try:
+                detector.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                detector.kill()
+                detector.wait(timeout=10)
