@@ -189,6 +189,10 @@ class NftablesMitigator:
             listing = await self._nft("-j", "list", "counters", "table", self.table.family, self.table.name)
             values = _counter_values(listing)
         watched = await self._watch_counters() if narrow else {}
+        if watched is None:  # the watch table is gone: build it again, counting from now
+            async with self._lock:
+                await self._change()
+            watched = {}
         found = {}
         dropped = {}
         for key in keys:
@@ -230,13 +234,15 @@ class NftablesMitigator:
         for policy in widen:
             log.warning("mitigation %s: %s", policy.scope.key, policy.status().describe())
 
-    async def _watch_counters(self) -> dict[str, tuple[int, int]]:
+    async def _watch_counters(self, expected: bool = True) -> dict[str, tuple[int, int]] | None:
+        """The watch table's counters; None when it cannot be read (gone: worth a warning when EXPECTED)."""
         watch = watch_table(self.table)
         try:
             return _counter_values(await self._nft("-j", "list", "counters", "table", watch.family, watch.name))
         except MitigatorError as error:
-            log.warning("top-talker counters of %s: %s", watch.name, error)
-            return {}
+            if expected:
+                log.warning("top-talker counters of %s: %s", watch.name, error)
+            return None
 
     def _measured(self, key: str, packets: int, bytes_: int) -> Counters:
         rates = self._rates.get(key)
@@ -312,7 +318,7 @@ class NftablesMitigator:
         async with self._lock:
             carried = await self._existing_counters()
             # Talkers rate-limited when we stopped counted their drops in the watch table: those counts go on.
-            limited = await self._watch_counters()
+            limited = await self._watch_counters(expected=False) or {}
             for scope in valid:
                 if counter_name(scope.key) not in carried and limited_counter_name(scope.key) in limited:
                     carried[counter_name(scope.key)] = limited[limited_counter_name(scope.key)]
@@ -367,7 +373,7 @@ class NftablesMitigator:
                 watched[key] = replace(watched[key], seed=counts.get(counter_name(key), (0, 0)))
             change["remove"] = [*change.get("remove", ()), *entering]
         if leaving:
-            counts = await self._watch_counters()
+            counts = await self._watch_counters() or {}
             change["carried_counters"] = {counter_name(k): counts.get(limited_counter_name(k), (0, 0)) for k in leaving}
         plan = plan_change(self.table, self._state, **change)  # invalid input raises here, nothing sent
         after = {key: key in limits for key in watched}
@@ -375,8 +381,13 @@ class NftablesMitigator:
             await self._commit(plan, watch_commands(self.table, self._watched, watched))
             self._policies, self._watched = policies, after
         except MitigatorError:
-            if not self._state.initialized or await self._table_present():
-                raise
+            if not self._state.initialized or await self._table_present(self.table):
+                if not self._watched or await self._table_present(watch_table(self.table)):
+                    raise
+                # Only the watch table is gone (deleted by hand...): build it again whole, with this change.
+                await self._commit(plan, watch_commands(self.table, {}, watched))
+                self._policies, self._watched = policies, after
+                return
             # Our table is gone (someone flushed the ruleset, a firewall reload...): re-install everything we
             # enforce, plus this change, in one batch. Its counters went with the table.
             log.warning(
@@ -386,15 +397,15 @@ class NftablesMitigator:
                 self.table, RulesetState(), put=self._state.scopes.values(), put_acls=self._state.acls.values()
             )
             changed = plan_change(self.table, rebuilt.state, **change)
-            rewatch = watch_commands(self.table, {}, watched)
+            rewatch = watch_commands(self.table, {}, watched) or watch_table(self.table).reset_commands()
             await self._commit(Plan(commands=rebuilt.commands + changed.commands, state=changed.state), rewatch)
             self._policies, self._watched = policies, after
             now = self._clock()
             self._rates = {key: DropRates(self._rate_window, now) for key in self._state.scopes}
 
-    async def _table_present(self) -> bool:
+    async def _table_present(self, table: Table) -> bool:
         try:
-            await self._nft("list", "table", self.table.family, self.table.name)
+            await self._nft("list", "table", table.family, table.name)
         except MitigatorError:
             return False
         return True

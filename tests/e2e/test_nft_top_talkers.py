@@ -191,3 +191,20 @@ async def test_a_narrow_form_too_large_to_enforce_falls_back_to_the_whole_scope_
     assert named_counters(lab, f"{table_name}_tt") == {}
     listing = lab.router.run(["nft", "list", "table", "netdev", table_name]).stdout
     assert "10.3.249.1" in listing and "198.18.0.1" not in listing
+
+
+async def test_a_watch_table_deleted_by_hand_is_built_again_and_the_judgement_goes_on(
+    lab: Lab, table_name: str, mitigator: tuple[NftablesMitigator, Clock]
+):
+    nft, clock = mitigator
+    target, key = Target.make(lab, "c/5", 1, 46), "c/5"
+    await nft.apply(target.scope)
+    lab.router.run(["nft", "delete", "table", "netdev", f"{table_name}_tt"])
+    await nft.counters_many([key])  # the next poll finds it gone and installs it again
+    assert named_counters(lab, f"{table_name}_tt") == {passed_counter_name(key): 0}
+    target.send(lab, target.unnamed)  # the named source sends nothing: all of this passes
+    clock.now += 11.0
+    await nft.counters_many([key])
+    assert nft.top_talker_status(key).phase is Phase.WIDE  # type: ignore[union-attr]
+    target.send(lab, target.unnamed)
+    assert target.delivered() == PACKETS
