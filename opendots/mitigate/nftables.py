@@ -7,6 +7,10 @@ Every apply/update/withdraw/apply_acl/withdraw_acl/restore/cleanup is ONE `nft -
 which the kernel commits atomically: either the whole change is enforced, or nothing changed. The ruleset is
 built by the pure planner in opendots.mitigate.nftables_ruleset (ACL rules: nftables_acl); this module only runs
 nft (inside a network namespace if asked, through `nsenter --net`) and reads counters back.
+
+With the top-talker policy ([mitigation] top_talker_policy, opendots.mitigate.top_talkers) a mitigation naming top
+talkers is first enforced narrow, with a second table behind ours (nftables_watch) counting what still reaches its
+targets; each counter read feeds the policy, and a widening is one more batch touching both tables.
 """
 
 from __future__ import annotations
