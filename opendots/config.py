@@ -153,6 +153,7 @@ class ServerConfig:
     data: dict[str, Any] = field(default_factory=dict)  # [data]: opendots.data.DataChannelSettings
     mitigators: list[dict[str, Any]] = field(default_factory=list)  # [[mitigators]]: opendots.mitigate
     providers: list[dict[str, Any]] = field(default_factory=list)  # [[providers]]: opendots.callhome.cpe (a CPE's)
+    mitigation: dict[str, Any] = field(default_factory=dict)  # [mitigation]: opendots.mitigate.top_talkers
 
     _cuid_index: tuple[list[ClientAuthorization], int, dict[str, ClientAuthorization]] | None = field(
         default=None, init=False, repr=False, compare=False
@@ -222,6 +223,7 @@ class ServerConfig:
             data=dict(_table(data, "data", path)),
             mitigators=[dict(entry) for entry in _tables(data, "mitigators", path)],
             providers=[dict(entry) for entry in _tables(data, "providers", path)],
+            mitigation=dict(_table(data, "mitigation", path)),
         )
         loaded.check_tables(path)
         return loaded
@@ -237,6 +239,9 @@ class ServerConfig:
                 parse(self.clients, table)
             except ConfigError as error:
                 raise ConfigError(f"{path}: {error}") from None
+        from opendots.mitigate.top_talkers import TopTalkerSettings
+
+        TopTalkerSettings.from_table(self.mitigation, f"{path}: [mitigation]")
 
     def save(self, path: Path | str) -> None:
         path = Path(path)
@@ -290,6 +295,8 @@ class ServerConfig:
             data["mitigators"] = self.mitigators
         if self.providers:
             data["providers"] = self.providers
+        if self.mitigation:
+            data["mitigation"] = self.mitigation
         path.write_text(tomli_w.dumps(data))
 
 
@@ -454,7 +461,18 @@ def _seconds(table: dict[str, Any], key: str, default: float, path: Path) -> flo
     return float(value)
 
 
-SERVER_TABLES = ("server", "tls", "clients", "signal", "data", "mitigators", "dashboard", "providers", "audit")
+SERVER_TABLES = (
+    "server",
+    "tls",
+    "clients",
+    "signal",
+    "data",
+    "mitigators",
+    "mitigation",
+    "dashboard",
+    "providers",
+    "audit",
+)
 DASHBOARD_KEYS = ("listen", "token_file")
 AUDIT_KEYS = ("file",)
 

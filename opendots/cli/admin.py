@@ -99,6 +99,9 @@ def mitigations(config: Path, as_json: bool, client_name: str | None) -> None:
         packets = "-" if entry["pkts-dropped"] is None else entry["pkts-dropped"]
         rows.append([entry["client"], entry["mid"], entry["status"], seconds(entry["lifetime"]), packets, targets])
     click.echo(table(rows, ["CLIENT", "MID", "STATUS", "LIFETIME", "PACKETS", "TARGETS"]))
+    for entry in answer["mitigations"]:
+        if "top-talkers" in entry:  # [mitigation] top-talker policy: what the actuator did
+            click.echo(f"{entry['client']} mid {entry['mid']}: {entry['top-talkers']['summary']}")
 
 
 @admin.command()

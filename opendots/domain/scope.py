@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from opendots.domain.addresses import IPNetwork
 from opendots.domain.ranges import PortRange
@@ -35,6 +35,30 @@ class MitigationScope:
     client: str | None = None
     cuid: str | None = None
     mid: int | None = None
+    top_talkers: tuple[IPNetwork, ...] = ()  # RFC 9244 top talkers, not spoofed: the sources to drop first
+    top_talker_port_ranges: tuple[PortRange, ...] = ()  # their source ports; empty: any
+
+    def narrowed(self) -> MitigationScope | None:
+        """The scope cut down to its top talkers (as `source_prefixes`, `source_port_ranges`, the members Call Home
+        uses), or None when it cannot be: no top talker, or a target family no talker belongs to (those targets
+        would go unprotected), or none inside the scope's own source prefixes (Call Home). Talker ports are one
+        list for every talker: a superset when talkers name different ports, never less than they named."""
+        talkers = self.top_talkers
+        if self.source_prefixes:
+            talkers = tuple(
+                talker
+                for talker in talkers
+                if any(talker.version == own.version and talker.subnet_of(own) for own in self.source_prefixes)  # type: ignore[arg-type]
+            )
+        if not talkers or {target.version for target in self.target_prefixes} - {t.version for t in talkers}:
+            return None
+        return replace(
+            self,
+            source_prefixes=talkers,
+            source_port_ranges=self.top_talker_port_ranges or self.source_port_ranges,
+            top_talkers=(),
+            top_talker_port_ranges=(),
+        )
 
     def __str__(self) -> str:
         """For logs: `client NAME mid N: PREFIXES [ports P] [protocols N] [from SOURCES [ports P]]`."""
@@ -48,6 +72,8 @@ class MitigationScope:
             words.append("from " + " ".join(str(prefix) for prefix in self.source_prefixes))
         if self.source_port_ranges:
             words.append("source ports " + ",".join(str(port) for port in self.source_port_ranges))
+        if self.top_talkers:
+            words.append("top talkers " + " ".join(str(prefix) for prefix in self.top_talkers))
         return " ".join(words)
 
     @classmethod
@@ -73,13 +99,17 @@ def scope_problem(scope: MitigationScope) -> str | None:
         return "mitigation scope without a key"
     if not scope.target_prefixes:
         return f"mitigation {scope.key}: no target prefix (nothing to enforce)"
-    for prefix in (*scope.target_prefixes, *scope.source_prefixes):
+    for prefix in (*scope.target_prefixes, *scope.source_prefixes, *scope.top_talkers):
         if not isinstance(prefix, ipaddress.IPv4Network | ipaddress.IPv6Network):
             return f"mitigation {scope.key}: {prefix!r} is not an IP prefix"
     for protocol in scope.target_protocols:
         if not (isinstance(protocol, int) and 0 <= protocol <= 255):
             return f"mitigation {scope.key}: invalid IP protocol number {protocol!r}"
-    for what, ranges in (("destination", scope.target_port_ranges), ("source", scope.source_port_ranges)):
+    for what, ranges in (
+        ("destination", scope.target_port_ranges),
+        ("source", scope.source_port_ranges),
+        ("top talker", scope.top_talker_port_ranges),
+    ):
         for r in ranges:
             if not (0 <= r.lower <= r.upper <= 65535):
                 return f"mitigation {scope.key}: invalid {what} port range {r.lower}-{r.upper}"

@@ -55,6 +55,7 @@ ACTIONS = ("ban", "unban", "attack_details")
 STATE_FILE = "fastnetmon-mitigations.json"
 MAX_DETAILS = 1 << 20
 STDIN_WAIT = 2.0
+DETAILS_WAIT = 5.0  # seconds attack_details waits for the ban of the same IP to be recorded
 
 
 class HookError(OpenDotsError):
@@ -282,8 +283,15 @@ def _details_after_ban(notification: Notification, config_path: Path, timeout: f
     (its target overlaps, RFC 9244 §8.2). Always EXIT_OK: the mitigation is in place whatever happens here."""
     key = str(notification.address)
     mapping_file = MitigationMap(Path(config_path).resolve().parent / STATE_FILE)
-    if notification.direction == "outgoing" or key not in mapping_file.read():
+    if notification.direction == "outgoing":
         return EXIT_OK
+    # FastNetMon runs both scripts at once: attack_details can start while the ban's hook is still asking for the
+    # mitigation (it records the IP only once answered). Wait for it a little, bounded; no ban of ours: nothing.
+    deadline = time.monotonic() + min(DETAILS_WAIT, timeout / 2)
+    while key not in mapping_file.read():
+        if time.monotonic() >= deadline:
+            return EXIT_OK
+        time.sleep(0.05)
     try:
         calls = DotsCalls(config_path, timeout)
         with mapping_file.locked(calls.remaining()) as mapping:

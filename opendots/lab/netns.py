@@ -148,6 +148,14 @@ class Lab:
     def victim_v6(self) -> list[ipaddress.IPv6Address]:
         return [VICTIM_SIDE_V6[2 + i] for i in range(self.victim_hosts)]
 
+    def attacker_sources(self, count: int, first: int = 10) -> list[ipaddress.IPv4Address]:
+        """COUNT more IPv4 addresses of the attacker (198.51.100.FIRST, ...), for floods from several sources
+        (`source_address` of a flood); asking again for one the attacker already has is not an error."""
+        addresses = [ATTACKER_SIDE_V4[first + i] for i in range(count)]
+        for address in addresses:
+            self.attacker.run(["ip", "addr", "replace", f"{address}/24", "dev", self.attacker_interface])
+        return addresses
+
     def __enter__(self) -> Lab:
         try:
             self.build()

@@ -100,10 +100,13 @@ class ProcessStack:
         transport: str = "dtls",
         signal_settings: dict[str, Any] | None = None,
         server_names: list[str] | None = None,
+        mitigation: dict[str, Any] | None = None,
+        admin: bool = False,
     ) -> None:
         """SIGNAL_SETTINGS: the server's [signal] table; by default a withdrawn mitigation stays enforced for
         1 s only (RFC 9132 active-but-terminating; 120 s in production), so a lab sees the traffic come back.
-        SERVER_NAMES: extra names in the server certificate (e.g. a discovery domain, RFC 8973 §8.2)."""
+        SERVER_NAMES: extra names in the server certificate (e.g. a discovery domain, RFC 8973 §8.2).
+        MITIGATION: the server's [mitigation] table (the top-talker policy). ADMIN: give the server an admin socket."""
         from opendots.pki.setup import init_pki
 
         self.directory = Path(directory)
@@ -116,6 +119,9 @@ class ProcessStack:
         server_config.listen = ["127.0.0.1"]
         server_config.mitigators = [dict(entry) for entry in mitigators]
         server_config.signal = dict(signal_settings if signal_settings is not None else LAB_SIGNAL_SETTINGS)
+        server_config.mitigation = dict(mitigation or {})
+        if admin:  # the operator's socket (`opendots admin -c server.toml`), short enough for sun_path
+            server_config.admin_socket = Path("/tmp") / f"odadm-{uuid.uuid4().hex[:10]}.sock"
         self.server_config_path = self.directory / "server.toml"
         server_config.save(self.server_config_path)
         self.server_config = server_config
@@ -260,6 +266,17 @@ class ProcessStack:
             check=False,
         )
 
+    def admin(self, *args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+        """Run `opendots admin ARGS --config <server.toml>` (the stack needs `admin=True`)."""
+        return subprocess.run(
+            opendots_argv("admin", *args, "--config", str(self.server_config_path)),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=_environment(),
+            check=False,
+        )
+
     def status_entries(self, *, oneshot: bool = False, refresh: bool = True) -> list[dict[str, Any]]:
         """`opendots client status --json` (GET /mitigate with refresh): the scope entries the server reports."""
         args = ["client", "status", "--json", *(["--refresh"] if refresh else [])]
@@ -273,3 +290,6 @@ class ProcessStack:
         self.stop_server()
         with contextlib.suppress(FileNotFoundError):
             self.client_config.control_socket.unlink()
+        if self.server_config.admin_socket is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.server_config.admin_socket.unlink()

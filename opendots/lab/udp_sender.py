@@ -25,6 +25,7 @@ def main() -> None:
     parser.add_argument("--source-port", type=int, default=0)
     parser.add_argument("--protocol", type=int, default=17, help="17: UDP socket; anything else: raw IP packets")
     parser.add_argument("--tcp-flags", type=int, default=0, help="raw packets: TCP flags byte (offset 13)")
+    parser.add_argument("--source-address", default="", help="send from this address (one of the namespace's)")
     args = parser.parse_args()
     count = max(0, min(args.count, MAX_COUNT))
     duration = max(0.0, min(args.duration, MAX_DURATION))
@@ -32,13 +33,16 @@ def main() -> None:
     family = socket.AF_INET6 if ":" in args.destination else socket.AF_INET
     if args.protocol == 17:
         sock = socket.socket(family, socket.SOCK_DGRAM)
-        if args.source_port:
-            sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", args.source_port))
+        if args.source_port or args.source_address:
+            wildcard = "::" if family == socket.AF_INET6 else "0.0.0.0"
+            sock.bind((args.source_address or wildcard, args.source_port))
         sock.connect((args.destination, args.port))
     else:
         # Raw socket: the kernel writes the IP header with this protocol number; the payload starts with the port
         # in the place a transport header keeps its destination port, so port-aware rules see it too.
         sock = socket.socket(family, socket.SOCK_RAW, args.protocol)
+        if args.source_address:
+            sock.bind((args.source_address, 0))
         sock.connect((args.destination, 0))
     payload = bytes(args.size)
     if args.protocol != 17:

@@ -7,6 +7,10 @@ Every apply/update/withdraw/apply_acl/withdraw_acl/restore/cleanup is ONE `nft -
 which the kernel commits atomically: either the whole change is enforced, or nothing changed. The ruleset is
 built by the pure planner in opendots.mitigate.nftables_ruleset (ACL rules: nftables_acl); this module only runs
 nft (inside a network namespace if asked, through `nsenter --net`) and reads counters back.
+
+With the top-talker policy ([mitigation] top_talker_policy, opendots.mitigate.top_talkers) a mitigation naming top
+talkers is first enforced narrow, with a second table behind ours (nftables_watch) counting what still reaches its
+targets; each counter read feeds the policy, and a widening is one more batch touching both tables.
 """
 
 from __future__ import annotations
@@ -19,11 +23,12 @@ import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from opendots.mitigate.base import Counters, MitigationScope, MitigatorError
 from opendots.mitigate.nftables_acl import AclPolicy, ace_counter_name, validate_policy
+from opendots.mitigate.nftables_keys import JsonCommand
 from opendots.mitigate.nftables_ruleset import (
     CHAIN,
     Plan,
@@ -34,6 +39,14 @@ from opendots.mitigate.nftables_ruleset import (
     plan_change,
     scope_elements,
 )
+from opendots.mitigate.nftables_watch import (
+    Watch,
+    limited_counter_name,
+    passed_counter_name,
+    watch_commands,
+    watch_table,
+)
+from opendots.mitigate.top_talkers import Phase, PolicyStatus, SourcesFirst, TopTalkerSettings
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +113,7 @@ class NftablesMitigator:
         nft: str = "nft",
         rate_window: float = DEFAULT_RATE_WINDOW,
         clock: Callable[[], float] = time.monotonic,
+        top_talkers: TopTalkerSettings | None = None,
     ) -> None:
         if not NFT_NAME.fullmatch(table):
             raise ValueError(f"nft table name {table!r}: letters, digits and _ only, at most 64 characters")
@@ -113,47 +127,126 @@ class NftablesMitigator:
         self._state = RulesetState()
         self._rates: dict[str, DropRates] = {}
         self._lock = asyncio.Lock()
+        self.top_talkers = top_talkers or TopTalkerSettings()
+        self._policies: dict[str, SourcesFirst] = {}
+        """Mitigations under the top-talker policy (opendots.mitigate.top_talkers), by key."""
+        self._watched: dict[str, bool] = {}
+        """Keys in the watch table (opendots.mitigate.nftables_watch): narrow, and whether rate-limited there."""
 
     # ---- Mitigator protocol ----
 
     async def apply(self, scope: MitigationScope) -> None:
         async with self._lock:
-            if self._state.initialized and self._state.scopes.get(scope.key) == scope:
+            policy = self._policies.get(scope.key)
+            current = policy.scope if policy is not None else self._state.scopes.get(scope.key)
+            if current == scope and (scope.key in self._state.scopes or scope.key in self._watched):
                 return  # idempotent: already enforced exactly like this
-            await self._change(put=[scope])
+            policies = {key: kept for key, kept in self._policies.items() if key != scope.key}
+            put = [scope]
+            if self.top_talkers.enabled and scope.top_talkers:
+                # A new mitigation's counters start with the batch: the first judgement spans the window from now.
+                fresh = scope.key not in self._state.scopes and scope.key not in self._watched
+                policy = policies[scope.key] = SourcesFirst(
+                    self.top_talkers, scope, self._clock(), (0, 0) if fresh else None
+                )
+                put = [] if policy.limited is not None else [policy.enforced]  # rate limits live in the watch table
+            try:
+                await self._change(put=put, policies=policies)
+            except MitigatorError as error:
+                if scope.key not in policies or policies[scope.key].phase is Phase.WIDE:
+                    raise
+                # The narrow form was refused (too many match entries, the kernel...): the whole scope still
+                # protects the target, so that is what is enforced, and said.
+                policies[scope.key].give_up(self._clock(), f"narrow drop refused: {str(error)[:200]}")
+                await self._change(put=[scope], policies=policies)
             self._rates.setdefault(scope.key, DropRates(self._rate_window, self._clock()))
+            if scope.key in policies:
+                log.warning("mitigation %s: %s", scope.key, policies[scope.key].status().describe())
 
     async def update(self, scope: MitigationScope) -> None:
         await self.apply(scope)
 
     async def withdraw(self, key: str) -> None:
         async with self._lock:
-            if key not in self._state.scopes:
+            if key not in self._state.scopes and key not in self._watched:
                 return
-            await self._change(remove=[key])
+            policies = {k: policy for k, policy in self._policies.items() if k != key}
+            await self._change(remove=[key], policies=policies)
             self._rates.pop(key, None)
 
     async def counters(self, key: str) -> Counters:
-        if key not in self._state.scopes:
+        found = await self.counters_many([key])
+        if key not in found:
             raise MitigatorError(f"no active nftables mitigation {key!r}")
-        listing = await self._nft("-j", "list", "counter", self.table.family, self.table.name, counter_name(key))
-        packets, bytes_ = _counter_values(listing)[counter_name(key)]
-        return self._measured(key, packets, bytes_)
+        return found[key]
 
     async def counters_many(self, keys: list[str]) -> dict[str, Counters]:
         """Every named counter of our table in one `nft list counters table` call (one nft process, however
-        many mitigations are active); keys we do not enforce are left out."""
-        active = [key for key in keys if key in self._state.scopes]
-        if not active:
+        many mitigations are active; one more for the watch table while a top-talker policy is narrow); keys we
+        do not enforce are left out."""
+        enforced = [key for key in keys if key in self._state.scopes]
+        narrow = [key for key in keys if key in self._watched]
+        if not enforced and not narrow:
             return {}
-        listing = await self._nft("-j", "list", "counters", "table", self.table.family, self.table.name)
-        values = _counter_values(listing)
+        values = {}
+        if enforced:
+            listing = await self._nft("-j", "list", "counters", "table", self.table.family, self.table.name)
+            values = _counter_values(listing)
+        watched = await self._watch_counters() if narrow else {}
+        if watched is None:  # the watch table is gone: build it again, counting from now
+            async with self._lock:
+                await self._change()
+            watched = {}
         found = {}
-        for key in active:
-            value = values.get(counter_name(key))
+        dropped = {}
+        for key in keys:
+            if key in self._state.scopes:
+                value = values.get(counter_name(key))
+            else:  # rate-limited talkers: the drops are counted in the watch table
+                value = watched.get(limited_counter_name(key)) if self._watched.get(key) else None
             if value is not None:
                 found[key] = self._measured(key, *value)
+                dropped[key] = value[0]
+        await self._judge(dropped, watched)
         return found
+
+    # ---- Top-talker policy (opendots.mitigate.top_talkers) ----
+
+    def top_talker_status(self, key: str) -> PolicyStatus | None:
+        """What the top-talker policy did for mitigation KEY (None: not under the policy)."""
+        policy = self._policies.get(key)
+        return None if policy is None else policy.status()
+
+    async def _judge(self, dropped: dict[str, int], watched: dict[str, tuple[int, int]]) -> None:
+        """Feed the narrow mitigations among DROPPED (key → packets dropped) and what still reaches their targets
+        (WATCHED: the watch table's counters) to their policies; widen, in one batch, those the policy gives up
+        on."""
+        now = self._clock()
+        widen = []
+        for key in dropped:
+            passed = watched.get(passed_counter_name(key))
+            policy = self._policies.get(key)
+            if passed is not None and policy is not None and policy.observe(now, dropped[key], passed[0]):
+                widen.append(policy)
+        if not widen:
+            return
+        async with self._lock:
+            # A new request may have replaced a policy meanwhile: widen only those still in place.
+            live = [policy for policy in widen if self._policies.get(policy.scope.key) is policy]
+            if live:
+                await self._change(put=[policy.scope for policy in live], policies=self._policies)
+        for policy in widen:
+            log.warning("mitigation %s: %s", policy.scope.key, policy.status().describe())
+
+    async def _watch_counters(self, expected: bool = True) -> dict[str, tuple[int, int]] | None:
+        """The watch table's counters; None when it cannot be read (gone: worth a warning when EXPECTED)."""
+        watch = watch_table(self.table)
+        try:
+            return _counter_values(await self._nft("-j", "list", "counters", "table", watch.family, watch.name))
+        except MitigatorError as error:
+            if expected:
+                log.warning("top-talker counters of %s: %s", watch.name, error)
+            return None
 
     def _measured(self, key: str, packets: int, bytes_: int) -> Counters:
         rates = self._rates.get(key)
@@ -228,8 +321,16 @@ class NftablesMitigator:
         valid_acls = _enforceable(acls, validate_policy, refused)
         async with self._lock:
             carried = await self._existing_counters()
+            # Talkers rate-limited when we stopped counted their drops in the watch table: those counts go on.
+            limited = await self._watch_counters(expected=False) or {}
+            for scope in valid:
+                if counter_name(scope.key) not in carried and limited_counter_name(scope.key) in limited:
+                    carried[counter_name(scope.key)] = limited[limited_counter_name(scope.key)]
             plan = plan_change(self.table, RulesetState(), put=valid, carried_counters=carried, put_acls=valid_acls)
-            await self._commit(plan)
+            # Top-talker policies start again only with a new request: after a restart the whole scope is enforced.
+            await self._commit(plan, watch_table(self.table).reset_commands())
+            self._policies = {}
+            self._watched = {}
             now = self._clock()
             self._rates = {
                 scope.key: DropRates(self._rate_window, now, *carried.get(counter_name(scope.key), (0, 0)))
@@ -240,13 +341,16 @@ class NftablesMitigator:
     async def cleanup(self) -> None:
         """Remove the table (and with it every rule, map and counter of this mitigator)."""
         async with self._lock:
-            await self._nft("-j", "-f", "-", stdin=json.dumps(batch(self.table.reset_commands())))
+            commands = self.table.reset_commands() + watch_table(self.table).reset_commands()
+            await self._nft("-j", "-f", "-", stdin=json.dumps(batch(commands)))
             self._state = RulesetState()
             self._rates.clear()
+            self._policies = {}
+            self._watched = {}
 
     @property
     def active_keys(self) -> list[str]:
-        return list(self._state.scopes)
+        return list(dict.fromkeys([*self._state.scopes, *self._watched]))
 
     @property
     def active_acls(self) -> list[str]:
@@ -254,14 +358,40 @@ class NftablesMitigator:
 
     # ---- nft ----
 
-    async def _change(self, **change: Any) -> None:
-        """Plan CHANGE on top of the current state and commit it; rebuild the table first if it vanished."""
+    async def _change(self, policies: dict[str, SourcesFirst] | None = None, **change: Any) -> None:
+        """Plan CHANGE on top of the current state and commit it; rebuild the table first if it vanished.
+
+        POLICIES (when given) become the mitigations under the top-talker policy: the watch table follows those in
+        their narrow phase in the same batch. A mitigation whose talkers become rate-limited leaves our table (its
+        counts seed the watch table's); one that leaves the rate limit gets them back."""
+        policies = self._policies if policies is None else policies
+        rate = self.top_talkers.rate_limit
+        watched = {key: Watch(p.scope, p.limited, rate) for key, p in policies.items() if p.phase is Phase.NARROW}
+        limits = {key for key, watch in watched.items() if watch.limited is not None}
+        entering = [key for key in limits if not self._watched.get(key) and key in self._state.scopes]
+        put_keys = {scope.key for scope in change.get("put", ())}
+        leaving = [key for key, limited in self._watched.items() if limited and key in put_keys and key not in limits]
+        if entering:
+            counts = await self._existing_counters()
+            for key in entering:
+                watched[key] = replace(watched[key], seed=counts.get(counter_name(key), (0, 0)))
+            change["remove"] = [*change.get("remove", ()), *entering]
+        if leaving:
+            counts = await self._watch_counters() or {}
+            change["carried_counters"] = {counter_name(k): counts.get(limited_counter_name(k), (0, 0)) for k in leaving}
         plan = plan_change(self.table, self._state, **change)  # invalid input raises here, nothing sent
+        after = {key: key in limits for key in watched}
         try:
-            await self._commit(plan)
+            await self._commit(plan, watch_commands(self.table, self._watched, watched))
+            self._policies, self._watched = policies, after
         except MitigatorError:
-            if not self._state.initialized or await self._table_present():
-                raise
+            if not self._state.initialized or await self._table_present(self.table):
+                if not self._watched or await self._table_present(watch_table(self.table)):
+                    raise
+                # Only the watch table is gone (deleted by hand...): build it again whole, with this change.
+                await self._commit(plan, watch_commands(self.table, {}, watched))
+                self._policies, self._watched = policies, after
+                return
             # Our table is gone (someone flushed the ruleset, a firewall reload...): re-install everything we
             # enforce, plus this change, in one batch. Its counters went with the table.
             log.warning(
@@ -271,20 +401,24 @@ class NftablesMitigator:
                 self.table, RulesetState(), put=self._state.scopes.values(), put_acls=self._state.acls.values()
             )
             changed = plan_change(self.table, rebuilt.state, **change)
-            await self._commit(Plan(commands=rebuilt.commands + changed.commands, state=changed.state))
+            rewatch = watch_commands(self.table, {}, watched) or watch_table(self.table).reset_commands()
+            await self._commit(Plan(commands=rebuilt.commands + changed.commands, state=changed.state), rewatch)
+            self._policies, self._watched = policies, after
             now = self._clock()
             self._rates = {key: DropRates(self._rate_window, now) for key in self._state.scopes}
 
-    async def _table_present(self) -> bool:
+    async def _table_present(self, table: Table) -> bool:
         try:
-            await self._nft("list", "table", self.table.family, self.table.name)
+            await self._nft("list", "table", table.family, table.name)
         except MitigatorError:
             return False
         return True
 
-    async def _commit(self, plan: Plan) -> None:
-        if plan.commands:
-            await self._nft("-j", "-f", "-", stdin=json.dumps(batch(plan.commands)))
+    async def _commit(self, plan: Plan, more: list[JsonCommand] | None = None) -> None:
+        """Send PLAN's commands, and MORE (the watch table's) in the same atomic batch."""
+        commands = plan.commands + (more or [])
+        if commands:
+            await self._nft("-j", "-f", "-", stdin=json.dumps(batch(commands)))
         self._state = plan.state
 
     async def _existing_counters(self) -> dict[str, tuple[int, int]]:

@@ -32,6 +32,7 @@ from opendots.mitigate.base import (
     read_counters,
     refused_by,
 )
+from opendots.mitigate.top_talkers import PolicyStatus, TopTalkerSettings, top_talker_status
 
 if TYPE_CHECKING:
     from opendots.mitigate.nftables_acl import AclPolicy
@@ -133,6 +134,14 @@ class MitigatorRouter:
         self._placed[scope.key] = placed
         if failures:
             raise MitigatorError("; ".join(failures))
+
+    def top_talker_status(self, key: str) -> PolicyStatus | None:
+        """What the top-talker policy did for mitigation KEY on the first actuator applying it (None: none)."""
+        for mitigator in self.placed_on(key):
+            status = top_talker_status(mitigator, key)
+            if status is not None:
+                return status
+        return None
 
     def placed_on(self, key: str) -> list[Mitigator]:
         """The actuators mitigation KEY was handed to (the operator's console shows which one enforces it)."""
@@ -273,8 +282,9 @@ class MitigatorRouter:
                 await assignment.mitigator.stop()
 
 
-def build_actuator(entry: Mapping[str, Any]) -> Mitigator:
-    """One actuator from a [[mitigators]] table (without its selection keys)."""
+def build_actuator(entry: Mapping[str, Any], top_talkers: TopTalkerSettings | None = None) -> Mitigator:
+    """One actuator from a [[mitigators]] table (without its selection keys); TOP_TALKERS: the [mitigation]
+    policy, which the nftables actuator carries out."""
     kind = entry.get("type")
     options = {key: value for key, value in entry.items() if key not in SELECTION_KEYS}
     if kind == "nftables":
@@ -283,7 +293,9 @@ def build_actuator(entry: Mapping[str, Any]) -> Mitigator:
         unknown = set(options) - {"interface", "table", "netns"}
         if unknown or "interface" not in options:
             raise ConfigError(f"[[mitigators]] type nftables takes interface, table, netns; got {sorted(options)}")
-        return NftablesMitigator(options["interface"], options.get("table", "opendots"), options.get("netns"))
+        return NftablesMitigator(
+            options["interface"], options.get("table", "opendots"), options.get("netns"), top_talkers=top_talkers
+        )
     if kind == "bgp":
         from opendots.mitigate.bgp.settings import BgpSettings, BgpSettingsError
 
@@ -307,6 +319,7 @@ def enforces(mitigator: Mitigator) -> bool:
 def build_router(config: ServerConfig) -> MitigatorRouter:
     """The server's mitigators from its configuration; with none configured, the logging mitigator alone."""
     known_clients = {client.name for client in config.clients}
+    top_talkers = TopTalkerSettings.from_table(config.mitigation)
     assignments = []
     for entry in config.mitigators or [{"type": "logging"}]:
         clients = frozenset(entry.get("clients", ()))
@@ -316,7 +329,7 @@ def build_router(config: ServerConfig) -> MitigatorRouter:
             prefixes = tuple(ipaddress.ip_network(p) for p in entry.get("prefixes", ()))
         except ValueError as error:
             raise ConfigError(f"[[mitigators]] prefixes: {error}") from None
-        assignments.append(Assignment(build_actuator(entry), clients, prefixes))
+        assignments.append(Assignment(build_actuator(entry, top_talkers), clients, prefixes))
     return MitigatorRouter(assignments, {client.cuid: client.name for client in config.clients})
 
 

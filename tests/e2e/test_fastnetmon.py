@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from opendots.integrations.fastnetmon import (
     write_notify_script,
 )
 from opendots.lab.processes import ProcessStack, wait_for
+from tests.helpers.fastnetmon import running_fastnetmon
 
 DETAILS = "IP: 203.0.113.7\nAttack type: udp_flood\nInitial attack power: 25000 packets per second\n"
 
@@ -133,37 +133,6 @@ def test_bad_calls_and_unreachable_server_end_quickly(stack: ProcessStack, tmp_p
     assert "ERROR" in log_file.read_text()
 
 
-FASTNETMON_CONF = """
-logging_level = info
-disable_usage_report = on
-enable_ban = on
-process_incoming_traffic = on
-process_outgoing_traffic = off
-ban_details_records_count = 5
-ban_time = 2
-unban_only_if_attack_finished = on
-networks_list_path = {directory}/networks
-white_list_path = {directory}/whitelist
-check_period = 1
-enable_connection_tracking = off
-ban_for_pps = on
-ban_for_bandwidth = off
-ban_for_flows = off
-threshold_pps = 1000
-mirror_afpacket = on
-interfaces = {interface}
-average_calculation_time = 1
-speed_calculation_delay = 1
-notify_script_path = {script}
-pid_path = {directory}/fastnetmon.pid
-cli_stats_file_path = {directory}/stats.dat
-cli_stats_ipv6_file_path = {directory}/stats6.dat
-enable_api = off
-prometheus = off
-monitor_local_ip_addresses = off
-"""
-
-
 @pytest.mark.lab
 def test_real_fastnetmon_detects_a_flood_and_the_router_drops_it(lab, table_name: str, tmp_path: Path):
     """FastNetMon (AF_PACKET on the router's attacker-facing interface) detects the flood and runs our hook; the
@@ -171,64 +140,48 @@ def test_real_fastnetmon_detects_a_flood_and_the_router_drops_it(lab, table_name
     hook withdraws, leaving no nft table behind."""
     from opendots.lab import Flood, VictimTally
 
-    binary = shutil.which("fastnetmon")
-    if binary is None:
-        pytest.skip("FastNetMon is not installed (Debian package fastnetmon)")
     mitigator = {"type": "nftables", "interface": lab.router_ingress, "table": table_name, "netns": lab.router.name}
     directory = tmp_path / "fastnetmon"
-    directory.mkdir()
-    (directory / "networks").write_text("203.0.113.0/24\n2001:db8:b::/64\n")
-    (directory / "whitelist").write_text("")
     victim, port = str(lab.victim_v4[0]), 5000 + secrets.randbelow(1000)
     tally = VictimTally(lab.victim, [port], table=f"tally{secrets.token_hex(3)}")
     with ProcessStack(tmp_path / "stack", [mitigator]) as stack:
         stack.start_server()
         stack.start_agent()
         hook_log = tmp_path / "hook.log"
+        directory.mkdir()
         script = write_notify_script(directory / "notify.sh", stack.client_config_path, lifetime=600, log_file=hook_log)
-        config = directory / "fastnetmon.conf"
-        config.write_text(FASTNETMON_CONF.format(directory=directory, interface=lab.router_ingress, script=script))
-        fastnetmon_log = (tmp_path / "fastnetmon.log").open("wb")
-        argv = [binary, "--configuration_file", str(config), "--log_to_console", "--disable_pid_logic"]
-        detector = subprocess.Popen(lab.router.command(argv), stdout=fastnetmon_log, stderr=subprocess.STDOUT)
+        networks = "203.0.113.0/24\n2001:db8:b::/64\n"
         attack = None
         try:
-            wait_for(lambda: b"fastnetmon" in (tmp_path / "fastnetmon.log").read_bytes().lower(), 10, "FastNetMon")
-            assert detector.poll() is None, (tmp_path / "fastnetmon.log").read_text()
-            attack = Flood(lab.attacker, victim, port, count=60_000, duration=10.0, pps=3_000)
-            wait_for(lambda: table_listing(lab, table_name), 15, "FastNetMon's ban to reach the router", 0.1)
-            wait_for(lambda: victim in (table_listing(lab, table_name) or ""), 5, "the victim's rule", 0.1)
-            time.sleep(0.2)  # let packets already past the router arrive, then nothing more may
-            reached = tally.count(port)
-            sent = attack.wait()
-            assert tally.count(port) - reached <= 5, "the flood kept reaching the victim after the ban"
-            assert reached < sent.sent * 0.8, "the ban came too late to matter"
-            log_text = hook_log.read_text()
-            assert f"ban {victim} (incoming" in log_text and "via agent" in log_text
-            # RFC 9244 §8.2: the attack reported as telemetry before the mitigation request; FastNetMon's sampled
-            # packets come in a later attack_details call, whose report names the attacker as a top talker.
-            reported = re.search(rf"ban {victim}: telemetry tmid \d+ 2\.04 via agent", log_text)
-            assert reported is not None and log_text.index(reported.group(0)) < log_text.index(
-                f"ban {victim} (incoming"
-            )
-            pattern = rf"attack_details {victim}: telemetry tmid \d+ 2\.04 via agent \((\d+) top talkers\)"
-            wait_for(lambda: re.search(pattern, hook_log.read_text()), 10, "the attack details' telemetry", 0.2)
-            talkers = re.search(pattern, hook_log.read_text())
-            assert talkers is not None and int(talkers.group(1)) >= 1, hook_log.read_text()
-            # The flood is over: FastNetMon unbans after ban_time, the hook withdraws, the table goes away.
-            wait_for(lambda: table_listing(lab, table_name) is None, 20, "unban to withdraw the mitigation", 0.2)
-            assert f"unban {victim}: mitigation mid" in hook_log.read_text()
-            assert re.search(rf"unban {victim}: telemetry tmid \d+ deleted \(2\.02\)", hook_log.read_text())
+            with running_fastnetmon(lab, directory, script, tmp_path / "fastnetmon.log", networks):
+                attack = Flood(lab.attacker, victim, port, count=60_000, duration=10.0, pps=3_000)
+                wait_for(lambda: table_listing(lab, table_name), 15, "FastNetMon's ban to reach the router", 0.1)
+                wait_for(lambda: victim in (table_listing(lab, table_name) or ""), 5, "the victim's rule", 0.1)
+                time.sleep(0.2)  # let packets already past the router arrive, then nothing more may
+                reached = tally.count(port)
+                sent = attack.wait()
+                assert tally.count(port) - reached <= 5, "the flood kept reaching the victim after the ban"
+                assert reached < sent.sent * 0.8, "the ban came too late to matter"
+                log_text = hook_log.read_text()
+                assert f"ban {victim} (incoming" in log_text and "via agent" in log_text
+                # RFC 9244 §8.2: the attack reported as telemetry before the mitigation request; FastNetMon's
+                # sampled packets come in a later attack_details call, whose report names the attacker as a top
+                # talker.
+                reported = re.search(rf"ban {victim}: telemetry tmid \d+ 2\.04 via agent", log_text)
+                assert reported is not None and log_text.index(reported.group(0)) < log_text.index(
+                    f"ban {victim} (incoming"
+                )
+                pattern = rf"attack_details {victim}: telemetry tmid \d+ 2\.04 via agent \((\d+) top talkers\)"
+                wait_for(lambda: re.search(pattern, hook_log.read_text()), 10, "the attack details' telemetry", 0.2)
+                talkers = re.search(pattern, hook_log.read_text())
+                assert talkers is not None and int(talkers.group(1)) >= 1, hook_log.read_text()
+                # The flood is over: FastNetMon unbans after ban_time, the hook withdraws, the table goes away.
+                wait_for(lambda: table_listing(lab, table_name) is None, 20, "unban to withdraw the mitigation", 0.2)
+                assert f"unban {victim}: mitigation mid" in hook_log.read_text()
+                assert re.search(rf"unban {victim}: telemetry tmid \d+ deleted \(2\.02\)", hook_log.read_text())
         finally:
             if attack is not None:
                 attack.stop()
-            detector.terminate()
-            try:
-                detector.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                detector.kill()
-                detector.wait(timeout=10)
-            fastnetmon_log.close()
             lab.router.run(["nft", "delete", "table", "netdev", table_name], check=False)
 
 

@@ -36,6 +36,7 @@ def _copy(pki_dir: Path, tmp_path: Path, name: str, extra: str = "", replace: tu
         ("", ("fqdns = [", "fqnds = ["), "[[clients]] client", "fqnds"),
         ("\n[signal]\nmax_lifetim = 60\n", None, "[signal]", "max_lifetim"),
         ("\n[data]\nlifetime_days = 7\n", None, "[data]", "lifetime_days"),
+        ("\n[mitigation]\ntop_talker_windw = 3\n", None, "[mitigation]", "top_talker_windw"),
         ("\n[sever]\nlisten = []\n", None, "server.toml", "sever"),
     ],
 )

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from opendots.config import ClientAuthorization
-from opendots.domain import Counters, Targets
+from opendots.domain import Counters, MitigationScope, Targets
 from opendots.signal.server.core import defaults
 from opendots.signal.server.core.acl_requests import AclRequests
 from opendots.signal.server.core.announcements import Announcements
@@ -46,6 +46,7 @@ from opendots.signal.server.core.scope import (
     parse_scope_body,
     sources_overlap,
 )
+from opendots.signal.server.core.talkers import with_talkers
 from opendots.signal.server.core.telemetry_config import SCOPE_ATTACK_DETAIL
 from opendots.signal.server.core.transitions import REPORT_TRIGGERS, Trigger, allowed, kind_of, next_status
 from opendots.store.records import CuidRecord, MitigationRecord, SignalChanges
@@ -81,6 +82,9 @@ class MitigationRequests:
         self._terminating_period: dict[str, int] = {}
         self.announcements = Announcements()  # Table 3's repeated 3/7 of preconfigured requests before 8
         self.acls = AclRequests(settings, client_named)
+        self.reported_details: Callable[[str, Targets], list[dict[str, Any]]] = lambda client, targets: []
+        """The 'attack-detail' entries of the client's telemetry reports (§8.2) on targets overlapping these: their
+        top talkers go with the mitigation to the actuators (opendots.signal.server.core.talkers)."""
 
     @property
     def settings(self) -> ServerSettings:
@@ -168,6 +172,27 @@ class MitigationRequests:
         decision.acl_activations = activations  # only an accepted request changes ACLs
         return response
 
+    def talkers_event(self, mitigation: Mitigation) -> MitigationUpdated | None:
+        """MitigationUpdated carrying the top talkers now known for MITIGATION (its request's and its client's
+        telemetry reports'), None when there are none: the actuators skip a scope they already enforce."""
+        event = updated_event(mitigation, self.reported_details(mitigation.record.client, mitigation.targets))
+        return event if event.scope.top_talkers else None
+
+    def talkers_reported(self, client: str, targets: Iterable[Targets]) -> list[Event]:
+        """CLIENT reported telemetry (§8.2) on TARGETS: its enforced mitigations overlapping them, with the top
+        talkers now known (see talkers_event)."""
+        found: dict[tuple[str, int], Mitigation] = {}
+        for target in targets:
+            for mitigation, _ in self.table.overlapping(target):
+                if mitigation.record.client == client and mitigation.enforcing:
+                    found.setdefault(mitigation.key, mitigation)
+        events: list[Event] = []
+        for mitigation in found.values():
+            event = self.talkers_event(mitigation)
+            if event is not None:
+                events.append(event)
+        return events
+
     def _grant(self, requested: int) -> int:
         cap = self.settings.max_lifetime
         if requested == defaults.INDEFINITE_LIFETIME:
@@ -201,6 +226,11 @@ class MitigationRequests:
         updated = existing.with_record(**changes)
         decision.changes = SignalChanges(put_mitigations=[updated.record])
         decision.then(lambda: self.table.hold(updated))
+        if updated.enforcing and SCOPE_ATTACK_DETAIL in parsed.document:
+            # §9.1: the attack details changed; their top talkers go to the actuators (the top-talker policy).
+            event = self.talkers_event(updated)
+            if event is not None:
+                decision.events.append(event)
         return Response("2.04", body=_ack_body(updated, now))
 
     def _refresh(self, put: _Put, existing: Mitigation, now: float, decision: Decision) -> Response:
@@ -236,7 +266,7 @@ class MitigationRequests:
             decision.then(lambda: self._lengthen_terminating_period(client))
         if targets != existing.targets and updated.enforcing:
             # Same request, but an alias it names now resolves differently (data channel change).
-            decision.events.append(updated_event(updated))
+            decision.events.append(updated_event(updated, self.reported_details(client.name, targets)))
         if revived:
             decision.events.append(_changed(updated, now))
         return Response("2.04", body=_ack_body(updated, now))
@@ -305,7 +335,7 @@ class MitigationRequests:
         decision.then(apply)
         events = decision.events
         if created.enforcing:
-            events.append(activated_event(created))
+            events.append(activated_event(created, self.reported_details(client.name, targets)))
         for old in superseded:
             ended = next_status(kind_of(old.request.trigger_mitigation), old.status, Trigger.SUPERSEDED)
             if old.enforcing:
@@ -462,7 +492,8 @@ class MitigationRequests:
 
         decision.then(apply)
         for mitigation in activated:
-            decision.events.append(activated_event(mitigation))
+            reported = self.reported_details(mitigation.record.client, mitigation.targets)
+            decision.events.append(activated_event(mitigation, reported))
             decision.events.append(_changed(mitigation, now))
         for mitigation in replaced:
             final = next_status("immediate", mitigation.status, Trigger.SIGNAL_LOST)
@@ -566,16 +597,22 @@ def _changed(mitigation: Mitigation, now: float, status: Status | None = None) -
     return MitigationChanged(record.client, record.cuid, record.mid, mitigation.snapshot_later(now, status), shown)
 
 
-def activated_event(mitigation: Mitigation) -> MitigationActivated:
+def activated_event(mitigation: Mitigation, reported: Iterable[dict[str, Any]] = ()) -> MitigationActivated:
+    """Enforce MITIGATION; the top talkers of its request's attack details (§9.1) and of REPORTED (the client's
+    telemetry, §8.2) go with its scope."""
     record = mitigation.record
-    return MitigationActivated(
-        record.client, record.cuid, record.mid, mitigation.mitigation_scope(), mitigation.names()
-    )
+    return MitigationActivated(record.client, record.cuid, record.mid, _scope(mitigation, reported), mitigation.names())
 
 
-def updated_event(mitigation: Mitigation) -> MitigationUpdated:
+def _scope(mitigation: Mitigation, reported: Iterable[dict[str, Any]]) -> MitigationScope:
+    """MITIGATION's scope with the top talkers of its request (§9.1) and of REPORTED (the client's telemetry)."""
+    details = [*mitigation.record.request.get(SCOPE_ATTACK_DETAIL, ()), *reported]
+    return with_talkers(mitigation.mitigation_scope(), details) if details else mitigation.mitigation_scope()
+
+
+def updated_event(mitigation: Mitigation, reported: Iterable[dict[str, Any]] = ()) -> MitigationUpdated:
     record = mitigation.record
-    return MitigationUpdated(record.client, record.cuid, record.mid, mitigation.mitigation_scope(), mitigation.names())
+    return MitigationUpdated(record.client, record.cuid, record.mid, _scope(mitigation, reported), mitigation.names())
 
 
 def withdrawn_event(mitigation: Mitigation, reason: str) -> MitigationWithdrawn:

@@ -94,6 +94,7 @@ class SignalServer:
             self.telemetry_setups.check_new_cuid,
             lambda request, query: self.server_telemetry.request_view(request, self._narrowed(request, query)),
         )
+        self.mitigation_requests.reported_details = self.telemetry_reports.attack_details
         self._handlers: dict[type, Handler] = {
             MitigatePath: self.mitigation_requests.handle,
             ConfigPath: lambda client, path, request, now, decision: self.configs.handle(
@@ -103,7 +104,7 @@ class SignalServer:
                 client.name, request, now, decision.events
             ),
             TelemetrySetupPath: self.telemetry_setups.handle,
-            TelemetryPath: self.telemetry_reports.handle,
+            TelemetryPath: self._telemetry,
         }
         self._store_retry_at: float | None = None  # after a failed timer write, wait before trying again
         self._pending: Decision | None = None
@@ -178,6 +179,22 @@ class SignalServer:
     def held_keys(self) -> list[tuple[str, int]]:
         """The keys of every held mitigation (a node comparing its table with the database's)."""
         return [m.key for m in self.table]
+
+    def _telemetry(
+        self, client: ClientAuthorization, path: TelemetryPath, request: Request, now: float, decision: Decision
+    ) -> Response:
+        response = self.telemetry_reports.handle(client, path, request, now, decision)
+        reports = list(decision.changes.put_telemetry_reports)
+        if reports:
+            # Top talkers of the new report reach the client's enforced mitigations on those targets (the
+            # top-talker policy of the actuators). Decided once the report is installed, which resolves its
+            # targets: the events join the decision's, which the shell reads after applying it.
+            def talkers() -> None:
+                targets = [t for record in reports for t in self.telemetry_reports.targets_of(record)]
+                decision.events += self.mitigation_requests.talkers_reported(client.name, targets)
+
+            decision.then(talkers)
+        return response
 
     def restore_events(self) -> list[Event]:
         """MitigationActivated for every mitigation that must be enforced: call once after start-up, since

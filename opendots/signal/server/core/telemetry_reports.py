@@ -119,6 +119,28 @@ class TelemetryReports:
                 if list(entry) == ["target"]:
                     yield TelemetryRequest(record.client, record.cuid, record.tmid, index, held.targets[index])
 
+    def attack_details(self, client: str, targets: Targets) -> list[dict[str, Any]]:
+        """The 'attack-detail' entries of CLIENT's reports (any cuid) whose entry targets overlap TARGETS: what the
+        top-talker policy of the mitigators draws on (opendots.signal.server.core.talkers)."""
+        own = self._index.own(client)
+        if not own:
+            return []
+        wanted = _footprint([(targets,)])
+        found: list[dict[str, Any]] = []
+        for reports in own.values():
+            for held in reports.values():
+                if not held.footprint.overlaps(wanted):
+                    continue
+                for index, entry in enumerate(held.record.entries):
+                    if entry.get("attack-detail") and _footprint([held.targets[index]]).overlaps(wanted):
+                        found += entry["attack-detail"]
+        return found
+
+    def targets_of(self, record: TelemetryReportRecord) -> list[Targets]:
+        """The targets of an installed report's entries (aliases resolved, 'mid-list's expanded)."""
+        held = self._index.under(record.client, record.cuid).get(record.tmid)
+        return [] if held is None else [t for per_entry in held.targets for t in per_entry]
+
     def handle(
         self, client: ClientAuthorization, path: TelemetryPath, request: Request, now: float, decision: Decision
     ) -> Response:

@@ -20,7 +20,11 @@ Operations:
                                                   "lifetime", "cdid"? (relayed by a trusted gateway),
                                                   "target-prefix", "target-port-range", "target-protocol",
                                                   "target-fqdn", "target-uri", "alias-name",
-                                                  "pkts-dropped", "bytes-dropped"}]}
+                                                  "pkts-dropped", "bytes-dropped",
+                                                  "top-talkers"?: {"phase": "narrow" | "wide", "sources",
+                                                                   "since", "reason", "summary"}}]}
+                                                  top-talkers: only for a mitigation under the
+                                                  [mitigation] top-talker policy
   client-details {"client"?: name or cuid}   -> {"clients": [{"name", "cuid", "session-config": {"sid", "idle",
                                                   "mitigating"}, "aliases": [{"name", "targets"}], "acls": [{"name",
                                                   "activation-type", "aces": [text]}], "telemetry-setups": [...],
@@ -52,6 +56,7 @@ from typing import TYPE_CHECKING, Any
 from opendots.config import ConfigError, ServerConfig
 from opendots.eventloop import running_loop_name
 from opendots.mitigate.router import enforces
+from opendots.mitigate.top_talkers import top_talker_status
 from opendots.signal.client.shell.control import ControlError, ControlServer
 from opendots.signal.server.core import Redirection, Status
 from opendots.signal.server.core.defaults import UINT32_MAX
@@ -150,8 +155,10 @@ class AdminHandler:
         # A page that shows a few hundred rows must not pay for rendering every one of tens of thousands.
         shown = sorted(held, key=order) if limit is None else heapq.nsmallest(limit, held, key=order)
         entries = []
+        mitigator = self.server.service.mitigator
         for mitigation in shown:
             record = mitigation.record
+            policy = top_talker_status(mitigator, mitigation.mitigator_key)
             entries.append(
                 {
                     "client": record.client,
@@ -163,6 +170,7 @@ class AdminHandler:
                     **mitigation.targets.to_yang(),
                     "pkts-dropped": mitigation.counters.pkts_dropped,
                     "bytes-dropped": mitigation.counters.bytes_dropped,
+                    **({"top-talkers": policy.to_json()} if policy is not None else {}),
                 }
             )
         return {"mitigations": entries, "total": len(held)}

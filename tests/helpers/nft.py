@@ -1,0 +1,22 @@
+"""Reading the lab router's nftables state straight from the kernel, for the e2e tests' assertions."""
+
+from __future__ import annotations
+
+import json
+
+from opendots.lab import Lab
+
+
+def table_listing(lab: Lab, table: str) -> str | None:
+    """`nft list table netdev TABLE` on the router, None when there is no such table."""
+    result = lab.router.run(["nft", "list", "table", "netdev", table], check=False)
+    return result.stdout if result.returncode == 0 else None
+
+
+def named_counters(lab: Lab, table: str) -> dict[str, int]:
+    """Packets of every named counter of netdev TABLE on the router ({} when the table is gone)."""
+    result = lab.router.run(["nft", "-j", "list", "counters", "table", "netdev", table], check=False)
+    if result.returncode != 0:
+        return {}
+    items = json.loads(result.stdout)["nftables"]
+    return {item["counter"]["name"]: item["counter"]["packets"] for item in items if "counter" in item}
