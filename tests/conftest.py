@@ -12,6 +12,7 @@ import pytest
 
 from opendots.cli.certs import init_pki
 from opendots.config import ClientConfig, ServerConfig
+from opendots.lab.processes import free_udp_tcp_port
 from opendots.model.codec import validate_every_encoding
 from opendots.transport.dtls import DtlsListener
 from tests.helpers import tls_files
@@ -36,18 +37,9 @@ def client_config(pki_dir: Path) -> ClientConfig:
 
 
 def free_port(kind: int = socket.SOCK_DGRAM, host: str = "127.0.0.1") -> int:
-    """A port free for KIND on HOST right now (both UDP and TCP are checked, DOTS uses both)."""
-    while True:
-        with socket.socket(socket.AF_INET, kind) as first:
-            first.bind((host, 0))
-            port = first.getsockname()[1]
-            other = socket.SOCK_STREAM if kind == socket.SOCK_DGRAM else socket.SOCK_DGRAM
-            with socket.socket(socket.AF_INET, other) as second:
-                try:
-                    second.bind((host, port))
-                except OSError:
-                    continue
-            return port
+    """A port free for UDP and TCP on HOST right now (DOTS uses both; KIND is kept for the callers that name it),
+    outside the ephemeral range (opendots.lab.processes.free_udp_tcp_port says why)."""
+    return free_udp_tcp_port(host)
 
 
 def libcoap_port_pair() -> int:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -51,19 +52,28 @@ class StackError(OpenDotsError, RuntimeError):
     """A process of the stack did not start, or a wait ran out; the message carries its log tail."""
 
 
-def free_udp_tcp_port() -> int:
-    """A port free for both UDP (DTLS) and TCP (TLS) on loopback right now."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind(("127.0.0.1", 0))
-            port = udp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise StackError("no free port on loopback")
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_udp_tcp_port(host: str = "127.0.0.1") -> int:
+    """A port free for both UDP (DTLS) and TCP (TLS) on HOST right now, below the kernel's ephemeral range: a port
+    the kernel handed out (bind to port 0) can be handed out again as some client's source port before the server
+    meant to listen on it has started, and that server then cannot bind."""
+    low = min(_ephemeral_low(), 32768)
+    for _ in range(200):
+        port = random.randrange(max(1024, low - 12000), low)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, socket.socket(socket.AF_INET) as tcp:
+            try:
+                udp.bind((host, port))
+                tcp.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise StackError(f"no free port on {host}")
 
 
 def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.02) -> T:
