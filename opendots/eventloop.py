@@ -10,6 +10,7 @@ chasing a problem.
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import Coroutine
 from typing import Any, Literal, TypeVar
 
@@ -43,3 +44,12 @@ def run(main: Coroutine[Any, Any, T], choice: EventLoopChoice = "auto") -> T:
 def running_loop_name() -> str:
     """ "uvloop" or "asyncio": what this process runs on (operator status)."""
     return type(asyncio.get_running_loop()).__module__.split(".")[0]
+
+
+def stop_on_signals() -> asyncio.Event:
+    """An event SIGINT and SIGTERM set on the running loop: what a long-running command awaits before it stops."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for number in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(number, stop.set)
+    return stop

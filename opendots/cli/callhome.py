@@ -18,8 +18,6 @@ listens on nothing).
 
 from __future__ import annotations
 
-import asyncio
-import signal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -119,10 +117,7 @@ def server(
 
     async def main() -> None:
         running = await start_cpe(loaded, addresses)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for number in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(number, stop.set)
+        stop = eventloop.stop_on_signals()
         dialing = ", ".join(dialer.address.uri for dialer in running.dialers)
         click.echo(f"DOTS Call Home server dialing {dialing}", err=True)  # first: the line scripts wait for
         try:

@@ -6,9 +6,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -85,10 +83,7 @@ def run_command(config: Path, event_loop: eventloop.EventLoopChoice) -> None:
     check_credentials(loaded.tls)
 
     async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for number in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(number, stop.set)
+        stop = eventloop.stop_on_signals()
 
         def started() -> None:
             where = ", ".join(f"{address} port {loaded.port}" for address in loaded.listen)

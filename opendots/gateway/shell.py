@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -25,6 +24,7 @@ import aiocoap.resource
 from aiocoap.numbers.codes import Code
 from aiocoap.numbers.types import NON
 
+from opendots import eventloop
 from opendots.gateway.config import GatewayConfig
 from opendots.gateway.data_relay import DataRelay
 from opendots.gateway.relay import DOTS_CBOR, Inbound, Outbound, RelayCore, RelaySettings, Reply
@@ -355,10 +355,7 @@ class Gateway:
         self.store.close()
 
     async def run_forever(self) -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
+        stop = eventloop.stop_on_signals()
         await self.start()
         try:
             await stop.wait()

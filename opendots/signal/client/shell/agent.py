@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +19,7 @@ import aiocoap
 import aiocoap.error
 import aiocoap.resource
 
+from opendots import eventloop
 from opendots.config import ClientConfig
 from opendots.discovery.cache import DiscoveryCache
 from opendots.discovery.discover import Discoverer, discoverer_for
@@ -128,10 +128,7 @@ class ClientAgent:
 
     async def run_forever(self) -> None:
         """Run until SIGINT/SIGTERM."""
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
+        stop = eventloop.stop_on_signals()
         await self.start()
         try:
             await stop.wait()
