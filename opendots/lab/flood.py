@@ -31,6 +31,7 @@ def udp_sender_argv(
     source_port: int = 0,
     protocol: int = 17,
     tcp_flags: int = 0,
+    source_address: str = "",
 ) -> list[str]:
     return [
         sys.executable,
@@ -44,6 +45,7 @@ def udp_sender_argv(
         f"--source-port={source_port}",
         f"--protocol={protocol}",
         f"--tcp-flags={tcp_flags}",
+        *([f"--source-address={source_address}"] if source_address else []),
     ]
 
 

@@ -23,6 +23,7 @@ def main() -> None:
     parser.add_argument("--pps", type=float, default=0.0, help="0: as fast as possible")
     parser.add_argument("--size", type=int, default=64, help="payload bytes")
     parser.add_argument("--source-port", type=int, default=0)
+    parser.add_argument("--source-address", default="", help="UDP: the address to send from (a host of several)")
     parser.add_argument("--protocol", type=int, default=17, help="17: UDP socket; anything else: raw IP packets")
     parser.add_argument("--tcp-flags", type=int, default=0, help="raw packets: TCP flags byte (offset 13)")
     args = parser.parse_args()
@@ -32,8 +33,9 @@ def main() -> None:
     family = socket.AF_INET6 if ":" in args.destination else socket.AF_INET
     if args.protocol == 17:
         sock = socket.socket(family, socket.SOCK_DGRAM)
-        if args.source_port:
-            sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", args.source_port))
+        if args.source_port or args.source_address:
+            anywhere = "::" if family == socket.AF_INET6 else "0.0.0.0"
+            sock.bind((args.source_address or anywhere, args.source_port))
         sock.connect((args.destination, args.port))
     else:
         # Raw socket: the kernel writes the IP header with this protocol number; the payload starts with the port

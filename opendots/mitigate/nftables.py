@@ -294,6 +294,10 @@ class NftablesMitigator:
             return {}  # no leftover table
         return _counter_values(listing)
 
+    async def run_command(self, argv: Sequence[str]) -> str:
+        """ARGV's standard output, run in this mitigator's namespace (MitigatorError when it fails)."""
+        return await self._run(argv)
+
     async def _nft(self, *arguments: str, stdin: str | None = None) -> str:
         return await self._run([self._nft_binary, *arguments], stdin)
 

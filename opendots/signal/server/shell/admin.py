@@ -17,7 +17,9 @@ Operations:
                                                   "lifetime",
                                                   "target-prefix", "target-port-range", "target-protocol",
                                                   "target-fqdn", "target-uri", "alias-name",
-                                                  "pkts-dropped", "bytes-dropped"}]}
+                                                  "pkts-dropped", "bytes-dropped",
+                                                  "nat-external"?, "nat-internal-hosts"? (a NAT CPE's lookup,
+                                                  RFC 9066 §5.3.2)}]}
   redirect     {"alt-server": fqdn, "records"?: [ip, ...], "ttl"?: seconds}
                                               -> {"redirection": {...}}   every request and observer gets 5.03
   redirect-clear                              -> {"redirection": null}
@@ -40,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from opendots.config import ConfigError, ServerConfig
 from opendots.eventloop import running_loop_name
-from opendots.mitigate.router import enforces
+from opendots.mitigate.router import enforces, explain
 from opendots.signal.client.shell.control import ControlError, ControlServer
 from opendots.signal.server.core import Redirection, Status
 from opendots.signal.server.core.defaults import UINT32_MAX
@@ -129,6 +131,7 @@ class AdminHandler:
         # A page that shows a few hundred rows must not pay for rendering every one of tens of thousands.
         shown = sorted(held, key=order) if limit is None else heapq.nsmallest(limit, held, key=order)
         entries = []
+        mitigator = self.server.service.mitigator
         for mitigation in shown:
             record = mitigation.record
             entries.append(
@@ -141,6 +144,7 @@ class AdminHandler:
                     **mitigation.targets.to_yang(),
                     "pkts-dropped": mitigation.counters.pkts_dropped,
                     "bytes-dropped": mitigation.counters.bytes_dropped,
+                    **(explain(mitigator, mitigation.mitigator_key) or {}),
                 }
             )
         return {"mitigations": entries, "total": len(held)}
