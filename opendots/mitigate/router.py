@@ -281,13 +281,21 @@ def build_actuator(entry: Mapping[str, Any]) -> Mitigator:
     if kind == "nftables":
         from opendots.mitigate.nftables import NftablesMitigator
 
-        unknown = set(options) - {"interface", "table", "netns", "nat_external", "nat_state"}
+        unknown = set(options) - {"interface", "table", "netns", "rate_limit_pps", "nat_external", "nat_state"}
         if unknown or "interface" not in options:
             raise ConfigError(
-                "[[mitigators]] type nftables takes interface, table, netns, nat_external, nat_state;"
-                f" got {sorted(options)}"
+                "[[mitigators]] type nftables takes interface, table, netns, rate_limit_pps, nat_external,"
+                f" nat_state; got {sorted(options)}"
             )
-        nftables = NftablesMitigator(options["interface"], options.get("table", "opendots"), options.get("netns"))
+        try:
+            nftables = NftablesMitigator(
+                options["interface"],
+                options.get("table", "opendots"),
+                options.get("netns"),
+                rate_limit=options.get("rate_limit_pps"),
+            )
+        except ValueError as error:
+            raise ConfigError(f"[[mitigators]] type nftables: {error}") from None
         if "nat_external" not in options:
             return nftables
         return _nat_mapping(nftables, options)
