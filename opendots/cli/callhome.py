@@ -118,6 +118,15 @@ def server(
 
     async def main() -> None:
         running = await start_cpe(loaded, addresses)
+        admin = None
+        if loaded.admin_socket is not None:  # `opendots admin -c cpe.toml status|mitigations|...`
+            from opendots.signal.server.shell.admin import start_admin_socket
+
+            try:
+                admin = await start_admin_socket(running.signal, loaded.admin_socket, config)
+            except BaseException:
+                await running.stop()
+                raise
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for number in (signal.SIGINT, signal.SIGTERM):
@@ -127,6 +136,8 @@ def server(
         try:
             await stop.wait()
         finally:
+            if admin is not None:
+                await admin.close()
             await running.stop()
 
     run_service(main(), event_loop)

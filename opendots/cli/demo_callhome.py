@@ -70,8 +70,8 @@ def run_call_home_demo(transport: str = "dtls") -> int:
                 mapped = [line for line in lab.log("cpe.log").splitlines() if "NAT lookup" in line]
                 _say(f"CPE: {mapped[-1].split(': ', 1)[-1] if mapped else '(no NAT lookup logged)'}")
                 _say("")
-                for name, label in (("attack", "compromised host"), ("legitimate", "legitimate host ")):
-                    _say(f"  victim from the {label}: {before[name]:7.0f} -> {after[name]:7.0f} pkt/s")
+                for name, label in (("attack", "compromised host:"), ("legitimate", "legitimate host:")):
+                    _say(f"  victim from the {label:<17} {before[name]:7.0f} -> {after[name]:7.0f} pkt/s")
                 _say(f"  request -> first dropped packet on the CPE (polling nft): {reaction * 1000:.0f} ms")
 
                 def reported() -> dict | None:
@@ -81,6 +81,8 @@ def run_call_home_demo(transport: str = "dtls") -> int:
 
                 scope = wait_for(reported, 15, "the CPE's counters in the provider's status", interval=0.5)
                 _say(f"  provider's status (GET /mitigate): pkts-dropped {scope['pkts-dropped']}, {scope['status']}")
+                _say("\nthe CPE operator's view (opendots admin mitigations -c cpe.toml):")
+                _say(lab.cpe_admin("mitigations").rstrip())
             finally:
                 attack.stop()
                 legit.stop()

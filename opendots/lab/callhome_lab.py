@@ -174,6 +174,7 @@ class CallHomeLab:
         cpe.providers = [{**cpe.providers[0], "transport": transport}]
         cpe.full_collection_interval = 0
         cpe.signal = dict(LAB_SIGNAL_SETTINGS)
+        cpe.admin_socket = directory / "opendots-cpe-admin.sock"
         cpe.mitigators = [
             {
                 "type": "nftables",
@@ -231,6 +232,20 @@ class CallHomeLab:
         argv = [sys.executable, "-m", "opendots", "callhome", "client", verb, "-c", str(self.provider_toml), *args]
         environment = {**os.environ, "PYTHONPATH": root}
         return subprocess.run(argv, env=environment, capture_output=True, text=True, timeout=60, check=False)
+
+    def cpe_admin(self, verb: str, *args: str) -> str:
+        """`opendots admin VERB -c cpe.toml ARGS`: the CPE operator's view (its admin socket)."""
+        root = str(Path(__file__).resolve().parents[2])
+        argv = [sys.executable, "-m", "opendots", "admin", verb, "-c", str(self.cpe_toml), *args]
+        environment = {**os.environ, "PYTHONPATH": root}
+        result = subprocess.run(argv, env=environment, capture_output=True, text=True, timeout=60, check=False)
+        if result.returncode != 0:
+            raise StackError(f"admin {verb} failed: {result.stdout}{result.stderr}")
+        return result.stdout
+
+    def cpe_mitigations(self) -> list[dict[str, Any]]:
+        """The mitigations the CPE holds, with what its NAT lookup matched (nat-external, nat-internal-hosts)."""
+        return json.loads(self.cpe_admin("mitigations", "--json"))["mitigations"]
 
     def mitigate(self, address: str, port: int, lifetime: int = 600) -> dict[str, Any]:
         """Ask the CPE, as the ISP, to stop ADDRESS:PORT (what the detector saw) toward the victim."""

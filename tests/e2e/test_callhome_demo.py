@@ -34,6 +34,7 @@ def test_call_home_lab_demo_shows_the_compromised_host_cut_off_and_cleans_up(lab
     assert "Call Home session up" in result.stdout
     assert re.search(r"192\.0\.2\.2/32 is internal host\(s\) 10\.77\.0\.10 \(NAT lookup", result.stdout)
     assert int(re.search(r"pkts-dropped (\d+)", result.stdout).group(1)) > 0
+    assert "203.0.113.2/32 from 192.0.2.2/32 = 10.77.0.10" in result.stdout  # the CPE operator's table
     namespaces = re.search(r"lab: (\S+) -> (\S+) \(NAT\) -> (\S+) -> (\S+)", result.stdout).groups()
     assert not any(os.path.exists(f"/run/netns/{name}") for name in namespaces)
 

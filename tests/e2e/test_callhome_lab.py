@@ -74,6 +74,9 @@ def test_the_isp_stops_an_outbound_flood_at_the_cpe_by_the_public_address_and_po
 
         wait_for(lambda: dropped_in_status() >= 500, 30, "pkts-dropped in the provider's status", interval=0.5)
         assert "10.77.0.10" in lab.log("cpe.log") and LEGITIMATE not in lab.log("cpe.log")
+        # What the lookup matched, in the CPE operator's view (not on the wire: RFC 9066 has no attribute for it).
+        (held,) = lab.cpe_mitigations()
+        assert held["nat-external"] == [f"{PUBLIC}/32"] and held["nat-internal-hosts"] == [COMPROMISED]
 
         # A CPE killed and restarted after its conntrack entries are gone re-dials and still drops that host:
         # the nft table outlived it, and the host the lookup found is kept in nat_state.
