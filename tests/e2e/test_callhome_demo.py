@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,11 +15,9 @@ pytestmark = pytest.mark.lab
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_call_home_lab_demo_shows_the_compromised_host_cut_off_and_cleans_up(lab_reason: str | None) -> None:
-    if lab_reason is not None:
-        pytest.skip(lab_reason)
-    if shutil.which("conntrack") is None:
-        pytest.skip("`conntrack` is not installed (Debian package conntrack)")
+def test_call_home_lab_demo_shows_the_compromised_host_cut_off_and_cleans_up(callhome_lab_reason: str | None) -> None:
+    if callhome_lab_reason is not None:
+        pytest.skip(callhome_lab_reason)
     environment = {**os.environ, "PYTHONPATH": str(ROOT)}
     result = subprocess.run(
         [sys.executable, "-m", "opendots", "demo", "--lab", "--call-home", "--transport", "tls"],

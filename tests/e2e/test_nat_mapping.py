@@ -6,7 +6,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import secrets
-import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -22,11 +21,9 @@ PACKETS = 300
 
 
 @pytest.fixture(scope="module")
-def network(lab_reason: str | None) -> Iterator[CallHomeLab]:
-    if lab_reason is not None:
-        pytest.skip(lab_reason)
-    if shutil.which("conntrack") is None:
-        pytest.skip("`conntrack` is not installed (Debian package conntrack)")
+def network(callhome_lab_reason: str | None) -> Iterator[CallHomeLab]:
+    if callhome_lab_reason is not None:
+        pytest.skip(callhome_lab_reason)
     with CallHomeLab() as built:
         yield built
 
