@@ -28,6 +28,8 @@ _FIELD_TYPES = {"l4proto": "inet_proto", "sport": "inet_service", "dport": "inet
 def _field_type(field_name: str, version: int) -> str:
     if field_name in ("saddr", "daddr"):
         return "ipv4_addr" if version == 4 else "ipv6_addr"
+    if field_name == "icmptype":
+        return "icmp_type" if version == 4 else "icmpv6_type"
     return _FIELD_TYPES[field_name]
 
 
@@ -36,6 +38,8 @@ def _field_expression(field_name: str, version: int) -> dict[str, Any]:
         return {"payload": {"protocol": "ip" if version == 4 else "ip6", "field": field_name}}
     if field_name == "l4proto":
         return {"meta": {"key": "l4proto"}}
+    if field_name == "icmptype":  # nft adds the `meta l4proto icmp(v6)` dependency itself
+        return {"payload": {"protocol": "icmp" if version == 4 else "icmpv6", "field": "type"}}
     return {"payload": {"protocol": "th", "field": field_name}}
 
 
