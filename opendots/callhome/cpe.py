@@ -28,6 +28,7 @@ from typing import Any, Literal
 import aiocoap
 import aiocoap.resource
 
+from opendots.callhome.eyeballs import dial_eyeballs
 from opendots.callhome.redirect import (
     DEFAULT_NAT_BINDING_TIMEOUT,
     Redirect,
@@ -37,6 +38,7 @@ from opendots.callhome.redirect import (
 )
 from opendots.config import DEFAULT_CALL_HOME_PORT, ServerConfig
 from opendots.mitigate.base import Mitigator
+from opendots.signal.client.core.eyeballs import EyeballsCache
 from opendots.signal.server.core import ServerSettings
 from opendots.signal.server.shell.resources import WELL_KNOWN_DOTS
 from opendots.signal.server.shell.run import RunningSignalServer, start_signal_server
@@ -64,12 +66,14 @@ class ProviderAddress:
     host: str
     server_name: str
     port: int = DEFAULT_CALL_HOME_PORT
-    transport: Literal["tls", "dtls"] = "tls"
+    transport: Literal["tls", "dtls", "auto"] = "tls"
+    """"auto": Happy Eyeballs, DTLS first and TLS an attempt delay later (opendots.callhome.eyeballs)."""
 
     @property
     def uri(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{'coaps+tcp' if self.transport == 'tls' else 'coaps'}://{host}:{self.port}"
+        scheme = {"tls": "coaps+tcp", "dtls": "coaps", "auto": "coaps(+tcp)"}[self.transport]
+        return f"{scheme}://{host}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,8 @@ class DialPolicy:
     jitter: float = 0.2
     loss_after: float | None = None
     dial_timeout: float = 10.0
+    attempt_delay: float = 0.25
+    """Transport "auto": seconds between starting the DTLS attempt and the TLS one (RFC 8305 §5, RFC 9132 §4.3)."""
 
 
 @dataclass
@@ -124,6 +130,8 @@ class ProviderDialer:
     _up: asyncio.Event = field(default_factory=asyncio.Event)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _contexts: dict[str, aiocoap.Context] = field(default_factory=dict)
+    eyeballs: EyeballsCache = field(default_factory=EyeballsCache)
+    """Transport "auto": the last race's winner, dialed alone while it is fresh (RFC 9132 §4.3)."""
 
     async def start(self) -> None:
         self.context = await self._context_for(self.address.server_name)
@@ -197,8 +205,19 @@ class ProviderDialer:
         context = await self._context_for(target.server_name)
         self.context, self.dialed = context, target
         try:
-            await open_session(context, target.uri, timeout=self.policy.dial_timeout)
-            remote = await resolve_remote(context, target.uri)  # the one just opened
+            if target.transport == "auto":
+                session = await dial_eyeballs(
+                    context,
+                    target,
+                    self.eyeballs,
+                    timeout=self.policy.dial_timeout,
+                    attempt_delay=self.policy.attempt_delay,
+                    clock=self.clock,
+                )
+            else:
+                session = target
+                await open_session(context, target.uri, timeout=self.policy.dial_timeout)
+            remote = await resolve_remote(context, session.uri)  # the one just opened
         except Exception as problem:  # refused handshake, untrusted certificate, no route, no answer
             self.last_error = _describe(problem)
             log.warning("call home %s: %s", target.uri, self.last_error)
@@ -207,8 +226,8 @@ class ProviderDialer:
         self.remote, self.identity = remote, identity
         self.sessions += 1
         self._up.set()
-        log.warning("call home %s: session up with %s", target.uri, identity)
-        notify(self.listeners, SessionEvent("established", remote, identity, target.transport))
+        log.warning("call home %s: session up with %s", session.uri, identity)
+        notify(self.listeners, SessionEvent("established", remote, identity, session.transport))
         survived = False
         heard = self.clock()
         try:
@@ -239,7 +258,7 @@ class ProviderDialer:
         finally:
             self.remote = None
             self._up.clear()
-            notify(self.listeners, SessionEvent("closed", remote, identity, target.transport, self.last_error))
+            notify(self.listeners, SessionEvent("closed", remote, identity, session.transport, self.last_error))
             with contextlib.suppress(Exception):
                 await reset_session(context, remote)
         return survived

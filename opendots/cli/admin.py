@@ -96,6 +96,9 @@ def mitigations(config: Path, as_json: bool, client_name: str | None) -> None:
         targets = ", ".join(
             [*entry.get("target-prefix", []), *entry.get("target-fqdn", []), *entry.get("target-uri", [])]
         )
+        if "nat-external" in entry:  # a NAT CPE's lookup (RFC 9066 §5.3.2): the public source, the hosts found
+            hosts = ", ".join(entry["nat-internal-hosts"]) or "no internal host found yet"
+            targets += f" from {', '.join(entry['nat-external'])} = {hosts}"
         packets = "-" if entry["pkts-dropped"] is None else entry["pkts-dropped"]
         rows.append([entry["client"], entry["mid"], entry["status"], seconds(entry["lifetime"]), packets, targets])
     click.echo(table(rows, ["CLIENT", "MID", "STATUS", "LIFETIME", "PACKETS", "TARGETS"]))

@@ -10,7 +10,7 @@ and each `[[providers]]` entry a Call Home DOTS client to dial:
     name = "provider"        # what its certificate must carry (checked as a TLS client checks a server)
     address = "192.0.2.1"    # an address or a name to dial
     port = 4647              # RFC 9066 §8.1 (the default)
-    transport = "dtls"       # or "tls" (the default)
+    transport = "dtls"       # or "tls" (the default), or "auto" (Happy Eyeballs: DTLS first, then TLS)
 
 --provider adds more on the command line. `[server] listen`, the ports and the data channel are not used (a CPE
 listens on nothing).
@@ -73,8 +73,10 @@ def providers_of(config: ServerConfig, path: Path) -> list[ProviderAddress]:
         if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
             raise ConfigError(f"{where}: port must be 1-65535, not {port!r}")
         transport = entry.get("transport", "tls")
-        if transport not in ("tls", "dtls"):
-            raise ConfigError(f"{where}: transport must be 'tls' or 'dtls', not {transport!r}")
+        if transport not in ("tls", "dtls", "auto"):
+            raise ConfigError(
+                f"{where}: transport must be 'tls', 'dtls' or 'auto' (both, DTLS first), not {transport!r}"
+            )
         addresses.append(ProviderAddress(address, server_name=name, port=port, transport=transport))
     return addresses
 
@@ -95,7 +97,11 @@ def _port(text: str, whole: str) -> int:
     f"{DEFAULT_CALL_HOME_PORT} by default).",
 )
 @click.option(
-    "--transport", type=click.Choice(["tls", "dtls"]), default="tls", show_default=True, help="Of --provider."
+    "--transport",
+    type=click.Choice(["tls", "dtls", "auto"]),
+    default="tls",
+    show_default=True,
+    help="Of --provider (auto: Happy Eyeballs, DTLS first).",
 )
 @click.option("--db", help="SQLite database file (overrides db).")
 @event_loop_option
@@ -117,12 +123,23 @@ def server(
 
     async def main() -> None:
         running = await start_cpe(loaded, addresses)
+        admin = None
+        if loaded.admin_socket is not None:  # `opendots admin -c cpe.toml status|mitigations|...`
+            from opendots.signal.server.shell.admin import start_admin_socket
+
+            try:
+                admin = await start_admin_socket(running.signal, loaded.admin_socket, config)
+            except BaseException:
+                await running.stop()
+                raise
         stop = eventloop.stop_on_signals()
         dialing = ", ".join(dialer.address.uri for dialer in running.dialers)
         click.echo(f"DOTS Call Home server dialing {dialing}", err=True)  # first: the line scripts wait for
         try:
             await stop.wait()
         finally:
+            if admin is not None:
+                await admin.close()
             await running.stop()
 
     run_service(main(), event_loop)

@@ -151,9 +151,17 @@ async def run_demo(directory: Path) -> int:
 
 @click.command()
 @click.option("--lab", is_flag=True, help="Real traffic in network namespaces with nftables (root only).")
+@click.option("--call-home", is_flag=True, help="With --lab: RFC 9066 Call Home through a NAT CPE.")
+@click.option("--transport", type=click.Choice(["dtls", "tls"]), default="dtls", help="With --call-home.")
 @click.option("--keep", type=click.Path(file_okay=False, path_type=Path), help="Keep the PKI/configs/db here.")
-def demo(lab: bool, keep: Path | None) -> None:
+def demo(lab: bool, call_home: bool, transport: str, keep: Path | None) -> None:
     """Run a DOTS server and client on loopback and signal a mitigation end to end."""
+    if call_home and not lab:
+        raise click.UsageError("--call-home runs in the lab: add --lab")
+    if call_home:
+        from opendots.cli.demo_callhome import run_call_home_demo
+
+        raise SystemExit(run_call_home_demo(transport))
     if lab:
         from opendots.cli.demo_lab import run_lab_demo
 

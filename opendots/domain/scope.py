@@ -6,7 +6,7 @@ import ipaddress
 from dataclasses import dataclass, replace
 
 from opendots.domain.addresses import IPNetwork
-from opendots.domain.ranges import PortRange
+from opendots.domain.ranges import IcmpTypeRange, PortRange
 from opendots.domain.targets import Targets
 
 
@@ -35,6 +35,7 @@ class MitigationScope:
     client: str | None = None
     cuid: str | None = None
     mid: int | None = None
+    source_icmp_type_ranges: tuple[IcmpTypeRange, ...] = ()  # RFC 9066 call home: ICMP(v6) types from the sources
     top_talkers: tuple[IPNetwork, ...] = ()  # RFC 9244 top talkers, not spoofed: the sources to drop first
     top_talker_port_ranges: tuple[PortRange, ...] = ()  # their source ports; empty: any
 
@@ -74,6 +75,8 @@ class MitigationScope:
             words.append("source ports " + ",".join(str(port) for port in self.source_port_ranges))
         if self.top_talkers:
             words.append("top talkers " + " ".join(str(prefix) for prefix in self.top_talkers))
+        if self.source_icmp_type_ranges:
+            words.append("icmp types " + ",".join(f"{r.lower}-{r.upper}" for r in self.source_icmp_type_ranges))
         return " ".join(words)
 
     @classmethod
@@ -89,6 +92,7 @@ class MitigationScope:
             client,
             cuid,
             mid,
+            targets.source_icmp_type_ranges,
         )
 
 
@@ -113,4 +117,7 @@ def scope_problem(scope: MitigationScope) -> str | None:
         for r in ranges:
             if not (0 <= r.lower <= r.upper <= 65535):
                 return f"mitigation {scope.key}: invalid {what} port range {r.lower}-{r.upper}"
+    for r in scope.source_icmp_type_ranges:
+        if not (0 <= r.lower <= r.upper <= 255):
+            return f"mitigation {scope.key}: invalid ICMP type range {r.lower}-{r.upper}"
     return None

@@ -45,7 +45,7 @@ def udp_sender_argv(
         f"--source-port={source_port}",
         f"--protocol={protocol}",
         f"--tcp-flags={tcp_flags}",
-        f"--source-address={source_address}",
+        *([f"--source-address={source_address}"] if source_address else []),
     ]
 
 

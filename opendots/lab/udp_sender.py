@@ -23,6 +23,7 @@ def main() -> None:
     parser.add_argument("--pps", type=float, default=0.0, help="0: as fast as possible")
     parser.add_argument("--size", type=int, default=64, help="payload bytes")
     parser.add_argument("--source-port", type=int, default=0)
+    parser.add_argument("--source-address", default="", help="UDP: the address to send from (a host of several)")
     parser.add_argument("--protocol", type=int, default=17, help="17: UDP socket; anything else: raw IP packets")
     parser.add_argument("--tcp-flags", type=int, default=0, help="raw packets: TCP flags byte (offset 13)")
     parser.add_argument("--source-address", default="", help="send from this address (one of the namespace's)")

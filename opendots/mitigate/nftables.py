@@ -114,12 +114,17 @@ class NftablesMitigator:
         rate_window: float = DEFAULT_RATE_WINDOW,
         clock: Callable[[], float] = time.monotonic,
         top_talkers: TopTalkerSettings | None = None,
+        rate_limit: int | None = None,
     ) -> None:
+        """RATE_LIMIT: rate-limit instead of dropping: packets per second let through per matched flow key (e.g.
+        source . target . protocol), the rest counted and dropped."""
         if not NFT_NAME.fullmatch(table):
             raise ValueError(f"nft table name {table!r}: letters, digits and _ only, at most 64 characters")
         if not INTERFACE_NAME.fullmatch(interface):
             raise ValueError(f"interface name {interface!r}: 1-15 characters, no spaces, quotes or slashes")
-        self.table = Table(name=table, interface=interface)
+        if rate_limit is not None and (type(rate_limit) is not int or rate_limit < 1):
+            raise ValueError(f"rate limit {rate_limit!r}: a positive number of packets per second")
+        self.table = Table(name=table, interface=interface, rate_limit=rate_limit)
         self.netns = netns
         self._nft_binary = nft
         self._rate_window = rate_window
@@ -427,6 +432,10 @@ class NftablesMitigator:
         except MitigatorError:
             return {}  # no leftover table
         return _counter_values(listing)
+
+    async def run_command(self, argv: Sequence[str]) -> str:
+        """ARGV's standard output, run in this mitigator's namespace (MitigatorError when it fails)."""
+        return await self._run(argv)
 
     async def _nft(self, *arguments: str, stdin: str | None = None) -> str:
         return await self._run([self._nft_binary, *arguments], stdin)

@@ -28,6 +28,7 @@ ANY_PROTOCOL: Range = (0, 255)
 # a port range only means something for these; other listed protocols are matched whatever their payload.
 PORT_PROTOCOLS = (6, 17, 33, 132, 136)
 MAX_ELEMENTS_PER_SCOPE = 200_000
+ICMP_PROTOCOL = {4: 1, 6: 58}  # the protocol whose types source-icmp-type-range names, per address family
 MIN_CAPACITY = 256  # smallest `size` given to a hash map; a map gets twice its elements, rounded up to a power of 2
 
 
@@ -39,6 +40,7 @@ class Shape(Enum):
     DST_PROTO_PORT = ("daddr", "l4proto", "dport")
     SRC_DST_PROTO = ("saddr", "daddr", "l4proto")
     SRC_DST_PROTO_PORTS = ("saddr", "daddr", "l4proto", "sport", "dport")
+    SRC_DST_ICMP = ("saddr", "daddr", "icmptype")  # RFC 9066 source-icmp-type-range: ICMP or ICMPv6 by family
 
 
 @dataclass(frozen=True)
@@ -129,7 +131,8 @@ def scope_elements(scope: MitigationScope) -> dict[MapId, list[ElementKey]]:
     portless_protocols = [p for p in protocols if p not in PORT_PROTOCOLS]
     target_port_ranges = [(p.lower, p.upper) for p in scope.target_port_ranges] or [ANY_PORT]  # checked above
     source_port_ranges = [(p.lower, p.upper) for p in scope.source_port_ranges] or [ANY_PORT]
-    with_source = bool(scope.source_prefixes or scope.source_port_ranges)
+    icmp_types = [(r.lower, r.upper) for r in scope.source_icmp_type_ranges]
+    with_source = bool(scope.source_prefixes or scope.source_port_ranges or icmp_types)
 
     elements: dict[MapId, list[ElementKey]] = {}
 
@@ -154,10 +157,17 @@ def scope_elements(scope: MitigationScope) -> dict[MapId, list[ElementKey]]:
         sources = [s for s in scope.source_prefixes if s.version == version] if scope.source_prefixes else None
         if sources is None:
             sources = [ipaddress.ip_network("0.0.0.0/0" if version == 4 else "::/0")]
+        # With ICMP types, ICMP of this family is matched by type only: not also as a whole protocol.
+        icmp = ICMP_PROTOCOL[version]
+        listed = [p for p in protocols if not (icmp_types and p == icmp)]
         for source in sources:
             saddr = _address_range(source)
+            for icmp_type in icmp_types:
+                add(version, Shape.SRC_DST_ICMP, (saddr, destination, icmp_type))
+            if icmp_types and not with_ports and not listed:
+                continue  # only ICMP was asked about
             if not with_ports:
-                for protocol_range in [(p, p) for p in protocols] or [ANY_PROTOCOL]:
+                for protocol_range in [(p, p) for p in listed] or [ANY_PROTOCOL]:
                     add(version, Shape.SRC_DST_PROTO, (saddr, destination, protocol_range))
                 continue
             for protocol in port_protocols:
@@ -167,7 +177,8 @@ def scope_elements(scope: MitigationScope) -> dict[MapId, list[ElementKey]]:
                             version, Shape.SRC_DST_PROTO_PORTS, (saddr, destination, (protocol, protocol), sport, dport)
                         )
             for protocol in portless_protocols:
-                add(version, Shape.SRC_DST_PROTO, (saddr, destination, (protocol, protocol)))
+                if not (icmp_types and protocol == icmp):
+                    add(version, Shape.SRC_DST_PROTO, (saddr, destination, (protocol, protocol)))
     total = sum(len(keys) for keys in elements.values())
     if total == 0:
         raise MitigatorError(f"mitigation {scope.key}: no source prefix of the target's address family")

@@ -11,6 +11,14 @@ from typing import Any
 from opendots.mitigate.nftables_keys import ElementKey, JsonCommand, MapId, Range, counter_name, family_chain
 
 CHAIN = "ingress"
+LIMIT_TIMEOUT = 60  # seconds an idle flow key keeps its rate state
+LIMIT_SET_SIZE = 65536  # flow keys tracked at once per map; when full, new keys are not rate-limited but dropped
+
+
+def limit_set_name(map_id: MapId) -> str:
+    return f"rl_{map_id.name}"
+
+
 CHAIN_PRIORITY = -500  # before any other netdev ingress chain: drop as early as the kernel allows
 
 
@@ -20,6 +28,8 @@ _FIELD_TYPES = {"l4proto": "inet_proto", "sport": "inet_service", "dport": "inet
 def _field_type(field_name: str, version: int) -> str:
     if field_name in ("saddr", "daddr"):
         return "ipv4_addr" if version == 4 else "ipv6_addr"
+    if field_name == "icmptype":
+        return "icmp_type" if version == 4 else "icmpv6_type"
     return _FIELD_TYPES[field_name]
 
 
@@ -28,6 +38,8 @@ def _field_expression(field_name: str, version: int) -> dict[str, Any]:
         return {"payload": {"protocol": "ip" if version == 4 else "ip6", "field": field_name}}
     if field_name == "l4proto":
         return {"meta": {"key": "l4proto"}}
+    if field_name == "icmptype":  # nft adds the `meta l4proto icmp(v6)` dependency itself
+        return {"payload": {"protocol": "icmp" if version == 4 else "icmpv6", "field": "type"}}
     return {"payload": {"protocol": "th", "field": field_name}}
 
 
@@ -73,6 +85,9 @@ class Table:
     name: str
     interface: str
     family: str = "netdev"
+    rate_limit: int | None = None
+    """Packets per second let through per matched flow key (each map's key: source . target . protocol ...) before
+    the rest is counted and dropped; None: every matched packet is dropped."""
 
     def ref(self, **more: Any) -> dict[str, Any]:
         return {"family": self.family, "table": self.name, **more}
@@ -115,9 +130,23 @@ class Table:
         if map_id.filter:
             match = {"match": {"op": "==", "left": key, "right": f"@{map_id.name}"}}
             return self.ref(chain=chain, expr=[match, {"goto": {"target": family_chain(map_id.version)}}])
+        drop = [{"counter": {"map": {"key": key, "data": f"@{map_id.name}"}}}, {"drop": None}]
+        if self.rate_limit is not None:
+            # Per key, packets within the rate stop this rule (passed, uncounted); those over it go on to the map.
+            limit = {"limit": {"rate": self.rate_limit, "per": "second", "inv": True}}
+            update = {"set": {"op": "update", "elem": key, "set": f"@{limit_set_name(map_id)}", "stmt": [limit]}}
+            drop.insert(0, update)
+        return self.ref(chain=chain, expr=drop)
+
+    def limit_set_object(self, map_id: MapId) -> dict[str, Any]:
+        """The dynamic set holding the rate state of each flow key of MAP_ID (entries expire when idle)."""
+        types = [_field_type(name, map_id.version) for name in map_id.shape.value]
         return self.ref(
-            chain=chain,
-            expr=[{"counter": {"map": {"key": key, "data": f"@{map_id.name}"}}}, {"drop": None}],
+            name=limit_set_name(map_id),
+            type=types[0] if len(types) == 1 else types,
+            flags=["timeout"],  # nft 1.0.6 JSON knows no "dynamic"; `update` needs none with a timeout
+            timeout=LIMIT_TIMEOUT,
+            size=LIMIT_SET_SIZE,
         )
 
     def limit_object(self, name: str, bytes_per_second: int) -> dict[str, Any]:

@@ -65,7 +65,7 @@ from opendots.mitigate.nftables_keys import (
     split_nested,
     validate_scope,
 )
-from opendots.mitigate.nftables_render import CHAIN, CHAIN_PRIORITY, Table, batch, render_key
+from opendots.mitigate.nftables_render import CHAIN, CHAIN_PRIORITY, Table, batch, limit_set_name, render_key
 
 __all__ = [  # the planner's public names, with those of its parts that callers import from here
     "ANY_PORT",
@@ -386,6 +386,8 @@ def plan_change(
             if capacity is not None:
                 new.capacity[map_id] = capacity
             commands.append({"add": {kind: table.map_object(map_id, capacity)}})
+            if table.rate_limit is not None and not map_id.filter:
+                commands.append({"add": {"set": table.limit_set_object(map_id)}})
         gone = [element for element, owner in before.items() if after.get(element) != owner]
         coming = [element for element, owner in after.items() if before.get(element) != owner]
         if gone:
@@ -419,6 +421,9 @@ def plan_change(
         rules = acl_rules(new.acls.values())
         commands += [{"add": {"rule": table.ref(chain=ACL_CHAIN, expr=expressions)}} for expressions in rules]
     commands += [{"delete": {"set" if map_id.filter else "map": table.ref(name=map_id.name)}} for map_id in emptied]
+    if table.rate_limit is not None:
+        limited = [map_id for map_id in emptied if not map_id.filter]
+        commands += [{"delete": {"set": table.ref(name=limit_set_name(map_id))}} for map_id in limited]
     if had_acls and not new.acls:
         commands.append({"delete": {"chain": table.ref(name=ACL_CHAIN)}})
     commands += [{"delete": {"chain": table.ref(name=name)}} for name in sorted(old_chains - new_chains)]

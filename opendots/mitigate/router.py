@@ -18,6 +18,7 @@ import ipaddress
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from opendots.config import ConfigError, ServerConfig
@@ -290,12 +291,25 @@ def build_actuator(entry: Mapping[str, Any], top_talkers: TopTalkerSettings | No
     if kind == "nftables":
         from opendots.mitigate.nftables import NftablesMitigator
 
-        unknown = set(options) - {"interface", "table", "netns"}
+        unknown = set(options) - {"interface", "table", "netns", "rate_limit_pps", "nat_external", "nat_state"}
         if unknown or "interface" not in options:
-            raise ConfigError(f"[[mitigators]] type nftables takes interface, table, netns; got {sorted(options)}")
-        return NftablesMitigator(
-            options["interface"], options.get("table", "opendots"), options.get("netns"), top_talkers=top_talkers
-        )
+            raise ConfigError(
+                "[[mitigators]] type nftables takes interface, table, netns, rate_limit_pps, nat_external,"
+                f" nat_state; got {sorted(options)}"
+            )
+        try:
+            nftables = NftablesMitigator(
+                options["interface"],
+                options.get("table", "opendots"),
+                options.get("netns"),
+                rate_limit=options.get("rate_limit_pps"),
+                top_talkers=top_talkers,
+            )
+        except ValueError as error:
+            raise ConfigError(f"[[mitigators]] type nftables: {error}") from None
+        if "nat_external" not in options:
+            return nftables
+        return _nat_mapping(nftables, options)
     if kind == "bgp":
         from opendots.mitigate.bgp.settings import BgpSettings, BgpSettingsError
 
@@ -306,6 +320,36 @@ def build_actuator(entry: Mapping[str, Any], top_talkers: TopTalkerSettings | No
     if kind == "logging":
         return LoggingMitigator()
     raise ConfigError(f"[[mitigators]] type must be nftables, bgp or logging, not {kind!r}")
+
+
+def _nat_mapping(nftables: Any, options: Mapping[str, Any]) -> Mitigator:
+    """The nftables mitigator of a NAT CPE: sources in nat_external mapped to internal hosts (RFC 9066 §5.3.2)."""
+    from opendots.mitigate.nat import NatMappingMitigator
+
+    external = options["nat_external"]
+    if not isinstance(external, list) or not external:
+        raise ConfigError("[[mitigators]] nat_external: a list of the CPE's public prefixes")
+    try:
+        prefixes = [ipaddress.ip_network(str(prefix)) for prefix in external]
+    except ValueError as error:
+        raise ConfigError(f"[[mitigators]] nat_external: {error}") from None
+    state = options.get("nat_state")
+    if state is not None and not isinstance(state, str):
+        raise ConfigError("[[mitigators]] nat_state: a file path")
+    return NatMappingMitigator(nftables, prefixes, Path(state) if state else None)
+
+
+def explain(mitigator: Mitigator, key: str) -> dict[str, Any] | None:
+    """What MITIGATOR (or any actuator behind it) says about how it enforces KEY beyond the scope (the hosts a
+    NAT lookup matched), or None."""
+    if isinstance(mitigator, MitigatorRouter):
+        for assignment in mitigator.assignments:
+            found = explain(assignment.mitigator, key)
+            if found is not None:
+                return found
+        return None
+    method = getattr(mitigator, "explain", None)
+    return method(key) if callable(method) else None
 
 
 def enforces(mitigator: Mitigator) -> bool:

@@ -230,8 +230,13 @@ class _TlsServerConnection(TcpConnection):
 
 
 def _tls_identity(transport: Any) -> PeerIdentity | None:
+    """The peer's identity, None when there is none (yet): a connection lost in the middle of its handshake (a
+    Happy Eyeballs attempt cancelled by its client) has no certificate, and getpeercert() raises then."""
     ssl_object = transport.get_extra_info("ssl_object")
-    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    try:
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    except ValueError:  # "handshake not done yet"
+        return None
     return PeerIdentity.from_der(der) if der else None
 
 

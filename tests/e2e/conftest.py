@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import shutil
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -14,6 +15,15 @@ from opendots.mitigate.nftables import NftablesMitigator
 @pytest.fixture(scope="session")
 def lab_reason() -> str | None:
     return lab_unavailable_reason()
+
+
+@pytest.fixture(scope="session")
+def callhome_lab_reason(lab_reason: str | None) -> str | None:
+    """Why the RFC 9066 Call Home lab (opendots/lab/callhome_lab.py) cannot run here: no lab, or no conntrack for
+    the NAT CPE's lookup (§5.3.2)."""
+    if lab_reason is None and shutil.which("conntrack") is None:
+        return "`conntrack` is not installed (Debian package conntrack): the NAT CPE's lookup needs it"
+    return lab_reason
 
 
 @pytest.fixture(scope="module")

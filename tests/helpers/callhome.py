@@ -55,15 +55,16 @@ async def start_provider(
     port: int | None = None,
 ) -> tuple[CallHomeClient, ProviderAddress]:
     """A provider with certificate STEM (from DIRECTORY, default the test PKI) knowing the CPE `home`, on HOST and
-    PORT (default: a free one); the address says to check the name `client` (a test may replace it)."""
+    PORT (default: a free one), over TRANSPORT ("auto": both); the address says to check the name `client` (a test
+    may replace it)."""
     port = port or free_port(socket.SOCK_STREAM)
     home = CpePeer("home", cuid_of(pki_dir / "server.crt"), (HOME_PREFIX,))
     provider = await CallHomeClient.start(
         tls_files(directory or pki_dir, stem),
         [home],
         bind=[(host, port)],
-        dtls=transport == "dtls",
-        tls=transport == "tls",
+        dtls=transport in ("dtls", "auto"),
+        tls=transport in ("tls", "auto"),
     )
     return provider, ProviderAddress(host, server_name="client", port=port, transport=transport)  # type: ignore[arg-type]
 

@@ -25,6 +25,8 @@ Operations:
                                                                    "since", "reason", "summary"}}]}
                                                   top-talkers: only for a mitigation under the
                                                   [mitigation] top-talker policy
+                                                  "nat-external"?, "nat-internal-hosts"?: a NAT CPE's lookup
+                                                  (RFC 9066 §5.3.2)
   client-details {"client"?: name or cuid}   -> {"clients": [{"name", "cuid", "session-config": {"sid", "idle",
                                                   "mitigating"}, "aliases": [{"name", "targets"}], "acls": [{"name",
                                                   "activation-type", "aces": [text]}], "telemetry-setups": [...],
@@ -55,7 +57,7 @@ from typing import TYPE_CHECKING, Any
 
 from opendots.config import ConfigError, ServerConfig
 from opendots.eventloop import running_loop_name
-from opendots.mitigate.router import enforces
+from opendots.mitigate.router import enforces, explain
 from opendots.mitigate.top_talkers import top_talker_status
 from opendots.signal.client.shell.control import ControlError, ControlServer
 from opendots.signal.server.core import Redirection, Status
@@ -171,6 +173,7 @@ class AdminHandler:
                     "pkts-dropped": mitigation.counters.pkts_dropped,
                     "bytes-dropped": mitigation.counters.bytes_dropped,
                     **({"top-talkers": policy.to_json()} if policy is not None else {}),
+                    **(explain(mitigator, mitigation.mitigator_key) or {}),
                 }
             )
         return {"mitigations": entries, "total": len(held)}
