@@ -1,4 +1,4 @@
-"""What a running signal server exposes to Prometheus: requests, mitigations, sessions, mitigator outcomes."""
+"""What a running signal server exposes to Prometheus: requests, mitigations, sessions, mitigator outcomes, Q-Block."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from opendots.metrics.qblock import qblock_metrics
 
 if TYPE_CHECKING:
     from opendots.signal.server.shell.run import RunningSignalServer
@@ -23,6 +25,8 @@ class SignalCollector(Collector):
         yield from self._sessions()
         yield from self._mitigator()
         yield from self._full_collections()
+        if self.server.endpoint.qblock is not None:  # Q-Block runs over DTLS only
+            yield from qblock_metrics(self.server.endpoint.qblock)
 
     def _requests(self) -> Iterator[Metric]:
         requests = CounterMetricFamily(

@@ -104,8 +104,18 @@ class QBlockServer:
         self._templates: OrderedDict[tuple[Any, Hashable], aiocoap.Message] = OrderedDict()  # a kept body's response
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
-        self.counts: dict[str, int] = {"q1_blocks": 0, "q1_bodies": 0, "q2_bodies": 0, "q2_blocks": 0}
-        """What went through the engine: tests and metrics read it."""
+        self.counts: dict[str, int] = {
+            "q1_blocks": 0,
+            "q1_bodies": 0,
+            "q2_bodies": 0,
+            "q2_blocks": 0,
+            "q2_blocks_resent": 0,
+        }
+        """What went through the engine: tests and metrics read it (q2_blocks_resent: sent again on request)."""
+        self.responses_sent: dict[str, int] = {}
+        """Answers of the Q-Block layer itself by code: 2.31, 4.08 (missing blocks, or a body gone), refusals."""
+        self.abandoned: dict[str, int] = {}
+        """Q-Block1 bodies given up before they were whole, by why (see abandon_reason)."""
 
     # --- incoming requests
 
@@ -125,7 +135,7 @@ class QBlockServer:
             q1 = BlockOption.decode(raw1[0].encode()) if raw1 else None
             q2 = [BlockOption.decode(option.encode()) for option in raw2]
         except QBlockError as error:
-            return False, [_error(request, error.code, error.diagnostic)]
+            return False, [self._error(request, error.code, error.diagnostic)]
         try:
             if q1 is not None:
                 return self._on_block(request, q1, q2[0] if q2 else None)
@@ -154,7 +164,7 @@ class QBlockServer:
         goes_up = False
         for event in events:
             if isinstance(event, Respond):
-                out.append(_respond(request.remote, event))
+                out.append(self._respond(request.remote, event))
             elif isinstance(event, BodyComplete):
                 # §4.3: the body's answer goes on the token of the last payload received, which is this request's.
                 self.counts["q1_bodies"] += 1
@@ -170,7 +180,7 @@ class QBlockServer:
                 if answer is not None:  # a late duplicate of the last block: its answer was lost (§4.3)
                     out.append(answer.copy(token=event.token, mid=None, mtype=NON))
             elif isinstance(event, BodyAbandoned):
-                log.info("Q-Block1 body from %s abandoned: %s", _peer(event.peer), event.reason)
+                self._abandoned(event)
         return goes_up, out
 
     def _on_q2_request(self, request: aiocoap.Message, q2: list[BlockOption]) -> tuple[bool, list[aiocoap.Message]]:
@@ -182,7 +192,7 @@ class QBlockServer:
                 try:
                     blocks = self.responses.on_request(peer, key, q2, token=request.token, now=self.loop.time())
                 except QBlockError as error:
-                    return False, [_error(request, error.code, error.diagnostic)]
+                    return False, [self._error(request, error.code, error.diagnostic)]
                 if blocks is not None:
                     return False, [self._block_message(block, template) for block in blocks]
         # A new body (0/M, or the probe's 0/_/16), or blocks of a body no longer kept: the resource renders it.
@@ -237,7 +247,7 @@ class QBlockServer:
                 params=entry.params,
             )
         except QBlockError as error:  # the request asked for a block past the body
-            answer = _error(message, error.code, error.diagnostic)
+            answer = self._error(message, error.code, error.diagnostic)
             answer.remote, answer.token, answer.mtype = message.remote, message.token, message.mtype
             return [answer]
         template = message.copy(payload=b"")
@@ -253,6 +263,7 @@ class QBlockServer:
 
     def _block_message(self, block: SendBlock, template: aiocoap.Message) -> aiocoap.Message:
         self.counts["q2_blocks"] += 1
+        self.counts["q2_blocks_resent"] += block.recovery
         message = template.copy(payload=block.payload, token=block.token, mid=None, mtype=NON)
         message.remote = template.remote
         message.opt.add_option(OpaqueOption(QBLOCK2, block.option.encode()))
@@ -278,14 +289,27 @@ class QBlockServer:
         now = self.loop.time()
         for event in self.receiver.poll(now):
             if isinstance(event, Respond):
-                self._send(_respond(event.peer, event))
+                self._send(self._respond(event.peer, event))
             elif isinstance(event, BodyAbandoned):
-                log.info("Q-Block1 body from %s abandoned: %s", _peer(event.peer), event.reason)
+                self._abandoned(event)
         for block in self.responses.poll(now):
             template = self._templates.get((block.peer, block.key))
             if template is not None:
                 self._send(self._block_message(block, template))
         self._reschedule()
+
+    def _respond(self, remote: Any, event: Respond) -> aiocoap.Message:
+        self.responses_sent[event.code] = self.responses_sent.get(event.code, 0) + 1
+        return _respond(remote, event)
+
+    def _error(self, request: aiocoap.Message, code: str, diagnostic: str) -> aiocoap.Message:
+        self.responses_sent[code] = self.responses_sent.get(code, 0) + 1
+        return _error(request, code, diagnostic)
+
+    def _abandoned(self, event: BodyAbandoned) -> None:
+        log.info("Q-Block1 body from %s abandoned: %s", _peer(event.peer), event.reason)
+        why = abandon_reason(event.reason)
+        self.abandoned[why] = self.abandoned.get(why, 0) + 1
 
     def forget_peer(self, remote: Any) -> None:
         """REMOTE's session ended: its bodies can neither complete nor be asked for again."""
@@ -304,6 +328,18 @@ class QBlockServer:
         if self._timer is not None:
             self._timer.cancel()
         self._timer = self._timer_at = None
+
+
+def abandon_reason(reason: str) -> str:
+    """The kind of a BodyAbandoned reason, for a metric label: expired (NON_PARTIAL_TIMEOUT without progress),
+    unanswered (NON_MAX_RETRANSMIT requests for missing blocks in vain), evicted (the peer started too many)."""
+    if "NON_PARTIAL_TIMEOUT" in reason:
+        return "expired"
+    if "NON_MAX_RETRANSMIT" in reason:
+        return "unanswered"
+    if reason.startswith("evicted"):
+        return "evicted"
+    return "other"
 
 
 def _put(table: OrderedDict, key: Hashable, value: Any, bound: int) -> None:
@@ -341,7 +377,7 @@ def _error(request: aiocoap.Message, code: str, diagnostic: str) -> aiocoap.Mess
     return message
 
 
-__all__ = ["MISSING_BLOCKS_CONTENT_FORMAT", "QBlockServer", "uses_qblock"]
+__all__ = ["MISSING_BLOCKS_CONTENT_FORMAT", "QBlockServer", "abandon_reason", "uses_qblock"]
 
 
 def _peer(remote: object) -> str:

@@ -31,14 +31,28 @@ AGENT_TABLE = {
 }
 
 
-def _loss_ruleset(percent: int) -> str:
+def _loss_ruleset(percent: int, application_data_only: bool = False, periodic: bool = False) -> str:
     # On loopback every packet passes the output hook exactly once: dropping there loses PERCENT % of the
-    # datagrams (DTLS) or segments (TLS over TCP, which retransmits them) in each direction.
+    # datagrams (DTLS) or segments (TLS over TCP, which retransmits them) in each direction. APPLICATION_DATA_ONLY:
+    # only DTLS records of content type 23 (the CoAP messages; @th,64,8 is the first byte of the UDP payload), so a
+    # session's handshake is not what a test of block transfers measures.
+    # It also drops at the input hook: a datagram dropped at output fails the sender's sendto() with EPERM
+    # (libcoap logs it as critical), where a datagram lost on a path vanishes silently.
+    match = "meta l4proto udp @th,64,8 23" if application_data_only else "meta l4proto { udp, tcp }"
+    hook = "input" if application_data_only else "output"
+    # PERIODIC: the same share, spread evenly and the same in every run (`numgen inc`: datagrams 0, 3 and 7 of each
+    # ten for 30 %), for a peer whose own give-ups under random loss would make a test a lottery.
+    k = percent // 10
+    drop = (
+        f"numgen inc mod 10 {{ {', '.join(str(round(i * 10 / k)) for i in range(k))} }}"
+        if periodic
+        else f"numgen random mod 100 < {percent}"
+    )
     return (
         "table inet odloss {\n"
         "  chain out {\n"
-        "    type filter hook output priority 0; policy accept;\n"
-        f"    meta l4proto {{ udp, tcp }} numgen random mod 100 < {percent} counter drop\n"
+        f"    type filter hook {hook} priority 0; policy accept;\n"
+        f"    {match} {drop} counter drop\n"
         "  }\n"
         "}\n"
     )
@@ -118,10 +132,10 @@ class LossyServer:
         path.write_text(tomli_w.dumps(client))
         return path
 
-    def set_loss(self, percent: int) -> None:
+    def set_loss(self, percent: int, *, application_data_only: bool = False, periodic: bool = False) -> None:
         self.namespace.run(["nft", "delete", "table", "inet", "odloss"], check=False)
         if percent:
-            self.namespace.run(["nft", "-f", "-"], input=_loss_ruleset(percent))
+            self.namespace.run(["nft", "-f", "-"], input=_loss_ruleset(percent, application_data_only, periodic))
 
     def dropped_packets(self) -> int:
         listing = self.namespace.run(["nft", "list", "table", "inet", "odloss"]).stdout

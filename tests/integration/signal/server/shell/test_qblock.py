@@ -106,11 +106,13 @@ async def test_a_q_block1_upload_with_a_lost_block_is_completed_after_the_4_08_l
     answers = await upload(client, cuid, 40, body, lost=(3,))
     codes = [answer.code.dotted for answer in answers]
     # Set 0 (0-9) misses block 3: no 2.31 for it; the first block of set 1 brings the 4.08 listing block 3 (§7.2);
-    # set 1 complete: 2.31 echoing its last block; set 2 (block 20, no M bit) gets none (§4.3); block 3 sent again
-    # completes the body: 2.01 on its token.
-    assert codes == ["4.08", "2.31", "2.01"], codes
-    incomplete, carry_on, created = answers
+    # set 1 complete: 2.31 echoing its last block; set 2 (block 20, no M bit) gets none (§4.3), but its block names
+    # block 3 again (§7.2: any missing payloads from any previous set; this client sent everything before reading
+    # the first 4.08); block 3 sent again completes the body: 2.01 on its token.
+    assert codes == ["4.08", "2.31", "4.08", "2.01"], codes
+    incomplete, carry_on, again, created = answers
     assert incomplete.opt.content_format == 272 and decode_missing(incomplete.payload) == [3]
+    assert decode_missing(again.payload) == [3]
     assert qb(carry_on, 19) == BlockOption(19, True, SZX)
     assert created.token == b"q1\x03"  # the token of the last block received: block 3, sent again (§4.3)
     stored = server.service.core.render_mitigations("client", cuid, 40, (), 0.0)

@@ -1,0 +1,372 @@
+"""Block1/Block2 against Q-Block (RFC 9177) under datagram loss: how long a large body takes to arrive.
+
+Needs root: a network namespace whose loopback drops LOSS % of the DTLS application-data datagrams (nftables
+`numgen random` at the input hook, which every packet on loopback passes once, so both directions lose LOSS %;
+the kernel has no netem). DTLS handshake records are not dropped: a DOTS session is up before the attack, and
+`bench/dtls_loss.py` measures handshakes under loss. Our server (the real signal-channel stack in this process:
+SQLite store, DOTS resources, DTLS, the Q-Block engine) is one side; libcoap 4.3.5's coap-client
+($OPENDOTS_LIBCOAP_QBLOCK, else /work/libcoap-4.3.5/install/bin) the other, one process per transfer:
+- `put 64 KiB`: a mitigation request of ~64 KiB (our Block1/Q-Block1 body limit) PUT in 1024-byte blocks:
+  Block1 (CON, lock step) against Q-Block1 (`-L 5 -N`: NON bursts, 2.31, 4.08 listing the missing blocks);
+- `get 1 MiB`: a bench-only resource on the same server stack answering GET with 1 MiB (a request body may not pass
+  64 KiB, so the 1 MiB body goes as a response): Block2 against Q-Block2 (`-L 5`, CON request, NON bursts);
+- `get 10,000 mitigations`: GET of all of a client's 10,000 mitigations (seeded through the server's core before
+  the run), Block2 against Q-Block2.
+A transfer's time is the coap-client process's wall time (start to exit: the DTLS handshake, ~10 ms without loss,
+and for Q-Block libcoap's probe of /.well-known/core are in it); one that has not finished within --cap seconds
+is stopped and counted as not delivered. Lossy cells run --parallel transfers at a time (timers dominate), the
+lossless cells one at a time. The load generator's CPU (the coap-client processes) and this process's (the server)
+are printed per cell.
+
+    .venv/bin/python bench/blocks.py [--transfers 20] [--quick] [--loss 0,10,30,50] [--cap 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import resource
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+KIB = 1024
+BLOCK = 1024
+MITIGATIONS = 10_000
+CASES = ("put 64 KiB", "get 1 MiB", "get 10,000 mitigations")
+MODES = ("block", "qblock")
+DEFAULT_LIBCOAP = "/work/libcoap-4.3.5/install/bin"
+
+
+def _ruleset(percent: int) -> str:
+    # @th,64,8: the first byte of the UDP payload, the DTLS record's content type (23: application data). The input
+    # hook, not output: a datagram dropped at output fails the sender's sendto() with EPERM (libcoap logs
+    # it as critical and its runs failed far more often); lost on a path, a datagram vanishes silently.
+    return (
+        "table inet odblocks {\n  chain in {\n    type filter hook input priority 0; policy accept;\n"
+        f"    meta l4proto udp @th,64,8 23 numgen random mod 100 < {percent} counter drop\n  }}\n}}\n"
+    )
+
+
+def _set_loss(percent: int) -> None:
+    subprocess.run(["nft", "delete", "table", "inet", "odblocks"], capture_output=True, check=False)
+    if percent:
+        subprocess.run(["nft", "-f", "-"], input=_ruleset(percent), text=True, check=True)
+
+
+def _mitigation(prefixes: list[str], lifetime: int = 86400) -> dict:
+    scope = {"target-prefix": prefixes, "target-protocol": [17], "lifetime": lifetime}
+    return {"ietf-dots-signal-channel:mitigation-scope": {"scope": [scope]}}
+
+
+_FITS: dict[int, int] = {}
+
+
+def _large_put_body(limit: int, salt: int) -> bytes:
+    """A mitigation request as close to LIMIT bytes as /64 prefixes get it (SALT, below 0x1000, makes each transfer's
+    prefixes its own, apart from the seeded mitigations': a body as long whatever SALT is)."""
+    from opendots.model import encode_signal
+
+    def body(count: int) -> bytes:
+        prefixes = [f"2001:db8:{0x8000 + salt:x}:{i:x}::/64" for i in range(count)]
+        return encode_signal(_mitigation(prefixes))
+
+    if limit not in _FITS:
+        low, high = 1, limit // 8
+        while low < high:  # the largest count that fits
+            middle = (low + high + 1) // 2
+            low, high = (middle, high) if len(body(middle)) <= limit else (low, middle - 1)
+        _FITS[limit] = low
+    return body(_FITS[limit])
+
+
+class _Body:
+    """The bench-only resource: GET answers SIZE bytes (a response may be larger than a request body)."""
+
+    def __init__(self, size: int) -> None:
+        import aiocoap.resource
+
+        from opendots.transport.qblock import QBLOCK2
+        from opendots.transport.qblock_server import uses_qblock
+
+        class Resource(aiocoap.resource.Resource):
+            async def needs_blockwise_assembly(self, request):
+                # As every Q-Block-aware resource: the transport cuts the body. aiocoap's Site hands a child a copy
+                # of the request, which loses the transport's mark: the Q-Block2 option itself says it here.
+                return not (uses_qblock(request) or request.opt.get_option(QBLOCK2))
+
+            async def render_get(self, request):
+                import aiocoap
+
+                return aiocoap.Message(payload=payload, content_format=42)
+
+        payload = os.urandom(size)
+        self.resource = Resource()
+        self.payload = payload
+
+
+async def _transfer(binary: str, argv: list[str], cap: float) -> tuple[float | None, bytes, str]:
+    """Run coap-client; (seconds to exit, or None past CAP or on failure; what it wrote to -o; what it printed)."""
+    started = time.monotonic()
+    process = await asyncio.create_subprocess_exec(
+        binary, *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        stdout, stderr = await asyncio.wait_for(process.communicate(), cap)
+    except TimeoutError:
+        process.kill()
+        await process.communicate()
+        return None, b"", "past the cap"
+    seconds = time.monotonic() - started
+    printed = (stdout + stderr).decode(errors="replace")
+    return (seconds if process.returncode == 0 else None), b"", printed
+
+
+async def _inner(args: argparse.Namespace) -> None:
+    import cbor2
+
+    from opendots.config import ServerConfig
+    from opendots.pki.setup import init_pki
+    from opendots.signal.server.core.messages import Request
+    from opendots.signal.server.shell.run import start_signal_server
+
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("opendots").setLevel(logging.ERROR)
+    directory = Path(tempfile.mkdtemp(prefix="bench-blocks-"))
+    init_pki(directory, client_names=["other"])  # 'other' PUTs, so the GET case's 10,000 stay as they are
+    config = ServerConfig.load(directory / "server.toml")
+    config.db = directory / "signal.db"
+    config.signal = {**(config.signal or {}), "max_mitigations_per_client": 2 * MITIGATIONS + 10_000}
+    port = 5684
+    running = await start_signal_server(config, bind=[("127.0.0.1", port)], tls=False)
+    cuid = next(client.cuid for client in config.clients if client.name == "client")
+    big = _Body(KIB * KIB)
+    running.endpoint.context.serversite.add_resource(("bench", "body"), big.resource)
+    from opendots.model import encode_signal
+
+    for mid in range(1, args.mitigations + 1):  # the GET case's mitigations, through the core as a PUT would go
+        body = encode_signal(_mitigation([f"2001:db8:{mid >> 8:x}:{mid & 0xFF:x}::/64"]))
+        request = Request("PUT", ("mitigate", f"cuid={cuid}", f"mid={mid}"), cuid, payload=body)
+        assert running.service.handle(request).code == "2.01"
+    print(f"seeded {args.mitigations} mitigations", file=sys.stderr, flush=True)
+
+    binary = str(Path(os.environ.get("OPENDOTS_LIBCOAP_QBLOCK", DEFAULT_LIBCOAP)) / "coap-client")
+
+    def credentials(stem: str) -> list[str]:
+        return [
+            "-c",
+            str(directory / f"{stem}.crt"),
+            "-j",
+            str(directory / f"{stem}.key"),
+            "-C",
+            str(directory / "ca.crt"),
+        ]
+
+    other = next(client.cuid for client in config.clients if client.name == "other")
+    base = f"coaps://127.0.0.1:{port}"
+    mitigations_uri = f"{base}/.well-known/dots/mitigate/cuid={cuid}"
+    qblock = running.endpoint.qblock
+
+    def held_prefixes(mid: int) -> int:
+        """How many target prefixes the server holds for 'other''s MID: a PUT counts when all of them arrived, not
+        on coap-client's exit status alone."""
+        answer = running.service.core.render_mitigations("other", other, mid, (), time.time())
+        if answer.code != "2.05":
+            return 0
+        return len(answer.body["ietf-dots-signal-channel:mitigation-scope"]["scope"][0]["target-prefix"])
+
+    results: list[dict] = []
+    salt = 0
+    for loss in args.loss:
+        _set_loss(loss)
+        for case in args.cases:
+            for mode in args.modes:
+                parallel = 1 if loss == 0 else args.parallel
+                counts_before = dict(qblock.counts)
+                children = resource.getrusage(resource.RUSAGE_CHILDREN)
+                own = resource.getrusage(resource.RUSAGE_SELF)
+                wall = time.monotonic()
+                times: list[float | None] = []
+                failures: dict[str, int] = {}
+                for first in range(0, args.transfers, parallel):
+                    batch = []
+                    for _index in range(first, min(first + parallel, args.transfers)):
+                        salt += 1
+                        output = directory / f"out-{salt}.bin"
+                        stem = "other" if case.startswith("put") else "client"
+                        argv = [*credentials(stem), "-b", str(BLOCK), "-B", str(int(args.cap) + 5), "-o", str(output)]
+                        argv += ["-L", "5"] if mode == "qblock" else []
+                        if case.startswith("put"):
+                            payload = directory / f"put-{salt}.cbor"
+                            payload.write_bytes(_large_put_body(64 * KIB, salt))
+                            argv += ["-N"] if mode == "qblock" else []
+                            argv += [
+                                "-m",
+                                "put",
+                                "-t",
+                                "271",
+                                "-f",
+                                str(payload),
+                                f"{base}/.well-known/dots/mitigate/cuid={other}/mid={salt}",
+                            ]
+                        else:
+                            # A token of its own: with the empty default, coap-client resets our later blocks once it
+                            # has asked for missing ones (seen with NON GETs).
+                            argv += ["-N", "-T", f"{salt:x}"] if mode == "qblock" and args.get_type == "non" else []
+                            argv += [f"{base}/bench/body" if case == "get 1 MiB" else mitigations_uri]
+                        batch.append((output, salt, asyncio.ensure_future(_transfer(binary, argv, args.cap))))
+                    for output, mid, future in batch:
+                        seconds, _, printed = await future
+                        data = output.read_bytes() if output.exists() else b""
+                        ok = seconds is not None and (
+                            held_prefixes(mid) == _FITS[64 * KIB]
+                            if case.startswith("put")
+                            else _delivered(case, data, big.payload, args.mitigations, cbor2)
+                        )
+                        times.append(seconds if ok else None)
+                        if not ok:
+                            why = "past the cap" if seconds is None and printed == "past the cap" else _why(printed)
+                            failures[why] = failures.get(why, 0) + 1
+                children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                own_after = resource.getrusage(resource.RUSAGE_SELF)
+                generator = (children_after.ru_utime + children_after.ru_stime) - (
+                    children.ru_utime + children.ru_stime
+                )
+                server = (own_after.ru_utime + own_after.ru_stime) - (own.ru_utime + own.ru_stime)
+                counts = {k: qblock.counts[k] - counts_before.get(k, 0) for k in qblock.counts}
+                row = {
+                    "loss": loss,
+                    "case": case,
+                    "mode": mode,
+                    "times": times,
+                    "failures": failures,
+                    "parallel": parallel,
+                    "generator_cpu": generator,
+                    "server_cpu": server,
+                    "wall": time.monotonic() - wall,
+                    "qblock_counts": counts,
+                }
+                results.append(row)
+                print(_line(row, args.cap), file=sys.stderr, flush=True)
+    _set_loss(0)
+    await running.stop()
+    print(json.dumps(results))
+
+
+def _delivered(case: str, data: bytes, big: bytes, mitigations: int, cbor2) -> bool:
+    if case == "get 1 MiB":
+        return data == big
+    try:
+        return len(cbor2.loads(data)[1][2]) >= mitigations  # mitigation-scope (CBOR key 1) / scope (key 2)
+    except Exception:  # whatever coap-client wrote when the transfer went wrong
+        return False
+
+
+def _why(printed: str) -> str:
+    lines = [line for line in printed.strip().splitlines() if line.strip()]
+    return (lines[-1][:80] if lines else "coap-client failed without a word").strip()
+
+
+def _stats(times: list[float | None]) -> tuple[str, str, str]:
+    done = sorted(t for t in times if t is not None)
+    total = len(times)
+    if not total:
+        return "-", "-", "-"
+    ordered = sorted(t if t is not None else float("inf") for t in times)
+
+    def show(value: float) -> str:
+        return "not delivered" if value == float("inf") else f"{value:.2f} s"
+
+    p50 = statistics.median_low(ordered) if total % 2 else (ordered[total // 2 - 1] + ordered[total // 2]) / 2
+    p90 = ordered[min(total - 1, -(-9 * total // 10) - 1)]
+    return show(p50), show(p90), f"{len(done)}/{total}"
+
+
+def _line(row: dict, cap: float) -> str:
+    p50, p90, done = _stats(row["times"])
+    within10 = sum(1 for t in row["times"] if t is not None and t <= 10)
+    transfers = len(row["times"]) or 1
+    return (
+        f"{row['loss']:>3} % {row['case']:<24} {row['mode']:<7} p50 {p50:>13}  p90 {p90:>13}  delivered {done:>6}"
+        f" (within 10 s {within10}/{transfers})  generator CPU {row['generator_cpu'] / transfers:.2f} s/transfer,"
+        f" server {row['server_cpu'] / transfers:.2f} s/transfer; engine {row['qblock_counts']}; {row['failures']}"
+    )
+
+
+def _report(results: list[dict], cap: float) -> None:
+    print(f"times per transfer (coap-client start to exit), cap {cap:g} s; '-' rows: nothing sent")
+    print(
+        "| loss | body | Block1/Block2 p50 / p90 (delivered) | Q-Block p50 / p90 (delivered) | Q-Block within 10 s |"
+        " generator CPU per transfer (Block / Q-Block) |"
+    )
+    print("|---|---|---|---|---|---|")
+    by = {(r["loss"], r["case"], r["mode"]): r for r in results}
+    empty = {"times": [], "generator_cpu": 0.0}
+    for loss in sorted({r["loss"] for r in results}):
+        for case in CASES:
+            block, qblock = by.get((loss, case, "block")), by.get((loss, case, "qblock"))
+            if block is None and qblock is None:
+                continue
+            block, qblock = block or empty, qblock or empty
+            b50, b90, bdone = _stats(block["times"])
+            q50, q90, qdone = _stats(qblock["times"])
+            within = sum(1 for t in qblock["times"] if t is not None and t <= 10)
+            cpu = [f"{r['generator_cpu'] / len(r['times']):.3f}" if r["times"] else "-" for r in (block, qblock)]
+            print(
+                f"| {loss} % | {case} | {b50} / {b90} ({bdone}) | {q50} / {q90} ({qdone}) |"
+                f" {within}/{len(qblock['times'])} | {cpu[0]} / {cpu[1]} s |"
+            )
+    print(f"\nload average at the end: {os.getloadavg()[0]:.2f}; command: {' '.join(sys.argv)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--transfers", type=int, default=20, help="transfers per cell (loss, body, mode)")
+    parser.add_argument("--quick", action="store_true", help="3 transfers per cell, 0 and 30 %% loss, cap 30 s")
+    parser.add_argument("--loss", type=lambda text: [int(v) for v in text.split(",")], default=[0, 10, 30, 50])
+    parser.add_argument("--cases", type=lambda text: text.split("|"), default=list(CASES), help="'|'-separated")
+    parser.add_argument("--cap", type=float, default=60.0, help="seconds before a transfer counts as not delivered")
+    parser.add_argument("--parallel", type=int, default=20, help="transfers at once in a lossy cell")
+    parser.add_argument("--mitigations", type=int, default=MITIGATIONS)
+    parser.add_argument("--modes", type=lambda text: text.split(","), default=list(MODES), help="block,qblock")
+    parser.add_argument(
+        "--get-type",
+        choices=("con", "non"),
+        default="con",
+        help="Q-Block2 GETs as CON (the first block piggybacked) or NON requests; Block2 GETs are always CON",
+    )
+    parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.quick:
+        args.transfers, args.loss, args.cap = 3, [0, 30], 30.0
+    if args.inner:
+        asyncio.run(_inner(args))
+        return
+    if os.geteuid() != 0:
+        sys.exit("bench/blocks.py needs root (it creates a network namespace and nftables rules)")
+    name = f"od-blocks-{secrets.token_hex(3)}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+        root = str(Path(__file__).resolve().parents[1])
+        env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        command = ["ip", "netns", "exec", name, sys.executable, __file__, "--inner", *sys.argv[1:]]
+        out = subprocess.run(command, env=env, text=True, stdout=subprocess.PIPE, check=True).stdout
+        results = json.loads(out.strip().splitlines()[-1])
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=1))
+        _report(results, args.cap)
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+if __name__ == "__main__":
+    main()
