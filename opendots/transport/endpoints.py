@@ -334,6 +334,20 @@ def _may_use_qblock(message: aiocoap.Message, remote: DtlsRemote) -> bool:
     return message.code in (aiocoap.GET, aiocoap.FETCH) or len(message.payload) > 16 << remote.maximum_block_size_exp
 
 
+async def probe_qblock(context: aiocoap.Context, uri: str, *, timeout: float = 5.0) -> bool | None:
+    """Whether the server of the DTLS session to URI speaks Q-Block (RFC 9177 §4.1), probed now unless known: True,
+    False, or None when the probe went unanswered within TIMEOUT (or URI is not a DTLS session of a context made with
+    Q-Block), in which case a later call probes again."""
+    message = aiocoap.Message(code=aiocoap.GET, uri=uri)
+    await hooks.find_request_interface(context, message)
+    client = await _qblock_client(context, message.remote)
+    if client is None:
+        return None
+    if client.supports(message.remote) is None:
+        await _probe(context, client, message.remote, timeout)
+    return client.supports(message.remote)
+
+
 async def _probe(context: aiocoap.Context, client: QBlockClient, remote: DtlsRemote, timeout: float) -> None:
     under_way = client.probing(remote)
     if under_way is not None:  # another request of this session is probing: its answer is ours

@@ -328,7 +328,13 @@ class QBlockClient:
         receiver = peer.receiver
         if receiver is None:
             receiver = peer.receiver = Q2Receiver(peer.params, self.limits)
-        etag = response.opt.etag
+        etag, size2 = response.opt.etag, response.opt.size2
+        if (etag is None or size2 is None) and response.token in download.tokens and download.first:
+            # libcoap 4.3.5 answers a request for block 0 of a body as a new GET: block 0 without ETag and Size2
+            # (§4.4, §4.6 want both). Taken as a block of the body asked for, whose size and M bit it must match.
+            latest = next(reversed(download.first))
+            etag = etag if etag is not None else latest
+            size2 = size2 if size2 is not None else download.first[latest].opt.size2
         if etag in download.done:
             return True  # a late copy of a block of a body already delivered (§4.4: ignored)
         if etag is not None:
@@ -344,7 +350,7 @@ class QBlockClient:
             etag=etag,
             option=option,
             payload=response.payload,
-            size2=response.opt.size2,
+            size2=size2,
             now=self.loop.time(),
             max_age=response.opt.max_age,
         )
@@ -374,13 +380,22 @@ class QBlockClient:
         return delivered
 
     def _ask(self, peer: _Peer, download: _Download, event: RequestBlocks) -> None:
-        """A request for blocks (§4.4): the request again, on a new token, without Observe (§4.5) or Q-Block2 0/M."""
+        """Requests for blocks (§4.4): the request again, on a new token, without Observe (§4.5) or Q-Block2 0/M.
+        Block 0 is asked for on its own: libcoap 4.3.5 takes a request naming block 0 for a new GET and answers
+        that block only, whatever else it names."""
+        options = event.options
+        if len(options) > 1 and options[0].num == 0:
+            self._ask_for(peer, download, options[:1])
+            options = options[1:]
+        self._ask_for(peer, download, options)
+
+    def _ask_for(self, peer: _Peer, download: _Download, options: tuple[BlockOption, ...]) -> None:
         token = os.urandom(8)
         message = download.request.copy(token=token, mid=None, mtype=NON)
         message.remote = download.request.remote
         message.opt.observe = None
         message.opt.delete_option(QBLOCK2)
-        for option in event.options:
+        for option in options:
             message.opt.add_option(OpaqueOption(QBLOCK2, option.encode()))
         if len(download.tokens) >= 4 * peer.params.max_payloads:  # keep the newest: answers to old ones are late
             stale = next(iter(download.tokens))
@@ -511,8 +526,9 @@ def probe_message(remote: Any) -> aiocoap.Message:
 
 
 def probe_answer(response: aiocoap.Message) -> bool:
-    """Whether the answer to `probe_message` says the server speaks Q-Block (it carries a Q-Block2 option)."""
-    return bool(response.opt.get_option(QBLOCK2))
+    """Whether the answer to `probe_message` says the server speaks Q-Block: a success carrying a Q-Block2 option.
+    Not any answer with one: libcoap 4.3.1, which has no Q-Block, echoes the option it did not know in its 4.02."""
+    return response.code.is_successful() and bool(response.opt.get_option(QBLOCK2))
 
 
 __all__ = ["QBlockClient", "QBlockFailed", "probe_answer", "probe_message"]
