@@ -35,6 +35,7 @@ from aiocoap.numbers.codes import CONTINUE, FETCH, GET, REQUEST_ENTITY_INCOMPLET
 from aiocoap.numbers.types import CON, NON
 from aiocoap.optiontypes import OpaqueOption
 
+from opendots.transport.deadline_timer import DeadlineTimer
 from opendots.transport.qblock import (
     MISSING_BLOCKS_CONTENT_FORMAT,
     QBLOCK1,
@@ -131,8 +132,7 @@ class QBlockClient:
         self._rng = rng or random.Random()
         self._tags = OpaqueCounter(self._rng.getrandbits(32))
         self._peers: dict[Any, _Peer] = {}
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
+        self._timer = DeadlineTimer(loop, self._fire)
         self.counts: dict[str, int] = {
             "q1_bodies": 0,
             "q1_blocks": 0,
@@ -445,16 +445,9 @@ class QBlockClient:
             deadlines += [d.resend_at for d in peer.downloads.values() if d.resend_at is not None]
             if peer.receiver is not None and (due := peer.receiver.next_deadline()) is not None:
                 deadlines.append(due)
-        due = min(deadlines) if deadlines else None
-        if due == self._timer_at:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer_at = due
-        self._timer = None if due is None else self.loop.call_at(due, self._fire)
+        self._timer.at(min(deadlines) if deadlines else None)
 
     def _fire(self) -> None:
-        self._timer = self._timer_at = None
         now = self.loop.time()
         for peer in list(self._peers.values()):
             for upload in list(peer.uploads.values()):
@@ -494,9 +487,7 @@ class QBlockClient:
         self._reschedule()
 
     def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = self._timer_at = None
+        self._timer.cancel()
 
 
 def _strip_single_q_block2(response: aiocoap.Message) -> None:
