@@ -320,7 +320,15 @@ async def client_request(
     if client.supports(remote) is None and _may_use_qblock(message, remote):
         await _probe(context, client, remote, probe_timeout)
     use = client.applies(message)
-    return ClientRequest(context.request(message, handle_blockwise=not use), use)
+    pending = context.request(message, handle_blockwise=not use)
+    if use:  # a request its caller gives up (cancels) stops its transfer; the token is set by then
+
+        def given_up(future: asyncio.Future[Any]) -> None:
+            if future.cancelled() and message.token is not None:
+                client.forget(remote, message.token)
+
+        pending.response.add_done_callback(given_up)
+    return ClientRequest(pending, use)
 
 
 async def _qblock_client(context: aiocoap.Context, remote: Any) -> QBlockClient | None:

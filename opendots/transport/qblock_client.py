@@ -481,6 +481,20 @@ class QBlockClient:
         download.resend_at = now + peer.params.timeout_random(self._rng) * 2**download.resends
         self._send(message)
 
+    def forget(self, remote: Any, token: bytes) -> None:
+        """The request on TOKEN was given up by its caller: stop its transfer and forget every token of it, so late
+        answers find no request (§4.3: the client MUST forget the tokens of a body it stops sending)."""
+        peer = self._peers.get(remote)
+        if peer is None:
+            return
+        upload = peer.uploads.get(token)
+        if upload is not None:
+            self._end_upload(peer, upload)
+        download = peer.downloads.get(token)
+        if download is not None:
+            self._end_download(peer, download)
+        self._reschedule()
+
     def forget_peer(self, remote: Any) -> None:
         """REMOTE's session ended: its transfers can never complete."""
         self._peers.pop(remote, None)

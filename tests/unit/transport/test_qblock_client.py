@@ -128,7 +128,8 @@ class Link:
                     self._serve(message)
                 elif self.client.on_response(message) is None:  # not the engine's: aiocoap's, as it is
                     # aiocoap matches it to the request still waiting on its token, or drops it (RFC 7252 §5.3.2)
-                    (self.unmatched if self.delivered else self.delivered).append(message)
+                    waits = message.token == b"T1" and not self.delivered
+                    (self.delivered if waits else self.unmatched).append(message)
             due = self.clock.next_due()
             if due is None or due > until or (self.delivered and not self._pending()):
                 return
@@ -375,6 +376,20 @@ def test_a_block_sent_again_without_etag_and_size2_is_taken_with_the_bodys_own_v
     link.request(aiocoap.GET)
     link.run()
     assert the_answer(link, aiocoap.CONTENT).payload == BODY
+
+
+def test_a_transfer_its_caller_gives_up_stops_and_late_answers_find_no_request_rfc9177_4_3() -> None:
+    link = Link(lose=first_copy("up", {2}, q1))
+    link.request(aiocoap.PUT, BODY)
+    link.run(until=0.5)  # the first set went, block 2 lost: nothing answered yet
+    sent = len(link.up)
+    link.client.forget(link.remote, b"T1")
+    link.run()
+    assert len(link.up) == sent and link.delivered == []  # nothing more sent, nothing delivered
+    # The server's 4.08s (it asks NON_MAX_RETRANSMIT times, then drops the body) are left to aiocoap, which knows
+    # no such token.
+    assert link.unmatched and {m.code for m in link.unmatched} == {aiocoap.REQUEST_ENTITY_INCOMPLETE}
+    assert not link._pending()
 
 
 # --- when Q-Block is used at all

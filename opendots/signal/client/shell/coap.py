@@ -144,6 +144,9 @@ async def send(
                 answer = await pending.response
             return to_dots_response(answer, telemetry=request.telemetry)
         except TimeoutError:
+            if first.qblock:  # stop the transfer: its blocks and timers go (RFC 9177 §4.3)
+                pending.response.cancel()
+                await asyncio.sleep(0)  # let aiocoap's and the engine's done callbacks run (see below)
             raise NoAnswer(f"no answer to {request.method} {request.uri_path} within {timeout:.1f} s") from None
         except QBlockFailed as error:
             raise NoAnswer(f"no answer to {request.method} {request.uri_path}: {error}") from None
