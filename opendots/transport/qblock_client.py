@@ -315,6 +315,14 @@ class QBlockClient:
             except QBlockError as error:
                 log.info("a Q-Block2 response dropped: %s", error.diagnostic)
                 return True
+        block2 = response.opt.block2
+        if option is None and block2 is not None and block2.more and response.token == download.token:
+            # A server that answered the probe with Q-Block2 but cuts this body in Block2 blocks, which this request
+            # (sent without aiocoap's block-wise layer) cannot put together: fail it, and use Block2 from now on.
+            peer.supports = False
+            self._end_download(peer, download)
+            self._fail(download.request.remote, download.token, QBlockFailed("Block2 answer to a Q-Block2 request"))
+            return True
         if option is None or (option.num == 0 and not option.more):
             # A whole body in one payload (or an error): it is the answer. An error to a request for missing blocks
             # of a notification ends only that body; aiocoap keeps waiting for the next notification.

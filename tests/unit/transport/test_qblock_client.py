@@ -128,7 +128,7 @@ class Link:
                     self._serve(message)
                 elif self.client.on_response(message) is None:  # not the engine's: aiocoap's, as it is
                     # aiocoap matches it to the request still waiting on its token, or drops it (RFC 7252 §5.3.2)
-                    waits = message.token == b"T1" and not self.delivered
+                    waits = message.token == b"T1" and not self.delivered and not self.failed
                     (self.delivered if waits else self.unmatched).append(message)
             due = self.clock.next_due()
             if due is None or due > until or (self.delivered and not self._pending()):
@@ -390,6 +390,23 @@ def test_a_transfer_its_caller_gives_up_stops_and_late_answers_find_no_request_r
     # no such token.
     assert link.unmatched and {m.code for m in link.unmatched} == {aiocoap.REQUEST_ENTITY_INCOMPLETE}
     assert not link._pending()
+
+
+def test_a_block2_answer_to_a_q_block2_request_fails_it_and_the_session_falls_back_to_block2_rfc9177_4_1() -> None:
+    def as_block2(messages: list[aiocoap.Message]) -> list[aiocoap.Message]:
+        if not messages:
+            return messages
+        first = messages[0].copy(payload=messages[0].payload)
+        first.remote = messages[0].remote
+        first.opt.delete_option(QBLOCK2)
+        first.opt.block2 = (0, True, 4)
+        return [first]
+
+    link = Link(tamper=as_block2)
+    link.request(aiocoap.GET)
+    link.run()
+    assert link.delivered == [] and [token for token, _ in link.failed] == [b"T1"]
+    assert link.client.supports(link.remote) is False
 
 
 # --- when Q-Block is used at all
