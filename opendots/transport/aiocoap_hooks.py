@@ -31,6 +31,7 @@ from opendots.transport.dedup import RecentMessages
 from opendots.transport.events import SessionEvent, SessionListener, notify
 from opendots.transport.identity import PeerIdentity
 from opendots.transport.qblock import QBlockLimits
+from opendots.transport.qblock_client import QBlockClient
 from opendots.transport.qblock_server import ParametersFor, QBlockServer, uses_qblock
 
 
@@ -40,9 +41,11 @@ async def append_message_interface(
     *,
     qblock: QBlockLimits | None = None,
     qblock_parameters: ParametersFor | None = None,
+    qblock_client: bool = False,
 ) -> TimerlessDedupMessageManager:
     """Stack TokenManager + MessageManager (CoAP over UDP semantics: CON/ACK, MIDs, dedup) on our DTLS interface;
-    with QBLOCK (a server's), requests and responses carrying Q-Block options go through a QBlockServer.
+    with QBLOCK (a server's), requests and responses carrying Q-Block options go through a QBlockServer; with
+    QBLOCK_CLIENT, the requests we send and their responses go through a QBlockClient.
 
     Private: the same wiring as `Context._append_tokenmanaged_messagemanaged_transport`, aiocoap's way of building
     its own UDP/DTLS stacks (there is no public way to add a message interface), with our MessageManager below.
@@ -56,10 +59,25 @@ async def append_message_interface(
             limits=qblock,
             parameters_for=qblock_parameters,
         )
+    if qblock_client:
+        message_manager.qblock_client = QBlockClient(
+            loop=context.loop,
+            send=lambda message: MessageManager.send_message(message_manager, message, None),
+            deliver=lambda response: MessageManager._process_response(message_manager, response),
+            fail=lambda remote, token, failure: _fail_request(token_manager, remote, token, failure),
+        )
     message_manager.message_interface = await factory(message_manager)
     token_manager.token_interface = message_manager
     context.request_interfaces.append(token_manager)
     return message_manager
+
+
+def _fail_request(token_manager: TokenManager, remote: Any, token: bytes, failure: Exception) -> None:
+    """End the request waiting on TOKEN with FAILURE (private: `TokenManager.outgoing_requests`, the table of
+    requests by (token, remote) that aiocoap's own response matching reads)."""
+    request = token_manager.outgoing_requests.pop((token, remote), None)
+    if request is not None:
+        request.add_exception(failure)
 
 
 class TimerlessDedupMessageManager(MessageManager):
@@ -72,13 +90,16 @@ class TimerlessDedupMessageManager(MessageManager):
 
     With a QBlockServer (RFC 9177, opendots.transport.qblock_server) it also sees every request before aiocoap's
     token layer and every response before it is numbered: private `_process_request`, `_send_empty_ack`,
-    `_send_initially`, and the override of `send_message` (the one exit of responses, piggybacked or not)."""
+    `_send_initially`, and the override of `send_message` (the one exit of responses, piggybacked or not).
+    With a QBlockClient it sees every request we send (`send_message`) and every response before aiocoap's token
+    layer (private `_process_response`)."""
 
     def __init__(self, token_manager: Any) -> None:
         super().__init__(token_manager)
         self.recent = RecentMessages()
         self._expiry_timer: asyncio.TimerHandle | None = None
         self.qblock: QBlockServer | None = None
+        self.qblock_client: QBlockClient | None = None
 
     def _process_request(self, request: aiocoap.Message) -> None:
         qblock = self.qblock
@@ -98,7 +119,15 @@ class TimerlessDedupMessageManager(MessageManager):
             super()._process_request(request)
         return None
 
+    def _process_response(self, response: aiocoap.Message) -> bool:
+        client = self.qblock_client
+        taken = client.on_response(response) if client is not None else None
+        return super()._process_response(response) if taken is None else taken
+
     def send_message(self, message: aiocoap.Message, messageerror_monitor: Any) -> None:
+        client = self.qblock_client
+        if client is not None and message.code.is_request() and client.on_request(message):
+            return None  # sent as Q-Block payloads (NON: no exchange to monitor)
         qblock = self.qblock
         blocks = qblock.on_response(message) if qblock is not None and message.code.is_response() else None
         if blocks is None:
@@ -140,6 +169,8 @@ class TimerlessDedupMessageManager(MessageManager):
             self._expiry_timer = None
         if self.qblock is not None:
             self.qblock.close()
+        if self.qblock_client is not None:
+            self.qblock_client.close()
         await super().shutdown()
 
 

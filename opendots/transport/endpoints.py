@@ -7,6 +7,7 @@ while `server_name` is what the server certificate must name.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 import weakref
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiocoap
+import aiocoap.error
 import aiocoap.resource
 
 from opendots.config import TlsFiles
@@ -29,7 +31,8 @@ from opendots.transport.dtls_interface import (
 )
 from opendots.transport.events import SessionEvent, SessionListener
 from opendots.transport.identity import PeerIdentity
-from opendots.transport.qblock import QBlockLimits
+from opendots.transport.qblock import QBlockLimits, QBlockParameters
+from opendots.transport.qblock_client import QBlockClient, probe_answer, probe_message
 from opendots.transport.qblock_server import ParametersFor, QBlockServer
 from opendots.transport.tls import tls_client_context, tls_server_context
 
@@ -169,15 +172,24 @@ def _forget_closed(qblock: QBlockServer) -> SessionListener:
 
 
 async def create_client_context(
-    credentials: TlsFiles, *, server_name: str, site: aiocoap.resource.Site | None = None, serving: bool = False
+    credentials: TlsFiles,
+    *,
+    server_name: str,
+    site: aiocoap.resource.Site | None = None,
+    serving: bool = False,
+    qblock: bool = True,
 ) -> aiocoap.Context:
     """A client Context for coaps:// (DTLS) and coaps+tcp:// (TLS); SITE serves requests the server sends us.
 
     SERVING: SITE is a whole DOTS server answering over the sessions this context dials (RFC 9066 Call Home: the
-    (D)TLS client is the CoAP server), so requests get the checks and prompt answers of `start_server`'s context."""
+    (D)TLS client is the CoAP server), so requests get the checks and prompt answers of `start_server`'s context.
+    QBLOCK: requests sent with `client_request` use Q-Block1/Q-Block2 (RFC 9177) over DTLS with a server that
+    speaks it."""
     context_class = hooks.PromptAnswerContext if serving else aiocoap.Context
     context = context_class(loop=asyncio.get_running_loop(), serversite=site, loggername="opendots.coap.client")
-    await hooks.append_message_interface(context, client_interface_factory(credentials, server_name))
+    await hooks.append_message_interface(
+        context, client_interface_factory(credentials, server_name), qblock_client=qblock
+    )
     await hooks.append_tls_client(context, tls_client_context(credentials, server_name))
     return context
 
@@ -271,3 +283,98 @@ async def reset_session(context: aiocoap.Context, remote: Any) -> None:
         hooks.close_tls_connection(remote)
     else:
         raise ValueError(f"{remote!r} is not a DTLS or TLS session")
+
+
+@dataclass
+class ClientRequest:
+    """A request on its way: `pending` is aiocoap's Request (`.response`, `.observation`); `qblock` says whether the
+    transport moves it with Q-Block (RFC 9177), retransmitting on its own: the caller then sends it only once."""
+
+    pending: Any
+    qblock: bool
+
+
+async def client_request(
+    context: aiocoap.Context,
+    message: aiocoap.Message,
+    *,
+    qblock_parameters: QBlockParameters | None = None,
+    probe_timeout: float = 5.0,
+) -> ClientRequest:
+    """Send MESSAGE (a request built with a coaps:// or coaps+tcp:// URI) from a `create_client_context` CONTEXT.
+
+    Over DTLS, a NON request with a body larger than one block, or a NON GET/FETCH, goes with Q-Block1/Q-Block2 when
+    the session's server speaks them; whether it does is learnt once per session, by the probe of RFC 9177 §4.1 (a
+    CON GET of /.well-known/core with Q-Block2, as libcoap sends it: a server without Q-Block answers without it or
+    4.02), sent before the first such request; a probe unanswered within PROBE_TIMEOUT leaves the request to
+    Block1/Block2 and is tried again by a later request. QBLOCK_PARAMETERS are the parameters in force for the
+    session (RFC 9362 sets them per DOTS session; RFC 9177's defaults without). Everything else, and everything
+    over TLS, goes through aiocoap's Block1/Block2 as before."""
+    await hooks.find_request_interface(context, message)
+    client = await _qblock_client(context, message.remote)
+    if client is None or message.mtype is aiocoap.CON or message.transport_tuning.reliability is True:
+        return ClientRequest(context.request(message), False)
+    remote = message.remote
+    if qblock_parameters is not None:
+        client.set_parameters(remote, qblock_parameters)
+    if client.supports(remote) is None and _may_use_qblock(message, remote):
+        await _probe(context, client, remote, probe_timeout)
+    use = client.applies(message)
+    pending = context.request(message, handle_blockwise=not use)
+    if use:  # a request its caller gives up (cancels) stops its transfer; the token is set by then
+
+        def given_up(future: asyncio.Future[Any]) -> None:
+            if future.cancelled() and message.token is not None:
+                client.forget(remote, message.token)
+
+        pending.response.add_done_callback(given_up)
+    return ClientRequest(pending, use)
+
+
+async def _qblock_client(context: aiocoap.Context, remote: Any) -> QBlockClient | None:
+    if not isinstance(remote, DtlsRemote) or not isinstance(remote.owner, DtlsClientInterface):
+        return None
+    manager = await hooks.find_message_manager(context, remote)
+    return getattr(manager, "qblock_client", None)
+
+
+def _may_use_qblock(message: aiocoap.Message, remote: DtlsRemote) -> bool:
+    return message.code in (aiocoap.GET, aiocoap.FETCH) or len(message.payload) > 16 << remote.maximum_block_size_exp
+
+
+async def probe_qblock(context: aiocoap.Context, uri: str, *, timeout: float = 5.0) -> bool | None:
+    """Whether the server of the DTLS session to URI speaks Q-Block (RFC 9177 §4.1), probed now unless known: True,
+    False, or None when the probe went unanswered within TIMEOUT (or URI is not a DTLS session of a context made with
+    Q-Block), in which case a later call probes again."""
+    message = aiocoap.Message(code=aiocoap.GET, uri=uri)
+    await hooks.find_request_interface(context, message)
+    client = await _qblock_client(context, message.remote)
+    if client is None:
+        return None
+    if client.supports(message.remote) is None:
+        await _probe(context, client, message.remote, timeout)
+    return client.supports(message.remote)
+
+
+async def _probe(context: aiocoap.Context, client: QBlockClient, remote: DtlsRemote, timeout: float) -> None:
+    under_way = client.probing(remote)
+    if under_way is not None:  # another request of this session is probing: its answer is ours
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(under_way), timeout)
+        return
+    result = client.start_probe(remote)
+    pending = context.request(probe_message(remote), handle_blockwise=False)
+    try:
+        async with asyncio.timeout(timeout):
+            answer = await pending.response
+        supports = probe_answer(answer)
+        client.learned(remote, supports)
+        result.set_result(supports)
+    except (TimeoutError, aiocoap.error.Error) as problem:
+        # Unknown yet (the path may be losing most packets): this request goes without, a later one probes again.
+        result.set_result(False)
+        if not isinstance(problem, TimeoutError):
+            raise
+    finally:
+        if not pending.response.done():
+            pending.response.cancel()

@@ -28,6 +28,7 @@ from aiocoap.numbers.codes import Code
 from aiocoap.numbers.types import CON, NON
 from aiocoap.optiontypes import OpaqueOption
 
+from opendots.transport.deadline_timer import DeadlineTimer
 from opendots.transport.qblock import (
     MISSING_BLOCKS_CONTENT_FORMAT,
     QBLOCK1,
@@ -102,8 +103,7 @@ class QBlockServer:
         self._awaiting: OrderedDict[_Exchange, Hashable] = OrderedDict()  # bodies gone up, answer not yet seen
         self._answers: OrderedDict[Hashable, aiocoap.Message] = OrderedDict()  # final answers, for late duplicates
         self._templates: OrderedDict[tuple[Any, Hashable], aiocoap.Message] = OrderedDict()  # a kept body's response
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
+        self._timer = DeadlineTimer(loop, self._fire)
         self.counts: dict[str, int] = {
             "q1_blocks": 0,
             "q1_bodies": 0,
@@ -276,16 +276,9 @@ class QBlockServer:
 
     def _reschedule(self) -> None:
         deadlines = [d for d in (self.receiver.next_deadline(), self.responses.next_deadline()) if d is not None]
-        due = min(deadlines) if deadlines else None
-        if due == self._timer_at:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer_at = due
-        self._timer = None if due is None else self.loop.call_at(due, self._fire)
+        self._timer.at(min(deadlines) if deadlines else None)
 
     def _fire(self) -> None:
-        self._timer = self._timer_at = None
         now = self.loop.time()
         for event in self.receiver.poll(now):
             if isinstance(event, Respond):
@@ -325,9 +318,7 @@ class QBlockServer:
         self._reschedule()
 
     def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = self._timer_at = None
+        self._timer.cancel()
 
 
 def abandon_reason(reason: str) -> str:

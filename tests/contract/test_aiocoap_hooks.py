@@ -270,3 +270,26 @@ def test_q_block_hooks_see_every_request_and_response_of_the_message_layer():
     assert "message.request.mtype is NON" in inspect.getsource(MessageManager.send_message), _explain(
         "MessageManager.send_message choosing NON from Message.request", helper
     )
+
+
+def test_q_block_client_hooks_see_every_request_sent_and_response_received():
+    """TimerlessDedupMessageManager hands the requests the token manager sends (through `send_message`) and every
+    response (`_process_response`, what dispatch_message calls for responses, returning whether it was expected) to
+    its QBlockClient, which ends a failed transfer's request through `TokenManager.outgoing_requests`."""
+    helper = "TimerlessDedupMessageManager and _fail_request (Q-Block client)"
+    assert "success = self._process_response(message)" in inspect.getsource(MessageManager.dispatch_message), _explain(
+        "MessageManager.dispatch_message calling _process_response", helper
+    )
+    assert list(inspect.signature(MessageManager._process_response).parameters) == ["self", "response"], _explain(
+        "MessageManager._process_response(response)", helper
+    )
+    assert "self.token_manager.process_response(response)" in inspect.getsource(MessageManager._process_response), (
+        _explain("MessageManager._process_response handing responses to the token manager", helper)
+    )
+    source = inspect.getsource(TokenManager.request)
+    assert "self.outgoing_requests[key] = request" in source and "key = (msg.token, msg.remote)" in source, _explain(
+        "TokenManager.outgoing_requests keyed by (token, remote)", helper
+    )
+    assert "self.token_interface.send_message(" in source, _explain(
+        "TokenManager.request sending through token_interface.send_message", helper
+    )

@@ -458,14 +458,21 @@ class ClientAgent:
         assert self.context is not None
         pending = None
         for attempt in range(3):
-            pending = self.context.request(
-                coap.build_message(
-                    connection.candidate.base_uri,
-                    request,
-                    reliable=connection.reliable,
-                    parameters=self.core.parameters,
+            try:  # over DTLS with a Q-Block server, notifications larger than one block come as Q-Block2 bodies
+                started = await coap.start_request(
+                    self.context,
+                    coap.build_message(
+                        connection.candidate.base_uri,
+                        request,
+                        reliable=connection.reliable,
+                        parameters=self.core.parameters,
+                    ),
+                    self.settings.request_timeout,
                 )
-            )
+            except coap.TransportFailure as error:
+                self._mark_lost(f"observation of mid {request.mid}: {error}")
+                return
+            pending = started.pending
             # An observation still registered when the session closes ends with LibraryShutdown; nobody awaits it
             # then, and asyncio would log "exception was never retrieved" with a traceback at every agent stop.
             pending.response.add_done_callback(_retrieve)

@@ -1,6 +1,7 @@
 """The CoAP edge of the client: DotsRequest → aiocoap message, aiocoap response → DotsResponse, NON retransmission.
 
-aiocoap never retransmits NON requests, so `send` does it here, on the RFC 7252 §4.8 schedule computed by the
+aiocoap never retransmits NON requests, so `send` does it here (unless the transport moves the request with Q-Block,
+RFC 9177, which retransmits only what was lost, on its own), on the RFC 7252 §4.8 schedule computed by the
 core from the session's max-retransmit / ack-timeout / ack-random-factor: every transmission is a new NON message
 (new token) and the first answer to any of them wins. CON requests (session configuration) are retransmitted by
 aiocoap itself; over TLS nothing is retransmitted (RFC 8323).
@@ -21,6 +22,9 @@ from opendots.errors import UnavailableError
 from opendots.model import ModelError, decode_signal, decode_telemetry, encode_signal, encode_telemetry
 from opendots.signal.client.core.requests import CONTENT_FORMAT_DOTS_CBOR, DotsRequest, DotsResponse
 from opendots.signal.client.core.timing import SessionParameters, retransmission_schedule
+from opendots.transport import ClientRequest, client_request
+from opendots.transport.qblock import QBlockParameters
+from opendots.transport.qblock_client import QBlockFailed
 
 log = logging.getLogger(__name__)
 _METHODS = {"GET": aiocoap.GET, "PUT": aiocoap.PUT, "DELETE": aiocoap.DELETE}
@@ -42,6 +46,7 @@ class _SessionTuning(aiocoap.TransportTuning):
         self.ACK_RANDOM_FACTOR = float(parameters.ack_random_factor)
         self.MAX_RETRANSMIT = int(parameters.max_retransmit)
         self.reliability = reliability
+        self.parameters = parameters
 
 
 def build_message(
@@ -89,6 +94,30 @@ def to_dots_response(message: aiocoap.Message, *, telemetry: bool = False) -> Do
     )
 
 
+def qblock_parameters(parameters: SessionParameters) -> QBlockParameters | None:
+    """The Q-Block engine's parameters for the session: the RFC 9362 values in force with PARAMETERS (the set that
+    applies now), or None (RFC 9177's defaults) when the engine cannot use them."""
+    try:
+        return QBlockParameters(**parameters.robust().engine_values())
+    except ValueError as problem:
+        log.debug("RFC 9362 values unusable for Q-Block (%s); using RFC 9177's", problem)
+        return None
+
+
+async def start_request(context: aiocoap.Context, message: aiocoap.Message, timeout: float) -> ClientRequest:
+    # The RFC 9177 §4.1 probe, once per session, may precede the first large body or GET: a third of the wait.
+    parameters = getattr(message.transport_tuning, "parameters", None)
+    try:
+        return await client_request(
+            context,
+            message,
+            qblock_parameters=qblock_parameters(parameters) if parameters is not None else None,
+            probe_timeout=min(5.0, timeout / 3),
+        )
+    except aiocoap.error.Error as error:
+        raise TransportFailure(str(error) or type(error).__name__) from error
+
+
 async def send(
     context: aiocoap.Context,
     base_uri: str,
@@ -105,14 +134,22 @@ async def send(
     NON over DTLS follows the retransmission schedule unless SINGLE (heartbeats: each one is sent once and the
     next heartbeat is the retry); TIMEOUT bounds the wait otherwise. Raises NoAnswer or TransportFailure.
     """
-    if reliable or request.confirmable or single:
-        pending = context.request(build_message(base_uri, request, reliable=reliable, parameters=parameters))
+    message = build_message(base_uri, request, reliable=reliable, parameters=parameters)
+    first = await start_request(context, message, timeout)
+    if reliable or request.confirmable or single or first.qblock:
+        # Q-Block (RFC 9177) retransmits on its own: only missing blocks, never the whole body again.
+        pending = first.pending
         try:
             async with asyncio.timeout(timeout):  # not wait_for: 3.11's can swallow a racing cancel
                 answer = await pending.response
             return to_dots_response(answer, telemetry=request.telemetry)
         except TimeoutError:
+            if first.qblock:  # stop the transfer: its blocks and timers go (RFC 9177 §4.3)
+                pending.response.cancel()
+                await asyncio.sleep(0)  # let aiocoap's and the engine's done callbacks run (see below)
             raise NoAnswer(f"no answer to {request.method} {request.uri_path} within {timeout:.1f} s") from None
+        except QBlockFailed as error:
+            raise NoAnswer(f"no answer to {request.method} {request.uri_path}: {error}") from None
         except aiocoap.error.Error as error:
             raise TransportFailure(str(error) or type(error).__name__) from error
     offsets = retransmission_schedule(parameters, rng)
@@ -121,8 +158,14 @@ async def send(
     attempts: list[asyncio.Future[aiocoap.Message]] = []
     try:
         for number, next_offset in enumerate(offsets[1:]):
-            attempt = context.request(build_message(base_uri, request, reliable=False, parameters=parameters))
-            attempts.append(asyncio.ensure_future(attempt.response))
+            attempt = (
+                first
+                if not number
+                else await start_request(
+                    context, build_message(base_uri, request, reliable=False, parameters=parameters), timeout
+                )
+            )
+            attempts.append(asyncio.ensure_future(attempt.pending.response))
             if number:
                 log.debug("NON retransmission %d of %s %s", number, request.method, request.uri_path)
             wait = max(0.0, started + next_offset - loop.time())

@@ -37,3 +37,18 @@ class RobustTransmission:
     def receive_wait(self, re_requests: int) -> float:
         """Time-to-Wait before re-requesting missing payloads the RE_REQUESTS-th time (1, 2, ...): doubles each time."""
         return self.non_receive_timeout * 2 ** max(0, re_requests - 1)
+
+    def engine_values(self) -> dict[str, float | int | None]:
+        """These values as the keyword arguments of RFC 9177 §7.2's parameters of the Q-Block engine, either side's
+        (opendots.transport.qblock.QBlockParameters): all resolved already, but a derived NON_PROBING_WAIT is left
+        to the engine (None), which keeps its jitter."""
+        return {
+            "max_payloads": self.max_payloads,
+            "non_max_retransmit": self.non_max_retransmit,
+            "non_timeout": self.non_timeout,
+            "non_receive_timeout": self.non_receive_timeout,
+            "non_probing_wait": self.non_probing_wait if self.explicit_probing_wait else None,
+            "non_partial_timeout": self.non_partial_timeout,
+            "ack_random_factor": self.ack_random_factor,
+            "probing_rate": float(self.probing_rate),
+        }

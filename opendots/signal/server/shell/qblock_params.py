@@ -18,18 +18,9 @@ log = logging.getLogger(__name__)
 
 
 def engine_parameters(robust: RobustTransmission) -> QBlockParameters:
-    """RFC 9362's values as RFC 9177 §7.2's parameters (all resolved already; a derived NON_PROBING_WAIT keeps its
-    jitter by being left to the engine). Raises ValueError for values the engine refuses (§7.2's MUSTs)."""
-    return QBlockParameters(
-        max_payloads=robust.max_payloads,
-        non_max_retransmit=robust.non_max_retransmit,
-        non_timeout=robust.non_timeout,
-        non_receive_timeout=robust.non_receive_timeout,
-        non_probing_wait=robust.non_probing_wait if robust.explicit_probing_wait else None,
-        non_partial_timeout=robust.non_partial_timeout,
-        ack_random_factor=robust.ack_random_factor,
-        probing_rate=float(robust.probing_rate),
-    )
+    """RFC 9362's values as RFC 9177 §7.2's parameters (RobustTransmission.engine_values, which the client uses
+    too). Raises ValueError for values the engine refuses (§7.2's MUSTs)."""
+    return QBlockParameters(**robust.engine_values())
 
 
 def session_parameters(core: SignalServer) -> ParametersFor:
