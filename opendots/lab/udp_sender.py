@@ -23,10 +23,11 @@ def main() -> None:
     parser.add_argument("--pps", type=float, default=0.0, help="0: as fast as possible")
     parser.add_argument("--size", type=int, default=64, help="payload bytes")
     parser.add_argument("--source-port", type=int, default=0)
-    parser.add_argument("--source-address", default="", help="UDP: the address to send from (a host of several)")
     parser.add_argument("--protocol", type=int, default=17, help="17: UDP socket; anything else: raw IP packets")
     parser.add_argument("--tcp-flags", type=int, default=0, help="raw packets: TCP flags byte (offset 13)")
-    parser.add_argument("--source-address", default="", help="send from this address (one of the namespace's)")
+    parser.add_argument(
+        "--source-address", default="", help="send from this address (one of the namespace's; raw packets too)"
+    )
     args = parser.parse_args()
     count = max(0, min(args.count, MAX_COUNT))
     duration = max(0.0, min(args.duration, MAX_DURATION))
