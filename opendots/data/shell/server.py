@@ -257,7 +257,7 @@ def _expiry_task(runner: CoreRunner, store: DataChannelStore, clock: Callable[[]
             while True:
                 await asyncio.sleep(interval)
                 async with runner.writes:  # not while a write is being committed in a worker thread
-                    removed = store.purge_expired(clock())
+                    removed = await runner.run_store(store.purge_expired, clock())
                 if removed:
                     log.info("data channel: removed %d expired aliases/ACLs", removed)
 
