@@ -189,6 +189,7 @@ class DataChannelQuery:
     def __init__(self, store: DataChannelStore, clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.clock = clock
+        self.remote = bool(getattr(store, "remote", False))  # each read a network round trip: not on the loop
 
     def resolve_alias(self, cuid: str, name: str) -> Alias | None:
         entry = self.store.get_alias(cuid, name, self.clock())

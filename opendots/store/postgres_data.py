@@ -3,7 +3,8 @@
 
 The data channel core reads its store synchronously (it decides on what it reads). This store keeps that interface:
 its asyncpg pool lives on an event loop in a thread of its own, and each call waits for its statement there, bounded
-by TIMEOUT (a database that stops answering is a StoreError, never a wedged process). A local round trip costs
+by TIMEOUT (a database that stops answering is a StoreUnavailable, never a wedged process). Since each call blocks
+its caller, the HTTPS shell makes them from worker threads, never from the event loop. A local round trip costs
 ~0.1-0.3 ms, a request makes a handful. Every `apply` is one transaction, as in the SQLite store.
 """
 
@@ -20,7 +21,7 @@ import asyncpg
 
 from opendots.store.data_records import Changes, ClientRecord, StoredEntry
 from opendots.store.postgres import TIMEOUT, connect_pool, migrate, redacted
-from opendots.store.records import StoreError
+from opendots.store.records import StoreError, StoreUnavailable
 
 T = TypeVar("T")
 
@@ -74,7 +75,10 @@ _ACL_COLUMNS = "name, body, expires, position, activation_type"
 
 class PostgresDataChannelStore:
     """DataChannelStore on PostgreSQL: `PostgresDataChannelStore.open(url)` (blocking: call it off the loop or
-    before serving), then the synchronous interface of the SQLite store."""
+    before serving), then the synchronous interface of the SQLite store. Every call is a network round trip that
+    may wait up to TIMEOUT: callers on an event loop make them in a worker thread (`remote`)."""
+
+    remote = True  # the data channel's shell runs whole requests off the loop (opendots/data/shell/runner.py)
 
     def __init__(self, url: str, timeout: float = TIMEOUT) -> None:
         self.url = url
@@ -102,8 +106,10 @@ class PostgresDataChannelStore:
             return future.result(timeout=self.timeout * 2)  # the statements' own timeout comes first
         except TimeoutError:
             future.cancel()
-            raise StoreError(f"PostgreSQL {redacted(self.url)}: no answer within {self.timeout * 2:.0f} s") from None
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as problem:
+            raise StoreUnavailable(f"PostgreSQL {redacted(self.url)}: no answer within {self.timeout:.0f} s") from None
+        except (asyncpg.InterfaceError, OSError) as problem:
+            raise StoreUnavailable(f"PostgreSQL {redacted(self.url)}: {problem}") from problem
+        except asyncpg.PostgresError as problem:
             raise StoreError(f"PostgreSQL {redacted(self.url)}: {problem}") from problem
 
     def _fetch(self, query: str, *arguments: Any) -> list[asyncpg.Record]:

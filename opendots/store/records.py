@@ -18,6 +18,10 @@ class StoreError(Exception):
     Stores raise this, never their driver's own errors, so the layers above need no database module."""
 
 
+class StoreUnavailable(StoreError):
+    """The store did not answer in time or could not be reached: try again later (RESTCONF 503), not a refusal."""
+
+
 @dataclass(frozen=True)
 class MitigationRecord:
     """One mitigation request accepted from a client."""

@@ -22,6 +22,7 @@ from opendots.data.shell.settings import HttpTimeouts, data_settings_from_table,
 from opendots.model.data_channel import yang_library
 from opendots.pki import cuid_from_certificate
 from opendots.store.data_records import DataChannelStore
+from opendots.store.records import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -248,16 +249,23 @@ def create_data_app(
     return app
 
 
-def _expiry_task(runner: CoreRunner, store: DataChannelStore, clock: Callable[[], float], interval: float = 60.0):
+PURGE_INTERVAL = 60.0  # seconds between purges of expired aliases/ACLs
+
+
+def _expiry_task(runner: CoreRunner, store: DataChannelStore, clock: Callable[[], float]):
     """Owns the periodic purge of expired aliases/ACLs (§3.5); readers already ignore expired rows. On cleanup,
     closes the runner's second connection."""
 
     async def context(app: web.Application):
         async def loop() -> None:
             while True:
-                await asyncio.sleep(interval)
-                async with runner.writes:  # not while a write is being committed in a worker thread
-                    removed = store.purge_expired(clock())
+                await asyncio.sleep(PURGE_INTERVAL)
+                try:
+                    async with runner.writes:  # not while a write is being committed in a worker thread
+                        removed = await runner.run_store(store.purge_expired, clock())  # off the loop on PostgreSQL
+                except StoreError as error:  # the next round tries again: expired rows are invisible meanwhile
+                    log.error("data channel: could not purge expired aliases/ACLs: %s", error)
+                    continue
                 if removed:
                     log.info("data channel: removed %d expired aliases/ACLs", removed)
 

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from opendots.config import ClientAuthorization
 from opendots.data.core import DataChannelCore
@@ -34,6 +34,7 @@ from opendots.signal.server.core.filtering import (
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 STOP_GRACE = 10.0  # seconds a stopping server waits for the nft change in progress
 
 
@@ -94,7 +95,7 @@ class AclEnforcer:
 
     async def start(self) -> None:
         """Enforce what the stored ACLs call for now (after the mitigators restored their mitigations)."""
-        self._dirty.update(self.known_cuids())
+        self._dirty.update(await self._read(self.known_cuids))
         self._task = asyncio.create_task(self._run())
         await self.idle()
 
@@ -146,13 +147,20 @@ class AclEnforcer:
             finally:
                 self._busy = False
 
+    async def _read(self, function: Callable[..., T], *args: Any) -> T:
+        """A read of the data channel's store: in a worker thread when each is a network round trip (PostgreSQL),
+        which may wait for the store's timeout; the reconciliations stay one at a time (this task)."""
+        if getattr(self.source, "remote", False):
+            return await asyncio.to_thread(function, *args)
+        return function(*args)
+
     def _owner(self, cuid: str) -> str | None:
         client = self.authorize(cuid)
         return client.name if client is not None else None
 
     async def _reconcile(self, cuid: str) -> None:
         now = self.clock()
-        acls = self.source.acls_for(cuid)
+        acls = await self._read(self.source.acls_for, cuid)
         if not acls and cuid not in self._enforced:
             self._without_acls.add(cuid)
         wanted = acls_to_enforce(acls, self.mitigating(cuid), now)
