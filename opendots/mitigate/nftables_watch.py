@@ -1,8 +1,11 @@
-"""The top-talker policy's table (opendots.mitigate.top_talkers) beside the nftables mitigator's: what still
-reaches a target behind the drop, and the rate limit of named talkers, as libnftables JSON commands, pure data.
+"""The counting table beside the nftables mitigator's: what still reaches each mitigation's targets behind the drop
+(RFC 9244 total-traffic = dropped + passed), and for the top-talker policy (opendots.mitigate.top_talkers) what
+reaches a narrow mitigation's scope and the rate limit of named talkers, as libnftables JSON commands, pure data.
 
 A second netdev table (`<table>_tt`) hooks the same interface one priority step after the mitigator's chain, so it
-sees only the packets that chain let through. For each mitigation in its narrow phase: with the "rate-limit" action,
+sees only the packets that chain let through. For every enforced mitigation, one rule per address family counts, in
+a target counter, the packets toward its target prefixes (any protocol or port, sources ignored): what passed toward
+its targets. For each mitigation in its narrow phase, besides: with the "rate-limit" action,
 first one rule per address family dropping (and counting, in the mitigation's dropped counter here) the named
 talkers' packets toward the target beyond a byte rate they share; then one rule per family counting, in a passed
 counter, the packets toward the mitigation's whole scope (its target prefixes, protocols and destination ports,
@@ -14,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +47,11 @@ def limited_counter_name(key: str) -> str:
     return _name("d", key)
 
 
+def target_counter_name(key: str) -> str:
+    """The named counter of everything that still reaches mitigation KEY's target prefixes."""
+    return _name("t", key)
+
+
 def limit_name(key: str) -> str:
     return _name("r", key)
 
@@ -62,16 +70,25 @@ class Watch:
     """(packets, bytes) the dropped counter starts from: the mitigation's counts so far."""
 
 
-def watch_commands(table: Table, before: Mapping[str, bool], watched: Mapping[str, Watch]) -> list[JsonCommand]:
-    """The commands taking the watch table from BEFORE (key → whether its talkers were rate-limited) to WATCHED.
+def watch_commands(
+    table: Table,
+    before: Mapping[str, bool],
+    watched: Mapping[str, Watch],
+    counted_before: Collection[str] = (),
+    counted: Mapping[str, MitigationScope] | None = None,
+) -> list[JsonCommand]:
+    """The commands taking the watch table from BEFORE (key → whether its talkers were rate-limited) to WATCHED,
+    and its target counters from COUNTED_BEFORE to COUNTED (key → scope whose target prefixes are counted).
 
-    The chain is rewritten whole (a handful of rules: only mitigations in their narrow phase are here); counters
-    and limits of keys present before and after are kept. No key left: the table goes."""
+    The chain is rewritten whole (two rules per enforced mitigation, one per narrow one, one per rate limit: linear
+    in the mitigations, like the batch that changes one); counters and limits of keys present before and after are
+    kept. No key left: the table goes."""
     watch = watch_table(table)
-    if not watched:
-        return watch.reset_commands() if before else []
+    counted = counted or {}
+    if not watched and not counted:
+        return watch.reset_commands() if before or counted_before else []
     commands: list[JsonCommand] = []
-    if not before:
+    if not before and not counted_before:
         commands += watch.reset_commands()
         commands.append({"add": {"table": watch.table_object()}})
         chain = watch.ref(
@@ -97,6 +114,17 @@ def watch_commands(table: Table, before: Mapping[str, bool], watched: Mapping[st
         for matches in scope_matches(entry.scope):
             expressions = [*matches, {"counter": passed_counter_name(key)}]
             commands.append({"add": {"rule": watch.ref(chain=CHAIN, expr=expressions)}})
+    for key, scope in counted.items():
+        if key not in counted_before:
+            commands.append({"add": {"counter": watch.ref(name=target_counter_name(key), comment=key[:120])}})
+        targets = MitigationScope(key=key, target_prefixes=scope.target_prefixes)
+        for matches in scope_matches(targets):
+            commands.append(
+                {"add": {"rule": watch.ref(chain=CHAIN, expr=[*matches, {"counter": target_counter_name(key)}])}}
+            )
+    for key in counted_before:
+        if key not in counted:
+            commands.append({"delete": {"counter": watch.ref(name=target_counter_name(key))}})
     for key, limited in before.items():
         if key not in watched:
             commands.append({"delete": {"counter": watch.ref(name=passed_counter_name(key))}})
