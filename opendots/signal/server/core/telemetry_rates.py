@@ -97,6 +97,8 @@ class AttackAndTotal:
         self.attack.feed(now, dropped[0], dropped[1], sample_seconds, basis)
         if passed is not None:
             self.total.feed(now, dropped[0] + passed[0], dropped[1] + passed[1], sample_seconds, basis)
+        else:  # no longer measured (a mitigator that does not count it joined a sum): no stale total either
+            self.total = TrafficSeries(self.total.max_samples)
 
     def render(self, now: float, config: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
         """{'total-traffic': ..., 'total-attack-traffic': ...}, each only when it has samples."""
