@@ -135,7 +135,7 @@ class NftablesMitigator:
         """Mitigations under the top-talker policy (opendots.mitigate.top_talkers), by key."""
         self._watched: dict[str, bool] = {}
         """Keys in the watch table (opendots.mitigate.nftables_watch): narrow, and whether rate-limited there."""
-        self._counted: set[str] = set()
+        self._counted: dict[str, MitigationScope] = {}
         """Keys whose passed traffic toward their targets the watch table counts: every enforced mitigation."""
 
     # ---- Mitigator protocol ----
@@ -336,11 +336,11 @@ class NftablesMitigator:
             # Top-talker policies start again only with a new request: after a restart the whole scope is enforced.
             # The passed counts start again from zero (the rates restart their baseline when a sum goes back).
             counted = {scope.key: scope for scope in valid}
-            rewatch = watch_commands(self.table, {}, {}, (), counted) or watch_table(self.table).reset_commands()
+            rewatch = watch_commands(self.table, {}, {}, {}, counted) or watch_table(self.table).reset_commands()
             await self._commit(plan, rewatch)
             self._policies = {}
             self._watched = {}
-            self._counted = set(counted)
+            self._counted = counted
             now = self._clock()
             self._rates = {
                 scope.key: DropRates(self._rate_window, now, *carried.get(counter_name(scope.key), (0, 0)))
@@ -357,7 +357,7 @@ class NftablesMitigator:
             self._rates.clear()
             self._policies = {}
             self._watched = {}
-            self._counted = set()
+            self._counted = {}
 
     @property
     def active_keys(self) -> list[str]:
@@ -395,14 +395,14 @@ class NftablesMitigator:
         counted = _counted(plan.state, policies, watched)
         try:
             await self._commit(plan, watch_commands(self.table, self._watched, watched, self._counted, counted))
-            self._policies, self._watched, self._counted = policies, after, set(counted)
+            self._policies, self._watched, self._counted = policies, after, counted
         except MitigatorError:
             if not self._state.initialized or await self._table_present(self.table):
                 if not (self._watched or self._counted) or await self._table_present(watch_table(self.table)):
                     raise
                 # Only the watch table is gone (deleted by hand...): build it again whole, with this change.
-                await self._commit(plan, watch_commands(self.table, {}, watched, (), counted))
-                self._policies, self._watched, self._counted = policies, after, set(counted)
+                await self._commit(plan, watch_commands(self.table, {}, watched, {}, counted))
+                self._policies, self._watched, self._counted = policies, after, counted
                 return
             # Our table is gone (someone flushed the ruleset, a firewall reload...): re-install everything we
             # enforce, plus this change, in one batch. Its counters went with the table.
@@ -414,9 +414,9 @@ class NftablesMitigator:
             )
             changed = plan_change(self.table, rebuilt.state, **change)
             counted = _counted(changed.state, policies, watched)
-            rewatch = watch_commands(self.table, {}, watched, (), counted) or watch_table(self.table).reset_commands()
+            rewatch = watch_commands(self.table, {}, watched, {}, counted) or watch_table(self.table).reset_commands()
             await self._commit(Plan(commands=rebuilt.commands + changed.commands, state=changed.state), rewatch)
-            self._policies, self._watched, self._counted = policies, after, set(counted)
+            self._policies, self._watched, self._counted = policies, after, counted
             now = self._clock()
             self._rates = {key: DropRates(self._rate_window, now) for key in self._state.scopes}
 

@@ -109,7 +109,8 @@ def capacity_for(count: int) -> int:
     return max(MIN_CAPACITY, 1 << (2 * count - 1).bit_length())
 
 
-def _address_range(network: IPNetwork) -> Range:
+def address_range(network: IPNetwork) -> Range:
+    """The (first, last) integer addresses of NETWORK."""
     _, first, last = network_bounds(network)
     return first, last
 
@@ -139,7 +140,7 @@ def scope_elements(scope: MitigationScope) -> dict[MapId, list[ElementKey]]:
         elements.setdefault(MapId(version, shape.name, exact), []).append(key)
 
     for target in scope.target_prefixes:
-        destination = _address_range(target)
+        destination = address_range(target)
         version = target.version
         if not with_source:
             if not protocols and not with_ports:
@@ -155,7 +156,7 @@ def scope_elements(scope: MitigationScope) -> dict[MapId, list[ElementKey]]:
         if sources is None:
             sources = [ipaddress.ip_network("0.0.0.0/0" if version == 4 else "::/0")]
         for source in sources:
-            saddr = _address_range(source)
+            saddr = address_range(source)
             if not with_ports:
                 for protocol_range in [(p, p) for p in protocols] or [ANY_PROTOCOL]:
                     add(version, Shape.SRC_DST_PROTO, (saddr, destination, protocol_range))
