@@ -261,7 +261,14 @@ class NftablesMitigator:
         else:
             pps, bps = rates.add(self._clock(), packets, bytes_)  # RFC 9132: bps-dropped is bytes per second
         pkts_passed, bytes_passed = passed if passed is not None else (None, None)
-        return Counters(bytes_, packets, bps, pps, bytes_passed=bytes_passed, pkts_passed=pkts_passed)
+        return Counters(
+            bytes_dropped=bytes_,
+            pkts_dropped=packets,
+            bps_dropped=bps,
+            pps_dropped=pps,
+            bytes_passed=bytes_passed,
+            pkts_passed=pkts_passed,
+        )
 
     async def health(self) -> bool:
         """True when nft answers, the interface exists and, while enforcing, our chain is hooked on it."""
