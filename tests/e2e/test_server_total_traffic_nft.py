@@ -7,6 +7,7 @@ total-traffic (dropped + passed) and total-attack-traffic (dropped) equal to tho
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import secrets
 from pathlib import Path
@@ -15,8 +16,10 @@ import aiocoap
 import pytest
 
 from opendots.config import ServerConfig
+from opendots.domain import MitigationScope, PortRange
 from opendots.lab.flood import VictimTally, flood
 from opendots.lab.netns import Lab
+from opendots.mitigate.nftables import NftablesMitigator
 from opendots.mitigate.nftables_ruleset import counter_name
 from opendots.mitigate.nftables_watch import target_counter_name
 from opendots.model import decode_signal, decode_telemetry, encode_signal, encode_telemetry
@@ -141,3 +144,30 @@ async def test_total_traffic_is_the_dropped_plus_the_passed_nftables_counts_and_
     finally:
         await client.shutdown()
         await running.stop()
+
+
+async def test_nested_targets_count_what_passes_once_for_the_most_specific_mitigation_and_a_withdraw_keeps_the_rest(
+    lab: Lab, nft_mitigator: NftablesMitigator, table_name: str
+):
+    """The counting table's interval map: a /24 and a host inside it; traffic to the host counts for the host's
+    mitigation only, traffic to another host of the /24 for the /24's; once the host's mitigation is withdrawn the
+    /24 counts its traffic again."""
+    host, other = lab.victim_v4[0], lab.victim_v4[1]
+    wide = MitigationScope(
+        "c/24", (ipaddress.ip_network(f"{host}/24", strict=False),), target_port_ranges=(PortRange(9, 9),)
+    )
+    narrow = MitigationScope("c/32", (ipaddress.ip_network(f"{host}/32"),), target_port_ranges=(PortRange(9, 9),))
+    await nft_mitigator.apply(wide)
+    await nft_mitigator.apply(narrow)
+    options = {"duration": 10.0, "pps": 15_000, "protocol": 17}
+    assert (await asyncio.to_thread(flood, lab.attacker, str(host), PASSED_PORT, count=300, **options)).sent == 300
+    assert (await asyncio.to_thread(flood, lab.attacker, str(other), PASSED_PORT, count=200, **options)).sent == 200
+    found = await nft_mitigator.counters_many(["c/24", "c/32"])
+    assert (found["c/32"].pkts_passed, found["c/24"].pkts_passed) == (300, 200)
+    assert (found["c/32"].pkts_dropped, found["c/24"].pkts_dropped) == (0, 0)
+    await nft_mitigator.withdraw("c/32")
+    assert (await asyncio.to_thread(flood, lab.attacker, str(host), PASSED_PORT, count=100, **options)).sent == 100
+    assert (await nft_mitigator.counters("c/24")).pkts_passed == 300
+    assert target_counter_name("c/32") not in json.dumps(
+        json.loads(lab.router.run(["nft", "-j", "list", "table", "netdev", f"{table_name}_tt"]).stdout)
+    )
