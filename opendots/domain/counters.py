@@ -1,15 +1,20 @@
-"""What a mitigator measured (RFC 9132 §4.4.2: bytes-dropped, bps-dropped, pkts-dropped, pps-dropped)."""
+"""What a mitigator measured (RFC 9132 §4.4.2: bytes-dropped, bps-dropped, pkts-dropped, pps-dropped), and what it
+let through toward the mitigation's targets (RFC 9244 §9.2 total-traffic is dropped + passed)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-COUNTER_FIELDS = ("bytes_dropped", "pkts_dropped", "bps_dropped", "pps_dropped")
+COUNTER_FIELDS = ("bytes_dropped", "pkts_dropped", "bps_dropped", "pps_dropped", "bytes_passed", "pkts_passed")
+DROPPED_FIELDS = COUNTER_FIELDS[:4]
+"""What the signal channel's mitigation status shows (RFC 9132 §4.4.2)."""
 
 
 @dataclass(frozen=True)
 class Counters:
-    """Traffic a mitigator really dropped. None means "not measured", never zero by assumption.
+    """Traffic a mitigator really dropped, and passed toward the mitigation's target prefixes (any protocol and
+    port: what still reached the targets behind every drop of the mitigator). None means "not measured", never
+    zero by assumption.
 
     The YANG leaves are yang:zero-based-counter64 (bytes/pkts) and yang:gauge64 (bps/pps); the signal channel
     sends them as strings (RFC 7951 §6.1)."""
@@ -18,6 +23,12 @@ class Counters:
     pkts_dropped: int | None = None
     bps_dropped: int | None = None
     pps_dropped: int | None = None
+    bytes_passed: int | None = None
+    pkts_passed: int | None = None
+
+    def dropped(self) -> Counters:
+        """These counters without the passed ones: what a mitigation status shows (a change there is notified)."""
+        return Counters(self.bytes_dropped, self.pkts_dropped, self.bps_dropped, self.pps_dropped)
 
     @classmethod
     def summed(cls, parts: list[Counters]) -> Counters:

@@ -8,9 +8,11 @@ which the kernel commits atomically: either the whole change is enforced, or not
 built by the pure planner in opendots.mitigate.nftables_ruleset (ACL rules: nftables_acl); this module only runs
 nft (inside a network namespace if asked, through `nsenter --net`) and reads counters back.
 
-With the top-talker policy ([mitigation] top_talker_policy, opendots.mitigate.top_talkers) a mitigation naming top
-talkers is first enforced narrow, with a second table behind ours (nftables_watch) counting what still reaches its
-targets; each counter read feeds the policy, and a widening is one more batch touching both tables.
+A second table behind ours (nftables_watch), changed in the same batches, counts per mitigation what still reaches
+its target prefixes (the passed counts of Counters: RFC 9244 total-traffic). With the top-talker policy ([mitigation]
+top_talker_policy, opendots.mitigate.top_talkers) a mitigation naming top talkers is first enforced narrow, and that
+table also counts what still reaches its scope; each counter read feeds the policy, and a widening is one more batch
+touching both tables.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from opendots.mitigate.nftables_watch import (
     Watch,
     limited_counter_name,
     passed_counter_name,
+    target_counter_name,
     watch_commands,
     watch_table,
 )
@@ -137,6 +140,8 @@ class NftablesMitigator:
         """Mitigations under the top-talker policy (opendots.mitigate.top_talkers), by key."""
         self._watched: dict[str, bool] = {}
         """Keys in the watch table (opendots.mitigate.nftables_watch): narrow, and whether rate-limited there."""
+        self._counted: dict[str, MitigationScope] = {}
+        """Keys whose passed traffic toward their targets the watch table counts: every enforced mitigation."""
 
     # ---- Mitigator protocol ----
 
@@ -186,9 +191,8 @@ class NftablesMitigator:
         return found[key]
 
     async def counters_many(self, keys: list[str]) -> dict[str, Counters]:
-        """Every named counter of our table in one `nft list counters table` call (one nft process, however
-        many mitigations are active; one more for the watch table while a top-talker policy is narrow); keys we
-        do not enforce are left out."""
+        """Every named counter of our table in one `nft list counters table` call, and of the watch table in one
+        more (two nft processes, however many mitigations are active); keys we do not enforce are left out."""
         enforced = [key for key in keys if key in self._state.scopes]
         narrow = [key for key in keys if key in self._watched]
         if not enforced and not narrow:
@@ -197,7 +201,8 @@ class NftablesMitigator:
         if enforced:
             listing = await self._nft("-j", "list", "counters", "table", self.table.family, self.table.name)
             values = _counter_values(listing)
-        watched = await self._watch_counters() if narrow else {}
+        counted = narrow or any(key in self._counted for key in enforced)
+        watched = await self._watch_counters() if counted else {}
         if watched is None:  # the watch table is gone: build it again, counting from now
             async with self._lock:
                 await self._change()
@@ -210,7 +215,7 @@ class NftablesMitigator:
             else:  # rate-limited talkers: the drops are counted in the watch table
                 value = watched.get(limited_counter_name(key)) if self._watched.get(key) else None
             if value is not None:
-                found[key] = self._measured(key, *value)
+                found[key] = self._measured(key, *value, passed=watched.get(target_counter_name(key)))
                 dropped[key] = value[0]
         await self._judge(dropped, watched)
         return found
@@ -253,14 +258,22 @@ class NftablesMitigator:
                 log.warning("top-talker counters of %s: %s", watch.name, error)
             return None
 
-    def _measured(self, key: str, packets: int, bytes_: int) -> Counters:
+    def _measured(self, key: str, packets: int, bytes_: int, passed: tuple[int, int] | None = None) -> Counters:
         rates = self._rates.get(key)
         if rates is None:
             rates = self._rates[key] = DropRates(self._rate_window, self._clock(), packets, bytes_)
             pps = bps = None
         else:
             pps, bps = rates.add(self._clock(), packets, bytes_)  # RFC 9132: bps-dropped is bytes per second
-        return Counters(bytes_dropped=bytes_, pkts_dropped=packets, bps_dropped=bps, pps_dropped=pps)
+        pkts_passed, bytes_passed = passed if passed is not None else (None, None)
+        return Counters(
+            bytes_dropped=bytes_,
+            pkts_dropped=packets,
+            bps_dropped=bps,
+            pps_dropped=pps,
+            bytes_passed=bytes_passed,
+            pkts_passed=pkts_passed,
+        )
 
     async def health(self) -> bool:
         """True when nft answers, the interface exists and, while enforcing, our chain is hooked on it."""
@@ -333,9 +346,13 @@ class NftablesMitigator:
                     carried[counter_name(scope.key)] = limited[limited_counter_name(scope.key)]
             plan = plan_change(self.table, RulesetState(), put=valid, carried_counters=carried, put_acls=valid_acls)
             # Top-talker policies start again only with a new request: after a restart the whole scope is enforced.
-            await self._commit(plan, watch_table(self.table).reset_commands())
+            # The passed counts start again from zero (the rates restart their baseline when a sum goes back).
+            counted = {scope.key: scope for scope in valid}
+            rewatch = watch_commands(self.table, {}, {}, {}, counted) or watch_table(self.table).reset_commands()
+            await self._commit(plan, rewatch)
             self._policies = {}
             self._watched = {}
+            self._counted = counted
             now = self._clock()
             self._rates = {
                 scope.key: DropRates(self._rate_window, now, *carried.get(counter_name(scope.key), (0, 0)))
@@ -352,6 +369,7 @@ class NftablesMitigator:
             self._rates.clear()
             self._policies = {}
             self._watched = {}
+            self._counted = {}
 
     @property
     def active_keys(self) -> list[str]:
@@ -386,16 +404,17 @@ class NftablesMitigator:
             change["carried_counters"] = {counter_name(k): counts.get(limited_counter_name(k), (0, 0)) for k in leaving}
         plan = plan_change(self.table, self._state, **change)  # invalid input raises here, nothing sent
         after = {key: key in limits for key in watched}
+        counted = _counted(plan.state, policies, watched)
         try:
-            await self._commit(plan, watch_commands(self.table, self._watched, watched))
-            self._policies, self._watched = policies, after
+            await self._commit(plan, watch_commands(self.table, self._watched, watched, self._counted, counted))
+            self._policies, self._watched, self._counted = policies, after, counted
         except MitigatorError:
             if not self._state.initialized or await self._table_present(self.table):
-                if not self._watched or await self._table_present(watch_table(self.table)):
+                if not (self._watched or self._counted) or await self._table_present(watch_table(self.table)):
                     raise
                 # Only the watch table is gone (deleted by hand...): build it again whole, with this change.
-                await self._commit(plan, watch_commands(self.table, {}, watched))
-                self._policies, self._watched = policies, after
+                await self._commit(plan, watch_commands(self.table, {}, watched, {}, counted))
+                self._policies, self._watched, self._counted = policies, after, counted
                 return
             # Our table is gone (someone flushed the ruleset, a firewall reload...): re-install everything we
             # enforce, plus this change, in one batch. Its counters went with the table.
@@ -406,9 +425,10 @@ class NftablesMitigator:
                 self.table, RulesetState(), put=self._state.scopes.values(), put_acls=self._state.acls.values()
             )
             changed = plan_change(self.table, rebuilt.state, **change)
-            rewatch = watch_commands(self.table, {}, watched) or watch_table(self.table).reset_commands()
+            counted = _counted(changed.state, policies, watched)
+            rewatch = watch_commands(self.table, {}, watched, {}, counted) or watch_table(self.table).reset_commands()
             await self._commit(Plan(commands=rebuilt.commands + changed.commands, state=changed.state), rewatch)
-            self._policies, self._watched = policies, after
+            self._policies, self._watched, self._counted = policies, after, counted
             now = self._clock()
             self._rates = {key: DropRates(self._rate_window, now) for key in self._state.scopes}
 
@@ -473,6 +493,15 @@ class NftablesMitigator:
             message = stderr.decode(errors="replace").strip() or f"exit status {process.returncode}"
             raise MitigatorError(f"{tool}: {message[:MAX_ERROR_CHARS]}")
         return stdout.decode()
+
+
+def _counted(
+    state: RulesetState, policies: dict[str, SourcesFirst], watched: dict[str, Watch]
+) -> dict[str, MitigationScope]:
+    """Every mitigation enforced after a change (in our table, or rate-limited in the watch table), by key, with the
+    scope whose target prefixes it protects (the whole one, not the top-talker policy's narrow form)."""
+    keys = [*state.scopes, *(key for key in watched if key not in state.scopes)]
+    return {key: policies[key].scope if key in policies else state.scopes[key] for key in keys}
 
 
 def _memory_file(data: bytes) -> int:

@@ -111,7 +111,8 @@ def capacity_for(count: int) -> int:
     return max(MIN_CAPACITY, 1 << (2 * count - 1).bit_length())
 
 
-def _address_range(network: IPNetwork) -> Range:
+def address_range(network: IPNetwork) -> Range:
+    """The (first, last) integer addresses of NETWORK."""
     _, first, last = network_bounds(network)
     return first, last
 
@@ -142,7 +143,7 @@ def scope_elements(scope: MitigationScope) -> dict[MapId, list[ElementKey]]:
         elements.setdefault(MapId(version, shape.name, exact), []).append(key)
 
     for target in scope.target_prefixes:
-        destination = _address_range(target)
+        destination = address_range(target)
         version = target.version
         if not with_source:
             if not protocols and not with_ports:
@@ -161,7 +162,7 @@ def scope_elements(scope: MitigationScope) -> dict[MapId, list[ElementKey]]:
         icmp = ICMP_PROTOCOL[version]
         listed = [p for p in protocols if not (icmp_types and p == icmp)]
         for source in sources:
-            saddr = _address_range(source)
+            saddr = address_range(source)
             for icmp_type in icmp_types:
                 add(version, Shape.SRC_DST_ICMP, (saddr, destination, icmp_type))
             if icmp_types and not with_ports and not listed:

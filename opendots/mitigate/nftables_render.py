@@ -50,7 +50,7 @@ def _address_text(value: int, version: int) -> str:
     return socket.inet_ntop(socket.AF_INET6, value.to_bytes(16, "big"))
 
 
-def _render_address(block: Range, version: int) -> Any:
+def render_address(block: Range, version: int) -> Any:
     lower, upper = block
     size = upper - lower + 1
     bits = 32 if version == 4 else 128
@@ -72,7 +72,7 @@ def render_key(map_id: MapId, key: ElementKey) -> Any:
     if map_id.prefix_len is not None:
         return _address_text(key[0][0], map_id.version)  # per-length hash map: the network address itself
     parts = [
-        _render_address(value, map_id.version) if field_name in ("saddr", "daddr") else _render_number(value)
+        render_address(value, map_id.version) if field_name in ("saddr", "daddr") else _render_number(value)
         for field_name, value in zip(map_id.shape.value, key, strict=True)
     ]
     return parts[0] if len(parts) == 1 else {"concat": parts}

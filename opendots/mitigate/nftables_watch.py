@@ -1,8 +1,16 @@
-"""The top-talker policy's table (opendots.mitigate.top_talkers) beside the nftables mitigator's: what still
-reaches a target behind the drop, and the rate limit of named talkers, as libnftables JSON commands, pure data.
+"""The counting table beside the nftables mitigator's: what still reaches each mitigation's targets behind the drop
+(RFC 9244 total-traffic = dropped + passed), and for the top-talker policy (opendots.mitigate.top_talkers) what
+reaches a narrow mitigation's scope and the rate limit of named talkers, as libnftables JSON commands, pure data.
 
 A second netdev table (`<table>_tt`) hooks the same interface one priority step after the mitigator's chain, so it
-sees only the packets that chain let through. For each mitigation in its narrow phase: with the "rate-limit" action,
+sees only the packets that chain let through. For every enforced mitigation, a target counter counts the packets
+toward its target prefixes (any protocol or port, sources ignored): what passed toward its targets. One rule per
+address family, `counter name ip daddr map @passed4`, looks the destination up in an interval map from disjoint
+address ranges to those counters: one lookup per packet however many mitigations (a rule per mitigation would make
+every packet walk them all). Nested prefixes are split so the most specific one counts, identical ones count for the
+mitigation applied first: the ownership rule of the drop maps (opendots.mitigate.nftables_ruleset), so a packet is
+counted once, dropped or passed. The elements change by difference, like the drop maps. For each mitigation in its
+narrow phase, besides: with the "rate-limit" action,
 first one rule per address family dropping (and counting, in the mitigation's dropped counter here) the named
 talkers' packets toward the target beyond a byte rate they share; then one rule per family counting, in a passed
 counter, the packets toward the mitigation's whole scope (its target prefixes, protocols and destination ports,
@@ -19,8 +27,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from opendots.domain import IPNetwork, MitigationScope
-from opendots.mitigate.nftables_keys import PORT_PROTOCOLS, JsonCommand
-from opendots.mitigate.nftables_render import CHAIN, CHAIN_PRIORITY, Table
+from opendots.mitigate.nftables_keys import PORT_PROTOCOLS, JsonCommand, Range, address_range, split_nested
+from opendots.mitigate.nftables_render import CHAIN, CHAIN_PRIORITY, Table, render_address
 
 WATCH_PRIORITY = CHAIN_PRIORITY + 1  # right behind the drop: only what it accepted is counted
 
@@ -44,6 +52,11 @@ def limited_counter_name(key: str) -> str:
     return _name("d", key)
 
 
+def target_counter_name(key: str) -> str:
+    """The named counter of everything that still reaches mitigation KEY's target prefixes."""
+    return _name("t", key)
+
+
 def limit_name(key: str) -> str:
     return _name("r", key)
 
@@ -62,16 +75,41 @@ class Watch:
     """(packets, bytes) the dropped counter starts from: the mitigation's counts so far."""
 
 
-def watch_commands(table: Table, before: Mapping[str, bool], watched: Mapping[str, Watch]) -> list[JsonCommand]:
-    """The commands taking the watch table from BEFORE (key → whether its talkers were rate-limited) to WATCHED.
+def target_map_name(version: int) -> str:
+    return f"passed{version}"
 
-    The chain is rewritten whole (a handful of rules: only mitigations in their narrow phase are here); counters
-    and limits of keys present before and after are kept. No key left: the table goes."""
+
+def target_elements(counted: Mapping[str, MitigationScope], version: int) -> dict[Range, str]:
+    """The elements of family VERSION's target map for COUNTED (key → scope, in the order applied): disjoint address
+    ranges → target counter name."""
+    blocks: list[tuple[Range, str | None]] = [
+        (address_range(prefix), target_counter_name(key))
+        for key, scope in counted.items()
+        for prefix in scope.target_prefixes
+        if prefix.version == version
+    ]
+    return {block: owner for block, owner in split_nested(blocks).items() if owner is not None}
+
+
+def watch_commands(
+    table: Table,
+    before: Mapping[str, bool],
+    watched: Mapping[str, Watch],
+    counted_before: Mapping[str, MitigationScope] | None = None,
+    counted: Mapping[str, MitigationScope] | None = None,
+) -> list[JsonCommand]:
+    """The commands taking the watch table from BEFORE (key → whether its talkers were rate-limited) to WATCHED,
+    and its target counters from COUNTED_BEFORE to COUNTED (key → scope whose target prefixes are counted).
+
+    The chain is rewritten whole (two rules for the target maps, and the narrow mitigations': a handful); the target
+    maps change by difference; counters and limits of keys present before and after are kept. No key left: the table
+    goes."""
     watch = watch_table(table)
-    if not watched:
-        return watch.reset_commands() if before else []
+    counted, counted_before = counted or {}, counted_before or {}
+    if not watched and not counted:
+        return watch.reset_commands() if before or counted_before else []
     commands: list[JsonCommand] = []
-    if not before:
+    if not before and not counted_before:
         commands += watch.reset_commands()
         commands.append({"add": {"table": watch.table_object()}})
         chain = watch.ref(
@@ -97,6 +135,30 @@ def watch_commands(table: Table, before: Mapping[str, bool], watched: Mapping[st
         for matches in scope_matches(entry.scope):
             expressions = [*matches, {"counter": passed_counter_name(key)}]
             commands.append({"add": {"rule": watch.ref(chain=CHAIN, expr=expressions)}})
+    for key in counted:
+        if key not in counted_before:
+            commands.append({"add": {"counter": watch.ref(name=target_counter_name(key), comment=key[:120])}})
+    if not before and not counted_before:  # the maps after the counters: nft 1.0.6 refuses the elements otherwise
+        for version in (4, 6):
+            address = "ipv4_addr" if version == 4 else "ipv6_addr"
+            target_map = watch.ref(name=target_map_name(version), type=address, map="counter", flags=["interval"])
+            commands.append({"add": {"map": target_map}})
+    for version in (4, 6):
+        old, new = target_elements(counted_before, version), target_elements(counted, version)
+        name = target_map_name(version)
+        gone = [render_address(block, version) for block, owner in old.items() if new.get(block) != owner]
+        added = [[render_address(block, version), owner] for block, owner in new.items() if old.get(block) != owner]
+        if gone:
+            commands.append({"delete": {"element": watch.ref(name=name, elem=gone)}})
+        if added:
+            commands.append({"add": {"element": watch.ref(name=name, elem=added)}})
+        daddr = {"payload": {"protocol": "ip" if version == 4 else "ip6", "field": "daddr"}}
+        rule = [{"counter": {"map": {"key": daddr, "data": f"@{name}"}}}]  # no element: the rule does nothing
+        if counted:
+            commands.append({"add": {"rule": watch.ref(chain=CHAIN, expr=rule)}})
+    for key in counted_before:
+        if key not in counted:
+            commands.append({"delete": {"counter": watch.ref(name=target_counter_name(key))}})
     for key, limited in before.items():
         if key not in watched:
             commands.append({"delete": {"counter": watch.ref(name=passed_counter_name(key))}})

@@ -25,6 +25,7 @@ from typing import Any
 import asyncpg
 
 from opendots.domain import Counters
+from opendots.domain.counters import COUNTER_FIELDS
 from opendots.store.postgres import TIMEOUT, PostgresSignalStore, application_name, write_committed
 from opendots.store.records import MitigationRecord, SignalChanges, StoreError
 from opendots.store.signal import mitigation_record
@@ -183,7 +184,7 @@ def counters_from(payload: str) -> tuple[str, Counters] | None:
         return None
 
 
-_COUNTER_NAMES = ("bytes_dropped", "pkts_dropped", "bps_dropped", "pps_dropped")
+_COUNTER_NAMES = COUNTER_FIELDS
 
 
 async def connect_session(url: str, *, keepalives: bool = False) -> asyncpg.Connection:

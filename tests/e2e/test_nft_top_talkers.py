@@ -17,7 +17,7 @@ from opendots.lab.netns import Lab
 from opendots.mitigate.base import MitigationScope
 from opendots.mitigate.nftables import NftablesMitigator
 from opendots.mitigate.nftables_ruleset import counter_name
-from opendots.mitigate.nftables_watch import passed_counter_name
+from opendots.mitigate.nftables_watch import passed_counter_name, target_counter_name
 from opendots.mitigate.top_talkers import Phase, TopTalkerSettings
 from tests.helpers.nft import named_counters
 
@@ -103,7 +103,8 @@ async def test_named_talkers_are_dropped_alone_then_the_whole_scope_when_others_
     await nft.counters_many([key])
     status = nft.top_talker_status(key)
     assert status is not None and status.phase is Phase.WIDE and status.reason.startswith("widened: 91 pps")
-    assert named_counters(lab, f"{table_name}_tt") == {}  # the watch went in the same batch
+    # The policy's watch went in the same batch; what passed toward the target is still counted (total-traffic).
+    assert named_counters(lab, f"{table_name}_tt") == {target_counter_name(key): PACKETS}
     assert named_counters(lab, table_name)[counter_name(key)] == PACKETS  # the mitigation's counter carried over
 
     target.send(lab, target.unnamed)
@@ -131,7 +132,7 @@ async def test_a_narrow_drop_that_holds_stays_narrow_and_a_restart_enforces_the_
     restarted = NftablesMitigator(lab.router_ingress, table=table_name, netns=lab.router.name, top_talkers=SETTINGS)
     assert await restarted.restore([target.scope]) == {}
     assert restarted.top_talker_status(key) is None
-    assert named_counters(lab, f"{table_name}_tt") == {}  # no watch left behind
+    assert named_counters(lab, f"{table_name}_tt") == {target_counter_name(key): 0}  # no watch left behind
     assert named_counters(lab, table_name)[counter_name(key)] == 3 * PACKETS  # counted drops survive the restart
     target.send(lab, target.unnamed)
     assert target.delivered() == 0  # the whole scope
@@ -166,7 +167,7 @@ async def test_rate_limited_talkers_keep_a_trickle_and_their_drops_follow_the_mi
         clock.now += 11.0
         await nft.counters_many([key])
         assert nft.top_talker_status(key).phase is Phase.WIDE  # type: ignore[union-attr]
-        assert named_counters(lab, f"{table_name}_tt") == {}
+        assert named_counters(lab, f"{table_name}_tt") == {target_counter_name(key): trickle + PACKETS}
         assert named_counters(lab, table_name)[counter_name(key)] == dropped  # the rate limit's drops carried over
         target.send(lab, target.unnamed)
         assert target.delivered() == trickle + PACKETS  # the whole scope now
@@ -188,7 +189,7 @@ async def test_a_narrow_form_too_large_to_enforce_falls_back_to_the_whole_scope_
     status = nft.top_talker_status("c/4")
     assert status is not None and status.phase is Phase.WIDE
     assert status.reason.startswith("narrow drop refused: mitigation c/4: 256000 match entries")
-    assert named_counters(lab, f"{table_name}_tt") == {}
+    assert named_counters(lab, f"{table_name}_tt") == {target_counter_name("c/4"): 0}
     listing = lab.router.run(["nft", "list", "table", "netdev", table_name]).stdout
     assert "10.3.249.1" in listing and "198.18.0.1" not in listing
 
@@ -201,7 +202,7 @@ async def test_a_watch_table_deleted_by_hand_is_built_again_and_the_judgement_go
     await nft.apply(target.scope)
     lab.router.run(["nft", "delete", "table", "netdev", f"{table_name}_tt"])
     await nft.counters_many([key])  # the next poll finds it gone and installs it again
-    assert named_counters(lab, f"{table_name}_tt") == {passed_counter_name(key): 0}
+    assert named_counters(lab, f"{table_name}_tt") == {passed_counter_name(key): 0, target_counter_name(key): 0}
     target.send(lab, target.unnamed)  # the named source sends nothing: all of this passes
     clock.now += 11.0
     await nft.counters_many([key])

@@ -20,3 +20,8 @@ def test_measured_counters_travel_exactly_and_unmeasured_ones_stay_unmeasured():
 )
 def test_a_payload_that_is_not_counters_is_ignored(payload):
     assert counters_from(payload) is None
+
+
+def test_passed_counts_travel_too_so_every_node_can_report_total_traffic_rfc9244_9_2():
+    counters = Counters(bytes_dropped=100, pkts_dropped=1, bytes_passed=9_000, pkts_passed=90)
+    assert counters_from(counters_payload("c/1", counters)) == ("c/1", counters)

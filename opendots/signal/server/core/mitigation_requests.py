@@ -562,6 +562,8 @@ class MitigationRequests:
             mitigation.telemetry = attributes
 
         decision.then(record)
+        if mitigation.counters.dropped() == counters.dropped() and mitigation.telemetry == attributes:
+            return  # only the passed counts moved: kept (for §8.3 sums), nothing shown changed, nothing notified
         measured = Mitigation(
             mitigation.record, mitigation.request, mitigation.targets, counters, mitigation.conflict, None, attributes
         )

@@ -2,14 +2,16 @@
 
 When a client asked for server-originated telemetry in its telemetry configuration (§7.1.2, and the server allows
 it: `[signal] telemetry_server_originated`), every counter reading of its mitigations (`SignalServer.
-report_counters`) feeds that mitigation's `TrafficSeries`, and its mitigation status carries 'total-attack-traffic'
-(§9.2: the dropped traffic, per enabled unit class, with the client's percentiles over its measurement interval).
+report_counters`) feeds that mitigation's two series, and its mitigation status carries 'total-attack-traffic' (§9.2:
+the dropped traffic) and 'total-traffic' (dropped + what the mitigator let through toward the mitigation's target
+prefixes, when the mitigator counts it: nftables does), per enabled unit class, with the client's percentiles over
+its measurement interval.
 After each batch of readings (`counters_read`), every pre-or-ongoing-mitigation request of such a client (§8.3: an
 entry carrying only a target) gets the summed traffic of that client's mitigations overlapping its target, and its
 /tm observers are notified when that changed. Only a client's own mitigations are ever summed for it.
 
-What is not measured is not sent: the actuators count what they drop, not what they pass, so 'total-traffic' and
-attack details (this server detects no attacks) are left out.
+What is not measured is not sent: 'total-traffic' only from mitigators that count the passed traffic (not BGP), and
+no attack details (this server detects no attacks).
 """
 
 from __future__ import annotations
@@ -21,13 +23,12 @@ from typing import Any
 
 from opendots.domain import Counters, Targets
 from opendots.signal.server.core.mitigations import Mitigation
-from opendots.signal.server.core.telemetry_rates import TrafficSeries, seconds, traffic
+from opendots.signal.server.core.telemetry_rates import AttackAndTotal, seconds
 
 MAX_NARROWED = 256
 """Sums over a GET's filtered set of mitigations (§8.3) kept up to date at once, all clients; the least recently
 asked for go first. A filtered view asked for the first time has no history: it shows traffic from the next reads."""
 TELEMETRY_PREFIX = "ietf-dots-telemetry:"
-TOTAL_ATTACK_TRAFFIC = "total-attack-traffic"
 
 ConfigOf = Callable[[str, str], Mapping[str, Any]]
 """(client name, cuid) → the telemetry configuration in force for it (installed, else the server's defaults)."""
@@ -49,11 +50,11 @@ class ServerTelemetry:
     config_of: ConfigOf
     allowed: Callable[[], bool]
     """The server's `telemetry_server_originated`: off, no client gets any."""
-    _mitigations: dict[str, TrafficSeries] = field(default_factory=dict)
+    _mitigations: dict[str, AttackAndTotal] = field(default_factory=dict)
     """By mitigator key ("<cuid>/<mid>")."""
-    _requests: dict[tuple[str, str, int, int], TrafficSeries] = field(default_factory=dict)
+    _requests: dict[tuple[str, str, int, int], AttackAndTotal] = field(default_factory=dict)
     _rendered: dict[tuple[str, str, int, int], dict[str, Any]] = field(default_factory=dict)
-    _narrowed: OrderedDict[tuple[str, str, frozenset[str]], TrafficSeries] = field(default_factory=OrderedDict)
+    _narrowed: OrderedDict[tuple[str, str, frozenset[str]], AttackAndTotal] = field(default_factory=OrderedDict)
     """(client, cuid, mitigator keys) → the series of their sum, for GETs whose Uri-Query narrows a request."""
     _narrowed_rendered: dict[tuple[str, str, frozenset[str]], dict[str, Any]] = field(default_factory=dict)
     _held: dict[Any, tuple[float, dict[str, Any] | None]] = field(default_factory=dict)
@@ -89,11 +90,11 @@ class ServerTelemetry:
             self._mitigations.pop(mitigation.mitigator_key, None)
             self._held.pop(mitigation.mitigator_key, None)
             return None
-        interval, sample = seconds(config)
-        series = self._mitigations.setdefault(mitigation.mitigator_key, TrafficSeries())
-        series.feed(now, counters.pkts_dropped, counters.bytes_dropped, sample)
-        entries = traffic(series.recent(now, interval), config)
-        fresh = {TELEMETRY_PREFIX + TOTAL_ATTACK_TRAFFIC: entries} if entries else None
+        _, sample = seconds(config)
+        series = self._mitigations.setdefault(mitigation.mitigator_key, AttackAndTotal())
+        series.feed(now, (counters.pkts_dropped, counters.bytes_dropped), _passed(counters), sample)
+        rendered = series.render(now, config)
+        fresh = {TELEMETRY_PREFIX + name: entries for name, entries in rendered.items()} or None
         return self._paced(mitigation.mitigator_key, config, now, fresh)
 
     def counters_read(
@@ -154,27 +155,32 @@ class ServerTelemetry:
         now: float,
     ) -> dict[str, Any]:
         own = [m for m in mitigations if m.record.client == request.client]
-        return self._sum(self._requests.setdefault(key, TrafficSeries()), config, own, now)
+        return self._sum(self._requests.setdefault(key, AttackAndTotal()), config, own, now)
 
     @staticmethod
     def _sum(
-        series: TrafficSeries, config: Mapping[str, Any], mitigations: list[Mitigation], now: float
+        series: AttackAndTotal, config: Mapping[str, Any], mitigations: list[Mitigation], now: float
     ) -> dict[str, Any]:
-        """Feed SERIES with the summed counters of MITIGATIONS (those measured); its 'total-attack-traffic'."""
+        """Feed SERIES with the summed counters of MITIGATIONS (those measured); its 'total-traffic' (only when
+        every one of them counts its passed traffic: a partial sum would be a false total) and
+        'total-attack-traffic'."""
         measured = [
             m for m in mitigations if m.counters.pkts_dropped is not None and m.counters.bytes_dropped is not None
         ]
-        interval, sample = seconds(config)
+        _, sample = seconds(config)
         if measured:
+            passed = [_passed(m.counters) for m in measured]
             series.feed(
                 now,
-                sum(m.counters.pkts_dropped or 0 for m in measured),
-                sum(m.counters.bytes_dropped or 0 for m in measured),
+                (
+                    sum(m.counters.pkts_dropped or 0 for m in measured),
+                    sum(m.counters.bytes_dropped or 0 for m in measured),
+                ),
+                None if None in passed else (sum(p[0] for p in passed if p), sum(p[1] for p in passed if p)),
                 sample,
                 frozenset(m.mitigator_key for m in measured),
             )
-        entries = traffic(series.recent(now, interval), config)
-        return {TOTAL_ATTACK_TRAFFIC: entries} if entries else {}
+        return series.render(now, config)
 
     def request_view(self, request: TelemetryRequest, narrowed: frozenset[str] | None = None) -> dict[str, Any]:
         """The server-originated attributes of one §8.3 request entry, as last computed (empty: none); NARROWED:
@@ -186,8 +192,14 @@ class ServerTelemetry:
             self._narrowed.move_to_end(key)
             return self._narrowed_rendered.get(key, {})
         if self.wanted(request.client, request.cuid) is not None and narrowed:
-            self._narrowed[key] = TrafficSeries()
+            self._narrowed[key] = AttackAndTotal()
             while len(self._narrowed) > MAX_NARROWED:
                 oldest, _ = self._narrowed.popitem(last=False)
                 self._narrowed_rendered.pop(oldest, None)
         return {}
+
+
+def _passed(counters: Counters) -> tuple[int, int] | None:
+    if counters.pkts_passed is None or counters.bytes_passed is None:
+        return None
+    return counters.pkts_passed, counters.bytes_passed

@@ -77,6 +77,40 @@ class TrafficSeries:
         return list(self.samples)
 
 
+@dataclass
+class AttackAndTotal:
+    """The two series of one mitigation (or sum, §8.3): the dropped traffic ('total-attack-traffic') and all the
+    traffic toward the targets, dropped + passed ('total-traffic'; fed only while the passed counts are measured)."""
+
+    attack: TrafficSeries = field(default_factory=TrafficSeries)
+    total: TrafficSeries = field(default_factory=TrafficSeries)
+
+    def feed(
+        self,
+        now: float,
+        dropped: tuple[int, int],
+        passed: tuple[int, int] | None,
+        sample_seconds: float,
+        basis: frozenset[str] = frozenset(),
+    ) -> None:
+        """DROPPED and PASSED: cumulative (packets, bytes)."""
+        self.attack.feed(now, dropped[0], dropped[1], sample_seconds, basis)
+        if passed is not None:
+            self.total.feed(now, dropped[0] + passed[0], dropped[1] + passed[1], sample_seconds, basis)
+        else:  # no longer measured (a mitigator that does not count it joined a sum): no stale total either
+            self.total = TrafficSeries(self.total.max_samples)
+
+    def render(self, now: float, config: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
+        """{'total-traffic': ..., 'total-attack-traffic': ...}, each only when it has samples."""
+        interval, _ = seconds(config)
+        rendered = {}
+        for name, series in (("total-traffic", self.total), ("total-attack-traffic", self.attack)):
+            entries = traffic(series.recent(now, interval), config)
+            if entries:
+                rendered[name] = entries
+        return rendered
+
+
 def percentile(sorted_values: list[float], percent: Decimal) -> float:
     """The nearest-rank percentile (RFC 2330 §11.3): the smallest sample such that PERCENT of the samples are no
     greater."""
