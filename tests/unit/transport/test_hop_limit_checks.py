@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from opendots.transport.coap_checks import inspect_datagram, inspect_frame
-from tests.helpers.raw_coap import DOTS, NON, PUT, coap
+from tests.helpers.coap_bytes import DOTS, NON, PUT, coap
 
 HOP_LIMIT = 16  # RFC 8768 §5
 
