@@ -22,7 +22,8 @@ class GatewayCollector(Collector):
         relayed = CounterMetricFamily(
             "opendots_gateway_requests",
             "Downstream mitigation requests by outcome: relayed, answered-locally, upstream-down, upstream-failed, "
-            "hop-limit-reached, hop-limit-relayed, loops-detected (RFC 8768), reestablished.",
+            "hop-limit-reached, hop-limit-relayed, loops-detected (RFC 8768), reestablished, stale-accepted (a PUT "
+            "accepted upstream after its mitigation was withdrawn).",
             labels=["outcome"],
         )
         for outcome, count in sorted(core.counters.items()):

@@ -147,6 +147,8 @@ class Outbound:
     upstream_mid: int | None
     cdid: str | None
     reestablish: bool = False
+    generation: int = 0
+    """The relay's withdrawal count when this was built: a PUT built before its mitigation was withdrawn is stale."""
 
 
 @dataclass(frozen=True)
@@ -176,6 +178,11 @@ class RelayCore:
     counters: Counter[str] = field(default_factory=Counter)
     """relayed, answered-locally, upstream-down, hop-limit-reached, loops-detected, reestablished: for metrics."""
     _pending: dict[tuple[str, str, int], int] = field(default_factory=dict)
+    stale: list[Outbound] = field(default_factory=list)
+    """Upstream DELETEs to send: a PUT relayed before its mitigation was withdrawn was accepted after the withdrawal."""
+    _withdrawals: int = 0
+    _withdrawn: dict[tuple[str, str, int], int] = field(default_factory=dict)
+    _in_flight: Counter[tuple[str, str, int]] = field(default_factory=Counter)
     _loops_logged: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -283,6 +290,8 @@ class RelayCore:
         upstream_mid: int | None,
         cdid: str | None,
     ) -> Outbound:
+        if inbound.method == "PUT" and path.mid is not None:
+            self._in_flight[(inbound.client, path.cuid, path.mid)] += 1
         return Outbound(
             method=inbound.method,
             path=upstream,
@@ -296,6 +305,7 @@ class RelayCore:
             mid=path.mid,
             upstream_mid=upstream_mid,
             cdid=cdid,
+            generation=self._withdrawals,
         )
 
     def _own_links(self, client: str, cuid: str) -> list[Link]:
@@ -308,16 +318,30 @@ class RelayCore:
     ) -> Reply:
         """The upstream answer to SENT: links updated, the downstream answer built."""
         key = (sent.client, sent.cuid, sent.mid) if sent.mid is not None else None
+        current = self.current(sent)
         if key is not None and sent.method == "PUT":
-            self._pending.pop(key, None)
+            self._unpend(key, sent.upstream_mid)
+            self._settled(key)
         if code == HOP_LIMIT_REACHED:
             return self._hop_limit_reached(sent, payload, now)
         success = code.startswith("2.")
         body = self._decoded(payload, content_format) if payload else None
-        if key is not None and sent.method == "PUT" and success:
+        if key is not None and sent.method == "PUT" and success and not current:
+            # The client withdrew it while this PUT (a duplicate, or our re-establishment) was on its way: it stays
+            # withdrawn, here and upstream.
+            self.counters["stale-accepted"] += 1
+            if key not in self.links and not self._in_flight[key]:  # else a newer PUT decides what stays upstream
+                self.stale.append(self._withdrawal(sent))
+        elif key is not None and sent.method == "PUT" and success:
             self._accepted(sent, key, body, now)
         elif key is not None and sent.method == "DELETE" and (success or code == "4.04"):
+            link = self.links.get(key)
+            if link is not None and sent.upstream_mid not in (None, link.upstream_mid):
+                return Reply(code, payload, content_format, max_age)  # a stale PUT's clean-up, not this link's
             self._forget(key)
+            if self._in_flight[key]:
+                self._withdrawals += 1
+                self._withdrawn[key] = self._withdrawals
         elif key is not None and sent.method == "GET" and code == "4.04" and self.client_domain:
             self._forget(key)  # gone upstream (expired, or a server restarted without it)
         if body is not None:
@@ -342,9 +366,42 @@ class RelayCore:
     def failed(self, sent: Outbound, reason: str) -> Reply:
         """No answer from upstream (the session broke, or every transmission went unanswered)."""
         if sent.mid is not None and sent.method == "PUT":
-            self._pending.pop((sent.client, sent.cuid, sent.mid), None)
+            self._unpend((sent.client, sent.cuid, sent.mid), sent.upstream_mid)
+            self._settled((sent.client, sent.cuid, sent.mid))
         self.counters["upstream-failed"] += 1
         return Reply.error("5.03", f"{UPSTREAM_DOWN} ({reason})", max_age=self.settings.retry_after)
+
+    def current(self, sent: Outbound) -> bool:
+        """False for a PUT built before its mitigation was withdrawn (RFC 9132 §4.4.4): it must not re-create it."""
+        if sent.method != "PUT" or sent.mid is None:
+            return True
+        withdrawn = self._withdrawn.get((sent.client, sent.cuid, sent.mid))
+        return withdrawn is None or withdrawn <= sent.generation
+
+    def dropped(self, sent: Outbound) -> None:
+        """SENT (a PUT) will not be sent after all."""
+        if sent.mid is not None and sent.method == "PUT":
+            self._settled((sent.client, sent.cuid, sent.mid))
+
+    def _unpend(self, key: tuple[str, str, int], upstream_mid: int | None) -> None:
+        if self._pending.get(key) == upstream_mid:  # not a newer PUT's allocation
+            del self._pending[key]
+
+    def _settled(self, key: tuple[str, str, int]) -> None:
+        # A withdrawal is remembered only while a PUT built before it may still be answered: bounded by those.
+        self._in_flight[key] -= 1
+        if self._in_flight[key] <= 0:
+            del self._in_flight[key]
+            self._withdrawn.pop(key, None)
+
+    def _withdrawal(self, sent: Outbound) -> Outbound:
+        assert sent.upstream_mid is not None
+        path = ("mitigate", *((f"cdid={sent.cdid}",) if sent.cdid else ()), *sent.path[-2:])
+        return Outbound(
+            method="DELETE", path=path, query=(), payload=None, hop_limit=self.settings.hop_limit, observe=None,
+            if_match_empty=False, client=sent.client, cuid=sent.cuid, mid=sent.mid, upstream_mid=sent.upstream_mid,
+            cdid=sent.cdid, generation=self._withdrawals,
+        )  # fmt: skip
 
     def _hop_limit_reached(self, sent: Outbound, payload: bytes, now: float) -> Reply:
         relayed = relayed_diagnostic(
@@ -509,8 +566,10 @@ class RelayCore:
                     upstream_mid=link.upstream_mid,
                     cdid=link.cdid,
                     reestablish=True,
+                    generation=self._withdrawals,
                 )
             )
+            self._in_flight[link.key] += 1
         return sent
 
     def expire(self, now: float) -> None:

@@ -401,7 +401,16 @@ class Gateway:
         except UpstreamUnavailable as error:
             return self.core.failed(sent, str(error))
         code, payload, content_format, max_age = _parts(answer)
-        return self.core.answered(sent, code, payload, content_format, max_age, self.clock())
+        reply = self.core.answered(sent, code, payload, content_format, max_age, self.clock())
+        while self.core.stale:
+            self._spawn(self._withdraw_stale(self.core.stale.pop()))
+        return reply
+
+    async def _withdraw_stale(self, sent: Outbound) -> None:
+        """A PUT accepted upstream after its client withdrew the mitigation: withdrawn upstream as well."""
+        reply = await self.forward(sent)
+        log.warning("mitigation mid=%d of cuid=%s was accepted upstream after %s withdrew it: withdrawn upstream "
+                    "again (%s %s)", sent.mid, sent.cuid, sent.client, reply.code, reply.diagnostic)  # fmt: skip
 
     def upstream_changed(self, up: bool) -> None:
         was = self.core.upstream_up
@@ -419,6 +428,9 @@ class Gateway:
         """The upstream session is (back) up: every accepted mitigation is PUT again (the upstream server may have
         restarted, or lost the session's mitigations, RFC 9132 §4.7)."""
         for sent in self.core.reestablish(self.clock()):
+            if not self.core.current(sent):  # withdrawn while the ones before it were re-established
+                self.core.dropped(sent)
+                continue
             reply = await self.forward(sent)
             if reply.code.startswith("2."):
                 log.info("re-established upstream %s for %s", "/".join(sent.path), sent.client)

@@ -89,7 +89,10 @@ def test_a_client_domain_gateway_relays_an_agents_mitigation_under_its_own_cuid_
         assert status is not None and [link["upstream"] for link in status["links"]] == [
             f"cuid={gateway.cuid}/mid={upstream_mid}"
         ]
-        # (one-shot: the agent would first have to notice that its DTLS session died with the old process)
+        # The agent, its DTLS session gone with the old process, connects again and re-creates mitigation 40 with
+        # what is left of its lifetime (RFC 9132 §4.7), then observes it again: wait for that, or its PUT could come
+        # after the one-shot requests below and stand (a lifetime above 600, or mid 40 back after the withdrawal).
+        wait_for(lambda: (s := gateway.status()) and s["observers"] == 1, 30, "the agent back through the gateway")
         mitigate(stack, "203.0.113.7/32", "--mid", "40", "--lifetime", "600", oneshot=True)
         assert [(m["mid"], m["lifetime"] <= 600) for m in server_mitigations(stack)] == [(upstream_mid, True)]
         withdrawn = stack.cli("client", "withdraw", "--mid", "40", oneshot=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -274,3 +275,61 @@ def test_a_server_domain_gateway_answers_a_cuid_collision_between_its_clients_it
     entry = decode_signal(reply.payload)[SCOPE]["scope"][0]
     assert entry["conflict-information"]["conflict-cause"] == "cuid-collision"
     assert isinstance(relay.request(put("alice", "sharedcuid", 2), NOW), Outbound)
+
+
+def withdraw(relay: RelayCore, client: str, cuid: str, mid: int) -> Reply:
+    """The client's DELETE, relayed and accepted upstream."""
+    delete = relayed(relay.request(Inbound(client, cuid, "DELETE", ("mitigate", f"cuid={cuid}", f"mid={mid}")), NOW))
+    return relay.answered(delete, "2.02", b"", None, None, NOW)
+
+
+@pytest.mark.parametrize("kind", ["client-domain", "server-domain"])
+def test_a_duplicate_put_accepted_after_the_withdrawal_does_not_bring_the_mitigation_back_rfc9132_s4_4_4(
+    tmp_path: Path, kind: str
+) -> None:
+    """A PUT relayed before the client's DELETE (a NON retransmission: a new message) whose answer comes after the
+    DELETE's: the mitigation stays withdrawn here, and the gateway withdraws what the late PUT re-created upstream."""
+    relay = core(tmp_path, kind)
+    first = relayed(relay.request(put("alice", ALICE, 7), NOW))
+    accept(relay, first)
+    duplicate = relayed(relay.request(put("alice", ALICE, 7), NOW))
+    assert withdraw(relay, "alice", ALICE, 7).code == "2.02"
+    assert relay.answered(duplicate, "2.04", ack(7 if first.upstream_mid is None else first.upstream_mid), DOTS_CBOR,
+                          None, NOW).code == "2.04"  # fmt: skip
+    assert relay.links == {} and core(tmp_path, kind).links == {} and not relay.holds("alice")
+    [cleanup] = relay.stale
+    assert (cleanup.method, cleanup.path) == ("DELETE", duplicate.path)
+    # A new PUT after the withdrawal is a new mitigation, linked as usual.
+    relay.stale.clear()
+    again = relayed(relay.request(put("alice", ALICE, 7), NOW))
+    accept(relay, again)
+    assert list(relay.links) == [("alice", ALICE, 7)] and relay.stale == []
+    # The clean-up DELETE's answer (when it comes after that) does not remove the new link (client-domain: its
+    # upstream mid differs; server-domain: no clean-up is queued while a newer PUT is on its way).
+    if kind == "client-domain":
+        assert again.upstream_mid != cleanup.upstream_mid
+        relay.answered(cleanup, "2.02", b"", None, None, NOW)
+        assert list(relay.links) == [("alice", ALICE, 7)]
+
+
+def test_a_reestablishment_answered_after_the_clients_withdrawal_does_not_bring_the_mitigation_back(
+    tmp_path: Path,
+) -> None:
+    """The upstream session came back: the held mitigations are PUT again one after the other; one the client
+    withdraws meanwhile is not sent, and one whose re-establishment was already on its way is not linked again."""
+    relay = core(tmp_path)
+    alice = relayed(relay.request(put("alice", ALICE, 7), NOW))
+    accept(relay, alice)
+    bob = relayed(relay.request(put("bob", BOB, 2, payload=request_body("198.51.100.1/32")), NOW))
+    accept(relay, bob)
+    first, second = relay.reestablish(NOW + 10)
+    assert (first.client, second.client) == ("alice", "bob")
+    # alice withdraws while her re-establishment is on its way, bob while alice's is.
+    assert withdraw(relay, "alice", ALICE, 7).code == "2.02"
+    assert withdraw(relay, "bob", BOB, 2).code == "2.02"
+    relay.answered(first, "2.04", ack(alice.upstream_mid or 0), DOTS_CBOR, None, NOW + 10)
+    assert relay.links == {} and relay.counters["reestablished"] == 0
+    assert [s.path for s in relay.stale] == [alice.path]
+    assert not relay.current(second)  # the shell does not send it
+    relay.dropped(second)
+    assert relay._withdrawn == {} and relay._in_flight == Counter()  # nothing left to remember
