@@ -9,7 +9,7 @@ import click
 
 from opendots import eventloop
 from opendots.cli.common import OpenDotsGroup, config_option, group_config_option, run_service
-from opendots.cli.server import event_loop_option
+from opendots.cli.server import event_loop_option, log_format_option
 
 DEFAULT = "gw.toml"
 
@@ -17,6 +17,7 @@ DEFAULT = "gw.toml"
 @click.group(cls=OpenDotsGroup, invoke_without_command=True)
 @group_config_option(DEFAULT)
 @event_loop_option
+@log_format_option
 @click.pass_context
 def gateway(context: click.Context, event_loop: eventloop.EventLoopChoice) -> None:
     """A DOTS gateway (RFC 8811 §2.2.3): `opendots gateway --config gw.toml` runs it."""
@@ -35,6 +36,7 @@ def _run(path: Path, event_loop: eventloop.EventLoopChoice) -> None:
 @gateway.command("run")
 @config_option(DEFAULT)
 @event_loop_option
+@log_format_option
 def run_command(config: Path, event_loop: eventloop.EventLoopChoice) -> None:
     """Run the gateway until SIGINT/SIGTERM."""
     _run(config, event_loop)

@@ -47,7 +47,7 @@ log_format_option = click.option(
     callback=_set_log_format,
     help="Log lines as text, or one JSON object a line (time, level, logger, message; journald, Loki, ELK).",
 )
-"""Shared by the long-running commands: `opendots server`, `client run`, `callhome server`, `callhome client run`."""
+"""Shared by the long-running commands: `opendots server`, `client run`, `gateway`, `callhome server|client run`."""
 
 
 @click.command(cls=OpenDotsCommand)
