@@ -102,6 +102,15 @@ class TelemetryChanged:
 
 
 @dataclass(frozen=True)
+class TelemetrySetupChanged:
+    """`client`'s telemetry setups under `cuid` were installed, replaced or deleted (RFC 9244 §7): nothing is
+    notified (/tm-setup is not observable), the operator's audit log records it."""
+
+    client: str
+    cuid: str
+
+
+@dataclass(frozen=True)
 class HeartbeatDue:
     """Send a Non-confirmable PUT /hb to `client` (§4.7) with this peer-hb-status."""
 
@@ -139,6 +148,7 @@ Event = (
     | MitigationChanged
     | SessionConfigChanged
     | TelemetryChanged
+    | TelemetrySetupChanged
     | HeartbeatDue
     | PeerLost
     | PeerBack

@@ -20,6 +20,7 @@ from opendots.domain import Targets
 from opendots.signal.server.core.authorization import resolve_aliases
 from opendots.signal.server.core.bodies import telemetry_body
 from opendots.signal.server.core.decision import Decision
+from opendots.signal.server.core.events import TelemetrySetupChanged
 from opendots.signal.server.core.messages import Rejected, Request, Response, reject
 from opendots.signal.server.core.owned import OwnedIndex
 from opendots.signal.server.core.paths import TelemetrySetupPath
@@ -233,6 +234,7 @@ class TelemetrySetups:
             self._index.install(_Installed(record, footprint))
 
         decision.then(apply)
+        decision.events.append(TelemetrySetupChanged(client.name, path.cuid))
         return Response("2.04" if existing is not None else "2.01")
 
     def check_new_cuid(self, client: ClientAuthorization, cuid: str) -> None:
@@ -262,6 +264,7 @@ class TelemetrySetups:
         if gone:
             decision.changes.delete_telemetry_setups += [r.key for r in gone]
             decision.then(lambda: self._index.remove(gone))
+            decision.events.append(TelemetrySetupChanged(client.name, path.cuid))
         return Response("2.02")
 
     def _footprint(self, record: TelemetrySetupRecord) -> Footprint:

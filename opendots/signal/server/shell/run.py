@@ -35,7 +35,7 @@ from opendots.signal.server.core import (
     SessionConfigChanged,
     SignalServer,
 )
-from opendots.signal.server.core.events import TelemetryChanged
+from opendots.signal.server.core.events import TelemetryChanged, TelemetrySetupChanged
 from opendots.signal.server.core.messages import HEARTBEAT
 from opendots.signal.server.shell.acls import AclEnforcer, DataChannelAclControl
 from opendots.signal.server.shell.aliases import DataChannelAliases
@@ -267,6 +267,9 @@ async def start_signal_server(
         elif isinstance(event, TelemetryChanged):
             held = len(core.telemetry_reports.of(event.client, event.cuid))
             audit.value_changed(f"client {event.client}", "telemetry reports held", event.cuid, held)
+        elif isinstance(event, TelemetrySetupChanged):
+            setups = [record.tsid for record in core.telemetry_setups.of(event.client, event.cuid)]
+            audit.value_changed(f"client {event.client}", "telemetry setups held (tsids)", event.cuid, setups)
 
     def on_session(event: SessionEvent) -> None:
         if event.kind == "closed":

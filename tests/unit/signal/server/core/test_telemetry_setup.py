@@ -15,6 +15,7 @@ import pytest
 
 from opendots.model import decode_telemetry, encode_telemetry, json_to_cbor
 from opendots.signal.server.core import Request, Response
+from opendots.signal.server.core.events import TelemetrySetupChanged
 from opendots.signal.server.core.telemetry_config import TelemetryPolicy
 from opendots.signal.server.core.telemetry_setup import _ranges_meet
 from tests.helpers import FIXTURES
@@ -175,6 +176,16 @@ def test_delete_without_tsid_resets_every_setup_and_lets_tsids_start_again(harne
     assert harness.request("DELETE", path()).code == "2.02"
     assert [row[0] for row in harness.dump()["signal_telemetry_setups"]] == [OTHER_CUID]  # only that cuid's
     assert put(harness, 1, figure(4)).code == "2.01"
+
+
+def test_installing_replacing_and_deleting_setups_is_an_event_for_the_audit_log_and_a_refusal_is_not(harness: Harness):
+    """/tm-setup is not observable, but an operator's audit log records every change (TelemetrySetupChanged)."""
+    changed = [TelemetrySetupChanged("alpha", ALPHA_CUID)]
+    assert put_figure(harness, 4).code == "2.01" and harness.events == changed
+    assert put_figure(harness, 4).code == "2.04" and harness.events == changed
+    assert put(harness, 122, figure(4)).code == "4.00" and harness.events == []  # a tsid going backwards
+    assert harness.request("DELETE", path(123)).code == "2.02" and harness.events == changed
+    assert harness.request("DELETE", path(123)).code == "2.02" and harness.events == []  # nothing was held
 
 
 def test_setups_are_kept_per_client(harness: Harness):
