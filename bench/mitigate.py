@@ -38,6 +38,7 @@ from opendots.lab.flood import Flood, Receiver, VictimTally
 from opendots.lab.netns import Lab, lab_unavailable_reason
 from opendots.mitigate.base import MitigationScope, PortRange
 from opendots.mitigate.nftables import NftablesMitigator
+from opendots.mitigate.nftables_watch import watch_table
 
 TARGETS = 10_000
 SETTLE = 0.5  # seconds between installing/removing 10,000 targets and the next measured flood
@@ -212,9 +213,12 @@ async def bench_forwarding(lab: Lab, seconds: float, rounds: int, selected: list
         return sender.window(destination, seconds)
 
     def hooked(active: bool) -> None:
-        # A dormant table has its hooks unregistered: packets take exactly the path they take with no table.
+        # A dormant table has its hooks unregistered: packets take exactly the path they take with no table. The
+        # counting table (passed traffic per mitigation, opendots.mitigate.nftables_watch) goes with it: it is
+        # part of what an enforced mitigation costs the traffic let through.
         flags = "" if active else "{ flags dormant; }"
-        lab.router.run(["nft", "add", "table", "netdev", mitigator.table.name, flags])
+        for table in (mitigator.table, watch_table(mitigator.table)):
+            lab.router.run(["nft", "add", "table", "netdev", table.name, flags])
 
     async def loaded_run(destination: str, scope: MitigationScope) -> tuple[float, float]:
         if baseline == "dormant":
