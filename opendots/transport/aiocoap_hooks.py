@@ -55,7 +55,9 @@ async def append_message_interface(
     if qblock is not None:
         message_manager.qblock = QBlockServer(
             loop=context.loop,
-            send=lambda message: MessageManager.send_message(message_manager, message, None),
+            send=lambda message: MessageManager.send_message(
+                message_manager, message, message_manager.qblock.monitor(message) if message_manager.qblock else None
+            ),
             limits=qblock,
             parameters_for=qblock_parameters,
         )
@@ -133,7 +135,7 @@ class TimerlessDedupMessageManager(MessageManager):
         if blocks is None:
             return super().send_message(message, messageerror_monitor)
         for i, block in enumerate(blocks):
-            super().send_message(block, messageerror_monitor if i == 0 else None)
+            super().send_message(block, messageerror_monitor if i == 0 else qblock.monitor(block))
         return None
 
     def _deduplicate_message(self, message: aiocoap.Message) -> bool:

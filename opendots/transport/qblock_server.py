@@ -69,6 +69,7 @@ class _Asked:
     option: BlockOption | None  # the request's Q-Block2 option
     szx: int  # the largest block the client takes
     params: QBlockParameters | None  # the peer's, if it has its own
+    confirmable: bool = False  # the request was CON: its Q-Block2 body goes CON (RFC 9177 §4.4)
 
 
 ParametersFor = Callable[[aiocoap.Message], QBlockParameters | None]
@@ -110,8 +111,10 @@ class QBlockServer:
             "q2_bodies": 0,
             "q2_blocks": 0,
             "q2_blocks_resent": 0,
+            "q2_blocks_reset": 0,
         }
-        """What went through the engine: tests and metrics read it (q2_blocks_resent: sent again on request)."""
+        """What went through the engine: tests and metrics read it (q2_blocks_resent: sent again on request,
+        q2_blocks_reset: CON blocks the client answered with RST)."""
         self.responses_sent: dict[str, int] = {}
         """Answers of the Q-Block layer itself by code: 2.31, 4.08 (missing blocks, or a body gone), refusals."""
         self.abandoned: dict[str, int] = {}
@@ -209,7 +212,8 @@ class QBlockServer:
             return None
 
     def _remember_asked(self, request: aiocoap.Message, asked: BlockOption | None, szx: int) -> None:
-        entry = _Asked(request.get_cache_key(_KEY_IGNORES), asked, szx, self._parameters(request))
+        key = request.get_cache_key(_KEY_IGNORES)
+        entry = _Asked(key, asked, szx, self._parameters(request), request.mtype is CON)
         _put(self._asked, (request.remote, request.token), entry, 4 * self.limits.total)
 
     # --- outgoing responses
@@ -245,6 +249,7 @@ class QBlockServer:
                 szx=szx,
                 asked=entry.option,
                 params=entry.params,
+                confirmable=entry.confirmable,
             )
         except QBlockError as error:  # the request asked for a block past the body
             answer = self._error(message, error.code, error.diagnostic)
@@ -264,13 +269,29 @@ class QBlockServer:
     def _block_message(self, block: SendBlock, template: aiocoap.Message) -> aiocoap.Message:
         self.counts["q2_blocks"] += 1
         self.counts["q2_blocks_resent"] += block.recovery
-        message = template.copy(payload=block.payload, token=block.token, mid=None, mtype=NON)
+        # §4.4: for a CON request the payloads after the piggybacked first go CON, each ACKed by the client; the
+        # message manager retransmits them and holds all but one back (RFC 7252 §4.7 NSTART), and gives up on the
+        # body's remaining blocks when one is never ACKed (§4.4: the server SHOULD terminate the transfer).
+        mtype = CON if block.confirmable else NON
+        message = template.copy(payload=block.payload, token=block.token, mid=None, mtype=mtype)
         message.remote = template.remote
         message.opt.add_option(OpaqueOption(QBLOCK2, block.option.encode()))
         message.opt.size2 = block.size  # §4.6: Size2 and ETag on every block
         if block.recovery:
             message.opt.observe = None  # §4.5: a block sent again on request is no notification
         return message
+
+    def monitor(self, message: aiocoap.Message) -> Callable[[], None] | None:
+        """What the message manager calls when CON block MESSAGE gets an RST (it wants one for every CON); None for
+        NON. Giving up after MAX_RETRANSMIT is the message manager's: it drops the blocks still held back (§4.4)."""
+        if message.mtype is not CON:
+            return None
+
+        def reset() -> None:
+            self.counts["q2_blocks_reset"] += 1
+            log.info("%s reset a Q-Block2 block", _peer(message.remote))
+
+        return reset
 
     # --- timers and sessions
 

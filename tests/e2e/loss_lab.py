@@ -32,14 +32,14 @@ AGENT_TABLE = {
 
 
 def _loss_ruleset(percent: int, application_data_only: bool = False, periodic: bool = False) -> str:
-    # On loopback every packet passes the output hook exactly once: dropping there loses PERCENT % of the
-    # datagrams (DTLS) or segments (TLS over TCP, which retransmits them) in each direction. APPLICATION_DATA_ONLY:
-    # only DTLS records of content type 23 (the CoAP messages; @th,64,8 is the first byte of the UDP payload), so a
-    # session's handshake is not what a test of block transfers measures.
-    # It also drops at the input hook: a datagram dropped at output fails the sender's sendto() with EPERM
-    # (libcoap logs it as critical), where a datagram lost on a path vanishes silently.
+    # On loopback every packet passes the input hook exactly once: dropping there loses PERCENT % of the
+    # datagrams (DTLS) or segments (TLS over TCP, which retransmits them) in each direction, silently, as a path
+    # loses them (dropped at the output hook, a datagram fails the sender's sendto() with EPERM instead, which
+    # libcoap logs as critical). APPLICATION_DATA_ONLY: only DTLS records of content type 23 (the CoAP messages;
+    # @th,64,8 is the first byte of the UDP payload), so a session's handshake is not what a test of block transfers
+    # measures.
     match = "meta l4proto udp @th,64,8 23" if application_data_only else "meta l4proto { udp, tcp }"
-    hook = "input" if application_data_only else "output"
+    hook = "input"
     # PERIODIC: the same share, spread evenly and the same in every run (`numgen inc`: datagrams 0, 3 and 7 of each
     # ten for 30 %), for a peer whose own give-ups under random loss would make a test a lottery.
     k = percent // 10

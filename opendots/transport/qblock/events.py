@@ -25,6 +25,7 @@ class SendBlock:
     recovery: bool = False
     peer: Hashable = None
     key: Hashable = None
+    confirmable: bool = False  # a Q-Block2 block of a body asked for by a CON request: it goes CON (RFC 9177 §4.4)
 
 
 @dataclass(frozen=True)

@@ -42,12 +42,14 @@ class Q2Responses:
         szx: int = 6,
         asked: BlockOption | None = None,
         params: QBlockParameters | None = None,
+        confirmable: bool = False,
     ) -> list[SendBlock]:
         """Send BODY (tagged ETAG) as the response on TOKEN: its first MAX_PAYLOADS_SET now, the rest by poll().
         ASKED is the request's Q-Block2 option, if any: its size is the largest block the client takes, and without
         the M bit it asks for that one block only (§4.4), as libcoap's `-L 5` probe does with 0/_/16; the body is
         kept either way for the blocks asked for next. A block past the body raises QBlockError (4.00). PARAMS: the
-        peer's own parameters (e.g. negotiated by RFC 9362) when they differ from these responses' defaults."""
+        peer's own parameters (e.g. negotiated by RFC 9362) when they differ from these responses' defaults.
+        CONFIRMABLE: the request was CON, so the body goes CON (§4.4; see Q2Sender)."""
         if asked is not None:
             szx = min(szx, asked.szx)
         full = (peer, key)
@@ -56,7 +58,17 @@ class Q2Responses:
             del self._bodies[next(k for k in self._bodies if k[0] == peer)]
         while len(self._bodies) >= self.limits.total:
             self._bodies.popitem(last=False)
-        sender = Q2Sender(body, params or self.params, token=token, now=now, szx=szx, rng=self._rng, peer=peer, key=key)
+        sender = Q2Sender(
+            body,
+            params or self.params,
+            token=token,
+            now=now,
+            szx=szx,
+            rng=self._rng,
+            peer=peer,
+            key=key,
+            confirmable=confirmable,
+        )
         if asked is not None and not (asked.more and asked.num == 0):
             sender.deadline = None  # only what the request names goes out
             sent = sender.on_request([asked], token, now, recovery=False)

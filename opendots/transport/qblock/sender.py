@@ -31,6 +31,7 @@ class _Bursts:
         self.token: bytes | None = None  # Q-Block2: the exchange the body goes out on; Q-Block1: a new one each
         self.peer: Hashable = None
         self.key: Hashable = None
+        self.confirmable = False  # Q-Block2 only: the body answers a CON request
 
     @property
     def all_sent(self) -> bool:
@@ -43,11 +44,13 @@ class _Bursts:
         self.sent += 1
         token = self.token if token is None else token
         out = self.out
-        return SendBlock(out.option(num), out.payload(num), len(out.body), token, recovery, self.peer, self.key)
+        return SendBlock(
+            out.option(num), out.payload(num), len(out.body), token, recovery, self.peer, self.key, self.confirmable
+        )
 
     def _burst(self, now: float) -> list[SendBlock]:
         """One MAX_PAYLOADS_SET: blocks asked for again first (ascending), then blocks never sent."""
-        budget = self.params.max_payloads
+        budget = self._budget()
         again = sorted(self._queue)[:budget]
         self._queue.difference_update(again)
         nums = again + list(range(self.next_new, min(self.out.count, self.next_new + budget - len(again))))
@@ -55,6 +58,9 @@ class _Bursts:
         self.deadline = now + self.delay if not self.all_sent else None
         self.last_activity = now
         return [self._block(num) for num in nums]
+
+    def _budget(self) -> int:
+        return self.params.max_payloads
 
 
 class Q1Sender(_Bursts):
@@ -147,7 +153,14 @@ class Q1Sender(_Bursts):
 
 
 class Q2Sender(_Bursts):
-    """A response body sent with Q-Block2 on TOKEN, with one ETag and Size2 for all its payloads (§4.4, §4.6)."""
+    """A response body sent with Q-Block2 on TOKEN, with one ETag and Size2 for all its payloads (§4.4, §4.6).
+
+    CONFIRMABLE (the request was CON): every payload after the piggybacked first goes CON, the whole body at once,
+    and the CoAP layer's own CON congestion control (RFC 7252 §4.7: NSTART, retransmission, giving up after
+    MAX_RETRANSMIT) paces it (RFC 9177 §4.4, §7, §7.1, Figure 18). Otherwise (NON) the sets go NON_TIMEOUT_RANDOM
+    apart; to a peer that says nothing back (no 'Continue', no request for missing blocks) the sets after the
+    second are held back to PROBING_RATE (at most NON_PROBING_WAIT apart), and after NON_MAX_RETRANSMIT sets in a
+    row unanswered no more go until the peer asks again (§7.2): a client that went away stops costing packets."""
 
     def __init__(
         self,
@@ -160,16 +173,42 @@ class Q2Sender(_Bursts):
         rng: random.Random | None = None,
         peer: Hashable = None,
         key: Hashable = None,
+        confirmable: bool = False,
     ) -> None:
         super().__init__(body, params, szx, now, rng)
         self.token = token
         self.peer = peer
         self.key = key
+        self.confirmable = confirmable
+        self.unanswered_sets = 0  # sets sent on the timer since the peer last asked for anything
+        self._unanswered_bytes = 0
+
+    def _budget(self) -> int:
+        return self.out.count if self.confirmable else self.params.max_payloads
 
     def poll(self, now: float) -> list[SendBlock]:
         if self.deadline is None or now < self.deadline:
             return []
-        return self._burst(now)
+        if self.confirmable:
+            return self._burst(now)
+        if self.unanswered_sets >= self.params.non_max_retransmit:
+            self.deadline = None  # the peer is silent: stop until it asks again (on_request)
+            return []
+        blocks = self._burst(now)
+        self.unanswered_sets += 1
+        self._unanswered_bytes += sum(len(block.payload) for block in blocks)
+        if self.deadline is not None and self.unanswered_sets >= 2:
+            # §7.2: a body to a peer that does not respond is subject to PROBING_RATE, the wait capped at
+            # NON_PROBING_WAIT; one set without a 'Continue' is the ordinary case, not yet silence.
+            wait = self._unanswered_bytes / self.params.probing_rate
+            self.deadline = now + max(self.delay, min(wait, self.params.probing_wait(self.delay)))
+        return blocks
+
+    def _heard(self, now: float) -> None:
+        self.unanswered_sets = 0
+        self._unanswered_bytes = 0
+        if not self.all_sent and (self.deadline is None or self.deadline > now + self.delay):
+            self.deadline = now + self.delay
 
     def on_request(
         self, options: list[BlockOption], token: bytes, now: float, *, recovery: bool = True
@@ -192,6 +231,8 @@ class Q2Sender(_Bursts):
         mp = self.params.max_payloads
         first = options[0]
         self.last_activity = now
+        if recovery:  # the peer asked for something: it is not silent (a new body's first request is not this)
+            self._heard(now)
         if len(options) == 1 and first.more and first.num == 0:  # the whole body again, on the new exchange
             self.token = token
             self.next_new = 0

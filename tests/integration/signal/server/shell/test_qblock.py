@@ -16,7 +16,7 @@ from opendots.model import decode_signal, encode_signal
 from opendots.transport import create_client_context
 from opendots.transport.qblock import BlockOption, decode_missing
 from tests.helpers import tls_files as files
-from tests.helpers.raw_coap import NON, PUT, RawDtlsCoap, coap
+from tests.helpers.raw_coap import ACK, CON, NON, PUT, RawDtlsCoap, coap
 from tests.helpers.signal_harness import SCOPE, figure
 
 GET = 1
@@ -277,3 +277,26 @@ async def test_bad_q_block_requests_get_4_00_or_4_02_and_nothing_is_sent_rfc9177
         # (the body's next sets may arrive meanwhile on b0's token: the server goes on without a Continue, §7.2)
         answers = [m for m in await client([request], 1.5) if m.token == token]
         assert [m.code for m in answers] == [code] and answers[0].payload, answers  # with a diagnostic
+
+
+async def test_a_con_get_gets_block_0_on_the_ack_and_every_other_block_con_one_at_a_time_rfc9177_4_4(server, client):
+    """§4.4: "For Confirmable traffic, the server typically acknowledges the initial request using an ACK with a
+    piggybacked payload and then sends the subsequent payloads ... as CON responses", which the client ACKs; the
+    CoAP layer holds each back until the one before is ACKed (RFC 7252 §4.7, NSTART 1)."""
+    cuid, body = cuid_of(server), body_of_many_blocks()
+    await upload(client, cuid, 42, body)
+    request = coap(CON, GET, 0x4000, b"c0", [*path(cuid, 42), (31, BlockOption(0, True, SZX).encode())])
+    got: list[aiocoap.Message] = []
+    answers = await client([request], 2.0, 2)
+    while answers and len(got) < 21:
+        got += answers
+        last = answers[-1]
+        if last.mtype != aiocoap.CON:
+            answers = await client([], 2.0, 1)
+            continue
+        assert [m.mtype for m in answers].count(aiocoap.CON) == 1  # nothing more before this one is ACKed
+        answers = await client([coap(ACK, 0, last.mid, b"", [])], 2.0, 1)
+    assert got[0].mtype == aiocoap.ACK and got[0].mid == 0x4000 and qb(got[0], 31).num == 0
+    assert [m.mtype for m in got[1:]] == [aiocoap.CON] * 20 and {m.token for m in got} == {b"c0"}
+    assert [qb(m, 31).num for m in got] == list(range(21))
+    assert len(decode_signal(b"".join(m.payload for m in got))[SCOPE]["scope"][0]["target-prefix"]) == 150
