@@ -2,13 +2,14 @@
 
 The CLI, the demo, the process stack of the labs, the tests and the benchmarks build through here, so the parts
 are wired one way: one SQLite database (chosen by `[server] db`, see `open_database`) shared by the signal
-channel, the data channel and the aliases, or the signal channel on PostgreSQL (`db = "postgresql://..."`, see
-`open_signal_store`) and the others on SQLite (`data_db`); credentials checked before anything listens; the
+channel, the data channel and the aliases, or all of them on PostgreSQL (`db = "postgresql://..."`, see
+`open_signal_store` and `open_data_store`); credentials checked before anything listens; the
 operator warned when nothing enforces.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import ssl
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from opendots.signal.client.shell.agent import ClientAgent
     from opendots.signal.server.shell.run import RunningSignalServer
     from opendots.store.postgres import PostgresSignalStore
+    from opendots.store.postgres_data import PostgresDataChannelStore
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,20 @@ def open_database(location: Path | str) -> SqliteDatabase:
         return SqliteDatabase(path)
     except Exception as error:  # sqlite3.Error: unreadable, not a database, read-only directory
         raise ConfigError(f"database {path}: {error}") from None
+
+
+async def open_data_store(config: ServerConfig) -> PostgresDataChannelStore | None:
+    """The data channel's store when `[server] db` names PostgreSQL (connected and migrated, off the loop); None:
+    its tables live in the SQLite database."""
+    if config.db_url is None:
+        return None
+    from opendots.store.postgres_data import PostgresDataChannelStore
+    from opendots.store.records import StoreError
+
+    try:
+        return await asyncio.to_thread(PostgresDataChannelStore.open, config.db_url)
+    except StoreError as error:
+        raise ConfigError(f"db: {error}") from None
 
 
 async def open_signal_store(config: ServerConfig) -> PostgresSignalStore | None:
@@ -128,6 +144,7 @@ class DotsServer:
     metrics: Any = None
     admin: Any = None
     console: Any = None  # opendots.console.server.RunningConsole
+    data_store: Any = None  # the data channel's PostgreSQL store (its own thread and pool), closed last
 
     def describe(self) -> str:
         """The line that says the server is ready (tests and the process stack wait for its start)."""
@@ -158,6 +175,8 @@ class DotsServer:
         if self.data is not None:
             await self.data.cleanup()
         await self.signal.stop()
+        if self.data_store is not None:
+            await asyncio.to_thread(self.data_store.close)
 
 
 async def start_server(
@@ -190,9 +209,11 @@ async def start_server(
     server = None
     runner = None
     signal_store = None
+    pg_data = None
     try:
         signal_store = await open_signal_store(config)
-        data_store = SqliteDataChannelStore(database)
+        pg_data = await open_data_store(config)
+        data_store = pg_data or SqliteDataChannelStore(database)
         if data:
             runner = await start_data_server(config, data_store, clock=clock)
             service = runner.app[CORE_KEY]
@@ -203,8 +224,8 @@ async def start_server(
         signal = await start_signal_server(
             config, dtls=dtls, tls=tls, data_channel=service, database=database, store=signal_store, clock=clock
         )
-        server = DotsServer(config, signal, runner)
-        runner = None  # the server stops it from here
+        server = DotsServer(config, signal, runner, data_store=pg_data)
+        runner = pg_data = None  # the server stops them from here
         if config.metrics:
             server.metrics = await start_metrics_endpoint([SignalCollector(signal)], config.metrics)
         if config.admin_socket is not None:
@@ -222,6 +243,8 @@ async def start_server(
             database.close()
             if signal_store is not None:
                 await signal_store.close()
+            if pg_data is not None:
+                await asyncio.to_thread(pg_data.close)
         raise
     return server
 

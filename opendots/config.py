@@ -122,10 +122,11 @@ class ServerConfig:
     signal_port: int = DEFAULT_SIGNAL_PORT
     data_port: int = DEFAULT_DATA_PORT
     db: Path = Path("opendots.db")
-    """The SQLite file: every table, or, when `db_url` names a PostgreSQL database, the data channel's (the
-    `data_db` key)."""
+    """The SQLite file: every table, or, when `db_url` names a PostgreSQL database, a local file the server still
+    opens (the `data_db` key; `opendots server` keeps the data channel in PostgreSQL too)."""
     db_url: str | None = None
-    """`db = "postgresql://..."`: the signal channel's store is that PostgreSQL database (opendots.store.postgres)."""
+    """`db = "postgresql://..."`: the signal and data channels' stores are in that PostgreSQL database
+    (opendots.store.postgres, opendots.store.postgres_data), which several nodes may share."""
     max_sessions: int = 10_000
     idle_session_timeout: float = 600.0
     max_handshakes: int = 0

@@ -61,6 +61,10 @@ def status(config: Path, as_json: bool) -> None:
     enforced = answer.get("enforced", True)
     if not enforced:
         click.echo("not enforced: only the logging mitigator runs, no traffic is dropped ([[mitigators]])")
+    cluster = answer.get("cluster")
+    if cluster is not None:  # several nodes on one PostgreSQL database: one drives the mitigators
+        role = "holds the mitigator lease" if cluster["lease"] else "standby: another node drives the mitigators"
+        click.echo(f"cluster node {cluster['node']}: {role}")
     rows = []
     for client in answer["clients"]:
         seen = client["last-traffic"]

@@ -44,10 +44,10 @@ def upgrade(config: Path, location: str | None) -> None:
         from opendots.store.records import StoreError
 
         try:
-            version = asyncio.run(upgrade_postgres(loaded.db_url))
+            versions = asyncio.run(upgrade_postgres(loaded.db_url))
         except StoreError as error:
             raise ConfigError(f"db: {error}") from None
-        click.echo(f"{redacted(loaded.db_url)}: signal {version}")
+        click.echo(f"{redacted(loaded.db_url)}: " + ", ".join(f"{name} {number}" for name, number in versions.items()))
     database = open_database(loaded.db)  # SQLite: opening each store migrates its tables
     try:
         SqliteDataChannelStore(database)

@@ -1,14 +1,16 @@
 """The signal channel's store on PostgreSQL (asyncpg): the same records and change sets as the SQLite store, with
 awaited writes (the shell's AsyncSignalStore path), a connection pool and versioned schema migrations.
 
-Chosen by URL: `[server] db = "postgresql://user@host/dbname"` (or `--db`). The data channel's tables stay in
-SQLite for now (`[server] data_db`). Every `apply` is one transaction; a failure of any kind the database reports
-(connection lost, constraint, server shutting down) is a StoreError and nothing of the change is kept.
+Chosen by URL: `[server] db = "postgresql://user@host/dbname"` (or `--db`); the data channel's tables go to the
+same database (opendots.store.postgres_data). Every `apply` is one transaction; a failure of any kind the database
+reports (connection lost, constraint, server shutting down) is a StoreError and nothing of the change is kept.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -72,6 +74,33 @@ _MIGRATIONS: list[str] = [
         PRIMARY KEY (cuid, tmid)
     )
     """,
+    # 3: several nodes on one database. Every write to a mitigation row, by any node, appends its key to a change
+    # log and NOTIFYs "<writer's application_name> <cuid>/<mid>" (delivered at commit): the other nodes read the
+    # rows changed since the last change they saw (opendots.store.postgres_cluster), so none decides on a table
+    # older than the database.
+    """
+    CREATE TABLE signal_mitigation_changes (
+        seq bigserial PRIMARY KEY,
+        cuid text NOT NULL,
+        mid bigint NOT NULL,
+        at timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE INDEX signal_mitigation_changes_at ON signal_mitigation_changes (at);
+    CREATE FUNCTION signal_mitigation_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+    DECLARE
+        changed signal_mitigations;
+    BEGIN
+        IF TG_OP = 'DELETE' THEN changed := OLD; ELSE changed := NEW; END IF;
+        INSERT INTO signal_mitigation_changes (cuid, mid) VALUES (changed.cuid, changed.mid);
+        PERFORM pg_notify(
+            'opendots_mitigations', current_setting('application_name') || ' ' || changed.cuid || '/' || changed.mid
+        );
+        RETURN NULL;
+    END
+    $$;
+    CREATE TRIGGER signal_mitigations_changed AFTER INSERT OR UPDATE OR DELETE ON signal_mitigations
+        FOR EACH ROW EXECUTE FUNCTION signal_mitigation_changed()
+    """,
 ]
 
 _PUT_MITIGATION = (
@@ -95,6 +124,7 @@ TABLES = {
     "signal_telemetry_setups": "cuid, tsid",
     "signal_telemetry_reports": "cuid, tmid",
 }
+# Left out of `dump`: the change log grows with every write (it is how nodes follow each other, not state).
 
 
 def redacted(url: str) -> str:
@@ -112,11 +142,29 @@ def redacted(url: str) -> str:
 TIMEOUT = 5.0
 
 
+def application_name() -> str:
+    """This process's name on its database sessions: the mitigation trigger puts it in each NOTIFY, so a node
+    knows its own writes coming back (several nodes on one database)."""
+    return f"opendots {socket.gethostname()}/{os.getpid()}"[:63]
+
+
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """Nothing to reset when a connection goes back to the pool: the store leaves no session state behind (no
+    LISTEN, no session lock, no SET; transactions always end), and asyncpg's default reset costs a round trip on
+    every release."""
+
+
 async def connect_pool(url: str, *, min_size: int = 1, max_size: int = 4, timeout: float = TIMEOUT) -> asyncpg.Pool:
     """A pool on URL, or StoreError saying why not (the password left out)."""
     try:
         return await asyncpg.create_pool(
-            url, min_size=min_size, max_size=max_size, timeout=timeout, command_timeout=timeout
+            url,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=timeout,
+            command_timeout=timeout,
+            reset=_keep_session,
+            server_settings={"application_name": application_name()},
         )
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError, ValueError) as problem:
         raise StoreError(f"PostgreSQL {redacted(url)}: {problem or type(problem).__name__}") from None
@@ -158,6 +206,8 @@ class PostgresSignalStore:
         self.url = url
         self.timeout = timeout
         self._state = SignalState([], [], [], [])
+        self.seen = 0
+        """The last entry of the change log the state read at open includes (several nodes: what to read after)."""
 
     @classmethod
     async def open(cls, url: str, *, max_size: int = 4, timeout: float = TIMEOUT) -> PostgresSignalStore:
@@ -191,6 +241,7 @@ class PostgresSignalStore:
             reports = await connection.fetch(
                 "SELECT cuid, tmid, client, entries FROM signal_telemetry_reports ORDER BY cuid, tmid"
             )
+            self.seen = await connection.fetchval("SELECT coalesce(max(seq), 0) FROM signal_mitigation_changes")
         mitigations = [mitigation_record(row) for row in rows]
         return SignalState(
             mitigations,
@@ -204,11 +255,6 @@ class PostgresSignalStore:
         """Persist CHANGES in one transaction; StoreError on failure (nothing is then changed)."""
         if not changes:
             return
-        # Serialised before the transaction: a value that is not JSON is a bug (TypeError), found before any write.
-        puts = [mitigation_row(m) for m in changes.put_mitigations]
-        configs = [(c.client, json.dumps(c.config)) for c in changes.put_session_configs]
-        setups = [(t.cuid, t.tsid, t.client, json.dumps(t.setup)) for t in changes.put_telemetry_setups]
-        reports = [(r.cuid, r.tmid, r.client, json.dumps(r.entries)) for r in changes.put_telemetry_reports]
         try:
             single = single_mitigation(changes)
             if single is not None:
@@ -220,55 +266,10 @@ class PostgresSignalStore:
                     if not renewed or await connection.execute(_RENEW_MITIGATION, *renewal_row(record)) != "UPDATE 1":
                         await connection.execute(_PUT_MITIGATION, *mitigation_row(record))
                 return
+            # Serialised before the transaction: a value that is not JSON is a bug (TypeError), found before any write.
+            rows = _Rows(changes)
             async with self.pool.acquire(timeout=self.timeout) as connection, connection.transaction():
-                if changes.delete_mitigations:
-                    await connection.executemany(
-                        "DELETE FROM signal_mitigations WHERE cuid = $1 AND mid = $2", changes.delete_mitigations
-                    )
-                if puts:
-                    await connection.executemany(_PUT_MITIGATION, puts)
-                for record in changes.renewed_mitigations:
-                    if await connection.fetchval(_RENEW_MITIGATION + " RETURNING 1", *renewal_row(record)) is None:
-                        await connection.execute(_PUT_MITIGATION, *mitigation_row(record))
-                if changes.delete_session_configs:
-                    await connection.executemany(
-                        "DELETE FROM signal_session_configs WHERE client = $1",
-                        [(client,) for client in changes.delete_session_configs],
-                    )
-                if configs:
-                    await connection.executemany(
-                        "INSERT INTO signal_session_configs (client, config) VALUES ($1, $2)"
-                        " ON CONFLICT (client) DO UPDATE SET config = excluded.config",
-                        configs,
-                    )
-                if changes.put_cuids:
-                    await connection.executemany(
-                        "INSERT INTO signal_cuids (cuid, client, first_seen) VALUES ($1, $2, $3)"
-                        " ON CONFLICT (cuid) DO NOTHING",
-                        [(c.cuid, c.client, c.first_seen) for c in changes.put_cuids],
-                    )
-                if changes.delete_telemetry_setups:
-                    await connection.executemany(
-                        "DELETE FROM signal_telemetry_setups WHERE cuid = $1 AND tsid = $2",
-                        changes.delete_telemetry_setups,
-                    )
-                if setups:
-                    await connection.executemany(
-                        "INSERT INTO signal_telemetry_setups (cuid, tsid, client, setup) VALUES ($1, $2, $3, $4)"
-                        " ON CONFLICT (cuid, tsid) DO UPDATE SET client = excluded.client, setup = excluded.setup",
-                        setups,
-                    )
-                if changes.delete_telemetry_reports:
-                    await connection.executemany(
-                        "DELETE FROM signal_telemetry_reports WHERE cuid = $1 AND tmid = $2",
-                        changes.delete_telemetry_reports,
-                    )
-                if reports:
-                    await connection.executemany(
-                        "INSERT INTO signal_telemetry_reports (cuid, tmid, client, entries) VALUES ($1, $2, $3, $4)"
-                        " ON CONFLICT (cuid, tmid) DO UPDATE SET client = excluded.client, entries = excluded.entries",
-                        reports,
-                    )
+                await write(connection, changes, rows)
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as problem:
             raise StoreError(f"PostgreSQL: {problem or type(problem).__name__}") from problem
 
@@ -285,11 +286,78 @@ class PostgresSignalStore:
         await self.pool.close()
 
 
-async def upgrade(url: str) -> int:
-    """`opendots db upgrade`: bring URL's schema to this version's; the version it is at."""
+class _Rows:
+    """CHANGES' rows as the statements take them, serialised once (a TypeError, a bug, comes before any write)."""
+
+    def __init__(self, changes: SignalChanges) -> None:
+        self.puts = [mitigation_row(m) for m in changes.put_mitigations]
+        self.configs = [(c.client, json.dumps(c.config)) for c in changes.put_session_configs]
+        self.setups = [(t.cuid, t.tsid, t.client, json.dumps(t.setup)) for t in changes.put_telemetry_setups]
+        self.reports = [(r.cuid, r.tmid, r.client, json.dumps(r.entries)) for r in changes.put_telemetry_reports]
+
+
+async def write(connection: asyncpg.Connection, changes: SignalChanges, rows: _Rows | None = None) -> None:
+    """CHANGES' statements on CONNECTION, inside the transaction the caller holds open."""
+    rows = rows or _Rows(changes)
+    if changes.delete_mitigations:
+        await connection.executemany(
+            "DELETE FROM signal_mitigations WHERE cuid = $1 AND mid = $2", changes.delete_mitigations
+        )
+    if rows.puts:
+        await connection.executemany(_PUT_MITIGATION, rows.puts)
+    for record in changes.renewed_mitigations:
+        if await connection.fetchval(_RENEW_MITIGATION + " RETURNING 1", *renewal_row(record)) is None:
+            await connection.execute(_PUT_MITIGATION, *mitigation_row(record))
+    if changes.delete_session_configs:
+        await connection.executemany(
+            "DELETE FROM signal_session_configs WHERE client = $1",
+            [(client,) for client in changes.delete_session_configs],
+        )
+    if rows.configs:
+        await connection.executemany(
+            "INSERT INTO signal_session_configs (client, config) VALUES ($1, $2)"
+            " ON CONFLICT (client) DO UPDATE SET config = excluded.config",
+            rows.configs,
+        )
+    if changes.put_cuids:
+        await connection.executemany(
+            "INSERT INTO signal_cuids (cuid, client, first_seen) VALUES ($1, $2, $3) ON CONFLICT (cuid) DO NOTHING",
+            [(c.cuid, c.client, c.first_seen) for c in changes.put_cuids],
+        )
+    if changes.delete_telemetry_setups:
+        await connection.executemany(
+            "DELETE FROM signal_telemetry_setups WHERE cuid = $1 AND tsid = $2",
+            changes.delete_telemetry_setups,
+        )
+    if rows.setups:
+        await connection.executemany(
+            "INSERT INTO signal_telemetry_setups (cuid, tsid, client, setup) VALUES ($1, $2, $3, $4)"
+            " ON CONFLICT (cuid, tsid) DO UPDATE SET client = excluded.client, setup = excluded.setup",
+            rows.setups,
+        )
+    if changes.delete_telemetry_reports:
+        await connection.executemany(
+            "DELETE FROM signal_telemetry_reports WHERE cuid = $1 AND tmid = $2",
+            changes.delete_telemetry_reports,
+        )
+    if rows.reports:
+        await connection.executemany(
+            "INSERT INTO signal_telemetry_reports (cuid, tmid, client, entries) VALUES ($1, $2, $3, $4)"
+            " ON CONFLICT (cuid, tmid) DO UPDATE SET client = excluded.client, entries = excluded.entries",
+            rows.reports,
+        )
+
+
+async def upgrade(url: str) -> dict[str, int]:
+    """`opendots db upgrade`: bring URL's schema to this version's; the version each component is at."""
+    from opendots.store import postgres_data
+
     pool = await connect_pool(url, max_size=1)
     try:
-        return await migrate(pool, "signal", _MIGRATIONS)
+        return {
+            "signal": await migrate(pool, "signal", _MIGRATIONS),
+            postgres_data.COMPONENT: await migrate(pool, postgres_data.COMPONENT, postgres_data.MIGRATIONS),
+        }
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as problem:
         raise StoreError(f"PostgreSQL {redacted(url)}: {problem}") from problem
     finally:

@@ -32,6 +32,12 @@ class Peers:
             self._dirty.add(client)
         self.flush(now)
 
+    def forget(self, client: str) -> None:
+        """No liveness clock for CLIENT until its traffic is seen here again."""
+        self._peers.pop(client, None)
+        self._timers.set(client, None)
+        self._dirty.discard(client)
+
     def saw_traffic(self, client: str, now: float) -> list[Event]:
         """A message from CLIENT itself (never something the server does on its behalf) proves it alive."""
         parameters = self._parameters(client)

@@ -30,7 +30,12 @@ from opendots.signal.server.core.acl_requests import update_failed
 from opendots.signal.server.core.authorization import resolve_aliases
 from opendots.signal.server.core.bodies import decoded
 from opendots.signal.server.core.decision import Decision
+<<<<<<< HEAD
 from opendots.signal.server.core.events import Event, PeerLost, RedirectionChanged, TelemetryChanged
+=======
+from opendots.signal.server.core.events import Event, PeerLost, RedirectionChanged
+from opendots.signal.server.core.external import changed_elsewhere
+>>>>>>> h-scale
 from opendots.signal.server.core.filtering import AclActivation
 from opendots.signal.server.core.heartbeat import PeerLiveness
 from opendots.signal.server.core.messages import REDIRECTED_SIGNAL, Rejected, Request, Response, Status, error, reject
@@ -55,7 +60,7 @@ from opendots.signal.server.core.session_configs import SessionConfigs
 from opendots.signal.server.core.sessionconfig import ParameterSet, SessionConfig
 from opendots.signal.server.core.telemetry_reports import TelemetryReports
 from opendots.signal.server.core.telemetry_setup import TelemetrySetups
-from opendots.store.records import SignalState
+from opendots.store.records import MitigationRecord, SignalState
 
 log = logging.getLogger(__name__)
 
@@ -129,22 +134,51 @@ class SignalServer:
             owners.setdefault(cuid.cuid, cuid.client)
         self.configs.restored(state.session_configs)
         for record in state.mitigations:
-            client = self._by_name.get(record.client)
-            request = parse_scope_entry(
-                record.request, call_home=self.settings.call_home
-            )  # validated when it was accepted
-            targets = request.targets
-            if client is not None:
-                try:
-                    targets = resolve_aliases(client, request.targets, self.settings.aliases)
-                except Rejected as problem:
-                    # An alias deleted since: keep the literal targets rather than drop an acknowledged mitigation.
-                    log.warning("mitigation %s/%s: %s", record.cuid, record.mid, problem.response.diagnostic)
-            self.table.hold(Mitigation(record, request, targets))
+            self.table.hold(self._held_from(record))
         self.telemetry_setups.restored(state.telemetry_setups)
         self.telemetry_reports.restored(state.telemetry_reports)  # after the mitigations their 'mid-list' names
         # A restarted server gives each client with stored mitigations a fresh liveness clock.
         self.peers.restored(dict.fromkeys(record.client for record in state.mitigations), now)
+
+    def _held_from(self, record: MitigationRecord) -> Mitigation:
+        """A stored record as a held mitigation (validated when it was accepted, here or on another node)."""
+        client = self._by_name.get(record.client)
+        request = parse_scope_entry(record.request, call_home=self.settings.call_home)
+        targets = request.targets
+        if client is not None:
+            try:
+                targets = resolve_aliases(client, request.targets, self.settings.aliases)
+            except Rejected as problem:
+                # An alias deleted since: keep the literal targets rather than drop an acknowledged mitigation.
+                log.warning("mitigation %s/%s: %s", record.cuid, record.mid, problem.response.diagnostic)
+        return Mitigation(record, request, targets)
+
+    def changed_elsewhere(self, key: tuple[str, int], record: MitigationRecord | None, now: float) -> list[Event]:
+        """Another node changed mitigation KEY in the shared database: hold RECORD, what the database holds now
+        (None: the row is gone), and return what follows (observers' notifications, mitigator actions). Not
+        while a decision is pending: the shell feeds these between decisions."""
+        if self._pending is not None:
+            raise RuntimeError("a decision is pending: external changes come between decisions")
+        self._now = now
+        if record is not None:
+            self.mitigation_requests.cuid_owner.setdefault(record.cuid, record.client)
+        events = changed_elsewhere(self.table, key, record, now, self._held_from)
+        self.peers.flush(now)
+        return events
+
+    def set_aside(self, decision: Decision) -> None:
+        """The shell will not settle DECISION (it decides again on fresher state): memory stays as it was."""
+        if self._pending is decision:
+            self._pending = None
+
+    def peer_elsewhere(self, client_name: str) -> None:
+        """CLIENT_NAME's session is on another node now: this one stops judging its liveness (§4.7), which would
+        declare it lost for the heartbeats it sends there."""
+        self.peers.forget(client_name)
+
+    def held_keys(self) -> list[tuple[str, int]]:
+        """The keys of every held mitigation (a node comparing its table with the database's)."""
+        return [m.key for m in self.table]
 
     def restore_events(self) -> list[Event]:
         """MitigationActivated for every mitigation that must be enforced: call once after start-up, since

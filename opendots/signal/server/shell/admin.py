@@ -9,9 +9,12 @@ Operations:
   status                                      -> {"sessions": {"dtls": n, "tls": n}, "redirection": {...} | null,
                                                   "clients": [{"name", "cuid", "mitigations", "enforcing",
                                                                "connected", "last-traffic"}],
-                                                  "event-loop": "uvloop" | "asyncio", "enforced": bool}
+                                                  "event-loop": "uvloop" | "asyncio", "enforced": bool,
+                                                  "drives-mitigators": bool, "cluster": {"node", "lease",
+                                                  "leases-taken", "seen"} | null}
                                                   enforced false: only the logging mitigator runs, nothing is
-                                                  dropped ("enforcing" then counts what would be)
+                                                  dropped ("enforcing" then counts what would be); on PostgreSQL,
+                                                  only the node holding the lease drives the mitigators
   mitigations  {"client"?: name or cuid, "limit"?: n}
                                               -> {"total": n, "mitigations": [{"client", "cuid", "mid", "status",
                                                   "lifetime",
@@ -112,6 +115,8 @@ class AdminHandler:
             "clients": clients,
             "event-loop": running_loop_name(),
             "enforced": enforces(self.server.service.mitigator),
+            "drives-mitigators": self.server.service.drives_mitigator,
+            "cluster": self.server.cluster.describe() if self.server.cluster is not None else None,
         }
 
     def _mitigations(self, args: dict[str, Any]) -> dict[str, Any]:

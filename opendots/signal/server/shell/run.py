@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 import aiocoap
 
@@ -41,10 +42,14 @@ from opendots.signal.server.shell.resources import DOTS_CBOR, WELL_KNOWN_DOTS, D
 from opendots.signal.server.shell.service import SignalService
 from opendots.signal.server.shell.settings import settings_from_table
 from opendots.store.data_channel import SqliteDataChannelStore
+from opendots.store.records import StoreError
 from opendots.store.signal import SignalStore, SqliteSignalStore
 from opendots.store.sqlite import SqliteDatabase
 from opendots.transport import SessionEvent, SignalServerEndpoint, start_server
 from opendots.transport.qblock import QBlockLimits
+
+if TYPE_CHECKING:
+    from opendots.signal.server.shell.cluster import ClusterNode
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +68,8 @@ class RunningSignalServer:
     database: SqliteDatabase | None = None
     """The SQLite database this server owns besides its store (the data channel's, when the store is PostgreSQL)."""
     full_collections: FullCollections | None = None
+    cluster: ClusterNode | None = None
+    """This node's part among several on one PostgreSQL database (None: SQLite)."""
     """The timer that runs the full garbage collections (None: CPython's own policy)."""
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -103,6 +110,8 @@ class RunningSignalServer:
             task.cancel()
         if self.acls is not None:
             await self.acls.stop()
+        if self.cluster is not None:
+            await self.cluster.stop()
         await self.service.stop()
         await self.endpoint.shutdown()
         closing = self.store.close()
@@ -143,7 +152,9 @@ async def start_signal_server(
         from opendots.app import open_signal_store
 
         store = await open_signal_store(config)
-        database = database or SqliteDatabase(config.db)  # the data channel's tables stay in SQLite (data_db)
+        # Started alone (not through opendots.app, which opens the data channel's PostgreSQL store), the data
+        # channel's tables are in the SQLite file data_db.
+        database = database or SqliteDatabase(config.db)
     owned = None  # the SQLite database to close on stop when the store does not
     if store is None:
         database = database or SqliteDatabase(config.db)
@@ -159,7 +170,7 @@ async def start_signal_server(
             )
         if settings is None:
             # Aliases live in the data channel's tables of the same database file (RFC 9132 §4.4.1.3).
-            aliases = DataChannelAliases(SqliteDataChannelStore(database), config.clients, clock)
+            aliases = DataChannelAliases(data_channel.store, config.clients, clock)
             settings = replace(settings_from_table(config.clients, config.signal), aliases=aliases)
     settings = settings or settings_from_table(config.clients, config.signal)
     mitigator = mitigator or build_router(config)  # [[mitigators]] of server.toml; logging only when none
@@ -173,15 +184,19 @@ async def start_signal_server(
     service = SignalService(
         core, store, mitigator, acl_store=acl_store, clock=clock, counters_interval=settings.counters_interval
     )
+    cluster = await _join_cluster(config, store, service)
     site, resource = build_site(service)
     bind = bind or [(host, config.signal_port) for host in config.listen]
     try:
         endpoint = await (transport(site) if transport is not None else _listen(config, site, bind, dtls, tls, core))
     except BaseException:
+        if cluster is not None:
+            await cluster.stop()
         if opened:  # ours: its pool goes with the failed start (an address in use, ...)
             await store.close()  # type: ignore[misc]
         raise
     running = RunningSignalServer(service, resource, endpoint, store, config=config, database=owned)
+    running.cluster = cluster
     if data_channel is not None:
         running.acls = _acl_enforcer(config, core, mitigator, data_channel, clock)
         if acl_control is not None:
@@ -214,6 +229,8 @@ async def start_signal_server(
         if event.kind == "established":
             resource.remotes[name] = event.remote
             service.note_traffic(name)
+            if cluster is not None:
+                cluster.announce_session(name)
         elif resource.remotes.get(name) is event.remote:
             del resource.remotes[name]
 
@@ -221,7 +238,24 @@ async def start_signal_server(
     endpoint.session_listeners.append(on_session)
     await service.start()
     if running.acls is not None:
-        await running.acls.start()  # after the mitigators restored their state, which replaces their tables
+        if cluster is None or service.drives_mitigator:
+            await running.acls.start()  # after the mitigators restored their state, which replaces their tables
+        else:  # only the lease holder drives the mitigators
+            enforcer = running.acls
+
+            async def enforce_acls() -> None:
+                cluster.on_lease.remove(enforce_acls)  # once: a lease lost and taken again finds it running
+                await enforcer.start()
+
+            cluster.on_lease.append(enforce_acls)
+    if cluster is not None and running.acls is not None:
+        acls = running.acls
+
+        def data_changed(cuid: str) -> None:  # a commit on another node's data channel (or this one's: harmless)
+            acls.client_changed(cuid)
+            service.acl_activation_changed(cuid)
+
+        cluster.on_data_change = data_changed
     if database is not None:  # ours: checkpoint its WAL off the request path
         checkpoints = asyncio.get_running_loop().create_task(checkpoint_in_background(database))
         running._tasks.add(checkpoints)
@@ -233,6 +267,24 @@ async def start_signal_server(
     if running.full_collections is not None:
         running._tasks.add(asyncio.get_running_loop().create_task(running.full_collections.run()))
     return running
+
+
+async def _join_cluster(config: ServerConfig, store: Any, service: SignalService) -> ClusterNode | None:
+    """On PostgreSQL, this node is one of the nodes sharing the database (one alone is a cluster of one)."""
+    if config.db_url is None:
+        return None
+    from opendots.signal.server.shell.cluster import ClusterNode
+    from opendots.store.postgres import PostgresSignalStore, application_name
+
+    if not isinstance(store, PostgresSignalStore):
+        return None
+    cluster = ClusterNode(store, service, config.db_url, node=application_name())
+    try:
+        await cluster.start()
+    except StoreError as error:
+        await cluster.stop()
+        raise ConfigError(f"db: {error}") from None
+    return cluster
 
 
 def _acl_enforcer(

@@ -16,7 +16,7 @@ import ipaddress
 import logging
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Protocol
 
@@ -43,6 +43,14 @@ from opendots.store.records import SignalStore
 log = logging.getLogger(__name__)
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class ClusterSettler(Protocol):
+    """What the service asks of a cluster node (opendots.signal.server.shell.cluster.ClusterNode)."""
+
+    async def settle(self, decide: Callable[[], Decision], mode: str) -> tuple[Response | None, list[Event]]: ...
+
+    async def publish_counters(self, measured: dict[str, Counters]) -> None: ...
 
 
 class NameResolver(Protocol):
@@ -99,12 +107,31 @@ class SignalService:
         self.counters_interval = counters_interval
         self.poke_coalesce = poke_coalesce
         """Seconds during which pokes (one per request) are gathered before the timers are looked at again."""
+        self.cluster: ClusterSettler | None = None
+        """Several nodes on one database (opendots.signal.server.shell.cluster): decisions read what the others
+        wrote first, and mitigation writes take the cluster-wide lock."""
+        self.drives_mitigator = True
+        """Whether this node acts on mitigation events with its mitigators (one node of a cluster: the lease's)."""
+        self._mitigator_started = False
 
     async def start(self) -> None:
         """Start the actuators, re-enforce every stored mitigation (actuators forget across our restarts,
-        and a mitigator with `restore` also drops what ended while we were down), then run timers."""
-        if isinstance(self.mitigator, Lifecycle):
+        and a mitigator with `restore` also drops what ended while we were down), then run timers. A cluster
+        node without the mitigator lease leaves the actuators alone until it takes the lease (`drive`)."""
+        if self.drives_mitigator:
+            await self.drive()
+        self._tasks = [
+            asyncio.create_task(self._timers()),
+            asyncio.create_task(self._dispatch()),
+            asyncio.create_task(self._poll_counters()),
+        ]
+
+    async def drive(self) -> None:
+        """Take the mitigators over: started, and re-applying every mitigation held now (the restart path)."""
+        self.drives_mitigator = True
+        if isinstance(self.mitigator, Lifecycle) and not self._mitigator_started:
             await self.mitigator.start()
+        self._mitigator_started = True
         restoring = self.core.restore_events()
         if isinstance(self.mitigator, Restorable):
             scopes = [await self._with_names(e.client, e.scope, e.names) for e in restoring]
@@ -115,11 +142,6 @@ class SignalService:
                 )
         else:
             self._enqueue(restoring)
-        self._tasks = [
-            asyncio.create_task(self._timers()),
-            asyncio.create_task(self._dispatch()),
-            asyncio.create_task(self._poll_counters()),
-        ]
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -128,7 +150,7 @@ class SignalService:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
-        if isinstance(self.mitigator, Lifecycle):
+        if isinstance(self.mitigator, Lifecycle) and self._mitigator_started:
             await self.mitigator.stop()
 
     def handle(self, request: Request) -> Response:
@@ -145,16 +167,21 @@ class SignalService:
         """Answer one request once its changes are durable, whichever kind of store this service has."""
         if not self.awaited:
             return self.handle(request)
-        response = await self._settle_awaited(lambda: self.core.handle(request, self.clock()))
+        # Several nodes: a mitigation request is decided on the rows the others wrote (a write also under the
+        # cluster's lock); heartbeats, /config and telemetry are this node's own business.
+        mode = "local"
+        if request.path[:1] == ("mitigate",):
+            mode = "read" if request.method == "GET" else "write"
+        response = await self._settle_awaited(lambda: self.core.handle(request, self.clock()), mode)
         self.poke()
         assert response is not None
         return response
 
-    def _settle(self, decide: Callable[[], Decision]) -> Response | None:
+    def _settle(self, decide: Callable[[], Decision], mode: str = "write") -> Response | None:
         """Decide, store the decision, let the core apply it, queue its events: what to answer. With an awaited
         store the decision is settled in a task (a timer's or a mitigator's: nobody waits for an answer)."""
         if self.awaited:
-            task = asyncio.get_running_loop().create_task(self._decide_and_settle(decide))
+            task = asyncio.get_running_loop().create_task(self._decide_and_settle(decide, mode))
             self._settling.add(task)
             task.add_done_callback(self._settling.discard)
             return None
@@ -162,22 +189,35 @@ class SignalService:
         self._enqueue(events)
         return response
 
-    async def _settle_awaited(self, decide: Callable[[], Decision]) -> Response | None:
+    async def _settle_awaited(self, decide: Callable[[], Decision], mode: str = "write") -> Response | None:
         # A caller cancelled mid-write (a request whose peer went away) must not leave the decision half-settled,
         # pending in the core for ever: the settling runs in its own task, which finishes whatever the caller does.
-        task = asyncio.get_running_loop().create_task(self._decide_and_settle(decide))
+        task = asyncio.get_running_loop().create_task(self._decide_and_settle(decide, mode))
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)
         return await asyncio.shield(task)
 
-    async def _decide_and_settle(self, decide: Callable[[], Decision]) -> Response | None:
+    async def _decide_and_settle(self, decide: Callable[[], Decision], mode: str = "write") -> Response | None:
+        """MODE (with several nodes): "write" decides under the cluster's lock on the database's current rows,
+        "timer" takes the lock only when the step stores something, "read" reads what changed first, "local"
+        (heartbeats, /config, telemetry, counters) decides on this node's memory."""
         # The core refuses to decide while a decision is pending: decide and settle under one lock.
         async with self._lock:
-            decision = decide()
-            store: AsyncSignalStore = self.store  # type: ignore[assignment]
-            response, events = await settle_async(self.core, store, decision, self.clock(), self.acl_store)
+            if self.cluster is not None and mode != "local":
+                response, events = await self.cluster.settle(decide, mode)
+            else:
+                decision = decide()
+                store: AsyncSignalStore = self.store  # type: ignore[assignment]
+                response, events = await settle_async(self.core, store, decision, self.clock(), self.acl_store)
         self._enqueue(events)
         return response
+
+    async def follow(self, feed: Callable[[], Awaitable[list[Event]]]) -> None:
+        """Run FEED (it reads what other nodes changed and hands it to the core) between decisions; act on what
+        it returns."""
+        async with self._lock:
+            events = await feed()
+        self._enqueue(events)
 
     def note_traffic(self, client_name: str) -> None:
         """The client answered a server heartbeat or opened a session: it is alive (§4.7)."""
@@ -190,7 +230,7 @@ class SignalService:
 
     def report_counters(self, key: str, counters: Counters) -> None:
         """What a mitigator measured for mitigation KEY; a change is notified to observers (§4.4.2.1)."""
-        self._settle(lambda: self.core.report_counters(key, counters, self.clock()))
+        self._settle(lambda: self.core.report_counters(key, counters, self.clock()), "local")
 
     def acl_activation_changed(self, cuid: str) -> None:
         """The data channel changed CUID's ACLs: notify observers of mitigations naming them (RFC 9133)."""
@@ -237,7 +277,7 @@ class SignalService:
             if woken and ((deadline := self.core.next_timer()) is None or deadline > self.clock()):
                 continue
             if self.awaited:  # this step is stored before the next is looked at
-                await self._settle_awaited(lambda: self.core.handle_timer(self.clock()))
+                await self._settle_awaited(lambda: self.core.handle_timer(self.clock()), "timer")
             else:
                 self.timer_step()
             deadline = self.core.next_timer()
@@ -250,9 +290,13 @@ class SignalService:
 
     async def refresh_counters(self) -> None:
         """One batch read of every enforced mitigation's counters (one nft call, not one per mitigation)."""
+        if not self.drives_mitigator:  # the lease holder measures, and tells the other nodes
+            return
         keys = [mitigation.mitigator_key for mitigation in self.core.mitigations() if mitigation.enforcing]
-        for key, counters in (await read_counters(self.mitigator, keys)).items():
+        measured = await read_counters(self.mitigator, keys)
+        for key, counters in measured.items():
             self.report_counters(key, counters)
+<<<<<<< HEAD
         while self._settling:  # an awaited store settles each reading in a task: the batch is done when they are
             await asyncio.gather(*self._settling)
         self.counters_read()
@@ -260,6 +304,10 @@ class SignalService:
     def counters_read(self) -> None:
         """A batch of readings is done: RFC 9244 §8.3 requests get their traffic, /tm observers are notified."""
         self._enqueue(self.core.counters_read(self.clock()))
+=======
+        if self.cluster is not None:
+            await self.cluster.publish_counters(measured)
+>>>>>>> h-scale
 
     async def _dispatch(self) -> None:
         while True:
@@ -274,6 +322,11 @@ class SignalService:
                 self._queue.task_done()
 
     async def _act(self, event: Event) -> None:
+        if not self.drives_mitigator:  # another node holds the mitigator lease and acts on this
+            if isinstance(event, PeerLost):
+                self.session_losses += 1
+            self.on_event(event)
+            return
         if isinstance(event, MitigationActivated | MitigationUpdated):
             scope = await self._with_names(event.client, event.scope, event.names)
             if not scope.target_prefixes:

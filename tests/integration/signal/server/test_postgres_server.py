@@ -5,11 +5,8 @@ lost when the process is killed (SIGKILL) mid-way."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import socket
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,36 +17,15 @@ import pytest
 from opendots.cli.certs import init_pki
 from opendots.config import ServerConfig, TlsFiles
 from opendots.model import decode_signal, encode_signal
-from opendots.store.sqlite import SqliteDatabase
 from opendots.transport import create_client_context
 from tests.conftest import free_port
-from tests.helpers import REPOSITORY
+from tests.helpers.cluster import start_server_process
 
 SCOPE = "ietf-dots-signal-channel:mitigation-scope"
 
 
 async def _start(config: Path, port: int, url: str) -> asyncio.subprocess.Process:
-    # The data channel runs too, on the SQLite file of server.toml's db (data_db), beside PostgreSQL.
-    data_port = str(free_port(socket.SOCK_STREAM))
-    flags = ["--no-tls", "--data-port", data_port, "--listen", "127.0.0.1", "--signal-port", str(port), "--db", url]
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "opendots",
-        "server",
-        "-c",
-        str(config),
-        *flags,
-        cwd=REPOSITORY,
-        env={**os.environ, "PYTHONPATH": str(REPOSITORY)},
-        stderr=subprocess.PIPE,
-    )
-    assert process.stderr is not None
-    lines = []  # a restart first logs what it restores
-    while not lines or "data channel listening" not in lines[-1]:
-        lines.append((await asyncio.wait_for(process.stderr.readline(), 30)).decode())
-        assert lines[-1], "".join(lines)  # EOF: the server exited
-    return process
+    return await start_server_process(config, port, url)
 
 
 class _Client:
@@ -77,6 +53,14 @@ async def _stored_mids(url: str) -> list[int]:
     connection = await asyncpg.connect(url)
     try:
         return [row["mid"] for row in await connection.fetch("SELECT mid FROM signal_mitigations ORDER BY mid")]
+    finally:
+        await connection.close()
+
+
+async def _components(url: str) -> list[str]:
+    connection = await asyncpg.connect(url)
+    try:
+        return [row[0] for row in await connection.fetch("SELECT component FROM schema_versions ORDER BY 1")]
     finally:
         await connection.close()
 
@@ -113,9 +97,8 @@ async def test_a_server_on_postgresql_serves_mitigations_that_survive_a_restart_
         process.send_signal(signal.SIGTERM)
         await asyncio.wait_for(process.wait(), 20)
     assert process.returncode == 0
-    data_file = SqliteDatabase(tmp_path / "opendots.db")  # the data channel's: no signal table in it
-    assert [row[0] for row in data_file.connection.execute("SELECT component FROM schema_versions")] == ["data_channel"]
-    data_file.close()
+    # The data channel's tables are in the same PostgreSQL database, so every node sees one set of aliases and ACLs.
+    assert await _components(postgres_url) == ["data_channel", "signal"]
 
     process = await _start(config, port, postgres_url)  # a restart reads the mitigations back from PostgreSQL
     acknowledged: list[int] = []

@@ -1,0 +1,77 @@
+"""Changes made by another node on the shared database (several servers on one PostgreSQL), fed into this core.
+
+The core stays sans-I/O: the shell learns that mitigation KEY changed elsewhere (PostgreSQL NOTIFY, or the change
+log it reads before a decision), reads the row the database now holds, and hands it here. The core then holds what
+the database holds and says what follows, as for a change of its own: observers of the client are notified, and the
+node driving the mitigators applies, updates or withdraws. An echo of this node's own write changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from opendots.signal.server.core.events import Event
+from opendots.signal.server.core.messages import Status
+from opendots.signal.server.core.mitigation_requests import (
+    _changed,
+    activated_event,
+    updated_event,
+    withdrawn_event,
+)
+from opendots.signal.server.core.mitigations import Mitigation
+from opendots.signal.server.core.transitions import Trigger, allowed, kind_of, next_status
+from opendots.store.records import MitigationRecord
+
+if TYPE_CHECKING:
+    from opendots.signal.server.core.mitigation_table import Key, MitigationTable
+
+
+def changed_elsewhere(
+    table: MitigationTable,
+    key: Key,
+    record: MitigationRecord | None,
+    now: float,
+    held_from: Callable[[MitigationRecord], Mitigation],
+) -> list[Event]:
+    """Hold RECORD (what the database holds for KEY now; None: nothing any more) and return the events that follow.
+    HELD_FROM parses a stored record into a held mitigation (the start-up path)."""
+    old = table.get(key)
+    if record is None:
+        if old is None:
+            return []
+        table.release(key)
+        events: list[Event] = []
+        if old.enforcing:
+            events.append(withdrawn_event(old, "client" if old.terminating else "server"))
+        return [*events, _changed(old, now, _final_status(old, now))]
+    if old is not None and old.record == record:
+        return []  # this node's own write coming back, or a change already read
+    if old is not None and old.record.request == record.request:
+        # A refresh or a status change: the parsed request and its targets stay (as `with_record` keeps them).
+        new = Mitigation(record, old.request, old.targets, old.counters, old.conflict, old.payload)
+    else:
+        new = held_from(record)
+        if old is not None:
+            new.counters, new.conflict = old.counters, old.conflict
+    table.hold(new)
+    events = []
+    was_enforcing = old is not None and old.enforcing
+    if new.enforcing and not was_enforcing:
+        events.append(activated_event(new))
+    elif was_enforcing and not new.enforcing:
+        assert old is not None
+        events.append(withdrawn_event(old, "client" if new.terminating else "server"))
+    elif was_enforcing and old is not None and old.targets != new.targets:
+        events.append(updated_event(new))
+    events.append(_changed(new, now))
+    return events
+
+
+def _final_status(old: Mitigation, now: float) -> Status:
+    """What observers are told of a mitigation another node ended: the row does not say why, so its end of life
+    when its deadline has passed, else a withdrawal (a DELETE, or a higher 'mid' that superseded it)."""
+    deadline = old.deadline()
+    trigger = Trigger.LIFETIME_ENDED if deadline is not None and deadline <= now else Trigger.WITHDRAWN_BY_CLIENT
+    kind = kind_of(old.request.trigger_mitigation)
+    return next_status(kind, old.status, trigger) if allowed(kind, old.status, trigger) else old.status

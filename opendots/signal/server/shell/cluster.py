@@ -1,0 +1,283 @@
+"""This node's part when several `opendots server` processes share one PostgreSQL database.
+
+Every node answers for every mitigation. Its core keeps the mitigations in memory (MitigationTable); this shell
+keeps that table in step with the database and feeds what other nodes changed into the core as "changed
+elsewhere" events (`SignalServer.changed_elsewhere`), so the core stays sans-I/O:
+
+- after a NOTIFY on `opendots_mitigations` (sent by the database's trigger at every commit that touches a
+  mitigation), the node reads the change log past the last entry it saw and reloads those rows: its observers
+  are notified as for a change of its own;
+- before a mitigation request is decided, the same read (a GET), or the same read under the cluster-wide write lock
+  in the transaction that then stores the decision (a PUT, a DELETE, a timer's expiry, a mitigator's report):
+  nothing is decided on a table older than the database (opendots.store.postgres_cluster);
+- the mitigator lease: one node at a time drives the mitigators. It holds a session advisory lock on a connection
+  of its own; the others try every LEASE_RETRY seconds and, once one holds it, it reads everything and re-applies
+  what the database holds (the restart path). Counters its mitigators measure reach the others by NOTIFY;
+- a client's session established here is announced, and the other nodes stop judging that client's liveness;
+- a data-channel commit NOTIFYs its cuid: every node tells its signal observers (RFC 9133), and the lease holder
+  enforces the client's ACLs again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+
+from opendots.domain import Counters
+from opendots.signal.server.core import Decision, Event, Response
+from opendots.signal.server.core.server import UNSTORED
+from opendots.signal.server.shell.durable import settle_async
+from opendots.signal.server.shell.service import SignalService
+from opendots.store import postgres_cluster as db
+from opendots.store.postgres import PostgresSignalStore
+from opendots.store.postgres_data import DATA_CHANNEL
+from opendots.store.records import StoreError
+
+log = logging.getLogger(__name__)
+
+LEASE_RETRY = 1.0  # seconds between a standby's attempts to take the lease, and between the holder's checks
+PRUNE_INTERVAL = 60.0
+FAILED_PAUSE = 0.5  # after the database could not be reached: no busy loop of timer steps meanwhile
+_DATABASE_ERRORS = (StoreError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+
+
+class ClusterNode:
+    def __init__(self, store: PostgresSignalStore, service: SignalService, url: str, *, node: str) -> None:
+        self.store = store
+        self.service = service
+        self.url = url
+        self.node = node
+        """This node's name: the application_name of its database sessions (opendots.store.postgres)."""
+        self.seen = store.seen
+        """The last change-log entry this node's core holds (read at open, then moved on by every read)."""
+        self.lease = False
+        """Whether this node holds the mitigator lease now."""
+        self.leases_taken = 0
+        self.followed = 0
+        """Changes made elsewhere fed to this node's core."""
+        self._published: dict[str, Counters] = {}
+        self._listener: asyncpg.Connection | None = None
+        self._lease_connection: asyncpg.Connection | None = None
+        self._wake = asyncio.Event()
+        self._resync = False
+        self.on_lease: list[Callable[[], Awaitable[None]]] = []
+        """Run when this node takes the lease, after the mitigators re-applied the mitigations (ACL enforcement)."""
+        self.on_data_change: Callable[[str], None] = lambda cuid: None
+        """A data-channel commit (on any node) changed this cuid's aliases or ACLs."""
+        self._tasks: list[asyncio.Task[None]] = []
+        self._notes: set[asyncio.Task[None]] = set()
+
+    # --- start and stop --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Before the service starts: listen, and try the lease once (a lone node drives its mitigators from the
+        first moment, as without a cluster). Raises StoreError when the database cannot be reached."""
+        self.service.cluster = self
+        # A restarted node gave every client with stored mitigations a liveness clock; with several nodes a
+        # client's session may be anywhere: a node judges only the sessions it has seen.
+        for client in self.service.core.settings.clients:
+            self.service.core.peer_elsewhere(client.name)
+        await self._listen()
+        self._lease_connection = await db.connect_session(self.url, keepalives=True)
+        self.lease = await db.try_lease(self._lease_connection)
+        self.service.drives_mitigator = self.lease
+        if self.lease:
+            self.leases_taken += 1
+            log.warning("cluster node %s holds the mitigator lease", self.node)
+        self._tasks = [
+            asyncio.create_task(self._follow()),
+            asyncio.create_task(self._hold_lease()),
+            asyncio.create_task(self._prune()),
+        ]
+
+    async def stop(self) -> None:
+        for task in [*self._tasks, *self._notes]:
+            task.cancel()
+        for task in [*self._tasks, *self._notes]:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        for connection in (self._listener, self._lease_connection):
+            if connection is not None and not connection.is_closed():
+                with contextlib.suppress(*_DATABASE_ERRORS):
+                    await connection.close(timeout=2)
+        self._listener = self._lease_connection = None
+
+    def describe(self) -> dict[str, Any]:
+        """For the operator socket's status."""
+        return {"node": self.node, "lease": self.lease, "leases-taken": self.leases_taken, "seen": self.seen}
+
+    # --- deciding on the database's rows ---------------------------------------------------------------
+
+    async def settle(self, decide: Callable[[], Decision], mode: str) -> tuple[Response | None, list[Event]]:
+        """Called by the service under its lock: decide on what the database holds, store, apply."""
+        core = self.service.core
+        events: list[Event] = []
+        try:
+            if mode == "timer":
+                decision = decide()
+                if not decision.pending:  # heartbeats, announcements: nothing to store, nothing to lock
+                    return await settle_async(core, self.store, decision, self.service.clock(), self.service.acl_store)
+                # Expiries and session losses: decided again under the lock, on the rows the others left.
+                core.set_aside(decision)
+                events += decision.observed
+            if mode == "read":
+                self.seen, changed = await db.read_changes(self.store, self.seen)
+                events += self._feed(changed)
+                decision = decide()
+                response, settled = await settle_async(
+                    core, self.store, decision, self.service.clock(), self.service.acl_store
+                )
+                return response, events + settled
+            async with db.exclusive(self.store, self.seen) as write:
+                self.seen = write.seen
+                events += self._feed(write.changed)
+                decision = decide()
+                now = self.service.clock()
+                response, settled = await settle_async(core, write, decision, now, self.service.acl_store)
+                if write.committed:
+                    self.seen = write.seen
+                return response, events + settled
+        except StoreError as problem:  # before anything was decided: the database is out of reach
+            log.error("cluster: %s", problem)
+            await asyncio.sleep(FAILED_PAUSE)
+            return Response("5.03", diagnostic=UNSTORED), events  # a timer step's heartbeats still go out
+
+    def _feed(self, changed: db.Changed) -> list[Event]:
+        core, now = self.service.core, self.service.clock()
+        events: list[Event] = []
+        for key, record in changed:
+            found = core.changed_elsewhere(key, record, now)
+            self.followed += bool(found)
+            events += found
+        return events
+
+    async def _catch_up(self) -> list[Event]:
+        if self._resync:
+            self._resync = False
+            seen, records = await db.read_everything(self.store)
+            held = set(self.service.core.held_keys())
+            changed: db.Changed = [(record.key, record) for record in records]
+            changed += [(key, None) for key in held - {record.key for record in records}]
+            self.seen = seen
+            return self._feed(changed)
+        self.seen, changed = await db.read_changes(self.store, self.seen)
+        return self._feed(changed)
+
+    # --- following the others --------------------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        listener = await db.connect_session(self.url)
+        await listener.add_listener(db.MITIGATIONS_CHANNEL, self._on_mitigation)
+        await listener.add_listener(db.COUNTERS_CHANNEL, self._on_counters)
+        await listener.add_listener(db.PEERS_CHANNEL, self._on_peer)
+        await listener.add_listener(DATA_CHANNEL, self._on_data)
+        listener.add_termination_listener(self._on_listener_lost)
+        self._listener = listener
+
+    def _on_mitigation(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
+        # "<writer> <cuid>/<mid>": this node's own writes are in its core already. The change log says which
+        # keys changed, in commit order: the notification only says when to read it.
+        if payload.rpartition(" ")[0] != self.node:
+            self._wake.set()
+
+    def _on_counters(self, _connection: Any, pid: int, _channel: str, payload: str) -> None:
+        if self.lease:
+            return  # this node measured them
+        parsed = db.counters_from(payload)
+        if parsed is not None:
+            self.service.report_counters(*parsed)
+
+    def _on_peer(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
+        with contextlib.suppress(ValueError, TypeError):
+            node, client = json.loads(payload)
+            if node != self.node and isinstance(client, str):
+                self.service.core.peer_elsewhere(client)
+
+    def _on_data(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
+        self.on_data_change(payload)
+
+    def _on_listener_lost(self, _connection: Any) -> None:
+        self._listener = None
+        self._resync = True  # notifications may have been missed meanwhile: read everything when back
+        self._wake.set()
+
+    async def _follow(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                if self._listener is None:
+                    await self._listen()
+                await self.service.follow(self._catch_up)
+            except _DATABASE_ERRORS as problem:
+                log.error("cluster: could not follow the other nodes: %s", problem)
+                self._resync = True
+                await asyncio.sleep(LEASE_RETRY)
+                self._wake.set()
+
+    def announce_session(self, client: str) -> None:
+        """CLIENT's session is established on this node: the others stop judging its liveness."""
+        payload = json.dumps([self.node, client])
+        task = asyncio.get_running_loop().create_task(self._notify(db.PEERS_CHANNEL, payload))
+        self._notes.add(task)
+        task.add_done_callback(self._notes.discard)
+
+    async def publish_counters(self, measured: dict[str, Counters]) -> None:
+        for key, counters in measured.items():
+            if self._published.get(key) != counters:
+                self._published[key] = counters
+                await self._notify(db.COUNTERS_CHANNEL, db.counters_payload(key, counters))
+
+    async def _notify(self, channel: str, payload: str) -> None:
+        try:
+            await db.notify(self.store, channel, payload)
+        except _DATABASE_ERRORS as problem:
+            log.warning("cluster: could not notify %s: %s", channel, problem)
+
+    # --- the mitigator lease ----------------------------------------------------------------------------
+
+    async def _hold_lease(self) -> None:
+        while True:
+            try:
+                if self._lease_connection is None or self._lease_connection.is_closed():
+                    self._lease_connection = await db.connect_session(self.url, keepalives=True)
+                if not self.lease:
+                    if await db.try_lease(self._lease_connection):
+                        await self._take_lease()
+                else:
+                    await self._lease_connection.fetchval("SELECT 1")  # the session, and so the lease, is there
+            except _DATABASE_ERRORS as problem:
+                if self.lease:
+                    # The session is gone, and with it the lock: another node may hold it already.
+                    log.error("cluster node %s lost the mitigator lease: %s", self.node, problem)
+                    self.lease = self.service.drives_mitigator = False
+                if self._lease_connection is not None:
+                    self._lease_connection.terminate()
+                    self._lease_connection = None
+            except Exception:  # a mitigator that failed to start or restore: logged, the lease kept, tried on
+                log.exception("cluster node %s: taking over the mitigators failed", self.node)
+            await asyncio.sleep(LEASE_RETRY)
+
+    async def _take_lease(self) -> None:
+        self._resync = True  # whatever was missed: the mitigators get what the database holds
+        await self.service.follow(self._catch_up)
+        self.lease = True
+        self.leases_taken += 1
+        log.warning("cluster node %s took the mitigator lease: re-applying what the database holds", self.node)
+        await self.service.drive()
+        for hook in self.on_lease:
+            await hook()
+
+    async def _prune(self) -> None:
+        while True:
+            await asyncio.sleep(PRUNE_INTERVAL)
+            if self.lease:
+                with contextlib.suppress(*_DATABASE_ERRORS):
+                    await db.prune(self.store)

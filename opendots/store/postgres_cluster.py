@@ -1,0 +1,195 @@
+"""Several server nodes on one PostgreSQL database: what a node reads to follow the others, the lock its mitigation
+writes take, and the mitigator lease.
+
+- Every write to `signal_mitigations` appends the row's key to `signal_mitigation_changes` and NOTIFYs the key on
+  channel `opendots_mitigations` (a trigger, migration 3 of opendots.store.postgres), whichever node writes it.
+- A node that decides a mitigation write first takes WRITE_LOCK (a transaction-scoped advisory lock), then reads
+  the rows changed since the last change it saw (`changes_since`), feeds them to its core, decides, writes and
+  commits in that one transaction. Cluster-wide, mitigation writes are therefore serialised, and every decision is
+  taken on the database's current rows: 'mid' rules and conflicts between clients (whose scopes may overlap
+  whatever their names) hold across nodes by construction. The change log's entries commit in `seq` order.
+- The mitigator lease is LEASE_LOCK, a session advisory lock held on a connection of its own: PostgreSQL drops it
+  when that session ends (process killed: at once; host gone: after the TCP keepalives set here, ~5 s).
+- Counters measured by the lease holder's mitigators are not stored: they are NOTIFYed on `opendots_counters`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+from opendots.domain import Counters
+from opendots.store.postgres import TIMEOUT, PostgresSignalStore, application_name, write
+from opendots.store.records import MitigationRecord, SignalChanges, StoreError
+from opendots.store.signal import mitigation_record
+
+WRITE_LOCK = 0x0D0751  # any numbers, the same on every node (the migration lock is 0x0D075)
+LEASE_LOCK = 0x0D0752
+MITIGATIONS_CHANNEL = "opendots_mitigations"
+COUNTERS_CHANNEL = "opendots_counters"
+PEERS_CHANNEL = "opendots_peers"
+# Where the lease's session runs: a holder whose host vanished (no FIN) is dropped after ~idle + interval * count.
+LEASE_KEEPALIVES = {"tcp_keepalives_idle": "2", "tcp_keepalives_interval": "1", "tcp_keepalives_count": "3"}
+LOG_KEPT = "10 minutes"  # change-log entries older than this are pruned; a node further behind reads everything
+
+Key = tuple[str, int]
+Changed = list[tuple[Key, MitigationRecord | None]]
+
+_CHANGED_ROWS = """
+    WITH changed AS (
+        SELECT max(seq) AS seq, cuid, mid FROM signal_mitigation_changes WHERE seq > $1 GROUP BY cuid, mid
+    )
+    SELECT changed.seq AS changed_seq, changed.cuid AS changed_cuid, changed.mid AS changed_mid, m.*
+    FROM changed LEFT JOIN signal_mitigations m ON m.cuid = changed.cuid AND m.mid = changed.mid
+    ORDER BY changed.seq
+"""
+_LAST_SEQ = "SELECT coalesce(max(seq), 0) FROM signal_mitigation_changes"
+# One round trip (a simple query of two statements) to open the transaction and wait for the lock.
+_BEGIN_LOCKED = f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})"
+
+
+def _changed(rows: list[asyncpg.Record]) -> Changed:
+    return [
+        ((row["changed_cuid"], row["changed_mid"]), mitigation_record(row) if row["cuid"] is not None else None)
+        for row in rows
+    ]
+
+
+async def changes_since(connection: asyncpg.Connection, seen: int) -> tuple[int, Changed]:
+    """The mitigations changed after change SEEN, each once with the row the database holds now (None: deleted),
+    in the order of their last change; and the last change read."""
+    rows = await connection.fetch(_CHANGED_ROWS, seen)
+    return (max(seen, rows[-1]["changed_seq"]) if rows else seen), _changed(rows)
+
+
+async def everything(connection: asyncpg.Connection) -> tuple[int, list[MitigationRecord]]:
+    """Every mitigation row and the last change they include (a node that lost track reads this instead)."""
+    async with connection.transaction(isolation="repeatable_read", readonly=True):
+        rows = await connection.fetch("SELECT * FROM signal_mitigations ORDER BY cuid, mid")
+        return await connection.fetchval(_LAST_SEQ), [mitigation_record(row) for row in rows]
+
+
+@dataclass
+class ExclusiveWrite:
+    """A decision taken under WRITE_LOCK: `changed` (what other nodes wrote since this node last looked) is fed to
+    the core before it decides; `apply` writes the decision's changes and commits (the AsyncSignalStore the shell
+    settles with). Without a call to `apply`, leaving the block commits nothing and releases the lock."""
+
+    connection: asyncpg.Connection
+    seen: int
+    changed: Changed = field(default_factory=list)
+    committed: bool = False
+
+    async def apply(self, changes: SignalChanges) -> None:
+        try:
+            if changes:
+                await write(self.connection, changes)
+            # Nothing else writes while the lock is held: every change after `seen` up to here is this one's.
+            seen = await self.connection.fetchval(_LAST_SEQ)
+            await self.connection.execute("COMMIT")
+            self.committed, self.seen = True, seen
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as problem:
+            raise StoreError(f"PostgreSQL: {problem or type(problem).__name__}") from problem
+
+
+@contextlib.asynccontextmanager
+async def exclusive(store: PostgresSignalStore, seen: int) -> AsyncIterator[ExclusiveWrite]:
+    """WRITE_LOCK taken in a transaction of its own, and what changed after SEEN read in it (StoreError when the
+    database cannot be reached: nothing is decided then)."""
+    try:
+        connection = await store.pool.acquire(timeout=store.timeout)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as problem:
+        raise StoreError(f"PostgreSQL: {problem or type(problem).__name__}") from problem
+    try:
+        try:
+            await connection.execute(_BEGIN_LOCKED)
+            seen, changed = await changes_since(connection, seen)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as problem:
+            with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                await connection.execute("ROLLBACK")
+            raise StoreError(f"PostgreSQL: {problem or type(problem).__name__}") from problem
+        write_ = ExclusiveWrite(connection, seen, changed)
+        try:
+            yield write_
+        finally:
+            if not write_.committed and not connection.is_closed():
+                with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                    await connection.execute("ROLLBACK")
+    finally:
+        await store.pool.release(connection)
+
+
+async def read_changes(store: PostgresSignalStore, seen: int) -> tuple[int, Changed]:
+    """`changes_since` without the lock (before a read, or after a NOTIFY)."""
+    try:
+        async with store.pool.acquire(timeout=store.timeout) as connection:
+            return await changes_since(connection, seen)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as problem:
+        raise StoreError(f"PostgreSQL: {problem or type(problem).__name__}") from problem
+
+
+async def read_everything(store: PostgresSignalStore) -> tuple[int, list[MitigationRecord]]:
+    try:
+        async with store.pool.acquire(timeout=store.timeout) as connection:
+            return await everything(connection)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as problem:
+        raise StoreError(f"PostgreSQL: {problem or type(problem).__name__}") from problem
+
+
+async def prune(store: PostgresSignalStore) -> int:
+    """Drop change-log entries older than LOG_KEPT; how many."""
+    async with store.pool.acquire(timeout=store.timeout) as connection:
+        status = await connection.execute(
+            f"DELETE FROM signal_mitigation_changes WHERE at < now() - interval '{LOG_KEPT}'"
+        )
+    return int(status.rpartition(" ")[2])
+
+
+async def notify(store: PostgresSignalStore, channel: str, payload: str) -> None:
+    async with store.pool.acquire(timeout=store.timeout) as connection:
+        await connection.execute("SELECT pg_notify($1, $2)", channel, payload)
+
+
+def counters_payload(key: str, counters: Counters) -> str:
+    return json.dumps({"key": key, **{name: getattr(counters, name) for name in _COUNTER_NAMES}})
+
+
+def counters_from(payload: str) -> tuple[str, Counters] | None:
+    """(mitigation key, counters) of an `opendots_counters` payload; None for anything else."""
+    try:
+        data: Any = json.loads(payload)
+        values = {name: data.get(name) for name in _COUNTER_NAMES}
+        if not isinstance(data.get("key"), str) or not all(v is None or type(v) is int for v in values.values()):
+            return None
+        return data["key"], Counters(**values)
+    except (ValueError, AttributeError):
+        return None
+
+
+_COUNTER_NAMES = ("bytes_dropped", "pkts_dropped", "bps_dropped", "pps_dropped")
+
+
+async def connect_session(url: str, *, keepalives: bool = False) -> asyncpg.Connection:
+    """A connection of its own (LISTEN, or the lease's session), outside the pool."""
+    try:
+        settings = {"application_name": application_name(), **(LEASE_KEEPALIVES if keepalives else {})}
+        return await asyncpg.connect(url, timeout=TIMEOUT, command_timeout=TIMEOUT, server_settings=settings)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as problem:
+        raise StoreError(f"PostgreSQL: {problem or type(problem).__name__}") from problem
+
+
+async def try_lease(connection: asyncpg.Connection) -> bool:
+    """Take the mitigator lease on CONNECTION's session if no other session holds it."""
+    return bool(await connection.fetchval("SELECT pg_try_advisory_lock($1)", LEASE_LOCK))
+
+
+async def lease_holder_pid(connection: asyncpg.Connection) -> int | None:
+    """The backend pid of the session holding the lease (None: nobody): for operators and tests."""
+    return await connection.fetchval(
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objid = $1 AND granted", LEASE_LOCK & 0xFFFFFFFF
+    )
