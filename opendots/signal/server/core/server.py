@@ -30,12 +30,8 @@ from opendots.signal.server.core.acl_requests import update_failed
 from opendots.signal.server.core.authorization import resolve_aliases
 from opendots.signal.server.core.bodies import decoded
 from opendots.signal.server.core.decision import Decision
-<<<<<<< HEAD
 from opendots.signal.server.core.events import Event, PeerLost, RedirectionChanged, TelemetryChanged
-=======
-from opendots.signal.server.core.events import Event, PeerLost, RedirectionChanged
 from opendots.signal.server.core.external import changed_elsewhere
->>>>>>> h-scale
 from opendots.signal.server.core.filtering import AclActivation
 from opendots.signal.server.core.heartbeat import PeerLiveness
 from opendots.signal.server.core.messages import REDIRECTED_SIGNAL, Rejected, Request, Response, Status, error, reject

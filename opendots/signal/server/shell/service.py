@@ -296,7 +296,8 @@ class SignalService:
         measured = await read_counters(self.mitigator, keys)
         for key, counters in measured.items():
             self.report_counters(key, counters)
-<<<<<<< HEAD
+        if self.cluster is not None:
+            await self.cluster.publish_counters(measured)
         while self._settling:  # an awaited store settles each reading in a task: the batch is done when they are
             await asyncio.gather(*self._settling)
         self.counters_read()
@@ -304,10 +305,6 @@ class SignalService:
     def counters_read(self) -> None:
         """A batch of readings is done: RFC 9244 §8.3 requests get their traffic, /tm observers are notified."""
         self._enqueue(self.core.counters_read(self.clock()))
-=======
-        if self.cluster is not None:
-            await self.cluster.publish_counters(measured)
->>>>>>> h-scale
 
     async def _dispatch(self) -> None:
         while True:
