@@ -243,6 +243,7 @@ async def append_tls_server(
     *,
     max_connections: int = 0,
     session_listeners: list[SessionListener] | None = None,
+    reuse_port: bool = False,
 ) -> interfaces.TokenInterface:
     """Listen for CoAP over TLS (RFC 8323) on HOST:PORT exactly (port 0 picks a free one).
 
@@ -272,6 +273,7 @@ async def append_tls_server(
             listen_host,
             port,
             ssl=ssl_context,
+            reuse_port=reuse_port or None,
         )
         created.append(server)
         return server

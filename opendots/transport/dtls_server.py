@@ -104,6 +104,7 @@ class DtlsServerInterface(DtlsInterfaceBase):
         max_sessions: int,
         idle_timeout: float,
         mtu: int = DEFAULT_DTLS_MTU,
+        reuse_port: bool = False,
         **handshake_limits: Any,
     ) -> DtlsServerInterface:
         """HANDSHAKE_LIMITS: max_handshakes, max_handshakes_per_address, handshake_timeout (see __init__)."""
@@ -121,7 +122,7 @@ class DtlsServerInterface(DtlsInterfaceBase):
             for host, port in bind:
                 family = socket.AF_INET6 if ":" in host else socket.AF_INET
                 _, protocol = await loop.create_datagram_endpoint(
-                    lambda: _ServerSocket(self), local_addr=(host, port), family=family
+                    lambda: _ServerSocket(self), local_addr=(host, port), family=family, reuse_port=reuse_port or None
                 )
                 self.sockets.append(protocol)
         except BaseException:
