@@ -177,6 +177,7 @@ class _TlsServerConnection(TcpConnection):
     """
 
     max_connections = 0  # set per server class below; 0 means unlimited
+    refused_full = 0  # connections closed at once for the cap, counted on the per-server class
     session_listeners: ClassVar[list[SessionListener]] = []  # set per server class below
 
     def connection_made(self, transport: Any) -> None:
@@ -184,6 +185,7 @@ class _TlsServerConnection(TcpConnection):
         pool = self._ctx._pool
         if self.max_connections and len(pool) >= self.max_connections:
             transport.abort()  # over the session cap: refuse before any CoAP state exists
+            type(self).refused_full += 1
             self._ctx = None
             return
         pool.add(self)
@@ -257,7 +259,7 @@ async def append_tls_server(
         server = TLSServer()
         server._tokenmanager = token_manager
         server.log = context.log
-        connection_class = type(
+        server.opendots_connection_class = connection_class = type(
             "_CappedTlsServerConnection",
             (_TlsServerConnection,),
             {
@@ -399,6 +401,12 @@ async def find_request_interface(context: aiocoap.Context, message: aiocoap.Mess
 def tls_server_connection_count(server: interfaces.TokenInterface) -> int:
     """Open TLS connections of a TLS server (private: `TCPServer._pool`)."""
     return len(server._pool)
+
+
+def tls_server_refused(server: interfaces.TokenInterface) -> int:
+    """Connections a TLS server closed at once because it held max_connections (see `_TlsServerConnection`)."""
+    connection_class = getattr(server, "opendots_connection_class", None)
+    return connection_class.refused_full if connection_class is not None else 0
 
 
 def has_transports(context: aiocoap.Context) -> bool:

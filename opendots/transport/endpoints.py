@@ -66,6 +66,10 @@ class SignalServerEndpoint:
     def tls_connection_count(self) -> int:
         return sum(hooks.tls_server_connection_count(server) for server in self.tls_servers)
 
+    def tls_refused_full(self) -> int:
+        """TLS connections refused (closed at once) because the server held max_sessions of them."""
+        return sum(hooks.tls_server_refused(server) for server in self.tls_servers)
+
     def expire_idle_tls(self, now: float | None = None) -> int:
         """Release TLS connections idle for longer than the idle timeout; returns how many were closed."""
         now = time.monotonic() if now is None else now
