@@ -100,7 +100,8 @@ def _unwrapped(answer: dict[str, Any]) -> dict[str, Any]:
 
 
 def merged_metrics(texts: Iterable[str], workers: int, restarts: int) -> str:
-    """The workers' Prometheus texts as one: each (name, labels) sample summed, start times the oldest."""
+    """The workers' Prometheus texts as one: each (name, labels) sample summed, start times the oldest, *_info
+    samples (python_info) kept once."""
     kinds: dict[str, tuple[str, str]] = {}
     samples: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
     families: dict[str, list[tuple[str, tuple[tuple[str, str], ...]]]] = {}
@@ -114,7 +115,9 @@ def merged_metrics(texts: Iterable[str], workers: int, restarts: int) -> str:
                     samples[key] = sample.value
                 elif sample.name.endswith("start_time_seconds"):
                     samples[key] = min(samples[key], sample.value)
-                elif family.type != "info":
+                elif family.type == "info" or sample.name.endswith("_info"):
+                    samples[key] = max(samples[key], sample.value)  # a fact about the processes, not a count
+                else:
                     samples[key] += sample.value
     lines = []
     for name, keys in families.items():
