@@ -285,7 +285,7 @@ class SignalService:
     def timer_step(self) -> None:
         """One step of the core's timer work (expiry, one lost session, ...), stored, then applied: the
         synchronous-store path of the timer task, also for drivers without an event loop (the fuzz harness)."""
-        self._settle(lambda: self.core.handle_timer(self.clock()))
+        self._settle(lambda: self.core.handle_timer(self.clock()), "timer")  # the write lock only if it stores
 
     async def _timers(self) -> None:
         deadline = self.core.next_timer()

@@ -25,11 +25,20 @@ class Worker:
         settings = ServerSettings(clients=[ALPHA, BRAVO], session_defaults=NO_HEARTBEAT)
         self.events: list[Event] = []
         core = SignalServer(settings, self.store.load(), T0)
+        self.now = T0
         self.service = SignalService(
-            core, self.store, LoggingMitigator(), clock=lambda: T0, on_event=self.events.append
+            core, self.store, LoggingMitigator(), clock=lambda: self.now, on_event=self.events.append
         )
         self.sync = WorkerSync(self.store, self.service, worker=index, lease_path=Path(f"{path}.mitigator-lease"))
         self.sync.prepare()
+
+    def timers(self) -> None:
+        """The steps due now, as the service's timer task runs them (bounded)."""
+        for _ in range(10):
+            due = self.service.core.next_timer()
+            if due is None or due > self.now:
+                return
+            self.service.timer_step()
 
     def request(self, method: str, mid: int | None, body=None):
         extra = {"payload": encode_signal(body, validate=False)} if body is not None else {}
@@ -97,3 +106,18 @@ def test_a_worker_behind_the_pruned_log_reads_every_row_again(workers) -> None:
         (ALPHA_CUID, 2),
         (ALPHA_CUID, 3),
     ]
+
+
+def test_an_expiry_decided_by_one_worker_is_decided_again_under_the_write_lock_and_reaches_the_other(workers) -> None:
+    a, b = workers
+    assert a.request("PUT", 1, scope_body(target_prefix=["192.0.2.0/28"], lifetime=60)).code == "2.01"
+    assert b.request("GET", 1).code == "2.05"
+    # A refreshed it through A meanwhile (B has not read that yet): B's timer must not expire the refreshed row.
+    assert a.request("PUT", 1, scope_body(target_prefix=["192.0.2.0/28"], lifetime=3600)).code == "2.04"
+    a.now = b.now = T0 + 61
+    b.timers()
+    assert [m.record.lifetime for m in b.service.core.mitigations()] == [3600]  # read under the lock, not expired
+    a.now = b.now = T0 + 3601
+    b.timers()
+    a.sync._feed(a.sync._read_changes())
+    assert [m.enforcing for m in a.service.core.mitigations()] in ([], [False])
