@@ -163,6 +163,7 @@ async def generate(pki: Path, port: int, first: int, count: int, hold: float) ->
     print(json.dumps({"ready": len(sessions), "failed": failed}), flush=True)
     await loop.run_in_executor(None, sys.stdin.readline)  # "go"
     held_from = time.process_time()
+    stats["server_heartbeats"] = 0  # count the hold window's only
     for session in sessions:  # first heartbeats spread over one interval, then every interval
         delay = random.uniform(0, HEARTBEAT_INTERVAL)
 
@@ -201,11 +202,16 @@ def write_pki(directory: Path, clients: int, max_sessions: int) -> Path:
     return directory / "server.toml"
 
 
-def lost_total(metrics: str) -> float:
+def scrape(metrics: str, prefix: str) -> float:
+    """The sum of the server's /metrics samples whose line starts with PREFIX."""
     text = urllib.request.urlopen(f"http://{metrics}/metrics", timeout=30).read().decode()
-    return sum(
-        float(line.split()[-1]) for line in text.splitlines() if line.startswith("opendots_signal_sessions_lost_total")
-    )
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(prefix))
+
+
+def udp_receive_buffer_errors() -> int:
+    """Datagrams the kernel dropped for a full socket receive buffer, machine-wide (/proc/net/snmp)."""
+    lines = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines() if line.startswith("Udp:")]
+    return int(lines[1][lines[0].index("RcvbufErrors")])
 
 
 def run(pki: Path, config: Path, sessions: int, generators: int, hold: float) -> list[tuple[str, str, str]]:
@@ -243,14 +249,19 @@ def run(pki: Path, config: Path, sessions: int, generators: int, hold: float) ->
     up = sum(r["ready"] for r in ready)
     time.sleep(2)  # the last handshakes' garbage collected, the server idle
     after = rss_kib(server.pid)
-    lost_before = lost_total(metrics)
+    lost_before = scrape(metrics, "opendots_signal_sessions_lost_total")
+    gc_before = scrape(metrics, "opendots_full_gc_seconds_total")
+    drops_before = udp_receive_buffer_errors()
     cpu_before = cpu_seconds(server.pid)
     for child in children:
         child.stdin.write("go\n")  # type: ignore[union-attr]
         child.stdin.flush()  # type: ignore[union-attr]
     results = [json.loads(child.stdout.readline()) for child in children]  # type: ignore[union-attr]
     server_cpu = cpu_seconds(server.pid) - cpu_before
-    lost = lost_total(metrics) - lost_before
+    lost = scrape(metrics, "opendots_signal_sessions_lost_total") - lost_before
+    gc_seconds = scrape(metrics, "opendots_full_gc_seconds_total") - gc_before
+    gc_last = scrape(metrics, "opendots_full_gc_last_seconds")
+    drops = udp_receive_buffer_errors() - drops_before
     for child in children:
         child.wait()
     server.terminate()
@@ -281,6 +292,11 @@ def run(pki: Path, config: Path, sessions: int, generators: int, hold: float) ->
             f"{server_beats:,} server heartbeats answered",
         ),
         (f"{label}: declared lost", f"{lost:.0f}", "clients the server declared lost while every client answered"),
+        (
+            f"{label}: pauses and drops",
+            f"full GC {gc_seconds:.2f} s (last {gc_last * 1000:.0f} ms)",
+            f"{drops:,} UDP datagrams dropped for a full receive buffer (machine-wide, hold window)",
+        ),
         (f"{label}: generator CPU", f"{generator_cpu / hold:.0%} of a core", f"{generators} processes, hold window"),
     ]
 
