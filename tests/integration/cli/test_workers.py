@@ -54,10 +54,17 @@ def _metric(text: str, line_start: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(line_start))
 
 
-async def test_two_workers_share_one_state_and_one_mitigator_driver_and_a_killed_worker_comes_back(pki_dir):
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request) -> str | None:
+    """Where the workers keep their state: None, an SQLite file of the PKI directory; or a fresh PostgreSQL
+    database, where each worker is a node of the cluster (opendots.signal.server.shell.cluster)."""
+    return request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
+
+
+async def test_two_workers_share_one_state_and_one_mitigator_driver_and_a_killed_worker_comes_back(pki_dir, database):
     cuid = {c.name: c.cuid for c in ServerConfig.load(pki_dir / "server.toml").clients}["client"]
     metrics_port = free_port(socket.SOCK_STREAM)
-    node = await start_workers(pki_dir, 2, metrics=metrics_port)
+    node = await start_workers(pki_dir, 2, metrics=metrics_port, db=database)
     opened: list[DotsClient] = []
     try:
         by_worker, opened = await _one_client_per_worker(pki_dir, node, cuid)
