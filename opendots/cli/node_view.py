@@ -86,6 +86,7 @@ class NodeAdmin:
                 "sessions": s.get("sessions"),
                 "drives-mitigators": s.get("drives-mitigators"),
                 "restarts": w.restarts,
+                "cluster": s.get("cluster"),
             }
             for w, s in zip(workers, statuses, strict=True)
         ]

@@ -298,7 +298,7 @@ async def _join_cluster(config: ServerConfig, store: Any, service: SignalService
 def _join_workers(config: ServerConfig, store: SqliteSignalStore, service: SignalService) -> WorkerSync:
     """`opendots server --workers N`: this process is one of N on the same SQLite file."""
     assert config.worker is not None
-    sync = WorkerSync(store, service, worker=config.worker, lease_path=Path(f"{config.db}.mitigator-lease"))
+    sync = WorkerSync(store, service, worker=config.worker, base=Path(config.db))
     sync.prepare()
     return sync
 

@@ -6,12 +6,15 @@ change log in the database itself:
 
 - every write this worker makes to `signal_mitigations` is logged by TEMP triggers (they exist on this worker's
   connection only: a lone server pays nothing) in `node_changes`, with the writer's number;
-- every POLL seconds the worker reads the log past the last entry it saw, reloads the rows other workers changed and
-  feeds them to its core: observers here are notified of a change made through another worker within POLL seconds
-  plus a read of the changed rows;
+- after each mitigation write a worker pokes the others (a datagram on their Unix sockets, `<db>.workers/<n>`),
+  and each reads the log past the last entry it saw, reloads the rows other workers changed and feeds them to its
+  core: observers here are notified of a change made through another worker within milliseconds, or POLL seconds
+  at most when a poke is lost (the log is read every POLL seconds anyway);
 - a mitigation request is decided on what the database holds: a GET after that read, a PUT or DELETE (or a timer's
   expiry, a mitigator's report) inside `BEGIN IMMEDIATE`, which is SQLite's write lock, held across the read, the
-  decision and its commit: 'mid' rules and conflicts hold however requests race through different workers;
+  decision and its commit: 'mid' rules and conflicts hold however requests race through different workers. The
+  workers queue for it on an `flock` of `<db>.write-lock` first: the kernel wakes the next one when it is free,
+  where SQLite's own busy handler would sleep 1-100 ms (with the event loop) between attempts;
 - the mitigator lease: one worker at a time drives the mitigators, the one holding an exclusive `flock` on
   `<db>.mitigator-lease`. The kernel drops the lock with the process, so another worker (they try every
   LEASE_RETRY seconds) takes over and re-applies what the database holds, as a restarted server does;
@@ -27,6 +30,7 @@ import fcntl
 import json
 import logging
 import os
+import socket
 import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -71,15 +75,23 @@ Changed = list[tuple[tuple[str, int], Any]]
 class WorkerSync:
     """Keeps this worker's core in step with the others' writes to the shared SQLite file."""
 
-    def __init__(self, store: SqliteSignalStore, service: SignalService, *, worker: int, lease_path: Path) -> None:
+    def __init__(self, store: SqliteSignalStore, service: SignalService, *, worker: int, base: Path) -> None:
+        """BASE: the database file; the lease, the write lock and the workers' sockets are named after it."""
         self.store = store
         self.database: SqliteDatabase = store.database
         self.service = service
         self.worker = worker
-        self.lease_path = lease_path
+        self.lease_path = Path(f"{base}.mitigator-lease")
+        self.write_lock_path = Path(f"{base}.write-lock")
+        self.sockets = Path(f"{base}.workers")
+        self._write_lock: int | None = None
+        self._poke: socket.socket | None = None
+        self._woken = asyncio.Event()
         self.lease = False
         self.leases_taken = 0
         self.followed = 0
+        self.pokes = 0
+        """Pokes from other workers after their writes."""
         """Changes made by other workers fed to this worker's core."""
         self.seen = 0
         self._lease_file: int | None = None
@@ -109,6 +121,15 @@ class WorkerSync:
             log.warning("worker %d holds the mitigator lease", self.worker)
 
     def start(self) -> None:
+        with contextlib.suppress(OSError):  # no socket (a path too long): the others' changes come by the poll
+            self.sockets.mkdir(mode=0o700, exist_ok=True)
+            own = self.sockets / str(self.worker)
+            own.unlink(missing_ok=True)
+            poke = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            poke.setblocking(False)
+            poke.bind(str(own))
+            asyncio.get_running_loop().add_reader(poke.fileno(), self._poked)
+            self._poke = poke
         self._tasks = [
             asyncio.create_task(self._follow()),
             asyncio.create_task(self._hold_lease()),
@@ -122,6 +143,13 @@ class WorkerSync:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        if self._poke is not None:
+            asyncio.get_running_loop().remove_reader(self._poke.fileno())
+            self._poke.close()
+            self._poke = None
+        if self._write_lock is not None:
+            os.close(self._write_lock)
+            self._write_lock = None
         if self._lease_file is not None:
             os.close(self._lease_file)  # the lock goes with it
             self._lease_file = None
@@ -132,6 +160,8 @@ class WorkerSync:
             "lease": self.lease,
             "leases-taken": self.leases_taken,
             "seen": self.seen,
+            "followed": self.followed,
+            "pokes": self.pokes,
         }
 
     # --- deciding on the database's rows ------------------------------------------------------------------
@@ -153,19 +183,54 @@ class WorkerSync:
                 response, settled = settle(core, self.store, decide(), service.clock(), service.acl_store)
                 return response, events + settled
             connection = self.database.connection
-            connection.execute("BEGIN IMMEDIATE")  # waits (sqlite3's 5 s timeout) while another worker writes
-        except sqlite3.Error as problem:
+            self._lock_writes()
+        except (sqlite3.Error, OSError) as problem:
             log.error("worker %d: %s", self.worker, problem)
             return Response("5.03", diagnostic=UNSTORED), events
         try:
-            events += self._feed(self._read_changes())
-            response, settled = settle(core, self.store, decide(), service.clock(), service.acl_store)
-            connection.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                connection.execute("ROLLBACK")
-            raise
+            connection.execute("BEGIN IMMEDIATE")  # the data channel and the logs write outside the flock
+            try:
+                events += self._feed(self._read_changes())
+                response, settled = settle(core, self.store, decide(), service.clock(), service.acl_store)
+                connection.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    connection.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as problem:  # BEGIN or COMMIT: nothing was stored
+            log.error("worker %d: %s", self.worker, problem)
+            return Response("5.03", diagnostic=UNSTORED), events
+        finally:
+            self._unlock_writes()
+        self._poke_others()
         return response, events + settled
+
+    def _lock_writes(self) -> None:
+        if self._write_lock is None:
+            self._write_lock = os.open(self.write_lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self._write_lock, fcntl.LOCK_EX)  # held by another worker for a decision: well under 1 ms
+
+    def _unlock_writes(self) -> None:
+        if self._write_lock is not None:
+            fcntl.flock(self._write_lock, fcntl.LOCK_UN)
+
+    def _poke_others(self) -> None:
+        """Tell the other workers the log has grown (lost pokes only cost the poll's delay)."""
+        if self._poke is None:
+            return
+        with contextlib.suppress(OSError):
+            for path in self.sockets.iterdir():
+                if path.name != str(self.worker):
+                    with contextlib.suppress(OSError):  # a worker gone, or its queue full: it reads anyway
+                        self._poke.sendto(b".", str(path))
+
+    def _poked(self) -> None:
+        assert self._poke is not None
+        with contextlib.suppress(OSError):
+            while self._poke.recv(16):
+                pass
+        self.pokes += 1
+        self._woken.set()
 
     def _read_changes(self) -> Changed:
         """The mitigations other workers changed since `seen`, each once, as the database holds them now (None:
@@ -223,7 +288,9 @@ class WorkerSync:
 
     async def _follow(self) -> None:
         while True:
-            await asyncio.sleep(POLL)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._woken.wait(), POLL)
+            self._woken.clear()
             try:
                 await self.service.follow_now(lambda: self._feed(self._read_changes()))
             except sqlite3.Error as problem:

@@ -29,7 +29,7 @@ class Worker:
         self.service = SignalService(
             core, self.store, LoggingMitigator(), clock=lambda: self.now, on_event=self.events.append
         )
-        self.sync = WorkerSync(self.store, self.service, worker=index, lease_path=Path(f"{path}.mitigator-lease"))
+        self.sync = WorkerSync(self.store, self.service, worker=index, base=path)
         self.sync.prepare()
 
     def timers(self) -> None:
@@ -50,8 +50,9 @@ def workers(tmp_path: Path):
     pair = [Worker(tmp_path / "node.db", 0), Worker(tmp_path / "node.db", 1)]
     yield pair
     for worker in pair:
-        if worker.sync._lease_file is not None:
-            os.close(worker.sync._lease_file)
+        for fd in (worker.sync._lease_file, worker.sync._write_lock):
+            if fd is not None:
+                os.close(fd)
         worker.store.close()
 
 
