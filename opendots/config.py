@@ -140,6 +140,9 @@ class ServerConfig:
     opendots.signal.server.shell.collection)."""
     admin_socket: Path | None = None
     """Unix socket of the operator's control API (`opendots admin`); None: none."""
+    worker: int | None = None
+    """Set by `opendots server --workers N` in each worker process (0..N-1): it shares the listening ports
+    (SO_REUSEPORT) and the database with the others (opendots.cli.workers). Not a file key."""
     metrics: str | None = None
     """"host:port" of the Prometheus endpoint (GET /metrics, plain HTTP: bind it to a management address);
     None: no endpoint."""

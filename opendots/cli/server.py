@@ -8,12 +8,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 from pathlib import Path
 
 import click
 
 from opendots import eventloop
 from opendots.cli.common import OpenDotsCommand, config_option, run_service
+from opendots.cli.workers import as_worker, report_ready, supervise, worker_from_environment
 from opendots.config import ConfigError, ServerConfig, database_location
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,14 @@ log_format_option = click.option(
 @click.option("--listen", multiple=True, help="Address to listen on (repeatable; overrides listen).")
 @click.option("--no-data", is_flag=True, help="Do not serve the data channel (RESTCONF over HTTPS).")
 @click.option("--metrics", help="host:port of the Prometheus endpoint, GET /metrics (overrides metrics).")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Worker processes sharing the ports (SO_REUSEPORT) and the database; the node's operator socket and "
+    "/metrics are served by the parent, whole.",
+)
 @event_loop_option
 @log_format_option
 def server(
@@ -72,6 +82,7 @@ def server(
     listen: tuple[str, ...],
     no_data: bool,
     metrics: str | None,
+    workers: int,
     event_loop: eventloop.EventLoopChoice,
 ) -> None:
     """Serve the DOTS signal channel over DTLS and TLS, and the data channel over HTTPS, until SIGINT/SIGTERM.
@@ -96,6 +107,12 @@ def server(
         loaded.metrics = metrics
     if no_dtls and no_tls:
         raise click.UsageError("--no-dtls and --no-tls leave nothing to serve")
+    worker = worker_from_environment()
+    if workers > 1 and worker is None:
+        supervise(loaded, workers, sys.argv[1:])  # this process is the parent: the workers run this command
+        return
+    if worker is not None:
+        as_worker(loaded, worker[0])
 
     async def main() -> None:
         running = await start_server(loaded, config_path=config, dtls=not no_dtls, tls=not no_tls, data=not no_data)
@@ -112,8 +129,12 @@ def server(
                 log.error("SIGHUP: %s; the clients in force are unchanged", error)
 
         loop.add_signal_handler(signal.SIGHUP, reload)
-        click.echo(running.describe(), err=True)  # first: the line scripts wait for
-        if not enforces_anything(loaded):
+        if worker is not None:  # the parent says when the node serves
+            addresses = running.metrics.addresses if running.metrics is not None else None
+            report_ready(worker[1], running.describe(), addresses, loaded.admin_socket)
+        else:
+            click.echo(running.describe(), err=True)  # first: the line scripts wait for
+        if not enforces_anything(loaded) and worker is None:
             click.echo(f"warning: {NOT_ENFORCING}", err=True)
         try:
             await stop.wait()

@@ -89,6 +89,11 @@ class SignalCollector(Collector):
             sessions.add_metric(["dtls", "handshaking"], stats.handshaking)
         sessions.add_metric(["tls", "established"], endpoint.tls_connection_count())
         yield sessions
+        tls_refused = CounterMetricFamily(
+            "opendots_tls_refused_full", "TLS connections closed at once because max_sessions were open."
+        )
+        tls_refused.add_metric([], endpoint.tls_refused_full())
+        yield tls_refused
         if stats is not None:
             events = CounterMetricFamily(
                 "opendots_dtls_events",

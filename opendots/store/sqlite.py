@@ -44,15 +44,22 @@ class SqliteDatabase:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Cursor]:
+        """One transaction; inside one already open (a worker process deciding under the write lock, see
+        opendots.signal.server.shell.workers_sqlite) a savepoint, so its changes commit with the decision."""
         cursor = self.connection.cursor()
-        cursor.execute("BEGIN IMMEDIATE")
+        nested = self.connection.in_transaction
+        cursor.execute("SAVEPOINT nested" if nested else "BEGIN IMMEDIATE")
         try:
             yield cursor
         except BaseException:
-            cursor.execute("ROLLBACK")
+            if nested:
+                cursor.execute("ROLLBACK TO nested")  # undoes the savepoint's changes, keeps it open
+                cursor.execute("RELEASE nested")
+            else:
+                cursor.execute("ROLLBACK")
             raise
         else:
-            cursor.execute("COMMIT")
+            cursor.execute("RELEASE nested" if nested else "COMMIT")
         finally:
             cursor.close()
 

@@ -210,6 +210,7 @@ class _TlsServerConnection(TcpConnection):
     """
 
     max_connections = 0  # set per server class below; 0 means unlimited
+    refused_full = 0  # connections closed at once for the cap, counted on the per-server class
     session_listeners: ClassVar[list[SessionListener]] = []  # set per server class below
 
     def connection_made(self, transport: Any) -> None:
@@ -217,6 +218,7 @@ class _TlsServerConnection(TcpConnection):
         pool = self._ctx._pool
         if self.max_connections and len(pool) >= self.max_connections:
             transport.abort()  # over the session cap: refuse before any CoAP state exists
+            type(self).refused_full += 1
             self._ctx = None
             return
         pool.add(self)
@@ -281,6 +283,7 @@ async def append_tls_server(
     *,
     max_connections: int = 0,
     session_listeners: list[SessionListener] | None = None,
+    reuse_port: bool = False,
 ) -> interfaces.TokenInterface:
     """Listen for CoAP over TLS (RFC 8323) on HOST:PORT exactly (port 0 picks a free one).
 
@@ -294,7 +297,7 @@ async def append_tls_server(
         server = TLSServer()
         server._tokenmanager = token_manager
         server.log = context.log
-        connection_class = type(
+        server.opendots_connection_class = connection_class = type(
             "_CappedTlsServerConnection",
             (_TlsServerConnection,),
             {
@@ -310,6 +313,7 @@ async def append_tls_server(
             listen_host,
             port,
             ssl=ssl_context,
+            reuse_port=reuse_port or None,
         )
         created.append(server)
         return server
@@ -435,6 +439,12 @@ async def find_request_interface(context: aiocoap.Context, message: aiocoap.Mess
 def tls_server_connection_count(server: interfaces.TokenInterface) -> int:
     """Open TLS connections of a TLS server (private: `TCPServer._pool`)."""
     return len(server._pool)
+
+
+def tls_server_refused(server: interfaces.TokenInterface) -> int:
+    """Connections a TLS server closed at once because it held max_connections (see `_TlsServerConnection`)."""
+    connection_class = getattr(server, "opendots_connection_class", None)
+    return connection_class.refused_full if connection_class is not None else 0
 
 
 def has_transports(context: aiocoap.Context) -> bool:

@@ -69,6 +69,10 @@ class SignalServerEndpoint:
     def tls_connection_count(self) -> int:
         return sum(hooks.tls_server_connection_count(server) for server in self.tls_servers)
 
+    def tls_refused_full(self) -> int:
+        """TLS connections refused (closed at once) because the server held max_sessions of them."""
+        return sum(hooks.tls_server_refused(server) for server in self.tls_servers)
+
     def expire_idle_tls(self, now: float | None = None) -> int:
         """Release TLS connections idle for longer than the idle timeout; returns how many were closed."""
         now = time.monotonic() if now is None else now
@@ -102,6 +106,7 @@ async def start_server(
     handshake_timeout: float = SERVER_HANDSHAKE_TIMEOUT,
     qblock: QBlockLimits | None = None,
     qblock_parameters: ParametersFor | None = None,
+    reuse_port: bool = False,
 ) -> SignalServerEndpoint:
     """Serve SITE over DTLS (UDP) and/or TLS (TCP) on every (host, port) in BIND; both may share a port number.
 
@@ -109,7 +114,9 @@ async def start_server(
     the DTLS handshakes that passed the cookie round but are not finished (see DtlsServerInterface._admit).
     With QBLOCK, DTLS requests and responses may use Q-Block1/Q-Block2 (RFC 9177) within those limits, with the
     parameters QBLOCK_PARAMETERS names for a request's peer (RFC 9177's defaults without); without QBLOCK, Q-Block
-    options get 4.02 and peers use Block1/Block2."""
+    options get 4.02 and peers use Block1/Block2. REUSE_PORT: several processes listen on the same ports
+    (SO_REUSEPORT; the kernel hashes each UDP peer's address and port to one of them, so a DTLS session stays with
+    the process that holds it, and a TLS connection with the process that accepted it)."""
     if not bind:
         raise ValueError("start_server needs at least one (host, port) to bind")
     context = hooks.PromptAnswerContext(
@@ -130,6 +137,7 @@ async def start_server(
                     max_handshakes=max_handshakes,
                     max_handshakes_per_address=max_handshakes_per_address,
                     handshake_timeout=handshake_timeout,
+                    reuse_port=reuse_port,
                 )
                 created.append(interface)
                 return interface
@@ -153,6 +161,7 @@ async def start_server(
                         ssl_context,
                         max_connections=max_sessions,
                         session_listeners=endpoint.session_listeners,
+                        reuse_port=reuse_port,
                     )
                 )
             endpoint._tls_sweeper = asyncio.get_running_loop().create_task(endpoint._sweep_tls(), name="TLS idle sweep")

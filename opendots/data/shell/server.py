@@ -100,9 +100,15 @@ class _GuardedSite(web.TCPSite):
     """A TCPSite whose connections go through _Watchdog."""
 
     def __init__(
-        self, runner: web.AppRunner, host: str, port: int, ssl_context: ssl.SSLContext, timeouts: HttpTimeouts
+        self,
+        runner: web.AppRunner,
+        host: str,
+        port: int,
+        ssl_context: ssl.SSLContext,
+        timeouts: HttpTimeouts,
+        reuse_port: bool = False,
     ):
-        super().__init__(runner, host, port, ssl_context=ssl_context)
+        super().__init__(runner, host, port, ssl_context=ssl_context, reuse_port=reuse_port or None)
         self._timeouts = timeouts
 
     async def start(self) -> None:
@@ -115,6 +121,7 @@ class _GuardedSite(web.TCPSite):
             self._port,
             ssl=self._ssl_context,
             backlog=self._backlog,
+            reuse_port=self._reuse_port,
         )
 
 
@@ -297,9 +304,9 @@ async def start_data_server(
     context = server_ssl_context(config.tls)
     try:
         for address in hosts:
-            await _GuardedSite(
-                runner, address, port if port is not None else config.data_port, context, timeouts
-            ).start()
+            at = port if port is not None else config.data_port
+            # `opendots server --workers N`: each worker accepts on the port (SO_REUSEPORT)
+            await _GuardedSite(runner, address, at, context, timeouts, reuse_port=config.worker is not None).start()
     except BaseException:
         await runner.cleanup()
         raise

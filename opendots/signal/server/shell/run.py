@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiocoap
@@ -46,6 +47,7 @@ from opendots.signal.server.shell.qblock_params import session_parameters
 from opendots.signal.server.shell.resources import DOTS_CBOR, WELL_KNOWN_DOTS, DotsResource, build_site
 from opendots.signal.server.shell.service import SignalService
 from opendots.signal.server.shell.settings import settings_from_table
+from opendots.signal.server.shell.workers_sqlite import WorkerSync
 from opendots.store.data_channel import SqliteDataChannelStore
 from opendots.store.records import StoreError
 from opendots.store.signal import SignalStore, SqliteSignalStore
@@ -73,7 +75,7 @@ class RunningSignalServer:
     database: SqliteDatabase | None = None
     """The SQLite database this server owns besides its store (the data channel's, when the store is PostgreSQL)."""
     full_collections: FullCollections | None = None
-    cluster: ClusterNode | None = None
+    cluster: ClusterNode | WorkerSync | None = None
     """This node's part among several on one PostgreSQL database (None: SQLite)."""
     """The timer that runs the full garbage collections (None: CPython's own policy)."""
     audit: AuditLog = field(default_factory=AuditLog)
@@ -197,7 +199,9 @@ async def start_signal_server(
     service = SignalService(
         core, store, mitigator, acl_store=acl_store, clock=clock, counters_interval=settings.counters_interval
     )
-    cluster = await _join_cluster(config, store, service)
+    cluster: ClusterNode | WorkerSync | None = await _join_cluster(config, store, service)
+    if cluster is None and config.worker is not None and isinstance(store, SqliteSignalStore):
+        cluster = _join_workers(config, store, service)
     site, resource = build_site(service)
     bind = bind or [(host, config.signal_port) for host in config.listen]
     try:
@@ -287,6 +291,10 @@ async def start_signal_server(
 
     service.on_event = on_event  # it needs the resource and `running`, which need the service first
     endpoint.session_listeners.append(on_session)
+    if isinstance(cluster, WorkerSync):
+        if data_channel is not None:
+            data_channel.subscribe(cluster.data_changed)
+        cluster.start()
     await service.start()
     if running.acls is not None:
         if cluster is None or service.drives_mitigator:
@@ -336,6 +344,14 @@ async def _join_cluster(config: ServerConfig, store: Any, service: SignalService
         await cluster.stop()
         raise ConfigError(f"db: {error}") from None
     return cluster
+
+
+def _join_workers(config: ServerConfig, store: SqliteSignalStore, service: SignalService) -> WorkerSync:
+    """`opendots server --workers N`: this process is one of N on the same SQLite file."""
+    assert config.worker is not None
+    sync = WorkerSync(store, service, worker=config.worker, base=Path(config.db))
+    sync.prepare()
+    return sync
 
 
 def _acl_enforcer(
@@ -403,4 +419,5 @@ async def _listen(
         handshake_timeout=config.handshake_timeout,
         qblock=QBlockLimits(max_body=DEFAULT_MAX_SIZE),  # RFC 9177 over DTLS, the body limit Block1 has
         qblock_parameters=session_parameters(core),  # RFC 9362: each session's values in force
+        reuse_port=config.worker is not None,
     )

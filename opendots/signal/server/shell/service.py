@@ -54,6 +54,22 @@ class ClusterSettler(Protocol):
     async def publish_counters(self, measured: dict[str, Counters]) -> None: ...
 
 
+class WorkerSettler(Protocol):
+    """What the service asks of a worker sharing an SQLite file with others (workers_sqlite.WorkerSync)."""
+
+    def settle(self, decide: Callable[[], Decision], mode: str) -> tuple[Response | None, list[Event]]: ...
+
+    async def publish_counters(self, measured: dict[str, Counters]) -> None: ...
+
+
+def _mode(request: Request) -> str:
+    """How a request is decided with other nodes or workers around: a mitigation request on the rows the others
+    wrote (a write also under the shared lock); heartbeats, /config and telemetry are this process's own business."""
+    if request.path[:1] == ("mitigate",):
+        return "read" if request.method == "GET" else "write"
+    return "local"
+
+
 class NameResolver(Protocol):
     async def resolve(self, name: str) -> list[IPAddress]: ...
 
@@ -114,6 +130,9 @@ class SignalService:
         self.drives_mitigator = True
         """Whether this node acts on mitigation events with its mitigators (one node of a cluster: the lease's)."""
         self._mitigator_started = False
+        self.worker_sync: WorkerSettler | None = None
+        """Worker processes on one SQLite file (opendots.signal.server.shell.workers_sqlite): mitigation requests
+        are decided on what the other workers wrote, writes under SQLite's write lock."""
 
     async def start(self) -> None:
         """Start the actuators, re-enforce every stored mitigation (actuators forget across our restarts,
@@ -159,7 +178,7 @@ class SignalService:
         store that writes in place (the fast path); `answer` serves both kinds."""
         if self.awaited:
             raise TypeError("this store's writes are awaited: use `await answer(request)`")
-        response = self._settle(lambda: self.core.handle(request, self.clock()))
+        response = self._settle(lambda: self.core.handle(request, self.clock()), _mode(request))
         self.poke()
         assert response is not None
         return response
@@ -170,10 +189,7 @@ class SignalService:
             return self.handle(request)
         # Several nodes: a mitigation request is decided on the rows the others wrote (a write also under the
         # cluster's lock); heartbeats, /config and telemetry are this node's own business.
-        mode = "local"
-        if request.path[:1] == ("mitigate",):
-            mode = "read" if request.method == "GET" else "write"
-        response = await self._settle_awaited(lambda: self.core.handle(request, self.clock()), mode)
+        response = await self._settle_awaited(lambda: self.core.handle(request, self.clock()), _mode(request))
         self.poke()
         assert response is not None
         return response
@@ -186,7 +202,10 @@ class SignalService:
             self._settling.add(task)
             task.add_done_callback(self._settling.discard)
             return None
-        response, events = settle(self.core, self.store, decide(), self.clock(), self.acl_store)  # type: ignore[arg-type]
+        if self.worker_sync is not None and mode != "local":
+            response, events = self.worker_sync.settle(decide, mode)
+        else:
+            response, events = settle(self.core, self.store, decide(), self.clock(), self.acl_store)  # type: ignore[arg-type]
         self._enqueue(events)
         return response
 
@@ -219,6 +238,15 @@ class SignalService:
         async with self._lock:
             events = await feed()
         self._enqueue(events)
+
+    def follow_now(self, feed: Callable[[], list[Event]]) -> Awaitable[None]:
+        """`follow` for a store written in place (worker processes on one SQLite file): FEED runs between decisions
+        (under the lock an awaited store's decisions hold)."""
+
+        async def feeding() -> list[Event]:
+            return feed()
+
+        return self.follow(feeding)
 
     def note_traffic(self, client_name: str) -> None:
         """The client answered a server heartbeat or opened a session: it is alive (§4.7)."""
@@ -262,7 +290,7 @@ class SignalService:
     def timer_step(self) -> None:
         """One step of the core's timer work (expiry, one lost session, ...), stored, then applied: the
         synchronous-store path of the timer task, also for drivers without an event loop (the fuzz harness)."""
-        self._settle(lambda: self.core.handle_timer(self.clock()))
+        self._settle(lambda: self.core.handle_timer(self.clock()), "timer")  # the write lock only if it stores
 
     async def _timers(self) -> None:
         deadline = self.core.next_timer()
@@ -301,8 +329,9 @@ class SignalService:
         measured = await read_counters(self.mitigator, keys)
         for key, counters in measured.items():
             self.report_counters(key, counters)
-        if self.cluster is not None:
-            await self.cluster.publish_counters(measured)
+        for shared in (self.cluster, self.worker_sync):
+            if shared is not None:
+                await shared.publish_counters(measured)
         while self._settling:  # an awaited store settles each reading in a task: the batch is done when they are
             await asyncio.gather(*self._settling)
         self.counters_read()

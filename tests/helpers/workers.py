@@ -1,0 +1,53 @@
+"""`opendots server --workers N` as a real process tree (the parent and its workers) for the integration tests."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+from tests.conftest import free_port
+from tests.helpers import REPOSITORY
+from tests.helpers.cluster import Node
+
+
+async def start_workers(pki: Path, count: int, *, metrics: int | None = None, db: str | None = None) -> Node:
+    """COUNT workers on DB (default: an SQLite file of PKI), DTLS and TLS on 127.0.0.1; returns once the parent
+    says they all serve. The Node's process is the parent, its admin the node's operator socket."""
+    admin = Path("/tmp") / f"od-w-{uuid.uuid4().hex[:8]}.sock"  # short: sun_path is 108 bytes
+    config = pki / f"server-workers-{uuid.uuid4().hex[:6]}.toml"
+    text = (pki / "server.toml").read_text()
+    config.write_text(text.replace('admin_socket = "opendots-server.sock"', f'admin_socket = "{admin}"'))
+    port = free_port()
+    flags = ["--listen", "127.0.0.1", "--signal-port", str(port), "--workers", str(count)]
+    flags += ["--data-port", str(free_port(socket.SOCK_STREAM)), "--db", db or str(pki / f"{config.stem}.db")]
+    if metrics is not None:
+        flags += ["--metrics", f"127.0.0.1:{metrics}"]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "opendots",
+        "server",
+        "-c",
+        str(config),
+        *flags,
+        cwd=REPOSITORY,
+        env={**os.environ, "PYTHONPATH": str(REPOSITORY)},
+        stderr=subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    lines: list[str] = []
+    while not lines or f"{count} workers" not in lines[-1]:
+        lines.append((await asyncio.wait_for(process.stderr.readline(), 60)).decode())
+        assert lines[-1], "".join(lines)  # EOF: the parent exited
+    asyncio.get_running_loop().create_task(_drain(process.stderr))  # a full pipe would block the processes
+    return Node("workers", process, port, admin)
+
+
+async def _drain(stream: asyncio.StreamReader) -> None:
+    while await stream.readline():
+        pass
