@@ -181,9 +181,13 @@ def v4_range_scope(key: str, count: int, protected: str | None = None) -> Mitiga
     return MitigationScope(key, prefixes, target_port_ranges=ports, target_protocols=(17,))
 
 
-async def bench_forwarding(lab: Lab, seconds: float, rounds: int, selected: list[str], baseline: str) -> None:
+async def bench_forwarding(
+    lab: Lab, seconds: float, rounds: int, selected: list[str], baseline: str, count_passed: bool = False
+) -> None:
     VictimTally(lab.victim, [SINK_PORT], table="benchsink")
-    mitigator = NftablesMitigator(lab.router_ingress, table=f"odb{secrets.token_hex(3)}", netns=lab.router.name)
+    mitigator = NftablesMitigator(
+        lab.router_ingress, table=f"odb{secrets.token_hex(3)}", netns=lab.router.name, count_passed=count_passed
+    )
     goal = "≥ 90 % of none"
     configurations = [
         ("IPv6 /128 hosts (hash map)", str(lab.victim_v6[0]), MitigationScope("bench/v6", v6_targets(TARGETS)), goal),
@@ -352,6 +356,11 @@ async def main() -> None:
         metavar="SUBSTRING",
         help="forwarding: only the configurations whose label contains SUBSTRING (repeatable), e.g. 'addr.udp'",
     )
+    parser.add_argument(
+        "--count-passed",
+        action="store_true",
+        help="forwarding: with the counting table of RFC 9244 total-traffic (on when telemetry_server_originated is)",
+    )
     parser.add_argument("--flood-loop", action="store_true", help=argparse.SUPPRESS)  # FloodLoop's sender
     args = parser.parse_args()
     if args.flood_loop:
@@ -365,7 +374,7 @@ async def main() -> None:
         if "install" in parts:
             await bench_install(lab)
         if "forwarding" in parts:
-            await bench_forwarding(lab, args.seconds, args.rounds, args.config, args.baseline)
+            await bench_forwarding(lab, args.seconds, args.rounds, args.config, args.baseline, args.count_passed)
         if "first-drop" in parts:
             await bench_first_drop(lab, args.runs)
     width = max(len(what) for what, _, _ in rows)

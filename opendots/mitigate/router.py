@@ -283,20 +283,26 @@ class MitigatorRouter:
                 await assignment.mitigator.stop()
 
 
-def build_actuator(entry: Mapping[str, Any], top_talkers: TopTalkerSettings | None = None) -> Mitigator:
+def build_actuator(
+    entry: Mapping[str, Any], top_talkers: TopTalkerSettings | None = None, count_passed: bool = False
+) -> Mitigator:
     """One actuator from a [[mitigators]] table (without its selection keys); TOP_TALKERS: the [mitigation]
-    policy, which the nftables actuator carries out."""
+    policy, which the nftables actuator carries out; COUNT_PASSED: whether nftables counts the traffic it lets
+    through toward each mitigation's targets (RFC 9244 total-traffic), unless the entry's `count_passed` says."""
     kind = entry.get("type")
     options = {key: value for key, value in entry.items() if key not in SELECTION_KEYS}
     if kind == "nftables":
         from opendots.mitigate.nftables import NftablesMitigator
 
-        unknown = set(options) - {"interface", "table", "netns", "rate_limit_pps", "nat_external", "nat_state"}
-        if unknown or "interface" not in options:
+        known = {"interface", "table", "netns", "rate_limit_pps", "nat_external", "nat_state", "count_passed"}
+        if set(options) - known or "interface" not in options:
             raise ConfigError(
                 "[[mitigators]] type nftables takes interface, table, netns, rate_limit_pps, nat_external,"
-                f" nat_state; got {sorted(options)}"
+                f" nat_state, count_passed; got {sorted(options)}"
             )
+        count_passed = options.get("count_passed", count_passed)
+        if not isinstance(count_passed, bool):
+            raise ConfigError("[[mitigators]] type nftables: count_passed must be true or false")
         try:
             nftables = NftablesMitigator(
                 options["interface"],
@@ -304,6 +310,7 @@ def build_actuator(entry: Mapping[str, Any], top_talkers: TopTalkerSettings | No
                 options.get("netns"),
                 rate_limit=options.get("rate_limit_pps"),
                 top_talkers=top_talkers,
+                count_passed=count_passed,
             )
         except ValueError as error:
             raise ConfigError(f"[[mitigators]] type nftables: {error}") from None
@@ -364,6 +371,8 @@ def build_router(config: ServerConfig) -> MitigatorRouter:
     """The server's mitigators from its configuration; with none configured, the logging mitigator alone."""
     known_clients = {client.name for client in config.clients}
     top_talkers = TopTalkerSettings.from_table(config.mitigation)
+    # Passed traffic is counted only for a server that sends RFC 9244 total-traffic: it costs forwarding capacity.
+    count_passed = config.signal.get("telemetry_server_originated") is True
     assignments = []
     for entry in config.mitigators or [{"type": "logging"}]:
         clients = frozenset(entry.get("clients", ()))
@@ -373,7 +382,7 @@ def build_router(config: ServerConfig) -> MitigatorRouter:
             prefixes = tuple(ipaddress.ip_network(p) for p in entry.get("prefixes", ()))
         except ValueError as error:
             raise ConfigError(f"[[mitigators]] prefixes: {error}") from None
-        assignments.append(Assignment(build_actuator(entry, top_talkers), clients, prefixes))
+        assignments.append(Assignment(build_actuator(entry, top_talkers, count_passed), clients, prefixes))
     return MitigatorRouter(assignments, {client.cuid: client.name for client in config.clients})
 
 

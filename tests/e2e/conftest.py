@@ -43,6 +43,6 @@ def table_name() -> str:
 @pytest.fixture
 async def nft_mitigator(lab: Lab, table_name: str) -> AsyncIterator[NftablesMitigator]:
     """An nftables mitigator hooked on the router's attacker-facing interface; its table is removed afterwards."""
-    mitigator = NftablesMitigator(lab.router_ingress, table=table_name, netns=lab.router.name)
+    mitigator = NftablesMitigator(lab.router_ingress, table=table_name, netns=lab.router.name, count_passed=True)
     yield mitigator
     await mitigator.cleanup()

@@ -38,7 +38,12 @@ class Clock:
 async def mitigator(lab: Lab, table_name: str) -> AsyncIterator[tuple[NftablesMitigator, Clock]]:
     clock = Clock()
     running = NftablesMitigator(
-        lab.router_ingress, table=table_name, netns=lab.router.name, clock=clock, top_talkers=SETTINGS
+        lab.router_ingress,
+        table=table_name,
+        netns=lab.router.name,
+        clock=clock,
+        top_talkers=SETTINGS,
+        count_passed=True,
     )
     yield running, clock
     await running.cleanup()
@@ -129,7 +134,9 @@ async def test_a_narrow_drop_that_holds_stays_narrow_and_a_restart_enforces_the_
     assert target.delivered() == 0
     assert passed_counter_name(key) in named_counters(lab, f"{table_name}_tt")
 
-    restarted = NftablesMitigator(lab.router_ingress, table=table_name, netns=lab.router.name, top_talkers=SETTINGS)
+    restarted = NftablesMitigator(
+        lab.router_ingress, table=table_name, netns=lab.router.name, top_talkers=SETTINGS, count_passed=True
+    )
     assert await restarted.restore([target.scope]) == {}
     assert restarted.top_talker_status(key) is None
     assert named_counters(lab, f"{table_name}_tt") == {target_counter_name(key): 0}  # no watch left behind
@@ -147,7 +154,12 @@ async def test_rate_limited_talkers_keep_a_trickle_and_their_drops_follow_the_mi
     clock = Clock()
     settings = replace(SETTINGS, action="rate-limit", rate_limit=92 * 50)  # 50 flood packets a second
     nft = NftablesMitigator(
-        lab.router_ingress, table=table_name, netns=lab.router.name, clock=clock, top_talkers=settings
+        lab.router_ingress,
+        table=table_name,
+        netns=lab.router.name,
+        clock=clock,
+        top_talkers=settings,
+        count_passed=True,
     )
     try:
         target, key = Target.make(lab, "c/3", 0, 44), "c/3"

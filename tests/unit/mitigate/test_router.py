@@ -160,3 +160,21 @@ def test_build_router_from_config(server_config: ServerConfig):
         server_config.mitigators = bad
         with pytest.raises(ConfigError):
             build_router(server_config)
+
+
+def test_nftables_counts_passed_traffic_only_for_a_server_that_sends_rfc9244_total_traffic(
+    server_config: ServerConfig,
+):
+    """The counting table costs forwarding capacity: on when [signal] telemetry_server_originated is, or when the
+    entry's count_passed says so."""
+    server_config.mitigators = [
+        {"type": "nftables", "interface": "eth1", "table": "edge"},
+        {"type": "nftables", "interface": "eth2", "table": "core", "count_passed": True},
+    ]
+    assert [a.mitigator.count_passed for a in build_router(server_config).assignments] == [False, True]
+    server_config.signal = {**server_config.signal, "telemetry_server_originated": True}
+    server_config.mitigators[1]["count_passed"] = False
+    assert [a.mitigator.count_passed for a in build_router(server_config).assignments] == [True, False]
+    server_config.mitigators[1]["count_passed"] = "yes"
+    with pytest.raises(ConfigError, match="count_passed must be true or false"):
+        build_router(server_config)
