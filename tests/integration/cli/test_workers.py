@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import urllib.request
@@ -61,7 +62,12 @@ def database(request) -> str | None:
     return request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
 
 
-async def test_two_workers_share_one_state_and_one_mitigator_driver_and_a_killed_worker_comes_back(pki_dir, database):
+async def test_two_workers_share_one_state_and_one_mitigator_driver_and_a_killed_worker_comes_back(
+    pki_dir, database, tmp_path
+):
+    # A copy of its own: the workers' database and poke sockets (a killed worker leaves its socket file) must not
+    # land in the session's shared PKI directory, which other tests copy.
+    pki_dir = shutil.copytree(pki_dir, tmp_path / "pki")
     cuid = {c.name: c.cuid for c in ServerConfig.load(pki_dir / "server.toml").clients}["client"]
     metrics_port = free_port(socket.SOCK_STREAM)
     node = await start_workers(pki_dir, 2, metrics=metrics_port, db=database)

@@ -147,6 +147,9 @@ class WorkerSync:
             asyncio.get_running_loop().remove_reader(self._poke.fileno())
             self._poke.close()
             self._poke = None
+            with contextlib.suppress(OSError):  # a socket file left behind breaks copying the directory
+                (self.sockets / str(self.worker)).unlink(missing_ok=True)
+                self.sockets.rmdir()  # the last worker out (OSError while another's socket is there)
         if self._write_lock is not None:
             os.close(self._write_lock)
             self._write_lock = None
