@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import statistics
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from opendots.config import TlsFiles
 from opendots.lab.processes import free_udp_tcp_port as free_port
+from opendots.transport.dtls import ApplicationData, DtlsConnection, HandshakeCompleted
 
 
 def files(directory: Path, stem: str) -> TlsFiles:
@@ -73,3 +75,41 @@ def print_table(rows: list[tuple[str, str, str]]) -> None:
         print(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]}")
     print(f"\nload average at the end: {os.getloadavg()[0]:.2f} (shared machine)")
     print(f"machine: {os.cpu_count()} CPUs; servers in separate processes; command: {' '.join(sys.argv)}")
+
+
+class SansIoDtlsClient(asyncio.DatagramProtocol):
+    """A DTLS client on its own UDP socket, driven by the sans-I/O DTLS core: the load generators' session (no
+    aiocoap, so the generator's own cost stays small). Subclasses take the decrypted datagrams in application_data."""
+
+    def __init__(self, connection: DtlsConnection) -> None:
+        self.connection = connection
+        self.established = asyncio.get_running_loop().create_future()
+        self.timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.flush()
+
+    def flush(self) -> None:
+        for datagram in self.connection.datagrams_to_send():
+            self.transport.sendto(datagram)  # type: ignore[attr-defined]
+        if self.timer is not None:
+            self.timer.cancel()
+        due = self.connection.timer_due_in()
+        if due is not None:
+            self.timer = asyncio.get_running_loop().call_later(due, self.on_timer)
+
+    def on_timer(self) -> None:
+        self.connection.handle_timer(time.monotonic())
+        self.flush()
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        for event in self.connection.receive_datagram(data, time.monotonic()):
+            if isinstance(event, HandshakeCompleted) and not self.established.done():
+                self.established.set_result(None)
+            elif isinstance(event, ApplicationData):
+                self.application_data(event.data)
+        self.flush()
+
+    def application_data(self, data: bytes) -> None:
+        raise NotImplementedError

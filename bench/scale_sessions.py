@@ -43,14 +43,14 @@ import aiocoap
 from aiocoap.numbers.codes import Code
 from aiocoap.numbers.types import Type
 
-from bench._common import cpu_seconds, free_port, percentiles, print_table, rss_kib
+from bench._common import SansIoDtlsClient, cpu_seconds, free_port, percentiles, print_table, rss_kib
 from opendots.config import DOCUMENTATION_PREFIXES, ClientAuthorization, ServerConfig, TlsFiles
 from opendots.model import encode_signal
 from opendots.pki.certs import TestPki
 from opendots.pki.cuid import cuid_from_certificate
 from opendots.signal.server.core.defaults import HEARTBEAT_INTERVAL
 from opendots.signal.server.core.messages import HEARTBEAT
-from opendots.transport.dtls import ApplicationData, DtlsConnection, HandshakeCompleted, client_context
+from opendots.transport.dtls import DtlsConnection, client_context
 
 HB_PATH = (".well-known", "dots", "hb")
 DOTS_CBOR = 271
@@ -60,41 +60,17 @@ IN_FLIGHT = 64
 # ------------------------------------------------------------------------------------------------ generator side
 
 
-class Session(asyncio.DatagramProtocol):
+class Session(SansIoDtlsClient):
     """One DOTS client's DTLS session, driven by the sans-I/O DTLS core: heartbeats out, the server's answered."""
 
     def __init__(self, connection: DtlsConnection, stats: dict) -> None:
-        self.connection = connection
+        super().__init__(connection)
         self.stats = stats
-        self.established = asyncio.get_running_loop().create_future()
-        self.timer: asyncio.TimerHandle | None = None
         self.sent: dict[bytes, float] = {}
         self.mid = random.randrange(0x10000)
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        self.flush()
-
-    def flush(self) -> None:
-        for datagram in self.connection.datagrams_to_send():
-            self.transport.sendto(datagram)
-        if self.timer is not None:
-            self.timer.cancel()
-        due = self.connection.timer_due_in()
-        if due is not None:
-            self.timer = asyncio.get_running_loop().call_later(due, self.on_timer)
-
-    def on_timer(self) -> None:
-        self.connection.handle_timer(time.monotonic())
-        self.flush()
-
-    def datagram_received(self, data: bytes, addr: tuple) -> None:
-        for event in self.connection.receive_datagram(data, time.monotonic()):
-            if isinstance(event, HandshakeCompleted) and not self.established.done():
-                self.established.set_result(None)
-            elif isinstance(event, ApplicationData):
-                self.coap(event.data)
-        self.flush()
+    def application_data(self, data: bytes) -> None:
+        self.coap(data)
 
     def coap(self, data: bytes) -> None:
         try:

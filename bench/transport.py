@@ -29,14 +29,13 @@ import aiocoap
 import aiocoap.resource as resource
 import cbor2
 
-from bench._common import cpu_seconds, files, free_port, percentiles, rss_kib
+from bench._common import SansIoDtlsClient, cpu_seconds, files, free_port, percentiles, rss_kib
 from opendots.cli.certs import init_pki
 from opendots.transport import create_client_context, start_server
 from opendots.transport.dtls import (
     ApplicationData,
     DtlsConnection,
     DtlsListener,
-    HandshakeCompleted,
     client_context,
 )
 
@@ -107,39 +106,15 @@ def start_role(role: str, pki: Path, port: int) -> subprocess.Popen:
 # ------------------------------------------------------------------------------------------------ client side
 
 
-class RawDtlsClient(asyncio.DatagramProtocol):
-    """A bare DTLS client on its own UDP socket, driven by the sans-I/O core."""
+class RawDtlsClient(SansIoDtlsClient):
+    """A bare DTLS client: the server's answers queue up in `replies`."""
 
     def __init__(self, connection: DtlsConnection) -> None:
-        self.connection = connection
-        self.established = asyncio.get_running_loop().create_future()
+        super().__init__(connection)
         self.replies: asyncio.Queue[bytes] = asyncio.Queue()
-        self.timer: asyncio.TimerHandle | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
-        self.flush()
-
-    def flush(self) -> None:
-        for datagram in self.connection.datagrams_to_send():
-            self.transport.sendto(datagram)
-        if self.timer is not None:
-            self.timer.cancel()
-        due = self.connection.timer_due_in()
-        if due is not None:
-            self.timer = asyncio.get_running_loop().call_later(due, self.on_timer)
-
-    def on_timer(self) -> None:
-        self.connection.handle_timer(time.monotonic())
-        self.flush()
-
-    def datagram_received(self, data: bytes, addr: tuple) -> None:
-        for event in self.connection.receive_datagram(data, time.monotonic()):
-            if isinstance(event, HandshakeCompleted) and not self.established.done():
-                self.established.set_result(None)
-            elif isinstance(event, ApplicationData):
-                self.replies.put_nowait(event.data)
-        self.flush()
+    def application_data(self, data: bytes) -> None:
+        self.replies.put_nowait(data)
 
 
 async def open_raw_session(context, port: int) -> tuple[asyncio.DatagramTransport, RawDtlsClient]:
