@@ -5,7 +5,6 @@ notification carries the dropped rate those counter values give (skips without r
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 
 import aiocoap
@@ -20,6 +19,8 @@ from opendots.signal.server.shell.run import start_signal_server
 from opendots.transport import create_client_context
 from tests.conftest import free_port
 from tests.helpers import tls_files as files
+from tests.helpers.nft import counter_values
+from tests.helpers.server_telemetry import SERVER_ORIGINATED_SETUP, Clock
 from tests.helpers.signal_server import BASE, cuid_of, request
 
 pytestmark = pytest.mark.lab
@@ -27,25 +28,7 @@ pytestmark = pytest.mark.lab
 SCOPE = "ietf-dots-signal-channel:mitigation-scope"
 TAT = "ietf-dots-telemetry:total-attack-traffic"
 PACKETS = 1500
-SETUP = {
-    "ietf-dots-telemetry:telemetry-setup": {
-        "telemetry": [{"current-config": {"measurement-sample": "second", "server-originated-telemetry": True}}]
-    }
-}
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def nft_counter(lab: Lab, table: str, key: str) -> tuple[int, int]:
-    listing = lab.router.run(["nft", "-j", "list", "counter", "netdev", table, counter_name(key)]).stdout
-    counter = next(item["counter"] for item in json.loads(listing)["nftables"] if "counter" in item)
-    return counter["packets"], counter["bytes"]
+SETUP = SERVER_ORIGINATED_SETUP
 
 
 async def test_the_observed_dropped_rate_is_the_nftables_counters_over_the_read_interval(
@@ -76,14 +59,14 @@ async def test_the_observed_dropped_rate_is_the_nftables_counters_over_the_read_
 
         key = f"{cuid}/1"
         await running.service.refresh_counters()  # the baseline reading
-        before = nft_counter(lab, table_name, key)
+        before = counter_values(lab, table_name, counter_name(key))
         sent = await asyncio.to_thread(
             flood, lab.attacker, str(victim), 5005, count=PACKETS, duration=10.0, pps=15_000, protocol=17
         )
         assert sent.sent == PACKETS
         clock.now += 10
         await running.service.refresh_counters()
-        after = nft_counter(lab, table_name, key)
+        after = counter_values(lab, table_name, counter_name(key))
         packets, bytes_ = after[0] - before[0], after[1] - before[1]
         assert packets == PACKETS  # every packet of the flood was dropped and counted
 

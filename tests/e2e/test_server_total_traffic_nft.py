@@ -27,6 +27,8 @@ from opendots.signal.server.shell.run import start_signal_server
 from opendots.transport import create_client_context
 from tests.conftest import free_port
 from tests.helpers import tls_files as files
+from tests.helpers.nft import counter_values
+from tests.helpers.server_telemetry import SERVER_ORIGINATED_SETUP, Clock
 from tests.helpers.signal_server import BASE, cuid_of, request
 
 pytestmark = pytest.mark.lab
@@ -37,25 +39,7 @@ TAT = "ietf-dots-telemetry:total-attack-traffic"
 TM = "ietf-dots-telemetry:telemetry"
 DROPPED_PORT, PASSED_PORT = 5005, 5006
 ATTACK, LEGIT = 1500, 700
-SETUP = {
-    "ietf-dots-telemetry:telemetry-setup": {
-        "telemetry": [{"current-config": {"measurement-sample": "second", "server-originated-telemetry": True}}]
-    }
-}
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def nft_counter(lab: Lab, table: str, name: str) -> tuple[int, int]:
-    listing = lab.router.run(["nft", "-j", "list", "counter", "netdev", table, name]).stdout
-    counter = next(item["counter"] for item in json.loads(listing)["nftables"] if "counter" in item)
-    return counter["packets"], counter["bytes"]
+SETUP = SERVER_ORIGINATED_SETUP
 
 
 def rates(entries: list[dict]) -> dict[str, str]:
@@ -104,16 +88,16 @@ async def test_total_traffic_is_the_dropped_plus_the_passed_nftables_counts_and_
 
         key = f"{cuid}/1"
         await running.service.refresh_counters()  # the baseline reading
-        dropped_before = nft_counter(lab, table_name, counter_name(key))
-        passed_before = nft_counter(lab, f"{table_name}_tt", target_counter_name(key))
+        dropped_before = counter_values(lab, table_name, counter_name(key))
+        passed_before = counter_values(lab, f"{table_name}_tt", target_counter_name(key))
         options = {"duration": 10.0, "pps": 15_000, "protocol": 17}
         attack = await asyncio.to_thread(flood, lab.attacker, str(victim), DROPPED_PORT, count=ATTACK, **options)
         legit = await asyncio.to_thread(flood, lab.attacker, str(victim), PASSED_PORT, count=LEGIT, **options)
         assert (attack.sent, legit.sent) == (ATTACK, LEGIT)
         clock.now += 10
         await running.service.refresh_counters()
-        dropped_after = nft_counter(lab, table_name, counter_name(key))
-        passed_after = nft_counter(lab, f"{table_name}_tt", target_counter_name(key))
+        dropped_after = counter_values(lab, table_name, counter_name(key))
+        passed_after = counter_values(lab, f"{table_name}_tt", target_counter_name(key))
         dropped = [after - before for after, before in zip(dropped_after, dropped_before, strict=True)]
         passed = [after - before for after, before in zip(passed_after, passed_before, strict=True)]
         assert dropped[0] == ATTACK and passed[0] == LEGIT  # exact: the router counted every packet, once

@@ -20,3 +20,10 @@ def named_counters(lab: Lab, table: str) -> dict[str, int]:
         return {}
     items = json.loads(result.stdout)["nftables"]
     return {item["counter"]["name"]: item["counter"]["packets"] for item in items if "counter" in item}
+
+
+def counter_values(lab: Lab, table: str, name: str) -> tuple[int, int]:
+    """(packets, bytes) of the named counter NAME of netdev TABLE on the router."""
+    listing = lab.router.run(["nft", "-j", "list", "counter", "netdev", table, name]).stdout
+    counter = next(item["counter"] for item in json.loads(listing)["nftables"] if "counter" in item)
+    return counter["packets"], counter["bytes"]
