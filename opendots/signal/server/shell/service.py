@@ -42,6 +42,8 @@ from opendots.signal.server.shell.durable import AsyncSignalStore, settle, settl
 from opendots.store.records import SignalStore
 
 log = logging.getLogger(__name__)
+COUNTER_SLICE = 100
+"""Counter readings decided between two turns of the event loop (refresh_counters)."""
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -327,8 +329,12 @@ class SignalService:
             return
         keys = [mitigation.mitigator_key for mitigation in self.core.mitigations() if mitigation.enforcing]
         measured = await read_counters(self.mitigator, keys)
-        for key, counters in measured.items():
+        for index, (key, counters) in enumerate(measured.items(), 1):
             self.report_counters(key, counters)
+            if index % COUNTER_SLICE == 0:
+                # Each reading is decided on the loop (RFC 9244 rates too, when asked for): with thousands of
+                # mitigations, let the other clients' heartbeats and requests through between slices.
+                await asyncio.sleep(0)
         for shared in (self.cluster, self.worker_sync):
             if shared is not None:
                 await shared.publish_counters(measured)

@@ -9,6 +9,7 @@ from pathlib import Path
 from opendots.mitigate.base import Counters, LoggingMitigator, MitigationScope, MitigatorError
 from opendots.signal.server.core import MitigationChanged, Request, ServerSettings, SignalServer, Status
 from opendots.signal.server.shell import SignalService
+from opendots.signal.server.shell.service import COUNTER_SLICE
 from opendots.store.signal import SqliteSignalStore
 from tests.helpers.signal_harness import ALPHA, ALPHA_CUID, BRAVO, NO_HEARTBEAT, SCOPE, T0, mitigate_path, scope_body
 
@@ -166,4 +167,29 @@ async def test_counters_come_from_the_mitigator(tmp_path: Path):
     entry = service.handle(get).body[SCOPE]["scope"][0]
     assert (entry["bytes-dropped"], entry["pkts-dropped"]) == ("1500", "1")
     assert "bps-dropped" not in entry  # not measured, not invented
+    await service.stop()
+
+
+async def test_a_counter_round_over_many_mitigations_lets_the_loop_turn_between_slices(tmp_path: Path):
+    """Thousands of enforced mitigations: their readings are decided in slices, so another client's heartbeat
+    (here: a callback scheduled when the round starts) runs before the round ends, not after all of it."""
+    clock, mitigator = Clock(), CountingMitigator()
+    service, _ = make_service(tmp_path, mitigator, clock)
+    service.core.settings.max_mitigations_per_client = 1000
+    await service.start()
+    count = 3 * COUNTER_SLICE
+    for mid in range(1, count + 1):
+        assert service.handle(put(mid, target_prefix=[f"2001:db8:6401::{mid:x}/128"])).code == "2.01"
+    await service.idle()
+    measured_when_the_loop_turned: list[int] = []
+
+    def other_client() -> None:
+        measured = sum(1 for m in service.core.mitigations() if m.counters.pkts_dropped is not None)
+        measured_when_the_loop_turned.append(measured)
+
+    asyncio.get_running_loop().call_soon(other_client)
+    await service.refresh_counters()
+    assert len(measured_when_the_loop_turned) == 1
+    assert 0 < measured_when_the_loop_turned[0] < count  # ran during the round
+    assert all(m.counters.pkts_dropped == 1 for m in service.core.mitigations())
     await service.stop()
