@@ -47,6 +47,7 @@ from opendots.transport import (
     PeerIdentity,
     SessionEvent,
     SessionListener,
+    connection_closed,
     create_client_context,
     open_session,
     ping,
@@ -232,11 +233,13 @@ class ProviderDialer:
         heard = self.clock()
         try:
             while True:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.policy.keepalive)
+                await self._pause(remote)
                 if self._wake.is_set():
                     self.last_error = f"redirected to {self.redirect.name if self.redirect else '?'}"
                     survived = True
+                    break
+                if connection_closed(remote):
+                    self.last_error = "the provider closed the TLS connection"
                     break
                 try:
                     await ping(context, remote, timeout=self.policy.ping_timeout)
@@ -262,6 +265,16 @@ class ProviderDialer:
             with contextlib.suppress(Exception):
                 await reset_session(context, remote)
         return survived
+
+    async def _pause(self, remote: Any) -> None:
+        """Until the next keepalive, a redirection, or REMOTE's TLS connection closing. The close is looked at every
+        second: a provider that closed the connection (it no longer knows this CPE, or restarted) is re-dialed at
+        once rather than after pings time out for the whole loss window."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + self.policy.keepalive
+        while not self._wake.is_set() and not connection_closed(remote) and (left := end - loop.time()) > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), min(left, 1.0))
 
     async def stop(self) -> None:
         if self._task is not None:

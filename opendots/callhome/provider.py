@@ -121,6 +121,27 @@ class CallHomeClient:
         client.endpoint.session_listeners.append(client._on_session)
         return client
 
+    def replace_peers(self, cpes: Iterable[CpePeer]) -> dict[str, list[str]]:
+        """Take a new [[cpes]] list (SIGHUP or `reload`) without a restart: names added, removed, changed. A CPE
+        removed, or whose certificate (CUID) changed, loses its session at once (it was authorised by the old entry);
+        one whose prefixes alone changed keeps it, and its next request is checked against the new prefixes."""
+        old = {peer.name: peer for peer in self.cpes}
+        new = {peer.name: peer for peer in cpes}
+        changes = {
+            "added": sorted(new.keys() - old.keys()),
+            "removed": sorted(old.keys() - new.keys()),
+            "changed": sorted(name for name in old.keys() & new.keys() if old[name] != new[name]),
+        }
+        self.cpes = list(new.values())
+        revoked = changes["removed"] + [name for name in changes["changed"] if old[name].cuid != new[name].cuid]
+        for name in revoked:
+            remote = self.sessions.pop(name, None)
+            self.session_details.pop(name, None)
+            if remote is not None:
+                log.warning("call home: closing the session of CPE %s: no longer configured with its certificate", name)
+                asyncio.get_running_loop().create_task(self._close(remote))
+        return changes
+
     def _peer_named(self, cuid: str | None) -> CpePeer | None:
         return next((peer for peer in self.cpes if peer.cuid == cuid), None)
 

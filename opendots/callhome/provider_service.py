@@ -14,6 +14,9 @@ each); the operations are the provider's:
   withdraw {"peer", "mid"}                       -> {"peer", "mid", "code", "body", "diagnostic"}
   redirect {"peer", "alt-ch-client": fqdn, "records"?: [ip], "ttl"?: s}  -> {"peer", "code", "diagnostic"}
                                                     (RFC 9066 §5.2.2: the CPE closes this session, dials that one)
+  reload                                         -> {"cpes": {"added", "removed", "changed": [names]},
+                                                     "restart_needed": [settings]}  (provider.toml read again,
+                                                    as SIGHUP does: see ProviderService.reload)
 
 A CPE's 4.xx/5.xx answer is still "ok": true (the request reached it). Local refusals: 4.00 (bad arguments, a
 source outside what this provider may ask the CPE about, RFC 9066 §5.3.1), 4.04 (no such CPE), 5.03 (the CPE has
@@ -30,15 +33,20 @@ import contextlib
 import json
 import logging
 import os
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from opendots.callhome.provider import MITIGATION_SCOPE, Answer, CallHomeClient, CallHomeError
 from opendots.callhome.provider_config import ProviderConfig
+from opendots.errors import ConfigError
 from opendots.signal.client.shell.control import ControlError, ControlServer
 
 log = logging.getLogger(__name__)
+
+RESTART_SETTINGS = ("listen", "port", "transports", "control_socket", "state_file", "tls")
+"""provider.toml settings a running provider does not change on reload: its sockets and credentials are bound."""
 
 
 def parse_type_range(text: str) -> tuple[int, int]:
@@ -106,11 +114,39 @@ def _mids(answer: Answer) -> list[int]:
 class ProviderService:
     """The CallHomeClient of CONFIG, its mid counter, and the handler of its control socket."""
 
-    def __init__(self, config: ProviderConfig, client: CallHomeClient, timeout: float = 10.0) -> None:
+    def __init__(
+        self, config: ProviderConfig, client: CallHomeClient, timeout: float = 10.0, config_path: Path | None = None
+    ) -> None:
         self.config = config
         self.client = client
         self.timeout = timeout
+        self.config_path = config_path
+        """The provider.toml `reload` and SIGHUP read again (None: reload is refused)."""
         self.mids = MidCounter.load(config.state_file)
+
+    def reload(self) -> dict[str, Any]:
+        """Read provider.toml's [[cpes]] again. Only the CPEs change on a running provider: a change elsewhere
+        (listen, port, transports, control socket, certificates) is named in `restart_needed` and not applied."""
+        if self.config_path is None:
+            raise ControlError("this provider was not started from a configuration file: nothing to reload")
+        try:
+            fresh = ProviderConfig.load(self.config_path)
+        except ConfigError as error:  # a broken file changes nothing: the running list stays
+            raise ControlError(f"{error} (nothing was changed)") from None
+        changes = self.client.replace_peers(fresh.cpes)
+        self.config.cpes = list(fresh.cpes)
+        restart = [name for name in RESTART_SETTINGS if getattr(fresh, name) != getattr(self.config, name)]
+        log.warning(
+            "call home: provider.toml read again: CPEs added %s, removed %s, changed %s%s",
+            changes["added"] or "none",
+            changes["removed"] or "none",
+            changes["changed"] or "none",
+            f"; needs a restart to apply: {', '.join(restart)}" if restart else "",
+        )
+        return {"cpes": changes, "restart_needed": restart}
+
+    async def _reload(self, _args: dict[str, Any]) -> dict[str, Any]:
+        return self.reload()
 
     async def handle(self, operation: str, args: dict[str, Any]) -> dict[str, Any]:
         handler = {
@@ -120,9 +156,11 @@ class ProviderService:
             "status": self._status,
             "withdraw": self._withdraw,
             "redirect": self._redirect,
+            "reload": self._reload,
         }.get(operation)
         if handler is None:
-            raise ControlError(f"unknown operation {operation!r} (ping, peers, mitigate, status, withdraw, redirect)")
+            known = "ping, peers, mitigate, status, withdraw, redirect, reload"
+            raise ControlError(f"unknown operation {operation!r} ({known})")
         try:
             return await handler(args)
         except CallHomeError as error:
@@ -228,22 +266,37 @@ class ProviderService:
         return _answer(name, answer)
 
 
-async def run_provider(config: ProviderConfig, stop: asyncio.Event, started: Any = None) -> None:
-    """Listen for CPEs and serve the control socket until STOP is set; STARTED() is called once both are up."""
+async def run_provider(
+    config: ProviderConfig, stop: asyncio.Event, started: Any = None, config_path: Path | None = None
+) -> None:
+    """Listen for CPEs and serve the control socket until STOP is set; STARTED() is called once both are up.
+    With CONFIG_PATH, SIGHUP reads its [[cpes]] again (as the `reload` verb does)."""
     bind = [(address, config.port) for address in config.listen]
     client = await CallHomeClient.start(
         config.tls, config.cpes, bind=bind, dtls="dtls" in config.transports, tls="tls" in config.transports
     )
     control: ControlServer | None = None
     try:
-        service = ProviderService(config, client)
+        service = ProviderService(config, client, config_path=config_path)
         control = ControlServer(config.control_socket, service.handle)
         await control.start()
+        if config_path is not None:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, _reload_logged, service)
         if started is not None:
             started()
         await stop.wait()
     finally:
+        if config_path is not None:
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
         if control is not None:
             await control.close()
         with contextlib.suppress(Exception):
             await client.stop()
+
+
+def _reload_logged(service: ProviderService) -> None:
+    """SIGHUP: as `reload`, with a broken file logged instead of answered."""
+    try:
+        service.reload()
+    except ControlError as error:
+        log.error("call home: SIGHUP: %s", error)

@@ -91,7 +91,7 @@ def run_command(config: Path, event_loop: eventloop.EventLoopChoice) -> None:
             line = f"DOTS Call Home client listening on {where} ({transports}), control {loaded.control_socket}"
             click.echo(line, err=True)  # first: the line scripts wait for
 
-        await run_provider(loaded, stop, started)
+        await run_provider(loaded, stop, started, config_path=config)
 
     run_service(main(), event_loop)
 
@@ -236,6 +236,19 @@ def peers_command(config: Path, as_json: bool) -> None:
         for peer in peers
     ]
     click.echo(table(rows, ("CPE", "CONNECTED", "TRANSPORT", "SOURCES", "CUID")))
+
+
+@client.command("reload")
+@_config
+def reload_command(config: Path) -> None:
+    """Read provider.toml's [[cpes]] again (as SIGHUP does): a removed CPE, or one with a new certificate, loses its
+    session; other settings need a restart."""
+    answer = _call(config, "reload")
+    for kind in ("added", "removed", "changed"):
+        names = answer["cpes"][kind]
+        click.echo(f"{kind}: {', '.join(names) if names else '-'}")
+    if answer["restart_needed"]:
+        click.echo(f"not applied until a restart: {', '.join(answer['restart_needed'])}")
 
 
 @client.command("redirect")

@@ -355,6 +355,12 @@ def is_tls_remote(remote: object) -> bool:
     return isinstance(remote, TcpConnection)
 
 
+def tls_connection_closed(remote: object) -> bool:
+    """Whether the TLS connection behind REMOTE has closed or is closing (private: `TcpConnection._transport`)."""
+    transport = getattr(remote, "_transport", None)
+    return transport is None or transport.is_closing()
+
+
 def tls_peer_certificate_der(remote: object) -> bytes | None:
     """The DER certificate the TLS peer presented (private: `TcpConnection._transport`, the asyncio transport
     whose `ssl_object` extra info is the only route to the peer certificate)."""

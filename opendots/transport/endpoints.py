@@ -259,6 +259,12 @@ async def ping(context: aiocoap.Context, remote: Any, *, timeout: float = DEFAUL
     return time.perf_counter() - started
 
 
+def connection_closed(remote: Any) -> bool:
+    """True when REMOTE is a CoAP-over-TLS connection that has closed: RFC 8323 has no session without its
+    connection, so the peer that closed it is gone for good. Always False over DTLS (no connection to watch)."""
+    return hooks.is_tls_remote(remote) and hooks.tls_connection_closed(remote)
+
+
 async def open_session(context: aiocoap.Context, uri: str, *, timeout: float = DEFAULT_PING_TIMEOUT) -> float:
     """Open the session to URI (coaps:// or coaps+tcp://), as a connection attempt of RFC 9132 §4.3 does; returns
     a round-trip time. Raises TimeoutError.

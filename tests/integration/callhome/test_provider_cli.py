@@ -152,3 +152,40 @@ def test_the_provider_process_answers_bad_control_requests_with_their_code_and_k
                 assert refused.value.code == code, (request, str(refused.value))
             assert control.ping()
         assert not (pair.directory / "opendots-provider.json").exists()  # no mid was spent on a refused request
+
+
+def test_sighup_and_reload_read_the_cpes_again_and_a_removed_cpe_loses_its_session(pair: CallHomePair) -> None:
+    provider = pair.provider()
+    pair.cpe()
+    first = pair.wait_connected()
+    config = ProviderConfig.load(pair.provider_toml)
+    home = config.cpes[0]
+    config.cpes = [replace(home, prefixes=home.prefixes[:1])]  # PROVIDER_ONLY no longer askable
+    config.save(pair.provider_toml)
+    provider.send_signal(signal.SIGHUP)
+    pair.wait_log("provider.log", "CPEs added none, removed none, changed ['home']")
+    (peer,) = pair.peers()
+    assert peer["connected"] and peer["since"] == first["since"]  # only the prefixes changed: same session
+    assert peer["prefixes"] == [str(home.prefixes[0])]
+    early = _mitigate(pair, PROVIDER_ONLY.replace("0/24", "7/32"))
+    assert early.exit_code == 2 and "outside what this provider may ask CPE 'home' about" in early.output
+
+    config.cpes, config.port = [], config.port + 1
+    config.save(pair.provider_toml)
+    result = pair.client("reload")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == ["added: -", "removed: home", "changed: -", "not applied until a restart: port"]
+    pair.wait_log("provider.log", "closing the session of CPE home")
+    pair.wait_log("provider.log", "closing a session from an unknown CPE")  # it dials again and is refused
+    assert pair.peers() == []
+
+    pair.provider_toml.write_text(pair.provider_toml.read_text() + "[[cpes]]\nname = 'x'\n")  # not TOML any more
+    provider.send_signal(signal.SIGHUP)  # (the reload verb reads the file itself first, and would refuse it there)
+    pair.wait_log("provider.log", "(nothing was changed)")
+
+    config.cpes, config.port = [home], config.port - 1
+    config.save(pair.provider_toml)
+    result = pair.client("reload")
+    assert result.exit_code == 0 and result.output.splitlines()[0] == "added: home", result.output
+    pair.wait_connected(since=first["since"])  # the CPE's next dial is accepted again
+    assert provider.poll() is None
