@@ -38,20 +38,44 @@ def test_the_systemd_units_pass_systemd_analyze_verify(tmp_path: Path):
         text = unit.read_text().replace("/opt/opendots/.venv/bin/opendots", _opendots())
         (tmp_path / unit.name).write_text(text)
     units = sorted(str(path) for path in tmp_path.glob("*.service"))
-    assert len(units) == 2
+    assert len(units) == 5
     result = subprocess.run([analyze, "verify", *units], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stdout + result.stderr == "", result.stdout + result.stderr
 
 
-def test_the_server_gets_only_cap_net_admin_and_the_agent_no_capability():
-    server, client = _settings(UNITS / "opendots-server.service"), _settings(UNITS / "opendots-client.service")
-    assert server["CapabilityBoundingSet"] == server["AmbientCapabilities"] == "CAP_NET_ADMIN"  # nftables
-    assert client["CapabilityBoundingSet"] == client["AmbientCapabilities"] == ""
-    for unit in (server, client):
-        assert unit["NoNewPrivileges"] == "yes" and unit["ProtectSystem"] == "strict"
-        assert unit["User"] == "opendots" and unit["ProtectHome"] == "yes"
-    assert server["ExecStart"].split()[1:3] == ["server", "--config"]
-    assert client["ExecStart"].split()[1:3] == ["client", "run"]
+# unit -> (capabilities, the opendots verb it runs): only what changes the host's network (nftables, conntrack) may
+# hold CAP_NET_ADMIN; the agents that only speak DOTS hold nothing.
+ROLES = {
+    "opendots-server.service": ("CAP_NET_ADMIN", ["server", "--config"]),
+    "opendots-client.service": ("", ["client", "run"]),
+    "opendots-gateway.service": ("", ["gateway", "--config"]),
+    "opendots-callhome-provider.service": ("", ["callhome", "client", "run"]),
+    "opendots-callhome-cpe.service": ("CAP_NET_ADMIN", ["callhome", "server"]),
+}
+
+
+def test_every_role_runs_least_privileged_and_has_a_unit():
+    assert sorted(path.name for path in UNITS.glob("*.service")) == sorted(ROLES)
+    for name, (capabilities, verb) in ROLES.items():
+        unit = _settings(UNITS / name)
+        assert unit["CapabilityBoundingSet"] == unit["AmbientCapabilities"] == capabilities, name
+        assert unit["NoNewPrivileges"] == "yes" and unit["ProtectSystem"] == "strict", name
+        assert unit["User"] == "opendots" and unit["ProtectHome"] == "yes", name
+        assert unit["ExecStart"].split()[1 : 1 + len(verb)] == verb, name
+        assert "--log-format json" in unit["ExecStart"], name
+
+
+def test_no_two_units_share_a_state_or_runtime_directory():
+    for key in ("StateDirectory", "RuntimeDirectory"):
+        directories = [_settings(UNITS / name)[key] for name in ROLES]
+        assert len(set(directories)) == len(directories), (key, directories)
+
+
+def test_the_units_start_commands_the_cli_accepts(tmp_path: Path):
+    for name in ROLES:
+        argv = _settings(UNITS / name)["ExecStart"].split()[1:]
+        result = subprocess.run([_opendots(), *argv, "--help"], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0 and "Usage:" in result.stdout, (name, result.stderr)
 
 
 def test_the_license_file_is_the_one_pyproject_names():
