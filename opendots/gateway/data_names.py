@@ -254,6 +254,12 @@ def downstream_body(document: Any, names: Names) -> Any:
         local = key.rpartition(":")[2]
         if local in ENTRY_LISTS and isinstance(value, list):
             value = [_own_entry(entry, names) for entry in value if _own(entry, names)]
+            if not value:
+                continue  # as the server renders a client without any: no empty list
+        elif key in ENTRY_LISTS.values() and isinstance(value, dict):
+            value = downstream_body(value, names)
+            if not value:
+                continue  # inside a 'dots-client' entry, a client without any has no container
         elif local == "dots-client" and isinstance(value, list):
             value = [downstream_body(entry, names) for entry in value if _gateways(entry, names)]
         elif local == "cuid" and value == names.gateway_cuid:

@@ -140,6 +140,10 @@ def test_answers_show_a_client_only_its_own_entries_with_its_own_names_and_cuid(
     alice = {"cuid": "alice-cuid", "aliases": {"alias": [{"name": "web"}]}, "acls": {"acl": [{"name": "y"}]}}
     assert shown == {f"{MODULE}:dots-data": {"dots-client": [alice]}}
     aliases = {f"{MODULE}:aliases": {"alias": [{"name": ALICE.prefix + "web"}, {"name": BOB.prefix + "web"}]}}
+    # Nothing of Carol's: rendered as the server renders a client without any (no empty list, no container).
+    carol = Names("carol-cuid", derive_prefix("carol-cuid"), GW)
+    assert downstream_body(aliases, carol) == {f"{MODULE}:aliases": {}}
+    assert downstream_body(upstream, carol) == {f"{MODULE}:dots-data": {"dots-client": [{"cuid": "carol-cuid"}]}}
     assert own_names(aliases, "aliases", BOB) == [BOB.prefix + "web"]
     error = {"ietf-restconf:errors": {"error": [{"error-path": f"/dots-client={GW}/aliases/alias={ALICE.prefix}w"}]}}
     assert downstream_errors(error, ALICE)["ietf-restconf:errors"]["error"][0]["error-path"] == (
