@@ -113,7 +113,21 @@ class ClientDomainData:
         )
         if "Location" in returned:
             returned["Location"] = downstream_text(returned["Location"], names)
+        if status == 404:
+            await self._check_registration(via)
         return web.Response(status=status, body=_renamed(payload, status, names) or None, headers=returned)
+
+    async def _check_registration(self, via: str) -> None:
+        """After a 404: if the gateway's upstream registration is gone (the upstream server lost its data), so are
+        its clients' (RFC 8783 §5.1: each registers again, as it would with that server directly)."""
+        path = f"{DATA_PATH}/dots-client={self.gateway_cuid}?depth=1"
+        async with self._registrations:
+            status, _ = await self._data("GET", path, None, via, expect=(200, 404))
+            if status == 404:
+                log.warning(
+                    "the upstream DOTS server has no registration of this gateway: its clients must register again"
+                )
+                self.names.forget_registrations()
 
     async def _register(self, step: Register, names: Names, via: str) -> web.Response:
         """RFC 8783 §5.1 for the client: the gateway's own registration upstream, made once (409: it is there)."""

@@ -61,3 +61,8 @@ class NameStore:
             "SELECT COUNT(*) AS n FROM gateway_data_clients WHERE registered = 1"
         ).fetchone()
         return int(row["n"])
+
+    def forget_registrations(self) -> None:
+        """The upstream registration is gone: no client is registered (their prefixes stay theirs)."""
+        with self.database.transaction() as cursor:
+            cursor.execute("UPDATE gateway_data_clients SET registered = 0")

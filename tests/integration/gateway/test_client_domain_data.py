@@ -97,3 +97,14 @@ async def test_two_clients_aliases_of_one_name_stay_apart_upstream_and_each_sees
             assert (await bob.unregister()).status == 204
         # Bob's alias is gone upstream, Alice's stays (and so does the gateway's registration, which is hers too).
         assert list(upstream_aliases(stack, gateway.cuid)) == [alice_upstream]
+        # The upstream server loses the gateway's registration: Alice is told, as directly, and registers again.
+        upstream = f"https://127.0.0.1:{stack.server_config.data_port}"
+        gateway_files = TlsFiles(ca, gateway.client_credential.cert_path, gateway.client_credential.key_path)
+        async with DataChannelClient(upstream, gateway_files, server_hostname="localhost") as itself:
+            assert (await itself.unregister()).status == 204
+        async with DataChannelClient(base, alice_files, server_hostname="localhost") as alice:
+            with pytest.raises(DataChannelError) as lost:
+                await alice.aliases()
+            assert lost.value.status == 404 and gateway.cuid not in json.dumps(lost.value.error)
+            assert (await alice.register()).status == 201
+            assert await alice.aliases() == []
