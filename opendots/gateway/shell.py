@@ -287,11 +287,11 @@ class Gateway:
         self.core = RelayCore(settings, self.store)
         self.upstream_cuid = upstream_cuid
         self.names: NameStore | None = None
+        self._cuids: tuple[list[Any], int, dict[str, str]] | None = None
         if config.kind == "client-domain" and config.data_channel:
             # Its clients' aliases and ACLs are renamed apart upstream, on both channels (opendots.gateway.data_names).
             names = self.names = NameStore(self.store.database)
-            cuid_of = {client.name: client.cuid for client in config.downstream.clients}
-            self.core.data_names = lambda client: names.prefix(cuid_of[client])
+            self.core.data_names = lambda client: names.prefix(self._cuid_of(client))
         self.relay = RelayResource(self)
         if config.admin_socket is not None:
             config.upstream.control_socket = config.admin_socket
@@ -379,6 +379,14 @@ class Gateway:
         task.add_done_callback(self._tasks.discard)
 
     # --- the relay ------------------------------------------------------------------------------------------------
+
+    def _cuid_of(self, client: str) -> str:
+        """The cuid of the downstream [[clients]] entry named CLIENT (the relay core knows clients by name); the
+        index follows the list being replaced or grown, as ServerConfig.client_by_cuid's does."""
+        clients = self.config.downstream.clients
+        if self._cuids is None or self._cuids[0] is not clients or self._cuids[1] != len(clients):
+            self._cuids = (clients, len(clients), {entry.name: entry.cuid for entry in reversed(clients)})
+        return self._cuids[2][client]
 
     def inbound(self, request: aiocoap.Message) -> Inbound | Reply:
         """A downstream request as the relay core takes it; a Reply when it is refused before that (4.01, 4.15)."""
