@@ -167,7 +167,10 @@ def plan(
     upstream_body = None
     if method in ("POST", "PUT", "PATCH"):
         document = parse_body(method, content_type, body)
-        upstream_body = json.dumps(_renamed_request(document, names), separators=(",", ":")).encode()
+        try:
+            upstream_body = json.dumps(_renamed_request(document, names), separators=(",", ":")).encode()
+        except RecursionError:
+            raise RestconfError("malformed-message", "the body is nested too deeply", error_type="rpc") from None
     return Forward(method, upstream_path(path, names), _renamed_query(query, names), upstream_body)
 
 

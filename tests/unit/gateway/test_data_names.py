@@ -171,3 +171,10 @@ def test_a_mitigation_names_the_clients_aliases_and_acls_as_upstream_and_its_ans
     assert back["alias-name"] == ["web"]
     assert back["ietf-dots-signal-control:acl-list"] == [{"acl-name": "y"}]
     assert signal_up({scope: {"scope": []}}, ALICE.prefix) == {scope: {"scope": []}}
+
+
+def test_a_body_nested_too_deeply_to_rename_is_refused_400_not_a_crash() -> None:
+    deep = b'{"ietf-dots-data-channel:aliases":' + b'{"a":' * 5000 + b"1" + b"}" * 5001
+    with pytest.raises(RestconfError) as refused:
+        plan("POST", f"{DATA}/dots-client=alice-cuid", [], deep, JSON, ALICE, True)
+    assert (refused.value.status, refused.value.error_tag) == (400, "malformed-message")
