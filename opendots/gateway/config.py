@@ -13,7 +13,8 @@ the downstream DOTS server side and a client.toml for the upstream DOTS client s
     retry_after = 30                # Max-Age of the 5.03 answered while the upstream server is unreachable
     admin_socket = "gateway.sock"   # `opendots gateway status`; default: the upstream file's control_socket
     metrics = "127.0.0.1:9465"      # Prometheus endpoint (optional)
-    data_channel = false            # server-domain: relay RFC 8783 on the downstream data_port (data_relay.py)
+    data_channel = false            # relay RFC 8783 on the downstream data_port (data_relay.py; client-domain:
+                                    # data_client_domain.py, its clients' names kept apart upstream)
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@ clients (mutual TLS, the same [[clients]] as the signal channel) that relays eve
 server with the gateway's own client certificate, with 'cdid' inserted in registrations and Via checked and
 extended (opendots.gateway.data_rules).
 
-A client-domain gateway does not relay the data channel: its signal channel speaks for its clients under its own
-'cuid', and aliases or ACLs bound to theirs would not match; its clients get 501 (Not Implemented).
+A client-domain gateway is one data-channel client upstream, under its own 'cuid' as on its signal channel, with
+its clients' aliases and ACLs renamed apart (opendots.gateway.data_client_domain, data_names).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from aiohttp import web
 from opendots.config import ClientAuthorization, ClientConfig, TlsFiles
 from opendots.data.client import client_ssl_context
 from opendots.data.shell.server import server_ssl_context
+from opendots.gateway.data_client_domain import ClientDomainData
 from opendots.gateway.data_rules import check_via, is_registration, loop_detected_body, with_cdid, without_cdid
 from opendots.pki.cuid import cuid_from_certificate
 
@@ -49,6 +50,8 @@ class DataRelay:
     upstream: ClientConfig
     downstream_tls: TlsFiles
     counters: Counter[str] = field(default_factory=Counter)
+    client_domain: ClientDomainData | None = None
+    """A client-domain gateway's handler (its clients' names kept apart upstream)."""
     _session: aiohttp.ClientSession | None = None
     _runner: web.AppRunner | None = None
 
@@ -83,10 +86,6 @@ class DataRelay:
         peer = cuid_from_certificate(der) if der else None
         if peer is None or self.client_by_cuid(peer) is None:
             return _error(403, "access-denied", "this DOTS client is not authorized to use this DOTS gateway")
-        if self.kind != "server-domain":
-            return _error(
-                501, "operation-not-supported", "a client-domain DOTS gateway does not relay the data channel"
-            )
         via = check_via(request.headers.get("Via"), self.identity)
         if via.loop:
             self.counters["loops-detected"] += 1
@@ -94,6 +93,10 @@ class DataRelay:
             return web.Response(
                 status=508, body=json.dumps(loop_detected_body(via.via)).encode(), content_type=MEDIA_TYPE
             )
+        if self.kind != "server-domain":
+            if self.client_domain is None:
+                return _error(501, "operation-not-supported", "this DOTS gateway does not relay the data channel")
+            return await self.client_domain.handle(request, peer, via.via)
         body = await request.read()
         if body and is_registration(request.method, request.path):
             body = with_cdid(body, peer) or body  # §5.1: the client's certificate SPKI hash, as on the signal channel

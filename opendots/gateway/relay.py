@@ -23,10 +23,12 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from opendots.config import ClientAuthorization
+from opendots.gateway.data_names import renamed_inbound, signal_down
 from opendots.gateway.hoplimit import HOP_LIMIT_REACHED, forward_value, relayed_diagnostic
 from opendots.model import ModelError, decode_signal, encode_signal
 from opendots.signal.server.core.authorization import check_authorized
@@ -184,6 +186,9 @@ class RelayCore:
     _withdrawn: dict[tuple[str, str, int], int] = field(default_factory=dict)
     _in_flight: Counter[tuple[str, str, int]] = field(default_factory=Counter)
     _loops_logged: dict[str, float] = field(default_factory=dict)
+    data_names: Callable[[str], str] | None = None
+    """Client-domain with the data channel relayed: a client's (by name) prefix of its alias and ACL names upstream
+    (opendots.gateway.data_names), so that 'alias-name' and 'acl-list' name what it made there."""
 
     def __post_init__(self) -> None:
         # Indexes, so that no request scans every link: by upstream (cuid, mid), and downstream (client, cuid) -> mids.
@@ -265,6 +270,8 @@ class RelayCore:
         elif not self._own_links(inbound.client, path.cuid):
             return Reply.error("4.04", f"no mitigation of cuid={path.cuid} here")
         mid_part = () if upstream_mid is None else (f"mid={upstream_mid}",)
+        if self.data_names is not None:
+            inbound = renamed_inbound(inbound, self.data_names(inbound.client))
         return self._outbound(inbound, ("mitigate", f"cuid={own}", *mid_part), hop, path, upstream_mid, None)
 
     def _server_domain(self, inbound: Inbound, path: MitigatePath, hop: int) -> Reply | Outbound:
@@ -509,6 +516,8 @@ class RelayCore:
     def _rewrite(self, sent: Outbound, body: dict[str, Any]) -> dict[str, Any] | None:
         """A client-domain answer with the upstream 'mid's mapped back to SENT's client's; entries of other clients
         dropped (None: nothing left of a list that had entries)."""
+        if self.data_names is not None:
+            body = signal_down(body, self.data_names(sent.client))
         container = body.get(SCOPE)
         if not isinstance(container, dict) or not isinstance(container.get("scope"), list):
             return body

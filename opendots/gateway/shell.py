@@ -26,6 +26,7 @@ from aiocoap.numbers.types import NON
 
 from opendots import eventloop
 from opendots.gateway.config import GatewayConfig
+from opendots.gateway.data_client_domain import ClientDomainData
 from opendots.gateway.data_relay import DataRelay
 from opendots.gateway.relay import DOTS_CBOR, Inbound, Outbound, RelayCore, RelaySettings, Reply
 from opendots.pki.cuid import cuid_from_certificate
@@ -33,6 +34,7 @@ from opendots.signal.client.shell.agent import ClientAgent
 from opendots.signal.client.shell.control import ControlError
 from opendots.signal.client.shell.settings import AgentSettings
 from opendots.signal.server.shell.run import RunningSignalServer, start_signal_server
+from opendots.store.gateway_names import NameStore
 from opendots.store.gateway_state import RelayStore
 from opendots.transport import peer_identity, start_server
 from opendots.transport.endpoints import SignalServerEndpoint
@@ -283,6 +285,13 @@ class Gateway:
             retry_after=config.retry_after,
         )
         self.core = RelayCore(settings, self.store)
+        self.upstream_cuid = upstream_cuid
+        self.names: NameStore | None = None
+        self._cuids: tuple[list[Any], int, dict[str, str]] | None = None
+        if config.kind == "client-domain" and config.data_channel:
+            # Its clients' aliases and ACLs are renamed apart upstream, on both channels (opendots.gateway.data_names).
+            names = self.names = NameStore(self.store.database)
+            self.core.data_names = lambda client: names.prefix(self._cuid_of(client))
         self.relay = RelayResource(self)
         if config.admin_socket is not None:
             config.upstream.control_socket = config.admin_socket
@@ -310,6 +319,8 @@ class Gateway:
             self.data = DataRelay(
                 self.config.kind, self.config.identity, downstream.client_by_cuid, self.config.upstream, downstream.tls
             )
+            if self.names is not None:
+                self.data.client_domain = ClientDomainData(self.data, self.names, self.upstream_cuid)
             await self.data.start(downstream.listen, downstream.data_port)
             data = f"; data channel relayed on HTTPS port {downstream.data_port}"
         if self.config.metrics:
@@ -368,6 +379,14 @@ class Gateway:
         task.add_done_callback(self._tasks.discard)
 
     # --- the relay ------------------------------------------------------------------------------------------------
+
+    def _cuid_of(self, client: str) -> str:
+        """The cuid of the downstream [[clients]] entry named CLIENT (the relay core knows clients by name); the
+        index follows the list being replaced or grown, as ServerConfig.client_by_cuid's does."""
+        clients = self.config.downstream.clients
+        if self._cuids is None or self._cuids[0] is not clients or self._cuids[1] != len(clients):
+            self._cuids = (clients, len(clients), {entry.name: entry.cuid for entry in reversed(clients)})
+        return self._cuids[2][client]
 
     def inbound(self, request: aiocoap.Message) -> Inbound | Reply:
         """A downstream request as the relay core takes it; a Reply when it is refused before that (4.01, 4.15)."""

@@ -4,13 +4,46 @@ ProcessStack's agent and its server."""
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from opendots.config import ClientAuthorization, ClientConfig
 from opendots.lab.gateway import GatewayProcess, authorization
+from opendots.lab.processes import ProcessStack
 
-__all__ = ["GatewayProcess", "authorization", "chain_running", "in_front_of", "point_agent_at", "trust"]
+__all__ = [
+    "GatewayProcess",
+    "authorization",
+    "chain_running",
+    "in_front_of",
+    "point_agent_at",
+    "server_admin",
+    "stack_with_admin",
+    "trust",
+]
+
+
+@contextlib.contextmanager
+def stack_with_admin(directory: Path) -> Iterator[ProcessStack]:
+    """A ProcessStack (no mitigator) whose server has an admin socket (`server_admin`)."""
+    with ProcessStack(directory, mitigators=[]) as stack:
+        stack.server_config.admin_socket = Path("/tmp") / f"odsrv-{uuid.uuid4().hex[:10]}.sock"
+        stack.server_config.save(stack.server_config_path)
+        try:
+            yield stack
+        finally:
+            stack.server_config.admin_socket.unlink(missing_ok=True)
+
+
+def server_admin(stack: ProcessStack, operation: str, **args: Any) -> dict[str, Any]:
+    """OPERATION on the stack server's admin socket (opendots.signal.server.shell.admin)."""
+    from opendots.signal.client.shell.control import ControlClient
+
+    assert stack.server_config.admin_socket is not None
+    with ControlClient(stack.server_config.admin_socket, timeout=10.0) as admin:
+        return admin.call(operation, **args)
 
 
 def point_agent_at(stack: Any, port: int) -> None:
