@@ -174,7 +174,8 @@ def test_sighup_and_reload_read_the_cpes_again_and_a_removed_cpe_loses_its_sessi
     config.save(pair.provider_toml)
     result = pair.client("reload")
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines() == ["added: -", "removed: home", "changed: -", "not applied until a restart: port"]
+    expected = ["added: -", "removed: home", "changed: -", "not applied until a restart: port"]
+    assert result.output.splitlines() == expected
     pair.wait_log("provider.log", "closing the session of CPE home")
     pair.wait_log("provider.log", "closing a session from an unknown CPE")  # it dials again and is refused
     assert pair.peers() == []
