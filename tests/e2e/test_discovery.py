@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from opendots.config import ClientConfig
 from opendots.discovery.dhcp import encode_name
 from opendots.lab.netns import lab_unavailable_reason
 from opendots.lab.processes import ProcessStack, StackError, free_udp_tcp_port, wait_for
 from tests.e2e.discovery_lab import DiscoveryLab, missing_tools
+from tests.helpers.discovery import discovering
 
 DOMAIN = "example.test"  # in the server certificate: the reference identifier of S-NAPTR results (§8.2)
 SD_DOMAIN = "sd.test"  # in the certificate too: the domain browsed with DNS-SD
@@ -53,21 +53,6 @@ def _records(domain: str, port: int, target: str = "127.0.0.1") -> list[str]:
     ]
 
 
-def _discovering(stack: ProcessStack, **keys: Any) -> None:
-    """client.toml with discovery = "auto" and no server_name / server_addresses (nothing explicit, §4)."""
-    config = ClientConfig.load(stack.client_config_path)
-    config.discovery = "auto"
-    config.server_configured = False
-    config.signal_port = 9  # a wrong default port: discovered candidates must carry the SRV record's port
-    for key, value in keys.items():
-        setattr(config, key, value)
-    stack._write_client_config(stack.client_config_path, config)
-    stack.client_config = config
-    oneshot = ClientConfig.load(stack.client_config_path)  # the same, with no agent behind its socket
-    oneshot.control_socket = stack.directory / "no-agent.sock"
-    stack._write_client_config(stack.oneshot_config_path, oneshot)
-
-
 def _discover(stack: ProcessStack) -> dict[str, Any]:
     result = stack.cli("client", "discover", "--json")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -83,7 +68,7 @@ def test_the_agent_reaches_the_server_through_s_naptr_srv_and_a_records_from_dns
     lab: DiscoveryLab, stack: ProcessStack
 ) -> None:
     resolver = lab.serve_dns(_records(DOMAIN, stack.port))
-    _discovering(stack, discovery_domain=DOMAIN, discovery_resolver=resolver)
+    discovering(stack, discovery_domain=DOMAIN, discovery_resolver=resolver)
     found = _discover(stack)
     dns = [(s["transport"], s["address"], s["port"], s["peer_name"], s["ttl"]) for s in found["servers"]]
     assert dns == [
@@ -107,7 +92,7 @@ def test_a_spoofed_dns_answer_whose_name_the_server_certificate_lacks_is_refused
 ) -> None:
     spoofed = "spoofed.test"  # the same server, but its certificate does not name this domain
     resolver = lab.serve_dns(_records(spoofed, stack.port))
-    _discovering(stack, discovery_domain=spoofed, discovery_resolver=resolver)
+    discovering(stack, discovery_domain=spoofed, discovery_resolver=resolver)
     assert {s["peer_name"] for s in _discover(stack)["servers"]} == {spoofed}
     with pytest.raises(StackError, match="the agent's session"):
         stack.start_agent(timeout=8)
@@ -128,7 +113,7 @@ def test_dhcpv4_options_147_148_read_by_udhcpc_win_over_dns_rfc8973_4_5_2(
     answer = lab.run_dhcp_client(options)
     assert options.exists(), answer.stdout + answer.stderr
     assert "opt147=" in options.read_text() and "lease=3600" in options.read_text()
-    _discovering(
+    discovering(
         stack,
         discovery_domain=DOMAIN,
         discovery_resolver=resolver,
@@ -136,7 +121,8 @@ def test_dhcpv4_options_147_148_read_by_udhcpc_win_over_dns_rfc8973_4_5_2(
         signal_port=stack.port,  # DHCP gives addresses only: the configured port applies (§5)
     )
     found = _discover(stack)
-    assert [(s["source"], s["address"]) for s in found["servers"]] == [
+    signal = [s for s in found["servers"] if s["channel"] == "signal"]  # DHCP's address serves the data channel too
+    assert [(s["source"], s["address"]) for s in signal] == [
         ("dhcp", lab.root_address),
         ("dhcp", lab.root_address),
         ("dns", "127.0.0.1"),
@@ -155,7 +141,7 @@ def test_an_unreachable_discovered_server_makes_the_agent_discover_again_rfc8973
 
     dead = free_udp_tcp_port()
     resolver = lab.serve_dns(_records(DOMAIN, dead), ttl=3600)  # a long TTL: only the failure can refresh it
-    _discovering(stack, discovery_domain=DOMAIN, discovery_resolver=resolver)
+    discovering(stack, discovery_domain=DOMAIN, discovery_resolver=resolver)
     with pytest.raises(StackError, match="the agent's session"):
         stack.start_agent(timeout=4)
     # The operator moves the SRV records to the live port; the agent, failing, looks them up again.
@@ -179,7 +165,7 @@ def test_dns_sd_ptr_and_srv_records_from_dnsmasq_are_used_when_there_is_no_s_nap
             f"--host-record=server.{SD_DOMAIN},127.0.0.1",
         ]
     )
-    _discovering(stack, discovery_domain=SD_DOMAIN, discovery_resolver=resolver)
+    discovering(stack, discovery_domain=SD_DOMAIN, discovery_resolver=resolver)
     found = _discover(stack)
     assert [(s["source"], s["transport"], s["port"]) for s in found["servers"]] == [("dns-sd", "tls", stack.port)]
     assert any(note.startswith(f"dns: S-NAPTR DOTS at {SD_DOMAIN}: 0") for note in found["notes"])
@@ -195,7 +181,7 @@ def test_when_the_dhcp_supplied_server_does_not_answer_the_dns_one_is_used_rfc89
     options = tmp_path / "dhcp.env"  # what the udhcpc hook writes; here an address where no DOTS server listens
     address = bytes(int(part) for part in lab.dns_address.split("."))
     options.write_text(f"opt147={encode_name(DOMAIN).hex()}\nopt148={address.hex()}\nlease=3600\n")
-    _discovering(
+    discovering(
         stack, discovery_domain=DOMAIN, discovery_resolver=resolver, discovery_dhcp_file=options, signal_port=stack.port
     )
     assert [s["source"] for s in _discover(stack)["servers"]][:2] == ["dhcp", "dhcp"]
@@ -216,9 +202,10 @@ def test_dhcpv6_options_141_142_read_by_dhclient_lead_to_the_server_on_its_own_r
     options = tmp_path / "dhcp6.env"
     output = lab.run_dhcp6_client(options)
     assert options.exists(), output
-    _discovering(stack, discovery_dhcp_file=options, signal_port=stack.port)  # DHCP only: no domain, no resolver
+    discovering(stack, discovery_dhcp_file=options, signal_port=stack.port)  # DHCP only: no domain, no resolver
     found = _discover(stack)
-    assert [(s["source"], s["address"], s["peer_name"], s["ttl"]) for s in found["servers"]] == [
+    signal = [s for s in found["servers"] if s["channel"] == "signal"]  # DHCP's address serves the data channel too
+    assert [(s["source"], s["address"], s["peer_name"], s["ttl"]) for s in signal] == [
         ("dhcp", lab.root_v6, DOMAIN, 3600.0),
         ("dhcp", lab.root_v6, DOMAIN, 3600.0),
     ]
