@@ -364,14 +364,9 @@ class ClientConfig:
             raise ConfigError(f"{where} discovery must be off or auto, not {discovery!r}")
         resolver = _string(client, "discovery_resolver", None, where)
         if resolver is not None:
-            from opendots.discovery.resolve import parse_resolver
+            from opendots.discovery.resolve import check_resolver
 
-            try:
-                parse_resolver(resolver)
-            except ValueError:
-                raise ConfigError(
-                    f"{where} discovery_resolver: {resolver!r} is not an address[:port] (e.g. 192.0.2.53:53)"
-                ) from None
+            check_resolver(resolver, where)
         dhcp_file = _string(client, "discovery_dhcp_file", None, where)
         telemetry = _table(data, "telemetry", path)
         if telemetry:

@@ -29,7 +29,7 @@ from opendots.discovery.cache import DiscoveryCache
 from opendots.discovery.discover import SIGNAL_PROTOCOLS, Discoverer, DiscoverySettings, Lookups
 from opendots.discovery.naptr import SERVICE_CALL_HOME
 from opendots.discovery.records import DiscoveryResult
-from opendots.discovery.resolve import parse_resolver
+from opendots.discovery.resolve import check_resolver
 from opendots.errors import ConfigError
 
 CALL_HOME_KEYS = (
@@ -71,12 +71,7 @@ class CallHomeDiscoveryConfig:
             text[key] = value
         resolver = text["discovery_resolver"]
         if resolver is not None:
-            try:
-                parse_resolver(resolver)
-            except ValueError:
-                raise ConfigError(
-                    f"{where} discovery_resolver: {resolver!r} is not an address[:port] (e.g. 192.0.2.53:53)"
-                ) from None
+            check_resolver(resolver, where)
         names = table.get("discovery_trusted_names", [])
         if not isinstance(names, list) or not all(isinstance(name, str) and name for name in names):
             raise ConfigError(f"{where} discovery_trusted_names must be a list of names, not {names!r}")

@@ -13,10 +13,9 @@ from typing import Any
 import pytest
 
 from opendots.discovery.dhcp import encode_name
-from opendots.lab.netns import lab_unavailable_reason
 from opendots.lab.processes import ProcessStack, StackError, free_udp_tcp_port, wait_for
-from tests.e2e.discovery_lab import DiscoveryLab, missing_tools
-from tests.helpers.discovery import discovering
+from tests.e2e.discovery_lab import DiscoveryLab, discovery_lab
+from tests.helpers.discovery import discovering, signal_records
 
 DOMAIN = "example.test"  # in the server certificate: the reference identifier of S-NAPTR results (§8.2)
 SD_DOMAIN = "sd.test"  # in the certificate too: the domain browsed with DNS-SD
@@ -24,11 +23,7 @@ SD_DOMAIN = "sd.test"  # in the certificate too: the domain browsed with DNS-SD
 
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[DiscoveryLab]:
-    reason = lab_unavailable_reason() or missing_tools()
-    if reason:
-        pytest.skip(reason)
-    with DiscoveryLab(tmp_path) as built:
-        yield built
+    yield from discovery_lab(tmp_path)
 
 
 @pytest.fixture
@@ -38,19 +33,6 @@ def stack(tmp_path: Path, lab: DiscoveryLab) -> Iterator[ProcessStack]:
         built.server_config.save(built.server_config_path)
         built.start_server()
         yield built
-
-
-def _records(domain: str, port: int, target: str = "127.0.0.1") -> list[str]:
-    """RFC 8973 Figure 8 shape: a non-terminal NAPTR per protocol, then "s" NAPTRs, SRV, then an A record."""
-    return [
-        f"--naptr-record={domain},100,10,,DOTS:signal.udp,,signal.{domain}",
-        f"--naptr-record={domain},200,10,,DOTS:signal.tcp,,signal.{domain}",
-        f"--naptr-record=signal.{domain},100,10,s,DOTS:signal.udp,,_dots-signal._udp.{domain}",
-        f"--naptr-record=signal.{domain},200,10,s,DOTS:signal.tcp,,_dots-signal._tcp.{domain}",
-        f"--srv-host=_dots-signal._udp.{domain},server.{domain},{port},0,0",
-        f"--srv-host=_dots-signal._tcp.{domain},server.{domain},{port},0,0",
-        f"--host-record=server.{domain},{target}",
-    ]
 
 
 def _discover(stack: ProcessStack) -> dict[str, Any]:
@@ -67,7 +49,7 @@ def _session(stack: ProcessStack) -> dict[str, Any]:
 def test_the_agent_reaches_the_server_through_s_naptr_srv_and_a_records_from_dnsmasq_rfc8973_6(
     lab: DiscoveryLab, stack: ProcessStack
 ) -> None:
-    resolver = lab.serve_dns(_records(DOMAIN, stack.port))
+    resolver = lab.serve_dns(signal_records(DOMAIN, stack.port))
     discovering(stack, discovery_domain=DOMAIN, discovery_resolver=resolver)
     found = _discover(stack)
     dns = [(s["transport"], s["address"], s["port"], s["peer_name"], s["ttl"]) for s in found["servers"]]
@@ -91,7 +73,7 @@ def test_a_spoofed_dns_answer_whose_name_the_server_certificate_lacks_is_refused
     lab: DiscoveryLab, stack: ProcessStack
 ) -> None:
     spoofed = "spoofed.test"  # the same server, but its certificate does not name this domain
-    resolver = lab.serve_dns(_records(spoofed, stack.port))
+    resolver = lab.serve_dns(signal_records(spoofed, stack.port))
     discovering(stack, discovery_domain=spoofed, discovery_resolver=resolver)
     assert {s["peer_name"] for s in _discover(stack)["servers"]} == {spoofed}
     with pytest.raises(StackError, match="the agent's session"):
@@ -106,7 +88,7 @@ def test_dhcpv4_options_147_148_read_by_udhcpc_win_over_dns_rfc8973_4_5_2(
     tmp_path: Path, lab: DiscoveryLab, stack: ProcessStack
 ) -> None:
     # DNS points at 127.0.0.1, DHCP at the server's other address: the session shows which source won.
-    resolver = lab.serve_dns(_records(DOMAIN, stack.port))
+    resolver = lab.serve_dns(signal_records(DOMAIN, stack.port))
     name = ":".join(f"{byte:02x}" for byte in encode_name(DOMAIN))
     lab.serve_dhcp([f"147,{name}", f"148,{lab.root_address}"])
     options = tmp_path / "dhcp.env"
@@ -140,12 +122,12 @@ def test_an_unreachable_discovered_server_makes_the_agent_discover_again_rfc8973
 ) -> None:
 
     dead = free_udp_tcp_port()
-    resolver = lab.serve_dns(_records(DOMAIN, dead), ttl=3600)  # a long TTL: only the failure can refresh it
+    resolver = lab.serve_dns(signal_records(DOMAIN, dead), ttl=3600)  # a long TTL: only the failure can refresh it
     discovering(stack, discovery_domain=DOMAIN, discovery_resolver=resolver)
     with pytest.raises(StackError, match="the agent's session"):
         stack.start_agent(timeout=4)
     # The operator moves the SRV records to the live port; the agent, failing, looks them up again.
-    lab.restart_dns(_records(DOMAIN, stack.port), ttl=3600)
+    lab.restart_dns(signal_records(DOMAIN, stack.port), ttl=3600)
     deadline = time.monotonic() + 30
     wait_for(lambda: _session(stack)["connected"] or time.monotonic() > deadline, 35, "the agent's session")
     session = _session(stack)
@@ -177,7 +159,7 @@ def test_dns_sd_ptr_and_srv_records_from_dnsmasq_are_used_when_there_is_no_s_nap
 def test_when_the_dhcp_supplied_server_does_not_answer_the_dns_one_is_used_rfc8973_4(
     tmp_path: Path, lab: DiscoveryLab, stack: ProcessStack
 ) -> None:
-    resolver = lab.serve_dns(_records(DOMAIN, stack.port))
+    resolver = lab.serve_dns(signal_records(DOMAIN, stack.port))
     options = tmp_path / "dhcp.env"  # what the udhcpc hook writes; here an address where no DOTS server listens
     address = bytes(int(part) for part in lab.dns_address.split("."))
     options.write_text(f"opt147={encode_name(DOMAIN).hex()}\nopt148={address.hex()}\nlease=3600\n")

@@ -15,9 +15,8 @@ import pytest
 
 from opendots.config import ServerConfig
 from opendots.discovery.dhcp import encode_name
-from opendots.lab.netns import lab_unavailable_reason
 from opendots.lab.processes import ProcessStack
-from tests.e2e.discovery_lab import DiscoveryLab, missing_tools
+from tests.e2e.discovery_lab import DiscoveryLab, discovery_lab
 from tests.helpers.callhome_processes import CallHomePair, call_home_pair
 from tests.helpers.cli import invoke
 from tests.helpers.discovery import call_home_records, data_records, discovering, name_the_provider
@@ -28,11 +27,7 @@ DATA_DOMAIN = "example.test"  # in the DOTS server's certificate
 
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[DiscoveryLab]:
-    reason = lab_unavailable_reason() or missing_tools()
-    if reason:
-        pytest.skip(reason)
-    with DiscoveryLab(tmp_path) as built:
-        yield built
+    yield from discovery_lab(tmp_path)
 
 
 @pytest.fixture

@@ -24,17 +24,26 @@ def discovering(stack: ProcessStack, **keys: Any) -> None:
     stack._write_client_config(stack.oneshot_config_path, oneshot)
 
 
-def call_home_records(domain: str, port: int, target: str = "127.0.0.1") -> list[str]:
-    """dnsmasq options for RFC 8973 Figure 9: "DOTS-CALL-HOME" NAPTRs, SRV `_dots-call-home._udp/_tcp`, an A record."""
+def signal_records(
+    domain: str, port: int, target: str = "127.0.0.1", service: str = "DOTS", srv: str = "_dots-signal"
+) -> list[str]:
+    """dnsmasq options in the shape of RFC 8973 Figure 8 (SERVICE "DOTS") or Figure 9 ("DOTS-CALL-HOME", SRV
+    "_dots-call-home"): a non-terminal NAPTR per protocol, then "s" NAPTRs, SRV, then an A record."""
+    host = "provider" if service == "DOTS-CALL-HOME" else "server"
     return [
-        f"--naptr-record={domain},100,10,,DOTS-CALL-HOME:signal.udp,,signal.{domain}",
-        f"--naptr-record={domain},200,10,,DOTS-CALL-HOME:signal.tcp,,signal.{domain}",
-        f"--naptr-record=signal.{domain},100,10,s,DOTS-CALL-HOME:signal.udp,,_dots-call-home._udp.{domain}",
-        f"--naptr-record=signal.{domain},200,10,s,DOTS-CALL-HOME:signal.tcp,,_dots-call-home._tcp.{domain}",
-        f"--srv-host=_dots-call-home._udp.{domain},provider.{domain},{port},0,0",
-        f"--srv-host=_dots-call-home._tcp.{domain},provider.{domain},{port},0,0",
-        f"--host-record=provider.{domain},{target}",
+        f"--naptr-record={domain},100,10,,{service}:signal.udp,,signal.{domain}",
+        f"--naptr-record={domain},200,10,,{service}:signal.tcp,,signal.{domain}",
+        f"--naptr-record=signal.{domain},100,10,s,{service}:signal.udp,,{srv}._udp.{domain}",
+        f"--naptr-record=signal.{domain},200,10,s,{service}:signal.tcp,,{srv}._tcp.{domain}",
+        f"--srv-host={srv}._udp.{domain},{host}.{domain},{port},0,0",
+        f"--srv-host={srv}._tcp.{domain},{host}.{domain},{port},0,0",
+        f"--host-record={host}.{domain},{target}",
     ]
+
+
+def call_home_records(domain: str, port: int, target: str = "127.0.0.1") -> list[str]:
+    """RFC 8973 Figure 9: "DOTS-CALL-HOME" NAPTRs, SRV `_dots-call-home._udp/_tcp`, an A record."""
+    return signal_records(domain, port, target, "DOTS-CALL-HOME", "_dots-call-home")
 
 
 def data_records(domain: str, port: int, target: str = "127.0.0.1") -> list[str]:

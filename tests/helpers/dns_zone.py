@@ -8,6 +8,11 @@ from opendots.discovery.naptr import Naptr, Srv
 from opendots.discovery.resolve import LookupFailed
 
 
+def naptr(order: int, flags: str, service: str, replacement: str, ttl: float = 300) -> Naptr:
+    """An S-NAPTR record (preference 10, no regexp, RFC 3958)."""
+    return Naptr(order, 10, flags, service, "", replacement, ttl)
+
+
 class Zone:
     """Records by (type, name): what a resolver would answer, with a count of the lookups made."""
 

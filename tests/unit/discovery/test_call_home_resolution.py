@@ -10,14 +10,10 @@ from pathlib import Path
 
 from opendots.discovery.dhcp import encode_name
 from opendots.discovery.discover import SIGNAL_PROTOCOLS, Discoverer, DiscoverySettings
-from opendots.discovery.naptr import SERVICE_CALL_HOME, Naptr, Srv, srv_service
+from opendots.discovery.naptr import SERVICE_CALL_HOME, Srv, srv_service
 from opendots.discovery.records import DiscoveryResult
 from tests.helpers.dns_zone import Zone
-
-
-def _naptr(order: int, flags: str, service: str, replacement: str, ttl: float = 300) -> Naptr:
-    return Naptr(order, 10, flags, service, "", replacement, ttl)
-
+from tests.helpers.dns_zone import naptr as _naptr
 
 FIGURE_9 = {
     ("NAPTR", "example.net"): [

@@ -17,11 +17,7 @@ from opendots.discovery.naptr import SERVICE_CALL_HOME, Naptr, Srv, order_srv, s
 from opendots.discovery.records import DiscoveredServer, DiscoveryResult
 from opendots.discovery.resolve import parse_resolver
 from tests.helpers.dns_zone import Zone
-
-
-def _naptr(order: int, flags: str, service: str, replacement: str, ttl: float = 300) -> Naptr:
-    return Naptr(order, 10, flags, service, "", replacement, ttl)
-
+from tests.helpers.dns_zone import naptr as _naptr
 
 FIGURE_8 = {
     ("NAPTR", "example.net"): [
