@@ -165,3 +165,19 @@ def test_a_call_home_client_that_cannot_be_reached_makes_the_cpe_discover_again_
     lab.restart_dns(call_home_records(DOMAIN, _provider_port(pair)), ttl=3600)
     pair.wait_connected(timeout=60)
     pair.wait_log("cpe.log", "found by RFC 8973 dns")
+
+
+def test_opendots_data_falls_back_from_a_dhcp_address_that_does_not_answer_to_the_dns_one_rfc8973_4(
+    tmp_path: Path, lab: DiscoveryLab, stack: ProcessStack
+) -> None:
+    resolver = lab.serve_dns(data_records(DATA_DOMAIN, stack.server_config.data_port))
+    options = tmp_path / "dhcp.env"  # what the udhcpc hook writes; an address where no data channel listens
+    address = bytes(int(part) for part in lab.dns_address.split("."))
+    options.write_text(f"opt147={encode_name(DATA_DOMAIN).hex()}\nopt148={address.hex()}\nlease=3600\n")
+    discovering(stack, discovery_domain=DATA_DOMAIN, discovery_resolver=resolver, discovery_dhcp_file=options)
+    found = json.loads(stack.cli("client", "discover", "--json").stdout)
+    data = [(s["source"], s["address"]) for s in found["servers"] if s["channel"] == "data"]
+    assert data == [("dhcp", lab.dns_address), ("dns", "127.0.0.1")]  # DHCP first (§4), at data_port (§5)
+    registered = stack.cli("data", "register", "--json")
+    assert registered.returncode == 0, registered.stdout + registered.stderr
+    assert json.loads(registered.stdout)["status"] == 201
