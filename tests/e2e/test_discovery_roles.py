@@ -6,6 +6,7 @@ the looked-up name is refused (§8)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,7 @@ from opendots.lab.processes import ProcessStack
 from tests.e2e.discovery_lab import DiscoveryLab, discovery_lab
 from tests.helpers.callhome_processes import CallHomePair, call_home_pair
 from tests.helpers.cli import invoke
-from tests.helpers.discovery import call_home_records, data_records, discovering, name_the_provider
+from tests.helpers.discovery import call_home_records, data_records, discovering, name_the_provider, signal_records
 
 DOMAIN = "isp.test"  # in the provider's certificate: the reference identifier of the S-NAPTR results (§8.2)
 DATA_DOMAIN = "example.test"  # in the DOTS server's certificate
@@ -181,3 +182,41 @@ def test_opendots_data_falls_back_from_a_dhcp_address_that_does_not_answer_to_th
     registered = stack.cli("data", "register", "--json")
     assert registered.returncode == 0, registered.stdout + registered.stderr
     assert json.loads(registered.stdout)["status"] == 201
+
+
+def test_a_server_domain_gateway_relays_the_data_channel_to_the_upstream_server_rfc8973_finds_rfc8783_3_3(
+    tmp_path: Path, lab: DiscoveryLab
+) -> None:
+    from opendots.config import TlsFiles
+    from opendots.data.client import DataChannelClient
+    from tests.helpers.gateway import in_front_of
+
+    with ProcessStack(tmp_path / "chain", [], server_names=[DATA_DOMAIN]) as stack:
+        port, data_port = stack.port, stack.server_config.data_port
+        resolver = lab.serve_dns(
+            list(dict.fromkeys([*signal_records(DATA_DOMAIN, port), *data_records(DATA_DOMAIN, data_port)]))
+        )
+        gateway = in_front_of(stack, "server-domain", "sgw", only_gateway=True, extra={"data_channel": True})
+        gateway.upstream_keys = {
+            "discovery": "auto",
+            "server_configured": False,  # no server in the upstream file: both legs find it by RFC 8973
+            "signal_port": 9,
+            "data_port": 9,  # wrong ports: the SRV records' must be used
+            "discovery_domain": DATA_DOMAIN,
+            "discovery_resolver": resolver,
+        }
+        stack.start_server()
+        gateway.start()
+        try:
+            files = TlsFiles(stack.directory / "ca.crt", stack.directory / "client.crt", stack.directory / "client.key")
+
+            async def register() -> int:
+                base = f"https://127.0.0.1:{gateway.data_port}"
+                async with DataChannelClient(base, files, server_hostname="localhost") as client:
+                    return (await client.register()).status
+
+            assert asyncio.run(register()) == 201
+            status = gateway.status()
+            assert status is not None and status["data-channel"]["relayed"] >= 1
+        finally:
+            gateway.stop()
