@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from opendots.callhome.cpe import DISCOVERED, ProviderAddress, ProviderDialer
 from opendots.callhome.discovery import CallHomeDiscoveryConfig, Candidate, ProviderDiscovery
+from opendots.callhome.redirect import Redirect
 from opendots.config import ServerConfig
 from opendots.discovery.dhcp import encode_name
 from opendots.discovery.naptr import Naptr, Srv
@@ -109,3 +111,39 @@ def test_cpe_toml_keeps_its_call_home_table_and_checks_it_at_load(tmp_path: Path
     config.save(cpe_toml)
     with pytest.raises(ConfigError, match=r"cpe.toml: \[call_home\] discovery must be off or auto"):
         ServerConfig.load(cpe_toml)
+
+
+def _dialer(discovery: ProviderDiscovery, tmp_path: Path) -> ProviderDialer:
+    config = ServerConfig.load(init_call_home(tmp_path)[0])
+    return ProviderDialer(DISCOVERED, config, site=None, listeners=[], clock=lambda: 1000.0, discovery=discovery)
+
+
+def test_a_discovering_dialer_dials_each_candidate_with_its_reference_identifier_rfc8973_8(tmp_path: Path) -> None:
+    dialer = _dialer(ProviderDiscovery(_settings(tmp_path, discovery_domain="isp.example"), Zone(ZONE)), tmp_path)
+    targets = asyncio.run(dialer._targets())
+    assert targets[:2] == [
+        ProviderAddress("2001:db8::2", "isp.example", 6000, "dtls"),
+        ProviderAddress("2001:db8::2", "isp.example", 6001, "tls"),
+    ]
+    assert [dialer._sources[target] for target in targets] == ["dns", "dns", "dns-sd"]
+
+
+def test_a_redirection_from_a_discovered_client_keeps_the_port_and_transport_it_was_dialed_on_rfc9066_5_2_2(
+    tmp_path: Path,
+) -> None:
+    dialer = _dialer(ProviderDiscovery(_settings(tmp_path, discovery_domain="isp.example"), Zone(ZONE)), tmp_path)
+    dialer.dialed = asyncio.run(dialer._targets())[1]
+    dialer.redirect = Redirect("alt.isp.example", ("192.0.2.8",), None, 1000.0)
+    [target] = asyncio.run(dialer._targets())
+    assert (target.host, target.server_name, target.port, target.transport) == (
+        "192.0.2.8",
+        "alt.isp.example",
+        6001,
+        "tls",
+    )
+
+
+def test_a_dialer_that_discovers_nothing_says_why_and_dials_nothing(tmp_path: Path) -> None:
+    dialer = _dialer(ProviderDiscovery(_settings(tmp_path), Zone({})), tmp_path)
+    assert asyncio.run(dialer._targets()) == []
+    assert dialer.last_error is not None and dialer.last_error.startswith("discovery found no Call Home DOTS client")
