@@ -156,6 +156,7 @@ class ServerConfig:
     data: dict[str, Any] = field(default_factory=dict)  # [data]: opendots.data.DataChannelSettings
     mitigators: list[dict[str, Any]] = field(default_factory=list)  # [[mitigators]]: opendots.mitigate
     providers: list[dict[str, Any]] = field(default_factory=list)  # [[providers]]: opendots.callhome.cpe (a CPE's)
+    call_home: dict[str, Any] = field(default_factory=dict)  # [call_home]: opendots.callhome.discovery (RFC 8973)
     mitigation: dict[str, Any] = field(default_factory=dict)  # [mitigation]: opendots.mitigate.top_talkers
 
     _cuid_index: tuple[list[ClientAuthorization], int, dict[str, ClientAuthorization]] | None = field(
@@ -226,6 +227,7 @@ class ServerConfig:
             data=dict(_table(data, "data", path)),
             mitigators=[dict(entry) for entry in _tables(data, "mitigators", path)],
             providers=[dict(entry) for entry in _tables(data, "providers", path)],
+            call_home=dict(_table(data, "call_home", path)),
             mitigation=dict(_table(data, "mitigation", path)),
         )
         loaded.check_tables(path)
@@ -245,6 +247,9 @@ class ServerConfig:
         from opendots.mitigate.top_talkers import TopTalkerSettings
 
         TopTalkerSettings.from_table(self.mitigation, f"{path}: [mitigation]")
+        from opendots.callhome.discovery import CallHomeDiscoveryConfig
+
+        CallHomeDiscoveryConfig.from_table(self.call_home, Path(path).resolve().parent, f"{path}: [call_home]")
 
     def save(self, path: Path | str) -> None:
         path = Path(path)
@@ -298,6 +303,8 @@ class ServerConfig:
             data["mitigators"] = self.mitigators
         if self.providers:
             data["providers"] = self.providers
+        if self.call_home:
+            data["call_home"] = self.call_home
         if self.mitigation:
             data["mitigation"] = self.mitigation
         path.write_text(tomli_w.dumps(data))
@@ -357,14 +364,9 @@ class ClientConfig:
             raise ConfigError(f"{where} discovery must be off or auto, not {discovery!r}")
         resolver = _string(client, "discovery_resolver", None, where)
         if resolver is not None:
-            from opendots.discovery.resolve import parse_resolver
+            from opendots.discovery.resolve import check_resolver
 
-            try:
-                parse_resolver(resolver)
-            except ValueError:
-                raise ConfigError(
-                    f"{where} discovery_resolver: {resolver!r} is not an address[:port] (e.g. 192.0.2.53:53)"
-                ) from None
+            check_resolver(resolver, where)
         dhcp_file = _string(client, "discovery_dhcp_file", None, where)
         telemetry = _table(data, "telemetry", path)
         if telemetry:
@@ -475,6 +477,7 @@ SERVER_TABLES = (
     "dashboard",
     "providers",
     "audit",
+    "call_home",
 )
 DASHBOARD_KEYS = ("listen", "token_file")
 AUDIT_KEYS = ("file",)

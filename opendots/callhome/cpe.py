@@ -28,6 +28,7 @@ from typing import Any, Literal
 import aiocoap
 import aiocoap.resource
 
+from opendots.callhome.discovery import ProviderDiscovery
 from opendots.callhome.eyeballs import dial_eyeballs
 from opendots.callhome.redirect import (
     DEFAULT_NAT_BINDING_TIMEOUT,
@@ -133,10 +134,20 @@ class ProviderDialer:
     _contexts: dict[str, aiocoap.Context] = field(default_factory=dict)
     eyeballs: EyeballsCache = field(default_factory=EyeballsCache)
     """Transport "auto": the last race's winner, dialed alone while it is fresh (RFC 9132 §4.3)."""
+    discovery: ProviderDiscovery | None = None
+    """RFC 8973 ([call_home] discovery = "auto"): dial what discovery finds, in its order, instead of ADDRESS."""
+    discovered_from: str | None = None
+    """The RFC 8973 §4 source of the candidate the current or last session was dialed to."""
+    _sources: dict[ProviderAddress, str] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return "RFC 8973 discovery" if self.discovery is not None else self.address.uri
 
     async def start(self) -> None:
-        self.context = await self._context_for(self.address.server_name)
-        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"call home {self.address.uri}")
+        if self.discovery is None:  # a discovering dialer makes its contexts once it knows the names
+            self.context = await self._context_for(self.address.server_name)
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"call home {self.label}")
 
     async def _context_for(self, server_name: str) -> aiocoap.Context:
         """One client context per name the provider's certificate must carry (the configured one, a redirection's)."""
@@ -161,27 +172,51 @@ class ProviderDialer:
         redirect = self.redirect
         if redirect is None or not redirect.expired(self.clock()) or self.attack_active():
             return False
-        log.warning("call home: redirection to %s expired; back to %s", redirect.name, self.address.uri)
+        log.warning("call home: redirection to %s expired; back to %s", redirect.name, self.label)
         self.redirect = None
         return True
 
-    def _targets(self) -> list[ProviderAddress]:
-        """Where to dial now: the redirection's addresses (or its name) while it holds, else the configured one."""
+    async def _targets(self) -> list[ProviderAddress]:
+        """Where to dial now: the redirection's addresses (or its name) while it holds, else the configured one or
+        what discovery found (from its cache while the TTL holds)."""
         self._redirect_over()
         redirect = self.redirect
         if redirect is None:
-            return [self.address]
+            if self.discovery is None:
+                return [self.address]
+            return await self._discovered()
         hosts = redirect.records or (redirect.name,)
-        return [replace(self.address, host=host, server_name=redirect.name) for host in hosts]
+        base = self.dialed if self.discovery is not None and self.dialed is not None else self.address
+        return [replace(base, host=host, server_name=redirect.name) for host in hosts]
+
+    async def _discovered(self) -> list[ProviderAddress]:
+        assert self.discovery is not None
+        try:
+            candidates = await self.discovery.candidates(self.clock())
+        except Exception as problem:  # a lookup the bounds stopped, a resolver that went away
+            self.last_error = f"discovery failed: {_describe(problem)}"
+            return []
+        if not candidates:
+            self.last_error = "discovery found no Call Home DOTS client: " + "; ".join(self.discovery.notes())
+        self._sources = {}
+        targets = []
+        for candidate in candidates:
+            target = ProviderAddress(candidate.host, candidate.server_name, candidate.port, candidate.transport)
+            self._sources[target] = candidate.source
+            targets.append(target)
+        return targets
 
     async def _run(self) -> None:
         delay = self.policy.backoff
         while True:
             held = False
-            for target in self._targets():
+            for target in await self._targets():
+                self.discovered_from = self._sources.get(target)
                 held = await self._hold_session(target)
                 if held or self._wake.is_set():
                     break
+            if not held and self.discovery is not None and self.redirect is None:
+                self.discovery.invalidate()  # none answered: discover again before the next round (RFC 8973 §4)
             if self._wake.is_set():  # redirected: dial the alternate at once
                 self._wake.clear()
                 delay = self.policy.backoff
@@ -196,7 +231,7 @@ class ProviderDialer:
             expiry = self.redirect.expires_at if self.redirect is not None else None
             if expiry is not None:  # RFC 9132 §4.6: back to the provisioned client as soon as the TTL is over
                 pause = min(pause, max(0.0, expiry - self.clock()))
-            log.info("call home %s: dialing again in %.1f s (%s)", self.address.uri, pause, self.last_error)
+            log.info("call home %s: dialing again in %.1f s (%s)", self.label, pause, self.last_error)
             await asyncio.sleep(pause)
             delay = min(delay * 2, self.policy.max_backoff)
 
@@ -227,7 +262,8 @@ class ProviderDialer:
         self.remote, self.identity = remote, identity
         self.sessions += 1
         self._up.set()
-        log.warning("call home %s: session up with %s", session.uri, identity)
+        found = f" (found by RFC 8973 {self.discovered_from})" if self.discovered_from else ""
+        log.warning("call home %s: session up with %s%s", session.uri, identity, found)
         notify(self.listeners, SessionEvent("established", remote, identity, session.transport))
         survived = False
         heard = self.clock()
@@ -284,6 +320,10 @@ class ProviderDialer:
         for context in self._contexts.values():
             await context.shutdown()
 
+
+DISCOVERED = ProviderAddress("", "")
+"""The address of a discovering dialer: never dialed (its targets come from discovery), a redirection's port and
+transport default."""
 
 REDIRECT_GRACE = 0.2
 """Seconds between answering a redirection (2.01) and closing the session it came over: the answer leaves first."""
@@ -422,17 +462,20 @@ async def start_cpe(
     mitigator: Mitigator | None = None,
     policy: DialPolicy | None = None,
     clock: Callable[[], float] = time.time,
+    discovery: ProviderDiscovery | None = None,
 ) -> CallHomeServer:
     """Start the Call Home DOTS server CONFIG describes (its store `config.db`, its `[[clients]]` the providers with
-    the prefixes each may ask about, its `[[mitigators]]`), dialing every one of PROVIDERS."""
-    if not providers:
+    the prefixes each may ask about, its `[[mitigators]]`), dialing every one of PROVIDERS; with DISCOVERY (RFC
+    8973), one dialer instead, dialing what DISCOVERY finds (PROVIDERS are then its explicit candidates)."""
+    if not providers and discovery is None:
         raise ValueError("a Call Home DOTS server needs at least one Call Home DOTS client to dial")
     endpoint = CallHomeEndpoint([])
 
     async def dial_out(site: aiocoap.resource.Site) -> Any:
         served = CallHomeSite(site, RedirectResource(endpoint.dialers, clock))
-        for address in providers:
+        for address in providers if discovery is None else [DISCOVERED]:
             dialer = ProviderDialer(address, config, served, endpoint.session_listeners, policy or DialPolicy(), clock)
+            dialer.discovery = discovery
             endpoint.dialers.append(dialer)
         return endpoint
 

@@ -13,13 +13,15 @@ and each `[[providers]]` entry a Call Home DOTS client to dial:
     transport = "dtls"       # or "tls" (the default), or "auto" (Happy Eyeballs: DTLS first, then TLS)
 
 --provider adds more on the command line. `[server] listen`, the ports and the data channel are not used (a CPE
-listens on nothing).
+listens on nothing). With `[call_home] discovery = "auto"` (opendots.callhome.discovery) the CPE finds its Call Home
+DOTS client as RFC 8973 §4 says: those entries first, then DHCP, DNS S-NAPTR "DOTS-CALL-HOME"/SRV, DNS-SD, dialing
+the first that answers; `opendots callhome discover` prints what it finds and from where.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -115,14 +117,18 @@ def server(
 
     loaded = ServerConfig.load(config)
     addresses = [*providers_of(loaded, config), *(parse_provider(text, transport) for text in providers)]
-    if not addresses:
-        raise click.UsageError(f"no Call Home DOTS client to dial: add a [[providers]] entry to {config} or --provider")
+    discovery = _discovery(loaded, config, addresses)
+    if not addresses and discovery is None:
+        raise click.UsageError(
+            f"no Call Home DOTS client to dial: add a [[providers]] entry to {config}, --provider, or "
+            '[call_home] discovery = "auto"'
+        )
     if db is not None:
         loaded.db = Path(db)
     check_credentials(loaded.tls)
 
     async def main() -> None:
-        running = await start_cpe(loaded, addresses)
+        running = await start_cpe(loaded, addresses, discovery=discovery)
         admin = None
         if loaded.admin_socket is not None:  # `opendots admin -c cpe.toml status|mitigations|...`
             from opendots.signal.server.shell.admin import start_admin_socket
@@ -133,7 +139,7 @@ def server(
                 await running.stop()
                 raise
         stop = eventloop.stop_on_signals()
-        dialing = ", ".join(dialer.address.uri for dialer in running.dialers)
+        dialing = ", ".join(dialer.label for dialer in running.dialers)
         click.echo(f"DOTS Call Home server dialing {dialing}", err=True)  # first: the line scripts wait for
         try:
             await stop.wait()
@@ -145,12 +151,64 @@ def server(
     run_service(main(), event_loop)
 
 
+def _discovery(loaded: ServerConfig, path: Path, addresses: list[ProviderAddress], always: bool = False) -> Any:
+    """The ProviderDiscovery of `[call_home] discovery = "auto"` (ADDRESSES its explicit candidates), else None
+    (unless ALWAYS)."""
+    from opendots.callhome.discovery import CallHomeDiscoveryConfig, Candidate, provider_discovery
+
+    settings = CallHomeDiscoveryConfig.from_table(loaded.call_home, path.resolve().parent, f"{path}: [call_home]")
+    if settings.discovery != "auto" and not always:
+        return None
+    explicit = [Candidate(a.host, a.port, a.transport, a.server_name, "config") for a in addresses]
+    return provider_discovery(settings, explicit)
+
+
+@click.command(cls=OpenDotsCommand)
+@config_option("cpe.toml")
+@click.option("--json", "as_json", is_flag=True, help="Print the candidates and notes as JSON.")
+def discover(config: Path, as_json: bool) -> None:
+    """Find the Call Home DOTS client as RFC 8973 §4 says (configuration, DHCP, DNS S-NAPTR DOTS-CALL-HOME, DNS-SD)
+    and show where from, in the order the CPE dials them."""
+    import asyncio
+    import dataclasses
+
+    from opendots.cli.render import print_json, table
+    from opendots.errors import UnavailableError
+
+    loaded = ServerConfig.load(config)
+    found = _discovery(loaded, config, providers_of(loaded, config), always=True)
+    candidates = asyncio.run(found.candidates(0.0))
+    notes = found.notes()
+    if found.config.discovery != "auto":
+        notes.append('[call_home] discovery is "off": `callhome server` dials the config entries only')
+    if as_json:
+        print_json({"providers": [dataclasses.asdict(c) for c in candidates], "notes": notes})
+    else:
+        rows = [
+            [
+                c.source,
+                c.transport.upper(),
+                c.host,
+                str(c.port),
+                c.server_name,
+                "-" if c.ttl is None else f"{c.ttl:.0f} s",
+            ]
+            for c in candidates
+        ]
+        click.echo(table(rows, ["SOURCE", "TRANSPORT", "ADDRESS", "PORT", "VERIFY NAME", "TTL"]))
+        for note in notes:
+            click.echo(f"  {note}")
+    if not candidates:
+        raise UnavailableError("no Call Home DOTS client found")
+
+
 def _attach() -> None:
     from opendots.cli.callhome_client import client
 
     callhome.add_command(server, "server")
     callhome.add_command(server, "cpe")  # the command's first name, kept for existing scripts
     callhome.add_command(client, "client")
+    callhome.add_command(discover, "discover")
 
 
 _attach()

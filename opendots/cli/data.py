@@ -35,6 +35,11 @@ def _run(context: click.Context, action: Callable[[DataChannelClient], Awaitable
     check_credentials(config.tls)  # a missing or mismatched file is a configuration error, named, not "unreachable"
 
     async def main() -> Any:
+        if config.discovery == "auto" and not config.server_configured:  # no server named: RFC 8973 finds it
+            from opendots.data.discovery import discovered_client
+
+            async with discovered_client(config) as found:
+                return await action(found)
         async with DataChannelClient.from_config(config) as client:
             return await action(client)
 

@@ -78,6 +78,8 @@ class DataChannelClient:
         self.cuid = cuid_from_certificate(tls.cert.read_bytes())
         self.server_hostname = server_hostname
         self.root: str | None = None
+        self.found: Any = None
+        """The RFC 8973 candidate this client was opened on (opendots.data.discovery), when discovered."""
         self._session: aiohttp.ClientSession | None = None
 
     @classmethod

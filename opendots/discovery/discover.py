@@ -13,8 +13,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from opendots.discovery.dhcp import DhcpOptionError, interpret, read_options_file
-from opendots.discovery.naptr import MAX_NAPTR_DEPTH, PROTOCOLS, SERVICE_DOTS, Naptr, Srv, order_srv, select_naptr
-from opendots.discovery.records import DiscoveredServer, DiscoveryResult, Source
+from opendots.discovery.naptr import (
+    MAX_NAPTR_DEPTH,
+    PROTOCOLS,
+    SERVICE_DOTS,
+    Naptr,
+    Srv,
+    order_srv,
+    select_naptr,
+    srv_service,
+)
+from opendots.discovery.records import Channel, DiscoveredServer, DiscoveryResult, Source, Transport
 from opendots.discovery.resolve import LookupFailed
 
 if TYPE_CHECKING:
@@ -46,7 +55,12 @@ class DiscoverySettings:
     trusted_names: list[str] = field(default_factory=list)
     """§8.1: when set, a DHCP-supplied name is accepted only if it is one of these (or under a "*.")."""
     signal_port: int = 4646
+    """The port of explicitly configured and DHCP-supplied addresses, and of "a" NAPTR records (§5, §6); 4647 for
+    Call Home (RFC 9066 §8.1)."""
     data_port: int = 443
+    service: str = SERVICE_DOTS
+    """The S-NAPTR application service (§9.4): "DOTS", or "DOTS-CALL-HOME" when a Call Home DOTS server looks for
+    its Call Home DOTS client (§4, Figure 9), with SRV and DNS-SD names to match."""
 
 
 def trusted(name: str, patterns: list[str]) -> bool:
@@ -97,7 +111,7 @@ class Discoverer:
     async def discover(self, protocols: tuple[str, ...] = SIGNAL_PROTOCOLS) -> DiscoveryResult:
         self._q = BoundedLookups(self.lookups)
         result = DiscoveryResult()
-        await self._explicit(result)
+        await self._explicit(result, protocols)
         await self._dhcp(result, protocols)
         if self.settings.domain:
             await self._guarded(result, "dns", self._snaptr(result, self.settings.domain, protocols, "dns"))
@@ -117,15 +131,26 @@ class Discoverer:
             result.servers.append(server)
 
     def _signal(
-        self, result: DiscoveryResult, addresses: list[str], name: str, source: Source, ttl: float | None
+        self,
+        result: DiscoveryResult,
+        addresses: list[str],
+        name: str,
+        source: Source,
+        ttl: float | None,
+        protocols: tuple[str, ...],
     ) -> None:
+        """Addresses without a port (configured, DHCP): the signal channel at signal_port and, when asked for, the
+        data channel at data_port: §5 assumes one peer for both channels."""
+        wanted: list[tuple[Channel, Transport, int]] = []
+        if any(protocol.startswith("signal.") for protocol in protocols):
+            wanted += [("signal", "dtls", self.settings.signal_port), ("signal", "tls", self.settings.signal_port)]
+        if "data.tcp" in protocols:
+            wanted.append(("data", "tls", self.settings.data_port))
         for address in addresses:
-            for transport in ("dtls", "tls"):
-                self._add(
-                    result, DiscoveredServer(address, self.settings.signal_port, transport, "signal", name, source, ttl)
-                )
+            for channel, transport, port in wanted:
+                self._add(result, DiscoveredServer(address, port, transport, channel, name, source, ttl))
 
-    async def _explicit(self, result: DiscoveryResult) -> None:
+    async def _explicit(self, result: DiscoveryResult, protocols: tuple[str, ...]) -> None:
         name, addresses = self.settings.server_name, self.settings.server_addresses
         if name is None and not addresses:
             result.notes.append("config: no server_name or server_addresses")
@@ -140,7 +165,7 @@ class Discoverer:
                 except LookupFailed as error:
                     result.notes.append(f"config: {peer} not resolved: {error}")
                     return
-        self._signal(result, addresses, peer, "config", None)
+        self._signal(result, addresses, peer, "config", None, protocols)
         result.notes.append(f"config: {peer} ({len(addresses)} address(es))")
 
     async def _dhcp(self, result: DiscoveryResult, protocols: tuple[str, ...]) -> None:
@@ -170,7 +195,7 @@ class Discoverer:
                 result.notes.append(f"dhcp: {answer.name} refused, not in discovery_trusted_names (RFC 8973 §8.1)")
                 continue
             if not answer.needs_resolution:
-                self._signal(result, answer.addresses, peer, "dhcp", answer.lease)
+                self._signal(result, answer.addresses, peer, "dhcp", answer.lease, protocols)
                 result.notes.append(f"dhcp: DHCPv{answer.family} {peer} at {', '.join(answer.addresses)}")
                 continue
             # A name alone: S-NAPTR on it (§5 "passed to the procedure described in Section 6"), else A/AAAA.
@@ -182,9 +207,8 @@ class Discoverer:
                 except LookupFailed as error:
                     result.notes.append(f"dhcp: {peer} not resolved: {error}")
                     continue
-                self._signal(
-                    result, [a for a, _ in found], peer, "dhcp", _least([answer.lease, *(t for _, t in found)])
-                )
+                least = _least([answer.lease, *(t for _, t in found)])
+                self._signal(result, [a for a, _ in found], peer, "dhcp", least, protocols)
             result.notes.append(f"dhcp: DHCPv{answer.family} name {peer}, resolved to {len(result.servers) - before}")
 
     async def _snaptr(self, result: DiscoveryResult, domain: str, protocols: tuple[str, ...], source: Source) -> None:
@@ -193,7 +217,7 @@ class Discoverer:
         before = len(result.servers)
         await self._follow(result, domain, domain, protocols, source, None, 0)
         found = len(result.servers) - before
-        result.notes.append(f"{source}: S-NAPTR {SERVICE_DOTS} at {domain}: {found} candidate(s)")
+        result.notes.append(f"{source}: S-NAPTR {self.settings.service} at {domain}: {found} candidate(s)")
 
     async def _follow(
         self,
@@ -208,7 +232,7 @@ class Discoverer:
         if depth >= MAX_NAPTR_DEPTH:
             result.notes.append(f"{source}: NAPTR chain deeper than {MAX_NAPTR_DEPTH} at {name}: stopped")
             return
-        for record in select_naptr(await self._q.naptr(name), protocols):
+        for record in select_naptr(await self._q.naptr(name), protocols, self.settings.service):
             held = _least([ttl, record.ttl])
             offered = [p for p in record.service.lower().split(":")[1:] if p in protocols]
             flag = record.flags.lower()
@@ -240,7 +264,9 @@ class Discoverer:
         """§7: PTR <Service>.<Domain> -> instances -> SRV -> addresses; the TXT record carries no keys."""
         before = len(result.servers)
         for protocol in protocols:
-            service = PROTOCOLS[protocol][2]
+            service = srv_service(self.settings.service, protocol)
+            if service is None:
+                continue
             for instance, ttl in await self._q.ptr(f"{service}.{domain}"):
                 await self._srv(result, instance, protocol, domain, "dns-sd", ttl)
         result.notes.append(f"dns-sd: {len(result.servers) - before} candidate(s) under {domain}")

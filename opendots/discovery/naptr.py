@@ -15,7 +15,17 @@ PROTOCOLS: dict[str, tuple[Channel, Transport, str, int]] = {
     "signal.tcp": ("signal", "tls", "_dots-signal._tcp", DEFAULT_SIGNAL_PORT),
     "data.tcp": ("data", "tls", "_dots-data._tcp", DEFAULT_DATA_PORT),
 }
+# The SRV service names (and DNS-SD <Service>) per application service: §7, §9.1. Call Home has no data channel.
+SRV_SERVICES: dict[str, dict[str, str]] = {
+    SERVICE_DOTS: {protocol: entry[2] for protocol, entry in PROTOCOLS.items()},
+    SERVICE_CALL_HOME: {"signal.udp": "_dots-call-home._udp", "signal.tcp": "_dots-call-home._tcp"},
+}
 MAX_NAPTR_DEPTH = 5  # non-terminal NAPTR chains longer than this are a loop or a misconfiguration
+
+
+def srv_service(service: str, protocol: str) -> str | None:
+    """ "_dots-call-home._udp" for ("DOTS-CALL-HOME", "signal.udp"); None when SERVICE does not offer PROTOCOL."""
+    return SRV_SERVICES.get(service.upper(), {}).get(protocol)
 
 
 @dataclass(frozen=True)
@@ -44,7 +54,7 @@ def protocols_of(record: Naptr, service: str = SERVICE_DOTS) -> list[str]:
     tag, *protocols = record.service.split(":")
     if tag.upper() != service.upper():
         return []
-    return [protocol.lower() for protocol in protocols if protocol.lower() in PROTOCOLS]
+    return [protocol.lower() for protocol in protocols if srv_service(service, protocol.lower()) is not None]
 
 
 def select_naptr(records: list[Naptr], protocols: tuple[str, ...], service: str = SERVICE_DOTS) -> list[Naptr]:

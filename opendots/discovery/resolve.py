@@ -34,6 +34,18 @@ def parse_resolver(text: str) -> tuple[str, int]:
     return host, port
 
 
+def check_resolver(text: str, where: str) -> None:
+    """A ConfigError naming WHERE when TEXT (a `discovery_resolver` key) is not an address[:port]."""
+    from opendots.errors import ConfigError
+
+    try:
+        parse_resolver(text)
+    except ValueError:
+        raise ConfigError(
+            f"{where} discovery_resolver: {text!r} is not an address[:port] (e.g. 192.0.2.53:53)"
+        ) from None
+
+
 class DnsLookups:
     """The four record types discovery needs; an absent name or record type is an empty list, never an error."""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from aiohttp import web
 from opendots.config import ClientAuthorization, ClientConfig, TlsFiles
 from opendots.data.client import client_ssl_context
 from opendots.data.shell.server import server_ssl_context
+from opendots.discovery.cache import DiscoveryCache
 from opendots.gateway.data_client_domain import ClientDomainData
 from opendots.gateway.data_rules import check_via, is_registration, loop_detected_body, with_cdid, without_cdid
 from opendots.pki.cuid import cuid_from_certificate
@@ -53,6 +55,7 @@ class DataRelay:
     client_domain: ClientDomainData | None = None
     """A client-domain gateway's handler (its clients' names kept apart upstream)."""
     _session: aiohttp.ClientSession | None = None
+    _discovered: DiscoveryCache = field(default_factory=DiscoveryCache)
     _runner: web.AppRunner | None = None
 
     @property
@@ -60,6 +63,27 @@ class DataRelay:
         host = self.upstream.server_addresses[0] if self.upstream.server_addresses else self.upstream.server_name
         host = f"[{host}]" if ":" in host else host
         return f"https://{host}:{self.upstream.data_port}"
+
+    @property
+    def _discovering(self) -> bool:
+        """RFC 8973 for the upstream data channel: `discovery = "auto"` in the upstream file, which names no server."""
+        return self.upstream.discovery == "auto" and not self.upstream.server_configured
+
+    async def _upstreams(self) -> list[tuple[str, str]]:
+        """(base URL, name its certificate must carry) of the upstream data channel, best first: the upstream
+        file's server, or the RFC 8973 "data.tcp" candidates (opendots.data.discovery), kept for their TTL."""
+        if not self._discovering:
+            return [(self.upstream_base, self.upstream.server_name)]
+        from opendots.data.discovery import DATA_PROTOCOLS, data_servers, url_of
+        from opendots.discovery.discover import discoverer_for
+
+        now = time.monotonic()
+        result = self._discovered.get(now)
+        if result is None:
+            result = await discoverer_for(self.upstream).discover(DATA_PROTOCOLS)
+            self._discovered.store(result, now)
+            log.info("data channel upstream: %s", "; ".join(result.notes))
+        return [(url_of(server), server.peer_name) for server in data_servers(result)]
 
     async def start(self, listen: list[str], port: int) -> list[tuple[Any, ...]]:
         connector = aiohttp.TCPConnector(ssl=client_ssl_context(self.upstream.tls))
@@ -103,15 +127,30 @@ class DataRelay:
         headers = {name: request.headers[name] for name in FORWARDED_HEADERS if name in request.headers}
         headers["Via"] = via.via
         assert self._session is not None
-        url = self.upstream_base + request.rel_url.raw_path_qs
-        try:
-            async with self._session.request(
-                request.method, url, data=body or None, headers=headers, server_hostname=self.upstream.server_name
-            ) as answer:
-                payload = await answer.read()
-                returned = {name: answer.headers[name] for name in RETURNED_HEADERS if name in answer.headers}
-                status = answer.status
-        except (aiohttp.ClientError, TimeoutError) as problem:
+        problem: Exception | str = "RFC 8973 discovery found no upstream data channel server"
+        status: int | None = None
+        candidates = await self._upstreams()
+        for base, server_name in candidates:
+            try:
+                async with self._session.request(
+                    request.method,
+                    base + request.rel_url.raw_path_qs,
+                    data=body or None,
+                    headers=headers,
+                    server_hostname=server_name,
+                ) as answer:
+                    payload = await answer.read()
+                    returned = {name: answer.headers[name] for name in RETURNED_HEADERS if name in answer.headers}
+                    status = answer.status
+                break
+            except aiohttp.ClientConnectorError as error:  # not connected (or its certificate refused): not sent,
+                problem = error  # so the next candidate may take it
+            except (aiohttp.ClientError, TimeoutError) as error:
+                problem = error
+                break  # it may have reached the server: not sent again elsewhere
+        if status is None:
+            if self._discovering:
+                self._discovered.invalidate()  # none connected: RFC 8973 discovery again for the next request
             self.counters["upstream-failed"] += 1
             return _error(503, "resource-denied", f"the upstream DOTS server cannot be reached: {problem}")
         self.counters["relayed"] += 1

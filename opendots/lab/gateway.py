@@ -72,6 +72,8 @@ class GatewayProcess:
         self.transport = transport
         self.hop_limit = hop_limit
         self.extra = extra or {}
+        self.upstream_keys: dict[str, Any] = {}
+        """ClientConfig attributes set in the upstream file (e.g. RFC 8973 discovery instead of a server)."""
         self.admin_socket = Path("/tmp") / f"odgw-{uuid.uuid4().hex[:10]}.sock"
         self.config_path = self.directory / f"{name}.toml"
         self.process: subprocess.Popen[bytes] | None = None
@@ -121,6 +123,8 @@ class GatewayProcess:
                 "state_file": str(self.directory / f"{self.name}-agent.db"),
             },
         )
+        for key, value in self.upstream_keys.items():
+            setattr(upstream, key, value)
         upstream.save(self.directory / f"{self.name}-upstream.toml")
         table: dict[str, Any] = {
             "kind": self.kind,

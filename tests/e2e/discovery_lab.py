@@ -14,6 +14,7 @@ import secrets
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from opendots.lab.netns import LabError, Namespace, _ip
@@ -45,6 +46,19 @@ def missing_tools() -> str | None:
         if shutil.which(tool) is None:
             return f"`{tool}` is not installed (Debian: dnsmasq-base, udhcpc, isc-dhcp-client, util-linux, iproute2)"
     return None
+
+
+def discovery_lab(directory: Path) -> Iterator[DiscoveryLab]:
+    """A DiscoveryLab in DIRECTORY for a pytest fixture (`yield from`), or the test skipped with the reason."""
+    import pytest
+
+    from opendots.lab.netns import lab_unavailable_reason
+
+    reason = lab_unavailable_reason() or missing_tools()
+    if reason:
+        pytest.skip(reason)
+    with DiscoveryLab(directory) as built:
+        yield built
 
 
 class DiscoveryLab:

@@ -12,11 +12,10 @@ from typing import Any
 
 import pytest
 
-from opendots.config import ClientConfig
 from opendots.discovery.dhcp import encode_name
-from opendots.lab.netns import lab_unavailable_reason
 from opendots.lab.processes import ProcessStack, StackError, free_udp_tcp_port, wait_for
-from tests.e2e.discovery_lab import DiscoveryLab, missing_tools
+from tests.e2e.discovery_lab import DiscoveryLab, discovery_lab
+from tests.helpers.discovery import discovering, signal_records
 
 DOMAIN = "example.test"  # in the server certificate: the reference identifier of S-NAPTR results (§8.2)
 SD_DOMAIN = "sd.test"  # in the certificate too: the domain browsed with DNS-SD
@@ -24,11 +23,7 @@ SD_DOMAIN = "sd.test"  # in the certificate too: the domain browsed with DNS-SD
 
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[DiscoveryLab]:
-    reason = lab_unavailable_reason() or missing_tools()
-    if reason:
-        pytest.skip(reason)
-    with DiscoveryLab(tmp_path) as built:
-        yield built
+    yield from discovery_lab(tmp_path)
 
 
 @pytest.fixture
@@ -38,34 +33,6 @@ def stack(tmp_path: Path, lab: DiscoveryLab) -> Iterator[ProcessStack]:
         built.server_config.save(built.server_config_path)
         built.start_server()
         yield built
-
-
-def _records(domain: str, port: int, target: str = "127.0.0.1") -> list[str]:
-    """RFC 8973 Figure 8 shape: a non-terminal NAPTR per protocol, then "s" NAPTRs, SRV, then an A record."""
-    return [
-        f"--naptr-record={domain},100,10,,DOTS:signal.udp,,signal.{domain}",
-        f"--naptr-record={domain},200,10,,DOTS:signal.tcp,,signal.{domain}",
-        f"--naptr-record=signal.{domain},100,10,s,DOTS:signal.udp,,_dots-signal._udp.{domain}",
-        f"--naptr-record=signal.{domain},200,10,s,DOTS:signal.tcp,,_dots-signal._tcp.{domain}",
-        f"--srv-host=_dots-signal._udp.{domain},server.{domain},{port},0,0",
-        f"--srv-host=_dots-signal._tcp.{domain},server.{domain},{port},0,0",
-        f"--host-record=server.{domain},{target}",
-    ]
-
-
-def _discovering(stack: ProcessStack, **keys: Any) -> None:
-    """client.toml with discovery = "auto" and no server_name / server_addresses (nothing explicit, §4)."""
-    config = ClientConfig.load(stack.client_config_path)
-    config.discovery = "auto"
-    config.server_configured = False
-    config.signal_port = 9  # a wrong default port: discovered candidates must carry the SRV record's port
-    for key, value in keys.items():
-        setattr(config, key, value)
-    stack._write_client_config(stack.client_config_path, config)
-    stack.client_config = config
-    oneshot = ClientConfig.load(stack.client_config_path)  # the same, with no agent behind its socket
-    oneshot.control_socket = stack.directory / "no-agent.sock"
-    stack._write_client_config(stack.oneshot_config_path, oneshot)
 
 
 def _discover(stack: ProcessStack) -> dict[str, Any]:
@@ -82,8 +49,8 @@ def _session(stack: ProcessStack) -> dict[str, Any]:
 def test_the_agent_reaches_the_server_through_s_naptr_srv_and_a_records_from_dnsmasq_rfc8973_6(
     lab: DiscoveryLab, stack: ProcessStack
 ) -> None:
-    resolver = lab.serve_dns(_records(DOMAIN, stack.port))
-    _discovering(stack, discovery_domain=DOMAIN, discovery_resolver=resolver)
+    resolver = lab.serve_dns(signal_records(DOMAIN, stack.port))
+    discovering(stack, discovery_domain=DOMAIN, discovery_resolver=resolver)
     found = _discover(stack)
     dns = [(s["transport"], s["address"], s["port"], s["peer_name"], s["ttl"]) for s in found["servers"]]
     assert dns == [
@@ -106,8 +73,8 @@ def test_a_spoofed_dns_answer_whose_name_the_server_certificate_lacks_is_refused
     lab: DiscoveryLab, stack: ProcessStack
 ) -> None:
     spoofed = "spoofed.test"  # the same server, but its certificate does not name this domain
-    resolver = lab.serve_dns(_records(spoofed, stack.port))
-    _discovering(stack, discovery_domain=spoofed, discovery_resolver=resolver)
+    resolver = lab.serve_dns(signal_records(spoofed, stack.port))
+    discovering(stack, discovery_domain=spoofed, discovery_resolver=resolver)
     assert {s["peer_name"] for s in _discover(stack)["servers"]} == {spoofed}
     with pytest.raises(StackError, match="the agent's session"):
         stack.start_agent(timeout=8)
@@ -121,14 +88,14 @@ def test_dhcpv4_options_147_148_read_by_udhcpc_win_over_dns_rfc8973_4_5_2(
     tmp_path: Path, lab: DiscoveryLab, stack: ProcessStack
 ) -> None:
     # DNS points at 127.0.0.1, DHCP at the server's other address: the session shows which source won.
-    resolver = lab.serve_dns(_records(DOMAIN, stack.port))
+    resolver = lab.serve_dns(signal_records(DOMAIN, stack.port))
     name = ":".join(f"{byte:02x}" for byte in encode_name(DOMAIN))
     lab.serve_dhcp([f"147,{name}", f"148,{lab.root_address}"])
     options = tmp_path / "dhcp.env"
     answer = lab.run_dhcp_client(options)
     assert options.exists(), answer.stdout + answer.stderr
     assert "opt147=" in options.read_text() and "lease=3600" in options.read_text()
-    _discovering(
+    discovering(
         stack,
         discovery_domain=DOMAIN,
         discovery_resolver=resolver,
@@ -136,7 +103,8 @@ def test_dhcpv4_options_147_148_read_by_udhcpc_win_over_dns_rfc8973_4_5_2(
         signal_port=stack.port,  # DHCP gives addresses only: the configured port applies (§5)
     )
     found = _discover(stack)
-    assert [(s["source"], s["address"]) for s in found["servers"]] == [
+    signal = [s for s in found["servers"] if s["channel"] == "signal"]  # DHCP's address serves the data channel too
+    assert [(s["source"], s["address"]) for s in signal] == [
         ("dhcp", lab.root_address),
         ("dhcp", lab.root_address),
         ("dns", "127.0.0.1"),
@@ -154,12 +122,12 @@ def test_an_unreachable_discovered_server_makes_the_agent_discover_again_rfc8973
 ) -> None:
 
     dead = free_udp_tcp_port()
-    resolver = lab.serve_dns(_records(DOMAIN, dead), ttl=3600)  # a long TTL: only the failure can refresh it
-    _discovering(stack, discovery_domain=DOMAIN, discovery_resolver=resolver)
+    resolver = lab.serve_dns(signal_records(DOMAIN, dead), ttl=3600)  # a long TTL: only the failure can refresh it
+    discovering(stack, discovery_domain=DOMAIN, discovery_resolver=resolver)
     with pytest.raises(StackError, match="the agent's session"):
         stack.start_agent(timeout=4)
     # The operator moves the SRV records to the live port; the agent, failing, looks them up again.
-    lab.restart_dns(_records(DOMAIN, stack.port), ttl=3600)
+    lab.restart_dns(signal_records(DOMAIN, stack.port), ttl=3600)
     deadline = time.monotonic() + 30
     wait_for(lambda: _session(stack)["connected"] or time.monotonic() > deadline, 35, "the agent's session")
     session = _session(stack)
@@ -179,7 +147,7 @@ def test_dns_sd_ptr_and_srv_records_from_dnsmasq_are_used_when_there_is_no_s_nap
             f"--host-record=server.{SD_DOMAIN},127.0.0.1",
         ]
     )
-    _discovering(stack, discovery_domain=SD_DOMAIN, discovery_resolver=resolver)
+    discovering(stack, discovery_domain=SD_DOMAIN, discovery_resolver=resolver)
     found = _discover(stack)
     assert [(s["source"], s["transport"], s["port"]) for s in found["servers"]] == [("dns-sd", "tls", stack.port)]
     assert any(note.startswith(f"dns: S-NAPTR DOTS at {SD_DOMAIN}: 0") for note in found["notes"])
@@ -191,11 +159,11 @@ def test_dns_sd_ptr_and_srv_records_from_dnsmasq_are_used_when_there_is_no_s_nap
 def test_when_the_dhcp_supplied_server_does_not_answer_the_dns_one_is_used_rfc8973_4(
     tmp_path: Path, lab: DiscoveryLab, stack: ProcessStack
 ) -> None:
-    resolver = lab.serve_dns(_records(DOMAIN, stack.port))
+    resolver = lab.serve_dns(signal_records(DOMAIN, stack.port))
     options = tmp_path / "dhcp.env"  # what the udhcpc hook writes; here an address where no DOTS server listens
     address = bytes(int(part) for part in lab.dns_address.split("."))
     options.write_text(f"opt147={encode_name(DOMAIN).hex()}\nopt148={address.hex()}\nlease=3600\n")
-    _discovering(
+    discovering(
         stack, discovery_domain=DOMAIN, discovery_resolver=resolver, discovery_dhcp_file=options, signal_port=stack.port
     )
     assert [s["source"] for s in _discover(stack)["servers"]][:2] == ["dhcp", "dhcp"]
@@ -216,9 +184,10 @@ def test_dhcpv6_options_141_142_read_by_dhclient_lead_to_the_server_on_its_own_r
     options = tmp_path / "dhcp6.env"
     output = lab.run_dhcp6_client(options)
     assert options.exists(), output
-    _discovering(stack, discovery_dhcp_file=options, signal_port=stack.port)  # DHCP only: no domain, no resolver
+    discovering(stack, discovery_dhcp_file=options, signal_port=stack.port)  # DHCP only: no domain, no resolver
     found = _discover(stack)
-    assert [(s["source"], s["address"], s["peer_name"], s["ttl"]) for s in found["servers"]] == [
+    signal = [s for s in found["servers"] if s["channel"] == "signal"]  # DHCP's address serves the data channel too
+    assert [(s["source"], s["address"], s["peer_name"], s["ttl"]) for s in signal] == [
         ("dhcp", lab.root_v6, DOMAIN, 3600.0),
         ("dhcp", lab.root_v6, DOMAIN, 3600.0),
     ]

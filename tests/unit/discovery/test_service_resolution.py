@@ -15,12 +15,9 @@ from opendots.discovery.dhcp import encode_name
 from opendots.discovery.discover import ALL_PROTOCOLS, Discoverer, DiscoverySettings, trusted
 from opendots.discovery.naptr import SERVICE_CALL_HOME, Naptr, Srv, order_srv, select_naptr
 from opendots.discovery.records import DiscoveredServer, DiscoveryResult
-from opendots.discovery.resolve import LookupFailed, parse_resolver
-
-
-def _naptr(order: int, flags: str, service: str, replacement: str, ttl: float = 300) -> Naptr:
-    return Naptr(order, 10, flags, service, "", replacement, ttl)
-
+from opendots.discovery.resolve import parse_resolver
+from tests.helpers.dns_zone import Zone
+from tests.helpers.dns_zone import naptr as _naptr
 
 FIGURE_8 = {
     ("NAPTR", "example.net"): [
@@ -42,33 +39,6 @@ FIGURE_8 = {
     ("ADDR", "a.example.net"): [("2001:db8::1", 60.0)],
     ("ADDR", "b.example.net"): [("2001:db8::2", 300.0)],
 }
-
-
-class Zone:
-    """Records by (type, name): what a resolver would answer, with a count of the lookups made."""
-
-    def __init__(self, records: dict[tuple[str, str], list], fail: bool = False) -> None:
-        self.records = records
-        self.fail = fail
-        self.queries: list[tuple[str, str]] = []
-
-    async def _get(self, kind: str, name: str) -> list:
-        self.queries.append((kind, name))
-        if self.fail:
-            raise LookupFailed(f"the resolver did not answer {kind} {name} (timeout)")
-        return list(self.records.get((kind, name), []))
-
-    async def naptr(self, name: str) -> list[Naptr]:
-        return await self._get("NAPTR", name)
-
-    async def srv(self, name: str) -> list[Srv]:
-        return await self._get("SRV", name)
-
-    async def ptr(self, name: str) -> list[tuple[str, float]]:
-        return await self._get("PTR", name)
-
-    async def addresses(self, name: str) -> list[tuple[str, float]]:
-        return await self._get("ADDR", name)
 
 
 def _discover(settings: DiscoverySettings, zone: Zone, protocols: tuple[str, ...] = ALL_PROTOCOLS) -> DiscoveryResult:
