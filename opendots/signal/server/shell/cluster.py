@@ -14,6 +14,9 @@ elsewhere" events (`SignalServer.changed_elsewhere`), so the core stays sans-I/O
   of its own; the others try every LEASE_RETRY seconds and, once one holds it, it reads everything and re-applies
   what the database holds (the restart path). Counters its mitigators measure reach the others by NOTIFY;
 - a client's session established here is announced, and the other nodes stop judging that client's liveness;
+- a client's session configuration or telemetry setups written on any node are NOTIFYed (a trigger,
+  opendots.store.postgres_state): the others read that client's rows before their next decision
+  (opendots.signal.server.shell.client_state);
 - a data-channel commit NOTIFYs its cuid: every node tells its signal observers (RFC 9133), and the lease holder
   enforces the client's ACLs again.
 """
@@ -32,9 +35,11 @@ import asyncpg
 from opendots.domain import Counters
 from opendots.signal.server.core import Decision, Event, Response
 from opendots.signal.server.core.server import UNSTORED
+from opendots.signal.server.shell.client_state import FollowedClients
 from opendots.signal.server.shell.durable import settle_async
 from opendots.signal.server.shell.service import SignalService
 from opendots.store import postgres_cluster as db
+from opendots.store import postgres_state
 from opendots.store.postgres import PostgresSignalStore
 from opendots.store.postgres_data import DATA_CHANNEL
 from opendots.store.records import StoreError
@@ -66,6 +71,8 @@ class ClusterNode:
         self._lease_connection: asyncpg.Connection | None = None
         self._wake = asyncio.Event()
         self._resync = False
+        self.clients = FollowedClients()
+        """Clients whose session configuration or telemetry setups another node changed, to read."""
         self.on_lease: list[Callable[[], Awaitable[None]]] = []
         """Run when this node takes the lease, after the mitigators re-applied the mitigations (ACL enforcement)."""
         self.on_data_change: Callable[[str], None] = lambda cuid: None
@@ -111,7 +118,13 @@ class ClusterNode:
 
     def describe(self) -> dict[str, Any]:
         """For the operator socket's status."""
-        return {"node": self.node, "lease": self.lease, "leases-taken": self.leases_taken, "seen": self.seen}
+        return {
+            "node": self.node,
+            "lease": self.lease,
+            "leases-taken": self.leases_taken,
+            "seen": self.seen,
+            "clients-followed": self.clients.followed,
+        }
 
     # --- deciding on the database's rows ---------------------------------------------------------------
 
@@ -128,6 +141,7 @@ class ClusterNode:
                 core.set_aside(decision)
                 events += decision.observed
             if mode == "read":
+                events += await self._follow_clients()
                 self.seen, changed = await db.read_changes(self.store, self.seen)
                 events += self._feed(changed)
                 decision = decide()
@@ -158,7 +172,23 @@ class ClusterNode:
             events += found
         return events
 
+    async def _follow_clients(self) -> list[Event]:
+        if not self.clients.due:
+            return []
+        wanted = self.clients.wanted()
+        try:
+            found = await postgres_state.read_clients(self.store, wanted)
+        except StoreError:
+            self.clients.pending |= wanted or set()  # read again next time
+            self.clients.everything |= wanted is None
+            raise
+        return self.clients.feed(self.service.core, wanted, found, self.service.clock())
+
     async def _catch_up(self) -> list[Event]:
+        events = await self._follow_clients()
+        return events + await self._catch_up_mitigations()
+
+    async def _catch_up_mitigations(self) -> list[Event]:
         if self._resync:
             self._resync = False
             seen, records = await db.read_everything(self.store)
@@ -178,6 +208,7 @@ class ClusterNode:
         await listener.add_listener(db.COUNTERS_CHANNEL, self._on_counters)
         await listener.add_listener(db.PEERS_CHANNEL, self._on_peer)
         await listener.add_listener(DATA_CHANNEL, self._on_data)
+        await listener.add_listener(postgres_state.CHANNEL, self._on_client_state)
         listener.add_termination_listener(self._on_listener_lost)
         self._listener = listener
 
@@ -200,12 +231,19 @@ class ClusterNode:
             if node != self.node and isinstance(client, str):
                 self.service.core.peer_elsewhere(client)
 
+    def _on_client_state(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
+        changed = postgres_state.changed_by(payload)
+        if changed is not None and changed[0] != self.node:
+            self.clients.changed(changed[1])
+            self._wake.set()
+
     def _on_data(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
         self.on_data_change(payload)
 
     def _on_listener_lost(self, _connection: Any) -> None:
         self._listener = None
         self._resync = True  # notifications may have been missed meanwhile: read everything when back
+        self.clients.lost_track()
         self._wake.set()
 
     async def _follow(self) -> None:

@@ -66,9 +66,12 @@ class WorkerSettler(Protocol):
 
 def _mode(request: Request) -> str:
     """How a request is decided with other nodes or workers around: a mitigation request on the rows the others
-    wrote (a write also under the shared lock); heartbeats, /config and telemetry are this process's own business."""
+    wrote (a write also under the shared lock); /config and tm-setup after reading what the client set through the
+    others; heartbeats and telemetry reports are this process's own business."""
     if request.path[:1] == ("mitigate",):
         return "read" if request.method == "GET" else "write"
+    if request.path[:1] in (("config",), ("tm-setup",)):
+        return "read"  # decided on what the client set through any node (shell.client_state), no lock needed
     return "local"
 
 
