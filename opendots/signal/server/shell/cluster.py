@@ -11,8 +11,10 @@ elsewhere" events (`SignalServer.changed_elsewhere`), so the core stays sans-I/O
   in the transaction that then stores the decision (a PUT, a DELETE, a timer's expiry, a mitigator's report):
   nothing is decided on a table older than the database (opendots.store.postgres_cluster);
 - the mitigator lease: one node at a time drives the mitigators. It holds a session advisory lock on a connection
-  of its own; the others try every LEASE_RETRY seconds and, once one holds it, it reads everything and re-applies
-  what the database holds (the restart path). Counters its mitigators measure reach the others by NOTIFY;
+  of its own; the others try every LEASE_RETRY seconds and, once one holds it, it waits GRACE, reads everything
+  and re-applies what the database holds (the restart path). A holder stops driving VALID seconds after its last
+  good check of that session, before any successor starts: never two drivers (shell.lease_fence). Counters its
+  mitigators measure reach the others by NOTIFY;
 - a client's session established here is announced, and the other nodes stop judging that client's liveness;
 - a client's session configuration or telemetry setups written on any node are NOTIFYed (a trigger,
   opendots.store.postgres_state): the others read that client's rows before their next decision
@@ -27,6 +29,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -37,6 +40,7 @@ from opendots.signal.server.core import Decision, Event, Response
 from opendots.signal.server.core.server import UNSTORED
 from opendots.signal.server.shell.client_state import FollowedClients
 from opendots.signal.server.shell.durable import settle_async
+from opendots.signal.server.shell.lease_fence import CHECK_INTERVAL, CHECK_TIMEOUT, GRACE, LOST_BACKOFF, LeaseFence
 from opendots.signal.server.shell.service import SignalService
 from opendots.store import postgres_cluster as db
 from opendots.store import postgres_state
@@ -46,7 +50,7 @@ from opendots.store.records import StoreError
 
 log = logging.getLogger(__name__)
 
-LEASE_RETRY = 1.0  # seconds between a standby's attempts to take the lease, and between the holder's checks
+LEASE_RETRY = 1.0  # seconds between a standby's attempts to take the lease
 PRUNE_INTERVAL = 60.0
 FAILED_PAUSE = 0.5  # after the database could not be reached: no busy loop of timer steps meanwhile
 _DATABASE_ERRORS = (StoreError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
@@ -62,7 +66,9 @@ class ClusterNode:
         self.seen = store.seen
         """The last change-log entry this node's core holds (read at open, then moved on by every read)."""
         self.lease = False
-        """Whether this node holds the mitigator lease now."""
+        """Whether this node holds the mitigator lease now (and drives the mitigators while its fence is valid)."""
+        self.fence = LeaseFence()
+        self._retry_after = 0.0  # a node that lost the lease lets another take it first
         self.leases_taken = 0
         self.followed = 0
         """Changes made elsewhere fed to this node's core."""
@@ -91,12 +97,25 @@ class ClusterNode:
         for client in self.service.core.settings.clients:
             self.service.core.peer_elsewhere(client.name)
         await self._listen()
-        self._lease_connection = await db.connect_session(self.url, keepalives=True)
-        self.lease = await db.try_lease(self._lease_connection)
+        self.service.fence = lambda: self.fence.valid(time.monotonic())
+        try:
+            connection = self._lease_connection = await self._connect_lease()
+            sent = time.monotonic()
+            if await db.try_lease(connection):
+                self.fence.taken(sent)
+                # A node that lost the lock a moment ago may still drive until its fence: wait it out, then drive
+                # from the first request on.
+                log.warning("cluster node %s took the mitigator lease: it drives in %.0f s", self.node, GRACE)
+                await asyncio.sleep(GRACE)
+                sent = time.monotonic()
+                await connection.fetchval("SELECT 1", timeout=CHECK_TIMEOUT)
+                self.fence.confirmed(sent)
+                self.lease = True
+                self.leases_taken += 1
+                log.warning("cluster node %s holds the mitigator lease", self.node)
+        except _DATABASE_ERRORS as problem:
+            self._lose(problem)
         self.service.drives_mitigator = self.lease
-        if self.lease:
-            self.leases_taken += 1
-            log.warning("cluster node %s holds the mitigator lease", self.node)
         self._tasks = [
             asyncio.create_task(self._follow()),
             asyncio.create_task(self._hold_lease()),
@@ -110,11 +129,12 @@ class ClusterNode:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
-        for connection in (self._listener, self._lease_connection):
+        connections = (self._listener, self._lease_connection)
+        self._listener = self._lease_connection = None  # closed on purpose: not a lease lost
+        for connection in connections:
             if connection is not None and not connection.is_closed():
                 with contextlib.suppress(*_DATABASE_ERRORS):
                     await connection.close(timeout=2)
-        self._listener = self._lease_connection = None
 
     def describe(self) -> dict[str, Any]:
         """For the operator socket's status."""
@@ -124,6 +144,8 @@ class ClusterNode:
             "leases-taken": self.leases_taken,
             "seen": self.seen,
             "clients-followed": self.clients.followed,
+            "lease-state": "holds" if self.lease else "grace" if self.fence.held else "standby",
+            "actuator-calls": sum(self.service.outcomes.values()),
         }
 
     # --- deciding on the database's rows ---------------------------------------------------------------
@@ -281,36 +303,71 @@ class ClusterNode:
 
     # --- the mitigator lease ----------------------------------------------------------------------------
 
+    async def _connect_lease(self) -> asyncpg.Connection:
+        connection = await db.connect_session(self.url, keepalives=True)
+        connection.add_termination_listener(self._lease_connection_closed)
+        return connection
+
+    def _lease_connection_closed(self, connection: asyncpg.Connection) -> None:
+        """The lease's session ended (backend killed, database restarted): its lock is gone at once."""
+        if connection is self._lease_connection:
+            self._lose("the lease's database session ended")
+
+    def _lose(self, problem: object) -> bool:
+        """The lease's session is gone or given up, and with it the lock: stop driving now (another node may take
+        the lock at once; it drives only after GRACE, see lease_fence). Whether the lock was held."""
+        held = self.fence.held
+        if held:
+            log.error("cluster node %s lost the mitigator lease: %s", self.node, problem)
+            self._retry_after = time.monotonic() + LOST_BACKOFF
+        self.fence.lost()
+        self.lease = self.service.drives_mitigator = False
+        if self._lease_connection is not None:
+            connection, self._lease_connection = self._lease_connection, None
+            connection.terminate()
+        return held
+
     async def _hold_lease(self) -> None:
+        """Take the lock when free, wait GRACE, drive; while held, check the session every CHECK_INTERVAL seconds
+        (each success extends the fence, opendots.signal.server.shell.lease_fence)."""
         while True:
+            pause = CHECK_INTERVAL
+            if not self.fence.held and time.monotonic() < self._retry_after:
+                await asyncio.sleep(pause)  # a healthy node takes the lease first
+                continue
             try:
                 if self._lease_connection is None or self._lease_connection.is_closed():
-                    self._lease_connection = await db.connect_session(self.url, keepalives=True)
-                if not self.lease:
-                    if await db.try_lease(self._lease_connection):
-                        await self._take_lease()
+                    self._lease_connection = await self._connect_lease()
+                connection, sent = self._lease_connection, time.monotonic()
+                if not self.fence.held:
+                    if await db.try_lease(connection):
+                        self.fence.taken(sent)
+                        log.warning("cluster node %s took the mitigator lock: it drives in %.0f s", self.node, GRACE)
+                    else:
+                        pause = LEASE_RETRY
                 else:
-                    await self._lease_connection.fetchval("SELECT 1")  # the session, and so the lease, is there
+                    lapsed = self.lease and not self.fence.valid(sent)
+                    await connection.fetchval("SELECT 1", timeout=CHECK_TIMEOUT)  # the session, and its lock, is there
+                    self.fence.confirmed(sent)
+                    if not self.lease and not self.fence.in_grace(time.monotonic()):
+                        await self._take_lease()
+                    elif lapsed:  # checks stalled, the lock kept: nobody else drove, but events were skipped
+                        log.warning("cluster node %s: lease checks were late; re-applying what it holds", self.node)
+                        await self.service.drive()
             except _DATABASE_ERRORS as problem:
-                if self.lease:
-                    # The session is gone, and with it the lock: another node may hold it already.
-                    log.error("cluster node %s lost the mitigator lease: %s", self.node, problem)
-                    self.lease = self.service.drives_mitigator = False
-                if self._lease_connection is not None:
-                    self._lease_connection.terminate()
-                    self._lease_connection = None
+                self._lose(problem)
             except Exception:  # a mitigator that failed to start or restore: logged, the lease kept, tried on
                 log.exception("cluster node %s: taking over the mitigators failed", self.node)
-            await asyncio.sleep(LEASE_RETRY)
+            await asyncio.sleep(pause)
 
     async def _take_lease(self) -> None:
         self._resync = True  # whatever was missed: the mitigators get what the database holds
         await self.service.follow(self._catch_up)
         self.lease = True
         self.leases_taken += 1
-        log.warning("cluster node %s took the mitigator lease: re-applying what the database holds", self.node)
+        log.warning("cluster node %s drives the mitigators: re-applying what the database holds", self.node)
         await self.service.drive()
-        for hook in self.on_lease:
+        for hook in list(self.on_lease):  # a hook may remove itself
             await hook()
 
     async def _prune(self) -> None:

@@ -132,12 +132,23 @@ class SignalService:
         self.cluster: ClusterSettler | None = None
         """Several nodes on one database (opendots.signal.server.shell.cluster): decisions read what the others
         wrote first, and mitigation writes take the cluster-wide lock."""
-        self.drives_mitigator = True
-        """Whether this node acts on mitigation events with its mitigators (one node of a cluster: the lease's)."""
+        self._drives = True
+        self.fence: Callable[[], bool] = lambda: True
+        """Whether the lease (several nodes) lets this node act now (opendots.signal.server.shell.lease_fence)."""
         self._mitigator_started = False
         self.worker_sync: WorkerSettler | None = None
         """Worker processes on one SQLite file (opendots.signal.server.shell.workers_sqlite): mitigation requests
         are decided on what the other workers wrote, writes under SQLite's write lock."""
+
+    @property
+    def drives_mitigator(self) -> bool:
+        """Whether this node acts on mitigation events with its mitigators (one node of a cluster: the lease's,
+        while its fence holds): checked before every mitigator call."""
+        return self._drives and self.fence()
+
+    @drives_mitigator.setter
+    def drives_mitigator(self, drives: bool) -> None:
+        self._drives = drives
 
     async def start(self) -> None:
         """Start the actuators, re-enforce every stored mitigation (actuators forget across our restarts,
