@@ -21,18 +21,10 @@ from tests.helpers.client_state import (
     pki_with_fast_heartbeats,
     telemetry_config,
 )
+from tests.helpers.polling import until
 from tests.helpers.workers import clients_in_each_worker, start_workers
 
 pytestmark = pytest.mark.timeout(240)
-
-
-async def _until(condition, what: str, attempts: int = 100) -> None:
-    """Poll CONDITION (a coroutine function) until true: a bound on attempts, not a timing assertion."""
-    for _ in range(attempts):
-        if await condition():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"never: {what}")
 
 
 async def test_a_session_configuration_and_telemetry_setup_set_through_one_worker_hold_in_the_other(pki_dir, tmp_path):
@@ -57,7 +49,7 @@ async def test_a_session_configuration_and_telemetry_setup_set_through_one_worke
         async def heartbeats_fast() -> bool:
             return sum(counter.count for counter in counters) >= 2
 
-        await _until(heartbeats_fast, "the other worker heartbeats at the interval set through the first")
+        await until(heartbeats_fast, "the other worker heartbeats at the interval set through the first")
         status = await node.status()
         assert sum(w["cluster"]["clients-followed"] for w in status["workers"]) >= 1
     finally:

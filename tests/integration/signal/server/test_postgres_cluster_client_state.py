@@ -4,8 +4,6 @@ other, whose decisions it governs: the heartbeats it sends (§4.7) follow the in
 
 from __future__ import annotations
 
-import asyncio
-
 import aiocoap
 import pytest
 
@@ -21,17 +19,9 @@ from tests.helpers.client_state import (
     telemetry_config,
 )
 from tests.helpers.cluster import DotsClient, start_node
+from tests.helpers.polling import until
 
 pytestmark = pytest.mark.timeout(180)
-
-
-async def _until(condition, what: str, attempts: int = 100) -> None:
-    """Poll CONDITION (a coroutine function) until true: a bound on attempts, not a timing assertion."""
-    for _ in range(attempts):
-        if await condition():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"never: {what}")
 
 
 async def test_a_session_configuration_and_telemetry_setup_set_through_one_node_hold_on_the_other(
@@ -53,7 +43,7 @@ async def test_a_session_configuration_and_telemetry_setup_set_through_one_node_
         async def b_has_the_configuration() -> bool:
             return await heartbeat_interval(through_b, b) == FAST
 
-        await _until(b_has_the_configuration, "GET /config through B shows the configuration set through A")
+        await until(b_has_the_configuration, "GET /config through B shows the configuration set through A")
         assert await measurement_interval(through_b, b, path) == "5-minutes"
         assert (await b.status())["cluster"]["clients-followed"] >= 1
 
@@ -61,7 +51,7 @@ async def test_a_session_configuration_and_telemetry_setup_set_through_one_node_
         async def b_heartbeats_fast() -> bool:
             return heartbeats.count >= 2
 
-        await _until(b_heartbeats_fast, "B sends heartbeats at the interval set through A")
+        await until(b_heartbeats_fast, "B sends heartbeats at the interval set through A")
 
         # Withdrawn through A: B answers with its defaults again.
         assert (await call(through_a, a, aiocoap.DELETE, "config")).code == aiocoap.DELETED
@@ -69,7 +59,7 @@ async def test_a_session_configuration_and_telemetry_setup_set_through_one_node_
         async def b_back_to_defaults() -> bool:
             return await heartbeat_interval(through_b, b) == 30
 
-        await _until(b_back_to_defaults, "B answers the defaults once the configuration is deleted through A")
+        await until(b_back_to_defaults, "B answers the defaults once the configuration is deleted through A")
     finally:
         await through_a.close()
         await through_b.close()

@@ -16,17 +16,9 @@ from opendots.config import ServerConfig
 from opendots.store.postgres_cluster import lease_holder_pid
 from tests.helpers.cli import invoke
 from tests.helpers.cluster import DotsClient, Node, start_node
+from tests.helpers.polling import until
 
 pytestmark = pytest.mark.timeout(180)
-
-
-async def _until(condition, what: str, attempts: int = 300) -> None:
-    """Poll CONDITION (a coroutine function) until true: a bound on attempts, not a timing assertion."""
-    for _ in range(attempts):
-        if await condition():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"never: {what}")
 
 
 async def _calls(node: Node) -> int:
@@ -46,7 +38,7 @@ async def test_a_holder_whose_lease_session_is_killed_stops_driving_before_the_o
         async def a_applied() -> bool:
             return await _calls(a) == 1
 
-        await _until(a_applied, "A applies the mitigation")
+        await until(a_applied, "A applies the mitigation")
         connection = await asyncpg.connect(postgres_url)
         try:
             holder = await lease_holder_pid(connection)
@@ -58,7 +50,7 @@ async def test_a_holder_whose_lease_session_is_killed_stops_driving_before_the_o
             status = await a.status()
             return not status["cluster"]["lease"] and not status["drives-mitigators"]
 
-        await _until(a_standby, "A notices its lease session is gone and stops driving")
+        await until(a_standby, "A notices its lease session is gone and stops driving")
         shown = await asyncio.to_thread(invoke, "admin", "-c", str(pki_dir / "server-a.toml"), "status")
         assert "standby" in shown.output, shown.output
         calls = await _calls(a)
@@ -67,7 +59,7 @@ async def test_a_holder_whose_lease_session_is_killed_stops_driving_before_the_o
             status = await b.status()
             return status["cluster"]["lease"] and status["drives-mitigators"]
 
-        await _until(b_drives, "B takes the lease and drives after its grace")
+        await until(b_drives, "B takes the lease and drives after its grace")
         # B restored what the database holds; A, though it still serves, makes no mitigator call from now on.
         before = await _calls(b)
         assert (await client.put(a, 2, "203.0.113.64/28")).code == aiocoap.CREATED
@@ -75,7 +67,7 @@ async def test_a_holder_whose_lease_session_is_killed_stops_driving_before_the_o
         async def b_acted() -> bool:
             return await _calls(b) == before + 1  # mid 2 applied
 
-        await _until(b_acted, "B applies what is asked through A")
+        await until(b_acted, "B applies what is asked through A")
         assert await _calls(a) == calls
         assert (await a.status())["cluster"]["lease-state"] == "standby"
     finally:
@@ -108,13 +100,13 @@ async def test_a_holder_that_could_not_notice_its_lease_was_lost_makes_no_mitiga
             async def b_drives() -> bool:
                 return (await b.status())["drives-mitigators"]
 
-            await _until(b_drives, "B takes the lease and drives after its grace")
+            await until(b_drives, "B takes the lease and drives after its grace")
             assert (await client.put(b, 1, "203.0.113.0/28")).code == aiocoap.CREATED
 
             async def b_applied() -> bool:
                 return await _calls(b) == 1
 
-            await _until(b_applied, "B applies the new mitigation")
+            await until(b_applied, "B applies the new mitigation")
         finally:
             a.process.send_signal(signal.SIGCONT)
 
@@ -122,7 +114,7 @@ async def test_a_holder_that_could_not_notice_its_lease_was_lost_makes_no_mitiga
             status = await a.status()
             return status["cluster"]["seen"] == (await b.status())["cluster"]["seen"] and not status["cluster"]["lease"]
 
-        await _until(a_read_it, "A, woken, reads B's change and finds its lease gone")
+        await until(a_read_it, "A, woken, reads B's change and finds its lease gone")
         assert await _calls(a) == calls  # not applied a second time by a node that no longer holds the lease
         assert await _calls(b) == 1
     finally:
