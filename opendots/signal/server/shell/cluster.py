@@ -154,6 +154,15 @@ class ClusterNode:
         """Called by the service under its lock: decide on what the database holds, store, apply."""
         core = self.service.core
         events: list[Event] = []
+        if mode == "client":
+            try:
+                events += await self._follow_clients()
+            except StoreError as problem:  # answered from what this node holds (a write is refused by the store)
+                log.warning("cluster: %s", problem)
+            response, settled = await settle_async(
+                core, self.store, decide(), self.service.clock(), self.service.acl_store
+            )
+            return response, events + settled
         try:
             if mode == "timer":
                 decision = decide()
@@ -163,7 +172,6 @@ class ClusterNode:
                 core.set_aside(decision)
                 events += decision.observed
             if mode == "read":
-                events += await self._follow_clients()
                 self.seen, changed = await db.read_changes(self.store, self.seen)
                 events += self._feed(changed)
                 decision = decide()

@@ -71,7 +71,7 @@ def _mode(request: Request) -> str:
     if request.path[:1] == ("mitigate",):
         return "read" if request.method == "GET" else "write"
     if request.path[:1] in (("config",), ("tm-setup",)):
-        return "read"  # decided on what the client set through any node (shell.client_state), no lock needed
+        return "client"  # decided on what the client set through any node (shell.client_state), no lock needed
     return "local"
 
 
@@ -235,7 +235,8 @@ class SignalService:
 
     async def _decide_and_settle(self, decide: Callable[[], Decision], mode: str = "write") -> Response | None:
         """MODE (with several nodes): "write" decides under the cluster's lock on the database's current rows,
-        "timer" takes the lock only when the step stores something, "read" reads what changed first, "local"
+        "timer" takes the lock only when the step stores something, "read" reads what changed first, "client" what
+        the client set through the other nodes (/config, /tm-setup), "local"
         (heartbeats, /config, telemetry, counters) decides on this node's memory."""
         # The core refuses to decide while a decision is pending: decide and settle under one lock.
         async with self._lock:

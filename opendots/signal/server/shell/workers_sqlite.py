@@ -194,7 +194,7 @@ class WorkerSync:
             core.set_aside(decision)  # decided again under the lock, on the rows the others left
             events += decision.observed
         try:
-            if mode == "read":
+            if mode in ("read", "client"):
                 events += self._catch_up()
                 response, settled = settle(core, self.store, decide(), service.clock(), service.acl_store)
                 return response, events + settled
