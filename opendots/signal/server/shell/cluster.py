@@ -30,7 +30,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import asyncpg
@@ -69,6 +69,8 @@ class ClusterNode:
         """Whether this node holds the mitigator lease now (and drives the mitigators while its fence is valid)."""
         self.fence = LeaseFence()
         self._retry_after = 0.0  # a node that lost the lease lets another take it first
+        self._driving: asyncio.Task[None] | None = None
+        """Taking the mitigators over (or re-applying after late checks), beside the lease checks."""
         self.leases_taken = 0
         self.followed = 0
         """Changes made elsewhere fed to this node's core."""
@@ -123,6 +125,8 @@ class ClusterNode:
         ]
 
     async def stop(self) -> None:
+        if self._driving is not None:
+            self._tasks.append(self._driving)
         for task in [*self._tasks, *self._notes]:
             task.cancel()
         for task in [*self._tasks, *self._notes]:
@@ -357,20 +361,32 @@ class ClusterNode:
                     lapsed = self.lease and not self.fence.valid(sent)
                     await connection.fetchval("SELECT 1", timeout=CHECK_TIMEOUT)  # the session, and its lock, is there
                     self.fence.confirmed(sent)
-                    if not self.lease and not self.fence.in_grace(time.monotonic()):
-                        await self._take_lease()
-                    elif lapsed:  # checks stalled, the lock kept: nobody else drove, but events were skipped
+                    # Taking over runs beside these checks (a restore of many mitigations takes a while): the
+                    # fence is extended meanwhile.
+                    if self._driving is None and not self.lease and not self.fence.in_grace(time.monotonic()):
+                        self._drive_in_background(self._take_lease())
+                    elif self._driving is None and lapsed:  # the lock kept: nobody else drove, events were skipped
                         log.warning("cluster node %s: lease checks were late; re-applying what it holds", self.node)
-                        await self.service.drive()
+                        self._drive_in_background(self.service.drive())
             except _DATABASE_ERRORS as problem:
                 self._lose(problem)
-            except Exception:  # a mitigator that failed to start or restore: logged, the lease kept, tried on
-                log.exception("cluster node %s: taking over the mitigators failed", self.node)
             await asyncio.sleep(pause)
+
+    def _drive_in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        def done(task: asyncio.Task[None]) -> None:
+            self._driving = None
+            if not task.cancelled() and task.exception() is not None:  # the lease kept, tried on
+                error = task.exception()
+                log.error("cluster node %s: taking over the mitigators failed", self.node, exc_info=error)
+
+        self._driving = asyncio.get_running_loop().create_task(work)
+        self._driving.add_done_callback(done)
 
     async def _take_lease(self) -> None:
         self._resync = True  # whatever was missed: the mitigators get what the database holds
         await self.service.follow(self._catch_up)
+        if not self.fence.held:
+            return  # lost meanwhile
         self.lease = True
         self.leases_taken += 1
         log.warning("cluster node %s drives the mitigators: re-applying what the database holds", self.node)
