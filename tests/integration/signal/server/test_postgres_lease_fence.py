@@ -55,11 +55,16 @@ async def test_a_holder_whose_lease_session_is_killed_stops_driving_before_the_o
         assert "standby" in shown.output, shown.output
         calls = await _calls(a)
 
+        states: list[str] = []
+
         async def b_drives() -> bool:
             status = await b.status()
+            states.append(status["cluster"]["lease-state"])
             return status["cluster"]["lease"] and status["drives-mitigators"]
 
         await until(b_drives, "B takes the lease and drives after its grace")
+        # B held the lock without driving for its grace (3 s, polled every 0.1 s) before it drove.
+        assert "grace" in states and states[-1] == "holds", states
         # B restored what the database holds; A, though it still serves, makes no mitigator call from now on.
         before = await _calls(b)
         assert (await client.put(a, 2, "203.0.113.64/28")).code == aiocoap.CREATED
