@@ -64,6 +64,8 @@ def status(config: Path, as_json: bool) -> None:
     cluster = answer.get("cluster")
     if cluster is not None:  # several nodes on one PostgreSQL database: one drives the mitigators
         role = "holds the mitigator lease" if cluster["lease"] else "standby: another node drives the mitigators"
+        if cluster.get("lease-state") == "grace":  # it took the lock; the previous holder may still be fencing
+            role = "took the mitigator lease: drives once the previous holder's fence has passed"
         click.echo(f"cluster node {cluster['node']}: {role}")
     rows = []
     for client in answer["clients"]:

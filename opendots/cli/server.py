@@ -112,7 +112,7 @@ def server(
         supervise(loaded, workers, sys.argv[1:])  # this process is the parent: the workers run this command
         return
     if worker is not None:
-        as_worker(loaded, worker[0])
+        as_worker(loaded, worker[0], workers)
 
     async def main() -> None:
         running = await start_server(loaded, config_path=config, dtls=not no_dtls, tls=not no_tls, data=not no_data)

@@ -49,9 +49,13 @@ def worker_from_environment() -> tuple[int, int] | None:
     return int(index), int(fd)
 
 
-def as_worker(config: ServerConfig, index: int) -> None:
-    """What a worker changes in the node's configuration: its number, its own operator socket and metrics."""
+def as_worker(config: ServerConfig, index: int, count: int) -> None:
+    """What a worker changes in the node's configuration: its number, its own operator socket and metrics, and its
+    share of the node's session cap: `max_sessions` (for DTLS, and for TLS) is the node's, and each of COUNT workers
+    holds at most max_sessions // COUNT, so the node never holds more than the operator allowed. The kernel hashes
+    peers to workers (SO_REUSEPORT), not evenly: a full worker refuses a new session while another has room."""
     config.worker = index
+    config.max_sessions = max(1, config.max_sessions // max(1, count))
     if config.admin_socket is not None:
         config.admin_socket = Path(f"{config.admin_socket}.{index}")
     if config.metrics:

@@ -234,10 +234,13 @@ class PostgresSignalStore:
     async def open(cls, url: str, *, max_size: int = 4, timeout: float = TIMEOUT) -> PostgresSignalStore:
         """Connect, migrate the schema and read the stored state (returned by `load`); StoreError when any fails.
         TIMEOUT: seconds a connection or a statement may take before the write is refused."""
+        from opendots.store import postgres_state
+
         pool = await connect_pool(url, max_size=max_size, timeout=timeout)
         store = cls(pool, url, timeout)
         try:
             await migrate(pool, "signal", _MIGRATIONS)
+            await migrate(pool, postgres_state.COMPONENT, postgres_state.MIGRATIONS)  # after the tables it watches
             store._state = await store.read()
         except BaseException as problem:
             await pool.close()
@@ -374,13 +377,14 @@ async def write(connection: asyncpg.Connection, changes: SignalChanges, rows: _R
 
 async def upgrade(url: str) -> dict[str, int]:
     """`opendots db upgrade`: bring URL's schema to this version's; the version each component is at."""
-    from opendots.store import postgres_data
+    from opendots.store import postgres_data, postgres_state
 
     pool = await connect_pool(url, max_size=1)
     try:
         return {
             "signal": await migrate(pool, "signal", _MIGRATIONS),
             postgres_data.COMPONENT: await migrate(pool, postgres_data.COMPONENT, postgres_data.MIGRATIONS),
+            postgres_state.COMPONENT: await migrate(pool, postgres_state.COMPONENT, postgres_state.MIGRATIONS),
         }
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as problem:
         raise StoreError(f"PostgreSQL {redacted(url)}: {problem}") from problem

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tests.conftest import free_port
 from tests.helpers import REPOSITORY
-from tests.helpers.cluster import Node
+from tests.helpers.cluster import DotsClient, Node
 
 
 async def start_workers(pki: Path, count: int, *, metrics: int | None = None, db: str | None = None) -> Node:
@@ -51,3 +51,22 @@ async def start_workers(pki: Path, count: int, *, metrics: int | None = None, db
 async def _drain(stream: asyncio.StreamReader) -> None:
     while await stream.readline():
         pass
+
+
+async def clients_in_each_worker(pki: Path, node: Node, cuid: str, count: int = 2) -> list[tuple[DotsClient, int]]:
+    """Client contexts (each its own source port, so SO_REUSEPORT hashes each to one worker) until each of COUNT
+    workers holds one's session: every context opened, with the worker holding its session."""
+    opened: list[tuple[DotsClient, int]] = []
+    for _ in range(32):
+        before = {w["worker"]: w["sessions"]["dtls"] for w in (await node.status())["workers"]}
+        client = await DotsClient.open(pki, "client", cuid)
+        assert await client.entries(node) == []
+        after = {w["worker"]: w["sessions"]["dtls"] for w in (await node.status())["workers"]}
+        grown = [index for index in after if after[index] > before[index]]
+        assert len(grown) == 1, (before, after)  # one session, in one worker
+        opened.append((client, grown[0]))
+        if len({worker for _, worker in opened}) == count:
+            return opened
+    for client, _ in opened:
+        await client.close()
+    raise AssertionError("32 source ports all hashed to one worker")

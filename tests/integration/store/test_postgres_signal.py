@@ -51,10 +51,11 @@ async def test_the_schema_is_migrated_once_and_its_version_recorded(postgres_url
     try:  # two nodes starting at once on one database: the advisory lock lets one migrate, the other sees it done
         async with first.pool.acquire() as connection:
             rows = await connection.fetch("SELECT component, version FROM schema_versions")
-        assert [tuple(row) for row in rows] == [("signal", len(_MIGRATIONS))]
+        assert sorted(tuple(row) for row in rows) == [("signal", len(_MIGRATIONS)), ("signal_client_state", 1)]
         # `opendots db upgrade` on an up-to-date signal schema: the data channel's tables are added beside it
         assert await upgrade(postgres_url) == {
             "signal": len(_MIGRATIONS),
+            "signal_client_state": 1,
             "data_channel": len(POSTGRES_DATA_MIGRATIONS),
         }
     finally:

@@ -45,6 +45,11 @@ class OwnedIndex(Generic[H]):
             for entries in own.values():
                 yield from entries.values()
 
+    def all_of(self, client: str) -> Iterator[H]:
+        """Every entry CLIENT holds, all its cuids."""
+        for entries in self._clients.get(client, {}).values():
+            yield from entries.values()
+
     def install(self, held: H) -> None:
         record = held.record
         cuid, number = record.key

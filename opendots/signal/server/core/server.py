@@ -30,7 +30,14 @@ from opendots.signal.server.core.acl_requests import update_failed
 from opendots.signal.server.core.authorization import resolve_aliases
 from opendots.signal.server.core.bodies import decoded
 from opendots.signal.server.core.decision import Decision
-from opendots.signal.server.core.events import Event, PeerLost, RedirectionChanged, TelemetryChanged
+from opendots.signal.server.core.events import (
+    Event,
+    PeerLost,
+    RedirectionChanged,
+    SessionConfigChanged,
+    TelemetryChanged,
+    TelemetrySetupChanged,
+)
 from opendots.signal.server.core.external import changed_elsewhere
 from opendots.signal.server.core.filtering import AclActivation
 from opendots.signal.server.core.heartbeat import PeerLiveness
@@ -56,7 +63,7 @@ from opendots.signal.server.core.session_configs import SessionConfigs
 from opendots.signal.server.core.sessionconfig import ParameterSet, SessionConfig
 from opendots.signal.server.core.telemetry_reports import TelemetryReports
 from opendots.signal.server.core.telemetry_setup import TelemetrySetups
-from opendots.store.records import MitigationRecord, SignalState
+from opendots.store.records import MitigationRecord, SessionConfigRecord, SignalState, TelemetrySetupRecord
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +170,27 @@ class SignalServer:
         if record is not None:
             self.mitigation_requests.cuid_owner.setdefault(record.cuid, record.client)
         events = changed_elsewhere(self.table, key, record, now, self._held_from)
+        self.peers.flush(now)
+        return events
+
+    def client_state_elsewhere(
+        self,
+        client: str,
+        config: SessionConfigRecord | None,
+        setups: Sequence[TelemetrySetupRecord],
+        now: float,
+    ) -> list[Event]:
+        """Another node changed what CLIENT installed in the shared database: its session configuration (RFC 9132
+        §4.5; None: none, the defaults) and its telemetry setups (RFC 9244 §7, all of them). This core holds what
+        the database holds from now on, as if set here: the client's heartbeat clock runs on the new parameters,
+        telemetry follows the new configuration, and observers of /config are notified. Between decisions only."""
+        if self._pending is not None:
+            raise RuntimeError("a decision is pending: external changes come between decisions")
+        self._now = now
+        events: list[Event] = []
+        if self.configs.replace_for(client, config, now):
+            events.append(SessionConfigChanged(client))
+        events += [TelemetrySetupChanged(client, cuid) for cuid in self.telemetry_setups.replace_for(client, setups)]
         self.peers.flush(now)
         return events
 

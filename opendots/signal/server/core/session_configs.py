@@ -37,6 +37,15 @@ class SessionConfigs:
         for record in records:
             self._installed[record.client] = SessionConfig.from_json(record.config)
 
+    def replace_for(self, client: str, record: SessionConfigRecord | None, now: float) -> bool:
+        """What another node stored for CLIENT (None: nothing): held from now on, its heartbeat clock rearmed on it
+        as for a PUT here. Whether anything changed (an echo or a second read changes nothing)."""
+        config = None if record is None else SessionConfig.from_json(record.config)
+        if self._installed.get(client) == config:
+            return False
+        self._install(client, config, now)
+        return True
+
     def of(self, client: str) -> SessionConfig:
         return self._installed.get(client, self.defaults)
 

@@ -124,6 +124,22 @@ class TelemetrySetups:
         for record in records:
             self._index.install(_Installed(record, self._footprint(record)))
 
+    def replace_for(self, client: str, records: Iterable[TelemetrySetupRecord]) -> list[str]:
+        """What another node stored for CLIENT (all its setups, every cuid) held instead of what this one held; the
+        cuids whose setups changed (none: an echo, or a second read)."""
+        old = {r.key: r for held in self._index.all_of(client) for r in (held.record,)}
+        new = {r.key: r for r in records if r.client == client}
+        if old == new:
+            return []
+        changed = {key[0] for key in old.keys() ^ new.keys()} | {
+            k[0] for k in old.keys() & new.keys() if old[k] != new[k]
+        }
+        self._index.remove(list(old.values()))
+        for record in new.values():
+            self._cuid_owner.setdefault(record.cuid, client)
+            self._index.install(_Installed(record, self._footprint(record)))
+        return sorted(changed)
+
     def cuids(self, client: str) -> list[str]:
         """The cuids under which CLIENT holds setups (the operator's views)."""
         return sorted(self._index.own(client))

@@ -74,6 +74,8 @@ class AclEnforcer:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self.may_act: Callable[[], bool] = lambda: True
+        """False while another node drives the mitigators (the lease, lease_fence): changes wait here meanwhile."""
 
     # ---- triggers (synchronous: callable from any callback) ----
 
@@ -115,6 +117,10 @@ class AclEnforcer:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    def resume(self) -> None:
+        """`may_act` is true again (this node took the lease back): what waited is enforced now."""
+        self._wake.set()
+
     async def idle(self) -> None:
         """Wait until every pending decision has been applied (tests, orderly shutdown)."""
         while self._dirty or self._busy:
@@ -138,7 +144,7 @@ class AclEnforcer:
                 self._dirty.update(cuid for cuid, at in self._deadlines.items() if at <= now)
             self._busy = True
             try:
-                while self._dirty and not self._stopping:
+                while self._dirty and not self._stopping and self.may_act():
                     cuid = self._dirty.pop()
                     try:
                         await self._reconcile(cuid)

@@ -11,9 +11,14 @@ elsewhere" events (`SignalServer.changed_elsewhere`), so the core stays sans-I/O
   in the transaction that then stores the decision (a PUT, a DELETE, a timer's expiry, a mitigator's report):
   nothing is decided on a table older than the database (opendots.store.postgres_cluster);
 - the mitigator lease: one node at a time drives the mitigators. It holds a session advisory lock on a connection
-  of its own; the others try every LEASE_RETRY seconds and, once one holds it, it reads everything and re-applies
-  what the database holds (the restart path). Counters its mitigators measure reach the others by NOTIFY;
+  of its own; the others try every LEASE_RETRY seconds and, once one holds it, it waits GRACE, reads everything
+  and re-applies what the database holds (the restart path). A holder stops driving VALID seconds after its last
+  good check of that session, before any successor starts: never two drivers (shell.lease_fence). Counters its
+  mitigators measure reach the others by NOTIFY;
 - a client's session established here is announced, and the other nodes stop judging that client's liveness;
+- a client's session configuration or telemetry setups written on any node are NOTIFYed (a trigger,
+  opendots.store.postgres_state): the others read that client's rows before their next decision
+  (opendots.signal.server.shell.client_state);
 - a data-channel commit NOTIFYs its cuid: every node tells its signal observers (RFC 9133), and the lease holder
   enforces the client's ACLs again.
 """
@@ -24,7 +29,8 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import asyncpg
@@ -32,16 +38,19 @@ import asyncpg
 from opendots.domain import Counters
 from opendots.signal.server.core import Decision, Event, Response
 from opendots.signal.server.core.server import UNSTORED
+from opendots.signal.server.shell.client_state import FollowedClients
 from opendots.signal.server.shell.durable import settle_async
+from opendots.signal.server.shell.lease_fence import CHECK_INTERVAL, CHECK_TIMEOUT, GRACE, LOST_BACKOFF, LeaseFence
 from opendots.signal.server.shell.service import SignalService
 from opendots.store import postgres_cluster as db
+from opendots.store import postgres_state
 from opendots.store.postgres import PostgresSignalStore
 from opendots.store.postgres_data import DATA_CHANNEL
 from opendots.store.records import StoreError
 
 log = logging.getLogger(__name__)
 
-LEASE_RETRY = 1.0  # seconds between a standby's attempts to take the lease, and between the holder's checks
+LEASE_RETRY = 1.0  # seconds between a standby's attempts to take the lease
 PRUNE_INTERVAL = 60.0
 FAILED_PAUSE = 0.5  # after the database could not be reached: no busy loop of timer steps meanwhile
 _DATABASE_ERRORS = (StoreError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
@@ -57,7 +66,11 @@ class ClusterNode:
         self.seen = store.seen
         """The last change-log entry this node's core holds (read at open, then moved on by every read)."""
         self.lease = False
-        """Whether this node holds the mitigator lease now."""
+        """Whether this node holds the mitigator lease now (and drives the mitigators while its fence is valid)."""
+        self.fence = LeaseFence()
+        self._retry_after = 0.0  # a node that lost the lease lets another take it first
+        self._driving: asyncio.Task[None] | None = None
+        """Taking the mitigators over (or re-applying after late checks), beside the lease checks."""
         self.leases_taken = 0
         self.followed = 0
         """Changes made elsewhere fed to this node's core."""
@@ -66,6 +79,8 @@ class ClusterNode:
         self._lease_connection: asyncpg.Connection | None = None
         self._wake = asyncio.Event()
         self._resync = False
+        self.clients = FollowedClients()
+        """Clients whose session configuration or telemetry setups another node changed, to read."""
         self.on_lease: list[Callable[[], Awaitable[None]]] = []
         """Run when this node takes the lease, after the mitigators re-applied the mitigations (ACL enforcement)."""
         self.on_data_change: Callable[[str], None] = lambda cuid: None
@@ -84,12 +99,25 @@ class ClusterNode:
         for client in self.service.core.settings.clients:
             self.service.core.peer_elsewhere(client.name)
         await self._listen()
-        self._lease_connection = await db.connect_session(self.url, keepalives=True)
-        self.lease = await db.try_lease(self._lease_connection)
+        self.service.fence = lambda: self.fence.valid(time.monotonic())
+        try:
+            connection = self._lease_connection = await self._connect_lease()
+            sent = time.monotonic()
+            if await db.try_lease(connection):
+                self.fence.taken(sent)
+                # A node that lost the lock a moment ago may still drive until its fence: wait it out, then drive
+                # from the first request on.
+                log.warning("cluster node %s took the mitigator lease: it drives in %.0f s", self.node, GRACE)
+                await asyncio.sleep(GRACE)
+                sent = time.monotonic()
+                await connection.fetchval("SELECT 1", timeout=CHECK_TIMEOUT)
+                self.fence.confirmed(sent)
+                self.lease = True
+                self.leases_taken += 1
+                log.warning("cluster node %s holds the mitigator lease", self.node)
+        except _DATABASE_ERRORS as problem:
+            self._lose(problem)
         self.service.drives_mitigator = self.lease
-        if self.lease:
-            self.leases_taken += 1
-            log.warning("cluster node %s holds the mitigator lease", self.node)
         self._tasks = [
             asyncio.create_task(self._follow()),
             asyncio.create_task(self._hold_lease()),
@@ -97,21 +125,32 @@ class ClusterNode:
         ]
 
     async def stop(self) -> None:
+        if self._driving is not None:
+            self._tasks.append(self._driving)
         for task in [*self._tasks, *self._notes]:
             task.cancel()
         for task in [*self._tasks, *self._notes]:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
-        for connection in (self._listener, self._lease_connection):
+        connections = (self._listener, self._lease_connection)
+        self._listener = self._lease_connection = None  # closed on purpose: not a lease lost
+        for connection in connections:
             if connection is not None and not connection.is_closed():
                 with contextlib.suppress(*_DATABASE_ERRORS):
                     await connection.close(timeout=2)
-        self._listener = self._lease_connection = None
 
     def describe(self) -> dict[str, Any]:
         """For the operator socket's status."""
-        return {"node": self.node, "lease": self.lease, "leases-taken": self.leases_taken, "seen": self.seen}
+        return {
+            "node": self.node,
+            "lease": self.lease,
+            "leases-taken": self.leases_taken,
+            "seen": self.seen,
+            "clients-followed": self.clients.followed,
+            "lease-state": "holds" if self.lease else "grace" if self.fence.held else "standby",
+            "actuator-calls": sum(self.service.outcomes.values()),
+        }
 
     # --- deciding on the database's rows ---------------------------------------------------------------
 
@@ -119,6 +158,15 @@ class ClusterNode:
         """Called by the service under its lock: decide on what the database holds, store, apply."""
         core = self.service.core
         events: list[Event] = []
+        if mode == "client":
+            try:
+                events += await self._follow_clients()
+            except StoreError as problem:  # answered from what this node holds (a write is refused by the store)
+                log.warning("cluster: %s", problem)
+            response, settled = await settle_async(
+                core, self.store, decide(), self.service.clock(), self.service.acl_store
+            )
+            return response, events + settled
         try:
             if mode == "timer":
                 decision = decide()
@@ -158,7 +206,23 @@ class ClusterNode:
             events += found
         return events
 
+    async def _follow_clients(self) -> list[Event]:
+        if not self.clients.due:
+            return []
+        wanted = self.clients.wanted()
+        try:
+            found = await postgres_state.read_clients(self.store, wanted)
+        except StoreError:
+            self.clients.pending |= wanted or set()  # read again next time
+            self.clients.everything |= wanted is None
+            raise
+        return self.clients.feed(self.service.core, wanted, found, self.service.clock())
+
     async def _catch_up(self) -> list[Event]:
+        events = await self._follow_clients()
+        return events + await self._catch_up_mitigations()
+
+    async def _catch_up_mitigations(self) -> list[Event]:
         if self._resync:
             self._resync = False
             seen, records = await db.read_everything(self.store)
@@ -178,6 +242,7 @@ class ClusterNode:
         await listener.add_listener(db.COUNTERS_CHANNEL, self._on_counters)
         await listener.add_listener(db.PEERS_CHANNEL, self._on_peer)
         await listener.add_listener(DATA_CHANNEL, self._on_data)
+        await listener.add_listener(postgres_state.CHANNEL, self._on_client_state)
         listener.add_termination_listener(self._on_listener_lost)
         self._listener = listener
 
@@ -200,12 +265,19 @@ class ClusterNode:
             if node != self.node and isinstance(client, str):
                 self.service.core.peer_elsewhere(client)
 
+    def _on_client_state(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
+        changed = postgres_state.changed_by(payload)
+        if changed is not None and changed[0] != self.node:
+            self.clients.changed(changed[1])
+            self._wake.set()
+
     def _on_data(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
         self.on_data_change(payload)
 
     def _on_listener_lost(self, _connection: Any) -> None:
         self._listener = None
         self._resync = True  # notifications may have been missed meanwhile: read everything when back
+        self.clients.lost_track()
         self._wake.set()
 
     async def _follow(self) -> None:
@@ -243,36 +315,83 @@ class ClusterNode:
 
     # --- the mitigator lease ----------------------------------------------------------------------------
 
+    async def _connect_lease(self) -> asyncpg.Connection:
+        connection = await db.connect_session(self.url, keepalives=True)
+        connection.add_termination_listener(self._lease_connection_closed)
+        return connection
+
+    def _lease_connection_closed(self, connection: asyncpg.Connection) -> None:
+        """The lease's session ended (backend killed, database restarted): its lock is gone at once."""
+        if connection is self._lease_connection:
+            self._lose("the lease's database session ended")
+
+    def _lose(self, problem: object) -> bool:
+        """The lease's session is gone or given up, and with it the lock: stop driving now (another node may take
+        the lock at once; it drives only after GRACE, see lease_fence). Whether the lock was held."""
+        held = self.fence.held
+        if held:
+            log.error("cluster node %s lost the mitigator lease: %s", self.node, problem)
+            self._retry_after = time.monotonic() + LOST_BACKOFF
+        self.fence.lost()
+        self.lease = self.service.drives_mitigator = False
+        if self._lease_connection is not None:
+            connection, self._lease_connection = self._lease_connection, None
+            connection.terminate()
+        return held
+
     async def _hold_lease(self) -> None:
+        """Take the lock when free, wait GRACE, drive; while held, check the session every CHECK_INTERVAL seconds
+        (each success extends the fence, opendots.signal.server.shell.lease_fence)."""
         while True:
+            pause = CHECK_INTERVAL
+            if not self.fence.held and time.monotonic() < self._retry_after:
+                await asyncio.sleep(pause)  # a healthy node takes the lease first
+                continue
             try:
                 if self._lease_connection is None or self._lease_connection.is_closed():
-                    self._lease_connection = await db.connect_session(self.url, keepalives=True)
-                if not self.lease:
-                    if await db.try_lease(self._lease_connection):
-                        await self._take_lease()
+                    self._lease_connection = await self._connect_lease()
+                connection, sent = self._lease_connection, time.monotonic()
+                if not self.fence.held:
+                    if await db.try_lease(connection):
+                        self.fence.taken(sent)
+                        log.warning("cluster node %s took the mitigator lock: it drives in %.0f s", self.node, GRACE)
+                    else:
+                        pause = LEASE_RETRY
                 else:
-                    await self._lease_connection.fetchval("SELECT 1")  # the session, and so the lease, is there
+                    lapsed = self.lease and not self.fence.valid(sent)
+                    await connection.fetchval("SELECT 1", timeout=CHECK_TIMEOUT)  # the session, and its lock, is there
+                    self.fence.confirmed(sent)
+                    # Taking over runs beside these checks (a restore of many mitigations takes a while): the
+                    # fence is extended meanwhile.
+                    if self._driving is None and not self.lease and not self.fence.in_grace(time.monotonic()):
+                        self._drive_in_background(self._take_lease())
+                    elif self._driving is None and lapsed:  # the lock kept: nobody else drove, events were skipped
+                        log.warning("cluster node %s: lease checks were late; re-applying what it holds", self.node)
+                        self._drive_in_background(self.service.drive())
             except _DATABASE_ERRORS as problem:
-                if self.lease:
-                    # The session is gone, and with it the lock: another node may hold it already.
-                    log.error("cluster node %s lost the mitigator lease: %s", self.node, problem)
-                    self.lease = self.service.drives_mitigator = False
-                if self._lease_connection is not None:
-                    self._lease_connection.terminate()
-                    self._lease_connection = None
-            except Exception:  # a mitigator that failed to start or restore: logged, the lease kept, tried on
-                log.exception("cluster node %s: taking over the mitigators failed", self.node)
-            await asyncio.sleep(LEASE_RETRY)
+                self._lose(problem)
+            await asyncio.sleep(pause)
+
+    def _drive_in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        def done(task: asyncio.Task[None]) -> None:
+            self._driving = None
+            if not task.cancelled() and task.exception() is not None:  # the lease kept, tried on
+                error = task.exception()
+                log.error("cluster node %s: taking over the mitigators failed", self.node, exc_info=error)
+
+        self._driving = asyncio.get_running_loop().create_task(work)
+        self._driving.add_done_callback(done)
 
     async def _take_lease(self) -> None:
         self._resync = True  # whatever was missed: the mitigators get what the database holds
         await self.service.follow(self._catch_up)
+        if not self.fence.held:
+            return  # lost meanwhile
         self.lease = True
         self.leases_taken += 1
-        log.warning("cluster node %s took the mitigator lease: re-applying what the database holds", self.node)
+        log.warning("cluster node %s drives the mitigators: re-applying what the database holds", self.node)
         await self.service.drive()
-        for hook in self.on_lease:
+        for hook in list(self.on_lease):  # a hook may remove itself
             await hook()
 
     async def _prune(self) -> None:

@@ -309,6 +309,12 @@ async def start_signal_server(
             cluster.on_lease.append(enforce_acls)
     if cluster is not None and running.acls is not None:
         acls = running.acls
+        acls.may_act = lambda: service.drives_mitigator  # no ACL change either once the lease is lost
+
+        async def resume_acls() -> None:
+            acls.resume()
+
+        cluster.on_lease.append(resume_acls)
 
         def data_changed(cuid: str) -> None:  # a commit on another node's data channel (or this one's: harmless)
             acls.client_changed(cuid)

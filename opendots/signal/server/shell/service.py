@@ -66,9 +66,12 @@ class WorkerSettler(Protocol):
 
 def _mode(request: Request) -> str:
     """How a request is decided with other nodes or workers around: a mitigation request on the rows the others
-    wrote (a write also under the shared lock); heartbeats, /config and telemetry are this process's own business."""
+    wrote (a write also under the shared lock); /config and tm-setup after reading what the client set through the
+    others; heartbeats and telemetry reports are this process's own business."""
     if request.path[:1] == ("mitigate",):
         return "read" if request.method == "GET" else "write"
+    if request.path[:1] in (("config",), ("tm-setup",)):
+        return "client"  # decided on what the client set through any node (shell.client_state), no lock needed
     return "local"
 
 
@@ -129,12 +132,23 @@ class SignalService:
         self.cluster: ClusterSettler | None = None
         """Several nodes on one database (opendots.signal.server.shell.cluster): decisions read what the others
         wrote first, and mitigation writes take the cluster-wide lock."""
-        self.drives_mitigator = True
-        """Whether this node acts on mitigation events with its mitigators (one node of a cluster: the lease's)."""
+        self._drives = True
+        self.fence: Callable[[], bool] = lambda: True
+        """Whether the lease (several nodes) lets this node act now (opendots.signal.server.shell.lease_fence)."""
         self._mitigator_started = False
         self.worker_sync: WorkerSettler | None = None
         """Worker processes on one SQLite file (opendots.signal.server.shell.workers_sqlite): mitigation requests
         are decided on what the other workers wrote, writes under SQLite's write lock."""
+
+    @property
+    def drives_mitigator(self) -> bool:
+        """Whether this node acts on mitigation events with its mitigators (one node of a cluster: the lease's,
+        while its fence holds): checked before every mitigator call."""
+        return self._drives and self.fence()
+
+    @drives_mitigator.setter
+    def drives_mitigator(self, drives: bool) -> None:
+        self._drives = drives
 
     async def start(self) -> None:
         """Start the actuators, re-enforce every stored mitigation (actuators forget across our restarts,
@@ -221,7 +235,8 @@ class SignalService:
 
     async def _decide_and_settle(self, decide: Callable[[], Decision], mode: str = "write") -> Response | None:
         """MODE (with several nodes): "write" decides under the cluster's lock on the database's current rows,
-        "timer" takes the lock only when the step stores something, "read" reads what changed first, "local"
+        "timer" takes the lock only when the step stores something, "read" reads what changed first, "client" what
+        the client set through the other nodes (/config, /tm-setup), "local"
         (heartbeats, /config, telemetry, counters) decides on this node's memory."""
         # The core refuses to decide while a decision is pending: decide and settle under one lock.
         async with self._lock:

@@ -18,6 +18,8 @@ change log in the database itself:
 - the mitigator lease: one worker at a time drives the mitigators, the one holding an exclusive `flock` on
   `<db>.mitigator-lease`. The kernel drops the lock with the process, so another worker (they try every
   LEASE_RETRY seconds) takes over and re-applies what the database holds, as a restarted server does;
+- a client's session configuration and telemetry setups are logged too (by client): the others read that client's
+  rows again and feed them to their cores (opendots.signal.server.shell.client_state);
 - counters the lease holder measures and the clients whose session is up in a worker go through the same log.
 """
 
@@ -39,8 +41,10 @@ from typing import Any
 from opendots.domain import Counters
 from opendots.signal.server.core import Decision, Event, Response
 from opendots.signal.server.core.server import UNSTORED
+from opendots.signal.server.shell.client_state import ClientState, FollowedClients
 from opendots.signal.server.shell.durable import settle
 from opendots.signal.server.shell.service import SignalService
+from opendots.store.records import SessionConfigRecord, TelemetrySetupRecord
 from opendots.store.signal import SqliteSignalStore, mitigation_record
 from opendots.store.sqlite import SqliteDatabase
 
@@ -65,6 +69,12 @@ def _triggers(writer: int) -> list[str]:
     return [
         f"CREATE TEMP TRIGGER IF NOT EXISTS node_log_{event.lower()} AFTER {event} ON main.signal_mitigations "
         f"BEGIN {log_row.format(row + '.cuid || ' + repr('/') + ' || ' + row + '.mid')}; END"
+        for event, row in (("INSERT", "NEW"), ("UPDATE", "NEW"), ("DELETE", "OLD"))
+    ] + [
+        # What a client installed besides mitigations (RFC 9132 §4.5, RFC 9244 §7): the others read its rows again.
+        f"CREATE TEMP TRIGGER IF NOT EXISTS node_log_{table}_{event.lower()} AFTER {event} ON main.{table} "
+        f"BEGIN INSERT INTO node_changes (writer, kind, name) VALUES ({int(writer)}, 'client', {row}.client); END"
+        for table in ("signal_session_configs", "signal_telemetry_setups")
         for event, row in (("INSERT", "NEW"), ("UPDATE", "NEW"), ("DELETE", "OLD"))
     ]
 
@@ -94,6 +104,8 @@ class WorkerSync:
         """Pokes from other workers after their writes."""
         """Changes made by other workers fed to this worker's core."""
         self.seen = 0
+        self.clients = FollowedClients()
+        """Clients whose session configuration or telemetry setups another worker changed, to read."""
         self._lease_file: int | None = None
         self._published: dict[str, Counters] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -165,6 +177,7 @@ class WorkerSync:
             "seen": self.seen,
             "followed": self.followed,
             "pokes": self.pokes,
+            "clients-followed": self.clients.followed,
         }
 
     # --- deciding on the database's rows ------------------------------------------------------------------
@@ -181,8 +194,8 @@ class WorkerSync:
             core.set_aside(decision)  # decided again under the lock, on the rows the others left
             events += decision.observed
         try:
-            if mode == "read":
-                events += self._feed(self._read_changes())
+            if mode in ("read", "client"):
+                events += self._catch_up()
                 response, settled = settle(core, self.store, decide(), service.clock(), service.acl_store)
                 return response, events + settled
             connection = self.database.connection
@@ -193,7 +206,7 @@ class WorkerSync:
         try:
             connection.execute("BEGIN IMMEDIATE")  # the data channel and the logs write outside the flock
             try:
-                events += self._feed(self._read_changes())
+                events += self._catch_up()
                 response, settled = settle(core, self.store, decide(), service.clock(), service.acl_store)
                 connection.execute("COMMIT")
             except BaseException:
@@ -263,6 +276,8 @@ class WorkerSync:
                     self.service.report_counters(row["name"], Counters(**json.loads(row["payload"])))
             elif row["kind"] == "data":
                 self.on_data_change(row["name"])
+            elif row["kind"] == "client":
+                self.clients.changed(row["name"])
         changed: Changed = []
         for key in keys:
             found = connection.execute(
@@ -271,7 +286,34 @@ class WorkerSync:
             changed.append((key, None if found is None else mitigation_record(found)))
         return changed
 
+    def _catch_up(self) -> list[Event]:
+        """What the other workers changed, fed to this worker's core: mitigations, then clients' own state."""
+        events = self._feed(self._read_changes())
+        if not self.clients.due:
+            return events
+        wanted = self.clients.wanted()
+        found = self._client_rows(wanted)
+        return events + self.clients.feed(self.service.core, wanted, found, self.service.clock())
+
+    def _client_rows(self, wanted: set[str] | None) -> dict[str, ClientState]:
+        """The session configurations and telemetry setups of the clients WANTED (None: all), as stored now."""
+        connection = self.database.connection
+        configs = connection.execute("SELECT client, config FROM signal_session_configs").fetchall()
+        setups = connection.execute(
+            "SELECT cuid, tsid, client, setup FROM signal_telemetry_setups ORDER BY cuid, tsid"
+        ).fetchall()  # a few rows a client; read whole rather than one query per client
+        found: dict[str, ClientState] = {client: (None, []) for client in wanted or ()}
+        for row in configs:
+            if wanted is None or row["client"] in wanted:
+                found[row["client"]] = (SessionConfigRecord(row["client"], json.loads(row["config"])), [])
+        for row in setups:
+            if wanted is None or row["client"] in wanted:
+                held = found.setdefault(row["client"], (None, []))[1]
+                held.append(TelemetrySetupRecord(row["client"], row["cuid"], row["tsid"], json.loads(row["setup"])))
+        return found
+
     def _everything(self) -> Changed:
+        self.clients.lost_track()
         rows = self.database.connection.execute(f"SELECT {_COLUMNS} FROM signal_mitigations").fetchall()
         records = [mitigation_record(row) for row in rows]
         held = set(self.service.core.held_keys())
@@ -295,7 +337,7 @@ class WorkerSync:
                 await asyncio.wait_for(self._woken.wait(), POLL)
             self._woken.clear()
             try:
-                await self.service.follow_now(lambda: self._feed(self._read_changes()))
+                await self.service.follow_now(self._catch_up)
             except sqlite3.Error as problem:
                 log.error("worker %d could not read the change log: %s", self.worker, problem)
 
@@ -341,7 +383,7 @@ class WorkerSync:
                 log.exception("worker %d: taking over the mitigators failed", self.worker)
 
     async def _take_lease(self) -> None:
-        await self.service.follow_now(lambda: self._feed(self._everything()))
+        await self.service.follow_now(lambda: self._feed(self._everything()) + self._catch_up())
         self.lease = True
         self.leases_taken += 1
         log.warning("worker %d took the mitigator lease: re-applying what the database holds", self.worker)
