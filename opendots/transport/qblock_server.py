@@ -73,12 +73,15 @@ class _Asked:
 
 
 ParametersFor = Callable[[aiocoap.Message], QBlockParameters | None]
+DropQueued = Callable[[Any, bytes], int]
 
 
 class QBlockServer:
     """The Q-Block state of one server transport. SEND puts a response on the wire (the message manager's
     send_message, NON, no exchange monitor). PARAMETERS_FOR, if given, names the parameters in force for the peer
-    that sent a request (e.g. negotiated per session by RFC 9362); None there, or no PARAMETERS_FOR, means PARAMS."""
+    that sent a request (e.g. negotiated per session by RFC 9362); None there, or no PARAMETERS_FOR, means PARAMS.
+    DROP_QUEUED(remote, token), if given, takes the CON blocks on TOKEN that the message layer still holds back
+    (NSTART) off its queue and says how many: an RST to one block of a body stops the rest of it."""
 
     def __init__(
         self,
@@ -89,8 +92,10 @@ class QBlockServer:
         limits: QBlockLimits | None = None,
         rng: random.Random | None = None,
         parameters_for: ParametersFor | None = None,
+        drop_queued: DropQueued | None = None,
     ) -> None:
         rng = rng or random.Random()
+        self._drop_queued = drop_queued
         self._parameters_for = parameters_for
         params = params or QBlockParameters()
         self.limits = limits or QBlockLimits()
@@ -288,8 +293,13 @@ class QBlockServer:
             return None
 
         def reset() -> None:
+            # The client does not want this body any more (RFC 7252 §4.2, RFC 9177 §4.4): the blocks still queued
+            # behind this one would each cost a CON exchange (up to MAX_RETRANSMIT sends) for nothing.
             self.counts["q2_blocks_reset"] += 1
-            log.info("%s reset a Q-Block2 block", _peer(message.remote))
+            dropped = self._drop_queued(message.remote, message.token) if self._drop_queued is not None else 0
+            self.responses.stop(message.remote, message.token)
+            self._reschedule()
+            log.info("%s reset a Q-Block2 block: %d more of that body not sent", _peer(message.remote), dropped)
 
         return reset
 
