@@ -41,7 +41,8 @@ def qblock_metrics(qblock: QBlockServer) -> Iterator[Metric]:
     abandoned = CounterMetricFamily(
         "opendots_qblock_bodies_abandoned",
         "Q-Block1 bodies given up unfinished: expired (NON_PARTIAL_TIMEOUT without progress), unanswered"
-        " (NON_MAX_RETRANSMIT requests for missing blocks in vain), evicted (the peer started too many).",
+        " (NON_MAX_RETRANSMIT requests for missing blocks in vain), evicted (the peer started too many), reset (the"
+        " client answered a 4.08 with RST: it forgot the body, RFC 9177 §4.3).",
         labels=["reason"],
     )
     for reason, count in sorted(qblock.abandoned.items()):

@@ -20,7 +20,7 @@ import aiocoap
 from aiocoap import interfaces
 from aiocoap.messagemanager import MessageManager
 from aiocoap.numbers.codes import EMPTY, PING, PONG, RELEASE
-from aiocoap.numbers.types import ACK, CON
+from aiocoap.numbers.types import ACK, CON, RST
 from aiocoap.tokenmanager import TokenManager
 from aiocoap.transports.rfc8323common import RFC8323Remote
 from aiocoap.transports.tcp import TcpConnection
@@ -138,7 +138,26 @@ class TimerlessDedupMessageManager(MessageManager):
     def _process_response(self, response: aiocoap.Message) -> bool:
         client = self.qblock_client
         taken = client.on_response(response) if client is not None else None
-        return super()._process_response(response) if taken is None else taken
+        if taken is not None:
+            return taken
+        known = super()._process_response(response)
+        if not known and client is not None and client.resets(response):
+            # RFC 9177 §4.3: a 4.08 for a body we forgot (or never sent) gets an RST, so the server deletes its
+            # partial body; aiocoap itself only RSTs an unknown CON. True: answered here, nothing more to do.
+            rst = aiocoap.Message(_mtype=RST, _mid=response.mid, code=EMPTY, payload=b"")
+            rst.remote = response.remote.as_response_address()
+            self._send_initially(rst)
+            return True
+        return known
+
+    def _remove_exchange(self, message: aiocoap.Message) -> None:
+        # Private: called by dispatch_message for every ACK and RST. An RST no CON exchange of ours expects may
+        # answer one of the Q-Block server's NON 4.08s: the client forgot that body (RFC 9177 §4.3).
+        qblock = self.qblock
+        unexpected = message.mtype is RST and (message.remote, message.mid) not in self._active_exchanges
+        if unexpected and qblock is not None and qblock.on_reset(message.remote, message.mid):
+            return None
+        return super()._remove_exchange(message)
 
     def send_message(self, message: aiocoap.Message, messageerror_monitor: Any) -> None:
         client = self.qblock_client

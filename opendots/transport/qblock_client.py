@@ -140,6 +140,7 @@ class QBlockClient:
             "q2_blocks": 0,
             "q2_requests": 0,
             "resends": 0,
+            "resets": 0,  # RSTs sent to 4.08s for bodies forgotten or never sent (§4.3)
         }
         """What went through the engine: tests and metrics read it."""
 
@@ -274,6 +275,16 @@ class QBlockClient:
             return self._download_answer(peer, transfer, response)
         finally:
             self._reschedule()
+
+    def resets(self, response: aiocoap.Message) -> bool:
+        """Whether RESPONSE, which no request waits for, gets an RST: a NON 4.08 about a body we forgot (given up,
+        or its caller cancelled it) or never sent. RFC 9177 §4.3 has the client forget the body's tokens precisely
+        so that the server's 4.08 gets an RST and the server deletes the partial body (RFC 7252 §4.3 allows an RST
+        to any NON)."""
+        if response.mtype is not NON or response.code != REQUEST_ENTITY_INCOMPLETE:
+            return False
+        self.counts["resets"] += 1
+        return True
 
     def _upload_answer(self, peer: _Peer, upload: _Upload, response: aiocoap.Message) -> bool:
         now = self.loop.time()

@@ -109,6 +109,8 @@ class QBlockServer:
         self._awaiting: OrderedDict[_Exchange, Hashable] = OrderedDict()  # bodies gone up, answer not yet seen
         self._answers: OrderedDict[Hashable, aiocoap.Message] = OrderedDict()  # final answers, for late duplicates
         self._templates: OrderedDict[tuple[Any, Hashable], aiocoap.Message] = OrderedDict()  # a kept body's response
+        # 4.08s listing missing blocks, with the body each is about: an RST answers one by Message ID only (§4.3).
+        self._incomplete: OrderedDict[int, tuple[aiocoap.Message, Hashable]] = OrderedDict()
         self._timer = DeadlineTimer(loop, self._fire)
         self.counts: dict[str, int] = {
             "q1_blocks": 0,
@@ -124,6 +126,8 @@ class QBlockServer:
         """Answers of the Q-Block layer itself by code: 2.31, 4.08 (missing blocks, or a body gone), refusals."""
         self.abandoned: dict[str, int] = {}
         """Q-Block1 bodies given up before they were whole, by why (see abandon_reason)."""
+        self.resets_unmatched = 0
+        """RSTs that matched neither an exchange of the message layer nor a 4.08 of ours (ignored)."""
 
     # --- incoming requests
 
@@ -324,7 +328,29 @@ class QBlockServer:
 
     def _respond(self, remote: Any, event: Respond) -> aiocoap.Message:
         self.responses_sent[event.code] = self.responses_sent.get(event.code, 0) + 1
-        return _respond(remote, event)
+        message = _respond(remote, event)
+        if event.key is not None:  # its Message ID is set when it is sent, after this
+            _put(self._incomplete, id(message), (message, event.key), self.limits.total)
+        return message
+
+    def on_reset(self, remote: Any, mid: int) -> bool:
+        """An RST from REMOTE that no exchange of the message layer expects: if it answers one of our 4.08s, the
+        client forgot that body (§4.3) and its partial body is deleted. Linear in the 4.08s kept (a bounded table),
+        and only for an RST nothing else claims."""
+        found = next(
+            (key for message, key in self._incomplete.values() if message.mid == mid and message.remote == remote),
+            None,
+        )
+        if found is None:
+            self.resets_unmatched += 1
+            return False
+        for mine in [m for m, (_, key) in self._incomplete.items() if key == found]:
+            del self._incomplete[mine]
+        event = self.receiver.reset(found, self.loop.time())
+        if event is not None:
+            self._abandoned(event)
+        self._reschedule()
+        return True
 
     def _error(self, request: aiocoap.Message, code: str, diagnostic: str) -> aiocoap.Message:
         self.responses_sent[code] = self.responses_sent.get(code, 0) + 1
@@ -346,6 +372,8 @@ class QBlockServer:
             del self._answers[key]
         for key in [key for key in self._templates if key[0] == remote]:
             del self._templates[key]
+        for mine in [mine for mine, (message, _) in self._incomplete.items() if message.remote == remote]:
+            del self._incomplete[mine]
         self._reschedule()
 
     def close(self) -> None:
@@ -354,13 +382,16 @@ class QBlockServer:
 
 def abandon_reason(reason: str) -> str:
     """The kind of a BodyAbandoned reason, for a metric label: expired (NON_PARTIAL_TIMEOUT without progress),
-    unanswered (NON_MAX_RETRANSMIT requests for missing blocks in vain), evicted (the peer started too many)."""
+    unanswered (NON_MAX_RETRANSMIT requests for missing blocks in vain), evicted (the peer started too many), reset
+    (the client answered a 4.08 about it with RST: it forgot the body, §4.3)."""
     if "NON_PARTIAL_TIMEOUT" in reason:
         return "expired"
     if "NON_MAX_RETRANSMIT" in reason:
         return "unanswered"
     if reason.startswith("evicted"):
         return "evicted"
+    if reason.startswith("reset"):
+        return "reset"
     return "other"
 
 
