@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiocoap
-from aiocoap.numbers.codes import Code
+from aiocoap.numbers.codes import GET, Code
 from aiocoap.numbers.types import CON, NON
 from aiocoap.optiontypes import OpaqueOption
 
@@ -207,6 +207,11 @@ class QBlockServer:
                     return False, [self._error(request, error.code, error.diagnostic)]
                 if blocks is not None:
                     return False, [self._block_message(block, template) for block in blocks]
+            if request.code != GET:
+                # A PUT/POST/FETCH asking for blocks of its answer carries no body (§4.4, Figure 15): rendered, it
+                # would run without its body. That answer is gone: the client sends the request again.
+                diagnostic = "the answer these blocks belong to is no longer kept; send the request again"
+                return False, [self._error(request, "4.08", diagnostic)]
         # A new body (0/M, or the probe's 0/_/16), or blocks of a body no longer kept: the resource renders it.
         self._remember_asked(request, q2[0], q2[0].szx)
         return True, []
