@@ -190,7 +190,12 @@ class QBlockServer:
             elif isinstance(event, AlreadyComplete):
                 answer = self._answers.get(event.key)
                 if answer is not None:  # a late duplicate of the last block: its answer was lost (§4.3)
-                    out.append(answer.copy(token=event.token, mid=None, mtype=NON))
+                    again = answer.copy(token=event.token, mid=None, mtype=NON)
+                    again.remote = request.remote
+                    # An answer larger than one block goes out in Q-Block2 payloads again, as it did the first time
+                    # (not as one datagram past the path's MTU).
+                    self._remember_asked(request, asked, asked.szx if asked else option.szx)
+                    out += self.on_response(again) or [again]
             elif isinstance(event, BodyAbandoned):
                 self._abandoned(event)
         return goes_up, out

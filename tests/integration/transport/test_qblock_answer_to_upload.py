@@ -67,8 +67,8 @@ def watch(engine: QBlockClient, lost: Callable[[aiocoap.Message], bool]) -> tupl
     return sent, received
 
 
-async def put(client: aiocoap.Context, uri: str) -> aiocoap.Message:
-    request = aiocoap.Message(code=aiocoap.PUT, uri=uri, payload=BODY, transport_tuning=aiocoap.Unreliable)
+async def put(client: aiocoap.Context, uri: str, body: bytes = BODY) -> aiocoap.Message:
+    request = aiocoap.Message(code=aiocoap.PUT, uri=uri, payload=body, transport_tuning=aiocoap.Unreliable)
     sent = await client_request(client, request, qblock_parameters=FAST)
     assert sent.qblock
     return await asyncio.wait_for(sent.pending.response, 30)
@@ -113,3 +113,22 @@ async def test_payloads_of_the_answer_lost_are_asked_for_without_the_body_and_th
     asked = sorted({o.num for out in sent for o in q_options(out, QBLOCK2) if not (o.more and o.num == 10)})
     assert asked == [1, 11]
     assert all(out.payload == b"" for out in sent if q_options(out, QBLOCK2))
+
+
+async def test_an_answer_lost_whole_is_sent_again_in_q_block2_payloads_not_one_datagram_rfc9177_4_3(server, client):
+    uri = f"coaps://127.0.0.1:{server.port}/big"
+    body = BODY[:3000]  # 3 payloads up, an answer of 6 (one MAX_PAYLOADS_SET) back
+    seen: set[int] = set()
+
+    def first_copy_of_every_answer_payload(response: aiocoap.Message) -> bool:
+        options = q_options(response, QBLOCK2)
+        if not options or options[0].size != 1024 or options[0].num in seen:
+            return False
+        seen.add(options[0].num)
+        return True
+
+    _, received = watch(await engine_of(client, uri), first_copy_of_every_answer_payload)
+    answer = await put(client, uri, body)  # nothing of the answer arrives: the client sends its last block again
+    assert answer.code == aiocoap.CHANGED and answer.payload == body * 2
+    assert seen == set(range(6)) and server.big.bodies == [body]  # the answer is repeated, the PUT not done again
+    assert max(len(r.payload) for r in received) <= 1024  # the repeated answer is cut in Q-Block2 payloads too
