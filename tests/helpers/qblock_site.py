@@ -10,12 +10,15 @@ import aiocoap
 import aiocoap.resource as resource
 
 from opendots.transport import start_server
+from opendots.transport.aiocoap_hooks import find_message_manager, find_request_interface
 from opendots.transport.qblock import QBLOCK1, QBLOCK2, QBlockLimits, QBlockParameters
+from opendots.transport.qblock_client import QBlockClient
 from opendots.transport.qblock_server import uses_qblock
 from tests.conftest import free_port
 from tests.helpers import tls_files as files
 
 BIG = bytes(range(251)) * 120  # 30,120 bytes: 30 blocks of 1024 and one of 424
+FAST = QBlockParameters(non_timeout=0.5)  # NON_RECEIVE_TIMEOUT 1.75 s: a 4.08 or a request for blocks comes soon
 
 
 def _qblock(request: aiocoap.Message) -> bool:
@@ -65,3 +68,12 @@ async def serve_big(pki_dir: Any, params: QBlockParameters | None = None) -> Any
     )
     endpoint.port, endpoint.big = port, big
     return endpoint
+
+
+async def client_engine(context: aiocoap.Context, uri: str) -> QBlockClient:
+    """The Q-Block client of CONTEXT's DTLS session to URI's server (the session is opened if need be)."""
+    probe = aiocoap.Message(code=aiocoap.GET, uri=uri)
+    await find_request_interface(context, probe)
+    manager = await find_message_manager(context, probe.remote)
+    assert manager is not None and manager.qblock_client is not None
+    return manager.qblock_client

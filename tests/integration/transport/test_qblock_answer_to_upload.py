@@ -10,39 +10,14 @@ import asyncio
 from collections.abc import Callable
 
 import aiocoap
-import pytest
 
-from opendots.transport import client_request, create_client_context
-from opendots.transport.aiocoap_hooks import find_message_manager, find_request_interface
-from opendots.transport.qblock import QBLOCK1, QBLOCK2, BlockOption, QBlockParameters
+from opendots.transport import client_request
+from opendots.transport.qblock import QBLOCK1, QBLOCK2, BlockOption
 from opendots.transport.qblock_client import QBlockClient
 from opendots.transport.qblock_server import REQUEST_TAG
-from tests.helpers import tls_files as files
-from tests.helpers.qblock_site import serve_big
+from tests.helpers.qblock_site import FAST, client_engine
 
-FAST = QBlockParameters(non_timeout=0.5)
 BODY = bytes(range(200)) * 30  # 6,000 bytes: 6 Q-Block1 payloads; the answer (twice it) 12 Q-Block2 payloads
-
-
-@pytest.fixture
-async def server(pki_dir):
-    endpoint = await serve_big(pki_dir, FAST)
-    yield endpoint
-    await endpoint.shutdown()
-
-
-@pytest.fixture
-async def client(pki_dir):
-    context = await create_client_context(files(pki_dir, "client"), server_name="localhost")
-    yield context
-    await context.shutdown()
-
-
-async def engine_of(context: aiocoap.Context, uri: str) -> QBlockClient:
-    probe = aiocoap.Message(code=aiocoap.GET, uri=uri)
-    await find_request_interface(context, probe)
-    manager = await find_message_manager(context, probe.remote)
-    return manager.qblock_client
 
 
 def q_options(message: aiocoap.Message, number: int) -> list[BlockOption]:
@@ -75,14 +50,14 @@ async def put(client: aiocoap.Context, uri: str, body: bytes = BODY) -> aiocoap.
 
 
 async def test_a_put_answered_with_a_q_block2_body_gets_the_whole_answer_after_a_continue_rfc9177_10_3_2(
-    server, client
+    big_server, client_context
 ):
-    uri = f"coaps://127.0.0.1:{server.port}/big"
-    sent, received = watch(await engine_of(client, uri), lambda response: False)
-    answer = await put(client, uri)
+    uri = f"coaps://127.0.0.1:{big_server.port}/big"
+    sent, received = watch(await client_engine(client_context, uri), lambda response: False)
+    answer = await put(client_context, uri)
     assert answer.code == aiocoap.CHANGED and answer.payload == BODY * 2
     assert not answer.opt.get_option(QBLOCK2) and answer.opt.size2 is None
-    assert server.big.bodies == [BODY]
+    assert big_server.big.bodies == [BODY]
     options = [q_options(r, QBLOCK2)[0] for r in received if q_options(r, QBLOCK2)]
     assert sorted(o.num for o in options if o.size == 1024) == list(range(12))  # every payload once (not the probe)
     continues = [out for out in sent if q_options(out, QBLOCK2)]
@@ -94,9 +69,9 @@ async def test_a_put_answered_with_a_q_block2_body_gets_the_whole_answer_after_a
 
 
 async def test_payloads_of_the_answer_lost_are_asked_for_without_the_body_and_the_put_is_done_once_rfc9177_10_3_3(
-    server, client
+    big_server, client_context
 ):
-    uri = f"coaps://127.0.0.1:{server.port}/big"
+    uri = f"coaps://127.0.0.1:{big_server.port}/big"
     seen: set[int] = set()
 
     def first_copy_of_answer_blocks_1_and_11(response: aiocoap.Message) -> bool:
@@ -106,17 +81,19 @@ async def test_payloads_of_the_answer_lost_are_asked_for_without_the_body_and_th
         seen.add(options[0].num)
         return True
 
-    sent, _ = watch(await engine_of(client, uri), first_copy_of_answer_blocks_1_and_11)
-    answer = await put(client, uri)
+    sent, _ = watch(await client_engine(client_context, uri), first_copy_of_answer_blocks_1_and_11)
+    answer = await put(client_context, uri)
     assert answer.code == aiocoap.CHANGED and answer.payload == BODY * 2
-    assert seen == {1, 11} and server.big.bodies == [BODY]  # recovered from the kept body, not a second PUT
+    assert seen == {1, 11} and big_server.big.bodies == [BODY]  # recovered from the kept body, not a second PUT
     asked = sorted({o.num for out in sent for o in q_options(out, QBLOCK2) if not (o.more and o.num == 10)})
     assert asked == [1, 11]
     assert all(out.payload == b"" for out in sent if q_options(out, QBLOCK2))
 
 
-async def test_an_answer_lost_whole_is_sent_again_in_q_block2_payloads_not_one_datagram_rfc9177_4_3(server, client):
-    uri = f"coaps://127.0.0.1:{server.port}/big"
+async def test_an_answer_lost_whole_is_sent_again_in_q_block2_payloads_not_one_datagram_rfc9177_4_3(
+    big_server, client_context
+):
+    uri = f"coaps://127.0.0.1:{big_server.port}/big"
     body = BODY[:3000]  # 3 payloads up, an answer of 6 (one MAX_PAYLOADS_SET) back
     seen: set[int] = set()
 
@@ -127,8 +104,10 @@ async def test_an_answer_lost_whole_is_sent_again_in_q_block2_payloads_not_one_d
         seen.add(options[0].num)
         return True
 
-    _, received = watch(await engine_of(client, uri), first_copy_of_every_answer_payload)
-    answer = await put(client, uri, body)  # nothing of the answer arrives: the client sends its last block again
+    _, received = watch(await client_engine(client_context, uri), first_copy_of_every_answer_payload)
+    answer = await put(
+        client_context, uri, body
+    )  # nothing of the answer arrives: the client sends its last block again
     assert answer.code == aiocoap.CHANGED and answer.payload == body * 2
-    assert seen == set(range(6)) and server.big.bodies == [body]  # the answer is repeated, the PUT not done again
+    assert seen == set(range(6)) and big_server.big.bodies == [body]  # the answer is repeated, the PUT not done again
     assert max(len(r.payload) for r in received) <= 1024  # the repeated answer is cut in Q-Block2 payloads too

@@ -7,22 +7,14 @@ from __future__ import annotations
 import asyncio
 
 import aiocoap
-import pytest
 
 from opendots.metrics.qblock import qblock_metrics
 from opendots.transport.qblock import QBLOCK2, BlockOption
 from tests.helpers import tls_files as files
-from tests.helpers.qblock_site import BIG, serve_big
+from tests.helpers.qblock_site import BIG
 from tests.helpers.raw_coap import CON, GET, RST, RawDtlsCoap, coap
 
 BLOCKS = -(-len(BIG) // 1024)
-
-
-@pytest.fixture
-async def server(pki_dir):
-    endpoint = await serve_big(pki_dir)
-    yield endpoint
-    await endpoint.shutdown()
 
 
 def parsed(datagrams: list[bytes]) -> list[aiocoap.Message]:
@@ -33,9 +25,11 @@ def q2(message: aiocoap.Message) -> BlockOption:
     return BlockOption.decode(message.opt.get_option(QBLOCK2)[0].encode())
 
 
-async def test_an_rst_to_a_con_q_block2_block_stops_the_rest_of_that_body_and_is_counted_rfc9177_4_4(pki_dir, server):
+async def test_an_rst_to_a_con_q_block2_block_stops_the_rest_of_that_body_and_is_counted_rfc9177_4_4(
+    pki_dir, big_server
+):
     loop = asyncio.get_running_loop()
-    raw = await loop.run_in_executor(None, RawDtlsCoap, files(pki_dir, "client"), server.port)
+    raw = await loop.run_in_executor(None, RawDtlsCoap, files(pki_dir, "client"), big_server.port)
     try:
         get = coap(CON, GET, 0x101, b"rs", [(11, b"big"), (QBLOCK2, BlockOption(0, True, 6).encode())])
         # Block 0 rides on the ACK; block 1 comes CON, the other 29 wait behind it (NSTART 1, RFC 7252 §4.7).
@@ -46,10 +40,12 @@ async def test_an_rst_to_a_con_q_block2_block_stops_the_rest_of_that_body_and_is
     finally:
         raw.close()
     assert later == []  # before: block 2 went out the moment the RST ended block 1's exchange, then the rest
-    assert server.qblock.counts["q2_blocks_reset"] == 1
-    assert server.qblock.counts["q2_blocks"] == BLOCKS  # all were handed to the message layer at once (§4.4)
-    assert len(server.qblock.responses) == 0  # not kept for requests for missing blocks either
+    assert big_server.qblock.counts["q2_blocks_reset"] == 1
+    assert big_server.qblock.counts["q2_blocks"] == BLOCKS  # all were handed to the message layer at once (§4.4)
+    assert len(big_server.qblock.responses) == 0  # not kept for requests for missing blocks either
     samples = {
-        (s.name, tuple(s.labels.values())): s.value for family in qblock_metrics(server.qblock) for s in family.samples
+        (s.name, tuple(s.labels.values())): s.value
+        for family in qblock_metrics(big_server.qblock)
+        for s in family.samples
     }
     assert samples[("opendots_qblock_blocks_total", ("reset",))] == 1
