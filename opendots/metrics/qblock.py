@@ -21,13 +21,15 @@ def qblock_metrics(qblock: QBlockServer) -> Iterator[Metric]:
     bodies.add_metric(["sent"], counts["q2_bodies"])
     blocks = CounterMetricFamily(
         "opendots_qblock_blocks",
-        "Q-Block payloads: received (Q-Block1, duplicates included), sent (Q-Block2), and of those sent, resent at a"
-        " client's request for missing blocks.",
+        "Q-Block payloads: received (Q-Block1, duplicates included), sent (Q-Block2), of those sent, resent at a"
+        " client's request for missing blocks, and CON ones the client answered with RST (the rest of that body is"
+        " then not sent).",
         labels=["kind"],
     )
     blocks.add_metric(["received"], counts["q1_blocks"])
     blocks.add_metric(["sent"], counts["q2_blocks"])
     blocks.add_metric(["resent"], counts["q2_blocks_resent"])
+    blocks.add_metric(["reset"], counts["q2_blocks_reset"])
     responses = CounterMetricFamily(
         "opendots_qblock_responses",
         "Responses of the Q-Block layer itself by code: 2.31 Continue, 4.08 (missing blocks listed, or a body given"
@@ -39,7 +41,8 @@ def qblock_metrics(qblock: QBlockServer) -> Iterator[Metric]:
     abandoned = CounterMetricFamily(
         "opendots_qblock_bodies_abandoned",
         "Q-Block1 bodies given up unfinished: expired (NON_PARTIAL_TIMEOUT without progress), unanswered"
-        " (NON_MAX_RETRANSMIT requests for missing blocks in vain), evicted (the peer started too many).",
+        " (NON_MAX_RETRANSMIT requests for missing blocks in vain), evicted (the peer started too many), reset (the"
+        " client answered a 4.08 with RST: it forgot the body, RFC 9177 §4.3).",
         labels=["reason"],
     )
     for reason, count in sorted(qblock.abandoned.items()):

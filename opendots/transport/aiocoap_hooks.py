@@ -20,7 +20,7 @@ import aiocoap
 from aiocoap import interfaces
 from aiocoap.messagemanager import MessageManager
 from aiocoap.numbers.codes import EMPTY, PING, PONG, RELEASE
-from aiocoap.numbers.types import ACK, CON
+from aiocoap.numbers.types import ACK, CON, RST
 from aiocoap.tokenmanager import TokenManager
 from aiocoap.transports.rfc8323common import RFC8323Remote
 from aiocoap.transports.tcp import TcpConnection
@@ -30,7 +30,7 @@ from opendots.transport.coap_checks import frame_size, inspect_frame, prepared_r
 from opendots.transport.dedup import RecentMessages
 from opendots.transport.events import SessionEvent, SessionListener, notify
 from opendots.transport.identity import PeerIdentity
-from opendots.transport.qblock import QBlockLimits
+from opendots.transport.qblock import QBLOCK2, QBlockLimits
 from opendots.transport.qblock_client import QBlockClient
 from opendots.transport.qblock_server import ParametersFor, QBlockServer, uses_qblock
 
@@ -60,6 +60,7 @@ async def append_message_interface(
             ),
             limits=qblock,
             parameters_for=qblock_parameters,
+            drop_queued=lambda remote, token: _drop_backlogged(message_manager, remote, token),
         )
     if qblock_client:
         message_manager.qblock_client = QBlockClient(
@@ -80,6 +81,19 @@ def _fail_request(token_manager: TokenManager, remote: Any, token: bytes, failur
     request = token_manager.outgoing_requests.pop((token, remote), None)
     if request is not None:
         request.add_exception(failure)
+
+
+def _drop_backlogged(manager: MessageManager, remote: Any, token: bytes) -> int:
+    """Take the Q-Block2 CON blocks on TOKEN to REMOTE off the queue of CONs held back by NSTART, and say how many
+    (private: `MessageManager._backlogs`, remote -> [(message, monitor)], which `_continue_backlog` works off after
+    an exchange ends; the list is changed in place, as that method expects it to still be there)."""
+    backlog = manager._backlogs.get(remote)
+    if not backlog:
+        return 0
+    kept = [(m, monitor) for m, monitor in backlog if m.token != token or not m.opt.get_option(QBLOCK2)]
+    dropped = len(backlog) - len(kept)
+    backlog[:] = kept
+    return dropped
 
 
 class TimerlessDedupMessageManager(MessageManager):
@@ -115,8 +129,8 @@ class TimerlessDedupMessageManager(MessageManager):
                 self._send_initially(first)  # kept for a duplicate of the CON, as aiocoap does for its answers
             else:
                 self._send_empty_ack(request.remote, request.mid, "Q-Block1 block taken")
-        for answer in answers:
-            super().send_message(answer, None)
+        for answer in answers:  # blocks sent again for a CON body go CON: they need a monitor
+            super().send_message(answer, qblock.monitor(answer))
         if goes_up:
             super()._process_request(request)
         return None
@@ -124,7 +138,26 @@ class TimerlessDedupMessageManager(MessageManager):
     def _process_response(self, response: aiocoap.Message) -> bool:
         client = self.qblock_client
         taken = client.on_response(response) if client is not None else None
-        return super()._process_response(response) if taken is None else taken
+        if taken is not None:
+            return taken
+        known = super()._process_response(response)
+        if not known and client is not None and client.resets(response):
+            # RFC 9177 §4.3: a 4.08 for a body we forgot (or never sent) gets an RST, so the server deletes its
+            # partial body; aiocoap itself only RSTs an unknown CON. True: answered here, nothing more to do.
+            rst = aiocoap.Message(_mtype=RST, _mid=response.mid, code=EMPTY, payload=b"")
+            rst.remote = response.remote.as_response_address()
+            self._send_initially(rst)
+            return True
+        return known
+
+    def _remove_exchange(self, message: aiocoap.Message) -> None:
+        # Private: called by dispatch_message for every ACK and RST. An RST no CON exchange of ours expects may
+        # answer one of the Q-Block server's NON 4.08s: the client forgot that body (RFC 9177 §4.3).
+        qblock = self.qblock
+        unexpected = message.mtype is RST and (message.remote, message.mid) not in self._active_exchanges
+        if unexpected and qblock is not None and qblock.on_reset(message.remote, message.mid):
+            return None
+        return super()._remove_exchange(message)
 
     def send_message(self, message: aiocoap.Message, messageerror_monitor: Any) -> None:
         client = self.qblock_client

@@ -140,6 +140,7 @@ class QBlockClient:
             "q2_blocks": 0,
             "q2_requests": 0,
             "resends": 0,
+            "resets": 0,  # RSTs sent to 4.08s for bodies forgotten or never sent (§4.3)
         }
         """What went through the engine: tests and metrics read it."""
 
@@ -275,6 +276,16 @@ class QBlockClient:
         finally:
             self._reschedule()
 
+    def resets(self, response: aiocoap.Message) -> bool:
+        """Whether RESPONSE, which no request waits for, gets an RST: a NON 4.08 about a body we forgot (given up,
+        or its caller cancelled it) or never sent. RFC 9177 §4.3 has the client forget the body's tokens precisely
+        so that the server's 4.08 gets an RST and the server deletes the partial body (RFC 7252 §4.3 allows an RST
+        to any NON)."""
+        if response.mtype is not NON or response.code != REQUEST_ENTITY_INCOMPLETE:
+            return False
+        self.counts["resets"] += 1
+        return True
+
     def _upload_answer(self, peer: _Peer, upload: _Upload, response: aiocoap.Message) -> bool:
         now = self.loop.time()
         sender = upload.sender
@@ -300,10 +311,30 @@ class QBlockClient:
         # The final answer (2.01, 2.04, an error): it goes up on the token aiocoap waits on (§4.3: release ours).
         sender.on_final()
         self._end_upload(peer, upload)
+        if _starts_q_block2_body(response):
+            return self._download_answer(peer, self._answer_body(peer, upload, response), response)
         response.token = upload.token
         response.opt.delete_option(QBLOCK1)
         _strip_single_q_block2(response)
         return self._deliver(response)
+
+    def _answer_body(self, peer: _Peer, upload: _Upload, response: aiocoap.Message) -> _Download:
+        """The answer to a Q-Block1 request is a Q-Block2 body (§4.7, §10.3): its payloads come on RESPONSE's token,
+        and 'Continue' or requests for missing blocks are the request again with Q-Block2, the body's Request-Tag
+        and no payload (§4.4, Figure 15); it goes up whole on the request's token, as an answer to a GET does."""
+        request = upload.template.copy(mid=None, mtype=NON)
+        request.remote = upload.template.remote
+        request.opt.add_option(OpaqueOption(REQUEST_TAG, upload.tag))
+        download = _Download(upload.token, request, observe=False, resend_at=None)
+        old = peer.downloads.pop(upload.token, None)
+        if old is not None:
+            self._end_download(peer, old)
+        peer.downloads[upload.token] = download
+        download.tokens.add(response.token)
+        peer.routes[response.token] = download
+        while len(peer.downloads) > self.limits.total:
+            self._end_download(peer, next(iter(peer.downloads.values())))
+        return download
 
     def _download_answer(self, peer: _Peer, download: _Download, response: aiocoap.Message) -> bool:
         download.resend_at = None  # the server heard us: the engine asks for what is missing from now on
@@ -371,6 +402,7 @@ class QBlockClient:
                 whole = first.copy(payload=event.body, token=download.token)
                 whole.remote = response.remote
                 whole.opt.delete_option(QBLOCK2)
+                whole.opt.delete_option(QBLOCK1)  # an answer to a Q-Block1 request may echo its last block
                 whole.opt.size2 = None
                 self.counts["q2_bodies"] += 1
                 return self._up(peer, download, whole)
@@ -521,6 +553,18 @@ def _strip_single_q_block2(response: aiocoap.Message) -> None:
             return
         if option.num == 0 and not option.more:
             response.opt.delete_option(QBLOCK2)
+
+
+def _starts_q_block2_body(response: aiocoap.Message) -> bool:
+    """Whether RESPONSE is a payload of a Q-Block2 body of more than one block (not 0/_: a whole answer)."""
+    raw = response.opt.get_option(QBLOCK2)
+    if len(raw) != 1:
+        return False
+    try:
+        option = BlockOption.decode(raw[0].encode())
+    except QBlockError:
+        return False
+    return option.more or option.num > 0
 
 
 def _closed(remote: Any) -> bool:

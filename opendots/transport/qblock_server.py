@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiocoap
-from aiocoap.numbers.codes import Code
+from aiocoap.numbers.codes import GET, Code
 from aiocoap.numbers.types import CON, NON
 from aiocoap.optiontypes import OpaqueOption
 
@@ -73,12 +73,15 @@ class _Asked:
 
 
 ParametersFor = Callable[[aiocoap.Message], QBlockParameters | None]
+DropQueued = Callable[[Any, bytes], int]
 
 
 class QBlockServer:
     """The Q-Block state of one server transport. SEND puts a response on the wire (the message manager's
     send_message, NON, no exchange monitor). PARAMETERS_FOR, if given, names the parameters in force for the peer
-    that sent a request (e.g. negotiated per session by RFC 9362); None there, or no PARAMETERS_FOR, means PARAMS."""
+    that sent a request (e.g. negotiated per session by RFC 9362); None there, or no PARAMETERS_FOR, means PARAMS.
+    DROP_QUEUED(remote, token), if given, takes the CON blocks on TOKEN that the message layer still holds back
+    (NSTART) off its queue and says how many: an RST to one block of a body stops the rest of it."""
 
     def __init__(
         self,
@@ -89,8 +92,10 @@ class QBlockServer:
         limits: QBlockLimits | None = None,
         rng: random.Random | None = None,
         parameters_for: ParametersFor | None = None,
+        drop_queued: DropQueued | None = None,
     ) -> None:
         rng = rng or random.Random()
+        self._drop_queued = drop_queued
         self._parameters_for = parameters_for
         params = params or QBlockParameters()
         self.limits = limits or QBlockLimits()
@@ -104,6 +109,8 @@ class QBlockServer:
         self._awaiting: OrderedDict[_Exchange, Hashable] = OrderedDict()  # bodies gone up, answer not yet seen
         self._answers: OrderedDict[Hashable, aiocoap.Message] = OrderedDict()  # final answers, for late duplicates
         self._templates: OrderedDict[tuple[Any, Hashable], aiocoap.Message] = OrderedDict()  # a kept body's response
+        # 4.08s listing missing blocks, with the body each is about: an RST answers one by Message ID only (§4.3).
+        self._incomplete: OrderedDict[int, tuple[aiocoap.Message, Hashable]] = OrderedDict()
         self._timer = DeadlineTimer(loop, self._fire)
         self.counts: dict[str, int] = {
             "q1_blocks": 0,
@@ -119,6 +126,8 @@ class QBlockServer:
         """Answers of the Q-Block layer itself by code: 2.31, 4.08 (missing blocks, or a body gone), refusals."""
         self.abandoned: dict[str, int] = {}
         """Q-Block1 bodies given up before they were whole, by why (see abandon_reason)."""
+        self.resets_unmatched = 0
+        """RSTs that matched neither an exchange of the message layer nor a 4.08 of ours (ignored)."""
 
     # --- incoming requests
 
@@ -181,7 +190,12 @@ class QBlockServer:
             elif isinstance(event, AlreadyComplete):
                 answer = self._answers.get(event.key)
                 if answer is not None:  # a late duplicate of the last block: its answer was lost (§4.3)
-                    out.append(answer.copy(token=event.token, mid=None, mtype=NON))
+                    again = answer.copy(token=event.token, mid=None, mtype=NON)
+                    again.remote = request.remote
+                    # An answer larger than one block goes out in Q-Block2 payloads again, as it did the first time
+                    # (not as one datagram past the path's MTU).
+                    self._remember_asked(request, asked, asked.szx if asked else option.szx)
+                    out += self.on_response(again) or [again]
             elif isinstance(event, BodyAbandoned):
                 self._abandoned(event)
         return goes_up, out
@@ -198,6 +212,11 @@ class QBlockServer:
                     return False, [self._error(request, error.code, error.diagnostic)]
                 if blocks is not None:
                     return False, [self._block_message(block, template) for block in blocks]
+            if request.code != GET:
+                # A PUT/POST/FETCH asking for blocks of its answer carries no body (§4.4, Figure 15): rendered, it
+                # would run without its body. That answer is gone: the client sends the request again.
+                diagnostic = "the answer these blocks belong to is no longer kept; send the request again"
+                return False, [self._error(request, "4.08", diagnostic)]
         # A new body (0/M, or the probe's 0/_/16), or blocks of a body no longer kept: the resource renders it.
         self._remember_asked(request, q2[0], q2[0].szx)
         return True, []
@@ -288,8 +307,13 @@ class QBlockServer:
             return None
 
         def reset() -> None:
+            # The client does not want this body any more (RFC 7252 §4.2, RFC 9177 §4.4): the blocks still queued
+            # behind this one would each cost a CON exchange (up to MAX_RETRANSMIT sends) for nothing.
             self.counts["q2_blocks_reset"] += 1
-            log.info("%s reset a Q-Block2 block", _peer(message.remote))
+            dropped = self._drop_queued(message.remote, message.token) if self._drop_queued is not None else 0
+            self.responses.stop(message.remote, message.token)
+            self._reschedule()
+            log.info("%s reset a Q-Block2 block: %d more of that body not sent", _peer(message.remote), dropped)
 
         return reset
 
@@ -314,7 +338,29 @@ class QBlockServer:
 
     def _respond(self, remote: Any, event: Respond) -> aiocoap.Message:
         self.responses_sent[event.code] = self.responses_sent.get(event.code, 0) + 1
-        return _respond(remote, event)
+        message = _respond(remote, event)
+        if event.key is not None:  # its Message ID is set when it is sent, after this
+            _put(self._incomplete, id(message), (message, event.key), self.limits.total)
+        return message
+
+    def on_reset(self, remote: Any, mid: int) -> bool:
+        """An RST from REMOTE that no exchange of the message layer expects: if it answers one of our 4.08s, the
+        client forgot that body (§4.3) and its partial body is deleted. Linear in the 4.08s kept (a bounded table),
+        and only for an RST nothing else claims."""
+        found = next(
+            (key for message, key in self._incomplete.values() if message.mid == mid and message.remote == remote),
+            None,
+        )
+        if found is None:
+            self.resets_unmatched += 1
+            return False
+        for mine in [m for m, (_, key) in self._incomplete.items() if key == found]:
+            del self._incomplete[mine]
+        event = self.receiver.reset(found, self.loop.time())
+        if event is not None:
+            self._abandoned(event)
+        self._reschedule()
+        return True
 
     def _error(self, request: aiocoap.Message, code: str, diagnostic: str) -> aiocoap.Message:
         self.responses_sent[code] = self.responses_sent.get(code, 0) + 1
@@ -336,6 +382,8 @@ class QBlockServer:
             del self._answers[key]
         for key in [key for key in self._templates if key[0] == remote]:
             del self._templates[key]
+        for mine in [mine for mine, (message, _) in self._incomplete.items() if message.remote == remote]:
+            del self._incomplete[mine]
         self._reschedule()
 
     def close(self) -> None:
@@ -344,13 +392,16 @@ class QBlockServer:
 
 def abandon_reason(reason: str) -> str:
     """The kind of a BodyAbandoned reason, for a metric label: expired (NON_PARTIAL_TIMEOUT without progress),
-    unanswered (NON_MAX_RETRANSMIT requests for missing blocks in vain), evicted (the peer started too many)."""
+    unanswered (NON_MAX_RETRANSMIT requests for missing blocks in vain), evicted (the peer started too many), reset
+    (the client answered a 4.08 about it with RST: it forgot the body, §4.3)."""
     if "NON_PARTIAL_TIMEOUT" in reason:
         return "expired"
     if "NON_MAX_RETRANSMIT" in reason:
         return "unanswered"
     if reason.startswith("evicted"):
         return "evicted"
+    if reason.startswith("reset"):
+        return "reset"
     return "other"
 
 

@@ -180,3 +180,36 @@ async def test_libcoap_4_3_1_without_q_block_answers_the_probe_with_4_02_and_get
     assert option_values(requests, "Block1") and not [line for line in requests if re.search(r"[ ,]19:", line)]
     assert len([line for line in requests if re.search(r"[ ,]31:", line)]) == 1  # the probe only, answered 4.02
     assert re.search(r"^v:1 t:ACK c:4\.02 ", log, re.MULTILINE)
+
+
+@pytest.mark.parametrize("qblock_server", [pytest.param((), id="no-loss")], indirect=True)
+async def test_a_q_block1_fetch_answered_with_a_q_block2_body_by_libcoap_4_3_5_arrives_whole_rfc9177_10_3(
+    pki_dir: Path, qblock_server: LibcoapServer
+):
+    # Figures 11-12: a FETCH whose body goes in Q-Block1 payloads, answered with a body in Q-Block2 payloads (the
+    # 30 KB the PUT stored: coap-server's FETCH serves the resource); 'Continue' is the FETCH again with Q-Block2,
+    # the body's Request-Tag and no payload.
+    context = await create_client_context(files(pki_dir, "client"), server_name="localhost")
+    try:
+        uri = f"coaps://127.0.0.1:{qblock_server.port}/big"
+        for _ in range(5):
+            if await probe_qblock(context, uri) is not None:
+                break
+        put = await client_request(
+            context, aiocoap.Message(code=aiocoap.PUT, uri=uri, payload=BODY, transport_tuning=aiocoap.Unreliable)
+        )
+        assert (await asyncio.wait_for(put.pending.response, 40)).code == aiocoap.CREATED
+        query = bytes(range(256)) * 12  # 3,072 bytes: 3 Q-Block1 payloads
+        request = aiocoap.Message(code=aiocoap.FETCH, uri=uri, payload=query, transport_tuning=aiocoap.Unreliable)
+        request.opt.content_format = 0  # libcoap wants one on a FETCH (4.15 without)
+        fetch = await client_request(context, request)
+        answer = await asyncio.wait_for(fetch.pending.response, 40)
+        counts = dict((await engine_of(context, uri)).counts)
+    finally:
+        await context.shutdown()
+    log = qblock_server.stop()
+    assert fetch.qblock and answer.code == aiocoap.CONTENT and answer.payload == BODY
+    assert counts["q1_bodies"] == 2 and counts["q2_bodies"] == 1
+    fetches = re.findall(r"^v:1 t:(?:CON|NON) c:FETCH .*$", log, re.MULTILINE)
+    assert len(option_values(fetches, "Q-Block1")) == 3
+    assert option_values(fetches, "Q-Block2") == ["10/M/1024", "20/M/1024"]  # 'Continue' twice (§4.4)

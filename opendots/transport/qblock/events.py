@@ -41,6 +41,7 @@ class Respond:
     option: BlockOption | None = None
     size1: int | None = None
     diagnostic: str = ""
+    key: Hashable = None  # a 4.08 listing missing blocks: the body it is about (an RST to it ends that body, §4.3)
 
 
 @dataclass(frozen=True)

@@ -171,6 +171,7 @@ class Q1Receiver:
             "4.08",
             payload=encode_missing(missing),
             content_format=MISSING_BLOCKS_CONTENT_FORMAT,
+            key=(partial.peer, partial.tag),
         )
 
     def next_deadline(self) -> float | None:
@@ -200,6 +201,15 @@ class Q1Receiver:
         while self._ended and now - next(iter(self._ended.values()))[0] >= self.params.partial_timeout:
             self._ended.popitem(last=False)
         return out
+
+    def reset(self, key: _Key, now: float) -> BodyAbandoned | None:
+        """The client answered a 4.08 about body KEY with RST: it forgot the body's tokens, so it stopped sending it
+        (RFC 9177 §4.3: the server SHOULD then delete the partial body). Its late blocks get a final 4.08."""
+        partial = self._partial.get(key)
+        if partial is None:
+            return None
+        self._drop(key, now)
+        return BodyAbandoned(partial.peer, key, "reset: the client forgot the body (RFC 9177 §4.3)")
 
     def forget_peer(self, peer: Hashable) -> None:
         """PEER's session ended: its bodies can never complete."""

@@ -92,6 +92,14 @@ class Q2Responses:
         self._bodies.move_to_end((peer, key))
         return entry[0].on_request(options, token, now)
 
+    def stop(self, peer: Hashable, token: bytes) -> int:
+        """PEER answered a block sent on TOKEN with RST: it does not want that body any more (RFC 7252 §4.2), so
+        nothing more of it goes out and it is not kept for requests for missing blocks. Returns how many stopped."""
+        stopped = [full for full, (sender, _) in self._bodies.items() if full[0] == peer and sender.token == token]
+        for full in stopped:
+            del self._bodies[full]
+        return len(stopped)
+
     def forget_peer(self, peer: Hashable) -> None:
         """PEER's session ended: nobody can ask for its bodies' missing blocks any more."""
         for full in [full for full in self._bodies if full[0] == peer]:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from opendots.transport import start_server
+from opendots.transport import create_client_context, start_server
 from tests.conftest import free_port
 from tests.helpers import tls_files as files
 from tests.helpers.coap_site import server_site
+from tests.helpers.qblock_site import FAST, serve_big
 
 
 @pytest.fixture
@@ -22,3 +23,19 @@ async def server(pki_dir):
     endpoint.counter = counter
     yield endpoint
     await endpoint.shutdown()
+
+
+@pytest.fixture
+async def big_server(pki_dir):
+    """Our DTLS server with Q-Block (qblock_site.FAST parameters) and tests/helpers/qblock_site's /big."""
+    endpoint = await serve_big(pki_dir, FAST)
+    yield endpoint
+    await endpoint.shutdown()
+
+
+@pytest.fixture
+async def client_context(pki_dir):
+    """A client context of ours (Q-Block over DTLS once its probe finds it)."""
+    context = await create_client_context(files(pki_dir, "client"), server_name="localhost")
+    yield context
+    await context.shutdown()
