@@ -17,6 +17,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from opendots.domain import IPNetwork
+from opendots.store import postgres_targets
 from opendots.store.records import (
     CuidRecord,
     SessionConfigRecord,
@@ -238,6 +240,7 @@ class PostgresSignalStore:
         store = cls(pool, url, timeout)
         try:
             await migrate(pool, "signal", _MIGRATIONS)
+            await migrate(pool, postgres_targets.COMPONENT, postgres_targets.MIGRATIONS)
             store._state = await store.read()
         except BaseException as problem:
             await pool.close()
@@ -279,6 +282,15 @@ class PostgresSignalStore:
         try:
             async with self.pool.acquire(timeout=self.timeout) as connection:
                 await write_committed(connection, changes)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as problem:
+            raise StoreError(f"PostgreSQL: {problem or type(problem).__name__}") from problem
+
+    async def overlapping_keys(self, prefixes: Sequence[IPNetwork]) -> list[tuple[str, int]]:
+        """The stored mitigations whose 'target-prefix' overlaps one of PREFIXES, sorted: candidates found with the
+        GiST index (opendots.store.postgres_targets), the same answer as the SQLite store's."""
+        try:
+            async with self.pool.acquire(timeout=self.timeout) as connection:
+                return await postgres_targets.overlapping_keys(connection, prefixes)
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as problem:
             raise StoreError(f"PostgreSQL: {problem or type(problem).__name__}") from problem
 
@@ -380,6 +392,7 @@ async def upgrade(url: str) -> dict[str, int]:
     try:
         return {
             "signal": await migrate(pool, "signal", _MIGRATIONS),
+            postgres_targets.COMPONENT: await migrate(pool, postgres_targets.COMPONENT, postgres_targets.MIGRATIONS),
             postgres_data.COMPONENT: await migrate(pool, postgres_data.COMPONENT, postgres_data.MIGRATIONS),
         }
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as problem:

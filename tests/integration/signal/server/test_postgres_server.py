@@ -98,7 +98,7 @@ async def test_a_server_on_postgresql_serves_mitigations_that_survive_a_restart_
         await asyncio.wait_for(process.wait(), 20)
     assert process.returncode == 0
     # The data channel's tables are in the same PostgreSQL database, so every node sees one set of aliases and ACLs.
-    assert await _components(postgres_url) == ["data_channel", "signal"]
+    assert await _components(postgres_url) == ["data_channel", "signal", "signal_targets"]
 
     process = await _start(config, port, postgres_url)  # a restart reads the mitigations back from PostgreSQL
     acknowledged: list[int] = []
