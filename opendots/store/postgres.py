@@ -220,6 +220,17 @@ async def migrate(pool: asyncpg.Pool, component: str, migrations: Sequence[str])
         return len(migrations)
 
 
+def signal_components() -> list[tuple[str, Sequence[str]]]:
+    """The signal channel's schema components, in the order they migrate (each builds on the ones before)."""
+    from opendots.store import postgres_scopes
+
+    return [
+        ("signal", _MIGRATIONS),
+        (postgres_targets.COMPONENT, postgres_targets.MIGRATIONS),
+        (postgres_scopes.COMPONENT, postgres_scopes.MIGRATIONS),
+    ]
+
+
 class PostgresSignalStore:
     """AsyncSignalStore on PostgreSQL: `await PostgresSignalStore.open(url)`, then `load()` (what open read),
     `await apply(changes)`, `await dump()`, `await close()`."""
@@ -239,8 +250,8 @@ class PostgresSignalStore:
         pool = await connect_pool(url, max_size=max_size, timeout=timeout)
         store = cls(pool, url, timeout)
         try:
-            await migrate(pool, "signal", _MIGRATIONS)
-            await migrate(pool, postgres_targets.COMPONENT, postgres_targets.MIGRATIONS)
+            for component, migrations in signal_components():
+                await migrate(pool, component, migrations)
             store._state = await store.read()
         except BaseException as problem:
             await pool.close()
@@ -391,8 +402,7 @@ async def upgrade(url: str) -> dict[str, int]:
     pool = await connect_pool(url, max_size=1)
     try:
         return {
-            "signal": await migrate(pool, "signal", _MIGRATIONS),
-            postgres_targets.COMPONENT: await migrate(pool, postgres_targets.COMPONENT, postgres_targets.MIGRATIONS),
+            **{component: await migrate(pool, component, migrations) for component, migrations in signal_components()},
             postgres_data.COMPONENT: await migrate(pool, postgres_data.COMPONENT, postgres_data.MIGRATIONS),
         }
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as problem:

@@ -7,9 +7,11 @@ elsewhere" events (`SignalServer.changed_elsewhere`), so the core stays sans-I/O
 - after a NOTIFY on `opendots_mitigations` (sent by the database's trigger at every commit that touches a
   mitigation), the node reads the change log past the last entry it saw and reloads those rows: its observers
   are notified as for a change of its own;
-- before a mitigation request is decided, the same read (a GET), or the same read under the cluster-wide write lock
-  in the transaction that then stores the decision (a PUT, a DELETE, a timer's expiry, a mitigator's report):
-  nothing is decided on a table older than the database (opendots.store.postgres_cluster);
+- before a mitigation request is decided, the same read (a GET), or the same read under the locks of the request's
+  scope, held until the decision is stored (a PUT or DELETE: its client's and its target prefixes' locks; a timer's
+  expiry, a mitigator's report, anything naming an alias: the whole table): nothing is decided on a table older
+  than the database, and two decisions wait for each other only when one could change the other
+  (opendots.store.postgres_scopes);
 - the mitigator lease: one node at a time drives the mitigators. It holds a session advisory lock on a connection
   of its own; the others try every LEASE_RETRY seconds and, once one holds it, it reads everything and re-applies
   what the database holds (the restart path). Counters its mitigators measure reach the others by NOTIFY;
@@ -30,11 +32,13 @@ from typing import Any
 import asyncpg
 
 from opendots.domain import Counters
-from opendots.signal.server.core import Decision, Event, Response
+from opendots.signal.server.core import Decision, Event, Request, Response
 from opendots.signal.server.core.server import UNSTORED
 from opendots.signal.server.shell.durable import settle_async
 from opendots.signal.server.shell.service import SignalService
+from opendots.signal.server.shell.write_scopes import write_scope
 from opendots.store import postgres_cluster as db
+from opendots.store import postgres_scopes as scopes
 from opendots.store.postgres import PostgresSignalStore
 from opendots.store.postgres_data import DATA_CHANNEL
 from opendots.store.records import StoreError
@@ -115,8 +119,11 @@ class ClusterNode:
 
     # --- deciding on the database's rows ---------------------------------------------------------------
 
-    async def settle(self, decide: Callable[[], Decision], mode: str) -> tuple[Response | None, list[Event]]:
-        """Called by the service under its lock: decide on what the database holds, store, apply."""
+    async def settle(
+        self, decide: Callable[[], Decision], mode: str, request: Request | None = None
+    ) -> tuple[Response | None, list[Event]]:
+        """Called by the service under its lock: decide on what the database holds, store, apply. A write takes the
+        locks of REQUEST's scope (opendots.store.postgres_scopes), the whole table without one."""
         core = self.service.core
         events: list[Event] = []
         try:
@@ -135,7 +142,8 @@ class ClusterNode:
                     core, self.store, decision, self.service.clock(), self.service.acl_store
                 )
                 return response, events + settled
-            async with db.exclusive(self.store, self.seen) as write:
+            scope = write_scope(request) if request is not None and mode == "write" else None
+            async with scopes.scoped(self.store, self.seen, scope) as write:
                 self.seen = write.seen
                 events += self._feed(write.changed)
                 decision = decide()

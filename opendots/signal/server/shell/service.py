@@ -51,7 +51,9 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 class ClusterSettler(Protocol):
     """What the service asks of a cluster node (opendots.signal.server.shell.cluster.ClusterNode)."""
 
-    async def settle(self, decide: Callable[[], Decision], mode: str) -> tuple[Response | None, list[Event]]: ...
+    async def settle(
+        self, decide: Callable[[], Decision], mode: str, request: Request | None = None
+    ) -> tuple[Response | None, list[Event]]: ...
 
     async def publish_counters(self, measured: dict[str, Counters]) -> None: ...
 
@@ -191,7 +193,7 @@ class SignalService:
             return self.handle(request)
         # Several nodes: a mitigation request is decided on the rows the others wrote (a write also under the
         # cluster's lock); heartbeats, /config and telemetry are this node's own business.
-        response = await self._settle_awaited(lambda: self.core.handle(request, self.clock()), _mode(request))
+        response = await self._settle_awaited(lambda: self.core.handle(request, self.clock()), _mode(request), request)
         self.poke()
         assert response is not None
         return response
@@ -211,22 +213,27 @@ class SignalService:
         self._enqueue(events)
         return response
 
-    async def _settle_awaited(self, decide: Callable[[], Decision], mode: str = "write") -> Response | None:
+    async def _settle_awaited(
+        self, decide: Callable[[], Decision], mode: str = "write", request: Request | None = None
+    ) -> Response | None:
         # A caller cancelled mid-write (a request whose peer went away) must not leave the decision half-settled,
         # pending in the core for ever: the settling runs in its own task, which finishes whatever the caller does.
-        task = asyncio.get_running_loop().create_task(self._decide_and_settle(decide, mode))
+        task = asyncio.get_running_loop().create_task(self._decide_and_settle(decide, mode, request))
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)
         return await asyncio.shield(task)
 
-    async def _decide_and_settle(self, decide: Callable[[], Decision], mode: str = "write") -> Response | None:
-        """MODE (with several nodes): "write" decides under the cluster's lock on the database's current rows,
+    async def _decide_and_settle(
+        self, decide: Callable[[], Decision], mode: str = "write", request: Request | None = None
+    ) -> Response | None:
+        """MODE (with several nodes): "write" decides under the locks of REQUEST's scope (the whole table without
+        one: opendots.signal.server.shell.write_scopes) on the database's current rows,
         "timer" takes the lock only when the step stores something, "read" reads what changed first, "local"
         (heartbeats, /config, telemetry, counters) decides on this node's memory."""
         # The core refuses to decide while a decision is pending: decide and settle under one lock.
         async with self._lock:
             if self.cluster is not None and mode != "local":
-                response, events = await self.cluster.settle(decide, mode)
+                response, events = await self.cluster.settle(decide, mode, request)
             else:
                 decision = decide()
                 store: AsyncSignalStore = self.store  # type: ignore[assignment]
