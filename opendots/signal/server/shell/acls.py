@@ -31,6 +31,7 @@ from opendots.signal.server.core.filtering import (
     next_expiry,
     plan_change,
 )
+from opendots.signal.server.shell.data_reads import EntryReader
 
 log = logging.getLogger(__name__)
 
@@ -230,21 +231,25 @@ class DataChannelAclControl:
     the shell stores the changes a decision carries (AclActivationStore). A change is stored like a data-channel
     refresh, and the service's subscribers (the AclEnforcer) enforce it at once."""
 
-    def __init__(self, service: DataChannelCore, enforcer: AclEnforcer | None = None) -> None:
+    def __init__(
+        self, service: DataChannelCore, enforcer: AclEnforcer | None = None, reads: EntryReader | None = None
+    ) -> None:
         self.service = service
         self.enforcer = enforcer
+        self.reads: EntryReader = reads or service.store
+        """Where the core's reads go (opendots.signal.server.shell.data_reads: fetched off the loop beforehand)."""
 
     def acl_exists(self, cuid: str, name: str, now: float) -> bool:
-        return self.service.store.get_acl(cuid, name, now) is not None
+        return self.reads.get_acl(cuid, name, now) is not None
 
     def activation_type(self, cuid: str, name: str, now: float) -> str | None:
-        stored = self.service.store.get_acl(cuid, name, now)
+        stored = self.reads.get_acl(cuid, name, now)
         return stored.body.get("activation-type", WHEN_MITIGATING) if stored is not None else None
 
     def enforcement_problem(self, cuid: str, name: str, activation_type: str, now: float) -> str | None:
         if activation_type == DEACTIVATE or self.enforcer is None:
             return None
-        stored = self.service.store.get_acl(cuid, name, now)
+        stored = self.reads.get_acl(cuid, name, now)
         if stored is None:
             return f"ACL {name!r} expired"
         return self.enforcer.problem_with(Acl.from_json(cuid, stored.body, stored.expires))

@@ -38,6 +38,8 @@ from opendots.signal.server.core import (
 )
 from opendots.signal.server.core.events import describe
 from opendots.signal.server.core.filtering import AclActivationStore
+from opendots.signal.server.shell.data_reads import DataReads, Fetched, request_keys
+from opendots.signal.server.shell.data_reads import diagnostic as data_diagnostic
 from opendots.signal.server.shell.durable import AsyncSignalStore, settle, settle_async
 from opendots.store.records import SignalStore
 
@@ -134,6 +136,9 @@ class SignalService:
         self.drives_mitigator = True
         """Whether this node acts on mitigation events with its mitigators (one node of a cluster: the lease's)."""
         self._mitigator_started = False
+        self.data_reads: DataReads | None = None
+        """The data channel's store as the core reads it (aliases, RFC 9133 ACLs): on a remote store, what a request
+        needs is read off the loop first (opendots.signal.server.shell.data_reads)."""
         self.worker_sync: WorkerSettler | None = None
         """Worker processes on one SQLite file (opendots.signal.server.shell.workers_sqlite): mitigation requests
         are decided on what the other workers wrote, writes under SQLite's write lock."""
@@ -177,26 +182,57 @@ class SignalService:
         if isinstance(self.mitigator, Lifecycle) and self._mitigator_started:
             await self.mitigator.stop()
 
-    def handle(self, request: Request) -> Response:
+    def handle(self, request: Request, fetched: Fetched | None = None) -> Response:
         """Answer one request; the store is written before this returns, side effects follow in order. Only for a
-        store that writes in place (the fast path); `answer` serves both kinds."""
+        store that writes in place (the fast path); `answer` serves both kinds. FETCHED: the data channel's entries
+        read for it beforehand (`answer` does)."""
         if self.awaited:
             raise TypeError("this store's writes are awaited: use `await answer(request)`")
-        response = self._settle(lambda: self.core.handle(request, self.clock()), _mode(request))
+        response = self._settle(self._decider(request, fetched), _mode(request))
         self.poke()
         assert response is not None
         return response
 
     async def answer(self, request: Request) -> Response:
         """Answer one request once its changes are durable, whichever kind of store this service has."""
+        fetched: Fetched | None = None
+        if self.data_reads is not None and self.data_reads.remote:
+            # Aliases and ACLs the decision will read, read first in a worker thread, before the decision lock:
+            # a stalled data store holds up this request alone.
+            keys = request_keys(request, self._acl_names_held)
+            try:
+                fetched = await self.data_reads.fetch(keys, self.clock())
+            except Exception as problem:  # StoreError, StoreUnavailable: the store is out of reach
+                log.error("signal request %s %s: %s", request.method, "/".join(request.path), problem)
+                return Response("5.03", diagnostic=data_diagnostic(problem))
         if not self.awaited:
-            return self.handle(request)
+            return self.handle(request, fetched)
         # Several nodes: a mitigation request is decided on the rows the others wrote (a write also under the
         # cluster's lock); heartbeats, /config and telemetry are this node's own business.
-        response = await self._settle_awaited(lambda: self.core.handle(request, self.clock()), _mode(request), request)
+        response = await self._settle_awaited(self._decider(request, fetched), _mode(request), request)
         self.poke()
         assert response is not None
         return response
+
+    def _decider(self, request: Request, fetched: Fetched | None) -> Callable[[], Decision]:
+        reads = self.data_reads
+        if reads is None or not fetched:
+            return lambda: self.core.handle(request, self.clock())
+
+        def decide() -> Decision:
+            with reads.using(fetched):
+                return self.core.handle(request, self.clock())
+
+        return decide
+
+    def _acl_names_held(self, cuid: str, mid: int | None) -> set[tuple[str, str]]:
+        """(cuid, ACL name) of the 'acl-list's of the held mitigations of CUID (and MID): what a GET shows."""
+        table = self.core.table
+        found = table.get((cuid, mid)) if mid is not None else None
+        held = (
+            ([found] if found is not None else []) if mid is not None else (m for m in table if m.record.cuid == cuid)
+        )
+        return {(m.record.cuid, control.acl_name) for m in held for control in m.request.acl_controls}
 
     def _settle(self, decide: Callable[[], Decision], mode: str = "write") -> Response | None:
         """Decide, store the decision, let the core apply it, queue its events: what to answer. With an awaited
