@@ -258,3 +258,16 @@ class DataChannelAclControl:
         cuid, name = activation.cuid, activation.name
         if not self.service.set_acl_activation(cuid, name, activation.activation_type, now, refresh_lifetime=True):
             raise LookupError(f"ACL {name!r} of {cuid} vanished")  # expired between the decision and the change
+
+    async def set_activation_async(self, activation: AclActivation, now: float) -> None:
+        """`set_activation` with a remote store's write in a worker thread (the loop serves everyone else
+        meanwhile); the listeners (the ACL enforcer, observers) are told on the loop once it is stored."""
+        service, store = self.service, self.service.store
+        if not getattr(store, "remote", False):
+            self.set_activation(activation, now)
+            return
+        cuid, name, kind = activation.cuid, activation.name, activation.activation_type
+        expires = service.acl_activation_expiry(kind, now, refresh_lifetime=True)
+        if not await asyncio.to_thread(store.set_acl_activation, cuid, name, kind, expires, now):
+            raise LookupError(f"ACL {name!r} of {cuid} vanished")
+        service.client_changed(cuid)
