@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import ipaddress
 
-from opendots.signal.server.core.bodies import body_of
+from opendots.model import ModelError
+from opendots.model.codec import cbor_to_json, load_cbor
 from opendots.signal.server.core.messages import MITIGATION_SCOPE, Rejected, Request
 from opendots.signal.server.core.paths import MitigatePath, parse_path
 from opendots.store.postgres_scopes import WriteScope
@@ -32,11 +33,12 @@ def write_scope(request: Request) -> WriteScope | None:
     if request.method == "DELETE":  # a client withdraws its own mitigation: nothing of another client changes
         return WriteScope(owners)
     try:
-        entries = body_of(request)[MITIGATION_SCOPE]["scope"]
-        (entry,) = entries
+        # Decoded without validation (the core validates it when it decides): a lock hint costs no second pass.
+        body = request.body if request.payload is None else cbor_to_json(load_cbor(request.payload))[0]
+        (entry,) = body[MITIGATION_SCOPE]["scope"]
         if any(name in entry for name in _NAMED):
             return None
         prefixes = tuple(ipaddress.ip_network(p, strict=False) for p in entry["target-prefix"])
-    except (Rejected, KeyError, TypeError, ValueError):
+    except (ModelError, KeyError, TypeError, ValueError, AttributeError):
         return None
     return WriteScope(owners, prefixes) if prefixes else None

@@ -76,13 +76,16 @@ async def test_overlapping_requests_of_two_clients_racing_through_two_nodes_leav
 async def test_a_client_is_served_while_another_clients_overlapping_decision_is_in_progress_elsewhere(
     nodes, postgres_url
 ):
-    """A decision of 'client' on 192.0.2.0/24 is in progress (its scope held, as a third node deciding would): a
-    request of 'other' on 203.0.113.0/24 through node B is answered meanwhile, while one of 'other' on a prefix inside
-    the held one, through node A, waits for it; once the decision is done it is decided too."""
+    """A third client's decision on 192.0.2.0/24 is in progress (its scope held, as another node deciding would):
+    a request of 'client' on 203.0.113.0/24 through node B is answered meanwhile, while one of 'other' on a prefix
+    inside the held one, through node A, waits for it (§4.4.1.3); once the decision is done it is decided too.
+    With one cluster-wide lock, B's request would wait as well."""
     a, b, cuids = nodes
     client, other = cuids["client"], cuids["other"]
-    held = write_scope(put_request(client, 1, "192.0.2.0/24"))
-    assert held == WriteScope((f"peer {client}", f"cuid {client}"), (ipaddress.ip_network("192.0.2.0/24"),))
+    assert write_scope(put_request(client, 1, "192.0.2.0/24")) == WriteScope(
+        (f"peer {client}", f"cuid {client}"), (ipaddress.ip_network("192.0.2.0/24"),)
+    )
+    held = WriteScope(("peer third", "cuid third"), (ipaddress.ip_network("192.0.2.0/24"),))
     store = a.cluster.store
     release = asyncio.Event()
     entered = asyncio.Event()
@@ -96,12 +99,12 @@ async def test_a_client_is_served_while_another_clients_overlapping_decision_is_
     await asyncio.wait_for(entered.wait(), 10)
     waiting = asyncio.create_task(a.service.answer(put_request(other, 1, "192.0.2.128/25")))
     try:
-        answered = await asyncio.wait_for(b.service.answer(put_request(other, 2, "203.0.113.0/24")), 10)
+        answered = await asyncio.wait_for(b.service.answer(put_request(client, 2, "203.0.113.0/24")), 10)
         assert answered.code == "2.01"
         assert not waiting.done()  # the overlapping one is still waiting for the decision in progress
-        assert await _stored(postgres_url) == [(other, 2)]
+        assert await _stored(postgres_url) == [(client, 2)]
     finally:
         release.set()
         await holder
     assert (await asyncio.wait_for(waiting, 10)).code == "2.01"
-    assert await _stored(postgres_url) == [(other, 1), (other, 2)]
+    assert sorted(await _stored(postgres_url)) == sorted([(client, 2), (other, 1)])
