@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,8 +21,9 @@ from opendots.lab.netns import Lab
 from opendots.mitigate.nftables_ruleset import counter_name
 from tests.conftest import free_port
 from tests.helpers.cluster import DotsClient, Node, start_server_process
+from tests.helpers.cluster_nodes import poll_until
 from tests.helpers.nft import counter_values, table_listing
-from tests.helpers.postgres import Cluster, unavailable
+from tests.helpers.postgres import Cluster, throwaway_cluster
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(240)]
 
@@ -34,15 +34,7 @@ PPS = 10_000
 
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[Cluster]:
-    reason = unavailable()
-    if reason is not None:
-        pytest.skip(reason)
-    cluster = Cluster(free_port(socket.SOCK_STREAM))
-    cluster.start()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
+    yield from throwaway_cluster()
 
 
 async def _node(pki: Path, name: str, url: str, lab: Lab, table: str) -> Node:
@@ -84,14 +76,6 @@ def _delivered(lab: Lab, tally: VictimTally, destination: str) -> int:
     return tally.count(PORT) - before
 
 
-async def _until(condition, what: str, attempts: int = 300) -> None:
-    for _ in range(attempts):
-        if await condition():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"never: {what}")
-
-
 async def test_a_mitigation_enforced_by_a_killed_node_stays_dropped_and_its_successor_reapplies_it(
     lab: Lab, table_name: str, pki_dir: Path, postgres: Cluster
 ):
@@ -114,7 +98,7 @@ async def test_a_mitigation_enforced_by_a_killed_node_stays_dropped_and_its_succ
             listing = table_listing(lab, table_name)
             return listing is not None and victim in listing
 
-        await _until(enforced, "A installs the mitigation in the router namespace")
+        await poll_until(enforced, "A installs the mitigation in the router namespace")
         assert _delivered(lab, tally, victim) == 0
         assert counter_values(lab, table_name, counter)[0] == PACKETS
         handle_a = _table_handle(lab, table_name)
@@ -128,12 +112,12 @@ async def test_a_mitigation_enforced_by_a_killed_node_stays_dropped_and_its_succ
         async def b_holds_the_lease() -> bool:
             return (await b.status())["cluster"]["lease"]
 
-        await _until(b_holds_the_lease, "B takes the mitigator lease after A is killed")
+        await poll_until(b_holds_the_lease, "B takes the mitigator lease after A is killed")
 
         async def reapplied() -> bool:
             return _table_handle(lab, table_name) not in (None, handle_a)
 
-        await _until(reapplied, "B re-applies what the database holds (a new table in the namespace)")
+        await poll_until(reapplied, "B re-applies what the database holds (a new table in the namespace)")
         listing = table_listing(lab, table_name)
         assert listing is not None and victim in listing
         dropped_before = counter_values(lab, table_name, counter)[0]

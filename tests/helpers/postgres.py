@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -87,6 +87,25 @@ class Cluster:
 
         asyncio.run(create())
         return self.url(name)
+
+
+def throwaway_cluster() -> Iterator[Cluster]:
+    """A started cluster for a fixture to yield from (skips, saying why, where none can start); stopped after."""
+    import socket
+
+    import pytest
+
+    reason = unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    from tests.conftest import free_port
+
+    cluster = Cluster(free_port(socket.SOCK_STREAM))
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 class LoopThread:

@@ -8,7 +8,6 @@ again the request is decided, with no read left on the loop."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from pathlib import Path
 
@@ -16,13 +15,14 @@ import asyncpg
 import pytest
 
 from opendots.config import ServerConfig
-from opendots.data.core import DataChannelCore, RestconfRequest
+from opendots.data.core import DataChannelCore
 from opendots.mitigate.base import LoggingMitigator
 from opendots.model import encode_signal
 from opendots.signal.server.core import Request
 from opendots.signal.server.shell.run import start_signal_server
 from opendots.store.postgres_data import PostgresDataChannelStore
 from tests.conftest import free_port
+from tests.helpers.data_harness import post_to_core
 from tests.helpers.signal_harness import SCOPE
 
 pytestmark = pytest.mark.timeout(90)
@@ -43,17 +43,6 @@ def _put(cuid: str, mid: int, entry: dict) -> Request:
     return Request("PUT", ("mitigate", f"cuid={cuid}", f"mid={mid}"), peer=cuid, payload=encode_signal(body))
 
 
-def _data_post(core: DataChannelCore, cuid: str, path: str, body: dict) -> None:
-    request = RestconfRequest(
-        "POST",
-        "/ietf-dots-data-channel:dots-data" + path,
-        cuid,
-        body=json.dumps(body).encode(),
-        content_type="application/yang-data+json",
-    )
-    assert core.handle(request, time.time()).status == 201
-
-
 @pytest.fixture
 async def server(pki_dir: Path, tmp_path: Path, postgres_url: str):
     """A signal server with both stores on PostgreSQL (as `db = "postgresql://..."` makes them), the client's
@@ -70,7 +59,7 @@ async def server(pki_dir: Path, tmp_path: Path, postgres_url: str):
         (f"/dots-client={client}", {"ietf-dots-data-channel:aliases": aliases}),
         (f"/dots-client={client}", {"ietf-dots-data-channel:acls": {"acl": [ACL]}}),
     ):
-        await asyncio.to_thread(_data_post, data, client, path, body)
+        await asyncio.to_thread(post_to_core, data, client, path, body)
     running = await start_signal_server(
         config, bind=[("127.0.0.1", free_port())], tls=False, mitigator=LoggingMitigator(), data_channel=data
     )
