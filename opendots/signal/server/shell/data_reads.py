@@ -18,8 +18,9 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
-from opendots.signal.server.core.bodies import body_of
-from opendots.signal.server.core.messages import MITIGATION_SCOPE, Rejected, Request
+from opendots.model import ModelError
+from opendots.model.codec import cbor_to_json, load_cbor
+from opendots.signal.server.core.messages import Rejected, Request
 from opendots.signal.server.core.paths import MitigatePath, parse_path
 from opendots.signal.server.core.scope import ACL_LIST
 from opendots.store.data_records import StoredEntry
@@ -85,32 +86,63 @@ class DataReads:
 
 
 def request_keys(request: Request, acl_names_held: Callable[[str, int | None], set[tuple[str, str]]]) -> set[Key]:
-    """What deciding REQUEST (a /mitigate request) reads of the data channel: the aliases and ACLs its body names,
-    under its peer's cuid and its Uri-Path cuid, and for a GET the ACLs the answer shows (ACL_NAMES_HELD(cuid, mid):
-    the (cuid, name) pairs of the held mitigations' 'acl-list's)."""
-    if request.peer is None or request.path[:1] != ("mitigate",):
+    """What deciding REQUEST reads of the data channel: the aliases its body names wherever they are (a mitigation
+    request's scope, RFC 9244 telemetry baselines and targets) under its peer's cuid; the ACLs a mitigation
+    request's 'acl-list' names, under its peer's and its Uri-Path cuid; for a GET of /mitigate the ACLs the answer
+    shows (ACL_NAMES_HELD(cuid, mid): the (cuid, name) pairs of the held mitigations' 'acl-list's)."""
+    if request.peer is None or request.path[:1] not in _READING:
         return set()
+    cuid = _path_cuid(request)
+    if request.method == "GET":
+        if request.path[0] != "mitigate" or cuid is None:
+            return set()
+        mid = _path_mid(request)
+        return {("acl", c, name) for held, name in acl_names_held(cuid, mid) for c in (held, request.peer)}
+    if request.method not in ("PUT", "POST") or (request.payload is None and request.body is None):
+        return set()
+    try:
+        # Not validated here (the core does when it decides): only names are picked out.
+        body = request.body if request.payload is None else cbor_to_json(load_cbor(request.payload))[0]
+    except (ModelError, ValueError, TypeError):
+        return set()  # the core refuses it without reading anything
+    keys: set[Key] = {("alias", request.peer, name) for name in _members(body, "alias-name") if isinstance(name, str)}
+    if request.path[0] == "mitigate":
+        names = {item.get("acl-name") for item in _members(body, ACL_LIST.rpartition(":")[2]) if isinstance(item, dict)}
+        owners = {request.peer, *((cuid,) if cuid is not None else ())}
+        keys |= {("acl", owner, name) for owner in owners for name in names if isinstance(name, str)}
+    return keys
+
+
+_READING = {("mitigate",), ("tm-setup",), ("tm",)}
+
+
+def _path_cuid(request: Request) -> str | None:
     try:
         path = parse_path(request.path)
     except Rejected:
-        return set()
-    if not isinstance(path, MitigatePath):
-        return set()
-    if request.method == "GET":
-        return {
-            ("acl", cuid, name) for held, name in acl_names_held(path.cuid, path.mid) for cuid in (held, request.peer)
-        }
-    if request.method != "PUT" or (request.payload is None and request.body is None):
-        return set()
-    try:
-        (entry,) = body_of(request)[MITIGATION_SCOPE]["scope"]
-        aliases = [name for name in entry.get("alias-name", []) if isinstance(name, str)]
-        acls = [item.get("acl-name") for item in entry.get(ACL_LIST, [])]
-    except (Rejected, KeyError, TypeError, ValueError, AttributeError):
-        return set()  # the core refuses it without reading anything
-    keys: set[Key] = {("alias", request.peer, name) for name in aliases}
-    keys |= {("acl", cuid, name) for cuid in (request.peer, path.cuid) for name in acls if isinstance(name, str)}
-    return keys
+        return None
+    return getattr(path, "cuid", None)
+
+
+def _path_mid(request: Request) -> int | None:
+    path = parse_path(request.path)
+    return path.mid if isinstance(path, MitigatePath) else None
+
+
+def _members(body: object, member: str) -> list[object]:
+    """The items of every list under a member named MEMBER (with or without a module prefix), anywhere in BODY."""
+    found: list[object] = []
+    stack = [body]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if isinstance(key, str) and key.rpartition(":")[2] == member and isinstance(value, list):
+                    found += value
+                stack.append(value)
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found
 
 
 def diagnostic(problem: Exception) -> str:

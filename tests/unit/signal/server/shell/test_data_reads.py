@@ -49,3 +49,15 @@ def test_what_the_core_refuses_unread_names_nothing():
     assert request_keys(Request("PUT", ("mitigate", "cuid=c", "mid=1"), peer="peer", payload=b"\xff"), _none) == set()
     assert request_keys(Request("GET", ("mitigate", "mid=1"), peer="peer"), _none) == set()
     assert request_keys(Request("GET", ("mitigate", "cuid=c"), peer=None), _none) == set()
+
+
+def test_telemetry_requests_name_the_aliases_of_their_targets_and_baselines():
+    """RFC 9244 §8.2 pre-or-ongoing-mitigation targets and §7.3 baselines may name aliases (resolved like a
+    mitigation request's, RFC 9132 §4.4.1.3)."""
+    report = {"ietf-dots-telemetry:telemetry": {"pre-or-ongoing-mitigation": [{"target": {"alias-name": ["web"]}}]}}
+    setup = {"ietf-dots-telemetry:telemetry-setup": {"telemetry": [{"baseline": [{"id": 1, "alias-name": ["db"]}]}]}}
+    tm = Request("PUT", ("tm", "cuid=c", "tmid=1"), peer="peer", body=report)
+    tm_setup = Request("PUT", ("tm-setup", "cuid=c", "tsid=1"), peer="peer", body=setup)
+    assert request_keys(tm, _none) == {("alias", "peer", "web")}
+    assert request_keys(tm_setup, _none) == {("alias", "peer", "db")}
+    assert request_keys(Request("PUT", ("config", "sid=1"), peer="peer", body=setup), _none) == set()
