@@ -34,6 +34,7 @@ import asyncpg
 from opendots.domain import Counters
 from opendots.signal.server.core import Decision, Event, Request, Response
 from opendots.signal.server.core.server import UNSTORED
+from opendots.signal.server.shell.data_reads import Fetched, alias_names
 from opendots.signal.server.shell.durable import settle_async
 from opendots.signal.server.shell.service import SignalService
 from opendots.signal.server.shell.write_scopes import write_scope
@@ -135,8 +136,9 @@ class ClusterNode:
                 core.set_aside(decision)
                 events += decision.observed
             if mode == "read":
-                self.seen, changed = await db.read_changes(self.store, self.seen)
-                events += self._feed(changed)
+                seen, changed = await db.read_changes(self.store, self.seen)
+                events += await self._feed(changed)
+                self.seen = seen  # only once fed: a feed that failed is read again next time
                 decision = decide()
                 response, settled = await settle_async(
                     core, self.store, decision, self.service.clock(), self.service.acl_store
@@ -144,8 +146,8 @@ class ClusterNode:
                 return response, events + settled
             scope = write_scope(request) if request is not None and mode == "write" else None
             async with scopes.scoped(self.store, self.seen, scope) as write:
+                events += await self._feed(write.changed)
                 self.seen = write.seen
-                events += self._feed(write.changed)
                 decision = decide()
                 now = self.service.clock()
                 response, settled = await settle_async(core, write, decision, now, self.service.acl_store)
@@ -157,14 +159,34 @@ class ClusterNode:
             await asyncio.sleep(FAILED_PAUSE)
             return Response("5.03", diagnostic=UNSTORED), events  # a timer step's heartbeats still go out
 
-    def _feed(self, changed: db.Changed) -> list[Event]:
+    async def _feed(self, changed: db.Changed) -> list[Event]:
+        """CHANGED fed to the core; the aliases the rows name read first, off the loop, when the data channel's
+        store is remote (the core resolves them while it takes a row in)."""
+        fetched = await self._aliases_of(changed)
         core, now = self.service.core, self.service.clock()
         events: list[Event] = []
-        for key, record in changed:
-            found = core.changed_elsewhere(key, record, now)
-            self.followed += bool(found)
-            events += found
+        with contextlib.ExitStack() as stack:
+            if fetched:
+                assert self.service.data_reads is not None
+                stack.enter_context(self.service.data_reads.using(fetched))
+            for key, record in changed:
+                found = core.changed_elsewhere(key, record, now)
+                self.followed += bool(found)
+                events += found
         return events
+
+    async def _aliases_of(self, changed: db.Changed) -> Fetched:
+        reads = self.service.data_reads
+        if reads is None or not reads.remote:
+            return {}
+        cuids = {client.name: client.cuid for client in self.service.core.settings.clients}
+        keys = {
+            ("alias", cuids[record.client], name)
+            for _, record in changed
+            if record is not None and record.client in cuids
+            for name in alias_names(record.request)
+        }
+        return await reads.fetch(keys, self.service.clock())
 
     async def _catch_up(self) -> list[Event]:
         if self._resync:
@@ -173,10 +195,13 @@ class ClusterNode:
             held = set(self.service.core.held_keys())
             changed: db.Changed = [(record.key, record) for record in records]
             changed += [(key, None) for key in held - {record.key for record in records}]
+            events = await self._feed(changed)
             self.seen = seen
-            return self._feed(changed)
-        self.seen, changed = await db.read_changes(self.store, self.seen)
-        return self._feed(changed)
+            return events
+        seen, changed = await db.read_changes(self.store, self.seen)
+        events = await self._feed(changed)
+        self.seen = seen
+        return events
 
     # --- following the others --------------------------------------------------------------------------
 

@@ -105,7 +105,7 @@ def request_keys(request: Request, acl_names_held: Callable[[str, int | None], s
         body = request.body if request.payload is None else cbor_to_json(load_cbor(request.payload))[0]
     except (ModelError, ValueError, TypeError):
         return set()  # the core refuses it without reading anything
-    keys: set[Key] = {("alias", request.peer, name) for name in _members(body, "alias-name") if isinstance(name, str)}
+    keys: set[Key] = {("alias", request.peer, name) for name in alias_names(body)}
     if request.path[0] == "mitigate":
         names = {item.get("acl-name") for item in _members(body, ACL_LIST.rpartition(":")[2]) if isinstance(item, dict)}
         owners = {request.peer, *((cuid,) if cuid is not None else ())}
@@ -127,6 +127,11 @@ def _path_cuid(request: Request) -> str | None:
 def _path_mid(request: Request) -> int | None:
     path = parse_path(request.path)
     return path.mid if isinstance(path, MitigatePath) else None
+
+
+def alias_names(body: object) -> set[str]:
+    """The alias names BODY (a request, a stored mitigation request) names anywhere."""
+    return {name for name in _members(body, "alias-name") if isinstance(name, str)}
 
 
 def _members(body: object, member: str) -> list[object]:

@@ -8,6 +8,7 @@ again the request is decided, with no read left on the loop."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 
@@ -147,6 +148,50 @@ async def test_a_stalled_acl_activation_write_holds_up_only_its_own_request_whic
         assert (await service.answer(request)).code == "2.01"
         stored = await asyncio.to_thread(store.get_acl, client, "now", time.time())
         assert stored is not None and stored.body["activation-type"] == "deactivate"
+        assert service.data_reads.unfetched == 0
+    finally:
+        await holder.close()
+
+
+async def test_a_row_another_node_wrote_naming_an_alias_is_taken_in_with_the_alias_read_off_the_loop(
+    server, postgres_url: str
+):
+    """Several nodes (RFC 9132 §4.4.1.3 aliases): a mitigation stored by another node is resolved when this node
+    takes it in; its alias is read in a worker thread (the loop turns while the database stalls), and the row is
+    taken in once the database answers, with the alias's prefixes."""
+    running, _, cuids = server
+    service, client = running.service, cuids["client"]
+    holder = await asyncpg.connect(postgres_url)
+    try:
+        transaction = holder.transaction()
+        await transaction.start()
+        await holder.execute("LOCK TABLE data_aliases IN ACCESS EXCLUSIVE MODE")
+        writer = await asyncpg.connect(postgres_url)  # "another node": its NOTIFY wakes this one
+        try:
+            await writer.execute(
+                "INSERT INTO signal_mitigations (cuid, mid, client, request, lifetime, status, started_at)"
+                " VALUES ($1, 7, 'client', $2, 3600, 2, $3)",
+                client,
+                json.dumps({"alias-name": ["web"], "lifetime": 3600}),
+                time.time(),
+            )
+        finally:
+            await writer.close()
+        waiting = 0
+        for _ in range(500):
+            await asyncio.sleep(0.01)  # this loop turns only while the alias read waits elsewhere
+            waiting = await holder.fetchval(WAITING_ON_ALIASES)
+            if waiting:
+                break
+        assert waiting, "the node never read the alias while the loop ran"
+        assert service.core.table.get((client, 7)) is None  # not taken in on a half-read
+        await transaction.rollback()
+        for _ in range(100):
+            held = service.core.table.get((client, 7))
+            if held is not None:
+                break
+            await asyncio.sleep(0.1)
+        assert held is not None and [str(p) for p in held.targets.target_prefixes] == ["192.0.2.1/32"]
         assert service.data_reads.unfetched == 0
     finally:
         await holder.close()
