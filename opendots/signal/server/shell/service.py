@@ -228,10 +228,11 @@ class SignalService:
     def _acl_names_held(self, cuid: str, mid: int | None) -> set[tuple[str, str]]:
         """(cuid, ACL name) of the 'acl-list's of the held mitigations of CUID (and MID): what a GET shows."""
         table = self.core.table
-        found = table.get((cuid, mid)) if mid is not None else None
-        held = (
-            ([found] if found is not None else []) if mid is not None else (m for m in table if m.record.cuid == cuid)
-        )
+        if mid is not None:
+            found = table.get((cuid, mid))
+            held = [found] if found is not None else []
+        else:
+            held = [m for m in table if m.record.cuid == cuid]
         return {(m.record.cuid, control.acl_name) for m in held for control in m.request.acl_controls}
 
     def _settle(self, decide: Callable[[], Decision], mode: str = "write") -> Response | None:
