@@ -132,7 +132,7 @@ class SignalService:
         """Seconds during which pokes (one per request) are gathered before the timers are looked at again."""
         self.cluster: ClusterSettler | None = None
         """Several nodes on one database (opendots.signal.server.shell.cluster): decisions read what the others
-        wrote first, and mitigation writes take the cluster-wide lock."""
+        wrote first, and mitigation writes take the locks of their scope."""
         self.drives_mitigator = True
         """Whether this node acts on mitigation events with its mitigators (one node of a cluster: the lease's)."""
         self._mitigator_started = False
