@@ -17,6 +17,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from opendots.domain import IPNetwork
+from opendots.store import postgres_targets
 from opendots.store.records import (
     CuidRecord,
     SessionConfigRecord,
@@ -218,6 +220,18 @@ async def migrate(pool: asyncpg.Pool, component: str, migrations: Sequence[str])
         return len(migrations)
 
 
+def signal_components() -> list[tuple[str, Sequence[str]]]:
+    """The signal channel's schema components, in the order they migrate (each builds on the ones before)."""
+    from opendots.store import postgres_scopes, postgres_state
+
+    return [
+        ("signal", _MIGRATIONS),
+        (postgres_targets.COMPONENT, postgres_targets.MIGRATIONS),
+        (postgres_scopes.COMPONENT, postgres_scopes.MIGRATIONS),
+        (postgres_state.COMPONENT, postgres_state.MIGRATIONS),  # after the tables it watches
+    ]
+
+
 class PostgresSignalStore:
     """AsyncSignalStore on PostgreSQL: `await PostgresSignalStore.open(url)`, then `load()` (what open read),
     `await apply(changes)`, `await dump()`, `await close()`."""
@@ -234,13 +248,11 @@ class PostgresSignalStore:
     async def open(cls, url: str, *, max_size: int = 4, timeout: float = TIMEOUT) -> PostgresSignalStore:
         """Connect, migrate the schema and read the stored state (returned by `load`); StoreError when any fails.
         TIMEOUT: seconds a connection or a statement may take before the write is refused."""
-        from opendots.store import postgres_state
-
         pool = await connect_pool(url, max_size=max_size, timeout=timeout)
         store = cls(pool, url, timeout)
         try:
-            await migrate(pool, "signal", _MIGRATIONS)
-            await migrate(pool, postgres_state.COMPONENT, postgres_state.MIGRATIONS)  # after the tables it watches
+            for component, migrations in signal_components():
+                await migrate(pool, component, migrations)
             store._state = await store.read()
         except BaseException as problem:
             await pool.close()
@@ -282,6 +294,15 @@ class PostgresSignalStore:
         try:
             async with self.pool.acquire(timeout=self.timeout) as connection:
                 await write_committed(connection, changes)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as problem:
+            raise StoreError(f"PostgreSQL: {problem or type(problem).__name__}") from problem
+
+    async def overlapping_keys(self, prefixes: Sequence[IPNetwork]) -> list[tuple[str, int]]:
+        """The stored mitigations whose 'target-prefix' overlaps one of PREFIXES, sorted: candidates found with the
+        GiST index (opendots.store.postgres_targets), the same answer as the SQLite store's."""
+        try:
+            async with self.pool.acquire(timeout=self.timeout) as connection:
+                return await postgres_targets.overlapping_keys(connection, prefixes)
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as problem:
             raise StoreError(f"PostgreSQL: {problem or type(problem).__name__}") from problem
 
@@ -377,14 +398,13 @@ async def write(connection: asyncpg.Connection, changes: SignalChanges, rows: _R
 
 async def upgrade(url: str) -> dict[str, int]:
     """`opendots db upgrade`: bring URL's schema to this version's; the version each component is at."""
-    from opendots.store import postgres_data, postgres_state
+    from opendots.store import postgres_data
 
     pool = await connect_pool(url, max_size=1)
     try:
         return {
-            "signal": await migrate(pool, "signal", _MIGRATIONS),
+            **{component: await migrate(pool, component, migrations) for component, migrations in signal_components()},
             postgres_data.COMPONENT: await migrate(pool, postgres_data.COMPONENT, postgres_data.MIGRATIONS),
-            postgres_state.COMPONENT: await migrate(pool, postgres_state.COMPONENT, postgres_state.MIGRATIONS),
         }
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as problem:
         raise StoreError(f"PostgreSQL {redacted(url)}: {problem}") from problem

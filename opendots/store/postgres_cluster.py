@@ -8,7 +8,9 @@ writes take, and the mitigator lease.
   migration 3), feeds them to its core, decides and stores. Cluster-wide, mitigation writes are therefore
   serialised, and every decision is taken on the database's current rows: 'mid' rules and conflicts between
   clients (whose scopes may overlap whatever their names) hold across nodes by construction. The change log's
-  entries commit in `seq` order.
+  entries commit in `seq` order. The shell now takes the per-scope locks of opendots.store.postgres_scopes
+  instead (WRITE_LOCK exclusive for what it cannot scope, shared for the rest), so a node of the version before
+  still excludes every scoped write while it holds WRITE_LOCK; `exclusive` is that version's form.
 - The mitigator lease is LEASE_LOCK, a session advisory lock held on a connection of its own: PostgreSQL drops it
   when that session ends (process killed: at once; host gone: after the TCP keepalives set here, ~5 s).
 - Counters measured by the lease holder's mitigators are not stored: they are NOTIFYed on `opendots_counters`.

@@ -130,3 +130,20 @@ async def harness(pki_dir: Path, server_config: ServerConfig, tmp_path: Path):
 async def register(peer: Peer) -> None:
     reply = await peer.request("POST", ROOT, {"ietf-dots-data-channel:dots-client": [{"cuid": peer.cuid}]})
     assert reply.status == 201, reply.text
+
+
+def post_to_core(core: Any, cuid: str, path: str, body: dict[str, Any]) -> None:
+    """POST BODY to the data channel CORE (a DataChannelCore, no HTTPS) under /dots-data PATH as CUID; 201 asserted.
+    Blocks on the core's store: call it in a worker thread from a loop."""
+    import time
+
+    from opendots.data.core import RestconfRequest
+
+    request = RestconfRequest(
+        "POST",
+        "/ietf-dots-data-channel:dots-data" + path,
+        cuid,
+        body=json.dumps(body).encode(),
+        content_type="application/yang-data+json",
+    )
+    assert core.handle(request, time.time()).status == 201

@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -89,6 +89,25 @@ class Cluster:
         return self.url(name)
 
 
+def throwaway_cluster() -> Iterator[Cluster]:
+    """A started cluster for a fixture to yield from (skips, saying why, where none can start); stopped after."""
+    import socket
+
+    import pytest
+
+    reason = unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    from tests.conftest import free_port
+
+    cluster = Cluster(free_port(socket.SOCK_STREAM))
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
 class LoopThread:
     """An event loop in a thread of its own: lets synchronous test code (the signal harness) drive the async
     PostgreSQL store, which must stay on the loop its pool was made on."""
@@ -126,6 +145,9 @@ class BlockingPostgresStore:
 
     def dump(self) -> dict[str, list[tuple[Any, ...]]]:
         return self.loop.run(self.store.dump())
+
+    def overlapping_keys(self, prefixes: Any) -> list[tuple[str, int]]:
+        return self.loop.run(self.store.overlapping_keys(prefixes))
 
     def close(self) -> None:
         try:

@@ -3,26 +3,16 @@ on first use, each test on a database of its own; skipped, saying why, where Pos
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import free_port
-from tests.helpers.postgres import Cluster, unavailable
+from tests.helpers.postgres import Cluster, throwaway_cluster
 
 
 @pytest.fixture(scope="session")
 def postgres_cluster() -> Iterator[Cluster]:
-    reason = unavailable()
-    if reason is not None:
-        pytest.skip(reason)
-    cluster = Cluster(free_port(socket.SOCK_STREAM))
-    cluster.start()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
+    yield from throwaway_cluster()
 
 
 @pytest.fixture

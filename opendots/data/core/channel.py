@@ -49,14 +49,23 @@ class DataChannelCore(Editing, VendorMappings):
         False if the client has no such ACL. REFRESH_LIFETIME restarts the ACL's lifetime as a data-channel
         refresh would (RFC 9133 §3.2.1 asks it of signal-channel control).
         """
-        if activation_type not in ("activate-when-mitigating", "immediate", "deactivate"):
-            raise ValueError(f"unknown activation type {activation_type!r}")
-        expires = now + self.settings.lifetime if refresh_lifetime else None
+        expires = self.acl_activation_expiry(activation_type, now, refresh_lifetime)
         if not self.store.set_acl_activation(cuid, name, activation_type, expires, now):
             return False
+        self.client_changed(cuid)
+        return True
+
+    def acl_activation_expiry(self, activation_type: str, now: float, refresh_lifetime: bool) -> float | None:
+        """`set_acl_activation`'s checks and the expiry it stores, for a caller that writes the store itself (in a
+        worker thread) and then calls `client_changed`."""
+        if activation_type not in ("activate-when-mitigating", "immediate", "deactivate"):
+            raise ValueError(f"unknown activation type {activation_type!r}")
+        return now + self.settings.lifetime if refresh_lifetime else None
+
+    def client_changed(self, cuid: str) -> None:
+        """CUID's data changed outside a RESTCONF request: tell the listeners (on the caller's thread)."""
         for listener in self._listeners:
             listener(cuid)
-        return True
 
     # ---- entry point -------------------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from opendots.mitigate.base import LoggingMitigator
 from opendots.signal.server.core import Request, ServerSettings, SignalServer
 from opendots.signal.server.shell.service import SignalService
 from opendots.store.data_channel import MIGRATIONS as DATA_MIGRATIONS
-from opendots.store.postgres import _MIGRATIONS, PostgresSignalStore, redacted, upgrade
+from opendots.store.postgres import _MIGRATIONS, PostgresSignalStore, redacted, signal_components, upgrade
 from opendots.store.postgres_data import MIGRATIONS as POSTGRES_DATA_MIGRATIONS
 from opendots.store.records import CuidRecord, MitigationRecord, SignalChanges, StoreError
 from tests.helpers import signal_store_contract as contract
@@ -50,12 +50,11 @@ async def test_the_schema_is_migrated_once_and_its_version_recorded(postgres_url
     first, second = await asyncio.gather(PostgresSignalStore.open(postgres_url), PostgresSignalStore.open(postgres_url))
     try:  # two nodes starting at once on one database: the advisory lock lets one migrate, the other sees it done
         async with first.pool.acquire() as connection:
-            rows = await connection.fetch("SELECT component, version FROM schema_versions")
-        assert sorted(tuple(row) for row in rows) == [("signal", len(_MIGRATIONS)), ("signal_client_state", 1)]
+            rows = await connection.fetch("SELECT component, version FROM schema_versions ORDER BY component")
+        assert [tuple(row) for row in rows] == sorted((name, len(m)) for name, m in signal_components())
         # `opendots db upgrade` on an up-to-date signal schema: the data channel's tables are added beside it
         assert await upgrade(postgres_url) == {
-            "signal": len(_MIGRATIONS),
-            "signal_client_state": 1,
+            **{name: len(migrations) for name, migrations in signal_components()},
             "data_channel": len(POSTGRES_DATA_MIGRATIONS),
         }
     finally:
@@ -145,7 +144,9 @@ def test_db_upgrade_migrates_postgresql_and_the_data_channel_sqlite_file(tmp_pat
     assert result.exit_code == 0, result.output
     # both components in PostgreSQL, and the data channel SQLite file of [server] data_db
     assert (
-        f"signal {len(_MIGRATIONS)}, data_channel {len(POSTGRES_DATA_MIGRATIONS)}" in result.output
+        ", ".join(f"{name} {len(migrations)}" for name, migrations in signal_components())
+        + f", data_channel {len(POSTGRES_DATA_MIGRATIONS)}"
+        in result.output
     )  # both in PostgreSQL
     assert f"opendots.db: data_channel {len(DATA_MIGRATIONS)}" in result.output
     assert "signal" not in result.output.splitlines()[-1]  # the signal tables are not in the SQLite file

@@ -31,6 +31,7 @@ from opendots.signal.server.core.filtering import (
     next_expiry,
     plan_change,
 )
+from opendots.signal.server.shell.data_reads import EntryReader
 
 log = logging.getLogger(__name__)
 
@@ -236,21 +237,25 @@ class DataChannelAclControl:
     the shell stores the changes a decision carries (AclActivationStore). A change is stored like a data-channel
     refresh, and the service's subscribers (the AclEnforcer) enforce it at once."""
 
-    def __init__(self, service: DataChannelCore, enforcer: AclEnforcer | None = None) -> None:
+    def __init__(
+        self, service: DataChannelCore, enforcer: AclEnforcer | None = None, reads: EntryReader | None = None
+    ) -> None:
         self.service = service
         self.enforcer = enforcer
+        self.reads: EntryReader = reads or service.store
+        """Where the core's reads go (opendots.signal.server.shell.data_reads: fetched off the loop beforehand)."""
 
     def acl_exists(self, cuid: str, name: str, now: float) -> bool:
-        return self.service.store.get_acl(cuid, name, now) is not None
+        return self.reads.get_acl(cuid, name, now) is not None
 
     def activation_type(self, cuid: str, name: str, now: float) -> str | None:
-        stored = self.service.store.get_acl(cuid, name, now)
+        stored = self.reads.get_acl(cuid, name, now)
         return stored.body.get("activation-type", WHEN_MITIGATING) if stored is not None else None
 
     def enforcement_problem(self, cuid: str, name: str, activation_type: str, now: float) -> str | None:
         if activation_type == DEACTIVATE or self.enforcer is None:
             return None
-        stored = self.service.store.get_acl(cuid, name, now)
+        stored = self.reads.get_acl(cuid, name, now)
         if stored is None:
             return f"ACL {name!r} expired"
         return self.enforcer.problem_with(Acl.from_json(cuid, stored.body, stored.expires))
@@ -259,3 +264,16 @@ class DataChannelAclControl:
         cuid, name = activation.cuid, activation.name
         if not self.service.set_acl_activation(cuid, name, activation.activation_type, now, refresh_lifetime=True):
             raise LookupError(f"ACL {name!r} of {cuid} vanished")  # expired between the decision and the change
+
+    async def set_activation_async(self, activation: AclActivation, now: float) -> None:
+        """`set_activation` with a remote store's write in a worker thread (the loop serves everyone else
+        meanwhile); the listeners (the ACL enforcer, observers) are told on the loop once it is stored."""
+        service, store = self.service, self.service.store
+        if not getattr(store, "remote", False):
+            self.set_activation(activation, now)
+            return
+        cuid, name, kind = activation.cuid, activation.name, activation.activation_type
+        expires = service.acl_activation_expiry(kind, now, refresh_lifetime=True)
+        if not await asyncio.to_thread(store.set_acl_activation, cuid, name, kind, expires, now):
+            raise LookupError(f"ACL {name!r} of {cuid} vanished")
+        service.client_changed(cuid)

@@ -7,9 +7,11 @@ elsewhere" events (`SignalServer.changed_elsewhere`), so the core stays sans-I/O
 - after a NOTIFY on `opendots_mitigations` (sent by the database's trigger at every commit that touches a
   mitigation), the node reads the change log past the last entry it saw and reloads those rows: its observers
   are notified as for a change of its own;
-- before a mitigation request is decided, the same read (a GET), or the same read under the cluster-wide write lock
-  in the transaction that then stores the decision (a PUT, a DELETE, a timer's expiry, a mitigator's report):
-  nothing is decided on a table older than the database (opendots.store.postgres_cluster);
+- before a mitigation request is decided, the same read (a GET), or the same read under the locks of the request's
+  scope, held until the decision is stored (a PUT or DELETE: its client's and its target prefixes' locks; a timer's
+  expiry, a mitigator's report, anything naming an alias: the whole table): nothing is decided on a table older
+  than the database, and two decisions wait for each other only when one could change the other
+  (opendots.store.postgres_scopes);
 - the mitigator lease: one node at a time drives the mitigators. It holds a session advisory lock on a connection
   of its own; the others try every LEASE_RETRY seconds and, once one holds it, it waits GRACE, reads everything
   and re-applies what the database holds (the restart path). A holder stops driving VALID seconds after its last
@@ -36,13 +38,16 @@ from typing import Any
 import asyncpg
 
 from opendots.domain import Counters
-from opendots.signal.server.core import Decision, Event, Response
+from opendots.signal.server.core import Decision, Event, Request, Response
 from opendots.signal.server.core.server import UNSTORED
 from opendots.signal.server.shell.client_state import FollowedClients
+from opendots.signal.server.shell.data_reads import Fetched, alias_names
 from opendots.signal.server.shell.durable import settle_async
 from opendots.signal.server.shell.lease_fence import CHECK_INTERVAL, CHECK_TIMEOUT, GRACE, LOST_BACKOFF, LeaseFence
 from opendots.signal.server.shell.service import SignalService
+from opendots.signal.server.shell.write_scopes import write_scope
 from opendots.store import postgres_cluster as db
+from opendots.store import postgres_scopes as scopes
 from opendots.store import postgres_state
 from opendots.store.postgres import PostgresSignalStore
 from opendots.store.postgres_data import DATA_CHANNEL
@@ -154,8 +159,11 @@ class ClusterNode:
 
     # --- deciding on the database's rows ---------------------------------------------------------------
 
-    async def settle(self, decide: Callable[[], Decision], mode: str) -> tuple[Response | None, list[Event]]:
-        """Called by the service under its lock: decide on what the database holds, store, apply."""
+    async def settle(
+        self, decide: Callable[[], Decision], mode: str, request: Request | None = None
+    ) -> tuple[Response | None, list[Event]]:
+        """Called by the service under its lock: decide on what the database holds, store, apply. A write takes the
+        locks of REQUEST's scope (opendots.store.postgres_scopes), the whole table without one."""
         core = self.service.core
         events: list[Event] = []
         if mode == "client":
@@ -176,16 +184,18 @@ class ClusterNode:
                 core.set_aside(decision)
                 events += decision.observed
             if mode == "read":
-                self.seen, changed = await db.read_changes(self.store, self.seen)
-                events += self._feed(changed)
+                seen, changed = await db.read_changes(self.store, self.seen)
+                events += await self._feed(changed)
+                self.seen = seen  # only once fed: a feed that failed is read again next time
                 decision = decide()
                 response, settled = await settle_async(
                     core, self.store, decision, self.service.clock(), self.service.acl_store
                 )
                 return response, events + settled
-            async with db.exclusive(self.store, self.seen) as write:
+            scope = write_scope(request) if request is not None and mode == "write" else None
+            async with scopes.scoped(self.store, self.seen, scope) as write:
+                events += await self._feed(write.changed)
                 self.seen = write.seen
-                events += self._feed(write.changed)
                 decision = decide()
                 now = self.service.clock()
                 response, settled = await settle_async(core, write, decision, now, self.service.acl_store)
@@ -197,13 +207,20 @@ class ClusterNode:
             await asyncio.sleep(FAILED_PAUSE)
             return Response("5.03", diagnostic=UNSTORED), events  # a timer step's heartbeats still go out
 
-    def _feed(self, changed: db.Changed) -> list[Event]:
+    async def _feed(self, changed: db.Changed) -> list[Event]:
+        """CHANGED fed to the core; the aliases the rows name read first, off the loop, when the data channel's
+        store is remote (the core resolves them while it takes a row in)."""
+        fetched = await self._aliases_of(changed)
         core, now = self.service.core, self.service.clock()
         events: list[Event] = []
-        for key, record in changed:
-            found = core.changed_elsewhere(key, record, now)
-            self.followed += bool(found)
-            events += found
+        with contextlib.ExitStack() as stack:
+            if fetched:
+                assert self.service.data_reads is not None
+                stack.enter_context(self.service.data_reads.using(fetched))
+            for key, record in changed:
+                found = core.changed_elsewhere(key, record, now)
+                self.followed += bool(found)
+                events += found
         return events
 
     async def _follow_clients(self) -> list[Event]:
@@ -218,6 +235,19 @@ class ClusterNode:
             raise
         return self.clients.feed(self.service.core, wanted, found, self.service.clock())
 
+    async def _aliases_of(self, changed: db.Changed) -> Fetched:
+        reads = self.service.data_reads
+        if reads is None or not reads.remote:
+            return {}
+        cuids = {client.name: client.cuid for client in self.service.core.settings.clients}
+        keys = {
+            ("alias", cuids[record.client], name)
+            for _, record in changed
+            if record is not None and record.client in cuids
+            for name in alias_names(record.request)
+        }
+        return await reads.fetch(keys, self.service.clock())
+
     async def _catch_up(self) -> list[Event]:
         events = await self._follow_clients()
         return events + await self._catch_up_mitigations()
@@ -229,10 +259,13 @@ class ClusterNode:
             held = set(self.service.core.held_keys())
             changed: db.Changed = [(record.key, record) for record in records]
             changed += [(key, None) for key in held - {record.key for record in records}]
+            events = await self._feed(changed)
             self.seen = seen
-            return self._feed(changed)
-        self.seen, changed = await db.read_changes(self.store, self.seen)
-        return self._feed(changed)
+            return events
+        seen, changed = await db.read_changes(self.store, self.seen)
+        events = await self._feed(changed)
+        self.seen = seen
+        return events
 
     # --- following the others --------------------------------------------------------------------------
 

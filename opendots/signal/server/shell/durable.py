@@ -58,8 +58,9 @@ async def settle_async(
     now: float,
     acls: AclActivationStore | None = None,
 ) -> Settled:
-    """`settle` with the signal store's write awaited: nothing is answered or applied before it is durable."""
-    refused = _store_acls(core, decision, now, acls)
+    """`settle` with the signal store's write awaited: nothing is answered or applied before it is durable. An ACL
+    store with `set_activation_async` (a remote data channel store) is awaited too."""
+    refused = await _store_acls_async(core, decision, now, acls)
     if refused is not None:
         return refused
     if decision.changes:
@@ -78,6 +79,21 @@ def _store_acls(core: SignalServer, decision: Decision, now: float, acls: AclAct
                 raise StoreError("no data channel store for RFC 9133 ACL changes")
             acls.set_activation(activation, now)
         except Exception as problem:  # the data channel's store is outside the signal store: any failure is "could not"
+            return core.acl_write_failed(decision, activation, str(problem), now), decision.observed
+    return None
+
+
+async def _store_acls_async(
+    core: SignalServer, decision: Decision, now: float, acls: AclActivationStore | None
+) -> Settled | None:
+    """`_store_acls`, each write awaited where the store offers it (off the loop)."""
+    write = getattr(acls, "set_activation_async", None)
+    if write is None:
+        return _store_acls(core, decision, now, acls)
+    for activation in decision.acl_activations:
+        try:
+            await write(activation, now)
+        except Exception as problem:  # as in _store_acls
             return core.acl_write_failed(decision, activation, str(problem), now), decision.observed
     return None
 

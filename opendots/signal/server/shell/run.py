@@ -42,6 +42,7 @@ from opendots.signal.server.shell.acls import AclEnforcer, DataChannelAclControl
 from opendots.signal.server.shell.aliases import DataChannelAliases
 from opendots.signal.server.shell.checkpoints import checkpoint_in_background
 from opendots.signal.server.shell.collection import FullCollections, hand_back, take_over
+from opendots.signal.server.shell.data_reads import DataReads
 from opendots.signal.server.shell.durable import AsyncSignalStore
 from opendots.signal.server.shell.qblock_params import session_parameters
 from opendots.signal.server.shell.resources import DOTS_CBOR, WELL_KNOWN_DOTS, DotsResource, build_site
@@ -171,6 +172,7 @@ async def start_signal_server(
         # channel's tables are in the SQLite file data_db.
         database = database or SqliteDatabase(config.db)
     owned = None  # the SQLite database to close on stop when the store does not
+    reads: DataReads | None = None
     if store is None:
         database = database or SqliteDatabase(config.db)
         store = SqliteSignalStore(database)
@@ -185,13 +187,16 @@ async def start_signal_server(
             )
         if settings is None:
             # Aliases live in the data channel's tables of the same database file (RFC 9132 §4.4.1.3).
-            aliases = DataChannelAliases(data_channel.store, config.clients, clock)
+            reads = DataReads(data_channel.store)
+            aliases = DataChannelAliases(reads, config.clients, clock)
             settings = replace(settings_from_table(config.clients, config.signal), aliases=aliases)
     settings = settings or settings_from_table(config.clients, config.signal)
     mitigator = mitigator or build_router(config)  # [[mitigators]] of server.toml; logging only when none
     acl_control = None
+    if data_channel is not None and reads is None:
+        reads = DataReads(data_channel.store)
     if data_channel is not None and settings.acl_control is None:
-        acl_control = DataChannelAclControl(data_channel)
+        acl_control = DataChannelAclControl(data_channel, reads=reads)
         settings = replace(settings, acl_control=acl_control)  # RFC 9133 'acl-list'
     # The core reads the data channel's ACLs; the shell stores the activation changes its decisions carry.
     acl_store = settings.acl_control if isinstance(settings.acl_control, DataChannelAclControl) else None
@@ -199,6 +204,7 @@ async def start_signal_server(
     service = SignalService(
         core, store, mitigator, acl_store=acl_store, clock=clock, counters_interval=settings.counters_interval
     )
+    service.data_reads = reads  # a remote data store is read off the loop before each decision needing it
     cluster: ClusterNode | WorkerSync | None = await _join_cluster(config, store, service)
     if cluster is None and config.worker is not None and isinstance(store, SqliteSignalStore):
         cluster = _join_workers(config, store, service)

@@ -38,6 +38,8 @@ from opendots.signal.server.core import (
 )
 from opendots.signal.server.core.events import describe
 from opendots.signal.server.core.filtering import AclActivationStore
+from opendots.signal.server.shell.data_reads import DataReads, Fetched, request_keys
+from opendots.signal.server.shell.data_reads import diagnostic as data_diagnostic
 from opendots.signal.server.shell.durable import AsyncSignalStore, settle, settle_async
 from opendots.store.records import SignalStore
 
@@ -51,7 +53,9 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 class ClusterSettler(Protocol):
     """What the service asks of a cluster node (opendots.signal.server.shell.cluster.ClusterNode)."""
 
-    async def settle(self, decide: Callable[[], Decision], mode: str) -> tuple[Response | None, list[Event]]: ...
+    async def settle(
+        self, decide: Callable[[], Decision], mode: str, request: Request | None = None
+    ) -> tuple[Response | None, list[Event]]: ...
 
     async def publish_counters(self, measured: dict[str, Counters]) -> None: ...
 
@@ -131,11 +135,14 @@ class SignalService:
         """Seconds during which pokes (one per request) are gathered before the timers are looked at again."""
         self.cluster: ClusterSettler | None = None
         """Several nodes on one database (opendots.signal.server.shell.cluster): decisions read what the others
-        wrote first, and mitigation writes take the cluster-wide lock."""
+        wrote first, and mitigation writes take the locks of their scope."""
         self._drives = True
         self.fence: Callable[[], bool] = lambda: True
         """Whether the lease (several nodes) lets this node act now (opendots.signal.server.shell.lease_fence)."""
         self._mitigator_started = False
+        self.data_reads: DataReads | None = None
+        """The data channel's store as the core reads it (aliases, RFC 9133 ACLs): on a remote store, what a request
+        needs is read off the loop first (opendots.signal.server.shell.data_reads)."""
         self.worker_sync: WorkerSettler | None = None
         """Worker processes on one SQLite file (opendots.signal.server.shell.workers_sqlite): mitigation requests
         are decided on what the other workers wrote, writes under SQLite's write lock."""
@@ -189,26 +196,58 @@ class SignalService:
         if isinstance(self.mitigator, Lifecycle) and self._mitigator_started:
             await self.mitigator.stop()
 
-    def handle(self, request: Request) -> Response:
+    def handle(self, request: Request, fetched: Fetched | None = None) -> Response:
         """Answer one request; the store is written before this returns, side effects follow in order. Only for a
-        store that writes in place (the fast path); `answer` serves both kinds."""
+        store that writes in place (the fast path); `answer` serves both kinds. FETCHED: the data channel's entries
+        read for it beforehand (`answer` does)."""
         if self.awaited:
             raise TypeError("this store's writes are awaited: use `await answer(request)`")
-        response = self._settle(lambda: self.core.handle(request, self.clock()), _mode(request))
+        response = self._settle(self._decider(request, fetched), _mode(request))
         self.poke()
         assert response is not None
         return response
 
     async def answer(self, request: Request) -> Response:
         """Answer one request once its changes are durable, whichever kind of store this service has."""
+        fetched: Fetched | None = None
+        if self.data_reads is not None and self.data_reads.remote:
+            # Aliases and ACLs the decision will read, read first in a worker thread, before the decision lock:
+            # a stalled data store holds up this request alone.
+            keys = request_keys(request, self._acl_names_held)
+            try:
+                fetched = await self.data_reads.fetch(keys, self.clock())
+            except Exception as problem:  # StoreError, StoreUnavailable: the store is out of reach
+                log.error("signal request %s %s: %s", request.method, "/".join(request.path), problem)
+                return Response("5.03", diagnostic=data_diagnostic(problem))
         if not self.awaited:
-            return self.handle(request)
+            return self.handle(request, fetched)
         # Several nodes: a mitigation request is decided on the rows the others wrote (a write also under the
         # cluster's lock); heartbeats, /config and telemetry are this node's own business.
-        response = await self._settle_awaited(lambda: self.core.handle(request, self.clock()), _mode(request))
+        response = await self._settle_awaited(self._decider(request, fetched), _mode(request), request)
         self.poke()
         assert response is not None
         return response
+
+    def _decider(self, request: Request, fetched: Fetched | None) -> Callable[[], Decision]:
+        reads = self.data_reads
+        if reads is None or not fetched:
+            return lambda: self.core.handle(request, self.clock())
+
+        def decide() -> Decision:
+            with reads.using(fetched):
+                return self.core.handle(request, self.clock())
+
+        return decide
+
+    def _acl_names_held(self, cuid: str, mid: int | None) -> set[tuple[str, str]]:
+        """(cuid, ACL name) of the 'acl-list's of the held mitigations of CUID (and MID): what a GET shows."""
+        table = self.core.table
+        if mid is not None:
+            found = table.get((cuid, mid))
+            held = [found] if found is not None else []
+        else:
+            held = [m for m in table if m.record.cuid == cuid]
+        return {(m.record.cuid, control.acl_name) for m in held for control in m.request.acl_controls}
 
     def _settle(self, decide: Callable[[], Decision], mode: str = "write") -> Response | None:
         """Decide, store the decision, let the core apply it, queue its events: what to answer. With an awaited
@@ -225,23 +264,28 @@ class SignalService:
         self._enqueue(events)
         return response
 
-    async def _settle_awaited(self, decide: Callable[[], Decision], mode: str = "write") -> Response | None:
+    async def _settle_awaited(
+        self, decide: Callable[[], Decision], mode: str = "write", request: Request | None = None
+    ) -> Response | None:
         # A caller cancelled mid-write (a request whose peer went away) must not leave the decision half-settled,
         # pending in the core for ever: the settling runs in its own task, which finishes whatever the caller does.
-        task = asyncio.get_running_loop().create_task(self._decide_and_settle(decide, mode))
+        task = asyncio.get_running_loop().create_task(self._decide_and_settle(decide, mode, request))
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)
         return await asyncio.shield(task)
 
-    async def _decide_and_settle(self, decide: Callable[[], Decision], mode: str = "write") -> Response | None:
-        """MODE (with several nodes): "write" decides under the cluster's lock on the database's current rows,
+    async def _decide_and_settle(
+        self, decide: Callable[[], Decision], mode: str = "write", request: Request | None = None
+    ) -> Response | None:
+        """MODE (with several nodes): "write" decides under the locks of REQUEST's scope (the whole table without
+        one: opendots.signal.server.shell.write_scopes) on the database's current rows,
         "timer" takes the lock only when the step stores something, "read" reads what changed first, "client" what
         the client set through the other nodes (/config, /tm-setup), "local"
         (heartbeats, /config, telemetry, counters) decides on this node's memory."""
         # The core refuses to decide while a decision is pending: decide and settle under one lock.
         async with self._lock:
             if self.cluster is not None and mode != "local":
-                response, events = await self.cluster.settle(decide, mode)
+                response, events = await self.cluster.settle(decide, mode, request)
             else:
                 decision = decide()
                 store: AsyncSignalStore = self.store  # type: ignore[assignment]

@@ -1,5 +1,5 @@
 """Two signal servers in one process on one PostgreSQL database (opendots.signal.server.shell.cluster): mitigation
-writes are decided under the cluster-wide lock on the rows the other node wrote, so 'mid' rules and conflicts hold
+writes are decided under their scope's locks on the rows the other node wrote, so 'mid' rules and conflicts hold
 across nodes even with no NOTIFY heard at all, and however requests race; the mitigator lease is held by one node."""
 
 from __future__ import annotations
