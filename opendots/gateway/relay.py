@@ -28,10 +28,11 @@ from typing import Any, Literal, Protocol
 
 from opendots.config import ClientAuthorization
 from opendots.gateway.hoplimit import HOP_LIMIT_REACHED, forward_value, relayed_diagnostic
-from opendots.model import ModelError, decode_signal, encode_signal
+from opendots.gateway.telemetry_relay import Refused, TelemetryRelay, TelemetryState, decoded
+from opendots.model import ModelError, decode_signal, encode_signal, encode_telemetry
 from opendots.signal.server.core.authorization import check_authorized
 from opendots.signal.server.core.messages import Rejected
-from opendots.signal.server.core.paths import MitigatePath, parse_path
+from opendots.signal.server.core.paths import MitigatePath, TelemetryPath, TelemetrySetupPath, parse_path
 from opendots.signal.server.core.scope import parse_scope_body
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ class Link:
         }
 
 
-class RelayState(Protocol):
+class RelayState(TelemetryState, Protocol):
     """What the relay keeps durably (opendots.gateway.store.RelayStore)."""
 
     def allocate_mid(self) -> int:
@@ -149,6 +150,17 @@ class Outbound:
     reestablish: bool = False
     generation: int = 0
     """The relay's withdrawal count when this was built: a PUT built before its mitigation was withdrawn is stale."""
+    resource: str = "mitigate"
+    """Or RFC 9244's "tm-setup" and "tm": then 'mid' and 'upstream_mid' hold the downstream and upstream 'tsid' or
+    'tmid' (telemetry_relay)."""
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Requests to send upstream for one downstream request, answered 2.02 when each was (a telemetry DELETE of all
+    of a 'cuid' through a client-domain gateway: one per number the client holds, not everyone's)."""
+
+    steps: tuple[Outbound, ...]
 
 
 @dataclass(frozen=True)
@@ -193,6 +205,9 @@ class RelayCore:
         self._per_client: Counter[str] = Counter()
         for link in self.state.load():
             self._hold(link)
+        self.telemetry = TelemetryRelay(
+            self.state, self.settings.upstream_cuid, self._upstream_mid, self._downstream_mid
+        )
 
     @property
     def client_domain(self) -> bool:
@@ -200,7 +215,7 @@ class RelayCore:
 
     # --- downstream request → upstream request ------------------------------------------------------------
 
-    def request(self, inbound: Inbound, now: float) -> Reply | Outbound:
+    def request(self, inbound: Inbound, now: float) -> Reply | Outbound | Batch:
         settings = self.settings
         hop = forward_value(
             inbound.hop_limit,
@@ -218,11 +233,13 @@ class RelayCore:
             path = parse_path(inbound.path)
         except Rejected as refused:
             return self._local(Reply.error(refused.response.code, refused.response.diagnostic or ""))
-        if not isinstance(path, MitigatePath):
-            # RFC 9244 telemetry is not relayed; /config and /hb never reach the relay (each leg has its own).
-            return self._local(Reply.error("5.01", "this DOTS gateway relays the mitigate resource only"))
+        if not isinstance(path, MitigatePath | TelemetrySetupPath | TelemetryPath):
+            # /config and /hb never reach the relay (each leg has its own, RFC 9132 §4.5.1, §4.7).
+            return self._local(Reply.error("5.01", "this DOTS gateway relays the mitigate, tm-setup and tm resources"))
         if inbound.method not in ("GET", "PUT", "DELETE"):
-            return self._local(Reply.error("4.05", f"{inbound.method} is not a DOTS mitigation method"))
+            return self._local(Reply.error("4.05", f"{inbound.method} is not a DOTS signal channel method here"))
+        if not isinstance(path, MitigatePath):
+            return self._telemetry_request(inbound, path, hop.value)
         if inbound.method in ("PUT", "DELETE") and path.mid is None:
             return self._local(Reply.error("4.00", f"a {inbound.method} needs a 'mid' Uri-Path (RFC 9132 §4.4)"))
         if inbound.method == "PUT" and not inbound.if_match_empty and inbound.authorization is not None:
@@ -240,6 +257,86 @@ class RelayCore:
             return self._local(step)
         self.counters["relayed"] += 1
         return step
+
+    def _telemetry_request(
+        self, inbound: Inbound, path: TelemetrySetupPath | TelemetryPath, hop: int
+    ) -> Reply | Outbound | Batch:
+        """RFC 9244 §7 and §8 through the gateway (telemetry_relay)."""
+        resource, number = ("tm-setup", path.tsid) if isinstance(path, TelemetrySetupPath) else ("tm", path.tmid)
+        name = "tsid" if resource == "tm-setup" else "tmid"
+        if inbound.method == "PUT" and number is None:
+            return self._local(Reply.error("4.00", f"the mandatory '{name}' Uri-Path is missing"))
+        if not self.upstream_up:
+            self.counters["upstream-down"] += 1
+            return Reply.error("5.03", UPSTREAM_DOWN, max_age=self.settings.retry_after)
+        payload, query, upstream = inbound.payload, inbound.query, number
+        telemetry = self.telemetry
+        if not self.client_domain:
+            holders = self._cuid_clients.get(path.cuid)
+            if holders and inbound.client not in holders:  # §4.4.1.1, as for mitigations
+                return self._local(Reply.error("4.09", "this 'cuid' is used by another DOTS client (cuid-collision)"))
+            cdid = inbound.peer_cuid if self.settings.insert_cdid else None
+            prefix: tuple[str, ...] = (resource, *((f"cdid={cdid}",) if cdid else ()), f"cuid={path.cuid}")
+        else:
+            try:
+                if number is not None:
+                    upstream = telemetry.upstream_number(resource, inbound.client, path.cuid, number, inbound.method)
+                elif inbound.method == "DELETE":
+                    held = telemetry.own_numbers(resource, inbound.client, path.cuid)
+                    if not held:
+                        return self._local(Reply("2.02"))  # §7.1.4: 2.02 whether or not there was any
+                    own = (resource, f"cuid={self.settings.upstream_cuid}")
+                    steps = []
+                    for held_number in held:
+                        up = telemetry.upstream_number(resource, inbound.client, path.cuid, held_number, "DELETE")
+                        steps.append(self._telemetry_outbound(
+                            inbound, resource, path.cuid, (*own, f"{name}={up}"), hop, None, held_number, up,
+                            query=(), payload=None))  # fmt: skip
+                    self.counters["relayed"] += 1
+                    return Batch(tuple(steps))
+                elif resource == "tm" and not telemetry.own_numbers(resource, inbound.client, path.cuid):
+                    return self._local(Reply.error("4.04", f"no telemetry of cuid={path.cuid} here"))
+                if resource == "tm" and inbound.method == "PUT":
+                    payload = telemetry.request_payload(inbound.client, path.cuid, payload)
+                if resource == "tm" and inbound.method == "GET":
+                    query = telemetry.request_query(inbound.client, path.cuid, query)
+            except Refused as refused:
+                return self._local(Reply.error(refused.code, refused.diagnostic))
+            cdid = None
+            prefix = (resource, f"cuid={self.settings.upstream_cuid}")
+        upstream_path = (*prefix, *((f"{name}={upstream}",) if upstream is not None else ()))
+        self.counters["relayed"] += 1
+        return self._telemetry_outbound(
+            inbound, resource, path.cuid, upstream_path, hop, cdid, number, upstream, query=query, payload=payload
+        )
+
+    def _telemetry_outbound(
+        self,
+        inbound: Inbound,
+        resource: str,
+        cuid: str,
+        path: tuple[str, ...],
+        hop: int,
+        cdid: str | None,
+        number: int | None,
+        upstream: int | None,
+        *,
+        query: tuple[str, ...],
+        payload: bytes | None,
+    ) -> Outbound:
+        return Outbound(
+            method=inbound.method, path=path, query=query, payload=payload, hop_limit=hop,
+            observe=inbound.observe if inbound.method == "GET" else None, if_match_empty=False, client=inbound.client,
+            cuid=cuid, mid=number, upstream_mid=upstream, cdid=cdid, resource=resource,
+        )  # fmt: skip
+
+    def _upstream_mid(self, client: str, cuid: str, mid: int) -> int | None:
+        link = self.links.get((client, cuid, mid))
+        return None if link is None else link.upstream_mid
+
+    def _downstream_mid(self, client: str, cuid: str, upstream_mid: int) -> int | None:
+        link = self._by_upstream.get((self.settings.upstream_cuid, upstream_mid))
+        return link.mid if link is not None and link.client == client and link.cuid == cuid else None
 
     def _local(self, reply: Reply) -> Reply:
         self.counters["answered-locally"] += 1
@@ -317,6 +414,8 @@ class RelayCore:
         self, sent: Outbound, code: str, payload: bytes, content_format: int | None, max_age: int | None, now: float
     ) -> Reply:
         """The upstream answer to SENT: links updated, the downstream answer built."""
+        if sent.resource != "mitigate":
+            return self._telemetry_answered(sent, code, payload, content_format, max_age, now)
         key = (sent.client, sent.cuid, sent.mid) if sent.mid is not None else None
         current = self.current(sent)
         if key is not None and sent.method == "PUT":
@@ -353,6 +452,25 @@ class RelayCore:
             return Reply.error("4.04", f"no mitigation of cuid={sent.cuid} here")
         return Reply(code, encode_signal(rewritten, validate=False), DOTS_CBOR, max_age)
 
+    def _telemetry_answered(
+        self, sent: Outbound, code: str, payload: bytes, content_format: int | None, max_age: int | None, now: float
+    ) -> Reply:
+        telemetry = self.telemetry
+        if sent.method == "PUT":
+            telemetry.settled(sent.resource, sent.client, sent.cuid, sent.mid, sent.upstream_mid)
+        if code == HOP_LIMIT_REACHED:
+            return self._hop_limit_reached(sent, payload, now)
+        if not self.client_domain:
+            return Reply(code, payload, content_format, max_age)
+        telemetry.answered(sent.resource, sent.client, sent.cuid, sent.method, sent.mid, sent.upstream_mid, code)
+        body = decoded(payload, content_format)
+        if body is None:
+            return Reply(code, payload, content_format, max_age)
+        rewritten = telemetry.rewrite(sent.resource, sent.client, sent.cuid, sent.mid, sent.upstream_mid, body)
+        if rewritten is None:
+            return Reply.error("4.04", f"no telemetry of cuid={sent.cuid} here")
+        return Reply(code, encode_telemetry(rewritten, validate=False), DOTS_CBOR, max_age)
+
     def notification(
         self, sent: Outbound, code: str, payload: bytes, content_format: int | None, max_age: int | None, now: float
     ) -> Reply | None:
@@ -365,7 +483,9 @@ class RelayCore:
 
     def failed(self, sent: Outbound, reason: str) -> Reply:
         """No answer from upstream (the session broke, or every transmission went unanswered)."""
-        if sent.mid is not None and sent.method == "PUT":
+        if sent.resource != "mitigate" and sent.method == "PUT":
+            self.telemetry.settled(sent.resource, sent.client, sent.cuid, sent.mid, sent.upstream_mid)
+        elif sent.mid is not None and sent.method == "PUT":
             self._unpend((sent.client, sent.cuid, sent.mid), sent.upstream_mid)
             self._settled((sent.client, sent.cuid, sent.mid))
         self.counters["upstream-failed"] += 1

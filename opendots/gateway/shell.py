@@ -2,8 +2,8 @@
 
 Downstream it is our DOTS server (opendots.signal.server.shell.run.start_signal_server: mutual (D)TLS, the
 [[clients]] it serves, /config and /hb handled by the server core: each leg its own session configuration and
-heartbeats, RFC 9132 §4.5.1 and §4.7 say they are not relayed), with the mitigate resource (and RFC 9244's, which
-are not relayed) taken by the relay. Upstream it is our client agent (opendots.signal.client.shell.agent.ClientAgent:
+heartbeats, RFC 9132 §4.5.1 and §4.7 say they are not relayed), with the mitigate resource and RFC 9244's tm-setup
+and tm taken by the relay. Upstream it is our client agent (opendots.signal.client.shell.agent.ClientAgent:
 Happy Eyeballs, heartbeats, session configuration, reconnection with back-off) whose session the relay sends on.
 The agent's control socket is the gateway's admin socket: `gateway` shows each downstream request beside its
 upstream counterpart, the agent's own operations (`session`) still work.
@@ -27,7 +27,7 @@ from aiocoap.numbers.types import NON
 from opendots import eventloop
 from opendots.gateway.config import GatewayConfig
 from opendots.gateway.data_relay import DataRelay
-from opendots.gateway.relay import DOTS_CBOR, Inbound, Outbound, RelayCore, RelaySettings, Reply
+from opendots.gateway.relay import DOTS_CBOR, Batch, Inbound, Outbound, RelayCore, RelaySettings, Reply
 from opendots.pki.cuid import cuid_from_certificate
 from opendots.signal.client.shell.agent import ClientAgent
 from opendots.signal.client.shell.control import ControlError
@@ -39,7 +39,7 @@ from opendots.transport.endpoints import SignalServerEndpoint
 
 log = logging.getLogger(__name__)
 WELL_KNOWN_DOTS = (".well-known", "dots")
-RELAYED = ("mitigate", "tm-setup", "tm")  # RFC 9244 resources reach the relay too, which says they are not relayed
+RELAYED = ("mitigate", "tm-setup", "tm")  # RFC 9132's mitigations and RFC 9244's telemetry
 _METHODS = {"GET": aiocoap.GET, "PUT": aiocoap.PUT, "DELETE": aiocoap.DELETE}
 UPSTREAM_OPERATIONS = frozenset({"ping", "session", "config-get", "config-set", "config-delete"})
 """The client agent's operations the admin socket keeps: the upstream leg's session and its configuration."""
@@ -111,6 +111,9 @@ class RelayResource:
         step = gateway.core.request(inbound, gateway.clock())
         if isinstance(step, Reply):
             pipe.add_response(to_message(step), is_last=True)
+            return
+        if isinstance(step, Batch):
+            pipe.add_response(to_message(await gateway.forward_all(step)), is_last=True)
             return
         if step.observe == 0:
             await self._observe(pipe, step)
@@ -405,6 +408,15 @@ class Gateway:
         while self.core.stale:
             self._spawn(self._withdraw_stale(self.core.stale.pop()))
         return reply
+
+    async def forward_all(self, batch: Batch) -> Reply:
+        """Each of BATCH's requests in turn: 2.02 when each was deleted (or already gone), else the first failure."""
+        failure = None
+        for sent in batch.steps:
+            reply = await self.forward(sent)
+            if failure is None and reply.code not in ("2.02", "4.04"):
+                failure = reply
+        return failure or Reply("2.02")
 
     async def _withdraw_stale(self, sent: Outbound) -> None:
         """A PUT accepted upstream after its client withdrew the mitigation: withdrawn upstream as well."""

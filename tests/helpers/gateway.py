@@ -10,7 +10,17 @@ from typing import Any
 from opendots.config import ClientAuthorization, ClientConfig
 from opendots.lab.gateway import GatewayProcess, authorization
 
-__all__ = ["GatewayProcess", "authorization", "chain_running", "in_front_of", "point_agent_at", "trust"]
+__all__ = [
+    "GatewayProcess",
+    "admin_stack",
+    "authorization",
+    "chain_running",
+    "client_details",
+    "in_front_of",
+    "point_agent_at",
+    "relay_core",
+    "trust",
+]
 
 
 def point_agent_at(stack: Any, port: int) -> None:
@@ -54,3 +64,40 @@ def chain_running(stack: Any, gateway: GatewayProcess) -> Iterator[GatewayProces
         yield gateway
     finally:
         gateway.stop()
+
+
+def relay_core(directory: Any, kind: str = "client-domain", upstream_cuid: str = "gatewaycuid0000000000a") -> Any:
+    """A gateway relay core (opendots.gateway.relay.RelayCore) on a real SQLite state in DIRECTORY, upstream up."""
+    from opendots.gateway.relay import RelayCore, RelaySettings
+    from opendots.store.gateway_state import RelayStore
+
+    relay = RelayCore(
+        RelaySettings(kind=kind, identity="gw1", upstream_cuid=upstream_cuid),  # type: ignore[arg-type]
+        RelayStore(directory / "relay.db"),
+    )
+    relay.upstream_changed(True)
+    return relay
+
+
+@contextlib.contextmanager
+def admin_stack(directory: Any, **kwargs: Any) -> Iterator[Any]:
+    """A ProcessStack in DIRECTORY whose server has an admin socket (short path under /tmp), removed at the end."""
+    import uuid
+    from pathlib import Path
+
+    from opendots.lab.processes import ProcessStack
+
+    with ProcessStack(directory, **kwargs) as stack:
+        stack.server_config.admin_socket = Path("/tmp") / f"odsrv-{uuid.uuid4().hex[:10]}.sock"
+        stack.server_config.save(stack.server_config_path)
+        yield stack
+        stack.server_config.admin_socket.unlink(missing_ok=True)
+
+
+def client_details(stack: Any, name: str) -> dict[str, Any]:
+    """The stack server's admin view of client NAME (its telemetry setups and reports among the rest)."""
+    from opendots.signal.client.shell.control import ControlClient
+
+    with ControlClient(stack.server_config.admin_socket, timeout=10.0) as admin:
+        (details,) = admin.call("client-details", client=name)["clients"]
+    return details
