@@ -129,6 +129,8 @@ class Inbound:
     if_match_empty: bool = False
     authorization: ClientAuthorization | None = None
     """What the client may protect (the gateway's [[clients]] entry); None: not checked here."""
+    confirmable: bool = True
+    """False: the request came NON (RFC 9132 §4.4.1: mitigation requests do), and goes upstream NON too."""
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,9 @@ class Outbound:
     reestablish: bool = False
     generation: int = 0
     """The relay's withdrawal count when this was built: a PUT built before its mitigation was withdrawn is stale."""
+    confirmable: bool = True
+    """CON or NON upstream: as the downstream request came; the gateway's own requests (re-establishment, stale
+    withdrawals) NON as a client's mitigation requests are (RFC 9132 §4.4.1), retransmitted by the upstream leg."""
     resource: str = "mitigate"
     """Or RFC 9244's "tm-setup" and "tm": then 'mid' and 'upstream_mid' hold the downstream and upstream 'tsid' or
     'tmid' (telemetry_relay)."""
@@ -327,7 +332,7 @@ class RelayCore:
         return Outbound(
             method=inbound.method, path=path, query=query, payload=payload, hop_limit=hop,
             observe=inbound.observe if inbound.method == "GET" else None, if_match_empty=False, client=inbound.client,
-            cuid=cuid, mid=number, upstream_mid=upstream, cdid=cdid, resource=resource,
+            cuid=cuid, mid=number, upstream_mid=upstream, cdid=cdid, resource=resource, confirmable=inbound.confirmable,
         )  # fmt: skip
 
     def _upstream_mid(self, client: str, cuid: str, mid: int) -> int | None:
@@ -403,6 +408,7 @@ class RelayCore:
             upstream_mid=upstream_mid,
             cdid=cdid,
             generation=self._withdrawals,
+            confirmable=inbound.confirmable,
         )
 
     def _own_links(self, client: str, cuid: str) -> list[Link]:
@@ -520,7 +526,7 @@ class RelayCore:
         return Outbound(
             method="DELETE", path=path, query=(), payload=None, hop_limit=self.settings.hop_limit, observe=None,
             if_match_empty=False, client=sent.client, cuid=sent.cuid, mid=sent.mid, upstream_mid=sent.upstream_mid,
-            cdid=sent.cdid, generation=self._withdrawals,
+            cdid=sent.cdid, generation=self._withdrawals, confirmable=False,
         )  # fmt: skip
 
     def _hop_limit_reached(self, sent: Outbound, payload: bytes, now: float) -> Reply:
@@ -687,6 +693,7 @@ class RelayCore:
                     cdid=link.cdid,
                     reestablish=True,
                     generation=self._withdrawals,
+                    confirmable=False,
                 )
             )
             self._in_flight[link.key] += 1

@@ -29,6 +29,7 @@ from opendots.gateway.config import GatewayConfig
 from opendots.gateway.data_relay import DataRelay
 from opendots.gateway.relay import DOTS_CBOR, Batch, Inbound, Outbound, RelayCore, RelaySettings, Reply
 from opendots.pki.cuid import cuid_from_certificate
+from opendots.signal.client.shell import coap
 from opendots.signal.client.shell.agent import ClientAgent
 from opendots.signal.client.shell.control import ControlError
 from opendots.signal.client.shell.settings import AgentSettings
@@ -196,10 +197,12 @@ class UpstreamAgent(ClientAgent):
             raise UpstreamUnavailable("no session with the upstream DOTS server")
         return context, connection.candidate.base_uri, connection.reliable
 
-    def _message(self, sent: Outbound, base_uri: str) -> aiocoap.Message:
-        # CON over DTLS: aiocoap retransmits it (the agent's own mitigation requests are NON, retransmitted by
-        # opendots.signal.client.shell.coap); over TLS nothing is retransmitted (RFC 8323).
-        message = aiocoap.Message(code=_METHODS[sent.method], uri=base_uri)
+    def _message(self, sent: Outbound, base_uri: str, confirmable: bool) -> aiocoap.Message:
+        # As the downstream request came: NON (mitigation requests, RFC 9132 §4.4.1) retransmitted on the session's
+        # schedule by coap.transmit, as the agent's own are; CON by aiocoap on the session's parameters (§4.5.2);
+        # over TLS nothing is retransmitted (RFC 8323).
+        tuning = coap.session_tuning(self.core.parameters, confirmable)
+        message = aiocoap.Message(code=_METHODS[sent.method], uri=base_uri, transport_tuning=tuning)
         message.opt.uri_path = (*WELL_KNOWN_DOTS, *sent.path)
         if sent.query:
             message.opt.uri_query = sent.query
@@ -214,21 +217,34 @@ class UpstreamAgent(ClientAgent):
         return message
 
     async def relay(self, sent: Outbound) -> aiocoap.Message:
-        context, base_uri, _reliable = self._session()
+        """The upstream answer to SENT: NON retransmitted until answered or the session's schedule is spent, a body
+        larger than a message sent block-wise (Q-Block when the server supports it, RFC 9177), as the agent does
+        for its own requests; the whole bounded by the agent's request_timeout."""
+        context, base_uri, reliable = self._session()
+        what = f"relayed {sent.method} /{'/'.join(sent.path)}"
+        timeout = self.settings.request_timeout
         try:
-            async with asyncio.timeout(self.settings.request_timeout):
-                return await context.request(self._message(sent, base_uri)).response
-        except TimeoutError:
+            async with asyncio.timeout(timeout):
+                return await coap.transmit(
+                    context,
+                    lambda: self._message(sent, base_uri, sent.confirmable or reliable),
+                    what,
+                    confirmable=sent.confirmable,
+                    reliable=reliable,
+                    parameters=self.core.parameters,
+                    timeout=timeout,
+                )
+        except (TimeoutError, coap.NoAnswer):
             raise UpstreamUnavailable("no answer from the upstream DOTS server") from None
-        except aiocoap.error.Error as error:
-            self._mark_lost(f"relayed {sent.method} /{'/'.join(sent.path)}: {error}")
+        except coap.TransportFailure as error:
+            self._mark_lost(f"{what}: {error}")
             raise UpstreamUnavailable(str(error) or type(error).__name__) from None
 
     async def observe(self, sent: Outbound) -> AsyncIterator[tuple[str, bytes, int | None, int | None]]:
         """The answer to an Observe registration, then each notification, as (code, payload, content-format,
         max-age). Raises UpstreamUnavailable when the session goes."""
         context, base_uri, _reliable = self._session()
-        pending = context.request(self._message(sent, base_uri))
+        pending = context.request(self._message(sent, base_uri, True))  # CON: a registration aiocoap retransmits
         pending.response.add_done_callback(_retrieve)
         try:
             try:
@@ -396,6 +412,7 @@ class Gateway:
             observe=request.opt.observe,
             if_match_empty=bool(if_match) and all(tag == b"" for tag in if_match),
             authorization=self.config.downstream.client_by_cuid(peer),
+            confirmable=request.mtype is not NON,  # CON, or no type at all (TLS: reliable)
         )
 
     async def forward(self, sent: Outbound) -> Reply:
