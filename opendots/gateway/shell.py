@@ -36,6 +36,7 @@ from opendots.signal.client.shell.settings import AgentSettings
 from opendots.signal.server.shell.run import RunningSignalServer, start_signal_server
 from opendots.store.gateway_state import RelayStore
 from opendots.transport import peer_identity, start_server
+from opendots.transport.block1 import Complete
 from opendots.transport.endpoints import SignalServerEndpoint
 
 log = logging.getLogger(__name__)
@@ -99,27 +100,38 @@ class RelayResource:
     async def render_to_pipe(self, pipe: Any) -> None:
         request = pipe.request
         gateway = self.gateway
-        if request.opt.block1 is not None or request.opt.block2 is not None:
-            # Mitigation bodies fit one message; a block-wise body is not reassembled here, so it is refused whole
-            # (RFC 7959 §2.9.3: 4.13) rather than relayed in part.
-            refusal = Reply.error("4.13", "this DOTS gateway relays whole messages only (no block-wise transfer)")
+        block1 = request.opt.block1
+        if block1 is not None:
+            # RFC 7959 §2.5: the body is reassembled here, with the DOTS server's limits (Q-Block1 bodies arrive whole
+            # from the transport), and goes upstream whole: the upstream leg cuts it again as that server takes it.
+            assert gateway.server is not None
+            upload = gateway.server.resource.take_block(request)
+            if not isinstance(upload, Complete):
+                pipe.add_response(upload, is_last=True)
+                return
+            request.payload = upload.body
+            request.opt.block1 = None
+        elif request.opt.block2 is not None and request.opt.block2.block_number > 0:
+            # A later block of an answer: each relayed answer is rendered anew, none is kept to be served in parts.
+            refusal = Reply.error("4.02", "this DOTS gateway does not serve answers block by block")
             pipe.add_response(to_message(refusal), is_last=True)
             return
         inbound = gateway.inbound(request)
         if isinstance(inbound, Reply):
-            pipe.add_response(to_message(inbound), is_last=True)
-            return
-        step = gateway.core.request(inbound, gateway.clock())
-        if isinstance(step, Reply):
-            pipe.add_response(to_message(step), is_last=True)
-            return
-        if isinstance(step, Batch):
-            pipe.add_response(to_message(await gateway.forward_all(step)), is_last=True)
-            return
-        if step.observe == 0:
-            await self._observe(pipe, step)
-            return
-        pipe.add_response(to_message(await gateway.forward(step)), is_last=True)
+            reply = inbound
+        else:
+            step = gateway.core.request(inbound, gateway.clock())
+            if isinstance(step, Outbound) and step.observe == 0:
+                await self._observe(pipe, step)
+                return
+            if isinstance(step, Batch):
+                reply = await gateway.forward_all(step)
+            else:
+                reply = step if isinstance(step, Reply) else await gateway.forward(step)
+        message = to_message(reply)
+        if block1 is not None:
+            message.opt.block1 = block1  # RFC 7959 §2.3: the final response echoes the last block's option
+        pipe.add_response(message, is_last=True)
 
     async def _observe(self, pipe: Any, sent: Outbound) -> None:
         """RFC 7641 through the gateway: the upstream registration's answers and notifications go to the downstream
