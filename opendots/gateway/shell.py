@@ -28,9 +28,11 @@ from opendots import eventloop
 from opendots.gateway.config import GatewayConfig
 from opendots.gateway.data_relay import DataRelay
 from opendots.gateway.relay import DOTS_CBOR, Batch, Inbound, Outbound, RelayCore, RelaySettings, Reply
+from opendots.model import ModelError, decode_signal
 from opendots.pki.cuid import cuid_from_certificate
+from opendots.signal.client.core.requests import DotsRequest, DotsResponse, RequestKind
 from opendots.signal.client.shell import coap
-from opendots.signal.client.shell.agent import ClientAgent
+from opendots.signal.client.shell.agent import REDIRECTED_SIGNAL, ClientAgent
 from opendots.signal.client.shell.control import ControlError
 from opendots.signal.client.shell.settings import AgentSettings
 from opendots.signal.server.shell.run import RunningSignalServer, start_signal_server
@@ -50,6 +52,10 @@ REREGISTER_DELAY = 1.0  # seconds before a relayed observation is registered ups
 
 class UpstreamUnavailable(Exception):
     """The upstream session cannot carry a request now (down, broken, or no answer in time)."""
+
+
+class UpstreamRedirected(UpstreamUnavailable):
+    """The upstream server answered 5.03 naming an alternate server (RFC 9132 §4.6): the upstream leg follows it."""
 
 
 def to_message(reply: Reply) -> aiocoap.Message:
@@ -164,7 +170,7 @@ class RelayResource:
                         if last:
                             return
                 except UpstreamUnavailable as error:
-                    if number == 0:
+                    if number == 0 and not isinstance(error, UpstreamRedirected):
                         pipe.add_response(to_message(gateway.core.failed(sent, str(error))), is_last=True)
                         return
                 await asyncio.sleep(REREGISTER_DELAY)  # not a busy loop if the upstream keeps failing at once
@@ -229,7 +235,33 @@ class UpstreamAgent(ClientAgent):
         return message
 
     async def relay(self, sent: Outbound) -> aiocoap.Message:
-        """The upstream answer to SENT: NON retransmitted until answered or the session's schedule is spent, a body
+        """The upstream answer to SENT. A redirection (RFC 9132 §4.6) is this leg's to follow, not the downstream
+        client's: the agent's core takes it (TTL, loop window, fall-back), the session moves to the alternate server
+        and SENT is sent again there, once (§4.6: the client SHOULD resend the failed request)."""
+        try:
+            return await self._relay_once(sent)
+        except UpstreamRedirected:
+            if not await self.wait_connected(self.settings.connect_timeout * 2):
+                raise UpstreamUnavailable("redirected: no session with the alternate DOTS server yet") from None
+            return await self._relay_once(sent)
+
+    def _redirected(self, answer: aiocoap.Message) -> bool:
+        """Whether ANSWER redirects this leg; if so the agent's core has taken it (and the session is moving)."""
+        if answer.code.dotted != "5.03" or not answer.payload:
+            return False
+        try:
+            body = decode_signal(answer.payload)
+        except (ModelError, ValueError):
+            return False
+        if REDIRECTED_SIGNAL not in body:
+            return False
+        response = DotsResponse(code="5.03", body=body, max_age=answer.opt.max_age)
+        self.core.handle_response(_RELAYED, response, self.clock())
+        self.pump()
+        return True
+
+    async def _relay_once(self, sent: Outbound) -> aiocoap.Message:
+        """SENT on the current session: NON retransmitted until answered or the session's schedule is spent, a body
         larger than a message sent block-wise (Q-Block when the server supports it, RFC 9177), as the agent does
         for its own requests; the whole bounded by the agent's request_timeout."""
         context, base_uri, reliable = self._session()
@@ -237,7 +269,7 @@ class UpstreamAgent(ClientAgent):
         timeout = self.settings.request_timeout
         try:
             async with asyncio.timeout(timeout):
-                return await coap.transmit(
+                answer = await coap.transmit(
                     context,
                     lambda: self._message(sent, base_uri, sent.confirmable or reliable),
                     what,
@@ -251,6 +283,9 @@ class UpstreamAgent(ClientAgent):
         except coap.TransportFailure as error:
             self._mark_lost(f"{what}: {error}")
             raise UpstreamUnavailable(str(error) or type(error).__name__) from None
+        if self._redirected(answer):
+            raise UpstreamRedirected(f"{what}: redirected to an alternate DOTS server")
+        return answer
 
     async def observe(self, sent: Outbound) -> AsyncIterator[tuple[str, bytes, int | None, int | None]]:
         """The answer to an Observe registration, then each notification, as (code, payload, content-format,
@@ -266,13 +301,21 @@ class UpstreamAgent(ClientAgent):
                 raise UpstreamUnavailable("no answer from the upstream DOTS server") from None
             except aiocoap.error.Error as error:
                 raise UpstreamUnavailable(str(error) or type(error).__name__) from None
+            if self._redirected(first):
+                raise UpstreamRedirected("the observation was redirected to an alternate DOTS server")
             yield _parts(first)
             if not first.code.is_successful():
                 return
             try:
                 async for notification in pending.observation:
+                    if self._redirected(notification):
+                        raise UpstreamRedirected("the observation was redirected to an alternate DOTS server")
                     yield _parts(notification)
             except aiocoap.error.ResponseWrappingError as error:
+                # §4.6: a redirection may come as a 5.03 notification: followed here, the observation registered
+                # again on the alternate server (RelayResource._observe), the observer told nothing of it.
+                if self._redirected(error.coapmessage):
+                    raise UpstreamRedirected("the observation was redirected to an alternate DOTS server") from None
                 yield _parts(error.coapmessage)
                 return
             except aiocoap.error.Error as error:
@@ -281,6 +324,10 @@ class UpstreamAgent(ClientAgent):
         finally:
             if not pending.observation.cancelled:
                 pending.observation.cancel()
+
+
+_RELAYED = DotsRequest(RequestKind.STATUS, "GET", ())
+"""What the agent's core is told a redirection answered: a relayed request, none of the agent's own."""
 
 
 def _parts(message: aiocoap.Message) -> tuple[str, bytes, int | None, int | None]:
