@@ -79,7 +79,7 @@ async def test_a_redirection_notified_to_a_relayed_observation_moves_it_to_the_a
 ) -> None:
     """The 5.03 notification is the gateway's: its mitigation is re-established on the alternate server, the
     observation registered there again, and the downstream observer hears the alternate's news, not the 5.03."""
-    async with primary_and_alternate(tmp_path) as (primary, alternate, gateway, client, uri):
+    async with primary_and_alternate(tmp_path) as (primary, alternate, _gateway, client, uri):
         assert (await request(client, aiocoap.PUT, f"{uri}/mid=7", BODY)).code == aiocoap.CREATED
         observation = client.request(aiocoap.Message(code=aiocoap.GET, uri=f"{uri}/mid=7", observe=0))
         assert (await asyncio.wait_for(observation.response, 10)).code == aiocoap.CONTENT
