@@ -46,7 +46,7 @@ from opendots.gateway.relay_messages import (
     Reply,
     replace_lifetime,
 )
-from opendots.gateway.telemetry_relay import Refused, TelemetryRelay, decoded
+from opendots.gateway.telemetry_relay import Refused, TelemetryRelay, decoded, out_of_scope
 from opendots.model import ModelError, decode_signal, encode_signal, encode_telemetry
 from opendots.signal.server.core.authorization import check_authorized
 from opendots.signal.server.core.messages import Rejected
@@ -155,6 +155,10 @@ class RelayCore(UpstreamLoss):
         name = "tsid" if resource == "tm-setup" else "tmid"
         if inbound.method == "PUT" and number is None:
             return self._local(Reply.error("4.00", f"the mandatory '{name}' Uri-Path is missing"))
+        if resource == "tm" and inbound.method == "PUT" and inbound.authorization is not None:
+            refused = out_of_scope(inbound.payload, inbound.authorization)
+            if refused is not None:
+                return self._local(Reply.error(refused.code, refused.diagnostic))
         if not self.upstream_up:
             self.counters["upstream-down"] += 1
             return Reply.error("5.03", UPSTREAM_DOWN, max_age=self.settings.retry_after)

@@ -18,11 +18,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from opendots.config import ClientAuthorization
+from opendots.domain import ScopeError
+from opendots.domain.targets import parse_targets
 from opendots.model import ModelError, decode_telemetry, encode_telemetry
+from opendots.signal.server.core.authorization import check_authorized
+from opendots.signal.server.core.messages import Rejected
 
 TELEMETRY_SETUP = "ietf-dots-telemetry:telemetry-setup"
 TELEMETRY = "ietf-dots-telemetry:telemetry"
 DOTS_CBOR = 271
+TARGET_MEMBERS = ("target-prefix", "target-fqdn", "target-uri")
 
 
 @dataclass(frozen=True)
@@ -223,6 +229,24 @@ class TelemetryRelay:
         numbers.discard(link.number)
         if not numbers:
             self._by_pair.pop((link.resource, link.client, link.cuid), None)
+
+
+def out_of_scope(payload: bytes | None, client: ClientAuthorization) -> Refused | None:
+    """A tm PUT about targets CLIENT may not protect (as the server checks a client's own, RFC 9244 §8.2): upstream
+    the gateway is authorized for all its clients, and server-originated telemetry (§8.3) for a target sums the
+    gateway's mitigations there, its other clients' among them. Aliases are the upstream server's to resolve; a
+    'mid-list' names the client's own mitigations (mapped above)."""
+    for entry in _entries(decoded(payload), RESOURCES["tm"]):
+        target = entry.get("target")
+        if not isinstance(target, dict) or not any(name in target for name in TARGET_MEMBERS):
+            continue
+        try:
+            check_authorized(client, parse_targets(target))
+        except ScopeError as error:
+            return Refused("4.00", str(error))
+        except Rejected as refused:
+            return Refused(refused.response.code, refused.response.diagnostic or "")
+    return None
 
 
 def decoded(payload: bytes | None, content_format: int | None = DOTS_CBOR) -> dict[str, Any] | None:

@@ -3,9 +3,11 @@ attributes in mitigation requests and status (RFC 9244 §5.2, §7, §8, §9; RFC
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any
 
+from opendots.config import ClientAuthorization
 from opendots.gateway.relay import DOTS_CBOR, Batch, Inbound, Outbound, RelayCore, Reply
 from opendots.model import decode_signal, decode_telemetry, encode_signal, encode_telemetry
 from opendots.signal.client.core.telemetry_bodies import config_entry, report_entry
@@ -214,3 +216,21 @@ def test_telemetry_attributes_in_a_mitigation_request_and_its_status_pass_throug
                                  "ietf-dots-telemetry:total-traffic": rates}]}}  # fmt: skip
     shown = decode_signal(answer(relay, sent, "2.01", status).payload)[SCOPE]["scope"][0]
     assert (shown["mid"], shown["ietf-dots-telemetry:total-traffic"]) == (5, rates)
+
+
+def test_a_client_may_not_report_or_ask_telemetry_through_the_gateway_for_targets_it_may_not_protect_rfc9244_s8_2(
+    tmp_path: Path,
+) -> None:
+    """Upstream the gateway is authorized for all its clients, and server-originated telemetry for a target sums the
+    gateway's mitigations there (other clients' too): the gateway checks each client's targets itself."""
+    alice = ClientAuthorization(name="alice", cuid=ALICE, prefixes=(ipaddress.ip_network("192.0.2.0/28"),))
+    for kind in ("client-domain", "server-domain"):
+        (tmp_path / kind).mkdir()
+        relay = relay_core(tmp_path / kind, kind)
+        put = inbound("alice", ALICE, "PUT", "tm", "tmid=1", payload=report_body(), authorization=alice)
+        refused = relay.request(put, NOW)
+        assert isinstance(refused, Reply) and refused.code == "4.00" and "203.0.113.0/24" in refused.diagnostic
+        inside = report_entry(("192.0.2.0/28",))
+        payload = encode_telemetry({TM: {"pre-or-ongoing-mitigation": [inside]}})
+        mine = inbound("alice", ALICE, "PUT", "tm", "tmid=1", payload=payload, authorization=alice)
+        assert relayed(relay.request(mine, NOW)).payload == payload
