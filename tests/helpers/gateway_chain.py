@@ -38,8 +38,11 @@ class Chain:
 
 
 @contextlib.asynccontextmanager
-async def chain_in_loop(pki_dir: Path, tmp_path: Path) -> AsyncIterator[Chain]:
-    """The chain on a copy of the test PKI in PKI_DIR (the gateway's certificates are issued into it)."""
+async def chain_in_loop(
+    pki_dir: Path, tmp_path: Path, *, signal: dict[str, Any] | None = None, **start: Any
+) -> AsyncIterator[Chain]:
+    """The chain on a copy of the test PKI in PKI_DIR (the gateway's certificates are issued into it); SIGNAL: more
+    [signal] settings of the server, START: more arguments of start_signal_server (a mitigator, a clock)."""
     pki = Path(shutil.copytree(pki_dir, tmp_path / "pki"))
     config = ServerConfig.load(pki / "server.toml")
     cuid = cuid_of(config, "client")
@@ -47,7 +50,8 @@ async def chain_in_loop(pki_dir: Path, tmp_path: Path) -> AsyncIterator[Chain]:
     gateway.serve(authorization("client", cuid))
     config.clients.append(gateway.authorization())
     config.db = tmp_path / "signal.db"
-    server = await start_signal_server(config, bind=[("127.0.0.1", free_port())])
+    config.signal = {**config.signal, **(signal or {})}
+    server = await start_signal_server(config, bind=[("127.0.0.1", free_port())], **start)
     seen: list[tuple[Any, tuple[str, ...]]] = []
     answer_now = server.resource.answer_now
 

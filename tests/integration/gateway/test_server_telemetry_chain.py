@@ -5,22 +5,16 @@ reach the client's observations of its mitigation and of its /tm request, under 
 from __future__ import annotations
 
 import asyncio
-import shutil
 from pathlib import Path
 
 import aiocoap
 
-from opendots.config import ServerConfig
-from opendots.lab.gateway import GatewayProcess, authorization
 from opendots.model import decode_signal, decode_telemetry, encode_telemetry
-from opendots.signal.server.shell.run import start_signal_server
-from opendots.transport import create_client_context
-from tests.conftest import free_port
-from tests.helpers import tls_files
+from tests.helpers.gateway_chain import chain_in_loop
 from tests.helpers.measured_mitigator import MeasuredMitigator
 from tests.helpers.server_telemetry import SERVER_ORIGINATED_SETUP, Clock
 from tests.helpers.signal_harness import SCOPE
-from tests.helpers.signal_server import BASE, cuid_of, request
+from tests.helpers.signal_server import request
 
 TAT = "ietf-dots-telemetry:total-attack-traffic"
 TM = "ietf-dots-telemetry:telemetry"
@@ -29,21 +23,10 @@ TM = "ietf-dots-telemetry:telemetry"
 async def test_the_servers_measured_attack_traffic_reaches_the_client_through_a_client_domain_gateway_rfc9244_s9_2(
     pki_dir: Path, tmp_path: Path
 ) -> None:
-    pki = Path(shutil.copytree(pki_dir, tmp_path / "pki"))
-    config = ServerConfig.load(pki / "server.toml")
-    cuid = cuid_of(config, "client")
-    gateway = GatewayProcess(pki, "gw1", "client-domain")
-    gateway.serve(authorization("client", cuid))
-    config.clients.append(gateway.authorization())
-    config.db = tmp_path / "signal.db"
-    config.signal = {**config.signal, "telemetry_server_originated": True, "counters_interval": 3600}
+    signal = {"telemetry_server_originated": True, "counters_interval": 3600}
     mitigator, clock = MeasuredMitigator(), Clock()
-    running = await start_signal_server(config, bind=[("127.0.0.1", free_port())], mitigator=mitigator, clock=clock)
-    gateway.upstream_to(running.endpoint.dtls_addresses[0][1])
-    await asyncio.to_thread(gateway.start)  # waits for its upstream session: this loop must keep serving
-    client = await create_client_context(tls_files(pki, "client"), server_name="localhost")
-    uri = f"coaps://127.0.0.1:{gateway.port}{BASE}"
-    try:
+    async with chain_in_loop(pki_dir, tmp_path, signal=signal, mitigator=mitigator, clock=clock) as chain:
+        client, uri, cuid, gateway, running = chain.client, chain.uri, chain.cuid, chain.gateway, chain.server
         setup = encode_telemetry(SERVER_ORIGINATED_SETUP)
         answer = await request(client, aiocoap.PUT, f"{uri}/tm-setup/cuid={cuid}/tsid=3", setup, content_format=271)
         assert answer.code == aiocoap.CREATED, answer.payload
@@ -88,7 +71,3 @@ async def test_the_servers_measured_attack_traffic_reaches_the_client_through_a_
         assert entry["tmid"] == 567 and entry["total-attack-traffic"][0]["peak-g"] == "5000"
         mitigation.observation.cancel()
         telemetry.observation.cancel()
-    finally:
-        await client.shutdown()
-        await asyncio.to_thread(gateway.stop)
-        await running.stop()
