@@ -16,163 +16,68 @@ Both add Hop-Limit (RFC 8768, `hoplimit`). While the upstream session is down, r
 Unavailable, RFC 9132 §4.4.1: the server side is "currently unavailable") with a Max-Age saying when to retry
 (RFC 7252 §5.9.3.4); the accepted mitigations are kept (`RelayState`) and `reestablish` re-sends them when the
 session is back.
+
+The parts: relay_messages (what goes in and out), relay_links (the mid mapping), relay_loss (upstream loss,
+re-establishment, withdrawal races), hoplimit (RFC 8768), telemetry_relay (RFC 9244's tsid/tmid mapping).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any
 
 from opendots.config import ClientAuthorization
-from opendots.gateway.data_names import renamed_inbound, signal_down
+from opendots.gateway.data_names import renamed_inbound
 from opendots.gateway.hoplimit import HOP_LIMIT_REACHED, forward_value, relayed_diagnostic
-from opendots.model import ModelError, decode_signal, encode_signal
+from opendots.gateway.relay_links import Link, RelayState
+from opendots.gateway.relay_loss import UpstreamLoss
+from opendots.gateway.relay_messages import (
+    DOTS_CBOR,
+    KINDS,
+    SCOPE,
+    TEXT_PLAIN,
+    UPSTREAM_DOWN,
+    Batch,
+    Inbound,
+    Kind,
+    Outbound,
+    RelaySettings,
+    Reply,
+    replace_lifetime,
+)
+from opendots.gateway.telemetry_relay import Refused, TelemetryRelay, decoded, out_of_scope
+from opendots.model import ModelError, decode_signal, encode_signal, encode_telemetry
 from opendots.signal.server.core.authorization import check_authorized
 from opendots.signal.server.core.messages import Rejected
-from opendots.signal.server.core.paths import MitigatePath, parse_path
+from opendots.signal.server.core.paths import MitigatePath, TelemetryPath, TelemetrySetupPath, parse_path
 from opendots.signal.server.core.scope import parse_scope_body
 
+__all__ = [
+    "DOTS_CBOR",
+    "KINDS",
+    "SCOPE",
+    "TEXT_PLAIN",
+    "Batch",
+    "Inbound",
+    "Kind",
+    "Link",
+    "Outbound",
+    "RelayCore",
+    "RelaySettings",
+    "RelayState",
+    "Reply",
+    "replace_lifetime",
+]
+
 log = logging.getLogger(__name__)
-
-Kind = Literal["client-domain", "server-domain"]
-KINDS = ("client-domain", "server-domain")
-SCOPE = "ietf-dots-signal-channel:mitigation-scope"
-DOTS_CBOR, TEXT_PLAIN = 271, 0
-ENDED = frozenset({"attack-mitigation-terminated", "attack-mitigation-withdrawn"})
 LOOP_ALERT_INTERVAL = 60.0  # seconds between two error logs of the same loop (every pass is counted)
-UPSTREAM_DOWN = "the upstream DOTS server cannot be reached through this gateway; retry later"
-
-
-@dataclass(frozen=True)
-class RelaySettings:
-    kind: Kind
-    identity: str
-    """This gateway's identifier in 5.08 diagnostics (RFC 8768 §4)."""
-    upstream_cuid: str
-    """The gateway's own 'cuid' (its upstream certificate's): a client-domain gateway's requests carry it."""
-    hop_limit: int = 16
-    rewrite_hop_limit: bool = False
-    """RFC 8768 §3: a gateway at an administrative boundary MAY ignore the received value and insert its own."""
-    insert_cdid: bool = True
-    """RFC 9132 §4.4.1.2: server-domain gateways SHOULD support a setting for whether 'cdid' is inserted."""
-    retry_after: int = 30
-    """Max-Age (s) of the 5.03 answered while the upstream session is down."""
-    diagnostic_room: int = 1024
-    """Bytes a relayed 5.08 diagnostic may take (RFC 8768 §4: prepend only if it fits the path MTU)."""
 
 
 @dataclass
-class Link:
-    """A downstream mitigation and its upstream counterpart, kept while it is accepted upstream."""
-
-    client: str
-    cuid: str
-    mid: int
-    upstream_cuid: str
-    upstream_mid: int
-    cdid: str | None
-    payload: bytes
-    """The last accepted PUT body (CBOR): re-sent when the upstream session comes back."""
-    accepted_at: float
-    expires_at: float | None
-    status: str | None = None
-
-    @property
-    def key(self) -> tuple[str, str, int]:
-        return (self.client, self.cuid, self.mid)
-
-    def upstream_path(self) -> tuple[str, ...]:
-        cdid = (f"cdid={self.cdid}",) if self.cdid else ()
-        return ("mitigate", *cdid, f"cuid={self.upstream_cuid}", f"mid={self.upstream_mid}")
-
-    def to_json(self, now: float) -> dict[str, Any]:
-        left = None if self.expires_at is None else max(0, math.ceil(self.expires_at - now))
-        return {
-            "client": self.client,
-            "downstream": f"cuid={self.cuid}/mid={self.mid}",
-            "upstream": "/".join(self.upstream_path()[1:]),
-            "status": self.status,
-            "lifetime-left": left,
-        }
-
-
-class RelayState(Protocol):
-    """What the relay keeps durably (opendots.gateway.store.RelayStore)."""
-
-    def allocate_mid(self) -> int:
-        """A new upstream 'mid', durable before this returns."""
-        ...
-
-    def save(self, link: Link) -> None: ...
-
-    def delete(self, key: tuple[str, str, int]) -> None: ...
-
-    def load(self) -> list[Link]: ...
-
-
-@dataclass(frozen=True)
-class Inbound:
-    """A request from an authenticated downstream client, its Uri-Path after /.well-known/dots."""
-
-    client: str
-    peer_cuid: str
-    """The SPKI hash of the client's certificate: the 'cdid' a server-domain gateway supplies (§4.4.1.2)."""
-    method: str
-    path: tuple[str, ...]
-    query: tuple[str, ...] = ()
-    payload: bytes | None = None
-    hop_limit: int | None = None
-    observe: int | None = None
-    if_match_empty: bool = False
-    authorization: ClientAuthorization | None = None
-    """What the client may protect (the gateway's [[clients]] entry); None: not checked here."""
-
-
-@dataclass(frozen=True)
-class Outbound:
-    """A request to send upstream, with what the relay needs to turn its answer into the downstream one."""
-
-    method: str
-    path: tuple[str, ...]
-    query: tuple[str, ...]
-    payload: bytes | None
-    hop_limit: int
-    observe: int | None
-    if_match_empty: bool
-    client: str
-    cuid: str
-    mid: int | None
-    upstream_mid: int | None
-    cdid: str | None
-    reestablish: bool = False
-    generation: int = 0
-    """The relay's withdrawal count when this was built: a PUT built before its mitigation was withdrawn is stale."""
-
-
-@dataclass(frozen=True)
-class Reply:
-    """The downstream answer."""
-
-    code: str
-    payload: bytes = b""
-    content_format: int | None = None
-    max_age: int | None = None
-
-    @classmethod
-    def error(cls, code: str, diagnostic: str, max_age: int | None = None) -> Reply:
-        return cls(code, diagnostic.encode(), TEXT_PLAIN if diagnostic else None, max_age)
-
-    @property
-    def diagnostic(self) -> str:
-        return self.payload.decode("utf-8", "replace") if self.content_format != DOTS_CBOR else ""
-
-
-@dataclass
-class RelayCore:
+class RelayCore(UpstreamLoss):
     settings: RelaySettings
     state: RelayState
     upstream_up: bool = False
@@ -198,14 +103,13 @@ class RelayCore:
         self._per_client: Counter[str] = Counter()
         for link in self.state.load():
             self._hold(link)
-
-    @property
-    def client_domain(self) -> bool:
-        return self.settings.kind == "client-domain"
+        self.telemetry = TelemetryRelay(
+            self.state, self.settings.upstream_cuid, self._upstream_mid, self._downstream_mid
+        )
 
     # --- downstream request → upstream request ------------------------------------------------------------
 
-    def request(self, inbound: Inbound, now: float) -> Reply | Outbound:
+    def request(self, inbound: Inbound, now: float) -> Reply | Outbound | Batch:
         settings = self.settings
         hop = forward_value(
             inbound.hop_limit,
@@ -223,11 +127,13 @@ class RelayCore:
             path = parse_path(inbound.path)
         except Rejected as refused:
             return self._local(Reply.error(refused.response.code, refused.response.diagnostic or ""))
-        if not isinstance(path, MitigatePath):
-            # RFC 9244 telemetry is not relayed; /config and /hb never reach the relay (each leg has its own).
-            return self._local(Reply.error("5.01", "this DOTS gateway relays the mitigate resource only"))
+        if not isinstance(path, MitigatePath | TelemetrySetupPath | TelemetryPath):
+            # /config and /hb never reach the relay (each leg has its own, RFC 9132 §4.5.1, §4.7).
+            return self._local(Reply.error("5.01", "this DOTS gateway relays the mitigate, tm-setup and tm resources"))
         if inbound.method not in ("GET", "PUT", "DELETE"):
-            return self._local(Reply.error("4.05", f"{inbound.method} is not a DOTS mitigation method"))
+            return self._local(Reply.error("4.05", f"{inbound.method} is not a DOTS signal channel method here"))
+        if not isinstance(path, MitigatePath):
+            return self._telemetry_request(inbound, path, hop.value)
         if inbound.method in ("PUT", "DELETE") and path.mid is None:
             return self._local(Reply.error("4.00", f"a {inbound.method} needs a 'mid' Uri-Path (RFC 9132 §4.4)"))
         if inbound.method == "PUT" and not inbound.if_match_empty and inbound.authorization is not None:
@@ -245,6 +151,82 @@ class RelayCore:
             return self._local(step)
         self.counters["relayed"] += 1
         return step
+
+    def _telemetry_request(
+        self, inbound: Inbound, path: TelemetrySetupPath | TelemetryPath, hop: int
+    ) -> Reply | Outbound | Batch:
+        """RFC 9244 §7 and §8 through the gateway (telemetry_relay)."""
+        resource, number = ("tm-setup", path.tsid) if isinstance(path, TelemetrySetupPath) else ("tm", path.tmid)
+        name = "tsid" if resource == "tm-setup" else "tmid"
+        if inbound.method == "PUT" and number is None:
+            return self._local(Reply.error("4.00", f"the mandatory '{name}' Uri-Path is missing"))
+        if resource == "tm" and inbound.method == "PUT" and inbound.authorization is not None:
+            refused = out_of_scope(inbound.payload, inbound.authorization)
+            if refused is not None:
+                return self._local(Reply.error(refused.code, refused.diagnostic))
+        if not self.upstream_up:
+            self.counters["upstream-down"] += 1
+            return Reply.error("5.03", UPSTREAM_DOWN, max_age=self.settings.retry_after)
+        payload, query, upstream = inbound.payload, inbound.query, number
+        telemetry = self.telemetry
+        if not self.client_domain:
+            holders = self._cuid_clients.get(path.cuid)
+            if holders and inbound.client not in holders:  # §4.4.1.1, as for mitigations
+                return self._local(Reply.error("4.09", "this 'cuid' is used by another DOTS client (cuid-collision)"))
+            cdid = inbound.peer_cuid if self.settings.insert_cdid else None
+            prefix: tuple[str, ...] = (resource, *((f"cdid={cdid}",) if cdid else ()), f"cuid={path.cuid}")
+        else:
+            try:
+                if number is not None:
+                    upstream = telemetry.upstream_number(resource, inbound.client, path.cuid, number, inbound.method)
+                elif inbound.method == "DELETE":
+                    held = telemetry.own_numbers(resource, inbound.client, path.cuid)
+                    if not held:
+                        return self._local(Reply("2.02"))  # §7.1.4: 2.02 whether or not there was any
+                    own = (resource, f"cuid={self.settings.upstream_cuid}")
+                    steps = []
+                    for held_number in held:
+                        up = telemetry.upstream_number(resource, inbound.client, path.cuid, held_number, "DELETE")
+                        steps.append(self._telemetry_outbound(
+                            inbound, resource, path.cuid, (*own, f"{name}={up}"), hop, None, held_number, up,
+                            query=(), payload=None))  # fmt: skip
+                    self.counters["relayed"] += 1
+                    return Batch(tuple(steps))
+                elif resource == "tm" and not telemetry.own_numbers(resource, inbound.client, path.cuid):
+                    return self._local(Reply.error("4.04", f"no telemetry of cuid={path.cuid} here"))
+                if resource == "tm" and inbound.method == "PUT":
+                    payload = telemetry.request_payload(inbound.client, path.cuid, payload)
+                if resource == "tm" and inbound.method == "GET":
+                    query = telemetry.request_query(inbound.client, path.cuid, query)
+            except Refused as refused:
+                return self._local(Reply.error(refused.code, refused.diagnostic))
+            cdid = None
+            prefix = (resource, f"cuid={self.settings.upstream_cuid}")
+        upstream_path = (*prefix, *((f"{name}={upstream}",) if upstream is not None else ()))
+        self.counters["relayed"] += 1
+        return self._telemetry_outbound(
+            inbound, resource, path.cuid, upstream_path, hop, cdid, number, upstream, query=query, payload=payload
+        )
+
+    def _telemetry_outbound(
+        self,
+        inbound: Inbound,
+        resource: str,
+        cuid: str,
+        path: tuple[str, ...],
+        hop: int,
+        cdid: str | None,
+        number: int | None,
+        upstream: int | None,
+        *,
+        query: tuple[str, ...],
+        payload: bytes | None,
+    ) -> Outbound:
+        return Outbound(
+            method=inbound.method, path=path, query=query, payload=payload, hop_limit=hop,
+            observe=inbound.observe if inbound.method == "GET" else None, if_match_empty=False, client=inbound.client,
+            cuid=cuid, mid=number, upstream_mid=upstream, cdid=cdid, resource=resource, confirmable=inbound.confirmable,
+        )  # fmt: skip
 
     def _local(self, reply: Reply) -> Reply:
         self.counters["answered-locally"] += 1
@@ -313,10 +295,8 @@ class RelayCore:
             upstream_mid=upstream_mid,
             cdid=cdid,
             generation=self._withdrawals,
+            confirmable=inbound.confirmable,
         )
-
-    def _own_links(self, client: str, cuid: str) -> list[Link]:
-        return [self.links[(client, cuid, mid)] for mid in self._by_pair.get((client, cuid), ())]
 
     # --- upstream answer → downstream answer ----------------------------------------------------------------
 
@@ -324,6 +304,8 @@ class RelayCore:
         self, sent: Outbound, code: str, payload: bytes, content_format: int | None, max_age: int | None, now: float
     ) -> Reply:
         """The upstream answer to SENT: links updated, the downstream answer built."""
+        if sent.resource != "mitigate":
+            return self._telemetry_answered(sent, code, payload, content_format, max_age, now)
         key = (sent.client, sent.cuid, sent.mid) if sent.mid is not None else None
         current = self.current(sent)
         if key is not None and sent.method == "PUT":
@@ -360,6 +342,25 @@ class RelayCore:
             return Reply.error("4.04", f"no mitigation of cuid={sent.cuid} here")
         return Reply(code, encode_signal(rewritten, validate=False), DOTS_CBOR, max_age)
 
+    def _telemetry_answered(
+        self, sent: Outbound, code: str, payload: bytes, content_format: int | None, max_age: int | None, now: float
+    ) -> Reply:
+        telemetry = self.telemetry
+        if sent.method == "PUT":
+            telemetry.settled(sent.resource, sent.client, sent.cuid, sent.mid, sent.upstream_mid)
+        if code == HOP_LIMIT_REACHED:
+            return self._hop_limit_reached(sent, payload, now)
+        if not self.client_domain:
+            return Reply(code, payload, content_format, max_age)
+        telemetry.answered(sent.resource, sent.client, sent.cuid, sent.method, sent.mid, sent.upstream_mid, code)
+        body = decoded(payload, content_format)
+        if body is None:
+            return Reply(code, payload, content_format, max_age)
+        rewritten = telemetry.rewrite(sent.resource, sent.client, sent.cuid, sent.mid, sent.upstream_mid, body)
+        if rewritten is None:
+            return Reply.error("4.04", f"no telemetry of cuid={sent.cuid} here")
+        return Reply(code, encode_telemetry(rewritten, validate=False), DOTS_CBOR, max_age)
+
     def notification(
         self, sent: Outbound, code: str, payload: bytes, content_format: int | None, max_age: int | None, now: float
     ) -> Reply | None:
@@ -369,46 +370,6 @@ class RelayCore:
         if self.client_domain and sent.mid is None and reply.code == "4.04" and code != "4.04":
             return None
         return reply
-
-    def failed(self, sent: Outbound, reason: str) -> Reply:
-        """No answer from upstream (the session broke, or every transmission went unanswered)."""
-        if sent.mid is not None and sent.method == "PUT":
-            self._unpend((sent.client, sent.cuid, sent.mid), sent.upstream_mid)
-            self._settled((sent.client, sent.cuid, sent.mid))
-        self.counters["upstream-failed"] += 1
-        return Reply.error("5.03", f"{UPSTREAM_DOWN} ({reason})", max_age=self.settings.retry_after)
-
-    def current(self, sent: Outbound) -> bool:
-        """False for a PUT built before its mitigation was withdrawn (RFC 9132 §4.4.4): it must not re-create it."""
-        if sent.method != "PUT" or sent.mid is None:
-            return True
-        withdrawn = self._withdrawn.get((sent.client, sent.cuid, sent.mid))
-        return withdrawn is None or withdrawn <= sent.generation
-
-    def dropped(self, sent: Outbound) -> None:
-        """SENT (a PUT) will not be sent after all."""
-        if sent.mid is not None and sent.method == "PUT":
-            self._settled((sent.client, sent.cuid, sent.mid))
-
-    def _unpend(self, key: tuple[str, str, int], upstream_mid: int | None) -> None:
-        if self._pending.get(key) == upstream_mid:  # not a newer PUT's allocation
-            del self._pending[key]
-
-    def _settled(self, key: tuple[str, str, int]) -> None:
-        # A withdrawal is remembered only while a PUT built before it may still be answered: bounded by those.
-        self._in_flight[key] -= 1
-        if self._in_flight[key] <= 0:
-            del self._in_flight[key]
-            self._withdrawn.pop(key, None)
-
-    def _withdrawal(self, sent: Outbound) -> Outbound:
-        assert sent.upstream_mid is not None
-        path = ("mitigate", *((f"cdid={sent.cdid}",) if sent.cdid else ()), *sent.path[-2:])
-        return Outbound(
-            method="DELETE", path=path, query=(), payload=None, hop_limit=self.settings.hop_limit, observe=None,
-            if_match_empty=False, client=sent.client, cuid=sent.cuid, mid=sent.mid, upstream_mid=sent.upstream_mid,
-            cdid=sent.cdid, generation=self._withdrawals,
-        )  # fmt: skip
 
     def _hop_limit_reached(self, sent: Outbound, payload: bytes, now: float) -> Reply:
         relayed = relayed_diagnostic(
@@ -441,156 +402,6 @@ class RelayCore:
         except (ModelError, ValueError):
             return None
 
-    def _accepted(self, sent: Outbound, key: tuple[str, str, int], body: dict[str, Any] | None, now: float) -> None:
-        assert sent.upstream_mid is not None and sent.payload is not None and sent.mid is not None
-        entries = _entries(body)
-        lifetime = entries[0].get("lifetime") if entries else None
-        expires_at = None if not isinstance(lifetime, int) or lifetime < 0 else now + lifetime
-        upstream_cuid = self.settings.upstream_cuid if self.client_domain else sent.cuid
-        previous = self.links.get(key)
-        link = Link(
-            client=sent.client,
-            cuid=sent.cuid,
-            mid=sent.mid,
-            upstream_cuid=upstream_cuid,
-            upstream_mid=sent.upstream_mid,
-            cdid=sent.cdid,
-            payload=previous.payload if sent.reestablish and previous else sent.payload,
-            accepted_at=previous.accepted_at if previous is not None else now,
-            expires_at=expires_at,
-            status=previous.status if previous is not None else None,
-        )
-        self.state.save(link)
-        if previous is not None:
-            self._release(previous)
-        self._hold(link)
-        if sent.reestablish:
-            self.counters["reestablished"] += 1
-
-    def _forget(self, key: tuple[str, str, int]) -> None:
-        link = self.links.get(key)
-        if link is not None:
-            self.state.delete(key)
-            self._release(link)
-
-    def _hold(self, link: Link) -> None:
-        self.links[link.key] = link
-        self._by_upstream[(link.upstream_cuid, link.upstream_mid)] = link
-        self._by_pair.setdefault((link.client, link.cuid), set()).add(link.mid)
-        self._cuid_clients.setdefault(link.cuid, Counter())[link.client] += 1
-        self._per_client[link.client] += 1
-
-    def _release(self, link: Link) -> None:
-        del self.links[link.key]
-        self._by_upstream.pop((link.upstream_cuid, link.upstream_mid), None)
-        mids = self._by_pair.get((link.client, link.cuid), set())
-        mids.discard(link.mid)
-        if not mids:
-            self._by_pair.pop((link.client, link.cuid), None)
-        self._per_client[link.client] -= 1
-        if self._per_client[link.client] <= 0:
-            del self._per_client[link.client]
-        clients = self._cuid_clients[link.cuid]
-        clients[link.client] -= 1
-        if clients[link.client] <= 0:
-            del clients[link.client]
-        if not clients:
-            del self._cuid_clients[link.cuid]
-
-    def holds(self, client: str) -> bool:
-        """Whether mitigations of CLIENT are held upstream (it is under attack, RFC 9132 §4.5)."""
-        return self._per_client[client] > 0
-
-    def _note_statuses(self, sent: Outbound, body: dict[str, Any]) -> None:
-        upstream_cuid = self.settings.upstream_cuid if self.client_domain else sent.cuid
-        for entry in _entries(body):
-            link = self._by_upstream.get((upstream_cuid, entry.get("mid")))  # type: ignore[arg-type]
-            if link is None or link.client != sent.client:
-                continue
-            status = entry.get("status")
-            if isinstance(status, str):
-                link.status = status
-                if status in ENDED:
-                    self._forget(link.key)
-
-    def _rewrite(self, sent: Outbound, body: dict[str, Any]) -> dict[str, Any] | None:
-        """A client-domain answer with the upstream 'mid's mapped back to SENT's client's; entries of other clients
-        dropped (None: nothing left of a list that had entries)."""
-        if self.data_names is not None:
-            body = signal_down(body, self.data_names(sent.client))
-        container = body.get(SCOPE)
-        if not isinstance(container, dict) or not isinstance(container.get("scope"), list):
-            return body
-        own = self.settings.upstream_cuid
-        kept = []
-        for entry in container["scope"]:
-            entry = dict(entry)
-            if "mid" in entry:
-                link = self._by_upstream.get((own, entry["mid"]))
-                if link is not None and link.client == sent.client and link.cuid == sent.cuid:
-                    entry["mid"] = link.mid
-                elif sent.upstream_mid is not None and entry["mid"] == sent.upstream_mid and sent.mid is not None:
-                    entry["mid"] = sent.mid  # the answer to a PUT not linked yet (refused, or before _accepted)
-                else:
-                    continue  # another client's mitigation: never shown to this one
-            conflict = entry.get("conflict-information")
-            if isinstance(conflict, dict) and isinstance(conflict.get("conflict-scope"), dict):
-                scope = dict(conflict["conflict-scope"])
-                other = self._by_upstream.get((own, scope.get("mid")))  # type: ignore[arg-type]
-                if other is not None and other.client == sent.client:
-                    scope["mid"] = other.mid
-                else:
-                    scope.pop("mid", None)
-                entry["conflict-information"] = {**conflict, "conflict-scope": scope}
-            kept.append(entry)
-        if container["scope"] and not kept:
-            return None
-        return {**body, SCOPE: {**container, "scope": kept}}
-
-    # --- upstream session, timers, status ---------------------------------------------------------------------
-
-    def upstream_changed(self, up: bool) -> None:
-        self.upstream_up = up
-
-    def reestablish(self, now: float) -> list[Outbound]:
-        """The upstream session is (back) up: a PUT per accepted mitigation, with the lifetime it has left."""
-        self.expire(now)
-        sent = []
-        for link in sorted(self.links.values(), key=lambda link: link.accepted_at):
-            payload = link.payload
-            if link.expires_at is not None:
-                payload = _with_lifetime(payload, max(1, math.ceil(link.expires_at - now)))
-            sent.append(
-                Outbound(
-                    method="PUT",
-                    path=link.upstream_path(),
-                    query=(),
-                    payload=payload,
-                    hop_limit=self.settings.hop_limit,
-                    observe=None,
-                    if_match_empty=False,
-                    client=link.client,
-                    cuid=link.cuid,
-                    mid=link.mid,
-                    upstream_mid=link.upstream_mid,
-                    cdid=link.cdid,
-                    reestablish=True,
-                    generation=self._withdrawals,
-                )
-            )
-            self._in_flight[link.key] += 1
-        return sent
-
-    def expire(self, now: float) -> None:
-        for key in [key for key, link in self.links.items() if link.expires_at is not None and link.expires_at <= now]:
-            self._forget(key)
-
-    def next_expiry(self) -> float | None:
-        return min((link.expires_at for link in self.links.values() if link.expires_at is not None), default=None)
-
-    def status(self, now: float) -> list[dict[str, Any]]:
-        return [link.to_json(now) for link in sorted(self.links.values(), key=lambda link: link.key)]
-
 
 def _out_of_scope(payload: bytes | None, client: ClientAuthorization) -> Reply | None:
     """RFC 8783 §3.3 (and RFC 9132 §4.4.1.3 at the server): the gateway checks that its client may ask for what it
@@ -604,30 +415,3 @@ def _out_of_scope(payload: bytes | None, client: ClientAuthorization) -> Reply |
     except Rejected as refused:
         return Reply.error(refused.response.code, refused.response.diagnostic or "")
     return None
-
-
-def _entries(body: dict[str, Any] | None) -> list[dict[str, Any]]:
-    container = (body or {}).get(SCOPE)
-    scope = container.get("scope") if isinstance(container, dict) else None
-    return [entry for entry in scope if isinstance(entry, dict)] if isinstance(scope, list) else []
-
-
-def _with_lifetime(payload: bytes, lifetime: int) -> bytes:
-    """PAYLOAD (a mitigation request we relayed before) asking for LIFETIME seconds, as a client re-creating a
-    mitigation asks for what is left of it (RFC 9132 §4.4.1)."""
-    try:
-        body = decode_signal(payload)
-    except (ModelError, ValueError):
-        return payload
-    entries = _entries(body)
-    if len(entries) != 1:
-        return payload
-    scope = [replace_lifetime(entries[0], lifetime)]
-    return encode_signal({**body, SCOPE: {**body[SCOPE], "scope": scope}}, validate=False)
-
-
-def replace_lifetime(entry: dict[str, Any], lifetime: int) -> dict[str, Any]:
-    requested = entry.get("lifetime")
-    if isinstance(requested, int) and requested < 0:
-        return entry  # indefinite stays indefinite
-    return {**entry, "lifetime": lifetime}

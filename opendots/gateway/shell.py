@@ -2,8 +2,8 @@
 
 Downstream it is our DOTS server (opendots.signal.server.shell.run.start_signal_server: mutual (D)TLS, the
 [[clients]] it serves, /config and /hb handled by the server core: each leg its own session configuration and
-heartbeats, RFC 9132 §4.5.1 and §4.7 say they are not relayed), with the mitigate resource (and RFC 9244's, which
-are not relayed) taken by the relay. Upstream it is our client agent (opendots.signal.client.shell.agent.ClientAgent:
+heartbeats, RFC 9132 §4.5.1 and §4.7 say they are not relayed), with the mitigate resource and RFC 9244's tm-setup
+and tm taken by the relay. Upstream it is our client agent (opendots.signal.client.shell.agent.ClientAgent:
 Happy Eyeballs, heartbeats, session configuration, reconnection with back-off) whose session the relay sends on.
 The agent's control socket is the gateway's admin socket: `gateway` shows each downstream request beside its
 upstream counterpart, the agent's own operations (`session`) still work.
@@ -28,20 +28,24 @@ from opendots import eventloop
 from opendots.gateway.config import GatewayConfig
 from opendots.gateway.data_client_domain import ClientDomainData
 from opendots.gateway.data_relay import DataRelay
-from opendots.gateway.relay import DOTS_CBOR, Inbound, Outbound, RelayCore, RelaySettings, Reply
+from opendots.gateway.relay import DOTS_CBOR, Batch, Inbound, Outbound, RelayCore, RelaySettings, Reply
+from opendots.model import ModelError, decode_signal
 from opendots.pki.cuid import cuid_from_certificate
-from opendots.signal.client.shell.agent import ClientAgent
+from opendots.signal.client.core.requests import DotsRequest, DotsResponse, RequestKind
+from opendots.signal.client.shell import coap
+from opendots.signal.client.shell.agent import REDIRECTED_SIGNAL, ClientAgent
 from opendots.signal.client.shell.control import ControlError
 from opendots.signal.client.shell.settings import AgentSettings
 from opendots.signal.server.shell.run import RunningSignalServer, start_signal_server
 from opendots.store.gateway_names import NameStore
 from opendots.store.gateway_state import RelayStore
 from opendots.transport import peer_identity, start_server
+from opendots.transport.block1 import Complete
 from opendots.transport.endpoints import SignalServerEndpoint
 
 log = logging.getLogger(__name__)
 WELL_KNOWN_DOTS = (".well-known", "dots")
-RELAYED = ("mitigate", "tm-setup", "tm")  # RFC 9244 resources reach the relay too, which says they are not relayed
+RELAYED = ("mitigate", "tm-setup", "tm")  # RFC 9132's mitigations and RFC 9244's telemetry
 _METHODS = {"GET": aiocoap.GET, "PUT": aiocoap.PUT, "DELETE": aiocoap.DELETE}
 UPSTREAM_OPERATIONS = frozenset({"ping", "session", "config-get", "config-set", "config-delete"})
 """The client agent's operations the admin socket keeps: the upstream leg's session and its configuration."""
@@ -50,6 +54,10 @@ REREGISTER_DELAY = 1.0  # seconds before a relayed observation is registered ups
 
 class UpstreamUnavailable(Exception):
     """The upstream session cannot carry a request now (down, broken, or no answer in time)."""
+
+
+class UpstreamRedirected(UpstreamUnavailable):
+    """The upstream server answered 5.03 naming an alternate server (RFC 9132 §4.6): the upstream leg follows it."""
 
 
 def to_message(reply: Reply) -> aiocoap.Message:
@@ -100,24 +108,38 @@ class RelayResource:
     async def render_to_pipe(self, pipe: Any) -> None:
         request = pipe.request
         gateway = self.gateway
-        if request.opt.block1 is not None or request.opt.block2 is not None:
-            # Mitigation bodies fit one message; a block-wise body is not reassembled here, so it is refused whole
-            # (RFC 7959 §2.9.3: 4.13) rather than relayed in part.
-            refusal = Reply.error("4.13", "this DOTS gateway relays whole messages only (no block-wise transfer)")
+        block1 = request.opt.block1
+        if block1 is not None:
+            # RFC 7959 §2.5: the body is reassembled here, with the DOTS server's limits (Q-Block1 bodies arrive whole
+            # from the transport), and goes upstream whole: the upstream leg cuts it again as that server takes it.
+            assert gateway.server is not None
+            upload = gateway.server.resource.take_block(request)
+            if not isinstance(upload, Complete):
+                pipe.add_response(upload, is_last=True)
+                return
+            request.payload = upload.body
+            request.opt.block1 = None
+        elif request.opt.block2 is not None and request.opt.block2.block_number > 0:
+            # A later block of an answer: each relayed answer is rendered anew, none is kept to be served in parts.
+            refusal = Reply.error("4.02", "this DOTS gateway does not serve answers block by block")
             pipe.add_response(to_message(refusal), is_last=True)
             return
         inbound = gateway.inbound(request)
         if isinstance(inbound, Reply):
-            pipe.add_response(to_message(inbound), is_last=True)
-            return
-        step = gateway.core.request(inbound, gateway.clock())
-        if isinstance(step, Reply):
-            pipe.add_response(to_message(step), is_last=True)
-            return
-        if step.observe == 0:
-            await self._observe(pipe, step)
-            return
-        pipe.add_response(to_message(await gateway.forward(step)), is_last=True)
+            reply = inbound
+        else:
+            step = gateway.core.request(inbound, gateway.clock())
+            if isinstance(step, Outbound) and step.observe == 0:
+                await self._observe(pipe, step)
+                return
+            if isinstance(step, Batch):
+                reply = await gateway.forward_all(step)
+            else:
+                reply = step if isinstance(step, Reply) else await gateway.forward(step)
+        message = to_message(reply)
+        if block1 is not None:
+            message.opt.block1 = block1  # RFC 7959 §2.3: the final response echoes the last block's option
+        pipe.add_response(message, is_last=True)
 
     async def _observe(self, pipe: Any, sent: Outbound) -> None:
         """RFC 7641 through the gateway: the upstream registration's answers and notifications go to the downstream
@@ -150,7 +172,7 @@ class RelayResource:
                         if last:
                             return
                 except UpstreamUnavailable as error:
-                    if number == 0:
+                    if number == 0 and not isinstance(error, UpstreamRedirected):
                         pipe.add_response(to_message(gateway.core.failed(sent, str(error))), is_last=True)
                         return
                 await asyncio.sleep(REREGISTER_DELAY)  # not a busy loop if the upstream keeps failing at once
@@ -195,10 +217,12 @@ class UpstreamAgent(ClientAgent):
             raise UpstreamUnavailable("no session with the upstream DOTS server")
         return context, connection.candidate.base_uri, connection.reliable
 
-    def _message(self, sent: Outbound, base_uri: str) -> aiocoap.Message:
-        # CON over DTLS: aiocoap retransmits it (the agent's own mitigation requests are NON, retransmitted by
-        # opendots.signal.client.shell.coap); over TLS nothing is retransmitted (RFC 8323).
-        message = aiocoap.Message(code=_METHODS[sent.method], uri=base_uri)
+    def _message(self, sent: Outbound, base_uri: str, confirmable: bool) -> aiocoap.Message:
+        # As the downstream request came: NON (mitigation requests, RFC 9132 §4.4.1) retransmitted on the session's
+        # schedule by coap.transmit, as the agent's own are; CON by aiocoap on the session's parameters (§4.5.2);
+        # over TLS nothing is retransmitted (RFC 8323).
+        tuning = coap.session_tuning(self.core.parameters, confirmable)
+        message = aiocoap.Message(code=_METHODS[sent.method], uri=base_uri, transport_tuning=tuning)
         message.opt.uri_path = (*WELL_KNOWN_DOTS, *sent.path)
         if sent.query:
             message.opt.uri_query = sent.query
@@ -213,21 +237,63 @@ class UpstreamAgent(ClientAgent):
         return message
 
     async def relay(self, sent: Outbound) -> aiocoap.Message:
-        context, base_uri, _reliable = self._session()
+        """The upstream answer to SENT. A redirection (RFC 9132 §4.6) is this leg's to follow, not the downstream
+        client's: the agent's core takes it (TTL, loop window, fall-back), the session moves to the alternate server
+        and SENT is sent again there, once (§4.6: the client SHOULD resend the failed request)."""
         try:
-            async with asyncio.timeout(self.settings.request_timeout):
-                return await context.request(self._message(sent, base_uri)).response
-        except TimeoutError:
+            return await self._relay_once(sent)
+        except UpstreamRedirected:
+            if not await self.wait_connected(self.settings.connect_timeout * 2):
+                raise UpstreamUnavailable("redirected: no session with the alternate DOTS server yet") from None
+            return await self._relay_once(sent)
+
+    def _redirected(self, answer: aiocoap.Message) -> bool:
+        """Whether ANSWER redirects this leg; if so the agent's core has taken it (and the session is moving)."""
+        if answer.code.dotted != "5.03" or not answer.payload:
+            return False
+        try:
+            body = decode_signal(answer.payload)
+        except (ModelError, ValueError):
+            return False
+        if REDIRECTED_SIGNAL not in body:
+            return False
+        response = DotsResponse(code="5.03", body=body, max_age=answer.opt.max_age)
+        self.core.handle_response(_RELAYED, response, self.clock())
+        self.pump()
+        return True
+
+    async def _relay_once(self, sent: Outbound) -> aiocoap.Message:
+        """SENT on the current session: NON retransmitted until answered or the session's schedule is spent, a body
+        larger than a message sent block-wise (Q-Block when the server supports it, RFC 9177), as the agent does
+        for its own requests; the whole bounded by the agent's request_timeout."""
+        context, base_uri, reliable = self._session()
+        what = f"relayed {sent.method} /{'/'.join(sent.path)}"
+        timeout = self.settings.request_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                answer = await coap.transmit(
+                    context,
+                    lambda: self._message(sent, base_uri, sent.confirmable or reliable),
+                    what,
+                    confirmable=sent.confirmable,
+                    reliable=reliable,
+                    parameters=self.core.parameters,
+                    timeout=timeout,
+                )
+        except (TimeoutError, coap.NoAnswer):
             raise UpstreamUnavailable("no answer from the upstream DOTS server") from None
-        except aiocoap.error.Error as error:
-            self._mark_lost(f"relayed {sent.method} /{'/'.join(sent.path)}: {error}")
+        except coap.TransportFailure as error:
+            self._mark_lost(f"{what}: {error}")
             raise UpstreamUnavailable(str(error) or type(error).__name__) from None
+        if self._redirected(answer):
+            raise UpstreamRedirected(f"{what}: redirected to an alternate DOTS server")
+        return answer
 
     async def observe(self, sent: Outbound) -> AsyncIterator[tuple[str, bytes, int | None, int | None]]:
         """The answer to an Observe registration, then each notification, as (code, payload, content-format,
         max-age). Raises UpstreamUnavailable when the session goes."""
         context, base_uri, _reliable = self._session()
-        pending = context.request(self._message(sent, base_uri))
+        pending = context.request(self._message(sent, base_uri, True))  # CON: a registration aiocoap retransmits
         pending.response.add_done_callback(_retrieve)
         try:
             try:
@@ -237,13 +303,21 @@ class UpstreamAgent(ClientAgent):
                 raise UpstreamUnavailable("no answer from the upstream DOTS server") from None
             except aiocoap.error.Error as error:
                 raise UpstreamUnavailable(str(error) or type(error).__name__) from None
+            if self._redirected(first):
+                raise UpstreamRedirected("the observation was redirected to an alternate DOTS server")
             yield _parts(first)
             if not first.code.is_successful():
                 return
             try:
                 async for notification in pending.observation:
+                    if self._redirected(notification):
+                        raise UpstreamRedirected("the observation was redirected to an alternate DOTS server")
                     yield _parts(notification)
             except aiocoap.error.ResponseWrappingError as error:
+                # §4.6: a redirection may come as a 5.03 notification: followed here, the observation registered
+                # again on the alternate server (RelayResource._observe), the observer told nothing of it.
+                if self._redirected(error.coapmessage):
+                    raise UpstreamRedirected("the observation was redirected to an alternate DOTS server") from None
                 yield _parts(error.coapmessage)
                 return
             except aiocoap.error.Error as error:
@@ -252,6 +326,10 @@ class UpstreamAgent(ClientAgent):
         finally:
             if not pending.observation.cancelled:
                 pending.observation.cancel()
+
+
+_RELAYED = DotsRequest(RequestKind.STATUS, "GET", ())
+"""What the agent's core is told a redirection answered: a relayed request, none of the agent's own."""
 
 
 def _parts(message: aiocoap.Message) -> tuple[str, bytes, int | None, int | None]:
@@ -412,6 +490,7 @@ class Gateway:
             observe=request.opt.observe,
             if_match_empty=bool(if_match) and all(tag == b"" for tag in if_match),
             authorization=self.config.downstream.client_by_cuid(peer),
+            confirmable=request.mtype is not NON,  # CON, or no type at all (TLS: reliable)
         )
 
     async def forward(self, sent: Outbound) -> Reply:
@@ -424,6 +503,15 @@ class Gateway:
         while self.core.stale:
             self._spawn(self._withdraw_stale(self.core.stale.pop()))
         return reply
+
+    async def forward_all(self, batch: Batch) -> Reply:
+        """Each of BATCH's requests in turn: 2.02 when each was deleted (or already gone), else the first failure."""
+        failure = None
+        for sent in batch.steps:
+            reply = await self.forward(sent)
+            if failure is None and reply.code not in ("2.02", "4.04"):
+                failure = reply
+        return failure or Reply("2.02")
 
     async def _withdraw_stale(self, sent: Outbound) -> None:
         """A PUT accepted upstream after its client withdrew the mitigation: withdrawn upstream as well."""

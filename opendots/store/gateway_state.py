@@ -1,5 +1,6 @@
 """The DOTS gateway's durable relay state (SQLite, WAL): the upstream 'mid' counter and every downstream mitigation
-with its upstream counterpart (opendots.gateway.relay.Link), so that a restarted gateway keeps the mapping and can
+with its upstream counterpart (opendots.gateway.relay.Link), and every telemetry setup and report (tsid, tmid) with
+its upstream one (opendots.gateway.telemetry_relay.TelemetryLink), so that a restarted gateway keeps the mapping and can
 re-establish the mitigations upstream.
 
 The counter is committed before a request that uses a new upstream 'mid' leaves (RFC 9132 §4.4.1.1: 'mid's
@@ -11,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from opendots.gateway.relay import Link
+from opendots.gateway.telemetry_relay import TelemetryLink
 from opendots.store.sqlite import SqliteDatabase
 
 _MIGRATIONS = [
@@ -21,6 +23,12 @@ _MIGRATIONS = [
         upstream_cuid TEXT NOT NULL, upstream_mid INTEGER NOT NULL, cdid TEXT,
         payload BLOB NOT NULL, accepted_at REAL NOT NULL, expires_at REAL,
         PRIMARY KEY (client, cuid, mid))
+    """,
+    """
+    CREATE TABLE gateway_telemetry (
+        resource TEXT NOT NULL, client TEXT NOT NULL, cuid TEXT NOT NULL, number INTEGER NOT NULL,
+        upstream INTEGER NOT NULL,
+        PRIMARY KEY (resource, client, cuid, number))
     """,
 ]
 
@@ -36,15 +44,39 @@ class RelayStore:
         self.database.close()
 
     def allocate_mid(self) -> int:
+        return self.allocate("mid")
+
+    def allocate(self, name: str) -> int:
+        """The next upstream 'mid', 'tsid' or 'tmid' (NAME), committed before it is used."""
         with self.database.transaction() as cursor:
-            row = cursor.execute("SELECT value FROM gateway_counters WHERE name = 'mid'").fetchone()
-            mid = int(row["value"]) if row else 1
+            row = cursor.execute("SELECT value FROM gateway_counters WHERE name = ?", (name,)).fetchone()
+            number = int(row["value"]) if row else 1
             cursor.execute(
-                "INSERT INTO gateway_counters (name, value) VALUES ('mid', ?) "
+                "INSERT INTO gateway_counters (name, value) VALUES (?, ?) "
                 "ON CONFLICT(name) DO UPDATE SET value = excluded.value",
-                (mid + 1,),
+                (name, number + 1),
             )
-        return mid
+        return number
+
+    def save_telemetry(self, link: TelemetryLink) -> None:
+        with self.database.transaction() as cursor:
+            cursor.execute(
+                "INSERT INTO gateway_telemetry (resource, client, cuid, number, upstream) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(resource, client, cuid, number) DO UPDATE SET upstream = excluded.upstream",
+                (link.resource, link.client, link.cuid, link.number, link.upstream),
+            )
+
+    def delete_telemetry(self, key: tuple[str, str, str, int]) -> None:
+        with self.database.transaction() as cursor:
+            cursor.execute(
+                "DELETE FROM gateway_telemetry WHERE resource = ? AND client = ? AND cuid = ? AND number = ?", key
+            )
+
+    def load_telemetry(self) -> list[TelemetryLink]:
+        rows = self.database.connection.execute("SELECT * FROM gateway_telemetry").fetchall()
+        return [
+            TelemetryLink(row["resource"], row["client"], row["cuid"], row["number"], row["upstream"]) for row in rows
+        ]
 
     def save(self, link: Link) -> None:
         with self.database.transaction() as cursor:

@@ -17,8 +17,10 @@ __all__ = [
     "GatewayProcess",
     "authorization",
     "chain_running",
+    "client_details",
     "in_front_of",
     "point_agent_at",
+    "relay_core",
     "server_admin",
     "stack_with_admin",
     "trust",
@@ -26,9 +28,10 @@ __all__ = [
 
 
 @contextlib.contextmanager
-def stack_with_admin(directory: Path) -> Iterator[ProcessStack]:
-    """A ProcessStack (no mitigator) whose server has an admin socket (`server_admin`)."""
-    with ProcessStack(directory, mitigators=[]) as stack:
+def stack_with_admin(directory: Path, **kwargs: Any) -> Iterator[ProcessStack]:
+    """A ProcessStack (no mitigator unless KWARGS say) whose server has an admin socket (`server_admin`)."""
+    kwargs.setdefault("mitigators", [])
+    with ProcessStack(directory, **kwargs) as stack:
         stack.server_config.admin_socket = Path("/tmp") / f"odsrv-{uuid.uuid4().hex[:10]}.sock"
         stack.server_config.save(stack.server_config_path)
         try:
@@ -87,3 +90,22 @@ def chain_running(stack: Any, gateway: GatewayProcess) -> Iterator[GatewayProces
         yield gateway
     finally:
         gateway.stop()
+
+
+def relay_core(directory: Any, kind: str = "client-domain", upstream_cuid: str = "gatewaycuid0000000000a") -> Any:
+    """A gateway relay core (opendots.gateway.relay.RelayCore) on a real SQLite state in DIRECTORY, upstream up."""
+    from opendots.gateway.relay import RelayCore, RelaySettings
+    from opendots.store.gateway_state import RelayStore
+
+    relay = RelayCore(
+        RelaySettings(kind=kind, identity="gw1", upstream_cuid=upstream_cuid),  # type: ignore[arg-type]
+        RelayStore(directory / "relay.db"),
+    )
+    relay.upstream_changed(True)
+    return relay
+
+
+def client_details(stack: ProcessStack, name: str) -> dict[str, Any]:
+    """The stack server's admin view of client NAME (its telemetry setups and reports among the rest)."""
+    (details,) = server_admin(stack, "client-details", client=name)["clients"]
+    return details

@@ -223,9 +223,12 @@ def test_under_a_relayed_mitigation_the_upstream_session_is_kept_and_the_mitigat
         stack.start_server()
         held = wait_for(lambda: server_mitigations(stack), 30, "the re-established mitigation")
         assert [(m["client"], m["mid"]) for m in held] == [("gw1", upstream_mid)]
-        status = gateway.status()
-        assert status is not None and status["counters"].get("reestablished") == 1
-        assert status["upstream"]["sessions-established"] == 2
+        # The gateway counts it when the answer is back, which may be just after the server holds it.
+        status = wait_for(lambda: (s := gateway.status()) and s["counters"].get("reestablished") == 1 and s, 20,
+                          "the re-establishment counted")  # fmt: skip
+        # The kept session and one alongside at least (an attempt made while the server was still down fails and
+        # the next one is a third).
+        assert status["upstream"]["sessions-established"] >= 2
         assert [entry["mid"] for entry in stack.status_entries()] == [5]
 
 

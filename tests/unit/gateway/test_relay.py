@@ -215,12 +215,6 @@ def test_methods_other_than_get_put_delete_are_refused_4_05(tmp_path: Path, meth
     assert isinstance(reply, Reply) and reply.code == "4.05"
 
 
-def test_telemetry_is_not_relayed_and_says_so(tmp_path: Path) -> None:
-    relay = core(tmp_path)
-    reply = relay.request(Inbound("alice", ALICE, "GET", ("tm", f"cuid={ALICE}")), NOW)
-    assert isinstance(reply, Reply) and reply.code == "5.01"
-
-
 def test_an_efficacy_update_of_a_mitigation_not_held_is_answered_4_04_without_allocating_a_mid_rfc9132_s4_4_3(
     tmp_path: Path,
 ) -> None:

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections.abc import Callable
 from typing import Any
 
 import aiocoap
@@ -47,6 +48,11 @@ class _SessionTuning(aiocoap.TransportTuning):
         self.MAX_RETRANSMIT = int(parameters.max_retransmit)
         self.reliability = reliability
         self.parameters = parameters
+
+
+def session_tuning(parameters: SessionParameters, confirmable: bool) -> aiocoap.TransportTuning:
+    """CON (retransmitted by aiocoap on the session's parameters) when CONFIRMABLE, else NON."""
+    return _SessionTuning(parameters, confirmable)
 
 
 def build_message(
@@ -134,22 +140,48 @@ async def send(
     NON over DTLS follows the retransmission schedule unless SINGLE (heartbeats: each one is sent once and the
     next heartbeat is the retry); TIMEOUT bounds the wait otherwise. Raises NoAnswer or TransportFailure.
     """
-    message = build_message(base_uri, request, reliable=reliable, parameters=parameters)
-    first = await start_request(context, message, timeout)
-    if reliable or request.confirmable or single or first.qblock:
+    answer = await transmit(
+        context,
+        lambda: build_message(base_uri, request, reliable=reliable, parameters=parameters),
+        f"{request.method} {request.uri_path}",
+        confirmable=request.confirmable,
+        reliable=reliable,
+        parameters=parameters,
+        timeout=timeout,
+        single=single,
+        rng=rng,
+    )
+    return to_dots_response(answer, telemetry=request.telemetry)
+
+
+async def transmit(
+    context: aiocoap.Context,
+    make: Callable[[], aiocoap.Message],
+    what: str,
+    *,
+    confirmable: bool,
+    reliable: bool,
+    parameters: SessionParameters,
+    timeout: float = 30.0,
+    single: bool = False,
+    rng: random.Random | None = None,
+) -> aiocoap.Message:
+    """The first answer to the message MAKE builds (WHAT names it in errors and logs), a new one per NON
+    retransmission (new token), as `send` says; also what the gateway relays a downstream request with."""
+    first = await start_request(context, make(), timeout)
+    if reliable or confirmable or single or first.qblock:
         # Q-Block (RFC 9177) retransmits on its own: only missing blocks, never the whole body again.
         pending = first.pending
         try:
             async with asyncio.timeout(timeout):  # not wait_for: 3.11's can swallow a racing cancel
-                answer = await pending.response
-            return to_dots_response(answer, telemetry=request.telemetry)
+                return await pending.response
         except TimeoutError:
             if first.qblock:  # stop the transfer: its blocks and timers go (RFC 9177 §4.3)
                 pending.response.cancel()
                 await asyncio.sleep(0)  # let aiocoap's and the engine's done callbacks run (see below)
-            raise NoAnswer(f"no answer to {request.method} {request.uri_path} within {timeout:.1f} s") from None
+            raise NoAnswer(f"no answer to {what} within {timeout:.1f} s") from None
         except QBlockFailed as error:
-            raise NoAnswer(f"no answer to {request.method} {request.uri_path}: {error}") from None
+            raise NoAnswer(f"no answer to {what}: {error}") from None
         except aiocoap.error.Error as error:
             raise TransportFailure(str(error) or type(error).__name__) from error
     offsets = retransmission_schedule(parameters, rng)
@@ -158,24 +190,18 @@ async def send(
     attempts: list[asyncio.Future[aiocoap.Message]] = []
     try:
         for number, next_offset in enumerate(offsets[1:]):
-            attempt = (
-                first
-                if not number
-                else await start_request(
-                    context, build_message(base_uri, request, reliable=False, parameters=parameters), timeout
-                )
-            )
+            attempt = first if not number else await start_request(context, make(), timeout)
             attempts.append(asyncio.ensure_future(attempt.pending.response))
             if number:
-                log.debug("NON retransmission %d of %s %s", number, request.method, request.uri_path)
+                log.debug("NON retransmission %d of %s", number, what)
             wait = max(0.0, started + next_offset - loop.time())
             done, _ = await asyncio.wait(attempts, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
             for future in done:
                 try:
-                    return to_dots_response(future.result(), telemetry=request.telemetry)
+                    return future.result()
                 except aiocoap.error.Error as error:
                     raise TransportFailure(str(error) or type(error).__name__) from error
-        raise NoAnswer(f"no answer to {request.method} {request.uri_path} after {len(attempts)} transmissions")
+        raise NoAnswer(f"no answer to {what} after {len(attempts)} transmissions")
     finally:
         cancelled = False
         for future in attempts:

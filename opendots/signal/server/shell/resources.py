@@ -153,7 +153,7 @@ class DotsResource(aiocoap.resource.ObservableResource, aiocoap.resource.PathCap
             options.observe = None  # RFC 7641 §2: Observe means nothing on other methods; aiocoap would trip on it
         block1 = options.block1
         if block1 is not None:
-            upload = self._take_block(request)
+            upload = self.take_block(request)
             if not isinstance(upload, Complete):
                 pipe.add_response(upload, is_last=True)
                 return True
@@ -197,8 +197,9 @@ class DotsResource(aiocoap.resource.ObservableResource, aiocoap.resource.PathCap
         else:
             pipe.add_response(response, is_last=True)
 
-    def _take_block(self, request: aiocoap.Message) -> aiocoap.Message | Complete:
-        """Feed one Block1 block to the assembler: the whole body once complete, else the answer to send now."""
+    def take_block(self, request: aiocoap.Message) -> aiocoap.Message | Complete:
+        """Feed one Block1 block to the assembler: the whole body once complete, else the answer to send now (also
+        the gateway's, whose relayed requests come block-wise too: opendots.gateway.shell)."""
         block1 = request.opt.block1
         payload = request.payload
         peer = request.remote.blockwise_key
