@@ -28,6 +28,7 @@ from opendots import eventloop
 from opendots.gateway.config import GatewayConfig
 from opendots.gateway.data_client_domain import ClientDomainData
 from opendots.gateway.data_relay import DataRelay
+from opendots.gateway.late import late_withdrawal
 from opendots.gateway.relay import DOTS_CBOR, Inbound, Outbound, RelayCore, RelaySettings, Reply
 from opendots.pki.cuid import cuid_from_certificate
 from opendots.signal.client.shell.agent import ClientAgent
@@ -214,10 +215,17 @@ class UpstreamAgent(ClientAgent):
 
     async def relay(self, sent: Outbound) -> aiocoap.Message:
         context, base_uri, _reliable = self._session()
+        pending = context.request(self._message(sent, base_uri))
         try:
             async with asyncio.timeout(self.settings.request_timeout):
-                return await context.request(self._message(sent, base_uri)).response
+                return await asyncio.shield(pending.response)
+        except asyncio.CancelledError:
+            pending.response.cancel()
+            raise
         except TimeoutError:
+            # aiocoap may still deliver it (retransmitted, or queued on a new handshake): the gateway hears the
+            # answer, and withdraws a PUT accepted after it was answered 5.03 (opendots.gateway.late).
+            pending.response.add_done_callback(lambda answer: self.gateway.late_answer(sent, answer))
             raise UpstreamUnavailable("no answer from the upstream DOTS server") from None
         except aiocoap.error.Error as error:
             self._mark_lost(f"relayed {sent.method} /{'/'.join(sent.path)}: {error}")
@@ -424,6 +432,15 @@ class Gateway:
         while self.core.stale:
             self._spawn(self._withdraw_stale(self.core.stale.pop()))
         return reply
+
+    def late_answer(self, sent: Outbound, answer: asyncio.Future[aiocoap.Message]) -> None:
+        if answer.cancelled() or answer.exception() is not None:
+            return
+        withdrawal = late_withdrawal(self.core, sent, answer.result().code.dotted)
+        if withdrawal is not None:
+            log.warning("%s /%s was accepted upstream after its client was answered 5.03: withdrawn upstream",
+                        sent.method, "/".join(sent.path))  # fmt: skip
+            self._spawn(self.forward(withdrawal))
 
     async def _withdraw_stale(self, sent: Outbound) -> None:
         """A PUT accepted upstream after its client withdrew the mitigation: withdrawn upstream as well."""
