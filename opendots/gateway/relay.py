@@ -182,6 +182,8 @@ class RelayCore:
     _pending: dict[tuple[str, str, int], int] = field(default_factory=dict)
     stale: list[Outbound] = field(default_factory=list)
     """Upstream DELETEs to send: a PUT relayed before its mitigation was withdrawn was accepted after the withdrawal."""
+    resend: list[Outbound] = field(default_factory=list)
+    """Upstream PUTs re-establishing a mitigation a GET found gone upstream though it has lifetime left."""
     _withdrawals: int = 0
     _withdrawn: dict[tuple[str, str, int], int] = field(default_factory=dict)
     _in_flight: Counter[tuple[str, str, int]] = field(default_factory=Counter)
@@ -350,7 +352,7 @@ class RelayCore:
                 self._withdrawals += 1
                 self._withdrawn[key] = self._withdrawals
         elif key is not None and sent.method == "GET" and code == "4.04" and self.client_domain:
-            self._forget(key)  # gone upstream (expired, or a server restarted without it)
+            self._gone_upstream(key, now)
         if body is not None:
             self._note_statuses(sent, body)
         if not self.client_domain or body is None:
@@ -555,31 +557,29 @@ class RelayCore:
     def reestablish(self, now: float) -> list[Outbound]:
         """The upstream session is (back) up: a PUT per accepted mitigation, with the lifetime it has left."""
         self.expire(now)
-        sent = []
-        for link in sorted(self.links.values(), key=lambda link: link.accepted_at):
-            payload = link.payload
-            if link.expires_at is not None:
-                payload = _with_lifetime(payload, max(1, math.ceil(link.expires_at - now)))
-            sent.append(
-                Outbound(
-                    method="PUT",
-                    path=link.upstream_path(),
-                    query=(),
-                    payload=payload,
-                    hop_limit=self.settings.hop_limit,
-                    observe=None,
-                    if_match_empty=False,
-                    client=link.client,
-                    cuid=link.cuid,
-                    mid=link.mid,
-                    upstream_mid=link.upstream_mid,
-                    cdid=link.cdid,
-                    reestablish=True,
-                    generation=self._withdrawals,
-                )
-            )
-            self._in_flight[link.key] += 1
-        return sent
+        links = sorted(self.links.values(), key=lambda link: link.accepted_at)
+        return [self._reestablishment(link, now) for link in links]
+
+    def _reestablishment(self, link: Link, now: float) -> Outbound:
+        payload = link.payload
+        if link.expires_at is not None:
+            payload = _with_lifetime(payload, max(1, math.ceil(link.expires_at - now)))
+        self._in_flight[link.key] += 1
+        return Outbound(
+            method="PUT", path=link.upstream_path(), query=(), payload=payload, hop_limit=self.settings.hop_limit,
+            observe=None, if_match_empty=False, client=link.client, cuid=link.cuid, mid=link.mid,
+            upstream_mid=link.upstream_mid, cdid=link.cdid, reestablish=True, generation=self._withdrawals,
+        )  # fmt: skip
+
+    def _gone_upstream(self, key: tuple[str, str, int], now: float) -> None:
+        """A GET found the mitigation gone upstream: expired there, it is forgotten; with lifetime left the server
+        lost it (restarted without it on a new DTLS session, RFC 9132 §4.7) and it is PUT again under the same
+        upstream 'mid' (`resend`), so that the client re-creating it after its 4.04 gets that 'mid' as well."""
+        link = self.links.get(key)
+        if link is None or (link.expires_at is not None and link.expires_at - now < 2):
+            self._forget(key)
+        elif not self._in_flight[key]:
+            self.resend.append(self._reestablishment(link, now))
 
     def expire(self, now: float) -> None:
         for key in [key for key, link in self.links.items() if link.expires_at is not None and link.expires_at <= now]:

@@ -137,9 +137,11 @@ class RelayResource:
                             reply = gateway.core.answered(sent, code, payload, content_format, max_age, now)
                         else:
                             notified = gateway.core.notification(sent, code, payload, content_format, max_age, now)
+                            gateway.drain()
                             if notified is None:
                                 continue
                             reply = notified
+                        gateway.drain()
                         message = to_message(reply)
                         last = not message.code.is_successful()
                         if not last:
@@ -228,7 +230,8 @@ class UpstreamAgent(ClientAgent):
             pending.response.add_done_callback(lambda answer: self.gateway.late_answer(sent, answer))
             raise UpstreamUnavailable("no answer from the upstream DOTS server") from None
         except aiocoap.error.Error as error:
-            self._mark_lost(f"relayed {sent.method} /{'/'.join(sent.path)}: {error}")
+            if context is self.context:  # not the shutdown of a session replaced meanwhile (RFC 9132 §4.7)
+                self._mark_lost(f"relayed {sent.method} /{'/'.join(sent.path)}: {error}")
             raise UpstreamUnavailable(str(error) or type(error).__name__) from None
 
     async def observe(self, sent: Outbound) -> AsyncIterator[tuple[str, bytes, int | None, int | None]]:
@@ -429,9 +432,15 @@ class Gateway:
             return self.core.failed(sent, str(error))
         code, payload, content_format, max_age = _parts(answer)
         reply = self.core.answered(sent, code, payload, content_format, max_age, self.clock())
+        self.drain()
+        return reply
+
+    def drain(self) -> None:
+        """The upstream requests the relay core asked for while handling an answer."""
         while self.core.stale:
             self._spawn(self._withdraw_stale(self.core.stale.pop()))
-        return reply
+        while self.core.resend:
+            self._spawn(self.forward(self.core.resend.pop()))
 
     def late_answer(self, sent: Outbound, answer: asyncio.Future[aiocoap.Message]) -> None:
         if answer.cancelled() or answer.exception() is not None:
