@@ -399,6 +399,10 @@ class Gateway:
             self._cuids = (clients, len(clients), {entry.name: entry.cuid for entry in reversed(clients)})
         return self._cuids[2][client]
 
+    def _client_name(self, cuid: str) -> str | None:
+        entry = self.config.downstream.client_by_cuid(cuid)
+        return entry.name if entry is not None else None
+
     def inbound(self, request: aiocoap.Message) -> Inbound | Reply:
         """A downstream request as the relay core takes it; a Reply when it is refused before that (4.01, 4.15)."""
         assert self.server is not None
@@ -503,6 +507,7 @@ class Gateway:
             "observers": self.relay.observers,
             "counters": dict(self.core.counters),
             **({"data-channel": dict(self.data.counters)} if self.data is not None else {}),
+            **({"data-names": self.names.listing(self._client_name)} if self.names is not None else {}),
         }
 
 

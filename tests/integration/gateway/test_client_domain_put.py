@@ -4,12 +4,14 @@ client's (RFC 8783 §3.3; upstream every client's entries are in the gateway's o
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from opendots.config import TlsFiles
 from opendots.data.client import DataChannelClient, DataChannelError
+from opendots.lab.processes import opendots_argv
 from opendots.pki.certs import TestPki
 from opendots.pki.cuid import cuid_from_certificate
 from tests.helpers.gateway import authorization, chain_running, in_front_of, server_admin, stack_with_admin
@@ -80,3 +82,14 @@ async def test_a_put_of_a_clients_whole_list_or_registration_replaces_its_own_en
                 assert [acl["name"] for acl in await alice.acls(content="config")] == ["second", "first"]
                 assert [alias["name"] for alias in await bob.aliases()] == ["web"]
                 assert upstream_names() == ["first", "second", "web"]
+                # `opendots gateway status` shows each client's prefix upstream.
+                [client] = server_admin(stack, "client-details", client=gateway.cuid)["clients"]
+                prefixes = {acl["name"].split("-", 1)[0] for acl in client["acls"]}
+                shown = subprocess.run(
+                    opendots_argv("gateway", "status", "--config", str(gateway.config_path)),
+                    capture_output=True, text=True, timeout=30, check=False,
+                )  # fmt: skip
+                assert shown.returncode == 0, shown.stderr
+                [line] = [line for line in shown.stdout.splitlines() if f"cuid={alice.cuid}" in line]
+                assert line.split() == ["client", f"cuid={alice.cuid}", f"{prefixes.pop()}-", "registered"]
+                assert any(line.split()[0] == "bob" for line in shown.stdout.splitlines())
