@@ -229,7 +229,10 @@ def test_under_a_relayed_mitigation_the_upstream_session_is_kept_and_the_mitigat
         wait_for(lambda: held() == [("gw1", upstream_mid)], 30, "the re-established mitigation alone")
         status = gateway.status()
         assert status is not None and status["counters"].get("reestablished") == 1
-        assert status["upstream"]["sessions-established"] == 2
+        # 2 when the agent's session alongside wins; 1 when the DTLS layer re-opens the kept session to the restarted
+        # server first (its next request does): a new DTLS session either way (RFC 9132 §4.7 asks for one, not for
+        # which), and the gateway's relayed observation then finds the mitigation gone and re-establishes it.
+        assert status["upstream"]["sessions-established"] in (1, 2)
         assert [entry["mid"] for entry in stack.status_entries()] == [5]
 
 
