@@ -63,3 +63,11 @@ def status_command(config: Path, as_json: bool) -> None:
     for link in answer["links"]:
         left = "indefinite" if link["lifetime-left"] is None else f"{link['lifetime-left']} s left"
         click.echo(f"  {link['client']} {link['downstream']} -> {link['upstream']}  {link['status'] or '-'}  {left}")
+    names = answer.get("data-names")
+    if names:
+        # Client-domain data channel: each client's alias and ACL names upstream are its prefix + its own name.
+        click.echo("data channel name prefixes upstream:")
+        for entry in names:
+            registered = "registered" if entry["registered"] else "not registered"
+            client = entry["client"] or "(no longer served)"
+            click.echo(f"  {client} cuid={entry['cuid']}  {entry['prefix']}  {registered}")

@@ -9,6 +9,7 @@ with the first client's and deleted after the last one leaves.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -22,14 +23,17 @@ from opendots.data.core.errors import RestconfError
 from opendots.gateway.data_names import (
     DATA_PATH,
     DOTS_CLIENT,
+    MODULE,
     ClearOwn,
     Forward,
     Names,
     Register,
+    ReplaceOwn,
     downstream_body,
     downstream_errors,
     downstream_text,
     entry_path,
+    own_entries,
     own_names,
     plan,
 )
@@ -85,6 +89,8 @@ class ClientDomainData:
                 return await self._forward(request, step, names, via)
             if isinstance(step, Register):
                 return await self._register(step, names, via)
+            if isinstance(step, ReplaceOwn):
+                return await self._replace(step, names, via)
             if isinstance(step, ClearOwn):
                 await self._clear(step.container, names, via)
                 return web.Response(status=204)
@@ -101,7 +107,8 @@ class ClientDomainData:
         except RecursionError:
             return _json(400, RestconfError("malformed-message", "the body is nested too deeply").body())
         except Upstream as answer:
-            return _json(answer.status, _renamed(answer.payload, answer.status, names))
+            renamed = _renamed(answer.payload, answer.status, names)  # bytes: not to be JSON-encoded again
+            return web.Response(status=answer.status, body=renamed or None, content_type=MEDIA_TYPE)
 
     async def _forward(self, request: web.Request, step: Forward, names: Names, via: str) -> web.Response:
         headers = {name: request.headers[name] for name in FORWARDED_HEADERS if name in request.headers}
@@ -139,6 +146,48 @@ class ClientDomainData:
             return web.Response(status=204)
         location = f"{RESTCONF_DATA}{DATA_PATH}/dots-client={names.cuid}"
         return web.Response(status=201, headers={"Location": location})
+
+    async def _replace(self, step: ReplaceOwn, names: Names, via: str) -> web.Response:
+        """RFC 8040 §4.5 PUT on the client's part: each of its entries created or replaced upstream (ACLs moved to
+        the end in body order: their order is the client's, §4.8.5), then its others deleted. A refusal on the way
+        puts back what this PUT changed before it (a PUT is all or nothing), then is the client's answer."""
+        async with self._registrations:  # one client's replacement is not interleaved with another's
+            if step.register:
+                document = {DOTS_CLIENT: [{"cuid": self.gateway_cuid}]}
+                await self._data("POST", DATA_PATH, document, via, expect=(201, 409))
+                self.names.set_registered(names.cuid, True)
+            for container, entries in step.entries.items():
+                await self._replace_container(container, entries, names, via)
+        if not step.created:
+            return web.Response(status=204)
+        return web.Response(status=201, headers={"Location": f"{RESTCONF_DATA}{DATA_PATH}/dots-client={names.cuid}"})
+
+    async def _replace_container(self, container: str, entries: list[Any], names: Names, via: str) -> None:
+        path = f"{DATA_PATH}/dots-client={self.gateway_cuid}/{container}"
+        status, payload = await self._data("GET", path + "?content=config", None, via, expect=(200, 404))
+        before = {} if status == 404 else own_entries(json.loads(payload), container, names)
+        kind = "alias" if container == "aliases" else "acl"
+        last = "?insert=last" if container == "acls" else ""
+        done: list[str] = []
+        try:
+            for entry in entries:
+                entry_at = entry_path(self.gateway_cuid, container, entry["name"])
+                await self._data("PUT", entry_at + last, {f"{MODULE}:{kind}": [entry]}, via, expect=(201, 204))
+                done.append(entry["name"])
+        except Upstream:
+            for name in reversed(done):
+                entry_at = entry_path(self.gateway_cuid, container, name)
+                with contextlib.suppress(Upstream):
+                    if name in before:
+                        await self._data("PUT", entry_at, {f"{MODULE}:{kind}": [before[name]]}, via, expect=(204,))
+                    else:
+                        await self._data("DELETE", entry_at, None, via, expect=(204, 404))
+            raise
+        kept = {entry["name"] for entry in entries}
+        for name in before:
+            if name not in kept:
+                await self._data("DELETE", entry_path(self.gateway_cuid, container, name), None, via,
+                                 expect=(204, 404))  # fmt: skip
 
     async def _clear(self, container: str, names: Names, via: str) -> None:
         """The client's aliases or ACLs deleted upstream, one by one (the others' stay)."""

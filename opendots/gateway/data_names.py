@@ -15,8 +15,9 @@ ACLs are never shown. The signal relay renames 'alias-name' and 'acl-list' the s
 What a client's request becomes (`plan`): Forward (renamed, sent upstream), Register (the gateway's one upstream
 registration stands for it), Unregister and ClearOwn (its own entries deleted one by one upstream: a DELETE of the
 whole list upstream would take the other clients' as well). A request that would replace the gateway's whole
-registration or lists upstream (PUT of dots-client with content, PUT of 'aliases' or 'acls'), and vendor mappings
-(one per upstream client, RFC 9244 §8.1.6), are refused with 405.
+registration or lists upstream (PUT of dots-client, PUT of 'aliases' or 'acls') becomes ReplaceOwn: the client's own
+entries created, replaced and deleted one by one upstream, RFC 8040 §4.5's PUT on its part alone. Vendor mappings
+(one per upstream client, RFC 9244 §8.1.6) are refused with 405.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from opendots.data.core.body import parse_body
 from opendots.data.core.errors import RestconfError, not_found
 from opendots.data.core.ordering import point_name
 from opendots.data.core.paths import DataPath, Step, parse_data_path
+from opendots.data.core.shapes import entries_of, members_of
 from opendots.model import ModelError, decode_signal, encode_signal
 from opendots.model.data_channel import MODULE, ROOT
 
@@ -127,7 +129,20 @@ class ClearOwn:
     container: str
 
 
-Plan = Forward | Register | Unregister | ClearOwn
+@dataclass(frozen=True)
+class ReplaceOwn:
+    """RFC 8040 §4.5 PUT of the client's registration, or of its 'aliases' or 'acls': in each container of
+    `entries` the client's entries upstream become exactly these (renamed, in body order), one by one: each
+    created or replaced, its others deleted, the other clients' left alone."""
+
+    entries: dict[str, list[dict[str, Any]]]
+    """Container ('aliases', 'acls') -> the client's entries, renamed for upstream."""
+    register: bool
+    """A PUT of the whole registration: the gateway's upstream registration stands for it (made if needed)."""
+    created: bool
+
+
+Plan = Forward | Register | Unregister | ClearOwn | ReplaceOwn
 
 
 def plan(
@@ -151,19 +166,22 @@ def plan(
         # As directly: another client's data does not exist for this one.
         raise not_found(f"dots-client={path.cuid}")
     if path.kind == "client" and not path.inner and method == "PUT":
-        _check_registration(parse_body(method, content_type, body), names)
-        return Register(created=not registered)
+        entry = _check_registration(parse_body(method, content_type, body), names, replacing=True)
+        replaced = {
+            container: _entries_up(entry.get(f"{MODULE}:{container}", entry.get(container)), kind, names)
+            for kind, container in ENTRY_LISTS.items()
+        }
+        return ReplaceOwn(replaced, register=True, created=not registered)
     if not registered:
         raise not_found(f"dots-client={names.cuid}")
     if method == "DELETE" and path.kind == "client" and not path.inner:
         return Unregister()
     if method == "DELETE" and path.kind in ENTRY_LISTS.values():
         return ClearOwn(path.kind)
-    if method == "PUT" and (path.kind == "client" or path.kind in ENTRY_LISTS.values()):
-        raise _not_supported(
-            f"a PUT of {path.kind} would replace every client's {path.kind} behind this DOTS gateway upstream: "
-            "create and replace aliases and ACLs one by one (POST, or PUT of alias=NAME, acl=NAME)"
-        )
+    if method == "PUT" and path.kind in ENTRY_LISTS.values() and not path.inner:
+        kind = "alias" if path.kind == "aliases" else "acl"
+        container = members_of(parse_body(method, content_type, body), {path.kind})[path.kind]
+        return ReplaceOwn({path.kind: _entries_up(container, kind, names)}, register=False, created=False)
     upstream_body = None
     if method in ("POST", "PUT", "PATCH"):
         document = parse_body(method, content_type, body)
@@ -223,19 +241,40 @@ def _renamed_entry(entry: Any, kind: str, names: Names) -> Any:
     return {**entry, "name": names.up(entry.get("name"), kind)}
 
 
-def _check_registration(document: Any, names: Names) -> None:
+def _check_registration(document: Any, names: Names, *, replacing: bool = False) -> dict[str, Any]:
     entries = document.get(DOTS_CLIENT) if isinstance(document, dict) else None
     if not isinstance(entries, list) or len(entries) != 1 or not isinstance(entries[0], dict):
         raise RestconfError("invalid-value", f"a registration is one '{DOTS_CLIENT}' entry (RFC 8783 §5.1)")
     entry = entries[0]
     if entry.get("cuid") != names.cuid:
         raise RestconfError("access-denied", "a DOTS client registers its own cuid (its certificate's SPKI hash)")
-    extra = sorted(set(entry) - {"cuid"})
+    # A PUT replaces the registration with its aliases and ACLs (`ReplaceOwn`); a POST creates it, then them.
+    lists = ENTRY_LISTS.values()
+    allowed = {"cuid", *lists, *(f"{MODULE}:{c}" for c in lists)} if replacing else {"cuid"}
+    extra = sorted(set(entry) - allowed)
     if extra:
         raise _not_supported(
-            f"a registration through a client-domain DOTS gateway carries 'cuid' only, not {extra}: "
-            "create aliases and ACLs after registering"
+            f"a registration through a client-domain DOTS gateway carries 'cuid', aliases and ACLs only, not {extra}"
+            if replacing
+            else f"a registration through a client-domain DOTS gateway carries 'cuid' only, not {extra}: "
+            "create aliases and ACLs after registering (or PUT the registration with them)"
         )
+    return entry
+
+
+def _entries_up(container: Any, kind: str, names: Names) -> list[dict[str, Any]]:
+    """The entries of an 'aliases' or 'acls' container value in a PUT body, renamed for upstream."""
+    entries = entries_of(container, kind, wrapped=True)
+    seen: set[str] = set()
+    renamed = []
+    for entry in entries:
+        upstream = _renamed_request(entry, names)
+        upstream["name"] = names.up(entry.get("name"), kind)
+        if upstream["name"] in seen:
+            raise RestconfError("invalid-value", f"{kind} {entry['name']!r} appears twice in the body")
+        seen.add(upstream["name"])
+        renamed.append(upstream)
+    return renamed
 
 
 def _not_supported(message: str) -> RestconfError:
@@ -308,10 +347,15 @@ def _strings(document: Any, change: Callable[[str], str]) -> Any:
 
 def own_names(document: Any, container: str, names: Names) -> list[str]:
     """The upstream names of the client's entries in an upstream GET of CONTAINER ('aliases' or 'acls')."""
+    return list(own_entries(document, container, names))
+
+
+def own_entries(document: Any, container: str, names: Names) -> dict[str, dict[str, Any]]:
+    """The client's entries (by upstream name) in an upstream GET of CONTAINER ('aliases' or 'acls')."""
     kind = "alias" if container == "aliases" else "acl"
     holder = document.get(f"{MODULE}:{container}") if isinstance(document, dict) else None
     entries = holder.get(kind) if isinstance(holder, dict) else None
-    return [entry["name"] for entry in entries or () if _own(entry, names)]
+    return {entry["name"]: entry for entry in entries or () if _own(entry, names)}
 
 
 def entry_path(gateway_cuid: str, container: str, upstream_name: str) -> str:

@@ -87,6 +87,8 @@ class RelayCore(UpstreamLoss):
     _pending: dict[tuple[str, str, int], int] = field(default_factory=dict)
     stale: list[Outbound] = field(default_factory=list)
     """Upstream DELETEs to send: a PUT relayed before its mitigation was withdrawn was accepted after the withdrawal."""
+    resend: list[Outbound] = field(default_factory=list)
+    """Upstream PUTs re-establishing a mitigation a GET found gone upstream though it has lifetime left."""
     _withdrawals: int = 0
     _withdrawn: dict[tuple[str, str, int], int] = field(default_factory=dict)
     _in_flight: Counter[tuple[str, str, int]] = field(default_factory=Counter)
@@ -332,7 +334,7 @@ class RelayCore(UpstreamLoss):
                 self._withdrawals += 1
                 self._withdrawn[key] = self._withdrawals
         elif key is not None and sent.method == "GET" and code == "4.04" and self.client_domain:
-            self._forget(key)  # gone upstream (expired, or a server restarted without it)
+            self._gone_upstream(key, now)
         if body is not None:
             self._note_statuses(sent, body)
         if not self.client_domain or body is None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 
-from opendots.gateway.relay_links import MidMapping
+from opendots.gateway.relay_links import Link, MidMapping
 from opendots.gateway.relay_messages import UPSTREAM_DOWN, Outbound, Reply, with_lifetime
 from opendots.gateway.telemetry_relay import TelemetryRelay
 
@@ -18,6 +18,7 @@ class UpstreamLoss(MidMapping):
 
     upstream_up: bool
     stale: list[Outbound]
+    resend: list[Outbound]
     telemetry: TelemetryRelay
     _pending: dict[tuple[str, str, int], int]
     _withdrawals: int
@@ -72,29 +73,27 @@ class UpstreamLoss(MidMapping):
     def reestablish(self, now: float) -> list[Outbound]:
         """The upstream session is (back) up: a PUT per accepted mitigation, with the lifetime it has left."""
         self.expire(now)
-        sent = []
-        for link in sorted(self.links.values(), key=lambda link: link.accepted_at):
-            payload = link.payload
-            if link.expires_at is not None:
-                payload = with_lifetime(payload, max(1, math.ceil(link.expires_at - now)))
-            sent.append(
-                Outbound(
-                    method="PUT",
-                    path=link.upstream_path(),
-                    query=(),
-                    payload=payload,
-                    hop_limit=self.settings.hop_limit,
-                    observe=None,
-                    if_match_empty=False,
-                    client=link.client,
-                    cuid=link.cuid,
-                    mid=link.mid,
-                    upstream_mid=link.upstream_mid,
-                    cdid=link.cdid,
-                    reestablish=True,
-                    generation=self._withdrawals,
-                    confirmable=False,
-                )
-            )
-            self._in_flight[link.key] += 1
-        return sent
+        links = sorted(self.links.values(), key=lambda link: link.accepted_at)
+        return [self._reestablishment(link, now) for link in links]
+
+    def _reestablishment(self, link: Link, now: float) -> Outbound:
+        payload = link.payload
+        if link.expires_at is not None:
+            payload = with_lifetime(payload, max(1, math.ceil(link.expires_at - now)))
+        self._in_flight[link.key] += 1
+        return Outbound(
+            method="PUT", path=link.upstream_path(), query=(), payload=payload, hop_limit=self.settings.hop_limit,
+            observe=None, if_match_empty=False, client=link.client, cuid=link.cuid, mid=link.mid,
+            upstream_mid=link.upstream_mid, cdid=link.cdid, reestablish=True, generation=self._withdrawals,
+            confirmable=False,
+        )  # fmt: skip
+
+    def _gone_upstream(self, key: tuple[str, str, int], now: float) -> None:
+        """A GET found the mitigation gone upstream: expired there, it is forgotten; with lifetime left the server
+        lost it (restarted without it on a new DTLS session, RFC 9132 §4.7) and it is PUT again under the same
+        upstream 'mid' (`resend`), so that the client re-creating it after its 4.04 gets that 'mid' as well."""
+        link = self.links.get(key)
+        if link is None or (link.expires_at is not None and link.expires_at - now < 2):
+            self._forget(key)
+        elif not self._in_flight[key]:
+            self.resend.append(self._reestablishment(link, now))

@@ -28,6 +28,7 @@ from opendots import eventloop
 from opendots.gateway.config import GatewayConfig
 from opendots.gateway.data_client_domain import ClientDomainData
 from opendots.gateway.data_relay import DataRelay
+from opendots.gateway.late import late_withdrawal
 from opendots.gateway.relay import DOTS_CBOR, Batch, Inbound, Outbound, RelayCore, RelaySettings, Reply
 from opendots.model import ModelError, decode_signal
 from opendots.pki.cuid import cuid_from_certificate
@@ -158,9 +159,11 @@ class RelayResource:
                             reply = gateway.core.answered(sent, code, payload, content_format, max_age, now)
                         else:
                             notified = gateway.core.notification(sent, code, payload, content_format, max_age, now)
+                            gateway.drain()
                             if notified is None:
                                 continue
                             reply = notified
+                        gateway.drain()
                         message = to_message(reply)
                         last = not message.code.is_successful()
                         if not last:
@@ -279,11 +282,15 @@ class UpstreamAgent(ClientAgent):
                     reliable=reliable,
                     parameters=self.core.parameters,
                     timeout=timeout,
+                    # aiocoap may still deliver it (retransmitted, or queued on a new handshake): the gateway hears
+                    # the answer, and withdraws a PUT accepted after it was answered 5.03 (opendots.gateway.late).
+                    late=lambda answer: self.gateway.late_answer(sent, answer),
                 )
         except (TimeoutError, coap.NoAnswer):
             raise UpstreamUnavailable("no answer from the upstream DOTS server") from None
         except coap.TransportFailure as error:
-            self._mark_lost(f"{what}: {error}")
+            if context is self.context:  # not the shutdown of a session replaced meanwhile (RFC 9132 §4.7)
+                self._mark_lost(f"{what}: {error}")
             raise UpstreamUnavailable(str(error) or type(error).__name__) from None
         if self._redirected(answer):
             raise UpstreamRedirected(f"{what}: redirected to an alternate DOTS server")
@@ -466,6 +473,10 @@ class Gateway:
             self._cuids = (clients, len(clients), {entry.name: entry.cuid for entry in reversed(clients)})
         return self._cuids[2][client]
 
+    def _client_name(self, cuid: str) -> str | None:
+        entry = self.config.downstream.client_by_cuid(cuid)
+        return entry.name if entry is not None else None
+
     def inbound(self, request: aiocoap.Message) -> Inbound | Reply:
         """A downstream request as the relay core takes it; a Reply when it is refused before that (4.01, 4.15)."""
         assert self.server is not None
@@ -500,9 +511,24 @@ class Gateway:
             return self.core.failed(sent, str(error))
         code, payload, content_format, max_age = _parts(answer)
         reply = self.core.answered(sent, code, payload, content_format, max_age, self.clock())
+        self.drain()
+        return reply
+
+    def drain(self) -> None:
+        """The upstream requests the relay core asked for while handling an answer."""
         while self.core.stale:
             self._spawn(self._withdraw_stale(self.core.stale.pop()))
-        return reply
+        while self.core.resend:
+            self._spawn(self.forward(self.core.resend.pop()))
+
+    def late_answer(self, sent: Outbound, answer: asyncio.Future[aiocoap.Message]) -> None:
+        if answer.cancelled() or answer.exception() is not None:
+            return
+        withdrawal = late_withdrawal(self.core, sent, answer.result().code.dotted)
+        if withdrawal is not None:
+            log.warning("%s /%s was accepted upstream after its client was answered 5.03: withdrawn upstream",
+                        sent.method, "/".join(sent.path))  # fmt: skip
+            self._spawn(self.forward(withdrawal))
 
     async def forward_all(self, batch: Batch) -> Reply:
         """Each of BATCH's requests in turn: 2.02 when each was deleted (or already gone), else the first failure."""
@@ -565,6 +591,7 @@ class Gateway:
             "observers": self.relay.observers,
             "counters": dict(self.core.counters),
             **({"data-channel": dict(self.data.counters)} if self.data is not None else {}),
+            **({"data-names": self.names.listing(self._client_name)} if self.names is not None else {}),
         }
 
 

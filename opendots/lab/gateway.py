@@ -177,7 +177,19 @@ class GatewayProcess:
         fast = {"heartbeat_interval": 1, "missing_hb_allowed": 3}
         with ControlClient(self.admin_socket, timeout=10.0) as control:
             answer = control.config_set(idle=fast, mitigating=fast)
-        assert answer.get("code") == "2.01", answer
+            assert answer.get("code") == "2.01", answer
+
+            # The agent puts the values in force when its GET of the configuration is answered, after the PUT's
+            # 2.01 (RFC 9132 §4.5.2): a server stopped before that would leave the 30 s heartbeats running.
+            def in_force() -> bool:
+                config = control.session().get("config") or {}
+                sets = config.get("ietf-dots-signal-channel:signal-config", {})
+                return all(
+                    sets.get(name, {}).get("heartbeat-interval", {}).get("current-value") == 1
+                    for name in ("idle-config", "mitigating-config")
+                )
+
+            wait_for(in_force, 10, "the gateway's upstream heartbeats every second", interval=0.05)
 
     def status(self) -> dict[str, Any] | None:
         from opendots.signal.client.shell.control import ControlClient, ControlError

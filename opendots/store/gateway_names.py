@@ -7,6 +7,9 @@ a collision is not derivable again from the 'cuid' alone.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from opendots.gateway.data_names import derive_prefix
 from opendots.store.sqlite import SqliteDatabase
 
@@ -66,3 +69,14 @@ class NameStore:
         """The upstream registration is gone: no client is registered (their prefixes stay theirs)."""
         with self.database.transaction() as cursor:
             cursor.execute("UPDATE gateway_data_clients SET registered = 0")
+
+    def listing(self, name_of: Callable[[str], str | None] = lambda cuid: None) -> list[dict[str, Any]]:
+        """Every client's prefix, for the gateway's status (NAME_OF: its [[clients]] name, None if it has none)."""
+        rows = self.database.connection.execute(
+            "SELECT cuid, prefix, registered FROM gateway_data_clients ORDER BY cuid"
+        ).fetchall()
+        return [
+            {"client": name_of(row["cuid"]), "cuid": row["cuid"], "prefix": row["prefix"],
+             "registered": bool(row["registered"])}
+            for row in rows
+        ]  # fmt: skip

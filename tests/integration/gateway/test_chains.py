@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,23 +18,27 @@ from opendots.lab.processes import ProcessStack, free_udp_tcp_port, opendots_arg
 from opendots.signal.client.shell.control import ControlClient, ControlError
 from opendots.store.data_channel import SqliteDataChannelStore
 from opendots.store.sqlite import SqliteDatabase
-from tests.helpers.gateway import GatewayProcess, chain_running, in_front_of, point_agent_at
+from tests.helpers.gateway import (
+    GatewayProcess,
+    chain_running,
+    in_front_of,
+    point_agent_at,
+    server_admin,
+    stack_with_admin,
+)
 from tests.helpers.signal_harness import SCOPE
+
+WITHDRAWN = "dots-client-withdrawn-mitigation"
 
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[ProcessStack]:
-    with ProcessStack(tmp_path, mitigators=[]) as stack:
-        stack.server_config.admin_socket = Path("/tmp") / f"odsrv-{uuid.uuid4().hex[:10]}.sock"
-        stack.server_config.save(stack.server_config_path)
+    with stack_with_admin(tmp_path) as stack:
         yield stack
-        stack.server_config.admin_socket.unlink(missing_ok=True)
 
 
 def server_mitigations(stack: ProcessStack) -> list[dict]:
-    assert stack.server_config.admin_socket is not None
-    with ControlClient(stack.server_config.admin_socket, timeout=10.0) as admin:
-        return admin.call("mitigations")["mitigations"]
+    return server_admin(stack, "mitigations")["mitigations"]
 
 
 def agent_status(stack: ProcessStack, mid: int) -> str | None:
@@ -100,7 +103,7 @@ def test_a_client_domain_gateway_relays_an_agents_mitigation_under_its_own_cuid_
         status = gateway.status()
         assert status is not None and status["links"] == []
         # RFC 9132 §4.4.4: the server keeps it, withdrawn, for its active-but-terminating period.
-        assert [m["status"] for m in server_mitigations(stack)] in ([], ["dots-client-withdrawn-mitigation"])
+        assert [m["status"] for m in server_mitigations(stack)] in ([], [WITHDRAWN])
 
 
 def test_downstream_observers_are_notified_of_upstream_status_changes_through_a_client_domain_gateway(
@@ -114,9 +117,7 @@ def test_downstream_observers_are_notified_of_upstream_status_changes_through_a_
         mitigate(stack, "203.0.113.9/32", "--mid", "7")
         wait_for(lambda: (s := gateway.status()) and s["observers"] == 1, 20, "the relayed observation")
         upstream_mid = server_mitigations(stack)[0]["mid"]
-        assert stack.server_config.admin_socket is not None
-        with ControlClient(stack.server_config.admin_socket, timeout=10.0) as admin:
-            admin.call("report-status", client="gw1", mid=upstream_mid, status="attack-successfully-mitigated")
+        server_admin(stack, "report-status", client="gw1", mid=upstream_mid, status="attack-successfully-mitigated")
 
         assert wait_for(lambda: agent_status(stack, 7) == "attack-successfully-mitigated", 20, "the notification")
         # An efficacy update (If-Match, RFC 9132 §4.4.3) goes through to the same upstream mid.
@@ -145,10 +146,8 @@ def test_a_server_domain_gateway_relays_with_the_clients_cdid_which_the_server_h
         ]
         assert [entry["mid"] for entry in stack.status_entries()] == [12]
         # Observe relayed unchanged: a status the server reports reaches the agent.
-        assert stack.server_config.admin_socket is not None
         wait_for(lambda: (s := gateway.status()) and s["observers"] == 1, 20, "the relayed observation")
-        with ControlClient(stack.server_config.admin_socket, timeout=10.0) as admin:
-            admin.call("report-status", client="sgw", mid=12, status="attack-stopped")
+        server_admin(stack, "report-status", client="sgw", mid=12, status="attack-stopped")
         assert wait_for(lambda: agent_status(stack, 12) == "attack-stopped", 20, "the notification")
 
 
@@ -221,14 +220,18 @@ def test_under_a_relayed_mitigation_the_upstream_session_is_kept_and_the_mitigat
         for stale in stack.directory.glob("opendots.db*"):
             stale.unlink()
         stack.start_server()
-        held = wait_for(lambda: server_mitigations(stack), 30, "the re-established mitigation")
-        assert [(m["client"], m["mid"]) for m in held] == [("gw1", upstream_mid)]
-        # The gateway counts it when the answer is back, which may be just after the server holds it.
-        status = wait_for(lambda: (s := gateway.status()) and s["counters"].get("reestablished") == 1 and s, 20,
-                          "the re-establishment counted")  # fmt: skip
-        # The kept session and one alongside at least (an attempt made while the server was still down fails and
-        # the next one is a third).
-        assert status["upstream"]["sessions-established"] >= 2
+
+        # A PUT the gateway gave up on while the server was away may still reach it; the gateway withdraws it there
+        # (opendots.gateway.late): what stands in the end is the re-established mitigation alone.
+        def held() -> list[tuple[str, int]]:
+            return [(m["client"], m["mid"]) for m in server_mitigations(stack) if m["status"] != WITHDRAWN]
+
+        wait_for(lambda: held() == [("gw1", upstream_mid)], 30, "the re-established mitigation alone")
+        # The gateway counts it when the answer is back, which may be just after the server holds it. Which session
+        # carries it is a race (the agent's session alongside, or the DTLS layer re-opening the kept one to the
+        # restarted server): RFC 9132 §4.7 asks for a new DTLS session, not for which, so that is not asserted.
+        wait_for(lambda: (s := gateway.status()) and s["counters"].get("reestablished") == 1, 20,
+                 "the re-establishment counted")  # fmt: skip
         assert [entry["mid"] for entry in stack.status_entries()] == [5]
 
 

@@ -3,7 +3,6 @@ request, as at every DOTS server, and nothing of it reaches the upstream server.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,8 +10,7 @@ import aiocoap
 import pytest
 
 from opendots.lab.processes import ProcessStack
-from opendots.signal.client.shell.control import ControlClient
-from tests.helpers.gateway import in_front_of
+from tests.helpers.gateway import in_front_of, server_admin, stack_with_admin
 from tests.helpers.raw_coap import CON, DOTS, PUT, RawDtlsCoap, coap
 
 HOP_LIMIT = 16  # RFC 8768 §5
@@ -20,11 +18,8 @@ HOP_LIMIT = 16  # RFC 8768 §5
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[ProcessStack]:
-    with ProcessStack(tmp_path, mitigators=[]) as stack:
-        stack.server_config.admin_socket = Path("/tmp") / f"odsrv-{uuid.uuid4().hex[:10]}.sock"
-        stack.server_config.save(stack.server_config_path)
+    with stack_with_admin(tmp_path) as stack:
         yield stack
-        stack.server_config.admin_socket.unlink(missing_ok=True)
 
 
 @pytest.mark.parametrize("hop_limit", [b"", b"\x00", b"\x01\x00"], ids=["0-empty", "0-byte", "256"])
@@ -47,8 +42,6 @@ def test_the_gateways_downstream_leg_refuses_a_hop_limit_of_0_or_above_255_with_
         assert "Hop-Limit" in answer.payload.decode(), answer.payload
         status = gateway.status()
         assert status is not None and status["links"] == [] and "relayed" not in status["counters"]
-        assert stack.server_config.admin_socket is not None
-        with ControlClient(stack.server_config.admin_socket, timeout=10.0) as admin:
-            assert admin.call("mitigations")["mitigations"] == []
+        assert server_admin(stack, "mitigations")["mitigations"] == []
     finally:
         gateway.stop()

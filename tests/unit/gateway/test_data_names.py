@@ -14,6 +14,7 @@ from opendots.gateway.data_names import (
     Forward,
     Names,
     Register,
+    ReplaceOwn,
     Unregister,
     derive_prefix,
     downstream_body,
@@ -97,7 +98,10 @@ def test_registration_is_the_gateways_and_a_second_one_is_409_rfc8783_s5_1() -> 
         plan("POST", DATA, [], registration, JSON, ALICE, True)
     assert (again.value.status, again.value.error_tag) == (409, "data-exists")
     put = f"{DATA}/dots-client=alice-cuid"
-    assert plan("PUT", put, [], registration, JSON, ALICE, True) == Register(created=False)
+    # RFC 8040 §4.5: a PUT of the registration replaces it, i.e. leaves the client no alias and no ACL.
+    assert plan("PUT", put, [], registration, JSON, ALICE, True) == ReplaceOwn(
+        {"aliases": [], "acls": []}, register=True, created=False
+    )
     with pytest.raises(RestconfError) as other:
         plan("POST", DATA, [], body({f"{MODULE}:dots-client": [{"cuid": "bob-cuid"}]}), JSON, ALICE, False)
     assert other.value.status == 403
@@ -106,21 +110,41 @@ def test_registration_is_the_gateways_and_a_second_one_is_409_rfc8783_s5_1() -> 
     assert (not_json.value.status, not_json.value.error_tag) == (400, "malformed-message")
 
 
-def test_deletes_of_a_whole_list_or_registration_touch_the_clients_own_entries_and_puts_of_them_are_refused() -> None:
+def test_deletes_of_a_whole_list_or_registration_touch_the_clients_own_entries() -> None:
     client = f"{DATA}/dots-client=alice-cuid"
     assert plan("DELETE", client, [], b"", None, ALICE, True) == Unregister()
     assert plan("DELETE", f"{client}/acls", [], b"", None, ALICE, True) == ClearOwn("acls")
-    replace_all = [
-        (client, {f"{MODULE}:dots-client": [{"cuid": "alice-cuid", "aliases": {"alias": []}}]}),
-        (f"{client}/aliases", {f"{MODULE}:aliases": {"alias": []}}),
-    ]
-    for path, document in replace_all:
-        with pytest.raises(RestconfError) as refused:
-            plan("PUT", path, [], body(document), JSON, ALICE, True)
-        assert (refused.value.status, refused.value.error_tag) == (405, "operation-not-supported")
     with pytest.raises(RestconfError) as mapping:
         plan("GET", f"{client}/ietf-dots-mapping:vendor-mapping", [], b"", None, ALICE, True)
     assert mapping.value.status == 405
+
+
+def test_a_put_of_a_whole_registration_or_list_replaces_the_clients_own_entries_renamed_rfc8040_s4_5() -> None:
+    """Upstream the lists hold every client's entries: the PUT becomes the client's entries one by one."""
+    client = f"{DATA}/dots-client=alice-cuid"
+    web = {"name": "web", "target-prefix": ["203.0.113.0/28"]}
+    acl = {"name": "a1", "aces": {"ace": []}}
+    registration = {f"{MODULE}:dots-client": [{"cuid": "alice-cuid", "aliases": {"alias": [web]}}]}
+    step = plan("PUT", client, [], body(registration), JSON, ALICE, False)
+    renamed_web = {**web, "name": ALICE.prefix + "web"}
+    assert step == ReplaceOwn({"aliases": [renamed_web], "acls": []}, register=True, created=True)
+    step = plan("PUT", f"{client}/acls", [], body({f"{MODULE}:acls": {"acl": [acl]}}), JSON, ALICE, True)
+    assert step == ReplaceOwn({"acls": [{**acl, "name": ALICE.prefix + "a1"}]}, register=False, created=False)
+    emptied = plan("PUT", f"{client}/aliases", [], body({f"{MODULE}:aliases": {}}), JSON, ALICE, True)
+    assert emptied == ReplaceOwn({"aliases": []}, register=False, created=False)
+    refusals = [
+        (client, {f"{MODULE}:dots-client": [{"cuid": "alice-cuid", "cdid": "x"}]}, 405),
+        (f"{client}/aliases", {f"{MODULE}:aliases": {"alias": [web, web]}}, 400),
+        (f"{client}/aliases", {f"{MODULE}:acls": {"acl": []}}, 400),
+        (f"{client}/acls", {f"{MODULE}:acls": {"acl": [{**acl, "name": "x" * 60}]}}, 400),
+    ]
+    for path, document, status in refusals:
+        with pytest.raises(RestconfError) as refused:
+            plan("PUT", path, [], body(document), JSON, ALICE, True)
+        assert refused.value.status == status, (path, refused.value)
+    with pytest.raises(RestconfError) as unregistered:
+        plan("PUT", f"{client}/aliases", [], body({f"{MODULE}:aliases": {}}), JSON, ALICE, False)
+    assert unregistered.value.status == 404
 
 
 def test_answers_show_a_client_only_its_own_entries_with_its_own_names_and_cuid() -> None:

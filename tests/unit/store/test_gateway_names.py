@@ -27,3 +27,14 @@ def test_prefixes_and_registrations_survive_a_reopen_and_a_taken_prefix_is_not_g
     assert again.registered("bob") and not again.registered("alice") and again.registered_count() == 1
     again.set_registered("bob", False)
     assert again.registered_count() == 0
+
+
+def test_the_listing_for_the_gateway_status_shows_each_clients_prefix_and_registration(tmp_path: Path) -> None:
+    store = NameStore(SqliteDatabase(tmp_path / "gw.db"))
+    store.set_registered("bob", True)
+    store.prefix("alice")
+    names = {"alice": "Alice"}
+    assert store.listing(names.get) == [
+        {"client": "Alice", "cuid": "alice", "prefix": derive_prefix("alice"), "registered": False},
+        {"client": None, "cuid": "bob", "prefix": derive_prefix("bob"), "registered": True},
+    ]

@@ -165,20 +165,32 @@ async def transmit(
     timeout: float = 30.0,
     single: bool = False,
     rng: random.Random | None = None,
+    late: Callable[[asyncio.Future[aiocoap.Message]], None] | None = None,
 ) -> aiocoap.Message:
     """The first answer to the message MAKE builds (WHAT names it in errors and logs), a new one per NON
-    retransmission (new token), as `send` says; also what the gateway relays a downstream request with."""
+    retransmission (new token), as `send` says; also what the gateway relays a downstream request with.
+
+    LATE: when no answer came in time, each transmission aiocoap may still answer (a CON it retransmits, a message
+    queued on a DTLS handshake) is handed to LATE(future) for LATE_WINDOW seconds instead of being forgotten: the
+    gateway withdraws what was accepted after its client was told 5.03 (opendots.gateway.late)."""
     first = await start_request(context, make(), timeout)
     if reliable or confirmable or single or first.qblock:
         # Q-Block (RFC 9177) retransmits on its own: only missing blocks, never the whole body again.
         pending = first.pending
+        keep = late is not None and not first.qblock
         try:
             async with asyncio.timeout(timeout):  # not wait_for: 3.11's can swallow a racing cancel
-                return await pending.response
+                return await (asyncio.shield(pending.response) if keep else pending.response)
+        except asyncio.CancelledError:
+            if keep:
+                _hand_over(pending.response, late)
+            raise
         except TimeoutError:
             if first.qblock:  # stop the transfer: its blocks and timers go (RFC 9177 §4.3)
                 pending.response.cancel()
                 await asyncio.sleep(0)  # let aiocoap's and the engine's done callbacks run (see below)
+            elif keep:
+                _hand_over(pending.response, late)
             raise NoAnswer(f"no answer to {what} within {timeout:.1f} s") from None
         except QBlockFailed as error:
             raise NoAnswer(f"no answer to {what}: {error}") from None
@@ -188,6 +200,7 @@ async def transmit(
     loop = asyncio.get_running_loop()
     started = loop.time()
     attempts: list[asyncio.Future[aiocoap.Message]] = []
+    answered = False
     try:
         for number, next_offset in enumerate(offsets[1:]):
             attempt = first if not number else await start_request(context, make(), timeout)
@@ -197,6 +210,7 @@ async def transmit(
             wait = max(0.0, started + next_offset - loop.time())
             done, _ = await asyncio.wait(attempts, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
             for future in done:
+                answered = True
                 try:
                     return future.result()
                 except aiocoap.error.Error as error:
@@ -205,7 +219,9 @@ async def transmit(
     finally:
         cancelled = False
         for future in attempts:
-            if not future.done():
+            if not future.done() and late is not None and not answered:
+                _hand_over(future, late)
+            elif not future.done():
                 future.cancel()
                 cancelled = True
             else:
@@ -216,3 +232,13 @@ async def transmit(
             # one loop iteration later; a context shut down before then (a one-shot run does so at once) fails
             # the cancelled future with InvalidStateError. Let the callbacks run first.
             await asyncio.sleep(0)
+
+
+LATE_WINDOW = 120.0
+"""Seconds a late answer is still listened for (`transmit`'s LATE): past RFC 7252's MAX_TRANSMIT_WAIT (93 s), after
+which aiocoap itself gives a CON up."""
+
+
+def _hand_over(future: asyncio.Future[aiocoap.Message], late: Callable[[asyncio.Future[aiocoap.Message]], None]) -> None:
+    future.add_done_callback(late)
+    asyncio.get_running_loop().call_later(LATE_WINDOW, future.cancel)  # bounded: nothing is listened for forever
