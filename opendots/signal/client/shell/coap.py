@@ -165,7 +165,7 @@ async def transmit(
     timeout: float = 30.0,
     single: bool = False,
     rng: random.Random | None = None,
-    late: Callable[[asyncio.Future[aiocoap.Message]], None] | None = None,
+    late: LateAnswer | None = None,
 ) -> aiocoap.Message:
     """The first answer to the message MAKE builds (WHAT names it in errors and logs), a new one per NON
     retransmission (new token), as `send` says; also what the gateway relays a downstream request with.
@@ -239,6 +239,9 @@ LATE_WINDOW = 120.0
 which aiocoap itself gives a CON up."""
 
 
-def _hand_over(future: asyncio.Future[aiocoap.Message], late: Callable[[asyncio.Future[aiocoap.Message]], None]) -> None:
+LateAnswer = Callable[[asyncio.Future[aiocoap.Message]], None]
+
+
+def _hand_over(future: asyncio.Future[aiocoap.Message], late: LateAnswer) -> None:
     future.add_done_callback(late)
     asyncio.get_running_loop().call_later(LATE_WINDOW, future.cancel)  # bounded: nothing is listened for forever
