@@ -80,7 +80,9 @@ class Q1Sender(_Bursts):
         self.done = False
         self.failed: str | None = None
         self._probes = 0  # unanswered re-sends of the last block after everything went out
-        self._resends: dict[int, int] = {}  # block -> times a 4.08 asked for it
+        self._resends: dict[int, int] = {}  # block -> times a 4.08 asked for it since the peer last made progress
+        self._named: set[int] = set()  # the blocks the last 4.08 named
+        self._arrived: set[int] = set()  # blocks a 4.08 named and a later one showed arrived
 
     def poll(self, now: float) -> list[SendBlock]:
         if self.deadline is None or now < self.deadline or self.done or self.failed:
@@ -98,9 +100,15 @@ class Q1Sender(_Bursts):
         return [self._block(self.out.count - 1)]
 
     def _probe_wait(self) -> float:
-        # Past the receiver's own NON_RECEIVE_TIMEOUT (doubling like its re-requests), so that a body it still
-        # misses blocks of gets its 4.08 first: the probe is for a final response that was lost.
-        return self.params.time_to_wait(self._probes + 1) + self.delay
+        if not self._named:
+            # Past the receiver's own NON_RECEIVE_TIMEOUT (doubling like its re-requests), so that a body it still
+            # misses blocks of gets its 4.08 first: the probe is for a final response that was lost.
+            return self.params.time_to_wait(self._probes + 1) + self.delay
+        # Once the receiver has asked for missing blocks it answers a probe with the 4.08 again (Q1Receiver), so
+        # the probe goes NON_TIMEOUT_RANDOM after the last set (§7.2's pause between sets; it is one payload),
+        # doubling while unanswered: a 4.08 lost, or the blocks it named lost again, cost one NON_TIMEOUT_RANDOM
+        # instead of the receiver's doubling Time-to-Wait (at 30 % loss 1.75, 3.5, 7 s... with a 0.5 s NON_TIMEOUT).
+        return self.delay * 2**self._probes
 
     def _sent_then_probe(self, blocks: list[SendBlock], now: float) -> list[SendBlock]:
         if self.all_sent and self.deadline is None:
@@ -129,6 +137,15 @@ class Q1Sender(_Bursts):
         # Blocks never sent yet will go in order anyway; only the ones already sent are retransmissions. A block
         # asked for more than NON_MAX_RETRANSMIT times ends the transfer: the path or the peer is not working.
         again = [num for num in numbers if num < self.next_new]
+        # "Without a response from the remote peer" (§7.2): blocks the last 4.08 named that this one leaves out
+        # below its highest number have arrived, so the peer is making progress and the counts start again (a
+        # block named by a set's 4.08, the timer's and a probe's answer before its resend arrived is not a peer
+        # gone wrong: at 30 % loss that ended one transfer in six). Bounded: each block counts as arrived once.
+        arrived = {num for num in self._named if num < numbers[-1]}.difference(numbers, self._arrived)
+        if arrived:
+            self._arrived.update(arrived)
+            self._resends.clear()
+        self._named = set(numbers)
         for num in again:
             self._resends[num] = self._resends.get(num, 0) + 1
             if self._resends[num] > self.params.non_max_retransmit:
