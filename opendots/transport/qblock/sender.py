@@ -100,14 +100,14 @@ class Q1Sender(_Bursts):
         return [self._block(self.out.count - 1)]
 
     def _probe_wait(self) -> float:
-        if not self._named:
-            # Past the receiver's own NON_RECEIVE_TIMEOUT (doubling like its re-requests), so that a body it still
-            # misses blocks of gets its 4.08 first: the probe is for a final response that was lost.
-            return self.params.time_to_wait(self._probes + 1) + self.delay
-        # Once the receiver has asked for missing blocks it answers a probe with the 4.08 again (Q1Receiver), so
-        # the probe goes NON_TIMEOUT_RANDOM after the last set (§7.2's pause between sets; it is one payload),
-        # doubling while unanswered: a 4.08 lost, or the blocks it named lost again, cost one NON_TIMEOUT_RANDOM
-        # instead of the receiver's doubling Time-to-Wait (at 30 % loss 1.75, 3.5, 7 s... with a 0.5 s NON_TIMEOUT).
+        if not self._named and not self._probes:
+            # The first probe of a body no 4.08 has been heard for goes past the receiver's own NON_RECEIVE_TIMEOUT,
+            # so that a body it still misses blocks of gets its 4.08 first: the probe is for a lost final response.
+            return self.params.time_to_wait(1) + self.delay
+        # By then the receiver has asked for missing blocks, and it answers a probe with the 4.08 again
+        # (Q1Receiver), so the probe goes NON_TIMEOUT_RANDOM after the last set (§7.2's pause between sets; it is
+        # one payload), doubling while unanswered: a 4.08 lost, or the blocks it named lost again, cost one
+        # NON_TIMEOUT_RANDOM instead of the receiver's doubling Time-to-Wait (1.55, 3.1, 6.2 s... at 0.5 s NON_TIMEOUT).
         return self.delay * 2**self._probes
 
     def _sent_then_probe(self, blocks: list[SendBlock], now: float) -> list[SendBlock]:
