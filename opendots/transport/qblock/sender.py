@@ -83,6 +83,7 @@ class Q1Sender(_Bursts):
         self._resends: dict[int, int] = {}  # block -> times a 4.08 asked for it since the peer last made progress
         self._named: set[int] = set()  # the blocks the last 4.08 named
         self._arrived: set[int] = set()  # blocks a 4.08 named and a later one showed arrived
+        self._resent_at = float("-inf")  # when the last blocks a 4.08 asked for went
 
     def poll(self, now: float) -> list[SendBlock]:
         if self.deadline is None or now < self.deadline or self.done or self.failed:
@@ -153,9 +154,20 @@ class Q1Sender(_Bursts):
                 self.deadline = None
                 return []
         self._queue.update(again)
+        self.last_activity = now
+        if now < self._resent_at + self.delay:
+            # §7.2: "a NON_TIMEOUT_RANDOM delay is still observed between each MAX_PAYLOADS_SET" of missing
+            # payloads: a 4.08 within it of the last resend (a set's, the timer's and a probe's answer can come
+            # close together) has its blocks wait for the next set.
+            due = self._resent_at + self.delay
+            if self.deadline is None or self.deadline > due:
+                self.deadline = due
+            return []
         budget = self.params.max_payloads
         now_nums = sorted(self._queue)[:budget]
         self._queue.difference_update(now_nums)
+        if now_nums:
+            self._resent_at = now
         if self.all_sent:
             self.deadline = now + self._probe_wait()
         elif self.deadline is None or self.deadline > now + self.delay:

@@ -137,3 +137,16 @@ def test_a_body_no_4_08_was_heard_for_probes_past_non_receive_timeout_once_then_
     assert sender.next_deadline() == pytest.approx(first)
     assert len(sender.poll(first)) == 1
     assert sender.next_deadline() == pytest.approx(first + 2 * sender.delay)
+
+
+def test_a_second_4_08_within_non_timeout_random_of_a_resend_has_its_blocks_wait_for_the_next_set_rfc9177_7_2() -> None:
+    # "a NON_TIMEOUT_RANDOM delay is still observed between each MAX_PAYLOADS_SET" of missing payloads: a set's
+    # 4.08, the timer's and a probe's answer can come close together; each used to send its blocks at once.
+    sender = Q1Sender(bytes(20 * 1024), PARAMS, now=0.0, rng=random.Random(1))
+    sender.poll(0.0)
+    sender.poll(sender.delay)  # all 20 blocks out
+    resent = 10.0
+    assert [b.option.num for b in sender.on_missing(encode_missing([2, 5]), resent)] == [2, 5]
+    assert sender.on_missing(encode_missing([5, 7]), resent + 0.1) == []
+    assert sender.next_deadline() == pytest.approx(resent + sender.delay)
+    assert [b.option.num for b in sender.poll(resent + sender.delay)] == [5, 7]
