@@ -211,6 +211,7 @@ class Q2Sender(_Bursts):
         self.confirmable = confirmable
         self.unanswered_sets = 0  # sets sent on the timer since the peer last asked for anything
         self._unanswered_bytes = 0
+        self._heard_at = now  # when the peer last asked for anything (the body's request at first)
 
     def _budget(self) -> int:
         return self.out.count if self.confirmable else self.params.max_payloads
@@ -226,15 +227,18 @@ class Q2Sender(_Bursts):
         blocks = self._burst(now)
         self.unanswered_sets += 1
         self._unanswered_bytes += sum(len(block.payload) for block in blocks)
-        if self.deadline is not None and self.unanswered_sets >= 2:
+        if self.deadline is not None and now + self.delay - self._heard_at > self.params.receive_timeout:
             # §7.2: a body to a peer that does not respond is subject to PROBING_RATE, the wait capped at
-            # NON_PROBING_WAIT; one set without a 'Continue' is the ordinary case, not yet silence.
+            # NON_PROBING_WAIT. A live receiver asks (a 'Continue', missing blocks) within NON_RECEIVE_TIMEOUT,
+            # so silence is nothing heard for longer than that (it was two sets in a row: at 30 % loss, with a
+            # request per set, the body stalled every few sets for as long as the client's timer took).
             wait = self._unanswered_bytes / self.params.probing_rate
             self.deadline = now + max(self.delay, min(wait, self.params.probing_wait(self.delay)))
         return blocks
 
     def _heard(self, now: float) -> None:
         self.unanswered_sets = 0
+        self._heard_at = now
         self._unanswered_bytes = 0
         if not self.all_sent and (self.deadline is None or self.deadline > now + self.delay):
             self.deadline = now + self.delay
