@@ -34,6 +34,8 @@ def _cpu() -> float:
 
 async def _session(spec: dict[str, Any], base: str):
     """A client context with its DTLS session open (and, for Q-Block, the server's support learnt)."""
+    import aiocoap.error
+
     from opendots.transport import create_client_context, open_session, probe_qblock
 
     context = await create_client_context(
@@ -44,7 +46,7 @@ async def _session(spec: dict[str, Any], base: str):
             await open_session(context, base, timeout=10.0)
             if spec["mode"] != "qblock" or await probe_qblock(context, f"{base}/.well-known/core", timeout=10.0):
                 return context
-        except (TimeoutError, OSError):
+        except (TimeoutError, OSError, aiocoap.error.Error):
             continue
     await context.shutdown()
     raise RuntimeError("no session (or no Q-Block support learnt) after 10 attempts")
