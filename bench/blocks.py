@@ -173,9 +173,14 @@ async def _inner(args: argparse.Namespace) -> None:
     def cuid_of(name: str) -> str:
         return next(client.cuid for client in config.clients if client.name == name)
 
-    for holder in [name for name, client in (("client", "libcoap"), ("ours", "ours")) if client in args.clients]:
+    holders = [
+        (name, base)
+        for name, client, base in (("client", "libcoap", 0), ("ours", "ours", 0x4000))
+        if client in args.clients
+    ]
+    for holder, group in holders:  # each its own prefixes: the server refuses overlaps between clients (4.09)
         for mid in range(1, args.mitigations + 1):  # the GET case's mitigations, through the core as a PUT would go
-            body = encode_signal(_mitigation([f"2001:db8:{mid >> 8:x}:{mid & 0xFF:x}::/64"]))
+            body = encode_signal(_mitigation([f"2001:db8:{group + (mid >> 8):x}:{mid & 0xFF:x}::/64"]))
             request = Request(
                 "PUT", ("mitigate", f"cuid={cuid_of(holder)}", f"mid={mid}"), cuid_of(holder), payload=body
             )
