@@ -76,8 +76,7 @@ async def _transfer(spec: dict[str, Any], context, request, parameters, base: st
     for the answer, which is checked."""
     import aiocoap
 
-    from opendots.model import decode_signal
-    from opendots.signal.client.shell.coap import build_message, start_request
+    from opendots.signal.client.shell.coap import build_message, start_request, to_dots_response
 
     case = spec["case"]
     message = build_message(base, request, reliable=False, parameters=parameters)
@@ -95,9 +94,8 @@ async def _transfer(spec: dict[str, Any], context, request, parameters, base: st
             ok = answer.code.dotted == "2.01"
         elif case == "get 1 MiB":
             ok = hashlib.sha256(answer.payload).hexdigest() == spec["sha256"]
-        else:
-            scopes = decode_signal(answer.payload)["ietf-dots-signal-channel:mitigation-scope"]["scope"]
-            ok = len(scopes) >= spec["mitigations"]
+        else:  # as the agent reads it
+            ok = len(to_dots_response(answer).scopes) >= spec["mitigations"]
         result["seconds"] = seconds if ok else None
         result["why"] = "" if ok else f"answered {answer.code.dotted} ({len(answer.payload)} bytes)"
     except TimeoutError:

@@ -12,13 +12,19 @@ SQLite store, DOTS resources, DTLS, the Q-Block engine) is one side; libcoap 4.3
   64 KiB, so the 1 MiB body goes as a response): Block2 against Q-Block2 (`-L 5`, CON request, NON bursts);
 - `get 10,000 mitigations`: GET of all of a client's 10,000 mitigations (seeded through the server's core before
   the run), Block2 against Q-Block2.
-A transfer's time is the coap-client process's wall time (start to exit: the DTLS handshake, ~10 ms without loss,
+Beside them, our own client (`--clients ours`, bench/_blocks_ours.py: the request path of the client agent, in a
+process of its own, a DTLS session per transfer) moves the same bodies: Q-Block with the RFC 9362 values its
+identities ask for with PUT /config (LOSSY_PATH, for a lossy path), against Block1/Block2 forced on the same client
+(Q-Block off, the request CON: lock step at the session's ack-timeout). Its time is request to answer on an open
+session (handshake and probe done first); its CPU is that process's during the timed part, per transfer.
+A coap-client transfer's time is the process's wall time (start to exit: the DTLS handshake, ~10 ms without loss,
 and for Q-Block libcoap's probe of /.well-known/core are in it); one that has not finished within --cap seconds
 is stopped and counted as not delivered. Lossy cells run --parallel transfers at a time (timers dominate), the
 lossless cells one at a time. The load generator's CPU (the coap-client processes) and this process's (the server)
 are printed per cell.
 
     .venv/bin/python bench/blocks.py [--transfers 20] [--quick] [--loss 0,10,30,50] [--cap 60]
+        [--clients libcoap,ours] [--modes block,qblock] [--cases 'put 64 KiB|get 1 MiB|get 10,000 mitigations']
 """
 
 from __future__ import annotations
