@@ -375,12 +375,7 @@ class QBlockClient:
                 self.counts["q2_bodies"] += 1
                 return self._up(peer, download, whole)
             elif isinstance(event, BodyAbandoned):
-                if event.key == download.token:
-                    # on_block gives this body up only when a new ETag replaces it (§4.4): the receiver goes on
-                    # with the new one (e.g. the GET was sent again before any block came back, and rendered twice).
-                    log.info("Q-Block2 body for token %s: %s", download.token.hex(), event.reason)
-                elif (other := peer.downloads.get(event.key)) is not None:  # another body evicted for this one
-                    self._abandoned(peer, other, event.reason)
+                self._abandoned(peer, download, event.reason)
             elif isinstance(event, Rejected):
                 log.info("a Q-Block2 payload dropped: %s", event.reason)
         return True

@@ -450,17 +450,15 @@ def test_the_probe_is_libcoaps_and_only_a_success_with_q_block2_counts_as_suppor
     assert CON is not None
 
 
-def test_a_body_replaced_by_a_new_etag_midway_is_taken_whole_not_failed_rfc9177_4_4() -> None:
+def test_a_get_sent_again_on_its_token_gets_block_0_of_the_body_under_way_not_a_second_rendering() -> None:
     # A GET answered slowly (a GET of 10,000 mitigations renders ~450 KiB) is sent again on its token before any
-    # block comes back; the server renders it twice, and the client gets blocks of the first ETag, then of the
-    # second. §4.4: the new ETag replaces the partial body. The request failed ("replaced by a body with a new
-    # ETag"): 16 of 20 such GETs in bench/blocks.py at 10 % loss.
+    # block comes back (RFC 7252 §4.8). Rendered twice, its blocks came with two ETags and the client started over
+    # (§4.4): at 30 % loss in bench/blocks.py 68 renderings for 20 GETs, 8 of them past 40 s.
     link = Link()
     link.request(aiocoap.GET)
     link.clock.fire_next()  # nothing came back within NON_TIMEOUT_RANDOM: the GET goes again on its token
     assert len(link.up) == 2
     link.run()
-    etags = {m.opt.etag for m in link.down if q2(m) is not None}
-    assert len(etags) == 2
+    assert len({m.opt.etag for m in link.down if q2(m) is not None}) == 1
     assert not link.failed
     assert the_answer(link, aiocoap.CONTENT).payload == BODY
