@@ -167,7 +167,7 @@ async def _inner(args: argparse.Namespace) -> None:
     config.signal = {
         **(config.signal or {}),
         "max_mitigations_per_client": 2 * MITIGATIONS + 10_000,
-        "non_timeout_limits": [0.5, 30.0],  # the operator's range; the default minimum is 1 s
+        "non_timeout_limits": [0.1, 30.0],  # the operator's range; the default minimum is 1 s
     }
     port = 5684
     running = await start_signal_server(config, bind=[("127.0.0.1", port)], tls=False)
@@ -192,6 +192,7 @@ async def _inner(args: argparse.Namespace) -> None:
             )
             assert running.service.handle(request).code == "2.01"
         print(f"seeded {args.mitigations} mitigations for {holder}", file=sys.stderr, flush=True)
+    LOSSY_PATH.update(args.robust)
     negotiated = {
         name: await _negotiate(directory, port, name) for name in ("ours", "ours-put") if "ours" in args.clients
     }
@@ -480,6 +481,12 @@ def main() -> None:
         choices=("con", "non"),
         default="con",
         help="Q-Block2 GETs as CON (the first block piggybacked) or NON requests; Block2 GETs are always CON",
+    )
+    parser.add_argument(
+        "--robust",
+        type=lambda text: dict(item.split("=", 1) for item in text.split(",")),
+        default={},
+        help="our client's RFC 9362 values instead of LOSSY_PATH's, e.g. non_timeout=0.30,non_receive_timeout=1.33",
     )
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
