@@ -12,19 +12,26 @@ SQLite store, DOTS resources, DTLS, the Q-Block engine) is one side; libcoap 4.3
   64 KiB, so the 1 MiB body goes as a response): Block2 against Q-Block2 (`-L 5`, CON request, NON bursts);
 - `get 10,000 mitigations`: GET of all of a client's 10,000 mitigations (seeded through the server's core before
   the run), Block2 against Q-Block2.
-A transfer's time is the coap-client process's wall time (start to exit: the DTLS handshake, ~10 ms without loss,
+Beside them, our own client (`--clients ours`, bench/_blocks_ours.py: the request path of the client agent, in a
+process of its own, a DTLS session per transfer) moves the same bodies: Q-Block with the RFC 9362 values its
+identities ask for with PUT /config (LOSSY_PATH, for a lossy path), against Block1/Block2 forced on the same client
+(Q-Block off, the request CON: lock step at the session's ack-timeout). Its time is request to answer on an open
+session (handshake and probe done first); its CPU is that process's during the timed part, per transfer.
+A coap-client transfer's time is the process's wall time (start to exit: the DTLS handshake, ~10 ms without loss,
 and for Q-Block libcoap's probe of /.well-known/core are in it); one that has not finished within --cap seconds
 is stopped and counted as not delivered. Lossy cells run --parallel transfers at a time (timers dominate), the
 lossless cells one at a time. The load generator's CPU (the coap-client processes) and this process's (the server)
 are printed per cell.
 
     .venv/bin/python bench/blocks.py [--transfers 20] [--quick] [--loss 0,10,30,50] [--cap 60]
+        [--clients libcoap,ours] [--modes block,qblock] [--cases 'put 64 KiB|get 1 MiB|get 10,000 mitigations']
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import logging
 import os
@@ -42,6 +49,18 @@ BLOCK = 1024
 MITIGATIONS = 10_000
 CASES = ("put 64 KiB", "get 1 MiB", "get 10,000 mitigations")
 MODES = ("block", "qblock")
+CLIENTS = ("libcoap", "ours")
+# The RFC 9362 robust-transmission values our client asks for (PUT /config, both sets) for a lossy path; README
+# "Block transfers under loss" gives the reasoning. ack-random-factor is RFC 9132's (it also paces CON Block1/Block2).
+LOSSY_PATH = {
+    "max_payloads": 32,
+    "non_max_retransmit": 8,
+    "non_timeout": "0.50",
+    "non_receive_timeout": "1.55",  # RFC 9177 §7.2's floor: NON_TIMEOUT x ACK_RANDOM_FACTOR + 1 s
+    "non_probing_wait": "10.00",
+    "non_partial_timeout": "60.00",
+    "ack_random_factor": "1.10",
+}
 DEFAULT_LIBCOAP = "/work/libcoap-4.3.5/install/bin"
 
 
@@ -140,10 +159,16 @@ async def _inner(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("opendots").setLevel(logging.ERROR)
     directory = Path(tempfile.mkdtemp(prefix="bench-blocks-"))
-    init_pki(directory, client_names=["other"])  # 'other' PUTs, so the GET case's 10,000 stay as they are
+    # 'other' (libcoap) and 'ours-put' (our client) PUT, so the GET case's 10,000 ('client', 'ours') stay as they are;
+    # our client's identities negotiate the lossy-path values, libcoap's keep RFC 9177's defaults.
+    init_pki(directory, client_names=["other", "ours", "ours-put"])
     config = ServerConfig.load(directory / "server.toml")
     config.db = directory / "signal.db"
-    config.signal = {**(config.signal or {}), "max_mitigations_per_client": 2 * MITIGATIONS + 10_000}
+    config.signal = {
+        **(config.signal or {}),
+        "max_mitigations_per_client": 2 * MITIGATIONS + 10_000,
+        "non_timeout_limits": [0.1, 30.0],  # the operator's range; the default minimum is 1 s
+    }
     port = 5684
     running = await start_signal_server(config, bind=[("127.0.0.1", port)], tls=False)
     cuid = next(client.cuid for client in config.clients if client.name == "client")
@@ -151,11 +176,26 @@ async def _inner(args: argparse.Namespace) -> None:
     running.endpoint.context.serversite.add_resource(("bench", "body"), big.resource)
     from opendots.model import encode_signal
 
-    for mid in range(1, args.mitigations + 1):  # the GET case's mitigations, through the core as a PUT would go
-        body = encode_signal(_mitigation([f"2001:db8:{mid >> 8:x}:{mid & 0xFF:x}::/64"]))
-        request = Request("PUT", ("mitigate", f"cuid={cuid}", f"mid={mid}"), cuid, payload=body)
-        assert running.service.handle(request).code == "2.01"
-    print(f"seeded {args.mitigations} mitigations", file=sys.stderr, flush=True)
+    def cuid_of(name: str) -> str:
+        return next(client.cuid for client in config.clients if client.name == name)
+
+    holders = [
+        (name, base)
+        for name, client, base in (("client", "libcoap", 0), ("ours", "ours", 0x4000))
+        if client in args.clients
+    ]
+    for holder, group in holders:  # each its own prefixes: the server refuses overlaps between clients (4.09)
+        for mid in range(1, args.mitigations + 1):  # the GET case's mitigations, through the core as a PUT would go
+            body = encode_signal(_mitigation([f"2001:db8:{group + (mid >> 8):x}:{mid & 0xFF:x}::/64"]))
+            request = Request(
+                "PUT", ("mitigate", f"cuid={cuid_of(holder)}", f"mid={mid}"), cuid_of(holder), payload=body
+            )
+            assert running.service.handle(request).code == "2.01"
+        print(f"seeded {args.mitigations} mitigations for {holder}", file=sys.stderr, flush=True)
+    LOSSY_PATH.update(args.robust)
+    negotiated = {
+        name: await _negotiate(directory, port, name) for name in ("ours", "ours-put") if "ours" in args.clients
+    }
 
     binary = str(Path(os.environ.get("OPENDOTS_LIBCOAP_QBLOCK", DEFAULT_LIBCOAP)) / "coap-client")
 
@@ -174,10 +214,10 @@ async def _inner(args: argparse.Namespace) -> None:
     mitigations_uri = f"{base}/.well-known/dots/mitigate/cuid={cuid}"
     qblock = running.endpoint.qblock
 
-    def held_prefixes(mid: int) -> int:
-        """How many target prefixes the server holds for 'other''s MID: a PUT counts when all of them arrived, not
+    def held_prefixes(mid: int, name: str = "other") -> int:
+        """How many target prefixes the server holds for NAME's MID: a PUT counts when all of them arrived, not
         on coap-client's exit status alone."""
-        answer = running.service.core.render_mitigations("other", other, mid, (), time.time())
+        answer = running.service.core.render_mitigations(name, cuid_of(name), mid, (), time.time())
         if answer.code != "2.05":
             return 0
         return len(answer.body["ietf-dots-signal-channel:mitigation-scope"]["scope"][0]["target-prefix"])
@@ -186,8 +226,33 @@ async def _inner(args: argparse.Namespace) -> None:
     salt = 0
     for loss in args.loss:
         _set_loss(loss)
-        for case in args.cases:
-            for mode in args.modes:
+        for case, client, mode in [(c, k, m) for c in args.cases for k in args.clients for m in args.modes]:
+            if client == "ours":
+                _large_put_body(64 * KIB, 0)  # how many prefixes a PUT holds (_FITS), as the load generator builds it
+                salt += args.transfers
+                parallel = 1 if loss == 0 else args.parallel
+                spec = {
+                    "directory": str(directory),
+                    "port": port,
+                    "case": case,
+                    "mode": mode,
+                    "transfers": args.transfers,
+                    "parallel": parallel,
+                    "cap": args.cap,
+                    "stem": "ours-put" if case.startswith("put") else "ours",
+                    "cuid": cuid_of("ours-put" if case.startswith("put") else "ours"),
+                    "config": negotiated["ours-put" if case.startswith("put") else "ours"],
+                    "mids": list(range(salt - args.transfers + 1, salt + 1)),
+                    "put_limit": 64 * KIB,
+                    "sha256": hashlib.sha256(big.payload).hexdigest(),
+                    "mitigations": args.mitigations,
+                }
+                row = await _ours_cell(spec, qblock, lambda mid: held_prefixes(mid, "ours-put"))
+                row.update(loss=loss, case=case, mode=mode, client="ours", parallel=parallel)
+                results.append(row)
+                print(_line(row, args.cap), file=sys.stderr, flush=True)
+                continue
+            if True:
                 parallel = 1 if loss == 0 else args.parallel
                 counts_before = dict(qblock.counts)
                 children = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -245,6 +310,7 @@ async def _inner(args: argparse.Namespace) -> None:
                     "loss": loss,
                     "case": case,
                     "mode": mode,
+                    "client": "libcoap",
                     "times": times,
                     "failures": failures,
                     "parallel": parallel,
@@ -258,6 +324,61 @@ async def _inner(args: argparse.Namespace) -> None:
     _set_loss(0)
     await running.stop()
     print(json.dumps(results))
+
+
+async def _negotiate(directory: Path, port: int, name: str) -> dict:
+    """NAME's session configuration with LOSSY_PATH in both sets, asked for as a DOTS client does (PUT /config,
+    CON) and read back (GET /config): the body our client's transfers take their RFC 9362 values from."""
+    from bench._common import files
+    from opendots.signal.client.core.requests import config_get_request, config_put_request
+    from opendots.signal.client.core.timing import SessionParameters, config_put_body
+    from opendots.signal.client.shell.coap import send
+    from opendots.transport import create_client_context
+
+    context = await create_client_context(files(directory, name), server_name="localhost")
+    base = f"coaps://127.0.0.1:{port}"
+    try:
+        body = config_put_body(idle=LOSSY_PATH, mitigating=LOSSY_PATH)
+        answer = await send(context, base, config_put_request(1, body), reliable=False, parameters=SessionParameters())
+        if answer.code not in ("2.01", "2.04"):
+            raise RuntimeError(f"PUT /config for {name}: {answer.code} {answer.diagnostic}")
+        answer = await send(context, base, config_get_request(), reliable=False, parameters=SessionParameters())
+        assert answer.body is not None
+        return answer.body
+    finally:
+        await context.shutdown()
+
+
+async def _ours_cell(spec: dict, qblock, put_held) -> dict:
+    """One cell of our client: bench/_blocks_ours.py in a process of its own (its CPU is the load generator's)."""
+    counts_before = dict(qblock.counts)
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    wall = time.monotonic()
+    script = str(Path(__file__).resolve().parent / "_blocks_ours.py")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, script, json.dumps(spec), stdout=asyncio.subprocess.PIPE
+    )
+    stdout, _ = await process.communicate()
+    out = json.loads(stdout.decode().strip().splitlines()[-1])
+    own_after = resource.getrusage(resource.RUSAGE_SELF)
+    times: list[float | None] = []
+    failures: dict[str, int] = {}
+    for index, result in enumerate(out["results"]):
+        seconds = result["seconds"]
+        held = put_held(spec["mids"][index]) if spec["case"].startswith("put") else None
+        if seconds is not None and held is not None and held != _FITS[64 * KIB]:
+            seconds, result["why"] = None, f"answered 2.01 but the server holds {held} of {_FITS[64 * KIB]} targets"
+        times.append(seconds)
+        if seconds is None:
+            failures[result["why"]] = failures.get(result["why"], 0) + 1
+    return {
+        "times": times,
+        "failures": failures,
+        "generator_cpu": out["cpu"],
+        "server_cpu": (own_after.ru_utime + own_after.ru_stime) - (own.ru_utime + own.ru_stime),
+        "wall": time.monotonic() - wall,
+        "qblock_counts": {k: qblock.counts[k] - counts_before.get(k, 0) for k in qblock.counts},
+    }
 
 
 def _delivered(case: str, data: bytes, big: bytes, mitigations: int, cbor2) -> bool:
@@ -294,35 +415,48 @@ def _line(row: dict, cap: float) -> str:
     within10 = sum(1 for t in row["times"] if t is not None and t <= 10)
     transfers = len(row["times"]) or 1
     return (
-        f"{row['loss']:>3} % {row['case']:<24} {row['mode']:<7} p50 {p50:>13}  p90 {p90:>13}  delivered {done:>6}"
+        f"{row['loss']:>3} % {row['case']:<24} {row['client']:<7} {row['mode']:<7} p50 {p50:>13}  p90 {p90:>13}"
+        f"  delivered {done:>6}"
         f" (within 10 s {within10}/{transfers})  generator CPU {row['generator_cpu'] / transfers:.2f} s/transfer,"
         f" server {row['server_cpu'] / transfers:.2f} s/transfer; engine {row['qblock_counts']}; {row['failures']}"
     )
 
 
 def _report(results: list[dict], cap: float) -> None:
-    print(f"times per transfer (coap-client start to exit), cap {cap:g} s; '-' rows: nothing sent")
-    print(
-        "| loss | body | Block1/Block2 p50 / p90 (delivered) | Q-Block p50 / p90 (delivered) | Q-Block within 10 s |"
-        " generator CPU per transfer (Block / Q-Block) |"
-    )
-    print("|---|---|---|---|---|---|")
-    by = {(r["loss"], r["case"], r["mode"]): r for r in results}
+    titles = {
+        "libcoap": "libcoap 4.3.5's coap-client (RFC 9177's default values; coap-client start to exit)",
+        "ours": "our client stack (the RFC 9362 values negotiated for a lossy path; request to answer, session open)",
+    }
+    by = {(r.get("client", "libcoap"), r["loss"], r["case"], r["mode"]): r for r in results}
     empty = {"times": [], "generator_cpu": 0.0}
-    for loss in sorted({r["loss"] for r in results}):
-        for case in CASES:
-            block, qblock = by.get((loss, case, "block")), by.get((loss, case, "qblock"))
-            if block is None and qblock is None:
-                continue
-            block, qblock = block or empty, qblock or empty
-            b50, b90, bdone = _stats(block["times"])
-            q50, q90, qdone = _stats(qblock["times"])
-            within = sum(1 for t in qblock["times"] if t is not None and t <= 10)
-            cpu = [f"{r['generator_cpu'] / len(r['times']):.3f}" if r["times"] else "-" for r in (block, qblock)]
-            print(
-                f"| {loss} % | {case} | {b50} / {b90} ({bdone}) | {q50} / {q90} ({qdone}) |"
-                f" {within}/{len(qblock['times'])} | {cpu[0]} / {cpu[1]} s |"
-            )
+    for client in CLIENTS:
+        if not any(key[0] == client for key in by):
+            continue
+        print(f"\n{titles[client]}, cap {cap:g} s")
+        print(
+            "| loss | body | Block1/Block2 p50 / p90 (delivered) | Q-Block p50 / p90 (delivered) |"
+            " Q-Block within 10 s | Block p50 / Q-Block p50 | generator CPU per transfer (Block / Q-Block) |"
+        )
+        print("|---|---|---|---|---|---|---|")
+        for loss in sorted({r["loss"] for r in results}):
+            for case in CASES:
+                block, qblock = by.get((client, loss, case, "block")), by.get((client, loss, case, "qblock"))
+                if block is None and qblock is None:
+                    continue
+                block, qblock = block or empty, qblock or empty
+                b50, b90, bdone = _stats(block["times"])
+                q50, q90, qdone = _stats(qblock["times"])
+                within = sum(1 for t in qblock["times"] if t is not None and t <= 10)
+                cpu = [f"{r['generator_cpu'] / len(r['times']):.3f}" if r["times"] else "-" for r in (block, qblock)]
+                ratio = "-"
+                if b50.endswith(" s") and q50.endswith(" s"):
+                    ratio = f"{float(b50[:-2]) / max(float(q50[:-2]), 1e-3):.1f}x"
+                elif q50.endswith(" s") and block["times"]:
+                    ratio = f"> {cap / max(float(q50[:-2]), 1e-3):.0f}x"  # Block's median past the cap
+                print(
+                    f"| {loss} % | {case} | {b50} / {b90} ({bdone}) | {q50} / {q90} ({qdone}) |"
+                    f" {within}/{len(qblock['times'])} | {ratio} | {cpu[0]} / {cpu[1]} s |"
+                )
     print(f"\nload average at the end: {os.getloadavg()[0]:.2f}; command: {' '.join(sys.argv)}")
 
 
@@ -337,10 +471,22 @@ def main() -> None:
     parser.add_argument("--mitigations", type=int, default=MITIGATIONS)
     parser.add_argument("--modes", type=lambda text: text.split(","), default=list(MODES), help="block,qblock")
     parser.add_argument(
+        "--clients",
+        type=lambda text: text.split(","),
+        default=list(CLIENTS),
+        help="libcoap (coap-client, RFC 9177's defaults) and/or ours (our client stack, the negotiated values)",
+    )
+    parser.add_argument(
         "--get-type",
         choices=("con", "non"),
         default="con",
         help="Q-Block2 GETs as CON (the first block piggybacked) or NON requests; Block2 GETs are always CON",
+    )
+    parser.add_argument(
+        "--robust",
+        type=lambda text: dict(item.split("=", 1) for item in text.split(",")),
+        default={},
+        help="our client's RFC 9362 values instead of LOSSY_PATH's, e.g. non_timeout=0.30,non_receive_timeout=1.33",
     )
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)

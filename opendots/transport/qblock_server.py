@@ -217,6 +217,17 @@ class QBlockServer:
                 # would run without its body. That answer is gone: the client sends the request again.
                 diagnostic = "the answer these blocks belong to is no longer kept; send the request again"
                 return False, [self._error(request, "4.08", diagnostic)]
+        elif request.opt.observe is None and q2[0].more:
+            template = self._templates.get((peer, key))
+            if template is not None and template.token == request.token:
+                # The GET sent again on its token (no block had come back: RFC 7252 §4.8's schedule): the body it
+                # asked for is on its way. Block 0 goes again, same ETag, rather than a second rendering whose new
+                # ETag would make the client start over (§4.4; a GET of 10,000 mitigations rendered so, again and
+                # again, at 30 % loss).
+                again = [BlockOption(0, False, min(q2[0].szx, 6))]
+                blocks = self.responses.on_request(peer, key, again, token=request.token, now=self.loop.time())
+                if blocks is not None:
+                    return False, [self._block_message(block, template) for block in blocks]
         # A new body (0/M, or the probe's 0/_/16), or blocks of a body no longer kept: the resource renders it.
         self._remember_asked(request, q2[0], q2[0].szx)
         return True, []

@@ -31,6 +31,7 @@ class _Partial:
     lifetime: float
     re_requests: int = 0
     reported_below: int = 0
+    listed: tuple[int, ...] = ()  # the blocks the last request named
 
 
 class Q2Receiver:
@@ -99,13 +100,22 @@ class Q2Receiver:
         mp = self.params.max_payloads
         which = blocks.set_of(option.num)
         if which > partial.reported_below:
-            missing = blocks.missing(partial.reported_below * mp, which * mp)
+            # "any missing payloads from any previous MAX_PAYLOADS_SET" (§7.2): the sets not looked at yet, and
+            # what an earlier request named that has not come (its answer lost too), which otherwise waited for
+            # the doubling timer, one set per request (a 1 MiB body at 30 % loss never finished within 60 s).
+            again = [num for num in partial.listed if num < which * mp and num not in blocks]
+            fresh = blocks.missing(partial.reported_below * mp, which * mp)
             partial.reported_below = which
+            missing = sorted(set(again).union(fresh))[:mp]  # the server sends a MAX_PAYLOADS_SET per request
             if missing:
-                return [RequestBlocks(key, self._compose(blocks, missing))]
+                return [self._request(key, partial, missing)]
         if blocks.set_complete(which) and not blocks.is_last_set(which) and blocks.highest_set == which:
             return [RequestBlocks(key, (BlockOption((which + 1) * mp, True, blocks.szx),), continue_=True)]
         return []
+
+    def _request(self, key: Hashable, partial: _Partial, missing: list[int]) -> RequestBlocks:
+        partial.listed = tuple(missing)
+        return RequestBlocks(key, self._compose(partial.blocks, missing))
 
     def _compose(self, blocks: Reassembly, missing: list[int]) -> tuple[BlockOption, ...]:
         """Q-Block2 options for MISSING (ascending): a run of two or more that reaches the end of its set becomes
@@ -147,10 +157,15 @@ class Q2Receiver:
             else:
                 partial.re_requests += 1
                 partial.deadline = now + self.params.time_to_wait(partial.re_requests + 1)
+                # A MAX_PAYLOADS_SET's worth of what is known missing (below the highest set seen), whichever sets
+                # it is in: it was the earliest incomplete set's only, one set per doubling timeout. Sets past the
+                # highest seen may not have been sent yet: a set with nothing seen is asked for as 'n/M' (§4.4).
                 blocks = partial.blocks
-                first = blocks.first_missing()
-                missing = blocks.missing(first, blocks.set_range(blocks.set_of(first)).stop)
-                out.append(RequestBlocks(key, self._compose(blocks, missing)))
+                missing = blocks.missing(0, (blocks.highest_set + 1) * self.params.max_payloads)
+                if not missing:
+                    first = blocks.first_missing()
+                    missing = blocks.missing(first, blocks.set_range(blocks.set_of(first)).stop)
+                out.append(self._request(key, partial, missing))
         return out
 
     def forget(self, key: Hashable) -> None:

@@ -80,7 +80,10 @@ class Q1Sender(_Bursts):
         self.done = False
         self.failed: str | None = None
         self._probes = 0  # unanswered re-sends of the last block after everything went out
-        self._resends: dict[int, int] = {}  # block -> times a 4.08 asked for it
+        self._resends: dict[int, int] = {}  # block -> times a 4.08 asked for it since the peer last made progress
+        self._named: set[int] = set()  # the blocks the last 4.08 named
+        self._arrived: set[int] = set()  # blocks a 4.08 named and a later one showed arrived
+        self._resent_at = float("-inf")  # when the last blocks a 4.08 asked for went
 
     def poll(self, now: float) -> list[SendBlock]:
         if self.deadline is None or now < self.deadline or self.done or self.failed:
@@ -98,9 +101,15 @@ class Q1Sender(_Bursts):
         return [self._block(self.out.count - 1)]
 
     def _probe_wait(self) -> float:
-        # Past the receiver's own NON_RECEIVE_TIMEOUT (doubling like its re-requests), so that a body it still
-        # misses blocks of gets its 4.08 first: the probe is for a final response that was lost.
-        return self.params.time_to_wait(self._probes + 1) + self.delay
+        if not self._named and not self._probes:
+            # The first probe of a body no 4.08 has been heard for goes past the receiver's own NON_RECEIVE_TIMEOUT,
+            # so that a body it still misses blocks of gets its 4.08 first: the probe is for a lost final response.
+            return self.params.time_to_wait(1) + self.delay
+        # By then the receiver has asked for missing blocks, and it answers a probe with the 4.08 again
+        # (Q1Receiver), so the probe goes NON_TIMEOUT_RANDOM after the last set (§7.2's pause between sets; it is
+        # one payload), doubling while unanswered: a 4.08 lost, or the blocks it named lost again, cost one
+        # NON_TIMEOUT_RANDOM instead of the receiver's doubling Time-to-Wait (1.55, 3.1, 6.2 s... at 0.5 s NON_TIMEOUT).
+        return self.delay * 2**self._probes
 
     def _sent_then_probe(self, blocks: list[SendBlock], now: float) -> list[SendBlock]:
         if self.all_sent and self.deadline is None:
@@ -129,6 +138,15 @@ class Q1Sender(_Bursts):
         # Blocks never sent yet will go in order anyway; only the ones already sent are retransmissions. A block
         # asked for more than NON_MAX_RETRANSMIT times ends the transfer: the path or the peer is not working.
         again = [num for num in numbers if num < self.next_new]
+        # "Without a response from the remote peer" (§7.2): blocks the last 4.08 named that this one leaves out
+        # below its highest number have arrived, so the peer is making progress and the counts start again (a
+        # block named by a set's 4.08, the timer's and a probe's answer before its resend arrived is not a peer
+        # gone wrong: at 30 % loss that ended one transfer in six). Bounded: each block counts as arrived once.
+        arrived = {num for num in self._named if num < numbers[-1]}.difference(numbers, self._arrived)
+        if arrived:
+            self._arrived.update(arrived)
+            self._resends.clear()
+        self._named = set(numbers)
         for num in again:
             self._resends[num] = self._resends.get(num, 0) + 1
             if self._resends[num] > self.params.non_max_retransmit:
@@ -136,9 +154,20 @@ class Q1Sender(_Bursts):
                 self.deadline = None
                 return []
         self._queue.update(again)
+        self.last_activity = now
+        if now < self._resent_at + self.delay:
+            # §7.2: "a NON_TIMEOUT_RANDOM delay is still observed between each MAX_PAYLOADS_SET" of missing
+            # payloads: a 4.08 within it of the last resend (a set's, the timer's and a probe's answer can come
+            # close together) has its blocks wait for the next set.
+            due = self._resent_at + self.delay
+            if self.deadline is None or self.deadline > due:
+                self.deadline = due
+            return []
         budget = self.params.max_payloads
         now_nums = sorted(self._queue)[:budget]
         self._queue.difference_update(now_nums)
+        if now_nums:
+            self._resent_at = now
         if self.all_sent:
             self.deadline = now + self._probe_wait()
         elif self.deadline is None or self.deadline > now + self.delay:
@@ -182,6 +211,7 @@ class Q2Sender(_Bursts):
         self.confirmable = confirmable
         self.unanswered_sets = 0  # sets sent on the timer since the peer last asked for anything
         self._unanswered_bytes = 0
+        self._heard_at = now  # when the peer last asked for anything (the body's request at first)
 
     def _budget(self) -> int:
         return self.out.count if self.confirmable else self.params.max_payloads
@@ -197,15 +227,18 @@ class Q2Sender(_Bursts):
         blocks = self._burst(now)
         self.unanswered_sets += 1
         self._unanswered_bytes += sum(len(block.payload) for block in blocks)
-        if self.deadline is not None and self.unanswered_sets >= 2:
+        if self.deadline is not None and now + self.delay - self._heard_at > self.params.receive_timeout:
             # §7.2: a body to a peer that does not respond is subject to PROBING_RATE, the wait capped at
-            # NON_PROBING_WAIT; one set without a 'Continue' is the ordinary case, not yet silence.
+            # NON_PROBING_WAIT. A live receiver asks (a 'Continue', missing blocks) within NON_RECEIVE_TIMEOUT,
+            # so silence is nothing heard for longer than that (it was two sets in a row: at 30 % loss, with a
+            # request per set, the body stalled every few sets for as long as the client's timer took).
             wait = self._unanswered_bytes / self.params.probing_rate
             self.deadline = now + max(self.delay, min(wait, self.params.probing_wait(self.delay)))
         return blocks
 
     def _heard(self, now: float) -> None:
         self.unanswered_sets = 0
+        self._heard_at = now
         self._unanswered_bytes = 0
         if not self.all_sent and (self.deadline is None or self.deadline > now + self.delay):
             self.deadline = now + self.delay

@@ -24,11 +24,15 @@ from opendots.model import ModelError, decode_signal, decode_telemetry, encode_s
 from opendots.signal.client.core.requests import CONTENT_FORMAT_DOTS_CBOR, DotsRequest, DotsResponse
 from opendots.signal.client.core.timing import SessionParameters, retransmission_schedule
 from opendots.transport import ClientRequest, client_request
-from opendots.transport.qblock import QBlockParameters
+from opendots.transport.qblock import QBlockLimits, QBlockParameters
 from opendots.transport.qblock_client import QBlockFailed
 
 log = logging.getLogger(__name__)
 _METHODS = {"GET": aiocoap.GET, "PUT": aiocoap.PUT, "DELETE": aiocoap.DELETE}
+
+
+RESPONSE_MAX_SIZE = QBlockLimits().max_body
+"""The largest response body decoded (1 MiB, the Q-Block engine's bound on a body)."""
 
 
 class TransportFailure(UnavailableError):
@@ -83,7 +87,9 @@ def to_dots_response(message: aiocoap.Message, *, telemetry: bool = False) -> Do
     if message.payload:
         if message.opt.content_format == CONTENT_FORMAT_DOTS_CBOR or message.code.is_successful():
             try:
-                body = decode(message.payload)
+                # A response may pass the 64 KiB a request body stops at: a GET of 10,000 mitigations is ~450 KiB,
+                # which Q-Block2 (or Block2) puts together within the transport's own bound on a body.
+                body = decode(message.payload, RESPONSE_MAX_SIZE)
             except ModelError as error:
                 diagnostic = f"undecodable DOTS body: {error.diagnostic}"
         else:

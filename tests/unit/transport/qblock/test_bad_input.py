@@ -170,9 +170,9 @@ def test_a_malformed_or_lying_4_08_is_dropped_without_sending_anything(payload: 
 def test_a_server_asking_for_the_same_block_forever_ends_the_transfer() -> None:
     sender = Q1Sender(b"q" * 3000, PARAMS, now=0.0)
     sender.poll(0.0)
-    for attempt in range(4):
-        assert len(sender.on_missing(encode_missing([1]), float(attempt))) == 1
-    assert sender.on_missing(encode_missing([1]), 5.0) == []
+    for attempt in range(4):  # NON_TIMEOUT_RANDOM (at most 3 s) apart: each resend is a set of its own (§7.2)
+        assert len(sender.on_missing(encode_missing([1]), 3.5 * attempt)) == 1
+    assert sender.on_missing(encode_missing([1]), 20.0) == []
     assert sender.failed is not None and "NON_MAX_RETRANSMIT" in sender.failed
 
 
