@@ -23,6 +23,7 @@ from opendots import eventloop
 from opendots.config import ClientConfig
 from opendots.discovery.cache import DiscoveryCache
 from opendots.discovery.discover import Discoverer, discoverer_for
+from opendots.discovery.refresh import Peer, Rediscovery
 from opendots.eventloop import running_loop_name
 from opendots.model import ModelError
 from opendots.pki.cuid import cuid_from_certificate
@@ -37,6 +38,7 @@ from opendots.signal.client.shell.connect import (
     Connection,
     Group,
     candidates_for,
+    certificate_expiry,
     discovered_groups,
     race,
     resolve_addresses,
@@ -106,6 +108,8 @@ class ClientAgent:
         self.discovery: Discoverer | None = discoverer_for(config) if config.discovery == "auto" else None
         self.discovery_cache = DiscoveryCache()
         self.discovered_from: str | None = None
+        self.rediscovery = Rediscovery()  # RFC 8973 §4: discover again at the TTL's (or certificate's) expiry
+        self._rediscovering: asyncio.Task[None] | None = None
 
     # ---------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -115,7 +119,13 @@ class ClientAgent:
         log.info("DOTS client agent started: cuid %s, control socket %s", self.cuid, self.config.control_socket)
 
     async def stop(self) -> None:
-        pending = (self._supervisor, self._parallel, *self._observations.values(), *self._background)
+        pending = (
+            self._supervisor,
+            self._parallel,
+            self._rediscovering,
+            *self._observations.values(),
+            *self._background,
+        )
         tasks = [t for t in pending if t is not None]
         for task in tasks:
             task.cancel()
@@ -260,6 +270,10 @@ class ClientAgent:
         if self._parallel is not None:
             self._parallel.cancel()
             self._parallel = None
+        if self._rediscovering is not None:
+            self._rediscovering.cancel()
+            self._rediscovering = None
+        self.rediscovery.session_down()
         context, self.context = self.context, None
         await _shutdown(context)
 
@@ -271,15 +285,21 @@ class ClientAgent:
         self._wake.set()
 
     async def _run_session(self) -> None:
+        await self._arm_rediscovery()
         while not self._lost:
             self.pump()
             if self._lost:
                 break
             if self._replacement is not None:
                 await self._switch_session()
+                await self._arm_rediscovery()
                 continue
             self._maybe_probe_dtls()
-            timers = [t for t in (self.core.next_timer(), self._next_dtls_probe()) if t is not None]
+            self._maybe_rediscover()
+            timers = [self.core.next_timer(), self._next_dtls_probe()]
+            if self._rediscovering is None:
+                timers.append(self.rediscovery.next_timer())
+            timers = [t for t in timers if t is not None]
             timer = min(timers, default=None)
             self._wake.clear()
             timeout = None if timer is None else max(0.0, timer - self.clock())
@@ -289,6 +309,50 @@ class ClientAgent:
                 async with asyncio.timeout(timeout):
                     await self._wake.wait()
             self.core.handle_timer(self.clock())
+
+    async def _arm_rediscovery(self) -> None:
+        """RFC 8973 §4: a session with a discovered peer is re-checked when what found it, or the peer's
+        certificate, expires; a redirection's peer (RFC 9132 §4.6) is not a discovered one."""
+        connection, context = self.connection, self.context
+        if self.discovery is None or self.discovered_from is None or connection is None or context is None:
+            self.rediscovery.session_down()
+            return
+        candidate = connection.candidate
+        peer = Peer(self._server_label, candidate.address, candidate.port, candidate.transport)
+        expiry = await certificate_expiry(context, candidate.base_uri)
+        self.rediscovery.session_up(peer, self.discovery_cache.expires_at(), expiry)
+
+    def _maybe_rediscover(self) -> None:
+        reason = self.rediscovery.due(self.clock())
+        if reason is None or self._rediscovering is not None or self._replacement is not None:
+            return
+        log.info("discovering again: %s", reason)
+        self.rediscovery.started()
+        self._rediscovering = asyncio.create_task(self._rediscover(), name="dots-client-rediscovery")
+
+    async def _rediscover(self) -> None:
+        """Discovery again while the session is up: keep it when the answer still holds its peer, else establish
+        a session with the new peer and switch to it (the old one is dropped only then; the core re-creates the
+        mitigations on the new session, as on any server change)."""
+        assert self.discovery is not None
+        try:
+            result = await self.discovery.discover()
+            self.discovery_cache.store(result, self.clock())
+            decision = self.rediscovery.decide(result, self.clock(), self.discovery_cache.expires_at())
+            log.info("re-discovery: %s", decision.reason)
+            if decision.keep:
+                return
+            try:
+                context, connection = await self._connect(use_cache=False)
+            except (ConnectError, OSError) as error:
+                log.warning("re-discovery: the new DOTS server cannot be reached, keeping the session: %s", error)
+                self.rediscovery.move_failed(self.clock())
+                return
+            log.warning("re-discovery: moving the session to %s (%s)", connection.candidate, self._server_label)
+            self._replacement = (context, connection)
+        finally:
+            self._rediscovering = None
+            self._wake.set()
 
     def _next_dtls_probe(self) -> float | None:
         if self.config.transport != "auto" or self._parallel is not None:
