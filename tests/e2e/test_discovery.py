@@ -195,3 +195,30 @@ def test_dhcpv6_options_141_142_read_by_dhclient_lead_to_the_server_on_its_own_r
     session = _session(stack)
     assert session["discovered-from"] == "dhcp"
     assert session["server"] == f"coaps://[{lab.root_v6}]:{stack.port}"
+
+
+def test_at_the_ttl_expiry_the_agent_discovers_again_keeps_its_server_then_moves_to_a_new_srv_target_rfc8973_4(
+    lab: DiscoveryLab, stack: ProcessStack
+) -> None:
+    # One server listening on two addresses stands for two: the SRV target moves from one to the other.
+    resolver = lab.serve_dns(signal_records(DOMAIN, stack.port), ttl=5)  # 5 s: the cache's floor (MIN_TTL)
+    discovering(stack, discovery_domain=DOMAIN, discovery_resolver=resolver)
+    stack.start_agent()
+    with stack.control() as control:
+        mid = control.mitigate({"target-prefix": ["198.51.100.0/24"], "lifetime": 600})["mid"]
+    assert _session(stack)["sessions-established"] == 1
+    # The TTL expires with the records unchanged: discovery runs again, the session stays.
+    wait_for(lambda: _session(stack)["rediscoveries"] >= 1, 30, "a re-discovery at the TTL's expiry")
+    session = _session(stack)
+    assert (session["server"], session["sessions-established"]) == (f"coaps://127.0.0.1:{stack.port}", 1)
+    # The operator points the SRV records at another host; after the TTL the agent moves there.
+    lab.restart_dns(signal_records(DOMAIN, stack.port, target=lab.root_address, host="server2"), ttl=5)
+    moved = f"coaps://{lab.root_address}:{stack.port}"
+    wait_for(lambda: _session(stack)["server"] == moved, 40, "the session with the new SRV target")
+    session = _session(stack)
+    assert session["connected"] and session["discovered-from"] == "dns"
+    assert session["sessions-established"] == 2, stack.agent_log.read_text()[-3000:]
+    log = stack.agent_log.read_text()
+    assert "moving the session" in log
+    # RFC 9132 §4.7: the new session carries on the active mitigation (re-created there by the agent).
+    assert mid in [entry["mid"] for entry in stack.status_entries()]

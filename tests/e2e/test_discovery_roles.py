@@ -18,7 +18,7 @@ from opendots.config import ServerConfig
 from opendots.discovery.dhcp import encode_name
 from opendots.lab.processes import ProcessStack
 from tests.e2e.discovery_lab import DiscoveryLab, discovery_lab
-from tests.helpers.callhome_processes import CallHomePair, call_home_pair
+from tests.helpers.callhome_processes import CallHomePair, call_home_pair, wait_until
 from tests.helpers.cli import invoke
 from tests.helpers.discovery import call_home_records, data_records, discovering, name_the_provider, signal_records
 
@@ -220,3 +220,31 @@ def test_a_server_domain_gateway_relays_the_data_channel_to_the_upstream_server_
             assert status is not None and status["data-channel"]["relayed"] >= 1
         finally:
             gateway.stop()
+
+
+def test_at_the_ttl_expiry_the_cpe_discovers_again_keeps_its_client_then_moves_to_a_new_srv_target_rfc8973_4(
+    lab: DiscoveryLab, pair: CallHomePair
+) -> None:
+    # The provider listens on two addresses: the SRV target moving from one to the other is a new client.
+    from opendots.callhome.provider_config import ProviderConfig
+
+    provider = ProviderConfig.load(pair.provider_toml)
+    provider.listen = ["127.0.0.1", lab.root_address]
+    provider.save(pair.provider_toml)
+    port = provider.port
+    resolver = lab.serve_dns(call_home_records(DOMAIN, port), ttl=5)  # 5 s: the cache's floor (MIN_TTL)
+    _discovering_cpe(pair, discovery_domain=DOMAIN, discovery_resolver=resolver)
+    pair.provider()
+    pair.cpe()
+    pair.wait_connected()
+    first = f"coaps://127.0.0.1:{port}: session up"
+    pair.wait_log("cpe.log", first)
+    # The TTL expires with the records unchanged: the CPE looks them up again and keeps its session.
+    queries = lab.directory / "dnsmasq-dns.log"
+    wait_until(lambda: queries.read_text().count(f"query[NAPTR] {DOMAIN} ") >= 2, 30, "a second S-NAPTR lookup")
+    assert pair.log("cpe.log").count("session up") == 1, pair.log("cpe.log")
+    lab.restart_dns(call_home_records(DOMAIN, port, target=lab.root_address, host="provider2"), ttl=5)
+    pair.wait_log("cpe.log", f"coaps://{lab.root_address}:{port}: session up", timeout=40)
+    log = pair.log("cpe.log")
+    assert "moving to coaps://" in log and log.count("session up") == 2, log
+    assert pair.wait_connected()["connected"]

@@ -658,6 +658,7 @@ class ClientAgent:
             "rtt": round(connection.rtt, 4) if connection else None,  # seconds; 0.1 ms is all a ping can tell
             "cuid": self.cuid,
             "sessions-established": self.sessions_established,
+            "rediscoveries": self.rediscovery.rediscoveries,  # RFC 8973 §4: discoveries run while a session was up
             "mitigating": self.core.mitigating,
             "peer-hb-status": self.core.peer_hb_status(now),
             "parameters": self.core.parameters.in_force(),
