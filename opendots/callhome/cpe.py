@@ -38,7 +38,7 @@ from opendots.callhome.redirect import (
     parse_redirect,
 )
 from opendots.config import DEFAULT_CALL_HOME_PORT, ServerConfig
-from opendots.discovery.records import DiscoveryResult
+from opendots.discovery.records import DiscoveryResult, name_origin
 from opendots.discovery.refresh import Peer, Rediscovery
 from opendots.mitigate.base import Mitigator
 from opendots.signal.client.core.eyeballs import EyeballsCache
@@ -72,6 +72,8 @@ class ProviderAddress:
     port: int = DEFAULT_CALL_HOME_PORT
     transport: Literal["tls", "dtls", "auto"] = "tls"
     """"auto": Happy Eyeballs, DTLS first and TLS an attempt delay later (opendots.callhome.eyeballs)."""
+    origin: str = field(default="[[providers]] name in cpe.toml", compare=False)
+    """Where SERVER_NAME came from, named when the provider's certificate lacks it (opendots.pki.verify)."""
 
     @property
     def uri(self) -> str:
@@ -133,7 +135,7 @@ class ProviderDialer:
     _task: asyncio.Task[None] | None = None
     _up: asyncio.Event = field(default_factory=asyncio.Event)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
-    _contexts: dict[str, aiocoap.Context] = field(default_factory=dict)
+    _contexts: dict[tuple[str, str], aiocoap.Context] = field(default_factory=dict)
     eyeballs: EyeballsCache = field(default_factory=EyeballsCache)
     """Transport "auto": the last race's winner, dialed alone while it is fresh (RFC 9132 §4.3)."""
     discovery: ProviderDiscovery | None = None
@@ -151,17 +153,19 @@ class ProviderDialer:
 
     async def start(self) -> None:
         if self.discovery is None:  # a discovering dialer makes its contexts once it knows the names
-            self.context = await self._context_for(self.address.server_name)
+            self.context = await self._context_for(self.address)
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"call home {self.label}")
 
-    async def _context_for(self, server_name: str) -> aiocoap.Context:
-        """One client context per name the provider's certificate must carry (the configured one, a redirection's)."""
-        context = self._contexts.get(server_name)
+    async def _context_for(self, target: ProviderAddress) -> aiocoap.Context:
+        """One client context per name the provider's certificate must carry (the configured one, a redirection's,
+        a discovered one) and where that name came from (said when a certificate lacks it)."""
+        key = (target.server_name, target.origin)
+        context = self._contexts.get(key)
         if context is None:
             context = await create_client_context(
-                self.config.tls, server_name=server_name, site=self.site, serving=True
+                self.config.tls, server_name=target.server_name, site=self.site, serving=True, name_source=target.origin
             )
-            self._contexts[server_name] = context
+            self._contexts[key] = context
         return context
 
     async def wait_connected(self, timeout: float) -> None:
@@ -192,7 +196,8 @@ class ProviderDialer:
             return await self._discovered()
         hosts = redirect.records or (redirect.name,)
         base = self.dialed if self.discovery is not None and self.dialed is not None else self.address
-        return [replace(base, host=host, server_name=redirect.name) for host in hosts]
+        origin = "the alternate Call Home DOTS client of a redirection, RFC 9066 §5.2.2"
+        return [replace(base, host=host, server_name=redirect.name, origin=origin) for host in hosts]
 
     async def _discovered(self) -> list[ProviderAddress]:
         assert self.discovery is not None
@@ -206,7 +211,8 @@ class ProviderDialer:
         self._sources = {}
         targets = []
         for candidate in candidates:
-            target = ProviderAddress(candidate.host, candidate.server_name, candidate.port, candidate.transport)
+            origin = name_origin(candidate.source, candidate.server_name, "[[providers]] name or --provider")
+            target = ProviderAddress(candidate.host, candidate.server_name, candidate.port, candidate.transport, origin)
             self._sources[target] = candidate.source
             targets.append(target)
         return targets
@@ -244,7 +250,7 @@ class ProviderDialer:
     async def _hold_session(self, target: ProviderAddress) -> bool:
         """Dial TARGET, then keep the session until it is lost, closed or redirected; True when the provider was
         heard after the handshake (a ping answered), or the session was redirected."""
-        context = await self._context_for(target.server_name)
+        context = await self._context_for(target)
         self.context, self.dialed = context, target
         try:
             if target.transport == "auto":
@@ -341,9 +347,7 @@ class ProviderDialer:
             return False
         for target in await self._discovered():
             try:
-                await open_session(
-                    await self._context_for(target.server_name), target.uri, timeout=self.policy.dial_timeout
-                )
+                await open_session(await self._context_for(target), target.uri, timeout=self.policy.dial_timeout)
             except Exception as problem:  # the current session stays: the next target, or later
                 log.warning("call home %s: newly discovered, not reachable: %s", target.uri, _describe(problem))
                 continue

@@ -88,7 +88,8 @@ def test_a_spoofed_answer_whose_name_the_provider_certificate_lacks_is_refused_r
     assert {p["server_name"] for p in _callhome_discover(pair)["providers"]} == {spoofed}
     pair.provider()
     pair.cpe()
-    pair.wait_log("cpe.log", f"names provider, {DOMAIN}, not '{spoofed}'", timeout=40)  # DTLS refused
+    # DTLS refused, saying where the expected name came from (not "client.toml": this is the CPE).
+    pair.wait_log("cpe.log", f"names provider, {DOMAIN}, not '{spoofed}' (RFC 8973 DNS S-NAPTR for {spoofed})", 40)
     pair.wait_log("cpe.log", f"certificate is not valid for '{spoofed}'", timeout=40)  # then TLS, refused too
     assert "session up" not in pair.log("cpe.log"), pair.log("cpe.log")
     assert not any(peer["connected"] for peer in pair.peers())

@@ -23,6 +23,7 @@ from opendots import eventloop
 from opendots.config import ClientConfig
 from opendots.discovery.cache import DiscoveryCache
 from opendots.discovery.discover import Discoverer, discoverer_for
+from opendots.discovery.records import name_origin
 from opendots.discovery.refresh import Peer, Rediscovery
 from opendots.eventloop import running_loop_name
 from opendots.model import ModelError
@@ -187,13 +188,13 @@ class ClientAgent:
             await self._run_session()
             await self._session_down()
 
-    async def _new_context(self, server_name: str) -> aiocoap.Context:
+    async def _new_context(self, server_name: str, name_source: str) -> aiocoap.Context:
         # A fresh context per session: a new (D)TLS handshake instead of a session the server may have forgotten.
         site = aiocoap.resource.Site()
         site.add_resource((".well-known", "dots", "hb"), HeartbeatResource(self))
         # After a redirection the alternate server's certificate must name the alt-server FQDN (RFC 9132 §4.6);
         # a discovered server's must name its reference identifier (RFC 8973 §8).
-        return await create_client_context(self.config.tls, server_name=server_name, site=site)
+        return await create_client_context(self.config.tls, server_name=server_name, site=site, name_source=name_source)
 
     async def _candidate_groups(self) -> list[Group]:
         """One race for the configured server, or RFC 8973 discovery's groups (best source first). A redirection
@@ -216,7 +217,7 @@ class ClientAgent:
             if not every:
                 continue
             try:
-                context, connection = await self._race_group(server_name, every, use_cache)
+                context, connection = await self._race_group(server_name, every, use_cache, self._origin(group))
             except ConnectError as error:
                 errors.append(f"{server_name}: {error}")
                 continue
@@ -227,11 +228,19 @@ class ClientAgent:
             self.discovery_cache.invalidate()
         raise ConnectError("; ".join(errors) or "no candidate for the allowed transports")
 
+    def _origin(self, group: Group) -> str:
+        """Where GROUP's server name came from, for the error when the server's certificate lacks it."""
+        if group.source is not None:
+            return name_origin(group.source, group.server_name)
+        if self._redirect_addresses is not None:
+            return "the alternate server of a redirection, RFC 9132 §4.6"
+        return "server_name in client.toml"
+
     async def _race_group(
-        self, server_name: str, every: list[Candidate], use_cache: bool
+        self, server_name: str, every: list[Candidate], use_cache: bool, name_source: str
     ) -> tuple[aiocoap.Context, Connection]:
         chosen = self.eyeballs.candidates(every, self.clock()) if use_cache else every
-        context = await self._new_context(server_name)
+        context = await self._new_context(server_name, name_source)
 
         async def attempt(candidate: Any) -> float:
             return await open_session(context, candidate.base_uri, timeout=self.settings.connect_timeout)
