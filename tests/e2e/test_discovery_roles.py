@@ -249,3 +249,28 @@ def test_at_the_ttl_expiry_the_cpe_discovers_again_keeps_its_client_then_moves_t
     log = pair.log("cpe.log")
     assert "moving to coaps://" in log and log.count("session up") == 2, log
     assert pair.wait_connected()["connected"]
+
+
+def test_a_dhcpv6_name_read_by_dhclient_leads_the_cpe_to_its_call_home_dots_client_over_ipv6_rfc8973_5_1(
+    tmp_path: Path, lab: DiscoveryLab, pair: CallHomePair
+) -> None:
+    # Option 141 alone: the name goes to S-NAPTR (§5), whose AAAA record leads to the provider's IPv6 address.
+    from opendots.callhome.provider_config import ProviderConfig
+
+    provider = ProviderConfig.load(pair.provider_toml)
+    provider.listen = [lab.root_v6]
+    provider.save(pair.provider_toml)
+    resolver = lab.serve_dns(call_home_records(DOMAIN, provider.port, target=lab.root_v6))
+    lab.serve_dhcp6([f"option6:141,{':'.join(f'{byte:02x}' for byte in encode_name(DOMAIN))}"])
+    options = tmp_path / "dhcp6.env"
+    output = lab.run_dhcp6_client(options)
+    assert options.exists(), output
+    _discovering_cpe(pair, discovery_dhcp_file=str(options), discovery_resolver=resolver)  # no domain: DHCP only
+    found = _callhome_discover(pair)
+    assert {(p["source"], p["server_name"], p["host"]) for p in found["providers"]} == {("dhcp", DOMAIN, lab.root_v6)}
+    assert any(note.startswith(f"dhcp: DHCPv6 name {DOMAIN}") for note in found["notes"]), found["notes"]
+    pair.provider()
+    pair.cpe()
+    pair.wait_connected()
+    pair.wait_log("cpe.log", f"coaps://[{lab.root_v6}]:{provider.port}: session up")
+    pair.wait_log("cpe.log", "found by RFC 8973 dhcp")
