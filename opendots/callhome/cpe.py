@@ -327,7 +327,7 @@ class ProviderDialer:
             return
         expires = None if identity is None else identity.certificate.not_valid_after_utc.timestamp()
         peer = Peer(session.server_name, session.host, session.port, session.transport)
-        self.rediscovery.session_up(peer, self.discovery.cache.expires_at(), expires)
+        self.rediscovery.session_up(peer, self.clock(), self.discovery.cache.expires_at(), expires)
 
     async def _discovered_elsewhere(self) -> bool:
         """At the re-discovery timer: discover again; True when the provider in use is no longer found and a session

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from opendots.discovery.cache import MIN_TTL
 from opendots.discovery.records import DiscoveryResult
 
 RETRY_AFTER = 30.0
-"""Seconds before trying again when re-discovery found nothing or the new peer could not be reached: the current
-session keeps working meanwhile, so neither is a reason to drop it."""
+"""At most this many seconds before trying again when re-discovery found nothing or the new peer could not be
+reached (sooner when the information's TTL was shorter): the current session keeps working meanwhile, so neither
+is a reason to drop it."""
 
 
 @dataclass(frozen=True)
@@ -43,18 +45,26 @@ class Rediscovery:
         self._ttl_at: float | None = None
         self._certificate_at: float | None = None
         self._retry_at: float | None = None
+        self._retry_delay = RETRY_AFTER
         self.rediscoveries = 0
 
-    def session_up(self, peer: Peer | None, ttl_expires: float | None, certificate_expires: float | None) -> None:
-        """PEER (None: not a discovered peer, e.g. a redirection's) is in use; what found it holds until
+    def session_up(
+        self, peer: Peer | None, now: float, ttl_expires: float | None, certificate_expires: float | None
+    ) -> None:
+        """PEER (None: not a discovered peer, e.g. a redirection's) is in use from NOW; what found it holds until
         TTL_EXPIRES, its certificate until CERTIFICATE_EXPIRES (None: no such limit)."""
         self.peer = peer
         self._ttl_at = ttl_expires if peer is not None else None
         self._certificate_at = certificate_expires if peer is not None else None
         self._retry_at = None
+        self._learn_period(now, ttl_expires)
 
     def session_down(self) -> None:
-        self.session_up(None, None, None)
+        self.session_up(None, 0.0, None, None)
+
+    def _learn_period(self, now: float, ttl_expires: float | None) -> None:
+        if ttl_expires is not None:
+            self._retry_delay = min(RETRY_AFTER, max(MIN_TTL, ttl_expires - now))
 
     def next_timer(self) -> float | None:
         if self.peer is None:
@@ -87,7 +97,7 @@ class Rediscovery:
         peer = self.peer
         assert peer is not None, "decide() without a discovered session"
         if not result.servers:
-            self._retry_at = now + RETRY_AFTER
+            self._retry_at = now + self._retry_delay
             return Decision(True, "re-discovery found nothing: the session is kept, retrying later")
         still = any(
             server.channel == "signal"
@@ -100,9 +110,10 @@ class Rediscovery:
             return Decision(False, "the peer's certificate expired: a new session is established")
         if still:
             self._ttl_at = ttl_expires
+            self._learn_period(now, ttl_expires)
             return Decision(True, f"{peer.name} at {peer.address} port {peer.port} is still discovered")
         return Decision(False, f"{peer.name} at {peer.address} port {peer.port} is no longer discovered")
 
     def move_failed(self, now: float) -> None:
         """No new peer answered: the current session stays, and re-discovery is tried again later."""
-        self._retry_at = now + RETRY_AFTER
+        self._retry_at = now + self._retry_delay

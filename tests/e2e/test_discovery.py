@@ -214,7 +214,7 @@ def test_at_the_ttl_expiry_the_agent_discovers_again_keeps_its_server_then_moves
     # The operator points the SRV records at another host; after the TTL the agent moves there.
     lab.restart_dns(signal_records(DOMAIN, stack.port, target=lab.root_address, host="server2"), ttl=5)
     moved = f"coaps://{lab.root_address}:{stack.port}"
-    wait_for(lambda: _session(stack)["server"] == moved, 40, "the session with the new SRV target")
+    wait_for(lambda: _session(stack)["server"] == moved, 60, "the session with the new SRV target")
     session = _session(stack)
     assert session["connected"] and session["discovered-from"] == "dns"
     assert session["sessions-established"] == 2, stack.agent_log.read_text()[-3000:]

@@ -245,7 +245,7 @@ def test_at_the_ttl_expiry_the_cpe_discovers_again_keeps_its_client_then_moves_t
     wait_until(lambda: queries.read_text().count(f"query[NAPTR] {DOMAIN} ") >= 2, 30, "a second S-NAPTR lookup")
     assert pair.log("cpe.log").count("session up") == 1, pair.log("cpe.log")
     lab.restart_dns(call_home_records(DOMAIN, port, target=lab.root_address, host="provider2"), ttl=5)
-    pair.wait_log("cpe.log", f"coaps://{lab.root_address}:{port}: session up", timeout=40)
+    pair.wait_log("cpe.log", f"coaps://{lab.root_address}:{port}: session up", timeout=60)
     log = pair.log("cpe.log")
     assert "moving to coaps://" in log and log.count("session up") == 2, log
     assert pair.wait_connected()["connected"]

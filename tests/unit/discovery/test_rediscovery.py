@@ -20,7 +20,7 @@ def _armed(now: float = 1000.0, ttl: float = 60.0, certificate: float | None = N
     cache = DiscoveryCache()
     cache.store(_result(("2001:db8::1", 5000, "dtls"), ttl=ttl), now)
     rediscovery = Rediscovery()
-    rediscovery.session_up(PEER, cache.expires_at(), certificate)
+    rediscovery.session_up(PEER, now, cache.expires_at(), certificate)
     return rediscovery
 
 
@@ -68,6 +68,13 @@ def test_re_discovery_finding_nothing_keeps_the_working_session_and_tries_again_
     assert rediscovery.due(1060.0 + RETRY_AFTER) is not None
 
 
+def test_a_short_ttl_is_retried_on_its_own_period_not_after_the_full_retry_delay() -> None:
+    rediscovery = _armed(ttl=10.0)  # a failed lookup (e.g. the resolver restarting) is retried 10 s later
+    rediscovery.started()
+    assert rediscovery.decide(DiscoveryResult(), 1010.0, None).keep
+    assert rediscovery.next_timer() == 1020.0
+
+
 def test_a_new_peer_that_cannot_be_reached_leaves_the_session_and_retries_later() -> None:
     rediscovery = _armed()
     rediscovery.started()
@@ -87,7 +94,7 @@ def test_the_peer_certificate_expiring_first_is_a_re_discovery_event_and_a_new_s
 
 def test_a_session_without_a_discovered_peer_has_no_re_discovery_timer() -> None:
     rediscovery = Rediscovery()
-    rediscovery.session_up(None, 1060.0, 1100.0)  # e.g. a redirection's alternate server (RFC 9132 §4.6)
+    rediscovery.session_up(None, 1000.0, 1060.0, 1100.0)  # e.g. a redirection's alternate server (RFC 9132 §4.6)
     assert rediscovery.next_timer() is None
     assert rediscovery.due(10**9) is None
     rediscovery = _armed()
@@ -97,7 +104,7 @@ def test_a_session_without_a_discovered_peer_has_no_re_discovery_timer() -> None
 
 def test_explicit_configuration_without_a_ttl_is_re_checked_only_at_certificate_expiry() -> None:
     rediscovery = Rediscovery()
-    rediscovery.session_up(PEER, None, None)
+    rediscovery.session_up(PEER, 1000.0, None, None)
     assert rediscovery.next_timer() is None
-    rediscovery.session_up(PEER, None, 5000.0)
+    rediscovery.session_up(PEER, 1000.0, None, 5000.0)
     assert rediscovery.next_timer() == 5000.0

@@ -329,7 +329,7 @@ class ClientAgent:
         candidate = connection.candidate
         peer = Peer(self._server_label, candidate.address, candidate.port, candidate.transport)
         expiry = await certificate_expiry(context, candidate.base_uri)
-        self.rediscovery.session_up(peer, self.discovery_cache.expires_at(), expiry)
+        self.rediscovery.session_up(peer, self.clock(), self.discovery_cache.expires_at(), expiry)
 
     def _maybe_rediscover(self) -> None:
         reason = self.rediscovery.due(self.clock())
