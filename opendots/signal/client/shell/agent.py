@@ -24,7 +24,7 @@ from opendots.config import ClientConfig
 from opendots.discovery.cache import DiscoveryCache
 from opendots.discovery.discover import Discoverer, discoverer_for
 from opendots.discovery.records import name_origin
-from opendots.discovery.refresh import Peer, Rediscovery
+from opendots.discovery.refresh import Rediscovery
 from opendots.eventloop import running_loop_name
 from opendots.model import ModelError
 from opendots.pki.cuid import cuid_from_certificate
@@ -39,7 +39,6 @@ from opendots.signal.client.shell.connect import (
     Connection,
     Group,
     candidates_for,
-    certificate_expiry,
     discovered_groups,
     race,
     resolve_addresses,
@@ -47,6 +46,7 @@ from opendots.signal.client.shell.connect import (
 from opendots.signal.client.shell.control import ControlError, ControlServer
 from opendots.signal.client.shell.heartbeats import HeartbeatResource
 from opendots.signal.client.shell.operations import ClientOperations, OperationError
+from opendots.signal.client.shell.rediscover import RediscoveryMixin
 from opendots.signal.client.shell.settings import AgentSettings
 from opendots.store.client_state import ClientStateStore
 from opendots.transport import create_client_context, open_session
@@ -73,7 +73,7 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
-class ClientAgent:
+class ClientAgent(RediscoveryMixin):
     def __init__(self, config: ClientConfig, settings: AgentSettings, *, clock: Callable[[], float] = time.time):
         self.config = config
         self.settings = settings
@@ -318,50 +318,6 @@ class ClientAgent:
                 async with asyncio.timeout(timeout):
                     await self._wake.wait()
             self.core.handle_timer(self.clock())
-
-    async def _arm_rediscovery(self) -> None:
-        """RFC 8973 §4: a session with a discovered peer is re-checked when what found it, or the peer's
-        certificate, expires; a redirection's peer (RFC 9132 §4.6) is not a discovered one."""
-        connection, context = self.connection, self.context
-        if self.discovery is None or self.discovered_from is None or connection is None or context is None:
-            self.rediscovery.session_down()
-            return
-        candidate = connection.candidate
-        peer = Peer(self._server_label, candidate.address, candidate.port, candidate.transport)
-        expiry = await certificate_expiry(context, candidate.base_uri)
-        self.rediscovery.session_up(peer, self.clock(), self.discovery_cache.expires_at(), expiry)
-
-    def _maybe_rediscover(self) -> None:
-        reason = self.rediscovery.due(self.clock())
-        if reason is None or self._rediscovering is not None or self._replacement is not None:
-            return
-        log.info("discovering again: %s", reason)
-        self.rediscovery.started()
-        self._rediscovering = asyncio.create_task(self._rediscover(), name="dots-client-rediscovery")
-
-    async def _rediscover(self) -> None:
-        """Discovery again while the session is up: keep it when the answer still holds its peer, else establish
-        a session with the new peer and switch to it (the old one is dropped only then; the core re-creates the
-        mitigations on the new session, as on any server change)."""
-        assert self.discovery is not None
-        try:
-            result = await self.discovery.discover()
-            self.discovery_cache.store(result, self.clock())
-            decision = self.rediscovery.decide(result, self.clock(), self.discovery_cache.expires_at())
-            log.info("re-discovery: %s", decision.reason)
-            if decision.keep:
-                return
-            try:
-                context, connection = await self._connect(use_cache=False)
-            except (ConnectError, OSError) as error:
-                log.warning("re-discovery: the new DOTS server cannot be reached, keeping the session: %s", error)
-                self.rediscovery.move_failed(self.clock())
-                return
-            log.warning("re-discovery: moving the session to %s (%s)", connection.candidate, self._server_label)
-            self._replacement = (context, connection)
-        finally:
-            self._rediscovering = None
-            self._wake.set()
 
     def _next_dtls_probe(self) -> float | None:
         if self.config.transport != "auto" or self._parallel is not None:
