@@ -38,6 +38,8 @@ from opendots.callhome.redirect import (
     parse_redirect,
 )
 from opendots.config import DEFAULT_CALL_HOME_PORT, ServerConfig
+from opendots.discovery.records import DiscoveryResult, name_origin
+from opendots.discovery.refresh import Peer, Rediscovery
 from opendots.mitigate.base import Mitigator
 from opendots.signal.client.core.eyeballs import EyeballsCache
 from opendots.signal.server.core import ServerSettings
@@ -70,6 +72,8 @@ class ProviderAddress:
     port: int = DEFAULT_CALL_HOME_PORT
     transport: Literal["tls", "dtls", "auto"] = "tls"
     """"auto": Happy Eyeballs, DTLS first and TLS an attempt delay later (opendots.callhome.eyeballs)."""
+    origin: str = field(default="[[providers]] name in cpe.toml", compare=False)
+    """Where SERVER_NAME came from, named when the provider's certificate lacks it (opendots.pki.verify)."""
 
     @property
     def uri(self) -> str:
@@ -131,13 +135,16 @@ class ProviderDialer:
     _task: asyncio.Task[None] | None = None
     _up: asyncio.Event = field(default_factory=asyncio.Event)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
-    _contexts: dict[str, aiocoap.Context] = field(default_factory=dict)
+    _contexts: dict[tuple[str, str], aiocoap.Context] = field(default_factory=dict)
     eyeballs: EyeballsCache = field(default_factory=EyeballsCache)
     """Transport "auto": the last race's winner, dialed alone while it is fresh (RFC 9132 §4.3)."""
     discovery: ProviderDiscovery | None = None
     """RFC 8973 ([call_home] discovery = "auto"): dial what discovery finds, in its order, instead of ADDRESS."""
     discovered_from: str | None = None
     """The RFC 8973 §4 source of the candidate the current or last session was dialed to."""
+    rediscovery: Rediscovery = field(default_factory=Rediscovery)
+    """RFC 8973 §4: a discovered provider is re-checked at the TTL's (or its certificate's) expiry."""
+    _moving: bool = False
     _sources: dict[ProviderAddress, str] = field(default_factory=dict)
 
     @property
@@ -146,17 +153,19 @@ class ProviderDialer:
 
     async def start(self) -> None:
         if self.discovery is None:  # a discovering dialer makes its contexts once it knows the names
-            self.context = await self._context_for(self.address.server_name)
+            self.context = await self._context_for(self.address)
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"call home {self.label}")
 
-    async def _context_for(self, server_name: str) -> aiocoap.Context:
-        """One client context per name the provider's certificate must carry (the configured one, a redirection's)."""
-        context = self._contexts.get(server_name)
+    async def _context_for(self, target: ProviderAddress) -> aiocoap.Context:
+        """One client context per name the provider's certificate must carry (the configured one, a redirection's,
+        a discovered one) and where that name came from (said when a certificate lacks it)."""
+        key = (target.server_name, target.origin)
+        context = self._contexts.get(key)
         if context is None:
             context = await create_client_context(
-                self.config.tls, server_name=server_name, site=self.site, serving=True
+                self.config.tls, server_name=target.server_name, site=self.site, serving=True, name_source=target.origin
             )
-            self._contexts[server_name] = context
+            self._contexts[key] = context
         return context
 
     async def wait_connected(self, timeout: float) -> None:
@@ -187,7 +196,8 @@ class ProviderDialer:
             return await self._discovered()
         hosts = redirect.records or (redirect.name,)
         base = self.dialed if self.discovery is not None and self.dialed is not None else self.address
-        return [replace(base, host=host, server_name=redirect.name) for host in hosts]
+        origin = "the alternate Call Home DOTS client of a redirection, RFC 9066 §5.2.2"
+        return [replace(base, host=host, server_name=redirect.name, origin=origin) for host in hosts]
 
     async def _discovered(self) -> list[ProviderAddress]:
         assert self.discovery is not None
@@ -201,7 +211,8 @@ class ProviderDialer:
         self._sources = {}
         targets = []
         for candidate in candidates:
-            target = ProviderAddress(candidate.host, candidate.server_name, candidate.port, candidate.transport)
+            origin = name_origin(candidate.source, candidate.server_name, "[[providers]] name or --provider")
+            target = ProviderAddress(candidate.host, candidate.server_name, candidate.port, candidate.transport, origin)
             self._sources[target] = candidate.source
             targets.append(target)
         return targets
@@ -217,8 +228,9 @@ class ProviderDialer:
                     break
             if not held and self.discovery is not None and self.redirect is None:
                 self.discovery.invalidate()  # none answered: discover again before the next round (RFC 8973 §4)
-            if self._wake.is_set():  # redirected: dial the alternate at once
+            if self._wake.is_set() or self._moving:  # redirected or re-discovered: dial the new client at once
                 self._wake.clear()
+                self._moving = False
                 delay = self.policy.backoff
                 continue
             if self.redirect is not None and self.redirect.ttl == 0 and held:
@@ -238,7 +250,7 @@ class ProviderDialer:
     async def _hold_session(self, target: ProviderAddress) -> bool:
         """Dial TARGET, then keep the session until it is lost, closed or redirected; True when the provider was
         heard after the handshake (a ping answered), or the session was redirected."""
-        context = await self._context_for(target.server_name)
+        context = await self._context_for(target)
         self.context, self.dialed = context, target
         try:
             if target.transport == "auto":
@@ -265,6 +277,7 @@ class ProviderDialer:
         found = f" (found by RFC 8973 {self.discovered_from})" if self.discovered_from else ""
         log.warning("call home %s: session up with %s%s", session.uri, identity, found)
         notify(self.listeners, SessionEvent("established", remote, identity, session.transport))
+        self._arm_rediscovery(session, identity)
         survived = False
         heard = self.clock()
         try:
@@ -285,6 +298,10 @@ class ProviderDialer:
                 if self.redirect is not None and target is not self.address and self._redirect_over():
                     self.last_error = f"redirection to {target.server_name} expired"
                     break
+                if await self._discovered_elsewhere():
+                    self.last_error = "RFC 8973 re-discovery: moved to the newly discovered Call Home DOTS client"
+                    survived = self._moving = True
+                    break
                 heard = max(heard, self.last_traffic(identity) or 0.0)
                 window = self.policy.loss_after or self.loss_window(identity)
                 if self.clock() - heard > window:
@@ -296,11 +313,48 @@ class ProviderDialer:
             self.last_error = f"keepalive lost: {_describe(problem)}"
         finally:
             self.remote = None
+            self.rediscovery.session_down()
             self._up.clear()
             notify(self.listeners, SessionEvent("closed", remote, identity, session.transport, self.last_error))
             with contextlib.suppress(Exception):
                 await reset_session(context, remote)
         return survived
+
+    def _arm_rediscovery(self, session: ProviderAddress, identity: PeerIdentity | None) -> None:
+        """A session with a discovered provider (not a redirection's) is re-checked when what found it, or the
+        provider's certificate, expires (RFC 8973 §4)."""
+        if self.discovery is None or self.redirect is not None or self.discovered_from is None:
+            return
+        expires = None if identity is None else identity.certificate.not_valid_after_utc.timestamp()
+        peer = Peer(session.server_name, session.host, session.port, session.transport)
+        self.rediscovery.session_up(peer, self.clock(), self.discovery.cache.expires_at(), expires)
+
+    async def _discovered_elsewhere(self) -> bool:
+        """At the re-discovery timer: discover again; True when the provider in use is no longer found and a session
+        with a new one is already open (it is made before the current one is dropped; dialing it next reuses it)."""
+        reason = self.rediscovery.due(self.clock())
+        if reason is None or self.discovery is None:
+            return False
+        log.info("call home: discovering again: %s", reason)
+        self.rediscovery.started()
+        try:
+            result = await self.discovery.refresh(self.clock())
+        except Exception as problem:  # a lookup the bounds stopped, a resolver that went away
+            result = DiscoveryResult(notes=[_describe(problem)])
+        decision = self.rediscovery.decide(result, self.clock(), self.discovery.cache.expires_at())
+        log.info("call home: re-discovery: %s", decision.reason)
+        if decision.keep:
+            return False
+        for target in await self._discovered():
+            try:
+                await open_session(await self._context_for(target), target.uri, timeout=self.policy.dial_timeout)
+            except Exception as problem:  # the current session stays: the next target, or later
+                log.warning("call home %s: newly discovered, not reachable: %s", target.uri, _describe(problem))
+                continue
+            log.warning("call home: re-discovery: %s; moving to %s", decision.reason, target.uri)
+            return True
+        self.rediscovery.move_failed(self.clock())
+        return False
 
     async def _pause(self, remote: Any) -> None:
         """Until the next keepalive, a redirection, or REMOTE's TLS connection closing. The close is looked at every
@@ -308,6 +362,9 @@ class ProviderDialer:
         once rather than after pings time out for the whole loss window."""
         loop = asyncio.get_running_loop()
         end = loop.time() + self.policy.keepalive
+        timer = self.rediscovery.next_timer()
+        if timer is not None:  # RFC 8973 §4: the re-discovery is not put off until the next keepalive
+            end = min(end, loop.time() + max(0.0, timer - self.clock()))
         while not self._wake.is_set() and not connection_closed(remote) and (left := end - loop.time()) > 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), min(left, 1.0))

@@ -124,10 +124,15 @@ class ProviderDiscovery:
     async def candidates(self, now: float) -> list[Candidate]:
         result = self.cache.get(now)
         if result is None:
-            result = await Discoverer(self.config.settings(), self.lookups).discover(SIGNAL_PROTOCOLS)
-            self.cache.store(result, now)
-            self.last = result
+            result = await self.refresh(now)
         return [*self.explicit, *discovered_candidates(result, self.config.transport)]
+
+    async def refresh(self, now: float) -> DiscoveryResult:
+        """Discovery run again whatever the cache holds (RFC 8973 §4: a validity timer or certificate expired)."""
+        result = await Discoverer(self.config.settings(), self.lookups).discover(SIGNAL_PROTOCOLS)
+        self.cache.store(result, now)
+        self.last = result
+        return result
 
     def invalidate(self) -> None:
         self.cache.invalidate()

@@ -54,7 +54,8 @@ def parse_provider(text: str, transport: str) -> ProviderAddress:
     elif location.count(":") == 1:
         host, rest = location.split(":")
         port = _port(rest, text)
-    return ProviderAddress(host, server_name=name, port=port, transport=transport)  # type: ignore[arg-type]
+    origin = f"--provider {text}"
+    return ProviderAddress(host, server_name=name, port=port, transport=transport, origin=origin)  # type: ignore[arg-type]
 
 
 def providers_of(config: ServerConfig, path: Path) -> list[ProviderAddress]:
@@ -79,7 +80,8 @@ def providers_of(config: ServerConfig, path: Path) -> list[ProviderAddress]:
             raise ConfigError(
                 f"{where}: transport must be 'tls', 'dtls' or 'auto' (both, DTLS first), not {transport!r}"
             )
-        addresses.append(ProviderAddress(address, server_name=name, port=port, transport=transport))
+        origin = f"[[providers]] name in {path.name}"
+        addresses.append(ProviderAddress(address, server_name=name, port=port, transport=transport, origin=origin))
     return addresses
 
 

@@ -75,7 +75,9 @@ def _certificate_refused(config: ClientConfig, error: aiohttp.ClientConnectorCer
     if der is None or code is None:
         return f"the server certificate failed verification: {words}"
     errno = 0 if code == X509_V_ERR_HOSTNAME_MISMATCH else code  # explain's "only the name check failed"
-    return f"{explain(x509.load_der_x509_certificate(der), errno, 'server', config.server_name)} ({words})"
+    certificate = x509.load_der_x509_certificate(der)
+    reason = explain(certificate, errno, "server", config.server_name, name_source="server_name in client.toml")
+    return f"{reason} ({words})"
 
 
 def _report(reply: Reply, as_json: bool, lines: list[str], note: str | None = None) -> None:

@@ -148,7 +148,7 @@ def read_options_file(text: str) -> tuple[dict[int, bytes], float | None]:
                 lease = float(value)
             except ValueError:
                 raise DhcpOptionError(f"line {number}: lease {value!r} is not a number of seconds") from None
-        elif re.fullmatch(r"opt\d{1,5}", key):
+        elif re.fullmatch(r"opt\d{1,5}", key) and value:  # empty: a hook's unset variable, the option absent
             try:
                 # udhcpc writes plain hex ("0764…"); dhclient colon-separated bytes without leading zeros ("7:64:…")
                 raw = bytes(int(part, 16) for part in value.split(":")) if ":" in value else bytes.fromhex(value)

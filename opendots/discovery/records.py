@@ -15,6 +15,18 @@ DEFAULT_SIGNAL_PORT = 4646  # RFC 9132 §4.1, also what §6 says discovery retur
 DEFAULT_DATA_PORT = 443
 
 
+def name_origin(source: str, name: str, configured: str = "server_name in client.toml") -> str:
+    """Where the reference identifier NAME found by SOURCE came from, for the error when a peer's certificate lacks
+    it (opendots.pki.verify): CONFIGURED for explicit configuration."""
+    if source == "config":
+        return configured
+    if source == "dhcp":
+        return f"RFC 8973 DHCP answer naming {name}"
+    if source == "dns":
+        return f"RFC 8973 DNS S-NAPTR for {name}"
+    return f"RFC 8973 DNS-SD under {name}"
+
+
 @dataclass(frozen=True)
 class DiscoveredServer:
     address: str

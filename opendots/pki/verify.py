@@ -50,9 +50,11 @@ def explain(
     role: str = "server",
     expected_name: str | None = None,
     now: float | None = None,
+    name_source: str | None = None,
 ) -> str:
     """One sentence: which check the ROLE's CERTIFICATE failed (OpenSSL's ERRNO, 0 when only the name check
-    failed) and what was expected instead."""
+    failed) and what was expected instead; NAME_SOURCE says where EXPECTED_NAME came from (the configured
+    server_name, a `[[providers]]` name, an RFC 8973 discovery source), so the operator knows what to fix."""
     subject = f"the {role} certificate {_subject(certificate)!r}"
     moment = dt.datetime.fromtimestamp(now if now is not None else time.time(), dt.UTC)
     if errno == 10 or (errno == 0 and certificate.not_valid_after_utc < moment):
@@ -64,10 +66,8 @@ def explain(
     if errno in _REASONS:
         return f"{subject} {_REASONS[errno]}"
     if errno == 0 and expected_name is not None:
-        return (
-            f"{subject} names {', '.join(_names(certificate)) or 'nothing'}, not {expected_name!r} "
-            "(server_name in client.toml)"
-        )
+        origin = f" ({name_source})" if name_source else ""
+        return f"{subject} names {', '.join(_names(certificate)) or 'nothing'}, not {expected_name!r}{origin}"
     return f"{subject} failed verification (OpenSSL error {errno})"
 
 

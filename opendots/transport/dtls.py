@@ -103,15 +103,16 @@ def _base_context(credentials: TlsFiles, method: int) -> SSL.Context:
     return context
 
 
-def client_context(credentials: TlsFiles, server_name: str) -> SSL.Context:
-    """Client side: present our certificate, require the server's to chain to our CA and to name SERVER_NAME."""
+def client_context(credentials: TlsFiles, server_name: str, name_source: str | None = None) -> SSL.Context:
+    """Client side: present our certificate, require the server's to chain to our CA and to name SERVER_NAME
+    (NAME_SOURCE: where that name came from, for the error when it does not)."""
     context = _base_context(credentials, SSL.DTLS_CLIENT_METHOD)
 
     def verify(connection: SSL.Connection, certificate: crypto.X509, errno: int, depth: int, ok: int) -> bool:
         # Returning False makes OpenSSL abort the handshake with a bad_certificate alert.
         if ok and (depth != 0 or certificate_matches_name(certificate.to_cryptography(), server_name)):
             return True
-        _explain(connection, "server", certificate, errno if not ok else 0, server_name)
+        _explain(connection, "server", certificate, errno if not ok else 0, server_name, name_source)
         return False
 
     context.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, verify)
@@ -397,7 +398,12 @@ def _session_reused(ssl: SSL.Connection) -> bool:
 
 
 def _explain(
-    connection: SSL.Connection, peer_role: str, certificate: crypto.X509, errno: int, name: str | None
+    connection: SSL.Connection,
+    peer_role: str,
+    certificate: crypto.X509,
+    errno: int,
+    name: str | None,
+    name_source: str | None = None,
 ) -> None:
     """Keep the first failed check's explanation for the handshake's error (opendots.pki.verify)."""
     notes = connection.get_app_data()
@@ -405,7 +411,7 @@ def _explain(
         notes = HandshakeNotes(peer_role)
         connection.set_app_data(notes)
     if notes.reason is None:
-        notes.reason = explain(certificate.to_cryptography(), errno, peer_role, name)
+        notes.reason = explain(certificate.to_cryptography(), errno, peer_role, name, name_source=name_source)
 
 
 def _describe(error: SSL.Error) -> str:

@@ -61,9 +61,10 @@ class DtlsClientInterface(DtlsInterfaceBase):
         credentials: TlsFiles,
         server_name: str,
         mtu: int = DEFAULT_DTLS_MTU,
+        name_source: str | None = None,
     ) -> None:
         super().__init__(message_manager, loop)
-        self.context: SSL.Context = client_context(credentials, server_name)
+        self.context: SSL.Context = client_context(credentials, server_name, name_source)
         self.server_name = server_name
         self.mtu = mtu
         self.pool: dict[tuple[str, int], DtlsRemote] = {}

@@ -52,8 +52,12 @@ def server_interface_factory(**options: Any) -> Callable[[interfaces.MessageMana
     return factory
 
 
-def client_interface_factory(credentials: TlsFiles, server_name: str) -> Callable[[interfaces.MessageManager], Any]:
+def client_interface_factory(
+    credentials: TlsFiles, server_name: str, name_source: str | None = None
+) -> Callable[[interfaces.MessageManager], Any]:
     async def factory(message_manager: interfaces.MessageManager) -> DtlsClientInterface:
-        return DtlsClientInterface(message_manager, asyncio.get_running_loop(), credentials, server_name)
+        return DtlsClientInterface(
+            message_manager, asyncio.get_running_loop(), credentials, server_name, name_source=name_source
+        )
 
     return factory

@@ -187,17 +187,18 @@ async def create_client_context(
     site: aiocoap.resource.Site | None = None,
     serving: bool = False,
     qblock: bool = True,
+    name_source: str | None = None,
 ) -> aiocoap.Context:
     """A client Context for coaps:// (DTLS) and coaps+tcp:// (TLS); SITE serves requests the server sends us.
 
     SERVING: SITE is a whole DOTS server answering over the sessions this context dials (RFC 9066 Call Home: the
     (D)TLS client is the CoAP server), so requests get the checks and prompt answers of `start_server`'s context.
     QBLOCK: requests sent with `client_request` use Q-Block1/Q-Block2 (RFC 9177) over DTLS with a server that
-    speaks it."""
+    speaks it. NAME_SOURCE: where SERVER_NAME came from, named when a certificate lacks it."""
     context_class = hooks.PromptAnswerContext if serving else aiocoap.Context
     context = context_class(loop=asyncio.get_running_loop(), serversite=site, loggername="opendots.coap.client")
     await hooks.append_message_interface(
-        context, client_interface_factory(credentials, server_name), qblock_client=qblock
+        context, client_interface_factory(credentials, server_name, name_source), qblock_client=qblock
     )
     await hooks.append_tls_client(context, tls_client_context(credentials, server_name))
     return context

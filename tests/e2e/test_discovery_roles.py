@@ -18,7 +18,7 @@ from opendots.config import ServerConfig
 from opendots.discovery.dhcp import encode_name
 from opendots.lab.processes import ProcessStack
 from tests.e2e.discovery_lab import DiscoveryLab, discovery_lab
-from tests.helpers.callhome_processes import CallHomePair, call_home_pair
+from tests.helpers.callhome_processes import CallHomePair, call_home_pair, wait_until
 from tests.helpers.cli import invoke
 from tests.helpers.discovery import call_home_records, data_records, discovering, name_the_provider, signal_records
 
@@ -88,7 +88,8 @@ def test_a_spoofed_answer_whose_name_the_provider_certificate_lacks_is_refused_r
     assert {p["server_name"] for p in _callhome_discover(pair)["providers"]} == {spoofed}
     pair.provider()
     pair.cpe()
-    pair.wait_log("cpe.log", f"names provider, {DOMAIN}, not '{spoofed}'", timeout=40)  # DTLS refused
+    # DTLS refused, saying where the expected name came from (not "client.toml": this is the CPE).
+    pair.wait_log("cpe.log", f"names provider, {DOMAIN}, not '{spoofed}' (RFC 8973 DNS S-NAPTR for {spoofed})", 40)
     pair.wait_log("cpe.log", f"certificate is not valid for '{spoofed}'", timeout=40)  # then TLS, refused too
     assert "session up" not in pair.log("cpe.log"), pair.log("cpe.log")
     assert not any(peer["connected"] for peer in pair.peers())
@@ -220,3 +221,56 @@ def test_a_server_domain_gateway_relays_the_data_channel_to_the_upstream_server_
             assert status is not None and status["data-channel"]["relayed"] >= 1
         finally:
             gateway.stop()
+
+
+def test_at_the_ttl_expiry_the_cpe_discovers_again_keeps_its_client_then_moves_to_a_new_srv_target_rfc8973_4(
+    lab: DiscoveryLab, pair: CallHomePair
+) -> None:
+    # The provider listens on two addresses: the SRV target moving from one to the other is a new client.
+    from opendots.callhome.provider_config import ProviderConfig
+
+    provider = ProviderConfig.load(pair.provider_toml)
+    provider.listen = ["127.0.0.1", lab.root_address]
+    provider.save(pair.provider_toml)
+    port = provider.port
+    resolver = lab.serve_dns(call_home_records(DOMAIN, port), ttl=5)  # 5 s: the cache's floor (MIN_TTL)
+    _discovering_cpe(pair, discovery_domain=DOMAIN, discovery_resolver=resolver)
+    pair.provider()
+    pair.cpe()
+    pair.wait_connected()
+    pair.wait_log("cpe.log", f"://127.0.0.1:{port}: session up")  # coaps:// or coaps+tcp://, whichever answered
+    # The TTL expires with the records unchanged: the CPE looks them up again and keeps its session.
+    queries = lab.directory / "dnsmasq-dns.log"
+    wait_until(lambda: queries.read_text().count(f"query[NAPTR] {DOMAIN} ") >= 2, 30, "a second S-NAPTR lookup")
+    assert pair.log("cpe.log").count("session up") == 1, pair.log("cpe.log")
+    lab.restart_dns(call_home_records(DOMAIN, port, target=lab.root_address, host="provider2"), ttl=5)
+    # Either transport: a lookup that straddles the restart sees a mix of old and new records (DTLS or TLS first).
+    pair.wait_log("cpe.log", f"://{lab.root_address}:{port}: session up", timeout=60)
+    log = pair.log("cpe.log")
+    assert "moving to coaps://" in log and log.count("session up") == 2, log
+    assert pair.wait_connected()["connected"]
+
+
+def test_a_dhcpv6_name_read_by_dhclient_leads_the_cpe_to_its_call_home_dots_client_over_ipv6_rfc8973_5_1(
+    tmp_path: Path, lab: DiscoveryLab, pair: CallHomePair
+) -> None:
+    # Option 141 alone: the name goes to S-NAPTR (§5), whose AAAA record leads to the provider's IPv6 address.
+    from opendots.callhome.provider_config import ProviderConfig
+
+    provider = ProviderConfig.load(pair.provider_toml)
+    provider.listen = [lab.root_v6]
+    provider.save(pair.provider_toml)
+    resolver = lab.serve_dns(call_home_records(DOMAIN, provider.port, target=lab.root_v6))
+    lab.serve_dhcp6([f"option6:141,{':'.join(f'{byte:02x}' for byte in encode_name(DOMAIN))}"])
+    options = tmp_path / "dhcp6.env"
+    output = lab.run_dhcp6_client(options)
+    assert options.exists(), output
+    _discovering_cpe(pair, discovery_dhcp_file=str(options), discovery_resolver=resolver)  # no domain: DHCP only
+    found = _callhome_discover(pair)
+    assert {(p["source"], p["server_name"], p["host"]) for p in found["providers"]} == {("dhcp", DOMAIN, lab.root_v6)}
+    assert any(note.startswith(f"dhcp: DHCPv6 name {DOMAIN}") for note in found["notes"]), found["notes"]
+    pair.provider()
+    pair.cpe()
+    pair.wait_connected()
+    pair.wait_log("cpe.log", f"://[{lab.root_v6}]:{provider.port}: session up")  # over DTLS, or TLS after it
+    pair.wait_log("cpe.log", "found by RFC 8973 dhcp")

@@ -25,11 +25,16 @@ def discovering(stack: ProcessStack, **keys: Any) -> None:
 
 
 def signal_records(
-    domain: str, port: int, target: str = "127.0.0.1", service: str = "DOTS", srv: str = "_dots-signal"
+    domain: str,
+    port: int,
+    target: str = "127.0.0.1",
+    service: str = "DOTS",
+    srv: str = "_dots-signal",
+    host: str | None = None,
 ) -> list[str]:
     """dnsmasq options in the shape of RFC 8973 Figure 8 (SERVICE "DOTS") or Figure 9 ("DOTS-CALL-HOME", SRV
-    "_dots-call-home"): a non-terminal NAPTR per protocol, then "s" NAPTRs, SRV, then an A record."""
-    host = "provider" if service == "DOTS-CALL-HOME" else "server"
+    "_dots-call-home"): a non-terminal NAPTR per protocol, then "s" NAPTRs, SRV to HOST.DOMAIN, then its A record."""
+    host = host or ("provider" if service == "DOTS-CALL-HOME" else "server")
     return [
         f"--naptr-record={domain},100,10,,{service}:signal.udp,,signal.{domain}",
         f"--naptr-record={domain},200,10,,{service}:signal.tcp,,signal.{domain}",
@@ -41,9 +46,9 @@ def signal_records(
     ]
 
 
-def call_home_records(domain: str, port: int, target: str = "127.0.0.1") -> list[str]:
+def call_home_records(domain: str, port: int, target: str = "127.0.0.1", host: str | None = None) -> list[str]:
     """RFC 8973 Figure 9: "DOTS-CALL-HOME" NAPTRs, SRV `_dots-call-home._udp/_tcp`, an A record."""
-    return signal_records(domain, port, target, "DOTS-CALL-HOME", "_dots-call-home")
+    return signal_records(domain, port, target, "DOTS-CALL-HOME", "_dots-call-home", host)
 
 
 def data_records(domain: str, port: int, target: str = "127.0.0.1") -> list[str]:

@@ -108,6 +108,12 @@ def test_options_file_reads_udhcpc_hex_names_keeps_the_first_instance_and_the_le
         read_options_file("opt148=zz\n")
 
 
+def test_an_empty_option_line_is_an_option_the_server_did_not_send_as_a_hook_writes_an_unset_variable() -> None:
+    # dhclient -6 with option 141 alone: the hook's $new_dhcp6_dots_address is unset (RFC 8973 §5.1, name only).
+    options, lease = read_options_file("opt141=4:64:6f:74:73:7:65:78:61:6d:70:6c:65:3:63:6f:6d:0\nopt142=\nlease=\n")
+    assert (options, lease) == ({141: FIGURE_4}, None)
+
+
 def test_options_file_reads_dhclient_colon_hex_without_leading_zeros() -> None:
     options, _ = read_options_file("opt141=4:64:6f:74:73:7:65:78:61:6d:70:6c:65:3:63:6f:6d:0\n")
     assert options == {141: FIGURE_4}

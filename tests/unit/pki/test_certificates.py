@@ -27,7 +27,17 @@ def test_a_server_certificate_with_another_name_is_reported_with_the_names_it_ho
     pair = connect(pki_dir, listener, name="dots.example.net")
     message = _closed(pair.client_events)
     assert "the server certificate 'localhost' names localhost, 127.0.0.1, ::1, not 'dots.example.net'" in message
-    assert "server_name in client.toml" in message
+    assert "client.toml" not in message  # the transport alone cannot tell where the name came from
+
+
+def test_a_refused_name_says_where_it_came_from_a_configured_server_name_or_an_rfc8973_discovery_source(
+    pki_dir,
+    listener,
+):
+    for source in ("server_name in client.toml", "RFC 8973 DNS S-NAPTR for dots.example.net"):
+        context = client_context(files(pki_dir, "client"), "dots.example.net", source)
+        message = _closed(connect(pki_dir, listener, context=context).client_events)
+        assert f"not 'dots.example.net' ({source})" in message
 
 
 def test_a_client_certificate_of_another_ca_is_explained_on_both_sides_and_logged_by_the_server(

@@ -23,6 +23,8 @@ from opendots import eventloop
 from opendots.config import ClientConfig
 from opendots.discovery.cache import DiscoveryCache
 from opendots.discovery.discover import Discoverer, discoverer_for
+from opendots.discovery.records import name_origin
+from opendots.discovery.refresh import Rediscovery
 from opendots.eventloop import running_loop_name
 from opendots.model import ModelError
 from opendots.pki.cuid import cuid_from_certificate
@@ -44,6 +46,7 @@ from opendots.signal.client.shell.connect import (
 from opendots.signal.client.shell.control import ControlError, ControlServer
 from opendots.signal.client.shell.heartbeats import HeartbeatResource
 from opendots.signal.client.shell.operations import ClientOperations, OperationError
+from opendots.signal.client.shell.rediscover import RediscoveryMixin
 from opendots.signal.client.shell.settings import AgentSettings
 from opendots.store.client_state import ClientStateStore
 from opendots.transport import create_client_context, open_session
@@ -70,7 +73,7 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
-class ClientAgent:
+class ClientAgent(RediscoveryMixin):
     def __init__(self, config: ClientConfig, settings: AgentSettings, *, clock: Callable[[], float] = time.time):
         self.config = config
         self.settings = settings
@@ -106,6 +109,8 @@ class ClientAgent:
         self.discovery: Discoverer | None = discoverer_for(config) if config.discovery == "auto" else None
         self.discovery_cache = DiscoveryCache()
         self.discovered_from: str | None = None
+        self.rediscovery = Rediscovery()  # RFC 8973 §4: discover again at the TTL's (or certificate's) expiry
+        self._rediscovering: asyncio.Task[None] | None = None
 
     # ---------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -115,7 +120,13 @@ class ClientAgent:
         log.info("DOTS client agent started: cuid %s, control socket %s", self.cuid, self.config.control_socket)
 
     async def stop(self) -> None:
-        pending = (self._supervisor, self._parallel, *self._observations.values(), *self._background)
+        pending = (
+            self._supervisor,
+            self._parallel,
+            self._rediscovering,
+            *self._observations.values(),
+            *self._background,
+        )
         tasks = [t for t in pending if t is not None]
         for task in tasks:
             task.cancel()
@@ -177,13 +188,13 @@ class ClientAgent:
             await self._run_session()
             await self._session_down()
 
-    async def _new_context(self, server_name: str) -> aiocoap.Context:
+    async def _new_context(self, server_name: str, name_source: str) -> aiocoap.Context:
         # A fresh context per session: a new (D)TLS handshake instead of a session the server may have forgotten.
         site = aiocoap.resource.Site()
         site.add_resource((".well-known", "dots", "hb"), HeartbeatResource(self))
         # After a redirection the alternate server's certificate must name the alt-server FQDN (RFC 9132 §4.6);
         # a discovered server's must name its reference identifier (RFC 8973 §8).
-        return await create_client_context(self.config.tls, server_name=server_name, site=site)
+        return await create_client_context(self.config.tls, server_name=server_name, site=site, name_source=name_source)
 
     async def _candidate_groups(self) -> list[Group]:
         """One race for the configured server, or RFC 8973 discovery's groups (best source first). A redirection
@@ -206,7 +217,7 @@ class ClientAgent:
             if not every:
                 continue
             try:
-                context, connection = await self._race_group(server_name, every, use_cache)
+                context, connection = await self._race_group(server_name, every, use_cache, self._origin(group))
             except ConnectError as error:
                 errors.append(f"{server_name}: {error}")
                 continue
@@ -217,11 +228,19 @@ class ClientAgent:
             self.discovery_cache.invalidate()
         raise ConnectError("; ".join(errors) or "no candidate for the allowed transports")
 
+    def _origin(self, group: Group) -> str:
+        """Where GROUP's server name came from, for the error when the server's certificate lacks it."""
+        if group.source is not None:
+            return name_origin(group.source, group.server_name)
+        if self._redirect_addresses is not None:
+            return "the alternate server of a redirection, RFC 9132 §4.6"
+        return "server_name in client.toml"
+
     async def _race_group(
-        self, server_name: str, every: list[Candidate], use_cache: bool
+        self, server_name: str, every: list[Candidate], use_cache: bool, name_source: str
     ) -> tuple[aiocoap.Context, Connection]:
         chosen = self.eyeballs.candidates(every, self.clock()) if use_cache else every
-        context = await self._new_context(server_name)
+        context = await self._new_context(server_name, name_source)
 
         async def attempt(candidate: Any) -> float:
             return await open_session(context, candidate.base_uri, timeout=self.settings.connect_timeout)
@@ -260,6 +279,10 @@ class ClientAgent:
         if self._parallel is not None:
             self._parallel.cancel()
             self._parallel = None
+        if self._rediscovering is not None:
+            self._rediscovering.cancel()
+            self._rediscovering = None
+        self.rediscovery.session_down()
         context, self.context = self.context, None
         await _shutdown(context)
 
@@ -271,15 +294,21 @@ class ClientAgent:
         self._wake.set()
 
     async def _run_session(self) -> None:
+        await self._arm_rediscovery()
         while not self._lost:
             self.pump()
             if self._lost:
                 break
             if self._replacement is not None:
                 await self._switch_session()
+                await self._arm_rediscovery()
                 continue
             self._maybe_probe_dtls()
-            timers = [t for t in (self.core.next_timer(), self._next_dtls_probe()) if t is not None]
+            self._maybe_rediscover()
+            timers = [self.core.next_timer(), self._next_dtls_probe()]
+            if self._rediscovering is None:
+                timers.append(self.rediscovery.next_timer())
+            timers = [t for t in timers if t is not None]
             timer = min(timers, default=None)
             self._wake.clear()
             timeout = None if timer is None else max(0.0, timer - self.clock())
@@ -594,6 +623,7 @@ class ClientAgent:
             "rtt": round(connection.rtt, 4) if connection else None,  # seconds; 0.1 ms is all a ping can tell
             "cuid": self.cuid,
             "sessions-established": self.sessions_established,
+            "rediscoveries": self.rediscovery.rediscoveries,  # RFC 8973 §4: discoveries run while a session was up
             "mitigating": self.core.mitigating,
             "peer-hb-status": self.core.peer_hb_status(now),
             "parameters": self.core.parameters.in_force(),

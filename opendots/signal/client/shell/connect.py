@@ -10,12 +10,15 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+import aiocoap
+
 from opendots.config import ClientConfig
 from opendots.discovery.cache import DiscoveryCache
 from opendots.discovery.discover import Discoverer
 from opendots.discovery.records import DiscoveredServer
 from opendots.errors import UnavailableError
 from opendots.signal.client.core.eyeballs import Candidate, HappyEyeballs, Transport, order_candidates
+from opendots.transport.endpoints import remote_identity, resolve_remote
 
 log = logging.getLogger(__name__)
 Attempt = Callable[[Candidate], Awaitable[float]]
@@ -103,6 +106,15 @@ async def race(
         for task in tasks:
             task.cancel()
     raise ConnectError("no DOTS server candidate answered: " + "; ".join(errors or ["no candidates"]))
+
+
+async def certificate_expiry(context: aiocoap.Context, uri: str) -> float | None:
+    """When the certificate of the peer of CONTEXT's session to URI expires (RFC 8973 §4 discovers again then)."""
+    try:
+        identity = remote_identity(await asyncio.wait_for(resolve_remote(context, uri), 5.0))
+    except (OSError, TimeoutError, ValueError):
+        return None
+    return None if identity is None else identity.certificate.not_valid_after_utc.timestamp()
 
 
 def candidates_for(config: ClientConfig, addresses: list[str]) -> list[Candidate]:

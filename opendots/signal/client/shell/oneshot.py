@@ -9,6 +9,7 @@ from typing import Any
 import aiocoap
 
 from opendots.config import ClientConfig
+from opendots.discovery.records import name_origin
 from opendots.pki.cuid import cuid_from_certificate
 from opendots.signal.client.core.client import DotsClientCore
 from opendots.signal.client.core.requests import DotsRequest, DotsResponse
@@ -91,7 +92,8 @@ async def _connect(config: ClientConfig, settings: AgentSettings) -> tuple[aioco
     errors: list[str] = []
     for group in groups:
         server_name, candidates = group.server_name, group.candidates
-        context = await create_client_context(config.tls, server_name=server_name)
+        origin = "server_name in client.toml" if group.source is None else name_origin(group.source, server_name)
+        context = await create_client_context(config.tls, server_name=server_name, name_source=origin)
 
         async def attempt(candidate: Any, context: aiocoap.Context = context) -> float:
             return await open_session(context, candidate.base_uri, timeout=settings.connect_timeout)
