@@ -136,8 +136,8 @@ class ServerConfig:
     handshake_timeout: float = 10.0
     """Seconds an unfinished DTLS handshake is kept."""
     full_collection_interval: float = 60.0
-    """Seconds between full garbage collections while the server runs; 0: CPython's own policy (see
-    opendots.signal.server.shell.collection)."""
+    """Seconds between the server's garbage-collection ticks (the oldest generation is collected and what survives
+    is frozen out of later walks); 0: CPython's own policy (see opendots.signal.server.shell.collection)."""
     admin_socket: Path | None = None
     """Unix socket of the operator's control API (`opendots admin`); None: none."""
     worker: int | None = None

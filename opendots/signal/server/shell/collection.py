@@ -1,15 +1,24 @@
-"""Full garbage collections on a timer, not each time the heap has grown by a quarter.
+"""The oldest garbage-collector generation is collected on a timer, and what survives it is frozen.
 
 CPython collects its oldest generation whenever the objects promoted into it since the last full collection reach a
-quarter of it, and a full collection walks every tracked object. A signal server's heap is mostly the mitigations it
-holds (~21 tracked objects each, ~0.5 µs each to walk: ~70 ms at 5,000 mitigations, ~0.3 s at 30,000). While an
-attack brings many new mitigations in, the quarter is reached again and again: in paired runs where 100 clients
-created 30,000 mitigations, these collections took 6-12 % of the server's CPU, each one stalling every request.
+quarter of it, and a full collection walks every tracked object. A signal server's heap is mostly what it holds for
+long: mitigations (~21 tracked objects each) and DTLS sessions (~15 each), ~0.5 µs each to walk: ~70 ms at 5,000
+mitigations, 0.3-0.9 s at 20,000 sessions, a pause in which no request is answered. While an attack brings many
+new mitigations in, the quarter is reached again and again (6-12 % of the server's CPU with 30,000 mitigations).
 
 So while a server runs, the two young generations are collected as CPython does (they find nearly all cyclic
-garbage: a request's short-lived cycles die young), and the oldest one every `interval` seconds. What the young
-collections miss waits at most that long. The policy is process-wide: the first server started applies it, the last
-one stopped gives CPython its own thresholds back (tests run many servers in one process).
+garbage: a request's short-lived cycles die young), and every `interval` seconds a tick collects the oldest
+generation and freezes what survived it (`gc.freeze`). A frozen object is out of every later collection's walk, so
+a tick walks only what arrived since the previous one, not the sessions and mitigations held for hours: with 20,000
+idle sessions a tick takes milliseconds. Frozen objects are still freed by reference counting, which is how a
+closed session's objects go (tests/integration/signal/server/shell/test_collection_frozen.py counts them).
+
+What reference counting cannot free is a cycle that became garbage after it was frozen. Such cycles are bounded by
+a whole-heap walk (unfreeze, collect, freeze again) whenever the frozen objects have grown to GROWTH times what the
+previous whole walk left: memory kept by such cycles stays below that factor, and the whole walks happen only while
+the held state grows (at most log2 of its growth), never while a steady number of sessions heartbeat. The policy
+is process-wide: the first server started applies it, the last one stopped gives CPython its own thresholds back
+(tests run many servers in one process).
 """
 
 from __future__ import annotations
@@ -18,11 +27,13 @@ import asyncio
 import gc
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL = 60.0
+GROWTH = 2.0
+"""A whole-heap walk once the frozen objects are this many times what the previous whole walk left."""
 _NEVER = 2**30
 """A generation-2 threshold no count of generation-1 collections reaches."""
 
@@ -33,20 +44,38 @@ class FullCollections:
 
     interval: float
     count: int = 0
+    """Ticks: collections of the oldest generation's unfrozen part, each followed by a freeze."""
     last_seconds: float = 0.0
     total_seconds: float = 0.0
+    whole_walks: int = 0
+    """Ticks that also walked the frozen objects (their growth reached GROWTH)."""
+    walked_frozen: int = field(default_factory=gc.get_freeze_count)
+    """Frozen objects the last whole walk left (at first: what the server froze once started)."""
 
     def collect(self) -> None:
         started = time.perf_counter()
-        gc.collect(2)
+        gc.collect(2)  # only what is not frozen: what arrived since the previous tick
+        gc.freeze()
+        whole = gc.get_freeze_count() >= GROWTH * max(self.walked_frozen, 1)
+        if whole:
+            gc.unfreeze()
+            gc.collect(2)
+            gc.freeze()
+            self.whole_walks += 1
+            self.walked_frozen = gc.get_freeze_count()
         took = time.perf_counter() - started
         self.count += 1
         self.last_seconds = took
         self.total_seconds += took
-        log.debug("full garbage collection: %.1f ms", took * 1e3)
+        log.debug(
+            "garbage collection tick%s: %.1f ms, %d objects frozen",
+            " with a whole-heap walk" if whole else "",
+            took * 1e3,
+            gc.get_freeze_count(),
+        )
 
     async def run(self) -> None:
-        """Until cancelled, one full collection every `interval` seconds."""
+        """Until cancelled, one tick every `interval` seconds."""
         while True:
             await asyncio.sleep(self.interval)
             self.collect()

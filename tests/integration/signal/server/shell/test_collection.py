@@ -109,6 +109,8 @@ async def test_the_timer_is_exported_to_prometheus(pki_dir: Path, tmp_path: Path
         assert samples[("opendots_full_gc_collections_total", ())] >= 2
         assert samples[("opendots_full_gc_seconds_total", ())] > 0
         assert 0 < samples[("opendots_full_gc_last_seconds", ())] < 5
+        assert samples[("opendots_full_gc_whole_walks_total", ())] == running.full_collections.whole_walks
+        assert samples[("opendots_gc_frozen_objects", ())] > 1000  # the server's start-up state at least
     finally:
         await exporter.stop()
         await running.stop()
