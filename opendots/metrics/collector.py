@@ -152,7 +152,7 @@ class SignalCollector(Collector):
         last.add_metric([], collections.last_seconds)
         whole = CounterMetricFamily(
             "opendots_full_gc_whole_walks",
-            "Timed collections that also walked the frozen objects (which had doubled since the previous one).",
+            "Timed collections that also walked the frozen objects (hourly).",
         )
         whole.add_metric([], collections.whole_walks)
         frozen = GaugeMetricFamily("opendots_gc_frozen_objects", "Objects frozen out of the collector's walks.")

@@ -2,29 +2,30 @@
 
 CPython collects its oldest generation whenever the objects promoted into it since the last full collection reach a
 quarter of it, and a full collection walks every tracked object. A signal server's heap is mostly what it holds for
-long: mitigations (~21 tracked objects each) and DTLS sessions (~15 each), ~0.5 µs each to walk: ~70 ms at 5,000
-mitigations, 0.3-0.9 s at 20,000 sessions, a pause in which no request is answered. While an attack brings many
-new mitigations in, the quarter is reached again and again (6-12 % of the server's CPU with 30,000 mitigations).
+long: mitigations (~21 tracked objects each), DTLS sessions (~15 each) and the received messages kept for
+deduplication (EXCHANGE_LIFETIME). A full walk is a pause in which no request is answered: ~70 ms at 5,000
+mitigations, 0.86 s at 20,000 heartbeating sessions. While an attack brings many new mitigations in, the quarter is
+reached again and again (6-12 % of the server's CPU with 30,000 mitigations).
 
 So while a server runs, the two young generations are collected as CPython does (they find nearly all cyclic
-garbage: a request's short-lived cycles die young), and every `interval` seconds a tick collects the oldest
-generation and freezes what survived it (`gc.freeze`). A frozen object is out of every later collection's walk, so
-a tick walks only what arrived since the previous one, not the sessions and mitigations held for hours: with 20,000
-idle sessions a tick takes milliseconds. Frozen objects are still freed by reference counting, which is how a
-closed session's objects go (tests/integration/signal/server/shell/test_collection_frozen.py counts them).
+garbage: a request's short-lived cycles die young), and every `interval` seconds (10 by default) a tick collects the
+oldest generation and freezes what survived it (`gc.freeze`). A frozen object is out of every later collection's
+walk, so a tick walks only what arrived since the previous one, not the sessions and mitigations held for hours:
+8,000-16,000 objects, 1-16 ms, with 10,000 heartbeating sessions (a 60 s interval made 45 ms pauses at 5,000).
+Frozen objects are still freed by reference counting, which is how a closed session's objects go
+(tests/integration/signal/server/shell/test_collection_frozen.py counts them).
 
-Every 10 s by default: what a tick walks is what survived since the previous one, at 20,000 heartbeating sessions
-mostly the received messages kept for deduplication (EXCHANGE_LIFETIME, ~1,300 messages a second), so shorter
-ticks make shorter pauses (5,000 sessions: ≤ 7 ms each every 10 s, 45 ms every 60 s). What a tick freezes while
-it is in flight and is cyclic garbage later waits for the next whole walk: ~1,000-2,000 objects a minute measured
-at 5,000 sessions, against the hundreds of thousands held.
+What reference counting cannot free is a cycle that became garbage after it was frozen (a request's objects caught
+in flight by a tick: 745-1,840 objects after 90 s of handshakes and heartbeats with 5,000 sessions, 3,250 with
+10,000, against 220,000-360,000 frozen). The first tick an hour (WHOLE_WALK_EVERY) after the previous whole walk
+walks the whole heap: unfreeze, collect, freeze again. That is a pause as long as the old full collections (2.0 s
+for the 360,000 frozen objects of 10,000 heartbeating sessions on a loaded machine), once an hour instead of once a
+minute, and what such cycles hold stays below an hour's worth. The walk is on the clock, not on growth: a server
+taking on sessions and filling its deduplication window with their heartbeats grows its frozen objects several-fold
+within minutes of starting, and a growth trigger (tried: at twice the frozen objects) put a 2 s pause there.
 
-What reference counting cannot free is a cycle that became garbage after it was frozen. Such cycles are bounded by
-a whole-heap walk (unfreeze, collect, freeze again) whenever the frozen objects have grown to GROWTH times what the
-previous whole walk left: memory kept by such cycles stays below that factor, and the whole walks happen only while
-the held state grows (at most log2 of its growth), never while a steady number of sessions heartbeat. The policy
-is process-wide: the first server started applies it, the last one stopped gives CPython its own thresholds back
-(tests run many servers in one process).
+The policy is process-wide: the first server started applies it, the last one stopped gives CPython its own
+thresholds back (tests run many servers in one process).
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ from dataclasses import dataclass, field
 log = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL = 10.0
-GROWTH = 2.0
-"""A whole-heap walk once the frozen objects are this many times what the previous whole walk left."""
+WHOLE_WALK_EVERY = 3600.0
+"""Seconds from one tick that walks the frozen objects too to the next."""
 _NEVER = 2**30
 """A generation-2 threshold no count of generation-1 collections reaches."""
 
@@ -53,23 +54,23 @@ class FullCollections:
     """Ticks: collections of the oldest generation's unfrozen part, each followed by a freeze."""
     last_seconds: float = 0.0
     total_seconds: float = 0.0
+    whole_walk_every: float = WHOLE_WALK_EVERY
     whole_walks: int = 0
-    """Ticks that also walked the frozen objects (their growth reached GROWTH)."""
-    walked_frozen: int = field(default_factory=gc.get_freeze_count)
-    """Frozen objects the last whole walk left (at first: what the server froze once started)."""
+    """Ticks that also walked the frozen objects."""
+    last_whole_walk: float = field(default_factory=time.monotonic)
+    """When the last whole walk ended (at first: when the server froze its start-up state)."""
 
     def collect(self) -> None:
         started = time.perf_counter()
-        gc.collect(2)  # only what is not frozen: what arrived since the previous tick
-        gc.freeze()
-        whole = gc.get_freeze_count() >= GROWTH * max(self.walked_frozen, 1)
+        whole = time.monotonic() - self.last_whole_walk >= self.whole_walk_every
         if whole:
             gc.unfreeze()
-            gc.collect(2)
-            gc.freeze()
             self.whole_walks += 1
-            self.walked_frozen = gc.get_freeze_count()
+        gc.collect(2)  # unless whole: only what is not frozen, what arrived since the previous tick
+        gc.freeze()
         took = time.perf_counter() - started
+        if whole:
+            self.last_whole_walk = time.monotonic()
         self.count += 1
         self.last_seconds = took
         self.total_seconds += took

@@ -1,6 +1,6 @@
 """The garbage-collection tick freezes what it leaves (opendots.signal.server.shell.collection): held DTLS sessions
 are out of every later tick's walk, a closed session's objects are freed by reference counting although frozen, and
-cycles that die frozen are reclaimed by a whole-heap walk once the frozen objects have doubled. All by counting
+cycles that die frozen are reclaimed by the hourly whole-heap walk. All by counting
 objects, not by timing."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 from aiocoap.numbers.constants import EXCHANGE_LIFETIME
 
 from opendots.config import ServerConfig
-from opendots.signal.server.shell.collection import GROWTH, FullCollections
+from opendots.signal.server.shell.collection import WHOLE_WALK_EVERY, FullCollections
 from opendots.signal.server.shell.run import RunningSignalServer, start_signal_server
 from tests.conftest import free_port
 from tests.helpers import tls_files as files
@@ -103,18 +103,21 @@ class _Cycle:
         self.me = self
 
 
-async def test_a_cycle_that_dies_frozen_waits_for_the_frozen_objects_to_double(pki_dir: Path, tmp_path: Path):
+async def test_a_cycle_that_dies_frozen_waits_for_the_hourly_whole_walk(pki_dir: Path, tmp_path: Path):
     running, collections = await started(pki_dir, tmp_path)
     try:
+        assert collections.whole_walk_every == WHOLE_WALK_EVERY == 3600
         cycle = _Cycle()
         collections.collect()
         dead = weakref.ref(cycle)
         del cycle
         collections.collect()
+        collections.collect()
         assert dead() is not None and collections.whole_walks == 0, "a tick walked the frozen objects"
-        collections.walked_frozen = int(gc.get_freeze_count() / GROWTH)  # as if they had doubled since
+        collections.last_whole_walk -= WHOLE_WALK_EVERY  # an hour later
         collections.collect()
         assert collections.whole_walks == 1 and dead() is None
-        assert collections.walked_frozen == gc.get_freeze_count()
+        collections.collect()
+        assert collections.whole_walks == 1, "the next whole walk is an hour away"
     finally:
         await running.stop()
