@@ -1,6 +1,6 @@
 """The garbage-collection tick freezes what it leaves (opendots.signal.server.shell.collection): held DTLS sessions
 are out of every later tick's walk, a closed session's objects are freed by reference counting although frozen, and
-cycles that die frozen are reclaimed by the hourly whole-heap walk. All by counting
+cycles that die frozen are reclaimed by the whole-heap walk, hourly or after a four-fold growth. All by counting
 objects, not by timing."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 from aiocoap.numbers.constants import EXCHANGE_LIFETIME
 
 from opendots.config import ServerConfig
-from opendots.signal.server.shell.collection import WHOLE_WALK_EVERY, FullCollections
+from opendots.signal.server.shell.collection import GROWTH, WHOLE_WALK_EVERY, FullCollections
 from opendots.signal.server.shell.run import RunningSignalServer, start_signal_server
 from tests.conftest import free_port
 from tests.helpers import tls_files as files
@@ -103,7 +103,7 @@ class _Cycle:
         self.me = self
 
 
-async def test_a_cycle_that_dies_frozen_waits_for_the_hourly_whole_walk(pki_dir: Path, tmp_path: Path):
+async def test_a_cycle_that_dies_frozen_waits_for_the_hourly_or_four_fold_whole_walk(pki_dir: Path, tmp_path: Path):
     running, collections = await started(pki_dir, tmp_path)
     try:
         assert collections.whole_walk_every == WHOLE_WALK_EVERY == 3600
@@ -119,5 +119,12 @@ async def test_a_cycle_that_dies_frozen_waits_for_the_hourly_whole_walk(pki_dir:
         assert collections.whole_walks == 1 and dead() is None
         collections.collect()
         assert collections.whole_walks == 1, "the next whole walk is an hour away"
+        cycle = _Cycle()
+        collections.collect()
+        dead = weakref.ref(cycle)
+        del cycle
+        collections.walked_frozen = int(gc.get_freeze_count() / GROWTH)  # as if they had grown GROWTH-fold since
+        collections.collect()
+        assert collections.whole_walks == 2 and dead() is None
     finally:
         await running.stop()
