@@ -70,7 +70,7 @@ class FullCollections:
         started = time.perf_counter()
         whole = (
             time.monotonic() - self.last_whole_walk >= self.whole_walk_every
-            or gc.get_freeze_count() >= GROWTH * self.walked_frozen
+            or gc.get_freeze_count() >= GROWTH * max(self.walked_frozen, 1)
         )
         if whole:
             gc.unfreeze()
