@@ -227,6 +227,8 @@ def run(pki: Path, config: Path, sessions: int, generators: int, hold: float) ->
     after = rss_kib(server.pid)
     lost_before = scrape(metrics, "opendots_signal_sessions_lost_total")
     gc_before = scrape(metrics, "opendots_full_gc_seconds_total")
+    gc_ticks_before = scrape(metrics, "opendots_full_gc_collections_total")
+    gc_whole_before = scrape(metrics, "opendots_full_gc_whole_walks_total")
     drops_before = udp_receive_buffer_errors()
     cpu_before = cpu_seconds(server.pid)
     for child in children:
@@ -237,6 +239,9 @@ def run(pki: Path, config: Path, sessions: int, generators: int, hold: float) ->
     lost = scrape(metrics, "opendots_signal_sessions_lost_total") - lost_before
     gc_seconds = scrape(metrics, "opendots_full_gc_seconds_total") - gc_before
     gc_last = scrape(metrics, "opendots_full_gc_last_seconds")
+    gc_ticks = scrape(metrics, "opendots_full_gc_collections_total") - gc_ticks_before
+    gc_whole = scrape(metrics, "opendots_full_gc_whole_walks_total") - gc_whole_before
+    frozen = scrape(metrics, "opendots_gc_frozen_objects")
     drops = udp_receive_buffer_errors() - drops_before
     for child in children:
         child.wait()
@@ -270,7 +275,8 @@ def run(pki: Path, config: Path, sessions: int, generators: int, hold: float) ->
         (f"{label}: declared lost", f"{lost:.0f}", "clients the server declared lost while every client answered"),
         (
             f"{label}: pauses and drops",
-            f"full GC {gc_seconds:.2f} s (last {gc_last * 1000:.0f} ms)",
+            f"timed GC {gc_seconds:.2f} s (last {gc_last * 1000:.0f} ms)",
+            f"{gc_ticks:.0f} ticks, {gc_whole:.0f} of them whole-heap walks, {frozen:,.0f} objects frozen; "
             f"{drops:,} UDP datagrams dropped for a full receive buffer (machine-wide, hold window)",
         ),
         (f"{label}: generator CPU", f"{generator_cpu / hold:.0%} of a core", f"{generators} processes, hold window"),

@@ -135,9 +135,9 @@ class ServerConfig:
     """Unfinished DTLS handshakes one source address may hold."""
     handshake_timeout: float = 10.0
     """Seconds an unfinished DTLS handshake is kept."""
-    full_collection_interval: float = 60.0
-    """Seconds between full garbage collections while the server runs; 0: CPython's own policy (see
-    opendots.signal.server.shell.collection)."""
+    full_collection_interval: float = 10.0
+    """Seconds between the server's garbage-collection ticks (the oldest generation is collected and what survives
+    is frozen out of later walks); 0: CPython's own policy (see opendots.signal.server.shell.collection)."""
     admin_socket: Path | None = None
     """Unix socket of the operator's control API (`opendots admin`); None: none."""
     worker: int | None = None
@@ -218,7 +218,7 @@ class ServerConfig:
             max_handshakes=_integer(server, "max_handshakes", 0, where),
             max_handshakes_per_address=_integer(server, "max_handshakes_per_address", 8, where),
             handshake_timeout=_seconds(server, "handshake_timeout", 10.0, path),
-            full_collection_interval=_seconds(server, "full_collection_interval", 60.0, path),
+            full_collection_interval=_seconds(server, "full_collection_interval", 10.0, path),
             metrics=_string(server, "metrics", None, where),
             admin_socket=base / server["admin_socket"] if server.get("admin_socket") else None,
             dashboard=DashboardConfig.from_table(_table(data, "dashboard", path), base, f"{path}: [dashboard]"),

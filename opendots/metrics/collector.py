@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import gc
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -139,13 +140,21 @@ class SignalCollector(Collector):
         if collections is None:  # CPython's own policy: prometheus_client's python_gc_* metrics describe it
             return
         count = CounterMetricFamily(
-            "opendots_full_gc_collections", "Full garbage collections run by the server's timer."
+            "opendots_full_gc_collections",
+            "Oldest-generation garbage collections run by the server's timer (each then freezes what survived).",
         )
         count.add_metric([], collections.count)
         seconds = CounterMetricFamily(
-            "opendots_full_gc_seconds", "Time the server's full garbage collections took (the event loop stalls)."
+            "opendots_full_gc_seconds", "Time the server's timed garbage collections took (the event loop stalls)."
         )
         seconds.add_metric([], collections.total_seconds)
-        last = GaugeMetricFamily("opendots_full_gc_last_seconds", "Duration of the last full garbage collection.")
+        last = GaugeMetricFamily("opendots_full_gc_last_seconds", "Duration of the last timed garbage collection.")
         last.add_metric([], collections.last_seconds)
-        yield from (count, seconds, last)
+        whole = CounterMetricFamily(
+            "opendots_full_gc_whole_walks",
+            "Timed collections that also walked the frozen objects (hourly).",
+        )
+        whole.add_metric([], collections.whole_walks)
+        frozen = GaugeMetricFamily("opendots_gc_frozen_objects", "Objects frozen out of the collector's walks.")
+        frozen.add_metric([], gc.get_freeze_count())
+        yield from (count, seconds, last, whole, frozen)

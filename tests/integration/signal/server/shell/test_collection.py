@@ -109,6 +109,8 @@ async def test_the_timer_is_exported_to_prometheus(pki_dir: Path, tmp_path: Path
         assert samples[("opendots_full_gc_collections_total", ())] >= 2
         assert samples[("opendots_full_gc_seconds_total", ())] > 0
         assert 0 < samples[("opendots_full_gc_last_seconds", ())] < 5
+        assert samples[("opendots_full_gc_whole_walks_total", ())] == running.full_collections.whole_walks
+        assert samples[("opendots_gc_frozen_objects", ())] > 1000  # the server's start-up state at least
     finally:
         await exporter.stop()
         await running.stop()
@@ -117,9 +119,9 @@ async def test_the_timer_is_exported_to_prometheus(pki_dir: Path, tmp_path: Path
 @pytest.mark.parametrize("value", ['"60"', "-1", "true", "nan", "inf"])
 def test_a_bad_interval_is_refused_with_its_key(tmp_path: Path, pki_dir: Path, value: str):
     text = (pki_dir / "server.toml").read_text()
-    assert "full_collection_interval = 60.0" in text  # `opendots certs init` writes the default
+    assert "full_collection_interval = 10.0" in text  # `opendots certs init` writes the default
     (tmp_path / "server.toml").write_text(
-        text.replace("full_collection_interval = 60.0", f"full_collection_interval = {value}")
+        text.replace("full_collection_interval = 10.0", f"full_collection_interval = {value}")
     )
     with pytest.raises(ConfigError, match="full_collection_interval"):
         ServerConfig.load(tmp_path / "server.toml")
@@ -127,7 +129,7 @@ def test_a_bad_interval_is_refused_with_its_key(tmp_path: Path, pki_dir: Path, v
 
 def test_the_interval_survives_a_save_and_load(tmp_path: Path, pki_dir: Path):
     config = ServerConfig.load(pki_dir / "server.toml")
-    assert config.full_collection_interval == 60.0
+    assert config.full_collection_interval == 10.0
     config.full_collection_interval = 12.5
     config.save(tmp_path / "server.toml")
     assert ServerConfig.load(tmp_path / "server.toml").full_collection_interval == 12.5
