@@ -89,9 +89,11 @@ async def test_a_closed_session_is_freed_by_reference_counting_although_frozen(p
         del remotes, connections
         await asyncio.sleep(1)  # the DTLS timers the closing cancelled leave the event loop's heap when due
         # Every closed session gave its frozen objects back: ~15 tracked objects each on the server, as many on the
-        # client here. What may stay for now is cancelled timers (with their contexts) due in 10 and 30 s.
+        # client here. What may stay for now is cancelled timers (with their contexts) due in 10 and 30 s: 90-101
+        # measured for 30 sessions with every branch merged, 44 once the 30 s ones are due; a session kept whole
+        # would be ~15 (30 with its client side) each.
         kept = gc.get_freeze_count() - before
-        assert kept < 3 * SESSIONS, f"{kept} frozen objects kept by {SESSIONS} closed sessions"
+        assert kept < 5 * SESSIONS, f"{kept} frozen objects kept by {SESSIONS} closed sessions"
         for session in warm:
             session.close()
     finally:
