@@ -13,6 +13,7 @@ import pytest
 from opendots.mitigate.base import LoggingMitigator
 from opendots.signal.server.core import Request, ServerSettings, SignalServer
 from opendots.signal.server.shell.service import SignalService
+from opendots.store import postgres_state
 from opendots.store.data_channel import MIGRATIONS as DATA_MIGRATIONS
 from opendots.store.postgres import _MIGRATIONS, PostgresSignalStore, redacted, upgrade
 from opendots.store.postgres_data import MIGRATIONS as POSTGRES_DATA_MIGRATIONS
@@ -51,11 +52,14 @@ async def test_the_schema_is_migrated_once_and_its_version_recorded(postgres_url
     try:  # two nodes starting at once on one database: the advisory lock lets one migrate, the other sees it done
         async with first.pool.acquire() as connection:
             rows = await connection.fetch("SELECT component, version FROM schema_versions")
-        assert sorted(tuple(row) for row in rows) == [("signal", len(_MIGRATIONS)), ("signal_client_state", 1)]
+        assert sorted(tuple(row) for row in rows) == [
+            ("signal", len(_MIGRATIONS)),
+            ("signal_client_state", len(postgres_state.MIGRATIONS)),
+        ]
         # `opendots db upgrade` on an up-to-date signal schema: the data channel's tables are added beside it
         assert await upgrade(postgres_url) == {
             "signal": len(_MIGRATIONS),
-            "signal_client_state": 1,
+            "signal_client_state": len(postgres_state.MIGRATIONS),
             "data_channel": len(POSTGRES_DATA_MIGRATIONS),
         }
     finally:
