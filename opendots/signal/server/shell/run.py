@@ -312,7 +312,7 @@ async def start_signal_server(
         acls.may_act = lambda: service.drives_mitigator  # no ACL change either once the lease is lost
 
         async def resume_acls() -> None:
-            acls.resume()
+            acls.restored()  # the mitigators' restore just dropped the ACLs they held
 
         cluster.on_lease.append(resume_acls)
 
