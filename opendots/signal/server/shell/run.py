@@ -314,7 +314,7 @@ async def start_signal_server(
         async def resume_acls() -> None:
             acls.restored()  # the mitigators' restore just dropped the ACLs they held
 
-        cluster.on_lease.append(resume_acls)
+        cluster.on_lease.insert(0, resume_acls)  # before a first start, which applies them all anyway
 
         def data_changed(cuid: str) -> None:  # a commit on another node's data channel (or this one's: harmless)
             acls.client_changed(cuid)
