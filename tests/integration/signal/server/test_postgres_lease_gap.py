@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from typing import Any
 
 import aiocoap
@@ -69,8 +70,12 @@ async def test_a_holder_woken_after_its_fence_ran_out_withdraws_what_was_withdra
         finally:
             a.process.send_signal(signal.SIGCONT)
         try:
-            await asyncio.sleep(CHECK_TIMEOUT / 4)  # its check then still succeeds: A keeps its lease
-            woken, other = await a.status(), await b.status()
+            held_until = time.monotonic() + CHECK_TIMEOUT / 2  # shorter than a check's timeout: A keeps its lease
+            while True:
+                woken, other = await a.status(), await b.status()
+                if woken["cluster"]["seen"] == other["cluster"]["seen"] or time.monotonic() > held_until:
+                    break
+                await asyncio.sleep(0.02)
         finally:
             os.kill(lease_backend, signal.SIGCONT)
         assert woken["cluster"]["seen"] == other["cluster"]["seen"], "A read B's change"
