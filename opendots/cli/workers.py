@@ -53,14 +53,24 @@ def as_worker(config: ServerConfig, index: int, count: int) -> None:
     """What a worker changes in the node's configuration: its number, its own operator socket and metrics, and its
     share of the node's session cap: `max_sessions` (for DTLS, and for TLS) is the node's, and each of COUNT workers
     holds at most max_sessions // COUNT, so the node never holds more than the operator allowed. The kernel hashes
-    peers to workers (SO_REUSEPORT), not evenly: a full worker refuses a new session while another has room."""
+    peers to workers (SO_REUSEPORT), not evenly: a full worker refuses a new session while another has room.
+    `max_handshakes` (unfinished DTLS handshakes) is the node's too, its default taken from the node's max_sessions;
+    `max_handshakes_per_address` stays per worker (a client behind a NAT must still get through a busy worker)."""
     config.worker = index
-    config.max_sessions = max(1, config.max_sessions // max(1, count))
+    share_caps(config, count)
     if config.admin_socket is not None:
         config.admin_socket = Path(f"{config.admin_socket}.{index}")
     if config.metrics:
         config.metrics = "127.0.0.1:0"
     _die_with_parent()
+
+
+def share_caps(config: ServerConfig, count: int) -> None:
+    """One worker's share of the node's caps (as_worker says which)."""
+    count = max(1, count)
+    handshakes = config.max_handshakes or max(64, config.max_sessions // 10)  # the node's (DtlsServer's default)
+    config.max_handshakes = max(1, handshakes // count)
+    config.max_sessions = max(1, config.max_sessions // count)
 
 
 def report_ready(fd: int, describe: str, metrics: list[tuple[Any, ...]] | None, admin: Path | None) -> None:

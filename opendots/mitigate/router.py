@@ -243,10 +243,13 @@ class MitigatorRouter:
         """Enforce exactly SCOPES after a restart; returns the keys that could not be enforced, with the reason.
 
         Actuators with a `restore` of their own replace whatever an earlier run left behind (mitigations that
-        ended while the server was down disappear); the others get each of their scopes applied.
+        ended while the server was down disappear); the others get each of their scopes applied, and what this
+        router placed on them earlier and SCOPES no longer hold withdrawn (a cluster node re-applying after a gap
+        in its lease checks: what ended meanwhile goes too, opendots.signal.server.shell.lease_fence).
         """
         refused: dict[str, MitigatorError] = {}
         per_actuator: dict[int, list[MitigationScope]] = {index: [] for index in range(len(self.assignments))}
+        earlier = self._placed.copy()
         self._placed.clear()
         self._acl_placed.clear()  # an actuator's restore replaces its whole state: ACLs are re-applied after
         for scope in scopes:
@@ -262,6 +265,12 @@ class MitigatorRouter:
                 if isinstance(mitigator, Restorable):
                     refused.update(refused_by(mitigator, await mitigator.restore(parts)))
                 else:
+                    kept = {part.key for part in parts}
+                    for key in sorted(k for k, placed in earlier.items() if index in placed and k not in kept):
+                        try:
+                            await mitigator.withdraw(key)
+                        except MitigatorError as error:  # the mitigations still active are restored all the same
+                            log.error("%s could not withdraw %s, which ended: %s", mitigator.name, key, error)
                     for part in parts:
                         await mitigator.apply(part)
             except MitigatorError as error:
@@ -357,6 +366,24 @@ def explain(mitigator: Mitigator, key: str) -> dict[str, Any] | None:
         return None
     method = getattr(mitigator, "explain", None)
     return method(key) if callable(method) else None
+
+
+def held_keys(mitigator: Mitigator) -> set[str] | None:
+    """The mitigation keys MITIGATOR's actuators hold now, as each knows them (None: one cannot tell)."""
+    if isinstance(mitigator, MitigatorRouter):
+        found: set[str] = set()
+        for assignment in mitigator.assignments:
+            held = held_keys(assignment.mitigator)
+            if held is None:
+                return None
+            found |= held
+        return found
+    if isinstance(mitigator, LoggingMitigator):
+        return set(mitigator.active)
+    active_keys = getattr(mitigator, "active_keys", None)  # a property of nftables, a method of BGP
+    if callable(active_keys):
+        active_keys = active_keys()
+    return None if active_keys is None else set(active_keys)
 
 
 def enforces(mitigator: Mitigator) -> bool:

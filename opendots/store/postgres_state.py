@@ -37,7 +37,24 @@ MIGRATIONS: list[str] = [
         FOR EACH ROW EXECUTE FUNCTION signal_client_state_changed();
     CREATE TRIGGER signal_telemetry_setups_changed AFTER INSERT OR UPDATE OR DELETE ON signal_telemetry_setups
         FOR EACH ROW EXECUTE FUNCTION signal_client_state_changed();
+    """,
+    # Two nodes decide a client's PUT /config on what each holds, unordered by any lock: a reconnect may land on
+    # another node while an earlier PUT is still in flight there, and commit after the later one. RFC 9132 §4.5.2
+    # makes the client's 'sid' increase, so the higher sid wins whatever the commit order: an update to a lower
+    # one is dropped, and every node (its writer too, hence no writer's name) is told to read the row again.
     """
+    CREATE FUNCTION signal_session_config_keeps_newest() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF (NEW.config->>'sid')::bigint < (OLD.config->>'sid')::bigint THEN
+            PERFORM pg_notify('opendots_client_state', json_build_array('', NEW.client)::text);
+            RETURN NULL;
+        END IF;
+        RETURN NEW;
+    END
+    $$;
+    CREATE TRIGGER signal_session_configs_newest BEFORE UPDATE ON signal_session_configs
+        FOR EACH ROW EXECUTE FUNCTION signal_session_config_keeps_newest();
+    """,
 ]
 
 ClientState = tuple[SessionConfigRecord | None, list[TelemetrySetupRecord]]

@@ -122,6 +122,14 @@ class AclEnforcer:
         """`may_act` is true again (this node took the lease back): what waited is enforced now."""
         self._wake.set()
 
+    def restored(self) -> None:
+        """The actuators were restored (a cluster node taking the lease again, or reconciling after late lease
+        checks): a restore replaces all an actuator holds, its ACLs too (opendots.mitigate.router), so every ACL
+        enforced here is applied again."""
+        self._dirty.update(self._enforced)
+        self._enforced.clear()
+        self._wake.set()
+
     async def idle(self) -> None:
         """Wait until every pending decision has been applied (tests, orderly shutdown)."""
         while self._dirty or self._busy:

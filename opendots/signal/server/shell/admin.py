@@ -10,6 +10,7 @@ Operations:
                                                   "clients": [{"name", "cuid", "mitigations", "enforcing",
                                                                "connected", "last-traffic"}],
                                                   "event-loop": "uvloop" | "asyncio", "enforced": bool,
+                                                  "actuator-held": n | null (mitigations the actuators hold),
                                                   "drives-mitigators": bool, "cluster": {"node", "lease",
                                                   "leases-taken", "seen"} | null}
                                                   enforced false: only the logging mitigator runs, nothing is
@@ -57,7 +58,7 @@ from typing import TYPE_CHECKING, Any
 
 from opendots.config import ConfigError, ServerConfig
 from opendots.eventloop import running_loop_name
-from opendots.mitigate.router import enforces, explain
+from opendots.mitigate.router import enforces, explain, held_keys
 from opendots.mitigate.top_talkers import top_talker_status
 from opendots.signal.client.shell.control import ControlError, ControlServer
 from opendots.signal.server.core import Redirection, Status
@@ -138,6 +139,7 @@ class AdminHandler:
             "clients": clients,
             "event-loop": running_loop_name(),
             "enforced": enforces(self.server.service.mitigator),
+            "actuator-held": _count(held_keys(self.server.service.mitigator)),
             "drives-mitigators": self.server.service.drives_mitigator,
             "cluster": self.server.cluster.describe() if self.server.cluster is not None else None,
         }
@@ -263,6 +265,10 @@ class AdminHandler:
         except ConfigError as problem:
             raise ControlError(f"{self.config_path}: {problem}; the clients in force are unchanged") from None
         return {"clients": changes}
+
+
+def _count(keys: set[str] | None) -> int | None:
+    return None if keys is None else len(keys)
 
 
 def _redirection_json(redirection: Redirection | None) -> dict[str, Any] | None:

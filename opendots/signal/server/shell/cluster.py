@@ -400,7 +400,7 @@ class ClusterNode:
                         self._drive_in_background(self._take_lease())
                     elif self._driving is None and lapsed:  # the lock kept: nobody else drove, events were skipped
                         log.warning("cluster node %s: lease checks were late; re-applying what it holds", self.node)
-                        self._drive_in_background(self.service.drive())
+                        self._drive_in_background(self._reapply())
             except _DATABASE_ERRORS as problem:
                 self._lose(problem)
             await asyncio.sleep(pause)
@@ -423,6 +423,17 @@ class ClusterNode:
         self.lease = True
         self.leases_taken += 1
         log.warning("cluster node %s drives the mitigators: re-applying what the database holds", self.node)
+        await self._drive()
+
+    async def _reapply(self) -> None:
+        """After a gap in the fence: the events of that gap were not acted on. Read the change log first (its
+        notifications may still be queued), then the mitigators get exactly what the database holds active:
+        what was withdrawn or expired meanwhile goes (restore replaces, opendots.mitigate.router)."""
+        await self.service.follow(self._catch_up)
+        if self.fence.held:
+            await self._drive()
+
+    async def _drive(self) -> None:
         await self.service.drive()
         for hook in list(self.on_lease):  # a hook may remove itself
             await hook()

@@ -15,8 +15,9 @@ therefore holds whatever the holder learns and when: a killed backend (noticed a
 a database restarted, or a network that silently drops its packets (the checks time out).
 
 The price is failover time: GRACE more seconds before the successor acts. A holder whose checks stall (its event
-loop held over VALID) stops driving until a check succeeds again, then re-applies what the database holds: it kept
-its lock throughout, so nobody else drove meanwhile.
+loop held over VALID) stops driving until a check succeeds again, then reads the change log and reconciles: the
+mitigators get exactly what the database holds active, so what was withdrawn or expired meanwhile is removed too
+(opendots.mitigate.router's restore). It kept its lock throughout, so nobody else drove meanwhile.
 """
 
 from __future__ import annotations

@@ -318,9 +318,9 @@ async def start_signal_server(
         acls.may_act = lambda: service.drives_mitigator  # no ACL change either once the lease is lost
 
         async def resume_acls() -> None:
-            acls.resume()
+            acls.restored()  # the mitigators' restore just dropped the ACLs they held
 
-        cluster.on_lease.append(resume_acls)
+        cluster.on_lease.insert(0, resume_acls)  # before a first start, which applies them all anyway
 
         def data_changed(cuid: str) -> None:  # a commit on another node's data channel (or this one's: harmless)
             acls.client_changed(cuid)
