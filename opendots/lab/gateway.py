@@ -76,6 +76,11 @@ class GatewayProcess:
         """ClientConfig attributes set in the upstream file (e.g. RFC 8973 discovery instead of a server)."""
         self.admin_socket = Path("/tmp") / f"odgw-{uuid.uuid4().hex[:10]}.sock"
         self.config_path = self.directory / f"{name}.toml"
+        self.listen = "127.0.0.1"
+        """The downstream server's address; `upstream_address`: the upstream server's (both loopback by default)."""
+        self.upstream_address = "127.0.0.1"
+        self.namespace: Any = None
+        """An opendots.lab.netns.Namespace to run in (its network namespace only), or None: the current one."""
         self.process: subprocess.Popen[bytes] | None = None
         self._log_offset = 0
 
@@ -100,7 +105,7 @@ class GatewayProcess:
         downstream = ServerConfig(
             tls=TlsFiles(ca, self.server_credential.cert_path, self.server_credential.key_path),
             clients=list(self.clients),
-            listen=["127.0.0.1"],
+            listen=[self.listen],
             signal_port=self.port,
             data_port=self.data_port,
             db=self.directory / f"{self.name}-downstream.db",
@@ -110,7 +115,7 @@ class GatewayProcess:
         upstream = ClientConfig(
             tls=TlsFiles(ca, self.client_credential.cert_path, self.client_credential.key_path),
             server_name="localhost",
-            server_addresses=["127.0.0.1"],
+            server_addresses=[self.upstream_address],
             signal_port=self.upstream_port,
             data_port=self.upstream_data_port or self.upstream_port,
             transport=self.transport,  # type: ignore[arg-type]
@@ -142,9 +147,10 @@ class GatewayProcess:
     def start(self, *, wait_upstream: bool = True, timeout: float = 20.0) -> None:
         self.write()
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        argv = opendots_argv("gateway", "--config", str(self.config_path))
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                opendots_argv("gateway", "--config", str(self.config_path)),
+                self.namespace.command(argv) if self.namespace is not None else argv,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=_environment(),

@@ -216,6 +216,21 @@ class Lab:
                 raise LabError(f"in {namespace.name}: neighbours {missing} not resolved within {timeout} s")
             time.sleep(0.02)
 
+    def add_namespace(self, role: str) -> Namespace:
+        """One more namespace (od-ROLE-<tag>, loopback up) deleted with the lab: e.g. a DOTS client and a gateway
+        beside the router (tests/helpers/gateway_netns.py)."""
+        namespace = Namespace(f"od-{role}-{self.tag}")
+        _ip(["netns", "add", namespace.name])
+        self._created.append(namespace)
+        _ip(["-n", namespace.name, "link", "set", "lo", "up"])
+        return namespace
+
+    def connect(self, left: Namespace, left_end: tuple[str, str], right: Namespace, right_end: tuple[str, str]) -> None:
+        """A veth pair between LEFT and RIGHT, each end given as (interface name, address/prefix length)."""
+        self._veth(left, left_end[0], right, right_end[0])
+        self._address(left, left_end[0], left_end[1])
+        self._address(right, right_end[0], right_end[1])
+
     def close(self) -> None:
         while self._created:
             namespace = self._created.pop()

@@ -151,6 +151,13 @@ class ProcessStack:
         self.server: subprocess.Popen[bytes] | None = None
         self.agent: subprocess.Popen[bytes] | None = None
         self._server_log_offset = 0
+        self.namespaces: dict[str, Any] = {}
+        """Role ("server", "agent") -> opendots.lab.netns.Namespace the process of that role runs in (its network
+        namespace only: files and the Unix control sockets stay shared); absent: the current one."""
+
+    def _argv(self, role: str, argv: list[str]) -> list[str]:
+        namespace = self.namespaces.get(role)
+        return namespace.command(argv) if namespace is not None else argv
 
     def _write_client_config(self, path: Path, config: ClientConfig) -> None:
         config.agent = {**LAB_AGENT_SETTINGS, "state_file": str(self.directory / "client-state.db")}
@@ -184,7 +191,7 @@ class ProcessStack:
         self._server_log_offset = self.server_log.stat().st_size if self.server_log.exists() else 0
         with self.server_log.open("ab") as log:
             self.server = subprocess.Popen(
-                opendots_argv("server", "-c", str(self.server_config_path)),
+                self._argv("server", opendots_argv("server", "-c", str(self.server_config_path))),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=_environment(),
@@ -225,7 +232,7 @@ class ProcessStack:
 
         with self.agent_log.open("ab") as log:
             self.agent = subprocess.Popen(
-                opendots_argv("client", "run", "--config", str(self.client_config_path)),
+                self._argv("agent", opendots_argv("client", "run", "--config", str(self.client_config_path))),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=_environment(),

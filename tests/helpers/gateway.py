@@ -49,13 +49,18 @@ def server_admin(stack: ProcessStack, operation: str, **args: Any) -> dict[str, 
         return admin.call(operation, **args)
 
 
-def point_agent_at(stack: Any, port: int) -> None:
-    """The stack's client agent (and its one-shot twin) talk to PORT (a gateway) instead of the server."""
+def point_agent_at(stack: Any, port: int, address: str | None = None) -> None:
+    """The stack's client agent (and its one-shot twin) talk to PORT (a gateway) instead of the server, at ADDRESS
+    when given (a gateway in another network namespace)."""
     for path in (stack.client_config_path, stack.oneshot_config_path):
         config = ClientConfig.load(path)
         config.signal_port = port
+        if address is not None:
+            config.server_addresses = [address]
         config.save(path)
     stack.client_config.signal_port = port
+    if address is not None:
+        stack.client_config.server_addresses = [address]
 
 
 def trust(stack: Any, *clients: ClientAuthorization) -> None:
