@@ -7,8 +7,9 @@ its own (a DOTS session is up before the attack: its handshake and the RFC 9177 
 clock starts). `qblock`: a NON request, Q-Block1/Q-Block2 with the RFC 9362 values the session negotiated;
 `block`: the same client with Q-Block switched off (`create_client_context(qblock=False)`), the request CON, so
 aiocoap's Block1/Block2 moves it in lock step with the session's ack-timeout, ack-random-factor and max-retransmit.
-Prints one JSON line: per transfer the seconds (None: not answered within the cap, or answered wrong) and why, and
-this process's CPU seconds during the timed part.
+Prints one JSON line: per transfer, in the order of the spec's mids, its index and mid, the seconds (None: no
+session, not answered within the cap, or answered wrong) and why, and this process's CPU seconds during the timed
+part.
 """
 
 from __future__ import annotations
