@@ -7,8 +7,9 @@ its own (a DOTS session is up before the attack: its handshake and the RFC 9177 
 clock starts). `qblock`: a NON request, Q-Block1/Q-Block2 with the RFC 9362 values the session negotiated;
 `block`: the same client with Q-Block switched off (`create_client_context(qblock=False)`), the request CON, so
 aiocoap's Block1/Block2 moves it in lock step with the session's ack-timeout, ack-random-factor and max-retransmit.
-Prints one JSON line: per transfer the seconds (None: not answered within the cap, or answered wrong) and why, and
-this process's CPU seconds during the timed part.
+Prints one JSON line: per transfer, in the order of the spec's mids, its index and mid, the seconds (None: no
+session, not answered within the cap, or answered wrong) and why, and this process's CPU seconds during the timed
+part.
 """
 
 from __future__ import annotations
@@ -120,17 +121,20 @@ async def _main(spec: dict[str, Any]) -> None:
         requests = [_request(spec, index) for index in batch]
         sessions = await asyncio.gather(*(_session(spec, base) for _ in batch), return_exceptions=True)
         before = _cpu()  # the timed part only: not the handshakes and probes, nor building the bodies
-        timed = [
-            _transfer(spec, context, request, parameters, base)
-            for context, request in zip(sessions, requests, strict=True)
-            if not isinstance(context, BaseException)
-        ]
-        results += await asyncio.gather(*timed)
+
+        async def one(context, request) -> dict[str, Any]:
+            if isinstance(context, BaseException):
+                return {"seconds": None, "why": f"no session: {context}"[:80]}
+            return await _transfer(spec, context, request, parameters, base)
+
+        # One result per transfer at its own position, with its mid: blocks.py checks a PUT's 2.01 against what the
+        # server holds under that mid (a session that failed must not shift the later results onto other mids).
+        answered = await asyncio.gather(*(one(c, r) for c, r in zip(sessions, requests, strict=True)))
+        for index, result in zip(batch, answered, strict=True):
+            results.append({**result, "index": index, "mid": requests[index - first].mid})
         cpu += _cpu() - before
         for context in sessions:
-            if isinstance(context, BaseException):
-                results.append({"seconds": None, "why": f"no session: {context}"[:80]})
-            else:
+            if not isinstance(context, BaseException):
                 await context.shutdown()
     print(json.dumps({"results": results, "cpu": cpu}))
 
