@@ -203,8 +203,18 @@ async def try_lease(connection: asyncpg.Connection) -> bool:
     return bool(await connection.fetchval("SELECT pg_try_advisory_lock($1)", LEASE_LOCK))
 
 
+async def last_change(connection: asyncpg.Connection) -> int:
+    """The change log's last entry: where a node that has read everything stands (its status' `seen`)."""
+    return await connection.fetchval(_LAST_SEQ)
+
+
 async def lease_holder_pid(connection: asyncpg.Connection) -> int | None:
-    """The backend pid of the session holding the lease (None: nobody): for operators and tests."""
+    """The backend pid of the session holding the lease of CONNECTION's database (None: nobody): for operators and
+    tests. Advisory locks belong to a database, but pg_locks lists every database of the server: without the filter
+    the holder of another cluster's lease on the same server could be named (and an operator kill the wrong one)."""
     return await connection.fetchval(
-        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objid = $1 AND granted", LEASE_LOCK & 0xFFFFFFFF
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        " AND classid::bigint << 32 | objid::bigint = $1",
+        LEASE_LOCK,
     )

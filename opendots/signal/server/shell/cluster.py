@@ -58,7 +58,17 @@ log = logging.getLogger(__name__)
 LEASE_RETRY = 1.0  # seconds between a standby's attempts to take the lease
 PRUNE_INTERVAL = 60.0
 FAILED_PAUSE = 0.5  # after the database could not be reached: no busy loop of timer steps meanwhile
-_DATABASE_ERRORS = (StoreError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+# InternalClientError: asyncpg's protocol in a state it did not expect, e.g. the FATAL a killed backend sends read
+# while the connection was idle, then a query sent before the close is seen: asyncpg aborts the connection without
+# calling its termination listeners, so this error is the only news that the session (and the lease's lock) is gone.
+_DATABASE_ERRORS = (
+    StoreError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    TimeoutError,
+)
 
 
 class ClusterNode:
@@ -402,6 +412,9 @@ class ClusterNode:
                         log.warning("cluster node %s: lease checks were late; re-applying what it holds", self.node)
                         self._drive_in_background(self._reapply())
             except _DATABASE_ERRORS as problem:
+                self._lose(problem)
+            except Exception as problem:  # the loop must outlive any failure: dead, it would "hold" for ever
+                log.exception("cluster node %s: lease check failed unexpectedly", self.node)
                 self._lose(problem)
             await asyncio.sleep(pause)
 

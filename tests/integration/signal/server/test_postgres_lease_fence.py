@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import urllib.parse
 
 import aiocoap
 import asyncpg
 import pytest
 
 from opendots.config import ServerConfig
-from opendots.store.postgres_cluster import lease_holder_pid
+from opendots.store.postgres_cluster import last_change, lease_holder_pid
 from tests.helpers.cli import invoke
 from tests.helpers.cluster import DotsClient, Node, start_node
 from tests.helpers.polling import until
+from tests.helpers.tcp_relay import HeldCloseRelay
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -116,8 +118,15 @@ async def test_a_holder_that_could_not_notice_its_lease_was_lost_makes_no_mitiga
             a.process.send_signal(signal.SIGCONT)
 
         async def a_read_it() -> bool:
+            # The change log's end, not B's `seen`: a scoped write does not move its writer's place past its own
+            # entry (other scopes may have written meanwhile), so B's stays behind until B next reads the log.
+            connection = await asyncpg.connect(postgres_url)
+            try:
+                last = await last_change(connection)
+            finally:
+                await connection.close()
             status = await a.status()
-            return status["cluster"]["seen"] == (await b.status())["cluster"]["seen"] and not status["cluster"]["lease"]
+            return last > 0 and status["cluster"]["seen"] == last and not status["cluster"]["lease"]
 
         await until(a_read_it, "A, woken, reads B's change and finds its lease gone")
         assert await _calls(a) == calls  # not applied a second time by a node that no longer holds the lease
@@ -126,3 +135,32 @@ async def test_a_holder_that_could_not_notice_its_lease_was_lost_makes_no_mitiga
         await client.close()
         for node in (a, b):
             await node.stop()
+
+
+async def test_a_holder_that_reads_its_killed_sessions_error_but_not_its_close_gives_the_lease_up(
+    pki_dir, postgres_url
+):
+    """The killed backend's FATAL reaches the holder while its lease session is idle, the session's close does not
+    (held back by a relay): asyncpg then fails the next lease check with an internal error and aborts the
+    connection without calling its termination listener. That check's failure is the only news the lease is gone:
+    the holder must give the lease up on it, not lose its lease checks and go on saying it holds the lease."""
+    split = urllib.parse.urlsplit(postgres_url)
+    relay = await HeldCloseRelay(split.hostname or "127.0.0.1", split.port or 5432).start()
+    relayed = urllib.parse.urlunsplit(split._replace(netloc=f"{split.username}@127.0.0.1:{relay.port}"))
+    a = await start_node(pki_dir, "a", relayed)
+    try:
+        assert (await a.status())["drives-mitigators"]
+        connection = await asyncpg.connect(postgres_url)
+        try:
+            assert await connection.fetchval("SELECT pg_terminate_backend($1)", await lease_holder_pid(connection))
+        finally:
+            await connection.close()
+
+        async def a_gave_it_up() -> bool:
+            status = await a.status()
+            return not status["cluster"]["lease"] and not status["drives-mitigators"]
+
+        await until(a_gave_it_up, "A gives the lease up on the check that failed")
+    finally:
+        await a.stop()
+        await relay.close()
