@@ -3,14 +3,12 @@ writes take, and the mitigator lease.
 
 - Every write to `signal_mitigations` appends the row's key to `signal_mitigation_changes` and NOTIFYs the key on
   channel `opendots_mitigations` (a trigger, migration 3 of opendots.store.postgres), whichever node writes it.
-- A node that decides a mitigation write first takes WRITE_LOCK (a session advisory lock, released once the
-  decision is stored), reads the rows changed since the last change it saw (both in one round trip, a function of
-  migration 3), feeds them to its core, decides and stores. Cluster-wide, mitigation writes are therefore
-  serialised, and every decision is taken on the database's current rows: 'mid' rules and conflicts between
-  clients (whose scopes may overlap whatever their names) hold across nodes by construction. The change log's
-  entries commit in `seq` order. The shell now takes the per-scope locks of opendots.store.postgres_scopes
-  instead (WRITE_LOCK exclusive for what it cannot scope, shared for the rest), so a node of the version before
-  still excludes every scoped write while it holds WRITE_LOCK; `exclusive` is that version's form.
+- A node that decides a mitigation write first takes the locks of its scope (opendots.store.postgres_scopes:
+  WRITE_LOCK exclusive for what it cannot scope, shared for the rest, so a node of the version before, which took
+  WRITE_LOCK alone, still excludes every scoped write), reads the rows changed since the last change it saw (in the
+  same round trip), feeds them to its core, decides and stores: every decision is taken on the database's current
+  rows, and 'mid' rules and conflicts between clients hold across nodes by construction. The change log's entries
+  commit in `seq` order.
 - The mitigator lease is LEASE_LOCK, a session advisory lock held on a connection of its own: PostgreSQL drops it
   when that session ends (process killed: at once; host gone: after the TCP keepalives set here, ~5 s).
 - Counters measured by the lease holder's mitigators are not stored: they are NOTIFYed on `opendots_counters`.
@@ -18,18 +16,15 @@ writes take, and the mitigator lease.
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 
 from opendots.domain import Counters
 from opendots.domain.counters import COUNTER_FIELDS
-from opendots.store.postgres import TIMEOUT, PostgresSignalStore, application_name, write_committed
-from opendots.store.records import MitigationRecord, SignalChanges, StoreError
+from opendots.store.postgres import TIMEOUT, PostgresSignalStore, application_name
+from opendots.store.records import MitigationRecord, StoreError
 from opendots.store.signal import mitigation_record
 
 WRITE_LOCK = 0x0D0751  # any numbers, the same on every node (the migration lock is 0x0D075)
@@ -53,8 +48,6 @@ _CHANGED_ROWS = """
     ORDER BY changed.seq
 """
 _LAST_SEQ = "SELECT coalesce(max(seq), 0) FROM signal_mitigation_changes"
-_LOCK_AND_READ = "SELECT * FROM signal_lock_and_read_changes($1, $2)"
-_UNLOCK_AT_LAST_SEQ = f"SELECT ({_LAST_SEQ}), pg_advisory_unlock($1)"
 
 
 def _changed(rows: list[asyncpg.Record]) -> Changed:
@@ -76,67 +69,6 @@ async def everything(connection: asyncpg.Connection) -> tuple[int, list[Mitigati
     async with connection.transaction(isolation="repeatable_read", readonly=True):
         rows = await connection.fetch("SELECT * FROM signal_mitigations ORDER BY cuid, mid")
         return await connection.fetchval(_LAST_SEQ), [mitigation_record(row) for row in rows]
-
-
-@dataclass
-class ExclusiveWrite:
-    """A decision taken under WRITE_LOCK: `changed` (what other nodes wrote since this node last looked) is fed to
-    the core before it decides; `apply` stores the decision's changes and releases the lock (the AsyncSignalStore
-    the shell settles with). Without a call to `apply`, leaving the block stores nothing and releases the lock."""
-
-    connection: asyncpg.Connection
-    seen: int
-    changed: Changed = field(default_factory=list)
-    committed: bool = False
-    locked: bool = True
-
-    async def apply(self, changes: SignalChanges) -> None:
-        try:
-            await write_committed(self.connection, changes)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as problem:
-            raise StoreError(f"PostgreSQL: {problem or type(problem).__name__}") from problem
-        self.committed = True  # durable: what follows only tells where the log is, and lets the others go on
-        try:
-            # Nothing else wrote while the lock was held: every log entry after `seen` up to here is this write's.
-            row = await self.connection.fetchrow(_UNLOCK_AT_LAST_SEQ, WRITE_LOCK)
-            self.seen, self.locked = row[0], False
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError):
-            pass  # the exit ends the session (which releases the lock); the next read takes this write back
-
-
-async def _release(write_: ExclusiveWrite) -> None:
-    """Release WRITE_LOCK, or end the session holding it: a session lock must never outlive the decision."""
-    if write_.locked and not write_.connection.is_closed():
-        try:
-            await write_.connection.fetchval("SELECT pg_advisory_unlock($1)", WRITE_LOCK)
-            write_.locked = False
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError):
-            pass
-    if write_.locked:
-        write_.connection.terminate()
-
-
-@contextlib.asynccontextmanager
-async def exclusive(store: PostgresSignalStore, seen: int) -> AsyncIterator[ExclusiveWrite]:
-    """WRITE_LOCK taken (a session lock: a create or a refresh then commits in one statement of its own), and what
-    changed after SEEN read once it is held, in one round trip (StoreError when the database cannot be reached:
-    nothing is decided then). The lock is released on the way out, or its session ended."""
-    try:
-        connection = await store.pool.acquire(timeout=store.timeout)
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as problem:
-        raise StoreError(f"PostgreSQL: {problem or type(problem).__name__}") from problem
-    write_ = ExclusiveWrite(connection, seen)
-    try:
-        try:
-            rows = await connection.fetch(_LOCK_AND_READ, seen, WRITE_LOCK)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as problem:
-            raise StoreError(f"PostgreSQL: {problem or type(problem).__name__}") from problem
-        write_.changed = _changed(rows)
-        write_.seen = max(seen, rows[-1]["changed_seq"]) if rows else seen
-        yield write_
-    finally:
-        await _release(write_)
-        await store.pool.release(connection)
 
 
 async def read_changes(store: PostgresSignalStore, seen: int) -> tuple[int, Changed]:

@@ -12,7 +12,7 @@ import pytest
 
 from opendots.store import postgres_cluster as db
 from opendots.store.postgres import PostgresSignalStore, application_name
-from opendots.store.records import MitigationRecord, SignalChanges, StoreError
+from opendots.store.records import MitigationRecord, SignalChanges
 from tests.helpers.signal_harness import T0
 
 
@@ -51,21 +51,6 @@ async def test_every_write_is_notified_with_its_writer_and_key(store, postgres_u
         await listener.close()
 
 
-async def test_the_write_lock_is_held_until_the_decision_commits(store):
-    """Two nodes' decisions never interleave: the second waits, then reads what the first stored."""
-    async with db.exclusive(store, store.seen) as first:
-        second = asyncio.ensure_future(_locked_read(store, store.seen))
-        await asyncio.sleep(0.2)
-        assert not second.done()
-        await first.apply(SignalChanges(put_mitigations=[record(4)]))
-    assert await asyncio.wait_for(second, 10) == [(("c", 4), record(4))]
-
-
-async def _locked_read(store: PostgresSignalStore, seen: int) -> db.Changed:
-    async with db.exclusive(store, seen) as write:
-        return write.changed
-
-
 async def test_log_entries_older_than_kept_are_pruned(store):
     await store.apply(SignalChanges(put_mitigations=[record(5)]))
     async with store.pool.acquire() as connection:
@@ -74,19 +59,3 @@ async def test_log_entries_older_than_kept_are_pruned(store):
     assert await db.prune(store) == 1
     _, changed = await db.read_changes(store, 0)
     assert [key for key, _ in changed] == [("c", 6)]
-
-
-async def test_the_lock_is_released_whatever_the_decision(store):
-    """A refusal (nothing to store) and a write the database rejects both let the other nodes go on: the session
-    lock never outlives its decision."""
-    async with db.exclusive(store, store.seen):
-        pass
-    async with db.exclusive(store, store.seen) as write:
-        broken = MitigationRecord(None, "c", 9, {}, 60, 2, T0, T0 + 60)  # type: ignore[arg-type]  # NOT NULL client
-        with pytest.raises(StoreError):
-            await write.apply(SignalChanges(put_mitigations=[broken]))
-    async with store.pool.acquire() as connection:
-        held = await connection.fetchval(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = $1", db.WRITE_LOCK
-        )
-    assert held == 0

@@ -14,7 +14,7 @@ import pytest
 
 from opendots.store.postgres import PostgresSignalStore
 from opendots.store.postgres_scopes import GLOBAL, LOG_LOCK, WriteScope, scoped
-from opendots.store.records import MitigationRecord, SignalChanges
+from opendots.store.records import MitigationRecord, SignalChanges, StoreError
 from tests.helpers.signal_harness import T0
 
 pytestmark = pytest.mark.timeout(60)
@@ -37,7 +37,8 @@ async def _advisory(url: str) -> list[asyncpg.Record]:
         return await connection.fetch(
             "SELECT pid, classid::bigint << 32 | objid::bigint AS key, mode, granted FROM pg_locks"
             " WHERE locktype = 'advisory'"
-        )
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        )  # this test's database only: the suite's other databases share the server
     finally:
         await connection.close()
 
@@ -115,6 +116,20 @@ async def test_a_decision_stored_under_its_scope_is_committed_and_its_locks_rele
         assert write.committed and not write.locked
         assert await _advisory(postgres_url) == []
     assert (await store.dump())["signal_mitigations"][0][:2] == ("a", 1)
+
+
+@pytest.mark.parametrize("scope", [_scope("alpha", "192.0.2.0/28"), None], ids=["scoped", "whole-table"])
+async def test_the_locks_are_released_whatever_the_decision(store, postgres_url, scope):
+    """A refusal (nothing to store) and a write the database rejects both let the other nodes go on: no session lock
+    outlives its decision."""
+    async with scoped(store, store.seen, scope):
+        pass
+    assert await _advisory(postgres_url) == []
+    async with scoped(store, store.seen, scope) as write:
+        broken = MitigationRecord(None, "c", 9, {}, 60, 2, T0, T0 + 60)  # type: ignore[arg-type]  # NOT NULL client
+        with pytest.raises(StoreError):
+            await write.apply(SignalChanges(put_mitigations=[broken]))
+    assert await _advisory(postgres_url) == []
 
 
 async def test_change_log_entries_commit_in_the_order_of_their_seq(store, postgres_url):
