@@ -20,9 +20,9 @@ from opendots.lab.flood import VictimTally, flood
 from opendots.lab.netns import Lab
 from opendots.mitigate.nftables_ruleset import counter_name
 from tests.conftest import free_port
-from tests.helpers.cluster import DotsClient, Node, start_server_process
-from tests.helpers.cluster_nodes import poll_until
+from tests.helpers.cluster import DotsClient, Node, drain, start_server_process
 from tests.helpers.nft import counter_values, table_listing
+from tests.helpers.polling import until
 from tests.helpers.postgres import Cluster, throwaway_cluster
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(240)]
@@ -53,13 +53,8 @@ async def _node(pki: Path, name: str, url: str, lab: Lab, table: str) -> Node:
     port = free_port()
     process = await start_server_process(config, port, url)
     assert process.stderr is not None
-    asyncio.get_running_loop().create_task(_drain(process.stderr))
+    asyncio.get_running_loop().create_task(drain(process.stderr))
     return Node(name, process, port, admin)
-
-
-async def _drain(stream: asyncio.StreamReader) -> None:
-    while await stream.readline():
-        pass
 
 
 def _table_handle(lab: Lab, table: str) -> int | None:
@@ -98,7 +93,7 @@ async def test_a_mitigation_enforced_by_a_killed_node_stays_dropped_and_its_succ
             listing = table_listing(lab, table_name)
             return listing is not None and victim in listing
 
-        await poll_until(enforced, "A installs the mitigation in the router namespace")
+        await until(enforced, "A installs the mitigation in the router namespace")
         assert _delivered(lab, tally, victim) == 0
         assert counter_values(lab, table_name, counter)[0] == PACKETS
         handle_a = _table_handle(lab, table_name)
@@ -112,12 +107,12 @@ async def test_a_mitigation_enforced_by_a_killed_node_stays_dropped_and_its_succ
         async def b_holds_the_lease() -> bool:
             return (await b.status())["cluster"]["lease"]
 
-        await poll_until(b_holds_the_lease, "B takes the mitigator lease after A is killed")
+        await until(b_holds_the_lease, "B takes the mitigator lease after A is killed")
 
         async def reapplied() -> bool:
             return _table_handle(lab, table_name) not in (None, handle_a)
 
-        await poll_until(reapplied, "B re-applies what the database holds (a new table in the namespace)")
+        await until(reapplied, "B re-applies what the database holds (a new table in the namespace)")
         listing = table_listing(lab, table_name)
         assert listing is not None and victim in listing
         dropped_before = counter_values(lab, table_name, counter)[0]

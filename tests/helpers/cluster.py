@@ -56,15 +56,13 @@ async def start_node(pki: Path, name: str, url: str) -> Node:
     port = free_port()
     process = await start_server_process(config, port, url)
     assert process.stderr is not None
-    asyncio.get_running_loop().create_task(_drain(process.stderr))  # a full pipe would block the server
+    asyncio.get_running_loop().create_task(drain(process.stderr))  # a full pipe would block the server
     return Node(name, process, port, admin)
 
 
-async def start_server_process(config: Path, port: int, db: str) -> asyncio.subprocess.Process:
-    """`opendots server -c CONFIG` on 127.0.0.1:PORT (DTLS only) with `--db DB`, the data channel on a free port;
-    returns once it says the data channel listens (a restart first logs what it restores)."""
-    flags = ["--no-tls", "--listen", "127.0.0.1", "--signal-port", str(port), "--db", db]
-    flags += ["--data-port", str(free_port(socket.SOCK_STREAM))]
+async def spawn_server(config: Path, flags: list[str], ready: str, timeout: float) -> asyncio.subprocess.Process:
+    """`opendots server -c CONFIG FLAGS` as a child process; returns once a stderr line contains READY (each line
+    within TIMEOUT seconds; AssertionError with what it said if it exits first)."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -79,13 +77,22 @@ async def start_server_process(config: Path, port: int, db: str) -> asyncio.subp
     )
     assert process.stderr is not None
     lines: list[str] = []
-    while not lines or "data channel listening" not in lines[-1]:
-        lines.append((await asyncio.wait_for(process.stderr.readline(), 30)).decode())
+    while not lines or ready not in lines[-1]:
+        lines.append((await asyncio.wait_for(process.stderr.readline(), timeout)).decode())
         assert lines[-1], "".join(lines)  # EOF: the server exited
     return process
 
 
-async def _drain(stream: asyncio.StreamReader) -> None:
+async def start_server_process(config: Path, port: int, db: str) -> asyncio.subprocess.Process:
+    """`opendots server -c CONFIG` on 127.0.0.1:PORT (DTLS only) with `--db DB`, the data channel on a free port;
+    returns once it says the data channel listens (a restart first logs what it restores)."""
+    flags = ["--no-tls", "--listen", "127.0.0.1", "--signal-port", str(port), "--db", db]
+    flags += ["--data-port", str(free_port(socket.SOCK_STREAM))]
+    return await spawn_server(config, flags, "data channel listening", 30)
+
+
+async def drain(stream: asyncio.StreamReader) -> None:
+    """Read STREAM to its end: a child's full stderr pipe would block it."""
     while await stream.readline():
         pass
 

@@ -4,8 +4,6 @@ race decisions)."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from opendots.config import ServerConfig
@@ -35,12 +33,3 @@ async def make_deaf(node: RunningSignalServer) -> None:
 def put_request(cuid: str, mid: int, prefix: str, lifetime: int = 3600) -> Request:
     body = {SCOPE: {"scope": [{"target-prefix": [prefix], "lifetime": lifetime}]}}
     return Request("PUT", ("mitigate", f"cuid={cuid}", f"mid={mid}"), peer=cuid, payload=encode_signal(body))
-
-
-async def poll_until(condition: Callable[[], Awaitable[bool]], what: str, attempts: int = 300) -> None:
-    """Poll CONDITION every 0.1 s until true: a bound on attempts, not a timing assertion."""
-    for _ in range(attempts):
-        if await condition():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"never: {what}")

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 from tests.conftest import free_port
-from tests.helpers import REPOSITORY
-from tests.helpers.cluster import DotsClient, Node
+from tests.helpers.cluster import DotsClient, Node, drain, spawn_server
 
 
 async def start_workers(pki: Path, count: int, *, metrics: int | None = None, db: str | None = None) -> Node:
@@ -27,30 +23,10 @@ async def start_workers(pki: Path, count: int, *, metrics: int | None = None, db
     flags += ["--data-port", str(free_port(socket.SOCK_STREAM)), "--db", db or str(pki / f"{config.stem}.db")]
     if metrics is not None:
         flags += ["--metrics", f"127.0.0.1:{metrics}"]
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "opendots",
-        "server",
-        "-c",
-        str(config),
-        *flags,
-        cwd=REPOSITORY,
-        env={**os.environ, "PYTHONPATH": str(REPOSITORY)},
-        stderr=subprocess.PIPE,
-    )
+    process = await spawn_server(config, flags, f"{count} workers", 60)
     assert process.stderr is not None
-    lines: list[str] = []
-    while not lines or f"{count} workers" not in lines[-1]:
-        lines.append((await asyncio.wait_for(process.stderr.readline(), 60)).decode())
-        assert lines[-1], "".join(lines)  # EOF: the parent exited
-    asyncio.get_running_loop().create_task(_drain(process.stderr))  # a full pipe would block the processes
+    asyncio.get_running_loop().create_task(drain(process.stderr))  # a full pipe would block the processes
     return Node("workers", process, port, admin)
-
-
-async def _drain(stream: asyncio.StreamReader) -> None:
-    while await stream.readline():
-        pass
 
 
 async def clients_in_each_worker(pki: Path, node: Node, cuid: str, count: int = 2) -> list[tuple[DotsClient, int]]:

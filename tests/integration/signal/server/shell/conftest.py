@@ -37,3 +37,21 @@ async def raw(pki_dir: Path, server):
 
     yield exchange
     client.close()
+
+
+@pytest.fixture
+async def nodes(pki_dir: Path, tmp_path: Path, postgres_url: str):
+    """Two cluster nodes in this process on one PostgreSQL database, deaf to NOTIFY (tests.helpers.cluster_nodes),
+    and the clients' cuids by name."""
+    from tests.helpers.cluster_nodes import make_deaf, start_node
+
+    a = await start_node(pki_dir, tmp_path, "a", postgres_url)
+    b = await start_node(pki_dir, tmp_path, "b", postgres_url)
+    await make_deaf(a)
+    await make_deaf(b)
+    cuids = {c.name: c.cuid for c in ServerConfig.load(pki_dir / "server.toml").clients}
+    try:
+        yield a, b, cuids
+    finally:
+        await a.stop()
+        await b.stop()

@@ -5,56 +5,16 @@ across nodes even with no NOTIFY heard at all, and however requests race; the mi
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import asyncpg
 import pytest
 
-from opendots.config import ServerConfig
 from opendots.domain import Counters
-from opendots.mitigate.base import LoggingMitigator
-from opendots.model import encode_signal
 from opendots.signal.server.core import Request
-from opendots.signal.server.shell.run import RunningSignalServer, start_signal_server
-from opendots.store.postgres_cluster import MITIGATIONS_CHANNEL
-from tests.conftest import free_port
+from tests.helpers.cluster_nodes import put_request
 from tests.helpers.signal_harness import SCOPE
 
 pytestmark = pytest.mark.timeout(120)
-
-
-async def _node(pki_dir: Path, tmp_path: Path, name: str, url: str) -> RunningSignalServer:
-    config = ServerConfig.load(pki_dir / "server.toml")
-    config.db, config.db_url = tmp_path / f"{name}.db", url
-    # Its own mitigator (it records what it enforces): what each node drives is seen apart.
-    return await start_signal_server(
-        config, bind=[("127.0.0.1", free_port())], tls=False, mitigator=LoggingMitigator(name=name)
-    )
-
-
-async def _deaf(node: RunningSignalServer) -> None:
-    """NODE hears no NOTIFY any more: what it knows of the other's writes comes from the reads before deciding."""
-    assert node.cluster is not None and node.cluster._listener is not None
-    await node.cluster._listener.remove_listener(MITIGATIONS_CHANNEL, node.cluster._on_mitigation)
-
-
-def _put(cuid: str, mid: int, prefix: str) -> Request:
-    body = {SCOPE: {"scope": [{"target-prefix": [prefix], "lifetime": 3600}]}}
-    return Request("PUT", ("mitigate", f"cuid={cuid}", f"mid={mid}"), peer=cuid, payload=encode_signal(body))
-
-
-@pytest.fixture
-async def nodes(pki_dir: Path, tmp_path: Path, postgres_url: str):
-    a = await _node(pki_dir, tmp_path, "a", postgres_url)
-    b = await _node(pki_dir, tmp_path, "b", postgres_url)
-    await _deaf(a)
-    await _deaf(b)
-    cuids = {c.name: c.cuid for c in ServerConfig.load(pki_dir / "server.toml").clients}
-    try:
-        yield a, b, cuids
-    finally:
-        await a.stop()
-        await b.stop()
 
 
 async def test_mid_rules_and_conflicts_hold_across_nodes_without_any_notification(nodes):
@@ -62,9 +22,9 @@ async def test_mid_rules_and_conflicts_hold_across_nodes_without_any_notificatio
     request while the first is active, whichever node stored the first."""
     a, b, cuids = nodes
     client, other = cuids["client"], cuids["other"]
-    assert (await a.service.answer(_put(client, 20, "203.0.113.0/28"))).code == "2.01"
-    assert (await b.service.answer(_put(client, 19, "203.0.113.0/29"))).code == "4.09"
-    refused = await b.service.answer(_put(other, 7, "203.0.113.0/26"))
+    assert (await a.service.answer(put_request(client, 20, "203.0.113.0/28"))).code == "2.01"
+    assert (await b.service.answer(put_request(client, 19, "203.0.113.0/29"))).code == "4.09"
+    refused = await b.service.answer(put_request(other, 7, "203.0.113.0/26"))
     assert refused.code == "4.09"
     assert refused.body[SCOPE]["scope"][0]["conflict-information"]["conflict-status"] == "request-inactive-other-active"
 
@@ -76,7 +36,7 @@ async def test_racing_overlapping_requests_on_two_nodes_leave_one_mitigation(nod
     a, b, cuids = nodes
     client = cuids["client"]
     answers = await asyncio.gather(
-        *((a if mid % 2 else b).service.answer(_put(client, mid, "198.51.100.0/28")) for mid in range(1, 21))
+        *((a if mid % 2 else b).service.answer(put_request(client, mid, "198.51.100.0/28")) for mid in range(1, 21))
     )
     assert {answer.code for answer in answers} <= {"2.01", "4.09"}
     connection = await asyncpg.connect(postgres_url)
@@ -93,8 +53,8 @@ async def test_only_the_lease_holder_drives_the_mitigators_and_its_successor_rea
     assert a.cluster.lease and a.service.drives_mitigator
     assert not b.cluster.lease and not b.service.drives_mitigator
     client = cuids["client"]
-    assert (await b.service.answer(_put(client, 1, "203.0.113.0/28"))).code == "2.01"  # through the standby
-    assert (await a.service.answer(_put(client, 2, "203.0.113.64/28"))).code == "2.01"
+    assert (await b.service.answer(put_request(client, 1, "203.0.113.0/28"))).code == "2.01"  # through the standby
+    assert (await a.service.answer(put_request(client, 2, "203.0.113.64/28"))).code == "2.01"
     key1, key2 = f"{client}/1", f"{client}/2"
     for _ in range(100):  # A hears of B's write (it is deaf to NOTIFY here: its next read does it)
         await a.service.answer(Request("GET", ("mitigate", f"cuid={client}"), peer=client))
@@ -119,7 +79,7 @@ async def test_counters_the_lease_holder_measures_reach_the_other_node(nodes):
     """RFC 9132 §4.4.2: observers on any node get the counters the mitigators really measured."""
     a, b, cuids = nodes
     client = cuids["client"]
-    assert (await a.service.answer(_put(client, 3, "203.0.113.0/28"))).code == "2.01"
+    assert (await a.service.answer(put_request(client, 3, "203.0.113.0/28"))).code == "2.01"
     await b.service.answer(Request("GET", ("mitigate", f"cuid={client}"), peer=client))  # B reads the row
     measured = Counters(bytes_dropped=4000, pkts_dropped=40)
     await a.cluster.publish_counters({f"{client}/3": measured})
@@ -137,7 +97,7 @@ async def test_a_mitigation_request_the_database_cannot_take_is_refused_and_chan
     a, _, cuids = nodes
     client = cuids["client"]
     a.store.pool.terminate()  # every connection of the node's pool gone, as when the database is unreachable
-    refused = await a.service.answer(_put(client, 8, "203.0.113.0/28"))
+    refused = await a.service.answer(put_request(client, 8, "203.0.113.0/28"))
     assert refused.code == "5.03"
     assert a.service.core.mitigations() == []
     listed = await a.service.answer(Request("GET", ("mitigate", f"cuid={client}"), peer=client))

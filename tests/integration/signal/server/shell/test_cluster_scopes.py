@@ -7,32 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-from pathlib import Path
 
 import asyncpg
 import pytest
 
-from opendots.config import ServerConfig
 from opendots.signal.server.shell.write_scopes import write_scope
 from opendots.store.postgres_scopes import WriteScope, scoped
-from tests.helpers.cluster_nodes import make_deaf, put_request, start_node
+from tests.helpers.cluster_nodes import put_request
 from tests.helpers.signal_harness import SCOPE
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-async def nodes(pki_dir: Path, tmp_path: Path, postgres_url: str):
-    a = await start_node(pki_dir, tmp_path, "a", postgres_url)
-    b = await start_node(pki_dir, tmp_path, "b", postgres_url)
-    await make_deaf(a)
-    await make_deaf(b)
-    cuids = {c.name: c.cuid for c in ServerConfig.load(pki_dir / "server.toml").clients}
-    try:
-        yield a, b, cuids
-    finally:
-        await a.stop()
-        await b.stop()
 
 
 async def _stored(url: str) -> list[tuple[str, int]]:
