@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from opendots.config import TlsFiles
 from opendots.lab.processes import free_udp_tcp_port as free_port
@@ -50,8 +53,111 @@ def wait_for_udp_port(port: int, process: subprocess.Popen, timeout: float = 5.0
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    fields = _stat(pid)
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU of PID and of its descendants, living ones and reaped ones (cutime + cstime): a PostgreSQL postmaster
+    with its backends, a `--workers` parent with its workers. (This kernel has no /proc/PID/task/*/children: the
+    parent links come from a scan of /proc.)"""
+    parents: dict[int, list[tuple[int, float]]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = _stat(int(entry.name))
+        except (FileNotFoundError, ProcessLookupError):  # exited meanwhile: its parent reaps it into cutime
+            continue
+        cpu = sum(int(fields[i]) for i in (11, 12, 13, 14)) / os.sysconf("SC_CLK_TCK")
+        parents.setdefault(int(fields[1]), []).append((int(entry.name), cpu))
+    own = sum(int(field) for field in _stat(pid)[11:15]) / os.sysconf("SC_CLK_TCK")  # with cutime + cstime
+
+    def below(parent: int) -> float:
+        return sum(cpu + below(child) for child, cpu in parents.get(parent, []))
+
+    return own + below(pid)
+
+
+def _stat(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, all CPUs (/proc/stat): two readings give how busy
+    the shared cores were, whoever used them."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK"), sum(values[:8]) / os.sysconf("SC_CLK_TCK")
+
+
+def generator_note(cpu: float, requests: int, elapsed: float, busiest: float | None = None) -> str:
+    """The load generator's own cost beside a rate (the project's rule: a rate counts only when its generator is
+    shown not to be the bottleneck). CPU: its processes' CPU seconds over the window of ELAPSED seconds; BUSIEST:
+    the share of a core its busiest process used (near 100 %, that process capped the rate)."""
+    note = f"generator CPU {cpu / max(1, requests) * 1e6:.0f} us/request ({cpu / elapsed * 100:.0f} % of a core"
+    if busiest is not None:
+        note += f", busiest process {busiest * 100:.0f} %"
+    return note + ")"
+
+
+class GeneratorProcesses:
+    """COUNT load-generating processes, each running ARGV(index) (a bench script in its generator role, which
+    serves commands with serve_commands): one JSON command per line on its stdin, one JSON answer per line back."""
+
+    def __init__(self, argv: Callable[[int], list[str]], count: int, place: Callable[[int], None] | None = None):
+        root = Path(__file__).resolve().parent.parent
+        environment = {**os.environ, "PYTHONPATH": str(root)}
+        self.processes: list[subprocess.Popen] = []
+        for index in range(count):
+            process = subprocess.Popen(
+                [sys.executable, *argv(index)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                env=environment,
+            )
+            if place is not None:
+                place(process.pid)
+            self.processes.append(process)
+
+    def send(self, index: int, command: dict[str, Any]) -> None:
+        stdin = self.processes[index].stdin
+        assert stdin is not None
+        stdin.write(json.dumps(command) + "\n")
+        stdin.flush()
+
+    async def answer(self, index: int) -> dict[str, Any]:
+        stdout = self.processes[index].stdout
+        assert stdout is not None
+        line = await asyncio.to_thread(stdout.readline)
+        if not line:
+            raise RuntimeError(f"load generator process {index} exited")
+        return json.loads(line)
+
+    async def ask(self, commands: dict[int, dict[str, Any]]) -> dict[int, dict[str, Any]]:
+        """Send each process of COMMANDS its command at once; their answers, once all came."""
+        for index, command in commands.items():
+            self.send(index, command)
+        return {index: await self.answer(index) for index in commands}
+
+    def close(self) -> None:
+        for process in self.processes:
+            if process.stdin is not None:
+                process.stdin.close()
+        for process in self.processes:
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+async def serve_commands(handle: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]) -> None:
+    """A generator process's side of GeneratorProcesses: HANDLE each command read from stdin, print its answer."""
+    loop = asyncio.get_running_loop()
+    while line := await loop.run_in_executor(None, sys.stdin.readline):
+        print(json.dumps(await handle(json.loads(line))), flush=True)
 
 
 def rss_kib(pid: int) -> int:

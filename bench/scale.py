@@ -1,17 +1,28 @@
 """Scale-out benchmark: `opendots server` processes on one PostgreSQL database beside one on SQLite, same run.
 
-    .venv/bin/python bench/scale.py [--seconds 3] [--concurrency 16] [--notifications 200] [--failovers 3]
-                                    [--pg-url postgresql://...]
+    .venv/bin/python bench/scale.py [--seconds 3] [--concurrency 16] [--clients 16] [--generators 2]
+                                    [--notifications 200] [--failovers 3] [--pg-url postgresql://...]
 
-Rows: mitigation PUT rate and per-request latency p50/p99 (DTLS, --concurrency requests in flight, each a new
-'mid' with its own /64, so nothing supersedes or conflicts) for one node on SQLite, one node on PostgreSQL and two
-nodes on PostgreSQL (requests alternating between them); cross-node notification latency (an observer on node B,
-a refresh PUT sent to node A: from the PUT leaving to B's notification arriving); failover time (SIGKILL of the
-node holding the mitigator lease until the other says, on its operator socket, that it holds the lease, polled
-every 20 ms). Without --pg-url a throwaway PostgreSQL cluster is started (initdb in a temporary directory, the
-tests' helper). The load generator is this process (one event loop): its CPU caps the rates it can offer; the
-figures compare backends under the same generator, they are not the server's ceiling. Not a test: nothing is
-asserted. Server CPU per PUT counts the opendots processes only (PostgreSQL's own backends come on top).
+Setups, each on a fresh database (SQLite file; PostgreSQL database on the throwaway cluster): one node on SQLite,
+one node on PostgreSQL, two nodes on PostgreSQL. Rows for each, DTLS, --concurrency requests in flight spread over
+the nodes (bench/_put_load.py: --generators load-generating processes, each with its own event loop):
+- one client: every PUT from the one certificate `client` (one cuid, a DTLS session per generator process and
+  node), each a new 'mid' with its own /80, so nothing supersedes or conflicts; every request takes that client's
+  lock on the server (its 'mid' rules and limits);
+- --clients clients: each its own certificate and cuid, one request in flight each, targets of their own (no
+  overlap): on PostgreSQL the per-scope locks let their writes proceed side by side;
+- the same clients on shared targets: 64 /64s all of them ask for, so most PUTs meet another client's mitigation
+  (RFC 9132 §4.4.1.3: a conflict, 4.09), across nodes in the two-node setup.
+Each rate row gives the server's CPU per PUT (the opendots processes), PostgreSQL's (the postmaster and its
+backends, when this script started the cluster), the generator's own CPU per PUT and the share of a core its
+busiest process used (near 100 %, the generator and not the server caps the rate), how busy the machine's CPUs
+were over the window and how much of that was outside this benchmark (other jobs), and the load average.
+Then, on two nodes: cross-node notification latency (an observer on node B, a refresh PUT sent to node A by this
+process: from the PUT leaving to B's notification arriving); failover time (SIGKILL of the node holding the
+mitigator lease until the other says, on its operator socket, that it holds the lease, polled every 20 ms).
+Without --pg-url a throwaway PostgreSQL cluster is started (initdb in a temporary directory, the tests' helper).
+Servers, PostgreSQL and the generator share the machine's CPUs (nothing is pinned): on 2 cores the rates are
+CPU-bound and read as ratios between setups of the same run. Not a test: nothing is asserted.
 """
 
 from __future__ import annotations
@@ -24,15 +35,17 @@ sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
 import argparse
 import asyncio
-import collections
 import itertools
+import os
 import signal
 import tempfile
 import time
+from dataclasses import dataclass
 
 import aiocoap
 
-from bench._common import cpu_seconds, free_port, percentiles, print_table
+from bench._common import cpu_seconds, free_port, machine_busy, percentiles, print_table, tree_cpu_seconds
+from bench._put_load import Context, PutLoad, Slot, Window
 from opendots.cli.certs import init_pki
 from opendots.config import ServerConfig
 from opendots.model import decode_signal
@@ -41,32 +54,51 @@ from tests.helpers.cluster import SCOPE, DotsClient, Node, start_node
 _mids = itertools.count(1)
 
 
-async def load(
-    client: DotsClient, nodes: list[Node], seconds: float, concurrency: int
-) -> tuple[float, list[float], str]:
-    """PUT new mitigations for SECONDS with CONCURRENCY in flight, spread over NODES: (rate, latencies, codes)."""
-    latencies: list[float] = []
-    codes: collections.Counter[str] = collections.Counter()
-    end = time.monotonic() + seconds
+@dataclass
+class Spent:
+    """CPU seconds of the parts of the machine over a load window."""
 
-    async def worker(index: int) -> None:
-        node = nodes[index % len(nodes)]
-        while time.monotonic() < end:
-            mid = next(_mids)
-            prefix = f"2001:db8:{mid >> 16:x}:{mid & 0xFFFF:x}::/64"
-            started = time.perf_counter()
-            try:
-                response = await client.put(node, mid, prefix)
-                codes[str(response.code)] += 1
-            except Exception as problem:  # a timeout under load: counted, not fatal
-                codes[type(problem).__name__] += 1
-                continue
-            latencies.append(time.perf_counter() - started)
+    servers: float
+    nodes: int
+    postgres: float | None
+    others: float  # busy CPU of the whole machine outside this benchmark's processes
+    busy: float  # CPUs busy on average over the window (all processes)
 
-    started = time.monotonic()
-    await asyncio.gather(*(worker(i) for i in range(concurrency)))
-    elapsed = time.monotonic() - started
-    return len(latencies) / elapsed, latencies, ", ".join(f"{code} x{n}" for code, n in sorted(codes.items()))
+
+async def measured(
+    load: PutLoad, slots: list[Slot], seconds: float, nodes: list[Node], postgres: int | None, shared: bool
+) -> tuple[Window, Spent]:
+    """One load window, with the CPU every part of the machine used over it."""
+
+    def reading() -> tuple[float, float, float, float, float]:
+        servers = sum(cpu_seconds(node.process.pid) for node in nodes)
+        database = tree_cpu_seconds(postgres) if postgres is not None else 0.0
+        ours = database + tree_cpu_seconds(os.getpid())  # the nodes and the generators are this process's children
+        return servers, database, ours, *machine_busy()
+
+    before = reading()
+    window = await load.run(slots, seconds, shared=shared)
+    after = reading()
+    servers, database, ours, busy, total = (a - b for a, b in zip(after, before, strict=True))
+    cpus = total / window.elapsed  # CPU seconds per second of wall time: the machine's CPU count
+    spent = Spent(servers, len(nodes), database if postgres is not None else None, busy - ours, busy / total * cpus)
+    return window, spent
+
+
+def rows_of(label: str, window: Window, spent: Spent) -> list[tuple[str, str, str]]:
+    per = 1e6 / max(1, window.requests)
+    share = spent.servers / window.elapsed / spent.nodes * 100  # well below 100 %: the node waits, not computes
+    cost = f"server CPU {spent.servers * per:.0f} us/PUT ({share:.0f} % of a core per node)"
+    if spent.postgres is not None:
+        cost += f", PostgreSQL {spent.postgres * per:.0f} us/PUT"
+    machine = (
+        f"CPUs busy {spent.busy:.2f} of {os.cpu_count()} ({spent.others / window.elapsed:.2f} outside this bench), "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
+    return [
+        (f"PUT rate, {label}", f"{window.rate:.0f}/s", f"{cost}; {window.generator()}; {machine}"),
+        (f"PUT latency, {label}", window.latency(), window.codes_text()),
+    ]
 
 
 async def notification_latency(client: DotsClient, a: Node, b: Node, count: int) -> list[float]:
@@ -108,43 +140,57 @@ async def failover(pki: Path, url: str, nodes: list[Node]) -> float:
     return took
 
 
-async def main(args: argparse.Namespace, url: str) -> None:
+async def main(args: argparse.Namespace, databases: list[str], postgres: int | None) -> None:
+    """DATABASES: the PostgreSQL URLs of the one-node and the two-node setups; POSTGRES: its postmaster's pid."""
     rows: list[tuple[str, str, str]] = []
     with tempfile.TemporaryDirectory(prefix="opendots-scale-") as directory:
         pki = Path(directory)
-        init_pki(pki)
+        names = [f"bench{index:02d}" for index in range(args.clients)]
+        init_pki(pki, client_names=names)
         with (pki / "server.toml").open("a") as config:  # the load creates tens of thousands of mitigations
             config.write("\n[signal]\nmax_mitigations_per_client = 10000000\n")
-        cuid = next(c.cuid for c in ServerConfig.load(pki / "server.toml").clients if c.name == "client")
-        client = await DotsClient.open(pki, "client", cuid)
+        cuids = {c.name: c.cuid for c in ServerConfig.load(pki / "server.toml").clients}
+        one = [Context("client", cuids["client"], 0)] * args.generators  # one certificate, a context per process
+        many = [Context(name, cuids[name], index + 1) for index, name in enumerate(names)]
+        load = PutLoad(pki, args.generators)
+        client = await DotsClient.open(pki, "client", cuids["client"])
         try:
-            setups: list[tuple[str, list[str]]] = [
-                ("SQLite, 1 node", [str(pki / "bench.db")]),
-                ("PostgreSQL, 1 node", [url]),
-                ("PostgreSQL, 2 nodes", [url, url]),
+            setups: list[tuple[str, str, int]] = [
+                ("SQLite, 1 node", str(pki / "sqlite.db"), 1),
+                ("PostgreSQL, 1 node", databases[0], 1),
+                ("PostgreSQL, 2 nodes", databases[1], 2),
             ]
-            for label, databases in setups:
-                nodes = [await start_node(pki, f"n{i}", db) for i, db in enumerate(databases)]
+            for label, db, count in setups:
+                nodes = [await start_node(pki, f"n{i}", db) for i in range(count)]
+                on_pg = postgres if db.startswith("postgresql") else None
                 try:
-                    await load(client, nodes, 0.5, args.concurrency)  # sessions up, caches warm
-                    cpu = sum(cpu_seconds(node.process.pid) for node in nodes)
-                    rate, latencies, codes = await load(client, nodes, args.seconds, args.concurrency)
-                    cpu = sum(cpu_seconds(node.process.pid) for node in nodes) - cpu
-                    p50, p99 = percentiles(latencies)
-                    per_put = cpu / max(1, len(latencies)) * 1e6
-                    rows.append((f"PUT rate, {label}", f"{rate:.0f}/s", f"{codes}; server CPU {per_put:.0f} us/PUT"))
-                    rows.append((f"PUT latency p50/p99, {label}", f"{p50:.1f} / {p99:.1f} ms", ""))
-                    if len(nodes) == 2:
+                    ports = [node.port for node in nodes]
+                    spread = [Slot(i, ports[i % count]) for i in range(len(many))]
+                    single = [Slot(i % len(one), ports[i % count]) for i in range(args.concurrency)]
+                    loads = [
+                        ("1 client", one, False, single),
+                        (f"{len(many)} clients", many, False, spread),
+                        (f"{len(many)} clients, shared targets", many, True, spread),
+                    ]  # fmt: skip
+                    for kind, contexts, shared, slots in loads:
+                        await load.open(contexts)
+                        await load.run(slots, 0.5, shared=shared)  # sessions up, caches warm
+                        window, spent = await measured(load, slots, args.seconds, nodes, on_pg, shared)
+                        rows += rows_of(f"{label}, {kind} ({len(slots)} in flight)", window, spent)
+                    if count == 2:
                         samples = await notification_latency(client, nodes[0], nodes[1], args.notifications)
                         p50, p99 = percentiles(samples)
-                        notes = f"{len(samples)} refreshes through A, observer on B"
+                        notes = (
+                            f"{len(samples)} refreshes through A, observer on B; load average {os.getloadavg()[0]:.1f}"
+                        )
                         rows.append(("cross-node notification p50/p99", f"{p50:.1f} / {p99:.1f} ms", notes))
-                        times = [await failover(pki, url, nodes) for _ in range(args.failovers)]
+                        times = [await failover(pki, db, nodes) for _ in range(args.failovers)]
                         rows.append(
                             (
                                 "failover (SIGKILL to lease taken)",
                                 f"{max(times):.2f} s max",
-                                " ".join(f"{t:.2f}" for t in times) + " s; lease retried every 1 s",
+                                " ".join(f"{t:.2f}" for t in times)
+                                + f" s; lease retried every 1 s; load average {os.getloadavg()[0]:.1f}",
                             )
                         )
                 finally:
@@ -152,13 +198,16 @@ async def main(args: argparse.Namespace, url: str) -> None:
                         await node.stop()
         finally:
             await client.close()
+            load.close()
     print_table(rows)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--concurrency", type=int, default=16, help="requests in flight in the one-client rows")
+    parser.add_argument("--clients", type=int, default=16, help="clients (one request in flight each) of the others")
+    parser.add_argument("--generators", type=int, default=2, help="load-generating processes")
     parser.add_argument("--notifications", type=int, default=200)
     parser.add_argument("--failovers", type=int, default=3)
     parser.add_argument("--pg-url", help="an existing, empty PostgreSQL database (default: a throwaway cluster)")
@@ -173,7 +222,12 @@ if __name__ == "__main__":
         cluster = Cluster(free_port())
         cluster.start()
     try:
-        asyncio.run(main(arguments, arguments.pg_url or cluster.fresh_database()))
+        if cluster is None:
+            asyncio.run(main(arguments, [arguments.pg_url] * 2, None))  # one database for both PostgreSQL setups
+        else:
+            postmaster = int((cluster.data / "postmaster.pid").read_text().split()[0])
+            fresh = [cluster.fresh_database(), cluster.fresh_database()]
+            asyncio.run(main(arguments, fresh, postmaster))
     finally:
         if cluster is not None:
             cluster.stop()
