@@ -27,11 +27,20 @@ import asyncio
 import collections
 import itertools
 import logging
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from bench._common import GeneratorProcesses, generator_note, percentiles, serve_commands
+from bench._common import (
+    GeneratorProcesses,
+    cpu_seconds,
+    generator_note,
+    machine_busy,
+    percentiles,
+    serve_commands,
+    tree_cpu_seconds,
+)
 from tests.helpers.cluster import DotsClient
 
 
@@ -74,6 +83,34 @@ class Window:
         return generator_note(self.generator_cpu, self.requests, self.elapsed, self.busiest)
 
 
+@dataclass
+class Spent:
+    """CPU seconds the parts of the machine used over a load window."""
+
+    servers: float
+    server_processes: int
+    postgres: float | None
+    others: float  # busy CPU of the whole machine outside this benchmark's processes
+    busy: float  # CPUs busy on average over the window, whoever used them
+
+
+def rate_rows(label: str, window: Window, spent: Spent, unit: str) -> list[tuple[str, str, str]]:
+    """A rate row (with every CPU figure of SPENT, per UNIT: "node", "process") and a latency row, for print_table."""
+    per = 1e6 / max(1, window.requests)
+    share = spent.servers / window.elapsed / spent.server_processes * 100  # far below 100 %: it waits, not computes
+    cost = f"server CPU {spent.servers * per:.0f} us/PUT ({share:.0f} % of a core per {unit})"
+    if spent.postgres is not None:
+        cost += f", PostgreSQL {spent.postgres * per:.0f} us/PUT"
+    machine = (
+        f"CPUs busy {spent.busy:.2f} of {os.cpu_count()} ({spent.others / window.elapsed:.2f} outside this bench), "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
+    return [
+        (f"PUT rate, {label}", f"{window.rate:.0f}/s", f"{cost}; {window.generator()}; {machine}"),
+        (f"PUT latency, {label}", window.latency(), window.codes_text()),
+    ]
+
+
 class PutLoad:
     """PROCESSES generator processes on the PKI of directory PKI (certificates STEM.crt/.key)."""
 
@@ -104,6 +141,26 @@ class PutLoad:
         cpu = sum(answer["cpu"] for answer in answers)
         busiest = max(answer["cpu"] / answer["elapsed"] for answer in answers)
         return Window(len(latencies), elapsed, latencies, codes, cpu, busiest)
+
+    async def measured(
+        self, slots: list[Slot], seconds: float, servers: list[int], postgres: int | None, **options: Any
+    ) -> tuple[Window, Spent]:
+        """`run`, with the CPU the SERVERS processes, PostgreSQL (its postmaster's pid) and the machine used."""
+
+        def reading() -> tuple[float, float, float, float, float]:
+            server = sum(cpu_seconds(pid) for pid in servers)
+            database = tree_cpu_seconds(postgres) if postgres is not None else 0.0
+            ours = database + tree_cpu_seconds(os.getpid())  # the servers and generators are this one's children
+            return server, database, ours, *machine_busy()
+
+        before = reading()
+        window = await self.run(slots, seconds, **options)
+        server, database, ours, busy, total = (a - b for a, b in zip(reading(), before, strict=True))
+        cpus = os.cpu_count() or 1
+        spent = Spent(
+            server, len(servers), database if postgres is not None else None, busy - ours, busy / total * cpus
+        )
+        return window, spent
 
     def close(self) -> None:
         self.pool.close()

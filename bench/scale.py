@@ -40,65 +40,17 @@ import os
 import signal
 import tempfile
 import time
-from dataclasses import dataclass
 
 import aiocoap
 
-from bench._common import cpu_seconds, free_port, machine_busy, percentiles, print_table, tree_cpu_seconds
-from bench._put_load import Context, PutLoad, Slot, Window
+from bench._common import free_port, percentiles, print_table
+from bench._put_load import Context, PutLoad, Slot, rate_rows
 from opendots.cli.certs import init_pki
 from opendots.config import ServerConfig
 from opendots.model import decode_signal
 from tests.helpers.cluster import SCOPE, DotsClient, Node, start_node
 
 _mids = itertools.count(1)
-
-
-@dataclass
-class Spent:
-    """CPU seconds of the parts of the machine over a load window."""
-
-    servers: float
-    nodes: int
-    postgres: float | None
-    others: float  # busy CPU of the whole machine outside this benchmark's processes
-    busy: float  # CPUs busy on average over the window (all processes)
-
-
-async def measured(
-    load: PutLoad, slots: list[Slot], seconds: float, nodes: list[Node], postgres: int | None, shared: bool
-) -> tuple[Window, Spent]:
-    """One load window, with the CPU every part of the machine used over it."""
-
-    def reading() -> tuple[float, float, float, float, float]:
-        servers = sum(cpu_seconds(node.process.pid) for node in nodes)
-        database = tree_cpu_seconds(postgres) if postgres is not None else 0.0
-        ours = database + tree_cpu_seconds(os.getpid())  # the nodes and the generators are this process's children
-        return servers, database, ours, *machine_busy()
-
-    before = reading()
-    window = await load.run(slots, seconds, shared=shared)
-    after = reading()
-    servers, database, ours, busy, total = (a - b for a, b in zip(after, before, strict=True))
-    cpus = total / window.elapsed  # CPU seconds per second of wall time: the machine's CPU count
-    spent = Spent(servers, len(nodes), database if postgres is not None else None, busy - ours, busy / total * cpus)
-    return window, spent
-
-
-def rows_of(label: str, window: Window, spent: Spent) -> list[tuple[str, str, str]]:
-    per = 1e6 / max(1, window.requests)
-    share = spent.servers / window.elapsed / spent.nodes * 100  # well below 100 %: the node waits, not computes
-    cost = f"server CPU {spent.servers * per:.0f} us/PUT ({share:.0f} % of a core per node)"
-    if spent.postgres is not None:
-        cost += f", PostgreSQL {spent.postgres * per:.0f} us/PUT"
-    machine = (
-        f"CPUs busy {spent.busy:.2f} of {os.cpu_count()} ({spent.others / window.elapsed:.2f} outside this bench), "
-        f"load average {os.getloadavg()[0]:.1f}"
-    )
-    return [
-        (f"PUT rate, {label}", f"{window.rate:.0f}/s", f"{cost}; {window.generator()}; {machine}"),
-        (f"PUT latency, {label}", window.latency(), window.codes_text()),
-    ]
 
 
 async def notification_latency(client: DotsClient, a: Node, b: Node, count: int) -> list[float]:
@@ -175,8 +127,9 @@ async def main(args: argparse.Namespace, databases: list[str], postgres: int | N
                     for kind, contexts, shared, slots in loads:
                         await load.open(contexts)
                         await load.run(slots, 0.5, shared=shared)  # sessions up, caches warm
-                        window, spent = await measured(load, slots, args.seconds, nodes, on_pg, shared)
-                        rows += rows_of(f"{label}, {kind} ({len(slots)} in flight)", window, spent)
+                        pids = [node.process.pid for node in nodes]
+                        window, spent = await load.measured(slots, args.seconds, pids, on_pg, shared=shared)
+                        rows += rate_rows(f"{label}, {kind} ({len(slots)} in flight)", window, spent, "node")
                     if count == 2:
                         samples = await notification_latency(client, nodes[0], nodes[1], args.notifications)
                         p50, p99 = percentiles(samples)

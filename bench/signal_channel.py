@@ -33,7 +33,6 @@ sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 import argparse
 import asyncio
 import collections
-import json
 import logging
 import os
 import shutil
@@ -46,13 +45,16 @@ from typing import Any
 import aiocoap
 
 from bench._common import (
+    GeneratorProcesses,
     cpu_seconds,
     files,
     free_port,
+    generator_note,
     libcoap_base_port,
     percentiles,
     print_table,
     rss_kib,
+    serve_commands,
     wait_for_udp_port,
 )
 from opendots import eventloop
@@ -298,64 +300,42 @@ async def throughput(
 
 
 class GeneratorPool:
-    """--generators load-generating processes (role "generator"), each driving every Nth client with its own event
-    loop and client contexts. Each measures its own CPU over the load window (time.process_time): the generator's
-    CPU per request is printed beside the server's, so a generator that caps the rate shows."""
+    """--generators load-generating processes (role "generator", bench/_common.GeneratorProcesses), each driving
+    every Nth client with its own event loop and client contexts. Each measures its own CPU over the load window
+    (time.process_time): the generator's CPU per request is printed beside the server's, so a generator that caps
+    the rate shows."""
 
     def __init__(self, pki: Path, count: int, clients: int) -> None:
-        self.processes: list[subprocess.Popen] = []
-        for index in range(count):
-            argv = [sys.executable, __file__, "--role", "generator", "--pki", str(pki), "--port", "0",
+        def argv(index: int) -> list[str]:
+            return [__file__, "--role", "generator", "--pki", str(pki), "--port", "0",
                     "--worker", f"{index}/{count}", "--clients", str(clients)]  # fmt: skip
-            process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-            pin_generator(process.pid)
-            self.processes.append(process)
+
+        self.pool = GeneratorProcesses(argv, count, place=pin_generator)
+        self.processes = self.pool.processes
         self.count = count
-
-    def _ask(self, process: subprocess.Popen, command: dict[str, Any]) -> None:
-        assert process.stdin is not None
-        process.stdin.write(json.dumps(command) + "\n")
-        process.stdin.flush()
-
-    def _answer(self, process: subprocess.Popen) -> dict[str, Any]:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        if not line:
-            raise RuntimeError("a load generator process exited")
-        return json.loads(line)
 
     async def throughput(
         self, count: int, scheme: str, port: int, seconds: float, server_pid: int
-    ) -> tuple[int, float, float, Counter[str], float]:
+    ) -> tuple[int, float, float, Counter[str], float, float]:
         """As throughput(), with COUNT clients spread over the generator processes (client i in process i % N).
-        Returns (answered, elapsed, server CPU s, codes, generator CPU s)."""
+        Returns (answered, elapsed, server CPU s, codes, generator CPU s, busiest generator's share of a core)."""
         shares = [len(range(index, count, self.count)) for index in range(self.count)]
-        busy = [p for p, share in zip(self.processes, shares, strict=True) if share]
-        for process, share in zip(self.processes, shares, strict=True):
-            if share:
-                self._ask(process, {"prepare": share, "scheme": scheme, "port": port})
-        for process in busy:
-            await asyncio.to_thread(self._answer, process)  # sessions up, first PUT answered
+        busy = [index for index, share in enumerate(shares) if share]
+        # Sessions up, first PUT answered, then the window.
+        await self.pool.ask({i: {"prepare": shares[i], "scheme": scheme, "port": port} for i in busy})
         cpu_before = cpu_seconds(server_pid)
-        for process in busy:
-            self._ask(process, {"go": seconds})
-        results = [await asyncio.to_thread(self._answer, process) for process in busy]
+        results = list((await self.pool.ask({index: {"go": seconds} for index in busy})).values())
         server_cpu = cpu_seconds(server_pid) - cpu_before
         codes: Counter[str] = collections.Counter()
         for result in results:
             codes.update(result["codes"])
         done = sum(r["done"] for r in results)
         elapsed = max(r["elapsed"] for r in results)
-        return done, elapsed, server_cpu, codes, sum(r["cpu"] for r in results)
+        busiest = max(r["cpu"] / r["elapsed"] for r in results)
+        return done, elapsed, server_cpu, codes, sum(r["cpu"] for r in results), busiest
 
     def close(self) -> None:
-        for process in self.processes:
-            if process.stdin is not None:
-                process.stdin.close()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        self.pool.close()
 
 
 async def generate(pki: Path, worker: str, total: int) -> None:
@@ -364,22 +344,22 @@ async def generate(pki: Path, worker: str, total: int) -> None:
     logging.basicConfig(level=logging.ERROR)
     clients = [BenchClient(pki, f"bench{i:03d}", i + 1) for i in range(index, total, count)]
     opened = 0
-    loop = asyncio.get_running_loop()
     active: list[BenchClient] = []
     scheme, port = "coaps", 0
-    while line := await loop.run_in_executor(None, sys.stdin.readline):
-        command = json.loads(line)
+
+    async def handle(command: dict[str, Any]) -> dict[str, Any]:
+        nonlocal active, scheme, port, opened
         if "prepare" in command:
             active, scheme, port = clients[: command["prepare"]], command["scheme"], command["port"]
             await asyncio.gather(*(c.open() for c in active[opened:]))
             opened = max(opened, len(active))
             report_setup(port, await asyncio.gather(*(c.ready(scheme, port) for c in active)))
-            print(json.dumps({"ready": True}), flush=True)
-            continue
+            return {"ready": True}
         cpu_before = time.process_time()
         done, elapsed, _, codes = await throughput(active, scheme, port, command["go"], None)
-        result = {"done": done, "elapsed": elapsed, "cpu": time.process_time() - cpu_before, "codes": codes}
-        print(json.dumps(result), flush=True)
+        return {"done": done, "elapsed": elapsed, "cpu": time.process_time() - cpu_before, "codes": codes}
+
+    await serve_commands(handle)
     await asyncio.gather(*(c.close() for c in clients[:opened]))
 
 
@@ -437,14 +417,14 @@ async def main(args: argparse.Namespace) -> None:
                 p50, p99 = percentiles(samples) if samples else (float("nan"), float("nan"))
                 results[name][f"{label} latency"] = (p50, p99, _codes(codes))
             for count in args.clients:
-                totals = {name: [0, 0.0, 0.0, collections.Counter(), 0.0] for name in servers}
+                totals = {name: [0, 0.0, 0.0, collections.Counter(), 0.0, 0.0] for name in servers}
                 ratios = []
                 for round_index in range(args.rounds):
                     rates = {}
                     for name, (process, port) in rounds_order(servers, round_index):
                         seconds = args.seconds / args.rounds
                         if pool is not None:
-                            done, elapsed, cpu, codes, load = await pool.throughput(
+                            done, elapsed, cpu, codes, load, busiest = await pool.throughput(
                                 count, scheme, port, seconds, process.pid
                             )
                         else:
@@ -453,23 +433,25 @@ async def main(args: argparse.Namespace) -> None:
                                 clients[1 : 1 + count], scheme, port, seconds, process.pid
                             )
                             load = time.process_time() - load_before
+                            busiest = load / elapsed
                         total = totals[name]
                         total[0] += done
                         total[1] += elapsed
                         total[2] += cpu
                         total[3].update(codes)
                         total[4] += load
+                        total[5] = max(total[5], busiest)
                         rates[name] = done / elapsed
                     if "libcoap" in rates:
                         ratios.append(rates["OpenDOTS"] / rates["libcoap"])
-                for name, (done, elapsed, cpu, codes, load) in totals.items():
+                for name, (done, elapsed, cpu, codes, load, busiest) in totals.items():
+                    generator = generator_note(load, done, elapsed, busiest)
                     results[name][f"{label} {count}"] = (
                         done / elapsed,
                         cpu / max(done, 1),
                         _codes(codes),
                         ratios,
-                        load / max(done, 1),
-                        load / elapsed,
+                        generator,
                     )
         for name, (process, _) in servers.items():
             results[name]["rss"] = (rss_kib(process.pid),)
@@ -503,9 +485,8 @@ def report(results: dict[str, dict[str, tuple]], args: argparse.Namespace, load:
         for count in args.clients:
             rate = ours[f"{label} {count}"][0]
             for name, result in results.items():
-                other, cpu, codes, ratios, generator_cpu, busy = result[f"{label} {count}"]
-                note = (f"server CPU {cpu * 1e6:.0f} us/request, generator CPU {generator_cpu * 1e6:.0f} us/request "
-                        f"({busy * 100:.0f} % of a core); {codes}")  # fmt: skip
+                other, cpu, codes, ratios, generator = result[f"{label} {count}"]
+                note = f"server CPU {cpu * 1e6:.0f} us/request, {generator}; {codes}"
                 if name == "libcoap":
                     spread = f"rounds {min(ratios):.2f}-{max(ratios):.2f}, " if len(ratios) > 1 else ""
                     note = f"ratio ours/libcoap {rate / other:.2f} ({spread}target >= 0.5); {note}"

@@ -1,17 +1,18 @@
 """`opendots server --workers N` on SQLite: mitigation PUT rate with 1 and 2 workers, and how fast an observer on one
 worker hears of a change made through the other.
 
-    .venv/bin/python bench/workers.py [--seconds 5] [--concurrency 16] [--clients 8] [--notifications 100]
+    .venv/bin/python bench/workers.py [--seconds 5] [--concurrency 16] [--clients 8] [--generators 2]
+                                      [--notifications 100]
 
-Rows: PUT rate and latency p50/p99 (DTLS, --concurrency requests in flight spread over --clients client contexts,
-each its own source port, so SO_REUSEPORT spreads them over the workers;
-40 mitigations per request slot, each its own /64, created then refreshed in turn)
-with `--workers 1` and `--workers 2`, server CPU per PUT over the parent and its workers; cross-worker
-notification latency (an observer on worker 1, a refresh PUT sent through worker 0: from the PUT leaving to the
-notification arriving; the writer pokes the others after its commit, and they read the change log every 0.2 s
-anyway). The load generator is this process (one event
-loop): its CPU caps the rate it can offer, the ratio of the two rows is what to read. Not a test: nothing is
-asserted.
+Rows: PUT rate and latency p50/p99 (DTLS, --concurrency requests in flight spread over --clients client contexts of
+one certificate, each its own source port, so SO_REUSEPORT spreads them over the workers; the contexts spread over
+--generators load-generating processes, bench/_put_load.py; 40 mitigations per request slot, each its own /80,
+created in a 0.5 s warm-up, then refreshed in turn) with `--workers 1` and `--workers 2`, server CPU per PUT over
+the parent and its workers, the generator's own CPU per PUT and the share of a core its busiest process used (near
+100 %, the generator and not the server caps the rate), how busy the machine's CPUs were and the load average;
+cross-worker notification latency (from this process: an observer on worker 1, a refresh PUT sent through worker 0:
+from the PUT leaving to the notification arriving; the writer pokes the others after its commit, and they read the
+change log every 0.2 s anyway). Not a test: nothing is asserted.
 """
 
 from __future__ import annotations
@@ -24,8 +25,7 @@ sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
 import argparse
 import asyncio
-import collections
-import itertools
+import os
 import random
 import signal
 import tempfile
@@ -33,79 +33,40 @@ import time
 
 import aiocoap
 
-from bench._common import cpu_seconds, percentiles, print_table
+from bench._common import percentiles, print_table
+from bench._put_load import Context, PutLoad, Slot, rate_rows
 from opendots.cli.certs import init_pki
 from opendots.config import ServerConfig
 from opendots.model import decode_signal
 from tests.helpers.cluster import SCOPE, DotsClient, Node, start_node
-from tests.helpers.workers import start_workers
+from tests.helpers.workers import clients_in_each_worker, start_workers
 
 
-async def node_cpu(node: Node) -> float:
-    pids = [w["pid"] for w in (await node.status()).get("workers", [])]
-    return sum(cpu_seconds(pid) for pid in [node.process.pid, *pids])
-
-
-async def put_load(
-    clients: list[DotsClient], node: Node, seconds: float, concurrency: int
-) -> tuple[float, list[float], str]:
-    """PUTs for SECONDS, CONCURRENCY in flight: each slot creates 40 mitigations (own /64s), then refreshes them in
-    turn (the server allows a client 1,000). Returns the rate, the latencies and the response codes seen."""
-    latencies: list[float] = []
-    codes: collections.Counter[str] = collections.Counter()
-    end = time.monotonic() + seconds
-
-    async def one(index: int) -> None:
-        client = clients[index % len(clients)]
-        for turn in itertools.count():
-            if time.monotonic() >= end:
-                return
-            mid = 100_000 + index * 100 + turn % 40
-            started = time.perf_counter()
-            response = await client.put(node, mid, f"2001:db8:{index:x}:{mid & 0xFFFF:x}::/64")
-            latencies.append(time.perf_counter() - started)
-            codes[str(response.code).split()[0]] += 1
-
-    started = time.monotonic()
-    await asyncio.gather(*(one(i) for i in range(concurrency)))
-    rate = len(latencies) / (time.monotonic() - started)
-    return rate, latencies, ", ".join(f"{code}: {count}" for code, count in sorted(codes.items()))
-
-
-async def measure(pki: Path, node: Node, cuid: str, workers: int, args: argparse.Namespace) -> list:
+async def measure(pki: Path, node: Node, load: PutLoad, cuid: str, workers: int, args: argparse.Namespace) -> list:
     rows = []
-    groups = await spread(pki, node, cuid, args.clients)
-    clients = [c for group in groups.values() for c in group]
-    if workers > 1 and len(groups) > 1:
-        a, b = groups[0][0], groups[1][0]
-        n50, n99 = percentiles(await notification_latency(a, b, node, args.notifications))
-        note = "poked after the commit; polled every 0.2 s"
-        rows.append(("cross-worker notification", f"p50 {n50:.1f} ms, p99 {n99:.1f} ms", note))
-    cpu = await node_cpu(node)
-    rate, latencies, codes = await put_load(clients, node, args.seconds, args.concurrency)
-    used = await node_cpu(node) - cpu
-    p50, p99 = percentiles(latencies)
-    note = f"server CPU {used / max(1, len(latencies)) * 1000:.2f} ms/PUT; {codes}"
     if workers > 1:
-        note += f"; clients per worker {sorted(len(g) for g in groups.values())}"
-    rows.append((f"--workers {workers}: PUT rate", f"{rate:.0f}/s", note))
-    rows.append((f"--workers {workers}: PUT latency", f"p50 {p50:.1f} ms, p99 {p99:.1f} ms", ""))
-    for client in clients:
-        await client.close()
+        opened = await clients_in_each_worker(pki, node, cuid)  # a session in each of two workers
+        by_worker = {worker: client for client, worker in opened}
+        a, b = by_worker[min(by_worker)], by_worker[max(by_worker)]
+        n50, n99 = percentiles(await notification_latency(a, b, node, args.notifications))
+        note = f"poked after the commit; polled every 0.2 s; load average {os.getloadavg()[0]:.1f}"
+        rows.append(("cross-worker notification", f"p50 {n50:.1f} ms, p99 {n99:.1f} ms", note))
+        for client, _ in opened:
+            await client.close()
+    before = await node.status()
+    await load.open([Context("client", cuid, 0)] * args.clients)
+    slots = [Slot(i % args.clients, node.port) for i in range(args.concurrency)]
+    await load.run(slots, 0.5, cycle=40)  # sessions up, the mitigations created
+    status = await node.status()
+    pids = [node.process.pid, *(w["pid"] for w in status.get("workers", []))]
+    window, spent = await load.measured(slots, args.seconds, pids, None, cycle=40)
+    label = f"--workers {workers} ({args.concurrency} in flight, {args.clients} contexts)"
+    rows += rate_rows(label, window, spent, "process" if workers == 1 else "process, the parent's too")
+    if workers > 1:
+        held = {w["worker"]: w["sessions"]["dtls"] for w in before["workers"]}
+        sessions = [w["sessions"]["dtls"] - held.get(w["worker"], 0) for w in status["workers"]]
+        rows[-1] = (rows[-1][0], rows[-1][1], f"{rows[-1][2]}; the generators' DTLS sessions per worker {sessions}")
     return rows
-
-
-async def spread(pki: Path, node: Node, cuid: str, count: int) -> dict[int, list[DotsClient]]:
-    """COUNT client contexts, grouped by the worker that holds each one's session."""
-    by_worker: dict[int, list[DotsClient]] = collections.defaultdict(list)
-    for _ in range(count):
-        before = {w["worker"]: w["sessions"]["dtls"] for w in (await node.status()).get("workers", [])}
-        client = await DotsClient.open(pki, "client", cuid)
-        await client.entries(node)
-        after = {w["worker"]: w["sessions"]["dtls"] for w in (await node.status()).get("workers", [])}
-        grown = [index for index in after if after[index] > before.get(index, 0)] or [0]
-        by_worker[grown[0]].append(client)
-    return by_worker
 
 
 async def notification_latency(a: DotsClient, b: DotsClient, node: Node, count: int) -> list[float]:
@@ -135,15 +96,18 @@ async def main(args: argparse.Namespace) -> None:
         pki = Path(directory)
         init_pki(pki)
         cuid = ServerConfig.load(pki / "server.toml").clients[0].cuid
+        load = PutLoad(pki, args.generators)
         for workers in (1, 2):
             # One worker: the plain server, which is what `--workers 1` runs.
             single = workers == 1
             node = await _single(pki) if single else await start_workers(pki, workers, db=str(pki / "w2.db"))
             try:
-                rows += await measure(pki, node, cuid, workers, args)
+                rows += await measure(pki, node, load, cuid, workers, args)
             finally:
+                await load.open([])  # the generators' sessions closed before their server goes
                 node.process.send_signal(signal.SIGTERM)
                 await node.process.wait()
+        load.close()
     print_table(rows)
 
 
@@ -157,5 +121,6 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--generators", type=int, default=2)
     parser.add_argument("--notifications", type=int, default=100)
     asyncio.run(main(parser.parse_args()))
