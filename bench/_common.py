@@ -91,11 +91,13 @@ def machine_busy() -> tuple[float, float]:
     return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK"), sum(values[:8]) / os.sysconf("SC_CLK_TCK")
 
 
-def generator_note(cpu: float, requests: int, elapsed: float, busiest: float | None = None) -> str:
+def generator_note(
+    cpu: float, requests: int, elapsed: float, busiest: float | None = None, unit: str = "request"
+) -> str:
     """The load generator's own cost beside a rate (the project's rule: a rate counts only when its generator is
     shown not to be the bottleneck). CPU: its processes' CPU seconds over the window of ELAPSED seconds; BUSIEST:
     the share of a core its busiest process used (near 100 %, that process capped the rate)."""
-    note = f"generator CPU {cpu / max(1, requests) * 1e6:.0f} us/request ({cpu / elapsed * 100:.0f} % of a core"
+    note = f"generator CPU {cpu / max(1, requests) * 1e6:.0f} us/{unit} ({cpu / elapsed * 100:.0f} % of a core"
     if busiest is not None:
         note += f", busiest process {busiest * 100:.0f} %"
     return note + ")"

@@ -12,11 +12,15 @@ Two namespace labs (needs root and conntrack), interleaved run by run so they sh
                an `opendots server` whose nftables actuator drops on the router.
 
 The first drop is seen at the victim as in bench/mitigate_signal.py: last datagram + one period after the request.
+That period is the one asked for (--pps): the table also gives, per path, the rate each flood's sender achieved and
+its CPU per packet and share of a core (the load generator's own cost; a sender near 100 % falls behind its rate and
+the period, so the figure, grows), and the load average at the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -24,17 +28,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._common import generator_note
 from bench.mitigate_signal import WARM_UP, one_run, percentile
 from opendots.lab.callhome_lab import COMPROMISED, PUBLIC, VICTIM, CallHomeLab
-from opendots.lab.flood import Receiver
+from opendots.lab.flood import FloodResult, Receiver
 from opendots.lab.netns import Lab, lab_unavailable_reason
 from opendots.lab.processes import ProcessStack
 from opendots.signal.client.shell.control import ControlClient
 
 
-def call_home_run(lab: CallHomeLab, control: ControlClient, port: int, pps: int, budget: float) -> float | None:
+def call_home_run(
+    lab: CallHomeLab, control: ControlClient, port: int, pps: int, budget: float, floods: list[FloodResult]
+) -> float | None:
     """Flood victim PORT from the compromised host (source port PORT), ask the CPE to stop it after the warm-up;
-    seconds from the request to the first drop, None when not measurable."""
+    seconds from the request to the first drop, None when not measurable. What the flood's sender achieved goes
+    to FLOODS."""
     receiver = Receiver(lab.victim, VICTIM, port, duration=WARM_UP + budget + 3.0, gap=0.002, idle=0.4)
     time.sleep(0.05)
     flood = lab.flood(COMPROMISED, port, count=int(pps * (WARM_UP + budget)), duration=WARM_UP + budget, pps=pps,
@@ -46,7 +54,7 @@ def call_home_run(lab: CallHomeLab, control: ControlClient, port: int, pps: int,
                  "target-port": [str(port)], "protocol": [17], "lifetime": 600}  # fmt: skip
         answer = control.call("mitigate", peer="home", scope=scope)
         assert answer.get("code") == "2.01", answer
-        flood.wait()
+        floods.append(flood.wait())
     finally:
         flood.stop()
     reception = receiver.wait()
@@ -69,6 +77,7 @@ def main() -> int:
         return 2
     results: dict[str, list[float]] = {f"call home ({args.transport}, NAT lookup)": [], "base channel agent API": []}
     missed = dict.fromkeys(results, 0)
+    floods: dict[str, list[FloodResult]] = {method: [] for method in results}
     with (
         CallHomeLab() as home,
         Lab() as base,
@@ -87,7 +96,7 @@ def main() -> int:
             for number, port in enumerate(range(20_000, 20_000 + args.runs)):
                 for method in results:
                     if method.startswith("call home"):
-                        latency = call_home_run(home, provider, port, args.pps, 2.0)
+                        latency = call_home_run(home, provider, port, args.pps, 2.0, floods[method])
                     else:
                         scope = {"target-prefix": [f"{victim}/32"], "target-port-range": [{"lower-port": port}],
                                  "target-protocol": [17], "lifetime": 600}  # fmt: skip
@@ -95,7 +104,7 @@ def main() -> int:
                         def request(scope=scope) -> None:
                             assert agent.mitigate(scope)["code"] == "2.01"
 
-                        latency = one_run(base, victim, port, args.pps, request, 1.0)
+                        latency = one_run(base, victim, port, args.pps, request, 1.0, floods[method])
                     if latency is None:
                         missed[method] += 1
                     else:
@@ -114,6 +123,13 @@ def main() -> int:
             continue
         figures = [percentile(values, f) * 1000 for f in (0.5, 0.9, 0.99)] + [max(values) * 1000]
         print(f"{method:<34} {len(values):>4} " + " ".join(f"{figure:>8.1f}" for figure in figures) + note)
+    print("\nflood senders (the load generator), all runs of each path:")
+    for method, sent in floods.items():
+        packets, seconds, cpu = (sum(getattr(f, field) for f in sent) for field in ("sent", "seconds", "cpu"))
+        slowest = min((f.pps for f in sent), default=0.0)
+        print(f"  {method}: {packets / max(seconds, 1e-9):.0f} pps of {args.pps} asked (slowest run {slowest:.0f}), "
+              f"{generator_note(cpu, packets, seconds, unit='packet')}")  # fmt: skip
+    print(f"load average at the end: {os.getloadavg()[0]:.2f} (shared machine)")
     return 0
 
 

@@ -13,7 +13,8 @@ logs in to the console and stays on the page.
   the 300 the page lists).
 - Server CPU: utime+stime of the server process over --window seconds of wall time, with --mitigations held:
   no page open vs one page open, while nothing changes, and while a client refreshes one mitigation twice a second
-  (each refresh is a state change the page is sent).
+  (each refresh is a state change the page is sent). Beside each: the load generator's own CPU per refresh (this
+  process: the refreshing client) and the browser's share of a core while the page is open, and the load average.
 
 Prints one table. Not a test: nothing is asserted.
 """
@@ -36,10 +37,11 @@ import subprocess
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 
 import aiocoap
 
-from bench._common import cpu_seconds, files, free_port, print_table
+from bench._common import cpu_seconds, files, free_port, generator_note, print_table, tree_cpu_seconds
 from opendots.config import DashboardConfig, ServerConfig
 from opendots.model import encode_signal
 from opendots.pki.setup import init_pki
@@ -150,15 +152,41 @@ async def put_to_page(client: Client, driver, mids: range) -> list[float]:
     return delays
 
 
-async def cpu_share(pid: int, window: float, client: Client | None = None) -> float:
-    """Share of one core the server used over WINDOW seconds (CLIENT: refresh a mitigation twice a second)."""
-    start_cpu, start_wall = cpu_seconds(pid), time.monotonic()
+@dataclass
+class Share:
+    """What one window cost: the server's share of a core, and the load generator's (this process's) CPU."""
+
+    server: float
+    generator: float  # CPU seconds of this process (the refreshing client) over the window
+    refreshes: int
+    elapsed: float
+    browser: float | None  # share of a core of the browser (chromedriver and its Chromium), when a page is open
+
+    def note(self) -> str:
+        note = f"load average {os.getloadavg()[0]:.1f}"
+        if self.refreshes:
+            note += "; " + generator_note(self.generator, self.refreshes, self.elapsed, unit="refresh")
+        if self.browser is not None:
+            note += f"; browser {self.browser * 100:.1f} % of a core"
+        return note
+
+
+async def cpu_share(pid: int, window: float, client: Client | None = None, browser: int | None = None) -> Share:
+    """The server's CPU over WINDOW seconds (CLIENT: refresh a mitigation twice a second; BROWSER: the pid of the
+    chromedriver whose Chromium shows the page)."""
+    start_cpu, start_wall, start_own = cpu_seconds(pid), time.monotonic(), time.process_time()
+    start_browser = tree_cpu_seconds(browser) if browser is not None else 0.0
     end = start_wall + window
+    refreshes = 0
     while time.monotonic() < end:
         if client is not None:
             await client.put(999_999)
+            refreshes += 1
         await asyncio.sleep(0.5 if client is not None else min(1.0, end - time.monotonic()))
-    return (cpu_seconds(pid) - start_cpu) / (time.monotonic() - start_wall)
+    elapsed = time.monotonic() - start_wall
+    shown = (tree_cpu_seconds(browser) - start_browser) / elapsed if browser is not None else None
+    generator = time.process_time() - start_own
+    return Share((cpu_seconds(pid) - start_cpu) / elapsed, generator, refreshes, elapsed, shown)
 
 
 def ms(samples: list[float]) -> str:
@@ -188,18 +216,22 @@ async def main(args: argparse.Namespace) -> None:
         loaded = await put_to_page(client, driver, tried)
         held = args.mitigations + 2 * args.tries + 1
         rows.append((f"PUT to row in the page, {held} held", ms(loaded), f"{args.tries} tries, in the browser"))
-        open_idle = await cpu_share(process.pid, args.window)
-        open_busy = await cpu_share(process.pid, args.window, client)
+        chromedriver = driver.service.process.pid
+        open_idle = await cpu_share(process.pid, args.window, browser=chromedriver)
+        open_busy = await cpu_share(process.pid, args.window, client, browser=chromedriver)
         await asyncio.to_thread(driver.quit)
         driver = None
         await asyncio.sleep(3)  # the console's loop stops once no page is subscribed
         closed_idle = await cpu_share(process.pid, args.window)
         closed_busy = await cpu_share(process.pid, args.window, client)
         window = f"{args.window:.0f} s window, {held} mitigations"
-        rows.append(("server CPU, no page open, idle", f"{closed_idle * 100:.1f} % of a core", window))
-        rows.append(("server CPU, one page open, idle", f"{open_idle * 100:.1f} % of a core", window))
-        rows.append(("server CPU, no page, 2 refreshes/s", f"{closed_busy * 100:.1f} % of a core", window))
-        rows.append(("server CPU, one page, 2 refreshes/s", f"{open_busy * 100:.1f} % of a core", window))
+        for label, share in (
+            ("server CPU, no page open, idle", closed_idle),
+            ("server CPU, one page open, idle", open_idle),
+            ("server CPU, no page, 2 refreshes/s", closed_busy),
+            ("server CPU, one page, 2 refreshes/s", open_busy),
+        ):
+            rows.append((label, f"{share.server * 100:.1f} % of a core", f"{window}; {share.note()}"))
     finally:
         if driver is not None:
             await asyncio.to_thread(driver.quit)

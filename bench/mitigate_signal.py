@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from opendots.lab.flood import Flood, Receiver
+from opendots.lab.flood import Flood, FloodResult, Receiver
 from opendots.lab.netns import Lab, lab_unavailable_reason
 from opendots.lab.processes import ProcessStack, opendots_argv
 from opendots.mitigate.base import MitigationScope, PortRange
@@ -45,8 +45,17 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
-def one_run(lab: Lab, victim: str, port: int, pps: int, request: Callable[[], None], budget: float) -> float | None:
-    """Flood PORT, call REQUEST after the warm-up, return seconds from the request to the first drop."""
+def one_run(
+    lab: Lab,
+    victim: str,
+    port: int,
+    pps: int,
+    request: Callable[[], None],
+    budget: float,
+    floods: list[FloodResult] | None = None,
+) -> float | None:
+    """Flood PORT, call REQUEST after the warm-up, return seconds from the request to the first drop. FLOODS: where
+    to keep what the flood's sender achieved (packets, seconds, its CPU)."""
     receiver = Receiver(lab.victim, victim, port, duration=WARM_UP + budget + 3.0, gap=0.002, idle=0.4)
     time.sleep(0.05)  # the receiver binds its socket
     flood = Flood(lab.attacker, victim, port, count=int(pps * (WARM_UP + budget)), duration=WARM_UP + budget, pps=pps)
@@ -54,7 +63,9 @@ def one_run(lab: Lab, victim: str, port: int, pps: int, request: Callable[[], No
         time.sleep(WARM_UP)
         sent_at = time.monotonic()
         request()
-        flood.wait()
+        sent = flood.wait()
+        if floods is not None:
+            floods.append(sent)
     finally:
         flood.stop()
     reception = receiver.wait()
