@@ -10,8 +10,8 @@ i mod N, with its slots: each process has its own event loop, and measures its o
 Targets: a PUT of client T (the context's target index) with mid M asks for 2001:db8:T:M/80 (M's two halves), so
 no two requests of distinct (T, M) overlap. With `shared` every client asks for one of 64 /64s of 2001:db8:ffff::/48
 instead: the same prefixes from several clients, conflicts (RFC 9132 §4.4.1.3) between them. Mids: each slot counts
-its own (slot * 10,000,000 upwards, kept across windows: every PUT creates a mitigation), or with `cycle` C refreshes
-C mitigations of its own in turn (the first pass creates them).
+its own ((slot + 1) * 10,000,000 upwards, lower ones left for other uses; kept across windows: every PUT creates a
+mitigation), or with `cycle` C refreshes C mitigations of its own in turn (the first pass creates them).
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ class PutLoad:
         await self.pool.ask({p: {"open": []} for p in range(self.count)} | commands)
 
     async def run(self, slots: list[Slot], seconds: float, *, shared: bool = False, cycle: int = 0) -> Window:
-        """Every slot PUTs back to back for SECONDS; slot i numbers its mids from i * 10,000,000 (see above)."""
+        """Every slot PUTs back to back for SECONDS; slot i numbers its mids from (i + 1) * 10,000,000 (see above)."""
         commands: dict[int, dict[str, Any]] = {}
         for index, slot in enumerate(slots):
             process, local = slot.context % self.count, slot.context // self.count
@@ -199,11 +199,11 @@ async def generate(pki: Path) -> None:
         async def loop(index: int, local: int, port: int) -> None:
             client, target = opened[local]
             node = _Port(port)
-            counter = mids.setdefault(index, itertools.count(index * 10_000_000 + 1))
+            counter = mids.setdefault(index, itertools.count((index + 1) * 10_000_000 + 1))
             for turn in itertools.count():
                 if time.monotonic() >= end:
                     return
-                mid = index * 10_000_000 + 1 + turn % command["cycle"] if command["cycle"] else next(counter)
+                mid = (index + 1) * 10_000_000 + 1 + turn % command["cycle"] if command["cycle"] else next(counter)
                 if command["shared"]:
                     prefix = f"2001:db8:ffff:{mid % 64:x}::/64"
                 else:

@@ -18,7 +18,8 @@ backends, when this script started the cluster), the generator's own CPU per PUT
 busiest process used (near 100 %, the generator and not the server caps the rate), how busy the machine's CPUs
 were over the window and how much of that was outside this benchmark (other jobs), and the load average.
 Then, on two nodes: cross-node notification latency (an observer on node B, a refresh PUT sent to node A by this
-process: from the PUT leaving to B's notification arriving); failover time (SIGKILL of the node holding the
+process: from the PUT leaving to B's notification arriving), and as its reference the same with the observer on A;
+failover time (SIGKILL of the node holding the
 mitigator lease until the other says, on its operator socket, that it holds the lease, polled every 20 ms).
 Without --pg-url a throwaway PostgreSQL cluster is started (initdb in a temporary directory, the tests' helper).
 Servers, PostgreSQL and the generator share the machine's CPUs (nothing is pinned): on 2 cores the rates are
@@ -137,6 +138,10 @@ async def main(args: argparse.Namespace, databases: list[str], postgres: int | N
                             f"{len(samples)} refreshes through A, observer on B; load average {os.getloadavg()[0]:.1f}"
                         )
                         rows.append(("cross-node notification p50/p99", f"{p50:.1f} / {p99:.1f} ms", notes))
+                        samples = await notification_latency(client, nodes[0], nodes[0], args.notifications)
+                        p50, p99 = percentiles(samples)
+                        notes = f"the reference: observer on A too; load average {os.getloadavg()[0]:.1f}"
+                        rows.append(("same-node notification p50/p99", f"{p50:.1f} / {p99:.1f} ms", notes))
                         times = [await failover(pki, db, nodes) for _ in range(args.failovers)]
                         rows.append(
                             (
