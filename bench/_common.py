@@ -97,7 +97,10 @@ def generator_note(
     """The load generator's own cost beside a rate (the project's rule: a rate counts only when its generator is
     shown not to be the bottleneck). CPU: its processes' CPU seconds over the window of ELAPSED seconds; BUSIEST:
     the share of a core its busiest process used (near 100 %, that process capped the rate)."""
-    note = f"generator CPU {cpu / max(1, requests) * 1e6:.0f} us/{unit} ({cpu / elapsed * 100:.0f} % of a core"
+    share = cpu / elapsed * 100
+    note = (
+        f"generator CPU {cpu / max(1, requests) * 1e6:.0f} us/{unit} ({share:.{0 if share >= 10 else 1}f} % of a core"
+    )
     if busiest is not None:
         note += f", busiest process {busiest * 100:.0f} %"
     return note + ")"
