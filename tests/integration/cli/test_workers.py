@@ -80,15 +80,19 @@ async def test_two_workers_share_one_state_and_one_mitigator_driver_and_a_killed
         assert (await a.put(node, 1, "203.0.113.0/28")).code == aiocoap.CREATED
         assert [e["mid"] for e in await b.entries(node)] == [1]
 
-        # An observer on worker 1 hears a refresh made through worker 0 (§4.4.2.1): poked after the commit (SQLite),
-        # or NOTIFYed (PostgreSQL).
+        # An observer on worker 1 hears the status changes made through worker 0 (§4.4.2.1): poked after the commit
+        # (SQLite), or NOTIFYed (PostgreSQL). (A refresh that keeps the status is notified on neither worker.)
+        # Withdrawn (§4.4.4), then asked again while active-but-terminating: active again, with the new lifetime.
         observe = b.observe(node, 1)
         first = await asyncio.wait_for(observe.response, 15)
         assert decode_signal(first.payload)[SCOPE]["scope"][0]["lifetime"] == 3600
         notifications = observe.observation.__aiter__()
+        assert (await a.request(node, aiocoap.DELETE, 1)).code == aiocoap.DELETED
+        withdrawn = await asyncio.wait_for(notifications.__anext__(), 15)
+        assert decode_signal(withdrawn.payload)[SCOPE]["scope"][0]["status"] == "dots-client-withdrawn-mitigation"
         assert (await a.put(node, 1, "203.0.113.0/28", lifetime=600)).code == aiocoap.CHANGED
-        notified = await asyncio.wait_for(notifications.__anext__(), 15)
-        assert decode_signal(notified.payload)[SCOPE]["scope"][0]["lifetime"] == 600
+        revived = decode_signal((await asyncio.wait_for(notifications.__anext__(), 15)).payload)[SCOPE]["scope"][0]
+        assert (revived["status"], revived["lifetime"]) == ("attack-mitigation-in-progress", 600)
         observe.observation.cancel()
 
         # 'mid' rules across workers (§4.4.1): a lower mid overlapping mid 1 gets 4.09 Conflict on worker 1,

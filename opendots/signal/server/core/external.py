@@ -4,6 +4,11 @@ The core stays sans-I/O: the shell learns that mitigation KEY changed elsewhere 
 log it reads before a decision), reads the row the database now holds, and hands it here. The core then holds what
 the database holds and says what follows, as for a change of its own: observers of the client are notified, and the
 node driving the mitigators applies, updates or withdraws. An echo of this node's own write changes nothing.
+
+Observers hear of a change exactly when they would had it been made on this node (`mitigation_requests`): a new or
+ended mitigation, or a new status (RFC 9132 §4.4.2.1: "whenever the status of the attack mitigation changes"). A
+refresh or an efficacy update (§4.4.3) that keeps the status is not notified on the node it is made on, so not here
+either: what it changes (the lifetime, the 'attack-status') is read with a GET.
 """
 
 from __future__ import annotations
@@ -64,14 +69,18 @@ def changed_elsewhere(
         events.append(withdrawn_event(old, "client" if new.terminating else "server"))
     elif was_enforcing and old is not None and old.targets != new.targets:
         events.append(updated_event(new))
-    events.append(_changed(new, now))
+    if old is None or old.status != new.status:
+        events.append(_changed(new, now))
     return events
 
 
 def _final_status(old: Mitigation, now: float) -> Status:
-    """What observers are told of a mitigation another node ended: the row does not say why, so its end of life
-    when its deadline has passed, else a withdrawal (a DELETE, or a higher 'mid' that superseded it)."""
+    """What observers are told of a mitigation another node ended. The row does not say why; every way a held
+    mitigation is deleted ends it as 6, attack-mitigation-terminated (Table 3: its lifetime or active-but-terminating
+    period over, a higher 'mid' superseding it, the operator ending it, a DELETE of a request not enforced: an
+    enforced one is kept active-but-terminating, a status change), but for the server's withdrawal (7) of an
+    immediate request when the client's session is lost (§4.4.1.3), told as 6 here."""
     deadline = old.deadline()
-    trigger = Trigger.LIFETIME_ENDED if deadline is not None and deadline <= now else Trigger.WITHDRAWN_BY_CLIENT
+    trigger = Trigger.LIFETIME_ENDED if deadline is not None and deadline <= now else Trigger.SUPERSEDED
     kind = kind_of(old.request.trigger_mitigation)
     return next_status(kind, old.status, trigger) if allowed(kind, old.status, trigger) else old.status

@@ -50,14 +50,19 @@ async def test_two_nodes_serve_one_set_of_mitigations_and_hand_over_the_mitigato
         assert (await client.put(a, 1, "203.0.113.0/28")).code == aiocoap.CREATED
         assert [e["mid"] for e in await client.entries(b)] == [1]
 
-        # An observer on B hears a refresh made through A (§4.4.2.1): NOTIFY, then B reloads the row.
+        # An observer on B hears the status changes made through A (§4.4.2.1): NOTIFY, then B reloads the row. (A
+        # refresh that keeps the status is notified on neither node.) Withdrawn through A (§4.4.4), then asked again
+        # through A while active-but-terminating: active again, with the lifetime A granted.
         observe = client.observe(b, 1)
         first = await asyncio.wait_for(observe.response, 15)
         assert decode_signal(first.payload)[SCOPE]["scope"][0]["lifetime"] == 3600
         notifications = observe.observation.__aiter__()
+        assert (await client.request(a, aiocoap.DELETE, 1)).code == aiocoap.DELETED
+        withdrawn = await asyncio.wait_for(notifications.__anext__(), 15)
+        assert decode_signal(withdrawn.payload)[SCOPE]["scope"][0]["status"] == "dots-client-withdrawn-mitigation"
         assert (await client.put(a, 1, "203.0.113.0/28", lifetime=600)).code == aiocoap.CHANGED
-        notified = await asyncio.wait_for(notifications.__anext__(), 15)
-        assert decode_signal(notified.payload)[SCOPE]["scope"][0]["lifetime"] == 600
+        revived = decode_signal((await asyncio.wait_for(notifications.__anext__(), 15)).payload)[SCOPE]["scope"][0]
+        assert (revived["status"], revived["lifetime"]) == ("attack-mitigation-in-progress", 600)
 
         # Refreshed through B, then withdrawn through B; A sees both.
         assert (await client.put(b, 1, "203.0.113.0/28", lifetime=900)).code == aiocoap.CHANGED

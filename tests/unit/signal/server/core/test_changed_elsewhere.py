@@ -39,13 +39,14 @@ def test_a_mitigation_created_on_another_node_is_held_enforced_and_notified(node
     assert b.server.changed_elsewhere(KEY, stored(a), b.now) == []  # read twice (an echo): nothing more
 
 
-def test_a_refresh_elsewhere_notifies_without_reapplying_and_a_removal_withdraws(nodes):
+def test_a_refresh_elsewhere_is_held_without_reapplying_or_notifying_and_a_removal_withdraws(nodes):
+    """RFC 9132 §4.4.2.1: a refresh keeps the status, so it is not notified (nor on the node it was made on)."""
     a, b = nodes
     a.put(1, scope_body(target_prefix=["192.0.2.0/28"], lifetime=100))
     b.server.changed_elsewhere(KEY, stored(a), b.now)
     a.now = b.now = a.now + 50
     assert a.put(1, scope_body(target_prefix=["192.0.2.0/28"], lifetime=100)).code == "2.04"
-    assert kinds(b.server.changed_elsewhere(KEY, stored(a), b.now)) == [MitigationChanged]
+    assert b.server.changed_elsewhere(KEY, stored(a), b.now) == []
     assert b.get(1).body[SCOPE]["scope"][0]["lifetime"] == 100
     a.store.apply(SignalChanges(delete_mitigations=[KEY]))  # A's DELETE, withdrawn at once
     events = b.server.changed_elsewhere(KEY, None, b.now)

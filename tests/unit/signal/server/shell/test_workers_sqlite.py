@@ -56,7 +56,7 @@ def workers(tmp_path: Path):
         worker.store.close()
 
 
-def test_a_mitigation_created_through_one_worker_is_read_and_refreshed_through_the_other(workers) -> None:
+def test_a_mitigation_created_through_one_worker_is_read_refreshed_and_withdrawn_through_the_other(workers) -> None:
     a, b = workers
     assert a.request("PUT", 1, scope_body(target_prefix=["192.0.2.0/28"])).code == "2.01"
     assert b.request("GET", 1).code == "2.05"  # RFC 9132 §4.4.2: B read the change log before deciding
@@ -64,7 +64,13 @@ def test_a_mitigation_created_through_one_worker_is_read_and_refreshed_through_t
     assert [m.record.lifetime for m in a.service.core.mitigations()] == [3600]  # A has not read the log yet
     changed = a.sync._feed(a.sync._read_changes())
     assert [m.record.lifetime for m in a.service.core.mitigations()] == [600]
-    assert changed  # the observers' notification of B's refresh, from A's core
+    assert changed == []  # §4.4.2.1: a refresh keeps the status, notified on neither worker
+    assert b.request("DELETE", 1).code == "2.02"
+    changed = a.sync._feed(a.sync._read_changes())
+    # The withdrawal is a status change: A's core tells A's observers, as B's told B's (§4.4.2.1).
+    assert [(type(e).__name__, e.mid, e.status) for e in changed] == [
+        ("MitigationChanged", 1, "dots-client-withdrawn-mitigation")
+    ]
 
 
 def test_a_lower_mid_through_the_other_worker_is_refused_as_if_one_process_decided(workers) -> None:
