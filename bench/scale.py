@@ -17,8 +17,10 @@ Each rate row gives the server's CPU per PUT (the opendots processes), PostgreSQ
 backends, when this script started the cluster), the generator's own CPU per PUT and the share of a core its
 busiest process used (near 100 %, the generator and not the server caps the rate), how busy the machine's CPUs
 were over the window and how much of that was outside this benchmark (other jobs), and the load average.
-Then, on two nodes: cross-node notification latency (an observer on node B, a refresh PUT sent to node A by this
-process: from the PUT leaving to B's notification arriving), beside the refresh's own round trip to A; failover
+Then, on two nodes: cross-node notification latency (bench/_notified.py: status changes sent to node A by this
+process, a withdrawal and a request again in turn, each notified wherever it is made; from the request leaving to
+the notification of an observer on node B arriving), beside the same notification to an observer on A itself and
+A's answer to the request; failover
 time (SIGKILL of the node holding the mitigator lease until the other says, on its operator socket, that it holds
 the lease, polled every 20 ms).
 Without --pg-url a throwaway PostgreSQL cluster is started (initdb in a temporary directory, the tests' helper).
@@ -42,42 +44,14 @@ import signal
 import tempfile
 import time
 
-import aiocoap
-
 from bench._common import free_port, percentiles, print_table
+from bench._notified import status_change_latency
 from bench._put_load import Context, PutLoad, Slot, rate_rows
 from opendots.cli.certs import init_pki
 from opendots.config import ServerConfig
-from opendots.model import decode_signal
-from tests.helpers.cluster import SCOPE, DotsClient, Node, start_node
+from tests.helpers.cluster import DotsClient, Node, start_node
 
 _mids = itertools.count(1)
-
-
-async def notification_latency(client: DotsClient, a: Node, b: Node, count: int) -> tuple[list[float], list[float]]:
-    """Refresh one mitigation through A COUNT times: the time until B's observer hears each refresh, and the time
-    until A answers it (the reference: what the refresh costs where it is made)."""
-    mid = next(_mids)
-    created = await client.put(a, mid, "203.0.113.128/28", lifetime=3600)
-    assert created.code == aiocoap.CREATED, (created.code, created.payload)
-    await client.entries(b, mid)  # B holds it
-    observe = client.observe(b, mid)
-    await asyncio.wait_for(observe.response, 15)
-    notifications = observe.observation.__aiter__()
-    samples, answers = [], []
-    for i in range(count):
-        lifetime = 3500 - i  # every refresh changes what observers are told; a late, older one says more
-        started = time.perf_counter()
-        put = asyncio.ensure_future(client.put(a, mid, "203.0.113.128/28", lifetime=lifetime))
-        put.add_done_callback(lambda _, since=started: answers.append(time.perf_counter() - since))
-        while True:
-            notified = await asyncio.wait_for(notifications.__anext__(), 15)
-            if decode_signal(notified.payload)[SCOPE]["scope"][0]["lifetime"] <= lifetime:
-                break
-        samples.append(time.perf_counter() - started)
-        await put
-    observe.observation.cancel()
-    return samples, answers
 
 
 async def failover(pki: Path, url: str, nodes: list[Node]) -> float:
@@ -134,11 +108,14 @@ async def main(args: argparse.Namespace, databases: list[str], postgres: int | N
                         window, spent = await load.measured(slots, args.seconds, pids, on_pg, shared=shared)
                         rows += rate_rows(f"{label}, {kind} ({len(slots)} in flight)", window, spent, "node")
                     if count == 2:
-                        samples, answers = await notification_latency(client, nodes[0], nodes[1], args.notifications)
-                        p50, p99 = percentiles(samples)
-                        a50, a99 = percentiles(answers)
+                        a, b = nodes
+                        answers, (here, there) = await status_change_latency(
+                            (client, a), [(client, a), (client, b)], next(_mids), "203.0.113.128/28", args.notifications
+                        )
+                        (p50, p99), (h50, h99), (a50, a99) = percentiles(there), percentiles(here), percentiles(answers)
                         notes = (
-                            f"{len(samples)} refreshes through A, observer on B; A's answer to the refresh PUT p50 "
+                            f"{len(there)} status changes through A (withdrawn, asked again), observer on B; the same "
+                            f"notification to an observer on A p50 {h50:.1f} ms, p99 {h99:.1f} ms; A's answer p50 "
                             f"{a50:.1f} ms, p99 {a99:.1f} ms; load average {os.getloadavg()[0]:.1f}"
                         )
                         rows.append(("cross-node notification p50/p99", f"{p50:.1f} / {p99:.1f} ms", notes))

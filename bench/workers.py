@@ -10,9 +10,11 @@ one certificate, each its own source port, so SO_REUSEPORT spreads them over the
 created in a 0.5 s warm-up, then refreshed in turn) with `--workers 1` and `--workers 2`, server CPU per PUT over
 the parent and its workers, the generator's own CPU per PUT and the share of a core its busiest process used (near
 100 %, the generator and not the server caps the rate), how busy the machine's CPUs were and the load average;
-cross-worker notification latency (from this process: an observer on worker 1, a refresh PUT sent through worker 0:
-from the PUT leaving to the notification arriving; the writer pokes the others after its commit, and they read the
-change log every 0.2 s anyway). Not a test: nothing is asserted.
+cross-worker notification latency (bench/_notified.py: status changes sent through worker 0 by this process, a
+withdrawal and a request again in turn, each notified wherever it is made; from the request leaving to the
+notification of an observer on worker 1 arriving, beside the same notification to an observer on worker 0; the
+writer pokes the others after its commit, and they read the change log every 0.2 s anyway). Not a test: nothing is
+asserted.
 """
 
 from __future__ import annotations
@@ -26,19 +28,15 @@ sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 import argparse
 import asyncio
 import os
-import random
 import signal
 import tempfile
-import time
-
-import aiocoap
 
 from bench._common import percentiles, print_table
+from bench._notified import status_change_latency
 from bench._put_load import Context, PutLoad, Slot, rate_rows
 from opendots.cli.certs import init_pki
 from opendots.config import ServerConfig
-from opendots.model import decode_signal
-from tests.helpers.cluster import SCOPE, DotsClient, Node, start_node
+from tests.helpers.cluster import Node, start_node
 from tests.helpers.workers import clients_in_each_worker, start_workers
 
 
@@ -48,8 +46,16 @@ async def measure(pki: Path, node: Node, load: PutLoad, cuid: str, workers: int,
         opened = await clients_in_each_worker(pki, node, cuid)  # a session in each of two workers
         by_worker = {worker: client for client, worker in opened}
         a, b = by_worker[min(by_worker)], by_worker[max(by_worker)]
-        n50, n99 = percentiles(await notification_latency(a, b, node, args.notifications))
-        note = f"poked after the commit; polled every 0.2 s; load average {os.getloadavg()[0]:.1f}"
+        answers, (here, there) = await status_change_latency(
+            (a, node), [(a, node), (b, node)], 90_000, "2001:db8:ffff::/64", args.notifications, jitter=0.25
+        )
+        (n50, n99), (h50, h99), (a50, a99) = percentiles(there), percentiles(here), percentiles(answers)
+        note = (
+            f"{len(there)} status changes through worker 0 (withdrawn, asked again), observer on worker 1; the same "
+            f"notification to an observer on worker 0 p50 {h50:.1f} ms, p99 {h99:.1f} ms; worker 0's answer p50 "
+            f"{a50:.1f} ms, p99 {a99:.1f} ms; poked after the commit, polled every 0.2 s; load average "
+            f"{os.getloadavg()[0]:.1f}"
+        )
         rows.append(("cross-worker notification", f"p50 {n50:.1f} ms, p99 {n99:.1f} ms", note))
         for client, _ in opened:
             await client.close()
@@ -67,27 +73,6 @@ async def measure(pki: Path, node: Node, load: PutLoad, cuid: str, workers: int,
         sessions = [w["sessions"]["dtls"] - held.get(w["worker"], 0) for w in status["workers"]]
         rows[-1] = (rows[-1][0], rows[-1][1], f"{rows[-1][2]}; the generators' DTLS sessions per worker {sessions}")
     return rows
-
-
-async def notification_latency(a: DotsClient, b: DotsClient, node: Node, count: int) -> list[float]:
-    mid = 90_000
-    created = await a.put(node, mid, "2001:db8:ffff::/64")
-    assert created.code == aiocoap.CREATED, (created, created.payload)
-    observe = b.observe(node, mid)
-    await asyncio.wait_for(observe.response, 15)
-    notifications = observe.observation.__aiter__()
-    latencies = []
-    for lifetime in range(1000, 1000 + count):
-        await asyncio.sleep(random.uniform(0, 0.25))  # not in step with the workers' 0.2 s poll
-        started = time.perf_counter()
-        await a.put(node, mid, "2001:db8:ffff::/64", lifetime=lifetime)
-        while True:
-            notified = await asyncio.wait_for(notifications.__anext__(), 15)
-            if decode_signal(notified.payload)[SCOPE]["scope"][0]["lifetime"] == lifetime:
-                break
-        latencies.append(time.perf_counter() - started)
-    observe.observation.cancel()
-    return latencies
 
 
 async def main(args: argparse.Namespace) -> None:
