@@ -75,7 +75,8 @@ def _mode(request: Request) -> str:
     if request.path[:1] == ("mitigate",):
         return "read" if request.method == "GET" else "write"
     if request.path[:1] in (("config",), ("tm-setup",)):
-        return "client"  # decided on what the client set through any node (shell.client_state), no lock needed
+        return "client"  # decided on what the client set through any node (shell.client_state): PostgreSQL keeps
+        # the higher 'sid' by a trigger (store.postgres_state), SQLite workers decide it under their write lock
     return "local"
 
 
