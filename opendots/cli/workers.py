@@ -55,7 +55,9 @@ def as_worker(config: ServerConfig, index: int, count: int) -> None:
     holds at most max_sessions // COUNT, so the node never holds more than the operator allowed. The kernel hashes
     peers to workers (SO_REUSEPORT), not evenly: a full worker refuses a new session while another has room.
     `max_handshakes` (unfinished DTLS handshakes) is the node's too, its default taken from the node's max_sessions;
-    `max_handshakes_per_address` stays per worker (a client behind a NAT must still get through a busy worker)."""
+    so is `max_handshakes_per_address`: the kernel hashes each source port of an address to a worker, so one address
+    opening handshakes from many ports reaches every worker, and a per-worker limit would let it hold N times the
+    configured number (each worker keeps at least one, so a peer always gets through its own worker)."""
     config.worker = index
     share_caps(config, count)
     if config.admin_socket is not None:
@@ -70,6 +72,7 @@ def share_caps(config: ServerConfig, count: int) -> None:
     count = max(1, count)
     handshakes = config.max_handshakes or max(64, config.max_sessions // 10)  # the node's (DtlsServer's default)
     config.max_handshakes = max(1, handshakes // count)
+    config.max_handshakes_per_address = max(1, config.max_handshakes_per_address // count)
     config.max_sessions = max(1, config.max_sessions // count)
 
 

@@ -4,6 +4,10 @@ awaited writes (the shell's AsyncSignalStore path), a connection pool and versio
 Chosen by URL: `[server] db = "postgresql://user@host/dbname"` (or `--db`); the data channel's tables go to the
 same database (opendots.store.postgres_data). Every `apply` is one transaction; a failure of any kind the database
 reports (connection lost, constraint, server shutting down) is a StoreError and nothing of the change is kept.
+
+No overlap search of targets here: the core decides conflicts on its in-memory index of every mitigation, up to date
+under the scope's locks (opendots.store.postgres_scopes), so a GiST search was never asked; its schema component is
+dropped by migration (opendots.store.postgres_targets says why).
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from opendots.domain import IPNetwork
 from opendots.store import postgres_targets
 from opendots.store.records import (
     CuidRecord,
@@ -294,15 +297,6 @@ class PostgresSignalStore:
         try:
             async with self.pool.acquire(timeout=self.timeout) as connection:
                 await write_committed(connection, changes)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as problem:
-            raise StoreError(f"PostgreSQL: {problem or type(problem).__name__}") from problem
-
-    async def overlapping_keys(self, prefixes: Sequence[IPNetwork]) -> list[tuple[str, int]]:
-        """The stored mitigations whose 'target-prefix' overlaps one of PREFIXES, sorted: candidates found with the
-        GiST index (opendots.store.postgres_targets), the same answer as the SQLite store's."""
-        try:
-            async with self.pool.acquire(timeout=self.timeout) as connection:
-                return await postgres_targets.overlapping_keys(connection, prefixes)
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as problem:
             raise StoreError(f"PostgreSQL: {problem or type(problem).__name__}") from problem
 

@@ -286,29 +286,13 @@ class PostgresDataChannelStore:
         self._transaction(work)
 
     def set_acl_activation(self, cuid: str, name: str, activation_type: str, expires: float | None, now: float) -> bool:
-        async def work(connection: asyncpg.Connection) -> bool:
-            # FOR UPDATE: a change committing on another node is waited for, and this one applies to what it left.
-            row = await connection.fetchrow(
-                "SELECT body, expires FROM data_acls WHERE cuid = $1 AND name = $2 AND expires > $3 FOR UPDATE",
-                cuid,
-                name,
-                now,
-            )
-            if row is None:
-                return False
-            await connection.execute("SELECT pg_notify($1, $2)", DATA_CHANNEL, cuid)
-            body = {**json.loads(row["body"]), "activation-type": activation_type}
-            await connection.execute(
-                "UPDATE data_acls SET body = $1, activation_type = $2, expires = $3 WHERE cuid = $4 AND name = $5",
-                _dumps(body),
-                activation_type,
-                row["expires"] if expires is None else expires,
-                cuid,
-                name,
-            )
-            return True
-
-        return self._transaction(work)
+        """RFC 9133 §3.2.1 (signal-channel filter control): one statement, so one round trip. It is written while
+        the signal channel's decision lock is held (opendots.signal.server.shell.durable says why it must be), where
+        a transaction of its own (BEGIN, SELECT FOR UPDATE, NOTIFY, UPDATE, COMMIT) held every other decision behind
+        five. The UPDATE waits for a change committing on another node and applies to what it left (READ COMMITTED
+        re-reads the row), as FOR UPDATE did; the body's other members are kept (jsonb: their order may change, which
+        JSON does not give meaning to)."""
+        return bool(self._fetch(_SET_ACTIVATION, cuid, name, activation_type, expires, now, DATA_CHANNEL))
 
     def writer(self) -> None:
         """None: the data channel commits through this store (its pool serves a worker thread's calls as well)."""
@@ -348,6 +332,18 @@ class PostgresDataChannelStore:
             for row in self._fetch(f"SELECT {columns} FROM {table} ORDER BY {order}"):
                 lines.append(f"{table} {json.dumps(dict(row), sort_keys=True)}")
         return "\n".join(lines)
+
+
+_SET_ACTIVATION = """
+    WITH changed AS (
+        UPDATE data_acls
+        SET body = (body::jsonb || jsonb_build_object('activation-type', $3::text))::text,
+            activation_type = $3, expires = coalesce($4::double precision, expires)
+        WHERE cuid = $1 AND name = $2 AND expires > $5
+        RETURNING cuid
+    )
+    SELECT pg_notify($6, cuid) FROM changed
+"""
 
 
 def _acl_entry(row: Any) -> StoredEntry:

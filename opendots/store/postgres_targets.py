@@ -1,27 +1,21 @@
-"""Target prefixes of the stored mitigations as PostgreSQL `cidr` values with a GiST index (inet_ops): which stored
-mitigations a set of prefixes overlaps (`&&`) is an index search, not a pass over every row in Python.
-
-A schema component of its own ("signal_targets", migrated after "signal", by `opendots db upgrade` too): its table
-is kept by a trigger on signal_mitigations, so every writer (any node, any code path) keeps it true without a round
-trip of its own, and the migration fills it from the rows already stored. What counts as a mitigation's prefixes,
-and the answer, are those of opendots.store.targets (the SQLite store gives the same): candidates for the core,
-which decides on each exactly.
+"""A schema component that is gone: target prefixes kept as PostgreSQL `cidr` with a GiST index (migration 1), for a
+search of which stored mitigations a set of prefixes overlaps. Nothing used it: the core decides conflicts (RFC 9132
+§4.4.1.3) and Uri-Query target filters on its own in-memory index, which every node holds for every mitigation and
+brings up to date from the change log under the scope's locks before each write (opendots.store.postgres_scopes;
+tests/integration/signal/server/shell/test_cluster_conflicts.py races it). Asking the database instead would add a
+round trip to each decision and find nothing the index does not, while the trigger cost every mitigation write a
+second table's rows. Migration 2 drops the table, its trigger and its functions; migration 1 stays as it shipped,
+so every database reaches the same version.
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
-
-import asyncpg
-
-from opendots.domain import IPNetwork
 
 COMPONENT = "signal_targets"
 
 # Never edit one that has shipped; add the next.
 MIGRATIONS: list[str] = [
     # 1: one row per (mitigation, prefix). A request whose prefixes cannot be read (not a list of prefixes) stands
-    # for every address, as opendots.store.targets.request_prefixes says: the search narrows, it never leaves out.
+    # for every address: the search narrowed, it never left out.
     """
     CREATE TABLE signal_mitigation_prefixes (
         cuid text NOT NULL,
@@ -62,19 +56,11 @@ MIGRATIONS: list[str] = [
         ON signal_mitigations FOR EACH ROW EXECUTE FUNCTION signal_mitigation_prefixes_sync();
     SELECT signal_mitigation_prefixes_put(cuid, mid, request) FROM signal_mitigations;
     """,
+    # 2: the search is not used (see above): the trigger, the functions and the table go.
+    """
+    DROP TRIGGER signal_mitigation_prefixes_sync ON signal_mitigations;
+    DROP FUNCTION signal_mitigation_prefixes_sync();
+    DROP FUNCTION signal_mitigation_prefixes_put(text, bigint, json);
+    DROP TABLE signal_mitigation_prefixes;
+    """,
 ]
-
-# The nested loop probes the GiST index once per query prefix (a GiST index cannot take `&& ANY(array)`).
-OVERLAPPING = """
-    SELECT DISTINCT p.cuid, p.mid
-    FROM unnest($1::cidr[]) AS q(prefix) JOIN signal_mitigation_prefixes p ON p.prefix && q.prefix
-    ORDER BY p.cuid, p.mid
-"""
-
-
-async def overlapping_keys(connection: asyncpg.Connection, prefixes: Sequence[IPNetwork]) -> list[tuple[str, int]]:
-    """The (cuid, mid) of the stored mitigations naming a prefix that overlaps one of PREFIXES, sorted."""
-    if not prefixes:
-        return []
-    rows = await connection.fetch(OVERLAPPING, list(prefixes))
-    return [(row["cuid"], row["mid"]) for row in rows]

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from opendots.domain import IPNetwork
 from opendots.store.records import (
     CuidRecord,
     MitigationRecord,
@@ -27,7 +26,6 @@ from opendots.store.records import (
     TelemetrySetupRecord,
 )
 from opendots.store.sqlite import SqliteDatabase
-from opendots.store.targets import overlapping_keys
 
 __all__ = [
     "CuidRecord",
@@ -203,12 +201,6 @@ class SqliteSignalStore:
                     "INSERT OR REPLACE INTO signal_telemetry_reports (cuid, tmid, client, entries) VALUES (?, ?, ?, ?)",
                     [(r.cuid, r.tmid, r.client, json.dumps(r.entries)) for r in changes.put_telemetry_reports],
                 )
-
-    def overlapping_keys(self, prefixes: Sequence[IPNetwork]) -> list[tuple[str, int]]:
-        """The stored mitigations whose 'target-prefix' overlaps one of PREFIXES (candidates: opendots.store.targets),
-        sorted; on SQLite a pass over the rows, as PostgreSQL answers with its GiST index."""
-        rows = self.database.connection.execute("SELECT cuid, mid, request FROM signal_mitigations")
-        return overlapping_keys(((r["cuid"], r["mid"], json.loads(r["request"])) for r in rows), prefixes)
 
     def dump(self) -> dict[str, list[tuple[Any, ...]]]:
         connection = self.database.connection

@@ -146,9 +146,6 @@ class BlockingPostgresStore:
     def dump(self) -> dict[str, list[tuple[Any, ...]]]:
         return self.loop.run(self.store.dump())
 
-    def overlapping_keys(self, prefixes: Any) -> list[tuple[str, int]]:
-        return self.loop.run(self.store.overlapping_keys(prefixes))
-
     def close(self) -> None:
         try:
             self.loop.run(self.store.close())

@@ -4,7 +4,6 @@ and in tests/integration/store (PostgreSQL)."""
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable
 from pathlib import Path
 
@@ -104,49 +103,3 @@ def telemetry_reports_are_put_replaced_deleted_and_loaded(open_signal_store: Cal
         TelemetryReportRecord("alpha", "c", 2, [ENTRY, ENTRY]),
         TelemetryReportRecord("alpha", "c", 3, [ENTRY]),
     ]
-
-
-def _targeting(mid: int, request: object) -> MitigationRecord:
-    return MitigationRecord("alpha", "c", mid, request, 60, 2, T0, T0 + 60)  # type: ignore[arg-type]
-
-
-def overlap_candidates_are_the_mitigations_whose_prefixes_nest_with_the_query(
-    open_signal_store: Callable[[], SignalStore],
-):
-    """RFC 9132 §4.4.1.3: prefixes overlap when one contains the other; IPv4 never overlaps IPv6; /0 holds its whole
-    family. A request whose prefixes cannot be read is a candidate for every query (the search only narrows)."""
-    store = open_signal_store()
-    requests = {
-        1: {"target-prefix": ["192.0.2.0/24"]},
-        2: {"target-prefix": ["192.0.2.64/28", "2001:db8::/32"]},
-        3: {"target-prefix": ["198.51.100.7/32"]},
-        4: {"target-prefix": ["2001:db8:6401::1/128"]},
-        5: {"target-prefix": ["0.0.0.0/0"]},
-        6: {"target-prefix": ["203.0.113.9/24"]},  # host bits set: the network 203.0.113.0/24
-        7: {"alias-name": ["web"]},  # no prefix of its own
-        8: {"target-prefix": "not a list"},
-    }
-    store.apply(SignalChanges(put_mitigations=[_targeting(mid, r) for mid, r in requests.items()]))
-    keys = getattr(store, "overlapping_keys")  # noqa: B009 (a store method beyond the SignalStore protocol)
-
-    def found(*prefixes: str) -> list[int]:
-        return [mid for cuid, mid in keys([ipaddress.ip_network(p) for p in prefixes]) if cuid == "c"]
-
-    assert found("192.0.2.70/32") == [1, 2, 5, 8]  # inside 1, inside 2, inside /0
-    assert found("192.0.0.0/16") == [1, 2, 5, 8]  # holding 1 and 2
-    assert found("192.0.2.128/25") == [1, 5, 8]  # inside 1, beside 2
-    assert found("2001:db8:6401::/48") == [2, 4, 8]  # IPv6 only: the IPv4 /0 is not an IPv6 prefix
-    assert found("::/0") == [2, 4, 8]
-    assert found("0.0.0.0/0") == [1, 2, 3, 5, 6, 8]
-    assert found("203.0.113.200/32", "198.51.100.0/24") == [3, 5, 6, 8]
-    assert found("10.0.0.0/8") == [5, 8]
-    assert found() == []
-    # Kept in step with every write: a request replaced by one naming other prefixes, a mitigation deleted.
-    store.apply(
-        SignalChanges(
-            put_mitigations=[_targeting(1, {"target-prefix": ["10.1.0.0/16"]})], delete_mitigations=[("c", 5)]
-        )
-    )
-    store.apply(SignalChanges(renewed_mitigations=[_targeting(2, requests[2])]))  # a refresh keeps its prefixes
-    assert found("10.0.0.0/8") == [1, 8]
-    assert found("192.0.2.70/32") == [2, 8]

@@ -15,7 +15,7 @@ def test_each_of_n_workers_gets_a_nth_of_the_nodes_max_handshakes_and_max_sessio
     config.max_sessions, config.max_handshakes = 10_000, 300
     share_caps(config, 4)
     assert (config.max_sessions, config.max_handshakes) == (2_500, 75)
-    assert config.max_handshakes_per_address == 8  # per worker: a NAT's clients still get through a busy worker
+    assert config.max_handshakes_per_address == 2  # 8 for the node (each source port may hash to another worker)
 
 
 def test_the_default_max_handshakes_is_the_nodes_default_shared_not_each_workers_own(pki_dir: Path):
@@ -35,3 +35,18 @@ def test_a_cap_smaller_than_the_worker_count_still_leaves_each_worker_one(pki_di
     config.max_sessions, config.max_handshakes = 2, 3
     share_caps(config, 4)
     assert (config.max_sessions, config.max_handshakes) == (1, 1)
+
+
+def test_one_address_holds_no_more_unfinished_handshakes_on_the_node_than_max_handshakes_per_address(pki_dir: Path):
+    """The kernel hashes each of an address's source ports to a worker (SO_REUSEPORT), so one address opening
+    handshakes from many ports reaches all N: the workers' per-address limits together are the node's."""
+    for node_limit, count in ((8, 2), (8, 3), (9, 4), (100, 7)):
+        config = ServerConfig.load(pki_dir / "server.toml")
+        config.max_handshakes_per_address = node_limit
+        share_caps(config, count)
+        assert 1 <= config.max_handshakes_per_address * count <= node_limit, (node_limit, count)
+
+    tiny = ServerConfig.load(pki_dir / "server.toml")
+    tiny.max_handshakes_per_address = 1
+    share_caps(tiny, 4)
+    assert tiny.max_handshakes_per_address == 1  # a peer still gets through its own worker

@@ -78,6 +78,16 @@ class AclRequests:
             current.append({**item, "activation-type": found} if found else item)
         return {**entry, ACL_LIST: current}
 
+    def shown(self, client_name: str, mitigations: Iterable[Mitigation]) -> set[tuple[str, str]]:
+        """(cuid, ACL name) of every ACL `current` reads to show MITIGATIONS of CLIENT_NAME: what a shell whose data
+        store is remote reads beforehand, off its event loop."""
+        owner = self._client_named(client_name)
+        found: set[tuple[str, str]] = set()
+        for m in mitigations:
+            cuids = (m.record.cuid, *((owner.cuid,) if owner else ()))
+            found.update((c, control.acl_name) for control in m.request.acl_controls for c in cuids)
+        return found
+
     def activation_changed(
         self, owner: ClientAuthorization | None, cuid: str, mitigations: Iterable[Mitigation], now: float
     ) -> list[Event]:
@@ -89,11 +99,15 @@ class AclRequests:
                 continue
             if m.record.cuid != cuid and (owner is None or m.record.client != owner.name):
                 continue
-            snapshot = {MITIGATION_SCOPE: {"scope": [self.current(m, m.render(now), now)]}}
-            events.append(
-                MitigationChanged(m.record.client, m.record.cuid, m.record.mid, functools.partial(dict, snapshot))
-            )
+            # Rendered when notified, not now: the activation types are read of the data channel's store then (a
+            # remote one beforehand, off the loop: opendots.signal.server.shell.data_reads.notification_keys).
+            render = functools.partial(self._with_current, m, m.snapshot_later(now), now)
+            events.append(MitigationChanged(m.record.client, m.record.cuid, m.record.mid, render))
         return events
+
+    def _with_current(self, m: Mitigation, snapshot: Callable[[], dict[str, Any]], now: float) -> dict[str, Any]:
+        entry = snapshot()[MITIGATION_SCOPE]["scope"][0]
+        return {MITIGATION_SCOPE: {"scope": [self.current(m, entry, now)]}}
 
 
 def update_failed(failed: list[AclActivation], reason: str) -> Rejected:

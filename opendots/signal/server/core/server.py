@@ -443,6 +443,12 @@ class SignalServer:
         """The data channel changed CUID's ACLs: observers of mitigations naming them are notified (RFC 9133)."""
         return self.mitigation_requests.acls.activation_changed(self._clients.get(cuid), cuid, self.table, now)
 
+    def acls_shown(self, client_name: str, cuid: str) -> set[tuple[str, str]]:
+        """(cuid, ACL name) of the data-channel ACLs a notification about CLIENT_NAME's mitigations of CUID reads
+        (RFC 9133 §3.2.1: it shows their activation types as they are now)."""
+        held = [m for m in self.table if m.record.cuid == cuid and m.record.client == client_name]
+        return self.mitigation_requests.acls.shown(client_name, held)
+
     def set_redirection(self, redirection: Redirection | None) -> list[Event]:
         """Operator: send clients to an alternate server (5.03, §4.6), or stop (None)."""
         self.redirection = redirection

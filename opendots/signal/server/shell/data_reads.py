@@ -8,6 +8,10 @@ in a worker thread and before the service's decision lock (nobody waits behind a
 request); the decision then reads from that snapshot. A store that does not answer gets the request a 5.03 with the
 store's diagnostic, nothing decided. A read the snapshot does not hold (what the request could not name in
 advance) still goes to the store, and is counted in `unfetched`.
+
+Notifications read too: a mitigation's RFC 9133 'acl-list' is shown with the activation types as they are now, for
+every observer of the client's mitigations. The service reads those ACLs for a whole batch of events at once
+(`notification_keys`, one worker-thread read) before it notifies, so a client's notifications never hold the loop.
 """
 
 from __future__ import annotations
@@ -15,11 +19,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
 from opendots.model import ModelError
 from opendots.model.codec import cbor_to_json, load_cbor
+from opendots.signal.server.core.events import Event, MitigationChanged
 from opendots.signal.server.core.messages import Rejected, Request
 from opendots.signal.server.core.paths import MitigatePath, parse_path
 from opendots.signal.server.core.scope import ACL_LIST
@@ -110,6 +115,17 @@ def request_keys(request: Request, acl_names_held: Callable[[str, int | None], s
         names = {item.get("acl-name") for item in _members(body, ACL_LIST.rpartition(":")[2]) if isinstance(item, dict)}
         owners = {request.peer, *((cuid,) if cuid is not None else ())}
         keys |= {("acl", owner, name) for owner in owners for name in names if isinstance(name, str)}
+    return keys
+
+
+def notification_keys(
+    events: Iterable[Event], observed: Callable[[str], bool], shown: Callable[[str, str], set[tuple[str, str]]]
+) -> set[Key]:
+    """What notifying EVENTS reads of the data channel: for each mitigation change of a client with observers
+    (OBSERVED(client)), the ACLs its cuid's mitigations show (SHOWN(client, cuid): SignalServer.acls_shown)."""
+    keys: set[Key] = set()
+    for cuid_of in {(e.client, e.cuid) for e in events if isinstance(e, MitigationChanged) and observed(e.client)}:
+        keys.update(("acl", cuid, name) for cuid, name in shown(*cuid_of))
     return keys
 
 

@@ -9,6 +9,16 @@ signal channel's (`decision.changes`, one transaction). They are separate databa
 the ACL changes go first because RFC 9133 §3.2.1 lets a client told 5.03 resend its request without 'acl-list',
 and setting an activation type again is harmless.
 
+Both are written under the caller's decision lock (`settle_async`: one decision at a time), also the ACL change,
+which is a network round trip on PostgreSQL (one statement: opendots.store.postgres_data.set_acl_activation). It
+cannot move out: the core holds one decision pending and refuses to decide on until it is settled, so the change is
+written between deciding and applying or the decision is taken twice. Written before the lock, on a first decision,
+it would change the client's ACL for a request that the second decision then refuses (another client's overlapping
+mitigation stored in between: 4.09), and two requests naming one ACL could land their writes in the opposite order
+of their decisions. Written after it, once the mitigation is stored and the scope's locks released (several nodes),
+another node could decide and write the same ACL in between, and the client would be told 5.03 about a mitigation
+already in force.
+
 `settle` is the synchronous form, for a store that writes in place (SQLite: a commit is ~0.1 ms). `settle_async`
 awaits a store whose `apply` is a coroutine (AsyncSignalStore: a network database); the core refuses to decide
 anything new until the decision is settled, so the caller holds a lock around decide-and-settle meanwhile.

@@ -296,6 +296,7 @@ async def start_signal_server(
             del resource.remotes[name]
 
     service.on_event = on_event  # it needs the resource and `running`, which need the service first
+    service.observed = lambda client_name: bool(resource.observer_count(client_name))
     endpoint.session_listeners.append(on_session)
     if isinstance(cluster, WorkerSync):
         if data_channel is not None:

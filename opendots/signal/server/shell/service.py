@@ -38,7 +38,7 @@ from opendots.signal.server.core import (
 )
 from opendots.signal.server.core.events import describe
 from opendots.signal.server.core.filtering import AclActivationStore
-from opendots.signal.server.shell.data_reads import DataReads, Fetched, request_keys
+from opendots.signal.server.shell.data_reads import DataReads, Fetched, notification_keys, request_keys
 from opendots.signal.server.shell.data_reads import diagnostic as data_diagnostic
 from opendots.signal.server.shell.durable import AsyncSignalStore, settle, settle_async
 from opendots.store.records import SignalStore
@@ -75,7 +75,8 @@ def _mode(request: Request) -> str:
     if request.path[:1] == ("mitigate",):
         return "read" if request.method == "GET" else "write"
     if request.path[:1] in (("config",), ("tm-setup",)):
-        return "client"  # decided on what the client set through any node (shell.client_state), no lock needed
+        return "client"  # decided on what the client set through any node (shell.client_state): PostgreSQL keeps
+        # the higher 'sid' by a trigger (store.postgres_state), SQLite workers decide it under their write lock
     return "local"
 
 
@@ -143,6 +144,11 @@ class SignalService:
         self.data_reads: DataReads | None = None
         """The data channel's store as the core reads it (aliases, RFC 9133 ACLs): on a remote store, what a request
         needs is read off the loop first (opendots.signal.server.shell.data_reads)."""
+        self.observed: Callable[[str], bool] = lambda client_name: True
+        """Whether a client has observers its notifications are rendered for (the resource's): only then are the
+        ACLs they show read beforehand (a remote data store)."""
+        self._shown: Fetched = {}
+        """The data channel's entries read for the batch of events being acted on (`_notification_reads`)."""
         self.worker_sync: WorkerSettler | None = None
         """Worker processes on one SQLite file (opendots.signal.server.shell.workers_sqlite): mitigation requests
         are decided on what the other workers wrote, writes under SQLite's write lock."""
@@ -409,19 +415,44 @@ class SignalService:
         while True:
             events = await self._queue.get()
             try:
+                self._shown = await self._notification_reads(events)
                 for event in events:
                     try:
                         await self._act(event)
                     except Exception:  # one failing event must not stop the ones behind it
                         log.exception("signal event failed: %s", describe(event))
             finally:
+                self._shown = {}
                 self._queue.task_done()
+
+    async def _notification_reads(self, events: list[Event]) -> Fetched:
+        """The ACLs notifying EVENTS shows (RFC 9133 §3.2.1), read at once in a worker thread when the data store is
+        remote: rendered on the loop, each would be a network round trip holding every other client's heartbeat.
+        A store out of reach leaves them unread (None): the notification shows the activation types requested."""
+        reads = self.data_reads
+        if reads is None or not reads.remote:
+            return {}
+        keys = notification_keys(events, self.observed, self.core.acls_shown)
+        try:
+            return await reads.fetch(keys, self.clock())
+        except Exception as problem:  # StoreError, StoreUnavailable
+            log.warning("notifications show the requested ACL activation types: %s", data_diagnostic(problem))
+            return dict.fromkeys(keys)
+
+    def _tell(self, event: Event) -> None:
+        """EVENT to the transport layer (notifications), with the data channel's entries read for it at hand."""
+        reads = self.data_reads
+        if reads is None or not self._shown:
+            self.on_event(event)
+            return
+        with reads.using(self._shown):
+            self.on_event(event)
 
     async def _act(self, event: Event) -> None:
         if not self.drives_mitigator:  # another node holds the mitigator lease and acts on this
             if isinstance(event, PeerLost):
                 self.session_losses += 1
-            self.on_event(event)
+            self._tell(event)
             return
         if isinstance(event, MitigationActivated | MitigationUpdated):
             scope = await self._with_names(event.client, event.scope, event.names)
@@ -431,7 +462,7 @@ class SignalService:
                 self._settle(
                     lambda: self.core.report_status(scope.key, Status.ATTACK_EXCEEDED_CAPABILITY, self.clock())
                 )
-                self.on_event(event)
+                self._tell(event)
                 return
             action = "apply" if isinstance(event, MitigationActivated) else "update"
             try:
@@ -458,7 +489,7 @@ class SignalService:
                 self.outcomes[("withdraw", "ok")] += 1
         elif isinstance(event, PeerLost):
             self.session_losses += 1
-        self.on_event(event)
+        self._tell(event)
 
     async def _with_names(self, client_name: str, scope: MitigationScope, names: tuple[str, ...]) -> MitigationScope:
         """Add the addresses of target names, keeping only those the client may protect (§4.4.1.1)."""

@@ -19,7 +19,8 @@ change log in the database itself:
   `<db>.mitigator-lease`. The kernel drops the lock with the process, so another worker (they try every
   LEASE_RETRY seconds) takes over and re-applies what the database holds, as a restarted server does;
 - a client's session configuration and telemetry setups are logged too (by client): the others read that client's
-  rows again and feed them to their cores (opendots.signal.server.shell.client_state);
+  rows again and feed them to their cores (opendots.signal.server.shell.client_state); a /config or /tm-setup
+  request is decided inside the write lock too, so a lower 'sid' never replaces a higher one (RFC 9132 §4.5.2);
 - counters the lease holder measures and the clients whose session is up in a worker go through the same log.
 """
 
@@ -184,7 +185,11 @@ class WorkerSync:
 
     def settle(self, decide: Callable[[], Decision], mode: str) -> tuple[Response | None, list[Event]]:
         """The service's synchronous settle with other workers around: MODE "read" reads what changed first, "write"
-        (and a "timer" step that stores something) decides inside SQLite's write lock."""
+        and "client" (/config, /tm-setup; and a "timer" step that stores something) decide inside SQLite's write lock.
+
+        "client" too: RFC 9132 §4.5.2 refuses a 'sid' lower than the one in force, and a /config PUT decided on a read
+        taken outside the lock could commit after a higher one another worker decided meanwhile, replacing it (the
+        table keeps the last write). Under the lock the read, the decision and the commit are one step."""
         core, service = self.service.core, self.service
         events: list[Event] = []
         if mode == "timer":
@@ -194,7 +199,7 @@ class WorkerSync:
             core.set_aside(decision)  # decided again under the lock, on the rows the others left
             events += decision.observed
         try:
-            if mode in ("read", "client"):
+            if mode == "read":
                 events += self._catch_up()
                 response, settled = settle(core, self.store, decide(), service.clock(), service.acl_store)
                 return response, events + settled

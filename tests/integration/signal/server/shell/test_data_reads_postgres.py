@@ -1,9 +1,9 @@
-"""The signal channel's use of the data channel (RFC 8783 aliases a mitigation request names, RFC 9132 §4.4.1.3;
-RFC 9133 'acl-list' activation changes) when both channels' stores are PostgreSQL (`db = "postgresql://..."`): the
-reads wait for the database in a worker thread before the decision (another client's heartbeat and GET are answered
-meanwhile), the activation write in one while the decision is settled (the loop turns meanwhile); the stalled
-request gets 5.03 with a diagnostic once the store's timeout passes, nothing stored; once the database answers
-again the request is decided, with no read left on the loop."""
+"""The signal channel's use of the data channel (RFC 8783 aliases a mitigation request names, RFC 9132 §4.4.1.3; RFC
+9133 'acl-list' activation changes) when both channels' stores are PostgreSQL (`db = "postgresql://..."`): the reads
+wait for the database in a worker thread before the decision (another client's heartbeat and GET are answered
+meanwhile), and before a notification that shows ACLs, the activation write in one while the decision is settled (the
+loop turns meanwhile); the stalled request gets 5.03 with a diagnostic once the store's timeout passes, nothing
+stored; once the database answers again the request is decided, with no read left on the loop."""
 
 from __future__ import annotations
 
@@ -12,17 +12,20 @@ import json
 import time
 from pathlib import Path
 
+import aiocoap
 import asyncpg
 import pytest
 
 from opendots.config import ServerConfig
 from opendots.data.core import DataChannelCore
 from opendots.mitigate.base import LoggingMitigator
-from opendots.model import encode_signal
-from opendots.signal.server.core import Request
+from opendots.model import decode_signal, encode_signal
+from opendots.signal.server.core import Request, Status
 from opendots.signal.server.shell.run import start_signal_server
 from opendots.store.postgres_data import PostgresDataChannelStore
+from opendots.transport import create_client_context
 from tests.conftest import free_port
+from tests.helpers import tls_files
 from tests.helpers.data_harness import post_to_core
 from tests.helpers.signal_harness import SCOPE
 
@@ -195,3 +198,51 @@ async def test_a_row_another_node_wrote_naming_an_alias_is_taken_in_with_the_ali
         assert service.data_reads.unfetched == 0
     finally:
         await holder.close()
+
+
+async def test_notifications_read_the_acls_they_show_off_the_loop_while_other_clients_are_served(
+    server, pki_dir: Path, postgres_url: str
+):
+    """RFC 9133 §3.2.1: a notification to an observer of the client's mitigations shows its 'acl-list' with the
+    activation types as they are now, read of the data channel's store. With that store on PostgreSQL the read waits
+    in a worker thread (the loop turns: another client's heartbeat and GET are answered while the ACLs are locked),
+    and the notification goes out once the database answers, with the current activation type."""
+    running, _, cuids = server
+    service, client, other = running.service, cuids["client"], cuids["other"]
+    acl_list = {"ietf-dots-signal-control:acl-list": [{"acl-name": "now", "activation-type": "deactivate"}]}
+    assert (await service.answer(_put(client, 1, {"target-prefix": ["192.0.2.0/28"], **acl_list}))).code == "2.01"
+    assert (await service.answer(_put(other, 1, {"target-prefix": ["203.0.113.0/28"]}))).code == "2.01"
+    host, port = running.endpoint.dtls_addresses[0][:2]
+    context = await create_client_context(tls_files(pki_dir, "client"), server_name="localhost")
+    holder = await asyncpg.connect(postgres_url)
+    try:
+        uri = f"coaps://{host}:{port}/.well-known/dots/mitigate/cuid={client}"
+        observation = context.request(aiocoap.Message(code=aiocoap.GET, uri=uri, observe=0))
+        first = await asyncio.wait_for(observation.response, 15)
+        assert first.code == aiocoap.CONTENT and first.opt.observe is not None
+        notifications = observation.observation.__aiter__()
+
+        transaction = holder.transaction()
+        await transaction.start()
+        await holder.execute("LOCK TABLE data_acls IN ACCESS EXCLUSIVE MODE")
+        running.service.report_status(f"{client}/1", Status.ATTACK_SUCCESSFULLY_MITIGATED)
+        notified = asyncio.ensure_future(notifications.__anext__())
+        waiting = 0
+        for _ in range(500):
+            await asyncio.sleep(0.01)  # this loop turns only while the notification's read waits elsewhere
+            waiting = await holder.fetchval(WAITING_ON_ACLS)
+            if waiting:
+                break
+        assert waiting, "the notification's ACL read never waited for the database while the loop ran"
+        await _others_are_served(service, other)
+        assert not notified.done()
+        await transaction.rollback()
+
+        notification = await asyncio.wait_for(notified, 15)
+        entry = decode_signal(notification.payload)[SCOPE]["scope"][0]
+        assert entry["status"] == Status.ATTACK_SUCCESSFULLY_MITIGATED.label
+        assert entry["ietf-dots-signal-control:acl-list"] == acl_list["ietf-dots-signal-control:acl-list"]
+        assert service.data_reads.unfetched == 0
+    finally:
+        await holder.close()
+        await context.shutdown()

@@ -61,3 +61,27 @@ def test_telemetry_requests_name_the_aliases_of_their_targets_and_baselines():
     assert request_keys(tm, _none) == {("alias", "peer", "web")}
     assert request_keys(tm_setup, _none) == {("alias", "peer", "db")}
     assert request_keys(Request("PUT", ("config", "sid=1"), peer="peer", body=setup), _none) == set()
+
+
+def test_notifications_name_the_acls_shown_to_observed_clients_only():
+    """RFC 9133 §3.2.1: a notification shows the activation types of its mitigations' ACLs as they are now; the
+    ACLs are named once per (client, cuid) of the batch, and none for a client nobody observes."""
+    from opendots.signal.server.core import MitigationChanged
+    from opendots.signal.server.shell.data_reads import notification_keys
+
+    asked: list[tuple[str, str]] = []
+
+    def shown(client: str, cuid: str) -> set[tuple[str, str]]:
+        asked.append((client, cuid))
+        return {(cuid, "a"), ("owner", "a")}
+
+    events = [
+        MitigationChanged("alice", "c1", 1, dict),
+        MitigationChanged("alice", "c1", 2, dict),
+        MitigationChanged("bob", "c2", 1, dict),
+    ]
+    assert notification_keys(events, lambda client: client == "alice", shown) == {
+        ("acl", "c1", "a"),
+        ("acl", "owner", "a"),
+    }
+    assert asked == [("alice", "c1")]
