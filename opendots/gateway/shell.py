@@ -518,8 +518,15 @@ class Gateway:
         """The upstream requests the relay core asked for while handling an answer."""
         while self.core.stale:
             self._spawn(self._withdraw_stale(self.core.stale.pop()))
-        while self.core.resend:
-            self._spawn(self.forward(self.core.resend.pop()))
+        resend, self.core.resend = self.core.resend, []
+        for sent in (sent for sent in resend if sent.resource == "mitigate"):
+            self._spawn(self.forward(sent))
+        if setups := [sent for sent in resend if sent.resource != "mitigate"]:  # in order: tsids increase (RFC 9244)
+            self._spawn(self._forward_in_order(setups))
+
+    async def _forward_in_order(self, steps: list[Outbound]) -> None:
+        for sent in steps:
+            await self.forward(sent)
 
     def late_answer(self, sent: Outbound, answer: asyncio.Future[aiocoap.Message]) -> None:
         if answer.cancelled() or answer.exception() is not None:
