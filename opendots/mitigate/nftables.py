@@ -435,19 +435,23 @@ class NftablesMitigator:
         counted = self._to_count(plan.state, policies, watched)
         broken = self._to_break(plan.state, policies, watched)
         rebreak = breakdown_commands(self.table, {}, broken)  # after a table vanished: built again, nothing deleted
+        more = watch_commands(self.table, self._watched, watched, self._counted, counted)
         try:
-            more = watch_commands(self.table, self._watched, watched, self._counted, counted)
             await self._commit(plan, more + breakdown_commands(self.table, self._broken, broken))
             self._policies, self._watched, self._counted, self._broken = policies, after, counted, broken
         except MitigatorError:
             if not self._state.initialized or await self._table_present(self.table):
-                if not (self._watched or self._counted or self._broken) or (
-                    await self._table_present(watch_table(self.table))
-                    and await self._table_present(breakdown_table(self.table))
-                ):
+                watch_gone = bool(self._watched or self._counted) and not await self._table_present(
+                    watch_table(self.table)
+                )
+                breakdown_gone = bool(self._broken) and not await self._table_present(breakdown_table(self.table))
+                if not (watch_gone or breakdown_gone):
                     raise
-                # Only a counting table is gone (deleted by hand...): build them again whole, with this change.
-                await self._commit(plan, watch_commands(self.table, {}, watched, {}, counted) + rebreak)
+                # Only a counting table is gone (deleted by hand...): build it again whole, with this change (the
+                # breakdown table's rebuild keeps whatever counters it holds).
+                if watch_gone:
+                    more = watch_commands(self.table, {}, watched, {}, counted)
+                await self._commit(plan, more + rebreak)
                 self._policies, self._watched, self._counted, self._broken = policies, after, counted, broken
                 return
             # Our table is gone (someone flushed the ruleset, a firewall reload...): re-install everything we

@@ -18,8 +18,8 @@ What is counted, and what is not (a figure not measured is absent, never zero by
   part of whose target addresses another one owns would get a partial figure, so it gets none (`complete`).
 
 Off by default (`count_breakdown` on the nftables mitigator): every packet arriving on the interface then pays two
-more lookups. Counters of mitigations present before and after a change are kept (`add` leaves an existing counter's
-values alone); the maps are flushed and filled again whole in the same batch as the mitigator's change.
+more lookups. Counters and map elements change by difference, in the same batch as the mitigator's change; a table
+rebuilt (start, restore, a table gone) keeps the counters it still holds (`add` leaves an existing counter alone).
 """
 
 from __future__ import annotations
@@ -111,58 +111,77 @@ def breakdown_commands(
     table: Table, before: Mapping[str, MitigationScope], after: Mapping[str, MitigationScope]
 ) -> list[JsonCommand]:
     """The commands taking the breakdown table from counting BEFORE to counting AFTER (key → scope, each complete,
-    in the order applied). No key left: the table goes. BEFORE may be empty when the table's state is unknown (a
-    rebuild): nothing is then deleted, and whatever counters remain are kept."""
+    in the order applied): counters and map elements change by difference, so a change costs what it changes. No
+    key left: the table goes. BEFORE empty means the table's state is unknown (a start, a rebuild): it is then
+    (re)made whole, its maps filled again, and the counters it still holds are kept, none deleted."""
     bd = breakdown_table(table)
     if not after:
         return bd.reset_commands() if before else []
-    chain = bd.ref(
-        name=CHAIN, type="filter", hook="ingress", dev=bd.interface, prio=BREAKDOWN_PRIORITY, policy="accept"
-    )
-    commands: list[JsonCommand] = [{"add": {"table": bd.table_object()}}, {"add": {"chain": chain}}]
-    commands.append({"flush": {"chain": bd.ref(name=CHAIN)}})
-    plans = {key: Breakdown.of(scope) for key, scope in after.items()}
-    wanted = [name for key, plan in plans.items() for name in plan.counters(key)]
-    commands += [{"add": {"counter": bd.ref(name=name)}} for name in wanted]
+    old_counters = {name for key, scope in before.items() for name in Breakdown.of(scope).counters(key)}
+    new_counters = [name for key, scope in after.items() for name in Breakdown.of(scope).counters(key)]
+    commands: list[JsonCommand] = []
+    if not before:
+        chain = bd.ref(name=CHAIN, type="filter", hook="ingress", dev=bd.interface, prio=BREAKDOWN_PRIORITY)
+        commands += [{"add": {"table": bd.table_object()}}, {"add": {"chain": {**chain, "policy": "accept"}}}]
+        commands.append({"flush": {"chain": bd.ref(name=CHAIN)}})
+    commands += [{"add": {"counter": bd.ref(name=name)}} for name in new_counters if name not in old_counters]
     for version in (4, 6):
         address = "ipv4_addr" if version == 4 else "ipv6_addr"
-        owners = split_nested(
-            (address_range(prefix), key)
-            for key, scope in after.items()
-            for prefix in scope.target_prefixes
-            if prefix.version == version
-        )
+        old, new = _elements(before, version), _elements(after, version)
         for kind, second in (("proto", "inet_proto"), ("port", "inet_service")):
             name = map_name(kind, version)
-            bd_map = bd.ref(name=name, type=[address, second], map="counter", flags=["interval"])
-            commands += [{"add": {"map": bd_map}}, {"flush": {"map": bd.ref(name=name)}}]
-            elements = []
-            for block, owner in owners.items():
-                if owner is None:
-                    continue
-                plan = plans[owner]
-                rendered = render_address(block, version)
-                if kind == "proto":
-                    elements += [[{"concat": [rendered, p]}, protocol_counter_name(owner, p)] for p in plan.protocols]
-                else:
-                    elements += [[{"concat": [rendered, p]}, port_counter_name(owner, p)] for p in plan.ports]
-            if elements:
-                commands.append({"add": {"element": bd.ref(name=name, elem=elements)}})
-        daddr = {"payload": {"protocol": "ip" if version == 4 else "ip6", "field": "daddr"}}
-        by_protocol = {"concat": [daddr, {"meta": {"key": "l4proto"}}]}
-        commands.append({"add": {"rule": bd.ref(chain=CHAIN, expr=[_count(by_protocol, map_name("proto", version))])}})
-        with_ports = {
-            "match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": {"set": list(PORT_PROTOCOLS)}}
-        }
-        by_port = {"concat": [daddr, {"payload": {"protocol": "th", "field": "dport"}}]}
-        rule = [with_ports, _count(by_port, map_name("port", version))]
-        commands.append({"add": {"rule": bd.ref(chain=CHAIN, expr=rule)}})
-    kept = set(wanted)
-    for key, scope in before.items():
-        for name in Breakdown.of(scope).counters(key):
-            if name not in kept:
-                commands.append({"delete": {"counter": bd.ref(name=name)}})
+            if not before:
+                bd_map = bd.ref(name=name, type=[address, second], map="counter", flags=["interval"])
+                commands += [{"add": {"map": bd_map}}, {"flush": {"map": bd.ref(name=name)}}]
+            gone = [_key(e, version) for e, owner in old.items() if e[0] == kind and new.get(e) != owner]
+            added = [[_key(e, version), owner] for e, owner in new.items() if e[0] == kind and old.get(e) != owner]
+            if gone:
+                commands.append({"delete": {"element": bd.ref(name=name, elem=gone)}})
+            if added:
+                commands.append({"add": {"element": bd.ref(name=name, elem=added)}})
+        if not before:
+            commands += [{"add": {"rule": bd.ref(chain=CHAIN, expr=rule)}} for rule in _rules(version)]
+    kept = set(new_counters)
+    commands += [{"delete": {"counter": bd.ref(name=name)}} for name in sorted(old_counters - kept)]
     return commands
+
+
+Element = tuple[str, Range, int]
+"""('proto' or 'port', address block, protocol or port)."""
+
+
+def _elements(scopes: Mapping[str, MitigationScope], version: int) -> dict[Element, str]:
+    """Family VERSION's map elements for SCOPES: disjoint address blocks, each with its owner's protocols and ports,
+    to the owner's counters."""
+    owners = split_nested(
+        (address_range(prefix), key)
+        for key, scope in scopes.items()
+        for prefix in scope.target_prefixes
+        if prefix.version == version
+    )
+    elements: dict[Element, str] = {}
+    for block, owner in owners.items():
+        if owner is None:
+            continue
+        plan = Breakdown.of(scopes[owner])
+        elements.update({("proto", block, p): protocol_counter_name(owner, p) for p in plan.protocols})
+        elements.update({("port", block, p): port_counter_name(owner, p) for p in plan.ports})
+    return elements
+
+
+def _key(element: Element, version: int) -> dict[str, object]:
+    return {"concat": [render_address(element[1], version), element[2]]}
+
+
+def _rules(version: int) -> list[list[dict[str, object]]]:
+    daddr = {"payload": {"protocol": "ip" if version == 4 else "ip6", "field": "daddr"}}
+    l4proto = {"meta": {"key": "l4proto"}}
+    by_port = {"concat": [daddr, {"payload": {"protocol": "th", "field": "dport"}}]}
+    with_ports = {"match": {"op": "==", "left": l4proto, "right": {"set": list(PORT_PROTOCOLS)}}}
+    return [
+        [_count({"concat": [daddr, l4proto]}, map_name("proto", version))],
+        [with_ports, _count(by_port, map_name("port", version))],
+    ]
 
 
 def _count(key: dict[str, object], map_name_: str) -> dict[str, object]:

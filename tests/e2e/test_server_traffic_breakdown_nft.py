@@ -129,7 +129,8 @@ async def test_a_mitigation_sharing_its_addresses_gets_no_breakdown_and_a_restar
 ):
     """A /24 with a host inside it under another mitigation: the host's traffic counts for the host only, so the
     /24 would get a partial figure and gets none; its own counting starts once the host's mitigation is withdrawn.
-    A restarted mitigator (restore) keeps counting from where the counters were."""
+    A restarted mitigator (restore) keeps counting from where the counters were; a breakdown table deleted by hand
+    is built again by the next change."""
     host = lab.victim_v4[0]
     wide = MitigationScope("c/24", (ipaddress.ip_network(f"{host}/24", strict=False),), (PortRange(9, 9),), (17,))
     narrow = MitigationScope("c/32", (ipaddress.ip_network(f"{host}/32"),), (PortRange(9, 9),), (17,))
@@ -151,6 +152,12 @@ async def test_a_mitigation_sharing_its_addresses_gets_no_breakdown_and_a_restar
         assert await restarted.restore([wide]) == {}
         assert (await asyncio.to_thread(flood, lab.attacker, str(host), 9, count=50, **options)).sent == 50
         assert (await restarted.counters("c/24")).by_port[0][:2] == (9, 150)  # type: ignore[index]
+        # Deleted by hand: the next change builds it again (counting from there), the drops never stopped.
+        lab.router.run(["nft", "delete", "table", "netdev", f"{table_name}_bd"])
+        await restarted.apply(narrow)
+        assert (await asyncio.to_thread(flood, lab.attacker, str(host), 9, count=40, **options)).sent == 40
+        assert (await restarted.counters("c/32")).by_protocol[0][:2] == (17, 40)  # type: ignore[index]
+        assert (await restarted.counters("c/24")).by_protocol is None
     finally:
         await mitigator.cleanup()
     assert f"{table_name}_bd" not in lab.router.run(["nft", "list", "tables"]).stdout

@@ -54,8 +54,13 @@ def test_counters_of_mitigations_still_counted_are_kept_and_the_others_deleted()
     added = {c["add"]["counter"]["name"] for c in first if "counter" in c.get("add", {})}
     assert protocol_counter_name("one", 17) in added and port_counter_name("one", 53) in added
     second = breakdown_commands(TABLE, {"one": one, "two": two}, {"two": two})
-    deleted = {c["delete"]["counter"]["name"] for c in second if "delete" in c}
+    deleted = {c["delete"]["counter"]["name"] for c in second if "counter" in c.get("delete", {})}
     assert deleted == set(Breakdown.of(one).counters("one"))
+    # By difference: only one's elements go, none of two's is touched, the table and its rules stay.
+    deletions = [c["delete"]["element"] for c in second if "element" in c.get("delete", {})]
+    gone = {deletion["name"]: len(deletion["elem"]) for deletion in deletions}
+    assert gone == {"bproto4": len(DEFAULT_PROTOCOLS), "bport4": 1}
+    assert not [c for c in second if "add" in c and set(c["add"]) & {"element", "rule", "table", "chain"}]
     assert breakdown_commands(TABLE, {"two": two}, {})[-1] == {"delete": {"table": {"family": "netdev",
         "name": "opendots_bd"}}}  # fmt: skip
     assert breakdown_commands(TABLE, {}, {}) == []
