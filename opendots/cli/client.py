@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from opendots import eventloop
-from opendots.cli.common import OpenDotsGroup, config_option, group_config_option
+from opendots.cli.common import OpenDotsGroup, acl_option, config_option, group_config_option
 from opendots.cli.render import (
     PARAMETER_UNITS,
     current_and_peak,
@@ -136,14 +136,7 @@ def run_command(config_path: Path, event_loop: eventloop.EventLoopChoice) -> Non
 @click.option("--fqdn", "fqdns", multiple=True, help="Target FQDN (repeatable).")
 @click.option("--uri", "uris", multiple=True, help="Target URI (repeatable).")
 @click.option("--alias", "aliases", multiple=True, help="Alias name created over the data channel (repeatable).")
-@click.option(
-    "--acl",
-    "acls",
-    multiple=True,
-    metavar="NAME[=TYPE]",
-    help="RFC 9133: a data-channel ACL of this client and the activation type to give it (activate-when-mitigating,"
-    " immediate, deactivate; without =TYPE the ACL keeps its own). Repeatable.",
-)
+@acl_option
 @click.option("--lifetime", type=int, default=3600, show_default=True, help="Seconds; -1 for indefinite.")
 @click.option("--mid", type=int, help="Mitigation id (default: the next free one); an active mid refreshes it.")
 @click.option("--trigger-mitigation/--no-trigger-mitigation", default=True, show_default=True)

@@ -13,7 +13,15 @@ from opendots.domain import IPNetwork, PortRange, ScopeError, Targets, parse_pre
 from opendots.domain.targets import NO_TARGET
 from opendots.signal.server.core import defaults
 
-__all__ = ["AclActivation", "MitigationScope", "PortRange", "ScopeError", "parse_acl", "parse_protocol"]
+__all__ = [
+    "AclActivation",
+    "MitigationScope",
+    "PortRange",
+    "ScopeError",
+    "acl_list_from_yang",
+    "parse_acl",
+    "parse_protocol",
+]
 
 MODULE = "ietf-dots-signal-channel"
 LIFETIME_INDEFINITE = defaults.INDEFINITE_LIFETIME
@@ -153,7 +161,7 @@ class MitigationScope:
                 **{name: getattr(targets, name) for name in _TARGET_FIELDS},
                 lifetime=int(entry.get("lifetime", DEFAULT_LIFETIME)),
                 trigger_mitigation=bool(entry.get("trigger-mitigation", True)),
-                acl_list=tuple(_acls(entry.get(ACL_LIST, []))),
+                acl_list=tuple(acl_list_from_yang(entry.get(ACL_LIST, []))),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise ScopeError(f"bad scope entry: {error}") from None
@@ -162,7 +170,8 @@ class MitigationScope:
         return dataclasses.replace(self, lifetime=lifetime, extra={})
 
 
-def _acls(items: Any) -> list[AclActivation]:
+def acl_list_from_yang(items: Any) -> list[AclActivation]:
+    """An 'acl-list' as YANG-JSON gives it (a list of {"acl-name", "activation-type"?}), checked."""
     if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
         raise ScopeError(f"{ACL_LIST} must be a list of objects with 'acl-name' and optionally 'activation-type'")
     unknown = {key for item in items for key in item} - {"acl-name", "activation-type"}
