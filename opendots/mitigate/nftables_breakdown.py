@@ -15,7 +15,8 @@ IPv6 hosts: 37 % of the rate with the tables dormant). So the two rules of a fam
 (`targets4`), entered only by a `goto` from the base chain when the destination, masked to one prefix length, is
 in a hash set of every counted block (`bdst4`, the drop table's pre-filter: opendots.mitigate.nftables_ruleset.
 destination_filter): traffic to no target pays one hash lookup; what reaches a target is counted exactly as before
-(the set covers every address of every block).
+(the set covers every address of every block). Likewise the port lookup is gated by a hash set of every port
+counted (`bports`).
 
 What is counted, and what is not (a figure not measured is absent, never zero by assumption):
 - the protocols are the mitigation's 'target-protocol's, or, when it names none, DEFAULT_PROTOCOLS: other protocols
@@ -141,6 +142,7 @@ def breakdown_commands(
         commands += [{"add": {"table": bd.table_object()}}, {"add": {"chain": {**chain, "policy": "accept"}}}]
         commands.append({"flush": {"chain": bd.ref(name=CHAIN)}})
     commands += [{"add": {"counter": bd.ref(name=name)}} for name in new_counters if name not in old_counters]
+    commands += _port_gate_changes(bd, before, after)
     gotos: list[JsonCommand] = []
     rewrite = not before  # the base chain's gotos, when a family's filter length comes or goes or changes
     for version in (4, 6):
@@ -259,12 +261,35 @@ def _key(element: Element, version: int) -> dict[str, object]:
 def _rules(version: int) -> list[list[dict[str, object]]]:
     daddr = {"payload": {"protocol": "ip" if version == 4 else "ip6", "field": "daddr"}}
     l4proto = {"meta": {"key": "l4proto"}}
-    by_port = {"concat": [daddr, {"payload": {"protocol": "th", "field": "dport"}}]}
+    dport = {"payload": {"protocol": "th", "field": "dport"}}
     with_ports = {"match": {"op": "==", "left": l4proto, "right": {"set": list(PORT_PROTOCOLS)}}}
+    gate = {"match": {"op": "==", "left": dport, "right": f"@{PORT_GATE}"}}
     return [
         [_count({"concat": [daddr, l4proto]}, map_name("proto", version))],
-        [with_ports, _count(by_port, map_name("port", version))],
+        [with_ports, gate, _count({"concat": [daddr, dport]}, map_name("port", version))],
     ]
+
+
+PORT_GATE = "bports"
+"""The hash set of every port counted (both families): a packet to a target on a port no mitigation counts is
+spared the (address . port) lookup (bench/mitigate.py, a flood to a target host on another port)."""
+
+
+def _port_gate_changes(
+    bd: Table, before: Mapping[str, MitigationScope], after: Mapping[str, MitigationScope]
+) -> list[JsonCommand]:
+    """The port gate from BEFORE's ports to AFTER's, by difference (BEFORE empty: made, emptied, filled)."""
+    old = {port for scope in before.values() for port in Breakdown.of(scope).ports}
+    new = {port for scope in after.values() for port in Breakdown.of(scope).ports}
+    commands: list[JsonCommand] = []
+    if not before:
+        commands.append({"add": {"set": bd.ref(name=PORT_GATE, type="inet_service")}})
+        commands.append({"flush": {"set": bd.ref(name=PORT_GATE)}})
+    if old - new:
+        commands.append({"delete": {"element": bd.ref(name=PORT_GATE, elem=sorted(old - new))}})
+    if new - old:
+        commands.append({"add": {"element": bd.ref(name=PORT_GATE, elem=sorted(new - old))}})
+    return commands
 
 
 def _count(key: dict[str, object], map_name_: str) -> dict[str, object]:

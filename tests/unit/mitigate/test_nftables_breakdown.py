@@ -59,7 +59,7 @@ def test_counters_of_mitigations_still_counted_are_kept_and_the_others_deleted()
     # By difference: only one's elements go, none of two's is touched, the table and its rules stay.
     deletions = [c["delete"]["element"] for c in second if "element" in c.get("delete", {})]
     gone = {deletion["name"]: len(deletion["elem"]) for deletion in deletions}
-    assert gone == {"bproto4": len(DEFAULT_PROTOCOLS), "bport4": 1, "bdst4": 1}  # bdst4: the pre-filter
+    assert gone == {"bproto4": len(DEFAULT_PROTOCOLS), "bport4": 1, "bdst4": 1, "bports": 1}  # and the gates
     assert not [c for c in second if "add" in c and set(c["add"]) & {"element", "rule", "table", "chain"}]
     assert breakdown_commands(TABLE, {"two": two}, {})[-1] == {"delete": {"table": {"family": "netdev",
         "name": "opendots_bd"}}}  # fmt: skip

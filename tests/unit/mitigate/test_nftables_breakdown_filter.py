@@ -7,7 +7,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from opendots.domain import MitigationScope
+from opendots.domain import MitigationScope, PortRange
 from opendots.mitigate.nftables_breakdown import breakdown_commands
 from opendots.mitigate.nftables_render import Table
 
@@ -77,3 +77,17 @@ def test_a_zero_length_target_is_covered_by_two_halves() -> None:
     (goto4,) = rules(built, "ingress")
     assert goto4[0]["match"]["left"]["&"][1] == "128.0.0.0"
     assert sorted(set_elements(built, "add")) == ["0.0.0.0", "128.0.0.0"]
+
+
+def test_the_port_lookup_is_gated_by_the_ports_counted_which_change_by_difference() -> None:
+    dns = MitigationScope("dns", (ipaddress.ip_network("192.0.2.1/32"),), (PortRange(53, 53),), (17,))
+    web = MitigationScope("web", (ipaddress.ip_network("192.0.2.2/32"),), (PortRange(80, 80), PortRange(443, 443)))
+    built = breakdown_commands(TABLE, {}, {"dns": dns})
+    (_, by_port) = rules(built, "targets4")
+    gate = {"match": {"op": "==", "left": {"payload": {"protocol": "th", "field": "dport"}}, "right": "@bports"}}
+    assert by_port.index(gate) == 1 and "counter" in by_port[2]  # after the protocol check, before the lookup
+    ports = [c["add"]["element"]["elem"] for c in built if c.get("add", {}).get("element", {}).get("name") == "bports"]
+    assert ports == [[53]]
+    change = breakdown_commands(TABLE, {"dns": dns}, {"web": web})
+    by_verb = {v: c[v]["element"]["elem"] for c in change for v in c if c[v].get("element", {}).get("name") == "bports"}
+    assert by_verb == {"delete": [53], "add": [80, 443]}
