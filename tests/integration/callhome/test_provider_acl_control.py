@@ -18,27 +18,12 @@ from opendots.data.records import DataChannelQuery
 from opendots.signal.client.shell.control import ControlClient, ControlError
 from opendots.store.data_channel import SqliteDataChannelStore
 from opendots.store.sqlite import SqliteDatabase
+from tests.helpers.acl_harness import udp_53_drop_acl
 from tests.helpers.callhome_processes import call_home_pair
 from tests.helpers.cli import EX_DATAERR, one_line_error
 
 DATA = "/ietf-dots-data-channel:dots-data"
-DROP_DNS = {
-    "name": "drop-dns",
-    "type": "ipv4-acl-type",
-    "activation-type": "activate-when-mitigating",
-    "aces": {
-        "ace": [
-            {
-                "name": "udp-53",
-                "matches": {
-                    "ipv4": {"destination-ipv4-network": "192.0.2.0/28"},
-                    "udp": {"destination-port-range-or-operator": {"operator": "eq", "port": 53}},
-                },
-                "actions": {"forwarding": "drop"},
-            }
-        ]
-    },
-}
+DROP_DNS = udp_53_drop_acl("drop-dns", "192.0.2.0/28")
 
 
 def _post(core: DataChannelCore, cuid: str, path: str, body: dict[str, object]) -> None:

@@ -17,26 +17,11 @@ from opendots.cli.main import cli
 from opendots.config import ClientConfig
 from opendots.data.client import DataChannelClient
 from opendots.signal.client.shell.control import ControlClient, ControlError
+from tests.helpers.acl_harness import udp_53_drop_acl
 
 SCOPE = "ietf-dots-signal-channel:mitigation-scope"
 ACL_LIST = "ietf-dots-signal-control:acl-list"
-DROP_WEB = {
-    "name": "drop-web",
-    "type": "ipv4-acl-type",
-    "activation-type": "activate-when-mitigating",
-    "aces": {
-        "ace": [
-            {
-                "name": "udp-53",
-                "matches": {
-                    "ipv4": {"destination-ipv4-network": "203.0.113.0/28"},
-                    "udp": {"destination-port-range-or-operator": {"operator": "eq", "port": 53}},
-                },
-                "actions": {"forwarding": "drop"},
-            }
-        ]
-    },
-}
+DROP_WEB = udp_53_drop_acl("drop-web", "203.0.113.0/28")
 
 
 async def _cli(config: Path, *args: str) -> Any:
