@@ -38,6 +38,7 @@ from opendots.lab.flood import Flood, Receiver, VictimTally
 from opendots.lab.netns import Lab, lab_unavailable_reason
 from opendots.mitigate.base import MitigationScope, PortRange
 from opendots.mitigate.nftables import NftablesMitigator
+from opendots.mitigate.nftables_breakdown import breakdown_table
 from opendots.mitigate.nftables_watch import watch_table
 
 TARGETS = 10_000
@@ -182,11 +183,21 @@ def v4_range_scope(key: str, count: int, protected: str | None = None) -> Mitiga
 
 
 async def bench_forwarding(
-    lab: Lab, seconds: float, rounds: int, selected: list[str], baseline: str, count_passed: bool = False
+    lab: Lab,
+    seconds: float,
+    rounds: int,
+    selected: list[str],
+    baseline: str,
+    count_passed: bool = False,
+    count_breakdown: bool = False,
 ) -> None:
     VictimTally(lab.victim, [SINK_PORT], table="benchsink")
     mitigator = NftablesMitigator(
-        lab.router_ingress, table=f"odb{secrets.token_hex(3)}", netns=lab.router.name, count_passed=count_passed
+        lab.router_ingress,
+        table=f"odb{secrets.token_hex(3)}",
+        netns=lab.router.name,
+        count_passed=count_passed,
+        count_breakdown=count_breakdown,
     )
     goal = "≥ 90 % of none"
     configurations = [
@@ -219,9 +230,13 @@ async def bench_forwarding(
     def hooked(active: bool) -> None:
         # A dormant table has its hooks unregistered: packets take exactly the path they take with no table. The
         # counting table (passed traffic per mitigation, opendots.mitigate.nftables_watch) goes with it: it is
-        # part of what an enforced mitigation costs the traffic let through.
+        # part of what an enforced mitigation costs the traffic let through; so does the breakdown table (per
+        # protocol and port, opendots.mitigate.nftables_breakdown) when it is on.
         flags = "" if active else "{ flags dormant; }"
-        for table in (mitigator.table, watch_table(mitigator.table)):
+        tables = [mitigator.table, watch_table(mitigator.table)]
+        if count_breakdown:
+            tables.append(breakdown_table(mitigator.table))
+        for table in tables:
             lab.router.run(["nft", "add", "table", "netdev", table.name, flags])
 
     async def loaded_run(destination: str, scope: MitigationScope) -> tuple[float, float]:
@@ -361,6 +376,11 @@ async def main() -> None:
         action="store_true",
         help="forwarding: with the counting table of RFC 9244 total-traffic (on when telemetry_server_originated is)",
     )
+    parser.add_argument(
+        "--count-breakdown",
+        action="store_true",
+        help="forwarding: with the breakdown table of RFC 9244 §8.3 per protocol and port (count_breakdown)",
+    )
     parser.add_argument("--flood-loop", action="store_true", help=argparse.SUPPRESS)  # FloodLoop's sender
     args = parser.parse_args()
     if args.flood_loop:
@@ -374,7 +394,15 @@ async def main() -> None:
         if "install" in parts:
             await bench_install(lab)
         if "forwarding" in parts:
-            await bench_forwarding(lab, args.seconds, args.rounds, args.config, args.baseline, args.count_passed)
+            await bench_forwarding(
+                lab,
+                args.seconds,
+                args.rounds,
+                args.config,
+                args.baseline,
+                args.count_passed,
+                args.count_breakdown,
+            )
         if "first-drop" in parts:
             await bench_first_drop(lab, args.runs)
     width = max(len(what) for what, _, _ in rows)

@@ -29,6 +29,7 @@ from opendots.domain import IPNetwork, Targets
 from opendots.domain.ranges import IcmpTypeRange, PortRange
 from opendots.model import decode_signal, encode_signal
 from opendots.pki.cuid import cuid_from_certificate
+from opendots.signal.client.core.scope import ACL_LIST, AclActivation
 from opendots.transport import PeerIdentity, SessionEvent, SignalServerEndpoint, reset_session, start_server
 
 log = logging.getLogger(__name__)
@@ -219,8 +220,10 @@ class CallHomeClient:
         target_port_ranges: Sequence[str] = (),
         target_protocols: Sequence[int] = (),
         lifetime: int = 3600,
+        acl_list: Sequence[AclActivation] = (),
     ) -> Answer:
-        """PUT /mitigate/cuid=.../mid=MID with the RFC 9066 source members (ports as '80' or '1024-2047')."""
+        """PUT /mitigate/cuid=.../mid=MID with the RFC 9066 source members (ports as '80' or '1024-2047'), and the
+        RFC 9133 'acl-list' (the CPE's data-channel ACLs of this provider, with the activation types asked for)."""
         sources = self.check_sources(name, source_prefixes)
         targets = Targets(
             target_prefixes=tuple(ipaddress.ip_network(text) for text in target_prefixes),
@@ -230,7 +233,9 @@ class CallHomeClient:
             source_port_ranges=tuple(PortRange.parse(text) for text in source_port_ranges),
             source_icmp_type_ranges=tuple(IcmpTypeRange(lower, upper) for lower, upper in source_icmp_type_ranges),
         )
-        entry = {**targets.to_yang(), "lifetime": lifetime}
+        entry: dict[str, Any] = {**targets.to_yang(), "lifetime": lifetime}
+        if acl_list:
+            entry[ACL_LIST] = [acl.to_yang() for acl in acl_list]
         return await self.request(name, aiocoap.PUT, self._mitigate_path(mid), {MITIGATION_SCOPE: {"scope": [entry]}})
 
     def check_sources(self, name: str, source_prefixes: Sequence[str]) -> tuple[IPNetwork, ...]:

@@ -7,7 +7,8 @@ each); the operations are the provider's:
   peers                                          -> {"peers": [{"name", "cuid", "prefixes", "connected",
                                                      "transport", "since"}]}
   mitigate {"peer", "scope": {"source-prefix": [..], "target-prefix": [..], "source-port"?: ["N[-M]"],
-            "source-icmp-type"?: ["T[-U]"], "target-port"?: ["N[-M]"], "protocol"?: [int], "lifetime"?: s},
+            "source-icmp-type"?: ["T[-U]"], "target-port"?: ["N[-M]"], "protocol"?: [int], "lifetime"?: s,
+            "acl-list"?: [{"acl-name", "activation-type"?}]},
             "mid"?: int}                         -> {"peer", "mid", "code", "body", "diagnostic"}
   status   {"peer"?: name, "mid"?: int}          -> {"answers": [{"peer", "code", "body", "diagnostic"}]}
                                                     (every connected CPE when no peer is named)
@@ -41,6 +42,7 @@ from typing import Any
 from opendots.callhome.provider import MITIGATION_SCOPE, Answer, CallHomeClient, CallHomeError
 from opendots.callhome.provider_config import ProviderConfig
 from opendots.errors import ConfigError
+from opendots.signal.client.core.scope import AclActivation, ScopeError, acl_list_from_yang
 from opendots.signal.client.shell.control import ControlError, ControlServer
 
 log = logging.getLogger(__name__)
@@ -100,6 +102,14 @@ def _protocols(scope: dict[str, Any]) -> list[int]:
     if not isinstance(value, list) or not all(type(n) is int and 0 <= n <= 255 for n in value):
         raise ControlError("'protocol' must be a list of protocol numbers 0-255")
     return value
+
+
+def _acl_list(scope: dict[str, Any]) -> list[AclActivation]:
+    """RFC 9133 'acl-list': the CPE's data-channel ACLs of this provider, and the activation types to give them."""
+    try:
+        return acl_list_from_yang(scope.get("acl-list") or [])
+    except ScopeError as error:
+        raise ControlError(str(error)) from None
 
 
 def _answer(peer: str, answer: Answer, **extra: Any) -> dict[str, Any]:
@@ -228,6 +238,7 @@ class ProviderService:
             "target_port_ranges": _texts(scope, "target-port"),
             "target_protocols": _protocols(scope),
             "lifetime": lifetime,
+            "acl_list": _acl_list(scope),
         }
         self.client.check_sources(name, sources)  # before a mid is spent
         mid = self._mid(args, required=False)

@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from opendots import eventloop
-from opendots.cli.common import OpenDotsGroup, config_option, group_config_option, run_service
+from opendots.cli.common import OpenDotsGroup, acl_option, config_option, group_config_option, run_service
 from opendots.cli.render import print_json, protocol_name, seconds, table
 from opendots.cli.server import event_loop_option, log_format_option
 from opendots.errors import RefusedError, UnavailableError
@@ -105,6 +105,7 @@ def run_command(config: Path, event_loop: eventloop.EventLoopChoice) -> None:
 @click.option("--target-prefix", "targets", multiple=True, required=True, help="Attacked prefix (repeatable).")
 @click.option("--target-port", "target_ports", multiple=True, help="Target port N or range N-M (repeatable).")
 @click.option("--protocol", "protocols", multiple=True, help="udp, tcp, ... or a number 0-255 (repeatable).")
+@acl_option
 @click.option("--lifetime", type=int, default=3600, show_default=True, help="Seconds; -1 for indefinite.")
 @click.option("--mid", type=int, help="Mitigation id (default: the next one for this CPE).")
 @click.option("--json", "as_json", is_flag=True, help="Print the CPE's YANG-JSON answer.")
@@ -117,6 +118,7 @@ def mitigate_command(
     targets: tuple[str, ...],
     target_ports: tuple[str, ...],
     protocols: tuple[str, ...],
+    acls: tuple[str, ...],
     lifetime: int,
     mid: int | None,
     as_json: bool,
@@ -124,7 +126,7 @@ def mitigate_command(
     """Ask CPE PEER to stop traffic from its sources (PUT /mitigate with RFC 9066 source-prefix)."""
     from opendots.callhome.provider_service import parse_type_range
     from opendots.domain.ranges import PortRange
-    from opendots.signal.client.core.scope import ScopeError, parse_protocol
+    from opendots.signal.client.core.scope import ScopeError, parse_acl, parse_protocol
 
     cpe = _load(config).cpe(peer)
     if cpe is None:
@@ -137,6 +139,7 @@ def mitigate_command(
         for text in icmp_types:
             parse_type_range(text)
         numbers = [parse_protocol(text) for text in protocols]
+        acl_list = [parse_acl(text).to_yang() for text in acls]
     except (ValueError, ScopeError) as error:
         raise click.BadParameter(str(error)) from None
     outside = [text for text in sources if not cpe.covers(ipaddress.ip_network(text))]
@@ -156,6 +159,8 @@ def mitigate_command(
         "protocol": numbers,
         "lifetime": lifetime,
     }
+    if acl_list:
+        scope["acl-list"] = acl_list  # RFC 9133 §3.2.1, in the CPE's data channel's ACLs of this provider
     answer = _call(config, "mitigate", peer=peer, scope=scope, **({"mid": mid} if mid is not None else {}))
     if as_json:
         print_json(answer.get("body"))

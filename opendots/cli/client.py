@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from opendots import eventloop
-from opendots.cli.common import OpenDotsGroup, config_option, group_config_option
+from opendots.cli.common import OpenDotsGroup, acl_option, config_option, group_config_option
 from opendots.cli.render import (
     PARAMETER_UNITS,
     current_and_peak,
@@ -136,6 +136,7 @@ def run_command(config_path: Path, event_loop: eventloop.EventLoopChoice) -> Non
 @click.option("--fqdn", "fqdns", multiple=True, help="Target FQDN (repeatable).")
 @click.option("--uri", "uris", multiple=True, help="Target URI (repeatable).")
 @click.option("--alias", "aliases", multiple=True, help="Alias name created over the data channel (repeatable).")
+@acl_option
 @click.option("--lifetime", type=int, default=3600, show_default=True, help="Seconds; -1 for indefinite.")
 @click.option("--mid", type=int, help="Mitigation id (default: the next free one); an active mid refreshes it.")
 @click.option("--trigger-mitigation/--no-trigger-mitigation", default=True, show_default=True)
@@ -148,6 +149,7 @@ def mitigate_command(
     fqdns: tuple[str, ...],
     uris: tuple[str, ...],
     aliases: tuple[str, ...],
+    acls: tuple[str, ...],
     lifetime: int,
     mid: int | None,
     trigger_mitigation: bool,
@@ -155,7 +157,7 @@ def mitigate_command(
 ) -> None:
     """Request mitigation (PUT /mitigate)."""
     from opendots.domain import read_user_prefix
-    from opendots.signal.client.core.scope import MitigationScope, PortRange, ScopeError
+    from opendots.signal.client.core.scope import MitigationScope, PortRange, ScopeError, parse_acl
 
     try:
         read = [read_user_prefix(text) for text in prefixes]
@@ -171,6 +173,7 @@ def mitigate_command(
             alias_names=aliases,
             lifetime=lifetime,
             trigger_mitigation=trigger_mitigation,
+            acl_list=tuple(parse_acl(text) for text in acls),
         )
     except ScopeError as error:
         raise click.BadParameter(str(error)) from None
@@ -191,6 +194,7 @@ def mitigate_command(
 
 
 SERVER_TRAFFIC = "ietf-dots-telemetry:total-attack-traffic"
+ACL_LIST = "ietf-dots-signal-control:acl-list"  # RFC 9133
 
 
 def _status_entries(result: dict[str, Any]) -> list[dict[str, Any]]:
@@ -227,6 +231,7 @@ def status_command(config_path: Path, mid: int | None, refresh: bool, as_json: b
     rows = []
     # RFC 9244 §9.2: the server's measured attack traffic, when this client asked for server-originated telemetry.
     measured = any(SERVER_TRAFFIC in entry for entry in entries)
+    with_acls = any(ACL_LIST in entry for entry in entries)
     for entry in entries:
         targets = entry.get("target-prefix", []) + entry.get("target-fqdn", []) + entry.get("target-uri", [])
         targets += [f"alias:{a}" for a in entry.get("alias-name", [])]
@@ -240,10 +245,23 @@ def status_command(config_path: Path, mid: int | None, refresh: bool, as_json: b
                 protocols(entry.get("target-protocol", [])),
                 f"{entry.get('pkts-dropped', '-')}/{entry.get('bytes-dropped', '-')}",
                 *([current_and_peak(entry.get(SERVER_TRAFFIC, []))] if measured else []),
+                *([_acls(entry.get(ACL_LIST, []))] if with_acls else []),
             ]
         )
     headers = ["MID", "STATUS", "LIFETIME", "TARGETS", "PORTS", "PROTO", "DROPPED PKTS/BYTES"]
-    click.echo(table(rows, headers + (["DROPPED RATE (SERVER)"] if measured else [])))
+    headers += ["DROPPED RATE (SERVER)"] if measured else []
+    click.echo(table(rows, headers + (["ACLS"] if with_acls else [])))
+
+
+def _acls(items: list[dict[str, Any]]) -> str:
+    """RFC 9133 'acl-list' as NAME=ACTIVATION-TYPE (the server's answers show the activation types in force)."""
+    return (
+        " ".join(
+            f"{i.get('acl-name')}={i['activation-type']}" if "activation-type" in i else str(i.get("acl-name"))
+            for i in items
+        )
+        or "-"
+    )
 
 
 @client.command("session")

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from opendots.cli.client import _call, _check_code, _config_option, _json_option
-from opendots.cli.render import print_json, rate, rates, table
+from opendots.cli.render import print_json, protocol_name, rate, rates, table
 
 SETUP = "ietf-dots-telemetry:telemetry-setup"
 TELEMETRY = "ietf-dots-telemetry:telemetry"
@@ -310,7 +310,9 @@ def setup_rows(setup: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
-REPORT_COLUMNS = ["TMID", "TARGET", "TOTAL TRAFFIC", "ATTACK TRAFFIC", "ATTACK", "SEVERITY", "TOP TALKERS"]
+REPORT_COLUMNS = [
+    "TMID", "TARGET", "TOTAL TRAFFIC", "ATTACK TRAFFIC", "ATTACK", "SEVERITY", "TOP TALKERS", "BY PROTOCOL; BY PORT",
+]  # fmt: skip
 
 
 def reports_table(entries: list[dict[str, Any]]) -> str:
@@ -343,6 +345,28 @@ def report_rows(entries: list[dict[str, Any]]) -> list[list[str]]:
                 attack or "-",
                 ",".join(d.get("attack-severity", "-") for d in details) or "-",
                 " ".join(talkers) or "-",
+                _breakdown_words(entry),
             ]
         )
     return rows
+
+
+def _breakdown_words(entry: dict[str, Any]) -> str:
+    """RFC 9244 §8.3 'total-traffic-protocol' and 'total-traffic-port' (all the traffic toward the target, per
+    protocol, per destination port), one gauge per unit (the current one, else the mid or peak percentile; --json
+    has them all): 'udp 180 pps/1440 Bps, tcp 70 pps; port 53 150 pps'; '-' when neither list is there."""
+    sections = []
+    for kind, name in (("protocol", protocol_name), ("port", lambda port: f"port {port}")):
+        items = entry.get(f"total-traffic-{kind}", [])
+        gauges: dict[Any, list[str]] = {}
+        for item in items if isinstance(items, list) else []:
+            leaf = next((leaf for leaf in BREAKDOWN_GAUGES if leaf in item), None) if isinstance(item, dict) else None
+            if leaf is not None:
+                word = rate(item[leaf], item.get("unit", "")) + BREAKDOWN_GAUGES[leaf]
+                gauges.setdefault(item.get(kind), []).append(word)
+        if gauges:
+            sections.append(", ".join(f"{name(number)} {'/'.join(words)}" for number, words in gauges.items()))
+    return "; ".join(sections) or "-"
+
+
+BREAKDOWN_GAUGES = {"current-g": "", "mid-percentile-g": " (mid)", "peak-g": " (peak)"}

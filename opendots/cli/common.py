@@ -72,6 +72,19 @@ def config_option(default: str, *, name: str = "config") -> Callable[[Callable[.
     return decorate
 
 
+def acl_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    """`--acl NAME[=TYPE]` of the mitigation verbs (RFC 9133 'acl-list'), one text each: the verb reads them with
+    opendots.signal.client.core.scope.parse_acl, where the names and activation types are checked."""
+    return click.option(
+        "--acl",
+        "acls",
+        multiple=True,
+        metavar="NAME[=TYPE]",
+        help="RFC 9133: a data-channel ACL of this DOTS client at the server and the activation type to give it"
+        " (activate-when-mitigating, immediate, deactivate; without =TYPE the ACL keeps its own). Repeatable.",
+    )(function)
+
+
 def group_config_option(default: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """The group's `-c/--config`, remembered for its verbs (see config_option)."""
 

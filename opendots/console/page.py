@@ -157,7 +157,7 @@ def dashboard_page(state: dict[str, Any]) -> str:
         f"<tbody id=telemetry-setups>{table_rows(state['telemetry-setups'])}</tbody></table>"
         "<h3>Attacks reported (pre-or-ongoing-mitigation)</h3><table><thead><tr><th>Client</th><th>tmid</th>"
         "<th>Target</th><th>Total traffic</th><th>Attack traffic</th><th>Attack</th><th>Severity</th>"
-        "<th>Top talkers</th></tr></thead>"
+        "<th>Top talkers</th><th>By protocol; by port</th></tr></thead>"
         f"<tbody id=telemetry-reports>{table_rows(state['telemetry-reports'])}</tbody></table>"
         f"<h2>Timeline (audit log)</h2><ul id=audit>{audit_items(state.get('audit', []))}</ul>"
         f"<script>const STATUSES={json.dumps(OPERATOR_STATUSES)};{SCRIPT}</script>",

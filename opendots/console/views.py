@@ -73,7 +73,8 @@ def setup_rows(details: list[dict[str, Any]]) -> list[list[str]]:
 
 
 def report_rows(details: list[dict[str, Any]]) -> list[list[str]]:
-    """[client, tmid, target, total traffic, attack traffic, attack, severity, top talkers] (RFC 9244 §8.2)."""
+    """[client, tmid, target, total traffic, attack traffic, attack, severity, top talkers, by protocol; by port]
+    (RFC 9244 §8.2, §8.3)."""
     from opendots.cli.client_telemetry import report_rows as words
 
     return [[c["name"], *row] for c in details for row in words(c["telemetry-reports"])]

@@ -23,7 +23,8 @@ class GatewayCollector(Collector):
             "opendots_gateway_requests",
             "Downstream mitigation requests by outcome: relayed, answered-locally, upstream-down, upstream-failed, "
             "hop-limit-reached, hop-limit-relayed, loops-detected (RFC 8768), reestablished, stale-accepted (a PUT "
-            "accepted upstream after its mitigation was withdrawn).",
+            "accepted upstream after its mitigation was withdrawn), telemetry-reestablished and "
+            "telemetry-not-reestablished (RFC 9244 setups sent again upstream).",
             labels=["outcome"],
         )
         for outcome, count in sorted(core.counters.items()):

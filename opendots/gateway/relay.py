@@ -106,7 +106,11 @@ class RelayCore(UpstreamLoss):
         for link in self.state.load():
             self._hold(link)
         self.telemetry = TelemetryRelay(
-            self.state, self.settings.upstream_cuid, self._upstream_mid, self._downstream_mid
+            self.state,
+            self.settings.upstream_cuid,
+            self._upstream_mid,
+            self._downstream_mid,
+            client_domain=self.client_domain,
         )
 
     # --- downstream request → upstream request ------------------------------------------------------------
@@ -351,10 +355,15 @@ class RelayCore(UpstreamLoss):
         if sent.method == "PUT":
             telemetry.settled(sent.resource, sent.client, sent.cuid, sent.mid, sent.upstream_mid)
         if code == HOP_LIMIT_REACHED:
+            telemetry.not_sent(sent)
             return self._hop_limit_reached(sent, payload, now)
+        withdrawal = telemetry.answered(sent, code)
+        if withdrawal is not None:
+            self.resend.append(withdrawal)
+        if sent.reestablish and sent.method == "PUT":
+            self.counters["telemetry-reestablished" if code.startswith("2.") else "telemetry-not-reestablished"] += 1
         if not self.client_domain:
             return Reply(code, payload, content_format, max_age)
-        telemetry.answered(sent.resource, sent.client, sent.cuid, sent.method, sent.mid, sent.upstream_mid, code)
         body = decoded(payload, content_format)
         if body is None:
             return Reply(code, payload, content_format, max_age)

@@ -1,7 +1,9 @@
 """The relay when the upstream session is lost or slow (RFC 9132 §4.4.1, §4.4.4, §4.7): a request that got no
 answer is answered 5.03 with a Max-Age; the accepted mitigations are PUT again, with the lifetime they have left,
-when the session is back; and a PUT still on its way when its mitigation was withdrawn (a retransmission, a
-re-establishment) does not bring it back: it is withdrawn upstream again (`stale`)."""
+when the session is back, and so are the RFC 9244 telemetry setups (§7: not tied to a session), also when a
+mitigation is found lost upstream (its server restarted without its state); and a PUT still on its way when its
+mitigation was withdrawn (a retransmission, a re-establishment) does not bring it back: it is withdrawn upstream
+again (`stale`)."""
 
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ class UpstreamLoss(MidMapping):
         """No answer from upstream (the session broke, or every transmission went unanswered)."""
         if sent.resource != "mitigate" and sent.method == "PUT":
             self.telemetry.settled(sent.resource, sent.client, sent.cuid, sent.mid, sent.upstream_mid)
+            self.telemetry.not_sent(sent)
         elif sent.mid is not None and sent.method == "PUT":
             self._unpend((sent.client, sent.cuid, sent.mid), sent.upstream_mid)
             self._settled((sent.client, sent.cuid, sent.mid))
@@ -37,14 +40,16 @@ class UpstreamLoss(MidMapping):
 
     def current(self, sent: Outbound) -> bool:
         """False for a PUT built before its mitigation was withdrawn (RFC 9132 §4.4.4): it must not re-create it."""
-        if sent.method != "PUT" or sent.mid is None:
-            return True
+        if sent.method != "PUT" or sent.mid is None or sent.resource != "mitigate":
+            return True  # a telemetry setup deleted meanwhile: see TelemetryRelay.answered
         withdrawn = self._withdrawn.get((sent.client, sent.cuid, sent.mid))
         return withdrawn is None or withdrawn <= sent.generation
 
     def dropped(self, sent: Outbound) -> None:
         """SENT (a PUT) will not be sent after all."""
-        if sent.mid is not None and sent.method == "PUT":
+        if sent.resource != "mitigate":
+            self.telemetry.not_sent(sent)
+        elif sent.mid is not None and sent.method == "PUT":
             self._settled((sent.client, sent.cuid, sent.mid))
 
     def _unpend(self, key: tuple[str, str, int], upstream_mid: int | None) -> None:
@@ -71,10 +76,12 @@ class UpstreamLoss(MidMapping):
         self.upstream_up = up
 
     def reestablish(self, now: float) -> list[Outbound]:
-        """The upstream session is (back) up: a PUT per accepted mitigation, with the lifetime it has left."""
+        """The upstream session is (back) up: a PUT per accepted mitigation, with the lifetime it has left, then
+        one per telemetry setup held upstream."""
         self.expire(now)
         links = sorted(self.links.values(), key=lambda link: link.accepted_at)
-        return [self._reestablishment(link, now) for link in links]
+        mitigations = [self._reestablishment(link, now) for link in links]
+        return mitigations + self.telemetry.reestablishments(self.settings.hop_limit)
 
     def _reestablishment(self, link: Link, now: float) -> Outbound:
         payload = link.payload
@@ -97,3 +104,6 @@ class UpstreamLoss(MidMapping):
             self._forget(key)
         elif not self._in_flight[key]:
             self.resend.append(self._reestablishment(link, now))
+            # A server that lost a mitigation lost the telemetry setups with it (RFC 9244 §7: they outlive
+            # sessions, not a restart without state): they go again too, unless already on their way.
+            self.resend.extend(self.telemetry.reestablishments(self.settings.hop_limit))

@@ -10,6 +10,10 @@
   behind the gateway there (§7.1.2), which is what aggregation means (RFC 8811 §2.3). A DELETE of all of a 'cuid'
   (§7.4, §8.2) becomes one DELETE per number the client holds, not one that would take everyone's.
 - server-domain: relayed as they came, with the 'cdid' of RFC 9244 §5.2 (RFC 9132 §4.4.1.2) the relay adds.
+
+Either way the setups accepted upstream are kept with the body sent there (`TelemetryLink.payload`): an upstream
+server that lost them (a new session, or a restart without its state, RFC 9244 §7: setups are not tied to a session)
+gets them again, in the order they were made, as it gets the mitigations again (relay_loss).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any, Protocol
 from opendots.config import ClientAuthorization
 from opendots.domain import ScopeError
 from opendots.domain.targets import parse_targets
+from opendots.gateway.relay_messages import Outbound
 from opendots.model import ModelError, decode_telemetry, encode_telemetry
 from opendots.signal.server.core.authorization import check_authorized
 from opendots.signal.server.core.messages import Rejected
@@ -55,6 +60,10 @@ class TelemetryLink:
     cuid: str
     number: int
     upstream: int
+    payload: bytes | None = None
+    """The body accepted upstream (tm-setup only: what a re-establishment sends again; None: not re-sent)."""
+    cdid: str | None = None
+    """Server-domain: the 'cdid' the relay put in the upstream path."""
 
     @property
     def key(self) -> tuple[str, str, str, int]:
@@ -95,6 +104,9 @@ class TelemetryRelay:
     downstream_mid: MidMap
     links: dict[tuple[str, str, str, int], TelemetryLink] = field(default_factory=dict)
     _pending: dict[tuple[str, str, str, int], int] = field(default_factory=dict)
+    client_domain: bool = True
+    resending: set[tuple[str, str, str, int]] = field(default_factory=set)
+    """Setups PUT again upstream whose answer has not come: not queued twice."""
 
     def __post_init__(self) -> None:
         self._by_upstream: dict[tuple[str, int], TelemetryLink] = {}
@@ -165,20 +177,79 @@ class TelemetryRelay:
         if number is not None and self._pending.get(key := (resource, client, cuid, number)) == upstream:
             del self._pending[key]
 
-    def answered(
-        self, resource: str, client: str, cuid: str, method: str, number: int | None, upstream: int | None, code: str
-    ) -> None:
-        """Links updated for the upstream answer CODE to a request about NUMBER (client-domain)."""
+    def answered(self, sent: Outbound, code: str) -> Outbound | None:
+        """Links updated for the upstream answer CODE to SENT (a request about a tsid/tmid, or a DELETE of all of a
+        'cuid'); an upstream DELETE to send when SENT re-established a setup its client deleted meanwhile."""
+        resource, client, cuid, number, upstream = sent.resource, sent.client, sent.cuid, sent.mid, sent.upstream_mid
+        if sent.reestablish and number is not None:
+            self.resending.discard((resource, client, cuid, number))
+        if not self.client_domain and resource != "tm-setup":
+            return None  # server-domain: numbers go upstream unchanged, only setups are kept (to be sent again)
         if number is None or upstream is None:
-            return
+            if sent.method == "DELETE" and (code.startswith("2.") or code == "4.04") and not self.client_domain:
+                for held in self.own_numbers(resource, client, cuid):  # §7.4: all of the 'cuid' deleted upstream
+                    self._forget((resource, client, cuid, held))
+            return None
         key = (resource, client, cuid, number)
-        if method == "PUT" and code.startswith("2."):
-            link = TelemetryLink(resource, client, cuid, number, upstream)
-            if self.links.get(key) != link:
+        previous = self.links.get(key)
+        if sent.method == "PUT" and code.startswith("2."):
+            if sent.reestablish:
+                # Re-sent from the link: a link gone meanwhile was deleted by its client, so it goes upstream too;
+                # one still there keeps its body (a newer PUT of the client may have changed it).
+                return self._withdrawal(sent) if previous is None else None
+            payload = sent.payload if resource == "tm-setup" else None
+            link = TelemetryLink(resource, client, cuid, number, upstream, payload, sent.cdid)
+            if previous != link:
                 self.state.save_telemetry(link)
                 self._hold(link)
-        elif (method == "DELETE" and (code.startswith("2.") or code == "4.04")) or (method == "GET" and code == "4.04"):
+        elif sent.method == "PUT" and sent.reestablish and code.startswith("4."):
+            # Refused when sent again (e.g. 4.00: a newer overlapping setup replaced it upstream and stays, §7.1.2):
+            # it is gone upstream, so it is gone here as well.
+            self._forget(key)
+        elif (sent.method == "DELETE" and (code.startswith("2.") or code == "4.04")) or (
+            sent.method == "GET" and code == "4.04"
+        ):
             self._forget(key)  # withdrawn, or gone upstream (a newer overlapping one replaced it, §7.1.2, §8.2)
+        return None
+
+    def reestablishments(self, hop_limit: int) -> list[Outbound]:
+        """A PUT per setup held upstream (RFC 9244 §7), in the order the upstream server got them (its 'tsid's
+        increase, and a newer setup replaces the older ones it overlaps, §7.1.2), none already on its way."""
+        links = [
+            link
+            for link in self.links.values()
+            if link.resource == "tm-setup" and link.payload is not None and link.key not in self.resending
+        ]
+        links.sort(key=lambda link: (self._upstream_cuid(link), link.upstream))
+        self.resending.update(link.key for link in links)
+        return [self._reestablishment(link, hop_limit) for link in links]
+
+    def _reestablishment(self, link: TelemetryLink, hop_limit: int) -> Outbound:
+        return Outbound(
+            method="PUT", path=self._upstream_path(link), query=(), payload=link.payload, hop_limit=hop_limit,
+            observe=None, if_match_empty=False, client=link.client, cuid=link.cuid, mid=link.number,
+            upstream_mid=link.upstream, cdid=link.cdid, reestablish=True, confirmable=False, resource=link.resource,
+        )  # fmt: skip
+
+    def not_sent(self, sent: Outbound) -> None:
+        """SENT (a re-establishment) got no answer: it may be queued again."""
+        if sent.reestablish and sent.mid is not None:
+            self.resending.discard((sent.resource, sent.client, sent.cuid, sent.mid))
+
+    def _withdrawal(self, sent: Outbound) -> Outbound:
+        return Outbound(
+            method="DELETE", path=sent.path, query=(), payload=None, hop_limit=sent.hop_limit, observe=None,
+            if_match_empty=False, client=sent.client, cuid=sent.cuid, mid=sent.mid, upstream_mid=sent.upstream_mid,
+            cdid=sent.cdid, confirmable=False, resource=sent.resource,
+        )  # fmt: skip
+
+    def _upstream_cuid(self, link: TelemetryLink) -> str:
+        return self.upstream_cuid if self.client_domain else link.cuid
+
+    def _upstream_path(self, link: TelemetryLink) -> tuple[str, ...]:
+        cdid = (f"cdid={link.cdid}",) if link.cdid else ()
+        name = RESOURCES[link.resource].number
+        return (link.resource, *cdid, f"cuid={self._upstream_cuid(link)}", f"{name}={link.upstream}")
 
     def rewrite(
         self, resource: str, client: str, cuid: str, number: int | None, upstream: int | None, body: dict[str, Any]

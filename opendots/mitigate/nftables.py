@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 
 from opendots.mitigate.base import Counters, MitigationScope, MitigatorError
 from opendots.mitigate.nftables_acl import AclPolicy, ace_counter_name, validate_policy
+from opendots.mitigate.nftables_breakdown import breakdown_commands, breakdown_table, breakdown_values, complete
 from opendots.mitigate.nftables_keys import JsonCommand
 from opendots.mitigate.nftables_ruleset import (
     CHAIN,
@@ -119,12 +120,15 @@ class NftablesMitigator:
         top_talkers: TopTalkerSettings | None = None,
         rate_limit: int | None = None,
         count_passed: bool = False,
+        count_breakdown: bool = False,
     ) -> None:
         """RATE_LIMIT: rate-limit instead of dropping: packets per second let through per matched flow key (e.g.
         source . target . protocol), the rest counted and dropped. COUNT_PASSED: count what still reaches each
         mitigation's targets (RFC 9244 total-traffic); off by default because every forwarded packet then also
         crosses the counting table (bench/mitigate.py: 10,000 /128 targets forward 72 % of the no-table rate with
-        it, 93 % without)."""
+        it, 93 % without). COUNT_BREAKDOWN: count all the traffic toward each mitigation's targets per protocol and
+        destination port (RFC 9244 §8.3, opendots.mitigate.nftables_breakdown); off by default, it costs too
+        (10,000 /128 targets: 88 % of the rate with the tables dormant, 93 % without it)."""
         if not NFT_NAME.fullmatch(table):
             raise ValueError(f"nft table name {table!r}: letters, digits and _ only, at most 64 characters")
         if not INTERFACE_NAME.fullmatch(interface):
@@ -147,6 +151,9 @@ class NftablesMitigator:
         self.count_passed = count_passed
         self._counted: dict[str, MitigationScope] = {}
         """Keys whose passed traffic toward their targets the watch table counts: every enforced mitigation."""
+        self.count_breakdown = count_breakdown
+        self._broken: dict[str, MitigationScope] = {}
+        """Keys whose traffic the breakdown table counts per protocol and port (those owning all their targets)."""
 
     # ---- Mitigator protocol ----
 
@@ -212,6 +219,7 @@ class NftablesMitigator:
             async with self._lock:
                 await self._change()
             watched = {}
+        broken = await self._breakdown_counters() if any(key in self._broken for key in keys) else {}
         found = {}
         dropped = {}
         for key in keys:
@@ -222,6 +230,9 @@ class NftablesMitigator:
             if value is not None:
                 found[key] = self._measured(key, *value, passed=watched.get(target_counter_name(key)))
                 dropped[key] = value[0]
+                split = breakdown_values(self._broken[key], key, broken) if key in self._broken else None
+                if split is not None:
+                    found[key] = replace(found[key], by_protocol=split[0], by_port=split[1])
         await self._judge(dropped, watched)
         return found
 
@@ -252,6 +263,15 @@ class NftablesMitigator:
                 await self._change(put=[policy.scope for policy in live], policies=self._policies)
         for policy in widen:
             log.warning("mitigation %s: %s", policy.scope.key, policy.status().describe())
+
+    async def _breakdown_counters(self) -> dict[str, tuple[int, int]]:
+        """The breakdown table's counters (none when it cannot be read: no breakdown is claimed then)."""
+        table = breakdown_table(self.table)
+        try:
+            return _counter_values(await self._nft("-j", "list", "counters", "table", table.family, table.name))
+        except MitigatorError as error:
+            log.warning("breakdown counters of %s: %s", table.name, error)
+            return {}
 
     async def _watch_counters(self, expected: bool = True) -> dict[str, tuple[int, int]] | None:
         """The watch table's counters; None when it cannot be read (gone: worth a warning when EXPECTED)."""
@@ -354,10 +374,13 @@ class NftablesMitigator:
             # The passed counts start again from zero (the rates restart their baseline when a sum goes back).
             counted = {scope.key: scope for scope in valid} if self.count_passed else {}
             rewatch = watch_commands(self.table, {}, {}, {}, counted) or watch_table(self.table).reset_commands()
-            await self._commit(plan, rewatch)
+            # The breakdown counters of a leftover table go on (`add` keeps them).
+            broken = complete({scope.key: scope for scope in valid}) if self.count_breakdown else {}
+            rebreak = breakdown_commands(self.table, {}, broken) or breakdown_table(self.table).reset_commands()
+            await self._commit(plan, rewatch + rebreak)
             self._policies = {}
             self._watched = {}
-            self._counted = counted
+            self._counted, self._broken = counted, broken
             now = self._clock()
             self._rates = {
                 scope.key: DropRates(self._rate_window, now, *carried.get(counter_name(scope.key), (0, 0)))
@@ -369,12 +392,13 @@ class NftablesMitigator:
         """Remove the table (and with it every rule, map and counter of this mitigator)."""
         async with self._lock:
             commands = self.table.reset_commands() + watch_table(self.table).reset_commands()
+            commands += breakdown_table(self.table).reset_commands()
             await self._nft("-j", "-f", "-", stdin=json.dumps(batch(commands)))
             self._state = RulesetState()
             self._rates.clear()
             self._policies = {}
             self._watched = {}
-            self._counted = {}
+            self._counted, self._broken = {}, {}
 
     @property
     def active_keys(self) -> list[str]:
@@ -410,16 +434,26 @@ class NftablesMitigator:
         plan = plan_change(self.table, self._state, **change)  # invalid input raises here, nothing sent
         after = {key: key in limits for key in watched}
         counted = self._to_count(plan.state, policies, watched)
+        broken = self._to_break(plan.state, policies, watched)
+        rebreak = breakdown_commands(self.table, {}, broken)  # after a table vanished: built again, nothing deleted
+        more = watch_commands(self.table, self._watched, watched, self._counted, counted)
         try:
-            await self._commit(plan, watch_commands(self.table, self._watched, watched, self._counted, counted))
-            self._policies, self._watched, self._counted = policies, after, counted
+            await self._commit(plan, more + breakdown_commands(self.table, self._broken, broken))
+            self._policies, self._watched, self._counted, self._broken = policies, after, counted, broken
         except MitigatorError:
             if not self._state.initialized or await self._table_present(self.table):
-                if not (self._watched or self._counted) or await self._table_present(watch_table(self.table)):
+                watch_gone = bool(self._watched or self._counted) and not await self._table_present(
+                    watch_table(self.table)
+                )
+                breakdown_gone = bool(self._broken) and not await self._table_present(breakdown_table(self.table))
+                if not (watch_gone or breakdown_gone):
                     raise
-                # Only the watch table is gone (deleted by hand...): build it again whole, with this change.
-                await self._commit(plan, watch_commands(self.table, {}, watched, {}, counted))
-                self._policies, self._watched, self._counted = policies, after, counted
+                # Only a counting table is gone (deleted by hand...): build it again whole, with this change (the
+                # breakdown table's rebuild keeps whatever counters it holds).
+                if watch_gone:
+                    more = watch_commands(self.table, {}, watched, {}, counted)
+                await self._commit(plan, more + rebreak)
+                self._policies, self._watched, self._counted, self._broken = policies, after, counted, broken
                 return
             # Our table is gone (someone flushed the ruleset, a firewall reload...): re-install everything we
             # enforce, plus this change, in one batch. Its counters went with the table.
@@ -431,9 +465,11 @@ class NftablesMitigator:
             )
             changed = plan_change(self.table, rebuilt.state, **change)
             counted = self._to_count(changed.state, policies, watched)
+            broken = self._to_break(changed.state, policies, watched)
             rewatch = watch_commands(self.table, {}, watched, {}, counted) or watch_table(self.table).reset_commands()
+            rewatch += breakdown_commands(self.table, {}, broken)
             await self._commit(Plan(commands=rebuilt.commands + changed.commands, state=changed.state), rewatch)
-            self._policies, self._watched, self._counted = policies, after, counted
+            self._policies, self._watched, self._counted, self._broken = policies, after, counted, broken
             now = self._clock()
             self._rates = {key: DropRates(self._rate_window, now) for key in self._state.scopes}
 
@@ -441,6 +477,11 @@ class NftablesMitigator:
         self, state: RulesetState, policies: dict[str, SourcesFirst], watched: dict[str, Watch]
     ) -> dict[str, MitigationScope]:
         return _counted(state, policies, watched) if self.count_passed else {}
+
+    def _to_break(
+        self, state: RulesetState, policies: dict[str, SourcesFirst], watched: dict[str, Watch]
+    ) -> dict[str, MitigationScope]:
+        return complete(_counted(state, policies, watched)) if self.count_breakdown else {}
 
     async def _table_present(self, table: Table) -> bool:
         try:

@@ -83,6 +83,7 @@ __all__ = [  # the planner's public names, with those of its parts that callers 
     "capacity_for",
     "chain_layout",
     "counter_name",
+    "destination_filter",
     "plan_change",
     "render_key",
     "scope_elements",
@@ -185,6 +186,20 @@ def _filter_sets(version: int, maps: set[MapId], state: RulesetState) -> dict[Ma
             if map_id.version == version:
                 position = map_id.shape.value.index("daddr")
                 blocks.update(key[position] for key in keys)
+    length, filtered = destination_filter(version, blocks)
+    if length == 0:
+        return {}  # a zero-length target: everything goes to the maps anyway
+    return {MapId(version, Shape.DST.name, True, length, filter=True): {(block,): "" for block in filtered}}
+
+
+def destination_filter(version: int, blocks: Iterable[Range], shortest: int = 0) -> tuple[int, list[Range]]:
+    """(L, the L-bit blocks) covering BLOCKS (address ranges of one family, CIDR blocks), for a hash set of
+    destinations masked to L: the longest length among theirs (and at least SHORTEST) at which the set stays
+    within FILTER_BUDGET entries (or 4 per block, if more). A block longer than L is widened to its L-bit block,
+    a shorter one is expanded into its L-bit blocks, so the set matches every address of BLOCKS (and some more)."""
+    blocks = set(blocks)
+    if not blocks:
+        return shortest, []
     lengths = sorted({_prefix_len(block, version) for block in blocks}, reverse=True)
     budget = max(FILTER_BUDGET, 4 * len(blocks))
     length = next(
@@ -192,17 +207,16 @@ def _filter_sets(version: int, maps: set[MapId], state: RulesetState) -> dict[Ma
         for candidate in lengths  # at the shortest length nothing is expanded: that one always fits
         if sum(1 << max(0, candidate - _prefix_len(block, version)) for block in blocks) <= budget
     )
-    if length == 0:
-        return {}  # a zero-length target: everything goes to the maps anyway
+    length = max(length, shortest)
     bits = 32 if version == 4 else 128
     host_bits = bits - length
-    keys: dict[ElementKey, str] = {}
+    keys: dict[Range, None] = {}
     for lower, upper in blocks:
         first = lower >> host_bits
         for network in range(first, max(first, upper >> host_bits) + 1):
             base = network << host_bits
-            keys[((base, base | ((1 << host_bits) - 1)),)] = ""
-    return {MapId(version, Shape.DST.name, True, length, filter=True): keys}
+            keys[(base, base | ((1 << host_bits) - 1))] = None
+    return length, list(keys)
 
 
 PORT_CHAINS = {Shape.DST_PROTO_PORT: "dports", Shape.SRC_DST_PROTO_PORTS: "sdports"}

@@ -304,14 +304,17 @@ def build_actuator(
         from opendots.mitigate.nftables import NftablesMitigator
 
         known = {"interface", "table", "netns", "rate_limit_pps", "nat_external", "nat_state", "count_passed"}
+        known.add("count_breakdown")
         if set(options) - known or "interface" not in options:
             raise ConfigError(
                 "[[mitigators]] type nftables takes interface, table, netns, rate_limit_pps, nat_external,"
-                f" nat_state, count_passed; got {sorted(options)}"
+                f" nat_state, count_passed, count_breakdown; got {sorted(options)}"
             )
         count_passed = options.get("count_passed", count_passed)
-        if not isinstance(count_passed, bool):
-            raise ConfigError("[[mitigators]] type nftables: count_passed must be true or false")
+        count_breakdown = options.get("count_breakdown", False)  # RFC 9244 §8.3 per protocol/port: opt-in, it costs
+        for name, value in (("count_passed", count_passed), ("count_breakdown", count_breakdown)):
+            if not isinstance(value, bool):
+                raise ConfigError(f"[[mitigators]] type nftables: {name} must be true or false")
         try:
             nftables = NftablesMitigator(
                 options["interface"],
@@ -320,6 +323,7 @@ def build_actuator(
                 rate_limit=options.get("rate_limit_pps"),
                 top_talkers=top_talkers,
                 count_passed=count_passed,
+                count_breakdown=count_breakdown,
             )
         except ValueError as error:
             raise ConfigError(f"[[mitigators]] type nftables: {error}") from None

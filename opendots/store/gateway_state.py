@@ -1,7 +1,7 @@
 """The DOTS gateway's durable relay state (SQLite, WAL): the upstream 'mid' counter and every downstream mitigation
 with its upstream counterpart (opendots.gateway.relay.Link), and every telemetry setup and report (tsid, tmid) with
 its upstream one (opendots.gateway.telemetry_relay.TelemetryLink), so that a restarted gateway keeps the mapping and can
-re-establish the mitigations upstream.
+re-establish the mitigations and telemetry setups upstream.
 
 The counter is committed before a request that uses a new upstream 'mid' leaves (RFC 9132 §4.4.1.1: 'mid's
 increase monotonically), as the client agent does (opendots.store.client_state).
@@ -29,6 +29,11 @@ _MIGRATIONS = [
         resource TEXT NOT NULL, client TEXT NOT NULL, cuid TEXT NOT NULL, number INTEGER NOT NULL,
         upstream INTEGER NOT NULL,
         PRIMARY KEY (resource, client, cuid, number))
+    """,
+    # The body of a tm-setup accepted upstream, and the server-domain 'cdid': what a re-establishment sends again.
+    """
+    ALTER TABLE gateway_telemetry ADD COLUMN payload BLOB;
+    ALTER TABLE gateway_telemetry ADD COLUMN cdid TEXT
     """,
 ]
 
@@ -61,9 +66,10 @@ class RelayStore:
     def save_telemetry(self, link: TelemetryLink) -> None:
         with self.database.transaction() as cursor:
             cursor.execute(
-                "INSERT INTO gateway_telemetry (resource, client, cuid, number, upstream) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT(resource, client, cuid, number) DO UPDATE SET upstream = excluded.upstream",
-                (link.resource, link.client, link.cuid, link.number, link.upstream),
+                "INSERT INTO gateway_telemetry (resource, client, cuid, number, upstream, payload, cdid) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(resource, client, cuid, number) DO UPDATE SET "
+                "upstream = excluded.upstream, payload = excluded.payload, cdid = excluded.cdid",
+                (link.resource, link.client, link.cuid, link.number, link.upstream, link.payload, link.cdid),
             )
 
     def delete_telemetry(self, key: tuple[str, str, str, int]) -> None:
@@ -75,7 +81,16 @@ class RelayStore:
     def load_telemetry(self) -> list[TelemetryLink]:
         rows = self.database.connection.execute("SELECT * FROM gateway_telemetry").fetchall()
         return [
-            TelemetryLink(row["resource"], row["client"], row["cuid"], row["number"], row["upstream"]) for row in rows
+            TelemetryLink(
+                row["resource"],
+                row["client"],
+                row["cuid"],
+                row["number"],
+                row["upstream"],
+                None if row["payload"] is None else bytes(row["payload"]),
+                row["cdid"],
+            )
+            for row in rows
         ]
 
     def save(self, link: Link) -> None:

@@ -99,6 +99,18 @@ FIGURE_8 = {
 }
 
 
+def udp_53_drop_acl(name: str, network: str) -> dict[str, Any]:
+    """A data-channel ACL NAME dropping UDP to port 53 of the IPv4 NETWORK (activate-when-mitigating, RFC 8783)."""
+    udp = {"destination-port-range-or-operator": {"operator": "eq", "port": 53}}
+    ace = {"name": "udp-53", "matches": {"ipv4": {"destination-ipv4-network": network}, "udp": udp}}
+    return {
+        "name": name,
+        "type": "ipv4-acl-type",
+        "activation-type": "activate-when-mitigating",
+        "aces": {"ace": [{**ace, "actions": {"forwarding": "drop"}}]},
+    }
+
+
 @dataclass
 class Harness:
     config: ServerConfig

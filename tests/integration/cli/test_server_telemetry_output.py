@@ -40,7 +40,12 @@ async def test_status_and_telemetry_show_carry_the_servers_dropped_rates_with_un
     service.clock = lambda: now[0]  # the server's clock, moved by the test between two counter reads
     for step, packets in ((0.0, 0), (10.0, 25_000)):
         now[0] += step
-        service.report_counters(mitigation.mitigator_key, Counters(bytes_dropped=packets * 100, pkts_dropped=packets))
+        # All the traffic toward the target, per protocol and per port (§8.3), as an nftables breakdown counts it.
+        by_protocol = ((6, packets // 5, packets * 20), (17, packets, packets * 100))
+        counters = Counters(
+            bytes_dropped=packets * 100, pkts_dropped=packets, by_protocol=by_protocol, by_port=((53, packets, 0),)
+        )
+        service.report_counters(mitigation.mitigator_key, counters)
         await service.idle()
         service.counters_read()
         await service.idle()
@@ -56,3 +61,7 @@ async def test_status_and_telemetry_show_carry_the_servers_dropped_rates_with_un
     row = shown[shown.index(header) + 1]
     assert row.split()[:2] == ["0", "203.0.113.0/24"], shown
     assert "2500 pps (low), 2500 pps (mid), 2500 pps (high), 2500 pps (peak)" in row, shown
+    assert header.split()[-4:] == ["BY", "PROTOCOL;", "BY", "PORT"], shown
+    # Per protocol and per port (§8.3): the rate of each unit, in the order the server lists them.
+    breakdown = "tcp 500 pps/400000 bps/50000 Bps, udp 2500 pps/2000000 bps/250000 Bps; port 53 2500 pps/0 bps/0 Bps"
+    assert row.endswith(breakdown), shown

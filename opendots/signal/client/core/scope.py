@@ -13,7 +13,15 @@ from opendots.domain import IPNetwork, PortRange, ScopeError, Targets, parse_pre
 from opendots.domain.targets import NO_TARGET
 from opendots.signal.server.core import defaults
 
-__all__ = ["MitigationScope", "PortRange", "ScopeError", "parse_protocol"]
+__all__ = [
+    "AclActivation",
+    "MitigationScope",
+    "PortRange",
+    "ScopeError",
+    "acl_list_from_yang",
+    "parse_acl",
+    "parse_protocol",
+]
 
 MODULE = "ietf-dots-signal-channel"
 LIFETIME_INDEFINITE = defaults.INDEFINITE_LIFETIME
@@ -30,6 +38,37 @@ _TARGET_FIELDS = (
 """Named as in Targets (the YANG leaves target-prefix, target-port-range, ... alias-name)."""
 _NAMES = _TARGET_FIELDS[3:]
 ATTACK_STATUSES = ("under-attack", "attack-successfully-mitigated")  # RFC 9132 Table 4
+ACL_LIST = "ietf-dots-signal-control:acl-list"  # RFC 9133 §3.2.2
+ACTIVATION_TYPES = ("activate-when-mitigating", "immediate", "deactivate")  # RFC 8783 'activation-type'
+
+
+@dataclass(frozen=True)
+class AclActivation:
+    """One RFC 9133 'acl-list' entry: a data-channel ACL of this client, and the activation type it should get."""
+
+    acl_name: str
+    activation_type: str | None = None  # None: not sent; the ACL keeps the activation type it has
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.acl_name, str) or not self.acl_name.strip():
+            raise ScopeError("an ACL name must not be empty (RFC 9133 §3.2.1)")
+        if self.activation_type is not None and self.activation_type not in ACTIVATION_TYPES:
+            raise ScopeError(
+                f"activation type {self.activation_type!r} of ACL {self.acl_name!r}: use one of "
+                f"{', '.join(ACTIVATION_TYPES)} (RFC 8783)"
+            )
+
+    def to_yang(self) -> dict[str, str]:
+        entry = {"acl-name": self.acl_name}
+        if self.activation_type is not None:
+            entry["activation-type"] = self.activation_type
+        return entry
+
+
+def parse_acl(text: str) -> AclActivation:
+    """'NAME' or 'NAME=ACTIVATION-TYPE', as the command line takes it."""
+    name, _, activation = text.partition("=")
+    return AclActivation(name.strip(), activation.strip() if activation else None)
 
 
 def parse_protocol(text: str | int) -> int:
@@ -70,6 +109,8 @@ class MitigationScope:
     alias_names: tuple[str, ...] = ()
     lifetime: int = DEFAULT_LIFETIME
     trigger_mitigation: bool = True
+    acl_list: tuple[AclActivation, ...] = ()
+    """RFC 9133 filter control: data-channel ACLs whose activation this request sets (attack time only)."""
     extra: dict[str, Any] = field(default_factory=dict, compare=False)  # not sent; kept for local bookkeeping
 
     def __post_init__(self) -> None:
@@ -86,6 +127,14 @@ class MitigationScope:
             raise ScopeError(NO_TARGET)
         if self.lifetime == 0 or self.lifetime < LIFETIME_INDEFINITE or self.lifetime > 0xFFFFFFFF:
             raise ScopeError(f"lifetime {self.lifetime}: use seconds > 0, or -1 for indefinite")
+        acls = tuple(self.acl_list)
+        names = [acl.acl_name for acl in acls]
+        if len(set(names)) != len(names):
+            raise ScopeError(f"an ACL is named twice in {ACL_LIST} (its names are the list's keys)")
+        if acls and not self.trigger_mitigation:
+            # RFC 9133 §3.2.1: filter control is for attack time; a server refuses it in 'idle' time (4.00).
+            raise ScopeError("ACLs can be controlled in an immediate request only, not with trigger-mitigation false")
+        object.__setattr__(self, "acl_list", acls)
 
     @cached_property
     def targets(self) -> Targets:
@@ -99,6 +148,8 @@ class MitigationScope:
             entry["trigger-mitigation"] = False
         if attack_status is not None:
             entry["attack-status"] = attack_status
+        if self.acl_list:
+            entry[ACL_LIST] = [acl.to_yang() for acl in self.acl_list]
         return entry
 
     @classmethod
@@ -110,12 +161,23 @@ class MitigationScope:
                 **{name: getattr(targets, name) for name in _TARGET_FIELDS},
                 lifetime=int(entry.get("lifetime", DEFAULT_LIFETIME)),
                 trigger_mitigation=bool(entry.get("trigger-mitigation", True)),
+                acl_list=tuple(acl_list_from_yang(entry.get(ACL_LIST, []))),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise ScopeError(f"bad scope entry: {error}") from None
 
     def with_lifetime(self, lifetime: int) -> MitigationScope:
         return dataclasses.replace(self, lifetime=lifetime, extra={})
+
+
+def acl_list_from_yang(items: Any) -> list[AclActivation]:
+    """An 'acl-list' as YANG-JSON gives it (a list of {"acl-name", "activation-type"?}), checked."""
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise ScopeError(f"{ACL_LIST} must be a list of objects with 'acl-name' and optionally 'activation-type'")
+    unknown = {key for item in items for key in item} - {"acl-name", "activation-type"}
+    if unknown:
+        raise ScopeError(f"{ACL_LIST} entries hold 'acl-name' and 'activation-type' only, not {sorted(unknown)}")
+    return [AclActivation(item.get("acl-name", ""), item.get("activation-type")) for item in items]
 
 
 def scopes_overlap(first: MitigationScope, second: MitigationScope) -> bool:

@@ -216,6 +216,8 @@ class ControlClient:
         return self.call("session")
 
     def mitigate(self, scope: dict[str, Any], mid: int | None = None) -> dict[str, Any]:
+        """SCOPE: a 'scope' entry in YANG-JSON (MitigationScope.to_yang), RFC 9133's
+        'ietf-dots-signal-control:acl-list' included."""
         return self.call("mitigate", scope=scope, **({"mid": mid} if mid is not None else {}))
 
     def status(self, mid: int | None = None, *, refresh: bool = False, content: str | None = None) -> dict[str, Any]:

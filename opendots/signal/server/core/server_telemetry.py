@@ -10,8 +10,13 @@ After each batch of readings (`counters_read`), every pre-or-ongoing-mitigation 
 entry carrying only a target) gets the summed traffic of that client's mitigations overlapping its target, and its
 /tm observers are notified when that changed. Only a client's own mitigations are ever summed for it.
 
-What is not measured is not sent: 'total-traffic' only from mitigators that count the passed traffic (not BGP), and
-no attack details (this server detects no attacks).
+A §8.3 entry also gets 'total-traffic-protocol' and 'total-traffic-port' when every mitigation summed there is
+counted per protocol and destination port (an nftables mitigator with `count_breakdown`: the protocols and ports it
+counts, opendots.mitigate.nftables_breakdown).
+
+What is not measured is not sent: 'total-traffic' only from mitigators that count the passed traffic (not BGP), the
+breakdowns only for what was counted, and no attack details (this server detects no attacks: it knows what it
+dropped, not which attack that was, and 'attack-detail' is keyed by a vendor's attack identifier).
 """
 
 from __future__ import annotations
@@ -180,7 +185,11 @@ class ServerTelemetry:
                 sample,
                 frozenset(m.mitigator_key for m in measured),
             )
-        return series.render(now, config)
+            # Per protocol and port only when every mitigation of the sum counted them (Counters.summed).
+            summed = Counters.summed([m.counters for m in measured])
+            basis = frozenset(m.mitigator_key for m in measured)
+            series.feed_breakdown(now, summed.by_protocol, summed.by_port, sample, basis)
+        return series.render(now, config, breakdown=True)
 
     def request_view(self, request: TelemetryRequest, narrowed: frozenset[str] | None = None) -> dict[str, Any]:
         """The server-originated attributes of one §8.3 request entry, as last computed (empty: none); NARROWED:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from opendots.domain.counters import Breakdown
 from opendots.signal.server.core.telemetry_config import INTERVALS, SAMPLES
 
 MAX_SAMPLES = 1024
@@ -84,6 +85,10 @@ class AttackAndTotal:
 
     attack: TrafficSeries = field(default_factory=TrafficSeries)
     total: TrafficSeries = field(default_factory=TrafficSeries)
+    protocols: dict[int, TrafficSeries] = field(default_factory=dict)
+    """All the traffic toward the targets per protocol ('total-traffic-protocol', §8.3), while it is counted."""
+    ports: dict[int, TrafficSeries] = field(default_factory=dict)
+    """The same per destination port ('total-traffic-port')."""
 
     def feed(
         self,
@@ -100,14 +105,48 @@ class AttackAndTotal:
         else:  # no longer measured (a mitigator that does not count it joined a sum): no stale total either
             self.total = TrafficSeries(self.total.max_samples)
 
-    def render(self, now: float, config: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
-        """{'total-traffic': ..., 'total-attack-traffic': ...}, each only when it has samples."""
+    def feed_breakdown(
+        self,
+        now: float,
+        by_protocol: Breakdown | None,
+        by_port: Breakdown | None,
+        sample_seconds: float,
+        basis: frozenset[str] = frozenset(),
+    ) -> None:
+        """Cumulative (number, packets, bytes) per protocol and per port; None: not counted (any more)."""
+        for held, counted in ((self.protocols, by_protocol), (self.ports, by_port)):
+            numbers = {number for number, _, _ in counted or ()}
+            for number in [n for n in held if n not in numbers]:
+                del held[number]  # no longer counted: no stale figure either
+            for number, packets, bytes_ in counted or ():
+                held.setdefault(number, TrafficSeries(self.total.max_samples)).feed(
+                    now, packets, bytes_, sample_seconds, basis
+                )
+
+    def render(
+        self, now: float, config: Mapping[str, Any], *, breakdown: bool = False
+    ) -> dict[str, list[dict[str, Any]]]:
+        """{'total-traffic': ..., 'total-attack-traffic': ...}, each only when it has samples; BREAKDOWN (§8.3
+        pre-or-ongoing-mitigation only: a mitigation status has no such lists): 'total-traffic-protocol' and
+        'total-traffic-port' too."""
         interval, _ = seconds(config)
         rendered = {}
         for name, series in (("total-traffic", self.total), ("total-attack-traffic", self.attack)):
             entries = traffic(series.recent(now, interval), config)
             if entries:
                 rendered[name] = entries
+        if breakdown:
+            for name, member, held in (
+                ("total-traffic-protocol", "protocol", self.protocols),
+                ("total-traffic-port", "port", self.ports),
+            ):
+                entries = [
+                    {"unit": entry["unit"], member: number, **{k: v for k, v in entry.items() if k != "unit"}}
+                    for number in sorted(held)
+                    for entry in traffic(held[number].recent(now, interval), config)
+                ]
+                if entries:
+                    rendered[name] = entries
         return rendered
 
 
