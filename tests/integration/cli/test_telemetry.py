@@ -85,7 +85,8 @@ async def test_setup_pipe_baseline_report_and_show_reach_the_server(app_server) 
     assert header.split()[:3] == ["TMID", "TARGET", "TOTAL"]
     row = lines[lines.index(header) + 1].split()
     assert row[:2] == ["0", "203.0.113.7/32"] and row[3:5] == ["25000", "pps"], shown.stdout
-    assert row[-2:] == ["198.51.100.7/32:53", "2001:db8:1::5/128:123"] and "high" in row, shown.stdout
+    # The top talkers, then the breakdowns by protocol and port: none in a client's report ('-').
+    assert row[-3:] == ["198.51.100.7/32:53", "2001:db8:1::5/128:123", "-"] and "high" in row, shown.stdout
 
     as_json = await _run(directory, running, "show", "--json")
     body = json.loads(as_json.stdout)
