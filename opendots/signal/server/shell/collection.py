@@ -65,31 +65,49 @@ class FullCollections:
     """When the last whole walk ended (at first: when the server froze its start-up state)."""
     walked_frozen: int = field(default_factory=gc.get_freeze_count)
     """The frozen objects the last whole walk left (at first: the server's start-up state)."""
+    frozen: int = -1
+    """The frozen objects as counted by the last whole walk (or at start), plus those each tick froze since: an upper
+    bound, as frozen objects freed by reference counting are not subtracted. Counting them exactly
+    (`gc.get_freeze_count`) follows the whole frozen list: 13 ms for 600,000 objects laid out in order, more in a
+    server's scattered heap; ticks that counted twice each took ~65 ms at 20,000 sessions for that alone."""
+
+    def __post_init__(self) -> None:
+        if self.frozen < 0:
+            self.frozen = self.walked_frozen
 
     def collect(self) -> None:
         started = time.perf_counter()
-        whole = (
-            time.monotonic() - self.last_whole_walk >= self.whole_walk_every
-            or gc.get_freeze_count() >= GROWTH * max(self.walked_frozen, 1)
-        )
+        whole = time.monotonic() - self.last_whole_walk >= self.whole_walk_every or self._grown()
         if whole:
             gc.unfreeze()
             self.whole_walks += 1
         gc.collect(2)  # unless whole: only what is not frozen, what arrived since the previous tick
+        survivors = len(gc.get_objects())  # what is not frozen: this tick's survivors (all of them when whole)
         gc.freeze()
         took = time.perf_counter() - started
         if whole:
             self.last_whole_walk = time.monotonic()
-            self.walked_frozen = gc.get_freeze_count()
+            self.walked_frozen = self.frozen = survivors
+        else:
+            self.frozen += survivors
         self.count += 1
         self.last_seconds = took
         self.total_seconds += took
         log.debug(
-            "garbage collection tick%s: %.1f ms, %d objects frozen",
+            "garbage collection tick%s: %.1f ms, %d objects frozen now, at most %d frozen",
             " with a whole-heap walk" if whole else "",
             took * 1e3,
-            gc.get_freeze_count(),
+            survivors,
+            self.frozen,
         )
+
+    def _grown(self) -> bool:
+        """Have the frozen objects grown GROWTH-fold since the last whole walk? Counted exactly (one walk of the
+        frozen list) only once the upper bound says so; the count then replaces the bound."""
+        if self.frozen < GROWTH * max(self.walked_frozen, 1):
+            return False
+        self.frozen = gc.get_freeze_count()
+        return self.frozen >= GROWTH * max(self.walked_frozen, 1)
 
     async def run(self) -> None:
         """Until cancelled, one tick every `interval` seconds."""
