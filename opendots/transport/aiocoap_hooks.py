@@ -102,9 +102,9 @@ class _IncomingRequest:
 
     aiocoap's `TokenManager.process_request` keeps a closure `on_event` whose cell holds `stop`, a partial of the
     Pipe's method over `on_event` itself: a reference cycle through the Pipe, the request Message and its Options,
-    ~17 tracked objects per request that reference counting never frees. A young collection that runs while the
-    request is handled promotes them, and the server's periodic collection of the oldest generation
-    (opendots.signal.server.shell.collection) walked ~13 of them per heartbeat at 20,000 sessions. Here the only
+    ~17 tracked objects per request that reference counting never frees. Those a young collection promotes while
+    the request is handled are left to the server's periodic collection of the oldest generation
+    (opendots.signal.server.shell.collection): thousands per tick at 20,000 heartbeating sessions. Here the only
     cycle (this object -> its registered handler -> this object) is cut when the Pipe ends, so reference counting
     frees everything once the response is sent."""
 
@@ -168,9 +168,10 @@ class AcyclicTokenManager(TokenManager):
 class SingleResponse:
     """A request of ours waiting for its one response, without aiocoap's Request machinery.
 
-    `Context.request` builds a BlockwiseRequest, a Request, a Pipe, two tasks, a generator and futures for every
-    request, in reference cycles (~40 tracked objects) that outlive it until a full collection: the server's own
-    heartbeats (RFC 9132 §4.7) made most of what each periodic collection walked. This stands in for the Pipe in
+    `Context.request` builds a BlockwiseRequest, a Request, a Pipe, tasks, a generator and futures for every
+    request, left in reference cycles that outlive it until a collection finds them (22 tracked objects per server
+    heartbeat, RFC 9132 §4.7, awaited with its timeout): at 20,000 sessions, much of what each periodic collection
+    of the oldest generation walked. This stands in for the Pipe in
     the TokenManager's table of outgoing requests; `done` gets the response, or None for an error or `give_up`,
     exactly once, and nothing of it is left in a cycle afterwards.
 
