@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from collections.abc import Callable
@@ -33,6 +34,8 @@ from opendots.transport.identity import PeerIdentity
 
 log = logging.getLogger("opendots.transport.dtls_interface")  # one logger name for the DTLS shell, as before the split
 
+_serials = itertools.count(1)
+
 
 def _hostinfo(address: tuple) -> str:
     host, port = address[0], address[1]
@@ -54,6 +57,9 @@ class DtlsRemote(interfaces.EndpointAddress):
         self._send_datagram: Callable[[bytes], None] = lambda _datagram: None
         self._timer: asyncio.TimerHandle | None = None
         self.table_key: object = None
+        self.serial = next(_serials)
+        """This session's number, never reused in the process: it names the session in the deduplication keys
+        (opendots.transport.aiocoap_hooks), which are then plain integers the garbage collector does not track."""
         self.flight_sent_at: float | None = None
         """When this side last sent handshake datagrams (time.monotonic())."""
         self.handshake_rtt: float | None = None
@@ -120,6 +126,11 @@ class DtlsInterfaceBase(interfaces.MessageInterface):
         self._loop = loop
         self.messages_received = 0
         """CoAP messages that arrived over this interface's sessions (metrics, tests)."""
+
+    @property
+    def message_manager(self) -> interfaces.MessageManager | None:
+        """The MessageManager above this interface (None once shut down)."""
+        return self._message_manager
 
     # -- MessageInterface
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import re
 from pathlib import Path
 
 import aiocoap
 import aiocoap.resource as resource
 import pytest
 from aiocoap.messagemanager import MessageManager
+from aiocoap.pipe import Pipe
 from aiocoap.tokenmanager import TokenManager
 from aiocoap.transports.rfc8323common import RFC8323Remote
 from aiocoap.transports.tcp import TcpConnection, TCPServer
@@ -117,6 +119,44 @@ def test_incoming_requests_are_rendered_through_context_render_to_pipe():
     )
     assert list(inspect.signature(aiocoap.Context.render_to_pipe).parameters) == ["self", "pipe"], _explain(
         "Context.render_to_pipe(pipe)", "PromptAnswerContext"
+    )
+
+
+def test_the_acyclic_token_manager_keeps_the_incoming_request_table_aiocoap_reads():
+    """AcyclicTokenManager replaces TokenManager.process_request: its (pipe, stop) entries must be what aiocoap's
+    dispatch_error and shutdown read, and a Pipe must still unregister a handler by identity."""
+    source = inspect.getsource(TokenManager.process_request)
+    for line in ("self.incoming_requests[key] = (pipe, stop)", "stop = pipe.on_event(on_event)", "m.request = request"):
+        assert line in source, _explain(f"TokenManager.process_request ({line})", "AcyclicTokenManager")
+    assert "(_, stop) = self.incoming_requests.pop(key)" in inspect.getsource(TokenManager.shutdown), _explain(
+        "TokenManager.shutdown reading incoming_requests", "AcyclicTokenManager"
+    )
+    assert "(_, stopper) in self.incoming_requests.items()" in inspect.getsource(TokenManager.dispatch_error), _explain(
+        "TokenManager.dispatch_error reading incoming_requests", "AcyclicTokenManager"
+    )
+    assert list(inspect.signature(Pipe._unregister_on_event).parameters) == ["self", "callback"], _explain(
+        "Pipe._unregister_on_event(callback)", "_IncomingRequest.stop"
+    )
+    assert "callback is not cb" in inspect.getsource(Pipe._unregister_on_event), _explain(
+        "Pipe._unregister_on_event comparing handlers by identity", "_IncomingRequest"
+    )
+
+
+def test_a_single_response_is_all_the_token_manager_asks_of_a_pipe_for_an_outgoing_request():
+    """SingleResponse stands in for the Pipe of an outgoing request: the TokenManager may only use what it has."""
+    calls = {
+        TokenManager.request: ("msg = request.request", "request.on_interest_end(", "request.add_exception("),
+        TokenManager.process_response: ("request.request.opt.observe", "request.add_response(response, is_last="),
+        TokenManager.dispatch_error: ("request.add_exception(",),
+        TokenManager.shutdown: ("request.add_exception(error.LibraryShutdown())",),
+    }
+    for method, lines in calls.items():
+        source = inspect.getsource(method)
+        for line in lines:
+            assert line in source, _explain(f"TokenManager.{method.__name__} ({line})", "SingleResponse")
+    used = {name for method in calls for name in re.findall(r"\brequest\.(\w+)", inspect.getsource(method))}
+    assert used <= {"request", "on_interest_end", "add_exception", "add_response", "on_event"}, _explain(
+        f"TokenManager using {sorted(used)} of a request's Pipe", "SingleResponse"
     )
 
 

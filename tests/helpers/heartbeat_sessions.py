@@ -25,11 +25,25 @@ class HeartbeatSession(SansIoDtlsClient):
     def __init__(self, connection: DtlsConnection) -> None:
         super().__init__(connection)
         self.answered = asyncio.get_running_loop().create_future()
+        self.server_heartbeats = 0
+        """The server's own heartbeats received, each answered 2.04 (NON, as the session-scale generator does)."""
 
     def application_data(self, data: bytes) -> None:
         message = aiocoap.Message.decode(data)
-        if not message.code.is_request() and not self.answered.done():
+        if message.code.is_request():
+            self.server_heartbeats += 1
+            answer = aiocoap.Message(mtype=Type.NON, code=Code.CHANGED)
+            answer.mid, answer.token = int.from_bytes(os.urandom(2)), message.token
+            self.connection.send(answer.encode())
+            self.flush()
+        elif not self.answered.done():
             self.answered.set_result(message.code)
+
+    async def round_trip(self) -> Code:
+        """One more heartbeat, and the code of its answer."""
+        self.answered = asyncio.get_running_loop().create_future()
+        self.heartbeat()
+        return await asyncio.wait_for(self.answered, 10)
 
     def heartbeat(self) -> None:
         message = aiocoap.Message(mtype=Type.NON, code=Code.PUT, uri_path=HB_PATH, content_format=DOTS_CBOR)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import inspect
 import logging
@@ -54,6 +55,7 @@ from opendots.store.records import StoreError
 from opendots.store.signal import SignalStore, SqliteSignalStore
 from opendots.store.sqlite import SqliteDatabase
 from opendots.transport import SessionEvent, SignalServerEndpoint, start_server
+from opendots.transport.aiocoap_hooks import SingleResponse, send_single_request
 from opendots.transport.qblock import QBlockLimits
 
 if TYPE_CHECKING:
@@ -81,6 +83,8 @@ class RunningSignalServer:
     """The timer that runs the full garbage collections (None: CPython's own policy)."""
     audit: AuditLog = field(default_factory=AuditLog)
     """Every state change, who made it, before and after ([audit] file; the dashboard's timeline)."""
+    heartbeats_out: dict[str, SingleResponse] = field(default_factory=dict)
+    """Per client, the heartbeat of ours still waiting for its answer (one at most: _send_heartbeat)."""
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     def reload_clients(self, fresh: ServerConfig, who: str = "operator (SIGHUP)") -> dict[str, list[str]]:
@@ -260,9 +264,7 @@ async def start_signal_server(
             owner = running.certificate_cuid.get(event.client, event.cuid)
             running.acls.mitigations_changed(event.client, {event.cuid, owner})
         if isinstance(event, HeartbeatDue):
-            task = asyncio.get_running_loop().create_task(_send_heartbeat(running, event))
-            running._tasks.add(task)
-            task.add_done_callback(running._tasks.discard)
+            _send_heartbeat(running, event)
         elif isinstance(event, PeerLost):
             log.warning("DOTS client %s: signal channel session lost", event.client)
             audit.record("server", "session lost", f"client {event.client}", "alive", "lost", client=event.client)
@@ -391,8 +393,12 @@ def _acl_enforcer(
     return enforcer
 
 
-async def _send_heartbeat(running: RunningSignalServer, event: HeartbeatDue) -> None:
-    """A Non-confirmable PUT /hb to the client (§4.7); its answer counts as traffic."""
+def _send_heartbeat(running: RunningSignalServer, event: HeartbeatDue) -> None:
+    """A Non-confirmable PUT /hb to the client (§4.7); its answer counts as traffic.
+
+    Over DTLS without aiocoap's request machinery (opendots.transport.aiocoap_hooks.SingleResponse: no task, no
+    reference cycle left per heartbeat). A client has one heartbeat of ours outstanding at most: the next one, an
+    interval later, gives the previous up, as the interval's timeout did (NON: no answer is a missed heartbeat)."""
     remote = running.resource.remotes.get(event.client)
     if remote is None:
         return
@@ -404,11 +410,37 @@ async def _send_heartbeat(running: RunningSignalServer, event: HeartbeatDue) -> 
         payload=encode_signal({HEARTBEAT: {"peer-hb-status": event.peer_hb_status}}),
     )
     message.remote = remote
-    interval = running.service.core.session_config(event.client).mitigating.heartbeat_interval or 30
-    with contextlib.suppress(Exception):  # NON: no answer is a missed heartbeat, nothing more
+    outstanding = running.heartbeats_out
+    previous = outstanding.pop(event.client, None)
+    if previous is not None:
+        previous.give_up()
+    answered = functools.partial(_heartbeat_answered, running, event.client, message)
+    single = send_single_request(remote, message, answered)
+    if single is not None:
+        outstanding[event.client] = single
+        return
+    task = asyncio.get_running_loop().create_task(_send_heartbeat_tls(running, event.client, message))
+    running._tasks.add(task)
+    task.add_done_callback(running._tasks.discard)
+
+
+def _heartbeat_answered(
+    running: RunningSignalServer, client: str, sent: aiocoap.Message, response: aiocoap.Message | None
+) -> None:
+    outstanding = running.heartbeats_out.get(client)
+    if outstanding is not None and outstanding.request is sent:
+        del running.heartbeats_out[client]
+    if response is not None and response.code.is_successful():
+        running.service.note_traffic(client)
+
+
+async def _send_heartbeat_tls(running: RunningSignalServer, client: str, message: aiocoap.Message) -> None:
+    """_send_heartbeat over TLS (RFC 8323): aiocoap's request, timed out after the client's interval."""
+    interval = running.service.core.session_config(client).mitigating.heartbeat_interval or 30
+    with contextlib.suppress(Exception):  # no answer is a missed heartbeat, nothing more
         response = await asyncio.wait_for(running.endpoint.context.request(message).response, interval)
         if response.code.is_successful():
-            running.service.note_traffic(event.client)
+            running.service.note_traffic(client)
 
 
 async def _listen(
