@@ -15,6 +15,7 @@ part.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import json
 import resource
@@ -26,6 +27,70 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import files
+
+_CURRENT: contextvars.ContextVar[int | None] = contextvars.ContextVar("transfer", default=None)  # its mid
+_TRACE: dict[int, list] = {}  # transfer index -> [(seconds since its request, event, detail)]
+
+
+def _trace_senders() -> None:
+    """spec["trace"]: record each Q-Block1 body's timeline (sets, probes, 2.31s, 4.08s, the final answer), wrapping
+    the engine's Q1Sender methods here (bench-only instrumentation, nothing in the engine): where slow transfers lose
+    their time."""
+    from opendots.transport.qblock import sender as module
+
+    cls = module.Q1Sender
+    init, poll, on_continue, on_missing, on_final = (
+        cls.__init__,
+        cls.poll,
+        cls.on_continue,
+        cls.on_missing,
+        cls.on_final,
+    )
+
+    def note(self, event: str, detail) -> None:
+        index = getattr(self, "_bench_index", None)
+        if index is not None:
+            _TRACE.setdefault(index, []).append((round(time.monotonic() - self._bench_start, 3), event, detail))
+
+    def nums(blocks) -> str:
+        return ",".join(str(block.option.num) for block in blocks)
+
+    def init_(self, *a, **k):
+        init(self, *a, **k)
+        self._bench_index, self._bench_start = _CURRENT.get(), time.monotonic()
+
+    def poll_(self, now):
+        probes = self._probes
+        out = poll(self, now)
+        if out:
+            note(self, "probe" if self._probes > probes else "set", nums(out))
+        elif self.failed:
+            note(self, "failed", self.failed)
+        return out
+
+    def on_continue_(self, option, now):
+        out = on_continue(self, option, now)
+        note(self, "2.31", f"{option.num} -> {nums(out)}")
+        return out
+
+    def on_missing_(self, payload, now):
+        from opendots.transport.qblock.options import decode_missing
+
+        out = on_missing(self, payload, now)
+        note(self, "4.08", f"{decode_missing(payload)} -> {nums(out)}")
+        return out
+
+    def on_final_(self):
+        on_final(self)
+        note(self, "final", "")
+
+    cls.__init__, cls.poll, cls.on_continue, cls.on_missing, cls.on_final = (
+        init_,
+        poll_,
+        on_continue_,
+        on_missing_,
+        on_final_,
+    )
 
 
 def _cpu() -> float:
@@ -113,6 +178,8 @@ async def _main(spec: dict[str, Any]) -> None:
     from opendots.signal.client.core.timing import SignalConfig
 
     parameters = SignalConfig.from_body(spec["config"]).mitigating
+    if spec.get("trace"):
+        _trace_senders()
     base = f"coaps://127.0.0.1:{spec['port']}"
     results: list[dict[str, Any]] = []
     cpu = 0.0
@@ -125,6 +192,8 @@ async def _main(spec: dict[str, Any]) -> None:
         async def one(context, request) -> dict[str, Any]:
             if isinstance(context, BaseException):
                 return {"seconds": None, "why": f"no session: {context}"[:80]}
+            if spec.get("trace"):
+                _CURRENT.set(request.mid)
             return await _transfer(spec, context, request, parameters, base)
 
         # One result per transfer at its own position, with its mid: blocks.py checks a PUT's 2.01 against what the
@@ -136,6 +205,9 @@ async def _main(spec: dict[str, Any]) -> None:
         for context in sessions:
             if not isinstance(context, BaseException):
                 await context.shutdown()
+    if spec.get("trace"):
+        for result in results:
+            result["trace"] = _TRACE.get(result["mid"], [])
     print(json.dumps({"results": results, "cpu": cpu}))
 
 

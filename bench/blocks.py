@@ -246,11 +246,17 @@ async def _inner(args: argparse.Namespace) -> None:
                     "put_limit": 64 * KIB,
                     "sha256": hashlib.sha256(big.payload).hexdigest(),
                     "mitigations": args.mitigations,
+                    "trace": args.trace,
                 }
                 row = await _ours_cell(spec, qblock, lambda mid: held_prefixes(mid, "ours-put"))
                 row.update(loss=loss, case=case, mode=mode, client="ours", parallel=parallel)
                 results.append(row)
                 print(_line(row, args.cap), file=sys.stderr, flush=True)
+                for transfer in row["transfers"] if args.trace is not None else ():
+                    if transfer.get("trace") and (transfer["seconds"] or float("inf")) > args.trace:
+                        print(f"  mid {transfer['mid']}: {transfer['seconds']} {transfer['why']}", file=sys.stderr)
+                        for at, event, detail in transfer["trace"]:
+                            print(f"    {at:7.3f} {event:6} {detail}", file=sys.stderr)
                 continue
             if True:
                 parallel = 1 if loss == 0 else args.parallel
@@ -492,6 +498,12 @@ def main() -> None:
         type=lambda text: dict(item.split("=", 1) for item in text.split(",")),
         default={},
         help="our client's RFC 9362 values instead of LOSSY_PATH's, e.g. non_timeout=0.30,non_receive_timeout=1.33",
+    )
+    parser.add_argument(
+        "--trace",
+        type=float,
+        default=None,
+        help="print the timeline (sets, probes, 2.31, 4.08) of our client's Q-Block1 PUTs taking over this many s",
     )
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
