@@ -107,15 +107,22 @@ async def _session(spec: dict[str, Any], base: str):
     context = await create_client_context(
         files(Path(spec["directory"]), spec["stem"]), server_name="localhost", qblock=spec["mode"] == "qblock"
     )
+    attempts = []  # what each attempt ended with, for the failure's reason
     for _attempt in range(10):  # the handshake passes the loss; the probe (a CON GET) may not
+        started = time.monotonic()
         try:
             await open_session(context, base, timeout=10.0)
-            if spec["mode"] != "qblock" or await probe_qblock(context, f"{base}/.well-known/core", timeout=10.0):
+            supports = spec["mode"] != "qblock" or await probe_qblock(
+                context, f"{base}/.well-known/core", timeout=10.0
+            )
+            if supports:
                 return context
-        except (TimeoutError, OSError, aiocoap.error.Error):
+            attempts.append(f"probe {supports} {time.monotonic() - started:.1f}s")
+        except (TimeoutError, OSError, aiocoap.error.Error) as problem:
+            attempts.append(f"{type(problem).__name__} {time.monotonic() - started:.1f}s")
             continue
     await context.shutdown()
-    raise RuntimeError("no session (or no Q-Block support learnt) after 10 attempts")
+    raise RuntimeError(f"no session (or no Q-Block support learnt) after 10 attempts: {'; '.join(attempts)}")
 
 
 def _request(spec: dict[str, Any], index: int):
@@ -191,7 +198,7 @@ async def _main(spec: dict[str, Any]) -> None:
 
         async def one(context, request) -> dict[str, Any]:
             if isinstance(context, BaseException):
-                return {"seconds": None, "why": f"no session: {context}"[:80]}
+                return {"seconds": None, "why": f"no session: {context}"[:400]}
             if spec.get("trace"):
                 _CURRENT.set(request.mid)
             return await _transfer(spec, context, request, parameters, base)

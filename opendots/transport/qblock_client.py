@@ -133,6 +133,7 @@ class QBlockClient:
         self._tags = OpaqueCounter(self._rng.getrandbits(32))
         self._peers: dict[Any, _Peer] = {}
         self._timer = DeadlineTimer(loop, self._fire)
+        self._tasks: set[asyncio.Future[Any]] = set()
         self.counts: dict[str, int] = {
             "q1_bodies": 0,
             "q1_blocks": 0,
@@ -540,8 +541,15 @@ class QBlockClient:
         self._peers.pop(remote, None)
         self._reschedule()
 
+    def keep(self, task: asyncio.Future[Any]) -> None:
+        """A task of this client's (the §4.1 probe's exchange): referenced until done, cancelled by `close`."""
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     def close(self) -> None:
         self._timer.cancel()
+        for task in list(self._tasks):
+            task.cancel()
 
 
 def _strip_single_q_block2(response: aiocoap.Message) -> None:
