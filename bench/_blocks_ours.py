@@ -112,17 +112,33 @@ async def _session(spec: dict[str, Any], base: str):
         started = time.monotonic()
         try:
             await open_session(context, base, timeout=10.0)
-            supports = spec["mode"] != "qblock" or await probe_qblock(
-                context, f"{base}/.well-known/core", timeout=10.0
-            )
+            supports = spec["mode"] != "qblock" or await probe_qblock(context, f"{base}/.well-known/core", timeout=10.0)
             if supports:
                 return context
             attempts.append(f"probe {supports} {time.monotonic() - started:.1f}s")
         except (TimeoutError, OSError, aiocoap.error.Error) as problem:
             attempts.append(f"{type(problem).__name__} {time.monotonic() - started:.1f}s")
             continue
+    state = await _session_state(context, base)
     await context.shutdown()
-    raise RuntimeError(f"no session (or no Q-Block support learnt) after 10 attempts: {'; '.join(attempts)}")
+    raise RuntimeError(f"no session (or no Q-Block support learnt) after 10 attempts ({state}): {'; '.join(attempts)}")
+
+
+async def _session_state(context, base: str) -> str:
+    """What the client side knows of a session that never learnt Q-Block: its DTLS state and what came back on it."""
+    import aiocoap
+
+    from opendots.transport.aiocoap_hooks import find_message_manager, find_request_interface
+
+    try:
+        message = aiocoap.Message(code=aiocoap.GET, uri=f"{base}/.well-known/core")
+        await find_request_interface(context, message)
+        remote = message.remote
+        manager = await find_message_manager(context, remote)
+        received = getattr(manager.message_interface, "messages_received", "?") if manager else "?"
+        return f"established {remote.connection.established}, closed {remote.connection.closed}, received {received}"
+    except Exception as problem:  # diagnostics only
+        return f"state unknown: {type(problem).__name__}"
 
 
 def _request(spec: dict[str, Any], index: int):
@@ -198,7 +214,7 @@ async def _main(spec: dict[str, Any]) -> None:
 
         async def one(context, request) -> dict[str, Any]:
             if isinstance(context, BaseException):
-                return {"seconds": None, "why": f"no session: {context}"[:400]}
+                return {"seconds": None, "why": f"no session: {context}"[:600]}
             if spec.get("trace"):
                 _CURRENT.set(request.mid)
             return await _transfer(spec, context, request, parameters, base)
