@@ -14,7 +14,8 @@ import pytest
 from opendots.transport.qblock import Q1Sender, QBlockParameters, encode_missing
 from tests.unit.transport.qblock.link import Link, body_of
 
-# bench/blocks.py's LOSSY_PATH (README "Block transfers under loss"): NON_TIMEOUT_RANDOM 0.5-0.55 s.
+# A lossy path's RFC 9362 values (bench/blocks.py's LOSSY_PATH had NON_TIMEOUT 0.5 s until it went to 0.30 s):
+# NON_TIMEOUT_RANDOM 0.5-0.55 s.
 LOSSY = QBlockParameters(
     max_payloads=32,
     non_max_retransmit=8,

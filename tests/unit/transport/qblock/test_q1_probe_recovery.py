@@ -23,7 +23,8 @@ from opendots.transport.qblock import (
 from tests.unit.transport.qblock.link import Link, body_of
 
 PARAMS = QBlockParameters()  # MAX_PAYLOADS 10, NON_TIMEOUT 2 s, NON_RECEIVE_TIMEOUT 4 s, NON_MAX_RETRANSMIT 4
-# What bench/blocks.py negotiates for a lossy path (RFC 9362): README "Block transfers under loss" says why.
+# What bench/blocks.py negotiated for a lossy path (RFC 9362) until its NON_TIMEOUT went to 0.30 s (README "Block
+# transfers under loss" says why).
 LOSSY = QBlockParameters(
     max_payloads=32,
     non_max_retransmit=8,
