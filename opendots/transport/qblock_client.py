@@ -376,7 +376,7 @@ class QBlockClient:
             etag = etag if etag is not None else latest
             size2 = size2 if size2 is not None else download.first[latest].opt.size2
         if etag in download.done:
-            return True  # a late copy of a block of a body already delivered (§4.4: ignored)
+            return True  # a late copy of a block of a body already delivered or replaced (§4.4: ignored)
         if etag is not None:
             kept = download.first.get(etag)
             # The response that goes up is a block of the body; one on the request's token carries the
@@ -407,6 +407,14 @@ class QBlockClient:
                 whole.opt.size2 = None
                 self.counts["q2_bodies"] += 1
                 return self._up(peer, download, whole)
+            elif isinstance(event, BodyAbandoned) and event.replaced is not None:
+                # §4.4: the resource changed partway through; the old partial body is stale (its late blocks are
+                # ignored, not taken for yet another body), the payload with the new ETag starts the new one, and
+                # the client "may then request all of the new data" with 0/M.
+                log.info("Q-Block2 body for token %s restarted: %s", download.token.hex(), event.reason)
+                download.done.append(event.replaced)
+                if not download.observe:  # a new notification comes whole by itself (§4.5)
+                    self._ask_for(peer, download, (BlockOption(0, True, option.szx),))
             elif isinstance(event, BodyAbandoned):
                 self._abandoned(peer, download, event.reason)
             elif isinstance(event, Rejected):
