@@ -15,6 +15,7 @@ part.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import json
 import resource
@@ -26,6 +27,70 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import files
+
+_CURRENT: contextvars.ContextVar[int | None] = contextvars.ContextVar("transfer", default=None)  # its mid
+_TRACE: dict[int, list] = {}  # transfer index -> [(seconds since its request, event, detail)]
+
+
+def _trace_senders() -> None:
+    """spec["trace"]: record each Q-Block1 body's timeline (sets, probes, 2.31s, 4.08s, the final answer), wrapping
+    the engine's Q1Sender methods here (bench-only instrumentation, nothing in the engine): where slow transfers lose
+    their time."""
+    from opendots.transport.qblock import sender as module
+
+    cls = module.Q1Sender
+    init, poll, on_continue, on_missing, on_final = (
+        cls.__init__,
+        cls.poll,
+        cls.on_continue,
+        cls.on_missing,
+        cls.on_final,
+    )
+
+    def note(self, event: str, detail) -> None:
+        index = getattr(self, "_bench_index", None)
+        if index is not None:
+            _TRACE.setdefault(index, []).append((round(time.monotonic() - self._bench_start, 3), event, detail))
+
+    def nums(blocks) -> str:
+        return ",".join(str(block.option.num) for block in blocks)
+
+    def init_(self, *a, **k):
+        init(self, *a, **k)
+        self._bench_index, self._bench_start = _CURRENT.get(), time.monotonic()
+
+    def poll_(self, now):
+        probes = self._probes
+        out = poll(self, now)
+        if out:
+            note(self, "probe" if self._probes > probes else "set", nums(out))
+        elif self.failed:
+            note(self, "failed", self.failed)
+        return out
+
+    def on_continue_(self, option, now):
+        out = on_continue(self, option, now)
+        note(self, "2.31", f"{option.num} -> {nums(out)}")
+        return out
+
+    def on_missing_(self, payload, now):
+        from opendots.transport.qblock.options import decode_missing
+
+        out = on_missing(self, payload, now)
+        note(self, "4.08", f"{decode_missing(payload)} -> {nums(out)}")
+        return out
+
+    def on_final_(self):
+        on_final(self)
+        note(self, "final", "")
+
+    cls.__init__, cls.poll, cls.on_continue, cls.on_missing, cls.on_final = (
+        init_,
+        poll_,
+        on_continue_,
+        on_missing_,
+        on_final_,
+    )
 
 
 def _cpu() -> float:
@@ -42,15 +107,38 @@ async def _session(spec: dict[str, Any], base: str):
     context = await create_client_context(
         files(Path(spec["directory"]), spec["stem"]), server_name="localhost", qblock=spec["mode"] == "qblock"
     )
+    attempts = []  # what each attempt ended with, for the failure's reason
     for _attempt in range(10):  # the handshake passes the loss; the probe (a CON GET) may not
+        started = time.monotonic()
         try:
             await open_session(context, base, timeout=10.0)
-            if spec["mode"] != "qblock" or await probe_qblock(context, f"{base}/.well-known/core", timeout=10.0):
+            supports = spec["mode"] != "qblock" or await probe_qblock(context, f"{base}/.well-known/core", timeout=10.0)
+            if supports:
                 return context
-        except (TimeoutError, OSError, aiocoap.error.Error):
+            attempts.append(f"probe {supports} {time.monotonic() - started:.1f}s")
+        except (TimeoutError, OSError, aiocoap.error.Error) as problem:
+            attempts.append(f"{type(problem).__name__} {time.monotonic() - started:.1f}s")
             continue
+    state = await _session_state(context, base)
     await context.shutdown()
-    raise RuntimeError("no session (or no Q-Block support learnt) after 10 attempts")
+    raise RuntimeError(f"no session (or no Q-Block support learnt) after 10 attempts ({state}): {'; '.join(attempts)}")
+
+
+async def _session_state(context, base: str) -> str:
+    """What the client side knows of a session that never learnt Q-Block: its DTLS state and what came back on it."""
+    import aiocoap
+
+    from opendots.transport.aiocoap_hooks import find_message_manager, find_request_interface
+
+    try:
+        message = aiocoap.Message(code=aiocoap.GET, uri=f"{base}/.well-known/core")
+        await find_request_interface(context, message)
+        remote = message.remote
+        manager = await find_message_manager(context, remote)
+        received = getattr(manager.message_interface, "messages_received", "?") if manager else "?"
+        return f"established {remote.connection.established}, closed {remote.connection.closed}, received {received}"
+    except Exception as problem:  # diagnostics only
+        return f"state unknown: {type(problem).__name__}"
 
 
 def _request(spec: dict[str, Any], index: int):
@@ -113,6 +201,8 @@ async def _main(spec: dict[str, Any]) -> None:
     from opendots.signal.client.core.timing import SignalConfig
 
     parameters = SignalConfig.from_body(spec["config"]).mitigating
+    if spec.get("trace"):
+        _trace_senders()
     base = f"coaps://127.0.0.1:{spec['port']}"
     results: list[dict[str, Any]] = []
     cpu = 0.0
@@ -124,7 +214,9 @@ async def _main(spec: dict[str, Any]) -> None:
 
         async def one(context, request) -> dict[str, Any]:
             if isinstance(context, BaseException):
-                return {"seconds": None, "why": f"no session: {context}"[:80]}
+                return {"seconds": None, "why": f"no session: {context}"[:600]}
+            if spec.get("trace"):
+                _CURRENT.set(request.mid)
             return await _transfer(spec, context, request, parameters, base)
 
         # One result per transfer at its own position, with its mid: blocks.py checks a PUT's 2.01 against what the
@@ -136,6 +228,9 @@ async def _main(spec: dict[str, Any]) -> None:
         for context in sessions:
             if not isinstance(context, BaseException):
                 await context.shutdown()
+    if spec.get("trace"):
+        for result in results:
+            result["trace"] = _TRACE.get(result["mid"], [])
     print(json.dumps({"results": results, "cpu": cpu}))
 
 

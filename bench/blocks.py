@@ -55,8 +55,8 @@ CLIENTS = ("libcoap", "ours")
 LOSSY_PATH = {
     "max_payloads": 32,
     "non_max_retransmit": 8,
-    "non_timeout": "0.50",
-    "non_receive_timeout": "1.55",  # RFC 9177 §7.2's floor: NON_TIMEOUT x ACK_RANDOM_FACTOR + 1 s
+    "non_timeout": "0.30",
+    "non_receive_timeout": "1.33",  # RFC 9177 §7.2's floor: NON_TIMEOUT x ACK_RANDOM_FACTOR + 1 s
     "non_probing_wait": "10.00",
     "non_partial_timeout": "60.00",
     "ack_random_factor": "1.10",
@@ -246,11 +246,17 @@ async def _inner(args: argparse.Namespace) -> None:
                     "put_limit": 64 * KIB,
                     "sha256": hashlib.sha256(big.payload).hexdigest(),
                     "mitigations": args.mitigations,
+                    "trace": args.trace,
                 }
                 row = await _ours_cell(spec, qblock, lambda mid: held_prefixes(mid, "ours-put"))
                 row.update(loss=loss, case=case, mode=mode, client="ours", parallel=parallel)
                 results.append(row)
                 print(_line(row, args.cap), file=sys.stderr, flush=True)
+                for transfer in row["transfers"] if args.trace is not None else ():
+                    if transfer.get("trace") and (transfer["seconds"] or float("inf")) > args.trace:
+                        print(f"  mid {transfer['mid']}: {transfer['seconds']} {transfer['why']}", file=sys.stderr)
+                        for at, event, detail in transfer["trace"]:
+                            print(f"    {at:7.3f} {event:6} {detail}", file=sys.stderr)
                 continue
             if True:
                 parallel = 1 if loss == 0 else args.parallel
@@ -267,6 +273,7 @@ async def _inner(args: argparse.Namespace) -> None:
                         output = directory / f"out-{salt}.bin"
                         stem = "other" if case.startswith("put") else "client"
                         argv = [*credentials(stem), "-b", str(BLOCK), "-B", str(int(args.cap) + 5), "-o", str(output)]
+                        argv += ["-v", "7"] if args.libcoap_log else []
                         argv += ["-L", "5"] if mode == "qblock" else []
                         if case.startswith("put"):
                             payload = directory / f"put-{salt}.cbor"
@@ -289,6 +296,9 @@ async def _inner(args: argparse.Namespace) -> None:
                         batch.append((output, salt, asyncio.ensure_future(_transfer(binary, argv, args.cap))))
                     for output, mid, future in batch:
                         seconds, _, printed = await future
+                        if args.libcoap_log:  # coap-client's -v 7 log of this transfer, to read where it went
+                            args.libcoap_log.mkdir(parents=True, exist_ok=True)
+                            (args.libcoap_log / f"{loss}-{case.split()[0]}-{mode}-{mid}.log").write_text(printed)
                         data = output.read_bytes() if output.exists() else b""
                         ok = seconds is not None and (
                             held_prefixes(mid) == _FITS[64 * KIB]
@@ -493,6 +503,13 @@ def main() -> None:
         default={},
         help="our client's RFC 9362 values instead of LOSSY_PATH's, e.g. non_timeout=0.30,non_receive_timeout=1.33",
     )
+    parser.add_argument(
+        "--trace",
+        type=float,
+        default=None,
+        help="print the timeline (sets, probes, 2.31, 4.08) of our client's Q-Block1 PUTs taking over this many s",
+    )
+    parser.add_argument("--libcoap-log", type=Path, help="write each coap-client transfer's -v 7 log in this directory")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -373,24 +373,35 @@ async def probe_qblock(context: aiocoap.Context, uri: str, *, timeout: float = 5
 
 
 async def _probe(context: aiocoap.Context, client: QBlockClient, remote: DtlsRemote, timeout: float) -> None:
+    # The probe is a CON exchange: under loss its own retransmissions (RFC 7252 §4.2) are the retries. Waited for
+    # at most TIMEOUT here, it is not cancelled when that passes: it runs to its answer or to MAX_RETRANSMIT, and
+    # the requests after this one wait on the same exchange. Cancelled, it was taken as "no answer" after one lost
+    # datagram, and each later probe, a CON to the same server, queued behind (NSTART) the retransmissions of those
+    # before it: at 30 % loss one lost probe left a session without Q-Block (bench/blocks.py: every one of ten
+    # probes after it timed out).
     under_way = client.probing(remote)
-    if under_way is not None:  # another request of this session is probing: its answer is ours
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(under_way), timeout)
-        return
-    result = client.start_probe(remote)
+    if under_way is None:
+        under_way = client.start_probe(remote)
+        client.keep(asyncio.ensure_future(_probe_exchange(context, client, remote, under_way)))
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(under_way), timeout)
+
+
+async def _probe_exchange(
+    context: aiocoap.Context, client: QBlockClient, remote: DtlsRemote, result: asyncio.Future[bool]
+) -> None:
     pending = context.request(probe_message(remote), handle_blockwise=False)
     try:
-        async with asyncio.timeout(timeout):
-            answer = await pending.response
+        answer = await pending.response
         supports = probe_answer(answer)
         client.learned(remote, supports)
         result.set_result(supports)
-    except (TimeoutError, aiocoap.error.Error) as problem:
-        # Unknown yet (the path may be losing most packets): this request goes without, a later one probes again.
+    except aiocoap.error.Error:
+        # Unanswered after all its retransmissions, or the session went: unknown yet (the path may be losing most
+        # packets), so a later request probes again.
         result.set_result(False)
-        if not isinstance(problem, TimeoutError):
-            raise
     finally:
         if not pending.response.done():
             pending.response.cancel()
+        if not result.done():
+            result.cancel()

@@ -89,6 +89,7 @@ class _Download:
     tokens: set[bytes] = field(default_factory=set)
     first: dict[bytes, aiocoap.Message] = field(default_factory=dict)  # ETag -> a block of that body (the response)
     done: deque[bytes] = field(default_factory=lambda: deque(maxlen=4))  # ETags of bodies delivered
+    notify: bytes | None = None  # an observed Q-Block1 FETCH: the token its notifications come on (§4.3)
 
 
 @dataclass
@@ -133,6 +134,7 @@ class QBlockClient:
         self._tags = OpaqueCounter(self._rng.getrandbits(32))
         self._peers: dict[Any, _Peer] = {}
         self._timer = DeadlineTimer(loop, self._fire)
+        self._tasks: set[asyncio.Future[Any]] = set()
         self.counts: dict[str, int] = {
             "q1_bodies": 0,
             "q1_blocks": 0,
@@ -311,21 +313,29 @@ class QBlockClient:
         # The final answer (2.01, 2.04, an error): it goes up on the token aiocoap waits on (§4.3: release ours).
         sender.on_final()
         self._end_upload(peer, upload)
-        if _starts_q_block2_body(response):
-            return self._download_answer(peer, self._answer_body(peer, upload, response), response)
+        # §4.3 (2.05 to FETCH): an observed FETCH's notifications come on the token of this answer (Figure 11), the
+        # one token of the body the client keeps: they go up on the request's token as this answer does.
+        observed = upload.template.opt.observe is not None and response.opt.observe is not None
+        if _starts_q_block2_body(response) or (observed and response.code.is_successful()):
+            return self._download_answer(peer, self._answer_body(peer, upload, response, observed), response)
         response.token = upload.token
         response.opt.delete_option(QBLOCK1)
         _strip_single_q_block2(response)
         return self._deliver(response)
 
-    def _answer_body(self, peer: _Peer, upload: _Upload, response: aiocoap.Message) -> _Download:
+    def _answer_body(
+        self, peer: _Peer, upload: _Upload, response: aiocoap.Message, observed: bool = False
+    ) -> _Download:
         """The answer to a Q-Block1 request is a Q-Block2 body (§4.7, §10.3): its payloads come on RESPONSE's token,
         and 'Continue' or requests for missing blocks are the request again with Q-Block2, the body's Request-Tag
         and no payload (§4.4, Figure 15); it goes up whole on the request's token, as an answer to a GET does."""
         request = upload.template.copy(mid=None, mtype=NON)
         request.remote = upload.template.remote
         request.opt.add_option(OpaqueOption(REQUEST_TAG, upload.tag))
-        download = _Download(upload.token, request, observe=False, resend_at=None)
+        download = _Download(upload.token, request, observe=observed, resend_at=None)
+        if observed:
+            download.notify = response.token
+            request.opt.observe = None  # requests for missing blocks carry no Observe (§4.5)
         old = peer.downloads.pop(upload.token, None)
         if old is not None:
             self._end_download(peer, old)
@@ -357,7 +367,7 @@ class QBlockClient:
         if option is None or (option.num == 0 and not option.more):
             # A whole body in one payload (or an error): it is the answer. An error to a request for missing blocks
             # of a notification ends only that body; aiocoap keeps waiting for the next notification.
-            if response.token != download.token and download.observe:
+            if response.token not in (download.token, download.notify) and download.observe:
                 return True
             response.opt.delete_option(QBLOCK2)
             if option is not None and response.opt.size2 == len(response.payload):
@@ -375,7 +385,7 @@ class QBlockClient:
             etag = etag if etag is not None else latest
             size2 = size2 if size2 is not None else download.first[latest].opt.size2
         if etag in download.done:
-            return True  # a late copy of a block of a body already delivered (§4.4: ignored)
+            return True  # a late copy of a block of a body already delivered or replaced (§4.4: ignored)
         if etag is not None:
             kept = download.first.get(etag)
             # The response that goes up is a block of the body; one on the request's token carries the
@@ -406,6 +416,14 @@ class QBlockClient:
                 whole.opt.size2 = None
                 self.counts["q2_bodies"] += 1
                 return self._up(peer, download, whole)
+            elif isinstance(event, BodyAbandoned) and event.replaced is not None:
+                # §4.4: the resource changed partway through; the old partial body is stale (its late blocks are
+                # ignored, not taken for yet another body), the payload with the new ETag starts the new one, and
+                # the client "may then request all of the new data" with 0/M.
+                log.info("Q-Block2 body for token %s restarted: %s", download.token.hex(), event.reason)
+                download.done.append(event.replaced)
+                if not download.observe:  # a new notification comes whole by itself (§4.5)
+                    self._ask_for(peer, download, (BlockOption(0, True, option.szx),))
             elif isinstance(event, BodyAbandoned):
                 self._abandoned(peer, download, event.reason)
             elif isinstance(event, Rejected):
@@ -438,7 +456,7 @@ class QBlockClient:
         for option in options:
             message.opt.add_option(OpaqueOption(QBLOCK2, option.encode()))
         if len(download.tokens) >= 4 * peer.params.max_payloads:  # keep the newest: answers to old ones are late
-            stale = next(iter(download.tokens))
+            stale = next(t for t in download.tokens if t != download.notify)  # the notifications' stays
             download.tokens.discard(stale)
             peer.routes.pop(stale, None)
         download.tokens.add(token)
@@ -540,8 +558,15 @@ class QBlockClient:
         self._peers.pop(remote, None)
         self._reschedule()
 
+    def keep(self, task: asyncio.Future[Any]) -> None:
+        """A task of this client's (the §4.1 probe's exchange): referenced until done, cancelled by `close`."""
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     def close(self) -> None:
         self._timer.cancel()
+        for task in list(self._tasks):
+            task.cancel()
 
 
 def _strip_single_q_block2(response: aiocoap.Message) -> None:

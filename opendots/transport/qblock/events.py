@@ -78,11 +78,13 @@ class AlreadyComplete:
 @dataclass(frozen=True)
 class BodyAbandoned:
     """A body given up: partial and silent for too long, NON_MAX_RETRANSMIT re-requests unanswered, evicted by a
-    newer body of the same peer, or replaced by a new ETag. REASON says which, for logs and metrics."""
+    newer body of the same peer, or replaced by a new ETag (REPLACED: the old ETag; the payload that replaced it
+    starts the new body). REASON says which, for logs and metrics."""
 
     peer: Hashable
     key: Hashable
     reason: str
+    replaced: bytes | None = None
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,9 @@ class Q2Receiver:
         partial = self._partial.get(key)
         if partial is not None and partial.etag != etag:
             self._partial.pop(key)
-            out.append(BodyAbandoned(None, key, "replaced by a body with a new ETag (RFC 9177 §4.4)"))
+            out.append(
+                BodyAbandoned(None, key, "replaced by a body with a new ETag (RFC 9177 §4.4)", replaced=partial.etag)
+            )
             partial = None
         if partial is None:
             diagnostic = self.limits.too_large(size2, option.size)

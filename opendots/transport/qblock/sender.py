@@ -84,6 +84,8 @@ class Q1Sender(_Bursts):
         self._named: set[int] = set()  # the blocks the last 4.08 named
         self._arrived: set[int] = set()  # blocks a 4.08 named and a later one showed arrived
         self._resent_at = float("-inf")  # when the last blocks a 4.08 asked for went
+        self._heard_at = now  # when the peer last answered (2.31, 4.08); the body's start at first
+        self._quick = 0  # probes sent while the peer had been heard within NON_RECEIVE_TIMEOUT
 
     def poll(self, now: float) -> list[SendBlock]:
         if self.deadline is None or now < self.deadline or self.done or self.failed:
@@ -92,33 +94,40 @@ class Q1Sender(_Bursts):
             return self._sent_then_probe(self._burst(now), now)
         # Everything went out and nothing came back (the final response may be lost): send the last block again so
         # the server repeats its answer or lists what it misses; NON_MAX_RETRANSMIT times, doubling the wait.
-        if self._probes >= self.params.non_max_retransmit:
+        if self._probes - self._quick >= self.params.non_max_retransmit:
             self.failed = f"no response after {self._probes} re-sends of the last block (NON_MAX_RETRANSMIT)"
             self.deadline = None
             return []
         self._probes += 1
-        self.deadline = now + self._probe_wait()
+        self.deadline = now + self._probe_wait(now)
         return [self._block(self.out.count - 1)]
 
-    def _probe_wait(self) -> float:
+    def _probe_wait(self, now: float) -> float:
         if not self._named and not self._probes:
             # The first probe of a body no 4.08 has been heard for goes past the receiver's own NON_RECEIVE_TIMEOUT,
             # so that a body it still misses blocks of gets its 4.08 first: the probe is for a lost final response.
             return self.params.time_to_wait(1) + self.delay
-        # By then the receiver has asked for missing blocks, and it answers a probe with the 4.08 again
-        # (Q1Receiver), so the probe goes NON_TIMEOUT_RANDOM after the last set (§7.2's pause between sets; it is
-        # one payload), doubling while unanswered: a 4.08 lost, or the blocks it named lost again, cost one
-        # NON_TIMEOUT_RANDOM instead of the receiver's doubling Time-to-Wait (1.55, 3.1, 6.2 s... at 0.5 s NON_TIMEOUT).
-        return self.delay * 2**self._probes
+        # By then the receiver has asked for missing blocks, and it answers a probe (the last block again) with the
+        # 4.08 again (Q1Receiver), so the probe goes NON_TIMEOUT_RANDOM after the last set or resend (§7.2's pause
+        # between sets; it is one payload). While the peer was heard within NON_RECEIVE_TIMEOUT (by which a live
+        # receiver asks for what it misses) it is not "a peer that does not respond" (§7.2, PROBING_RATE), so
+        # unanswered probes keep that pace; past it they back off, doubling as the receiver's Time-to-Wait does.
+        # At 30 % loss each way a probe and its answer both arrive half the time: doubling from the first probe
+        # (0.5, 1, 2, 4 s) left one body in ten past 10 s (bench/blocks.py, README "Block transfers under loss").
+        if now + self.delay - self._heard_at <= self.params.receive_timeout:
+            self._quick = self._probes
+            return self.delay
+        return self.delay * 2 ** max(0, self._probes - self._quick - 1)
 
     def _sent_then_probe(self, blocks: list[SendBlock], now: float) -> list[SendBlock]:
         if self.all_sent and self.deadline is None:
-            self.deadline = now + self._probe_wait()
+            self.deadline = now + self._probe_wait(now)
         return blocks
 
     def on_continue(self, option: BlockOption, now: float) -> list[SendBlock]:
         """2.31 Continue echoing block OPTION: the server has the set up to it; the next set may go at once."""
         self._probes = 0
+        self._heard_at = now
         if self.done or self.failed or option.num >= self.next_new or not option.more:
             return []  # acknowledges nothing we sent: ignore
         if self.next_new >= self.out.count:
@@ -133,6 +142,7 @@ class Q1Sender(_Bursts):
         if numbers[-1] >= self.out.count:
             raise QBlockError("4.00", f"4.08 names block {numbers[-1]} of a {self.out.count}-block body")
         self._probes = 0
+        self._heard_at = now
         if self.done or self.failed:
             return []
         # Blocks never sent yet will go in order anyway; only the ones already sent are retransmissions. A block
@@ -169,7 +179,7 @@ class Q1Sender(_Bursts):
         if now_nums:
             self._resent_at = now
         if self.all_sent:
-            self.deadline = now + self._probe_wait()
+            self.deadline = now + self._probe_wait(now)
         elif self.deadline is None or self.deadline > now + self.delay:
             self.deadline = now + self.delay
         self.last_activity = now

@@ -148,6 +148,8 @@ class Link:
             response = aiocoap.Message(code=aiocoap.CHANGED)
         else:
             response = aiocoap.Message(code=aiocoap.CONTENT, payload=self.stored)
+            if request.opt.observe == 0:  # an observation starts: the answer is its first notification
+                response.opt.observe = 1
         response.token, response.remote, response.mtype = request.token, request.remote, NON
         blocks = self.server.on_response(response)
         self._wire("down", blocks if blocks is not None else [response])
@@ -462,3 +464,58 @@ def test_a_get_sent_again_on_its_token_gets_block_0_of_the_body_under_way_not_a_
     assert len({m.opt.etag for m in link.down if q2(m) is not None}) == 1
     assert not link.failed
     assert the_answer(link, aiocoap.CONTENT).payload == BODY
+
+
+def test_a_new_etag_partway_through_a_response_body_restarts_it_instead_of_failing_the_request_rfc9177_4_4() -> None:
+    # §4.4: the server's resource changed partway through the body; "the client should treat the partial body with
+    # the old ETag as no longer being fresh" and "may then request all of the new data by specifying Q-Block2 with
+    # block number '0' and the M bit set". The request used to fail (QBlockFailed: "replaced by a body with a new
+    # ETag"), although the new body was on its way.
+    link = Link(lose=lambda direction, message: direction == "down" and (q2(message) or BlockOption(0, 0, 4)).num > 2)
+    link.request(aiocoap.GET)
+    link.run(until=0.0)  # blocks 0-2 of the first body arrived, the rest was lost
+    assert link.client.counts["q2_blocks"] == 3 and not link.delivered
+    new = bytes(300)  # the changed representation: two blocks of 256
+    asked_before = len(link.up)
+    for num in (0, 1):
+        block = aiocoap.Message(code=aiocoap.CONTENT, payload=new[num * BLOCK : (num + 1) * BLOCK])
+        block.token, block.remote, block.mtype = b"T1", link.remote, NON
+        block.opt.etag, block.opt.size2 = b"new", len(new)
+        block.opt.add_option(OpaqueOption(QBLOCK2, BlockOption(num, num == 0, 4).encode()))
+        assert link.client.on_response(block) is True
+        if num == 0:
+            assert not link.failed  # the old partial body is dropped, the request goes on
+            # and the whole new body is asked for, on a new token
+            [again] = link.up[asked_before:]
+            assert q2s(again) == [BlockOption(0, True, 4)] and again.token != b"T1"
+        if num == 0:  # a late block of the old body changes nothing: its ETag is stale now
+            late = next(m for m in link.down if q2(m) is not None and q2(m).num == 3).copy()
+            late.remote = link.remote
+            assert link.client.on_response(late) is True and not link.failed
+    assert not link.failed
+    assert the_answer(link, aiocoap.CONTENT).payload == new
+
+
+@pytest.mark.parametrize("size", [7, 1000], ids=["one-payload", "q-block2-body"])
+def test_notifications_of_a_fetch_observed_with_a_q_block1_body_go_up_on_the_requests_token_rfc9177_4_3_10_3(
+    size: int,
+) -> None:
+    # §4.3 (2.05 for FETCH): "If the FETCH request includes the Observe option, then the server MUST use the same
+    # token as used for the 2.05 (Content) response for returning any triggered Observe responses" (Figure 11): the
+    # token of the body's last payload. The client released every token of the body with the answer, so later
+    # notifications on it reached no observer.
+    link = Link()
+    fetch = aiocoap.Message(code=aiocoap.FETCH, uri_path=["r"], payload=BODY, transport_tuning=aiocoap.Unreliable)
+    fetch.remote, fetch.token, fetch.opt.observe = link.remote, b"T1", 0
+    assert link.client.on_request(fetch)
+    link.run()
+    assert [m.payload for m in link.delivered] == [BODY] and link.delivered[0].token == b"T1"
+    answered_on = next(m.token for m in link.up if q1(m) is not None and not q1(m).more)
+    note = aiocoap.Message(code=aiocoap.CONTENT, payload=(bytes(range(251)) * 4)[:size])
+    note.token, note.remote, note.mtype, note.opt.observe = answered_on, link.remote, NON, 2
+    blocks = link.server.on_response(note)
+    link._wire("down", blocks if blocks is not None else [note])
+    link.run()
+    assert not link.failed and not link.unmatched
+    assert [m.payload for m in link.delivered] == [BODY, note.payload]
+    assert link.delivered[1].token == b"T1" and link.delivered[1].opt.observe == 2
