@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import socket
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ SERVER_HANDSHAKE_TIMEOUT = 10.0
 HANDSHAKE_MIN_AGE = 1.0
 MAX_HANDSHAKES_PER_ADDRESS = 8
 SWEEP_INTERVAL_MAX = 5.0
+SWEEP_SLICE = 1_000  # sessions an idle sweep visits before it lets the event loop run (then it goes on)
 RECEIVE_BUFFER = 4 << 20  # bytes asked for the listening UDP socket (SO_RCVBUF)
 
 
@@ -91,6 +93,14 @@ class DtlsServerInterface(DtlsInterfaceBase):
         )
         self.idle_timeout = idle_timeout
         self.sessions: dict[tuple[int, tuple], DtlsRemote] = {}
+        self._deadlines: list[tuple[float, int, tuple[int, tuple]]] = []
+        """Heap of (due, serial, table key), one entry per session: `due` is a time before which the session
+        cannot expire (its last activity only moves later), so a sweep visits only the sessions that may be due,
+        not all 20,000 every 5 s. Activity does not touch the heap: a visited session still active goes back in
+        at its new due time; entries of sessions already gone are dropped when they come up. Plain numbers and
+        tuples of them, which the garbage collector does not track."""
+        self.sweep_visits = 0
+        """Heap entries the idle sweeps have looked at (tests count the work of a sweep with it)."""
         self.sockets: list[_ServerSocket] = []
         self._sweeper: asyncio.Task[None] | None = None
         self._accepted = self._hello_verify = self._dropped = self._refused = self._expired = self._resumed = 0
@@ -206,12 +216,26 @@ class DtlsServerInterface(DtlsInterfaceBase):
         remote = DtlsRemote(self, result.connection, peer[:2], local)
         transport = sock.transport
         remote._send_datagram = lambda datagram: transport.sendto(datagram, peer)
-        remote.table_key = key
-        self.sessions[key] = remote
-        if not result.connection.established:
-            self.handshakes.add(remote, address, now)
+        self.add_session(key, remote, address, now)
         remote.flush()
         self._arm_timer(remote)
+
+    def add_session(self, key: tuple[int, tuple], remote: DtlsRemote, address: str, now: float) -> None:
+        """Put REMOTE (a session just accepted from ADDRESS) into the table under KEY, and into the idle sweep."""
+        remote.table_key = key
+        self.sessions[key] = remote
+        if not remote.connection.established:
+            self.handshakes.add(remote, address, now)
+        heapq.heappush(self._deadlines, (self._due(remote), remote.serial, key))
+
+    def _due(self, remote: DtlsRemote) -> float:
+        """When REMOTE expires if nothing more happens; unfinished, the earlier of its handshake deadline and its
+        idle deadline, as it may complete and then fall silent (idle_timeout may be the shorter)."""
+        connection = remote.connection
+        idle_due = connection.last_activity + self.idle_timeout
+        if connection.established:
+            return idle_due
+        return min(idle_due, connection.created_at + self.handshake_timeout)
 
     @property
     def max_handshaking(self) -> int:
@@ -265,31 +289,54 @@ class DtlsServerInterface(DtlsInterfaceBase):
 
     # -- expiry
 
-    def expire(self, now: float) -> int:
-        """Drop idle sessions and stalled handshakes; returns how many went."""
-        gone = 0
-        for remote in list(self.sessions.values()):
+    def expire(self, now: float, limit: int | None = None) -> int:
+        """Drop idle sessions (silent for idle_timeout) and stalled handshakes (not done handshake_timeout after
+        they began); returns how many went. Visits only the sessions whose heap entry is due, at most LIMIT of them
+        (then `sweep_due` says whether more are)."""
+        deadlines = self._deadlines
+        survivors: list[tuple[float, int, tuple[int, tuple]]] = []
+        gone = visited = 0
+        while deadlines and deadlines[0][0] <= now and (limit is None or visited < limit):
+            _, serial, key = heapq.heappop(deadlines)
+            visited += 1
+            remote = self.sessions.get(key)
+            if remote is None or remote.serial != serial:
+                continue  # that session is already gone (closed, or replaced by a new one from its address)
             connection = remote.connection
             if connection.established:
-                if now - connection.last_activity < self.idle_timeout:
+                due = connection.last_activity + self.idle_timeout
+                if due > now:
+                    survivors.append((due, serial, key))
                     continue
                 connection.close()  # close_notify: the peer learns at once instead of after its next timeout
                 failure: DtlsError = SessionExpired(f"idle for more than {self.idle_timeout:g} s")
             else:
-                if now - connection.created_at < self.handshake_timeout:
+                if connection.created_at + self.handshake_timeout > now:
+                    survivors.append((self._due(remote), serial, key))
                     continue
                 connection.close()
                 failure = SessionExpired("handshake did not complete")
             self._expired += 1
             gone += 1
             self._closed(remote, failure)
+        for entry in survivors:  # after the loop: a survivor is never visited twice in one call
+            heapq.heappush(deadlines, entry)
+        self.sweep_visits += visited
         return gone
+
+    def sweep_due(self, now: float) -> bool:
+        """Whether some session may have expired by NOW (an `expire` with a limit stopped before it)."""
+        return bool(self._deadlines) and self._deadlines[0][0] <= now
 
     async def _sweep_forever(self) -> None:
         interval = min(SWEEP_INTERVAL_MAX, max(0.05, min(self.idle_timeout, self.handshake_timeout) / 4))
         while True:
             await asyncio.sleep(interval)
-            self.expire(self._loop.time())
+            now = self._loop.time()
+            self.expire(now, SWEEP_SLICE)
+            while self.sweep_due(now):  # many due at once (sessions opened together): slices, the loop runs between
+                await asyncio.sleep(0)
+                self.expire(now, SWEEP_SLICE)
 
     async def shutdown(self) -> None:
         if self._sweeper is not None:
@@ -300,6 +347,7 @@ class DtlsServerInterface(DtlsInterfaceBase):
             if remote._timer is not None:
                 remote._timer.cancel()
         self.sessions.clear()
+        self._deadlines.clear()
         self.handshakes.clear()
         self._message_manager = None
         for sock in self.sockets:

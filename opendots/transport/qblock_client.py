@@ -1,7 +1,7 @@
 """Q-Block1/Q-Block2 (RFC 9177) for a CoAP client over DTLS: the sans-I/O engine (opendots.transport.qblock) fed with
 aiocoap messages and driven by the event loop. Nothing in it is specific to DOTS.
 
-`TimerlessDedupMessageManager` (opendots.transport.aiocoap_hooks, the one module with aiocoap's private names)
+`TimerlessDedupMessageManager` (opendots.transport.aiocoap_hooks, the one package with aiocoap's private names)
 hands every outgoing request to `on_request` and every incoming response to `on_response`; for a session whose
 server is known to speak Q-Block (`learned`, after the probe of §4.1 that `opendots.transport.endpoints` sends):
 - a NON request whose body is larger than one block goes out as Q-Block1 payloads from a `Q1Sender` (MAX_PAYLOADS

@@ -1,7 +1,7 @@
 """Q-Block1/Q-Block2 (RFC 9177) for a CoAP server over DTLS: the sans-I/O engine (opendots.transport.qblock)
 fed with aiocoap messages and driven by the event loop. Nothing in it is specific to DOTS.
 
-`TimerlessDedupMessageManager` (opendots.transport.aiocoap_hooks, the one module with aiocoap's private names)
+`TimerlessDedupMessageManager` (opendots.transport.aiocoap_hooks, the one package with aiocoap's private names)
 hands every incoming request to `on_request` and every outgoing response to `on_response`:
 - a request carrying Q-Block1 is a block of a body: the blocks go to one `Q1Receiver`, its 2.31/4.08 answers go out
   as NON responses, and once the body is whole the last block's request goes up with the whole payload;

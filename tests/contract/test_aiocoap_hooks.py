@@ -1,7 +1,7 @@
 """Contract tests for the non-public aiocoap names in opendots.transport.aiocoap_hooks.
 
 If one of these fails after an aiocoap upgrade, read the message: it names the private API that moved and the
-helper in aiocoap_hooks.py that must be adapted. Do not patch around it elsewhere.
+helper in opendots/transport/aiocoap_hooks/ that must be adapted. Do not patch around it elsewhere.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def _explain(name: str, helper: str) -> str:
 def test_aiocoap_is_the_pinned_version():
     assert aiocoap.meta.version == PINNED, (
         f"aiocoap {aiocoap.meta.version} is installed but the private hooks were verified against {PINNED}; "
-        "run tests/contract and review opendots/transport/aiocoap_hooks.py before moving the pin"
+        "run tests/contract and review opendots/transport/aiocoap_hooks/ before moving the pin"
     )
 
 
