@@ -129,6 +129,7 @@ class DtlsClientInterface(DtlsInterfaceBase):
         await asyncio.wait_for(asyncio.shield(waiter), timeout)
 
     def _on_established(self, remote: DtlsRemote, event: HandshakeCompleted) -> None:
+        remote.resumed = event.resumed
         if remote.flight_sent_at is not None:  # the server's Finished answered our last flight
             remote.handshake_rtt = time.monotonic() - remote.flight_sent_at
         for key, value in self.pool.items():

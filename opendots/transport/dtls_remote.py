@@ -64,9 +64,19 @@ class DtlsRemote(interfaces.EndpointAddress):
         """When this side last sent handshake datagrams (time.monotonic())."""
         self.handshake_rtt: float | None = None
         """From our last handshake flight to the completed handshake: a round trip, measured without a CoAP ping."""
+        self.resumed = False
+        """The handshake was abbreviated (session resumption): the client sent the last flight, so its completion
+        does not prove the server holds the session (RFC 6347 §4.2.4)."""
+        self.answered = False
+        """Application data came in on this session: the peer holds it."""
 
     def __repr__(self) -> str:
         return f"<DtlsRemote {self.hostinfo} {self.connection.state.value}>"
+
+    @property
+    def unconfirmed(self) -> bool:
+        """Resumed, and nothing has come back on it yet: the server may have dropped its half of the handshake."""
+        return self.resumed and not self.answered
 
     @property
     def peer_identity(self) -> PeerIdentity | None:
@@ -173,6 +183,7 @@ class DtlsInterfaceBase(interfaces.MessageInterface):
     def _handle_events(self, remote: DtlsRemote, events: list[DtlsEvent]) -> None:
         for event in events:
             if isinstance(event, ApplicationData):
+                remote.answered = True
                 self._deliver(remote, event.data)
             elif isinstance(event, HandshakeCompleted):
                 log.debug("DTLS session with %s established (resumed=%s)", remote.hostinfo, event.resumed)

@@ -270,16 +270,28 @@ async def open_session(context: aiocoap.Context, uri: str, *, timeout: float = D
     """Open the session to URI (coaps:// or coaps+tcp://), as a connection attempt of RFC 9132 §4.3 does; returns
     a round-trip time. Raises TimeoutError.
 
-    Over DTLS the completed handshake is the proof that the server is there and holds the session (its Finished
-    answers our last flight), and that last round trip is the RTT: no CoAP ping follows. Under loss that ping was
-    one more exchange to lose, on RFC 7252's slower schedule (2-3 s, doubling) than the handshake's (RFC 6347
-    §4.2.4.1: 1 s, doubling): at 30 % loss it cut the attempts done within 6 s from about half to about a third
-    (bench/dtls_loss.py). Over TLS (TCP retransmits) a 7.02 Ping follows the handshake, as before.
+    Over DTLS a completed full handshake is the proof that the server is there and holds the session (its Finished
+    answers our last flight), and that last round trip is the RTT: no CoAP ping follows. A resumed handshake ends
+    with the client's Finished, which nothing answers: until something comes back on it, a ping follows (and the
+    session is dropped if that goes unanswered). Under loss that ping is one more exchange to lose, on RFC 7252's
+    slower schedule (2-3 s, doubling) than the handshake's (RFC 6347 §4.2.4.1: 1 s, doubling): at 30 % loss it cut
+    the attempts done within 6 s from about half to about a third (bench/dtls_loss.py). Over TLS (TCP retransmits)
+    a 7.02 Ping follows the handshake, as before.
     """
     started = time.perf_counter()
     remote = await asyncio.wait_for(resolve_remote(context, uri), timeout)
-    if isinstance(remote, DtlsRemote):
+    if isinstance(remote, DtlsRemote) and not remote.unconfirmed:
         return remote.handshake_rtt if remote.handshake_rtt is not None else time.perf_counter() - started
+    if isinstance(remote, DtlsRemote):
+        # A resumed (abbreviated) handshake ends with OUR Finished: if that flight and its retransmissions were
+        # lost, the server dropped the unfinished handshake and we hold a session it does not (every request on it
+        # would go unanswered, with nothing to tell us). An answered ping confirms it; if none comes, the session
+        # goes, so the next attempt handshakes again.
+        try:
+            return await ping(context, remote, timeout=max(0.0, timeout - (time.perf_counter() - started)))
+        except TimeoutError:
+            remote.owner.drop(remote, "no answer on the resumed session: the server may not hold it")
+            raise
     return await ping(context, remote, timeout=timeout)
 
 

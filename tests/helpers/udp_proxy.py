@@ -4,6 +4,7 @@ loss on one leg of a chain, without namespaces (the payload is DTLS: it is chose
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 
@@ -18,7 +19,8 @@ class _Upstream(asyncio.DatagramProtocol):
 
 class LossyUdpProxy(asyncio.DatagramProtocol):
     """`await proxy.start(server_port)` → the port to send to; `drop_next_upstream(larger_than)` arms the loss of the
-    next datagram toward the server above that size; `dropped` counts the losses."""
+    next datagram toward the server above that size; `upstream_filter`, while set, drops every datagram toward the
+    server it returns True for; `dropped` counts the losses."""
 
     def __init__(self) -> None:
         self.listener: asyncio.DatagramTransport | None = None
@@ -26,6 +28,7 @@ class LossyUdpProxy(asyncio.DatagramProtocol):
         self.upstream: dict[Any, asyncio.DatagramTransport] = {}
         self.waiting: dict[Any, list[bytes]] = {}
         self.armed: list[int] = []
+        self.upstream_filter: Callable[[bytes], bool] | None = None
         self.dropped = 0
 
     async def start(self, server_port: int, host: str = "127.0.0.1") -> int:
@@ -40,6 +43,9 @@ class LossyUdpProxy(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: Any) -> None:
         if self.armed and len(data) > self.armed[0]:
             self.armed.pop(0)
+            self.dropped += 1
+            return
+        if self.upstream_filter is not None and self.upstream_filter(data):
             self.dropped += 1
             return
         if addr in self.waiting:  # its upstream socket is being opened
