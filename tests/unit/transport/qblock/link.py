@@ -196,3 +196,36 @@ def body_of(blocks: int, last: int = 100, size: int = 1024) -> bytes:
     """A body of BLOCKS blocks of SIZE bytes, the last one LAST bytes long, every byte telling where it is."""
     length = (blocks - 1) * size + last
     return bytes((i * 7 + i // 256) % 251 for i in range(length))
+
+
+# A lossy path's RFC 9362 values (bench/blocks.py's LOSSY_PATH had NON_TIMEOUT 0.5 s until it went to 0.30 s):
+# NON_TIMEOUT_RANDOM 0.5-0.55 s.
+LOSSY = QBlockParameters(
+    max_payloads=32,
+    non_max_retransmit=8,
+    non_timeout=0.5,
+    non_receive_timeout=1.55,
+    non_probing_wait=10.0,
+    non_partial_timeout=60.0,
+    ack_random_factor=1.1,
+)
+
+
+def transfers_at_30_percent_loss(params: QBlockParameters, count: int = 40) -> tuple[int, list[float]]:
+    """COUNT seeded transfers of a 64-block body, 30 % of the messages lost each way: (how many failed, the link
+    times at which the others' final response arrived). Link time is the engines' `now`, not a clock."""
+    failed, finished = 0, []
+    for seed in range(count):
+        chance = random.Random(seed)
+        link = Link(params=params, lose=lambda label, nth, c=chance: c.random() < 0.3, seed=seed)
+        body = body_of(64)
+        link.put(body)
+        link.run(until=120.0)
+        final = [
+            t for t, line in zip(link.times, link.trace, strict=True) if line.startswith("← T:") and "2.04" in line
+        ]
+        if link.server_got != [body] or link.sender is None or link.sender.failed or not final:
+            failed += 1
+        else:
+            finished.append(final[0])
+    return failed, finished

@@ -12,19 +12,7 @@ import random
 import pytest
 
 from opendots.transport.qblock import Q1Sender, QBlockParameters, encode_missing
-from tests.unit.transport.qblock.link import Link, body_of
-
-# A lossy path's RFC 9362 values (bench/blocks.py's LOSSY_PATH had NON_TIMEOUT 0.5 s until it went to 0.30 s):
-# NON_TIMEOUT_RANDOM 0.5-0.55 s.
-LOSSY = QBlockParameters(
-    max_payloads=32,
-    non_max_retransmit=8,
-    non_timeout=0.5,
-    non_receive_timeout=1.55,
-    non_probing_wait=10.0,
-    non_partial_timeout=60.0,
-    ack_random_factor=1.1,
-)
+from tests.unit.transport.qblock.link import LOSSY, transfers_at_30_percent_loss
 
 
 def probes_after_a_4_08(params: QBlockParameters, count: int) -> tuple[Q1Sender, list[float]]:
@@ -69,19 +57,6 @@ def test_only_the_probes_past_non_receive_timeout_count_towards_non_max_retransm
 def test_at_30_percent_loss_both_ways_95_of_100_seeded_64_block_bodies_arrive_within_10_s_of_link_time() -> None:
     # The lossy-path values through the deterministic link (30 % of the messages lost each way, seeded). With probes
     # doubling from the first: 90 of 100 within 10 s, 2 failed (the slowest 21 s).
-    failed, finished = 0, []
-    for seed in range(100):
-        chance = random.Random(seed)
-        link = Link(params=LOSSY, lose=lambda label, nth, c=chance: c.random() < 0.3, seed=seed)
-        body = body_of(64)
-        link.put(body)
-        link.run(until=120.0)
-        final = [
-            t for t, line in zip(link.times, link.trace, strict=True) if line.startswith("← T:") and "2.04" in line
-        ]
-        if link.server_got != [body] or link.sender is None or link.sender.failed or not final:
-            failed += 1
-        else:
-            finished.append(final[0])
+    failed, finished = transfers_at_30_percent_loss(LOSSY, count=100)
     assert failed == 0
     assert sum(t <= 10.0 for t in finished) >= 95

@@ -20,20 +20,11 @@ from opendots.transport.qblock import (
     decode_missing,
     encode_missing,
 )
-from tests.unit.transport.qblock.link import Link, body_of
+from tests.unit.transport.qblock.link import LOSSY, transfers_at_30_percent_loss
 
 PARAMS = QBlockParameters()  # MAX_PAYLOADS 10, NON_TIMEOUT 2 s, NON_RECEIVE_TIMEOUT 4 s, NON_MAX_RETRANSMIT 4
 # What bench/blocks.py negotiated for a lossy path (RFC 9362) until its NON_TIMEOUT went to 0.30 s (README "Block
 # transfers under loss" says why).
-LOSSY = QBlockParameters(
-    max_payloads=32,
-    non_max_retransmit=8,
-    non_timeout=0.5,
-    non_receive_timeout=1.55,
-    non_probing_wait=10.0,
-    non_partial_timeout=60.0,
-    ack_random_factor=1.1,
-)
 
 
 def block(receiver: Q1Receiver, num: int, count: int, now: float, token: bytes) -> list[Respond]:
@@ -98,26 +89,6 @@ def test_a_block_named_by_several_4_08s_while_others_arrive_does_not_end_the_tra
     for step in range(4):
         sender.on_missing(encode_missing([3]), 20.0 + step)
     assert sender.failed is not None and "NON_MAX_RETRANSMIT" in sender.failed
-
-
-def transfers_at_30_percent_loss(params: QBlockParameters, count: int = 40) -> tuple[int, list[float]]:
-    """COUNT seeded transfers of a 64-block body, 30 % of the messages lost each way: (how many failed, the link
-    times at which the others' final response arrived). Link time is the engines' `now`, not a clock."""
-    failed, finished = 0, []
-    for seed in range(count):
-        chance = random.Random(seed)
-        link = Link(params=params, lose=lambda label, nth, c=chance: c.random() < 0.3, seed=seed)
-        body = body_of(64)
-        link.put(body)
-        link.run(until=120.0)
-        final = [
-            t for t, line in zip(link.times, link.trace, strict=True) if line.startswith("← T:") and "2.04" in line
-        ]
-        if link.server_got != [body] or link.sender is None or link.sender.failed or not final:
-            failed += 1
-        else:
-            finished.append(final[0])
-    return failed, finished
 
 
 def test_at_30_percent_loss_both_ways_a_64_block_body_mostly_arrives_within_10_s_of_link_time() -> None:
