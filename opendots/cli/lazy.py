@@ -13,7 +13,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import click
-from click.utils import make_default_short_help
 
 from opendots.cli.common import OpenDotsGroup
 
@@ -29,6 +28,11 @@ def load(loader: Loader) -> click.Command:
     if not isinstance(command, click.Command):
         raise TypeError(f"{loader} is not a click command")
     return command
+
+
+def static_line(line: str, limit: int) -> str:
+    """LINE as click shortens a command's help to LIMIT characters in its group's --help."""
+    return click.Command(None, help=line).get_short_help_str(limit)
 
 
 class LazyGroup(OpenDotsGroup):
@@ -51,7 +55,7 @@ class LazyGroup(OpenDotsGroup):
         if name in self.commands or name not in self.lazy:
             command = self.get_command(ctx, name)
             return None if command is None or command.hidden else command.get_short_help_str(limit)
-        return make_default_short_help(self.lazy[name][1], limit)
+        return static_line(self.lazy[name][1], limit)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # click's own layout (Group.format_commands), with the static lines for the verbs not imported yet.
