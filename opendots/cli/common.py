@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from opendots import eventloop
 from opendots.errors import OpenDotsError
+
+if TYPE_CHECKING:  # asyncio is for the verbs that run one: not for `opendots --help` (issue 20)
+    from opendots import eventloop
 
 
 class OperatorError(click.ClickException):
@@ -129,6 +131,8 @@ class ConfiguredCommand(OpenDotsCommand):
 
 def run_service(main: Coroutine[Any, Any, None], event_loop: eventloop.EventLoopChoice) -> None:
     """Run a long-running process's MAIN on EVENT_LOOP until it returns (a signal sets it stopping)."""
+    from opendots import eventloop
+
     try:
         eventloop.run(main, event_loop)
     except OpenDotsError:

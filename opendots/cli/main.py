@@ -1,4 +1,9 @@
-"""Entry point of the `opendots` console script."""
+"""Entry point of the `opendots` console script.
+
+The verbs are imported lazily (opendots.cli.lazy): `opendots --help` and `opendots fastnetmon-hook` must not pay
+for aiohttp, aiocoap, pyOpenSSL and the YANG model they do not use. A new verb goes in VERBS with its one-line help
+(the first sentence of its docstring; tests/unit/cli/test_lazy_commands.py checks they agree).
+"""
 
 from __future__ import annotations
 
@@ -7,40 +12,56 @@ import logging
 import click
 
 from opendots import __version__
-from opendots.cli.admin import admin
-from opendots.cli.callhome import callhome
-from opendots.cli.certs import certs
-from opendots.cli.client import client
-from opendots.cli.client_telemetry import telemetry
-from opendots.cli.common import OpenDotsGroup
-from opendots.cli.data import data
-from opendots.cli.db import db
-from opendots.cli.demo import demo
-from opendots.cli.fastnetmon import fastnetmon_hook
-from opendots.cli.gateway import gateway
-from opendots.cli.server import server
+from opendots.cli.lazy import LazyGroup, Loader
 
 
-@click.group(cls=OpenDotsGroup)
+def _client() -> click.Command:
+    from opendots.cli.client import client
+    from opendots.cli.client_telemetry import telemetry
+
+    client.add_command(telemetry)
+    return client
+
+
+VERBS: dict[str, tuple[Loader, str]] = {
+    "admin": (
+        "opendots.cli.admin:admin",
+        "Operate a running DOTS server: its clients, mitigations and redirection ([server] admin_socket).",
+    ),
+    "callhome": (
+        "opendots.cli.callhome:callhome",
+        "RFC 9066 DOTS Call Home (the customer's DOTS server dials the provider's DOTS client).",
+    ),
+    "certs": ("opendots.cli.certs:certs", "Create test certificates (ECDSA P-256) and configs for labs and tests."),
+    "client": (_client, "DOTS client: the agent and its verbs (RFC 9132 signal channel)."),
+    "data": (
+        "opendots.cli.data:data",
+        "Manage this client's registration, aliases and filtering rules on its DOTS server (RFC 8783).",
+    ),
+    "db": ("opendots.cli.db:db", "The server's database ([server] db): schema migrations."),
+    "demo": (
+        "opendots.cli.demo:demo",
+        "Run a DOTS server and client on loopback and signal a mitigation end to end.",
+    ),
+    "fastnetmon-hook": ("opendots.cli.fastnetmon:fastnetmon_hook", "Called by FastNetMon as `..."),
+    "gateway": (
+        "opendots.cli.gateway:gateway",
+        "A DOTS gateway (RFC 8811 §2.2.3): `opendots gateway --config gw.toml` runs it.",
+    ),
+    "server": (
+        "opendots.cli.server:server",
+        "Serve the DOTS signal channel over DTLS and TLS, and the data channel over HTTPS, until SIGINT/SIGTERM.",
+    ),
+}
+
+
+@click.group(cls=LazyGroup, lazy=VERBS)
 @click.version_option(__version__, prog_name="opendots")
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
 def cli(verbose: int) -> None:
     """OpenDOTS: DDoS Open Threat Signaling client, server and gateway."""
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
-cli.add_command(admin)
-cli.add_command(callhome)
-cli.add_command(certs)
-client.add_command(telemetry)
-cli.add_command(client)
-cli.add_command(data)
-cli.add_command(db)
-cli.add_command(demo)
-cli.add_command(fastnetmon_hook)
-cli.add_command(gateway)
-cli.add_command(server)
 
 
 def main() -> None:
