@@ -1,7 +1,7 @@
 """nftables actuator figures, measured in a fresh namespace lab (needs root): prints one table.
 
     .venv/bin/python bench/mitigate.py [--runs 50] [--seconds 0.2] [--rounds 81]
-        [--only install|forwarding|first-drop ...] [--config SUBSTRING ...]
+        [--only install|forwarding|first-drop ...] [--config SUBSTRING ...] [--backend library|process ...]
 
 1. time to install 10,000 targets in one batch (IPv6 /128s; IPv4 address.UDP.port entries; 10,000 mitigations);
 2. forwarding through the router with 10,000 targets installed vs none, same run, as the median of paired
@@ -294,8 +294,10 @@ def ratio_text(ratios: list[float]) -> str:
     return f"{100 * statistics.median(ratios):.0f} %, IQR {100 * lower:.0f}–{100 * upper:.0f}"
 
 
-async def bench_first_drop(lab: Lab, runs: int) -> None:
-    mitigator = NftablesMitigator(lab.router_ingress, table=f"odb{secrets.token_hex(3)}", netns=lab.router.name)
+async def bench_first_drop(lab: Lab, runs: int, backend: str = "auto", label: str = "") -> None:
+    mitigator = NftablesMitigator(
+        lab.router_ingress, table=f"odb{secrets.token_hex(3)}", netns=lab.router.name, backend=backend
+    )
     victim = str(lab.victim_v4[1])
     scope = MitigationScope("bench/latency", (ipaddress.ip_network(f"{victim}/32"),))
     pps = 10_000
@@ -332,15 +334,16 @@ async def bench_first_drop(lab: Lab, runs: int) -> None:
             first_drop.append(max(0.0, silence[0] - applied) + 1.0 / pps)
             resumed.append(silence[1] - withdrawn)
     if not first_drop:
-        row("apply() → first dropped packet", "not observed", "p50 < 50 ms")
+        row(f"{label}apply() → first dropped packet", "not observed", "p50 < 50 ms")
         return
     row(
-        f"apply() → first dropped packet ({len(first_drop)}/{runs} runs, {pps} pps flood)",
+        f"{label}apply() → first dropped packet ({len(first_drop)}/{runs} runs, {pps} pps flood)",
         percentiles(first_drop),
         "p50 < 50 ms",
     )
-    row("withdraw() → traffic delivered again", percentiles(resumed), "")
-    row("apply() call duration (nsenter + nft batch)", percentiles(apply_call), "reference")
+    row(f"{label}withdraw() → traffic delivered again", percentiles(resumed), "")
+    how = "nft batch in-process" if mitigator.in_process else "nsenter + nft process"
+    row(f"{label}apply() call duration ({how})", percentiles(apply_call), "reference")
 
 
 def percentiles(seconds: list[float]) -> str:
@@ -381,6 +384,13 @@ async def main() -> None:
         action="store_true",
         help="forwarding: with the breakdown table of RFC 9244 §8.3 per protocol and port (count_breakdown)",
     )
+    parser.add_argument(
+        "--backend",
+        action="append",
+        choices=("auto", "library", "process"),
+        default=[],
+        help="first-drop: nftables through libnftables in-process or nft processes (repeatable: one run each)",
+    )
     parser.add_argument("--flood-loop", action="store_true", help=argparse.SUPPRESS)  # FloodLoop's sender
     args = parser.parse_args()
     if args.flood_loop:
@@ -404,7 +414,8 @@ async def main() -> None:
                 args.count_breakdown,
             )
         if "first-drop" in parts:
-            await bench_first_drop(lab, args.runs)
+            for backend in args.backend or ["auto"]:
+                await bench_first_drop(lab, args.runs, backend, f"{backend}: " if len(args.backend) > 1 else "")
     width = max(len(what) for what, _, _ in rows)
     fig_width = max(len(figure) for _, figure, _ in rows)
     print(f"{'measure':<{width}}  {'figure':<{fig_width}}  target")
