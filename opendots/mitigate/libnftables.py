@@ -139,10 +139,10 @@ class _Worker:
         self.jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self.running = True
         started: Future[None] = Future()
-        self._thread = threading.Thread(
+        self.thread = threading.Thread(
             target=self._serve, args=(api, namespace_fd, started), name="libnftables", daemon=True
         )
-        self._thread.start()
+        self.thread.start()
         started.result()  # the namespace entered and the context made, or why not
 
     def _serve(self, api: _Api, namespace_fd: int | None, started: Future[None]) -> None:
@@ -236,7 +236,15 @@ async def run(namespace: str | None, command: str, *, json_output: bool = False,
     return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
 
 
-def workers() -> int:
-    """How many worker threads are running (for tests)."""
+def worker_thread(namespace: str | None) -> int | None:
+    """The identifier of the thread serving NAMESPACE (a path; None: this process's), None when there is none."""
+    identity = None
+    if namespace is not None:
+        try:
+            status = os.stat(namespace)
+        except OSError:
+            return None
+        identity = (status.st_dev, status.st_ino)
     with _workers_lock:
-        return len(_workers)
+        worker = _workers.get(identity)
+        return worker.thread.ident if worker is not None else None

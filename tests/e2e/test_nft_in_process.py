@@ -91,13 +91,15 @@ async def test_a_namespace_deleted_and_recreated_under_the_same_name_gets_a_fres
     subprocess.run(["ip", "netns", "add", name], check=True)
     try:
         await libnftables.run(path, "add table netdev kept", timeout=10.0)
-        before = libnftables.workers()
+        first = libnftables.worker_thread(path)
+        assert first is not None
         assert "table netdev kept" in await libnftables.run(path, "list tables", timeout=10.0)
-        assert libnftables.workers() == before  # one worker per namespace, reused
+        assert libnftables.worker_thread(path) == first  # one worker per namespace, reused
         subprocess.run(["ip", "netns", "del", name], check=True)
         with pytest.raises(libnftables.NftError, match="cannot open network namespace"):
             await libnftables.run(path, "list tables", timeout=10.0)
         subprocess.run(["ip", "netns", "add", name], check=True)
         assert await libnftables.run(path, "list tables", timeout=10.0) == ""  # not the deleted namespace's table
+        assert libnftables.worker_thread(path) not in (None, first)
     finally:
         subprocess.run(["ip", "netns", "del", name], check=False)
