@@ -73,20 +73,24 @@ async def timed(action) -> float:
     return time.perf_counter() - start
 
 
-async def bench_install(lab: Lab) -> None:
-    mitigator = NftablesMitigator(lab.router_ingress, table=f"odb{secrets.token_hex(3)}", netns=lab.router.name)
+async def bench_install(lab: Lab, backend: str = "auto", label: str = "") -> None:
+    mitigator = NftablesMitigator(
+        lab.router_ingress, table=f"odb{secrets.token_hex(3)}", netns=lab.router.name, backend=backend
+    )
     try:
         seconds = await timed(mitigator.apply(MitigationScope("bench/v6", v6_targets(TARGETS))))
-        row("install 10,000 IPv6 /128 targets, 1 mitigation (1 batch)", f"{seconds * 1000:.0f} ms", "< 1000 ms")
+        row(f"{label}install 10,000 IPv6 /128 targets, 1 mitigation (1 batch)", f"{seconds * 1000:.0f} ms", "< 1000 ms")
         await mitigator.cleanup()
         seconds = await timed(mitigator.apply(v4_port_scope("bench/v4", TARGETS)))
         row(
-            "install 10,000 IPv4 addr.udp.port targets, 1 mitigation (1 batch)", f"{seconds * 1000:.0f} ms", "< 1000 ms"
+            f"{label}install 10,000 IPv4 addr.udp.port targets, 1 mitigation (1 batch)",
+            f"{seconds * 1000:.0f} ms",
+            "< 1000 ms",
         )
         await mitigator.cleanup()
         scopes = [MitigationScope(f"bench/{i}", (target,)) for i, target in enumerate(v6_targets(TARGETS))]
         seconds = await timed(mitigator.restore(scopes))
-        row("restore 10,000 mitigations × 1 target each (1 batch)", f"{seconds * 1000:.0f} ms", "")
+        row(f"{label}restore 10,000 mitigations × 1 target each (1 batch)", f"{seconds * 1000:.0f} ms", "")
     finally:
         await mitigator.cleanup()
 
@@ -389,7 +393,7 @@ async def main() -> None:
         action="append",
         choices=("auto", "library", "process"),
         default=[],
-        help="first-drop: nftables through libnftables in-process or nft processes (repeatable: one run each)",
+        help="install, first-drop: nftables through libnftables in-process or nft processes (repeatable: one run each)",
     )
     parser.add_argument("--flood-loop", action="store_true", help=argparse.SUPPRESS)  # FloodLoop's sender
     args = parser.parse_args()
@@ -401,8 +405,10 @@ async def main() -> None:
     if reason:
         sys.exit(f"cannot run: {reason}")
     with Lab() as lab:
+        labelled = len(args.backend) > 1
         if "install" in parts:
-            await bench_install(lab)
+            for backend in args.backend or ["auto"]:
+                await bench_install(lab, backend, f"{backend}: " if labelled else "")
         if "forwarding" in parts:
             await bench_forwarding(
                 lab,
@@ -415,7 +421,7 @@ async def main() -> None:
             )
         if "first-drop" in parts:
             for backend in args.backend or ["auto"]:
-                await bench_first_drop(lab, args.runs, backend, f"{backend}: " if len(args.backend) > 1 else "")
+                await bench_first_drop(lab, args.runs, backend, f"{backend}: " if labelled else "")
     width = max(len(what) for what, _, _ in rows)
     fig_width = max(len(figure) for _, figure, _ in rows)
     print(f"{'measure':<{width}}  {'figure':<{fig_width}}  target")
