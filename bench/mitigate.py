@@ -1,7 +1,7 @@
 """nftables actuator figures, measured in a fresh namespace lab (needs root): prints one table.
 
     .venv/bin/python bench/mitigate.py [--runs 50] [--seconds 0.2] [--rounds 81]
-        [--only install|forwarding|first-drop ...] [--config SUBSTRING ...]
+        [--only install|forwarding|first-drop ...] [--config SUBSTRING ...] [--backend library|process ...]
 
 1. time to install 10,000 targets in one batch (IPv6 /128s; IPv4 address.UDP.port entries; 10,000 mitigations);
 2. forwarding through the router with 10,000 targets installed vs none, same run, as the median of paired
@@ -73,20 +73,24 @@ async def timed(action) -> float:
     return time.perf_counter() - start
 
 
-async def bench_install(lab: Lab) -> None:
-    mitigator = NftablesMitigator(lab.router_ingress, table=f"odb{secrets.token_hex(3)}", netns=lab.router.name)
+async def bench_install(lab: Lab, backend: str = "auto", label: str = "") -> None:
+    mitigator = NftablesMitigator(
+        lab.router_ingress, table=f"odb{secrets.token_hex(3)}", netns=lab.router.name, backend=backend
+    )
     try:
         seconds = await timed(mitigator.apply(MitigationScope("bench/v6", v6_targets(TARGETS))))
-        row("install 10,000 IPv6 /128 targets, 1 mitigation (1 batch)", f"{seconds * 1000:.0f} ms", "< 1000 ms")
+        row(f"{label}install 10,000 IPv6 /128 targets, 1 mitigation (1 batch)", f"{seconds * 1000:.0f} ms", "< 1000 ms")
         await mitigator.cleanup()
         seconds = await timed(mitigator.apply(v4_port_scope("bench/v4", TARGETS)))
         row(
-            "install 10,000 IPv4 addr.udp.port targets, 1 mitigation (1 batch)", f"{seconds * 1000:.0f} ms", "< 1000 ms"
+            f"{label}install 10,000 IPv4 addr.udp.port targets, 1 mitigation (1 batch)",
+            f"{seconds * 1000:.0f} ms",
+            "< 1000 ms",
         )
         await mitigator.cleanup()
         scopes = [MitigationScope(f"bench/{i}", (target,)) for i, target in enumerate(v6_targets(TARGETS))]
         seconds = await timed(mitigator.restore(scopes))
-        row("restore 10,000 mitigations × 1 target each (1 batch)", f"{seconds * 1000:.0f} ms", "")
+        row(f"{label}restore 10,000 mitigations × 1 target each (1 batch)", f"{seconds * 1000:.0f} ms", "")
     finally:
         await mitigator.cleanup()
 
@@ -294,8 +298,10 @@ def ratio_text(ratios: list[float]) -> str:
     return f"{100 * statistics.median(ratios):.0f} %, IQR {100 * lower:.0f}–{100 * upper:.0f}"
 
 
-async def bench_first_drop(lab: Lab, runs: int) -> None:
-    mitigator = NftablesMitigator(lab.router_ingress, table=f"odb{secrets.token_hex(3)}", netns=lab.router.name)
+async def bench_first_drop(lab: Lab, runs: int, backend: str = "auto", label: str = "") -> None:
+    mitigator = NftablesMitigator(
+        lab.router_ingress, table=f"odb{secrets.token_hex(3)}", netns=lab.router.name, backend=backend
+    )
     victim = str(lab.victim_v4[1])
     scope = MitigationScope("bench/latency", (ipaddress.ip_network(f"{victim}/32"),))
     pps = 10_000
@@ -332,15 +338,16 @@ async def bench_first_drop(lab: Lab, runs: int) -> None:
             first_drop.append(max(0.0, silence[0] - applied) + 1.0 / pps)
             resumed.append(silence[1] - withdrawn)
     if not first_drop:
-        row("apply() → first dropped packet", "not observed", "p50 < 50 ms")
+        row(f"{label}apply() → first dropped packet", "not observed", "p50 < 50 ms")
         return
     row(
-        f"apply() → first dropped packet ({len(first_drop)}/{runs} runs, {pps} pps flood)",
+        f"{label}apply() → first dropped packet ({len(first_drop)}/{runs} runs, {pps} pps flood)",
         percentiles(first_drop),
         "p50 < 50 ms",
     )
-    row("withdraw() → traffic delivered again", percentiles(resumed), "")
-    row("apply() call duration (nsenter + nft batch)", percentiles(apply_call), "reference")
+    row(f"{label}withdraw() → traffic delivered again", percentiles(resumed), "")
+    how = "nft batch in-process" if mitigator.in_process else "nsenter + nft process"
+    row(f"{label}apply() call duration ({how})", percentiles(apply_call), "reference")
 
 
 def percentiles(seconds: list[float]) -> str:
@@ -381,6 +388,13 @@ async def main() -> None:
         action="store_true",
         help="forwarding: with the breakdown table of RFC 9244 §8.3 per protocol and port (count_breakdown)",
     )
+    parser.add_argument(
+        "--backend",
+        action="append",
+        choices=("auto", "library", "process"),
+        default=[],
+        help="install, first-drop: nftables through libnftables in-process or nft processes (repeatable: one run each)",
+    )
     parser.add_argument("--flood-loop", action="store_true", help=argparse.SUPPRESS)  # FloodLoop's sender
     args = parser.parse_args()
     if args.flood_loop:
@@ -391,8 +405,10 @@ async def main() -> None:
     if reason:
         sys.exit(f"cannot run: {reason}")
     with Lab() as lab:
+        labelled = len(args.backend) > 1
         if "install" in parts:
-            await bench_install(lab)
+            for backend in args.backend or ["auto"]:
+                await bench_install(lab, backend, f"{backend}: " if labelled else "")
         if "forwarding" in parts:
             await bench_forwarding(
                 lab,
@@ -404,7 +420,8 @@ async def main() -> None:
                 args.count_breakdown,
             )
         if "first-drop" in parts:
-            await bench_first_drop(lab, args.runs)
+            for backend in args.backend or ["auto"]:
+                await bench_first_drop(lab, args.runs, backend, f"{backend}: " if labelled else "")
     width = max(len(what) for what, _, _ in rows)
     fig_width = max(len(figure) for _, figure, _ in rows)
     print(f"{'measure':<{width}}  {'figure':<{fig_width}}  target")

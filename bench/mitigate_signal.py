@@ -1,6 +1,6 @@
 """Signal → first dropped packet: how long from a DOTS mitigation request to the router dropping the flood.
 
-    .venv/bin/python bench/mitigate_signal.py [--runs 30] [--pps 10000]
+    .venv/bin/python bench/mitigate_signal.py [--runs 30] [--pps 10000] [--backend auto|library|process]
 
 In a fresh namespace lab (needs root), with an `opendots server` process (nftables actuator on the router) and an
 `opendots client run` agent, each run floods one fresh UDP port of the victim and asks for mitigation of exactly
@@ -80,6 +80,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--pps", type=int, default=10_000)
+    parser.add_argument(
+        "--backend", choices=("auto", "library", "process"), default="auto", help="nftables: in-process or nft children"
+    )
     args = parser.parse_args()
     reason = lab_unavailable_reason()
     if reason:
@@ -96,8 +99,11 @@ def main() -> int:
             "interface": lab.router_ingress,
             "table": server_table,
             "netns": lab.router.name,
+            "backend": args.backend,
         }
-        reference = NftablesMitigator(lab.router_ingress, table=reference_table, netns=lab.router.name)
+        reference = NftablesMitigator(
+            lab.router_ingress, table=reference_table, netns=lab.router.name, backend=args.backend
+        )
         loop = asyncio.new_event_loop()
         with ProcessStack(Path(scratch), [mitigator]) as stack:
             stack.start_server()

@@ -304,11 +304,11 @@ def build_actuator(
         from opendots.mitigate.nftables import NftablesMitigator
 
         known = {"interface", "table", "netns", "rate_limit_pps", "nat_external", "nat_state", "count_passed"}
-        known.add("count_breakdown")
+        known |= {"count_breakdown", "backend"}
         if set(options) - known or "interface" not in options:
             raise ConfigError(
                 "[[mitigators]] type nftables takes interface, table, netns, rate_limit_pps, nat_external,"
-                f" nat_state, count_passed, count_breakdown; got {sorted(options)}"
+                f" nat_state, count_passed, count_breakdown, backend; got {sorted(options)}"
             )
         count_passed = options.get("count_passed", count_passed)
         count_breakdown = options.get("count_breakdown", False)  # RFC 9244 §8.3 per protocol/port: opt-in, it costs
@@ -324,6 +324,7 @@ def build_actuator(
                 top_talkers=top_talkers,
                 count_passed=count_passed,
                 count_breakdown=count_breakdown,
+                backend=options.get("backend", "auto"),
             )
         except ValueError as error:
             raise ConfigError(f"[[mitigators]] type nftables: {error}") from None
