@@ -1,0 +1,139 @@
+"""Server CPU per message for the messages every session repeats: heartbeat PUT /hb, refresh PUT (the same
+mitigation request again, same body) and GET of one mitigation, over DTLS, OpenDOTS beside libcoap in the same run.
+
+One DTLS client (the sans-I/O DTLS core, no aiocoap on the client side, so the generator stays cheap) sends N
+messages of one kind, one at a time, Non-confirmable (RFC 9132 §4.4.1, §4.7), to a fresh server process; the
+server's CPU over the N (from /proc: 10 ms ticks, so N in the thousands) is divided by N. libcoap's
+coap-server-openssl runs with dynamic resources (`-d`): the first PUT creates the resource (2.01), the next ones
+update it (2.04), a GET reads it (2.05): the same message shapes, the same bytes. The floor (bench/signal_channel.py's)
+is aiocoap with our DTLS transport answering 4.04 at once: the transport, CoAP and event-loop share of OpenDOTS's
+figure. The generator's CPU per message is printed beside each row. `--profile DIR` writes a cProfile (CPU time) of
+OpenDOTS's server per kind (DIR/KIND.prof); it inflates that server's figures about threefold.
+
+Usage: PYTHONPATH=. python bench/message_cpu.py [--messages 3000] [--profile /tmp/prof]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
+
+import argparse
+import asyncio
+import tempfile
+import time
+
+import aiocoap
+from aiocoap.numbers.codes import Code
+from aiocoap.numbers.types import Type
+
+from bench._common import SansIoDtlsClient, cpu_seconds, files, free_port, print_table
+from bench.signal_channel import SCOPE, pin, start_libcoap, start_role, stop
+from opendots.cli.certs import init_pki
+from opendots.model import encode_signal
+from opendots.pki import cuid_from_certificate
+from opendots.signal.server.core.messages import HEARTBEAT
+from opendots.transport.dtls import DtlsConnection, client_context
+
+DOTS = (".well-known", "dots")
+KINDS = ("heartbeat", "refresh PUT", "GET")
+
+
+class Client(SansIoDtlsClient):
+    """Sends one message, waits for its answer, and so on: the server only ever has one message to handle."""
+
+    def __init__(self, connection: DtlsConnection) -> None:
+        super().__init__(connection)
+        self.mid = 0
+        self.answer: asyncio.Future[aiocoap.Message] | None = None
+
+    def application_data(self, data: bytes) -> None:
+        message = aiocoap.Message.decode(data)
+        if message.code.is_response() and self.answer is not None and not self.answer.done():
+            self.answer.set_result(message)
+
+    async def send(self, code: Code, path: tuple[str, ...], payload: bytes = b"") -> Code:
+        self.mid = (self.mid + 1) & 0xFFFF
+        message = aiocoap.Message(code=code, uri_path=path)
+        message.mtype, message.mid = Type.NON, self.mid
+        if payload:
+            message.opt.content_format = 271
+            message.payload = payload
+        message.token = self.mid.to_bytes(2, "big")
+        self.answer = asyncio.get_running_loop().create_future()
+        self.connection.send(message.encode())
+        self.flush()
+        return (await asyncio.wait_for(self.answer, 5)).code
+
+
+def request(kind: str, cuid: str) -> tuple[Code, tuple[str, ...], bytes]:
+    if kind == "heartbeat":
+        return Code.PUT, (*DOTS, "hb"), encode_signal({HEARTBEAT: {"peer-hb-status": True}})
+    path = (*DOTS, "mitigate", f"cuid={cuid}", "mid=1")
+    if kind == "GET":
+        return Code.GET, path, b""
+    entry = {"target-prefix": ["2001:db8:6401::/48"], "target-protocol": [6], "lifetime": 3600}
+    return Code.PUT, path, encode_signal({SCOPE: {"scope": [entry]}})
+
+
+async def run_kind(pki: Path, port: int, pid: int, kind: str, count: int) -> dict:
+    loop = asyncio.get_running_loop()
+    connection = DtlsConnection.connect(client_context(files(pki, "client"), "localhost"), now=time.monotonic())
+    _, client = await loop.create_datagram_endpoint(lambda: Client(connection), remote_addr=("127.0.0.1", port))
+    await asyncio.wait_for(client.established, 30)
+    cuid = cuid_from_certificate((pki / "client.crt").read_bytes())
+    code, path, payload = request(kind, cuid)
+    if kind == "GET":  # the mitigation to read
+        await client.send(*request("refresh PUT", cuid))
+    codes = {str(await client.send(code, path, payload)) for _ in range(20)}  # warm up: first-use costs out
+    server_before, client_before = cpu_seconds(pid), time.process_time()
+    for _ in range(count):
+        codes.add(str(await client.send(code, path, payload)))
+    server, generator = cpu_seconds(pid) - server_before, time.process_time() - client_before
+    client.transport.close()
+    return {"server": server / count, "generator": generator / count, "codes": codes}
+
+
+async def main(args: argparse.Namespace) -> None:
+    pki = Path(tempfile.mkdtemp(prefix="opendots-bench-msgcpu-"))
+    init_pki(pki, client_names=[])
+    rows: list[tuple[str, str, str]] = []
+    for kind in KINDS:
+        results = {}
+        for name in ("OpenDOTS", "floor", "libcoap"):
+            if name in ("OpenDOTS", "floor"):
+                port = free_port()
+                profile = (
+                    args.profile / f"{kind.replace(' ', '_')}.prof" if args.profile and name == "OpenDOTS" else None
+                )
+                process = start_role("dots" if name == "OpenDOTS" else "floor", pki, port, profile)
+            else:
+                started = start_libcoap(pki)
+                if started is None:
+                    continue
+                process, port = started
+            try:
+                results[name] = await run_kind(pki, port, process.pid, kind, args.messages)
+            finally:
+                stop(process)
+        for name, r in results.items():
+            note = f"generator {r['generator'] * 1e6:.0f} µs/message; answers {', '.join(sorted(r['codes']))}"
+            if name != "libcoap" and "libcoap" in results:
+                note = f"ratio to libcoap {r['server'] / max(results['libcoap']['server'], 1e-9):.1f}; {note}"
+            rows.append((f"{kind}, {name} server CPU", f"{r['server'] * 1e6:.0f} µs/message", note))
+    rows.append(("profile", "on" if args.profile else "off", "cProfile (CPU time) inflates OpenDOTS's figures when on"))
+    rows.append(("CPU placement", args.placement, "the same for every server"))
+    print_table(rows)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=3000, help="messages per kind and server")
+    parser.add_argument("--profile", type=Path, help="directory for OpenDOTS's cProfile per kind")
+    arguments = parser.parse_args()
+    arguments.placement = pin(load_cpu_count=1)  # servers on one CPU, this process on another
+    if arguments.profile:
+        arguments.profile.mkdir(parents=True, exist_ok=True)
+    asyncio.run(main(arguments))
