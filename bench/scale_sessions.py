@@ -45,10 +45,10 @@ from aiocoap.numbers.types import Type
 
 from bench._common import SansIoDtlsClient, cpu_seconds, free_port, percentiles, print_table, rss_kib
 from opendots.config import DOCUMENTATION_PREFIXES, ClientAuthorization, ServerConfig, TlsFiles
+from opendots.domain.defaults import HEARTBEAT_INTERVAL
 from opendots.model import encode_signal
 from opendots.pki.certs import TestPki
 from opendots.pki.cuid import cuid_from_certificate
-from opendots.signal.server.core.defaults import HEARTBEAT_INTERVAL
 from opendots.signal.server.core.messages import HEARTBEAT
 from opendots.transport.dtls import DtlsConnection, client_context
 

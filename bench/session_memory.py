@@ -31,7 +31,7 @@ import tempfile
 import time
 
 from bench._common import free_port, rss_kib
-from opendots.signal.server.core.defaults import HEARTBEAT_INTERVAL
+from opendots.domain.defaults import HEARTBEAT_INTERVAL
 
 
 class _Mallinfo2(ctypes.Structure):

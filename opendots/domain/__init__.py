@@ -2,7 +2,8 @@
 
 It imports nothing from them, and no I/O: addresses (`addresses`), port and ICMP type ranges (`ranges`), the
 target members of a scope with their one parser and writer (`targets`), the scope handed to a mitigator (`scope`),
-counters (`counters`), registered numbers (`media`) and the one error, ScopeError (`errors`).
+counters (`counters`), registered numbers (`media`), the RFC 9132 Appendix C defaults both sides use (`defaults`)
+and the one error, ScopeError (`errors`).
 
 A target prefix travels: `opendots client mitigate --target-prefix` -> read_user_prefix -> the client's request ->
 Targets.to_yang (YANG-JSON, CBOR on the wire) -> parse_targets on the server -> Targets -> MitigationScope.of ->

@@ -10,9 +10,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from opendots.domain import DOTS_CBOR_CONTENT_FORMAT
+from opendots.domain import DOTS_CBOR_CONTENT_FORMAT, defaults
 from opendots.signal.client.core.scope import ATTACK_STATUSES, MODULE, MitigationScope, ScopeError
-from opendots.signal.server.core import defaults
 
 WELL_KNOWN = (".well-known", "dots")
 CONTENT_FORMAT_DOTS_CBOR = DOTS_CBOR_CONTENT_FORMAT  # application/dots+cbor, RFC 9132 §10.3

@@ -9,9 +9,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from opendots.domain import IPNetwork, PortRange, ScopeError, Targets, parse_prefix, parse_targets
+from opendots.domain import IPNetwork, PortRange, ScopeError, Targets, defaults, parse_prefix, parse_targets
 from opendots.domain.targets import NO_TARGET
-from opendots.signal.server.core import defaults
 
 __all__ = [
     "AclActivation",

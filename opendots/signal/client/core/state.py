@@ -11,9 +11,9 @@ from collections.abc import Set
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from opendots.domain import defaults
 from opendots.signal.client.core.requests import MID_MAX
 from opendots.signal.client.core.scope import MitigationScope, ScopeError
-from opendots.signal.server.core import defaults
 
 MID_ROLLOVER = defaults.MID_ROLLOVER  # 3/4 of 2^32-1 (RFC 9132 §4.4.1.1)
 

@@ -10,7 +10,7 @@ import heapq
 import itertools
 from collections.abc import Callable, Hashable
 
-from opendots.signal.server.core import defaults
+from opendots.domain import defaults
 
 
 class Announcements:

@@ -9,8 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from opendots.config import ClientAuthorization
-from opendots.domain import Counters, MitigationScope, Targets
-from opendots.signal.server.core import defaults
+from opendots.domain import Counters, MitigationScope, Targets, defaults
 from opendots.signal.server.core.acl_requests import AclRequests
 from opendots.signal.server.core.announcements import Announcements
 from opendots.signal.server.core.authorization import check_authorized, check_call_home_authorized, resolve_aliases

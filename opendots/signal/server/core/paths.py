@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from opendots.signal.server.core.defaults import UINT32_MAX
+from opendots.domain.defaults import UINT32_MAX
 from opendots.signal.server.core.messages import reject
 
 _UNSIGNED = re.compile(r"0|[1-9][0-9]*")

@@ -7,8 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from opendots.config import ClientAuthorization
-from opendots.domain import IPNetwork
-from opendots.signal.server.core import defaults
+from opendots.domain import IPNetwork, defaults
 from opendots.signal.server.core.authorization import AliasDirectory, StaticAliasDirectory
 from opendots.signal.server.core.filtering import AclActivationControl
 from opendots.signal.server.core.sessionconfig import Limits, SessionConfig
@@ -17,7 +16,7 @@ from opendots.signal.server.core.telemetry_config import TelemetryPolicy
 
 @dataclass
 class ServerSettings:
-    """Server policy. Defaults follow RFC 9132 Appendix C (opendots.signal.server.core.defaults)."""
+    """Server policy. Defaults follow RFC 9132 Appendix C (opendots.domain.defaults)."""
 
     clients: Sequence[ClientAuthorization]
     max_lifetime: int | None = None

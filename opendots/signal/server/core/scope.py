@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opendots.domain.addresses import IPNetwork
+from opendots.domain.defaults import INDEFINITE_LIFETIME, TRIGGER_MITIGATION, UINT32_MAX
 from opendots.domain.errors import ScopeError
 from opendots.domain.ranges import PortRange
 from opendots.domain.targets import SOURCE_MEMBERS, TARGET_MEMBERS, Targets, parse_targets
-from opendots.signal.server.core.defaults import INDEFINITE_LIFETIME, TRIGGER_MITIGATION, UINT32_MAX
 from opendots.signal.server.core.messages import MITIGATION_SCOPE, AttackStatus, reject
 
 ACL_LIST = "ietf-dots-signal-control:acl-list"  # RFC 9133 filter control

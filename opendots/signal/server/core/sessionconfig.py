@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
 
-from opendots.signal.server.core import defaults
+from opendots.domain import defaults
 from opendots.signal.server.core.messages import SIGNAL_CONFIG, reject
 from opendots.signal.server.core.robust import RobustTransmission
 

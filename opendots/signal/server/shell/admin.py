@@ -57,12 +57,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from opendots.config import ConfigError, ServerConfig
+from opendots.domain.defaults import UINT32_MAX
 from opendots.eventloop import running_loop_name
 from opendots.mitigate.router import enforces, explain, held_keys
 from opendots.mitigate.top_talkers import top_talker_status
 from opendots.signal.client.shell.control import ControlError, ControlServer
 from opendots.signal.server.core import Redirection, Status
-from opendots.signal.server.core.defaults import UINT32_MAX
 from opendots.signal.server.shell.admin_views import client_details
 
 if TYPE_CHECKING:

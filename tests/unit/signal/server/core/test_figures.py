@@ -13,6 +13,7 @@ from typing import Any
 import cbor2
 import pytest
 
+from opendots.domain.defaults import PROBING_RATE
 from opendots.mitigate.base import Counters
 from opendots.signal.server.core import (
     MitigationActivated,
@@ -23,7 +24,6 @@ from opendots.signal.server.core import (
     SessionConfig,
     Status,
 )
-from opendots.signal.server.core.defaults import PROBING_RATE
 from tests.helpers import FIXTURES, REPOSITORY
 from tests.helpers.signal_harness import (
     ALPHA,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from opendots.domain.defaults import ACTIVE_BUT_TERMINATING, MAX_ACTIVE_BUT_TERMINATING
 from opendots.mitigate.base import Counters
 from opendots.signal.server.core import (
     MitigationActivated,
@@ -18,7 +19,6 @@ from opendots.signal.server.core import (
     Status,
     Targets,
 )
-from opendots.signal.server.core.defaults import ACTIVE_BUT_TERMINATING, MAX_ACTIVE_BUT_TERMINATING
 from tests.helpers.signal_harness import (
     ALPHA_CUID,
     BRAVO,

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from opendots.domain.defaults import HEARTBEAT_INTERVAL, MISSING_HB_ALLOWED
 from opendots.signal.server.core import (
     HeartbeatDue,
     MitigationActivated,
@@ -16,7 +17,6 @@ from opendots.signal.server.core import (
     SessionConfigChanged,
     Status,
 )
-from opendots.signal.server.core.defaults import HEARTBEAT_INTERVAL, MISSING_HB_ALLOWED
 from tests.helpers.signal_harness import (
     ALPHA,
     BRAVO,
