@@ -29,6 +29,8 @@ CONFIG_MEMBERS = frozenset(
     }
 )
 
+_STATUSES = {int(status): status for status in Status}
+
 
 @dataclass
 class Mitigation:
@@ -54,11 +56,12 @@ class Mitigation:
 
     @property
     def status(self) -> Status:
-        return Status(self.record.status)
+        status = _STATUSES.get(self.record.status)  # read several times per request: no Enum call each time
+        return status if status is not None else Status(self.record.status)
 
     @property
     def enforcing(self) -> bool:
-        return self.status in ENFORCING
+        return self.record.status in ENFORCING  # an IntEnum member hashes as its integer
 
     @property
     def terminating(self) -> bool:

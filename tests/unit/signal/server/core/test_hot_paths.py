@@ -1,0 +1,68 @@
+"""The messages every session repeats (heartbeats, refresh PUTs, GETs) take the cheapest path the core has, and that
+path answers exactly what the full one does (RFC 9132 §4.4.1, §4.4.2, §4.7)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import cbor2
+import pytest
+
+from opendots.model import encode_signal
+from opendots.signal.server.core import HeartbeatDue, bodies
+from tests.helpers.signal_harness import Harness, make_harness
+
+HEARTBEAT = "ietf-dots-signal-channel:heartbeat"
+
+
+@pytest.fixture
+def harness(tmp_path: Path) -> Harness:
+    return make_harness(tmp_path)
+
+
+@pytest.fixture
+def decodings(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """The payloads the core ran through the CBOR decoder and the data model."""
+    seen: list[bytes] = []
+    real = bodies.decode_signal
+
+    def counting(payload: bytes) -> Any:
+        seen.append(payload)
+        return real(payload)
+
+    monkeypatch.setattr(bodies, "decode_signal", counting)
+    return seen
+
+
+def _heartbeat(harness: Harness, payload: bytes):
+    return harness.request("PUT", ("hb",), payload=payload)
+
+
+@pytest.mark.parametrize("heard", [True, False])
+def test_a_heartbeat_in_its_usual_encoding_is_answered_without_decoding_rfc9132_4_7(harness, decodings, heard):
+    response = _heartbeat(harness, encode_signal({HEARTBEAT: {"peer-hb-status": heard}}))
+    assert response.code == "2.04"
+    assert decodings == []
+    # peer-hb-status false: the client hears nothing from us, so a heartbeat goes out at once (§4.7).
+    assert harness.events == ([] if heard else [HeartbeatDue("alpha", True)])
+
+
+def test_a_heartbeat_in_another_encoding_is_decoded_and_means_the_same_rfc9132_4_7(harness, decodings):
+    usual = encode_signal({HEARTBEAT: {"peer-hb-status": False}})
+    content = cbor2.loads(usual)
+    indefinite = bytes([0xBF]) + cbor2.dumps(next(iter(content)))[0:] + cbor2.dumps(next(iter(content.values())))
+    indefinite += bytes([0xFF])  # the same map, written with an indefinite length
+    assert indefinite != usual and cbor2.loads(indefinite) == content
+    assert _heartbeat(harness, indefinite).code == "2.04"
+    assert decodings == [indefinite]
+    assert harness.events == [HeartbeatDue("alpha", True)]
+
+
+def test_a_heartbeat_body_with_more_than_peer_hb_status_is_still_refused_rfc9132_4_7(harness):
+    key, inner = next(iter(cbor2.loads(encode_signal({HEARTBEAT: {"peer-hb-status": True}})).items()))
+    ((status_key, _),) = inner.items()
+    wrong = cbor2.dumps({key: {status_key: 1}})  # an integer where a boolean belongs
+    assert _heartbeat(harness, wrong).code == "4.00"
+    assert harness.request("PUT", ("hb",)).code == "4.00"  # no body at all
+    assert harness.request("GET", ("hb",), payload=encode_signal({HEARTBEAT: {"peer-hb-status": True}})).code == "4.05"
