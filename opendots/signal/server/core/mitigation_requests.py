@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from opendots.config import ClientAuthorization
@@ -256,10 +256,14 @@ class MitigationRequests:
         updated.request, updated.payload = parsed, put.payload
         if targets != existing.targets:
             updated.targets = targets
-        if renewal:
-            decision.changes = SignalChanges(renewed_mitigations=[updated.record])
-        else:
+        if not renewal:
             decision.changes = SignalChanges(put_mitigations=[updated.record])
+        elif not _stored_covers(existing, updated.record):
+            decision.changes = SignalChanges(renewed_mitigations=[self._written_ahead(updated)])
+        else:
+            # Written behind: the store already holds this row with an expiry at or after the renewed one (see
+            # _written_ahead), so a crash loses nothing; memory keeps the exact expiry.
+            updated.stored_expiry = existing.expiry_stored()
         decision.then(lambda: self.table.hold(updated))
         if revived:
             # Asked again during active-but-terminating: back to active, and a longer period next time.
@@ -270,6 +274,16 @@ class MitigationRequests:
         if revived:
             decision.events.append(_changed(updated, now))
         return Response("2.04", body=_ack_body(updated, now))
+
+    def _written_ahead(self, updated: Mitigation) -> MitigationRecord:
+        """The row a renewal stores: UPDATED's record, its expiry put `renewal_slack` seconds later, so that the
+        renewals within the slack need no write (`_stored_covers`). A server killed meanwhile comes back with
+        the mitigation lasting at most the slack longer than granted, never shorter."""
+        record, slack = updated.record, self.settings.renewal_slack
+        if slack <= 0 or record.expires_at is None:
+            return record
+        updated.stored_expiry = record.expires_at + slack
+        return replace(record, expires_at=updated.stored_expiry)
 
     def _create(self, put: _Put, now: float, decision: Decision) -> Response:
         client, path, parsed, targets = put.client, put.path, put.parsed, put.targets
@@ -584,6 +598,22 @@ class MitigationRequests:
             if last:  # the transition to 8 itself
                 events.append(_changed(mitigation, now))
         return events
+
+
+def _stored_covers(existing: Mitigation, renewed: MitigationRecord) -> bool:
+    """Whether the store already holds what a renewal of EXISTING to RENEWED must make durable: the same row but
+    for the expiry, and an expiry no earlier than the renewed one (both indefinite, or the stored one later)."""
+    stored, record = existing.expiry_stored(), existing.record
+    if (record.lifetime, record.status, record.terminating_until, record.attack_status) != (
+        renewed.lifetime,
+        renewed.status,
+        renewed.terminating_until,
+        renewed.attack_status,
+    ):
+        return False
+    if renewed.expires_at is None or stored is None:
+        return renewed.expires_at is None and stored is None
+    return stored >= renewed.expires_at
 
 
 def _ack_body(mitigation: Mitigation, now: float) -> dict[str, Any]:
