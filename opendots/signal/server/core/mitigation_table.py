@@ -19,6 +19,10 @@ class MitigationTable:
         self._held: dict[Key, Mitigation] = {}
         self._index = TargetIndex()
         self._deadlines: list[tuple[float, Key]] = []  # heap; stale entries are skipped when popped
+        self._queued: dict[Key, float] = {}
+        """Each key's earliest heap entry. A refresh moves a deadline later: that is not pushed (one entry per
+        refresh would pile up for a whole lifetime); the key's current deadline is queued when its entry surfaces,
+        as in heartbeat.TimerTable. An earlier deadline is pushed at once."""
         self._enforcing: Counter[str] = Counter()  # enforced mitigations per client (selects its parameter set)
         self._count: Counter[str] = Counter()  # held mitigations per client: the capacity check without a scan
         self._on_enforcing_changed = on_enforcing_changed
@@ -61,8 +65,11 @@ class MitigationTable:
         if (old is not None and old.enforcing) != mitigation.enforcing:
             self._on_enforcing_changed(client)
         deadline = mitigation.deadline()
-        if deadline is not None and (old is None or old.deadline() != deadline):  # no duplicate heap entries
-            heapq.heappush(self._deadlines, (deadline, mitigation.key))
+        if deadline is not None:
+            queued = self._queued.get(mitigation.key)
+            if queued is None or deadline < queued:
+                self._queued[mitigation.key] = deadline
+                heapq.heappush(self._deadlines, (deadline, mitigation.key))
 
     def release(self, key: Key) -> None:
         old = self._held.pop(key)
@@ -77,9 +84,16 @@ class MitigationTable:
         while self._deadlines:
             deadline, key = self._deadlines[0]
             held = self._held.get(key)
-            if held is not None and held.deadline() == deadline:
+            current = held.deadline() if held is not None else None
+            if current == deadline:
                 return deadline
             heapq.heappop(self._deadlines)
+            if self._queued.get(key) == deadline:  # the key's earliest entry went stale: queue its current deadline
+                if current is None:
+                    del self._queued[key]
+                else:
+                    self._queued[key] = current
+                    heapq.heappush(self._deadlines, (current, key))
         return None
 
     def due(self, now: float) -> list[Mitigation]:

@@ -10,8 +10,8 @@ import cbor2
 import pytest
 
 from opendots.model import encode_signal
-from opendots.signal.server.core import HeartbeatDue, bodies
-from tests.helpers.signal_harness import Harness, make_harness
+from opendots.signal.server.core import HeartbeatDue, MitigationExpired, bodies
+from tests.helpers.signal_harness import Harness, make_harness, scope_body
 
 HEARTBEAT = "ietf-dots-signal-channel:heartbeat"
 
@@ -66,3 +66,23 @@ def test_a_heartbeat_body_with_more_than_peer_hb_status_is_still_refused_rfc9132
     assert _heartbeat(harness, wrong).code == "4.00"
     assert harness.request("PUT", ("hb",)).code == "4.00"  # no body at all
     assert harness.request("GET", ("hb",), payload=encode_signal({HEARTBEAT: {"peer-hb-status": True}})).code == "4.05"
+
+
+def test_refreshes_do_not_pile_up_lifetime_timers_and_the_last_one_still_counts_rfc9132_4_4_1(harness):
+    """Each refresh moves the mitigation's end later; the lifetime heap keeps about one entry per mitigation however
+    often clients refresh (they repeat their requests during an attack), and the mitigation ends when the last
+    refresh says."""
+    bodies = {mid: scope_body(target_prefix=[f"2001:db8:6401::{mid:x}/128"], lifetime=600) for mid in (1, 2, 3)}
+    for mid, body in bodies.items():
+        assert harness.put(mid, body).code == "2.01"
+    for _ in range(300):
+        harness.now += 1
+        for mid, body in bodies.items():
+            assert harness.put(mid, body).code == "2.04"
+    assert len(harness.server.table._deadlines) <= 2 * len(bodies)
+    ended = [e.mid for e in harness.advance(599) if isinstance(e, MitigationExpired)]
+    assert ended == []
+    assert len(harness.server.table._deadlines) <= 2 * len(bodies)
+    ended = [e.mid for e in harness.advance(1) if isinstance(e, MitigationExpired)]
+    assert sorted(ended) == [1, 2, 3]
+    assert harness.server.next_timer() is None or harness.server.table.next_deadline() is None
