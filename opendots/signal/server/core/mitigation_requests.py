@@ -10,6 +10,7 @@ from typing import Any
 
 from opendots.config import ClientAuthorization
 from opendots.domain import Counters, MitigationScope, Targets
+from opendots.model import EncodedSignal
 from opendots.signal.server.core import defaults
 from opendots.signal.server.core.acl_requests import AclRequests
 from opendots.signal.server.core.announcements import Announcements
@@ -39,6 +40,7 @@ from opendots.signal.server.core.paths import MitigatePath
 from opendots.signal.server.core.policy import ServerSettings
 from opendots.signal.server.core.query import parse_mitigation_query
 from opendots.signal.server.core.scope import (
+    ACL_LIST,
     CLIENT_TELEMETRY,
     MitigationRequest,
     legitimate_overlap,
@@ -52,6 +54,8 @@ from opendots.signal.server.core.transitions import REPORT_TRIGGERS, Trigger, al
 from opendots.store.records import CuidRecord, MitigationRecord, SignalChanges
 
 log = logging.getLogger(__name__)
+RENDERED_BODIES = 4096
+"""GET bodies kept encoded (MitigationRequests._rendered_body) before they are all dropped."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,10 @@ class MitigationRequests:
         self._terminating_period: dict[str, int] = {}
         self.announcements = Announcements()  # Table 3's repeated 3/7 of preconfigured requests before 8
         self.acls = AclRequests(settings, client_named)
+        self._rendered: dict[
+            tuple[str, str, int | None, tuple[str, ...]], tuple[tuple[Any, ...], int, EncodedSignal]
+        ] = {}
+        """GET bodies of single mitigations, by (client, cuid, mid, Uri-Query): see _rendered_body."""
         self.reported_details: Callable[[str, Targets], list[dict[str, Any]]] = lambda client, targets: []
         """The 'attack-detail' entries of the client's telemetry reports (§8.2) on targets overlapping these: their
         top talkers go with the mitigation to the actuators (opendots.signal.server.core.talkers)."""
@@ -124,8 +132,34 @@ class MitigationRequests:
         selected = [m for m in selected if query.matches(m.targets, m.record.mid)]
         if not selected:
             raise refuse("4.04", not_found)
+        if len(selected) == 1 and path.mid is not None:
+            body = self._rendered_body(client.name, path, query_text, query.content, selected[0], now)
+            if body is not None:
+                return Response("2.05", body=body, observable=observe)
         entries = [self.acls.current(m, m.render(now, query.content), now) for m in selected]
         return Response("2.05", body={MITIGATION_SCOPE: {"scope": entries}}, observable=observe)
+
+    def _rendered_body(
+        self, client: str, path: MitigatePath, query: Iterable[str], content: str, found: Mitigation, now: float
+    ) -> EncodedSignal | None:
+        """The GET body of FOUND, CLIENT's own, rendered and encoded once for as long as what it shows holds: the
+        same held mitigation (a change of status, lifetime, request or anything stored holds a new one), the same
+        counters, telemetry attributes and conflict (replaced, never changed in place) and the same remaining
+        lifetime in whole seconds. None when it shows what the core does not hold ('acl-list' activation types
+        live in the data channel: read afresh each time)."""
+        if ACL_LIST in found.record.request:
+            return None
+        key = (client, path.cuid, path.mid, tuple(query))
+        lifetime = found.remaining_lifetime(now)
+        shown = (found, found.record, found.counters, found.telemetry, found.conflict)
+        cached = self._rendered.get(key)
+        if cached is not None and cached[1] == lifetime and all(a is b for a, b in zip(cached[0], shown, strict=True)):
+            return cached[2]
+        body = EncodedSignal({MITIGATION_SCOPE: {"scope": [found.render(now, content)]}})
+        if len(self._rendered) >= RENDERED_BODIES:
+            self._rendered.clear()  # bounded whatever the queries: they are rendered again on the next GET
+        self._rendered[key] = (shown, lifetime, body)
+        return body
 
     # --- PUT ---------------------------------------------------------------------------------------
 
