@@ -654,7 +654,19 @@ def _ack_body(mitigation: Mitigation, now: float) -> dict[str, Any]:
     entry: dict[str, Any] = {"mid": mitigation.record.mid, "lifetime": mitigation.remaining_lifetime(now)}
     if mitigation.conflict:
         entry["conflict-information"] = mitigation.conflict
-    return {MITIGATION_SCOPE: {"scope": [entry]}}
+        return {MITIGATION_SCOPE: {"scope": [entry]}}
+    # Nothing but the mid and the lifetime granted (nearly every refresh): the same bytes each time.
+    key = (entry["mid"], entry["lifetime"])
+    body = _ACKS.get(key)
+    if body is None:
+        if len(_ACKS) >= RENDERED_BODIES:
+            _ACKS.clear()
+        body = _ACKS[key] = EncodedSignal({MITIGATION_SCOPE: {"scope": [entry]}})
+    return body
+
+
+_ACKS: dict[tuple[int, int], EncodedSignal] = {}
+"""Encoded answers to PUTs, by (mid, remaining lifetime): what they show is their key (shared by every server)."""
 
 
 def _changed(mitigation: Mitigation, now: float, status: Status | None = None) -> MitigationChanged:

@@ -9,7 +9,7 @@ from typing import Any
 import cbor2
 import pytest
 
-from opendots.model import encode_signal
+from opendots.model import EncodedSignal, decode_signal, encode_signal
 from opendots.signal.server.core import HeartbeatDue, MitigationExpired, bodies
 from tests.helpers.signal_harness import Harness, make_harness, scope_body
 
@@ -86,3 +86,18 @@ def test_refreshes_do_not_pile_up_lifetime_timers_and_the_last_one_still_counts_
     ended = [e.mid for e in harness.advance(1) if isinstance(e, MitigationExpired)]
     assert sorted(ended) == [1, 2, 3]
     assert harness.server.next_timer() is None or harness.server.table.next_deadline() is None
+
+
+def test_a_refresh_is_answered_with_bytes_encoded_once_that_show_its_mid_and_lifetime_rfc9132_4_4_1(harness):
+    body = scope_body(target_prefix=["2001:db8:6401::/64"], lifetime=600)
+    assert harness.put(7, body).code == "2.01"
+    answers = [harness.put(7, body).body for _ in range(3)]
+    assert all(isinstance(answer, EncodedSignal) and answer is answers[0] for answer in answers)
+    shown = decode_signal(encode_signal(answers[0], validate=False))
+    assert shown == {"ietf-dots-signal-channel:mitigation-scope": {"scope": [{"mid": 7, "lifetime": 600}]}}
+    harness.now += 1
+    shorter = scope_body(target_prefix=["2001:db8:6401::/64"], lifetime=30)
+    answer = harness.put(7, shorter).body
+    assert decode_signal(encode_signal(answer, validate=False))["ietf-dots-signal-channel:mitigation-scope"] == {
+        "scope": [{"mid": 7, "lifetime": 30}]
+    }
