@@ -33,26 +33,28 @@ KILLED_WRITER = textwrap.dedent(
 )
 
 
-def test_acknowledged_mitigations_survive_sigkill(tmp_path: Path):
+def _killed_after(script: str, tmp_path: Path, lines: int) -> list[str]:
+    """Run SCRIPT on the store in TMP_PATH, read LINES acknowledgements from it, then SIGKILL it."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     writer = subprocess.Popen(
-        [sys.executable, "-c", KILLED_WRITER, str(tmp_path), str(T0)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        text=True,
+        [sys.executable, "-c", script, str(tmp_path), str(T0)], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True
     )
-    acknowledged = []
+    acknowledged: list[str] = []
     try:
         assert writer.stdout is not None
         for line in writer.stdout:
-            acknowledged.append(int(line))
-            if len(acknowledged) == 50:
+            acknowledged.append(line)
+            if len(acknowledged) == lines:
                 break
     finally:
         writer.send_signal(signal.SIGKILL)
         writer.wait(timeout=10)
     assert writer.returncode == -signal.SIGKILL
+    return acknowledged
+
+
+def test_acknowledged_mitigations_survive_sigkill(tmp_path: Path):
+    acknowledged = [int(line) for line in _killed_after(KILLED_WRITER, tmp_path, 50)]
     assert acknowledged == list(range(1, 51))
     h = make_harness(tmp_path)
     h.now = T0 + 100
@@ -88,26 +90,10 @@ def test_refreshes_written_behind_lose_nothing_when_the_server_is_killed(tmp_pat
     """[signal] renewal_slack: a server killed after acknowledging refreshes it did not all write comes back with
     every mitigation lasting at least as long as its last acknowledged refresh granted, and at most the slack
     longer (RFC 9132 §4.4.1)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    writer = subprocess.Popen(
-        [sys.executable, "-c", REFRESHING_WRITER, str(tmp_path), str(T0)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
     granted: dict[int, float] = {}
-    try:
-        assert writer.stdout is not None
-        for count, line in enumerate(writer.stdout, 1):
-            mid, until = line.split()
-            granted[int(mid)] = float(until)
-            if count == 200:
-                break
-    finally:
-        writer.send_signal(signal.SIGKILL)
-        writer.wait(timeout=10)
-    assert writer.returncode == -signal.SIGKILL
+    for line in _killed_after(REFRESHING_WRITER, tmp_path, 200):
+        mid, until = line.split()
+        granted[int(mid)] = float(until)  # the last acknowledged refresh of each mid counts
     h = make_harness(tmp_path, renewal_slack=30.0)
     rows = {row[1]: row[8] for row in h.dump()["signal_mitigations"]}  # mid: expires_at
     assert sorted(rows) == sorted(granted) == list(range(1, 11))

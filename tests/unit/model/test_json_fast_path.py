@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from opendots.model import ModelError, json_to_cbor
 from opendots.model.convert import _json_map
 from tests.helpers import FIXTURES
+from tests.helpers.body_mutations import mutate
 
 EXAMPLES = sorted(path for path in FIXTURES.glob("rfc*/*.json") if "verbatim-invalid" not in path.stem)
 SCOPE = "ietf-dots-signal-channel:mitigation-scope"
@@ -32,13 +33,6 @@ def _converted(obj: Any) -> tuple[str, Any]:
         return "ok", json_to_cbor(obj)
     except ModelError as error:
         return "error", (error.code, error.diagnostic)
-
-
-def _containers(item: Any) -> list[Any]:
-    found = [item] if isinstance(item, dict | list) else []
-    for child in item.values() if isinstance(item, dict) else item if isinstance(item, list) else []:
-        found.extend(_containers(child))
-    return found
 
 
 _NAMES = ["mid", "lifetime", "status", "target-prefix", "target-protocol", "bytes-dropped", "no-such-member", "cuid"]
@@ -60,14 +54,7 @@ def _example(path: Path) -> Any:
 @given(st.data())
 def test_the_path_free_encoding_agrees_with_the_full_converter(data: st.DataObject) -> None:
     obj = _example(data.draw(st.sampled_from(EXAMPLES)))
-    for _ in range(data.draw(st.integers(0, 2))):
-        target = data.draw(st.sampled_from(_containers(obj)))
-        if isinstance(target, dict) and target and data.draw(st.booleans()):
-            target[data.draw(st.sampled_from(sorted(target)))] = data.draw(_VALUES)
-        elif isinstance(target, dict):
-            target[data.draw(st.sampled_from(_NAMES))] = data.draw(_VALUES)
-        else:
-            target.append(data.draw(_VALUES))
+    mutate(data, obj, st.sampled_from(_NAMES), _VALUES)
     expected = _full(copy.deepcopy(obj))
     assert _converted(obj) == expected
     assert _converted(obj) == expected  # again, now that every member it has met has a plan

@@ -5,6 +5,8 @@ wake-up; a request that makes something due sooner still gets it done on time (R
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from opendots.mitigate.base import LoggingMitigator
@@ -53,7 +55,11 @@ async def _asleep(service: SignalService) -> None:
     await service.idle()
 
 
-async def test_refreshes_moving_the_deadline_later_do_not_wake_the_timer_task(tmp_path: Path):
+@contextlib.asynccontextmanager
+async def _one_mitigation_held(
+    tmp_path: Path,
+) -> AsyncIterator[tuple[SignalService, list[int], Clock, LoggingMitigator]]:
+    """A started service holding mitigation 1 (600 s), its timer task asleep, no poke counted yet."""
     clock, mitigator = Clock(), LoggingMitigator()
     service, pokes = _service(tmp_path, clock, mitigator)
     await service.start()
@@ -61,23 +67,22 @@ async def test_refreshes_moving_the_deadline_later_do_not_wake_the_timer_task(tm
         assert service.handle(_put(1, "2001:db8:6401::/64", 600)).code == "2.01"
         await _asleep(service)
         pokes.clear()
+        yield service, pokes, clock, mitigator
+    finally:
+        await service.stop()
+
+
+async def test_refreshes_moving_the_deadline_later_do_not_wake_the_timer_task(tmp_path: Path):
+    async with _one_mitigation_held(tmp_path) as (service, pokes, clock, _):
         for _ in range(50):
             clock.now += 1
             assert service.handle(_put(1, "2001:db8:6401::/64", 600)).code == "2.04"
             assert service.handle(Request("GET", mitigate_path(ALPHA_CUID, 1), peer=ALPHA_CUID)).code == "2.05"
         assert pokes == []
-    finally:
-        await service.stop()
 
 
 async def test_a_request_bringing_a_deadline_forward_wakes_the_timer_task_and_it_expires_on_time(tmp_path: Path):
-    clock, mitigator = Clock(), LoggingMitigator()
-    service, pokes = _service(tmp_path, clock, mitigator)
-    await service.start()
-    try:
-        assert service.handle(_put(1, "2001:db8:6401::/64", 600)).code == "2.01"
-        await _asleep(service)
-        pokes.clear()
+    async with _one_mitigation_held(tmp_path) as (service, pokes, clock, mitigator):
         assert service.handle(_put(2, "2001:db8:6401:1::/64", 10)).code == "2.01"
         assert pokes == [1]
         await _asleep(service)
@@ -89,5 +94,3 @@ async def test_a_request_bringing_a_deadline_forward_wakes_the_timer_task_and_it
             if list(mitigator.active) == [f"{ALPHA_CUID}/1"]:
                 break
         assert list(mitigator.active) == [f"{ALPHA_CUID}/1"]
-    finally:
-        await service.stop()
