@@ -310,10 +310,12 @@ class MitigationRequests:
         return Response("2.04", body=_ack_body(updated, now))
 
     def _written_ahead(self, updated: Mitigation) -> MitigationRecord:
-        """The row a renewal stores: UPDATED's record, its expiry put `renewal_slack` seconds later, so that the
-        renewals within the slack need no write (`_stored_covers`). A server killed meanwhile comes back with
-        the mitigation lasting at most the slack longer than granted, never shorter."""
-        record, slack = updated.record, self.settings.renewal_slack
+        """The row a renewal stores: UPDATED's record, its expiry put `renewal_slack` seconds later (a quarter of
+        the lifetime granted at most), so that the renewals within the slack need no write (`_stored_covers`). A
+        server killed meanwhile comes back with the mitigation lasting at most the slack longer than granted, never
+        shorter."""
+        record = updated.record
+        slack = min(self.settings.renewal_slack, record.lifetime / 4)
         if slack <= 0 or record.expires_at is None:
             return record
         updated.stored_expiry = record.expires_at + slack

@@ -123,3 +123,11 @@ def test_with_no_slack_every_renewal_is_written_exactly(tmp_path: Path):
         harness.now += 1
         assert harness.put(1, BODY).code == "2.04"
         assert _stored_expiry(harness) == harness.now + LIFETIME
+
+
+def test_a_short_lifetime_is_written_ahead_by_a_quarter_of_it_at_most(harness: Harness):
+    short = scope_body(target_prefix=["2001:db8:6401:1::/64"], lifetime=40)
+    assert harness.put(2, short).code == "2.01"
+    harness.now += 1
+    assert harness.put(2, short).code == "2.04"
+    assert _stored_expiry(harness, 2) == harness.now + 40 + 10  # not + SLACK: a crash adds 10 s to 40 at most
