@@ -13,6 +13,7 @@ Public API (the signal layer codes against these names):
 
 from .codec import (
     DEFAULT_MAX_SIZE,
+    EncodedSignal,
     decode_signal,
     decode_signal_with_ignored,
     decode_telemetry,
@@ -31,6 +32,7 @@ __all__ = [
     "SIGNAL_TOP_LEVEL",
     "TELEMETRY_TOP_LEVEL",
     "Comprehension",
+    "EncodedSignal",
     "KeyEntry",
     "KeyTable",
     "ModelError",

@@ -85,9 +85,27 @@ def _encode(body: dict[str, Any], validate: Callable[[dict[str, Any]], None], wa
     return cbor2.dumps(json_to_cbor(body))
 
 
+class EncodedSignal(dict[str, Any]):
+    """A signal body the server built and encoded once, to answer with again and again while it holds (a GET of a
+    mitigation that has not changed): `encode_signal` returns `cbor` without converting. Never change one: build
+    another. The test suites (validate_every_encoding) check `cbor` against a fresh encoding each time."""
+
+    __slots__ = ("cbor",)
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        super().__init__(body)
+        self.cbor = cbor2.dumps(json_to_cbor(body))
+
+
 def encode_signal(body: dict[str, Any], validate: bool = True) -> bytes:
     """YANG-JSON signal body → CBOR bytes (integer keys). Validates first unless ``validate=False`` (for bodies the
-    server built itself; see validate_every_encoding for tests)."""
+    server built itself; see validate_every_encoding for tests). An EncodedSignal gives its bytes."""
+    if type(body) is EncodedSignal:
+        if validate or _validate_every_encoding:
+            fresh = _encode(body, validate_signal, True)
+            if fresh != body.cbor:
+                raise ModelError("5.00", "an encoded signal body was changed after it was encoded")
+        return body.cbor
     return _encode(body, validate_signal, validate)
 
 

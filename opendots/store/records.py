@@ -117,19 +117,18 @@ class SignalChanges:
     """(cuid, tmid) of pre-or-ongoing-mitigation telemetry overridden or deleted (RFC 9244 §8.2)."""
 
     def __bool__(self) -> bool:
-        return any(
-            (
-                self.put_mitigations,
-                self.renewed_mitigations,
-                self.delete_mitigations,
-                self.put_session_configs,
-                self.delete_session_configs,
-                self.put_cuids,
-                self.put_telemetry_setups,
-                self.delete_telemetry_setups,
-                self.put_telemetry_reports,
-                self.delete_telemetry_reports,
-            )
+        # Asked a few times per request (most store nothing): an `or` chain, no tuple built for any().
+        return bool(
+            self.put_mitigations
+            or self.renewed_mitigations
+            or self.delete_mitigations
+            or self.put_session_configs
+            or self.delete_session_configs
+            or self.put_cuids
+            or self.put_telemetry_setups
+            or self.delete_telemetry_setups
+            or self.put_telemetry_reports
+            or self.delete_telemetry_reports
         )
 
 

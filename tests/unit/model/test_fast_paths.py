@@ -28,6 +28,7 @@ from opendots.model.schema import signal_schema
 from opendots.model.validate import _structure_of, _validate_with_yangson
 from opendots.model.xpath import Defer
 from tests.helpers import FIXTURES
+from tests.helpers.body_mutations import mutate
 
 DATA = FIXTURES
 EXAMPLES = sorted(path for path in DATA.glob("rfc*/*.json") if "verbatim-invalid" not in path.stem)
@@ -177,25 +178,11 @@ _CBOR_VALUES = st.recursive(
 )
 
 
-def _cbor_containers(item: Any) -> list[Any]:
-    found = [item] if isinstance(item, dict | list) else []
-    for child in item.values() if isinstance(item, dict) else item if isinstance(item, list) else []:
-        found.extend(_cbor_containers(child))
-    return found
-
-
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_the_path_free_conversion_agrees_with_the_full_reader(data: st.DataObject) -> None:
     obj = _cbor_example(data.draw(st.sampled_from(EXAMPLES)))
-    for _ in range(data.draw(st.integers(0, 2))):
-        target = data.draw(st.sampled_from(_cbor_containers(obj)))
-        if isinstance(target, dict) and target and data.draw(st.booleans()):
-            target[data.draw(st.sampled_from(sorted(target, key=repr)))] = data.draw(_CBOR_VALUES)
-        elif isinstance(target, dict):
-            target[data.draw(st.sampled_from(_CBOR_KEYS))] = data.draw(_CBOR_VALUES)
-        else:
-            target.append(data.draw(_CBOR_VALUES))
+    mutate(data, obj, st.sampled_from(_CBOR_KEYS), _CBOR_VALUES)
     expected = _full_reader(copy.deepcopy(obj))
     assert _converted(obj) == expected
     assert _converted(obj) == expected  # again, now that every key it has met has a plan

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from opendots.signal.server.core.sessionconfig import ParameterSet
 
@@ -57,7 +58,10 @@ class PeerLiveness:
         return now - self.last_client_heartbeat <= 2 * parameters.heartbeat_interval
 
 
-class TimerTable:
+Name = TypeVar("Name", str, tuple[str, int])
+
+
+class TimerTable(Generic[Name]):
     """One deadline per name, earliest first, in O(log n).
 
     A heap entry counts only while it equals the name's current deadline. A deadline that moves later (every
@@ -67,16 +71,17 @@ class TimerTable:
     heartbeat intervals). An earlier deadline is pushed at once.
 
     The signal core keeps each peer's next heartbeat-or-loss deadline here, so looking at its timers does not
-    walk every client (measured: 94 us per look with 101 clients before, 1.6 us now, the same at 10,000)."""
+    walk every client (measured: 94 us per look with 101 clients before, 1.6 us now, the same at 10,000); the
+    mitigation table each mitigation's end, which every refresh moves later."""
 
     def __init__(self) -> None:
-        self._due: dict[str, float] = {}
+        self._due: dict[Name, float] = {}
         """Each name's current deadline."""
-        self._queued: dict[str, float] = {}
+        self._queued: dict[Name, float] = {}
         """Each name's earliest heap entry (at or before its current deadline while it has one)."""
-        self._heap: list[tuple[float, str]] = []
+        self._heap: list[tuple[float, Name]] = []
 
-    def set(self, name: str, due: float | None) -> None:
+    def set(self, name: Name, due: float | None) -> None:
         if due is None:
             self._due.pop(name, None)  # its heap entries are dropped as they surface
             return
@@ -86,7 +91,7 @@ class TimerTable:
             self._queued[name] = due
             heapq.heappush(self._heap, (due, name))
 
-    def earliest(self) -> tuple[float, str] | None:
+    def earliest(self) -> tuple[float, Name] | None:
         while self._heap:
             due, name = self._heap[0]
             current = self._due.get(name)
@@ -100,6 +105,17 @@ class TimerTable:
                     self._queued[name] = current
                     heapq.heappush(self._heap, (current, name))
         return None
+
+    def due(self, now: float) -> list[Name]:
+        """The names whose deadline is at or before NOW, earliest first; they stay as they are."""
+        found: dict[Name, None] = {}
+        popped = []
+        while (earliest := self.earliest()) is not None and earliest[0] <= now:
+            popped.append(heapq.heappop(self._heap))
+            found[earliest[1]] = None  # a name can sit in the heap twice at its deadline
+        for entry in popped:
+            heapq.heappush(self._heap, entry)
+        return list(found)
 
     def __len__(self) -> int:
         """Heap entries, stale ones included (tests: the heap stays near one entry per name)."""

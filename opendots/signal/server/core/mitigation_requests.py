@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from opendots.config import ClientAuthorization
 from opendots.domain import Counters, MitigationScope, Targets, defaults
+from opendots.model import EncodedSignal
 from opendots.signal.server.core.acl_requests import AclRequests
 from opendots.signal.server.core.announcements import Announcements
 from opendots.signal.server.core.authorization import check_authorized, check_call_home_authorized, resolve_aliases
@@ -38,6 +39,7 @@ from opendots.signal.server.core.paths import MitigatePath
 from opendots.signal.server.core.policy import ServerSettings
 from opendots.signal.server.core.query import parse_mitigation_query
 from opendots.signal.server.core.scope import (
+    ACL_LIST,
     CLIENT_TELEMETRY,
     MitigationRequest,
     legitimate_overlap,
@@ -51,6 +53,8 @@ from opendots.signal.server.core.transitions import REPORT_TRIGGERS, Trigger, al
 from opendots.store.records import CuidRecord, MitigationRecord, SignalChanges
 
 log = logging.getLogger(__name__)
+RENDERED_BODIES = 4096
+"""GET bodies kept encoded (MitigationRequests._rendered_body) before they are all dropped."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,10 @@ class MitigationRequests:
         self._terminating_period: dict[str, int] = {}
         self.announcements = Announcements()  # Table 3's repeated 3/7 of preconfigured requests before 8
         self.acls = AclRequests(settings, client_named)
+        self._rendered: dict[
+            tuple[str, str, int | None, tuple[str, ...]], tuple[tuple[Any, ...], int, EncodedSignal]
+        ] = {}
+        """GET bodies of single mitigations, by (client, cuid, mid, Uri-Query): see _rendered_body."""
         self.reported_details: Callable[[str, Targets], list[dict[str, Any]]] = lambda client, targets: []
         """The 'attack-detail' entries of the client's telemetry reports (§8.2) on targets overlapping these: their
         top talkers go with the mitigation to the actuators (opendots.signal.server.core.talkers)."""
@@ -123,8 +131,34 @@ class MitigationRequests:
         selected = [m for m in selected if query.matches(m.targets, m.record.mid)]
         if not selected:
             raise refuse("4.04", not_found)
+        if len(selected) == 1 and path.mid is not None:
+            body = self._rendered_body(client.name, path, query_text, query.content, selected[0], now)
+            if body is not None:
+                return Response("2.05", body=body, observable=observe)
         entries = [self.acls.current(m, m.render(now, query.content), now) for m in selected]
         return Response("2.05", body={MITIGATION_SCOPE: {"scope": entries}}, observable=observe)
+
+    def _rendered_body(
+        self, client: str, path: MitigatePath, query: Iterable[str], content: str, found: Mitigation, now: float
+    ) -> EncodedSignal | None:
+        """The GET body of FOUND, CLIENT's own, rendered and encoded once for as long as what it shows holds: the
+        same held mitigation (a change of status, lifetime, request or anything stored holds a new one), the same
+        counters, telemetry attributes and conflict (replaced, never changed in place) and the same remaining
+        lifetime in whole seconds. None when it shows what the core does not hold ('acl-list' activation types
+        live in the data channel: read afresh each time)."""
+        if ACL_LIST in found.record.request:
+            return None
+        key = (client, path.cuid, path.mid, tuple(query))
+        lifetime = found.remaining_lifetime(now)
+        shown = (found, found.record, found.counters, found.telemetry, found.conflict)
+        cached = self._rendered.get(key)
+        if cached is not None and cached[1] == lifetime and all(a is b for a, b in zip(cached[0], shown, strict=True)):
+            return cached[2]
+        body = EncodedSignal({MITIGATION_SCOPE: {"scope": [found.render(now, content)]}})
+        if len(self._rendered) >= RENDERED_BODIES:
+            self._rendered.clear()  # bounded whatever the queries: they are rendered again on the next GET
+        self._rendered[key] = (shown, lifetime, body)
+        return body
 
     # --- PUT ---------------------------------------------------------------------------------------
 
@@ -255,10 +289,14 @@ class MitigationRequests:
         updated.request, updated.payload = parsed, put.payload
         if targets != existing.targets:
             updated.targets = targets
-        if renewal:
-            decision.changes = SignalChanges(renewed_mitigations=[updated.record])
-        else:
+        if not renewal:
             decision.changes = SignalChanges(put_mitigations=[updated.record])
+        elif not _stored_covers(existing, updated.record):
+            decision.changes = SignalChanges(renewed_mitigations=[self._written_ahead(updated)])
+        else:
+            # Written behind: the store already holds this row with an expiry at or after the renewed one (see
+            # _written_ahead), so a crash loses nothing; memory keeps the exact expiry.
+            updated.stored_expiry = existing.expiry_stored()
         decision.then(lambda: self.table.hold(updated))
         if revived:
             # Asked again during active-but-terminating: back to active, and a longer period next time.
@@ -269,6 +307,18 @@ class MitigationRequests:
         if revived:
             decision.events.append(_changed(updated, now))
         return Response("2.04", body=_ack_body(updated, now))
+
+    def _written_ahead(self, updated: Mitigation) -> MitigationRecord:
+        """The row a renewal stores: UPDATED's record, its expiry put `renewal_slack` seconds later (a quarter of
+        the lifetime granted at most), so that the renewals within the slack need no write (`_stored_covers`). A
+        server killed meanwhile comes back with the mitigation lasting at most the slack longer than granted, never
+        shorter."""
+        record = updated.record
+        slack = min(self.settings.renewal_slack, record.lifetime / 4)
+        if slack <= 0 or record.expires_at is None:
+            return record
+        updated.stored_expiry = record.expires_at + slack
+        return replace(record, expires_at=updated.stored_expiry)
 
     def _create(self, put: _Put, now: float, decision: Decision) -> Response:
         client, path, parsed, targets = put.client, put.path, put.parsed, put.targets
@@ -585,11 +635,39 @@ class MitigationRequests:
         return events
 
 
+def _stored_covers(existing: Mitigation, renewed: MitigationRecord) -> bool:
+    """Whether the store already holds what a renewal of EXISTING to RENEWED must make durable: the same row but
+    for the expiry, and an expiry no earlier than the renewed one (both indefinite, or the stored one later)."""
+    stored, record = existing.expiry_stored(), existing.record
+    if (record.lifetime, record.status, record.terminating_until, record.attack_status) != (
+        renewed.lifetime,
+        renewed.status,
+        renewed.terminating_until,
+        renewed.attack_status,
+    ):
+        return False
+    if renewed.expires_at is None or stored is None:
+        return renewed.expires_at is None and stored is None
+    return stored >= renewed.expires_at
+
+
 def _ack_body(mitigation: Mitigation, now: float) -> dict[str, Any]:
     entry: dict[str, Any] = {"mid": mitigation.record.mid, "lifetime": mitigation.remaining_lifetime(now)}
     if mitigation.conflict:
         entry["conflict-information"] = mitigation.conflict
-    return {MITIGATION_SCOPE: {"scope": [entry]}}
+        return {MITIGATION_SCOPE: {"scope": [entry]}}
+    # Nothing but the mid and the lifetime granted (nearly every refresh): the same bytes each time.
+    key = (entry["mid"], entry["lifetime"])
+    body = _ACKS.get(key)
+    if body is None:
+        if len(_ACKS) >= RENDERED_BODIES:
+            _ACKS.clear()
+        body = _ACKS[key] = EncodedSignal({MITIGATION_SCOPE: {"scope": [entry]}})
+    return body
+
+
+_ACKS: dict[tuple[int, int], EncodedSignal] = {}
+"""Encoded answers to PUTs, by (mid, remaining lifetime): what they show is their key (shared by every server)."""
 
 
 def _changed(mitigation: Mitigation, now: float, status: Status | None = None) -> MitigationChanged:

@@ -3,10 +3,10 @@ the per-client counts. Changed only by `SignalServer.apply`, after the store has
 
 from __future__ import annotations
 
-import heapq
 from collections import Counter
 from collections.abc import Callable, Iterator
 
+from opendots.signal.server.core.heartbeat import TimerTable
 from opendots.signal.server.core.index import TargetIndex
 from opendots.signal.server.core.mitigations import Mitigation
 from opendots.signal.server.core.scope import Targets, overlap
@@ -18,7 +18,9 @@ class MitigationTable:
     def __init__(self, on_enforcing_changed: Callable[[str], None]) -> None:
         self._held: dict[Key, Mitigation] = {}
         self._index = TargetIndex()
-        self._deadlines: list[tuple[float, Key]] = []  # heap; stale entries are skipped when popped
+        self._deadlines: TimerTable[Key] = TimerTable()
+        """Each mitigation's end: a refresh moves it later without adding a heap entry (one per refresh would pile up
+        for a whole lifetime)."""
         self._enforcing: Counter[str] = Counter()  # enforced mitigations per client (selects its parameter set)
         self._count: Counter[str] = Counter()  # held mitigations per client: the capacity check without a scan
         self._on_enforcing_changed = on_enforcing_changed
@@ -60,12 +62,11 @@ class MitigationTable:
         self._enforcing[client] += mitigation.enforcing
         if (old is not None and old.enforcing) != mitigation.enforcing:
             self._on_enforcing_changed(client)
-        deadline = mitigation.deadline()
-        if deadline is not None and (old is None or old.deadline() != deadline):  # no duplicate heap entries
-            heapq.heappush(self._deadlines, (deadline, mitigation.key))
+        self._deadlines.set(mitigation.key, mitigation.deadline())
 
     def release(self, key: Key) -> None:
         old = self._held.pop(key)
+        self._deadlines.set(key, None)
         self._index.remove(key, old.targets)
         self._enforcing[old.record.client] -= old.enforcing
         self._count[old.record.client] -= 1
@@ -73,27 +74,14 @@ class MitigationTable:
             self._on_enforcing_changed(old.record.client)
 
     def next_deadline(self) -> float | None:
-        """Earliest mitigation deadline, dropping heap entries that no longer match a held mitigation."""
-        while self._deadlines:
-            deadline, key = self._deadlines[0]
-            held = self._held.get(key)
-            if held is not None and held.deadline() == deadline:
-                return deadline
-            heapq.heappop(self._deadlines)
-        return None
+        """Earliest mitigation deadline."""
+        earliest = self._deadlines.earliest()
+        return earliest[0] if earliest is not None else None
 
     def due(self, now: float) -> list[Mitigation]:
-        """The mitigations whose deadline is at or before NOW, leaving the heap as it was (they end only when the
-        decision to end them is applied, which releases them)."""
-        due: dict[Key, Mitigation] = {}  # a key can sit in the heap twice (same deadline, re-held)
-        popped = []
-        while (deadline := self.next_deadline()) is not None and deadline <= now:
-            entry = heapq.heappop(self._deadlines)
-            popped.append(entry)
-            due[entry[1]] = self._held[entry[1]]
-        for entry in popped:
-            heapq.heappush(self._deadlines, entry)
-        return list(due.values())
+        """The mitigations whose deadline is at or before NOW (they end only when the decision to end them is
+        applied, which releases them)."""
+        return [self._held[key] for key in self._deadlines.due(now)]
 
     def overlapping(self, targets: Targets) -> list[tuple[Mitigation, Targets]]:
         """Held mitigations overlapping TARGETS, with the common part, in 'mid' order."""

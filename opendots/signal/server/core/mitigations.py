@@ -29,6 +29,8 @@ CONFIG_MEMBERS = frozenset(
     }
 )
 
+_STATUSES = {int(status): status for status in Status}
+
 
 @dataclass
 class Mitigation:
@@ -43,6 +45,10 @@ class Mitigation:
     decoding (None after a restart, or when the request came decoded)."""
     telemetry: dict[str, Any] | None = None
     """RFC 9244 §9.2 attributes computed from the counters (ServerTelemetry), when the client asked for them."""
+    stored_expiry: float | None = None
+    """Set by a refresh written ahead (`ServerSettings.renewal_slack`): the store holds `record` with this expiry,
+    later than the exact one. None: the store holds `record` as it is (every other write stores it whole, which is
+    why `with_record` does not carry this over)."""
 
     @property
     def key(self) -> tuple[str, int]:
@@ -54,11 +60,12 @@ class Mitigation:
 
     @property
     def status(self) -> Status:
-        return Status(self.record.status)
+        status = _STATUSES.get(self.record.status)  # read several times per request: no Enum call each time
+        return status if status is not None else Status(self.record.status)
 
     @property
     def enforcing(self) -> bool:
-        return self.status in ENFORCING
+        return self.record.status in ENFORCING  # an IntEnum member hashes as its integer
 
     @property
     def terminating(self) -> bool:
@@ -70,6 +77,10 @@ class Mitigation:
         return Mitigation(
             record, self.request, self.targets, self.counters, self.conflict, self.payload, self.telemetry
         )
+
+    def expiry_stored(self) -> float | None:
+        """The expiry the store holds for this mitigation (None: indefinite)."""
+        return self.stored_expiry if self.stored_expiry is not None else self.record.expires_at
 
     def remaining_lifetime(self, now: float) -> int:
         if self.record.expires_at is None:

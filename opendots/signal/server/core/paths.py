@@ -6,6 +6,7 @@ tm/[cdid=X/]cuid=X[/tmid=N] (RFC 9244 §8)
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -49,8 +50,10 @@ class TelemetryPath:
 ResourcePath = MitigatePath | ConfigPath | HeartbeatPath | TelemetrySetupPath | TelemetryPath
 
 
+@functools.lru_cache(maxsize=512)
 def parse_path(segments: tuple[str, ...]) -> ResourcePath:
-    """Parse the segments or raise Rejected (4.04 unknown resource, 4.00 malformed parameters)."""
+    """Parse the segments or raise Rejected (4.04 unknown resource, 4.00 malformed parameters). Each client repeats
+    a few paths all the time (its hb, its mids): the (frozen) results of the latest are kept; refusals are not."""
     if not segments:
         raise reject("4.04", "no DOTS resource named (expected mitigate, config or hb)")
     resource, rest = segments[0], list(segments[1:])

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from opendots.model import encode_signal
+from opendots.signal.server.core.bodies import body_of
 from opendots.signal.server.core.events import Event, HeartbeatDue, PeerBack
 from opendots.signal.server.core.heartbeat import PeerLiveness, TimerTable
 from opendots.signal.server.core.messages import HEARTBEAT, Request, Response, reject
@@ -40,12 +42,14 @@ class Peers:
 
     def saw_traffic(self, client: str, now: float) -> list[Event]:
         """A message from CLIENT itself (never something the server does on its behalf) proves it alive."""
-        parameters = self._parameters(client)
         peer = self._peers.get(client)
+        self._dirty.add(client)  # its clock is synced with the parameters in force at the flush that follows
+        if peer is not None and not peer.lost:  # nearly every message: only the loss deadline moves
+            peer.last_traffic = now
+            return []
         if peer is None:
             self._peers[client] = peer = PeerLiveness(last_traffic=now)
-        revived = peer.saw_traffic(now, parameters)
-        self._dirty.add(client)
+        revived = peer.saw_traffic(now, self._parameters(client))
         return [PeerBack(client)] if revived else []
 
     def changed(self, client: str) -> None:
@@ -70,8 +74,8 @@ class Peers:
             return
         parameters = self._parameters(client)
         peer.sync(now, parameters)
-        deadlines = [d for d in (peer.loss_deadline(parameters), peer.heartbeat_deadline(parameters)) if d is not None]
-        self._timers.set(client, min(deadlines, default=None))
+        loss, heartbeat = peer.loss_deadline(parameters), peer.heartbeat_deadline(parameters)
+        self._timers.set(client, loss if heartbeat is None else heartbeat if loss is None else min(loss, heartbeat))
 
     def next_due(self) -> float | None:
         earliest = self._timers.earliest()
@@ -102,22 +106,31 @@ class Peers:
         self._sync(client, now)
 
     def heartbeat(self, client: str, request: Request, now: float, events: list[Event]) -> Response:
-        """PUT /hb from CLIENT (§4.7)."""
+        """PUT /hb from CLIENT (§4.7). A body in its usual encoding is read without the CBOR decoder and the data
+        model (the message every session repeats); any other goes through them."""
         if request.method != "PUT":
             raise reject("4.05", f"{request.method} is not allowed on hb")
-        content = _heartbeat_content(request.body)
-        if content is None:
-            raise reject("4.00", f"a heartbeat body is {{'{HEARTBEAT}': {{'peer-hb-status': true|false}}}}")
-        if not isinstance(content["peer-hb-status"], bool):
-            raise reject("4.00", "'peer-hb-status' must be true or false")
+        heard = _USUAL_PAYLOADS.get(request.payload) if request.payload is not None else None
+        if heard is None:
+            content = _heartbeat_content(body_of(request))
+            if content is None:
+                raise reject("4.00", f"a heartbeat body is {{'{HEARTBEAT}': {{'peer-hb-status': true|false}}}}")
+            if not isinstance(content["peer-hb-status"], bool):
+                raise reject("4.00", "'peer-hb-status' must be true or false")
+            heard = content["peer-hb-status"]
         peer = self._peers[client]
         peer.last_client_heartbeat = now
-        if not content["peer-hb-status"]:
+        if not heard:
             # The client does not hear our heartbeats: send one right away (§4.7).
             parameters = self._parameters(client)
             events.append(HeartbeatDue(client, peer.peer_hb_status(now, parameters)))
             peer.rearm(now, parameters)
         return Response("2.04")
+
+
+_USUAL_PAYLOADS = {encode_signal({HEARTBEAT: {"peer-hb-status": heard}}): heard for heard in (True, False)}
+"""The CBOR of each heartbeat body as opendots and most encoders write it (definite lengths, the shortest form):
+such a payload says just this, so it is answered without decoding."""
 
 
 def _heartbeat_content(body: Any) -> dict[str, Any] | None:

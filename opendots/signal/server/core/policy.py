@@ -53,6 +53,12 @@ class ServerSettings:
     nat_binding_timeout: float | None = None
     """Call Home: seconds on-path NATs keep an idle binding; the heartbeat-interval is kept within half of it
     (RFC 9066 §5.2.1, opendots.callhome.redirect.nat_adjusted). None: 30 s for a Call Home DOTS server."""
+    renewal_slack: float = 0.0
+    """Seconds a refresh's renewed expiry may run ahead of the stored one before it is written (write-behind): a
+    renewal that is written stores its expiry this much later (a quarter of the lifetime granted at most), and the
+    refreshes that follow within the slack store nothing. A server killed meanwhile restores the mitigation at
+    most this much longer than granted, never shorter. 0: every renewal is written with its exact expiry. On
+    PostgreSQL (a cluster, even of one) or with SQLite workers, the server sets 0: the others read the rows."""
     legitimate_sources: tuple[IPNetwork, ...] = ()
     """Call Home: sources the CPE's administrator has classified as legitimate; a request naming any of them is
     refused with 4.09, conflict-cause request-rejected-legitimate-traffic (RFC 9066 §5.3.1, §7.2)."""

@@ -243,6 +243,7 @@ class SignalServer:
         """DECISION's changes could not be stored: memory stays as it was; a request is answered 5.03, a timer's
         work is tried again in STORE_RETRY_DELAY seconds (not in a busy loop)."""
         self._pending = None
+        self.peers.flush(now)  # the request was traffic from its client all the same
         if decision.response is None:
             self._store_retry_at = now + STORE_RETRY_DELAY
             return None
@@ -252,6 +253,7 @@ class SignalServer:
         """An RFC 9133 activation change of DECISION could not be stored: memory stays as it was, and the request
         is answered 5.03 naming the ACL update that failed (RFC 9133 Figure 1)."""
         self._pending = None
+        self.peers.flush(now)
         return update_failed([failed], reason).response
 
     def _decide(self, now: float) -> Decision:
@@ -282,9 +284,10 @@ class SignalServer:
             if self.redirection is not None and not isinstance(path, HeartbeatPath):
                 decision.response = self._redirect_response()
                 return self._decided(decision)
-            # A mitigation PUT decodes its own (it may repeat the stored request), tm-setup as ietf-dots-telemetry.
+            # A mitigation PUT decodes its own (it may repeat the stored request), tm-setup as ietf-dots-telemetry, a
+            # heartbeat only when its body is not the usual bytes.
             own_decoder = (isinstance(path, MitigatePath) and request.method == "PUT") or isinstance(
-                path, TelemetrySetupPath | TelemetryPath
+                path, TelemetrySetupPath | TelemetryPath | HeartbeatPath
             )
             if not own_decoder:
                 request = decoded(request)

@@ -212,6 +212,10 @@ async def start_signal_server(
     cluster: ClusterNode | WorkerSync | None = await _join_cluster(config, store, service)
     if cluster is None and config.worker is not None and isinstance(store, SqliteSignalStore):
         cluster = _join_workers(config, store, service)
+    if cluster is not None and core.settings.renewal_slack:
+        # The other nodes or workers hold what the database holds: a renewal written behind would leave them a
+        # stale expiry, and the next decision here would read it back. Every renewal is written.
+        core.settings = replace(core.settings, renewal_slack=0.0)
     site, resource = build_site(service)
     bind = bind or [(host, config.signal_port) for host in config.listen]
     try:

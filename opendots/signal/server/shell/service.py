@@ -127,6 +127,11 @@ class SignalService:
         self._queue: asyncio.Queue[list[Event]] = asyncio.Queue()
         """The events of one request or timer, in order: one queue hand-off per batch, not per event."""
         self._wake = asyncio.Event()
+        self._asleep = False
+        """The timer task sleeps until `_asleep_until`; while it does not (not started, gathering pokes, running a
+        step), every request pokes."""
+        self._asleep_until: float | None = None
+        """The deadline the timer task sleeps until (None: none, it waits for a poke)."""
         self._tasks: list[asyncio.Task[None]] = []
         self.outcomes: collections.Counter[tuple[str, str]] = collections.Counter()
         """(action, result) of every mitigator call, e.g. ("apply", "ok"), ("withdraw", "failed"): for metrics."""
@@ -209,7 +214,7 @@ class SignalService:
         if self.awaited:
             raise TypeError("this store's writes are awaited: use `await answer(request)`")
         response = self._settle(self._decider(request, fetched), _mode(request))
-        self.poke()
+        self._poke_if_sooner()
         assert response is not None
         return response
 
@@ -230,7 +235,7 @@ class SignalService:
         # Several nodes: a mitigation request is decided on the rows the others wrote (a write also under the
         # cluster's lock); heartbeats, /config and telemetry are this node's own business.
         response = await self._settle_awaited(self._decider(request, fetched), _mode(request), request)
-        self.poke()
+        self._poke_if_sooner()
         assert response is not None
         return response
 
@@ -344,6 +349,17 @@ class SignalService:
         """Re-read next_timer() now (after a request, or when a test moved its clock)."""
         self._wake.set()
 
+    def _poke_if_sooner(self) -> None:
+        """After a request: wake the timer task only when the core's next deadline is now before the one it sleeps
+        until. Nearly every request (a heartbeat, a refresh, a GET) moves deadlines later or not at all: the task
+        then wakes at the old deadline, finds nothing due and looks again, instead of waking for every message."""
+        if not self._asleep:
+            self.poke()
+            return
+        due, waiting = self.core.next_timer(), self._asleep_until
+        if due is not None and (waiting is None or due < waiting):
+            self.poke()
+
     async def idle(self) -> None:
         """Wait until every queued event has been acted on (tests, orderly shutdown)."""
         while self._settling:
@@ -365,10 +381,14 @@ class SignalService:
             timeout = None if deadline is None else max(0.0, deadline - self.clock())
             woken = False
             # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel racing with the wake-up.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
-                    await self._wake.wait()
-                    woken = True
+            self._asleep, self._asleep_until = True, deadline
+            try:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(timeout):
+                        await self._wake.wait()
+                        woken = True
+            finally:
+                self._asleep = False
             if woken:
                 # Every request pokes; next_timer() walks every peer, too much per request with many clients.
                 # Let a burst of pokes gather, then look once. Timers are seconds long: a few ms late is nothing.

@@ -27,6 +27,9 @@ _SECONDS_LIMIT_KEYS = (
     "non_probing_wait_limits",
     "non_partial_timeout_limits",
 )
+RENEWAL_SLACK = 30.0
+"""Default of [signal] renewal_slack: a refreshed mitigation's stored expiry is written ahead by this much, so the
+refreshes within it store nothing (ServerSettings.renewal_slack)."""
 _INTEGER_KEYS = (
     "active_but_terminating",
     "max_active_but_terminating",
@@ -48,7 +51,8 @@ def settings_from_table(clients: Sequence[ClientAuthorization], table: dict[str,
     non_partial_timeout_limits ([min, max] a client may configure; seconds for the last four); the RFC 9244
     telemetry setup keys of opendots.signal.server.shell.telemetry_settings; for a Call Home DOTS server (RFC 9066),
     legitimate_sources (prefixes whose traffic its administrator classified as legitimate, §7.2) and
-    nat_binding_timeout (seconds; the heartbeat-interval stays within half of it, §5.2.1)."""
+    nat_binding_timeout (seconds; the heartbeat-interval stays within half of it, §5.2.1); renewal_slack (seconds a
+    refresh's stored expiry is written ahead, RENEWAL_SLACK by default; 0: every refresh is written exactly)."""
     known = {
         "max_lifetime",
         "allow_indefinite",
@@ -57,6 +61,7 @@ def settings_from_table(clients: Sequence[ClientAuthorization], table: dict[str,
         "gateways",
         "legitimate_sources",
         "nat_binding_timeout",
+        "renewal_slack",
         *_INTEGER_KEYS,
         *_LIMIT_KEYS,
         *_SECONDS_LIMIT_KEYS,
@@ -78,6 +83,10 @@ def settings_from_table(clients: Sequence[ClientAuthorization], table: dict[str,
                 raise ValueError("counters_interval must be between 0.1 and 3600 seconds")
     except (TypeError, ValueError) as problem:
         raise ConfigError(f"[signal]: {problem}") from None
+    slack = table.get("renewal_slack", RENEWAL_SLACK)
+    if isinstance(slack, bool) or not isinstance(slack, int | float) or not 0 <= slack <= 3600:
+        raise ConfigError(f"[signal] renewal_slack must be seconds from 0 to 3600, not {slack!r}")
+    values["renewal_slack"] = float(slack)
     if "allow_indefinite" in table:
         values["allow_indefinite"] = bool(table["allow_indefinite"])
     if "cross_client_conflicts" in table:
