@@ -475,6 +475,9 @@ class DtlsConnection:
         self._out = split_records(flight)
         self._final_flight = list(self._out) or None
         self._cleartext_mtu = self.mtu - suite.overhead
+        # SSL_free evicts the session from the SSL_CTX's cache unless the SSL was shut down: mark it so, and the
+        # peer can still resume by session ID. No alert is sent (nothing is written once the SSL is gone).
+        ssl.set_shutdown(SSL.SENT_SHUTDOWN | SSL.RECEIVED_SHUTDOWN)
         self._ssl = None  # type: ignore[assignment]  # from here on only `_records` is used
         self.session = None  # the server never resumes from it; the SSL_CTX's cache keeps its own reference
 
