@@ -341,3 +341,20 @@ def test_session_id_resumption_still_finds_the_session_after_the_ssl_object_is_d
     assert server._ssl is None
     _, _, again = connected(pki_dir, context=context, listener=listener, session=first.session)
     assert [e.resumed for e in again.client_events if isinstance(e, HandshakeCompleted)] == [True]
+
+
+def test_records_of_another_epoch_or_version_are_dropped_even_when_they_authenticate_rfc6347_4_1(pki_dir, monkeypatch):
+    from opendots.transport import dtls_records
+
+    server, client, _ = connected(pki_dir)
+    peer = peer_layer(client)
+    now = time.monotonic()
+    with monkeypatch.context() as patch:  # the peer's keys, but a record header (and AAD) it must not use
+        patch.setattr(dtls_records, "EPOCH", 2)
+        other_epoch = peer.seal(23, b"epoch 2")
+    with monkeypatch.context() as patch:
+        patch.setattr(dtls_records, "DTLS_1_2", b"\xfe\xff")
+        dtls_1_0 = peer.seal(23, b"DTLS 1.0")
+    assert server.receive_datagram(other_epoch, now) == []
+    assert server.receive_datagram(dtls_1_0, now) == []
+    assert server.receive_datagram(peer.seal(23, b"epoch 1"), now) == [ApplicationData(b"epoch 1")]
