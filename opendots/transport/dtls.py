@@ -339,7 +339,7 @@ class DtlsConnection:
         if self._records is not None:
             records, self._out = self._out, []
             return pack_records(records, self.mtu)
-        output = self._drain()
+        output = _drain(self._ssl)
         if self._own_records and self.state is DtlsState.HANDSHAKING:
             self._note_written(output)
         if len(output) <= self.mtu:  # whole records that fit one datagram together (nearly always): as they are
@@ -435,19 +435,6 @@ class DtlsConnection:
         self.state = DtlsState.CLOSED
         return [ConnectionClosed(error)]
 
-    def _drain(self) -> bytes:
-        """Everything OpenSSL wrote to its memory BIO (whole records back to back)."""
-        output = b""
-        while True:
-            try:
-                chunk = self._ssl.bio_read(MAX_DATAGRAM)
-            except SSL.WantReadError:
-                break
-            output += chunk
-            if len(chunk) < MAX_DATAGRAM:  # a memory BIO hands over all it holds up to the size asked: now empty
-                break
-        return output
-
     # ------------------------------------------- our record layer (server side)
 
     def _note_written(self, stream: bytes) -> None:
@@ -469,7 +456,7 @@ class DtlsConnection:
         if suite is None or ssl.get_protocol_version_name() != "DTLSv1.2":
             return
         keys = expand_keys(suite, ssl.master_key(), ssl.client_random(), ssl.server_random())
-        flight = self._drain()
+        flight = _drain(self._ssl)
         self._note_written(flight)
         self._records = RecordLayer(suite, keys, write_sequence=self._next_write)
         self._out = split_records(flight)
@@ -531,6 +518,20 @@ class DtlsConnection:
         ):
             self._flight_resent_at = now
             self._out.extend(self._final_flight)
+
+
+def _drain(ssl: SSL.Connection) -> bytes:
+    """Everything OpenSSL wrote to its memory BIO (whole records back to back)."""
+    output = b""
+    while True:
+        try:
+            chunk = ssl.bio_read(MAX_DATAGRAM)
+        except SSL.WantReadError:
+            break
+        output += chunk
+        if len(chunk) < MAX_DATAGRAM:  # a memory BIO hands over all it holds up to the size asked: now empty
+            break
+    return output
 
 
 def _session_reused(ssl: SSL.Connection) -> bool:
@@ -636,15 +637,7 @@ class DtlsListener:
         return ListenResult([], connection)
 
     def _drain(self, ssl: SSL.Connection) -> list[bytes]:
-        output = b""
-        while True:
-            try:
-                chunk = ssl.bio_read(MAX_DATAGRAM)
-            except SSL.WantReadError:
-                break
-            if not chunk:
-                break
-            output += chunk
+        output = _drain(ssl)
         if len(output) <= self.mtu:  # whole records that fit one datagram together (nearly always): as they are
             return [output] if output else []
         return pack_records(split_records(output), self.mtu)
