@@ -10,6 +10,8 @@ per session: RSS (also after malloc_trim), malloc in use, Python (traced), nativ
 object counts by type. --plain: no tracemalloc and Python's own allocator, as in production (RSS and malloc only).
 The load generator is bench/scale_sessions.py's (its own process, a certificate per client). Not a test: nothing is
 asserted. For native allocations by OpenSSL call stack, run the server under heaptrack (see the issue 20 note).
+OPENDOTS_DTLS_RECORD_LAYER=openssl in the environment measures the server with OpenSSL's record layer kept after the
+handshake (the behaviour before opendots/transport/dtls_records.py), for a before/after in one sitting.
 """
 
 from __future__ import annotations

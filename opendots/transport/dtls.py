@@ -7,6 +7,11 @@ reports what happened as events. The asyncio shell lives in `opendots.transport.
 
 OpenSSL keeps its own clock for handshake retransmissions (`DTLSv1_get_timeout`), so those timers are reported
 relative to the call and the shell turns them into loop deadlines.
+
+On the server, once the handshake is done with one of the profile's AEAD suites, the session is handed to our own
+record layer (`opendots.transport.dtls_records`) and OpenSSL's per-session state is freed (~80 KiB, issue 20); the
+events and the API stay the same. OPENDOTS_DTLS_RECORD_LAYER=openssl in the environment keeps OpenSSL throughout
+(for comparison benchmarks).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import math
 import os
 import ssl
 from collections.abc import Callable
@@ -25,6 +31,16 @@ from OpenSSL import SSL, crypto
 
 from opendots.config import TlsFiles
 from opendots.pki.verify import HandshakeNotes, explain, handshake_failure, peer_label
+from opendots.transport.dtls_records import (
+    CONTENT_ALERT,
+    CONTENT_HANDSHAKE,
+    EPOCH,
+    SUITES,
+    RecordLayer,
+    SequenceExhausted,
+    expand_keys,
+    parse_header,
+)
 from opendots.transport.identity import PeerIdentity
 from opendots.transport.profile import (
     CIPHER_LIST,
@@ -43,6 +59,17 @@ MAX_PENDING_BEFORE_HANDSHAKE = 64  # CoAP messages held while a session comes up
 # pyOpenSSL exports no name for it; the value is OpenSSL's ABI (the stdlib exposes the same as ssl.OP_NO_RENEGOTIATION).
 # Renegotiation buys DOTS nothing and costs the server a full handshake on the peer's whim.
 OP_NO_RENEGOTIATION = ssl.OP_NO_RENEGOTIATION
+HANDSHAKE_TYPE_FINISHED = 20
+ALERT_FATAL = 2
+ALERT_CLOSE_NOTIFY = 0
+CLOSE_NOTIFY_ALERT = bytes((1, ALERT_CLOSE_NOTIFY))  # warning level, close_notify (RFC 5246 §7.2.1)
+NO_RENEGOTIATION_ALERT = bytes((1, 100))  # warning level, no_renegotiation (RFC 5246 §7.2.2)
+FLIGHT_RESEND_INTERVAL = 0.5  # seconds between two resends of our last flight (the peer's timer starts at 1 s)
+
+
+def own_record_layer_default() -> bool:
+    """The server hands established sessions to our record layer unless OPENDOTS_DTLS_RECORD_LAYER=openssl."""
+    return os.environ.get("OPENDOTS_DTLS_RECORD_LAYER", "own").strip().lower() != "openssl"
 
 
 class DtlsError(Exception):
@@ -212,8 +239,10 @@ def pack_records(records: list[bytes], mtu: int) -> list[bytes]:
 class DtlsConnection:
     """One DTLS session, client or server side, driven by datagrams and timer calls."""
 
-    def __init__(self, ssl: SSL.Connection, *, now: float, mtu: int = DEFAULT_DTLS_MTU) -> None:
-        self._ssl = ssl
+    def __init__(
+        self, ssl: SSL.Connection, *, now: float, mtu: int = DEFAULT_DTLS_MTU, own_records: bool = False
+    ) -> None:
+        self._ssl = ssl  # None once handed to our record layer (OWN_RECORDS, server side)
         self.mtu = mtu
         self._cleartext_mtu: int | None = None
         ssl.set_ciphertext_mtu(mtu)
@@ -224,6 +253,12 @@ class DtlsConnection:
         self.session: SSL.Session | None = None
         self.cipher: str | None = None
         self._pending_plaintext: list[bytes] = []
+        self._own_records = own_records
+        self._records: RecordLayer | None = None
+        self._next_write = 0  # epoch-1 sequence number after the last OpenSSL wrote (tracked while handshaking)
+        self._out: list[bytes] = []  # records our layer produced, not yet fetched
+        self._final_flight: list[bytes] | None = None  # OpenSSL's last flight, until the peer proves it has it
+        self._flight_resent_at = -math.inf
 
     @classmethod
     def connect(
@@ -244,6 +279,8 @@ class DtlsConnection:
         if self.state is DtlsState.CLOSED:
             return []
         self.last_activity = now
+        if self._records is not None:
+            return self._receive_records(datagram, now)
         try:
             self._ssl.bio_write(datagram)
         except SSL.Error as error:
@@ -252,12 +289,15 @@ class DtlsConnection:
         if self.state is DtlsState.HANDSHAKING:
             events += self._advance_handshake()
         if self.state is DtlsState.ESTABLISHED:
-            events += self._read_application_data(is_one_application_record(datagram))
+            if self._records is not None:  # handed off just now: the rest of this datagram is ours
+                events += self._receive_records(datagram, now, completing=True)
+            else:
+                events += self._read_application_data(is_one_application_record(datagram))
         return events
 
     def handle_timer(self, now: float) -> list[DtlsEvent]:
         """Call when `timer_due_in()` has elapsed: retransmits the last handshake flight (or gives up)."""
-        if self.state is DtlsState.CLOSED:
+        if self.state is DtlsState.CLOSED or self._records is not None:
             return []
         try:
             self._ssl.DTLSv1_handle_timeout()
@@ -267,8 +307,8 @@ class DtlsConnection:
 
     def timer_due_in(self) -> float | None:
         """Seconds until OpenSSL wants `handle_timer` (handshake retransmission), None if no timer runs."""
-        if self.state is DtlsState.CLOSED:
-            return None
+        if self.state is DtlsState.CLOSED or self._records is not None:
+            return None  # our record layer has no timer: it resends the last flight only when asked to
         return self._ssl.DTLSv1_get_timeout()
 
     # ---------------------------------------------------------------- output
@@ -282,6 +322,13 @@ class DtlsConnection:
                 raise SendQueueFull(f"{MAX_PENDING_BEFORE_HANDSHAKE} messages already wait for the handshake")
             self._pending_plaintext.append(plaintext)
             return
+        if self._records is not None:
+            try:
+                self._out.append(self._records.seal(CONTENT_TYPE_APPLICATION_DATA, plaintext))
+            except (SequenceExhausted, ValueError) as error:
+                self._fail(DtlsError(f"cannot send: {error}"))
+                raise DtlsError(f"cannot send: {error}") from error
+            return
         try:
             self._ssl.write(plaintext)
         except SSL.Error as error:
@@ -289,21 +336,24 @@ class DtlsConnection:
             raise DtlsError(f"cannot send: {error}") from error
 
     def datagrams_to_send(self) -> list[bytes]:
-        output = b""
-        while True:
-            try:
-                chunk = self._ssl.bio_read(MAX_DATAGRAM)
-            except SSL.WantReadError:
-                break
-            output += chunk
-            if len(chunk) < MAX_DATAGRAM:  # a memory BIO hands over all it holds up to the size asked: now empty
-                break
+        if self._records is not None:
+            records, self._out = self._out, []
+            return pack_records(records, self.mtu)
+        output = _drain(self._ssl)
+        if self._own_records and self.state is DtlsState.HANDSHAKING:
+            self._note_written(output)
         if len(output) <= self.mtu:  # whole records that fit one datagram together (nearly always): as they are
             return [output] if output else []
         return pack_records(split_records(output), self.mtu)
 
     def close(self) -> None:
         """Send close_notify (fetch it with `datagrams_to_send()`) and stop."""
+        if self._records is not None:
+            if self.state is DtlsState.ESTABLISHED:
+                with contextlib.suppress(SequenceExhausted):  # no sequence number left: not even a goodbye
+                    self._out.append(self._records.seal(CONTENT_ALERT, CLOSE_NOTIFY_ALERT))
+            self.state = DtlsState.CLOSED
+            return
         if self.state is DtlsState.ESTABLISHED:
             with contextlib.suppress(SSL.Error):  # a half-broken session cannot even say goodbye
                 self._ssl.shutdown()
@@ -353,6 +403,8 @@ class DtlsConnection:
         self.cipher = self._ssl.get_cipher_name()
         self.state = DtlsState.ESTABLISHED
         events: list[DtlsEvent] = [HandshakeCompleted(self.identity, _session_reused(self._ssl))]
+        if self._own_records:
+            self._hand_off()
         pending, self._pending_plaintext = self._pending_plaintext, []
         for plaintext in pending:
             self.send(plaintext)
@@ -382,6 +434,104 @@ class DtlsConnection:
     def _fail(self, error: DtlsError) -> list[DtlsEvent]:
         self.state = DtlsState.CLOSED
         return [ConnectionClosed(error)]
+
+    # ------------------------------------------- our record layer (server side)
+
+    def _note_written(self, stream: bytes) -> None:
+        """Track the epoch-1 sequence numbers OpenSSL writes (its Finished, retransmissions) so that our record
+        layer carries on after the last one and never reuses one (our own output: the headers can be trusted)."""
+        offset = 0
+        while (header := parse_header(stream, offset)) is not None:
+            _type, epoch, sequence, length = header
+            if epoch == EPOCH:
+                self._next_write = max(self._next_write, sequence + 1)
+            offset += RECORD_HEADER_LENGTH + length
+
+    def _hand_off(self) -> None:
+        """Established with an AEAD suite of the profile: derive the record keys (RFC 5246 §6.3), keep OpenSSL's
+        last flight (if this side sent the last one) for the peer's retransmissions, and drop the SSL object with
+        everything it holds for this session. Any other suite or version stays with OpenSSL."""
+        ssl = self._ssl
+        suite = SUITES.get(self.cipher or "")
+        if suite is None or ssl.get_protocol_version_name() != "DTLSv1.2":
+            return
+        keys = expand_keys(suite, ssl.master_key(), ssl.client_random(), ssl.server_random())
+        flight = _drain(self._ssl)
+        self._note_written(flight)
+        self._records = RecordLayer(suite, keys, write_sequence=self._next_write)
+        self._out = split_records(flight)
+        self._final_flight = list(self._out) or None
+        self._cleartext_mtu = self.mtu - suite.overhead
+        # SSL_free evicts the session from the SSL_CTX's cache unless the SSL was shut down: mark it so, and the
+        # peer can still resume by session ID. No alert is sent (nothing is written once the SSL is gone).
+        ssl.set_shutdown(SSL.SENT_SHUTDOWN | SSL.RECEIVED_SHUTDOWN)
+        self._ssl = None  # type: ignore[assignment]  # from here on only `_records` is used
+        self.session = None  # the server never resumes from it; the SSL_CTX's cache keeps its own reference
+
+    def _receive_records(self, datagram: bytes, now: float, completing: bool = False) -> list[DtlsEvent]:
+        """Our record layer's input. COMPLETING: the datagram that finished the handshake, whose handshake records
+        OpenSSL has just consumed."""
+        assert self._records is not None
+        events: list[DtlsEvent] = []
+        for content_type, plaintext in self._records.open(datagram):
+            if content_type == CONTENT_TYPE_APPLICATION_DATA:
+                self._final_flight = None  # the peer has our Finished: it sends in epoch 1 (RFC 6347 §4.2.4)
+                if plaintext:
+                    events.append(ApplicationData(plaintext))
+            elif content_type == CONTENT_ALERT:
+                closed = self._alert_received(plaintext)
+                if closed:
+                    return events + closed
+            elif content_type == CONTENT_HANDSHAKE and not completing:
+                self._handshake_received(plaintext, now)
+        return events
+
+    def _alert_received(self, alert: bytes) -> list[DtlsEvent]:
+        """RFC 5246 §7.2: close_notify is answered and ends the session, a fatal alert ends it, warnings pass."""
+        assert self._records is not None
+        if len(alert) != 2:
+            return self._fail(DtlsError("fatal DTLS error: malformed alert"))
+        level, description = alert
+        if description == ALERT_CLOSE_NOTIFY:
+            with contextlib.suppress(SequenceExhausted):
+                self._out.append(self._records.seal(CONTENT_ALERT, CLOSE_NOTIFY_ALERT))
+            self.state = DtlsState.CLOSED
+            return [ConnectionClosed(CloseNotifyReceived("peer sent close_notify"))]
+        if level == ALERT_FATAL:
+            return self._fail(DtlsError(f"fatal DTLS error: the peer sent fatal alert {description}"))
+        return []
+
+    def _handshake_received(self, message: bytes, now: float) -> None:
+        """An authenticated epoch-1 handshake message after the handshake. The peer's Finished again means it
+        retransmits its last flight because ours was lost (RFC 6347 §4.2.4): resend ours, at most every
+        FLIGHT_RESEND_INTERVAL. A ClientHello asking to renegotiate gets the no_renegotiation warning OpenSSL
+        sends today (RFC 5246 §7.2.2; OP_NO_RENEGOTIATION); anything else is ignored."""
+        assert self._records is not None
+        if message[:1] == bytes((HANDSHAKE_TYPE_CLIENT_HELLO,)):
+            with contextlib.suppress(SequenceExhausted):
+                self._out.append(self._records.seal(CONTENT_ALERT, NO_RENEGOTIATION_ALERT))
+            return
+        if (
+            message[:1] == bytes((HANDSHAKE_TYPE_FINISHED,))
+            and self._final_flight is not None
+            and now - self._flight_resent_at >= FLIGHT_RESEND_INTERVAL
+        ):
+            self._flight_resent_at = now
+            self._out.extend(self._final_flight)
+
+
+def _drain(ssl: SSL.Connection) -> bytes:
+    """Everything OpenSSL wrote to its memory BIO (whole records back to back)."""
+    output = b""
+    while True:
+        try:
+            chunk = ssl.bio_read(MAX_DATAGRAM)
+        except SSL.WantReadError:
+            break
+        output += chunk
+        if len(chunk) < MAX_DATAGRAM:  # a memory BIO hands over all it holds up to the size asked: now empty
+            break
+    return output
 
 
 def _session_reused(ssl: SSL.Connection) -> bool:
@@ -433,7 +583,12 @@ class ListenResult:
 class DtlsListener:
     """Stateless cookie exchange on the server (DTLSv1_listen); nothing per peer is kept until a cookie verifies."""
 
-    def __init__(self, credentials: TlsFiles, *, now: float, mtu: int = DEFAULT_DTLS_MTU) -> None:
+    def __init__(
+        self, credentials: TlsFiles, *, now: float, mtu: int = DEFAULT_DTLS_MTU, own_record_layer: bool | None = None
+    ) -> None:
+        """OWN_RECORD_LAYER: hand established sessions to `opendots.transport.dtls_records` (default: yes, unless
+        OPENDOTS_DTLS_RECORD_LAYER=openssl)."""
+        self.own_record_layer = own_record_layer_default() if own_record_layer is None else own_record_layer
         self.context = server_context(credentials)
         self.cookies = CookieSecrets(now)
         self.mtu = mtu
@@ -477,20 +632,12 @@ class DtlsListener:
         notes = listener.get_app_data()
         if isinstance(notes, HandshakeNotes):  # a refused handshake is logged with the address it came from
             notes.peer = peer_label(peer)
-        connection = DtlsConnection(listener, now=now, mtu=self.mtu)
+        connection = DtlsConnection(listener, now=now, mtu=self.mtu, own_records=self.own_record_layer)
         connection._advance_handshake()  # the listener hands over a verified hello
         return ListenResult([], connection)
 
     def _drain(self, ssl: SSL.Connection) -> list[bytes]:
-        output = b""
-        while True:
-            try:
-                chunk = ssl.bio_read(MAX_DATAGRAM)
-            except SSL.WantReadError:
-                break
-            if not chunk:
-                break
-            output += chunk
+        output = _drain(ssl)
         if len(output) <= self.mtu:  # whole records that fit one datagram together (nearly always): as they are
             return [output] if output else []
         return pack_records(split_records(output), self.mtu)
