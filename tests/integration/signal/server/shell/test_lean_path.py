@@ -12,8 +12,11 @@ import aiocoap
 import aiocoap.message
 import pytest
 
+from opendots.config import ServerConfig
 from opendots.model import decode_signal, encode_signal
 from opendots.signal.server.core.messages import HEARTBEAT
+from opendots.signal.server.shell.run import start_signal_server
+from tests.conftest import free_port
 from tests.helpers import tls_files as files
 from tests.helpers.raw_coap import ACK, CON, DOTS, GET, NON, PUT, RawDtlsCoap, coap
 
@@ -189,3 +192,32 @@ async def test_a_ping_still_gets_its_reset_rfc7252_4_3(session, server):
     (answer,) = _decode(await session(bytes([0x40, 0, 0x08, 0x00])))
     assert (answer.mtype, answer.mid, answer.code) == (3, 0x800, aiocoap.EMPTY)
     assert server.endpoint.dtls.lean.answered == 0
+
+
+async def test_lean_coap_false_sends_every_request_through_aiocoap(pki_dir: Path, tmp_path: Path, monkeypatch):
+    config_file = pki_dir / "server.toml"
+    text = config_file.read_text()
+    assert "[server]\n" in text
+    off = tmp_path / "server.toml"
+    off.write_text(text.replace("[server]\n", "[server]\nlean_coap = false\n", 1))
+    config = ServerConfig.load(off)
+    assert config.lean_coap is False and ServerConfig.load(config_file).lean_coap is True
+    config.tls = ServerConfig.load(config_file).tls  # the files named relative to the PKI directory
+    config.db = tmp_path / "signal.db"
+    running = await start_signal_server(config, bind=[("127.0.0.1", free_port())])
+    try:
+        assert running.endpoint.dtls.lean is None
+        port = running.endpoint.dtls_addresses[0][1]
+        client = await asyncio.get_running_loop().run_in_executor(None, RawDtlsCoap, files(pki_dir, "client"), port)
+        try:
+            counted = _MessageCount(monkeypatch)
+            answers = await _Session(client)(coap(CON, PUT, 0x900, b"n1", [*HB, CBOR], HB_BODY))
+            built = counted.count
+            monkeypatch.undo()
+        finally:
+            client.close()
+        (answer,) = _decode(answers)
+        assert (answer.mtype, answer.mid, answer.code) == (ACK, 0x900, aiocoap.CHANGED) and built > 0
+        assert running.resource.requests[("PUT", "hb", "2.04")] == 1
+    finally:
+        await running.stop()
