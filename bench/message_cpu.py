@@ -7,10 +7,11 @@ server's CPU over the N (from /proc: 10 ms ticks, so N in the thousands) is divi
 coap-server-openssl runs with dynamic resources (`-d`): the first PUT creates the resource (2.01), the next ones
 update it (2.04), a GET reads it (2.05): the same message shapes, the same bytes. The floor (bench/signal_channel.py's)
 is aiocoap with our DTLS transport answering 4.04 at once: the transport, CoAP and event-loop share of OpenDOTS's
-figure. "OpenDOTS, lean off" is the same server with `lean_coap = false` (every request through aiocoap's generic
-path, as before opendots.transport.coap_lean; `--no-lean-off` skips it). The generator's CPU per message is printed
-beside each row. `--profile DIR` writes a cProfile (CPU time) of
-OpenDOTS's server per kind (DIR/KIND.prof); it inflates that server's figures about threefold.
+figure before the lean path; the lean floor is the same transport answering 4.04 on the lean path
+(opendots.transport.coap_lean): that share under OpenDOTS's heartbeats, refreshes and GETs now. "OpenDOTS, lean off"
+is the same server with `lean_coap = false` (every request through aiocoap, as before the lean path;
+`--no-lean-off` skips it). The generator's CPU per message is printed beside each row. `--profile DIR` writes a
+cProfile (CPU time) of OpenDOTS's server per kind (DIR/KIND.prof); it inflates that server's figures about threefold.
 
 Usage: PYTHONPATH=. python bench/message_cpu.py [--messages 3000] [--profile /tmp/prof]
 """
@@ -43,6 +44,7 @@ from opendots.transport.dtls import DtlsConnection, client_context
 DOTS = (".well-known", "dots")
 KINDS = ("heartbeat", "refresh PUT", "GET")
 LEAN_OFF = "OpenDOTS, lean off"
+LEAN_FLOOR = "lean floor"
 
 
 class Client(SansIoDtlsClient):
@@ -112,8 +114,8 @@ def lean_off_copy(pki: Path) -> Path:
 async def main(args: argparse.Namespace) -> None:
     pki = Path(tempfile.mkdtemp(prefix="opendots-bench-msgcpu-"))
     init_pki(pki, client_names=[])
-    pkis = {"OpenDOTS": pki, "floor": pki}
-    names = ["OpenDOTS", "floor", "libcoap"]
+    pkis = {"OpenDOTS": pki, "floor": pki, LEAN_FLOOR: pki}
+    names = ["OpenDOTS", "floor", LEAN_FLOOR, "libcoap"]
     if args.lean_off:
         pkis[LEAN_OFF] = lean_off_copy(pki)
         names.insert(1, LEAN_OFF)
@@ -126,7 +128,8 @@ async def main(args: argparse.Namespace) -> None:
                 profile = (
                     args.profile / f"{kind.replace(' ', '_')}.prof" if args.profile and name == "OpenDOTS" else None
                 )
-                process = start_role("floor" if name == "floor" else "dots", pkis[name], port, profile)
+                role = {"floor": "floor", LEAN_FLOOR: "lean-floor"}.get(name, "dots")
+                process = start_role(role, pkis[name], port, profile)
             else:
                 started = start_libcoap(pki)
                 if started is None:
