@@ -9,8 +9,8 @@ parses the plain requests in a few µs and encodes their answers; the server's l
 (opendots.transport.aiocoap_hooks.lean) hands them to the same DOTS resource and sends the bytes back.
 
 What `parse_request` accepts (anything else is None, and goes to aiocoap exactly as before): version 1, CON or NON,
-a token of 0-8 bytes, GET, POST, PUT or DELETE, options Uri-Host (UTF-8), Uri-Port (both ignored, as
-aiocoap's Site does), Uri-Path and Uri-Query (UTF-8), Content-Format, Accept (ignored, as by the DOTS resource) and an empty
+a token of 0-8 bytes, GET, POST, PUT or DELETE, options Uri-Host (UTF-8) and Uri-Port (both ignored, as aiocoap's
+Site does), Uri-Path and Uri-Query (UTF-8), Content-Format, Accept (ignored, as by the DOTS resource) and an empty
 If-Match (RFC 9132 §4.4.3's efficacy update), each within its RFC 7252 §5.10 length, and a payload after a
 marker. So no Observe, Block1/Block2, Q-Block, Size1/Size2, Hop-Limit, No-Response, ETag or unknown option: those
 need aiocoap's machinery (or its refusals). Sans-I/O: bytes in, bytes out.

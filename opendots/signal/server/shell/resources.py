@@ -46,6 +46,7 @@ from opendots.signal.server.shell.service import SignalService
 from opendots.transport import over_tls, peer_identity
 from opendots.transport.aiocoap_hooks import LeanAnswer, LeanResponse, block_of, prepared_answer
 from opendots.transport.block1 import Block1Assembler, Complete, Continue, Refuse
+from opendots.transport.coap_lean import NON as NON_TYPE
 from opendots.transport.coap_lean import LeanRequest
 from opendots.transport.qblock_server import uses_qblock
 
@@ -193,37 +194,59 @@ class DotsResource(aiocoap.resource.ObservableResource, aiocoap.resource.PathCap
         """answer_now for a plain request on the DTLS lean path (opendots.transport.aiocoap_hooks.lean), PATH its
         Uri-Path below /.well-known/dots: the same bookkeeping (where the client's heartbeats go, the request
         counters, 4.15, 5.00 on a bug, RFC 9132 §4.4.3's silence) without aiocoap Messages. None (nothing done) for
-        a service whose store is awaited: answer_now answers those from a task."""
+        a CON to a service whose store is awaited (answer_now answers it from a task, with aiocoap's Empty ACK if
+        that takes long); a coroutine for a NON to such a service, whose answer is sent once the store's write is
+        durable (RFC 9132 §4.4.1)."""
         service = self.service
         if service.awaited:
-            return None
-        silent = False
+            return self._answer_lean_awaited(remote, request, path) if request.mtype == NON_TYPE else None
         try:
-            identity = remote.peer_identity
-            cuid = identity.cuid if identity is not None else None
-            client = service.core.client_name(cuid)
-            if client is not None:
-                self.remotes[client] = remote
-            payload = request.payload or None
-            if payload is not None and request.content_format not in (None, DOTS_CBOR):
-                answer = Response("4.15", diagnostic="the payload must be application/dots+cbor (271)")
-            else:
-                answer = service.handle(
-                    Request(
-                        method=request.method,
-                        path=path,
-                        peer=cuid,
-                        payload=payload,
-                        query=request.query,
-                        observe=None,
-                        if_match_empty=request.if_match_empty,
-                    )
-                )
-            code, body, content_format, max_age = encoded(answer)
-            silent = answer.silent
+            decoded = self._lean_request(remote, request, path)
+            answer = decoded if isinstance(decoded, Response) else service.handle(decoded)
         except Exception:  # as answer_now: a 5.00, the server keeps running
             log.exception("rendering %s %s failed", request.method, "/".join(path))
+            answer = None
+        return self._lean_response(remote, request, path, answer)
+
+    async def _answer_lean_awaited(self, remote: Any, request: LeanRequest, path: tuple[str, ...]) -> LeanAnswer:
+        try:
+            decoded = self._lean_request(remote, request, path)
+            answer = decoded if isinstance(decoded, Response) else await self.service.answer(decoded)
+        except Exception:  # as answer_now
+            log.exception("rendering %s %s failed", request.method, "/".join(path))
+            answer = None
+        return self._lean_response(remote, request, path, answer)
+
+    def _lean_request(self, remote: Any, request: LeanRequest, path: tuple[str, ...]) -> Request | Response:
+        """`_request` for the lean path: the core's Request, or the 4.15 of a body that is not CBOR."""
+        identity = remote.peer_identity
+        cuid = identity.cuid if identity is not None else None
+        client = self.service.core.client_name(cuid)
+        if client is not None:
+            self.remotes[client] = remote
+        payload = request.payload or None
+        if payload is not None and request.content_format not in (None, DOTS_CBOR):
+            return Response("4.15", diagnostic="the payload must be application/dots+cbor (271)")
+        return Request(
+            method=request.method,
+            path=path,
+            peer=cuid,
+            payload=payload,
+            query=request.query,
+            observe=None,
+            if_match_empty=request.if_match_empty,
+        )
+
+    def _lean_response(
+        self, remote: Any, request: LeanRequest, path: tuple[str, ...], answer: Response | None
+    ) -> LeanResponse | aiocoap.Message:
+        """ANSWER (None: rendering failed, 5.00) counted and encoded for the lean path."""
+        silent = False
+        if answer is None:
             code, body, content_format, max_age = int(Code.INTERNAL_SERVER_ERROR), b"internal error", TEXT_PLAIN, None
+        else:
+            code, body, content_format, max_age = encoded(answer)
+            silent = answer.silent
         resource = path[0] if path and path[0] in RESOURCES else "other"
         self.requests[(request.method, resource, f"{code >> 5}.{code & 31:02d}")] += 1
         if len(body) > remote.maximum_payload_size:  # served in Block2 blocks by aiocoap's path (answer_now)

@@ -221,3 +221,39 @@ async def test_lean_coap_false_sends_every_request_through_aiocoap(pki_dir: Path
         assert running.resource.requests[("PUT", "hb", "2.04")] == 1
     finally:
         await running.stop()
+
+
+async def test_with_an_awaited_store_a_non_is_answered_once_durable_and_a_con_goes_through_aiocoap_rfc9132_4_4_1(
+    pki_dir: Path, tmp_path: Path, postgres_url: str
+):
+    """PostgreSQL (a store whose writes are awaited): a NON is answered from a task once its write is durable, a
+    copy meanwhile dropped as a duplicate; a CON stays on aiocoap's path, which sends an Empty ACK if the store is
+    slow and the answer after it."""
+    from tests.helpers.cluster_nodes import start_node
+
+    node = await start_node(pki_dir, tmp_path, "a", postgres_url)
+    try:
+        assert node.service.awaited
+        lean = node.endpoint.dtls.lean
+        port = node.endpoint.dtls_addresses[0][1]
+        client = await asyncio.get_running_loop().run_in_executor(None, RawDtlsCoap, files(pki_dir, "client"), port)
+        session = _Session(client)
+        try:
+            cuid = next(c.cuid for c in node.config.clients if c.name == "client")
+            path = [*DOTS, (11, b"mitigate"), (11, f"cuid={cuid}".encode()), (11, b"mid=3")]
+            put = coap(NON, PUT, 0xA00, b"a1", [*path, CBOR], _scope("2001:db8:6401::/48"))
+            client.send(put)
+            client.send(put)  # a copy before the answer: a duplicate (RFC 7252 §4.5)
+            answers = _decode(await session.receive(3.0)) + _decode(await session.receive(0.5))
+            assert [(a.mtype, a.token, a.code) for a in answers] == [(NON, b"a1", aiocoap.CREATED)]
+            assert lean.answered == 1
+            stored = node.service.core.render_mitigations("client", cuid, 3, (), 0.0)
+            assert stored.code == "2.05"
+            (answer,) = _decode(await session(coap(CON, PUT, 0xA01, b"a2", [*HB, CBOR], HB_BODY)))
+            assert answer.code == aiocoap.CHANGED and lean.answered == 1  # the CON: aiocoap's path
+            (answer,) = _decode(await session(coap(NON, PUT, 0xA02, b"a3", [*HB, CBOR], HB_BODY)))
+            assert answer.code == aiocoap.CHANGED and lean.answered == 2
+        finally:
+            client.close()
+    finally:
+        await node.stop()
