@@ -7,8 +7,11 @@ server's CPU over the N (from /proc: 10 ms ticks, so N in the thousands) is divi
 coap-server-openssl runs with dynamic resources (`-d`): the first PUT creates the resource (2.01), the next ones
 update it (2.04), a GET reads it (2.05): the same message shapes, the same bytes. The floor (bench/signal_channel.py's)
 is aiocoap with our DTLS transport answering 4.04 at once: the transport, CoAP and event-loop share of OpenDOTS's
-figure. The generator's CPU per message is printed beside each row. `--profile DIR` writes a cProfile (CPU time) of
-OpenDOTS's server per kind (DIR/KIND.prof); it inflates that server's figures about threefold.
+figure before the lean path; the lean floor is the same transport answering 4.04 on the lean path
+(opendots.transport.coap_lean): that share under OpenDOTS's heartbeats, refreshes and GETs now. "OpenDOTS, lean off"
+is the same server with `lean_coap = false` (every request through aiocoap, as before the lean path;
+`--no-lean-off` skips it). The generator's CPU per message is printed beside each row. `--profile DIR` writes a
+cProfile (CPU time) of OpenDOTS's server per kind (DIR/KIND.prof); it inflates that server's figures about threefold.
 
 Usage: PYTHONPATH=. python bench/message_cpu.py [--messages 3000] [--profile /tmp/prof]
 """
@@ -22,6 +25,7 @@ sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
 import argparse
 import asyncio
+import shutil
 import tempfile
 import time
 
@@ -39,6 +43,8 @@ from opendots.transport.dtls import DtlsConnection, client_context
 
 DOTS = (".well-known", "dots")
 KINDS = ("heartbeat", "refresh PUT", "GET")
+LEAN_OFF = "OpenDOTS, lean off"
+LEAN_FLOOR = "lean floor"
 
 
 class Client(SansIoDtlsClient):
@@ -96,19 +102,34 @@ async def run_kind(pki: Path, port: int, pid: int, kind: str, count: int) -> dic
     return {"server": server / count, "generator": generator / count, "codes": codes}
 
 
+def lean_off_copy(pki: Path) -> Path:
+    """A copy of PKI whose server.toml turns the lean path off (the same certificates: the client is the same)."""
+    copy = Path(tempfile.mkdtemp(prefix="opendots-bench-msgcpu-lean-off-"))
+    shutil.copytree(pki, copy, dirs_exist_ok=True)
+    config = copy / "server.toml"
+    config.write_text(config.read_text().replace("[server]\n", "[server]\nlean_coap = false\n", 1))
+    return copy
+
+
 async def main(args: argparse.Namespace) -> None:
     pki = Path(tempfile.mkdtemp(prefix="opendots-bench-msgcpu-"))
     init_pki(pki, client_names=[])
+    pkis = {"OpenDOTS": pki, "floor": pki, LEAN_FLOOR: pki}
+    names = ["OpenDOTS", "floor", LEAN_FLOOR, "libcoap"]
+    if args.lean_off:
+        pkis[LEAN_OFF] = lean_off_copy(pki)
+        names.insert(1, LEAN_OFF)
     rows: list[tuple[str, str, str]] = []
     for kind in KINDS:
         results = {}
-        for name in ("OpenDOTS", "floor", "libcoap"):
-            if name in ("OpenDOTS", "floor"):
+        for name in names:
+            if name in pkis:
                 port = free_port()
                 profile = (
                     args.profile / f"{kind.replace(' ', '_')}.prof" if args.profile and name == "OpenDOTS" else None
                 )
-                process = start_role("dots" if name == "OpenDOTS" else "floor", pki, port, profile)
+                role = {"floor": "floor", LEAN_FLOOR: "lean-floor"}.get(name, "dots")
+                process = start_role(role, pkis[name], port, profile)
             else:
                 started = start_libcoap(pki)
                 if started is None:
@@ -132,6 +153,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=3000, help="messages per kind and server")
     parser.add_argument("--profile", type=Path, help="directory for OpenDOTS's cProfile per kind")
+    parser.add_argument(
+        "--no-lean-off", dest="lean_off", action="store_false", help="skip OpenDOTS with lean_coap = false"
+    )
     arguments = parser.parse_args()
     arguments.placement = pin(load_cpu_count=1)  # servers on one CPU, this process on another
     if arguments.profile:

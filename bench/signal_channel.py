@@ -103,19 +103,27 @@ async def serve_dots(pki: Path, port: int, profile: Path | None) -> None:
     await server.stop()
 
 
-async def serve_floor(pki: Path, port: int) -> None:
+async def serve_floor(pki: Path, port: int, lean: bool = False) -> None:
     """aiocoap with our DTLS/TLS transports answering every PUT 4.04 on the spot, as the DOTS site answers through
-    PromptAnswerContext: the transport, CoAP and event-loop cost under our server, with no DOTS work at all."""
+    PromptAnswerContext: the transport, CoAP and event-loop cost under our server, with no DOTS work at all. LEAN
+    (role lean-floor): plain DTLS requests answered 4.04 on the lean path instead, as the DOTS site answers them
+    (opendots.transport.coap_lean): the share under our server's heartbeats, refreshes and GETs."""
     import aiocoap.resource
 
     from opendots.transport import start_server
+    from opendots.transport.aiocoap_hooks import LeanResponse
 
     class NotFoundSite(aiocoap.resource.Site):
         def answer_now(self, pipe: Any) -> bool:
             pipe.add_response(aiocoap.Message(code=aiocoap.NOT_FOUND), is_last=True)
             return True
 
-    await start_server(NotFoundSite(), credentials=files(pki, "server"), bind=[("127.0.0.1", port)])
+    class LeanNotFoundSite(NotFoundSite):
+        def answer_lean(self, remote: Any, request: Any) -> LeanResponse:
+            return LeanResponse(int(aiocoap.NOT_FOUND))
+
+    site = LeanNotFoundSite() if lean else NotFoundSite()
+    await start_server(site, credentials=files(pki, "server"), bind=[("127.0.0.1", port)])
     print("READY", flush=True)
     await asyncio.Event().wait()
 
@@ -528,15 +536,15 @@ if __name__ == "__main__":
         default=2,
         help="load-generating processes for the throughput rows (0: this process, as before)",
     )
-    parser.add_argument("--role", choices=["dots", "floor", "generator"], help=argparse.SUPPRESS)
+    parser.add_argument("--role", choices=["dots", "floor", "lean-floor", "generator"], help=argparse.SUPPRESS)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--pki", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.role == "dots":  # on the event loop `opendots server` uses (opendots.eventloop), as is the floor
         eventloop.run(serve_dots(arguments.pki, arguments.port, arguments.profile))
-    elif arguments.role == "floor":
-        eventloop.run(serve_floor(arguments.pki, arguments.port))
+    elif arguments.role in ("floor", "lean-floor"):
+        eventloop.run(serve_floor(arguments.pki, arguments.port, lean=arguments.role == "lean-floor"))
     elif arguments.role == "generator":
         asyncio.run(generate(arguments.pki, arguments.worker, int(arguments.clients)))
     else:

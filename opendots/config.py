@@ -135,6 +135,9 @@ class ServerConfig:
     """Unfinished DTLS handshakes one source address may hold."""
     handshake_timeout: float = 10.0
     """Seconds an unfinished DTLS handshake is kept."""
+    lean_coap: bool = True
+    """Plain DTLS requests (heartbeats, refreshes, GETs) answered without aiocoap's Message machinery
+    (opendots.transport.coap_lean); false: every request through aiocoap (to compare, or to rule the lean path out)."""
     full_collection_interval: float = 10.0
     """Seconds between the server's garbage-collection ticks (the oldest generation is collected and what survives
     is frozen out of later walks); 0: CPython's own policy (see opendots.signal.server.shell.collection)."""
@@ -218,6 +221,7 @@ class ServerConfig:
             max_handshakes=_integer(server, "max_handshakes", 0, where),
             max_handshakes_per_address=_integer(server, "max_handshakes_per_address", 8, where),
             handshake_timeout=_seconds(server, "handshake_timeout", 10.0, path),
+            lean_coap=_flag(server, "lean_coap", True, where),
             full_collection_interval=_seconds(server, "full_collection_interval", 10.0, path),
             metrics=_string(server, "metrics", None, where),
             admin_socket=base / server["admin_socket"] if server.get("admin_socket") else None,
@@ -270,6 +274,7 @@ class ServerConfig:
                 "max_handshakes_per_address": self.max_handshakes_per_address,
                 "handshake_timeout": self.handshake_timeout,
                 "full_collection_interval": self.full_collection_interval,
+                **({"lean_coap": False} if not self.lean_coap else {}),
                 **({"metrics": self.metrics} if self.metrics else {}),
                 **({"admin_socket": _relative(self.admin_socket, base)} if self.admin_socket else {}),
             },
@@ -451,9 +456,11 @@ def _relative(path: Path, base: Path) -> str:
         return str(path)
 
 
-def _flag(entry: dict[str, Any], key: str) -> bool:
-    value = entry.get(key, False)
+def _flag(entry: dict[str, Any], key: str, default: bool = False, where: str | None = None) -> bool:
+    value = entry.get(key, default)
     if not isinstance(value, bool):
+        if where is not None:
+            raise ConfigError(f"{where}: {key} must be true or false, not {value!r}")
         raise ValueError(f"{key} must be true or false, not {value!r}")
     return value
 
@@ -502,6 +509,7 @@ SERVER_KEYS = (
     "max_handshakes",
     "max_handshakes_per_address",
     "handshake_timeout",
+    "lean_coap",
     "full_collection_interval",
     "metrics",
     "admin_socket",

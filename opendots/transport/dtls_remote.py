@@ -11,6 +11,7 @@ import itertools
 import logging
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import aiocoap
 from aiocoap import error as coap_error
@@ -31,6 +32,9 @@ from opendots.transport.dtls import (
     SendQueueFull,
 )
 from opendots.transport.identity import PeerIdentity
+
+if TYPE_CHECKING:
+    from opendots.transport.aiocoap_hooks.lean import LeanPath
 
 log = logging.getLogger("opendots.transport.dtls_interface")  # one logger name for the DTLS shell, as before the split
 
@@ -136,6 +140,9 @@ class DtlsInterfaceBase(interfaces.MessageInterface):
         self._loop = loop
         self.messages_received = 0
         """CoAP messages that arrived over this interface's sessions (metrics, tests)."""
+        self.lean: LeanPath | None = None
+        """The server's lean path for plain requests (opendots.transport.aiocoap_hooks.lean), offered every
+        decrypted datagram before aiocoap; None: everything goes to aiocoap."""
 
     @property
     def message_manager(self) -> interfaces.MessageManager | None:
@@ -149,12 +156,21 @@ class DtlsInterfaceBase(interfaces.MessageInterface):
         if not isinstance(remote, DtlsRemote) or remote.connection.closed:
             log.info("not sending %s: its DTLS session is gone", describe_message(message))
             return
+        self._send_to(remote, message.encode(), message)
+
+    def send_encoded(self, remote: DtlsRemote, data: bytes) -> None:
+        """Send DATA, an encoded CoAP message (the lean path's answers, opendots.transport.aiocoap_hooks.lean)."""
+        if remote.connection.closed:
+            log.info("not sending an answer to %s: its DTLS session is gone", remote.hostinfo)
+            return
+        self._send_to(remote, data, None)
+
+    def _send_to(self, remote: DtlsRemote, data: bytes, message: aiocoap.Message | None) -> None:
         try:
-            remote.connection.send(message.encode())
+            remote.connection.send(data)
         except SendQueueFull as failure:
-            log.warning(
-                "dropping %s: %s", describe_message(message), failure
-            )  # CON retransmission or the caller's timeout copes
+            described = describe_message(message) if message is not None else f"an answer to {remote.hostinfo}"
+            log.warning("dropping %s: %s", described, failure)  # CON retransmission or the caller's timeout copes
             return
         except DtlsError as failure:
             self._closed(remote, failure)
@@ -198,6 +214,9 @@ class DtlsInterfaceBase(interfaces.MessageInterface):
         if self._message_manager is None:
             return
         self.messages_received += 1
+        lean = self.lean
+        if lean is not None and lean.receive(remote, plaintext):
+            return
         inspection = inspect_datagram(plaintext)  # RFC 7252 checks aiocoap's decoder does not make
         if inspection.action == "ok":
             if inspection.cleaned is not None:  # elective options of invalid length left out (RFC 7252 §5.4.3)

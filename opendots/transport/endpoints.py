@@ -107,6 +107,7 @@ async def start_server(
     qblock: QBlockLimits | None = None,
     qblock_parameters: ParametersFor | None = None,
     reuse_port: bool = False,
+    lean: bool = True,
 ) -> SignalServerEndpoint:
     """Serve SITE over DTLS (UDP) and/or TLS (TCP) on every (host, port) in BIND; both may share a port number.
 
@@ -116,7 +117,9 @@ async def start_server(
     parameters QBLOCK_PARAMETERS names for a request's peer (RFC 9177's defaults without); without QBLOCK, Q-Block
     options get 4.02 and peers use Block1/Block2. REUSE_PORT: several processes listen on the same ports
     (SO_REUSEPORT; the kernel hashes each UDP peer's address and port to one of them, so a DTLS session stays with
-    the process that holds it, and a TLS connection with the process that accepted it)."""
+    the process that holds it, and a TLS connection with the process that accepted it). LEAN: a SITE with an
+    `answer_lean(remote, request)` method (opendots.signal.server.shell.resources.DotsSite) answers plain DTLS
+    requests without aiocoap's Message machinery (opendots.transport.aiocoap_hooks.lean); False: all go to aiocoap."""
     if not bind:
         raise ValueError("start_server needs at least one (host, port) to bind")
     context = hooks.PromptAnswerContext(
@@ -146,6 +149,9 @@ async def start_server(
                 context, dtls_factory, qblock=qblock, qblock_parameters=qblock_parameters
             )
             endpoint.dtls = created[0]
+            answer_lean = getattr(site, "answer_lean", None)
+            if lean and answer_lean is not None:
+                endpoint.dtls.lean = hooks.LeanPath(manager, answer_lean, endpoint.dtls.send_encoded)
             endpoint.qblock = manager.qblock
             if manager.qblock is not None:
                 endpoint.session_listeners.append(_forget_closed(manager.qblock))

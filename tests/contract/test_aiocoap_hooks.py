@@ -333,3 +333,18 @@ def test_q_block_client_hooks_see_every_request_sent_and_response_received():
     assert "self.token_interface.send_message(" in source, _explain(
         "TokenManager.request sending through token_interface.send_message", helper
     )
+
+
+def test_the_lean_path_shares_the_message_id_counter_and_sees_the_incoming_request_table():
+    """aiocoap_hooks.lean numbers its NON answers with `MessageManager._next_message_id` (the counter aiocoap numbers
+    every message it sends with) and leaves a request on a token aiocoap still serves to aiocoap
+    (`TokenManager.incoming_requests`, keyed (token, remote))."""
+    assert list(inspect.signature(MessageManager._next_message_id).parameters) == ["self"], _explain(
+        "MessageManager._next_message_id()", "lean.LeanPath"
+    )
+    assert "message.mid = self._next_message_id()" in inspect.getsource(MessageManager.send_message), _explain(
+        "MessageManager.send_message numbering with _next_message_id", "lean.LeanPath"
+    )
+    assert "key = (request.token, request.remote)" in inspect.getsource(TokenManager.process_request), _explain(
+        "TokenManager.incoming_requests keyed (token, remote)", "lean.LeanPath"
+    )

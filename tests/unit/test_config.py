@@ -173,3 +173,27 @@ def test_a_postgresql_db_url_selects_postgresql_for_the_signal_channel_and_keeps
     path.write_text(text.replace('db = "opendots.db"', 'db = "x.db"\ndata_db = "d.db"'))
     with pytest.raises(ConfigError, match="data_db is only for a PostgreSQL db"):
         ServerConfig.load(path)
+
+
+# lean_coap (opendots.transport.coap_lean's lean path): on by default, off by the file, kept by save, a boolean only
+
+
+def _with_server_line(pki_dir: Path, tmp_path: Path, line: str) -> Path:
+    path = tmp_path / "server.toml"
+    path.write_text((pki_dir / "server.toml").read_text().replace("[server]\n", f"[server]\n{line}\n", 1))
+    return path
+
+
+def test_lean_coap_is_on_unless_the_file_turns_it_off_and_save_keeps_it(pki_dir: Path, tmp_path: Path) -> None:
+    assert ServerConfig.load(pki_dir / "server.toml").lean_coap is True
+    off = ServerConfig.load(_with_server_line(pki_dir, tmp_path, "lean_coap = false"))
+    assert off.lean_coap is False
+    off.save(tmp_path / "saved.toml")
+    assert ServerConfig.load(tmp_path / "saved.toml").lean_coap is False
+
+
+def test_a_lean_coap_that_is_not_a_boolean_is_refused_with_the_file_and_the_key(pki_dir: Path, tmp_path: Path) -> None:
+    path = _with_server_line(pki_dir, tmp_path, 'lean_coap = "no"')
+    with pytest.raises(ConfigError, match="lean_coap must be true or false") as raised:
+        ServerConfig.load(path)
+    assert str(path) in str(raised.value)

@@ -8,7 +8,8 @@ tests/unit/transport/test_aiocoap_private_names.py fails when a module outside t
 
 By concern: `token_layer` (incoming requests and our own single-response requests without reference cycles),
 `message_layer` (deduplication, the Q-Block engines' attachment, the stack of a DTLS interface, CoAP ping),
-`context` (answering on the spot, block-wise serving, shutdown races), `tls` (CoAP over TLS, RFC 8323).
+`context` (answering on the spot, block-wise serving, shutdown races), `lean` (the DTLS server's lean path for
+plain requests), `tls` (CoAP over TLS, RFC 8323).
 """
 
 from opendots.transport.aiocoap_hooks.context import (
@@ -18,6 +19,7 @@ from opendots.transport.aiocoap_hooks.context import (
     has_transports,
     quiet_shutdown_races,
 )
+from opendots.transport.aiocoap_hooks.lean import LeanAnswer, LeanPath, LeanResponse, prepared_answer
 from opendots.transport.aiocoap_hooks.message_layer import (
     TimerlessDedupMessageManager,
     append_message_interface,
@@ -41,6 +43,9 @@ from opendots.transport.aiocoap_hooks.tls import (
 from opendots.transport.aiocoap_hooks.token_layer import SingleResponse, send_single_request
 
 __all__ = [
+    "LeanAnswer",
+    "LeanPath",
+    "LeanResponse",
     "PromptAnswerContext",
     "SingleResponse",
     "TimerlessDedupMessageManager",
@@ -55,6 +60,7 @@ __all__ = [
     "find_request_interface",
     "has_transports",
     "is_tls_remote",
+    "prepared_answer",
     "quiet_shutdown_races",
     "send_empty_con",
     "send_single_request",

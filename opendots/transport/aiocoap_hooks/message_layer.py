@@ -16,6 +16,7 @@ import aiocoap
 from aiocoap import interfaces
 from aiocoap.messagemanager import MessageManager
 from aiocoap.numbers.codes import EMPTY
+from aiocoap.numbers.constants import TransportTuning
 from aiocoap.numbers.types import ACK, CON, RST
 from aiocoap.tokenmanager import TokenManager
 
@@ -24,6 +25,8 @@ from opendots.transport.dedup import RecentMessages
 from opendots.transport.qblock import QBLOCK2, QBlockLimits
 from opendots.transport.qblock_client import QBlockClient
 from opendots.transport.qblock_server import ParametersFor, QBlockServer
+
+_TUNING = TransportTuning()  # aiocoap's defaults, which every message received here has
 
 
 async def append_message_interface(
@@ -176,7 +179,10 @@ class TimerlessDedupMessageManager(MessageManager):
         if key in recent:  # the same decisions and log lines as aiocoap's own method
             if message.mtype is CON:
                 response = recent.responses[key]
-                if response is not None:
+                if isinstance(response, bytes):  # the lean path's answer (aiocoap_hooks.lean), as it was sent
+                    self.log.info("Duplicate CON received, sending old response again")
+                    self.message_interface.send_encoded(message.remote, response)
+                elif response is not None:
                     self.log.info("Duplicate CON received, sending old response again")
                     self._send_initially(response)
                 else:
@@ -184,10 +190,14 @@ class TimerlessDedupMessageManager(MessageManager):
             else:
                 self.log.info("Duplicate NON, ACK or RST received")
             return True
-        recent.remember(key, self.loop.time(), message.transport_tuning.EXCHANGE_LIFETIME)
+        self.first_reception(key)
+        return False
+
+    def first_reception(self, key: Hashable) -> None:
+        """KEY (`_dedup_key`) arrived for the first time: remember it for EXCHANGE_LIFETIME."""
+        self.recent.remember(key, self.loop.time(), _TUNING.EXCHANGE_LIFETIME)  # RFC 7252 §4.8.2: 247 s
         if self._expiry_timer is None:
             self._expire()
-        return False
 
     def _store_response_for_duplicates(self, message: aiocoap.Message) -> None:
         self.recent.answered(_dedup_key(message), message)

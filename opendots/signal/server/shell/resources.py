@@ -44,8 +44,10 @@ from opendots.signal.server.core.paths import ConfigPath, MitigatePath, Telemetr
 from opendots.signal.server.core.query import parse_mitigation_query
 from opendots.signal.server.shell.service import SignalService
 from opendots.transport import over_tls, peer_identity
-from opendots.transport.aiocoap_hooks import block_of
+from opendots.transport.aiocoap_hooks import LeanAnswer, LeanResponse, block_of, prepared_answer
 from opendots.transport.block1 import Block1Assembler, Complete, Continue, Refuse
+from opendots.transport.coap_lean import NON as NON_TYPE
+from opendots.transport.coap_lean import LeanRequest
 from opendots.transport.qblock_server import uses_qblock
 
 log = logging.getLogger(__name__)
@@ -70,27 +72,36 @@ class _Observation:
     """Its Uri-Query 'c' (c, n or a): which members every notification carries."""
 
 
-def to_message(response: Response) -> aiocoap.Message:
-    """A core Response as a CoAP message (CBOR body, or a plain-text diagnostic)."""
+def encoded(response: Response) -> tuple[int, bytes, int | None, int | None]:
+    """A core Response as CoAP puts it on the wire: code byte, payload (CBOR body, or a plain-text diagnostic),
+    Content-Format, Max-Age."""
     major, minor = response.code.split(".")
-    message = aiocoap.Message(code=Code((int(major) << 5) | int(minor)))
+    code = int(major) << 5 | int(minor)
     if response.body is not None:
         try:
             # Bodies the server built itself: not validated in production (~3x the encoding cost); the test suites
             # turn validation back on (opendots.model.codec.validate_every_encoding) so a builder bug still fails.
             encode = encode_telemetry if next(iter(response.body), "").startswith(TELEMETRY) else encode_signal
-            message.payload = encode(response.body, validate=False)
+            payload = encode(response.body, validate=False)
         except ModelError as problem:  # our own output failed validation (tests): a bug, never send it
             log.error(
                 "refusing to send an invalid body (%s): %s", problem.diagnostic, json.dumps(response.body, default=str)
             )
-            return aiocoap.Message(code=Code.INTERNAL_SERVER_ERROR, payload=b"invalid response body")
-        message.opt.content_format = DOTS_CBOR
-    elif response.diagnostic:
-        message.payload = response.diagnostic.encode()
-        message.opt.content_format = TEXT_PLAIN
-    if response.max_age is not None:
-        message.opt.max_age = response.max_age
+            return int(Code.INTERNAL_SERVER_ERROR), b"invalid response body", None, None
+        return code, payload, DOTS_CBOR, response.max_age
+    if response.diagnostic:
+        return code, response.diagnostic.encode(), TEXT_PLAIN, response.max_age
+    return code, b"", None, response.max_age
+
+
+def to_message(response: Response) -> aiocoap.Message:
+    """A core Response as a CoAP message (CBOR body, or a plain-text diagnostic)."""
+    code, payload, content_format, max_age = encoded(response)
+    message = aiocoap.Message(code=Code(code), payload=payload)
+    if content_format is not None:
+        message.opt.content_format = content_format
+    if max_age is not None:
+        message.opt.max_age = max_age
     return message
 
 
@@ -148,6 +159,10 @@ class DotsResource(aiocoap.resource.ObservableResource, aiocoap.resource.PathCap
         opendots.transport.aiocoap_hooks.PromptAnswerContext); False leaves the request to aiocoap's generic path.
         A response too large for one message still goes through aiocoap's Block2 cache."""
         request = pipe.request
+        prepared = prepared_answer(request)
+        if prepared is not None:  # carried out on the lean path, its answer too large for one message
+            self._send(pipe, prepared, None)
+            return True
         options = request.opt
         if options.observe is not None and request.code not in (aiocoap.GET, aiocoap.FETCH):
             options.observe = None  # RFC 7641 §2: Observe means nothing on other methods; aiocoap would trip on it
@@ -174,6 +189,74 @@ class DotsResource(aiocoap.resource.ObservableResource, aiocoap.resource.PathCap
             response = _internal_error()
         self._send(pipe, response, block1)
         return True
+
+    def answer_lean(self, remote: Any, request: LeanRequest, path: tuple[str, ...]) -> LeanAnswer:
+        """answer_now for a plain request on the DTLS lean path (opendots.transport.aiocoap_hooks.lean), PATH its
+        Uri-Path below /.well-known/dots: the same bookkeeping (where the client's heartbeats go, the request
+        counters, 4.15, 5.00 on a bug, RFC 9132 §4.4.3's silence) without aiocoap Messages. None (nothing done) for
+        a CON to a service whose store is awaited (answer_now answers it from a task, with aiocoap's Empty ACK if
+        that takes long); a coroutine for a NON to such a service, whose answer is sent once the store's write is
+        durable (RFC 9132 §4.4.1)."""
+        service = self.service
+        if service.awaited:
+            return self._answer_lean_awaited(remote, request, path) if request.mtype == NON_TYPE else None
+        try:
+            decoded = self._lean_request(remote, request, path)
+            answer = decoded if isinstance(decoded, Response) else service.handle(decoded)
+        except Exception:  # as answer_now: a 5.00, the server keeps running
+            log.exception("rendering %s %s failed", request.method, "/".join(path))
+            answer = None
+        return self._lean_response(remote, request, path, answer)
+
+    async def _answer_lean_awaited(self, remote: Any, request: LeanRequest, path: tuple[str, ...]) -> LeanAnswer:
+        try:
+            decoded = self._lean_request(remote, request, path)
+            answer = decoded if isinstance(decoded, Response) else await self.service.answer(decoded)
+        except Exception:  # as answer_now
+            log.exception("rendering %s %s failed", request.method, "/".join(path))
+            answer = None
+        return self._lean_response(remote, request, path, answer)
+
+    def _lean_request(self, remote: Any, request: LeanRequest, path: tuple[str, ...]) -> Request | Response:
+        """`_request` for the lean path: the core's Request, or the 4.15 of a body that is not CBOR."""
+        identity = remote.peer_identity
+        cuid = identity.cuid if identity is not None else None
+        client = self.service.core.client_name(cuid)
+        if client is not None:
+            self.remotes[client] = remote
+        payload = request.payload or None
+        if payload is not None and request.content_format not in (None, DOTS_CBOR):
+            return Response("4.15", diagnostic="the payload must be application/dots+cbor (271)")
+        return Request(
+            method=request.method,
+            path=path,
+            peer=cuid,
+            payload=payload,
+            query=request.query,
+            observe=None,
+            if_match_empty=request.if_match_empty,
+        )
+
+    def _lean_response(
+        self, remote: Any, request: LeanRequest, path: tuple[str, ...], answer: Response | None
+    ) -> LeanResponse | aiocoap.Message:
+        """ANSWER (None: rendering failed, 5.00) counted and encoded for the lean path."""
+        silent = False
+        if answer is None:
+            code, body, content_format, max_age = int(Code.INTERNAL_SERVER_ERROR), b"internal error", TEXT_PLAIN, None
+        else:
+            code, body, content_format, max_age = encoded(answer)
+            silent = answer.silent
+        resource = path[0] if path and path[0] in RESOURCES else "other"
+        self.requests[(request.method, resource, f"{code >> 5}.{code & 31:02d}")] += 1
+        if len(body) > remote.maximum_payload_size:  # served in Block2 blocks by aiocoap's path (answer_now)
+            message = aiocoap.Message(code=Code(code), payload=body, content_format=content_format)
+            if max_age is not None:
+                message.opt.max_age = max_age
+            if silent:
+                message.opt.no_response = NO_RESPONSE_AT_ALL
+            return message
+        return LeanResponse(code, body, content_format, max_age, silent)
 
     async def _answer_later(self, pipe: Any, block1: Any) -> None:
         """answer_now's work for a service whose store is awaited."""
@@ -451,6 +534,14 @@ class DotsSite(aiocoap.resource.Site):
         self.dots = resource
         self.add_resource(WELL_KNOWN_DOTS, resource)
         self.add_resource((".well-known", "core"), WellKnownCore())
+
+    def answer_lean(self, remote: Any, request: LeanRequest) -> LeanAnswer:
+        """/.well-known/dots/... on the DTLS lean path (DotsResource.answer_lean); None for anything else."""
+        path = request.path
+        if len(path) <= len(WELL_KNOWN_DOTS) or path[:2] != WELL_KNOWN_DOTS:
+            return None
+        remainder = path[2:]
+        return self.dots.answer_lean(remote, request, () if remainder == ("",) else remainder)
 
     def answer_now(self, pipe: Any) -> bool:
         """/.well-known/dots/... answered on the spot when the DOTS resource can (PromptAnswerContext)."""

@@ -469,4 +469,5 @@ async def _listen(
         qblock=QBlockLimits(max_body=DEFAULT_MAX_SIZE),  # RFC 9177 over DTLS, the body limit Block1 has
         qblock_parameters=session_parameters(core),  # RFC 9362: each session's values in force
         reuse_port=config.worker is not None,
+        lean=config.lean_coap,
     )
