@@ -103,8 +103,10 @@ async def main(messages: int, rounds: int, turns: bool = False) -> None:
                 spent += perf() - start
             assert isinstance(event, ApplicationData) and event.data[1] == 0x84, event
         results.append(spent / messages / 1000)
-    print(f"server, lean path, one heartbeat-shaped NON: {statistics.median(results):.1f} µs/datagram (median of "
-          f"{rounds} rounds of {messages}; rounds {', '.join(f'{r:.1f}' for r in results)})")
+    print(
+        f"server, lean path, one heartbeat-shaped NON: {statistics.median(results):.1f} µs/datagram (median of "
+        f"{rounds} rounds of {messages}; rounds {', '.join(f'{r:.1f}' for r in results)})"
+    )
     await endpoint.shutdown()
 
 

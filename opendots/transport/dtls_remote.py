@@ -166,6 +166,12 @@ class DtlsInterfaceBase(interfaces.MessageInterface):
         self._send_to(remote, data, None)
 
     def _send_to(self, remote: DtlsRemote, data: bytes, message: aiocoap.Message | None) -> None:
+        datagram = remote.connection.seal_application(data)  # the usual case, without the queue (None: not it)
+        if datagram is not None:
+            remote._send_datagram(datagram)
+            if remote._timer is not None:
+                self._arm_timer(remote)
+            return
         try:
             remote.connection.send(data)
         except SendQueueFull as failure:

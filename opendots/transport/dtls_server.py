@@ -179,6 +179,17 @@ class DtlsServerInterface(DtlsInterfaceBase):
     def _datagram_received(self, sock: _ServerSocket, data: bytes, peer: tuple) -> None:
         key = (id(sock), peer[:2])
         existing = self.sessions.get(key)
+        if existing is not None:
+            # Nearly every datagram: one application record of an established session (DtlsConnection's shortcut,
+            # no event objects); what `_datagram_from_peer` does with it, minus the steps that cannot apply.
+            plaintext = existing.connection.receive_application(data, self._loop.time())
+            if plaintext is not None:
+                if plaintext:
+                    existing.answered = True
+                    self._deliver(existing, plaintext)
+                if existing._timer is not None and not existing.connection.closed:
+                    self._arm_timer(existing)
+                return
         if existing is not None and not (existing.connection.established and is_client_hello(data)):
             self._datagram_from_peer(existing, data)
             return

@@ -1,0 +1,81 @@
+"""The established server session's shortcuts (DtlsConnection.receive_application / seal_application, what the
+DTLS server uses for nearly every datagram) keep every check of the general path: the anti-replay window, silent
+discard of what does not authenticate, other epochs and versions, and anything that is not one application record
+goes to `receive_datagram`. Real OpenSSL client, our record layer on the server (opendots.transport.dtls_records)."""
+
+from __future__ import annotations
+
+import time
+
+from opendots.transport.dtls import ApplicationData, DtlsConnection, DtlsListener
+from tests.helpers import tls_files as files
+from tests.helpers.dtls_memory import connect
+
+
+def established(pki_dir) -> tuple[DtlsConnection, DtlsConnection]:
+    pair = connect(pki_dir, DtlsListener(files(pki_dir, "server"), now=time.monotonic(), own_record_layer=True))
+    assert pair.server is not None and pair.server.established and pair.server._records is not None
+    return pair.server, pair.client
+
+
+def one_by_one(client: DtlsConnection, count: int) -> list[bytes]:
+    datagrams = []
+    for index in range(count):
+        client.send(b"m%d" % index)
+        (datagram,) = client.datagrams_to_send()
+        datagrams.append(datagram)
+    return datagrams
+
+
+def test_the_shortcut_keeps_the_anti_replay_window_rfc6347_4_1_2_6(pki_dir):
+    server, client = established(pki_dir)
+    records = one_by_one(client, 70)
+    now = time.monotonic()
+    assert server.receive_application(records[69], now) == b"m69"
+    assert server.receive_application(records[5], now) == b""  # 64 behind the newest: outside the window
+    assert server.receive_application(records[6], now) == b"m6"  # 63 behind: late but fresh
+    assert server.receive_application(records[6], now) == b""  # a replay
+    assert server.receive_datagram(records[6], now) == []  # one window for both paths
+    assert server.receive_application(records[69], now) == b""
+    assert server.receive_application(records[40], now) == b"m40"
+    assert server.last_activity == now
+
+
+def test_the_shortcut_drops_what_does_not_authenticate_and_the_window_does_not_move_rfc6347_4_1_2_7(pki_dir):
+    server, client = established(pki_dir)
+    (genuine,) = one_by_one(client, 1)
+    tampered = genuine[:-1] + bytes([genuine[-1] ^ 1])
+    other_epoch = genuine[:3] + b"\x00\x02" + genuine[5:]
+    other_version = genuine[:1] + b"\xfe\xff" + genuine[3:]
+    too_short_for_a_tag = genuine[:11] + (8).to_bytes(2, "big") + genuine[13:21]
+    for forged in (tampered, other_epoch, other_version, too_short_for_a_tag):
+        assert server.receive_application(forged, time.monotonic()) == b""
+        assert server.established
+    assert server.receive_application(genuine, time.monotonic()) == b"m0"
+
+
+def test_anything_but_one_whole_application_record_is_left_to_the_general_path(pki_dir):
+    server, client = established(pki_dir)
+    for body in (b"two", b"three"):
+        client.send(body)
+    (packed,) = client.datagrams_to_send()  # two records in one datagram (RFC 6347 §4.1.1)
+    (single,) = one_by_one(client, 1)
+    now = time.monotonic()
+    for other in (packed, single[:-1], single + b"\x00", b"\x15" + single[1:], single[:12], b""):
+        assert server.receive_application(other, now) is None
+    assert server.receive_datagram(packed, now) == [ApplicationData(b"two"), ApplicationData(b"three")]
+    server.close()
+    assert server.receive_application(single, now) is None  # closed: receive_datagram ignores it
+
+
+def test_the_send_shortcut_gives_the_record_the_general_path_would_and_never_jumps_the_queue(pki_dir):
+    server, client = established(pki_dir)
+    server.datagrams_to_send()  # whatever the handshake left
+    sealed = server.seal_application(b"\x50\x45\x00\x01")
+    assert sealed is not None and client.receive_datagram(sealed, time.monotonic()) == [
+        ApplicationData(b"\x50\x45\x00\x01")
+    ]
+    server.send(b"queued first")
+    assert server.seal_application(b"later") is None  # the queue is not empty: `send` keeps the order
+    server.close()
+    assert server.seal_application(b"after close") is None
