@@ -160,7 +160,14 @@ class DtlsInterfaceBase(interfaces.MessageInterface):
 
     def send_encoded(self, remote: DtlsRemote, data: bytes) -> None:
         """Send DATA, an encoded CoAP message (the lean path's answers, opendots.transport.aiocoap_hooks.lean)."""
-        if remote.connection.closed:
+        connection = remote.connection
+        datagram = connection.seal_application(data)  # the usual case, as in `_send_to` (None: not it)
+        if datagram is not None:
+            remote._send_datagram(datagram)
+            if remote._timer is not None:
+                self._arm_timer(remote)
+            return
+        if connection.closed:
             log.info("not sending an answer to %s: its DTLS session is gone", remote.hostinfo)
             return
         self._send_to(remote, data, None)

@@ -76,7 +76,7 @@ class LeanPath:
             return False
         manager = self.manager
         key = remote.serial << 16 | request.mid
-        if key in manager.recent:
+        if key in manager.recent.responses:
             return False  # a duplicate: aiocoap's _deduplicate_message answers it from the shared table
         incoming = manager.token_manager.incoming_requests
         if incoming and (request.token, remote) in incoming:
@@ -89,7 +89,7 @@ class LeanPath:
         if answer is None:
             return False
         manager.first_reception(key)  # from here on a copy of this message is a duplicate, answered or not yet
-        if isinstance(answer, LeanResponse | aiocoap.Message):
+        if type(answer) is LeanResponse or isinstance(answer, LeanResponse | aiocoap.Message):
             self._send_answer(remote, data, request, key, answer)
         else:  # a coroutine (NON only): repeats meanwhile are dropped as duplicates, as aiocoap drops them
             task = asyncio.get_running_loop().create_task(self._answer_later(remote, data, request, key, answer))
@@ -111,7 +111,7 @@ class LeanPath:
         self, remote: Any, data: bytes, request: LeanRequest, key: int, answer: LeanResponse | aiocoap.Message
     ) -> None:
         manager = self.manager
-        if isinstance(answer, aiocoap.Message):
+        if type(answer) is not LeanResponse and isinstance(answer, aiocoap.Message):
             # Past deduplication already (the key is remembered): straight to aiocoap's request handling, which
             # piggybacks the first block, keeps it for a repeated CON and serves the next blocks.
             message = aiocoap.Message.decode(data, remote=remote)
