@@ -56,6 +56,16 @@ class LeanRequest:
         return METHOD_NAMES[self.code]
 
 
+_Parsed = tuple[tuple[str, ...], tuple[str, ...], int | None, bool, bytes]
+"""What follows a request's token, parsed: path, query, Content-Format, empty If-Match, payload."""
+_parsed: dict[bytes, _Parsed | None] = {}
+PARSED_KEPT = 512
+"""Parsed tails remembered (`parse_request`), at most CACHED_TAIL bytes each: a client repeats the same options and
+body in every heartbeat, refresh and GET, only Message ID and token change. Emptied when full (bounded memory,
+nothing to age)."""
+CACHED_TAIL = 256
+
+
 def parse_request(data: bytes) -> LeanRequest | None:
     """DATA as a plain request this module accepts (see the module docstring), else None. Never raises."""
     if len(data) < 4:
@@ -67,9 +77,26 @@ def parse_request(data: bytes) -> LeanRequest | None:
     if first >> 6 != 1 or mtype > NON or token_length > 8 or code not in METHOD_NAMES:
         return None
     position = 4 + token_length
-    end = len(data)
-    if position > end:
+    if position > len(data):
         return None
+    tail = data[position:]
+    if len(tail) > CACHED_TAIL:
+        parsed = _parse_tail(data, position)
+    else:
+        try:
+            parsed = _parsed[tail]
+        except KeyError:
+            if len(_parsed) >= PARSED_KEPT:
+                _parsed.clear()
+            parsed = _parsed[tail] = _parse_tail(data, position)
+    if parsed is None:
+        return None
+    return LeanRequest(mtype, int.from_bytes(data[2:4], "big"), data[4:position], code, *parsed)
+
+
+def _parse_tail(data: bytes, position: int) -> _Parsed | None:
+    """The options and payload of DATA from POSITION (just past the token), None if not for this module."""
+    end = len(data)
     path: list[str] = []
     query: list[str] = []
     content_format: int | None = None
@@ -122,17 +149,7 @@ def parse_request(data: bytes) -> LeanRequest | None:
         elif number == IF_MATCH:
             if_match = True
         position = value_end
-    return LeanRequest(
-        mtype,
-        int.from_bytes(data[2:4], "big"),
-        data[4 : 4 + token_length],
-        code,
-        tuple(path),
-        tuple(query),
-        content_format,
-        if_match,
-        payload,
-    )
+    return tuple(path), tuple(query), content_format, if_match, payload
 
 
 def _option(out: bytearray, delta: int, value: bytes) -> None:
