@@ -7,13 +7,19 @@ from __future__ import annotations
 
 import time
 
-from opendots.transport.dtls import ApplicationData, DtlsConnection, DtlsListener
+import pytest
+
+from opendots.transport.dtls import ApplicationData, DtlsConnection, DtlsListener, client_context
 from tests.helpers import tls_files as files
 from tests.helpers.dtls_memory import connect
 
 
-def established(pki_dir) -> tuple[DtlsConnection, DtlsConnection]:
-    pair = connect(pki_dir, DtlsListener(files(pki_dir, "server"), now=time.monotonic(), own_record_layer=True))
+def established(pki_dir, suite: str | None = None) -> tuple[DtlsConnection, DtlsConnection]:
+    context = client_context(files(pki_dir, "client"), "localhost")
+    if suite is not None:
+        context.set_cipher_list(suite.encode())
+    listener = DtlsListener(files(pki_dir, "server"), now=time.monotonic(), own_record_layer=True)
+    pair = connect(pki_dir, listener, context=context)
     assert pair.server is not None and pair.server.established and pair.server._records is not None
     return pair.server, pair.client
 
@@ -79,3 +85,18 @@ def test_the_send_shortcut_gives_the_record_the_general_path_would_and_never_jum
     assert server.seal_application(b"later") is None  # the queue is not empty: `send` keeps the order
     server.close()
     assert server.seal_application(b"after close") is None
+
+
+@pytest.mark.parametrize(
+    "suite", ["ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-ECDSA-CHACHA20-POLY1305"]
+)
+def test_both_shortcuts_carry_data_with_each_aead_suite_of_the_profile_rfc9132_7(pki_dir, suite):
+    server, client = established(pki_dir, suite)
+    assert server.cipher == suite
+    server.datagrams_to_send()
+    for index in range(3):
+        (datagram,) = one_by_one(client, 1)
+        assert server.receive_application(datagram, time.monotonic()) == b"m0"
+        sealed = server.seal_application(b"answer %d" % index)
+        assert sealed is not None
+        assert client.receive_datagram(sealed, time.monotonic()) == [ApplicationData(b"answer %d" % index)]
