@@ -44,7 +44,7 @@ class _Transport:
     def __init__(self) -> None:
         self.sent: list[bytes] = []
 
-    def sendto(self, data: bytes, address: Any = None) -> None:
+    def sendto(self, data: bytes, addr: Any = None) -> None:
         self.sent.append(data)
 
     def get_extra_info(self, name: str) -> Any:

@@ -73,6 +73,7 @@ class DtlsRemote(interfaces.EndpointAddress):
         does not prove the server holds the session (RFC 6347 §4.2.4)."""
         self.answered = False
         """Application data came in on this session: the peer holds it."""
+        self._maximum_payload_size: int | None = None
 
     def __repr__(self) -> str:
         return f"<DtlsRemote {self.hostinfo} {self.connection.state.value}>"
@@ -116,7 +117,12 @@ class DtlsRemote(interfaces.EndpointAddress):
 
     @property
     def maximum_payload_size(self) -> int:
-        return min(1124, self.connection.cleartext_budget - self._COAP_OVERHEAD)
+        size = self._maximum_payload_size
+        if size is None:
+            size = min(1124, self.connection.cleartext_budget - self._COAP_OVERHEAD)
+            if self.connection.established:  # MTU and cipher are settled: read for every answer, computed once
+                self._maximum_payload_size = size
+        return size
 
     @property
     def maximum_block_size_exp(self) -> int:

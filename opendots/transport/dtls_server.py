@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import heapq
 import socket
 from dataclasses import dataclass
@@ -226,7 +227,7 @@ class DtlsServerInterface(DtlsInterfaceBase):
         local = sock.transport.get_extra_info("sockname")
         remote = DtlsRemote(self, result.connection, peer[:2], local)
         transport = sock.transport
-        remote._send_datagram = lambda datagram: transport.sendto(datagram, peer)
+        remote._send_datagram = functools.partial(transport.sendto, addr=peer)  # no Python frame per datagram
         self.add_session(key, remote, address, now)
         remote.flush()
         self._arm_timer(remote)

@@ -27,7 +27,6 @@ from opendots.transport.qblock_client import QBlockClient
 from opendots.transport.qblock_server import ParametersFor, QBlockServer
 
 _TUNING = TransportTuning()  # aiocoap's defaults, which every message received here has
-_EXCHANGE_LIFETIME = _TUNING.EXCHANGE_LIFETIME  # RFC 7252 §4.8.2: 247 s (a property aiocoap computes at each read)
 
 
 async def append_message_interface(
@@ -196,7 +195,7 @@ class TimerlessDedupMessageManager(MessageManager):
 
     def first_reception(self, key: Hashable) -> None:
         """KEY (`_dedup_key`) arrived for the first time: remember it for EXCHANGE_LIFETIME."""
-        self.recent.remember(key, self.loop.time(), _EXCHANGE_LIFETIME)
+        self.recent.remember(key, self.loop.time(), _TUNING.EXCHANGE_LIFETIME)  # RFC 7252 §4.8.2: 247 s
         if self._expiry_timer is None:
             self._expire()
 
