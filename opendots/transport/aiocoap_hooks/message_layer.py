@@ -115,6 +115,8 @@ class TimerlessDedupMessageManager(MessageManager):
     def __init__(self, token_manager: Any) -> None:
         super().__init__(token_manager)
         self.recent = RecentMessages()
+        self.exchange_lifetime: float = _TUNING.EXCHANGE_LIFETIME  # RFC 7252 §4.8.2: 247 s, computed once
+        """How long a received message is remembered (aiocoap computes its property at each read, per message)."""
         self._expiry_timer: asyncio.TimerHandle | None = None
         self.qblock: QBlockServer | None = None
         self.qblock_client: QBlockClient | None = None
@@ -195,7 +197,7 @@ class TimerlessDedupMessageManager(MessageManager):
 
     def first_reception(self, key: Hashable) -> None:
         """KEY (`_dedup_key`) arrived for the first time: remember it for EXCHANGE_LIFETIME."""
-        self.recent.remember(key, self.loop.time(), _TUNING.EXCHANGE_LIFETIME)  # RFC 7252 §4.8.2: 247 s
+        self.recent.remember(key, self.loop.time(), self.exchange_lifetime)
         if self._expiry_timer is None:
             self._expire()
 

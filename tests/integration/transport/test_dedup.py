@@ -92,8 +92,9 @@ async def test_a_repeated_con_gets_the_stored_response_and_a_repeated_non_is_ign
         session.close()
 
 
-async def test_entries_expire_on_one_timer_and_the_message_is_then_new(pki_dir, server, monkeypatch):
-    monkeypatch.setattr(aiocoap.numbers.constants.TransportTuning, "EXCHANGE_LIFETIME", property(lambda self: 0.3))
+async def test_entries_expire_on_one_timer_and_the_message_is_then_new(pki_dir, server):
+    assert _manager(server).exchange_lifetime == aiocoap.numbers.constants.EXCHANGE_LIFETIME  # 247 s by default
+    _manager(server).exchange_lifetime = 0.3
     session = _HandMadeSession(pki_dir, server.port)
     try:
         assert await asyncio.to_thread(session.exchange, _get(aiocoap.CON, 9, b"\x09")) is not None
