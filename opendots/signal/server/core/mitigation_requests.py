@@ -287,7 +287,9 @@ class MitigationRequests:
             changes["status"] = int(status)
         updated = existing.with_record(**changes)
         updated.request, updated.payload = parsed, put.payload
-        if targets != existing.targets:
+        # The same object nearly always (no alias, the stored request reused): no field-by-field comparison then.
+        retargeted = targets is not existing.targets and targets != existing.targets
+        if retargeted:
             updated.targets = targets
         if not renewal:
             decision.changes = SignalChanges(put_mitigations=[updated.record])
@@ -301,7 +303,7 @@ class MitigationRequests:
         if revived:
             # Asked again during active-but-terminating: back to active, and a longer period next time.
             decision.then(lambda: self._lengthen_terminating_period(client))
-        if targets != existing.targets and updated.enforcing:
+        if retargeted and updated.enforcing:
             # Same request, but an alias it names now resolves differently (data channel change).
             decision.events.append(updated_event(updated, self.reported_details(client.name, targets)))
         if revived:

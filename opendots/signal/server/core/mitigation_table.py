@@ -73,6 +73,11 @@ class MitigationTable:
         if old.enforcing:
             self._on_enforcing_changed(old.record.client)
 
+    @property
+    def timer_pushes(self) -> int:
+        """Deadlines pushed onto the heap so far (SignalServer.timer_mark)."""
+        return self._deadlines.pushes
+
     def next_deadline(self) -> float | None:
         """Earliest mitigation deadline."""
         earliest = self._deadlines.earliest()

@@ -77,6 +77,11 @@ class Peers:
         loss, heartbeat = peer.loss_deadline(parameters), peer.heartbeat_deadline(parameters)
         self._timers.set(client, loss if heartbeat is None else heartbeat if loss is None else min(loss, heartbeat))
 
+    @property
+    def timer_pushes(self) -> int:
+        """Deadlines pushed onto the heap so far (SignalServer.timer_mark)."""
+        return self._timers.pushes
+
     def next_due(self) -> float | None:
         earliest = self._timers.earliest()
         return earliest[0] if earliest is not None else None

@@ -373,6 +373,15 @@ class SignalServer:
             return max(earliest, self._store_retry_at)
         return earliest
 
+    def timer_mark(self) -> tuple[int, float | None]:
+        """What next_timer() depends on that can move it earlier: while the mark stays the same, next_timer() is no
+        earlier than when the mark was taken (deadlines that move later, as every request's do, push nothing onto
+        the timer heaps). O(1), for the shell to skip next_timer() after nearly every request."""
+        return (
+            self.table.timer_pushes + self.peers.timer_pushes + self.mitigation_requests.announcements.pushes,
+            self._store_retry_at,
+        )
+
     def handle_timer(self, now: float) -> Decision:
         """One step of what is due at NOW: repeated announcements, then the mitigations whose time is up, then the
         peers (heartbeats; a lost session's preconfigured requests, one client per step). Call again while

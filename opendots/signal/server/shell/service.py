@@ -132,6 +132,8 @@ class SignalService:
         step), every request pokes."""
         self._asleep_until: float | None = None
         """The deadline the timer task sleeps until (None: none, it waits for a poke)."""
+        self._asleep_mark: tuple[int, float | None] | None = None
+        """The core's timer_mark() when the task took `_asleep_until`: while it holds, no deadline moved earlier."""
         self._tasks: list[asyncio.Task[None]] = []
         self.outcomes: collections.Counter[tuple[str, str]] = collections.Counter()
         """(action, result) of every mitigator call, e.g. ("apply", "ok"), ("withdraw", "failed"): for metrics."""
@@ -356,6 +358,8 @@ class SignalService:
         if not self._asleep:
             self.poke()
             return
+        if self.core.timer_mark() == self._asleep_mark:
+            return  # nothing moved earlier since the task looked: next_timer() is no sooner
         due, waiting = self.core.next_timer(), self._asleep_until
         if due is not None and (waiting is None or due < waiting):
             self.poke()
@@ -381,7 +385,8 @@ class SignalService:
             timeout = None if deadline is None else max(0.0, deadline - self.clock())
             woken = False
             # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel racing with the wake-up.
-            self._asleep, self._asleep_until = True, deadline
+            # No await since `deadline` was read: the mark goes with it.
+            self._asleep, self._asleep_until, self._asleep_mark = True, deadline, self.core.timer_mark()
             try:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(timeout):
