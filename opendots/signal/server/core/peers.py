@@ -43,10 +43,13 @@ class Peers:
     def saw_traffic(self, client: str, now: float) -> list[Event]:
         """A message from CLIENT itself (never something the server does on its behalf) proves it alive."""
         peer = self._peers.get(client)
-        self._dirty.add(client)  # its clock is synced with the parameters in force at the flush that follows
-        if peer is not None and not peer.lost:  # nearly every message: only the loss deadline moves
+        if peer is not None and not peer.lost:
+            # Nearly every message: only the loss deadline moves, and later. Its timer is left where it is: firing at
+            # the old deadline, `due` finds the session alive and reschedules it from last_traffic (no sync per
+            # message; the heartbeat deadline, usually the earlier one, does not move with traffic at all).
             peer.last_traffic = now
             return []
+        self._dirty.add(client)  # its clock is synced with the parameters in force at the flush that follows
         if peer is None:
             self._peers[client] = peer = PeerLiveness(last_traffic=now)
         revived = peer.saw_traffic(now, self._parameters(client))
@@ -130,6 +133,7 @@ class Peers:
             parameters = self._parameters(client)
             events.append(HeartbeatDue(client, peer.peer_hb_status(now, parameters)))
             peer.rearm(now, parameters)
+            self._dirty.add(client)  # its next heartbeat moved: rescheduled at the flush that follows
         return Response("2.04")
 
 
