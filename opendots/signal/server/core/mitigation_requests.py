@@ -191,7 +191,7 @@ class MitigationRequests:
         if self.settings.call_home:
             check_call_home_authorized(client, targets)
             self._check_legitimate(targets)
-        else:
+        elif existing is None or existing.authorized_for is not client or existing.targets is not targets:
             check_authorized(client, targets)
         granted = self._grant(parsed.lifetime)
         activations = []
@@ -291,6 +291,8 @@ class MitigationRequests:
         retargeted = targets is not existing.targets and targets != existing.targets
         if retargeted:
             updated.targets = targets
+        # What _put checked (or found checked) for this client object: TARGETS, held from now on.
+        updated.authorized_for = None if self.settings.call_home else client
         if not renewal:
             decision.changes = SignalChanges(put_mitigations=[updated.record])
         elif not _stored_covers(existing, updated.record):

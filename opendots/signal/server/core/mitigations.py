@@ -56,6 +56,9 @@ class Mitigation:
     decoding (None after a restart, or when the request came decoded)."""
     telemetry: dict[str, Any] | None = None
     """RFC 9244 §9.2 attributes computed from the counters (ServerTelemetry), when the client asked for them."""
+    authorized_for: Any = None
+    """The ClientAuthorization `targets` were last found within (check_authorized): a refresh by that very object
+    with the very same targets needs no check again (both are immutable; an operator reload builds new ones)."""
     stored_expiry: float | None = None
     """Set by a refresh written ahead (`ServerSettings.renewal_slack`): the store holds `record` with this expiry,
     later than the exact one. None: the store holds `record` as it is (every other write stores it whole, which is
@@ -86,7 +89,14 @@ class Mitigation:
         # Called on every refresh: build the copies directly (dataclasses.replace on both is ~3x the cost).
         record = _record_with(self.record, changes)
         return Mitigation(
-            record, self.request, self.targets, self.counters, self.conflict, self.payload, self.telemetry
+            record,
+            self.request,
+            self.targets,
+            self.counters,
+            self.conflict,
+            self.payload,
+            self.telemetry,
+            self.authorized_for,
         )
 
     def expiry_stored(self) -> float | None:
