@@ -150,10 +150,18 @@ class MitigationRequests:
             return None
         key = (client, path.cuid, path.mid, tuple(query))
         lifetime = found.remaining_lifetime(now)
-        shown = (found, found.record, found.counters, found.telemetry, found.conflict)
         cached = self._rendered.get(key)
-        if cached is not None and cached[1] == lifetime and all(a is b for a, b in zip(cached[0], shown, strict=True)):
-            return cached[2]
+        if cached is not None and cached[1] == lifetime:
+            held, record, counters, telemetry, conflict = cached[0]
+            if (
+                held is found
+                and record is found.record
+                and counters is found.counters
+                and telemetry is found.telemetry
+                and conflict is found.conflict
+            ):
+                return cached[2]
+        shown = (found, found.record, found.counters, found.telemetry, found.conflict)
         body = EncodedSignal({MITIGATION_SCOPE: {"scope": [found.render(now, content)]}})
         if len(self._rendered) >= RENDERED_BODIES:
             self._rendered.clear()  # bounded whatever the queries: they are rendered again on the next GET
