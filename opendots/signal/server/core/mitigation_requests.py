@@ -57,7 +57,7 @@ RENDERED_BODIES = 4096
 """GET bodies kept encoded (MitigationRequests._rendered_body) before they are all dropped."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Put:
     """An accepted mitigation PUT (RFC 9132 §4.4.1) on its way to a refresh or a new mitigation."""
 
@@ -180,6 +180,7 @@ class MitigationRequests:
             raise refuse("4.09", "this 'cuid' is already used by another DOTS client", body)
         existing = self.table.get((path.cuid, path.mid))
         payload = request.payload
+        settings = self.settings  # read once: a call through the server's settings each time
         if existing is not None and payload is not None and payload == existing.payload:
             # The very bytes accepted last time for this mid (a refresh, a retransmission): decoding, validating
             # and parsing them again would give the same request. Aliases and authorization are checked anew below.
@@ -188,15 +189,15 @@ class MitigationRequests:
             body = body_of(request)
             if body is None:
                 raise refuse("4.00", "a mitigation request needs a body")
-            parsed = parse_scope_body(body, call_home=self.settings.call_home)
+            parsed = parse_scope_body(body, call_home=settings.call_home)
             if SCOPE_ATTACK_DETAIL in parsed.document:  # RFC 9244 §9.1 top talkers: bounded as in a /tm report
-                self.settings.telemetry.check_top_talkers([parsed.document])
+                settings.telemetry.check_top_talkers([parsed.document])
         if request.if_match_empty:
             return self._efficacy_update(existing, parsed, now, decision)
         if parsed.lifetime is None:
             raise refuse("4.00", "'lifetime' is mandatory in a mitigation request")
-        targets = resolve_aliases(client, parsed.targets, self.settings.aliases)
-        if self.settings.call_home:
+        targets = resolve_aliases(client, parsed.targets, settings.aliases)
+        if settings.call_home:
             check_call_home_authorized(client, targets)
             self._check_legitimate(targets)
         elif existing is None or existing.authorized_for is not client or existing.targets is not targets:
@@ -207,7 +208,7 @@ class MitigationRequests:
             activations = self.acls.control(client, path, parsed, now)
         put = _Put(client, path, parsed, payload, targets, granted)
         if existing is not None:
-            response = self._refresh(put, existing, now, decision)
+            response = self._refresh(put, existing, now, decision, settings.call_home)
         else:
             response = self._create(put, now, decision)
         decision.acl_activations = activations  # only an accepted request changes ACLs
@@ -274,14 +275,15 @@ class MitigationRequests:
                 decision.events.append(event)
         return Response("2.04", body=_ack_body(updated, now))
 
-    def _refresh(self, put: _Put, existing: Mitigation, now: float, decision: Decision) -> Response:
+    def _refresh(self, put: _Put, existing: Mitigation, now: float, decision: Decision, call_home: bool) -> Response:
         client, parsed, targets = put.client, put.parsed, put.targets
         if not existing.request.same_parameters(parsed):
             raise refuse("4.00", "a refresh must repeat the mitigation request's parameters; use a new 'mid'")
         stored_request = existing.record.request
         # Nearly every refresh repeats the stored request: the store then rewrites only the lifetime and times.
         renewal = parsed.document is stored_request or parsed.document == stored_request
-        status = next_status(kind_of(existing.request.trigger_mitigation), existing.status, Trigger.REFRESHED)
+        held_status = existing.status
+        status = next_status(kind_of(existing.request.trigger_mitigation), held_status, Trigger.REFRESHED)
         changes: dict[str, Any] = {
             "lifetime": put.granted,
             "expires_at": self._expiry(put.granted, now),
@@ -291,7 +293,7 @@ class MitigationRequests:
         if parsed.attack_status is not None:
             changes["attack_status"] = int(parsed.attack_status)
         revived = existing.terminating
-        if status != existing.status:
+        if status is not held_status:
             changes["status"] = int(status)
         updated = existing.with_record(**changes)
         updated.request, updated.payload = parsed, put.payload
@@ -300,7 +302,7 @@ class MitigationRequests:
         if retargeted:
             updated.targets = targets
         # What _put checked (or found checked) for this client object: TARGETS, held from now on.
-        updated.authorized_for = None if self.settings.call_home else client
+        updated.authorized_for = None if call_home else client
         if not renewal:
             decision.changes = SignalChanges(put_mitigations=[updated.record])
         elif not _stored_covers(existing, updated.record):
