@@ -215,7 +215,14 @@ class SignalService:
         read for it beforehand (`answer` does)."""
         if self.awaited:
             raise TypeError("this store's writes are awaited: use `await answer(request)`")
-        response = self._settle(self._decider(request, fetched), _mode(request))
+        if self.worker_sync is None and (self.data_reads is None or not fetched):
+            # One process, nothing read beforehand (nearly every request): `_settle` without its indirections.
+            core, store = self.core, self.store
+            response, events = settle(core, store, core.handle(request, self.clock()), self.clock(), self.acl_store)  # type: ignore[arg-type]
+            if events:
+                self._queue.put_nowait(events)
+        else:
+            response = self._settle(self._decider(request, fetched), _mode(request))
         self._poke_if_sooner()
         assert response is not None
         return response
