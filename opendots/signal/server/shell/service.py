@@ -366,10 +366,13 @@ class SignalService:
             self.poke()
             return
         if self.core.timer_mark() == self._asleep_mark:
-            return  # nothing moved earlier since the task looked: next_timer() is no sooner
+            return  # nothing moved earlier since the task (or this) looked: next_timer() is no sooner
+        mark = self.core.timer_mark()
         due, waiting = self.core.next_timer(), self._asleep_until
         if due is not None and (waiting is None or due < waiting):
             self.poke()
+        else:  # looked at: nothing is due before the task wakes, and while this mark holds nothing will be
+            self._asleep_mark = mark
 
     async def idle(self) -> None:
         """Wait until every queued event has been acted on (tests, orderly shutdown)."""
