@@ -45,7 +45,7 @@ from opendots.signal.server.core import (
     SessionConfigChanged,
 )
 from opendots.signal.server.core.events import TelemetryChanged
-from opendots.signal.server.core.messages import HEARTBEAT, Rejected
+from opendots.signal.server.core.messages import HEARTBEAT, Rejected, received_request
 from opendots.signal.server.core.mitigations import content_view
 from opendots.signal.server.core.paths import ConfigPath, MitigatePath, TelemetryPath, parse_path
 from opendots.signal.server.core.query import parse_mitigation_query
@@ -250,15 +250,7 @@ class DotsResource(aiocoap.resource.ObservableResource, aiocoap.resource.PathCap
         payload = request.payload or None
         if payload is not None and request.content_format not in (None, DOTS_CBOR):
             return Response("4.15", diagnostic="the payload must be application/dots+cbor (271)")
-        return Request(
-            method=request.method,
-            path=path,
-            peer=cuid,
-            payload=payload,
-            query=request.query,
-            observe=None,
-            if_match_empty=request.if_match_empty,
-        )
+        return received_request(request.method, path, cuid, payload, request.query, request.if_match_empty)
 
     def _lean_response(
         self, remote: Any, request: LeanRequest, path: tuple[str, ...], answer: Response | None
