@@ -202,7 +202,7 @@ class MitigationRequests:
             self._check_legitimate(targets)
         elif existing is None or existing.authorized_for is not client or existing.targets is not targets:
             check_authorized(client, targets)
-        granted = self._grant(parsed.lifetime)
+        granted = self._grant(parsed.lifetime, settings)
         activations = []
         if parsed.acl_controls and (existing is None or existing.request.same_parameters(parsed)):
             activations = self.acls.control(client, path, parsed, now)
@@ -235,10 +235,11 @@ class MitigationRequests:
                 events.append(event)
         return events
 
-    def _grant(self, requested: int) -> int:
-        cap = self.settings.max_lifetime
+    def _grant(self, requested: int, settings: ServerSettings | None = None) -> int:
+        settings = settings or self.settings
+        cap = settings.max_lifetime
         if requested == defaults.INDEFINITE_LIFETIME:
-            if self.settings.allow_indefinite:
+            if settings.allow_indefinite:
                 return requested
             return cap or defaults.LIFETIME
         return min(requested, cap) if cap else requested

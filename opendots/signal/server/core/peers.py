@@ -134,8 +134,11 @@ class Peers:
             events.append(HeartbeatDue(client, peer.peer_hb_status(now, parameters)))
             peer.rearm(now, parameters)
             self._dirty.add(client)  # its next heartbeat moved: rescheduled at the flush that follows
-        return Response("2.04")
+        return _CHANGED
 
+
+_CHANGED = Response("2.04")
+"""Every heartbeat's answer (frozen: one for all)."""
 
 _USUAL_PAYLOADS = {encode_signal({HEARTBEAT: {"peer-hb-status": heard}}): heard for heard in (True, False)}
 """The CBOR of each heartbeat body as opendots and most encoders write it (definite lengths, the shortest form):
