@@ -54,7 +54,7 @@ from opendots.store.records import CuidRecord, MitigationRecord, SignalChanges
 
 log = logging.getLogger(__name__)
 RENDERED_BODIES = 4096
-"""GET bodies kept encoded (MitigationRequests._rendered_body) before they are all dropped."""
+"""GET answers kept encoded (MitigationRequests._rendered_answer) before they are all dropped."""
 
 
 @dataclass(slots=True)
@@ -85,10 +85,8 @@ class MitigationRequests:
         self._terminating_period: dict[str, int] = {}
         self.announcements = Announcements()  # Table 3's repeated 3/7 of preconfigured requests before 8
         self.acls = AclRequests(settings, client_named)
-        self._rendered: dict[
-            tuple[str, str, int | None, tuple[str, ...]], tuple[tuple[Any, ...], int, EncodedSignal]
-        ] = {}
-        """GET bodies of single mitigations, by (client, cuid, mid, Uri-Query): see _rendered_body."""
+        self._rendered: dict[tuple[str, str, int | None, tuple[str, ...]], tuple[tuple[Any, ...], int, Response]] = {}
+        """GET answers of single mitigations, by (client, cuid, mid, Uri-Query): see _rendered_answer."""
         self.reported_details: Callable[[str, Targets], list[dict[str, Any]]] = lambda client, targets: []
         """The 'attack-detail' entries of the client's telemetry reports (§8.2) on targets overlapping these: their
         top talkers go with the mitigation to the actuators (opendots.signal.server.core.talkers)."""
@@ -122,30 +120,31 @@ class MitigationRequests:
             raise refuse("4.04", not_found)
         if path.mid is not None:
             found = self.table.get((path.cuid, path.mid))
-            selected = [found] if found is not None and found.record.client == client.name else []
+            if found is None or found.record.client != client.name or not query.matches(found.targets, path.mid):
+                raise refuse("4.04", not_found)
+            answer = self._rendered_answer(client.name, path, query_text, query.content, found, now)
+            if answer is not None:
+                return Response("2.05", body=answer.body, observable=True) if observe else answer
+            selected = [found]
         else:
             selected = sorted(
                 (m for m in self.table if m.record.cuid == path.cuid and m.record.client == client.name),
                 key=lambda m: m.record.mid,
             )
-        selected = [m for m in selected if query.matches(m.targets, m.record.mid)]
-        if not selected:
-            raise refuse("4.04", not_found)
-        if len(selected) == 1 and path.mid is not None:
-            body = self._rendered_body(client.name, path, query_text, query.content, selected[0], now)
-            if body is not None:
-                return Response("2.05", body=body, observable=observe)
+            selected = [m for m in selected if query.matches(m.targets, m.record.mid)]
+            if not selected:
+                raise refuse("4.04", not_found)
         entries = [self.acls.current(m, m.render(now, query.content), now) for m in selected]
         return Response("2.05", body={MITIGATION_SCOPE: {"scope": entries}}, observable=observe)
 
-    def _rendered_body(
+    def _rendered_answer(
         self, client: str, path: MitigatePath, query: Iterable[str], content: str, found: Mitigation, now: float
-    ) -> EncodedSignal | None:
-        """The GET body of FOUND, CLIENT's own, rendered and encoded once for as long as what it shows holds: the
-        same held mitigation (a change of status, lifetime, request or anything stored holds a new one), the same
-        counters, telemetry attributes and conflict (replaced, never changed in place) and the same remaining
-        lifetime in whole seconds. None when it shows what the core does not hold ('acl-list' activation types
-        live in the data channel: read afresh each time)."""
+    ) -> Response | None:
+        """The 2.05 answering a GET of FOUND, CLIENT's own, its body rendered and encoded once for as long as what it
+        shows holds: the same held mitigation (a change of status, lifetime, request or anything stored holds a new
+        one), the same counters, telemetry attributes and conflict (replaced, never changed in place) and the same
+        remaining lifetime in whole seconds. None when it shows what the core does not hold ('acl-list' activation
+        types live in the data channel: read afresh each time)."""
         if ACL_LIST in found.record.request:
             return None
         key = (client, path.cuid, path.mid, tuple(query))
@@ -162,11 +161,11 @@ class MitigationRequests:
             ):
                 return cached[2]
         shown = (found, found.record, found.counters, found.telemetry, found.conflict)
-        body = EncodedSignal({MITIGATION_SCOPE: {"scope": [found.render(now, content)]}})
+        answer = Response("2.05", body=EncodedSignal({MITIGATION_SCOPE: {"scope": [found.render(now, content)]}}))
         if len(self._rendered) >= RENDERED_BODIES:
             self._rendered.clear()  # bounded whatever the queries: they are rendered again on the next GET
-        self._rendered[key] = (shown, lifetime, body)
-        return body
+        self._rendered[key] = (shown, lifetime, answer)
+        return answer
 
     # --- PUT ---------------------------------------------------------------------------------------
 
@@ -274,7 +273,7 @@ class MitigationRequests:
             event = self.talkers_event(updated)
             if event is not None:
                 decision.events.append(event)
-        return Response("2.04", body=_ack_body(updated, now))
+        return _acknowledged("2.04", updated, now)
 
     def _refresh(self, put: _Put, existing: Mitigation, now: float, decision: Decision, call_home: bool) -> Response:
         client, parsed, targets = put.client, put.parsed, put.targets
@@ -321,7 +320,7 @@ class MitigationRequests:
             decision.events.append(updated_event(updated, self.reported_details(client.name, targets)))
         if revived:
             decision.events.append(_changed(updated, now))
-        return Response("2.04", body=_ack_body(updated, now))
+        return _acknowledged("2.04", updated, now)
 
     def _written_ahead(self, updated: Mitigation) -> MitigationRecord:
         """The row a renewal stores: UPDATED's record, its expiry put `renewal_slack` seconds later (a quarter of
@@ -409,7 +408,7 @@ class MitigationRequests:
             events.append(withdrawn_event(before, "server"))
             events.append(_changed(after, now, Status.ATTACK_MITIGATION_WITHDRAWN))  # announced 7, stored 8
         events.append(_changed(created, now))
-        return Response("2.01", body=_ack_body(created, now))
+        return _acknowledged("2.01", created, now)
 
     def _check_legitimate(self, targets: Targets) -> None:
         """RFC 9066 §5.3.1: traffic the CPE's administrator classified as legitimate is not blocked; the request is
@@ -666,23 +665,26 @@ def _stored_covers(existing: Mitigation, renewed: MitigationRecord) -> bool:
     return stored >= renewed.expires_at
 
 
-def _ack_body(mitigation: Mitigation, now: float) -> dict[str, Any]:
-    entry: dict[str, Any] = {"mid": mitigation.record.mid, "lifetime": mitigation.remaining_lifetime(now)}
+def _acknowledged(code: str, mitigation: Mitigation, now: float) -> Response:
+    """The answer to an accepted PUT (RFC 9132 §4.4.1: its mid, the lifetime granted, any conflict)."""
+    record = mitigation.record
+    entry: dict[str, Any] = {"mid": record.mid, "lifetime": mitigation.remaining_lifetime(now)}
     if mitigation.conflict:
         entry["conflict-information"] = mitigation.conflict
-        return {MITIGATION_SCOPE: {"scope": [entry]}}
-    # Nothing but the mid and the lifetime granted (nearly every refresh): the same bytes each time.
-    key = (entry["mid"], entry["lifetime"])
-    body = _ACKS.get(key)
-    if body is None:
+        return Response(code, body={MITIGATION_SCOPE: {"scope": [entry]}})
+    # Nothing but the mid and the lifetime granted (nearly every refresh): the same (frozen) answer each time.
+    key = (code, record.mid, entry["lifetime"])
+    response = _ACKS.get(key)
+    if response is None:
         if len(_ACKS) >= RENDERED_BODIES:
             _ACKS.clear()
-        body = _ACKS[key] = EncodedSignal({MITIGATION_SCOPE: {"scope": [entry]}})
-    return body
+        response = _ACKS[key] = Response(code, body=EncodedSignal({MITIGATION_SCOPE: {"scope": [entry]}}))
+    return response
 
 
-_ACKS: dict[tuple[int, int], EncodedSignal] = {}
-"""Encoded answers to PUTs, by (mid, remaining lifetime): what they show is their key (shared by every server)."""
+_ACKS: dict[tuple[str, int, int], Response] = {}
+"""Answers to PUTs, their bodies encoded, by (code, mid, remaining lifetime): what they show is their key (shared by
+every server)."""
 
 
 def _changed(mitigation: Mitigation, now: float, status: Status | None = None) -> MitigationChanged:
