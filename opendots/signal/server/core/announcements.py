@@ -21,10 +21,13 @@ class Announcements:
         self._heap: list[tuple[float, int, Hashable, int, int]] = []
         self._current: dict[Hashable, int] = {}
         self._series = itertools.count()
+        self.pushes = 0
+        """Entries pushed so far (see SignalServer.timer_mark)."""
 
     def start(self, key: Hashable, status: int, now: float) -> None:
         """The first notification of STATUS for KEY was just sent; schedule the others."""
         series = self._current[key] = next(self._series)
+        self.pushes += 1
         heapq.heappush(self._heap, (now + defaults.ANNOUNCE_INTERVAL, series, key, status, defaults.ANNOUNCE_TIMES - 1))
 
     def __len__(self) -> int:
@@ -47,6 +50,7 @@ class Announcements:
                 del self._current[key]
                 continue
             if left > 1:
+                self.pushes += 1
                 heapq.heappush(self._heap, (now + defaults.ANNOUNCE_INTERVAL, series, key, status, left - 1))
             else:
                 del self._current[key]

@@ -80,6 +80,8 @@ class TimerTable(Generic[Name]):
         self._queued: dict[Name, float] = {}
         """Each name's earliest heap entry (at or before its current deadline while it has one)."""
         self._heap: list[tuple[float, Name]] = []
+        self.pushes = 0
+        """Deadlines pushed so far: while it stays the same, no deadline moved earlier (see SignalServer.timer_mark)."""
 
     def set(self, name: Name, due: float | None) -> None:
         if due is None:
@@ -89,6 +91,7 @@ class TimerTable(Generic[Name]):
         queued = self._queued.get(name)
         if queued is None or due < queued:
             self._queued[name] = due
+            self.pushes += 1
             heapq.heappush(self._heap, (due, name))
 
     def earliest(self) -> tuple[float, Name] | None:

@@ -5,7 +5,7 @@ Both are plain values: the CoAP shell translates them to and from aiocoap messag
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from enum import IntEnum
 from typing import Any
 
@@ -98,6 +98,37 @@ class Request:
     """An If-Match option with an empty value is present (efficacy update, §4.4.3)."""
     payload: bytes | None = None
     """The application/dots+cbor body as received, not yet decoded (then `body` is None)."""
+
+
+_REQUEST_DEFAULTS = {f.name: f.default for f in fields(Request)}
+
+
+def received_request(
+    method: str,
+    path: tuple[str, ...],
+    peer: str | None,
+    payload: bytes | None,
+    query: tuple[str, ...],
+    if_match_empty: bool,
+) -> Request:
+    """Request(method, path, peer, payload=..., query=..., if_match_empty=...) built at a third of the frozen
+    dataclass's cost (its __init__ sets each field through object.__setattr__): the shell's lean path makes one per
+    message. Fields it does not name keep their defaults."""
+    request = object.__new__(Request)
+    object.__setattr__(
+        request,
+        "__dict__",
+        {
+            **_REQUEST_DEFAULTS,
+            "method": method,
+            "path": path,
+            "peer": peer,
+            "payload": payload,
+            "query": query,
+            "if_match_empty": if_match_empty,
+        },
+    )
+    return request
 
 
 @dataclass(frozen=True)

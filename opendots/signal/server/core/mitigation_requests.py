@@ -54,10 +54,10 @@ from opendots.store.records import CuidRecord, MitigationRecord, SignalChanges
 
 log = logging.getLogger(__name__)
 RENDERED_BODIES = 4096
-"""GET bodies kept encoded (MitigationRequests._rendered_body) before they are all dropped."""
+"""GET answers kept encoded (MitigationRequests._rendered_answer) before they are all dropped."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Put:
     """An accepted mitigation PUT (RFC 9132 §4.4.1) on its way to a refresh or a new mitigation."""
 
@@ -85,10 +85,8 @@ class MitigationRequests:
         self._terminating_period: dict[str, int] = {}
         self.announcements = Announcements()  # Table 3's repeated 3/7 of preconfigured requests before 8
         self.acls = AclRequests(settings, client_named)
-        self._rendered: dict[
-            tuple[str, str, int | None, tuple[str, ...]], tuple[tuple[Any, ...], int, EncodedSignal]
-        ] = {}
-        """GET bodies of single mitigations, by (client, cuid, mid, Uri-Query): see _rendered_body."""
+        self._rendered: dict[tuple[str, str, int | None, tuple[str, ...]], tuple[tuple[Any, ...], int, Response]] = {}
+        """GET answers of single mitigations, by (client, cuid, mid, Uri-Query): see _rendered_answer."""
         self.reported_details: Callable[[str, Targets], list[dict[str, Any]]] = lambda client, targets: []
         """The 'attack-detail' entries of the client's telemetry reports (§8.2) on targets overlapping these: their
         top talkers go with the mitigation to the actuators (opendots.signal.server.core.talkers)."""
@@ -122,43 +120,52 @@ class MitigationRequests:
             raise refuse("4.04", not_found)
         if path.mid is not None:
             found = self.table.get((path.cuid, path.mid))
-            selected = [found] if found is not None and found.record.client == client.name else []
+            if found is None or found.record.client != client.name or not query.matches(found.targets, path.mid):
+                raise refuse("4.04", not_found)
+            answer = self._rendered_answer(client.name, path, query_text, query.content, found, now)
+            if answer is not None:
+                return Response("2.05", body=answer.body, observable=True) if observe else answer
+            selected = [found]
         else:
             selected = sorted(
                 (m for m in self.table if m.record.cuid == path.cuid and m.record.client == client.name),
                 key=lambda m: m.record.mid,
             )
-        selected = [m for m in selected if query.matches(m.targets, m.record.mid)]
-        if not selected:
-            raise refuse("4.04", not_found)
-        if len(selected) == 1 and path.mid is not None:
-            body = self._rendered_body(client.name, path, query_text, query.content, selected[0], now)
-            if body is not None:
-                return Response("2.05", body=body, observable=observe)
+            selected = [m for m in selected if query.matches(m.targets, m.record.mid)]
+            if not selected:
+                raise refuse("4.04", not_found)
         entries = [self.acls.current(m, m.render(now, query.content), now) for m in selected]
         return Response("2.05", body={MITIGATION_SCOPE: {"scope": entries}}, observable=observe)
 
-    def _rendered_body(
+    def _rendered_answer(
         self, client: str, path: MitigatePath, query: Iterable[str], content: str, found: Mitigation, now: float
-    ) -> EncodedSignal | None:
-        """The GET body of FOUND, CLIENT's own, rendered and encoded once for as long as what it shows holds: the
-        same held mitigation (a change of status, lifetime, request or anything stored holds a new one), the same
-        counters, telemetry attributes and conflict (replaced, never changed in place) and the same remaining
-        lifetime in whole seconds. None when it shows what the core does not hold ('acl-list' activation types
-        live in the data channel: read afresh each time)."""
+    ) -> Response | None:
+        """The 2.05 answering a GET of FOUND, CLIENT's own, its body rendered and encoded once for as long as what it
+        shows holds: the same held mitigation (a change of status, lifetime, request or anything stored holds a new
+        one), the same counters, telemetry attributes and conflict (replaced, never changed in place) and the same
+        remaining lifetime in whole seconds. None when it shows what the core does not hold ('acl-list' activation
+        types live in the data channel: read afresh each time)."""
         if ACL_LIST in found.record.request:
             return None
         key = (client, path.cuid, path.mid, tuple(query))
         lifetime = found.remaining_lifetime(now)
-        shown = (found, found.record, found.counters, found.telemetry, found.conflict)
         cached = self._rendered.get(key)
-        if cached is not None and cached[1] == lifetime and all(a is b for a, b in zip(cached[0], shown, strict=True)):
-            return cached[2]
-        body = EncodedSignal({MITIGATION_SCOPE: {"scope": [found.render(now, content)]}})
+        if cached is not None and cached[1] == lifetime:
+            held, record, counters, telemetry, conflict = cached[0]
+            if (
+                held is found
+                and record is found.record
+                and counters is found.counters
+                and telemetry is found.telemetry
+                and conflict is found.conflict
+            ):
+                return cached[2]
+        shown = (found, found.record, found.counters, found.telemetry, found.conflict)
+        answer = Response("2.05", body=EncodedSignal({MITIGATION_SCOPE: {"scope": [found.render(now, content)]}}))
         if len(self._rendered) >= RENDERED_BODIES:
             self._rendered.clear()  # bounded whatever the queries: they are rendered again on the next GET
-        self._rendered[key] = (shown, lifetime, body)
-        return body
+        self._rendered[key] = (shown, lifetime, answer)
+        return answer
 
     # --- PUT ---------------------------------------------------------------------------------------
 
@@ -172,6 +179,7 @@ class MitigationRequests:
             raise refuse("4.09", "this 'cuid' is already used by another DOTS client", body)
         existing = self.table.get((path.cuid, path.mid))
         payload = request.payload
+        settings = self.settings  # read once: a call through the server's settings each time
         if existing is not None and payload is not None and payload == existing.payload:
             # The very bytes accepted last time for this mid (a refresh, a retransmission): decoding, validating
             # and parsing them again would give the same request. Aliases and authorization are checked anew below.
@@ -180,26 +188,26 @@ class MitigationRequests:
             body = body_of(request)
             if body is None:
                 raise refuse("4.00", "a mitigation request needs a body")
-            parsed = parse_scope_body(body, call_home=self.settings.call_home)
+            parsed = parse_scope_body(body, call_home=settings.call_home)
             if SCOPE_ATTACK_DETAIL in parsed.document:  # RFC 9244 §9.1 top talkers: bounded as in a /tm report
-                self.settings.telemetry.check_top_talkers([parsed.document])
+                settings.telemetry.check_top_talkers([parsed.document])
         if request.if_match_empty:
             return self._efficacy_update(existing, parsed, now, decision)
         if parsed.lifetime is None:
             raise refuse("4.00", "'lifetime' is mandatory in a mitigation request")
-        targets = resolve_aliases(client, parsed.targets, self.settings.aliases)
-        if self.settings.call_home:
+        targets = resolve_aliases(client, parsed.targets, settings.aliases)
+        if settings.call_home:
             check_call_home_authorized(client, targets)
             self._check_legitimate(targets)
-        else:
+        elif existing is None or existing.authorized_for is not client or existing.targets is not targets:
             check_authorized(client, targets)
-        granted = self._grant(parsed.lifetime)
+        granted = self._grant(parsed.lifetime, settings)
         activations = []
         if parsed.acl_controls and (existing is None or existing.request.same_parameters(parsed)):
             activations = self.acls.control(client, path, parsed, now)
         put = _Put(client, path, parsed, payload, targets, granted)
         if existing is not None:
-            response = self._refresh(put, existing, now, decision)
+            response = self._refresh(put, existing, now, decision, settings.call_home)
         else:
             response = self._create(put, now, decision)
         decision.acl_activations = activations  # only an accepted request changes ACLs
@@ -226,10 +234,11 @@ class MitigationRequests:
                 events.append(event)
         return events
 
-    def _grant(self, requested: int) -> int:
-        cap = self.settings.max_lifetime
+    def _grant(self, requested: int, settings: ServerSettings | None = None) -> int:
+        settings = settings or self.settings
+        cap = settings.max_lifetime
         if requested == defaults.INDEFINITE_LIFETIME:
-            if self.settings.allow_indefinite:
+            if settings.allow_indefinite:
                 return requested
             return cap or defaults.LIFETIME
         return min(requested, cap) if cap else requested
@@ -264,16 +273,17 @@ class MitigationRequests:
             event = self.talkers_event(updated)
             if event is not None:
                 decision.events.append(event)
-        return Response("2.04", body=_ack_body(updated, now))
+        return _acknowledged("2.04", updated, now)
 
-    def _refresh(self, put: _Put, existing: Mitigation, now: float, decision: Decision) -> Response:
+    def _refresh(self, put: _Put, existing: Mitigation, now: float, decision: Decision, call_home: bool) -> Response:
         client, parsed, targets = put.client, put.parsed, put.targets
         if not existing.request.same_parameters(parsed):
             raise refuse("4.00", "a refresh must repeat the mitigation request's parameters; use a new 'mid'")
         stored_request = existing.record.request
         # Nearly every refresh repeats the stored request: the store then rewrites only the lifetime and times.
         renewal = parsed.document is stored_request or parsed.document == stored_request
-        status = next_status(kind_of(existing.request.trigger_mitigation), existing.status, Trigger.REFRESHED)
+        held_status = existing.status
+        status = next_status(kind_of(existing.request.trigger_mitigation), held_status, Trigger.REFRESHED)
         changes: dict[str, Any] = {
             "lifetime": put.granted,
             "expires_at": self._expiry(put.granted, now),
@@ -283,12 +293,16 @@ class MitigationRequests:
         if parsed.attack_status is not None:
             changes["attack_status"] = int(parsed.attack_status)
         revived = existing.terminating
-        if status != existing.status:
+        if status is not held_status:
             changes["status"] = int(status)
         updated = existing.with_record(**changes)
         updated.request, updated.payload = parsed, put.payload
-        if targets != existing.targets:
+        # The same object nearly always (no alias, the stored request reused): no field-by-field comparison then.
+        retargeted = targets is not existing.targets and targets != existing.targets
+        if retargeted:
             updated.targets = targets
+        # What _put checked (or found checked) for this client object: TARGETS, held from now on.
+        updated.authorized_for = None if call_home else client
         if not renewal:
             decision.changes = SignalChanges(put_mitigations=[updated.record])
         elif not _stored_covers(existing, updated.record):
@@ -301,12 +315,12 @@ class MitigationRequests:
         if revived:
             # Asked again during active-but-terminating: back to active, and a longer period next time.
             decision.then(lambda: self._lengthen_terminating_period(client))
-        if targets != existing.targets and updated.enforcing:
+        if retargeted and updated.enforcing:
             # Same request, but an alias it names now resolves differently (data channel change).
             decision.events.append(updated_event(updated, self.reported_details(client.name, targets)))
         if revived:
             decision.events.append(_changed(updated, now))
-        return Response("2.04", body=_ack_body(updated, now))
+        return _acknowledged("2.04", updated, now)
 
     def _written_ahead(self, updated: Mitigation) -> MitigationRecord:
         """The row a renewal stores: UPDATED's record, its expiry put `renewal_slack` seconds later (a quarter of
@@ -394,7 +408,7 @@ class MitigationRequests:
             events.append(withdrawn_event(before, "server"))
             events.append(_changed(after, now, Status.ATTACK_MITIGATION_WITHDRAWN))  # announced 7, stored 8
         events.append(_changed(created, now))
-        return Response("2.01", body=_ack_body(created, now))
+        return _acknowledged("2.01", created, now)
 
     def _check_legitimate(self, targets: Targets) -> None:
         """RFC 9066 §5.3.1: traffic the CPE's administrator classified as legitimate is not blocked; the request is
@@ -651,23 +665,26 @@ def _stored_covers(existing: Mitigation, renewed: MitigationRecord) -> bool:
     return stored >= renewed.expires_at
 
 
-def _ack_body(mitigation: Mitigation, now: float) -> dict[str, Any]:
-    entry: dict[str, Any] = {"mid": mitigation.record.mid, "lifetime": mitigation.remaining_lifetime(now)}
+def _acknowledged(code: str, mitigation: Mitigation, now: float) -> Response:
+    """The answer to an accepted PUT (RFC 9132 §4.4.1: its mid, the lifetime granted, any conflict)."""
+    record = mitigation.record
+    entry: dict[str, Any] = {"mid": record.mid, "lifetime": mitigation.remaining_lifetime(now)}
     if mitigation.conflict:
         entry["conflict-information"] = mitigation.conflict
-        return {MITIGATION_SCOPE: {"scope": [entry]}}
-    # Nothing but the mid and the lifetime granted (nearly every refresh): the same bytes each time.
-    key = (entry["mid"], entry["lifetime"])
-    body = _ACKS.get(key)
-    if body is None:
+        return Response(code, body={MITIGATION_SCOPE: {"scope": [entry]}})
+    # Nothing but the mid and the lifetime granted (nearly every refresh): the same (frozen) answer each time.
+    key = (code, record.mid, entry["lifetime"])
+    response = _ACKS.get(key)
+    if response is None:
         if len(_ACKS) >= RENDERED_BODIES:
             _ACKS.clear()
-        body = _ACKS[key] = EncodedSignal({MITIGATION_SCOPE: {"scope": [entry]}})
-    return body
+        response = _ACKS[key] = Response(code, body=EncodedSignal({MITIGATION_SCOPE: {"scope": [entry]}}))
+    return response
 
 
-_ACKS: dict[tuple[int, int], EncodedSignal] = {}
-"""Encoded answers to PUTs, by (mid, remaining lifetime): what they show is their key (shared by every server)."""
+_ACKS: dict[tuple[str, int, int], Response] = {}
+"""Answers to PUTs, their bodies encoded, by (code, mid, remaining lifetime): what they show is their key (shared by
+every server)."""
 
 
 def _changed(mitigation: Mitigation, now: float, status: Status | None = None) -> MitigationChanged:

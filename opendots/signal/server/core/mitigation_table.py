@@ -47,7 +47,19 @@ class MitigationTable:
 
     def hold(self, mitigation: Mitigation) -> None:
         """Hold MITIGATION (new, or replacing the one with its key)."""
-        old = self._held.get(mitigation.key)
+        record = mitigation.record
+        key = (record.cuid, record.mid)
+        old = self._held.get(key)
+        if (
+            old is not None
+            and old.targets is mitigation.targets
+            and old.record.client == record.client
+            and old.record.status == record.status
+        ):
+            # Nearly every refresh: the same targets, owner and status; only the deadline moves.
+            self._held[key] = mitigation
+            self._deadlines.set(key, mitigation.deadline())
+            return
         same_targets = old is not None and old.targets is mitigation.targets  # a refresh: the index stays right
         client = mitigation.record.client
         if old is not None:
@@ -72,6 +84,11 @@ class MitigationTable:
         self._count[old.record.client] -= 1
         if old.enforcing:
             self._on_enforcing_changed(old.record.client)
+
+    @property
+    def timer_pushes(self) -> int:
+        """Deadlines pushed onto the heap so far (SignalServer.timer_mark)."""
+        return self._deadlines.pushes
 
     def next_deadline(self) -> float | None:
         """Earliest mitigation deadline."""

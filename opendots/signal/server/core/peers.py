@@ -43,10 +43,13 @@ class Peers:
     def saw_traffic(self, client: str, now: float) -> list[Event]:
         """A message from CLIENT itself (never something the server does on its behalf) proves it alive."""
         peer = self._peers.get(client)
-        self._dirty.add(client)  # its clock is synced with the parameters in force at the flush that follows
-        if peer is not None and not peer.lost:  # nearly every message: only the loss deadline moves
+        if peer is not None and not peer.lost:
+            # Nearly every message: only the loss deadline moves, and later. Its timer is left where it is: firing at
+            # the old deadline, `due` finds the session alive and reschedules it from last_traffic (no sync per
+            # message; the heartbeat deadline, usually the earlier one, does not move with traffic at all).
             peer.last_traffic = now
             return []
+        self._dirty.add(client)  # its clock is synced with the parameters in force at the flush that follows
         if peer is None:
             self._peers[client] = peer = PeerLiveness(last_traffic=now)
         revived = peer.saw_traffic(now, self._parameters(client))
@@ -76,6 +79,11 @@ class Peers:
         peer.sync(now, parameters)
         loss, heartbeat = peer.loss_deadline(parameters), peer.heartbeat_deadline(parameters)
         self._timers.set(client, loss if heartbeat is None else heartbeat if loss is None else min(loss, heartbeat))
+
+    @property
+    def timer_pushes(self) -> int:
+        """Deadlines pushed onto the heap so far (SignalServer.timer_mark)."""
+        return self._timers.pushes
 
     def next_due(self) -> float | None:
         earliest = self._timers.earliest()
@@ -125,8 +133,12 @@ class Peers:
             parameters = self._parameters(client)
             events.append(HeartbeatDue(client, peer.peer_hb_status(now, parameters)))
             peer.rearm(now, parameters)
-        return Response("2.04")
+            self._dirty.add(client)  # its next heartbeat moved: rescheduled at the flush that follows
+        return _CHANGED
 
+
+_CHANGED = Response("2.04")
+"""Every heartbeat's answer (frozen: one for all)."""
 
 _USUAL_PAYLOADS = {encode_signal({HEARTBEAT: {"peer-hb-status": heard}}): heard for heard in (True, False)}
 """The CBOR of each heartbeat body as opendots and most encoders write it (definite lengths, the shortest form):

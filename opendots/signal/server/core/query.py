@@ -26,6 +26,8 @@ class MitigationQuery:
 
     def matches(self, targets: Targets, mid: int) -> bool:
         """Every filter given must match one of its values (an unrestricted port/protocol matches any)."""
+        if not self.present:  # no filter (nearly every GET)
+            return True
         checks = {
             "target-prefix": lambda: any(
                 p.version == q.version and p.overlaps(q) for p in targets.target_prefixes for q in self.prefixes
@@ -52,6 +54,8 @@ class MitigationQuery:
 
 def parse_mitigation_query(options: tuple[str, ...]) -> MitigationQuery:
     """Invalid or unsupported query types are refused with 4.00 (RFC 9244 §8.2)."""
+    if not options:
+        return _NO_QUERY  # nearly every GET: one frozen value
     values: dict[str, object] = {}
     present: set[str] = set()
     for option in options:
@@ -84,6 +88,9 @@ def parse_mitigation_query(options: tuple[str, ...]) -> MitigationQuery:
         else:
             values["aliases"] = tuple(items)
     return MitigationQuery(present=frozenset(present), **values)  # type: ignore[arg-type]
+
+
+_NO_QUERY = MitigationQuery()
 
 
 def _prefix(text: str) -> IPNetwork:

@@ -53,7 +53,7 @@ def settle(
     refused = _store_acls(core, decision, now, acls)
     if refused is not None:
         return refused
-    if decision.changes:
+    if decision.stores:
         try:
             store.apply(decision.changes)
         except Exception as problem:  # any failure, not only StoreError: see _write_failed
@@ -73,7 +73,7 @@ async def settle_async(
     refused = await _store_acls_async(core, decision, now, acls)
     if refused is not None:
         return refused
-    if decision.changes:
+    if decision.stores:
         try:
             await store.apply(decision.changes)
         except Exception as problem:  # see _write_failed

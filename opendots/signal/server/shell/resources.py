@@ -28,7 +28,14 @@ from aiocoap.numbers.optionnumbers import OptionNumber
 from aiocoap.numbers.types import NON
 
 from opendots.domain import DOTS_CBOR_CONTENT_FORMAT
-from opendots.model import DEFAULT_MAX_SIZE, ModelError, decode_signal, encode_signal, encode_telemetry
+from opendots.model import (
+    DEFAULT_MAX_SIZE,
+    EncodedSignal,
+    ModelError,
+    decode_signal,
+    encode_signal,
+    encode_telemetry,
+)
 from opendots.signal.server.core import (
     Event,
     MitigationChanged,
@@ -38,7 +45,7 @@ from opendots.signal.server.core import (
     SessionConfigChanged,
 )
 from opendots.signal.server.core.events import TelemetryChanged
-from opendots.signal.server.core.messages import HEARTBEAT, Rejected
+from opendots.signal.server.core.messages import HEARTBEAT, Rejected, received_request
 from opendots.signal.server.core.mitigations import content_view
 from opendots.signal.server.core.paths import ConfigPath, MitigatePath, TelemetryPath, parse_path
 from opendots.signal.server.core.query import parse_mitigation_query
@@ -72,17 +79,33 @@ class _Observation:
     """Its Uri-Query 'c' (c, n or a): which members every notification carries."""
 
 
+_CODE_TEXT = tuple(f"{code >> 5}.{code & 31:02d}" for code in range(256))
+"""Each CoAP code byte as the request counters name it ("2.04")."""
+_CODE_BYTES = {text: code for code, text in enumerate(_CODE_TEXT)}
+
+
+def _code_byte(text: str) -> int:
+    code = _CODE_BYTES.get(text)
+    if code is None:  # not in the two-digit form ("2.4"): read as written
+        major, minor = text.split(".")
+        code = int(major) << 5 | int(minor)
+    return code
+
+
 def encoded(response: Response) -> tuple[int, bytes, int | None, int | None]:
     """A core Response as CoAP puts it on the wire: code byte, payload (CBOR body, or a plain-text diagnostic),
     Content-Format, Max-Age."""
-    major, minor = response.code.split(".")
-    code = int(major) << 5 | int(minor)
-    if response.body is not None:
+    code = _code_byte(response.code)
+    body = response.body
+    if body is not None:
         try:
             # Bodies the server built itself: not validated in production (~3x the encoding cost); the test suites
             # turn validation back on (opendots.model.codec.validate_every_encoding) so a builder bug still fails.
-            encode = encode_telemetry if next(iter(response.body), "").startswith(TELEMETRY) else encode_signal
-            payload = encode(response.body, validate=False)
+            if type(body) is EncodedSignal:  # encoded once already (a GET of an unchanged mitigation, a PUT's ack)
+                payload = encode_signal(body, validate=False)
+            else:
+                encode = encode_telemetry if next(iter(body), "").startswith(TELEMETRY) else encode_signal
+                payload = encode(body, validate=False)
         except ModelError as problem:  # our own output failed validation (tests): a bug, never send it
             log.error(
                 "refusing to send an invalid body (%s): %s", problem.diagnostic, json.dumps(response.body, default=str)
@@ -227,15 +250,7 @@ class DotsResource(aiocoap.resource.ObservableResource, aiocoap.resource.PathCap
         payload = request.payload or None
         if payload is not None and request.content_format not in (None, DOTS_CBOR):
             return Response("4.15", diagnostic="the payload must be application/dots+cbor (271)")
-        return Request(
-            method=request.method,
-            path=path,
-            peer=cuid,
-            payload=payload,
-            query=request.query,
-            observe=None,
-            if_match_empty=request.if_match_empty,
-        )
+        return received_request(request.method, path, cuid, payload, request.query, request.if_match_empty)
 
     def _lean_response(
         self, remote: Any, request: LeanRequest, path: tuple[str, ...], answer: Response | None
@@ -248,8 +263,8 @@ class DotsResource(aiocoap.resource.ObservableResource, aiocoap.resource.PathCap
             code, body, content_format, max_age = encoded(answer)
             silent = answer.silent
         resource = path[0] if path and path[0] in RESOURCES else "other"
-        self.requests[(request.method, resource, f"{code >> 5}.{code & 31:02d}")] += 1
-        if len(body) > remote.maximum_payload_size:  # served in Block2 blocks by aiocoap's path (answer_now)
+        self.requests[(request.method, resource, _CODE_TEXT[code])] += 1
+        if body and len(body) > remote.maximum_payload_size:  # served in Block2 blocks by aiocoap's path (answer_now)
             message = aiocoap.Message(code=Code(code), payload=body, content_format=content_format)
             if max_age is not None:
                 message.opt.max_age = max_age

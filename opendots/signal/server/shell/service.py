@@ -132,6 +132,8 @@ class SignalService:
         step), every request pokes."""
         self._asleep_until: float | None = None
         """The deadline the timer task sleeps until (None: none, it waits for a poke)."""
+        self._asleep_mark: tuple[int, float | None] | None = None
+        """The core's timer_mark() when the task took `_asleep_until`: while it holds, no deadline moved earlier."""
         self._tasks: list[asyncio.Task[None]] = []
         self.outcomes: collections.Counter[tuple[str, str]] = collections.Counter()
         """(action, result) of every mitigator call, e.g. ("apply", "ok"), ("withdraw", "failed"): for metrics."""
@@ -213,7 +215,14 @@ class SignalService:
         read for it beforehand (`answer` does)."""
         if self.awaited:
             raise TypeError("this store's writes are awaited: use `await answer(request)`")
-        response = self._settle(self._decider(request, fetched), _mode(request))
+        if self.worker_sync is None and (self.data_reads is None or not fetched):
+            # One process, nothing read beforehand (nearly every request): `_settle` without its indirections.
+            core, store = self.core, self.store
+            response, events = settle(core, store, core.handle(request, self.clock()), self.clock(), self.acl_store)  # type: ignore[arg-type]
+            if events:
+                self._queue.put_nowait(events)
+        else:
+            response = self._settle(self._decider(request, fetched), _mode(request))
         self._poke_if_sooner()
         assert response is not None
         return response
@@ -356,9 +365,14 @@ class SignalService:
         if not self._asleep:
             self.poke()
             return
+        if self.core.timer_mark() == self._asleep_mark:
+            return  # nothing moved earlier since the task (or this) looked: next_timer() is no sooner
+        mark = self.core.timer_mark()
         due, waiting = self.core.next_timer(), self._asleep_until
         if due is not None and (waiting is None or due < waiting):
             self.poke()
+        else:  # looked at: nothing is due before the task wakes, and while this mark holds nothing will be
+            self._asleep_mark = mark
 
     async def idle(self) -> None:
         """Wait until every queued event has been acted on (tests, orderly shutdown)."""
@@ -381,7 +395,8 @@ class SignalService:
             timeout = None if deadline is None else max(0.0, deadline - self.clock())
             woken = False
             # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel racing with the wake-up.
-            self._asleep, self._asleep_until = True, deadline
+            # No await since `deadline` was read: the mark goes with it.
+            self._asleep, self._asleep_until, self._asleep_mark = True, deadline, self.core.timer_mark()
             try:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(timeout):

@@ -94,3 +94,43 @@ async def test_a_request_bringing_a_deadline_forward_wakes_the_timer_task_and_it
             if list(mitigator.active) == [f"{ALPHA_CUID}/1"]:
                 break
         assert list(mitigator.active) == [f"{ALPHA_CUID}/1"]
+
+
+async def test_requests_moving_deadlines_later_cost_no_look_at_every_deadline(tmp_path: Path):
+    # The core's timer_mark says nothing moved earlier: next_timer() (every peer's and mitigation's heap) is not read.
+    async with _one_mitigation_held(tmp_path) as (service, pokes, clock, _):
+        looks: list[int] = []
+        real = service.core.next_timer
+
+        def counted() -> float | None:
+            looks.append(1)
+            return real()
+
+        service.core.next_timer = counted  # type: ignore[method-assign]
+        for _ in range(20):
+            clock.now += 1
+            assert service.handle(_put(1, "2001:db8:6401::/64", 600)).code == "2.04"
+            assert service.handle(Request("GET", mitigate_path(ALPHA_CUID, 1), peer=ALPHA_CUID)).code == "2.05"
+        assert (looks, pokes) == ([], [])
+        assert service.handle(_put(2, "2001:db8:6401:1::/64", 10)).code == "2.01"  # an earlier deadline: looked at
+        assert looks and pokes == [1]
+
+
+async def test_a_later_deadline_is_looked_at_once_then_requests_cost_no_look_again(tmp_path: Path):
+    # Mitigation 2 ends after mitigation 1: the timer task sleeps on; the refreshes after it do not look again.
+    async with _one_mitigation_held(tmp_path) as (service, pokes, clock, _):
+        looks: list[int] = []
+        real = service.core.next_timer
+
+        def counted() -> float | None:
+            looks.append(1)
+            return real()
+
+        service.core.next_timer = counted  # type: ignore[method-assign]
+        assert service.handle(_put(2, "2001:db8:6401:1::/64", 3600)).code == "2.01"
+        assert (looks, pokes) == ([1], [])
+        for _ in range(20):
+            clock.now += 1
+            assert service.handle(_put(2, "2001:db8:6401:1::/64", 3600)).code == "2.04"
+            assert service.handle(_put(1, "2001:db8:6401::/64", 600)).code == "2.04"
+        assert (looks, pokes) == ([1], [])
