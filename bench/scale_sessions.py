@@ -150,6 +150,10 @@ async def generate(pki: Path, port: int, first: int, count: int, hold: float) ->
         loop.call_later(delay, beat)
     await asyncio.sleep(hold)
     stats["cpu"] = time.process_time() - held_from
+    now = time.monotonic()  # unanswered at the end: sent in the last second (in flight) or before (lost)
+    ages = [now - sent for session in sessions for sent in session.sent.values()]
+    stats["in_flight"] = sum(1 for age in ages if age < 1.0)
+    stats["lost"] = len(ages) - stats["in_flight"]
     stats["handshake_cpu"] = handshake_cpu
     print(json.dumps(stats), flush=True)
 
@@ -265,7 +269,14 @@ def run(pki: Path, config: Path, sessions: int, generators: int, hold: float) ->
             f"{(after - before) / max(1, up):.1f} KiB/session",
             f"{before / 1024:.0f} MiB before, {after / 1024:.0f} MiB with the sessions",
         ),
-        (f"{label}: heartbeat RTT", f"p50 {p50:.2f} ms, p99 {p99:.2f} ms", f"{answered:,}/{sent:,} answered"),
+        (
+            f"{label}: heartbeat RTT",
+            f"p50 {p50:.2f} ms, p99 {p99:.2f} ms",
+            f"{answered:,}/{sent:,} answered; unanswered at the end: "
+            f"{sum(r['in_flight'] for r in results)} sent in its last second, "
+            f"{sum(r['lost'] for r in results)} before; "
+            f"{sum(r['refused'] for r in results)} refused, {sum(r['undecodable'] for r in results)} undecodable",
+        ),
         (
             f"{label}: server CPU",
             f"{server_cpu / max(1, answered + server_beats) * 1e6:.0f} µs/heartbeat",
