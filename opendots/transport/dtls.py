@@ -279,9 +279,9 @@ class DtlsConnection:
     def receive_datagram(self, datagram: bytes, now: float) -> list[DtlsEvent]:
         if self.state is DtlsState.CLOSED:
             return []
-        self.last_activity = now
         if self._records is not None:
             return self._receive_records(datagram, now)
+        self.last_activity = now
         try:
             self._ssl.bio_write(datagram)
         except SSL.Error as error:
@@ -309,10 +309,10 @@ class DtlsConnection:
             or int.from_bytes(datagram[11:13], "big") != len(datagram) - RECORD_HEADER_LENGTH
         ):
             return None
-        self.last_activity = now
         plaintext = records.open_application(datagram)
         if plaintext is None:
             return b""
+        self.last_activity = now  # only what authenticates keeps a session from its idle expiry
         self._final_flight = None  # the peer has our Finished: it sends in epoch 1 (RFC 6347 §4.2.4)
         return plaintext
 
@@ -506,7 +506,10 @@ class DtlsConnection:
         OpenSSL has just consumed."""
         assert self._records is not None
         events: list[DtlsEvent] = []
-        for content_type, plaintext in self._records.open(datagram):
+        records = self._records.open(datagram)
+        if records:  # only what authenticates keeps a session from its idle expiry (a forged source address can't)
+            self.last_activity = now
+        for content_type, plaintext in records:
             if content_type == CONTENT_TYPE_APPLICATION_DATA:
                 self._final_flight = None  # the peer has our Finished: it sends in epoch 1 (RFC 6347 §4.2.4)
                 if plaintext:

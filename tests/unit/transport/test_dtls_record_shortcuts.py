@@ -100,3 +100,19 @@ def test_both_shortcuts_carry_data_with_each_aead_suite_of_the_profile_rfc9132_7
         sealed = server.seal_application(b"answer %d" % index)
         assert sealed is not None
         assert client.receive_datagram(sealed, time.monotonic()) == [ApplicationData(b"answer %d" % index)]
+
+
+def test_only_records_that_authenticate_keep_the_session_from_its_idle_expiry(pki_dir):
+    """A datagram forged with the peer's source address must not keep a session alive that the peer left."""
+    server, client = established(pki_dir)
+    (genuine,) = one_by_one(client, 1)
+    (second,) = one_by_one(client, 1)
+    tampered = genuine[:-1] + bytes([genuine[-1] ^ 1])
+    start = server.last_activity
+    assert server.receive_application(tampered, start + 100) == b""
+    assert server.receive_datagram(tampered + tampered, start + 200) == []  # two records: the general path
+    assert server.last_activity == start
+    assert server.receive_application(genuine, start + 300) == b"m0"
+    assert server.last_activity == start + 300
+    assert server.receive_datagram(second, start + 400) == [ApplicationData(b"m0")]
+    assert server.last_activity == start + 400
