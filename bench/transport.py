@@ -32,12 +32,8 @@ import cbor2
 from bench._common import SansIoDtlsClient, cpu_seconds, files, free_port, percentiles, rss_kib
 from opendots.cli.certs import init_pki
 from opendots.transport import create_client_context, start_server
-from opendots.transport.dtls import (
-    ApplicationData,
-    DtlsConnection,
-    DtlsListener,
-    client_context,
-)
+from opendots.transport.dtls import ApplicationData, DtlsConnection, client_context
+from opendots.transport.dtls_listener import DtlsListener
 
 REPLY = cbor2.dumps({"ietf-dots-signal-channel:mitigation-scope": {"scope": [{"mid": 1, "status": 2}]}})
 

@@ -14,7 +14,7 @@ from opendots.cli.certs import init_pki
 from opendots.config import ClientConfig, ServerConfig
 from opendots.lab.processes import free_udp_tcp_port
 from opendots.model.codec import validate_every_encoding
-from opendots.transport.dtls import DtlsListener
+from opendots.transport.dtls_listener import DtlsListener
 from tests.helpers import tls_files
 
 

@@ -15,7 +15,8 @@ import aiocoap
 from aiocoap import interfaces
 
 from opendots.config import TlsFiles
-from opendots.transport.dtls import DtlsError, DtlsListener, HandshakeCompleted, SessionExpired, is_client_hello
+from opendots.transport.dtls import DtlsError, HandshakeCompleted, SessionExpired, is_client_hello
+from opendots.transport.dtls_listener import DtlsListener
 from opendots.transport.dtls_remote import DtlsInterfaceBase, DtlsRemote, log
 from opendots.transport.events import SessionEvent, SessionListener, notify
 from opendots.transport.handshakes import HandshakeTable

@@ -43,8 +43,9 @@ from opendots.store.data_channel import SqliteDataChannelStore
 from opendots.store.signal import SqliteSignalStore
 from opendots.store.sqlite import SqliteDatabase
 from opendots.transport.coap_lean import encode_response, parse_request
-from opendots.transport.dtls import DtlsConnection, DtlsListener, client_context
+from opendots.transport.dtls import DtlsConnection, client_context
 from opendots.transport.dtls_interface import DtlsRemote
+from opendots.transport.dtls_listener import DtlsListener
 from tests.fuzz.inputs import RestconfInput, SignalInput
 
 COAP_CODE = re.compile(r"^[245]\.[0-3][0-9]$")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from opendots.transport.dtls import DtlsConnection, DtlsListener, client_context
+from opendots.transport.dtls import DtlsConnection, client_context
+from opendots.transport.dtls_listener import DtlsListener
 from tests.helpers import tls_files as files
 
 PEER = ("192.0.2.10", 40000)

@@ -16,9 +16,7 @@ from opendots.transport.dtls import (
     ApplicationData,
     CloseNotifyReceived,
     ConnectionClosed,
-    CookieSecrets,
     DtlsConnection,
-    DtlsListener,
     HandshakeCompleted,
     client_context,
     is_client_hello,
@@ -26,6 +24,7 @@ from opendots.transport.dtls import (
     pack_records,
     split_records,
 )
+from opendots.transport.dtls_listener import CookieSecrets, DtlsListener
 from opendots.transport.profile import CIPHER_SUITES_TLS12, certificate_matches_name
 from tests.helpers import tls_files as files
 from tests.helpers.dtls_memory import PEER, Pair, connect

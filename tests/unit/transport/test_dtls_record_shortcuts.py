@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from opendots.transport.dtls import ApplicationData, DtlsConnection, DtlsListener, client_context
+from opendots.transport.dtls import ApplicationData, DtlsConnection, client_context
+from opendots.transport.dtls_listener import DtlsListener
 from tests.helpers import tls_files as files
 from tests.helpers.dtls_memory import connect
 

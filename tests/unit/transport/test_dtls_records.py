@@ -19,10 +19,10 @@ from opendots.transport.dtls import (
     ConnectionClosed,
     DtlsConnection,
     DtlsError,
-    DtlsListener,
     HandshakeCompleted,
     client_context,
 )
+from opendots.transport.dtls_listener import DtlsListener
 from opendots.transport.dtls_records import (
     CONTENT_ALERT,
     CONTENT_HANDSHAKE,
