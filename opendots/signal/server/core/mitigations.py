@@ -87,17 +87,12 @@ class Mitigation:
 
     def with_record(self, **changes: Any) -> Mitigation:
         # Called on every refresh: build the copies directly (dataclasses.replace on both is ~3x the cost).
-        record = _record_with(self.record, changes)
-        return Mitigation(
-            record,
-            self.request,
-            self.targets,
-            self.counters,
-            self.conflict,
-            self.payload,
-            self.telemetry,
-            self.authorized_for,
-        )
+        # A copy of the attributes, not __init__ (a third less), with the new record and no stored_expiry.
+        copy = object.__new__(type(self))
+        attributes = self.__dict__.copy()
+        attributes["record"], attributes["stored_expiry"] = _record_with(self.record, changes), None
+        copy.__dict__ = attributes
+        return copy
 
     def expiry_stored(self) -> float | None:
         """The expiry the store holds for this mitigation (None: indefinite)."""
