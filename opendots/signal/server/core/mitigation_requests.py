@@ -301,7 +301,7 @@ class MitigationRequests:
         revived = existing.terminating
         if status is not held_status:
             changes["status"] = int(status)
-        updated = existing.with_record(**changes)
+        updated = existing.with_changes(changes)
         updated.request, updated.payload = parsed, put.payload
         # The same object nearly always (no alias, the stored request reused): no field-by-field comparison then.
         retargeted = targets is not existing.targets and targets != existing.targets
@@ -658,14 +658,15 @@ class MitigationRequests:
 def _stored_covers(existing: Mitigation, renewed: MitigationRecord) -> bool:
     """Whether the store already holds what a renewal of EXISTING to RENEWED must make durable: the same row but
     for the expiry, and an expiry no earlier than the renewed one (both indefinite, or the stored one later)."""
-    stored, record = existing.expiry_stored(), existing.record
-    if (record.lifetime, record.status, record.terminating_until, record.attack_status) != (
-        renewed.lifetime,
-        renewed.status,
-        renewed.terminating_until,
-        renewed.attack_status,
+    record = existing.record
+    if not (
+        record.lifetime == renewed.lifetime
+        and record.status == renewed.status
+        and record.terminating_until == renewed.terminating_until
+        and record.attack_status == renewed.attack_status
     ):
         return False
+    stored = existing.stored_expiry if existing.stored_expiry is not None else record.expires_at  # expiry_stored()
     if renewed.expires_at is None or stored is None:
         return renewed.expires_at is None and stored is None
     return stored >= renewed.expires_at
