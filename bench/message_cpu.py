@@ -3,15 +3,17 @@ mitigation request again, same body) and GET of one mitigation, over DTLS, OpenD
 
 One DTLS client (the sans-I/O DTLS core, no aiocoap on the client side, so the generator stays cheap) sends N
 messages of one kind, one at a time, Non-confirmable (RFC 9132 §4.4.1, §4.7), to a fresh server process; the
-server's CPU over the N (from /proc: 10 ms ticks, so N in the thousands) is divided by N. libcoap's
-coap-server-openssl runs with dynamic resources (`-d`): the first PUT creates the resource (2.01), the next ones
-update it (2.04), a GET reads it (2.05): the same message shapes, the same bytes. The floor (bench/signal_channel.py's)
-is aiocoap with our DTLS transport answering 4.04 at once: the transport, CoAP and event-loop share of OpenDOTS's
-figure before the lean path; the lean floor is the same transport answering 4.04 on the lean path
-(opendots.transport.coap_lean): that share under OpenDOTS's heartbeats, refreshes and GETs now. "OpenDOTS, lean off"
-is the same server with `lean_coap = false` (every request through aiocoap, as before the lean path;
-`--no-lean-off` skips it). The generator's CPU per message is printed beside each row. `--profile DIR` writes a
-cProfile (CPU time) of OpenDOTS's server per kind (DIR/KIND.prof); it inflates that server's figures about threefold.
+server's CPU over the N is divided by N. That CPU is the kernel's per-process CPU clock of the server (nanoseconds of
+run time over all its threads, exited ones included: _common.run_seconds), not /proc's 10 ms ticks, so a ratio near
+2.0 no longer flips with a tick; libcoap's server is read the same way. libcoap's coap-server-openssl runs with
+dynamic resources (`-d`): the first PUT creates the resource (2.01), the next ones update it (2.04), a GET reads it
+(2.05): the same message shapes, the same bytes. The floor (bench/signal_channel.py's) is aiocoap with our DTLS
+transport answering 4.04 at once: the transport, CoAP and event-loop share of OpenDOTS's figure before the lean path;
+the lean floor is the same transport answering 4.04 on the lean path (opendots.transport.coap_lean): that share under
+OpenDOTS's heartbeats, refreshes and GETs now. "OpenDOTS, lean off" is the same server with `lean_coap = false`
+(every request through aiocoap, as before the lean path; `--no-lean-off` skips it). The generator's CPU per message
+(its own process_time(), also nanoseconds) is printed beside each row. `--profile DIR` writes a cProfile (CPU time)
+of OpenDOTS's server per kind (DIR/KIND.prof); it inflates that server's figures about threefold.
 
 Usage: PYTHONPATH=. python bench/message_cpu.py [--messages 3000] [--profile /tmp/prof]
 """
@@ -33,7 +35,7 @@ import aiocoap
 from aiocoap.numbers.codes import Code
 from aiocoap.numbers.types import Type
 
-from bench._common import SansIoDtlsClient, cpu_seconds, files, free_port, print_table
+from bench._common import SansIoDtlsClient, files, free_port, print_table, run_seconds
 from bench.signal_channel import SCOPE, pin, start_libcoap, start_role, stop
 from opendots.cli.certs import init_pki
 from opendots.model import encode_signal
@@ -94,10 +96,10 @@ async def run_kind(pki: Path, port: int, pid: int, kind: str, count: int) -> dic
     if kind == "GET":  # the mitigation to read
         await client.send(*request("refresh PUT", cuid))
     codes = {str(await client.send(code, path, payload)) for _ in range(20)}  # warm up: first-use costs out
-    server_before, client_before = cpu_seconds(pid), time.process_time()
+    server_before, client_before = run_seconds(pid), time.process_time()
     for _ in range(count):
         codes.add(str(await client.send(code, path, payload)))
-    server, generator = cpu_seconds(pid) - server_before, time.process_time() - client_before
+    server, generator = run_seconds(pid) - server_before, time.process_time() - client_before
     client.transport.close()
     return {"server": server / count, "generator": generator / count, "codes": codes}
 
@@ -142,8 +144,8 @@ async def main(args: argparse.Namespace) -> None:
         for name, r in results.items():
             note = f"generator {r['generator'] * 1e6:.0f} µs/message; answers {', '.join(sorted(r['codes']))}"
             if name != "libcoap" and "libcoap" in results:
-                note = f"ratio to libcoap {r['server'] / max(results['libcoap']['server'], 1e-9):.1f}; {note}"
-            rows.append((f"{kind}, {name} server CPU", f"{r['server'] * 1e6:.0f} µs/message", note))
+                note = f"ratio to libcoap {r['server'] / max(results['libcoap']['server'], 1e-9):.2f}; {note}"
+            rows.append((f"{kind}, {name} server CPU", f"{r['server'] * 1e6:.1f} µs/message", note))
     rows.append(("profile", "on" if args.profile else "off", "cProfile (CPU time) inflates OpenDOTS's figures when on"))
     rows.append(("CPU placement", args.placement, "the same for every server"))
     print_table(rows)

@@ -197,7 +197,11 @@ def encode_response(
     out += token
     number = 0
     if content_format is not None:
-        _option(out, CONTENT_FORMAT, _uint(content_format))
+        option = _CONTENT_FORMAT_OPTIONS.get(content_format)
+        if option is None:
+            _option(out, CONTENT_FORMAT, _uint(content_format))
+        else:
+            out += option
         number = CONTENT_FORMAT
     if max_age is not None:
         _option(out, MAX_AGE - number, _uint(max_age))
@@ -205,6 +209,17 @@ def encode_response(
         out.append(0xFF)
         out += payload
     return bytes(out)
+
+
+def _option_bytes(delta: int, value: bytes) -> bytes:
+    out = bytearray()
+    _option(out, delta, value)
+    return bytes(out)
+
+
+_CONTENT_FORMAT_OPTIONS = {number: _option_bytes(CONTENT_FORMAT, _uint(number)) for number in (0, 60, 271)}
+"""The Content-Format option, first in every answer with a body, of the formats answers carry (text/plain, CBOR,
+application/dots+cbor): built once, not per answer (every refresh PUT and GET has one)."""
 
 
 def empty_ack(mid: int) -> bytes:

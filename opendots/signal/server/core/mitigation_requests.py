@@ -3,6 +3,7 @@ mitigators do to held mitigations. Every status change goes through the table in
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -283,7 +284,12 @@ class MitigationRequests:
         # Nearly every refresh repeats the stored request: the store then rewrites only the lifetime and times.
         renewal = parsed.document is stored_request or parsed.document == stored_request
         held_status = existing.status
-        status = next_status(kind_of(existing.request.trigger_mitigation), held_status, Trigger.REFRESHED)
+        immediate = existing.request.trigger_mitigation
+        status = _REFRESHED.get((immediate, held_status))
+        if status is None:  # first refresh from this status: Table 3 says (or raises IllegalTransition)
+            status = _REFRESHED[(immediate, held_status)] = next_status(
+                kind_of(immediate), held_status, Trigger.REFRESHED
+            )
         changes: dict[str, Any] = {
             "lifetime": put.granted,
             "expires_at": self._expiry(put.granted, now),
@@ -295,7 +301,7 @@ class MitigationRequests:
         revived = existing.terminating
         if status is not held_status:
             changes["status"] = int(status)
-        updated = existing.with_record(**changes)
+        updated = existing.with_changes(changes)
         updated.request, updated.payload = parsed, put.payload
         # The same object nearly always (no alias, the stored request reused): no field-by-field comparison then.
         retargeted = targets is not existing.targets and targets != existing.targets
@@ -311,7 +317,7 @@ class MitigationRequests:
             # Written behind: the store already holds this row with an expiry at or after the renewed one (see
             # _written_ahead), so a crash loses nothing; memory keeps the exact expiry.
             updated.stored_expiry = existing.expiry_stored()
-        decision.then(lambda: self.table.hold(updated))
+        decision.then(functools.partial(self.table.hold, updated))
         if revived:
             # Asked again during active-but-terminating: back to active, and a longer period next time.
             decision.then(lambda: self._lengthen_terminating_period(client))
@@ -320,7 +326,7 @@ class MitigationRequests:
             decision.events.append(updated_event(updated, self.reported_details(client.name, targets)))
         if revived:
             decision.events.append(_changed(updated, now))
-        return _acknowledged("2.04", updated, now)
+        return _acknowledged("2.04", updated, now, put.granted)  # renewed now: all of the granted lifetime remains
 
     def _written_ahead(self, updated: Mitigation) -> MitigationRecord:
         """The row a renewal stores: UPDATED's record, its expiry put `renewal_slack` seconds later (a quarter of
@@ -652,23 +658,28 @@ class MitigationRequests:
 def _stored_covers(existing: Mitigation, renewed: MitigationRecord) -> bool:
     """Whether the store already holds what a renewal of EXISTING to RENEWED must make durable: the same row but
     for the expiry, and an expiry no earlier than the renewed one (both indefinite, or the stored one later)."""
-    stored, record = existing.expiry_stored(), existing.record
-    if (record.lifetime, record.status, record.terminating_until, record.attack_status) != (
-        renewed.lifetime,
-        renewed.status,
-        renewed.terminating_until,
-        renewed.attack_status,
+    record = existing.record
+    if not (
+        record.lifetime == renewed.lifetime
+        and record.status == renewed.status
+        and record.terminating_until == renewed.terminating_until
+        and record.attack_status == renewed.attack_status
     ):
         return False
+    stored = existing.stored_expiry if existing.stored_expiry is not None else record.expires_at  # expiry_stored()
     if renewed.expires_at is None or stored is None:
         return renewed.expires_at is None and stored is None
     return stored >= renewed.expires_at
 
 
-def _acknowledged(code: str, mitigation: Mitigation, now: float) -> Response:
-    """The answer to an accepted PUT (RFC 9132 §4.4.1: its mid, the lifetime granted, any conflict)."""
+def _acknowledged(code: str, mitigation: Mitigation, now: float, remaining: int | None = None) -> Response:
+    """The answer to an accepted PUT (RFC 9132 §4.4.1: its mid, the lifetime granted, any conflict). REMAINING: its
+    remaining lifetime when the caller knows it (a refresh: the lifetime just granted), else computed."""
     record = mitigation.record
-    entry: dict[str, Any] = {"mid": record.mid, "lifetime": mitigation.remaining_lifetime(now)}
+    entry: dict[str, Any] = {
+        "mid": record.mid,
+        "lifetime": mitigation.remaining_lifetime(now) if remaining is None else remaining,
+    }
     if mitigation.conflict:
         entry["conflict-information"] = mitigation.conflict
         return Response(code, body={MITIGATION_SCOPE: {"scope": [entry]}})
@@ -681,6 +692,10 @@ def _acknowledged(code: str, mitigation: Mitigation, now: float) -> Response:
         response = _ACKS[key] = Response(code, body=EncodedSignal({MITIGATION_SCOPE: {"scope": [entry]}}))
     return response
 
+
+_REFRESHED: dict[tuple[bool, Status], Status] = {}
+"""Table 3's status after a refresh, by (immediate request, status held): filled from `next_status` as met (a dict
+look-up per refresh instead of the table's key with its Enum-hashed trigger)."""
 
 _ACKS: dict[tuple[str, int, int], Response] = {}
 """Answers to PUTs, their bodies encoded, by (code, mid, remaining lifetime): what they show is their key (shared by

@@ -86,18 +86,17 @@ class Mitigation:
         return self.record.terminating_until is not None
 
     def with_record(self, **changes: Any) -> Mitigation:
-        # Called on every refresh: build the copies directly (dataclasses.replace on both is ~3x the cost).
-        record = _record_with(self.record, changes)
-        return Mitigation(
-            record,
-            self.request,
-            self.targets,
-            self.counters,
-            self.conflict,
-            self.payload,
-            self.telemetry,
-            self.authorized_for,
-        )
+        return self.with_changes(changes)
+
+    def with_changes(self, changes: dict[str, Any]) -> Mitigation:
+        """A copy with its record's CHANGES (MitigationRecord fields) made, and no `stored_expiry`."""
+        # Called on every refresh: the copies built directly (dataclasses.replace on both is ~3x the cost), the
+        # Mitigation by its attributes, not __init__ (a third less).
+        copy = object.__new__(type(self))
+        attributes = self.__dict__.copy()
+        attributes["record"], attributes["stored_expiry"] = _record_with(self.record, changes), None
+        copy.__dict__ = attributes
+        return copy
 
     def expiry_stored(self) -> float | None:
         """The expiry the store holds for this mitigation (None: indefinite)."""
