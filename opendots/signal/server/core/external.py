@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING
 
 from opendots.signal.server.core.events import Event
 from opendots.signal.server.core.messages import Status
-from opendots.signal.server.core.mitigation_requests import (
-    _changed,
+from opendots.signal.server.core.mitigation_events import (
     activated_event,
+    changed_event,
     updated_event,
     withdrawn_event,
 )
@@ -49,7 +49,7 @@ def changed_elsewhere(
         events: list[Event] = []
         if old.enforcing:
             events.append(withdrawn_event(old, "client" if old.terminating else "server"))
-        return [*events, _changed(old, now, _final_status(old, now))]
+        return [*events, changed_event(old, now, _final_status(old, now))]
     if old is not None and old.record == record:
         return []  # this node's own write coming back, or a change already read
     if old is not None and old.record.request == record.request:
@@ -70,7 +70,7 @@ def changed_elsewhere(
     elif was_enforcing and old is not None and old.targets != new.targets:
         events.append(updated_event(new))
     if old is None or old.status != new.status:
-        events.append(_changed(new, now))
+        events.append(changed_event(new, now))
     return events
 
 

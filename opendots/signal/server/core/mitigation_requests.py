@@ -10,8 +10,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from opendots.config import ClientAuthorization
-from opendots.domain import Counters, MitigationScope, Targets, defaults
-from opendots.model import EncodedSignal
+from opendots.domain import Counters, Targets, defaults
 from opendots.signal.server.core.acl_requests import AclRequests
 from opendots.signal.server.core.announcements import Announcements
 from opendots.signal.server.core.authorization import check_authorized, check_call_home_authorized, resolve_aliases
@@ -19,11 +18,8 @@ from opendots.signal.server.core.bodies import body_of
 from opendots.signal.server.core.decision import Decision
 from opendots.signal.server.core.events import (
     Event,
-    MitigationActivated,
-    MitigationChanged,
     MitigationExpired,
     MitigationUpdated,
-    MitigationWithdrawn,
 )
 from opendots.signal.server.core.messages import (
     MITIGATION_SCOPE,
@@ -34,13 +30,19 @@ from opendots.signal.server.core.messages import (
     Status,
 )
 from opendots.signal.server.core.messages import reject as refuse
+from opendots.signal.server.core.mitigation_answers import RenderedAnswers, acknowledged
+from opendots.signal.server.core.mitigation_events import (
+    activated_event,
+    changed_event,
+    updated_event,
+    withdrawn_event,
+)
 from opendots.signal.server.core.mitigation_table import MitigationTable
 from opendots.signal.server.core.mitigations import Mitigation
 from opendots.signal.server.core.paths import MitigatePath
 from opendots.signal.server.core.policy import ServerSettings
 from opendots.signal.server.core.query import parse_mitigation_query
 from opendots.signal.server.core.scope import (
-    ACL_LIST,
     CLIENT_TELEMETRY,
     MitigationRequest,
     legitimate_overlap,
@@ -48,14 +50,11 @@ from opendots.signal.server.core.scope import (
     parse_scope_body,
     sources_overlap,
 )
-from opendots.signal.server.core.talkers import with_talkers
 from opendots.signal.server.core.telemetry_config import SCOPE_ATTACK_DETAIL
 from opendots.signal.server.core.transitions import REPORT_TRIGGERS, Trigger, allowed, kind_of, next_status
 from opendots.store.records import CuidRecord, MitigationRecord, SignalChanges
 
 log = logging.getLogger(__name__)
-RENDERED_BODIES = 4096
-"""GET answers kept encoded (MitigationRequests._rendered_answer) before they are all dropped."""
 
 
 @dataclass(slots=True)
@@ -86,8 +85,7 @@ class MitigationRequests:
         self._terminating_period: dict[str, int] = {}
         self.announcements = Announcements()  # Table 3's repeated 3/7 of preconfigured requests before 8
         self.acls = AclRequests(settings, client_named)
-        self._rendered: dict[tuple[str, str, int | None, tuple[str, ...]], tuple[tuple[Any, ...], int, Response]] = {}
-        """GET answers of single mitigations, by (client, cuid, mid, Uri-Query): see _rendered_answer."""
+        self._rendered = RenderedAnswers()  # GET answers of single mitigations, kept encoded
         self.reported_details: Callable[[str, Targets], list[dict[str, Any]]] = lambda client, targets: []
         """The 'attack-detail' entries of the client's telemetry reports (§8.2) on targets overlapping these: their
         top talkers go with the mitigation to the actuators (opendots.signal.server.core.talkers)."""
@@ -123,7 +121,7 @@ class MitigationRequests:
             found = self.table.get((path.cuid, path.mid))
             if found is None or found.record.client != client.name or not query.matches(found.targets, path.mid):
                 raise refuse("4.04", not_found)
-            answer = self._rendered_answer(client.name, path, query_text, query.content, found, now)
+            answer = self._rendered.answer(client.name, path, query_text, query.content, found, now)
             if answer is not None:
                 return Response("2.05", body=answer.body, observable=True) if observe else answer
             selected = [found]
@@ -137,36 +135,6 @@ class MitigationRequests:
                 raise refuse("4.04", not_found)
         entries = [self.acls.current(m, m.render(now, query.content), now) for m in selected]
         return Response("2.05", body={MITIGATION_SCOPE: {"scope": entries}}, observable=observe)
-
-    def _rendered_answer(
-        self, client: str, path: MitigatePath, query: Iterable[str], content: str, found: Mitigation, now: float
-    ) -> Response | None:
-        """The 2.05 answering a GET of FOUND, CLIENT's own, its body rendered and encoded once for as long as what it
-        shows holds: the same held mitigation (a change of status, lifetime, request or anything stored holds a new
-        one), the same counters, telemetry attributes and conflict (replaced, never changed in place) and the same
-        remaining lifetime in whole seconds. None when it shows what the core does not hold ('acl-list' activation
-        types live in the data channel: read afresh each time)."""
-        if ACL_LIST in found.record.request:
-            return None
-        key = (client, path.cuid, path.mid, tuple(query))
-        lifetime = found.remaining_lifetime(now)
-        cached = self._rendered.get(key)
-        if cached is not None and cached[1] == lifetime:
-            held, record, counters, telemetry, conflict = cached[0]
-            if (
-                held is found
-                and record is found.record
-                and counters is found.counters
-                and telemetry is found.telemetry
-                and conflict is found.conflict
-            ):
-                return cached[2]
-        shown = (found, found.record, found.counters, found.telemetry, found.conflict)
-        answer = Response("2.05", body=EncodedSignal({MITIGATION_SCOPE: {"scope": [found.render(now, content)]}}))
-        if len(self._rendered) >= RENDERED_BODIES:
-            self._rendered.clear()  # bounded whatever the queries: they are rendered again on the next GET
-        self._rendered[key] = (shown, lifetime, answer)
-        return answer
 
     # --- PUT ---------------------------------------------------------------------------------------
 
@@ -274,7 +242,7 @@ class MitigationRequests:
             event = self.talkers_event(updated)
             if event is not None:
                 decision.events.append(event)
-        return _acknowledged("2.04", updated, now)
+        return acknowledged("2.04", updated, now)
 
     def _refresh(self, put: _Put, existing: Mitigation, now: float, decision: Decision, call_home: bool) -> Response:
         client, parsed, targets = put.client, put.parsed, put.targets
@@ -325,8 +293,8 @@ class MitigationRequests:
             # Same request, but an alias it names now resolves differently (data channel change).
             decision.events.append(updated_event(updated, self.reported_details(client.name, targets)))
         if revived:
-            decision.events.append(_changed(updated, now))
-        return _acknowledged("2.04", updated, now, put.granted)  # renewed now: all of the granted lifetime remains
+            decision.events.append(changed_event(updated, now))
+        return acknowledged("2.04", updated, now, put.granted)  # renewed now: all of the granted lifetime remains
 
     def _written_ahead(self, updated: Mitigation) -> MitigationRecord:
         """The row a renewal stores: UPDATED's record, its expiry put `renewal_slack` seconds later (a quarter of
@@ -409,12 +377,12 @@ class MitigationRequests:
             ended = next_status(kind_of(old.request.trigger_mitigation), old.status, Trigger.SUPERSEDED)
             if old.enforcing:
                 events.append(withdrawn_event(old, "superseded"))
-            events.append(_changed(old, now, ended))
+            events.append(changed_event(old, now, ended))
         for before, after in zip(deactivated, parked, strict=True):
             events.append(withdrawn_event(before, "server"))
-            events.append(_changed(after, now, Status.ATTACK_MITIGATION_WITHDRAWN))  # announced 7, stored 8
-        events.append(_changed(created, now))
-        return _acknowledged("2.01", created, now)
+            events.append(changed_event(after, now, Status.ATTACK_MITIGATION_WITHDRAWN))  # announced 7, stored 8
+        events.append(changed_event(created, now))
+        return acknowledged("2.01", created, now)
 
     def _check_legitimate(self, targets: Targets) -> None:
         """RFC 9066 §5.3.1: traffic the CPE's administrator classified as legitimate is not blocked; the request is
@@ -491,11 +459,11 @@ class MitigationRequests:
             updated = found.with_record(status=int(status), terminating_until=now + period)
             decision.changes = SignalChanges(put_mitigations=[updated.record])
             decision.then(lambda: self.table.hold(updated))
-            decision.events.append(_changed(updated, now))
+            decision.events.append(changed_event(updated, now))
         else:
             decision.changes = SignalChanges(delete_mitigations=[found.key])
             decision.then(lambda: self.table.release(found.key))
-            decision.events.append(_changed(found, now, status))
+            decision.events.append(changed_event(found, now, status))
         return Response("2.02")
 
     def _lengthen_terminating_period(self, client: ClientAuthorization) -> None:
@@ -529,7 +497,7 @@ class MitigationRequests:
                         record.client, record.cuid, record.mid, mitigation.mitigator_key, mitigation.enforcing
                     )
                 )
-            decision.events.append(_changed(mitigation, now, final))
+            decision.events.append(changed_event(mitigation, now, final))
 
     def session_lost(self, client_name: str, now: float, decision: Decision) -> None:
         """§4.4.1.3/§4.7: activate the client's preconfigured requests; withdraw its overlapping immediate ones
@@ -563,11 +531,11 @@ class MitigationRequests:
         for mitigation in activated:
             reported = self.reported_details(mitigation.record.client, mitigation.targets)
             decision.events.append(activated_event(mitigation, reported))
-            decision.events.append(_changed(mitigation, now))
+            decision.events.append(changed_event(mitigation, now))
         for mitigation in replaced:
             final = next_status("immediate", mitigation.status, Trigger.SIGNAL_LOST)
             decision.events.append(withdrawn_event(mitigation, "server"))
-            decision.events.append(_changed(mitigation, now, final))
+            decision.events.append(changed_event(mitigation, now, final))
 
     def report_status(self, key: str, status: Status, now: float, decision: Decision) -> None:
         """A mitigator (or operator) reports progress for mitigation KEY ("<cuid>/<mid>"): statuses 1-4."""
@@ -582,7 +550,7 @@ class MitigationRequests:
         updated = mitigation.with_record(status=int(stored))
         decision.changes = SignalChanges(put_mitigations=[updated.record])
         decision.then(lambda: self.table.hold(updated))
-        decision.events.append(_changed(updated, now, status))
+        decision.events.append(changed_event(updated, now, status))
         if stored != status:  # Table 3: a preconfigured request whose attack stopped waits for a signal loss again
             decision.events.append(withdrawn_event(mitigation, "server"))
             decision.then(lambda: self.announcements.start(updated.key, int(status), now))
@@ -602,7 +570,7 @@ class MitigationRequests:
         decision.then(lambda: self.table.release(mitigation.key))
         if mitigation.enforcing or mitigation.terminating:
             decision.events.append(withdrawn_event(mitigation, "operator"))
-        decision.events.append(_changed(mitigation, now, final))
+        decision.events.append(changed_event(mitigation, now, final))
         return True
 
     def report_counters(
@@ -636,7 +604,7 @@ class MitigationRequests:
         measured = Mitigation(
             mitigation.record, mitigation.request, mitigation.targets, counters, mitigation.conflict, None, attributes
         )
-        decision.events.append(_changed(measured, now))
+        decision.events.append(changed_event(measured, now))
 
     def repeat_announcements(self, now: float) -> list[Event]:
         signal_loss = Status.ATTACK_MITIGATION_SIGNAL_LOSS
@@ -649,9 +617,9 @@ class MitigationRequests:
         for key, status, last in self.announcements.due(now, still_parked):
             mitigation = self.table.get(key)
             assert mitigation is not None
-            events.append(_changed(mitigation, now, Status(status)))
+            events.append(changed_event(mitigation, now, Status(status)))
             if last:  # the transition to 8 itself
-                events.append(_changed(mitigation, now))
+                events.append(changed_event(mitigation, now))
         return events
 
 
@@ -672,60 +640,6 @@ def _stored_covers(existing: Mitigation, renewed: MitigationRecord) -> bool:
     return stored >= renewed.expires_at
 
 
-def _acknowledged(code: str, mitigation: Mitigation, now: float, remaining: int | None = None) -> Response:
-    """The answer to an accepted PUT (RFC 9132 §4.4.1: its mid, the lifetime granted, any conflict). REMAINING: its
-    remaining lifetime when the caller knows it (a refresh: the lifetime just granted), else computed."""
-    record = mitigation.record
-    entry: dict[str, Any] = {
-        "mid": record.mid,
-        "lifetime": mitigation.remaining_lifetime(now) if remaining is None else remaining,
-    }
-    if mitigation.conflict:
-        entry["conflict-information"] = mitigation.conflict
-        return Response(code, body={MITIGATION_SCOPE: {"scope": [entry]}})
-    # Nothing but the mid and the lifetime granted (nearly every refresh): the same (frozen) answer each time.
-    key = (code, record.mid, entry["lifetime"])
-    response = _ACKS.get(key)
-    if response is None:
-        if len(_ACKS) >= RENDERED_BODIES:
-            _ACKS.clear()
-        response = _ACKS[key] = Response(code, body=EncodedSignal({MITIGATION_SCOPE: {"scope": [entry]}}))
-    return response
-
-
 _REFRESHED: dict[tuple[bool, Status], Status] = {}
 """Table 3's status after a refresh, by (immediate request, status held): filled from `next_status` as met (a dict
 look-up per refresh instead of the table's key with its Enum-hashed trigger)."""
-
-_ACKS: dict[tuple[str, int, int], Response] = {}
-"""Answers to PUTs, their bodies encoded, by (code, mid, remaining lifetime): what they show is their key (shared by
-every server)."""
-
-
-def _changed(mitigation: Mitigation, now: float, status: Status | None = None) -> MitigationChanged:
-    record = mitigation.record
-    shown = (status or mitigation.status).label
-    return MitigationChanged(record.client, record.cuid, record.mid, mitigation.snapshot_later(now, status), shown)
-
-
-def activated_event(mitigation: Mitigation, reported: Iterable[dict[str, Any]] = ()) -> MitigationActivated:
-    """Enforce MITIGATION; the top talkers of its request's attack details (§9.1) and of REPORTED (the client's
-    telemetry, §8.2) go with its scope."""
-    record = mitigation.record
-    return MitigationActivated(record.client, record.cuid, record.mid, _scope(mitigation, reported), mitigation.names())
-
-
-def _scope(mitigation: Mitigation, reported: Iterable[dict[str, Any]]) -> MitigationScope:
-    """MITIGATION's scope with the top talkers of its request (§9.1) and of REPORTED (the client's telemetry)."""
-    details = [*mitigation.record.request.get(SCOPE_ATTACK_DETAIL, ()), *reported]
-    return with_talkers(mitigation.mitigation_scope(), details) if details else mitigation.mitigation_scope()
-
-
-def updated_event(mitigation: Mitigation, reported: Iterable[dict[str, Any]] = ()) -> MitigationUpdated:
-    record = mitigation.record
-    return MitigationUpdated(record.client, record.cuid, record.mid, _scope(mitigation, reported), mitigation.names())
-
-
-def withdrawn_event(mitigation: Mitigation, reason: str) -> MitigationWithdrawn:
-    record = mitigation.record
-    return MitigationWithdrawn(record.client, record.cuid, record.mid, mitigation.mitigator_key, reason)

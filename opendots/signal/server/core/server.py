@@ -42,7 +42,8 @@ from opendots.signal.server.core.external import changed_elsewhere
 from opendots.signal.server.core.filtering import AclActivation
 from opendots.signal.server.core.heartbeat import PeerLiveness
 from opendots.signal.server.core.messages import REDIRECTED_SIGNAL, Rejected, Request, Response, Status, error, reject
-from opendots.signal.server.core.mitigation_requests import MitigationRequests, activated_event
+from opendots.signal.server.core.mitigation_events import activated_event
+from opendots.signal.server.core.mitigation_requests import MitigationRequests
 from opendots.signal.server.core.mitigation_table import MitigationTable
 from opendots.signal.server.core.mitigations import Mitigation
 from opendots.signal.server.core.paths import (
