@@ -86,8 +86,6 @@ class MitigationRequests:
         self.announcements = Announcements()  # Table 3's repeated 3/7 of preconfigured requests before 8
         self.acls = AclRequests(settings, client_named)
         self._rendered = RenderedAnswers()  # GET answers of single mitigations, kept encoded
-        self.renewal_shortcut = True
-        """Answer pure renewals by `_renewed` (off only in the test comparing it with the general refresh)."""
         self.reported_details: Callable[[str, Targets], list[dict[str, Any]]] = lambda client, targets: []
         """The 'attack-detail' entries of the client's telemetry reports (§8.2) on targets overlapping these: their
         top talkers go with the mitigation to the actuators (opendots.signal.server.core.talkers)."""
@@ -155,10 +153,6 @@ class MitigationRequests:
             # The very bytes accepted last time for this mid (a refresh, a retransmission): decoding, validating
             # and parsing them again would give the same request. Aliases and authorization are checked anew below.
             parsed = existing.request
-            if self.renewal_shortcut and not request.if_match_empty:
-                renewed = self._renewed(client, existing, settings, now, decision)
-                if renewed is not None:
-                    return renewed
         else:
             body = body_of(request)
             if body is None:
@@ -301,54 +295,6 @@ class MitigationRequests:
         if revived:
             decision.events.append(changed_event(updated, now))
         return acknowledged("2.04", updated, now, put.granted)  # renewed now: all of the granted lifetime remains
-
-    def _renewed(
-        self,
-        client: ClientAuthorization,
-        existing: Mitigation,
-        settings: ServerSettings,
-        now: float,
-        decision: Decision,
-    ) -> Response | None:
-        """What `_refresh` does for a pure renewal, done alone; None for anything else (the general way). A pure
-        renewal repeats EXISTING's bytes (so its parsed request: `same_parameters` holds, nothing to resolve but
-        aliases, which it has none of), by the very client object its targets were checked for, outside Call Home
-        (whose checks run each time), without RFC 9133 ACL controls, on a mitigation neither terminating (reviving one
-        lengthens the period and notifies) nor in conflict, whose stored request is the one parsed (no efficacy
-        update changed it), whose lifetime granted and attack-status stay and whose status Table 3 keeps, and whose
-        stored expiry covers the new one: only the expiry in memory and the deadline move, nothing is written,
-        nothing is notified."""
-        parsed = existing.request
-        record = existing.record
-        if (
-            settings.call_home
-            or existing.authorized_for is not client
-            or existing.targets is not parsed.targets
-            or parsed.targets.alias_names
-            or parsed.acl_controls
-            or parsed.lifetime is None
-            or record.terminating_until is not None
-            or existing.conflict
-            or parsed.document is not record.request
-        ):
-            return None
-        if parsed.attack_status is not None and int(parsed.attack_status) != record.attack_status:
-            return None
-        if _REFRESHED.get((parsed.trigger_mitigation, existing.status)) is not existing.status:
-            return None  # a status change, or one not met yet (Table 3 is asked the general way)
-        granted = self._grant(parsed.lifetime, settings)
-        if granted != record.lifetime:
-            return None
-        expires = self._expiry(granted, now)
-        stored = existing.expiry_stored()
-        covered = stored >= expires if expires is not None and stored is not None else expires is stored is None
-        if not covered:
-            return None  # the write-behind's expiry falls short: written ahead the general way
-        updated = existing.with_changes({"expires_at": expires})
-        updated.stored_expiry = stored
-        decision.then(functools.partial(self.table.hold, updated))
-        decision.acl_activations = []
-        return acknowledged("2.04", updated, now, granted)
 
     def _written_ahead(self, updated: Mitigation) -> MitigationRecord:
         """The row a renewal stores: UPDATED's record, its expiry put `renewal_slack` seconds later (a quarter of
