@@ -53,3 +53,13 @@ def connect(
     pair = Pair(listener, DtlsConnection.connect(context, now=time.monotonic(), **kw))
     pair.pump()
     return pair
+
+
+def sent_one_by_one(client: DtlsConnection, count: int) -> list[bytes]:
+    """COUNT application datagrams from CLIENT, one record each: b"m0", b"m1", ..."""
+    datagrams = []
+    for index in range(count):
+        client.send(b"m%d" % index)
+        (datagram,) = client.datagrams_to_send()
+        datagrams.append(datagram)
+    return datagrams

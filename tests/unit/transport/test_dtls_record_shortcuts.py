@@ -12,7 +12,7 @@ import pytest
 from opendots.transport.dtls import ApplicationData, DtlsConnection, client_context
 from opendots.transport.dtls_listener import DtlsListener
 from tests.helpers import tls_files as files
-from tests.helpers.dtls_memory import connect
+from tests.helpers.dtls_memory import connect, sent_one_by_one
 
 
 def established(pki_dir, suite: str | None = None) -> tuple[DtlsConnection, DtlsConnection]:
@@ -25,18 +25,9 @@ def established(pki_dir, suite: str | None = None) -> tuple[DtlsConnection, Dtls
     return pair.server, pair.client
 
 
-def one_by_one(client: DtlsConnection, count: int) -> list[bytes]:
-    datagrams = []
-    for index in range(count):
-        client.send(b"m%d" % index)
-        (datagram,) = client.datagrams_to_send()
-        datagrams.append(datagram)
-    return datagrams
-
-
 def test_the_shortcut_keeps_the_anti_replay_window_rfc6347_4_1_2_6(pki_dir):
     server, client = established(pki_dir)
-    records = one_by_one(client, 70)
+    records = sent_one_by_one(client, 70)
     now = time.monotonic()
     assert server.receive_application(records[69], now) == b"m69"
     assert server.receive_application(records[5], now) == b""  # 64 behind the newest: outside the window
@@ -50,7 +41,7 @@ def test_the_shortcut_keeps_the_anti_replay_window_rfc6347_4_1_2_6(pki_dir):
 
 def test_the_shortcut_drops_what_does_not_authenticate_and_the_window_does_not_move_rfc6347_4_1_2_7(pki_dir):
     server, client = established(pki_dir)
-    (genuine,) = one_by_one(client, 1)
+    (genuine,) = sent_one_by_one(client, 1)
     tampered = genuine[:-1] + bytes([genuine[-1] ^ 1])
     other_epoch = genuine[:3] + b"\x00\x02" + genuine[5:]
     other_version = genuine[:1] + b"\xfe\xff" + genuine[3:]
@@ -66,7 +57,7 @@ def test_anything_but_one_whole_application_record_is_left_to_the_general_path(p
     for body in (b"two", b"three"):
         client.send(body)
     (packed,) = client.datagrams_to_send()  # two records in one datagram (RFC 6347 §4.1.1)
-    (single,) = one_by_one(client, 1)
+    (single,) = sent_one_by_one(client, 1)
     now = time.monotonic()
     for other in (packed, single[:-1], single + b"\x00", b"\x15" + single[1:], single[:12], b""):
         assert server.receive_application(other, now) is None
@@ -96,7 +87,7 @@ def test_both_shortcuts_carry_data_with_each_aead_suite_of_the_profile_rfc9132_7
     assert server.cipher == suite
     server.datagrams_to_send()
     for index in range(3):
-        (datagram,) = one_by_one(client, 1)
+        (datagram,) = sent_one_by_one(client, 1)
         assert server.receive_application(datagram, time.monotonic()) == b"m0"
         sealed = server.seal_application(b"answer %d" % index)
         assert sealed is not None
@@ -106,8 +97,8 @@ def test_both_shortcuts_carry_data_with_each_aead_suite_of_the_profile_rfc9132_7
 def test_only_records_that_authenticate_keep_the_session_from_its_idle_expiry(pki_dir):
     """A datagram forged with the peer's source address must not keep a session alive that the peer left."""
     server, client = established(pki_dir)
-    (genuine,) = one_by_one(client, 1)
-    (second,) = one_by_one(client, 1)
+    (genuine,) = sent_one_by_one(client, 1)
+    (second,) = sent_one_by_one(client, 1)
     tampered = genuine[:-1] + bytes([genuine[-1] ^ 1])
     start = server.last_activity
     assert server.receive_application(tampered, start + 100) == b""

@@ -34,7 +34,7 @@ from opendots.transport.dtls_records import (
     parse_header,
 )
 from tests.helpers import tls_files as files
-from tests.helpers.dtls_memory import PEER
+from tests.helpers.dtls_memory import PEER, sent_one_by_one
 
 SUITE_NAMES = ["ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-ECDSA-CHACHA20-POLY1305"]
 
@@ -101,15 +101,6 @@ def peer_layer(client: DtlsConnection, write_sequence: int = 1000) -> RecordLaye
     keys = expand_keys(suite, ssl.master_key(), ssl.client_random(), ssl.server_random())
     swapped = Keys(keys.server_key, keys.client_key, keys.server_iv, keys.client_iv)
     return RecordLayer(suite, swapped, write_sequence=write_sequence)
-
-
-def sent_one_by_one(client: DtlsConnection, count: int) -> list[bytes]:
-    datagrams = []
-    for index in range(count):
-        client.send(b"m%d" % index)
-        (datagram,) = client.datagrams_to_send()
-        datagrams.append(datagram)
-    return datagrams
 
 
 def epoch1_sequences(datagrams: list[bytes]) -> list[int]:

@@ -96,17 +96,23 @@ async def test_a_request_bringing_a_deadline_forward_wakes_the_timer_task_and_it
         assert list(mitigator.active) == [f"{ALPHA_CUID}/1"]
 
 
+def _count_looks(service) -> list[int]:
+    """A list that grows by one each time the service reads the core's next_timer()."""
+    looks: list[int] = []
+    real = service.core.next_timer
+
+    def counted() -> float | None:
+        looks.append(1)
+        return real()
+
+    service.core.next_timer = counted
+    return looks
+
+
 async def test_requests_moving_deadlines_later_cost_no_look_at_every_deadline(tmp_path: Path):
     # The core's timer_mark says nothing moved earlier: next_timer() (every peer's and mitigation's heap) is not read.
     async with _one_mitigation_held(tmp_path) as (service, pokes, clock, _):
-        looks: list[int] = []
-        real = service.core.next_timer
-
-        def counted() -> float | None:
-            looks.append(1)
-            return real()
-
-        service.core.next_timer = counted  # type: ignore[method-assign]
+        looks = _count_looks(service)
         for _ in range(20):
             clock.now += 1
             assert service.handle(_put(1, "2001:db8:6401::/64", 600)).code == "2.04"
@@ -119,14 +125,7 @@ async def test_requests_moving_deadlines_later_cost_no_look_at_every_deadline(tm
 async def test_a_later_deadline_is_looked_at_once_then_requests_cost_no_look_again(tmp_path: Path):
     # Mitigation 2 ends after mitigation 1: the timer task sleeps on; the refreshes after it do not look again.
     async with _one_mitigation_held(tmp_path) as (service, pokes, clock, _):
-        looks: list[int] = []
-        real = service.core.next_timer
-
-        def counted() -> float | None:
-            looks.append(1)
-            return real()
-
-        service.core.next_timer = counted  # type: ignore[method-assign]
+        looks = _count_looks(service)
         assert service.handle(_put(2, "2001:db8:6401:1::/64", 3600)).code == "2.01"
         assert (looks, pokes) == ([1], [])
         for _ in range(20):
