@@ -73,7 +73,10 @@ def test_mitigate_announces_flowspec_and_rtbh_to_bird_and_withdraw_removes_them(
     with ProcessStack(tmp_path / "stack", [bgp_mitigator(bird, speaker)]) as stack:
         stack.start_server()
         try:
-            wait_for(bird.established, 20, f"{speaker} to establish its BGP sessions with BIRD", interval=0.1)
+            # 60 s, not 20: a fresh install's first run (CI) once took longer than 20 s for exabgp, whose first
+            # start in a new venv also compiles its bytecode; BIRD retries every second, so a session that can come
+            # up does so well within this.
+            wait_for(bird.established, 60, f"{speaker} to establish its BGP sessions with BIRD", interval=0.1)
             args = ["--target-prefix", TARGET, "--target-prefix", TARGET_V6, "--protocol", "udp"]
             created = stack.cli("client", "mitigate", *args, "--lifetime", "600", oneshot=True)
             assert created.returncode == 0 and ": 2.01 " in created.stdout, created.stderr
