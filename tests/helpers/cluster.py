@@ -4,12 +4,15 @@ process with its own ports and operator socket, and a DTLS client that speaks to
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import uuid
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,8 @@ class Node:
     process: asyncio.subprocess.Process
     port: int
     admin: Path
+    log: deque[str] = field(default_factory=lambda: deque(maxlen=80))
+    """The last lines the node wrote to stderr (its log), for a failing test's message."""
 
     async def status(self) -> dict[str, Any]:
         """The operator socket's status (blocking socket I/O, off the loop)."""
@@ -56,8 +61,9 @@ async def start_node(pki: Path, name: str, url: str) -> Node:
     port = free_port()
     process = await start_server_process(config, port, url)
     assert process.stderr is not None
-    asyncio.get_running_loop().create_task(drain(process.stderr))  # a full pipe would block the server
-    return Node(name, process, port, admin)
+    node = Node(name, process, port, admin)
+    asyncio.get_running_loop().create_task(drain(process.stderr, node.log))  # a full pipe would block the server
+    return node
 
 
 async def spawn_server(config: Path, flags: list[str], ready: str, timeout: float) -> asyncio.subprocess.Process:
@@ -91,10 +97,22 @@ async def start_server_process(config: Path, port: int, db: str) -> asyncio.subp
     return await spawn_server(config, flags, "data channel listening", 30)
 
 
-async def drain(stream: asyncio.StreamReader) -> None:
-    """Read STREAM to its end: a child's full stderr pipe would block it."""
-    while await stream.readline():
-        pass
+async def drain(stream: asyncio.StreamReader, kept: deque[str] | None = None) -> None:
+    """Read STREAM to its end: a child's full stderr pipe would block it. The lines go to KEPT if given."""
+    while line := await stream.readline():
+        if kept is not None:
+            kept.append(line.decode(errors="replace").rstrip())
+
+
+@contextlib.contextmanager
+def logs_on_failure(*nodes: Node) -> Iterator[None]:
+    """An AssertionError raised inside gets the NODES' last log lines added: a failure seen once in CI (a lease
+    taken by the wrong node, a session not noticed) can then be read from what each node said."""
+    try:
+        yield
+    except AssertionError as failure:
+        tails = "\n".join(f"--- node {node.name}:\n" + "\n".join(node.log) for node in nodes)
+        raise AssertionError(f"{failure}\n{tails}") from failure
 
 
 class DotsClient:

@@ -25,8 +25,9 @@ async def start_workers(pki: Path, count: int, *, metrics: int | None = None, db
         flags += ["--metrics", f"127.0.0.1:{metrics}"]
     process = await spawn_server(config, flags, f"{count} workers", 60)
     assert process.stderr is not None
-    asyncio.get_running_loop().create_task(drain(process.stderr))  # a full pipe would block the processes
-    return Node("workers", process, port, admin)
+    node = Node("workers", process, port, admin)
+    asyncio.get_running_loop().create_task(drain(process.stderr, node.log))  # a full pipe would block the processes
+    return node
 
 
 async def clients_in_each_worker(pki: Path, node: Node, cuid: str, count: int = 2) -> list[tuple[DotsClient, int]]:
