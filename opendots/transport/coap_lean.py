@@ -45,15 +45,13 @@ class LeanRequest:
     token: bytes
     code: int
     """GET, POST, PUT or DELETE."""
+    method: str
+    """CODE's name ("GET"...): read twice per request, so a field rather than a property."""
     path: tuple[str, ...]
     query: tuple[str, ...]
     content_format: int | None
     if_match_empty: bool
     payload: bytes
-
-    @property
-    def method(self) -> str:
-        return METHOD_NAMES[self.code]
 
 
 _Parsed = tuple[tuple[str, ...], tuple[str, ...], int | None, bool, bytes]
@@ -74,7 +72,8 @@ def parse_request(data: bytes) -> LeanRequest | None:
     mtype = (first >> 4) & 3
     token_length = first & 0x0F
     code = data[1]
-    if first >> 6 != 1 or mtype > NON or token_length > 8 or code not in METHOD_NAMES:
+    method = METHOD_NAMES.get(code)
+    if first >> 6 != 1 or mtype > NON or token_length > 8 or method is None:
         return None
     position = 4 + token_length
     if position > len(data):
@@ -91,7 +90,7 @@ def parse_request(data: bytes) -> LeanRequest | None:
             parsed = _parsed[tail] = _parse_tail(data, position)
     if parsed is None:
         return None
-    return LeanRequest(mtype, int.from_bytes(data[2:4], "big"), data[4:position], code, *parsed)
+    return LeanRequest(mtype, int.from_bytes(data[2:4], "big"), data[4:position], code, method, *parsed)
 
 
 def _parse_tail(data: bytes, position: int) -> _Parsed | None:

@@ -143,12 +143,12 @@ class MitigationRequests:
     ) -> Response:
         if path.mid is None:
             raise refuse("4.00", "the mandatory 'mid' Uri-Path is missing")
-        if not self.owns_cuid(client, path.cuid):
+        if self.cuid_owner.get(path.cuid, client.name) != client.name:  # owns_cuid, written out (every PUT)
             body = {MITIGATION_SCOPE: {"scope": [{"conflict-information": {"conflict-cause": "cuid-collision"}}]}}
             raise refuse("4.09", "this 'cuid' is already used by another DOTS client", body)
         existing = self.table.get((path.cuid, path.mid))
         payload = request.payload
-        settings = self.settings  # read once: a call through the server's settings each time
+        settings = self._settings()  # read once: a call through the server's settings each time
         if existing is not None and payload is not None and payload == existing.payload:
             # The very bytes accepted last time for this mid (a refresh, a retransmission): decoding, validating
             # and parsing them again would give the same request. Aliases and authorization are checked anew below.
@@ -164,7 +164,9 @@ class MitigationRequests:
             return self._efficacy_update(existing, parsed, now, decision)
         if parsed.lifetime is None:
             raise refuse("4.00", "'lifetime' is mandatory in a mitigation request")
-        targets = resolve_aliases(client, parsed.targets, settings.aliases)
+        targets = parsed.targets
+        if targets.alias_names:
+            targets = resolve_aliases(client, targets, settings.aliases)
         if settings.call_home:
             check_call_home_authorized(client, targets)
             self._check_legitimate(targets)
@@ -246,28 +248,31 @@ class MitigationRequests:
 
     def _refresh(self, put: _Put, existing: Mitigation, now: float, decision: Decision, call_home: bool) -> Response:
         client, parsed, targets = put.client, put.parsed, put.targets
-        if not existing.request.same_parameters(parsed):
+        held_request = existing.request
+        if parsed is not held_request and not held_request.same_parameters(parsed):  # the same bytes: the same
             raise refuse("4.00", "a refresh must repeat the mitigation request's parameters; use a new 'mid'")
-        stored_request = existing.record.request
+        record = existing.record
+        stored_request = record.request
         # Nearly every refresh repeats the stored request: the store then rewrites only the lifetime and times.
         renewal = parsed.document is stored_request or parsed.document == stored_request
-        held_status = existing.status
-        immediate = existing.request.trigger_mitigation
-        status = _REFRESHED.get((immediate, held_status))
+        immediate = held_request.trigger_mitigation
+        status = _REFRESHED.get((immediate, record.status))  # the stored int: it hashes and compares as its Status
         if status is None:  # first refresh from this status: Table 3 says (or raises IllegalTransition)
+            held_status = existing.status
             status = _REFRESHED[(immediate, held_status)] = next_status(
                 kind_of(immediate), held_status, Trigger.REFRESHED
             )
+        granted = put.granted
         changes: dict[str, Any] = {
-            "lifetime": put.granted,
-            "expires_at": self._expiry(put.granted, now),
+            "lifetime": granted,
+            "expires_at": None if granted == defaults.INDEFINITE_LIFETIME else now + granted,  # _expiry
             "request": stored_request if renewal else parsed.document,
             "terminating_until": None,
         }
         if parsed.attack_status is not None:
             changes["attack_status"] = int(parsed.attack_status)
-        revived = existing.terminating
-        if status is not held_status:
+        revived = record.terminating_until is not None  # existing.terminating
+        if status != record.status:
             changes["status"] = int(status)
         updated = existing.with_changes(changes)
         updated.request, updated.payload = parsed, put.payload
@@ -284,8 +289,8 @@ class MitigationRequests:
         else:
             # Written behind: the store already holds this row with an expiry at or after the renewed one (see
             # _written_ahead), so a crash loses nothing; memory keeps the exact expiry.
-            updated.stored_expiry = existing.expiry_stored()
-        decision.then(functools.partial(self.table.hold, updated))
+            updated.stored_expiry = existing.stored_expiry if existing.stored_expiry is not None else record.expires_at
+        decision.effects.append(functools.partial(self.table.hold, updated))  # decision.then
         if revived:
             # Asked again during active-but-terminating: back to active, and a longer period next time.
             decision.then(lambda: self._lengthen_terminating_period(client))

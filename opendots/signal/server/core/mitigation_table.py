@@ -17,8 +17,10 @@ Key = tuple[str, int]
 class MitigationTable:
     def __init__(self, on_enforcing_changed: Callable[[str], None]) -> None:
         self._held: dict[Key, Mitigation] = {}
+        self.get: Callable[[Key], Mitigation | None] = self._held.get
+        """The mitigation held under a key, or None: the dict's own method (read on every request, no Python frame)."""
         self._index = TargetIndex()
-        self._deadlines: TimerTable[Key] = TimerTable()
+        self.deadlines: TimerTable[Key] = TimerTable()
         """Each mitigation's end: a refresh moves it later without adding a heap entry (one per refresh would pile up
         for a whole lifetime)."""
         self._enforcing: Counter[str] = Counter()  # enforced mitigations per client (selects its parameter set)
@@ -30,9 +32,6 @@ class MitigationTable:
 
     def __len__(self) -> int:
         return len(self._held)
-
-    def get(self, key: Key) -> Mitigation | None:
-        return self._held.get(key)
 
     def count(self, client: str) -> int:
         return self._count[client]
@@ -56,9 +55,10 @@ class MitigationTable:
             and old.record.client == record.client
             and old.record.status == record.status
         ):
-            # Nearly every refresh: the same targets, owner and status; only the deadline moves.
+            # Nearly every refresh: the same targets, owner and status; only the deadline moves (deadline(), inlined).
             self._held[key] = mitigation
-            self._deadlines.set(key, mitigation.deadline())
+            ending = record.terminating_until
+            self.deadlines.set(key, ending if ending is not None else record.expires_at)
             return
         same_targets = old is not None and old.targets is mitigation.targets  # a refresh: the index stays right
         client = mitigation.record.client
@@ -74,31 +74,26 @@ class MitigationTable:
         self._enforcing[client] += mitigation.enforcing
         if (old is not None and old.enforcing) != mitigation.enforcing:
             self._on_enforcing_changed(client)
-        self._deadlines.set(mitigation.key, mitigation.deadline())
+        self.deadlines.set(mitigation.key, mitigation.deadline())
 
     def release(self, key: Key) -> None:
         old = self._held.pop(key)
-        self._deadlines.set(key, None)
+        self.deadlines.set(key, None)
         self._index.remove(key, old.targets)
         self._enforcing[old.record.client] -= old.enforcing
         self._count[old.record.client] -= 1
         if old.enforcing:
             self._on_enforcing_changed(old.record.client)
 
-    @property
-    def timer_pushes(self) -> int:
-        """Deadlines pushed onto the heap so far (SignalServer.timer_mark)."""
-        return self._deadlines.pushes
-
     def next_deadline(self) -> float | None:
         """Earliest mitigation deadline."""
-        earliest = self._deadlines.earliest()
+        earliest = self.deadlines.earliest()
         return earliest[0] if earliest is not None else None
 
     def due(self, now: float) -> list[Mitigation]:
         """The mitigations whose deadline is at or before NOW (they end only when the decision to end them is
         applied, which releases them)."""
-        return [self._held[key] for key in self._deadlines.due(now)]
+        return [self._held[key] for key in self.deadlines.due(now)]
 
     def overlapping(self, targets: Targets) -> list[tuple[Mitigation, Targets]]:
         """Held mitigations overlapping TARGETS, with the common part, in 'mid' order."""

@@ -21,7 +21,7 @@ class Peers:
     def __init__(self, parameters: Callable[[str], ParameterSet]) -> None:
         self._parameters = parameters
         self._peers: dict[str, PeerLiveness] = {}
-        self._timers = TimerTable()  # each peer's next heartbeat or loss deadline
+        self.timers = TimerTable()  # each peer's next heartbeat or loss deadline
         self._dirty: set[str] = set()  # clients whose traffic or parameter set changed: timers to look at again
 
     def get(self, client: str) -> PeerLiveness | None:
@@ -37,7 +37,7 @@ class Peers:
     def forget(self, client: str) -> None:
         """No liveness clock for CLIENT until its traffic is seen here again."""
         self._peers.pop(client, None)
-        self._timers.set(client, None)
+        self.timers.set(client, None)
         self._dirty.discard(client)
 
     def saw_traffic(self, client: str, now: float) -> list[Event]:
@@ -78,22 +78,17 @@ class Peers:
         parameters = self._parameters(client)
         peer.sync(now, parameters)
         loss, heartbeat = peer.loss_deadline(parameters), peer.heartbeat_deadline(parameters)
-        self._timers.set(client, loss if heartbeat is None else heartbeat if loss is None else min(loss, heartbeat))
-
-    @property
-    def timer_pushes(self) -> int:
-        """Deadlines pushed onto the heap so far (SignalServer.timer_mark)."""
-        return self._timers.pushes
+        self.timers.set(client, loss if heartbeat is None else heartbeat if loss is None else min(loss, heartbeat))
 
     def next_due(self) -> float | None:
-        earliest = self._timers.earliest()
+        earliest = self.timers.earliest()
         return earliest[0] if earliest is not None else None
 
     def due(self, now: float, events: list[Event]) -> str | None:
         """Send the heartbeats that are due (appended to EVENTS) until a peer whose session is lost comes up: its
         name is returned, and it stays scheduled until `lost(name)` is called (after the decision about its
         mitigations is stored). None: nothing more is due now."""
-        while (earliest := self._timers.earliest()) is not None and earliest[0] <= now:
+        while (earliest := self.timers.earliest()) is not None and earliest[0] <= now:
             name = earliest[1]
             peer = self._peers[name]
             parameters = self._parameters(name)
@@ -104,13 +99,13 @@ class Peers:
             if heartbeat is not None and heartbeat <= now:
                 events.append(HeartbeatDue(name, peer.peer_hb_status(now, parameters)))
                 peer.next_heartbeat = max(heartbeat + parameters.heartbeat_interval, now)
-            self._timers.set(name, None)  # looked at: rescheduled from its new state just below
+            self.timers.set(name, None)  # looked at: rescheduled from its new state just below
             self._sync(name, now)
         return None
 
     def lost(self, client: str, now: float) -> None:
         self._peers[client].lost = True
-        self._timers.set(client, None)
+        self.timers.set(client, None)
         self._sync(client, now)
 
     def heartbeat(self, client: str, request: Request, now: float, events: list[Event]) -> Response:

@@ -86,7 +86,9 @@ class SignalServer:
         self.peers = Peers(self._parameters)
         self.table = MitigationTable(on_enforcing_changed=self.peers.changed)
         self.mitigation_requests = MitigationRequests(
-            lambda: self.settings, self.table, lambda name: self._by_name.get(name)
+            functools.partial(getattr, self, "settings"),  # read on every PUT: no Python frame, unlike a lambda
+            self.table,
+            lambda name: self._by_name.get(name),
         )
         self.configs = SessionConfigs(
             settings.session_defaults, settings.limits, settings.config_max_age, self.peers.config_changed
@@ -267,7 +269,7 @@ class SignalServer:
         return Decision()
 
     def _decided(self, decision: Decision) -> Decision:
-        if decision.pending:
+        if decision.effects or decision.acl_activations or decision.stores:  # decision.pending, on every message
             self._pending = decision
         else:
             self.peers.flush(self._now)
@@ -381,7 +383,7 @@ class SignalServer:
         earlier than when the mark was taken (deadlines that move later, as every request's do, push nothing onto
         the timer heaps). O(1), for the shell to skip next_timer() after nearly every request."""
         return (
-            self.table.timer_pushes + self.peers.timer_pushes + self.mitigation_requests.announcements.pushes,
+            self.table.deadlines.pushes + self.peers.timers.pushes + self.mitigation_requests.announcements.pushes,
             self._store_retry_at,
         )
 

@@ -50,15 +50,20 @@ def settle(
 ) -> Settled:
     """Store DECISION's changes, then apply it to CORE: the response to send (None for a timer's or a mitigator's
     decision) and the events to act on, in order. ACLS stores its RFC 9133 ACL activation changes."""
-    refused = _store_acls(core, decision, now, acls)
-    if refused is not None:
-        return refused
+    # Every request of a one-process server comes through here: the calls nearly every one would make for nothing
+    # (no ACL change, nothing to write) are skipped, `_applied` written out.
+    if decision.acl_activations:
+        refused = _store_acls(core, decision, now, acls)
+        if refused is not None:
+            return refused
     if decision.stores:
         try:
             store.apply(decision.changes)
         except Exception as problem:  # any failure, not only StoreError: see _write_failed
             return _write_failed(core, decision, now, problem)
-    return _applied(core, decision)
+    if decision.effects or decision.acl_activations or decision.stores:  # decision.pending
+        core.apply(decision)
+    return decision.response, decision.observed + decision.events
 
 
 async def settle_async(

@@ -117,6 +117,28 @@ def encoded(response: Response) -> tuple[int, bytes, int | None, int | None]:
     return code, b"", None, response.max_age
 
 
+def _lean_encoded(answer: Response | None) -> LeanResponse:
+    """ANSWER on the lean path's wire (None: rendering failed, 5.00). The answers the core hands out again and
+    again (the heartbeat's 2.04, PUT acknowledgements, cached GET answers: the same Response objects, their bodies
+    encoded once) are kept by identity in _LEAN_ANSWERS, so the next one skips this."""
+    if answer is None:
+        return LeanResponse(int(Code.INTERNAL_SERVER_ERROR), b"internal error", TEXT_PLAIN)
+    code, body, content_format, max_age = encoded(answer)
+    lean = LeanResponse(code, body, content_format, max_age, answer.silent)
+    if type(answer.body) is EncodedSignal or (answer.body is None and answer.diagnostic is None):
+        if len(_LEAN_ANSWERS) >= LEAN_ANSWERS_KEPT:
+            _LEAN_ANSWERS.clear()
+        _LEAN_ANSWERS[id(answer)] = (answer, lean)
+    return lean
+
+
+_LEAN_ANSWERS: dict[int, tuple[Response, LeanResponse]] = {}
+"""Lean answers by the id() of their Response, kept with it: while an entry lives, its Response does, so no other
+object can take that id. Responses are frozen; a LeanResponse is only read once made."""
+LEAN_ANSWERS_KEPT = 4096
+"""Emptied when full (bounded memory, nothing to age): as many as the core keeps answers (RENDERED_BODIES)."""
+
+
 def to_message(response: Response) -> aiocoap.Message:
     """A core Response as a CoAP message (CBOR body, or a plain-text diagnostic)."""
     code, payload, content_format, max_age = encoded(response)
@@ -256,22 +278,19 @@ class DotsResource(aiocoap.resource.ObservableResource, aiocoap.resource.PathCap
         self, remote: Any, request: LeanRequest, path: tuple[str, ...], answer: Response | None
     ) -> LeanResponse | aiocoap.Message:
         """ANSWER (None: rendering failed, 5.00) counted and encoded for the lean path."""
-        silent = False
-        if answer is None:
-            code, body, content_format, max_age = int(Code.INTERNAL_SERVER_ERROR), b"internal error", TEXT_PLAIN, None
-        else:
-            code, body, content_format, max_age = encoded(answer)
-            silent = answer.silent
+        kept = _LEAN_ANSWERS.get(id(answer))
+        lean = kept[1] if kept is not None and kept[0] is answer else _lean_encoded(answer)
         resource = path[0] if path and path[0] in RESOURCES else "other"
-        self.requests[(request.method, resource, _CODE_TEXT[code])] += 1
+        self.requests[(request.method, resource, _CODE_TEXT[lean.code])] += 1
+        body = lean.payload
         if body and len(body) > remote.maximum_payload_size:  # served in Block2 blocks by aiocoap's path (answer_now)
-            message = aiocoap.Message(code=Code(code), payload=body, content_format=content_format)
-            if max_age is not None:
-                message.opt.max_age = max_age
-            if silent:
+            message = aiocoap.Message(code=Code(lean.code), payload=body, content_format=lean.content_format)
+            if lean.max_age is not None:
+                message.opt.max_age = lean.max_age
+            if lean.silent:
                 message.opt.no_response = NO_RESPONSE_AT_ALL
             return message
-        return LeanResponse(code, body, content_format, max_age, silent)
+        return lean
 
     async def _answer_later(self, pipe: Any, block1: Any) -> None:
         """answer_now's work for a service whose store is awaited."""

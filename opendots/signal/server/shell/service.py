@@ -217,8 +217,8 @@ class SignalService:
             raise TypeError("this store's writes are awaited: use `await answer(request)`")
         if self.worker_sync is None and (self.data_reads is None or not fetched):
             # One process, nothing read beforehand (nearly every request): `_settle` without its indirections.
-            core, store = self.core, self.store
-            response, events = settle(core, store, core.handle(request, self.clock()), self.clock(), self.acl_store)  # type: ignore[arg-type]
+            core, store, now = self.core, self.store, self.clock()
+            response, events = settle(core, store, core.handle(request, now), now, self.acl_store)  # type: ignore[arg-type]
             if events:
                 self._queue.put_nowait(events)
         else:

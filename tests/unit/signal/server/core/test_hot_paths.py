@@ -79,10 +79,10 @@ def test_refreshes_do_not_pile_up_lifetime_timers_and_the_last_one_still_counts_
         harness.now += 1
         for mid, body in bodies.items():
             assert harness.put(mid, body).code == "2.04"
-    assert len(harness.server.table._deadlines) <= 2 * len(bodies)
+    assert len(harness.server.table.deadlines) <= 2 * len(bodies)
     ended = [e.mid for e in harness.advance(599) if isinstance(e, MitigationExpired)]
     assert ended == []
-    assert len(harness.server.table._deadlines) <= 2 * len(bodies)
+    assert len(harness.server.table.deadlines) <= 2 * len(bodies)
     ended = [e.mid for e in harness.advance(1) if isinstance(e, MitigationExpired)]
     assert sorted(ended) == [1, 2, 3]
     assert harness.server.next_timer() is None or harness.server.table.next_deadline() is None
