@@ -2,20 +2,23 @@
 mitigation request again, same body) and GET of one mitigation, over DTLS, OpenDOTS beside libcoap in the same run.
 
 One DTLS client (the sans-I/O DTLS core, no aiocoap on the client side, so the generator stays cheap) sends N
-messages of one kind, one at a time, Non-confirmable (RFC 9132 §4.4.1, §4.7), to a fresh server process; the
-server's CPU over the N is divided by N. That CPU is the kernel's per-process CPU clock of the server (nanoseconds of
-run time over all its threads, exited ones included: _common.run_seconds), not /proc's 10 ms ticks, so a ratio near
-2.0 no longer flips with a tick; libcoap's server is read the same way. libcoap's coap-server-openssl runs with
-dynamic resources (`-d`): the first PUT creates the resource (2.01), the next ones update it (2.04), a GET reads it
-(2.05): the same message shapes, the same bytes. The floor (bench/signal_channel.py's) is aiocoap with our DTLS
-transport answering 4.04 at once: the transport, CoAP and event-loop share of OpenDOTS's figure before the lean path;
-the lean floor is the same transport answering 4.04 on the lean path (opendots.transport.coap_lean): that share under
-OpenDOTS's heartbeats, refreshes and GETs now. "OpenDOTS, lean off" is the same server with `lean_coap = false`
-(every request through aiocoap, as before the lean path; `--no-lean-off` skips it). The generator's CPU per message
-(its own process_time(), also nanoseconds) is printed beside each row. `--profile DIR` writes a cProfile (CPU time)
-of OpenDOTS's server per kind (DIR/KIND.prof); it inflates that server's figures about threefold.
+messages of one kind, one at a time, Non-confirmable (RFC 9132 §4.4.1, §4.7), to each server (a fresh process per
+kind); the server's CPU over the N is divided by N. The servers of a kind run side by side and take their N in
+ROUNDS slices in turn (A B C D, D C B A, ...; `--rounds`, 6 by default), so that a change in the machine's state
+over the run (a neighbour, the CPU's frequency) weighs on each alike rather than on whichever ran then. That CPU is
+the kernel's per-process CPU clock of the server (nanoseconds of run time over all its threads, exited ones
+included: _common.run_seconds), not /proc's 10 ms ticks, so a ratio near 2.0 no longer flips with a tick; libcoap's
+server is read the same way. libcoap's coap-server-openssl runs with dynamic resources (`-d`): the first PUT creates
+the resource (2.01), the next ones update it (2.04), a GET reads it (2.05): the same message shapes, the same bytes.
+The floor (bench/signal_channel.py's) is aiocoap with our DTLS transport answering 4.04 at once: the transport, CoAP
+and event-loop share of OpenDOTS's figure before the lean path; the lean floor is the same transport answering 4.04
+on the lean path (opendots.transport.coap_lean): that share under OpenDOTS's heartbeats, refreshes and GETs now.
+"OpenDOTS, lean off" is the same server with `lean_coap = false` (every request through aiocoap, as before the lean
+path; `--no-lean-off` skips it). The generator's CPU per message (its own process_time(), also nanoseconds) is
+printed beside each row. `--profile DIR` writes a cProfile (CPU time) of OpenDOTS's server per kind (DIR/KIND.prof);
+it inflates that server's figures about threefold.
 
-Usage: PYTHONPATH=. python bench/message_cpu.py [--messages 3000] [--profile /tmp/prof]
+Usage: PYTHONPATH=. python bench/message_cpu.py [--messages 3000] [--rounds 6] [--profile /tmp/prof]
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 import argparse
 import asyncio
 import shutil
+import subprocess
 import tempfile
 import time
 
@@ -86,22 +90,39 @@ def request(kind: str, cuid: str) -> tuple[Code, tuple[str, ...], bytes]:
     return Code.PUT, path, encode_signal({SCOPE: {"scope": [entry]}})
 
 
-async def run_kind(pki: Path, port: int, pid: int, kind: str, count: int) -> dict:
+class Subject:
+    """One server under measurement: its client session, the message it is sent, and what it cost so far."""
+
+    def __init__(self, process: subprocess.Popen, client: Client, message: tuple[Code, tuple[str, ...], bytes]):
+        self.process, self.client, self.message = process, client, message
+        self.server = self.generator = 0.0
+        self.count = 0
+        self.codes: set[str] = set()
+
+    async def run(self, count: int) -> None:
+        """COUNT more messages; their server and generator CPU added to the totals."""
+        client, pid = self.client, self.process.pid
+        server_before, client_before = run_seconds(pid), time.process_time()
+        for _ in range(count):
+            self.codes.add(str(await client.send(*self.message)))
+        self.server += run_seconds(pid) - server_before
+        self.generator += time.process_time() - client_before
+        self.count += count
+
+
+async def open_subject(pki: Path, process: subprocess.Popen, port: int, kind: str) -> Subject:
+    """A DTLS session to the server on PORT, warmed up with 20 messages of KIND (first-use costs out)."""
     loop = asyncio.get_running_loop()
     connection = DtlsConnection.connect(client_context(files(pki, "client"), "localhost"), now=time.monotonic())
     _, client = await loop.create_datagram_endpoint(lambda: Client(connection), remote_addr=("127.0.0.1", port))
     await asyncio.wait_for(client.established, 30)
     cuid = cuid_from_certificate((pki / "client.crt").read_bytes())
-    code, path, payload = request(kind, cuid)
+    message = request(kind, cuid)
     if kind == "GET":  # the mitigation to read
         await client.send(*request("refresh PUT", cuid))
-    codes = {str(await client.send(code, path, payload)) for _ in range(20)}  # warm up: first-use costs out
-    server_before, client_before = run_seconds(pid), time.process_time()
-    for _ in range(count):
-        codes.add(str(await client.send(code, path, payload)))
-    server, generator = run_seconds(pid) - server_before, time.process_time() - client_before
-    client.transport.close()
-    return {"server": server / count, "generator": generator / count, "codes": codes}
+    subject = Subject(process, client, message)
+    subject.codes = {str(await client.send(*message)) for _ in range(20)}
+    return subject
 
 
 def lean_off_copy(pki: Path) -> Path:
@@ -123,29 +144,45 @@ async def main(args: argparse.Namespace) -> None:
         names.insert(1, LEAN_OFF)
     rows: list[tuple[str, str, str]] = []
     for kind in KINDS:
-        results = {}
-        for name in names:
-            if name in pkis:
-                port = free_port()
-                profile = (
-                    args.profile / f"{kind.replace(' ', '_')}.prof" if args.profile and name == "OpenDOTS" else None
-                )
-                role = {"floor": "floor", LEAN_FLOOR: "lean-floor"}.get(name, "dots")
-                process = start_role(role, pkis[name], port, profile)
-            else:
-                started = start_libcoap(pki)
-                if started is None:
-                    continue
-                process, port = started
-            try:
-                results[name] = await run_kind(pki, port, process.pid, kind, args.messages)
-            finally:
-                stop(process)
-        for name, r in results.items():
-            note = f"generator {r['generator'] * 1e6:.0f} µs/message; answers {', '.join(sorted(r['codes']))}"
-            if name != "libcoap" and "libcoap" in results:
-                note = f"ratio to libcoap {r['server'] / max(results['libcoap']['server'], 1e-9):.2f}; {note}"
-            rows.append((f"{kind}, {name} server CPU", f"{r['server'] * 1e6:.1f} µs/message", note))
+        subjects: dict[str, Subject] = {}
+        try:
+            for name in names:
+                if name in pkis:
+                    port = free_port()
+                    profile = (
+                        args.profile / f"{kind.replace(' ', '_')}.prof" if args.profile and name == "OpenDOTS" else None
+                    )
+                    role = {"floor": "floor", LEAN_FLOOR: "lean-floor"}.get(name, "dots")
+                    process = start_role(role, pkis[name], port, profile)
+                else:
+                    started = start_libcoap(pki)
+                    if started is None:
+                        continue
+                    process, port = started
+                try:
+                    subjects[name] = await open_subject(pki, process, port, kind)
+                except BaseException:
+                    stop(process)
+                    raise
+            # The servers in turn, slice by slice (A B C D, D C B A, ...), each slice's CPU added to its server's
+            # total: a neighbour's burst or a change of CPU frequency then weighs on every server alike, instead of
+            # on whichever was being measured at the time.
+            order = list(subjects.values())
+            for index in range(args.rounds):
+                for subject in order if index % 2 == 0 else reversed(order):
+                    await subject.run(args.messages // args.rounds)
+        finally:
+            for subject in subjects.values():
+                subject.client.transport.close()
+                stop(subject.process)
+        reference = subjects.get("libcoap")
+        for name, subject in subjects.items():
+            server = subject.server / subject.count
+            note = f"generator {subject.generator / subject.count * 1e6:.0f} µs/message"
+            note += f"; answers {', '.join(sorted(subject.codes))}"
+            if reference is not None and subject is not reference:
+                note = f"ratio to libcoap {server / max(reference.server / reference.count, 1e-9):.2f}; {note}"
+            rows.append((f"{kind}, {name} server CPU", f"{server * 1e6:.1f} µs/message", note))
     rows.append(("profile", "on" if args.profile else "off", "cProfile (CPU time) inflates OpenDOTS's figures when on"))
     rows.append(("CPU placement", args.placement, "the same for every server"))
     print_table(rows)
@@ -154,6 +191,7 @@ async def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=3000, help="messages per kind and server")
+    parser.add_argument("--rounds", type=int, default=6, help="slices each server's messages are taken in, in turn")
     parser.add_argument("--profile", type=Path, help="directory for OpenDOTS's cProfile per kind")
     parser.add_argument(
         "--no-lean-off", dest="lean_off", action="store_false", help="skip OpenDOTS with lean_coap = false"

@@ -211,7 +211,11 @@ class RecordLayer:
             )
         except InvalidTag:
             return None
-        self._mark(sequence)
+        if sequence == top + 1:  # the next in order (nearly every record): _mark's shift by one, written out
+            self._bitmap = ((self._bitmap << 1) | 1) & _WINDOW_MASK
+            self._top = sequence
+        else:
+            self._mark(sequence)
         return plaintext
 
     def _decrypt(self, datagram: bytes, start: int, content_type: int, length: int) -> bytes | None:
@@ -242,10 +246,13 @@ class RecordLayer:
     def _mark(self, sequence: int) -> None:
         if sequence > self._top:
             shift = sequence - self._top
-            self._bitmap = ((self._bitmap << shift) | 1) & ((1 << WINDOW) - 1) if shift < WINDOW else 1
+            self._bitmap = ((self._bitmap << shift) | 1) & _WINDOW_MASK if shift < WINDOW else 1
             self._top = sequence
         else:
             self._bitmap |= 1 << (self._top - sequence)
+
+
+_WINDOW_MASK = (1 << WINDOW) - 1
 
 
 def _xor_nonce(iv: bytes, epoch_sequence: bytes) -> bytes:

@@ -54,15 +54,12 @@ class _ServerSocket(asyncio.DatagramProtocol):
     def __init__(self, interface: DtlsServerInterface) -> None:
         self.interface = interface
         self.transport: asyncio.DatagramTransport | None = None
+        # The event loop calls the interface directly (no Python frame of ours in between, on every datagram);
+        # `_datagram_received` keeps the socket alive whatever a peer sends.
+        self.datagram_received = functools.partial(interface._datagram_received, self)  # type: ignore[method-assign]
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-
-    def datagram_received(self, data: bytes, addr: tuple) -> None:
-        try:
-            self.interface._datagram_received(self, data, addr)
-        except Exception:  # the listening socket must survive anything a peer sends
-            log.exception("dropped a datagram from %s after an internal error", addr)
 
     def error_received(self, exc: Exception) -> None:
         log.debug("socket error on DTLS server socket: %s", exc)
@@ -179,25 +176,33 @@ class DtlsServerInterface(DtlsInterfaceBase):
     # -- input
 
     def _datagram_received(self, sock: _ServerSocket, data: bytes, peer: tuple) -> None:
-        key = (id(sock), peer[:2])
-        existing = self.sessions.get(key)
-        if existing is not None:
-            # Nearly every datagram: one application record of an established session (DtlsConnection's shortcut,
-            # no event objects); what `_datagram_from_peer` does with it, minus the steps that cannot apply.
-            plaintext = existing.connection.receive_application(data, self._loop.time())
-            if plaintext is not None:
-                if plaintext:
-                    existing.answered = True
-                    self._deliver(existing, plaintext)
-                if existing._timer is not None and not existing.connection.closed:
-                    self._arm_timer(existing)
-                return
-        if existing is not None and not (existing.connection.established and is_client_hello(data)):
-            self._datagram_from_peer(existing, data)
-            return
-        # Either a stranger, or a peer with an established session sending a fresh epoch-0 ClientHello: a client
-        # that restarted on the same address and port (RFC 6347 §4.2.8). It gets the same cookie exchange, and
-        # only a verified hello replaces the old session, so a spoofed hello cannot tear sessions down.
+        try:
+            key = (id(sock), peer[:2])
+            existing = self.sessions.get(key)
+            if existing is not None:
+                # Nearly every datagram: one application record of an established session (DtlsConnection's shortcut,
+                # no event objects); what `_datagram_from_peer` does with it, minus the steps that cannot apply.
+                plaintext = existing.connection.receive_application(data, self._loop.time())
+                if plaintext is not None:
+                    if plaintext:
+                        existing.answered = True
+                        self._deliver(existing, plaintext)
+                    if existing._timer is not None and not existing.connection.closed:
+                        self._arm_timer(existing)
+                    return
+            if existing is not None and not (existing.connection.established and is_client_hello(data)):
+                self._datagram_from_peer(existing, data)
+            else:
+                self._datagram_from_stranger(sock, data, peer, key, existing)
+        except Exception:  # the listening socket must survive anything a peer sends
+            log.exception("dropped a datagram from %s after an internal error", peer)
+
+    def _datagram_from_stranger(
+        self, sock: _ServerSocket, data: bytes, peer: tuple, key: tuple[int, tuple], existing: DtlsRemote | None
+    ) -> None:
+        """Either a stranger, or a peer with an established session sending a fresh epoch-0 ClientHello: a client
+        that restarted on the same address and port (RFC 6347 §4.2.8). It gets the same cookie exchange, and only a
+        verified hello replaces the old session, so a spoofed hello cannot tear sessions down."""
         if self._message_manager is None:
             return
         now = self._loop.time()

@@ -51,7 +51,14 @@ from opendots.signal.server.core.scope import (
     sources_overlap,
 )
 from opendots.signal.server.core.telemetry_config import SCOPE_ATTACK_DETAIL
-from opendots.signal.server.core.transitions import REPORT_TRIGGERS, Trigger, allowed, kind_of, next_status
+from opendots.signal.server.core.transitions import (
+    REPORT_TRIGGERS,
+    IllegalTransition,
+    Trigger,
+    allowed,
+    kind_of,
+    next_status,
+)
 from opendots.store.records import CuidRecord, MitigationRecord, SignalChanges
 
 log = logging.getLogger(__name__)
@@ -86,6 +93,8 @@ class MitigationRequests:
         self.announcements = Announcements()  # Table 3's repeated 3/7 of preconfigured requests before 8
         self.acls = AclRequests(settings, client_named)
         self._rendered = RenderedAnswers()  # GET answers of single mitigations, kept encoded
+        self.renewal_shortcut = True
+        """Answer pure renewals by `_renewed` (off only in the test comparing it with the general refresh)."""
         self.reported_details: Callable[[str, Targets], list[dict[str, Any]]] = lambda client, targets: []
         """The 'attack-detail' entries of the client's telemetry reports (§8.2) on targets overlapping these: their
         top talkers go with the mitigation to the actuators (opendots.signal.server.core.talkers)."""
@@ -152,6 +161,15 @@ class MitigationRequests:
         if existing is not None and payload is not None and payload == existing.payload:
             # The very bytes accepted last time for this mid (a refresh, a retransmission): decoding, validating
             # and parsing them again would give the same request. Aliases and authorization are checked anew below.
+            if (
+                existing.renewable is settings
+                and existing.authorized_for is client
+                and not request.if_match_empty
+                and self.renewal_shortcut
+            ):
+                renewed = self._renewed(existing, now, decision)
+                if renewed is not None:
+                    return renewed
             parsed = existing.request
         else:
             body = body_of(request)
@@ -172,13 +190,15 @@ class MitigationRequests:
             self._check_legitimate(targets)
         elif existing is None or existing.authorized_for is not client or existing.targets is not targets:
             check_authorized(client, targets)
-        granted = self._grant(parsed.lifetime, settings)
+        lifetime, cap = parsed.lifetime, settings.max_lifetime
+        # What _grant gives a finite lifetime within the cap (nearly every request), without the call.
+        granted = lifetime if lifetime > 0 and (not cap or lifetime <= cap) else self._grant(lifetime, settings)
         activations = []
         if parsed.acl_controls and (existing is None or existing.request.same_parameters(parsed)):
             activations = self.acls.control(client, path, parsed, now)
         put = _Put(client, path, parsed, payload, targets, granted)
         if existing is not None:
-            response = self._refresh(put, existing, now, decision, settings.call_home)
+            response = self._refresh(put, existing, now, decision, settings)
         else:
             response = self._create(put, now, decision)
         decision.acl_activations = activations  # only an accepted request changes ACLs
@@ -246,8 +266,11 @@ class MitigationRequests:
                 decision.events.append(event)
         return acknowledged("2.04", updated, now)
 
-    def _refresh(self, put: _Put, existing: Mitigation, now: float, decision: Decision, call_home: bool) -> Response:
+    def _refresh(
+        self, put: _Put, existing: Mitigation, now: float, decision: Decision, settings: ServerSettings
+    ) -> Response:
         client, parsed, targets = put.client, put.parsed, put.targets
+        call_home = settings.call_home
         held_request = existing.request
         if parsed is not held_request and not held_request.same_parameters(parsed):  # the same bytes: the same
             raise refuse("4.00", "a refresh must repeat the mitigation request's parameters; use a new 'mid'")
@@ -291,6 +314,8 @@ class MitigationRequests:
             # _written_ahead), so a crash loses nothing; memory keeps the exact expiry.
             updated.stored_expiry = existing.stored_expiry if existing.stored_expiry is not None else record.expires_at
         decision.effects.append(functools.partial(self.table.hold, updated))  # decision.then
+        if not (revived or retargeted or call_home):
+            updated.renewable = self._renewable(updated, settings)
         if revived:
             # Asked again during active-but-terminating: back to active, and a longer period next time.
             decision.then(lambda: self._lengthen_terminating_period(client))
@@ -300,6 +325,47 @@ class MitigationRequests:
         if revived:
             decision.events.append(changed_event(updated, now))
         return acknowledged("2.04", updated, now, put.granted)  # renewed now: all of the granted lifetime remains
+
+    @staticmethod
+    def _renewable(refreshed: Mitigation, settings: ServerSettings) -> ServerSettings | None:
+        """SETTINGS when a PUT repeating REFRESHED's bytes would change nothing in `_refresh` but the expiry (see
+        `_renewed`), else None: outside Call Home (checked by the caller, as revived and retargeted), no alias to
+        resolve again, no RFC 9133 ACL control, a finite lifetime granted as asked, no conflict, an attack-status
+        (if any) the one stored, and Table 3 keeping the status on a refresh."""
+        parsed, record = refreshed.request, refreshed.record
+        if (
+            parsed.targets.alias_names
+            or parsed.acl_controls
+            or refreshed.targets is not parsed.targets
+            or refreshed.conflict
+            or record.expires_at is None
+            or record.terminating_until is not None
+            or parsed.lifetime != record.lifetime
+            or (parsed.attack_status is not None and int(parsed.attack_status) != record.attack_status)
+        ):
+            return None
+        immediate, status = parsed.trigger_mitigation, refreshed.status
+        if _REFRESHED.get((immediate, status)) is not status:
+            try:  # first met (or a status Table 3 changes on a refresh, or forbids one)
+                after = _REFRESHED[(immediate, status)] = next_status(kind_of(immediate), status, Trigger.REFRESHED)
+            except IllegalTransition:
+                return None
+            if after is not status:
+                return None
+        return settings
+
+    def _renewed(self, existing: Mitigation, now: float, decision: Decision) -> Response | None:
+        """A pure renewal (`existing.renewable`, by the client its targets were checked for): what `_refresh` would
+        decide, without its work: the expiry moves by the lifetime granted, nothing is written (the stored expiry,
+        written ahead, still covers the new one; else None, and the general path writes), nothing is notified."""
+        record = existing.record
+        expires = now + record.lifetime
+        stored = existing.stored_expiry if existing.stored_expiry is not None else record.expires_at
+        if stored is None or stored < expires:
+            return None
+        renewed = existing.renewed(expires, stored)
+        decision.effects.append(functools.partial(self.table.hold, renewed))
+        return acknowledged("2.04", renewed, now, record.lifetime)
 
     def _written_ahead(self, updated: Mitigation) -> MitigationRecord:
         """The row a renewal stores: UPDATED's record, its expiry put `renewal_slack` seconds later (a quarter of

@@ -49,6 +49,10 @@ class Mitigation:
     authorized_for: Any = None
     """The ClientAuthorization `targets` were last found within (check_authorized): a refresh by that very object
     with the very same targets needs no check again (both are immutable; an operator reload builds new ones)."""
+    renewable: Any = None
+    """The ServerSettings under which a PUT repeating `payload` by `authorized_for` is a pure renewal (set by a
+    refresh that found it so, see MitigationRequests._renewed): only the expiry moves. None: take the general
+    path. Every other change (`with_changes`, a new Mitigation) drops it."""
     stored_expiry: float | None = None
     """Set by a refresh written ahead (`ServerSettings.renewal_slack`): the store holds `record` with this expiry,
     later than the exact one. None: the store holds `record` as it is (every other write stores it whole, which is
@@ -89,7 +93,18 @@ class Mitigation:
         object.__setattr__(record, "__dict__", {**self.record.__dict__, **changes})
         copy = object.__new__(type(self))
         attributes = self.__dict__.copy()
-        attributes["record"], attributes["stored_expiry"] = record, None
+        attributes["record"], attributes["stored_expiry"], attributes["renewable"] = record, None, None
+        copy.__dict__ = attributes
+        return copy
+
+    def renewed(self, expires_at: float, stored_expiry: float) -> Mitigation:
+        """A pure renewal of this mitigation (MitigationRequests._renewed): the record's expiry moved to EXPIRES_AT,
+        the store holding STORED_EXPIRY (no earlier); everything else, `renewable` included, kept."""
+        record = object.__new__(MitigationRecord)
+        object.__setattr__(record, "__dict__", {**self.record.__dict__, "expires_at": expires_at})
+        copy = object.__new__(type(self))
+        attributes = self.__dict__.copy()
+        attributes["record"], attributes["stored_expiry"] = record, stored_expiry
         copy.__dict__ = attributes
         return copy
 

@@ -56,12 +56,13 @@ def settle(
         refused = _store_acls(core, decision, now, acls)
         if refused is not None:
             return refused
-    if decision.stores:
+    stores = decision.stores
+    if stores:
         try:
             store.apply(decision.changes)
         except Exception as problem:  # any failure, not only StoreError: see _write_failed
             return _write_failed(core, decision, now, problem)
-    if decision.effects or decision.acl_activations or decision.stores:  # decision.pending
+    if stores or decision.effects or decision.acl_activations:  # decision.pending
         core.apply(decision)
     return decision.response, decision.observed + decision.events
 

@@ -235,13 +235,19 @@ class DotsResource(aiocoap.resource.ObservableResource, aiocoap.resource.PathCap
         self._send(pipe, response, block1)
         return True
 
-    def answer_lean(self, remote: Any, request: LeanRequest, path: tuple[str, ...]) -> LeanAnswer:
-        """answer_now for a plain request on the DTLS lean path (opendots.transport.aiocoap_hooks.lean), PATH its
-        Uri-Path below /.well-known/dots: the same bookkeeping (where the client's heartbeats go, the request
-        counters, 4.15, 5.00 on a bug, RFC 9132 §4.4.3's silence) without aiocoap Messages. None (nothing done) for
-        a CON to a service whose store is awaited (answer_now answers it from a task, with aiocoap's Empty ACK if
-        that takes long); a coroutine for a NON to such a service, whose answer is sent once the store's write is
-        durable (RFC 9132 §4.4.1)."""
+    def answer_lean(self, remote: Any, request: LeanRequest) -> LeanAnswer:
+        """answer_now for a plain request on the DTLS lean path (opendots.transport.aiocoap_hooks.lean) to
+        /.well-known/dots/...: the same bookkeeping (where the client's heartbeats go, the request counters, 4.15,
+        5.00 on a bug, RFC 9132 §4.4.3's silence) without aiocoap Messages. None (nothing done) for any other path
+        (DotsSite serves it) and for a CON to a service whose store is awaited (answer_now answers it from a task,
+        with aiocoap's Empty ACK if that takes long); a coroutine for a NON to such a service, whose answer is sent
+        once the store's write is durable (RFC 9132 §4.4.1)."""
+        path = request.path
+        if len(path) <= len(WELL_KNOWN_DOTS) or path[:2] != WELL_KNOWN_DOTS:
+            return None
+        path = path[2:]
+        if path == ("",):  # a trailing slash, as Site reads it
+            path = ()
         service = self.service
         if service.awaited:
             return self._answer_lean_awaited(remote, request, path) if request.mtype == NON_TYPE else None
@@ -566,16 +572,11 @@ class DotsSite(aiocoap.resource.Site):
     def __init__(self, resource: DotsResource) -> None:
         super().__init__()
         self.dots = resource
+        # The lean path's answers (/.well-known/dots/... only, None for anything else): the resource's own method,
+        # no frame of the site's in between on every message.
+        self.answer_lean: Callable[[Any, LeanRequest], LeanAnswer] = resource.answer_lean
         self.add_resource(WELL_KNOWN_DOTS, resource)
         self.add_resource((".well-known", "core"), WellKnownCore())
-
-    def answer_lean(self, remote: Any, request: LeanRequest) -> LeanAnswer:
-        """/.well-known/dots/... on the DTLS lean path (DotsResource.answer_lean); None for anything else."""
-        path = request.path
-        if len(path) <= len(WELL_KNOWN_DOTS) or path[:2] != WELL_KNOWN_DOTS:
-            return None
-        remainder = path[2:]
-        return self.dots.answer_lean(remote, request, () if remainder == ("",) else remainder)
 
     def answer_now(self, pipe: Any) -> bool:
         """/.well-known/dots/... answered on the spot when the DOTS resource can (PromptAnswerContext)."""
