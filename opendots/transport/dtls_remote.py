@@ -236,6 +236,11 @@ class DtlsInterfaceBase(interfaces.MessageInterface):
         lean = self.lean
         if lean is not None and lean.receive(remote, plaintext):
             return
+        self._to_aiocoap(remote, plaintext)
+
+    def _to_aiocoap(self, remote: DtlsRemote, plaintext: bytes) -> None:
+        """PLAINTEXT, a CoAP message the lean path did not take, checked and handed to aiocoap's MessageManager."""
+        assert self._message_manager is not None
         inspection = inspect_datagram(plaintext)  # RFC 7252 checks aiocoap's decoder does not make
         if inspection.action == "ok":
             if inspection.cleaned is not None:  # elective options of invalid length left out (RFC 7252 §5.4.3)
