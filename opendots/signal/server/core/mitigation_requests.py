@@ -160,7 +160,8 @@ class MitigationRequests:
         settings = self._settings()  # read once: a call through the server's settings each time
         if existing is not None and payload is not None and payload == existing.payload:
             # The very bytes accepted last time for this mid (a refresh, a retransmission): decoding, validating
-            # and parsing them again would give the same request. Aliases and authorization are checked anew below.
+            # and parsing them again would give the same request. Aliases and authorization are checked anew below,
+            # unless this is a pure renewal by the very client object the targets were checked for (`_renewed`).
             if (
                 existing.renewable is settings
                 and existing.authorized_for is client
