@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from opendots.config import ClientAuthorization
@@ -42,6 +42,13 @@ from opendots.signal.server.core.mitigations import Mitigation
 from opendots.signal.server.core.paths import MitigatePath
 from opendots.signal.server.core.policy import ServerSettings
 from opendots.signal.server.core.query import parse_mitigation_query
+from opendots.signal.server.core.renewals import (
+    refreshed_status,
+    renewable,
+    renewed_at,
+    stored_covers,
+    written_ahead,
+)
 from opendots.signal.server.core.scope import (
     CLIENT_TELEMETRY,
     MitigationRequest,
@@ -51,14 +58,7 @@ from opendots.signal.server.core.scope import (
     sources_overlap,
 )
 from opendots.signal.server.core.telemetry_config import SCOPE_ATTACK_DETAIL
-from opendots.signal.server.core.transitions import (
-    REPORT_TRIGGERS,
-    IllegalTransition,
-    Trigger,
-    allowed,
-    kind_of,
-    next_status,
-)
+from opendots.signal.server.core.transitions import REPORT_TRIGGERS, Trigger, allowed, kind_of, next_status
 from opendots.store.records import CuidRecord, MitigationRecord, SignalChanges
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,8 @@ class MitigationRequests:
         self.acls = AclRequests(settings, client_named)
         self._rendered = RenderedAnswers()  # GET answers of single mitigations, kept encoded
         self.renewal_shortcut = True
-        """Answer pure renewals by `_renewed` (off only in the test comparing it with the general refresh)."""
+        """Answer pure renewals by `renewals.renewed_at` (off only in the test comparing it with the general
+        refresh)."""
         self.reported_details: Callable[[str, Targets], list[dict[str, Any]]] = lambda client, targets: []
         """The 'attack-detail' entries of the client's telemetry reports (§8.2) on targets overlapping these: their
         top talkers go with the mitigation to the actuators (opendots.signal.server.core.talkers)."""
@@ -161,16 +162,17 @@ class MitigationRequests:
         if existing is not None and payload is not None and payload == existing.payload:
             # The very bytes accepted last time for this mid (a refresh, a retransmission): decoding, validating
             # and parsing them again would give the same request. Aliases and authorization are checked anew below,
-            # unless this is a pure renewal by the very client object the targets were checked for (`_renewed`).
+            # unless this is a pure renewal by the very client object the targets were checked for (renewals).
             if (
                 existing.renewable is settings
                 and existing.authorized_for is client
                 and not request.if_match_empty
                 and self.renewal_shortcut
             ):
-                renewed = self._renewed(existing, now, decision)
-                if renewed is not None:
-                    return renewed
+                renewed = renewed_at(existing, now)
+                if renewed is not None:  # a pure renewal (opendots.signal.server.core.renewals): the expiry moves
+                    decision.effects.append(functools.partial(self.table.hold, renewed))
+                    return acknowledged("2.04", renewed, now, renewed.record.lifetime)
             parsed = existing.request
         else:
             body = body_of(request)
@@ -279,13 +281,7 @@ class MitigationRequests:
         stored_request = record.request
         # Nearly every refresh repeats the stored request: the store then rewrites only the lifetime and times.
         renewal = parsed.document is stored_request or parsed.document == stored_request
-        immediate = held_request.trigger_mitigation
-        status = _REFRESHED.get((immediate, record.status))  # the stored int: it hashes and compares as its Status
-        if status is None:  # first refresh from this status: Table 3 says (or raises IllegalTransition)
-            held_status = existing.status
-            status = _REFRESHED[(immediate, held_status)] = next_status(
-                kind_of(immediate), held_status, Trigger.REFRESHED
-            )
+        status = refreshed_status(held_request.trigger_mitigation, record.status)  # or raises IllegalTransition
         granted = put.granted
         changes: dict[str, Any] = {
             "lifetime": granted,
@@ -308,15 +304,16 @@ class MitigationRequests:
         updated.authorized_for = None if call_home else client
         if not renewal:
             decision.changes = SignalChanges(put_mitigations=[updated.record])
-        elif not _stored_covers(existing, updated.record):
-            decision.changes = SignalChanges(renewed_mitigations=[self._written_ahead(updated)])
+        elif not stored_covers(existing, updated.record):
+            slack = min(settings.renewal_slack, updated.record.lifetime / 4)
+            decision.changes = SignalChanges(renewed_mitigations=[written_ahead(updated, slack)])
         else:
             # Written behind: the store already holds this row with an expiry at or after the renewed one (see
-            # _written_ahead), so a crash loses nothing; memory keeps the exact expiry.
+            # renewals.written_ahead), so a crash loses nothing; memory keeps the exact expiry.
             updated.stored_expiry = existing.stored_expiry if existing.stored_expiry is not None else record.expires_at
         decision.effects.append(functools.partial(self.table.hold, updated))  # decision.then
         if not (revived or retargeted or call_home):
-            updated.renewable = self._renewable(updated, settings)
+            updated.renewable = renewable(updated, settings)
         if revived:
             # Asked again during active-but-terminating: back to active, and a longer period next time.
             decision.then(lambda: self._lengthen_terminating_period(client))
@@ -326,59 +323,6 @@ class MitigationRequests:
         if revived:
             decision.events.append(changed_event(updated, now))
         return acknowledged("2.04", updated, now, put.granted)  # renewed now: all of the granted lifetime remains
-
-    @staticmethod
-    def _renewable(refreshed: Mitigation, settings: ServerSettings) -> ServerSettings | None:
-        """SETTINGS when a PUT repeating REFRESHED's bytes would change nothing in `_refresh` but the expiry (see
-        `_renewed`), else None: outside Call Home (checked by the caller, as revived and retargeted), no alias to
-        resolve again, no RFC 9133 ACL control, a finite lifetime granted as asked, no conflict, an attack-status
-        (if any) the one stored, and Table 3 keeping the status on a refresh."""
-        parsed, record = refreshed.request, refreshed.record
-        if (
-            parsed.targets.alias_names
-            or parsed.acl_controls
-            or refreshed.targets is not parsed.targets
-            or refreshed.conflict
-            or record.expires_at is None
-            or record.terminating_until is not None
-            or parsed.lifetime != record.lifetime
-            or (parsed.attack_status is not None and int(parsed.attack_status) != record.attack_status)
-        ):
-            return None
-        immediate, status = parsed.trigger_mitigation, refreshed.status
-        if _REFRESHED.get((immediate, status)) is not status:
-            try:  # first met (or a status Table 3 changes on a refresh, or forbids one)
-                after = _REFRESHED[(immediate, status)] = next_status(kind_of(immediate), status, Trigger.REFRESHED)
-            except IllegalTransition:
-                return None
-            if after is not status:
-                return None
-        return settings
-
-    def _renewed(self, existing: Mitigation, now: float, decision: Decision) -> Response | None:
-        """A pure renewal (`existing.renewable`, by the client its targets were checked for): what `_refresh` would
-        decide, without its work: the expiry moves by the lifetime granted, nothing is written (the stored expiry,
-        written ahead, still covers the new one; else None, and the general path writes), nothing is notified."""
-        record = existing.record
-        expires = now + record.lifetime
-        stored = existing.stored_expiry if existing.stored_expiry is not None else record.expires_at
-        if stored is None or stored < expires:
-            return None
-        renewed = existing.renewed(expires, stored)
-        decision.effects.append(functools.partial(self.table.hold, renewed))
-        return acknowledged("2.04", renewed, now, record.lifetime)
-
-    def _written_ahead(self, updated: Mitigation) -> MitigationRecord:
-        """The row a renewal stores: UPDATED's record, its expiry put `renewal_slack` seconds later (a quarter of
-        the lifetime granted at most), so that the renewals within the slack need no write (`_stored_covers`). A
-        server killed meanwhile comes back with the mitigation lasting at most the slack longer than granted, never
-        shorter."""
-        record = updated.record
-        slack = min(self.settings.renewal_slack, record.lifetime / 4)
-        if slack <= 0 or record.expires_at is None:
-            return record
-        updated.stored_expiry = record.expires_at + slack
-        return replace(record, expires_at=updated.stored_expiry)
 
     def _create(self, put: _Put, now: float, decision: Decision) -> Response:
         client, path, parsed, targets = put.client, put.path, put.parsed, put.targets
@@ -693,25 +637,3 @@ class MitigationRequests:
             if last:  # the transition to 8 itself
                 events.append(changed_event(mitigation, now))
         return events
-
-
-def _stored_covers(existing: Mitigation, renewed: MitigationRecord) -> bool:
-    """Whether the store already holds what a renewal of EXISTING to RENEWED must make durable: the same row but
-    for the expiry, and an expiry no earlier than the renewed one (both indefinite, or the stored one later)."""
-    record = existing.record
-    if not (
-        record.lifetime == renewed.lifetime
-        and record.status == renewed.status
-        and record.terminating_until == renewed.terminating_until
-        and record.attack_status == renewed.attack_status
-    ):
-        return False
-    stored = existing.stored_expiry if existing.stored_expiry is not None else record.expires_at  # expiry_stored()
-    if renewed.expires_at is None or stored is None:
-        return renewed.expires_at is None and stored is None
-    return stored >= renewed.expires_at
-
-
-_REFRESHED: dict[tuple[bool, Status], Status] = {}
-"""Table 3's status after a refresh, by (immediate request, status held): filled from `next_status` as met (a dict
-look-up per refresh instead of the table's key with its Enum-hashed trigger)."""

@@ -51,7 +51,7 @@ class Mitigation:
     with the very same targets needs no check again (both are immutable; an operator reload builds new ones)."""
     renewable: Any = None
     """The ServerSettings under which a PUT repeating `payload` by `authorized_for` is a pure renewal (set by a
-    refresh that found it so, see MitigationRequests._renewed): only the expiry moves. None: take the general
+    refresh that found it so, see opendots.signal.server.core.renewals): only the expiry moves. None: take the general
     path. Every other change (`with_changes`, a new Mitigation) drops it."""
     stored_expiry: float | None = None
     """Set by a refresh written ahead (`ServerSettings.renewal_slack`): the store holds `record` with this expiry,
@@ -98,7 +98,7 @@ class Mitigation:
         return copy
 
     def renewed(self, expires_at: float, stored_expiry: float) -> Mitigation:
-        """A pure renewal of this mitigation (MitigationRequests._renewed): the record's expiry moved to EXPIRES_AT,
+        """A pure renewal of this mitigation (renewals.renewed_at): the record's expiry moved to EXPIRES_AT,
         the store holding STORED_EXPIRY (no earlier); everything else, `renewable` included, kept."""
         record = object.__new__(MitigationRecord)
         object.__setattr__(record, "__dict__", {**self.record.__dict__, "expires_at": expires_at})

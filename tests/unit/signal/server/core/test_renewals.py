@@ -1,9 +1,10 @@
-"""The renewal shortcut (MitigationRequests._renewed) answers a pure renewal (RFC 9132 §4.4.1: the same request
-repeated to renew its lifetime) exactly as the general refresh does: two servers, one with the shortcut off, driven
-through the same seeded sequences of PUTs (the same body, another lifetime, another body, another client, efficacy
-updates), GETs, DELETEs, heartbeats, mitigators' status reports, time passing (refreshes, expiry, a lost session),
-and operator reloads narrowing the domain, give the same answers, the same writes and events, and hold the same
-mitigations, with renewal_slack 0 and 30."""
+"""The renewal shortcut (opendots.signal.server.core.renewals, taken by MitigationRequests._put) answers a pure renewal
+(RFC 9132 §4.4.1: the same request repeated to renew its lifetime) exactly as the general refresh does: two servers,
+one with the shortcut off, driven through the same seeded sequences of PUTs (the same body, another lifetime,
+another body, another client, efficacy updates), GETs, DELETEs, heartbeats, mitigators' status reports, time passing
+(refreshes, expiry, a lost session), and operator reloads narrowing the domain, give the same answers, the same
+writes and events, and hold the same mitigations, with renewal_slack 0 and 30. A refresh naming RFC 9133 ACLs is
+never one (it sets their activation again)."""
 
 from __future__ import annotations
 
