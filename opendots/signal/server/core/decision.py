@@ -65,7 +65,9 @@ class Decision:
     @property
     def pending(self) -> bool:
         """Whether the core must hear `apply` or `write_failed` before it decides anything else."""
-        return bool(self.effects) or bool(self.acl_activations) or self.stores
+        # Read on every message: `stores` written out (one property call, not two).
+        changes = self._changes
+        return bool(self.effects or self.acl_activations) or (changes is not None and bool(changes))
 
     def then(self, effect: Callable[[], None]) -> None:
         self.effects.append(effect)

@@ -185,17 +185,13 @@ class MitigationRequests:
             return self._efficacy_update(existing, parsed, now, decision)
         if parsed.lifetime is None:
             raise refuse("4.00", "'lifetime' is mandatory in a mitigation request")
-        targets = parsed.targets
-        if targets.alias_names:
-            targets = resolve_aliases(client, targets, settings.aliases)
+        targets = resolve_aliases(client, parsed.targets, settings.aliases)
         if settings.call_home:
             check_call_home_authorized(client, targets)
             self._check_legitimate(targets)
         elif existing is None or existing.authorized_for is not client or existing.targets is not targets:
             check_authorized(client, targets)
-        lifetime, cap = parsed.lifetime, settings.max_lifetime
-        # What _grant gives a finite lifetime within the cap (nearly every request), without the call.
-        granted = lifetime if lifetime > 0 and (not cap or lifetime <= cap) else self._grant(lifetime, settings)
+        granted = self._grant(parsed.lifetime, settings)
         activations = []
         if parsed.acl_controls and (existing is None or existing.request.same_parameters(parsed)):
             activations = self.acls.control(client, path, parsed, now)
@@ -285,13 +281,13 @@ class MitigationRequests:
         granted = put.granted
         changes: dict[str, Any] = {
             "lifetime": granted,
-            "expires_at": None if granted == defaults.INDEFINITE_LIFETIME else now + granted,  # _expiry
+            "expires_at": self._expiry(granted, now),
             "request": stored_request if renewal else parsed.document,
             "terminating_until": None,
         }
         if parsed.attack_status is not None:
             changes["attack_status"] = int(parsed.attack_status)
-        revived = record.terminating_until is not None  # existing.terminating
+        revived = existing.terminating
         if status != record.status:
             changes["status"] = int(status)
         updated = existing.with_changes(changes)
@@ -310,8 +306,8 @@ class MitigationRequests:
         else:
             # Written behind: the store already holds this row with an expiry at or after the renewed one (see
             # renewals.written_ahead), so a crash loses nothing; memory keeps the exact expiry.
-            updated.stored_expiry = existing.stored_expiry if existing.stored_expiry is not None else record.expires_at
-        decision.effects.append(functools.partial(self.table.hold, updated))  # decision.then
+            updated.stored_expiry = existing.expiry_stored()
+        decision.then(functools.partial(self.table.hold, updated))
         if not (revived or retargeted or call_home):
             updated.renewable = renewable(updated, settings)
         if revived:

@@ -82,8 +82,11 @@ class Mitigation:
     def with_record(self, **changes: Any) -> Mitigation:
         return self.with_changes(changes)
 
-    def with_changes(self, changes: dict[str, Any]) -> Mitigation:
-        """A copy with its record's CHANGES (MitigationRecord fields) made, and no `stored_expiry`."""
+    def with_changes(
+        self, changes: dict[str, Any], stored_expiry: float | None = None, renewable: Any = None
+    ) -> Mitigation:
+        """A copy with its record's CHANGES (MitigationRecord fields) made, STORED_EXPIRY and RENEWABLE (both
+        dropped unless given: only a pure renewal keeps them, opendots.signal.server.core.renewals)."""
         # Called on every refresh: both copies built directly (dataclasses.replace on both is ~3x the cost). The
         # record is a frozen dataclass without __post_init__, so a copy of its attributes is the whole of it; the
         # Mitigation is copied by its attributes, not __init__ (a third less).
@@ -93,18 +96,7 @@ class Mitigation:
         object.__setattr__(record, "__dict__", {**self.record.__dict__, **changes})
         copy = object.__new__(type(self))
         attributes = self.__dict__.copy()
-        attributes["record"], attributes["stored_expiry"], attributes["renewable"] = record, None, None
-        copy.__dict__ = attributes
-        return copy
-
-    def renewed(self, expires_at: float, stored_expiry: float) -> Mitigation:
-        """A pure renewal of this mitigation (renewals.renewed_at): the record's expiry moved to EXPIRES_AT,
-        the store holding STORED_EXPIRY (no earlier); everything else, `renewable` included, kept."""
-        record = object.__new__(MitigationRecord)
-        object.__setattr__(record, "__dict__", {**self.record.__dict__, "expires_at": expires_at})
-        copy = object.__new__(type(self))
-        attributes = self.__dict__.copy()
-        attributes["record"], attributes["stored_expiry"] = record, stored_expiry
+        attributes["record"], attributes["stored_expiry"], attributes["renewable"] = record, stored_expiry, renewable
         copy.__dict__ = attributes
         return copy
 

@@ -9,9 +9,9 @@ workers or PostgreSQL the slack is 0 (other processes read the stored expiry), a
 Pure renewals: a refresh that finds the mitigation `renewable` marks it with the settings in force; the same bytes
 again, by the client object its targets were checked for, under those very settings (a reload replaces them), are
 then a pure renewal (`renewed_at`: only the expiry moves) as long as the stored expiry covers it. Any other change
-to the mitigation makes a new object without the mark (Mitigation.with_changes). The shortcut matters because the
-server pays each Python frame about three times over with the caches cold between two messages
-(bench/message_cpu.py); tests/unit/signal/server/core/test_renewal_shortcut.py holds it to the general path.
+to the mitigation makes a new object without the mark (Mitigation.with_changes, unless told to keep it). The
+shortcut matters because the server pays each Python frame about three times over with the caches cold between two
+messages (bench/message_cpu.py); tests/unit/signal/server/core/test_renewals.py holds it to the general path.
 """
 
 from __future__ import annotations
@@ -65,10 +65,10 @@ def renewed_at(existing: Mitigation, now: float) -> Mitigation | None:
     the stored expiry does not cover the new one (the general refresh writes it ahead)."""
     record = existing.record
     expires = now + record.lifetime
-    stored = existing.stored_expiry if existing.stored_expiry is not None else record.expires_at
+    stored = existing.stored_expiry if existing.stored_expiry is not None else record.expires_at  # expiry_stored()
     if stored is None or stored < expires:
         return None
-    return existing.renewed(expires, stored)
+    return existing.with_changes({"expires_at": expires}, stored, existing.renewable)
 
 
 def written_ahead(updated: Mitigation, slack: float) -> MitigationRecord:

@@ -269,7 +269,7 @@ class SignalServer:
         return Decision()
 
     def _decided(self, decision: Decision) -> Decision:
-        if decision.effects or decision.acl_activations or decision.stores:  # decision.pending, on every message
+        if decision.pending:
             self._pending = decision
         else:
             self.peers.flush(self._now)

@@ -221,9 +221,6 @@ class SignalService:
             response, events = settle(core, store, core.handle(request, now), now, self.acl_store)  # type: ignore[arg-type]
             if events:
                 self._queue.put_nowait(events)
-            if self._asleep and core.timer_mark() == self._asleep_mark:  # _poke_if_sooner's usual answer
-                assert response is not None
-                return response
         else:
             response = self._settle(self._decider(request, fetched), _mode(request))
         self._poke_if_sooner()
@@ -368,9 +365,9 @@ class SignalService:
         if not self._asleep:
             self.poke()
             return
-        if self.core.timer_mark() == self._asleep_mark:
-            return  # nothing moved earlier since the task (or this) looked: next_timer() is no sooner
         mark = self.core.timer_mark()
+        if mark == self._asleep_mark:
+            return  # nothing moved earlier since the task (or this) looked: next_timer() is no sooner
         due, waiting = self.core.next_timer(), self._asleep_until
         if due is not None and (waiting is None or due < waiting):
             self.poke()
